@@ -1,1 +1,60 @@
-"""Shared core."""
+"""platform_core: the common language of the platform.
+
+Field types and schemas (Arrow), row hashing for partitioning, errors, settings, sortable ids,
+content hashes, plugins and tokens. Everything public is importable from here.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import auth
+from .errors import (
+    BadInputError,
+    ConflictError,
+    CorruptDataError,
+    ForbiddenError,
+    NotFoundError,
+    OverBudgetError,
+    PlatformError,
+    SettingsError,
+    UnauthorizedError,
+    UnavailableError,
+)
+from .ids import id_time, is_valid_id, new_id
+from .integrity import canonical_json, sha256_bytes, sha256_file, sha256_stream, stable_hash
+from .plugin import PLUGIN_GROUP, Plugin, PluginError, discover_plugins
+from .settings import PackageSettings, PlatformSettings, load_settings
+
+try:
+    __version__ = version("platform-core")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "PLUGIN_GROUP",
+    "BadInputError",
+    "ConflictError",
+    "CorruptDataError",
+    "ForbiddenError",
+    "NotFoundError",
+    "OverBudgetError",
+    "PackageSettings",
+    "PlatformError",
+    "PlatformSettings",
+    "Plugin",
+    "PluginError",
+    "SettingsError",
+    "UnauthorizedError",
+    "UnavailableError",
+    "__version__",
+    "auth",
+    "canonical_json",
+    "discover_plugins",
+    "id_time",
+    "is_valid_id",
+    "load_settings",
+    "new_id",
+    "sha256_bytes",
+    "sha256_file",
+    "sha256_stream",
+    "stable_hash",
+]

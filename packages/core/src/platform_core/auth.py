@@ -1,0 +1,225 @@
+"""Platform tokens: HS256 JWTs signed with one secret, user tokens and cluster tokens.
+
+Claims are fixed: ``sub`` (the uid Elkyn rules see as ``auth.uid``), ``admin``, ``exp``, plus
+free-form extra claims. Node-to-node calls carry a cluster token (claim ``cluster``), which is
+accepted only by :meth:`TokenSigner.verify_cluster`, never as a user token. The secret comes
+from ``PLATFORM_SECRET`` or from ``PLATFORM_HOME/secret``, created once and atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from .errors import BadInputError, SettingsError, UnauthorizedError
+from .settings import PlatformSettings, load_settings
+
+__all__ = [
+    "Claims",
+    "TokenSigner",
+    "bearer_token",
+    "client_token",
+    "cluster_token",
+    "issue_token",
+    "load_secret",
+    "signer",
+    "verify_cluster",
+    "verify_token",
+]
+
+ALGORITHM = "HS256"
+MIN_SECRET_BYTES = 32
+LEEWAY_SECONDS = 30
+DEFAULT_TTL_SECONDS = 12 * 3600
+_RESERVED = frozenset({"sub", "admin", "exp", "iat", "cluster"})
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What a verified token says."""
+
+    sub: str
+    admin: bool
+    exp: int
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    cluster: bool = False
+
+
+class TokenSigner:
+    """Signs and verifies platform tokens with one HS256 secret."""
+
+    def __init__(self, secret: bytes | str) -> None:
+        key = secret.encode() if isinstance(secret, str) else secret
+        if len(key) < MIN_SECRET_BYTES:
+            raise SettingsError(
+                f"the platform secret has {len(key)} bytes; it needs at least {MIN_SECRET_BYTES} "
+                "(set PLATFORM_SECRET to a longer random string, e.g. `openssl rand -hex 32`)"
+            )
+        self._key = key
+
+    def issue(
+        self,
+        sub: str,
+        *,
+        admin: bool = False,
+        ttl_seconds: int = DEFAULT_TTL_SECONDS,
+        extra: Mapping[str, Any] | None = None,
+    ) -> str:
+        """A user token for ``sub``; ``extra`` claims may not reuse a fixed claim's name."""
+        if not isinstance(sub, str) or not sub:
+            raise BadInputError("a token needs a non-empty subject (sub)")
+        if ttl_seconds <= 0:
+            raise BadInputError(f"token lifetime must be positive, got {ttl_seconds} s")
+        extra = dict(extra or {})
+        clash = _RESERVED & extra.keys()
+        if clash:
+            raise BadInputError(
+                f"extra claims {sorted(clash)} clash with fixed claims {sorted(_RESERVED)}"
+            )
+        now = int(time.time())
+        payload = {**extra, "sub": sub, "admin": bool(admin), "iat": now, "exp": now + ttl_seconds}
+        return jwt.encode(payload, self._key, algorithm=ALGORITHM)
+
+    def cluster_token(self, node: str = "node", *, ttl_seconds: int = 3600) -> str:
+        """A token for node-to-node calls (lake gossip and Flight, Elkyn replication)."""
+        now = int(time.time())
+        payload = {
+            "sub": node,
+            "admin": False,
+            "cluster": True,
+            "iat": now,
+            "exp": now + ttl_seconds,
+        }
+        return jwt.encode(payload, self._key, algorithm=ALGORITHM)
+
+    def verify(self, token: str) -> Claims:
+        """Claims of a valid user token; cluster tokens and bad tokens raise ``UnauthorizedError``."""
+        claims = self._decode(token)
+        if claims.cluster:
+            raise UnauthorizedError("a cluster token is only accepted on node-to-node routes")
+        return claims
+
+    def verify_cluster(self, token: str) -> Claims:
+        """Claims of a valid cluster token; anything else raises ``UnauthorizedError``."""
+        claims = self._decode(token)
+        if not claims.cluster:
+            raise UnauthorizedError("this node-to-node route needs a cluster token")
+        return claims
+
+    def _decode(self, token: str) -> Claims:
+        try:
+            payload = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["sub", "exp"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise UnauthorizedError("token expired; log in again for a new one") from exc
+        except jwt.InvalidTokenError as exc:
+            raise UnauthorizedError(f"invalid token ({exc}); log in for a new one") from exc
+        sub = payload.pop("sub")
+        if not isinstance(sub, str) or not sub:
+            raise UnauthorizedError("invalid token: 'sub' must be a non-empty string")
+        admin = payload.pop("admin", False) is True
+        cluster = payload.pop("cluster", False) is True
+        exp = int(payload.pop("exp"))
+        payload.pop("iat", None)
+        return Claims(sub=sub, admin=admin, exp=exp, extra=payload, cluster=cluster)
+
+
+def load_secret(settings: PlatformSettings | None = None) -> bytes:
+    """``PLATFORM_SECRET``, or the secret file under ``PLATFORM_HOME`` (made once if missing)."""
+    settings = settings or load_settings()
+    if settings.secret is not None:
+        return settings.secret.get_secret_value().encode()
+    path = Path(settings.home) / "secret"
+    try:
+        return _read_secret(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write the whole secret to a private temp file (O_EXCL), then link it into place: link
+    # fails if the file exists, so exactly one process creates it and nobody reads it half-written.
+    tmp = path.with_name(f".secret.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _read_secret(path)
+
+
+def _read_secret(path: Path) -> bytes:
+    data = path.read_bytes().strip()
+    if not data:
+        raise SettingsError(f"the secret file {path} is empty; delete it to have a new one made")
+    return data
+
+
+def signer(settings: PlatformSettings | None = None) -> TokenSigner:
+    """A signer with the platform secret of ``settings`` (or the environment's)."""
+    return TokenSigner(load_secret(settings))
+
+
+def issue_token(
+    sub: str,
+    *,
+    admin: bool = False,
+    ttl_seconds: int | None = None,
+    extra: Mapping[str, Any] | None = None,
+    settings: PlatformSettings | None = None,
+) -> str:
+    """Sign a user token with the platform secret."""
+    settings = settings or load_settings()
+    ttl = ttl_seconds if ttl_seconds is not None else settings.token_ttl_seconds
+    return signer(settings).issue(sub, admin=admin, ttl_seconds=ttl, extra=extra)
+
+
+def verify_token(token: str, settings: PlatformSettings | None = None) -> Claims:
+    """Verify a user token with the platform secret."""
+    return signer(settings).verify(token)
+
+
+def cluster_token(node: str = "node", settings: PlatformSettings | None = None) -> str:
+    """Sign a node-to-node token with the platform secret."""
+    return signer(settings).cluster_token(node)
+
+
+def verify_cluster(token: str, settings: PlatformSettings | None = None) -> Claims:
+    """Verify a node-to-node token with the platform secret."""
+    return signer(settings).verify_cluster(token)
+
+
+def client_token(
+    explicit: str | None = None, settings: PlatformSettings | None = None
+) -> str | None:
+    """The token a client sends: ``--token`` if given, else ``PLATFORM_TOKEN``, else none."""
+    if explicit:
+        return explicit
+    settings = settings or load_settings()
+    return settings.token.get_secret_value() if settings.token is not None else None
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or ``None``."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise UnauthorizedError("the Authorization header must be 'Bearer <token>'")
+    return value.strip()

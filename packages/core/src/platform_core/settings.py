@@ -1,0 +1,81 @@
+"""Settings from the environment: ``PLATFORM_*`` for the platform, ``<PKG>_*`` per package.
+
+A package's settings class subclasses :class:`PackageSettings` with its own prefix; each of its
+fields is read from ``<PKG>_<FIELD>`` first, then from ``PLATFORM_<FIELD>``, then its default.
+So ``LAKE_HOME`` overrides ``PLATFORM_HOME`` for the lake only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from .errors import SettingsError
+
+__all__ = ["PackageSettings", "PlatformSettings", "load_settings"]
+
+S = TypeVar("S", bound=BaseSettings)
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class PlatformSettings(BaseSettings):
+    """Platform-wide settings (env prefix ``PLATFORM_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="PLATFORM_", extra="ignore", frozen=True)
+
+    home: Path = Path(".platform")
+    """Data directory: LMDB, lake chunks, spill files and the secret live under it."""
+    host: str = "127.0.0.1"
+    port: int = 8080
+    secret: SecretStr | None = None
+    """Token signing secret; when unset, one is created once under ``home``."""
+    admin_password: SecretStr | None = None
+    """Password for ``POST /api/login``; unset means dev mode (loopback only)."""
+    token: SecretStr | None = None
+    """Token that clients (``lake upload``, SDKs) send to the gateway."""
+    token_ttl_seconds: int = 12 * 3600
+    max_body_bytes: int = 16 * 1024 * 1024
+    """Largest request body the gateway accepts (uploads go through chunked parts)."""
+    log_level: LogLevel = "info"
+
+
+class PackageSettings(PlatformSettings):
+    """Base for a package's settings: its own prefix first, then ``PLATFORM_``."""
+
+    prefix: ClassVar[str] = "PLATFORM_"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        platform_env = EnvSettingsSource(settings_cls, env_prefix="PLATFORM_")
+        return (init_settings, env_settings, platform_env, dotenv_settings, file_secret_settings)
+
+
+def load_settings(cls: type[S] = PlatformSettings, **overrides: Any) -> S:  # type: ignore[assignment]
+    """Build settings from the environment, turning validation failures into one clear error."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "?"
+            problems.append(f"{prefix}{field.upper()}={err.get('input')!r}: {err['msg']}")
+        raise SettingsError(
+            "invalid settings: " + "; ".join(problems) + " (fix the environment variable or option)"
+        ) from exc
