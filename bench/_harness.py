@@ -1,0 +1,296 @@
+"""The shared benchmark harness: every engine in its own child, medians, memory, resumable JSON.
+
+A benchmark script declares its data generator, its engines and its workloads::
+
+    bench = Benchmark("core_hash", "hash_columns against DuckDB's hash()")
+
+    @bench.data
+    def generate(scale: float, cache: Path) -> dict: ...      # seeded, written once per scale
+
+    @bench.engine("ours")
+    def ours(workload: str, params: dict) -> Callable[[], Any]:
+        table = load(params)                    # setup: not timed
+        return lambda: work(table)              # timed
+
+    @bench.engine("duckdb", peer=True)
+    def duck(workload: str, params: dict) -> Callable[[], Any]: ...
+
+    @bench.check
+    def check(workload: str, output: Any) -> Any: ...   # untimed: output -> small JSON value
+
+    if __name__ == "__main__":
+        bench.main(["hash_i64", "hash_utf8"])
+
+Each (workload, engine, run) runs in a fresh spawned child, so memory figures are its own:
+peak RSS above the child's baseline (taken after imports, before setup; setup counts, since an
+engine's way of loading data is part of its footprint), the Arrow default pool's peak, and the
+wall time of the timed call. Engines' check values must agree, so no engine can skip work.
+Results go to ``bench/results/<name>.json`` after every run; a later run resumes from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+DATA_CACHE = ROOT / "results" / "data"
+
+EngineFactory = Callable[[str, dict[str, Any]], Callable[[], Any]]
+
+
+def _proc_status_kib(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{key} not in /proc/self/status")
+
+
+def _reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Engine:
+    name: str
+    factory: EngineFactory
+    peer: bool
+
+
+@dataclass
+class Benchmark:
+    """One benchmark script: a data generator, engines (ours first, then peers) and workloads."""
+
+    name: str
+    description: str
+    engines: dict[str, Engine] = field(default_factory=dict)
+    generator: Callable[[float, Path], dict[str, Any]] | None = None
+    checker: Callable[[str, Any], Any] | None = None
+    quick_scale: float = 0.01
+
+    def data(
+        self, fn: Callable[[float, Path], dict[str, Any]]
+    ) -> Callable[[float, Path], dict[str, Any]]:
+        self.generator = fn
+        return fn
+
+    def check(self, fn: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+        """Turn a timed call's output into a small JSON value, outside the timing."""
+        self.checker = fn
+        return fn
+
+    def engine(self, name: str, *, peer: bool = False) -> Callable[[EngineFactory], EngineFactory]:
+        def register(fn: EngineFactory) -> EngineFactory:
+            self.engines[name] = Engine(name, fn, peer)
+            return fn
+
+        return register
+
+    # ---------------------------------------------------------------- driver (parent process)
+    def main(self, workloads: list[str], argv: list[str] | None = None) -> None:
+        ap = argparse.ArgumentParser(prog=f"bench/{self.name}.py", description=self.description)
+        ap.add_argument("--quick", action="store_true", help=f"tiny scale ({self.quick_scale})")
+        ap.add_argument("--scale", type=float, default=1.0, help="data size factor (default 1)")
+        ap.add_argument("--runs", type=int, default=5, help="runs per engine and workload")
+        ap.add_argument("--fresh", action="store_true", help="ignore stored results")
+        ap.add_argument("--workload", action="append", help="run only these workloads")
+        ap.add_argument("--engine", action="append", help="run only these engines")
+        args = ap.parse_args(argv)
+        scale = self.quick_scale if args.quick else args.scale
+        chosen = [w for w in workloads if not args.workload or w in args.workload]
+        engines = [e for e in self.engines.values() if not args.engine or e.name in args.engine]
+        if self.generator is None or not engines or not chosen:
+            sys.exit("nothing to run: a benchmark needs @data, an @engine and a workload")
+
+        store = ResultStore(RESULTS / f"{self.name}.json", fresh=args.fresh)
+        cache = DATA_CACHE / self.name / f"scale-{scale:g}"
+        cache.mkdir(parents=True, exist_ok=True)
+        params = self.generator(scale, cache)
+        script = Path(sys.modules["__main__"].__file__ or "").resolve()
+        ctx = mp.get_context("spawn")
+        for workload in chosen:
+            for engine in engines:
+                for run in range(args.runs):
+                    key = f"{workload}|{engine.name}|{scale:g}|{run}"
+                    if store.has(key):
+                        continue
+                    result = _run_in_child(ctx, script, engine.name, workload, params)
+                    store.put(
+                        key,
+                        {
+                            "workload": workload,
+                            "engine": engine.name,
+                            "scale": scale,
+                            "run": run,
+                            **result,
+                        },
+                    )
+                    print(
+                        f"  {workload:<24} {engine.name:<10} run {run + 1}/{args.runs}: "
+                        f"{_fmt_seconds(result.get('seconds'))}",
+                        file=sys.stderr,
+                    )
+        report = self.report(store, chosen, engines, scale, args.runs)
+        print(report)
+
+    def report(
+        self,
+        store: ResultStore,
+        workloads: list[str],
+        engines: list[Engine],
+        scale: float,
+        runs: int,
+    ) -> str:
+        """A markdown table: our median, each peer's median, ratio, memory; checks compared."""
+        ours = next((e for e in engines if not e.peer), None)
+        lines = [
+            f"### {self.name} (scale {scale:g}, median of {runs} runs)",
+            "",
+            "| workload | engine | median s | vs ours | peak RSS MiB | Arrow peak MiB | check |",
+            "|---|---|---:|---:|---:|---:|---|",
+        ]
+        failures = []
+        for w in workloads:
+            summary = {e.name: store.summary(w, e.name, scale, runs) for e in engines}
+            base = summary[ours.name]["median"] if ours else None
+            checks = {s["check"] for s in summary.values() if s["check"] is not None}
+            for e in engines:
+                s = summary[e.name]
+                if s["error"]:
+                    failures.append(f"{w}/{e.name}: {s['error']}")
+                ratio = f"{s['median'] / base:.2f}x" if base and s["median"] and e.peer else "-"
+                lines.append(
+                    f"| {w} | {e.name}{'' if e.peer else ' (ours)'} | {_fmt_seconds(s['median'])} "
+                    f"| {ratio} | {_fmt_mib(s['rss'])} | {_fmt_mib(s['arrow'])} | {s['check']} |"
+                )
+            if len(checks) > 1:
+                failures.append(
+                    f"{w}: engines disagree on the check value: {sorted(map(str, checks))}"
+                )
+        lines.append("")
+        lines.append("'vs ours' is the peer's median time over ours: above 1 means we are faster.")
+        if failures:
+            lines += ["", "FAILURES:", *failures]
+            print("\n".join(lines))
+            sys.exit(1)
+        return "\n".join(lines)
+
+
+class ResultStore:
+    """Results of single runs, kept in one JSON file rewritten atomically after each run."""
+
+    def __init__(self, path: Path, *, fresh: bool) -> None:
+        self.path = path
+        self.rows: dict[str, dict[str, Any]] = {}
+        if path.exists() and not fresh:
+            self.rows = json.loads(path.read_text())
+
+    def has(self, key: str) -> bool:
+        return key in self.rows and not self.rows[key].get("error")
+
+    def put(self, key: str, row: dict[str, Any]) -> None:
+        self.rows[key] = row
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.rows, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)
+
+    def summary(self, workload: str, engine: str, scale: float, runs: int) -> dict[str, Any]:
+        rows = [self.rows.get(f"{workload}|{engine}|{scale:g}|{r}") for r in range(runs)]
+        ok = [r for r in rows if r and not r.get("error")]
+        errors = [r["error"] for r in rows if r and r.get("error")]
+        checks = {json.dumps(r.get("check")) for r in ok}
+        return {
+            "median": statistics.median(r["seconds"] for r in ok) if ok else None,
+            "rss": statistics.median(r["peak_rss_bytes"] for r in ok) if ok else None,
+            "arrow": statistics.median(r["arrow_peak_bytes"] for r in ok) if ok else None,
+            "check": json.loads(checks.pop())
+            if len(checks) == 1
+            else (None if not checks else "varies"),
+            "error": errors[0] if errors else None,
+        }
+
+
+def _run_in_child(
+    ctx: Any, script: Path, engine: str, workload: str, params: dict[str, Any]
+) -> dict[str, Any]:
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_main, args=(str(script), engine, workload, params, child))
+    proc.start()
+    child.close()
+    try:
+        result = parent.recv()
+    except EOFError:
+        result = {"error": "child died without a result"}
+    proc.join()
+    if proc.exitcode not in (0, None) and "error" not in result:
+        result["error"] = f"child exited with {proc.exitcode}"
+    return result
+
+
+def _child_main(script: str, engine: str, workload: str, params: dict[str, Any], conn: Any) -> None:
+    """In the child: load the script, set up the engine, time one call, measure memory."""
+    try:
+        import importlib.util
+
+        import pyarrow as pa
+
+        spec = importlib.util.spec_from_file_location("_bench_script", script)
+        if spec is None or spec.loader is None:
+            raise RuntimeError(f"cannot load benchmark script {script}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        bench = next(v for v in vars(module).values() if isinstance(v, Benchmark))
+        pool = pa.default_memory_pool()
+        pool.release_unused()
+        arrow_base = pool.bytes_allocated()
+        baseline = _proc_status_kib("VmRSS") * 1024
+        exact_peak = _reset_peak_rss()
+        call = bench.engines[engine].factory(workload, params)
+        start = time.perf_counter()
+        output = call()
+        seconds = time.perf_counter() - start
+        peak = _proc_status_kib("VmHWM") * 1024
+        check = bench.checker(workload, output) if bench.checker else output
+        conn.send(
+            {
+                "seconds": seconds,
+                "peak_rss_bytes": max(0, peak - baseline),
+                "peak_rss_exact": exact_peak,
+                "arrow_peak_bytes": max(0, pool.max_memory() - arrow_base),
+                "check": check,
+            }
+        )
+    except BaseException as exc:  # report any failure to the parent, then exit non-zero
+        conn.send({"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
+        raise SystemExit(1) from exc
+    finally:
+        conn.close()
+
+
+def _fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "n/a"
+    return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def _fmt_mib(b: float | None) -> str:
+    return "n/a" if b is None else f"{b / 2**20:.1f}"

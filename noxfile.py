@@ -1,0 +1,165 @@
+"""Developer and CI sessions. `nox` runs the default ones (what CI runs); `nox -l` lists all.
+
+Every workspace member gets a `tests-<name>` session that installs only that package and its
+declared dependencies into the session's own venv, so an undeclared cross-package import fails
+there, while the root `.venv` keeps every package for day-to-day work.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+nox.options.default_venv_backend = "uv"
+nox.options.error_on_missing_interpreters = True
+nox.needs_version = ">=2025.2.9"
+
+# Python comes from this machine, never a download; uv is found next to nox if not on PATH.
+os.environ["UV_PYTHON_DOWNLOADS"] = "never"
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+
+
+@dataclass(frozen=True)
+class Member:
+    """One workspace package: where it lives, its distribution and import names."""
+
+    short: str
+    path: Path
+    dist: str
+    module: str
+    scripts: tuple[str, ...]
+    workspace_deps: tuple[str, ...]
+
+
+def _members() -> list[Member]:
+    paths = [*sorted(ROOT.glob("packages/*/pyproject.toml")), ROOT / "apps/gateway/pyproject.toml"]
+    members = []
+    for pyproject in paths:
+        meta = tomllib.loads(pyproject.read_text())
+        project = meta["project"]
+        sources = meta.get("tool", {}).get("uv", {}).get("sources", {})
+        (module,) = [p.parent.name for p in (pyproject.parent / "src").glob("*/__init__.py")]
+        members.append(
+            Member(
+                short=pyproject.parent.name,
+                path=pyproject.parent,
+                dist=project["name"],
+                module=module,
+                scripts=tuple(project.get("scripts", {})),
+                workspace_deps=tuple(n for n, s in sources.items() if s.get("workspace")),
+            )
+        )
+    return members
+
+
+MEMBERS = _members()
+BY_DIST = {m.dist: m for m in MEMBERS}
+
+
+def _sync(session: nox.Session, *args: str) -> None:
+    """`uv sync` into the session's venv (not the root .venv) from the committed lock."""
+    env = {"UV_PROJECT_ENVIRONMENT": session.virtualenv.location}
+    session.run_install("uv", "sync", "--locked", "--no-default-groups", *args, env=env)
+
+
+@nox.session(venv_backend="none")
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check over the whole tree."""
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(venv_backend="none")
+def typecheck(session: nox.Session) -> None:
+    """mypy over every package (strict for platform_core, set in pyproject.toml)."""
+    args: list[str] = []
+    for m in MEMBERS:
+        args += ["-p", m.module]
+    session.run("mypy", *args)
+
+
+def _tests(member: Member):  # type: ignore[no-untyped-def]
+    def run(session: nox.Session) -> None:
+        _sync(session, "--package", member.dist, "--group", "test")
+        session.run("pytest", str(member.path / "tests"), *session.posargs)
+
+    run.__doc__ = f"{member.dist} tests, with only its declared dependencies installed."
+    return run
+
+
+for _m in MEMBERS:
+    nox.session(name=f"tests-{_m.short}")(_tests(_m))
+
+
+def _workspace_closure(dist: str) -> list[str]:
+    """`dist` and every platform-* package it depends on, transitively."""
+    seen: list[str] = []
+    todo = [dist]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.append(name)
+            todo += list(BY_DIST[name].workspace_deps)
+    return seen
+
+
+@nox.session(venv_backend="none")
+def wheels(session: nox.Session) -> None:
+    """Build each wheel; pip-install it alone (with its platform-* wheels) and smoke it."""
+    dist_dir = Path(session.create_tmp()) / "dist"
+    shutil.rmtree(dist_dir, ignore_errors=True)
+    for m in MEMBERS:
+        session.run("uv", "build", "--quiet", "--wheel", "--package", m.dist, "-o", str(dist_dir))
+    for m in MEMBERS:
+        venv = Path(session.create_tmp()) / f"wheel-{m.short}"
+        shutil.rmtree(venv, ignore_errors=True)
+        session.run(sys.executable, "-m", "venv", str(venv))
+        py, bindir = venv / "bin" / "python", venv / "bin"
+        wheels = [
+            str(next(dist_dir.glob(f"{d.replace('-', '_')}-*.whl")))
+            for d in _workspace_closure(m.dist)
+        ]
+        session.run(
+            str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *wheels
+        )
+        session.run(str(py), "-c", f"import {m.module}; print({m.module}.__name__, 'imports')")
+        for script in m.scripts:
+            session.run(str(bindir / script), "--help", silent=True)
+
+
+@nox.session
+def integration(session: nox.Session) -> None:
+    """Tests across packages, with the whole platform installed and started as a user does."""
+    _sync(session, "--all-packages", "--group", "test")
+    session.run("pytest", "integration", *session.posargs)
+
+
+def _bench_scripts() -> list[str]:
+    return sorted(p.stem for p in (ROOT / "bench").glob("*.py") if not p.stem.startswith("_"))
+
+
+@nox.session(name="bench-quick")
+def bench_quick(session: nox.Session) -> None:
+    """Every benchmark at --quick scale, so the scripts never rot (no timing assertions)."""
+    _sync(session, "--all-packages", "--group", "bench")
+    for name in _bench_scripts():
+        session.run("python", f"bench/{name}.py", "--quick", "--runs", "1", "--fresh")
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Full-size benchmarks: `nox -s bench -- [<name>] [--scale S] [--runs N]`."""
+    _sync(session, "--all-packages", "--group", "bench")
+    args = list(session.posargs)
+    names = [args.pop(0)] if args and not args[0].startswith("-") else _bench_scripts()
+    for name in names:
+        if name not in _bench_scripts():
+            session.error(f"no benchmark {name!r}; have: {', '.join(_bench_scripts())}")
+        session.run("python", f"bench/{name}.py", *args)
