@@ -21,7 +21,7 @@ from .errors import (
 )
 from .ids import id_time, is_valid_id, new_id
 from .integrity import canonical_json, sha256_bytes, sha256_file, sha256_stream, stable_hash
-from .plugin import PLUGIN_GROUP, Plugin, PluginError, discover_plugins
+from .plugin import PLUGIN_GROUP, Plugin, PluginError, check_plugins, discover_plugins
 from .settings import PackageSettings, PlatformSettings, load_settings
 
 try:
@@ -48,6 +48,7 @@ __all__ = [
     "__version__",
     "auth",
     "canonical_json",
+    "check_plugins",
     "discover_plugins",
     "id_time",
     "is_valid_id",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -22,7 +22,7 @@ from .errors import PlatformError
 if TYPE_CHECKING:
     from .settings import PlatformSettings
 
-__all__ = ["PLUGIN_GROUP", "Plugin", "PluginError", "discover_plugins"]
+__all__ = ["PLUGIN_GROUP", "Plugin", "PluginError", "check_plugins", "discover_plugins"]
 
 log = logging.getLogger(__name__)
 
@@ -92,24 +92,36 @@ def discover_plugins(group: str = PLUGIN_GROUP) -> list[Plugin]:
             )
         plugins.append(plugin)
     plugins.sort(key=lambda p: p.name)
-    _check_unique(plugins)
+    check_plugins(plugins)
     log.debug("discovered plugins: %s", [p.name for p in plugins])
     return plugins
 
 
-def _check_unique(plugins: list[Plugin]) -> None:
+def _overlap(a: str, b: str) -> bool:
+    short, long = sorted([a, b], key=len)
+    return long == short or long.startswith(short + "/")
+
+
+def check_plugins(plugins: Sequence[Plugin], reserved: Sequence[str] = ()) -> None:
+    """Raise ``PluginError`` on a duplicate name, or a prefix overlapping another or ``reserved``."""
     names: set[str] = set()
     prefixes: dict[str, str] = {}
-    for p in plugins:
-        if p.name in names:
-            raise PluginError(f"two installed plugins are named {p.name!r}; uninstall one")
-        names.add(p.name)
-        if p.prefix:
-            for other_prefix, other in prefixes.items():
-                a, b = sorted([p.prefix, other_prefix], key=len)
-                if b == a or b.startswith(a + "/"):
-                    raise PluginError(
-                        f"plugins {other!r} ({other_prefix}) and {p.name!r} ({p.prefix}) "
-                        "serve overlapping URL prefixes"
-                    )
-            prefixes[p.prefix] = p.name
+    for plugin in plugins:
+        if plugin.name in names:
+            raise PluginError(f"two installed plugins are named {plugin.name!r}; uninstall one")
+        names.add(plugin.name)
+        if not plugin.prefix:
+            continue
+        for path in reserved:
+            if _overlap(plugin.prefix, path):
+                raise PluginError(
+                    f"plugin {plugin.name!r} prefix {plugin.prefix} overlaps the reserved "
+                    f"route {path}; choose another prefix"
+                )
+        for prefix, other in prefixes.items():
+            if _overlap(plugin.prefix, prefix):
+                raise PluginError(
+                    f"plugins {other!r} ({prefix}) and {plugin.name!r} ({plugin.prefix}) "
+                    "serve overlapping URL prefixes"
+                )
+        prefixes[plugin.prefix] = plugin.name

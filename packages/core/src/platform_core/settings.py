@@ -8,9 +8,9 @@ So ``LAKE_HOME`` overrides ``PLATFORM_HOME`` for the lake only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, overload
 
-from pydantic import SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -35,17 +35,23 @@ class PlatformSettings(BaseSettings):
     home: Path = Path(".platform")
     """Data directory: LMDB, lake chunks, spill files and the secret live under it."""
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = Field(8080, ge=0, le=65535)
     secret: SecretStr | None = None
     """Token signing secret; when unset, one is created once under ``home``."""
     admin_password: SecretStr | None = None
     """Password for ``POST /api/login``; unset means dev mode (loopback only)."""
     token: SecretStr | None = None
     """Token that clients (``lake upload``, SDKs) send to the gateway."""
-    token_ttl_seconds: int = 12 * 3600
-    max_body_bytes: int = 16 * 1024 * 1024
+    token_ttl_seconds: int = Field(12 * 3600, gt=0)
+    max_body_bytes: int = Field(16 * 1024 * 1024, gt=0)
     """Largest request body the gateway accepts (uploads go through chunked parts)."""
     log_level: LogLevel = "info"
+
+    @field_validator("secret", "admin_password", "token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """``PLATFORM_ADMIN_PASSWORD=`` means no password, not the empty password."""
+        return None if value == "" else value
 
 
 class PackageSettings(PlatformSettings):
@@ -66,8 +72,13 @@ class PackageSettings(PlatformSettings):
         return (init_settings, env_settings, platform_env, dotenv_settings, file_secret_settings)
 
 
-def load_settings(cls: type[S] = PlatformSettings, **overrides: Any) -> S:  # type: ignore[assignment]
+@overload
+def load_settings(cls: None = None, **overrides: Any) -> PlatformSettings: ...
+@overload
+def load_settings(cls: type[S], **overrides: Any) -> S: ...
+def load_settings(cls: type[BaseSettings] | None = None, **overrides: Any) -> BaseSettings:
     """Build settings from the environment, turning validation failures into one clear error."""
+    cls = cls or PlatformSettings
     try:
         return cls(**overrides)
     except ValidationError as exc:

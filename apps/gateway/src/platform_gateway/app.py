@@ -1,0 +1,89 @@
+"""The gateway application: ``create_app`` wires settings, auth, errors, docs and plugins."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from platform_core import PlatformSettings, Plugin, auth, discover_plugins, load_settings
+
+from . import login
+from .docs import install_docs
+from .errors import CatchAllMiddleware, install_error_handlers
+from .limits import BodyLimitMiddleware
+from .plugins import attach_plugin, check_plugins, run_lifespans
+from .security import login_mode
+from .versions import platform_versions
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: PlatformSettings = app.state.settings
+    plugins: list[Plugin] = app.state.plugins
+    async with run_lifespans(plugins, settings):
+        if app.state.dev_mode:
+            log.warning(
+                "dev mode: PLATFORM_ADMIN_PASSWORD is not set, so POST /api/login gives an admin "
+                "token without a password (allowed only because the gateway binds %s)",
+                settings.host,
+            )
+        log.info("gateway ready with plugins: %s", ", ".join(p.name for p in plugins) or "none")
+        yield
+        log.info("gateway stopping")
+
+
+def create_app(
+    settings: PlatformSettings | None = None, plugins: list[Plugin] | None = None
+) -> FastAPI:
+    """Build the gateway for ``settings`` (default: the environment's) and ``plugins``.
+
+    ``plugins`` defaults to the installed ones (``platform_core.discover_plugins()``). Raises
+    ``SettingsError`` when binding a non-loopback host without an admin password, and
+    ``PluginError`` when plugins clash or a plugin's router/app factory fails.
+    """
+    settings = settings if settings is not None else load_settings()
+    plugins = discover_plugins() if plugins is None else list(plugins)
+    check_plugins(plugins)
+    dev_mode = login_mode(settings)
+    token_signer = auth.signer(settings)  # once: creates PLATFORM_HOME/secret if missing
+
+    app = FastAPI(
+        title="platform",
+        summary="The data platform's gateway: login, versions, and each subsystem's API.",
+        version=platform_versions().get("platform-gateway", "0.0.0"),
+        docs_url=None,
+        redoc_url=None,
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    app.state.plugins = plugins
+    app.state.signer = token_signer
+    app.state.dev_mode = dev_mode
+
+    install_error_handlers(app)
+    # Added last means outermost: CatchAll sees everything, including the body limit.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CatchAllMiddleware)
+    install_docs(app)
+
+    @app.get("/health", tags=["gateway"])
+    async def health() -> dict[str, str]:
+        """Liveness check; public."""
+        return {"status": "ok"}
+
+    @app.get("/api/version", tags=["gateway"])
+    async def version() -> dict[str, str]:
+        """Versions of the installed ``platform-*`` distributions; public."""
+        return platform_versions()
+
+    app.include_router(login.router)
+    for plugin in plugins:
+        attach_plugin(app, plugin, settings)
+    return app

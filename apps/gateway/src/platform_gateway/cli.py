@@ -1,0 +1,268 @@
+"""The ``platform`` command: ``platform up`` runs the gateway, plugins add ``platform <name>``.
+
+Bad input never shows a traceback: it prints one red line and exits non-zero (2 for bad
+settings or options, 1 when the platform cannot start).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any, NoReturn
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.markup import escape
+
+from platform_core import (
+    BadInputError,
+    PlatformError,
+    PlatformSettings,
+    Plugin,
+    auth,
+    discover_plugins,
+    load_settings,
+)
+
+from .app import create_app
+from .versions import platform_versions
+
+__all__ = ["build_cli", "main"]
+
+log = logging.getLogger(__name__)
+
+_stderr = Console(stderr=True, soft_wrap=True)
+_BUILTIN_COMMANDS = frozenset({"up", "token"})
+
+
+def _error(message: str) -> None:
+    _stderr.print(f"[bold red]error:[/] [red]{escape(message)}[/]")
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    _error(message)
+    raise typer.Exit(code)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        for name, number in platform_versions().items():
+            typer.echo(f"{name} {number}")
+        raise typer.Exit()
+
+
+def _configure_logging(level: str) -> None:
+    """Configure logging once, for the whole process: rich on a terminal, plain otherwise."""
+    root = logging.getLogger()
+    if root.handlers:  # configured already (by an embedding program or a test runner)
+        return
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=Console(stderr=True), show_path=False)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening-ready socket bound to ``host:port`` (port 0: any free port)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, announcing the URL once it really accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, url: str) -> None:
+        super().__init__(config)
+        self.url = url
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            print(f"platform is up at {self.url} (docs: {self.url}/docs)", flush=True)
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """Swallows the signal uvicorn re-raises after its graceful shutdown, so we exit 0."""
+
+
+def _serve(app: Any, settings: PlatformSettings, sock: socket.socket, url: str) -> None:
+    config = uvicorn.Config(app, log_config=None, log_level=settings.log_level, lifespan="on")
+    server = _Server(config, url)
+    # uvicorn restores the handlers it found and then re-raises the Ctrl-C/SIGTERM it caught;
+    # with these in place that re-raise is a no-op and `up` returns normally (exit code 0).
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    signals = (signal.SIGINT, signal.SIGTERM) if in_main_thread else ()
+    previous = {sig: signal.signal(sig, _ignore) for sig in signals}
+    try:
+        server.run(sockets=[sock])
+    except SystemExit as exc:  # uvicorn exits this way when the app fails to start
+        if exc.code not in (0, None):
+            _fail("the platform did not start (the log above says why)", 1)
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+
+
+def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
+    """The ``platform`` Typer app with each plugin's CLI as ``platform <name>``.
+
+    ``plugins`` defaults to the installed ones; if they fail to load, the error is printed
+    and the built-in commands still work (``up`` then refuses to start).
+    """
+    load_error: str | None = None
+    if plugins is None:
+        try:
+            plugins = discover_plugins()
+        except PlatformError as exc:
+            load_error = str(exc)
+            _error(f"{load_error} (its commands are missing; fix or uninstall that package)")
+            plugins = []
+
+    cli = typer.Typer(
+        name="platform",
+        help="The data platform: run it with [bold]platform up[/], then open /docs.",
+        rich_markup_mode="rich",
+        no_args_is_help=True,
+        pretty_exceptions_show_locals=False,  # locals may hold secrets
+    )
+
+    @cli.callback()
+    def root(
+        version: Annotated[
+            bool,
+            typer.Option(
+                "--version",
+                help="Print the versions of the installed platform packages and exit.",
+                callback=_show_version,
+                is_eager=True,
+            ),
+        ] = False,
+    ) -> None:
+        """The data platform: storage, SQL, pipelines and a live database behind one gateway."""
+
+    @cli.command()
+    def up(
+        host: Annotated[
+            str | None,
+            typer.Option(help="Address to listen on (default: PLATFORM_HOST or 127.0.0.1)."),
+        ] = None,
+        port: Annotated[
+            int | None,
+            typer.Option(
+                min=0, max=65535, help="Port to listen on; 0 picks a free one (default: 8080)."
+            ),
+        ] = None,
+        home: Annotated[
+            Path | None,
+            typer.Option(help="Data directory (default: PLATFORM_HOME or ./.platform)."),
+        ] = None,
+        log_level: Annotated[
+            str | None, typer.Option(help="debug, info, warning or error (default: info).")
+        ] = None,
+    ) -> None:
+        """Start the gateway with every installed plugin; Ctrl-C stops it cleanly."""
+        if load_error is not None:
+            _fail(f"cannot start: {load_error}", 1)
+        overrides: dict[str, Any] = {"host": host, "port": port, "log_level": log_level}
+        if log_level is not None:
+            overrides["log_level"] = log_level.lower()
+        if home is not None:
+            overrides["home"] = home.expanduser().resolve()
+        try:
+            given = {k: v for k, v in overrides.items() if v is not None}
+            settings = load_settings(PlatformSettings, **given)
+        except BadInputError as exc:
+            _fail(str(exc), 2)
+        if home is not None:
+            # Plugins read their own settings from the environment; they must see this home.
+            os.environ["PLATFORM_HOME"] = str(settings.home)
+        try:
+            Path(settings.home).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _fail(f"cannot create the data directory {settings.home}: {exc}", 2)
+
+        _configure_logging(settings.log_level)
+        try:
+            app = create_app(settings, plugins)
+        except BadInputError as exc:
+            _fail(str(exc), 2)
+        except PlatformError as exc:
+            _fail(f"cannot start: {exc}", 1)
+        try:
+            sock = _bind(settings.host, settings.port)
+        except OSError as exc:
+            _fail(f"cannot listen on {settings.host}:{settings.port}: {exc}", 1)
+        bound_port = sock.getsockname()[1]
+        _serve(app, settings, sock, _url(settings.host, bound_port))
+
+    @cli.command()
+    def token(
+        sub: Annotated[str, typer.Option(help="Subject (user id) of the token.")] = "admin",
+        admin: Annotated[
+            bool, typer.Option("--admin", help="Give the token admin rights.")
+        ] = False,
+        ttl: Annotated[
+            int | None,
+            typer.Option(min=1, help="Lifetime in seconds (default: PLATFORM_TOKEN_TTL_SECONDS)."),
+        ] = None,
+        home: Annotated[
+            Path | None, typer.Option(help="Data directory whose secret signs the token.")
+        ] = None,
+    ) -> None:
+        """Print a token signed with the platform secret (for scripts: `--token $(platform token)`)."""
+        try:
+            options: dict[str, Any] = {"home": home} if home is not None else {}
+            settings = load_settings(PlatformSettings, **options)
+            ttl_seconds = ttl if ttl is not None else settings.token_ttl_seconds
+            value = auth.signer(settings).issue(sub, admin=admin, ttl_seconds=ttl_seconds)
+        except BadInputError as exc:
+            _fail(str(exc), 2)
+        typer.echo(value)
+
+    for plugin in plugins:
+        if plugin.cli is None:
+            continue
+        if plugin.name in _BUILTIN_COMMANDS:
+            _error(f"plugin {plugin.name!r} is named like a built-in command; its CLI is skipped")
+        elif not isinstance(plugin.cli, typer.Typer):
+            _error(f"plugin {plugin.name!r}: its cli is {type(plugin.cli).__name__}, not a Typer")
+        else:
+            if plugin.description:
+                cli.add_typer(plugin.cli, name=plugin.name, help=plugin.description)
+            else:  # keep the help the plugin's Typer app gives itself
+                cli.add_typer(plugin.cli, name=plugin.name)
+    return cli
+
+
+def main() -> None:
+    """Entry point of the ``platform`` console script."""
+    build_cli()(prog_name="platform")

@@ -1,0 +1,244 @@
+"""Test utilities for the gateway and any package that plugs into it.
+
+- :func:`write_plugin_dist` registers a throw-away plugin: it writes a module and a
+  ``*.dist-info`` with an ``entry_points.txt`` into a directory; put that directory on
+  ``sys.path`` (in-process) or ``PYTHONPATH`` (a subprocess) and ``discover_plugins`` finds it.
+- :func:`write_test_plugin` writes the gateway's own test plugins (see :data:`TEST_PLUGIN_SOURCE`).
+- :func:`free_port` and :func:`wait_healthy` start real servers in tests.
+
+This module itself uses only the standard library (no test framework, no HTTP client).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import socket
+import subprocess
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = [
+    "EVENTS_DIR_ENV",
+    "TEST_PLUGIN_MODULE",
+    "TEST_PLUGIN_NAMES",
+    "TEST_PLUGIN_SOURCE",
+    "free_port",
+    "wait_healthy",
+    "write_plugin_dist",
+    "write_test_plugin",
+]
+
+TEST_PLUGIN_MODULE = "gateway_testplug"
+TEST_PLUGIN_NAMES = ("testmount", "testplug")
+"""The two test plugins, in discovery (name) order."""
+EVENTS_DIR_ENV = "TESTPLUG_EVENTS_DIR"
+"""If set, the test plugins also append their lifespan events to ``$TESTPLUG_EVENTS_DIR/events.log``."""
+
+TEST_PLUGIN_SOURCE = textwrap.dedent(
+    '''
+    """Throw-away plugins written by platform_gateway.testing.write_test_plugin.
+
+    testplug:  an APIRouter at /api/testplug (behind the gateway's token check) and a Typer app.
+    testmount: a Starlette app mounted at /mounted, with its own error shape.
+    Both lifespans record "enter <name>" / "exit <name>" in EVENTS (and the events file).
+    """
+
+    import os
+    from contextlib import asynccontextmanager
+    from pathlib import Path
+
+    import typer
+    from fastapi import APIRouter, Request
+    from pydantic import BaseModel
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from platform_core import NotFoundError, Plugin
+
+    EVENTS = []
+
+
+    def record(event):
+        EVENTS.append(event)
+        folder = os.environ.get("TESTPLUG_EVENTS_DIR")
+        if folder:
+            with open(Path(folder) / "events.log", "a") as f:
+                f.write(event + "\\n")
+
+
+    def lifespan_of(name):
+        @asynccontextmanager
+        async def lifespan(settings):
+            record(f"enter {name}")
+            try:
+                yield
+            finally:
+                record(f"exit {name}")
+
+        return lifespan
+
+
+    class Item(BaseModel):
+        n: int
+
+
+    def make_router(settings):
+        router = APIRouter()
+
+        @router.get("/secret")
+        async def secret(request: Request):
+            return {"sub": request.state.claims.sub, "admin": request.state.claims.admin}
+
+        @router.get("/missing")
+        async def missing():
+            raise NotFoundError("no thing named 'missing' (there are none)")
+
+        @router.get("/boom")
+        async def boom():
+            raise RuntimeError("boom: a bug in the test plugin")
+
+        @router.post("/items")
+        async def items(item: Item):
+            return {"n": item.n}
+
+        @router.post("/echo")
+        async def echo(request: Request):
+            return {"bytes": len(await request.body())}
+
+        return router
+
+
+    cli = typer.Typer(help="The gateway's test plugin.")
+
+
+    @cli.command()
+    def hello(name: str = "world"):
+        """Say hello."""
+        typer.echo(f"hello {name} from testplug")
+
+
+    @cli.command()
+    def bye():
+        """Say bye."""
+        typer.echo("bye from testplug")
+
+
+    class MountedError(Exception):
+        pass
+
+
+    def make_app(settings):
+        async def index(request):
+            return JSONResponse({"mounted": True, "path": request.url.path})
+
+        async def fail(request):
+            raise MountedError("the mounted app's own error")
+
+        async def on_error(request, exc):
+            return JSONResponse({"mounted_error": str(exc)}, status_code=418)
+
+        return Starlette(
+            routes=[Route("/", index), Route("/fail", fail)],
+            exception_handlers={MountedError: on_error},
+        )
+
+
+    def router_plugin():
+        return Plugin(
+            name="testplug",
+            prefix="/api/testplug",
+            router=make_router,
+            lifespan=lifespan_of("testplug"),
+            cli=cli,
+        )
+
+
+    def mounted_plugin():
+        return Plugin(
+            name="testmount", prefix="/mounted", app=make_app, lifespan=lifespan_of("testmount")
+        )
+    '''
+)
+
+
+def write_plugin_dist(
+    directory: Path,
+    *,
+    dist: str,
+    module: str,
+    source: str,
+    entry_points: Mapping[str, str],
+    version: str = "0.1.0",
+) -> Path:
+    """Write ``module.py`` and a ``dist``'s ``*.dist-info`` registering ``entry_points``.
+
+    ``entry_points`` maps a plugin's entry point name to ``"module:function"``, in the group
+    ``platform.plugins``. Returns ``directory`` (to put on ``sys.path`` or ``PYTHONPATH``).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{module}.py").write_text(source)
+    info = directory / f"{re.sub(r'[-.]+', '_', dist)}-{version}.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    lines = [f"{name} = {target}" for name, target in entry_points.items()]
+    (info / "entry_points.txt").write_text("[platform.plugins]\n" + "\n".join(lines) + "\n")
+    importlib.invalidate_caches()  # the import system may have cached this directory's listing
+    return directory
+
+
+def write_test_plugin(directory: Path) -> Path:
+    """Write the gateway's test plugins (``testplug``, ``testmount``) into ``directory``."""
+    return write_plugin_dist(
+        directory,
+        dist="gateway-testplug",
+        module=TEST_PLUGIN_MODULE,
+        source=TEST_PLUGIN_SOURCE,
+        entry_points={
+            "testplug": f"{TEST_PLUGIN_MODULE}:router_plugin",
+            "testmount": f"{TEST_PLUGIN_MODULE}:mounted_plugin",
+        },
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (bind port 0, read it, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(
+    url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20.0
+) -> None:
+    """Poll ``{url}/health`` until it answers ``{"status": "ok"}``.
+
+    Raises ``RuntimeError`` (with the process's output, if it was piped) as soon as ``proc``
+    exits, and ``TimeoutError`` after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    last_error = "no answer yet"
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            output = ""
+            if proc.stdout is not None or proc.stderr is not None:
+                out, err = proc.communicate(timeout=5)
+                output = f"\nstdout:\n{(out or b'').decode()}\nstderr:\n{(err or b'').decode()}"
+            raise RuntimeError(
+                f"the server exited with code {proc.returncode} before {url} was healthy{output}"
+            )
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if json.load(response) == {"status": "ok"}:
+                    return
+        except (OSError, ValueError) as exc:  # URLError, refused, reset, bad JSON
+            last_error = str(exc)
+        time.sleep(0.1)
+    raise TimeoutError(f"{url}/health was not healthy after {timeout} s (last: {last_error})")

@@ -1,0 +1,127 @@
+"""End-to-end fixtures: the installed `platform` command run as a user runs it, with the test plugin."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from platform_gateway.testing import EVENTS_DIR_ENV, wait_healthy, write_test_plugin
+
+BANNER = re.compile(r"platform is up at (http://\S+) \(docs: (\S+)\)")
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+
+
+@dataclass
+class Platform:
+    """A `platform up` child process, its output files, data directory and plugin events."""
+
+    proc: subprocess.Popen[bytes]
+    home: Path
+    stdout: Path
+    stderr: Path
+    events_log: Path
+    url: str = field(default="")
+
+    def output(self) -> str:
+        """Everything the process printed so far, to attach to a failure."""
+        return f"--- stdout ---\n{self.stdout.read_text()}--- stderr ---\n{self.stderr.read_text()}"
+
+    def banner(self) -> re.Match[str] | None:
+        return BANNER.search(self.stdout.read_text())
+
+    def events(self) -> list[str]:
+        """The test plugins' lifespan events, in order ("enter testplug", "exit testplug", ...)."""
+        return self.events_log.read_text().splitlines() if self.events_log.exists() else []
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Send ``sig`` and return the exit code; fail if it takes more than STOP_TIMEOUT."""
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"`platform up` did not stop within {STOP_TIMEOUT} s\n{self.output()}")
+
+
+StartPlatform = Callable[[int], Platform]
+
+
+@pytest.fixture(scope="session")
+def platform_command() -> Path:
+    """The `platform` console script installed in this interpreter's venv."""
+    command = Path(sys.executable).parent / "platform"
+    if not command.is_file():
+        pytest.fail(f"{command} is missing; install the workspace (`uv sync --all-packages`)")
+    return command
+
+
+@pytest.fixture(scope="session")
+def test_plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The gateway's throw-away test plugins, registered through a *.dist-info on PYTHONPATH."""
+    return write_test_plugin(tmp_path_factory.mktemp("plugins"))
+
+
+@pytest.fixture
+def start_platform(
+    platform_command: Path, test_plugin_dir: Path, tmp_path: Path
+) -> Iterator[StartPlatform]:
+    """``start_platform(port)``: run `platform up --port PORT --home <tmp>`, wait until healthy."""
+    started: list[Platform] = []
+
+    def start(port: int) -> Platform:
+        run_dir = tmp_path / f"run{len(started)}"
+        events_dir = run_dir / "events"
+        events_dir.mkdir(parents=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(test_plugin_dir), os.environ.get("PYTHONPATH")) if p
+        )
+        env[EVENTS_DIR_ENV] = str(events_dir)
+        home, stdout, stderr = run_dir / "home", run_dir / "stdout.log", run_dir / "stderr.log"
+        # Output goes to files, not pipes, so a chatty server can never block on a full pipe.
+        with stdout.open("wb") as out, stderr.open("wb") as err:
+            proc = subprocess.Popen(
+                [str(platform_command), "up", "--port", str(port), "--home", str(home)],
+                stdout=out,
+                stderr=err,
+                env=env,
+                cwd=run_dir,
+            )
+        platform = Platform(proc, home, stdout, stderr, events_dir / "events.log")
+        started.append(platform)
+        try:
+            match = _wait_for_banner(platform)
+            platform.url = match.group(1)
+            wait_healthy(platform.url, platform.proc, timeout=START_TIMEOUT)
+        except (RuntimeError, TimeoutError) as exc:
+            pytest.fail(f"{exc}\n{platform.output()}")
+        return platform
+
+    yield start
+    for platform in started:
+        if platform.proc.poll() is None:
+            platform.proc.kill()
+            platform.proc.wait()
+
+
+def _wait_for_banner(platform: Platform) -> re.Match[str]:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        match = platform.banner()
+        if match:
+            return match
+        if platform.proc.poll() is not None:
+            raise RuntimeError(f"`platform up` exited with code {platform.proc.returncode}")
+        time.sleep(0.05)
+    raise TimeoutError(f"`platform up` printed no banner within {START_TIMEOUT} s")
