@@ -1,7 +1,7 @@
 """platform_core: the common language of the platform.
 
 Field types and schemas (Arrow), row hashing for partitioning, errors, settings, sortable ids,
-content hashes, plugins and tokens. Everything public is importable from here.
+content hashes, plugins and tokens (``platform_core.auth``). Everything public is importable from here.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -20,9 +20,13 @@ from .errors import (
     UnavailableError,
 )
 from .ids import id_time, is_valid_id, new_id
+from .inference import infer_schema
 from .integrity import canonical_json, sha256_bytes, sha256_file, sha256_stream, stable_hash
 from .plugin import PLUGIN_GROUP, Plugin, PluginError, check_plugins, discover_plugins
+from .rowhash import hash_columns
+from .schema import Field, Schema
 from .settings import PackageSettings, PlatformSettings, load_settings
+from .types import FieldType, from_arrow, parse_type
 
 try:
     __version__ = version("platform-core")
@@ -34,6 +38,8 @@ __all__ = [
     "BadInputError",
     "ConflictError",
     "CorruptDataError",
+    "Field",
+    "FieldType",
     "ForbiddenError",
     "NotFoundError",
     "OverBudgetError",
@@ -42,6 +48,7 @@ __all__ = [
     "PlatformSettings",
     "Plugin",
     "PluginError",
+    "Schema",
     "SettingsError",
     "UnauthorizedError",
     "UnavailableError",
@@ -50,10 +57,14 @@ __all__ = [
     "canonical_json",
     "check_plugins",
     "discover_plugins",
+    "from_arrow",
+    "hash_columns",
     "id_time",
+    "infer_schema",
     "is_valid_id",
     "load_settings",
     "new_id",
+    "parse_type",
     "sha256_bytes",
     "sha256_file",
     "sha256_stream",
