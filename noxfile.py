@@ -45,7 +45,12 @@ def _members() -> list[Member]:
         meta = tomllib.loads(pyproject.read_text())
         project = meta["project"]
         sources = meta.get("tool", {}).get("uv", {}).get("sources", {})
-        (module,) = [p.parent.name for p in (pyproject.parent / "src").glob("*/__init__.py")]
+        modules = [p.parent.name for p in (pyproject.parent / "src").glob("*/__init__.py")]
+        if len(modules) != 1:
+            raise SystemExit(
+                f"{pyproject.parent}: expected one package under src/, found {modules}"
+            )
+        module = modules[0]
         members.append(
             Member(
                 short=pyproject.parent.name,
@@ -120,7 +125,8 @@ def wheels(session: nox.Session) -> None:
     for m in MEMBERS:
         venv = Path(session.create_tmp()) / f"wheel-{m.short}"
         shutil.rmtree(venv, ignore_errors=True)
-        session.run(sys.executable, "-m", "venv", str(venv))
+        # A seeded venv made by uv: it has plain pip and needs no python3-venv on the machine.
+        session.run("uv", "venv", "--quiet", "--seed", str(venv))
         py, bindir = venv / "bin" / "python", venv / "bin"
         wheels = [
             str(next(dist_dir.glob(f"{d.replace('-', '_')}-*.whl")))

@@ -19,24 +19,42 @@ install_debian_packages() {
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing Debian packages: ${missing[*]}"
   local sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  if [ "$(id -u)" -ne 0 ]; then
+    if ! sudo -n true 2>/dev/null; then
+      echo "missing Debian packages: ${missing[*]}; install them as root:" >&2
+      echo "  apt-get install -y ${missing[*]}" >&2
+      exit 1
+    fi
+    sudo="sudo -n"
+  fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+uv_is_pinned() { [ -x "$1" ] && [ "$("$1" --version 2>/dev/null | cut -d' ' -f2)" = "$UV_VERSION" ]; }
+
 find_uv() {
-  if [ -x .tools/uv/bin/uv ]; then
-    echo .tools/uv/bin/uv
-  elif command -v uv >/dev/null 2>&1; then
-    command -v uv
+  local candidate python
+  for candidate in .tools/uv/bin/uv "$(command -v uv || true)"; do
+    if [ -n "$candidate" ] && uv_is_pinned "$candidate"; then
+      echo "$candidate"
+      return
+    fi
+  done
+  log "bootstrapping uv $UV_VERSION into .tools/uv"
+  python=$(command -v python3 || command -v python)
+  rm -rf .tools/uv
+  # A venv where python3-venv is installed; otherwise pip's --target, which needs neither
+  # venv nor a global install (the system pip may refuse those, PEP 668).
+  if "$python" -m venv .tools/uv >/dev/null 2>&1; then
+    .tools/uv/bin/python -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION" >&2
   else
-    log "bootstrapping uv $UV_VERSION into .tools/uv"
-    local python
-    python=$(command -v python3 || command -v python)
-    "$python" -m venv .tools/uv
-    .tools/uv/bin/python -m pip install --quiet --disable-pip-version-check "uv==$UV_VERSION"
-    echo .tools/uv/bin/uv
+    rm -rf .tools/uv
+    "$python" -m pip install --quiet --disable-pip-version-check --target .tools/uv \
+      "uv==$UV_VERSION" >&2
   fi
+  uv_is_pinned .tools/uv/bin/uv || { echo "could not install uv $UV_VERSION into .tools/uv" >&2; exit 1; }
+  echo .tools/uv/bin/uv
 }
 
 install_debian_packages
@@ -45,4 +63,4 @@ log "syncing the workspace into .venv ($("$UV" --version))"
 "$UV" sync --all-packages --locked
 # Later steps (nox sessions) call uv by name: make it findable.
 mkdir -p .venv/bin
-[ -e .venv/bin/uv ] || ln -s "$(cd "$(dirname "$UV")" && pwd)/$(basename "$UV")" .venv/bin/uv
+ln -sfn "$(cd "$(dirname "$UV")" && pwd)/$(basename "$UV")" .venv/bin/uv

@@ -51,6 +51,13 @@ def test_canonical_json_round_trips_and_ignores_key_order(value):
         assert canonical_json(dict(reversed(list(value.items())))) == text
 
 
+def test_stable_hash_is_pinned():
+    # Pinned: plan hashes name cached results and tasks across versions and machines.
+    assert stable_hash({"b": 1, "a": [1.5, None]}) == (
+        "cf0c4895ed707baaf7f40eaf8263541a10f2599db4d8955d035dc0a8f254ee32"
+    )
+
+
 def test_canonical_form_is_exact():
     assert canonical_json({"b": 1, "a": [1, "é", None, True]}) == '{"a":[1,"é",null,true],"b":1}'
 

@@ -69,5 +69,37 @@ def test_bad_value_names_value_and_allowed(monkeypatch, var, value, needle):
 
 def test_bad_package_value(monkeypatch):
     monkeypatch.setenv("TESTPKG_FLIGHT_PORT", "x")
-    with pytest.raises(SettingsError, match="TESTPKG_FLIGHT_PORT='x'"):
+    with pytest.raises(SettingsError, match=r"TESTPKG_FLIGHT_PORT \(or PLATFORM_FLIGHT_PORT\)='x'"):
         load_settings(LakeLikeSettings)
+
+
+def test_package_error_names_both_variables(monkeypatch):
+    monkeypatch.setenv("PLATFORM_FLIGHT_PORT", "x")
+    with pytest.raises(SettingsError, match=r"TESTPKG_FLIGHT_PORT \(or PLATFORM_FLIGHT_PORT\)='x'"):
+        load_settings(LakeLikeSettings)
+
+
+def test_log_level_is_case_insensitive_and_home_expands_user(monkeypatch):
+    monkeypatch.setenv("PLATFORM_LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("PLATFORM_HOME", "~/platform-data")
+    s = load_settings()
+    assert s.log_level == "warning"
+    assert s.home == Path.home() / "platform-data"
+
+
+@pytest.mark.parametrize("var", ["PLATFORM_SECRET", "PLATFORM_ADMIN_PASSWORD", "PLATFORM_TOKEN"])
+def test_empty_secret_values_mean_unset(monkeypatch, var):
+    monkeypatch.setenv(var, "")
+    assert getattr(load_settings(), var.removeprefix("PLATFORM_").lower()) is None
+
+
+@pytest.mark.parametrize("port", ["-1", "65536"])
+def test_port_range(monkeypatch, port):
+    monkeypatch.setenv("PLATFORM_PORT", port)
+    with pytest.raises(SettingsError, match=f"PLATFORM_PORT='{port}'"):
+        load_settings()
+
+
+def test_misspelt_override_is_refused():
+    with pytest.raises(SettingsError, match=r"unknown settings \['prot'\]"):
+        load_settings(prot=1)

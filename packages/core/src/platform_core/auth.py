@@ -137,8 +137,12 @@ class TokenSigner:
         return Claims(sub=sub, admin=admin, exp=exp, extra=payload, cluster=cluster)
 
 
-def load_secret(settings: PlatformSettings | None = None) -> bytes:
-    """``PLATFORM_SECRET``, or the secret file under ``PLATFORM_HOME`` (made once if missing)."""
+def load_secret(settings: PlatformSettings | None = None, *, create: bool = True) -> bytes:
+    """``PLATFORM_SECRET``, or the secret file under ``PLATFORM_HOME``.
+
+    The file is made once if missing and ``create`` is true (the gateway and nodes do this);
+    clients pass ``create=False`` so a typo in the home does not mint tokens nobody accepts.
+    """
     settings = settings or load_settings()
     if settings.secret is not None:
         return settings.secret.get_secret_value().encode()
@@ -146,10 +150,30 @@ def load_secret(settings: PlatformSettings | None = None) -> bytes:
     try:
         return _read_secret(path)
     except FileNotFoundError:
-        pass
+        if not create:
+            raise SettingsError(
+                f"no platform secret at {path}: start the platform with this home first "
+                "(`platform up --home ...`), or set PLATFORM_SECRET"
+            ) from None
+    except OSError as exc:
+        raise SettingsError(f"cannot read the platform secret {path}: {exc.strerror}") from exc
+    try:
+        _create_secret(path)
+        return _read_secret(path)
+    except OSError as exc:
+        raise SettingsError(
+            f"cannot create the platform secret {path}: {exc.strerror}; check that "
+            "PLATFORM_HOME is a writable directory, or set PLATFORM_SECRET"
+        ) from exc
+
+
+def _create_secret(path: Path) -> None:
+    """Write a new secret to a private temp file (O_EXCL), then hard-link it into place.
+
+    The link fails if the file exists, so exactly one of several racing processes creates it,
+    and nobody ever reads it half-written.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Write the whole secret to a private temp file (O_EXCL), then link it into place: link
-    # fails if the file exists, so exactly one process creates it and nobody reads it half-written.
     tmp = path.with_name(f".secret.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -161,7 +185,6 @@ def load_secret(settings: PlatformSettings | None = None) -> bytes:
             os.link(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return _read_secret(path)
 
 
 def _read_secret(path: Path) -> bytes:
@@ -171,9 +194,9 @@ def _read_secret(path: Path) -> bytes:
     return data
 
 
-def signer(settings: PlatformSettings | None = None) -> TokenSigner:
+def signer(settings: PlatformSettings | None = None, *, create: bool = True) -> TokenSigner:
     """A signer with the platform secret of ``settings`` (or the environment's)."""
-    return TokenSigner(load_secret(settings))
+    return TokenSigner(load_secret(settings, create=create))
 
 
 def issue_token(
@@ -187,22 +210,22 @@ def issue_token(
     """Sign a user token with the platform secret."""
     settings = settings or load_settings()
     ttl = ttl_seconds if ttl_seconds is not None else settings.token_ttl_seconds
-    return signer(settings).issue(sub, admin=admin, ttl_seconds=ttl, extra=extra)
+    return signer(settings, create=False).issue(sub, admin=admin, ttl_seconds=ttl, extra=extra)
 
 
 def verify_token(token: str, settings: PlatformSettings | None = None) -> Claims:
     """Verify a user token with the platform secret."""
-    return signer(settings).verify(token)
+    return signer(settings, create=False).verify(token)
 
 
 def cluster_token(node: str = "node", settings: PlatformSettings | None = None) -> str:
     """Sign a node-to-node token with the platform secret."""
-    return signer(settings).cluster_token(node)
+    return signer(settings, create=False).cluster_token(node)
 
 
 def verify_cluster(token: str, settings: PlatformSettings | None = None) -> Claims:
     """Verify a node-to-node token with the platform secret."""
-    return signer(settings).verify_cluster(token)
+    return signer(settings, create=False).verify_cluster(token)
 
 
 def client_token(

@@ -18,7 +18,7 @@ __all__ = ["id_time", "is_valid_id", "new_id"]
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _DECODE = {c: i for i, c in enumerate(_ALPHABET)}
-_ID_RE = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
+_ID_RE = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 _RANDOM_BITS = 80
 
 _lock = threading.Lock()
@@ -52,7 +52,7 @@ def new_id() -> str:
 
 def is_valid_id(text: str) -> bool:
     """Whether ``text`` is a well-formed id (safe to use as a file or path name)."""
-    return bool(_ID_RE.match(text))
+    return isinstance(text, str) and _ID_RE.fullmatch(text) is not None
 
 
 def id_time(text: str) -> datetime:
@@ -62,4 +62,9 @@ def id_time(text: str) -> datetime:
     value = 0
     for c in text:
         value = value * 32 + _DECODE[c]
-    return datetime.fromtimestamp((value >> _RANDOM_BITS) / 1000, tz=UTC)
+    try:
+        return datetime.fromtimestamp((value >> _RANDOM_BITS) / 1000, tz=UTC)
+    except (ValueError, OverflowError):
+        raise BadInputError(
+            f"{text!r} names a time after the year 9999; it was not made here"
+        ) from None

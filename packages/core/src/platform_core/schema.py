@@ -189,6 +189,8 @@ class Schema:
             data = json.loads(text)
         except (ValueError, TypeError) as exc:
             raise BadInputError(f"schema is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise BadInputError("schema JSON is nested too deeply to be a schema") from None
         return cls.from_dict(data)
 
     @cached_property

@@ -8,7 +8,7 @@ So ``LAKE_HOME`` overrides ``PLATFORM_HOME`` for the lake only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -47,6 +47,17 @@ class PlatformSettings(BaseSettings):
     """Largest request body the gateway accepts (uploads go through chunked parts)."""
     log_level: LogLevel = "info"
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lowercase_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        """``~/data`` means the user's home, as it does in a shell."""
+        return value.expanduser()
+
     @field_validator("secret", "admin_password", "token", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
@@ -56,8 +67,6 @@ class PlatformSettings(BaseSettings):
 
 class PackageSettings(PlatformSettings):
     """Base for a package's settings: its own prefix first, then ``PLATFORM_``."""
-
-    prefix: ClassVar[str] = "PLATFORM_"
 
     @classmethod
     def settings_customise_sources(
@@ -79,14 +88,21 @@ def load_settings(cls: type[S], **overrides: Any) -> S: ...
 def load_settings(cls: type[BaseSettings] | None = None, **overrides: Any) -> BaseSettings:
     """Build settings from the environment, turning validation failures into one clear error."""
     cls = cls or PlatformSettings
+    unknown = sorted(set(overrides) - set(cls.model_fields))
+    if unknown:
+        raise SettingsError(
+            f"unknown settings {unknown} for {cls.__name__} (known: {sorted(cls.model_fields)})"
+        )
     try:
         return cls(**overrides)
     except ValidationError as exc:
         prefix = str(cls.model_config.get("env_prefix", ""))
+        fallback = "PLATFORM_" if issubclass(cls, PackageSettings) and prefix != "PLATFORM_" else ""
         problems = []
         for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "?"
-            problems.append(f"{prefix}{field.upper()}={err.get('input')!r}: {err['msg']}")
+            field = ".".join(str(p) for p in err["loc"]).upper() or "?"
+            name = f"{prefix}{field}" + (f" (or {fallback}{field})" if fallback else "")
+            problems.append(f"{name}={err.get('input')!r}: {err['msg']}")
         raise SettingsError(
             "invalid settings: " + "; ".join(problems) + " (fix the environment variable or option)"
         ) from exc

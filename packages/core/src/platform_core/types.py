@@ -174,7 +174,7 @@ def _check_tz(tz: object) -> None:
     """Accept fixed offsets (``+05:30``) and IANA zone names known to this machine."""
     if not isinstance(tz, str) or not tz:
         raise BadInputError(f"time zone must be a non-empty string, got {tz!r}")
-    if re.fullmatch(r"[+-]\d{2}:\d{2}", tz):
+    if re.fullmatch(r"[+-](?:[01]\d|2[0-3]):[0-5]\d", tz):
         return
     try:
         zoneinfo.ZoneInfo(tz)
@@ -281,6 +281,10 @@ _DICT_RE: Final = re.compile(
 )
 
 
+_MAX_TYPE_TEXT: Final = 120
+"""Longer text is no type of the vocabulary; refusing it early bounds parsing work."""
+
+
 def parse_type(value: str | FieldType | pa.DataType) -> FieldType:
     """Read a field type from its canonical text, an Arrow type name, or a pyarrow type."""
     if isinstance(value, FieldType):
@@ -293,6 +297,11 @@ def parse_type(value: str | FieldType | pa.DataType) -> FieldType:
             f"got {type(value).__name__} {value!r}"
         )
     text = value.strip()
+    if len(text) > _MAX_TYPE_TEXT:
+        raise BadInputError(
+            f"a field type is at most {_MAX_TYPE_TEXT} characters, got {len(text)}: "
+            f'"{text[:40]}..." (allowed: {_VOCABULARY_TEXT})'
+        )
     lowered = text.lower()
     if lowered in _ALIASES:
         return FieldType(_ALIASES[lowered])
