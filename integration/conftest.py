@@ -53,8 +53,16 @@ class Platform:
             self.proc.wait()
             pytest.fail(f"`platform up` did not stop within {STOP_TIMEOUT} s\n{self.output()}")
 
+    def wait_for_event(self, event: str, timeout: float = START_TIMEOUT) -> None:
+        """Wait until the test plugins have recorded ``event``; fail if the process ends first."""
+        deadline = time.monotonic() + timeout
+        while event not in self.events():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"no {event!r} event (got {self.events()})\n{self.output()}")
+            time.sleep(0.05)
 
-StartPlatform = Callable[[int], Platform]
+
+StartPlatform = Callable[..., Platform]
 
 
 @pytest.fixture(scope="session")
@@ -76,10 +84,15 @@ def test_plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def start_platform(
     platform_command: Path, test_plugin_dir: Path, tmp_path: Path
 ) -> Iterator[StartPlatform]:
-    """``start_platform(port)``: run `platform up --port PORT --home <tmp>`, wait until healthy."""
+    """``start_platform(port, env={}, wait=True)``: run `platform up --port PORT --home <tmp>`.
+
+    ``env`` adds environment variables (e.g. the test plugin's slow-lifespan switches); with
+    ``wait``, it returns once the banner is printed and ``/health`` answers.
+    """
     started: list[Platform] = []
 
-    def start(port: int) -> Platform:
+    def start(port: int, env: dict[str, str] | None = None, wait: bool = True) -> Platform:
+        extra_env = env or {}
         run_dir = tmp_path / f"run{len(started)}"
         events_dir = run_dir / "events"
         events_dir.mkdir(parents=True)
@@ -88,6 +101,7 @@ def start_platform(
             p for p in (str(test_plugin_dir), os.environ.get("PYTHONPATH")) if p
         )
         env[EVENTS_DIR_ENV] = str(events_dir)
+        env.update(extra_env)
         home, stdout, stderr = run_dir / "home", run_dir / "stdout.log", run_dir / "stderr.log"
         # Output goes to files, not pipes, so a chatty server can never block on a full pipe.
         with stdout.open("wb") as out, stderr.open("wb") as err:
@@ -100,6 +114,8 @@ def start_platform(
             )
         platform = Platform(proc, home, stdout, stderr, events_dir / "events.log")
         started.append(platform)
+        if not wait:
+            return platform
         try:
             match = _wait_for_banner(platform)
             platform.url = match.group(1)

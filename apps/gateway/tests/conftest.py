@@ -97,10 +97,19 @@ def app(settings: PlatformSettings, test_plugins: list[Plugin]) -> FastAPI:
     return create_app(settings, test_plugins)
 
 
+LOCAL_BASE_URL = "http://127.0.0.1:8080"
+"""Where the test client says it connects: a loopback ``Host``, as a local browser sends."""
+LOCAL_CLIENT = ("127.0.0.1", 50000)
+"""The test client's address: loopback, as a process on the gateway's machine."""
+
+
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
+    """A client on this machine (dev-mode login works); TestClient's default is neither."""
     # raise_server_exceptions=False: see the 500 answer a real client gets.
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    with TestClient(
+        app, base_url=LOCAL_BASE_URL, client=LOCAL_CLIENT, raise_server_exceptions=False
+    ) as test_client:
         yield test_client
 
 

@@ -1,21 +1,23 @@
-"""Auth: tokens on included plugin routes, login with and without a password, dev mode."""
+"""Auth: tokens on included plugin routes (HTTP and WebSocket), login, dev mode's limits."""
 
 from __future__ import annotations
 
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from starlette.websockets import WebSocketDisconnect
 
-from platform_core import PlatformSettings, Plugin, SettingsError
+from platform_core import PlatformSettings, Plugin, SettingsError, load_settings
 from platform_core.auth import Claims, TokenSigner, load_secret
 from platform_gateway import create_app, require_admin
-from platform_gateway.security import is_loopback
+from platform_gateway.security import host_header_name, is_loopback
 
 SECRET_ROUTE = "/api/testplug/secret"
 
@@ -146,6 +148,22 @@ def test_a_non_loopback_host_without_password_is_refused(tmp_path: Path, host: s
         create_app(settings, [])
 
 
+def test_an_empty_password_set_in_code_is_no_password(tmp_path: Path) -> None:
+    # Empty means unset (core's settings): never a password that an empty login would match.
+    settings = PlatformSettings(home=tmp_path, host="0.0.0.0", admin_password=SecretStr(""))
+    assert settings.admin_password is None
+    with pytest.raises(SettingsError, match="PLATFORM_ADMIN_PASSWORD"):
+        create_app(settings, [])
+
+
+def test_an_empty_password_from_the_environment_means_dev_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLATFORM_ADMIN_PASSWORD", "")
+    settings = load_settings(PlatformSettings, home=tmp_path)
+    assert create_app(settings, []).state.dev_mode is True
+
+
 def test_a_non_loopback_host_with_a_password_is_fine(tmp_path: Path) -> None:
     settings = PlatformSettings(home=tmp_path, host="0.0.0.0", admin_password=SecretStr("pw"))
     assert create_app(settings, []).state.dev_mode is False
@@ -164,7 +182,131 @@ def test_a_non_loopback_host_with_a_password_is_fine(tmp_path: Path) -> None:
         ("::", False),
         ("10.0.0.1", False),
         ("localhost.example.com", False),
+        ("::ffff:127.0.0.1", True),
+        ("::ffff:10.0.0.1", False),
     ],
 )
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def dev_login(app: FastAPI, *, client: tuple[str, int], host: str) -> Any:
+    """``POST /api/login`` in dev mode from the address ``client`` with ``Host: host``."""
+    with TestClient(app, base_url="http://127.0.0.1:8080", client=client) as test_client:
+        return test_client.post("/api/login", json={}, headers={"Host": host})
+
+
+LOOPBACK_CLIENT = ("127.0.0.1", 50000)
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost", "localhost:8080", "127.0.0.1:8080", "127.9.9.9", "[::1]:8080", "[::1]"]
+)
+def test_dev_mode_login_from_this_machine_with_a_loopback_host(app: FastAPI, host: str) -> None:
+    assert dev_login(app, client=LOOPBACK_CLIENT, host=host).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["evil.example", "evil.example:8080", "localhost.evil.example", "127.0.0.1.nip.io", "[::2]"],
+)
+def test_dev_mode_login_with_a_foreign_host_header_is_403(app: FastAPI, host: str) -> None:
+    # DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends Host: evil.example.
+    response = dev_login(app, client=LOOPBACK_CLIENT, host=host)
+    assert response.status_code == 403, response.text
+    body = response.json()
+    assert body["type"] == "forbidden"
+    assert "dev-mode login is only allowed from this machine" in body["error"]
+    assert "PLATFORM_ADMIN_PASSWORD" in body["error"]
+
+
+@pytest.mark.parametrize("peer", ["192.168.1.20", "10.0.0.7", "testclient", "::ffff:10.0.0.1"])
+def test_dev_mode_login_from_another_machine_is_403(app: FastAPI, peer: str) -> None:
+    # Someone ran the app on 0.0.0.0 through uvicorn directly, bypassing the startup check.
+    response = dev_login(app, client=(peer, 40000), host="127.0.0.1:8080")
+    assert response.status_code == 403, response.text
+    assert "only allowed from this machine" in response.json()["error"]
+
+
+def test_login_with_a_password_works_from_anywhere(
+    tmp_path: Path, test_plugins: list[Plugin]
+) -> None:
+    settings = PlatformSettings(home=tmp_path, admin_password=SecretStr("pw"))
+    app = create_app(settings, test_plugins)
+    with TestClient(app, base_url="http://gateway.example", client=("203.0.113.9", 1)) as client:
+        assert client.post("/api/login", json={"password": "pw"}).status_code == 200
+        assert_unauthorized(client.post("/api/login"))
+
+
+@pytest.mark.parametrize(
+    ("value", "hostname"),
+    [
+        ("localhost", "localhost"),
+        ("localhost:8080", "localhost"),
+        ("127.0.0.1:80", "127.0.0.1"),
+        ("[::1]:8080", "::1"),
+        ("[::1]", "::1"),
+        ("::1", "::1"),
+        ("[::1", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_host_header_name(value: str | None, hostname: str | None) -> None:
+    assert host_header_name(value) == hostname
+
+
+def test_login_without_a_body_is_like_an_empty_one(client: TestClient) -> None:
+    # `curl -X POST http://127.0.0.1:8080/api/login` in dev mode.
+    response = client.post("/api/login")
+    assert response.status_code == 200, response.text
+    claims = client.app.state.signer.verify(response.json()["token"])  # type: ignore[attr-defined]
+    assert (claims.sub, claims.admin) == ("admin", True)
+
+
+def test_login_with_a_json_empty_body_as_the_readme_sends_it(client: TestClient) -> None:
+    response = client.post(
+        "/api/login", content=b"{}", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+
+
+WS_ROUTE = "/api/testplug/ws"
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        {},
+        {"params": "auth=not-a-jwt"},
+        {"headers": {"Authorization": "Bearer not-a-jwt"}},
+        {"headers": {"Authorization": "Basic dXNlcjpwdw=="}},
+    ],
+    ids=["no-token", "bad-query-token", "bad-bearer-token", "not-bearer"],
+)
+def test_a_websocket_without_a_valid_token_is_refused_with_1008(
+    client: TestClient, how: dict[str, Any]
+) -> None:
+    url = WS_ROUTE + (f"?{how['params']}" if "params" in how else "")
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        client.websocket_connect(url, headers=how.get("headers", {})) as ws,
+    ):
+        ws.receive_json()
+    assert refused.value.code == 1008
+
+
+@pytest.mark.parametrize("via", ["query", "header"])
+def test_a_websocket_with_a_token_is_accepted_and_echoes(
+    client: TestClient, token: str, via: str
+) -> None:
+    if via == "query":
+        connection = client.websocket_connect(f"{WS_ROUTE}?auth={token}")
+    else:
+        connection = client.websocket_connect(
+            WS_ROUTE, headers={"Authorization": f"Bearer {token}"}
+        )
+    with connection as ws:
+        assert ws.receive_json() == {"sub": "admin"}
+        ws.send_text("hi")
+        assert ws.receive_text() == "echo: hi"

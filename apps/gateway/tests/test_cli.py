@@ -9,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 from typer.testing import CliRunner
 
-from platform_core import PlatformSettings, Plugin
-from platform_core.auth import TokenSigner, load_secret
+from platform_core import Plugin
 from platform_gateway.cli import build_cli
 from platform_gateway.testing import write_plugin_dist
 
@@ -55,22 +55,85 @@ def test_the_plugin_group_runs_its_commands(test_plugins: list[Plugin]) -> None:
     assert result.stdout == "hello ada from testplug\n"
 
 
+SECRET = "a-test-secret-of-more-than-32-bytes-0123456789"
+
+
+def home_with_secret(home: Path) -> Path:
+    """A data directory whose secret file (as `platform up` makes it) holds SECRET."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "secret").write_text(SECRET)
+    return home
+
+
+def decode(token: str) -> dict[str, Any]:
+    """The token's claims, checked with PyJWT directly (not with our TokenSigner)."""
+    claims: dict[str, Any] = jwt.decode(token, SECRET, algorithms=["HS256"])
+    return claims
+
+
 def test_token_prints_just_a_verifiable_token(tmp_path: Path) -> None:
+    home = home_with_secret(tmp_path / "home")
     result = runner.invoke(
-        build_cli([]), ["token", "--home", str(tmp_path), "--sub", "ada", "--ttl", "60"]
+        build_cli([]), ["token", "--home", str(home), "--sub", "ada", "--ttl", "60"]
     )
     assert result.exit_code == 0, result.output
     token = result.stdout.strip()
     assert result.stdout == token + "\n"
-    claims = TokenSigner(load_secret(PlatformSettings(home=tmp_path))).verify(token)
-    assert (claims.sub, claims.admin) == ("ada", False)
-    assert 0 < claims.exp - time.time() <= 60
+    claims = decode(token)
+    assert (claims["sub"], claims["admin"]) == ("ada", False)
+    assert 0 < claims["exp"] - time.time() <= 60
 
 
 def test_token_admin(tmp_path: Path) -> None:
-    result = runner.invoke(build_cli([]), ["token", "--home", str(tmp_path), "--admin"])
-    signer = TokenSigner(load_secret(PlatformSettings(home=tmp_path)))
-    assert signer.verify(result.stdout.strip()).admin is True
+    home = home_with_secret(tmp_path / "home")
+    result = runner.invoke(build_cli([]), ["token", "--home", str(home), "--admin"])
+    assert result.exit_code == 0, result.output
+    claims = decode(result.stdout.strip())
+    assert (claims["sub"], claims["admin"]) == ("admin", True)
+
+
+def test_token_uses_platform_secret_from_the_environment(tmp_path: Path) -> None:
+    result = runner.invoke(
+        build_cli([]), ["token", "--home", str(tmp_path)], env={"PLATFORM_SECRET": SECRET}
+    )
+    assert result.exit_code == 0, result.output
+    assert decode(result.stdout.strip())["sub"] == "admin"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_token_never_makes_a_new_secret(tmp_path: Path) -> None:
+    # A token signed with a fresh secret would be accepted by no running platform.
+    result = runner.invoke(build_cli([]), ["token", "--home", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    line = one_error_line(result.stderr)
+    assert f"no platform secret at {tmp_path / 'secret'}" in line
+    assert "PLATFORM_SECRET" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_token_with_an_unreadable_secret_is_one_red_line(tmp_path: Path) -> None:
+    (tmp_path / "secret").mkdir()  # a directory where the secret file should be
+    result = runner.invoke(build_cli([]), ["token", "--home", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "secret" in one_error_line(result.stderr)
+
+
+def test_up_with_a_regular_file_as_home_is_one_red_line(tmp_path: Path) -> None:
+    home = tmp_path / "not-a-dir"
+    home.write_text("")
+    result = runner.invoke(build_cli([]), ["up", "--home", str(home), "--port", "0"])
+    assert result.exit_code == 2
+    assert str(home) in one_error_line(result.stderr)
+    assert "platform is up" not in result.stdout
+
+
+def test_up_with_an_unreadable_secret_is_one_red_line(tmp_path: Path) -> None:
+    (tmp_path / "secret").mkdir()
+    result = runner.invoke(build_cli([]), ["up", "--home", str(tmp_path), "--port", "0"])
+    assert result.exit_code == 2
+    assert "cannot read the platform secret" in one_error_line(result.stderr)
+    assert "platform is up" not in result.stdout
 
 
 @pytest.mark.parametrize("args", [["--port", "abc"], ["--port", "70000"]])

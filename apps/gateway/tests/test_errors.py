@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
 
 import pytest
+from fastapi import FastAPI, HTTPException
 from fastapi.testclient import TestClient
+
+import platform_core.errors
+from platform_core import NotFoundError, PlatformError
+from platform_gateway.errors import kind_of_status
 
 
 def test_unknown_route_is_a_json_404_even_without_a_token(client: TestClient) -> None:
@@ -118,3 +125,89 @@ def test_the_mounted_app_is_reachable_and_keeps_its_own_errors(client: TestClien
     response = client.get("/mounted/fail")
     assert response.status_code == 418
     assert response.json() == {"mounted_error": "the mounted app's own error"}
+
+
+@pytest.fixture
+def raising_client(app: FastAPI) -> Iterator[TestClient]:
+    """The app with gateway routes raising the errors below; a local client."""
+
+    @app.get("/api/raise/not-found")
+    async def not_found() -> None:
+        raise NotFoundError("no dataset 'sales'", path=Path("/data/sales"), when=date(2024, 5, 1))
+
+    @app.get("/api/raise/http/{status}")
+    async def http_error(status: int) -> None:
+        raise HTTPException(status, f"raised with {status}")
+
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def test_error_details_that_are_not_json_are_encoded(raising_client: TestClient) -> None:
+    response = raising_client.get("/api/raise/not-found")
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": "no dataset 'sales'",
+        "type": "not_found",
+        "details": {"path": "/data/sales", "when": "2024-05-01"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (500, "internal"),
+        (400, "bad_input"),
+        (401, "unauthorized"),
+        (403, "forbidden"),
+        (409, "conflict"),
+        (413, "over_budget"),
+        (503, "unavailable"),
+        (418, "i'm_a_teapot"),
+        (502, "bad_gateway"),
+    ],
+)
+def test_an_http_exception_gets_the_type_of_the_core_error_of_its_status(
+    raising_client: TestClient, status: int, kind: str
+) -> None:
+    response = raising_client.get(f"/api/raise/http/{status}")
+    assert response.status_code == status
+    assert response.json() == {"error": f"raised with {status}", "type": kind}
+
+
+def core_errors() -> list[type[PlatformError]]:
+    return [
+        cls
+        for cls in vars(platform_core.errors).values()
+        if isinstance(cls, type) and issubclass(cls, PlatformError)
+    ]
+
+
+def test_the_status_types_follow_the_core_error_classes() -> None:
+    for cls in core_errors():
+        # Every status of a core error maps to the kind of its most general class with it.
+        general = [c for c in cls.__mro__ if c in core_errors() and c.status == cls.status]
+        assert kind_of_status(cls.status) == general[-1].kind, cls
+
+
+def test_a_mounted_app_gets_the_gateways_json_413_for_a_streamed_oversize_body(
+    client: TestClient,
+) -> None:
+    # Without the gateway stepping in, the mounted Starlette app would answer text/plain.
+    response = client.post("/mounted/echo", content=chunks(30))
+    assert response.request.headers.get("content-length") is None
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["type"] == "over_budget"
+    assert "1024 bytes" in response.json()["error"]
+
+
+def test_a_mounted_app_gets_the_gateways_json_413_by_content_length(client: TestClient) -> None:
+    response = client.post("/mounted/echo", content=b"x" * 2000)
+    assert response.status_code == 413
+    assert response.json()["type"] == "over_budget"
+
+
+def test_a_mounted_app_reads_bodies_within_the_limit(client: TestClient) -> None:
+    assert client.post("/mounted/echo", content=chunks(5)).json() == {"bytes": 500}
+    assert client.post("/mounted/echo", content=b"x" * 1024).json() == {"bytes": 1024}

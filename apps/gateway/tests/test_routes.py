@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from importlib.metadata import version
 
 from fastapi.testclient import TestClient
+
+import platform_gateway
 
 
 def test_health(client: TestClient) -> None:
@@ -13,12 +16,22 @@ def test_health(client: TestClient) -> None:
     assert response.json() == {"status": "ok"}
 
 
+def test_head_health_answers_200_for_probes(client: TestClient) -> None:
+    response = client.head("/health")
+    assert response.status_code == 200
+    assert response.content == b""
+
+
+def test_the_openapi_version_is_the_package_version(client: TestClient) -> None:
+    assert client.get("/openapi.json").json()["info"]["version"] == platform_gateway.__version__
+    assert platform_gateway.__version__ == version("platform-gateway")
+
+
 def test_version_lists_the_platform_distributions(client: TestClient) -> None:
     versions = client.get("/api/version").json()
     assert {"platform-core", "platform-gateway"} <= versions.keys()
     assert all(name.startswith("platform-") for name in versions)
     assert all(re.fullmatch(r"\d+\.\d+\.\d+.*", v) for v in versions.values())
-    assert "platformdirs" not in versions
 
 
 def test_docs_are_served_without_any_network_url(client: TestClient) -> None:

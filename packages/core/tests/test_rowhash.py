@@ -448,3 +448,60 @@ def test_bad_arguments() -> None:
     duplicated = pa.table([pa.array([1]), pa.array([2])], names=["a", "a"])
     with pytest.raises(BadInputError, match='"a" appears more than once'):
         hash_columns(duplicated, ["a"])
+
+
+# --- block boundaries, word alignment and buffer layouts --------------------------------
+
+
+def test_strings_of_every_length_and_alignment_match_the_model() -> None:
+    # Lengths around each word boundary, starting at every byte offset modulo 8, so that
+    # words straddle aligned words in every way; the last values end at the buffer's end.
+    rng = np.random.default_rng(11)
+    values = [bytes(rng.integers(0, 256, size=n, dtype=np.uint8)) for n in range(80)]
+    values += [v[: i % 9] for i, v in enumerate(values)] + [b"\xff" * 300, b"", b"\x00" * 9]
+    for shift in range(8):
+        table = pa.table({"b": pa.array([b"\x01" * shift, *values], pa.binary())}).slice(1)
+        assert hash_columns(table, ["b"]).to_pylist() == model_rows(table, ["b"]), shift
+
+
+def test_unaligned_and_unpadded_data_buffers() -> None:
+    values = [b"", b"abc", b"0123456789abcdef!", None, b"x" * 40, b"\x00\xff" * 7, b"q"]
+    reference = pa.array(values, pa.binary())
+    offsets = np.frombuffer(reference.buffers()[1], dtype=np.int32)
+    data = reference.buffers()[2].to_pybytes()[: int(offsets[-1])]
+    for lead in range(1, 9):
+        # A data buffer starting `lead` bytes into an allocation, and ending with the data.
+        unaligned = pa.py_buffer(b"\xee" * lead + data)[lead:]
+        arr = pa.Array.from_buffers(
+            pa.binary(), len(values), [reference.buffers()[0], reference.buffers()[1], unaligned]
+        )
+        assert arr.to_pylist() == values
+        assert _hashes(arr) == _hashes(reference)
+    table = pa.table({"b": reference})
+    assert hash_columns(table, ["b"]).to_pylist() == model_rows(table, ["b"])
+
+
+def test_small_blocks_hash_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = _seeded_table()
+    rng = np.random.default_rng(3)
+    n = table.num_rows
+    lengths = rng.integers(0, 70, size=n)
+    extra = pa.table(
+        {
+            "b": pa.array([bytes(rng.integers(0, 256, k, dtype=np.uint8)) for k in lengths]),
+            "u8": pa.array(rng.integers(0, 256, n).astype(np.uint8), mask=rng.random(n) < 0.2),
+            "f32": pa.array(rng.normal(size=n).astype(np.float32), mask=rng.random(n) < 0.2),
+            "d": pa.array(rng.integers(-5, 5, n).astype(np.int32)).cast(pa.date32()),
+        }
+    )
+    for name in extra.column_names:
+        table = table.append_column(name, extra.column(name))
+    table = table.append_column("dd", extra.column("d").dictionary_encode()).slice(5)
+    keys = table.column_names
+    expected = hash_columns(table, keys)
+    monkeypatch.setattr(rowhash, "_SLICE_ROWS", 7)
+    monkeypatch.setattr(rowhash, "_SLICE_BYTES", 50)
+    monkeypatch.setattr(rowhash, "_SLICE_ITEMS", 5)
+    assert hash_columns(table, keys) == expected
+    plain = keys[:-1]  # the model takes dictionary-encoded strings, not dates
+    assert hash_columns(table, plain).to_pylist()[:40] == model_rows(table.slice(0, 40), plain)

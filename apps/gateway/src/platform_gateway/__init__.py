@@ -5,14 +5,16 @@ auth or mounts their apps, runs their lifespans, and serves login, versions and 
 OpenAPI docs; plus the ``platform`` CLI (``platform up``).
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from .app import create_app
+from .logs import RedactTokens, install_log_redaction
 from .security import require_admin, require_token
+from .versions import __version__
 
-try:
-    __version__ = version("platform-gateway")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
-
-__all__ = ["__version__", "create_app", "require_admin", "require_token"]
+__all__ = [
+    "RedactTokens",
+    "__version__",
+    "create_app",
+    "install_log_redaction",
+    "require_admin",
+    "require_token",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,7 +17,7 @@ from .errors import CatchAllMiddleware, install_error_handlers
 from .limits import BodyLimitMiddleware
 from .plugins import attach_plugin, check_plugins, run_lifespans
 from .security import login_mode
-from .versions import platform_versions
+from .versions import __version__, platform_versions
 
 __all__ = ["create_app"]
 
@@ -27,16 +28,27 @@ log = logging.getLogger(__name__)
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: PlatformSettings = app.state.settings
     plugins: list[Plugin] = app.state.plugins
-    async with run_lifespans(plugins, settings):
-        if app.state.dev_mode:
-            log.warning(
-                "dev mode: PLATFORM_ADMIN_PASSWORD is not set, so POST /api/login gives an admin "
-                "token without a password (allowed only because the gateway binds %s)",
-                settings.host,
-            )
-        log.info("gateway ready with plugins: %s", ", ".join(p.name for p in plugins) or "none")
-        yield
-        log.info("gateway stopping")
+    started = False
+    try:
+        async with run_lifespans(plugins, settings):
+            if app.state.dev_mode:
+                log.warning(
+                    "dev mode: PLATFORM_ADMIN_PASSWORD is not set, so POST /api/login gives an "
+                    "admin token without a password to clients on this machine (allowed only "
+                    "because the gateway binds %s)",
+                    settings.host,
+                )
+            names = ", ".join(p.name for p in plugins) or "none"
+            log.info("gateway ready with plugins: %s", names)
+            started = True
+            yield
+            log.info("gateway stopping")
+    except asyncio.CancelledError:
+        if not started:
+            raise
+        # The server gave up waiting for the shutdown (a second Ctrl-C): this task ends here
+        # anyway, and a quiet end spares the log a traceback of the cancellation.
+        log.warning("gateway stopped by force; plugins still stopping were interrupted")
 
 
 def create_app(
@@ -57,7 +69,7 @@ def create_app(
     app = FastAPI(
         title="platform",
         summary="The data platform's gateway: login, versions, and each subsystem's API.",
-        version=platform_versions().get("platform-gateway", "0.0.0"),
+        version=__version__,
         docs_url=None,
         redoc_url=None,
         lifespan=_lifespan,
@@ -73,9 +85,12 @@ def create_app(
     app.add_middleware(CatchAllMiddleware)
     install_docs(app)
 
+    # HEAD too, for probes; a route of its own, as one route with two methods would give
+    # OpenAPI two operations with the same id.
+    @app.head("/health", include_in_schema=False)
     @app.get("/health", tags=["gateway"])
     async def health() -> dict[str, str]:
-        """Liveness check; public."""
+        """Liveness check; public. ``HEAD /health`` answers too (probes use it)."""
         return {"status": "ok"}
 
     @app.get("/api/version", tags=["gateway"])

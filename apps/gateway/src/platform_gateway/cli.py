@@ -1,23 +1,18 @@
 """The ``platform`` command: ``platform up`` runs the gateway, plugins add ``platform <name>``.
 
 Bad input never shows a traceback: it prints one red line and exits non-zero (2 for bad
-settings or options, 1 when the platform cannot start).
+settings, options or secret, 1 when the platform cannot start or was stopped by force).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
-import socket
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any, NoReturn
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.markup import escape
 
@@ -32,6 +27,8 @@ from platform_core import (
 )
 
 from .app import create_app
+from .logs import install_log_redaction
+from .serve import Outcome, bind, serve, url_of
 from .versions import platform_versions
 
 __all__ = ["build_cli", "main"]
@@ -59,7 +56,11 @@ def _show_version(value: bool) -> None:
 
 
 def _configure_logging(level: str) -> None:
-    """Configure logging once, for the whole process: rich on a terminal, plain otherwise."""
+    """Configure logging once, for the whole process: rich on a terminal, plain otherwise.
+
+    Tokens sent as ``?auth=`` are redacted from uvicorn's log lines in any case.
+    """
+    install_log_redaction()
     root = logging.getLogger()
     if root.handlers:  # configured already (by an embedding program or a test runner)
         return
@@ -74,62 +75,6 @@ def _configure_logging(level: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level.upper())
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """A listening-ready socket bound to ``host:port`` (port 0: any free port)."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, announcing the URL once it really accepts connections."""
-
-    def __init__(self, config: uvicorn.Config, url: str) -> None:
-        super().__init__(config)
-        self.url = url
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        if self.started:
-            print(f"platform is up at {self.url} (docs: {self.url}/docs)", flush=True)
-
-
-def _ignore(signum: int, frame: FrameType | None) -> None:
-    """Swallows the signal uvicorn re-raises after its graceful shutdown, so we exit 0."""
-
-
-def _serve(app: Any, settings: PlatformSettings, sock: socket.socket, url: str) -> None:
-    config = uvicorn.Config(app, log_config=None, log_level=settings.log_level, lifespan="on")
-    server = _Server(config, url)
-    # uvicorn restores the handlers it found and then re-raises the Ctrl-C/SIGTERM it caught;
-    # with these in place that re-raise is a no-op and `up` returns normally (exit code 0).
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    signals = (signal.SIGINT, signal.SIGTERM) if in_main_thread else ()
-    previous = {sig: signal.signal(sig, _ignore) for sig in signals}
-    try:
-        server.run(sockets=[sock])
-    except SystemExit as exc:  # uvicorn exits this way when the app fails to start
-        if exc.code not in (0, None):
-            _fail("the platform did not start (the log above says why)", 1)
-        raise
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        sock.close()
 
 
 def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
@@ -189,12 +134,14 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
             str | None, typer.Option(help="debug, info, warning or error (default: info).")
         ] = None,
     ) -> None:
-        """Start the gateway with every installed plugin; Ctrl-C stops it cleanly."""
+        """Start the gateway with every installed plugin; Ctrl-C stops it (twice: by force)."""
         if load_error is not None:
             _fail(f"cannot start: {load_error}", 1)
-        overrides: dict[str, Any] = {"host": host, "port": port, "log_level": log_level}
-        if log_level is not None:
-            overrides["log_level"] = log_level.lower()
+        overrides: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "log_level": log_level.lower() if log_level is not None else None,
+        }
         if home is not None:
             overrides["home"] = home.expanduser().resolve()
         try:
@@ -210,6 +157,11 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
         except OSError as exc:
             _fail(f"cannot create the data directory {settings.home}: {exc}", 2)
 
+        try:
+            auth.load_secret(settings)  # made once if missing; create_app reads it again
+        except PlatformError as exc:
+            _fail(str(exc), 2)
+
         _configure_logging(settings.log_level)
         try:
             app = create_app(settings, plugins)
@@ -218,11 +170,15 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
         except PlatformError as exc:
             _fail(f"cannot start: {exc}", 1)
         try:
-            sock = _bind(settings.host, settings.port)
+            sock = bind(settings.host, settings.port)
         except OSError as exc:
             _fail(f"cannot listen on {settings.host}:{settings.port}: {exc}", 1)
-        bound_port = sock.getsockname()[1]
-        _serve(app, settings, sock, _url(settings.host, bound_port))
+        url = url_of(settings.host, sock.getsockname()[1])
+        outcome = serve(app, sock, url, settings.log_level)
+        if outcome is Outcome.FAILED:
+            _fail("the platform did not start (the log above says why)", 1)
+        if outcome is Outcome.FORCED:
+            _fail("stopped by force: plugins still stopping were interrupted", 1)
 
     @cli.command()
     def token(
@@ -238,13 +194,18 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
             Path | None, typer.Option(help="Data directory whose secret signs the token.")
         ] = None,
     ) -> None:
-        """Print a token signed with the platform secret (for scripts: `--token $(platform token)`)."""
+        """Print a token signed with the platform secret (for scripts: `--token $(platform token)`).
+
+        The secret must exist already (`PLATFORM_SECRET`, or made by `platform up` under the
+        home): a token signed with a new secret would be accepted by nobody.
+        """
         try:
             options: dict[str, Any] = {"home": home} if home is not None else {}
             settings = load_settings(PlatformSettings, **options)
             ttl_seconds = ttl if ttl is not None else settings.token_ttl_seconds
-            value = auth.signer(settings).issue(sub, admin=admin, ttl_seconds=ttl_seconds)
-        except BadInputError as exc:
+            token_signer = auth.signer(settings, create=False)
+            value = token_signer.issue(sub, admin=admin, ttl_seconds=ttl_seconds)
+        except PlatformError as exc:
             _fail(str(exc), 2)
         typer.echo(value)
 

@@ -2,6 +2,9 @@
 
 It checks ``Content-Length`` before the app runs, and counts the bytes of streamed (chunked)
 bodies as the app reads them, so neither kind can make the gateway buffer more than the limit.
+Once a streamed body passes the limit, the client gets the gateway's JSON 413 whatever the
+route does with the error, including a mounted app (which would otherwise answer in its own
+shape, e.g. Starlette's plain-text 413), unless the app had already started its answer.
 """
 
 from __future__ import annotations
@@ -58,28 +61,34 @@ class BodyLimitMiddleware:
                     return
 
         received = 0
+        over_limit = False
         started = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, over_limit
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    over_limit = True
                     raise BodyTooLarge(limit)
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
+            if over_limit and not started:
+                # The app's own answer to a body it did not get whole (a mounted app's
+                # text/plain 413, say): dropped, the gateway answers below instead.
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, guarded_send)
         except BodyTooLarge:
-            # Reached here when the app read the body outside FastAPI's parsing (a raw
-            # ``request.body()`` or a mounted app without a handler for it).
+            # Reached when no handler answered it (a raw ASGI app lets it through).
             if started:
                 raise
+        if over_limit and not started:
             await error_response(413, _message(limit), "over_budget")(scope, receive, send)

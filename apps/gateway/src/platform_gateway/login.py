@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import hmac
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, Field
 
-from platform_core import PlatformSettings, UnauthorizedError
+from platform_core import ForbiddenError, PlatformSettings, UnauthorizedError
 from platform_core.auth import TokenSigner
 
-from .security import admin_password
+from .security import admin_password, is_local_connection
 
 __all__ = ["LoginRequest", "TokenResponse", "router"]
 
@@ -18,10 +19,12 @@ router = APIRouter(tags=["gateway"])
 
 
 class LoginRequest(BaseModel):
-    """Login body; ``password`` may be left out in dev mode."""
+    """Login body; ``password`` may be left out in dev mode, and the body too (same as ``{}``)."""
 
     password: str | None = None
-    sub: str = Field("admin", min_length=1, max_length=128, description="Subject of the token.")
+    sub: str = Field(
+        default="admin", min_length=1, max_length=128, description="Subject of the token."
+    )
 
 
 class TokenResponse(BaseModel):
@@ -33,11 +36,24 @@ class TokenResponse(BaseModel):
 
 
 @router.post("/api/login", response_model=TokenResponse)
-async def login(body: LoginRequest, request: Request) -> TokenResponse:
-    """Issue an admin token for ``sub`` if the password is right (dev mode: no password)."""
+async def login(
+    request: Request, body: Annotated[LoginRequest | None, Body()] = None
+) -> TokenResponse:
+    """Issue an admin token for ``sub`` if the password is right.
+
+    Dev mode (no ``PLATFORM_ADMIN_PASSWORD``) needs no password, but only from this machine:
+    the client address and the ``Host`` header must both be loopback, else 403.
+    """
+    body = body if body is not None else LoginRequest()
     settings: PlatformSettings = request.app.state.settings
     expected = admin_password(settings)
-    if expected is not None:
+    if expected is None:
+        if not is_local_connection(request):
+            raise ForbiddenError(
+                "dev-mode login is only allowed from this machine (a loopback client address "
+                "and Host header); set PLATFORM_ADMIN_PASSWORD to log in from elsewhere"
+            )
+    else:
         given = body.password or ""
         # Constant-time comparison of bytes (compare_digest rejects non-ASCII str).
         if not hmac.compare_digest(given.encode(), expected.encode()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -64,7 +65,8 @@ async def run_lifespans(
     """Enter each plugin's lifespan in order and exit them in reverse.
 
     If one fails to start, those already started are stopped and ``PluginError`` is raised.
-    A lifespan failing on exit is logged, and the others still stop.
+    A lifespan failing on exit is logged, and the others still stop; so do they when one is
+    cancelled while stopping (a forced exit), and the cancellation is then re-raised.
     """
     async with AsyncExitStack() as stack:
         for plugin in plugins:
@@ -90,6 +92,10 @@ async def _stop(plugin: Plugin, context: AbstractAsyncContextManager[None]) -> N
     # Each plugin sees a clean exit, even when another one failed before it.
     try:
         await context.__aexit__(None, None, None)
+    except asyncio.CancelledError:
+        # A forced exit: the plugins after this one in the stack still get to stop.
+        log.warning("plugin %r was interrupted while stopping (forced exit)", plugin.name)
+        raise
     except Exception:
         log.exception("plugin %r failed to stop cleanly", plugin.name)
     else:

@@ -25,6 +25,8 @@ from pathlib import Path
 
 __all__ = [
     "EVENTS_DIR_ENV",
+    "SLOW_ENTER_ENV",
+    "SLOW_EXIT_ENV",
     "TEST_PLUGIN_MODULE",
     "TEST_PLUGIN_NAMES",
     "TEST_PLUGIN_SOURCE",
@@ -39,22 +41,30 @@ TEST_PLUGIN_NAMES = ("testmount", "testplug")
 """The two test plugins, in discovery (name) order."""
 EVENTS_DIR_ENV = "TESTPLUG_EVENTS_DIR"
 """If set, the test plugins also append their lifespan events to ``$TESTPLUG_EVENTS_DIR/events.log``."""
+SLOW_ENTER_ENV = "TESTPLUG_SLOW_ENTER_SECONDS"
+"""If set, ``testplug``'s lifespan sleeps this many seconds on enter (a slow startup)."""
+SLOW_EXIT_ENV = "TESTPLUG_SLOW_EXIT_SECONDS"
+"""If set, ``testplug``'s lifespan sleeps this many seconds on exit (a slow shutdown)."""
 
 TEST_PLUGIN_SOURCE = textwrap.dedent(
     '''
     """Throw-away plugins written by platform_gateway.testing.write_test_plugin.
 
-    testplug:  an APIRouter at /api/testplug (behind the gateway's token check) and a Typer app.
+    testplug:  an APIRouter at /api/testplug (behind the gateway's token check), with an echo
+               WebSocket at /api/testplug/ws, and a Typer app.
     testmount: a Starlette app mounted at /mounted, with its own error shape.
     Both lifespans record "enter <name>" / "exit <name>" in EVENTS (and the events file).
+    With TESTPLUG_SLOW_ENTER_SECONDS / TESTPLUG_SLOW_EXIT_SECONDS set, testplug records
+    "starting testplug slowly" / "stopping testplug slowly" and sleeps that long first.
     """
 
+    import asyncio
     import os
     from contextlib import asynccontextmanager
     from pathlib import Path
 
     import typer
-    from fastapi import APIRouter, Request
+    from fastapi import APIRouter, Request, WebSocket
     from pydantic import BaseModel
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
@@ -76,10 +86,18 @@ TEST_PLUGIN_SOURCE = textwrap.dedent(
     def lifespan_of(name):
         @asynccontextmanager
         async def lifespan(settings):
+            slow = os.environ.get("TESTPLUG_SLOW_ENTER_SECONDS")
+            if slow and name == "testplug":
+                record(f"starting {name} slowly")
+                await asyncio.sleep(float(slow))
             record(f"enter {name}")
             try:
                 yield
             finally:
+                slow = os.environ.get("TESTPLUG_SLOW_EXIT_SECONDS")
+                if slow and name == "testplug":
+                    record(f"stopping {name} slowly")
+                    await asyncio.sleep(float(slow))
                 record(f"exit {name}")
 
         return lifespan
@@ -112,6 +130,13 @@ TEST_PLUGIN_SOURCE = textwrap.dedent(
         async def echo(request: Request):
             return {"bytes": len(await request.body())}
 
+        @router.websocket("/ws")
+        async def ws_echo(websocket: WebSocket):
+            await websocket.accept()
+            await websocket.send_json({"sub": websocket.state.claims.sub})
+            async for text in websocket.iter_text():
+                await websocket.send_text(f"echo: {text}")
+
         return router
 
 
@@ -141,11 +166,18 @@ TEST_PLUGIN_SOURCE = textwrap.dedent(
         async def fail(request):
             raise MountedError("the mounted app's own error")
 
+        async def echo(request):
+            return JSONResponse({"bytes": len(await request.body())})
+
         async def on_error(request, exc):
             return JSONResponse({"mounted_error": str(exc)}, status_code=418)
 
         return Starlette(
-            routes=[Route("/", index), Route("/fail", fail)],
+            routes=[
+                Route("/", index),
+                Route("/fail", fail),
+                Route("/echo", echo, methods=["POST"]),
+            ],
             exception_handlers={MountedError: on_error},
         )
 

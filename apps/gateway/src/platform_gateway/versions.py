@@ -1,11 +1,20 @@
-"""Versions of the installed ``platform-*`` distributions, for ``/api/version`` and ``--version``."""
+"""Versions: the gateway's own ``__version__``, and those of every ``platform-*`` distribution.
+
+``platform_versions()`` backs ``/api/version`` and ``platform --version``; ``__version__`` is
+the one source of the gateway's version (``platform_gateway.__version__``, the OpenAPI info).
+"""
 
 from __future__ import annotations
 
 import re
-from importlib.metadata import distributions
+from importlib.metadata import PackageNotFoundError, distributions, version
 
-__all__ = ["platform_versions"]
+__all__ = ["__version__", "platform_versions"]
+
+try:
+    __version__ = version("platform-gateway")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
 
 _SEPARATORS = re.compile(r"[-_.]+")
 
@@ -17,9 +26,8 @@ def platform_versions() -> dict[str, str]:
         raw = dist.metadata["Name"] if dist.metadata is not None else None
         if not raw:
             continue
-        name = _SEPARATORS.sub(
-            "-", raw
-        ).lower()  # PEP 503 normalisation: platform_core -> platform-core
+        # PEP 503 normalisation: platform_core -> platform-core
+        name = _SEPARATORS.sub("-", raw).lower()
         # The first one on sys.path wins, as it does for importlib.metadata.version().
         if name.startswith("platform-") and name not in found:
             found[name] = dist.version

@@ -62,6 +62,8 @@ class PlatformSettings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         """``PLATFORM_ADMIN_PASSWORD=`` means no password, not the empty password."""
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         return None if value == "" else value
 
 
