@@ -1,4 +1,4 @@
-"""The README's example runs as written (in a scratch directory)."""
+"""The README's examples run as written (in a scratch directory) and print what they say."""
 
 import json
 import re
@@ -8,13 +8,24 @@ from pathlib import Path
 README = Path(__file__).parents[1] / "README.md"
 
 
-def test_readme_example_runs(tmp_path, monkeypatch, capsys):
-    (block,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    script = tmp_path / "example.py"
-    script.write_text(block)
+def _run_block(index: int, tmp_path, monkeypatch, capsys) -> list[str]:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    script = tmp_path / f"example{index}.py"
+    script.write_text(blocks[index])
     monkeypatch.chdir(tmp_path)
     runpy.run_path(str(script), run_name="__main__")
-    out = capsys.readouterr().out.splitlines()
+    return capsys.readouterr().out.splitlines()
+
+
+def test_types_example_runs(tmp_path, monkeypatch, capsys):
+    out = _run_block(0, tmp_path, monkeypatch, capsys)
     assert out[0].startswith('{"fields":[{"name":"uid","nullable":true,"type":"i64"}')
     hashes = json.loads(out[2])
     assert hashes[0] == hashes[2] != hashes[1]
+
+
+def test_expression_example_runs(tmp_path, monkeypatch, capsys):
+    out = _run_block(1, tmp_path, monkeypatch, capsys)
+    assert out[0] == "bool8 [False, True, False]"
+    assert out[1] == """(("amount" > 1000) AND ("region" IN ('eu', 'us')))"""
+    assert out[2].startswith('{"kind":"binary"')
