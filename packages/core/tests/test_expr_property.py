@@ -655,31 +655,40 @@ def table_of(**columns: list[object]) -> pa.Table:
     return pa.Table.from_pylist(data, schema=S.SCHEMA.to_arrow())
 
 
-#: (expression text, columns, the known divergence that explains it).
-KNOWN_DIVERGENCE_REPROS = [
+#: Former divergences that evaluate() now handles as DuckDB does: kept as regressions.
+FIXED_DIVERGENCE_REPROS = [
     pytest.param(
         "CASE WHEN i1 BETWEEN NULL AND i1 * i1 THEN 1 END",
         {"i1": [2147483647]},
-        "DuckDB short-circuits CASE conditions",
         id="case-condition-between",
     ),
     pytest.param(
         "coalesce(nullif(i1, i1)) * (i1 * i1)",
         {"i1": [2147483647]},
-        "DuckDB skips arguments after a NULL",
         id="constant-null-vector-through-coalesce",
     ),
+    pytest.param(
+        "coalesce(1, -CAST('x' AS INTEGER))",
+        {"i1": [1]},
+        id="negated-constant-raises-early",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "columns"), FIXED_DIVERGENCE_REPROS)
+def test_former_divergence_agrees_with_duckdb(text: str, columns: dict[str, list[object]]) -> None:
+    expr, table = parse(text), table_of(**columns)
+    ours, theirs = run_ours(expr, table), run_duckdb(to_sql(expr), table)
+    assert agree(ours, theirs), f"evaluate: {show(ours)}; DuckDB: {show(theirs)}"
+
+
+#: (expression text, columns, the known divergence that explains it).
+KNOWN_DIVERGENCE_REPROS = [
     pytest.param(
         "-CAST(-2147483648 AS INTEGER)",
         {"i1": [1]},
         "DuckDB folds -(constant) when binding",
         id="negated-constant-minimum",
-    ),
-    pytest.param(
-        "coalesce(1, -CAST('x' AS INTEGER))",
-        {"i1": [1]},
-        "DuckDB folds -(constant) when binding",
-        id="negated-constant-raises-early",
     ),
 ]
 
@@ -697,7 +706,9 @@ def test_known_divergence_is_recognised(
     assert divergence.explains(expr, table, ours, theirs)
 
 
-@pytest.mark.xfail(reason="known divergence from DuckDB, to decide (see KNOWN_DIVERGENCES)")
+@pytest.mark.xfail(
+    strict=True, reason="known divergence from DuckDB, to decide (see KNOWN_DIVERGENCES)"
+)
 @pytest.mark.parametrize(("text", "columns", "name"), KNOWN_DIVERGENCE_REPROS)
 def test_known_divergence_agrees_with_duckdb(
     text: str, columns: dict[str, list[object]], name: str

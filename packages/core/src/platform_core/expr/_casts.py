@@ -223,6 +223,7 @@ def _int_from_text(value: Value, target: FieldType) -> Value:
     # Plain digits parse exactly at any length; the rest go through decimal(38, 1), which
     # keeps the one fractional digit that decides rounding (exact below 1e30).
     digits = xc.replace_substring_regex(xc.if_else(plain, cleaned, "0"), r"^\+", "")
+    digits = xc.replace_substring_regex(digits, r"^-(0+)$", r"\1")  # "-0" is 0, unsigned too
     exact = cast(digits, to)
     other = xc.if_else(plain, "0", cleaned)
     too_big = fill(xc.greater_equal(xc.abs(cast(other, pa.float64())), _INT_TEXT_LIMIT), False)

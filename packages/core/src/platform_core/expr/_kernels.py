@@ -303,7 +303,7 @@ def _compare_constant(
 
 _OUT_OF_RANGE: Final = re.compile(
     r"overflow|out of (?:range|bounds)|not in range|would cause data loss|was truncated"
-    r"|would overflow|outside of (?:the )?(?:supported )?range|exceed",
+    r"|would overflow|outside of (?:the )?(?:supported )?range|exceed|does not fit",
     re.IGNORECASE,
 )
 

@@ -53,13 +53,14 @@ from .nodes import (
     Unary,
     children,
 )
+from .serde import MAX_DEPTH
 
 __all__ = ["Checker", "check", "describe", "node_types"]
 
 NULL_TYPE: Final = UTF8
 """The reported type of an expression that is only an untyped NULL."""
 
-_MAX_DEPTH: Final = 400
+_MAX_DEPTH: Final = MAX_DEPTH  # as the JSON form: 200 levels
 
 
 def check(expr: Expr, schema: Schema, *, aggregates: bool = False) -> FieldType:

@@ -102,7 +102,10 @@ def evaluate(
     plan = _Plan()
     if isinstance(data, pa.RecordBatch):
         return _evaluate_batch(checker, expr, data, to, plan)
-    chunks = [_evaluate_batch(checker, expr, batch, to, plan) for batch in data.to_batches()]
+    batches = data.to_batches()
+    if not batches:  # nothing runs on no rows, but what DuckDB's binder computes still does
+        batches = [_empty_batch(data.schema)]
+    chunks = [_evaluate_batch(checker, expr, batch, to, plan) for batch in batches]
     return pa.chunked_array(chunks, type=to)
 
 
@@ -116,7 +119,12 @@ def to_arrow_expression(expr: Expr, schema: Schema) -> pc.Expression:
     """
     checker = Checker(schema)
     checker.check(expr)
-    result = _Evaluator(checker, None).value(expr)
+    evaluator = _Evaluator(checker, None)
+    evaluator.prepare(expr)
+    try:
+        result = evaluator.value(expr)
+    except RecursionError:
+        raise ExpressionError("expression is nested too deeply to push down") from None
     return result if isinstance(result, pc.Expression) else pc.scalar(result)
 
 
@@ -127,9 +135,20 @@ def _evaluate_batch(
     to: pa.DataType,
     plan: _Plan,
 ) -> pa.Array:
-    result = _Evaluator(checker, batch, plan).value(expr)
+    evaluator = _Evaluator(checker, batch, plan)
+    evaluator.prepare(expr)
+    if batch.num_rows == 0:  # DuckDB runs nothing on no rows
+        return pa.array([], type=to)
+    try:
+        result = evaluator.value(expr)
+    except RecursionError:
+        raise ExpressionError("expression is nested too deeply to evaluate") from None
     array = _as_array(result, batch.num_rows, to)
     return array if array.type == to else array.cast(to)
+
+
+def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
+    return pa.record_batch([pa.array([], type=field.type) for field in schema], schema=schema)
 
 
 def _schema_of(data: pa.Table | pa.RecordBatch, expr: Expr) -> Schema:
@@ -146,6 +165,7 @@ def _schema_of(data: pa.Table | pa.RecordBatch, expr: Expr) -> Schema:
 
 
 def _nodes(expr: Expr) -> list[Expr]:
+    """Every node, parents before children (iteratively: expressions may be deep)."""
     out, stack = [], [expr]
     while stack:
         node = stack.pop()
@@ -194,6 +214,8 @@ class _Evaluator:
         self.plan = _Plan() if plan is None else plan
 
     def value(self, node: Expr) -> Value:
+        """The value of ``node``: NULL if DuckDB's binder folds it so, the cached constant
+        if it has no columns, else evaluated (Arrow errors become ExpressionErrors)."""
         if self._bind_null(node):
             return null(arrow_type(self.checker.raw_type(node) or NULL_TYPE), lazy=False)
         if self._folded(node) and not isinstance(node, Literal):
@@ -205,8 +227,19 @@ class _Evaluator:
             return self._value(node)
         except pa.ArrowException as exc:
             raise translate_arrow_error(exc, f'"{describe(node)}"') from None
-        except RecursionError:
-            raise ExpressionError("expression is nested too deeply to evaluate") from None
+
+    def prepare(self, expr: Expr) -> None:
+        """Decide folding bottom-up, so that later lookups never recurse deeply.
+
+        DuckDB's binder computes ``-x`` for a column-free ``x`` while binding, so an error
+        in such an ``x`` is raised even where the expression would never evaluate it.
+        """
+        for node in reversed(_nodes(expr)):
+            self._folded(node)
+            if not (isinstance(node, Unary) and node.op == "neg"):
+                continue
+            if self._folded(node.operand) and not self._bind_null(node.operand):
+                self._constant(node.operand)
 
     def _type(self, node: Expr) -> MaybeType:
         return self.checker.raw_type(node)
@@ -302,7 +335,10 @@ class _Evaluator:
         return known
 
     def _is_null_constant(self, node: Expr) -> bool:
-        """Whether ``node`` is foldable and evaluates to NULL (an error counts as no)."""
+        """Whether ``node`` has DuckDB's NULL type (an untyped NULL, a CASE of only those),
+        or is foldable and evaluates to NULL (an error counts as no)."""
+        if self.checker.raw_type(node) is None:
+            return True
         if not self._folded(node):
             return False
         if self._bind_null(node):
@@ -418,9 +454,19 @@ class _Evaluator:
         result_type = sig.result if sig.result is not None else NULL_TYPE
         to = arrow_type(result_type)
         if self.lazy:
+            # Branches behind a constant condition are decided now: a pushed-down CASE
+            # evaluates every branch it keeps on every row.
+            branches: list[tuple[Value, Expr]] = []
             out = self._branch(node.otherwise, result_type)
-            for condition, value in reversed(node.whens):
+            for condition, value in node.whens:
                 test = fill(self._coerced(condition, BOOL8), False)
+                if isinstance(test, pa.Scalar):
+                    if not test.as_py():
+                        continue
+                    out = self._branch(value, result_type)
+                    break
+                branches.append((test, value))
+            for test, value in reversed(branches):
                 out = pc.if_else(*lift(test, self._branch(value, result_type), out))
             return out
         assert self.batch is not None
@@ -455,6 +501,14 @@ class _Evaluator:
         As DuckDB selects rows for a CASE branch: ``AND`` evaluates its right side only
         on the rows its left side kept, ``OR`` only on the rows its left side did not.
         """
+        if isinstance(condition, Between) and not condition.negated:
+            # DuckDB: x >= low on the rows, then x <= high on those that passed
+            above = self._select(Binary(">=", condition.operand, condition.low), positions)
+            kept = positions[above]
+            below = self._select(Binary("<=", condition.operand, condition.high), kept)
+            out = np.zeros(positions.size, dtype=bool)
+            out[np.flatnonzero(above)[below]] = True
+            return out
         if isinstance(condition, Binary) and condition.op in ("and", "or"):
             left = self._select(condition.left, positions)
             rest = positions[left] if condition.op == "and" else positions[~left]
@@ -485,8 +539,17 @@ class _Evaluator:
             return pc.coalesce(*lift(*(self._coerced(a, result_type) for a in args)))
         assert self.batch is not None
         rows = self.batch.num_rows
-        out = _as_array(self._coerced(args[0], result_type), rows, arrow_type(result_type))
-        for arg in args[1:]:
+        first = 0
+        value = self._coerced(args[0], result_type)
+        # While every row is still NULL, DuckDB evaluates the next argument on all rows
+        # and passes a constant through as it is (a constant NULL stays one).
+        while isinstance(value, pa.Scalar) and not value.is_valid and first + 1 < len(args):
+            first += 1
+            value = self._coerced(args[first], result_type)
+        if isinstance(value, pa.Scalar):
+            return value
+        out = _as_array(value, rows, arrow_type(result_type))
+        for arg in args[first + 1 :]:
             missing = np.flatnonzero(out.is_null().to_numpy(zero_copy_only=False))
             if not missing.size:
                 break
