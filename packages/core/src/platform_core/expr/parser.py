@@ -39,6 +39,7 @@ from platform_core.types import (
 )
 
 from .errors import ExpressionError
+from .functions import SCALAR_FUNCTIONS
 from .nodes import (
     AGGREGATES,
     FUNCTIONS,
@@ -64,25 +65,10 @@ __all__ = ["FUNCTION_ALIASES", "FUNCTION_ARITY", "MAX_TEXT_LENGTH", "parse", "pa
 MAX_TEXT_LENGTH: Final = 64 * 1024
 """Longer text is refused before tokenizing: expressions are small, this bounds the work."""
 
-#: (minimum, maximum) argument count of each scalar function; None = any number.
+#: (minimum, maximum) argument count of each scalar function (None = any number), read from
+#: the one registry the checker and the evaluator use.
 FUNCTION_ARITY: Final[dict[str, tuple[int, int | None]]] = {
-    "lower": (1, 1),
-    "upper": (1, 1),
-    "length": (1, 1),
-    "substr": (2, 3),
-    "trim": (1, 1),
-    "abs": (1, 1),
-    "round": (1, 2),
-    "floor": (1, 1),
-    "ceil": (1, 1),
-    "coalesce": (1, None),
-    "nullif": (2, 2),
-    "greatest": (1, None),
-    "least": (1, None),
-    "year": (1, 1),
-    "month": (1, 1),
-    "day": (1, 1),
-    "hour": (1, 1),
+    name: (SCALAR_FUNCTIONS[name].min_args, SCALAR_FUNCTIONS[name].max_args) for name in FUNCTIONS
 }
 #: Other spellings DuckDB accepts for a supported function; the AST holds the canonical name.
 FUNCTION_ALIASES: Final = {"substring": "substr", "ceiling": "ceil"}
