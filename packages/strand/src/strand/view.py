@@ -1,0 +1,270 @@
+"""The consumer side: ``StrandView`` waits for commits, reads batches and acknowledges them.
+
+Each view registers a consumer at the current commit position when it attaches (more with
+``register_consumer``); the slowest live consumer gates the writer, and a consumer whose
+process dies is evicted by the writer. Data handed out -- Arrow arrays from ``read_batch``,
+views from a cursor -- is zero-copy and stays valid until the view acknowledges past it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pyarrow as pa
+
+from strand import blocks
+from strand._intern import InternTable
+from strand._ring import Ring
+from strand.cursor import RecordCursor
+from strand.errors import StrandStateError, StrandValueError
+from strand.layout import CTRL, StrandMap, read_strand_header
+from strand.segment import Segment
+
+__all__ = ["StrandView"]
+
+
+class StrandView:
+    """Reads a strand. ``intern_table`` (optional) replaces the shared utf8_ref table."""
+
+    def __init__(
+        self,
+        strand: Segment | str,
+        intern_table: list[str] | None = None,
+        schema: Any = None,
+        *,
+        register: bool = True,
+    ) -> None:
+        self._owns_segment = isinstance(strand, str)
+        self.segment = Segment.attach(strand) if isinstance(strand, str) else strand
+        self.map: StrandMap = read_strand_header(self.segment.buf, schema)
+        self.schema = self.map.schema
+        self._ring = Ring(self.segment, self.map)
+        self._buf = self.segment.buf
+        self._intern = InternTable(self._ring)
+        self._arrow_schema = self.schema.to_arrow()
+        if intern_table is not None:
+            self.update_intern_table(intern_table)
+        self._tokens: list[int] = []
+        self._released = 0  # records below this may be overwritten: never read them
+        self.token: int | None = self.register_consumer() if register else None
+        self._closed = False
+
+    # -- state --------------------------------------------------------------------------
+
+    @property
+    def committed_count(self) -> int:
+        """Records the writer has published (safe to read)."""
+        return self._ring.load(CTRL.COMMIT_SEQ)
+
+    @property
+    def status(self) -> str:
+        """``initializing``, ``streaming``, ``eos`` or ``error`` (also when the writer died)."""
+        return self._ring.status_name()
+
+    @property
+    def epoch(self) -> int:
+        """Incremented by every ``reset()``."""
+        return self._ring.load(CTRL.EPOCH)
+
+    @property
+    def position(self) -> int:
+        """Where this view's own consumer has acknowledged up to."""
+        return self._ring.position(self._own_token())
+
+    @property
+    def consumers(self) -> int:
+        """Live registered consumers across all processes."""
+        return self._ring.consumers()
+
+    def _own_token(self, token: int | None = None) -> int:
+        if token is not None:
+            return token
+        if self.token is None:
+            raise StrandStateError("this view has no consumer; call register_consumer()")
+        return self.token
+
+    # -- consumers ------------------------------------------------------------------------
+
+    def register_consumer(self) -> int:
+        """Register a consumer at the current commit position; returns its token."""
+        token = self._ring.register()
+        self._tokens.append(token)
+        self._update_released()
+        return token
+
+    def release_consumer(self, token: int) -> None:
+        """Release a consumer; a stalled writer waiting on it wakes at once."""
+        self._ring.release(token)
+        if token in self._tokens:
+            self._tokens.remove(token)
+        if token == self.token:
+            self.token = None
+        self._update_released()
+
+    def acknowledge_read(self, upto: int, token: int | None = None) -> None:
+        """Release records below ``upto`` for this consumer (monotonic; wakes the writer)."""
+        committed = self.committed_count
+        if not isinstance(upto, int) or upto < 0 or upto > committed:
+            raise StrandValueError(
+                f"acknowledge_read({upto!r}) is beyond the {committed} committed records"
+            )
+        self._ring.acknowledge(self._own_token(token), upto)
+        self._update_released()
+
+    def _update_released(self) -> None:
+        ring = self._ring
+        positions = []
+        for token in self._tokens:
+            try:
+                positions.append(ring.position(token))
+            except StrandStateError:
+                continue
+        self._released = min(positions) if positions else ring.load(CTRL.COMMIT_SEQ)
+
+    # -- waiting --------------------------------------------------------------------------
+
+    def wait_for_commit(self, after: int, timeout: float = 5.0) -> int:
+        """Block until more than ``after`` records are committed (or the stream ended).
+
+        Returns the committed count; ``StrandTimeoutError`` after ``timeout`` seconds.
+        """
+        return self._ring.wait_commit(after, timeout)
+
+    async def wait_for_commit_async(self, after: int, timeout: float = 5.0) -> int:
+        """``wait_for_commit`` for asyncio: waits in a worker thread, cancellable."""
+        cancel = threading.Event()
+        try:
+            return await asyncio.to_thread(self._ring.wait_commit, after, timeout, cancel)
+        finally:
+            cancel.set()
+
+    def signal_abort(self) -> None:
+        """Ask the producer to stop: its next write raises ``StrandAbortError``."""
+        self._ring.store(CTRL.ABORT, 1)
+        self._ring.notify_ack()
+
+    def update_intern_table(self, table: list[str]) -> None:
+        """Replace the utf8_ref intern table; every cursor in every process sees it at once."""
+        self._intern.update(table)
+
+    @property
+    def intern_table(self) -> list[str]:
+        return list(self._intern.table())
+
+    # -- reading --------------------------------------------------------------------------
+
+    def allocate_cursor(self) -> RecordCursor:
+        """A cursor for per-record access; allocate once, ``seek`` many times."""
+        return RecordCursor(self)
+
+    def _check_range(self, start: int, stop: int) -> None:
+        committed = self.committed_count
+        if not (isinstance(start, int) and isinstance(stop, int)) or not 0 <= start <= stop:
+            raise StrandValueError(f"read range [{start!r}, {stop!r}) is not a valid range")
+        if stop > committed:
+            raise StrandValueError(
+                f"read range [{start}, {stop}) goes beyond the {committed} committed records"
+            )
+        if start < self._released:
+            raise StrandValueError(
+                f"records before {self._released} were acknowledged and may be overwritten; "
+                f"read [{start}, {stop}) before acknowledging it"
+            )
+
+    def _batch(self, number: int) -> tuple[int, pa.RecordBatch]:
+        ring = self._ring
+        first, rows, mono, _ = ring.entry(number)
+        phys = ring.heap_phys(mono)
+        _, _, descs = blocks.read_descriptors(self._buf, phys, len(self.schema))
+        dictionary = self._intern.current()[0] if "utf8_ref" in self._kinds else None
+        arrays = [
+            blocks.build_array(self._buf, ring.heap_phys, f, descs[i], rows, dictionary)
+            for i, f in enumerate(self.schema)
+        ]
+        return first, pa.RecordBatch.from_arrays(arrays, schema=self._arrow_schema)
+
+    @property
+    def _kinds(self) -> set[str]:
+        return {f.type.kind for f in self.schema}
+
+    def read_batches(self, start: int, stop: int) -> list[pa.RecordBatch]:
+        """Records ``[start, stop)`` as zero-copy batches, one per committed batch spanned."""
+        self._check_range(start, stop)
+        out: list[pa.RecordBatch] = []
+        if start == stop:
+            return out
+        ring = self._ring
+        committed_batches = ring.load(CTRL.BATCH_COMMIT)
+        number = ring.find_batch(start, committed_batches)
+        seq = start
+        while seq < stop:
+            first, batch = self._batch(number)
+            lo = seq - first
+            hi = min(stop - first, batch.num_rows)
+            out.append(batch if lo == 0 and hi == batch.num_rows else batch.slice(lo, hi - lo))
+            seq = first + hi
+            number += 1
+        return out
+
+    def read_batch(self, start: int, stop: int) -> pa.RecordBatch | list[pa.RecordBatch]:
+        """Records ``[start, stop)``: one zero-copy RecordBatch when they lie in one committed
+        batch, else a list of them (see ``read_batches``)."""
+        batches = self.read_batches(start, stop)
+        if len(batches) == 1:
+            return batches[0]
+        if not batches:
+            return pa.RecordBatch.from_pylist([], schema=self._arrow_schema)
+        return batches
+
+    def read_table(self, start: int, stop: int) -> pa.Table:
+        """Records ``[start, stop)`` as a zero-copy ``pyarrow.Table``."""
+        return pa.Table.from_batches(self.read_batches(start, stop), schema=self._arrow_schema)
+
+    def find_first(self, field: str, value: Any) -> int | None:
+        """First held record whose sorted ``field`` is >= ``value`` (<= for a descending
+        field), by binary search; None if there is none."""
+        c = self.schema.index(field)
+        f = self.schema.fields[c]
+        if f.sorted is None:
+            raise StrandValueError(
+                f'field "{field}" is not flagged sorted; find_first needs sorted="asc" or "desc"'
+            )
+        cursor = RecordCursor(self)
+        lo, hi = self._released, self.committed_count
+        ascending = f.sorted == "asc"
+        try:
+            while lo < hi:
+                mid = (lo + hi) // 2
+                cursor.seek(mid)
+                current = cursor.get(field)
+                if (current >= value) if ascending else (current <= value):
+                    hi = mid
+                else:
+                    lo = mid + 1
+        except TypeError:
+            raise StrandValueError(
+                f'find_first: {value!r} cannot be compared with field "{field}" ({f.type})'
+            ) from None
+        return lo if lo < self.committed_count else None
+
+    # -- closing --------------------------------------------------------------------------
+
+    def close(self, timeout: float = 0.0) -> None:
+        """Release this view's consumers; close the segment if the view opened it by name."""
+        if self._closed:
+            return
+        for token in list(self._tokens):
+            self._ring.release(token)
+        self._tokens.clear()
+        self.token = None
+        self._closed = True
+        if self._owns_segment:
+            self.segment.close(timeout=timeout)
+
+    def __enter__(self) -> StrandView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

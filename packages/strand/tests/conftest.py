@@ -1,0 +1,75 @@
+"""Fixtures: unique segment names, cleanup, and the worker script run in real processes."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import strand
+
+HERE = Path(__file__).parent
+WORKER = HERE / "_workers.py"
+_spec = importlib.util.spec_from_file_location("strand_test_workers", WORKER)
+assert _spec
+assert _spec.loader
+workers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(workers)
+
+PREFIX = f"t{os.getpid()}-"
+_counter = itertools.count()
+
+
+@pytest.fixture
+def name() -> Iterator[str]:
+    """A fresh segment name; whatever segment has it is unlinked after the test."""
+    value = f"{PREFIX}{next(_counter)}"
+    yield value
+    path = Path(strand.segment.SHM_DIR) / (strand.segment.PREFIX + value)
+    path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_segment_left_behind() -> Iterator[None]:
+    """The whole run must leave /dev/shm as it found it."""
+    yield
+    left = [n for n in strand.list_segments() if n.startswith(PREFIX)]
+    for n in left:
+        (Path(strand.segment.SHM_DIR) / (strand.segment.PREFIX + n)).unlink(missing_ok=True)
+    assert not left, f"segments left in /dev/shm: {left}"
+
+
+def spawn(*args: Any) -> subprocess.Popen[str]:
+    """Run a worker command (see _workers.py) in a new Python process."""
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def result(proc: subprocess.Popen[str], timeout: float = 60) -> dict[str, Any]:
+    """Wait for a worker and parse the JSON it printed last."""
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, f"worker failed ({proc.returncode}):\n{err}"
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def wait_line(proc: subprocess.Popen[str], expected: str, timeout: float = 30) -> None:
+    """Read the worker's stdout until a line equals ``expected``."""
+    import select
+
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, f"worker did not print {expected!r} within {timeout} s"
+    line = proc.stdout.readline().strip()
+    assert line == expected, f"worker printed {line!r}, expected {expected!r}"
