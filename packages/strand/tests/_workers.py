@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import subprocess
 import sys
 import time
 from typing import Any
@@ -50,6 +52,32 @@ def check_batch(batch: pa.RecordBatch) -> None:
     """Recompute the expected content from the ids and compare every value."""
     if batch.num_rows and not batch.equals(build(batch.column("id"))):
         raise AssertionError(f"batch at id {batch.column('id')[0]} differs from what was written")
+
+
+def spawn(*args: Any) -> subprocess.Popen[str]:
+    """Run a worker command (see _workers.py) in a new Python process."""
+    return subprocess.Popen(
+        [sys.executable, __file__, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def result(proc: subprocess.Popen[str], timeout: float = 60) -> dict[str, Any]:
+    """Wait for a worker and parse the JSON it printed last."""
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, f"worker failed ({proc.returncode}):\n{err}"
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def wait_line(proc: subprocess.Popen[str], expected: str, timeout: float = 30) -> None:
+    """Read the worker's stdout until a line equals ``expected``."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, f"worker did not print {expected!r} within {timeout} s"
+    line = proc.stdout.readline().strip()
+    assert line == expected, f"worker printed {line!r}, expected {expected!r}"
 
 
 def _args(argv: list[str]) -> dict[str, Any]:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,29 +44,7 @@ def no_segment_left_behind() -> Iterator[None]:
     assert not left, f"segments left in /dev/shm: {left}"
 
 
-def spawn(*args: Any) -> subprocess.Popen[str]:
-    """Run a worker command (see _workers.py) in a new Python process."""
-    return subprocess.Popen(
-        [sys.executable, str(WORKER), *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def result(proc: subprocess.Popen[str], timeout: float = 60) -> dict[str, Any]:
-    """Wait for a worker and parse the JSON it printed last."""
-    out, err = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, f"worker failed ({proc.returncode}):\n{err}"
-    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
-def wait_line(proc: subprocess.Popen[str], expected: str, timeout: float = 30) -> None:
-    """Read the worker's stdout until a line equals ``expected``."""
-    import select
-
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    assert ready, f"worker did not print {expected!r} within {timeout} s"
-    line = proc.stdout.readline().strip()
-    assert line == expected, f"worker printed {line!r}, expected {expected!r}"
+@pytest.fixture(scope="session")
+def w() -> Any:
+    """The worker module (_workers.py): data builders and process helpers."""
+    return workers
