@@ -284,35 +284,39 @@ def read_descriptors(
 
 
 def build_array(
-    mm: memoryview,
+    root: pa.Buffer,
     heap_phys: Callable[[int], int],
     field: StrandField,
     desc: tuple[int, int, int, int, int],
     rows: int,
     dictionary: pa.Array | None,
 ) -> pa.Array:
-    """A zero-copy Arrow array over one column of a block."""
+    """A zero-copy Arrow array over one column of a block.
+
+    ``root`` is ``pa.py_buffer(segment.buf)``: every buffer is a slice of it, so the
+    segment's memoryview stays exported (and ``close()`` refuses) while the array lives.
+    """
     validity_at, values_at, data_at, data_len, nulls = desc
     validity = None
     if validity_at != NONE:
         p = heap_phys(validity_at)
-        validity = pa.py_buffer(mm[p : p + (rows + 7) // 8])
+        validity = root.slice(p, (rows + 7) // 8)
     layout = field.layout
     kind = field.type.kind
     p = heap_phys(values_at)
     if layout is Layout.FIXED:
-        values = pa.py_buffer(mm[p : p + rows * field.width])
+        values = root.slice(p, rows * field.width)
         if kind == "utf8_ref":
             indices = pa.Array.from_buffers(pa.int32(), rows, [validity, values], nulls)
             assert dictionary is not None
             return pa.DictionaryArray.from_arrays(indices, dictionary, safe=True)
         return pa.Array.from_buffers(field.arrow_type, rows, [validity, values], nulls)
     if layout is Layout.BOOL:
-        values = pa.py_buffer(mm[p : p + (rows + 7) // 8])
+        values = root.slice(p, (rows + 7) // 8)
         return pa.Array.from_buffers(pa.bool_(), rows, [validity, values], nulls)
-    offsets = pa.py_buffer(mm[p : p + 4 * (rows + 1)])
+    offsets = root.slice(p, 4 * (rows + 1))
     d = heap_phys(data_at) if data_len else 0
-    data = pa.py_buffer(mm[d : d + data_len])
+    data = root.slice(d, data_len)
     if layout is Layout.VAR:
         storage_type = pa.binary() if kind == "bytes" else pa.utf8()
         storage = pa.Array.from_buffers(storage_type, rows, [validity, offsets, data], nulls)

@@ -118,8 +118,8 @@ class RecordCursor:
             )
         if self._kinds[c] not in kinds:
             raise StrandValueError(
-                f'field "{name}" is {self._kinds[c]}; {getter}() reads {"/".join(kinds)} fields '
-                "(get() reads any)"
+                f'field "{name}" is {self._kinds[c]}, which {getter}() does not read; use '
+                f"{_GETTERS[self._kinds[c]]}() or get()"
             )
         if self._seq < 0:
             raise StrandStateError("seek() to a record before reading it")
@@ -240,13 +240,13 @@ class RecordCursor:
             )
         return table[handle]
 
-    def get_bytes(self, name: str) -> memoryview | None:
-        """A zero-copy view of a bytes field (valid until the record is acknowledged)."""
+    def get_bytes(self, name: str) -> np.ndarray | None:
+        """A zero-copy uint8 view of a bytes field (valid until the record is acknowledged)."""
         c = self._col(name, ("bytes",), "get_bytes")
         span = self._span(c)
         if span is None:
             return None
-        return self._view._buf[self._dat[c] + span[0] : self._dat[c] + span[1]]
+        return np.frombuffer(self._view._buf, np.uint8, span[1] - span[0], self._dat[c] + span[0])
 
     def _array(self, name: str, kind: str, dtype: type) -> np.ndarray | None:
         c = self._col(name, (kind,), f"get_{kind}")

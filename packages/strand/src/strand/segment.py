@@ -56,15 +56,18 @@ class Segment:
     ``unlink()`` removes the name, after which attached processes keep their mapping.
     """
 
-    __slots__ = ("_atomics", "_mm", "_mv", "created", "name", "size")
+    __slots__ = ("_atomics", "_ctrl", "_mm", "_mv", "created", "name", "size")
 
-    def __init__(self, name: str, mm: mmap.mmap, created: bool) -> None:
+    def __init__(self, name: str, fd: int, size: int, created: bool) -> None:
         self.name = name
-        self.size = len(mm)
+        self.size = size
         self.created = created
-        self._mm: mmap.mmap | None = mm
-        self._mv: memoryview | None = memoryview(mm)
-        self._atomics: AtomicView | None = AtomicView(mm)
+        # two mappings of the same pages: data views come from one, atomics use the other, so
+        # "views still alive" can be detected on the first without touching the second
+        self._mm: mmap.mmap | None = mmap.mmap(fd, size)
+        self._ctrl: mmap.mmap | None = mmap.mmap(fd, size)
+        self._mv: memoryview | None = memoryview(self._mm)
+        self._atomics: AtomicView | None = AtomicView(self._ctrl)
 
     @classmethod
     def create(cls, name: str, size: int) -> Segment:
@@ -83,7 +86,7 @@ class Segment:
             os.ftruncate(fd, size)
             if hasattr(os, "posix_fallocate"):
                 os.posix_fallocate(fd, 0, size)
-            mm = mmap.mmap(fd, size)
+            return cls(name, fd, size, created=True)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 _posixshmem.shm_unlink(path)
@@ -98,7 +101,6 @@ class Segment:
             raise StrandError(f'cannot create segment "{name}": {exc}') from exc
         finally:
             os.close(fd)
-        return cls(name, mm, created=True)
 
     @classmethod
     def attach(cls, name: str) -> Segment:
@@ -115,10 +117,9 @@ class Segment:
             size = os.fstat(fd).st_size
             if size == 0:
                 raise StrandNotFoundError(f'segment "{name}" exists but is empty (half-created)')
-            mm = mmap.mmap(fd, size)
+            return cls(name, fd, size, created=False)
         finally:
             os.close(fd)
-        return cls(name, mm, created=False)
 
     @property
     def closed(self) -> bool:
@@ -170,22 +171,20 @@ class Segment:
     def _try_close(self) -> bool:
         assert self._mm is not None
         assert self._mv is not None
-        if self._atomics is not None:
-            self._atomics.close()
-            self._atomics = None
         try:
-            self._mv.release()
+            self._mv.release()  # refused while an Arrow buffer or numpy view exports it
         except BufferError:
-            self._atomics = AtomicView(self._mm)
             return False
         try:
             self._mm.close()
-        except BufferError:
+        except BufferError:  # a memoryview slice is alive (never handed out by strand)
             self._mv = memoryview(self._mm)
-            self._atomics = AtomicView(self._mm)
             return False
-        self._mm = None
-        self._mv = None
+        assert self._atomics is not None
+        assert self._ctrl is not None
+        self._atomics.close()
+        self._ctrl.close()
+        self._mm = self._mv = self._atomics = self._ctrl = None
         return True
 
     def unlink(self) -> None:

@@ -179,8 +179,9 @@ class StrandView:
         phys = ring.heap_phys(mono)
         _, _, descs = blocks.read_descriptors(self._buf, phys, len(self.schema))
         dictionary = self._intern.current()[0] if "utf8_ref" in self._kinds else None
+        root = pa.py_buffer(self._buf)
         arrays = [
-            blocks.build_array(self._buf, ring.heap_phys, f, descs[i], rows, dictionary)
+            blocks.build_array(root, ring.heap_phys, f, descs[i], rows, dictionary)
             for i, f in enumerate(self.schema)
         ]
         return first, pa.RecordBatch.from_arrays(arrays, schema=self._arrow_schema)

@@ -419,9 +419,10 @@ class StrandWriter:
         last = {}
         for i, f in enumerate(self.schema):
             if f.sorted:
-                arr = blocks.build_array(ring.buf, ring.heap_phys, f, descs[i], rows_, None)
+                root = pa.py_buffer(ring.buf)
+                arr = blocks.build_array(root, ring.heap_phys, f, descs[i], rows_, None)
                 last[i] = pa.scalar(arr[rows_ - 1].as_py(), type=arr.type)
-                del arr
+                del arr, root
         return last
 
     # -- claim / commit for producers that write in place --------------------------------
