@@ -256,6 +256,9 @@ class StrandView:
         """Release this view's consumers; close the segment if the view opened it by name."""
         if self._closed:
             return
+        if self.segment.closed:  # the segment went first: nothing left to release
+            self._closed = True
+            return
         for token in list(self._tokens):
             self._ring.release(token)
         self._tokens.clear()

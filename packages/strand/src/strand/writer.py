@@ -146,6 +146,9 @@ class StrandWriter:
         """Detach (the ring keeps its status); closes the segment if opened by name."""
         if self._closed:
             return
+        if self.segment.closed:  # the segment went first: nothing left to release
+            self._closed = True
+            return
         self._closed = True
         ring = self._ring
         ring.cas(CTRL.WRITER_PID, ring.pid, 0)
