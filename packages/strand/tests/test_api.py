@@ -340,3 +340,20 @@ def test_cleanup_dead_removes_segments_of_dead_owners(name: str, w: Any) -> None
     assert f"{name}-alive" in strand.list_segments()
     mine.unlink()
     mine.close()
+
+
+def test_the_slowest_consumer_gates_the_writer(make: Any) -> None:
+    r = make(StrandSchema([StrandField("id", "i64", nullable=False)]), index=8)
+    lagging = r.view.register_consumer()
+    r.writer.write_record_batch([{"id": i} for i in range(4)])
+    r.writer.write_record_batch([{"id": i} for i in range(4, 8)])
+    r.view.acknowledge_read(8)  # the view's own consumer is done; "lagging" is at 0
+    with pytest.raises(strand.StrandTimeoutError, match="slowest consumer"):
+        r.writer.write_record_batch([{"id": 8}], timeout=0.2)
+    r.view.acknowledge_read(4, lagging)
+    r.writer.write_record_batch([{"id": i} for i in range(8, 12)], timeout=1)
+    with pytest.raises(strand.StrandTimeoutError):
+        r.writer.write_record_batch([{"id": 12}], timeout=0.2)
+    r.view.release_consumer(lagging)  # releasing wakes the writer as well
+    r.writer.write_record_batch([{"id": 12}], timeout=1)
+    assert r.view.committed_count == 13
