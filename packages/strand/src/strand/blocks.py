@@ -60,6 +60,13 @@ def normalize_batch(
     ``StrandValueError`` naming the column, never a silent change.
     """
     names = batch.schema.names
+    if names == schema.names_list and batch.schema.types == schema.storage_types:
+        # the fast path: columns already in storage form, only nullability to check
+        columns = batch.columns
+        for field, arr in zip(schema, columns, strict=True):
+            if (not field.nullable and arr.null_count) or field.layout is Layout.LIST:
+                _normalize(field, arr, intern, intern_values)  # checks nulls and list elements
+        return list(columns)
     if set(names) != set(schema.names) or len(names) != len(schema.names):
         missing = [n for n in schema.names if n not in names]
         extra = [n for n in names if n not in schema.names]

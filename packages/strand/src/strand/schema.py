@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import Enum
+from functools import cached_property
 from typing import Final, Literal
 
 import pyarrow as pa
@@ -123,7 +124,7 @@ class StrandField:
             | (FLAG_SORTED_DESC if self.sorted == "desc" else 0)
         )
 
-    @property
+    @cached_property
     def layout(self) -> Layout:
         """Which of Arrow's buffer layouts this type uses."""
         kind = self.type.kind
@@ -135,14 +136,14 @@ class StrandField:
             return Layout.LIST
         return Layout.FIXED
 
-    @property
+    @cached_property
     def width(self) -> int:
         """Bytes per value in the values buffer (FIXED), or per element (LIST); 0 otherwise."""
         if self.type.kind in _LIST_KINDS:
             return 4
         return _WIDTH.get(self.type.kind, 0)
 
-    @property
+    @cached_property
     def arrow_type(self) -> pa.DataType:
         """The Arrow type ``read_batch`` hands out for this column."""
         return self.type.to_arrow()
@@ -156,7 +157,7 @@ class StrandField:
 class StrandSchema:
     """The ordered fields of a strand, with their binary form and FNV-1a fingerprint."""
 
-    __slots__ = ("_binary", "_positions", "fields")
+    __slots__ = ("_binary", "_positions", "fields", "names_list", "storage_types")
 
     def __init__(self, fields: list[StrandField] | tuple[StrandField, ...]) -> None:
         fields = tuple(fields)
@@ -176,6 +177,9 @@ class StrandSchema:
         self.fields = fields
         self._positions = positions
         self._binary = _encode(fields)
+        self.names_list = [f.name for f in fields]
+        # the Arrow types a column must already have to be copied without conversion
+        self.storage_types = [_storage_type(f) for f in fields]
 
     @classmethod
     def of(
@@ -273,6 +277,12 @@ class StrandSchema:
             if a != b:
                 return f'field "{a.name}" is {_describe(a)} here but {_describe(b)}'
         return "the schemas are equal"
+
+
+def _storage_type(f: StrandField) -> pa.DataType | None:
+    if f.type.kind in ("utf8_ref", "json"):
+        return None  # always converted (intern handles, JSON extension storage)
+    return f.arrow_type
 
 
 def sorted_names(names: set[str]) -> str:

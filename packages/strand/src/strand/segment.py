@@ -64,7 +64,9 @@ class Segment:
         self.created = created
         # two mappings of the same pages: data views come from one, atomics use the other, so
         # "views still alive" can be detected on the first without touching the second
-        self._mm: mmap.mmap | None = mmap.mmap(fd, size)
+        # prefault the page tables now (MAP_POPULATE), not during the first pass of the ring
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        self._mm: mmap.mmap | None = mmap.mmap(fd, size, flags=flags)
         self._ctrl: mmap.mmap | None = mmap.mmap(fd, size)
         self._mv: memoryview | None = memoryview(self._mm)
         self._atomics: AtomicView | None = AtomicView(self._ctrl)
