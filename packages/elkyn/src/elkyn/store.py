@@ -334,29 +334,31 @@ class Store:
         *,
         token: str | None = None,
         caller: Caller | None = None,
-        max_retries: int = 25,
     ) -> TransactionResult:
-        """Optimistic read-modify-write: ``fn(current)`` returns the new value or ``ABORT``.
+        """Read-modify-write: ``fn(current)`` returns the new value, ``None`` (delete) or ``ABORT``.
 
-        ``fn`` may run several times (when another writer got in between); it gets a private
-        copy of the value each time. Returning ``None`` deletes.
+        ``fn`` runs on the writer's thread between the read and the write of one transaction,
+        so no other write can get in between and it never needs a retry; keep it short. It gets
+        a private copy of the current value. An exception from ``fn`` is raised here, and
+        nothing is written.
         """
         keys = parse_path(path)
         who = self._who(token, caller)
-        for _ in range(max_retries):
-            with self.env.read() as txn:
-                tree = Tree(self.env, txn)
-                self._read_allowed(tree, who, keys)
-                stored = tree.read(keys)
+
+        def job(tree: Tree, now: int) -> tuple[Any, list[LogEntry]]:
+            self._read_allowed(tree, who, keys)
+            stored = tree.read(keys)
             new = fn(copy.deepcopy(to_wire(stored)))
             if new is ABORT:
-                return TransactionResult(False, to_wire(stored))
-            try:
-                value = self._submit_set(keys, new, who, if_match=etag_of(stored)).result()
-            except PreconditionFailedError:
-                continue
-            return TransactionResult(True, value)
-        return TransactionResult(False, self.get(path, caller=who))
+                return TransactionResult(False, to_wire(stored)), []
+            value = normalize(new, keys, self._server_values(tree, now))
+            self._write_allowed(tree, who, [(keys, value)], now)
+            tree.write(keys, value)
+            entry = tree.append_log("put", keys, value, now)
+            return TransactionResult(True, to_wire(value)), [entry]
+
+        result: TransactionResult = self.writer.submit(job).result()
+        return result
 
     # ---- async variants (for servers and asyncio apps) ----
     async def aset(self, path: str, value: Any, *, caller: Caller = ADMIN, **kw: Any) -> Any:
