@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from platform_core import BadInputError, OverBudgetError, PlatformError, UnavailableError
+from platform_core import BadInputError, PlatformError, UnavailableError
 
 __all__ = [
     "ElkynError",
@@ -62,10 +62,9 @@ class PreconditionFailedError(ElkynError):
         self.etag = etag
 
 
-class PayloadTooLargeError(ElkynError, OverBudgetError):
-    """The write is larger than the size limit."""
+class PayloadTooLargeError(InvalidDataError):
+    """The write is larger than the size limit (Firebase answers 400, not 413)."""
 
-    status = 413
     kind = "over_budget"
 
 

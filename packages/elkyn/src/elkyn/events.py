@@ -33,6 +33,8 @@ class Event:
     path: str
     data: Any
     seq: int = 0
+    ts: int = 0
+    """Commit time of the change in ms since the epoch (0 for a snapshot)."""
 
 
 def _extract(value: Any, rel: Path) -> Any:
@@ -48,22 +50,22 @@ def events_for(sub: Path, entry: LogEntry) -> list[Event]:
     p = entry.path
     if entry.kind == "put":
         if is_prefix(sub, p):
-            return [Event("put", path_str(p[len(sub) :]), entry.data, entry.seq)]
+            return [Event("put", path_str(p[len(sub) :]), entry.data, entry.seq, entry.ts)]
         if is_prefix(p, sub):
-            return [Event("put", "/", _extract(entry.data, sub[len(p) :]), entry.seq)]
+            return [Event("put", "/", _extract(entry.data, sub[len(p) :]), entry.seq, entry.ts)]
         return []
     # patch: entry.data maps "a/b" (relative to p) to the new value there
     if is_prefix(sub, p):
-        return [Event("patch", path_str(p[len(sub) :]), entry.data, entry.seq)]
+        return [Event("patch", path_str(p[len(sub) :]), entry.data, entry.seq, entry.ts)]
     if not is_prefix(p, sub):
         return []
     out: list[Event] = []
     for rel_text, value in entry.data.items():
         target = p + tuple(k for k in rel_text.split("/") if k)
         if is_prefix(sub, target):
-            out.append(Event("put", path_str(target[len(sub) :]), value, entry.seq))
+            out.append(Event("put", path_str(target[len(sub) :]), value, entry.seq, entry.ts))
         elif is_prefix(target, sub):
-            out.append(Event("put", "/", _extract(value, sub[len(target) :]), entry.seq))
+            out.append(Event("put", "/", _extract(value, sub[len(target) :]), entry.seq, entry.ts))
     return out
 
 

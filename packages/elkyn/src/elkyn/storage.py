@@ -369,6 +369,11 @@ class Tree:
         self.txn.put(_LAST_SEQ, _ID.pack(seq), db=self.env.meta)
         return entry
 
+    def append_log_at(self, entry: LogEntry) -> None:
+        """Record an entry under its own sequence number (a replica copying the primary's)."""
+        self.txn.put(_ID.pack(entry.seq), entry.pack(), db=self.env.log)
+        self.txn.put(_LAST_SEQ, _ID.pack(entry.seq), db=self.env.meta)
+
     def trim_log(self, keep: int) -> None:
         """Drop the oldest log entries so at most ``keep`` remain."""
         last = self.env.last_seq(self.txn)
