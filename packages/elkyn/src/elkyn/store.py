@@ -13,6 +13,7 @@ import copy
 import hashlib
 import itertools
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Future
@@ -395,19 +396,42 @@ class Store:
         keys = parse_path(path)
         who = self._who(token, caller)
         if callback is not None:
-            sub = Subscription(self.hub, keys, callback=callback)
-            self.hub.add(sub)
+            return self._watch_callback(keys, who, callback)
+        return self._watch_async(keys, who)
+
+    def _watch_callback(
+        self, keys: Path, who: Caller, callback: Callable[[Event], None]
+    ) -> Subscription:
+        # Events that race the snapshot wait until it has been delivered; those it already
+        # contains (seq not above the snapshot's) are dropped, so each change arrives once.
+        lock = threading.Lock()
+        pending: list[Event] = []
+        snapshot_seq: list[int] = []
+
+        def deliver(ev: Event) -> None:
+            with lock:
+                if not snapshot_seq:
+                    pending.append(ev)
+                elif ev.seq > snapshot_seq[0]:
+                    callback(ev)
+
+        sub = Subscription(self.hub, keys, callback=deliver)
+        self.hub.add(sub)
+        try:
             with self.env.read() as txn:
                 tree = Tree(self.env, txn)
-                try:
-                    self._read_allowed(tree, who, keys)
-                except PermissionDeniedError:
-                    sub.close()
-                    raise
-                snapshot = tree.read(keys)
-            callback(Event("put", "/", snapshot))
-            return sub
-        return self._watch_async(keys, who)
+                self._read_allowed(tree, who, keys)
+                snapshot, seq = tree.read(keys), self.env.last_seq(txn)
+        except BaseException:
+            sub.close()
+            raise
+        with lock:
+            callback(Event("put", "/", snapshot, seq))
+            snapshot_seq.append(seq)
+            for ev in pending:
+                if ev.seq > seq:
+                    callback(ev)
+        return sub
 
     async def _watch_async(self, keys: Path, who: Caller) -> AsyncIterator[Event]:
         sub, first = self.subscribe(keys, who)
