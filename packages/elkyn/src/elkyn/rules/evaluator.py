@@ -36,6 +36,8 @@ def _set_in(base: Any, rel: Path, value: Any) -> Any:
     """``base`` with ``value`` written at ``rel`` (copying, pruning empty objects)."""
     if not rel:
         return value
+    if value is None and not isinstance(base, dict):
+        return base  # deleting below a leaf (or nothing) changes nothing
     out = dict(base) if isinstance(base, dict) else {}
     child = _set_in(out.get(rel[0]), rel[1:], value)
     if child is None:
