@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -55,3 +56,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = serve(tmp_path_factory.mktemp("elkyn"), "--dev", "--memory")
     yield srv
     stop_server(srv.process)
+
+
+@pytest.fixture
+def launch() -> Iterator[Any]:
+    """Start `elkyn serve` processes (``launch(home, *args, **env)``); all stopped at the end."""
+    started: list[Server] = []
+
+    def start(home: Path, *args: str, **env: str) -> Server:
+        srv = serve(home, *args, **env)
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        if srv.process.proc.poll() is None:
+            stop_server(srv.process)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import random
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -284,7 +286,22 @@ def test_embedded_entry_points_match_the_model(seed: int) -> None:
         assert outcomes[False] > 5, outcomes
 
 
-def test_rest_and_streams_match_the_model(server: Any) -> None:
+def _last_seq(url: str) -> int:
+    text = httpx.get(url + "/metrics").text
+    return int(next(ln for ln in text.splitlines() if ln.startswith("elkyn_last_seq ")).split()[1])
+
+
+def _synced(primary: str, replica: str) -> None:
+    deadline = time.monotonic() + 15
+    while _last_seq(replica) != _last_seq(primary):
+        assert time.monotonic() < deadline, "the replica did not catch up"
+        time.sleep(0.02)
+
+
+def test_rest_streams_and_replica_reads_match_the_model(
+    server: Any, launch: Any, tmp_path: Path
+) -> None:
+    replica = launch(tmp_path / "replica", "--replica-of", server.url)
     rng = random.Random(99)
     outcomes = {True: 0, False: 0}
     with server.admin() as admin:
@@ -332,6 +349,12 @@ def test_rest_and_streams_match_the_model(server: Any) -> None:
                             r = httpx.get(url, params=params, headers=headers)
                             assert r.status_code in (200, 401), r.text
                             got = r.status_code == 200
+                            _synced(server.url, replica.url)  # replica reads: same answers
+                            r2 = httpx.get(
+                                replica.url + p(path) + ".json", params=params, headers=headers
+                            )
+                            assert r2.status_code == r.status_code, (rules, uid, op, path)
+                            assert r2.content == r.content
                     else:
                         value = random_value(rng)
                         if op == "PATCH":

@@ -48,6 +48,8 @@ def _extract(value: Any, rel: Path) -> Any:
 def events_for(sub: Path, entry: LogEntry) -> list[Event]:
     """The events a subscriber at ``sub`` receives for ``entry`` (stored-form data)."""
     p = entry.path
+    if entry.kind not in ("put", "patch"):
+        return []  # a rules change, not a data change
     if entry.kind == "put":
         if is_prefix(sub, p):
             return [Event("put", path_str(p[len(sub) :]), entry.data, entry.seq, entry.ts)]

@@ -19,10 +19,13 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
+import msgpack
+
 from platform_core import UnauthorizedError, auth
 from platform_core.auth import bearer_token
 
 from .errors import ElkynError
+from .rules import Rules
 from .settings import ElkynSettings
 from .storage import LogEntry, Tree
 
@@ -46,7 +49,7 @@ def _check_cluster(app: ElkynApp, req: Request) -> None:
 
 
 async def serve_log(app: ElkynApp, req: Request, send: Send) -> None:
-    """``/.replication/log`` and ``/.replication/snapshot`` on the primary."""
+    """``/.replication/log`` on the primary (``?snapshot=true`` for the whole tree)."""
     from .server.http import respond_json
 
     _check_cluster(app, req)
@@ -56,10 +59,12 @@ async def serve_log(app: ElkynApp, req: Request, send: Send) -> None:
         raise ElkynError("since must be a sequence number")
     since = int(since_text)
     if req.params.get("snapshot") == "true":
-        with store.env.read() as txn:
+        with store.env.read() as txn:  # data, rules and seq from one snapshot
             tree = Tree(store.env, txn)
             value, seq = tree.read(()), store.env.last_seq(txn)
-        await respond_json(send, 200, {"seq": seq, "value": value})
+            raw_rules = txn.get(b"rules", db=store.env.meta)
+        rules = msgpack.unpackb(raw_rules, raw=False) if raw_rules else Rules.default().source
+        await respond_json(send, 200, {"seq": seq, "value": value, "rules": rules})
         return
     wait = min(float(req.params.get("wait", "0") or 0), 30.0)
     deadline = time.monotonic() + wait
@@ -88,7 +93,10 @@ def apply_entries(store: Store, entries: list[LogEntry]) -> None:
         for e in entries:
             if e.seq <= last:
                 continue
-            if e.kind == "put":
+            if e.kind == "rules":
+                store.store_rules(tree, e.data)
+                new_rules.append(Rules.parse(e.data))
+            elif e.kind == "put":
                 tree.write(e.path, e.data)
             else:
                 for rel, value in e.data.items():
@@ -97,19 +105,25 @@ def apply_entries(store: Store, entries: list[LogEntry]) -> None:
             applied.append(e)
         return None, applied
 
+    new_rules: list[Rules] = []
     store.writer.submit(job).result()
+    if new_rules:
+        store._use_rules(new_rules[-1])
 
 
-def install_snapshot(store: Store, value: Any, seq: int) -> None:
+def install_snapshot(store: Store, value: Any, seq: int, rules_source: Any) -> None:
     """Replace the whole tree with the primary's snapshot taken at ``seq``."""
 
     def job(tree: Tree, now: int) -> tuple[Any, list[LogEntry]]:
         tree.write((), value)
+        store.store_rules(tree, rules.source)
         entry = LogEntry(seq, now, "put", (), value)
         tree.append_log_at(entry)
         return None, [entry]
 
+    rules = Rules.parse(rules_source)
     store.writer.submit(job).result()
+    store._use_rules(rules)
 
 
 class Follower:
@@ -142,7 +156,7 @@ class Follower:
                 body = self._get(f"since={since}&wait=10", timeout=20)
                 if body.get("snapshot"):
                     snap = self._get("snapshot=true", timeout=60)
-                    install_snapshot(self.store, snap["value"], snap["seq"])
+                    install_snapshot(self.store, snap["value"], snap["seq"], snap["rules"])
                 else:
                     entries = [
                         LogEntry(seq, ts, kind, tuple(path), data)

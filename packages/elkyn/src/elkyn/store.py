@@ -487,15 +487,24 @@ class Store:
         return self._rules.source
 
     def set_rules(self, document: Any) -> None:
-        """Parse and install a rules document; a rule that fails to parse is refused whole."""
+        """Parse and install a rules document; a rule that fails to parse is refused whole.
+
+        The change is logged (kind ``rules``) so replicas install it in order with the data.
+        """
         rules = Rules.parse(document)
-        raw = msgpack.packb(rules.source, use_bin_type=True)
 
         def job(tree: Tree, now: int) -> tuple[Any, list[LogEntry]]:
-            tree.txn.put(_RULES_KEY, raw, db=self.env.meta)
-            return None, []
+            self.store_rules(tree, rules.source)
+            return None, [tree.append_log("rules", (), rules.source, now)]
 
         self.writer.submit(job).result()
+        self._use_rules(rules)
+
+    def store_rules(self, tree: Tree, source: Any) -> None:
+        """Write a rules document in ``tree``'s transaction (call ``_use_rules`` after commit)."""
+        tree.txn.put(_RULES_KEY, msgpack.packb(source, use_bin_type=True), db=self.env.meta)
+
+    def _use_rules(self, rules: Rules) -> None:
         self._rules = rules
         for listener in self._rules_listeners:
             listener(rules)

@@ -204,7 +204,7 @@ class ElkynApp:
         if path == "/.settings/rules.json":
             await self._rules(req, send)
             return
-        if path in ("/.replication/log", "/.replication/snapshot"):
+        if path == "/.replication/log":
             if self.replication is None:
                 raise ElkynError("replication is not served here")
             await self.replication(self, req, send)
