@@ -1,0 +1,220 @@
+"""``elkyn`` (and ``platform elkyn``): serve, backup, restore, export, import, token."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from platform_core import PlatformError, auth
+
+from .settings import ElkynSettings, check_dev, elkyn_settings
+
+__all__ = ["cli", "main"]
+
+cli = typer.Typer(
+    help="Elkyn: a real-time JSON tree database with Firebase's REST and streaming API.",
+    no_args_is_help=True,
+)
+log = logging.getLogger("elkyn")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"elkyn {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Elkyn command line."""
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one (printed).")] = 9000,
+    path: Annotated[
+        Path | None, typer.Option(help="LMDB directory (default: $PLATFORM_HOME/elkyn).")
+    ] = None,
+    memory: Annotated[bool, typer.Option(help="Keep the database in memory only.")] = False,
+    dev: Annotated[
+        bool, typer.Option(help="Dev mode: POST /auth/token, emulator conventions (loopback).")
+    ] = False,
+    replica_of: Annotated[
+        str | None, typer.Option(help="Follow the primary at this URL as a read replica.")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve the database at / over HTTP (REST, streaming, rules)."""
+    import uvicorn
+
+    from .server import ElkynApp
+    from .store import Store
+
+    try:
+        overrides: dict[str, Any] = {"memory": memory, "dev": dev}
+        if path is not None:
+            overrides["path"] = path
+        settings = elkyn_settings(**overrides)
+        check_dev(settings, host)
+        signer = auth.signer(settings)
+        store = Store(
+            None if settings.memory else settings.db_path(),
+            memory=settings.memory,
+            map_size=settings.map_size,
+            log_size=settings.log_size,
+            signer=signer,
+        )
+    except PlatformError as exc:
+        _fail(exc)
+        return
+    _configure_logging(log_level)
+    app = ElkynApp(settings, store, signer, own_lifespan=True)
+    if replica_of is not None:
+        from .replica import follow
+
+        follow(app, replica_of, settings)
+    from .replica import serve_log
+
+    app.replication = serve_log
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        store.close()
+        _fail(OSError(f"cannot bind {host}:{port}: {exc.strerror}"))
+    bound = sock.getsockname()[1]
+    where = settings.db_path() if not settings.memory else "memory"
+    print(f"elkyn serving {where} at http://{host}:{bound}", flush=True)
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        http="httptools",
+        lifespan="on",
+        timeout_graceful_shutdown=2,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
+        stream=sys.stderr,
+    )
+
+
+def _open(path: Path | None) -> Any:
+    from .store import Store
+
+    settings: ElkynSettings = elkyn_settings(None, **({"path": path} if path else {}))
+    return Store(settings.db_path(), map_size=settings.map_size)
+
+
+@cli.command()
+def backup(
+    target: Annotated[Path, typer.Argument(help="Empty directory to write the copy to.")],
+    path: Annotated[Path | None, typer.Option(help="LMDB directory to copy.")] = None,
+) -> None:
+    """Consistent copy of the database (safe while a server is writing to it)."""
+    from .ops import backup as do_backup
+
+    try:
+        settings = elkyn_settings(None, **({"path": path} if path else {}))
+        do_backup(settings.db_path(), target)
+    except (PlatformError, OSError) as exc:
+        _fail(exc)
+    typer.echo(f"backed up to {target}")
+
+
+@cli.command()
+def restore(
+    source: Annotated[Path, typer.Argument(help="A directory made by `elkyn backup`.")],
+    path: Annotated[Path | None, typer.Option(help="LMDB directory to restore into.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing database.")] = False,
+) -> None:
+    """Put a backup in place (the server must be stopped)."""
+    from .ops import restore as do_restore
+
+    try:
+        settings = elkyn_settings(None, **({"path": path} if path else {}))
+        do_restore(source, settings.db_path(), force=force)
+    except (PlatformError, OSError) as exc:
+        _fail(exc)
+    typer.echo(f"restored {source} into {settings.db_path()}")
+
+
+@cli.command("export")
+def export_json(
+    out: Annotated[Path, typer.Argument(help="JSON file to write ('-' for stdout).")],
+    at: Annotated[str, typer.Option("--at", help="Database path to export.")] = "/",
+    path: Annotated[Path | None, typer.Option(help="LMDB directory.")] = None,
+) -> None:
+    """Write the value at a path as JSON."""
+    try:
+        with _open(path) as db:
+            value = db.get(at)
+    except PlatformError as exc:
+        _fail(exc)
+    text = json.dumps(value, ensure_ascii=False)
+    if str(out) == "-":
+        typer.echo(text)
+    else:
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(out)
+
+
+@cli.command("import")
+def import_json(
+    src: Annotated[Path, typer.Argument(help="JSON file to read.")],
+    at: Annotated[str, typer.Option("--at", help="Database path to replace.")] = "/",
+    path: Annotated[Path | None, typer.Option(help="LMDB directory.")] = None,
+) -> None:
+    """Replace the value at a path with a JSON file's content (one transaction)."""
+    try:
+        value = json.loads(src.read_text())
+        with _open(path) as db:
+            db.set(at, value)
+    except (PlatformError, OSError, ValueError) as exc:
+        _fail(exc)
+    typer.echo(f"imported {src} at {at}")
+
+
+@cli.command()
+def token(
+    uid: Annotated[str, typer.Argument(help="The uid the rules see as auth.uid.")],
+    admin: Annotated[bool, typer.Option(help="An admin token (bypasses rules).")] = False,
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+) -> None:
+    """Print a platform token for a user (needs the platform secret)."""
+    try:
+        typer.echo(
+            auth.signer(elkyn_settings(), create=False).issue(uid, admin=admin, ttl_seconds=ttl)
+        )
+    except PlatformError as exc:
+        _fail(exc)
+
+
+def main() -> None:
+    cli()

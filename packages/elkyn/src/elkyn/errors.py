@@ -1,0 +1,75 @@
+"""Elkyn's errors, rooted at ``ElkynError`` and mapped to Firebase's status codes.
+
+    ElkynError (PlatformError)              500
+    ├── InvalidDataError (BadInputError)    400  bad key, path, value, query or server value
+    ├── PermissionDeniedError               401  a rule denied the read or write
+    ├── PreconditionFailedError             412  ``if-match`` ETag did not match
+    ├── PayloadTooLargeError                413  body over the write size limit
+    └── StoreClosedError (UnavailableError) 503  the store was closed
+
+Messages follow Firebase's REST error texts where Firebase has one, so existing clients that
+match on them keep working.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from platform_core import BadInputError, PlatformError, UnavailableError
+
+__all__ = [
+    "ElkynError",
+    "InvalidDataError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "PreconditionFailedError",
+    "StoreClosedError",
+]
+
+
+class ElkynError(PlatformError):
+    """Root of every error Elkyn raises on purpose."""
+
+    kind: ClassVar[str] = "elkyn"
+
+
+class InvalidDataError(ElkynError, BadInputError):
+    """A key, path, value, query or server value is not allowed; nothing was written."""
+
+    status = 400
+    kind = "bad_input"
+
+
+class PermissionDeniedError(ElkynError):
+    """The security rules do not allow this read or write (Firebase answers 401)."""
+
+    status = 401
+    kind = "permission_denied"
+
+    def __init__(self, message: str = "Permission denied", **details: Any) -> None:
+        super().__init__(message, **details)
+
+
+class PreconditionFailedError(ElkynError):
+    """The value moved on since the caller read it (``if-match`` ETag mismatch)."""
+
+    status = 412
+    kind = "precondition_failed"
+
+    def __init__(self, message: str, *, value: Any = None, etag: str = "") -> None:
+        super().__init__(message)
+        self.value = value
+        self.etag = etag
+
+
+class PayloadTooLargeError(InvalidDataError):
+    """The write is larger than the size limit (Firebase answers 400, not 413)."""
+
+    kind = "over_budget"
+
+
+class StoreClosedError(ElkynError, UnavailableError):
+    """The store was closed; open a new one."""
+
+    status = 503
+    kind = "unavailable"

@@ -1,0 +1,59 @@
+"""The gateway plugin: Elkyn's app mounted at ``/db``, its store opened by the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from platform_core import PlatformSettings, Plugin, auth
+
+from .server import ElkynApp
+from .settings import elkyn_settings
+from .store import Store
+
+__all__ = ["plugin"]
+
+
+def plugin() -> Plugin:
+    """Entry point of the ``platform.plugins`` group."""
+    holder: dict[str, ElkynApp] = {}
+
+    def make_app(settings: PlatformSettings) -> ElkynApp:
+        es = elkyn_settings(settings)
+        app = ElkynApp(es, signer=auth.signer(es))
+        holder["app"] = app
+        return app
+
+    @asynccontextmanager
+    async def lifespan(settings: PlatformSettings) -> AsyncIterator[None]:
+        es = elkyn_settings(settings)
+        app = holder.get("app")
+        store = await asyncio.to_thread(
+            lambda: Store(
+                None if es.memory else es.db_path(),
+                memory=es.memory,
+                map_size=es.map_size,
+                log_size=es.log_size,
+                signer=auth.signer(es),
+            )
+        )
+        if app is not None:
+            app.store = store
+        try:
+            yield
+        finally:
+            if app is not None:
+                app.store = None
+            await asyncio.to_thread(store.close)
+
+    from .cli import cli
+
+    return Plugin(
+        name="elkyn",
+        prefix="/db",
+        app=make_app,
+        lifespan=lifespan,
+        cli=cli,
+        description="Real-time JSON tree database (Firebase REST and streaming).",
+    )

@@ -1,0 +1,192 @@
+"""Read replicas: the primary serves its operation log; a replica follows it.
+
+The primary answers ``GET /.replication/log?since=N&wait=S`` (cluster token only) with the log
+entries after ``N`` (waiting up to ``S`` seconds for one), or ``"snapshot"`` when its log no
+longer reaches back to ``N`` — then the replica fetches ``/.replication/snapshot`` (the whole
+tree and the sequence number it reflects) and continues from there. A replica applies entries
+with the primary's sequence numbers, so after a restart of either side it resumes from its own
+last sequence number. Replicas refuse client writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from platform_core import UnauthorizedError, auth
+from platform_core.auth import bearer_token
+
+from .errors import ElkynError
+from .rules import Rules
+from .settings import ElkynSettings
+from .storage import LogEntry, Tree
+
+if TYPE_CHECKING:
+    from .server.app import ElkynApp
+    from .server.http import Request, Send
+    from .store import Store
+
+__all__ = ["Follower", "follow", "serve_log"]
+
+log = logging.getLogger(__name__)
+
+MAX_ENTRIES = 5000
+
+
+def _check_cluster(app: ElkynApp, req: Request) -> None:
+    token = bearer_token(req.headers.get("authorization"))
+    if token is None or app.signer is None:
+        raise UnauthorizedError("replication needs a cluster token (Authorization: Bearer)")
+    app.signer.verify_cluster(token)
+
+
+async def serve_log(app: ElkynApp, req: Request, send: Send) -> None:
+    """``/.replication/log`` on the primary (``?snapshot=true`` for the whole tree)."""
+    from .server.http import respond_json
+
+    _check_cluster(app, req)
+    store = app._store()
+    since_text = req.params.get("since", "0")
+    if not since_text.isdigit():
+        raise ElkynError("since must be a sequence number")
+    since = int(since_text)
+    if req.params.get("snapshot") == "true":
+        with store.env.read() as txn:  # data, rules and seq from one snapshot
+            tree = Tree(store.env, txn)
+            value, seq = tree.read(()), store.env.last_seq(txn)
+            raw_rules = txn.get(b"rules", db=store.env.meta)
+        rules = msgpack.unpackb(raw_rules, raw=False) if raw_rules else Rules.default().source
+        await respond_json(send, 200, {"seq": seq, "value": value, "rules": rules})
+        return
+    wait = min(float(req.params.get("wait", "0") or 0), 30.0)
+    deadline = time.monotonic() + wait
+    while True:
+        oldest, entries = store.log_since(since, MAX_ENTRIES)
+        last = store.last_seq()
+        if since + 1 < oldest and last > since:
+            await respond_json(send, 200, {"snapshot": True, "last": last})
+            return
+        if entries or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.02)
+    body = {
+        "last": last,
+        "entries": [[e.seq, e.ts, e.kind, list(e.path), e.data] for e in entries],
+    }
+    await respond_json(send, 200, body)
+
+
+def apply_entries(store: Store, entries: list[LogEntry]) -> None:
+    """Apply the primary's entries (in order, keeping their sequence numbers)."""
+
+    def job(tree: Tree, now: int) -> tuple[Any, list[LogEntry]]:
+        last = store.env.last_seq(tree.txn)
+        applied = []
+        for e in entries:
+            if e.seq <= last:
+                continue
+            if e.kind == "rules":
+                store.store_rules(tree, e.data)
+                new_rules.append(Rules.parse(e.data))
+            elif e.kind == "put":
+                tree.write(e.path, e.data)
+            else:
+                for rel, value in e.data.items():
+                    tree.write(e.path + tuple(k for k in rel.split("/") if k), value)
+            tree.append_log_at(e)
+            applied.append(e)
+        return None, applied
+
+    new_rules: list[Rules] = []
+    store.writer.submit(job).result()
+    if new_rules:
+        store._use_rules(new_rules[-1])
+
+
+def install_snapshot(store: Store, value: Any, seq: int, rules_source: Any) -> None:
+    """Replace the whole tree with the primary's snapshot taken at ``seq``."""
+
+    def job(tree: Tree, now: int) -> tuple[Any, list[LogEntry]]:
+        tree.write((), value)
+        store.store_rules(tree, rules.source)
+        entry = LogEntry(seq, now, "put", (), value)
+        tree.append_log_at(entry)
+        return None, [entry]
+
+    rules = Rules.parse(rules_source)
+    store.writer.submit(job).result()
+    store._use_rules(rules)
+
+
+class Follower:
+    """A thread that keeps a replica's store in step with the primary."""
+
+    def __init__(self, store: Store, primary: str, token_fn: Any) -> None:
+        self.store = store
+        self.primary = primary.rstrip("/")
+        self.token_fn = token_fn
+        self.stop = threading.Event()
+        self.connected = False
+        self.thread = threading.Thread(target=self._run, name="elkyn-replica", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _get(self, query: str, timeout: float) -> Any:
+        req = urllib.request.Request(
+            f"{self.primary}/.replication/log?{query}",
+            headers={"Authorization": f"Bearer {self.token_fn()}"},
+        )
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read())
+
+    def _run(self) -> None:
+        backoff = 0.2
+        while not self.stop.is_set():
+            try:
+                since = self.store.last_seq()
+                body = self._get(f"since={since}&wait=10", timeout=20)
+                if body.get("snapshot"):
+                    snap = self._get("snapshot=true", timeout=60)
+                    install_snapshot(self.store, snap["value"], snap["seq"], snap["rules"])
+                else:
+                    entries = [
+                        LogEntry(seq, ts, kind, tuple(path), data)
+                        for seq, ts, kind, path, data in body["entries"]
+                    ]
+                    if entries:
+                        apply_entries(self.store, entries)
+                self.connected = True
+                backoff = 0.2
+            except (urllib.error.URLError, OSError, ValueError, ElkynError) as exc:
+                if self.connected:
+                    log.warning("replica lost the primary %s: %s", self.primary, exc)
+                self.connected = False
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+
+def follow(app: ElkynApp, primary: str, settings: ElkynSettings) -> Follower:
+    """Make ``app`` a read replica of ``primary``."""
+    signer = auth.signer(settings, create=False)
+    cached: dict[str, Any] = {"token": None, "until": 0.0}
+
+    def token() -> str:
+        if time.time() > cached["until"]:
+            cached["token"] = signer.cluster_token("elkyn-replica", ttl_seconds=3600)
+            cached["until"] = time.time() + 3000
+        return str(cached["token"])
+
+    store = app._store()
+    follower = Follower(store, primary, token)
+    app.read_only = f"this is a read replica of {primary}; write to the primary"
+    follower.start()
+    return follower

@@ -1,0 +1,379 @@
+"""Elkyn's HTTP server: a lean ASGI app speaking Firebase's REST and streaming protocol.
+
+Routes (relative to where it is served: ``/`` for ``elkyn serve``, ``/db`` in the gateway):
+``/<path>.json`` (GET PUT POST PATCH DELETE, streaming with ``Accept: text/event-stream``),
+``/<path>/.watch`` (the source's streaming alias), ``/.settings/rules.json`` (admin only),
+``/auth/token`` (``--dev`` only), ``/.replication/log`` (cluster token), ``/health``,
+``/metrics``. It is plain ASGI so a write costs no framework routing or validation on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import MutableMapping
+from typing import Any
+
+from platform_core import ForbiddenError, PlatformError, UnauthorizedError
+from platform_core.auth import TokenSigner, bearer_token
+
+from ..errors import ElkynError, InvalidDataError, PermissionDeniedError, PreconditionFailedError
+from ..paths import parse_path
+from ..query import Query
+from ..settings import ElkynSettings
+from ..store import ADMIN, ANONYMOUS, Caller, Store, caller_of_claims, etag_of
+from .http import Receive, Request, Send, json_body, respond, respond_json
+from .metrics import Metrics
+from .sse import stream
+
+__all__ = ["ElkynApp"]
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+
+_QUERY_PARAMS = ("startAt", "endAt", "equalTo", "startAfter", "endBefore")
+_LIMITS = ("limitToFirst", "limitToLast")
+_WRITE_SIZE = {
+    "tiny": 1 << 20,
+    "small": 10 << 20,
+    "medium": 64 << 20,
+    "large": 256 << 20,
+    "unlimited": None,
+}
+_TIMEOUT = re.compile(r"^(\d{1,7})(ms|s|min)$")
+_MAX_TIMEOUT_MS = 15 * 60 * 1000
+
+
+def _parse_json_param(name: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise InvalidDataError(
+            f"{name} must be a valid JSON value (strings in double quotes), not {text!r}"
+        ) from None
+
+
+def parse_query(params: dict[str, str]) -> Query | None:
+    """The Firebase query in the URL parameters, or ``None`` (checked as Firebase does)."""
+    present = [p for p in (*_QUERY_PARAMS, *_LIMITS) if p in params]
+    if "orderBy" not in params:
+        if present:
+            raise InvalidDataError(
+                "orderBy must be defined when other query parameters are defined"
+            )
+        return None
+    order_by = _parse_json_param("orderBy", params["orderBy"])
+    if not isinstance(order_by, str):
+        raise InvalidDataError("orderBy must be a valid JSON encoded path")
+    kw: dict[str, Any] = {}
+    for name, attr in zip(
+        _QUERY_PARAMS, ("start_at", "end_at", "equal_to", "start_after", "end_before"), strict=True
+    ):
+        if name in params:
+            value = _parse_json_param(name, params[name])
+            if isinstance(value, (dict, list)):
+                raise InvalidDataError(f"{name}: constraint index field must be a JSON primitive")
+            kw[attr] = value
+            kw["has_" + attr] = True
+    for name, attr in zip(_LIMITS, ("limit_to_first", "limit_to_last"), strict=True):
+        if name in params:
+            value = _parse_json_param(name, params[name])
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidDataError(f"{name} must be a non-negative integer")
+            kw[attr] = value
+    return Query(order_by, **kw)
+
+
+def _timeout_seconds(text: str | None) -> float | None:
+    if text is None:
+        return None
+    m = _TIMEOUT.match(text)
+    if m is None:
+        raise InvalidDataError(f"timeout must look like 300ms, 3s or 1min, not {text!r}")
+    n, unit = int(m.group(1)), m.group(2)
+    ms = n if unit == "ms" else n * 1000 if unit == "s" else n * 60_000
+    if ms > _MAX_TIMEOUT_MS:
+        raise InvalidDataError("timeout can be at most 15min")
+    return ms / 1000
+
+
+class ElkynApp:
+    """The ASGI app. ``store`` may be set later (the gateway's lifespan opens it)."""
+
+    def __init__(
+        self,
+        settings: ElkynSettings,
+        store: Store | None = None,
+        signer: TokenSigner | None = None,
+        *,
+        own_lifespan: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.signer = signer
+        self.own_lifespan = own_lifespan
+        self.metrics = Metrics()
+        self.replication: Any = None  # set by elkyn.replica when serving the log
+        self.read_only: str | None = None  # a replica's reason to refuse writes
+
+    # ---- ASGI entry ----
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        req = Request.from_scope(scope, receive)
+        started = [False]
+
+        async def tracked(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                started[0] = True
+            await send(message)
+
+        try:
+            await self._handle(req, tracked)
+        except PreconditionFailedError as exc:
+            await respond_json(tracked, 412, exc.value, headers=[(b"etag", exc.etag.encode())])
+        except PlatformError as exc:
+            if started[0]:
+                return
+            await respond_json(tracked, exc.status, {"error": exc.message})
+        except Exception:
+            log.exception("internal error on %s %s", req.method, req.path)
+            if not started[0]:
+                await respond_json(tracked, 500, {"error": "Internal server error."})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.own_lifespan and self.store is not None:
+                    await asyncio.to_thread(self.store.close)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _store(self) -> Store:
+        if self.store is None:
+            raise ElkynError("the database is not open yet")
+        return self.store
+
+    # ---- auth ----
+    def _caller(self, req: Request) -> Caller:
+        token = req.params.get("auth") or req.params.get("access_token")
+        if token is None:
+            token = bearer_token(req.headers.get("authorization"))
+        dev = self.settings.dev
+        if token is None:
+            caller = ANONYMOUS
+        elif dev and token == "owner":  # the Firebase emulator's admin credential
+            caller = ADMIN
+        else:
+            if self.signer is None:
+                raise UnauthorizedError("this server has no token secret; it cannot check tokens")
+            claims = self.signer.verify(token)
+            caller = caller_of_claims(claims.sub, claims.admin, claims.exp, dict(claims.extra))
+        override = req.params.get("auth_variable_override")
+        if override is not None:
+            if not dev:
+                raise InvalidDataError("auth_variable_override is honoured only with --dev")
+            auth = _parse_json_param("auth_variable_override", override)
+            if auth is not None and not isinstance(auth, dict):
+                raise InvalidDataError("auth_variable_override must be a JSON object or null")
+            caller = Caller(admin=False, auth=auth)
+        return caller
+
+    # ---- routing ----
+    async def _handle(self, req: Request, send: Send) -> None:
+        path = req.path
+        if path == "/health":
+            await respond_json(send, 200, {"status": "ok"})
+            return
+        if path == "/metrics" and req.method == "GET":
+            body = self.metrics.render(self._store()).encode()
+            await respond(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
+            return
+        if path == "/auth/token":
+            await self._mint(req, send)
+            return
+        if path == "/.settings/rules.json":
+            await self._rules(req, send)
+            return
+        if path == "/.replication/log":
+            if self.replication is None:
+                raise ElkynError("replication is not served here")
+            await self.replication(self, req, send)
+            return
+        method = req.method
+        override = req.headers.get("x-http-method-override")
+        if method == "POST" and override:
+            method = override.upper()
+            if method not in ("GET", "PUT", "PATCH", "DELETE", "POST"):
+                raise InvalidDataError(f"X-HTTP-Method-Override {override!r} is not a method")
+        watch = path.endswith("/.watch")
+        if watch:
+            db_path = path[: -len("/.watch")] or "/"
+        elif path.endswith(".json"):
+            db_path = path[: -len(".json")] or "/"
+        else:
+            await respond_json(
+                send, 404, {"error": f"Not found: {path} (database paths end in .json)"}
+            )
+            return
+        keys = parse_path(db_path)
+        caller = self._caller(req)
+        if "ns" in req.params and not self.settings.dev:
+            raise InvalidDataError("the ns parameter is accepted only with --dev (emulator)")
+        self.metrics.requests[method] = self.metrics.requests.get(method, 0) + 1
+        if method == "GET" and (watch or "text/event-stream" in req.headers.get("accept", "")):
+            await stream(self, req, send, keys, caller)
+            return
+        silent = req.params.get("print") == "silent"
+        pretty = req.params.get("print") == "pretty"
+        if method == "GET":
+            await self._get(req, send, db_path, caller, silent, pretty)
+        elif method in ("PUT", "POST", "PATCH", "DELETE"):
+            if self.read_only is not None:
+                raise ForbiddenError(self.read_only)
+            await self._write(req, send, method, db_path, caller, silent, pretty)
+        else:
+            await respond_json(send, 405, {"error": f"Method {method} is not supported."})
+
+    async def _get(
+        self, req: Request, send: Send, db_path: str, caller: Caller, silent: bool, pretty: bool
+    ) -> None:
+        store = self._store()
+        shallow = req.params.get("shallow") == "true"
+        query = parse_query(req.params)
+        if shallow and query is not None:
+            raise InvalidDataError("Mixing 'shallow' and querying parameters is not supported")
+        want_etag = req.headers.get("x-firebase-etag", "").lower() == "true"
+        none_match = req.headers.get("if-none-match")
+        timeout = _timeout_seconds(req.params.get("timeout"))
+
+        def read() -> tuple[Any, str | None]:
+            if want_etag or none_match is not None:
+                if shallow or query is not None:
+                    raise InvalidDataError("ETags cannot be combined with shallow or queries")
+                value, etag = store.get_with_etag(db_path, caller=caller)
+                return value, etag
+            if req.params.get("format") == "export":
+                return store.export(db_path, caller=caller), None
+            return store.get(
+                db_path, caller=caller, shallow=shallow, query=query, require_index=True
+            ), None
+
+        if timeout is None:
+            value, etag = read()
+        else:
+            try:
+                value, etag = await asyncio.wait_for(asyncio.to_thread(read), timeout)
+            except TimeoutError:
+                raise InvalidDataError(
+                    f"the read took longer than the timeout ({req.params['timeout']})"
+                ) from None
+        headers = [(b"etag", etag.encode())] if etag is not None and want_etag else []
+        if none_match is not None and etag == none_match:
+            await respond(send, 304, b"", headers=[(b"etag", none_match.encode())])
+            return
+        if silent:
+            await respond(send, 204, b"", headers=headers)
+            return
+        await respond_json(send, 200, value, pretty=pretty, headers=headers)
+
+    async def _write(
+        self,
+        req: Request,
+        send: Send,
+        method: str,
+        db_path: str,
+        caller: Caller,
+        silent: bool,
+        pretty: bool,
+    ) -> None:
+        store = self._store()
+        limit = self.settings.max_write_bytes
+        size_name = req.params.get("writeSizeLimit")
+        if size_name is not None:
+            if size_name not in _WRITE_SIZE:
+                raise InvalidDataError(
+                    f"writeSizeLimit must be one of {', '.join(_WRITE_SIZE)}, not {size_name!r}"
+                )
+            limit = min(limit, _WRITE_SIZE[size_name] or limit)
+        if_match = req.headers.get("if-match")
+        want_etag = req.headers.get("x-firebase-etag", "").lower() == "true"
+        body = await req.body(limit) if method != "DELETE" else b""
+        headers: list[tuple[bytes, bytes]] = []
+        if method == "PUT":
+            value = json_body(body)
+            result = await store.aset(db_path, value, caller=caller, if_match=if_match)
+            if want_etag or if_match is not None:
+                headers.append((b"etag", etag_of(result).encode()))
+        elif method == "POST":
+            value = json_body(body)
+            result = {"name": await store.apush(db_path, value, caller=caller)}
+        elif method == "PATCH":
+            value = json_body(body)
+            if not isinstance(value, dict):
+                raise InvalidDataError(
+                    "Invalid data; a PATCH body must be a JSON object of children to update"
+                )
+            result = await store.aupdate(db_path, value, caller=caller)
+        else:
+            await store.adelete(db_path, caller=caller, if_match=if_match)
+            result = None
+            if want_etag or if_match is not None:
+                headers.append((b"etag", etag_of(None).encode()))
+        if silent:
+            await respond(send, 204, b"", headers=headers)
+            return
+        await respond_json(send, 200, result, pretty=pretty, headers=headers)
+
+    # ---- rules and tokens ----
+    async def _rules(self, req: Request, send: Send) -> None:
+        caller = self._caller(req)
+        if not caller.admin:
+            raise PermissionDeniedError()
+        store = self._store()
+        if req.method == "GET":
+            await respond_json(send, 200, store.get_rules(), pretty=True)
+        elif req.method == "PUT":
+            document = _rules_json(await req.body(1 << 20))
+            await asyncio.to_thread(store.set_rules, document)
+            await respond_json(send, 200, {"status": "ok"})
+        else:
+            await respond_json(send, 405, {"error": "rules support GET and PUT"})
+
+    async def _mint(self, req: Request, send: Send) -> None:
+        if not self.settings.dev or req.method != "POST":
+            await respond_json(
+                send, 404, {"error": "Not found: /auth/token exists only with --dev"}
+            )
+            return
+        if self.signer is None:
+            raise ElkynError("no token secret")
+        raw = await req.body(64 * 1024)
+        body = json_body(raw) if raw.strip() else {}
+        if not isinstance(body, dict):
+            raise InvalidDataError('POST /auth/token takes {"uid": "...", ...claims}')
+        uid = body.pop("uid", None)
+        if not isinstance(uid, str) or not uid:
+            raise InvalidDataError('POST /auth/token needs {"uid": "<user id>"}')
+        admin = body.pop("admin", False) is True
+        ttl = body.pop("ttl_seconds", 3600)
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
+            raise InvalidDataError("ttl_seconds must be a positive integer")
+        token = self.signer.issue(uid, admin=admin, ttl_seconds=ttl, extra=body)
+        await respond_json(send, 200, {"token": token, "uid": uid, "expires_in": ttl})
+
+
+def _rules_json(raw: bytes) -> Any:
+    """Rules documents may carry ``//`` comments, as Firebase's console allows."""
+    text = raw.decode("utf-8", errors="replace")
+    cleaned = re.sub(r'("(?:[^"\\]|\\.)*")|//[^\n]*', lambda m: m.group(1) or "", text)
+    return json_body(cleaned.encode())

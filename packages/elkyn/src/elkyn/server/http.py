@@ -1,0 +1,119 @@
+"""Plain ASGI request and response helpers: the lean path that skips a framework's routing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from ..errors import PayloadTooLargeError
+
+__all__ = ["Request", "Send", "json_body", "respond", "respond_json"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+@dataclass
+class Request:
+    """What a handler needs from one HTTP request."""
+
+    method: str
+    path: str
+    params: dict[str, str]
+    headers: dict[str, str]
+    receive: Receive
+    client: str = ""
+    extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    @classmethod
+    def from_scope(cls, scope: Scope, receive: Receive) -> Request:
+        path: str = scope["path"]
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :] or "/"
+        raw_path = scope.get("raw_path")
+        if raw_path is not None:  # keys may hold %2F-free percent escapes: decode once
+            raw = raw_path.decode("latin-1")
+            if root and raw.startswith(root):
+                raw = raw[len(root) :] or "/"
+            path = unquote(raw.split("?", 1)[0])
+        qs = scope.get("query_string", b"").decode("latin-1")
+        params = dict(parse_qsl(qs, keep_blank_values=True))
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        client = scope.get("client") or ("", 0)
+        return cls(scope["method"], path, params, headers, receive, client[0] or "")
+
+    async def body(self, limit: int) -> bytes:
+        declared = self.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLargeError(
+                f"Invalid data; the request body ({declared} bytes) is larger than the "
+                f"write size limit of {limit} bytes"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLargeError(
+                    f"Invalid data; the request body is larger than the write size limit of "
+                    f"{limit} bytes"
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+def json_body(raw: bytes) -> Any:
+    """The JSON value of a request body (Firebase's message when it does not parse)."""
+    from ..errors import InvalidDataError
+
+    if not raw.strip():
+        raise InvalidDataError("Invalid data; couldn't parse JSON object, array, or value.")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise InvalidDataError(
+            "Invalid data; couldn't parse JSON object, array, or value."
+        ) from None
+
+
+async def respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes = b"application/json; charset=utf-8",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    head = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if headers:
+        head.extend(headers)
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+
+
+def dumps(value: Any, pretty: bool = False) -> bytes:
+    if pretty:
+        return json.dumps(value, indent=2, ensure_ascii=False).encode()
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+async def respond_json(
+    send: Send,
+    status: int,
+    value: Any,
+    *,
+    pretty: bool = False,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    await respond(send, status, dumps(value, pretty), headers=headers)

@@ -1,0 +1,55 @@
+"""Elkyn's settings: ``ELKYN_*`` first, then ``PLATFORM_*`` (``ELKYN_HOME`` overrides the home)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from platform_core import PackageSettings, PlatformSettings, SettingsError, load_settings
+
+__all__ = ["ElkynSettings", "check_dev", "elkyn_settings", "is_loopback"]
+
+
+class ElkynSettings(PackageSettings):
+    """Settings of the Elkyn server and plugin (env prefix ``ELKYN_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="ELKYN_", extra="ignore", frozen=True)
+
+    path: Path | None = None
+    """LMDB directory; default ``<home>/elkyn``."""
+    memory: bool = False
+    dev: bool = False
+    """Dev mode: ``POST /auth/token`` and Firebase emulator conventions; loopback only."""
+    keepalive_seconds: float = Field(10.0, gt=0)
+    map_size: int = Field(64 << 20, gt=0)
+    log_size: int = Field(100_000, gt=0)
+    max_write_bytes: int = Field(256 * 1024 * 1024, gt=0)
+    """Largest write body (Firebase: 256 MB)."""
+
+    def db_path(self) -> Path:
+        return self.path if self.path is not None else Path(self.home) / "elkyn"
+
+
+def elkyn_settings(base: PlatformSettings | None = None, **overrides: Any) -> ElkynSettings:
+    """Elkyn settings from the environment; the gateway's home and secret unless ELKYN_* say so."""
+    if base is not None and not isinstance(base, ElkynSettings):
+        for name in ("home", "secret"):
+            if f"ELKYN_{name.upper()}" not in os.environ and name not in overrides:
+                overrides[name] = getattr(base, name)
+    return load_settings(ElkynSettings, **overrides)
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+
+
+def check_dev(settings: ElkynSettings, host: str) -> None:
+    if settings.dev and not is_loopback(host):
+        raise SettingsError(
+            f"--dev mints tokens without a password, so it only binds a loopback address "
+            f"(127.0.0.1, ::1), not {host!r}; drop --dev or bind 127.0.0.1"
+        )

@@ -1,0 +1,164 @@
+"""Group commit: one writer thread applies queued writes in one LMDB transaction per batch.
+
+Each write runs in its own nested transaction, so a write that fails (bad data, a rule, an
+ETag mismatch) is rolled back alone while the rest of the batch commits. A caller's future is
+resolved only after the batch's commit returned, so every acknowledged write is durable (the
+commit fsyncs unless the store was opened with ``sync=False``). When the map is full the batch
+is retried after the map has grown.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import lmdb
+
+from .errors import StoreClosedError
+from .events import Hub
+from .storage import Environment, LogEntry, Tree
+
+__all__ = ["Job", "Writer"]
+
+log = logging.getLogger(__name__)
+
+JobFn = Callable[[Tree, int], tuple[Any, list[LogEntry]]]
+"""Applies one write in ``tree`` at time ``now_ms``; returns its result and its log entries."""
+
+
+@dataclass
+class Job:
+    fn: JobFn
+    future: Future[Any] = field(default_factory=Future)
+
+
+@dataclass
+class WriterStats:
+    commits: int = 0
+    writes: int = 0
+    failed: int = 0
+    grows: int = 0
+
+
+class Writer:
+    """The store's only writer: batches of up to ``max_batch`` writes per commit."""
+
+    def __init__(
+        self,
+        env: Environment,
+        hub: Hub,
+        *,
+        max_batch: int = 1024,
+        log_size: int = 100_000,
+        on_commit: Callable[[list[LogEntry]], None] | None = None,
+    ) -> None:
+        self.env = env
+        self.hub = hub
+        self.max_batch = max_batch
+        self.log_size = log_size
+        self.on_commit = on_commit
+        self.stats = WriterStats()
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="elkyn-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: JobFn) -> Future[Any]:
+        if self._closed:
+            raise StoreClosedError("the store is closed; open it again to write")
+        job = Job(fn)
+        self._queue.put(job)
+        return job.future
+
+    def close(self) -> None:
+        """Finish the queued writes, then stop."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                batch.append(job)
+            self._commit(batch)
+
+    def _commit(self, batch: list[Job]) -> None:
+        while True:
+            try:
+                outcomes = self._apply(batch)
+                break
+            except lmdb.MapFullError:
+                size = self.env.grow()
+                self.stats.grows += 1
+                log.info("LMDB map full: grew it to %d MiB", size >> 20)
+            except Exception as exc:  # the commit itself failed: no write of the batch is acked
+                log.exception("commit of %d writes failed", len(batch))
+                for job in batch:
+                    job.future.set_exception(exc)
+                return
+        entries: list[LogEntry] = []
+        for job, (ok, value, job_entries) in zip(batch, outcomes, strict=True):
+            if ok:
+                entries.extend(job_entries)
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(value)
+        self.stats.commits += 1
+        self.stats.writes += sum(1 for ok, _, _ in outcomes if ok)
+        self.stats.failed += sum(1 for ok, _, _ in outcomes if not ok)
+        if entries:
+            if self.on_commit is not None:
+                self.on_commit(entries)
+            self.hub.publish(entries)
+
+    def _apply(self, batch: list[Job]) -> list[tuple[bool, Any, list[LogEntry]]]:
+        env = self.env.env
+        outcomes: list[tuple[bool, Any, list[LogEntry]]] = []
+        with self.env.gate.shared():
+            if self.env.closed:
+                raise StoreClosedError("the store is closed")
+            txn = env.begin(write=True)
+            try:
+                for job in batch:
+                    child = env.begin(write=True, parent=txn)
+                    try:
+                        value, job_entries = job.fn(Tree(self.env, child), _now_ms())
+                    except lmdb.MapFullError:
+                        child.abort()
+                        raise
+                    except Exception as exc:
+                        child.abort()
+                        outcomes.append((False, exc, []))
+                    else:
+                        child.commit()
+                        outcomes.append((True, value, job_entries))
+                if any(ok and e for ok, _, e in outcomes):
+                    Tree(self.env, txn).trim_log(self.log_size)
+                txn.commit()
+            except BaseException:
+                txn.abort()
+                raise
+        return outcomes
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

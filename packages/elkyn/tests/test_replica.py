@@ -1,0 +1,116 @@
+"""Read replicas: follow the primary, survive restarts on both sides, resync from a snapshot."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from elkyn.testing import stop_server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def get(srv: Any, path: str, token: str) -> httpx.Response:
+    return httpx.get(f"{srv.url}{path}.json", headers={"Authorization": f"Bearer {token}"})
+
+
+def put(srv: Any, path: str, value: Any, token: str) -> httpx.Response:
+    return httpx.put(
+        f"{srv.url}{path}.json", json=value, headers={"Authorization": f"Bearer {token}"}
+    )
+
+
+def test_replica_follows_and_catches_up_after_restarts(launch: Any, tmp_path: Path) -> None:
+    port = free_port()
+    primary = launch(tmp_path / "p", "--port", str(port))
+    admin = primary.signer.issue("ops", admin=True)
+    for i in range(30):
+        assert put(primary, f"/jobs/{i}", {"state": "done", "i": i}, admin).status_code == 200
+    replica = launch(tmp_path / "r", "--replica-of", primary.url)
+    want = get(primary, "/", admin).json()
+    wait_for(lambda: get(replica, "/", admin).json() == want)
+    r = put(replica, "/jobs/x", 1, admin)
+    assert r.status_code == 403
+    assert "read replica" in r.json()["error"]
+
+    # the primary restarts (same home, same port); the replica reconnects and catches up
+    stop_server(primary.process)
+    put_after: dict[str, Any] = {}
+    primary = launch(tmp_path / "p", "--port", str(port))
+    for i in range(30, 40):
+        put(primary, f"/jobs/{i}", {"state": "new"}, admin)
+        put_after[str(i)] = {"state": "new"}
+    want = get(primary, "/", admin).json()
+    wait_for(lambda: get(replica, "/", admin).json() == want)
+
+    # the replica restarts and resumes from its own last sequence number
+    stop_server(replica.process)
+    put(primary, "/late", True, admin)
+    replica = launch(tmp_path / "r", "--replica-of", primary.url)
+    want = get(primary, "/", admin).json()
+    wait_for(lambda: get(replica, "/", admin).json() == want)
+
+    # rules follow the primary: a user reads on the replica only what the rules allow
+    rules = {"rules": {"jobs": {"$id": {".read": "auth.uid === 'ann'"}}}}
+    r = httpx.put(
+        primary.url + "/.settings/rules.json",
+        json=rules,
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    assert r.status_code == 200
+    ann, bob = primary.signer.issue("ann"), primary.signer.issue("bob")
+    wait_for(lambda: get(replica, "/jobs/3", ann).status_code == 200)
+    assert get(replica, "/jobs/3", ann).json() == {"state": "done", "i": 3}
+    assert get(replica, "/jobs/3", bob).status_code == 401
+    assert get(replica, "/jobs", ann).status_code == 401
+
+
+def test_replica_resyncs_from_a_snapshot_when_the_log_is_trimmed(
+    launch: Any, tmp_path: Path
+) -> None:
+    primary = launch(tmp_path / "p", ELKYN_LOG_SIZE="5")
+    admin = primary.signer.issue("ops", admin=True)
+    put(primary, "/a", 1, admin)
+    replica = launch(tmp_path / "r", "--replica-of", primary.url)
+    wait_for(lambda: get(replica, "/a", admin).json() == 1)
+    stop_server(replica.process)
+    for i in range(20):  # more than the log keeps
+        put(primary, f"/b/{i}", i, admin)
+    httpx.delete(primary.url + "/a.json", headers={"Authorization": f"Bearer {admin}"})
+    replica = launch(tmp_path / "r", "--replica-of", primary.url)
+    want = get(primary, "/", admin).json()
+    assert want == {"b": list(range(20))}
+    wait_for(lambda: get(replica, "/", admin).json() == want)
+
+
+def test_replication_log_needs_a_cluster_token(launch: Any, tmp_path: Path) -> None:
+    primary = launch(tmp_path / "p")
+    user = primary.signer.issue("ann", admin=True)
+    r = httpx.get(
+        primary.url + "/.replication/log?since=0", headers={"Authorization": f"Bearer {user}"}
+    )
+    assert r.status_code == 401
+    assert httpx.get(primary.url + "/.replication/log?since=0").status_code == 401
+    cluster = primary.signer.cluster_token("peer")
+    r = httpx.get(
+        primary.url + "/.replication/log?since=0", headers={"Authorization": f"Bearer {cluster}"}
+    )
+    assert r.status_code == 200
+    assert r.json()["entries"] == []

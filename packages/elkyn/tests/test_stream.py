@@ -1,0 +1,176 @@
+"""Streaming conformance (Firebase's EventSource protocol) against a real `elkyn serve`."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+
+@dataclass
+class SSE:
+    event: str
+    data: Any
+    id: str | None
+
+
+class Stream:
+    """Reads SSE events from a streaming response on a background thread."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.events: list[SSE] = []
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        event, data, ident = "message", "", None
+        try:
+            for line in self.response.iter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    data = line[6:]
+                elif line.startswith("id: "):
+                    ident = line[4:]
+                elif line == "":
+                    with self.cond:
+                        self.events.append(SSE(event, json.loads(data), ident))
+                        self.cond.notify_all()
+                    event, data, ident = "message", "", None
+        except httpx.HTTPError:
+            pass
+        with self.cond:
+            self.events.append(SSE("<closed>", None, None))
+            self.cond.notify_all()
+
+    def next(self, skip_keepalive: bool = True, timeout: float = 10) -> SSE:
+        with self.cond:
+            while True:
+                while not self.events:
+                    if not self.cond.wait(timeout):
+                        raise AssertionError("no SSE event in time")
+                ev = self.events.pop(0)
+                if not (skip_keepalive and ev.event == "keep-alive"):
+                    return ev
+
+
+@contextmanager
+def open_stream(
+    client: httpx.Client, path: str, headers: dict[str, str] | None = None
+) -> Iterator[Stream]:
+    with client.stream(
+        "GET", path, headers={"Accept": "text/event-stream", **(headers or {})}, timeout=30
+    ) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["x-accel-buffering"] == "no"
+        yield Stream(response)
+
+
+@pytest.fixture
+def admin(server: Any) -> Iterator[httpx.Client]:
+    with server.admin() as client:
+        yield client
+        client.put("/.settings/rules.json", json={"rules": {".read": False, ".write": False}})
+        client.delete("/.json")
+
+
+def test_snapshot_then_relative_put_and_patch(admin: httpx.Client) -> None:
+    admin.put("/rooms.json", json={"a": {"topic": "x"}})
+    with open_stream(admin, "/rooms.json") as s:
+        first = s.next()
+        assert (first.event, first.data) == ("put", {"path": "/", "data": {"a": {"topic": "x"}}})
+        admin.put("/rooms/a/topic.json", json="y")
+        ev = s.next()
+        assert (ev.event, ev.data) == ("put", {"path": "/a/topic", "data": "y"})
+        admin.patch("/rooms.json", json={"b/topic": "z", "a/n": [1, 2]})
+        ev = s.next()
+        assert (ev.event, ev.data) == (
+            "patch",
+            {"path": "/", "data": {"b/topic": "z", "a/n": [1, 2]}},
+        )
+        admin.put("/elsewhere.json", json=1)
+        admin.put(".json", json={"rooms": {"c": 1}})  # a write above the streamed path
+        ev = s.next()
+        assert (ev.event, ev.data) == ("put", {"path": "/", "data": {"c": 1}})
+        admin.delete("/rooms/c.json")
+        ev = s.next()
+        assert (ev.event, ev.data) == ("put", {"path": "/c", "data": None})
+
+
+def test_keep_alive_and_watch_alias(admin: httpx.Client) -> None:
+    admin.put("/w.json", json=1)
+    with open_stream(admin, "/w/.watch") as s:
+        assert s.next().data == {"path": "/", "data": 1}
+        ev = s.next(skip_keepalive=False, timeout=5)  # ELKYN_KEEPALIVE_SECONDS=0.5
+        assert (ev.event, ev.data) == ("keep-alive", None)
+
+
+def test_last_event_id_resumes_from_the_log(admin: httpx.Client) -> None:
+    admin.put("/r.json", json={"v": 0})
+    with open_stream(admin, "/r.json") as s:
+        s.next()
+        admin.put("/r/v.json", json=1)
+        ev = s.next()
+        assert ev.id is not None
+        last_id = ev.id
+    admin.put("/r/v.json", json=2)
+    admin.patch("/r.json", json={"w": 3})
+    admin.put("/other.json", json=4)
+    with open_stream(admin, "/r.json", {"Last-Event-ID": last_id}) as s:
+        got = [s.next(), s.next()]
+        assert [(e.event, e.data) for e in got] == [
+            ("put", {"path": "/v", "data": 2}),
+            ("patch", {"path": "/", "data": {"w": 3}}),
+        ]
+        admin.put("/r/v.json", json=5)
+        assert s.next().data == {"path": "/v", "data": 5}
+    with open_stream(admin, "/r.json", {"Last-Event-ID": "999999"}) as s:
+        assert s.next().data == {"path": "/", "data": {"v": 5, "w": 3}}  # unknown id: snapshot
+
+
+def test_denied_stream_is_refused_and_revoked_stream_cancelled(
+    server: Any, admin: httpx.Client
+) -> None:
+    rules = {"rules": {"pub": {".read": "root.child('open').val() === true"}}}
+    admin.put("/.settings/rules.json", json=rules)
+    admin.put("/pub.json", json={"x": 1})
+    with server.client(server.token("ann")) as ann:
+        r = ann.get("/pub.json", headers={"Accept": "text/event-stream"})
+        assert r.status_code == 401
+        admin.put("/open.json", json=True)
+        with open_stream(ann, "/pub.json") as s:
+            assert s.next().data == {"path": "/", "data": {"x": 1}}
+            admin.put("/pub/x.json", json=2)
+            assert s.next().data == {"path": "/x", "data": 2}
+            admin.put("/open.json", json=False)
+            admin.put("/pub/x.json", json=3)
+            ev = s.next()
+            assert (ev.event, ev.data) == ("cancel", None)
+            assert s.next().event == "<closed>"
+
+
+def test_rules_change_cancels_an_idle_stream(server: Any, admin: httpx.Client) -> None:
+    admin.put("/.settings/rules.json", json={"rules": {"q": {".read": True}}})
+    with server.client() as anon, open_stream(anon, "/q.json") as s:
+        assert s.next().data == {"path": "/", "data": None}
+        admin.put("/.settings/rules.json", json={"rules": {}})
+        ev = s.next()
+        assert (ev.event, ev.data) == ("cancel", None)
+
+
+def test_expired_token_gets_auth_revoked(server: Any, admin: httpx.Client) -> None:
+    admin.put("/.settings/rules.json", json={"rules": {".read": "auth != null"}})
+    with server.client(server.token("ann", ttl=2)) as ann, open_stream(ann, "/.json") as s:
+        assert s.next().event == "put"
+        ev = s.next(timeout=6)
+        assert (ev.event, ev.data) == ("auth_revoked", "credential is no longer valid")
+        assert s.next().event == "<closed>"
