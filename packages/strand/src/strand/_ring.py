@@ -12,6 +12,8 @@ import struct
 import time
 from typing import Any, Final
 
+import numpy as np
+
 from strand.errors import StrandAbortError, StrandStateError, StrandTimeoutError
 from strand.layout import BATCH_ENTRY, CTRL, MAX_CONSUMERS, STATUS_NAMES, StrandMap
 from strand.segment import Segment, owner_identity
@@ -35,6 +37,9 @@ class Ring:
         self.atomic = segment.atomics
         self.buf = segment.buf
         self.mm = segment.mmap
+        probe = np.frombuffer(self.buf, np.uint8, 1)
+        self.base_address: int = probe.ctypes.data  # of the data mapping (stable until close)
+        del probe
         self.ctrl = smap.control_offset
         self.heap_offset = smap.heap_offset
         self.heap_capacity = smap.heap_capacity

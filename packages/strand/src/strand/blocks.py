@@ -8,6 +8,8 @@ few memcpys per column; reading wraps the same bytes in ``pyarrow`` buffers with
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,13 +24,13 @@ from strand.schema import Layout, StrandField, StrandSchema
 __all__ = [
     "BLOCK_MAGIC",
     "NONE",
-    "ColumnPlan",
+    "BlockPlan",
     "block_header_size",
     "build_array",
+    "emit_block",
     "normalize_batch",
-    "plan_columns",
+    "plan_block",
     "read_descriptors",
-    "write_columns",
     "write_header",
 ]
 
@@ -59,14 +61,19 @@ def normalize_batch(
     only if every value fits), so a value that does not fit its field is a
     ``StrandValueError`` naming the column, never a silent change.
     """
-    names = batch.schema.names
-    if names == schema.names_list and batch.schema.types == schema.storage_types:
+    incoming = batch.schema
+    last = schema.last_input
+    if (last is not None and incoming.equals(last)) or (
+        incoming.names == schema.names_list and incoming.types == schema.storage_types
+    ):
+        schema.last_input = incoming  # an equal schema next time skips the type comparison
         # the fast path: columns already in storage form, only nullability to check
         columns = batch.columns
         for field, arr in zip(schema, columns, strict=True):
             if (not field.nullable and arr.null_count) or field.layout is Layout.LIST:
                 _normalize(field, arr, intern, intern_values)  # checks nulls and list elements
         return list(columns)
+    names = incoming.names
     if set(names) != set(schema.names) or len(names) != len(schema.names):
         missing = [n for n in schema.names if n not in names]
         extra = [n for n in names if n not in schema.names]
@@ -147,99 +154,116 @@ def _encode_refs(
 # -- layout of one block -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ColumnPlan:
-    """Byte sizes of one column's buffers in a block (0 = buffer absent)."""
+@dataclass(slots=True)
+class BlockPlan:
+    """How to lay one batch into a block: total size, plain copies, rare fix-ups, descriptors.
 
-    validity: int
-    values: int
-    data: int
+    Planned before the heap space is reserved (the size decides where it goes), then emitted
+    with one ``memmove`` per buffer -- the copies release the GIL and there is no per-row
+    Python anywhere.
+    """
+
+    rows: int
+    total: int
+    copies: list[tuple[int, int, int]]  # (offset in block, source address, bytes)
+    bit_copies: list[tuple[int, pa.Buffer, int]]  # (offset, bitmap, bit offset): unaligned
+    rebases: list[tuple[int, np.ndarray]]  # (offset, source offsets): rebased to start at 0
+    descs: list[int]  # five per column, positions relative to the block (NONE: absent)
 
 
-def plan_columns(schema: StrandSchema, arrays: list[pa.Array]) -> tuple[list[ColumnPlan], int]:
-    """Buffer sizes per column and the block's total size, header included."""
-    plans = []
-    total = block_header_size(len(schema))
-    for field, arr in zip(schema, arrays, strict=True):
-        n = len(arr)
-        validity = (n + 7) // 8 if arr.null_count else 0
+def plan_block(schema: StrandSchema, arrays: list[pa.Array]) -> BlockPlan:
+    """Plan the block for ``arrays`` (already checked by ``normalize_batch``)."""
+    rows = len(arrays[0]) if arrays else 0
+    at = block_header_size(len(schema))
+    copies: list[tuple[int, int, int]] = []
+    bit_copies: list[tuple[int, pa.Buffer, int]] = []
+    rebases: list[tuple[int, np.ndarray]] = []
+    descs: list[int] = []
+    bitmap_bytes = (rows + 7) >> 3
+    for field, arr in zip(schema.fields, arrays, strict=True):
+        buffers = arr.buffers()
+        offset = arr.offset
+        nulls = arr.null_count
+        validity_at = NONE
+        if nulls:
+            validity_at = at
+            if offset & 7:
+                bit_copies.append((at, buffers[0], offset))
+            else:
+                copies.append((at, buffers[0].address + (offset >> 3), bitmap_bytes))
+            at += _align(bitmap_bytes)
+        values_at = at
+        data_at = NONE
+        data_len = 0
         layout = field.layout
         if layout is Layout.FIXED:
-            values, data = n * field.width, 0
+            n = rows * field.width
+            copies.append((at, buffers[1].address + offset * field.width, n))
+            at += _align(n)
         elif layout is Layout.BOOL:
-            values, data = (n + 7) // 8, 0
+            if offset & 7:
+                bit_copies.append((at, buffers[1], offset))
+            else:
+                copies.append((at, buffers[1].address + (offset >> 3), bitmap_bytes))
+            at += _align(bitmap_bytes)
         else:
             offsets = _offsets(arr)
-            values = 4 * (n + 1)
-            span = int(offsets[-1] - offsets[0]) if n else 0
-            data = span * (field.width if layout is Layout.LIST else 1)
-        plans.append(ColumnPlan(validity, values, data))
-        total += _align(validity) + _align(values) + _align(data)
-    return plans, total
+            base = int(offsets[0]) if rows else 0
+            end = int(offsets[-1]) if rows else 0
+            n = 4 * (rows + 1)
+            if base == 0 and offsets.dtype == np.int32:
+                copies.append((at, buffers[1].address + 4 * offset, n))
+            else:
+                rebases.append((at, offsets))
+            at += _align(n)
+            data_at = at
+            if layout is Layout.VAR:
+                data_len = end - base
+                if data_len:
+                    copies.append((at, buffers[2].address + base, data_len))
+            else:
+                child = arr.values
+                data_len = (end - base) * field.width
+                if data_len:
+                    source = child.buffers()[1].address + (child.offset + base) * field.width
+                    copies.append((at, source, data_len))
+            at += _align(data_len)
+        descs += (validity_at, values_at, data_at, data_len, nulls)
+    return BlockPlan(rows, at, copies, bit_copies, rebases, descs)
+
+
+def emit_block(
+    mm: memoryview, base_address: int, phys: int, mono: int, plan: BlockPlan, first_seq: int
+) -> None:
+    """Write a planned block at segment offset ``phys`` (heap position ``mono``)."""
+    dst = base_address + phys
+    for at, source, nbytes in plan.copies:
+        ctypes.memmove(dst + at, source, nbytes)
+    rows = plan.rows
+    for at, bitmap, bit_offset in plan.bit_copies:
+        _copy_bits(mm, phys + at, bitmap, bit_offset, rows)
+    for at, offsets in plan.rebases:
+        out = np.frombuffer(mm, dtype=np.int32, count=rows + 1, offset=phys + at)
+        np.subtract(offsets, offsets[0], out=out, casting="unsafe")
+        del out
+    descs = plan.descs
+    for i in range(0, len(descs), 5):  # positions become heap positions
+        for j in (i, i + 1, i + 2):
+            if descs[j] != NONE:
+                descs[j] += mono
+    ncols = len(descs) // 5
+    _HEAD.pack_into(mm, phys, BLOCK_MAGIC, ncols, rows, first_seq)
+    _descs_struct(ncols).pack_into(mm, phys + _HEAD.size, *descs)
+
+
+@functools.cache
+def _descs_struct(ncols: int) -> struct.Struct:
+    return struct.Struct(f"<{5 * ncols}Q")
 
 
 def _offsets(arr: pa.Array) -> np.ndarray:
     dtype = np.int64 if arr.type in (pa.large_string(), pa.large_binary()) else np.int32
     return np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset : arr.offset + len(arr) + 1]
-
-
-def write_columns(
-    mm: memoryview,
-    phys: int,
-    mono: int,
-    schema: StrandSchema,
-    arrays: list[pa.Array],
-    plans: list[ColumnPlan],
-    first_seq: int,
-) -> None:
-    """Copy the columns into the block at segment offset ``phys`` (heap position ``mono``)."""
-    rows = len(arrays[0]) if arrays else 0
-    _HEAD.pack_into(mm, phys, BLOCK_MAGIC, len(schema), rows, first_seq)
-    cursor = block_header_size(len(schema))
-    for i, (field, arr, plan) in enumerate(zip(schema, arrays, plans, strict=True)):
-        validity_at = values_at = data_at = NONE
-        if plan.validity:
-            validity_at = mono + cursor
-            _copy_bits(mm, phys + cursor, arr.buffers()[0], arr.offset, rows)
-            cursor += _align(plan.validity)
-        values_at = mono + cursor
-        layout = field.layout
-        if layout is Layout.FIXED:
-            w = field.width
-            src = _bytes(arr.buffers()[1])
-            mm[phys + cursor : phys + cursor + plan.values] = src[
-                arr.offset * w : (arr.offset + rows) * w
-            ]
-        elif layout is Layout.BOOL:
-            _copy_bits(mm, phys + cursor, arr.buffers()[1], arr.offset, rows)
-        else:
-            offsets = _offsets(arr)
-            dst = np.frombuffer(mm, dtype=np.int32, count=rows + 1, offset=phys + cursor)
-            base = offsets[0]
-            np.subtract(offsets, base, out=dst, casting="unsafe")
-            del dst
-            cursor += _align(plan.values)
-            data_at = mono + cursor
-            if plan.data:
-                if layout is Layout.VAR:
-                    src = _bytes(arr.buffers()[2])
-                    start = int(base)
-                else:
-                    child = arr.values
-                    src = _bytes(child.buffers()[1])
-                    start = (child.offset + int(base)) * field.width
-                mm[phys + cursor : phys + cursor + plan.data] = src[start : start + plan.data]
-            cursor += _align(plan.data)
-            _DESC.pack_into(
-                mm, phys + _HEAD.size + i * _DESC.size,
-                validity_at, values_at, data_at, plan.data, arr.null_count,
-            )  # fmt: skip
-            continue
-        cursor += _align(plan.values)
-        _DESC.pack_into(
-            mm, phys + _HEAD.size + i * _DESC.size,
-            validity_at, values_at, data_at, plan.data, arr.null_count,
-        )  # fmt: skip
 
 
 def write_header(
@@ -286,7 +310,9 @@ def read_descriptors(
             f"no batch block at heap offset {phys} (magic {magic!r}): the record was "
             "overwritten, or the segment is corrupted"
         )
-    descs = [_DESC.unpack_from(mm, phys + _HEAD.size + i * _DESC.size) for i in range(ncols)]
+    # one 5-tuple per column: tuples this small are recycled, so seeking retains nothing
+    at = phys + _HEAD.size
+    descs = [_DESC.unpack_from(mm, at + i * _DESC.size) for i in range(ncols)]
     return rows, first, descs
 
 

@@ -157,7 +157,10 @@ class StrandField:
 class StrandSchema:
     """The ordered fields of a strand, with their binary form and FNV-1a fingerprint."""
 
-    __slots__ = ("_binary", "_positions", "fields", "names_list", "storage_types")
+    __slots__ = (
+        "_binary", "_positions", "fields", "has_sorted", "last_input", "names_list",
+        "storage_types",
+    )  # fmt: skip
 
     def __init__(self, fields: list[StrandField] | tuple[StrandField, ...]) -> None:
         fields = tuple(fields)
@@ -180,6 +183,8 @@ class StrandSchema:
         self.names_list = [f.name for f in fields]
         # the Arrow types a column must already have to be copied without conversion
         self.storage_types = [_storage_type(f) for f in fields]
+        self.has_sorted = any(f.sorted for f in fields)
+        self.last_input: pa.Schema | None = None  # cache of the last batch schema accepted
 
     @classmethod
     def of(

@@ -48,6 +48,7 @@ class StrandView:
             self.update_intern_table(intern_table)
         self._tokens: list[int] = []
         self._released = 0  # records below this may be overwritten: never read them
+        self._next_batch = 0
         self.token: int | None = self.register_consumer() if register else None
         self._closed = False
 
@@ -198,7 +199,10 @@ class StrandView:
             return out
         ring = self._ring
         committed_batches = ring.load(CTRL.BATCH_COMMIT)
-        number = ring.find_batch(start, committed_batches)
+        number = self._next_batch  # sequential reads start where the last one stopped
+        first, rows, _, _ = ring.entry(number)
+        if not (number < committed_batches and first <= start < first + rows):
+            number = ring.find_batch(start, committed_batches)
         seq = start
         while seq < stop:
             first, batch = self._batch(number)
@@ -207,6 +211,7 @@ class StrandView:
             out.append(batch if lo == 0 and hi == batch.num_rows else batch.slice(lo, hi - lo))
             seq = first + hi
             number += 1
+        self._next_batch = number - 1 if seq < first + batch.num_rows else number
         return out
 
     def read_batch(self, start: int, stop: int) -> pa.RecordBatch | list[pa.RecordBatch]:

@@ -313,7 +313,8 @@ class StrandWriter:
 
     def _write_arrays(self, arrays: list[pa.Array], timeout: float | None) -> int:
         rows = len(arrays[0])
-        plans, total = blocks.plan_columns(self.schema, arrays)
+        plan = blocks.plan_block(self.schema, arrays)
+        total = plan.total
         max_rows = max(1, self.map.index_capacity // 2)
         if total > self.map.max_block_bytes or rows > max_rows:
             if rows == 1:
@@ -335,7 +336,7 @@ class StrandWriter:
         first = self._commit_seq
         ring = self._ring
         phys = ring.heap_phys(mono)
-        blocks.write_columns(ring.buf, phys, mono, self.schema, arrays, plans, first)
+        blocks.emit_block(ring.buf, ring.base_address, phys, mono, plan, first)
         self._outstanding[mono] = mono + total
         self._publish(first, rows, mono, [mono])
         return rows
@@ -385,6 +386,8 @@ class StrandWriter:
     # -- sorted fields ----------------------------------------------------------------------
 
     def _check_sorted(self, arrays: list[pa.Array]) -> None:
+        if not self.schema.has_sorted:
+            return
         for i, f in enumerate(self.schema):
             if f.sorted is None or not len(arrays[i]):
                 continue
