@@ -26,7 +26,7 @@ from ..settings import ElkynSettings
 from ..store import ADMIN, ANONYMOUS, Caller, Store, caller_of_claims, etag_of
 from .http import Receive, Request, Send, json_body, respond, respond_json
 from .metrics import Metrics
-from .sse import stream
+from .sse import Streams, stream
 
 __all__ = ["ElkynApp"]
 
@@ -118,6 +118,7 @@ class ElkynApp:
         self.metrics = Metrics()
         self.replication: Any = None  # set by elkyn.replica when serving the log
         self.read_only: str | None = None  # a replica's reason to refuse writes
+        self.streams = Streams(self)
 
     # ---- ASGI entry ----
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
