@@ -156,6 +156,9 @@ async def _pump(
     queue: asyncio.Queue[Event],
     floor: int,
 ) -> None:
+    rules = app._store().rules
+    # Re-check access on a change only when the read rules look at data or the clock.
+    recheck = not caller.admin and rules.read_depends_on_state(keys)
     while True:
         batch = [await queue.get()]
         while not queue.empty():
@@ -172,8 +175,10 @@ async def _pump(
                 chunks.append(_KEEPALIVE_FRAME)
             elif ev is RULES_CHANGED:
                 changed = True
+                rules = app._store().rules
+                recheck = not caller.admin and rules.read_depends_on_state(keys)
             elif not ev.seq or ev.seq > floor:
-                changed = changed or not caller.admin
+                changed = changed or recheck
                 chunks.append(frame(ev))
                 app.metrics.record_lag(ev.ts)
                 app.metrics.events_sent += 1
