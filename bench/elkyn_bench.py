@@ -377,66 +377,70 @@ def peer(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
 
 # ------------------------------------------------------------------ SSE latency
 def _subscribe_main(port: int, conns: int, path: str) -> None:
-    """Open ``conns`` SSE streams; on 'stop' print latencies, received ids and CPU used."""
+    """Open ``conns`` SSE streams; on 'stop' print latencies, received ids and CPU used.
 
-    async def one(
-        lat: list[float], seen: set[int], opened: asyncio.Event, count: list[int]
-    ) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(
-            f"GET {path}.json HTTP/1.1\r\nHost: b\r\nAccept: text/event-stream\r\n\r\n".encode()
-        )
-        await reader.readuntil(b"\r\n\r\n")
-        buf = b""
-        first = True
-        while True:
-            size_line = await reader.readline()  # chunked transfer encoding
-            if not size_line:
-                return
-            size = int(size_line.strip() or b"0", 16)
-            chunk = await reader.readexactly(size + 2)
-            buf += chunk[:-2]
-            while b"\n\n" in buf:
-                event, buf = buf.split(b"\n\n", 1)
-                if first:
-                    first = False
-                    count[0] += 1
-                    if count[0] == conns:
-                        opened.set()
+    Lean on purpose (an asyncio Protocol per connection, no JSON parse): these readers share
+    the machine with the server, so their own cost should disturb the measurement little.
+    """
+    request = f"GET {path}.json HTTP/1.1\r\nHost: b\r\nAccept: text/event-stream\r\n\r\n"
+
+    class Reader(asyncio.Protocol):
+        def __init__(self, opened: list[int], ready: asyncio.Event) -> None:
+            self.buf = b""
+            self.lat: list[float] = []
+            self.seen: set[int] = set()
+            self.opened = opened
+            self.ready = ready
+            self.started = False
+
+        def connection_made(self, transport: Any) -> None:
+            transport.write(request.encode())
+
+        def data_received(self, data: bytes) -> None:
+            now = time.time()
+            self.buf += data
+            *events, self.buf = self.buf.split(b"\n\n")
+            for event in events:
+                if not self.started:  # the response head and the snapshot
+                    if b"event: put" in event:
+                        self.started = True
+                        self.opened[0] += 1
+                        if self.opened[0] == conns:
+                            self.ready.set()
                     continue
-                # lean: pick "i" and "t" out of the bytes without a JSON parse
                 at_i, at_t = event.find(b'"i":'), event.find(b'"t":')
                 if at_i >= 0 and at_t >= 0:
-                    now = time.time()
-                    i_end = min(
-                        x for x in (event.find(b",", at_i), event.find(b"}", at_i)) if x > 0
-                    )
-                    t_end = min(
-                        x for x in (event.find(b",", at_t), event.find(b"}", at_t)) if x > 0
-                    )
-                    lat.append(now - float(event[at_t + 4 : t_end]))
-                    seen.add(int(event[at_i + 4 : i_end]))
+                    end_i = event.find(b",", at_i)
+                    end_t = event.find(b"}", at_t)
+                    self.lat.append(now - float(event[at_t + 4 : end_t]))
+                    self.seen.add(int(event[at_i + 4 : end_i]))
 
     async def main() -> None:
-        lats: list[list[float]] = [[] for _ in range(conns)]
-        seens: list[set[int]] = [set() for _ in range(conns)]
-        opened = asyncio.Event()
-        count = [0]
+        loop = asyncio.get_running_loop()
+        opened, ready = [0], asyncio.Event()
         cpu0 = time.process_time()
-        tasks = [asyncio.ensure_future(one(lats[k], seens[k], opened, count)) for k in range(conns)]
-        await opened.wait()
+        readers = []
+        for _ in range(conns):
+            _, reader = await loop.create_connection(
+                lambda: Reader(opened, ready), "127.0.0.1", port
+            )
+            readers.append(reader)
+        await ready.wait()
         print("ready", flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-        for t in tasks:
-            t.cancel()
+        await loop.run_in_executor(None, sys.stdin.readline)
         out = {
-            "latencies": [x for lat in lats for x in lat],
-            "seen": [sorted(s) for s in seens],
+            "latencies": [x for r in readers for x in r.lat],
+            "seen": [sorted(r.seen) for r in readers],
             "cpu": time.process_time() - cpu0,
         }
         print(json.dumps(out), flush=True)
 
-    asyncio.run(main())
+    try:
+        import uvloop  # the readers use the same loop the server does, when it is there
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -489,7 +493,7 @@ def sse_latency(subscribers: int, seconds: float, rate: float, home: Path) -> di
         while time.monotonic() - start < seconds:
             due = start + sent / rate
             time.sleep(max(0.0, due - time.monotonic()))
-            put("/feed/last.json", {"i": sent, "t": time.time()})
+            put("/feed/last.json", {"i": sent, "t": time.time()})  # "i" first, then "t"
             sent += 1
         time.sleep(1.0)  # let the last events arrive
         server_cpu = _cpu_seconds(proc.pid) - server_cpu0
