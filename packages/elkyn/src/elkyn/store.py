@@ -16,7 +16,6 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
@@ -252,7 +251,8 @@ class Store:
         who: Caller,
         if_match: str | None = None,
         push: bool = False,
-    ) -> Future[Any]:
+        asynchronous: bool = False,
+    ) -> Any:
         def job(tree: Tree, now: int) -> tuple[Any, list[LogEntry]]:
             at = (*keys, self.push_ids.next(now)) if push else keys
             if push:
@@ -271,9 +271,11 @@ class Store:
             entry = tree.append_log("put", at, stored, now)
             return (at[-1] if push else to_wire(stored)), [entry]
 
-        return self.writer.submit(job)
+        return self.writer.submit_async(job) if asynchronous else self.writer.submit(job)
 
-    def _submit_update(self, keys: Path, updates: Mapping[str, Any], who: Caller) -> Future[Any]:
+    def _submit_update(
+        self, keys: Path, updates: Mapping[str, Any], who: Caller, asynchronous: bool = False
+    ) -> Any:
         parts = _split_updates(keys, updates)
 
         def job(tree: Tree, now: int) -> tuple[Any, list[LogEntry]]:
@@ -288,7 +290,7 @@ class Store:
             entry = tree.append_log("patch", keys, data, now)
             return {rel: to_wire(v) for rel, v in data.items()}, [entry]
 
-        return self.writer.submit(job)
+        return self.writer.submit_async(job) if asynchronous else self.writer.submit(job)
 
     def set(
         self,
@@ -362,22 +364,28 @@ class Store:
         return result
 
     # ---- async variants (for servers and asyncio apps) ----
-    async def aset(self, path: str, value: Any, *, caller: Caller = ADMIN, **kw: Any) -> Any:
-        return await asyncio.wrap_future(self._submit_set(parse_path(path), value, caller, **kw))
+    async def aset(self, path: str | Path, value: Any, *, caller: Caller = ADMIN, **kw: Any) -> Any:
+        """``set`` for coroutines: the loop is not blocked, and is woken once per commit."""
+        keys = parse_path(path) if isinstance(path, str) else path
+        return await self._submit_set(keys, value, caller, asynchronous=True, **kw)
 
     async def aupdate(
-        self, path: str, updates: Mapping[str, Any], *, caller: Caller = ADMIN
+        self, path: str | Path, updates: Mapping[str, Any], *, caller: Caller = ADMIN
     ) -> Any:
-        return await asyncio.wrap_future(self._submit_update(parse_path(path), updates, caller))
+        """``update`` for coroutines."""
+        keys = parse_path(path) if isinstance(path, str) else path
+        return await self._submit_update(keys, updates, caller, asynchronous=True)
 
-    async def apush(self, path: str, value: Any, *, caller: Caller = ADMIN) -> str:
-        result: str = await asyncio.wrap_future(
-            self._submit_set(parse_path(path), value, caller, push=True)
-        )
+    async def apush(self, path: str | Path, value: Any, *, caller: Caller = ADMIN) -> str:
+        """``push`` for coroutines."""
+        keys = parse_path(path) if isinstance(path, str) else path
+        result: str = await self._submit_set(keys, value, caller, push=True, asynchronous=True)
         return result
 
-    async def adelete(self, path: str, *, caller: Caller = ADMIN, **kw: Any) -> None:
-        await asyncio.wrap_future(self._submit_set(parse_path(path), None, caller, **kw))
+    async def adelete(self, path: str | Path, *, caller: Caller = ADMIN, **kw: Any) -> None:
+        """``delete`` for coroutines."""
+        keys = parse_path(path) if isinstance(path, str) else path
+        await self._submit_set(keys, None, caller, asynchronous=True, **kw)
 
     # ---- watching ----
     def watch(

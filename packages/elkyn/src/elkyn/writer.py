@@ -9,13 +9,15 @@ is retried after the map has grown.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import lmdb
@@ -35,7 +37,17 @@ JobFn = Callable[[Tree, int], tuple[Any, list[LogEntry]]]
 @dataclass
 class Job:
     fn: JobFn
-    future: Future[Any] = field(default_factory=Future)
+    future: Future[Any] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    afuture: asyncio.Future[Any] | None = None
+
+    def settle(self, ok: bool, value: Any) -> None:
+        """Resolve a thread caller's future (async callers are resolved per loop, in bulk)."""
+        if self.future is not None:
+            if ok:
+                self.future.set_result(value)
+            else:
+                self.future.set_exception(value)
 
 
 @dataclass
@@ -70,11 +82,21 @@ class Writer:
         self._thread.start()
 
     def submit(self, fn: JobFn) -> Future[Any]:
+        """Queue a write for a thread caller; the future resolves after its commit."""
         if self._closed:
             raise StoreClosedError("the store is closed; open it again to write")
-        job = Job(fn)
-        self._queue.put(job)
-        return job.future
+        future: Future[Any] = Future()
+        self._queue.put(Job(fn, future=future))
+        return future
+
+    def submit_async(self, fn: JobFn) -> asyncio.Future[Any]:
+        """Queue a write from a coroutine: one loop wake-up per batch, not one per write."""
+        if self._closed:
+            raise StoreClosedError("the store is closed; open it again to write")
+        loop = asyncio.get_running_loop()
+        afuture = loop.create_future()
+        self._queue.put(Job(fn, loop=loop, afuture=afuture))
+        return afuture
 
     def close(self) -> None:
         """Finish the queued writes, then stop."""
@@ -112,16 +134,13 @@ class Writer:
                 log.info("LMDB map full: grew it to %d MiB", size >> 20)
             except Exception as exc:  # the commit itself failed: no write of the batch is acked
                 log.exception("commit of %d writes failed", len(batch))
-                for job in batch:
-                    job.future.set_exception(exc)
+                self._settle(batch, [(False, exc, [])] * len(batch))
                 return
         entries: list[LogEntry] = []
-        for job, (ok, value, job_entries) in zip(batch, outcomes, strict=True):
+        for ok, _, job_entries in outcomes:
             if ok:
                 entries.extend(job_entries)
-                job.future.set_result(value)
-            else:
-                job.future.set_exception(value)
+        self._settle(batch, outcomes)
         self.stats.commits += 1
         self.stats.writes += sum(1 for ok, _, _ in outcomes if ok)
         self.stats.failed += sum(1 for ok, _, _ in outcomes if not ok)
@@ -129,6 +148,17 @@ class Writer:
             if self.on_commit is not None:
                 self.on_commit(entries)
             self.hub.publish(entries)
+
+    def _settle(self, batch: list[Job], outcomes: list[tuple[bool, Any, list[LogEntry]]]) -> None:
+        per_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for job, (ok, value, _) in zip(batch, outcomes, strict=True):
+            if job.loop is not None and job.afuture is not None:
+                per_loop.setdefault(job.loop, []).append((job.afuture, ok, value))
+            else:
+                job.settle(ok, value)
+        for loop, items in per_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+                loop.call_soon_threadsafe(_resolve, items)
 
     def _apply(self, batch: list[Job]) -> list[tuple[bool, Any, list[LogEntry]]]:
         env = self.env.env
@@ -158,6 +188,16 @@ class Writer:
                 txn.abort()
                 raise
         return outcomes
+
+
+def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for afuture, ok, value in items:
+        if afuture.done():  # the caller went away (cancelled)
+            continue
+        if ok:
+            afuture.set_result(value)
+        else:
+            afuture.set_exception(value)
 
 
 def _now_ms() -> int:

@@ -151,6 +151,18 @@ class Rules:
             out.append((depth, node, variables))
         return out
 
+    def read_depends_on_state(self, path: Path) -> bool:
+        """Whether a ``.read`` on the way to ``path`` reads data or the clock.
+
+        If none does (``true``, ``auth != null``, ``$uid === auth.uid`` ...), read access to
+        ``path`` changes only with the rules or the token, so a stream need not re-check it
+        on every change.
+        """
+        return any(
+            node.read is not None and _uses(node.read, {"data", "root", "now"})
+            for _, node, _ in self._walk(path)
+        )
+
     def index_on(self, path: Path) -> tuple[str, ...]:
         walked = self._walk(path)
         depth, node, _ = walked[-1]
@@ -249,6 +261,17 @@ class Rules:
                 ):
                     return False
         return True
+
+
+def _uses(node: Node, names: set[str]) -> bool:
+    if node.op == "name" and node.args[0] in names:
+        return True
+    for arg in node.args:
+        if isinstance(arg, Node) and _uses(arg, names):
+            return True
+        if isinstance(arg, tuple) and any(isinstance(a, Node) and _uses(a, names) for a in arg):
+            return True
+    return False
 
 
 def _true(node: Node, ctx: Context) -> bool:

@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -20,13 +21,13 @@ from platform_core import ForbiddenError, PlatformError, UnauthorizedError
 from platform_core.auth import TokenSigner, bearer_token
 
 from ..errors import ElkynError, InvalidDataError, PermissionDeniedError, PreconditionFailedError
-from ..paths import parse_path
+from ..paths import Path, parse_path
 from ..query import Query
 from ..settings import ElkynSettings
 from ..store import ADMIN, ANONYMOUS, Caller, Store, caller_of_claims, etag_of
 from .http import Receive, Request, Send, json_body, respond, respond_json
 from .metrics import Metrics
-from .sse import stream
+from .sse import Streams, stream
 
 __all__ = ["ElkynApp"]
 
@@ -43,6 +44,7 @@ _WRITE_SIZE = {
     "large": 256 << 20,
     "unlimited": None,
 }
+_TOKEN_CACHE = 10_000
 _TIMEOUT = re.compile(r"^(\d{1,7})(ms|s|min)$")
 _MAX_TIMEOUT_MS = 15 * 60 * 1000
 
@@ -118,6 +120,8 @@ class ElkynApp:
         self.metrics = Metrics()
         self.replication: Any = None  # set by elkyn.replica when serving the log
         self.read_only: str | None = None  # a replica's reason to refuse writes
+        self.streams = Streams(self)
+        self._tokens: dict[str, Caller] = {}
 
     # ---- ASGI entry ----
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -174,10 +178,7 @@ class ElkynApp:
         elif dev and token == "owner":  # the Firebase emulator's admin credential
             caller = ADMIN
         else:
-            if self.signer is None:
-                raise UnauthorizedError("this server has no token secret; it cannot check tokens")
-            claims = self.signer.verify(token)
-            caller = caller_of_claims(claims.sub, claims.admin, claims.exp, dict(claims.extra))
+            caller = self._verified(token)
         override = req.params.get("auth_variable_override")
         if override is not None:
             if not dev:
@@ -186,6 +187,25 @@ class ElkynApp:
             if auth is not None and not isinstance(auth, dict):
                 raise InvalidDataError("auth_variable_override must be a JSON object or null")
             caller = Caller(admin=False, auth=auth)
+        return caller
+
+    def _verified(self, token: str) -> Caller:
+        """The caller of a token; a verified token is remembered until it expires.
+
+        Verifying an HS256 JWT costs more than the rest of a small request; clients send the
+        same token for an hour, so each distinct token is verified once. A remembered token
+        is used only before its ``exp`` (after that it is verified again, which refuses it).
+        """
+        hit = self._tokens.get(token)
+        if hit is not None and hit.exp is not None and time.time() < hit.exp:
+            return hit
+        if self.signer is None:
+            raise UnauthorizedError("this server has no token secret; it cannot check tokens")
+        claims = self.signer.verify(token)
+        caller = caller_of_claims(claims.sub, claims.admin, claims.exp, dict(claims.extra))
+        if len(self._tokens) >= _TOKEN_CACHE:
+            self._tokens.pop(next(iter(self._tokens)))  # drop the oldest
+        self._tokens[token] = caller
         return caller
 
     # ---- routing ----
@@ -240,7 +260,7 @@ class ElkynApp:
         elif method in ("PUT", "POST", "PATCH", "DELETE"):
             if self.read_only is not None:
                 raise ForbiddenError(self.read_only)
-            await self._write(req, send, method, db_path, caller, silent, pretty)
+            await self._write(req, send, method, keys, caller, silent, pretty)
         else:
             await respond_json(send, 405, {"error": f"Method {method} is not supported."})
 
@@ -291,7 +311,7 @@ class ElkynApp:
         req: Request,
         send: Send,
         method: str,
-        db_path: str,
+        db_path: Path,
         caller: Caller,
         silent: bool,
         pretty: bool,

@@ -6,9 +6,9 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote_to_bytes
 
-from ..errors import PayloadTooLargeError
+from ..errors import InvalidDataError, PayloadTooLargeError
 
 __all__ = ["Request", "Send", "json_body", "respond", "respond_json"]
 
@@ -32,21 +32,24 @@ class Request:
 
     @classmethod
     def from_scope(cls, scope: Scope, receive: Receive) -> Request:
-        path: str = scope["path"]
         root: str = scope.get("root_path", "")
+        raw_path: bytes | None = scope.get("raw_path")
+        if raw_path is not None:  # decode percent escapes once, from the raw bytes, as UTF-8
+            raw = raw_path.split(b"?", 1)[0]
+            try:
+                path = (unquote_to_bytes(raw) if b"%" in raw else raw).decode()
+            except UnicodeDecodeError:
+                raise InvalidDataError("Invalid path: it is not UTF-8") from None
+        else:
+            path = scope["path"]
         if root and path.startswith(root):
             path = path[len(root) :] or "/"
-        raw_path = scope.get("raw_path")
-        if raw_path is not None:  # keys may hold %2F-free percent escapes: decode once
-            raw = raw_path.decode("latin-1")
-            if root and raw.startswith(root):
-                raw = raw[len(root) :] or "/"
-            path = unquote(raw.split("?", 1)[0])
-        qs = scope.get("query_string", b"").decode("latin-1")
-        params = dict(parse_qsl(qs, keep_blank_values=True))
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        client = scope.get("client") or ("", 0)
-        return cls(scope["method"], path, params, headers, receive, client[0] or "")
+        qs: bytes = scope.get("query_string", b"")
+        params = dict(parse_qsl(qs.decode("latin-1"), keep_blank_values=True)) if qs else {}
+        # ASGI servers give header names in lowercase already
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        client = scope.get("client")
+        return cls(scope["method"], path, params, headers, receive, client[0] if client else "")
 
     async def body(self, limit: int) -> bytes:
         declared = self.headers.get("content-length")
@@ -76,8 +79,6 @@ class Request:
 
 def json_body(raw: bytes) -> Any:
     """The JSON value of a request body (Firebase's message when it does not parse)."""
-    from ..errors import InvalidDataError
-
     if not raw.strip():
         raise InvalidDataError("Invalid data; couldn't parse JSON object, array, or value.")
     try:

@@ -1,16 +1,19 @@
 """Streaming a location as Firebase does, over Server-Sent Events.
 
 The first event is a ``put`` at ``/`` with the snapshot; then ``put``/``patch`` with paths
-relative to the streamed location; ``keep-alive`` when idle; ``cancel`` (and close) when the
-rules no longer let the caller read it; ``auth_revoked`` (and close) when the token expires.
-Each change carries ``id: <seq>``: a client reconnecting with ``Last-Event-ID`` gets the
-changes it missed from the operation log instead of a new snapshot, when the log still has them.
+relative to the streamed location; ``keep-alive`` every few seconds; ``cancel`` (and close)
+when the rules no longer let the caller read it; ``auth_revoked`` (and close) when the token
+expires. Each change carries ``id: <seq>``: a client reconnecting with ``Last-Event-ID`` gets
+the changes it missed from the operation log instead of a new snapshot, while the log has them.
+
+Each stream is one coroutine blocked on its queue: changes, keep-alive ticks, rules changes,
+token expiry and the client leaving all arrive as items in that queue, so an idle stream costs
+nothing and a change costs one wake-up. A change's frame is encoded once for all its streams.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -25,13 +28,17 @@ from .http import Request, Send
 if TYPE_CHECKING:
     from .app import ElkynApp
 
-__all__ = ["stream"]
+__all__ = ["Streams", "stream"]
 
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+KEEPALIVE = Event("keep-alive", "", None)
+RULES_CHANGED = Event("rules", "", None)
+EXPIRED = Event("auth_revoked", "", None)
+LEFT = Event("left", "", None)
 
 
 def _wire(ev: Event) -> Any:
@@ -41,15 +48,58 @@ def _wire(ev: Event) -> Any:
 
 
 def frame(ev: Event) -> bytes:
+    """The SSE frame of a change, encoded once per event however many streams send it."""
+    cached: bytes | None = ev.__dict__.get("_frame")
+    if cached is not None:
+        return cached
     body = json.dumps({"path": ev.path, "data": _wire(ev)}, separators=(",", ":"))
     head = f"event: {ev.kind}\n"
     if ev.seq:
         head += f"id: {ev.seq}\n"
-    return (head + f"data: {body}\n\n").encode()
+    out = (head + f"data: {body}\n\n").encode()
+    object.__setattr__(ev, "_frame", out)  # frozen dataclass: a private cache slot
+    return out
 
 
-def _control(kind: str, data: str) -> bytes:
-    return f"event: {kind}\ndata: {data}\n\n".encode()
+_KEEPALIVE_FRAME = b"event: keep-alive\ndata: null\n\n"
+_CANCEL_FRAME = b"event: cancel\ndata: null\n\n"
+_REVOKED_FRAME = b'event: auth_revoked\ndata: "credential is no longer valid"\n\n'
+
+
+class Streams:
+    """The open streams of one app: keep-alive ticks and rules changes reach all of them."""
+
+    def __init__(self, app: ElkynApp) -> None:
+        self.app = app
+        self.queues: set[asyncio.Queue[Event]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self._listening = False
+
+    def add(self, queue: asyncio.Queue[Event]) -> None:
+        self.queues.add(queue)
+        loop = asyncio.get_running_loop()
+        if self._ticker is None or self._ticker.done():
+            self._ticker = loop.create_task(self._tick())
+        if not self._listening:
+            store = self.app._store()
+
+            def on_rules(_: Any) -> None:
+                loop.call_soon_threadsafe(self._broadcast, RULES_CHANGED)
+
+            store._rules_listeners.append(on_rules)
+            self._listening = True
+
+    def remove(self, queue: asyncio.Queue[Event]) -> None:
+        self.queues.discard(queue)
+
+    def _broadcast(self, ev: Event) -> None:
+        for q in list(self.queues):
+            q.put_nowait(ev)
+
+    async def _tick(self) -> None:
+        while self.queues:
+            await asyncio.sleep(self.app.settings.keepalive_seconds)
+            self._broadcast(KEEPALIVE)
 
 
 def _may_read(app: ElkynApp, caller: Caller, keys: Path) -> bool:
@@ -67,6 +117,16 @@ async def stream(app: ElkynApp, req: Request, send: Send, keys: Path, caller: Ca
     sub, first = store.subscribe(keys, caller)  # refuses before any byte when denied
     queue = sub.queue
     assert queue is not None
+    streams: Streams = app.streams
+    loop = asyncio.get_running_loop()
+    watcher = loop.create_task(_watch_disconnect(req, queue))
+    expiry = None
+    if caller.exp is not None:
+        expiry = loop.call_at(
+            loop.time() + max(0.0, caller.exp - time.time()), queue.put_nowait, EXPIRED
+        )
+    streams.add(queue)
+    app.metrics.streams_open += 1
     try:
         floor = first.seq
         opening = [frame(Event("put", "/", first.data, 0))]
@@ -78,83 +138,65 @@ async def stream(app: ElkynApp, req: Request, send: Send, keys: Path, caller: Ca
                 floor = max([int(last_id), *(e.seq for e in entries)])
         await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
         await send({"type": "http.response.body", "body": b"".join(opening), "more_body": True})
-        app.metrics.streams_open += 1
-        try:
-            await _pump(app, req, send, keys, caller, queue, floor)
-        finally:
-            app.metrics.streams_open -= 1
+        await _pump(app, send, keys, caller, queue, floor)
     finally:
+        app.metrics.streams_open -= 1
+        streams.remove(queue)
+        if expiry is not None:
+            expiry.cancel()
+        watcher.cancel()
         sub.close()
 
 
 async def _pump(
     app: ElkynApp,
-    req: Request,
     send: Send,
     keys: Path,
     caller: Caller,
     queue: asyncio.Queue[Event],
     floor: int,
 ) -> None:
-    keepalive = app.settings.keepalive_seconds
     rules = app._store().rules
-    disconnected = asyncio.ensure_future(_wait_disconnect(req))
-    try:
-        while True:
-            wait = keepalive
-            if caller.exp is not None:
-                wait = min(wait, max(0.0, caller.exp - time.time()))
-            getter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait(
-                {getter, disconnected}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
-            )
-            if disconnected in done:
-                getter.cancel()
+    # Re-check access on a change only when the read rules look at data or the clock.
+    recheck = not caller.admin and rules.read_depends_on_state(keys)
+    while True:
+        batch = [await queue.get()]
+        while not queue.empty():
+            batch.append(queue.get_nowait())
+        chunks: list[bytes] = []
+        changed = False
+        for ev in batch:
+            if ev is LEFT:
                 return
-            if caller.exp is not None and time.time() >= caller.exp:
-                getter.cancel()
-                await _final(send, _control("auth_revoked", '"credential is no longer valid"'))
+            if ev is EXPIRED:
+                await _final(send, b"".join(chunks) + _REVOKED_FRAME)
                 return
-            chunks: list[bytes] = []
-            if getter in done:
-                batch = [getter.result()]
-                while not queue.empty():
-                    batch.append(queue.get_nowait())
-                if not caller.admin or app._store().rules is not rules:
-                    rules = app._store().rules
-                    if not _may_read(app, caller, keys):
-                        await _final(send, _control("cancel", "null"))
-                        return
-                for ev in batch:
-                    if ev.seq and ev.seq <= floor:
-                        continue
-                    chunks.append(frame(ev))
-                    app.metrics.record_lag(ev.ts)
-                app.metrics.events_sent += len(chunks)
-            else:
-                getter.cancel()
-                if app._store().rules is not rules:
-                    rules = app._store().rules
-                    if not _may_read(app, caller, keys):
-                        await _final(send, _control("cancel", "null"))
-                        return
-                chunks.append(_control("keep-alive", "null"))
-            if chunks:
-                await send(
-                    {"type": "http.response.body", "body": b"".join(chunks), "more_body": True}
-                )
-    finally:
-        disconnected.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await disconnected
+            if ev is KEEPALIVE:
+                chunks.append(_KEEPALIVE_FRAME)
+            elif ev is RULES_CHANGED:
+                changed = True
+                rules = app._store().rules
+                recheck = not caller.admin and rules.read_depends_on_state(keys)
+            elif not ev.seq or ev.seq > floor:
+                changed = changed or recheck
+                chunks.append(frame(ev))
+                app.metrics.record_lag(ev.ts)
+                app.metrics.events_sent += 1
+        # Access can end with a rules change, or with data the rules read (rules see data).
+        if changed and not _may_read(app, caller, keys):
+            await _final(send, _CANCEL_FRAME)
+            return
+        if chunks:
+            await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
 
 
 async def _final(send: Send, chunk: bytes) -> None:
     await send({"type": "http.response.body", "body": chunk, "more_body": False})
 
 
-async def _wait_disconnect(req: Request) -> None:
+async def _watch_disconnect(req: Request, queue: asyncio.Queue[Event]) -> None:
     while True:
         message = await req.receive()
         if message["type"] == "http.disconnect":
+            queue.put_nowait(LEFT)
             return

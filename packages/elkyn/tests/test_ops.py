@@ -1,0 +1,110 @@
+"""Operations: backup while serving, restore, JSON export/import, metrics, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from elkyn import Store
+from elkyn.testing import stop_server
+
+
+def elkyn(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {"PLATFORM_HOME": str(home), "PLATFORM_SECRET": "s" * 40, "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [sys.executable, "-m", "elkyn", *args], capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def test_backup_while_serving_is_consistent_and_restores(launch: Any, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    srv = launch(home)
+    admin = srv.signer.issue("ops", admin=True)
+    headers = {"Authorization": f"Bearer {admin}"}
+    stop = threading.Event()
+    written: list[int] = []
+
+    def writer() -> None:
+        with httpx.Client(base_url=srv.url, headers=headers) as c:
+            i = 0
+            while not stop.is_set():
+                # each write moves both counters together: a torn copy would show a != b
+                c.patch("/.json", json={"a": i, "b": i, f"items/{i}": True})
+                written.append(i)
+                i += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        while len(written) < 50:
+            time.sleep(0.01)
+        result = elkyn("backup", str(tmp_path / "bk"), home=home)
+        assert result.returncode == 0, result.stderr
+    finally:
+        stop.set()
+        thread.join()
+    with Store(tmp_path / "bk") as copy:
+        snap = copy.get("/")
+    assert snap["a"] == snap["b"]
+    assert len(snap["items"]) == snap["a"] + 1
+    stop_server(srv.process)
+
+    result = elkyn("restore", str(tmp_path / "bk"), home=home)
+    assert result.returncode != 0
+    assert "--force" in result.stderr
+    result = elkyn("restore", str(tmp_path / "bk"), "--force", home=home)
+    assert result.returncode == 0, result.stderr
+    with Store(home / "elkyn") as db:
+        assert db.get("/a") == snap["a"]
+
+    result = elkyn("backup", str(tmp_path / "bk"), home=home)  # not empty: refused
+    assert result.returncode != 0
+    assert "not empty" in result.stderr
+
+
+def test_export_and_import(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    src = tmp_path / "in.json"
+    src.write_text(json.dumps({"users": {"ann": {"age": 3}}, "list": [1, 2]}))
+    result = elkyn("import", str(src), home=home)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out.json"
+    result = elkyn("export", str(out), "--at", "/users", home=home)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text()) == {"ann": {"age": 3}}
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"a.b": 1}')
+    result = elkyn("import", str(bad), home=home)
+    assert result.returncode != 0
+    assert "Invalid key" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_metrics(launch: Any, tmp_path: Path) -> None:
+    srv = launch(tmp_path / "home")
+    admin = srv.signer.issue("ops", admin=True)
+    for i in range(5):
+        httpx.put(f"{srv.url}/m/{i}.json", json=i, headers={"Authorization": f"Bearer {admin}"})
+    text = httpx.get(srv.url + "/metrics").text
+    values = {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values["elkyn_writes_total"] == 5
+    assert values["elkyn_last_seq"] == 5
+    assert values["elkyn_subscribers"] == 0
+    assert 'elkyn_requests_total{method="PUT"}' in values
+
+
+def test_dev_is_refused_on_a_public_address(tmp_path: Path) -> None:
+    result = elkyn("serve", "--dev", "--host", "0.0.0.0", "--port", "0", home=tmp_path)
+    assert result.returncode != 0
+    assert "loopback" in result.stderr
