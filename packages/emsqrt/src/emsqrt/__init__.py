@@ -9,8 +9,10 @@ sort, hash aggregation with recursive repartitioning, grace hash join. Each run 
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .api import Pipeline, parse_size
 from .budget import Guard, MemoryBudget
 from .config import EngineConfig
+from .dsl import compile_pipeline, load_pipeline
 from .engine import RunResult, explain, run, run_batches
 from .errors import (
     CapTooSmallError,
@@ -69,6 +71,7 @@ __all__ = [
     "MemoryBudget",
     "Node",
     "OperatorReport",
+    "Pipeline",
     "PlanError",
     "Project",
     "RunResult",
@@ -82,8 +85,11 @@ __all__ = [
     "TopK",
     "Union",
     "__version__",
+    "compile_pipeline",
     "explain",
+    "load_pipeline",
     "optimize",
+    "parse_size",
     "plan_from_dict",
     "plan_from_json",
     "plan_hash",

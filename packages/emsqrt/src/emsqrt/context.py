@@ -37,11 +37,10 @@ class ExecContext:
         streaming_ops: int,
         progress: ProgressFn | None = None,
     ) -> ExecContext:
-        """Batches of cap/32 (16 KiB floor at large caps, 8 MiB ceiling), head-room for one
+        """Batches of cap/64 (1 KiB floor, 8 MiB ceiling), head-room for one
         batch per operator plus four (scan buffers, a batch being sorted or partitioned)."""
         cap = budget.cap_bytes
-        batch = min(max(cap // 32, min(16 * 1024, cap // 16)), 8 * 1024 * 1024)
-        batch = max(batch, 1024)
+        batch = min(max(cap // 64, 1024), 8 * 1024 * 1024)
         headroom = batch * (streaming_ops + 4)
         return cls(budget, spill, batch, headroom, progress=progress)
 

@@ -228,7 +228,7 @@ class JoinOp(PhysicalOp):
         guard = self.mem.try_acquire(0, self.label + "-probe")
         assert guard is not None
         try:
-            for t in lefts:
+            for t in _sliced(lefts, ctx.batch_bytes):
                 if group and gbytes + t.nbytes > limit:
                     yield from self._join_group(pa.concat_tables(group), build, matched)
                     group, gbytes = [], 0
@@ -298,6 +298,17 @@ class JoinOp(PhysicalOp):
                 cols.append(pa.nulls(rows.num_rows, field.type))
         out = pa.Table.from_arrays(cols, schema=self.schema)
         yield from out.to_batches(max_chunksize=_rows(out, self.ctx))
+
+
+def _sliced(tables: Iterable[pa.Table], target: int) -> Iterator[pa.Table]:
+    """Tables cut to about ``target`` bytes (zero-copy slices)."""
+    for t in tables:
+        if t.nbytes <= 2 * target or t.num_rows <= 1:
+            yield t
+            continue
+        rows = max(1, int(t.num_rows * target / t.nbytes))
+        for start in range(0, t.num_rows, rows):
+            yield t.slice(start, rows)
 
 
 def _rows(table: pa.Table, ctx: ExecContext) -> int:

@@ -77,6 +77,7 @@ class ScanOp(PhysicalOp):
         guard = self.ctx.budget.acquire(2 * block, self.label, "for its read buffers ")
         try:
             for batch in rechunk(self._read(path, full, wanted, block), self.ctx.batch_bytes):
+                self.ctx.report(f"scan {path.name}", batch.num_rows)
                 batch = apply_predicate(batch, node.predicate)
                 if batch.num_rows:
                     yield batch.select(self.schema.names)

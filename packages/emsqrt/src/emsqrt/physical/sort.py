@@ -115,7 +115,7 @@ def _merge_all(
     ctx = op.ctx
     seg = max(r.max_segment_bytes for r in runs)
     seg_rows = max(max((s.rows for s in r.segments), default=1) for r in runs)
-    per_run = 3 * seg + 8 * seg_rows
+    per_run = 2 * seg + 8 * seg_rows
     free = op.mem.available
     fan_in = min(free // max(per_run, 1), ctx.max_fan_in)
     if fan_in < 2:
