@@ -101,7 +101,9 @@ class Pipeline:
                 schema = Schema.from_dict({"fields": [_field(f) for f in schema]})
             except PlatformError as exc:
                 raise PlanError(f"scan {p}: bad schema: {exc.message}") from exc
-        return cls(lp.Scan(p, fmt, schema, delimiter=delimiter))  # type: ignore[arg-type]
+        pipe = cls(lp.Scan(p, fmt, schema, delimiter=delimiter))  # type: ignore[arg-type]
+        pipe._schema()  # a missing file or a schema that cannot be inferred fails here
+        return pipe
 
     @classmethod
     def from_arrow(cls, name: str, schema: pa.Schema) -> Pipeline:

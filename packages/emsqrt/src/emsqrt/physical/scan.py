@@ -73,7 +73,7 @@ class ScanOp(PhysicalOp):
             for sub in walk(node.predicate):
                 if isinstance(sub, Column) and sub.name not in wanted:
                     wanted.append(sub.name)
-        block = max(self.ctx.batch_bytes, 4096)
+        block = max(self.ctx.batch_bytes, 1024)
         guard = self.ctx.budget.acquire(2 * block, self.label, "for its read buffers ")
         try:
             for batch in rechunk(self._read(path, full, wanted, block), self.ctx.batch_bytes):
