@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from oracle import KiB, assert_same_rows, duck, make_table
 
-from emsqrt import EngineConfig, InputFileError, Pipeline, PlanError, run
+from emsqrt import CapTooSmallError, EngineConfig, InputFileError, Pipeline, PlanError, run
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def data(tmp_path: Path) -> tuple[pa.Table, dict[str, Path]]:
     import pyarrow.csv as pcsv
 
     pcsv.write_csv(t, paths["csv"])
-    pq.write_table(t, paths["parquet"])
+    pq.write_table(t, paths["parquet"], row_group_size=200)
     with open(paths["jsonl"], "w") as f:
         for row in t.to_pylist():
             f.write(json.dumps(row) + "\n")
@@ -132,3 +132,12 @@ def test_unknown_column_and_type_mismatch_fail_before_running(
         Pipeline.scan(paths["parquet"]).filter("s > 1")
     with pytest.raises(PlanError, match=r'column "kk" not found'):
         Pipeline.scan(paths["parquet"]).sort(["kk"])
+
+
+def test_parquet_row_group_larger_than_the_cap_is_refused_with_advice(
+    spill_dir: Path, tmp_path: Path
+) -> None:
+    t = make_table({"rows": 20_000, "keys": 500, "nulls": 0.1, "skew": False, "seed": 12})
+    pq.write_table(t, tmp_path / "big.parquet")  # one 20k-row row group
+    with pytest.raises(CapTooSmallError, match=r"Parquet row group.*smaller row groups"):
+        Pipeline.scan(tmp_path / "big.parquet").collect(64 * KiB, spill_dir=spill_dir)

@@ -34,8 +34,8 @@ from platform_core.expr import Literal, parse
 def files(tmp_path: Path) -> tuple[Path, Path]:
     a = make_table({"rows": 3000, "keys": 300, "nulls": 0.1, "skew": False, "seed": 21})
     b = make_table({"rows": 500, "keys": 300, "nulls": 0.1, "skew": False, "seed": 22}, "r")
-    pq.write_table(a, tmp_path / "a.parquet")
-    pq.write_table(b, tmp_path / "b.parquet")
+    pq.write_table(a, tmp_path / "a.parquet", row_group_size=200)
+    pq.write_table(b, tmp_path / "b.parquet", row_group_size=200)
     return tmp_path / "a.parquet", tmp_path / "b.parquet"
 
 

@@ -29,7 +29,7 @@ from .optimizer import optimize as optimize_plan
 from .physical.base import PhysicalOp
 from .plan_json import plan_hash
 from .planner import Lowerer
-from .resolve import SchemaResolver
+from .resolve import SchemaResolver, bind_scan_schemas
 from .schedule import BLOCKING, schedule
 from .spill import SpillManager
 
@@ -96,7 +96,7 @@ def explain(
     config = config or EngineConfig()
     resolver = SchemaResolver()
     resolver.schema(plan)
-    optimized = optimize_plan(plan, resolver)
+    optimized = optimize_plan(bind_scan_schemas(plan), resolver)
     budget = MemoryBudget(config.mem_cap_bytes)
     with SpillManager(config.spill_dir, config.spill_codec) as spill:
         ctx = ExecContext.for_cap(budget, spill, _count(optimized))
@@ -117,7 +117,8 @@ def run(
     resolver = SchemaResolver()
     resolver.schema(plan)  # unknown columns and type errors fail before anything runs
     phash = plan_hash(plan, config.output_affecting())
-    optimized = optimize_plan(plan, resolver) if optimize else plan
+    bound = bind_scan_schemas(plan)
+    optimized = optimize_plan(bound, SchemaResolver()) if optimize else bound
     started, t0 = _now(), time.perf_counter()
     probe = MemoryProbe.start()
     budget = MemoryBudget(config.mem_cap_bytes)

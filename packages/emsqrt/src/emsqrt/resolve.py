@@ -15,7 +15,13 @@ from platform_core.expr import Expr, check
 from . import plan as lp
 from .errors import InputFileError, PlanError
 
-__all__ = ["SchemaResolver", "agg_output_type", "arrow_scan_schema", "require_columns"]
+__all__ = [
+    "SchemaResolver",
+    "agg_output_type",
+    "arrow_scan_schema",
+    "bind_scan_schemas",
+    "require_columns",
+]
 
 
 def _closest(name: str, names: Iterable[str]) -> str:
@@ -75,6 +81,17 @@ def arrow_scan_schema(scan: lp.Scan) -> pa.Schema:
         raise InputFileError(f"cannot read the schema of {scan.path}: {exc.message}") from exc
     except OSError as exc:
         raise InputFileError(f"cannot read {scan.path}: {exc}") from exc
+
+
+def bind_scan_schemas(node: lp.Node) -> lp.Node:
+    """The plan with every scan's schema filled in (inferred once, before the run starts, so
+    inference is neither repeated nor counted inside the run)."""
+    from dataclasses import replace
+
+    if isinstance(node, lp.Scan) and node.schema is None:
+        return replace(node, schema=Schema.from_arrow(arrow_scan_schema(node)))
+    kids = lp.children(node)
+    return lp.replace_children(node, tuple(bind_scan_schemas(c) for c in kids)) if kids else node
 
 
 class SchemaResolver:

@@ -25,7 +25,7 @@ from ..errors import CapTooSmallError
 from ..resolve import right_output_names
 from ..spill import SpillFile
 from .base import PhysicalOp
-from .partition import Partitioner
+from .partition import Partitioner, sliced
 
 __all__ = ["JoinOp"]
 
@@ -38,7 +38,7 @@ _ACERO = {
     "anti": "left anti",
 }
 _RID = "__emsqrt_rid"
-_BUILD_FACTOR = 3
+_BUILD_FACTOR = 4
 
 
 def _key_type(a: pa.DataType, b: pa.DataType) -> pa.DataType:
@@ -228,15 +228,15 @@ class JoinOp(PhysicalOp):
         guard = self.mem.try_acquire(0, self.label + "-probe")
         assert guard is not None
         try:
-            for t in _sliced(lefts, ctx.batch_bytes):
+            for t in sliced(lefts, ctx.batch_bytes):
                 if group and gbytes + t.nbytes > limit:
                     yield from self._join_group(pa.concat_tables(group), build, matched)
                     group, gbytes = [], 0
                     guard.resize(0)
-                if not guard.try_grow(2 * t.nbytes):
+                if not guard.try_grow(3 * t.nbytes):
                     raise CapTooSmallError(
                         f"join: cannot hold a {t.nbytes}-byte probe batch beside the build side; "
-                        f"raise the cap to at least {ctx.smallest_cap(guard.nbytes + 2 * t.nbytes)} bytes"
+                        f"raise the cap to at least {ctx.smallest_cap(guard.nbytes + 3 * t.nbytes)} bytes"
                     )
                 group.append(t)
                 gbytes += t.nbytes
@@ -298,17 +298,6 @@ class JoinOp(PhysicalOp):
                 cols.append(pa.nulls(rows.num_rows, field.type))
         out = pa.Table.from_arrays(cols, schema=self.schema)
         yield from out.to_batches(max_chunksize=_rows(out, self.ctx))
-
-
-def _sliced(tables: Iterable[pa.Table], target: int) -> Iterator[pa.Table]:
-    """Tables cut to about ``target`` bytes (zero-copy slices)."""
-    for t in tables:
-        if t.nbytes <= 2 * target or t.num_rows <= 1:
-            yield t
-            continue
-        rows = max(1, int(t.num_rows * target / t.nbytes))
-        for start in range(0, t.num_rows, rows):
-            yield t.slice(start, rows)
 
 
 def _rows(table: pa.Table, ctx: ExecContext) -> int:

@@ -8,6 +8,8 @@ once (vectorised) and appends one segment per non-empty partition.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 import pyarrow as pa
 
@@ -18,7 +20,7 @@ from ..context import ExecContext
 from ..errors import CapTooSmallError
 from ..spill import SpillFile
 
-__all__ = ["Partitioner", "partition_ids"]
+__all__ = ["Partitioner", "partition_ids", "sliced"]
 
 
 def partition_ids(table: pa.Table, keys: list[str], level: int, bits: int) -> np.ndarray:
@@ -69,13 +71,13 @@ class Partitioner:
     def _add(self, table: pa.Table) -> None:
         if self.buffered + table.nbytes > self.flush_bytes and self.buffer:
             self.flush()
-        if not self.guard.try_grow(2 * table.nbytes):
+        if not self.guard.try_grow(3 * table.nbytes):
             self.flush()
-            if not self.guard.try_grow(2 * table.nbytes):
+            if not self.guard.try_grow(3 * table.nbytes):
                 raise CapTooSmallError(
                     f"partitioning: cannot hold one {table.nbytes}-byte batch with "
                     f"{self.budget.available} bytes free; raise the cap to at least "
-                    f"{self.ctx.smallest_cap(2 * table.nbytes + self.ctx.batch_bytes)} bytes"
+                    f"{self.ctx.smallest_cap(3 * table.nbytes + self.ctx.batch_bytes)} bytes"
                 )
         self.buffer.append(table)
         self.buffered += table.nbytes
@@ -103,6 +105,17 @@ class Partitioner:
         self.flush()
         self.guard.release()
         return [f for f in self.files if f.segments]
+
+
+def sliced(tables: Iterable[pa.Table], target: int) -> Iterator[pa.Table]:
+    """Tables cut to about ``target`` bytes (zero-copy slices)."""
+    for t in tables:
+        if t.nbytes <= 2 * target or t.num_rows <= 1:
+            yield t
+            continue
+        rows = max(1, int(t.num_rows * target / t.nbytes))
+        for start in range(0, t.num_rows, rows):
+            yield t.slice(start, rows)
 
 
 def concat_or_empty(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:

@@ -20,6 +20,7 @@ from platform_core import PlatformError
 from platform_core.expr import Expr, evaluate
 
 from .. import plan as lp
+from ..budget import Guard
 from ..context import ExecContext
 from ..errors import InputFileError
 from ..resolve import arrow_scan_schema
@@ -58,6 +59,7 @@ class ScanOp(PhysicalOp):
         super().__init__(ctx, [], schema)
         self.node = node
         self.detail = f"{node.format} {node.path}"
+        self._rg_guard: Guard | None = None
 
     def _produce(self) -> Generator[pa.RecordBatch, None, None]:
         node = self.node
@@ -83,6 +85,9 @@ class ScanOp(PhysicalOp):
                     yield batch.select(self.schema.names)
         finally:
             guard.release()
+            if self._rg_guard is not None:
+                self._rg_guard.release()
+                self._rg_guard = None
 
     def _read(
         self, path: Path, full: pa.Schema, wanted: list[str], block: int
@@ -93,7 +98,7 @@ class ScanOp(PhysicalOp):
                 yield from self._read_csv(path, full, wanted, block)
             elif node.format == "jsonl":
                 reader: Any = pjson.open_json(
-                    path,
+                    pa.PythonFile(open(path, "rb"), mode="r"),  # noqa: SIM115 - closed with it
                     read_options=pjson.ReadOptions(use_threads=False, block_size=block),
                     parse_options=pjson.ParseOptions(
                         explicit_schema=full, unexpected_field_behavior="ignore"
@@ -105,6 +110,7 @@ class ScanOp(PhysicalOp):
                 import pyarrow.parquet as pq
 
                 pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=block)
+                self._reserve_row_group(pf, wanted)
                 width = max(1, sum(_width(f.type) for f in full if f.name in wanted))
                 rows = max(64, block // width)
                 for batch in pf.iter_batches(batch_size=rows, columns=wanted, use_threads=False):
@@ -113,6 +119,28 @@ class ScanOp(PhysicalOp):
             raise
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
             raise InputFileError(f"cannot read {node.path}: {exc}") from exc
+
+    def _reserve_row_group(self, pf: Any, wanted: list[str]) -> None:
+        """Arrow decodes a Parquet row group's column chunks whole: reserve the largest one
+        (2.5 times its uncompressed bytes, measured) or say which cap it needs."""
+        md = pf.metadata
+        names = [md.schema.column(j).path.split(".")[0] for j in range(md.num_columns)]
+        cols = [j for j, n in enumerate(names) if n in wanted]
+        biggest = max(
+            (
+                sum(md.row_group(i).column(j).total_uncompressed_size for j in cols)
+                for i in range(md.num_row_groups)
+            ),
+            default=0,
+        )
+        need = int(2.5 * biggest)
+        if self._rg_guard is None:
+            self._rg_guard = self.ctx.budget.acquire(
+                need,
+                self.label,
+                f"for a {biggest}-byte Parquet row group (write the file with smaller row "
+                "groups, or) ",
+            )
 
     def _read_csv(
         self, path: Path, full: pa.Schema, wanted: list[str], block: int
@@ -124,17 +152,20 @@ class ScanOp(PhysicalOp):
             return "error"
 
         try:
-            reader = pcsv.open_csv(
-                path,
-                read_options=pcsv.ReadOptions(use_threads=False, block_size=block),
-                parse_options=pcsv.ParseOptions(
-                    delimiter=self.node.delimiter, invalid_row_handler=invalid
-                ),
-                convert_options=pcsv.ConvertOptions(
-                    column_types=full, include_columns=wanted, strings_can_be_null=True
-                ),
-            )
-            yield from reader
+            # A Python file object: Arrow's own file input reads ahead (a 2.5 MB pool peak vs
+            # 0.4 MB for 64 KiB blocks, measured).
+            with open(path, "rb") as handle:
+                reader = pcsv.open_csv(
+                    handle,
+                    read_options=pcsv.ReadOptions(use_threads=False, block_size=block),
+                    parse_options=pcsv.ParseOptions(
+                        delimiter=self.node.delimiter, invalid_row_handler=invalid
+                    ),
+                    convert_options=pcsv.ConvertOptions(
+                        column_types=full, include_columns=wanted, strings_can_be_null=True
+                    ),
+                )
+                yield from reader
         except pa.ArrowInvalid as exc:
             if bad:
                 row = bad[0]
