@@ -1,0 +1,5 @@
+"""``python -m emsqrt`` runs the CLI."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,60 @@
+"""What every physical operator of a run shares: the budget, the spill manager, batch sizing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .budget import MemoryBudget
+from .spill import SpillManager
+
+__all__ = ["ExecContext"]
+
+ProgressFn = Callable[[str, int], None]
+
+
+@dataclass
+class ExecContext:
+    """Sizes derived from the cap: streaming batches of ``batch_bytes``; accumulating operators
+    leave ``headroom`` free for the batches in flight between streaming operators."""
+
+    budget: MemoryBudget
+    spill: SpillManager
+    batch_bytes: int
+    headroom: int
+    max_fan_in: int = 64
+    max_partitions: int = 64
+    max_depth: int = 12
+    progress: ProgressFn | None = None
+    blocking: int = 1
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def for_cap(
+        cls,
+        budget: MemoryBudget,
+        spill: SpillManager,
+        streaming_ops: int,
+        progress: ProgressFn | None = None,
+    ) -> ExecContext:
+        """Batches of cap/64 (1 KiB floor, 8 MiB ceiling), head-room for one
+        batch per operator plus four (scan buffers, a batch being sorted or partitioned)."""
+        cap = budget.cap_bytes
+        batch = min(max(cap // 64, 1024), 8 * 1024 * 1024)
+        headroom = batch * (streaming_ops + 4)
+        return cls(budget, spill, batch, headroom, progress=progress)
+
+    def share(self, blocking: int) -> MemoryBudget:
+        """A child budget for one of ``blocking`` accumulating operators: the cap less the
+        head-room, split evenly, so operators stacked in one pipeline cannot starve each other."""
+        self.blocking = max(1, blocking)
+        share = max(1, (self.budget.cap_bytes - self.headroom) // self.blocking)
+        return MemoryBudget(share, parent=self.budget)
+
+    def smallest_cap(self, need_in_share: int) -> int:
+        """The cap at which an operator's share would hold ``need_in_share`` bytes."""
+        return int(need_in_share * self.blocking * 1.25 + self.headroom)
+
+    def report(self, label: str, rows: int) -> None:
+        if self.progress is not None:
+            self.progress(label, rows)

@@ -1,0 +1,198 @@
+"""Running a plan under a cap: check, optimize, lower, schedule, execute, report.
+
+``run(plan, config)`` returns a :class:`RunResult` with the manifest and, when the root is not
+a sink, the result as an Arrow table (collecting it is the caller's memory, not the run's: the
+Arrow-out side of the API). The run's spill directory is removed in every case, including
+errors and Ctrl-C; a failed sink leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+
+from platform_core import sha256_file
+
+from . import plan as lp
+from .budget import MemoryBudget
+from .config import EngineConfig
+from .context import ExecContext, ProgressFn
+from .explain import render_explain
+from .manifest import Manifest, operator_reports
+from .memstats import MemoryProbe
+from .optimizer import optimize as optimize_plan
+from .physical.base import PhysicalOp
+from .plan_json import plan_hash
+from .planner import Lowerer
+from .resolve import SchemaResolver, bind_scan_schemas
+from .schedule import BLOCKING, schedule
+from .spill import SpillManager
+
+__all__ = ["RunResult", "explain", "run", "run_batches"]
+
+Batches = Mapping[str, pa.Table | pa.RecordBatch | Sequence[pa.RecordBatch]]
+
+
+@dataclass
+class RunResult:
+    manifest: Manifest
+    table: pa.Table | None
+
+    def explain(self) -> str:
+        """The plan tree with estimated and actual rows, bytes and spill."""
+        return render_explain(self.manifest.operators, actual=True)
+
+
+def _as_batches(inputs: Batches | None) -> dict[str, list[pa.RecordBatch]]:
+    out: dict[str, list[pa.RecordBatch]] = {}
+    for name, value in (inputs or {}).items():
+        if isinstance(value, pa.Table):
+            out[name] = value.to_batches()
+        elif isinstance(value, pa.RecordBatch):
+            out[name] = [value]
+        else:
+            out[name] = list(value)
+    return out
+
+
+def _count(node: lp.Node) -> int:
+    return 1 + sum(_count(c) for c in lp.children(node))
+
+
+def _sinks(op: PhysicalOp) -> list[PhysicalOp]:
+    found = [op] if op.name == "sink" else []
+    for c in op.children:
+        found += _sinks(c)
+    return found
+
+
+def _blocking(op: PhysicalOp) -> list[PhysicalOp]:
+    found = [op] if op.name in BLOCKING else []
+    for c in op.children:
+        found += _blocking(c)
+    return found
+
+
+def _assign_shares(root: PhysicalOp, ctx: ExecContext) -> None:
+    """Each accumulating operator gets an equal share of the cap (less the head-room)."""
+    ops = _blocking(root)
+    for op in ops:
+        op.mem = ctx.share(len(ops))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def explain(
+    plan: lp.Node, config: EngineConfig | None = None, inputs: Batches | None = None
+) -> str:
+    """The optimized plan tree with estimates, without running it."""
+    config = config or EngineConfig()
+    resolver = SchemaResolver()
+    resolver.schema(plan)
+    optimized = optimize_plan(bind_scan_schemas(plan), resolver)
+    budget = MemoryBudget(config.mem_cap_bytes)
+    with SpillManager(config.spill_dir, config.spill_codec) as spill:
+        ctx = ExecContext.for_cap(budget, spill, _count(optimized))
+        root = Lowerer(ctx, SchemaResolver(), _as_batches(inputs)).lower(optimized)
+        return render_explain(operator_reports(root), actual=False)
+
+
+def run(
+    plan: lp.Node,
+    config: EngineConfig | None = None,
+    *,
+    inputs: Batches | None = None,
+    optimize: bool = True,
+    progress: ProgressFn | None = None,
+) -> RunResult:
+    """Execute ``plan`` under ``config.mem_cap_bytes`` and report what it did."""
+    config = config or EngineConfig()
+    resolver = SchemaResolver()
+    resolver.schema(plan)  # unknown columns and type errors fail before anything runs
+    phash = plan_hash(plan, config.output_affecting())
+    bound = bind_scan_schemas(plan)
+    optimized = optimize_plan(bound, SchemaResolver()) if optimize else bound
+    started, t0 = _now(), time.perf_counter()
+    probe = MemoryProbe.start()
+    budget = MemoryBudget(config.mem_cap_bytes)
+    table: pa.Table | None = None
+    with SpillManager(Path(config.spill_dir), config.spill_codec) as spill:
+        ctx = ExecContext.for_cap(budget, spill, _count(optimized), progress)
+        ctx.max_partitions = config.max_partitions
+        ctx.max_fan_in = config.max_fan_in
+        ctx.max_depth = config.max_depth
+        root = Lowerer(ctx, SchemaResolver(), _as_batches(inputs)).lower(optimized)
+        _assign_shares(root, ctx)
+        sched = schedule(root, config.mem_cap_bytes, config.max_parallel_tasks)
+        collected: list[pa.RecordBatch] = []
+        root.open()
+        try:
+            while (batch := root.next_batch()) is not None:
+                if not isinstance(optimized, lp.Sink):
+                    collected.append(batch)
+        finally:
+            root.close()
+        if not isinstance(optimized, lp.Sink):
+            table = pa.Table.from_batches(collected, schema=root.schema)
+        spill_stats = spill.stats
+    memory = {
+        "cap_bytes": config.mem_cap_bytes,
+        "reserved_peak_bytes": budget.peak,
+        "reserved_peak_by_operator": dict(sorted(budget.peak_by_label.items())),
+        "batch_bytes": ctx.batch_bytes,
+        "headroom_bytes": ctx.headroom,
+        **probe.finish(),
+    }
+    outputs = []
+    for sink in _sinks(root):
+        path = Path(sink.node.path)  # type: ignore[attr-defined]
+        outputs.append(
+            {
+                "path": str(path),
+                "format": sink.node.format,  # type: ignore[attr-defined]
+                "rows": sink.rows_written,  # type: ignore[attr-defined]
+                "bytes": path.stat().st_size,
+                "sha256": sha256_file(path),
+            }
+        )
+    reports = operator_reports(root)
+    manifest = Manifest(
+        plan_hash=phash,
+        config=config.output_affecting() | {"spill_codec": config.spill_codec},
+        started_at=started,
+        finished_at=_now(),
+        seconds=time.perf_counter() - t0,
+        operators=reports,
+        memory=memory,
+        spill={
+            "bytes_written": spill_stats.bytes_written,
+            "bytes_read": spill_stats.bytes_read,
+            "arrow_bytes_written": spill_stats.arrow_bytes_written,
+            "arrow_bytes_read": spill_stats.arrow_bytes_read,
+            "segments_written": spill_stats.segments_written,
+            "files": spill_stats.files,
+        },
+        schedule=sched.to_dict(),
+        outputs=outputs,
+        rows_out=table.num_rows if table is not None else sum(o["rows"] for o in outputs),
+    )
+    return RunResult(manifest, table)
+
+
+def run_batches(
+    plan: lp.Node,
+    inputs: Batches,
+    cap_bytes: int,
+    spill_dir: str | Path = ".platform/spill",
+    **config: int | str,
+) -> RunResult:
+    """Arrow in, Arrow out: run ``plan`` over the given batches under ``cap_bytes``."""
+    cfg = EngineConfig(mem_cap_bytes=cap_bytes, spill_dir=str(spill_dir), **config)  # type: ignore[arg-type]
+    return run(plan, cfg, inputs=inputs)

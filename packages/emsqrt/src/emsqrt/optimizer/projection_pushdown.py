@@ -1,0 +1,64 @@
+"""Rule: scans decode only the columns something above them reads."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .. import plan as lp
+from ..resolve import SchemaResolver, right_output_names
+from ._exprs import columns_of
+
+__all__ = ["apply"]
+
+Need = set[str] | None  # None: every column
+
+
+def _prune(node: lp.Node, need: Need, resolver: SchemaResolver) -> lp.Node:
+    def down(child: lp.Node, n: Need) -> lp.Node:
+        return _prune(child, n, resolver)
+
+    if isinstance(node, lp.Scan):
+        if need is None:
+            return node
+        full = resolver.schema(replace(node, columns=None))
+        cols = tuple(c for c in full.names if c in need)
+        return replace(node, columns=cols or full.names[:1])
+    if isinstance(node, lp.Filter):
+        n = None if need is None else need | columns_of(node.predicate)
+        return replace(node, input=down(node.input, n))
+    if isinstance(node, lp.Project):
+        return replace(node, input=down(node.input, {i for _, i in node.columns}))
+    if isinstance(node, lp.Map):
+        if need is None:
+            return replace(node, input=down(node.input, None))
+        made = {n for n, _ in node.columns}
+        used = set().union(*(columns_of(e) for _, e in node.columns))
+        return replace(node, input=down(node.input, (need - made) | used))
+    if isinstance(node, lp.Sort | lp.TopK):
+        n = None if need is None else need | {k.column for k in node.keys}
+        return replace(node, input=down(node.input, n))
+    if isinstance(node, lp.Aggregate):
+        n = set(node.group_by)
+        for spec in node.aggregates:
+            if spec.agg.arg is not None:
+                n |= columns_of(spec.agg.arg)
+        return replace(node, input=down(node.input, n))
+    if isinstance(node, lp.Join):
+        lschema, rschema = resolver.schema(node.left), resolver.schema(node.right)
+        renames = right_output_names(node, lschema, rschema)
+        if need is None or any(old != new for old, new in renames):
+            return replace(node, left=down(node.left, None), right=down(node.right, None))
+        lneed = (need & set(lschema.names)) | set(node.left_keys)
+        rneed = {old for old, new in renames if new in need} | set(node.right_keys)
+        return replace(node, left=down(node.left, lneed), right=down(node.right, rneed))
+    if isinstance(node, lp.Limit):
+        return replace(node, input=down(node.input, need))
+    if isinstance(node, lp.Union):
+        return replace(node, inputs=tuple(down(i, need) for i in node.inputs))
+    if isinstance(node, lp.Sink):
+        return replace(node, input=down(node.input, None))
+    return node
+
+
+def apply(node: lp.Node, resolver: SchemaResolver) -> lp.Node:
+    return _prune(node, None, resolver)

@@ -1,0 +1,1 @@
+"""Physical operators: one family per module, all on the protocol of ``base.PhysicalOp``."""

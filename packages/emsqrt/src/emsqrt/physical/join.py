@@ -1,0 +1,304 @@
+"""Equi-joins: in memory when the build (right) side fits, else a grace hash join.
+
+The right side is collected under reservation (three times its bytes: Acero's hash table keeps
+the whole build side, apache/arrow#31769). If it fits, left batches are probed against it in
+groups sized to the budget with Acero's ``Table.join``. If not, both sides are hash-partitioned
+to disk on their keys and each pair of partitions is joined the same way; a right partition
+still too big is partitioned again on the next hash bits (skew), up to ``max_depth`` levels.
+
+RIGHT and FULL joins cannot be probed group by group with Acero's own types (each group would
+emit the unmatched right rows again): they carry a row id on the right, mark the matched ids
+(a numpy bit per right row) and emit the unmatched right rows once at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import plan as lp
+from ..context import ExecContext
+from ..errors import CapTooSmallError
+from ..resolve import right_output_names
+from ..spill import SpillFile
+from .base import PhysicalOp
+from .partition import Partitioner, sliced
+
+__all__ = ["JoinOp"]
+
+_ACERO = {
+    "inner": "inner",
+    "left": "left outer",
+    "right": "inner",
+    "full": "left outer",
+    "semi": "left semi",
+    "anti": "left anti",
+}
+_RID = "__emsqrt_rid"
+_BUILD_FACTOR = 4
+
+
+def _key_type(a: pa.DataType, b: pa.DataType) -> pa.DataType:
+    if a == b:
+        return a
+    if pa.types.is_floating(a) or pa.types.is_floating(b):
+        return pa.float64()
+    if pa.types.is_integer(a) and pa.types.is_integer(b):
+        return pa.int64()
+    return pa.string()
+
+
+class JoinOp(PhysicalOp):
+    name = "join"
+
+    def __init__(
+        self,
+        ctx: ExecContext,
+        node: lp.Join,
+        left: PhysicalOp,
+        right: PhysicalOp,
+        schema: pa.Schema,
+    ) -> None:
+        super().__init__(ctx, [left, right], schema)
+        self.node = node
+        self.lkeys = list(node.left_keys)
+        self.rkeys = list(node.left_keys)  # right keys are renamed to the left's names
+        self.renames = dict(right_output_names(node, left.schema, right.schema))
+        self.key_types = [
+            _key_type(left.schema.field(lk).type, right.schema.field(rk).type)
+            for lk, rk in zip(node.left_keys, node.right_keys, strict=True)
+        ]
+        self.bits = max(1, min(6, (ctx.max_partitions - 1).bit_length()))
+        self.detail = f"{node.how} on {', '.join(node.left_keys)}"
+        # Room left beside the build side for probe groups and their join output.
+        self._probe_room = 6 * ctx.batch_bytes
+
+    # ------------------------------------------------------------------ shaping
+    def _left(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
+        t = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        for k, typ in zip(self.lkeys, self.key_types, strict=True):
+            if t.schema.field(k).type != typ:
+                t = t.set_column(t.schema.get_field_index(k), k, pc.cast(t.column(k), typ))
+        return t
+
+    def _right(self, batch: pa.RecordBatch) -> pa.Table:
+        """Right keys under the left's names and types, other columns under output names."""
+        node = self.node
+        cols, names = [], []
+        for lk, rk, typ in zip(node.left_keys, node.right_keys, self.key_types, strict=True):
+            cols.append(pc.cast(batch.column(rk), typ))
+            names.append(lk)
+        if node.how not in ("semi", "anti"):
+            for old, new in self.renames.items():
+                cols.append(batch.column(old))
+                names.append(new)
+        return pa.Table.from_arrays(cols, names=names)
+
+    # ------------------------------------------------------------------ driver
+    def _produce(self) -> Generator[pa.RecordBatch, None, None]:
+        left, right = self.children
+        ctx = self.ctx
+        guard = self.mem.try_acquire(0, self.label)
+        assert guard is not None
+        held: list[pa.Table] = []
+        nulls: list[pa.Table] = []
+        rights = self._drop_null_keys((self._right(b) for b in right.batches()), "right", nulls)
+        partitioner: Partitioner | None = None
+        try:
+            for t in rights:
+                if guard.try_grow(_BUILD_FACTOR * t.nbytes, self._probe_room):
+                    held.append(t)
+                    self.note_peak(guard.nbytes)
+                    continue
+                guard.resize(0)  # the held tables move into the partitioner's reservation
+                partitioner = Partitioner(
+                    ctx, self.mem, self.label + "-R", self.lkeys, 0, self.bits
+                )
+                for h in held:
+                    partitioner.add(h)
+                held = []
+                partitioner.add(t)
+                for rest in rights:
+                    partitioner.add(rest)
+                break
+            for t in nulls:
+                yield from self._pad(t)
+            nulls.clear()
+            if partitioner is None:
+                build = self._build_table(held)
+                lefts = self._drop_null_keys((self._left(b) for b in left.batches()), "left", nulls)
+                yield from self._probe(lefts, build)
+                for t in nulls:
+                    yield from self._pad(t)
+                return
+            rfiles = partitioner.finish()
+            self.stats.spilled_bytes += partitioner.spilled_bytes
+        finally:
+            guard.release()
+        lpart = Partitioner(ctx, self.mem, self.label + "-L", self.lkeys, 0, self.bits)
+        for t in self._drop_null_keys((self._left(b) for b in left.batches()), "left", nulls):
+            lpart.add(t)
+            for n in nulls:
+                yield from self._pad(n)
+            nulls.clear()
+        lfiles = lpart.finish()
+        self.stats.spilled_bytes += lpart.spilled_bytes
+        self.stats.repartition_depth = max(self.stats.repartition_depth, 1)
+        yield from self._join_partitions(lpart, lfiles, partitioner, rfiles, 1)
+
+    def _join_partitions(
+        self,
+        lpart: Partitioner,
+        lfiles: list[SpillFile],
+        rpart: Partitioner,
+        rfiles: list[SpillFile],
+        level: int,
+    ) -> Iterator[pa.RecordBatch]:
+        self.stats.partitions += len(rfiles)
+        self.stats.spill_files += len(rfiles) + len(lfiles)
+        lmap = {id(f): f for f in lfiles}
+        by_index_l = {i: f for i, f in enumerate(lpart.files) if id(f) in lmap}
+        by_index_r = {i: f for i, f in enumerate(rpart.files) if f.segments}
+        for i in sorted(set(by_index_l) | set(by_index_r)):
+            lf, rf = by_index_l.get(i), by_index_r.get(i)
+            yield from self._join_pair(lf, rf, level)
+            for f in (lf, rf):
+                if f is not None:
+                    f.delete()
+
+    def _join_pair(
+        self, lf: SpillFile | None, rf: SpillFile | None, level: int
+    ) -> Iterator[pa.RecordBatch]:
+        how = self.node.how
+        if lf is None and how not in ("right", "full"):
+            return
+        if rf is None and how in ("inner", "semi", "right"):
+            return
+        ctx = self.ctx
+        need = _BUILD_FACTOR * (rf.arrow_bytes if rf is not None else 0)
+        guard = self.mem.try_acquire(need, self.label, self._probe_room)
+        if guard is not None:
+            try:
+                self.note_peak(guard.nbytes)
+                held = [pa.Table.from_batches([b]) for b in rf] if rf is not None else []
+                build = self._build_table(held)
+                lefts = (pa.Table.from_batches([b]) for b in lf) if lf is not None else iter(())
+                yield from self._probe(lefts, build)
+            finally:
+                guard.release()
+            return
+        assert rf is not None
+        if level >= ctx.max_depth:
+            raise CapTooSmallError(
+                f"join: a right-side partition of {rf.arrow_bytes} bytes ({rf.rows} rows) still "
+                f"does not fit after {level} levels of repartitioning: one key has more rows "
+                f"than the cap allows; the smallest cap that would work is about "
+                f"{ctx.smallest_cap(_BUILD_FACTOR * rf.arrow_bytes)} bytes"
+            )
+        self.stats.repartition_depth = max(self.stats.repartition_depth, level + 1)
+        rpart = Partitioner(ctx, self.mem, self.label + "-R", self.lkeys, level, self.bits)
+        for b in rf:
+            rpart.add(pa.Table.from_batches([b]))
+        rfiles = rpart.finish()
+        lpart = Partitioner(ctx, self.mem, self.label + "-L", self.lkeys, level, self.bits)
+        if lf is not None:
+            for b in lf:
+                lpart.add(pa.Table.from_batches([b]))
+        lfiles = lpart.finish()
+        self.stats.spilled_bytes += rpart.spilled_bytes + lpart.spilled_bytes
+        yield from self._join_partitions(lpart, lfiles, rpart, rfiles, level + 1)
+
+    # ------------------------------------------------------------------ in memory
+    def _build_table(self, held: list[pa.Table]) -> pa.Table:
+        schema = self._right(pa.RecordBatch.from_pylist([], schema=self.children[1].schema)).schema
+        table = pa.concat_tables(held) if held else schema.empty_table()
+        if self.node.how in ("right", "full"):
+            table = table.append_column(_RID, pa.array(np.arange(table.num_rows, dtype=np.int64)))
+        return table
+
+    def _probe(self, lefts: Iterable[pa.Table], build: pa.Table) -> Iterator[pa.RecordBatch]:
+        ctx, how = self.ctx, self.node.how
+        matched = np.zeros(build.num_rows, dtype=bool) if how in ("right", "full") else None
+        group: list[pa.Table] = []
+        gbytes = 0
+        limit = max(ctx.batch_bytes, self.mem.available // 4)
+        guard = self.mem.try_acquire(0, self.label + "-probe")
+        assert guard is not None
+        try:
+            for t in sliced(lefts, ctx.batch_bytes):
+                if group and gbytes + t.nbytes > limit:
+                    yield from self._join_group(pa.concat_tables(group), build, matched)
+                    group, gbytes = [], 0
+                    guard.resize(0)
+                if not guard.try_grow(3 * t.nbytes):
+                    raise CapTooSmallError(
+                        f"join: cannot hold a {t.nbytes}-byte probe batch beside the build side; "
+                        f"raise the cap to at least {ctx.smallest_cap(guard.nbytes + 3 * t.nbytes)} bytes"
+                    )
+                group.append(t)
+                gbytes += t.nbytes
+            if group:
+                yield from self._join_group(pa.concat_tables(group), build, matched)
+        finally:
+            guard.release()
+        if matched is not None and not matched.all():
+            yield from self._unmatched_right(build, matched)
+
+    def _join_group(
+        self, left: pa.Table, build: pa.Table, matched: np.ndarray | None
+    ) -> Iterator[pa.RecordBatch]:
+        how = self.node.how
+        out = left.join(
+            build,
+            keys=self.lkeys,
+            join_type=_ACERO[how],
+            coalesce_keys=True,
+            use_threads=False,
+        )
+        if matched is not None:
+            rid = out.column(_RID)
+            valid = pc.drop_null(rid).to_numpy()
+            matched[valid] = True
+            out = out.drop_columns([_RID])
+        yield from out.select(self.schema.names).to_batches(max_chunksize=_rows(out, self.ctx))
+
+    def _drop_null_keys(
+        self, tables: Iterator[pa.Table], side: str, out: list[pa.Table]
+    ) -> Iterator[pa.Table]:
+        """Rows with a NULL key never match: they are set aside (into ``out``) when the join
+        type emits unmatched rows of this side, else dropped; the rest pass on."""
+        keep = self.node.how in (("right", "full") if side == "right" else ("left", "full", "anti"))
+        for t in tables:
+            mask = None
+            for k in self.lkeys:
+                isnull = pc.is_null(t.column(k))
+                mask = isnull if mask is None else pc.or_(mask, isnull)
+            if mask is None or not pc.any(mask).as_py():
+                yield t
+                continue
+            if keep:
+                out.append(t.filter(mask))
+            rest = t.filter(pc.invert(mask))
+            if rest.num_rows:
+                yield rest
+
+    def _unmatched_right(self, build: pa.Table, matched: np.ndarray) -> Iterator[pa.RecordBatch]:
+        yield from self._pad(build.filter(pa.array(~matched)))
+
+    def _pad(self, rows: pa.Table) -> Iterator[pa.RecordBatch]:
+        """Rows of one side under the output schema, the other side's columns NULL."""
+        cols = []
+        for field in self.schema:
+            if field.name in rows.column_names:
+                cols.append(pc.cast(rows.column(field.name), field.type))
+            else:
+                cols.append(pa.nulls(rows.num_rows, field.type))
+        out = pa.Table.from_arrays(cols, schema=self.schema)
+        yield from out.to_batches(max_chunksize=_rows(out, self.ctx))
+
+
+def _rows(table: pa.Table, ctx: ExecContext) -> int:
+    return max(1, int(table.num_rows * ctx.batch_bytes / max(table.nbytes, 1)))

@@ -1,0 +1,185 @@
+"""Logical plans: frozen dataclasses, one per operator, children first.
+
+A plan is a tree; the root is usually a :class:`Sink`, or any node when the caller collects
+the result as Arrow. Expressions are ``platform_core.expr`` nodes. Plans are values: equal
+plans compare equal, hash equally (``plan_hash``) and round-trip through JSON (``plan_json``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Literal
+
+from platform_core import Schema
+from platform_core.expr import Aggregate as AggExpr
+from platform_core.expr import Expr
+
+__all__ = [
+    "AggSpec",
+    "Aggregate",
+    "Filter",
+    "Input",
+    "Join",
+    "JoinType",
+    "Limit",
+    "Map",
+    "Node",
+    "Project",
+    "Scan",
+    "Sink",
+    "Sort",
+    "SortKey",
+    "TopK",
+    "Union",
+    "children",
+    "replace_children",
+]
+
+FileFormat = Literal["csv", "jsonl", "parquet"]
+JoinType = Literal["inner", "left", "right", "full", "semi", "anti"]
+JOIN_TYPES: tuple[str, ...] = ("inner", "left", "right", "full", "semi", "anti")
+FORMATS: tuple[str, ...] = ("csv", "jsonl", "parquet")
+
+
+@dataclass(frozen=True)
+class Node:
+    """Base of every logical operator."""
+
+
+@dataclass(frozen=True)
+class Scan(Node):
+    """Read a CSV, JSONL or Parquet file; schema given or inferred. The optimizer fills
+    ``columns`` (projection pushdown) and ``predicate`` (predicate pushdown)."""
+
+    path: str
+    format: FileFormat = "csv"
+    schema: Schema | None = None
+    columns: tuple[str, ...] | None = None
+    predicate: Expr | None = None
+    delimiter: str = ","
+
+
+@dataclass(frozen=True)
+class Input(Node):
+    """Batches handed to the run by the caller under ``name`` (the Arrow-in API)."""
+
+    name: str
+    schema: Schema
+
+
+@dataclass(frozen=True)
+class Filter(Node):
+    input: Node
+    predicate: Expr
+
+
+@dataclass(frozen=True)
+class Project(Node):
+    """Keep these columns, in this order, each as ``(output name, input name)``."""
+
+    input: Node
+    columns: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Map(Node):
+    """Add or replace computed columns ``(name, expression)``, evaluated left to right."""
+
+    input: Node
+    columns: tuple[tuple[str, Expr], ...]
+
+
+@dataclass(frozen=True)
+class SortKey:
+    column: str
+    descending: bool = False
+    nulls_first: bool = False
+
+
+@dataclass(frozen=True)
+class Sort(Node):
+    input: Node
+    keys: tuple[SortKey, ...]
+
+
+@dataclass(frozen=True)
+class AggSpec:
+    """One output column of an aggregate: its name and ``count/sum/avg/min/max(...)``."""
+
+    name: str
+    agg: AggExpr
+
+
+@dataclass(frozen=True)
+class Aggregate(Node):
+    input: Node
+    group_by: tuple[str, ...]
+    aggregates: tuple[AggSpec, ...]
+
+
+@dataclass(frozen=True)
+class Join(Node):
+    """Equi-join: output is the left columns, then the right's non-key columns (a name the
+    left already has gets ``_right``); key columns hold ``coalesce(left, right)`` as SQL's
+    ``USING``. ``semi``/``anti`` output the left columns only."""
+
+    left: Node
+    right: Node
+    left_keys: tuple[str, ...]
+    right_keys: tuple[str, ...]
+    how: JoinType = "inner"
+
+
+@dataclass(frozen=True)
+class Limit(Node):
+    input: Node
+    n: int
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class TopK(Node):
+    """The first ``n`` rows in ``keys`` order (a Sort under a Limit, fused by the optimizer)."""
+
+    input: Node
+    keys: tuple[SortKey, ...]
+    n: int
+
+
+@dataclass(frozen=True)
+class Union(Node):
+    """UNION ALL of inputs with the same column names (types unified)."""
+
+    inputs: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Sink(Node):
+    """Write the input to a file (atomically: a temporary file renamed into place)."""
+
+    input: Node
+    path: str
+    format: FileFormat = "csv"
+
+
+def children(node: Node) -> tuple[Node, ...]:
+    """The node's inputs, left to right."""
+    if isinstance(node, Union):
+        return node.inputs
+    if isinstance(node, Join):
+        return (node.left, node.right)
+    child = getattr(node, "input", None)
+    return (child,) if isinstance(child, Node) else ()
+
+
+def replace_children(node: Node, new: tuple[Node, ...]) -> Node:
+    """A copy of ``node`` with its inputs replaced (same order as ``children``)."""
+    from dataclasses import replace
+
+    if isinstance(node, Union):
+        return replace(node, inputs=new)
+    if isinstance(node, Join):
+        return replace(node, left=new[0], right=new[1])
+    if any(f.name == "input" for f in fields(node)):
+        return replace(node, input=new[0])  # type: ignore[call-arg]
+    return node

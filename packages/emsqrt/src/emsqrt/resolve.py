@@ -1,0 +1,227 @@
+"""Output schemas of logical nodes, checked: unknown columns and type mismatches fail here,
+before anything runs, with the column list and the closest name."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+
+from platform_core import PlatformError, Schema, infer_schema
+from platform_core.expr import Expr, check
+
+from . import plan as lp
+from .errors import InputFileError, PlanError
+
+__all__ = [
+    "SchemaResolver",
+    "agg_output_type",
+    "arrow_scan_schema",
+    "bind_scan_schemas",
+    "require_columns",
+]
+
+
+def _closest(name: str, names: Iterable[str]) -> str:
+    match = difflib.get_close_matches(name, list(names), n=1, cutoff=0.6)
+    return f'; did you mean "{match[0]}"?' if match else ""
+
+
+def require_columns(names: Iterable[str], schema: pa.Schema, where: str) -> None:
+    """Raise ``PlanError`` naming the first unknown column, the closest match and the columns."""
+    for name in names:
+        if name not in schema.names:
+            raise PlanError(
+                f'{where}: column "{name}" not found{_closest(name, schema.names)} '
+                f"(columns: {', '.join(schema.names)})"
+            )
+
+
+def _platform(schema: pa.Schema) -> Schema:
+    return Schema.from_arrow(schema)
+
+
+def check_expr(
+    expr: Expr, schema: pa.Schema, where: str, *, aggregates: bool = False
+) -> pa.DataType:
+    """The expression's Arrow result type; a checker error becomes a ``PlanError``."""
+    try:
+        return check(expr, _platform(schema), aggregates=aggregates).to_arrow()
+    except PlatformError as exc:
+        raise PlanError(f"{where}: {exc.message}") from exc
+
+
+def agg_output_type(spec: lp.AggSpec, schema: pa.Schema, where: str) -> pa.DataType:
+    """The type we produce: as the checker says, except integer SUM is int64 (not HUGEINT)."""
+    t = check_expr(spec.agg, schema, where, aggregates=True)
+    if spec.agg.name == "sum" and pa.types.is_decimal(t) and spec.agg.arg is not None:
+        arg_t = check_expr(spec.agg.arg, schema, where)
+        if pa.types.is_integer(arg_t):
+            return pa.int64()
+    return t
+
+
+def arrow_scan_schema(scan: lp.Scan) -> pa.Schema:
+    """The file's full schema: given, or inferred from a sample; string_view becomes string."""
+    if scan.schema is not None:
+        return scan.schema.to_arrow()
+    path = Path(scan.path)
+    if not path.exists():
+        raise InputFileError(f"input file {scan.path} does not exist; check the scan's source path")
+    try:
+        if scan.format == "parquet":
+            import pyarrow.parquet as pq
+
+            return _platform(pq.read_schema(path)).to_arrow()
+        fmt = "csv" if scan.format == "csv" else "jsonl"
+        return infer_schema(path, format=fmt).to_arrow()
+    except PlatformError as exc:
+        raise InputFileError(f"cannot read the schema of {scan.path}: {exc.message}") from exc
+    except OSError as exc:
+        raise InputFileError(f"cannot read {scan.path}: {exc}") from exc
+
+
+def bind_scan_schemas(node: lp.Node) -> lp.Node:
+    """The plan with every scan's schema filled in (inferred once, before the run starts, so
+    inference is neither repeated nor counted inside the run)."""
+    from dataclasses import replace
+
+    if isinstance(node, lp.Scan) and node.schema is None:
+        return replace(node, schema=Schema.from_arrow(arrow_scan_schema(node)))
+    kids = lp.children(node)
+    return lp.replace_children(node, tuple(bind_scan_schemas(c) for c in kids)) if kids else node
+
+
+class SchemaResolver:
+    """Computes (and caches) each node's output schema, checking it on the way."""
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[lp.Node, pa.Schema]] = {}
+
+    def schema(self, node: lp.Node) -> pa.Schema:
+        hit = self._cache.get(id(node))
+        if hit is not None and hit[0] is node:
+            return hit[1]
+        out = self._compute(node)
+        self._cache[id(node)] = (node, out)
+        return out
+
+    def _compute(self, node: lp.Node) -> pa.Schema:
+        if isinstance(node, lp.Scan):
+            full = arrow_scan_schema(node)
+            if node.columns is None:
+                return full
+            require_columns(node.columns, full, f"scan {node.path}")
+            return pa.schema([full.field(c) for c in node.columns])
+        if isinstance(node, lp.Input):
+            return node.schema.to_arrow()
+        if isinstance(node, lp.Filter):
+            s = self.schema(node.input)
+            t = check_expr(node.predicate, s, "filter")
+            if not (pa.types.is_boolean(t) or pa.types.is_null(t)):
+                raise PlanError(f"filter: the predicate must be boolean, it is {t}")
+            return s
+        if isinstance(node, lp.Project):
+            s = self.schema(node.input)
+            require_columns([i for _, i in node.columns], s, "project")
+            outs = [o for o, _ in node.columns]
+            if len(set(outs)) != len(outs):
+                raise PlanError(f"project: duplicate output names in {outs}")
+            return pa.schema([pa.field(o, s.field(i).type) for o, i in node.columns])
+        if isinstance(node, lp.Map):
+            s = self.schema(node.input)
+            for name, expr in node.columns:
+                t = check_expr(expr, s, f"map {name!r}")
+                field = pa.field(name, t)
+                idx = s.get_field_index(name)
+                s = s.set(idx, field) if idx >= 0 else s.append(field)
+            return s
+        if isinstance(node, lp.Sort | lp.TopK):
+            s = self.schema(node.input)
+            require_columns([k.column for k in node.keys], s, "sort")
+            return s
+        if isinstance(node, lp.Aggregate):
+            s = self.schema(node.input)
+            require_columns(node.group_by, s, "aggregate group_by")
+            out = [s.field(k) for k in node.group_by]
+            for spec in node.aggregates:
+                out.append(
+                    pa.field(spec.name, agg_output_type(spec, s, f"aggregate {spec.name!r}"))
+                )
+            names = [f.name for f in out]
+            if len(set(names)) != len(names):
+                raise PlanError(f"aggregate: duplicate output names in {names}")
+            return pa.schema(out)
+        if isinstance(node, lp.Join):
+            return join_schema(node, self.schema(node.left), self.schema(node.right))
+        if isinstance(node, lp.Limit):
+            if node.n < 0 or node.offset < 0:
+                raise PlanError(f"limit: n and offset must be >= 0, got {node.n}, {node.offset}")
+            return self.schema(node.input)
+        if isinstance(node, lp.Union):
+            if not node.inputs:
+                raise PlanError("union: needs at least one input")
+            schemas = [self.schema(i) for i in node.inputs]
+            first = schemas[0]
+            for other in schemas[1:]:
+                if other.names != first.names:
+                    raise PlanError(
+                        f"union: inputs must have the same columns in order: {first.names} vs "
+                        f"{other.names}"
+                    )
+            try:
+                return pa.unify_schemas(schemas, promote_options="permissive")
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                raise PlanError(f"union: column types do not unify: {exc}") from exc
+        if isinstance(node, lp.Sink):
+            return self.schema(node.input)
+        raise PlanError(f"no schema rule for operator {type(node).__name__}")
+
+
+def join_schema(node: lp.Join, left: pa.Schema, right: pa.Schema) -> pa.Schema:
+    """Left columns, then the right's non-key columns (``_right`` on a clash)."""
+    if node.how not in lp.JOIN_TYPES:
+        raise PlanError(f"join: unknown type {node.how!r} (known: {', '.join(lp.JOIN_TYPES)})")
+    if not node.left_keys or len(node.left_keys) != len(node.right_keys):
+        raise PlanError(
+            f"join: needs the same number of left and right keys (>= 1), got "
+            f"{list(node.left_keys)} and {list(node.right_keys)}"
+        )
+    require_columns(node.left_keys, left, "join left key")
+    require_columns(node.right_keys, right, "join right key")
+    for lk, rk in zip(node.left_keys, node.right_keys, strict=True):
+        lt, rt = left.field(lk).type, right.field(rk).type
+        if not _joinable(lt, rt):
+            raise PlanError(f"join: key {lk} ({lt}) cannot be compared with {rk} ({rt})")
+    if node.how in ("semi", "anti"):
+        return left
+    out = list(left)
+    for name, new in right_output_names(node, left, right):
+        out.append(pa.field(new, right.field(name).type))
+    return pa.schema(out)
+
+
+def right_output_names(node: lp.Join, left: pa.Schema, right: pa.Schema) -> list[tuple[str, str]]:
+    """``(right column, output name)`` for the right's non-key columns."""
+    taken = set(left.names)
+    out = []
+    for name in right.names:
+        if name in node.right_keys:
+            continue
+        new = name
+        while new in taken:
+            new += "_right"
+        taken.add(new)
+        out.append((name, new))
+    return out
+
+
+def _joinable(a: pa.DataType, b: pa.DataType) -> bool:
+    if a == b:
+        return True
+    num = (pa.types.is_integer, pa.types.is_floating)
+    if any(f(a) for f in num) and any(f(b) for f in num):
+        return True
+    return bool(pa.types.is_string(a) and pa.types.is_string(b))

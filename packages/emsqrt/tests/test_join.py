@@ -1,0 +1,93 @@
+"""Joins against DuckDB: in memory and grace hash join with recursive repartitioning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from oracle import KiB, assert_same_rows, duck, input_node, make_table, table_params
+
+from emsqrt import CapTooSmallError, Join, run_batches
+
+HOWS = ["inner", "left", "right", "full", "semi", "anti"]
+
+
+def _sql(how: str, lk: str, rk: str, left: pa.Table, right: pa.Table) -> str:
+    if how in ("semi", "anti"):
+        return f"SELECT l.* FROM l {how.upper()} JOIN r ON l.{lk} = r.{rk}"
+    cols = [f"coalesce(l.{lk}, r.{rk}) AS {lk}"]
+    cols += [f"l.{c}" for c in left.column_names if c != lk]
+    cols += [f"r.{c}" for c in right.column_names if c != rk]
+    return f"SELECT {', '.join(cols)} FROM l {how.upper()} JOIN r ON l.{lk} = r.{rk}"
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    lp_=table_params(max_rows=6000),
+    rp=table_params(max_rows=4000),
+    how=st.sampled_from(HOWS),
+    cap=st.sampled_from([128 * KiB, 256 * KiB]),
+    parts=st.sampled_from([2, 4, 16]),
+)
+def test_join_matches_duckdb(
+    spill_dir: Path, lp_: dict[str, Any], rp: dict[str, Any], how: str, cap: int, parts: int
+) -> None:
+    # Same key domain, so keys match. The build side is not skewed: a single key with more
+    # build rows than the cap is refused with CapTooSmallError (tested below).
+    lp_ = lp_ | {"keys": max(lp_["keys"], 100)}
+    rp = rp | {"keys": lp_["keys"], "skew": False}
+    left, right = make_table(lp_), make_table(rp, prefix="r")
+    plan = Join(input_node("l", left), input_node("r", right), ("k",), ("rk",), how)  # type: ignore[arg-type]
+    r = run_batches(plan, {"l": left, "r": right}, cap, spill_dir, max_partitions=parts)
+    assert_same_rows(r.table, duck(_sql(how, "k", "rk", left, right), l=left, r=right))
+    m = r.manifest
+    assert m.memory["reserved_peak_bytes"] <= cap
+    op = m.operator("join")
+    build = right.select(["rk"]) if how in ("semi", "anti") else right
+    if build.nbytes * 3 > cap:
+        assert op.spilled_bytes > 0
+        assert op.repartition_depth >= 1
+
+
+def test_grace_join_repartitions_skewed_partitions(spill_dir: Path) -> None:
+    lt = make_table({"rows": 6000, "keys": 3000, "nulls": 0.05, "skew": False, "seed": 7})
+    rt = make_table({"rows": 6000, "keys": 3000, "nulls": 0.05, "skew": False, "seed": 8}, "r")
+    for how in HOWS:
+        plan = Join(input_node("l", lt), input_node("r", rt), ("k", "g"), ("rk", "rg"), how)  # type: ignore[arg-type]
+        r = run_batches(plan, {"l": lt, "r": rt}, 64 * KiB, spill_dir, max_partitions=2)
+        op = r.manifest.operator("join")
+        assert op.spilled_bytes > 0, how
+        assert op.repartition_depth >= 2, how
+        assert r.manifest.memory["reserved_peak_bytes"] <= 64 * KiB
+        if how in ("semi", "anti"):
+            sql = f"SELECT l.* FROM l {how.upper()} JOIN r ON l.k = r.rk AND l.g = r.rg"
+        else:
+            sql = (
+                "SELECT coalesce(l.k, r.rk) AS k, l.s, l.v, coalesce(l.g, r.rg) AS g, r.rs, r.rv "
+                f"FROM l {how.upper()} JOIN r ON l.k = r.rk AND l.g = r.rg"
+            )
+        assert_same_rows(r.table, duck(sql, l=lt, r=rt))
+
+
+def test_small_build_side_joins_in_memory(spill_dir: Path) -> None:
+    lt = make_table({"rows": 5000, "keys": 50, "nulls": 0.1, "skew": False, "seed": 9})
+    rt = make_table({"rows": 40, "keys": 50, "nulls": 0.1, "skew": False, "seed": 10}, "r")
+    plan = Join(input_node("l", lt), input_node("r", rt), ("k",), ("rk",), "full")
+    r = run_batches(plan, {"l": lt, "r": rt}, 256 * KiB, spill_dir)
+    assert r.manifest.operator("join").spilled_bytes == 0
+    assert_same_rows(r.table, duck(_sql("full", "k", "rk", lt, rt), l=lt, r=rt))
+
+
+def test_one_key_larger_than_the_cap_says_the_smallest_cap(spill_dir: Path) -> None:
+    n = 6000
+    lt = pa.table({"k": pa.array([7] * n, pa.int64()), "v": pa.array(range(n), pa.int64())})
+    rt = pa.table({"rk": pa.array([7] * n, pa.int64()), "w": pa.array(range(n), pa.int64())})
+    plan = Join(input_node("l", lt), input_node("r", rt), ("k",), ("rk",), "inner")
+    with pytest.raises(CapTooSmallError, match="smallest cap that would work is about"):
+        run_batches(plan, {"l": lt, "r": rt}, 64 * KiB, spill_dir, max_partitions=2)
