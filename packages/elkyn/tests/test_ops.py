@@ -108,3 +108,25 @@ def test_dev_is_refused_on_a_public_address(tmp_path: Path) -> None:
     result = elkyn("serve", "--dev", "--host", "0.0.0.0", "--port", "0", home=tmp_path)
     assert result.returncode != 0
     assert "loopback" in result.stderr
+
+
+def test_logs_are_one_json_object_per_line() -> None:
+    import logging
+
+    from elkyn.logs import JsonFormatter
+
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys as _sys
+
+        record = logging.LogRecord(
+            "elkyn.x", logging.ERROR, "f", 1, "map grew to %d MiB", (128,), _sys.exc_info()
+        )
+    line = JsonFormatter().format(record)
+    assert "\n" not in line.replace("\\n", "")
+    parsed = json.loads(line)
+    assert parsed["level"] == "error"
+    assert parsed["msg"] == "map grew to 128 MiB"
+    assert parsed["logger"] == "elkyn.x"
+    assert "ValueError: boom" in parsed["exc"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -327,23 +328,42 @@ def test_rest_streams_and_replica_reads_match_the_model(
                             "query",
                             "SSE",
                             "watch",
+                            "export",
                             "PUT",
                             "PATCH",
                             "POST",
                             "DELETE",
                         ]
                     )
-                    if op in ("GET", "shallow", "query", "SSE", "watch"):
+                    if op in ("GET", "shallow", "query", "SSE", "watch", "export"):
                         want = m_can_read(rules["rules"], uid, current, path)
                         if op in ("SSE", "watch"):
-                            got_data = _first_sse(
-                                url if op == "SSE" else server.url + p(path) + "/.watch", headers
+                            # the snapshot, then an admin write below the path: its event
+                            # arrives if the model still allows the read, else a cancel
+                            child = (*path, "a")
+                            after = m_set(current, child, 7)
+                            still = m_can_read(rules["rules"], uid, after, path)
+                            got_data, next_event = _sse_then_write(
+                                url if op == "SSE" else server.url + p(path) + "/.watch",
+                                headers,
+                                lambda child=child: admin.put(p(child) + ".json", json=7),
                             )
                             got = got_data is not _DENIED
                             if got:
                                 assert m_clean(_dictify(got_data)) == m_clean(m_get(current, path))
+                                expected = (
+                                    ("put", {"path": "/a", "data": 7})
+                                    if still
+                                    else (
+                                        "cancel",
+                                        None,
+                                    )
+                                )
+                                assert next_event == expected, (rules, uid, op, path, current)
                         else:
                             params = {"shallow": "true"} if op == "shallow" else {}
+                            if op == "export":
+                                params = {"format": "export"}
                             if op == "query":
                                 params = {"orderBy": '"$key"', "limitToFirst": "5"}
                             r = httpx.get(url, params=params, headers=headers)
@@ -392,17 +412,27 @@ def test_rest_streams_and_replica_reads_match_the_model(
 _DENIED = object()
 
 
-def _first_sse(url: str, headers: dict[str, str]) -> Any:
+def _sse_then_write(url: str, headers: dict[str, str], write: Callable[[], Any]) -> tuple[Any, Any]:
+    """The snapshot's data and, after ``write()``, the next event (kind, data)."""
     with httpx.stream(
         "GET", url, headers={**headers, "Accept": "text/event-stream"}, timeout=10
     ) as r:
         if r.status_code == 401:
-            return _DENIED
+            return _DENIED, None
         assert r.status_code == 200
+        snapshot: Any = _DENIED
+        kind = ""
         for line in r.iter_lines():
-            if line.startswith("data: "):
-                return json.loads(line[6:])["data"]
-    raise AssertionError("stream ended without a snapshot")
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: ") and kind != "keep-alive":
+                data = json.loads(line[6:])
+                if snapshot is _DENIED:
+                    snapshot = data["data"]
+                    write()
+                else:
+                    return snapshot, (kind, data)
+    raise AssertionError("stream ended early")
 
 
 def _dictify(v: Any) -> Any:

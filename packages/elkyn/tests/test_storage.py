@@ -159,3 +159,12 @@ def test_env_dir_contains_lmdb_files(tmp_path: Path) -> None:
     with Store(tmp_path / "db") as db:
         db.set("/a", 1)
     assert {"data.mdb", "lock.mdb"} <= set(os.listdir(tmp_path / "db"))
+
+
+def test_the_root_holds_only_an_object(memory_store: Store) -> None:
+    with pytest.raises(InvalidDataError, match="root"):
+        memory_store.set("/", 5)
+    with pytest.raises(InvalidDataError, match="root"):
+        memory_store.transaction("/", lambda v: "x")
+    memory_store.set("/", [1, 2])  # an array is an object with integer keys
+    assert memory_store.get("/") == [1, 2]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +12,7 @@ import typer
 
 from platform_core import PlatformError, auth
 
+from .logs import configure_logging
 from .settings import ElkynSettings, check_dev, elkyn_settings
 
 __all__ = ["cli", "main"]
@@ -85,7 +85,7 @@ def serve(
     except PlatformError as exc:
         _fail(exc)
         return
-    _configure_logging(log_level)
+    configure_logging(log_level)
     app = ElkynApp(settings, store, signer, own_lifespan=True)
     if replica_of is not None:
         from .replica import follow
@@ -109,6 +109,7 @@ def serve(
     print(f"elkyn serving {where} at http://{host}:{bound}", flush=True)
     config = uvicorn.Config(
         app,
+        log_config=None,  # keep the JSON handler configured above
         log_level=log_level,
         access_log=False,
         http="httptools",
@@ -116,14 +117,6 @@ def serve(
         timeout_graceful_shutdown=2,
     )
     uvicorn.Server(config).run(sockets=[sock])
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
-        stream=sys.stderr,
-    )
 
 
 def _open(path: Path | None) -> Any:

@@ -355,6 +355,8 @@ class Store:
             if new is ABORT:
                 return TransactionResult(False, to_wire(stored)), []
             value = normalize(new, keys, self._server_values(tree, now))
+            if not keys and value is not None and not isinstance(value, dict):
+                raise InvalidDataError("Invalid data; the root can only hold an object")
             self._write_allowed(tree, who, [(keys, value)], now)
             tree.write(keys, value)
             entry = tree.append_log("put", keys, value, now)
