@@ -277,6 +277,8 @@ def ours(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
                 "sort_runs": ops["sort"].runs if "sort" in ops else None,
                 "sort_input_arrow_bytes": ops["scan"].bytes if workload == "sort" else None,
                 "repartition_depth": max(o.repartition_depth for o in m.operators),
+                "output_bytes": m.outputs[0]["bytes"] if m.outputs else 0,
+                "rss_above_baseline_in_run": m.memory["rss_peak_above_baseline_bytes"],
             },
         )
         return str(out)
