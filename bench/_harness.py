@@ -73,6 +73,10 @@ class Engine:
     name: str
     factory: EngineFactory
     peer: bool
+    workloads: tuple[str, ...] | None = None  # None: every workload
+
+    def runs(self, workload: str) -> bool:
+        return self.workloads is None or workload in self.workloads
 
 
 @dataclass
@@ -97,9 +101,15 @@ class Benchmark:
         self.checker = fn
         return fn
 
-    def engine(self, name: str, *, peer: bool = False) -> Callable[[EngineFactory], EngineFactory]:
+    def engine(
+        self, name: str, *, peer: bool = False, workloads: list[str] | None = None
+    ) -> Callable[[EngineFactory], EngineFactory]:
+        """Register an engine; ``workloads`` limits it to some workloads (GNU sort sorts)."""
+
         def register(fn: EngineFactory) -> EngineFactory:
-            self.engines[name] = Engine(name, fn, peer)
+            self.engines[name] = Engine(
+                name, fn, peer, None if workloads is None else tuple(workloads)
+            )
             return fn
 
         return register
@@ -133,6 +143,8 @@ class Benchmark:
         ctx = mp.get_context("spawn")
         for workload in chosen:
             for engine in engines:
+                if not engine.runs(workload):
+                    continue
                 for run in range(args.runs):
                     key = f"{workload}|{engine.name}|{scale:g}|{run}"
                     if store.has(key):
@@ -178,10 +190,11 @@ class Benchmark:
         ]
         failures = []
         for w in workloads:
-            summary = {e.name: store.summary(w, e.name, scale, runs) for e in engines}
+            applicable = [e for e in engines if e.runs(w)]
+            summary = {e.name: store.summary(w, e.name, scale, runs) for e in applicable}
             base = summary[ours.name]["median"] if ours else None
             checks = {s["check"] for s in summary.values() if s["check"] is not None}
-            for e in engines:
+            for e in applicable:
                 s = summary[e.name]
                 if s["error"]:
                     failures.append(f"{w}/{e.name}: {s['error']}")

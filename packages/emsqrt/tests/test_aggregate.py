@@ -111,3 +111,26 @@ def test_one_group_with_many_distinct_values_spills(spill_dir: Path) -> None:
         assert r.manifest.spilled_bytes > 0
         assert r.manifest.memory["reserved_peak_bytes"] <= 64 * KiB
         assert_same_rows(r.table, duck(_sql(group_by, aggs), t=t))
+
+
+def test_high_cardinality_switches_to_projected_partials(spill_dir: Path) -> None:
+    """Batches whose keys are nearly all distinct stop being pre-aggregated; same results."""
+    t = make_table({"rows": 10_000, "keys": 50_000, "nulls": 0.1, "skew": False, "seed": 13})
+    r = run_batches(_plan(t, ("k", "g"), AGGS), {"t": t}, 512 * KiB, spill_dir)
+    assert_same_rows(r.table, duck(_sql(("k", "g"), AGGS), t=t))
+    import emsqrt.physical.aggregate as agg
+
+    seen: list[bool] = []
+    orig = agg.AggregateOp._projected
+
+    def spy(self: agg.AggregateOp, raw: pa.Table, schema: pa.Schema) -> pa.Table:
+        seen.append(True)
+        return orig(self, raw, schema)
+
+    agg.AggregateOp._projected = spy  # type: ignore[method-assign]
+    try:
+        r = run_batches(_plan(t, ("k", "g"), AGGS), {"t": t}, 512 * KiB, spill_dir)
+    finally:
+        agg.AggregateOp._projected = orig  # type: ignore[method-assign]
+    assert seen
+    assert_same_rows(r.table, duck(_sql(("k", "g"), AGGS), t=t))

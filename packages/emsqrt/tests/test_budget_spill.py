@@ -17,6 +17,7 @@ from emsqrt import (
     Sink,
     Sort,
     SortKey,
+    SpillDiskFullError,
     SpillManager,
     run_batches,
 )
@@ -122,3 +123,24 @@ def test_keyboard_interrupt_cleans_spill(spill_dir: Path) -> None:
             EngineConfig(mem_cap_bytes=64 * KiB, spill_dir=str(spill_dir)),
             inputs={"t": interrupting()},  # type: ignore[dict-item]
         )
+
+
+def test_disk_full_names_the_spill_directory(
+    spill_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC from the OS while spilling becomes SpillDiskFullError; the run dir is removed."""
+    import errno
+
+    import emsqrt.spill
+
+    real_open = open
+
+    def full_disk(path: object, mode: str = "r", *a: object, **kw: object) -> object:
+        if "a" in mode and str(path).endswith(".arrows"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, mode, *a, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(emsqrt.spill, "open", full_disk, raising=False)
+    t = make_table({"rows": 8000, "keys": 50_000, "nulls": 0.0, "skew": False, "seed": 5})
+    with pytest.raises(SpillDiskFullError, match=f"spill directory {spill_dir} is full"):
+        run_batches(Sort(input_node("t", t), (SortKey("s"),)), {"t": t}, 64 * KiB, spill_dir)

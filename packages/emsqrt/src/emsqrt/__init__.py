@@ -13,7 +13,7 @@ from .api import Pipeline, parse_size
 from .budget import Guard, MemoryBudget
 from .config import EngineConfig
 from .dsl import compile_pipeline, load_pipeline
-from .engine import RunResult, explain, run, run_batches
+from .engine import RunResult, explain, run, run_batches, run_parallel
 from .errors import (
     CapTooSmallError,
     CorruptSpillError,
@@ -98,4 +98,5 @@ __all__ = [
     "register",
     "run",
     "run_batches",
+    "run_parallel",
 ]

@@ -8,6 +8,7 @@ errors and Ctrl-C; a failed sink leaves no partial file.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from .resolve import SchemaResolver, bind_scan_schemas
 from .schedule import BLOCKING, schedule
 from .spill import SpillManager
 
-__all__ = ["RunResult", "explain", "run", "run_batches"]
+__all__ = ["RunResult", "explain", "run", "run_batches", "run_parallel"]
 
 Batches = Mapping[str, pa.Table | pa.RecordBatch | Sequence[pa.RecordBatch]]
 
@@ -111,8 +112,10 @@ def run(
     inputs: Batches | None = None,
     optimize: bool = True,
     progress: ProgressFn | None = None,
+    budget: MemoryBudget | None = None,
 ) -> RunResult:
-    """Execute ``plan`` under ``config.mem_cap_bytes`` and report what it did."""
+    """Execute ``plan`` under ``config.mem_cap_bytes`` (or a given budget: one task's share
+    of a parent's cap, see ``run_parallel``) and report what it did."""
     config = config or EngineConfig()
     resolver = SchemaResolver()
     resolver.schema(plan)  # unknown columns and type errors fail before anything runs
@@ -121,7 +124,7 @@ def run(
     optimized = optimize_plan(bound, SchemaResolver()) if optimize else bound
     started, t0 = _now(), time.perf_counter()
     probe = MemoryProbe.start()
-    budget = MemoryBudget(config.mem_cap_bytes)
+    budget = budget or MemoryBudget(config.mem_cap_bytes)
     table: pa.Table | None = None
     with SpillManager(Path(config.spill_dir), config.spill_codec) as spill:
         ctx = ExecContext.for_cap(budget, spill, _count(optimized), progress)
@@ -130,7 +133,8 @@ def run(
         ctx.max_depth = config.max_depth
         root = Lowerer(ctx, SchemaResolver(), _as_batches(inputs)).lower(optimized)
         _assign_shares(root, ctx)
-        sched = schedule(root, config.mem_cap_bytes, config.max_parallel_tasks)
+        parent_cap = budget.parent.cap_bytes if budget.parent else budget.cap_bytes
+        sched = schedule(root, parent_cap, config.max_parallel_tasks)
         collected: list[pa.RecordBatch] = []
         root.open()
         try:
@@ -143,7 +147,7 @@ def run(
             table = pa.Table.from_batches(collected, schema=root.schema)
         spill_stats = spill.stats
     memory = {
-        "cap_bytes": config.mem_cap_bytes,
+        "cap_bytes": budget.cap_bytes,
         "reserved_peak_bytes": budget.peak,
         "reserved_peak_by_operator": dict(sorted(budget.peak_by_label.items())),
         "batch_bytes": ctx.batch_bytes,
@@ -184,6 +188,43 @@ def run(
         rows_out=table.num_rows if table is not None else sum(o["rows"] for o in outputs),
     )
     return RunResult(manifest, table)
+
+
+def run_parallel(
+    plans: Sequence[lp.Node],
+    config: EngineConfig | None = None,
+    *,
+    inputs: Sequence[Batches | None] | None = None,
+) -> list[RunResult]:
+    """Run independent plans (elytra's tasks) ``config.max_parallel_tasks`` at a time, each on
+    an equal share of the one cap (``MemoryBudget.split``), so together they stay under it.
+    Results come back in the order of ``plans``; the first error is raised after all stop."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = config or EngineConfig()
+    workers = max(1, min(config.max_parallel_tasks, len(plans)))
+    parent = MemoryBudget(config.mem_cap_bytes)
+    shares = parent.split(config.max_parallel_tasks)
+    free = list(shares[:workers])
+    lock = threading.Lock()
+
+    def task(i: int) -> RunResult:
+        with lock:
+            share = free.pop()
+        try:
+            given = inputs[i] if inputs is not None else None
+            return run(plans[i], config, inputs=given, budget=share)
+        finally:
+            with lock:
+                free.append(share)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="emsqrt-task") as pool:
+        futures = [pool.submit(task, i) for i in range(len(plans))]
+    results = [f.result() for f in futures]
+    for r in results:
+        r.manifest.memory["parallel_reserved_peak_bytes"] = parent.peak
+        r.manifest.memory["parallel_cap_bytes"] = parent.cap_bytes
+    return results
 
 
 def run_batches(

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -69,6 +70,11 @@ class AggregateOp(PhysicalOp):
             if self._nan_max(spec, child.schema):
                 parts.append(_Part(f"{_P}{i}_nan", f"{_P}{i}n", "any", "any"))
         self.parts = parts
+        # Pre-aggregating a batch whose keys are nearly all distinct only costs a hash table:
+        # after a few such batches, partial states are projected from the rows instead.
+        self._unreduced = 0
+        self._project = False
+        self._partial_schema: pa.Schema | None = None
         self.detail = f"by {', '.join(self.keys) or '()'}" + (
             " (distinct: raw rows)" if self.distinct else ""
         )
@@ -114,9 +120,30 @@ class AggregateOp(PhysicalOp):
     def _partial(self, raw: pa.Table) -> pa.Table:
         if self.distinct:
             return raw
-        return self._group(
+        if self._project and self._partial_schema is not None:
+            return self._projected(raw, self._partial_schema)
+        out = self._group(
             raw, [([] if p.source is None else p.source, p.func, p.column) for p in self.parts]
         )
+        if raw.num_rows >= 64 and out.num_rows > 0.8 * raw.num_rows:
+            self._unreduced += 1
+            self._project = self._unreduced >= 3
+        return out
+
+    def _projected(self, raw: pa.Table, schema: pa.Schema) -> pa.Table:
+        """One partial state per row, without hashing: count 1 (or 0 for NULL), the value for
+        sum, min and max, the NaN flag for max."""
+        cols = [raw.column(k) for k in self.keys]
+        for p in self.parts:
+            if p.func == "count_all":
+                value = pa.array(np.ones(raw.num_rows, dtype=np.int64))
+            elif p.func == "count":
+                value = pc.cast(pc.is_valid(raw.column(p.source)), pa.int64())
+            else:
+                value = raw.column(p.source)
+            cols.append(value)
+        table = pa.Table.from_arrays(cols, names=[*self.keys, *(p.column for p in self.parts)])
+        return table.cast(schema)
 
     def _merge(self, partial: pa.Table) -> pa.Table:
         if self.distinct:
@@ -167,6 +194,7 @@ class AggregateOp(PhysicalOp):
                 yield self._partial(self._inputs(batch))
 
         empty = self._partial(self._inputs(self.children[0].schema.empty_table()))
+        self._partial_schema = empty.schema
         for table in self._run(partials(), 0, empty.schema):
             yield from table.to_batches(
                 max_chunksize=max(1, _rows_for(table, self.ctx.batch_bytes))

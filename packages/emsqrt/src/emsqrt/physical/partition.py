@@ -83,21 +83,33 @@ class Partitioner:
         self.buffered += table.nbytes
 
     def flush(self) -> None:
+        """Reorder each buffered chunk by partition id (one take per chunk: Arrow's take over a
+        chunked table would concatenate whole columns first), then append each partition's
+        slices of every chunk as one segment."""
         if not self.buffer:
             return
-        table = pa.concat_tables(self.buffer)
+        nparts = len(self.files)
+        chunks = []  # (chunk reordered by partition, start offset of each partition)
+        for table in self.buffer:
+            for batch in table.to_batches():
+                if batch.num_rows == 0:
+                    continue
+                ids = partition_ids(pa.table(batch), self.keys, self.level, self.bits)
+                order = np.argsort(ids, kind="stable")
+                counts = np.bincount(ids, minlength=nparts)
+                starts = np.concatenate([[0], np.cumsum(counts)])
+                chunks.append((batch.take(pa.array(order)), starts))
         self.buffer = []
-        ids = partition_ids(table, self.keys, self.level, self.bits)
-        order = np.argsort(ids, kind="stable")
-        counts = np.bincount(ids, minlength=len(self.files))
-        taken = table.take(pa.array(order))
-        start = 0
-        for pid, count in enumerate(counts.tolist()):
-            if count:
-                part = taken.slice(start, count)
+        for pid in range(nparts):
+            pieces = [
+                reordered.slice(int(starts[pid]), int(starts[pid + 1] - starts[pid]))
+                for reordered, starts in chunks
+                if starts[pid + 1] > starts[pid]
+            ]
+            if pieces:
+                part = pa.Table.from_batches(pieces)
                 self.files[pid].append(part)
                 self.spilled_bytes += part.nbytes
-                start += count
         self.buffered = 0
         self.guard.resize(0)
 

@@ -26,6 +26,7 @@ from ..context import ExecContext
 from ..errors import CapTooSmallError
 from ..spill import SpillFile
 from .base import PhysicalOp
+from .gather import gather
 from .sortkeys import SortSpec
 
 __all__ = ["SortOp", "TopKOp", "external_sort"]
@@ -84,7 +85,7 @@ def external_sort(
             acc = []
             idx = spec.indices(table)
             for part in _slices(pa.table({"i": idx}), ctx.batch_bytes):
-                yield table.take(part.column(0))
+                yield gather(table, part.column(0).combine_chunks())
             return
         if acc:
             runs.append(_write_run(op, spec, acc, guard))
@@ -106,7 +107,7 @@ def _write_run(op: PhysicalOp, spec: SortSpec, acc: list[pa.Table], guard: Guard
     run = ctx.spill.create(f"{op.name}-run")
     rows = max(1, int(table.num_rows * seg / max(table.nbytes, 1)))
     for start in range(0, table.num_rows, rows):
-        run.append(table.take(idx.slice(start, rows)))
+        run.append(gather(table, idx.slice(start, rows)))
     op.stats.spilled_bytes += run.arrow_bytes
     op.stats.spill_files += 1
     op.note_peak(guard.nbytes)
@@ -201,7 +202,7 @@ def _merge(
         idx = spec.indices(table)
         rows = max(1, int(table.num_rows * seg / max(table.nbytes, 1)))
         for start in range(0, table.num_rows, rows):
-            yield table.take(idx.slice(start, rows))
+            yield gather(table, idx.slice(start, rows))
     guard.resize(0)
 
 
@@ -250,7 +251,7 @@ class TopKOp(PhysicalOp):
                     raise _too_small(self, need, f"the top {n} rows")
                 self.note_peak(guard.nbytes)
                 idx = self.spec.indices(t)
-                top = t.take(idx.slice(0, n))
+                top = gather(t, idx.slice(0, n))
                 guard.resize(top.nbytes)
             if top is not None:
                 for part in _slices(self.spec.strip(top), self.ctx.batch_bytes):
