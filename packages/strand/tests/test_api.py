@@ -129,18 +129,34 @@ def test_a_new_writer_rewinds_a_half_written_claim(make: Any) -> None:
     r.writer = fresh
 
 
-def test_a_second_live_writer_is_refused(make: Any) -> None:
+def test_a_second_open_writer_is_refused(make: Any) -> None:
     r = make(SIMPLE)
-    # the same process re-attaching is allowed (it is the owner); another pid is not
+    with pytest.raises(strand.StrandBusyError, match=r"open writer \(this process\)"):
+        strand.StrandWriter(r.seg)  # the same process counts too: two writers would interleave
     ctrl = r.writer._ring.ctrl
-    parent = os.getppid()
+    parent = os.getppid()  # a live process that is not this one
     r.seg.atomics.store_u64(ctrl + strand.layout.CTRL.WRITER_PID, parent)
     r.seg.atomics.store_u64(
         ctrl + strand.layout.CTRL.WRITER_START, strand.sync.process_start_time(parent)
     )
-    with pytest.raises(strand.StrandBusyError, match="live writer"):
+    with pytest.raises(strand.StrandBusyError, match=f"open writer \\(pid {parent}\\)"):
         strand.StrandWriter(r.seg)
     r.seg.atomics.store_u64(ctrl + strand.layout.CTRL.WRITER_PID, os.getpid())
+    r.seg.atomics.store_u64(ctrl + strand.layout.CTRL.WRITER_START, r.writer._ring.start)
+    r.writer.close()
+    again = strand.StrandWriter(r.seg)  # after close() the role is free
+    r.writer = again
+
+
+def test_a_dropped_writer_frees_the_role(make: Any) -> None:
+    r = make(SIMPLE)
+    r.writer.close()
+    dropped = strand.StrandWriter(r.seg)
+    del dropped  # never closed: its finalizer gives the role back
+    import gc
+
+    gc.collect()
+    r.writer = strand.StrandWriter(r.seg)
 
 
 @pytest.mark.parametrize("order", ["asc", "desc"])
@@ -316,6 +332,9 @@ def test_close_waits_for_views_to_go(make: Any) -> None:
     batch = r.view.read_batch(0, 1)
     cursor = r.view.allocate_cursor()
     cursor.seek(0)
+    with pytest.raises(strand.StrandBusyError, match="open StrandWriter"):
+        r.seg.close()  # the writer copies through raw addresses: it pins the mapping
+    r.writer.close()
     with pytest.raises(strand.StrandBusyError, match="live views"):
         r.seg.close()
     del batch

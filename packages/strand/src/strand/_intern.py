@@ -1,22 +1,29 @@
 """The shared utf8_ref intern table, replaced under a sequence lock.
 
-Whoever updates it bumps the version to odd, writes the JSON list, then bumps it to even;
-readers copy it and retry if the version moved. Every cursor and writer checks the version
-(one atomic load) before resolving or encoding a handle, so an update is seen everywhere at
-once.
+Whoever updates it bumps the version to odd (recording its pid), writes the JSON list, then
+bumps it to even; readers copy it and retry if the version moved. Every cursor and writer
+checks the version (one atomic load) before resolving or encoding a handle, so an update is
+seen everywhere at once. An updater that died mid-way is detected by its pid: the next
+``update_intern_table`` takes the lock over, and readers say what happened instead of
+spinning.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 import pyarrow as pa
+from atomicshm import fence
 
 from strand._ring import Ring
-from strand.errors import StrandConfigError, StrandStateError
-from strand.layout import CTRL
+from strand.errors import StrandStateError, StrandTimeoutError
+from strand.layout import CTRL, _check_intern
+from strand.sync import process_alive
 
 __all__ = ["InternTable"]
+
+_WAIT_S = 2.0
 
 
 class InternTable:
@@ -29,26 +36,47 @@ class InternTable:
         self._lookup: dict[str, int] = {}
         self._values = pa.array([], pa.utf8())
 
+    def _owner_dead(self) -> bool:
+        owner = self._ring.load(CTRL.INTERN_OWNER)
+        return owner != 0 and not process_alive(owner, 0)
+
     def _refresh(self) -> None:
         ring = self._ring
-        for _ in range(100_000):
+        deadline = 0.0
+        spins = 0
+        while True:
             v1 = ring.load(CTRL.INTERN_VERSION)
             if v1 == self._version:
                 return
-            if v1 & 1:
+            if not v1 & 1:
+                n = ring.load(CTRL.INTERN_LEN)
+                start = ring.map.intern_offset
+                fence()  # the copy below must not be ordered before the version load
+                raw = bytes(ring.buf[start : start + min(n, ring.map.intern_capacity)])
+                fence()
+                if ring.load(CTRL.INTERN_VERSION) == v1:
+                    table = json.loads(raw) if raw else []
+                    self._table = table
+                    self._lookup = {value: i for i, value in enumerate(table)}
+                    self._values = pa.array(table, pa.utf8())
+                    self._version = v1
+                    return
+            spins += 1
+            if spins < 100:
                 continue
-            n = ring.load(CTRL.INTERN_LEN)
-            start = ring.map.intern_offset
-            raw = bytes(ring.buf[start : start + min(n, ring.map.intern_capacity)])
-            if ring.load(CTRL.INTERN_VERSION) != v1:
-                continue
-            table = json.loads(raw) if raw else []
-            self._table = table
-            self._lookup = {value: i for i, value in enumerate(table)}
-            self._values = pa.array(table, pa.utf8())
-            self._version = v1
-            return
-        raise StrandStateError("the intern table is being rewritten and never settles")
+            if not deadline:
+                deadline = time.monotonic() + _WAIT_S
+            if self._owner_dead():
+                raise StrandStateError(
+                    "the intern table was being replaced by a process that died; call "
+                    "update_intern_table() to write it again"
+                )
+            if time.monotonic() > deadline:
+                raise StrandTimeoutError(
+                    f"the intern table stayed locked for {_WAIT_S:g} s by pid "
+                    f"{ring.load(CTRL.INTERN_OWNER)}"
+                )
+            time.sleep(0.0001)
 
     def table(self) -> list[str]:
         self._refresh()
@@ -61,20 +89,33 @@ class InternTable:
 
     def update(self, table: list[str]) -> None:
         """Replace the table for every process attached to the strand."""
-        from strand.layout import _check_intern
-
         table = list(table)
         ring = self._ring
-        try:
-            _check_intern(table, ring.map.intern_capacity)
-        except StrandConfigError:
-            raise
+        _check_intern(table, ring.map.intern_capacity)
         raw = json.dumps(table, separators=(",", ":")).encode()
+        deadline = time.monotonic() + _WAIT_S
         while True:
             version = ring.load(CTRL.INTERN_VERSION)
-            if not version & 1 and ring.cas(CTRL.INTERN_VERSION, version, version + 1):
+            if version & 1:
+                # locked: take it over only from an updater that died
+                if self._owner_dead() and ring.cas(CTRL.INTERN_VERSION, version, version + 2):
+                    locked = version + 2  # held by us now, still odd
+                    break
+                if time.monotonic() > deadline:
+                    raise StrandTimeoutError(
+                        f"the intern table stayed locked for {_WAIT_S:g} s by pid "
+                        f"{ring.load(CTRL.INTERN_OWNER)}"
+                    )
+                time.sleep(0.0001)
+                continue
+            if ring.cas(CTRL.INTERN_VERSION, version, version + 1):
+                locked = version + 1
                 break
+        ring.store(CTRL.INTERN_OWNER, ring.pid)
+        fence()
         start = ring.map.intern_offset
         ring.buf[start : start + len(raw)] = raw
         ring.store(CTRL.INTERN_LEN, len(raw))
-        ring.store(CTRL.INTERN_VERSION, version + 2)
+        fence()
+        ring.store(CTRL.INTERN_OWNER, 0)
+        ring.store(CTRL.INTERN_VERSION, locked + 1)

@@ -22,6 +22,8 @@ from strand.sync import futex_wait, futex_wake, process_alive
 __all__ = ["NONE", "Ring"]
 
 NONE: Final = (1 << 64) - 1  # "no buffer" in a block's column descriptor
+REGISTERING: Final = 1  # a consumer slot being claimed (real tokens are >= 64)
+REASON_WRITER_DIED: Final = 1
 STATUS_INIT, STATUS_STREAMING, STATUS_EOS, STATUS_ERROR = range(4)
 _ENTRY = struct.Struct("<4Q")
 _SPIN: Final = 200  # loads before sleeping in the kernel (a few tens of microseconds)
@@ -50,6 +52,7 @@ class Ring:
         base = self.atomic.address
         self._commit_futex = base + self.ctrl + CTRL.COMMIT_FUTEX
         self._ack_futex = base + self.ctrl + CTRL.ACK_FUTEX
+        self._liveness_checked = -1.0
 
     # -- words ------------------------------------------------------------------------
 
@@ -67,13 +70,25 @@ class Ring:
         return self.load(CTRL.STATUS)
 
     def status_name(self) -> str:
-        """The ring's status; a streaming ring whose writer died reads as ``error``."""
+        """The ring's status; a streaming ring whose writer died reads as ``error``.
+
+        The writer's liveness (a ``kill(pid, 0)`` and a ``/proc`` read) is checked at most
+        every 0.1 s, so polling ``status`` in a read loop stays cheap.
+        """
         code = self.load(CTRL.STATUS)
-        if code in (STATUS_INIT, STATUS_STREAMING) and self.writer_dead():
-            self.cas(CTRL.STATUS, code, STATUS_ERROR)
-            self.notify_commit()
-            code = self.load(CTRL.STATUS)
+        if code in (STATUS_INIT, STATUS_STREAMING):
+            now = time.monotonic()
+            if now - self._liveness_checked >= 0.1:
+                self._liveness_checked = now
+                if self.writer_dead() and self.cas(CTRL.STATUS, code, STATUS_ERROR):
+                    self.store(CTRL.STATUS_REASON, REASON_WRITER_DIED)
+                    self.notify_commit()
+                code = self.load(CTRL.STATUS)
         return STATUS_NAMES[code] if code < len(STATUS_NAMES) else "error"
+
+    def _status_now(self) -> str:
+        self._liveness_checked = -1.0
+        return self.status_name()
 
     def writer_dead(self) -> bool:
         pid = self.load(CTRL.WRITER_PID)
@@ -116,19 +131,23 @@ class Ring:
         return CTRL.CONSUMERS + slot * CTRL.SLOT + field
 
     def register(self) -> int:
-        """Claim a free consumer slot positioned at the current commit; returns its token."""
+        """Claim a free consumer slot positioned at the current commit; returns its token.
+
+        The slot is claimed first (token word 0 -> REGISTERING), then its pid and position
+        are written, then the token is published; the writer ignores slots still
+        registering, and nothing else ever writes a slot it does not own.
+        """
         for slot in range(MAX_CONSUMERS):
             token_word = self.slot_word(slot, CTRL.SLOT_TOKEN)
-            if self.load(token_word) != 0:
-                continue
-            self.store(self.slot_word(slot, CTRL.SLOT_POS), self.load(CTRL.COMMIT_SEQ))
-            token = (self.atomic.fetch_add_u64(self.ctrl + CTRL.REGISTER_SEQ, 1) + 1) << 6 | slot
-            if not self.cas(token_word, 0, token):
+            if self.load(token_word) != 0 or not self.cas(token_word, 0, REGISTERING):
                 continue
             self.store(self.slot_word(slot, CTRL.SLOT_PID), self.pid)
             self.store(self.slot_word(slot, CTRL.SLOT_START), self.start)
-            # re-read after the claim: the writer now sees this slot, so nothing from here on
-            # can be overwritten before this consumer acknowledges it
+            self.store(self.slot_word(slot, CTRL.SLOT_POS), self.load(CTRL.COMMIT_SEQ))
+            token = (self.atomic.fetch_add_u64(self.ctrl + CTRL.REGISTER_SEQ, 1) + 1) << 6 | slot
+            self.store(token_word, token)
+            # re-read after publishing: the writer now sees this slot, so nothing from here
+            # on can be overwritten before this consumer acknowledges it
             self.store(self.slot_word(slot, CTRL.SLOT_POS), self.load(CTRL.COMMIT_SEQ))
             self.notify_ack()
             return token
@@ -138,17 +157,29 @@ class Ring:
 
     def slot_of(self, token: int) -> int:
         slot = token & 63
-        if slot >= MAX_CONSUMERS or self.load(self.slot_word(slot, CTRL.SLOT_TOKEN)) != token:
+        if (
+            token < 64
+            or slot >= MAX_CONSUMERS
+            or self.load(self.slot_word(slot, CTRL.SLOT_TOKEN)) != token
+        ):
             raise StrandStateError(
                 f"consumer token {token} is not registered (released, or evicted because its "
                 "process died); register_consumer() again"
             )
         return slot
 
+    def _free(self, slot: int, token: int) -> None:
+        """Take a slot from ``token`` (REGISTERING), clear its owner, then free it."""
+        token_word = self.slot_word(slot, CTRL.SLOT_TOKEN)
+        if self.cas(token_word, token, REGISTERING):
+            self.store(self.slot_word(slot, CTRL.SLOT_PID), 0)
+            self.store(self.slot_word(slot, CTRL.SLOT_START), 0)
+            self.store(token_word, 0)
+
     def release(self, token: int) -> None:
         slot = token & 63
-        if slot < MAX_CONSUMERS:
-            self.cas(self.slot_word(slot, CTRL.SLOT_TOKEN), token, 0)
+        if token >= 64 and slot < MAX_CONSUMERS:
+            self._free(slot, token)
         self.notify_ack()
 
     def position(self, token: int) -> int:
@@ -165,18 +196,19 @@ class Ring:
         """Lowest position among live consumers (None if there are none).
 
         With ``evict``, consumers whose process died are released first, so a crashed
-        reader cannot hold the writer back.
+        reader cannot hold the writer back. Slots still registering are skipped: they take
+        their position from the commit count after they become visible.
         """
         lowest = None
         for slot in range(MAX_CONSUMERS):
             token = self.load(self.slot_word(slot, CTRL.SLOT_TOKEN))
-            if token == 0:
+            if token < 64:  # free or registering
                 continue
             if evict:
                 pid = self.load(self.slot_word(slot, CTRL.SLOT_PID))
                 start = self.load(self.slot_word(slot, CTRL.SLOT_START))
                 if pid and not process_alive(pid, start):
-                    self.cas(self.slot_word(slot, CTRL.SLOT_TOKEN), token, 0)
+                    self._free(slot, token)
                     continue
             pos = self.load(self.slot_word(slot, CTRL.SLOT_POS))
             if lowest is None or pos < lowest:
@@ -187,7 +219,7 @@ class Ring:
         return sum(
             1
             for slot in range(MAX_CONSUMERS)
-            if self.load(self.slot_word(slot, CTRL.SLOT_TOKEN)) != 0
+            if self.load(self.slot_word(slot, CTRL.SLOT_TOKEN)) >= 64
         )
 
     # -- waking and waiting -----------------------------------------------------------
@@ -225,7 +257,7 @@ class Ring:
             count = a.load_u64(commit_word)
             if count > after or a.load_u64(status_word) >= STATUS_EOS:
                 return count
-            if not woke and self.status_name() == "error":  # the writer died
+            if not woke and self._status_now() == "error":  # the writer died
                 return a.load_u64(commit_word)
             remaining = deadline - time.monotonic()
             if cancel is not None and cancel.is_set():

@@ -47,8 +47,8 @@ class RecordCursor:
     """A reusable position in a strand: ``seek(seq)``, then typed getters by field name."""
 
     __slots__ = (
-        "_cache", "_dat", "_end", "_first", "_index", "_kinds", "_mm", "_ring", "_row",
-        "_seq", "_unpack", "_vat", "_view", "_widths", "_xat",
+        "_atomic", "_cache", "_dat", "_end", "_epoch", "_epoch_word", "_first", "_index",
+        "_kinds", "_mm", "_ring", "_row", "_seq", "_unpack", "_vat", "_view", "_widths", "_xat",
     )  # fmt: skip
 
     def __init__(self, view: StrandView) -> None:
@@ -69,6 +69,9 @@ class RecordCursor:
         self._row = 0
         self._seq = -1
         self._cache: dict[int, Any] = {}
+        self._atomic = view._ring.atomic
+        self._epoch_word = view._ring.ctrl + CTRL.EPOCH
+        self._epoch = self._atomic.load_u64(self._epoch_word)
 
     @property
     def seq(self) -> int:
@@ -77,6 +80,11 @@ class RecordCursor:
 
     def seek(self, seq: int) -> bool:
         """Position on record ``seq``; False if it is not committed or already released."""
+        if self._atomic.load_u64(self._epoch_word) != self._epoch:  # reset(): forget the batch
+            self._epoch = self._atomic.load_u64(self._epoch_word)
+            self._first = self._end = 0
+            self._seq = -1
+            self._view._sync_epoch()
         if seq < self._view._released or seq < 0:
             return False
         if self._first <= seq < self._end:
@@ -90,6 +98,12 @@ class RecordCursor:
 
     def _locate(self, seq: int) -> bool:
         ring = self._ring
+        self._view._check_open()
+        if not self._view._tokens:
+            raise StrandStateError(
+                "the cursor's view has no registered consumer, so nothing protects records "
+                "from being overwritten; register_consumer() first"
+            )
         if seq >= ring.load(CTRL.COMMIT_SEQ):
             return False
         batch = ring.find_batch(seq, ring.load(CTRL.BATCH_COMMIT))

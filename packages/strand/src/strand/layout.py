@@ -35,6 +35,7 @@ __all__ = [
     "VERSION",
     "StrandMap",
     "compute_strand_map",
+    "header_size",
     "init_strand_header",
     "read_strand_header",
 ]
@@ -70,6 +71,7 @@ class CTRL:
     WRITER_PID = 80
     WRITER_START = 88
     REGISTER_SEQ = 96  # source of consumer tokens
+    STATUS_REASON = 104  # why the status is "error": REASON_WRITER_DIED or 0
     # line 2 and 3: futex words (u32) with waiter counts (u32)
     COMMIT_FUTEX = 128
     COMMIT_WAITERS = 132
@@ -78,6 +80,7 @@ class CTRL:
     # line 4: intern table sequence lock
     INTERN_VERSION = 256
     INTERN_LEN = 264
+    INTERN_OWNER = 272  # pid of the process rewriting the table (while the version is odd)
     # consumer slots from line 8, one line each
     CONSUMERS = 512
     SLOT = 64
@@ -243,6 +246,13 @@ def init_strand_header(buf: Any, smap: StrandMap, owner_pid: int = 0, owner_star
     mv[smap.intern_offset : smap.intern_offset + len(table)] = table
     struct.pack_into("<Q", mv, smap.control_offset + CTRL.INTERN_LEN, len(table))
     mv[:4] = MAGIC
+
+
+def header_size(head: bytes) -> int:
+    """The header's length from its first bytes (0 if they are too short to tell)."""
+    if len(head) < _FIXED.size:
+        return 0
+    return int(struct.unpack_from("<I", head, 8)[0])
 
 
 def read_strand_header(buf: Any, expected: Any = None, *, partial: bool = False) -> StrandMap:

@@ -163,9 +163,10 @@ class Segment:
                 return
             if time.monotonic() >= deadline:
                 raise StrandBusyError(
-                    f'segment "{self.name}" still has live views into it (Arrow arrays from '
-                    "read_batch, get_bytes/get_*_array views or memoryviews); drop them or copy "
-                    "what you keep, then close again, or pass close(timeout=...) to wait"
+                    f'segment "{self.name}" is still in use: an open StrandWriter, or live views '
+                    "into it (Arrow arrays from read_batch, get_bytes/get_*_array views); close "
+                    "the writer, drop the views or copy what you keep, then close again, or pass "
+                    "close(timeout=...) to wait"
                 )
             gc.collect()
             time.sleep(0.005)
@@ -225,10 +226,11 @@ def list_segments() -> list[str]:
 def cleanup_dead(prefix: str = "") -> list[str]:
     """Unlink segments (names starting with ``prefix``) whose creating process has died.
 
-    A segment whose header never became valid (its creator died while initialising it) is
-    removed once it is a minute old. Returns the names removed.
+    A segment whose magic was never written (its creator died while initialising it) is
+    removed once it is a minute old; one with the magic but a header that does not validate
+    is left alone (it is not ours to judge). Returns the names removed.
     """
-    from strand.layout import read_strand_header  # layout imports nothing from here
+    from strand.layout import MAGIC, header_size, read_strand_header
 
     removed = []
     for name in list_segments():
@@ -237,15 +239,20 @@ def cleanup_dead(prefix: str = "") -> list[str]:
         path = os.path.join(SHM_DIR, PREFIX + name)
         try:
             with open(path, "rb") as f:
-                head = f.read(1024 * 1024)
+                head = f.read(4096)
+                if head[:4] == MAGIC:
+                    head += f.read(max(0, header_size(head) - len(head)))
                 age = time.time() - os.fstat(f.fileno()).st_mtime
         except OSError:
             continue
-        try:
-            smap = read_strand_header(head, partial=True)
-            dead = not process_alive(smap.owner_pid, smap.owner_start)
-        except StrandError:
+        if head[:4] != MAGIC:
             dead = age > _HALF_BUILT_GRACE_S
+        else:
+            try:
+                smap = read_strand_header(head, partial=True)
+            except StrandError:
+                continue
+            dead = not process_alive(smap.owner_pid, smap.owner_start)
         if dead:
             with contextlib.suppress(FileNotFoundError):
                 _posixshmem.shm_unlink("/" + PREFIX + name)

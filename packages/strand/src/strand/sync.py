@@ -62,9 +62,9 @@ def futex_wait(address: int, expected: int, timeout: float) -> bool:
     """
     if timeout <= 0:
         return False
-    if _syscall is None:
-        select.select([], [], [], min(timeout, 0.001))
-        return True
+    if _syscall is None:  # no futex here: a short nap, reported as a timeout so callers
+        select.select([], [], [], min(timeout, 0.001))  # also run their liveness checks
+        return False
     ts = _Timespec(int(timeout), int((timeout - int(timeout)) * 1e9))
     rc = _syscall(_NR, address, _FUTEX_WAIT, expected, ctypes.addressof(ts), None, 0)
     if rc == 0:

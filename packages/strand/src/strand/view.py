@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from typing import Any
 
 import pyarrow as pa
@@ -23,6 +24,13 @@ from strand.layout import CTRL, StrandMap, read_strand_header
 from strand.segment import Segment
 
 __all__ = ["StrandView"]
+
+
+def _release_all(ring: Ring, tokens: list[int]) -> None:
+    """Finalizer of a view dropped without ``close()``: release its consumers."""
+    if not ring.segment.closed:
+        for token in tokens:
+            ring.release(token)
 
 
 class StrandView:
@@ -49,8 +57,12 @@ class StrandView:
         self._tokens: list[int] = []
         self._released = 0  # records below this may be overwritten: never read them
         self._next_batch = 0
-        self.token: int | None = self.register_consumer() if register else None
+        self._epoch = self._ring.load(CTRL.EPOCH)
         self._closed = False
+        # a view dropped without close() must not gate the writer for ever
+        self._finalizer = weakref.finalize(self, _release_all, self._ring, self._tokens)
+        self.token: int | None = self.register_consumer() if register else None
+        self._update_released()
 
     # -- state --------------------------------------------------------------------------
 
@@ -79,6 +91,20 @@ class StrandView:
         """Live registered consumers across all processes."""
         return self._ring.consumers()
 
+    def _check_open(self) -> None:
+        if self._closed or self.segment.closed:
+            raise StrandStateError("this view is closed")
+
+    def _sync_epoch(self) -> bool:
+        """Notice a ``reset()``: forget cached positions; True if the strand was reset."""
+        epoch = self._ring.load(CTRL.EPOCH)
+        if epoch == self._epoch:
+            return False
+        self._epoch = epoch
+        self._next_batch = 0
+        self._update_released()
+        return True
+
     def _own_token(self, token: int | None = None) -> int:
         if token is not None:
             return token
@@ -106,6 +132,12 @@ class StrandView:
 
     def acknowledge_read(self, upto: int, token: int | None = None) -> None:
         """Release records below ``upto`` for this consumer (monotonic; wakes the writer)."""
+        self._check_open()
+        if self._sync_epoch():
+            raise StrandStateError(
+                "the strand was reset since this view last read; the acknowledgement is for the "
+                "old stream (read again from 0)"
+            )
         committed = self.committed_count
         if not isinstance(upto, int) or upto < 0 or upto > committed:
             raise StrandValueError(
@@ -131,13 +163,38 @@ class StrandView:
 
         Returns the committed count; ``StrandTimeoutError`` after ``timeout`` seconds.
         """
+        self._check_open()
+        self._sync_epoch()
         return self._ring.wait_commit(after, timeout)
 
     async def wait_for_commit_async(self, after: int, timeout: float = 5.0) -> int:
-        """``wait_for_commit`` for asyncio: waits in a worker thread, cancellable."""
+        """``wait_for_commit`` for asyncio: waits in its own thread (so many concurrent waits
+        never queue behind each other in an executor); cancelling the task stops the wait."""
+        self._check_open()
+        self._sync_epoch()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
         cancel = threading.Event()
+
+        def settle(result: int | None, error: BaseException | None) -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)  # type: ignore[arg-type]
+
+        def wait() -> None:
+            try:
+                count = self._ring.wait_commit(after, timeout, cancel)
+            except BaseException as exc:  # delivered to the awaiting task
+                loop.call_soon_threadsafe(settle, None, exc)
+            else:
+                loop.call_soon_threadsafe(settle, count, None)
+
+        threading.Thread(target=wait, name="strand-wait", daemon=True).start()
         try:
-            return await asyncio.to_thread(self._ring.wait_commit, after, timeout, cancel)
+            return await future
         finally:
             cancel.set()
 
@@ -161,6 +218,13 @@ class StrandView:
         return RecordCursor(self)
 
     def _check_range(self, start: int, stop: int) -> None:
+        self._check_open()
+        self._sync_epoch()
+        if not self._tokens:
+            raise StrandStateError(
+                "this view has no registered consumer, so nothing protects records from being "
+                "overwritten while read; register_consumer() first"
+            )
         committed = self.committed_count
         if not (isinstance(start, int) and isinstance(stop, int)) or not 0 <= start <= stop:
             raise StrandValueError(f"read range [{start!r}, {stop!r}) is not a valid range")
@@ -174,11 +238,16 @@ class StrandView:
                 f"read [{start}, {stop}) before acknowledging it"
             )
 
-    def _batch(self, number: int) -> tuple[int, pa.RecordBatch]:
+    def _batch(self, number: int, committed: int) -> tuple[int, pa.RecordBatch]:
         ring = self._ring
         first, rows, mono, _ = ring.entry(number)
         phys = ring.heap_phys(mono)
-        _, _, descs = blocks.read_descriptors(self._buf, phys, len(self.schema))
+        block_rows, block_first, descs = blocks.read_descriptors(self._buf, phys, len(self.schema))
+        if first + rows > committed or (block_rows, block_first) != (rows, first):
+            raise StrandStateError(
+                f"batch {number} (records {first}..{first + rows}) is not committed or was "
+                "overwritten; read only committed records you have not acknowledged"
+            )
         dictionary = self._intern.current()[0] if "utf8_ref" in self._kinds else None
         root = pa.py_buffer(self._buf)
         arrays = [
@@ -199,13 +268,14 @@ class StrandView:
             return out
         ring = self._ring
         committed_batches = ring.load(CTRL.BATCH_COMMIT)
+        committed = ring.load(CTRL.COMMIT_SEQ)
         number = self._next_batch  # sequential reads start where the last one stopped
         first, rows, _, _ = ring.entry(number)
-        if not (number < committed_batches and first <= start < first + rows):
+        if not (number < committed_batches and first <= start < first + rows <= committed):
             number = ring.find_batch(start, committed_batches)
         seq = start
         while seq < stop:
-            first, batch = self._batch(number)
+            first, batch = self._batch(number, committed)
             lo = seq - first
             hi = min(stop - first, batch.num_rows)
             out.append(batch if lo == 0 and hi == batch.num_rows else batch.slice(lo, hi - lo))
@@ -237,13 +307,16 @@ class StrandView:
             raise StrandValueError(
                 f'field "{field}" is not flagged sorted; find_first needs sorted="asc" or "desc"'
             )
+        self._check_range(self._released, self._released)
         cursor = RecordCursor(self)
         lo, hi = self._released, self.committed_count
+        end = hi
         ascending = f.sorted == "asc"
         try:
             while lo < hi:
                 mid = (lo + hi) // 2
-                cursor.seek(mid)
+                if not cursor.seek(mid):
+                    raise StrandStateError(f"record {mid} could not be read during find_first")
                 current = cursor.get(field)
                 if (current >= value) if ascending else (current <= value):
                     hi = mid
@@ -253,7 +326,7 @@ class StrandView:
             raise StrandValueError(
                 f'find_first: {value!r} cannot be compared with field "{field}" ({f.type})'
             ) from None
-        return lo if lo < self.committed_count else None
+        return lo if lo < end else None
 
     # -- closing --------------------------------------------------------------------------
 
@@ -261,16 +334,15 @@ class StrandView:
         """Release this view's consumers; close the segment if the view opened it by name."""
         if self._closed:
             return
-        if self.segment.closed:  # the segment went first: nothing left to release
-            self._closed = True
-            return
-        for token in list(self._tokens):
-            self._ring.release(token)
+        if not self.segment.closed:
+            for token in list(self._tokens):
+                self._ring.release(token)
         self._tokens.clear()
         self.token = None
-        self._closed = True
+        self._finalizer.detach()
         if self._owns_segment:
-            self.segment.close(timeout=timeout)
+            self.segment.close(timeout=timeout)  # raises while views are alive: close again
+        self._closed = True
 
     def __enter__(self) -> StrandView:
         return self

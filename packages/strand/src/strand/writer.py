@@ -9,6 +9,7 @@ the heap holds no room that every consumer has released.
 from __future__ import annotations
 
 import json
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,14 @@ import pyarrow.compute as pc
 
 from strand import blocks
 from strand._intern import InternTable
-from strand._ring import STATUS_EOS, STATUS_ERROR, STATUS_INIT, STATUS_STREAMING, Ring
+from strand._ring import (
+    REASON_WRITER_DIED,
+    STATUS_EOS,
+    STATUS_ERROR,
+    STATUS_INIT,
+    STATUS_STREAMING,
+    Ring,
+)
 from strand.errors import (
     StrandAbortError,
     StrandBusyError,
@@ -97,6 +105,15 @@ _NUMPY: dict[str, Any] = {
 }
 
 
+def _detach(atomic: Any, ctrl: int, pid: int) -> None:
+    """Finalizer of a writer dropped without ``close()``: give up the writer role."""
+    if not atomic.closed:
+        atomic.cas_u64(ctrl + CTRL.WRITER_PID, pid, 0)
+
+
+_NO_INTERN: tuple[pa.Array, dict[str, int]] = (pa.array([], pa.utf8()), {})
+
+
 class StrandWriter:
     """Writes records into a strand; attach with a ``Segment`` or a segment name.
 
@@ -113,8 +130,12 @@ class StrandWriter:
         ring = self._ring = Ring(self.segment, self.map)
         self._intern = InternTable(ring)
         self._take_ownership()
+        # an export of the segment for the writer's lifetime: block copies use raw addresses,
+        # so the segment must refuse to unmap while this writer is open
+        self._pin: np.ndarray | None = np.frombuffer(self.segment.buf, np.uint8, 1)
+        self._finalizer = weakref.finalize(self, _detach, ring.atomic, ring.ctrl, ring.pid)
         self._write_seq = ring.load(CTRL.COMMIT_SEQ)
-        self._batch = ring.load(CTRL.BATCH_COMMIT)
+        self._batch = self._committed_batches()
         self._heap_write = ring.load(CTRL.HEAP_COMMIT)
         ring.store(CTRL.WRITE_SEQ, self._write_seq)
         ring.store(CTRL.BATCH_WRITE, self._batch)
@@ -126,17 +147,33 @@ class StrandWriter:
         self._safe_seq = 0  # cached: records up to here may be written without checking
         self._safe_heap = 0
         self._last_sorted: dict[int, Any] = self._read_last_sorted()
+        self._has_refs = any(f.type.kind == "utf8_ref" for f in self.schema)
         self._closed = False
 
     # -- ownership ----------------------------------------------------------------------
 
+    def _committed_batches(self) -> int:
+        """Batches really committed: a writer that died between storing ``BATCH_COMMIT`` and
+        ``COMMIT_SEQ`` left an entry that ``COMMIT_SEQ`` does not cover; drop it."""
+        ring = self._ring
+        commit = ring.load(CTRL.COMMIT_SEQ)
+        batches = ring.load(CTRL.BATCH_COMMIT)
+        while batches > 0:
+            first, rows, _, _ = ring.entry(batches - 1)
+            if first + rows <= commit:
+                break
+            batches -= 1
+        ring.store(CTRL.BATCH_COMMIT, batches)
+        return batches
+
     def _take_ownership(self) -> None:
         ring = self._ring
         current = ring.load(CTRL.WRITER_PID)
-        if current and current != ring.pid and process_alive(current, ring.load(CTRL.WRITER_START)):
+        if current and process_alive(current, ring.load(CTRL.WRITER_START)):
+            whose = "this process" if current == ring.pid else f"pid {current}"
             raise StrandBusyError(
-                f'strand "{self.segment.name}" already has a live writer (pid {current}); '
-                "one writer at a time"
+                f'strand "{self.segment.name}" already has an open writer ({whose}); one writer '
+                "at a time: close() it first"
             )
         if not ring.cas(CTRL.WRITER_PID, current, ring.pid):
             raise StrandBusyError(f'another writer attached to "{self.segment.name}" just now')
@@ -146,12 +183,11 @@ class StrandWriter:
         """Detach (the ring keeps its status); closes the segment if opened by name."""
         if self._closed:
             return
-        if self.segment.closed:  # the segment went first: nothing left to release
-            self._closed = True
-            return
         self._closed = True
+        self._finalizer.detach()
         ring = self._ring
         ring.cas(CTRL.WRITER_PID, ring.pid, 0)
+        self._pin = None
         if self._owns_segment:
             self.segment.close(timeout=1.0)
 
@@ -166,13 +202,17 @@ class StrandWriter:
     def begin(self) -> None:
         """Mark the stream as started and wake consumers."""
         self._check_open()
-        status = self._ring.load(CTRL.STATUS)
-        if status in (STATUS_EOS, STATUS_ERROR):
+        ring = self._ring
+        status = ring.load(CTRL.STATUS)
+        resumable = status == STATUS_ERROR and ring.load(CTRL.STATUS_REASON) == REASON_WRITER_DIED
+        if status in (STATUS_EOS, STATUS_ERROR) and not resumable:
             raise StrandStateError(
                 f"the stream already ended ({'eos' if status == STATUS_EOS else 'error'}); "
                 "reset() before starting a new one"
             )
-        self._ring.store(CTRL.STATUS, STATUS_STREAMING)
+        # a stream whose previous writer died resumes where its last commit left off
+        ring.store(CTRL.STATUS_REASON, 0)
+        ring.store(CTRL.STATUS, STATUS_STREAMING)
         self._ring.notify_commit()
 
     def finalize(self) -> None:
@@ -196,10 +236,12 @@ class StrandWriter:
         the static header is untouched.
         """
         self._check_open()
+        if self._pending:
+            raise StrandOrderError("commit or abandon_claims() the pending claims before reset()")
         ring = self._ring
         for word in (
             CTRL.WRITE_SEQ, CTRL.COMMIT_SEQ, CTRL.BATCH_WRITE, CTRL.BATCH_COMMIT,
-            CTRL.HEAP_WRITE, CTRL.HEAP_COMMIT, CTRL.ABORT,
+            CTRL.HEAP_WRITE, CTRL.HEAP_COMMIT, CTRL.ABORT, CTRL.STATUS_REASON,
         ):  # fmt: skip
             ring.store(word, 0)
         for slot in range(MAX_CONSUMERS):
@@ -216,7 +258,7 @@ class StrandWriter:
         ring.notify_ack()
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._closed or self.segment.closed:
             raise StrandStateError("this writer is closed")
 
     def _check_writable(self) -> None:
@@ -246,6 +288,16 @@ class StrandWriter:
             pos += cap - phys
         end = pos + nbytes
         seq_end = self._write_seq + rows
+        if self._outstanding and end - min(self._outstanding) > cap:
+            raise StrandValueError(
+                f"this claim of {nbytes} bytes and the uncommitted claims before it need more "
+                f"than the heap ({cap} bytes); commit them first, or abandon_claims()"
+            )
+        if seq_end - self._commit_seq > self.map.index_capacity:
+            raise StrandValueError(
+                f"{seq_end - self._commit_seq} records claimed but not committed exceed "
+                f"index_capacity ({self.map.index_capacity}); commit claims first"
+            )
         if seq_end > self._safe_seq or end > self._safe_heap:
 
             def ready(evict: bool) -> bool:
@@ -283,9 +335,12 @@ class StrandWriter:
     ) -> int:
         """Write a ``pyarrow.RecordBatch`` (or Table, or list of dicts); returns rows written.
 
-        Blocks on backpressure up to ``timeout`` (default: the writer's). Raises
-        ``StrandAbortError`` if a consumer signalled abort, ``StrandValueError`` if a value
-        does not fit (nothing of that batch is written).
+        Everything is checked before anything is published: a value that does not fit
+        (``StrandValueError``), a broken sort order or a record too large for the heap
+        leaves the ring exactly as it was. A batch larger than a block is split and
+        published block by block; a timeout (``StrandTimeoutError``) or an abort
+        (``StrandAbortError``) while waiting for room can therefore leave the blocks before
+        it published. Blocks on backpressure up to ``timeout`` (default: the writer's).
         """
         self._check_writable()
         if self._pending:
@@ -301,44 +356,59 @@ class StrandWriter:
                 f"write_record_batch takes a pyarrow RecordBatch, a Table or a list of dicts, "
                 f"not {type(records).__name__}"
             )
-        written = 0
+        pieces: list[tuple[list[pa.Array], blocks.BlockPlan]] = []
+        last = self._last_sorted
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            values, lookup = self._intern.current()
+            if self._has_refs:
+                values, lookup = self._intern.current()
+            else:
+                values, lookup = _NO_INTERN
             arrays = blocks.normalize_batch(self.schema, batch, lookup, values)
-            self._check_sorted(arrays)
-            written += self._write_arrays(arrays, timeout)
+            last = self._check_sorted(arrays, last)
+            self._split(arrays, pieces)
+        written = 0
+        for arrays, plan in pieces:
+            written += self._write_block(arrays, plan, timeout)
         return written
 
-    def _write_arrays(self, arrays: list[pa.Array], timeout: float | None) -> int:
+    def _split(
+        self, arrays: list[pa.Array], out: list[tuple[list[pa.Array], blocks.BlockPlan]]
+    ) -> None:
+        """Cut arrays into blocks that fit (half the heap, half the index); plan each."""
         rows = len(arrays[0])
         plan = blocks.plan_block(self.schema, arrays)
-        total = plan.total
         max_rows = max(1, self.map.index_capacity // 2)
-        if total > self.map.max_block_bytes or rows > max_rows:
-            if rows == 1:
-                raise StrandValueError(
-                    f"one record needs {total} bytes but the largest block this heap can hold "
-                    f"is {self.map.max_block_bytes} bytes (half of heap_capacity "
-                    f"{self.map.heap_capacity}); create the strand with a larger heap_capacity"
-                )
-            per_row = total / rows
-            piece = min(max_rows, max(1, int(self.map.max_block_bytes * 0.9 / per_row)))
-            if piece >= 16:
-                piece -= piece % 8  # keep validity bitmaps byte-aligned: plain memcpy
-            piece = min(piece, rows - 1)
-            written = 0
-            for start in range(0, rows, piece):
-                written += self._write_arrays([a.slice(start, piece) for a in arrays], timeout)
-            return written
-        mono = self._reserve(rows, total, timeout)
+        if plan.total <= self.map.max_block_bytes and rows <= max_rows:
+            out.append((arrays, plan))
+            return
+        if rows == 1:
+            raise StrandValueError(
+                f"one record needs {plan.total} bytes but the largest block this heap can hold "
+                f"is {self.map.max_block_bytes} bytes (half of heap_capacity "
+                f"{self.map.heap_capacity}); create the strand with a larger heap_capacity"
+            )
+        per_row = plan.total / rows
+        piece = min(max_rows, max(1, int(self.map.max_block_bytes * 0.9 / per_row)))
+        if piece >= 16:
+            piece -= piece % 8  # keep validity bitmaps byte-aligned: plain memcpy
+        piece = min(piece, rows - 1)
+        for start in range(0, rows, piece):
+            self._split([a.slice(start, piece) for a in arrays], out)
+
+    def _write_block(
+        self, arrays: list[pa.Array], plan: blocks.BlockPlan, timeout: float | None
+    ) -> int:
+        rows = plan.rows
+        mono = self._reserve(rows, plan.total, timeout)
         first = self._commit_seq
         ring = self._ring
         phys = ring.heap_phys(mono)
         blocks.emit_block(ring.buf, ring.base_address, phys, mono, plan, first)
-        self._outstanding[mono] = mono + total
+        self._outstanding[mono] = mono + plan.total
         self._publish(first, rows, mono, [mono])
+        self._remember_sorted(arrays)
         return rows
 
     def _publish(self, first: int, rows: int, mono: int, regions: list[int]) -> None:
@@ -385,9 +455,12 @@ class StrandWriter:
 
     # -- sorted fields ----------------------------------------------------------------------
 
-    def _check_sorted(self, arrays: list[pa.Array]) -> None:
+    def _check_sorted(self, arrays: list[pa.Array], last: dict[int, Any]) -> dict[int, Any]:
+        """Refuse arrays that break a sorted field's order (within them, or against ``last``,
+        the previous values); return the last values after them. Changes nothing."""
         if not self.schema.has_sorted:
-            return
+            return last
+        after = dict(last)
         for i, f in enumerate(self.schema):
             if f.sorted is None or not len(arrays[i]):
                 continue
@@ -402,15 +475,21 @@ class StrandWriter:
                         f'field "{f.name}" is flagged sorted_{f.sorted} but row {row} '
                         f"({arr[row].as_py()!r}) comes after {arr[row - 1].as_py()!r}"
                     )
-            last = self._last_sorted.get(i)
-            if last is not None and worse(arr[0], last).as_py():
+            previous = last.get(i)
+            if previous is not None and worse(arr[0], previous).as_py():
                 raise StrandValueError(
                     f'field "{f.name}" is flagged sorted_{f.sorted} but the batch starts at '
-                    f"{arr[0].as_py()!r}, after {last.as_py()!r} in the previous batch"
+                    f"{arr[0].as_py()!r}, after {previous.as_py()!r} in the previous batch"
                 )
-        for i, f in enumerate(self.schema):
-            if f.sorted is not None and len(arrays[i]):
-                self._last_sorted[i] = arrays[i][len(arrays[i]) - 1]
+            after[i] = arr[n - 1]
+        return after
+
+    def _remember_sorted(self, arrays: list[pa.Array]) -> None:
+        """After a publish: the order of later batches is checked against these values."""
+        if self.schema.has_sorted:
+            for i, f in enumerate(self.schema):
+                if f.sorted is not None and len(arrays[i]):
+                    self._last_sorted[i] = arrays[i][len(arrays[i]) - 1]
 
     def _read_last_sorted(self) -> dict[int, Any]:
         """Last committed value of each sorted field, so a new writer keeps the order."""
@@ -558,7 +637,39 @@ class StrandWriter:
                         )
                     data_at, data_len = heap.mono, int(offs[n]) * unit
             descs.append((validity_at, column.values_at, data_at, data_len, nulls))
+        sorted_arrays = self._claim_sorted_arrays(descs, n)
+        after = self._check_sorted(sorted_arrays, self._last_sorted) if sorted_arrays else None
         blocks.write_header(ring.buf, phys, descs, n, claim.seq)
         self._pending.popleft()
         regions = [claim.mono] + [c.data.mono for c in claim.columns.values() if c.data]
         self._publish(claim.seq, n, claim.mono, regions)
+        if after is not None:
+            self._last_sorted = after
+
+    def _claim_sorted_arrays(
+        self, descs: list[tuple[int, int, int, int, int]], rows: int
+    ) -> list[pa.Array]:
+        """Zero-copy arrays of a claim's columns when the schema has sorted fields (to check
+        their order before publishing); empty otherwise."""
+        if not self.schema.has_sorted:
+            return []
+        ring = self._ring
+        root = pa.py_buffer(ring.buf)
+        return [
+            blocks.build_array(root, ring.heap_phys, f, descs[i], rows, None)
+            if f.sorted
+            else pa.nulls(0)
+            for i, f in enumerate(self.schema)
+        ]
+
+    def abandon_claims(self) -> None:
+        """Drop every pending slot claim and heap claim: nothing of them is published, and the
+        heap they hold is released (it is reused once the ring comes round)."""
+        self._check_open()
+        self._pending.clear()
+        self._heap_claims.clear()
+        self._outstanding.clear()
+        ring = self._ring
+        ring.store(CTRL.WRITE_SEQ, self._commit_seq)
+        ring.store(CTRL.BATCH_WRITE, self._batch)
+        self._write_seq = self._commit_seq
