@@ -260,8 +260,13 @@ class StrandView:
     def _kinds(self) -> set[str]:
         return {f.type.kind for f in self.schema}
 
-    def read_batches(self, start: int, stop: int) -> list[pa.RecordBatch]:
-        """Records ``[start, stop)`` as zero-copy batches, one per committed batch spanned."""
+    def read_batches(self, start: int, stop: int, copy: bool = False) -> list[pa.RecordBatch]:
+        """Records ``[start, stop)`` as zero-copy batches, one per committed batch spanned.
+
+        Zero-copy batches point into the ring: use them before ``acknowledge_read`` releases
+        them (after that the writer reuses the memory). ``copy=True`` returns batches in
+        ordinary memory that may be kept.
+        """
         self._check_range(start, stop)
         out: list[pa.RecordBatch] = []
         if start == stop:
@@ -278,25 +283,33 @@ class StrandView:
             first, batch = self._batch(number, committed)
             lo = seq - first
             hi = min(stop - first, batch.num_rows)
-            out.append(batch if lo == 0 and hi == batch.num_rows else batch.slice(lo, hi - lo))
+            part = batch if lo == 0 and hi == batch.num_rows else batch.slice(lo, hi - lo)
+            if copy:
+                part = pa.RecordBatch.from_arrays(
+                    [pa.concat_arrays([column]) for column in part.columns], schema=part.schema
+                )
+            out.append(part)
             seq = first + hi
             number += 1
         self._next_batch = number - 1 if seq < first + batch.num_rows else number
         return out
 
-    def read_batch(self, start: int, stop: int) -> pa.RecordBatch | list[pa.RecordBatch]:
+    def read_batch(
+        self, start: int, stop: int, copy: bool = False
+    ) -> pa.RecordBatch | list[pa.RecordBatch]:
         """Records ``[start, stop)``: one zero-copy RecordBatch when they lie in one committed
-        batch, else a list of them (see ``read_batches``)."""
-        batches = self.read_batches(start, stop)
+        batch, else a list of them (see ``read_batches``, also for ``copy``)."""
+        batches = self.read_batches(start, stop, copy)
         if len(batches) == 1:
             return batches[0]
         if not batches:
             return pa.RecordBatch.from_pylist([], schema=self._arrow_schema)
         return batches
 
-    def read_table(self, start: int, stop: int) -> pa.Table:
-        """Records ``[start, stop)`` as a zero-copy ``pyarrow.Table``."""
-        return pa.Table.from_batches(self.read_batches(start, stop), schema=self._arrow_schema)
+    def read_table(self, start: int, stop: int, copy: bool = False) -> pa.Table:
+        """Records ``[start, stop)`` as a ``pyarrow.Table`` (zero-copy unless ``copy``)."""
+        batches = self.read_batches(start, stop, copy)
+        return pa.Table.from_batches(batches, schema=self._arrow_schema)
 
     def find_first(self, field: str, value: Any) -> int | None:
         """First held record whose sorted ``field`` is >= ``value`` (<= for a descending

@@ -649,18 +649,20 @@ class StrandWriter:
     def _claim_sorted_arrays(
         self, descs: list[tuple[int, int, int, int, int]], rows: int
     ) -> list[pa.Array]:
-        """Zero-copy arrays of a claim's columns when the schema has sorted fields (to check
-        their order before publishing); empty otherwise."""
+        """Copies of a claim's sorted columns (to check their order before publishing; copies,
+        so an error's traceback holds nothing that pins the segment); empty if none."""
         if not self.schema.has_sorted:
             return []
         ring = self._ring
         root = pa.py_buffer(ring.buf)
-        return [
-            blocks.build_array(root, ring.heap_phys, f, descs[i], rows, None)
+        arrays = [
+            pa.concat_arrays([blocks.build_array(root, ring.heap_phys, f, descs[i], rows, None)])
             if f.sorted
             else pa.nulls(0)
             for i, f in enumerate(self.schema)
         ]
+        del root
+        return arrays
 
     def abandon_claims(self) -> None:
         """Drop every pending slot claim and heap claim: nothing of them is published, and the
