@@ -81,6 +81,7 @@ def serve(
             map_size=settings.map_size,
             log_size=settings.log_size,
             signer=signer,
+            max_pending_events=settings.max_pending_events,
         )
     except PlatformError as exc:
         _fail(exc)

@@ -24,8 +24,13 @@ import msgpack
 
 from platform_core.auth import TokenSigner
 
-from .errors import InvalidDataError, PermissionDeniedError, PreconditionFailedError
-from .events import Event, Hub, Subscription
+from .errors import (
+    ElkynError,
+    InvalidDataError,
+    PermissionDeniedError,
+    PreconditionFailedError,
+)
+from .events import MAX_PENDING, OVERFLOW, Event, Hub, Subscription
 from .paths import Path, is_prefix, join, parse_path, path_str
 from .pushid import PushIds
 from .query import Query, run_query
@@ -113,11 +118,13 @@ class Store:
         log_size: int = 100_000,
         max_batch: int = 1024,
         signer: TokenSigner | None = None,
+        max_pending_events: int = MAX_PENDING,
     ) -> None:
         self.env = Environment(path, memory=memory, map_size=map_size, sync=sync)
         self.hub = Hub()
         self.push_ids = PushIds()
         self.signer = signer
+        self.max_pending_events = max_pending_events
         self._commit_listeners: list[Callable[[list[LogEntry]], None]] = []
         self._rules_listeners: list[Callable[[Rules], None]] = []
         self.writer = Writer(
@@ -450,6 +457,11 @@ class Store:
             assert sub.queue is not None
             while True:
                 ev = await sub.queue.get()
+                if ev is OVERFLOW:
+                    raise ElkynError(
+                        f"the watcher of {path_str(keys)} fell {self.max_pending_events} "
+                        "events behind and was stopped; read events faster, or watch again"
+                    )
                 if ev.seq > first.seq:  # older ones are already in the snapshot
                     yield ev
         finally:
@@ -462,7 +474,9 @@ class Store:
         queued events whose ``seq`` is not above the snapshot's (already in it).
         """
         loop = asyncio.get_running_loop()
-        q: asyncio.Queue[Event] = asyncio.Queue()
+        # bounded: a watcher that stops reading gets OVERFLOW and ends (see events.OVERFLOW);
+        # the extra slot is for the marker, and control items (keep-alive ...) fit besides
+        q: asyncio.Queue[Event] = asyncio.Queue(maxsize=self.max_pending_events + 1)
         sub = Subscription(self.hub, keys, loop=loop, queue_=q)
         self.hub.add(sub)
         try:
