@@ -171,7 +171,7 @@ class Store:
 
     def get(
         self,
-        path: str = "/",
+        path: str | Path = "/",
         *,
         token: str | None = None,
         caller: Caller | None = None,
@@ -180,7 +180,7 @@ class Store:
         require_index: bool = False,
     ) -> Any:
         """The JSON value at ``path`` (``None`` if absent), optionally shallow or queried."""
-        keys = parse_path(path)
+        keys = parse_path(path) if isinstance(path, str) else path
         who = self._who(token, caller)
         if shallow and query is not None:
             raise InvalidDataError("shallow cannot be used with any other query parameters")
@@ -209,9 +209,11 @@ class Store:
                 f'"{path_str(keys)}", to the rules'
             )
 
-    def get_with_etag(self, path: str = "/", *, caller: Caller | None = None) -> tuple[Any, str]:
+    def get_with_etag(
+        self, path: str | Path = "/", *, caller: Caller | None = None
+    ) -> tuple[Any, str]:
         """The value at ``path`` and its ETag, read in one snapshot."""
-        keys = parse_path(path)
+        keys = parse_path(path) if isinstance(path, str) else path
         who = caller if caller is not None else ADMIN
         with self.env.read() as txn:
             tree = Tree(self.env, txn)
@@ -219,7 +221,7 @@ class Store:
             stored = tree.read(keys)
         return to_wire(stored), etag_of(stored)
 
-    def export(self, path: str = "/", *, caller: Caller | None = None) -> Any:
+    def export(self, path: str | Path = "/", *, caller: Caller | None = None) -> Any:
         """The value at ``path`` for ``format=export`` (no priorities are stored, so the same)."""
         return self.get(path, caller=caller)
 

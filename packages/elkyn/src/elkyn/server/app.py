@@ -256,7 +256,7 @@ class ElkynApp:
         silent = req.params.get("print") == "silent"
         pretty = req.params.get("print") == "pretty"
         if method == "GET":
-            await self._get(req, send, db_path, caller, silent, pretty)
+            await self._get(req, send, keys, caller, silent, pretty)
         elif method in ("PUT", "POST", "PATCH", "DELETE"):
             if self.read_only is not None:
                 raise ForbiddenError(self.read_only)
@@ -265,7 +265,7 @@ class ElkynApp:
             await respond_json(send, 405, {"error": f"Method {method} is not supported."})
 
     async def _get(
-        self, req: Request, send: Send, db_path: str, caller: Caller, silent: bool, pretty: bool
+        self, req: Request, send: Send, db_path: Path, caller: Caller, silent: bool, pretty: bool
     ) -> None:
         store = self._store()
         shallow = req.params.get("shallow") == "true"
