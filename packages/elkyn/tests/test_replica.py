@@ -114,3 +114,12 @@ def test_replication_log_needs_a_cluster_token(launch: Any, tmp_path: Path) -> N
     )
     assert r.status_code == 200
     assert r.json()["entries"] == []
+
+
+def test_replication_log_rejects_bad_parameters(launch: Any, tmp_path: Path) -> None:
+    primary = launch(tmp_path / "p")
+    cluster = {"Authorization": f"Bearer {primary.signer.cluster_token('peer')}"}
+    for query in ("since=abc", "since=0&wait=soon"):
+        r = httpx.get(f"{primary.url}/.replication/log?{query}", headers=cluster)
+        assert r.status_code == 400
+        assert "error" in r.json()

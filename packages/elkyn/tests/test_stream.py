@@ -225,3 +225,13 @@ def test_async_watcher_that_stops_reading_is_ended() -> None:
     import asyncio
 
     assert "fell 20 events behind" in asyncio.run(main())
+
+
+def test_streaming_a_query_is_refused(admin: httpx.Client) -> None:
+    r = admin.get(
+        "/rooms.json",
+        params={"orderBy": '"$key"', "limitToFirst": "1"},
+        headers={"Accept": "text/event-stream"},
+    )
+    assert r.status_code == 400
+    assert "stream the location" in r.json()["error"]

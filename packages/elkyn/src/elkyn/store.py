@@ -148,7 +148,7 @@ class Store:
         self.close()
 
     def _committed(self, entries: list[LogEntry]) -> None:
-        for listener in self._commit_listeners:
+        for listener in list(self._commit_listeners):  # listeners come and go on other threads
             listener(entries)
 
     # ---- callers ----

@@ -251,6 +251,11 @@ class ElkynApp:
             raise InvalidDataError("the ns parameter is accepted only with --dev (emulator)")
         self.metrics.requests[method] = self.metrics.requests.get(method, 0) + 1
         if method == "GET" and (watch or "text/event-stream" in req.headers.get("accept", "")):
+            if "orderBy" in req.params or "shallow" in req.params:
+                raise InvalidDataError(
+                    "streaming a query or a shallow read is not supported; stream the location "
+                    "and filter on the client"
+                )
             await stream(self, req, send, keys, caller)
             return
         silent = req.params.get("print") == "silent"
