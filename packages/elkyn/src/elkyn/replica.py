@@ -78,7 +78,7 @@ async def serve_log(app: ElkynApp, req: Request, send: Send) -> None:
     def on_commit(_: list[LogEntry]) -> None:  # on the writer's thread
         loop.call_soon_threadsafe(woken.set)
 
-    store._commit_listeners.append(on_commit)  # before the first look: no commit slips by
+    remove = store.on_commit(on_commit)  # before the first look: no commit slips by
     try:
         while True:
             oldest, entries = store.log_since(since, MAX_ENTRIES)
@@ -93,7 +93,7 @@ async def serve_log(app: ElkynApp, req: Request, send: Send) -> None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(woken.wait(), remaining)
     finally:
-        store._commit_listeners.remove(on_commit)
+        remove()
     body = {
         "last": last,
         "entries": [[e.seq, e.ts, e.kind, list(e.path), e.data] for e in entries],

@@ -147,6 +147,16 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def on_commit(self, listener: Callable[[list[LogEntry]], None]) -> Callable[[], None]:
+        """Call ``listener(entries)`` on the writer's thread after each commit; returns a remover."""
+        self._commit_listeners.append(listener)
+        return lambda: self._commit_listeners.remove(listener)
+
+    def on_rules_change(self, listener: Callable[[Rules], None]) -> Callable[[], None]:
+        """Call ``listener(rules)`` after new rules are installed; returns a remover."""
+        self._rules_listeners.append(listener)
+        return lambda: self._rules_listeners.remove(listener)
+
     def _committed(self, entries: list[LogEntry]) -> None:
         for listener in list(self._commit_listeners):  # listeners come and go on other threads
             listener(entries)

@@ -105,7 +105,7 @@ class Streams:
             def on_rules(_: Any) -> None:
                 loop.call_soon_threadsafe(self._broadcast, RULES_CHANGED)
 
-            store._rules_listeners.append(on_rules)
+            store.on_rules_change(on_rules)
             self._listening = True
 
     def remove(self, queue: asyncio.Queue[Event]) -> None:
