@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from elkyn.testing import stop_server
 
@@ -37,6 +38,7 @@ def put(srv: Any, path: str, value: Any, token: str) -> httpx.Response:
     )
 
 
+@pytest.mark.slow
 def test_replica_follows_and_catches_up_after_restarts(launch: Any, tmp_path: Path) -> None:
     port = free_port()
     primary = launch(tmp_path / "p", "--port", str(port))
