@@ -34,7 +34,7 @@ from .events import MAX_PENDING, OVERFLOW, Event, Hub, Subscription
 from .paths import Path, is_prefix, join, parse_path, path_str
 from .pushid import PushIds
 from .query import Query, run_query
-from .rules import Rules
+from .rules import Rules, query_variables
 from .storage import Environment, LogEntry, Tree
 from .values import normalize, to_wire
 from .writer import Writer
@@ -175,8 +175,13 @@ class Store:
         return caller if caller is not None else self.caller(token)
 
     # ---- reads ----
-    def _read_allowed(self, tree: Tree, who: Caller, path: Path) -> None:
-        if not who.admin and not self._rules.can_read(who.auth, path, tree.read, _now()):
+    def _read_allowed(
+        self, tree: Tree, who: Caller, path: Path, query: Query | None = None
+    ) -> None:
+        if who.admin:
+            return
+        qvars = query_variables(query)
+        if not self._rules.can_read(who.auth, path, tree.read, _now(), qvars):
             raise PermissionDeniedError()
 
     def get(
@@ -196,7 +201,7 @@ class Store:
             raise InvalidDataError("shallow cannot be used with any other query parameters")
         with self.env.read() as txn:
             tree = Tree(self.env, txn)
-            self._read_allowed(tree, who, keys)
+            self._read_allowed(tree, who, keys, query)
             if shallow:
                 return tree.shallow(keys)
             if query is None:
