@@ -159,7 +159,7 @@ class Rules:
         on every change.
         """
         return any(
-            node.read is not None and _uses(node.read, {"data", "root", "now", "query"})
+            node.read is not None and _uses(node.read, {"data", "root", "now"})
             for _, node, _ in self._walk(path)
         )
 
