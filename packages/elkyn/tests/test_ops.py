@@ -130,3 +130,19 @@ def test_logs_are_one_json_object_per_line() -> None:
     assert parsed["msg"] == "map grew to 128 MiB"
     assert parsed["logger"] == "elkyn.x"
     assert "ValueError: boom" in parsed["exc"]
+
+
+def test_cli_errors_are_one_clear_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = elkyn("serve", "--port", "0", "--path", str(blocker / "db"), home=tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr
+    result = elkyn("serve", "--port", "0", "--replica-of", "primary:9000", home=tmp_path)
+    assert result.returncode != 0
+    assert "http://host:port" in result.stderr
+    result = elkyn("export", "-", "--path", str(tmp_path / "nothing-here"), home=tmp_path)
+    assert result.returncode != 0
+    assert "no Elkyn database" in result.stderr
+    assert not (tmp_path / "nothing-here").exists()  # export never creates a database

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from elkyn.testing import stop_server
 
@@ -37,6 +38,7 @@ def put(srv: Any, path: str, value: Any, token: str) -> httpx.Response:
     )
 
 
+@pytest.mark.slow
 def test_replica_follows_and_catches_up_after_restarts(launch: Any, tmp_path: Path) -> None:
     port = free_port()
     primary = launch(tmp_path / "p", "--port", str(port))
@@ -114,3 +116,12 @@ def test_replication_log_needs_a_cluster_token(launch: Any, tmp_path: Path) -> N
     )
     assert r.status_code == 200
     assert r.json()["entries"] == []
+
+
+def test_replication_log_rejects_bad_parameters(launch: Any, tmp_path: Path) -> None:
+    primary = launch(tmp_path / "p")
+    cluster = {"Authorization": f"Bearer {primary.signer.cluster_token('peer')}"}
+    for query in ("since=abc", "since=0&wait=soon"):
+        r = httpx.get(f"{primary.url}/.replication/log?{query}", headers=cluster)
+        assert r.status_code == 400
+        assert "error" in r.json()

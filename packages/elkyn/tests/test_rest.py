@@ -259,3 +259,22 @@ def test_dev_token_minting(server: Any, admin: httpx.Client) -> None:
     token = r.json()["token"]
     assert httpx.get(server.url + f"/p/zoe.json?auth={token}").json() == 1
     assert httpx.get(server.url + f"/p/zoe.json?auth={token}&ns=demo").json() == 1
+
+
+def test_query_based_rules_over_rest(server: Any, admin: httpx.Client) -> None:
+    rules = {
+        "rules": {
+            "baskets": {
+                ".read": "query.orderByChild === 'owner' && query.equalTo === auth.uid",
+                ".indexOn": "owner",
+            }
+        }
+    }
+    admin.put("/.settings/rules.json", json=rules)
+    admin.put("/baskets.json", json={"b1": {"owner": "ann"}, "b2": {"owner": "bob"}})
+    with server.client(server.token("ann")) as ann:
+        r = ann.get('/baskets.json?orderBy="owner"&equalTo="ann"')
+        assert r.status_code == 200
+        assert r.json() == {"b1": {"owner": "ann"}}
+        assert ann.get("/baskets.json").status_code == 401
+        assert ann.get('/baskets.json?orderBy="owner"&equalTo="bob"').status_code == 401

@@ -235,3 +235,39 @@ def test_rules_survive_reopen(tmp_path: object) -> None:
     with Store(where) as db:
         assert db.get_rules() == {"rules": {"a": {".read": True}}}
         assert isinstance(db.rules, Rules)
+
+
+def test_query_based_rules(db: Store) -> None:
+    from elkyn import Query
+
+    db.set_rules(
+        {
+            "rules": {
+                "baskets": {
+                    ".read": "auth.uid !== null && query.orderByChild === 'owner' "
+                    "&& query.equalTo === auth.uid",
+                    ".indexOn": "owner",
+                },
+                "messages": {".read": "query.orderByKey && query.limitToFirst <= 1000"},
+            }
+        }
+    )
+    db.set("/baskets", {"b1": {"owner": "ann"}, "b2": {"owner": "bob"}})
+    db.set("/messages", {"m1": 1, "m2": 2})
+    ann = tok(db, "ann")
+    mine = Query("owner", equal_to="ann", has_equal_to=True)
+    assert db.get("/baskets", token=ann, query=mine) == {"b1": {"owner": "ann"}}
+    with pytest.raises(PermissionDeniedError):
+        db.get("/baskets", token=ann)  # no query: query.orderByChild is null
+    with pytest.raises(PermissionDeniedError):
+        db.get("/baskets", token=ann, query=Query("owner", equal_to="bob", has_equal_to=True))
+    assert db.get("/messages", token=ann, query=Query("$key", limit_to_first=100)) == {
+        "m1": 1,
+        "m2": 2,
+    }
+    with pytest.raises(PermissionDeniedError):
+        db.get("/messages", token=ann, query=Query("$key", limit_to_first=5000))
+    with pytest.raises(PermissionDeniedError):
+        db.get("/messages", token=ann, query=Query("$key"))  # no limit: null <= 1000 errors
+    with pytest.raises(PermissionDeniedError):
+        db.watch("/messages", lambda ev: None, token=ann)  # a stream is a read without a query

@@ -299,6 +299,7 @@ def _synced(primary: str, replica: str) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_rest_streams_and_replica_reads_match_the_model(
     server: Any, launch: Any, tmp_path: Path
 ) -> None:

@@ -174,3 +174,64 @@ def test_expired_token_gets_auth_revoked(server: Any, admin: httpx.Client) -> No
         ev = s.next(timeout=6)
         assert (ev.event, ev.data) == ("auth_revoked", "credential is no longer valid")
         assert s.next().event == "<closed>"
+
+
+def test_a_stalled_stream_is_ended_not_buffered_forever(launch: Any, tmp_path: Any) -> None:
+    import socket
+    import time
+
+    srv = launch(tmp_path / "h", "--memory", ELKYN_MAX_PENDING_EVENTS="20")
+    admin = {"Authorization": f"Bearer {srv.signer.issue('ops', admin=True)}"}
+    sock = socket.create_connection(("127.0.0.1", int(srv.url.rsplit(":", 1)[1])))
+    sock.sendall(
+        b"GET /big.json HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n"
+        + f"Authorization: {admin['Authorization']}\r\n\r\n".encode()
+    )
+    time.sleep(0.3)
+    blob = "x" * 65536
+    with httpx.Client(base_url=srv.url, headers=admin) as c:
+        for i in range(300):  # ~20 MB of events for a client that reads nothing
+            assert c.put(f"/big/{i % 5}.json", json=blob).status_code == 200
+        sock.settimeout(20)
+        data = b""
+        while not data.endswith(b"\r\n0\r\n\r\n"):  # read until the response's last chunk
+            chunk = sock.recv(1 << 20)
+            assert chunk, "connection closed without ending the response"
+            data += chunk
+        sock.close()
+        assert len(data) < 300 * 65536  # ended early: not every event was kept for it
+        assert data.count(b"event: put") < 300
+        assert c.get("/health").status_code == 200
+        assert c.get("/big/0.json").json() == blob
+
+
+def test_async_watcher_that_stops_reading_is_ended() -> None:
+    from elkyn import ElkynError, Store
+
+    async def main() -> str:
+        with Store(memory=True, max_pending_events=20) as db:
+            stream = db.watch("/w")
+            await anext(stream)
+            for i in range(60):
+                await db.aset("/w/n", i)
+            await asyncio.sleep(0.2)
+            try:
+                async for _ in stream:
+                    pass
+            except ElkynError as exc:
+                return str(exc)
+            return "no error"
+
+    import asyncio
+
+    assert "fell 20 events behind" in asyncio.run(main())
+
+
+def test_streaming_a_query_is_refused(admin: httpx.Client) -> None:
+    r = admin.get(
+        "/rooms.json",
+        params={"orderBy": '"$key"', "limitToFirst": "1"},
+        headers={"Accept": "text/event-stream"},
+    )
+    assert r.status_code == 400
+    assert "stream the location" in r.json()["error"]

@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any
 
+import lmdb
 import typer
 
 from platform_core import PlatformError, auth
@@ -81,8 +82,9 @@ def serve(
             map_size=settings.map_size,
             log_size=settings.log_size,
             signer=signer,
+            max_pending_events=settings.max_pending_events,
         )
-    except PlatformError as exc:
+    except (PlatformError, lmdb.Error, OSError) as exc:
         _fail(exc)
         return
     configure_logging(log_level)
@@ -90,6 +92,13 @@ def serve(
     if replica_of is not None:
         from .replica import follow
 
+        if not replica_of.startswith(("http://", "https://")):
+            store.close()
+            _fail(
+                ValueError(
+                    f"--replica-of takes the primary's URL (http://host:port), not {replica_of!r}"
+                )
+            )
         follow(app, replica_of, settings)
     from .replica import serve_log
 
@@ -137,7 +146,7 @@ def backup(
     try:
         settings = elkyn_settings(None, **({"path": path} if path else {}))
         do_backup(settings.db_path(), target)
-    except (PlatformError, OSError) as exc:
+    except (PlatformError, OSError, lmdb.Error) as exc:
         _fail(exc)
     typer.echo(f"backed up to {target}")
 
@@ -166,10 +175,13 @@ def export_json(
     path: Annotated[Path | None, typer.Option(help="LMDB directory.")] = None,
 ) -> None:
     """Write the value at a path as JSON."""
+    where = elkyn_settings(None, **({"path": path} if path else {})).db_path()
+    if not (where / "data.mdb").is_file():
+        _fail(FileNotFoundError(f"no Elkyn database at {where} (no data.mdb); check --path"))
     try:
         with _open(path) as db:
             value = db.get(at)
-    except PlatformError as exc:
+    except (PlatformError, OSError, lmdb.Error) as exc:
         _fail(exc)
     text = json.dumps(value, ensure_ascii=False)
     if str(out) == "-":
@@ -191,7 +203,7 @@ def import_json(
         value = json.loads(src.read_text())
         with _open(path) as db:
             db.set(at, value)
-    except (PlatformError, OSError, ValueError) as exc:
+    except (PlatformError, OSError, ValueError, lmdb.Error) as exc:
         _fail(exc)
     typer.echo(f"imported {src} at {at}")
 

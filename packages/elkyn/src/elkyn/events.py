@@ -20,7 +20,7 @@ from typing import Any
 from .paths import Path, is_prefix, path_str
 from .storage import LogEntry
 
-__all__ = ["Event", "Hub", "Subscription", "events_for"]
+__all__ = ["MAX_PENDING", "OVERFLOW", "Event", "Hub", "Subscription", "events_for"]
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,19 @@ class Hub:
                 loop.call_soon_threadsafe(_feed, items)
 
 
+MAX_PENDING = 10_000
+"""Default number of events queued for one asyncio watcher before it counts as stalled."""
+
+OVERFLOW = Event("overflow", "", None)
+"""Queued (once) instead of further events when a watcher stopped reading: it must end and
+watch again (an SSE client resumes with Last-Event-ID), so memory stays bounded."""
+
+
 def _feed(items: list[tuple[asyncio.Queue[Event], Event]]) -> None:
     for q, ev in items:
-        q.put_nowait(ev)
+        # a watcher's queue holds its limit of events plus room for one OVERFLOW marker
+        size, limit = q.qsize(), q.maxsize - 1
+        if size < limit:
+            q.put_nowait(ev)
+        elif size == limit:
+            q.put_nowait(OVERFLOW)  # the marker, then nothing more

@@ -36,6 +36,7 @@ def plugin() -> Plugin:
                 map_size=es.map_size,
                 log_size=es.log_size,
                 signer=auth.signer(es),
+                max_pending_events=es.max_pending_events,
             )
         )
         if app is not None:

@@ -11,6 +11,7 @@ last sequence number. Replicas refuse client writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -24,7 +25,7 @@ import msgpack
 from platform_core import UnauthorizedError, auth
 from platform_core.auth import bearer_token
 
-from .errors import ElkynError
+from .errors import ElkynError, InvalidDataError
 from .rules import Rules
 from .settings import ElkynSettings
 from .storage import LogEntry, Tree
@@ -56,7 +57,7 @@ async def serve_log(app: ElkynApp, req: Request, send: Send) -> None:
     store = app._store()
     since_text = req.params.get("since", "0")
     if not since_text.isdigit():
-        raise ElkynError("since must be a sequence number")
+        raise InvalidDataError("since must be a sequence number")
     since = int(since_text)
     if req.params.get("snapshot") == "true":
         with store.env.read() as txn:  # data, rules and seq from one snapshot
@@ -66,17 +67,33 @@ async def serve_log(app: ElkynApp, req: Request, send: Send) -> None:
         rules = msgpack.unpackb(raw_rules, raw=False) if raw_rules else Rules.default().source
         await respond_json(send, 200, {"seq": seq, "value": value, "rules": rules})
         return
-    wait = min(float(req.params.get("wait", "0") or 0), 30.0)
+    try:
+        wait = min(max(float(req.params.get("wait", "0") or 0), 0.0), 30.0)
+    except ValueError:
+        raise InvalidDataError("wait must be a number of seconds") from None
     deadline = time.monotonic() + wait
-    while True:
-        oldest, entries = store.log_since(since, MAX_ENTRIES)
-        last = store.last_seq()
-        if since + 1 < oldest and last > since:
-            await respond_json(send, 200, {"snapshot": True, "last": last})
-            return
-        if entries or time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(0.02)
+    loop = asyncio.get_running_loop()
+    woken = asyncio.Event()
+
+    def on_commit(_: list[LogEntry]) -> None:  # on the writer's thread
+        loop.call_soon_threadsafe(woken.set)
+
+    remove = store.on_commit(on_commit)  # before the first look: no commit slips by
+    try:
+        while True:
+            oldest, entries = store.log_since(since, MAX_ENTRIES)
+            last = store.last_seq()
+            if since + 1 < oldest and last > since:
+                await respond_json(send, 200, {"snapshot": True, "last": last})
+                return
+            remaining = deadline - time.monotonic()
+            if entries or remaining <= 0:
+                break
+            woken.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), remaining)
+    finally:
+        remove()
     body = {
         "last": last,
         "entries": [[e.seq, e.ts, e.kind, list(e.path), e.data] for e in entries],

@@ -27,6 +27,8 @@ class ElkynSettings(PackageSettings):
     keepalive_seconds: float = Field(10.0, gt=0)
     map_size: int = Field(64 << 20, gt=0)
     log_size: int = Field(100_000, gt=0)
+    max_pending_events: int = Field(10_000, gt=0)
+    """Events queued for one stream before it counts as stalled and is ended."""
     max_write_bytes: int = Field(256 * 1024 * 1024, gt=0)
     """Largest write body (Firebase: 256 MB)."""
 

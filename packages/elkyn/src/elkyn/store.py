@@ -24,12 +24,17 @@ import msgpack
 
 from platform_core.auth import TokenSigner
 
-from .errors import InvalidDataError, PermissionDeniedError, PreconditionFailedError
-from .events import Event, Hub, Subscription
+from .errors import (
+    ElkynError,
+    InvalidDataError,
+    PermissionDeniedError,
+    PreconditionFailedError,
+)
+from .events import MAX_PENDING, OVERFLOW, Event, Hub, Subscription
 from .paths import Path, is_prefix, join, parse_path, path_str
 from .pushid import PushIds
 from .query import Query, run_query
-from .rules import Rules
+from .rules import Rules, query_variables
 from .storage import Environment, LogEntry, Tree
 from .values import normalize, to_wire
 from .writer import Writer
@@ -113,11 +118,13 @@ class Store:
         log_size: int = 100_000,
         max_batch: int = 1024,
         signer: TokenSigner | None = None,
+        max_pending_events: int = MAX_PENDING,
     ) -> None:
         self.env = Environment(path, memory=memory, map_size=map_size, sync=sync)
         self.hub = Hub()
         self.push_ids = PushIds()
         self.signer = signer
+        self.max_pending_events = max_pending_events
         self._commit_listeners: list[Callable[[list[LogEntry]], None]] = []
         self._rules_listeners: list[Callable[[Rules], None]] = []
         self.writer = Writer(
@@ -140,8 +147,18 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def on_commit(self, listener: Callable[[list[LogEntry]], None]) -> Callable[[], None]:
+        """Call ``listener(entries)`` on the writer's thread after each commit; returns a remover."""
+        self._commit_listeners.append(listener)
+        return lambda: self._commit_listeners.remove(listener)
+
+    def on_rules_change(self, listener: Callable[[Rules], None]) -> Callable[[], None]:
+        """Call ``listener(rules)`` after new rules are installed; returns a remover."""
+        self._rules_listeners.append(listener)
+        return lambda: self._rules_listeners.remove(listener)
+
     def _committed(self, entries: list[LogEntry]) -> None:
-        for listener in self._commit_listeners:
+        for listener in list(self._commit_listeners):  # listeners come and go on other threads
             listener(entries)
 
     # ---- callers ----
@@ -158,13 +175,18 @@ class Store:
         return caller if caller is not None else self.caller(token)
 
     # ---- reads ----
-    def _read_allowed(self, tree: Tree, who: Caller, path: Path) -> None:
-        if not who.admin and not self._rules.can_read(who.auth, path, tree.read, _now()):
+    def _read_allowed(
+        self, tree: Tree, who: Caller, path: Path, query: Query | None = None
+    ) -> None:
+        if who.admin:
+            return
+        qvars = query_variables(query)
+        if not self._rules.can_read(who.auth, path, tree.read, _now(), qvars):
             raise PermissionDeniedError()
 
     def get(
         self,
-        path: str = "/",
+        path: str | Path = "/",
         *,
         token: str | None = None,
         caller: Caller | None = None,
@@ -173,13 +195,13 @@ class Store:
         require_index: bool = False,
     ) -> Any:
         """The JSON value at ``path`` (``None`` if absent), optionally shallow or queried."""
-        keys = parse_path(path)
+        keys = parse_path(path) if isinstance(path, str) else path
         who = self._who(token, caller)
         if shallow and query is not None:
             raise InvalidDataError("shallow cannot be used with any other query parameters")
         with self.env.read() as txn:
             tree = Tree(self.env, txn)
-            self._read_allowed(tree, who, keys)
+            self._read_allowed(tree, who, keys, query)
             if shallow:
                 return tree.shallow(keys)
             if query is None:
@@ -202,9 +224,11 @@ class Store:
                 f'"{path_str(keys)}", to the rules'
             )
 
-    def get_with_etag(self, path: str = "/", *, caller: Caller | None = None) -> tuple[Any, str]:
+    def get_with_etag(
+        self, path: str | Path = "/", *, caller: Caller | None = None
+    ) -> tuple[Any, str]:
         """The value at ``path`` and its ETag, read in one snapshot."""
-        keys = parse_path(path)
+        keys = parse_path(path) if isinstance(path, str) else path
         who = caller if caller is not None else ADMIN
         with self.env.read() as txn:
             tree = Tree(self.env, txn)
@@ -212,7 +236,7 @@ class Store:
             stored = tree.read(keys)
         return to_wire(stored), etag_of(stored)
 
-    def export(self, path: str = "/", *, caller: Caller | None = None) -> Any:
+    def export(self, path: str | Path = "/", *, caller: Caller | None = None) -> Any:
         """The value at ``path`` for ``format=export`` (no priorities are stored, so the same)."""
         return self.get(path, caller=caller)
 
@@ -450,6 +474,11 @@ class Store:
             assert sub.queue is not None
             while True:
                 ev = await sub.queue.get()
+                if ev is OVERFLOW:
+                    raise ElkynError(
+                        f"the watcher of {path_str(keys)} fell {self.max_pending_events} "
+                        "events behind and was stopped; read events faster, or watch again"
+                    )
                 if ev.seq > first.seq:  # older ones are already in the snapshot
                     yield ev
         finally:
@@ -462,7 +491,9 @@ class Store:
         queued events whose ``seq`` is not above the snapshot's (already in it).
         """
         loop = asyncio.get_running_loop()
-        q: asyncio.Queue[Event] = asyncio.Queue()
+        # bounded: a watcher that stops reading gets OVERFLOW and ends (see events.OVERFLOW);
+        # the extra slot is for the marker, and control items (keep-alive ...) fit besides
+        q: asyncio.Queue[Event] = asyncio.Queue(maxsize=self.max_pending_events + 1)
         sub = Subscription(self.hub, keys, loop=loop, queue_=q)
         self.hub.add(sub)
         try:

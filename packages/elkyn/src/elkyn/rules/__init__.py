@@ -24,7 +24,7 @@ from ..paths import Path, check_key
 from .evaluator import Context, EvalError, Reader, Snapshot, Tree, evaluate
 from .parser import Node, RuleSyntaxError, parse_expression
 
-__all__ = ["RuleNode", "Rules"]
+__all__ = ["RuleNode", "Rules", "query_variables"]
 
 _KINDS = (".read", ".write", ".validate")
 MAX_RULES_BYTES = 256 * 1024
@@ -169,16 +169,25 @@ class Rules:
         return node.index_on if depth == len(path) else ()
 
     def can_read(
-        self, auth: Mapping[str, Any] | None, path: Path, reader: Reader, now: int | None = None
+        self,
+        auth: Mapping[str, Any] | None,
+        path: Path,
+        reader: Reader,
+        now: int | None = None,
+        query: Mapping[str, Any] | None = None,
     ) -> bool:
-        """Whether ``auth`` may read ``path``: a ``.read`` at the path or above is true."""
+        """Whether ``auth`` may read ``path``: a ``.read`` at the path or above is true.
+
+        ``query`` is what the rules see as ``query`` (see :func:`query_variables`).
+        """
         now = _now() if now is None else now
         tree = Tree(reader)
         root = Snapshot(tree, ())
+        qvars = query if query is not None else query_variables(None)
         for depth, node, variables in self._walk(path):
             if node.read is None:
                 continue
-            ctx = Context(auth, now, root, Snapshot(tree, path[:depth]), None, variables)
+            ctx = Context(auth, now, root, Snapshot(tree, path[:depth]), None, variables, qvars)
             if _true(node.read, ctx):
                 return True
         return False
@@ -261,6 +270,35 @@ class Rules:
                 ):
                     return False
         return True
+
+
+def query_variables(query: Any) -> dict[str, Any]:
+    """Firebase's ``query`` rule variable for a read (all null/false for a plain read)."""
+    out: dict[str, Any] = {
+        "orderByKey": False,
+        "orderByValue": False,
+        "orderByPriority": False,
+        "orderByChild": None,
+        "startAt": None,
+        "endAt": None,
+        "equalTo": None,
+        "limitToFirst": None,
+        "limitToLast": None,
+    }
+    if query is None:
+        return out
+    if query.order_by == "$key":
+        out["orderByKey"] = True
+    elif query.order_by == "$value":
+        out["orderByValue"] = True
+    else:
+        out["orderByChild"] = query.order_by
+    for attr, name in (("start_at", "startAt"), ("end_at", "endAt"), ("equal_to", "equalTo")):
+        if getattr(query, "has_" + attr):
+            out[name] = getattr(query, attr)
+    out["limitToFirst"] = query.limit_to_first
+    out["limitToLast"] = query.limit_to_last
+    return out
 
 
 def _uses(node: Node, names: set[str]) -> bool:

@@ -93,6 +93,8 @@ class Context:
     data: Snapshot
     new_data: Snapshot | None
     variables: Mapping[str, str]
+    query: Mapping[str, Any] | None = None
+    """The read's query (``query.orderByChild``, ``query.limitToFirst``, ...); reads only."""
 
 
 def _is_num(v: Any) -> bool:
@@ -230,6 +232,10 @@ def evaluate(node: Node, ctx: Context) -> Any:
             if ctx.new_data is None:
                 raise EvalError("newData is only defined in .write and .validate rules")
             return ctx.new_data
+        if name == "query":
+            if ctx.query is None:
+                raise EvalError("query is only defined in .read rules")
+            return ctx.query
         raise EvalError(f"{name} is not available here")
     if op == "list":
         return [evaluate(a, ctx) for a in args]

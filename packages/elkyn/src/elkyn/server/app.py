@@ -251,12 +251,17 @@ class ElkynApp:
             raise InvalidDataError("the ns parameter is accepted only with --dev (emulator)")
         self.metrics.requests[method] = self.metrics.requests.get(method, 0) + 1
         if method == "GET" and (watch or "text/event-stream" in req.headers.get("accept", "")):
+            if "orderBy" in req.params or "shallow" in req.params:
+                raise InvalidDataError(
+                    "streaming a query or a shallow read is not supported; stream the location "
+                    "and filter on the client"
+                )
             await stream(self, req, send, keys, caller)
             return
         silent = req.params.get("print") == "silent"
         pretty = req.params.get("print") == "pretty"
         if method == "GET":
-            await self._get(req, send, db_path, caller, silent, pretty)
+            await self._get(req, send, keys, caller, silent, pretty)
         elif method in ("PUT", "POST", "PATCH", "DELETE"):
             if self.read_only is not None:
                 raise ForbiddenError(self.read_only)
@@ -265,7 +270,7 @@ class ElkynApp:
             await respond_json(send, 405, {"error": f"Method {method} is not supported."})
 
     async def _get(
-        self, req: Request, send: Send, db_path: str, caller: Caller, silent: bool, pretty: bool
+        self, req: Request, send: Send, db_path: Path, caller: Caller, silent: bool, pretty: bool
     ) -> None:
         store = self._store()
         shallow = req.params.get("shallow") == "true"

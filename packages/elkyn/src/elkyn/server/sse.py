@@ -18,7 +18,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..events import Event, events_for
+from ..events import OVERFLOW, Event, events_for
 from ..paths import Path
 from ..storage import Tree
 from ..store import Caller
@@ -38,7 +38,6 @@ _HEADERS = [
 KEEPALIVE = Event("keep-alive", "", None)
 RULES_CHANGED = Event("rules", "", None)
 EXPIRED = Event("auth_revoked", "", None)
-LEFT = Event("left", "", None)
 
 
 def _wire(ev: Event) -> Any:
@@ -66,17 +65,37 @@ _CANCEL_FRAME = b"event: cancel\ndata: null\n\n"
 _REVOKED_FRAME = b'event: auth_revoked\ndata: "credential is no longer valid"\n\n'
 
 
+def _offer(queue: asyncio.Queue[Event], item: Event) -> bool:
+    """Queue a control item unless the queue is (nearly) full: the last slot is for OVERFLOW."""
+    if queue.maxsize and queue.qsize() >= queue.maxsize - 1:
+        return False
+    queue.put_nowait(item)
+    return True
+
+
+class _Handle:
+    """A stream's task, and whether the server itself chose to end it."""
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.ended = False
+
+    def end(self) -> None:
+        self.ended = True
+        self.task.cancel()
+
+
 class Streams:
     """The open streams of one app: keep-alive ticks and rules changes reach all of them."""
 
     def __init__(self, app: ElkynApp) -> None:
         self.app = app
-        self.queues: set[asyncio.Queue[Event]] = set()
+        self.queues: dict[asyncio.Queue[Event], _Handle] = {}
         self._ticker: asyncio.Task[None] | None = None
         self._listening = False
 
-    def add(self, queue: asyncio.Queue[Event]) -> None:
-        self.queues.add(queue)
+    def add(self, queue: asyncio.Queue[Event], handle: _Handle) -> None:
+        self.queues[queue] = handle
         loop = asyncio.get_running_loop()
         if self._ticker is None or self._ticker.done():
             self._ticker = loop.create_task(self._tick())
@@ -86,15 +105,16 @@ class Streams:
             def on_rules(_: Any) -> None:
                 loop.call_soon_threadsafe(self._broadcast, RULES_CHANGED)
 
-            store._rules_listeners.append(on_rules)
+            store.on_rules_change(on_rules)
             self._listening = True
 
     def remove(self, queue: asyncio.Queue[Event]) -> None:
-        self.queues.discard(queue)
+        self.queues.pop(queue, None)
 
     def _broadcast(self, ev: Event) -> None:
-        for q in list(self.queues):
-            q.put_nowait(ev)
+        for q, handle in list(self.queues.items()):
+            if not _offer(q, ev) and ev is RULES_CHANGED:
+                handle.end()  # a stalled stream cannot be told: end it (it may resume later)
 
     async def _tick(self) -> None:
         while self.queues:
@@ -119,26 +139,26 @@ async def stream(app: ElkynApp, req: Request, send: Send, keys: Path, caller: Ca
     assert queue is not None
     streams: Streams = app.streams
     loop = asyncio.get_running_loop()
-    watcher = loop.create_task(_watch_disconnect(req, queue))
+    me = asyncio.current_task()
+    assert me is not None
+    handle = _Handle(me)
+    watcher = loop.create_task(_watch_disconnect(req, handle))
     expiry = None
     if caller.exp is not None:
-        expiry = loop.call_at(
-            loop.time() + max(0.0, caller.exp - time.time()), queue.put_nowait, EXPIRED
-        )
-    streams.add(queue)
+
+        def expire() -> None:
+            if not _offer(queue, EXPIRED):
+                handle.end()  # stalled: no room to say auth_revoked, so just end the stream
+
+        expiry = loop.call_at(loop.time() + max(0.0, caller.exp - time.time()), expire)
+    streams.add(queue, handle)
     app.metrics.streams_open += 1
     try:
-        floor = first.seq
-        opening = [frame(Event("put", "/", first.data, 0))]
-        last_id = req.headers.get("last-event-id", "")
-        if last_id.isdigit() and int(last_id) <= first.seq:
-            oldest, entries = store.log_since(int(last_id))
-            if oldest <= int(last_id) + 1 and (not entries or entries[-1].seq >= first.seq):
-                opening = [frame(ev) for e in entries for ev in events_for(keys, e)]
-                floor = max([int(last_id), *(e.seq for e in entries)])
-        await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
-        await send({"type": "http.response.body", "body": b"".join(opening), "more_body": True})
-        await _pump(app, send, keys, caller, queue, floor)
+        await _serve(app, req, send, keys, caller, queue, first)
+    except asyncio.CancelledError:
+        if not handle.ended:
+            raise  # the server is shutting down: let the cancellation through
+        me.uncancel()
     finally:
         app.metrics.streams_open -= 1
         streams.remove(queue)
@@ -146,6 +166,29 @@ async def stream(app: ElkynApp, req: Request, send: Send, keys: Path, caller: Ca
             expiry.cancel()
         watcher.cancel()
         sub.close()
+
+
+async def _serve(
+    app: ElkynApp,
+    req: Request,
+    send: Send,
+    keys: Path,
+    caller: Caller,
+    queue: asyncio.Queue[Event],
+    first: Event,
+) -> None:
+    store = app._store()
+    floor = first.seq
+    opening = [frame(Event("put", "/", first.data, 0))]
+    last_id = req.headers.get("last-event-id", "")
+    if last_id.isdigit() and int(last_id) <= first.seq:
+        oldest, entries = store.log_since(int(last_id))
+        if oldest <= int(last_id) + 1 and (not entries or entries[-1].seq >= first.seq):
+            opening = [frame(ev) for e in entries for ev in events_for(keys, e)]
+            floor = max([int(last_id), *(e.seq for e in entries)])
+    await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+    await send({"type": "http.response.body", "body": b"".join(opening), "more_body": True})
+    await _pump(app, send, keys, caller, queue, floor)
 
 
 async def _pump(
@@ -166,7 +209,8 @@ async def _pump(
         chunks: list[bytes] = []
         changed = False
         for ev in batch:
-            if ev is LEFT:
+            if ev is OVERFLOW:  # the client stopped reading: end it; it resumes by Last-Event-ID
+                await _final(send, b"".join(chunks))
                 return
             if ev is EXPIRED:
                 await _final(send, b"".join(chunks) + _REVOKED_FRAME)
@@ -194,9 +238,10 @@ async def _final(send: Send, chunk: bytes) -> None:
     await send({"type": "http.response.body", "body": chunk, "more_body": False})
 
 
-async def _watch_disconnect(req: Request, queue: asyncio.Queue[Event]) -> None:
+async def _watch_disconnect(req: Request, handle: _Handle) -> None:
+    """End the stream's task when the client goes away (even if it is blocked sending)."""
     while True:
         message = await req.receive()
         if message["type"] == "http.disconnect":
-            queue.put_nowait(LEFT)
+            handle.end()
             return
