@@ -19,6 +19,7 @@ from ..budget import Guard, MemoryBudget
 from ..context import ExecContext
 from ..errors import CapTooSmallError
 from ..spill import SpillFile
+from .gather import release_memory
 
 __all__ = ["Partitioner", "partition_ids", "sliced"]
 
@@ -112,6 +113,8 @@ class Partitioner:
                 self.spilled_bytes += part.nbytes
         self.buffered = 0
         self.guard.resize(0)
+        del chunks
+        release_memory()
 
     def finish(self) -> list[SpillFile]:
         self.flush()
