@@ -125,7 +125,7 @@ class Partitioner:
 def sliced(tables: Iterable[pa.Table], target: int) -> Iterator[pa.Table]:
     """Tables cut to about ``target`` bytes (zero-copy slices)."""
     for t in tables:
-        if t.nbytes <= 2 * target or t.num_rows <= 1:
+        if t.nbytes <= target or t.num_rows <= 1:
             yield t
             continue
         rows = max(1, int(t.num_rows * target / t.nbytes))
