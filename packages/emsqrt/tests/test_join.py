@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oracle import KiB, assert_same_rows, duck, input_node, make_table, table_params
 
-from emsqrt import CapTooSmallError, Join, run_batches
+from emsqrt import Join, run_batches
 
 HOWS = ["inner", "left", "right", "full", "semi", "anti"]
 
@@ -84,10 +84,17 @@ def test_small_build_side_joins_in_memory(spill_dir: Path) -> None:
     assert_same_rows(r.table, duck(_sql("full", "k", "rk", lt, rt), l=lt, r=rt))
 
 
-def test_one_key_larger_than_the_cap_says_the_smallest_cap(spill_dir: Path) -> None:
+@pytest.mark.parametrize("how", HOWS)
+def test_one_key_larger_than_the_cap_joins_block_by_block(spill_dir: Path, how: str) -> None:
+    """Hashing cannot split a single key: its build rows are joined in blocks that fit."""
     n = 6000
-    lt = pa.table({"k": pa.array([7] * n, pa.int64()), "v": pa.array(range(n), pa.int64())})
-    rt = pa.table({"rk": pa.array([7] * n, pa.int64()), "w": pa.array(range(n), pa.int64())})
-    plan = Join(input_node("l", lt), input_node("r", rt), ("k",), ("rk",), "inner")
-    with pytest.raises(CapTooSmallError, match="smallest cap that would work is about"):
-        run_batches(plan, {"l": lt, "r": rt}, 64 * KiB, spill_dir, max_partitions=2)
+    rk = pa.array([7] * n + list(range(100, 400)) + [None] * 50, pa.int64())
+    rt = pa.table({"rk": rk, "w": pa.array(range(len(rk)), pa.int64())})
+    lk = pa.array([7] * 40 + list(range(300, 700)) + [None] * 20, pa.int64())
+    lt = pa.table({"k": lk, "v": pa.array(range(len(lk)), pa.int64())})
+    plan = Join(input_node("l", lt), input_node("r", rt), ("k",), ("rk",), how)  # type: ignore[arg-type]
+    r = run_batches(plan, {"l": lt, "r": rt}, 64 * KiB, spill_dir, max_partitions=2)
+    op = r.manifest.operator("join")
+    assert op.skew_blocks >= 1
+    assert r.manifest.memory["reserved_peak_bytes"] <= 64 * KiB
+    assert_same_rows(r.table, duck(_sql(how, "k", "rk", lt, rt), l=lt, r=rt))

@@ -33,6 +33,7 @@ class OperatorReport:
     partitions: int
     repartition_depth: int
     peak_reserved_bytes: int
+    skew_blocks: int = 0
 
 
 @dataclass
@@ -90,6 +91,7 @@ def operator_reports(root: PhysicalOp) -> list[OperatorReport]:
                 partitions=s.partitions,
                 repartition_depth=s.repartition_depth,
                 peak_reserved_bytes=s.peak_reserved,
+                skew_blocks=s.skew_blocks,
             )
         )
         for child in op.children:

@@ -44,6 +44,7 @@ class OpStats:
     repartition_depth: int = 0
     peak_reserved: int = 0
     seconds: float = 0.0
+    skew_blocks: int = 0
 
 
 class PhysicalOp:

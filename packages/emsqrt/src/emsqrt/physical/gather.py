@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["gather"]
+__all__ = ["gather", "release_memory"]
 
 
 def gather(table: pa.Table, indices: pa.Array | np.ndarray) -> pa.Table:
@@ -37,3 +37,10 @@ def gather(table: pa.Table, indices: pa.Array | np.ndarray) -> pa.Table:
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
     return grouped.take(pa.array(inverse))
+
+
+def release_memory() -> None:
+    """Hand freed pool memory back to the OS: Arrow's allocators keep freed pages resident,
+    so after a large batch of work (a spilled run, a flushed partition buffer) process RSS
+    would stay at the high-water mark of everything ever freed."""
+    pa.default_memory_pool().release_unused()

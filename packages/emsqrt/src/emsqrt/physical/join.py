@@ -1,7 +1,7 @@
 """Equi-joins: in memory when the build (right) side fits, else a grace hash join.
 
-The right side is collected under reservation (three times its bytes: Acero's hash table keeps
-the whole build side, apache/arrow#31769). If it fits, left batches are probed against it in
+The right side is collected under reservation (five times its bytes: Acero copies the whole
+build side into its hash table, apache/arrow#31769; 4x peaked 12% over a 32 MB cap, measured). If it fits, left batches are probed against it in
 groups sized to the budget with Acero's ``Table.join``. If not, both sides are hash-partitioned
 to disk on their keys and each pair of partitions is joined the same way; a right partition
 still too big is partitioned again on the next hash bits (skew), up to ``max_depth`` levels.
@@ -18,6 +18,8 @@ from collections.abc import Generator, Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from platform_core import hash_columns
 
 from .. import plan as lp
 from ..context import ExecContext
@@ -38,7 +40,11 @@ _ACERO = {
     "anti": "left anti",
 }
 _RID = "__emsqrt_rid"
-_BUILD_FACTOR = 4
+_LID = "__emsqrt_lid"
+_BUILD_FACTOR = 5  # see the module docstring
+# Per probe byte: the probe group, Acero's working memory and the join's output (about the
+# probe's size again when keys match about once), measured against the pool.
+_PROBE_FACTOR = 5
 
 
 def _key_type(a: pa.DataType, b: pa.DataType) -> pa.DataType:
@@ -74,7 +80,7 @@ class JoinOp(PhysicalOp):
         self.bits = max(1, min(6, (ctx.max_partitions - 1).bit_length()))
         self.detail = f"{node.how} on {', '.join(node.left_keys)}"
         # Room left beside the build side for probe groups and their join output.
-        self._probe_room = 6 * ctx.batch_bytes
+        self._probe_room = 2 * _PROBE_FACTOR * ctx.batch_bytes
 
     # ------------------------------------------------------------------ shaping
     def _left(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
@@ -144,6 +150,9 @@ class JoinOp(PhysicalOp):
             for n in nulls:
                 yield from self._pad(n)
             nulls.clear()
+        for n in nulls:  # set aside by the last batches, after the loop's last turn
+            yield from self._pad(n)
+        nulls.clear()
         lfiles = lpart.finish()
         self.stats.spilled_bytes += lpart.spilled_bytes
         self.stats.repartition_depth = max(self.stats.repartition_depth, 1)
@@ -191,13 +200,10 @@ class JoinOp(PhysicalOp):
                 guard.release()
             return
         assert rf is not None
-        if level >= ctx.max_depth:
-            raise CapTooSmallError(
-                f"join: a right-side partition of {rf.arrow_bytes} bytes ({rf.rows} rows) still "
-                f"does not fit after {level} levels of repartitioning: one key has more rows "
-                f"than the cap allows; the smallest cap that would work is about "
-                f"{ctx.smallest_cap(_BUILD_FACTOR * rf.arrow_bytes)} bytes"
-            )
+        if level >= ctx.max_depth or self._single_key(rf):
+            # Hashing cannot split one key: join block by block instead.
+            yield from self._block_join(lf, rf)
+            return
         self.stats.repartition_depth = max(self.stats.repartition_depth, level + 1)
         rpart = Partitioner(ctx, self.mem, self.label + "-R", self.lkeys, level, self.bits)
         for b in rf:
@@ -210,6 +216,97 @@ class JoinOp(PhysicalOp):
         lfiles = lpart.finish()
         self.stats.spilled_bytes += rpart.spilled_bytes + lpart.spilled_bytes
         yield from self._join_partitions(lpart, lfiles, rpart, rfiles, level + 1)
+
+    # ------------------------------------------------------------------ skew
+    def _single_key(self, rf: SpillFile) -> bool:
+        """Whether every row of the partition has the same key (one read pass)."""
+        first: int | None = None
+        for b in rf:
+            h = hash_columns(b, self.lkeys).to_numpy()
+            lo, hi = int(h.min()), int(h.max())
+            if lo != hi or (first is not None and lo != first):
+                return False
+            first = lo
+        return True
+
+    def _block_join(self, lf: SpillFile | None, rf: SpillFile) -> Iterator[pa.RecordBatch]:
+        """A partition whose build side holds one key with more rows than the share: build
+        chunks that fit, each probed by the whole left partition (re-read per chunk), with a
+        bit per left and right row recording matches for the outer, semi and anti joins."""
+        how, ctx = self.node.how, self.ctx
+        self.stats.skew_blocks += 1
+        nl = lf.rows if lf is not None else 0
+        bits = self.mem.acquire(nl + rf.rows, self.label + "-bits", "for match bits ")
+        matched_l = np.zeros(nl, dtype=bool)
+        matched_r = np.zeros(rf.rows, dtype=bool)
+        emit_pairs = how in ("inner", "left", "right", "full")
+        try:
+            chunk_limit = max(ctx.batch_bytes, self.mem.available // (2 * _BUILD_FACTOR))
+            r_off = 0
+            for chunk in _chunks(rf, chunk_limit):
+                build = chunk.append_column(
+                    _RID, pa.array(np.arange(r_off, r_off + chunk.num_rows, dtype=np.int64))
+                )
+                r_off += chunk.num_rows
+                guard = self.mem.acquire(
+                    _BUILD_FACTOR * build.nbytes, self.label, "for a build block "
+                )
+                try:
+                    dup = int(
+                        pc.max(
+                            build.group_by(self.lkeys)
+                            .aggregate([([], "count_all")])
+                            .column("count_all")
+                        ).as_py()
+                        or 1
+                    )
+                    # Left rows per probe so one call's output (dup rows per left row) stays
+                    # near a few batches.
+                    row_bytes = max(1, 2 * build.nbytes // max(build.num_rows, 1))
+                    rows = max(1, (4 * ctx.batch_bytes) // (dup * row_bytes))
+                    l_off = 0
+                    for left in (pa.Table.from_batches([b]) for b in (lf or [])):
+                        ids = pa.array(np.arange(l_off, l_off + left.num_rows, dtype=np.int64))
+                        left = left.append_column(_LID, ids)
+                        l_off += left.num_rows
+                        for start in range(0, left.num_rows, rows):
+                            out = left.slice(start, rows).join(
+                                build,
+                                keys=self.lkeys,
+                                join_type="inner",
+                                coalesce_keys=True,
+                                use_threads=False,
+                            )
+                            if out.num_rows == 0:
+                                continue
+                            matched_l[out.column(_LID).to_numpy()] = True
+                            matched_r[out.column(_RID).to_numpy()] = True
+                            if emit_pairs:
+                                out = out.drop_columns([_LID, _RID]).select(self.schema.names)
+                                yield from out.to_batches(max_chunksize=_rows(out, ctx))
+                finally:
+                    guard.release()
+            if lf is not None and how in ("left", "full", "anti", "semi"):
+                keep_matched = how == "semi"
+                l_off = 0
+                for b in lf:
+                    mask = matched_l[l_off : l_off + b.num_rows]
+                    l_off += b.num_rows
+                    rows_ = pa.Table.from_batches([b]).filter(
+                        pa.array(mask if keep_matched else ~mask)
+                    )
+                    if rows_.num_rows:
+                        yield from self._pad(rows_)
+            if how in ("right", "full"):
+                r_off = 0
+                for b in rf:
+                    mask = ~matched_r[r_off : r_off + b.num_rows]
+                    r_off += b.num_rows
+                    rows_ = pa.Table.from_batches([b]).filter(pa.array(mask))
+                    if rows_.num_rows:
+                        yield from self._pad(rows_)
+        finally:
+            bits.release()
 
     # ------------------------------------------------------------------ in memory
     def _build_table(self, held: list[pa.Table]) -> pa.Table:
@@ -224,19 +321,20 @@ class JoinOp(PhysicalOp):
         matched = np.zeros(build.num_rows, dtype=bool) if how in ("right", "full") else None
         group: list[pa.Table] = []
         gbytes = 0
-        limit = max(ctx.batch_bytes, self.mem.available // 4)
+        limit = max(ctx.batch_bytes // 2, self.mem.available // (_PROBE_FACTOR + 1))
         guard = self.mem.try_acquire(0, self.label + "-probe")
         assert guard is not None
         try:
-            for t in sliced(lefts, ctx.batch_bytes):
+            for t in sliced(lefts, ctx.batch_bytes // 2):
                 if group and gbytes + t.nbytes > limit:
                     yield from self._join_group(pa.concat_tables(group), build, matched)
                     group, gbytes = [], 0
                     guard.resize(0)
-                if not guard.try_grow(3 * t.nbytes):
+                if not guard.try_grow(_PROBE_FACTOR * t.nbytes):
                     raise CapTooSmallError(
-                        f"join: cannot hold a {t.nbytes}-byte probe batch beside the build side; "
-                        f"raise the cap to at least {ctx.smallest_cap(guard.nbytes + 3 * t.nbytes)} bytes"
+                        f"join: cannot hold a {t.nbytes}-byte probe batch beside the build side "
+                        f"({self.mem!r}, {self.mem.parent!r}); "
+                        f"raise the cap to at least {ctx.smallest_cap(guard.nbytes + _PROBE_FACTOR * t.nbytes)} bytes"
                     )
                 group.append(t)
                 gbytes += t.nbytes
@@ -298,6 +396,24 @@ class JoinOp(PhysicalOp):
                 cols.append(pa.nulls(rows.num_rows, field.type))
         out = pa.Table.from_arrays(cols, schema=self.schema)
         yield from out.to_batches(max_chunksize=_rows(out, self.ctx))
+
+
+def _chunks(f: SpillFile, limit: int) -> Iterator[pa.Table]:
+    """The file's segments grouped into tables of about ``limit`` bytes."""
+    held: list[pa.RecordBatch] = []
+    size = 0
+    pieces = (p for seg in f for p in sliced([pa.Table.from_batches([seg])], limit // 2))
+    for piece in pieces:
+        b = piece.combine_chunks().to_batches()[0] if piece.num_rows else None
+        if b is None:
+            continue
+        if held and size + b.nbytes > limit:
+            yield pa.Table.from_batches(held)
+            held, size = [], 0
+        held.append(b)
+        size += b.nbytes
+    if held:
+        yield pa.Table.from_batches(held)
 
 
 def _rows(table: pa.Table, ctx: ExecContext) -> int:

@@ -19,6 +19,7 @@ from ..budget import Guard, MemoryBudget
 from ..context import ExecContext
 from ..errors import CapTooSmallError
 from ..spill import SpillFile
+from .gather import release_memory
 
 __all__ = ["Partitioner", "partition_ids", "sliced"]
 
@@ -112,6 +113,8 @@ class Partitioner:
                 self.spilled_bytes += part.nbytes
         self.buffered = 0
         self.guard.resize(0)
+        del chunks
+        release_memory()
 
     def finish(self) -> list[SpillFile]:
         self.flush()
@@ -122,7 +125,7 @@ class Partitioner:
 def sliced(tables: Iterable[pa.Table], target: int) -> Iterator[pa.Table]:
     """Tables cut to about ``target`` bytes (zero-copy slices)."""
     for t in tables:
-        if t.nbytes <= 2 * target or t.num_rows <= 1:
+        if t.nbytes <= target or t.num_rows <= 1:
             yield t
             continue
         rows = max(1, int(t.num_rows * target / t.nbytes))

@@ -26,7 +26,7 @@ from ..context import ExecContext
 from ..errors import CapTooSmallError
 from ..spill import SpillFile
 from .base import PhysicalOp
-from .gather import gather
+from .gather import gather, release_memory
 from .sortkeys import SortSpec
 
 __all__ = ["SortOp", "TopKOp", "external_sort"]
@@ -111,6 +111,8 @@ def _write_run(op: PhysicalOp, spec: SortSpec, acc: list[pa.Table], guard: Guard
     op.stats.spilled_bytes += run.arrow_bytes
     op.stats.spill_files += 1
     op.note_peak(guard.nbytes)
+    del table, idx, acc[:]
+    release_memory()
     return run
 
 
@@ -171,7 +173,11 @@ def _merge(
     for r in range(k):
         load(r)
     seg = op.ctx.batch_bytes
+    steps = 0
     while True:
+        steps += 1
+        if steps % 32 == 0:
+            release_memory()
         live = [r for r in range(k) if bufs[r] is not None]
         if not live:
             break
