@@ -284,13 +284,16 @@ class Store:
             stored = normalize(value, at, self._server_values(tree, now))
             if not at and stored is not None and not isinstance(stored, dict):
                 raise InvalidDataError("Invalid data; the root can only hold an object")
+            # Permission first: a 412 carries the current value, so it must never answer a
+            # caller who may not write here, and carries the value only to one who may read it.
+            self._write_allowed(tree, who, [(at, stored)], now)
             if if_match is not None:
                 current = tree.read(at)
                 if etag_of(current) != if_match:
+                    self._read_allowed(tree, who, at)
                     raise PreconditionFailedError(
                         "ETag mismatch", value=to_wire(current), etag=etag_of(current)
                     )
-            self._write_allowed(tree, who, [(at, stored)], now)
             tree.write(at, stored)
             entry = tree.append_log("put", at, stored, now)
             return (at[-1] if push else to_wire(stored)), [entry]
