@@ -23,7 +23,7 @@ from platform_core.auth import TokenSigner, bearer_token
 from ..errors import ElkynError, InvalidDataError, PermissionDeniedError, PreconditionFailedError
 from ..paths import Path, parse_path
 from ..query import Query
-from ..settings import ElkynSettings
+from ..settings import ElkynSettings, is_loopback
 from ..store import ADMIN, ANONYMOUS, Caller, Store, caller_of_claims, etag_of
 from .http import Receive, Request, Send, json_body, respond, respond_json
 from .metrics import Metrics
@@ -168,11 +168,19 @@ class ElkynApp:
         return self.store
 
     # ---- auth ----
+    def _dev(self, req: Request) -> bool:
+        """Dev-only features (minting, ``owner``, overrides) need --dev and a loopback client.
+
+        ``check_dev`` refuses to bind --dev beyond loopback, but a proxy or another mount can
+        still forward remote clients, so each request's peer address is checked too.
+        """
+        return self.settings.dev and is_loopback(req.client)
+
     def _caller(self, req: Request) -> Caller:
         token = req.params.get("auth") or req.params.get("access_token")
         if token is None:
             token = bearer_token(req.headers.get("authorization"))
-        dev = self.settings.dev
+        dev = self._dev(req)
         if token is None:
             caller = ANONYMOUS
         elif dev and token == "owner":  # the Firebase emulator's admin credential
@@ -182,7 +190,9 @@ class ElkynApp:
         override = req.params.get("auth_variable_override")
         if override is not None:
             if not dev:
-                raise InvalidDataError("auth_variable_override is honoured only with --dev")
+                raise InvalidDataError(
+                    "auth_variable_override is honoured only with --dev, from a loopback client"
+                )
             auth = _parse_json_param("auth_variable_override", override)
             if auth is not None and not isinstance(auth, dict):
                 raise InvalidDataError("auth_variable_override must be a JSON object or null")
@@ -375,9 +385,11 @@ class ElkynApp:
             await respond_json(send, 405, {"error": "rules support GET and PUT"})
 
     async def _mint(self, req: Request, send: Send) -> None:
-        if not self.settings.dev or req.method != "POST":
+        if not self._dev(req) or req.method != "POST":
             await respond_json(
-                send, 404, {"error": "Not found: /auth/token exists only with --dev"}
+                send,
+                404,
+                {"error": "Not found: /auth/token exists only with --dev, for loopback clients"},
             )
             return
         if self.signer is None:
