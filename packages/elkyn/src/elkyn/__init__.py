@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .errors import (
     ElkynError,
     InvalidDataError,
+    NestedWriteError,
     PayloadTooLargeError,
     PermissionDeniedError,
     PreconditionFailedError,
@@ -37,6 +38,7 @@ __all__ = [
     "ElkynError",
     "Event",
     "InvalidDataError",
+    "NestedWriteError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "PreconditionFailedError",

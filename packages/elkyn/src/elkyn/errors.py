@@ -5,6 +5,7 @@
     ├── PermissionDeniedError               401  a rule denied the read or write
     ├── PreconditionFailedError             412  ``if-match`` ETag did not match
     ├── PayloadTooLargeError                413  body over the write size limit
+    ├── NestedWriteError                    500  a write from inside a transaction function
     └── StoreClosedError (UnavailableError) 503  the store was closed
 
 Messages follow Firebase's REST error texts where Firebase has one, so existing clients that
@@ -20,6 +21,7 @@ from platform_core import BadInputError, PlatformError, UnavailableError
 __all__ = [
     "ElkynError",
     "InvalidDataError",
+    "NestedWriteError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "PreconditionFailedError",
@@ -66,6 +68,10 @@ class PayloadTooLargeError(InvalidDataError):
     """The write is larger than the size limit (Firebase answers 400, not 413)."""
 
     kind = "over_budget"
+
+
+class NestedWriteError(ElkynError):
+    """A write was called from inside a transaction function (it would wait for itself)."""
 
 
 class StoreClosedError(ElkynError, UnavailableError):

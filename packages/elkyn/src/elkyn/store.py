@@ -370,7 +370,9 @@ class Store:
         ``fn`` runs on the writer's thread between the read and the write of one transaction,
         so no other write can get in between and it never needs a retry; keep it short. It gets
         a private copy of the current value. An exception from ``fn`` is raised here, and
-        nothing is written.
+        nothing is written. ``fn`` must not write (that raises ``NestedWriteError``: return the
+        new value instead) and should be pure: if the map fills, the batch is re-run after the
+        map grows, so ``fn`` can be called more than once for one commit.
         """
         keys = parse_path(path)
         who = self._who(token, caller)
