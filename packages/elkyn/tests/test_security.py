@@ -1,4 +1,4 @@
-"""Security regressions found in review: dev-only features stay on loopback, ETag leaks."""
+"""Regressions found in review: dev-only features stay on loopback, request bodies."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from elkyn import Store
+from elkyn import ClientDisconnectedError, InvalidDataError, Store
 from elkyn.plugin import plugin
 from elkyn.server import ElkynApp
+from elkyn.server.http import Request
 from elkyn.settings import elkyn_settings, is_loopback
 from platform_core import PlatformSettings, load_settings
 from platform_core.auth import TokenSigner
@@ -115,3 +116,27 @@ def test_is_loopback() -> None:
         assert is_loopback(host), host
     for host in ("0.0.0.0", "::", "203.0.113.9", "", "example.com", "::ffff:10.0.0.1"):
         assert not is_loopback(host), host
+
+
+def _request_with(messages: list[dict[str, Any]], content_length: str | None) -> Request:
+    queue = list(messages)
+
+    async def receive() -> dict[str, Any]:
+        return queue.pop(0)
+
+    headers = {} if content_length is None else {"content-length": content_length}
+    return Request("PUT", "/x.json", {}, headers, receive)
+
+
+def test_request_body_refuses_disconnects_and_short_bodies() -> None:
+    part = {"type": "http.request", "body": b"1000", "more_body": True}
+    gone = {"type": "http.disconnect"}
+    with pytest.raises(ClientDisconnectedError, match="after 4 bytes"):
+        asyncio.run(_request_with([part, gone], "7").body(100))
+    with pytest.raises(ClientDisconnectedError, match="after 4 bytes"):
+        asyncio.run(_request_with([part, gone], None).body(100))  # chunked
+    short = {"type": "http.request", "body": b"1000", "more_body": False}
+    with pytest.raises(InvalidDataError, match="Content-Length says 7"):
+        asyncio.run(_request_with([short], "7").body(100))
+    assert asyncio.run(_request_with([short], "4").body(100)) == b"1000"
+    assert asyncio.run(_request_with([short], None).body(100)) == b"1000"

@@ -9,6 +9,7 @@ with Store(memory=True) as db:
 from importlib.metadata import PackageNotFoundError, version
 
 from .errors import (
+    ClientDisconnectedError,
     ElkynError,
     InvalidDataError,
     NestedWriteError,
@@ -35,6 +36,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_KEY_BYTES",
     "Caller",
+    "ClientDisconnectedError",
     "ElkynError",
     "Event",
     "InvalidDataError",

@@ -5,6 +5,7 @@
     ├── PermissionDeniedError               401  a rule denied the read or write
     ├── PreconditionFailedError             412  ``if-match`` ETag did not match
     ├── PayloadTooLargeError                413  body over the write size limit
+    ├── ClientDisconnectedError             400  the client left before its body was complete
     ├── NestedWriteError                    500  a write from inside a transaction function
     └── StoreClosedError (UnavailableError) 503  the store was closed
 
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 from platform_core import BadInputError, PlatformError, UnavailableError
 
 __all__ = [
+    "ClientDisconnectedError",
     "ElkynError",
     "InvalidDataError",
     "NestedWriteError",
@@ -68,6 +70,12 @@ class PayloadTooLargeError(InvalidDataError):
     """The write is larger than the size limit (Firebase answers 400, not 413)."""
 
     kind = "over_budget"
+
+
+class ClientDisconnectedError(InvalidDataError):
+    """The client disconnected before sending its whole request body; nothing was written."""
+
+    kind = "client_disconnected"
 
 
 class NestedWriteError(ElkynError):
