@@ -309,3 +309,18 @@ def test_truncated_body_writes_nothing(server: Any, admin: httpx.Client) -> None
         _raw(server, head + body[:4])
         time.sleep(0.2)
         assert admin.get("/balance.json").json() == 5, method  # nothing half-written
+
+
+def test_deeply_nested_query_parameter_is_400(admin: httpx.Client) -> None:
+    admin.put("/pub.json", json={"a": 1})
+    for param in ("startAt", "endAt", "equalTo", "orderBy"):
+        r = admin.get(
+            "/pub.json",
+            params={"orderBy": '"$key"', param: "[" * 20000}
+            if param != "orderBy"
+            else {"orderBy": "[" * 20000},
+        )
+        assert r.status_code == 400, (param, r.text)
+        assert "must be a valid JSON value" in r.json()["error"]
+    r = admin.get("/pub.json", params={"auth_variable_override": "{" * 20000})
+    assert r.status_code == 400, r.text

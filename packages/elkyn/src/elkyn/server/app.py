@@ -52,7 +52,7 @@ _MAX_TIMEOUT_MS = 15 * 60 * 1000
 def _parse_json_param(name: str, text: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
         raise InvalidDataError(
             f"{name} must be a valid JSON value (strings in double quotes), not {text!r}"
         ) from None
