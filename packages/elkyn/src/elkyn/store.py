@@ -513,6 +513,11 @@ class Store:
         return sub, Event("put", "/", snapshot, seq)
 
     # ---- operation log ----
+    @property
+    def database_id(self) -> str:
+        """This database's identity; sequence numbers compare only within one identity."""
+        return self.env.database_id
+
     def last_seq(self) -> int:
         with self.env.read() as txn:
             return self.env.last_seq(txn)

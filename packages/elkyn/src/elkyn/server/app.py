@@ -17,7 +17,7 @@ import time
 from collections.abc import MutableMapping
 from typing import Any
 
-from platform_core import ForbiddenError, PlatformError, UnauthorizedError
+from platform_core import ForbiddenError, PlatformError, UnauthorizedError, auth
 from platform_core.auth import TokenSigner, bearer_token
 
 from ..errors import ElkynError, InvalidDataError, PermissionDeniedError, PreconditionFailedError
@@ -122,6 +122,13 @@ class ElkynApp:
         self.read_only: str | None = None  # a replica's reason to refuse writes
         self.streams = Streams(self)
         self._tokens: dict[str, Caller] = {}
+        self._resume_secret: bytes | None = None
+
+    def resume_secret(self) -> bytes:
+        """The platform secret, which keys the SSE resume ids (see ``resume.ResumeIds``)."""
+        if self._resume_secret is None:
+            self._resume_secret = auth.load_secret(self.settings)
+        return self._resume_secret
 
     # ---- ASGI entry ----
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
