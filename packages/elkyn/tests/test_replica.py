@@ -125,3 +125,45 @@ def test_replication_log_rejects_bad_parameters(launch: Any, tmp_path: Path) -> 
         r = httpx.get(f"{primary.url}/.replication/log?{query}", headers=cluster)
         assert r.status_code == 400
         assert "error" in r.json()
+
+
+@pytest.mark.slow
+def test_replica_resyncs_when_the_primary_is_another_database(launch: Any, tmp_path: Path) -> None:
+    """A memory primary restarted counts from 0 again: the replica must not skip or mix."""
+    port = free_port()
+    primary = launch(tmp_path / "p", "--memory", "--port", str(port))
+    admin = primary.signer.issue("ops", admin=True)
+    for i in range(5):
+        put(primary, f"/k{i}", f"old{i}", admin)
+    replica = launch(tmp_path / "r", "--replica-of", primary.url)
+    wait_for(lambda: get(replica, "/", admin).json() == {f"k{i}": f"old{i}" for i in range(5)})
+    # fewer writes than before (its sequence numbers are below the replica's) ...
+    # ... then more writes than before (sequence numbers past the replica's, other data)
+    for count in (3, 9):
+        stop_server(primary.process)
+        primary = launch(tmp_path / "p", "--memory", "--port", str(port))
+        for i in range(count):
+            put(primary, f"/n{i}", f"new{i}", admin)
+        want = {f"n{i}": f"new{i}" for i in range(count)}
+        assert get(primary, "/", admin).json() == want
+        wait_for(lambda want=want: get(replica, "/", admin).json() == want)
+        put(primary, "/after", count, admin)  # and it follows the new primary's log from there
+        wait_for(
+            lambda want=want, count=count: (
+                get(replica, "/", admin).json() == {**want, "after": count}
+            )
+        )
+
+
+def test_replica_refuses_rules_changes(launch: Any, tmp_path: Path) -> None:
+    primary = launch(tmp_path / "p")
+    admin = primary.signer.issue("ops", admin=True)
+    replica = launch(tmp_path / "r", "--replica-of", primary.url)
+    headers = {"Authorization": f"Bearer {admin}"}
+    before = httpx.get(replica.url + "/.settings/rules.json", headers=headers).json()
+    r = httpx.put(
+        replica.url + "/.settings/rules.json", json={"rules": {".read": True}}, headers=headers
+    )
+    assert r.status_code == 403
+    assert "read replica" in r.json()["error"]
+    assert httpx.get(replica.url + "/.settings/rules.json", headers=headers).json() == before

@@ -180,11 +180,17 @@ class Environment:
                 txn.put(_DATABASE_ID, raw, db=self.meta)
         return bytes(raw).decode() if raw is not None else ""
 
-    def renew_database_id(self) -> str:
-        """Give this database a new identity (a restored copy is not the database it came from)."""
+    def renew_database_id(self, txn: lmdb.Transaction | None = None) -> str:
+        """Give this database a new identity (a restored copy is not the database it came from).
+
+        Within ``txn`` if given (then set ``database_id`` once it commits), else on its own.
+        """
         new = uuid.uuid4().hex
-        with self.gate.shared(), self.env.begin(write=True) as txn:
+        if txn is not None:
             txn.put(_DATABASE_ID, new.encode(), db=self.meta)
+            return new
+        with self.gate.shared(), self.env.begin(write=True) as own:
+            own.put(_DATABASE_ID, new.encode(), db=self.meta)
         self.database_id = new
         return new
 
@@ -397,6 +403,11 @@ class Tree:
         """Record an entry under its own sequence number (a replica copying the primary's)."""
         self.txn.put(_ID.pack(entry.seq), entry.pack(), db=self.env.log)
         self.txn.put(_LAST_SEQ, _ID.pack(entry.seq), db=self.env.meta)
+
+    def reset_log(self) -> None:
+        """Drop every log entry (a replica starting over from another database's snapshot)."""
+        self.txn.drop(self.env.log, delete=False)
+        self.txn.put(_LAST_SEQ, _ID.pack(0), db=self.env.meta)
 
     def trim_log(self, keep: int) -> None:
         """Drop the oldest log entries so at most ``keep`` remain."""

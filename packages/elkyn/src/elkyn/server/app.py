@@ -385,6 +385,8 @@ class ElkynApp:
         if req.method == "GET":
             await respond_json(send, 200, store.get_rules(), pretty=True)
         elif req.method == "PUT":
+            if self.read_only is not None:  # a replica takes its rules from the primary
+                raise ForbiddenError(self.read_only)
             document = _rules_json(await req.body(1 << 20))
             await asyncio.to_thread(store.set_rules, document)
             await respond_json(send, 200, {"status": "ok"})
