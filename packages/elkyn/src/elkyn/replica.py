@@ -171,6 +171,8 @@ def install_snapshot(
     if renewed:
         store.env.database_id = renewed[-1]
     store._use_rules(rules)
+    if renewed:
+        store._announce_reset()  # open streams end; they resume with a fresh snapshot
 
 
 class Follower:

@@ -127,6 +127,7 @@ class Store:
         self.max_pending_events = max_pending_events
         self._commit_listeners: list[Callable[[list[LogEntry]], None]] = []
         self._rules_listeners: list[Callable[[Rules], None]] = []
+        self._reset_listeners: list[Callable[[], None]] = []
         self.writer = Writer(
             self.env, self.hub, max_batch=max_batch, log_size=log_size, on_commit=self._committed
         )
@@ -156,6 +157,18 @@ class Store:
         """Call ``listener(rules)`` after new rules are installed; returns a remover."""
         self._rules_listeners.append(listener)
         return lambda: self._rules_listeners.remove(listener)
+
+    def on_reset(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` when the database starts over under a new id (a replica's resync).
+
+        Sequence numbers go back then, so whoever tracks them (an SSE stream) must start over.
+        """
+        self._reset_listeners.append(listener)
+        return lambda: self._reset_listeners.remove(listener)
+
+    def _announce_reset(self) -> None:
+        for listener in list(self._reset_listeners):
+            listener()
 
     def _committed(self, entries: list[LogEntry]) -> None:
         for listener in list(self._commit_listeners):  # listeners come and go on other threads

@@ -42,6 +42,7 @@ _HEADERS = [
 KEEPALIVE = Event("keep-alive", "", None)
 RULES_CHANGED = Event("rules", "", None)
 EXPIRED = Event("auth_revoked", "", None)
+RESET = Event("reset", "", None)
 
 
 def _wire(ev: Event) -> Any:
@@ -110,8 +111,18 @@ class Streams:
             def on_rules(_: Any) -> None:
                 loop.call_soon_threadsafe(self._broadcast, RULES_CHANGED)
 
+            def on_reset() -> None:
+                loop.call_soon_threadsafe(self._end_all)
+
             store.on_rules_change(on_rules)
+            store.on_reset(on_reset)
             self._listening = True
+
+    def _end_all(self) -> None:
+        """End every stream: the database started over (its resume ids no longer match)."""
+        for q, handle in list(self.queues.items()):
+            if not _offer(q, RESET):
+                handle.end()  # stalled: no room to end it cleanly
 
     def remove(self, queue: asyncio.Queue[Event]) -> None:
         self.queues.pop(queue, None)
@@ -230,6 +241,9 @@ async def _pump(
         changed = False
         for ev in batch:
             if ev is OVERFLOW:  # the client stopped reading: end it; it resumes by Last-Event-ID
+                await _final(send, b"".join(chunks))
+                return
+            if ev is RESET:  # the database started over: the client reconnects for a snapshot
                 await _final(send, b"".join(chunks))
                 return
             if ev is EXPIRED:
