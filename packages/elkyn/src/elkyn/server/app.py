@@ -53,8 +53,9 @@ def _parse_json_param(name: str, text: str) -> Any:
     try:
         return json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
+        shown = text if len(text) <= 100 else text[:100] + "..."
         raise InvalidDataError(
-            f"{name} must be a valid JSON value (strings in double quotes), not {text!r}"
+            f"{name} must be a valid JSON value (strings in double quotes), not {shown!r}"
         ) from None
 
 
