@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from elkyn import ABORT, Event, InvalidDataError, Query, Store
+from elkyn import ABORT, Event, InvalidDataError, NestedWriteError, Query, Store
 
 DINOS = {
     "bruhathkayosaurus": {"height": 25, "length": 44},
@@ -80,6 +81,38 @@ def test_transactions_from_threads_lose_no_increment(memory_store: Store) -> Non
     result = memory_store.transaction("/count", lambda v: ABORT)
     assert not result.committed
     assert result.value == 150
+
+
+@pytest.mark.timeout(30)
+def test_write_inside_a_transaction_function_is_refused_not_deadlocked(
+    memory_store: Store,
+) -> None:
+    """A write from ``fn`` would wait for its own commit; it must fail fast instead."""
+    db = memory_store
+
+    async def awrite() -> None:
+        await db.aset("/audit/last", "tx")
+
+    writes: list[Callable[[], Any]] = [
+        lambda: db.set("/audit/last", "tx"),
+        lambda: db.update("/audit", {"last": "tx"}),
+        lambda: db.push("/audit", "tx"),
+        lambda: db.delete("/audit"),
+        lambda: db.transaction("/audit/n", lambda v: 1),
+        lambda: asyncio.run(awrite()),
+    ]
+    for write in writes:
+
+        def fn(current: Any, write: Callable[[], Any] = write) -> Any:
+            write()
+            return (current or 0) + 1
+
+        with pytest.raises(NestedWriteError, match="return the new value instead"):
+            db.transaction("/counter", fn)
+    assert db.get("/counter") is None  # nothing written by the failed transactions
+    assert db.get("/audit") is None
+    db.set("/x", 1)  # the writer is still alive
+    assert db.transaction("/counter", lambda v: (v or 0) + 1).value == 1
 
 
 def test_watch_callback_gets_snapshot_then_relative_events(memory_store: Store) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from elkyn import Store
+from elkyn.ops import backup, restore
 from elkyn.testing import stop_server
 
 
@@ -146,3 +147,19 @@ def test_cli_errors_are_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "no Elkyn database" in result.stderr
     assert not (tmp_path / "nothing-here").exists()  # export never creates a database
+
+
+def test_database_id_is_kept_on_reopen_and_renewed_by_restore(tmp_path: Path) -> None:
+    with Store(tmp_path / "db") as db:
+        db.set("/a", 1)
+        first = db.database_id
+        assert len(first) == 32
+    with Store(tmp_path / "db") as db:
+        assert db.database_id == first  # the same database, reopened
+    with Store(memory=True) as m1, Store(memory=True) as m2:
+        assert m1.database_id != m2.database_id != first
+    backup(tmp_path / "db", tmp_path / "copy")
+    restore(tmp_path / "copy", tmp_path / "restored")
+    with Store(tmp_path / "restored") as db:
+        assert db.get("/a") == 1
+        assert db.database_id not in ("", first)  # a restored copy is another database

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Callable
@@ -125,3 +126,93 @@ def test_replication_log_rejects_bad_parameters(launch: Any, tmp_path: Path) -> 
         r = httpx.get(f"{primary.url}/.replication/log?{query}", headers=cluster)
         assert r.status_code == 400
         assert "error" in r.json()
+
+
+@pytest.mark.slow
+def test_replica_resyncs_when_the_primary_is_another_database(launch: Any, tmp_path: Path) -> None:
+    """A memory primary restarted counts from 0 again: the replica must not skip or mix."""
+    port = free_port()
+    primary = launch(tmp_path / "p", "--memory", "--port", str(port))
+    admin = primary.signer.issue("ops", admin=True)
+    for i in range(5):
+        put(primary, f"/k{i}", f"old{i}", admin)
+    replica = launch(tmp_path / "r", "--replica-of", primary.url)
+    wait_for(lambda: get(replica, "/", admin).json() == {f"k{i}": f"old{i}" for i in range(5)})
+    # fewer writes than before (its sequence numbers are below the replica's) ...
+    # ... then more writes than before (sequence numbers past the replica's, other data)
+    for count in (3, 9):
+        stop_server(primary.process)
+        primary = launch(tmp_path / "p", "--memory", "--port", str(port))
+        for i in range(count):
+            put(primary, f"/n{i}", f"new{i}", admin)
+        want = {f"n{i}": f"new{i}" for i in range(count)}
+        assert get(primary, "/", admin).json() == want
+        wait_for(lambda want=want: get(replica, "/", admin).json() == want)
+        put(primary, "/after", count, admin)  # and it follows the new primary's log from there
+        wait_for(
+            lambda want=want, count=count: (
+                get(replica, "/", admin).json() == {**want, "after": count}
+            )
+        )
+
+
+def test_replica_refuses_rules_changes(launch: Any, tmp_path: Path) -> None:
+    primary = launch(tmp_path / "p")
+    admin = primary.signer.issue("ops", admin=True)
+    replica = launch(tmp_path / "r", "--replica-of", primary.url)
+    headers = {"Authorization": f"Bearer {admin}"}
+    before = httpx.get(replica.url + "/.settings/rules.json", headers=headers).json()
+    r = httpx.put(
+        replica.url + "/.settings/rules.json", json={"rules": {".read": True}}, headers=headers
+    )
+    assert r.status_code == 403
+    assert "read replica" in r.json()["error"]
+    assert httpx.get(replica.url + "/.settings/rules.json", headers=headers).json() == before
+
+
+def _events(r: httpx.Response) -> Any:
+    """(event, data, id) of each SSE event of a streaming response, keep-alives skipped."""
+    kind, ident = "", None
+    for line in r.iter_lines():
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("id: "):
+            ident = line[4:]
+        elif line.startswith("data: ") and kind != "keep-alive":
+            yield kind, json.loads(line[6:]), ident
+            kind, ident = "", None
+
+
+@pytest.mark.slow
+def test_replica_streams_restart_when_the_replica_resyncs(launch: Any, tmp_path: Path) -> None:
+    port = free_port()
+    primary = launch(tmp_path / "p", "--memory", "--port", str(port))
+    admin = primary.signer.issue("ops", admin=True)
+    headers = {"Authorization": f"Bearer {admin}", "Accept": "text/event-stream"}
+    for i in range(5):
+        put(primary, f"/k{i}", i, admin)
+    replica = launch(tmp_path / "r", "--replica-of", primary.url)
+    wait_for(lambda: get(replica, "/", admin).json() == {f"k{i}": i for i in range(5)})
+    put(primary, "/k0", 10, admin)
+    wait_for(lambda: get(replica, "/k0", admin).json() == 10)
+    with httpx.stream("GET", replica.url + "/.json", headers=headers, timeout=20) as r:
+        events = _events(r)
+        assert next(events)[:2] == (
+            "put",
+            {"path": "/", "data": {"k0": 10, "k1": 1, "k2": 2, "k3": 3, "k4": 4}},
+        )
+        put(primary, "/k1", 11, admin)
+        kind, data, last_id = next(events)
+        assert (kind, data) == ("put", {"path": "/k1", "data": 11})
+        assert last_id is not None
+        stop_server(primary.process)
+        primary = launch(tmp_path / "p", "--memory", "--port", str(port))
+        put(primary, "/fresh", True, admin)
+        rest = list(events)  # the replica resyncs and ends the stream (cleanly)
+    assert all(kind == "put" for kind, _, _ in rest), rest
+    wait_for(lambda: get(replica, "/", admin).json() == {"fresh": True})
+    # resuming with the old id gets a snapshot of the new database, not a replay
+    with httpx.stream(
+        "GET", replica.url + "/.json", headers={**headers, "Last-Event-ID": last_id}, timeout=20
+    ) as r:
+        assert next(_events(r))[:2] == ("put", {"path": "/", "data": {"fresh": True}})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -278,3 +280,47 @@ def test_query_based_rules_over_rest(server: Any, admin: httpx.Client) -> None:
         assert r.json() == {"b1": {"owner": "ann"}}
         assert ann.get("/baskets.json").status_code == 401
         assert ann.get('/baskets.json?orderBy="owner"&equalTo="bob"').status_code == 401
+
+
+def _raw(server: Any, request: bytes, pause: float = 0.3) -> bytes:
+    """Send ``request`` on a raw socket, half-close it, and read whatever comes back."""
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(request)
+        time.sleep(pause)
+        s.shutdown(socket.SHUT_WR)  # the client gives up mid-body
+        chunks = []
+        with contextlib.suppress(OSError):
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def test_truncated_body_writes_nothing(server: Any, admin: httpx.Client) -> None:
+    assert admin.put("/balance.json", json=5).status_code == 200
+    for method in (b"PUT", b"PATCH", b"POST"):
+        body = b'{"a": 1000000}' if method == b"PATCH" else b"1000000"
+        head = (
+            method + b" /balance.json HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer owner\r\n"
+            b"Content-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+        )
+        _raw(server, head + body[:4])
+        time.sleep(0.2)
+        assert admin.get("/balance.json").json() == 5, method  # nothing half-written
+
+
+def test_deeply_nested_query_parameter_is_400(admin: httpx.Client) -> None:
+    admin.put("/pub.json", json={"a": 1})
+    for param in ("startAt", "endAt", "equalTo", "orderBy"):
+        r = admin.get(
+            "/pub.json",
+            params={"orderBy": '"$key"', param: "[" * 20000}
+            if param != "orderBy"
+            else {"orderBy": "[" * 20000},
+        )
+        assert r.status_code == 400, (param, r.text)
+        assert "must be a valid JSON value" in r.json()["error"]
+    r = admin.get("/pub.json", params={"auth_variable_override": "{" * 20000})
+    assert r.status_code == 400, r.text

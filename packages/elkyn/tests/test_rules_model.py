@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from elkyn import ANONYMOUS, Caller, PermissionDeniedError, Query, Store
+from elkyn import ANONYMOUS, Caller, PermissionDeniedError, PreconditionFailedError, Query, Store
 from platform_core.auth import TokenSigner
 
 KEYS = ["a", "b"]
@@ -213,6 +213,11 @@ def embedded_call(db: Store, op: str, path: str, caller: Caller, payload: Any) -
         db.push(path, payload, caller=caller)
     elif op == "delete":
         db.delete(path, caller=caller)
+    elif op in ("set_if_match", "delete_if_match"):
+        value = payload if op == "set_if_match" else None
+        with pytest.raises(PreconditionFailedError) as failed:
+            db.set(path, value, caller=caller, if_match="not-the-etag")
+        assert failed.value.value == db.get(path)  # only reached when the caller may read
     else:
         db.set(path, payload, caller=caller)
 
@@ -251,6 +256,8 @@ def test_embedded_entry_points_match_the_model(seed: int) -> None:
                         "update",
                         "push",
                         "delete",
+                        "set_if_match",
+                        "delete_if_match",
                     ]
                 )
                 current = db.get("/")
@@ -269,11 +276,15 @@ def test_embedded_entry_points_match_the_model(seed: int) -> None:
                         # any new key: the rules see a new child under the path
                         writes = [((*path, "-zzzzzzzzzzzzzzzzzzz"), payload)]
                     else:
-                        payload = random_value(rng) if op == "set" else None
+                        payload = random_value(rng) if op.startswith("set") else None
                         writes = [(path, payload)]
                     if not path and payload is not None and not isinstance(payload, dict):
                         continue  # the root only holds objects (refused as bad data)
                     want = m_can_write(rules["rules"], uid, current, writes)
+                    if op.endswith("_if_match"):
+                        # a wrong ETag answers 412 with the current value: only to a caller
+                        # who may both write and read there; anyone else is denied
+                        want = want and m_can_read(rules["rules"], uid, current, path)
                 try:
                     embedded_call(db, op, p(path), caller, payload)
                     got = True
@@ -334,6 +345,7 @@ def test_rest_streams_and_replica_reads_match_the_model(
                             "PATCH",
                             "POST",
                             "DELETE",
+                            "PUT-if-match",
                         ]
                     )
                     if op in ("GET", "shallow", "query", "SSE", "watch", "export"):
@@ -392,15 +404,29 @@ def test_rest_streams_and_replica_reads_match_the_model(
                             writes = [(path, value)]
                         if (
                             not path
-                            and op in ("PUT",)
+                            and op in ("PUT", "PUT-if-match")
                             and body is not None
                             and not isinstance(body, dict)
                         ):
                             continue
                         want = m_can_write(rules["rules"], uid, current, writes)
-                        r = httpx.request(op, url, content=json.dumps(body), headers=headers)
-                        assert r.status_code in (200, 401), r.text
-                        got = r.status_code == 200
+                        if op == "PUT-if-match":
+                            want = want and m_can_read(rules["rules"], uid, current, path)
+                            r = httpx.put(
+                                url,
+                                content=json.dumps(body),
+                                headers={**headers, "if-match": "not-the-etag"},
+                            )
+                            assert r.status_code in (412, 401), r.text
+                            got = r.status_code == 412
+                            if got:  # the current value, shown only to who may read it
+                                assert m_clean(_dictify(r.json())) == m_clean(m_get(current, path))
+                            else:
+                                assert r.json() == {"error": "Permission denied"}
+                        else:
+                            r = httpx.request(op, url, content=json.dumps(body), headers=headers)
+                            assert r.status_code in (200, 401), r.text
+                            got = r.status_code == 200
                     assert got == want, (rules, uid, op, path, current)
                     outcomes[got] += 1
             assert outcomes[True] > 10, outcomes

@@ -235,3 +235,82 @@ def test_streaming_a_query_is_refused(admin: httpx.Client) -> None:
     )
     assert r.status_code == 400
     assert "stream the location" in r.json()["error"]
+
+
+def _resume_id(client: httpx.Client, path: str, write: Any) -> str:
+    """The resume id a stream of ``path`` gives ``client`` for the change ``write()`` makes."""
+    with open_stream(client, path) as s:
+        s.next()
+        write()
+        ev = s.next()
+        assert ev.id is not None
+        return ev.id
+
+
+def test_resume_ids_are_signed_per_caller_and_path(server: Any, admin: httpx.Client) -> None:
+    admin.put("/.settings/rules.json", json={"rules": {".read": "auth != null"}})
+    admin.put("/r.json", json={"v": 0})
+    admin.put("/q.json", json={"v": 0})
+    with server.client(server.token("alice", ttl=600)) as alice:
+        last_id = _resume_id(alice, "/r.json", lambda: admin.put("/r/v.json", json=1))
+    seq = int(last_id.split(".")[0])
+    admin.put("/r/v.json", json=2)
+    admin.put("/q/v.json", json=2)
+    snapshot_r = {"path": "/", "data": {"v": 2}}
+    replayed = ("put", {"path": "/v", "data": 2})
+    # the same caller (a refreshed token: other expiry) on the same path resumes from the log
+    with server.client(server.token("alice", ttl=900)) as alice2:
+        with open_stream(alice2, "/r.json", {"Last-Event-ID": last_id}) as s:
+            ev = s.next()
+            assert (ev.event, ev.data) == replayed
+        # the same id on another path, a bare sequence number, a forged MAC: a snapshot
+        for path, resume in [
+            ("/q.json", last_id),
+            ("/r.json", str(seq)),
+            ("/r.json", "0"),
+            ("/r.json", f"{seq}.AAAAAAAAAAAAAAAAAAAAAAAA"),
+            ("/r.json", f"{seq - 1}.{last_id.split('.')[1]}"),
+        ]:
+            with open_stream(alice2, path, {"Last-Event-ID": resume}) as s:
+                ev = s.next()
+                assert (ev.event, ev.data["path"]) == ("put", "/"), (path, resume)
+    # another user, or alice with other claims, cannot use that id either
+    for client in (server.client(server.token("bob")), server.client(server.token("alice", x=1))):
+        with client, open_stream(client, "/r.json", {"Last-Event-ID": last_id}) as s:
+            ev = s.next()
+            assert (ev.event, ev.data) == ("put", snapshot_r)
+
+
+def test_no_replay_when_read_rules_look_at_data(server: Any, admin: httpx.Client) -> None:
+    """The reviewer's case: a message deleted before the reader was let in is never replayed."""
+    member_rule = "auth != null && root.child('members/' + $r + '/' + auth.uid).exists()"
+    admin.put("/.settings/rules.json", json={"rules": {"rooms": {"$r": {".read": member_rule}}}})
+    admin.put("/members/r1/mallory.json", json=True)
+    admin.put("/rooms/r1/hello.json", json="hi")
+    with server.client(server.token("mallory")) as mallory:
+        last_id = _resume_id(
+            mallory, "/rooms/r1.json", lambda: admin.put("/rooms/r1/n.json", json=1)
+        )
+        admin.delete("/members/r1/mallory.json")  # out of the room ...
+        admin.put("/rooms/r1/m1.json", json="layoffs on friday, do not share")
+        admin.delete("/rooms/r1/m1.json")
+        admin.put("/members/r1/mallory.json", json=True)  # ... and back in
+        with open_stream(mallory, "/rooms/r1.json", {"Last-Event-ID": last_id}) as s:
+            ev = s.next()
+            assert (ev.event, ev.data) == ("put", {"path": "/", "data": {"hello": "hi", "n": 1}})
+            admin.put("/rooms/r1/later.json", json=2)
+            ev = s.next()
+            assert (ev.event, ev.data) == ("put", {"path": "/later", "data": 2})
+
+
+def test_no_replay_across_a_rules_change(server: Any, admin: httpx.Client) -> None:
+    admin.put("/.settings/rules.json", json={"rules": {".read": "auth != null"}})
+    admin.put("/r.json", json={"v": 0})
+    with server.client(server.token("alice")) as alice:
+        last_id = _resume_id(alice, "/r.json", lambda: admin.put("/r/v.json", json=1))
+        admin.put("/.settings/rules.json", json={"rules": {".read": False}})
+        admin.put("/r/secret.json", json="written while alice could not read")
+        admin.put("/.settings/rules.json", json={"rules": {".read": "auth != null"}})
+        with open_stream(alice, "/r.json", {"Last-Event-ID": last_id}) as s:
+            ev = s.next()
+            assert (ev.event, ev.data["path"]) == ("put", "/")

@@ -9,8 +9,10 @@ with Store(memory=True) as db:
 from importlib.metadata import PackageNotFoundError, version
 
 from .errors import (
+    ClientDisconnectedError,
     ElkynError,
     InvalidDataError,
+    NestedWriteError,
     PayloadTooLargeError,
     PermissionDeniedError,
     PreconditionFailedError,
@@ -34,9 +36,11 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_KEY_BYTES",
     "Caller",
+    "ClientDisconnectedError",
     "ElkynError",
     "Event",
     "InvalidDataError",
+    "NestedWriteError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "PreconditionFailedError",

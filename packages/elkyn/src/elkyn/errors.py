@@ -5,6 +5,8 @@
     ├── PermissionDeniedError               401  a rule denied the read or write
     ├── PreconditionFailedError             412  ``if-match`` ETag did not match
     ├── PayloadTooLargeError                413  body over the write size limit
+    ├── ClientDisconnectedError             400  the client left before its body was complete
+    ├── NestedWriteError                    500  a write from inside a transaction function
     └── StoreClosedError (UnavailableError) 503  the store was closed
 
 Messages follow Firebase's REST error texts where Firebase has one, so existing clients that
@@ -18,8 +20,10 @@ from typing import Any, ClassVar
 from platform_core import BadInputError, PlatformError, UnavailableError
 
 __all__ = [
+    "ClientDisconnectedError",
     "ElkynError",
     "InvalidDataError",
+    "NestedWriteError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "PreconditionFailedError",
@@ -66,6 +70,16 @@ class PayloadTooLargeError(InvalidDataError):
     """The write is larger than the size limit (Firebase answers 400, not 413)."""
 
     kind = "over_budget"
+
+
+class ClientDisconnectedError(InvalidDataError):
+    """The client disconnected before sending its whole request body; nothing was written."""
+
+    kind = "client_disconnected"
+
+
+class NestedWriteError(ElkynError):
+    """A write was called from inside a transaction function (it would wait for itself)."""
 
 
 class StoreClosedError(ElkynError, UnavailableError):

@@ -8,6 +8,7 @@ from pathlib import Path
 import lmdb
 
 from .errors import ElkynError, InvalidDataError
+from .storage import Environment
 
 __all__ = ["backup", "restore"]
 
@@ -49,6 +50,11 @@ def restore(source: Path, target: Path, *, force: bool = False) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     shutil.copy2(source / "data.mdb", tmp / "data.mdb")
+    env = Environment(tmp)  # a restored database is a new one: replicas and streams resync
+    try:
+        env.renew_database_id()
+    finally:
+        env.close()
     old = target.with_name(target.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():

@@ -20,14 +20,16 @@ def plugin() -> Plugin:
     holder: dict[str, ElkynApp] = {}
 
     def make_app(settings: PlatformSettings) -> ElkynApp:
-        es = elkyn_settings(settings)
+        # Never dev mode behind the gateway: it may bind any address, which the plugin cannot
+        # see, and dev mode hands out admin tokens without a password.
+        es = elkyn_settings(settings, dev=False)
         app = ElkynApp(es, signer=auth.signer(es))
         holder["app"] = app
         return app
 
     @asynccontextmanager
     async def lifespan(settings: PlatformSettings) -> AsyncIterator[None]:
-        es = elkyn_settings(settings)
+        es = elkyn_settings(settings, dev=False)
         app = holder.get("app")
         store = await asyncio.to_thread(
             lambda: Store(

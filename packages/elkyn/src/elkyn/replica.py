@@ -5,7 +5,10 @@ entries after ``N`` (waiting up to ``S`` seconds for one), or ``"snapshot"`` whe
 longer reaches back to ``N`` — then the replica fetches ``/.replication/snapshot`` (the whole
 tree and the sequence number it reflects) and continues from there. A replica applies entries
 with the primary's sequence numbers, so after a restart of either side it resumes from its own
-last sequence number. Replicas refuse client writes.
+last sequence number. Sequence numbers count within one database only, so every answer names
+the primary's database id: when it differs from the one the replica follows (a memory primary
+restarted, a restore, a new primary), or the primary's last sequence number is below the
+replica's, the replica starts over from a snapshot. Replicas refuse client writes and rules.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ __all__ = ["Follower", "follow", "serve_log"]
 log = logging.getLogger(__name__)
 
 MAX_ENTRIES = 5000
+_FOLLOWED = b"followed_database_id"
 
 
 def _check_cluster(app: ElkynApp, req: Request) -> None:
@@ -65,7 +69,8 @@ async def serve_log(app: ElkynApp, req: Request, send: Send) -> None:
             value, seq = tree.read(()), store.env.last_seq(txn)
             raw_rules = txn.get(b"rules", db=store.env.meta)
         rules = msgpack.unpackb(raw_rules, raw=False) if raw_rules else Rules.default().source
-        await respond_json(send, 200, {"seq": seq, "value": value, "rules": rules})
+        body = {"seq": seq, "value": value, "rules": rules, "database": store.database_id}
+        await respond_json(send, 200, body)
         return
     try:
         wait = min(max(float(req.params.get("wait", "0") or 0), 0.0), 30.0)
@@ -84,10 +89,11 @@ async def serve_log(app: ElkynApp, req: Request, send: Send) -> None:
             oldest, entries = store.log_since(since, MAX_ENTRIES)
             last = store.last_seq()
             if since + 1 < oldest and last > since:
-                await respond_json(send, 200, {"snapshot": True, "last": last})
+                body = {"snapshot": True, "last": last, "database": store.database_id}
+                await respond_json(send, 200, body)
                 return
             remaining = deadline - time.monotonic()
-            if entries or remaining <= 0:
+            if entries or remaining <= 0 or since > last:  # ahead of us: answer now
                 break
             woken.clear()
             with contextlib.suppress(TimeoutError):
@@ -96,6 +102,7 @@ async def serve_log(app: ElkynApp, req: Request, send: Send) -> None:
         remove()
     body = {
         "last": last,
+        "database": store.database_id,
         "entries": [[e.seq, e.ts, e.kind, list(e.path), e.data] for e in entries],
     }
     await respond_json(send, 200, body)
@@ -128,10 +135,31 @@ def apply_entries(store: Store, entries: list[LogEntry]) -> None:
         store._use_rules(new_rules[-1])
 
 
-def install_snapshot(store: Store, value: Any, seq: int, rules_source: Any) -> None:
-    """Replace the whole tree with the primary's snapshot taken at ``seq``."""
+def followed_database(store: Store) -> str:
+    """The id of the primary database this replica's data came from ("" before the first)."""
+    with store.env.read() as txn:
+        raw = txn.get(_FOLLOWED, db=store.env.meta)
+    return bytes(raw).decode() if raw is not None else ""
+
+
+def install_snapshot(
+    store: Store, value: Any, seq: int, rules_source: Any, database: str = ""
+) -> None:
+    """Replace the whole tree with the primary's snapshot taken at ``seq`` of ``database``.
+
+    When the snapshot is of another database than the one followed so far, or older than the
+    replica's own last sequence number, the replica's log is dropped and its own database id
+    renewed: its old sequence numbers (and resume ids issued on them) mean nothing any more.
+    """
+    renewed: list[str] = []
 
     def job(tree: Tree, now: int) -> tuple[Any, list[LogEntry]]:
+        followed = tree.txn.get(_FOLLOWED, db=store.env.meta)
+        last = store.env.last_seq(tree.txn)
+        if (followed is None or bytes(followed).decode() != database) or seq < last:
+            tree.reset_log()
+            renewed.append(store.env.renew_database_id(tree.txn))
+        tree.txn.put(_FOLLOWED, database.encode(), db=store.env.meta)
         tree.write((), value)
         store.store_rules(tree, rules.source)
         entry = LogEntry(seq, now, "put", (), value)
@@ -140,7 +168,11 @@ def install_snapshot(store: Store, value: Any, seq: int, rules_source: Any) -> N
 
     rules = Rules.parse(rules_source)
     store.writer.submit(job).result()
+    if renewed:
+        store.env.database_id = renewed[-1]
     store._use_rules(rules)
+    if renewed:
+        store._announce_reset()  # open streams end; they resume with a fresh snapshot
 
 
 class Follower:
@@ -171,9 +203,20 @@ class Follower:
             try:
                 since = self.store.last_seq()
                 body = self._get(f"since={since}&wait=10", timeout=20)
-                if body.get("snapshot"):
+                resync = (
+                    body.get("snapshot")
+                    or body.get("database") != followed_database(self.store)
+                    or int(body.get("last", 0)) < since  # the primary went back
+                )
+                if resync:
                     snap = self._get("snapshot=true", timeout=60)
-                    install_snapshot(self.store, snap["value"], snap["seq"], snap["rules"])
+                    install_snapshot(
+                        self.store,
+                        snap["value"],
+                        snap["seq"],
+                        snap["rules"],
+                        str(snap.get("database", "")),
+                    )
                 else:
                     entries = [
                         LogEntry(seq, ts, kind, tuple(path), data)

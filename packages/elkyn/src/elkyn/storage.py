@@ -18,6 +18,7 @@ import hashlib
 import shutil
 import struct
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ _SHORT_KEY = 480
 _LONG_PREFIX = 448
 _NEXT_ID = b"next_id"
 _LAST_SEQ = b"last_seq"
+_DATABASE_ID = b"database_id"
 
 
 def _child_key(parent: int, key: str) -> bytes:
@@ -163,6 +165,34 @@ class Environment:
         self.meta = self.env.open_db(b"meta", create=not readonly)
         self.gate = Gate()
         self.closed = False
+        self.database_id = self._database_id(create=not readonly)
+
+    def _database_id(self, *, create: bool) -> str:
+        """This database's identity: made at creation, new on restore and in memory mode.
+
+        Sequence numbers count within one database only; a replica or a resuming stream
+        compares the id to tell "the same database, later" from "another database".
+        """
+        with self.env.begin(write=create) as txn:
+            raw = txn.get(_DATABASE_ID, db=self.meta)
+            if raw is None and create:
+                raw = uuid.uuid4().hex.encode()
+                txn.put(_DATABASE_ID, raw, db=self.meta)
+        return bytes(raw).decode() if raw is not None else ""
+
+    def renew_database_id(self, txn: lmdb.Transaction | None = None) -> str:
+        """Give this database a new identity (a restored copy is not the database it came from).
+
+        Within ``txn`` if given (then set ``database_id`` once it commits), else on its own.
+        """
+        new = uuid.uuid4().hex
+        if txn is not None:
+            txn.put(_DATABASE_ID, new.encode(), db=self.meta)
+            return new
+        with self.gate.shared(), self.env.begin(write=True) as own:
+            own.put(_DATABASE_ID, new.encode(), db=self.meta)
+        self.database_id = new
+        return new
 
     @contextmanager
     def read(self) -> Iterator[lmdb.Transaction]:
@@ -373,6 +403,11 @@ class Tree:
         """Record an entry under its own sequence number (a replica copying the primary's)."""
         self.txn.put(_ID.pack(entry.seq), entry.pack(), db=self.env.log)
         self.txn.put(_LAST_SEQ, _ID.pack(entry.seq), db=self.env.meta)
+
+    def reset_log(self) -> None:
+        """Drop every log entry (a replica starting over from another database's snapshot)."""
+        self.txn.drop(self.env.log, delete=False)
+        self.txn.put(_LAST_SEQ, _ID.pack(0), db=self.env.meta)
 
     def trim_log(self, keep: int) -> None:
         """Drop the oldest log entries so at most ``keep`` remain."""

@@ -127,6 +127,7 @@ class Store:
         self.max_pending_events = max_pending_events
         self._commit_listeners: list[Callable[[list[LogEntry]], None]] = []
         self._rules_listeners: list[Callable[[Rules], None]] = []
+        self._reset_listeners: list[Callable[[], None]] = []
         self.writer = Writer(
             self.env, self.hub, max_batch=max_batch, log_size=log_size, on_commit=self._committed
         )
@@ -156,6 +157,18 @@ class Store:
         """Call ``listener(rules)`` after new rules are installed; returns a remover."""
         self._rules_listeners.append(listener)
         return lambda: self._rules_listeners.remove(listener)
+
+    def on_reset(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` when the database starts over under a new id (a replica's resync).
+
+        Sequence numbers go back then, so whoever tracks them (an SSE stream) must start over.
+        """
+        self._reset_listeners.append(listener)
+        return lambda: self._reset_listeners.remove(listener)
+
+    def _announce_reset(self) -> None:
+        for listener in list(self._reset_listeners):
+            listener()
 
     def _committed(self, entries: list[LogEntry]) -> None:
         for listener in list(self._commit_listeners):  # listeners come and go on other threads
@@ -284,13 +297,16 @@ class Store:
             stored = normalize(value, at, self._server_values(tree, now))
             if not at and stored is not None and not isinstance(stored, dict):
                 raise InvalidDataError("Invalid data; the root can only hold an object")
+            # Permission first: a 412 carries the current value, so it must never answer a
+            # caller who may not write here, and carries the value only to one who may read it.
+            self._write_allowed(tree, who, [(at, stored)], now)
             if if_match is not None:
                 current = tree.read(at)
                 if etag_of(current) != if_match:
+                    self._read_allowed(tree, who, at)
                     raise PreconditionFailedError(
                         "ETag mismatch", value=to_wire(current), etag=etag_of(current)
                     )
-            self._write_allowed(tree, who, [(at, stored)], now)
             tree.write(at, stored)
             entry = tree.append_log("put", at, stored, now)
             return (at[-1] if push else to_wire(stored)), [entry]
@@ -367,7 +383,9 @@ class Store:
         ``fn`` runs on the writer's thread between the read and the write of one transaction,
         so no other write can get in between and it never needs a retry; keep it short. It gets
         a private copy of the current value. An exception from ``fn`` is raised here, and
-        nothing is written.
+        nothing is written. ``fn`` must not write (that raises ``NestedWriteError``: return the
+        new value instead) and should be pure: if the map fills, the batch is re-run after the
+        map grows, so ``fn`` can be called more than once for one commit.
         """
         keys = parse_path(path)
         who = self._who(token, caller)
@@ -508,6 +526,11 @@ class Store:
         return sub, Event("put", "/", snapshot, seq)
 
     # ---- operation log ----
+    @property
+    def database_id(self) -> str:
+        """This database's identity; sequence numbers compare only within one identity."""
+        return self.env.database_id
+
     def last_seq(self) -> int:
         with self.env.read() as txn:
             return self.env.last_seq(txn)

@@ -22,7 +22,7 @@ from typing import Any
 
 import lmdb
 
-from .errors import StoreClosedError
+from .errors import NestedWriteError, StoreClosedError
 from .events import Hub
 from .storage import Environment, LogEntry, Tree
 
@@ -81,18 +81,26 @@ class Writer:
         self._thread = threading.Thread(target=self._run, name="elkyn-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, fn: JobFn) -> Future[Any]:
-        """Queue a write for a thread caller; the future resolves after its commit."""
+    def _check_caller(self) -> None:
         if self._closed:
             raise StoreClosedError("the store is closed; open it again to write")
+        if threading.current_thread() is self._thread:
+            # the job would wait for its own commit, which waits for this job: a deadlock
+            raise NestedWriteError(
+                "writes inside a transaction function are not allowed (it runs on the writer "
+                "thread); return the new value instead, or write after the transaction"
+            )
+
+    def submit(self, fn: JobFn) -> Future[Any]:
+        """Queue a write for a thread caller; the future resolves after its commit."""
+        self._check_caller()
         future: Future[Any] = Future()
         self._queue.put(Job(fn, future=future))
         return future
 
     def submit_async(self, fn: JobFn) -> asyncio.Future[Any]:
         """Queue a write from a coroutine: one loop wake-up per batch, not one per write."""
-        if self._closed:
-            raise StoreClosedError("the store is closed; open it again to write")
+        self._check_caller()
         loop = asyncio.get_running_loop()
         afuture = loop.create_future()
         self._queue.put(Job(fn, loop=loop, afuture=afuture))

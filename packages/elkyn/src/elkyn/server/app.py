@@ -17,13 +17,13 @@ import time
 from collections.abc import MutableMapping
 from typing import Any
 
-from platform_core import ForbiddenError, PlatformError, UnauthorizedError
+from platform_core import ForbiddenError, PlatformError, UnauthorizedError, auth
 from platform_core.auth import TokenSigner, bearer_token
 
 from ..errors import ElkynError, InvalidDataError, PermissionDeniedError, PreconditionFailedError
 from ..paths import Path, parse_path
 from ..query import Query
-from ..settings import ElkynSettings
+from ..settings import ElkynSettings, is_loopback
 from ..store import ADMIN, ANONYMOUS, Caller, Store, caller_of_claims, etag_of
 from .http import Receive, Request, Send, json_body, respond, respond_json
 from .metrics import Metrics
@@ -52,9 +52,10 @@ _MAX_TIMEOUT_MS = 15 * 60 * 1000
 def _parse_json_param(name: str, text: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
+        shown = text if len(text) <= 100 else text[:100] + "..."
         raise InvalidDataError(
-            f"{name} must be a valid JSON value (strings in double quotes), not {text!r}"
+            f"{name} must be a valid JSON value (strings in double quotes), not {shown!r}"
         ) from None
 
 
@@ -122,6 +123,13 @@ class ElkynApp:
         self.read_only: str | None = None  # a replica's reason to refuse writes
         self.streams = Streams(self)
         self._tokens: dict[str, Caller] = {}
+        self._resume_secret: bytes | None = None
+
+    def resume_secret(self) -> bytes:
+        """The platform secret, which keys the SSE resume ids (see ``resume.ResumeIds``)."""
+        if self._resume_secret is None:
+            self._resume_secret = auth.load_secret(self.settings)
+        return self._resume_secret
 
     # ---- ASGI entry ----
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -168,11 +176,19 @@ class ElkynApp:
         return self.store
 
     # ---- auth ----
+    def _dev(self, req: Request) -> bool:
+        """Dev-only features (minting, ``owner``, overrides) need --dev and a loopback client.
+
+        ``check_dev`` refuses to bind --dev beyond loopback, but a proxy or another mount can
+        still forward remote clients, so each request's peer address is checked too.
+        """
+        return self.settings.dev and is_loopback(req.client)
+
     def _caller(self, req: Request) -> Caller:
         token = req.params.get("auth") or req.params.get("access_token")
         if token is None:
             token = bearer_token(req.headers.get("authorization"))
-        dev = self.settings.dev
+        dev = self._dev(req)
         if token is None:
             caller = ANONYMOUS
         elif dev and token == "owner":  # the Firebase emulator's admin credential
@@ -182,7 +198,9 @@ class ElkynApp:
         override = req.params.get("auth_variable_override")
         if override is not None:
             if not dev:
-                raise InvalidDataError("auth_variable_override is honoured only with --dev")
+                raise InvalidDataError(
+                    "auth_variable_override is honoured only with --dev, from a loopback client"
+                )
             auth = _parse_json_param("auth_variable_override", override)
             if auth is not None and not isinstance(auth, dict):
                 raise InvalidDataError("auth_variable_override must be a JSON object or null")
@@ -368,6 +386,8 @@ class ElkynApp:
         if req.method == "GET":
             await respond_json(send, 200, store.get_rules(), pretty=True)
         elif req.method == "PUT":
+            if self.read_only is not None:  # a replica takes its rules from the primary
+                raise ForbiddenError(self.read_only)
             document = _rules_json(await req.body(1 << 20))
             await asyncio.to_thread(store.set_rules, document)
             await respond_json(send, 200, {"status": "ok"})
@@ -375,9 +395,11 @@ class ElkynApp:
             await respond_json(send, 405, {"error": "rules support GET and PUT"})
 
     async def _mint(self, req: Request, send: Send) -> None:
-        if not self.settings.dev or req.method != "POST":
+        if not self._dev(req) or req.method != "POST":
             await respond_json(
-                send, 404, {"error": "Not found: /auth/token exists only with --dev"}
+                send,
+                404,
+                {"error": "Not found: /auth/token exists only with --dev, for loopback clients"},
             )
             return
         if self.signer is None:

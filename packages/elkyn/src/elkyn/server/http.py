@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
 
-from ..errors import InvalidDataError, PayloadTooLargeError
+from ..errors import ClientDisconnectedError, InvalidDataError, PayloadTooLargeError
 
 __all__ = ["Request", "Send", "json_body", "respond", "respond_json"]
 
@@ -63,7 +63,11 @@ class Request:
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
-                break
+                # the client went away mid-body: what arrived is not the value it meant
+                raise ClientDisconnectedError(
+                    f"the client disconnected after {size} bytes of the request body; "
+                    "nothing was written"
+                )
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
@@ -74,6 +78,11 @@ class Request:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
+        if declared is not None and declared.isdigit() and size != int(declared):
+            raise InvalidDataError(
+                f"Invalid data; the request body has {size} bytes but Content-Length says "
+                f"{declared}; nothing was written, send the whole body"
+            )
         return b"".join(chunks)
 
 

@@ -3,8 +3,11 @@
 The first event is a ``put`` at ``/`` with the snapshot; then ``put``/``patch`` with paths
 relative to the streamed location; ``keep-alive`` every few seconds; ``cancel`` (and close)
 when the rules no longer let the caller read it; ``auth_revoked`` (and close) when the token
-expires. Each change carries ``id: <seq>``: a client reconnecting with ``Last-Event-ID`` gets
-the changes it missed from the operation log instead of a new snapshot, while the log has them.
+expires. Each change carries a signed resume id (``resume.ResumeIds``): a client reconnecting
+with ``Last-Event-ID`` gets the changes it missed from the operation log instead of a new
+snapshot, but only with an id issued to the same caller for the same path and database, when
+the log still reaches back, no rules change lies in between, and the read rules do not look at
+data or the clock (then what the caller could see in between is not known: a fresh snapshot).
 
 Each stream is one coroutine blocked on its queue: changes, keep-alive ticks, rules changes,
 token expiry and the client leaving all arrive as items in that queue, so an idle stream costs
@@ -24,6 +27,7 @@ from ..storage import Tree
 from ..store import Caller
 from ..values import to_wire
 from .http import Request, Send
+from .resume import ResumeIds
 
 if TYPE_CHECKING:
     from .app import ElkynApp
@@ -38,6 +42,7 @@ _HEADERS = [
 KEEPALIVE = Event("keep-alive", "", None)
 RULES_CHANGED = Event("rules", "", None)
 EXPIRED = Event("auth_revoked", "", None)
+RESET = Event("reset", "", None)
 
 
 def _wire(ev: Event) -> Any:
@@ -47,15 +52,16 @@ def _wire(ev: Event) -> Any:
 
 
 def frame(ev: Event) -> bytes:
-    """The SSE frame of a change, encoded once per event however many streams send it."""
+    """The SSE frame of a change, encoded once per event however many streams send it.
+
+    The ``id:`` line is per stream (it is signed for the stream's caller and path), so it is
+    not part of the shared frame: the stream puts ``ResumeIds.line`` in front.
+    """
     cached: bytes | None = ev.__dict__.get("_frame")
     if cached is not None:
         return cached
     body = json.dumps({"path": ev.path, "data": _wire(ev)}, separators=(",", ":"))
-    head = f"event: {ev.kind}\n"
-    if ev.seq:
-        head += f"id: {ev.seq}\n"
-    out = (head + f"data: {body}\n\n").encode()
+    out = f"event: {ev.kind}\ndata: {body}\n\n".encode()
     object.__setattr__(ev, "_frame", out)  # frozen dataclass: a private cache slot
     return out
 
@@ -105,8 +111,18 @@ class Streams:
             def on_rules(_: Any) -> None:
                 loop.call_soon_threadsafe(self._broadcast, RULES_CHANGED)
 
+            def on_reset() -> None:
+                loop.call_soon_threadsafe(self._end_all)
+
             store.on_rules_change(on_rules)
+            store.on_reset(on_reset)
             self._listening = True
+
+    def _end_all(self) -> None:
+        """End every stream: the database started over (its resume ids no longer match)."""
+        for q, handle in list(self.queues.items()):
+            if not _offer(q, RESET):
+                handle.end()  # stalled: no room to end it cleanly
 
     def remove(self, queue: asyncio.Queue[Event]) -> None:
         self.queues.pop(queue, None)
@@ -178,17 +194,31 @@ async def _serve(
     first: Event,
 ) -> None:
     store = app._store()
+    ids = ResumeIds(app.resume_secret(), store.database_id, caller, keys)
     floor = first.seq
     opening = [frame(Event("put", "/", first.data, 0))]
-    last_id = req.headers.get("last-event-id", "")
-    if last_id.isdigit() and int(last_id) <= first.seq:
-        oldest, entries = store.log_since(int(last_id))
-        if oldest <= int(last_id) + 1 and (not entries or entries[-1].seq >= first.seq):
-            opening = [frame(ev) for e in entries for ev in events_for(keys, e)]
-            floor = max([int(last_id), *(e.seq for e in entries)])
+    resume = ids.check(req.headers.get("last-event-id", ""))
+    if resume is not None and resume <= first.seq and _may_replay(app, caller, keys):
+        oldest, entries = store.log_since(resume)
+        if (
+            oldest <= resume + 1
+            and (not entries or entries[-1].seq >= first.seq)
+            and not any(e.kind == "rules" for e in entries)
+        ):
+            opening = [ids.line(ev.seq) + frame(ev) for e in entries for ev in events_for(keys, e)]
+            floor = max([resume, *(e.seq for e in entries)])
     await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
     await send({"type": "http.response.body", "body": b"".join(opening), "more_body": True})
-    await _pump(app, send, keys, caller, queue, floor)
+    await _pump(app, send, keys, caller, queue, floor, ids)
+
+
+def _may_replay(app: ElkynApp, caller: Caller, keys: Path) -> bool:
+    """Whether the log may be replayed to this caller: its read access cannot have changed.
+
+    When the read rules look at data or the clock, the caller may have lacked access for part
+    of the gap (or the data was deleted before access was granted), so it gets a snapshot.
+    """
+    return caller.admin or not app._store().rules.read_depends_on_state(keys)
 
 
 async def _pump(
@@ -198,6 +228,7 @@ async def _pump(
     caller: Caller,
     queue: asyncio.Queue[Event],
     floor: int,
+    ids: ResumeIds,
 ) -> None:
     rules = app._store().rules
     # Re-check access on a change only when the read rules look at data or the clock.
@@ -212,6 +243,9 @@ async def _pump(
             if ev is OVERFLOW:  # the client stopped reading: end it; it resumes by Last-Event-ID
                 await _final(send, b"".join(chunks))
                 return
+            if ev is RESET:  # the database started over: the client reconnects for a snapshot
+                await _final(send, b"".join(chunks))
+                return
             if ev is EXPIRED:
                 await _final(send, b"".join(chunks) + _REVOKED_FRAME)
                 return
@@ -223,7 +257,7 @@ async def _pump(
                 recheck = not caller.admin and rules.read_depends_on_state(keys)
             elif not ev.seq or ev.seq > floor:
                 changed = changed or recheck
-                chunks.append(frame(ev))
+                chunks.append(ids.line(ev.seq) + frame(ev) if ev.seq else frame(ev))
                 app.metrics.record_lag(ev.ts)
                 app.metrics.events_sent += 1
         # Access can end with a rules change, or with data the rules read (rules see data).
