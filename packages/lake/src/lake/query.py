@@ -1,0 +1,212 @@
+"""Running a gated statement on this node: verify chunks, build views, run under a timeout.
+
+Each query gets a fresh sandboxed DuckDB (see :mod:`lake.sql`) with one view per dataset it
+reads, over that dataset's verified chunk files at the version current when the query
+started (snapshot isolation: later commits do not change a running query's input). Running
+queries are registered by id, so ``cancel`` interrupts one; a timer interrupts it at its
+timeout.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from platform_core import new_id
+
+from .catalog import Catalog
+from .errors import CorruptChunkError, QueryTimeoutError, TooLargeError
+from .manifest import Manifest
+from .sql import Statement, check_read_only, duckdb_error, sandboxed_connection, view_sql
+
+__all__ = ["QueryEngine", "QueryResult"]
+
+
+@dataclass
+class QueryResult:
+    """A query's rows and what it read."""
+
+    table: pa.Table
+    query_id: str
+    kind: str
+    seconds: float = 0.0
+    reads: list[dict[str, Any]] = field(default_factory=list)
+    """For EXPLAIN and the report: which node read which chunk, and the bytes."""
+
+
+class QueryEngine:
+    """SQL over one node's catalog."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        temp_dir: Path,
+        node_id: str,
+        threads: int = 2,
+        memory_limit: str = "1GB",
+        timeout: float = 60.0,
+        repair: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.temp_dir = temp_dir
+        self.node_id = node_id
+        self.threads = threads
+        self.memory_limit = memory_limit
+        self.timeout = timeout
+        self.repair = repair
+        """Called with a corrupt chunk's id; True if it was replaced by a good copy."""
+        self._running: dict[str, duckdb.DuckDBPyConnection] = {}
+        self._cancelled: set[str] = set()
+        self._lock = threading.Lock()
+
+    def gate(self, sql: str) -> Statement:
+        return check_read_only(sql, self.catalog.names())
+
+    def cancel(self, query_id: str) -> bool:
+        with self._lock:
+            conn = self._running.get(query_id)
+            if conn is None:
+                return False
+            self._cancelled.add(query_id)
+        conn.interrupt()
+        return True
+
+    def snapshot(self, tables: frozenset[str]) -> dict[str, Manifest]:
+        return {name: self.catalog.get(name) for name in sorted(tables)}
+
+    def chunk_paths(self, manifest: Manifest) -> list[Path]:
+        """Verified chunk files of a version; a corrupt one is repaired first or refused."""
+        paths = []
+        for ref in manifest.chunks:
+            try:
+                paths.append(self.catalog.chunks.verify(ref.sha256))
+            except CorruptChunkError:
+                if self.repair is None or not self.repair(ref.sha256):
+                    raise
+                paths.append(self.catalog.chunks.verify(ref.sha256, force=True))
+        return paths
+
+    def run(
+        self,
+        sql: str,
+        *,
+        timeout: float | None = None,
+        query_id: str | None = None,
+        max_rows: int | None = None,
+    ) -> QueryResult:
+        stmt = self.gate(sql)
+        query_id = query_id or new_id()
+        started = time.perf_counter()
+        if stmt.kind == "show_tables":
+            names = self.catalog.names()
+            table = pa.table({"name": pa.array(names, pa.string())})
+            return QueryResult(table, query_id, stmt.kind)
+        if stmt.kind == "describe":
+            (name,) = stmt.tables
+            manifest = self.catalog.get(name)
+            fields = manifest.schema.fields if manifest.schema is not None else ()
+            table = pa.table(
+                {
+                    "column_name": pa.array([f.name for f in fields], pa.string()),
+                    "column_type": pa.array([str(f.type) for f in fields], pa.string()),
+                    "null": pa.array(["YES" if f.nullable else "NO" for f in fields]),
+                }
+            )
+            return QueryResult(table, query_id, stmt.kind)
+        manifests = self.snapshot(stmt.tables)
+        reads = [
+            {
+                "node": self.node_id,
+                "dataset": m.name,
+                "chunk": c.sha256,
+                "bytes": c.bytes,
+                "rows": c.rows,
+            }
+            for m in manifests.values()
+            for c in m.chunks
+        ]
+        if stmt.kind == "explain":
+            table = pa.table(
+                {
+                    "node": [r["node"] for r in reads],
+                    "dataset": [r["dataset"] for r in reads],
+                    "chunk": [r["chunk"] for r in reads],
+                    "bytes": pa.array([r["bytes"] for r in reads], pa.int64()),
+                    "rows": pa.array([r["rows"] for r in reads], pa.int64()),
+                }
+            )
+            return QueryResult(table, query_id, stmt.kind, reads=reads)
+        sources = {name: self.chunk_paths(m) for name, m in manifests.items()}
+        table = self.execute(stmt.sql, manifests, sources, timeout=timeout, query_id=query_id)
+        if max_rows is not None and table.num_rows > max_rows:
+            raise TooLargeError(
+                f"the result has {table.num_rows} rows, over the limit of {max_rows} for JSON "
+                "and CSV; add a LIMIT or ask for an Arrow stream"
+            )
+        return QueryResult(
+            table, query_id, stmt.kind, seconds=time.perf_counter() - started, reads=reads
+        )
+
+    def execute(
+        self,
+        sql: str,
+        manifests: dict[str, Manifest],
+        sources: dict[str, list[Path]],
+        *,
+        timeout: float | None,
+        query_id: str,
+        arrow_tables: dict[str, pa.Table] | None = None,
+    ) -> pa.Table:
+        """Run ``sql`` in a fresh sandbox with a view per dataset (or a registered table)."""
+        conn = sandboxed_connection(
+            [self.catalog.chunks.root],
+            threads=self.threads,
+            memory_limit=self.memory_limit,
+            temp_dir=self.temp_dir / query_id,
+        )
+        try:
+            for name, paths in sources.items():
+                if paths:
+                    conn.execute(view_sql(name, paths))
+                else:
+                    schema = manifests[name].schema
+                    empty = schema.to_arrow().empty_table() if schema is not None else pa.table({})
+                    conn.register(name, empty)
+            for name, tbl in (arrow_tables or {}).items():
+                conn.register(name, tbl)
+            with self._lock:
+                self._running[query_id] = conn
+            limit = self.timeout if timeout is None else timeout
+            timer = threading.Timer(limit, conn.interrupt)
+            timer.daemon = True
+            timer.start()
+            try:
+                return conn.sql(sql).to_arrow_table()
+            except duckdb.InterruptException:
+                with self._lock:
+                    cancelled = query_id in self._cancelled
+                why = "was cancelled" if cancelled else f"ran past its timeout of {limit:g} s"
+                raise QueryTimeoutError(f"query {query_id} {why}", query_id=query_id) from None
+            except duckdb.Error as exc:
+                raise duckdb_error(sql, exc) from None
+            finally:
+                timer.cancel()
+        finally:
+            with self._lock:
+                self._running.pop(query_id, None)
+                self._cancelled.discard(query_id)
+            conn.close()
+            _rmtree(self.temp_dir / query_id)
+
+
+def _rmtree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

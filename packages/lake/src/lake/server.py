@@ -1,0 +1,106 @@
+"""``lake node`` alone: a FastAPI app serving the lake router under ``/api/lake``.
+
+It checks user tokens itself (the gateway does this for the embedded node), answers errors
+as ``{"error": ..., "type": ...}`` JSON like the gateway, and opens the node in its lifespan.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBearer
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from platform_core import PlatformError, UnauthorizedError
+from platform_core.auth import Claims, TokenSigner, bearer_token
+
+from .api import NodeHolder, make_router
+from .node import LakeNode
+from .settings import LakeSettings
+
+__all__ = ["PREFIX", "create_app"]
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/lake"
+
+_scheme = HTTPBearer(auto_error=False, description="A platform token (`platform token`).")
+
+
+def create_app(
+    settings: LakeSettings, signer: TokenSigner, holder: NodeHolder | None = None
+) -> FastAPI:
+    """The app of a standalone node; its lifespan opens and closes the node."""
+    holder = holder or NodeHolder()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if holder.node is None:
+            holder.node = await run_in_threadpool(LakeNode, settings)
+            holder.node.start()
+        try:
+            yield
+        finally:
+            node, holder.node = holder.node, None
+            if node is not None:
+                node.stop()
+
+    async def require_user(
+        request: Request, _: Annotated[object, Depends(_scheme)] = None
+    ) -> Claims:
+        token = bearer_token(request.headers.get("authorization")) or request.query_params.get(
+            "auth"
+        )
+        if not token:
+            raise UnauthorizedError(
+                "this route needs a token: send 'Authorization: Bearer <token>'"
+            )
+        claims = signer.verify(token)
+        request.state.claims = claims
+        return claims
+
+    app = FastAPI(title="lake node", lifespan=lifespan)
+    app.state.holder = holder
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.include_router(
+        make_router(holder, PREFIX),
+        prefix=PREFIX,
+        dependencies=[Depends(require_user)],
+        tags=["lake"],
+    )
+
+    @app.exception_handler(PlatformError)
+    async def platform_error(request: Request, exc: PlatformError) -> JSONResponse:
+        if exc.status >= 500:
+            log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
+        return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        return JSONResponse({"error": f"invalid request: {problems}", "type": "bad_input"}, 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = "not_found" if exc.status_code == 404 else "http"
+        text = (
+            f"not found: {request.method} {request.url.path}"
+            if exc.status_code == 404
+            else str(exc.detail)
+        )
+        return JSONResponse({"error": text, "type": kind}, exc.status_code)
+
+    return app
