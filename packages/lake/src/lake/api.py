@@ -5,12 +5,14 @@ router). The node is looked up per request from a :class:`NodeHolder`, because t
 built before the lifespan that opens the node.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI must see the local NodeDep alias.
 
+import asyncio
 import datetime as dt
 import decimal
 import io
 import json
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 import pyarrow as pa
@@ -155,7 +157,9 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
-        return str(value)
+        # Whole numbers (DuckDB's HUGEINT sums arrive as decimal(38, 0)) stay JSON numbers.
+        exponent = value.as_tuple().exponent
+        return int(value) if isinstance(exponent, int) and exponent >= 0 else str(value)
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, dt.timedelta):
@@ -190,18 +194,6 @@ def _upload(node: LakeNode, upload_id: str, base: str) -> dict[str, Any]:
         "chunks": info.chunks,
         "status_url": f"{base}/uploads/{info.id}",
     }
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise TooLargeError(f"part of {declared} bytes is over the limit of {limit} bytes")
-    buf = bytearray()
-    async for piece in request.stream():
-        buf += piece
-        if len(buf) > limit:
-            raise TooLargeError(f"part is over the limit of {limit} bytes (LAKE_MAX_PART_BYTES)")
-    return bytes(buf)
 
 
 # --- router -------------------------------------------------------------------------------
@@ -275,9 +267,56 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
         ],
     ) -> dict[str, Any]:
         """Store part ``n`` (0-based) if its bytes match ``X-Content-SHA256``; safe to retry."""
-        node.uploads.get(upload_id)
-        data = await _read_limited(request, node.settings.max_part_bytes)
-        return await run_in_threadpool(node.uploads.put_part, upload_id, n, data, sha256)
+        node.uploads._check_part(upload_id, n, sha256)
+        limit = node.settings.max_part_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise TooLargeError(
+                f"part of {declared} bytes is over the limit of {limit} bytes (LAKE_MAX_PART_BYTES)"
+            )
+        # Pieces are written as they arrive (hashing on the way), never buffered whole.
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
+        loop = asyncio.get_running_loop()
+
+        def pieces() -> Iterator[bytes]:
+            while True:
+                piece = asyncio.run_coroutine_threadsafe(queue.get(), loop).result()
+                if piece is None:
+                    return
+                yield piece
+
+        async def offer(item: bytes | None) -> bool:
+            """Queue a piece unless the writer has already stopped (it failed early)."""
+            put = asyncio.ensure_future(queue.put(item))
+            done, _ = await asyncio.wait({put, writer}, return_when=asyncio.FIRST_COMPLETED)
+            if put not in done:
+                put.cancel()
+                return False
+            return True
+
+        async def feed() -> None:
+            total = 0
+            try:
+                async for piece in request.stream():
+                    total += len(piece)
+                    if total > limit:
+                        raise TooLargeError(
+                            f"part is over the limit of {limit} bytes (LAKE_MAX_PART_BYTES)"
+                        )
+                    if piece and not await offer(piece):
+                        return
+            finally:
+                await offer(None)
+
+        writer = asyncio.ensure_future(
+            run_in_threadpool(node.uploads.put_part_stream, upload_id, n, pieces(), sha256)
+        )
+        try:
+            await feed()
+        except BaseException:
+            writer.cancel()
+            raise
+        return await writer
 
     @router.get("/uploads/{upload_id}", response_model=UploadModel)
     def upload_status(node: NodeDep, upload_id: str) -> dict[str, Any]:

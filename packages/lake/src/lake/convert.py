@@ -35,6 +35,10 @@ __all__ = ["FORMATS", "ConvertResult", "convert_file", "detect_format"]
 log = logging.getLogger(__name__)
 
 FORMATS = ("csv", "jsonl", "parquet")
+
+# The system allocator gives freed memory back, so a conversion's footprint ends with it;
+# mimalloc/jemalloc keep arenas that count against the ingest budget long after.
+POOL = pa.system_memory_pool()
 _SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 _SUFFIX |= {".parquet": "parquet", ".pq": "parquet"}
 
@@ -164,9 +168,9 @@ class _ChunkWriter:
 
     def _open(self) -> None:
         self._tmp = self.store.temp_path()
-        self._sink = open(self._tmp, "wb")  # noqa: SIM115 - closed in _close
+        self._sink = pa.OSFile(str(self._tmp), "wb")
         self._writer = pq.ParquetWriter(
-            self._sink, self.schema, compression="zstd", write_statistics=True
+            self._sink, self.schema, compression="zstd", write_statistics=True, memory_pool=POOL
         )
         self._chunk_rows = 0
 
@@ -202,6 +206,7 @@ class _ChunkWriter:
 def _csv_batches(path: Path, schema: pa.Schema, block: int) -> Iterator[pa.RecordBatch]:
     reader = pa_csv.open_csv(
         path,
+        memory_pool=POOL,
         read_options=pa_csv.ReadOptions(block_size=block, use_threads=True),
         convert_options=pa_csv.ConvertOptions(
             column_types={f.name: f.type for f in schema},
@@ -222,6 +227,7 @@ def _jsonl_batches(path: Path, schema: pa.Schema, block: int) -> Iterator[pa.Rec
     )
     reader = pa_json.open_json(
         path,
+        memory_pool=POOL,
         read_options=pa_json.ReadOptions(block_size=block, use_threads=True),
         parse_options=pa_json.ParseOptions(
             explicit_schema=read_schema, unexpected_field_behavior="ignore"
@@ -296,8 +302,8 @@ def convert_file(
             ) from exc
         raise IngestError(f"cannot read the uploaded {fmt} file: {message}") from exc
     arrow_schema = schema.to_arrow()
-    block = int(min(max(memory_bytes // 16, 64 << 10), 16 << 20))
-    row_group = int(min(max(min(chunk_bytes // 4, memory_bytes // 8), 16 << 10), 64 << 20))
+    block = int(min(max(memory_bytes // 64, 64 << 10), 4 << 20))
+    row_group = int(min(max(min(chunk_bytes // 4, memory_bytes // 16), 16 << 10), 32 << 20))
     writer = _ChunkWriter(store, arrow_schema, chunk_bytes, row_group, hold)
     rows_before = 0
     try:

@@ -8,8 +8,10 @@ collection now and then.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,16 @@ from .uploads import UploadManager
 __all__ = ["LakeNode"]
 
 log = logging.getLogger(__name__)
+
+
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's per-thread malloc arenas: each conversion, query and HTTP thread would
+    otherwise keep its own arena of freed memory, which counts against the ingest budget."""
+    if sys.platform != "linux":
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, arenas)  # M_ARENA_MAX
 
 
 def _node_id(settings: LakeSettings) -> str:
@@ -47,6 +59,7 @@ class LakeNode:
     """One node's storage, ingest and SQL."""
 
     def __init__(self, settings: LakeSettings) -> None:
+        _limit_malloc_arenas()
         self.settings = settings
         self.node_id = _node_id(settings)
         self.root = settings.node_dir(self.node_id)

@@ -20,7 +20,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,37 +149,64 @@ class UploadManager:
         return info
 
     def put_part(self, upload_id: str, n: int, data: bytes, sha256: str) -> dict[str, Any]:
+        """Store part ``n`` from a buffer (see :meth:`put_part_stream`)."""
+        return self.put_part_stream(upload_id, n, iter([data]), sha256)
+
+    def _check_part(self, upload_id: str, n: int, sha256: str) -> UploadInfo:
         info = self.get(upload_id)
         if info.state != "open":
             raise UploadStateError(f"upload {upload_id} is {info.state}; it takes no more parts")
         if not isinstance(n, int) or not 0 <= n < info.parts:
             raise IngestError(f"part number {n} is outside 0..{info.parts - 1} for this upload")
         check_sha256(sha256, "part checksum")
-        expected = info.part_length(n)
-        if len(data) != expected:
-            raise IngestError(
-                f"part {n} has {len(data)} bytes; it must have {expected} "
-                f"(part size {info.part_size}, file size {info.size})"
-            )
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != sha256:
-            raise ChecksumMismatchError(
-                f"part {n} arrived with SHA-256 {actual}, not the {sha256} sent with it; "
-                "it was not stored: send it again",
-                part=n,
-            )
+        return info
+
+    def put_part_stream(
+        self, upload_id: str, n: int, pieces: Iterable[bytes], sha256: str
+    ) -> dict[str, Any]:
+        """Write part ``n`` at its offset while hashing it; it counts only if the hash matches.
+
+        The part's marker is removed first, so a resent part that arrives damaged is no longer
+        counted as received (the client sends it again); nothing is buffered in memory.
+        """
+        info = self._check_part(upload_id, n, sha256)
         d = self._dir(upload_id)
+        marker = d / "parts" / str(n)
+        marker.unlink(missing_ok=True)
+        expected = info.part_length(n)
+        digest = hashlib.sha256()
+        offset = n * info.part_size
+        written = 0
         fd = os.open(d / "data", os.O_WRONLY)
         try:
-            os.pwrite(fd, data, n * info.part_size)
+            for piece in pieces:
+                if written + len(piece) > expected:
+                    raise IngestError(
+                        f"part {n} is longer than {expected} bytes "
+                        f"(part size {info.part_size}, file size {info.size})"
+                    )
+                digest.update(piece)
+                os.pwrite(fd, piece, offset + written)
+                written += len(piece)
+            if written != expected:
+                raise IngestError(
+                    f"part {n} has {written} bytes; it must have {expected} "
+                    f"(part size {info.part_size}, file size {info.size})"
+                )
+            actual = digest.hexdigest()
+            if actual != sha256:
+                raise ChecksumMismatchError(
+                    f"part {n} arrived with SHA-256 {actual}, not the {sha256} sent with it; "
+                    "it was not stored: send it again",
+                    part=n,
+                )
             os.fdatasync(fd)
         finally:
             os.close(fd)
-        marker = d / "parts" / str(n)
         tmp = marker.with_name(f".{n}.{threading.get_ident()}")
         tmp.write_text(sha256)
         os.replace(tmp, marker)
-        return {"part": n, "sha256": sha256, "bytes": len(data)}
+        return {"part": n, "sha256": sha256, "bytes": written}
 
     def received(self, upload_id: str) -> list[int]:
         d = self._dir(upload_id) / "parts"
