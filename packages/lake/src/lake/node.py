@@ -16,6 +16,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from platform_core import new_id
 
 from .catalog import Catalog
@@ -37,6 +39,9 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-8, arenas)  # M_ARENA_MAX
+    # Arrow's mimalloc/jemalloc pools keep freed arenas too; the system pool gives them back.
+    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+        pa.set_memory_pool(pa.system_memory_pool())
 
 
 def _node_id(settings: LakeSettings) -> str:
