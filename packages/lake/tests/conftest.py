@@ -66,7 +66,16 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
     started: list[NodeProcess] = []
 
     def start(name: str = "a", *args: str, **env: str) -> NodeProcess:
-        full = {"PLATFORM_SECRET": SECRET, "LAKE_CHUNK_BYTES": str(CHUNK), **env}
+        full = {
+            "PLATFORM_SECRET": SECRET,
+            "LAKE_CHUNK_BYTES": str(CHUNK),
+            "LAKE_FLIGHT_PORT": "0",
+            "LAKE_GOSSIP_INTERVAL_SECONDS": "0.2",
+            "LAKE_PING_TIMEOUT_SECONDS": "0.4",
+            "LAKE_SUSPECT_TIMEOUT_SECONDS": "3",
+            "LAKE_REPLICATE_INTERVAL_SECONDS": "0.5",
+            **env,
+        }
         proc = start_node(tmp_path / name, *args, env=full)
         started.append(proc)
         return proc

@@ -123,11 +123,29 @@ class QueryResultModel(BaseModel):
     reads: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class MemberModel(BaseModel):
+    id: str
+    http: str
+    flight: str
+    incarnation: int
+    state: Literal["alive", "suspect", "dead"]
+    chunks: int | None = None
+
+
 class NodeModel(BaseModel):
     node_id: str
     datasets: int
     chunks: int
     data_dir: str
+    members: list[MemberModel] = Field(default_factory=list)
+    stats: dict[str, int] = Field(default_factory=dict)
+
+
+class ClusterModel(BaseModel):
+    replication_factor: int
+    chunks: int
+    under_replicated: int
+    members: list[MemberModel]
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -365,10 +383,19 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
         """Interrupt a running query started with this ``query_id``."""
         return {"query_id": query_id, "cancelled": node.engine.cancel(query_id)}
 
-    @router.get("/nodes", response_model=list[NodeModel])
-    def nodes(node: NodeDep) -> list[dict[str, Any]]:
-        """Members known to this node (itself first)."""
-        return [node.state()]
+    @router.get("/nodes", response_model=ClusterModel)
+    def nodes(node: NodeDep) -> dict[str, Any]:
+        """Members with state and chunk counts, and replication health of the live chunks."""
+        if node.cluster is None:
+            me = {"id": node.node_id, "http": "", "flight": "", "incarnation": 0, "state": "alive"}
+            live = {c.sha256 for m in node.catalog.heads() if not m.deleted for c in m.chunks}
+            return {
+                "replication_factor": 1,
+                "chunks": len(live),
+                "under_replicated": len(live - set(node.chunks.all())),
+                "members": [{**me, "chunks": len(node.chunks.all())}],
+            }
+        return node.cluster.health()
 
     @router.get("/nodes/self", response_model=NodeModel)
     def node_self(node: NodeDep) -> dict[str, Any]:

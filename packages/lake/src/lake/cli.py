@@ -48,7 +48,15 @@ def _fail(exc: Exception) -> None:
 @cli.command()
 def node(
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="HTTP port; 0 picks a free one (printed).")] = 8700,
+    port: Annotated[
+        int, typer.Option(help="HTTP port (API and gossip); 0 picks a free one.")
+    ] = 8700,
+    flight_port: Annotated[
+        int | None, typer.Option(help="Flight port; 0 picks a free one (default LAKE_FLIGHT_PORT).")
+    ] = None,
+    join: Annotated[
+        str | None, typer.Option(help="HOST:PORT of any member's HTTP address to join through.")
+    ] = None,
     home: Annotated[Path | None, typer.Option(help="Data directory (PLATFORM_HOME).")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
@@ -59,6 +67,8 @@ def node(
 
     try:
         overrides: dict[str, Any] = {"home": home} if home else {}
+        if flight_port is not None:
+            overrides["flight_port"] = flight_port
         settings = lake_settings(None, **overrides)
         signer = auth.signer(settings)
     except PlatformError as exc:
@@ -77,8 +87,7 @@ def node(
     except OSError as exc:
         _fail(OSError(f"cannot bind {host}:{port}: {exc.strerror}"))
     bound = sock.getsockname()[1]
-    app = create_app(settings, signer)
-    print(f"lake node serving at http://{host}:{bound}", flush=True)
+    app = create_app(settings, signer, http_addr=f"{settings.advertise_host}:{bound}", join=join)
     config = uvicorn.Config(
         app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=2
     )

@@ -14,13 +14,18 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from platform_core import new_id
+from platform_core.auth import TokenSigner
 
 from .catalog import Catalog
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
+
 from .chunks import ChunkStore
 from .query import QueryEngine
 from .settings import LakeSettings
@@ -87,6 +92,7 @@ class LakeNode:
             memory_limit=settings.query_memory,
             timeout=settings.query_timeout_seconds,
         )
+        self.cluster: Cluster | None = None
         self._stop = threading.Event()
         self._gc_thread: threading.Thread | None = None
 
@@ -98,8 +104,22 @@ class LakeNode:
         )
         self._gc_thread.start()
 
+    def start_cluster(
+        self, signer: TokenSigner, http_addr: str, join: str | None = None
+    ) -> Cluster:
+        """Join the peer group: Flight server, membership, gossip, replication, scrub."""
+        from .cluster import Cluster
+        from .distributed import Coordinator
+
+        self.cluster = Cluster(self, signer, http_addr)
+        self.engine.coordinator = Coordinator(self, self.cluster)
+        self.cluster.start(join)
+        return self.cluster
+
     def stop(self) -> None:
         self._stop.set()
+        if self.cluster is not None:
+            self.cluster.stop()
         if self._gc_thread is not None:
             self._gc_thread.join(5)
 
@@ -122,4 +142,10 @@ class LakeNode:
             "datasets": len(names),
             "chunks": len(self.chunks.all()),
             "data_dir": str(self.root),
+            "members": []
+            if self.cluster is None
+            else [m.to_dict() for m in self.cluster.members.all()],
+            "stats": {}
+            if self.cluster is None
+            else {**self.cluster.stats, "refutations": self.cluster.members.refutations},
         }

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -25,6 +25,9 @@ from platform_core import new_id
 from .catalog import Catalog
 from .errors import CorruptChunkError, QueryTimeoutError, TooLargeError
 from .manifest import Manifest
+
+if TYPE_CHECKING:
+    from .distributed import Coordinator
 from .sql import Statement, check_read_only, duckdb_error, sandboxed_connection, view_sql
 
 __all__ = ["QueryEngine", "QueryResult"]
@@ -64,6 +67,8 @@ class QueryEngine:
         self.timeout = timeout
         self.repair = repair
         """Called with a corrupt chunk's id; True if it was replaced by a good copy."""
+        self.coordinator: Coordinator | None = None
+        """Set when the node is part of a cluster: SELECTs then run across the members."""
         self._running: dict[str, duckdb.DuckDBPyConnection] = {}
         self._cancelled: set[str] = set()
         self._lock = threading.Lock()
@@ -85,14 +90,17 @@ class QueryEngine:
 
     def chunk_paths(self, manifest: Manifest) -> list[Path]:
         """Verified chunk files of a version; a corrupt one is repaired first or refused."""
+        return self.chunk_paths_for([ref.sha256 for ref in manifest.chunks])
+
+    def chunk_paths_for(self, shas: list[str]) -> list[Path]:
         paths = []
-        for ref in manifest.chunks:
+        for sha in shas:
             try:
-                paths.append(self.catalog.chunks.verify(ref.sha256))
+                paths.append(self.catalog.chunks.verify(sha))
             except CorruptChunkError:
-                if self.repair is None or not self.repair(ref.sha256):
+                if self.repair is None or not self.repair(sha):
                     raise
-                paths.append(self.catalog.chunks.verify(ref.sha256, force=True))
+                paths.append(self.catalog.chunks.verify(sha, force=True))
         return paths
 
     def run(
@@ -122,6 +130,8 @@ class QueryEngine:
                 }
             )
             return QueryResult(table, query_id, stmt.kind)
+        if self.coordinator is not None and self.coordinator.cluster.live_ids()[1:]:
+            return self._run_distributed(stmt, timeout, query_id, max_rows, started)
         manifests = self.snapshot(stmt.tables)
         reads = [
             {
@@ -154,6 +164,47 @@ class QueryEngine:
             )
         return QueryResult(
             table, query_id, stmt.kind, seconds=time.perf_counter() - started, reads=reads
+        )
+
+    def _run_distributed(
+        self,
+        stmt: Statement,
+        timeout: float | None,
+        query_id: str,
+        max_rows: int | None,
+        started: float,
+    ) -> QueryResult:
+        assert self.coordinator is not None
+        limit = self.timeout if timeout is None else timeout
+        out = self.coordinator.run(stmt, timeout=limit, query_id=query_id)
+        if stmt.kind == "explain":
+            rows = [{"kind": "read", **r} for r in out.reads]
+            rows += [{"kind": "moved", "chunk": None, **m} for m in out.moves]
+            table = pa.table(
+                {
+                    "kind": [r["kind"] for r in rows],
+                    "node": [r["node"] for r in rows],
+                    "dataset": [r["dataset"] for r in rows],
+                    "chunk": pa.array([r["chunk"] for r in rows], pa.string()),
+                    "bytes": pa.array([r["bytes"] for r in rows], pa.int64()),
+                    "rows": pa.array([r["rows"] for r in rows], pa.int64()),
+                }
+            )
+            return QueryResult(
+                table, query_id, f"explain ({out.plan})", reads=out.reads + out.moves
+            )
+        table = out.table
+        if max_rows is not None and table.num_rows > max_rows:
+            raise TooLargeError(
+                f"the result has {table.num_rows} rows, over the limit of {max_rows} for JSON "
+                "and CSV; add a LIMIT or ask for an Arrow stream"
+            )
+        return QueryResult(
+            table,
+            query_id,
+            stmt.kind,
+            seconds=time.perf_counter() - started,
+            reads=out.reads + out.moves,
         )
 
     def execute(

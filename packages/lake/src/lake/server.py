@@ -22,7 +22,9 @@ from platform_core import PlatformError, UnauthorizedError
 from platform_core.auth import Claims, TokenSigner, bearer_token
 
 from .api import NodeHolder, make_router
+from .cluster import PEER_PREFIX
 from .node import LakeNode
+from .peer_api import make_peer_app
 from .settings import LakeSettings
 
 __all__ = ["PREFIX", "create_app"]
@@ -35,7 +37,12 @@ _scheme = HTTPBearer(auto_error=False, description="A platform token (`platform 
 
 
 def create_app(
-    settings: LakeSettings, signer: TokenSigner, holder: NodeHolder | None = None
+    settings: LakeSettings,
+    signer: TokenSigner,
+    holder: NodeHolder | None = None,
+    *,
+    http_addr: str | None = None,
+    join: str | None = None,
 ) -> FastAPI:
     """The app of a standalone node; its lifespan opens and closes the node."""
     holder = holder or NodeHolder()
@@ -43,8 +50,16 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if holder.node is None:
-            holder.node = await run_in_threadpool(LakeNode, settings)
-            holder.node.start()
+            node = await run_in_threadpool(LakeNode, settings)
+            node.start()
+            if http_addr is not None:
+                cluster = await run_in_threadpool(node.start_cluster, signer, http_addr, join)
+                print(
+                    f"lake node {node.node_id} serving at http://{http_addr} "
+                    f"(flight grpc://{cluster.flight_addr})",
+                    flush=True,
+                )
+            holder.node = node
         try:
             yield
         finally:
@@ -79,6 +94,8 @@ def create_app(
         dependencies=[Depends(require_user)],
         tags=["lake"],
     )
+
+    app.mount(PEER_PREFIX, make_peer_app(holder, signer))
 
     @app.exception_handler(PlatformError)
     async def platform_error(request: Request, exc: PlatformError) -> JSONResponse:

@@ -44,6 +44,17 @@ class LakeSettings(PackageSettings):
     query_memory: str = "1GB"
     """DuckDB's memory_limit per query; DuckDB spills past it."""
     flight_port: int = Field(8815, ge=0, le=65535)
+    advertise_host: str = "127.0.0.1"
+    """Host peers use to reach this node's HTTP and Flight ports."""
+    replication_factor: int = Field(2, ge=1)
+    gossip_interval_seconds: float = Field(1.0, gt=0)
+    ping_timeout_seconds: float = Field(0.5, gt=0)
+    indirect_pings: int = Field(2, ge=0)
+    """How many members are asked to ping a member that did not answer directly (SWIM's k)."""
+    suspect_timeout_seconds: float = Field(5.0, gt=0)
+    """How long a suspected member has to refute before it is declared dead."""
+    replicate_interval_seconds: float = Field(2.0, gt=0)
+    scrub_interval_seconds: float = Field(3600.0, gt=0)
 
     def node_dir(self, node_id: str) -> Path:
         if self.data_dir is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -22,6 +23,13 @@ class NodeProcess:
     url: str
     home: Path
     log: Path
+    node_id: str = ""
+    flight: str = ""
+
+    @property
+    def addr(self) -> str:
+        """``host:port`` of its HTTP API (what ``--join`` takes)."""
+        return self.url.removeprefix("http://")
 
     def output(self) -> str:
         return self.log.read_text() if self.log.exists() else ""
@@ -48,7 +56,12 @@ def start_node(
         proc.kill()
         proc.wait()
         raise RuntimeError(f"lake node did not start (it printed {line!r}): {log.read_text()}")
-    url = line.rsplit(" ", 1)[1].strip()
+    m = re.search(r"lake node (\S+) serving at (http://\S+) \(flight grpc://(\S+)\)", line)
+    if m is None:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"unexpected banner {line!r}")
+    node_id, url, flight = m.group(1), m.group(2), m.group(3)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -62,7 +75,7 @@ def start_node(
             proc.wait()
             raise RuntimeError(f"lake node did not become healthy: {log.read_text()}")
         time.sleep(0.05)
-    return NodeProcess(proc, url, home, log)
+    return NodeProcess(proc, url, home, log, node_id, flight)
 
 
 def stop_node(node: NodeProcess, timeout: float = 10.0) -> int:
