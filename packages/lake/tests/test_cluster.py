@@ -142,6 +142,14 @@ def test_three_nodes_replicate_and_query_like_duckdb(
     # Node B is SIGKILLed: same answers, then B is declared dead and RF is restored.
     b.proc.send_signal(signal.SIGKILL)
     b.proc.wait()
+    # B is still a member for a while: its fragments fail and are retried on other replicas.
+    retried = cc.query(f"EXPLAIN {QUERIES[0]}")
+    retried_rows = [dict(zip(cols, r, strict=True)) for r in retried["rows"]]
+    assert b.node_id not in {r["node"] for r in retried_rows}
+    assert max(r["attempt"] for r in retried_rows) >= 2
+    assert sorted(r["chunk"] for r in retried_rows if r["kind"] == "read") == sorted(
+        ch["sha256"] for ch in total["chunk_list"]
+    )
     for sql in QUERIES[:3]:
         assert same(cc.query(sql)["rows"], expected[sql]), sql
     wait_for(lambda: states(cc)[b.node_id] == "dead", what="B declared dead")

@@ -159,3 +159,59 @@ def test_merge_is_commutative_associative_idempotent(a, b, c) -> None:  # type: 
 @given(manifests)
 def test_manifest_json_round_trip(m: Manifest) -> None:
     assert Manifest.from_json(m.to_json()) == m
+
+
+# --- placement ---------------------------------------------------------------------------
+
+node_sets = st.lists(
+    st.text("abcdef0123", min_size=1, max_size=6), min_size=1, max_size=8, unique=True
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=1, max_size=20), node_sets, st.integers(1, 4))
+def test_rendezvous_placement(key: str, nodes: list[str], k: int) -> None:
+    from lake.placement import rank, replicas
+
+    chosen = replicas(key, nodes, k)
+    assert len(chosen) == min(k, len(nodes))
+    assert len(set(chosen)) == len(chosen)
+    assert chosen == replicas(
+        key, list(reversed(nodes)), k
+    )  # order of the member list is irrelevant
+    assert chosen == rank(key, nodes)[: len(chosen)]
+    # Removing a node that does not hold the key changes nothing; removing a holder moves
+    # only its share, to the next-ranked node.
+    for gone in nodes:
+        rest = [n for n in nodes if n != gone]
+        after = replicas(key, rest, k)
+        if gone not in chosen:
+            assert after == chosen
+        else:
+            assert [n for n in chosen if n != gone] == after[: len(chosen) - 1]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.sampled_from(["alive", "suspect", "dead"]), min_size=1),
+    st.lists(st.integers(0, 5), min_size=1),
+)
+def test_membership_merge_prefers_incarnation_then_worse_state(
+    states: list[str], incs: list[int]
+) -> None:
+    from lake.membership import Member, Membership
+
+    views = [Member("b", "h:1", "h:2", i, s) for s, i in zip(states, incs, strict=False)]
+    order_a = Membership(Member("a", "h:0", "h:0", 0))
+    order_b = Membership(Member("a", "h:0", "h:0", 0))
+    order_a.merge(views)
+    order_b.merge(list(reversed(views)))
+    assert order_a.get("b") == order_b.get("b")
+    best = max(views, key=lambda m: (m.incarnation, ["alive", "suspect", "dead"].index(m.state)))
+    assert order_a.get("b") == best
+    # Hearing of its own suspicion, a member refutes with a higher incarnation.
+    me = Membership(Member("a", "h:0", "h:0", 3))
+    me.merge([Member("a", "h:0", "h:0", 3, "suspect")])
+    assert me.me.incarnation == 4
+    assert me.me.state == "alive"
+    assert me.refutations == 1

@@ -355,6 +355,7 @@ class Coordinator:
                             "chunk": r.sha256,
                             "bytes": r.bytes,
                             "rows": r.rows,
+                            "attempt": attempt,
                         }
                         for r in refs
                     )

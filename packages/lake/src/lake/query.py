@@ -188,6 +188,7 @@ class QueryEngine:
                     "chunk": pa.array([r["chunk"] for r in rows], pa.string()),
                     "bytes": pa.array([r["bytes"] for r in rows], pa.int64()),
                     "rows": pa.array([r["rows"] for r in rows], pa.int64()),
+                    "attempt": pa.array([r.get("attempt") for r in rows], pa.int64()),
                 }
             )
             return QueryResult(
