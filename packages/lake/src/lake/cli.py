@@ -89,7 +89,12 @@ def node(
     bound = sock.getsockname()[1]
     app = create_app(settings, signer, http_addr=f"{settings.advertise_host}:{bound}", join=join)
     config = uvicorn.Config(
-        app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=2
+        app,
+        log_level=log_level,
+        access_log=False,
+        http="httptools",
+        lifespan="on",
+        timeout_graceful_shutdown=2,
     )
     uvicorn.Server(config).run(sockets=[sock])
 

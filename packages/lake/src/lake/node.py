@@ -120,6 +120,7 @@ class LakeNode:
         self._stop.set()
         if self.cluster is not None:
             self.cluster.stop()
+        self.engine.close()
         if self._gc_thread is not None:
             self._gc_thread.join(5)
 

@@ -9,6 +9,7 @@ timeout.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 from .sql import Statement, check_read_only, duckdb_error, sandboxed_connection, view_sql
 
 __all__ = ["QueryEngine", "QueryResult"]
+
+POOL_SIZE = 4
+"""Idle sandboxes kept for reuse."""
 
 
 @dataclass
@@ -70,6 +74,8 @@ class QueryEngine:
         self.coordinator: Coordinator | None = None
         """Set when the node is part of a cluster: SELECTs then run across the members."""
         self._running: dict[str, duckdb.DuckDBPyConnection] = {}
+        self._idle: list[tuple[duckdb.DuckDBPyConnection, Path]] = []
+        self._opened = 0
         self._cancelled: set[str] = set()
         self._lock = threading.Lock()
 
@@ -218,23 +224,29 @@ class QueryEngine:
         query_id: str,
         arrow_tables: dict[str, pa.Table] | None = None,
     ) -> pa.Table:
-        """Run ``sql`` in a fresh sandbox with a view per dataset (or a registered table)."""
-        conn = sandboxed_connection(
-            [self.catalog.chunks.root],
-            threads=self.threads,
-            memory_limit=self.memory_limit,
-            temp_dir=self.temp_dir / query_id,
-        )
+        """Run ``sql`` in a sandbox with a view per dataset (or a registered Arrow table).
+
+        Sandboxes are pooled: opening one costs tens of milliseconds, and a clean one (views
+        dropped, tables unregistered, configuration still locked) is as good as new. One that
+        raised is closed instead of reused.
+        """
+        conn, tmp = self._acquire()
+        views: list[str] = []
+        registered: list[str] = []
+        clean = False
         try:
             for name, paths in sources.items():
                 if paths:
                     conn.execute(view_sql(name, paths))
+                    views.append(name)
                 else:
                     schema = manifests[name].schema
                     empty = schema.to_arrow().empty_table() if schema is not None else pa.table({})
                     conn.register(name, empty)
+                    registered.append(name)
             for name, tbl in (arrow_tables or {}).items():
                 conn.register(name, tbl)
+                registered.append(name)
             with self._lock:
                 self._running[query_id] = conn
             limit = self.timeout if timeout is None else timeout
@@ -242,7 +254,9 @@ class QueryEngine:
             timer.daemon = True
             timer.start()
             try:
-                return conn.sql(sql).to_arrow_table()
+                table = conn.sql(sql).to_arrow_table()
+                clean = True
+                return table
             except duckdb.InterruptException:
                 with self._lock:
                     cancelled = query_id in self._cancelled
@@ -256,8 +270,52 @@ class QueryEngine:
             with self._lock:
                 self._running.pop(query_id, None)
                 self._cancelled.discard(query_id)
+            self._release(conn, tmp, views, registered, clean)
+
+    def _acquire(self) -> tuple[duckdb.DuckDBPyConnection, Path]:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+            self._opened += 1
+            tmp = self.temp_dir / f"conn-{os.getpid()}-{self._opened}"
+        conn = sandboxed_connection(
+            [self.catalog.chunks.root],
+            threads=self.threads,
+            memory_limit=self.memory_limit,
+            temp_dir=tmp,
+        )
+        return conn, tmp
+
+    def _release(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        tmp: Path,
+        views: list[str],
+        registered: list[str],
+        clean: bool,
+    ) -> None:
+        if clean:
+            try:
+                for name in views:
+                    conn.execute(f'DROP VIEW IF EXISTS "{name}"')
+                for name in registered:
+                    conn.unregister(name)
+            except duckdb.Error:
+                clean = False
+        with self._lock:
+            if clean and len(self._idle) < POOL_SIZE:
+                self._idle.append((conn, tmp))
+                return
+        conn.close()
+        _rmtree(tmp)
+
+    def close(self) -> None:
+        """Close the pooled sandboxes."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn, tmp in idle:
             conn.close()
-            _rmtree(self.temp_dir / query_id)
+            _rmtree(tmp)
 
 
 def _rmtree(path: Path) -> None:
