@@ -215,7 +215,7 @@ def test_indirect_ping_prevents_false_death_and_suspects_refute(
 def test_corrupt_chunk_is_repaired_from_a_replica(
     trio: tuple[list[NodeProcess], list[Client]], sales_csv: Path
 ) -> None:
-    (_a, _b, c), (ca, _cb, cc) = trio
+    (_a, _b, c), (ca, cb, cc) = trio
     ca.upload(sales_csv, "sales", part_size=1 << 20)
     wait_for(
         lambda: cc._call("GET", "/nodes").json()["under_replicated"] == 0 and cc.datasets(),
@@ -235,3 +235,7 @@ def test_corrupt_chunk_is_repaired_from_a_replica(
     assert hashlib.sha256(path.read_bytes()).hexdigest() == sha
     expected = duckdb.sql(f"SELECT count(*), sum(id) FROM read_csv('{sales_csv}')").fetchall()
     assert same(cc.query("SELECT count(*), sum(id) FROM sales")["rows"], expected)
+    # A delete on A is a tombstone that every peer honours.
+    ca.delete("sales")
+    for cl in (cb, cc):
+        wait_for(lambda cl=cl: cl.datasets() == [], what="tombstone gossip")

@@ -150,6 +150,16 @@ def test_limits(
         assert r.status_code == 413
     with pytest.raises(BadInputError, match="dataset name"):
         c.start_upload(small, "../evil")
+    # Any other body is limited too (PLATFORM_MAX_BODY_BYTES), declared or streamed.
+    huge = b'{"sql": "' + b"x" * (17 << 20) + b'"}'
+    with httpx.Client(base_url=proc.url + "/api/lake", headers=c.http.headers, timeout=30) as h:
+        r = h.post("/query", content=huge, headers={"content-type": "application/json"})
+        assert r.status_code == 413
+        streamed = h.post(
+            "/query", content=iter([huge[i : i + 65536] for i in range(0, len(huge), 65536)])
+        )
+        assert streamed.status_code == 413
+        assert streamed.json()["type"] == "over_budget"
 
 
 def test_sigkill_during_conversion_loses_nothing_and_resumes(

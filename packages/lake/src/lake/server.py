@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from platform_core import PlatformError, UnauthorizedError
 from platform_core.auth import Claims, TokenSigner, bearer_token
@@ -34,6 +35,55 @@ log = logging.getLogger(__name__)
 PREFIX = "/api/lake"
 
 _scheme = HTTPBearer(auto_error=False, description="A platform token (`platform token`).")
+
+
+class BodyLimit:
+    """Refuses request bodies over ``max_bytes`` with 413 (declared or as they stream in)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        too_big = JSONResponse(
+            {"error": f"request body over {self.max_bytes} bytes", "type": "over_budget"}, 413
+        )
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await too_big(scope, receive, send)
+            return
+        seen = 0
+        exceeded = False
+        started = False
+
+        async def limited() -> Message:
+            nonlocal seen, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    # Tell the app the client went away; the 413 is sent below.
+                    exceeded = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if exceeded and not started:
+                return  # the app's answer to the cut-off body is replaced by the 413
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracked)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await too_big(scope, receive, send)
 
 
 def create_app(
@@ -82,6 +132,9 @@ def create_app(
         return claims
 
     app = FastAPI(title="lake node", lifespan=lifespan)
+    app.add_middleware(
+        BodyLimit, max_bytes=max(settings.max_body_bytes, settings.max_part_bytes + (1 << 16))
+    )
     app.state.holder = holder
 
     @app.get("/health")
