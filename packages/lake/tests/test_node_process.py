@@ -276,3 +276,36 @@ def test_cli_upload_and_query(launch: Launch, sales_csv: Path) -> None:
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: ATTACH is not allowed")
     assert "Traceback" not in bad.stderr
+
+
+def test_node_to_node_calls_need_the_cluster_token(
+    launch: Launch, client_for: Callable[[NodeProcess], Client], sales_csv: Path, token: str
+) -> None:
+    import pyarrow.flight as fl
+
+    from lake.flight import FlightPeer
+    from platform_core.auth import TokenSigner
+
+    proc = launch("a")
+    c = client_for(proc)
+    c.upload(sales_csv, "sales", part_size=1 << 20)
+    chunk = c.dataset("sales")["chunk_list"][0]
+    for bad in (token, "not-a-token"):
+        user = FlightPeer(proc.flight, bad)
+        with pytest.raises(fl.FlightUnauthenticatedError):
+            user.fetch_chunk(chunk["sha256"])
+        user.close()
+        r = httpx.post(
+            f"{proc.url}/internal/lake/ping", json={}, headers={"authorization": f"Bearer {bad}"}
+        )
+        assert r.status_code == 401
+    good = FlightPeer(proc.flight, TokenSigner(SECRET).cluster_token("peer"))
+    data = good.fetch_chunk(chunk["sha256"])
+    good.close()
+    assert hashlib.sha256(data).hexdigest() == chunk["sha256"]
+    assert len(data) == chunk["bytes"]
+    # A cluster token is no user token.
+    cluster = Client(proc.url, TokenSigner(SECRET).cluster_token("peer"))
+    with pytest.raises(UnauthorizedError, match="node-to-node"):
+        cluster.datasets()
+    cluster.close()
