@@ -139,6 +139,19 @@ def test_three_nodes_replicate_and_query_like_duckdb(
     assert sum(r["rows"] for r in moves) <= 13 * 3
     assert moved < 0.01 * total["bytes"], (moved, total["bytes"])
 
+    # Placement is real: once the replicas have them, A keeps only its own share, and every
+    # chunk lives on exactly two of the three nodes.
+    everything = {ch["sha256"] for ch in total["chunk_list"]}
+
+    def placed() -> bool:
+        held = [set(peer(p, "GET", "/chunks")) & everything for p in (a, b, c)]
+        return all(sum(sha in h for h in held) == 2 for sha in everything)
+
+    wait_for(placed, what="two replicas per chunk")
+    assert len(set(peer(a, "GET", "/chunks")) & everything) < len(everything)
+    for sql in QUERIES[:2]:
+        assert same(cc.query(sql)["rows"], expected[sql]), sql
+
     # Node B is SIGKILLed: same answers, then B is declared dead and RF is restored.
     b.proc.send_signal(signal.SIGKILL)
     b.proc.wait()

@@ -60,7 +60,7 @@ class Cluster:
         self.members = Membership(me)
         self.dropped: set[str] = set()
         self.stats = {"pings": 0, "ping_failures": 0, "indirect_ok": 0, "suspected": 0, "dead": 0}
-        self.stats |= {"replicated": 0, "repaired": 0, "manifests_pulled": 0}
+        self.stats |= {"replicated": 0, "repaired": 0, "manifests_pulled": 0, "trimmed": 0}
         self._http = httpx.Client(timeout=s.ping_timeout_seconds)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -316,10 +316,38 @@ class Cluster:
                         self.stats["replicated"] += 1
         return fetched
 
+    def trim_once(self) -> int:
+        """Drop local copies of chunks this node is not a replica of, once every replica has one.
+
+        The ingesting node writes every chunk of a version; after its replicas hold them it
+        keeps only its own share. Chunks of older versions are left to GC.
+        """
+        me = self.members.me_id
+        spare: dict[str, list[str]] = {}
+        with self._repl_lock:
+            for manifest in self.node.catalog.heads():
+                if manifest.deleted:
+                    continue
+                for ref in manifest.chunks:
+                    targets = self.targets(ref.sha256)
+                    if me not in targets and self.node.chunks.has(ref.sha256):
+                        spare[ref.sha256] = targets
+            if not spare or len(self.live_ids()) < self.node.settings.replication_factor:
+                return 0
+            held = self.holdings()
+            removed = 0
+            for sha, targets in spare.items():
+                if all(sha in (held.get(t) or ()) for t in targets):
+                    self.node.chunks.remove(sha)
+                    removed += 1
+            self.stats["trimmed"] += removed
+            return removed
+
     def _replicate_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
             try:
                 self.replicate_once()
+                self.trim_once()
             except Exception:
                 log.exception("replication round failed")
 
