@@ -228,13 +228,20 @@ def test_indirect_ping_prevents_false_death_and_suspects_refute(
 def test_corrupt_chunk_is_repaired_from_a_replica(
     trio: tuple[list[NodeProcess], list[Client]], sales_csv: Path
 ) -> None:
-    (_a, _b, c), (ca, cb, cc) = trio
+    (a, b, c), (ca, cb, cc) = trio
     ca.upload(sales_csv, "sales", part_size=1 << 20)
     wait_for(
         lambda: cc._call("GET", "/nodes").json()["under_replicated"] == 0 and cc.datasets(),
         what="replication",
     )
-    held = peer(c, "GET", "/chunks")
+    everything = {ch["sha256"] for ch in ca.dataset("sales")["chunk_list"]}
+
+    def placed() -> bool:  # replication and trimming have settled: two copies per chunk
+        held = [set(peer(p, "GET", "/chunks")) & everything for p in (a, b, c)]
+        return all(sum(sha in h for h in held) == 2 for sha in everything)
+
+    wait_for(placed, what="two replicas per chunk")
+    held = sorted(set(peer(c, "GET", "/chunks")) & everything)
     sha = held[0]
     path = next((c.home / "lake").glob(f"*/chunks/{sha}.parquet"))
     raw = bytearray(path.read_bytes())
