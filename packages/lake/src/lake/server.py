@@ -131,7 +131,8 @@ def create_app(
         request.state.claims = claims
         return claims
 
-    app = FastAPI(title="lake node", lifespan=lifespan)
+    # No /docs: FastAPI's page loads its assets from a CDN; the gateway serves docs offline.
+    app = FastAPI(title="lake node", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(
         BodyLimit, max_bytes=max(settings.max_body_bytes, settings.max_part_bytes + (1 << 16))
     )
