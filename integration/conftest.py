@@ -101,6 +101,9 @@ def start_platform(
             p for p in (str(test_plugin_dir), os.environ.get("PYTHONPATH")) if p
         )
         env[EVENTS_DIR_ENV] = str(events_dir)
+        env.setdefault(
+            "LAKE_FLIGHT_PORT", "0"
+        )  # the embedded lake node's Flight port: any free one
         env.update(extra_env)
         home, stdout, stderr = run_dir / "home", run_dir / "stdout.log", run_dir / "stderr.log"
         # Output goes to files, not pipes, so a chatty server can never block on a full pipe.

@@ -1,0 +1,73 @@
+"""Lake: chunked, checksummed, content-addressed datasets with read-only SQL (DuckDB).
+
+Public API: :class:`LakeNode` (storage, ingest and SQL of one node), :class:`Client` (upload
+and query over HTTP), the storage pieces (:class:`ChunkStore`, :class:`Catalog`,
+:class:`Manifest`, :class:`ChunkRef`, :func:`merge`), :func:`convert_file`,
+:func:`check_read_only`, settings and errors.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .catalog import Catalog
+from .chunks import ChunkStore
+from .client import Client
+from .convert import ConvertResult, convert_file, detect_format
+from .errors import (
+    ChecksumMismatchError,
+    CorruptChunkError,
+    DatasetNotFoundError,
+    IngestError,
+    InvalidNameError,
+    LakeError,
+    QueryTimeoutError,
+    SQLError,
+    TooLargeError,
+    UploadNotFoundError,
+    UploadStateError,
+)
+from .manifest import ChunkRef, Manifest, merge
+from .node import LakeNode
+from .query import QueryEngine, QueryResult
+from .settings import LakeSettings, lake_settings
+from .sql import Statement, check_read_only
+from .uploads import UploadInfo, UploadManager
+
+try:
+    __version__ = version("platform-lake")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "Catalog",
+    "ChecksumMismatchError",
+    "ChunkRef",
+    "ChunkStore",
+    "Client",
+    "ConvertResult",
+    "CorruptChunkError",
+    "DatasetNotFoundError",
+    "IngestError",
+    "InvalidNameError",
+    "LakeError",
+    "LakeNode",
+    "LakeSettings",
+    "Manifest",
+    "QueryEngine",
+    "QueryResult",
+    "QueryTimeoutError",
+    "SQLError",
+    "Statement",
+    "TooLargeError",
+    "UploadInfo",
+    "UploadManager",
+    "UploadNotFoundError",
+    "UploadStateError",
+    "__version__",
+    "check_read_only",
+    "convert_file",
+    "detect_format",
+    "lake_settings",
+    "merge",
+]

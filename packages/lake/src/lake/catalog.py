@@ -1,0 +1,255 @@
+"""The catalog of one node: immutable manifest files and an atomic head pointer per dataset.
+
+Layout: ``manifests/<name>/v<version>.json`` (written once, never changed) and
+``manifests/<name>/HEAD`` (the current version number). Committing writes the new manifest,
+then replaces ``HEAD`` with ``os.replace``, so a reader sees either the old or the new version
+in full, never a mix (snapshot isolation as in Iceberg's metadata pointer swap). Deleting
+commits a tombstone version. :meth:`Catalog.gc` drops superseded versions and unreferenced
+chunks once they are older than the retention period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from platform_core import ConflictError, Schema
+
+from .chunks import ChunkStore
+from .errors import DatasetNotFoundError
+from .manifest import ChunkRef, Manifest
+from .names import check_dataset_name
+
+__all__ = ["Catalog"]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Catalog:
+    """Dataset versions stored under ``root``; chunk files in ``chunks``."""
+
+    def __init__(self, root: Path, chunks: ChunkStore, node_id: str = "") -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.chunks = chunks
+        self.node_id = node_id
+        self._lock = threading.RLock()
+        self._pending: dict[str, int] = {}
+        self.listeners: list[Callable[[Manifest], None]] = []
+        """Called (under the catalog lock) with every manifest installed."""
+
+    # --- reading -------------------------------------------------------------------------
+
+    def _dir(self, name: str) -> Path:
+        return self.root / check_dataset_name(name)
+
+    def head_version(self, name: str) -> int:
+        try:
+            return int((self._dir(name) / "HEAD").read_text().strip())
+        except FileNotFoundError:
+            return 0
+
+    def read(self, name: str, version: int) -> Manifest:
+        path = self._dir(name) / f"v{version:010d}.json"
+        try:
+            return Manifest.from_json(path.read_bytes())
+        except FileNotFoundError:
+            raise DatasetNotFoundError(
+                f"dataset {name!r} has no version {version} on this node "
+                f"(versions: {self.versions(name) or 'none'})"
+            ) from None
+
+    def head(self, name: str) -> Manifest | None:
+        """The current manifest (tombstones included), or None if the node never saw the name."""
+        version = self.head_version(name)
+        return self.read(name, version) if version else None
+
+    def get(self, name: str, version: int | None = None) -> Manifest:
+        """A live dataset's manifest (its head, or ``version``); 404 if absent or deleted."""
+        head = self.head(name)
+        if head is None or head.deleted:
+            known = ", ".join(self.names()) or "none"
+            raise DatasetNotFoundError(f"no dataset named {name!r} (datasets: {known})")
+        return head if version is None or version == head.version else self.read(name, version)
+
+    def names(self) -> list[str]:
+        """Names of live (not deleted) datasets."""
+        out = []
+        for d in sorted(self.root.iterdir()):
+            if d.is_dir() and (d / "HEAD").exists():
+                head = self.head(d.name)
+                if head is not None and not head.deleted:
+                    out.append(d.name)
+        return out
+
+    def heads(self) -> list[Manifest]:
+        """Every dataset head, tombstones included (what gossip exchanges)."""
+        out = []
+        for d in sorted(self.root.iterdir()):
+            if d.is_dir() and (d / "HEAD").exists():
+                m = self.head(d.name)
+                if m is not None:
+                    out.append(m)
+        return out
+
+    def versions(self, name: str) -> list[int]:
+        d = self._dir(name)
+        if not d.is_dir():
+            return []
+        return sorted(int(p.stem[1:]) for p in d.glob("v*.json"))
+
+    # --- writing -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def pending(self, shas: Iterable[str] = ()) -> Iterator[set[str]]:
+        """Protect chunks being written (not yet in a manifest) from GC until the block ends."""
+        held: set[str] = set(shas)
+        with self._lock:
+            for s in held:
+                self._pending[s] = self._pending.get(s, 0) + 1
+        box = _PendingSet(self, held)
+        try:
+            yield box
+        finally:
+            with self._lock:
+                for s in box:
+                    n = self._pending.get(s, 0) - 1
+                    if n <= 0:
+                        self._pending.pop(s, None)
+                    else:
+                        self._pending[s] = n
+
+    def commit(
+        self,
+        name: str,
+        schema: Schema | None,
+        chunks: Iterable[ChunkRef],
+        *,
+        append: bool = False,
+        expected_version: int | None = None,
+        deleted: bool = False,
+    ) -> Manifest:
+        """Make a new version: ``chunks`` replace (or with ``append``, extend) the head's."""
+        check_dataset_name(name)
+        chunk_list = tuple(chunks)
+        for c in chunk_list:
+            if not self.chunks.has(c.sha256):
+                raise ConflictError(f"chunk {c.sha256} is not stored here; cannot commit it")
+        with self._lock:
+            head = self.head(name)
+            current = head.version if head is not None else 0
+            if expected_version is not None and expected_version != current:
+                raise ConflictError(
+                    f"dataset {name!r} is at version {current}, not {expected_version}; "
+                    "reload it and retry"
+                )
+            if append and head is not None and not head.deleted:
+                if schema is not None and head.schema is not None and schema != head.schema:
+                    raise ConflictError(
+                        f"cannot append to {name!r}: the new data's schema "
+                        f"{schema.to_json()} differs from the dataset's {head.schema.to_json()}"
+                    )
+                chunk_list = head.chunks + chunk_list
+                schema = head.schema
+            manifest = Manifest(
+                name=name,
+                version=current + 1,
+                schema=None if deleted else schema,
+                chunks=() if deleted else chunk_list,
+                created=time.time(),
+                deleted=deleted,
+                origin=self.node_id,
+            )
+            self._install(manifest)
+        return manifest
+
+    def delete(self, name: str) -> Manifest:
+        """Commit a tombstone; the chunks go at the next GC after the retention period."""
+        self.get(name)
+        return self.commit(name, None, (), deleted=True)
+
+    def install(self, manifest: Manifest) -> bool:
+        """Adopt a manifest a peer committed if it is newer than ours; True if it was."""
+        with self._lock:
+            head = self.head(manifest.name)
+            if head is not None and head.version >= manifest.version:
+                return False
+            self._install(manifest)
+            return True
+
+    def _install(self, manifest: Manifest) -> None:
+        d = self._dir(manifest.name)
+        d.mkdir(exist_ok=True)
+        path = d / f"v{manifest.version:010d}.json"
+        if not path.exists():
+            _write_atomic(path, manifest.to_json())
+        _write_atomic(d / "HEAD", str(manifest.version))
+        for listener in self.listeners:
+            listener(manifest)
+
+    # --- garbage collection --------------------------------------------------------------
+
+    def referenced(self) -> set[str]:
+        """Chunks named by any kept manifest (all versions) or being written."""
+        refs: set[str] = set()
+        for d in self.root.iterdir():
+            if not d.is_dir():
+                continue
+            for p in d.glob("v*.json"):
+                refs.update(c.sha256 for c in Manifest.from_json(p.read_bytes()).chunks)
+        with self._lock:
+            refs.update(self._pending)
+        return refs
+
+    def gc(self, retention_seconds: float, now: float | None = None) -> dict[str, int]:
+        """Drop versions superseded longer ago than the retention, then unreferenced chunks."""
+        now = time.time() if now is None else now
+        dropped_versions = 0
+        with self._lock:
+            for d in sorted(self.root.iterdir()):
+                if not d.is_dir() or not (d / "HEAD").exists():
+                    continue
+                versions = self.versions(d.name)
+                head = self.head_version(d.name)
+                for older, newer in itertools.pairwise(versions):
+                    if older >= head:
+                        break
+                    superseded_at = self.read(d.name, newer).created
+                    if now - superseded_at >= retention_seconds:
+                        (d / f"v{older:010d}.json").unlink(missing_ok=True)
+                        dropped_versions += 1
+            keep = self.referenced()
+        removed = 0
+        for sha in self.chunks.all():
+            if sha not in keep:
+                self.chunks.remove(sha)
+                removed += 1
+        return {"versions": dropped_versions, "chunks": removed}
+
+
+class _PendingSet(set[str]):
+    """The set yielded by :meth:`Catalog.pending`; ``add`` registers a chunk with the catalog."""
+
+    def __init__(self, catalog: Catalog, initial: set[str]) -> None:
+        super().__init__(initial)
+        self._catalog = catalog
+
+    def add(self, sha: str) -> None:
+        if sha in self:
+            return
+        with self._catalog._lock:
+            self._catalog._pending[sha] = self._catalog._pending.get(sha, 0) + 1
+        super().add(sha)

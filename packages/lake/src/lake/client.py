@@ -1,0 +1,219 @@
+"""``lake.Client``: upload files in parallel checksummed parts, query, list and delete datasets.
+
+It talks to any lake node or gateway (``url`` is the base, the client adds ``/api/lake``).
+Parts are read with ``os.pread`` (no whole file in memory), sent by a thread pool, and
+retried on connection errors and 5xx; ``upload(..., upload_id=...)`` resumes an interrupted
+upload by asking which parts the node already has. Progress is reported through a callback
+(the CLI draws it); the library never prints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+
+from platform_core import PlatformError, UnavailableError, errors
+
+__all__ = ["Client"]
+
+Progress = Callable[[int, int], None]
+
+_KINDS: dict[str, type[PlatformError]] = {
+    "bad_input": errors.BadInputError,
+    "unauthorized": errors.UnauthorizedError,
+    "forbidden": errors.ForbiddenError,
+    "not_found": errors.NotFoundError,
+    "conflict": errors.ConflictError,
+    "over_budget": errors.OverBudgetError,
+    "corrupt_data": errors.CorruptDataError,
+    "unavailable": errors.UnavailableError,
+}
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()
+        message, kind = body.get("error", response.text), body.get("type", "")
+        details = body.get("details") or {}
+    except ValueError:
+        message, kind, details = response.text or response.reason_phrase, "", {}
+    cls = _KINDS.get(kind, PlatformError)
+    raise cls(f"{message} (HTTP {response.status_code})", **details)
+
+
+class Client:
+    """A client of one lake node (or of the gateway that embeds one)."""
+
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.base = url.rstrip("/") + "/api/lake"
+        self.http = httpx.Client(headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            r = self.http.request(method, self.base + path, **kw)
+        except httpx.TransportError as exc:
+            raise UnavailableError(f"cannot reach the lake node at {self.base}: {exc}") from exc
+        _raise_for(r)
+        return r
+
+    # --- datasets and queries ------------------------------------------------------------
+
+    def datasets(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/datasets").json()  # type: ignore[no-any-return]
+
+    def dataset(self, name: str, version: int | None = None) -> dict[str, Any]:
+        params = {"version": version} if version else None
+        return self._call("GET", f"/datasets/{name}", params=params).json()  # type: ignore[no-any-return]
+
+    def delete(self, name: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/datasets/{name}").json()  # type: ignore[no-any-return]
+
+    def query(
+        self, sql: str, *, timeout: float | None = None, query_id: str | None = None
+    ) -> dict[str, Any]:
+        """A query's JSON result: ``columns``, ``rows``, ``row_count``, ``reads``."""
+        body = {"sql": sql, "format": "json", "timeout": timeout, "query_id": query_id}
+        return self._call("POST", "/query", json=body).json()  # type: ignore[no-any-return]
+
+    def query_arrow(self, sql: str, *, timeout: float | None = None) -> pa.Table:
+        """A query's result as an Arrow table (sent as an Arrow IPC stream)."""
+        r = self._call("POST", "/query", json={"sql": sql, "format": "arrow", "timeout": timeout})
+        return pa.ipc.open_stream(r.content).read_all()
+
+    def query_csv(self, sql: str) -> str:
+        return self._call("POST", "/query", json={"sql": sql, "format": "csv"}).text
+
+    def cancel(self, query_id: str) -> bool:
+        return bool(self._call("DELETE", f"/query/{query_id}").json()["cancelled"])
+
+    # --- uploads -------------------------------------------------------------------------
+
+    def start_upload(
+        self,
+        path: str | os.PathLike[str],
+        name: str,
+        *,
+        format: str | None = None,
+        overrides: Mapping[str, str] | None = None,
+        part_size: int = 8 << 20,
+        append: bool = False,
+    ) -> dict[str, Any]:
+        file = Path(path)
+        body = {
+            "name": name,
+            "size": file.stat().st_size,
+            "filename": file.name,
+            "format": format,
+            "part_size": part_size,
+            "overrides": dict(overrides or {}),
+            "append": append,
+        }
+        return self._call("POST", "/uploads", json=body).json()  # type: ignore[no-any-return]
+
+    def upload_status(self, upload_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/uploads/{upload_id}").json()  # type: ignore[no-any-return]
+
+    def send_part(
+        self, path: str | os.PathLike[str], info: Mapping[str, Any], n: int, *, retries: int = 3
+    ) -> int:
+        """Read part ``n`` of the file and PUT it with its SHA-256; retried on transient errors."""
+        size, part = int(info["size"]), int(info["part_size"])
+        length = min(part, size - n * part)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            data = os.pread(fd, length, n * part)
+        finally:
+            os.close(fd)
+        sha = hashlib.sha256(data).hexdigest()
+        url = f"/uploads/{info['id']}/parts/{n}"
+        for attempt in range(retries + 1):
+            try:
+                self._call("PUT", url, content=data, headers={"x-content-sha256": sha})
+                return length
+            except (UnavailableError, errors.BadInputError) as exc:
+                retriable = isinstance(exc, UnavailableError) or "SHA-256" in exc.message
+                if not retriable or attempt == retries:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        return length
+
+    def upload(
+        self,
+        path: str | os.PathLike[str],
+        name: str,
+        *,
+        format: str | None = None,
+        overrides: Mapping[str, str] | None = None,
+        part_size: int = 8 << 20,
+        parallel: int = 4,
+        append: bool = False,
+        upload_id: str | None = None,
+        wait: bool = True,
+        timeout: float = 3600.0,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Upload a CSV, JSONL or Parquet file as dataset ``name``; resume with ``upload_id``.
+
+        Returns the upload's final status (``state`` is ``committed`` with ``version`` and
+        ``rows``) when ``wait``; raises the node's error if the conversion failed.
+        """
+        if upload_id is None:
+            info = self.start_upload(
+                path, name, format=format, overrides=overrides, part_size=part_size, append=append
+            )
+        else:
+            info = self.upload_status(upload_id)
+        total = int(info["size"])
+        have = set(info["received"])
+        todo = [n for n in range(int(info["parts"])) if n not in have]
+        done = total - sum(
+            min(int(info["part_size"]), total - n * int(info["part_size"])) for n in todo
+        )
+        if progress:
+            progress(done, total)
+        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+            for sent in pool.map(lambda n: self.send_part(path, info, n), todo):
+                done += sent
+                if progress:
+                    progress(done, total)
+        status = self._call("POST", f"/uploads/{info['id']}/complete").json()
+        if not wait:
+            return status  # type: ignore[no-any-return]
+        return self.wait_upload(info["id"], timeout=timeout)
+
+    def wait_upload(self, upload_id: str, *, timeout: float = 3600.0) -> dict[str, Any]:
+        """Poll an upload until it is committed (returned) or failed (raised)."""
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while True:
+            status = self.upload_status(upload_id)
+            if status["state"] == "committed":
+                return status
+            if status["state"] in ("failed", "aborted"):
+                raise errors.BadInputError(
+                    f"upload {upload_id} {status['state']}: {status['error']}"
+                )
+            if time.monotonic() > deadline:
+                raise UnavailableError(f"upload {upload_id} not committed within {timeout:g} s")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)

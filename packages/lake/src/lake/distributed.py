@@ -1,0 +1,379 @@
+"""Distributed queries: plan over chunks, push fragments to replicas, finish in DuckDB.
+
+Two plans, chosen from the statement's shape:
+
+- **Partial aggregation** (one table, no joins, windows, subqueries or CTEs; aggregates are
+  COUNT, SUM, MIN, MAX, AVG and one COUNT(DISTINCT x)): each node computes PARTIAL states for
+  its chunks (``count``, ``sum``, ``min``, ``max``, AVG as ``sum`` + ``count``, and the
+  distinct values of ``x`` as an extra group key), filtered by the WHERE clause; the
+  coordinator merges them in a FINAL step (sum of counts, sum / count for AVG, count of
+  distinct ``x``) with the original HAVING, ORDER BY and LIMIT (Trino's partial/final split).
+  Only partial states cross the network, so a few-group GROUP BY moves very little.
+- **Scan pushdown** (anything else: joins, windows, ...): each node returns only the columns
+  the query names, filtered by the WHERE clause when the query reads one table; the
+  coordinator registers the pulled Arrow tables and runs the original SQL in DuckDB.
+
+Each chunk is read by the first live member of its rendezvous ranking (so reads spread over
+the replicas); if a node fails mid-query its chunks are retried on their next replica.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from platform_core import PlatformError, UnavailableError, new_id
+
+from .flight import FlightPeer
+from .manifest import Manifest
+from .sql import Statement
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
+    from .node import LakeNode
+
+__all__ = ["Coordinator", "DistributedResult", "aggregate_plan"]
+
+log = logging.getLogger(__name__)
+
+PARTIALS = "__partials"
+
+
+@dataclass
+class DistributedResult:
+    table: pa.Table
+    reads: list[dict[str, Any]] = field(default_factory=list)
+    moves: list[dict[str, Any]] = field(default_factory=list)
+    plan: str = ""
+
+
+def _sql(node: exp.Expression) -> str:
+    return node.sql(dialect="duckdb")
+
+
+@dataclass(frozen=True)
+class AggregatePlan:
+    fragment: str
+    final: str
+
+
+def aggregate_plan(tree: exp.Expression, dataset: str) -> AggregatePlan | None:
+    """Split a one-table aggregate query into a per-node fragment and a final query."""
+    if not isinstance(tree, exp.Select):
+        return None
+    if tree.args.get("joins") or tree.args.get("with") or tree.args.get("distinct"):
+        return None
+    if tree.find(exp.Window) or tree.find(exp.Subquery) or tree.args.get("qualify"):
+        return None
+    source = tree.args.get("from_")
+    if source is None or not isinstance(source.this, exp.Table):
+        return None
+    table: exp.Table = source.this
+    alias = table.alias_or_name
+    final = tree.copy()
+    aggs = list(final.find_all(exp.AggFunc))
+    if not aggs:
+        return None
+    group = tree.args.get("group")
+    keys = list(group.expressions) if group is not None else []
+    if group is not None and (
+        group.args.get("all")
+        or group.args.get("rollup")
+        or group.args.get("cube")
+        or group.args.get("grouping_sets")
+    ):
+        return None
+    if any(isinstance(k, exp.Literal) for k in keys):
+        return None
+    frag_items: list[str] = []
+    frag_group: list[str] = []
+    key_cols: list[exp.Expression] = []
+    key_map: dict[str, str] = {}
+    for i, k in enumerate(keys):
+        if k.find(exp.AggFunc):
+            return None
+        if isinstance(k, exp.Column):
+            frag_items.append(f'{_sql(k)} AS "{k.name}"')
+            key_cols.append(k.copy())
+        else:
+            name = f"__k{i}"
+            frag_items.append(f"{_sql(k)} AS {name}")
+            key_map[_sql(k)] = name
+            key_cols.append(exp.column(name))
+        frag_group.append(_sql(k))
+    distinct: str | None = None
+    finals: list[tuple[exp.Expression, str]] = []
+    partial = 0
+    for agg in aggs:
+        if agg.find_ancestor(exp.AggFunc) is not None or any(
+            isinstance(a, exp.AggFunc) for a in agg.find_all(exp.AggFunc) if a is not agg
+        ):
+            return None
+        arg = agg.this
+        if isinstance(agg, exp.Count) and isinstance(arg, exp.Distinct):
+            if len(arg.expressions) != 1:
+                return None
+            d = _sql(arg.expressions[0])
+            if distinct is not None and d != distinct:
+                return None
+            distinct = d
+            finals.append((agg, "count(DISTINCT __d)"))
+            continue
+        if isinstance(arg, exp.Distinct) or agg.args.get("filter"):
+            return None
+        p = f"__p{partial}"
+        partial += 1
+        if isinstance(agg, exp.Count):
+            inner = "*" if arg is None or isinstance(arg, exp.Star) else _sql(arg)
+            frag_items.append(f"count({inner}) AS {p}")
+            finals.append((agg, f"CAST(sum({p}) AS BIGINT)"))
+        elif isinstance(agg, exp.Sum | exp.Min | exp.Max) and type(agg) in (
+            exp.Sum,
+            exp.Min,
+            exp.Max,
+        ):
+            fn = {exp.Sum: "sum", exp.Min: "min", exp.Max: "max"}[type(agg)]
+            frag_items.append(f"{fn}({_sql(arg)}) AS {p}")
+            finals.append((agg, f"{fn}({p})"))
+        elif type(agg) is exp.Avg:
+            q = f"__p{partial}"
+            partial += 1
+            frag_items.append(f"sum({_sql(arg)}) AS {p}")
+            frag_items.append(f"count({_sql(arg)}) AS {q}")
+            finals.append((agg, f"CAST(sum({p}) AS DOUBLE) / nullif(sum({q}), 0)"))
+        else:
+            return None
+    if distinct is not None:
+        frag_items.append(f"{distinct} AS __d")
+        frag_group.append(distinct)
+    for node_, text in finals:
+        node_.replace(sqlglot.parse_one(text, read="duckdb"))
+    if key_map:
+        for node in list(final.walk()):
+            if isinstance(node, exp.Expression) and node is not final and _sql(node) in key_map:
+                node.replace(exp.column(key_map[_sql(node)]))
+    final.set("where", None)
+    final.set(
+        "from_",
+        sqlglot.parse_one(f'SELECT 1 FROM {PARTIALS} AS "{alias}"', read="duckdb").args["from_"],
+    )
+    if group is not None:
+        final.set("group", exp.Group(expressions=key_cols))
+    where = tree.args.get("where")
+    fragment = f"SELECT {', '.join(frag_items)} FROM {_sql(table)}"
+    if where is not None:
+        fragment += f" {_sql(where)}"
+    if frag_group:
+        fragment += f" GROUP BY {', '.join(frag_group)}"
+    return AggregatePlan(fragment, _sql(final))
+
+
+def scan_fragment(tree: exp.Expression, name: str, manifest: Manifest, single: bool) -> str:
+    """``SELECT <needed columns> FROM name [WHERE ...]`` for one table of a query."""
+    columns = [f.name for f in manifest.schema.fields] if manifest.schema is not None else []
+    if not tree.find(exp.Star):
+        used = {c.name for c in tree.find_all(exp.Column)}
+        columns = [c for c in columns if c in used] or columns[:1]
+    cols = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
+    text = f'SELECT {cols} FROM "{name}"'
+    if single and isinstance(tree, exp.Select) and not tree.args.get("joins"):
+        where = tree.args.get("where")
+        source = tree.args.get("from_")
+        if where is not None and not where.find(exp.Subquery) and source is not None:
+            text = f"SELECT {cols} FROM {_sql(source.this)} {_sql(where)}"
+    return text
+
+
+class Coordinator:
+    """Runs a gated SELECT across the members holding the chunks."""
+
+    def __init__(self, node: LakeNode, cluster: Cluster) -> None:
+        self.node = node
+        self.cluster = cluster
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lake-coord")
+        self.fail_hook: Any = None
+        """Tests: called with (member id, fragment) before each remote fragment."""
+
+    def run(self, stmt: Statement, *, timeout: float, query_id: str) -> DistributedResult:
+        engine = self.node.engine
+        manifests = engine.snapshot(stmt.tables)
+        assert stmt.tree is not None
+        plan = None
+        if len(manifests) == 1:
+            (name,) = manifests
+            plan = aggregate_plan(stmt.tree, name)
+        reads: list[dict[str, Any]] = []
+        moves: list[dict[str, Any]] = []
+        inputs: dict[str, pa.Table] = {}
+        for name, manifest in manifests.items():
+            if plan is not None:
+                fragment = plan.fragment
+            else:
+                fragment = scan_fragment(stmt.tree, name, manifest, len(manifests) == 1)
+            inputs[name] = self._gather(name, manifest, fragment, timeout, reads, moves)
+        if plan is not None:
+            (name,) = manifests
+            table = engine.execute(
+                plan.final,
+                {},
+                {},
+                timeout=timeout,
+                query_id=query_id,
+                arrow_tables={PARTIALS: inputs[name]},
+            )
+            names = self._output_names(stmt, manifests, timeout)
+            table = table.rename_columns(names)
+            kind = "partial aggregate"
+        else:
+            table = engine.execute(
+                stmt.sql, {}, {}, timeout=timeout, query_id=query_id, arrow_tables=inputs
+            )
+            kind = "scan pushdown"
+        return DistributedResult(table, reads, moves, kind)
+
+    def _output_names(
+        self, stmt: Statement, manifests: dict[str, Manifest], timeout: float
+    ) -> list[str]:
+        empty = {
+            n: (m.schema.to_arrow().empty_table() if m.schema is not None else pa.table({}))
+            for n, m in manifests.items()
+        }
+        probe = self.node.engine.execute(
+            stmt.sql, {}, {}, timeout=timeout, query_id=f"names-{new_id()}", arrow_tables=empty
+        )
+        return list(probe.column_names)
+
+    def _gather(
+        self,
+        name: str,
+        manifest: Manifest,
+        fragment: str,
+        timeout: float,
+        reads: list[dict[str, Any]],
+        moves: list[dict[str, Any]],
+    ) -> pa.Table:
+        """Run ``fragment`` over every chunk of ``manifest`` on the nodes that hold them."""
+        me = self.cluster.members.me_id
+        excluded: set[str] = set()
+        pending = list(manifest.chunks)
+        parts: list[pa.Table] = []
+        lock = threading.Lock()
+        attempt = 0
+        while pending:
+            attempt += 1
+            assignment: dict[str, list[Any]] = defaultdict(list)
+            members = {}
+            for ref in pending:
+                choice = next(
+                    (
+                        m
+                        for m in self.cluster.candidates(ref.sha256, manifest.origin)
+                        if m.id not in excluded
+                    ),
+                    None,
+                )
+                if choice is None:
+                    raise UnavailableError(
+                        f"no live replica of chunk {ref.sha256[:12]} of {name!r} could be read "
+                        f"(tried {sorted(excluded)})"
+                    )
+                assignment[choice.id].append(ref)
+                members[choice.id] = choice
+            failed: list[Any] = []
+
+            def run_on(
+                member_id: str,
+                refs: list[Any],
+                members: dict[str, Any] = members,
+                failed: list[Any] = failed,
+                attempt: int = attempt,
+            ) -> None:
+                shas = [r.sha256 for r in refs]
+                try:
+                    if member_id == me:
+                        paths = self.node.engine.chunk_paths_for(shas)
+                        result = self.node.engine.execute(
+                            fragment,
+                            {},
+                            {name: paths},
+                            timeout=timeout,
+                            query_id=f"frag-{new_id()}",
+                        )
+                        moved = 0
+                    else:
+                        if self.fail_hook is not None:
+                            self.fail_hook(member_id, fragment)
+                        peer = FlightPeer(
+                            members[member_id].flight, self.cluster.token(), timeout=timeout
+                        )
+                        try:
+                            result = peer.fragment(fragment, {name: shas}, timeout)
+                        finally:
+                            peer.close()
+                        moved = result.nbytes
+                except PlatformError as exc:
+                    if exc.status < 500 and member_id == me:
+                        raise
+                    log.warning(
+                        "fragment on %s failed (%s); retrying its chunks elsewhere", member_id, exc
+                    )
+                    with lock:
+                        excluded.add(member_id)
+                        failed.extend(refs)
+                    return
+                except Exception as exc:
+                    log.warning(
+                        "fragment on %s failed (%s); retrying its chunks elsewhere", member_id, exc
+                    )
+                    with lock:
+                        excluded.add(member_id)
+                        failed.extend(refs)
+                    return
+                with lock:
+                    parts.append(result)
+                    moves.append(
+                        {
+                            "node": member_id,
+                            "dataset": name,
+                            "bytes": moved,
+                            "rows": result.num_rows,
+                            "attempt": attempt,
+                        }
+                    )
+                    reads.extend(
+                        {
+                            "node": member_id,
+                            "dataset": name,
+                            "chunk": r.sha256,
+                            "bytes": r.bytes,
+                            "rows": r.rows,
+                            "attempt": attempt,
+                        }
+                        for r in refs
+                    )
+
+            futures = [self._pool.submit(run_on, mid, refs) for mid, refs in assignment.items()]
+            for f in futures:
+                f.result()
+            pending = failed
+        if not parts:
+            schema = manifest.schema.to_arrow() if manifest.schema is not None else pa.schema([])
+            parts.append(
+                self.node.engine.execute(
+                    fragment,
+                    {},
+                    {},
+                    timeout=timeout,
+                    query_id=f"frag-{new_id()}",
+                    arrow_tables={name: schema.empty_table()},
+                )
+            )
+        return pa.concat_tables(parts, promote_options="permissive")

@@ -1,0 +1,84 @@
+"""Lake's errors, all under ``platform_core.PlatformError`` so the gateway maps them to HTTP.
+
+LakeError (PlatformError)                500
+├── InvalidNameError (BadInputError)     400  a dataset name or id that is not allowed
+├── ChecksumMismatchError (BadInputError) 400 an upload part whose SHA-256 differs
+├── IngestError (BadInputError)          400  a file that cannot be converted (with line)
+├── SQLError (BadInputError)             400  bad or refused SQL (with line and column)
+├── DatasetNotFoundError (NotFoundError) 404
+├── UploadNotFoundError (NotFoundError)  404
+├── UploadStateError (ConflictError)     409  e.g. a part after complete
+├── TooLargeError (OverBudgetError)      413  a part, upload or result over its limit
+├── CorruptChunkError (CorruptDataError) 500  a stored chunk failed its checksum
+└── QueryTimeoutError (UnavailableError) 503  a query ran past its timeout or was cancelled
+"""
+
+from __future__ import annotations
+
+from platform_core import (
+    BadInputError,
+    ConflictError,
+    CorruptDataError,
+    NotFoundError,
+    OverBudgetError,
+    PlatformError,
+    UnavailableError,
+)
+
+__all__ = [
+    "ChecksumMismatchError",
+    "CorruptChunkError",
+    "DatasetNotFoundError",
+    "IngestError",
+    "InvalidNameError",
+    "LakeError",
+    "QueryTimeoutError",
+    "SQLError",
+    "TooLargeError",
+    "UploadNotFoundError",
+    "UploadStateError",
+]
+
+
+class LakeError(PlatformError):
+    """Root of the lake's errors."""
+
+
+class InvalidNameError(LakeError, BadInputError):
+    """A dataset name, upload id or chunk id that is not allowed."""
+
+
+class ChecksumMismatchError(LakeError, BadInputError):
+    """An upload part's content does not match the SHA-256 the client sent."""
+
+
+class IngestError(LakeError, BadInputError):
+    """A file could not be converted to Parquet chunks (malformed CSV/JSON, bad schema)."""
+
+
+class SQLError(LakeError, BadInputError):
+    """SQL that does not parse, binds to nothing, or is not a read-only statement."""
+
+
+class DatasetNotFoundError(LakeError, NotFoundError):
+    """No such dataset (or it was deleted)."""
+
+
+class UploadNotFoundError(LakeError, NotFoundError):
+    """No such upload (never started, aborted, or already cleaned up)."""
+
+
+class UploadStateError(LakeError, ConflictError):
+    """The upload is not in a state that allows this operation."""
+
+
+class TooLargeError(LakeError, OverBudgetError):
+    """A part, an upload or a body exceeds its size limit."""
+
+
+class CorruptChunkError(LakeError, CorruptDataError):
+    """A stored chunk's bytes no longer match their SHA-256."""
+
+
+class QueryTimeoutError(LakeError, UnavailableError):
+    """A query was interrupted: it ran past its timeout or was cancelled."""

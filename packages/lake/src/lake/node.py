@@ -1,0 +1,152 @@
+"""A lake node: its directories, chunk store, catalog, uploads and query engine.
+
+``LakeNode`` is what the HTTP API, the CLI and the gateway plugin drive. It owns one data
+directory (``<home>/lake/<node-id>/`` by default) and a background thread that runs garbage
+collection now and then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from platform_core import new_id
+from platform_core.auth import TokenSigner
+
+from .catalog import Catalog
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
+
+from .chunks import ChunkStore
+from .query import QueryEngine
+from .settings import LakeSettings
+from .uploads import UploadManager
+
+__all__ = ["LakeNode"]
+
+log = logging.getLogger(__name__)
+
+
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's per-thread malloc arenas: each conversion, query and HTTP thread would
+    otherwise keep its own arena of freed memory, which counts against the ingest budget."""
+    if sys.platform != "linux":
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, arenas)  # M_ARENA_MAX
+    # Arrow's mimalloc/jemalloc pools keep freed arenas too; the system pool gives them back.
+    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+        pa.set_memory_pool(pa.system_memory_pool())
+
+
+def _node_id(settings: LakeSettings) -> str:
+    """The configured id, or one made once and kept in ``<home>/lake/node-id``."""
+    if settings.node_id:
+        return settings.node_id
+    path = Path(settings.home) / "lake" / "node-id"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        return path.read_text().strip()
+    tmp = path.with_name(f".node-id.{os.getpid()}")
+    tmp.write_text(new_id().lower())
+    with contextlib.suppress(FileExistsError):
+        os.link(tmp, path)
+    tmp.unlink()
+    return path.read_text().strip()
+
+
+class LakeNode:
+    """One node's storage, ingest and SQL."""
+
+    def __init__(self, settings: LakeSettings) -> None:
+        _limit_malloc_arenas()
+        self.settings = settings
+        self.node_id = _node_id(settings)
+        self.root = settings.node_dir(self.node_id)
+        self.chunks = ChunkStore(self.root / "chunks")
+        self.chunks.clean_temp()
+        self.catalog = Catalog(self.root / "manifests", self.chunks, self.node_id)
+        self.uploads = UploadManager(
+            self.root / "uploads",
+            self.catalog,
+            chunk_bytes=settings.chunk_bytes,
+            memory_bytes=settings.ingest_memory_bytes,
+            max_part_bytes=settings.max_part_bytes,
+            max_upload_bytes=settings.max_upload_bytes,
+        )
+        self.engine = QueryEngine(
+            self.catalog,
+            temp_dir=self.root / "tmp",
+            node_id=self.node_id,
+            threads=settings.query_threads,
+            memory_limit=settings.query_memory,
+            timeout=settings.query_timeout_seconds,
+        )
+        self.cluster: Cluster | None = None
+        self._stop = threading.Event()
+        self._gc_thread: threading.Thread | None = None
+
+    def start(self, gc_interval: float = 300.0) -> None:
+        """Resume interrupted conversions and start the periodic GC."""
+        self.uploads.resume()
+        self._gc_thread = threading.Thread(
+            target=self._gc_loop, args=(gc_interval,), name="lake-gc", daemon=True
+        )
+        self._gc_thread.start()
+
+    def start_cluster(
+        self, signer: TokenSigner, http_addr: str, join: str | None = None
+    ) -> Cluster:
+        """Join the peer group: Flight server, membership, gossip, replication, scrub."""
+        from .cluster import Cluster
+        from .distributed import Coordinator
+
+        self.cluster = Cluster(self, signer, http_addr)
+        self.engine.coordinator = Coordinator(self, self.cluster)
+        self.cluster.start(join)
+        return self.cluster
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.cluster is not None:
+            self.cluster.stop()
+        self.engine.close()
+        if self._gc_thread is not None:
+            self._gc_thread.join(5)
+
+    def gc(self) -> dict[str, int]:
+        out = self.catalog.gc(self.settings.retention_seconds)
+        out["uploads"] = self.uploads.gc(self.settings.upload_ttl_seconds)
+        return out
+
+    def _gc_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.gc()
+            except Exception:
+                log.exception("lake garbage collection failed")
+
+    def state(self) -> dict[str, Any]:
+        names = self.catalog.names()
+        return {
+            "node_id": self.node_id,
+            "datasets": len(names),
+            "chunks": len(self.chunks.all()),
+            "data_dir": str(self.root),
+            "members": []
+            if self.cluster is None
+            else [m.to_dict() for m in self.cluster.members.all()],
+            "stats": {}
+            if self.cluster is None
+            else {**self.cluster.stats, "refutations": self.cluster.members.refutations},
+        }

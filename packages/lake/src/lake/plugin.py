@@ -1,0 +1,74 @@
+"""The gateway plugin: the lake router at ``/api/lake``, the node opened by the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from platform_core import PlatformSettings, Plugin
+
+from .api import NodeHolder, make_router
+from .cluster import PEER_PREFIX
+from .node import LakeNode
+from .peer_api import make_peer_app
+from .settings import lake_settings
+
+__all__ = ["plugin"]
+
+
+_HOLDER = NodeHolder()
+"""Shared by the two plugins: the user API and the node-to-node routes serve one node."""
+
+
+def peer_plugin() -> Plugin:
+    """Entry point for the node-to-node routes (cluster tokens only), at ``/internal/lake``."""
+
+    def app(settings: PlatformSettings) -> Any:
+        from platform_core import auth
+
+        return make_peer_app(_HOLDER, auth.signer(settings))
+
+    return Plugin(
+        name="lake-peer",
+        prefix=PEER_PREFIX,
+        app=app,
+        description="Lake node-to-node gossip (cluster token).",
+    )
+
+
+def plugin() -> Plugin:
+    """Entry point of the ``platform.plugins`` group."""
+    holder = _HOLDER
+
+    def router(settings: PlatformSettings) -> Any:
+        return make_router(holder, "/api/lake")
+
+    @asynccontextmanager
+    async def lifespan(settings: PlatformSettings) -> AsyncIterator[None]:
+        ls = lake_settings(settings)
+        node = await run_in_threadpool(LakeNode, ls)
+        node.start()
+        from platform_core import auth
+
+        addr = f"{ls.advertise_host}:{settings.port}"
+        await run_in_threadpool(node.start_cluster, auth.signer(ls), addr, None)
+        holder.node = node
+        try:
+            yield
+        finally:
+            holder.node = None
+            node.stop()
+
+    from .cli import cli
+
+    return Plugin(
+        name="lake",
+        prefix="/api/lake",
+        router=router,
+        lifespan=lifespan,
+        cli=cli,
+        description="Chunked, checksummed datasets and read-only SQL.",
+    )

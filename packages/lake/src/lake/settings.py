@@ -1,0 +1,71 @@
+"""Lake settings: ``LAKE_*`` first, then ``PLATFORM_*`` (``LAKE_HOME`` overrides the home)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from platform_core import PackageSettings, PlatformSettings, load_settings
+
+__all__ = ["LakeSettings", "lake_settings"]
+
+MiB = 1 << 20
+
+
+class LakeSettings(PackageSettings):
+    """Settings of a lake node (env prefix ``LAKE_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LAKE_", extra="ignore", frozen=True)
+
+    node_id: str | None = None
+    """Stable id of this node; default: one made once and kept under the node's directory."""
+    data_dir: Path | None = None
+    """Where this node keeps chunks, manifests and uploads; default ``<home>/lake/<node>``."""
+    chunk_bytes: int = Field(64 * MiB, ge=4096)
+    """Target size of a Parquet chunk; chunks hold whole rows and end near this size."""
+    ingest_memory_bytes: int = Field(256 * MiB, ge=MiB)
+    """Memory budget of one conversion (reader blocks and the open chunk's buffers)."""
+    max_part_bytes: int = Field(64 * MiB, ge=1024)
+    """Largest upload part the node accepts."""
+    max_upload_bytes: int = Field(1 << 40, ge=1024)
+    """Largest whole upload (sum of its parts)."""
+    retention_seconds: float = Field(24 * 3600.0, ge=0)
+    """How long superseded versions and tombstoned datasets keep their chunks before GC."""
+    upload_ttl_seconds: float = Field(7 * 24 * 3600.0, gt=0)
+    """Unfinished uploads older than this are removed by GC."""
+    query_timeout_seconds: float = Field(60.0, gt=0)
+    max_result_rows: int = Field(1_000_000, gt=0)
+    """JSON and CSV results stop with an error past this many rows (use LIMIT or Arrow)."""
+    query_threads: int = Field(2, ge=1)
+    query_memory: str = "1GB"
+    """DuckDB's memory_limit per query; DuckDB spills past it."""
+    flight_port: int = Field(8815, ge=0, le=65535)
+    advertise_host: str = "127.0.0.1"
+    """Host peers use to reach this node's HTTP and Flight ports."""
+    replication_factor: int = Field(2, ge=1)
+    gossip_interval_seconds: float = Field(1.0, gt=0)
+    ping_timeout_seconds: float = Field(0.5, gt=0)
+    indirect_pings: int = Field(2, ge=0)
+    """How many members are asked to ping a member that did not answer directly (SWIM's k)."""
+    suspect_timeout_seconds: float = Field(5.0, gt=0)
+    """How long a suspected member has to refute before it is declared dead."""
+    replicate_interval_seconds: float = Field(2.0, gt=0)
+    scrub_interval_seconds: float = Field(3600.0, gt=0)
+
+    def node_dir(self, node_id: str) -> Path:
+        if self.data_dir is not None:
+            return self.data_dir
+        return Path(self.home) / "lake" / node_id
+
+
+def lake_settings(base: PlatformSettings | None = None, **overrides: Any) -> LakeSettings:
+    """Lake settings from the environment; the gateway's home and secret unless LAKE_* say so."""
+    if base is not None and not isinstance(base, LakeSettings):
+        for name in ("home", "secret"):
+            if f"LAKE_{name.upper()}" not in os.environ and name not in overrides:
+                overrides[name] = getattr(base, name)
+    return load_settings(LakeSettings, **overrides)

@@ -1,0 +1,203 @@
+"""Read-only SQL over one node's chunks: a sqlglot gate, then a sandboxed DuckDB connection.
+
+Two independent locks keep queries read-only:
+
+1. The gate (:func:`check_read_only`): the text is parsed with sqlglot's DuckDB dialect; only
+   one statement is allowed, and only ``SELECT`` (with ``WITH``, set operations, windows,
+   joins), ``SHOW TABLES``, ``DESCRIBE <dataset>`` and ``EXPLAIN <select>``. Every table a
+   query names must be a dataset or one of its own CTEs: table functions (``read_csv(...)``),
+   file paths, qualified names and everything else are refused with the position.
+2. The sandbox (:func:`sandboxed_connection`): each query gets a fresh in-memory DuckDB whose
+   file access is limited to this node's chunk and spill directories
+   (``allowed_directories``), with ``enable_external_access = false``, extension autoloading
+   off and ``lock_configuration = true``, so even SQL that slipped past the gate can neither
+   read other files nor change the settings back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from .errors import SQLError
+
+__all__ = ["Statement", "check_read_only", "duckdb_error", "sandboxed_connection", "view_sql"]
+
+MAX_SQL_CHARS = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A statement that passed the gate."""
+
+    kind: str
+    """``select``, ``show_tables``, ``describe`` or ``explain``."""
+    sql: str
+    """The SQL to run (for ``explain``: the inner SELECT)."""
+    tables: frozenset[str] = field(default_factory=frozenset)
+    """Datasets the statement reads (for ``describe``: the one it describes)."""
+    tree: exp.Expression | None = None
+
+
+def _position(sql: str, offset: int) -> tuple[int, int]:
+    line = sql.count("\n", 0, offset) + 1
+    col = offset - (sql.rfind("\n", 0, offset) + 1) + 1
+    return line, col
+
+
+def _refuse(sql: str, message: str, node: exp.Expression | None = None) -> SQLError:
+    """A refusal naming where the offending piece is (line and column, 1-based)."""
+    offset: int | None = None
+    if node is not None:
+        meta = node.meta if hasattr(node, "meta") else {}
+        if "start" in meta:
+            offset = int(meta["start"])
+        else:
+            text = node.sql(dialect="duckdb")
+            found = sql.lower().find(text.lower()[:20])
+            offset = found if found >= 0 else None
+    if offset is None:
+        return SQLError(message)
+    line, col = _position(sql, offset)
+    return SQLError(f"{message} (line {line}, column {col})", line=line, column=col)
+
+
+_EXPLAIN = re.compile(r"^\s*explain\s+(?:analyze\s+)?", re.I)
+_ALLOWED = (exp.Select, exp.SetOperation)
+_FORBIDDEN = (exp.DML, exp.DDL, exp.Command, exp.Pragma, exp.Copy)
+
+
+def check_read_only(sql: str, datasets: Iterable[str]) -> Statement:
+    """Parse ``sql`` and let it through only if it is one read-only statement over datasets."""
+    if not isinstance(sql, str) or not sql.strip():
+        raise SQLError("empty query: send one SELECT, SHOW TABLES, DESCRIBE or EXPLAIN statement")
+    if len(sql) > MAX_SQL_CHARS:
+        raise SQLError(f"query of {len(sql)} characters is over the {MAX_SQL_CHARS} limit")
+    known = set(datasets)
+    m = _EXPLAIN.match(sql)
+    if m:
+        inner = check_read_only(sql[m.end() :], known)
+        if inner.kind != "select":
+            raise SQLError("EXPLAIN takes a SELECT statement")
+        return Statement("explain", inner.sql, inner.tables, inner.tree)
+    try:
+        trees = [t for t in sqlglot.parse(sql, read="duckdb") if t is not None]
+    except ParseError as exc:
+        err = exc.errors[0] if exc.errors else {}
+        line, col = int(err.get("line", 1)), int(err.get("col", 1))
+        desc = err.get("description", str(exc))
+        near = err.get("highlight", "")
+        raise SQLError(
+            f"syntax error at line {line}, column {col}: {desc}"
+            + (f" near {near!r}" if near else ""),
+            line=line,
+            column=col,
+        ) from None
+    except TokenError as exc:
+        raise SQLError(f"cannot read the query: {exc}") from None
+    if len(trees) != 1:
+        raise SQLError(f"send exactly one statement, not {len(trees)}")
+    tree = trees[0]
+    if isinstance(tree, exp.Show):
+        if str(tree.name).upper() != "TABLES":
+            raise SQLError(f"only SHOW TABLES is supported, not SHOW {tree.name}")
+        return Statement("show_tables", sql)
+    if isinstance(tree, exp.Describe):
+        table = tree.this
+        if not isinstance(table, exp.Table) or table.args.get("db") or not table.name:
+            raise _refuse(sql, "DESCRIBE takes a dataset name", tree)
+        if table.name not in known:
+            raise _not_found(sql, table.name, known, table)
+        return Statement("describe", sql, frozenset({table.name}), tree)
+    if not isinstance(tree, _ALLOWED):
+        kind = tree.key.upper() if not isinstance(tree, exp.Command) else str(tree.this).upper()
+        raise SQLError(
+            f"{kind} is not allowed: queries are read-only (SELECT, WITH, SHOW TABLES, "
+            "DESCRIBE, EXPLAIN)"
+        )
+    for node in tree.walk():
+        if isinstance(node, _FORBIDDEN):
+            assert isinstance(node, exp.Expression)
+            raise _refuse(sql, f"{node.key.upper()} is not allowed in a read-only query", node)
+    ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
+    tables: set[str] = set()
+    for table in tree.find_all(exp.Table):
+        if not isinstance(table.this, exp.Identifier):
+            raise _refuse(
+                sql,
+                f"table function {table.this.sql(dialect='duckdb')[:60]!r} is not allowed: "
+                "read datasets by name",
+                table,
+            )
+        if table.args.get("db") or table.args.get("catalog"):
+            raise _refuse(
+                sql, f"qualified table name {table.sql()!r}: use the dataset's name", table
+            )
+        name = table.name
+        if name in ctes:
+            continue
+        if name not in known:
+            raise _not_found(sql, name, known, table)
+        tables.add(name)
+    return Statement("select", sql, frozenset(tables), tree)
+
+
+def _not_found(sql: str, name: str, known: set[str], node: exp.Expression) -> SQLError:
+    shown = ", ".join(sorted(known)) or "none"
+    return _refuse(sql, f"no dataset named {name!r} (datasets: {shown})", node)
+
+
+def duckdb_error(sql: str, exc: duckdb.Error) -> SQLError:
+    """A DuckDB error as an ``SQLError`` with line and column when DuckDB gave a caret."""
+    text = str(exc)
+    message = text.split("\n\nLINE")[0].strip()
+    m = re.search(r"LINE (\d+): ([^\n]*)\n( *)\^", text)
+    if m:
+        line = int(m.group(1))
+        col = len(m.group(3)) - len(f"LINE {m.group(1)}: ") + 1
+        if col >= 1:
+            return SQLError(f"{message} (line {line}, column {col})", line=line, column=col)
+    # Binder errors from a relation carry no caret: locate the quoted name they complain about.
+    quoted = re.search(r'"([^"\n]+)"', message)
+    if quoted:
+        hit = re.search(r"(?<![\w])" + re.escape(quoted.group(1)) + r"(?![\w])", sql)
+        if hit:
+            line, col = _position(sql, hit.start())
+            return SQLError(f"{message} (line {line}, column {col})", line=line, column=col)
+    return SQLError(message)
+
+
+def sandboxed_connection(
+    allowed: Iterable[Path], *, threads: int, memory_limit: str, temp_dir: Path
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that can only read ``allowed`` directories, with settings locked."""
+    conn = duckdb.connect(
+        ":memory:",
+        config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "threads": threads,
+            "memory_limit": memory_limit,
+        },
+    )
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    dirs = [*(str(Path(p).resolve()) + "/" for p in allowed), str(temp_dir.resolve()) + "/"]
+    quoted = ", ".join("'" + d.replace("'", "''") + "'" for d in dirs)
+    conn.execute(f"SET temp_directory = '{str(temp_dir.resolve()).replace(chr(39), chr(39) * 2)}'")
+    conn.execute(f"SET allowed_directories = [{quoted}]")
+    conn.execute("SET enable_external_access = false")
+    conn.execute("SET lock_configuration = true")
+    return conn
+
+
+def view_sql(name: str, paths: list[Path]) -> str:
+    """``CREATE VIEW`` over a dataset's chunk files (names were validated, paths are ours)."""
+    files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
+    return f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet([{files}])'

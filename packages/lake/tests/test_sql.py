@@ -1,0 +1,185 @@
+"""SQL on one node: results equal DuckDB over the original files; read-only for real."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from lake import LakeNode, SQLError, check_read_only
+from lake.errors import QueryTimeoutError
+from lake.sql import sandboxed_connection
+
+QUERIES = [
+    "SELECT count(*), sum(amount), min(day), max(who) FROM sales",
+    "SELECT grp, count(*) AS n, avg(amount) AS a, count(DISTINCT who) AS d FROM sales "
+    "WHERE amount > 250 GROUP BY grp HAVING count(*) > 10 ORDER BY grp",
+    "SELECT id, amount FROM sales WHERE who = 'user5' ORDER BY amount DESC, id LIMIT 7",
+    "SELECT s.grp, g.label, sum(s.amount) AS total FROM sales s JOIN groups g ON s.grp = g.grp "
+    "GROUP BY ALL ORDER BY s.grp",
+    "SELECT id, grp, rank() OVER (PARTITION BY grp ORDER BY amount DESC, id) AS r FROM sales "
+    "QUALIFY r <= 2 ORDER BY grp, r",
+    "WITH big AS (SELECT * FROM sales WHERE amount > 900) SELECT month(day) AS m, count(*) "
+    "FROM big GROUP BY m ORDER BY m",
+    "SELECT grp FROM sales WHERE id < 5 UNION ALL SELECT grp FROM groups ORDER BY 1",
+]
+
+
+@pytest.fixture
+def loaded(
+    node: LakeNode, sales_csv: Path, tmp_path: Path, ingest_file: Callable[..., None]
+) -> tuple[LakeNode, duckdb.DuckDBPyConnection]:
+    groups = tmp_path / "groups.csv"
+    groups.write_text("grp,label\n" + "".join(f"{g},label{g}\n" for g in range(13)))
+    ingest_file(node, sales_csv, "sales")
+    ingest_file(node, groups, "groups")
+    oracle = duckdb.connect()
+    oracle.execute(f"CREATE VIEW sales AS SELECT * FROM read_csv('{sales_csv}')")
+    oracle.execute(f"CREATE VIEW groups AS SELECT * FROM read_csv('{groups}')")
+    return node, oracle
+
+
+def close(a: list[tuple[object, ...]], b: list[tuple[object, ...]]) -> bool:
+    if len(a) != len(b):
+        return False
+    for ra, rb in zip(a, b, strict=True):
+        for x, y in zip(ra, rb, strict=True):
+            if isinstance(x, float) and isinstance(y, float):
+                if not math.isclose(x, y, rel_tol=1e-9):
+                    return False
+            elif x != y:
+                return False
+    return True
+
+
+@pytest.mark.parametrize("sql", QUERIES)
+def test_queries_equal_duckdb_over_the_original(
+    loaded: tuple[LakeNode, duckdb.DuckDBPyConnection], sql: str
+) -> None:
+    node, oracle = loaded
+    ours = [tuple(r.values()) for r in node.engine.run(sql).table.to_pylist()]
+    theirs = oracle.execute(sql).fetchall()
+    assert ours
+    assert close(ours, theirs), (ours[:3], theirs[:3])
+
+
+def test_show_describe_explain(loaded: tuple[LakeNode, duckdb.DuckDBPyConnection]) -> None:
+    node, _ = loaded
+    assert node.engine.run("SHOW TABLES").table.column("name").to_pylist() == ["groups", "sales"]
+    desc = node.engine.run("DESCRIBE sales").table.to_pylist()
+    assert [(d["column_name"], d["column_type"]) for d in desc] == [
+        ("id", "i64"),
+        ("grp", "i64"),
+        ("amount", "f64"),
+        ("who", "utf8"),
+        ("day", "date"),
+    ]
+    plan = node.engine.run("EXPLAIN SELECT count(*) FROM sales").table.to_pylist()
+    manifest = node.catalog.get("sales")
+    assert [p["chunk"] for p in plan] == [c.sha256 for c in manifest.chunks]
+    assert sum(p["bytes"] for p in plan) == manifest.size
+    assert {p["node"] for p in plan} == {node.node_id}
+
+
+@pytest.mark.parametrize(
+    ("sql", "needle"),
+    [
+        ("COPY sales TO '/tmp/x.csv'", "COPY is not allowed"),
+        ("ATTACH '/tmp/x.db' AS x", "ATTACH is not allowed"),
+        ("INSTALL httpfs", "INSTALL is not allowed"),
+        ("PRAGMA version", "PRAGMA is not allowed"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "table function"),
+        ("SELECT * FROM '/etc/passwd'", "no dataset named '/etc/passwd'"),
+        ("SELECT * FROM sales; DROP TABLE sales", "exactly one statement"),
+        ("CREATE TABLE t AS SELECT 1", "CREATE is not allowed"),
+        ("SET enable_external_access = true", "SET is not allowed"),
+        ("SELECT * FROM main.sales", "qualified table name"),
+        ("DELETE FROM sales", "DELETE is not allowed"),
+        ("SELECT * FROM (SELECT * FROM read_parquet('/etc/x.parquet'))", "table function"),
+    ],
+)
+def test_gate_refuses_anything_but_reads(
+    loaded: tuple[LakeNode, duckdb.DuckDBPyConnection], sql: str, needle: str
+) -> None:
+    node, _ = loaded
+    with pytest.raises(SQLError, match=needle):
+        node.engine.run(sql)
+
+
+def test_sandbox_holds_even_without_the_gate(tmp_path: Path) -> None:
+    allowed = tmp_path / "chunks"
+    allowed.mkdir()
+    conn = sandboxed_connection([allowed], threads=1, memory_limit="256MB", temp_dir=tmp_path / "t")
+    for sql in [
+        "SELECT * FROM read_csv('/etc/passwd')",
+        f"COPY (SELECT 1) TO '{tmp_path}/out.csv'",
+        f"ATTACH '{tmp_path}/x.db'",
+        "INSTALL httpfs",
+        "SET enable_external_access = true",
+        "SET allowed_directories = ['/']",
+    ]:
+        with pytest.raises(duckdb.Error):
+            conn.execute(sql)
+    assert not (tmp_path / "out.csv").exists()
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_errors_give_the_position(loaded: tuple[LakeNode, duckdb.DuckDBPyConnection]) -> None:
+    node, _ = loaded
+    with pytest.raises(SQLError) as syntax:
+        node.engine.run("SELECT grp,\n  count(*\nFROM sales")
+    assert syntax.value.details["line"] in (2, 3)
+    with pytest.raises(SQLError, match="line 2, column 3") as binder:
+        node.engine.run("SELECT grp,\n  nope FROM sales")
+    assert "nope" in binder.value.message
+    with pytest.raises(SQLError, match=r"no dataset named 'salez' \(datasets: groups, sales\)"):
+        node.engine.run("SELECT * FROM salez")
+    with pytest.raises(SQLError, match="line 1, column 15"):
+        check_read_only("SELECT * FROM read_csv('/etc/passwd')", ["sales"])
+
+
+def test_timeout_and_cancel(loaded: tuple[LakeNode, duckdb.DuckDBPyConnection]) -> None:
+    node, _ = loaded
+    slow = "SELECT sum(a.amount * b.amount) FROM sales a, sales b"
+    started = time.monotonic()
+    with pytest.raises(QueryTimeoutError, match=r"timeout of 0\.5 s"):
+        node.engine.run(slow, timeout=0.5)
+    assert time.monotonic() - started < 20
+    errors: list[Exception] = []
+
+    def run() -> None:
+        try:
+            node.engine.run(slow, query_id="q-cancel-me", timeout=60)
+        except Exception as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 10
+    while not node.engine.cancel("q-cancel-me"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    t.join(20)
+    assert not t.is_alive()
+    assert isinstance(errors[0], QueryTimeoutError)
+    assert "cancelled" in errors[0].message
+    assert node.engine.cancel("q-cancel-me") is False
+
+
+def test_corrupt_chunk_is_refused(loaded: tuple[LakeNode, duckdb.DuckDBPyConnection]) -> None:
+    node, _ = loaded
+    chunk = node.catalog.get("sales").chunks[2]
+    path = node.chunks.path(chunk.sha256)
+    raw = bytearray(path.read_bytes())
+    raw[100] ^= 0x55
+    time.sleep(0.01)
+    path.write_bytes(bytes(raw))
+    from lake import CorruptChunkError
+
+    with pytest.raises(CorruptChunkError, match=chunk.sha256):
+        node.engine.run("SELECT count(*) FROM sales")
