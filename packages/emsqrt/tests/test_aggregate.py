@@ -9,7 +9,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from oracle import KiB, assert_same_rows, duck, input_node, make_table, table_params
+from oracle import (
+    KiB,
+    assert_same_rows,
+    duck,
+    input_node,
+    make_table,
+    table_params,
+    with_float_key,
+)
 
 from emsqrt import Aggregate, AggSpec, run_batches
 from platform_core.expr import parse
@@ -25,8 +33,11 @@ AGGS = [
     ("hi", "max(v)"),
     ("lg", "min(g + 1)"),
 ]
-DISTINCT = [*AGGS, ("ds", "count(DISTINCT s)")]
-GROUPS = [("k",), ("s", "g"), ()]
+DISTINCT = {
+    "s": [*AGGS, ("ds", "count(DISTINCT s)")],  # rewritten into two aggregates
+    "f": [*AGGS, ("df", "count(DISTINCT f)")],
+}
+GROUPS = [("k",), ("s", "g"), (), ("f",), ("f", "g")]
 
 
 def _plan(t: Any, group_by: tuple[str, ...], aggs: list[tuple[str, str]]) -> Aggregate:
@@ -48,7 +59,7 @@ def _sql(group_by: tuple[str, ...], aggs: list[tuple[str, str]]) -> str:
 @given(
     p=table_params(),
     group_by=st.sampled_from(GROUPS),
-    distinct=st.booleans(),
+    distinct=st.sampled_from([None, "s", "f"]),
     cap=st.sampled_from([64 * KiB, 128 * KiB, 256 * KiB]),
     parts=st.sampled_from([2, 4, 16]),
 )
@@ -56,12 +67,12 @@ def test_aggregate_matches_duckdb(
     spill_dir: Path,
     p: dict[str, Any],
     group_by: tuple[str, ...],
-    distinct: bool,
+    distinct: str | None,
     cap: int,
     parts: int,
 ) -> None:
-    t = make_table(p)
-    aggs = DISTINCT if distinct and group_by else AGGS
+    t = with_float_key(make_table(p), "f", "k", p["seed"])
+    aggs = DISTINCT[distinct] if distinct and group_by else AGGS
     r = run_batches(_plan(t, group_by, aggs), {"t": t}, cap, spill_dir, max_partitions=parts)
     assert_same_rows(r.table, duck(_sql(group_by, aggs), t=t))
     m = r.manifest
@@ -74,7 +85,7 @@ def test_aggregate_matches_duckdb(
 
 def test_spilled_aggregate_repartitions_recursively(spill_dir: Path) -> None:
     t = make_table({"rows": 10_000, "keys": 50_000, "nulls": 0.05, "skew": True, "seed": 3})
-    aggs = DISTINCT
+    aggs = DISTINCT["s"]
     r = run_batches(_plan(t, ("k",), aggs), {"t": t}, 64 * KiB, spill_dir, max_partitions=2)
     op = r.manifest.operator("aggregate")
     assert op.spilled_bytes > 0
@@ -134,3 +145,12 @@ def test_high_cardinality_switches_to_projected_partials(spill_dir: Path) -> Non
         agg.AggregateOp._projected = orig  # type: ignore[method-assign]
     assert seen
     assert_same_rows(r.table, duck(_sql(("k", "g"), AGGS), t=t))
+
+
+def test_distinct_over_two_float_arguments_counts_by_sql_equality(spill_dir: Path) -> None:
+    # Two DISTINCT arguments keep the input rows as state (count_distinct over raw values).
+    t = make_table({"rows": 3000, "keys": 40, "nulls": 0.05, "skew": True, "seed": 5})
+    t = with_float_key(t, "f", "k", 5)
+    aggs = [("ds", "count(DISTINCT s)"), ("df", "count(DISTINCT f)"), ("n", "count(*)")]
+    r = run_batches(_plan(t, ("g",), aggs), {"t": t}, 1 << 22, spill_dir)
+    assert_same_rows(r.table, duck(_sql(("g",), aggs), t=t))

@@ -23,6 +23,7 @@ from .. import plan as lp
 from ..context import ExecContext
 from ..errors import CapTooSmallError
 from .base import PhysicalOp
+from .floatkeys import canonical_key
 from .partition import Partitioner, concat_or_empty, sliced
 
 __all__ = ["AggregateOp"]
@@ -94,13 +95,16 @@ class AggregateOp(PhysicalOp):
         return pc.if_else(pc.fill_null(nan_any, False), nan, value)
 
     def _inputs(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
-        """Group keys and each aggregate's argument, as ``__emsqrt_a<i>`` columns."""
-        cols = {k: batch.column(k) for k in self.keys}
+        """Group keys (float keys canonical: one 0.0, one NaN) and each aggregate's argument,
+        as ``__emsqrt_a<i>`` columns."""
+        cols = {k: canonical_key(batch.column(k)) for k in self.keys}
         for i, spec in enumerate(self.node.aggregates):
             arg = spec.agg.arg
             if arg is None:
                 continue
             value = batch.column(arg.name) if isinstance(arg, Column) else evaluate(arg, batch)
+            if spec.agg.distinct:  # counted by equality, as a key is grouped
+                value = canonical_key(value)
             if spec.agg.name == "avg" and pa.types.is_integer(value.type):
                 value = pc.cast(value, pa.float64())
             cols[f"{_P}{i}"] = value

@@ -27,6 +27,7 @@ from ..errors import CapTooSmallError
 from ..resolve import right_output_names
 from ..spill import SpillFile
 from .base import PhysicalOp
+from .floatkeys import canonical_key
 from .partition import Partitioner, sliced
 
 __all__ = ["JoinOp"]
@@ -86,8 +87,9 @@ class JoinOp(PhysicalOp):
     def _left(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
         t = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
         for k, typ in zip(self.lkeys, self.key_types, strict=True):
-            if t.schema.field(k).type != typ:
-                t = t.set_column(t.schema.get_field_index(k), k, pc.cast(t.column(k), typ))
+            if t.schema.field(k).type != typ or pa.types.is_floating(typ):
+                key = canonical_key(pc.cast(t.column(k), typ))
+                t = t.set_column(t.schema.get_field_index(k), k, key)
         return t
 
     def _right(self, batch: pa.RecordBatch) -> pa.Table:
@@ -95,7 +97,7 @@ class JoinOp(PhysicalOp):
         node = self.node
         cols, names = [], []
         for lk, rk, typ in zip(node.left_keys, node.right_keys, self.key_types, strict=True):
-            cols.append(pc.cast(batch.column(rk), typ))
+            cols.append(canonical_key(pc.cast(batch.column(rk), typ)))
             names.append(lk)
         if node.how not in ("semi", "anti"):
             for old, new in self.renames.items():
