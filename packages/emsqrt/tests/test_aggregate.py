@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oracle import (
@@ -19,7 +21,7 @@ from oracle import (
     with_float_key,
 )
 
-from emsqrt import Aggregate, AggSpec, run_batches
+from emsqrt import Aggregate, AggSpec, SumOverflowError, run_batches
 from platform_core.expr import parse
 
 AGGS = [
@@ -154,3 +156,26 @@ def test_distinct_over_two_float_arguments_counts_by_sql_equality(spill_dir: Pat
     aggs = [("ds", "count(DISTINCT s)"), ("df", "count(DISTINCT f)"), ("n", "count(*)")]
     r = run_batches(_plan(t, ("g",), aggs), {"t": t}, 1 << 22, spill_dir)
     assert_same_rows(r.table, duck(_sql(("g",), aggs), t=t))
+
+
+@pytest.mark.parametrize("cap", [64 * KiB, 1 << 22])
+def test_integer_sum_does_not_wrap(spill_dir: Path, cap: int) -> None:
+    # Partial sums beyond int64 whose totals fit: DuckDB (128-bit sums) gives the true value.
+    n = 6000
+    k = np.arange(n) % 300
+    j = np.arange(n) // 300  # each group's j-th row
+    # Each group's running sum reaches 2**63 (rows j = 0, 1) before coming back (j = 2, 3).
+    v = np.select([j < 2, j < 4], [2**62, -(2**62)], j).astype(np.int64)
+    t = pa.table({"k": k, "v": v})
+    aggs = [("s", "sum(v)"), ("a", "avg(v)")]
+    for keys in [("k",), ()]:
+        r = run_batches(_plan(t, keys, aggs), {"t": t}, cap, spill_dir, max_partitions=4)
+        assert r.table.schema.field("s").type == pa.int64()
+        assert_same_rows(r.table, duck(_sql(keys, aggs), t=t))
+    # A total outside int64 (DuckDB: a HUGEINT) is refused, not wrapped.
+    big = pa.table({"k": [1, 1, 2], "v": pa.array([2**62, 2**62, 1], pa.int64())})
+    assert (
+        duck(_sql(("k",), [("s", "sum(v)")]) + " ORDER BY k", t=big).column("s")[0].as_py() == 2**63
+    )
+    with pytest.raises(SumOverflowError, match="outside the int64 range"):
+        run_batches(_plan(big, ("k",), [("s", "sum(v)")]), {"t": big}, cap, spill_dir)
