@@ -323,20 +323,26 @@ class JoinOp(PhysicalOp):
         matched = np.zeros(build.num_rows, dtype=bool) if how in ("right", "full") else None
         group: list[pa.Table] = []
         gbytes = 0
-        limit = max(ctx.batch_bytes // 2, self.mem.available // (_PROBE_FACTOR + 1))
+        fanout = self._fanout(build)
+        factor = _PROBE_FACTOR + 1.5 * fanout
+        limit = max(ctx.batch_bytes // 2, int(self.mem.available // (factor + 1)))
+        # A probe slice is sized so that its output, not only its input, fits.
+        piece = max(1, min(ctx.batch_bytes // 2, int(ctx.batch_bytes / fanout)))
         guard = self.mem.try_acquire(0, self.label + "-probe")
         assert guard is not None
         try:
-            for t in sliced(lefts, ctx.batch_bytes // 2):
-                if group and gbytes + t.nbytes > limit:
+            for t in sliced(lefts, piece):
+                need = int(factor * t.nbytes)
+                if group and (gbytes + t.nbytes > limit or need > self.mem.available):
                     yield from self._join_group(pa.concat_tables(group), build, matched)
                     group, gbytes = [], 0
                     guard.resize(0)
-                if not guard.try_grow(_PROBE_FACTOR * t.nbytes):
+                if not guard.try_grow(need):
                     raise CapTooSmallError(
-                        f"join: cannot hold a {t.nbytes}-byte probe batch beside the build side "
+                        f"join: cannot hold a {t.nbytes}-byte probe batch and its output "
+                        f"(up to {fanout:.0f} times its bytes) beside the build side "
                         f"({self.mem!r}, {self.mem.parent!r}); "
-                        f"raise the cap to at least {ctx.smallest_cap(guard.nbytes + _PROBE_FACTOR * t.nbytes)} bytes"
+                        f"raise the cap to at least {ctx.smallest_cap(guard.nbytes + need)} bytes"
                     )
                 group.append(t)
                 gbytes += t.nbytes
@@ -346,6 +352,21 @@ class JoinOp(PhysicalOp):
             guard.release()
         if matched is not None and not matched.all():
             yield from self._unmatched_right(build, matched)
+
+    def _fanout(self, build: pa.Table) -> float:
+        """Output bytes per probe byte at worst: the most build rows one key holds, times an
+        output row's width over a probe row's (a key repeated on the build side multiplies
+        each matching probe row)."""
+        if self.node.how in ("semi", "anti") or build.num_rows == 0:
+            return 1.0
+        counts = build.group_by(self.lkeys, use_threads=False).aggregate([([], "count_all")])
+        most = int(pc.max(counts.column("count_all")).as_py() or 1)
+        if most <= 1:
+            return 1.0
+        left = self.children[0].schema
+        probe_row = max(1, sum(_width(f.type) for f in left))
+        build_row = build.nbytes / build.num_rows
+        return float(max(1.0, most * (probe_row + build_row) / probe_row))
 
     def _join_group(
         self, left: pa.Table, build: pa.Table, matched: np.ndarray | None
@@ -420,3 +441,11 @@ def _chunks(f: SpillFile, limit: int) -> Iterator[pa.Table]:
 
 def _rows(table: pa.Table, ctx: ExecContext) -> int:
     return max(1, int(table.num_rows * ctx.batch_bytes / max(table.nbytes, 1)))
+
+
+def _width(t: pa.DataType) -> int:
+    """Bytes of one value, a guess of 16 for variable-width types."""
+    try:
+        return max(1, int(t.bit_width) // 8)
+    except ValueError:
+        return 16
