@@ -179,3 +179,33 @@ def test_integer_sum_does_not_wrap(spill_dir: Path, cap: int) -> None:
     )
     with pytest.raises(SumOverflowError, match="outside the int64 range"):
         run_batches(_plan(big, ("k",), [("s", "sum(v)")]), {"t": big}, cap, spill_dir)
+
+
+def test_raw_row_state_leaves_room_for_the_scan_and_spills(spill_dir: Path, tmp_path: Path) -> None:
+    # Two DISTINCT arguments hold input rows as state; the scan's Parquet row-group
+    # reservation lies outside the head-room, so the state must leave it room and spill
+    # rather than fail with a false "cap too small".
+    import pyarrow.parquet as pq
+
+    from emsqrt import Pipeline
+
+    rng = np.random.default_rng(3)
+    n = 400_000
+    s = pc.binary_join_element_wise(pa.array(rng.integers(0, 200_000, n).astype(str)), "x" * 60, "")
+    t = pa.table(
+        {
+            "s": s,
+            "g": rng.integers(0, 50, n),
+            "v": rng.random(n),
+            "w": pa.array(rng.integers(0, 10**6, n).astype(str)),
+        }
+    )
+    pq.write_table(t, tmp_path / "t.parquet", row_group_size=2048)
+    r = (
+        Pipeline.scan(tmp_path / "t.parquet")
+        .aggregate(["g"], ["COUNT(DISTINCT s) AS ds", "COUNT(DISTINCT w) AS dw"])
+        .run(4 * 1024 * KiB, spill_dir=spill_dir)
+    )
+    assert r.manifest.operator("aggregate").spilled_bytes > 0
+    want = duck("SELECT g, count(DISTINCT s) AS ds, count(DISTINCT w) AS dw FROM t GROUP BY g", t=t)
+    assert_same_rows(r.table, want)

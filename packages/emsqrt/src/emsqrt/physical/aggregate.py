@@ -79,6 +79,10 @@ class AggregateOp(PhysicalOp):
         self._unreduced = 0
         self._project = False
         self._partial_schema: pa.Schema | None = None
+        # Room the held state leaves free (in the share and the whole cap) for batches in
+        # flight upstream beyond the head-room, e.g. a scan's Parquet row-group reservation:
+        # the aggregate merges or spills sooner instead of starving them.
+        self._room = 2 * ctx.batch_bytes
         self.detail = f"by {', '.join(self.keys) or '()'}" + (
             " (distinct: raw rows)" if self.distinct else ""
         )
@@ -241,7 +245,7 @@ class AggregateOp(PhysicalOp):
                 if partitioner is not None:
                     partitioner.add(t)
                     continue
-                if guard.try_grow(_STATE_FACTOR * t.nbytes):
+                if guard.try_grow(_STATE_FACTOR * t.nbytes, self._room):
                     parts.append(t)
                     self.note_peak(guard.nbytes)
                     continue
@@ -249,7 +253,7 @@ class AggregateOp(PhysicalOp):
                     merged = self._merge(pa.concat_tables(parts))
                     parts = [merged]
                     guard.resize(_STATE_FACTOR * merged.nbytes)
-                    if guard.try_grow(_STATE_FACTOR * t.nbytes):
+                    if guard.try_grow(_STATE_FACTOR * t.nbytes, self._room):
                         parts.append(t)
                         self.note_peak(guard.nbytes)
                         continue
