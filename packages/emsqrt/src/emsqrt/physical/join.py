@@ -342,7 +342,7 @@ class JoinOp(PhysicalOp):
                         f"join: cannot hold a {t.nbytes}-byte probe batch and its output "
                         f"(up to {fanout:.0f} times its bytes) beside the build side "
                         f"({self.mem!r}, {self.mem.parent!r}); "
-                        f"raise the cap to at least {ctx.smallest_cap(guard.nbytes + need)} bytes"
+                        f"raise the cap to at least {ctx.smallest_cap(guard.nbytes + need, self.mem)} bytes"
                     )
                 group.append(t)
                 gbytes += t.nbytes
