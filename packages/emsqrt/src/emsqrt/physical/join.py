@@ -333,11 +333,12 @@ class JoinOp(PhysicalOp):
         try:
             for t in sliced(lefts, piece):
                 need = int(factor * t.nbytes)
-                if group and (gbytes + t.nbytes > limit or need > self.mem.available):
+                room = 2 * ctx.batch_bytes  # for the output batches downstream
+                if group and (gbytes + t.nbytes > limit or need + room > self.mem.available):
                     yield from self._join_group(pa.concat_tables(group), build, matched)
                     group, gbytes = [], 0
                     guard.resize(0)
-                if not guard.try_grow(need):
+                if not guard.try_grow(need, room):
                     raise CapTooSmallError(
                         f"join: cannot hold a {t.nbytes}-byte probe batch and its output "
                         f"(up to {fanout:.0f} times its bytes) beside the build side "
