@@ -92,3 +92,20 @@ def assert_same_rows(got: pa.Table, want: pa.Table, *, ordered: bool = False) ->
             assert (pc.is_null(a).to_pylist()) == (pc.is_null(b).to_pylist()), name
         else:
             assert a.cast(b.type).to_pylist() == b.to_pylist(), name
+
+
+# 0.0, -0.0 and NaNs of different bit patterns (sign, payload): SQL equality puts each group
+# of them under one key; hashing their bits would not.
+_SPECIAL = np.array([0.0, -0.0, np.nan, -np.nan, np.frombuffer(b"\x01\0\0\0\0\0\xf8\x7f")[0]])
+
+
+def with_float_key(t: pa.Table, name: str, key: str, seed: int) -> pa.Table:
+    """``t`` plus a float64 key column ``name`` derived from integer key ``key`` (same domain
+    on both sides of a join): ``key / 2``, one key in twenty replaced by a special value."""
+    rng = np.random.default_rng(seed)
+    k = t.column(key)
+    base = pc.divide(pc.cast(k, pa.float64()), 2.0).to_numpy(zero_copy_only=False)
+    special = _SPECIAL[rng.integers(0, len(_SPECIAL), len(base))]
+    kk = pc.fill_null(k, 0).to_numpy(zero_copy_only=False)
+    f = np.where(kk % 20 == 0, special, base)
+    return t.append_column(name, pa.array(f, mask=pc.is_null(k).to_numpy(zero_copy_only=False)))

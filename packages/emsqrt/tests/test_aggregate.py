@@ -5,13 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from oracle import KiB, assert_same_rows, duck, input_node, make_table, table_params
+from oracle import (
+    KiB,
+    assert_same_rows,
+    duck,
+    input_node,
+    make_table,
+    table_params,
+    with_float_key,
+)
 
-from emsqrt import Aggregate, AggSpec, run_batches
+from emsqrt import Aggregate, AggSpec, SumOverflowError, run_batches
 from platform_core.expr import parse
 
 AGGS = [
@@ -25,8 +35,11 @@ AGGS = [
     ("hi", "max(v)"),
     ("lg", "min(g + 1)"),
 ]
-DISTINCT = [*AGGS, ("ds", "count(DISTINCT s)")]
-GROUPS = [("k",), ("s", "g"), ()]
+DISTINCT = {
+    "s": [*AGGS, ("ds", "count(DISTINCT s)")],  # rewritten into two aggregates
+    "f": [*AGGS, ("df", "count(DISTINCT f)")],
+}
+GROUPS = [("k",), ("s", "g"), (), ("f",), ("f", "g")]
 
 
 def _plan(t: Any, group_by: tuple[str, ...], aggs: list[tuple[str, str]]) -> Aggregate:
@@ -48,7 +61,7 @@ def _sql(group_by: tuple[str, ...], aggs: list[tuple[str, str]]) -> str:
 @given(
     p=table_params(),
     group_by=st.sampled_from(GROUPS),
-    distinct=st.booleans(),
+    distinct=st.sampled_from([None, "s", "f"]),
     cap=st.sampled_from([64 * KiB, 128 * KiB, 256 * KiB]),
     parts=st.sampled_from([2, 4, 16]),
 )
@@ -56,12 +69,12 @@ def test_aggregate_matches_duckdb(
     spill_dir: Path,
     p: dict[str, Any],
     group_by: tuple[str, ...],
-    distinct: bool,
+    distinct: str | None,
     cap: int,
     parts: int,
 ) -> None:
-    t = make_table(p)
-    aggs = DISTINCT if distinct and group_by else AGGS
+    t = with_float_key(make_table(p), "f", "k", p["seed"])
+    aggs = DISTINCT[distinct] if distinct and group_by else AGGS
     r = run_batches(_plan(t, group_by, aggs), {"t": t}, cap, spill_dir, max_partitions=parts)
     assert_same_rows(r.table, duck(_sql(group_by, aggs), t=t))
     m = r.manifest
@@ -74,7 +87,7 @@ def test_aggregate_matches_duckdb(
 
 def test_spilled_aggregate_repartitions_recursively(spill_dir: Path) -> None:
     t = make_table({"rows": 10_000, "keys": 50_000, "nulls": 0.05, "skew": True, "seed": 3})
-    aggs = DISTINCT
+    aggs = DISTINCT["s"]
     r = run_batches(_plan(t, ("k",), aggs), {"t": t}, 64 * KiB, spill_dir, max_partitions=2)
     op = r.manifest.operator("aggregate")
     assert op.spilled_bytes > 0
@@ -134,3 +147,65 @@ def test_high_cardinality_switches_to_projected_partials(spill_dir: Path) -> Non
         agg.AggregateOp._projected = orig  # type: ignore[method-assign]
     assert seen
     assert_same_rows(r.table, duck(_sql(("k", "g"), AGGS), t=t))
+
+
+def test_distinct_over_two_float_arguments_counts_by_sql_equality(spill_dir: Path) -> None:
+    # Two DISTINCT arguments keep the input rows as state (count_distinct over raw values).
+    t = make_table({"rows": 3000, "keys": 40, "nulls": 0.05, "skew": True, "seed": 5})
+    t = with_float_key(t, "f", "k", 5)
+    aggs = [("ds", "count(DISTINCT s)"), ("df", "count(DISTINCT f)"), ("n", "count(*)")]
+    r = run_batches(_plan(t, ("g",), aggs), {"t": t}, 1 << 22, spill_dir)
+    assert_same_rows(r.table, duck(_sql(("g",), aggs), t=t))
+
+
+@pytest.mark.parametrize("cap", [64 * KiB, 1 << 22])
+def test_integer_sum_does_not_wrap(spill_dir: Path, cap: int) -> None:
+    # Partial sums beyond int64 whose totals fit: DuckDB (128-bit sums) gives the true value.
+    n = 6000
+    k = np.arange(n) % 300
+    j = np.arange(n) // 300  # each group's j-th row
+    # Each group's running sum reaches 2**63 (rows j = 0, 1) before coming back (j = 2, 3).
+    v = np.select([j < 2, j < 4], [2**62, -(2**62)], j).astype(np.int64)
+    t = pa.table({"k": k, "v": v})
+    aggs = [("s", "sum(v)"), ("a", "avg(v)")]
+    for keys in [("k",), ()]:
+        r = run_batches(_plan(t, keys, aggs), {"t": t}, cap, spill_dir, max_partitions=4)
+        assert r.table.schema.field("s").type == pa.int64()
+        assert_same_rows(r.table, duck(_sql(keys, aggs), t=t))
+    # A total outside int64 (DuckDB: a HUGEINT) is refused, not wrapped.
+    big = pa.table({"k": [1, 1, 2], "v": pa.array([2**62, 2**62, 1], pa.int64())})
+    assert (
+        duck(_sql(("k",), [("s", "sum(v)")]) + " ORDER BY k", t=big).column("s")[0].as_py() == 2**63
+    )
+    with pytest.raises(SumOverflowError, match="outside the int64 range"):
+        run_batches(_plan(big, ("k",), [("s", "sum(v)")]), {"t": big}, cap, spill_dir)
+
+
+def test_raw_row_state_leaves_room_for_the_scan_and_spills(spill_dir: Path, tmp_path: Path) -> None:
+    # Two DISTINCT arguments hold input rows as state; the scan's Parquet row-group
+    # reservation lies outside the head-room, so the state must leave it room and spill
+    # rather than fail with a false "cap too small".
+    import pyarrow.parquet as pq
+
+    from emsqrt import Pipeline
+
+    rng = np.random.default_rng(3)
+    n = 400_000
+    s = pc.binary_join_element_wise(pa.array(rng.integers(0, 200_000, n).astype(str)), "x" * 60, "")
+    t = pa.table(
+        {
+            "s": s,
+            "g": rng.integers(0, 50, n),
+            "v": rng.random(n),
+            "w": pa.array(rng.integers(0, 10**6, n).astype(str)),
+        }
+    )
+    pq.write_table(t, tmp_path / "t.parquet", row_group_size=2048)
+    r = (
+        Pipeline.scan(tmp_path / "t.parquet")
+        .aggregate(["g"], ["COUNT(DISTINCT s) AS ds", "COUNT(DISTINCT w) AS dw"])
+        .run(4 * 1024 * KiB, spill_dir=spill_dir)
+    )
+    assert r.manifest.operator("aggregate").spilled_bytes > 0
+    want = duck("SELECT g, count(DISTINCT s) AS ds, count(DISTINCT w) AS dw FROM t GROUP BY g", t=t)
+    assert_same_rows(r.table, want)

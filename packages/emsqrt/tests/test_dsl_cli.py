@@ -175,3 +175,40 @@ def test_dsl_errors_name_the_step() -> None:
         compile_pipeline({"steps": [{"scan": {"path": "x.csv"}}]})
     with pytest.raises(PlanError, match="non-empty 'steps'"):
         compile_pipeline({"steps": []})
+
+
+def test_sigterm_mid_sort_cleans_spill_and_output(tmp_path: Path, spill_dir: Path) -> None:
+    import os
+    import signal
+    import time
+
+    rng = np.random.default_rng(0)
+    n = 1_000_000
+    pcsv.write_csv(
+        pa.table({"k": rng.integers(0, 10**9, n), "v": rng.random(n)}), tmp_path / "big.csv"
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "p.yaml").write_text(
+        'steps:\n  - scan: { source: "big.csv" }\n  - sort: { by: ["k"] }\n'
+        '  - sink: { destination: "out/sorted.csv", format: "csv" }\n'
+    )
+    cmd = [sys.executable, "-m", "emsqrt", "run", "p.yaml", "--mem-cap", "4MB"]
+    proc = subprocess.Popen(
+        [*cmd, "--spill-dir", str(spill_dir)], cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        # Wait until the sort has spilled (segments in the run's directory), then stop it.
+        while not any(p.is_file() for p in spill_dir.rglob("*")):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the sort never spilled"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert list(spill_dir.iterdir()) == []
+    assert list(out.iterdir()) == []

@@ -141,3 +141,28 @@ def test_parquet_row_group_larger_than_the_cap_is_refused_with_advice(
     pq.write_table(t, tmp_path / "big.parquet")  # one 20k-row row group
     with pytest.raises(CapTooSmallError, match=r"Parquet row group.*smaller row groups"):
         Pipeline.scan(tmp_path / "big.parquet").collect(64 * KiB, spill_dir=spill_dir)
+
+
+def test_csv_null_spellings_are_values_as_duckdb_reads_them(
+    spill_dir: Path, tmp_path: Path
+) -> None:
+    # Only empty fields are NULL in DuckDB's CSV reader: "NA" is a country code, "NULL" and
+    # "N/A" are text, NaN/nan are floats. Arrow's defaults would read all of them as NULL.
+    src = tmp_path / "nulls.csv"
+    src.write_text(
+        'cc,label,x,n\nUS,a,1.5,1\nNA,NULL,NaN,2\n,N/A,nan,\nFR,"",,4\nnull,#N/A,2.0,5\n'
+    )
+    got = Pipeline.scan(src).collect(64 * KiB, spill_dir=spill_dir)
+    want = duck(f"SELECT * FROM read_csv('{src}')")
+    assert got.schema.field("x").type == pa.float64()
+    assert_same_rows(got, want, ordered=True)
+    agg = (
+        Pipeline.scan(src)
+        .aggregate(["cc"], ["COUNT(label)", "COUNT(x)", "MAX(x) AS top"])
+        .collect(64 * KiB, spill_dir=spill_dir)
+    )
+    want_agg = duck(
+        f"SELECT cc, count(label) AS count_label, count(x) AS count_x, max(x) AS top "
+        f"FROM read_csv('{src}') GROUP BY cc"
+    )
+    assert_same_rows(agg, want_agg)

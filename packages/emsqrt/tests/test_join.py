@@ -9,7 +9,15 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from oracle import KiB, assert_same_rows, duck, input_node, make_table, table_params
+from oracle import (
+    KiB,
+    assert_same_rows,
+    duck,
+    input_node,
+    make_table,
+    table_params,
+    with_float_key,
+)
 
 from emsqrt import Join, run_batches
 
@@ -32,24 +40,34 @@ def _sql(how: str, lk: str, rk: str, left: pa.Table, right: pa.Table) -> str:
     lp_=table_params(max_rows=6000),
     rp=table_params(max_rows=4000),
     how=st.sampled_from(HOWS),
+    key=st.sampled_from(["k", "f"]),
     cap=st.sampled_from([128 * KiB, 256 * KiB]),
     parts=st.sampled_from([2, 4, 16]),
 )
 def test_join_matches_duckdb(
-    spill_dir: Path, lp_: dict[str, Any], rp: dict[str, Any], how: str, cap: int, parts: int
+    spill_dir: Path,
+    lp_: dict[str, Any],
+    rp: dict[str, Any],
+    how: str,
+    key: str,
+    cap: int,
+    parts: int,
 ) -> None:
     # Same key domain, so keys match. The build side is not skewed: a single key with more
     # build rows than the cap is refused with CapTooSmallError (tested below).
     lp_ = lp_ | {"keys": max(lp_["keys"], 100)}
     rp = rp | {"keys": lp_["keys"], "skew": False}
-    left, right = make_table(lp_), make_table(rp, prefix="r")
-    plan = Join(input_node("l", left), input_node("r", right), ("k",), ("rk",), how)  # type: ignore[arg-type]
+    # f: a float key holding 0.0, -0.0 and NaNs of several bit patterns, equal as in SQL.
+    left = with_float_key(make_table(lp_), "f", "k", lp_["seed"])
+    right = with_float_key(make_table(rp, prefix="r"), "rf", "rk", rp["seed"])
+    lk, rk = key, f"r{key}"
+    plan = Join(input_node("l", left), input_node("r", right), (lk,), (rk,), how)  # type: ignore[arg-type]
     r = run_batches(plan, {"l": left, "r": right}, cap, spill_dir, max_partitions=parts)
-    assert_same_rows(r.table, duck(_sql(how, "k", "rk", left, right), l=left, r=right))
+    assert_same_rows(r.table, duck(_sql(how, lk, rk, left, right), l=left, r=right))
     m = r.manifest
     assert m.memory["reserved_peak_bytes"] <= cap
     op = m.operator("join")
-    build = right.select(["rk"]) if how in ("semi", "anti") else right
+    build = right.select([rk]) if how in ("semi", "anti") else right
     if build.nbytes * 3 > cap:
         assert op.spilled_bytes > 0
         assert op.repartition_depth >= 1

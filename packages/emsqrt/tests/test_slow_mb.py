@@ -100,3 +100,31 @@ def test_join_50mb_under_4mib(big: dict[str, Path], spill_dir: Path) -> None:
         f"JOIN read_csv('{big['r']}') r ON l.k = r.rk"
     )
     assert_same_rows(pq.read_table(out), want)
+
+
+def test_join_with_repeated_build_keys_stays_under_the_cap(tmp_path: Path) -> None:
+    # 20k build rows over 200 keys: each probe row matches ~100 of them, so the join's output
+    # is ~100 times its probe input; the probe groups must be sized to the output.
+    rng = np.random.default_rng(0)
+    right = pa.table({"rk": rng.integers(0, 200, 20_000), "rv": rng.random(20_000)})
+    left = pa.table({"k": rng.integers(0, 200, 50_000), "v": rng.random(50_000)})
+    pq.write_table(right, tmp_path / "R.parquet", row_group_size=4096)
+    pq.write_table(left, tmp_path / "L.parquet", row_group_size=4096)
+    out = tmp_path / "out.parquet"
+    plan = (
+        Pipeline.scan(tmp_path / "L.parquet")
+        .join(Pipeline.scan(tmp_path / "R.parquet"), left_on=["k"], right_on=["rk"])
+        .sink(out)
+        .node
+    )
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    m = run_measured(plan, EngineConfig(mem_cap_bytes=CAP, spill_dir=str(spill)))
+    assert m["memory"]["arrow_pool_peak_bytes"] <= CAP, m["memory"]
+    want = duck(
+        "SELECT count(*) AS n, sum(v) AS sv, sum(rv) AS srv FROM l JOIN r ON l.k = r.rk",
+        l=left,
+        r=right,
+    )
+    got = duck(f"SELECT count(*) AS n, sum(v) AS sv, sum(rv) AS srv FROM read_parquet('{out}')")
+    assert_same_rows(got, want)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oracle import KiB, assert_same_rows, duck, input_node, make_table, table_params
@@ -88,3 +89,42 @@ def test_topk_matches_duckdb(
     want = duck(f"SELECT * FROM t ORDER BY {_order_sql(keys)} LIMIT {n}", t=t)
     key_cols = [k.column for k in keys]
     assert_same_rows(r.table.select(key_cols), want.select(key_cols), ordered=True)
+
+
+def test_cap_too_small_suggests_a_cap_that_works(spill_dir: Path, tmp_path: Path) -> None:
+    # A large OFFSET needs the top rows in memory: the refusal must name a cap above the one
+    # that failed (it named ~18 KB at 64 KiB, ignoring what the share already held), and
+    # running at that cap must give DuckDB's answer.
+    import re
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from emsqrt import CapTooSmallError, Pipeline
+
+    rng = np.random.default_rng(5)
+    n = 30_000
+    t = pa.table(
+        {
+            "k": pa.array(rng.integers(0, 50, n), mask=rng.random(n) < 0.1),
+            "f": rng.choice(np.array([np.nan, -0.0, 1.0, 2.0]), n),
+            "id": np.arange(n),
+        }
+    )
+    pq.write_table(t, tmp_path / "t.parquet", row_group_size=2000)
+
+    def query() -> Pipeline:
+        return (
+            Pipeline.scan(tmp_path / "t.parquet").sort(["k DESC", "id"]).limit(5000, offset=20000)
+        )
+
+    with pytest.raises(CapTooSmallError) as info:
+        query().collect(64 * KiB, spill_dir=spill_dir)
+    found = re.search(r"raise the cap to at least (\d+) bytes", str(info.value))
+    assert found, str(info.value)
+    suggested = int(found.group(1))
+    assert suggested > 64 * KiB
+    got = query().collect(suggested, spill_dir=spill_dir)  # the cap named works
+    want = duck("SELECT * FROM t ORDER BY k DESC NULLS LAST, id LIMIT 5000 OFFSET 20000", t=t)
+    assert_same_rows(got.select(["id"]), want.select(["id"]), ordered=True)

@@ -21,6 +21,7 @@ from .errors import (
     InputFileError,
     PlanError,
     SpillDiskFullError,
+    SumOverflowError,
 )
 from .manifest import Manifest, OperatorReport
 from .optimizer import optimize
@@ -82,6 +83,7 @@ __all__ = [
     "SpillDiskFullError",
     "SpillFile",
     "SpillManager",
+    "SumOverflowError",
     "TopK",
     "Union",
     "__version__",

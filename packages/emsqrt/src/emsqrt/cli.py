@@ -133,4 +133,7 @@ def plan_cmd(pipeline: Annotated[Path, typer.Argument(help="The pipeline YAML fi
 
 
 def main() -> None:
-    app()
+    from .signals import sigterm_raises
+
+    with sigterm_raises():
+        app()

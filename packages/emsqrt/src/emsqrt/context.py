@@ -51,9 +51,22 @@ class ExecContext:
         share = max(1, (self.budget.cap_bytes - self.headroom) // self.blocking)
         return MemoryBudget(share, parent=self.budget)
 
-    def smallest_cap(self, need_in_share: int) -> int:
-        """The cap at which an operator's share would hold ``need_in_share`` bytes."""
-        return int(need_in_share * self.blocking * 1.25 + self.headroom)
+    def smallest_cap(self, need_in_share: int, share: MemoryBudget | None = None) -> int:
+        """A cap below which an operator's share cannot hold ``need_in_share`` more bytes.
+
+        Without ``share``: the cap whose share is ``need_in_share`` alone. With it, what the
+        share and the whole cap already hold counts too: the share must grow by the shortfall,
+        and it grows by (1 - head-room fraction) / blocking of each byte added to the cap, so
+        the figure is never below the cap that just failed."""
+        alone = int(need_in_share * self.blocking * 1.25 + self.headroom)
+        if share is None:
+            return alone
+        cap = self.budget.cap_bytes
+        shortfall = need_in_share - min(share.available, self.budget.available)
+        if shortfall <= 0:
+            return max(alone, cap + 1)
+        growth = max(0.1, 1 - self.headroom / cap) / self.blocking
+        return max(alone, int(cap + 1.25 * shortfall / growth) + 1)
 
     def report(self, label: str, rows: int) -> None:
         if self.progress is not None:

@@ -32,6 +32,7 @@ from .plan_json import plan_hash
 from .planner import Lowerer
 from .resolve import SchemaResolver, bind_scan_schemas
 from .schedule import BLOCKING, schedule
+from .signals import sigterm_raises
 from .spill import SpillManager
 
 __all__ = ["RunResult", "explain", "run", "run_batches", "run_parallel"]
@@ -126,7 +127,7 @@ def run(
     probe = MemoryProbe.start()
     budget = budget or MemoryBudget(config.mem_cap_bytes)
     table: pa.Table | None = None
-    with SpillManager(Path(config.spill_dir), config.spill_codec) as spill:
+    with sigterm_raises(), SpillManager(Path(config.spill_dir), config.spill_codec) as spill:
         ctx = ExecContext.for_cap(budget, spill, _count(optimized), progress)
         ctx.max_partitions = config.max_partitions
         ctx.max_fan_in = config.max_fan_in

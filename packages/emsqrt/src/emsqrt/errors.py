@@ -28,6 +28,7 @@ __all__ = [
     "InputFileError",
     "PlanError",
     "SpillDiskFullError",
+    "SumOverflowError",
 ]
 
 
@@ -53,3 +54,7 @@ class CorruptSpillError(EmsqrtError, CorruptDataError):
 
 class SpillDiskFullError(EmsqrtError, UnavailableError):
     """Writing a spill segment failed because the spill directory's disk is full."""
+
+
+class SumOverflowError(EmsqrtError, BadInputError):
+    """An integer SUM's result lies outside int64 (the result type); sum a DOUBLE instead."""

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from platform_core import PlatformError, Schema, infer_schema
 from platform_core.expr import Expr, check
+from platform_core.inference import DEFAULT_SAMPLE_BYTES
 
 from . import plan as lp
 from .errors import InputFileError, PlanError
@@ -75,12 +76,45 @@ def arrow_scan_schema(scan: lp.Scan) -> pa.Schema:
             import pyarrow.parquet as pq
 
             return _platform(pq.read_schema(path)).to_arrow()
-        fmt = "csv" if scan.format == "csv" else "jsonl"
-        return infer_schema(path, format=fmt).to_arrow()
+        if scan.format == "csv":
+            return _csv_schema(path, scan.delimiter)
+        return infer_schema(path, format="jsonl").to_arrow()
     except PlatformError as exc:
         raise InputFileError(f"cannot read the schema of {scan.path}: {exc.message}") from exc
     except OSError as exc:
         raise InputFileError(f"cannot read {scan.path}: {exc}") from exc
+
+
+def _csv_schema(path: Path, delimiter: str) -> pa.Schema:
+    """Types inferred from the first MiB with only empty fields as NULL, as the scan reads
+    (and DuckDB): Arrow's default NULL spellings ("NA", "nan", ...) would make a column of
+    floats with NaN look like integers, or a text column hold NULLs where the file has text.
+    Types the vocabulary lacks fall back to ``infer_schema``'s widening."""
+    import pyarrow.csv as pcsv
+
+    from platform_core.types import from_arrow
+
+    try:
+        with pcsv.open_csv(
+            path,
+            read_options=pcsv.ReadOptions(block_size=DEFAULT_SAMPLE_BYTES, use_threads=False),
+            parse_options=pcsv.ParseOptions(delimiter=delimiter),
+            convert_options=pcsv.ConvertOptions(null_values=[""], strings_can_be_null=True),
+        ) as reader:
+            sample = reader.schema
+    except pa.ArrowInvalid as exc:
+        raise InputFileError(f"cannot read the schema of {path}: {exc}") from exc
+    fields = []
+    for field in sample:
+        t = field.type
+        if pa.types.is_timestamp(t) and t.unit == "ns":
+            t = pa.timestamp("us", t.tz)
+        try:
+            fields.append(pa.field(field.name, from_arrow(t).to_arrow()))
+        except PlatformError:
+            # null-typed (all empty) or times of day: the platform's widening (to utf8).
+            fields.append(pa.field(field.name, pa.string()))
+    return pa.schema(fields)
 
 
 def bind_scan_schemas(node: lp.Node) -> lp.Node:

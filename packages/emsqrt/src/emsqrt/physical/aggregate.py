@@ -21,8 +21,9 @@ from platform_core.expr import Column, evaluate
 
 from .. import plan as lp
 from ..context import ExecContext
-from ..errors import CapTooSmallError
+from ..errors import CapTooSmallError, SumOverflowError
 from .base import PhysicalOp
+from .floatkeys import canonical_key
 from .partition import Partitioner, concat_or_empty, sliced
 
 __all__ = ["AggregateOp"]
@@ -31,6 +32,9 @@ _P = "__emsqrt_a"
 # Reserved per byte of held state: Acero's group_by over held partials (merging them) peaked
 # at about 3.3 times their bytes on top of them (measured), so state is held at 1/5 of its share.
 _STATE_FACTOR = 5
+# Integer SUMs are summed as decimal128(38, 0) (DuckDB sums into a 128-bit HUGEINT) and the
+# result is checked back into int64, the result type: out of range raises SumOverflowError.
+_WIDE_SUM = pa.decimal128(38, 0)
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,10 @@ class AggregateOp(PhysicalOp):
         self._unreduced = 0
         self._project = False
         self._partial_schema: pa.Schema | None = None
+        # Room the held state leaves free (in the share and the whole cap) for batches in
+        # flight upstream beyond the head-room, e.g. a scan's Parquet row-group reservation:
+        # the aggregate merges or spills sooner instead of starving them.
+        self._room = 2 * ctx.batch_bytes
         self.detail = f"by {', '.join(self.keys) or '()'}" + (
             " (distinct: raw rows)" if self.distinct else ""
         )
@@ -94,15 +102,25 @@ class AggregateOp(PhysicalOp):
         return pc.if_else(pc.fill_null(nan_any, False), nan, value)
 
     def _inputs(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
-        """Group keys and each aggregate's argument, as ``__emsqrt_a<i>`` columns."""
-        cols = {k: batch.column(k) for k in self.keys}
+        """Group keys (float keys canonical: one 0.0, one NaN) and each aggregate's argument,
+        as ``__emsqrt_a<i>`` columns."""
+        cols = {k: canonical_key(batch.column(k)) for k in self.keys}
         for i, spec in enumerate(self.node.aggregates):
             arg = spec.agg.arg
             if arg is None:
                 continue
             value = batch.column(arg.name) if isinstance(arg, Column) else evaluate(arg, batch)
+            if spec.agg.distinct:  # counted by equality, as a key is grouped
+                value = canonical_key(value)
             if spec.agg.name == "avg" and pa.types.is_integer(value.type):
-                value = pc.cast(value, pa.float64())
+                # An exact wide sum divided at the end (DuckDB too); raw-row states (DISTINCT)
+                # average with Acero's mean, in doubles (rounding integers beyond 2**53).
+                if self.distinct:
+                    value = pc.cast(value, pa.float64(), safe=False)
+                else:
+                    value = pc.cast(value, _WIDE_SUM)
+            if spec.agg.name == "sum" and pa.types.is_integer(value.type):
+                value = pc.cast(value, _WIDE_SUM)  # int64 sums wrap silently in Acero
             cols[f"{_P}{i}"] = value
             if spec.agg.name == "max" and pa.types.is_floating(value.type):
                 cols[f"{_P}{i}n"] = pc.is_nan(value)
@@ -166,7 +184,7 @@ class AggregateOp(PhysicalOp):
                 if f"{_P}{i}n" in state.column_names:
                     aggs.append((f"{_P}{i}n", "any", f"{_P}{i}_nan"))
                     fixes.append((spec.name, f"{_P}{i}_nan"))
-            out = self._group(state, aggs)
+            out = self._narrow_sums(self._group(state, aggs))
             for name, flag in fixes:
                 idx = out.schema.get_field_index(name)
                 out = out.set_column(idx, name, self._fix_nan(out.column(name), out.column(flag)))
@@ -185,7 +203,24 @@ class AggregateOp(PhysicalOp):
                 cols[spec.name] = state.column(f"{_P}{i}_{name}")
                 if f"{_P}{i}_nan" in state.column_names:
                     cols[spec.name] = self._fix_nan(cols[spec.name], state.column(f"{_P}{i}_nan"))
-        return pa.table(cols)
+        return self._narrow_sums(pa.table(cols))
+
+    def _narrow_sums(self, out: pa.Table) -> pa.Table:
+        """Integer SUMs from their wide state to int64, refusing values out of its range."""
+        for spec in self.node.aggregates:
+            col = out.column(spec.name)
+            if spec.agg.name != "sum" or col.type != _WIDE_SUM:
+                continue
+            try:
+                narrow = pc.cast(col, self.schema.field(spec.name).type)
+            except pa.ArrowInvalid as exc:
+                raise SumOverflowError(
+                    f"aggregate {spec.name}: the integer sum of a group is outside the int64 "
+                    "range; sum the values as DOUBLE (CAST(... AS DOUBLE)) to get an "
+                    "approximate result"
+                ) from exc
+            out = out.set_column(out.schema.get_field_index(spec.name), spec.name, narrow)
+        return out
 
     # ------------------------------------------------------------------ driver
     def _produce(self) -> Generator[pa.RecordBatch, None, None]:
@@ -210,7 +245,7 @@ class AggregateOp(PhysicalOp):
                 if partitioner is not None:
                     partitioner.add(t)
                     continue
-                if guard.try_grow(_STATE_FACTOR * t.nbytes):
+                if guard.try_grow(_STATE_FACTOR * t.nbytes, self._room):
                     parts.append(t)
                     self.note_peak(guard.nbytes)
                     continue
@@ -218,7 +253,7 @@ class AggregateOp(PhysicalOp):
                     merged = self._merge(pa.concat_tables(parts))
                     parts = [merged]
                     guard.resize(_STATE_FACTOR * merged.nbytes)
-                    if guard.try_grow(_STATE_FACTOR * t.nbytes):
+                    if guard.try_grow(_STATE_FACTOR * t.nbytes, self._room):
                         parts.append(t)
                         self.note_peak(guard.nbytes)
                         continue

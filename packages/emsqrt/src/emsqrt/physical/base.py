@@ -92,7 +92,8 @@ class PhysicalOp:
             raise CapTooSmallError(
                 f"{self.name}: a {batch.nbytes}-byte batch in flight does not fit in the "
                 f"{self.ctx.budget.cap_bytes}-byte cap ({self.ctx.budget.reserved} reserved); "
-                f"raise the cap to at least {4 * (self.ctx.budget.reserved + batch.nbytes)} bytes",
+                f"the run needed more than {self.ctx.budget.reserved + batch.nbytes} bytes at "
+                "this point; raise the cap above that (the reservations held then may grow)",
                 cap_bytes=self.ctx.budget.cap_bytes,
             )
         self._out_guard = guard

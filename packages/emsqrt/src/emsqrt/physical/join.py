@@ -27,6 +27,7 @@ from ..errors import CapTooSmallError
 from ..resolve import right_output_names
 from ..spill import SpillFile
 from .base import PhysicalOp
+from .floatkeys import canonical_key
 from .partition import Partitioner, sliced
 
 __all__ = ["JoinOp"]
@@ -86,8 +87,9 @@ class JoinOp(PhysicalOp):
     def _left(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
         t = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
         for k, typ in zip(self.lkeys, self.key_types, strict=True):
-            if t.schema.field(k).type != typ:
-                t = t.set_column(t.schema.get_field_index(k), k, pc.cast(t.column(k), typ))
+            if t.schema.field(k).type != typ or pa.types.is_floating(typ):
+                key = canonical_key(pc.cast(t.column(k), typ))
+                t = t.set_column(t.schema.get_field_index(k), k, key)
         return t
 
     def _right(self, batch: pa.RecordBatch) -> pa.Table:
@@ -95,7 +97,7 @@ class JoinOp(PhysicalOp):
         node = self.node
         cols, names = [], []
         for lk, rk, typ in zip(node.left_keys, node.right_keys, self.key_types, strict=True):
-            cols.append(pc.cast(batch.column(rk), typ))
+            cols.append(canonical_key(pc.cast(batch.column(rk), typ)))
             names.append(lk)
         if node.how not in ("semi", "anti"):
             for old, new in self.renames.items():
@@ -321,20 +323,27 @@ class JoinOp(PhysicalOp):
         matched = np.zeros(build.num_rows, dtype=bool) if how in ("right", "full") else None
         group: list[pa.Table] = []
         gbytes = 0
-        limit = max(ctx.batch_bytes // 2, self.mem.available // (_PROBE_FACTOR + 1))
+        fanout = self._fanout(build)
+        factor = _PROBE_FACTOR + 1.5 * fanout
+        limit = max(ctx.batch_bytes // 2, int(self.mem.available // (factor + 1)))
+        # A probe slice is sized so that its output, not only its input, fits.
+        piece = max(1, min(ctx.batch_bytes // 2, int(ctx.batch_bytes / fanout)))
         guard = self.mem.try_acquire(0, self.label + "-probe")
         assert guard is not None
         try:
-            for t in sliced(lefts, ctx.batch_bytes // 2):
-                if group and gbytes + t.nbytes > limit:
+            for t in sliced(lefts, piece):
+                need = int(factor * t.nbytes)
+                room = 2 * ctx.batch_bytes  # for the output batches downstream
+                if group and (gbytes + t.nbytes > limit or need + room > self.mem.available):
                     yield from self._join_group(pa.concat_tables(group), build, matched)
                     group, gbytes = [], 0
                     guard.resize(0)
-                if not guard.try_grow(_PROBE_FACTOR * t.nbytes):
+                if not guard.try_grow(need, room):
                     raise CapTooSmallError(
-                        f"join: cannot hold a {t.nbytes}-byte probe batch beside the build side "
+                        f"join: cannot hold a {t.nbytes}-byte probe batch and its output "
+                        f"(up to {fanout:.0f} times its bytes) beside the build side "
                         f"({self.mem!r}, {self.mem.parent!r}); "
-                        f"raise the cap to at least {ctx.smallest_cap(guard.nbytes + _PROBE_FACTOR * t.nbytes)} bytes"
+                        f"raise the cap to at least {ctx.smallest_cap(guard.nbytes + need, self.mem)} bytes"
                     )
                 group.append(t)
                 gbytes += t.nbytes
@@ -344,6 +353,21 @@ class JoinOp(PhysicalOp):
             guard.release()
         if matched is not None and not matched.all():
             yield from self._unmatched_right(build, matched)
+
+    def _fanout(self, build: pa.Table) -> float:
+        """Output bytes per probe byte at worst: the most build rows one key holds, times an
+        output row's width over a probe row's (a key repeated on the build side multiplies
+        each matching probe row)."""
+        if self.node.how in ("semi", "anti") or build.num_rows == 0:
+            return 1.0
+        counts = build.group_by(self.lkeys, use_threads=False).aggregate([([], "count_all")])
+        most = int(pc.max(counts.column("count_all")).as_py() or 1)
+        if most <= 1:
+            return 1.0
+        left = self.children[0].schema
+        probe_row = max(1, sum(_width(f.type) for f in left))
+        build_row = build.nbytes / build.num_rows
+        return float(max(1.0, most * (probe_row + build_row) / probe_row))
 
     def _join_group(
         self, left: pa.Table, build: pa.Table, matched: np.ndarray | None
@@ -418,3 +442,11 @@ def _chunks(f: SpillFile, limit: int) -> Iterator[pa.Table]:
 
 def _rows(table: pa.Table, ctx: ExecContext) -> int:
     return max(1, int(table.num_rows * ctx.batch_bytes / max(table.nbytes, 1)))
+
+
+def _width(t: pa.DataType) -> int:
+    """Bytes of one value, a guess of 16 for variable-width types."""
+    try:
+        return max(1, int(t.bit_width) // 8)
+    except ValueError:
+        return 16

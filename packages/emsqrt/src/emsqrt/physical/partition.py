@@ -78,7 +78,7 @@ class Partitioner:
                 raise CapTooSmallError(
                     f"partitioning: cannot hold one {table.nbytes}-byte batch with "
                     f"{self.budget.available} bytes free; raise the cap to at least "
-                    f"{self.ctx.smallest_cap(3 * table.nbytes + self.ctx.batch_bytes)} bytes"
+                    f"{self.ctx.smallest_cap(3 * table.nbytes + self.ctx.batch_bytes, self.budget)} bytes"
                 )
         self.buffer.append(table)
         self.buffered += table.nbytes

@@ -161,8 +161,13 @@ class ScanOp(PhysicalOp):
                     parse_options=pcsv.ParseOptions(
                         delimiter=self.node.delimiter, invalid_row_handler=invalid
                     ),
+                    # Only empty fields are NULL, as DuckDB reads CSV: Arrow's default null
+                    # spellings ("NA", "NULL", "NaN", ...) would turn real values into NULLs.
                     convert_options=pcsv.ConvertOptions(
-                        column_types=full, include_columns=wanted, strings_can_be_null=True
+                        column_types=full,
+                        include_columns=wanted,
+                        null_values=[""],
+                        strings_can_be_null=True,
                     ),
                 )
                 yield from reader

@@ -44,12 +44,14 @@ def _slices(table: pa.Table, target_bytes: int) -> Iterator[pa.Table]:
         yield table.slice(start, rows)
 
 
-def _too_small(op: PhysicalOp, need: int, what: str) -> CapTooSmallError:
+def _too_small(op: PhysicalOp, need: int, what: str, eventual: int = 0) -> CapTooSmallError:
+    """``eventual``: what the operator will need once its state is complete (the cap named
+    is sized to that, not only to this step)."""
     budget = op.mem
-    smallest = op.ctx.smallest_cap(need)
+    smallest = op.ctx.smallest_cap(max(need, eventual), budget)
     return CapTooSmallError(
         f"{op.name}: cannot hold {what} ({need} bytes) with {budget.available} of the "
-        f"{budget.cap_bytes}-byte share free; the smallest cap that would work here is about "
+        f"{budget.cap_bytes}-byte share free; raise the cap to at least "
         f"{smallest} bytes",
         cap_bytes=budget.cap_bytes,
         needed_bytes=smallest,
@@ -254,7 +256,10 @@ class TopKOp(PhysicalOp):
                     t = pa.concat_tables([top, t])
                 need = 2 * t.nbytes + _INDEX_BYTES * t.num_rows
                 if not guard.resize(need):
-                    raise _too_small(self, need, f"the top {n} rows")
+                    # The kept rows grow to n: size the suggestion to n rows plus a batch.
+                    row = t.nbytes / max(t.num_rows, 1)
+                    full = int((2 * row + _INDEX_BYTES) * (n + 2 * batch.num_rows))
+                    raise _too_small(self, need, f"the top {n} rows", full)
                 self.note_peak(guard.nbytes)
                 idx = self.spec.indices(t)
                 top = gather(t, idx.slice(0, n))
