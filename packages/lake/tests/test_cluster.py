@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from lake import Client
+from lake.placement import replicas
 from lake.testing import NodeProcess
 from platform_core.auth import TokenSigner
 
@@ -139,16 +140,19 @@ def test_three_nodes_replicate_and_query_like_duckdb(
     assert sum(r["rows"] for r in moves) <= 13 * 3
     assert moved < 0.01 * total["bytes"], (moved, total["bytes"])
 
-    # Placement is real: once the replicas have them, A keeps only its own share, and every
-    # chunk lives on exactly two of the three nodes.
+    # Placement is real: once the replicas have them, every chunk lives on exactly its two
+    # rendezvous replicas, and the ingesting node A has dropped its spare copies.
     everything = {ch["sha256"] for ch in total["chunk_list"]}
+    nodes = {n.node_id: n for n in (a, b, c)}
 
     def placed() -> bool:
-        held = [set(peer(p, "GET", "/chunks")) & everything for p in (a, b, c)]
-        return all(sum(sha in h for h in held) == 2 for sha in everything)
+        held = {nid: set(peer(n, "GET", "/chunks")) & everything for nid, n in nodes.items()}
+        return all(
+            {nid for nid, h in held.items() if sha in h} == set(replicas(sha, nodes, 2))
+            for sha in everything
+        )
 
-    wait_for(placed, what="two replicas per chunk")
-    assert len(set(peer(a, "GET", "/chunks")) & everything) < len(everything)
+    wait_for(placed, what="each chunk on its two rendezvous replicas")
     for sql in QUERIES[:2]:
         assert same(cc.query(sql)["rows"], expected[sql]), sql
 
@@ -241,8 +245,9 @@ def test_corrupt_chunk_is_repaired_from_a_replica(
         return all(sum(sha in h for h in held) == 2 for sha in everything)
 
     wait_for(placed, what="two replicas per chunk")
-    held = sorted(set(peer(c, "GET", "/chunks")) & everything)
-    sha = held[0]
+    # corrupt a chunk on a node that holds one (which nodes do depends on the random node ids)
+    c = next(n for n in (c, b, a) if set(peer(n, "GET", "/chunks")) & everything)
+    sha = sorted(set(peer(c, "GET", "/chunks")) & everything)[0]
     path = next((c.home / "lake").glob(f"*/chunks/{sha}.parquet"))
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
