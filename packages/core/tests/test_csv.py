@@ -41,7 +41,7 @@ EXAMPLES = int(os.environ.get("CSV_EXAMPLES", "60"))
 NULL_WORDS = ["NA", "null", "nan", "#N/A", "NULL", "None", "N/A", "NaN", "nil", "-nan"]
 # No ";", "|" or tab (DuckDB's sniffer would consider them delimiters) and no "\r".
 TEXT = st.text(
-    st.sampled_from(list("abcXYZ019 -.,:'\"\n") + ["é", "ß", "中", "🙂", "\u00a0"]),
+    st.sampled_from([*"abcXYZ019 -.,:'\"\n", "é", "ß", "中", "🙂", "\u00a0"]),
     max_size=12,
 ).filter(lambda s: s == s.strip(" "))
 

@@ -160,9 +160,12 @@ def _text_batches(
         bad.append(row)
         return "error"
 
+    # A Python file object: Arrow's own file input reads ahead (emsqrt measured a 2.5 MB pool
+    # peak against 0.4 MB for 64 KiB blocks).
+    handle = open(path, "rb")  # noqa: SIM115 - closed with the reader
     try:
         reader = pa_csv.open_csv(
-            path,
+            handle,
             memory_pool=memory_pool,
             read_options=pa_csv.ReadOptions(
                 block_size=block_bytes,
@@ -182,8 +185,12 @@ def _text_batches(
             ),
         )
     except pa.ArrowInvalid as exc:
+        handle.close()
         first_bad = bad[0] if bad else None
         raise _parse_error(path, str(exc), block_bytes, first_bad, delimiter, 0) from None
+    except BaseException:
+        handle.close()
+        raise
 
     def batches() -> Generator[pa.RecordBatch, None, None]:
         rows = 0
@@ -197,6 +204,7 @@ def _text_batches(
             raise _parse_error(path, str(exc), block_bytes, first_bad, delimiter, rows) from None
         finally:
             reader.close()
+            handle.close()
 
     return wanted, batches()
 
