@@ -1,12 +1,13 @@
 """platform_core: the common language of the platform.
 
-Field types and schemas (Arrow), row hashing for partitioning, errors, settings, sortable ids,
+Field types and schemas (Arrow), the one CSV reader (DuckDB's ``read_csv`` semantics), row hashing for partitioning, errors, settings, sortable ids,
 content hashes, plugins and tokens (``platform_core.auth``). Everything public is importable from here.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
 from . import auth
+from .csv import CsvError, csv_column_names, read_csv_batches, sniff_csv_schema
 from .errors import (
     BadInputError,
     ConflictError,
@@ -38,6 +39,7 @@ __all__ = [
     "BadInputError",
     "ConflictError",
     "CorruptDataError",
+    "CsvError",
     "Field",
     "FieldType",
     "ForbiddenError",
@@ -56,6 +58,7 @@ __all__ = [
     "auth",
     "canonical_json",
     "check_plugins",
+    "csv_column_names",
     "discover_plugins",
     "from_arrow",
     "hash_columns",
@@ -65,8 +68,10 @@ __all__ = [
     "load_settings",
     "new_id",
     "parse_type",
+    "read_csv_batches",
     "sha256_bytes",
     "sha256_file",
     "sha256_stream",
+    "sniff_csv_schema",
     "stable_hash",
 ]

@@ -2,7 +2,8 @@
 
     PlatformError                       500 internal
     ├── BadInputError                   400 bad_input
-    │   └── SettingsError               400 bad_input   (a setting's value is not allowed)
+    │   ├── SettingsError               400 bad_input   (a setting's value is not allowed)
+    │   └── CsvError                    400 bad_input   (in ``platform_core.csv``: bad row/value)
     ├── UnauthorizedError               401 unauthorized (missing, invalid or expired token)
     ├── ForbiddenError                  403 forbidden   (valid token, not allowed)
     ├── NotFoundError                   404 not_found

@@ -1,7 +1,8 @@
 """Infer a ``Schema`` from the start of a CSV, TSV, JSON-lines or Parquet file.
 
-Only a sample is read: the first ``sample_bytes`` of CSV/JSONL (Arrow's own type inference
-on that prefix) and only the footer of Parquet. Types the vocabulary lacks are mapped to
+Only a sample is read: the first ``sample_bytes`` of CSV (typed as DuckDB's ``read_csv``
+sniffs them, by ``platform_core.csv``) or JSONL (Arrow's own type inference on that prefix)
+and only the footer of Parquet. Types the vocabulary lacks are mapped to
 what a reader can produce without loss: all-null columns and other text-sourced oddities
 (times of day, ...) become ``utf8``, nested JSON values become ``json``, nanosecond
 timestamps become ``timestamp[us]``. ``overrides`` replace inferred types by column name.
@@ -15,11 +16,11 @@ from pathlib import Path
 from typing import Final
 
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from platform_core._suggest import column_not_found
+from platform_core.csv import CsvError, sniff_csv_schema
 from platform_core.errors import BadInputError, NotFoundError
 from platform_core.schema import Field, Schema
 from platform_core.types import JSON, UTF8, FieldType, from_arrow, parse_type, timestamp
@@ -108,12 +109,10 @@ def _format_of(file: Path, format: str | None) -> str:
 
 
 def _csv_schema(file: Path, sample_bytes: int, delimiter: str) -> pa.Schema:
-    # The streaming reader infers types from its first block only; one thread means no
-    # read-ahead of further blocks.
-    read_options = pa_csv.ReadOptions(block_size=sample_bytes, use_threads=False)
-    parse_options = pa_csv.ParseOptions(delimiter=delimiter)
-    with pa_csv.open_csv(file, read_options=read_options, parse_options=parse_options) as reader:
-        return reader.schema
+    try:
+        return sniff_csv_schema(file, delimiter=delimiter, sample_bytes=sample_bytes)
+    except CsvError as exc:
+        raise pa.ArrowInvalid(exc.message) from None
 
 
 def _jsonl_schema(file: Path, sample_bytes: int) -> pa.Schema:

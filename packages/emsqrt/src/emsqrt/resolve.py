@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from platform_core import PlatformError, Schema, infer_schema
+from platform_core.csv import CsvError, sniff_csv_schema
 from platform_core.expr import Expr, check
 from platform_core.inference import DEFAULT_SAMPLE_BYTES
 
@@ -86,35 +87,12 @@ def arrow_scan_schema(scan: lp.Scan) -> pa.Schema:
 
 
 def _csv_schema(path: Path, delimiter: str) -> pa.Schema:
-    """Types inferred from the first MiB with only empty fields as NULL, as the scan reads
-    (and DuckDB): Arrow's default NULL spellings ("NA", "nan", ...) would make a column of
-    floats with NaN look like integers, or a text column hold NULLs where the file has text.
-    Types the vocabulary lacks fall back to ``infer_schema``'s widening."""
-    import pyarrow.csv as pcsv
-
-    from platform_core.types import from_arrow
-
+    """Types sniffed from the first MiB as DuckDB's ``read_csv`` sniffs them, by the platform's
+    one CSV reader (``platform_core.csv``), so the scan reads what DuckDB would."""
     try:
-        with pcsv.open_csv(
-            path,
-            read_options=pcsv.ReadOptions(block_size=DEFAULT_SAMPLE_BYTES, use_threads=False),
-            parse_options=pcsv.ParseOptions(delimiter=delimiter),
-            convert_options=pcsv.ConvertOptions(null_values=[""], strings_can_be_null=True),
-        ) as reader:
-            sample = reader.schema
-    except pa.ArrowInvalid as exc:
-        raise InputFileError(f"cannot read the schema of {path}: {exc}") from exc
-    fields = []
-    for field in sample:
-        t = field.type
-        if pa.types.is_timestamp(t) and t.unit == "ns":
-            t = pa.timestamp("us", t.tz)
-        try:
-            fields.append(pa.field(field.name, from_arrow(t).to_arrow()))
-        except PlatformError:
-            # null-typed (all empty) or times of day: the platform's widening (to utf8).
-            fields.append(pa.field(field.name, pa.string()))
-    return pa.schema(fields)
+        return sniff_csv_schema(path, delimiter=delimiter, sample_bytes=DEFAULT_SAMPLE_BYTES)
+    except CsvError as exc:
+        raise InputFileError(f"cannot read the schema of {path}: {exc.message}") from exc
 
 
 def bind_scan_schemas(node: lp.Node) -> lp.Node:

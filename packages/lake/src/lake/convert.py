@@ -1,6 +1,7 @@
 """Streaming conversion of an uploaded CSV, JSONL or Parquet file into Parquet chunks.
 
-The file is read in blocks (pyarrow's streaming CSV/JSON readers, Parquet row-group batches),
+The file is read in blocks (the platform's CSV reader, which reads as DuckDB's ``read_csv``;
+pyarrow's streaming JSON reader; Parquet row-group batches),
 batches are buffered up to a row-group size and written to the open chunk; a chunk is closed
 when the next row group would take it past the target size, so chunks hold whole rows and stay
 near the target. Memory stays within the ingest budget: one reader block, one row group and
@@ -9,7 +10,6 @@ the writer's buffers. Each finished chunk is hashed and moved into the chunk sto
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import decimal
 import logging
@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from platform_core import BadInputError, FieldType, Schema, infer_schema
+from platform_core.csv import CsvError, read_csv_batches
 
 from .chunks import ChunkStore
 from .errors import IngestError
@@ -204,18 +204,9 @@ class _ChunkWriter:
 
 
 def _csv_batches(path: Path, schema: pa.Schema, block: int) -> Iterator[pa.RecordBatch]:
-    reader = pa_csv.open_csv(
-        path,
-        memory_pool=POOL,
-        read_options=pa_csv.ReadOptions(block_size=block, use_threads=True),
-        convert_options=pa_csv.ConvertOptions(
-            column_types={f.name: f.type for f in schema},
-            include_columns=schema.names,
-            strings_can_be_null=True,  # an empty field is NULL, as DuckDB reads it
-            quoted_strings_can_be_null=False,  # "" stays an empty string
-        ),
-    )
-    yield from reader
+    # The platform's one CSV reader: values as DuckDB's read_csv reads them, rows that cross
+    # blocks (quoted newlines) included.
+    yield from read_csv_batches(path, schema, block_bytes=block, use_threads=True, memory_pool=POOL)
 
 
 def _jsonl_batches(path: Path, schema: pa.Schema, block: int) -> Iterator[pa.RecordBatch]:
@@ -250,32 +241,6 @@ def _parquet_batches(path: Path, schema: pa.Schema, block: int) -> Iterator[pa.R
 
 _READERS = {"csv": _csv_batches, "jsonl": _jsonl_batches, "parquet": _parquet_batches}
 
-_CONVERSION = re.compile(
-    r"In CSV column #(\d+): CSV conversion error to (\S+): invalid value '(.*)'"
-)
-_PARSE = re.compile(r"CSV parse error: (.*?): (.*)$", re.S)
-
-
-def _csv_line(path: Path, message: str, rows_before: int) -> tuple[int, str] | None:
-    """The 1-based line of the bad record behind a pyarrow CSV error, found by re-reading."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            return None
-        m = _CONVERSION.search(message)
-        parse = _PARSE.search(message)
-        for i, record in enumerate(reader):
-            if i < rows_before:
-                continue
-            if m is not None:
-                col, value = int(m.group(1)), m.group(3)
-                if col < len(record) and record[col] == value:
-                    return reader.line_num, f"column {header[col]!r}: {value!r} is not {m.group(2)}"
-            elif parse is not None and len(record) != len(header):
-                return reader.line_num, f"{parse.group(1).lower()}"
-    return None
-
 
 def convert_file(
     path: Path,
@@ -292,9 +257,9 @@ def convert_file(
     try:
         schema = infer_schema(path, format=fmt, overrides=overrides)
     except BadInputError as exc:
-        # Never show the node's internal path; say which line when Arrow knows it.
+        # Never show the node's internal path; say which line when the reader knows it.
         message = re.sub(r'cannot read "[^"]*" as \w+: ', "", exc.message)
-        row = re.search(r"Row #(\d+): (.*)", message)
+        row = re.search(r"line (\d+) is (.*)", message, re.S)
         if fmt == "csv" and row:
             raise IngestError(
                 f"malformed CSV at line {row.group(1)}: {row.group(2)} (fix the line and upload "
@@ -313,6 +278,15 @@ def convert_file(
             if progress is not None:
                 progress(rows_before)
         writer.finish()
+    except CsvError as exc:
+        writer.discard()
+        line = exc.details.get("line")
+        if line is not None:
+            what = re.sub(r"^line \d+(: | is )", "", exc.message)
+            raise IngestError(
+                f"malformed CSV at line {line}: {what} (fix the line and upload again)"
+            ) from exc
+        raise IngestError(f"malformed CSV after data row {rows_before}: {exc.message}") from exc
     except pa.ArrowInvalid as exc:
         writer.discard()
         raise IngestError(_explain(path, fmt, str(exc), rows_before)) from exc
@@ -324,10 +298,6 @@ def convert_file(
 
 def _explain(path: Path, fmt: str, message: str, rows_before: int) -> str:
     if fmt == "csv":
-        where = _csv_line(path, message, rows_before)
-        if where is not None:
-            line, what = where
-            return f"malformed CSV at line {line}: {what} (fix the line and upload again)"
         return f"malformed CSV after data row {rows_before}: {message}"
     if fmt == "jsonl":
         m = re.search(r"in row (\d+)", message)
