@@ -143,8 +143,35 @@ def wheels(session: nox.Session) -> None:
 @nox.session
 def integration(session: nox.Session) -> None:
     """Tests across packages, with the whole platform installed and started as a user does."""
-    _sync(session, "--all-packages", "--group", "test")
+    _sync(session, "--all-packages", "--group", "test", "--group", "fuzz")
     session.run("pytest", "integration", *session.posargs)
+
+
+@nox.session(default=False)
+def fuzz(session: nox.Session) -> None:
+    """The fuzzers for long: `nox -s fuzz` (FUZZ_SECONDS=600 unless set; posargs go to pytest).
+
+    Schemathesis over the gateway's OpenAPI (integration/test_fuzz_gateway.py) and the tests
+    marked `fuzz` in packages/elkyn (its REST fuzzer on `elkyn serve`). The default
+    sessions run the same fuzzers for about a minute (`integration`, `tests-elkyn`).
+    """
+    _sync(session, "--all-packages", "--group", "test", "--group", "fuzz")
+    seconds = os.environ.get("FUZZ_SECONDS", "600")
+    env = {"FUZZ_SECONDS": seconds}
+    # pytest's own timeout (120 s in pyproject.toml) would end a long run; each fuzzer
+    # bounds itself by FUZZ_SECONDS.
+    timeout = f"--timeout={int(seconds) * 3 + 300}"
+    session.run("pytest", "integration", "-m", "fuzz", timeout, *session.posargs, env=env)
+    session.run(
+        "pytest",
+        str(ROOT / "packages/elkyn/tests"),
+        "-m",
+        "fuzz",
+        timeout,
+        *session.posargs,
+        env=env,
+        success_codes=[0, 5],  # 5: no test is marked fuzz there (yet)
+    )
 
 
 def _bench_scripts() -> list[str]:

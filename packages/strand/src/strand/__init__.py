@@ -34,7 +34,7 @@ from strand.sync import HAVE_FUTEX
 from strand.view import StrandView
 from strand.writer import ClaimedColumn, HeapClaim, SlotClaim, StrandWriter
 
-__version__ = "0.1.0"
+__version__ = "0.1.1"
 
 __all__ = [
     "FLAG_NULLABLE",

@@ -204,13 +204,17 @@ class RecordCursor:
         return pa.scalar(micros, pa.timestamp("us", tz)).as_py()  # type: ignore[no-any-return]
 
     def get_decimal(self, name: str) -> decimal.Decimal | None:
+        """The exact value of a decimal field, with the field's scale as its exponent."""
         c = self._col(name, ("decimal",), "get_decimal")
         if self._is_null(c):
             return None
         at = self._xat[c] + 16 * self._row
         unscaled = int.from_bytes(self._mm[at : at + 16], "little", signed=True)
         scale = self._view.schema.fields[c].type.scale or 0
-        return decimal.Decimal(unscaled).scaleb(-scale)
+        # Built from sign, digits and exponent: exact for all 38 digits. Arithmetic such as
+        # ``scaleb`` would round to the thread's context (28 digits by default).
+        digits = decimal.Decimal(unscaled).as_tuple()
+        return decimal.Decimal((digits.sign, digits.digits, -scale))
 
     def get_string(self, name: str) -> str | None:
         """UTF-8 text of a utf8 field, decoded once per record."""
