@@ -30,6 +30,9 @@ class ElkynSettings(PackageSettings):
     log_size: int = Field(100_000, gt=0)
     max_pending_events: int = Field(10_000, gt=0)
     """Events queued for one stream before it counts as stalled and is ended."""
+    max_pending_bytes: int = Field(8 << 20, gt=0)
+    """Bytes of changes queued for one stream before it counts as stalled and is ended (the
+    client resumes with Last-Event-ID, or gets a fresh snapshot)."""
     max_write_bytes: int = Field(256 * 1024 * 1024, gt=0)
     """Largest write body (Firebase: 256 MB)."""
 

@@ -30,7 +30,7 @@ from .errors import (
     PermissionDeniedError,
     PreconditionFailedError,
 )
-from .events import MAX_PENDING, OVERFLOW, Event, Hub, Subscription
+from .events import MAX_PENDING, MAX_PENDING_BYTES, OVERFLOW, Event, EventQueue, Hub, Subscription
 from .paths import Path, is_prefix, join, parse_path, path_str
 from .pushid import PushIds
 from .query import Query, run_query
@@ -119,12 +119,14 @@ class Store:
         max_batch: int = 1024,
         signer: TokenSigner | None = None,
         max_pending_events: int = MAX_PENDING,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
     ) -> None:
         self.env = Environment(path, memory=memory, map_size=map_size, sync=sync)
         self.hub = Hub()
         self.push_ids = PushIds()
         self.signer = signer
         self.max_pending_events = max_pending_events
+        self.max_pending_bytes = max_pending_bytes
         self._commit_listeners: list[Callable[[list[LogEntry]], None]] = []
         self._rules_listeners: list[Callable[[Rules], None]] = []
         self._reset_listeners: list[Callable[[], None]] = []
@@ -495,7 +497,8 @@ class Store:
                 if ev is OVERFLOW:
                     raise ElkynError(
                         f"the watcher of {path_str(keys)} fell {self.max_pending_events} "
-                        "events behind and was stopped; read events faster, or watch again"
+                        f"events or {self.max_pending_bytes} bytes behind and was stopped; "
+                        "read events faster, or watch again"
                     )
                 if ev.seq > first.seq:  # older ones are already in the snapshot
                     yield ev
@@ -511,7 +514,7 @@ class Store:
         loop = asyncio.get_running_loop()
         # bounded: a watcher that stops reading gets OVERFLOW and ends (see events.OVERFLOW);
         # the extra slot is for the marker, and control items (keep-alive ...) fit besides
-        q: asyncio.Queue[Event] = asyncio.Queue(maxsize=self.max_pending_events + 1)
+        q = EventQueue(self.max_pending_events + 1, self.max_pending_bytes)
         sub = Subscription(self.hub, keys, loop=loop, queue_=q)
         self.hub.add(sub)
         try:
