@@ -205,10 +205,10 @@ class EventQueue(asyncio.Queue[Event]):
 
     def _put(self, item: Event) -> None:
         self.bytes += item.size
-        super()._put(item)  # type: ignore[misc]
+        super()._put(item)
 
     def _get(self) -> Event:
-        item: Event = super()._get()  # type: ignore[misc]
+        item: Event = super()._get()
         self.bytes -= item.size
         return item
 
