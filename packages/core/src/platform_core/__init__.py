@@ -23,6 +23,7 @@ from .errors import (
 from .ids import id_time, is_valid_id, new_id
 from .inference import infer_schema
 from .integrity import canonical_json, sha256_bytes, sha256_file, sha256_stream, stable_hash
+from .netloc import host_header_name, is_local_request, is_loopback, origin_is_local
 from .plugin import PLUGIN_GROUP, Plugin, PluginError, check_plugins, discover_plugins
 from .rowhash import hash_columns
 from .schema import Field, Schema
@@ -62,11 +63,15 @@ __all__ = [
     "discover_plugins",
     "from_arrow",
     "hash_columns",
+    "host_header_name",
     "id_time",
     "infer_schema",
+    "is_local_request",
+    "is_loopback",
     "is_valid_id",
     "load_settings",
     "new_id",
+    "origin_is_local",
     "parse_type",
     "read_csv_batches",
     "sha256_bytes",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,13 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from platform_core import PackageSettings, PlatformSettings, SettingsError, load_settings
+from platform_core import (
+    PackageSettings,
+    PlatformSettings,
+    SettingsError,
+    is_loopback,
+    load_settings,
+)
 
 __all__ = ["ElkynSettings", "check_dev", "elkyn_settings", "is_loopback"]
 
@@ -47,19 +52,6 @@ def elkyn_settings(base: PlatformSettings | None = None, **overrides: Any) -> El
             if f"ELKYN_{name.upper()}" not in os.environ and name not in overrides:
                 overrides[name] = getattr(base, name)
     return load_settings(ElkynSettings, **overrides)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a bind address or a client's address) is this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
 
 
 def check_dev(settings: ElkynSettings, host: str) -> None:

@@ -17,13 +17,20 @@ import time
 from collections.abc import MutableMapping
 from typing import Any
 
-from platform_core import ForbiddenError, PlatformError, UnauthorizedError, auth
+from platform_core import (
+    ForbiddenError,
+    PlatformError,
+    UnauthorizedError,
+    auth,
+    is_local_request,
+    origin_is_local,
+)
 from platform_core.auth import TokenSigner, bearer_token
 
 from ..errors import ElkynError, InvalidDataError, PermissionDeniedError, PreconditionFailedError
 from ..paths import Path, parse_path
 from ..query import Query
-from ..settings import ElkynSettings, is_loopback
+from ..settings import ElkynSettings
 from ..store import ADMIN, ANONYMOUS, Caller, Store, caller_of_claims, etag_of
 from .http import Receive, Request, Send, json_body, respond, respond_json
 from .metrics import Metrics
@@ -177,12 +184,22 @@ class ElkynApp:
 
     # ---- auth ----
     def _dev(self, req: Request) -> bool:
-        """Dev-only features (minting, ``owner``, overrides) need --dev and a loopback client.
+        """Dev-only features (minting, ``owner``, overrides) need --dev and a local request.
 
         ``check_dev`` refuses to bind --dev beyond loopback, but a proxy or another mount can
-        still forward remote clients, so each request's peer address is checked too.
+        still forward remote clients, and a page from another site can reach a loopback port
+        (DNS rebinding, cross-site forms): the peer address, the ``Host`` header and the
+        browser's ``Origin``/``Sec-Fetch-Site`` must all say this machine (the gateway's rule).
         """
-        return self.settings.dev and is_loopback(req.client)
+        return self.settings.dev and _local(req)
+
+    def _refuse_cross_site_write(self, req: Request, method: str) -> None:
+        """In --dev, a write from another site's page is refused (it could act as ``owner``)."""
+        if self.settings.dev and method != "GET" and not _local_origin(req):
+            raise ForbiddenError(
+                f"cross-site {method} refused: this --dev server takes writes only from pages "
+                f"on this machine (Origin {req.headers.get('origin')!r})"
+            )
 
     def _caller(self, req: Request) -> Caller:
         token = req.params.get("auth") or req.params.get("access_token")
@@ -199,7 +216,8 @@ class ElkynApp:
         if override is not None:
             if not dev:
                 raise InvalidDataError(
-                    "auth_variable_override is honoured only with --dev, from a loopback client"
+                    "auth_variable_override is honoured only with --dev, from a loopback client "
+                    "that names a loopback Host"
                 )
             auth = _parse_json_param("auth_variable_override", override)
             if auth is not None and not isinstance(auth, dict):
@@ -237,9 +255,11 @@ class ElkynApp:
             await respond(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
             return
         if path == "/auth/token":
+            self._refuse_cross_site_write(req, req.method)
             await self._mint(req, send)
             return
         if path == "/.settings/rules.json":
+            self._refuse_cross_site_write(req, req.method)
             await self._rules(req, send)
             return
         if path == "/.replication/log":
@@ -253,6 +273,7 @@ class ElkynApp:
             method = override.upper()
             if method not in ("GET", "PUT", "PATCH", "DELETE", "POST"):
                 raise InvalidDataError(f"X-HTTP-Method-Override {override!r} is not a method")
+        self._refuse_cross_site_write(req, method)
         watch = path.endswith("/.watch")
         if watch:
             db_path = path[: -len("/.watch")] or "/"
@@ -399,7 +420,10 @@ class ElkynApp:
             await respond_json(
                 send,
                 404,
-                {"error": "Not found: /auth/token exists only with --dev, for loopback clients"},
+                {
+                    "error": "Not found: /auth/token exists only with --dev, for requests from "
+                    "this machine (loopback client and Host header, no other site's Origin)"
+                },
             )
             return
         if self.signer is None:
@@ -417,6 +441,15 @@ class ElkynApp:
             raise InvalidDataError("ttl_seconds must be a positive integer")
         token = self.signer.issue(uid, admin=admin, ttl_seconds=ttl, extra=body)
         await respond_json(send, 200, {"token": token, "uid": uid, "expires_in": ttl})
+
+
+def _local(req: Request) -> bool:
+    h = req.headers
+    return is_local_request(req.client, h.get("host"), h.get("origin"), h.get("sec-fetch-site"))
+
+
+def _local_origin(req: Request) -> bool:
+    return origin_is_local(req.headers.get("origin"), req.headers.get("sec-fetch-site"))
 
 
 def _rules_json(raw: bytes) -> Any:
