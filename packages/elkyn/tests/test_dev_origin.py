@@ -45,4 +45,5 @@ def test_local_pages_and_plain_clients_keep_dev_features(server: Any) -> None:
     with httpx.Client(base_url=server.url, timeout=10) as c:
         assert c.put("/dev/y.json?auth=owner", json=2, headers=local_page).status_code == 200
         r = c.post("/auth/token", json={"uid": "u"}, headers={"Host": "[::1]:1"})
-        assert r.status_code == 200 and r.json()["uid"] == "u"
+        assert r.status_code == 200
+        assert r.json()["uid"] == "u"

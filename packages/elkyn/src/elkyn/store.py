@@ -36,7 +36,7 @@ from .pushid import PushIds
 from .query import Query, run_query
 from .rules import Rules, query_variables
 from .storage import Environment, LogEntry, Tree
-from .values import normalize, to_wire
+from .values import has_server_value, normalize, to_wire
 from .writer import Writer
 
 __all__ = ["ABORT", "ADMIN", "ANONYMOUS", "Caller", "Store", "TransactionResult", "etag_of"]
@@ -190,6 +190,15 @@ class Store:
         return caller if caller is not None else self.caller(token)
 
     # ---- reads ----
+    def _answer(self, tree: Tree, who: Caller, at: Path, sent: Any, stored: Any) -> Any:
+        """What a write answers: the stored value, unless server values made it from data the
+        caller may not read (an increment of a write-only counter): then the value as sent."""
+        if who.admin or not has_server_value(sent):
+            return to_wire(stored)
+        if self._rules.can_read(who.auth, at, tree.read, _now(), query_variables(None)):
+            return to_wire(stored)
+        return sent
+
     def _read_allowed(
         self, tree: Tree, who: Caller, path: Path, query: Query | None = None
     ) -> None:
@@ -311,7 +320,9 @@ class Store:
                     )
             tree.write(at, stored)
             entry = tree.append_log("put", at, stored, now)
-            return (at[-1] if push else to_wire(stored)), [entry]
+            if push:
+                return at[-1], [entry]
+            return self._answer(tree, who, at, value, stored), [entry]
 
         return self.writer.submit_async(job) if asynchronous else self.writer.submit(job)
 
@@ -330,7 +341,9 @@ class Store:
                 tree.write(full, v)
             data = {rel: v for _, rel, v in stored}
             entry = tree.append_log("patch", keys, data, now)
-            return {rel: to_wire(v) for rel, v in data.items()}, [entry]
+            sent = dict(zip((rel for _, rel, _ in parts), (v for _, _, v in parts), strict=True))
+            answer = {rel: self._answer(tree, who, full, sent[rel], v) for full, rel, v in stored}
+            return answer, [entry]
 
         return self.writer.submit_async(job) if asynchronous else self.writer.submit(job)
 
