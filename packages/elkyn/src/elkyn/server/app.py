@@ -145,7 +145,11 @@ class ElkynApp:
             return
         if scope["type"] != "http":
             return
-        req = Request.from_scope(scope, receive)
+        try:
+            req = Request.from_scope(scope, receive)
+        except PlatformError as exc:  # a path that is not UTF-8, say: nothing was read yet
+            await respond_json(send, exc.status, {"error": exc.message})
+            return
         started = [False]
 
         async def tracked(message: MutableMapping[str, Any]) -> None:
@@ -264,7 +268,8 @@ class ElkynApp:
             return
         if path == "/.replication/log":
             if self.replication is None:
-                raise ElkynError("replication is not served here")
+                await respond_json(send, 404, {"error": "replication is not served here"})
+                return
             await self.replication(self, req, send)
             return
         method = req.method
