@@ -32,7 +32,7 @@ from ..paths import Path, parse_path
 from ..query import Query
 from ..settings import ElkynSettings
 from ..store import ADMIN, ANONYMOUS, Caller, Store, caller_of_claims, etag_of
-from .http import Receive, Request, Send, json_body, respond, respond_json
+from .http import Receive, Request, Send, dumps, json_body, respond, respond_json
 from .metrics import Metrics
 from .sse import Streams, stream
 
@@ -337,15 +337,18 @@ class ElkynApp:
                 db_path, caller=caller, shallow=shallow, query=query, require_index=True
             ), None
 
-        if timeout is None:
+        def read_encoded() -> tuple[bytes, str | None]:
             value, etag = read()
-        else:
-            try:
-                value, etag = await asyncio.wait_for(asyncio.to_thread(read), timeout)
-            except TimeoutError:
-                raise InvalidDataError(
-                    f"the read took longer than the timeout ({req.params['timeout']})"
-                ) from None
+            return (b"" if silent else dumps(value, pretty)), etag
+
+        # Read and encode on a worker thread: a large subtree takes seconds, and the loop
+        # must go on serving /health, streams and small reads meanwhile.
+        try:
+            body, etag = await asyncio.wait_for(asyncio.to_thread(read_encoded), timeout)
+        except TimeoutError:
+            raise InvalidDataError(
+                f"the read took longer than the timeout ({req.params['timeout']})"
+            ) from None
         headers = [(b"etag", etag.encode())] if etag is not None and want_etag else []
         if none_match is not None and etag == none_match:
             await respond(send, 304, b"", headers=[(b"etag", none_match.encode())])
@@ -353,7 +356,7 @@ class ElkynApp:
         if silent:
             await respond(send, 204, b"", headers=headers)
             return
-        await respond_json(send, 200, value, pretty=pretty, headers=headers)
+        await respond(send, 200, body, headers=headers)
 
     async def _write(
         self,
