@@ -25,6 +25,7 @@ from .inference import infer_schema
 from .integrity import canonical_json, sha256_bytes, sha256_file, sha256_stream, stable_hash
 from .netloc import host_header_name, is_local_request, is_loopback, origin_is_local
 from .plugin import PLUGIN_GROUP, Plugin, PluginError, check_plugins, discover_plugins
+from .redact import CREDENTIAL_PARAMS, RedactTokens, install_log_redaction, redact
 from .rowhash import hash_columns
 from .schema import Field, Schema
 from .settings import PackageSettings, PlatformSettings, load_settings
@@ -36,6 +37,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "CREDENTIAL_PARAMS",
     "PLUGIN_GROUP",
     "BadInputError",
     "ConflictError",
@@ -51,6 +53,7 @@ __all__ = [
     "PlatformSettings",
     "Plugin",
     "PluginError",
+    "RedactTokens",
     "Schema",
     "SettingsError",
     "UnauthorizedError",
@@ -66,6 +69,7 @@ __all__ = [
     "host_header_name",
     "id_time",
     "infer_schema",
+    "install_log_redaction",
     "is_local_request",
     "is_loopback",
     "is_valid_id",
@@ -74,6 +78,7 @@ __all__ = [
     "origin_is_local",
     "parse_type",
     "read_csv_batches",
+    "redact",
     "sha256_bytes",
     "sha256_file",
     "sha256_stream",
