@@ -81,10 +81,14 @@ def test_dev_features_refused_to_remote_clients(tmp_path: Path, client: str) -> 
         assert "loopback" in body["error"]
         # the same requests from loopback work (dev mode itself is intact)
         for local in ("127.0.0.1", "::1"):
-            status, body = _call(app, "POST", "/auth/token", local, b'{"uid":"x"}')
+            status, body = _call(
+                app, "POST", "/auth/token", local, b'{"uid":"x"}', host="localhost:9"
+            )
             assert status == 200, body
             assert "token" in body
-            status, body = _call(app, "GET", "/secret.json", local, authorization="Bearer owner")
+            status, body = _call(
+                app, "GET", "/secret.json", local, host="127.0.0.1", authorization="Bearer owner"
+            )
             assert (status, body) == (200, "x")
 
 

@@ -27,7 +27,7 @@ from platform_core import (
 )
 
 from .app import create_app
-from .logs import install_log_redaction
+from .logs import RedactTokens, install_log_redaction
 from .serve import Outcome, bind, serve, url_of
 from .versions import platform_versions
 
@@ -58,7 +58,8 @@ def _show_version(value: bool) -> None:
 def _configure_logging(level: str) -> None:
     """Configure logging once, for the whole process: rich on a terminal, plain otherwise.
 
-    Tokens sent as ``?auth=`` are redacted from uvicorn's log lines in any case.
+    Credentials (``?auth=``, ``?access_token=``, bearer tokens, JWTs) are redacted from
+    uvicorn's log lines in any case, and from every line of the handler configured here.
     """
     install_log_redaction()
     root = logging.getLogger()
@@ -73,6 +74,7 @@ def _configure_logging(level: str) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(RedactTokens())
     root.addHandler(handler)
     root.setLevel(level.upper())
 

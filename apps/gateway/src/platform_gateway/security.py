@@ -7,14 +7,21 @@ Dependencies rather than middleware, so an unknown route is still a 404, and pub
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated
 
 from fastapi import Depends
 from fastapi.security import HTTPBearer
 from starlette.requests import HTTPConnection
 
-from platform_core import ForbiddenError, PlatformSettings, SettingsError, UnauthorizedError
+from platform_core import (
+    ForbiddenError,
+    PlatformSettings,
+    SettingsError,
+    UnauthorizedError,
+    host_header_name,
+    is_local_request,
+    is_loopback,
+)
 from platform_core.auth import Claims, TokenSigner, bearer_token
 
 __all__ = [
@@ -74,45 +81,16 @@ async def require_admin(claims: Annotated[Claims, Depends(require_token)]) -> Cl
     return claims
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is only reachable from this machine (127.0.0.0/8, ::1, localhost)."""
-    host = host.strip().strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback  # ::ffff:127.0.0.1, from a dual-stack socket
-    return address.is_loopback
-
-
-def host_header_name(value: str | None) -> str | None:
-    """The hostname of a ``Host`` header: ``"[::1]:8080"`` -> ``"::1"``, ``"a:80"`` -> ``"a"``."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.startswith("["):
-        end = value.find("]")
-        return value[1:end] if end > 0 else None
-    if value.count(":") == 1:
-        value = value.split(":", 1)[0]
-    return value or None
-
-
 def is_local_connection(conn: HTTPConnection) -> bool:
-    """Whether the peer is on this machine and asked for a loopback name (no DNS rebinding).
-
-    Both must hold: the client address is loopback, and the ``Host`` header names a loopback
-    host (``localhost``, ``127.x.x.x``, ``[::1]``), which a page from another site cannot make
-    a browser send.
-    """
+    """Whether the peer is on this machine and asked for a loopback name (no DNS rebinding),
+    and no other site's page is behind it (core's :func:`platform_core.is_local_request`)."""
     client = conn.client
-    if client is None or not is_loopback(client.host):
-        return False
-    hostname = host_header_name(conn.headers.get("host"))
-    return hostname is not None and is_loopback(hostname)
+    return is_local_request(
+        client.host if client is not None else None,
+        conn.headers.get("host"),
+        conn.headers.get("origin"),
+        conn.headers.get("sec-fetch-site"),
+    )
 
 
 def admin_password(settings: PlatformSettings) -> str | None:

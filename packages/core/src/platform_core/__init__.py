@@ -23,7 +23,9 @@ from .errors import (
 from .ids import id_time, is_valid_id, new_id
 from .inference import infer_schema
 from .integrity import canonical_json, sha256_bytes, sha256_file, sha256_stream, stable_hash
+from .netloc import host_header_name, is_local_request, is_loopback, origin_is_local
 from .plugin import PLUGIN_GROUP, Plugin, PluginError, check_plugins, discover_plugins
+from .redact import CREDENTIAL_PARAMS, RedactTokens, install_log_redaction, redact
 from .rowhash import hash_columns
 from .schema import Field, Schema
 from .settings import PackageSettings, PlatformSettings, load_settings
@@ -35,6 +37,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "CREDENTIAL_PARAMS",
     "PLUGIN_GROUP",
     "BadInputError",
     "ConflictError",
@@ -50,6 +53,7 @@ __all__ = [
     "PlatformSettings",
     "Plugin",
     "PluginError",
+    "RedactTokens",
     "Schema",
     "SettingsError",
     "UnauthorizedError",
@@ -62,13 +66,19 @@ __all__ = [
     "discover_plugins",
     "from_arrow",
     "hash_columns",
+    "host_header_name",
     "id_time",
     "infer_schema",
+    "install_log_redaction",
+    "is_local_request",
+    "is_loopback",
     "is_valid_id",
     "load_settings",
     "new_id",
+    "origin_is_local",
     "parse_type",
     "read_csv_batches",
+    "redact",
     "sha256_bytes",
     "sha256_file",
     "sha256_stream",

@@ -83,6 +83,7 @@ def serve(
             log_size=settings.log_size,
             signer=signer,
             max_pending_events=settings.max_pending_events,
+            max_pending_bytes=settings.max_pending_bytes,
         )
     except (PlatformError, lmdb.Error, OSError) as exc:
         _fail(exc)

@@ -14,13 +14,22 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .paths import Path, is_prefix, path_str
 from .storage import LogEntry
 
-__all__ = ["MAX_PENDING", "OVERFLOW", "Event", "Hub", "Subscription", "events_for"]
+__all__ = [
+    "MAX_PENDING",
+    "MAX_PENDING_BYTES",
+    "OVERFLOW",
+    "Event",
+    "EventQueue",
+    "Hub",
+    "Subscription",
+    "events_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,8 @@ class Event:
     seq: int = 0
     ts: int = 0
     """Commit time of the change in ms since the epoch (0 for a snapshot)."""
+    size: int = field(default=0, compare=False)
+    """Bytes of the change it comes from (an upper bound of its own): a queue's cost of it."""
 
 
 def _extract(value: Any, rel: Path) -> Any:
@@ -50,24 +61,25 @@ def events_for(sub: Path, entry: LogEntry) -> list[Event]:
     p = entry.path
     if entry.kind not in ("put", "patch"):
         return []  # a rules change, not a data change
+    seq, ts, size = entry.seq, entry.ts, entry.nbytes()
     if entry.kind == "put":
         if is_prefix(sub, p):
-            return [Event("put", path_str(p[len(sub) :]), entry.data, entry.seq, entry.ts)]
+            return [Event("put", path_str(p[len(sub) :]), entry.data, seq, ts, size)]
         if is_prefix(p, sub):
-            return [Event("put", "/", _extract(entry.data, sub[len(p) :]), entry.seq, entry.ts)]
+            return [Event("put", "/", _extract(entry.data, sub[len(p) :]), seq, ts, size)]
         return []
     # patch: entry.data maps "a/b" (relative to p) to the new value there
     if is_prefix(sub, p):
-        return [Event("patch", path_str(p[len(sub) :]), entry.data, entry.seq, entry.ts)]
+        return [Event("patch", path_str(p[len(sub) :]), entry.data, seq, ts, size)]
     if not is_prefix(p, sub):
         return []
     out: list[Event] = []
     for rel_text, value in entry.data.items():
         target = p + tuple(k for k in rel_text.split("/") if k)
         if is_prefix(sub, target):
-            out.append(Event("put", path_str(target[len(sub) :]), value, entry.seq, entry.ts))
+            out.append(Event("put", path_str(target[len(sub) :]), value, seq, ts, size))
         elif is_prefix(target, sub):
-            out.append(Event("put", "/", _extract(value, sub[len(target) :]), entry.seq, entry.ts))
+            out.append(Event("put", "/", _extract(value, sub[len(target) :]), seq, ts, size))
     return out
 
 
@@ -174,9 +186,51 @@ OVERFLOW = Event("overflow", "", None)
 watch again (an SSE client resumes with Last-Event-ID), so memory stays bounded."""
 
 
+MAX_PENDING_BYTES = 8 << 20
+"""Default bytes of changes queued for one asyncio watcher before it counts as stalled."""
+
+
+class EventQueue(asyncio.Queue[Event]):
+    """A watcher's queue, bounded in events (``maxsize``) and in the bytes of its changes.
+
+    ``bytes`` counts the ``size`` of the events in it; ``_put``/``_get`` are asyncio.Queue's
+    documented subclass hooks (as PriorityQueue uses them), so every way in and out counts.
+    """
+
+    def __init__(self, maxsize: int, max_bytes: int) -> None:
+        super().__init__(maxsize)
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.overflowed = False
+
+    def _put(self, item: Event) -> None:
+        self.bytes += item.size
+        super()._put(item)
+
+    def _get(self) -> Event:
+        item: Event = super()._get()
+        self.bytes -= item.size
+        return item
+
+    def accepts(self, ev: Event) -> bool:
+        """Room for ``ev``: under both bounds (one event alone may exceed the byte bound)."""
+        if self.qsize() >= self.maxsize - 1:  # the last slot is for OVERFLOW
+            return False
+        return self.bytes == 0 or self.bytes + ev.size <= self.max_bytes
+
+
 def _feed(items: list[tuple[asyncio.Queue[Event], Event]]) -> None:
     for q, ev in items:
-        # a watcher's queue holds its limit of events plus room for one OVERFLOW marker
+        if isinstance(q, EventQueue):
+            if q.overflowed:
+                continue
+            if q.accepts(ev):
+                q.put_nowait(ev)
+            else:
+                q.overflowed = True
+                q.put_nowait(OVERFLOW)  # the marker, then nothing more
+            continue
+        # a plain queue holds its limit of events plus room for one OVERFLOW marker
         size, limit = q.qsize(), q.maxsize - 1
         if size < limit:
             q.put_nowait(ev)

@@ -7,6 +7,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from platform_core import RedactTokens
+
 __all__ = ["JsonFormatter", "configure_logging"]
 
 
@@ -29,6 +31,7 @@ def configure_logging(level: str) -> None:
     """Configure the root logger once (the CLI does this; the library never does)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactTokens())  # tokens travel in ?auth= / ?access_token= (EventSource)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

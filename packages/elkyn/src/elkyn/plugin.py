@@ -39,6 +39,7 @@ def plugin() -> Plugin:
                 log_size=es.log_size,
                 signer=auth.signer(es),
                 max_pending_events=es.max_pending_events,
+                max_pending_bytes=es.max_pending_bytes,
             )
         )
         if app is not None:

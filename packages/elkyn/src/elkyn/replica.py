@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import threading
 import time
 import urllib.error
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 MAX_ENTRIES = 5000
 _FOLLOWED = b"followed_database_id"
 
+_SEQ = re.compile(r"[0-9]{1,19}")
+"""A sequence number as a query parameter: plain ASCII digits that fit in 64 bits."""
+
 
 def _check_cluster(app: ElkynApp, req: Request) -> None:
     token = bearer_token(req.headers.get("authorization"))
@@ -60,7 +64,7 @@ async def serve_log(app: ElkynApp, req: Request, send: Send) -> None:
     _check_cluster(app, req)
     store = app._store()
     since_text = req.params.get("since", "0")
-    if not since_text.isdigit():
+    if not _SEQ.fullmatch(since_text):  # ASCII digits only: str.isdigit takes '²' and '٣'
         raise InvalidDataError("since must be a sequence number")
     since = int(since_text)
     if req.params.get("snapshot") == "true":

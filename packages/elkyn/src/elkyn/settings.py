@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,13 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from platform_core import PackageSettings, PlatformSettings, SettingsError, load_settings
+from platform_core import (
+    PackageSettings,
+    PlatformSettings,
+    SettingsError,
+    is_loopback,
+    load_settings,
+)
 
 __all__ = ["ElkynSettings", "check_dev", "elkyn_settings", "is_loopback"]
 
@@ -30,6 +35,9 @@ class ElkynSettings(PackageSettings):
     log_size: int = Field(100_000, gt=0)
     max_pending_events: int = Field(10_000, gt=0)
     """Events queued for one stream before it counts as stalled and is ended."""
+    max_pending_bytes: int = Field(8 << 20, gt=0)
+    """Bytes of changes queued for one stream before it counts as stalled and is ended (the
+    client resumes with Last-Event-ID, or gets a fresh snapshot)."""
     max_write_bytes: int = Field(256 * 1024 * 1024, gt=0)
     """Largest write body (Firebase: 256 MB)."""
 
@@ -44,19 +52,6 @@ def elkyn_settings(base: PlatformSettings | None = None, **overrides: Any) -> El
             if f"ELKYN_{name.upper()}" not in os.environ and name not in overrides:
                 overrides[name] = getattr(base, name)
     return load_settings(ElkynSettings, **overrides)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a bind address or a client's address) is this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        addr = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
 
 
 def check_dev(settings: ElkynSettings, host: str) -> None:

@@ -21,7 +21,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -110,14 +110,20 @@ class LogEntry:
     kind: str
     path: Path
     data: Any
+    size: int = field(default=0, compare=False)
+    """Bytes of the packed entry (0 when not known): what a queued event of it costs."""
 
     def pack(self) -> bytes:
         return _pack([self.ts, self.kind, list(self.path), self.data])
 
+    def nbytes(self) -> int:
+        """Bytes of the packed entry; packed here if it was made without (a replica's copy)."""
+        return self.size or len(self.pack())
+
     @classmethod
     def unpack(cls, seq: int, raw: Buf) -> LogEntry:
         ts, kind, path, data = msgpack.unpackb(raw, raw=False)
-        return cls(seq, ts, kind, tuple(path), data)
+        return cls(seq, ts, kind, tuple(path), data, len(raw))
 
 
 class Environment:
@@ -394,8 +400,9 @@ class Tree:
     # ---- operation log ----
     def append_log(self, kind: str, path: Path, data: Any, ts: int) -> LogEntry:
         seq = self.env.last_seq(self.txn) + 1
-        entry = LogEntry(seq, ts, kind, path, data)
-        self.txn.put(_ID.pack(seq), entry.pack(), db=self.env.log)
+        packed = LogEntry(seq, ts, kind, path, data).pack()
+        entry = LogEntry(seq, ts, kind, path, data, len(packed))
+        self.txn.put(_ID.pack(seq), packed, db=self.env.log)
         self.txn.put(_LAST_SEQ, _ID.pack(seq), db=self.env.meta)
         return entry
 

@@ -30,13 +30,13 @@ from .errors import (
     PermissionDeniedError,
     PreconditionFailedError,
 )
-from .events import MAX_PENDING, OVERFLOW, Event, Hub, Subscription
+from .events import MAX_PENDING, MAX_PENDING_BYTES, OVERFLOW, Event, EventQueue, Hub, Subscription
 from .paths import Path, is_prefix, join, parse_path, path_str
 from .pushid import PushIds
 from .query import Query, run_query
 from .rules import Rules, query_variables
 from .storage import Environment, LogEntry, Tree
-from .values import normalize, to_wire
+from .values import has_server_value, normalize, to_wire
 from .writer import Writer
 
 __all__ = ["ABORT", "ADMIN", "ANONYMOUS", "Caller", "Store", "TransactionResult", "etag_of"]
@@ -119,12 +119,14 @@ class Store:
         max_batch: int = 1024,
         signer: TokenSigner | None = None,
         max_pending_events: int = MAX_PENDING,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
     ) -> None:
         self.env = Environment(path, memory=memory, map_size=map_size, sync=sync)
         self.hub = Hub()
         self.push_ids = PushIds()
         self.signer = signer
         self.max_pending_events = max_pending_events
+        self.max_pending_bytes = max_pending_bytes
         self._commit_listeners: list[Callable[[list[LogEntry]], None]] = []
         self._rules_listeners: list[Callable[[Rules], None]] = []
         self._reset_listeners: list[Callable[[], None]] = []
@@ -188,6 +190,15 @@ class Store:
         return caller if caller is not None else self.caller(token)
 
     # ---- reads ----
+    def _answer(self, tree: Tree, who: Caller, at: Path, sent: Any, stored: Any) -> Any:
+        """What a write answers: the stored value, unless server values made it from data the
+        caller may not read (an increment of a write-only counter): then the value as sent."""
+        if who.admin or not has_server_value(sent):
+            return to_wire(stored)
+        if self._rules.can_read(who.auth, at, tree.read, _now(), query_variables(None)):
+            return to_wire(stored)
+        return sent
+
     def _read_allowed(
         self, tree: Tree, who: Caller, path: Path, query: Query | None = None
     ) -> None:
@@ -309,7 +320,9 @@ class Store:
                     )
             tree.write(at, stored)
             entry = tree.append_log("put", at, stored, now)
-            return (at[-1] if push else to_wire(stored)), [entry]
+            if push:
+                return at[-1], [entry]
+            return self._answer(tree, who, at, value, stored), [entry]
 
         return self.writer.submit_async(job) if asynchronous else self.writer.submit(job)
 
@@ -328,7 +341,9 @@ class Store:
                 tree.write(full, v)
             data = {rel: v for _, rel, v in stored}
             entry = tree.append_log("patch", keys, data, now)
-            return {rel: to_wire(v) for rel, v in data.items()}, [entry]
+            sent = dict(zip((rel for _, rel, _ in parts), (v for _, _, v in parts), strict=True))
+            answer = {rel: self._answer(tree, who, full, sent[rel], v) for full, rel, v in stored}
+            return answer, [entry]
 
         return self.writer.submit_async(job) if asynchronous else self.writer.submit(job)
 
@@ -495,7 +510,8 @@ class Store:
                 if ev is OVERFLOW:
                     raise ElkynError(
                         f"the watcher of {path_str(keys)} fell {self.max_pending_events} "
-                        "events behind and was stopped; read events faster, or watch again"
+                        f"events or {self.max_pending_bytes} bytes behind and was stopped; "
+                        "read events faster, or watch again"
                     )
                 if ev.seq > first.seq:  # older ones are already in the snapshot
                     yield ev
@@ -511,7 +527,7 @@ class Store:
         loop = asyncio.get_running_loop()
         # bounded: a watcher that stops reading gets OVERFLOW and ends (see events.OVERFLOW);
         # the extra slot is for the marker, and control items (keep-alive ...) fit besides
-        q: asyncio.Queue[Event] = asyncio.Queue(maxsize=self.max_pending_events + 1)
+        q = EventQueue(self.max_pending_events + 1, self.max_pending_bytes)
         sub = Subscription(self.hub, keys, loop=loop, queue_=q)
         self.hub.add(sub)
         try:

@@ -14,12 +14,27 @@ from typing import Any
 from .errors import InvalidDataError
 from .paths import MAX_DEPTH, Path, check_key, path_str
 
-__all__ = ["ServerValueResolver", "is_array_like", "key_order", "normalize", "to_wire"]
+__all__ = [
+    "ServerValueResolver",
+    "has_server_value",
+    "is_array_like",
+    "key_order",
+    "normalize",
+    "to_wire",
+]
 
 ServerValueResolver = Callable[[Path, Any], Any]
 """Turns the ``.sv`` spec written at a path into its value (timestamp, increment)."""
 
 _INT32_MAX = 2**31 - 1
+
+
+def has_server_value(value: Any) -> bool:
+    """Whether a value as sent holds a ``{".sv": ...}`` anywhere (its stored form is then
+    computed from data the writer may not be allowed to read)."""
+    if not isinstance(value, dict):
+        return isinstance(value, list) and any(has_server_value(v) for v in value)
+    return ".sv" in value or any(has_server_value(v) for v in value.values())
 
 
 def _reject_sv(path: Path, spec: Any) -> Any:

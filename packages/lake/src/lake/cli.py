@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from platform_core import PlatformError, auth
+from platform_core import PlatformError, auth, install_log_redaction
 
 from .settings import lake_settings
 
@@ -79,6 +79,7 @@ def node(
         format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
         stream=sys.stderr,
     )
+    install_log_redaction()  # no token in ?auth= or an error message reaches the log
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

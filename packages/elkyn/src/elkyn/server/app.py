@@ -17,15 +17,22 @@ import time
 from collections.abc import MutableMapping
 from typing import Any
 
-from platform_core import ForbiddenError, PlatformError, UnauthorizedError, auth
+from platform_core import (
+    ForbiddenError,
+    PlatformError,
+    UnauthorizedError,
+    auth,
+    is_local_request,
+    origin_is_local,
+)
 from platform_core.auth import TokenSigner, bearer_token
 
 from ..errors import ElkynError, InvalidDataError, PermissionDeniedError, PreconditionFailedError
 from ..paths import Path, parse_path
 from ..query import Query
-from ..settings import ElkynSettings, is_loopback
+from ..settings import ElkynSettings
 from ..store import ADMIN, ANONYMOUS, Caller, Store, caller_of_claims, etag_of
-from .http import Receive, Request, Send, json_body, respond, respond_json
+from .http import Receive, Request, Send, dumps, json_body, respond, respond_json
 from .metrics import Metrics
 from .sse import Streams, stream
 
@@ -138,7 +145,11 @@ class ElkynApp:
             return
         if scope["type"] != "http":
             return
-        req = Request.from_scope(scope, receive)
+        try:
+            req = Request.from_scope(scope, receive)
+        except PlatformError as exc:  # a path that is not UTF-8, say: nothing was read yet
+            await respond_json(send, exc.status, {"error": exc.message})
+            return
         started = [False]
 
         async def tracked(message: MutableMapping[str, Any]) -> None:
@@ -177,12 +188,22 @@ class ElkynApp:
 
     # ---- auth ----
     def _dev(self, req: Request) -> bool:
-        """Dev-only features (minting, ``owner``, overrides) need --dev and a loopback client.
+        """Dev-only features (minting, ``owner``, overrides) need --dev and a local request.
 
         ``check_dev`` refuses to bind --dev beyond loopback, but a proxy or another mount can
-        still forward remote clients, so each request's peer address is checked too.
+        still forward remote clients, and a page from another site can reach a loopback port
+        (DNS rebinding, cross-site forms): the peer address, the ``Host`` header and the
+        browser's ``Origin``/``Sec-Fetch-Site`` must all say this machine (the gateway's rule).
         """
-        return self.settings.dev and is_loopback(req.client)
+        return self.settings.dev and _local(req)
+
+    def _refuse_cross_site_write(self, req: Request, method: str) -> None:
+        """In --dev, a write from another site's page is refused (it could act as ``owner``)."""
+        if self.settings.dev and method != "GET" and not _local_origin(req):
+            raise ForbiddenError(
+                f"cross-site {method} refused: this --dev server takes writes only from pages "
+                f"on this machine (Origin {req.headers.get('origin')!r})"
+            )
 
     def _caller(self, req: Request) -> Caller:
         token = req.params.get("auth") or req.params.get("access_token")
@@ -199,7 +220,8 @@ class ElkynApp:
         if override is not None:
             if not dev:
                 raise InvalidDataError(
-                    "auth_variable_override is honoured only with --dev, from a loopback client"
+                    "auth_variable_override is honoured only with --dev, from a loopback client "
+                    "that names a loopback Host"
                 )
             auth = _parse_json_param("auth_variable_override", override)
             if auth is not None and not isinstance(auth, dict):
@@ -237,14 +259,17 @@ class ElkynApp:
             await respond(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
             return
         if path == "/auth/token":
+            self._refuse_cross_site_write(req, req.method)
             await self._mint(req, send)
             return
         if path == "/.settings/rules.json":
+            self._refuse_cross_site_write(req, req.method)
             await self._rules(req, send)
             return
         if path == "/.replication/log":
             if self.replication is None:
-                raise ElkynError("replication is not served here")
+                await respond_json(send, 404, {"error": "replication is not served here"})
+                return
             await self.replication(self, req, send)
             return
         method = req.method
@@ -253,6 +278,7 @@ class ElkynApp:
             method = override.upper()
             if method not in ("GET", "PUT", "PATCH", "DELETE", "POST"):
                 raise InvalidDataError(f"X-HTTP-Method-Override {override!r} is not a method")
+        self._refuse_cross_site_write(req, method)
         watch = path.endswith("/.watch")
         if watch:
             db_path = path[: -len("/.watch")] or "/"
@@ -311,15 +337,18 @@ class ElkynApp:
                 db_path, caller=caller, shallow=shallow, query=query, require_index=True
             ), None
 
-        if timeout is None:
+        def read_encoded() -> tuple[bytes, str | None]:
             value, etag = read()
-        else:
-            try:
-                value, etag = await asyncio.wait_for(asyncio.to_thread(read), timeout)
-            except TimeoutError:
-                raise InvalidDataError(
-                    f"the read took longer than the timeout ({req.params['timeout']})"
-                ) from None
+            return (b"" if silent else dumps(value, pretty)), etag
+
+        # Read and encode on a worker thread: a large subtree takes seconds, and the loop
+        # must go on serving /health, streams and small reads meanwhile.
+        try:
+            body, etag = await asyncio.wait_for(asyncio.to_thread(read_encoded), timeout)
+        except TimeoutError:
+            raise InvalidDataError(
+                f"the read took longer than the timeout ({req.params['timeout']})"
+            ) from None
         headers = [(b"etag", etag.encode())] if etag is not None and want_etag else []
         if none_match is not None and etag == none_match:
             await respond(send, 304, b"", headers=[(b"etag", none_match.encode())])
@@ -327,7 +356,7 @@ class ElkynApp:
         if silent:
             await respond(send, 204, b"", headers=headers)
             return
-        await respond_json(send, 200, value, pretty=pretty, headers=headers)
+        await respond(send, 200, body, headers=headers)
 
     async def _write(
         self,
@@ -399,7 +428,10 @@ class ElkynApp:
             await respond_json(
                 send,
                 404,
-                {"error": "Not found: /auth/token exists only with --dev, for loopback clients"},
+                {
+                    "error": "Not found: /auth/token exists only with --dev, for requests from "
+                    "this machine (loopback client and Host header, no other site's Origin)"
+                },
             )
             return
         if self.signer is None:
@@ -417,6 +449,15 @@ class ElkynApp:
             raise InvalidDataError("ttl_seconds must be a positive integer")
         token = self.signer.issue(uid, admin=admin, ttl_seconds=ttl, extra=body)
         await respond_json(send, 200, {"token": token, "uid": uid, "expires_in": ttl})
+
+
+def _local(req: Request) -> bool:
+    h = req.headers
+    return is_local_request(req.client, h.get("host"), h.get("origin"), h.get("sec-fetch-site"))
+
+
+def _local_origin(req: Request) -> bool:
+    return origin_is_local(req.headers.get("origin"), req.headers.get("sec-fetch-site"))
 
 
 def _rules_json(raw: bytes) -> Any:

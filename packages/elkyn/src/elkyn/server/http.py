@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,11 +92,23 @@ def json_body(raw: bytes) -> Any:
     if not raw.strip():
         raise InvalidDataError("Invalid data; couldn't parse JSON object, array, or value.")
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except (ValueError, RecursionError):
         raise InvalidDataError(
             "Invalid data; couldn't parse JSON object, array, or value."
         ) from None
+    if _SURROGATE_ESCAPE.search(raw):  # pairs are fine; a lone one cannot be stored as UTF-8
+        try:
+            json.dumps(value, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise InvalidDataError(
+                "Invalid data; a string holds a lone UTF-16 surrogate escape (\\ud800-\\udfff "
+                "without its pair): send valid Unicode text"
+            ) from None
+    return value
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 async def respond(

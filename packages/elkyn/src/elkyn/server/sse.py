@@ -204,6 +204,8 @@ async def _serve(
             oldest <= resume + 1
             and (not entries or entries[-1].seq >= first.seq)
             and not any(e.kind == "rules" for e in entries)
+            # a client that missed more than a stream may hold gets a snapshot, not a replay
+            and sum(e.nbytes() for e in entries) <= store.max_pending_bytes
         ):
             opening = [ids.line(ev.seq) + frame(ev) for e in entries for ev in events_for(keys, e)]
             floor = max([resume, *(e.seq for e in entries)])
@@ -233,10 +235,14 @@ async def _pump(
     rules = app._store().rules
     # Re-check access on a change only when the read rules look at data or the clock.
     recheck = not caller.admin and rules.read_depends_on_state(keys)
+    # One send carries at most this many bytes of changes: a backlog is not joined whole.
+    batch_bytes = app._store().max_pending_bytes
     while True:
         batch = [await queue.get()]
-        while not queue.empty():
+        taken = batch[0].size
+        while not queue.empty() and taken < batch_bytes:
             batch.append(queue.get_nowait())
+            taken += batch[-1].size
         chunks: list[bytes] = []
         changed = False
         for ev in batch:
