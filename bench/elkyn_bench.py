@@ -16,6 +16,8 @@ Every engine's check value is the number of operations that succeeded, so none c
 After the harness table, the SSE part runs ``elkyn serve`` with 1 and with 1,000 subscribers
 (lean asyncio socket readers in other processes) while a writer does 20 writes/s, and reports
 p50/p99 latency from the write being sent to the event being read, events lost and CPU used.
+Last, ``/health`` latency while one client reads a big subtree (40 MB; 4 MB at --quick): the
+loop must keep answering (reads run on a worker thread); the peer is the same ``/health`` idle.
 """
 
 from __future__ import annotations
@@ -604,6 +606,79 @@ def run_sse(quick: bool) -> str:
     return "\n".join(out)
 
 
+def _admin_token() -> str:
+    from platform_core.auth import TokenSigner
+
+    return TokenSigner(SECRET).issue("ops", admin=True)
+
+
+def _health_ms(port: int) -> float:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    t0 = time.perf_counter()
+    conn.request("GET", "/health")
+    conn.getresponse().read()
+    conn.close()
+    return (time.perf_counter() - t0) * 1000
+
+
+def run_big_read(quick: bool) -> str:
+    """``/health`` while a big subtree GET is read and encoded, against ``/health`` idle."""
+    import http.client
+
+    home = RESULTS / "data" / "elkyn_bench" / "bigread"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    os.environ["ELKYN_MAP_SIZE"] = str(1 << 30)
+    proc, port = start_elkyn(home)
+    token = _admin_token()
+    parts = 1 if quick else 8
+    try:
+        for part in range(parts):
+            body = json.dumps({f"p{part}-{i}": {"v": "x" * 1000, "i": i} for i in range(5000)})
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            conn.request("PATCH", f"/big.json?auth={token}", body=body)
+            assert conn.getresponse().read() is not None
+            conn.close()
+        idle = [_health_ms(port) for _ in range(50)]
+        during: list[float] = []
+        done = threading.Event()
+        took: list[float] = []
+
+        def big_read() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+            t0 = time.perf_counter()
+            conn.request("GET", f"/big.json?auth={token}")
+            resp = conn.getresponse()
+            done.set()  # the head is out: read and encode are over
+            took.append(time.perf_counter() - t0)
+            resp.read()
+            conn.close()
+
+        reader = threading.Thread(target=big_read)
+        reader.start()
+        while not done.is_set():
+            ms = _health_ms(port)
+            if not done.is_set():
+                during.append(ms)
+        reader.join()
+    finally:
+        _stop(proc)
+    p50 = statistics.median(during) if during else float("nan")
+    return "\n".join(
+        [
+            f"### /health during a {parts * 5} MB subtree read (`elkyn serve`)",
+            "",
+            "| read to first byte s | /health answered during it | p50 ms | max ms "
+            "| idle /health p50 ms | p50 ratio |",
+            "|---:|---:|---:|---:|---:|---:|",
+            f"| {took[0]:.2f} | {len(during)} | {p50:.1f} | {max(during, default=0):.1f} "
+            f"| {statistics.median(idle):.1f} | {p50 / statistics.median(idle):.1f} |",
+        ]
+    )
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_noop":
         _noop_main(int(sys.argv[2]))
@@ -630,3 +705,5 @@ if __name__ == "__main__":
         if not skip_sse:
             print()
             print(run_sse(quick))
+        print()
+        print(run_big_read(quick))
