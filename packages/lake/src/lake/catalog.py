@@ -202,17 +202,43 @@ class Catalog:
 
     # --- garbage collection --------------------------------------------------------------
 
-    def referenced(self) -> set[str]:
-        """Chunks named by any kept manifest (all versions) or being written."""
+    def _committed(self) -> set[str]:
+        """Chunks named by any kept manifest version of any dataset (ours or a peer's)."""
         refs: set[str] = set()
         for d in self.root.iterdir():
             if not d.is_dir():
                 continue
             for p in d.glob("v*.json"):
                 refs.update(c.sha256 for c in Manifest.from_json(p.read_bytes()).chunks)
-        with self._lock:
-            refs.update(self._pending)
         return refs
+
+    def referenced(self) -> set[str]:
+        """Chunks named by any kept manifest (all versions) or being written."""
+        with self._lock:
+            return self._committed() | set(self._pending)
+
+    def release(self, shas: Iterable[str] | None = None, *, holder: Iterable[str] = ()) -> int:
+        """The one rule that deletes chunks; returns how many it removed.
+
+        A chunk (of ``shas``, or every stored one) is removed only when no kept manifest
+        version references it and no writer holds it, not counting the holds of ``holder``
+        (the caller's own, e.g. a failed upload's). Content addressing makes chunks shared:
+        a failed upload's first chunk may be a committed dataset's. The check and the removal
+        happen under the catalog's lock, so a commit cannot name a chunk in between.
+        """
+        own: dict[str, int] = {}
+        for sha in holder:
+            own[sha] = own.get(sha, 0) + 1
+        removed = 0
+        with self._lock:
+            committed = self._committed()
+            for sha in self.chunks.all() if shas is None else list(shas):
+                if sha in committed or self._pending.get(sha, 0) > own.get(sha, 0):
+                    continue
+                if self.chunks.has(sha):
+                    self.chunks.remove(sha)
+                    removed += 1
+        return removed
 
     def gc(self, retention_seconds: float, now: float | None = None) -> dict[str, int]:
         """Drop versions superseded longer ago than the retention, then unreferenced chunks."""
@@ -231,13 +257,7 @@ class Catalog:
                     if now - superseded_at >= retention_seconds:
                         (d / f"v{older:010d}.json").unlink(missing_ok=True)
                         dropped_versions += 1
-            keep = self.referenced()
-        removed = 0
-        for sha in self.chunks.all():
-            if sha not in keep:
-                self.chunks.remove(sha)
-                removed += 1
-        return {"versions": dropped_versions, "chunks": removed}
+        return {"versions": dropped_versions, "chunks": self.release()}
 
 
 class _PendingSet(set[str]):

@@ -293,10 +293,8 @@ class UploadManager:
                 info.error = exc.message if isinstance(exc, PlatformError) else repr(exc)
                 info.finished = time.time()
                 self._save(info)
-                keep = self.catalog.referenced() - set(held)
-                for sha in held:
-                    if sha not in keep:
-                        self.catalog.chunks.remove(sha)
+                # only what no dataset references and no other upload holds (catalog.release)
+                self.catalog.release(set(held), holder=set(held))
                 return
             info.state = "committed"
             info.version = manifest.version
