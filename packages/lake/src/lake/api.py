@@ -25,7 +25,7 @@ from platform_core import UnavailableError
 
 from .errors import TooLargeError
 from .manifest import Manifest
-from .names import check_dataset_name
+from .names import check_dataset_name, check_query_id
 from .node import LakeNode
 
 __all__ = ["NodeHolder", "make_router"]
@@ -366,6 +366,8 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
     )
     async def query(node: NodeDep, body: QueryModel) -> Response:
         """Run one read-only statement; JSON (default), CSV or an Arrow IPC stream."""
+        if body.query_id is not None:
+            check_query_id(body.query_id)
         max_rows = None if body.format == "arrow" else node.settings.max_result_rows
         result = await run_in_threadpool(
             lambda: node.engine.run(
@@ -388,6 +390,7 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
     @router.delete("/query/{query_id}")
     def cancel_query(node: NodeDep, query_id: str) -> dict[str, Any]:
         """Interrupt a running query started with this ``query_id``."""
+        check_query_id(query_id)
         return {"query_id": query_id, "cancelled": node.engine.cancel(query_id)}
 
     @router.get("/nodes", response_model=ClusterModel)
