@@ -79,7 +79,7 @@ def api(proc: NodeProcess, sub: str = "alice", timeout: float = 30) -> httpx.Cli
 
 
 def query_stats(proc: NodeProcess) -> dict[str, int]:
-    with api(proc, "watcher", timeout=10) as h:
+    with httpx.Client(base_url=proc.url + "/api/lake", headers=auth("root", True)) as h:
         stats = h.get("/nodes/self").json()["stats"]
     return {k: stats[k] for k in ("queries_running", "queries_waiting")}
 
@@ -315,7 +315,8 @@ def test_large_arrow_and_csv_results_stream_in_bounded_memory(tmp_path: Path) ->
             pieces = r.iter_bytes(1 << 20)
             for _ in range(5):
                 next(pieces)
-        with httpx.Client(base_url=node.url + "/api/lake", headers=headers, timeout=10) as h:
+        root = auth("root", admin=True)
+        with httpx.Client(base_url=node.url + "/api/lake", headers=root, timeout=10) as h:
             wait_for(
                 lambda: h.get("/nodes/self").json()["stats"]["queries_running"] == 0,
                 "the abandoned stream closed",

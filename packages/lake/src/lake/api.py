@@ -33,6 +33,7 @@ from .manifest import Manifest
 from .names import check_dataset_name, check_query_id
 from .node import LakeNode
 from .query import ResultStream
+from .roles import require_admin, require_owner
 
 __all__ = ["NodeHolder", "make_router"]
 
@@ -79,6 +80,7 @@ class DatasetModel(BaseModel):
     chunks: int
     created: float
     origin: str
+    owner: str | None = Field(None, description="Who uploaded it (null: recorded before owners).")
     columns: list[ColumnModel]
 
 
@@ -188,6 +190,7 @@ def _dataset(m: Manifest) -> dict[str, Any]:
         "chunks": len(m.chunks),
         "created": m.created,
         "origin": m.origin,
+        "owner": m.owner,
         "columns": cols,
     }
 
@@ -214,6 +217,10 @@ def table_rows(table: pa.Table) -> list[list[Any]]:
 
 def _columns(schema: pa.Schema) -> list[dict[str, Any]]:
     return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
+
+
+def _own_upload(node: LakeNode, who: Claims, upload_id: str) -> None:
+    require_owner(who, node.uploads.get(upload_id).owner, f"upload {upload_id}")
 
 
 def _upload(node: LakeNode, upload_id: str, base: str) -> dict[str, Any]:
@@ -474,14 +481,26 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
         return await _answer(node, request, who, sql, "json", None, None)
 
     @router.delete("/datasets/{name}", status_code=200)
-    def delete_dataset(node: NodeDep, name: str) -> dict[str, Any]:
-        """Tombstone the dataset; its chunks are collected after the retention period."""
-        m = node.catalog.delete(check_dataset_name(name))
+    def delete_dataset(node: NodeDep, who: CallerDep, name: str) -> dict[str, Any]:
+        """Tombstone the dataset; its chunks are collected after the retention period.
+
+        Role: the dataset's owner (its uploader) or an admin.
+        """
+        current = node.catalog.get(check_dataset_name(name))
+        require_owner(who, current.owner, f"dataset {name!r}")
+        m = node.catalog.delete(name)
         return {"name": name, "version": m.version, "deleted": True}
 
     @router.post("/uploads", status_code=201, response_model=UploadModel)
-    def start_upload(node: NodeDep, body: UploadStartModel) -> dict[str, Any]:
-        """Start an upload; then PUT its parts, then POST .../complete."""
+    def start_upload(node: NodeDep, who: CallerDep, body: UploadStartModel) -> dict[str, Any]:
+        """Start an upload; then PUT its parts, then POST .../complete.
+
+        Role: any user for a new dataset (they become its owner); the owner or an admin to
+        add a version to an existing one.
+        """
+        head = node.catalog.head(check_dataset_name(body.name))
+        if head is not None and not head.deleted:
+            require_owner(who, head.owner, f"dataset {body.name!r}")
         info = node.uploads.start(
             body.name,
             body.size,
@@ -490,12 +509,14 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
             part_size=body.part_size,
             overrides=body.overrides,
             append=body.append,
+            owner=who.sub,
         )
         return _upload(node, info.id, prefix)
 
     @router.put("/uploads/{upload_id}/parts/{n}")
     async def put_part(
         node: NodeDep,
+        who: CallerDep,
         request: Request,
         upload_id: str,
         n: int,
@@ -503,7 +524,11 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
             str, Header(alias="x-content-sha256", description="Hex SHA-256 of the part.")
         ],
     ) -> dict[str, Any]:
-        """Store part ``n`` (0-based) if its bytes match ``X-Content-SHA256``; safe to retry."""
+        """Store part ``n`` (0-based) if its bytes match ``X-Content-SHA256``; safe to retry.
+
+        Role: the upload's starter or an admin.
+        """
+        _own_upload(node, who, upload_id)
         node.uploads._check_part(upload_id, n, sha256)
         limit = node.settings.max_part_bytes
         declared = request.headers.get("content-length")
@@ -563,18 +588,28 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
         return await writer
 
     @router.get("/uploads/{upload_id}", response_model=UploadModel)
-    def upload_status(node: NodeDep, upload_id: str) -> dict[str, Any]:
-        """State of an upload and the parts received (to resume, send the others)."""
+    def upload_status(node: NodeDep, who: CallerDep, upload_id: str) -> dict[str, Any]:
+        """State of an upload and the parts received (to resume, send the others).
+
+        Role: the upload's starter or an admin.
+        """
+        _own_upload(node, who, upload_id)
         return _upload(node, upload_id, prefix)
 
     @router.post("/uploads/{upload_id}/complete", status_code=202, response_model=UploadModel)
-    def complete_upload(node: NodeDep, upload_id: str) -> dict[str, Any]:
-        """Start converting; poll ``status_url`` until ``committed`` (or ``failed``)."""
+    def complete_upload(node: NodeDep, who: CallerDep, upload_id: str) -> dict[str, Any]:
+        """Start converting; poll ``status_url`` until ``committed`` (or ``failed``).
+
+        Role: the upload's starter or an admin.
+        """
+        _own_upload(node, who, upload_id)
         node.uploads.complete(upload_id)
         return _upload(node, upload_id, prefix)
 
     @router.delete("/uploads/{upload_id}")
-    def abort_upload(node: NodeDep, upload_id: str) -> dict[str, Any]:
+    def abort_upload(node: NodeDep, who: CallerDep, upload_id: str) -> dict[str, Any]:
+        """Abort an upload and remove its parts. Role: the upload's starter or an admin."""
+        _own_upload(node, who, upload_id)
         node.uploads.abort(upload_id)
         return {"id": upload_id, "aborted": True}
 
@@ -601,7 +636,8 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
     async def cancel_query(node: NodeDep, who: CallerDep, query_id: str) -> dict[str, Any]:
         """Interrupt a running or waiting query started with this ``query_id``.
 
-        Answered on the event loop, never behind the query pool.
+        Answered on the event loop, never behind the query pool. Role: the query's submitter
+        or an admin.
         """
         check_query_id(query_id)
         ticket = node.queries.get(query_id)
@@ -632,15 +668,20 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
         return node.cluster.health()
 
     @router.get("/nodes/self", response_model=NodeModel)
-    def node_self(node: NodeDep) -> dict[str, Any]:
-        """This node: its id, counts, members, and stats (with queries running and waiting)."""
+    def node_self(node: NodeDep, who: CallerDep) -> dict[str, Any]:
+        """This node: its id, counts, members, and stats (with queries running and waiting).
+
+        Role: admin (it shows the node's data directory).
+        """
+        require_admin(who, "GET /nodes/self")
         state = node.state()
         state["stats"] = {**state["stats"], **node.queries.counts()}
         return state
 
     @router.post("/gc")
-    def gc(node: NodeDep) -> dict[str, int]:
-        """Collect superseded versions, unreferenced chunks and stale uploads now."""
+    def gc(node: NodeDep, who: CallerDep) -> dict[str, int]:
+        """Collect superseded versions, unreferenced chunks and stale uploads now. Role: admin."""
+        require_admin(who, "POST /gc")
         return node.gc()
 
     return router
