@@ -18,6 +18,7 @@ import pytest
 
 from lake import Client
 from lake.testing import NodeProcess, peak_rss_bytes, start_node, stop_node
+from platform_core import UnavailableError
 from platform_core.auth import TokenSigner
 
 from .conftest import SECRET
@@ -236,6 +237,11 @@ def test_a_stream_past_its_byte_limit_is_cut_off(proc: NodeProcess) -> None:
             with pytest.raises(httpx.RemoteProtocolError):
                 got.extend(len(piece) for piece in r.iter_bytes())
         assert sum(got) <= 2 << 20
+    with (
+        Client(proc.url, TokenSigner(SECRET).issue("streamer")) as c,
+        pytest.raises(UnavailableError, match="LAKE_MAX_STREAM_BYTES"),
+    ):
+        c.query_arrow(big)
     wait_for(lambda: admitted(proc) == 0, "the cut stream released")
 
 
