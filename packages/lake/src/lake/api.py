@@ -8,29 +8,40 @@ built before the lifespan that opens the node.
 # No `from __future__ import annotations`: FastAPI must see the local NodeDep alias.
 
 import asyncio
+import contextlib
 import datetime as dt
 import decimal
 import io
 import json
-from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+import logging
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, Literal, TypeVar
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from platform_core import UnavailableError
+from platform_core import ForbiddenError, UnauthorizedError, UnavailableError, new_id
+from platform_core.auth import Claims
 
-from .errors import TooLargeError
+from .admission import Ticket
+from .errors import QueryTimeoutError, TooLargeError, TooManyQueriesError
 from .manifest import Manifest
-from .names import check_dataset_name
+from .names import check_dataset_name, check_query_id
 from .node import LakeNode
+from .query import ResultStream
+from .roles import require_admin, require_owner
 
 __all__ = ["NodeHolder", "make_router"]
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class NodeHolder:
@@ -69,6 +80,7 @@ class DatasetModel(BaseModel):
     chunks: int
     created: float
     origin: str
+    owner: str | None = Field(None, description="Who uploaded it (null: recorded before owners).")
     columns: list[ColumnModel]
 
 
@@ -106,11 +118,22 @@ class UploadModel(BaseModel):
 
 class QueryModel(BaseModel):
     sql: str = Field(description="One SELECT, SHOW TABLES, DESCRIBE or EXPLAIN statement.")
-    format: Literal["json", "csv", "arrow"] = "json"
-    timeout: float | None = Field(
-        None, gt=0, description="Seconds; default LAKE_QUERY_TIMEOUT_SECONDS."
+    format: Literal["json", "csv", "arrow"] = Field(
+        "json",
+        description="json: capped (LAKE_MAX_RESULT_ROWS, LAKE_MAX_JSON_BYTES); csv and arrow "
+        "(an Arrow IPC stream) stream results of any size.",
     )
-    query_id: str | None = Field(None, description="An id to cancel the query with.")
+    timeout: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        strict=True,
+        description="Seconds, at most LAKE_MAX_QUERY_TIMEOUT_SECONDS; default "
+        "LAKE_QUERY_TIMEOUT_SECONDS. It also bounds how long a csv/arrow stream runs.",
+    )
+    query_id: str | None = Field(
+        None, description="An id to cancel the query with (letters, digits, '.', '_', ':', '-')."
+    )
 
 
 class QueryResultModel(BaseModel):
@@ -167,6 +190,7 @@ def _dataset(m: Manifest) -> dict[str, Any]:
         "chunks": len(m.chunks),
         "created": m.created,
         "origin": m.origin,
+        "owner": m.owner,
         "columns": cols,
     }
 
@@ -195,6 +219,10 @@ def _columns(schema: pa.Schema) -> list[dict[str, Any]]:
     return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
 
 
+def _own_upload(node: LakeNode, who: Claims, upload_id: str) -> None:
+    require_owner(who, node.uploads.get(upload_id).owner, f"upload {upload_id}")
+
+
 def _upload(node: LakeNode, upload_id: str, base: str) -> dict[str, Any]:
     info = node.uploads.get(upload_id)
     return {
@@ -214,6 +242,199 @@ def _upload(node: LakeNode, upload_id: str, base: str) -> dict[str, Any]:
     }
 
 
+def caller(request: Request) -> Claims:
+    """The claims the front (the gateway or ``lake node``) verified for this request."""
+    claims = getattr(request.state, "claims", None)
+    if not isinstance(claims, Claims):
+        raise UnauthorizedError("this route needs a token: send 'Authorization: Bearer <token>'")
+    return claims
+
+
+# --- queries ------------------------------------------------------------------------------
+
+
+async def _answer(
+    node: LakeNode,
+    request: Request,
+    who: Claims,
+    sql: str,
+    fmt: str,
+    timeout: float | None,
+    query_id: str | None,
+) -> Response:
+    """Admit, run on the query pool, and answer a query in ``fmt`` (json capped, else streamed)."""
+    query_id = check_query_id(query_id) if query_id is not None else new_id()
+    limit = node.engine.check_timeout(timeout)
+    try:
+        ticket = node.queries.admit(who.sub, query_id)
+    except TooManyQueriesError as exc:
+        return JSONResponse(
+            exc.to_dict(), exc.status, headers={"Retry-After": str(exc.retry_after)}
+        )
+    headers = {"x-query-id": query_id}
+    try:
+        stream = await _in_pool(
+            node,
+            ticket,
+            request,
+            lambda: node.engine.open(
+                sql, timeout=limit, query_id=query_id, cancelled=ticket.cancelled
+            ),
+        )
+    except BaseException:
+        node.queries.release(ticket)
+        raise
+    if fmt == "json":
+        try:
+            text = await _in_pool(node, ticket, request, lambda: _json_text(node, stream))
+        finally:
+            stream.close()
+            node.queries.release(ticket)
+        return Response(text, media_type="application/json", headers=headers)
+    media = ARROW_STREAM if fmt == "arrow" else "text/csv"
+    return StreamingResponse(
+        _ResultBody(node, ticket, stream, fmt), media_type=media, headers=headers
+    )
+
+
+async def _in_pool(node: LakeNode, ticket: Ticket, request: Request, fn: Callable[[], T]) -> T:
+    """``fn`` on the query pool; if the client goes away meanwhile, the query is cancelled."""
+    job = asyncio.wrap_future(node.queries.submit(ticket, fn))
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        waiting: set[asyncio.Future[Any]] = {job, gone}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not job.done():
+        log.info("client left; cancelling query %s", ticket.query_id)
+        ticket.cancelled.set()
+        node.engine.cancel(ticket.query_id)
+        with contextlib.suppress(Exception):
+            late = await job
+            if isinstance(late, ResultStream):
+                late.close()
+        raise QueryTimeoutError(
+            f"query {ticket.query_id} was cancelled: the client disconnected",
+            query_id=ticket.query_id,
+        )
+    return job.result()
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client has gone (the body was read already, so only that can come)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _json_text(node: LakeNode, stream: ResultStream) -> str:
+    """The JSON answer, refused past LAKE_MAX_RESULT_ROWS or LAKE_MAX_JSON_BYTES."""
+    max_rows, max_bytes = node.settings.max_result_rows, node.settings.max_json_bytes
+    advice = "ask for format 'arrow' or 'csv', which stream results of any size, or add a LIMIT"
+    batches, rows, size = [], 0, 0
+    while (batch := stream.next_batch()) is not None:
+        rows += batch.num_rows
+        size += batch.nbytes
+        if rows > max_rows:
+            raise TooLargeError(
+                f"the result has over {max_rows} rows, the limit for JSON "
+                f"(LAKE_MAX_RESULT_ROWS); {advice}"
+            )
+        if size > max_bytes:
+            raise TooLargeError(
+                f"the result is over {max_bytes} bytes, the limit for JSON "
+                f"(LAKE_MAX_JSON_BYTES); {advice}"
+            )
+        batches.append(batch)
+    table = pa.Table.from_batches(batches, stream.schema)
+    body = {
+        "query_id": stream.query_id,
+        "kind": stream.kind,
+        "columns": _columns(table.schema),
+        "rows": table_rows(table),
+        "row_count": table.num_rows,
+        "seconds": stream.seconds,
+        "reads": stream.reads,
+    }
+    text = json.dumps(body, default=_jsonable, allow_nan=False)
+    if len(text) > max_bytes:
+        raise TooLargeError(
+            f"the result is {len(text)} bytes as JSON, over the limit of {max_bytes} "
+            f"(LAKE_MAX_JSON_BYTES); {advice}"
+        )
+    return text
+
+
+class _ResultBody:
+    """An Arrow IPC or CSV body made batch by batch on the query pool as the client reads.
+
+    Bounded by the query's timeout (it covers the stream) and LAKE_MAX_STREAM_BYTES; past
+    either, or on an error, the body stops with an exception, so the server aborts the
+    connection and the client sees an incomplete response. The query and the user's slot are
+    released when the body ends, fails, or is dropped (client gone).
+    """
+
+    def __init__(self, node: LakeNode, ticket: Ticket, stream: ResultStream, fmt: str) -> None:
+        self.node = node
+        self.ticket = ticket
+        self.stream = stream
+        self.limit = node.settings.max_stream_bytes
+        self.sent = 0
+        self._buf = io.BytesIO()
+        self._writer: Any = (
+            pa.ipc.new_stream(self._buf, stream.schema)
+            if fmt == "arrow"
+            else pa_csv.CSVWriter(self._buf, stream.schema)
+        )
+        self._ended = False
+
+    def __aiter__(self) -> "_ResultBody":
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._ended:
+            raise StopAsyncIteration
+        try:
+            chunk = await asyncio.wrap_future(self.node.queries.pool.submit(self._produce))
+            self.sent += len(chunk)
+            if self.sent > self.limit:
+                raise TooLargeError(
+                    f"query {self.ticket.query_id}: the stream passed {self.limit} bytes "
+                    "(LAKE_MAX_STREAM_BYTES); it was cut off"
+                )
+        except BaseException as exc:
+            log.warning("query %s: stream cut off: %s", self.ticket.query_id, exc)
+            self.close()
+            raise
+        if self._ended:
+            self.close()
+        if not chunk and self._ended:
+            raise StopAsyncIteration
+        return chunk
+
+    def _produce(self) -> bytes:
+        """The next batch serialized (the first chunk carries the schema or CSV header)."""
+        batch = self.stream.next_batch()
+        if batch is None:
+            self._writer.close()
+            self._ended = True
+        elif batch.num_rows:
+            self._writer.write_batch(batch)
+        data = self._buf.getvalue()
+        self._buf.seek(0)
+        self._buf.truncate()
+        return data
+
+    def close(self) -> None:
+        self._ended = True
+        self.stream.close()
+        self.node.queries.release(self.ticket)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # best effort when dropped at shutdown
+            self.close()
+
+
 # --- router -------------------------------------------------------------------------------
 
 
@@ -221,6 +442,7 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
     """The lake's routes, relative to ``prefix`` (used only to build status URLs)."""
     router = APIRouter()
     NodeDep = Annotated[LakeNode, Depends(holder)]
+    CallerDep = Annotated[Claims, Depends(caller)]
 
     @router.get("/datasets", response_model=list[DatasetModel])
     def list_datasets(node: NodeDep) -> list[dict[str, Any]]:
@@ -246,23 +468,39 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
         return _dataset(node.catalog.get(check_dataset_name(name)))["columns"]  # type: ignore[no-any-return]
 
     @router.get("/datasets/{name}/preview", response_model=QueryResultModel)
-    def preview(
-        node: NodeDep, name: str, limit: Annotated[int, Query(ge=1, le=1000)] = 20
-    ) -> dict[str, Any]:
-        """The first rows of the dataset."""
+    async def preview(
+        node: NodeDep,
+        request: Request,
+        who: CallerDep,
+        name: str,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    ) -> Response:
+        """The first rows of the dataset (a query: it counts against the user's limit)."""
         check_dataset_name(name)
-        result = node.engine.run(f'SELECT * FROM "{name}" LIMIT {int(limit)}')
-        return _json_result(result)
+        sql = f'SELECT * FROM "{name}" LIMIT {int(limit)}'
+        return await _answer(node, request, who, sql, "json", None, None)
 
     @router.delete("/datasets/{name}", status_code=200)
-    def delete_dataset(node: NodeDep, name: str) -> dict[str, Any]:
-        """Tombstone the dataset; its chunks are collected after the retention period."""
-        m = node.catalog.delete(check_dataset_name(name))
+    def delete_dataset(node: NodeDep, who: CallerDep, name: str) -> dict[str, Any]:
+        """Tombstone the dataset; its chunks are collected after the retention period.
+
+        Role: the dataset's owner (its uploader) or an admin.
+        """
+        current = node.catalog.get(check_dataset_name(name))
+        require_owner(who, current.owner, f"dataset {name!r}")
+        m = node.catalog.delete(name)
         return {"name": name, "version": m.version, "deleted": True}
 
     @router.post("/uploads", status_code=201, response_model=UploadModel)
-    def start_upload(node: NodeDep, body: UploadStartModel) -> dict[str, Any]:
-        """Start an upload; then PUT its parts, then POST .../complete."""
+    def start_upload(node: NodeDep, who: CallerDep, body: UploadStartModel) -> dict[str, Any]:
+        """Start an upload; then PUT its parts, then POST .../complete.
+
+        Role: any user for a new dataset (they become its owner); the owner or an admin to
+        add a version to an existing one.
+        """
+        head = node.catalog.head(check_dataset_name(body.name))
+        if head is not None and not head.deleted:
+            require_owner(who, head.owner, f"dataset {body.name!r}")
         info = node.uploads.start(
             body.name,
             body.size,
@@ -271,12 +509,14 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
             part_size=body.part_size,
             overrides=body.overrides,
             append=body.append,
+            owner=who.sub,
         )
         return _upload(node, info.id, prefix)
 
     @router.put("/uploads/{upload_id}/parts/{n}")
     async def put_part(
         node: NodeDep,
+        who: CallerDep,
         request: Request,
         upload_id: str,
         n: int,
@@ -284,7 +524,11 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
             str, Header(alias="x-content-sha256", description="Hex SHA-256 of the part.")
         ],
     ) -> dict[str, Any]:
-        """Store part ``n`` (0-based) if its bytes match ``X-Content-SHA256``; safe to retry."""
+        """Store part ``n`` (0-based) if its bytes match ``X-Content-SHA256``; safe to retry.
+
+        Role: the upload's starter or an admin.
+        """
+        _own_upload(node, who, upload_id)
         node.uploads._check_part(upload_id, n, sha256)
         limit = node.settings.max_part_bytes
         declared = request.headers.get("content-length")
@@ -344,51 +588,70 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
         return await writer
 
     @router.get("/uploads/{upload_id}", response_model=UploadModel)
-    def upload_status(node: NodeDep, upload_id: str) -> dict[str, Any]:
-        """State of an upload and the parts received (to resume, send the others)."""
+    def upload_status(node: NodeDep, who: CallerDep, upload_id: str) -> dict[str, Any]:
+        """State of an upload and the parts received (to resume, send the others).
+
+        Role: the upload's starter or an admin.
+        """
+        _own_upload(node, who, upload_id)
         return _upload(node, upload_id, prefix)
 
     @router.post("/uploads/{upload_id}/complete", status_code=202, response_model=UploadModel)
-    def complete_upload(node: NodeDep, upload_id: str) -> dict[str, Any]:
-        """Start converting; poll ``status_url`` until ``committed`` (or ``failed``)."""
+    def complete_upload(node: NodeDep, who: CallerDep, upload_id: str) -> dict[str, Any]:
+        """Start converting; poll ``status_url`` until ``committed`` (or ``failed``).
+
+        Role: the upload's starter or an admin.
+        """
+        _own_upload(node, who, upload_id)
         node.uploads.complete(upload_id)
         return _upload(node, upload_id, prefix)
 
     @router.delete("/uploads/{upload_id}")
-    def abort_upload(node: NodeDep, upload_id: str) -> dict[str, Any]:
+    def abort_upload(node: NodeDep, who: CallerDep, upload_id: str) -> dict[str, Any]:
+        """Abort an upload and remove its parts. Role: the upload's starter or an admin."""
+        _own_upload(node, who, upload_id)
         node.uploads.abort(upload_id)
         return {"id": upload_id, "aborted": True}
 
     @router.post(
         "/query",
         response_model=QueryResultModel,
-        responses={200: {"content": {"text/csv": {}, ARROW_STREAM: {}}}},
+        responses={
+            200: {"content": {"text/csv": {}, ARROW_STREAM: {}}},
+            413: {"description": "A JSON result over its limits (use csv or arrow)."},
+            422: {"description": "A timeout that is not finite, > 0 and within the limit."},
+            429: {"description": "Too many queries of this user at once (see Retry-After)."},
+        },
     )
-    async def query(node: NodeDep, body: QueryModel) -> Response:
-        """Run one read-only statement; JSON (default), CSV or an Arrow IPC stream."""
-        max_rows = None if body.format == "arrow" else node.settings.max_result_rows
-        result = await run_in_threadpool(
-            lambda: node.engine.run(
-                body.sql, timeout=body.timeout, query_id=body.query_id, max_rows=max_rows
-            )
-        )
-        headers = {"x-query-id": result.query_id}
-        if body.format == "csv":
-            out = io.BytesIO()
-            pa_csv.write_csv(result.table, out)
-            return Response(out.getvalue(), media_type="text/csv", headers=headers)
-        if body.format == "arrow":
-            sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, result.table.schema) as writer:
-                writer.write_table(result.table)
-            return Response(sink.getvalue().to_pybytes(), media_type=ARROW_STREAM, headers=headers)
-        text = json.dumps(_json_result(result), default=_jsonable, allow_nan=False)
-        return Response(text, media_type="application/json", headers=headers)
+    async def query(node: NodeDep, request: Request, who: CallerDep, body: QueryModel) -> Response:
+        """Run one read-only statement; JSON (default, capped), CSV or an Arrow IPC stream.
+
+        CSV and Arrow are produced batch by batch as the client reads; a stream that fails
+        midway (timeout, cancel, LAKE_MAX_STREAM_BYTES) is cut off, so the client sees an
+        incomplete body, never a short result that looks whole.
+        """
+        return await _answer(node, request, who, body.sql, body.format, body.timeout, body.query_id)
 
     @router.delete("/query/{query_id}")
-    def cancel_query(node: NodeDep, query_id: str) -> dict[str, Any]:
-        """Interrupt a running query started with this ``query_id``."""
-        return {"query_id": query_id, "cancelled": node.engine.cancel(query_id)}
+    async def cancel_query(node: NodeDep, who: CallerDep, query_id: str) -> dict[str, Any]:
+        """Interrupt a running or waiting query started with this ``query_id``.
+
+        Answered on the event loop, never behind the query pool. Role: the query's submitter
+        or an admin.
+        """
+        check_query_id(query_id)
+        ticket = node.queries.get(query_id)
+        if ticket is None and not who.admin:
+            return {"query_id": query_id, "cancelled": False}
+        if ticket is not None and ticket.user != who.sub and not who.admin:
+            raise ForbiddenError(
+                f"query {query_id} was started by {ticket.user!r}; only they or an admin may "
+                "cancel it"
+            )
+        if ticket is not None:
+            ticket.cancelled.set()
+        cancelled = node.engine.cancel(query_id) or ticket is not None
+        return {"query_id": query_id, "cancelled": cancelled}
 
     @router.get("/nodes", response_model=ClusterModel)
     def nodes(node: NodeDep) -> dict[str, Any]:
@@ -405,25 +668,20 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
         return node.cluster.health()
 
     @router.get("/nodes/self", response_model=NodeModel)
-    def node_self(node: NodeDep) -> dict[str, Any]:
-        return node.state()
+    def node_self(node: NodeDep, who: CallerDep) -> dict[str, Any]:
+        """This node: its id, counts, members, and stats (with queries running and waiting).
+
+        Role: admin (it shows the node's data directory).
+        """
+        require_admin(who, "GET /nodes/self")
+        state = node.state()
+        state["stats"] = {**state["stats"], **node.queries.counts()}
+        return state
 
     @router.post("/gc")
-    def gc(node: NodeDep) -> dict[str, int]:
-        """Collect superseded versions, unreferenced chunks and stale uploads now."""
+    def gc(node: NodeDep, who: CallerDep) -> dict[str, int]:
+        """Collect superseded versions, unreferenced chunks and stale uploads now. Role: admin."""
+        require_admin(who, "POST /gc")
         return node.gc()
 
     return router
-
-
-def _json_result(result: Any) -> dict[str, Any]:
-    table = result.table
-    return {
-        "query_id": result.query_id,
-        "kind": result.kind,
-        "columns": _columns(table.schema),
-        "rows": table_rows(table),
-        "row_count": table.num_rows,
-        "seconds": result.seconds,
-        "reads": result.reads,
-    }

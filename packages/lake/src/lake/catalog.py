@@ -141,8 +141,12 @@ class Catalog:
         append: bool = False,
         expected_version: int | None = None,
         deleted: bool = False,
+        owner: str | None = None,
     ) -> Manifest:
-        """Make a new version: ``chunks`` replace (or with ``append``, extend) the head's."""
+        """Make a new version: ``chunks`` replace (or with ``append``, extend) the head's.
+
+        A live dataset keeps its owner across versions; ``owner`` names the owner of a new one.
+        """
         check_dataset_name(name)
         chunk_list = tuple(chunks)
         for c in chunk_list:
@@ -172,6 +176,7 @@ class Catalog:
                 created=time.time(),
                 deleted=deleted,
                 origin=self.node_id,
+                owner=(head.owner if head is not None and not head.deleted else None) or owner,
             )
             self._install(manifest)
         return manifest

@@ -71,6 +71,11 @@ class Client:
     def _call(self, method: str, path: str, **kw: Any) -> httpx.Response:
         try:
             r = self.http.request(method, self.base + path, **kw)
+        except httpx.RemoteProtocolError as exc:
+            raise UnavailableError(
+                f"the lake node at {self.base} cut the answer off ({exc}): a streamed result "
+                "that passed its timeout or LAKE_MAX_STREAM_BYTES, or was cancelled"
+            ) from exc
         except httpx.TransportError as exc:
             raise UnavailableError(f"cannot reach the lake node at {self.base}: {exc}") from exc
         _raise_for(r)
@@ -100,8 +105,10 @@ class Client:
         r = self._call("POST", "/query", json={"sql": sql, "format": "arrow", "timeout": timeout})
         return pa.ipc.open_stream(r.content).read_all()
 
-    def query_csv(self, sql: str) -> str:
-        return self._call("POST", "/query", json={"sql": sql, "format": "csv"}).text
+    def query_csv(self, sql: str, *, timeout: float | None = None) -> str:
+        """A query's result as CSV text (streamed by the node, so not capped like JSON)."""
+        body = {"sql": sql, "format": "csv", "timeout": timeout}
+        return self._call("POST", "/query", json=body).text
 
     def cancel(self, query_id: str) -> bool:
         return bool(self._call("DELETE", f"/query/{query_id}").json()["cancelled"])

@@ -5,10 +5,12 @@ LakeError (PlatformError)                500
 ├── ChecksumMismatchError (BadInputError) 400 an upload part whose SHA-256 differs
 ├── IngestError (BadInputError)          400  a file that cannot be converted (with line)
 ├── SQLError (BadInputError)             400  bad or refused SQL (with line and column)
+├── QueryLimitError (BadInputError)      422  a query timeout that is not finite, > 0, <= max
 ├── DatasetNotFoundError (NotFoundError) 404
 ├── UploadNotFoundError (NotFoundError)  404
 ├── UploadStateError (ConflictError)     409  e.g. a part after complete
 ├── TooLargeError (OverBudgetError)      413  a part, upload or result over its limit
+├── TooManyQueriesError (OverBudgetError) 429 a user's concurrent-query limit (Retry-After)
 ├── CorruptChunkError (CorruptDataError) 500  a stored chunk failed its checksum
 └── QueryTimeoutError (UnavailableError) 503  a query ran past its timeout or was cancelled
 """
@@ -32,9 +34,11 @@ __all__ = [
     "IngestError",
     "InvalidNameError",
     "LakeError",
+    "QueryLimitError",
     "QueryTimeoutError",
     "SQLError",
     "TooLargeError",
+    "TooManyQueriesError",
     "UploadNotFoundError",
     "UploadStateError",
 ]
@@ -60,6 +64,12 @@ class SQLError(LakeError, BadInputError):
     """SQL that does not parse, binds to nothing, or is not a read-only statement."""
 
 
+class QueryLimitError(LakeError, BadInputError):
+    """A query asked for a timeout that is not a finite number of seconds within the limit."""
+
+    status = 422
+
+
 class DatasetNotFoundError(LakeError, NotFoundError):
     """No such dataset (or it was deleted)."""
 
@@ -74,6 +84,16 @@ class UploadStateError(LakeError, ConflictError):
 
 class TooLargeError(LakeError, OverBudgetError):
     """A part, an upload or a body exceeds its size limit."""
+
+
+class TooManyQueriesError(LakeError, OverBudgetError):
+    """The user already runs as many queries as allowed; retry after ``retry_after`` seconds."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int = 1, **details: object) -> None:
+        super().__init__(message, retry_after=retry_after, **details)
+        self.retry_after = retry_after
 
 
 class CorruptChunkError(LakeError, CorruptDataError):

@@ -62,6 +62,9 @@ class Manifest:
     deleted: bool = False
     origin: str = ""
     """The node that committed this version."""
+    owner: str | None = None
+    """The ``sub`` of the user who uploaded the dataset (kept across its versions); ``None`` for
+    manifests written before owners were recorded: then only an admin may delete it."""
 
     @property
     def rows(self) -> int:
@@ -72,7 +75,7 @@ class Manifest:
         return sum(c.bytes for c in self.chunks)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
             "schema": None if self.schema is None else self.schema.to_dict(),
@@ -81,6 +84,9 @@ class Manifest:
             "deleted": self.deleted,
             "origin": self.origin,
         }
+        if self.owner is not None:  # absent, an old manifest keeps its exact canonical bytes
+            d["owner"] = self.owner
+        return d
 
     def to_json(self) -> str:
         return canonical_json(self.to_dict())
@@ -97,6 +103,7 @@ class Manifest:
                 created=float(d.get("created", 0.0)),
                 deleted=bool(d.get("deleted", False)),
                 origin=str(d.get("origin", "")),
+                owner=_owner(d.get("owner")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptChunkError(f"malformed manifest: {exc!r}") from exc
@@ -108,6 +115,14 @@ class Manifest:
         except ValueError as exc:
             raise CorruptChunkError(f"manifest is not JSON: {exc}") from exc
         return cls.from_dict(data)
+
+
+def _owner(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"owner {value!r} is not a user id")
+    return value
 
 
 def _wins(a: Manifest, b: Manifest) -> Manifest:

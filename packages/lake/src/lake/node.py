@@ -26,6 +26,7 @@ from .catalog import Catalog
 if TYPE_CHECKING:
     from .cluster import Cluster
 
+from .admission import QueryAdmission
 from .chunks import ChunkStore
 from .query import QueryEngine
 from .settings import LakeSettings
@@ -91,7 +92,9 @@ class LakeNode:
             threads=settings.query_threads,
             memory_limit=settings.query_memory,
             timeout=settings.query_timeout_seconds,
+            max_timeout=settings.max_query_timeout_seconds,
         )
+        self.queries = QueryAdmission(settings.query_workers, settings.max_queries_per_user)
         self.cluster: Cluster | None = None
         self._stop = threading.Event()
         self._gc_thread: threading.Thread | None = None
@@ -120,6 +123,7 @@ class LakeNode:
         self._stop.set()
         if self.cluster is not None:
             self.cluster.stop()
+        self.queries.close()
         self.engine.close()
         if self._gc_thread is not None:
             self._gc_thread.join(5)

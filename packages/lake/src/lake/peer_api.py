@@ -8,6 +8,8 @@ routes under ``/api/lake`` take user tokens only.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.applications import Starlette
@@ -16,16 +18,71 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from platform_core import PlatformError, UnauthorizedError, UnavailableError
+from platform_core import BadInputError, PlatformError, UnauthorizedError, UnavailableError
 from platform_core.auth import TokenSigner, bearer_token
 
 from .api import NodeHolder
-from .membership import Member
+from .errors import InvalidNameError, TooLargeError
+from .membership import ALIVE, DEAD, SUSPECT, Member
 from .names import check_dataset_name
 
-__all__ = ["make_peer_app"]
+__all__ = ["check_gossip", "check_member", "make_peer_app"]
 
 MAX_BODY = 16 << 20
+
+_STATES = (ALIVE, SUSPECT, DEAD)
+_NODE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_ADDR = re.compile(r"[A-Za-z0-9.:\[\]_-]{1,300}")
+
+
+def _bad(why: str) -> BadInputError:
+    return BadInputError(f"malformed gossip: {why}")
+
+
+def check_member(d: object, where: str = "member") -> Member:
+    """A member as another node describes it, checked field by field (no coercion)."""
+    if not isinstance(d, Mapping):
+        raise _bad(f"{where} must be an object, got {type(d).__name__}")
+    for key in ("id", "http", "flight", "incarnation"):
+        if key not in d:
+            raise _bad(f"{where} has no {key!r}")
+    if not isinstance(d["id"], str) or not _NODE_ID.fullmatch(d["id"]):
+        raise _bad(f"{where}.id {d['id']!r} is not a node id")
+    for key in ("http", "flight"):
+        if not isinstance(d[key], str) or not _ADDR.fullmatch(d[key]):
+            raise _bad(f"{where}.{key} {d[key]!r} is not a host:port")
+    inc = d["incarnation"]
+    if not isinstance(inc, int) or isinstance(inc, bool) or inc < 0:
+        raise _bad(f"{where}.incarnation {inc!r} is not a whole number >= 0")
+    state = d.get("state", "alive")
+    if state not in _STATES:
+        raise _bad(f"{where}.state {state!r} is not one of {list(_STATES)}")
+    return Member.from_dict(d)
+
+
+def check_gossip(body: object) -> dict[str, Any]:
+    """A ping's body: ``from`` (a member), ``members`` (a list of them), ``heads`` (name->version)."""
+    if not isinstance(body, dict):
+        raise _bad(f"the body must be a JSON object, got {type(body).__name__}")
+    if "from" not in body:
+        raise _bad("the body has no 'from' (the sending member)")
+    check_member(body["from"], "from")
+    members = body.get("members", [])
+    if not isinstance(members, list):
+        raise _bad("'members' must be a list")
+    for i, m in enumerate(members):
+        check_member(m, f"members[{i}]")
+    heads = body.get("heads") or {}
+    if not isinstance(heads, dict):
+        raise _bad("'heads' must be an object of dataset name to version")
+    for name, version in heads.items():
+        try:
+            check_dataset_name(name)
+        except InvalidNameError as exc:
+            raise _bad(f"heads: {exc.message}") from None
+        if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+            raise _bad(f"heads[{name!r}] = {version!r} is not a version number")
+    return body
 
 
 def make_peer_app(holder: NodeHolder, signer: TokenSigner) -> Starlette:
@@ -40,14 +97,20 @@ def make_peer_app(holder: NodeHolder, signer: TokenSigner) -> Starlette:
         return node.cluster
 
     async def body(request: Request) -> Any:
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            raise PlatformError("gossip body too large")
-        return json.loads(raw)
+        """The JSON body, read up to ``MAX_BODY`` bytes (413 past it, 400 if it is not JSON)."""
+        raw = bytearray()
+        async for piece in request.stream():
+            raw += piece
+            if len(raw) > MAX_BODY:
+                raise TooLargeError(f"node-to-node body over {MAX_BODY} bytes")
+        try:
+            return json.loads(raw)
+        except ValueError as exc:  # also UnicodeDecodeError
+            raise _bad(f"the body is not JSON ({exc})") from None
 
     async def ping(request: Request) -> JSONResponse:
         c = cluster(request)
-        data = await body(request)
+        data = check_gossip(await body(request))
         try:
             return JSONResponse(await run_in_threadpool(c.receive, data))
         except ConnectionRefusedError:
@@ -55,7 +118,10 @@ def make_peer_app(holder: NodeHolder, signer: TokenSigner) -> Starlette:
 
     async def ping_req(request: Request) -> JSONResponse:
         c = cluster(request)
-        target = Member.from_dict((await body(request))["target"])
+        data = await body(request)
+        if not isinstance(data, dict) or "target" not in data:
+            raise _bad("ping-req needs an object with a 'target' member")
+        target = check_member(data["target"], "target")
         ok = await run_in_threadpool(c.ping_req, target)
         return JSONResponse({"ok": ok})
 
@@ -70,8 +136,11 @@ def make_peer_app(holder: NodeHolder, signer: TokenSigner) -> Starlette:
 
     async def fault(request: Request) -> JSONResponse:
         c = cluster(request)
-        drop = (await body(request)).get("drop", [])
-        c.drop_links({str(x) for x in drop})
+        data = await body(request)
+        drop = data.get("drop", []) if isinstance(data, dict) else None
+        if not isinstance(drop, list) or not all(isinstance(x, str) for x in drop):
+            raise BadInputError("the fault hook needs {'drop': [node ids]}")
+        c.drop_links(set(drop))
         return JSONResponse({"dropped": sorted(c.dropped)})
 
     async def chunks(request: Request) -> JSONResponse:

@@ -162,7 +162,8 @@ def create_app(
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
-        return JSONResponse({"error": f"invalid request: {problems}", "type": "bad_input"}, 400)
+        # 422 like the gateway, so a client sees one status for one mistake on either.
+        return JSONResponse({"error": f"invalid request: {problems}", "type": "bad_input"}, 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

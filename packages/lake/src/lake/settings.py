@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from platform_core import PackageSettings, PlatformSettings, load_settings
@@ -37,9 +37,20 @@ class LakeSettings(PackageSettings):
     """How long superseded versions and tombstoned datasets keep their chunks before GC."""
     upload_ttl_seconds: float = Field(7 * 24 * 3600.0, gt=0)
     """Unfinished uploads older than this are removed by GC."""
-    query_timeout_seconds: float = Field(60.0, gt=0)
-    max_result_rows: int = Field(1_000_000, gt=0)
-    """JSON and CSV results stop with an error past this many rows (use LIMIT or Arrow)."""
+    query_timeout_seconds: float = Field(60.0, gt=0, allow_inf_nan=False)
+    """Timeout of a query that names none."""
+    max_query_timeout_seconds: float = Field(3600.0, gt=0, allow_inf_nan=False)
+    """Largest timeout a query may ask for; it also bounds the time an Arrow/CSV stream runs."""
+    query_workers: int = Field(4, ge=1)
+    """Threads that run queries (the query pool); catalog and cancel routes never wait for it."""
+    max_queries_per_user: int = Field(2, ge=1)
+    """Queries one user may have running or waiting at once; more are answered 429."""
+    max_result_rows: int = Field(100_000, gt=0)
+    """JSON results stop with an error past this many rows (Arrow and CSV stream instead)."""
+    max_json_bytes: int = Field(64 * MiB, ge=1024)
+    """JSON results stop with an error past this many bytes (Arrow and CSV stream instead)."""
+    max_stream_bytes: int = Field(1 << 40, ge=1024)
+    """An Arrow or CSV stream is cut (the connection aborted) past this many bytes."""
     query_threads: int = Field(2, ge=1)
     query_memory: str = "1GB"
     """DuckDB's memory_limit per query; DuckDB spills past it."""
@@ -55,6 +66,15 @@ class LakeSettings(PackageSettings):
     """How long a suspected member has to refute before it is declared dead."""
     replicate_interval_seconds: float = Field(2.0, gt=0)
     scrub_interval_seconds: float = Field(3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> LakeSettings:
+        if self.query_timeout_seconds > self.max_query_timeout_seconds:
+            raise ValueError(
+                f"LAKE_QUERY_TIMEOUT_SECONDS ({self.query_timeout_seconds:g}) is over "
+                f"LAKE_MAX_QUERY_TIMEOUT_SECONDS ({self.max_query_timeout_seconds:g})"
+            )
+        return self
 
     def node_dir(self, node_id: str) -> Path:
         if self.data_dir is not None:

@@ -65,6 +65,8 @@ class UploadInfo:
     chunks: int | None = None
     started_convert: float | None = None
     finished: float | None = None
+    owner: str | None = None
+    """``sub`` of the user who started the upload (the dataset's owner if it is new)."""
 
     @property
     def parts(self) -> int:
@@ -112,6 +114,7 @@ class UploadManager:
         part_size: int | None = None,
         overrides: Mapping[str, str] | None = None,
         append: bool = False,
+        owner: str | None = None,
     ) -> UploadInfo:
         check_dataset_name(name)
         fmt = detect_format(filename or name, format)
@@ -140,6 +143,7 @@ class UploadManager:
             overrides=checked,
             append=append,
             created=time.time(),
+            owner=owner,
         )
         d = self._dir(info.id)
         (d / "parts").mkdir(parents=True)
@@ -285,7 +289,7 @@ class UploadManager:
                     hold=held.add,
                 )
                 manifest = self.catalog.commit(
-                    info.name, result.schema, result.chunks, append=info.append
+                    info.name, result.schema, result.chunks, append=info.append, owner=info.owner
                 )
             except Exception as exc:
                 log.warning("upload %s failed: %s", info.id, exc)
