@@ -5,8 +5,11 @@ Two independent locks keep queries read-only:
 1. The gate (:func:`check_read_only`): the text is parsed with sqlglot's DuckDB dialect; only
    one statement is allowed, and only ``SELECT`` (with ``WITH``, set operations, windows,
    joins), ``SHOW TABLES``, ``DESCRIBE <dataset>`` and ``EXPLAIN <select>``. Every table a
-   query names must be a dataset or one of its own CTEs: table functions (``read_csv(...)``),
-   file paths, qualified names and everything else are refused with the position.
+   query names must be a dataset or a CTE visible in that table's own scope (a CTE in one
+   branch does not cover a name in another): table functions (``read_csv(...)``), file
+   paths, qualified names and everything else are refused with the position. Then DuckDB's
+   own parser (``json_serialize_sql``) must agree: no table function, no path-like or
+   unknown table name in its AST, so a parser difference cannot smuggle a file read in.
 2. The sandbox (:func:`sandboxed_connection`): each query gets a fresh in-memory DuckDB whose
    file access is limited to this node's chunk and spill directories
    (``allowed_directories``), with ``enable_external_access = false``, extension autoloading
@@ -16,10 +19,13 @@ Two independent locks keep queries read-only:
 
 from __future__ import annotations
 
+import json
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import sqlglot
@@ -126,7 +132,6 @@ def check_read_only(sql: str, datasets: Iterable[str]) -> Statement:
         if isinstance(node, _FORBIDDEN):
             assert isinstance(node, exp.Expression)
             raise _refuse(sql, f"{node.key.upper()} is not allowed in a read-only query", node)
-    ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
     tables: set[str] = set()
     for table in tree.find_all(exp.Table):
         if not isinstance(table.this, exp.Identifier):
@@ -141,12 +146,100 @@ def check_read_only(sql: str, datasets: Iterable[str]) -> Statement:
                 sql, f"qualified table name {table.sql()!r}: use the dataset's name", table
             )
         name = table.name
-        if name in ctes:
+        if _cte_in_scope(table):
             continue
         if name not in known:
             raise _not_found(sql, name, known, table)
         tables.add(name)
+    _check_with_duckdb_parser(sql, known)
     return Statement("select", sql, frozenset(tables), tree)
+
+
+_PARSER = duckdb.connect()
+_PARSER_LOCK = threading.Lock()
+_PATHLIKE = re.compile(r"[/\\.:*?~]")
+
+
+def _walk_refs(node: Any, ctes: set[str], refs: list[dict[str, Any]]) -> None:
+    if isinstance(node, dict):
+        if node.get("type") in ("BASE_TABLE", "TABLE_FUNCTION"):
+            refs.append(node)
+        cte_map = node.get("cte_map")
+        if isinstance(cte_map, dict):
+            for entry in cte_map.get("map", []) or []:
+                if isinstance(entry, dict) and isinstance(entry.get("key"), str):
+                    ctes.add(entry["key"].lower())
+        for value in node.values():
+            _walk_refs(value, ctes, refs)
+    elif isinstance(node, list):
+        for value in node:
+            _walk_refs(value, ctes, refs)
+
+
+def _check_with_duckdb_parser(sql: str, known: set[str]) -> None:
+    """A second, independent gate: DuckDB's own parser must see the same thing ours did.
+
+    Whatever sqlglot and DuckDB might parse differently, DuckDB's AST (``json_serialize_sql``)
+    must name no table function, no qualified table and no table that is neither a dataset
+    nor a CTE of the query; a path-like name (``/``, ``.``, ``:`` ...) is refused outright,
+    so no replacement scan can turn a name into a file read.
+    """
+    with _PARSER_LOCK:
+        raw = _PARSER.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    tree = json.loads(raw[0]) if raw else {"error": True}
+    if tree.get("error"):
+        raise SQLError(f"DuckDB cannot parse the query: {tree.get('error_message', 'unknown')}")
+    ctes: set[str] = set()
+    refs: list[dict[str, Any]] = []
+    _walk_refs(tree, ctes, refs)
+    lowered = {k.lower() for k in known}
+    for ref in refs:
+        if ref.get("type") == "TABLE_FUNCTION":
+            raise SQLError("table functions are not allowed: read datasets by name")
+        name = str(ref.get("table_name") or "")
+        if ref.get("schema_name") or ref.get("catalog_name"):
+            raise SQLError(f"qualified table name {name!r}: use the dataset's name")
+        if _PATHLIKE.search(name):
+            raise SQLError(f"{name!r} is not a dataset name: files are not readable by path")
+        if name.lower() not in lowered and name.lower() not in ctes:
+            raise SQLError(f"no dataset named {name!r}")
+
+
+def _cte_names(with_: exp.With, upto: int | None = None) -> set[str]:
+    return {c.alias_or_name.lower() for c in with_.expressions[:upto]}
+
+
+def _cte_in_scope(table: exp.Table) -> bool:
+    """Whether ``table`` names a CTE visible where it stands, as DuckDB binds names.
+
+    A CTE is visible in the body of the query that owns its WITH, in the CTEs after it in the
+    same WITH (and in itself with RECURSIVE), and in every subquery inside those; not in a
+    sibling branch, an outer query or an earlier CTE. Names compare case-insensitively, as
+    DuckDB's identifiers do. Collecting CTE names from the whole query instead let a CTE in
+    one branch vouch for a file path read in another.
+    """
+    name = table.name.lower()
+    node: Any = table
+    while node.parent is not None:
+        parent: Any = node.parent
+        if isinstance(parent, exp.With) and isinstance(node, exp.CTE):
+            index = next(i for i, c in enumerate(parent.expressions) if c is node)
+            recursive = bool(parent.args.get("recursive"))
+            if name in _cte_names(parent, index + 1 if recursive else index):
+                return True
+            if parent.parent is None:
+                return False
+            node = parent.parent
+            continue  # the owning query's own CTEs are not visible inside its WITH
+        with_ = (
+            parent.args.get("with_", parent.args.get("with"))
+            if isinstance(parent, exp.Query)
+            else None
+        )
+        if isinstance(with_, exp.With) and node is not with_ and name in _cte_names(with_):
+            return True
+        node = parent
+    return False
 
 
 def _not_found(sql: str, name: str, known: set[str], node: exp.Expression) -> SQLError:
