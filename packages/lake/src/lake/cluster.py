@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from platform_core import NotFoundError
 from platform_core.auth import TokenSigner
 
 from .errors import CorruptChunkError
@@ -61,12 +63,14 @@ class Cluster:
         self.dropped: set[str] = set()
         self.stats = {"pings": 0, "ping_failures": 0, "indirect_ok": 0, "suspected": 0, "dead": 0}
         self.stats |= {"replicated": 0, "repaired": 0, "manifests_pulled": 0, "trimmed": 0}
+        self.stats |= {"unrepaired": 0}
         self._http = httpx.Client(timeout=s.ping_timeout_seconds)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._order: list[str] = []
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lake-peer")
         self._repl_lock = threading.Lock()
+        self._repair_lock = threading.Lock()
         self.on_dead: list[Callable[[Member], None]] = []
         node.engine.repair = self.repair
 
@@ -395,13 +399,25 @@ class Cluster:
     # --- scrub and repair ----------------------------------------------------------------
 
     def repair(self, sha: str) -> bool:
-        """Replace a corrupt local chunk with a verified copy from a peer."""
-        self.node.chunks.remove(sha)
-        ok = self.fetch(sha)
-        if ok:
-            self.stats["repaired"] += 1
-            log.warning("repaired corrupt chunk %s from a replica", sha[:12])
-        return ok
+        """Replace a corrupt local chunk with a verified copy from a peer, atomically.
+
+        The good copy is hashed as it arrives and renamed over the bad file, so readers see
+        the old file or the good one; if no peer has a good copy, the bad file is removed
+        (never served again) and the chunk counts as lost here until replication brings it.
+        """
+        with self._repair_lock:
+            with contextlib.suppress(CorruptChunkError, NotFoundError):
+                self.node.chunks.verify(sha, force=True)
+                return True  # another reader repaired it meanwhile
+            ok = self.fetch(sha)
+            if ok:
+                self.stats["repaired"] += 1
+                log.warning("repaired corrupt chunk %s from a replica", sha[:12])
+            else:
+                self.node.chunks.remove(sha)
+                self.stats["unrepaired"] += 1
+                log.error("chunk %s is corrupt here and no replica had a good copy", sha[:12])
+            return ok
 
     def scrub_once(self) -> dict[str, int]:
         checked = corrupt = repaired = 0

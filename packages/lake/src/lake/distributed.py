@@ -21,17 +21,20 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.flight as fl
 import sqlglot
 from sqlglot import exp
 
 from platform_core import PlatformError, UnavailableError, new_id
 
+from .errors import QueryTimeoutError
 from .flight import FlightPeer
 from .manifest import Manifest
 from .sql import Statement
@@ -45,6 +48,24 @@ __all__ = ["Coordinator", "DistributedResult", "aggregate_plan"]
 log = logging.getLogger(__name__)
 
 PARTIALS = "__partials"
+
+
+def _failure_kind(exc: BaseException) -> str:
+    """Why a fragment failed: ``fatal`` (bad SQL, the query's timeout or cancel: no other node
+    would do better), ``missing`` (not stored, corrupt, or any other answer from the node),
+    or ``unreachable`` (no answer: skip the node for the rest of the query)."""
+    if isinstance(exc, QueryTimeoutError):
+        return "fatal"
+    if isinstance(exc, PlatformError):
+        return "fatal" if exc.status in (400, 422) else "missing"
+    if isinstance(exc, fl.FlightServerError):
+        text = str(exc)
+        if text.startswith(("bad_input:", "over_budget:")):
+            return "fatal"
+        return "missing"
+    if isinstance(exc, fl.FlightTimedOutError | fl.FlightUnavailableError | OSError):
+        return "unreachable"
+    return "missing"
 
 
 @dataclass
@@ -239,6 +260,21 @@ class Coordinator:
             kind = "scan pushdown"
         return DistributedResult(table, reads, moves, kind)
 
+    def _choose(
+        self, sha: str, origin: str, tried: dict[str, set[str]], unreachable: set[str]
+    ) -> Any:
+        """The first candidate for ``sha`` not yet tried; this node only if it holds it."""
+        me = self.cluster.members.me_id
+        later = None
+        for m in self.cluster.candidates(sha, origin):
+            if m.id in unreachable or m.id in tried[sha]:
+                continue
+            if m.id == me and not self.node.chunks.has(sha):
+                later = later or m  # listed here before replication: try the holders first
+                continue
+            return m
+        return later
+
     def _output_names(
         self, stmt: Statement, manifests: dict[str, Manifest], timeout: float
     ) -> list[str]:
@@ -260,30 +296,40 @@ class Coordinator:
         reads: list[dict[str, Any]],
         moves: list[dict[str, Any]],
     ) -> pa.Table:
-        """Run ``fragment`` over every chunk of ``manifest`` on the nodes that hold them."""
+        """Run ``fragment`` over every chunk of ``manifest`` on nodes that hold them.
+
+        Each chunk goes to the first of its candidates (replicas, origin, the rest) that may
+        hold it; this node comes first only when it really holds the chunk (it may list a
+        dataset before replication brings the chunks). A node that answers "not stored here"
+        or "corrupt" is skipped for that chunk only; a node that cannot be reached is skipped
+        for the rest of the query; a fragment refused as bad input fails the query (the same
+        SQL fails everywhere) without counting against the node. Only when every candidate of
+        a chunk has been tried does the query fail.
+        """
         me = self.cluster.members.me_id
-        excluded: set[str] = set()
+        unreachable: set[str] = set()
+        tried: dict[str, set[str]] = defaultdict(set)
         pending = list(manifest.chunks)
         parts: list[pa.Table] = []
         lock = threading.Lock()
         attempt = 0
+        deadline = time.monotonic() + timeout
         while pending:
             attempt += 1
+            if attempt > 1 and time.monotonic() > deadline:
+                raise QueryTimeoutError(
+                    f"reading {name!r} took longer than the query's timeout of {timeout:g} s "
+                    "(replicas were tried one after another)"
+                )
             assignment: dict[str, list[Any]] = defaultdict(list)
             members = {}
             for ref in pending:
-                choice = next(
-                    (
-                        m
-                        for m in self.cluster.candidates(ref.sha256, manifest.origin)
-                        if m.id not in excluded
-                    ),
-                    None,
-                )
+                choice = self._choose(ref.sha256, manifest.origin, tried, unreachable)
                 if choice is None:
                     raise UnavailableError(
                         f"no live replica of chunk {ref.sha256[:12]} of {name!r} could be read "
-                        f"(tried {sorted(excluded)})"
+                        f"(tried {sorted(tried[ref.sha256] | unreachable)}); retry once the "
+                        "cluster has re-replicated it"
                     )
                 assignment[choice.id].append(ref)
                 members[choice.id] = choice
@@ -299,7 +345,7 @@ class Coordinator:
                 shas = [r.sha256 for r in refs]
                 try:
                     if member_id == me:
-                        paths = self.node.engine.chunk_paths_for(shas)
+                        paths = self.node.engine.chunk_paths_for(shas)  # repairs a corrupt one
                         result = self.node.engine.execute(
                             fragment,
                             {},
@@ -319,22 +365,21 @@ class Coordinator:
                         finally:
                             peer.close()
                         moved = result.nbytes
-                except PlatformError as exc:
-                    if exc.status < 500 and member_id == me:
-                        raise
-                    log.warning(
-                        "fragment on %s failed (%s); retrying its chunks elsewhere", member_id, exc
-                    )
-                    with lock:
-                        excluded.add(member_id)
-                        failed.extend(refs)
-                    return
                 except Exception as exc:
+                    kind = _failure_kind(exc)
+                    if kind == "fatal":
+                        raise  # the fragment itself is wrong, or the query is over
                     log.warning(
-                        "fragment on %s failed (%s); retrying its chunks elsewhere", member_id, exc
+                        "fragment on %s failed (%s: %s); reading its chunks elsewhere",
+                        member_id,
+                        kind,
+                        exc,
                     )
                     with lock:
-                        excluded.add(member_id)
+                        for sha in shas:
+                            tried[sha].add(member_id)
+                        if kind == "unreachable":
+                            unreachable.add(member_id)
                         failed.extend(refs)
                     return
                 with lock:
@@ -361,8 +406,14 @@ class Coordinator:
                     )
 
             futures = [self._pool.submit(run_on, mid, refs) for mid, refs in assignment.items()]
+            errors = []
             for f in futures:
-                f.result()
+                try:
+                    f.result()
+                except Exception as exc:
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
             pending = failed
         if not parts:
             schema = manifest.schema.to_arrow() if manifest.schema is not None else pa.schema([])

@@ -287,11 +287,12 @@ class QueryEngine:
         """Verified chunk files of a version; a corrupt one is repaired first or refused."""
         return self.chunk_paths_for([ref.sha256 for ref in manifest.chunks])
 
-    def chunk_paths_for(self, shas: list[str]) -> list[Path]:
+    def chunk_paths_for(self, shas: list[str], *, force: bool = False) -> list[Path]:
+        """Verified chunk files; a corrupt one is repaired from a replica then, or refused."""
         paths = []
         for sha in shas:
             try:
-                paths.append(self.catalog.chunks.verify(sha))
+                paths.append(self.catalog.chunks.verify(sha, force=force))
             except CorruptChunkError:
                 if self.repair is None or not self.repair(sha):
                     raise
