@@ -90,10 +90,15 @@ def aggregate_plan(tree: exp.Expression, dataset: str) -> AggregatePlan | None:
     """Split a one-table aggregate query into a per-node fragment and a final query."""
     if not isinstance(tree, exp.Select):
         return None
-    if tree.args.get("joins") or tree.args.get("with") or tree.args.get("distinct"):
+    if tree.args.get("joins") or _with(tree) is not None or tree.args.get("distinct"):
         return None
-    if tree.find(exp.Window) or tree.find(exp.Subquery) or tree.args.get("qualify"):
+    if tree.find(exp.Window, exp.Subquery, exp.Filter) or tree.args.get("qualify"):
+        return None  # FILTER (WHERE ...) would need its columns in the final query
+    if _needs_every_column(tree) or tree.args.get("laterals") or tree.find(exp.Lateral):
         return None
+    aliases = {e.alias.lower() for e in tree.expressions if isinstance(e, exp.Alias)}
+    if any(c.name.lower() in aliases and not c.table for c in tree.find_all(exp.Column)):
+        return None  # a select-list alias used in WHERE/GROUP BY/HAVING: gather instead
     source = tree.args.get("from_")
     if source is None or not isinstance(source.this, exp.Table):
         return None
@@ -197,18 +202,48 @@ def aggregate_plan(tree: exp.Expression, dataset: str) -> AggregatePlan | None:
     return AggregatePlan(fragment, _sql(final))
 
 
+def _with(tree: exp.Expression) -> Any:
+    return tree.args.get("with_", tree.args.get("with"))
+
+
+def _needs_every_column(tree: exp.Expression) -> bool:
+    """Whether pruning columns could change the answer: ``*``, ``COLUMNS(...)``, PIVOT (its
+    implicit group keys are all other columns), NATURAL joins (all common names)."""
+    if tree.find(exp.Star, exp.Pivot, exp.Columns):  # Pivot covers UNPIVOT too
+        return True
+    if any(j.args.get("method") for j in tree.find_all(exp.Join)):  # NATURAL, ASOF ...
+        return True
+    return any(
+        isinstance(f, exp.Anonymous) and str(f.this).upper() == "COLUMNS"
+        for f in tree.find_all(exp.Anonymous)
+    )
+
+
 def scan_fragment(tree: exp.Expression, name: str, manifest: Manifest, single: bool) -> str:
-    """``SELECT <needed columns> FROM name [WHERE ...]`` for one table of a query."""
+    """``SELECT <needed columns> FROM name [WHERE ...]`` for one table of a query.
+
+    The columns are every name the query mentions (identifiers, case-insensitive, a superset
+    of what it reads), or all of them where pruning could change the answer. The WHERE is
+    pushed down only for a plain one-table SELECT whose WHERE names real columns only
+    (DuckDB lets WHERE use select-list aliases, which the fragment does not have).
+    """
     columns = [f.name for f in manifest.schema.fields] if manifest.schema is not None else []
-    if not tree.find(exp.Star):
-        used = {c.name for c in tree.find_all(exp.Column)}
-        columns = [c for c in columns if c in used] or columns[:1]
+    if not _needs_every_column(tree):
+        used = {i.name.lower() for i in tree.find_all(exp.Identifier)}
+        columns = [c for c in columns if c.lower() in used] or columns[:1]
     cols = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
     text = f'SELECT {cols} FROM "{name}"'
     if single and isinstance(tree, exp.Select) and not tree.args.get("joins"):
         where = tree.args.get("where")
         source = tree.args.get("from_")
-        if where is not None and not where.find(exp.Subquery) and source is not None:
+        names = {f.name.lower() for f in manifest.schema.fields} if manifest.schema else set()
+        if (
+            where is not None
+            and source is not None
+            and isinstance(source.this, exp.Table)
+            and not where.find(exp.Subquery, exp.Window, exp.AggFunc)
+            and all(c.name.lower() in names for c in where.find_all(exp.Column))
+        ):
             text = f"SELECT {cols} FROM {_sql(source.this)} {_sql(where)}"
     return text
 

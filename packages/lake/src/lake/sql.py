@@ -76,7 +76,7 @@ def _refuse(sql: str, message: str, node: exp.Expression | None = None) -> SQLEr
 
 
 _EXPLAIN = re.compile(r"^\s*explain\s+(?:analyze\s+)?", re.I)
-_ALLOWED = (exp.Select, exp.SetOperation)
+_ALLOWED = (exp.Select, exp.SetOperation, exp.Pivot)
 _FORBIDDEN = (exp.DML, exp.DDL, exp.Command, exp.Pragma, exp.Copy)
 
 
@@ -151,7 +151,7 @@ def check_read_only(sql: str, datasets: Iterable[str]) -> Statement:
         if name not in known:
             raise _not_found(sql, name, known, table)
         tables.add(name)
-    _check_with_duckdb_parser(sql, known)
+    _check_with_duckdb_parser(_serializable(tree, sql), known)
     return Statement("select", sql, frozenset(tables), tree)
 
 
@@ -176,6 +176,17 @@ def _walk_refs(node: Any, ctes: set[str], refs: list[dict[str, Any]]) -> None:
             _walk_refs(value, ctes, refs)
 
 
+def _serializable(tree: exp.Expression, sql: str) -> str:
+    """What DuckDB's parser checks: the query, or for a PIVOT statement (which DuckDB will not
+    serialize: its columns depend on the data) a SELECT of its pieces over its source."""
+    if not isinstance(tree, exp.Pivot) or tree.this is None:
+        return sql
+    parts = [*tree.expressions, *(tree.args.get("using") or []), *(tree.args.get("group") or [])]
+    items = ", ".join(p.sql(dialect="duckdb") for p in parts if isinstance(p, exp.Expression))
+    source = tree.this.sql(dialect="duckdb")
+    return f"SELECT {items or '*'} FROM {source}"
+
+
 def _check_with_duckdb_parser(sql: str, known: set[str]) -> None:
     """A second, independent gate: DuckDB's own parser must see the same thing ours did.
 
@@ -186,7 +197,8 @@ def _check_with_duckdb_parser(sql: str, known: set[str]) -> None:
     """
     with _PARSER_LOCK:
         raw = _PARSER.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
-    tree = json.loads(raw[0]) if raw else {"error": True}
+        tree = json.loads(raw[0]) if raw else {"error": True}
+
     if tree.get("error"):
         raise SQLError(f"DuckDB cannot parse the query: {tree.get('error_message', 'unknown')}")
     ctes: set[str] = set()
