@@ -155,8 +155,11 @@ def test_no_request_gets_a_5xx(fuzz_server: Server) -> None:
             for k, v in params.items()
         )
         url = f"{path}{suffix}" + (f"?{qs}" if qs else "")
-        req = client.build_request(
-            method, httpx.URL(url), content=body if method != "GET" else None, headers=headers
+        req = client.build_request(  # absolute: httpx refuses a relative "//a" path
+            method,
+            httpx.URL(srv.url + url),
+            content=body if method != "GET" else None,
+            headers=headers,
         )
         req.headers["Accept"] = "application/json"
         resp = client.send(req)

@@ -34,7 +34,7 @@ from sqlglot import exp
 
 from platform_core import PlatformError, UnavailableError, new_id
 
-from .errors import QueryTimeoutError
+from .errors import QueryTimeoutError, SQLError
 from .flight import FlightPeer
 from .manifest import Manifest
 from .sql import Statement
@@ -117,8 +117,8 @@ def aggregate_plan(tree: exp.Expression, dataset: str) -> AggregatePlan | None:
         or group.args.get("grouping_sets")
     ):
         return None
-    if any(isinstance(k, exp.Literal) for k in keys):
-        return None
+    if any(isinstance(k, exp.Literal | exp.Rollup | exp.Cube | exp.GroupingSets) for k in keys):
+        return None  # positions and grouping sets: gather
     frag_items: list[str] = []
     frag_group: list[str] = []
     key_cols: list[exp.Expression] = []
@@ -209,8 +209,10 @@ def _with(tree: exp.Expression) -> Any:
 def _needs_every_column(tree: exp.Expression) -> bool:
     """Whether pruning columns could change the answer: ``*``, ``COLUMNS(...)``, PIVOT (its
     implicit group keys are all other columns), NATURAL joins (all common names)."""
-    if tree.find(exp.Star, exp.Pivot, exp.Columns):  # Pivot covers UNPIVOT too
+    if tree.find(exp.Pivot, exp.Columns):  # Pivot covers UNPIVOT too
         return True
+    if any(not isinstance(s.parent, exp.Count) for s in tree.find_all(exp.Star)):
+        return True  # a * that selects columns (count(*) reads none)
     if any(j.args.get("method") for j in tree.find_all(exp.Join)):  # NATURAL, ASOF ...
         return True
     return any(
@@ -402,6 +404,9 @@ class Coordinator:
                         moved = result.nbytes
                 except Exception as exc:
                     kind = _failure_kind(exc)
+                    if kind == "fatal" and isinstance(exc, fl.FlightServerError):
+                        # a peer refused the fragment: the same error a local run gives
+                        raise SQLError(str(exc).split(". Detail:", 1)[0]) from None
                     if kind == "fatal":
                         raise  # the fragment itself is wrong, or the query is over
                     log.warning(
