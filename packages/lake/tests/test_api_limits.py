@@ -129,7 +129,7 @@ def test_a_timeout_within_the_limit_is_taken(proc: NodeProcess) -> None:
         assert r.status_code == 200, r.text
         assert r.json()["rows"] == [[ROWS]]
         slow = h.post("/query", json={"sql": LONG, "timeout": 0.5})
-        assert slow.status_code == 503
+        assert slow.status_code == 408
         assert "timeout of 0.5 s" in slow.json()["error"]
 
 
@@ -157,7 +157,7 @@ def test_catalog_and_cancel_answer_while_the_query_pool_is_full(proc: NodeProces
             assert r.status_code == 200
             assert r.json() == {"query_id": qid, "cancelled": True}
         results = [a.result() for a in answers]
-    assert all(r.status_code == 503 for r in results), {r.status_code for r in results}
+    assert all(r.status_code == 408 for r in results), {r.status_code for r in results}
     assert all("was cancelled" in r.json()["error"] for r in results)
     wait_for(lambda: admitted(proc) == 0, "all queries released")
 
@@ -187,7 +187,7 @@ def test_a_user_over_the_query_limit_gets_429(proc: NodeProcess) -> None:
                 assert "greedy" in refused.json()["error"]
             assert h.delete("/query/g1").json()["cancelled"] is True
             assert h.delete("/query/g2").json()["cancelled"] is True
-        assert [a.result().status_code for a in running] == [503, 503]
+        assert [a.result().status_code for a in running] == [408, 408]
     wait_for(lambda: admitted(proc) == 0, "the slots released")
     with api(proc, "greedy") as h:
         assert h.post("/query", json={"sql": "SELECT count(*) FROM t"}).status_code == 200

@@ -22,6 +22,8 @@ import pyarrow as pa
 
 from platform_core import PlatformError, UnavailableError, errors
 
+from .errors import QueryTimeoutError
+
 __all__ = ["Client"]
 
 Progress = Callable[[int, int], None]
@@ -35,6 +37,7 @@ _KINDS: dict[str, type[PlatformError]] = {
     "over_budget": errors.OverBudgetError,
     "corrupt_data": errors.CorruptDataError,
     "unavailable": errors.UnavailableError,
+    "timeout": QueryTimeoutError,
 }
 
 

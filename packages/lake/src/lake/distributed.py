@@ -60,7 +60,7 @@ def _failure_kind(exc: BaseException) -> str:
         return "fatal" if exc.status in (400, 422) else "missing"
     if isinstance(exc, fl.FlightServerError):
         text = str(exc)
-        if text.startswith(("bad_input:", "over_budget:")):
+        if text.startswith(("bad_input:", "over_budget:", "timeout:")):
             return "fatal"
         return "missing"
     if isinstance(exc, fl.FlightTimedOutError | fl.FlightUnavailableError | OSError):

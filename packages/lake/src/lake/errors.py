@@ -12,7 +12,7 @@ LakeError (PlatformError)                500
 ├── TooLargeError (OverBudgetError)      413  a part, upload or result over its limit
 ├── TooManyQueriesError (OverBudgetError) 429 a user's concurrent-query limit (Retry-After)
 ├── CorruptChunkError (CorruptDataError) 500  a stored chunk failed its checksum
-└── QueryTimeoutError (UnavailableError) 503  a query ran past its timeout or was cancelled
+└── QueryTimeoutError (BadInputError) 408  a query ran past the timeout its caller set, or was cancelled
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from platform_core import (
     NotFoundError,
     OverBudgetError,
     PlatformError,
-    UnavailableError,
 )
 
 __all__ = [
@@ -100,5 +99,11 @@ class CorruptChunkError(LakeError, CorruptDataError):
     """A stored chunk's bytes no longer match their SHA-256."""
 
 
-class QueryTimeoutError(LakeError, UnavailableError):
-    """A query was interrupted: it ran past its timeout or was cancelled."""
+class QueryTimeoutError(LakeError, BadInputError):
+    """A query was interrupted: it ran past the timeout its caller set, or was cancelled.
+
+    A 408, not a 5xx: the caller's own limit ended it, the node is fine (ask again with a
+    longer timeout)."""
+
+    status = 408
+    kind = "timeout"
