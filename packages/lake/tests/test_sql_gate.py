@@ -150,3 +150,21 @@ def test_generated_scopes_are_refused_or_answered_as_duckdb_answers(
         return
     assert want is not None, f"answered what only a missing table could answer: {sql}"
     assert got == want, sql
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT current_setting('allowed_directories')",
+        "SELECT CURRENT_SETTING('temp_directory') FROM pub",
+        "SELECT getvariable('x')",
+        "SELECT * FROM pub WHERE v = getenv('HOME')",
+    ],
+)
+def test_functions_that_show_the_node_configuration_are_refused(
+    deleted_chunk: tuple[LakeNode, str], sql: str
+) -> None:
+    node, path = deleted_chunk
+    with pytest.raises(SQLError, match="configuration") as info:
+        node.engine.run(sql)
+    assert str(Path(path).parent) not in info.value.message

@@ -129,6 +129,10 @@ def check_read_only(sql: str, datasets: Iterable[str]) -> Statement:
             "DESCRIBE, EXPLAIN)"
         )
     for node in tree.walk():
+        if isinstance(node, exp.Func) and _func_name(node) in _HIDDEN_FUNCTIONS:
+            raise SQLError(
+                f"{_func_name(node)}() is not allowed: it shows the node's configuration"
+            )
         if isinstance(node, _FORBIDDEN):
             assert isinstance(node, exp.Expression)
             raise _refuse(sql, f"{node.key.upper()} is not allowed in a read-only query", node)
@@ -174,6 +178,18 @@ def _walk_refs(node: Any, ctes: set[str], refs: list[dict[str, Any]]) -> None:
     elif isinstance(node, list):
         for value in node:
             _walk_refs(value, ctes, refs)
+
+
+_HIDDEN_FUNCTIONS = frozenset(
+    {"current_setting", "getvariable", "getenv", "current_database", "current_schema"}
+)
+"""Scalar functions that reveal the node's settings (its directories) or environment."""
+
+
+def _func_name(node: exp.Func) -> str:
+    if isinstance(node, exp.Anonymous):
+        return str(node.this).lower()
+    return str(node.sql_name()).lower()
 
 
 def _serializable(tree: exp.Expression, sql: str) -> str:
