@@ -24,7 +24,7 @@ from lake.placement import replicas
 from lake.testing import NodeProcess
 from platform_core.auth import TokenSigner
 
-from .conftest import SECRET, Launch
+from .conftest import SECRET, Launch, make_csv
 from .test_cluster import peer, same, states, wait_for
 
 pytestmark = pytest.mark.slow
@@ -58,6 +58,7 @@ def test_reads_go_to_holders_and_corrupt_copies_are_repaired_when_read(
     client_for: Callable[[NodeProcess], Client],
     sales_csv: Path,
     token: str,
+    tmp_path: Path,
 ) -> None:
     a = launch("a")
     b = launch("b", "--join", a.addr, LAKE_REPLICATE_INTERVAL_SECONDS="3600")
@@ -100,17 +101,32 @@ def test_reads_go_to_holders_and_corrupt_copies_are_repaired_when_read(
     assert node_stats(a, token)["repaired"] == before + 1
 
     # a fragment that B sends to C over a chunk corrupt on C: C repairs it, B gets the
-    # right answer (a chunk whose first replica is C, so C is asked first)
+    # right answer. B holds nothing, so it asks the first of a chunk's candidates (its two
+    # replicas, then the origin A) that is not B; pick a chunk for which that is C. Node ids
+    # are random, so a dataset may have none (about 1 in 2**chunks): upload another then.
     live = sorted(ids)
-    on_c = sorted(
-        x
-        for x in set(peer(c, "GET", "/chunks")) & everything
-        if replicas(x, live, 2)[0] == c.node_id and x != sha
-    )
-    assert on_c, "no chunk whose first replica is C (random node ids); rerun"
+
+    def first_asked(x: str) -> str:
+        return next(n for n in [*replicas(x, live, 2), a.node_id] if n != b.node_id)
+
+    name, on_c = "sales", sorted(x for x in everything if first_asked(x) == c.node_id)
+    for seed in range(8, 13):
+        if on_c:
+            break
+        name = f"sales{seed}"
+        ca.upload(make_csv(tmp_path / f"{name}.csv", seed=seed), name, part_size=1 << 20)
+        more = {ch["sha256"] for ch in ca.dataset(name)["chunk_list"]}
+        on_c = sorted(x for x in more if first_asked(x) == c.node_id)
+    assert on_c, "five datasets without a chunk that B asks C for first"
+    wait_for(lambda: set(on_c) <= set(peer(c, "GET", "/chunks")), what="C holds its chunks")
+    wait_for(lambda: name in {d["name"] for d in cb.datasets()}, what=f"gossip of {name}")
     bad = corrupt(c, on_c[0])
     before_c = node_stats(c, token)["repaired"]
-    total = oracle.execute(QUERIES[0]).fetchall()
-    assert same(cb.query(QUERIES[0])["rows"], total)
+    sql = QUERIES[0].replace("FROM sales", f"FROM {name}")
+    if name != "sales":
+        src = tmp_path / f"{name}.csv"
+        oracle.execute(f"CREATE VIEW {name} AS SELECT * FROM read_csv('{src}')")
+    total = oracle.execute(sql).fetchall()
+    assert same(cb.query(sql)["rows"], total)
     assert hashlib.sha256(bad.read_bytes()).hexdigest() == on_c[0]
     assert node_stats(c, token)["repaired"] == before_c + 1
