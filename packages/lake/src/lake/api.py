@@ -510,6 +510,7 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
             overrides=body.overrides,
             append=body.append,
             owner=who.sub,
+            admin=who.admin,
         )
         return _upload(node, info.id, prefix)
 
