@@ -202,6 +202,9 @@ class EventQueue(asyncio.Queue[Event]):
         self.max_bytes = max_bytes
         self.bytes = 0
         self.overflowed = False
+        self.discard_on_overflow = False
+        """Drop the queued events when it overflows (an SSE stream whose client stopped
+        reading: it resumes by Last-Event-ID, so what it was never sent need not be kept)."""
 
     def _put(self, item: Event) -> None:
         self.bytes += item.size
@@ -228,6 +231,9 @@ def _feed(items: list[tuple[asyncio.Queue[Event], Event]]) -> None:
                 q.put_nowait(ev)
             else:
                 q.overflowed = True
+                if q.discard_on_overflow:
+                    while not q.empty():  # free what a stalled client pinned
+                        q.get_nowait()
                 q.put_nowait(OVERFLOW)  # the marker, then nothing more
             continue
         # a plain queue holds its limit of events plus room for one OVERFLOW marker

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from platform_core import ForbiddenError, UnauthorizedError, UnavailableError, new_id
+from platform_core import BadInputError, ForbiddenError, UnauthorizedError, UnavailableError, new_id
 from platform_core.auth import Claims
 
 from .admission import Ticket
@@ -292,9 +292,16 @@ async def _answer(
             node.queries.release(ticket)
         return Response(text, media_type="application/json", headers=headers)
     media = ARROW_STREAM if fmt == "arrow" else "text/csv"
-    return StreamingResponse(
-        _ResultBody(node, ticket, stream, fmt), media_type=media, headers=headers
-    )
+    try:
+        body = _ResultBody(node, ticket, stream, fmt)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        stream.close()
+        node.queries.release(ticket)
+        raise BadInputError(
+            f"the result cannot be written as {fmt}: {exc}; ask for format 'arrow' or 'json' "
+            "(CSV holds no list, struct or map columns)"
+        ) from None
+    return StreamingResponse(body, media_type=media, headers=headers)
 
 
 async def _in_pool(node: LakeNode, ticket: Ticket, request: Request, fn: Callable[[], T]) -> T:
@@ -510,6 +517,7 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
             overrides=body.overrides,
             append=body.append,
             owner=who.sub,
+            admin=who.admin,
         )
         return _upload(node, info.id, prefix)
 

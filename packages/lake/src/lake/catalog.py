@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from platform_core import ConflictError, Schema
+from platform_core import ConflictError, ForbiddenError, Schema
 
 from .chunks import ChunkStore
 from .errors import DatasetNotFoundError
@@ -142,10 +142,13 @@ class Catalog:
         expected_version: int | None = None,
         deleted: bool = False,
         owner: str | None = None,
+        writer: str | None = None,
     ) -> Manifest:
         """Make a new version: ``chunks`` replace (or with ``append``, extend) the head's.
 
         A live dataset keeps its owner across versions; ``owner`` names the owner of a new one.
+        With ``writer``, a live head must be ``writer``'s (checked under the lock, at commit:
+        an upload started before someone else created the dataset must not replace it).
         """
         check_dataset_name(name)
         chunk_list = tuple(chunks)
@@ -155,6 +158,16 @@ class Catalog:
         with self._lock:
             head = self.head(name)
             current = head.version if head is not None else 0
+            if (
+                writer is not None
+                and head is not None
+                and not head.deleted
+                and head.owner != writer
+            ):
+                raise ForbiddenError(
+                    f"dataset {name!r} belongs to {head.owner!r} (it was created after this "
+                    "upload started); only its owner or an admin may add a version"
+                )
             if expected_version is not None and expected_version != current:
                 raise ConflictError(
                     f"dataset {name!r} is at version {current}, not {expected_version}; "

@@ -168,6 +168,9 @@ def _walk_refs(node: Any, ctes: set[str], refs: list[dict[str, Any]]) -> None:
     if isinstance(node, dict):
         if node.get("type") in ("BASE_TABLE", "TABLE_FUNCTION"):
             refs.append(node)
+        elif node.get("type") == "SHOW_REF" and node.get("table_name"):
+            # ``(SHOW name)`` / ``(DESCRIBE name)`` in a subquery names a table by string.
+            refs.append({"type": "BASE_TABLE", "table_name": node["table_name"]})
         cte_map = node.get("cte_map")
         if isinstance(cte_map, dict):
             for entry in cte_map.get("map", []) or []:

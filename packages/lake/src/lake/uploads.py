@@ -67,6 +67,8 @@ class UploadInfo:
     finished: float | None = None
     owner: str | None = None
     """``sub`` of the user who started the upload (the dataset's owner if it is new)."""
+    admin: bool = False
+    """Whether the starter was an admin (who may add a version to anyone's dataset)."""
 
     @property
     def parts(self) -> int:
@@ -115,6 +117,7 @@ class UploadManager:
         overrides: Mapping[str, str] | None = None,
         append: bool = False,
         owner: str | None = None,
+        admin: bool = False,
     ) -> UploadInfo:
         check_dataset_name(name)
         fmt = detect_format(filename or name, format)
@@ -144,6 +147,7 @@ class UploadManager:
             append=append,
             created=time.time(),
             owner=owner,
+            admin=admin,
         )
         d = self._dir(info.id)
         (d / "parts").mkdir(parents=True)
@@ -289,7 +293,13 @@ class UploadManager:
                     hold=held.add,
                 )
                 manifest = self.catalog.commit(
-                    info.name, result.schema, result.chunks, append=info.append, owner=info.owner
+                    info.name,
+                    result.schema,
+                    result.chunks,
+                    append=info.append,
+                    owner=info.owner,
+                    # the dataset may have appeared (someone else's) since the upload started
+                    writer=None if info.admin else info.owner,
                 )
             except Exception as exc:
                 log.warning("upload %s failed: %s", info.id, exc)

@@ -47,8 +47,13 @@ class Request:
             path = path[len(root) :] or "/"
         qs: bytes = scope.get("query_string", b"")
         params = dict(parse_qsl(qs.decode("latin-1"), keep_blank_values=True)) if qs else {}
-        # ASGI servers give header names in lowercase already
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        # ASGI servers give header names in lowercase already. A repeated header is joined
+        # with ", " (RFC 9110 5.3), never "the last one wins": with two Host (or Origin)
+        # headers, the --dev loopback check must not see only the friendly one.
+        headers: dict[str, str] = {}
+        for k, v in scope["headers"]:
+            name, value = k.decode("latin-1"), v.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
         client = scope.get("client")
         return cls(scope["method"], path, params, headers, receive, client[0] if client else "")
 

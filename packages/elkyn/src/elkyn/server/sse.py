@@ -21,7 +21,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..events import OVERFLOW, Event, events_for
+from ..events import OVERFLOW, Event, EventQueue, events_for
 from ..paths import Path
 from ..storage import Tree
 from ..store import Caller
@@ -153,6 +153,10 @@ async def stream(app: ElkynApp, req: Request, send: Send, keys: Path, caller: Ca
     sub, first = store.subscribe(keys, caller)  # refuses before any byte when denied
     queue = sub.queue
     assert queue is not None
+    if isinstance(queue, EventQueue):
+        # a stream blocked sending to a client that stopped reading never gets to take the
+        # OVERFLOW marker: without this, each stalled stream kept its whole backlog pinned
+        queue.discard_on_overflow = True
     streams: Streams = app.streams
     loop = asyncio.get_running_loop()
     me = asyncio.current_task()
