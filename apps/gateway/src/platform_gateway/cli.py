@@ -22,6 +22,7 @@ from platform_core import (
     PlatformSettings,
     Plugin,
     auth,
+    cap_memory,
     discover_plugins,
     load_settings,
 )
@@ -171,6 +172,9 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
             _fail(str(exc), 2)
         except PlatformError as exc:
             _fail(f"cannot start: {exc}", 1)
+        capped = cap_memory(settings.memory_headroom)  # a query errors, the process lives
+        if capped is not None:
+            logging.getLogger("platform").info("address space capped at %d MiB", capped >> 20)
         try:
             sock = bind(settings.host, settings.port)
         except OSError as exc:

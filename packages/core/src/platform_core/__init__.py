@@ -23,6 +23,7 @@ from .errors import (
 from .ids import id_time, is_valid_id, new_id
 from .inference import infer_schema
 from .integrity import canonical_json, sha256_bytes, sha256_file, sha256_stream, stable_hash
+from .memcap import address_space, cap_memory, physical_memory
 from .netloc import host_header_name, is_local_request, is_loopback, origin_is_local
 from .plugin import PLUGIN_GROUP, Plugin, PluginError, check_plugins, discover_plugins
 from .redact import CREDENTIAL_PARAMS, RedactTokens, install_log_redaction, redact
@@ -59,8 +60,10 @@ __all__ = [
     "UnauthorizedError",
     "UnavailableError",
     "__version__",
+    "address_space",
     "auth",
     "canonical_json",
+    "cap_memory",
     "check_plugins",
     "csv_column_names",
     "discover_plugins",
@@ -77,6 +80,7 @@ __all__ = [
     "new_id",
     "origin_is_local",
     "parse_type",
+    "physical_memory",
     "read_csv_batches",
     "redact",
     "sha256_bytes",

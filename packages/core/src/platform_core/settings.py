@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import ByteSize, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -46,6 +46,10 @@ class PlatformSettings(BaseSettings):
     max_body_bytes: int = Field(16 * 1024 * 1024, gt=0)
     """Largest request body the gateway accepts (uploads go through chunked parts)."""
     log_level: LogLevel = "info"
+    memory_headroom: ByteSize | None = None
+    """Memory (e.g. ``4GB``) a server process may add after start-up: past it an allocation
+    fails (one query errors) instead of the OOM killer ending the process. Unset: half of
+    the machine's RAM; ``0``: no cap. See ``platform_core.cap_memory``."""
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -7,6 +7,7 @@
     ├── PayloadTooLargeError                413  body over the write size limit
     ├── ClientDisconnectedError             400  the client left before its body was complete
     ├── NestedWriteError                    500  a write from inside a transaction function
+    ├── TooManyStreamsError (OverBudgetError) 429  a caller's (or the server's) stream limit
     └── StoreClosedError (UnavailableError) 503  the store was closed
 
 Messages follow Firebase's REST error texts where Firebase has one, so existing clients that
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from platform_core import BadInputError, PlatformError, UnavailableError
+from platform_core import BadInputError, OverBudgetError, PlatformError, UnavailableError
 
 __all__ = [
     "ClientDisconnectedError",
@@ -28,6 +29,7 @@ __all__ = [
     "PermissionDeniedError",
     "PreconditionFailedError",
     "StoreClosedError",
+    "TooManyStreamsError",
 ]
 
 
@@ -87,3 +89,9 @@ class StoreClosedError(ElkynError, UnavailableError):
 
     status = 503
     kind = "unavailable"
+
+
+class TooManyStreamsError(ElkynError, OverBudgetError):
+    """A caller holds its limit of open SSE streams, or the server holds its total."""
+
+    status = 429

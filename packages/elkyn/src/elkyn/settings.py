@@ -38,6 +38,11 @@ class ElkynSettings(PackageSettings):
     max_pending_bytes: int = Field(8 << 20, gt=0)
     """Bytes of changes queued for one stream before it counts as stalled and is ended (the
     client resumes with Last-Event-ID, or gets a fresh snapshot)."""
+    max_streams: int = Field(10_000, gt=0)
+    """Open SSE streams the server holds at once (each pins a queue of up to
+    ``max_pending_bytes``); past it a new stream is a 429."""
+    max_streams_per_user: int = Field(100, gt=0)
+    """Open SSE streams one caller holds (by token ``uid``, else by client address)."""
     max_write_bytes: int = Field(256 * 1024 * 1024, gt=0)
     """Largest write body (Firebase: 256 MB)."""
 

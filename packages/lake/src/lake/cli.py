@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from platform_core import PlatformError, auth, install_log_redaction
+from platform_core import PlatformError, auth, cap_memory, install_log_redaction
 
 from .settings import lake_settings
 
@@ -80,6 +80,9 @@ def node(
         stream=sys.stderr,
     )
     install_log_redaction()  # no token in ?auth= or an error message reaches the log
+    capped = cap_memory(settings.memory_headroom)
+    if capped is not None:
+        logging.getLogger("lake").info("address space capped at %d MiB", capped >> 20)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

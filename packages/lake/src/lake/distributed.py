@@ -34,7 +34,7 @@ from sqlglot import exp
 
 from platform_core import PlatformError, UnavailableError, new_id
 
-from .errors import QueryTimeoutError, SQLError
+from .errors import QueryMemoryError, QueryTimeoutError, SQLError, TooLargeError
 from .flight import FlightPeer
 from .manifest import Manifest
 from .sql import Statement
@@ -57,7 +57,7 @@ def _failure_kind(exc: BaseException) -> str:
     if isinstance(exc, QueryTimeoutError):
         return "fatal"
     if isinstance(exc, PlatformError):
-        return "fatal" if exc.status in (400, 422) else "missing"
+        return "fatal" if exc.status in (400, 413, 422) else "missing"
     if isinstance(exc, fl.FlightServerError):
         text = str(exc)
         if text.startswith(("bad_input:", "over_budget:", "timeout:")):
@@ -406,7 +406,12 @@ class Coordinator:
                     kind = _failure_kind(exc)
                     if kind == "fatal" and isinstance(exc, fl.FlightServerError):
                         # a peer refused the fragment: the same error a local run gives
-                        raise SQLError(str(exc).split(". Detail:", 1)[0]) from None
+                        text = str(exc).split(". Detail:", 1)[0]
+                        if text.startswith("over_budget:"):
+                            why = text.split(":", 1)[1].strip()
+                            over = QueryMemoryError if "memory" in why else TooLargeError
+                            raise over(why) from None
+                        raise SQLError(text) from None
                     if kind == "fatal":
                         raise  # the fragment itself is wrong, or the query is over
                     log.warning(

@@ -10,6 +10,7 @@ LakeError (PlatformError)                500
 ├── UploadNotFoundError (NotFoundError)  404
 ├── UploadStateError (ConflictError)     409  e.g. a part after complete
 ├── TooLargeError (OverBudgetError)      413  a part, upload or result over its limit
+├── QueryMemoryError (OverBudgetError)    413  a query needed more memory than the node allows
 ├── TooManyQueriesError (OverBudgetError) 429 a user's concurrent-query limit (Retry-After)
 ├── CorruptChunkError (CorruptDataError) 500  a stored chunk failed its checksum
 └── QueryTimeoutError (BadInputError) 408  a query ran past the timeout its caller set, or was cancelled
@@ -34,6 +35,7 @@ __all__ = [
     "InvalidNameError",
     "LakeError",
     "QueryLimitError",
+    "QueryMemoryError",
     "QueryTimeoutError",
     "SQLError",
     "TooLargeError",
@@ -107,3 +109,7 @@ class QueryTimeoutError(LakeError, BadInputError):
 
     status = 408
     kind = "timeout"
+
+
+class QueryMemoryError(LakeError, OverBudgetError):
+    """A query needed more memory than this node allows (its query memory or process cap)."""

@@ -164,7 +164,12 @@ class ResultStream:
             except (duckdb.Error, pa.ArrowException) as exc:
                 if self.cancelled or self.timed_out or isinstance(exc, duckdb.InterruptException):
                     raise self._stopped() from None
-                err = exc if isinstance(exc, duckdb.Error) else duckdb.Error(str(exc))
+                if isinstance(exc, duckdb.Error):
+                    err = exc
+                elif isinstance(exc, MemoryError):  # pyarrow could not allocate a batch
+                    err = duckdb.OutOfMemoryException(str(exc))
+                else:
+                    err = duckdb.Error(str(exc))
                 raise duckdb_error(self.sql, err) from None
             failed = False
             return batch

@@ -32,7 +32,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from .errors import SQLError
+from .errors import LakeError, QueryMemoryError, SQLError
 
 __all__ = ["Statement", "check_read_only", "duckdb_error", "sandboxed_connection", "view_sql"]
 
@@ -278,10 +278,18 @@ def _not_found(sql: str, name: str, known: set[str], node: exp.Expression) -> SQ
     return _refuse(sql, f"no dataset named {name!r} (datasets: {shown})", node)
 
 
-def duckdb_error(sql: str, exc: duckdb.Error) -> SQLError:
-    """A DuckDB error as an ``SQLError`` with line and column when DuckDB gave a caret."""
+def duckdb_error(sql: str, exc: duckdb.Error) -> LakeError:
+    """A DuckDB error as an ``SQLError`` with line and column when DuckDB gave a caret, or a
+    ``QueryMemoryError`` when the query ran out of memory (not the SQL's fault as such)."""
     text = str(exc)
     message = text.split("\n\nLINE")[0].strip()
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        first = message.split("\n\n")[0].strip()
+        return QueryMemoryError(
+            f"the query needed more memory than this node allows ({first}); aggregate or "
+            "filter more, add a LIMIT, or ask an admin for a larger LAKE_QUERY_MEMORY / "
+            "PLATFORM_MEMORY_HEADROOM"
+        )
     m = re.search(r"LINE (\d+): ([^\n]*)\n( *)\^", text)
     if m:
         line = int(m.group(1))

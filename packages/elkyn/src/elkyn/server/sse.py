@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from ..errors import TooManyStreamsError
 from ..events import OVERFLOW, Event, EventQueue, events_for
 from ..paths import Path
 from ..storage import Tree
@@ -97,8 +99,33 @@ class Streams:
     def __init__(self, app: ElkynApp) -> None:
         self.app = app
         self.queues: dict[asyncio.Queue[Event], _Handle] = {}
+        self.held: Counter[str] = Counter()
+        """Open streams per caller (``uid:...``, ``ip:...``; the admin is ``admin``)."""
+        self.total = 0
         self._ticker: asyncio.Task[None] | None = None
         self._listening = False
+
+    def admit(self, who: str) -> None:
+        """Count a new stream of ``who``, or refuse it past the per-caller or total limit."""
+        settings = self.app.settings
+        if self.total >= settings.max_streams:
+            raise TooManyStreamsError(
+                f"the server holds its limit of {settings.max_streams} open streams "
+                "(ELKYN_MAX_STREAMS); retry later"
+            )
+        if who != "admin" and self.held[who] >= settings.max_streams_per_user:
+            raise TooManyStreamsError(
+                f"you hold {self.held[who]} open streams, the limit per user "
+                "(ELKYN_MAX_STREAMS_PER_USER); close one before opening another"
+            )
+        self.held[who] += 1
+        self.total += 1
+
+    def release(self, who: str) -> None:
+        self.held[who] -= 1
+        self.total -= 1
+        if self.held[who] <= 0:
+            del self.held[who]
 
     def add(self, queue: asyncio.Queue[Event], handle: _Handle) -> None:
         self.queues[queue] = handle
@@ -150,14 +177,20 @@ def _may_read(app: ElkynApp, caller: Caller, keys: Path) -> bool:
 async def stream(app: ElkynApp, req: Request, send: Send, keys: Path, caller: Caller) -> None:
     """Serve one SSE stream of ``keys`` until the client leaves, or access ends."""
     store = app._store()
-    sub, first = store.subscribe(keys, caller)  # refuses before any byte when denied
+    streams: Streams = app.streams
+    who = _holder(caller, req)
+    streams.admit(who)  # a 429 before any byte past the caller's or the server's limit
+    try:
+        sub, first = store.subscribe(keys, caller)  # refuses before any byte when denied
+    except BaseException:
+        streams.release(who)
+        raise
     queue = sub.queue
     assert queue is not None
     if isinstance(queue, EventQueue):
         # a stream blocked sending to a client that stopped reading never gets to take the
         # OVERFLOW marker: without this, each stalled stream kept its whole backlog pinned
         queue.discard_on_overflow = True
-    streams: Streams = app.streams
     loop = asyncio.get_running_loop()
     me = asyncio.current_task()
     assert me is not None
@@ -186,6 +219,15 @@ async def stream(app: ElkynApp, req: Request, send: Send, keys: Path, caller: Ca
             expiry.cancel()
         watcher.cancel()
         sub.close()
+        streams.release(who)
+
+
+def _holder(caller: Caller, req: Request) -> str:
+    """Whose stream this is, for the per-user limit: the token's uid, else the client address."""
+    if caller.admin:
+        return "admin"
+    uid = caller.auth.get("uid") if caller.auth else None
+    return f"uid:{uid}" if isinstance(uid, str) and uid else f"ip:{req.client}"
 
 
 async def _serve(
