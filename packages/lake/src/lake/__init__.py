@@ -28,7 +28,7 @@ from .errors import (
     UploadStateError,
 )
 from .manifest import ChunkRef, Manifest, merge
-from .node import LakeNode
+from .node import LakeNode, open_catalog
 from .query import QueryEngine, QueryResult
 from .settings import LakeSettings, lake_settings
 from .sql import Statement, check_read_only
@@ -70,4 +70,5 @@ __all__ = [
     "detect_format",
     "lake_settings",
     "merge",
+    "open_catalog",
 ]

@@ -66,6 +66,14 @@ def _node_id(settings: LakeSettings) -> str:
     return path.read_text().strip()
 
 
+def open_catalog(settings: LakeSettings) -> Catalog:
+    """The catalog of the node on ``settings.home``, for a reader beside it (elytra in the same
+    process or on the same machine): manifests and verified chunk files, nothing started."""
+    node_id = _node_id(settings)
+    root = settings.node_dir(node_id)
+    return Catalog(root / "manifests", ChunkStore(root / "chunks"), node_id)
+
+
 class LakeNode:
     """One node's storage, ingest and SQL."""
 

@@ -1,0 +1,49 @@
+"""Elytra: fluent pipelines over lake datasets, cut into per-chunk emsqrt tasks.
+
+import elytra
+
+s = elytra.connect()  # embedded: this process, a local worker pool, PLATFORM_HOME
+top = (
+    s.dataset("sales")
+    .filter("amount > 1000")
+    .group_by("uid")
+    .agg("sum(amount) AS total", "count(*) AS n")
+    .top_k(10, "total DESC")
+    .collect()
+)
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .backends import Backend, InlineBackend
+from .errors import (
+    BackendUnavailableError,
+    ElytraError,
+    JobCancelledError,
+    JobTimeoutError,
+    PipelineError,
+    TaskFailedError,
+)
+from .settings import ElytraSettings
+from .task import Task, TaskResult, execute
+
+try:
+    __version__ = version("platform-elytra")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "Backend",
+    "BackendUnavailableError",
+    "ElytraError",
+    "ElytraSettings",
+    "InlineBackend",
+    "JobCancelledError",
+    "JobTimeoutError",
+    "PipelineError",
+    "Task",
+    "TaskFailedError",
+    "TaskResult",
+    "__version__",
+    "execute",
+]

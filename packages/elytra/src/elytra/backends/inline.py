@@ -1,0 +1,41 @@
+"""The inline backend: every task in this process, one after another (for debugging)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+
+from platform_core import PlatformError
+
+from ..errors import JobCancelledError
+from ..task import Task, TaskResult, execute
+from .base import failure, retryable
+
+__all__ = ["InlineBackend"]
+
+
+class InlineBackend:
+    """Runs each task with :func:`elytra.task.execute` in the calling thread."""
+
+    name = "inline"
+
+    def __init__(self, max_attempts: int = 3) -> None:
+        self.max_attempts = max_attempts
+
+    def run(self, tasks: Sequence[Task], cancel: threading.Event) -> Iterator[TaskResult]:
+        for task in tasks:
+            while True:
+                if cancel.is_set():
+                    raise JobCancelledError("the job was cancelled")
+                try:
+                    yield execute(task)
+                    break
+                except Exception as exc:
+                    if isinstance(exc, PlatformError) and not retryable(exc):
+                        raise
+                    if task.attempt >= self.max_attempts or not retryable(exc):
+                        raise failure(task, exc) from exc
+                    task = task.retry()
+
+    def close(self) -> None:
+        pass

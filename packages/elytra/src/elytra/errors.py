@@ -1,0 +1,62 @@
+"""Elytra's errors, all under ``platform_core.PlatformError`` so the gateway maps them to HTTP.
+
+    ElytraError (PlatformError)                500
+    ├── PipelineError (BadInputError)          400  unknown dataset or column, a type error, a bad
+    │                                               argument: found when the plan is built
+    ├── TaskFailedError                        500  a task failed on every attempt (its id, attempt
+    │                                               and the user's traceback text)
+    ├── JobCancelledError (ConflictError)      409  the job was cancelled
+    ├── JobTimeoutError                        408  the job ran past its timeout
+    └── BackendUnavailableError (UnavailableError) 503  the pool or Ray cannot be reached
+
+emsqrt's errors (``CapTooSmallError`` naming a cap that works, ``PlanError``) pass through as
+they are: they already say what to do.
+"""
+
+from __future__ import annotations
+
+from platform_core import BadInputError, ConflictError, PlatformError, UnavailableError
+
+__all__ = [
+    "BackendUnavailableError",
+    "ElytraError",
+    "JobCancelledError",
+    "JobTimeoutError",
+    "PipelineError",
+    "TaskFailedError",
+]
+
+
+class ElytraError(PlatformError):
+    """Root of Elytra's errors."""
+
+
+class PipelineError(ElytraError, BadInputError):
+    """The pipeline cannot be planned: unknown dataset or column, a type error, a bad argument."""
+
+
+class TaskFailedError(ElytraError):
+    """A task failed on its last attempt; ``task_id``, ``attempts`` and ``remote_traceback``."""
+
+    def __init__(
+        self, message: str, *, task_id: str = "", attempts: int = 0, remote_traceback: str = ""
+    ) -> None:
+        super().__init__(message, task_id=task_id, attempts=attempts)
+        self.task_id = task_id
+        self.attempts = attempts
+        self.remote_traceback = remote_traceback
+
+
+class JobCancelledError(ElytraError, ConflictError):
+    """The job was cancelled before it finished."""
+
+
+class JobTimeoutError(ElytraError):
+    """The job ran past its timeout; its running tasks were stopped."""
+
+    status = 408
+    kind = "timeout"
+
+
+class BackendUnavailableError(ElytraError, UnavailableError):
+    """The backend (local pool, Ray) cannot be started or reached."""

@@ -1,0 +1,44 @@
+"""Elytra settings: ``ELYTRA_*`` variables, falling back to ``PLATFORM_*`` (for ``home``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import ByteSize, Field
+from pydantic_settings import SettingsConfigDict
+
+from platform_core import PackageSettings
+
+__all__ = ["ElytraSettings"]
+
+BackendName = Literal["inline", "local", "ray"]
+
+
+class ElytraSettings(PackageSettings):
+    """Where tasks run and under what bounds."""
+
+    model_config = SettingsConfigDict(env_prefix="ELYTRA_", extra="ignore", frozen=True)
+
+    backend: BackendName = "local"
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    """Worker processes of the local pool (one per core by default)."""
+    worker_mem_cap: ByteSize = ByteSize(256 << 20)
+    """The memory cap of each task (emsqrt's cap: it spills past it)."""
+    driver_mem_cap: ByteSize = ByteSize(512 << 20)
+    """The cap of the merge stage, which runs in the driver."""
+    task_bytes: ByteSize = ByteSize(64 << 20)
+    """Small chunks are grouped into one task up to about this many bytes."""
+    max_attempts: int = Field(3, ge=1, le=20)
+    """Tries of a task (a dead worker, a lease past, a retryable error) before the job fails."""
+    lease_seconds: float = Field(600.0, gt=0)
+    """A task running longer than this is presumed hung: its worker is killed, it is retried."""
+    job_timeout_seconds: float = Field(3600.0, gt=0)
+    ring_bytes: ByteSize = ByteSize(16 << 20)
+    """Heap of each worker's strand ring; a larger result streams through it."""
+    spill_dir: Path | None = None
+
+    def resolved_spill_dir(self) -> Path:
+        """Where tasks spill: ``spill_dir`` if set, else ``<home>/spill/elytra``."""
+        return (self.spill_dir or self.home / "spill" / "elytra").expanduser()

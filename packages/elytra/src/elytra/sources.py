@@ -1,0 +1,134 @@
+"""Where a pipeline's rows come from: a lake dataset's chunks, files, or an Arrow table.
+
+A source is cut into parts (one task each): a lake chunk, or a group of small chunks up to
+``task_bytes``; a file. An Arrow table handed in by the caller is not cut: it is already in
+the driver's memory, so the stages over it run there.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from emsqrt import plan as lp
+from platform_core import Schema, infer_schema, new_id
+
+from .errors import PipelineError
+
+__all__ = ["ArrowSource", "FileSource", "LakeSource", "Part", "Source"]
+
+
+@dataclass(frozen=True)
+class Part:
+    """The files one task reads, and their size."""
+
+    files: tuple[str, ...]
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Source:
+    """Base of the sources; ``name`` is the plan's ``Input`` leaf."""
+
+    name: str
+    schema: pa.Schema
+
+    def leaf(self) -> lp.Input:
+        return lp.Input(self.name, Schema.from_arrow(self.schema))
+
+    def parts(self, task_bytes: int) -> list[Part]:
+        return []
+
+    def scan(self, path: str) -> lp.Node:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.name
+
+
+def _group(sized: list[tuple[str, int]], task_bytes: int) -> list[Part]:
+    """Consecutive files grouped up to ``task_bytes`` each (a big one alone)."""
+    parts: list[Part] = []
+    files: list[str] = []
+    total = 0
+    for path, size in sized:
+        if files and total + size > task_bytes:
+            parts.append(Part(tuple(files), total))
+            files, total = [], 0
+        files.append(path)
+        total += size
+    if files:
+        parts.append(Part(tuple(files), total))
+    return parts
+
+
+@dataclass(frozen=True)
+class LakeSource(Source):
+    """A version of a lake dataset: its chunks as Parquet files on this node."""
+
+    dataset: str = ""
+    version: int = 0
+    chunks: tuple[tuple[str, str, int], ...] = ()
+    """(sha256, path, bytes) of each chunk, in manifest order."""
+
+    def parts(self, task_bytes: int) -> list[Part]:
+        return _group([(path, size) for _, path, size in self.chunks], task_bytes)
+
+    def scan(self, path: str) -> lp.Node:
+        return lp.Scan(path, "parquet", Schema.from_arrow(self.schema))
+
+    def describe(self) -> str:
+        return f"dataset {self.dataset!r} v{self.version} ({len(self.chunks)} chunks)"
+
+
+@dataclass(frozen=True)
+class FileSource(Source):
+    """CSV, JSON lines or Parquet files (a path or a glob), read with one schema."""
+
+    paths: tuple[str, ...] = ()
+    format: str = "parquet"
+    delimiter: str = ","
+
+    @classmethod
+    def open(cls, pattern: str | os.PathLike[str], format: str, delimiter: str = ",") -> FileSource:
+        text = str(pattern)
+        paths = sorted(glob.glob(text)) if glob.has_magic(text) else [text]
+        paths = [p for p in paths if Path(p).is_file()]
+        if not paths:
+            raise PipelineError(
+                f"no {format} file matches {text!r}; give an existing file or a glob such as "
+                f"'data/*.{format}'"
+            )
+        if format == "parquet":
+            try:
+                schema = pq.read_schema(paths[0])
+            except (OSError, pa.ArrowException) as exc:
+                raise PipelineError(f"{paths[0]} is not a readable Parquet file: {exc}") from None
+        else:
+            schema = infer_schema(paths[0], format=format).to_arrow()
+        return cls(f"files:{new_id()}", schema, tuple(paths), format, delimiter)
+
+    def parts(self, task_bytes: int) -> list[Part]:
+        return [Part((p,), os.path.getsize(p)) for p in self.paths]
+
+    def scan(self, path: str) -> lp.Node:
+        fmt = "jsonl" if self.format == "json" else self.format
+        return lp.Scan(path, fmt, Schema.from_arrow(self.schema), delimiter=self.delimiter)  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        return f"{len(self.paths)} {self.format} file(s) {self.paths[0]!r}..."
+
+
+@dataclass(frozen=True)
+class ArrowSource(Source):
+    """A table the caller handed in; its stages run in the driver."""
+
+    table: pa.Table = field(default_factory=lambda: pa.table({}))
+
+    def describe(self) -> str:
+        return f"an Arrow table of {self.table.num_rows} rows"

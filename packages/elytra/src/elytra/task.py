@@ -1,0 +1,77 @@
+"""A task: one serialisable unit of work, the same on every backend.
+
+A task is the chunk-local part of a pipeline (scan with pushed-down columns and predicate,
+filters, projections, a partial aggregate, a local top-k or sorted run) as emsqrt plan JSON,
+over the files of one chunk (or a group of small chunks), with its memory cap and attempt.
+Workers run it with :func:`execute`: it is ``emsqrt.run`` under the task's cap, nothing more.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import pyarrow as pa
+
+from emsqrt import EngineConfig, run
+from emsqrt.plan_json import plan_from_json
+
+__all__ = ["Task", "TaskResult", "execute"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """``plan`` is emsqrt plan JSON whose leaves are scans of this task's files."""
+
+    id: str
+    stage: int
+    plan: str
+    mem_cap: int
+    spill_dir: str
+    attempt: int = 1
+    files: tuple[str, ...] = ()
+    """The files the plan reads (for placement and reports)."""
+    bytes_in: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Task:
+        data = json.loads(text)
+        data["files"] = tuple(data.get("files", ()))
+        return cls(**data)
+
+    def retry(self) -> Task:
+        """The same task, one attempt later."""
+        return replace(self, attempt=self.attempt + 1)
+
+
+@dataclass
+class TaskResult:
+    """A task's output and what it cost."""
+
+    task_id: str
+    table: pa.Table
+    seconds: float = 0.0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def execute(task: Task) -> TaskResult:
+    """Run ``task`` under its cap and return its rows (the worker side of every backend)."""
+    started = time.perf_counter()
+    plan = plan_from_json(task.plan)
+    config = EngineConfig(mem_cap_bytes=task.mem_cap, spill_dir=task.spill_dir)
+    result = run(plan, config)
+    assert result.table is not None  # a task plan never ends in a sink
+    m = result.manifest
+    stats = {
+        "rows_out": result.table.num_rows,
+        "bytes_out": result.table.nbytes,
+        "bytes_in": task.bytes_in,
+        "spilled_bytes": m.spill.get("bytes_written", 0),
+        "reserved_peak_bytes": m.memory.get("reserved_peak_bytes", 0),
+    }
+    return TaskResult(task.id, result.table, time.perf_counter() - started, stats)
