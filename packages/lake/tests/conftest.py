@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
 
 from lake import Client, LakeNode, lake_settings
-from lake.testing import NodeProcess, start_node, stop_node
+from lake.testing import NodeProcess, ingest, start_node, stop_node
 from platform_core.auth import TokenSigner
 
 SECRET = "s" * 40
@@ -41,20 +40,6 @@ def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LakeNode]:
     n = LakeNode(lake_settings(None, home=tmp_path / "home", chunk_bytes=CHUNK))
     yield n
     n.stop()
-
-
-def ingest(node: LakeNode, path: Path, name: str, **kw: Any) -> None:
-    """Upload a local file into an in-process node through the upload protocol."""
-    import hashlib
-
-    data = path.read_bytes()
-    info = node.uploads.start(name, len(data), filename=path.name, part_size=1 << 20, **kw)
-    for n in range(info.parts):
-        part = data[n * info.part_size : (n + 1) * info.part_size]
-        node.uploads.put_part(info.id, n, part, hashlib.sha256(part).hexdigest())
-    node.uploads.complete(info.id)
-    done = node.uploads.wait(info.id, 60)
-    assert done.state == "committed", done.error
 
 
 Launch = Callable[..., NodeProcess]

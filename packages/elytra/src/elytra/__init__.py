@@ -15,6 +15,8 @@ top = (
 
 from importlib.metadata import PackageNotFoundError, version
 
+from platform_core.expr import col, lit
+
 from .backends import Backend, InlineBackend
 from .errors import (
     BackendUnavailableError,
@@ -24,6 +26,8 @@ from .errors import (
     PipelineError,
     TaskFailedError,
 )
+from .pipeline import GroupedPipeline, Pipeline
+from .session import Session, connect
 from .settings import ElytraSettings
 from .task import Task, TaskResult, execute
 
@@ -37,13 +41,19 @@ __all__ = [
     "BackendUnavailableError",
     "ElytraError",
     "ElytraSettings",
+    "GroupedPipeline",
     "InlineBackend",
     "JobCancelledError",
     "JobTimeoutError",
+    "Pipeline",
     "PipelineError",
+    "Session",
     "Task",
     "TaskFailedError",
     "TaskResult",
     "__version__",
+    "col",
+    "connect",
     "execute",
+    "lit",
 ]

@@ -122,8 +122,8 @@ def cut(root: lp.Node, sources: dict[str, Source]) -> StagePlan:
     resolver.schema(root)  # unknown columns and type errors: before anything runs
     stages: list[Stage] = []
 
-    def stage_of(chain: lp.Node, kind: str) -> lp.Input:
-        src = _chain_source(chain, sources)
+    def stage_of(chain: lp.Node, kind: str, src: Source | None = None) -> lp.Input:
+        src = src or _chain_source(chain, sources)
         assert src is not None
         name = f"stage{len(stages)}"
         schema = resolver.schema(chain)
@@ -132,24 +132,25 @@ def cut(root: lp.Node, sources: dict[str, Source]) -> StagePlan:
 
     def visit(node: lp.Node) -> lp.Node:
         child = getattr(node, "input", None)
-        if isinstance(child, lp.Node) and _chain_source(child, sources) is not None:
+        under = _chain_source(child, sources) if isinstance(child, lp.Node) else None
+        if isinstance(child, lp.Node) and under is not None:
             if isinstance(node, lp.Aggregate):
                 split = _split_aggregate(node, resolver)
                 if split is not None:
                     partial, final, finish = split
-                    leaf = stage_of(partial, "partial aggregate")
+                    leaf = stage_of(partial, "partial aggregate", under)
                     merged: lp.Node = lp.Aggregate(leaf, node.group_by, tuple(final))
                     return lp.Project(
                         lp.Map(merged, tuple(finish)),
                         tuple((k, k) for k in (*node.group_by, *(s.name for s in node.aggregates))),
                     )
             if isinstance(node, lp.TopK):
-                return replace(node, input=stage_of(node, "top-k"))
+                return replace(node, input=stage_of(node, "top-k", under))
             if isinstance(node, lp.Limit):
                 local = lp.Limit(child, node.n + node.offset, 0)
-                return replace(node, input=stage_of(local, "limit"))
+                return replace(node, input=stage_of(local, "limit", under))
             if isinstance(node, lp.Sort):
-                return replace(node, input=stage_of(node, "sorted runs"))
+                return replace(node, input=stage_of(node, "sorted runs", under))
         if _chain_source(node, sources) is not None and node is root:
             return stage_of(node, "scan")
         kids = lp.children(node)

@@ -1,0 +1,207 @@
+"""The driver: cuts a pipeline into stages, hands the tasks to a backend, merges the results.
+
+One job per action. Its spill directory is removed when it ends, however it ends; the merge
+stage runs here under ``driver_mem_cap``, the tasks on the backend under ``worker_mem_cap``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from emsqrt import EngineConfig, run
+from platform_core import new_id
+
+from .backends import Backend
+from .errors import PipelineError
+from .settings import ElytraSettings
+from .stages import StagePlan, cut, task_plan
+from .task import Task, TaskResult
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+
+__all__ = ["Driver", "JobStats"]
+
+
+@dataclass
+class JobStats:
+    """What a job did: its tasks, rows and bytes, and how long each stage took."""
+
+    job_id: str
+    tasks_total: int = 0
+    tasks_done: int = 0
+    rows_out: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    spilled_bytes: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    merge_seconds: float = 0.0
+
+
+class Driver:
+    """Plans and runs the actions of one session's pipelines."""
+
+    def __init__(self, settings: ElytraSettings, backend: Callable[[], Backend]) -> None:
+        self.settings = settings
+        self._backend_factory = backend
+        self._backend: Backend | None = None
+        self._lock = threading.Lock()
+        self.last: JobStats | None = None
+
+    @property
+    def backend(self) -> Backend:
+        with self._lock:
+            if self._backend is None:
+                self._backend = self._backend_factory()
+            return self._backend
+
+    def close(self) -> None:
+        with self._lock:
+            backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
+
+    # --- planning ---------------------------------------------------------------------------
+
+    def plan(self, p: Pipeline, job_id: str, spill_dir: Path) -> tuple[StagePlan, list[Task]]:
+        """Stages and their tasks; unknown columns and type errors raise before anything runs."""
+        _ = p.schema
+        plan = cut(p.node, dict(p.sources))
+        tasks: list[Task] = []
+        for i, stage in enumerate(plan.stages):
+            for j, part in enumerate(stage.source.parts(int(self.settings.task_bytes))):
+                tasks.append(
+                    Task(
+                        id=f"{job_id}-s{i}-t{j}",
+                        stage=i,
+                        plan=task_plan(stage, part.files),
+                        mem_cap=int(self.settings.worker_mem_cap),
+                        spill_dir=str(spill_dir / f"s{i}-t{j}"),
+                        files=part.files,
+                        bytes_in=part.bytes,
+                    )
+                )
+            stage.tasks = [t for t in tasks if t.stage == i]
+        return plan, tasks
+
+    def explain(self, p: Pipeline) -> str:
+        job_id = "explain"
+        plan, _ = self.plan(p, job_id, Path(tempfile.gettempdir()))
+        lines = [f"backend: {self.settings.backend}"]
+        for i, stage in enumerate(plan.stages):
+            lines.append(
+                f"stage {i} ({stage.kind}) over {stage.source.describe()}: "
+                f"{len(stage.tasks)} task(s) on the {self.settings.backend} backend, "
+                f"cap {int(self.settings.worker_mem_cap) >> 20} MiB each"
+            )
+            for t in stage.tasks[:5]:
+                lines.append(f"  task {t.id}: {len(t.files)} file(s), {t.bytes_in} bytes")
+            if len(stage.tasks) > 5:
+                lines.append(f"  ... {len(stage.tasks) - 5} more")
+        lines.append("merge (in the driver):")
+        lines += _render(plan.merge, 1)
+        return "\n".join(lines)
+
+    # --- running ----------------------------------------------------------------------------
+
+    def collect(self, p: Pipeline, cancel: threading.Event | None = None) -> pa.Table:
+        job_id = new_id()
+        spill = self.settings.resolved_spill_dir() / job_id
+        stats = JobStats(job_id)
+        try:
+            plan, tasks = self.plan(p, job_id, spill)
+            stats.tasks_total = len(tasks)
+            by_stage: dict[int, list[pa.Table]] = defaultdict(list)
+            started = time.perf_counter()
+            if tasks:
+                for result in self.backend.run(tasks, cancel or threading.Event()):
+                    index = int(result.task_id.rsplit("-s", 1)[1].split("-t", 1)[0])
+                    by_stage[index].append(result.table)
+                    self._count(stats, result)
+            stats.stage_seconds["tasks"] = time.perf_counter() - started
+            inputs: dict[str, pa.Table] = dict(plan.driver_inputs)
+            for i, stage in enumerate(plan.stages):
+                inputs[stage.name] = _concat(by_stage.get(i, []), stage.schema)
+            t0 = time.perf_counter()
+            config = EngineConfig(
+                mem_cap_bytes=int(self.settings.driver_mem_cap), spill_dir=str(spill / "merge")
+            )
+            out = run(plan.merge, config, inputs=inputs).table
+            stats.merge_seconds = time.perf_counter() - t0
+            assert out is not None
+            stats.rows_out = out.num_rows
+            return out
+        finally:
+            shutil.rmtree(spill, ignore_errors=True)
+            self.last = stats
+
+    @staticmethod
+    def _count(stats: JobStats, result: TaskResult) -> None:
+        stats.tasks_done += 1
+        stats.bytes_in += int(result.stats.get("bytes_in", 0))
+        stats.bytes_out += int(result.stats.get("bytes_out", 0))
+        stats.spilled_bytes += int(result.stats.get("spilled_bytes", 0))
+
+    def write_file(self, p: Pipeline, path: str, format: str | None) -> dict[str, Any]:
+        fmt = (format or Path(path).suffix.lstrip(".") or "parquet").lower()
+        if fmt not in ("parquet", "csv"):
+            raise PipelineError(f"write: format is parquet or csv, not {fmt!r}")
+        table = self.collect(p)
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        os.close(fd)
+        try:
+            if fmt == "parquet":
+                pq.write_table(table, tmp)
+            else:
+                pcsv.write_csv(table, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return {"path": str(target), "format": fmt, "rows": table.num_rows}
+
+
+def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    if not tables:
+        return schema.empty_table()
+    out = pa.concat_tables(tables, promote_options="permissive")
+    return out if out.schema.equals(schema) else out.cast(schema)
+
+
+def _render(node: Any, depth: int) -> list[str]:
+    """One line per logical operator, children indented."""
+    from emsqrt import plan as lp
+
+    what = type(node).__name__
+    detail = ""
+    if isinstance(node, lp.Input):
+        detail = node.name
+    elif isinstance(node, lp.Aggregate):
+        detail = f"by {list(node.group_by)}: " + ", ".join(
+            f"{s.name}={s.agg.name}" for s in node.aggregates
+        )
+    elif isinstance(node, lp.Filter):
+        detail = str(node.predicate)
+    elif isinstance(node, lp.Sort | lp.TopK):
+        detail = ", ".join(f"{k.column}{' DESC' if k.descending else ''}" for k in node.keys)
+    elif isinstance(node, lp.Join):
+        detail = f"{node.how} on {list(node.left_keys)} = {list(node.right_keys)}"
+    lines = ["  " * depth + f"{what} {detail}".rstrip()]
+    for child in lp.children(node):
+        lines += _render(child, depth + 1)
+    return lines

@@ -1,0 +1,257 @@
+"""The fluent API: a ``Pipeline`` is a lazy emsqrt logical plan plus the sources it reads.
+
+Transforms return a new pipeline and check the plan as they go (an unknown column names the
+closest one, a type error says which expression), so mistakes surface before any task runs.
+Actions (``collect``, ``count``, ``write``, ...) hand the plan to the session's driver.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from emsqrt import plan as lp
+from emsqrt.errors import PlanError
+from emsqrt.resolve import SchemaResolver
+from platform_core import PlatformError
+from platform_core.expr import Aggregate as AggExpr
+from platform_core.expr import Column, Expr, parse
+
+from .errors import PipelineError
+from .sources import Source
+
+if TYPE_CHECKING:
+    from .session import Session
+
+__all__ = ["GroupedPipeline", "Pipeline"]
+
+_ALIAS = re.compile(r"^(.*\S)\s+AS\s+(\"[^\"]+\"|\w+)\s*$", re.IGNORECASE | re.DOTALL)
+
+
+def _expr(value: str | Expr, where: str) -> Expr:
+    if isinstance(value, Expr):
+        return value
+    if not isinstance(value, str):
+        raise PipelineError(f"{where}: expected an expression string or builder, got {value!r}")
+    try:
+        return parse(value)
+    except PlatformError as exc:
+        raise PipelineError(f"{where}: {exc.message}") from None
+
+
+def _agg_name(agg: AggExpr) -> str:
+    if agg.arg is None:
+        return agg.name
+    arg = agg.arg.name if isinstance(agg.arg, Column) else re.sub(r"\W+", "_", str(agg.arg))
+    return f"{agg.name}_distinct_{arg}" if agg.distinct else f"{agg.name}_{arg}"
+
+
+def _sort_key(key: str | lp.SortKey, descending: bool) -> lp.SortKey:
+    if isinstance(key, lp.SortKey):
+        return key
+    words = key.split()
+    if not words:
+        raise PipelineError("sort: an empty sort key; give a column name such as 'amount DESC'")
+    upper = [w.upper() for w in words[1:]]
+    known = {"ASC", "DESC", "NULLS", "FIRST", "LAST"}
+    if any(w not in known for w in upper):
+        raise PipelineError(
+            f"sort: cannot read {key!r}; write 'column', 'column DESC' or 'column DESC NULLS FIRST'"
+        )
+    desc = "DESC" in upper or (descending and "ASC" not in upper)
+    return lp.SortKey(words[0].strip('"'), desc, "FIRST" in upper)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A lazy pipeline; nothing runs until an action."""
+
+    session: Session
+    node: lp.Node
+    sources: Mapping[str, Source]
+
+    # --- building -------------------------------------------------------------------------
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The output schema (checked: unknown columns and type errors raise here)."""
+        try:
+            return SchemaResolver().schema(self.node)
+        except PlanError as exc:
+            raise PipelineError(exc.message) from None
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.schema.names)
+
+    def _then(self, node: lp.Node, *others: Pipeline) -> Pipeline:
+        sources = dict(self.sources)
+        for other in others:
+            if other.session is not self.session:
+                raise PipelineError("pipelines of two sessions cannot be combined")
+            sources.update(other.sources)
+        out = Pipeline(self.session, node, sources)
+        _ = out.schema  # check now, not when a task runs
+        return out
+
+    def filter(self, predicate: str | Expr) -> Pipeline:
+        """Keep the rows where ``predicate`` is true: ``filter("amount > 1000")``."""
+        return self._then(lp.Filter(self.node, _expr(predicate, "filter")))
+
+    def select(self, *columns: str) -> Pipeline:
+        """Keep these columns in this order; ``"a AS b"`` renames."""
+        pairs = []
+        for c in columns:
+            m = _ALIAS.match(c)
+            src, out = (m.group(1), m.group(2).strip('"')) if m else (c, c)
+            pairs.append((out, src.strip('"')))
+        return self._then(lp.Project(self.node, tuple(pairs)))
+
+    def with_columns(self, **exprs: str | Expr) -> Pipeline:
+        """Add or replace computed columns: ``with_columns(total="price * qty")``."""
+        cols = tuple((n, _expr(e, f"with_columns {n!r}")) for n, e in exprs.items())
+        return self._then(lp.Map(self.node, cols))
+
+    def drop(self, *columns: str) -> Pipeline:
+        names = self.columns
+        missing = [c for c in columns if c not in names]
+        if missing:
+            from platform_core._suggest import did_you_mean
+
+            raise PipelineError(f"drop: no column {missing[0]!r}{did_you_mean(missing[0], names)}")
+        return self._then(lp.Project(self.node, tuple((c, c) for c in names if c not in columns)))
+
+    def rename(self, mapping: Mapping[str, str] | None = None, **renames: str) -> Pipeline:
+        """Rename columns: ``rename({"old": "new"})`` or ``rename(old="new")``."""
+        table = {**(mapping or {}), **renames}
+        names = self.columns
+        for old in table:
+            if old not in names:
+                from platform_core._suggest import did_you_mean
+
+                raise PipelineError(f"rename: no column {old!r}{did_you_mean(old, names)}")
+        return self._then(lp.Project(self.node, tuple((table.get(c, c), c) for c in names)))
+
+    def group_by(self, *keys: str) -> GroupedPipeline:
+        names = self.columns
+        for k in keys:
+            if k not in names:
+                from platform_core._suggest import did_you_mean
+
+                raise PipelineError(f"group_by: no column {k!r}{did_you_mean(k, names)}")
+        return GroupedPipeline(self, tuple(keys))
+
+    def agg(self, *aggs: str | Expr, **named: str | Expr) -> Pipeline:
+        """Aggregate the whole input into one row."""
+        return GroupedPipeline(self, ()).agg(*aggs, **named)
+
+    def sort(self, *keys: str | lp.SortKey, descending: bool = False) -> Pipeline:
+        """Sort by keys: ``sort("a", "b DESC")``; NULLs last unless ``NULLS FIRST``."""
+        if not keys:
+            raise PipelineError("sort: give at least one column")
+        return self._then(lp.Sort(self.node, tuple(_sort_key(k, descending) for k in keys)))
+
+    def limit(self, n: int, offset: int = 0) -> Pipeline:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0 or offset < 0:
+            raise PipelineError(f"limit: n and offset are integers >= 0, got {n!r}, {offset!r}")
+        return self._then(lp.Limit(self.node, n, offset))
+
+    def top_k(self, n: int, *keys: str | lp.SortKey, descending: bool = False) -> Pipeline:
+        """The first ``n`` rows in ``keys`` order: ``top_k(10, "total DESC")``."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise PipelineError(f"top_k: n is an integer >= 0, got {n!r}")
+        if not keys:
+            raise PipelineError("top_k: give at least one column to order by")
+        return self._then(lp.TopK(self.node, tuple(_sort_key(k, descending) for k in keys), n))
+
+    def join(
+        self,
+        other: Pipeline,
+        on: str | Iterable[str] | None = None,
+        *,
+        left_on: str | Iterable[str] | None = None,
+        right_on: str | Iterable[str] | None = None,
+        how: str = "inner",
+    ) -> Pipeline:
+        """Equi-join (``inner``, ``left``, ``right``, ``full``, ``semi``, ``anti``) on key columns."""
+
+        def keys(v: str | Iterable[str] | None) -> tuple[str, ...]:
+            return (v,) if isinstance(v, str) else tuple(v or ())
+
+        lk, rk = keys(left_on or on), keys(right_on or on)
+        if not lk or len(lk) != len(rk):
+            raise PipelineError("join: give on=, or left_on= and right_on= of the same length")
+        if how not in lp.JOIN_TYPES:
+            raise PipelineError(f"join: how is one of {', '.join(lp.JOIN_TYPES)}, not {how!r}")
+        return self._then(lp.Join(self.node, other.node, lk, rk, how), other)  # type: ignore[arg-type]
+
+    def distinct(self) -> Pipeline:
+        """Each distinct row once."""
+        return self._then(lp.Aggregate(self.node, tuple(self.columns), ()))
+
+    def union(self, *others: Pipeline) -> Pipeline:
+        """UNION ALL: rows of this and the others (same column names, in order)."""
+        return self._then(lp.Union((self.node, *(o.node for o in others))), *others)
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def collect(self) -> pa.Table:
+        """Run the pipeline and return its rows as an Arrow table."""
+        return self.session.driver.collect(self)
+
+    def count(self) -> int:
+        counted = self.agg("count(*) AS n").collect()
+        return int(counted.column("n")[0].as_py())
+
+    def take(self, n: int = 20) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self.limit(n).collect().to_pylist()
+        return rows
+
+    def to_pandas(self) -> Any:
+        return self.collect().to_pandas()
+
+    def show(self, n: int = 20) -> None:
+        """Print the first ``n`` rows."""
+        print(self.limit(n).collect().to_string(preview_cols=0))
+
+    def explain(self) -> str:
+        """The plan: stages, their tasks, what each reads, and the backend they run on."""
+        return self.session.driver.explain(self)
+
+    def write(self, path: str | os.PathLike[str], format: str | None = None) -> dict[str, Any]:
+        """Write the rows to a Parquet, CSV or JSON-lines file (atomically)."""
+        return self.session.driver.write_file(self, str(path), format)
+
+
+@dataclass(frozen=True)
+class GroupedPipeline:
+    """``pipeline.group_by(keys)``, waiting for ``agg(...)``."""
+
+    parent: Pipeline
+    keys: tuple[str, ...]
+
+    def agg(self, *aggs: str | Expr, **named: str | Expr) -> Pipeline:
+        """``agg("sum(amount) AS total", n="count(*)")``: one output column each."""
+        specs: list[lp.AggSpec] = []
+        items: list[tuple[str | None, str | Expr]] = [(None, a) for a in aggs]
+        items += list(named.items())
+        if not items and not self.keys:
+            raise PipelineError("agg: give at least one aggregate, e.g. 'count(*) AS n'")
+        for name, value in items:
+            text = value
+            if name is None and isinstance(value, str):
+                m = _ALIAS.match(value)
+                if m:
+                    text, name = m.group(1), m.group(2).strip('"')
+            e = _expr(text, "agg")
+            if not isinstance(e, AggExpr):
+                raise PipelineError(
+                    f"agg: {value!r} is not an aggregate (count, sum, avg, min, max, ...)"
+                )
+            specs.append(lp.AggSpec(name or _agg_name(e), e))
+        return self.parent._then(lp.Aggregate(self.parent.node, self.keys, tuple(specs)))

@@ -1,0 +1,146 @@
+"""Sessions: where pipelines start (``connect()``) and where their tasks run.
+
+``connect()`` is embedded: this process drives, tasks run on the configured backend, and
+lake datasets are read from the lake node on ``PLATFORM_HOME``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from lake import Catalog, lake_settings, open_catalog
+from lake.errors import DatasetNotFoundError
+from platform_core import load_settings, new_id
+from platform_core._suggest import did_you_mean
+
+from .backends import Backend, InlineBackend
+from .driver import Driver
+from .errors import PipelineError
+from .pipeline import Pipeline
+from .settings import ElytraSettings
+from .sources import ArrowSource, FileSource, LakeSource, Source
+
+__all__ = ["Session", "connect"]
+
+
+class Session:
+    """Pipelines' entry point; close it (or use ``with``) to stop its workers."""
+
+    def __init__(self, settings: ElytraSettings, backend: Backend | None = None) -> None:
+        self.settings = settings
+        self._catalog: Catalog | None = None
+        given = backend
+        self.driver = Driver(settings, lambda: given or _make_backend(settings))
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.driver.close()
+
+    # --- sources ----------------------------------------------------------------------------
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = open_catalog(lake_settings(None, home=self.settings.home))
+        return self._catalog
+
+    def _start(self, source: Source) -> Pipeline:
+        return Pipeline(self, source.leaf(), {source.name: source})
+
+    def dataset(self, name: str, version: int | None = None) -> Pipeline:
+        """A lake dataset (its head version, or ``version``)."""
+        try:
+            manifest = self.catalog.get(name, version)
+        except DatasetNotFoundError:
+            names = self.catalog.names()
+            raise PipelineError(
+                f"no dataset {name!r}"
+                + (f" version {version}" if version is not None else "")
+                + (did_you_mean(name, names) or f"; datasets: {', '.join(names) or 'none yet'}")
+            ) from None
+        if manifest.schema is None:
+            raise PipelineError(f"dataset {name!r} has no schema (it is empty)")
+        chunks = []
+        for ref in manifest.chunks:
+            path = self.catalog.chunks.path(ref.sha256)
+            if not path.is_file():
+                raise PipelineError(
+                    f"chunk {ref.sha256[:12]} of {name!r} is not on this node; run the pipeline "
+                    "on the platform that holds it"
+                )
+            chunks.append((ref.sha256, str(path), ref.bytes))
+        return self._start(
+            LakeSource(
+                f"dataset:{name}:{new_id()}",
+                manifest.schema.to_arrow(),
+                dataset=name,
+                version=manifest.version,
+                chunks=tuple(chunks),
+            )
+        )
+
+    def read_csv(self, path: str | os.PathLike[str]) -> Pipeline:
+        """CSV files (a path or a glob), read as DuckDB's ``read_csv`` would."""
+        return self._start(FileSource.open(path, "csv"))
+
+    def read_parquet(self, path: str | os.PathLike[str]) -> Pipeline:
+        return self._start(FileSource.open(path, "parquet"))
+
+    def read_json(self, path: str | os.PathLike[str]) -> Pipeline:
+        """JSON-lines files (one object per line)."""
+        return self._start(FileSource.open(path, "jsonl"))
+
+    def from_arrow(self, table: pa.Table | pa.RecordBatch) -> Pipeline:
+        if isinstance(table, pa.RecordBatch):
+            table = pa.Table.from_batches([table])
+        if not isinstance(table, pa.Table):
+            raise PipelineError(
+                f"from_arrow takes a pyarrow Table or RecordBatch, not {type(table).__name__}"
+            )
+        return self._start(ArrowSource(f"arrow:{new_id()}", table.schema, table=table))
+
+
+def _make_backend(settings: ElytraSettings) -> Backend:
+    if settings.backend == "inline":
+        return InlineBackend(settings.max_attempts)
+    if settings.backend == "local":
+        from .backends.local import LocalPool
+
+        return LocalPool(  # type: ignore[no-any-return]
+            settings.workers,
+            ring_bytes=int(settings.ring_bytes),
+            max_attempts=settings.max_attempts,
+            lease_seconds=settings.lease_seconds,
+        )
+    raise PipelineError(f"backend {settings.backend!r} is not available here")
+
+
+def connect(
+    *,
+    home: str | os.PathLike[str] | None = None,
+    backend: str | Backend | None = None,
+    workers: int | None = None,
+    **settings: Any,
+) -> Session:
+    """An embedded session on ``home`` (``PLATFORM_HOME``); ``backend`` is ``"inline"``,
+    ``"local"`` (default) or a backend object."""
+    overrides: dict[str, Any] = dict(settings)
+    if home is not None:
+        overrides["home"] = Path(home)
+    if workers is not None:
+        overrides["workers"] = workers
+    if isinstance(backend, str):
+        overrides["backend"] = backend
+    loaded = load_settings(ElytraSettings, **overrides)
+    return Session(
+        loaded, backend if backend is not None and not isinstance(backend, str) else None
+    )

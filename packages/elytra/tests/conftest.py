@@ -1,0 +1,59 @@
+"""Shared fixtures: seeded Parquet parts and a DuckDB oracle over the same files."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+import elytra
+
+
+def write_parts(directory: Path, parts: int = 5, rows: int = 2000, seed: int = 1) -> Path:
+    """``parts`` Parquet files of a seeded table: ints and floats with NULLs, text, dates."""
+    directory.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    con.execute(f"SELECT setseed({seed / 100})")
+    for p in range(parts):
+        lo = p * rows
+        con.execute(
+            f"""COPY (SELECT (i % 7)::INTEGER AS k,
+                       CASE WHEN i % 11 = 0 THEN NULL ELSE (i * 37 % 1000)::BIGINT END AS v,
+                       CASE WHEN i % 13 = 0 THEN NULL ELSE round(random() * 100, 2) END AS f,
+                       'u' || (i % 17) AS s,
+                       DATE '2024-01-01' + (i % 90)::INTEGER AS d
+                FROM range({lo}, {lo + rows}) t(i)) TO '{directory}/part{p}.parquet' (FORMAT parquet)"""
+        )
+    return directory
+
+
+def norm(value: Any) -> Any:
+    """Comparable form of a value: Decimal and int alike, floats rounded to 9 significant digits
+    (partial sums of floats are added in a different order than DuckDB adds them)."""
+    if isinstance(value, Decimal):
+        value = float(value) if value != value.to_integral_value() else int(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return float(f"{value:.9g}")
+    return value
+
+
+def rows_of(table_rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return sorted((tuple(norm(v) for v in r) for r in table_rows), key=repr)
+
+
+@pytest.fixture(scope="session")
+def parts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_parts(tmp_path_factory.mktemp("parts"))
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[elytra.Session]:
+    with elytra.connect(home=tmp_path / "home", backend="inline") as s:
+        yield s

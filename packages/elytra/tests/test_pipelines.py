@@ -1,0 +1,198 @@
+"""Pipelines give DuckDB's answer over the same Parquet parts (fixed cases and generated ones)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import elytra
+from elytra import PipelineError
+
+from .conftest import rows_of
+
+
+def _oracle(parts: Path, sql: str) -> list[tuple[Any, ...]]:
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{parts}/*.parquet')")
+    return rows_of(con.execute(sql).fetchall())
+
+
+def _ours(p: elytra.Pipeline) -> list[tuple[Any, ...]]:
+    table = p.collect()
+    return rows_of([tuple(r.values()) for r in table.to_pylist()])
+
+
+CASES = [
+    (lambda p: p.filter("v > 500"), "SELECT * FROM t WHERE v > 500"),
+    (
+        lambda p: p.with_columns(w="v * 2 + k").select("k", "w"),
+        "SELECT k, v * 2 + k AS w FROM t",
+    ),
+    (
+        lambda p: p.group_by("k").agg(
+            "count(*) AS n",
+            "count(v) AS nv",
+            "sum(v) AS sv",
+            "avg(f) AS af",
+            "min(s) AS mn",
+            "max(f) AS mx",
+            "avg(v) AS av",
+        ),
+        "SELECT k, count(*) n, count(v) nv, sum(v) sv, avg(f) af, min(s) mn, max(f) mx, "
+        "avg(v) av FROM t GROUP BY k",
+    ),
+    (
+        lambda p: p.agg("count(*) AS n", "sum(v) AS sv", "avg(f) AS af"),
+        "SELECT count(*) n, sum(v) sv, avg(f) af FROM t",
+    ),
+    (
+        lambda p: p.filter("k = 100").agg("count(*) AS n", "sum(v) AS sv"),
+        "SELECT count(*) n, sum(v) sv FROM t WHERE k = 100",
+    ),
+    (
+        lambda p: p.group_by("k", "s").agg("count(DISTINCT v) AS dv"),
+        "SELECT k, s, count(DISTINCT v) dv FROM t GROUP BY k, s",
+    ),
+    (lambda p: p.select("k", "s").distinct(), "SELECT DISTINCT k, s FROM t"),
+    (
+        lambda p: p.top_k(7, "v DESC", "f").select("v", "f"),
+        "SELECT v, f FROM t ORDER BY v DESC NULLS LAST, f LIMIT 7",
+    ),
+    (
+        lambda p: p.sort("f", "v").limit(5, 3).select("f", "v"),
+        "SELECT f, v FROM t ORDER BY f NULLS LAST, v LIMIT 5 OFFSET 3",
+    ),
+    (
+        lambda p: p.select("k", "v").union(p.filter("k = 1").select("k", "v")),
+        "SELECT k, v FROM t UNION ALL SELECT k, v FROM t WHERE k = 1",
+    ),
+    (lambda p: p.rename(k="key").drop("d", "f"), "SELECT k AS key, v, s FROM t"),
+]
+
+
+@pytest.mark.parametrize(("build", "sql"), CASES)
+def test_fixed_pipelines_equal_duckdb(
+    session: elytra.Session, parts_dir: Path, build: Any, sql: str
+) -> None:
+    p = session.read_parquet(f"{parts_dir}/*.parquet")
+    assert _ours(build(p)) == _oracle(parts_dir, sql)
+
+
+@pytest.mark.parametrize("how", ["inner", "left", "right", "full", "semi", "anti"])
+def test_each_join_type_equals_duckdb(session: elytra.Session, parts_dir: Path, how: str) -> None:
+    p = session.read_parquet(f"{parts_dir}/*.parquet")
+    left = p.filter("v < 300").select("k", "v")
+    right = p.filter("v > 900").group_by("k").agg("count(*) AS n").filter("k < 5")
+    joined = left.join(right, on="k", how=how)
+    if how in ("semi", "anti"):
+        sql = (
+            f"SELECT k, v FROM t WHERE v < 300 AND k {'NOT ' if how == 'anti' else ''}IN "
+            "(SELECT k FROM t WHERE v > 900 AND k < 5)"
+        )
+    else:
+        sql = (
+            "SELECT COALESCE(l.k, r.k) AS k, l.v, r.n FROM (SELECT k, v FROM t WHERE v < 300) l "
+            f"{how.upper()} JOIN (SELECT k, count(*) n FROM t WHERE v > 900 GROUP BY k "
+            "HAVING k < 5) r ON l.k = r.k"
+        )
+    assert _ours(joined) == _oracle(parts_dir, sql)
+
+
+PREDICATES = [
+    "v > 500",
+    "k IN (1, 3)",
+    "f < 20 OR v IS NULL",
+    "s LIKE 'u1%'",
+    "d >= DATE '2024-02-01'",
+]
+AGGS = [
+    ("count(*)", "count(*)"),
+    ("count(v)", "count(v)"),
+    ("sum(v)", "sum(v)"),
+    ("avg(f)", "avg(f)"),
+    ("min(s)", "min(s)"),
+    ("max(v)", "max(v)"),
+    ("avg(v)", "avg(v)"),
+    ("min(d)", "min(d)"),
+]
+
+
+@st.composite
+def pipelines(draw: st.DrawFn) -> tuple[Any, str]:
+    """A random pipeline and the DuckDB SQL that answers the same question."""
+    steps: list[Any] = []
+    where = draw(st.lists(st.sampled_from(PREDICATES), max_size=2, unique=True))
+    computed = draw(st.booleans())
+    shape = draw(st.sampled_from(["rows", "agg", "topk", "distinct"]))
+    for pred in where:
+        steps.append(lambda p, pred=pred: p.filter(pred))
+    if computed:
+        steps.append(lambda p: p.with_columns(w="v * k - 3"))
+    cols = "k, v, f, s, d" + (", v * k - 3 AS w" if computed else "")
+    cond = " WHERE " + " AND ".join(f"({w})" for w in where) if where else ""
+    if shape == "rows":
+        sql = f"SELECT {cols} FROM t{cond}"
+    elif shape == "agg":
+        keys = draw(st.lists(st.sampled_from(["k", "s"]), max_size=2, unique=True))
+        aggs = draw(st.lists(st.sampled_from(AGGS), min_size=1, max_size=4, unique=True))
+        names = [f"a{i}" for i in range(len(aggs))]
+        steps.append(
+            lambda p: p.group_by(*keys).agg(
+                *(f"{a} AS {n}" for (a, _), n in zip(aggs, names, strict=True))
+            )
+        )
+        select = [*keys, *(f"{s} AS {n}" for (_, s), n in zip(aggs, names, strict=True))]
+        group = f" GROUP BY {', '.join(keys)}" if keys else ""
+        sql = f"SELECT {', '.join(select)} FROM t{cond}{group}"
+    elif shape == "topk":
+        n = draw(st.integers(0, 30))
+        steps.append(lambda p: p.top_k(n, "v DESC", "f", "s", "d", "k").select("v", "f", "s"))
+        sql = (
+            f"SELECT v, f, s FROM t{cond} ORDER BY v DESC NULLS LAST, f NULLS LAST, s, d, k "
+            f"LIMIT {n}"
+        )
+    else:
+        steps.append(lambda p: p.select("k", "s").distinct())
+        sql = f"SELECT DISTINCT k, s FROM t{cond}"
+
+    def build(p: Any) -> Any:
+        for step in steps:
+            p = step(p)
+        return p
+
+    return build, sql
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(case=pipelines())
+def test_generated_pipelines_equal_duckdb(
+    session: elytra.Session, parts_dir: Path, case: tuple[Any, str]
+) -> None:
+    build, sql = case
+    p = session.read_parquet(f"{parts_dir}/*.parquet")
+    assert _ours(build(p)) == _oracle(parts_dir, sql), sql
+
+
+def test_mistakes_are_found_when_the_pipeline_is_built(
+    session: elytra.Session, parts_dir: Path
+) -> None:
+    p = session.read_parquet(f"{parts_dir}/*.parquet")
+    with pytest.raises(PipelineError, match="amount"):
+        p.filter("amount > 5")
+    with pytest.raises(PipelineError, match='did you mean "v"'):
+        p.group_by("vv")
+    with pytest.raises(PipelineError):
+        p.filter("s + 1 > 2")  # text plus a number: a type error, before any task runs
+    with pytest.raises(PipelineError, match="not an aggregate"):
+        p.group_by("k").agg("v + 1")
+    with pytest.raises(PipelineError, match="no dataset 'nope'"):
+        session.dataset("nope")
+    with pytest.raises(PipelineError, match="no parquet file"):
+        session.read_parquet(f"{parts_dir}/missing-*.parquet")
