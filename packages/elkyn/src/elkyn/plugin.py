@@ -12,7 +12,16 @@ from .server import ElkynApp
 from .settings import elkyn_settings
 from .store import Store
 
-__all__ = ["plugin"]
+__all__ = ["current_store", "plugin"]
+
+_STORES: dict[str, Store] = {}
+"""The store the gateway's lifespan opened: other plugins in the process (elytra's job
+records) write through it, so streams see their changes."""
+
+
+def current_store() -> Store | None:
+    """The store this process's gateway serves at ``/db``, once its lifespan has opened it."""
+    return _STORES.get("store")
 
 
 def plugin() -> Plugin:
@@ -44,9 +53,11 @@ def plugin() -> Plugin:
         )
         if app is not None:
             app.store = store
+        _STORES["store"] = store
         try:
             yield
         finally:
+            _STORES.pop("store", None)
             if app is not None:
                 app.store = None
             await asyncio.to_thread(store.close)

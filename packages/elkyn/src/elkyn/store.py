@@ -31,7 +31,7 @@ from .errors import (
     PreconditionFailedError,
 )
 from .events import MAX_PENDING, MAX_PENDING_BYTES, OVERFLOW, Event, EventQueue, Hub, Subscription
-from .paths import Path, is_prefix, join, parse_path, path_str
+from .paths import Path, check_key, is_prefix, join, parse_path, path_str
 from .pushid import PushIds
 from .query import Query, run_query
 from .rules import Rules, query_variables
@@ -133,6 +133,7 @@ class Store:
         self.writer = Writer(
             self.env, self.hub, max_batch=max_batch, log_size=log_size, on_commit=self._committed
         )
+        self._reserved: dict[str, Any] = {}
         with self.env.read() as txn:
             raw = txn.get(_RULES_KEY, db=self.env.meta)
         self._rules = Rules.parse(msgpack.unpackb(raw, raw=False)) if raw else Rules.default()
@@ -571,7 +572,7 @@ class Store:
 
         The change is logged (kind ``rules``) so replicas install it in order with the data.
         """
-        rules = Rules.parse(document)
+        rules = Rules.parse(document, self._reserved)
 
         def job(tree: Tree, now: int) -> tuple[Any, list[LogEntry]]:
             self.store_rules(tree, rules.source)
@@ -579,6 +580,14 @@ class Store:
 
         self.writer.submit(job).result()
         self._use_rules(rules)
+
+    def reserve(self, key: str, rules: Mapping[str, Any]) -> None:
+        """Own the rules of the top-level subtree ``key`` (``jobs``): merged into the served
+        document from now on, and no rule a user sets can loosen them (see ``Rules.parse``).
+        Not persisted: the platform reserves its subtrees each time it starts."""
+        check_key(key, " (a reserved subtree)")
+        self._reserved[key] = dict(rules)
+        self.set_rules(self._rules.source)
 
     def store_rules(self, tree: Tree, source: Any) -> None:
         """Write a rules document in ``tree``'s transaction (call ``_use_rules`` after commit)."""

@@ -26,6 +26,7 @@ from .errors import (
     PipelineError,
     TaskFailedError,
 )
+from .jobs import JOBS_RULES, Job, JobRecorder, StoreRecorder
 from .pipeline import GroupedPipeline, Pipeline
 from .session import Session, connect
 from .settings import ElytraSettings
@@ -37,17 +38,21 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "JOBS_RULES",
     "Backend",
     "BackendUnavailableError",
     "ElytraError",
     "ElytraSettings",
     "GroupedPipeline",
     "InlineBackend",
+    "Job",
     "JobCancelledError",
+    "JobRecorder",
     "JobTimeoutError",
     "Pipeline",
     "PipelineError",
     "Session",
+    "StoreRecorder",
     "Task",
     "TaskFailedError",
     "TaskResult",

@@ -25,7 +25,9 @@ from emsqrt import EngineConfig, run
 from platform_core import new_id
 
 from .backends import Backend
-from .errors import PipelineError
+from .errors import JobCancelledError, JobTimeoutError, PipelineError
+from .explain import render
+from .jobs import Job, JobRecorder
 from .settings import ElytraSettings
 from .stages import StagePlan, cut, task_plan
 from .task import Task, TaskResult
@@ -112,41 +114,105 @@ class Driver:
             if len(stage.tasks) > 5:
                 lines.append(f"  ... {len(stage.tasks) - 5} more")
         lines.append("merge (in the driver):")
-        lines += _render(plan.merge, 1)
+        lines += render(plan.merge, 1)
         return "\n".join(lines)
 
     # --- running ----------------------------------------------------------------------------
 
-    def collect(self, p: Pipeline, cancel: threading.Event | None = None) -> pa.Table:
-        job_id = new_id()
-        spill = self.settings.resolved_spill_dir() / job_id
-        stats = JobStats(job_id)
+    def collect(self, p: Pipeline) -> pa.Table:
+        """Run ``p`` now and return its rows (a job run to the end in this thread)."""
+        job = self._job(p, None, None)
+        self._run(job, p, self.settings.job_timeout_seconds)
+        return job.result()
+
+    def submit(
+        self,
+        p: Pipeline,
+        *,
+        owner: str | None = None,
+        recorder: JobRecorder | None = None,
+        timeout: float | None = None,
+    ) -> Job:
+        """Start ``p`` as a job in the background; plan errors raise here, before it starts."""
+        job = self._job(p, owner, recorder)
+        self.plan(p, job.id, Path(tempfile.gettempdir()))  # unknown columns, types: now
+        limit = timeout if timeout is not None else self.settings.job_timeout_seconds
+        thread = threading.Thread(
+            target=self._run, args=(job, p, limit), name=f"elytra-job-{job.id}", daemon=True
+        )
+        thread.start()
+        return job
+
+    def _job(self, p: Pipeline, owner: str | None, recorder: JobRecorder | None) -> Job:
+        from .explain import describe
+
+        return Job(new_id(), owner=owner, plan=describe(p.node), recorder=recorder)
+
+    def _run(self, job: Job, p: Pipeline, timeout: float) -> None:
+        """The job from start to end; its outcome goes to ``job.finish``, never raised here."""
+        spill = self.settings.resolved_spill_dir() / job.id
+        stats = JobStats(job.id)
+        timer = threading.Timer(timeout, self._time_out, (job,))
+        timer.daemon = True
+        timer.start()
+        table: pa.Table | None = None
+        error: BaseException | None = None
         try:
-            plan, tasks = self.plan(p, job_id, spill)
-            stats.tasks_total = len(tasks)
-            by_stage: dict[int, list[pa.Table]] = defaultdict(list)
-            started = time.perf_counter()
-            if tasks:
-                for result in self.backend.run(tasks, cancel or threading.Event()):
-                    index = int(result.task_id.rsplit("-s", 1)[1].split("-t", 1)[0])
-                    by_stage[index].append(result.table)
-                    self._count(stats, result)
-            stats.stage_seconds["tasks"] = time.perf_counter() - started
-            inputs: dict[str, pa.Table] = dict(plan.driver_inputs)
-            for i, stage in enumerate(plan.stages):
-                inputs[stage.name] = _concat(by_stage.get(i, []), stage.schema)
-            t0 = time.perf_counter()
-            config = EngineConfig(
-                mem_cap_bytes=int(self.settings.driver_mem_cap), spill_dir=str(spill / "merge")
-            )
-            out = run(plan.merge, config, inputs=inputs).table
-            stats.merge_seconds = time.perf_counter() - t0
-            assert out is not None
-            stats.rows_out = out.num_rows
-            return out
+            table = self._execute(job, p, spill, stats)
+        except BaseException as exc:
+            error = exc
+            if job.timed_out and isinstance(exc, JobCancelledError):
+                error = JobTimeoutError(f"job {job.id} ran past its timeout of {timeout:g} s")
         finally:
+            timer.cancel()
             shutil.rmtree(spill, ignore_errors=True)
             self.last = stats
+            job.finish(table, error)
+
+    @staticmethod
+    def _time_out(job: Job) -> None:
+        job.timed_out = True
+        job.cancel_event.set()
+
+    def _execute(self, job: Job, p: Pipeline, spill: Path, stats: JobStats) -> pa.Table:
+        plan, tasks = self.plan(p, job.id, spill)
+        stats.tasks_total = len(tasks)
+        job.update(state="running", started=time.time(), tasks=_tasks(stats, 0))
+        by_stage: dict[int, list[pa.Table]] = defaultdict(list)
+        started = time.perf_counter()
+        if tasks:
+            for result in self.backend.run(tasks, job.cancel_event):
+                index = int(result.task_id.rsplit("-s", 1)[1].split("-t", 1)[0])
+                by_stage[index].append(result.table)
+                self._count(stats, result)
+                job.update(
+                    tasks=_tasks(stats, 0),
+                    bytes_in=stats.bytes_in,
+                    bytes_out=stats.bytes_out,
+                    spilled_bytes=stats.spilled_bytes,
+                )
+        if job.cancel_event.is_set():
+            raise JobCancelledError(f"job {job.id} was cancelled")
+        stats.stage_seconds["tasks"] = time.perf_counter() - started
+        inputs: dict[str, pa.Table] = dict(plan.driver_inputs)
+        for i, stage in enumerate(plan.stages):
+            inputs[stage.name] = _concat(by_stage.get(i, []), stage.schema)
+        t0 = time.perf_counter()
+        config = EngineConfig(
+            mem_cap_bytes=int(self.settings.driver_mem_cap), spill_dir=str(spill / "merge")
+        )
+        out = run(plan.merge, config, inputs=inputs).table
+        stats.merge_seconds = time.perf_counter() - t0
+        assert out is not None
+        stats.rows_out = out.num_rows
+        job.update(
+            rows_out=out.num_rows,
+            stages={
+                "tasks": {"seconds": round(stats.stage_seconds["tasks"], 6)},
+                "merge": {"seconds": round(stats.merge_seconds, 6)},
+            },
+        )
+        return out
 
     @staticmethod
     def _count(stats: JobStats, result: TaskResult) -> None:
@@ -183,25 +249,11 @@ def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
     return out if out.schema.equals(schema) else out.cast(schema)
 
 
-def _render(node: Any, depth: int) -> list[str]:
-    """One line per logical operator, children indented."""
-    from emsqrt import plan as lp
-
-    what = type(node).__name__
-    detail = ""
-    if isinstance(node, lp.Input):
-        detail = node.name
-    elif isinstance(node, lp.Aggregate):
-        detail = f"by {list(node.group_by)}: " + ", ".join(
-            f"{s.name}={s.agg.name}" for s in node.aggregates
-        )
-    elif isinstance(node, lp.Filter):
-        detail = str(node.predicate)
-    elif isinstance(node, lp.Sort | lp.TopK):
-        detail = ", ".join(f"{k.column}{' DESC' if k.descending else ''}" for k in node.keys)
-    elif isinstance(node, lp.Join):
-        detail = f"{node.how} on {list(node.left_keys)} = {list(node.right_keys)}"
-    lines = ["  " * depth + f"{what} {detail}".rstrip()]
-    for child in lp.children(node):
-        lines += _render(child, depth + 1)
-    return lines
+def _tasks(stats: JobStats, failed: int) -> dict[str, int]:
+    running = stats.tasks_total - stats.tasks_done
+    return {
+        "total": stats.tasks_total,
+        "done": stats.tasks_done,
+        "running": running,
+        "failed": failed,
+    }

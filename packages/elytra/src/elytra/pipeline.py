@@ -26,6 +26,7 @@ from .errors import PipelineError
 from .sources import Source
 
 if TYPE_CHECKING:
+    from .jobs import Job
     from .session import Session
 
 __all__ = ["GroupedPipeline", "Pipeline"]
@@ -203,6 +204,13 @@ class Pipeline:
     def collect(self) -> pa.Table:
         """Run the pipeline and return its rows as an Arrow table."""
         return self.session.driver.collect(self)
+
+    def submit(self, *, owner: str | None = None, timeout: float | None = None) -> Job:
+        """Start the pipeline as a background job: ``status()``, ``wait()``, ``cancel()``,
+        ``result()``; its record goes to the session's recorder (Elkyn ``/jobs/{id}``)."""
+        return self.session.driver.submit(
+            self, owner=owner, recorder=self.session.recorder, timeout=timeout
+        )
 
     def count(self) -> int:
         counted = self.agg("count(*) AS n").collect()

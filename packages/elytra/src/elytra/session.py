@@ -20,6 +20,7 @@ from platform_core._suggest import did_you_mean
 from .backends import Backend, InlineBackend
 from .driver import Driver
 from .errors import PipelineError
+from .jobs import JobRecorder
 from .pipeline import Pipeline
 from .settings import ElytraSettings
 from .sources import ArrowSource, FileSource, LakeSource, Source
@@ -30,8 +31,15 @@ __all__ = ["Session", "connect"]
 class Session:
     """Pipelines' entry point; close it (or use ``with``) to stop its workers."""
 
-    def __init__(self, settings: ElytraSettings, backend: Backend | None = None) -> None:
+    def __init__(
+        self,
+        settings: ElytraSettings,
+        backend: Backend | None = None,
+        recorder: JobRecorder | None = None,
+    ) -> None:
         self.settings = settings
+        self.recorder = recorder
+        """Where submitted jobs are recorded (the platform's Elkyn ``/jobs``), or None."""
         self._catalog: Catalog | None = None
         given = backend
         self.driver = Driver(settings, lambda: given or _make_backend(settings))
@@ -129,6 +137,7 @@ def connect(
     home: str | os.PathLike[str] | None = None,
     backend: str | Backend | None = None,
     workers: int | None = None,
+    recorder: JobRecorder | None = None,
     **settings: Any,
 ) -> Session:
     """An embedded session on ``home`` (``PLATFORM_HOME``); ``backend`` is ``"inline"``,
@@ -141,6 +150,5 @@ def connect(
     if isinstance(backend, str):
         overrides["backend"] = backend
     loaded = load_settings(ElytraSettings, **overrides)
-    return Session(
-        loaded, backend if backend is not None and not isinstance(backend, str) else None
-    )
+    given = backend if backend is not None and not isinstance(backend, str) else None
+    return Session(loaded, given, recorder)

@@ -40,6 +40,8 @@ class RuleNode:
     index_on: tuple[str, ...] = ()
     children: dict[str, RuleNode] = field(default_factory=dict)
     wildcard: tuple[str, RuleNode] | None = None
+    sealed: bool = False
+    """A reserved subtree (``/jobs``): grants above it do not reach into it."""
 
     def child(self, key: str) -> tuple[RuleNode, str | None] | None:
         """The rule node for ``key`` and the wildcard variable it binds, if any."""
@@ -117,19 +119,34 @@ def _check_vars(node: Node | None, variables: frozenset[str], where: str) -> Non
 class Rules:
     """A parsed rules document, ready to answer read and write checks."""
 
-    def __init__(self, source: dict[str, Any], root: RuleNode) -> None:
+    def __init__(
+        self, source: dict[str, Any], root: RuleNode, sealed: frozenset[str] = frozenset()
+    ) -> None:
         self.source = source
         self.root = root
+        self.sealed = sealed
+        """Top-level keys whose rules the platform owns (see :meth:`parse`)."""
 
     @classmethod
-    def parse(cls, document: Any) -> Rules:
-        """Parse ``{"rules": {...}}``; raises ``InvalidDataError`` naming the bad rule."""
+    def parse(cls, document: Any, reserved: Mapping[str, Any] | None = None) -> Rules:
+        """Parse ``{"rules": {...}}``; raises ``InvalidDataError`` naming the bad rule.
+
+        ``reserved`` maps top-level keys (``jobs``) to rules the platform owns: they replace
+        whatever the document says there, and no grant above them reaches into them (a root
+        ``.read: true`` does not open ``/jobs``; reading or replacing ``/`` then needs access
+        to each reserved subtree too), so a user's rules cannot loosen them.
+        """
         if not isinstance(document, Mapping) or set(document) != {"rules"}:
             raise InvalidDataError('a rules document is an object with one key, "rules"')
         if len(json.dumps(document)) > MAX_RULES_BYTES:
             raise InvalidDataError(f"rules document is larger than {MAX_RULES_BYTES} bytes")
-        root = _compile(document["rules"], "rules", frozenset())
-        return cls(copy.deepcopy(dict(document)), root)
+        body = document["rules"]
+        if reserved and isinstance(body, Mapping):
+            body = {**body, **copy.deepcopy(dict(reserved))}
+        root = _compile(body, "rules", frozenset())
+        for key in reserved or ():
+            root.children[key].sealed = True
+        return cls(copy.deepcopy({"rules": body}), root, frozenset(reserved or ()))
 
     @classmethod
     def default(cls) -> Rules:
@@ -148,6 +165,8 @@ class Rules:
             node, var = found
             if var is not None:
                 variables = {**variables, var: key}
+            if node.sealed:
+                out = []  # grants above a reserved subtree do not reach into it
             out.append((depth, node, variables))
         return out
 
@@ -184,6 +203,8 @@ class Rules:
         tree = Tree(reader)
         root = Snapshot(tree, ())
         qvars = query if query is not None else query_variables(None)
+        if not path and any(not self.can_read(auth, (k,), reader, now, query) for k in self.sealed):
+            return False  # reading / would read the reserved subtrees too
         for depth, node, variables in self._walk(path):
             if node.read is None:
                 continue
@@ -205,6 +226,8 @@ class Rules:
         new = Tree(reader, tuple(writes))
         root = Snapshot(old, ())
         for path, value in writes:
+            if not path and self.sealed:
+                return False  # replacing / would replace the reserved subtrees
             walked = self._walk(path)
             granted = False
             for depth, node, variables in walked:

@@ -1,0 +1,162 @@
+"""Jobs: one run of a pipeline, its handle, and its record in Elkyn at ``/jobs/{id}``.
+
+The record holds the owner, the plan, the state (``queued -> running -> succeeded | failed |
+cancelled``), task counts, rows and bytes, spilled bytes, per-stage timings, the error and
+where the result is. The driver writes it at task boundaries, at most every
+``FLUSH_SECONDS`` (and at once on a state change), never per row. The platform owns the rules
+of ``/jobs`` (``JOBS_RULES``): a job is readable by its owner (and the admin), writable by
+the platform only, whatever rules a user sets.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from platform_core import PlatformError
+
+from .errors import ElytraError
+
+__all__ = ["FLUSH_SECONDS", "JOBS_RULES", "Job", "JobRecorder", "StoreRecorder"]
+
+FLUSH_SECONDS = 0.25
+STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+FINAL = ("succeeded", "failed", "cancelled")
+
+JOBS_RULES: Mapping[str, Any] = {
+    ".read": False,
+    ".write": False,
+    "$id": {".read": "auth != null && data.child('owner').val() === auth.uid"},
+}
+"""The rules the platform reserves for ``/jobs`` (see ``elkyn.Store.reserve``)."""
+
+
+class JobRecorder(Protocol):
+    """Where job records go: ``write(job_id, fields)`` merges ``fields`` into the record."""
+
+    def write(self, job_id: str, fields: Mapping[str, Any]) -> None: ...
+
+
+class StoreRecorder:
+    """Records in an Elkyn store of this process, as the admin (the gateway's ``/db``)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def write(self, job_id: str, fields: Mapping[str, Any]) -> None:
+        from elkyn import ADMIN
+
+        self.store.update(f"/jobs/{job_id}", dict(fields), caller=ADMIN)
+
+
+@dataclass
+class Job:
+    """A submitted pipeline: ``status()``, ``wait()``, ``cancel()``, ``result()``."""
+
+    id: str
+    owner: str | None = None
+    plan: str = ""
+    recorder: JobRecorder | None = None
+    state: str = "queued"
+    record: dict[str, Any] = field(default_factory=dict)
+    error: BaseException | None = None
+    table: pa.Table | None = None
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    timed_out: bool = False
+    _done: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _flushed: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.record = {
+            "id": self.id,
+            "owner": self.owner,
+            "plan": self.plan,
+            "state": self.state,
+            "created": time.time(),
+            "tasks": {"total": 0, "done": 0, "running": 0, "failed": 0},
+            "rows_in": 0,
+            "rows_out": 0,
+            "bytes_in": 0,
+            "bytes_out": 0,
+            "spilled_bytes": 0,
+            "stages": {},
+        }
+        self._flush(force=True)
+
+    # --- the driver's side ------------------------------------------------------------------
+
+    def update(self, force: bool = False, **fields: Any) -> None:
+        """Merge ``fields`` into the record; written out at most every ``FLUSH_SECONDS``."""
+        with self._lock:
+            self.record.update(fields)
+            if "state" in fields:
+                self.state = fields["state"]
+                force = True
+        self._flush(force)
+
+    def _flush(self, force: bool = False) -> None:
+        if self.recorder is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            if not force and now - self._flushed < FLUSH_SECONDS:
+                return
+            self._flushed = now
+            snapshot = dict(self.record)
+        self.recorder.write(self.id, {k: v for k, v in snapshot.items() if v is not None})
+
+    def finish(self, table: pa.Table | None, error: BaseException | None) -> None:
+        from .errors import JobCancelledError, JobTimeoutError
+
+        self.table, self.error = table, error
+        if error is None:
+            state = "succeeded"
+        elif isinstance(error, JobCancelledError | JobTimeoutError):
+            state = "cancelled"
+        else:
+            state = "failed"
+        fields: dict[str, Any] = {"state": state, "finished": time.time()}
+        if error is not None:
+            message = error.message if isinstance(error, PlatformError) else str(error)
+            kind = error.kind if isinstance(error, PlatformError) else type(error).__name__
+            fields["error"] = {"message": message, "type": kind}
+            tb = getattr(error, "remote_traceback", "")
+            if tb:
+                fields["error"]["traceback"] = tb[-8000:]
+        if table is not None:
+            fields["result"] = {"rows": table.num_rows, "bytes": table.nbytes, "where": "driver"}
+        self.update(**fields)
+        self._done.set()
+
+    # --- the user's side --------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self.record)
+
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Block until the job ends (or ``timeout``); returns its state."""
+        self._done.wait(timeout)
+        return self.state
+
+    def cancel(self) -> None:
+        """Stop the job: running tasks are stopped, nothing it wrote stays behind."""
+        self.cancel_event.set()
+
+    def result(self, timeout: float | None = None) -> pa.Table:
+        """The job's rows; raises the job's error if it failed or was cancelled."""
+        if not self._done.wait(timeout):
+            raise ElytraError(f"job {self.id} is still {self.state} after {timeout} s")
+        if self.error is not None:
+            raise self.error
+        assert self.table is not None
+        return self.table
