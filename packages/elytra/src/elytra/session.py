@@ -36,11 +36,13 @@ class Session:
         settings: ElytraSettings,
         backend: Backend | None = None,
         recorder: JobRecorder | None = None,
+        catalog: Catalog | None = None,
     ) -> None:
         self.settings = settings
         self.recorder = recorder
         """Where submitted jobs are recorded (the platform's Elkyn ``/jobs``), or None."""
-        self._catalog: Catalog | None = None
+        self._catalog = catalog
+        """The lake catalog (the gateway's node's, or one opened on ``home`` when asked)."""
         given = backend
         self.driver = Driver(settings, lambda: given or _make_backend(settings))
 

@@ -16,11 +16,16 @@ from .node import LakeNode
 from .peer_api import make_peer_app
 from .settings import lake_settings
 
-__all__ = ["plugin"]
+__all__ = ["current_node", "plugin"]
 
 
 _HOLDER = NodeHolder()
 """Shared by the two plugins: the user API and the node-to-node routes serve one node."""
+
+
+def current_node() -> LakeNode:
+    """The node this process's gateway runs (503 while it is starting or stopping)."""
+    return _HOLDER()
 
 
 def peer_plugin() -> Plugin:

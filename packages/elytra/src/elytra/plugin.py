@@ -1,0 +1,80 @@
+"""The gateway plugin: ``/api/jobs``, job records in the gateway's Elkyn, datasets from its
+lake node. The lifespan reserves ``/jobs`` in Elkyn's rules and cancels running jobs on exit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from platform_core import PlatformSettings, Plugin, UnavailableError, load_settings
+
+from .api import JobRegistry, make_router
+from .jobs import JOBS_RULES, StoreRecorder
+from .session import Session
+from .settings import ElytraSettings
+
+__all__ = ["plugin"]
+
+
+class _Platform:
+    """The session of this gateway, made on first use (the lake node starts after us)."""
+
+    def __init__(self) -> None:
+        self.settings: PlatformSettings | None = None
+        self.session: Session | None = None
+
+    def __call__(self) -> Session:
+        if self.session is not None:
+            return self.session
+        if self.settings is None:
+            raise UnavailableError("the platform is starting or stopping; retry in a moment")
+        from elkyn.plugin import current_store
+        from lake.plugin import current_node
+
+        node = current_node()  # 503 while the lake node is not running
+        store = current_store()
+        es = load_settings(ElytraSettings, home=self.settings.home)
+        self.session = Session(
+            es,
+            recorder=StoreRecorder(store) if store is not None else None,
+            catalog=node.catalog,
+        )
+        return self.session
+
+
+def plugin() -> Plugin:
+    """Entry point of the ``platform.plugins`` group."""
+    platform = _Platform()
+    registry = JobRegistry()
+
+    def router(settings: PlatformSettings) -> Any:
+        return make_router(platform, registry)
+
+    @asynccontextmanager
+    async def lifespan(settings: PlatformSettings) -> AsyncIterator[None]:
+        from elkyn.plugin import current_store
+
+        store = current_store()
+        if store is not None:
+            store.reserve("jobs", JOBS_RULES)
+        platform.settings = settings
+        try:
+            yield
+        finally:
+            platform.settings = None
+            registry.cancel_all()
+            if platform.session is not None:
+                platform.session.close()
+                platform.session = None
+
+    from .cli import cli
+
+    return Plugin(
+        name="elytra",
+        prefix="/api/jobs",
+        router=router,
+        lifespan=lifespan,
+        cli=cli,
+        description="Pipelines over lake datasets, run as jobs (state in Elkyn /jobs).",
+    )
