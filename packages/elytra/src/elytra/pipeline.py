@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pyarrow as pa
 
 from emsqrt import plan as lp
 from emsqrt.errors import PlanError
 from emsqrt.resolve import SchemaResolver
-from platform_core import PlatformError
+from platform_core import PlatformError, Schema
 from platform_core.expr import Aggregate as AggExpr
 from platform_core.expr import Column, Expr, parse
 
@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from .session import Session
 
 __all__ = ["GroupedPipeline", "Pipeline"]
+
+SchemaLike: TypeAlias = pa.Schema | Mapping[str, str]
+"""An output schema: Arrow's, or column name to a type name (``{"total": "f64"}``)."""
 
 _ALIAS = re.compile(r"^(.*\S)\s+AS\s+(\"[^\"]+\"|\w+)\s*$", re.IGNORECASE | re.DOTALL)
 
@@ -43,6 +46,27 @@ def _expr(value: str | Expr, where: str) -> Expr:
         return parse(value)
     except PlatformError as exc:
         raise PipelineError(f"{where}: {exc.message}") from None
+
+
+def _table_of(out: Any) -> pa.Table:
+    if isinstance(out, pa.Table):
+        return out
+    if isinstance(out, pa.RecordBatch):
+        return pa.Table.from_batches([out])
+    if isinstance(out, dict):
+        return pa.table(out)
+    raise TypeError(f"returned {type(out).__name__}, not a RecordBatch, Table or dict")
+
+
+def _arrow_schema(schema: SchemaLike) -> pa.Schema:
+    if isinstance(schema, pa.Schema):
+        return schema
+    try:
+        from platform_core import parse_type
+
+        return pa.schema([pa.field(n, parse_type(t).to_arrow()) for n, t in schema.items()])
+    except (PlatformError, AttributeError, TypeError) as exc:
+        raise PipelineError(f"schema: {exc}; give a pyarrow.Schema or {{name: type}}") from None
 
 
 def _agg_name(agg: AggExpr) -> str:
@@ -199,6 +223,95 @@ class Pipeline:
         """UNION ALL: rows of this and the others (same column names, in order)."""
         return self._then(lp.Union((self.node, *(o.node for o in others))), *others)
 
+    def map_batches(
+        self, fn: Callable[[pa.RecordBatch], Any], *, schema: SchemaLike | None = None
+    ) -> Pipeline:
+        """Apply ``fn`` to each batch (a RecordBatch in; a RecordBatch, Table or dict of
+        columns out), vectorised. ``schema`` is its output; without it, ``fn`` is called once
+        on an empty batch to learn it."""
+        if schema is None:
+            try:
+                probe = fn(pa.RecordBatch.from_pylist([], schema=self.schema))
+                schema = _table_of(probe).schema
+            except Exception as exc:
+                raise PipelineError(
+                    f"map_batches: could not learn the output schema by calling the function "
+                    f"on an empty batch ({type(exc).__name__}: {exc}); pass schema="
+                ) from None
+        return self._py(fn, schema, "batches")
+
+    def map(
+        self, fn: Callable[[dict[str, Any]], dict[str, Any]], *, schema: SchemaLike | None = None
+    ) -> Pipeline:
+        """Apply ``fn`` to each row (a dict in, a dict out). Rows are Python objects: prefer
+        ``with_columns`` or ``map_batches`` on large data. Without ``schema``, it is learnt
+        from the first row (which runs the pipeline up to here for one row)."""
+        if schema is None:
+            schema = self._learn(lambda row: [fn(row)], "map")
+        return self._py(fn, schema, "rows")
+
+    def flat_map(
+        self,
+        fn: Callable[[dict[str, Any]], Iterable[dict[str, Any]]],
+        *,
+        schema: SchemaLike | None = None,
+    ) -> Pipeline:
+        """Apply ``fn`` to each row, which gives zero or more rows."""
+        if schema is None:
+            schema = self._learn(lambda row: list(fn(row)), "flat_map")
+        return self._py(lambda row: list(fn(row)), schema, "flat")
+
+    def _learn(self, fn: Callable[[dict[str, Any]], list[dict[str, Any]]], what: str) -> SchemaLike:
+        """The output schema of a row function, from its output on the first 100 rows."""
+        rows: list[dict[str, Any]] = []
+        try:
+            for row in self.take(100):
+                rows += fn(row)
+        except Exception as exc:
+            raise PipelineError(f"{what}: the function raised on an early row: {exc!r}") from None
+        if not rows:
+            raise PipelineError(
+                f"{what}: cannot learn the output schema from no rows; pass schema="
+            )
+        learnt = pa.Table.from_pylist(rows).schema
+        fields = []
+        for f in learnt:
+            if pa.types.is_null(f.type):  # all None so far: the input's type if it has one
+                if f.name not in self.schema.names:
+                    raise PipelineError(
+                        f"{what}: column {f.name!r} was None in every early row; pass schema="
+                    )
+                f = self.schema.field(f.name)
+            fields.append(f)
+        return pa.schema(fields)
+
+    def _py(self, fn: Callable[..., Any], schema: SchemaLike, mode: str) -> Pipeline:
+        import cloudpickle
+
+        arrow = _arrow_schema(schema)
+        try:
+            blob = cloudpickle.dumps(fn)
+        except Exception as exc:
+            raise PipelineError(
+                f"the function cannot be pickled to run in workers: {exc}"
+            ) from None
+        name = getattr(fn, "__qualname__", type(fn).__name__)
+        try:
+            declared = Schema.from_arrow(arrow)
+        except PlatformError as exc:
+            raise PipelineError(f"the function's output schema: {exc.message}") from None
+        node = lp.PyMap(self.node, blob, declared, mode, name)  # type: ignore[arg-type]
+        return self._then(node)
+
+    def repartition(self, n: int) -> Pipeline:
+        """Cut the sources into about ``n`` tasks (default: by ``ELYTRA_TASK_BYTES``)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise PipelineError(f"repartition: n is an integer >= 1, got {n!r}")
+        from dataclasses import replace as _replace
+
+        sources = {k: _replace(v, partitions=n) for k, v in self.sources.items()}
+        return Pipeline(self.session, self.node, sources)
+
     # --- actions ----------------------------------------------------------------------------
 
     def collect(self) -> pa.Table:
@@ -211,6 +324,14 @@ class Pipeline:
         return self.session.driver.submit(
             self, owner=owner, recorder=self.session.recorder, timeout=timeout
         )
+
+    def reduce(self, fn: Callable[[Any, dict[str, Any]], Any], initial: Any) -> Any:
+        """Fold the rows in the driver: ``fn(acc, row)`` from ``initial``."""
+        acc = initial
+        for batch in self.collect().to_batches():
+            for row in batch.to_pylist():
+                acc = fn(acc, row)
+        return acc
 
     def count(self) -> int:
         counted = self.agg("count(*) AS n").collect()

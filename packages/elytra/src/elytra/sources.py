@@ -37,6 +37,8 @@ class Source:
 
     name: str
     schema: pa.Schema
+    partitions: int | None = None
+    """Tasks to cut this source into (``repartition``); None: by ``task_bytes``."""
 
     def leaf(self) -> lp.Input:
         return lp.Input(self.name, Schema.from_arrow(self.schema))
@@ -67,6 +69,12 @@ def _group(sized: list[tuple[str, int]], task_bytes: int) -> list[Part]:
     return parts
 
 
+def _split(sized: list[tuple[str, int]], n: int) -> list[Part]:
+    """``n`` groups of consecutive files (fewer if there are fewer files), sizes balanced."""
+    total = sum(size for _, size in sized)
+    return _group(sized, max(1, -(-total // max(1, n)))) if sized else []
+
+
 @dataclass(frozen=True)
 class LakeSource(Source):
     """A version of a lake dataset: its chunks as Parquet files on this node."""
@@ -77,7 +85,10 @@ class LakeSource(Source):
     """(sha256, path, bytes) of each chunk, in manifest order."""
 
     def parts(self, task_bytes: int) -> list[Part]:
-        return _group([(path, size) for _, path, size in self.chunks], task_bytes)
+        sized = [(path, size) for _, path, size in self.chunks]
+        if self.partitions:
+            return _split(sized, self.partitions)
+        return _group(sized, task_bytes)
 
     def scan(self, path: str) -> lp.Node:
         return lp.Scan(path, "parquet", Schema.from_arrow(self.schema))
@@ -111,10 +122,15 @@ class FileSource(Source):
                 raise PipelineError(f"{paths[0]} is not a readable Parquet file: {exc}") from None
         else:
             schema = infer_schema(paths[0], format=format).to_arrow()
-        return cls(f"files:{new_id()}", schema, tuple(paths), format, delimiter)
+        return cls(
+            f"files:{new_id()}", schema, paths=tuple(paths), format=format, delimiter=delimiter
+        )
 
     def parts(self, task_bytes: int) -> list[Part]:
-        return [Part((p,), os.path.getsize(p)) for p in self.paths]
+        sized = [(p, os.path.getsize(p)) for p in self.paths]
+        if self.partitions:
+            return _split(sized, self.partitions)
+        return [Part((p,), n) for p, n in sized]
 
     def scan(self, path: str) -> lp.Node:
         fmt = "jsonl" if self.format == "json" else self.format

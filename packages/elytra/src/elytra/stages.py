@@ -34,7 +34,7 @@ from .task import Task
 
 __all__ = ["Stage", "StagePlan", "cut"]
 
-_LOCAL = (lp.Filter, lp.Project, lp.Map)
+_LOCAL = (lp.Filter, lp.Project, lp.Map, lp.PyMap)
 _SPLITTABLE = {"count", "sum", "min", "max", "avg"}
 
 

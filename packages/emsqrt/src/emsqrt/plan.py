@@ -25,6 +25,7 @@ __all__ = [
     "Map",
     "Node",
     "Project",
+    "PyMap",
     "Scan",
     "Sink",
     "Sort",
@@ -160,6 +161,24 @@ class Sink(Node):
     input: Node
     path: str
     format: FileFormat = "csv"
+
+
+@dataclass(frozen=True)
+class PyMap(Node):
+    """A Python function over each batch (elytra's ``map_batches``, ``map``, ``flat_map``).
+
+    ``fn`` is the pickled callable (cloudpickle), ``schema`` its output. ``mode`` is
+    ``batches`` (a RecordBatch in, a RecordBatch, Table or dict of columns out), ``rows``
+    (a row dict in, a row dict out) or ``flat`` (a row dict in, a list of row dicts out).
+    Plans holding one are not pure JSON: they are decoded only where code may run
+    (``plan_from_json(..., trusted=True)``), never from a request.
+    """
+
+    input: Node
+    fn: bytes
+    schema: Schema
+    mode: Literal["batches", "rows", "flat"] = "batches"
+    name: str = "fn"
 
 
 def children(node: Node) -> tuple[Node, ...]:

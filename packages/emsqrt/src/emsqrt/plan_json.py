@@ -6,6 +6,7 @@ form and schemas ``platform_core.Schema``'s. Unknown operators and fields are re
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import fields
 from typing import Any
@@ -32,11 +33,14 @@ _OPS: dict[str, type[lp.Node]] = {
     "topk": lp.TopK,
     "union": lp.Union,
     "sink": lp.Sink,
+    "pymap": lp.PyMap,
 }
 _NAMES = {cls: name for name, cls in _OPS.items()}
 
 
 def _encode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"pickle": base64.b64encode(value).decode()}
     if isinstance(value, lp.Node):
         return plan_to_dict(value)
     if isinstance(value, Expr):
@@ -81,12 +85,12 @@ def _expr(value: Any, where: str) -> Expr:
         raise PlanError(f"{where}: not an expression: {exc}") from exc
 
 
-def _decode_field(op: str, name: str, value: Any) -> Any:
+def _decode_field(op: str, name: str, value: Any, trusted: bool = False) -> Any:
     where = f"{op}.{name}"
     if name in ("input", "left", "right"):
-        return plan_from_dict(value)
+        return plan_from_dict(value, trusted=trusted)
     if name == "inputs":
-        return tuple(plan_from_dict(v) for v in value)
+        return tuple(plan_from_dict(v, trusted=trusted) for v in value)
     if name == "schema":
         return None if value is None else Schema.from_dict(value)
     if name == "predicate":
@@ -105,16 +109,26 @@ def _decode_field(op: str, name: str, value: Any) -> Any:
         return tuple((n, _expr(e, where)) for n, e in value)
     if op == "project" and name == "columns":
         return tuple((o, i) for o, i in value)
+    if op == "pymap" and name == "fn":
+        return base64.b64decode(value["pickle"], validate=True)
     if isinstance(value, list):
         return tuple(value)
     return value
 
 
-def plan_from_dict(data: Any) -> lp.Node:
-    """A plan from ``plan_to_dict``'s output; unknown operators or fields raise ``PlanError``."""
+def plan_from_dict(data: Any, *, trusted: bool = False) -> lp.Node:
+    """A plan from ``plan_to_dict``'s output; unknown operators or fields raise ``PlanError``.
+
+    Python functions (``pymap``) are refused unless ``trusted``: decoding one runs code.
+    """
     if not isinstance(data, dict) or "op" not in data:
         raise PlanError(f"a plan node must be an object with an 'op', got {str(data)[:80]}")
     op = data["op"]
+    if op == "pymap" and not trusted:
+        raise PlanError(
+            "this plan holds a Python function (pymap); such plans run only where they were "
+            "made, never from JSON sent by someone else"
+        )
     cls = _OPS.get(op)
     if cls is None:
         raise PlanError(f"unknown plan operator {op!r} (known: {', '.join(sorted(_OPS))})")
@@ -123,7 +137,7 @@ def plan_from_dict(data: Any) -> lp.Node:
     if extra:
         raise PlanError(f"{op}: unknown fields {extra} (known: {sorted(known)})")
     try:
-        kwargs = {k: _decode_field(op, k, v) for k, v in data.items() if k != "op"}
+        kwargs = {k: _decode_field(op, k, v, trusted) for k, v in data.items() if k != "op"}
         return cls(**kwargs)
     except PlanError:
         raise
@@ -131,9 +145,9 @@ def plan_from_dict(data: Any) -> lp.Node:
         raise PlanError(f"{op}: malformed node: {exc}") from exc
 
 
-def plan_from_json(text: str) -> lp.Node:
+def plan_from_json(text: str, *, trusted: bool = False) -> lp.Node:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise PlanError(f"plan JSON is malformed: {exc}") from exc
-    return plan_from_dict(data)
+    return plan_from_dict(data, trusted=trusted)

@@ -16,6 +16,7 @@ from .errors import PlanError
 from .physical.aggregate import AggregateOp
 from .physical.base import PhysicalOp
 from .physical.join import JoinOp
+from .physical.pymap import PyMapOp
 from .physical.scan import InputOp, ScanOp
 from .physical.sink import SinkOp
 from .physical.sort import SortOp, TopKOp
@@ -131,6 +132,11 @@ def _project(node: lp.Project, lw: Lowerer) -> PhysicalOp:
 @register(lp.Map)
 def _map(node: lp.Map, lw: Lowerer) -> PhysicalOp:
     return MapOp(lw.ctx, node, lw.lower(node.input), lw.schema(node))
+
+
+@register(lp.PyMap)
+def _pymap(node: lp.PyMap, lw: Lowerer) -> PhysicalOp:
+    return PyMapOp(lw.ctx, node, lw.lower(node.input), lw.schema(node))
 
 
 @register(lp.Sort)

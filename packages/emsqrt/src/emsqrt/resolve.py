@@ -189,6 +189,9 @@ class SchemaResolver:
                 raise PlanError(f"union: column types do not unify: {exc}") from exc
         if isinstance(node, lp.Sink):
             return self.schema(node.input)
+        if isinstance(node, lp.PyMap):
+            self.schema(node.input)
+            return node.schema.to_arrow()
         raise PlanError(f"no schema rule for operator {type(node).__name__}")
 
 
