@@ -17,7 +17,9 @@
 * An empty result sends only its schema. A result strand cannot hold (a type outside strand's
   vocabulary, a string dictionary, a list with null elements) falls back to Arrow IPC stream
   bytes over the pipe for that task; ``stats["transport"]`` says which way a result came
-  (``strand``, ``ipc`` or ``empty``).
+  (``strand``, ``ipc`` or ``empty``), ``stats["transfer_seconds"]`` how long the driver spent
+  receiving it (from the worker's "stream" message to its "done"), and ``stats["attempt"]``
+  and ``stats["worker_pid"]`` where it ran.
 * Rings live until the next ``run`` that does not use their stage, a schema change, the
   worker's death, or ``close()``; ``strand.cleanup_dead("elytra-")`` at start removes rings of
   drivers that died.
@@ -345,18 +347,22 @@ class LocalPool:
             assert slot.task is not None
             assert cancel is not None
             ring = slot.rings[slot.task.stage]
+            started = time.perf_counter()
             batches = self._read_stream(slot, ring, cancel)
             msg = self._next(slot, cancel)
             if msg["op"] == "done":
                 table = pa.Table.from_batches(batches, schema=ring.view.schema.to_arrow())
+                msg["transfer_seconds"] = time.perf_counter() - started
                 return self._result(slot, msg, table)
             return self._on_message(slot, msg, cancel)  # ipc fallback or an error
         if op == "done":  # an empty result
             schema = decode_schema(msg["schema"])
             return self._result(slot, msg, schema.empty_table())
         if op == "ipc":
+            started = time.perf_counter()
             data = slot.conn.recv_bytes()
             table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+            msg["transfer_seconds"] = time.perf_counter() - started
             return self._result(slot, msg, table)
         if op == "error":
             task = self._finish(slot)
@@ -438,7 +444,12 @@ class LocalPool:
             table = table.replace_schema_metadata(None)
         task = self._finish(slot)
         stats = dict(msg.get("stats", {}))
-        stats.update(attempt=task.attempt, worker_pid=slot.pid, transport=msg["via"])
+        stats.update(
+            attempt=task.attempt,
+            worker_pid=slot.pid,
+            transport=msg["via"],
+            transfer_seconds=msg.get("transfer_seconds", 0.0),
+        )
         return TaskResult(task.id, table, float(msg.get("seconds", 0.0)), stats)
 
     def close(self) -> None:
