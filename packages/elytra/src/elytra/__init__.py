@@ -15,7 +15,7 @@ top = (
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .backends import Backend, InlineBackend
+from .backends import Backend, InlineBackend, LocalPool
 from .errors import (
     BackendUnavailableError,
     ElytraError,
@@ -40,6 +40,7 @@ __all__ = [
     "InlineBackend",
     "JobCancelledError",
     "JobTimeoutError",
+    "LocalPool",
     "PipelineError",
     "Task",
     "TaskFailedError",
