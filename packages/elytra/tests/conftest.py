@@ -57,3 +57,21 @@ def parts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def session(tmp_path: Path) -> Iterator[elytra.Session]:
     with elytra.connect(home=tmp_path / "home", backend="inline") as s:
         yield s
+
+
+@pytest.fixture(scope="session")
+def pool() -> Iterator[elytra.LocalPool]:
+    """One local pool of two workers for the whole test session."""
+    p = elytra.LocalPool(2, ring_bytes=4 << 20)
+    yield p
+    p.close()
+
+
+@pytest.fixture(params=["inline", "local"])
+def any_session(
+    request: pytest.FixtureRequest, tmp_path: Path, pool: elytra.LocalPool
+) -> Iterator[elytra.Session]:
+    """The same pipelines on each backend (they must give identical answers)."""
+    backend: Any = pool if request.param == "local" else "inline"
+    with elytra.connect(home=tmp_path / "home", backend=backend) as s:
+        yield s

@@ -77,15 +77,17 @@ CASES = [
 
 @pytest.mark.parametrize(("build", "sql"), CASES)
 def test_fixed_pipelines_equal_duckdb(
-    session: elytra.Session, parts_dir: Path, build: Any, sql: str
+    any_session: elytra.Session, parts_dir: Path, build: Any, sql: str
 ) -> None:
-    p = session.read_parquet(f"{parts_dir}/*.parquet")
+    p = any_session.read_parquet(f"{parts_dir}/*.parquet")
     assert _ours(build(p)) == _oracle(parts_dir, sql)
 
 
 @pytest.mark.parametrize("how", ["inner", "left", "right", "full", "semi", "anti"])
-def test_each_join_type_equals_duckdb(session: elytra.Session, parts_dir: Path, how: str) -> None:
-    p = session.read_parquet(f"{parts_dir}/*.parquet")
+def test_each_join_type_equals_duckdb(
+    any_session: elytra.Session, parts_dir: Path, how: str
+) -> None:
+    p = any_session.read_parquet(f"{parts_dir}/*.parquet")
     left = p.filter("v < 300").select("k", "v")
     right = p.filter("v > 900").group_by("k").agg("count(*) AS n").filter("k < 5")
     joined = left.join(right, on="k", how=how)
@@ -173,10 +175,10 @@ def pipelines(draw: st.DrawFn) -> tuple[Any, str]:
 )
 @given(case=pipelines())
 def test_generated_pipelines_equal_duckdb(
-    session: elytra.Session, parts_dir: Path, case: tuple[Any, str]
+    any_session: elytra.Session, parts_dir: Path, case: tuple[Any, str]
 ) -> None:
     build, sql = case
-    p = session.read_parquet(f"{parts_dir}/*.parquet")
+    p = any_session.read_parquet(f"{parts_dir}/*.parquet")
     assert _ours(build(p)) == _oracle(parts_dir, sql), sql
 
 

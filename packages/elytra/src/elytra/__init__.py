@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from platform_core.expr import col, lit
 
-from .backends import Backend, InlineBackend
+from .backends import Backend, InlineBackend, LocalPool
 from .errors import (
     BackendUnavailableError,
     ElytraError,
@@ -49,6 +49,7 @@ __all__ = [
     "JobCancelledError",
     "JobRecorder",
     "JobTimeoutError",
+    "LocalPool",
     "Pipeline",
     "PipelineError",
     "Session",

@@ -56,8 +56,12 @@ class JobStats:
 class Driver:
     """Plans and runs the actions of one session's pipelines."""
 
-    def __init__(self, settings: ElytraSettings, backend: Callable[[], Backend]) -> None:
+    def __init__(
+        self, settings: ElytraSettings, backend: Callable[[], Backend], *, owns: bool = True
+    ) -> None:
         self.settings = settings
+        self.owns = owns
+        """Whether ``close()`` closes the backend (not one the caller handed in)."""
         self._backend_factory = backend
         self._backend: Backend | None = None
         self._lock = threading.Lock()
@@ -73,7 +77,7 @@ class Driver:
     def close(self) -> None:
         with self._lock:
             backend, self._backend = self._backend, None
-        if backend is not None:
+        if backend is not None and self.owns:
             backend.close()
 
     # --- planning ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@ lake node. The lifespan reserves ``/jobs`` in Elkyn's rules and cancels running 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,8 +11,9 @@ from typing import Any
 from platform_core import PlatformSettings, Plugin, UnavailableError, load_settings
 
 from .api import JobRegistry, make_router
+from .backends import Backend
 from .jobs import JOBS_RULES, StoreRecorder
-from .session import Session
+from .session import Session, make_backend
 from .settings import ElytraSettings
 
 __all__ = ["plugin"]
@@ -23,6 +25,8 @@ class _Platform:
     def __init__(self) -> None:
         self.settings: PlatformSettings | None = None
         self.session: Session | None = None
+        self.backend: Backend | None = None
+        """The worker pool, started with the platform and shared by every job."""
 
     def __call__(self) -> Session:
         if self.session is not None:
@@ -37,6 +41,7 @@ class _Platform:
         es = load_settings(ElytraSettings, home=self.settings.home)
         self.session = Session(
             es,
+            self.backend,
             recorder=StoreRecorder(store) if store is not None else None,
             catalog=node.catalog,
         )
@@ -58,6 +63,8 @@ def plugin() -> Plugin:
         store = current_store()
         if store is not None:
             store.reserve("jobs", JOBS_RULES)
+        es = load_settings(ElytraSettings, home=settings.home)
+        platform.backend = await asyncio.to_thread(make_backend, es)  # `platform up` starts it
         platform.settings = settings
         try:
             yield
@@ -67,6 +74,9 @@ def plugin() -> Plugin:
             if platform.session is not None:
                 platform.session.close()
                 platform.session = None
+            if platform.backend is not None:
+                await asyncio.to_thread(platform.backend.close)
+                platform.backend = None
 
     from .cli import cli
 

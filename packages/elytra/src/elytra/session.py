@@ -25,7 +25,7 @@ from .pipeline import Pipeline
 from .settings import ElytraSettings
 from .sources import ArrowSource, FileSource, LakeSource, Source
 
-__all__ = ["Session", "connect"]
+__all__ = ["Session", "connect", "make_backend"]
 
 
 class Session:
@@ -44,7 +44,7 @@ class Session:
         self._catalog = catalog
         """The lake catalog (the gateway's node's, or one opened on ``home`` when asked)."""
         given = backend
-        self.driver = Driver(settings, lambda: given or _make_backend(settings))
+        self.driver = Driver(settings, lambda: given or make_backend(settings), owns=given is None)
 
     def __enter__(self) -> Session:
         return self
@@ -119,15 +119,16 @@ class Session:
         return self._start(ArrowSource(f"arrow:{new_id()}", table.schema, table=table))
 
 
-def _make_backend(settings: ElytraSettings) -> Backend:
+def make_backend(settings: ElytraSettings) -> Backend:
+    """The backend ``settings.backend`` names, started."""
     if settings.backend == "inline":
         return InlineBackend(settings.max_attempts)
     if settings.backend == "local":
         from .backends.local import LocalPool
 
-        return LocalPool(  # type: ignore[no-any-return]
+        return LocalPool(
             settings.workers,
-            ring_bytes=int(settings.ring_bytes),
+            ring_bytes=max(1 << 16, int(settings.ring_bytes) // 64 * 64),
             max_attempts=settings.max_attempts,
             lease_seconds=settings.lease_seconds,
         )

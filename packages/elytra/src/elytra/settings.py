@@ -21,7 +21,7 @@ class ElytraSettings(PackageSettings):
 
     model_config = SettingsConfigDict(env_prefix="ELYTRA_", extra="ignore", frozen=True)
 
-    backend: BackendName = "inline"
+    backend: BackendName = "local"
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
     """Worker processes of the local pool (one per core by default)."""
     worker_mem_cap: ByteSize = ByteSize(256 << 20)

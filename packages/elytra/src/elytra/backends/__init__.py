@@ -3,5 +3,6 @@ results over strand) and ``ray``; all give identical results."""
 
 from .base import Backend, failure, retryable
 from .inline import InlineBackend
+from .local import LocalPool
 
-__all__ = ["Backend", "InlineBackend", "failure", "retryable"]
+__all__ = ["Backend", "InlineBackend", "LocalPool", "failure", "retryable"]

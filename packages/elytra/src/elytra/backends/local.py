@@ -1,0 +1,503 @@
+"""The local backend: a pool of long-lived worker processes; results come back over strand.
+
+* ``workers`` processes are started once, with the ``spawn`` context (the driver may be
+  threaded: it is never forked), and reused by every ``run``; ``close()`` stops them.
+* A task goes to a worker as JSON (``Task.to_json``) over a ``multiprocessing`` pipe. Control
+  messages (ready, stream, done, errors with their traceback text) are small JSON objects on
+  the same pipe; see :mod:`elytra.worker` for the protocol.
+* Rows come back over **strand**: one ring per worker per stage, created by the driver and
+  reused by that stage's tasks on that worker. **The driver learns a stage's output schema
+  from the first result**: a worker whose result finds no ring for its stage (or a ring of
+  another schema) asks for one with the result's Arrow schema, and the driver creates it and
+  answers (one extra round trip per worker per stage). A result larger than the ring streams
+  through it under backpressure: the driver copies each committed block out of the ring, then
+  acknowledges it, while the worker writes the next. The copied batches become the
+  ``TaskResult`` table as they are (no further concatenation), cast back to the result's exact
+  Arrow schema where strand widened a type (int8 -> int32, large_string -> string, ...).
+* An empty result sends only its schema. A result strand cannot hold (a type outside strand's
+  vocabulary, a string dictionary, a list with null elements) falls back to Arrow IPC stream
+  bytes over the pipe for that task; ``stats["transport"]`` says which way a result came
+  (``strand``, ``ipc`` or ``empty``), ``stats["transfer_seconds"]`` how long the driver spent
+  receiving it (from the worker's "stream" message to its "done"), and ``stats["attempt"]``
+  and ``stats["worker_pid"]`` where it ran.
+* Rings live until the next ``run`` that does not use their stage, a schema change, the
+  worker's death, or ``close()``; ``strand.cleanup_dead("elytra-")`` at start removes rings of
+  drivers that died.
+* Faults: a worker that dies mid-task, or whose task runs past ``lease_seconds`` (it is
+  killed), is replaced by a new process, and its task is run again (``attempt + 1``) up to
+  ``max_attempts``; then ``run`` raises :func:`~elytra.backends.base.failure`. A task that
+  raises a retryable error is retried the same way. A non-retryable error (bad input, a cap
+  too small) fails at once, re-raised as the worker's exception type when it can be rebuilt
+  (a ``PlatformError`` subclass built from message and details; the remote traceback is
+  attached as ``remote_traceback`` and as a note), else as ``TaskFailedError``. A set
+  ``cancel`` kills the workers running tasks (they are replaced) and raises
+  ``JobCancelledError``. Each attempt spills into its own directory under the task's
+  ``spill_dir``, which the driver removes when the attempt ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+import weakref
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import pyarrow as pa
+
+import strand
+from platform_core import PlatformError
+
+from ..errors import BackendUnavailableError, JobCancelledError
+from ..task import Task, TaskResult
+from ..worker import decode_schema, main, strand_schema
+from .base import failure
+
+__all__ = ["LocalPool"]
+
+_RING_PREFIX = "elytra-"
+_POLL = 0.05  # seconds between checks of cancel and leases while waiting
+_START_FAILURES = 3  # workers that die before ready, in a row, before the pool gives up
+
+
+@dataclass
+class _Ring:
+    name: str
+    segment: strand.Segment
+    view: strand.StrandView
+    schema: Any  # StrandSchema
+
+    def drop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.view.close()
+        self.segment.unlink()
+        with contextlib.suppress(Exception):
+            self.segment.close(timeout=1.0)
+
+
+@dataclass
+class _Slot:
+    """One worker process and what it is doing."""
+
+    index: int
+    proc: BaseProcess
+    conn: Connection
+    ready: bool = False
+    pid: int = 0
+    task: Task | None = None
+    spill: str = ""
+    deadline: float = 0.0
+    rings: dict[int, _Ring] = field(default_factory=dict)  # stage -> ring
+
+
+class _Lost(Exception):
+    """The worker running a task died or was killed; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _shutdown(slots: list[_Slot]) -> None:
+    """Stop every worker and unlink every ring (``close()``, and the pool's finalizer)."""
+    for slot in slots:
+        with contextlib.suppress(Exception):
+            slot.conn.send_bytes(b'{"op":"stop"}')
+    deadline = time.monotonic() + 2.0
+    for slot in slots:
+        slot.proc.join(max(0.0, deadline - time.monotonic()))
+        if slot.proc.is_alive():
+            slot.proc.kill()
+            slot.proc.join(2.0)
+        with contextlib.suppress(Exception):
+            slot.conn.close()
+        for ring in slot.rings.values():
+            ring.drop()
+        slot.rings.clear()
+        if slot.spill:
+            shutil.rmtree(slot.spill, ignore_errors=True)
+            slot.spill = ""
+    slots.clear()
+
+
+class LocalPool:
+    """Runs tasks on ``workers`` long-lived processes; results over strand rings of
+    ``ring_bytes`` heap each (see the module docstring)."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        workers: int = 2,
+        ring_bytes: int = 16 << 20,
+        max_attempts: int = 3,
+        lease_seconds: float = 600.0,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        if ring_bytes < 1 << 16 or ring_bytes % 64:
+            raise ValueError(f"ring_bytes must be a multiple of 64 and >= 64 KiB, got {ring_bytes}")
+        self.workers = workers
+        self.ring_bytes = ring_bytes
+        self.max_attempts = max_attempts
+        self.lease_seconds = lease_seconds
+        self._ctx = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()  # guards the slots' task/pid for running_tasks()
+        self._running = False
+        self._closed = False
+        strand.cleanup_dead(_RING_PREFIX)
+        self._slots: list[_Slot] = []
+        self._finalizer = weakref.finalize(self, _shutdown, self._slots)
+        try:
+            for i in range(workers):
+                self._slots.append(self._spawn(i))
+        except BaseException:
+            self.close()
+            raise
+
+    # -- introspection (tests, benchmarks) --------------------------------------------------
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the current worker processes (0 for one still starting)."""
+        with self._lock:
+            return [s.pid if s.ready else 0 for s in self._slots]
+
+    def running_tasks(self) -> dict[str, int]:
+        """Task id -> pid of the worker running it, for the tasks running now."""
+        with self._lock:
+            return {s.task.id: s.pid for s in self._slots if s.task is not None and s.ready}
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Block until every worker has started (optional: ``run`` waits as needed)."""
+        deadline = time.monotonic() + timeout
+        for slot in self._slots:
+            while not slot.ready:
+                left = deadline - time.monotonic()
+                if left <= 0 or not slot.conn.poll(left):
+                    raise BackendUnavailableError("the local pool's workers did not start in time")
+                self._on_message(slot, _recv(slot.conn), None)
+
+    # -- processes ----------------------------------------------------------------------------
+
+    def _spawn(self, index: int) -> _Slot:
+        ours, theirs = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(
+            target=main, args=(theirs, os.getpid()), name=f"elytra-worker-{index}", daemon=True
+        )
+        try:
+            proc.start()
+        except Exception as exc:
+            ours.close()
+            raise BackendUnavailableError(f"cannot start a local pool worker: {exc}") from exc
+        finally:
+            theirs.close()
+        return _Slot(index, proc, ours)
+
+    def _replace(self, slot: _Slot) -> Task | None:
+        """Kill ``slot``'s worker, drop its rings and spill directory, start a new worker in
+        its place; returns the task it was running."""
+        with self._lock:
+            task, slot.task = slot.task, None
+        if slot.proc.is_alive():
+            slot.proc.kill()
+        slot.proc.join(5.0)
+        with contextlib.suppress(Exception):
+            slot.conn.close()
+        for ring in slot.rings.values():
+            ring.drop()
+        slot.rings.clear()
+        if slot.spill:
+            shutil.rmtree(slot.spill, ignore_errors=True)
+        fresh = self._spawn(slot.index)
+        with self._lock:
+            slot.proc, slot.conn, slot.ready, slot.pid = fresh.proc, fresh.conn, False, 0
+            slot.spill = ""
+        return task
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run(self, tasks: Sequence[Task], cancel: threading.Event) -> Iterator[TaskResult]:
+        if self._closed:
+            raise BackendUnavailableError("this local pool is closed")
+        if self._running:
+            raise BackendUnavailableError("this local pool is already running a job")
+        self._running = True
+        pending: deque[Task] = deque(tasks)
+        stages = {t.stage for t in tasks}
+        start_failures = 0
+        finished = False
+        try:
+            for slot in self._slots:  # rings of stages this run does not use
+                for stage in [s for s in slot.rings if s not in stages]:
+                    slot.rings.pop(stage).drop()
+            while pending or any(s.task is not None for s in self._slots):
+                if cancel.is_set():
+                    raise JobCancelledError("the job was cancelled")
+                for slot in self._slots:
+                    if slot.ready and slot.task is None and pending:
+                        self._dispatch(slot, pending.popleft())
+                waitables: list[Any] = []
+                for slot in self._slots:
+                    waitables += [slot.conn, slot.proc.sentinel]
+                now = time.monotonic()
+                timeout = min(
+                    [_POLL] + [s.deadline - now for s in self._slots if s.task is not None]
+                )
+                ready = set(wait(waitables, max(0.0, timeout)))
+                for slot in self._slots:
+                    outcome: TaskResult | None = None
+                    try:
+                        if slot.conn in ready:
+                            try:
+                                msg = _recv(slot.conn)
+                            except (EOFError, OSError):
+                                raise _Lost("the worker died") from None
+                            outcome = self._on_message(slot, msg, cancel)
+                            if slot.ready:
+                                start_failures = 0
+                        elif slot.proc.sentinel in ready and not slot.proc.is_alive():
+                            raise _Lost(f"the worker died (exit code {slot.proc.exitcode})")
+                        if slot.task is not None and time.monotonic() > slot.deadline:
+                            raise _Lost(
+                                f"the task ran past its lease of {self.lease_seconds} seconds"
+                            )
+                    except _Retry as again:
+                        pending.appendleft(again.task)
+                    except _Lost as lost:
+                        if not slot.ready:
+                            start_failures += 1
+                            if start_failures >= _START_FAILURES:
+                                raise BackendUnavailableError(
+                                    f"local pool workers keep dying at start-up: {lost.reason}"
+                                ) from None
+                        task = self._replace(slot)
+                        if task is not None:
+                            pending.appendleft(self._again(task, lost.reason))
+                    if outcome is not None:
+                        yield outcome
+            finished = True
+        finally:
+            self._running = False
+            if not finished:  # cancelled, failed, or the caller stopped iterating
+                for slot in self._slots:
+                    if slot.task is not None:
+                        self._replace(slot)
+
+    def _again(self, task: Task, reason: str, tb: str = "") -> Task:
+        """The retry of ``task`` after ``reason``; ``failure`` if it was the last attempt."""
+        if task.attempt >= self.max_attempts:
+            raise failure(task, reason, tb)
+        return task.retry()
+
+    def _dispatch(self, slot: _Slot, task: Task) -> None:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "-", task.id)[:80]
+        spill = os.path.join(
+            task.spill_dir, f"elytra-{safe}-a{task.attempt}-{uuid.uuid4().hex[:8]}"
+        )
+        ring = slot.rings.get(task.stage)
+        msg = {
+            "op": "task",
+            "task": task.to_json(),
+            "spill": spill,
+            "ring": ring.name if ring else None,
+            "rings": [r.name for r in slot.rings.values()],
+        }
+        with self._lock:
+            slot.task, slot.spill = task, spill
+            slot.deadline = time.monotonic() + self.lease_seconds
+        with contextlib.suppress(OSError):  # a dead worker: its sentinel reports it
+            _send(slot.conn, msg)
+
+    def _finish(self, slot: _Slot) -> Task:
+        task = slot.task
+        assert task is not None
+        with self._lock:
+            slot.task = None
+        if slot.spill:
+            shutil.rmtree(slot.spill, ignore_errors=True)
+            slot.spill = ""
+        return task
+
+    def _on_message(
+        self, slot: _Slot, msg: dict[str, Any], cancel: threading.Event | None
+    ) -> TaskResult | None:
+        op = msg["op"]
+        if op == "ready":
+            with self._lock:
+                slot.ready, slot.pid = True, int(msg["pid"])
+            return None
+        if op == "need_ring":
+            assert slot.task is not None
+            ring = self._ring(slot, slot.task.stage, decode_schema(msg["schema"]))
+            _send(slot.conn, {"op": "ring", "name": ring.name})
+            return None
+        if op == "stream":
+            assert slot.task is not None
+            assert cancel is not None
+            ring = slot.rings[slot.task.stage]
+            started = time.perf_counter()
+            batches = self._read_stream(slot, ring, cancel)
+            msg = self._next(slot, cancel)
+            if msg["op"] == "done":
+                table = pa.Table.from_batches(batches, schema=ring.view.schema.to_arrow())
+                msg["transfer_seconds"] = time.perf_counter() - started
+                return self._result(slot, msg, table)
+            return self._on_message(slot, msg, cancel)  # ipc fallback or an error
+        if op == "done":  # an empty result
+            schema = decode_schema(msg["schema"])
+            return self._result(slot, msg, schema.empty_table())
+        if op == "ipc":
+            started = time.perf_counter()
+            data = slot.conn.recv_bytes()
+            table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+            msg["transfer_seconds"] = time.perf_counter() - started
+            return self._result(slot, msg, table)
+        if op == "error":
+            task = self._finish(slot)
+            tb = msg.get("traceback", "")
+            what = f"{msg['type']}: {msg['message']}"
+            if not msg.get("retryable", True):
+                raise _rebuild(msg, task) from None
+            # retried on the next free worker (this one is fine: it raised, it did not die)
+            raise _Retry(self._again(task, what, tb))
+        raise BackendUnavailableError(f"unexpected message from a local pool worker: {op!r}")
+
+    def _next(self, slot: _Slot, cancel: threading.Event) -> dict[str, Any]:
+        """The worker's next control message, watching liveness, lease and cancel."""
+        while not slot.conn.poll(_POLL):
+            self._check(slot, cancel)
+        try:
+            return _recv(slot.conn)
+        except (EOFError, OSError):
+            raise _Lost("the worker died") from None
+
+    def _check(self, slot: _Slot, cancel: threading.Event) -> None:
+        if cancel.is_set():
+            raise JobCancelledError("the job was cancelled")
+        if not slot.proc.is_alive():
+            raise _Lost(f"the worker died (exit code {slot.proc.exitcode})")
+        if time.monotonic() > slot.deadline:
+            raise _Lost(f"the task ran past its lease of {self.lease_seconds} seconds")
+
+    def _read_stream(
+        self, slot: _Slot, ring: _Ring, cancel: threading.Event
+    ) -> list[pa.RecordBatch]:
+        """Copy the stream out of the ring block by block, acknowledging as it goes (the
+        zero-copy arrays never outlive the acknowledgement: each is copied first)."""
+        view = ring.view
+        out: list[pa.RecordBatch] = []
+        seen = 0
+        while True:
+            try:
+                count = view.wait_for_commit(seen, timeout=_POLL)
+            except strand.StrandTimeoutError:
+                self._check(slot, cancel)
+                continue
+            if count > seen:
+                out += view.read_batches(seen, count, copy=True)
+                view.acknowledge_read(count)
+                seen = count
+            status = view.status
+            if status == "error":
+                return out  # aborted (the caller reads why) or the writer died
+            if status == "eos" and view.committed_count == seen:
+                return out
+            if count == seen:
+                self._check(slot, cancel)
+
+    def _ring(self, slot: _Slot, stage: int, schema: pa.Schema) -> _Ring:
+        old = slot.rings.pop(stage, None)
+        if old is not None:
+            old.drop()
+        sschema = strand_schema(schema)
+        smap = strand.compute_strand_map(
+            sschema, index_capacity=_index_capacity(self.ring_bytes), heap_capacity=self.ring_bytes
+        )
+        name = f"{_RING_PREFIX}{os.getpid()}-{slot.index}-{stage}-{uuid.uuid4().hex[:8]}"
+        segment = strand.create_strand(name, smap)
+        try:
+            view = strand.StrandView(segment)
+        except BaseException:
+            segment.unlink()
+            segment.close()
+            raise
+        ring = slot.rings[stage] = _Ring(name, segment, view, sschema)
+        return ring
+
+    def _result(self, slot: _Slot, msg: dict[str, Any], table: pa.Table) -> TaskResult:
+        schema = decode_schema(msg["schema"])
+        if table.schema != schema:
+            table = table.cast(schema)
+        if not schema.metadata and table.schema.metadata:
+            table = table.replace_schema_metadata(None)
+        task = self._finish(slot)
+        stats = dict(msg.get("stats", {}))
+        stats.update(
+            attempt=task.attempt,
+            worker_pid=slot.pid,
+            transport=msg["via"],
+            transfer_seconds=msg.get("transfer_seconds", 0.0),
+        )
+        return TaskResult(task.id, table, float(msg.get("seconds", 0.0)), stats)
+
+    def close(self) -> None:
+        """Stop the workers and unlink every ring (idempotent)."""
+        self._closed = True
+        self._finalizer()
+
+    def __enter__(self) -> LocalPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Retry(Exception):
+    def __init__(self, task: Task) -> None:
+        self.task = task
+
+
+def _index_capacity(ring_bytes: int) -> int:
+    """Records in flight: about one per 64 heap bytes, a power of two in [1024, 2**18]."""
+    want = max(1024, min(1 << 18, ring_bytes // 64))
+    return 1 << (want.bit_length() - 1)
+
+
+def _rebuild(msg: dict[str, Any], task: Task) -> Exception:
+    """The worker's non-retryable error as its own type when it can be rebuilt, else
+    ``TaskFailedError``; the remote traceback rides along either way."""
+    tb = msg.get("traceback", "")
+    try:
+        cls: Any = importlib.import_module(msg["module"])
+        for part in msg["type"].split("."):
+            cls = getattr(cls, part)
+        if isinstance(cls, type) and issubclass(cls, PlatformError):
+            exc: Exception = cls(msg["message"], **msg.get("details", {}))
+            exc.remote_traceback = tb  # type: ignore[attr-defined]
+            exc.add_note(
+                f"in task {task.id} (attempt {task.attempt}) on a local pool worker:\n{tb}"
+            )
+            return exc
+    except Exception:  # not rebuildable: report it as a task failure
+        pass
+    return failure(task, f"{msg['type']}: {msg['message']}", tb)
+
+
+def _send(conn: Connection, msg: dict[str, Any]) -> None:
+    conn.send_bytes(json.dumps(msg, separators=(",", ":")).encode())
+
+
+def _recv(conn: Connection) -> dict[str, Any]:
+    return json.loads(conn.recv_bytes())  # type: ignore[no-any-return]
