@@ -29,6 +29,7 @@ from .errors import JobCancelledError, JobTimeoutError, PipelineError
 from .explain import render
 from .jobs import Job, JobRecorder
 from .settings import ElytraSettings
+from .sources import LakeSource, Source
 from .stages import StagePlan, cut, task_plan
 from .task import Task, TaskResult
 
@@ -57,9 +58,15 @@ class Driver:
     """Plans and runs the actions of one session's pipelines."""
 
     def __init__(
-        self, settings: ElytraSettings, backend: Callable[[], Backend], *, owns: bool = True
+        self,
+        settings: ElytraSettings,
+        backend: Callable[[], Backend],
+        *,
+        owns: bool = True,
+        fetch: Callable[[str, str], bytes] | None = None,
     ) -> None:
         self.settings = settings
+        self.fetch = fetch
         self.owns = owns
         """Whether ``close()`` closes the backend (not one the caller handed in)."""
         self._backend_factory = backend
@@ -82,10 +89,16 @@ class Driver:
 
     # --- planning ---------------------------------------------------------------------------
 
-    def plan(self, p: Pipeline, job_id: str, spill_dir: Path) -> tuple[StagePlan, list[Task]]:
+    def plan(
+        self,
+        p: Pipeline,
+        job_id: str,
+        spill_dir: Path,
+        sources: dict[str, Source] | None = None,
+    ) -> tuple[StagePlan, list[Task]]:
         """Stages and their tasks; unknown columns and type errors raise before anything runs."""
         _ = p.schema
-        plan = cut(p.node, dict(p.sources))
+        plan = cut(p.node, sources if sources is not None else dict(p.sources))
         tasks: list[Task] = []
         for i, stage in enumerate(plan.stages):
             for j, part in enumerate(stage.source.parts(int(self.settings.task_bytes))):
@@ -178,8 +191,30 @@ class Driver:
         job.timed_out = True
         job.cancel_event.set()
 
+    def _localize(self, p: Pipeline, where: Path) -> dict[str, Source]:
+        """The pipeline's sources with every chunk on this node: the ones it lacks are fetched
+        from a replica (checked) into the job's directory, which goes when the job ends."""
+        out: dict[str, Source] = {}
+        for name, src in p.sources.items():
+            if isinstance(src, LakeSource) and src.missing():
+                if self.fetch is None:
+                    raise PipelineError(f"{src.describe()}: chunks are missing on this node")
+                where.mkdir(parents=True, exist_ok=True)
+                paths = {}
+                for sha in src.missing():
+                    target = where / f"{sha}.parquet"
+                    if not target.exists():
+                        tmp = target.with_suffix(".tmp")
+                        tmp.write_bytes(self.fetch(sha, src.origin))
+                        os.replace(tmp, target)
+                    paths[sha] = str(target)
+                src = src.localized(paths)
+            out[name] = src
+        return out
+
     def _execute(self, job: Job, p: Pipeline, spill: Path, stats: JobStats) -> pa.Table:
-        plan, tasks = self.plan(p, job.id, spill)
+        sources = self._localize(p, spill / "chunks")
+        plan, tasks = self.plan(p, job.id, spill, sources)
         stats.tasks_total = len(tasks)
         job.update(state="running", started=time.time(), tasks=_tasks(stats, 0))
         by_stage: dict[int, list[pa.Table]] = defaultdict(list)

@@ -44,6 +44,7 @@ class _Platform:
             self.backend,
             recorder=StoreRecorder(store) if store is not None else None,
             catalog=node.catalog,
+            fetch=node.cluster.read_chunk if node.cluster is not None else None,
         )
         return self.session
 

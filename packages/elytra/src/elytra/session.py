@@ -7,6 +7,7 @@ lake datasets are read from the lake node on ``PLATFORM_HOME``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +38,19 @@ class Session:
         backend: Backend | None = None,
         recorder: JobRecorder | None = None,
         catalog: Catalog | None = None,
+        fetch: Callable[[str, str], bytes] | None = None,
     ) -> None:
         self.settings = settings
         self.recorder = recorder
         """Where submitted jobs are recorded (the platform's Elkyn ``/jobs``), or None."""
         self._catalog = catalog
         """The lake catalog (the gateway's node's, or one opened on ``home`` when asked)."""
+        self.fetch = fetch
+        """``fetch(sha, origin)``: a chunk's checked bytes from a replica (in a cluster)."""
         given = backend
-        self.driver = Driver(settings, lambda: given or make_backend(settings), owns=given is None)
+        self.driver = Driver(
+            settings, lambda: given or make_backend(settings), owns=given is None, fetch=fetch
+        )
 
     def __enter__(self) -> Session:
         return self
@@ -82,12 +88,15 @@ class Session:
         chunks = []
         for ref in manifest.chunks:
             path = self.catalog.chunks.path(ref.sha256)
-            if not path.is_file():
+            if path.is_file():
+                chunks.append((ref.sha256, str(path), ref.bytes))
+            elif self.fetch is not None:
+                chunks.append((ref.sha256, "", ref.bytes))  # fetched from a replica per job
+            else:
                 raise PipelineError(
                     f"chunk {ref.sha256[:12]} of {name!r} is not on this node; run the pipeline "
-                    "on the platform that holds it"
+                    "on the platform (its /api/jobs), which reads it from a replica"
                 )
-            chunks.append((ref.sha256, str(path), ref.bytes))
         return self._start(
             LakeSource(
                 f"dataset:{name}:{new_id()}",
@@ -95,6 +104,7 @@ class Session:
                 dataset=name,
                 version=manifest.version,
                 chunks=tuple(chunks),
+                origin=manifest.origin,
             )
         )
 

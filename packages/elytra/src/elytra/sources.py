@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -82,7 +82,17 @@ class LakeSource(Source):
     dataset: str = ""
     version: int = 0
     chunks: tuple[tuple[str, str, int], ...] = ()
-    """(sha256, path, bytes) of each chunk, in manifest order."""
+    """(sha256, path, bytes) of each chunk, in manifest order; path "" when the chunk is not
+    on this node (the driver fetches it from a replica for the job, see ``localized``)."""
+    origin: str = ""
+
+    def missing(self) -> list[str]:
+        return [sha for sha, path, _ in self.chunks if not path]
+
+    def localized(self, paths: dict[str, str]) -> LakeSource:
+        """This source with the fetched chunks' paths filled in."""
+        chunks = tuple((sha, path or paths[sha], n) for sha, path, n in self.chunks)
+        return replace(self, chunks=chunks)
 
     def parts(self, task_bytes: int) -> list[Part]:
         sized = [(path, size) for _, path, size in self.chunks]

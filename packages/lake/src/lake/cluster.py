@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import random
 import threading
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from platform_core import NotFoundError
+from platform_core import NotFoundError, UnavailableError
 from platform_core.auth import TokenSigner
 
 from .errors import CorruptChunkError
@@ -284,22 +285,38 @@ class Cluster:
         order += [n for n in rank(sha, by_id) if n not in order]
         return [by_id[n] for n in order]
 
-    def fetch(self, sha: str, origin: str = "") -> bool:
-        """Copy chunk ``sha`` here from a member that has a good copy."""
+    def read_chunk(self, sha: str, origin: str = "") -> bytes:
+        """Chunk ``sha``'s bytes from a member with a good copy (checked), not stored here:
+        for a reader that needs a chunk this node is not a replica of (an elytra job)."""
         me = self.members.me_id
+        tried: list[str] = []
         for m in self.candidates(sha, origin):
             if m.id == me or m.id in self.dropped:
                 continue
+            tried.append(m.id)
             peer = FlightPeer(m.flight, self.token(), timeout=60)
             try:
                 data = peer.fetch_chunk(sha)
-                self.node.chunks.put_bytes(data, sha=sha)
-                return True
+                if hashlib.sha256(data).hexdigest() == sha:
+                    return data
+                log.warning("chunk %s from %s failed its checksum", sha[:12], m.id)
             except Exception as exc:  # a peer without it, or gone: try the next one
                 log.info("fetching chunk %s from %s failed: %s", sha[:12], m.id, exc)
             finally:
                 peer.close()
-        return False
+        raise UnavailableError(
+            f"no member could give a good copy of chunk {sha[:12]} (tried {tried}); retry once "
+            "the cluster has re-replicated it"
+        )
+
+    def fetch(self, sha: str, origin: str = "") -> bool:
+        """Copy chunk ``sha`` here from a member that has a good copy."""
+        try:
+            data = self.read_chunk(sha, origin)
+        except UnavailableError:
+            return False
+        self.node.chunks.put_bytes(data, sha=sha)
+        return True
 
     def replicate_once(self) -> int:
         """Fetch every chunk this node should hold and lacks; returns how many it fetched."""
