@@ -22,6 +22,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from emsqrt import EngineConfig, run
+from emsqrt.errors import CapTooSmallError
 from platform_core import new_id
 
 from .backends import Backend
@@ -180,6 +181,11 @@ class Driver:
             error = exc
             if job.timed_out and isinstance(exc, JobCancelledError):
                 error = JobTimeoutError(f"job {job.id} ran past its timeout of {timeout:g} s")
+            elif isinstance(exc, CapTooSmallError):
+                error = CapTooSmallError(
+                    f"{exc.message}; in elytra the caps are ELYTRA_WORKER_MEM_CAP (each task) "
+                    "and ELYTRA_DRIVER_MEM_CAP (the merge), or connect(worker_mem_cap=...)"
+                )
         finally:
             timer.cancel()
             shutil.rmtree(spill, ignore_errors=True)
@@ -240,12 +246,15 @@ class Driver:
         config = EngineConfig(
             mem_cap_bytes=int(self.settings.driver_mem_cap), spill_dir=str(spill / "merge")
         )
-        out = run(plan.merge, config, inputs=inputs).table
+        merged = run(plan.merge, config, inputs=inputs)
+        out = merged.table
         stats.merge_seconds = time.perf_counter() - t0
+        stats.spilled_bytes += int(merged.manifest.spill.get("bytes_written", 0))
         assert out is not None
         stats.rows_out = out.num_rows
         job.update(
             rows_out=out.num_rows,
+            spilled_bytes=stats.spilled_bytes,
             stages={
                 "tasks": {"seconds": round(stats.stage_seconds["tasks"], 6)},
                 "merge": {"seconds": round(stats.merge_seconds, 6)},
