@@ -59,9 +59,10 @@ def session(tmp_path: Path) -> Iterator[elytra.Session]:
         yield s
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def pool() -> Iterator[elytra.LocalPool]:
-    """One local pool of two workers for the whole test session."""
+    """One local pool of two workers per test module (closed after it: test_local_pool
+    checks that no ring of this process is left)."""
     p = elytra.LocalPool(2, ring_bytes=4 << 20)
     yield p
     p.close()

@@ -29,6 +29,7 @@ from .backends import Backend
 from .errors import JobCancelledError, JobTimeoutError, PipelineError
 from .explain import render
 from .jobs import Job, JobRecorder
+from .progress import watch
 from .settings import ElytraSettings
 from .sources import LakeSource, Source
 from .stages import StagePlan, cut, task_plan
@@ -140,7 +141,10 @@ class Driver:
     def collect(self, p: Pipeline) -> pa.Table:
         """Run ``p`` now and return its rows (a job run to the end in this thread)."""
         job = self._job(p, None, None)
+        shown = watch(job) if self.settings.progress else None
         self._run(job, p, self.settings.job_timeout_seconds)
+        if shown is not None and shown.ident is not None:
+            shown.join(5)
         return job.result()
 
     def submit(

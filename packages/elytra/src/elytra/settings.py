@@ -38,6 +38,9 @@ class ElytraSettings(PackageSettings):
     ring_bytes: ByteSize = ByteSize(16 << 20)
     """Heap of each worker's strand ring; a larger result streams through it."""
     spill_dir: Path | None = None
+    progress: bool = True
+    """Show the progress of actions that take over a second on stderr (a bar in a terminal,
+    a line otherwise)."""
 
     def resolved_spill_dir(self) -> Path:
         """Where tasks spill: ``spill_dir`` if set, else ``<home>/spill/elytra``."""
