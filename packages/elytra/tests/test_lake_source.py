@@ -65,3 +65,24 @@ def test_a_dataset_pipeline_runs_per_chunk_and_equals_duckdb(home: Path, tmp_pat
             s.dataset("sale")
         with pytest.raises(PipelineError, match="version 7"):
             s.dataset("sales", version=7)
+
+
+def test_the_json_form_of_a_pipeline_builds_the_same_pipeline(home: Path) -> None:
+    from elytra.spec import build
+
+    with elytra.connect(home=home, backend="inline") as s:
+        sales = s.dataset("sales", version=1)
+        other = s.dataset("sales", version=1).filter("grp < 3").select("grp", "who")
+        pipelines = [
+            sales.filter("amount > 100 AND who IS NOT NULL").with_columns(x="amount * 2"),
+            sales.group_by("grp").agg("count(*) AS n", "avg(amount) AS a").sort("grp DESC"),
+            sales.top_k(7, "amount DESC", "id").rename(id="key").drop("who"),
+            sales.select("grp", "who").distinct().union(other).limit(50, 5),
+            sales.join(other.distinct(), on=["grp", "who"], how="semi").agg("count(*) AS n"),
+        ]
+        for p in pipelines:
+            again = build(p.to_spec(), s, files=False)
+            assert again.node == p.node or again.collect().equals(p.collect())
+            assert again.to_spec() == p.to_spec()
+        with pytest.raises(PipelineError, match="only run embedded"):
+            sales.map_batches(lambda b: b).to_spec()

@@ -38,6 +38,8 @@ from .spec import PipelineSpec, build
 __all__ = ["JobRegistry", "make_router"]
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+JSON_ROWS = 100_000
+"""Rows a JSON result may hold (Python objects per row); Arrow and CSV go up to 10 million."""
 
 
 class GoneError(PlatformError):
@@ -157,6 +159,7 @@ def make_router(session: Callable[[], Session], registry: JobRegistry) -> APIRou
         s = session()
         pipeline = build(body.pipeline, s, files=False)  # 400 before any task runs
         job = pipeline.submit(owner=who.sub, timeout=body.timeout)
+        assert isinstance(job, Job)  # the platform's session runs here, never remotely
         registry.add(job)
         return _model(job)
 
@@ -184,8 +187,12 @@ def make_router(session: Callable[[], Session], registry: JobRegistry) -> APIRou
         job_id: str,
         who: Who,
         format: Literal["json", "arrow", "csv"] = "json",
-        limit: Annotated[int, Query(ge=0, le=100_000)] = 10_000,
+        limit: Annotated[int, Query(ge=0, le=10_000_000)] = 10_000,
     ) -> Response:
+        if format == "json" and limit > JSON_ROWS:
+            raise BadInputError(
+                f"a JSON result holds at most {JSON_ROWS} rows; ask for format=arrow or csv"
+            )
         job = registry.get(job_id, who)
         if job.state not in FINAL:
             raise ConflictError(f"job {job_id} is {job.state}; fetch the result once it ends")

@@ -38,7 +38,7 @@ from .task import Task, TaskResult
 if TYPE_CHECKING:
     from .pipeline import Pipeline
 
-__all__ = ["Driver", "JobStats"]
+__all__ = ["Driver", "JobStats", "write_table"]
 
 
 @dataclass
@@ -274,24 +274,7 @@ class Driver:
         stats.spilled_bytes += int(result.stats.get("spilled_bytes", 0))
 
     def write_file(self, p: Pipeline, path: str, format: str | None) -> dict[str, Any]:
-        fmt = (format or Path(path).suffix.lstrip(".") or "parquet").lower()
-        if fmt not in ("parquet", "csv"):
-            raise PipelineError(f"write: format is parquet or csv, not {fmt!r}")
-        table = self.collect(p)
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        os.close(fd)
-        try:
-            if fmt == "parquet":
-                pq.write_table(table, tmp)
-            else:
-                pcsv.write_csv(table, tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return {"path": str(target), "format": fmt, "rows": table.num_rows}
+        return write_table(self.collect(p), path, format)
 
 
 def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
@@ -309,3 +292,24 @@ def _tasks(stats: JobStats, failed: int) -> dict[str, int]:
         "running": running,
         "failed": failed,
     }
+
+
+def write_table(table: pa.Table, path: str, format: str | None) -> dict[str, Any]:
+    """Write ``table`` to a Parquet or CSV file atomically (a temporary file, then rename)."""
+    fmt = (format or Path(path).suffix.lstrip(".") or "parquet").lower()
+    if fmt not in ("parquet", "csv"):
+        raise PipelineError(f"write: format is parquet or csv, not {fmt!r}")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(fd)
+    try:
+        if fmt == "parquet":
+            pq.write_table(table, tmp)
+        else:
+            pcsv.write_csv(table, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return {"path": str(target), "format": fmt, "rows": table.num_rows}

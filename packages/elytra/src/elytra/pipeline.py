@@ -20,13 +20,14 @@ from emsqrt.errors import PlanError
 from emsqrt.resolve import SchemaResolver
 from platform_core import PlatformError, Schema
 from platform_core.expr import Aggregate as AggExpr
-from platform_core.expr import Column, Expr, parse
+from platform_core.expr import Column, Expr, parse, to_sql
 
 from .errors import PipelineError
 from .sources import Source
 
 if TYPE_CHECKING:
     from .jobs import Job
+    from .remote import RemoteJob
     from .session import Session
 
 __all__ = ["GroupedPipeline", "Pipeline"]
@@ -76,6 +77,13 @@ def _agg_name(agg: AggExpr) -> str:
     return f"{agg.name}_distinct_{arg}" if agg.distinct else f"{agg.name}_{arg}"
 
 
+def _key_texts(keys: tuple[lp.SortKey, ...]) -> list[str]:
+    return [
+        f"{k.column}{' DESC' if k.descending else ''}{' NULLS FIRST' if k.nulls_first else ''}"
+        for k in keys
+    ]
+
+
 def _sort_key(key: str | lp.SortKey, descending: bool) -> lp.SortKey:
     if isinstance(key, lp.SortKey):
         return key
@@ -99,6 +107,9 @@ class Pipeline:
     session: Session
     node: lp.Node
     sources: Mapping[str, Source]
+    spec: Mapping[str, Any] | None = None
+    """The pipeline's JSON form (``elytra.spec``) so far, or None once it holds what JSON
+    cannot carry (a Python function, local files or an Arrow table)."""
 
     # --- building -------------------------------------------------------------------------
 
@@ -114,19 +125,34 @@ class Pipeline:
     def columns(self) -> list[str]:
         return list(self.schema.names)
 
-    def _then(self, node: lp.Node, *others: Pipeline) -> Pipeline:
+    def _then(
+        self, node: lp.Node, *others: Pipeline, step: Mapping[str, Any] | None = None
+    ) -> Pipeline:
         sources = dict(self.sources)
         for other in others:
             if other.session is not self.session:
                 raise PipelineError("pipelines of two sessions cannot be combined")
             sources.update(other.sources)
-        out = Pipeline(self.session, node, sources)
+        spec = None
+        if self.spec is not None and step is not None and all(o.spec for o in others):
+            spec = {"source": self.spec["source"], "steps": [*self.spec["steps"], dict(step)]}
+        out = Pipeline(self.session, node, sources, spec)
         _ = out.schema  # check now, not when a task runs
         return out
 
+    def to_spec(self) -> dict[str, Any]:
+        """The JSON form a platform's ``/api/jobs`` accepts; PipelineError if it has none."""
+        if self.spec is None:
+            raise PipelineError(
+                "this pipeline holds a Python function, local files or an Arrow table, which "
+                "only run embedded (elytra.connect()), not as JSON sent to a platform"
+            )
+        return {"source": dict(self.spec["source"]), "steps": list(self.spec["steps"])}
+
     def filter(self, predicate: str | Expr) -> Pipeline:
         """Keep the rows where ``predicate`` is true: ``filter("amount > 1000")``."""
-        return self._then(lp.Filter(self.node, _expr(predicate, "filter")))
+        e = _expr(predicate, "filter")
+        return self._then(lp.Filter(self.node, e), step={"filter": to_sql(e)})
 
     def select(self, *columns: str) -> Pipeline:
         """Keep these columns in this order; ``"a AS b"`` renames."""
@@ -135,12 +161,13 @@ class Pipeline:
             m = _ALIAS.match(c)
             src, out = (m.group(1), m.group(2).strip('"')) if m else (c, c)
             pairs.append((out, src.strip('"')))
-        return self._then(lp.Project(self.node, tuple(pairs)))
+        return self._then(lp.Project(self.node, tuple(pairs)), step={"select": list(columns)})
 
     def with_columns(self, **exprs: str | Expr) -> Pipeline:
         """Add or replace computed columns: ``with_columns(total="price * qty")``."""
         cols = tuple((n, _expr(e, f"with_columns {n!r}")) for n, e in exprs.items())
-        return self._then(lp.Map(self.node, cols))
+        step = {"with_columns": {n: to_sql(e) for n, e in cols}}
+        return self._then(lp.Map(self.node, cols), step=step)
 
     def drop(self, *columns: str) -> Pipeline:
         names = self.columns
@@ -149,7 +176,8 @@ class Pipeline:
             from platform_core._suggest import did_you_mean
 
             raise PipelineError(f"drop: no column {missing[0]!r}{did_you_mean(missing[0], names)}")
-        return self._then(lp.Project(self.node, tuple((c, c) for c in names if c not in columns)))
+        kept = tuple((c, c) for c in names if c not in columns)
+        return self._then(lp.Project(self.node, kept), step={"drop": list(columns)})
 
     def rename(self, mapping: Mapping[str, str] | None = None, **renames: str) -> Pipeline:
         """Rename columns: ``rename({"old": "new"})`` or ``rename(old="new")``."""
@@ -160,7 +188,8 @@ class Pipeline:
                 from platform_core._suggest import did_you_mean
 
                 raise PipelineError(f"rename: no column {old!r}{did_you_mean(old, names)}")
-        return self._then(lp.Project(self.node, tuple((table.get(c, c), c) for c in names)))
+        renamed = tuple((table.get(c, c), c) for c in names)
+        return self._then(lp.Project(self.node, renamed), step={"rename": table})
 
     def group_by(self, *keys: str) -> GroupedPipeline:
         names = self.columns
@@ -179,12 +208,13 @@ class Pipeline:
         """Sort by keys: ``sort("a", "b DESC")``; NULLs last unless ``NULLS FIRST``."""
         if not keys:
             raise PipelineError("sort: give at least one column")
-        return self._then(lp.Sort(self.node, tuple(_sort_key(k, descending) for k in keys)))
+        sort_keys = tuple(_sort_key(k, descending) for k in keys)
+        return self._then(lp.Sort(self.node, sort_keys), step={"sort": _key_texts(sort_keys)})
 
     def limit(self, n: int, offset: int = 0) -> Pipeline:
         if isinstance(n, bool) or not isinstance(n, int) or n < 0 or offset < 0:
             raise PipelineError(f"limit: n and offset are integers >= 0, got {n!r}, {offset!r}")
-        return self._then(lp.Limit(self.node, n, offset))
+        return self._then(lp.Limit(self.node, n, offset), step={"limit": n, "offset": offset})
 
     def top_k(self, n: int, *keys: str | lp.SortKey, descending: bool = False) -> Pipeline:
         """The first ``n`` rows in ``keys`` order: ``top_k(10, "total DESC")``."""
@@ -192,7 +222,9 @@ class Pipeline:
             raise PipelineError(f"top_k: n is an integer >= 0, got {n!r}")
         if not keys:
             raise PipelineError("top_k: give at least one column to order by")
-        return self._then(lp.TopK(self.node, tuple(_sort_key(k, descending) for k in keys), n))
+        sort_keys = tuple(_sort_key(k, descending) for k in keys)
+        step = {"top_k": n, "by": _key_texts(sort_keys)}
+        return self._then(lp.TopK(self.node, sort_keys, n), step=step)
 
     def join(
         self,
@@ -213,15 +245,17 @@ class Pipeline:
             raise PipelineError("join: give on=, or left_on= and right_on= of the same length")
         if how not in lp.JOIN_TYPES:
             raise PipelineError(f"join: how is one of {', '.join(lp.JOIN_TYPES)}, not {how!r}")
-        return self._then(lp.Join(self.node, other.node, lk, rk, how), other)  # type: ignore[arg-type]
+        step = {"join": other.spec, "left_on": list(lk), "right_on": list(rk), "how": how}
+        return self._then(lp.Join(self.node, other.node, lk, rk, how), other, step=step)  # type: ignore[arg-type]
 
     def distinct(self) -> Pipeline:
         """Each distinct row once."""
-        return self._then(lp.Aggregate(self.node, tuple(self.columns), ()))
+        return self._then(lp.Aggregate(self.node, tuple(self.columns), ()), step={"distinct": True})
 
     def union(self, *others: Pipeline) -> Pipeline:
         """UNION ALL: rows of this and the others (same column names, in order)."""
-        return self._then(lp.Union((self.node, *(o.node for o in others))), *others)
+        step = {"union": [o.spec for o in others]}
+        return self._then(lp.Union((self.node, *(o.node for o in others))), *others, step=step)
 
     def map_batches(
         self, fn: Callable[[pa.RecordBatch], Any], *, schema: SchemaLike | None = None
@@ -310,7 +344,7 @@ class Pipeline:
         from dataclasses import replace as _replace
 
         sources = {k: _replace(v, partitions=n) for k, v in self.sources.items()}
-        return Pipeline(self.session, self.node, sources)
+        return Pipeline(self.session, self.node, sources, self.spec)
 
     # --- actions ----------------------------------------------------------------------------
 
@@ -318,7 +352,7 @@ class Pipeline:
         """Run the pipeline and return its rows as an Arrow table."""
         return self.session.driver.collect(self)
 
-    def submit(self, *, owner: str | None = None, timeout: float | None = None) -> Job:
+    def submit(self, *, owner: str | None = None, timeout: float | None = None) -> Job | RemoteJob:
         """Start the pipeline as a background job: ``status()``, ``wait()``, ``cancel()``,
         ``result()``; its record goes to the session's recorder (Elkyn ``/jobs/{id}``)."""
         return self.session.driver.submit(
@@ -383,4 +417,9 @@ class GroupedPipeline:
                     f"agg: {value!r} is not an aggregate (count, sum, avg, min, max, ...)"
                 )
             specs.append(lp.AggSpec(name or _agg_name(e), e))
-        return self.parent._then(lp.Aggregate(self.parent.node, self.keys, tuple(specs)))
+        texts = [f'{to_sql(s.agg)} AS "{s.name}"' for s in specs]
+        step: dict[str, Any] = (
+            {"group_by": list(self.keys), "agg": texts} if self.keys else {"agg": texts}
+        )
+        node = lp.Aggregate(self.parent.node, self.keys, tuple(specs))
+        return self.parent._then(node, step=step)

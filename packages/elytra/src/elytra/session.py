@@ -23,6 +23,7 @@ from .driver import Driver
 from .errors import PipelineError
 from .jobs import JobRecorder
 from .pipeline import Pipeline
+from .remote import RemoteDriver, remote_dataset, upload_temporary
 from .settings import ElytraSettings
 from .sources import ArrowSource, FileSource, LakeSource, Source
 
@@ -39,6 +40,8 @@ class Session:
         recorder: JobRecorder | None = None,
         catalog: Catalog | None = None,
         fetch: Callable[[str, str], bytes] | None = None,
+        remote: RemoteDriver | None = None,
+        token: str | None = None,
     ) -> None:
         self.settings = settings
         self.recorder = recorder
@@ -48,7 +51,9 @@ class Session:
         self.fetch = fetch
         """``fetch(sha, origin)``: a chunk's checked bytes from a replica (in a cluster)."""
         given = backend
-        self.driver = Driver(
+        self.remote = remote
+        self._token = token
+        self.driver: Driver | RemoteDriver = remote or Driver(
             settings, lambda: given or make_backend(settings), owns=given is None, fetch=fetch
         )
 
@@ -70,10 +75,15 @@ class Session:
         return self._catalog
 
     def _start(self, source: Source) -> Pipeline:
-        return Pipeline(self, source.leaf(), {source.name: source})
+        spec = None
+        if isinstance(source, LakeSource):
+            spec = {"source": {"dataset": source.dataset, "version": source.version}, "steps": []}
+        return Pipeline(self, source.leaf(), {source.name: source}, spec)
 
     def dataset(self, name: str, version: int | None = None) -> Pipeline:
         """A lake dataset (its head version, or ``version``)."""
+        if self.remote is not None:
+            return self._start(remote_dataset(self, self.remote, name, version))
         try:
             manifest = self.catalog.get(name, version)
         except DatasetNotFoundError:
@@ -108,15 +118,27 @@ class Session:
             )
         )
 
+    def _upload(self, path: str | os.PathLike[str]) -> Pipeline:
+        assert self.remote is not None
+        assert self._token is not None
+        return self.dataset(upload_temporary(self.remote, self._token, path))
+
     def read_csv(self, path: str | os.PathLike[str]) -> Pipeline:
-        """CSV files (a path or a glob), read as DuckDB's ``read_csv`` would."""
+        """CSV files (a path or a glob), read as DuckDB's ``read_csv`` would. Connected to a
+        platform, the (one) file is uploaded first as a temporary dataset."""
+        if self.remote is not None:
+            return self._upload(path)
         return self._start(FileSource.open(path, "csv"))
 
     def read_parquet(self, path: str | os.PathLike[str]) -> Pipeline:
+        if self.remote is not None:
+            return self._upload(path)
         return self._start(FileSource.open(path, "parquet"))
 
     def read_json(self, path: str | os.PathLike[str]) -> Pipeline:
         """JSON-lines files (one object per line)."""
+        if self.remote is not None:
+            return self._upload(path)
         return self._start(FileSource.open(path, "jsonl"))
 
     def from_arrow(self, table: pa.Table | pa.RecordBatch) -> Pipeline:
@@ -146,15 +168,18 @@ def make_backend(settings: ElytraSettings) -> Backend:
 
 
 def connect(
+    url: str | None = None,
     *,
+    token: str | None = None,
     home: str | os.PathLike[str] | None = None,
     backend: str | Backend | None = None,
     workers: int | None = None,
     recorder: JobRecorder | None = None,
     **settings: Any,
 ) -> Session:
-    """An embedded session on ``home`` (``PLATFORM_HOME``); ``backend`` is ``"inline"``,
-    ``"local"`` (default) or a backend object."""
+    """A session. Embedded on ``home`` (``PLATFORM_HOME``) by default, with ``backend``
+    ``"local"`` (a worker pool, the default), ``"inline"`` or a backend object; or, with
+    ``url``, on a running platform (``token``: default ``PLATFORM_TOKEN``)."""
     overrides: dict[str, Any] = dict(settings)
     if home is not None:
         overrides["home"] = Path(home)
@@ -163,5 +188,12 @@ def connect(
     if isinstance(backend, str):
         overrides["backend"] = backend
     loaded = load_settings(ElytraSettings, **overrides)
+    if url is not None:
+        from platform_core import auth
+
+        found = auth.client_token(token)
+        if found is None:
+            raise PipelineError(f"connecting to {url} needs a token: token= or PLATFORM_TOKEN")
+        return Session(loaded, remote=RemoteDriver(url, found), token=found)
     given = backend if backend is not None and not isinstance(backend, str) else None
     return Session(loaded, given, recorder)

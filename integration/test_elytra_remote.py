@@ -1,0 +1,78 @@
+"""``elytra.connect(url, token=...)``: pipelines built here, run by the platform, as DuckDB."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import pytest
+
+import elytra
+from lake import Client
+from platform_core import PlatformSettings, auth, load_settings
+from platform_gateway.testing import free_port
+
+StartPlatform = Callable[..., Any]
+
+
+def _rows(table: Any) -> list[tuple[Any, ...]]:
+    return sorted((tuple(r.values()) for r in table.to_pylist()), key=repr)
+
+
+def test_a_remote_session_runs_pipelines_on_the_platform(
+    start_platform: StartPlatform, tmp_path: Path
+) -> None:
+    platform = start_platform(free_port(), env={"LAKE_CHUNK_BYTES": str(256 * 1024)})
+    signer = auth.signer(load_settings(PlatformSettings, home=platform.home), create=False)
+    alice = signer.issue("alice")
+    sales, groups = tmp_path / "sales.csv", tmp_path / "groups.csv"
+    duckdb.sql(
+        f"COPY (SELECT i AS id, i % 5 AS grp, (i * 7 % 1000)::BIGINT AS amount "
+        f"FROM range(100000) t(i)) TO '{sales}' (HEADER)"
+    )
+    groups.write_text("grp,label\n" + "".join(f"{g},g{g}\n" for g in range(4)))
+    with Client(platform.url, alice) as client:
+        client.upload(sales, "sales", part_size=1 << 20)
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW sales AS SELECT * FROM read_csv('{sales}')")
+    con.execute(f"CREATE VIEW groups AS SELECT * FROM read_csv('{groups}')")
+
+    with elytra.connect(platform.url, token=alice) as s:
+        p = s.dataset("sales")
+        agg = p.filter("amount > 500").group_by("grp").agg("count(*) AS n", "sum(amount) AS t")
+        assert _rows(agg.collect()) == sorted(
+            con.execute(
+                "SELECT grp, count(*), sum(amount) FROM sales WHERE amount > 500 GROUP BY grp"
+            ).fetchall(),
+            key=repr,
+        )
+        top = p.top_k(5, "amount DESC", "id").select("id", "amount").collect()
+        assert [tuple(r.values()) for r in top.to_pylist()] == con.execute(
+            "SELECT id, amount FROM sales ORDER BY amount DESC, id LIMIT 5"
+        ).fetchall()
+        labels = s.read_csv(groups)  # a local file: uploaded as a temporary dataset
+        temporary = s.remote.temporary[0]  # type: ignore[union-attr]
+        joined = p.join(labels, on="grp", how="inner").group_by("label").agg("count(*) AS n")
+        assert _rows(joined.collect()) == sorted(
+            con.execute(
+                "SELECT label, count(*) FROM sales JOIN groups USING (grp) GROUP BY label"
+            ).fetchall(),
+            key=repr,
+        )
+        job = p.distinct().submit()
+        assert job.wait(60) == "succeeded"
+        assert job.result().num_rows == 100000
+        with pytest.raises(elytra.PipelineError, match="only run embedded"):
+            p.map_batches(lambda b: b).collect()
+        with pytest.raises(elytra.PipelineError, match="did you mean"):
+            s.dataset("sale")
+    with httpx.Client(base_url=platform.url, timeout=30) as http:
+        r = http.get(
+            f"/api/lake/datasets/{temporary}", headers={"authorization": f"Bearer {alice}"}
+        )
+        assert r.status_code == 404  # the temporary dataset went with the session
+    with pytest.raises(elytra.PipelineError, match="token"):
+        elytra.connect(platform.url)

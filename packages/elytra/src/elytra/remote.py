@@ -1,0 +1,182 @@
+"""A session on a running platform: ``elytra.connect("http://host:8080", token=...)``.
+
+Pipelines are built and checked here against the datasets' schemas (fetched once), then sent
+as their JSON form to the platform's ``/api/jobs``; the platform runs them on its pool and the
+result comes back as an Arrow stream. Python functions never travel to a platform: a pipeline
+holding one, or local files, or an Arrow table, has no JSON form and is refused with a clear
+error — except ``read_csv``/``read_parquet``/``read_json``, which first upload the file as a
+temporary dataset (deleted when the session closes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pyarrow as pa
+
+from platform_core import PlatformError, Schema, new_id
+from platform_core.schema import Field
+
+from .errors import BackendUnavailableError, ElytraError, PipelineError
+from .jobs import FINAL
+from .sources import LakeSource
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+    from .session import Session
+
+__all__ = ["RemoteDriver", "RemoteJob", "remote_dataset"]
+
+MAX_ROWS = 10_000_000
+
+
+def _raise(r: httpx.Response) -> None:
+    if r.status_code < 400:
+        return
+    try:
+        body = r.json()
+        message, kind = body.get("error", r.text), body.get("type", "")
+    except ValueError:
+        message, kind = r.text, ""
+    error = PipelineError if r.status_code == 400 else ElytraError
+    exc = error(f"{r.request.method} {r.request.url.path}: {r.status_code} {message}")
+    exc.kind = kind or exc.kind  # type: ignore[misc]
+    raise exc
+
+
+class RemoteJob:
+    """A job on the platform: the same handle as a local ``Job``."""
+
+    def __init__(self, driver: RemoteDriver, record: dict[str, Any]) -> None:
+        self.driver = driver
+        self.id: str = record["id"]
+        self.record = record
+
+    @property
+    def state(self) -> str:
+        return str(self.record["state"])
+
+    def status(self) -> dict[str, Any]:
+        self.record = self.driver.call("GET", f"/api/jobs/{self.id}").json()
+        return dict(self.record)
+
+    def done(self) -> bool:
+        return self.status()["state"] in FINAL
+
+    def wait(self, timeout: float | None = None) -> str:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.done():
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        return self.state
+
+    def cancel(self) -> None:
+        self.record = self.driver.call("POST", f"/api/jobs/{self.id}/cancel").json()
+
+    def result(self, timeout: float | None = None) -> pa.Table:
+        if self.wait(timeout) not in FINAL:
+            raise ElytraError(f"job {self.id} is still {self.state} after {timeout} s")
+        r = self.driver.call(
+            "GET", f"/api/jobs/{self.id}/result", params={"format": "arrow", "limit": MAX_ROWS}
+        )
+        return pa.ipc.open_stream(io.BytesIO(r.content)).read_all()
+
+
+class RemoteDriver:
+    """Runs a session's actions on a platform over HTTP."""
+
+    def __init__(self, url: str, token: str, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(
+            base_url=self.url, headers={"authorization": f"Bearer {token}"}, timeout=timeout
+        )
+        self.temporary: list[str] = []
+        self.last: Any = None
+
+    def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            r = self.http.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise BackendUnavailableError(
+                f"the platform at {self.url} cannot be reached: {exc}"
+            ) from None
+        _raise(r)
+        return r
+
+    def submit(self, p: Pipeline, *, timeout: float | None = None, **_: Any) -> RemoteJob:
+        body: dict[str, Any] = {"pipeline": p.to_spec()}
+        if timeout is not None:
+            body["timeout"] = timeout
+        return RemoteJob(self, self.call("POST", "/api/jobs", json=body).json())
+
+    def collect(self, p: Pipeline) -> pa.Table:
+        job = self.submit(p)
+        if job.wait() != "succeeded":
+            error = job.record.get("error") or {}
+            raise ElytraError(f"job {job.id} {job.state}: {error.get('message', '')}")
+        return job.result()
+
+    def explain(self, p: Pipeline) -> str:
+        import json
+
+        return f"runs on the platform at {self.url} as:\n{json.dumps(p.to_spec(), indent=2)}"
+
+    def write_file(self, p: Pipeline, path: str, format: str | None) -> dict[str, Any]:
+        from .driver import write_table
+
+        return write_table(self.collect(p), path, format)
+
+    def close(self) -> None:
+        for name in self.temporary:
+            with contextlib.suppress(PlatformError):
+                self.call("DELETE", f"/api/lake/datasets/{name}")
+        self.temporary.clear()
+        self.http.close()
+
+
+def remote_dataset(
+    session: Session, driver: RemoteDriver, name: str, version: int | None
+) -> LakeSource:
+    """A dataset of the platform as a source (its schema only: the platform reads the chunks)."""
+    params = {"version": version} if version is not None else None
+    r = driver.http.get(f"/api/lake/datasets/{name}", params=params)
+    if r.status_code == 404:
+        from platform_core._suggest import did_you_mean
+
+        names = [d["name"] for d in driver.call("GET", "/api/lake/datasets").json()]
+        raise PipelineError(
+            f"no dataset {name!r}"
+            + (f" version {version}" if version is not None else "")
+            + (did_you_mean(name, names) or f"; datasets: {', '.join(names) or 'none yet'}")
+        )
+    _raise(r)
+    info = r.json()
+    schema = Schema([Field(c["name"], c["type"], c["nullable"]) for c in info["columns"]])
+    return LakeSource(
+        f"dataset:{name}:{new_id()}",
+        schema.to_arrow(),
+        dataset=name,
+        version=int(info["version"]),
+        origin=str(info.get("origin", "")),
+    )
+
+
+def upload_temporary(driver: RemoteDriver, token: str, path: str | os.PathLike[str]) -> str:
+    """Upload a local file as a temporary dataset of the platform; its name."""
+    from lake import Client
+
+    file = Path(path)
+    if not file.is_file():
+        raise PipelineError(f"no file {str(path)!r} to upload (globs: upload each file first)")
+    name = f"elytra_tmp_{new_id().lower()}"
+    with Client(driver.url, token) as client:
+        client.upload(file, name)
+    driver.temporary.append(name)
+    return name
