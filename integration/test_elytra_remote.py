@@ -76,3 +76,19 @@ def test_a_remote_session_runs_pipelines_on_the_platform(
         assert r.status_code == 404  # the temporary dataset went with the session
     with pytest.raises(elytra.PipelineError, match="token"):
         elytra.connect(platform.url)
+
+
+def test_connect_on_a_served_home_uses_the_running_platform(
+    start_platform: StartPlatform, tmp_path: Path
+) -> None:
+    platform = start_platform(free_port())
+    assert (platform.home / "platform.json").is_file()
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,b\n1,2\n3,4\n")
+    with elytra.connect(home=platform.home) as s:
+        assert s.remote is not None  # not a second opening of its LMDB and lake
+        assert s.remote.url == platform.url
+        t = s.read_csv(csv).agg("sum(a) AS sa").collect()
+        assert t.column("sa").to_pylist() == [4]
+    assert platform.stop() == 0
+    assert not (platform.home / "platform.json").exists()

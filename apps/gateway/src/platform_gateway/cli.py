@@ -180,7 +180,7 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
         except OSError as exc:
             _fail(f"cannot listen on {settings.host}:{settings.port}: {exc}", 1)
         url = url_of(settings.host, sock.getsockname()[1])
-        outcome = serve(app, sock, url, settings.log_level)
+        outcome = serve(app, sock, url, settings.log_level, Path(settings.home))
         if outcome is Outcome.FAILED:
             _fail("the platform did not start (the log above says why)", 1)
         if outcome is Outcome.FORCED:

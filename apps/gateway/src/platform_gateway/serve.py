@@ -17,10 +17,13 @@ import logging
 import signal
 import socket
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import uvicorn
+
+from platform_core import announce, withdraw
 
 __all__ = ["GatewayServer", "Outcome", "bind", "serve", "url_of"]
 
@@ -61,14 +64,17 @@ def url_of(host: str, port: int) -> str:
 class GatewayServer(uvicorn.Server):
     """uvicorn's server, announcing the URL once up and giving in to a second signal."""
 
-    def __init__(self, config: uvicorn.Config, url: str) -> None:
+    def __init__(self, config: uvicorn.Config, url: str, home: Path | None = None) -> None:
         super().__init__(config)
         self.url = url
+        self.home = home
         self.forced = False
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if self.started and not self.should_exit:
+            if self.home is not None:
+                announce(self.home, self.url)  # elytra.connect() on this home finds us
             print(f"platform is up at {self.url} (docs: {self.url}/docs)", flush=True)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
@@ -100,10 +106,13 @@ def _ignore(signum: int, frame: FrameType | None) -> None:
     """Swallows the signals uvicorn re-raises after its shutdown, so ``up`` returns normally."""
 
 
-def serve(app: Any, sock: socket.socket, url: str, log_level: str) -> Outcome:
-    """Serve ``app`` on ``sock`` until Ctrl-C/SIGTERM; closes ``sock``."""
+def serve(
+    app: Any, sock: socket.socket, url: str, log_level: str, home: Path | None = None
+) -> Outcome:
+    """Serve ``app`` on ``sock`` until Ctrl-C/SIGTERM; closes ``sock``. While it serves,
+    ``<home>/platform.json`` says where (``platform_core.find_running``)."""
     config = uvicorn.Config(app, log_config=None, log_level=log_level, lifespan="on")
-    server = GatewayServer(config, url)
+    server = GatewayServer(config, url, home)
     # uvicorn restores the handlers it found and then re-raises the Ctrl-C/SIGTERM it caught;
     # with these in place that re-raise is a no-op and `up` returns normally.
     in_main_thread = threading.current_thread() is threading.main_thread()
@@ -116,6 +125,8 @@ def serve(app: Any, sock: socket.socket, url: str, log_level: str) -> Outcome:
             return Outcome.FAILED
         raise
     finally:
+        if home is not None:
+            withdraw(home)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sock.close()

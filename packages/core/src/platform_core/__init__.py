@@ -28,6 +28,7 @@ from .netloc import host_header_name, is_local_request, is_loopback, origin_is_l
 from .plugin import PLUGIN_GROUP, Plugin, PluginError, check_plugins, discover_plugins
 from .redact import CREDENTIAL_PARAMS, RedactTokens, install_log_redaction, redact
 from .rowhash import hash_columns
+from .running import announce, find_running, withdraw
 from .schema import Field, Schema
 from .settings import PackageSettings, PlatformSettings, load_settings
 from .types import FieldType, from_arrow, parse_type
@@ -61,12 +62,14 @@ __all__ = [
     "UnavailableError",
     "__version__",
     "address_space",
+    "announce",
     "auth",
     "canonical_json",
     "cap_memory",
     "check_plugins",
     "csv_column_names",
     "discover_plugins",
+    "find_running",
     "from_arrow",
     "hash_columns",
     "host_header_name",
@@ -88,4 +91,5 @@ __all__ = [
     "sha256_stream",
     "sniff_csv_schema",
     "stable_hash",
+    "withdraw",
 ]

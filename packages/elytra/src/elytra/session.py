@@ -6,6 +6,7 @@ lake datasets are read from the lake node on ``PLATFORM_HOME``.
 
 from __future__ import annotations
 
+import getpass
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ import pyarrow as pa
 
 from lake import Catalog, lake_settings, open_catalog
 from lake.errors import DatasetNotFoundError
-from platform_core import load_settings, new_id
+from platform_core import find_running, load_settings, new_id
 from platform_core._suggest import did_you_mean
 
 from .backends import Backend, InlineBackend
@@ -188,6 +189,14 @@ def connect(
     if isinstance(backend, str):
         overrides["backend"] = backend
     loaded = load_settings(ElytraSettings, **overrides)
+    if url is None and backend is None:
+        running = find_running(loaded.home)
+        if running is not None:  # a platform serves this home: use it, not its files
+            from platform_core import PlatformSettings, auth
+
+            signer = auth.signer(load_settings(PlatformSettings, home=loaded.home), create=False)
+            token = token or signer.issue(getpass.getuser(), ttl_seconds=24 * 3600)
+            url = running
     if url is not None:
         from platform_core import auth
 
