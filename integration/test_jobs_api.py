@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,26 @@ def test_jobs_run_through_the_gateway(
         assert bad.status_code == 400
         assert "server paths" in bad.json()["error"]
         assert http.post("/api/jobs", json={"pipeline": "x"}, headers=h(alice)).status_code == 422
+
+        # write: the rows become a dataset of alice's; bob cannot add a version to it
+        w = http.post(
+            "/api/jobs", json={"pipeline": PIPELINE, "write": "alice_totals"}, headers=h(alice)
+        ).json()
+        for _ in range(300):
+            w = http.get(f"/api/jobs/{w['id']}", headers=h(alice)).json()
+            if w["state"] in ("succeeded", "failed", "cancelled"):
+                break
+            time.sleep(0.1)
+        assert w["state"] == "succeeded", w
+        assert w["result"]["dataset"] == "alice_totals"
+        assert w["result"]["version"] == 1
+        made = http.get("/api/lake/datasets/alice_totals", headers=h(alice)).json()
+        assert made["owner"] == "alice"
+        assert made["rows"] == len(want)
+        denied = http.post(
+            "/api/jobs", json={"pipeline": PIPELINE, "write": "alice_totals"}, headers=h(bob)
+        )
+        assert denied.status_code == 403
     out = subprocess.run(
         [str(platform_command), "elytra", "--help"], capture_output=True, text=True, timeout=60
     )

@@ -86,3 +86,23 @@ def test_the_json_form_of_a_pipeline_builds_the_same_pipeline(home: Path) -> Non
             assert again.to_spec() == p.to_spec()
         with pytest.raises(PipelineError, match="only run embedded"):
             sales.map_batches(lambda b: b).to_spec()
+
+
+def test_write_commits_a_new_dataset_version_or_a_file(home: Path, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    with elytra.connect(home=home, backend="inline") as s:
+        totals = s.dataset("sales", version=1).group_by("grp").agg("sum(amount) AS total")
+        done = totals.write("totals")
+        assert done["dataset"] == "totals"
+        assert done["version"] == 1
+        assert done["rows"] == 13
+        again = s.dataset("totals")
+        assert rows_of([tuple(r.values()) for r in again.collect().to_pylist()]) == rows_of(
+            [tuple(r.values()) for r in totals.collect().to_pylist()]
+        )
+        assert totals.write("totals")["version"] == 2
+        out = totals.write(tmp_path / "t.parquet")
+        assert pq.read_table(out["path"]).num_rows == 13
+        with pytest.raises(PipelineError, match="parquet or csv"):
+            totals.write(tmp_path / "t.json")

@@ -31,6 +31,7 @@ from platform_core import (
 )
 from platform_core.auth import Claims
 
+from .driver import Driver
 from .jobs import FINAL, Job
 from .session import Session
 from .spec import PipelineSpec, build
@@ -56,6 +57,9 @@ class TooManyJobsError(OverBudgetError):
 class SubmitRequest(BaseModel):
     pipeline: PipelineSpec
     timeout: float | None = Field(None, gt=0, le=24 * 3600, description="Seconds; default 1 h.")
+    write: str | None = Field(
+        None, description="A dataset to commit the rows to as a new version (yours, or new)."
+    )
 
 
 class JobModel(BaseModel):
@@ -158,8 +162,23 @@ def make_router(session: Callable[[], Session], registry: JobRegistry) -> APIRou
         registry.admit(who.sub)
         s = session()
         pipeline = build(body.pipeline, s, files=False)  # 400 before any task runs
-        job = pipeline.submit(owner=who.sub, timeout=body.timeout)
-        assert isinstance(job, Job)  # the platform's session runs here, never remotely
+        driver = s.driver
+        assert isinstance(driver, Driver)  # the platform's session runs here, never remotely
+        if body.write is not None:
+            head = s.catalog.head(body.write)
+            if head is not None and not head.deleted and not who.admin and head.owner != who.sub:
+                raise ForbiddenError(
+                    f"dataset {body.write!r} belongs to {head.owner!r}; write to a dataset of "
+                    "yours or a new name"
+                )
+        job = driver.submit(
+            pipeline,
+            owner=who.sub,
+            recorder=s.recorder,
+            timeout=body.timeout,
+            write=body.write,
+            admin=who.admin,
+        )
         registry.add(job)
         return _model(job)
 

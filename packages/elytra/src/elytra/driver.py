@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from emsqrt import EngineConfig, run
 from emsqrt.errors import CapTooSmallError
-from platform_core import new_id
+from platform_core import PlatformError, new_id
 
 from .backends import Backend
 from .errors import JobCancelledError, JobTimeoutError, PipelineError
@@ -38,7 +38,10 @@ from .task import Task, TaskResult
 if TYPE_CHECKING:
     from .pipeline import Pipeline
 
-__all__ = ["Driver", "JobStats", "write_table"]
+__all__ = ["Driver", "Ingest", "JobStats", "write_table"]
+
+Ingest = Callable[[Path, str, "str | None", bool], int]
+"""``ingest(parquet_path, dataset, owner, admin) -> version``: commit a file as a version."""
 
 
 @dataclass
@@ -66,9 +69,12 @@ class Driver:
         *,
         owns: bool = True,
         fetch: Callable[[str, str], bytes] | None = None,
+        ingest: Ingest | None = None,
     ) -> None:
         self.settings = settings
         self.fetch = fetch
+        self.ingest = ingest
+        """``ingest(path, name, owner, admin)``: a Parquet file as a new dataset version."""
         self.owns = owns
         """Whether ``close()`` closes the backend (not one the caller handed in)."""
         self._backend_factory = backend
@@ -154,13 +160,21 @@ class Driver:
         owner: str | None = None,
         recorder: JobRecorder | None = None,
         timeout: float | None = None,
+        write: str | None = None,
+        admin: bool = False,
     ) -> Job:
-        """Start ``p`` as a job in the background; plan errors raise here, before it starts."""
+        """Start ``p`` as a job in the background; plan errors raise here, before it starts.
+        With ``write``, its rows become a new version of that dataset (owned by ``owner``)."""
         job = self._job(p, owner, recorder)
         self.plan(p, job.id, Path(tempfile.gettempdir()))  # unknown columns, types: now
+        if write is not None:
+            self._check_writable(write)
         limit = timeout if timeout is not None else self.settings.job_timeout_seconds
         thread = threading.Thread(
-            target=self._run, args=(job, p, limit), name=f"elytra-job-{job.id}", daemon=True
+            target=self._run,
+            args=(job, p, limit, write, admin),
+            name=f"elytra-job-{job.id}",
+            daemon=True,
         )
         thread.start()
         return job
@@ -170,7 +184,35 @@ class Driver:
 
         return Job(new_id(), owner=owner, plan=describe(p.node), recorder=recorder)
 
-    def _run(self, job: Job, p: Pipeline, timeout: float) -> None:
+    def _check_writable(self, name: str) -> None:
+        from lake.names import check_dataset_name
+
+        if self.ingest is None:
+            raise PipelineError("this session cannot write datasets (no lake here)")
+        try:
+            check_dataset_name(name)
+        except PlatformError as exc:
+            raise PipelineError(f"write: {exc.message}") from None
+
+    def write_dataset(
+        self, p: Pipeline, name: str, owner: str | None = None, admin: bool = False
+    ) -> dict[str, Any]:
+        """Run ``p`` and commit its rows as a new version of dataset ``name`` (atomically:
+        the lake's upload protocol; nothing is visible until the version commits)."""
+        self._check_writable(name)
+        job = self._job(p, owner, None)
+        self._run(job, p, self.settings.job_timeout_seconds, name, admin)
+        job.result()
+        return dict(job.record["result"])
+
+    def _run(
+        self,
+        job: Job,
+        p: Pipeline,
+        timeout: float,
+        write: str | None = None,
+        admin: bool = False,
+    ) -> None:
         """The job from start to end; its outcome goes to ``job.finish``, never raised here."""
         spill = self.settings.resolved_spill_dir() / job.id
         stats = JobStats(job.id)
@@ -179,8 +221,11 @@ class Driver:
         timer.start()
         table: pa.Table | None = None
         error: BaseException | None = None
+        written: dict[str, Any] | None = None
         try:
             table = self._execute(job, p, spill, stats)
+            if write is not None:
+                written = self._write(table, write, spill, job.owner, admin)
         except BaseException as exc:
             error = exc
             if job.timed_out and isinstance(exc, JobCancelledError):
@@ -194,7 +239,17 @@ class Driver:
             timer.cancel()
             shutil.rmtree(spill, ignore_errors=True)
             self.last = stats
-            job.finish(table, error)
+            job.finish(table, error, written)
+
+    def _write(
+        self, table: pa.Table, name: str, spill: Path, owner: str | None, admin: bool
+    ) -> dict[str, Any]:
+        assert self.ingest is not None
+        spill.mkdir(parents=True, exist_ok=True)
+        path = spill / f"{name}.parquet"
+        pq.write_table(table, path)
+        version = self.ingest(path, name, owner, admin)
+        return {"dataset": name, "version": version, "rows": table.num_rows}
 
     @staticmethod
     def _time_out(job: Job) -> None:

@@ -111,7 +111,12 @@ class Job:
             snapshot = dict(self.record)
         self.recorder.write(self.id, {k: v for k, v in snapshot.items() if v is not None})
 
-    def finish(self, table: pa.Table | None, error: BaseException | None) -> None:
+    def finish(
+        self,
+        table: pa.Table | None,
+        error: BaseException | None,
+        written: dict[str, Any] | None = None,
+    ) -> None:
         from .errors import JobCancelledError, JobTimeoutError
 
         self.table, self.error = table, error
@@ -129,8 +134,10 @@ class Job:
             tb = getattr(error, "remote_traceback", "")
             if tb:
                 fields["error"]["traceback"] = tb[-8000:]
-        if table is not None:
+        if table is not None and error is None:
             fields["result"] = {"rows": table.num_rows, "bytes": table.nbytes, "where": "driver"}
+            if written is not None:
+                fields["result"] |= {"where": "dataset", **written}
         self.update(**fields)
         self._done.set()
 

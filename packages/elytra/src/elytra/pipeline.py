@@ -386,9 +386,14 @@ class Pipeline:
         """The plan: stages, their tasks, what each reads, and the backend they run on."""
         return self.session.driver.explain(self)
 
-    def write(self, path: str | os.PathLike[str], format: str | None = None) -> dict[str, Any]:
-        """Write the rows to a Parquet, CSV or JSON-lines file (atomically)."""
-        return self.session.driver.write_file(self, str(path), format)
+    def write(self, target: str | os.PathLike[str], format: str | None = None) -> dict[str, Any]:
+        """Write the rows: to a new version of lake dataset ``target`` (a bare name such as
+        ``"daily_totals"``), or to a Parquet or CSV file (a path, or with ``format=``).
+        Either way atomically: nothing half-written is ever visible."""
+        text = str(target)
+        if format is None and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", text):
+            return self.session.driver.write_dataset(self, text)
+        return self.session.driver.write_file(self, text, format)
 
 
 @dataclass(frozen=True)

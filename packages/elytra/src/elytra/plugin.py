@@ -45,8 +45,15 @@ class _Platform:
             recorder=StoreRecorder(store) if store is not None else None,
             catalog=node.catalog,
             fetch=node.cluster.read_chunk if node.cluster is not None else None,
+            ingest=lambda path, name, owner, admin: _version(
+                node.ingest(path, name, owner=owner, admin=admin)
+            ),
         )
         return self.session
+
+
+def _version(info: Any) -> int:
+    return int(info.version)
 
 
 def plugin() -> Plugin:

@@ -110,11 +110,22 @@ class RemoteDriver:
         _raise(r)
         return r
 
-    def submit(self, p: Pipeline, *, timeout: float | None = None, **_: Any) -> RemoteJob:
+    def submit(
+        self, p: Pipeline, *, timeout: float | None = None, write: str | None = None, **_: Any
+    ) -> RemoteJob:
         body: dict[str, Any] = {"pipeline": p.to_spec()}
         if timeout is not None:
             body["timeout"] = timeout
+        if write is not None:
+            body["write"] = write
         return RemoteJob(self, self.call("POST", "/api/jobs", json=body).json())
+
+    def write_dataset(self, p: Pipeline, name: str, **_: Any) -> dict[str, Any]:
+        job = self.submit(p, write=name)
+        if job.wait() != "succeeded":
+            error = job.record.get("error") or {}
+            raise ElytraError(f"job {job.id} {job.state}: {error.get('message', '')}")
+        return dict(job.record["result"])
 
     def collect(self, p: Pipeline) -> pa.Table:
         job = self.submit(p)

@@ -20,7 +20,7 @@ from platform_core import find_running, load_settings, new_id
 from platform_core._suggest import did_you_mean
 
 from .backends import Backend, InlineBackend
-from .driver import Driver
+from .driver import Driver, Ingest
 from .errors import PipelineError
 from .jobs import JobRecorder
 from .pipeline import Pipeline
@@ -41,6 +41,7 @@ class Session:
         recorder: JobRecorder | None = None,
         catalog: Catalog | None = None,
         fetch: Callable[[str, str], bytes] | None = None,
+        ingest: Ingest | None = None,
         remote: RemoteDriver | None = None,
         token: str | None = None,
     ) -> None:
@@ -55,7 +56,11 @@ class Session:
         self.remote = remote
         self._token = token
         self.driver: Driver | RemoteDriver = remote or Driver(
-            settings, lambda: given or make_backend(settings), owns=given is None, fetch=fetch
+            settings,
+            lambda: given or make_backend(settings),
+            owns=given is None,
+            fetch=fetch,
+            ingest=ingest or self._ingest_here,
         )
 
     def __enter__(self) -> Session:
@@ -66,6 +71,19 @@ class Session:
 
     def close(self) -> None:
         self.driver.close()
+
+    def _ingest_here(self, path: Path, name: str, owner: str | None, admin: bool) -> int:
+        """Embedded, with no platform on this home: a lake node opened for the commit only.
+        The local user owns the home, so writes as its owner (and admin)."""
+        from lake import LakeNode
+
+        node = LakeNode(lake_settings(None, home=self.settings.home))
+        try:
+            info = node.ingest(path, name, owner=owner or getpass.getuser(), admin=True)
+        finally:
+            node.stop()
+        assert info.version is not None
+        return info.version
 
     # --- sources ----------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from platform_core import new_id
+from platform_core import ForbiddenError, new_id
 from platform_core.auth import TokenSigner
 
 from .catalog import Catalog
@@ -28,9 +28,10 @@ if TYPE_CHECKING:
 
 from .admission import QueryAdmission
 from .chunks import ChunkStore
+from .errors import IngestError
 from .query import QueryEngine
 from .settings import LakeSettings
-from .uploads import UploadManager
+from .uploads import UploadInfo, UploadManager
 
 __all__ = ["LakeNode"]
 
@@ -106,6 +107,54 @@ class LakeNode:
         self.cluster: Cluster | None = None
         self._stop = threading.Event()
         self._gc_thread: threading.Thread | None = None
+
+    def ingest(
+        self,
+        path: Path,
+        name: str,
+        *,
+        owner: str | None = None,
+        admin: bool = False,
+        append: bool = False,
+        overrides: dict[str, str] | None = None,
+        part_size: int | None = None,
+        timeout: float = 3600.0,
+    ) -> UploadInfo:
+        """Upload a local file as a new version of ``name`` through the upload protocol (the
+        same checks, conversion and atomic commit as over HTTP); waits for the commit."""
+        import hashlib
+
+        head = self.catalog.head(name)
+        if head is not None and not head.deleted and not admin and head.owner != owner:
+            raise ForbiddenError(
+                f"dataset {name!r} belongs to {head.owner!r}; only its owner or an admin may "
+                "add a version"
+            )
+        size = path.stat().st_size
+        info = self.uploads.start(
+            name,
+            size,
+            filename=path.name,
+            owner=owner,
+            admin=admin,
+            append=append,
+            overrides=overrides,
+            part_size=part_size,
+        )
+        try:
+            with open(path, "rb") as f:
+                for n in range(info.parts):
+                    part = f.read(info.part_size)
+                    self.uploads.put_part(info.id, n, part, hashlib.sha256(part).hexdigest())
+            self.uploads.complete(info.id)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.uploads.abort(info.id)
+            raise
+        done = self.uploads.wait(info.id, timeout)
+        if done.state != "committed":
+            raise IngestError(f"ingesting {path.name} as {name!r} ended {done.state}: {done.error}")
+        return done
 
     def start(self, gc_interval: float = 300.0) -> None:
         """Resume interrupted conversions and start the periodic GC."""

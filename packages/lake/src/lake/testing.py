@@ -106,14 +106,4 @@ def peak_rss_bytes(pid: int) -> tuple[int, int]:
 
 def ingest(node: LakeNode, path: Path, name: str, **kw: Any) -> None:
     """Upload a local file into an in-process node through the upload protocol; wait for it."""
-    import hashlib
-
-    data = path.read_bytes()
-    info = node.uploads.start(name, len(data), filename=path.name, part_size=1 << 20, **kw)
-    for n in range(info.parts):
-        part = data[n * info.part_size : (n + 1) * info.part_size]
-        node.uploads.put_part(info.id, n, part, hashlib.sha256(part).hexdigest())
-    node.uploads.complete(info.id)
-    done = node.uploads.wait(info.id, 60)
-    if done.state != "committed":
-        raise AssertionError(f"upload of {path} as {name!r} ended {done.state}: {done.error}")
+    node.ingest(path, name, **kw)
