@@ -68,11 +68,19 @@ def pool() -> Iterator[elytra.LocalPool]:
     p.close()
 
 
-@pytest.fixture(params=["inline", "local"])
-def any_session(
-    request: pytest.FixtureRequest, tmp_path: Path, pool: elytra.LocalPool
-) -> Iterator[elytra.Session]:
+@pytest.fixture(scope="session")
+def ray_backend() -> Iterator[elytra.RayBackend]:
+    """One Ray instance on this machine (``ray.init``) for the whole test session."""
+    backend = elytra.RayBackend(num_cpus=2)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(params=["inline", "local", "ray"])
+def any_session(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[elytra.Session]:
     """The same pipelines on each backend (they must give identical answers)."""
-    backend: Any = pool if request.param == "local" else "inline"
+    backend: Any = "inline"
+    if request.param != "inline":
+        backend = request.getfixturevalue("pool" if request.param == "local" else "ray_backend")
     with elytra.connect(home=tmp_path / "home", backend=backend) as s:
         yield s

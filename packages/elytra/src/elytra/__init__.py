@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from platform_core.expr import col, lit
 
-from .backends import Backend, InlineBackend, LocalPool
+from .backends import Backend, InlineBackend, LocalPool, RayBackend
 from .errors import (
     BackendUnavailableError,
     ElytraError,
@@ -52,6 +52,7 @@ __all__ = [
     "LocalPool",
     "Pipeline",
     "PipelineError",
+    "RayBackend",
     "Session",
     "StoreRecorder",
     "Task",

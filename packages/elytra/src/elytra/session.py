@@ -183,6 +183,10 @@ def make_backend(settings: ElytraSettings) -> Backend:
             max_attempts=settings.max_attempts,
             lease_seconds=settings.lease_seconds,
         )
+    if settings.backend == "ray":
+        from .backends.ray import RayBackend
+
+        return RayBackend(settings.ray_address, max_attempts=settings.max_attempts)
     raise PipelineError(f"backend {settings.backend!r} is not available here")
 
 
@@ -193,6 +197,7 @@ def connect(
     home: str | os.PathLike[str] | None = None,
     backend: str | Backend | None = None,
     workers: int | None = None,
+    ray_address: str | None = None,
     recorder: JobRecorder | None = None,
     **settings: Any,
 ) -> Session:
@@ -206,6 +211,8 @@ def connect(
         overrides["workers"] = workers
     if isinstance(backend, str):
         overrides["backend"] = backend
+    if ray_address is not None:
+        overrides |= {"backend": "ray", "ray_address": ray_address}
     loaded = load_settings(ElytraSettings, **overrides)
     if url is None and backend is None:
         running = find_running(loaded.home)

@@ -38,6 +38,9 @@ class ElytraSettings(PackageSettings):
     ring_bytes: ByteSize = ByteSize(16 << 20)
     """Heap of each worker's strand ring; a larger result streams through it."""
     spill_dir: Path | None = None
+    ray_address: str | None = None
+    """With backend ``ray``: ``auto``, ``host:port`` or ``ray://host:port`` (none: start Ray
+    on this machine)."""
     progress: bool = True
     """Show the progress of actions that take over a second on stderr (a bar in a terminal,
     a line otherwise)."""

@@ -35,7 +35,6 @@ import os
 import signal
 import threading
 import time
-import traceback
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
@@ -86,25 +85,9 @@ def _watch_parent(parent: int) -> None:
 
 
 def _error_message(exc: BaseException) -> dict[str, Any]:
-    from platform_core import PlatformError
+    from .backends.base import describe_error
 
-    from .backends.base import retryable
-
-    details: dict[str, Any] = {}
-    if isinstance(exc, PlatformError):
-        try:
-            details = json.loads(json.dumps(exc.details))
-        except (TypeError, ValueError):
-            details = {}
-    return {
-        "op": "error",
-        "module": type(exc).__module__,
-        "type": type(exc).__qualname__,
-        "message": exc.message if isinstance(exc, PlatformError) else str(exc),
-        "details": details,
-        "traceback": "".join(traceback.format_exception(exc)),
-        "retryable": retryable(exc),
-    }
+    return {"op": "error", **describe_error(exc)}
 
 
 class _Worker:

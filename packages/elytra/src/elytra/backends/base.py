@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
+import json
 import threading
 import traceback
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
-from platform_core import BadInputError, OverBudgetError
+from platform_core import BadInputError, OverBudgetError, PlatformError
 
 from ..errors import TaskFailedError
 from ..task import Task, TaskResult
 
-__all__ = ["Backend", "failure", "retryable"]
+__all__ = ["Backend", "describe_error", "failure", "rebuild_error", "retryable"]
 
 
 class Backend(Protocol):
@@ -50,3 +52,39 @@ def failure(task: Task, exc: BaseException | str, tb: str = "") -> TaskFailedErr
         attempts=task.attempt,
         remote_traceback=tb,
     )
+
+
+def describe_error(exc: BaseException) -> dict[str, Any]:
+    """A task's exception as JSON, for the driver (``rebuild_error`` turns it back)."""
+    details: dict[str, Any] = {}
+    if isinstance(exc, PlatformError):
+        try:
+            details = json.loads(json.dumps(exc.details))
+        except (TypeError, ValueError):
+            details = {}
+    return {
+        "module": type(exc).__module__,
+        "type": type(exc).__qualname__,
+        "message": exc.message if isinstance(exc, PlatformError) else str(exc),
+        "details": details,
+        "traceback": "".join(traceback.format_exception(exc)),
+        "retryable": retryable(exc),
+    }
+
+
+def rebuild_error(msg: dict[str, Any], task: Task, where: str) -> Exception:
+    """A task's non-retryable error as its own type when it can be rebuilt, else
+    ``TaskFailedError``; the remote traceback rides along either way."""
+    tb = msg.get("traceback", "")
+    try:
+        cls: Any = importlib.import_module(msg["module"])
+        for part in msg["type"].split("."):
+            cls = getattr(cls, part)
+        if isinstance(cls, type) and issubclass(cls, PlatformError):
+            exc: Exception = cls(msg["message"], **msg.get("details", {}))
+            exc.remote_traceback = tb  # type: ignore[attr-defined]
+            exc.add_note(f"in task {task.id} (attempt {task.attempt}) on {where}:\n{tb}")
+            return exc
+    except Exception:  # not rebuildable: report it as a task failure
+        pass
+    return failure(task, f"{msg['type']}: {msg['message']}", tb)

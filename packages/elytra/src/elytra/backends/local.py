@@ -38,7 +38,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import multiprocessing
 import os
@@ -58,12 +57,11 @@ from typing import Any
 import pyarrow as pa
 
 import strand
-from platform_core import PlatformError
 
 from ..errors import BackendUnavailableError, JobCancelledError
 from ..task import Task, TaskResult
 from ..worker import decode_schema, main, strand_schema
-from .base import failure
+from .base import failure, rebuild_error
 
 __all__ = ["LocalPool"]
 
@@ -476,23 +474,7 @@ def _index_capacity(ring_bytes: int) -> int:
 
 
 def _rebuild(msg: dict[str, Any], task: Task) -> Exception:
-    """The worker's non-retryable error as its own type when it can be rebuilt, else
-    ``TaskFailedError``; the remote traceback rides along either way."""
-    tb = msg.get("traceback", "")
-    try:
-        cls: Any = importlib.import_module(msg["module"])
-        for part in msg["type"].split("."):
-            cls = getattr(cls, part)
-        if isinstance(cls, type) and issubclass(cls, PlatformError):
-            exc: Exception = cls(msg["message"], **msg.get("details", {}))
-            exc.remote_traceback = tb  # type: ignore[attr-defined]
-            exc.add_note(
-                f"in task {task.id} (attempt {task.attempt}) on a local pool worker:\n{tb}"
-            )
-            return exc
-    except Exception:  # not rebuildable: report it as a task failure
-        pass
-    return failure(task, f"{msg['type']}: {msg['message']}", tb)
+    return rebuild_error(msg, task, "a local pool worker")
 
 
 def _send(conn: Connection, msg: dict[str, Any]) -> None:

@@ -1,0 +1,143 @@
+"""The Ray backend: each task a Ray remote function running the same ``execute`` code.
+
+``RayBackend()`` starts Ray on this machine (``ray.init()``) unless this process already has
+it; ``address="auto"``, ``"host:port"`` or ``"ray://host:port"`` joins a cluster. An address
+nobody answers on fails within ``connect_timeout`` seconds (its port is probed before Ray is
+asked), never hangs. Results travel as Arrow tables
+through Ray's object store. A worker that dies is retried by Ray (``max_retries``); an error
+the task raises comes back as data, so retryable ones are resubmitted here with the next
+attempt number and the others are raised as their own type, as on every backend.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import BackendUnavailableError, JobCancelledError
+from ..task import Task, TaskResult, execute
+from .base import describe_error, failure, rebuild_error
+
+__all__ = ["RayBackend"]
+
+
+def _run(text: str) -> dict[str, Any]:
+    """The remote side: a task's result, or its error as data (never a RayTaskError)."""
+    task = Task.from_json(text)
+    try:
+        result = execute(task)
+    except Exception as exc:
+        return {"ok": False, "error": describe_error(exc)}
+    return {"ok": True, "table": result.table, "seconds": result.seconds, "stats": result.stats}
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Fail fast when nothing listens at ``address`` (``host:port`` or ``ray://host:port``)."""
+    parts = urlsplit(address if "://" in address else f"ray://{address}")
+    host, port = parts.hostname, parts.port
+    if host is None or port is None:
+        raise BackendUnavailableError(
+            f"Ray address {address!r} is not host:port, ray://host:port or 'auto'"
+        )
+    try:
+        with socket.create_connection((host, port), timeout=min(timeout, 5.0)):
+            pass
+    except OSError as exc:
+        raise BackendUnavailableError(
+            f"no Ray cluster answers at {address} ({exc}); start one (`ray start --head`) or "
+            "leave the address out to run Ray on this machine"
+        ) from None
+
+
+class RayBackend:
+    """Tasks as Ray remote functions; see the module docstring."""
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        max_attempts: int = 3,
+        connect_timeout: float = 15.0,
+        num_cpus: int | None = None,
+        object_store_memory: int = 256 << 20,
+    ) -> None:
+        import ray
+
+        self.max_attempts = max_attempts
+        self._started = False
+        if address not in (None, "auto", "local"):
+            _probe(address, connect_timeout)  # also when Ray runs here: say so, do not ignore it
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "ignore_reinit_error": True,
+            }
+            if address is None or address == "local":
+                kwargs |= {"num_cpus": num_cpus, "object_store_memory": object_store_memory}
+            else:
+                kwargs["address"] = address
+            self._init(ray, kwargs, connect_timeout)
+            self._started = True
+        self._remote = ray.remote(max_retries=max(0, max_attempts - 1))(_run)
+
+    @staticmethod
+    def _init(ray: Any, kwargs: dict[str, Any], timeout: float) -> None:
+        # In the calling thread: Ray ties the processes it starts to the thread that started
+        # them (they die with it), so it cannot be bounded by a helper thread. A remote
+        # address was probed first, so Ray is only asked where something listens.
+        try:
+            ray.init(**kwargs)
+        except Exception as exc:
+            where = kwargs.get("address", "this machine")
+            raise BackendUnavailableError(
+                f"Ray could not start or connect at {where}: {exc}"
+            ) from None
+
+    def run(self, tasks: Sequence[Task], cancel: threading.Event) -> Iterator[TaskResult]:
+        import ray
+
+        pending: dict[Any, Task] = {self._remote.remote(t.to_json()): t for t in tasks}
+        try:
+            while pending:
+                if cancel.is_set():
+                    raise JobCancelledError("the job was cancelled")
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
+                for ref in ready:
+                    task = pending.pop(ref)
+                    started = time.perf_counter()
+                    try:
+                        out = ray.get(ref)
+                    except ray.exceptions.RayError as exc:  # the worker died on every retry
+                        raise failure(task, exc) from None
+                    if out["ok"]:
+                        stats = {**out["stats"], "attempt": task.attempt}
+                        stats["transfer_seconds"] = time.perf_counter() - started
+                        yield TaskResult(task.id, out["table"], out["seconds"], stats)
+                        continue
+                    error = out["error"]
+                    if not error["retryable"]:
+                        raise rebuild_error(error, task, "a Ray worker")
+                    if task.attempt >= self.max_attempts:
+                        raise failure(
+                            task, f"{error['type']}: {error['message']}", error["traceback"]
+                        )
+                    again = task.retry()
+                    pending[self._remote.remote(again.to_json())] = again
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+
+    def close(self) -> None:
+        """Shut Ray down if this backend started it (never a Ray someone else runs)."""
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
