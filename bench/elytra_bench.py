@@ -1,0 +1,217 @@
+"""Elytra: db-benchmark's group-by questions over a lake dataset, beside DuckDB, Polars and Ray.
+
+The table is db-benchmark's G1 (id1..id6, v1..v3; K = 100 groups; 1e7 rows at scale 1),
+generated here with a seed, written as Parquet and uploaded into a lake home, whose chunk
+files every engine reads:
+
+- ``elytra`` (ours): ``elytra.connect(home, backend="local")`` — a pool of two worker
+  processes, one task per chunk group, partial aggregates merged in the driver;
+- ``elytra-ray``: the same pipelines on the Ray backend (``ray.init`` on this machine);
+- ``duckdb``, ``polars``: the same questions over ``read_parquet``/``scan_parquet`` of the chunk
+  files; ``ray-data``: Ray Data's ``groupby().aggregate`` over them.
+
+Questions (db-benchmark groupby): q1 sum v1 by id1; q2 sum v1 by id1, id2; q3 sum v1, mean v3
+by id3; q4 mean v1, v2, v3 by id4; q5 sum v1, v2, v3 by id6; q7 max v1 - min v2 by id3;
+q10 sum v3, count by id1..id6; and ``filter_count``: rows with v3 > 50. q6 (median, sd), q8
+(top two per group) and q9 (corr) need aggregates elytra does not have yet: not run.
+With ``--quick`` (CI) the Ray engines run q1 only: each Ray start costs seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from _harness import Benchmark
+
+bench = Benchmark("elytra_bench", "elytra group-by questions against DuckDB, Polars, Ray Data")
+bench.quick_scale = 0.01
+
+QUICK = "--quick" in sys.argv
+ROWS_AT_SCALE_1 = 10_000_000
+K = 100
+SECRET = "elytra-bench-secret-" + "x" * 32
+QUESTIONS = ["q1", "q2", "q3", "q4", "q5", "q7", "q10", "filter_count"]
+RAY_QUESTIONS = ["q1"] if QUICK else QUESTIONS
+
+SQL = {
+    "q1": "SELECT id1, sum(v1) AS v1 FROM g1 GROUP BY id1",
+    "q2": "SELECT id1, id2, sum(v1) AS v1 FROM g1 GROUP BY id1, id2",
+    "q3": "SELECT id3, sum(v1) AS v1, avg(v3) AS v3 FROM g1 GROUP BY id3",
+    "q4": "SELECT id4, avg(v1) AS v1, avg(v2) AS v2, avg(v3) AS v3 FROM g1 GROUP BY id4",
+    "q5": "SELECT id6, sum(v1) AS v1, sum(v2) AS v2, sum(v3) AS v3 FROM g1 GROUP BY id6",
+    "q7": "SELECT id3, max(v1) - min(v2) AS range_v1_v2 FROM g1 GROUP BY id3",
+    "q10": "SELECT id1, id2, id3, id4, id5, id6, sum(v3) AS v3, count(*) AS count FROM g1 "
+    "GROUP BY id1, id2, id3, id4, id5, id6",
+    "filter_count": "SELECT count(*) AS n FROM g1 WHERE v3 > 50",
+}
+
+
+@bench.data
+def generate(scale: float, cache: Path) -> dict[str, Any]:
+    """G1 as Parquet, uploaded once per scale into a lake home with 32 MiB chunks."""
+    import duckdb
+
+    rows = max(20_000, int(ROWS_AT_SCALE_1 * scale))
+    home = cache / "home"
+    done = cache / "loaded"
+    if not done.exists():
+        src = cache / "g1.parquet"
+        duckdb.sql("SELECT setseed(0.17)")
+        n3 = max(1, rows // K)
+        duckdb.sql(
+            f"""COPY (SELECT
+                    'id' || lpad((floor(random() * {K}) + 1)::INT::VARCHAR, 3, '0') AS id1,
+                    'id' || lpad((floor(random() * {K}) + 1)::INT::VARCHAR, 3, '0') AS id2,
+                    'id' || lpad((floor(random() * {n3}) + 1)::INT::VARCHAR, 10, '0') AS id3,
+                    (floor(random() * {K}) + 1)::INTEGER AS id4,
+                    (floor(random() * {K}) + 1)::INTEGER AS id5,
+                    (floor(random() * {n3}) + 1)::INTEGER AS id6,
+                    (floor(random() * 5) + 1)::INTEGER AS v1,
+                    (floor(random() * 15) + 1)::INTEGER AS v2,
+                    round(random() * 100, 6) AS v3
+                 FROM range({rows})) TO '{src}' (FORMAT parquet)"""
+        )
+        os.environ["PLATFORM_SECRET"] = SECRET
+        from lake import LakeNode, lake_settings
+
+        node = LakeNode(lake_settings(None, home=home, chunk_bytes=32 << 20))
+        try:
+            node.ingest(src, "g1")
+        finally:
+            node.stop()
+        src.unlink()
+        done.write_text("ok")
+    files = sorted(str(p) for p in home.rglob("chunks/*.parquet"))
+    return {"rows": rows, "home": str(home), "files": files}
+
+
+def _pipeline(s: Any, q: str) -> Any:
+    g1 = s.dataset("g1")
+    if q == "q1":
+        return g1.group_by("id1").agg("sum(v1) AS v1")
+    if q == "q2":
+        return g1.group_by("id1", "id2").agg("sum(v1) AS v1")
+    if q == "q3":
+        return g1.group_by("id3").agg("sum(v1) AS v1", "avg(v3) AS v3")
+    if q == "q4":
+        return g1.group_by("id4").agg("avg(v1) AS v1", "avg(v2) AS v2", "avg(v3) AS v3")
+    if q == "q5":
+        return g1.group_by("id6").agg("sum(v1) AS v1", "sum(v2) AS v2", "sum(v3) AS v3")
+    if q == "q7":
+        return (
+            g1.group_by("id3")
+            .agg("max(v1) AS mx", "min(v2) AS mn")
+            .with_columns(range_v1_v2="mx - mn")
+            .select("id3", "range_v1_v2")
+        )
+    if q == "q10":
+        keys = ("id1", "id2", "id3", "id4", "id5", "id6")
+        return g1.group_by(*keys).agg("sum(v3) AS v3", "count(*) AS count")
+    return g1.filter("v3 > 50").agg("count(*) AS n")
+
+
+def _elytra(backend: str) -> Callable[[str, dict[str, Any]], Callable[[], Any]]:
+    def factory(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
+        import elytra
+
+        os.environ["PLATFORM_SECRET"] = SECRET
+        s = elytra.connect(home=params["home"], backend=backend, workers=2, progress=False)
+        p = _pipeline(s, workload)
+        p.collect()  # warm: workers started, ring made; not the workload
+        return p.collect
+
+    return factory
+
+
+bench.engine("elytra")(_elytra("local"))
+bench.engine("elytra-ray", peer=True, workloads=RAY_QUESTIONS)(_elytra("ray"))
+
+
+@bench.engine("duckdb", peer=True)
+def duck(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW g1 AS SELECT * FROM read_parquet({params['files']})")
+    con.sql(SQL[workload]).to_arrow_table()
+    return lambda: con.sql(SQL[workload]).to_arrow_table()
+
+
+@bench.engine("polars", peer=True)
+def polars_engine(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
+    import polars as pl
+
+    g1 = pl.scan_parquet(params["files"])
+    c = pl.col
+    queries = {
+        "q1": lambda: g1.group_by("id1").agg(c("v1").sum()),
+        "q2": lambda: g1.group_by("id1", "id2").agg(c("v1").sum()),
+        "q3": lambda: g1.group_by("id3").agg(c("v1").sum(), c("v3").mean()),
+        "q4": lambda: g1.group_by("id4").agg(c("v1").mean(), c("v2").mean(), c("v3").mean()),
+        "q5": lambda: g1.group_by("id6").agg(c("v1").sum(), c("v2").sum(), c("v3").sum()),
+        "q7": lambda: g1.group_by("id3").agg((c("v1").max() - c("v2").min()).alias("range")),
+        "q10": lambda: g1.group_by("id1", "id2", "id3", "id4", "id5", "id6").agg(
+            c("v3").sum(), pl.len().alias("count")
+        ),
+        "filter_count": lambda: g1.filter(c("v3") > 50).select(pl.len().alias("n")),
+    }
+    query = queries[workload]
+    query().collect()
+    return lambda: query().collect().to_arrow()
+
+
+@bench.engine("ray-data", peer=True, workloads=RAY_QUESTIONS)
+def ray_data(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
+    import ray
+    from ray.data.aggregate import Count, Max, Mean, Min, Sum
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    ds = ray.data.read_parquet(params["files"])
+    aggs: dict[str, tuple[list[str], list[Any]]] = {
+        "q1": (["id1"], [Sum("v1")]),
+        "q2": (["id1", "id2"], [Sum("v1")]),
+        "q3": (["id3"], [Sum("v1"), Mean("v3")]),
+        "q4": (["id4"], [Mean("v1"), Mean("v2"), Mean("v3")]),
+        "q5": (["id6"], [Sum("v1"), Sum("v2"), Sum("v3")]),
+        "q7": (["id3"], [Max("v1"), Min("v2")]),
+        "q10": (["id1", "id2", "id3", "id4", "id5", "id6"], [Sum("v3"), Count()]),
+    }
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def collect() -> Any:
+        if workload == "filter_count":
+            kept = ds.map_batches(
+                lambda b: b.filter(pc.greater(b["v3"], 50)), batch_format="pyarrow"
+            )
+            return kept.count()
+        keys, fns = aggs[workload]
+        table = pa.concat_tables(ray.get(ds.groupby(keys).aggregate(*fns).to_arrow_refs()))
+        if workload == "q7":
+            spread = pc.subtract(table.column("max(v1)"), table.column("min(v2)"))
+            table = table.append_column("range_v1_v2", spread)
+        return table
+
+    return collect
+
+
+@bench.check
+def check(workload: str, output: Any) -> Any:
+    """Rows, and the sum of the last column to 6 significant digits (float sums add up in
+    another order on each engine)."""
+    if isinstance(output, int):
+        return [1, output]
+    last = output.column(output.num_columns - 1).to_pylist()
+    total = sum(float(v) for v in last if v is not None)
+    if workload == "filter_count":
+        return [1, int(total)]
+    return [output.num_rows, float(f"{total:.6g}")]
+
+
+if __name__ == "__main__":
+    bench.main(QUESTIONS)
