@@ -116,6 +116,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="64 MiB, fewer round trips")
     parser.add_argument("--ring-mib", type=int, default=64, help="ring heap for (b)")
     parser.add_argument("--runs", type=int, default=0, help="throughput runs (default 5; 3)")
+    parser.add_argument(
+        "--fresh", action="store_true", help="accepted like the other scripts (nothing stored)"
+    )
     args = parser.parse_args()
     n = 50 if args.quick else 300
     runs = args.runs or (3 if args.quick else 5)
