@@ -173,7 +173,10 @@ def ray_data(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
     from ray.data.aggregate import Count, Max, Mean, Min, Sum
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    ds = ray.data.read_parquet(params["files"])
+    import pyarrow.fs
+
+    # a local filesystem given, or Ray resolves paths through fsspec's HTTP module
+    ds = ray.data.read_parquet(params["files"], filesystem=pyarrow.fs.LocalFileSystem())
     aggs: dict[str, tuple[list[str], list[Any]]] = {
         "q1": (["id1"], [Sum("v1")]),
         "q2": (["id1", "id2"], [Sum("v1")]),
