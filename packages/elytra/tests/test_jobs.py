@@ -96,3 +96,16 @@ def test_a_task_that_fails_fails_the_job_with_its_error(store: Store, tmp_path: 
     record = store.get(f"/jobs/{job.id}")
     assert record["state"] == "failed"
     assert "b.csv" in record["error"]["message"]
+
+
+def test_records_a_killed_platform_left_running_are_marked_failed_at_start(store: Store) -> None:
+    from elytra.jobs import reconcile
+
+    store.set("/jobs/a", {"owner": "x", "state": "running"})
+    store.set("/jobs/b", {"owner": "x", "state": "queued"})
+    store.set("/jobs/c", {"owner": "x", "state": "succeeded"})
+    assert reconcile(store) == 2
+    assert store.get("/jobs/a/state") == "failed"
+    assert "stopped" in store.get("/jobs/b/error/message")
+    assert store.get("/jobs/c/state") == "succeeded"
+    assert reconcile(store) == 0

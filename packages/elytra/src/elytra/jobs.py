@@ -167,3 +167,24 @@ class Job:
             raise self.error
         assert self.table is not None
         return self.table
+
+
+def reconcile(store: Any) -> int:
+    """Mark the records of jobs a previous run of the platform left unfinished (it stopped or
+    was killed while they ran) as failed, saying so; returns how many. Run at start, before
+    any job of this run exists."""
+    from elkyn import ADMIN
+
+    jobs = store.get("/jobs", caller=ADMIN) or {}
+    updates: dict[str, Any] = {}
+    for job_id, record in jobs.items() if isinstance(jobs, dict) else ():
+        if isinstance(record, dict) and record.get("state") not in FINAL:
+            updates[f"{job_id}/state"] = "failed"
+            updates[f"{job_id}/finished"] = time.time()
+            updates[f"{job_id}/error"] = {
+                "message": "the platform stopped while this job ran; submit it again",
+                "type": "unavailable",
+            }
+    if updates:
+        store.update("/jobs", updates, caller=ADMIN)
+    return len(updates) // 3

@@ -4,6 +4,7 @@ lake node. The lifespan reserves ``/jobs`` in Elkyn's rules and cancels running 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,7 +13,7 @@ from platform_core import PlatformSettings, Plugin, UnavailableError, load_setti
 
 from .api import JobRegistry, make_router
 from .backends import Backend
-from .jobs import JOBS_RULES, StoreRecorder
+from .jobs import JOBS_RULES, StoreRecorder, reconcile
 from .session import Session, make_backend
 from .settings import ElytraSettings
 
@@ -71,6 +72,9 @@ def plugin() -> Plugin:
         store = current_store()
         if store is not None:
             store.reserve("jobs", JOBS_RULES)
+            left = await asyncio.to_thread(reconcile, store)  # jobs a killed run left "running"
+            if left:
+                logging.getLogger("elytra").warning("%d unfinished job(s) marked failed", left)
         es = load_settings(ElytraSettings, home=settings.home)
         platform.backend = await asyncio.to_thread(make_backend, es)  # `platform up` starts it
         platform.settings = settings
