@@ -25,13 +25,13 @@ from platform_core import (
     ConflictError,
     ForbiddenError,
     NotFoundError,
-    OverBudgetError,
     PlatformError,
     UnauthorizedError,
 )
 from platform_core.auth import Claims
 
 from .driver import Driver
+from .errors import ElytraError, ResultGoneError, TooManyJobsError
 from .jobs import FINAL, Job
 from .session import Session
 from .spec import PipelineSpec, build
@@ -41,17 +41,6 @@ __all__ = ["JobRegistry", "make_router"]
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 JSON_ROWS = 100_000
 """Rows a JSON result may hold (Python objects per row); Arrow and CSV go up to 10 million."""
-
-
-class GoneError(PlatformError):
-    """The job's result is no longer kept."""
-
-    status = 410
-    kind = "gone"
-
-
-class TooManyJobsError(OverBudgetError):
-    status = 429
 
 
 class SubmitRequest(BaseModel):
@@ -219,9 +208,9 @@ def make_router(session: Callable[[], Session], registry: JobRegistry) -> APIRou
             err = job.error
             if isinstance(err, PlatformError):
                 raise err
-            raise PlatformError(f"job {job_id} failed: {err}")
+            raise ElytraError(f"job {job_id} failed: {err}")
         if job.table is None:
-            raise GoneError(f"the result of job {job_id} is no longer kept; run it again")
+            raise ResultGoneError(f"the result of job {job_id} is no longer kept; run it again")
         table = job.table.slice(0, limit)
         if format == "arrow":
             sink = io.BytesIO()

@@ -7,6 +7,8 @@
     │                                               and the user's traceback text)
     ├── JobCancelledError (ConflictError)      409  the job was cancelled
     ├── JobTimeoutError                        408  the job ran past its timeout
+    ├── ResultGoneError                        410  a finished job's result is no longer kept
+    ├── TooManyJobsError (OverBudgetError)     429  a user's running-job limit
     └── BackendUnavailableError (UnavailableError) 503  the pool or Ray cannot be reached
 
 emsqrt's errors (``CapTooSmallError`` naming a cap that works, ``PlanError``) pass through as
@@ -15,7 +17,13 @@ they are: they already say what to do.
 
 from __future__ import annotations
 
-from platform_core import BadInputError, ConflictError, PlatformError, UnavailableError
+from platform_core import (
+    BadInputError,
+    ConflictError,
+    OverBudgetError,
+    PlatformError,
+    UnavailableError,
+)
 
 __all__ = [
     "BackendUnavailableError",
@@ -23,7 +31,9 @@ __all__ = [
     "JobCancelledError",
     "JobTimeoutError",
     "PipelineError",
+    "ResultGoneError",
     "TaskFailedError",
+    "TooManyJobsError",
 ]
 
 
@@ -60,3 +70,16 @@ class JobTimeoutError(ElytraError):
 
 class BackendUnavailableError(ElytraError, UnavailableError):
     """The backend (local pool, Ray) cannot be started or reached."""
+
+
+class ResultGoneError(ElytraError):
+    """A finished job's result is no longer kept (results are kept within a byte budget)."""
+
+    status = 410
+    kind = "gone"
+
+
+class TooManyJobsError(ElytraError, OverBudgetError):
+    """A user holds their limit of running jobs."""
+
+    status = 429
