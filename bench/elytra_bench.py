@@ -12,8 +12,9 @@ files every engine reads:
 
 Questions (db-benchmark groupby): q1 sum v1 by id1; q2 sum v1 by id1, id2; q3 sum v1, mean v3
 by id3; q4 mean v1, v2, v3 by id4; q5 sum v1, v2, v3 by id6; q7 max v1 - min v2 by id3;
-q10 sum v3, count by id1..id6; and ``filter_count``: rows with v3 > 50. q6 (median, sd), q8
-(top two per group) and q9 (corr) need aggregates elytra does not have yet: not run.
+q6 median and standard deviation of v3 by id4, id5; q8 the largest two v3 by id6; q9 squared
+correlation of v1 and v2 by id2, id4; q10 sum v3, count by id1..id6; and ``filter_count``:
+rows with v3 > 50.
 With ``--quick`` (CI: so the script never rots) only q1 and filter_count run, without the Ray
 engines: a Ray start costs seconds, and a Ray Data query about a minute on this machine even
 at 1e5 rows (the Ray backend itself is tested in tests-elytra).
@@ -21,6 +22,7 @@ at 1e5 rows (the Ray backend itself is tested in tests-elytra).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -36,7 +38,7 @@ QUICK = "--quick" in sys.argv
 ROWS_AT_SCALE_1 = 10_000_000
 K = 100
 SECRET = "elytra-bench-secret-" + "x" * 32
-QUESTIONS = ["q1", "q2", "q3", "q4", "q5", "q7", "q10", "filter_count"]
+QUESTIONS = ["q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q9", "q10", "filter_count"]
 RAY_QUESTIONS = [] if QUICK else QUESTIONS
 RAY_DATA_QUESTIONS = [] if QUICK else QUESTIONS  # Ray Data starts its executor per query: slow
 
@@ -46,7 +48,12 @@ SQL = {
     "q3": "SELECT id3, sum(v1) AS v1, avg(v3) AS v3 FROM g1 GROUP BY id3",
     "q4": "SELECT id4, avg(v1) AS v1, avg(v2) AS v2, avg(v3) AS v3 FROM g1 GROUP BY id4",
     "q5": "SELECT id6, sum(v1) AS v1, sum(v2) AS v2, sum(v3) AS v3 FROM g1 GROUP BY id6",
+    "q6": "SELECT id4, id5, median(v3) AS median_v3, stddev(v3) AS sd_v3 FROM g1 GROUP BY id4, id5",
     "q7": "SELECT id3, max(v1) - min(v2) AS range_v1_v2 FROM g1 GROUP BY id3",
+    "q8": "SELECT id6, largest2_v3 FROM (SELECT id6, v3 AS largest2_v3, row_number() OVER "
+    "(PARTITION BY id6 ORDER BY v3 DESC) AS order_v3 FROM g1 WHERE v3 IS NOT NULL) "
+    "WHERE order_v3 <= 2",
+    "q9": "SELECT id2, id4, pow(corr(v1, v2), 2) AS r2 FROM g1 GROUP BY id2, id4",
     "q10": "SELECT id1, id2, id3, id4, id5, id6, sum(v3) AS v3, count(*) AS count FROM g1 "
     "GROUP BY id1, id2, id3, id4, id5, id6",
     "filter_count": "SELECT count(*) AS n FROM g1 WHERE v3 > 50",
@@ -104,6 +111,23 @@ def _pipeline(s: Any, q: str) -> Any:
         return g1.group_by("id4").agg("avg(v1) AS v1", "avg(v2) AS v2", "avg(v3) AS v3")
     if q == "q5":
         return g1.group_by("id6").agg("sum(v1) AS v1", "sum(v2) AS v2", "sum(v3) AS v3")
+    if q == "q6":
+        return g1.group_by("id4", "id5").agg("median(v3) AS median_v3", "stddev(v3) AS sd_v3")
+    if q == "q8":
+        return (
+            g1.filter("v3 IS NOT NULL")
+            .group_by("id6")
+            .top_k(2, "v3 DESC")
+            .select("id6", "v3")
+            .rename(v3="largest2_v3")
+        )
+    if q == "q9":
+        return (
+            g1.group_by("id2", "id4")
+            .agg("corr(v1, v2) AS r")
+            .with_columns(r2="r * r")
+            .select("id2", "id4", "r2")
+        )
     if q == "q7":
         return (
             g1.group_by("id3")
@@ -156,7 +180,16 @@ def polars_engine(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
         "q3": lambda: g1.group_by("id3").agg(c("v1").sum(), c("v3").mean()),
         "q4": lambda: g1.group_by("id4").agg(c("v1").mean(), c("v2").mean(), c("v3").mean()),
         "q5": lambda: g1.group_by("id6").agg(c("v1").sum(), c("v2").sum(), c("v3").sum()),
+        "q6": lambda: g1.group_by("id4", "id5").agg(c("v3").median(), c("v3").std().alias("sd")),
         "q7": lambda: g1.group_by("id3").agg((c("v1").max() - c("v2").min()).alias("range")),
+        "q8": lambda: (
+            g1.drop_nulls("v3")
+            .sort("v3", descending=True)
+            .group_by("id6")
+            .head(2)
+            .select("id6", c("v3").alias("largest2_v3"))
+        ),
+        "q9": lambda: g1.group_by("id2", "id4").agg((pl.corr("v1", "v2") ** 2).alias("r2")),
         "q10": lambda: g1.group_by("id1", "id2", "id3", "id4", "id5", "id6").agg(
             c("v3").sum(), pl.len().alias("count")
         ),
@@ -170,7 +203,7 @@ def polars_engine(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
 @bench.engine("ray-data", peer=True, workloads=RAY_DATA_QUESTIONS)
 def ray_data(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
     import ray
-    from ray.data.aggregate import Count, Max, Mean, Min, Sum
+    from ray.data.aggregate import Count, Max, Mean, Min, Quantile, Std, Sum
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     import pyarrow.fs
@@ -183,6 +216,7 @@ def ray_data(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
         "q3": (["id3"], [Sum("v1"), Mean("v3")]),
         "q4": (["id4"], [Mean("v1"), Mean("v2"), Mean("v3")]),
         "q5": (["id6"], [Sum("v1"), Sum("v2"), Sum("v3")]),
+        "q6": (["id4", "id5"], [Quantile("v3", q=0.5), Std("v3")]),
         "q7": (["id3"], [Max("v1"), Min("v2")]),
         "q10": (["id1", "id2", "id3", "id4", "id5", "id6"], [Sum("v3"), Count()]),
     }
@@ -190,7 +224,25 @@ def ray_data(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    def top2(batch: pa.Table) -> pa.Table:
+        batch = batch.filter(pc.is_valid(batch["v3"]))
+        return batch.take(pc.select_k_unstable(batch, 2, [("v3", "descending")])).select(
+            ["id6", "v3"]
+        )
+
+    def r2(batch: pa.Table) -> pa.Table:
+        import numpy as np
+
+        v1 = np.asarray(batch["v1"].to_numpy(zero_copy_only=False), dtype=float)
+        v2 = np.asarray(batch["v2"].to_numpy(zero_copy_only=False), dtype=float)
+        r = float(np.corrcoef(v1, v2)[0, 1]) if len(v1) > 1 else float("nan")
+        return pa.table({"id2": batch["id2"][:1], "id4": batch["id4"][:1], "r2": [r * r]})
+
     def collect() -> Any:
+        if workload in ("q8", "q9"):  # no such aggregate in Ray Data: a function per group
+            keys, fn = (["id6"], top2) if workload == "q8" else (["id2", "id4"], r2)
+            grouped = ds.groupby(keys).map_groups(fn, batch_format="pyarrow")
+            return pa.concat_tables(ray.get(grouped.to_arrow_refs()))
         if workload == "filter_count":
             kept = ds.map_batches(
                 lambda b: b.filter(pc.greater(b["v3"], 50)), batch_format="pyarrow"
@@ -210,11 +262,12 @@ def ray_data(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
 @bench.check
 def check(workload: str, output: Any) -> Any:
     """Rows, and the sum of the last column to 6 significant digits (float sums add up in
-    another order on each engine)."""
+    another order on each engine); NaN counts as NULL (Ray Data's Std is NaN where DuckDB's
+    stddev of one value is NULL)."""
     if isinstance(output, int):
         return f"1 {output}"
     last = output.column(output.num_columns - 1).to_pylist()
-    total = sum(float(v) for v in last if v is not None)
+    total = sum(float(v) for v in last if v is not None and not math.isnan(float(v)))
     if workload == "filter_count":
         return f"1 {int(total)}"
     return f"{output.num_rows} {total:.6g}"

@@ -661,6 +661,16 @@ AGGREGATE_ARGS: Final = {
     "avg": (*NUMERIC, "date", "timestamp"),
     "min": KINDS,
     "max": KINDS,
+    "stddev_samp": NUMERIC,
+    "stddev_pop": NUMERIC,
+    "var_samp": NUMERIC,
+    "var_pop": NUMERIC,
+    "corr": NUMERIC,
+    "median": NUMERIC,
+    "quantile_cont": NUMERIC,
+    "quantile_disc": KINDS,
+    "arg_min": KINDS,
+    "arg_max": KINDS,
 }
 
 
@@ -672,7 +682,13 @@ def aggregates(draw: st.DrawFn) -> Aggregate:
     if name == "count" and draw(st.integers(0, 3)) == 0:
         return Aggregate("count", None)
     arg = draw(exprs(draw(st.sampled_from(AGGREGATE_ARGS[name])), 3))
-    return Aggregate(name, arg, distinct=name == "count" and draw(st.booleans()))
+    extra: tuple[Expr, ...] = ()
+    if name in ("corr", "arg_min", "arg_max"):  # corr(y, x); arg_min(arg, val)
+        extra = (draw(exprs(draw(st.sampled_from(NUMERIC if name == "corr" else KINDS)), 3)),)
+    elif name.startswith("quantile_"):  # q: a number literal in [0, 1]
+        q = draw(st.sampled_from([0, 1]) | st.floats(0.0, 1.0))
+        extra = (Literal(q, I32) if isinstance(q, int) else Literal(q, F64),)
+    return Aggregate(name, arg, distinct=name == "count" and draw(st.booleans()), extra_args=extra)
 
 
 # --- what an expression uses --------------------------------------------------------------

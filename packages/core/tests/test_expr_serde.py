@@ -32,7 +32,7 @@ from platform_core.expr import (
     lit,
     serde,
 )
-from platform_core.expr.nodes import BINARY_OPS
+from platform_core.expr.nodes import BINARY_OPS, TWO_ARGUMENT_AGGREGATES
 from platform_core.expr.serde import (
     KINDS,
     MAX_DEPTH,
@@ -96,6 +96,26 @@ SHAPES: list[tuple[Expr, dict[str, Any]]] = [
     (
         Aggregate("count", col("a"), distinct=True),
         {"kind": "aggregate", "name": "count", "arg": A, "distinct": True},
+    ),
+    # one-argument aggregates keep the older form (no "extra_args"); two-argument ones carry
+    # their second argument as the one item of "extra_args"
+    (
+        Aggregate("stddev_samp", col("a")),
+        {"kind": "aggregate", "name": "stddev_samp", "arg": A, "distinct": False},
+    ),
+    (
+        Aggregate("corr", col("a"), extra_args=(col("a"),)),
+        {"kind": "aggregate", "name": "corr", "arg": A, "distinct": False, "extra_args": [A]},
+    ),
+    (
+        Aggregate("quantile_cont", col("a"), extra_args=(lit(0.5),)),
+        {
+            "kind": "aggregate",
+            "name": "quantile_cont",
+            "arg": A,
+            "distinct": False,
+            "extra_args": [{"kind": "literal", "type": "f64", "value": 0.5}],
+        },
     ),
     # literal values, by type
     (Literal(None, None), {"kind": "literal", "type": None, "value": None}),
@@ -233,7 +253,15 @@ def _branches(children: st.SearchStrategy[Expr]) -> st.SearchStrategy[Expr]:
         ),
         st.builds(Cast, children, field_types),
         st.builds(Call, st.sampled_from(FUNCTIONS), st.lists(children, max_size=3).map(tuple)),
-        st.builds(Aggregate, st.sampled_from(AGGREGATES), children, st.booleans()),
+        st.builds(
+            lambda name, arg, distinct, second: Aggregate(
+                name, arg, distinct, (second,) if name in TWO_ARGUMENT_AGGREGATES else ()
+            ),
+            st.sampled_from(AGGREGATES),
+            children,
+            st.booleans(),
+            children,
+        ),
         st.just(Aggregate("count", None)),
     )
 
@@ -305,7 +333,28 @@ MALFORMED: list[tuple[object, str, str]] = [
     ({"kind": "cast", "operand": A, "to": None}, "expected a type name", "$.to"),
     ({"kind": "call", "name": "sqrt", "args": []}, "unknown function 'sqrt'", "$.name"),
     ({"kind": "call", "name": "lower", "args": [5]}, "got a number", "$.args[0]"),
-    ({"kind": "aggregate", "name": "median", "arg": A}, "unknown aggregate 'median'", "$.name"),
+    ({"kind": "aggregate", "name": "mode", "arg": A}, "unknown aggregate 'mode'", "$.name"),
+    (
+        {"kind": "aggregate", "name": "stddev", "arg": A},
+        "unknown aggregate 'stddev'",  # aliases are for text; JSON holds the canonical name
+        "$.name",
+    ),
+    ({"kind": "aggregate", "name": "corr", "arg": A}, "corr takes 2 arguments", "$.extra_args"),
+    (
+        {"kind": "aggregate", "name": "arg_min", "arg": A, "extra_args": [A, A]},
+        "arg_min takes 2 arguments",
+        "$.extra_args",
+    ),
+    (
+        {"kind": "aggregate", "name": "median", "arg": A, "extra_args": [A]},
+        "median takes 1 argument",
+        "$.extra_args",
+    ),
+    (
+        {"kind": "aggregate", "name": "corr", "arg": A, "extra_args": A},
+        "expected a list",
+        "$.extra_args",
+    ),
     ({"kind": "aggregate", "name": "sum", "arg": None}, "only count has no argument", "$.arg"),
     ({"kind": "literal", "type": "i32"}, "a literal node needs 'value'", "$"),
     ({"kind": "literal", "type": None, "value": 1}, "type null must have value null", "$.value"),

@@ -114,7 +114,7 @@ def test_dev_is_refused_on_a_public_address(tmp_path: Path) -> None:
 def test_logs_are_one_json_object_per_line() -> None:
     import logging
 
-    from elkyn.logs import JsonFormatter
+    from platform_core import JsonFormatter
 
     try:
         raise ValueError("boom")

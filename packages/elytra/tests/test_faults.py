@@ -50,6 +50,55 @@ def test_a_worker_killed_mid_task_does_not_change_the_answer(
     assert [tuple(r.values()) for r in got.to_pylist()] == want
 
 
+def test_task_results_past_the_driver_budget_go_to_disk(
+    big_parts: Path, tmp_path: Path, pool: elytra.LocalPool
+) -> None:
+    # a union of two scans: every row comes back to the driver, which aggregates them; past
+    # half its cap the results go to Parquet files read by the merge, not to memory
+    caps = {"worker_mem_cap": 4 << 20, "driver_mem_cap": 4 << 20}
+    with elytra.connect(home=tmp_path, backend=pool, **caps) as s:
+        p = s.read_parquet(f"{big_parts}/*.parquet")
+        both = p.select("s", "v").union(p.filter("v > 500").select("s", "v"))
+        got = both.group_by("s").agg("count(*) AS n", "sum(v) AS sv").collect()
+        assert s.driver.last is not None
+        written = s.driver.last.results_spilled_bytes
+    data = duckdb.sql(f"SELECT s, v FROM '{big_parts}/*.parquet'").to_arrow_table().nbytes
+    assert data > caps["driver_mem_cap"]
+    assert written >= data - caps["driver_mem_cap"] // 2
+    want = duckdb.sql(
+        f"SELECT s, count(*), sum(v) FROM (SELECT s, v FROM '{big_parts}/*.parquet' UNION ALL "
+        f"SELECT s, v FROM '{big_parts}/*.parquet' WHERE v > 500) GROUP BY s"
+    ).fetchall()
+    assert rows_of([tuple(r.values()) for r in got.to_pylist()]) == rows_of(want)
+    assert not list((tmp_path / "spill").rglob("*.parquet"))  # the job's files are gone
+
+
+def test_task_results_wider_than_the_driver_cap_are_read_back_under_it(
+    tmp_path: Path, pool: elytra.LocalPool
+) -> None:
+    # Each task's result (random floats and hashes, which Parquet cannot shrink) is several
+    # times the driver's cap. Written as one row group it could not be decoded by the merge's
+    # scan under that cap; the results file is written in row groups of a merge batch.
+    data = tmp_path / "wide"
+    data.mkdir()
+    for i in range(2):
+        duckdb.sql(
+            f"COPY (SELECT r AS id, random() AS x, md5(r::VARCHAR) AS h "
+            f"FROM range({i * 120_000}, {(i + 1) * 120_000}) t(r)) "
+            f"TO '{data}/p{i}.parquet' (FORMAT parquet)"
+        )
+    caps = {"worker_mem_cap": 256 << 20, "driver_mem_cap": 4 << 20}
+    with elytra.connect(home=tmp_path / "home", backend=pool, **caps) as s:
+        p = s.read_parquet(f"{data}/*.parquet")
+        ordered = p.sort("x", "id").collect()
+        assert s.driver.last is not None
+        assert s.driver.last.results_spilled_bytes > 2 * caps["driver_mem_cap"]
+        n = p.union(p).group_by("h").agg("count(*) AS n").filter("n = 2").count()
+    want = duckdb.sql(f"SELECT id, x, h FROM '{data}/*.parquet' ORDER BY x, id").to_arrow_table()
+    assert ordered.equals(want)
+    assert n == 240_000
+
+
 def test_data_larger_than_every_cap_spills_and_stays_right(
     big_parts: Path, tmp_path: Path, pool: elytra.LocalPool
 ) -> None:

@@ -47,6 +47,19 @@ def test_a_spec_builds_the_pipeline_it_describes(session: elytra.Session, parts_
     assert rows_of([tuple(r.values()) for r in got.to_pylist()]) == rows_of(want)
 
 
+def test_top_n_per_group_in_a_spec(session: elytra.Session, parts_dir: Path) -> None:
+    spec = {
+        "source": {"parquet": f"{parts_dir}/*.parquet"},
+        "steps": [{"top_k": 2, "by": ["v DESC", "d", "k"], "per": "s"}],
+    }
+    got = build(spec, session, files=True).collect()
+    want = duckdb.sql(
+        f"""SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER (PARTITION BY s ORDER BY
+              v DESC NULLS LAST, d, k) rn FROM '{parts_dir}/*.parquet') WHERE rn <= 2"""
+    ).fetchall()
+    assert rows_of([tuple(r.values()) for r in got.to_pylist()]) == rows_of(want)
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import duckdb
@@ -14,6 +15,15 @@ from emsqrt import Input
 from platform_core import Schema
 
 KiB = 1024
+
+#: Tests marked ``long`` run bounded in CI (fewer hypothesis examples, smaller tables, the
+#: same assertions) and at full size under PLATFORM_TESTS_LONG=1 (``nox -s long``).
+LONG = os.environ.get("PLATFORM_TESTS_LONG") == "1"
+
+
+def sized(default: int, long: int) -> int:
+    """``long`` under PLATFORM_TESTS_LONG=1, else ``default``: an example count or a size."""
+    return long if LONG else default
 
 
 @st.composite

@@ -17,6 +17,7 @@ from oracle import (
     duck,
     input_node,
     make_table,
+    sized,
     table_params,
     with_float_key,
 )
@@ -55,8 +56,11 @@ def _sql(group_by: tuple[str, ...], aggs: list[tuple[str, str]]) -> str:
     return f"SELECT {sel} FROM t" + (f" GROUP BY {', '.join(group_by)}" if group_by else "")
 
 
+@pytest.mark.long
 @settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=sized(6, long=15),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     p=table_params(),
@@ -85,8 +89,11 @@ def test_aggregate_matches_duckdb(
         assert op.partitions >= 1
 
 
+@pytest.mark.long
 def test_spilled_aggregate_repartitions_recursively(spill_dir: Path) -> None:
-    t = make_table({"rows": 10_000, "keys": 50_000, "nulls": 0.05, "skew": True, "seed": 3})
+    # 2000 rows already recurse to depth 6 at this cap (10k rows: depth 8, ~25 s)
+    rows = sized(2000, long=10_000)
+    t = make_table({"rows": rows, "keys": 50_000, "nulls": 0.05, "skew": True, "seed": 3})
     aggs = DISTINCT["s"]
     r = run_batches(_plan(t, ("k",), aggs), {"t": t}, 64 * KiB, spill_dir, max_partitions=2)
     op = r.manifest.operator("aggregate")
@@ -96,8 +103,10 @@ def test_spilled_aggregate_repartitions_recursively(spill_dir: Path) -> None:
     assert_same_rows(r.table, duck(_sql(("k",), aggs), t=t))
 
 
+@pytest.mark.long
 def test_decomposable_aggregate_spills_and_matches(spill_dir: Path) -> None:
-    t = make_table({"rows": 10_000, "keys": 50_000, "nulls": 0.0, "skew": False, "seed": 4})
+    rows = sized(4000, long=10_000)  # 4000 rows spill ~1.4 MB under the 64 KiB cap
+    t = make_table({"rows": rows, "keys": 50_000, "nulls": 0.0, "skew": False, "seed": 4})
     r = run_batches(_plan(t, ("k", "s"), AGGS), {"t": t}, 64 * KiB, spill_dir, max_partitions=4)
     op = r.manifest.operator("aggregate")
     assert op.spilled_bytes > 0

@@ -166,3 +166,32 @@ def test_csv_null_spellings_are_values_as_duckdb_reads_them(
         f"FROM read_csv('{src}') GROUP BY cc"
     )
     assert_same_rows(agg, want_agg)
+
+
+def test_categorical_parquet_columns_are_read_as_their_values(
+    tmp_path: Path, spill_dir: Path
+) -> None:
+    # Each file has its own dictionary (pandas' category columns): decoded by the scan, they
+    # sort, group and union like the strings they are, as DuckDB reads them.
+    from emsqrt import Aggregate, AggSpec, Scan, Sort, SortKey, Union
+    from platform_core.expr import parse
+
+    paths = []
+    for i in range(2):
+        c = pa.array([f"c{(j * 7 + i) % 30:02d}" for j in range(3000)]).dictionary_encode()
+        pq.write_table(
+            pa.table({"id": range(i * 3000, (i + 1) * 3000), "c": c}),
+            tmp_path / f"{i}.parquet",
+            row_group_size=700,
+        )
+        paths.append(str(tmp_path / f"{i}.parquet"))
+    both = Union(tuple(Scan(p, "parquet") for p in paths))
+    cfg = EngineConfig(mem_cap_bytes=256 * KiB, spill_dir=str(spill_dir))
+    grouped = run(Aggregate(both, ("c",), (AggSpec("n", parse("count(*)")),)), cfg).table
+    ordered = run(Sort(both, (SortKey("c"), SortKey("id"))), cfg).table
+    assert grouped is not None
+    assert ordered is not None
+    assert ordered.schema.field("c").type == pa.string()
+    files = f"'{tmp_path}/*.parquet'"
+    assert_same_rows(grouped, duck(f"SELECT c, count(*) AS n FROM {files} GROUP BY c"))
+    assert_same_rows(ordered, duck(f"SELECT id, c FROM {files} ORDER BY c, id"), ordered=True)

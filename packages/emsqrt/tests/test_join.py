@@ -15,6 +15,7 @@ from oracle import (
     duck,
     input_node,
     make_table,
+    sized,
     table_params,
     with_float_key,
 )
@@ -33,8 +34,11 @@ def _sql(how: str, lk: str, rk: str, left: pa.Table, right: pa.Table) -> str:
     return f"SELECT {', '.join(cols)} FROM l {how.upper()} JOIN r ON l.{lk} = r.{rk}"
 
 
+@pytest.mark.long
 @settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=sized(6, long=15),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     lp_=table_params(max_rows=6000),
@@ -73,9 +77,12 @@ def test_join_matches_duckdb(
         assert op.repartition_depth >= 1
 
 
+@pytest.mark.long
 def test_grace_join_repartitions_skewed_partitions(spill_dir: Path) -> None:
-    lt = make_table({"rows": 6000, "keys": 3000, "nulls": 0.05, "skew": False, "seed": 7})
-    rt = make_table({"rows": 6000, "keys": 3000, "nulls": 0.05, "skew": False, "seed": 8}, "r")
+    # 3000 rows a side reach depth 4 (semi, anti: 2) at this cap; 6000 rows: 5 (3)
+    n = sized(3000, long=6000)
+    lt = make_table({"rows": n, "keys": n // 2, "nulls": 0.05, "skew": False, "seed": 7})
+    rt = make_table({"rows": n, "keys": n // 2, "nulls": 0.05, "skew": False, "seed": 8}, "r")
     for how in HOWS:
         plan = Join(input_node("l", lt), input_node("r", rt), ("k", "g"), ("rk", "rg"), how)  # type: ignore[arg-type]
         r = run_batches(plan, {"l": lt, "r": rt}, 64 * KiB, spill_dir, max_partitions=2)
@@ -116,3 +123,45 @@ def test_one_key_larger_than_the_cap_joins_block_by_block(spill_dir: Path, how: 
     assert op.skew_blocks >= 1
     assert r.manifest.memory["reserved_peak_bytes"] <= 64 * KiB
     assert_same_rows(r.table, duck(_sql(how, "k", "rk", lt, rt), l=lt, r=rt))
+
+
+TYPES = {
+    "int8": (pa.int8(), 100),
+    "int16": (pa.int16(), 30_000),
+    "int32": (pa.int32(), 2**31 - 1),
+    "int64": (pa.int64(), 2**40),
+    "uint8": (pa.uint8(), 250),
+    "uint32": (pa.uint32(), 2**32 - 1),
+    "float32": (pa.float32(), 1e30),
+    "float64": (pa.float64(), 1e300),
+}
+
+
+@pytest.mark.parametrize(
+    ("lt", "rt"),
+    [
+        ("int8", "int64"),
+        ("int16", "int32"),
+        ("int32", "int64"),
+        ("uint8", "int64"),
+        ("uint32", "int64"),
+        ("int64", "float64"),
+        ("int32", "float32"),
+        ("int64", "int8"),
+    ],
+)
+def test_keys_of_different_widths_join_as_duckdb(spill_dir: Path, lt: str, rt: str) -> None:
+    # Each side's keys fill its own type (the right's largest values do not fit the left's):
+    # a right or full join's key column holds both sides' keys, in their common type.
+    ltype, lmax = TYPES[lt]
+    rtype, rmax = TYPES[rt]
+    small = [1, 2, 3, None, 5]
+    left = pa.table({"k": pa.array([*small, lmax], ltype), "a": list(range(6))})
+    right = pa.table({"rk": pa.array([2, 3, None, rmax, 7, 1], rtype), "b": list(range(6))})
+    for how in HOWS:
+        plan = Join(input_node("l", left), input_node("r", right), ("k",), ("rk",), how)  # type: ignore[arg-type]
+        r = run_batches(plan, {"l": left, "r": right}, 1 << 20, spill_dir)
+        want = duck(_sql(how, "k", "rk", left, right), l=left, r=right)
+        exact = pa.float64() if "float" in lt + rt else pa.int64()  # holds every key of both
+        got, want = (t.set_column(0, "k", t.column("k").cast(exact)) for t in (r.table, want))
+        assert_same_rows(got, want)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from oracle import assert_same_rows, make_table
+from oracle import assert_same_rows, duck, make_table
 
 from emsqrt import (
     EngineConfig,
@@ -136,3 +136,25 @@ def test_explain_shows_estimates_and_actuals(spill_dir: Path, files: tuple[Path,
     assert r.manifest.schedule["max_fan_in"] >= 1
     assert r.manifest.schedule["live_frontier"] >= 2
     assert isinstance(pa.table({"x": [1]}), pa.Table)
+
+
+def test_a_union_of_a_scan_and_given_batches_prunes_to_matching_columns(
+    spill_dir: Path, tmp_path: Path
+) -> None:
+    # The scan can drop columns the aggregate does not read; the given batches cannot. Each
+    # input is projected to the same columns, or the union's inputs would not match.
+    from emsqrt import Aggregate, AggSpec, Input, Union
+    from platform_core import Schema
+
+    t = make_table({"rows": 2000, "keys": 40, "nulls": 0.1, "skew": False, "seed": 5})
+    pq.write_table(t, tmp_path / "t.parquet")
+    schema = Schema.from_arrow(t.schema)
+    both = Union((Scan(str(tmp_path / "t.parquet"), "parquet", schema), Input("held", schema)))
+    agg = Aggregate(both, ("k",), (AggSpec("n", parse("count(*)")),))
+    cfg = EngineConfig(mem_cap_bytes=1 << 20, spill_dir=str(spill_dir))
+    got = run(agg, cfg, inputs={"held": t}).table
+    assert got is not None
+    want = duck(
+        "SELECT k, count(*) AS n FROM (SELECT * FROM t UNION ALL SELECT * FROM t) GROUP BY k", t=t
+    )
+    assert_same_rows(got, want)

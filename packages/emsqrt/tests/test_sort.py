@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from oracle import KiB, assert_same_rows, duck, input_node, make_table, table_params
+from oracle import KiB, assert_same_rows, duck, input_node, make_table, sized, table_params
 
 from emsqrt import Sort, SortKey, TopK, run_batches
 
@@ -27,8 +27,11 @@ def _order_sql(keys: tuple[SortKey, ...]) -> str:
     )
 
 
+@pytest.mark.long
 @settings(
-    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=sized(5, long=12),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     p=table_params(),

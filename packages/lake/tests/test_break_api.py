@@ -79,3 +79,49 @@ def test_a_query_building_huge_values_fails_alone_and_the_node_lives(tmp_path: P
         assert r.json()["rows"] == [[500500]]
     finally:
         stop_node(proc)
+
+
+def test_json_answers_hold_nan_infinities_and_exact_decimals(tmp_path: Path) -> None:
+    """A DOUBLE NaN (alone or in a list) was a 500: ``json.dumps(allow_nan=False)`` refused it."""
+    proc = start_node(tmp_path / "n", env={"PLATFORM_SECRET": SECRET, "LAKE_FLIGHT_PORT": "0"})
+    try:
+        url = proc.url
+        sql = (
+            "SELECT 'nan'::DOUBLE AS x, ['-inf'::DOUBLE, 1.5] AS l, "
+            "12345678901234567890.123456789::DECIMAL(38, 9) AS d, '\\xFF'::BLOB AS b"
+        )
+        r = _call(url, ALICE, "POST", "/query", json={"sql": sql})
+        assert r.status_code == 200, r.text
+        assert r.json()["rows"] == [
+            ["NaN", ["-Infinity", 1.5], "12345678901234567890.123456789", "ff"]
+        ]
+        assert "Traceback" not in proc.output()
+    finally:
+        stop_node(proc)
+
+
+def test_the_node_logs_one_json_object_per_line(tmp_path: Path) -> None:
+    """Its log format was ``"msg": %(message)r``, a Python repr, not JSON; uvicorn's own lines
+    were plain text."""
+    import json
+
+    import httpx
+
+    proc = start_node(
+        tmp_path / "n",
+        "--log-level",
+        "info",
+        env={"PLATFORM_SECRET": SECRET, "LAKE_FLIGHT_PORT": "0"},
+    )
+    try:
+        httpx.get(f"{proc.url}/api/lake/datasets?auth=eyJhbGciOi.eyJzdWIi.c2ln", timeout=10)
+    finally:
+        stop_node(proc)
+    lines = [
+        line
+        for line in proc.output().splitlines()
+        if line.strip() and not line.startswith(("nanobind", " - ", "See https"))  # duckdb at exit
+    ]
+    records = [json.loads(line) for line in lines]
+    assert {"lake", "uvicorn.error"} <= {r["logger"] for r in records}
+    assert "eyJhbGciOi" not in proc.output()

@@ -213,7 +213,10 @@ def test_ingest_memory_stays_within_budget(
     assert big.stat().st_size >= 10 * budget
     proc = launch("a", LAKE_INGEST_MEMORY_BYTES=str(budget), LAKE_CHUNK_BYTES=str(4 << 20))
     c = client_for(proc)
-    c.datasets()
+    # A first small upload loads the code an ingest runs (pyarrow's CSV and Parquet modules,
+    # their shared libraries: about 30 MiB of pages once per process), so the baseline holds it
+    # and the growth measured below is what the big file's data costs.
+    c.upload(csv_maker(tmp_path / "small.csv", rows=20_000), "warm", part_size=4 << 20)
     baseline, _ = peak_rss_bytes(proc.proc.pid)
     status = c.upload(big, "big", part_size=4 << 20, parallel=2)
     assert status["rows"] == 4_700_000

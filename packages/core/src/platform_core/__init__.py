@@ -23,6 +23,8 @@ from .errors import (
 from .ids import id_time, is_valid_id, new_id
 from .inference import infer_schema
 from .integrity import canonical_json, sha256_bytes, sha256_file, sha256_stream, stable_hash
+from .jsoncells import json_cell, json_rows
+from .logs import JsonFormatter, configure_logging
 from .memcap import address_space, cap_memory, physical_memory
 from .netloc import host_header_name, is_local_request, is_loopback, origin_is_local
 from .plugin import PLUGIN_GROUP, Plugin, PluginError, check_plugins, discover_plugins
@@ -48,6 +50,7 @@ __all__ = [
     "Field",
     "FieldType",
     "ForbiddenError",
+    "JsonFormatter",
     "NotFoundError",
     "OverBudgetError",
     "PackageSettings",
@@ -67,6 +70,7 @@ __all__ = [
     "canonical_json",
     "cap_memory",
     "check_plugins",
+    "configure_logging",
     "csv_column_names",
     "discover_plugins",
     "find_running",
@@ -79,6 +83,8 @@ __all__ = [
     "is_local_request",
     "is_loopback",
     "is_valid_id",
+    "json_cell",
+    "json_rows",
     "load_settings",
     "new_id",
     "origin_is_local",

@@ -11,9 +11,8 @@ from typing import Annotated, Any
 import lmdb
 import typer
 
-from platform_core import PlatformError, auth
+from platform_core import PlatformError, auth, configure_logging
 
-from .logs import configure_logging
 from .settings import ElkynSettings, check_dev, elkyn_settings
 
 __all__ = ["cli", "main"]

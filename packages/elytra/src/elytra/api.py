@@ -10,9 +10,11 @@ then 410), rows and bytes of a JSON answer.
 from __future__ import annotations
 
 import io
+import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 import pyarrow as pa
@@ -27,6 +29,7 @@ from platform_core import (
     NotFoundError,
     PlatformError,
     UnauthorizedError,
+    json_rows,
 )
 from platform_core.auth import Claims
 
@@ -45,7 +48,14 @@ JSON_ROWS = 100_000
 
 class SubmitRequest(BaseModel):
     pipeline: PipelineSpec
-    timeout: float | None = Field(None, gt=0, le=24 * 3600, description="Seconds; default 1 h.")
+    timeout: float | None = Field(
+        None,
+        gt=0,
+        le=24 * 3600,
+        allow_inf_nan=False,
+        strict=True,  # a JSON number: not true, not "2"
+        description="Seconds; default 1 h.",
+    )
     write: str | None = Field(
         None, description="A dataset to commit the rows to as a new version (yours, or new)."
     )
@@ -78,24 +88,62 @@ class JobRegistry:
         self.result_bytes = result_bytes
         self.per_user = per_user
         self.jobs: OrderedDict[str, Job] = OrderedDict()
+        self._admitting: dict[str, int] = {}  # owner -> submits between admission and add
         self._lock = threading.Lock()
 
     def admit(self, owner: str) -> None:
+        """Raise ``TooManyJobsError`` if ``owner`` holds the limit (see ``admitting``)."""
         with self._lock:
-            running = sum(1 for j in self.jobs.values() if j.owner == owner and not j.done())
+            self._check(owner)
+
+    def _check(self, owner: str) -> None:
+        running = sum(1 for j in self.jobs.values() if j.owner == owner and not j.done())
+        running += self._admitting.get(owner, 0)
         if running >= self.per_user:
             raise TooManyJobsError(
                 f"{owner!r} has {running} jobs running, the limit per user; wait for one to "
                 "end or cancel one"
             )
 
+    @contextmanager
+    def admitting(self, owner: str) -> Iterator[Callable[[Job], None]]:
+        """Hold one of ``owner``'s running slots while a job is planned and started; the
+        context gives ``add(job)``, which turns the held slot into the job. Concurrent submits
+        cannot all pass the check before any of them is added."""
+        with self._lock:
+            self._check(owner)
+            self._admitting[owner] = self._admitting.get(owner, 0) + 1
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self._admitting[owner] -= 1
+                if not self._admitting[owner]:
+                    del self._admitting[owner]
+
+        def add(job: Job) -> None:
+            with self._lock:
+                release()
+                self._add(job)
+
+        try:
+            yield add
+        finally:
+            with self._lock:
+                release()
+
     def add(self, job: Job) -> None:
         with self._lock:
-            self.jobs[job.id] = job
-            finished = [k for k, j in self.jobs.items() if j.done()]
-            while len(self.jobs) > self.keep and finished:
-                self.jobs.pop(finished.pop(0), None)
-            self._trim()
+            self._add(job)
+
+    def _add(self, job: Job) -> None:
+        self.jobs[job.id] = job
+        finished = [k for k, j in self.jobs.items() if j.done()]
+        while len(self.jobs) > self.keep and finished:
+            self.jobs.pop(finished.pop(0), None)
+        self._trim()
 
     def _trim(self) -> None:
         total = sum(j.table.nbytes for j in self.jobs.values() if j.table is not None)
@@ -148,7 +196,13 @@ def make_router(session: Callable[[], Session], registry: JobRegistry) -> APIRou
 
     @router.post("", status_code=202, response_model=JobModel, summary="Submit a pipeline")
     def submit(body: SubmitRequest, who: Who) -> JobModel:
-        registry.admit(who.sub)
+        with registry.admitting(who.sub) as add:
+            job = _submit(body, who)
+            add(job)
+        return _model(job)
+
+    def _submit(body: SubmitRequest, who: Who) -> Job:
+        """Plan and start the job (400/403 before anything runs)."""
         s = session()
         pipeline = build(body.pipeline, s, files=False)  # 400 before any task runs
         driver = s.driver
@@ -168,8 +222,7 @@ def make_router(session: Callable[[], Session], registry: JobRegistry) -> APIRou
             write=body.write,
             admin=who.admin,
         )
-        registry.add(job)
-        return _model(job)
+        return job
 
     @router.get("", response_model=list[JobModel], summary="Your jobs (an admin: all)")
     def list_jobs(who: Who, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[JobModel]:
@@ -228,13 +281,10 @@ def make_router(session: Callable[[], Session], registry: JobRegistry) -> APIRou
             return Response(sink.getvalue(), media_type="text/csv")
         body = {
             "columns": [{"name": f.name, "type": str(f.type)} for f in table.schema],
-            "rows": [list(r.values()) for r in table.to_pylist()],
+            "rows": json_rows(table),
             "total_rows": job.table.num_rows,
             "truncated": job.table.num_rows > limit,
         }
-        from fastapi.encoders import jsonable_encoder
-        from fastapi.responses import JSONResponse
-
-        return JSONResponse(jsonable_encoder(body))
+        return Response(json.dumps(body, allow_nan=False), media_type="application/json")
 
     return router

@@ -7,11 +7,9 @@ stage runs here under ``driver_mem_cap``, the tasks on the backend under ``worke
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,16 +20,27 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from emsqrt import EngineConfig, run
+from emsqrt import plan as lp
 from emsqrt.errors import CapTooSmallError
-from platform_core import PlatformError, new_id
+from emsqrt.resolve import SchemaResolver
+from platform_core import PlatformError, Schema, new_id
 
 from .backends import Backend
-from .errors import JobCancelledError, JobTimeoutError, PipelineError
+from .errors import JobCancelledError, JobTimeoutError, PipelineError, TaskFailedError
+from .exchange import (
+    ExchangeWriter,
+    aggregate_task_plan,
+    join_key_types,
+    join_parts,
+    join_task_plan,
+)
 from .explain import render
 from .jobs import Job, JobRecorder
 from .progress import watch
+from .results import StageResults
 from .settings import ElytraSettings
 from .sources import LakeSource, Source
+from .spilldirs import JobDir, sweep
 from .stages import StagePlan, cut, task_plan
 from .task import Task, TaskResult
 
@@ -55,6 +64,8 @@ class JobStats:
     bytes_in: int = 0
     bytes_out: int = 0
     spilled_bytes: int = 0
+    results_spilled_bytes: int = 0
+    """Task results the driver wrote to disk to stay under its cap (see ``results.py``)."""
     stage_seconds: dict[str, float] = field(default_factory=dict)
     merge_seconds: float = 0.0
 
@@ -81,6 +92,7 @@ class Driver:
         self._backend: Backend | None = None
         self._lock = threading.Lock()
         self.last: JobStats | None = None
+        sweep(settings.resolved_spill_dir())  # job directories a killed process left
 
     @property
     def backend(self) -> Backend:
@@ -138,6 +150,12 @@ class Driver:
                 lines.append(f"  task {t.id}: {len(t.files)} file(s), {t.bytes_in} bytes")
             if len(stage.tasks) > 5:
                 lines.append(f"  ... {len(stage.tasks) - 5} more")
+        for ex in plan.exchanges:
+            lines.append(
+                f"{ex.name}: {ex.join.how} join of stages {ex.left} and {ex.right} on "
+                f"{', '.join(ex.join.left_keys)}: rows hash-partitioned into "
+                f"{self._exchange_parts()} parts, one join task per part"
+            )
         lines.append("merge (in the driver):")
         lines += render(plan.merge, 1)
         return "\n".join(lines)
@@ -214,7 +232,8 @@ class Driver:
         admin: bool = False,
     ) -> None:
         """The job from start to end; its outcome goes to ``job.finish``, never raised here."""
-        spill = self.settings.resolved_spill_dir() / job.id
+        job_dir = JobDir(self.settings.resolved_spill_dir(), job.id)
+        spill = job_dir.acquire()  # locked while the job runs; a killed run's is swept
         stats = JobStats(job.id)
         timer = threading.Timer(timeout, self._time_out, (job,))
         timer.daemon = True
@@ -228,16 +247,15 @@ class Driver:
                 written = self._write(table, write, spill, job.owner, admin)
         except BaseException as exc:
             error = exc
+            if isinstance(exc, TaskFailedError):  # a task failed its last attempt
+                job.update(tasks=_tasks(stats, 1))
             if job.timed_out and isinstance(exc, JobCancelledError):
                 error = JobTimeoutError(f"job {job.id} ran past its timeout of {timeout:g} s")
-            elif isinstance(exc, CapTooSmallError):
-                error = CapTooSmallError(
-                    f"{exc.message}; in elytra the caps are ELYTRA_WORKER_MEM_CAP (each task) "
-                    "and ELYTRA_DRIVER_MEM_CAP (the merge), or connect(worker_mem_cap=...)"
-                )
+            elif isinstance(exc, CapTooSmallError) and "cap" not in exc.details:
+                error = _cap_error(exc, "worker_mem_cap")  # raised by a task
         finally:
             timer.cancel()
-            shutil.rmtree(spill, ignore_errors=True)
+            job_dir.release()
             self.last = stats
             job.finish(table, error, written)
 
@@ -281,31 +299,107 @@ class Driver:
         sources = self._localize(p, spill / "chunks")
         plan, tasks = self.plan(p, job.id, spill, sources)
         stats.tasks_total = len(tasks)
-        job.update(state="running", started=time.time(), tasks=_tasks(stats, 0))
-        by_stage: dict[int, list[pa.Table]] = defaultdict(list)
+        job.update(tasks=_tasks(stats, 0, started=False))  # queued until the backend starts it
+        results = StageResults(spill / "results", int(self.settings.driver_mem_cap) // 2)
         started = time.perf_counter()
-        if tasks:
-            for result in self.backend.run(tasks, job.cancel_event):
-                index = int(result.task_id.rsplit("-s", 1)[1].split("-t", 1)[0])
-                by_stage[index].append(result.table)
-                self._count(stats, result)
-                job.update(
-                    tasks=_tasks(stats, 0),
-                    bytes_in=stats.bytes_in,
-                    bytes_out=stats.bytes_out,
-                    spilled_bytes=stats.spilled_bytes,
-                )
-        if job.cancel_event.is_set():
-            raise JobCancelledError(f"job {job.id} was cancelled")
-        stats.stage_seconds["tasks"] = time.perf_counter() - started
-        inputs: dict[str, pa.Table] = dict(plan.driver_inputs)
+        parts = self._exchange_parts()
+        sides = plan.exchange_sides()
+        # where each stage's results go: an exchange's files, or the merge's inputs
+        routes: dict[int, tuple[ExchangeWriter, int] | str] = {}
+        writers: list[ExchangeWriter] = []
+        for ex in plan.exchanges:
+            ls, rs = plan.stages[ex.left].schema, plan.stages[ex.right].schema
+            w = ExchangeWriter(
+                (ex.join.left_keys, ex.join.right_keys),
+                (ls, rs),
+                join_key_types(ex.join, ls, rs),
+                spill / ex.name,
+                parts,
+            )
+            writers.append(w)
+            routes[ex.left], routes[ex.right] = (w, 0), (w, 1)
         for i, stage in enumerate(plan.stages):
-            inputs[stage.name] = _concat(by_stage.get(i, []), stage.schema)
+            if i not in sides:
+                results.expect(stage.name, stage.schema)
+                routes[i] = stage.name
+        merge = plan.merge
+        finals = _final_aggregates(plan)
+        watched = {i: s.name for i, s in enumerate(plan.stages) if s.name in finals}
+        grouped: dict[int, ExchangeWriter] = {}
+
+        def grow(index: int, name: str) -> None:
+            """A group-by whose partial states pass the threshold moves to an exchange: its
+            held states now, its later results as they come."""
+            if watched.get(index) != name:
+                return
+            if results.size(name) < int(self.settings.exchange_min_bytes):
+                return
+            del watched[index]
+            schema, keys = plan.stages[index].schema, finals[name].group_by
+            w = ExchangeWriter(
+                (keys,),
+                (schema,),
+                [schema.field(k).type for k in keys],
+                spill / f"agg-{name}",
+                parts,
+            )
+            writers.append(w)
+            grouped[index] = w
+            for table in results.take(name):
+                w.add(0, table)
+            routes[index] = (w, 0)
+
+        try:
+            self._round(job, tasks, stats, results, routes, grow)
+            stats.stage_seconds["tasks"] = time.perf_counter() - started
+            t0 = time.perf_counter()
+            second: list[Task] = []
+            index = len(plan.stages)
+            for k, ex in enumerate(plan.exchanges):
+                w = writers[k]
+                results.expect(ex.name, ex.schema)
+                routes[index] = ex.name
+                second += [
+                    self._task(job.id, index, part, join_task_plan(w, ex.join, part), w, spill)
+                    for part in join_parts(w, ex.join.how)
+                ]
+                index += 1
+            for stage_index, w in grouped.items():
+                w.close()
+                name = plan.stages[stage_index].name
+                final = finals[name]
+                target = f"{name}-final"
+                schema = SchemaResolver().schema(final)
+                results.expect(target, schema)
+                routes[index] = target
+                merge = _replace_node(merge, final, lp.Input(target, Schema.from_arrow(schema)))
+                second += [
+                    self._task(job.id, index, part, aggregate_task_plan(w, final, part), w, spill)
+                    for part in range(parts)
+                    if w.rows[0][part]
+                ]
+                index += 1
+            if second:
+                stats.tasks_total += len(second)
+                self._round(job, second, stats, results, routes)
+                stats.stage_seconds["exchange"] = time.perf_counter() - t0
+            merge, held = results.merge_inputs(merge)
+        finally:
+            for w in writers:
+                w.close()
+            results.close()
+        stats.spilled_bytes += results.spilled_bytes
+        stats.results_spilled_bytes = results.spilled_bytes
+        inputs: dict[str, pa.Table] = {**plan.driver_inputs, **held}
         t0 = time.perf_counter()
         config = EngineConfig(
             mem_cap_bytes=int(self.settings.driver_mem_cap), spill_dir=str(spill / "merge")
         )
-        merged = run(plan.merge, config, inputs=inputs)
+        self._started(job, stats)  # a job of no tasks starts with its merge
+        try:
+            merged = run(merge, config, inputs=inputs)
+        except CapTooSmallError as exc:
+            raise _cap_error(exc, "driver_mem_cap") from None
         out = merged.table
         stats.merge_seconds = time.perf_counter() - t0
         stats.spilled_bytes += int(merged.manifest.spill.get("bytes_written", 0))
@@ -315,11 +409,68 @@ class Driver:
             rows_out=out.num_rows,
             spilled_bytes=stats.spilled_bytes,
             stages={
-                "tasks": {"seconds": round(stats.stage_seconds["tasks"], 6)},
+                **{k: {"seconds": round(v, 6)} for k, v in stats.stage_seconds.items()},
                 "merge": {"seconds": round(stats.merge_seconds, 6)},
             },
         )
         return out
+
+    def _round(
+        self,
+        job: Job,
+        tasks: list[Task],
+        stats: JobStats,
+        results: StageResults,
+        routes: dict[int, tuple[ExchangeWriter, int] | str],
+        added: Callable[[int, str], None] | None = None,
+    ) -> None:
+        """Run ``tasks``; each result goes where its stage is routed (an exchange's side, or
+        a merge input, after which ``added`` may reroute the stage)."""
+        if tasks:
+            for result in self.backend.run(
+                tasks, job.cancel_event, lambda: self._started(job, stats)
+            ):
+                index = int(result.task_id.rsplit("-s", 1)[1].split("-t", 1)[0])
+                route = routes[index]
+                if isinstance(route, str):
+                    results.add(route, result.table)
+                    if added is not None:
+                        added(index, route)
+                else:
+                    route[0].add(route[1], result.table)
+                self._count(stats, result)
+                job.update(
+                    tasks=_tasks(stats, 0),
+                    bytes_in=stats.bytes_in,
+                    bytes_out=stats.bytes_out,
+                    spilled_bytes=stats.spilled_bytes,
+                )
+        if job.cancel_event.is_set():
+            raise JobCancelledError(f"job {job.id} was cancelled")
+
+    @staticmethod
+    def _started(job: Job, stats: JobStats) -> None:
+        """The backend began the job's tasks: it is running (once; later rounds too)."""
+        if job.state == "queued":
+            job.update(state="running", started=time.time(), tasks=_tasks(stats, 0))
+
+    def _exchange_parts(self) -> int:
+        return self.settings.exchange_partitions or 2 * self.settings.workers
+
+    def _task(
+        self, job_id: str, stage: int, part: int, plan: str, w: ExchangeWriter, spill: Path
+    ) -> Task:
+        """A task over partition ``part`` of an exchange's files."""
+        sides = range(len(w.schemas))
+        return Task(
+            id=f"{job_id}-s{stage}-t{part}",
+            stage=stage,
+            plan=plan,
+            mem_cap=int(self.settings.worker_mem_cap),
+            spill_dir=str(spill / f"s{stage}-t{part}"),
+            files=tuple(str(w.path(side, part)) for side in sides),
+            bytes_in=sum(w.bytes[side][part] for side in sides),
+        )
 
     @staticmethod
     def _count(stats: JobStats, result: TaskResult) -> None:
@@ -332,15 +483,54 @@ class Driver:
         return write_table(self.collect(p), path, format)
 
 
-def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
-    if not tables:
-        return schema.empty_table()
-    out = pa.concat_tables(tables, promote_options="permissive")
-    return out if out.schema.equals(schema) else out.cast(schema)
+def _final_aggregates(plan: StagePlan) -> dict[str, lp.Aggregate]:
+    """The merge's final aggregates with group keys over a stage's partial states, by stage."""
+    names = {s.name for s in plan.stages}
+    found: dict[str, lp.Aggregate] = {}
+
+    def walk(node: lp.Node) -> None:
+        if (
+            isinstance(node, lp.Aggregate)
+            and node.mode == "final"
+            and node.group_by
+            and isinstance(node.input, lp.Input)
+            and node.input.name in names
+        ):
+            found[node.input.name] = node
+        for k in lp.children(node):
+            walk(k)
+
+    walk(plan.merge)
+    return found
 
 
-def _tasks(stats: JobStats, failed: int) -> dict[str, int]:
-    running = stats.tasks_total - stats.tasks_done
+def _replace_node(node: lp.Node, old: lp.Node, new: lp.Node) -> lp.Node:
+    if node is old:
+        return new
+    kids = lp.children(node)
+    if not kids:
+        return node
+    return lp.replace_children(node, tuple(_replace_node(k, old, new) for k in kids))
+
+
+_CAPS = {
+    "worker_mem_cap": "each task's cap: connect(worker_mem_cap=...) or ELYTRA_WORKER_MEM_CAP",
+    "driver_mem_cap": "the driver's cap, which the merge runs under: connect(driver_mem_cap=...) "
+    "or ELYTRA_DRIVER_MEM_CAP",
+}
+
+
+def _cap_error(exc: CapTooSmallError, cap: str) -> CapTooSmallError:
+    """emsqrt's error in elytra's terms: which of the job's caps to raise, and how."""
+    message = exc.message.replace(" (--mem-cap / EMSQRT_MEM_CAP_BYTES)", "")
+    if cap == "driver_mem_cap":  # the files it reads are the job's own: not the user's to write
+        message = message.replace(" (or write that file with smaller row groups)", "")
+    return CapTooSmallError(f"{message}; in elytra that is {_CAPS[cap]}", **exc.details, cap=cap)
+
+
+def _tasks(stats: JobStats, failed: int, started: bool = True) -> dict[str, int]:
+    """The record's task counters; ``running``: handed to the backend, not yet done."""
+    running = stats.tasks_total - stats.tasks_done if started else 0
     return {
         "total": stats.tasks_total,
         "done": stats.tasks_done,

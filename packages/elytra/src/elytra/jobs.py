@@ -127,6 +127,8 @@ class Job:
         else:
             state = "failed"
         fields: dict[str, Any] = {"state": state, "finished": time.time()}
+        if state != "succeeded":  # its tasks were stopped with it
+            fields["tasks"] = {**self.record.get("tasks", {}), "running": 0}
         if error is not None:
             message = error.message if isinstance(error, PlatformError) else str(error)
             kind = error.kind if isinstance(error, PlatformError) else type(error).__name__
@@ -181,10 +183,11 @@ def reconcile(store: Any) -> int:
         if isinstance(record, dict) and record.get("state") not in FINAL:
             updates[f"{job_id}/state"] = "failed"
             updates[f"{job_id}/finished"] = time.time()
+            updates[f"{job_id}/tasks/running"] = 0
             updates[f"{job_id}/error"] = {
                 "message": "the platform stopped while this job ran; submit it again",
                 "type": "unavailable",
             }
     if updates:
         store.update("/jobs", updates, caller=ADMIN)
-    return len(updates) // 3
+    return len(updates) // 4

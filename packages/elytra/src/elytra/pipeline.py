@@ -84,6 +84,11 @@ def _key_texts(keys: tuple[lp.SortKey, ...]) -> list[str]:
     ]
 
 
+def _count(n: object) -> bool:
+    """Whether ``n`` is a row count: an int (not a bool) in [0, 2**63)."""
+    return isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 63
+
+
 def _sort_key(key: str | lp.SortKey, descending: bool) -> lp.SortKey:
     if isinstance(key, lp.SortKey):
         return key
@@ -156,6 +161,8 @@ class Pipeline:
 
     def select(self, *columns: str) -> Pipeline:
         """Keep these columns in this order; ``"a AS b"`` renames."""
+        if not columns:
+            raise PipelineError("select: name at least one column (a table has one or more)")
         pairs = []
         for c in columns:
             m = _ALIAS.match(c)
@@ -212,19 +219,32 @@ class Pipeline:
         return self._then(lp.Sort(self.node, sort_keys), step={"sort": _key_texts(sort_keys)})
 
     def limit(self, n: int, offset: int = 0) -> Pipeline:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0 or offset < 0:
-            raise PipelineError(f"limit: n and offset are integers >= 0, got {n!r}, {offset!r}")
+        if not (_count(n) and _count(offset)):
+            raise PipelineError(
+                f"limit: n and offset are integers >= 0 (below 2**63), got {n!r}, {offset!r}"
+            )
         return self._then(lp.Limit(self.node, n, offset), step={"limit": n, "offset": offset})
 
-    def top_k(self, n: int, *keys: str | lp.SortKey, descending: bool = False) -> Pipeline:
-        """The first ``n`` rows in ``keys`` order: ``top_k(10, "total DESC")``."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise PipelineError(f"top_k: n is an integer >= 0, got {n!r}")
+    def top_k(
+        self,
+        n: int,
+        *keys: str | lp.SortKey,
+        descending: bool = False,
+        per: str | Iterable[str] = (),
+    ) -> Pipeline:
+        """The first ``n`` rows in ``keys`` order: ``top_k(10, "total DESC")``; with ``per``,
+        the first ``n`` of each group: ``top_k(2, "v3 DESC", per="id6")`` (also spelled
+        ``group_by("id6").top_k(2, "v3 DESC")``)."""
+        if not _count(n):
+            raise PipelineError(f"top_k: n is an integer >= 0 (below 2**63), got {n!r}")
         if not keys:
             raise PipelineError("top_k: give at least one column to order by")
+        groups = (per,) if isinstance(per, str) else tuple(per)
         sort_keys = tuple(_sort_key(k, descending) for k in keys)
-        step = {"top_k": n, "by": _key_texts(sort_keys)}
-        return self._then(lp.TopK(self.node, sort_keys, n), step=step)
+        step: dict[str, Any] = {"top_k": n, "by": _key_texts(sort_keys)}
+        if groups:
+            step["per"] = list(groups)
+        return self._then(lp.TopK(self.node, sort_keys, n, groups), step=step)
 
     def join(
         self,
@@ -402,6 +422,10 @@ class GroupedPipeline:
 
     parent: Pipeline
     keys: tuple[str, ...]
+
+    def top_k(self, n: int, *keys: str | lp.SortKey, descending: bool = False) -> Pipeline:
+        """The first ``n`` rows of each group in ``keys`` order (see ``Pipeline.top_k``)."""
+        return self.parent.top_k(n, *keys, descending=descending, per=self.keys)
 
     def agg(self, *aggs: str | Expr, **named: str | Expr) -> Pipeline:
         """``agg("sum(amount) AS total", n="count(*)")``: one output column each."""

@@ -16,6 +16,7 @@ from .backends import Backend
 from .jobs import JOBS_RULES, StoreRecorder, reconcile
 from .session import Session, make_backend
 from .settings import ElytraSettings
+from .spilldirs import sweep
 
 __all__ = ["plugin"]
 
@@ -76,6 +77,7 @@ def plugin() -> Plugin:
             if left:
                 logging.getLogger("elytra").warning("%d unfinished job(s) marked failed", left)
         es = load_settings(ElytraSettings, home=settings.home)
+        await asyncio.to_thread(sweep, es.resolved_spill_dir())  # what a killed run spilled
         platform.backend = await asyncio.to_thread(make_backend, es)  # `platform up` starts it
         platform.settings = settings
         try:

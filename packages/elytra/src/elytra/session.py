@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from emsqrt.resolve import decoded
 from lake import Catalog, lake_settings, open_catalog
 from lake.errors import DatasetNotFoundError
 from platform_core import find_running, load_settings, new_id
@@ -167,6 +168,7 @@ class Session:
             raise PipelineError(
                 f"from_arrow takes a pyarrow Table or RecordBatch, not {type(table).__name__}"
             )
+        table = table.cast(decoded(table.schema))  # categorical columns as their values
         return self._start(ArrowSource(f"arrow:{new_id()}", table.schema, table=table))
 
 

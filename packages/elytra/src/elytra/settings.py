@@ -30,6 +30,13 @@ class ElytraSettings(PackageSettings):
     """The cap of the merge stage, which runs in the driver."""
     task_bytes: ByteSize = ByteSize(64 << 20)
     """Small chunks are grouped into one task up to about this many bytes."""
+    exchange_partitions: int = Field(0, ge=0, le=1024)
+    """Partitions of a join's hash exchange (one join task each); 0: twice ``workers``."""
+    exchange_min_bytes: ByteSize = ByteSize(128 << 20)
+    """A group-by whose tasks' partial states pass this size is merged by partitions on the
+    workers (a hash exchange), not in the driver. Below it the driver's merge is faster: the
+    exchange writes and rereads the states (measured on 2 cores: q3's 1e5 groups took 3.3 s
+    through the exchange, 1.8 s merged in the driver)."""
     max_attempts: int = Field(3, ge=1, le=20)
     """Tries of a task (a dead worker, a lease past, a retryable error) before the job fails."""
     lease_seconds: float = Field(600.0, gt=0)

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from emsqrt import plan as lp
+from emsqrt.resolve import decoded
 from platform_core import Schema, infer_schema, new_id
 
 from .errors import PipelineError
@@ -41,7 +42,8 @@ class Source:
     """Tasks to cut this source into (``repartition``); None: by ``task_bytes``."""
 
     def leaf(self) -> lp.Input:
-        return lp.Input(self.name, Schema.from_arrow(self.schema))
+        # categorical columns are their values to a pipeline: scans decode them
+        return lp.Input(self.name, Schema.from_arrow(decoded(self.schema)))
 
     def parts(self, task_bytes: int) -> list[Part]:
         return []

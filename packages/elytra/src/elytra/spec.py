@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import PipelineError
 
@@ -25,10 +25,13 @@ if TYPE_CHECKING:
     from .pipeline import Pipeline
     from .session import Session
 
-__all__ = ["MAX_DEPTH", "MAX_STEPS", "PipelineSpec", "SourceSpec", "build"]
+__all__ = ["MAX_DEPTH", "MAX_SOURCES", "MAX_STEPS", "PipelineSpec", "SourceSpec", "build"]
 
 MAX_STEPS = 100
+"""Steps of a pipeline, counting those of the pipelines joined or unioned into it."""
 MAX_DEPTH = 8
+MAX_SOURCES = 32
+"""Sources of a pipeline (itself and every pipeline joined or unioned into it)."""
 _STEP_KEYS = {
     "filter": set(),
     "select": set(),
@@ -39,7 +42,7 @@ _STEP_KEYS = {
     "agg": set(),
     "sort": set(),
     "limit": {"offset"},
-    "top_k": {"by"},
+    "top_k": {"by", "per"},
     "distinct": set(),
     "join": {"on", "left_on", "right_on", "how"},
     "union": set(),
@@ -52,7 +55,9 @@ class SourceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: str | None = Field(None, description="A lake dataset's name.")
-    version: int | None = Field(None, ge=1, description="A version (default: the head).")
+    version: int | None = Field(
+        None, ge=1, strict=True, description="A version (default: the head)."
+    )
     csv: str | None = Field(None, description="Local CSV path or glob (elytra run only).")
     parquet: str | None = Field(None, description="Local Parquet path or glob (elytra run only).")
     json_lines: str | None = Field(
@@ -73,13 +78,15 @@ def build(
     spec: PipelineSpec | dict[str, Any], session: Session, *, files: bool = False, depth: int = 0
 ) -> Pipeline:
     """The pipeline ``spec`` describes; ``files`` allows local file sources (the CLI)."""
+    if depth == 0:
+        _check_size(spec)
     if depth > MAX_DEPTH:
         raise PipelineError(f"pipelines nest at most {MAX_DEPTH} deep (join/union inside join)")
     if not isinstance(spec, PipelineSpec):
         try:
             spec = PipelineSpec.model_validate(spec)
-        except ValueError as exc:
-            raise PipelineError(f"not a pipeline: {exc}") from None
+        except ValidationError as exc:
+            raise PipelineError(f"not a pipeline: {_problems(exc)}") from None
     src = spec.source
     given = [k for k in ("dataset", "csv", "parquet", "json_lines") if getattr(src, k)]
     if len(given) != 1:
@@ -101,6 +108,46 @@ def build(
     for i, step in enumerate(spec.steps):
         p = _step(p, step, i, session, files, depth)
     return p
+
+
+def _problems(exc: ValidationError) -> str:
+    """Pydantic's findings in one line: ``source.dataset: Input should be a valid string``."""
+    found = [
+        f"{'.'.join(str(p) for p in e['loc']) or 'the pipeline'}: {e['msg']}"
+        for e in exc.errors(include_url=False)
+    ]
+    more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
+    return "; ".join(found[:5]) + more
+
+
+def _check_size(spec: PipelineSpec | dict[str, Any]) -> None:
+    """Bound the whole tree (a union of many pipelines is one step) before anything in it is
+    looked up or planned: ``MAX_STEPS`` steps and ``MAX_SOURCES`` sources in all."""
+    sources = steps = 0
+    todo: list[tuple[Any, int]] = [(spec, 0)]
+    while todo:
+        node, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            raise PipelineError(f"pipelines nest at most {MAX_DEPTH} deep (join/union inside join)")
+        node_steps = node.steps if isinstance(node, PipelineSpec) else None
+        if isinstance(node, dict):
+            node_steps = node.get("steps", [])
+        if node_steps is None:
+            continue  # not a pipeline: build() says why
+        sources += 1
+        steps += len(node_steps) if isinstance(node_steps, list) else 0
+        if sources > MAX_SOURCES or steps > MAX_STEPS:
+            raise PipelineError(
+                f"a pipeline holds at most {MAX_STEPS} steps and {MAX_SOURCES} sources, counting "
+                "the pipelines joined or unioned into it; write an intermediate dataset first"
+            )
+        for step in node_steps if isinstance(node_steps, list) else ():
+            if not isinstance(step, dict):
+                continue
+            inner = step.get("join")
+            todo += [(inner, depth + 1)] if inner is not None else []
+            union = step.get("union")
+            todo += [(u, depth + 1) for u in union] if isinstance(union, list) else []
 
 
 def _strings(value: Any, where: str) -> list[str]:
@@ -147,11 +194,16 @@ def _step(
     if op == "limit":
         return p.limit(arg, step.get("offset", 0))
     if op == "top_k":
-        return p.top_k(arg, *_strings(step.get("by", []), where))
+        return p.top_k(
+            arg, *_strings(step.get("by", []), where), per=_strings(step.get("per", []), where)
+        )
     if op == "distinct":
         return p.distinct()
     if op == "join":
-        other = build(arg, session, files=files, depth=depth + 1)
+        try:
+            other = build(arg, session, files=files, depth=depth + 1)
+        except PipelineError as exc:
+            raise PipelineError(f"{where}: {exc.message}") from None
         return p.join(
             other,
             step.get("on"),
@@ -161,4 +213,10 @@ def _step(
         )
     if not isinstance(arg, list) or not arg:
         raise PipelineError(f"{where} takes a list of pipelines")
-    return p.union(*(build(a, session, files=files, depth=depth + 1) for a in arg))
+    others = []
+    for k, a in enumerate(arg):
+        try:
+            others.append(build(a, session, files=files, depth=depth + 1))
+        except PipelineError as exc:
+            raise PipelineError(f"{where}, pipeline {k}: {exc.message}") from None
+    return p.union(*others)

@@ -4,15 +4,20 @@ The plan is an emsqrt plan whose leaves are ``Input`` nodes naming sources. A *c
 source leaf under filters, projections and computed columns: it runs on each part of the
 source alone. Above a chain, the first operator decides the cut:
 
-- an aggregate (COUNT/SUM/MIN/MAX/AVG, no DISTINCT) runs as a partial aggregate per part and a
-  final aggregate merging the partial states by key (AVG travels as sum and count);
+- an aggregate runs in emsqrt's ``partial`` mode per part and in ``final`` mode in the merge,
+  over the concatenated partial states (emsqrt's documented state schema: AVG as sum and
+  count, variances as (n, mean, m2), quantiles as the values, ...); COUNT(DISTINCT x) is
+  first rewritten as an aggregate by (keys, x) under one by the keys, so it splits too;
 - a top-k or a limit runs per part (each part keeps its own first n) and again at the merge;
 - a sort sorts each part (a sorted run) and the merge sorts the runs;
-- anything else (a join, a union, a DISTINCT aggregate) takes the chain's rows as they are.
+- a join of two chains is a hash-partitioned exchange (``exchange.py``): both stages' rows are
+  written to partitions by key hash, then one task per partition joins its two files; the
+  merge plan reads the joined rows;
+- anything else (a union, a join over a merged input) takes the chain's rows as they are.
 
 Each chain becomes one stage of tasks; in the merge plan it is replaced by an ``Input`` that
-the driver feeds with the tasks' results. Partial-state columns are named ``__p<i>`` (and
-``__p<i>s``/``__p<i>c`` for AVG): the same on every backend.
+the driver feeds with the tasks' results. Partial states have the same schema on every
+backend (``emsqrt.physical.aggregate.state_schema``).
 """
 
 from __future__ import annotations
@@ -22,20 +27,17 @@ from dataclasses import dataclass, field, replace
 import pyarrow as pa
 
 from emsqrt import plan as lp
-from emsqrt.errors import PlanError
+from emsqrt.distinct import rewrite_distinct
 from emsqrt.plan_json import plan_to_json
-from emsqrt.resolve import SchemaResolver, agg_output_type
+from emsqrt.resolve import SchemaResolver
 from platform_core import Schema
-from platform_core.expr import Aggregate as AggExpr
-from platform_core.expr import Column, Expr, parse
 
 from .sources import ArrowSource, Source
 from .task import Task
 
-__all__ = ["Stage", "StagePlan", "cut"]
+__all__ = ["Exchange", "Stage", "StagePlan", "cut"]
 
 _LOCAL = (lp.Filter, lp.Project, lp.Map, lp.PyMap)
-_SPLITTABLE = {"count", "sum", "min", "max", "avg"}
 
 
 @dataclass
@@ -52,13 +54,33 @@ class Stage:
 
 
 @dataclass
+class Exchange:
+    """A join of stages ``left`` and ``right`` by partitions; its rows feed ``Input(name)``."""
+
+    name: str
+    join: lp.Join
+    left: int
+    right: int
+    schema: pa.Schema
+
+
+@dataclass
 class StagePlan:
-    """Stages of tasks, and the merge plan that reads their results."""
+    """Stages of tasks, the exchanges joining pairs of them, and the merge plan."""
 
     stages: list[Stage]
     merge: lp.Node
     driver_inputs: dict[str, pa.Table]
     """Arrow sources, which the merge plan reads as they are."""
+    exchanges: list[Exchange] = field(default_factory=list)
+
+    def exchange_sides(self) -> dict[int, tuple[Exchange, int]]:
+        """Stage index -> (its exchange, side: 0 left, 1 right)."""
+        out: dict[int, tuple[Exchange, int]] = {}
+        for ex in self.exchanges:
+            out[ex.left] = (ex, 0)
+            out[ex.right] = (ex, 1)
+        return out
 
 
 def _chain_source(node: lp.Node, sources: dict[str, Source]) -> Source | None:
@@ -71,56 +93,12 @@ def _chain_source(node: lp.Node, sources: dict[str, Source]) -> Source | None:
     return None
 
 
-def _numeric(t: pa.DataType) -> bool:
-    return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t))
-
-
-def _split_aggregate(
-    node: lp.Aggregate, resolver: SchemaResolver
-) -> tuple[lp.Aggregate, list[lp.AggSpec], list[tuple[str, Expr]]] | None:
-    """(partial aggregate, final specs over the partial columns, finishing expressions)."""
-    specs = node.aggregates
-    if any(s.agg.distinct or s.agg.name not in _SPLITTABLE for s in specs):
-        return None
-    in_schema = resolver.schema(node.input)
-    partial: list[lp.AggSpec] = []
-    final: list[lp.AggSpec] = []
-    finish: list[tuple[str, Expr]] = []
-    for i, spec in enumerate(specs):
-        agg = spec.agg
-        if agg.name == "avg":
-            try:
-                total = agg_output_type(lp.AggSpec("s", AggExpr("sum", agg.arg)), in_schema, "avg")
-            except PlanError:
-                return None  # AVG of dates and timestamps: merged whole
-            if not _numeric(total):
-                return None
-            partial += [
-                lp.AggSpec(f"__p{i}s", AggExpr("sum", agg.arg)),
-                lp.AggSpec(f"__p{i}c", AggExpr("count", agg.arg)),
-            ]
-            final += [
-                lp.AggSpec(f"__p{i}s", AggExpr("sum", Column(f"__p{i}s"))),
-                lp.AggSpec(f"__p{i}c", AggExpr("sum", Column(f"__p{i}c"))),
-            ]
-            finish.append((spec.name, parse(f'CAST("__p{i}s" AS DOUBLE) / "__p{i}c"')))
-        else:
-            merge = "sum" if agg.name == "count" else agg.name
-            partial.append(lp.AggSpec(f"__p{i}", agg))
-            final.append(lp.AggSpec(f"__p{i}", AggExpr(merge, Column(f"__p{i}"))))
-            done: Expr = Column(f"__p{i}")
-            if agg.name == "count":  # a sum of counts is a decimal: back to BIGINT
-                total = f'coalesce("__p{i}", 0)' if not node.group_by else f'"__p{i}"'
-                done = parse(f"CAST({total} AS BIGINT)")  # no parts at all: no partial rows
-            finish.append((spec.name, done))
-    return replace(node, aggregates=tuple(partial)), final, finish
-
-
 def cut(root: lp.Node, sources: dict[str, Source]) -> StagePlan:
     """Stages and the merge plan for ``root`` (see the module docstring)."""
     resolver = SchemaResolver()
     resolver.schema(root)  # unknown columns and type errors: before anything runs
     stages: list[Stage] = []
+    exchanges: list[Exchange] = []
 
     def stage_of(chain: lp.Node, kind: str, src: Source | None = None) -> lp.Input:
         src = src or _chain_source(chain, sources)
@@ -131,19 +109,20 @@ def cut(root: lp.Node, sources: dict[str, Source]) -> StagePlan:
         return lp.Input(name, Schema.from_arrow(schema))
 
     def visit(node: lp.Node) -> lp.Node:
+        if isinstance(node, lp.Aggregate) and node.mode == "full":
+            # COUNT(DISTINCT x) as an aggregate by (keys, x) under one by keys: the inner one
+            # splits into partial states like any other
+            rewritten = rewrite_distinct(node)
+            if rewritten is not None:
+                return visit(rewritten)
         child = getattr(node, "input", None)
         under = _chain_source(child, sources) if isinstance(child, lp.Node) else None
         if isinstance(child, lp.Node) and under is not None:
-            if isinstance(node, lp.Aggregate):
-                split = _split_aggregate(node, resolver)
-                if split is not None:
-                    partial, final, finish = split
-                    leaf = stage_of(partial, "partial aggregate", under)
-                    merged: lp.Node = lp.Aggregate(leaf, node.group_by, tuple(final))
-                    return lp.Project(
-                        lp.Map(merged, tuple(finish)),
-                        tuple((k, k) for k in (*node.group_by, *(s.name for s in node.aggregates))),
-                    )
+            if isinstance(node, lp.Aggregate) and node.mode == "full":
+                partial = replace(node, mode="partial")
+                leaf = stage_of(partial, "partial aggregate", under)
+                source = Schema.from_arrow(resolver.schema(child))
+                return replace(node, input=leaf, mode="final", state_of=source)
             if isinstance(node, lp.TopK):
                 return replace(node, input=stage_of(node, "top-k", under))
             if isinstance(node, lp.Limit):
@@ -151,6 +130,17 @@ def cut(root: lp.Node, sources: dict[str, Source]) -> StagePlan:
                 return replace(node, input=stage_of(local, "limit", under))
             if isinstance(node, lp.Sort):
                 return replace(node, input=stage_of(node, "sorted runs", under))
+        if isinstance(node, lp.Join):
+            lsrc, rsrc = _chain_source(node.left, sources), _chain_source(node.right, sources)
+            if lsrc is not None and rsrc is not None:
+                stage_of(node.left, "exchange: left side", lsrc)
+                stage_of(node.right, "exchange: right side", rsrc)
+                schema = resolver.schema(node)
+                ex = Exchange(
+                    f"exchange{len(exchanges)}", node, len(stages) - 2, len(stages) - 1, schema
+                )
+                exchanges.append(ex)
+                return lp.Input(ex.name, Schema.from_arrow(schema))
         if _chain_source(node, sources) is not None and node is root:
             return stage_of(node, "scan")
         kids = lp.children(node)
@@ -168,7 +158,7 @@ def cut(root: lp.Node, sources: dict[str, Source]) -> StagePlan:
     driver_inputs = {
         name: src.table for name, src in sources.items() if isinstance(src, ArrowSource)
     }
-    return StagePlan(stages, merge, driver_inputs)
+    return StagePlan(stages, merge, driver_inputs, exchanges)
 
 
 def task_plan(stage: Stage, files: tuple[str, ...]) -> str:

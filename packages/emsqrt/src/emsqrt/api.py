@@ -27,8 +27,8 @@ from typing import Any
 import pyarrow as pa
 
 from platform_core import PlatformError, Schema
+from platform_core.expr import AGGREGATES, Column, Expr, Literal, parse
 from platform_core.expr import Aggregate as AggExpr
-from platform_core.expr import Column, Expr, parse
 
 from . import plan as lp
 from .config import EngineConfig
@@ -63,10 +63,18 @@ def _expr(text: str | Expr, where: str) -> Expr:
         raise PlanError(f"{where}: {exc.message}") from exc
 
 
+def _arg_name(arg: Expr) -> str:
+    if isinstance(arg, Column):
+        return arg.name
+    if isinstance(arg, Literal) and isinstance(arg.value, int | float):
+        return re.sub(r"\W+", "_", str(arg.value)).strip("_")  # quantile_cont(x, 0.9): 0_9
+    return re.sub(r"\W+", "_", str(arg))
+
+
 def _agg_name(agg: AggExpr) -> str:
     if agg.arg is None:
         return agg.name
-    arg = agg.arg.name if isinstance(agg.arg, Column) else re.sub(r"\W+", "_", str(agg.arg))
+    arg = "_".join(_arg_name(a) for a in agg.args)
     return f"{agg.name}_distinct_{arg}" if agg.distinct else f"{agg.name}_{arg}"
 
 
@@ -164,15 +172,16 @@ class Pipeline:
             e = _expr(src, "aggregate")
             if not isinstance(e, AggExpr):
                 raise PlanError(
-                    f"aggregate: {text!r} is not an aggregate (COUNT, SUM, AVG, MIN, MAX)"
+                    f"aggregate: {text!r} is not an aggregate ({', '.join(AGGREGATES)})"
                 )
             resolved = self._resolve(e)
             assert isinstance(resolved, AggExpr)
             name = alias or _agg_name(resolved)
             specs.append(lp.AggSpec(name, resolved))
-            if resolved.arg is not None:
-                for c in columns_of(resolved.arg):
-                    consumed.setdefault(c, []).append(name)
+            for arg in resolved.args:
+                for c in columns_of(arg):
+                    if name not in consumed.get(c, []):
+                        consumed.setdefault(c, []).append(name)
         keys = tuple(self._col(k) for k in group_by)
         aliases = {
             c: names[0] if len(names) == 1 else "\0" + ", ".join(names)

@@ -31,6 +31,8 @@ def rewrite_distinct(node: lp.Aggregate) -> lp.Node | None:
         return None
     if len({to_json(s.agg.arg) for s in distinct if s.agg.arg is not None}) != 1:
         return None
+    if any(s.agg.name not in ("count", "sum", "avg", "min", "max") for s in node.aggregates):
+        return None  # the statistical aggregates do not re-aggregate their own results
     arg = distinct[0].agg.arg
     assert arg is not None
     src: lp.Node = node.input
@@ -48,8 +50,10 @@ def rewrite_distinct(node: lp.Aggregate) -> lp.Node | None:
         if a.distinct:
             outer.append(lp.AggSpec(spec.name, AggExpr("count", _col(x), False)))
         elif a.name == "count":
+            # the sum of the counts; over no rows at all a count is 0, the sum NULL
             inner.append(lp.AggSpec(tmp, a))
-            outer.append(lp.AggSpec(spec.name, AggExpr("sum", _col(tmp), False)))
+            outer.append(lp.AggSpec(tmp, AggExpr("sum", _col(tmp), False)))
+            post.append((spec.name, parse(f'coalesce("{tmp}", 0)')))
         elif a.name == "avg":
             inner.append(lp.AggSpec(tmp + "s", AggExpr("sum", a.arg, False)))
             inner.append(lp.AggSpec(tmp + "n", AggExpr("count", a.arg, False)))

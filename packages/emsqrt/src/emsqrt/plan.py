@@ -15,8 +15,10 @@ from platform_core.expr import Aggregate as AggExpr
 from platform_core.expr import Expr
 
 __all__ = [
+    "AGGREGATE_MODES",
     "AggSpec",
     "Aggregate",
+    "AggregateMode",
     "Filter",
     "Input",
     "Join",
@@ -105,17 +107,33 @@ class Sort(Node):
 
 @dataclass(frozen=True)
 class AggSpec:
-    """One output column of an aggregate: its name and ``count/sum/avg/min/max(...)``."""
+    """One output column of an aggregate: its name and an aggregate call (``sum(x)``,
+    ``corr(y, x)``, ... : ``platform_core.expr.AGGREGATES``)."""
 
     name: str
     agg: AggExpr
 
 
+AggregateMode = Literal["full", "partial", "final"]
+AGGREGATE_MODES: tuple[str, ...] = ("full", "partial", "final")
+
+
 @dataclass(frozen=True)
 class Aggregate(Node):
+    """Group by ``group_by`` and compute ``aggregates``.
+
+    ``mode`` splits one aggregate across processes (the README's partial-state table):
+    ``partial`` outputs each group's partial states (the keys, then ``__emsqrt_a<i>_<part>``
+    columns; raw rows for DISTINCT and quantiles), ``final`` reads such states (from any
+    number of partial runs, concatenated) and outputs the result. ``state_of`` is the schema
+    of the rows the partial aggregate read: a final aggregate is typed against it.
+    """
+
     input: Node
     group_by: tuple[str, ...]
     aggregates: tuple[AggSpec, ...]
+    mode: AggregateMode = "full"
+    state_of: Schema | None = None
 
 
 @dataclass(frozen=True)
@@ -140,11 +158,14 @@ class Limit(Node):
 
 @dataclass(frozen=True)
 class TopK(Node):
-    """The first ``n`` rows in ``keys`` order (a Sort under a Limit, fused by the optimizer)."""
+    """The first ``n`` rows in ``keys`` order (a Sort under a Limit, fused by the optimizer);
+    with ``per``, the first ``n`` of each group of equal ``per`` values (SQL's
+    ``row_number() OVER (PARTITION BY per ORDER BY keys) <= n``; NULLs form one group)."""
 
     input: Node
     keys: tuple[SortKey, ...]
     n: int
+    per: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

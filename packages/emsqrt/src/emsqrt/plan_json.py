@@ -91,7 +91,7 @@ def _decode_field(op: str, name: str, value: Any, trusted: bool = False) -> Any:
         return plan_from_dict(value, trusted=trusted)
     if name == "inputs":
         return tuple(plan_from_dict(v, trusted=trusted) for v in value)
-    if name == "schema":
+    if name in ("schema", "state_of"):
         return None if value is None else Schema.from_dict(value)
     if name == "predicate":
         return None if value is None else _expr(value, where)

@@ -19,7 +19,7 @@ from .physical.join import JoinOp
 from .physical.pymap import PyMapOp
 from .physical.scan import InputOp, ScanOp
 from .physical.sink import SinkOp
-from .physical.sort import SortOp, TopKOp
+from .physical.sort import SortOp, TopKOp, TopKPerGroupOp
 from .physical.stream import FilterOp, LimitOp, MapOp, ProjectOp, UnionOp
 from .resolve import SchemaResolver
 
@@ -93,6 +93,8 @@ def _estimate(op: PhysicalOp, node: lp.Node) -> None:
     elif isinstance(node, lp.Join):
         lr, rr = kids[0].estimate_rows, kids[1].estimate_rows
         rows = max(lr or 0, rr or 0) if lr is not None or rr is not None else None
+    elif isinstance(node, lp.TopK) and node.per:
+        pass  # up to n rows of every group: the input's estimate bounds it
     elif isinstance(node, lp.Limit | lp.TopK) and rows is not None:
         rows = min(rows, node.n)
     elif isinstance(node, lp.Union):
@@ -148,12 +150,14 @@ def _sort(node: lp.Sort, lw: Lowerer) -> PhysicalOp:
 @register(lp.TopK)
 def _topk(node: lp.TopK, lw: Lowerer) -> PhysicalOp:
     lw.schema(node)
+    if node.per:
+        return TopKPerGroupOp(lw.ctx, node, lw.lower(node.input))
     return TopKOp(lw.ctx, node, lw.lower(node.input))
 
 
 @register(lp.Aggregate)
 def _aggregate(node: lp.Aggregate, lw: Lowerer) -> PhysicalOp:
-    rewritten = rewrite_distinct(node)
+    rewritten = rewrite_distinct(node) if node.mode == "full" else None
     if rewritten is not None:
         return lw.lower(rewritten)
     return AggregateOp(lw.ctx, node, lw.lower(node.input), lw.schema(node))

@@ -66,7 +66,24 @@ def agg_output_type(spec: lp.AggSpec, schema: pa.Schema, where: str) -> pa.DataT
 
 
 def arrow_scan_schema(scan: lp.Scan) -> pa.Schema:
-    """The file's full schema: given, or inferred from a sample; string_view becomes string."""
+    """The file's full schema: given, or inferred from a sample; string_view becomes string,
+    and a dictionary (categorical) column its values' type (see ``decoded``)."""
+    return decoded(_file_schema(scan))
+
+
+def decoded(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with dictionary columns as their values' type. Scans decode them: each file
+    (each row group) has its own dictionary, which sorts, joins and merged aggregates cannot
+    mix, and SQL engines treat a categorical column as the plain values."""
+    if not any(pa.types.is_dictionary(f.type) for f in schema):
+        return schema
+    return pa.schema(
+        [f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in schema],
+        metadata=schema.metadata,
+    )
+
+
+def _file_schema(scan: lp.Scan) -> pa.Schema:
     if scan.schema is not None:
         return scan.schema.to_arrow()
     path = Path(scan.path)
@@ -112,6 +129,19 @@ class SchemaResolver:
     def __init__(self) -> None:
         self._cache: dict[int, tuple[lp.Node, pa.Schema]] = {}
 
+    def _final_source(self, node: lp.Aggregate, states: pa.Schema) -> pa.Schema:
+        """The schema a final aggregate's states were computed from (checked against them)."""
+        if node.state_of is None:
+            raise PlanError("aggregate: a final aggregate needs state_of, the partial's input")
+        source = node.state_of.to_arrow()
+        missing = _missing_state(node, states, source)
+        if missing:
+            raise PlanError(
+                f"aggregate: the final aggregate's input lacks the partial states {missing}; "
+                "feed it the output of the same aggregate in mode 'partial'"
+            )
+        return source
+
     def schema(self, node: lp.Node) -> pa.Schema:
         hit = self._cache.get(id(node))
         if hit is not None and hit[0] is node:
@@ -153,9 +183,20 @@ class SchemaResolver:
         if isinstance(node, lp.Sort | lp.TopK):
             s = self.schema(node.input)
             require_columns([k.column for k in node.keys], s, "sort")
+            if isinstance(node, lp.TopK):
+                if node.n < 0:
+                    raise PlanError(f"top-k: n must be >= 0, got {node.n}")
+                require_columns(node.per, s, "top-k per group")
             return s
         if isinstance(node, lp.Aggregate):
             s = self.schema(node.input)
+            if node.mode not in lp.AGGREGATE_MODES:
+                raise PlanError(
+                    f"aggregate: mode must be one of {', '.join(lp.AGGREGATE_MODES)}, "
+                    f"got {node.mode!r}"
+                )
+            if node.mode == "final":
+                s = self._final_source(node, s)
             require_columns(node.group_by, s, "aggregate group_by")
             out = [s.field(k) for k in node.group_by]
             for spec in node.aggregates:
@@ -165,6 +206,10 @@ class SchemaResolver:
             names = [f.name for f in out]
             if len(set(names)) != len(names):
                 raise PlanError(f"aggregate: duplicate output names in {names}")
+            if node.mode == "partial":
+                from .physical.aggregate import state_schema
+
+                return state_schema(node, s)
             return pa.schema(out)
         if isinstance(node, lp.Join):
             return join_schema(node, self.schema(node.left), self.schema(node.right))
@@ -195,6 +240,13 @@ class SchemaResolver:
         raise PlanError(f"no schema rule for operator {type(node).__name__}")
 
 
+def _missing_state(node: lp.Aggregate, states: pa.Schema, source: pa.Schema) -> list[str]:
+    from .physical.aggregate import state_schema
+
+    expected = state_schema(node, source)
+    return [n for n in expected.names if n not in states.names]
+
+
 def join_schema(node: lp.Join, left: pa.Schema, right: pa.Schema) -> pa.Schema:
     """Left columns, then the right's non-key columns (``_right`` on a clash)."""
     if node.how not in lp.JOIN_TYPES:
@@ -213,6 +265,12 @@ def join_schema(node: lp.Join, left: pa.Schema, right: pa.Schema) -> pa.Schema:
     if node.how in ("semi", "anti"):
         return left
     out = list(left)
+    if node.how in ("right", "full"):  # the key column holds the right's keys too
+        from .physical.join import join_key_type
+
+        for lk, rk in zip(node.left_keys, node.right_keys, strict=True):
+            i = left.get_field_index(lk)
+            out[i] = out[i].with_type(join_key_type(left.field(lk).type, right.field(rk).type))
     for name, new in right_output_names(node, left, right):
         out.append(pa.field(new, right.field(name).type))
     return pa.schema(out)

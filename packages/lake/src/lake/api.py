@@ -9,8 +9,6 @@ built before the lifespan that opens the node.
 
 import asyncio
 import contextlib
-import datetime as dt
-import decimal
 import io
 import json
 import logging
@@ -24,7 +22,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from platform_core import BadInputError, ForbiddenError, UnauthorizedError, UnavailableError, new_id
+from platform_core import (
+    BadInputError,
+    ForbiddenError,
+    UnauthorizedError,
+    UnavailableError,
+    json_rows,
+    new_id,
+)
 from platform_core.auth import Claims
 
 from .admission import Ticket
@@ -195,26 +200,6 @@ def _dataset(m: Manifest) -> dict[str, Any]:
     }
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        # Whole numbers (DuckDB's HUGEINT sums arrive as decimal(38, 0)) stay JSON numbers.
-        exponent = value.as_tuple().exponent
-        return int(value) if isinstance(exponent, int) and exponent >= 0 else str(value)
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    return str(value)
-
-
-def table_rows(table: pa.Table) -> list[list[Any]]:
-    """Rows of a result as JSON-ready lists (column-wise conversion, then transposed)."""
-    columns = [col.to_pylist() for col in table.columns]
-    return [list(r) for r in zip(*columns, strict=True)] if columns else []
-
-
 def _columns(schema: pa.Schema) -> list[dict[str, Any]]:
     return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
 
@@ -358,12 +343,12 @@ def _json_text(node: LakeNode, stream: ResultStream) -> str:
         "query_id": stream.query_id,
         "kind": stream.kind,
         "columns": _columns(table.schema),
-        "rows": table_rows(table),
+        "rows": json_rows(table),
         "row_count": table.num_rows,
         "seconds": stream.seconds,
         "reads": stream.reads,
     }
-    text = json.dumps(body, default=_jsonable, allow_nan=False)
+    text = json.dumps(body, allow_nan=False)
     if len(text) > max_bytes:
         raise TooLargeError(
             f"the result is {len(text)} bytes as JSON, over the limit of {max_bytes} "

@@ -12,7 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
-from platform_core import PlatformError, auth, cap_memory, install_log_redaction
+from platform_core import (
+    PlatformError,
+    auth,
+    cap_memory,
+    configure_logging,
+    install_log_redaction,
+)
 
 from .settings import lake_settings
 
@@ -74,11 +80,7 @@ def node(
     except PlatformError as exc:
         _fail(exc)
         return
-    logging.basicConfig(
-        level=log_level.upper(),
-        format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
-        stream=sys.stderr,
-    )
+    configure_logging(log_level)  # one JSON object per line (platform_core.logs)
     install_log_redaction()  # no token in ?auth= or an error message reaches the log
     capped = cap_memory(settings.memory_headroom)
     if capped is not None:
@@ -94,6 +96,7 @@ def node(
     app = create_app(settings, signer, http_addr=f"{settings.advertise_host}:{bound}", join=join)
     config = uvicorn.Config(
         app,
+        log_config=None,  # keep the JSON handler configured above
         log_level=log_level,
         access_log=False,
         http="httptools",

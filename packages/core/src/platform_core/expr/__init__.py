@@ -17,6 +17,7 @@ from .evaluate import (
     to_arrow_expression,
 )
 from .nodes import (
+    AGGREGATE_ALIASES,
     AGGREGATES,
     FUNCTIONS,
     Aggregate,
@@ -42,6 +43,7 @@ from .serde import from_dict, from_json, to_dict, to_json
 
 __all__ = [
     "AGGREGATES",
+    "AGGREGATE_ALIASES",
     "FUNCTIONS",
     "Aggregate",
     "Between",

@@ -342,8 +342,19 @@ class Checker:
                     f"{function.name}(*) is not an aggregate; did you mean count(*)?"
                 )
             return self._remember(node, Signature((), function.type_rule([], []).result))
-        arg_type = self._type(node.arg, in_aggregate=True)
-        return self._apply(node, function, [arg_type], [node.arg])
+        if node.distinct and function.name not in ("count", "sum", "avg", "min", "max"):
+            raise ExpressionError(
+                f'DISTINCT is not supported in {function.name}, in "{describe(node)}"'
+            )
+        args = list(node.args)
+        if len(args) != function.max_args:
+            raise ExpressionError(
+                f"{function.name} takes {function.arity_text()} argument"
+                f"{'' if function.max_args == 1 else 's'}, got {len(args)}, "
+                f'in "{describe(node)}"'
+            )
+        arg_types = [self._type(a, in_aggregate=True) for a in args]
+        return self._apply(node, function, arg_types, args)
 
 
 def _show(t: MaybeType) -> str:
@@ -418,8 +429,8 @@ def _text(node: Expr) -> str:
             return f"CAST({_text(x)} AS {to})"
         case Call(name=name, args=args):
             return f"{name}({', '.join(_text(a) for a in args)})"
-        case Aggregate(name=name, arg=arg, distinct=distinct):
-            inner = "*" if arg is None else _text(arg)
+        case Aggregate(name=name, arg=arg, distinct=distinct, extra_args=extra):
+            inner = "*" if arg is None else ", ".join(_text(a) for a in (arg, *extra))
             return f"{name}({'DISTINCT ' if distinct else ''}{inner})"
     return repr(node)
 

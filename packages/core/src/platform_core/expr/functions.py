@@ -69,7 +69,7 @@ from ._types import (
     is_string,
     is_temporal,
 )
-from .nodes import Expr
+from .nodes import Expr, Literal, Unary
 
 __all__ = [
     "AGGREGATE_FUNCTIONS",
@@ -81,6 +81,7 @@ __all__ = [
     "bare_integer",
     "literal_scalar",
     "may_be_nan",
+    "quantile_constant",
 ]
 
 
@@ -402,10 +403,121 @@ def _extreme_aggregate_rule(types: Sequence[MaybeType], nodes: Sequence[Expr]) -
     return Signature((t,), UTF8 if t is not None and is_string(t) else t)
 
 
+def _statistic_rule(name: str) -> TypeRule:
+    """stddev_*, var_*, corr: numbers (or NULL), computed as DOUBLE (DuckDB casts them)."""
+
+    def rule(types: Sequence[MaybeType], nodes: Sequence[Expr]) -> Signature:
+        for t in types:
+            require(
+                t is None or is_numeric(t),
+                f"{name} takes numbers, got {' and '.join(show(t) for t in types)} "
+                "(DuckDB refuses it too)",
+            )
+        return Signature(tuple(types), F64)
+
+    return rule
+
+
+def quantile_constant(node: Expr, name: str) -> float:
+    """The ``q`` of ``quantile_cont(x, q)``: a number literal in [0, 1] (DuckDB: a constant)."""
+    value = node.value if isinstance(node, Literal) else None
+    if isinstance(node, Unary) and node.op == "neg" and isinstance(node.operand, Literal):
+        inner = node.operand.value
+        value = -inner if isinstance(inner, int | float) and not isinstance(inner, bool) else None
+        if value is not None and value < 0:
+            raise TypeProblem(
+                f"the quantile of {name} must lie in [0, 1], got {value} (DuckDB's negative "
+                "quantiles, counted from the top, are not supported)"
+            )
+    require(
+        isinstance(value, int | float) and not isinstance(value, bool),
+        f"the quantile of {name} must be a number literal in [0, 1] (DuckDB needs a constant)",
+    )
+    assert isinstance(value, int | float)
+    q = float(value)
+    require(
+        0.0 <= q <= 1.0,
+        f"the quantile of {name} must lie in [0, 1], got {value}"
+        + (
+            " (DuckDB's negative quantiles, counted from the top, are not supported)"
+            if q < 0
+            else ""
+        ),
+    )
+    return q
+
+
+def _continuous_rule(name: str) -> TypeRule:
+    """median and quantile_cont: integers interpolate as DOUBLE, floats in their own type."""
+
+    def rule(types: Sequence[MaybeType], nodes: Sequence[Expr]) -> Signature:
+        t = types[0]
+        params: tuple[object, ...] = (
+            (0.5,) if len(nodes) == 1 else (quantile_constant(nodes[1], name),)
+        )
+        if t is None or is_int(t):
+            return Signature(tuple(types), F64, params=params)
+        if is_float(t):
+            return Signature(tuple(types), t, params=params)
+        require(
+            not (is_decimal(t) or is_temporal(t)),
+            f"{name} of {show(t)} is not supported (DuckDB keeps the type and interpolates "
+            "in it); CAST the argument to DOUBLE",
+        )
+        require(
+            name != "median" or not is_comparable(t),
+            f"median of {show(t)} is not supported (DuckDB takes a discrete median of "
+            "values that cannot be interpolated); use quantile_disc(x, 0.5)",
+        )
+        raise TypeProblem(f"{name} takes numbers, got {show(t)}")
+
+    return rule
+
+
+def _discrete_rule(types: Sequence[MaybeType], nodes: Sequence[Expr]) -> Signature:
+    t = types[0]
+    q = quantile_constant(nodes[1], "quantile_disc")
+    require(is_comparable(t), f"values of type {t} have no order")
+    return Signature(tuple(types), UTF8 if t is not None and is_string(t) else t, params=(q,))
+
+
+def _arg_extreme_rule(types: Sequence[MaybeType], nodes: Sequence[Expr]) -> Signature:
+    arg, val = types
+    require(is_comparable(val), f"values of type {val} have no order")
+    return Signature(tuple(types), UTF8 if arg is not None and is_string(arg) else arg)
+
+
 AGGREGATE_FUNCTIONS: Final[Mapping[str, Function]] = {
     "count": Function("count", 0, 1, _count_rule, None, "count(*) rows, count(x) non-NULL x"),
     "sum": Function("sum", 1, 1, _sum_rule, None, "sum; integers sum to decimal(38, 0)"),
     "avg": Function("avg", 1, 1, _avg_rule, None, "mean as f64"),
     "min": Function("min", 1, 1, _extreme_aggregate_rule, None, "smallest value"),
     "max": Function("max", 1, 1, _extreme_aggregate_rule, None, "largest value"),
+    "stddev_samp": Function(
+        "stddev_samp", 1, 1, _statistic_rule("stddev_samp"), None, "sample standard deviation"
+    ),
+    "stddev_pop": Function(
+        "stddev_pop", 1, 1, _statistic_rule("stddev_pop"), None, "population standard deviation"
+    ),
+    "var_samp": Function("var_samp", 1, 1, _statistic_rule("var_samp"), None, "sample variance"),
+    "var_pop": Function("var_pop", 1, 1, _statistic_rule("var_pop"), None, "population variance"),
+    "corr": Function("corr", 2, 2, _statistic_rule("corr"), None, "corr(y, x), Pearson"),
+    "median": Function("median", 1, 1, _continuous_rule("median"), None, "quantile_cont(x, 0.5)"),
+    "quantile_cont": Function(
+        "quantile_cont",
+        2,
+        2,
+        _continuous_rule("quantile_cont"),
+        None,
+        "quantile_cont(x, q), interpolated",
+    ),
+    "quantile_disc": Function(
+        "quantile_disc", 2, 2, _discrete_rule, None, "quantile_disc(x, q), a value of x"
+    ),
+    "arg_min": Function(
+        "arg_min", 2, 2, _arg_extreme_rule, None, "arg_min(arg, val): arg at the smallest val"
+    ),
+    "arg_max": Function(
+        "arg_max", 2, 2, _arg_extreme_rule, None, "arg_max(arg, val): arg at the largest val"
+    ),
 }

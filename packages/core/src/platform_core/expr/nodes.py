@@ -22,10 +22,12 @@ from .errors import ExpressionError
 
 __all__ = [
     "AGGREGATES",
+    "AGGREGATE_ALIASES",
     "ARITHMETIC",
     "BINARY_OPS",
     "COMPARISONS",
     "FUNCTIONS",
+    "TWO_ARGUMENT_AGGREGATES",
     "Aggregate",
     "Between",
     "Binary",
@@ -70,7 +72,32 @@ FUNCTIONS: Final = (
     "day",
     "hour",
 )
-AGGREGATES: Final = ("count", "sum", "avg", "min", "max")
+AGGREGATES: Final = (
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "stddev_samp",
+    "stddev_pop",
+    "var_samp",
+    "var_pop",
+    "corr",
+    "median",
+    "quantile_cont",
+    "quantile_disc",
+    "arg_min",
+    "arg_max",
+)
+#: Aggregates of two arguments (the second one in ``Aggregate.extra_args``); the others take one.
+TWO_ARGUMENT_AGGREGATES: Final = ("corr", "quantile_cont", "quantile_disc", "arg_min", "arg_max")
+#: Other spellings the parser accepts, as DuckDB names them (``quantile`` is DuckDB's
+#: ``quantile_disc``); nodes, JSON and rendered SQL always carry the canonical name.
+AGGREGATE_ALIASES: Final = {
+    "stddev": "stddev_samp",
+    "variance": "var_samp",
+    "quantile": "quantile_disc",
+}
 
 BinaryOp: TypeAlias = t.Literal[
     "+", "-", "*", "/", "%", "=", "<>", "<", "<=", ">", ">=", "and", "or", "||"
@@ -276,11 +303,21 @@ class Call(Expr):
 
 @dataclass(frozen=True, slots=True)
 class Aggregate(Expr):
-    """``count(*)`` (arg None), ``count([DISTINCT] x)``, ``sum``, ``avg``, ``min``, ``max``."""
+    """``count(*)`` (arg None), ``count([DISTINCT] x)``, ``sum``, ``avg``, ``min``, ``max``,
+    the statistical aggregates, and the two-argument ones: ``corr(y, x)``,
+    ``quantile_cont(x, q)``, ``quantile_disc(x, q)``, ``arg_min(arg, val)``,
+    ``arg_max(arg, val)``. ``arg`` is the first argument; ``extra_args`` holds the ones after
+    it (empty for one-argument aggregates, so older nodes and JSON plans are unchanged)."""
 
     name: str
     arg: Expr | None
     distinct: bool = False
+    extra_args: tuple[Expr, ...] = ()
+
+    @property
+    def args(self) -> tuple[Expr, ...]:
+        """Every argument in call order (empty for ``count(*)``)."""
+        return () if self.arg is None else (self.arg, *self.extra_args)
 
 
 def col(name: str) -> Column:
@@ -366,8 +403,8 @@ def children(expr: Expr) -> tuple[Expr, ...]:
             return flat if other is None else (*flat, other)
         case Call(args=args):
             return args
-        case Aggregate(arg=arg):
-            return () if arg is None else (arg,)
+        case Aggregate(arg=arg, extra_args=extra):
+            return () if arg is None else (arg, *extra)
     raise ExpressionError(f"not an expression node: {expr!r}")
 
 

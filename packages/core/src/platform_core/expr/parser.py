@@ -39,8 +39,9 @@ from platform_core.types import (
 )
 
 from .errors import ExpressionError
-from .functions import SCALAR_FUNCTIONS
+from .functions import AGGREGATE_FUNCTIONS, SCALAR_FUNCTIONS
 from .nodes import (
+    AGGREGATE_ALIASES,
     AGGREGATES,
     FUNCTIONS,
     Aggregate,
@@ -74,6 +75,11 @@ FUNCTION_ARITY: Final[dict[str, tuple[int, int | None]]] = {
 FUNCTION_ALIASES: Final = {"substring": "substr", "ceiling": "ceil"}
 
 _SIGNATURES: Final = {
+    "corr": "corr(y, x)",
+    "quantile_cont": "quantile_cont(x, q)",
+    "quantile_disc": "quantile_disc(x, q)",
+    "arg_min": "arg_min(arg, val)",
+    "arg_max": "arg_max(arg, val)",
     "substr": "substr(string, start[, length])",
     "round": "round(x[, decimals])",
     "nullif": "nullif(a, b)",
@@ -807,13 +813,14 @@ class _Parser:
     def call(self, name_tok: _Tok) -> Expr:
         name = name_tok.text.lower()
         self.advance()  # (
-        if name in AGGREGATES:
-            return self.aggregate(name, name_tok)
+        if name in AGGREGATES or name in AGGREGATE_ALIASES:
+            return self.aggregate(AGGREGATE_ALIASES.get(name, name), name_tok)
         canonical = FUNCTION_ALIASES.get(name, name)
         if canonical not in FUNCTION_ARITY:
+            known = [*FUNCTIONS, *AGGREGATES, *AGGREGATE_ALIASES]
             raise self.error(
-                f'unknown function "{name_tok.text}"{did_you_mean(name, [*FUNCTIONS, *AGGREGATES])} '
-                f"(functions: {', '.join(FUNCTIONS)}; aggregates: count, sum, avg, min, max)",
+                f'unknown function "{name_tok.text}"{did_you_mean(name, known)} '
+                f"(functions: {', '.join(FUNCTIONS)}; aggregates: {', '.join(AGGREGATES)})",
                 name_tok.start,
             )
         if self.is_word("DISTINCT") or self.is_word("ALL"):
@@ -861,16 +868,21 @@ class _Parser:
                     f"DISTINCT is only supported in count(DISTINCT x), not in {name}", tok.start
                 )
             distinct = True
+        arity = AGGREGATE_FUNCTIONS[name].max_args
+        wanted = "one argument" if arity == 1 else f"{arity} arguments ({_SIGNATURES[name]})"
         if self.is_op(")"):
             raise self.error(
-                f"{name} takes one argument{' or *' if name == 'count' else ''}, got none",
+                f"{name_tok.text.lower()} takes {wanted}{' or *' if name == 'count' else ''}, "
+                "got none",
                 name_tok.start,
             )
         args = self.expr_list(f"in the arguments of {name}(")
-        if len(args) != 1:
-            raise self.error(f"{name} takes one argument, got {len(args)}", name_tok.start)
+        if len(args) != arity:
+            raise self.error(
+                f"{name_tok.text.lower()} takes {wanted}, got {len(args)}", name_tok.start
+            )
         self.no_window(name)
-        return Aggregate(name, args[0], distinct)
+        return Aggregate(name, args[0], distinct, tuple(args[1:]))
 
     def no_window(self, name: str) -> None:
         tok = self.peek()

@@ -160,7 +160,7 @@ def default_name(expr: Expr) -> str:
             return name
         case Aggregate(name=name, arg=None):
             return "count_star()" if name == "count" else to_sql(expr)
-        case Aggregate(name=name, arg=Column(name=column), distinct=distinct):
+        case Aggregate(name=name, arg=Column(name=column), distinct=distinct, extra_args=()):
             shown = (
                 column
                 if _PLAIN_NAME.fullmatch(column) and column.lower() not in _DUCKDB_KEYWORDS
@@ -217,7 +217,7 @@ def _sql(e: Expr) -> str:
                     f"unknown function {name!r} (functions: {', '.join(FUNCTIONS)})"
                 )
             return f"{name}({', '.join(_sql(a) for a in args)})"
-        case Aggregate(name=name, arg=arg, distinct=distinct):
+        case Aggregate(name=name, arg=arg, distinct=distinct, extra_args=extra):
             if name not in AGGREGATES:
                 raise ExpressionError(
                     f"unknown aggregate {name!r} (aggregates: {', '.join(AGGREGATES)})"
@@ -226,7 +226,8 @@ def _sql(e: Expr) -> str:
                 if name != "count" or distinct:
                     raise ExpressionError(f"only count has no argument (count(*)), not {name}")
                 return "count(*)"
-            return f"{name}({'DISTINCT ' if distinct else ''}{_sql(arg)})"
+            inner = ", ".join(_sql(a) for a in (arg, *extra))
+            return f"{name}({'DISTINCT ' if distinct else ''}{inner})"
     raise ExpressionError(f"not an expression node: {e!r}")
 
 

@@ -1,7 +1,8 @@
 """The canonical JSON form of the AST, read by browser workers: exact round trip, strict reading.
 
-Every node is an object with a ``"kind"`` and the node's fields (all of them are written; when
-reading, fields that have a default may be left out). Literal values are encoded by the
+Every node is an object with a ``"kind"`` and the node's fields (all of them are written, but
+an aggregate's ``extra_args`` only when it has some, so one-argument aggregates keep their
+older form; when reading, fields that have a default may be left out). Literal values are encoded by the
 literal's type so that JavaScript can read them without loss: i64 as a decimal string (JS
 numbers hold 53 bits), floats as numbers or "NaN"/"Infinity"/"-Infinity", dates as
 "YYYY-MM-DD", timestamps as naive "YYYY-MM-DDTHH:MM:SS.ffffff" (UTC). The full shape is in the
@@ -26,6 +27,7 @@ from .nodes import (
     AGGREGATES,
     BINARY_OPS,
     FUNCTIONS,
+    TWO_ARGUMENT_AGGREGATES,
     UNARY_OPS,
     Aggregate,
     Between,
@@ -202,16 +204,22 @@ def _to_dict(e: Expr, path: str) -> dict[str, Any]:
                 "name": name,
                 "args": [sub(a, f"args[{i}]") for i, a in enumerate(args)],
             }
-        case Aggregate(name=name, arg=arg, distinct=distinct):
+        case Aggregate(name=name, arg=arg, distinct=distinct, extra_args=extra):
             _check_choice(name, AGGREGATES, "aggregate", path)
             if arg is None and name != "count":
                 _fail(path, f"only count has no argument (count(*)), not {name}")
-            return {
+            if not isinstance(extra, tuple):
+                _fail(path, f"extra_args is a tuple, got {type(extra).__name__}")
+            _check_extra_args(name, arg, len(extra), path)
+            out: dict[str, Any] = {
                 "kind": "aggregate",
                 "name": name,
                 "arg": None if arg is None else sub(arg, "arg"),
                 "distinct": _bool(distinct, path),
             }
+            if extra:
+                out["extra_args"] = [sub(a, f"extra_args[{i}]") for i, a in enumerate(extra)]
+            return out
     _fail(path, f"not an expression node: {type(e).__name__}")
 
 
@@ -335,7 +343,7 @@ _FIELDS: Final[dict[str, tuple[frozenset[str], frozenset[str]]]] = {
     "case": (frozenset({"whens"}), frozenset({"otherwise"})),
     "cast": (frozenset({"operand", "to"}), frozenset()),
     "call": (frozenset({"name", "args"}), frozenset()),
-    "aggregate": (frozenset({"name"}), frozenset({"arg", "distinct"})),
+    "aggregate": (frozenset({"name"}), frozenset({"arg", "distinct", "extra_args"})),
 }
 
 
@@ -440,7 +448,30 @@ def _from_dict(d: object, path: str, level: int) -> Expr:
     arg = d.get("arg")
     if arg is None and name != "count":
         _fail(f"{path}.arg", f"only count has no argument (count(*)), not {name}")
-    return Aggregate(name, None if arg is None else sub("arg"), flag("distinct"))
+    extra = items("extra_args") if "extra_args" in d else []
+    _check_extra_args(name, arg, len(extra), f"{path}.extra_args")
+    return Aggregate(
+        name,
+        None if arg is None else sub("arg"),
+        flag("distinct"),
+        tuple(_from_dict(a, f"{path}.extra_args[{i}]", level + 1) for i, a in enumerate(extra)),
+    )
+
+
+def _check_extra_args(name: str, arg: object, count: int, path: str) -> None:
+    """Two-argument aggregates carry their second argument in ``extra_args``; others none."""
+    wanted = 1 if name in TWO_ARGUMENT_AGGREGATES else 0
+    if count != wanted or (count and arg is None):
+        _fail(
+            path,
+            f"{name} takes {wanted + 1} argument{'s' if wanted else ''}: "
+            + (
+                'the first in "arg", the second as the one item of "extra_args"'
+                if wanted
+                else '"arg" only, no "extra_args"'
+            )
+            + f", got {count} extra",
+        )
 
 
 def _read_type(value: object, path: str, *, nullable: bool) -> FieldType | None:

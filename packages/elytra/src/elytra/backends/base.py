@@ -6,8 +6,10 @@ import importlib
 import json
 import threading
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
+
+import pyarrow as pa
 
 from platform_core import BadInputError, OverBudgetError, PlatformError
 
@@ -23,20 +25,44 @@ class Backend(Protocol):
     A task that fails with a retryable error (a dead worker, a lease past, an unexpected
     exception) is run again, up to ``max_attempts``; then ``run`` raises ``TaskFailedError``
     with the task's id and the remote traceback. Setting ``cancel`` stops running tasks and
-    makes ``run`` raise ``JobCancelledError``.
+    makes ``run`` raise ``JobCancelledError``. ``started`` is called once the backend
+    begins these tasks (a shared pool may first let another job finish).
     """
 
     name: str
 
-    def run(self, tasks: Sequence[Task], cancel: threading.Event) -> Iterator[TaskResult]: ...
+    def run(
+        self,
+        tasks: Sequence[Task],
+        cancel: threading.Event,
+        started: Callable[[], None] | None = None,
+    ) -> Iterator[TaskResult]: ...
 
     def close(self) -> None: ...
 
 
+_SAME_EVERY_TIME = (
+    BadInputError,
+    OverBudgetError,
+    pa.ArrowInvalid,
+    pa.ArrowTypeError,
+    pa.ArrowNotImplementedError,
+    TypeError,
+)
+"""Errors the same task meets on every attempt: bad input, a cap too small, Arrow refusing a
+value or a type (a cast out of range, a kernel missing for a type), a function called wrong."""
+
+
 def retryable(exc: BaseException) -> bool:
-    """Whether another attempt may succeed: not for bad input or a cap too small (the same
-    task fails the same way everywhere)."""
-    return not isinstance(exc, BadInputError | OverBudgetError)
+    """Whether another attempt may succeed: not for ``_SAME_EVERY_TIME``, nor an error caused
+    by one (a user function's ArrowInvalid); a dead worker, an I/O error or an unexpected
+    exception may go away."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, _SAME_EVERY_TIME):
+            return False
+        seen = seen.__cause__
+    return True
 
 
 def failure(task: Task, exc: BaseException | str, tb: str = "") -> TaskFailedError:

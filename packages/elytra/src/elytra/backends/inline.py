@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from platform_core import PlatformError
 
@@ -22,7 +22,14 @@ class InlineBackend:
     def __init__(self, max_attempts: int = 3) -> None:
         self.max_attempts = max_attempts
 
-    def run(self, tasks: Sequence[Task], cancel: threading.Event) -> Iterator[TaskResult]:
+    def run(
+        self,
+        tasks: Sequence[Task],
+        cancel: threading.Event,
+        started: Callable[[], None] | None = None,
+    ) -> Iterator[TaskResult]:
+        if started is not None:
+            started()
         for task in tasks:
             while True:
                 if cancel.is_set():

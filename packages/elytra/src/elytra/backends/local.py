@@ -48,7 +48,7 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -153,7 +153,8 @@ class LocalPool:
         self.lease_seconds = lease_seconds
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()  # guards the slots' task/pid for running_tasks()
-        self._running = False
+        self._turn = threading.Lock()  # one run at a time; concurrent jobs take turns
+        self._runner: int | None = None  # the thread whose run holds ``_turn``
         self._closed = False
         strand.cleanup_dead(_RING_PREFIX)
         self._slots: list[_Slot] = []
@@ -226,17 +227,30 @@ class LocalPool:
 
     # -- running ------------------------------------------------------------------------------
 
-    def run(self, tasks: Sequence[Task], cancel: threading.Event) -> Iterator[TaskResult]:
+    def run(
+        self,
+        tasks: Sequence[Task],
+        cancel: threading.Event,
+        started: Callable[[], None] | None = None,
+    ) -> Iterator[TaskResult]:
         if self._closed:
             raise BackendUnavailableError("this local pool is closed")
-        if self._running:
-            raise BackendUnavailableError("this local pool is already running a job")
-        self._running = True
+        if self._runner == threading.get_ident():
+            raise BackendUnavailableError("this local pool is already running a job of this thread")
+        # Jobs share the pool (the platform has one): a run waits for its turn, watching cancel.
+        while not self._turn.acquire(timeout=_POLL):
+            if cancel.is_set():
+                raise JobCancelledError("the job was cancelled")
+            if self._closed:
+                raise BackendUnavailableError("this local pool is closed")
+        self._runner = threading.get_ident()
         pending: deque[Task] = deque(tasks)
         stages = {t.stage for t in tasks}
         start_failures = 0
         finished = False
         try:
+            if started is not None:
+                started()
             for slot in self._slots:  # rings of stages this run does not use
                 for stage in [s for s in slot.rings if s not in stages]:
                     slot.rings.pop(stage).drop()
@@ -287,11 +301,14 @@ class LocalPool:
                         yield outcome
             finished = True
         finally:
-            self._running = False
-            if not finished:  # cancelled, failed, or the caller stopped iterating
-                for slot in self._slots:
-                    if slot.task is not None:
-                        self._replace(slot)
+            try:
+                if not finished:  # cancelled, failed, or the caller stopped iterating
+                    for slot in self._slots:
+                        if slot.task is not None:
+                            self._replace(slot)
+            finally:
+                self._runner = None
+                self._turn.release()
 
     def _again(self, task: Task, reason: str, tb: str = "") -> Task:
         """The retry of ``task`` after ``reason``; ``failure`` if it was the last attempt."""

@@ -7,6 +7,12 @@ asked), never hangs. Results travel as Arrow tables
 through Ray's object store. A worker that dies is retried by Ray (``max_retries``); an error
 the task raises comes back as data, so retryable ones are resubmitted here with the next
 attempt number and the others are raised as their own type, as on every backend.
+
+Placement: a task reads its chunks by path on the driver's machine (the driver fetches the
+chunks this node lacks from a replica first), so every task is pinned to the Ray node of the
+driver (``NodeAffinitySchedulingStrategy``, not soft): on a cluster, a task placed on another
+machine would not find its files. Spreading tasks to the lake nodes that hold their chunks is
+the multi-node platform's work.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -85,7 +91,12 @@ class RayBackend:
                 kwargs["address"] = address
             self._init(ray, kwargs, connect_timeout)
             self._started = True
-        self._remote = ray.remote(max_retries=max(0, max_attempts - 1))(_run)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self._remote = ray.remote(max_retries=max(0, max_attempts - 1))(_run).options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=self.node_id, soft=False)
+        )
 
     @staticmethod
     def _init(ray: Any, kwargs: dict[str, Any], timeout: float) -> None:
@@ -100,9 +111,16 @@ class RayBackend:
                 f"Ray could not start or connect at {where}: {exc}"
             ) from None
 
-    def run(self, tasks: Sequence[Task], cancel: threading.Event) -> Iterator[TaskResult]:
+    def run(
+        self,
+        tasks: Sequence[Task],
+        cancel: threading.Event,
+        started: Callable[[], None] | None = None,
+    ) -> Iterator[TaskResult]:
         import ray
 
+        if started is not None:
+            started()
         pending: dict[Any, Task] = {self._remote.remote(t.to_json()): t for t in tasks}
         try:
             while pending:
@@ -111,14 +129,14 @@ class RayBackend:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
                 for ref in ready:
                     task = pending.pop(ref)
-                    started = time.perf_counter()
+                    fetched = time.perf_counter()
                     try:
                         out = ray.get(ref)
                     except ray.exceptions.RayError as exc:  # the worker died on every retry
                         raise failure(task, exc) from None
                     if out["ok"]:
                         stats = {**out["stats"], "attempt": task.attempt}
-                        stats["transfer_seconds"] = time.perf_counter() - started
+                        stats["transfer_seconds"] = time.perf_counter() - fetched
                         yield TaskResult(task.id, out["table"], out["seconds"], stats)
                         continue
                     error = out["error"]

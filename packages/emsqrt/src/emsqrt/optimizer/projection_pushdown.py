@@ -36,12 +36,16 @@ def _prune(node: lp.Node, need: Need, resolver: SchemaResolver) -> lp.Node:
         return replace(node, input=down(node.input, (need - made) | used))
     if isinstance(node, lp.Sort | lp.TopK):
         n = None if need is None else need | {k.column for k in node.keys}
+        if n is not None and isinstance(node, lp.TopK):
+            n |= set(node.per)
         return replace(node, input=down(node.input, n))
     if isinstance(node, lp.Aggregate):
+        if node.mode == "final":  # its input is the partial states: every column is one
+            return replace(node, input=down(node.input, None))
         n = set(node.group_by)
         for spec in node.aggregates:
-            if spec.agg.arg is not None:
-                n |= columns_of(spec.agg.arg)
+            for arg in spec.agg.args:
+                n |= columns_of(arg)
         return replace(node, input=down(node.input, n))
     if isinstance(node, lp.Join):
         lschema, rschema = resolver.schema(node.left), resolver.schema(node.right)
@@ -54,7 +58,20 @@ def _prune(node: lp.Node, need: Need, resolver: SchemaResolver) -> lp.Node:
     if isinstance(node, lp.Limit):
         return replace(node, input=down(node.input, need))
     if isinstance(node, lp.Union):
-        return replace(node, inputs=tuple(down(i, need) for i in node.inputs))
+        inputs = tuple(down(i, need) for i in node.inputs)
+        if need is None:
+            return replace(node, inputs=inputs)
+        # Inputs prune unevenly (a scan does, given batches do not): project every input to
+        # the same columns so the union's inputs still match.
+        full = resolver.schema(node).names
+        keep = [c for c in full if c in need] or full[:1]
+        same = tuple((c, c) for c in keep)
+        return replace(
+            node,
+            inputs=tuple(
+                i if resolver.schema(i).names == keep else lp.Project(i, same) for i in inputs
+            ),
+        )
     if isinstance(node, lp.Sink):
         return replace(node, input=down(node.input, None))
     return node

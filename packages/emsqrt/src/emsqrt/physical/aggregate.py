@@ -3,30 +3,38 @@
 Without DISTINCT, every input batch is pre-aggregated into partial states (count, sum, min,
 max; avg as sum and count) with Acero's ``group_by``, and the partials are merged whenever the
 reservation is refused; only when the merged states themselves do not fit are they (and the
-rest of the input) hash-partitioned to spill files by the group keys. With COUNT(DISTINCT) the
-partial state is the input rows themselves. Each partition is then aggregated the same way,
-one level deeper in the hash bits, so a partition still too big is split again.
+rest of the input) hash-partitioned to spill files by the group keys. The statistical
+aggregates keep the states of ``emsqrt.partials`` (var/stddev: count, mean, m2; corr: the
+co-moments; arg_min/arg_max: value, argument, row ordinal), merged in numpy over Acero's
+per-group lists. With COUNT(DISTINCT), median or a quantile the partial state is the input
+rows themselves. Each partition is then aggregated the same way, one level deeper in the
+hash bits, so a partition still too big is split again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from platform_core.expr import Column, evaluate
+from platform_core import Schema
+from platform_core.expr import Checker, Column, Expr, evaluate
 
+from .. import partials
 from .. import plan as lp
+from ..budget import MemoryBudget
 from ..context import ExecContext
 from ..errors import CapTooSmallError, SumOverflowError
+from ..spill import SpillManager
 from .base import PhysicalOp
 from .floatkeys import canonical_key
 from .partition import Partitioner, concat_or_empty, sliced
 
-__all__ = ["AggregateOp"]
+__all__ = ["AggregateOp", "state_schema"]
 
 _P = "__emsqrt_a"
 # Reserved per byte of held state: Acero's group_by over held partials (merging them) peaked
@@ -35,6 +43,16 @@ _STATE_FACTOR = 5
 # Integer SUMs are summed as decimal128(38, 0) (DuckDB sums into a 128-bit HUGEINT) and the
 # result is checked back into int64, the result type: out of range raises SumOverflowError.
 _WIDE_SUM = pa.decimal128(38, 0)
+_MOMENTS = ("stddev_samp", "stddev_pop", "var_samp", "var_pop")
+_HOLISTIC = ("median", "quantile_cont", "quantile_disc")
+_EXTREMES = ("arg_min", "arg_max")
+# State columns of the aggregates merged in numpy (suffixes of ``__emsqrt_a<i>_``).
+_STATE = {
+    **{name: ("n", "mean", "m2") for name in _MOMENTS},
+    "corr": ("n", "mx", "my", "m2x", "m2y", "cxy"),
+    **{name: ("val", "arg", "seq") for name in _EXTREMES},
+}
+_SEQ = "__emsqrt_aseq"
 
 
 @dataclass(frozen=True)
@@ -55,13 +73,29 @@ class AggregateOp(PhysicalOp):
     ) -> None:
         super().__init__(ctx, [child], schema)
         self.node = node
+        #: the rows' schema before aggregation (a final aggregate's child holds states)
+        source = child.schema
+        if node.mode == "final":
+            assert node.state_of is not None
+            source = node.state_of.to_arrow()
         self.keys = list(node.group_by)
         self.distinct = any(s.agg.distinct for s in node.aggregates)
+        # median and quantiles hold every value: like DISTINCT, the state is the input rows
+        self.raw = self.distinct or any(s.agg.name in _HOLISTIC for s in node.aggregates)
         self.bits = max(1, min(6, (ctx.max_partitions - 1).bit_length()))
+        self._seq = 0
         parts: list[_Part] = []
+        #: (aggregate index, name) of the aggregates whose states merge in numpy
+        self.custom = [
+            (i, s.agg.name) for i, s in enumerate(node.aggregates) if s.agg.name in _STATE
+        ]
+        self.holistic = [i for i, s in enumerate(node.aggregates) if s.agg.name in _HOLISTIC]
+        self.params = {i: self._quantile(spec, source) for i, spec in enumerate(node.aggregates)}
         for i, spec in enumerate(node.aggregates):
             src = None if spec.agg.arg is None else f"{_P}{i}"
             name = spec.agg.name
+            if name in _STATE or name in _HOLISTIC:
+                continue
             if name == "count" and src is None:
                 parts.append(_Part(f"{_P}{i}_n", None, "count_all", "sum"))
             elif name == "count":
@@ -71,7 +105,7 @@ class AggregateOp(PhysicalOp):
                 parts.append(_Part(f"{_P}{i}_n", src, "count", "sum"))
             else:
                 parts.append(_Part(f"{_P}{i}_{name}", src, name, name))
-            if self._nan_max(spec, child.schema):
+            if self._nan_max(spec, source):
                 parts.append(_Part(f"{_P}{i}_nan", f"{_P}{i}n", "any", "any"))
         self.parts = parts
         # Pre-aggregating a batch whose keys are nearly all distinct only costs a hash table:
@@ -83,11 +117,166 @@ class AggregateOp(PhysicalOp):
         # flight upstream beyond the head-room, e.g. a scan's Parquet row-group reservation:
         # the aggregate merges or spills sooner instead of starving them.
         self._room = 2 * ctx.batch_bytes
-        self.detail = f"by {', '.join(self.keys) or '()'}" + (
-            " (distinct: raw rows)" if self.distinct else ""
+        self.detail = (
+            f"by {', '.join(self.keys) or '()'}"
+            + (
+                (" (distinct: raw rows)" if self.distinct else " (quantiles: raw rows)")
+                if self.raw
+                else ""
+            )
+            + ("" if node.mode == "full" else f" [{node.mode}]")
         )
 
     # ------------------------------------------------------------------ states
+    @staticmethod
+    def _quantile(spec: lp.AggSpec, schema: pa.Schema) -> float:
+        """The checked q of median/quantile_*(x, q) (0.5 for median; unused by others)."""
+        if spec.agg.name not in ("quantile_cont", "quantile_disc"):
+            return 0.5
+        checker = Checker(Schema.from_arrow(schema), aggregates=True)
+        q = checker.signature(spec.agg).params[0]
+        assert isinstance(q, float)
+        return q
+
+    def _custom_columns(self) -> list[str]:
+        return [f"{_P}{i}_{suffix}" for i, name in self.custom for suffix in _STATE[name]]
+
+    def _row_states(self, raw: pa.Table) -> dict[str, pa.Array | pa.ChunkedArray]:
+        """One state per input row for each numpy-merged aggregate (see ``partials``)."""
+        cols: dict[str, pa.Array | pa.ChunkedArray] = {}
+        rows = raw.num_rows
+        for i, name in self.custom:
+            x = raw.column(f"{_P}{i}")
+            if name in _EXTREMES:
+                val = raw.column(f"{_P}{i}b")
+                both = pc.and_(pc.is_valid(x), pc.is_valid(val))
+                cols[f"{_P}{i}_val"] = pc.if_else(both, val, pa.scalar(None, val.type))
+                cols[f"{_P}{i}_arg"] = x
+                cols[f"{_P}{i}_seq"] = raw.column(_SEQ)
+                continue
+            valid = pc.is_valid(x)
+            if name == "corr":  # corr(y, x): y is the first argument (``x`` here), x the second
+                second = raw.column(f"{_P}{i}b")
+                valid = pc.and_(valid, pc.is_valid(second))
+                cols[f"{_P}{i}_n"] = pc.cast(valid, pa.int64())
+                cols[f"{_P}{i}_mx"] = pc.if_else(valid, second, 0.0)
+                cols[f"{_P}{i}_my"] = pc.if_else(valid, x, 0.0)
+                zero = pa.array(np.zeros(rows))
+                for suffix in ("m2x", "m2y", "cxy"):
+                    cols[f"{_P}{i}_{suffix}"] = zero
+                continue
+            cols[f"{_P}{i}_n"] = pc.cast(valid, pa.int64())
+            cols[f"{_P}{i}_mean"] = pc.fill_null(x, 0.0)
+            cols[f"{_P}{i}_m2"] = pa.array(np.zeros(rows))
+        return cols
+
+    def _grouped(
+        self,
+        table: pa.Table,
+        aggs: list[tuple[str | list[str], str, str]],
+        listed: list[str] | None = None,
+    ) -> tuple[pa.Table, np.ndarray, dict[str, pa.Array]]:
+        """Acero ``group_by`` with ``aggs``, the numpy-merged states of ``table`` merged per
+        group (appended as columns of the same names), and the flat values of ``listed``
+        columns with their group id (for median/quantiles)."""
+        custom = self._custom_columns()
+        wanted = custom + (listed or [])
+        row = f"{_P}rows_"
+        base = [*aggs, ([], "count_all", row)]
+        if self.keys:
+            out = self._group(table, [*base, *((c, "list", c) for c in wanted)]).combine_chunks()
+            flat = {c: pc.list_flatten(out.column(c)).combine_chunks() for c in wanted}
+            if wanted:
+                gid = np.asarray(
+                    pc.list_parent_indices(out.column(wanted[0])).to_numpy(zero_copy_only=False),
+                    dtype=np.int64,
+                )
+            else:
+                gid = np.zeros(0, dtype=np.int64)
+            out = out.drop_columns(wanted)
+        else:
+            out = self._group(table, base)
+            flat = {c: table.column(c).combine_chunks() for c in wanted}
+            gid = np.zeros(table.num_rows, dtype=np.int64)
+        out = out.drop_columns([row])
+        groups = out.num_rows
+        for i, name in self.custom:
+            merged = self._merge_custom(i, name, gid, groups, flat)
+            for suffix, column in merged.items():
+                out = out.append_column(f"{_P}{i}_{suffix}", column)
+        return out, gid, flat
+
+    @staticmethod
+    def _np(array: pa.Array, dtype: type) -> np.ndarray:
+        return np.asarray(array.to_numpy(zero_copy_only=False), dtype=dtype)
+
+    def _merge_custom(
+        self, i: int, name: str, gid: np.ndarray, groups: int, flat: dict[str, pa.Array]
+    ) -> dict[str, pa.Array]:
+        def f(suffix: str, dtype: type = np.float64) -> np.ndarray:
+            return self._np(pc.fill_null(flat[f"{_P}{i}_{suffix}"], 0), dtype)
+
+        if name in _EXTREMES:
+            val, arg = flat[f"{_P}{i}_val"], flat[f"{_P}{i}_arg"]
+            seq = f("seq", np.int64)
+            win = partials.extreme_winners(gid, groups, val, seq, largest=name == "arg_max")
+            idx = pa.array(win, mask=win < 0)
+            return {
+                "val": pc.take(val, idx),
+                "arg": pc.take(arg, idx),
+                "seq": pc.take(pa.array(seq, pa.int64()), idx),
+            }
+        n = f("n", np.int64)
+        if name == "corr":
+            merged = partials.merge_comoments(
+                gid, groups, n, f("mx"), f("my"), f("m2x"), f("m2y"), f("cxy")
+            )
+            return {
+                suffix: pa.array(v)
+                for suffix, v in zip(("n", "mx", "my", "m2x", "m2y", "cxy"), merged, strict=True)
+            }
+        total, mean, m2 = partials.merge_moments(gid, groups, n, f("mean"), f("m2"))
+        return {"n": pa.array(total), "mean": pa.array(mean), "m2": pa.array(m2)}
+
+    def _finish_custom(self, i: int, name: str, state: pa.Table) -> pa.Array:
+        def f(suffix: str, dtype: type = np.float64) -> np.ndarray:
+            return self._np(pc.fill_null(state.column(f"{_P}{i}_{suffix}"), 0), dtype)
+
+        if name in _EXTREMES:
+            return state.column(f"{_P}{i}_arg")
+        if name == "corr":
+            return partials.finish_corr(f("n", np.int64), f("m2x"), f("m2y"), f("cxy"))
+        return partials.finish_moments(name, f("n", np.int64), f("m2"))
+
+    def _finish_quantile(self, i: int, gid: np.ndarray, groups: int, values: pa.Array) -> pa.Array:
+        """median/quantile_* of each group's values (NULLs skipped; NaN sorts last)."""
+        name = self.node.aggregates[i].agg.name
+        out_type = self.schema.field(self.node.aggregates[i].name).type
+        order, counts = partials.sorted_groups(gid, groups, values)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        lo, hi, frac = partials.quantile_positions(
+            counts, self.params[i], discrete=name == "quantile_disc"
+        )
+        empty = counts == 0
+        if not len(order):
+            return pa.nulls(groups, out_type)
+        last = len(order) - 1
+
+        def pick(pos: np.ndarray) -> pa.Array:
+            at = order[np.minimum(starts + pos, last)]
+            return pa.array(np.where(empty, 0, at), mask=empty)
+
+        if name == "quantile_disc":
+            return pc.take(values, pick(lo)).cast(out_type)
+
+        def as_float(pos: np.ndarray) -> np.ndarray:
+            taken = pc.cast(pc.take(values, pick(pos)), pa.float64())
+            return self._np(pc.fill_null(taken, 0.0), np.float64)
+
+        low, high = as_float(lo), as_float(hi)
+        result = partials.lerp(low, high, frac)
+        return pa.array(result, mask=empty).cast(out_type)
+
     @staticmethod
     def _nan_max(spec: lp.AggSpec, schema: pa.Schema) -> bool:
         """MAX over floats: DuckDB orders NaN above every number, Arrow skips it."""
@@ -105,17 +294,30 @@ class AggregateOp(PhysicalOp):
         """Group keys (float keys canonical: one 0.0, one NaN) and each aggregate's argument,
         as ``__emsqrt_a<i>`` columns."""
         cols = {k: canonical_key(batch.column(k)) for k in self.keys}
+        if any(name in _EXTREMES for _, name in self.custom):  # ties go to the earliest row
+            cols[_SEQ] = pa.array(np.arange(self._seq, self._seq + batch.num_rows, dtype=np.int64))
+            self._seq += batch.num_rows
         for i, spec in enumerate(self.node.aggregates):
             arg = spec.agg.arg
             if arg is None:
                 continue
-            value = batch.column(arg.name) if isinstance(arg, Column) else evaluate(arg, batch)
+            value = self._value(arg, batch)
+            if spec.agg.name in _STATE or spec.agg.name in _HOLISTIC:
+                if spec.agg.name in _MOMENTS or spec.agg.name == "corr":  # DuckDB: as DOUBLE
+                    value = pc.cast(value, pa.float64())
+                cols[f"{_P}{i}"] = value
+                for extra in spec.agg.extra_args[: 1 if spec.agg.name in _STATE else 0]:
+                    second = self._value(extra, batch)
+                    if spec.agg.name == "corr":
+                        second = pc.cast(second, pa.float64())
+                    cols[f"{_P}{i}b"] = second
+                continue
             if spec.agg.distinct:  # counted by equality, as a key is grouped
                 value = canonical_key(value)
             if spec.agg.name == "avg" and pa.types.is_integer(value.type):
                 # An exact wide sum divided at the end (DuckDB too); raw-row states (DISTINCT)
                 # average with Acero's mean, in doubles (rounding integers beyond 2**53).
-                if self.distinct:
+                if self.raw:
                     value = pc.cast(value, pa.float64(), safe=False)
                 else:
                     value = pc.cast(value, _WIDE_SUM)
@@ -128,6 +330,15 @@ class AggregateOp(PhysicalOp):
             cols[f"{_P}rows"] = pa.nulls(batch.num_rows, pa.int8())
         return pa.table(cols)
 
+    @staticmethod
+    def _value(arg: Expr, batch: pa.RecordBatch | pa.Table) -> pa.Array | pa.ChunkedArray:
+        if isinstance(arg, Column):
+            return batch.column(arg.name)
+        value = evaluate(arg, batch)
+        if isinstance(value, pa.Scalar):  # a constant argument: one value per row
+            return pa.repeat(value, batch.num_rows)
+        return value
+
     def _group(self, table: pa.Table, aggs: list[tuple[str | list[str], str, str]]) -> pa.Table:
         """Acero ``group_by``; ``aggs`` are (source, function, output name)."""
         spec = [(src, func) for src, func, _ in aggs]
@@ -136,12 +347,15 @@ class AggregateOp(PhysicalOp):
         return out.rename_columns(names)
 
     def _partial(self, raw: pa.Table) -> pa.Table:
-        if self.distinct:
+        if self.raw:
             return raw
         if self._project and self._partial_schema is not None:
             return self._projected(raw, self._partial_schema)
-        out = self._group(
-            raw, [([] if p.source is None else p.source, p.func, p.column) for p in self.parts]
+        rows = raw
+        for name, column in self._row_states(raw).items():
+            rows = rows.append_column(name, column)
+        out, _, _ = self._grouped(
+            rows, [([] if p.source is None else p.source, p.func, p.column) for p in self.parts]
         )
         if raw.num_rows >= 64 and out.num_rows > 0.8 * raw.num_rows:
             self._unreduced += 1
@@ -160,18 +374,35 @@ class AggregateOp(PhysicalOp):
             else:
                 value = raw.column(p.source)
             cols.append(value)
-        table = pa.Table.from_arrays(cols, names=[*self.keys, *(p.column for p in self.parts)])
-        return table.cast(schema)
+        states = self._row_states(raw)
+        cols.extend(states.values())
+        names = [*self.keys, *(p.column for p in self.parts), *states]
+        return pa.Table.from_arrays(cols, names=names).cast(schema)
+
+    def _state(self, batch: pa.RecordBatch | pa.Table) -> pa.Table:
+        """A batch's partial states: aggregated from rows, or as they come to a final mode."""
+        if self.node.mode == "final":
+            return batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        return self._partial(self._inputs(batch))
+
+    def _emit(self, state: pa.Table) -> pa.Table:
+        """The output for held states: merged states in partial mode, else the result."""
+        return self._merge(state) if self.node.mode == "partial" else self._finalize(state)
 
     def _merge(self, partial: pa.Table) -> pa.Table:
-        if self.distinct:
+        if self.raw:
             return partial
-        return self._group(partial, [(p.column, p.merge, p.column) for p in self.parts])
+        out, _, _ = self._grouped(partial, [(p.column, p.merge, p.column) for p in self.parts])
+        return out
 
     def _finalize(self, state: pa.Table) -> pa.Table:
-        if self.distinct:
+        if self.raw:
             aggs: list[tuple[str | list[str], str, str]] = []
+            for name, column in self._row_states(state).items():
+                state = state.append_column(name, column)
             for i, spec in enumerate(self.node.aggregates):
+                if spec.agg.name in _STATE or spec.agg.name in _HOLISTIC:
+                    continue
                 src: str | list[str] = [] if spec.agg.arg is None else f"{_P}{i}"
                 func = {"count": "count_all" if spec.agg.arg is None else "count"}.get(
                     spec.agg.name, spec.agg.name
@@ -184,16 +415,27 @@ class AggregateOp(PhysicalOp):
                 if f"{_P}{i}n" in state.column_names:
                     aggs.append((f"{_P}{i}n", "any", f"{_P}{i}_nan"))
                     fixes.append((spec.name, f"{_P}{i}_nan"))
-            out = self._narrow_sums(self._group(state, aggs))
+            listed = [f"{_P}{i}" for i in self.holistic]
+            grouped, gid, flat = self._grouped(state, aggs, listed)
+            out = self._narrow_sums(grouped)
             for name, flag in fixes:
                 idx = out.schema.get_field_index(name)
                 out = out.set_column(idx, name, self._fix_nan(out.column(name), out.column(flag)))
+            for i, name in self.custom:
+                out = out.append_column(
+                    self.node.aggregates[i].name, self._finish_custom(i, name, out)
+                )
+            for i in self.holistic:
+                column = self._finish_quantile(i, gid, out.num_rows, flat[f"{_P}{i}"])
+                out = out.append_column(self.node.aggregates[i].name, column)
             return out.select([*self.keys, *[s.name for s in self.node.aggregates]])
         state = self._merge(state)
         cols = {k: state.column(k) for k in self.keys}
         for i, spec in enumerate(self.node.aggregates):
             name = spec.agg.name
-            if name == "count":
+            if name in _STATE:
+                cols[spec.name] = self._finish_custom(i, name, state)
+            elif name == "count":
                 cols[spec.name] = pc.fill_null(state.column(f"{_P}{i}_n"), 0)
             elif name == "avg":
                 s, n = state.column(f"{_P}{i}_s"), state.column(f"{_P}{i}_n")
@@ -208,8 +450,10 @@ class AggregateOp(PhysicalOp):
     def _narrow_sums(self, out: pa.Table) -> pa.Table:
         """Integer SUMs from their wide state to int64, refusing values out of its range."""
         for spec in self.node.aggregates:
+            if spec.agg.name != "sum":
+                continue
             col = out.column(spec.name)
-            if spec.agg.name != "sum" or col.type != _WIDE_SUM:
+            if col.type != _WIDE_SUM:
                 continue
             try:
                 narrow = pc.cast(col, self.schema.field(spec.name).type)
@@ -224,11 +468,17 @@ class AggregateOp(PhysicalOp):
 
     # ------------------------------------------------------------------ driver
     def _produce(self) -> Generator[pa.RecordBatch, None, None]:
-        def partials() -> Iterator[pa.Table]:
-            for batch in self.children[0].batches():
-                yield self._partial(self._inputs(batch))
+        child = self.children[0]
+        if self.node.mode == "partial" and self.raw:  # the state is the rows: stream them
+            for batch in child.batches():
+                yield from self._inputs(batch).to_batches()
+            return
 
-        empty = self._partial(self._inputs(self.children[0].schema.empty_table()))
+        def partials() -> Iterator[pa.Table]:
+            for batch in child.batches():
+                yield self._state(batch)
+
+        empty = self._state(child.schema.empty_table())
         self._partial_schema = empty.schema
         for table in self._run(partials(), 0, empty.schema):
             yield from table.to_batches(
@@ -241,7 +491,8 @@ class AggregateOp(PhysicalOp):
         parts: list[pa.Table] = []
         partitioner: Partitioner | None = None
         try:
-            for t in sliced(source, self.ctx.batch_bytes):
+            pieces = sliced(source, self.ctx.batch_bytes)
+            for t in pieces:
                 if partitioner is not None:
                     partitioner.add(t)
                     continue
@@ -249,7 +500,7 @@ class AggregateOp(PhysicalOp):
                     parts.append(t)
                     self.note_peak(guard.nbytes)
                     continue
-                if not self.distinct and parts:
+                if not self.raw and parts:
                     merged = self._merge(pa.concat_tables(parts))
                     parts = [merged]
                     guard.resize(_STATE_FACTOR * merged.nbytes)
@@ -258,7 +509,7 @@ class AggregateOp(PhysicalOp):
                         self.note_peak(guard.nbytes)
                         continue
                 guard.resize(0)  # the held parts move into the partitioner's reservation
-                partitioner = self._partitioner(level)
+                partitioner = self._partitioner(level, [*parts, t], pieces)
                 for p in parts:
                     partitioner.add(p)
                 parts = []
@@ -266,7 +517,7 @@ class AggregateOp(PhysicalOp):
             if partitioner is None:
                 state = concat_or_empty(parts, schema)
                 if not self.keys or state.num_rows:
-                    yield self._finalize(state)
+                    yield self._emit(state)
                 return
             files = partitioner.finish()
             self.stats.spilled_bytes += partitioner.spilled_bytes
@@ -279,21 +530,60 @@ class AggregateOp(PhysicalOp):
             yield from self._run(iter(pa.Table.from_batches([b]) for b in f), level + 1, schema)
             f.delete()
 
-    def _partitioner(self, level: int) -> Partitioner:
+    def _partitioner(
+        self, level: int, held: list[pa.Table], rest: Iterator[pa.Table]
+    ) -> Partitioner:
         if not self.keys:
-            raise CapTooSmallError(
-                f"aggregate without group keys over COUNT(DISTINCT) needs all distinct values in "
-                f"memory and they do not fit in the {self.ctx.budget.cap_bytes}-byte cap; raise "
-                "the cap"
+            raise self._too_small(
+                "aggregate without group keys over "
+                f"{'COUNT(DISTINCT)' if self.distinct else 'a median or quantile'} needs all "
+                "its values in memory",
+                held,
+                rest,
             )
         if level >= self.ctx.max_depth:
-            raise CapTooSmallError(
+            raise self._too_small(
                 f"aggregate: a partition still does not fit after {level} levels of "
-                f"repartitioning (one group holds more rows than the "
-                f"{self.ctx.budget.cap_bytes}-byte cap allows); raise the cap"
+                "repartitioning (one group holds more rows than the cap allows)",
+                held,
+                rest,
             )
         return Partitioner(self.ctx, self.mem, self.label, self.keys, level, self.bits)
+
+    def _too_small(
+        self, what: str, held: list[pa.Table], rest: Iterator[pa.Table]
+    ) -> CapTooSmallError:
+        """The error naming a cap that holds every value at once: the rest of this input is
+        read (not held) to measure it."""
+        total = sum(t.nbytes for t in held) + sum(t.nbytes for t in rest)
+        smallest = self.ctx.smallest_cap(_STATE_FACTOR * total + self._room)
+        return CapTooSmallError(
+            f"{what}: {total} bytes of state do not fit in the "
+            f"{self.ctx.budget.cap_bytes}-byte cap; raise the cap to at least {smallest} bytes",
+            cap_bytes=self.ctx.budget.cap_bytes,
+            needed_bytes=smallest,
+        )
 
 
 def _rows_for(table: pa.Table, target_bytes: int) -> int:
     return max(1, int(table.num_rows * target_bytes / max(table.nbytes, 1)))
+
+
+class _Shape(PhysicalOp):
+    """A leaf that only has a schema: lets :func:`state_schema` build an operator."""
+
+    name = "shape"
+
+    def _produce(self) -> Generator[pa.RecordBatch, None, None]:
+        yield from ()
+
+
+def state_schema(node: lp.Aggregate, source: pa.Schema) -> pa.Schema:
+    """The partial states' schema of ``node`` over rows of ``source``: what mode ``partial``
+    outputs and ``final`` reads. Computed by the operator itself on no rows, so it always
+    agrees with what runs."""
+    ctx = ExecContext.for_cap(MemoryBudget(1 << 26), cast(SpillManager, None), 1)
+    partial = lp.Aggregate(node.input, node.group_by, node.aggregates, "partial")
+    op = AggregateOp(ctx, partial, _Shape(ctx, [], source), pa.schema([]))
+    empty = op._inputs(source.empty_table())
+    return empty.schema if op.raw else op._merge(op._partial(empty)).schema

@@ -30,7 +30,7 @@ from .base import PhysicalOp
 from .floatkeys import canonical_key
 from .partition import Partitioner, sliced
 
-__all__ = ["JoinOp"]
+__all__ = ["JoinOp", "join_key_type"]
 
 _ACERO = {
     "inner": "inner",
@@ -48,7 +48,8 @@ _BUILD_FACTOR = 5  # see the module docstring
 _PROBE_FACTOR = 5
 
 
-def _key_type(a: pa.DataType, b: pa.DataType) -> pa.DataType:
+def join_key_type(a: pa.DataType, b: pa.DataType) -> pa.DataType:
+    """The type both sides' keys are compared (and hashed) in."""
     if a == b:
         return a
     if pa.types.is_floating(a) or pa.types.is_floating(b):
@@ -75,7 +76,7 @@ class JoinOp(PhysicalOp):
         self.rkeys = list(node.left_keys)  # right keys are renamed to the left's names
         self.renames = dict(right_output_names(node, left.schema, right.schema))
         self.key_types = [
-            _key_type(left.schema.field(lk).type, right.schema.field(rk).type)
+            join_key_type(left.schema.field(lk).type, right.schema.field(rk).type)
             for lk, rk in zip(node.left_keys, node.right_keys, strict=True)
         ]
         self.bits = max(1, min(6, (ctx.max_partitions - 1).bit_length()))

@@ -21,7 +21,7 @@ from platform_core.csv import CsvError, read_csv_batches
 from platform_core.expr import Expr, evaluate
 
 from .. import plan as lp
-from ..budget import Guard
+from ..budget import Guard, format_bytes
 from ..context import ExecContext
 from ..errors import InputFileError
 from ..resolve import arrow_scan_schema
@@ -111,22 +111,30 @@ class ScanOp(PhysicalOp):
                 import pyarrow.parquet as pq
 
                 pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=block)
-                self._reserve_row_group(pf, wanted)
+                self._reserve_row_group(pf, wanted, path.name)
                 width = max(1, sum(_width(f.type) for f in full if f.name in wanted))
                 rows = max(64, block // width)
-                for batch in pf.iter_batches(batch_size=rows, columns=wanted, use_threads=False):
-                    yield batch
+                md, cols = pf.metadata, _column_indices(pf.metadata, wanted)
+                target = pa.schema([full.field(c) for c in wanted])
+                for i in range(md.num_row_groups):
+                    # the row group's own bytes per row bound its batches too (wide strings)
+                    group = md.row_group(i)
+                    nbytes = sum(group.column(j).total_uncompressed_size for j in cols)
+                    per = min(rows, max(1, block * group.num_rows // max(nbytes, 1)))
+                    for batch in pf.iter_batches(
+                        batch_size=per, row_groups=[i], columns=wanted, use_threads=False
+                    ):  # dictionaries decoded (see resolve.decoded)
+                        yield batch if batch.schema.equals(target) else batch.cast(target)
         except PlatformError:
             raise
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
             raise InputFileError(f"cannot read {node.path}: {exc}") from exc
 
-    def _reserve_row_group(self, pf: Any, wanted: list[str]) -> None:
+    def _reserve_row_group(self, pf: Any, wanted: list[str], name: str) -> None:
         """Arrow decodes a Parquet row group's column chunks whole: reserve the largest one
         (2.5 times its uncompressed bytes, measured) or say which cap it needs."""
         md = pf.metadata
-        names = [md.schema.column(j).path.split(".")[0] for j in range(md.num_columns)]
-        cols = [j for j, n in enumerate(names) if n in wanted]
+        cols = _column_indices(md, wanted)
         biggest = max(
             (
                 sum(md.row_group(i).column(j).total_uncompressed_size for j in cols)
@@ -139,8 +147,8 @@ class ScanOp(PhysicalOp):
             self._rg_guard = self.ctx.budget.acquire(
                 need,
                 self.label,
-                f"for a {biggest}-byte Parquet row group (write the file with smaller row "
-                "groups, or) ",
+                f"to decode a {format_bytes(biggest)} Parquet row group of {name} (or write "
+                "that file with smaller row groups) ",
             )
 
     def _read_csv(
@@ -154,6 +162,12 @@ class ScanOp(PhysicalOp):
             )
         except CsvError as exc:
             raise InputFileError(f"{self.node.path}: {exc.message}") from exc
+
+
+def _column_indices(md: Any, wanted: list[str]) -> list[int]:
+    """The Parquet leaf columns of the ``wanted`` top-level columns."""
+    names = [md.schema.column(j).path.split(".")[0] for j in range(md.num_columns)]
+    return [j for j, n in enumerate(names) if n in wanted]
 
 
 def _width(t: pa.DataType) -> int:

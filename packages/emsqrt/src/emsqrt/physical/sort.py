@@ -18,7 +18,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Generator, Iterator
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import plan as lp
 from ..budget import Guard
@@ -29,7 +31,7 @@ from .base import PhysicalOp
 from .gather import gather, release_memory
 from .sortkeys import SortSpec
 
-__all__ = ["SortOp", "TopKOp", "external_sort"]
+__all__ = ["SortOp", "TopKOp", "TopKPerGroupOp", "external_sort"]
 
 # Bytes per row that sort_indices needs: the permutation and the chunk merge's scratch
 # (8 alone undercounted: a 3.3 MB run peaked 1.6 MB above its reservation, measured).
@@ -269,3 +271,69 @@ class TopKOp(PhysicalOp):
                     yield from part.to_batches()
         finally:
             guard.release()
+
+
+def _same_as_previous(table: pa.Table, columns: tuple[str, ...]) -> np.ndarray:
+    """For rows 1.., whether the row's ``columns`` equal the previous row's as SQL groups
+    them (NULL with NULL, NaN with NaN, -0.0 with 0.0)."""
+    same = np.ones(max(table.num_rows - 1, 0), dtype=bool)
+    if table.num_rows < 2:
+        return same
+    for name in columns:
+        col = table.column(name).combine_chunks()
+        a, b = col.slice(1), col.slice(0, len(col) - 1)
+        eq = pc.fill_null(pc.equal(a, b), False)
+        both_null = pc.and_(pc.is_null(a), pc.is_null(b))
+        eq = pc.or_(eq, both_null)
+        if pa.types.is_floating(col.type):
+            eq = pc.or_(eq, pc.fill_null(pc.and_(pc.is_nan(a), pc.is_nan(b)), False))
+        same &= np.asarray(eq.to_numpy(zero_copy_only=False), dtype=bool)
+    return same
+
+
+class TopKPerGroupOp(PhysicalOp):
+    """The first ``n`` rows of each ``per`` group: an external sort by (``per``, keys), then
+    each sorted batch keeps the rows whose rank within their group is below ``n`` (ranks
+    carried from one batch to the next). Memory is the sort's: bounded, spilling."""
+
+    name = "topk-per-group"
+
+    def __init__(self, ctx: ExecContext, node: lp.TopK, child: PhysicalOp) -> None:
+        super().__init__(ctx, [child], child.schema)
+        self.node = node
+        group = [lp.SortKey(c) for c in node.per if c not in {k.column for k in node.keys}]
+        self.spec = SortSpec([*group, *node.keys], child.schema)
+        self.detail = f"n={node.n} per {', '.join(node.per)}"
+
+    def _produce(self) -> Generator[pa.RecordBatch, None, None]:
+        n, per = self.node.n, self.node.per
+        if n == 0:
+            return
+        last: pa.Table | None = None  # the previous batch's last row
+        carried = 0  # rows of that row's group already seen
+        for table in external_sort(self, self.spec, self.children[0].batches()):
+            table = self.spec.strip(table)
+            if not table.num_rows:
+                continue
+            head = table if last is None else pa.concat_tables([last, table.select(per)])
+            same = _same_as_previous(head.select(per), per)
+            if last is None:
+                starts = np.r_[True, ~same]
+                continues = False
+            else:
+                starts = ~same
+                continues = not starts[0]
+                starts[0] = True
+            pos = np.arange(table.num_rows)
+            rank = pos - np.maximum.accumulate(np.where(starts, pos, 0))
+            first_run = np.cumsum(starts) == 1
+            if continues:
+                rank = np.where(first_run, rank + carried, rank)
+            keep = rank < n
+            tail_rank = int(rank[-1])
+            carried = tail_rank + 1
+            last = table.select(per).slice(table.num_rows - 1)
+            if keep.all():
+                yield from table.to_batches()
+            elif keep.any():
+                yield from table.filter(pa.array(keep)).to_batches()

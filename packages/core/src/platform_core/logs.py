@@ -1,4 +1,5 @@
-"""Structured logs for ``elkyn serve``: one JSON object per line on stderr."""
+"""Structured logs for the platform's servers (``elkyn serve``, ``lake node``): one JSON
+object per line on stderr, the same fields in every process, tokens redacted."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from platform_core import RedactTokens
+from .redact import RedactTokens
 
 __all__ = ["JsonFormatter", "configure_logging"]
 
@@ -24,7 +25,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False)
+        return json.dumps(out, ensure_ascii=False, default=str)
 
 
 def configure_logging(level: str) -> None:

@@ -1,0 +1,168 @@
+"""The tasks' results on their way to the merge: in memory up to a budget, then on disk.
+
+Every stage's results (and every exchange's joined rows) are held as Arrow tables while the
+total stays under ``budget`` bytes (half the driver's cap by default). Past it, the largest
+stage's tables go to a Parquet file in the job's directory, and its later results are
+appended there; the merge plan then reads that stage with a scan, which emsqrt streams under
+the driver's cap. So the driver's memory does not grow with the job's data. The files'
+row groups (and the batches read back) hold about one merge batch each, because a scan decodes
+a row group whole under that same cap.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from emsqrt import plan as lp
+from platform_core import Schema
+
+__all__ = ["StageResults"]
+
+
+@dataclass
+class _Held:
+    schema: pa.Schema
+    tables: list[pa.Table] = field(default_factory=list)
+    nbytes: int = 0
+    path: Path | None = None
+    writer: pq.ParquetWriter | None = None
+    written: int = 0
+
+
+class StageResults:
+    """Results by input name (a stage or an exchange), bounded in memory by ``budget``."""
+
+    def __init__(self, directory: Path, budget: int) -> None:
+        self.directory = directory
+        self.budget = budget
+        # the merge runs under twice the budget; its batches are a 64th of that cap
+        self.group_bytes = min(max(budget // 32, 1024), 8 << 20)
+        self.held: dict[str, _Held] = {}
+        self.spilled_bytes = 0
+        self._files = 0
+
+    def expect(self, name: str, schema: pa.Schema) -> None:
+        """Declare an input and its schema (an input no result reaches is empty)."""
+        self.held.setdefault(name, _Held(schema))
+
+    def add(self, name: str, table: pa.Table) -> None:
+        h = self.held[name]
+        if not table.schema.equals(h.schema):
+            table = table.select(h.schema.names).cast(h.schema)
+        if h.writer is not None:
+            self._write(h, table)
+            return
+        h.tables.append(table)
+        h.nbytes += table.nbytes
+        while sum(x.nbytes for x in self.held.values()) > self.budget:
+            biggest = max(self.held.values(), key=lambda x: x.nbytes)
+            if not biggest.nbytes:
+                break
+            self._spill(biggest)
+
+    def size(self, name: str) -> int:
+        """Bytes of ``name``'s results so far (held or written)."""
+        h = self.held[name]
+        return h.nbytes + h.written
+
+    def take(self, name: str) -> Iterator[pa.Table]:
+        """``name``'s results (from memory, then its file), forgotten here: they move on."""
+        h = self.held.pop(name)
+        yield from h.tables
+        h.tables = []
+        if h.writer is not None:
+            h.writer.close()
+            h.writer = None
+        if h.path is not None:
+            f = pq.ParquetFile(h.path)
+            for i in range(f.num_row_groups):  # each about one merge batch (see _groups)
+                yield f.read_row_group(i)
+            h.path.unlink(missing_ok=True)
+
+    def _spill(self, h: _Held) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._files += 1  # never a name in use: taken inputs leave ``held``, their files stay
+        h.path = self.directory / f"result{self._files}.parquet"
+        h.writer = pq.ParquetWriter(h.path, h.schema, compression="none")
+        tables, h.tables, h.nbytes = h.tables, [], 0
+        for t in tables:
+            self._write(h, t)
+
+    def _write(self, h: _Held, table: pa.Table) -> None:
+        assert h.writer is not None
+        for start, stop in _groups(table, self.group_bytes):
+            part = table.slice(start, stop - start)
+            h.writer.write_table(part, row_group_size=max(part.num_rows, 1))
+        h.written += table.nbytes
+        self.spilled_bytes += table.nbytes
+
+    def close(self) -> None:
+        for h in self.held.values():
+            if h.writer is not None:
+                h.writer.close()
+                h.writer = None
+
+    def merge_inputs(self, merge: lp.Node) -> tuple[lp.Node, dict[str, pa.Table]]:
+        """The merge plan with each spilled input read from its file, and the held tables."""
+        self.close()
+        tables: dict[str, pa.Table] = {}
+        files: dict[str, lp.Node] = {}
+        for name, h in self.held.items():
+            if h.path is not None:
+                files[name] = lp.Scan(str(h.path), "parquet", Schema.from_arrow(h.schema))
+            elif not h.tables:
+                tables[name] = h.schema.empty_table()
+            else:
+                tables[name] = pa.concat_tables(h.tables, promote_options="permissive")
+        return _swap(merge, files), tables
+
+
+def _row_bytes(table: pa.Table) -> np.ndarray:
+    """Each row's bytes in Arrow: fixed widths, plus the lengths of its strings and binaries;
+    other variable-width columns (lists, structs) spread evenly over their rows."""
+    n = table.num_rows
+    sizes = np.zeros(n, dtype=np.int64)
+    for column in table.columns:
+        t = column.type
+        if pa.types.is_string(t) or pa.types.is_binary(t):
+            sizes += pc.binary_length(column).fill_null(0).to_numpy().astype(np.int64) + 4
+        elif pa.types.is_large_string(t) or pa.types.is_large_binary(t):
+            sizes += pc.binary_length(column).fill_null(0).to_numpy().astype(np.int64) + 8
+        else:
+            try:
+                sizes += max(t.bit_width // 8, 1)
+            except ValueError:  # nested or other variable width
+                sizes += column.nbytes // max(n, 1) + 1
+    return sizes
+
+
+def _groups(table: pa.Table, target: int) -> list[tuple[int, int]]:
+    """Row ranges of about ``target`` bytes each (a row wider than ``target`` alone), by each
+    row's own width: a run of wide rows among narrow ones is cut as finely as the wide rows
+    need, where the mean width would put them all in one group."""
+    n = table.num_rows
+    if n == 0:
+        return []
+    if table.nbytes <= target:
+        return [(0, n)]
+    sizes = _row_bytes(table)
+    starts = np.cumsum(sizes) - sizes
+    window = starts // max(target, 1)  # rows that start within one target-sized window
+    cuts = np.flatnonzero(np.diff(window)) + 1
+    bounds = [0, *cuts.tolist(), n]
+    return list(itertools.pairwise(bounds))
+
+
+def _swap(node: lp.Node, files: dict[str, lp.Node]) -> lp.Node:
+    if isinstance(node, lp.Input) and node.name in files:
+        return files[node.name]
+    kids = lp.children(node)
+    return lp.replace_children(node, tuple(_swap(k, files) for k in kids)) if kids else node
