@@ -110,18 +110,32 @@ def test_small_build_side_joins_in_memory(spill_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("how", HOWS)
-def test_one_key_larger_than_the_cap_joins_block_by_block(spill_dir: Path, how: str) -> None:
-    """Hashing cannot split a single key: its build rows are joined in blocks that fit."""
+@pytest.mark.parametrize(
+    ("key_type", "cap"),
+    [
+        (pa.int64(), 64 * KiB),
+        (pa.int32(), 64 * KiB),
+        (pa.int32(), 128 * KiB),
+        (pa.int8(), 96 * KiB),
+    ],
+)
+def test_one_key_larger_than_the_cap_joins_block_by_block(
+    spill_dir: Path, how: str, key_type: pa.DataType, cap: int
+) -> None:
+    """Hashing cannot split a single key: its build rows are joined in blocks that fit.
+
+    Narrow keys matter: a build block gains an 8-byte row id per row, three times an int32
+    key's own width, and the block must still fit its share of the cap."""
     n = 6000
-    rk = pa.array([7] * n + list(range(100, 400)) + [None] * 50, pa.int64())
+    rk = pa.array([7] * n + list(range(100, 120)) + [None] * 50, key_type)
     rt = pa.table({"rk": rk, "w": pa.array(range(len(rk)), pa.int64())})
-    lk = pa.array([7] * 40 + list(range(300, 700)) + [None] * 20, pa.int64())
+    lk = pa.array([7] * 40 + list(range(110, 127)) + [None] * 20, key_type)
     lt = pa.table({"k": lk, "v": pa.array(range(len(lk)), pa.int64())})
     plan = Join(input_node("l", lt), input_node("r", rt), ("k",), ("rk",), how)  # type: ignore[arg-type]
-    r = run_batches(plan, {"l": lt, "r": rt}, 64 * KiB, spill_dir, max_partitions=2)
+    r = run_batches(plan, {"l": lt, "r": rt}, cap, spill_dir, max_partitions=2)
     op = r.manifest.operator("join")
     assert op.skew_blocks >= 1
-    assert r.manifest.memory["reserved_peak_bytes"] <= 64 * KiB
+    assert r.manifest.memory["reserved_peak_bytes"] <= cap
     assert_same_rows(r.table, duck(_sql(how, "k", "rk", lt, rt), l=lt, r=rt))
 
 

@@ -246,7 +246,7 @@ class JoinOp(PhysicalOp):
         try:
             chunk_limit = max(ctx.batch_bytes, self.mem.available // (2 * _BUILD_FACTOR))
             r_off = 0
-            for chunk in _chunks(rf, chunk_limit):
+            for chunk in _chunks(rf, chunk_limit, extra_row_bytes=8):  # + _RID
                 build = chunk.append_column(
                     _RID, pa.array(np.arange(r_off, r_off + chunk.num_rows, dtype=np.int64))
                 )
@@ -423,20 +423,25 @@ class JoinOp(PhysicalOp):
         yield from out.to_batches(max_chunksize=_rows(out, self.ctx))
 
 
-def _chunks(f: SpillFile, limit: int) -> Iterator[pa.Table]:
-    """The file's segments grouped into tables of about ``limit`` bytes."""
+def _chunks(f: SpillFile, limit: int, extra_row_bytes: int = 0) -> Iterator[pa.Table]:
+    """The file's segments grouped into tables of about ``limit`` bytes, counting
+    ``extra_row_bytes`` per row for columns the caller adds (a block's 8-byte row id is three
+    times an int32 key, so leaving it out lets a narrow-keyed block overrun its share)."""
     held: list[pa.RecordBatch] = []
     size = 0
-    pieces = (p for seg in f for p in sliced([pa.Table.from_batches([seg])], limit // 2))
+    row_bytes = max(1, f.arrow_bytes // max(f.rows, 1))
+    piece_limit = max(1, (limit // 2) * row_bytes // (row_bytes + extra_row_bytes))
+    pieces = (p for seg in f for p in sliced([pa.Table.from_batches([seg])], piece_limit))
     for piece in pieces:
         b = piece.combine_chunks().to_batches()[0] if piece.num_rows else None
         if b is None:
             continue
-        if held and size + b.nbytes > limit:
+        nbytes = b.nbytes + extra_row_bytes * b.num_rows
+        if held and size + nbytes > limit:
             yield pa.Table.from_batches(held)
             held, size = [], 0
         held.append(b)
-        size += b.nbytes
+        size += nbytes
     if held:
         yield pa.Table.from_batches(held)
 
