@@ -16,6 +16,8 @@ import pytest
 
 from platform_gateway.testing import EVENTS_DIR_ENV, wait_healthy, write_test_plugin
 
+sys.path.insert(0, str(Path(__file__).parent))  # the tests' own helper modules (jobs_helpers)
+
 BANNER = re.compile(r"platform is up at (http://\S+) \(docs: (\S+)\)")
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0

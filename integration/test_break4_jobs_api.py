@@ -13,27 +13,22 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from jobs_helpers import FINAL, bearer
 
 from lake import Client
 from platform_core import PlatformSettings, auth, load_settings
 from platform_gateway.testing import free_port
 
-FINAL = ("succeeded", "failed", "cancelled")
-
-
-def _h(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
 
 def _run(url: str, token: str, dataset: str, columns: list[str]) -> str:
     with httpx.Client(base_url=url, timeout=60) as http:
         pipeline = {"source": {"dataset": dataset}, "steps": [{"select": columns}]}
-        r = http.post("/api/jobs", json={"pipeline": pipeline}, headers=_h(token))
+        r = http.post("/api/jobs", json={"pipeline": pipeline}, headers=bearer(token))
         assert r.status_code == 202, r.text
         job_id = r.json()["id"]
         deadline = time.monotonic() + 60
         while True:
-            job = http.get(f"/api/jobs/{job_id}", headers=_h(token)).json()
+            job = http.get(f"/api/jobs/{job_id}", headers=bearer(token)).json()
             if job["state"] in FINAL or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
@@ -70,7 +65,7 @@ def test_json_result_of_a_list_column_with_nan(platform: tuple[str, str]) -> Non
     url, alice = platform
     job_id = _run(url, alice, "odd", ["id", "l"])
     with httpx.Client(base_url=url, timeout=60) as http:
-        r = http.get(f"/api/jobs/{job_id}/result", headers=_h(alice))
+        r = http.get(f"/api/jobs/{job_id}/result", headers=bearer(alice))
     assert r.status_code == 200, r.text
     assert r.json()["rows"] == [[1, [1.0, "NaN"]], [2, ["Infinity"]]]
 
@@ -79,7 +74,7 @@ def test_json_result_of_non_utf8_binary_is_not_a_500(platform: tuple[str, str]) 
     url, alice = platform
     job_id = _run(url, alice, "odd", ["id", "b"])
     with httpx.Client(base_url=url, timeout=60) as http:
-        r = http.get(f"/api/jobs/{job_id}/result", headers=_h(alice))
+        r = http.get(f"/api/jobs/{job_id}/result", headers=bearer(alice))
     assert r.status_code < 500, r.text
 
 
@@ -87,10 +82,10 @@ def test_json_result_keeps_a_wide_decimal_exact(platform: tuple[str, str]) -> No
     url, alice = platform
     job_id = _run(url, alice, "odd", ["id", "dec"])
     with httpx.Client(base_url=url, timeout=60) as http:
-        r = http.get(f"/api/jobs/{job_id}/result", headers=_h(alice))
+        r = http.get(f"/api/jobs/{job_id}/result", headers=bearer(alice))
         assert r.status_code == 200, r.text
         got = r.json()["rows"][0][1]
-        csv = http.get(f"/api/jobs/{job_id}/result?format=csv", headers=_h(alice)).text
+        csv = http.get(f"/api/jobs/{job_id}/result?format=csv", headers=bearer(alice)).text
     assert "1234567890123456789012345678.0123456789" in csv
     assert decimal.Decimal(str(got)) == decimal.Decimal("1234567890123456789012345678.0123456789")
 
@@ -99,14 +94,14 @@ def test_an_empty_select_is_refused_or_consistent(platform: tuple[str, str]) -> 
     url, alice = platform
     with httpx.Client(base_url=url, timeout=60) as http:
         pipeline = {"source": {"dataset": "odd"}, "steps": [{"select": []}]}
-        r = http.post("/api/jobs", json={"pipeline": pipeline}, headers=_h(alice))
+        r = http.post("/api/jobs", json={"pipeline": pipeline}, headers=bearer(alice))
         if r.status_code == 400:
             return
         assert r.status_code == 202, r.text
         job_id = r.json()["id"]
         deadline = time.monotonic() + 60
-        while http.get(f"/api/jobs/{job_id}", headers=_h(alice)).json()["state"] not in FINAL:
+        while http.get(f"/api/jobs/{job_id}", headers=bearer(alice)).json()["state"] not in FINAL:
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        body = http.get(f"/api/jobs/{job_id}/result", headers=_h(alice)).json()
+        body = http.get(f"/api/jobs/{job_id}/result", headers=bearer(alice)).json()
     assert len(body["rows"]) == body["total_rows"] == 2, (len(body["rows"]), body["total_rows"])

@@ -12,26 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from jobs_helpers import FINAL, bearer, pool_workers
 
 from lake import Client
 from platform_core import PlatformSettings, auth, load_settings
 from platform_gateway.testing import free_port, wait_healthy
 
-FINAL = ("succeeded", "failed", "cancelled")
 PIPELINE = {"source": {"dataset": "nums"}, "steps": [{"sort": ["id"]}]}
-
-
-def _h(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
-
-def _workers(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                out.append(int(child))
-    return out
 
 
 def _killed_mid_job(
@@ -48,20 +35,23 @@ def _killed_mid_job(
         client.upload(csv, "nums")
     root = p.home / "spill" / "elytra"
     with httpx.Client(base_url=p.url, timeout=60) as http:
-        warm = http.post("/api/jobs", json={"pipeline": PIPELINE}, headers=_h(alice)).json()
-        while http.get(f"/api/jobs/{warm['id']}", headers=_h(alice)).json()["state"] not in FINAL:
+        warm = http.post("/api/jobs", json={"pipeline": PIPELINE}, headers=bearer(alice)).json()
+        while (
+            http.get(f"/api/jobs/{warm['id']}", headers=bearer(alice)).json()["state"] not in FINAL
+        ):
             time.sleep(0.05)
-        workers = _workers(p.proc.pid)
+        workers = pool_workers(p.proc.pid)
         for w in workers:
             os.kill(w, signal.SIGSTOP)  # the next job's task stays running
         try:
-            job = http.post("/api/jobs", json={"pipeline": PIPELINE}, headers=_h(alice)).json()
+            job = http.post("/api/jobs", json={"pipeline": PIPELINE}, headers=bearer(alice)).json()
             deadline = time.monotonic() + 30
             while not (root / f".elytra-job-{job['id']}.lock").exists():
                 assert time.monotonic() < deadline, "the job never started"
                 time.sleep(0.05)
             while (
-                http.get(f"/api/jobs/{job['id']}", headers=_h(alice)).json()["state"] != "running"
+                http.get(f"/api/jobs/{job['id']}", headers=bearer(alice)).json()["state"]
+                != "running"
             ):
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
@@ -97,7 +87,7 @@ def test_a_reconciled_job_record_shows_no_running_tasks(
     url, alice, job_id, _, proc = _killed_mid_job(start_platform, platform_command, tmp_path)
     try:
         with httpx.Client(base_url=url, timeout=60) as http:
-            record = http.get(f"/db/jobs/{job_id}.json", headers=_h(alice)).json()
+            record = http.get(f"/db/jobs/{job_id}.json", headers=bearer(alice)).json()
     finally:
         proc.terminate()
         proc.wait(30)

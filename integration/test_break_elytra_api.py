@@ -17,35 +17,20 @@ from typing import Any
 
 import httpx
 import pytest
+from jobs_helpers import FINAL, bearer, pool_workers
 
 from lake import Client
 from platform_core import PlatformSettings, auth, load_settings
 from platform_gateway.testing import free_port
 
 StartPlatform = Callable[..., Any]
-FINAL = ("succeeded", "failed", "cancelled")
 PIPELINE = {"source": {"dataset": "nums"}, "steps": [{"sort": ["id"]}]}
-
-
-def _h(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
-
-
-def _workers(pid: int) -> list[int]:
-    """The platform's local pool workers: its children started by multiprocessing's spawn."""
-    out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            cmd = Path(f"/proc/{child}/cmdline").read_bytes()
-            if b"spawn_main" in cmd:
-                out.append(int(child))
-    return out
 
 
 @contextmanager
 def _pool_stopped(pid: int) -> Iterator[None]:
     """SIGSTOP the pool's workers: every job dispatched meanwhile stays running."""
-    workers = _workers(pid)
+    workers = pool_workers(pid)
     assert workers
     for w in workers:
         os.kill(w, signal.SIGSTOP)
@@ -59,7 +44,7 @@ def _pool_stopped(pid: int) -> Iterator[None]:
 def _wait(http: httpx.Client, job_id: str, token: str) -> dict[str, Any]:
     deadline = time.monotonic() + 60
     while True:
-        job = http.get(f"/api/jobs/{job_id}", headers=_h(token)).json()
+        job = http.get(f"/api/jobs/{job_id}", headers=bearer(token)).json()
         if job["state"] in FINAL or time.monotonic() > deadline:
             return job  # type: ignore[no-any-return]
         time.sleep(0.05)
@@ -82,21 +67,21 @@ def test_jobs_of_two_users_at_once_and_the_limit_under_a_burst(
     url, signer, proc = platform
     alice, bob = signer.issue("alice"), signer.issue("bob")
     with httpx.Client(base_url=url, timeout=60) as http:
-        ok = http.post("/api/jobs", json={"pipeline": PIPELINE}, headers=_h(alice))
+        ok = http.post("/api/jobs", json={"pipeline": PIPELINE}, headers=bearer(alice))
         assert _wait(http, ok.json()["id"], alice)["state"] == "succeeded"  # the pool is warm
         with _pool_stopped(proc.pid):
-            first = http.post("/api/jobs", json={"pipeline": PIPELINE}, headers=_h(bob))
+            first = http.post("/api/jobs", json={"pipeline": PIPELINE}, headers=bearer(bob))
             assert first.status_code == 202, first.text
 
             def post(_: int) -> int:
                 with httpx.Client(base_url=url, timeout=60) as c:
-                    r = c.post("/api/jobs", json={"pipeline": PIPELINE}, headers=_h(alice))
+                    r = c.post("/api/jobs", json={"pipeline": PIPELINE}, headers=bearer(alice))
                     return r.status_code
 
             with ThreadPoolExecutor(12) as ex:
                 codes = sorted(ex.map(post, range(12)))
             assert codes == [202] * 4 + [429] * 8, codes
-        jobs = http.get("/api/jobs", headers=_h(alice)).json()
+        jobs = http.get("/api/jobs", headers=bearer(alice)).json()
         running = [j["id"] for j in jobs if j["state"] not in FINAL]
         assert len(running) == 4
         states = [_wait(http, j, alice) for j in running] + [_wait(http, first.json()["id"], bob)]
@@ -107,15 +92,15 @@ def test_results_and_bad_plans(platform: tuple[str, Any, Any]) -> None:
     url, signer, _ = platform
     alice = signer.issue("alice")
     with httpx.Client(base_url=url, timeout=60) as http:
-        job = http.post("/api/jobs", json={"pipeline": PIPELINE}, headers=_h(alice)).json()
+        job = http.post("/api/jobs", json={"pipeline": PIPELINE}, headers=bearer(alice)).json()
         assert _wait(http, job["id"], alice)["state"] == "succeeded"
-        r = http.get(f"/api/jobs/{job['id']}/result", headers=_h(alice))
+        r = http.get(f"/api/jobs/{job['id']}/result", headers=bearer(alice))
         assert r.status_code == 200, r.text
         assert [row[1] for row in r.json()["rows"]] == [1.5, "NaN", "Infinity", "-Infinity", None]
 
         def bad(steps: list[dict[str, Any]], **source: Any) -> httpx.Response:
             pipeline = {"source": source or {"dataset": "nums"}, "steps": steps}
-            return http.post("/api/jobs", json={"pipeline": pipeline}, headers=_h(alice))
+            return http.post("/api/jobs", json={"pipeline": pipeline}, headers=bearer(alice))
 
         r = bad([{"limit": 1, "offset": "x"}])
         assert r.status_code == 400, r.text
@@ -133,7 +118,7 @@ def test_results_and_bad_plans(platform: tuple[str, Any, Any]) -> None:
                 content=b'{"pipeline": {"source": {"dataset": "nums"}}, "timeout": '
                 + timeout
                 + b"}",
-                headers={**_h(alice), "content-type": "application/json"},
+                headers={**bearer(alice), "content-type": "application/json"},
             )
             assert r.status_code in (400, 422), r.text
             assert "finite number" in r.text, r.text

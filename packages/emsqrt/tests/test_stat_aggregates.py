@@ -255,3 +255,18 @@ def test_statistics_beside_count_distinct_use_the_raw_rows(
     aggs = [("ds", "count(DISTINCT s)"), *STATS[:3], *STATS[7:10], ("md", "median(v)")]
     r = run_batches(_plan(t, group_by, aggs), {"t": t}, 1 << 22, spill_dir)
     assert_same_rows(r.table, duck(_sql(group_by, aggs), t=t))
+
+
+@pytest.mark.parametrize("cap", [1 << 20, 256 * KiB])
+def test_avg_and_median_of_integers_beyond_2_53_match_duckdb(spill_dir: Path, cap: int) -> None:
+    """A median keeps the input rows as the state; the AVG beside it still sums exactly (a
+    wide integer sum over the count, as DuckDB does) and the median interpolates big
+    integers as doubles instead of refusing them."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    big = rng.integers(-(2**62), 2**62, n, dtype=np.int64)
+    big[::7] = 2**62  # sums of these pass int64 within a group
+    t = pa.table({"g": pa.array(rng.integers(0, 4, n)), "v": pa.array(big)})
+    aggs = [("a", "avg(v)"), ("m", "median(v)"), ("q", "quantile_cont(v, 0.3)")]
+    r = run_batches(_plan(t, ("g",), aggs), {"t": t}, cap, spill_dir)
+    assert_same_rows(r.table, duck(_sql(("g",), aggs), t=t))

@@ -270,7 +270,8 @@ class AggregateOp(PhysicalOp):
             return pc.take(values, pick(lo)).cast(out_type)
 
         def as_float(pos: np.ndarray) -> np.ndarray:
-            taken = pc.cast(pc.take(values, pick(pos)), pa.float64())
+            # safe=False: integers beyond 2**53 round to the nearest double, as in DuckDB
+            taken = pc.cast(pc.take(values, pick(pos)), pa.float64(), safe=False)
             return self._np(pc.fill_null(taken, 0.0), np.float64)
 
         low, high = as_float(lo), as_float(hi)
@@ -315,12 +316,8 @@ class AggregateOp(PhysicalOp):
             if spec.agg.distinct:  # counted by equality, as a key is grouped
                 value = canonical_key(value)
             if spec.agg.name == "avg" and pa.types.is_integer(value.type):
-                # An exact wide sum divided at the end (DuckDB too); raw-row states (DISTINCT)
-                # average with Acero's mean, in doubles (rounding integers beyond 2**53).
-                if self.raw:
-                    value = pc.cast(value, pa.float64(), safe=False)
-                else:
-                    value = pc.cast(value, _WIDE_SUM)
+                # An exact wide sum divided at the end, as DuckDB does (raw-row states too).
+                value = pc.cast(value, _WIDE_SUM)
             if spec.agg.name == "sum" and pa.types.is_integer(value.type):
                 value = pc.cast(value, _WIDE_SUM)  # int64 sums wrap silently in Acero
             cols[f"{_P}{i}"] = value
@@ -398,6 +395,7 @@ class AggregateOp(PhysicalOp):
     def _finalize(self, state: pa.Table) -> pa.Table:
         if self.raw:
             aggs: list[tuple[str | list[str], str, str]] = []
+            averages: list[tuple[int, str]] = []
             for name, column in self._row_states(state).items():
                 state = state.append_column(name, column)
             for i, spec in enumerate(self.node.aggregates):
@@ -409,6 +407,13 @@ class AggregateOp(PhysicalOp):
                 )
                 if spec.agg.distinct:
                     func = "count_distinct"
+                if func == "avg" and state.schema.field(f"{_P}{i}").type == _WIDE_SUM:
+                    # integers: an exact wide sum over the count (Acero's mean of a decimal
+                    # keeps its scale of 0 and would truncate)
+                    aggs.append((src, "sum", f"{_P}{i}_s"))
+                    aggs.append((src, "count", f"{_P}{i}_n"))
+                    averages.append((i, spec.name))
+                    continue
                 aggs.append((src, "mean" if func == "avg" else func, spec.name))
             fixes = []
             for i, spec in enumerate(self.node.aggregates):
@@ -417,6 +422,8 @@ class AggregateOp(PhysicalOp):
                     fixes.append((spec.name, f"{_P}{i}_nan"))
             listed = [f"{_P}{i}" for i in self.holistic]
             grouped, gid, flat = self._grouped(state, aggs, listed)
+            for i, name in averages:
+                grouped = grouped.append_column(name, self._average(grouped, i))
             out = self._narrow_sums(grouped)
             for name, flag in fixes:
                 idx = out.schema.get_field_index(name)
@@ -438,14 +445,19 @@ class AggregateOp(PhysicalOp):
             elif name == "count":
                 cols[spec.name] = pc.fill_null(state.column(f"{_P}{i}_n"), 0)
             elif name == "avg":
-                s, n = state.column(f"{_P}{i}_s"), state.column(f"{_P}{i}_n")
-                n = pc.if_else(pc.equal(n, 0), pa.scalar(None, n.type), n)
-                cols[spec.name] = pc.divide(pc.cast(s, pa.float64()), pc.cast(n, pa.float64()))
+                cols[spec.name] = self._average(state, i)
             else:
                 cols[spec.name] = state.column(f"{_P}{i}_{name}")
                 if f"{_P}{i}_nan" in state.column_names:
                     cols[spec.name] = self._fix_nan(cols[spec.name], state.column(f"{_P}{i}_nan"))
         return self._narrow_sums(pa.table(cols))
+
+    @staticmethod
+    def _average(state: pa.Table, i: int) -> pa.ChunkedArray:
+        """AVG from its ``_s`` (sum) and ``_n`` (count) columns; NULL over no values."""
+        s, n = state.column(f"{_P}{i}_s"), state.column(f"{_P}{i}_n")
+        n = pc.if_else(pc.equal(n, 0), pa.scalar(None, n.type), n)
+        return pc.divide(pc.cast(s, pa.float64()), pc.cast(n, pa.float64()))
 
     def _narrow_sums(self, out: pa.Table) -> pa.Table:
         """Integer SUMs from their wide state to int64, refusing values out of its range."""
