@@ -1,0 +1,137 @@
+"""Errors on the wire, both ways: a ``PlatformError`` to its status and JSON body, and an
+error response (status + body) back to the error class of its ``type``.
+
+One table for every server and client: the status of a kind is the status of core's class
+of that kind (``bad_input`` 400, ``unauthorized`` 401, ...); request validation errors are
+``bad_input`` 400 like any other bad input. Packages add their own kinds with
+:func:`register_kind` (lake's ``timeout``); a package's wire quirks (Elkyn's Firebase
+statuses) stay in that package's HTTP layer. Needs no web framework.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from ..errors import PlatformError
+from ..plugin import PluginError
+
+__all__ = [
+    "error_body",
+    "error_class",
+    "error_from_response",
+    "kind_of_status",
+    "register_kind",
+    "status_of_kind",
+]
+
+
+def _core_classes() -> list[type[PlatformError]]:
+    """Core's error classes, breadth first from the root (the most general first)."""
+    found: list[type[PlatformError]] = []
+    pending: list[type[PlatformError]] = [PlatformError]
+    while pending:
+        cls = pending.pop(0)
+        if cls.__module__ in (PlatformError.__module__, PluginError.__module__):
+            found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+_CLASS_OF_KIND: dict[str, type[PlatformError]] = {}
+_KIND_OF_STATUS: dict[int, str] = {}
+for _cls in _core_classes():
+    _CLASS_OF_KIND.setdefault(_cls.kind, _cls)
+    _KIND_OF_STATUS.setdefault(_cls.status, _cls.kind)  # 500 is internal, 400 bad_input
+
+
+def register_kind(cls: type[PlatformError]) -> None:
+    """Let clients turn an answer of ``type == cls.kind`` into ``cls`` (a package's own kind).
+
+    A core kind cannot be taken over: ``bad_input`` stays ``BadInputError`` everywhere.
+    """
+    owner = _CLASS_OF_KIND.get(cls.kind)
+    if owner is not None and owner is not cls and owner in _core_classes():
+        raise ValueError(f"error kind {cls.kind!r} is core's ({owner.__name__}); pick another")
+    _CLASS_OF_KIND[cls.kind] = cls
+
+
+def error_class(kind: str) -> type[PlatformError] | None:
+    """The class that stands for ``kind`` (core's, or one a package registered)."""
+    return _CLASS_OF_KIND.get(kind)
+
+
+def status_of_kind(kind: str) -> int:
+    """The HTTP status of ``kind`` (500 for a kind nobody registered)."""
+    cls = _CLASS_OF_KIND.get(kind)
+    return cls.status if cls is not None else 500
+
+
+def kind_of_status(status: int) -> str:
+    """The ``type`` word for a bare HTTP status: core's kind of that status, else its phrase
+    (``method_not_allowed``), so a 405 from routing has a ``type`` like every other error."""
+    if status in _KIND_OF_STATUS:
+        return _KIND_OF_STATUS[status]
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "http_error"
+
+
+def _jsonable(value: Any) -> Any:
+    """Details may hold paths, dates, sets: the JSON form of each (``str`` when in doubt)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+def error_body(exc: PlatformError) -> dict[str, Any]:
+    """``{"error": message, "type": kind[, "details": {...}]}``, JSON-ready."""
+    body: dict[str, Any] = {"error": exc.message, "type": exc.kind}
+    if exc.details:
+        body["details"] = _jsonable(exc.details)
+    return body
+
+
+def _class_for(status: int, kind: str) -> type[PlatformError]:
+    cls = _CLASS_OF_KIND.get(kind)
+    if cls is not None:
+        return cls
+    # No (known) type: a proxy's answer, or an older server. Core's class of the status.
+    return _CLASS_OF_KIND.get(_KIND_OF_STATUS.get(status, ""), PlatformError)
+
+
+def error_from_response(status: int, body: Any, text: str = "") -> PlatformError:
+    """The error an answer of ``status`` with JSON ``body`` stands for (not raised).
+
+    ``body`` is the decoded JSON (or ``None`` when the answer was not JSON; then ``text`` is
+    the message). The class comes from ``type``, else from the status; the message and
+    details are the server's, unchanged, and ``http_status`` says what the server answered.
+    """
+    if isinstance(body, Mapping):
+        message = str(body.get("error") or text or HTTPStatus(status).phrase)
+        kind = str(body.get("type") or "")
+        raw = body.get("details")
+        details = dict(raw) if isinstance(raw, Mapping) else {}
+    else:
+        message, kind, details = (text.strip() or _phrase(status)), "", {}
+    cls = _class_for(status, kind)
+    try:
+        exc = cls(message, **{str(k): v for k, v in details.items()})
+    except TypeError:  # a class whose constructor takes other keywords
+        exc = cls(message)
+        exc.details = details
+    exc.http_status = status  # type: ignore[attr-defined]
+    return exc
+
+
+def _phrase(status: int) -> str:
+    try:
+        return f"HTTP {status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"HTTP {status}"
