@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     )
     from .limits import BodyLimitMiddleware, BodyTooLarge
     from .tokens import (
+        check_admin,
         check_owner,
         connection_token,
         is_local_connection,
@@ -50,6 +51,7 @@ __all__ = [
     "BodyTooLarge",
     "CatchAllMiddleware",
     "Translator",
+    "check_admin",
     "check_owner",
     "connection_token",
     "error_body",
@@ -80,6 +82,7 @@ _LAZY = {
     "platform_error_response": "handlers",
     "BodyLimitMiddleware": "limits",
     "BodyTooLarge": "limits",
+    "check_admin": "tokens",
     "check_owner": "tokens",
     "connection_token": "tokens",
     "is_local_connection": "tokens",

@@ -1,5 +1,6 @@
 """The token dependency with roles: ``require_token`` (any user), ``require_admin`` (admin),
-``require_cluster`` (node-to-node) and :func:`check_owner` (the owner of an object, or admin).
+``require_cluster`` (node-to-node), and the checks :func:`check_admin` and :func:`check_owner`
+(the owner of an object, or an admin) for routes whose object is known only inside.
 
 Route dependencies rather than middleware, so an unknown route is still a 404 and public
 routes simply do not declare them. The signer is ``app.state.signer`` of the app serving the
@@ -19,6 +20,7 @@ from ..errors import ForbiddenError, UnauthorizedError
 from ..netloc import is_local_request
 
 __all__ = [
+    "check_admin",
     "check_owner",
     "connection_token",
     "is_local_connection",
@@ -35,7 +37,7 @@ class _DocsOnlyBearer(HTTPBearer):
     behaves the same on HTTP and WebSocket connections.
     """
 
-    async def __call__(self, request: HTTPConnection) -> None:  # type: ignore[override]
+    async def __call__(self, request: HTTPConnection) -> None:
         return None
 
 
@@ -94,14 +96,24 @@ async def require_cluster(conn: HTTPConnection) -> Claims:
     return claims
 
 
+def check_admin(claims: Claims, what: str) -> None:
+    """Allow an admin only; else 403 naming ``what`` needs an admin token."""
+    if not claims.admin:
+        raise ForbiddenError(f"{claims.sub!r} is not an admin; {what} needs an admin token")
+
+
 def check_owner(claims: Claims, owner: str | None, what: str) -> None:
-    """Allow the owner of ``what`` (its uploader, submitter, ...) or an admin; else 403."""
+    """Allow the owner of ``what`` (its uploader, submitter, ...) or an admin; else 403.
+
+    An object without a recorded owner is left to admins.
+    """
     if claims.admin or (owner is not None and claims.sub == owner):
         return
-    raise ForbiddenError(
-        f"{what} belongs to {owner!r}, not to {claims.sub!r}; only its owner or an admin may "
-        "do this"
-    )
+    if owner is None:
+        raise ForbiddenError(
+            f"{what} has no recorded owner (it predates owners); only an admin may change it"
+        )
+    raise ForbiddenError(f"{what} belongs to {owner!r}; only its owner or an admin may change it")
 
 
 def is_local_connection(conn: HTTPConnection) -> bool:
