@@ -23,11 +23,14 @@ import pyarrow as pa
 from platform_core import UnavailableError, errors
 from platform_core.http import error_from_response
 
-from . import errors as _lake_errors  # noqa: F401  (registers lake's "timeout" kind)
+from .errors import QueryTimeoutError
 
 __all__ = ["Client"]
 
 Progress = Callable[[int, int], None]
+
+
+_KINDS = {QueryTimeoutError.kind: QueryTimeoutError}  # lake's own kind; the rest are core's
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -38,7 +41,7 @@ def _raise_for(response: httpx.Response) -> None:
         body = response.json()
     except ValueError:
         body = None
-    raise error_from_response(response.status_code, body, response.text)
+    raise error_from_response(response.status_code, body, response.text, _KINDS)
 
 
 class Client:

@@ -26,7 +26,6 @@ from platform_core import (
     OverBudgetError,
     PlatformError,
 )
-from platform_core.http import register_kind
 
 __all__ = [
     "ChecksumMismatchError",
@@ -112,7 +111,3 @@ class QueryTimeoutError(LakeError, BadInputError):
 
 class QueryMemoryError(LakeError, OverBudgetError):
     """A query needed more memory than this node allows (its query memory or process cap)."""
-
-
-# Clients (``lake.Client``, elytra) turn an answer of type "timeout" back into this class.
-register_kind(QueryTimeoutError)

@@ -24,7 +24,6 @@ from .wire import (
     error_class,
     error_from_response,
     kind_of_status,
-    register_kind,
     status_of_kind,
 )
 
@@ -66,7 +65,6 @@ __all__ = [
     "kind_of_status",
     "origin_is_local",
     "platform_error_response",
-    "register_kind",
     "register_translator",
     "require_admin",
     "require_cluster",

@@ -3,9 +3,10 @@ error response (status + body) back to the error class of its ``type``.
 
 One table for every server and client: the status of a kind is the status of core's class
 of that kind (``bad_input`` 400, ``unauthorized`` 401, ...); request validation errors are
-``bad_input`` 400 like any other bad input. Packages add their own kinds with
-:func:`register_kind` (lake's ``timeout``); a package's wire quirks (Elkyn's Firebase
-statuses) stay in that package's HTTP layer. Needs no web framework.
+``bad_input`` 400 like any other bad input. A client passes its package's classes for its
+own kinds (lake's ``timeout``) or finer classes for core kinds (elytra's ``PipelineError``
+for ``bad_input``); a package's wire quirks (Elkyn's Firebase statuses) stay in that
+package's HTTP layer. Needs no web framework.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ __all__ = [
     "error_class",
     "error_from_response",
     "kind_of_status",
-    "register_kind",
     "status_of_kind",
 ]
 
@@ -46,24 +46,13 @@ for _cls in _core_classes():
     _KIND_OF_STATUS.setdefault(_cls.status, _cls.kind)  # 500 is internal, 400 bad_input
 
 
-def register_kind(cls: type[PlatformError]) -> None:
-    """Let clients turn an answer of ``type == cls.kind`` into ``cls`` (a package's own kind).
-
-    A core kind cannot be taken over: ``bad_input`` stays ``BadInputError`` everywhere.
-    """
-    owner = _CLASS_OF_KIND.get(cls.kind)
-    if owner is not None and owner is not cls and owner in _core_classes():
-        raise ValueError(f"error kind {cls.kind!r} is core's ({owner.__name__}); pick another")
-    _CLASS_OF_KIND[cls.kind] = cls
-
-
 def error_class(kind: str) -> type[PlatformError] | None:
-    """The class that stands for ``kind`` (core's, or one a package registered)."""
+    """Core's class of ``kind`` (``None`` for a kind core does not have)."""
     return _CLASS_OF_KIND.get(kind)
 
 
 def status_of_kind(kind: str) -> int:
-    """The HTTP status of ``kind`` (500 for a kind nobody registered)."""
+    """The HTTP status of core's ``kind`` (500 for a kind core does not have)."""
     cls = _CLASS_OF_KIND.get(kind)
     return cls.status if cls is not None else 500
 
@@ -98,20 +87,28 @@ def error_body(exc: PlatformError) -> dict[str, Any]:
     return body
 
 
-def _class_for(status: int, kind: str) -> type[PlatformError]:
-    cls = _CLASS_OF_KIND.get(kind)
+def _class_for(
+    status: int, kind: str, kinds: Mapping[str, type[PlatformError]]
+) -> type[PlatformError]:
+    cls = kinds.get(kind) or _CLASS_OF_KIND.get(kind)
     if cls is not None:
         return cls
     # No (known) type: a proxy's answer, or an older server. Core's class of the status.
     return _CLASS_OF_KIND.get(_KIND_OF_STATUS.get(status, ""), PlatformError)
 
 
-def error_from_response(status: int, body: Any, text: str = "") -> PlatformError:
+def error_from_response(
+    status: int,
+    body: Any,
+    text: str = "",
+    kinds: Mapping[str, type[PlatformError]] | None = None,
+) -> PlatformError:
     """The error an answer of ``status`` with JSON ``body`` stands for (not raised).
 
     ``body`` is the decoded JSON (or ``None`` when the answer was not JSON; then ``text`` is
-    the message). The class comes from ``type``, else from the status; the message and
-    details are the server's, unchanged, and ``http_status`` says what the server answered.
+    the message). The class comes from ``type`` (``kinds`` first, then core's), else from
+    the status; the message and details are the server's, unchanged, and ``http_status``
+    says what the server answered.
     """
     if isinstance(body, Mapping):
         message = str(body.get("error") or text or HTTPStatus(status).phrase)
@@ -120,7 +117,7 @@ def error_from_response(status: int, body: Any, text: str = "") -> PlatformError
         details = dict(raw) if isinstance(raw, Mapping) else {}
     else:
         message, kind, details = (text.strip() or _phrase(status)), "", {}
-    cls = _class_for(status, kind)
+    cls = _class_for(status, kind, kinds or {})
     try:
         exc = cls(message, **{str(k): v for k, v in details.items()})
     except TypeError:  # a class whose constructor takes other keywords
