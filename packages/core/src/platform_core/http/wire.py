@@ -12,6 +12,7 @@ package's HTTP layer. Needs no web framework.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date, time
 from http import HTTPStatus
 from typing import Any
 
@@ -72,6 +73,8 @@ def _jsonable(value: Any) -> Any:
     """Details may hold paths, dates, sets: the JSON form of each (``str`` when in doubt)."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if isinstance(value, (date, time)):  # datetime is a date
+        return value.isoformat()
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
