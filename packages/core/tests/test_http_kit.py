@@ -14,22 +14,13 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 import platform_core
-from platform_core import (
-    BadInputError,
-    ConflictError,
-    CorruptDataError,
-    ForbiddenError,
-    NotFoundError,
-    OverBudgetError,
-    PlatformError,
-    SettingsError,
-    UnauthorizedError,
-    UnavailableError,
-)
+from platform_core import BadInputError, NotFoundError, OverBudgetError, PlatformError
+from platform_core import errors as kinds
 from platform_core.auth import Claims, TokenSigner
 from platform_core.http import (
     BodyLimitMiddleware,
     CatchAllMiddleware,
+    check_error_answer,
     check_owner,
     error_body,
     error_from_response,
@@ -46,13 +37,13 @@ from platform_core.plugin import PluginError
 CORE_KINDS: list[type[PlatformError]] = [
     PlatformError,
     BadInputError,
-    UnauthorizedError,
-    ForbiddenError,
+    kinds.UnauthorizedError,
+    kinds.ForbiddenError,
     NotFoundError,
-    ConflictError,
+    kinds.ConflictError,
     OverBudgetError,
-    CorruptDataError,
-    UnavailableError,
+    kinds.CorruptDataError,
+    kinds.UnavailableError,
     PluginError,
 ]
 
@@ -143,7 +134,7 @@ def test_a_401_names_the_bearer_scheme(client: TestClient) -> None:
 
 
 def test_a_subclass_answers_as_its_core_kind_and_comes_back_as_core_class() -> None:
-    exc = SettingsError("PLATFORM_X must be > 0, got -1")
+    exc = kinds.SettingsError("PLATFORM_X must be > 0, got -1")
     assert error_body(exc) == {"error": exc.message, "type": "bad_input"}
     assert type(error_from_response(400, error_body(exc))) is BadInputError
 
@@ -159,7 +150,7 @@ def test_a_client_can_prefer_its_own_class_for_a_kind() -> None:
 def test_an_answer_without_a_type_or_json_is_classed_by_its_status() -> None:
     assert type(error_from_response(404, {"error": "gone"})) is NotFoundError
     back = error_from_response(503, None, "<html>Bad gateway</html>")
-    assert type(back) is UnavailableError
+    assert type(back) is kinds.UnavailableError
     assert back.message == "<html>Bad gateway</html>"
     assert type(error_from_response(418, None, "")) is PlatformError
     assert "418" in error_from_response(418, None, "").message
@@ -254,3 +245,20 @@ def test_core_does_not_load_starlette_for_clients() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert platform_core.http.is_loopback("127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "problem"),
+    [
+        (404, ["x"], "JSON object"),
+        (404, {"error": "x", "type": "not_found", "trace": "..."}, "unexpected keys"),
+        (404, {"type": "not_found"}, "message"),
+        (404, {"error": "x"}, "kind"),
+        (422, {"error": "x", "type": "bad_input"}, "status 400 on every server"),
+        (418, {"error": "x", "type": "http"}, "not a core kind"),
+    ],
+)
+def test_the_answer_contract_is_checkable(status: int, body: Any, problem: str) -> None:
+    with pytest.raises(BadInputError, match=problem):
+        check_error_answer(status, body)
+    assert check_error_answer(405, {"error": "x", "type": "method_not_allowed"})

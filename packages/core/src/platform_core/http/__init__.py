@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..netloc import host_header_name, is_local_request, is_loopback, origin_is_local
 from .foreign import Translator, register_translator, translate
 from .wire import (
+    check_error_answer,
     error_body,
     error_class,
     error_from_response,
@@ -51,6 +52,7 @@ __all__ = [
     "CatchAllMiddleware",
     "Translator",
     "check_admin",
+    "check_error_answer",
     "check_owner",
     "connection_token",
     "error_body",

@@ -16,10 +16,11 @@ from datetime import date, time
 from http import HTTPStatus
 from typing import Any
 
-from ..errors import PlatformError
+from ..errors import BadInputError, PlatformError
 from ..plugin import PluginError
 
 __all__ = [
+    "check_error_answer",
     "error_body",
     "error_class",
     "error_from_response",
@@ -135,3 +136,28 @@ def _phrase(status: int) -> str:
         return f"HTTP {status} {HTTPStatus(status).phrase}"
     except ValueError:
         return f"HTTP {status}"
+
+
+def check_error_answer(status: int, body: Any) -> str:
+    """The ``type`` of an error answer that keeps the contract, else ``BadInputError``.
+
+    The contract every server keeps: a JSON object of ``error`` (a non-empty message),
+    ``type`` and optional ``details``, nothing else; for a core kind, the kind's one status.
+    A bare status without a core kind (405) has the status phrase as its ``type``.
+    """
+    if not isinstance(body, Mapping):
+        raise BadInputError(f"an error answer must be a JSON object, got {body!r}")
+    extra = set(body) - {"error", "type", "details"}
+    if extra:
+        raise BadInputError(f"an error answer has unexpected keys {sorted(extra)}: {body!r}")
+    if not isinstance(body.get("error"), str) or not body["error"]:
+        raise BadInputError(f"an error answer needs a message in 'error': {body!r}")
+    kind = body.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise BadInputError(f"an error answer needs its kind in 'type': {body!r}")
+    expected = _CLASS_OF_KIND[kind].status if kind in _CLASS_OF_KIND else None
+    if expected is None and kind != kind_of_status(status):
+        raise BadInputError(f"status {status} with type {kind!r}, which is not a core kind")
+    if expected is not None and expected != status:
+        raise BadInputError(f"type {kind!r} is status {expected} on every server, not {status}")
+    return kind
