@@ -115,7 +115,7 @@ def make_peer_app(holder: NodeHolder, signer: TokenSigner) -> Starlette:
         try:
             return JSONResponse(await run_in_threadpool(c.receive, data))
         except ConnectionRefusedError:
-            return JSONResponse({"error": "link dropped", "type": "unavailable"}, 503)
+            return platform_error_response(UnavailableError("link dropped"))
 
     async def ping_req(request: Request) -> JSONResponse:
         c = cluster(request)

@@ -84,10 +84,8 @@ def _jsonable(value: Any) -> Any:
 
 
 def error_body(exc: PlatformError) -> dict[str, Any]:
-    """``{"error": message, "type": kind[, "details": {...}]}``, JSON-ready."""
-    body: dict[str, Any] = {"error": exc.message, "type": exc.kind}
-    if exc.details:
-        body["details"] = _jsonable(exc.details)
+    """``{"error": message, "type": kind[, "details": {...}]}`` (``exc.to_dict()``), JSON-ready."""
+    body: dict[str, Any] = _jsonable(exc.to_dict())
     return body
 
 
