@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from platform_core import NotFoundError
 from platform_core.auth import TokenSigner
 from platform_core.http import check_error_answer
 from platform_gateway.testing import free_port, wait_healthy
@@ -109,3 +110,18 @@ def test_a_missing_dataset_and_bad_sql_are_their_kinds_not_500(gateway: str) -> 
     for sql in ("SELECT no_such_column", "SELEC 1", "SELECT * FROM no_such_table"):
         r = httpx.post(f"{gateway}/api/lake/query", json={"sql": sql}, headers=_auth())
         expect(r, 400, "bad_input")
+
+
+def test_elytras_remote_client_raises_the_class_of_each_answer(gateway: str) -> None:
+    from elytra.errors import PipelineError
+    from elytra.remote import RemoteDriver
+
+    driver = RemoteDriver(gateway, TokenSigner(SECRET).issue("ann"))
+    try:
+        with pytest.raises(PipelineError) as bad:
+            driver.call("POST", "/api/jobs", json={"pipeline": "x"})
+        assert bad.value.http_status == 400  # type: ignore[attr-defined]
+        with pytest.raises(NotFoundError):
+            driver.call("GET", "/api/jobs/01J0000000000000000000000Z")
+    finally:
+        driver.close()
