@@ -1,12 +1,13 @@
 """platform_core: the common language of the platform.
 
 Field types and schemas (Arrow), the one CSV reader (DuckDB's ``read_csv`` semantics), row hashing for partitioning, errors, settings, sortable ids,
-content hashes, plugins and tokens (``platform_core.auth``). Everything public is importable from here.
+content hashes, plugins and tokens (``platform_core.auth``), and the service kit's HTTP boundary
+(``platform_core.http``). Everything public is importable from here.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import auth
+from . import auth, http
 from .csv import CsvError, csv_column_names, read_csv_batches, sniff_csv_schema
 from .errors import (
     BadInputError,
@@ -77,6 +78,7 @@ __all__ = [
     "from_arrow",
     "hash_columns",
     "host_header_name",
+    "http",
     "id_time",
     "infer_schema",
     "install_log_redaction",
