@@ -33,6 +33,7 @@ from .rowhash import hash_columns
 from .running import announce, find_running, withdraw
 from .schema import Field, Schema
 from .settings import PackageSettings, PlatformSettings, load_settings
+from .sizes import SIZE_FORMS, SIZE_UNITS, parse_bytes
 from .types import FieldType, from_arrow, parse_type
 
 try:
@@ -43,6 +44,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "CREDENTIAL_PARAMS",
     "PLUGIN_GROUP",
+    "SIZE_FORMS",
+    "SIZE_UNITS",
     "BadInputError",
     "ConflictError",
     "CorruptDataError",
@@ -88,6 +91,7 @@ __all__ = [
     "load_settings",
     "new_id",
     "origin_is_local",
+    "parse_bytes",
     "parse_type",
     "physical_memory",
     "read_csv_batches",
