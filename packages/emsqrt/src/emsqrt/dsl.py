@@ -21,6 +21,7 @@ relative to the pipeline file's directory. Every error names the user's own key 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -239,6 +240,20 @@ def _locator(node: yaml.Node | None) -> Locate:
     return locate
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 also reads on/off/yes/no as booleans, so a
+    join's ``on: [uid]`` arrived as the key ``True``."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
 def load_pipeline(path: str | Path) -> Pipeline:
     """Read, check and compile a pipeline file; every error is a ``PlanError`` with the file,
     line and key path."""
@@ -250,8 +265,8 @@ def load_pipeline(path: str | Path) -> Pipeline:
     except UnicodeDecodeError:
         raise PlanError(f"pipeline file {p} is not UTF-8 text") from None
     try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader
+        node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f", line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
