@@ -297,6 +297,14 @@ _DOCUMENT: TypeAdapter[Any] = TypeAdapter(Job | Annotated[list[Step], Field(min_
 def job_schema() -> dict[str, Any]:
     """The JSON Schema of a job file (a mapping with ``steps``, or a bare list of steps)."""
     schema = _DOCUMENT.json_schema()
+    defs = schema["$defs"]
+    steps = defs["Step"]["properties"]
+    for op, model in _ARGS.items():  # the short forms: filter: "a > 1" for filter: {expr: ...}
+        if model.short is not None:
+            short = dict(defs[model.__name__]["properties"][model.short])
+            for key in ("title", "description", "default"):
+                short.pop(key, None)
+            steps[op] = {"anyOf": [steps[op], short]}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "emsqrt-job.schema.json",
