@@ -240,7 +240,7 @@ def _locator(node: yaml.Node | None) -> Locate:
     return locate
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
     """YAML 1.2 booleans: only true/false. YAML 1.1 also reads on/off/yes/no as booleans, so a
     join's ``on: [uid]`` arrived as the key ``True``."""
 
