@@ -128,7 +128,9 @@ def test_csv_output_is_duckdbs_answer(project: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     got = pcsv.read_csv(
         pa.py_buffer(proc.stdout.encode()),
-        convert_options=pcsv.ConvertOptions(strings_can_be_null=True),
+        convert_options=pcsv.ConvertOptions(
+            strings_can_be_null=True, quoted_strings_can_be_null=False
+        ),
     )
     assert got.column_names == ["region", "count", "sum_amount"]
     want = _oracle(project)

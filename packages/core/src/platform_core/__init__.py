@@ -7,7 +7,7 @@ content hashes, plugins and tokens (``platform_core.auth``). Everything public i
 from importlib.metadata import PackageNotFoundError, version
 
 from . import auth
-from .csv import CsvError, csv_column_names, read_csv_batches, sniff_csv_schema
+from .csv import CsvError, csv_column_names, read_csv_batches, sniff_csv_schema, write_csv_bytes
 from .errors import (
     BadInputError,
     ConflictError,
@@ -102,4 +102,5 @@ __all__ = [
     "sniff_csv_schema",
     "stable_hash",
     "withdraw",
+    "write_csv_bytes",
 ]

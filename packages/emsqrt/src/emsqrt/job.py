@@ -10,6 +10,7 @@ published JSON Schema (``emsqrt schema``, ``emsqrt-job.schema.json``).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -64,20 +65,21 @@ class _Keys(BaseModel):
         allowed = cls.allowed()
         for key in value:
             if key not in allowed:
-                raise PydanticCustomError(
-                    "unknown_key",
-                    'unknown key "{key}"{hint} (allowed: {allowed})',
-                    {
-                        "key": str(key),
-                        "hint": did_you_mean(str(key), allowed),
-                        "allowed": ", ".join(allowed),
-                    },
-                )
+                raise _unknown("key", key, allowed)
         return value
 
     @classmethod
     def allowed(cls) -> list[str]:
         return [f.alias or name for name, f in cls.model_fields.items()]
+
+
+def _unknown(what: str, key: Any, allowed: Sequence[str]) -> PydanticCustomError:
+    """``unknown key "onn"; did you mean "on"? (allowed: ...)``, its key in ``ctx``."""
+    return PydanticCustomError(
+        f"unknown_{what}",
+        f'unknown {what} "{{key}}"{{hint}} (allowed: {{allowed}})',
+        {"key": str(key), "hint": did_you_mean(str(key), allowed), "allowed": ", ".join(allowed)},
+    )
 
 
 def _kind(value: Any) -> str:
@@ -257,15 +259,7 @@ class Step(BaseModel):
             )
         ((op, args),) = value.items()
         if op not in _ARGS:
-            raise PydanticCustomError(
-                "unknown_step",
-                'unknown step "{key}"{hint} (known: {known})',
-                {
-                    "key": str(op),
-                    "hint": did_you_mean(str(op), OPERATORS),
-                    "known": ", ".join(OPERATORS),
-                },
-            )
+            raise _unknown("step", op, OPERATORS)
         return {op: {} if args is None else args}
 
     @property

@@ -7,18 +7,16 @@ column types as ``platform_core`` names them (``i64``, ``utf8``, ``f64``).
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any, Literal, NoReturn
 
 import pyarrow as pa
-import pyarrow.csv as pcsv
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from platform_core import BadInputError, PlatformError, from_arrow, json_cell, json_rows
+from platform_core import PlatformError, from_arrow, json_cell, json_rows, write_csv_bytes
 
 __all__ = ["Format", "fail", "print_result", "result_json", "type_name"]
 
@@ -59,14 +57,7 @@ def print_result(table: pa.Table, fmt: Format, out: Console) -> None:
         out.file.write(json.dumps(result_json(table), allow_nan=False) + "\n")
         return
     if fmt == "csv":
-        buf = io.BytesIO()
-        try:
-            pcsv.write_csv(table, buf)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise BadInputError(
-                f"the result cannot be written as CSV ({exc}); use --json"
-            ) from None
-        out.file.write(buf.getvalue().decode())
+        out.file.write(write_csv_bytes(table, instead="use --json").decode())
         return
     grid = Table(show_edge=False, header_style="bold")
     for f in table.schema:
