@@ -327,3 +327,16 @@ def test_no_traceback_on_mutated_job_files(tmp_path: Path, project: Path) -> Non
             assert stderr.startswith("error: "), (name, stderr)
             failed += 1
     assert failed >= 20
+
+
+def test_a_sink_pipeline_reports_its_file_and_refuses_csv_before_running(project: Path) -> None:
+    (project / "sink.yaml").write_text(JOB + "  - sink: out/regions.csv\n")
+    line = one_error_line(emsqrt("run", "sink.yaml", "--mem-cap", "1MiB", "--csv", cwd=project))
+    assert "ends in a sink" in line
+    assert not (project / "out").exists()
+    proc = emsqrt("run", "sink.yaml", "--mem-cap", "1MiB", "--json", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    body = json.loads(proc.stdout)
+    assert body["row_count"] == 5
+    assert body["outputs"][0]["path"] == str(project / "out" / "regions.csv")
+    assert_same_rows(pcsv.read_csv(project / "out" / "regions.csv"), _oracle(project), ordered=True)

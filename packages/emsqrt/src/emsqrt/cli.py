@@ -23,6 +23,7 @@ from platform_core import PlatformError, parse_bytes
 
 from .budget import format_bytes
 from .output import Format, fail, print_result
+from .plan import Sink
 
 app = typer.Typer(
     add_completion=False,
@@ -86,6 +87,12 @@ def run_cmd(
     try:
         cap = None if mem_cap is None else parse_bytes(mem_cap, what="--mem-cap")
         pipe = load_pipeline(pipeline)
+        if fmt == "csv" and isinstance(pipe.node, Sink):
+            fail(
+                err,
+                f"{pipeline} ends in a sink (it writes {pipe.node.path}), so there are no "
+                "rows to print as CSV; drop the sink step, or run without --csv",
+            )
         with Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -108,14 +115,8 @@ def run_cmd(
         if fmt != "table":
             if result.table is not None:
                 print_result(result.table, fmt, out)
-            elif fmt == "json":
-                out.file.write(json.dumps({"outputs": m.outputs, "row_count": m.rows_out}) + "\n")
             else:
-                fail(
-                    err,
-                    "the pipeline ends in a sink, so there are no rows to print as CSV; "
-                    f"read {m.outputs[0]['path']}, or drop the sink step",
-                )
+                out.file.write(json.dumps({"outputs": m.outputs, "row_count": m.rows_out}) + "\n")
             return
     except PlatformError as exc:
         fail(err, exc.message)
