@@ -60,6 +60,8 @@ def test_a_secret_mismatch_is_said_once_and_join_exits_non_zero(
             tmp_path / "b",
             "--join",
             a.addr,
+            "--log-level",
+            "info",  # what a user sees by default (the later --log-level wins)
             env={"PLATFORM_SECRET": "t" * 40, "LAKE_JOIN_TIMEOUT_SECONDS": "4"},
         )
         try:
@@ -70,6 +72,7 @@ def test_a_secret_mismatch_is_said_once_and_join_exits_non_zero(
         # one log record (of ~4 refused join attempts) and the exit line
         assert len(said) == 2, b.output()
         assert f"cluster secret mismatch with {a.addr}" in said[0]
+        assert not [line for line in b.output().splitlines() if "Unauthorized" in line], b.output()
         assert said[1].startswith(f"error: could not join the cluster through {a.addr}")
         assert "PLATFORM_SECRET" in said[1]
         assert code != 0

@@ -80,15 +80,19 @@ class Gossip:
 
     def receive(self, body: dict[str, Any]) -> dict[str, Any]:
         """Handle a ping: merge the sender's view, answer with ours."""
-        sender = Member.from_dict(body["from"])
-        if sender.id in self.links.dropped:
+        if body["from"]["id"] in self.links.dropped:
             raise ConnectionRefusedError("link dropped by the fault hook")
-        self.members.merge([sender])
-        self.members.merge(Member.from_dict(m) for m in body.get("members", []))
-        heads = body.get("heads") or {}
+        sender, heads = self._merge(body)
         if self._behind(heads):
             self._pool.submit(self._pull, sender, heads)
         return self.payload()
+
+    def _merge(self, body: dict[str, Any]) -> tuple[Member, dict[str, int]]:
+        """Adopt a peer's view (the sender, its members); returns the sender and its heads."""
+        sender = Member.from_dict(body["from"])
+        self.members.merge([sender])
+        self.members.merge(Member.from_dict(m) for m in body.get("members", []))
+        return sender, body.get("heads") or {}
 
     def _behind(self, heads: dict[str, int]) -> list[str]:
         return [n for n, v in heads.items() if self.catalog.head_version(n) < int(v)]
@@ -114,11 +118,9 @@ class Gossip:
             log.info("pulling manifests from %s failed: %s", peer.id, exc)
 
     def _absorb(self, body: dict[str, Any]) -> None:
-        sender = Member.from_dict(body["from"])
-        self.members.merge([sender])
-        self.members.merge(Member.from_dict(m) for m in body.get("members", []))
+        """Take in a peer's answer to our ping (it accepted us: we have joined)."""
+        sender, heads = self._merge(body)
         self.joined.set()
-        heads = body.get("heads") or {}
         if self._behind(heads):
             self._pull(sender, heads)
 

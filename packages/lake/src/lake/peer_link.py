@@ -5,6 +5,7 @@ Every node-to-node HTTP call (ping, indirect ping, manifests, chunk lists) goes 
 fault hook dropped (tests of indirect pings), and notices a peer that refuses our token: a
 401 from a peer route means the two nodes were started with different secrets, which is
 logged once per peer as "cluster secret mismatch with NODE" (not once per gossip round).
+httpx's own per-request log line is dropped for these calls: gossip makes one every second.
 """
 
 from __future__ import annotations
@@ -33,6 +34,16 @@ def mismatch_message(peer: str) -> str:
     )
 
 
+class _QuietPeerRequests(logging.Filter):
+    """Drops httpx's INFO line for node-to-node requests (one per gossip round and peer)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.INFO and PEER_PREFIX in record.getMessage())
+
+
+_QUIET = _QuietPeerRequests()
+
+
 class PeerLinks:
     """This node's signed HTTP client to its peers, with dropped links and refusal tracking."""
 
@@ -42,6 +53,9 @@ class PeerLinks:
         self.dropped: set[str] = set()
         """Member ids this node pretends it cannot reach (the fault hook)."""
         self._http = httpx.Client(timeout=timeout)
+        httpx_log = logging.getLogger("httpx")
+        if _QUIET not in httpx_log.filters:
+            httpx_log.addFilter(_QUIET)
         self._refused: set[str] = set()
         self._lock = threading.Lock()
 
