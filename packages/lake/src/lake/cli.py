@@ -7,6 +7,8 @@ import logging
 import os
 import socket
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -69,6 +71,7 @@ def node(
     """Run a lake node serving the API under /api/lake."""
     import uvicorn
 
+    from .flight import check_flight_port  # here: pyarrow.flight is slow to import
     from .server import create_app
 
     try:
@@ -77,6 +80,7 @@ def node(
             overrides["flight_port"] = flight_port
         settings = lake_settings(None, **overrides)
         signer = auth.signer(settings)
+        check_flight_port(settings.advertise_host, settings.flight_port)
     except PlatformError as exc:
         _fail(exc)
         return
@@ -103,7 +107,27 @@ def node(
         lifespan="on",
         timeout_graceful_shutdown=2,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    server = uvicorn.Server(config)
+    failed: list[str] = []
+    if join:
+        watch = (app.state.holder, server, settings.join_timeout_seconds, failed)
+        threading.Thread(target=_await_join, args=watch, daemon=True).start()
+    server.run(sockets=[sock])
+    if failed:
+        _fail(RuntimeError(failed[0]))
+
+
+def _await_join(holder: Any, server: Any, timeout: float, failed: list[str]) -> None:
+    """Stop the node (exit non-zero, one line) if no peer accepts it within ``timeout``."""
+    while holder.node is None or holder.node.cluster is None:
+        if server.should_exit:
+            return
+        time.sleep(0.05)
+    try:
+        holder.node.cluster.wait_joined(timeout)
+    except PlatformError as exc:
+        failed.append(exc.message)
+        server.should_exit = True
 
 
 def _token(token: str | None) -> str | None:

@@ -24,8 +24,8 @@ import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.flight as fl
@@ -34,14 +34,12 @@ from sqlglot import exp
 
 from platform_core import PlatformError, UnavailableError, new_id
 
+from .chunks import ChunkStore
 from .errors import QueryMemoryError, QueryTimeoutError, SQLError, TooLargeError
 from .flight import FlightPeer
+from .interfaces import DistributedResult, LocalQueries, PeerGroup
 from .manifest import Manifest
 from .sql import Statement
-
-if TYPE_CHECKING:
-    from .cluster import Cluster
-    from .node import LakeNode
 
 __all__ = ["Coordinator", "DistributedResult", "aggregate_plan"]
 
@@ -66,14 +64,6 @@ def _failure_kind(exc: BaseException) -> str:
     if isinstance(exc, fl.FlightTimedOutError | fl.FlightUnavailableError | OSError):
         return "unreachable"
     return "missing"
-
-
-@dataclass
-class DistributedResult:
-    table: pa.Table
-    reads: list[dict[str, Any]] = field(default_factory=list)
-    moves: list[dict[str, Any]] = field(default_factory=list)
-    plan: str = ""
 
 
 def _sql(node: exp.Expression) -> str:
@@ -251,17 +241,28 @@ def scan_fragment(tree: exp.Expression, name: str, manifest: Manifest, single: b
 
 
 class Coordinator:
-    """Runs a gated SELECT across the members holding the chunks."""
+    """Runs a gated SELECT across the members holding the chunks.
 
-    def __init__(self, node: LakeNode, cluster: Cluster) -> None:
-        self.node = node
-        self.cluster = cluster
+    It knows the cluster only as a :class:`~lake.interfaces.PeerGroup` and this node's chunks;
+    the engine that asks hands itself in per query (``local``) for the fragments run here and
+    the final step.
+    """
+
+    def __init__(self, peers: PeerGroup, chunks: ChunkStore) -> None:
+        self.peers = peers
+        self.chunks = chunks
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lake-coord")
         self.fail_hook: Any = None
         """Tests: called with (member id, fragment) before each remote fragment."""
 
-    def run(self, stmt: Statement, *, timeout: float, query_id: str) -> DistributedResult:
-        engine = self.node.engine
+    def has_peers(self) -> bool:
+        """Whether any other member is live (else the engine runs the query alone)."""
+        return len(self.peers.live_ids()) > 1
+
+    def run(
+        self, stmt: Statement, local: LocalQueries, *, timeout: float, query_id: str
+    ) -> DistributedResult:
+        engine = local
         manifests = engine.snapshot(stmt.tables)
         assert stmt.tree is not None
         plan = None
@@ -276,7 +277,7 @@ class Coordinator:
                 fragment = plan.fragment
             else:
                 fragment = scan_fragment(stmt.tree, name, manifest, len(manifests) == 1)
-            inputs[name] = self._gather(name, manifest, fragment, timeout, reads, moves)
+            inputs[name] = self._gather(local, name, manifest, fragment, timeout, reads, moves)
         if plan is not None:
             (name,) = manifests
             table = engine.execute(
@@ -287,7 +288,7 @@ class Coordinator:
                 query_id=query_id,
                 arrow_tables={PARTIALS: inputs[name]},
             )
-            names = self._output_names(stmt, manifests, timeout)
+            names = self._output_names(local, stmt, manifests, timeout)
             table = table.rename_columns(names)
             kind = "partial aggregate"
         else:
@@ -301,31 +302,32 @@ class Coordinator:
         self, sha: str, origin: str, tried: dict[str, set[str]], unreachable: set[str]
     ) -> Any:
         """The first candidate for ``sha`` not yet tried; this node only if it holds it."""
-        me = self.cluster.members.me_id
+        me = self.peers.me_id
         later = None
-        for m in self.cluster.candidates(sha, origin):
+        for m in self.peers.candidates(sha, origin):
             if m.id in unreachable or m.id in tried[sha]:
                 continue
-            if m.id == me and not self.node.chunks.has(sha):
+            if m.id == me and not self.chunks.has(sha):
                 later = later or m  # listed here before replication: try the holders first
                 continue
             return m
         return later
 
     def _output_names(
-        self, stmt: Statement, manifests: dict[str, Manifest], timeout: float
+        self, local: LocalQueries, stmt: Statement, manifests: dict[str, Manifest], timeout: float
     ) -> list[str]:
         empty = {
             n: (m.schema.to_arrow().empty_table() if m.schema is not None else pa.table({}))
             for n, m in manifests.items()
         }
-        probe = self.node.engine.execute(
+        probe = local.execute(
             stmt.sql, {}, {}, timeout=timeout, query_id=f"names-{new_id()}", arrow_tables=empty
         )
         return list(probe.column_names)
 
     def _gather(
         self,
+        local: LocalQueries,
         name: str,
         manifest: Manifest,
         fragment: str,
@@ -343,7 +345,7 @@ class Coordinator:
         SQL fails everywhere) without counting against the node. Only when every candidate of
         a chunk has been tried does the query fail.
         """
-        me = self.cluster.members.me_id
+        me = self.peers.me_id
         unreachable: set[str] = set()
         tried: dict[str, set[str]] = defaultdict(set)
         pending = list(manifest.chunks)
@@ -382,8 +384,8 @@ class Coordinator:
                 shas = [r.sha256 for r in refs]
                 try:
                     if member_id == me:
-                        paths = self.node.engine.chunk_paths_for(shas)  # repairs a corrupt one
-                        result = self.node.engine.execute(
+                        paths = local.chunk_paths_for(shas)  # repairs a corrupt one
+                        result = local.execute(
                             fragment,
                             {},
                             {name: paths},
@@ -395,7 +397,7 @@ class Coordinator:
                         if self.fail_hook is not None:
                             self.fail_hook(member_id, fragment)
                         peer = FlightPeer(
-                            members[member_id].flight, self.cluster.token(), timeout=timeout
+                            members[member_id].flight, self.peers.token(), timeout=timeout
                         )
                         try:
                             result = peer.fragment(fragment, {name: shas}, timeout)
@@ -463,7 +465,7 @@ class Coordinator:
         if not parts:
             schema = manifest.schema.to_arrow() if manifest.schema is not None else pa.schema([])
             parts.append(
-                self.node.engine.execute(
+                local.execute(
                     fragment,
                     {},
                     {},

@@ -5,25 +5,30 @@ Tickets are JSON: ``{"kind": "chunk", "sha256": ...}`` streams a chunk's exact b
 and ``{"kind": "fragment", "sql": ..., "tables": {name: [chunk, ...]}}`` runs a pushed-down
 fragment over chunks held here and streams its Arrow result. Every call must carry a cluster
 token (``authorization: Bearer <token>``); anything else is refused as unauthenticated.
+
+The port is ``LAKE_FLIGHT_PORT``, by default 0: any free one, which the node reports in its
+start line and gossips to its peers (each member's ``flight`` address), so several nodes and
+gateways run side by side on one machine. A port that is set and taken is a one-line
+:class:`FlightPortError` naming the port and the setting.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.flight as fl
 
-from platform_core import PlatformError, new_id
+from platform_core import ConflictError, PlatformError, new_id
 from platform_core.auth import TokenSigner
 
-if TYPE_CHECKING:
-    from .node import LakeNode
+from .interfaces import FragmentRunner
 
-__all__ = ["FlightPeer", "LakeFlightServer"]
+__all__ = ["FlightPeer", "FlightPortError", "LakeFlightServer", "check_flight_port"]
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +50,41 @@ class _AuthFactory(fl.ServerMiddlewareFactory):  # type: ignore[misc]
         return None
 
 
-class LakeFlightServer(fl.FlightServerBase):  # type: ignore[misc]
-    """The Flight endpoint of one node."""
+class FlightPortError(ConflictError):
+    """The Flight port that was set is taken by another process."""
 
-    def __init__(self, node: LakeNode, host: str, port: int, signer: TokenSigner) -> None:
-        super().__init__(f"grpc://{host}:{port}", middleware={"auth": _AuthFactory(signer)})
-        self.node = node
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(
+            f"Flight port {port} on {host} is in use (another lake node or gateway?): set "
+            "LAKE_FLIGHT_PORT to a free port, or to 0 (the default) for any free one"
+        )
+
+
+def check_flight_port(host: str, port: int) -> None:
+    """Raise :class:`FlightPortError` if ``port`` (not 0) cannot be bound on ``host`` now: a
+    check before start-up, so a taken port is one line rather than gRPC's log and a trace."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise FlightPortError(host, port) from None
+
+
+class LakeFlightServer(fl.FlightServerBase):  # type: ignore[misc]
+    """The Flight endpoint of one node: chunk bytes and fragments, run by ``runner``."""
+
+    def __init__(self, runner: FragmentRunner, host: str, port: int, signer: TokenSigner) -> None:
+        try:
+            super().__init__(f"grpc://{host}:{port}", middleware={"auth": _AuthFactory(signer)})
+        except pa.ArrowException:
+            if port == 0:
+                raise
+            raise FlightPortError(host, port) from None
+        self.runner = runner
 
     def do_get(self, context: Any, ticket: fl.Ticket) -> fl.FlightDataStream:
         try:
@@ -66,13 +100,13 @@ class LakeFlightServer(fl.FlightServerBase):  # type: ignore[misc]
 
     def _chunk(self, sha: str) -> Iterator[pa.RecordBatch]:
         # a corrupt copy is repaired from a replica before it is served, or refused
-        (path,) = self.node.engine.chunk_paths_for([sha], force=True)
+        (path,) = self.runner.chunk_paths_for([sha], force=True)
         with open(path, "rb") as f:
             while piece := f.read(PIECE):
                 yield pa.record_batch([pa.array([piece], pa.binary())], schema=_PIECES)
 
     def _fragment(self, req: dict[str, Any]) -> pa.Table:
-        engine = self.node.engine
+        engine = self.runner
         sources = {}
         for name, shas in req["tables"].items():
             # verified; a corrupt chunk is repaired from a replica first (or refused)

@@ -6,7 +6,7 @@ equal incarnation the worse state wins (dead > suspect > alive), so a suspicion 
 the suspected member hears of it and refutes it by announcing itself alive with a higher
 incarnation. A node that restarts starts from a fresh, larger incarnation (its start time),
 so it is taken back as alive. The protocol loop (ping, indirect ping through ``k`` members,
-suspicion timeout) lives in :mod:`lake.cluster`; this module is pure data.
+suspicion timeout) lives in :mod:`lake.gossip`; this module is pure data.
 """
 
 from __future__ import annotations
@@ -103,6 +103,16 @@ class Membership:
                     self._members[m.id] = m
                     changed.append(m)
         return changed
+
+    def locate(self, *, flight: str) -> Member:
+        """Set this node's own Flight address (known once its server is bound); the raised
+        incarnation makes the new address win over any the peers heard before."""
+        with self._lock:
+            mine = self._members[self.me_id]
+            self._members[self.me_id] = replace(
+                mine, flight=flight, incarnation=mine.incarnation + 1
+            )
+            return self._members[self.me_id]
 
     def mark(self, node_id: str, state: str) -> Member | None:
         """Suspect or declare dead a member at its current incarnation."""

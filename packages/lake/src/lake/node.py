@@ -3,6 +3,10 @@
 ``LakeNode`` is what the HTTP API, the CLI and the gateway plugin drive. It owns one data
 directory (``<home>/lake/<node-id>/`` by default) and a background thread that runs garbage
 collection now and then.
+
+It is also the one place that wires the parts: each is built after what it needs and given
+that as a narrow interface (:mod:`lake.interfaces`), so no part reaches into the node or sets
+another's attributes, and no lake module imports one that imports it back.
 """
 
 from __future__ import annotations
@@ -13,23 +17,31 @@ import logging
 import os
 import sys
 import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
 from platform_core import ForbiddenError, new_id
 from platform_core.auth import TokenSigner
 
-from .catalog import Catalog
-
-if TYPE_CHECKING:
-    from .cluster import Cluster
-
 from .admission import QueryAdmission
+from .catalog import Catalog
 from .chunks import ChunkStore
+from .cluster import Cluster
+from .distributed import Coordinator
 from .errors import IngestError
+from .flight import LakeFlightServer
+from .gossip import Gossip
+from .interfaces import Distributor
+from .membership import Member, Membership
+from .peer_link import PeerLinks
 from .query import QueryEngine
+from .replication import Replication
+from .scrub import Scrub
 from .settings import LakeSettings
 from .uploads import UploadInfo, UploadManager
 
@@ -94,15 +106,7 @@ class LakeNode:
             max_part_bytes=settings.max_part_bytes,
             max_upload_bytes=settings.max_upload_bytes,
         )
-        self.engine = QueryEngine(
-            self.catalog,
-            temp_dir=self.root / "tmp",
-            node_id=self.node_id,
-            threads=settings.query_threads,
-            memory_limit=settings.query_memory,
-            timeout=settings.query_timeout_seconds,
-            max_timeout=settings.max_query_timeout_seconds,
-        )
+        self.engine = self._engine()
         self.queries = QueryAdmission(settings.query_workers, settings.max_queries_per_user)
         self.cluster: Cluster | None = None
         self._stop = threading.Event()
@@ -164,16 +168,57 @@ class LakeNode:
         )
         self._gc_thread.start()
 
+    def _engine(
+        self, repair: Callable[[str], bool] | None = None, coordinator: Distributor | None = None
+    ) -> QueryEngine:
+        s = self.settings
+        return QueryEngine(
+            self.catalog,
+            temp_dir=self.root / "tmp",
+            node_id=self.node_id,
+            threads=s.query_threads,
+            memory_limit=s.query_memory,
+            timeout=s.query_timeout_seconds,
+            max_timeout=s.max_query_timeout_seconds,
+            repair=repair,
+            coordinator=coordinator,
+        )
+
     def start_cluster(
         self, signer: TokenSigner, http_addr: str, join: str | None = None
     ) -> Cluster:
-        """Join the peer group: Flight server, membership, gossip, replication, scrub."""
-        from .cluster import Cluster
-        from .distributed import Coordinator
+        """Join the peer group: Flight server, membership, gossip, replication, scrub.
 
-        self.cluster = Cluster(self, signer, http_addr)
-        self.engine.coordinator = Coordinator(self, self.cluster)
-        self.cluster.start(join)
+        Built in dependency order: links and membership; replication over them; scrub over
+        replication's fetch; the coordinator over replication (its peer group); a clustered
+        engine over scrub's repair and the coordinator (it replaces the local one, which has
+        run nothing yet); the Flight server over that engine, whose bound port becomes this
+        member's gossiped Flight address; then the loops start.
+        """
+        s = self.settings
+        links = PeerLinks(signer, self.node_id, s.ping_timeout_seconds)
+        members = Membership(Member(self.node_id, http_addr, "", time.time_ns() // 1000))
+        replication = Replication(members, self.chunks, self.catalog, links, s)
+        scrub = Scrub(self.chunks, replication.fetch)
+        coordinator = Coordinator(replication, self.chunks)
+        local, self.engine = self.engine, self._engine(scrub.repair, coordinator)
+        local.close()
+        flight = LakeFlightServer(self.engine, s.advertise_host, s.flight_port, signer)
+        members.locate(flight=f"{s.advertise_host}:{flight.port}")
+        pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lake-peer")
+        gossip = Gossip(members, self.catalog, links, s, pool, join)
+        self.cluster = Cluster(
+            settings=s,
+            catalog=self.catalog,
+            chunks=self.chunks,
+            links=links,
+            gossip=gossip,
+            replication=replication,
+            scrub=scrub,
+            flight=flight,
+            pool=pool,
+        )
+        self.cluster.start()
         return self.cluster
 
     def stop(self) -> None:

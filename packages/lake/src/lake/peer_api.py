@@ -130,7 +130,7 @@ def make_peer_app(holder: NodeHolder, signer: TokenSigner) -> Starlette:
         c = cluster(request)
         out = []
         for name in request.query_params.getlist("name"):
-            m = c.node.catalog.head(check_dataset_name(name))
+            m = c.catalog.head(check_dataset_name(name))
             if m is not None:
                 out.append(m.to_dict())
         return JSONResponse(out)
@@ -146,7 +146,7 @@ def make_peer_app(holder: NodeHolder, signer: TokenSigner) -> Starlette:
 
     async def chunks(request: Request) -> JSONResponse:
         c = cluster(request)
-        return JSONResponse(c.node.chunks.all())
+        return JSONResponse(c.chunks.all())
 
     async def scrub(request: Request) -> JSONResponse:
         c = cluster(request)

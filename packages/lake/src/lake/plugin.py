@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +18,8 @@ from .peer_api import make_peer_app
 from .settings import lake_settings
 
 __all__ = ["current_node", "plugin"]
+
+log = logging.getLogger(__name__)
 
 
 _HOLDER = NodeHolder()
@@ -59,7 +62,8 @@ def plugin() -> Plugin:
         from platform_core import auth
 
         addr = f"{ls.advertise_host}:{settings.port}"
-        await run_in_threadpool(node.start_cluster, auth.signer(ls), addr, None)
+        cluster = await run_in_threadpool(node.start_cluster, auth.signer(ls), addr, None)
+        log.info("lake node %s: Flight at grpc://%s", node.node_id, cluster.flight_addr)
         holder.node = node
         try:
             yield

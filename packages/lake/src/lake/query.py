@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -31,10 +31,8 @@ from platform_core import new_id
 
 from .catalog import Catalog
 from .errors import CorruptChunkError, QueryLimitError, QueryTimeoutError, TooLargeError
+from .interfaces import Distributor
 from .manifest import Manifest
-
-if TYPE_CHECKING:
-    from .distributed import Coordinator
 from .sql import Statement, check_read_only, duckdb_error, sandboxed_connection, view_sql
 
 __all__ = ["QueryEngine", "QueryResult", "ResultStream"]
@@ -236,6 +234,7 @@ class QueryEngine:
         timeout: float = 60.0,
         max_timeout: float = 3600.0,
         repair: Callable[[str], bool] | None = None,
+        coordinator: Distributor | None = None,
     ) -> None:
         self.catalog = catalog
         self.temp_dir = temp_dir
@@ -246,8 +245,8 @@ class QueryEngine:
         self.timeout = min(timeout, max_timeout)
         self.repair = repair
         """Called with a corrupt chunk's id; True if it was replaced by a good copy."""
-        self.coordinator: Coordinator | None = None
-        """Set when the node is part of a cluster: SELECTs then run across the members."""
+        self.coordinator = coordinator
+        """Given when the node is part of a cluster: SELECTs then run across the members."""
         self._running: dict[str, ResultStream] = {}
         self._idle: list[tuple[duckdb.DuckDBPyConnection, Path]] = []
         self._opened = 0
@@ -355,7 +354,7 @@ class QueryEngine:
                 }
             )
             return ResultStream.of_table(table, query_id, stmt.kind, started=started)
-        if self.coordinator is not None and self.coordinator.cluster.live_ids()[1:]:
+        if self.coordinator is not None and self.coordinator.has_peers():
             result = self._run_distributed(stmt, limit, query_id, started)
             return ResultStream.of_table(
                 result.table, query_id, result.kind, started=started, reads=result.reads
@@ -394,7 +393,7 @@ class QueryEngine:
         self, stmt: Statement, timeout: float, query_id: str, started: float
     ) -> QueryResult:
         assert self.coordinator is not None
-        out = self.coordinator.run(stmt, timeout=timeout, query_id=query_id)
+        out = self.coordinator.run(stmt, self, timeout=timeout, query_id=query_id)
         if stmt.kind == "explain":
             rows = [{"kind": "read", **r} for r in out.reads]
             rows += [{"kind": "moved", "chunk": None, **m} for m in out.moves]

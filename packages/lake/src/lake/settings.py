@@ -54,7 +54,9 @@ class LakeSettings(PackageSettings):
     query_threads: int = Field(2, ge=1)
     query_memory: str = "1GB"
     """DuckDB's memory_limit per query; DuckDB spills past it."""
-    flight_port: int = Field(8815, ge=0, le=65535)
+    flight_port: int = Field(0, ge=0, le=65535)
+    """Port of this node's Flight server; 0 (the default) takes any free one, which the node
+    reports in its start line and gossips to its peers."""
     advertise_host: str = "127.0.0.1"
     """Host peers use to reach this node's HTTP and Flight ports."""
     replication_factor: int = Field(2, ge=1)
@@ -64,6 +66,8 @@ class LakeSettings(PackageSettings):
     """How many members are asked to ping a member that did not answer directly (SWIM's k)."""
     suspect_timeout_seconds: float = Field(5.0, gt=0)
     """How long a suspected member has to refute before it is declared dead."""
+    join_timeout_seconds: float = Field(30.0, gt=0)
+    """How long ``lake node --join`` waits for a member to accept it before it exits."""
     replicate_interval_seconds: float = Field(2.0, gt=0)
     scrub_interval_seconds: float = Field(3600.0, gt=0)
 

@@ -1,0 +1,79 @@
+"""The narrow interfaces a node's parts are handed, so none imports the part it talks to.
+
+``LakeNode`` builds its parts in dependency order (see :mod:`lake.node`) and gives each only
+what it needs: the Flight server a :class:`FragmentRunner`, the coordinator a
+:class:`PeerGroup` (and, per query, the engine as :class:`LocalQueries`), the query engine a
+:class:`Distributor` and a repair callable. This module imports data types only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from .manifest import Manifest
+from .membership import Member
+from .sql import Statement
+
+__all__ = ["DistributedResult", "Distributor", "FragmentRunner", "LocalQueries", "PeerGroup"]
+
+
+class FragmentRunner(Protocol):
+    """What the Flight server needs: verified chunk files and local SQL over them."""
+
+    timeout: float
+
+    def chunk_paths_for(self, shas: list[str], *, force: bool = False) -> list[Path]: ...
+
+    def execute(
+        self,
+        sql: str,
+        manifests: dict[str, Manifest],
+        sources: dict[str, list[Path]],
+        *,
+        timeout: float | None,
+        query_id: str,
+        arrow_tables: dict[str, pa.Table] | None = None,
+    ) -> pa.Table: ...
+
+
+class LocalQueries(FragmentRunner, Protocol):
+    """What the coordinator needs of this node's engine: fragments plus a consistent snapshot."""
+
+    def snapshot(self, tables: frozenset[str]) -> dict[str, Manifest]: ...
+
+
+class PeerGroup(Protocol):
+    """What the coordinator needs of the cluster: who is live, where a chunk is, a token."""
+
+    @property
+    def me_id(self) -> str: ...
+
+    def live_ids(self) -> list[str]: ...
+
+    def candidates(self, sha: str, origin: str = "") -> list[Member]: ...
+
+    def token(self) -> str: ...
+
+
+@dataclass
+class DistributedResult:
+    """A query run across members: its table, the chunks read where, and what crossed the wire."""
+
+    table: pa.Table
+    reads: list[dict[str, Any]] = field(default_factory=list)
+    moves: list[dict[str, Any]] = field(default_factory=list)
+    plan: str = ""
+
+
+class Distributor(Protocol):
+    """What the query engine needs to run a SELECT across the members."""
+
+    def has_peers(self) -> bool: ...
+
+    def run(
+        self, stmt: Statement, local: LocalQueries, *, timeout: float, query_id: str
+    ) -> DistributedResult: ...

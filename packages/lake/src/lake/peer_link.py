@@ -1,0 +1,107 @@
+"""HTTP calls from this node to other members: the cluster token, the fault hook, refusals.
+
+Every node-to-node HTTP call (ping, indirect ping, manifests, chunk lists) goes through
+:class:`PeerLinks`. It signs each call with a cluster token, skips members whose link the
+fault hook dropped (tests of indirect pings), and notices a peer that refuses our token: a
+401 from a peer route means the two nodes were started with different secrets, which is
+logged once per peer as "cluster secret mismatch with NODE" (not once per gossip round).
+httpx's own per-request log line is dropped for these calls: gossip makes one every second.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import httpx
+
+from platform_core.auth import TokenSigner
+
+__all__ = ["PEER_PREFIX", "PeerLinks", "mismatch_message"]
+
+log = logging.getLogger(__name__)
+
+PEER_PREFIX = "/internal/lake"
+"""Where every node serves its node-to-node routes (:mod:`lake.peer_api`)."""
+
+
+def mismatch_message(peer: str) -> str:
+    """The one line that says a peer refused our cluster token, and what to do."""
+    return (
+        f"cluster secret mismatch with {peer}: it refused this node's cluster token; start "
+        "every node of a cluster with the same PLATFORM_SECRET (or LAKE_SECRET)"
+    )
+
+
+class _QuietPeerRequests(logging.Filter):
+    """Drops httpx's INFO line for node-to-node requests (one per gossip round and peer)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.INFO and PEER_PREFIX in record.getMessage())
+
+
+_QUIET = _QuietPeerRequests()
+
+
+class PeerLinks:
+    """This node's signed HTTP client to its peers, with dropped links and refusal tracking."""
+
+    def __init__(self, signer: TokenSigner, node_id: str, timeout: float) -> None:
+        self.signer = signer
+        self.node_id = node_id
+        self.dropped: set[str] = set()
+        """Member ids this node pretends it cannot reach (the fault hook)."""
+        self._http = httpx.Client(timeout=timeout)
+        httpx_log = logging.getLogger("httpx")
+        if _QUIET not in httpx_log.filters:
+            httpx_log.addFilter(_QUIET)
+        self._refused: set[str] = set()
+        self._lock = threading.Lock()
+
+    def token(self) -> str:
+        return self.signer.cluster_token(self.node_id)
+
+    def drop(self, node_ids: set[str]) -> None:
+        self.dropped = set(node_ids)
+
+    def call(
+        self,
+        method: str,
+        addr: str,
+        path: str,
+        *,
+        peer: str = "",
+        timeout: float | None = None,
+        **kw: Any,
+    ) -> httpx.Response:
+        """``method`` on ``http://addr/internal/lake<path>``; raises ``httpx.HTTPError``.
+
+        ``peer`` names the member in the mismatch message (its id and address when known).
+        """
+        r = self._http.request(
+            method,
+            f"http://{addr}{PEER_PREFIX}{path}",
+            headers={"authorization": f"Bearer {self.token()}"},
+            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            **kw,
+        )
+        who = peer or addr
+        if r.status_code == 401:
+            with self._lock:
+                first = who not in self._refused
+                self._refused.add(who)
+            if first:
+                log.error("%s", mismatch_message(who))
+        elif r.status_code == 200 and who in self._refused:
+            with self._lock:
+                self._refused.discard(who)
+        return r
+
+    def refused(self, peer: str) -> bool:
+        """Whether ``peer``'s last answer refused our token."""
+        with self._lock:
+            return peer in self._refused
+
+    def close(self) -> None:
+        self._http.close()
