@@ -17,7 +17,6 @@ import yaml
 
 from platform_core import PlatformError, errors
 from platform_core.cli import (
-    Column,
     default_url,
     expected_errors,
     fail,
@@ -53,9 +52,7 @@ def _client(url: str | None, token: str | None) -> httpx.Client:
     with expected_errors():
         found = resolve_token(base, token)
     if found is None:
-        fail(
-            f"no token for {base}: give --token, set PLATFORM_TOKEN or run `platform login`", 3
-        )
+        fail(f"no token for {base}: give --token, set PLATFORM_TOKEN or run `platform login`", 3)
     return httpx.Client(base_url=base, headers={"authorization": f"Bearer {found}"}, timeout=60)
 
 
@@ -152,8 +149,7 @@ def jobs(
     rows = [
         [j["id"], j["state"], j["tasks"]["done"], j["tasks"]["total"], j["owner"]] for j in found
     ]
-    cols = [Column("id"), Column("state"), Column("tasks_done", "i64")]
-    print_rows([*cols, Column("tasks_total", "i64"), Column("owner")], rows, fmt)
+    print_rows(["id", "state", "tasks_done", "tasks_total", "owner"], rows, fmt)
 
 
 @cli.command()

@@ -29,7 +29,6 @@ from platform_core import (
     parse_type,
 )
 from platform_core.cli import (
-    Column,
     default_url,
     expected_errors,
     fail,
@@ -288,9 +287,7 @@ def uploads(
         for u in found
         if all_states or u["state"] in ("open", "converting")
     ]
-    cols = [Column("id"), Column("dataset"), Column("state"), Column("bytes_done", "i64")]
-    cols += [Column("bytes_total", "i64"), Column("age")]
-    print_rows(cols, rows, fmt)
+    print_rows(["id", "dataset", "state", "bytes_done", "bytes_total", "age"], rows, fmt)
 
 
 @cli.command("ls")
@@ -305,8 +302,7 @@ def list_datasets(
         fmt = output_format(as_json, as_csv)
         with _client(node, token) as client:
             found = client.datasets()
-    cols = [Column("name"), Column("version", "i64"), Column("rows", "i64")]
-    cols += [Column("bytes", "i64"), Column("owner"), Column("age")]
+    cols = ["name", "version", "rows", "bytes", "owner", "age"]
     rows = [
         [d["name"], d["version"], d["rows"], d["bytes"], d.get("owner"), _age(d["created"])]
         for d in found
@@ -328,7 +324,7 @@ def schema(
         with _client(node, token) as client:
             found = client.dataset(name)
     rows = [[c["name"], c["type"], c["nullable"]] for c in found["columns"]]
-    print_rows([Column("column"), Column("type"), Column("nullable", "bool8")], rows, fmt)
+    print_rows(["column", "type", "nullable"], rows, fmt)
 
 
 @cli.command("rm")

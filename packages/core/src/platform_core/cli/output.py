@@ -12,6 +12,7 @@ import csv
 import enum
 import io
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,9 @@ from platform_core.jsoncells import json_cell, json_rows
 from platform_core.types import type_name
 
 __all__ = ["Column", "OutputFormat", "output_format", "print_rows", "print_table"]
+
+PIPED_WIDTH = 4096
+"""Console width when stdout is a pipe or file: rows stay whole lines."""
 
 
 class OutputFormat(enum.Enum):
@@ -73,7 +77,7 @@ def print_rows(
 ) -> None:
     """Print ``rows`` (JSON-ready values, ``None`` for NULL) under ``columns`` in ``fmt``."""
     cols = [c if isinstance(c, Column) else Column(c) for c in columns]
-    out = console or Console(soft_wrap=False)
+    out = console or _console()
     if fmt is OutputFormat.JSON:
         body = {
             "columns": [{"name": c.name, "type": c.type} for c in cols],
@@ -105,6 +109,13 @@ def print_rows(
         count = len(rows)
         out.print(Text(f"({count} row{'s' if count != 1 else ''})", style="dim"))
     out.file.flush()
+
+
+def _console() -> Console:
+    """Stdout; when it is not a terminal, wide enough that no cell is folded."""
+    if sys.stdout.isatty():
+        return Console(soft_wrap=False)
+    return Console(soft_wrap=False, width=PIPED_WIDTH, force_terminal=False)
 
 
 def print_table(
