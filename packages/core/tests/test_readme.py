@@ -29,3 +29,8 @@ def test_expression_example_runs(tmp_path, monkeypatch, capsys):
     assert out[0] == "bool8 [False, True, False]"
     assert out[1] == """(("amount" > 1000) AND ("region" IN ('eu', 'us')))"""
     assert out[2].startswith('{"kind":"binary"')
+
+
+def test_cli_kit_example_runs(tmp_path, monkeypatch, capsys):
+    out = _run_block(2, tmp_path, monkeypatch, capsys)
+    assert out == ["id,cells", '1,"[[null, 1]]"', "2,"]
