@@ -17,6 +17,9 @@ import yaml
 
 from platform_core import PlatformError, errors
 from platform_core.cli import (
+    AS_CSV,
+    AS_JSON,
+    TOKEN_OPTION,
     default_url,
     expected_errors,
     fail,
@@ -35,9 +38,8 @@ URL = typer.Option(help="A running platform's URL (default: run embedded here)."
 PLATFORM_URL = typer.Option(
     "--url", help="The platform's URL (default: the one `platform up` runs, else :8080)."
 )
-TOKEN = typer.Option(help="Token (default: PLATFORM_TOKEN, `platform login`, or this machine's).")
-JSON = typer.Option("--json", help="Print JSON.")
-CSV = typer.Option("--csv", help="Print CSV.")
+TOKEN = TOKEN_OPTION
+JSON, CSV = AS_JSON, AS_CSV
 
 
 @cli.callback()

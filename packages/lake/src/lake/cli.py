@@ -14,8 +14,9 @@ import shlex
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import pyarrow as pa
 import typer
@@ -29,6 +30,10 @@ from platform_core import (
     parse_type,
 )
 from platform_core.cli import (
+    AS_CSV,
+    AS_JSON,
+    TOKEN_OPTION,
+    OutputFormat,
     default_url,
     expected_errors,
     fail,
@@ -121,9 +126,9 @@ NODE = typer.Option(
     "--url",
     help="Base URL of a node or gateway (default: the one `platform up` runs, else :8080).",
 )
-TOKEN = typer.Option(help="Token (default: PLATFORM_TOKEN, `platform login`, or this machine's).")
-JSON = typer.Option("--json", help="Print JSON.")
-CSV = typer.Option("--csv", help="Print CSV.")
+TOKEN = TOKEN_OPTION
+JSON, CSV = AS_JSON, AS_CSV
+T = TypeVar("T")
 
 
 def _client(node: str | None, token: str | None) -> Client:
@@ -132,6 +137,17 @@ def _client(node: str | None, token: str | None) -> Client:
 
     url = node or default_url()
     return Client(url, resolve_token(url, token))
+
+
+def _fetch(
+    node: str | None, token: str | None, as_json: bool, as_csv: bool, call: Callable[[Client], T]
+) -> tuple[OutputFormat, T]:
+    """The output format asked for and ``call``'s answer from the node (errors exit)."""
+    with expected_errors():
+        fmt = output_format(as_json, as_csv)
+        with _client(node, token) as client:
+            return fmt, call(client)
+    raise AssertionError("unreachable")  # pragma: no cover  (expected_errors exits)
 
 
 def _size(n: float) -> str:
@@ -271,10 +287,7 @@ def uploads(
     as_csv: Annotated[bool, CSV] = False,
 ) -> None:
     """List your unfinished uploads (an admin sees everyone's): id, dataset, bytes, age."""
-    with expected_errors():
-        fmt = output_format(as_json, as_csv)
-        with _client(node, token) as client:
-            found = client.uploads()
+    fmt, found = _fetch(node, token, as_json, as_csv, lambda client: client.uploads())
     rows = [
         [
             u["id"],
@@ -298,10 +311,7 @@ def list_datasets(
     as_csv: Annotated[bool, CSV] = False,
 ) -> None:
     """List the datasets: name, version, rows, size, owner, age."""
-    with expected_errors():
-        fmt = output_format(as_json, as_csv)
-        with _client(node, token) as client:
-            found = client.datasets()
+    fmt, found = _fetch(node, token, as_json, as_csv, lambda client: client.datasets())
     cols = ["name", "version", "rows", "bytes", "owner", "age"]
     rows = [
         [d["name"], d["version"], d["rows"], d["bytes"], d.get("owner"), _age(d["created"])]
@@ -319,10 +329,7 @@ def schema(
     as_csv: Annotated[bool, CSV] = False,
 ) -> None:
     """Show a dataset's columns and their types."""
-    with expected_errors():
-        fmt = output_format(as_json, as_csv)
-        with _client(node, token) as client:
-            found = client.dataset(name)
+    fmt, found = _fetch(node, token, as_json, as_csv, lambda client: client.dataset(name))
     rows = [[c["name"], c["type"], c["nullable"]] for c in found["columns"]]
     print_rows(["column", "type", "nullable"], rows, fmt)
 
@@ -375,10 +382,7 @@ def query(
     as_csv: Annotated[bool, CSV] = False,
 ) -> None:
     """Run a read-only query and print the result: a table, or --json / --csv."""
-    with expected_errors():
-        fmt = output_format(as_json, as_csv)
-        with _client(node, token) as client:
-            result = client.query_arrow(sql)
+    fmt, result = _fetch(node, token, as_json, as_csv, lambda client: client.query_arrow(sql))
     if _DESCRIBE.match(sql):
         result = _platform_type_names(result)
     print_table(result, fmt)

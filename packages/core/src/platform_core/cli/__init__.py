@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .credentials import (
     DEFAULT_URL,
+    TOKEN_OPTION,
     config_dir,
     default_url,
     forget_token,
@@ -19,12 +20,15 @@ from .credentials import (
     tokens_file,
 )
 from .errors import EXIT_CODES, exit_code, expected_errors, fail, warn
-from .output import Column, OutputFormat, output_format, print_rows, print_table
+from .output import AS_CSV, AS_JSON, Column, OutputFormat, output_format, print_rows, print_table
 from .version import distribution_versions, version_option
 
 __all__ = [
+    "AS_CSV",
+    "AS_JSON",
     "DEFAULT_URL",
     "EXIT_CODES",
+    "TOKEN_OPTION",
     "Column",
     "OutputFormat",
     "config_dir",

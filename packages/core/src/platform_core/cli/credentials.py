@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import typer
 
 from platform_core import auth
 from platform_core.errors import BadInputError, PlatformError, UnauthorizedError
@@ -34,6 +35,7 @@ from platform_core.settings import PlatformSettings, load_settings
 
 __all__ = [
     "DEFAULT_URL",
+    "TOKEN_OPTION",
     "config_dir",
     "default_url",
     "forget_token",
@@ -46,6 +48,10 @@ __all__ = [
 ]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+TOKEN_OPTION: Any = typer.Option(
+    "--token", help="Token (default: PLATFORM_TOKEN, `platform login`, or this machine's)."
+)
+"""The ``--token`` option of every client command (resolved by :func:`resolve_token`)."""
 CLI_SUBJECT = "admin"
 """``sub`` of a token minted on this machine (the same as ``platform token``'s default)."""
 

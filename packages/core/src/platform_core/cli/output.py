@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -26,7 +27,15 @@ from platform_core.errors import BadInputError
 from platform_core.jsoncells import json_cell, json_rows
 from platform_core.types import type_name
 
-__all__ = ["Column", "OutputFormat", "output_format", "print_rows", "print_table"]
+__all__ = [
+    "AS_CSV",
+    "AS_JSON",
+    "Column",
+    "OutputFormat",
+    "output_format",
+    "print_rows",
+    "print_table",
+]
 
 PIPED_WIDTH = 4096
 """Console width when stdout is a pipe or file: rows stay whole lines."""
@@ -46,6 +55,11 @@ class Column:
 
     name: str
     type: str = ""
+
+
+AS_JSON: Any = typer.Option("--json", help="Print JSON instead of a table.")
+AS_CSV: Any = typer.Option("--csv", help="Print CSV instead of a table.")
+"""The two options of every command that prints a result: ``as_json: Annotated[bool, AS_JSON]``."""
 
 
 def output_format(as_json: bool, as_csv: bool) -> OutputFormat:
