@@ -11,11 +11,13 @@ import csv
 import io
 import json
 import os
+import pty
 import shlex
 import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,40 @@ class User:
     def json(self, *args: str, **env: str) -> dict[str, Any]:
         out: dict[str, Any] = json.loads(self.ok("lake", *args, "--json", **env))
         return out
+
+
+def on_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    """Run with stderr on a pseudo-terminal, as in a shell: exit code, stdout, what it showed."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        text=True,
+        env=env | {"TERM": "xterm", "COLUMNS": "160"},
+    )
+    os.close(slave)
+    shown: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 1 << 16)
+            except OSError:  # the other side closed
+                return
+            if not data:
+                return
+            shown.append(data)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    proc.wait(timeout=300)
+    reader.join(10)
+    os.close(master)
+    return proc.returncode, out, b"".join(shown).decode(errors="replace")
 
 
 def one_error_line(done: subprocess.CompletedProcess[str], code: int) -> str:
@@ -195,11 +231,11 @@ def test_upload_interrupted_by_ctrl_c_says_how_to_resume_and_resumes(
     table = user.ok("lake", "uploads")
     assert upload_id in table
 
-    done = subprocess.run(
-        [str(BIN / "lake"), *command[1:]], capture_output=True, text=True, env=user.env, timeout=300
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().startswith("big: version 1, 600000 rows")
+    code, out, shown = on_terminal([str(BIN / "lake"), *command[1:]], user.env)
+    assert code == 0, shown
+    assert out.strip().startswith("big: version 1, 600000 rows")
+    assert "uploading big.csv" in shown  # the progress: the transfer, then the conversion
+    assert "converting big.csv" in shown
     assert user.json("uploads")["rows"] == []  # committed: no longer unfinished
 
     printed = user.ok("lake", "query", "SELECT * FROM big ORDER BY id", "--csv")

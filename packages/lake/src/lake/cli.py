@@ -207,6 +207,7 @@ def upload(
     Ctrl-C keeps what was sent and prints the command that resumes the upload; the progress
     shows the transfer, then the node's conversion into chunks.
     """
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -242,6 +243,7 @@ def upload(
                 DownloadColumn(),
                 TransferSpeedColumn(),
                 TimeElapsedColumn(),
+                console=Console(stderr=True),
                 transient=True,
                 disable=as_json or not sys.stderr.isatty(),
             ) as bar,
