@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from platform_core import ForbiddenError, NotFoundError, PlatformError
+from platform_core import ForbiddenError, NotFoundError, PlatformError, UnavailableError
 from platform_core.cli import (
     OutputFormat,
     exit_code,
@@ -23,6 +23,7 @@ from platform_core.cli import (
     normalize_url,
     output_format,
     print_table,
+    resolve_token,
     save_token,
     saved_token,
     tokens_file,
@@ -137,3 +138,22 @@ def test_a_url_without_a_scheme_is_refused() -> None:
     assert normalize_url("http://Example.COM:80/") == "http://example.com:80"
     with pytest.raises(PlatformError, match="not a gateway URL"):
         normalize_url("127.0.0.1:8080")
+
+
+def test_a_token_for_an_unreachable_local_gateway_says_it_cannot_reach_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("PLATFORM_TOKEN", "PLATFORM_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PLATFORM_HOME", str(tmp_path / "home"))  # no secret there
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    assert resolve_token("http://127.0.0.1:1", "given") == "given"
+    monkeypatch.setenv("PLATFORM_TOKEN", "from-env")
+    assert resolve_token("http://127.0.0.1:1", None) == "from-env"
+    monkeypatch.delenv("PLATFORM_TOKEN")
+    save_token("http://127.0.0.1:1", "saved")
+    assert resolve_token("http://127.0.0.1:1") == "saved"
+    forget_token("http://127.0.0.1:1")
+    with pytest.raises(UnavailableError, match=r"cannot reach http://127\.0\.0\.1:1/api/login"):
+        resolve_token("http://127.0.0.1:1")
+    assert resolve_token("http://192.0.2.1:8080") is None  # not this machine: nothing minted

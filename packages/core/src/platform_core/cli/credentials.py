@@ -28,7 +28,13 @@ import httpx
 import typer
 
 from platform_core import auth
-from platform_core.errors import BadInputError, PlatformError, UnauthorizedError
+from platform_core.errors import (
+    BadInputError,
+    ForbiddenError,
+    PlatformError,
+    UnauthorizedError,
+    UnavailableError,
+)
 from platform_core.netloc import is_loopback
 from platform_core.running import find_running
 from platform_core.settings import PlatformSettings, load_settings
@@ -145,13 +151,16 @@ def _minted(url: str, settings: PlatformSettings) -> str | None:
 
 
 def login(url: str, user: str | None = None, password: str | None = None) -> str:
-    """``POST {url}/api/login`` and return the token: ``{}`` in dev mode, else user and password."""
+    """``POST {url}/api/login`` and return the token: ``{}`` in dev mode, else user and password.
+
+    A refusal raises ``UnauthorizedError``; a gateway that cannot be reached ``UnavailableError``.
+    """
     body: dict[str, Any] = {} if user is None else {"username": user, "password": password or ""}
     target = normalize_url(url) + "/api/login"
     try:
         r = httpx.post(target, json=body, timeout=30)
     except httpx.HTTPError as exc:
-        raise UnauthorizedError(f"cannot reach {target} to log in: {exc}") from exc
+        raise UnavailableError(f"cannot reach {target} to log in: {exc}") from exc
     try:
         answer = r.json()
     except ValueError:
@@ -179,6 +188,6 @@ def resolve_token(
     if minted:
         return minted
     if is_loopback(_host(url)):
-        with contextlib.suppress(PlatformError):
-            return login(url)
+        with contextlib.suppress(UnauthorizedError, ForbiddenError):  # not in dev mode
+            return login(url)  # an unreachable gateway says so (UnavailableError)
     return None
