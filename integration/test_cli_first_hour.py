@@ -26,6 +26,7 @@ import duckdb
 import httpx
 import pytest
 
+from . import conftest
 from .conftest import Platform, StartPlatform
 
 BIN = Path(sys.executable).parent
@@ -110,6 +111,12 @@ def one_error_line(done: subprocess.CompletedProcess[str], code: int) -> str:
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("error: ")
     return lines[0]
+
+
+@pytest.fixture(autouse=True)
+def patient_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give `platform up` 90 s to start: these tests run beside others on a loaded machine."""
+    monkeypatch.setattr(conftest, "START_TIMEOUT", 90.0)
 
 
 @pytest.fixture
