@@ -39,3 +39,8 @@ def test_http_kit_example_runs(tmp_path, monkeypatch, capsys):
         == "{'error': \"no dataset 'sales'\", 'type': 'not_found', 'details': {'name': 'sales'}}"
     )
     assert out[1] == "NotFoundError 404 not_found no dataset 'sales'"
+
+
+def test_cli_kit_example_runs(tmp_path, monkeypatch, capsys):
+    out = _run_block(2, tmp_path, monkeypatch, capsys)
+    assert out == ["id,cells", '1,"[[null, 1]]"', "2,"]

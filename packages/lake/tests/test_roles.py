@@ -38,6 +38,7 @@ TABLE: dict[tuple[str, str], str] = {
     ("GET", "/datasets/{name}/schema"): ANY,
     ("GET", "/datasets/{name}/preview"): ANY,
     ("DELETE", "/datasets/{name}"): OWNER,
+    ("GET", "/uploads"): ANY,  # each user sees their own uploads, an admin all (below)
     ("POST", "/uploads"): ANY,  # a new dataset; a version of an existing one: OWNER (below)
     ("PUT", "/uploads/{upload_id}/parts/{n}"): OWNER,
     ("GET", "/uploads/{upload_id}"): OWNER,
@@ -161,7 +162,7 @@ def build(node: Node, method: str, path: str) -> Iterator[Request]:
         yield method, f"/datasets/{node.dataset()}", {}
     elif "{name}" in path:
         yield method, path.replace("{name}", "shared"), {}
-    elif path == "/uploads":
+    elif path == "/uploads" and method == "POST":
         name = f"new{next(_names)}"
         yield method, path, {"json": {"name": name, "size": len(CSV), "filename": "x.csv"}}
     elif path == "/uploads/{upload_id}/parts/{n}":
@@ -229,6 +230,21 @@ def test_a_cluster_token_is_no_user_token(node: Node, method: str, path: str) ->
         method, url.replace("{n}", "0"), headers={"authorization": f"Bearer {cluster}"}
     )
     assert r.status_code == 401, r.text
+
+
+def test_the_upload_list_shows_a_user_their_own_uploads_and_an_admin_all(node: Node) -> None:
+    mine = node.start_upload()["id"]  # alice's
+    seen = {
+        role: {u["id"] for u in node.call(role, "GET", "/uploads").json()}
+        for role in ("owner", "other", "admin")
+    }
+    assert mine in seen["owner"]
+    assert mine in seen["admin"]
+    assert mine not in seen["other"]
+    listed = next(u for u in node.call("owner", "GET", "/uploads").json() if u["id"] == mine)
+    assert listed["owner"] == "alice"
+    assert listed["state"] == "open"
+    assert listed["received_bytes"] == 0
 
 
 def test_the_uploader_owns_the_dataset_and_keeps_it_across_versions(node: Node) -> None:

@@ -1,7 +1,9 @@
 """The ``platform`` command: ``platform up`` runs the gateway, plugins add ``platform <name>``.
 
-Bad input never shows a traceback: it prints one red line and exits non-zero (2 for bad
-settings, options or secret, 1 when the platform cannot start or was stopped by force).
+Bad input never shows a traceback: it prints one line and exits non-zero (2 for bad
+settings, options or secret, 1 when the platform cannot start or was stopped by force; the
+other codes by error kind, as ``platform_core.cli`` maps them). ``platform login`` keeps a
+token for a gateway URL that every CLI then uses (``platform_core.cli.resolve_token``).
 """
 
 from __future__ import annotations
@@ -10,11 +12,10 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from platform_core import (
     BadInputError,
@@ -26,6 +27,18 @@ from platform_core import (
     discover_plugins,
     load_settings,
 )
+from platform_core.cli import (
+    default_url,
+    expected_errors,
+    fail,
+    forget_token,
+    login,
+    normalize_url,
+    save_token,
+    tokens_file,
+    version_option,
+    warn,
+)
 
 from .app import create_app
 from .logs import RedactTokens, install_log_redaction
@@ -36,24 +49,7 @@ __all__ = ["build_cli", "main"]
 
 log = logging.getLogger(__name__)
 
-_stderr = Console(stderr=True, soft_wrap=True)
-_BUILTIN_COMMANDS = frozenset({"up", "token"})
-
-
-def _error(message: str) -> None:
-    _stderr.print(f"[bold red]error:[/] [red]{escape(message)}[/]")
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    _error(message)
-    raise typer.Exit(code)
-
-
-def _show_version(value: bool) -> None:
-    if value:
-        for name, number in platform_versions().items():
-            typer.echo(f"{name} {number}")
-        raise typer.Exit()
+_BUILTIN_COMMANDS = frozenset({"up", "token", "login", "logout"})
 
 
 def _configure_logging(level: str) -> None:
@@ -92,7 +88,7 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
             plugins = discover_plugins()
         except PlatformError as exc:
             load_error = str(exc)
-            _error(f"{load_error} (its commands are missing; fix or uninstall that package)")
+            warn(f"{load_error} (its commands are missing; fix or uninstall that package)")
             plugins = []
 
     cli = typer.Typer(
@@ -105,15 +101,7 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
 
     @cli.callback()
     def root(
-        version: Annotated[
-            bool,
-            typer.Option(
-                "--version",
-                help="Print the versions of the installed platform packages and exit.",
-                callback=_show_version,
-                is_eager=True,
-            ),
-        ] = False,
+        version: Annotated[bool, version_option(versions=platform_versions)] = False,
     ) -> None:
         """The data platform: storage, SQL, pipelines and a live database behind one gateway."""
 
@@ -139,7 +127,7 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
     ) -> None:
         """Start the gateway with every installed plugin; Ctrl-C stops it (twice: by force)."""
         if load_error is not None:
-            _fail(f"cannot start: {load_error}", 1)
+            fail(f"cannot start: {load_error}", 1)
         overrides: dict[str, Any] = {
             "host": host,
             "port": port,
@@ -151,40 +139,40 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
             given = {k: v for k, v in overrides.items() if v is not None}
             settings = load_settings(PlatformSettings, **given)
         except BadInputError as exc:
-            _fail(str(exc), 2)
+            fail(str(exc), 2)
         if home is not None:
             # Plugins read their own settings from the environment; they must see this home.
             os.environ["PLATFORM_HOME"] = str(settings.home)
         try:
             Path(settings.home).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            _fail(f"cannot create the data directory {settings.home}: {exc}", 2)
+            fail(f"cannot create the data directory {settings.home}: {exc}", 2)
 
         try:
             auth.load_secret(settings)  # made once if missing; create_app reads it again
         except PlatformError as exc:
-            _fail(str(exc), 2)
+            fail(str(exc), 2)
 
         _configure_logging(settings.log_level)
         try:
             app = create_app(settings, plugins)
         except BadInputError as exc:
-            _fail(str(exc), 2)
+            fail(str(exc), 2)
         except PlatformError as exc:
-            _fail(f"cannot start: {exc}", 1)
+            fail(f"cannot start: {exc}", 1)
         capped = cap_memory(settings.memory_headroom)  # a query errors, the process lives
         if capped is not None:
             logging.getLogger("platform").info("address space capped at %d MiB", capped >> 20)
         try:
             sock = bind(settings.host, settings.port)
         except OSError as exc:
-            _fail(f"cannot listen on {settings.host}:{settings.port}: {exc}", 1)
+            fail(f"cannot listen on {settings.host}:{settings.port}: {exc}", 1)
         url = url_of(settings.host, sock.getsockname()[1])
         outcome = serve(app, sock, url, settings.log_level, Path(settings.home))
         if outcome is Outcome.FAILED:
-            _fail("the platform did not start (the log above says why)", 1)
+            fail("the platform did not start (the log above says why)", 1)
         if outcome is Outcome.FORCED:
-            _fail("stopped by force: plugins still stopping were interrupted", 1)
+            fail("stopped by force: plugins still stopping were interrupted", 1)
 
     @cli.command()
     def token(
@@ -212,16 +200,65 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
             token_signer = auth.signer(settings, create=False)
             value = token_signer.issue(sub, admin=admin, ttl_seconds=ttl_seconds)
         except PlatformError as exc:
-            _fail(str(exc), 2)
+            fail(str(exc), 2)
         typer.echo(value)
+
+    @cli.command("login")
+    def login_command(
+        url: Annotated[
+            str | None,
+            typer.Option(help="The gateway (default: the one `platform up` runs, else :8080)."),
+        ] = None,
+        user: Annotated[
+            str | None, typer.Option(help="User name (none: dev-mode login on this machine).")
+        ] = None,
+        password_stdin: Annotated[
+            bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+        ] = False,
+    ) -> None:
+        """Log in to a gateway and keep its token for every CLI (`lake`, `elytra`, ...).
+
+        With --user the password is asked for (or read from stdin); without, the gateway
+        must be in dev mode (no admin password, and this machine). The token is kept in the
+        user's config directory, readable by this user only, until `platform logout`.
+        """
+        with expected_errors():
+            target = normalize_url(url) if url else default_url()
+        password: str | None = None
+        if user is not None:
+            if password_stdin:
+                password = sys.stdin.readline().rstrip("\r\n")
+            else:
+                password = typer.prompt(f"password for {user} at {target}", hide_input=True)
+        elif password_stdin:
+            fail("--password-stdin needs --user (dev-mode login takes no password)", 2)
+        with expected_errors(OSError):
+            token_value = login(target, user, password)
+            where = save_token(target, token_value)
+        typer.echo(f"logged in to {target} as {user or 'admin (dev mode)'}; token kept in {where}")
+
+    @cli.command()
+    def logout(
+        url: Annotated[
+            str | None,
+            typer.Option(help="The gateway (default: the one `platform up` runs, else :8080)."),
+        ] = None,
+    ) -> None:
+        """Forget the token `platform login` kept for a gateway."""
+        with expected_errors(OSError):
+            target = normalize_url(url) if url else default_url()
+            had = forget_token(target)
+        typer.echo(
+            f"logged out of {target}" if had else f"no token kept for {target} in {tokens_file()}"
+        )
 
     for plugin in plugins:
         if plugin.cli is None:
             continue
         if plugin.name in _BUILTIN_COMMANDS:
-            _error(f"plugin {plugin.name!r} is named like a built-in command; its CLI is skipped")
+            warn(f"plugin {plugin.name!r} is named like a built-in command; its CLI is skipped")
         elif not isinstance(plugin.cli, typer.Typer):
-            _error(f"plugin {plugin.name!r}: its cli is {type(plugin.cli).__name__}, not a Typer")
+            warn(f"plugin {plugin.name!r}: its cli is {type(plugin.cli).__name__}, not a Typer")
         else:
             if plugin.description:
                 cli.add_typer(plugin.cli, name=plugin.name, help=plugin.description)

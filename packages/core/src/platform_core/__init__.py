@@ -1,8 +1,9 @@
 """platform_core: the common language of the platform.
 
 Field types and schemas (Arrow), the one CSV reader (DuckDB's ``read_csv`` semantics), row hashing for partitioning, errors, settings, sortable ids,
-content hashes, plugins and tokens (``platform_core.auth``), and the service kit's HTTP boundary
-(``platform_core.http``). Everything public is importable from here.
+content hashes, plugins and tokens (``platform_core.auth``), the service kit's HTTP boundary
+(``platform_core.http``); the command-line kit is ``platform_core.cli``. Everything public is
+importable from here.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -35,7 +36,17 @@ from .running import announce, find_running, withdraw
 from .schema import Field, Schema
 from .settings import PackageSettings, PlatformSettings, load_settings
 from .sizes import SIZE_FORMS, SIZE_UNITS, parse_bytes
-from .types import FieldType, from_arrow, parse_type
+from .types import FieldType, from_arrow, parse_type, type_name
+
+
+def __getattr__(name: str) -> object:
+    """``platform_core.cli`` on first use: it imports Typer and rich, which servers need not."""
+    if name == "cli":
+        import importlib
+
+        return importlib.import_module(".cli", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 try:
     __version__ = version("platform-core")
@@ -103,6 +114,7 @@ __all__ = [
     "sha256_stream",
     "sniff_csv_schema",
     "stable_hash",
+    "type_name",
     "withdraw",
     "write_csv_bytes",
 ]

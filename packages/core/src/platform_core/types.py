@@ -48,6 +48,7 @@ __all__ = [
     "from_arrow",
     "parse_type",
     "timestamp",
+    "type_name",
 ]
 
 #: Every kind, in the order the vocabulary is documented; parametrised kinds last.
@@ -486,3 +487,16 @@ def _unsupported(t: pa.DataType, advice: str) -> BadInputError:
         f"Arrow type {t} is not supported: {advice} (supported: {_SUPPORTED_ARROW})",
         arrow_type=str(t),
     )
+
+
+def type_name(arrow_type: pa.DataType) -> str:
+    """The name a column of ``arrow_type`` is shown with: the vocabulary's, else Arrow's.
+
+    Results, schemas and DESCRIBE all name types this way, so ``i64`` in one is ``i64`` in
+    the others; a query may produce a type outside the vocabulary (``uint64``, a list), which
+    keeps its Arrow name rather than failing the display.
+    """
+    try:
+        return str(from_arrow(arrow_type))
+    except BadInputError:
+        return str(arrow_type)

@@ -12,6 +12,7 @@ import lmdb
 import typer
 
 from platform_core import PlatformError, auth, configure_logging
+from platform_core.cli import expected_errors, fail, version_option
 
 from .settings import ElkynSettings, check_dev, elkyn_settings
 
@@ -24,26 +25,14 @@ cli = typer.Typer(
 log = logging.getLogger("elkyn")
 
 
-def _version(value: bool) -> None:
-    if value:
-        from . import __version__
-
-        typer.echo(f"elkyn {__version__}")
-        raise typer.Exit()
-
-
 @cli.callback()
 def _main(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
-    ] = False,
+    version: Annotated[bool, version_option(elkyn="platform-elkyn")] = False,
 ) -> None:
     """Elkyn command line."""
 
 
-def _fail(exc: Exception) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(2)
+_fail = fail  # the serve command's error exit
 
 
 @cli.command()
@@ -143,11 +132,9 @@ def backup(
     """Consistent copy of the database (safe while a server is writing to it)."""
     from .ops import backup as do_backup
 
-    try:
+    with expected_errors(OSError, lmdb.Error):
         settings = elkyn_settings(None, **({"path": path} if path else {}))
         do_backup(settings.db_path(), target)
-    except (PlatformError, OSError, lmdb.Error) as exc:
-        _fail(exc)
     typer.echo(f"backed up to {target}")
 
 
@@ -160,11 +147,9 @@ def restore(
     """Put a backup in place (the server must be stopped)."""
     from .ops import restore as do_restore
 
-    try:
+    with expected_errors(OSError):
         settings = elkyn_settings(None, **({"path": path} if path else {}))
         do_restore(source, settings.db_path(), force=force)
-    except (PlatformError, OSError) as exc:
-        _fail(exc)
     typer.echo(f"restored {source} into {settings.db_path()}")
 
 
@@ -175,14 +160,12 @@ def export_json(
     path: Annotated[Path | None, typer.Option(help="LMDB directory.")] = None,
 ) -> None:
     """Write the value at a path as JSON."""
-    where = elkyn_settings(None, **({"path": path} if path else {})).db_path()
+    with expected_errors():
+        where = elkyn_settings(None, **({"path": path} if path else {})).db_path()
     if not (where / "data.mdb").is_file():
-        _fail(FileNotFoundError(f"no Elkyn database at {where} (no data.mdb); check --path"))
-    try:
-        with _open(path) as db:
-            value = db.get(at)
-    except (PlatformError, OSError, lmdb.Error) as exc:
-        _fail(exc)
+        fail(f"no Elkyn database at {where} (no data.mdb); check --path", 4)
+    with expected_errors(OSError, lmdb.Error), _open(path) as db:
+        value = db.get(at)
     text = json.dumps(value, ensure_ascii=False)
     if str(out) == "-":
         typer.echo(text)
@@ -199,12 +182,10 @@ def import_json(
     path: Annotated[Path | None, typer.Option(help="LMDB directory.")] = None,
 ) -> None:
     """Replace the value at a path with a JSON file's content (one transaction)."""
-    try:
+    with expected_errors(OSError, ValueError, lmdb.Error):
         value = json.loads(src.read_text())
         with _open(path) as db:
             db.set(at, value)
-    except (PlatformError, OSError, ValueError, lmdb.Error) as exc:
-        _fail(exc)
     typer.echo(f"imported {src} at {at}")
 
 
@@ -215,12 +196,10 @@ def token(
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
 ) -> None:
     """Print a platform token for a user (needs the platform secret)."""
-    try:
+    with expected_errors():
         typer.echo(
             auth.signer(elkyn_settings(), create=False).issue(uid, admin=admin, ttl_seconds=ttl)
         )
-    except PlatformError as exc:
-        _fail(exc)
 
 
 def main() -> None:

@@ -7,55 +7,81 @@ a running platform, which then runs it as a job (datasets only). The file is the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
+import pyarrow as pa
 import typer
 import yaml
 
-from platform_core import PlatformError, auth
+from platform_core import PlatformError, errors
+from platform_core.cli import (
+    AS_CSV,
+    AS_JSON,
+    TOKEN_OPTION,
+    default_url,
+    expected_errors,
+    fail,
+    output_format,
+    print_rows,
+    print_table,
+    resolve_token,
+    version_option,
+)
 
 __all__ = ["cli", "main"]
 
 cli = typer.Typer(help="Elytra: pipelines over lake datasets, run as jobs.", no_args_is_help=True)
 
 URL = typer.Option(help="A running platform's URL (default: run embedded here).")
-TOKEN = typer.Option(help="Token for --url (default: PLATFORM_TOKEN).")
+PLATFORM_URL = typer.Option(
+    "--url", help="The platform's URL (default: the one `platform up` runs, else :8080)."
+)
+TOKEN = TOKEN_OPTION
+JSON, CSV = AS_JSON, AS_CSV
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+@cli.callback()
+def _main(
+    version: Annotated[bool, version_option(elytra="platform-elytra")] = False,
+) -> None:
+    """Elytra command line."""
 
 
-def _client(url: str, token: str | None) -> httpx.Client:
-    found = auth.client_token(token)
+def _client(url: str | None, token: str | None) -> httpx.Client:
+    base = (url or default_url()).rstrip("/")
+    with expected_errors():
+        found = resolve_token(base, token)
     if found is None:
-        _fail("give --token or set PLATFORM_TOKEN (see `platform token`)")
-    return httpx.Client(
-        base_url=url.rstrip("/"), headers={"authorization": f"Bearer {found}"}, timeout=60
-    )
+        fail(f"no token for {base}: give --token, set PLATFORM_TOKEN or run `platform login`", 3)
+    return httpx.Client(base_url=base, headers={"authorization": f"Bearer {found}"}, timeout=60)
 
 
 def _check(r: httpx.Response) -> Any:
     if r.status_code >= 400:
         try:
-            message = r.json().get("error", r.text)
-        except ValueError:
-            message = r.text
-        _fail(f"{r.status_code}: {message}", 1)
+            body = r.json()
+            message, kind = body.get("error", r.text), body.get("type", "internal")
+        except (ValueError, AttributeError):
+            message, kind = r.text, "internal"
+        _fail_kind(f"{message} (HTTP {r.status_code})", kind)
     return r.json()
+
+
+def _fail_kind(message: str, kind: str) -> NoReturn:
+    """Fail with the exit code of the error kind a server answered with."""
+    known = {cls.kind: cls for cls in errors.PlatformError.__subclasses__()}
+    fail(known.get(kind, PlatformError)(message))
 
 
 def _load(path: Path) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        _fail(f"cannot read {path}: {exc}")
+        fail(f"cannot read {path}: {exc}", 2)
     if not isinstance(doc, dict):
-        _fail(f"{path}: a pipeline file is a mapping with 'source' and 'steps'")
+        fail(f"{path}: a pipeline file is a mapping with 'source' and 'steps'", 2)
     out: dict[str, Any] = doc
     return out
 
@@ -70,8 +96,12 @@ def run(
     ] = None,
     limit: Annotated[int, typer.Option(help="Rows to print.")] = 20,
     backend: Annotated[str | None, typer.Option(help="inline, local or ray (embedded).")] = None,
+    as_json: Annotated[bool, JSON] = False,
+    as_csv: Annotated[bool, CSV] = False,
 ) -> None:
     """Run a pipeline and print its first rows (or write them with --output)."""
+    with expected_errors():
+        fmt = output_format(as_json, as_csv)
     doc = _load(file)
     if url is not None:
         with _client(url, token) as c:
@@ -83,46 +113,51 @@ def run(
                 time.sleep(0.5)
                 job = _check(c.get(f"/api/jobs/{job['id']}"))
             if job["state"] != "succeeded":
-                _fail(
-                    f"job {job['id']} {job['state']}: {(job.get('error') or {}).get('message')}", 1
+                error = job.get("error") or {}
+                _fail_kind(
+                    f"job {job['id']} {job['state']}: {error.get('message')}",
+                    str(error.get("type", "internal")),
                 )
-            rows = _check(c.get(f"/api/jobs/{job['id']}/result", params={"limit": limit}))
-            typer.echo(json.dumps(rows["rows"], default=str))
+            params: dict[str, Any] = {"limit": limit, "format": "arrow"}
+            r = c.get(f"/api/jobs/{job['id']}/result", params=params)
+            if r.status_code >= 400:
+                _check(r)
+            print_table(pa.ipc.open_stream(r.content).read_all(), fmt)
         return
     from .session import connect
     from .spec import build
 
-    try:
-        with connect(backend=backend) as s:
-            p = build(doc, s, files=True)
-            if output is not None:
-                done = p.write(output)
-                typer.echo(f"wrote {done['rows']} rows to {done['path']}")
-            else:
-                table = p.limit(limit).collect()
-                typer.echo(table.to_string(preview_cols=0))
-    except PlatformError as exc:
-        _fail(exc.message)
+    with expected_errors(), connect(backend=backend) as s:
+        p = build(doc, s, files=True)
+        if output is not None:
+            done = p.write(output)
+            typer.echo(f"wrote {done['rows']} rows to {done['path']}")
+        else:
+            print_table(p.limit(limit).collect(), fmt)
 
 
 @cli.command()
 def jobs(
-    url: Annotated[str, typer.Option(help="The platform's URL.")] = "http://127.0.0.1:8080",
+    url: Annotated[str | None, PLATFORM_URL] = None,
     token: Annotated[str | None, TOKEN] = None,
+    as_json: Annotated[bool, JSON] = False,
+    as_csv: Annotated[bool, CSV] = False,
 ) -> None:
     """List your jobs on a running platform (an admin sees all)."""
+    with expected_errors():
+        fmt = output_format(as_json, as_csv)
     with _client(url, token) as c:
-        for job in _check(c.get("/api/jobs")):
-            t = job["tasks"]
-            typer.echo(
-                f"{job['id']}  {job['state']:<9}  tasks {t['done']}/{t['total']}  {job['owner']}"
-            )
+        found = _check(c.get("/api/jobs"))
+    rows = [
+        [j["id"], j["state"], j["tasks"]["done"], j["tasks"]["total"], j["owner"]] for j in found
+    ]
+    print_rows(["id", "state", "tasks_done", "tasks_total", "owner"], rows, fmt)
 
 
 @cli.command()
 def cancel(
     job_id: Annotated[str, typer.Argument(help="The job's id.")],
-    url: Annotated[str, typer.Option(help="The platform's URL.")] = "http://127.0.0.1:8080",
+    url: Annotated[str | None, PLATFORM_URL] = None,
     token: Annotated[str | None, TOKEN] = None,
 ) -> None:
     """Cancel a job on a running platform."""

@@ -25,10 +25,12 @@ from starlette.concurrency import run_in_threadpool
 from platform_core import (
     BadInputError,
     ForbiddenError,
+    PlatformError,
     UnauthorizedError,
     UnavailableError,
     json_rows,
     new_id,
+    type_name,
 )
 from platform_core.auth import Claims
 
@@ -114,6 +116,9 @@ class UploadModel(BaseModel):
     part_size: int
     parts: int
     received: list[int]
+    received_bytes: int = Field(0, description="Bytes of the parts received so far.")
+    created: float = Field(0.0, description="When the upload started (Unix seconds).")
+    owner: str | None = Field(None, description="Who started it.")
     state: str
     error: str | None = None
     version: int | None = None
@@ -185,7 +190,8 @@ def _dataset(m: Manifest) -> dict[str, Any]:
         []
         if m.schema is None
         else [
-            {"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in m.schema.fields
+            {"name": f.name, "type": type_name(f.type), "nullable": f.nullable}
+            for f in m.schema.fields
         ]
     )
     return {
@@ -202,7 +208,7 @@ def _dataset(m: Manifest) -> dict[str, Any]:
 
 
 def _columns(schema: pa.Schema) -> list[dict[str, Any]]:
-    return [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]
+    return [{"name": f.name, "type": type_name(f.type), "nullable": f.nullable} for f in schema]
 
 
 def _own_upload(node: LakeNode, who: Claims, upload_id: str) -> None:
@@ -211,6 +217,7 @@ def _own_upload(node: LakeNode, who: Claims, upload_id: str) -> None:
 
 def _upload(node: LakeNode, upload_id: str, base: str) -> dict[str, Any]:
     info = node.uploads.get(upload_id)
+    received = node.uploads.received(upload_id)
     return {
         "id": info.id,
         "name": info.name,
@@ -218,7 +225,10 @@ def _upload(node: LakeNode, upload_id: str, base: str) -> dict[str, Any]:
         "size": info.size,
         "part_size": info.part_size,
         "parts": info.parts,
-        "received": node.uploads.received(upload_id),
+        "received": received,
+        "received_bytes": sum(info.part_length(n) for n in received),
+        "created": info.created,
+        "owner": info.owner,
         "state": info.state,
         "error": info.error,
         "version": info.version,
@@ -580,6 +590,19 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
             writer.cancel()
             raise
         return await writer
+
+    @router.get("/uploads", response_model=list[UploadModel])
+    def list_uploads(node: NodeDep, who: CallerDep) -> list[dict[str, Any]]:
+        """The uploads this node keeps, oldest first: the caller's own (an admin sees all).
+
+        Role: any user (each sees only the uploads they started; an admin sees every one).
+        """
+        out = []
+        for info in node.uploads.list():
+            if who.admin or (info.owner is not None and info.owner == who.sub):
+                with contextlib.suppress(PlatformError):  # removed meanwhile
+                    out.append(_upload(node, info.id, prefix))
+        return out
 
     @router.get("/uploads/{upload_id}", response_model=UploadModel)
     def upload_status(node: NodeDep, who: CallerDep, upload_id: str) -> dict[str, Any]:

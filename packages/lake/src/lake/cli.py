@@ -1,17 +1,25 @@
-"""``lake`` (and ``platform lake``): run a node, upload a file, run a query."""
+"""``lake`` (and ``platform lake``): run a node; upload, list, describe, query and remove datasets.
+
+Client commands talk to ``--node`` (default: the gateway ``platform up`` runs on
+``PLATFORM_HOME``, else ``http://127.0.0.1:8080``) with the token ``platform_core.cli``
+resolves (``--token``, ``PLATFORM_TOKEN``, ``platform login``, or minted on this machine).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
+import re
+import shlex
 import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
+import pyarrow as pa
 import typer
 
 from platform_core import (
@@ -20,9 +28,27 @@ from platform_core import (
     cap_memory,
     configure_logging,
     install_log_redaction,
+    parse_type,
+)
+from platform_core.cli import (
+    AS_CSV,
+    AS_JSON,
+    TOKEN_OPTION,
+    OutputFormat,
+    default_url,
+    expected_errors,
+    fail,
+    output_format,
+    print_rows,
+    print_table,
+    resolve_token,
+    version_option,
 )
 
 from .settings import lake_settings
+
+if TYPE_CHECKING:
+    from .client import Client
 
 __all__ = ["cli", "main"]
 
@@ -31,26 +57,14 @@ cli = typer.Typer(
 )
 
 
-def _version(value: bool) -> None:
-    if value:
-        from . import __version__
-
-        typer.echo(f"lake {__version__}")
-        raise typer.Exit()
-
-
 @cli.callback()
 def _main(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
-    ] = False,
+    version: Annotated[bool, version_option(lake="platform-lake")] = False,
 ) -> None:
     """Lake command line."""
 
 
-def _fail(exc: Exception) -> None:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(2)
+_fail = fail  # the node command's error exit
 
 
 @cli.command()
@@ -130,11 +144,63 @@ def _await_join(holder: Any, server: Any, timeout: float, failed: list[str]) -> 
         server.should_exit = True
 
 
-def _token(token: str | None) -> str | None:
-    found = auth.client_token(token)
-    if found is None and os.environ.get("PLATFORM_SECRET"):
-        found = auth.issue_token("lake-cli", admin=True)
-    return found
+NODE = typer.Option(
+    "--node",
+    "--url",
+    help="Base URL of a node or gateway (default: the one `platform up` runs, else :8080).",
+)
+TOKEN = TOKEN_OPTION
+JSON, CSV = AS_JSON, AS_CSV
+T = TypeVar("T")
+
+
+def _client(node: str | None, token: str | None) -> Client:
+    """A client of ``node`` carrying the token :func:`platform_core.cli.resolve_token` finds."""
+    from .client import Client
+
+    url = node or default_url()
+    return Client(url, resolve_token(url, token))
+
+
+def _fetch(
+    node: str | None, token: str | None, as_json: bool, as_csv: bool, call: Callable[[Client], T]
+) -> tuple[OutputFormat, T]:
+    """The output format asked for and ``call``'s answer from the node (errors exit)."""
+    with expected_errors():
+        fmt = output_format(as_json, as_csv)
+        with _client(node, token) as client:
+            return fmt, call(client)
+    raise AssertionError("unreachable")  # pragma: no cover  (expected_errors exits)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
+
+
+def _age(since: float) -> str:
+    seconds = max(0, int(time.time() - since))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def _interrupted(file: Path, name: str, url: str, upload_id: str, done: int, total: int) -> None:
+    """Say which upload a Ctrl-C left behind and the exact command that finishes it."""
+    command = shlex.join(["lake", "upload", str(file), "--name", name, "--node", url])
+    typer.echo(
+        f"interrupted: upload {upload_id} of {file.name} is kept on the node "
+        f"({_size(done)} of {_size(total)} sent)",
+        err=True,
+    )
+    typer.echo(f"resume with: {command} --resume {upload_id}", err=True)
 
 
 @cli.command()
@@ -143,62 +209,90 @@ def upload(
         Path, typer.Argument(help="CSV, JSONL or Parquet file.", exists=True, dir_okay=False)
     ],
     name: Annotated[str, typer.Option(help="Dataset name (also its SQL table name).")],
-    node: Annotated[
-        str, typer.Option(help="Base URL of a node or gateway.")
-    ] = "http://127.0.0.1:8080",
-    token: Annotated[str | None, typer.Option(help="Token (default: PLATFORM_TOKEN).")] = None,
+    node: Annotated[str | None, NODE] = None,
+    token: Annotated[str | None, TOKEN] = None,
     format: Annotated[
         str | None, typer.Option(help="csv, jsonl or parquet (default: suffix).")
     ] = None,
     type: Annotated[
         list[str] | None, typer.Option("--type", help="Column type override, COLUMN=TYPE.")
     ] = None,
-    part_mb: Annotated[int, typer.Option(help="Part size in MiB.")] = 8,
+    part_mb: Annotated[float, typer.Option(help="Part size in MiB (2^20 bytes).")] = 8,
     parallel: Annotated[int, typer.Option(help="Parts in flight.")] = 4,
     append: Annotated[bool, typer.Option(help="Append to the dataset's current version.")] = False,
-    resume: Annotated[str | None, typer.Option(help="Upload id to resume.")] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the final status as JSON.")
-    ] = False,
+    resume: Annotated[
+        str | None, typer.Option(help="Upload id to resume (Ctrl-C prints it).")
+    ] = None,
+    as_json: Annotated[bool, JSON] = False,
 ) -> None:
-    """Upload FILE as dataset NAME in parallel checksummed parts, with a progress bar."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+    """Upload FILE as dataset NAME in parallel checksummed parts, with a progress bar.
 
-    from .client import Client
+    Ctrl-C keeps what was sent and prints the command that resumes the upload; the progress
+    shows the transfer, then the node's conversion into chunks.
+    """
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        SpinnerColumn,
+        TimeElapsedColumn,
+        TransferSpeedColumn,
+    )
 
     overrides: dict[str, Any] = {}
     for item in type or []:
         column, sep, kind = item.partition("=")
         if not sep:
-            _fail(ValueError(f"--type {item!r} must look like COLUMN=TYPE"))
+            fail(f"--type {item!r} must look like COLUMN=TYPE", 2)
         overrides[column] = kind
+    url = node or default_url()
+    upload_id = resume
+    done, total = 0, file.stat().st_size
+
+    def moved(sent: int, size: int) -> None:
+        nonlocal done
+        done = sent
+        bar.update(task, completed=sent)
+
     try:
         with (
-            Client(node, _token(token)) as client,
+            expected_errors(OSError),
+            _client(url, token) as client,
             Progress(
+                SpinnerColumn(),
                 "[progress.description]{task.description}",
                 BarColumn(),
                 DownloadColumn(),
                 TransferSpeedColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
                 transient=True,
                 disable=as_json or not sys.stderr.isatty(),
             ) as bar,
         ):
-            task = bar.add_task(f"uploading {file.name}", total=file.stat().st_size)
-            status = client.upload(
-                file,
-                name,
-                format=format,
-                overrides=overrides,
-                part_size=part_mb << 20,
-                parallel=parallel,
-                append=append,
-                upload_id=resume,
-                progress=lambda done, total: bar.update(task, completed=done),
+            if upload_id is None:
+                info = client.start_upload(
+                    file,
+                    name,
+                    format=format,
+                    overrides=overrides,
+                    part_size=int(part_mb * (1 << 20)),
+                    append=append,
+                )
+                upload_id = str(info["id"])
+            task = bar.add_task(f"uploading {file.name}", total=total)
+            client.upload(
+                file, name, parallel=parallel, upload_id=upload_id, wait=False, progress=moved
             )
-    except PlatformError as exc:
-        _fail(exc)
-        return
+            bar.update(task, description=f"converting {file.name}", completed=total)
+            status = client.wait_upload(upload_id)
+    except KeyboardInterrupt:
+        if upload_id is None:
+            typer.echo("interrupted before the upload started; nothing was kept", err=True)
+        else:
+            _interrupted(file, name, url, upload_id, done, total)
+        raise typer.Exit(130) from None
     if as_json:
         typer.echo(json.dumps(status))
     else:
@@ -208,25 +302,115 @@ def upload(
 
 
 @cli.command()
+def uploads(
+    node: Annotated[str | None, NODE] = None,
+    token: Annotated[str | None, TOKEN] = None,
+    all_states: Annotated[
+        bool, typer.Option("--all", help="Also committed, failed and aborted uploads.")
+    ] = False,
+    as_json: Annotated[bool, JSON] = False,
+    as_csv: Annotated[bool, CSV] = False,
+) -> None:
+    """List your unfinished uploads (an admin sees everyone's): id, dataset, bytes, age."""
+    fmt, found = _fetch(node, token, as_json, as_csv, lambda client: client.uploads())
+    rows = [
+        [
+            u["id"],
+            u["name"],
+            u["state"],
+            u.get("received_bytes", 0),
+            u["size"],
+            _age(u.get("created") or time.time()),
+        ]
+        for u in found
+        if all_states or u["state"] in ("open", "converting")
+    ]
+    print_rows(["id", "dataset", "state", "bytes_done", "bytes_total", "age"], rows, fmt)
+
+
+@cli.command("ls")
+def list_datasets(
+    node: Annotated[str | None, NODE] = None,
+    token: Annotated[str | None, TOKEN] = None,
+    as_json: Annotated[bool, JSON] = False,
+    as_csv: Annotated[bool, CSV] = False,
+) -> None:
+    """List the datasets: name, version, rows, size, owner, age."""
+    fmt, found = _fetch(node, token, as_json, as_csv, lambda client: client.datasets())
+    cols = ["name", "version", "rows", "bytes", "owner", "age"]
+    rows = [
+        [d["name"], d["version"], d["rows"], d["bytes"], d.get("owner"), _age(d["created"])]
+        for d in found
+    ]
+    print_rows(cols, rows, fmt)
+
+
+@cli.command()
+def schema(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    node: Annotated[str | None, NODE] = None,
+    token: Annotated[str | None, TOKEN] = None,
+    as_json: Annotated[bool, JSON] = False,
+    as_csv: Annotated[bool, CSV] = False,
+) -> None:
+    """Show a dataset's columns and their types."""
+    fmt, found = _fetch(node, token, as_json, as_csv, lambda client: client.dataset(name))
+    rows = [[c["name"], c["type"], c["nullable"]] for c in found["columns"]]
+    print_rows(["column", "type", "nullable"], rows, fmt)
+
+
+@cli.command("rm")
+def remove(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    node: Annotated[str | None, NODE] = None,
+    token: Annotated[str | None, TOKEN] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove a dataset (its owner or an admin); asks first unless --yes."""
+    with expected_errors(), _client(node, token) as client:
+        found = client.dataset(name)
+        if not yes and not typer.confirm(
+            f"remove dataset {found['name']} ({found['rows']} rows, version {found['version']})?"
+        ):
+            fail(f"dataset {name} was not removed", 1)
+        client.delete(found["name"])
+    typer.echo(f"removed {found['name']}")
+
+
+_DESCRIBE = re.compile(r"^\s*describe\b", re.I)
+
+
+def _platform_type_names(result: pa.Table) -> pa.Table:
+    """DESCRIBE's ``column_type`` as ``platform_core`` names types (the node sends Arrow's)."""
+
+    def name(text: str | None) -> str | None:
+        if text is None:
+            return None
+        try:
+            return str(parse_type(text))
+        except PlatformError:
+            return text
+
+    i = result.schema.get_field_index("column_type")
+    if i < 0:
+        return result
+    names = [name(v) for v in result.column(i).to_pylist()]
+    return result.set_column(i, "column_type", pa.array(names, pa.string()))
+
+
+@cli.command()
 def query(
     sql: Annotated[str, typer.Argument(help="One SELECT, SHOW TABLES, DESCRIBE or EXPLAIN.")],
-    node: Annotated[
-        str, typer.Option(help="Base URL of a node or gateway.")
-    ] = "http://127.0.0.1:8080",
-    token: Annotated[str | None, typer.Option(help="Token (default: PLATFORM_TOKEN).")] = None,
-    csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of JSON.")] = False,
+    node: Annotated[str | None, NODE] = None,
+    token: Annotated[str | None, TOKEN] = None,
+    as_json: Annotated[bool, JSON] = False,
+    as_csv: Annotated[bool, CSV] = False,
 ) -> None:
-    """Run a read-only query and print the result."""
-    from .client import Client
-
-    try:
-        with Client(node, _token(token)) as client:
-            if csv:
-                typer.echo(client.query_csv(sql), nl=False)
-            else:
-                typer.echo(json.dumps(client.query(sql), default=str))
-    except PlatformError as exc:
-        _fail(exc)
+    """Run a read-only query and print the result: a table, or --json / --csv."""
+    fmt, result = _fetch(node, token, as_json, as_csv, lambda client: client.query_arrow(sql))
+    if _DESCRIBE.match(sql):
+        result = _platform_type_names(result)
+    print_table(result, fmt)
 
 
 def main() -> None:

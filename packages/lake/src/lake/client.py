@@ -130,6 +130,10 @@ class Client:
         }
         return self._call("POST", "/uploads", json=body).json()  # type: ignore[no-any-return]
 
+    def uploads(self) -> list[dict[str, Any]]:
+        """The caller's uploads on this node, oldest first (an admin's: everyone's)."""
+        return self._call("GET", "/uploads").json()  # type: ignore[no-any-return]
+
     def upload_status(self, upload_id: str) -> dict[str, Any]:
         return self._call("GET", f"/uploads/{upload_id}").json()  # type: ignore[no-any-return]
 
@@ -191,11 +195,15 @@ class Client:
         )
         if progress:
             progress(done, total)
-        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, parallel))
+        try:
             for sent in pool.map(lambda n: self.send_part(path, info, n), todo):
                 done += sent
                 if progress:
                     progress(done, total)
+        finally:
+            # On Ctrl-C or an error, parts not yet started are dropped, not sent first.
+            pool.shutdown(wait=True, cancel_futures=True)
         status = self._call("POST", f"/uploads/{info['id']}/complete").json()
         if not wait:
             return status  # type: ignore[no-any-return]

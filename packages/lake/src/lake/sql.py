@@ -119,9 +119,7 @@ def check_read_only(sql: str, datasets: Iterable[str]) -> Statement:
         table = tree.this
         if not isinstance(table, exp.Table) or table.args.get("db") or not table.name:
             raise _refuse(sql, "DESCRIBE takes a dataset name", tree)
-        if table.name not in known:
-            raise _not_found(sql, table.name, known, table)
-        return Statement("describe", sql, frozenset({table.name}), tree)
+        return Statement("describe", sql, frozenset({_dataset(sql, table, known)}), tree)
     if not isinstance(tree, _ALLOWED):
         kind = tree.key.upper() if not isinstance(tree, exp.Command) else str(tree.this).upper()
         raise SQLError(
@@ -149,12 +147,9 @@ def check_read_only(sql: str, datasets: Iterable[str]) -> Statement:
             raise _refuse(
                 sql, f"qualified table name {table.sql()!r}: use the dataset's name", table
             )
-        name = table.name
         if _cte_in_scope(table):
             continue
-        if name not in known:
-            raise _not_found(sql, name, known, table)
-        tables.add(name)
+        tables.add(_dataset(sql, table, known))
     _check_with_duckdb_parser(_serializable(tree, sql), known)
     return Statement("select", sql, frozenset(tables), tree)
 
@@ -271,6 +266,29 @@ def _cte_in_scope(table: exp.Table) -> bool:
             return True
         node = parent
     return False
+
+
+def _dataset(sql: str, table: exp.Table, known: set[str]) -> str:
+    """The dataset ``table`` names, matched as DuckDB matches identifiers: case-insensitively.
+
+    ``FROM Sales`` reads dataset ``sales``. Dataset names may differ only in case (``sales``
+    and ``Sales``); then the exact spelling wins, and any other spelling is refused as
+    ambiguous rather than read from whichever DuckDB would bind first.
+    """
+    name = table.name
+    if name in known:
+        return name
+    matches = sorted(k for k in known if k.lower() == name.lower())
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise _refuse(
+            sql,
+            f"{name!r} matches datasets {', '.join(map(repr, matches))}, which differ only in "
+            "case: spell the one you mean exactly",
+            table,
+        )
+    raise _not_found(sql, name, known, table)
 
 
 def _not_found(sql: str, name: str, known: set[str], node: exp.Expression) -> SQLError:

@@ -256,6 +256,14 @@ class UploadManager:
             ) from None
         return UploadInfo(**data)
 
+    def list(self) -> list[UploadInfo]:
+        """Every upload this node keeps (open, converting, failed or committed), oldest first."""
+        out = []
+        for d in sorted(self.root.iterdir()):
+            with contextlib.suppress(PlatformError, OSError, ValueError, TypeError):
+                out.append(self.get(d.name))
+        return sorted(out, key=lambda info: info.created)
+
     def wait(self, upload_id: str, timeout: float | None = None) -> UploadInfo:
         t = self._threads.get(upload_id)
         if t is not None:

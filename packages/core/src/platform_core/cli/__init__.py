@@ -1,0 +1,52 @@
+"""The shared pieces of every command line: ``--version``, the error exit, tabular output and
+client authentication (which token a call sends; ``platform login``'s saved tokens).
+
+Typer and rich are imported only by programs that use this package, not by ``platform_core``.
+"""
+
+from __future__ import annotations
+
+from .credentials import (
+    DEFAULT_URL,
+    TOKEN_OPTION,
+    config_dir,
+    default_url,
+    forget_token,
+    login,
+    normalize_url,
+    resolve_token,
+    save_token,
+    saved_token,
+    tokens_file,
+)
+from .errors import EXIT_CODES, exit_code, expected_errors, fail, warn
+from .output import AS_CSV, AS_JSON, Column, OutputFormat, output_format, print_rows, print_table
+from .version import distribution_versions, version_option
+
+__all__ = [
+    "AS_CSV",
+    "AS_JSON",
+    "DEFAULT_URL",
+    "EXIT_CODES",
+    "TOKEN_OPTION",
+    "Column",
+    "OutputFormat",
+    "config_dir",
+    "default_url",
+    "distribution_versions",
+    "exit_code",
+    "expected_errors",
+    "fail",
+    "forget_token",
+    "login",
+    "normalize_url",
+    "output_format",
+    "print_rows",
+    "print_table",
+    "resolve_token",
+    "save_token",
+    "saved_token",
+    "tokens_file",
+    "version_option",
+    "warn",
+]

@@ -1,0 +1,193 @@
+"""Client authentication: which token a CLI call sends, and the tokens ``platform login`` saves.
+
+The order (first found wins):
+
+1. ``--token``, else ``PLATFORM_TOKEN``;
+2. the token ``platform login`` saved for this gateway URL (``$XDG_CONFIG_HOME/platform/
+   tokens.json``, else ``~/.config/platform/tokens.json``; mode 0600);
+3. on this machine: a token minted with ``PLATFORM_SECRET`` or, for a loopback URL, with the
+   readable secret of ``PLATFORM_HOME`` (what ``platform token`` does);
+4. for a loopback URL: a dev-mode login (``POST /api/login {}``), which a gateway without an
+   admin password grants to callers on this machine.
+
+A home secret is never used to mint a token for another machine's URL: that token would be
+valid on this machine's platform, and the other machine could replay it here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import typer
+
+from platform_core import auth
+from platform_core.errors import (
+    BadInputError,
+    ForbiddenError,
+    PlatformError,
+    UnauthorizedError,
+    UnavailableError,
+)
+from platform_core.netloc import is_loopback
+from platform_core.running import find_running
+from platform_core.settings import PlatformSettings, load_settings
+
+__all__ = [
+    "DEFAULT_URL",
+    "TOKEN_OPTION",
+    "config_dir",
+    "default_url",
+    "forget_token",
+    "login",
+    "normalize_url",
+    "resolve_token",
+    "save_token",
+    "saved_token",
+    "tokens_file",
+]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+TOKEN_OPTION: Any = typer.Option(
+    "--token", help="Token (default: PLATFORM_TOKEN, `platform login`, or this machine's)."
+)
+"""The ``--token`` option of every client command (resolved by :func:`resolve_token`)."""
+CLI_SUBJECT = "admin"
+"""``sub`` of a token minted on this machine (the same as ``platform token``'s default)."""
+
+
+def config_dir() -> Path:
+    """``$XDG_CONFIG_HOME/platform``, else ``~/.config/platform``."""
+    base = os.environ.get("XDG_CONFIG_HOME") or ""
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".config"
+    return root / "platform"
+
+
+def tokens_file() -> Path:
+    """Where ``platform login`` keeps its tokens, one per gateway URL."""
+    return config_dir() / "tokens.json"
+
+
+def normalize_url(url: str) -> str:
+    """``url`` as the key of a saved token: scheme and host lowercased, no trailing slash."""
+    text = url.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise BadInputError(f"{url!r} is not a gateway URL: give http://HOST:PORT")
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+
+
+def default_url(settings: PlatformSettings | None = None) -> str:
+    """The URL of the platform ``platform up`` runs on ``PLATFORM_HOME``, else 127.0.0.1:8080."""
+    try:
+        settings = settings or load_settings()
+    except PlatformError:
+        return DEFAULT_URL
+    return find_running(settings.home) or DEFAULT_URL
+
+
+def _load() -> dict[str, str]:
+    try:
+        data = json.loads(tokens_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _store(tokens: dict[str, str]) -> None:
+    """Write the tokens file atomically, readable by this user only (mode 0600)."""
+    path = tokens_file()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".tokens.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(tokens, f, indent=2, sort_keys=True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    os.chmod(path, 0o600)
+
+
+def saved_token(url: str) -> str | None:
+    """The token ``platform login`` saved for ``url``, if any."""
+    return _load().get(normalize_url(url))
+
+
+def save_token(url: str, token: str) -> Path:
+    """Keep ``token`` for ``url`` (replacing an older one); returns the file."""
+    tokens = _load()
+    tokens[normalize_url(url)] = token
+    _store(tokens)
+    return tokens_file()
+
+
+def forget_token(url: str) -> bool:
+    """Drop the token saved for ``url``; whether there was one."""
+    tokens = _load()
+    if tokens.pop(normalize_url(url), None) is None:
+        return False
+    _store(tokens)
+    return True
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or ""
+
+
+def _minted(url: str, settings: PlatformSettings) -> str | None:
+    """A token signed with a secret this machine can read, or None."""
+    if settings.secret is None and not is_loopback(_host(url)):
+        return None
+    with contextlib.suppress(PlatformError):
+        return auth.issue_token(CLI_SUBJECT, admin=True, settings=settings)
+    return None
+
+
+def login(url: str, user: str | None = None, password: str | None = None) -> str:
+    """``POST {url}/api/login`` and return the token: ``{}`` in dev mode, else user and password.
+
+    A refusal raises ``UnauthorizedError``; a gateway that cannot be reached ``UnavailableError``.
+    """
+    body: dict[str, Any] = {} if user is None else {"username": user, "password": password or ""}
+    target = normalize_url(url) + "/api/login"
+    try:
+        r = httpx.post(target, json=body, timeout=30)
+    except httpx.HTTPError as exc:
+        raise UnavailableError(f"cannot reach {target} to log in: {exc}") from exc
+    try:
+        answer = r.json()
+    except ValueError:
+        answer = {}
+    if r.status_code >= 400 or not isinstance(answer, dict) or "token" not in answer:
+        reason = answer.get("error") if isinstance(answer, dict) else None
+        raise UnauthorizedError(
+            f"login at {target} refused (HTTP {r.status_code}): {reason or r.text[:200]}"
+        )
+    return str(answer["token"])
+
+
+def resolve_token(
+    url: str, explicit: str | None = None, settings: PlatformSettings | None = None
+) -> str | None:
+    """The token to send to ``url``, in the order the module describes; None if there is none."""
+    settings = settings or load_settings()
+    given = auth.client_token(explicit, settings)
+    if given:
+        return given
+    saved = saved_token(url)
+    if saved:
+        return saved
+    minted = _minted(url, settings)
+    if minted:
+        return minted
+    if is_loopback(_host(url)):
+        with contextlib.suppress(UnauthorizedError, ForbiddenError):  # not in dev mode
+            return login(url)  # an unreachable gateway says so (UnavailableError)
+    return None

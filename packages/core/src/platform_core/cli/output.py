@@ -1,0 +1,144 @@
+"""Tabular output of every CLI: a rich table on a terminal by default, ``--json`` or ``--csv``.
+
+Cell values are printed as they are: nothing in a value is read as rich markup (a value
+``[[null, 1]]`` prints as ``[[null, 1]]``), NULL is shown as a dim ``NULL`` (and as an empty
+field in CSV, ``null`` in JSON), and each column's header names its type as
+:func:`platform_core.types.type_name` does.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import io
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from platform_core.errors import BadInputError
+from platform_core.jsoncells import json_cell, json_rows
+from platform_core.types import type_name
+
+__all__ = [
+    "AS_CSV",
+    "AS_JSON",
+    "Column",
+    "OutputFormat",
+    "output_format",
+    "print_rows",
+    "print_table",
+]
+
+PIPED_WIDTH = 4096
+"""Console width when stdout is a pipe or file: rows stay whole lines."""
+
+
+class OutputFormat(enum.Enum):
+    """How a command prints a result."""
+
+    TABLE = "table"
+    JSON = "json"
+    CSV = "csv"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A result column: its name and its type's name (empty when unknown)."""
+
+    name: str
+    type: str = ""
+
+
+AS_JSON: Any = typer.Option("--json", help="Print JSON instead of a table.")
+AS_CSV: Any = typer.Option("--csv", help="Print CSV instead of a table.")
+"""The two options of every command that prints a result: ``as_json: Annotated[bool, AS_JSON]``."""
+
+
+def output_format(as_json: bool, as_csv: bool) -> OutputFormat:
+    """The format ``--json`` / ``--csv`` ask for (a table when neither is given)."""
+    if as_json and as_csv:
+        raise BadInputError("give --json or --csv, not both")
+    if as_json:
+        return OutputFormat.JSON
+    return OutputFormat.CSV if as_csv else OutputFormat.TABLE
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def print_rows(
+    columns: Sequence[Column | str],
+    rows: Sequence[Sequence[Any]],
+    fmt: OutputFormat = OutputFormat.TABLE,
+    *,
+    console: Console | None = None,
+    title: str | None = None,
+) -> None:
+    """Print ``rows`` (JSON-ready values, ``None`` for NULL) under ``columns`` in ``fmt``."""
+    cols = [c if isinstance(c, Column) else Column(c) for c in columns]
+    out = console or _console()
+    if fmt is OutputFormat.JSON:
+        body = {
+            "columns": [{"name": c.name, "type": c.type} for c in cols],
+            "rows": [[json_cell(v) for v in row] for row in rows],
+        }
+        out.file.write(json.dumps(body, ensure_ascii=False, default=str) + "\n")
+    elif fmt is OutputFormat.CSV:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow([c.name for c in cols])
+        for row in rows:
+            writer.writerow(["" if v is None else _text(json_cell(v)) for v in row])
+        out.file.write(buffer.getvalue())
+    else:
+        table = Table(title=title, show_edge=False, highlight=False)
+        for c in cols:
+            header = Text(c.name, style="bold")
+            if c.type:
+                header.append(f"\n{c.type}", style="dim")
+            table.add_column(header, overflow="fold")
+        for row in rows:
+            table.add_row(
+                *(
+                    Text("NULL", style="dim italic") if v is None else Text(_text(json_cell(v)))
+                    for v in row
+                )
+            )
+        out.print(table)
+        count = len(rows)
+        out.print(Text(f"({count} row{'s' if count != 1 else ''})", style="dim"))
+    out.file.flush()
+
+
+def _console() -> Console:
+    """Stdout; when it is not a terminal, wide enough that no cell is folded."""
+    if sys.stdout.isatty():
+        return Console(soft_wrap=False)
+    return Console(soft_wrap=False, width=PIPED_WIDTH, force_terminal=False)
+
+
+def print_table(
+    table: pa.Table,
+    fmt: OutputFormat = OutputFormat.TABLE,
+    *,
+    console: Console | None = None,
+    title: str | None = None,
+) -> None:
+    """Print an Arrow table (types named as ``platform_core`` names them)."""
+    cols = [Column(f.name, type_name(f.type)) for f in table.schema]
+    print_rows(cols, json_rows(table), fmt, console=console, title=title)
