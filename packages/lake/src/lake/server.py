@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from platform_core import PlatformError, UnauthorizedError
+from platform_core.apidocs import install_docs
 from platform_core.auth import Claims, TokenSigner, bearer_token
 
 from .api import NodeHolder, make_router
@@ -131,8 +132,9 @@ def create_app(
         request.state.claims = claims
         return claims
 
-    # No /docs: FastAPI's page loads its assets from a CDN; the gateway serves docs offline.
+    # FastAPI's own /docs loads its assets from a CDN: the kit's page is served offline.
     app = FastAPI(title="lake node", lifespan=lifespan, docs_url=None, redoc_url=None)
+    install_docs(app)
     app.add_middleware(
         BodyLimit, max_bytes=max(settings.max_body_bytes, settings.max_part_bytes + (1 << 16))
     )

@@ -4,7 +4,7 @@ Routes (relative to where it is served: ``/`` for ``elkyn serve``, ``/db`` in th
 ``/<path>.json`` (GET PUT POST PATCH DELETE, streaming with ``Accept: text/event-stream``),
 ``/<path>/.watch`` (the source's streaming alias), ``/.settings/rules.json`` (admin only),
 ``/auth/token`` (``--dev`` only), ``/.replication/log`` (cluster token), ``/health``,
-``/metrics``. It is plain ASGI so a write costs no framework routing or validation on top.
+``/metrics``, and its API docs (``/.openapi.json``, ``/docs``). It is plain ASGI so a write costs no framework routing or validation on top.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from ..settings import ElkynSettings
 from ..store import ADMIN, ANONYMOUS, Caller, Store, caller_of_claims, etag_of
 from .http import Receive, Request, Send, dumps, json_body, respond, respond_json
 from .metrics import Metrics
+from .openapi import docs_response, openapi_document, openapi_paths
 from .sse import Streams, stream
 
 __all__ = ["ElkynApp"]
@@ -248,9 +249,17 @@ class ElkynApp:
         self._tokens[token] = caller
         return caller
 
+    def openapi_fragment(self) -> dict[str, Any]:
+        """This app's routes for a host's OpenAPI document (the gateway's, under ``/db``)."""
+        return {"paths": openapi_paths(), "components": openapi_document()["components"]}
+
     # ---- routing ----
     async def _handle(self, req: Request, send: Send) -> None:
         path = req.path
+        docs = docs_response(path) if req.method == "GET" else None
+        if docs is not None:  # /.openapi.json, /docs and its assets
+            await respond(send, 200, docs[0], docs[1])
+            return
         if path == "/health":
             await respond_json(send, 200, {"status": "ok"})
             return
