@@ -28,6 +28,7 @@ from platform_core import (
 )
 
 from .app import create_app
+from .demo import register as register_demo
 from .logs import RedactTokens, install_log_redaction
 from .serve import Outcome, bind, serve, url_of
 from .versions import platform_versions
@@ -37,7 +38,7 @@ __all__ = ["build_cli", "main"]
 log = logging.getLogger(__name__)
 
 _stderr = Console(stderr=True, soft_wrap=True)
-_BUILTIN_COMMANDS = frozenset({"up", "token"})
+_BUILTIN_COMMANDS = frozenset({"up", "token", "demo-data"})
 
 
 def _error(message: str) -> None:
@@ -215,6 +216,7 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
             _fail(str(exc), 2)
         typer.echo(value)
 
+    register_demo(cli)
     for plugin in plugins:
         if plugin.cli is None:
             continue
