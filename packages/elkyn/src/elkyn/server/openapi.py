@@ -86,7 +86,6 @@ _READ_PARAMS = [
     _q("limitToLast", "The last N children in the order.", {"type": "integer", "minimum": 0}),
     _q("format", "export: include priorities (.priority/.value).", {"enum": ["export"]}),
     _q("timeout", "Give up a read after this long: 300ms, 3s, 1min (at most 15min)."),
-    _h("Accept", "text/event-stream: stream this location instead (see the SSE description)."),
     _h("X-Firebase-ETag", "true: answer with the value's ETag header."),
     _h("If-None-Match", "An ETag: 304 with no body when the value still has it."),
     _h("Last-Event-ID", "On a stream: the id of the last event seen, to resume from it."),
