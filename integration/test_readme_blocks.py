@@ -52,7 +52,8 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.readme.relative_to(ROOT)}:{self.line}"
+        shown = self.readme.relative_to(ROOT) if self.readme.is_relative_to(ROOT) else self.readme
+        return f"{shown}:{self.line}"
 
     @property
     def runs(self) -> bool:
@@ -76,7 +77,7 @@ def parse_blocks(readme: Path) -> list[Block]:
             body.append(lines[i][len(indent) :] if lines[i].startswith(indent) else lines[i])
             i += 1
         if i == len(lines):
-            raise AssertionError(f"{readme.relative_to(ROOT)}:{start}: the block never closes")
+            raise AssertionError(f"{readme}:{start}: the block never closes")
         lang = info[0] if info else ""
         blocks.append(Block(readme, start, lang, frozenset(info[1:]), "\n".join(body) + "\n"))
         i += 1
@@ -146,6 +147,7 @@ def platform_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         server.stop()
 
 
+@pytest.mark.timeout(300)  # the blocks of one README, each bounded by BLOCK_TIMEOUT
 @pytest.mark.parametrize("readme", READMES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_block_of_the_readme_runs(
     readme: Path, tmp_path: Path, request: pytest.FixtureRequest
