@@ -4,7 +4,8 @@ Routes (relative to where it is served: ``/`` for ``elkyn serve``, ``/db`` in th
 ``/<path>.json`` (GET PUT POST PATCH DELETE, streaming with ``Accept: text/event-stream``),
 ``/<path>/.watch`` (the source's streaming alias), ``/.settings/rules.json`` (admin only),
 ``/auth/token`` (``--dev`` only), ``/.replication/log`` (cluster token), ``/health``,
-``/metrics``, and its API docs (``/.openapi.json``, ``/docs``). It is plain ASGI so a write costs no framework routing or validation on top.
+``/metrics``, and its API docs (``/.openapi.json``, ``/docs``). It is plain ASGI so a write
+costs no framework routing or validation on top.
 """
 
 from __future__ import annotations
