@@ -25,6 +25,8 @@ BANNERS = {
     "lake": re.compile(r"lake node \S+ serving at (http://\S+)"),
 }
 """The line each command prints once it listens, with its URL as group 1."""
+START_TIMEOUT = 90.0
+"""Seconds to wait for the banner and then ``/health`` (generous: CI machines are shared)."""
 
 
 def command(name: str) -> Path:
@@ -70,14 +72,14 @@ def launch(
             args, stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=run_dir
         )
     server = Server(proc, "", log)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + START_TIMEOUT
     try:
         while (match := banner.search(server.output())) is None:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{args[0]} printed no banner (exit {proc.poll()})")
             time.sleep(0.05)
         server.url = match.group(1).rstrip("/")
-        wait_healthy(server.url, proc, timeout=30)
+        wait_healthy(server.url, proc, timeout=START_TIMEOUT)
     except (RuntimeError, TimeoutError) as exc:
         server.stop()
         raise RuntimeError(f"{exc}\n--- output ---\n{server.output()}") from None
