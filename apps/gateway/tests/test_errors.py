@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 import platform_core.errors
 from platform_core import NotFoundError, PlatformError
-from platform_gateway.errors import kind_of_status
+from platform_core.http import kind_of_status
 
 
 def test_unknown_route_is_a_json_404_even_without_a_token(client: TestClient) -> None:
@@ -42,11 +42,11 @@ def test_a_platform_error_keeps_its_status_and_message(
     }
 
 
-def test_a_bad_body_is_a_422_naming_the_field(
+def test_a_bad_body_is_a_400_bad_input_naming_the_field(
     client: TestClient, auth_headers: dict[str, str]
 ) -> None:
     response = client.post("/api/testplug/items", json={"n": "many"}, headers=auth_headers)
-    assert response.status_code == 422
+    assert response.status_code == 400
     body = response.json()
     assert body["type"] == "bad_input"
     assert body["error"].startswith("body.n: Input should be a valid integer")
@@ -54,7 +54,7 @@ def test_a_bad_body_is_a_422_naming_the_field(
 
 def test_several_bad_fields_are_all_named(client: TestClient) -> None:
     response = client.post("/api/login", json={"password": 5, "sub": ""})
-    assert response.status_code == 422
+    assert response.status_code == 400
     error = response.json()["error"]
     assert "body.password: " in error
     assert "; body.sub: " in error

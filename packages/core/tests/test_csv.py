@@ -223,3 +223,23 @@ def test_a_row_longer_than_a_block_and_a_bad_value_say_what_to_do(tmp_path: Path
     malformed.write_text('a,b\n1,"x\ny"\n2\n')
     with pytest.raises(CsvError, match=r"line 4 is malformed: expected 2 columns, found 1"):
         ours(malformed, 1 << 20)
+
+
+def test_write_csv_bytes_round_trips_and_refuses_nested_columns() -> None:
+    """Results as CSV (emsqrt --csv, elytra's ?format=csv): NULL empty, "" quoted."""
+    from platform_core import BadInputError, write_csv_bytes
+
+    table = pa.table({"s": ["a", "", None], "n": [1, None, 3]})
+    text = write_csv_bytes(table, instead="use json")
+    assert text == b'"s","n"\n"a",1\n"",\n,3\n'
+    import pyarrow.csv as pa_csv
+
+    back = pa_csv.read_csv(
+        pa.py_buffer(text),
+        convert_options=pa_csv.ConvertOptions(
+            strings_can_be_null=True, quoted_strings_can_be_null=False
+        ),
+    )
+    assert back.equals(table)
+    with pytest.raises(BadInputError, match=r"cannot be written as CSV .*; use json"):
+        write_csv_bytes(pa.table({"l": [[1, 2]]}), instead="use json")

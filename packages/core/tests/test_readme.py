@@ -29,3 +29,13 @@ def test_expression_example_runs(tmp_path, monkeypatch, capsys):
     assert out[0] == "bool8 [False, True, False]"
     assert out[1] == """(("amount" > 1000) AND ("region" IN ('eu', 'us')))"""
     assert out[2].startswith('{"kind":"binary"')
+
+
+def test_http_kit_example_runs(tmp_path, monkeypatch, capsys):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    out = _run_block(len(blocks) - 1, tmp_path, monkeypatch, capsys)
+    assert (
+        out[0]
+        == "{'error': \"no dataset 'sales'\", 'type': 'not_found', 'details': {'name': 'sales'}}"
+    )
+    assert out[1] == "NotFoundError 404 not_found no dataset 'sales'"

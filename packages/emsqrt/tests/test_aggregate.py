@@ -23,6 +23,7 @@ from oracle import (
 )
 
 from emsqrt import Aggregate, AggSpec, SumOverflowError, run_batches
+from platform_core import BadInputError
 from platform_core.expr import parse
 
 AGGS = [
@@ -176,11 +177,14 @@ def test_integer_sum_does_not_wrap(spill_dir: Path, cap: int) -> None:
     # Each group's running sum reaches 2**63 (rows j = 0, 1) before coming back (j = 2, 3).
     v = np.select([j < 2, j < 4], [2**62, -(2**62)], j).astype(np.int64)
     t = pa.table({"k": k, "v": v})
-    aggs = [("s", "sum(v)"), ("a", "avg(v)")]
-    for keys in [("k",), ()]:
-        r = run_batches(_plan(t, keys, aggs), {"t": t}, cap, spill_dir, max_partitions=4)
-        assert r.table.schema.field("s").type == pa.int64()
-        assert_same_rows(r.table, duck(_sql(keys, aggs), t=t))
+    # With a COUNT(DISTINCT), the aggregate runs as two (by keys and value, then by keys):
+    # the inner sums pass int64 too.
+    distinct = [("s", "sum(v)"), ("a", "avg(v)"), ("d", "count(DISTINCT v)")]
+    for aggs in ([("s", "sum(v)"), ("a", "avg(v)")], distinct):
+        for keys in [("k",), ()]:
+            r = run_batches(_plan(t, keys, aggs), {"t": t}, cap, spill_dir, max_partitions=4)
+            assert r.table.schema.field("s").type == pa.int64()
+            assert_same_rows(r.table, duck(_sql(keys, aggs), t=t))
     # A total outside int64 (DuckDB: a HUGEINT) is refused, not wrapped.
     big = pa.table({"k": [1, 1, 2], "v": pa.array([2**62, 2**62, 1], pa.int64())})
     assert (
@@ -188,6 +192,8 @@ def test_integer_sum_does_not_wrap(spill_dir: Path, cap: int) -> None:
     )
     with pytest.raises(SumOverflowError, match="outside the int64 range"):
         run_batches(_plan(big, ("k",), [("s", "sum(v)")]), {"t": big}, cap, spill_dir)
+    with pytest.raises(BadInputError, match=r"out of bounds in \"CAST\(s AS i64\)"):
+        run_batches(_plan(big, ("k",), distinct[:1] + distinct[2:]), {"t": big}, cap, spill_dir)
 
 
 def test_raw_row_state_leaves_room_for_the_scan_and_spills(spill_dir: Path, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from emsqrt import EngineConfig, parse_size
-from platform_core import SettingsError
+from platform_core import BadInputError, SettingsError
 
 
 def test_env_settings_and_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -28,12 +28,13 @@ def test_env_settings_and_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_sizes() -> None:
-    assert parse_size("64MB") == 64 << 20
+    """The Python API's mem_cap reads sizes as platform_core.parse_bytes does."""
+    assert parse_size("64MB") == 64 * 10**6
     assert parse_size("64MiB") == 64 << 20
-    assert parse_size("512k") == 512 << 10
-    assert parse_size("1G") == 1 << 30
+    assert parse_size("512 KiB") == 512 << 10
+    assert parse_size("1gb") == 10**9
     assert parse_size(100) == 100
-    from emsqrt import PlanError
-
-    with pytest.raises(PlanError, match="not a size"):
+    with pytest.raises(BadInputError, match="mem_cap: not a size"):
         parse_size("lots")
+    with pytest.raises(BadInputError, match="mem_cap: '64' has no unit"):
+        parse_size("64")

@@ -112,13 +112,13 @@ def admitted(proc: NodeProcess) -> int:
     "timeout",
     ["1e999", "-1e999", "Infinity", "NaN", "-1", "0", str(MAX_TIMEOUT + 1), '"soon"', "true"],
 )
-def test_a_timeout_that_is_not_finite_positive_and_bounded_is_422(
+def test_a_timeout_that_is_not_finite_positive_and_bounded_is_400(
     proc: NodeProcess, timeout: str
 ) -> None:
     body = '{"sql": "SELECT count(*) FROM t", "timeout": ' + timeout + "}"
     with api(proc) as h:
         r = h.post("/query", content=body, headers={"content-type": "application/json"})
-    assert r.status_code == 422, (timeout, r.status_code, r.text)
+    assert r.status_code == 400, (timeout, r.status_code, r.text)
     assert "timeout" in r.json()["error"]
     assert r.json()["type"] == "bad_input"
 

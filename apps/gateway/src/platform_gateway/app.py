@@ -10,11 +10,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from platform_core import PlatformSettings, Plugin, auth, discover_plugins, load_settings
+from platform_core.http import BodyLimitMiddleware, CatchAllMiddleware, install_error_handlers
 
 from . import login
 from .docs import install_docs
-from .errors import CatchAllMiddleware, install_error_handlers
-from .limits import BodyLimitMiddleware
 from .plugins import attach_plugin, check_plugins, run_lifespans
 from .security import login_mode
 from .versions import __version__, platform_versions

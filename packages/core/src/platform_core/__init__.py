@@ -1,13 +1,14 @@
 """platform_core: the common language of the platform.
 
 Field types and schemas (Arrow), the one CSV reader (DuckDB's ``read_csv`` semantics), row hashing for partitioning, errors, settings, sortable ids,
-content hashes, plugins and tokens (``platform_core.auth``). Everything public is importable from here.
+content hashes, plugins and tokens (``platform_core.auth``), and the service kit's HTTP boundary
+(``platform_core.http``). Everything public is importable from here.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import auth
-from .csv import CsvError, csv_column_names, read_csv_batches, sniff_csv_schema
+from . import auth, http
+from .csv import CsvError, csv_column_names, read_csv_batches, sniff_csv_schema, write_csv_bytes
 from .errors import (
     BadInputError,
     ConflictError,
@@ -33,6 +34,7 @@ from .rowhash import hash_columns
 from .running import announce, find_running, withdraw
 from .schema import Field, Schema
 from .settings import PackageSettings, PlatformSettings, load_settings
+from .sizes import SIZE_FORMS, SIZE_UNITS, parse_bytes
 from .types import FieldType, from_arrow, parse_type
 
 try:
@@ -43,6 +45,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "CREDENTIAL_PARAMS",
     "PLUGIN_GROUP",
+    "SIZE_FORMS",
+    "SIZE_UNITS",
     "BadInputError",
     "ConflictError",
     "CorruptDataError",
@@ -77,6 +81,7 @@ __all__ = [
     "from_arrow",
     "hash_columns",
     "host_header_name",
+    "http",
     "id_time",
     "infer_schema",
     "install_log_redaction",
@@ -88,6 +93,7 @@ __all__ = [
     "load_settings",
     "new_id",
     "origin_is_local",
+    "parse_bytes",
     "parse_type",
     "physical_memory",
     "read_csv_batches",
@@ -98,4 +104,5 @@ __all__ = [
     "sniff_csv_schema",
     "stable_hash",
     "withdraw",
+    "write_csv_bytes",
 ]

@@ -44,6 +44,7 @@ __all__ = [
     "line_of_row",
     "read_csv_batches",
     "sniff_csv_schema",
+    "write_csv_bytes",
 ]
 
 #: Bytes sniffed for types (the first block of the file).
@@ -397,3 +398,14 @@ def read_csv_batches(
             yield pa.RecordBatch.from_arrays(arrays, schema=out)
     finally:
         texts.close()
+
+
+def write_csv_bytes(table: pa.Table, *, instead: str) -> bytes:
+    """``table`` as CSV (pyarrow's writer: a header, strings quoted, NULL empty); a column
+    CSV cannot hold (lists, structs) is a ``BadInputError`` saying what to use ``instead``."""
+    sink = pa.BufferOutputStream()
+    try:
+        pa_csv.write_csv(table, sink)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise BadInputError(f"the result cannot be written as CSV ({exc}); {instead}") from None
+    return bytes(sink.getvalue().to_pybytes())

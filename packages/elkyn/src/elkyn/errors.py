@@ -1,24 +1,34 @@
-"""Elkyn's errors, rooted at ``ElkynError`` and mapped to Firebase's status codes.
+"""Elkyn's errors, rooted at ``ElkynError``, each carrying the core kind it is.
 
-    ElkynError (PlatformError)              500
-    ├── InvalidDataError (BadInputError)    400  bad key, path, value, query or server value
-    ├── PermissionDeniedError               401  a rule denied the read or write
-    ├── PreconditionFailedError             412  ``if-match`` ETag did not match
-    ├── PayloadTooLargeError                413  body over the write size limit
-    ├── ClientDisconnectedError             400  the client left before its body was complete
-    ├── NestedWriteError                    500  a write from inside a transaction function
-    ├── TooManyStreamsError (OverBudgetError) 429  a caller's (or the server's) stream limit
-    └── StoreClosedError (UnavailableError) 503  the store was closed
+    ElkynError (PlatformError)                        500 internal
+    ├── InvalidDataError (BadInputError)              400 bad key, path, value, query, server value
+    │   └── ClientDisconnectedError                   400 the client left before its body was complete
+    ├── PermissionDeniedError (ForbiddenError)        403 a rule denied the read or write
+    ├── PreconditionFailedError (ConflictError)       409 ``if-match`` ETag did not match
+    ├── PayloadTooLargeError (OverBudgetError)        413 body over the write size limit
+    ├── TooManyStreamsError (OverBudgetError)         413 a caller's (or the server's) stream limit
+    ├── NestedWriteError                              500 a write from inside a transaction function
+    └── StoreClosedError (UnavailableError)           503 the store was closed
 
+The statuses are core's (what the platform's routes answer). Firebase's REST statuses (401 for
+a denied rule, 400 for a body too large, 412 for a stale ETag, 429 for too many streams) are a
+wire quirk of the Firebase routes and live in one table, ``elkyn.server.http.FIREBASE_STATUS``.
 Messages follow Firebase's REST error texts where Firebase has one, so existing clients that
 match on them keep working.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
-from platform_core import BadInputError, OverBudgetError, PlatformError, UnavailableError
+from platform_core import (
+    BadInputError,
+    ConflictError,
+    ForbiddenError,
+    OverBudgetError,
+    PlatformError,
+    UnavailableError,
+)
 
 __all__ = [
     "ClientDisconnectedError",
@@ -36,31 +46,20 @@ __all__ = [
 class ElkynError(PlatformError):
     """Root of every error Elkyn raises on purpose."""
 
-    kind: ClassVar[str] = "elkyn"
-
 
 class InvalidDataError(ElkynError, BadInputError):
     """A key, path, value, query or server value is not allowed; nothing was written."""
 
-    status = 400
-    kind = "bad_input"
 
-
-class PermissionDeniedError(ElkynError):
+class PermissionDeniedError(ElkynError, ForbiddenError):
     """The security rules do not allow this read or write (Firebase answers 401)."""
-
-    status = 401
-    kind = "permission_denied"
 
     def __init__(self, message: str = "Permission denied", **details: Any) -> None:
         super().__init__(message, **details)
 
 
-class PreconditionFailedError(ElkynError):
-    """The value moved on since the caller read it (``if-match`` ETag mismatch)."""
-
-    status = 412
-    kind = "precondition_failed"
+class PreconditionFailedError(ElkynError, ConflictError):
+    """The value moved on since the caller read it (``if-match`` ETag mismatch; Firebase 412)."""
 
     def __init__(self, message: str, *, value: Any = None, etag: str = "") -> None:
         super().__init__(message)
@@ -68,16 +67,12 @@ class PreconditionFailedError(ElkynError):
         self.etag = etag
 
 
-class PayloadTooLargeError(InvalidDataError):
+class PayloadTooLargeError(ElkynError, OverBudgetError):
     """The write is larger than the size limit (Firebase answers 400, not 413)."""
-
-    kind = "over_budget"
 
 
 class ClientDisconnectedError(InvalidDataError):
     """The client disconnected before sending its whole request body; nothing was written."""
-
-    kind = "client_disconnected"
 
 
 class NestedWriteError(ElkynError):
@@ -87,11 +82,7 @@ class NestedWriteError(ElkynError):
 class StoreClosedError(ElkynError, UnavailableError):
     """The store was closed; open a new one."""
 
-    status = 503
-    kind = "unavailable"
-
 
 class TooManyStreamsError(ElkynError, OverBudgetError):
-    """A caller holds its limit of open SSE streams, or the server holds its total."""
-
-    status = 429
+    """A caller holds its limit of open SSE streams, or the server holds its total (Firebase
+    routes answer 429)."""

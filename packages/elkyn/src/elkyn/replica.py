@@ -62,7 +62,7 @@ async def serve_log(app: ElkynApp, req: Request, send: Send) -> None:
     from .server.http import respond_json
 
     _check_cluster(app, req)
-    store = app._store()
+    store = app.current_store()
     since_text = req.params.get("since", "0")
     if not _SEQ.fullmatch(since_text):  # ASCII digits only: str.isdigit takes '²' and '٣'
         raise InvalidDataError("since must be a sequence number")
@@ -249,7 +249,7 @@ def follow(app: ElkynApp, primary: str, settings: ElkynSettings) -> Follower:
             cached["until"] = time.time() + 3000
         return str(cached["token"])
 
-    store = app._store()
+    store = app.current_store()
     follower = Follower(store, primary, token)
     app.read_only = f"this is a read replica of {primary}; write to the primary"
     follower.start()

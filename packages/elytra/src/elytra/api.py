@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 import pyarrow as pa
-import pyarrow.csv as pcsv
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
@@ -30,6 +29,7 @@ from platform_core import (
     PlatformError,
     UnauthorizedError,
     json_rows,
+    write_csv_bytes,
 )
 from platform_core.auth import Claims
 
@@ -271,14 +271,8 @@ def make_router(session: Callable[[], Session], registry: JobRegistry) -> APIRou
                 w.write_table(table)
             return Response(sink.getvalue(), media_type=ARROW_STREAM)
         if format == "csv":
-            sink = io.BytesIO()
-            try:
-                pcsv.write_csv(table, sink)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise BadInputError(
-                    f"the result cannot be written as CSV ({exc}); ask for json or arrow"
-                ) from None
-            return Response(sink.getvalue(), media_type="text/csv")
+            text = write_csv_bytes(table, instead="ask for json or arrow")
+            return Response(text, media_type="text/csv")
         body = {
             "columns": [{"name": f.name, "type": str(f.type)} for f in table.schema],
             "rows": json_rows(table),

@@ -21,9 +21,16 @@ import httpx
 import pyarrow as pa
 
 from platform_core import PlatformError, Schema, new_id
+from platform_core.http import error_from_response
 from platform_core.schema import Field
 
-from .errors import BackendUnavailableError, ElytraError, PipelineError
+from .errors import (
+    BackendUnavailableError,
+    ElytraError,
+    JobTimeoutError,
+    PipelineError,
+    ResultGoneError,
+)
 from .jobs import FINAL
 from .sources import LakeSource
 
@@ -36,18 +43,24 @@ __all__ = ["RemoteDriver", "RemoteJob", "remote_dataset"]
 MAX_ROWS = 10_000_000
 
 
+# Elytra's classes for the kinds it has its own for; every other kind is core's class.
+_KINDS: dict[str, type[PlatformError]] = {
+    PipelineError.kind: PipelineError,
+    JobTimeoutError.kind: JobTimeoutError,
+    ResultGoneError.kind: ResultGoneError,
+    BackendUnavailableError.kind: BackendUnavailableError,
+}
+
+
 def _raise(r: httpx.Response) -> None:
+    """Raise the error of the platform's answer (the kit's wire table), if it is one."""
     if r.status_code < 400:
         return
     try:
         body = r.json()
-        message, kind = body.get("error", r.text), body.get("type", "")
     except ValueError:
-        message, kind = r.text, ""
-    error = PipelineError if r.status_code == 400 else ElytraError
-    exc = error(f"{r.request.method} {r.request.url.path}: {r.status_code} {message}")
-    exc.kind = kind or exc.kind  # type: ignore[misc]
-    raise exc
+        body = None
+    raise error_from_response(r.status_code, body, r.text, _KINDS)
 
 
 class RemoteJob:

@@ -112,7 +112,7 @@ def cut(root: lp.Node, sources: dict[str, Source]) -> StagePlan:
         if isinstance(node, lp.Aggregate) and node.mode == "full":
             # COUNT(DISTINCT x) as an aggregate by (keys, x) under one by keys: the inner one
             # splits into partial states like any other
-            rewritten = rewrite_distinct(node)
+            rewritten = rewrite_distinct(node, resolver.schema(node.input))
             if rewritten is not None:
                 return visit(rewritten)
         child = getattr(node, "input", None)

@@ -23,6 +23,7 @@ from .errors import (
     SpillDiskFullError,
     SumOverflowError,
 )
+from .job import Job, Step, job_schema
 from .manifest import Manifest, OperatorReport
 from .optimizer import optimize
 from .plan import (
@@ -65,6 +66,7 @@ __all__ = [
     "Guard",
     "Input",
     "InputFileError",
+    "Job",
     "Join",
     "Limit",
     "Manifest",
@@ -83,12 +85,14 @@ __all__ = [
     "SpillDiskFullError",
     "SpillFile",
     "SpillManager",
+    "Step",
     "SumOverflowError",
     "TopK",
     "Union",
     "__version__",
     "compile_pipeline",
     "explain",
+    "job_schema",
     "load_pipeline",
     "optimize",
     "parse_size",

@@ -7,7 +7,7 @@
         .filter("amount > 1000")
         .aggregate(["uid"], ["COUNT(*)", "SUM(amount)"])  # outputs count, sum_amount
         .sort(["uid", "amount DESC"])  # amount: the single aggregate that consumed it
-        .collect(mem_cap="64MB")
+        .collect(mem_cap="64MiB")
     )
 
 Aggregates are named ``count`` for ``COUNT(*)`` and ``<func>_<column>`` otherwise
@@ -26,7 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from platform_core import PlatformError, Schema
+from platform_core import PlatformError, Schema, parse_bytes
 from platform_core.expr import AGGREGATES, Column, Expr, Literal, parse
 from platform_core.expr import Aggregate as AggExpr
 
@@ -39,19 +39,11 @@ from .resolve import SchemaResolver
 
 __all__ = ["Pipeline", "parse_size"]
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
 
 def parse_size(value: int | str) -> int:
-    """``64MB``, ``64MiB``, ``512k``, ``1073741824`` -> bytes (binary units)."""
-    if isinstance(value, int):
-        return value
-    m = _SIZE.match(value)
-    if not m:
-        raise PlanError(f"not a size: {value!r} (examples: 64MB, 512KiB, 1G, 1048576)")
-    unit = (m.group(2) or "").lower().rstrip("b").rstrip("i")
-    return int(float(m.group(1)) * _UNITS[unit])
+    """A memory cap in bytes: ``64MB`` (10^6) or ``64MiB`` (2^20), a unit required for text
+    (``platform_core.parse_bytes``); an ``int`` is bytes."""
+    return parse_bytes(value, what="mem_cap")
 
 
 def _expr(text: str | Expr, where: str) -> Expr:

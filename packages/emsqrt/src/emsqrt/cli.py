@@ -1,4 +1,9 @@
-"""``emsqrt run PIPELINE.yaml``: run a YAML pipeline under a memory cap, with a progress bar."""
+"""``emsqrt run JOB.yaml``: run a YAML pipeline under a memory cap, with a progress bar.
+
+``emsqrt plan`` prints the logical plan as JSON, ``emsqrt schema`` the job file's JSON Schema.
+Every expected failure (missing file, bad YAML, unknown key or step, bad expression, a cap
+without a unit) is one ``error:`` line on stderr and exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +14,31 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
+import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from platform_core import PlatformError
+from platform_core import PlatformError, parse_bytes
 
-from .api import parse_size
 from .budget import format_bytes
+from .output import Format, fail, print_result
+from .plan import Sink
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="EM-√: memory-capped pipelines")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="EM-√: memory-capped pipelines",
+)
 err = Console(stderr=True)
 out = Console()
+
+MEM_CAP_HELP = (
+    "Memory cap, a number with a unit: KB, MB, GB are powers of 1000 (64MB = 64,000,000 "
+    "bytes), KiB, MiB, GiB powers of 1024 (64MiB = 67,108,864 bytes); case-insensitive, "
+    "'64 MiB' too. A bare number is refused. Default: EMSQRT_MEM_CAP_BYTES, else 512MiB."
+)
 
 
 def _version(value: bool) -> None:
@@ -42,10 +60,8 @@ def main_options(
 
 @app.command("run")
 def run_cmd(
-    pipeline: Annotated[Path, typer.Argument(help="The pipeline YAML file.")],
-    mem_cap: Annotated[
-        str | None, typer.Option("--mem-cap", help="Memory cap, e.g. 64MB (EMSQRT_MEM_CAP_BYTES).")
-    ] = None,
+    pipeline: Annotated[Path, typer.Argument(help="The job YAML file (see `emsqrt schema`).")],
+    mem_cap: Annotated[str | None, typer.Option("--mem-cap", help=MEM_CAP_HELP)] = None,
     spill_dir: Annotated[
         Path | None, typer.Option("--spill-dir", help="Spill directory (EMSQRT_SPILL_DIR).")
     ] = None,
@@ -55,22 +71,35 @@ def run_cmd(
     manifest: Annotated[
         Path | None, typer.Option("--manifest", help="Write the run manifest (JSON) here.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print every result row as JSON (columns, rows).")
+    ] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print every result row as CSV.")] = False,
 ) -> None:
-    """Run PIPELINE under the memory cap; the sink's file is written atomically."""
+    """Run PIPELINE under the memory cap and print its result (a sink's file is written
+    atomically); a table by default, --json or --csv for every row."""
     from .dsl import load_pipeline
 
+    if as_json and as_csv:
+        fail(err, "--json and --csv are exclusive; choose one")
+    fmt: Format = "json" if as_json else "csv" if as_csv else "table"
     logging.basicConfig(level=logging.WARNING)
     try:
+        cap = None if mem_cap is None else parse_bytes(mem_cap, what="--mem-cap")
         pipe = load_pipeline(pipeline)
-        cap = None if mem_cap is None else parse_size(mem_cap)
+        if fmt == "csv" and isinstance(pipe.node, Sink):
+            fail(
+                err,
+                f"{pipeline} ends in a sink (it writes {pipe.node.path}), so there are no "
+                "rows to print as CSV; drop the sink step, or run without --csv",
+            )
         with Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
             TimeElapsedColumn(),
             console=err,
             transient=True,
-            disable=as_json or not err.is_terminal,
+            disable=not err.is_terminal,
         ) as bar:
             task = bar.add_task("running", total=None)
             rows = {"n": 0}
@@ -80,15 +109,19 @@ def run_cmd(
                 bar.update(task, description=f"{label}: {rows['n']:,} rows read")
 
             result = pipe.run(cap, spill_dir=spill_dir, progress=progress)
+        m = result.manifest
+        if manifest is not None:
+            _write_atomic(manifest, m.to_json())
+        if fmt != "table":
+            if result.table is not None:
+                print_result(result.table, fmt, out)
+            else:
+                out.file.write(json.dumps({"outputs": m.outputs, "row_count": m.rows_out}) + "\n")
+            return
     except PlatformError as exc:
-        err.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    m = result.manifest
-    if manifest is not None:
-        _write_atomic(manifest, m.to_json())
-    if as_json:
-        out.print_json(m.to_json())
-        return
+        fail(err, exc.message)
+    except (OSError, pa.ArrowException) as exc:
+        fail(err, str(exc))
     if explain:
         out.print(result.explain(), highlight=False, markup=False, soft_wrap=True)
     mem = m.memory
@@ -100,11 +133,17 @@ def run_cmd(
         f"{'n/a' if rss is None else format_bytes(rss)}; spilled "
         f"{format_bytes(m.spill['bytes_written'])}",
         highlight=False,
+        markup=False,
+        soft_wrap=True,
     )
     for o in m.outputs:
-        out.print(f"wrote {o['path']} ({o['rows']:,} rows, sha256 {o['sha256'][:16]}...)")
+        out.print(
+            f"wrote {o['path']} ({o['rows']:,} rows, sha256 {o['sha256'][:16]}...)",
+            highlight=False,
+            markup=False,
+        )
     if result.table is not None:
-        out.print(str(result.table.slice(0, 20)), highlight=False)
+        print_result(result.table, "table", out)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -120,16 +159,24 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 @app.command("plan")
-def plan_cmd(pipeline: Annotated[Path, typer.Argument(help="The pipeline YAML file.")]) -> None:
+def plan_cmd(pipeline: Annotated[Path, typer.Argument(help="The job YAML file.")]) -> None:
     """Print the pipeline's logical plan as JSON (what elytra ships to workers)."""
     from .dsl import load_pipeline
     from .plan_json import plan_to_dict
 
     try:
-        out.print_json(json.dumps(plan_to_dict(load_pipeline(pipeline).node)))
+        text = json.dumps(plan_to_dict(load_pipeline(pipeline).node), indent=2)
     except PlatformError as exc:
-        err.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        fail(err, exc.message)
+    out.file.write(text + "\n")
+
+
+@app.command("schema")
+def schema_cmd() -> None:
+    """Print the JSON Schema of job files (also packages/emsqrt/emsqrt-job.schema.json)."""
+    from .job import job_schema_text
+
+    out.file.write(job_schema_text())
 
 
 def main() -> None:

@@ -10,8 +10,10 @@ aggregate keeps the input rows as its state.
 
 from __future__ import annotations
 
+import pyarrow as pa
+
 from platform_core.expr import Aggregate as AggExpr
-from platform_core.expr import Column, Expr, parse, to_json
+from platform_core.expr import Column, Expr, evaluate, parse, to_json, to_sql
 
 from . import plan as lp
 
@@ -24,8 +26,20 @@ def _col(name: str) -> Column:
     return Column(name)
 
 
-def rewrite_distinct(node: lp.Aggregate) -> lp.Node | None:
-    """The two-level form of ``node``, or None when it has no (rewritable) DISTINCT."""
+def _wide(arg: Expr | None, schema: pa.Schema | None) -> Expr | None:
+    """``arg`` as DECIMAL(38, 0) when it is an integer: an inner SUM per (keys, x) may pass
+    int64 where the total does not (DuckDB sums integers in 128 bits)."""
+    if arg is None or schema is None:
+        return arg
+    if not pa.types.is_integer(evaluate(arg, schema.empty_table()).type):
+        return arg
+    return parse(f"CAST({to_sql(arg)} AS DECIMAL(38, 0))")
+
+
+def rewrite_distinct(node: lp.Aggregate, schema: pa.Schema | None = None) -> lp.Node | None:
+    """The two-level form of ``node``, or None when it has no (rewritable) DISTINCT.
+
+    ``schema`` (of ``node.input``) lets integer sums stay 128-bit between the two levels."""
     distinct = [s for s in node.aggregates if s.agg.distinct]
     if not distinct or any(s.agg.name != "count" or s.agg.arg is None for s in distinct):
         return None
@@ -55,7 +69,7 @@ def rewrite_distinct(node: lp.Aggregate) -> lp.Node | None:
             outer.append(lp.AggSpec(tmp, AggExpr("sum", _col(tmp), False)))
             post.append((spec.name, parse(f'coalesce("{tmp}", 0)')))
         elif a.name == "avg":
-            inner.append(lp.AggSpec(tmp + "s", AggExpr("sum", a.arg, False)))
+            inner.append(lp.AggSpec(tmp + "s", AggExpr("sum", _wide(a.arg, schema), False)))
             inner.append(lp.AggSpec(tmp + "n", AggExpr("count", a.arg, False)))
             outer.append(lp.AggSpec(tmp + "s", AggExpr("sum", _col(tmp + "s"), False)))
             outer.append(lp.AggSpec(tmp + "n", AggExpr("sum", _col(tmp + "n"), False)))
@@ -67,6 +81,11 @@ def rewrite_distinct(node: lp.Aggregate) -> lp.Node | None:
                     ),
                 )
             )
+        elif a.name == "sum" and (wide := _wide(a.arg, schema)) is not a.arg:
+            # the 128-bit total back to int64 (an error past its range, never a wrap)
+            inner.append(lp.AggSpec(tmp, AggExpr("sum", wide, False)))
+            outer.append(lp.AggSpec(spec.name, AggExpr("sum", _col(tmp), False)))
+            post.append((spec.name, parse(f'CAST("{spec.name}" AS BIGINT)')))
         else:
             inner.append(lp.AggSpec(tmp, a))
             outer.append(lp.AggSpec(spec.name, AggExpr(a.name, _col(tmp), False)))

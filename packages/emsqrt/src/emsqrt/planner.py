@@ -157,7 +157,7 @@ def _topk(node: lp.TopK, lw: Lowerer) -> PhysicalOp:
 
 @register(lp.Aggregate)
 def _aggregate(node: lp.Aggregate, lw: Lowerer) -> PhysicalOp:
-    rewritten = rewrite_distinct(node) if node.mode == "full" else None
+    rewritten = rewrite_distinct(node, lw.schema(node.input)) if node.mode == "full" else None
     if rewritten is not None:
         return lw.lower(rewritten)
     return AggregateOp(lw.ctx, node, lw.lower(node.input), lw.schema(node))

@@ -32,6 +32,7 @@ from platform_core import (
 )
 from platform_core.auth import Claims
 
+from . import foreign as _foreign  # noqa: F401  (registers DuckDB's translations)
 from .admission import Ticket
 from .errors import QueryTimeoutError, TooLargeError, TooManyQueriesError
 from .manifest import Manifest

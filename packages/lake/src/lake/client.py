@@ -20,7 +20,8 @@ from typing import Any
 import httpx
 import pyarrow as pa
 
-from platform_core import PlatformError, UnavailableError, errors
+from platform_core import UnavailableError, errors
+from platform_core.http import error_from_response
 
 from .errors import QueryTimeoutError
 
@@ -28,30 +29,19 @@ __all__ = ["Client"]
 
 Progress = Callable[[int, int], None]
 
-_KINDS: dict[str, type[PlatformError]] = {
-    "bad_input": errors.BadInputError,
-    "unauthorized": errors.UnauthorizedError,
-    "forbidden": errors.ForbiddenError,
-    "not_found": errors.NotFoundError,
-    "conflict": errors.ConflictError,
-    "over_budget": errors.OverBudgetError,
-    "corrupt_data": errors.CorruptDataError,
-    "unavailable": errors.UnavailableError,
-    "timeout": QueryTimeoutError,
-}
+
+_KINDS = {QueryTimeoutError.kind: QueryTimeoutError}  # lake's own kind; the rest are core's
 
 
 def _raise_for(response: httpx.Response) -> None:
+    """Raise the error class of the node's answer (the kit's wire table), if it is an error."""
     if response.status_code < 400:
         return
     try:
         body = response.json()
-        message, kind = body.get("error", response.text), body.get("type", "")
-        details = body.get("details") or {}
     except ValueError:
-        message, kind, details = response.text or response.reason_phrase, "", {}
-    cls = _KINDS.get(kind, PlatformError)
-    raise cls(f"{message} (HTTP {response.status_code})", **details)
+        body = None
+    raise error_from_response(response.status_code, body, response.text, _KINDS)
 
 
 class Client:

@@ -5,7 +5,7 @@ LakeError (PlatformError)                500
 ├── ChecksumMismatchError (BadInputError) 400 an upload part whose SHA-256 differs
 ├── IngestError (BadInputError)          400  a file that cannot be converted (with line)
 ├── SQLError (BadInputError)             400  bad or refused SQL (with line and column)
-├── QueryLimitError (BadInputError)      422  a query timeout that is not finite, > 0, <= max
+├── QueryLimitError (BadInputError)      400  a query timeout that is not finite, > 0, <= max
 ├── DatasetNotFoundError (NotFoundError) 404
 ├── UploadNotFoundError (NotFoundError)  404
 ├── UploadStateError (ConflictError)     409  e.g. a part after complete
@@ -67,8 +67,6 @@ class SQLError(LakeError, BadInputError):
 
 class QueryLimitError(LakeError, BadInputError):
     """A query asked for a timeout that is not a finite number of seconds within the limit."""
-
-    status = 422
 
 
 class DatasetNotFoundError(LakeError, NotFoundError):

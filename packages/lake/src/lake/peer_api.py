@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from platform_core import BadInputError, PlatformError, UnauthorizedError, UnavailableError
 from platform_core.auth import TokenSigner, bearer_token
+from platform_core.http import platform_error_response
 
 from .api import NodeHolder
 from .errors import InvalidNameError, TooLargeError
@@ -114,7 +115,7 @@ def make_peer_app(holder: NodeHolder, signer: TokenSigner) -> Starlette:
         try:
             return JSONResponse(await run_in_threadpool(c.receive, data))
         except ConnectionRefusedError:
-            return JSONResponse({"error": "link dropped", "type": "unavailable"}, 503)
+            return platform_error_response(UnavailableError("link dropped"))
 
     async def ping_req(request: Request) -> JSONResponse:
         c = cluster(request)
@@ -153,7 +154,7 @@ def make_peer_app(holder: NodeHolder, signer: TokenSigner) -> Starlette:
 
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, PlatformError)
-        return JSONResponse(exc.to_dict(), exc.status)
+        return platform_error_response(exc)
 
     return Starlette(
         routes=[

@@ -11,23 +11,10 @@ Node-to-node routes take cluster tokens only (:mod:`lake.peer_api`).
 
 from __future__ import annotations
 
-from platform_core import ForbiddenError
-from platform_core.auth import Claims
+from platform_core.http import check_admin, check_owner
 
 __all__ = ["require_admin", "require_owner"]
 
-
-def require_admin(who: Claims, what: str) -> None:
-    if not who.admin:
-        raise ForbiddenError(f"{who.sub!r} is not an admin; {what} needs an admin token")
-
-
-def require_owner(who: Claims, owner: str | None, what: str) -> None:
-    """``who`` must be ``owner`` or an admin; an unknown owner leaves it to admins."""
-    if who.admin or (owner is not None and owner == who.sub):
-        return
-    if owner is None:
-        raise ForbiddenError(
-            f"{what} has no recorded owner (it predates owners); only an admin may change it"
-        )
-    raise ForbiddenError(f"{what} belongs to {owner!r}; only its owner or an admin may change it")
+# The kit's role checks (``platform_core.http``), under the names lake's routes use.
+require_admin = check_admin
+require_owner = check_owner

@@ -1,7 +1,8 @@
 """``lake node`` alone: a FastAPI app serving the lake router under ``/api/lake``.
 
-It checks user tokens itself (the gateway does this for the embedded node), answers errors
-as ``{"error": ..., "type": ...}`` JSON like the gateway, and opens the node in its lifespan.
+It checks user tokens, limits bodies and answers errors with the kit's parts
+(:mod:`platform_core.http`), as the gateway does for the embedded node, and opens the node
+in its lifespan.
 """
 
 from __future__ import annotations
@@ -9,19 +10,18 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi.security import HTTPBearer
+from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from platform_core import PlatformError, UnauthorizedError
 from platform_core.apidocs import install_docs
-from platform_core.auth import Claims, TokenSigner, bearer_token
+from platform_core.auth import TokenSigner
+from platform_core.http import (
+    BodyLimitMiddleware,
+    CatchAllMiddleware,
+    install_error_handlers,
+    require_token,
+)
 
 from .api import NodeHolder, make_router
 from .cluster import PEER_PREFIX
@@ -34,57 +34,6 @@ __all__ = ["PREFIX", "create_app"]
 log = logging.getLogger(__name__)
 
 PREFIX = "/api/lake"
-
-_scheme = HTTPBearer(auto_error=False, description="A platform token (`platform token`).")
-
-
-class BodyLimit:
-    """Refuses request bodies over ``max_bytes`` with 413 (declared or as they stream in)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        too_big = JSONResponse(
-            {"error": f"request body over {self.max_bytes} bytes", "type": "over_budget"}, 413
-        )
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await too_big(scope, receive, send)
-            return
-        seen = 0
-        exceeded = False
-        started = False
-
-        async def limited() -> Message:
-            nonlocal seen, exceeded
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    # Tell the app the client went away; the 413 is sent below.
-                    exceeded = True
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            if exceeded and not started:
-                return  # the app's answer to the cut-off body is replaced by the 413
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited, tracked)
-        except Exception:
-            if not exceeded:
-                raise
-        if exceeded and not started:
-            await too_big(scope, receive, send)
 
 
 def create_app(
@@ -118,27 +67,19 @@ def create_app(
             if node is not None:
                 node.stop()
 
-    async def require_user(
-        request: Request, _: Annotated[object, Depends(_scheme)] = None
-    ) -> Claims:
-        token = bearer_token(request.headers.get("authorization")) or request.query_params.get(
-            "auth"
-        )
-        if not token:
-            raise UnauthorizedError(
-                "this route needs a token: send 'Authorization: Bearer <token>'"
-            )
-        claims = signer.verify(token)
-        request.state.claims = claims
-        return claims
-
     # FastAPI's own /docs loads its assets from a CDN: the kit's page is served offline.
     app = FastAPI(title="lake node", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_docs(app)
-    app.add_middleware(
-        BodyLimit, max_bytes=max(settings.max_body_bytes, settings.max_part_bytes + (1 << 16))
-    )
     app.state.holder = holder
+    app.state.signer = signer  # read by the kit's require_token
+    install_error_handlers(app)
+    # Added last means outermost: CatchAll sees everything, including the body limit.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=max(settings.max_body_bytes, settings.max_part_bytes + (1 << 16)),
+        setting="PLATFORM_MAX_BODY_BYTES (or LAKE_MAX_PART_BYTES)",
+    )
+    app.add_middleware(CatchAllMiddleware)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -147,34 +88,10 @@ def create_app(
     app.include_router(
         make_router(holder, PREFIX),
         prefix=PREFIX,
-        dependencies=[Depends(require_user)],
+        dependencies=[Depends(require_token)],
         tags=["lake"],
     )
 
     app.mount(PEER_PREFIX, make_peer_app(holder, signer))
-
-    @app.exception_handler(PlatformError)
-    async def platform_error(request: Request, exc: PlatformError) -> JSONResponse:
-        if exc.status >= 500:
-            log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
-        return JSONResponse(exc.to_dict(), status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        # 422 like the gateway, so a client sees one status for one mistake on either.
-        return JSONResponse({"error": f"invalid request: {problems}", "type": "bad_input"}, 422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = "not_found" if exc.status_code == 404 else "http"
-        text = (
-            f"not found: {request.method} {request.url.path}"
-            if exc.status_code == 404
-            else str(exc.detail)
-        )
-        return JSONResponse({"error": text, "type": kind}, exc.status_code)
 
     return app

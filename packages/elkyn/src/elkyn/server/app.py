@@ -20,6 +20,7 @@ from typing import Any
 
 from platform_core import (
     ForbiddenError,
+    NotFoundError,
     PlatformError,
     UnauthorizedError,
     auth,
@@ -27,13 +28,30 @@ from platform_core import (
     origin_is_local,
 )
 from platform_core.auth import TokenSigner, bearer_token
+from platform_core.http import error_body, kind_of_status, translate
 
-from ..errors import ElkynError, InvalidDataError, PermissionDeniedError, PreconditionFailedError
+from ..errors import (
+    ElkynError,
+    InvalidDataError,
+    PermissionDeniedError,
+    PreconditionFailedError,
+    StoreClosedError,
+)
 from ..paths import Path, parse_path
 from ..query import Query
 from ..settings import ElkynSettings
 from ..store import ADMIN, ANONYMOUS, Caller, Store, caller_of_claims, etag_of
-from .http import Receive, Request, Send, dumps, json_body, respond, respond_json
+from . import foreign as _foreign  # noqa: F401  (registers LMDB's translations)
+from .http import (
+    Receive,
+    Request,
+    Send,
+    dumps,
+    firebase_status,
+    json_body,
+    respond,
+    respond_json,
+)
 from .metrics import Metrics
 from .openapi import docs_response, openapi_document, openapi_paths
 from .sse import Streams, stream
@@ -147,10 +165,11 @@ class ElkynApp:
             return
         if scope["type"] != "http":
             return
+        firebase = _firebase_route(scope.get("path", ""))
         try:
             req = Request.from_scope(scope, receive)
         except PlatformError as exc:  # a path that is not UTF-8, say: nothing was read yet
-            await respond_json(send, exc.status, {"error": exc.message})
+            await _respond_error(send, exc, firebase)
             return
         started = [False]
 
@@ -161,16 +180,21 @@ class ElkynApp:
 
         try:
             await self._handle(req, tracked)
-        except PreconditionFailedError as exc:
-            await respond_json(tracked, 412, exc.value, headers=[(b"etag", exc.etag.encode())])
-        except PlatformError as exc:
+        except Exception as exc:
+            known = translate(exc)
+            if known is None or known.status >= 500:
+                log.error("internal error on %s %s", req.method, req.path, exc_info=exc)
             if started[0]:
                 return
-            await respond_json(tracked, exc.status, {"error": exc.message})
-        except Exception:
-            log.exception("internal error on %s %s", req.method, req.path)
-            if not started[0]:
-                await respond_json(tracked, 500, {"error": "Internal server error."})
+            if known is None:
+                body = (
+                    {"error": "Internal server error."}
+                    if firebase
+                    else {"error": "internal error (logged)", "type": "internal"}
+                )
+                await respond_json(tracked, 500, body)
+                return
+            await _respond_error(tracked, known, firebase)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -183,9 +207,10 @@ class ElkynApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def _store(self) -> Store:
+    def current_store(self) -> Store:
+        """The open store (what SSE and replication use), or 500 before it is open."""
         if self.store is None:
-            raise ElkynError("the database is not open yet")
+            raise StoreClosedError("the database is not open yet; retry in a moment")
         return self.store
 
     # ---- auth ----
@@ -261,11 +286,14 @@ class ElkynApp:
         if docs is not None:  # /.openapi.json, /docs and its assets
             await respond(send, 200, docs[0], docs[1])
             return
+        if path in _PLATFORM_METHODS and req.method not in _PLATFORM_METHODS[path]:
+            await _method_not_allowed(send, req, _PLATFORM_METHODS[path])
+            return
         if path == "/health":
             await respond_json(send, 200, {"status": "ok"})
             return
-        if path == "/metrics" and req.method == "GET":
-            body = self.metrics.render(self._store()).encode()
+        if path == "/metrics":
+            body = self.metrics.render(self.current_store()).encode()
             await respond(send, 200, body, b"text/plain; version=0.0.4; charset=utf-8")
             return
         if path == "/auth/token":
@@ -278,8 +306,7 @@ class ElkynApp:
             return
         if path == "/.replication/log":
             if self.replication is None:
-                await respond_json(send, 404, {"error": "replication is not served here"})
-                return
+                raise NotFoundError("replication is not served here (start with --replicate)")
             await self.replication(self, req, send)
             return
         method = req.method
@@ -295,10 +322,7 @@ class ElkynApp:
         elif path.endswith(".json"):
             db_path = path[: -len(".json")] or "/"
         else:
-            await respond_json(
-                send, 404, {"error": f"Not found: {path} (database paths end in .json)"}
-            )
-            return
+            raise NotFoundError(f"Not found: {path} (database paths end in .json)")
         keys = parse_path(db_path)
         caller = self._caller(req)
         if "ns" in req.params and not self.settings.dev:
@@ -326,7 +350,7 @@ class ElkynApp:
     async def _get(
         self, req: Request, send: Send, db_path: Path, caller: Caller, silent: bool, pretty: bool
     ) -> None:
-        store = self._store()
+        store = self.current_store()
         shallow = req.params.get("shallow") == "true"
         query = parse_query(req.params)
         if shallow and query is not None:
@@ -378,7 +402,7 @@ class ElkynApp:
         silent: bool,
         pretty: bool,
     ) -> None:
-        store = self._store()
+        store = self.current_store()
         limit = self.settings.max_write_bytes
         size_name = req.params.get("writeSizeLimit")
         if size_name is not None:
@@ -421,7 +445,7 @@ class ElkynApp:
         caller = self._caller(req)
         if not caller.admin:
             raise PermissionDeniedError()
-        store = self._store()
+        store = self.current_store()
         if req.method == "GET":
             await respond_json(send, 200, store.get_rules(), pretty=True)
         elif req.method == "PUT":
@@ -434,15 +458,13 @@ class ElkynApp:
             await respond_json(send, 405, {"error": "rules support GET and PUT"})
 
     async def _mint(self, req: Request, send: Send) -> None:
-        if not self._dev(req) or req.method != "POST":
-            await respond_json(
-                send,
-                404,
-                {
-                    "error": "Not found: /auth/token exists only with --dev, for requests from "
-                    "this machine (loopback client and Host header, no other site's Origin)"
-                },
+        if not self._dev(req):
+            raise NotFoundError(
+                "Not found: /auth/token exists only with --dev, for requests from "
+                "this machine (loopback client and Host header, no other site's Origin)"
             )
+        if req.method != "POST":
+            await _method_not_allowed(send, req, ("POST",))
             return
         if self.signer is None:
             raise ElkynError("no token secret")
@@ -459,6 +481,40 @@ class ElkynApp:
             raise InvalidDataError("ttl_seconds must be a positive integer")
         token = self.signer.issue(uid, admin=admin, ttl_seconds=ttl, extra=body)
         await respond_json(send, 200, {"token": token, "uid": uid, "expires_in": ttl})
+
+
+_PLATFORM_METHODS = {"/health": ("GET", "HEAD"), "/metrics": ("GET",)}
+
+
+def _firebase_route(path: str) -> bool:
+    """Firebase's REST routes (``*.json``, ``*/.watch``): Firebase's statuses and bodies.
+
+    Every other route (``/health``, ``/metrics``, ``/auth/token``, ``/.replication/log``, an
+    unknown path) is a platform route: the kit's statuses and ``{"error", "type"}`` bodies.
+    """
+    return path.endswith(".json") or path.endswith("/.watch")
+
+
+async def _respond_error(send: Send, exc: PlatformError, firebase: bool) -> None:
+    """``exc`` as a Firebase route answers it, or as every platform server does."""
+    if not firebase:
+        headers = [(b"www-authenticate", b"Bearer")] if isinstance(exc, UnauthorizedError) else []
+        await respond_json(send, exc.status, error_body(exc), headers=headers)
+    elif isinstance(exc, PreconditionFailedError):  # Firebase: the current value and its ETag
+        etag = [(b"etag", exc.etag.encode())]
+        await respond_json(send, firebase_status(exc), exc.value, headers=etag)
+    else:
+        await respond_json(send, firebase_status(exc), {"error": exc.message})
+
+
+async def _method_not_allowed(send: Send, req: Request, allowed: tuple[str, ...]) -> None:
+    """405 in the kit's shape and words, with ``Allow``."""
+    allow = ", ".join(allowed)
+    body = {
+        "error": f"method not allowed: {req.method} {req.path} (allowed: {allow})",
+        "type": kind_of_status(405),
+    }
+    await respond_json(send, 405, body, headers=[(b"allow", allow.encode())])
 
 
 def _local(req: Request) -> bool:

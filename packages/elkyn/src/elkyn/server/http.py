@@ -1,4 +1,5 @@
-"""Plain ASGI request and response helpers: the lean path that skips a framework's routing."""
+"""Plain ASGI request and response helpers (the lean path that skips a framework's routing),
+and Elkyn's one table of Firebase wire statuses."""
 
 from __future__ import annotations
 
@@ -9,9 +10,45 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
 
-from ..errors import ClientDisconnectedError, InvalidDataError, PayloadTooLargeError
+from platform_core import PlatformError
 
-__all__ = ["Request", "Send", "json_body", "respond", "respond_json"]
+from ..errors import (
+    ClientDisconnectedError,
+    InvalidDataError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    PreconditionFailedError,
+    TooManyStreamsError,
+)
+
+__all__ = [
+    "FIREBASE_STATUS",
+    "Request",
+    "Send",
+    "firebase_status",
+    "json_body",
+    "respond",
+    "respond_json",
+]
+
+FIREBASE_STATUS: dict[type[PlatformError], int] = {
+    PermissionDeniedError: 401,  # Firebase: 401 "Permission denied", with or without a token
+    PayloadTooLargeError: 400,  # Firebase: 400 "Invalid data; ... larger than the limit"
+    PreconditionFailedError: 412,  # Firebase: 412, the current value and its ETag
+    TooManyStreamsError: 429,
+}
+"""Where Firebase's REST routes answer another status than the error's core kind has (the
+platform's routes, ``/health``, ``/auth/token``, ..., answer the core status)."""
+
+
+def firebase_status(exc: PlatformError) -> int:
+    """The status a Firebase REST route answers for ``exc``: the table's, else the core one."""
+    for cls in type(exc).__mro__:
+        status = FIREBASE_STATUS.get(cls)
+        if status is not None:
+            return status
+    return exc.status
+
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

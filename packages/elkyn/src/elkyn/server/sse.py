@@ -20,19 +20,38 @@ import asyncio
 import json
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..errors import TooManyStreamsError
 from ..events import OVERFLOW, Event, EventQueue, events_for
 from ..paths import Path
+from ..settings import ElkynSettings
 from ..storage import Tree
-from ..store import Caller
+from ..store import Caller, Store
 from ..values import to_wire
 from .http import Request, Send
+from .metrics import Metrics
 from .resume import ResumeIds
 
-if TYPE_CHECKING:
-    from .app import ElkynApp
+
+class StreamHost(Protocol):
+    """What streaming needs from the server that hosts it (``ElkynApp`` is one)."""
+
+    @property
+    def settings(self) -> ElkynSettings: ...  # stream limits and the keep-alive period
+    @property
+    def metrics(self) -> Metrics: ...  # open-stream and sent-event counters
+    @property
+    def streams(self) -> Streams: ...  # the open streams of this server
+
+    def current_store(self) -> Store:
+        """The open store (raises while it is not open)."""
+        ...
+
+    def resume_secret(self) -> bytes:
+        """The key of the signed resume ids."""
+        ...
+
 
 __all__ = ["Streams", "stream"]
 
@@ -96,7 +115,7 @@ class _Handle:
 class Streams:
     """The open streams of one app: keep-alive ticks and rules changes reach all of them."""
 
-    def __init__(self, app: ElkynApp) -> None:
+    def __init__(self, app: StreamHost) -> None:
         self.app = app
         self.queues: dict[asyncio.Queue[Event], _Handle] = {}
         self.held: Counter[str] = Counter()
@@ -133,7 +152,7 @@ class Streams:
         if self._ticker is None or self._ticker.done():
             self._ticker = loop.create_task(self._tick())
         if not self._listening:
-            store = self.app._store()
+            store = self.app.current_store()
 
             def on_rules(_: Any) -> None:
                 loop.call_soon_threadsafe(self._broadcast, RULES_CHANGED)
@@ -165,18 +184,18 @@ class Streams:
             self._broadcast(KEEPALIVE)
 
 
-def _may_read(app: ElkynApp, caller: Caller, keys: Path) -> bool:
+def _may_read(app: StreamHost, caller: Caller, keys: Path) -> bool:
     if caller.admin:
         return True
-    store = app._store()
+    store = app.current_store()
     with store.env.read() as txn:
         tree = Tree(store.env, txn)
         return store.rules.can_read(caller.auth, keys, tree.read)
 
 
-async def stream(app: ElkynApp, req: Request, send: Send, keys: Path, caller: Caller) -> None:
+async def stream(app: StreamHost, req: Request, send: Send, keys: Path, caller: Caller) -> None:
     """Serve one SSE stream of ``keys`` until the client leaves, or access ends."""
-    store = app._store()
+    store = app.current_store()
     streams: Streams = app.streams
     who = _holder(caller, req)
     streams.admit(who)  # a 429 before any byte past the caller's or the server's limit
@@ -231,7 +250,7 @@ def _holder(caller: Caller, req: Request) -> str:
 
 
 async def _serve(
-    app: ElkynApp,
+    app: StreamHost,
     req: Request,
     send: Send,
     keys: Path,
@@ -239,7 +258,7 @@ async def _serve(
     queue: asyncio.Queue[Event],
     first: Event,
 ) -> None:
-    store = app._store()
+    store = app.current_store()
     ids = ResumeIds(app.resume_secret(), store.database_id, caller, keys)
     floor = first.seq
     opening = [frame(Event("put", "/", first.data, 0))]
@@ -260,17 +279,17 @@ async def _serve(
     await _pump(app, send, keys, caller, queue, floor, ids)
 
 
-def _may_replay(app: ElkynApp, caller: Caller, keys: Path) -> bool:
+def _may_replay(app: StreamHost, caller: Caller, keys: Path) -> bool:
     """Whether the log may be replayed to this caller: its read access cannot have changed.
 
     When the read rules look at data or the clock, the caller may have lacked access for part
     of the gap (or the data was deleted before access was granted), so it gets a snapshot.
     """
-    return caller.admin or not app._store().rules.read_depends_on_state(keys)
+    return caller.admin or not app.current_store().rules.read_depends_on_state(keys)
 
 
 async def _pump(
-    app: ElkynApp,
+    app: StreamHost,
     send: Send,
     keys: Path,
     caller: Caller,
@@ -278,11 +297,11 @@ async def _pump(
     floor: int,
     ids: ResumeIds,
 ) -> None:
-    rules = app._store().rules
+    rules = app.current_store().rules
     # Re-check access on a change only when the read rules look at data or the clock.
     recheck = not caller.admin and rules.read_depends_on_state(keys)
     # One send carries at most this many bytes of changes: a backlog is not joined whole.
-    batch_bytes = app._store().max_pending_bytes
+    batch_bytes = app.current_store().max_pending_bytes
     while True:
         batch = [await queue.get()]
         taken = batch[0].size
@@ -305,7 +324,7 @@ async def _pump(
                 chunks.append(_KEEPALIVE_FRAME)
             elif ev is RULES_CHANGED:
                 changed = True
-                rules = app._store().rules
+                rules = app.current_store().rules
                 recheck = not caller.admin and rules.read_depends_on_state(keys)
             elif not ev.seq or ev.seq > floor:
                 changed = changed or recheck

@@ -1,10 +1,11 @@
-"""Every gateway error is JSON ``{"error": ..., "type": ...}``; tracebacks are logged, never sent.
+"""The exception handlers and the catch-all middleware every FastAPI server installs.
 
-``PlatformError`` keeps its own status and body; Starlette's ``HTTPException`` (unknown route,
-wrong method, a plugin's ``raise HTTPException``) and request validation failures are reshaped
-to the same form, their ``type`` taken from the core error of the same status; anything else
-becomes a 500 whose details stay in the log. On a WebSocket the same errors close the
-connection instead: 1008 (policy violation) for a 4xx, 1011 (internal error) for a 5xx.
+``PlatformError`` answers with its own status and body; Starlette's ``HTTPException``
+(unknown route, wrong method) and request validation failures (``bad_input`` 400, like any
+other bad input) are reshaped to the same ``{"error", "type"}`` form; a foreign error known
+to :mod:`platform_core.http.foreign` answers as its core kind; anything else is a 500 whose
+traceback stays in the log. On a WebSocket the same errors close the connection instead:
+1008 (policy violation) for a 4xx, 1011 (internal error) for a 5xx.
 """
 
 from __future__ import annotations
@@ -12,20 +13,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from fastapi import FastAPI
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 
-from platform_core import PlatformError, UnauthorizedError
+from ..errors import BadInputError, PlatformError, UnauthorizedError
+from .foreign import translate
+from .wire import error_body, kind_of_status
 
-__all__ = ["CatchAllMiddleware", "error_response", "install_error_handlers", "kind_of_status"]
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = [
+    "CatchAllMiddleware",
+    "error_response",
+    "install_error_handlers",
+    "platform_error_response",
+]
 
 log = logging.getLogger(__name__)
 
@@ -34,41 +42,17 @@ WS_INTERNAL_ERROR = 1011
 _WS_REASON_BYTES = 123  # the most a WebSocket close frame can carry
 
 
-def _core_kinds() -> dict[int, str]:
-    """``{status: type}`` from ``platform_core``'s error classes, the first (most general) winning.
-
-    The root comes first, so 500 is ``internal`` (not ``corrupt_data``), and 400 is
-    ``bad_input`` (not its subclass ``SettingsError``'s). Only core's own classes count, so
-    the mapping does not depend on which other packages happen to be imported.
-    """
-    kinds: dict[int, str] = {}
-    pending: list[type[PlatformError]] = [PlatformError]
-    while pending:
-        cls = pending.pop(0)
-        if cls.__module__ == PlatformError.__module__:
-            kinds.setdefault(cls.status, cls.kind)
-        pending.extend(cls.__subclasses__())
-    return kinds
-
-
-_KINDS = _core_kinds()
-
-
-def kind_of_status(status: int) -> str:
-    """The ``type`` word for an HTTP status: core's error kind, else the status phrase."""
-    if status in _KINDS:
-        return _KINDS[status]
-    try:
-        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
-    except ValueError:
-        return "http_error"
-
-
 def error_response(
     status: int, message: str, kind: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
-    """The one error shape of the gateway."""
+    """The one error shape of every server: ``{"error": message, "type": kind}``."""
     return JSONResponse({"error": message, "type": kind}, status_code=status, headers=headers)
+
+
+def platform_error_response(exc: PlatformError) -> JSONResponse:
+    """The answer for ``exc``: its status and body; a 401 names the Bearer scheme (RFC 6750)."""
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, UnauthorizedError) else None
+    return JSONResponse(error_body(exc), status_code=exc.status, headers=headers)
 
 
 async def _close_websocket(websocket: WebSocket, status: int, message: str) -> None:
@@ -92,11 +76,7 @@ async def _platform_error(conn: HTTPConnection, exc: Exception) -> JSONResponse 
     if isinstance(conn, WebSocket):
         await _close_websocket(conn, exc.status, exc.message)
         return None
-    # RFC 6750: a 401 names the scheme the client should use.
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, UnauthorizedError) else None
-    # Details may hold paths, dates, ...: encode them as FastAPI encodes any answer.
-    body = jsonable_encoder(exc.to_dict())
-    return JSONResponse(body, status_code=exc.status, headers=headers)
+    return platform_error_response(exc)
 
 
 async def _http_exception(conn: HTTPConnection, exc: Exception) -> JSONResponse | None:
@@ -129,13 +109,15 @@ def _describe(err: Any) -> str:
 
 
 async def _validation_error(conn: HTTPConnection, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    message = "; ".join(_describe(err) for err in exc.errors()) or "invalid request"
-    return error_response(422, message, "bad_input")
+    errors = cast(Any, exc).errors()
+    message = "; ".join(_describe(err) for err in errors) or "invalid request"
+    return error_response(BadInputError.status, message, BadInputError.kind)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the JSON error handlers on ``app`` (mounted apps keep their own)."""
+    from fastapi.exceptions import RequestValidationError
+
     # Starlette types a handler as for HTTP or for WebSockets; these two serve both.
     app.add_exception_handler(PlatformError, cast(ExceptionHandler, _platform_error))
     app.add_exception_handler(StarletteHTTPException, cast(ExceptionHandler, _http_exception))
@@ -143,7 +125,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class CatchAllMiddleware:
-    """Turns an unexpected exception into a 500 JSON answer and logs its traceback once.
+    """Turns an exception no handler took into JSON: a known foreign error as its core kind,
+    anything else a 500 whose traceback is logged once.
 
     A pure-ASGI middleware rather than an ``Exception`` handler: Starlette re-raises after such
     a handler, so the server would log the same traceback a second time.
@@ -166,9 +149,17 @@ class CatchAllMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
-            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+        except Exception as exc:
+            where = f"{scope.get('method')} {scope.get('path')}"
+            known = translate(exc)
+            if known is None or known.status >= 500:
+                log.error("unhandled error in %s", where, exc_info=exc)
+            else:
+                log.info("%s: %s (%s)", where, known.message, type(exc).__name__)
             if started:  # too late for a clean answer; let the server drop the connection
                 raise
-            response = error_response(500, "internal error (logged)", "internal")
+            if known is not None:
+                response = platform_error_response(known)
+            else:
+                response = error_response(500, "internal error (logged)", "internal")
             await response(scope, receive, send)
