@@ -41,6 +41,7 @@ from platform_core.cli import (
 )
 
 from .app import create_app
+from .demo import register as register_demo
 from .logs import RedactTokens, install_log_redaction
 from .serve import Outcome, bind, serve, url_of
 from .versions import platform_versions
@@ -49,7 +50,7 @@ __all__ = ["build_cli", "main"]
 
 log = logging.getLogger(__name__)
 
-_BUILTIN_COMMANDS = frozenset({"up", "token", "login", "logout"})
+_BUILTIN_COMMANDS = frozenset({"up", "token", "login", "logout", "demo-data"})
 
 
 def _configure_logging(level: str) -> None:
@@ -252,6 +253,7 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
             f"logged out of {target}" if had else f"no token kept for {target} in {tokens_file()}"
         )
 
+    register_demo(cli)
     for plugin in plugins:
         if plugin.cli is None:
             continue

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from platform_core.apidocs import install_docs
 from platform_core.auth import TokenSigner
 from platform_core.http import (
     BodyLimitMiddleware,
@@ -66,8 +67,9 @@ def create_app(
             if node is not None:
                 node.stop()
 
-    # No /docs: FastAPI's page loads its assets from a CDN; the gateway serves docs offline.
+    # FastAPI's own /docs loads its assets from a CDN: the kit's page is served offline.
     app = FastAPI(title="lake node", lifespan=lifespan, docs_url=None, redoc_url=None)
+    install_docs(app)
     app.state.holder = holder
     app.state.signer = signer  # read by the kit's require_token
     install_error_handlers(app)

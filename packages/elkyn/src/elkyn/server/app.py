@@ -4,7 +4,8 @@ Routes (relative to where it is served: ``/`` for ``elkyn serve``, ``/db`` in th
 ``/<path>.json`` (GET PUT POST PATCH DELETE, streaming with ``Accept: text/event-stream``),
 ``/<path>/.watch`` (the source's streaming alias), ``/.settings/rules.json`` (admin only),
 ``/auth/token`` (``--dev`` only), ``/.replication/log`` (cluster token), ``/health``,
-``/metrics``. It is plain ASGI so a write costs no framework routing or validation on top.
+``/metrics``, and its API docs (``/.openapi.json``, ``/docs``). It is plain ASGI so a write
+costs no framework routing or validation on top.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from .http import (
     respond_json,
 )
 from .metrics import Metrics
+from .openapi import docs_response, openapi_document, openapi_paths
 from .sse import Streams, stream
 
 __all__ = ["ElkynApp"]
@@ -273,9 +275,17 @@ class ElkynApp:
         self._tokens[token] = caller
         return caller
 
+    def openapi_fragment(self) -> dict[str, Any]:
+        """This app's routes for a host's OpenAPI document (the gateway's, under ``/db``)."""
+        return {"paths": openapi_paths(), "components": openapi_document()["components"]}
+
     # ---- routing ----
     async def _handle(self, req: Request, send: Send) -> None:
         path = req.path
+        docs = docs_response(path) if req.method == "GET" else None
+        if docs is not None:  # /.openapi.json, /docs and its assets
+            await respond(send, 200, docs[0], docs[1])
+            return
         if path in _PLATFORM_METHODS and req.method not in _PLATFORM_METHODS[path]:
             await _method_not_allowed(send, req, _PLATFORM_METHODS[path])
             return
