@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -26,9 +25,9 @@ from platform_core import (
     discover_plugins,
     load_settings,
 )
+from platform_core.service import StartError, configure_service_logging
 
 from .app import create_app
-from .logs import RedactTokens, install_log_redaction
 from .serve import Outcome, bind, serve, url_of
 from .versions import platform_versions
 
@@ -57,27 +56,9 @@ def _show_version(value: bool) -> None:
 
 
 def _configure_logging(level: str) -> None:
-    """Configure logging once, for the whole process: rich on a terminal, plain otherwise.
-
-    Credentials (``?auth=``, ``?access_token=``, bearer tokens, JWTs) are redacted from
-    uvicorn's log lines in any case, and from every line of the handler configured here.
-    """
-    install_log_redaction()
-    root = logging.getLogger()
-    if root.handlers:  # configured already (by an embedding program or a test runner)
-        return
-    handler: logging.Handler
-    if sys.stderr.isatty():
-        from rich.logging import RichHandler
-
-        handler = RichHandler(console=Console(stderr=True), show_path=False)
-        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    handler.addFilter(RedactTokens())
-    root.addHandler(handler)
-    root.setLevel(level.upper())
+    """Configure logging once, for the whole process (the service kit's JSON lines, with
+    credentials redacted); handlers an embedding program or test runner installed are kept."""
+    configure_service_logging(level)
 
 
 def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
@@ -165,6 +146,10 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
         except PlatformError as exc:
             _fail(str(exc), 2)
 
+        try:
+            sock = bind(settings.host, settings.port)
+        except StartError as exc:
+            _fail(exc.message, 1)  # one line, before any log line
         _configure_logging(settings.log_level)
         try:
             app = create_app(settings, plugins)
@@ -175,10 +160,6 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
         capped = cap_memory(settings.memory_headroom)  # a query errors, the process lives
         if capped is not None:
             logging.getLogger("platform").info("address space capped at %d MiB", capped >> 20)
-        try:
-            sock = bind(settings.host, settings.port)
-        except OSError as exc:
-            _fail(f"cannot listen on {settings.host}:{settings.port}: {exc}", 1)
         url = url_of(settings.host, sock.getsockname()[1])
         outcome = serve(app, sock, url, settings.log_level, Path(settings.home))
         if outcome is Outcome.FAILED:
