@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "ServerProcess",
@@ -221,17 +222,9 @@ def launch(
 
 
 @contextmanager
-def running_server(
-    argv: Sequence[str],
-    *,
-    env: Mapping[str, str] | None = None,
-    url: str | None = None,
-    timeout: float = 30.0,
-    stderr: Path | None = None,
-    cwd: str | os.PathLike[str] | None = None,
-) -> Iterator[ServerProcess]:
-    """:func:`launch` as a context manager: the server is stopped (and reaped) on exit."""
-    server = launch(argv, env=env, url=url, timeout=timeout, stderr=stderr, cwd=cwd)
+def running_server(argv: Sequence[str], **options: Any) -> Iterator[ServerProcess]:
+    """:func:`launch` (same options) as a context manager: stopped and reaped on exit."""
+    server = launch(argv, **options)
     try:
         yield server
     finally:
