@@ -60,8 +60,6 @@ TEST_PLUGIN_SOURCE = textwrap.dedent(
     from contextlib import asynccontextmanager
     from pathlib import Path
 
-from platform_core.testing import free_port, wait_healthy
-
     import typer
     from fastapi import APIRouter, Request, WebSocket
     from pydantic import BaseModel
