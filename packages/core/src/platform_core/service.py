@@ -23,7 +23,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -270,14 +270,17 @@ def serve(
     home: str | os.PathLike[str] | None = None,
     line: str | None = None,
     announce_home: bool = False,
+    before_run: Callable[[Any], None] | None = None,
     **uvicorn_options: Any,
 ) -> Outcome:
     """Serve ``app`` on ``sock`` until Ctrl-C/SIGTERM; closes ``sock``.
 
     Prints ``line`` (default: :func:`banner` of ``what``; ``""``: none, the app prints its own)
     once connections are accepted, and not at all if a signal arrived during startup. With ``announce_home``, ``<home>/platform.json``
-    says where it serves meanwhile (``platform_core.find_running``). ``uvicorn_options`` go to
-    ``uvicorn.Config`` (``http="httptools"``, ``timeout_graceful_shutdown`` ...).
+    says where it serves meanwhile (``platform_core.find_running``). ``before_run(server)`` is
+    called with the ``uvicorn.Server`` before it runs (a watcher thread may set its
+    ``should_exit``). ``uvicorn_options`` go to ``uvicorn.Config`` (``http="httptools"``,
+    ``timeout_graceful_shutdown`` ...).
     """
     import uvicorn
 
@@ -291,6 +294,8 @@ def serve(
         url,
         where if announce_home else None,
     )
+    if before_run is not None:
+        before_run(server)
     # uvicorn restores the handlers it found and then re-raises the Ctrl-C/SIGTERM it caught;
     # with these in place that re-raise is a no-op and serve() returns normally.
     try:
