@@ -39,6 +39,8 @@ from typing import Any
 
 from _harness import RESULTS, Benchmark
 
+from platform_core.testing import free_port
+
 bench = Benchmark("elkyn_bench", "Elkyn writes/reads (embedded, REST) and SSE event latency")
 bench.quick_scale = 0.01
 
@@ -171,12 +173,6 @@ def _raw_lmdb(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
 
 
 # ------------------------------------------------------------------ servers
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _env(home: Path) -> dict[str, str]:
     return {**os.environ, "PLATFORM_HOME": str(home), "PLATFORM_SECRET": SECRET}
 
@@ -202,7 +198,7 @@ def _die_with_parent() -> None:
 
 
 def start_elkyn(home: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "elkyn", "serve", "--port", str(port), "--log-level", "warning"]
     proc = subprocess.Popen(
         [*cmd, "--path", str(home / "db")],
@@ -215,7 +211,7 @@ def start_elkyn(home: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 
 def start_noop() -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, __file__, "_noop", str(port)],
         preexec_fn=_die_with_parent,

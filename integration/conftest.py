@@ -18,7 +18,7 @@ from platform_gateway.testing import EVENTS_DIR_ENV, wait_healthy, write_test_pl
 
 sys.path.insert(0, str(Path(__file__).parent))  # the tests' own helper modules (jobs_helpers)
 
-BANNER = re.compile(r"platform is up at (http://\S+) \(docs: (\S+)\)")
+BANNER = re.compile(r"platform is up at (http://\S+) \(docs: ([^,\s)]+)")
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 

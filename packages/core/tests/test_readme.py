@@ -8,8 +8,10 @@ from pathlib import Path
 README = Path(__file__).parents[1] / "README.md"
 
 
-def _run_block(index: int, tmp_path, monkeypatch, capsys) -> list[str]:
+def _run_block(which: int | str, tmp_path, monkeypatch, capsys) -> list[str]:
+    """Run the README's python block number ``which``, or the first one holding that text."""
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    index = which if isinstance(which, int) else next(i for i, b in enumerate(blocks) if which in b)
     script = tmp_path / f"example{index}.py"
     script.write_text(blocks[index])
     monkeypatch.chdir(tmp_path)
@@ -32,8 +34,7 @@ def test_expression_example_runs(tmp_path, monkeypatch, capsys):
 
 
 def test_http_kit_example_runs(tmp_path, monkeypatch, capsys):
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    out = _run_block(len(blocks) - 1, tmp_path, monkeypatch, capsys)
+    out = _run_block("error_from_response(404", tmp_path, monkeypatch, capsys)
     assert (
         out[0]
         == "{'error': \"no dataset 'sales'\", 'type': 'not_found', 'details': {'name': 'sales'}}"

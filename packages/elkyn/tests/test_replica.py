@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,12 +12,7 @@ import httpx
 import pytest
 
 from elkyn.testing import stop_server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from platform_core.testing import free_port
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 15.0) -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from platform_core import (
     BadInputError,
@@ -39,10 +38,10 @@ from platform_core.cli import (
     version_option,
     warn,
 )
+from platform_core.service import StartError, configure_service_logging
 
 from .app import create_app
 from .demo import register as register_demo
-from .logs import RedactTokens, install_log_redaction
 from .serve import Outcome, bind, serve, url_of
 from .versions import platform_versions
 
@@ -54,27 +53,9 @@ _BUILTIN_COMMANDS = frozenset({"up", "token", "login", "logout", "demo-data"})
 
 
 def _configure_logging(level: str) -> None:
-    """Configure logging once, for the whole process: rich on a terminal, plain otherwise.
-
-    Credentials (``?auth=``, ``?access_token=``, bearer tokens, JWTs) are redacted from
-    uvicorn's log lines in any case, and from every line of the handler configured here.
-    """
-    install_log_redaction()
-    root = logging.getLogger()
-    if root.handlers:  # configured already (by an embedding program or a test runner)
-        return
-    handler: logging.Handler
-    if sys.stderr.isatty():
-        from rich.logging import RichHandler
-
-        handler = RichHandler(console=Console(stderr=True), show_path=False)
-        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    handler.addFilter(RedactTokens())
-    root.addHandler(handler)
-    root.setLevel(level.upper())
+    """Configure logging once, for the whole process (the service kit's JSON lines, with
+    credentials redacted); handlers an embedding program or test runner installed are kept."""
+    configure_service_logging(level)
 
 
 def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
@@ -154,6 +135,10 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
         except PlatformError as exc:
             fail(str(exc), 2)
 
+        try:
+            sock = bind(settings.host, settings.port)
+        except StartError as exc:
+            fail(exc.message, 1)  # one line, before any log line
         _configure_logging(settings.log_level)
         try:
             app = create_app(settings, plugins)
@@ -164,10 +149,6 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
         capped = cap_memory(settings.memory_headroom)  # a query errors, the process lives
         if capped is not None:
             logging.getLogger("platform").info("address space capped at %d MiB", capped >> 20)
-        try:
-            sock = bind(settings.host, settings.port)
-        except OSError as exc:
-            fail(f"cannot listen on {settings.host}:{settings.port}: {exc}", 1)
         url = url_of(settings.host, sock.getsockname()[1])
         outcome = serve(app, sock, url, settings.log_level, Path(settings.home))
         if outcome is Outcome.FAILED:

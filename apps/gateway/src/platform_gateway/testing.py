@@ -4,24 +4,21 @@
   ``*.dist-info`` with an ``entry_points.txt`` into a directory; put that directory on
   ``sys.path`` (in-process) or ``PYTHONPATH`` (a subprocess) and ``discover_plugins`` finds it.
 - :func:`write_test_plugin` writes the gateway's own test plugins (see :data:`TEST_PLUGIN_SOURCE`).
-- :func:`free_port` and :func:`wait_healthy` start real servers in tests.
+- :func:`free_port` and :func:`wait_healthy` start real servers in tests (the platform's
+  launcher, ``platform_core.testing``, re-exported here).
 
-This module itself uses only the standard library (no test framework, no HTTP client).
+This module uses only the standard library and ``platform_core`` (no test framework).
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import re
-import socket
-import subprocess
 import textwrap
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+
+from platform_core.testing import free_port, wait_healthy
 
 __all__ = [
     "EVENTS_DIR_ENV",
@@ -238,39 +235,3 @@ def write_test_plugin(directory: Path) -> Path:
             "testmount": f"{TEST_PLUGIN_MODULE}:mounted_plugin",
         },
     )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that was free a moment ago (bind port 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_healthy(
-    url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20.0
-) -> None:
-    """Poll ``{url}/health`` until it answers ``{"status": "ok"}``.
-
-    Raises ``RuntimeError`` (with the process's output, if it was piped) as soon as ``proc``
-    exits, and ``TimeoutError`` after ``timeout`` seconds.
-    """
-    deadline = time.monotonic() + timeout
-    last_error = "no answer yet"
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            output = ""
-            if proc.stdout is not None or proc.stderr is not None:
-                out, err = proc.communicate(timeout=5)
-                output = f"\nstdout:\n{(out or b'').decode()}\nstderr:\n{(err or b'').decode()}"
-            raise RuntimeError(
-                f"the server exited with code {proc.returncode} before {url} was healthy{output}"
-            )
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if json.load(response) == {"status": "ok"}:
-                    return
-        except (OSError, ValueError) as exc:  # URLError, refused, reset, bad JSON
-            last_error = str(exc)
-        time.sleep(0.1)
-    raise TimeoutError(f"{url}/health was not healthy after {timeout} s (last: {last_error})")

@@ -29,12 +29,14 @@ from .jsoncells import json_cell, json_rows
 from .logs import JsonFormatter, configure_logging
 from .memcap import address_space, cap_memory, physical_memory
 from .netloc import host_header_name, is_local_request, is_loopback, origin_is_local
+from .ownership import DirectoryInUseError, DirectoryLock, lock_directory
 from .plugin import PLUGIN_GROUP, Plugin, PluginError, check_plugins, discover_plugins
 from .redact import CREDENTIAL_PARAMS, RedactTokens, install_log_redaction, redact
 from .rowhash import hash_columns
 from .running import announce, find_running, withdraw
 from .schema import Field, Schema
-from .settings import PackageSettings, PlatformSettings, load_settings
+from .service import StartError, bind, configure_service_logging
+from .settings import PackageSettings, PlatformSettings, load_settings, package_settings
 from .sizes import SIZE_FORMS, SIZE_UNITS, parse_bytes
 from .types import FieldType, from_arrow, parse_type, type_name
 
@@ -62,6 +64,8 @@ __all__ = [
     "ConflictError",
     "CorruptDataError",
     "CsvError",
+    "DirectoryInUseError",
+    "DirectoryLock",
     "Field",
     "FieldType",
     "ForbiddenError",
@@ -76,16 +80,19 @@ __all__ = [
     "RedactTokens",
     "Schema",
     "SettingsError",
+    "StartError",
     "UnauthorizedError",
     "UnavailableError",
     "__version__",
     "address_space",
     "announce",
     "auth",
+    "bind",
     "canonical_json",
     "cap_memory",
     "check_plugins",
     "configure_logging",
+    "configure_service_logging",
     "csv_column_names",
     "discover_plugins",
     "find_running",
@@ -102,8 +109,10 @@ __all__ = [
     "json_cell",
     "json_rows",
     "load_settings",
+    "lock_directory",
     "new_id",
     "origin_is_local",
+    "package_settings",
     "parse_bytes",
     "parse_type",
     "physical_memory",

@@ -3,10 +3,15 @@
 A package's settings class subclasses :class:`PackageSettings` with its own prefix; each of its
 fields is read from ``<PKG>_<FIELD>`` first, then from ``PLATFORM_<FIELD>``, then its default.
 So ``LAKE_HOME`` overrides ``PLATFORM_HOME`` for the lake only.
+
+Inside ``platform up`` a package is handed the gateway's settings (with its ``--home``, which
+no environment variable says): :func:`package_settings` builds the package's settings on top of
+them, so every package reads the platform's values through one rule.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
@@ -20,9 +25,10 @@ from pydantic_settings import (
 
 from .errors import SettingsError
 
-__all__ = ["PackageSettings", "PlatformSettings", "load_settings"]
+__all__ = ["PackageSettings", "PlatformSettings", "load_settings", "package_settings"]
 
 S = TypeVar("S", bound=BaseSettings)
+P = TypeVar("P", bound="PackageSettings")
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -112,3 +118,23 @@ def load_settings(cls: type[BaseSettings] | None = None, **overrides: Any) -> Ba
         raise SettingsError(
             "invalid settings: " + "; ".join(problems) + " (fix the environment variable or option)"
         ) from exc
+
+
+def package_settings(cls: type[P], base: PlatformSettings | None = None, **overrides: Any) -> P:
+    """``cls``'s settings from the environment, inheriting the platform's ``base`` settings.
+
+    Each platform field (home, secret, log level ...) takes ``base``'s value unless it is in
+    ``overrides`` or the package's own variable (``<PKG>_<FIELD>``, e.g. ``LAKE_HOME``) is set;
+    the package's own fields come from the environment as in :func:`load_settings`. Without
+    ``base`` this is ``load_settings(cls, **overrides)``; a ``base`` of ``cls`` itself is
+    returned as it is when there is nothing to override.
+    """
+    if isinstance(base, cls) and not overrides:
+        return base
+    if base is not None:
+        prefix = str(cls.model_config.get("env_prefix", "")).upper()
+        own = {name.upper() for name in os.environ}
+        for name in PlatformSettings.model_fields:
+            if name not in overrides and f"{prefix}{name.upper()}" not in own:
+                overrides[name] = getattr(base, name)
+    return load_settings(cls, **overrides)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from pathlib import Path
 from typing import Annotated, Any
 
 import lmdb
 import typer
 
-from platform_core import PlatformError, auth, configure_logging
+from platform_core import PlatformError, auth
 from platform_core.cli import expected_errors, fail, version_option
 
 from .settings import ElkynSettings, check_dev, elkyn_settings
@@ -52,7 +51,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve the database at / over HTTP (REST, streaming, rules)."""
-    import uvicorn
+    from platform_core.service import StartError, bind, configure_service_logging, serve
 
     from .server import ElkynApp
     from .store import Store
@@ -63,8 +62,13 @@ def serve(
             overrides["path"] = path
         settings = elkyn_settings(**overrides)
         check_dev(settings, host)
+        if replica_of is not None and not replica_of.startswith(("http://", "https://")):
+            raise ValueError(
+                f"--replica-of takes the primary's URL (http://host:port), not {replica_of!r}"
+            )
+        sock = bind(host, port, port_setting=None, host_setting=None)  # a one-line StartError
         signer = auth.signer(settings)
-        store = Store(
+        store = Store(  # takes the directory's owner lock: one process per database
             None if settings.memory else settings.db_path(),
             memory=settings.memory,
             map_size=settings.map_size,
@@ -73,48 +77,29 @@ def serve(
             max_pending_events=settings.max_pending_events,
             max_pending_bytes=settings.max_pending_bytes,
         )
-    except (PlatformError, lmdb.Error, OSError) as exc:
+    except (PlatformError, StartError, lmdb.Error, OSError, ValueError) as exc:
         _fail(exc)
         return
-    configure_logging(log_level)
+    configure_service_logging(log_level)
     app = ElkynApp(settings, store, signer, own_lifespan=True)
     if replica_of is not None:
         from .replica import follow
 
-        if not replica_of.startswith(("http://", "https://")):
-            store.close()
-            _fail(
-                ValueError(
-                    f"--replica-of takes the primary's URL (http://host:port), not {replica_of!r}"
-                )
-            )
         follow(app, replica_of, settings)
     from .replica import serve_log
 
     app.replication = serve_log
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose proto
-    # says TCP; with proto 0, Nagle + delayed ACKs cost ~40 ms per keep-alive response.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        store.close()
-        _fail(OSError(f"cannot bind {host}:{port}: {exc.strerror}"))
-    bound = sock.getsockname()[1]
-    where = settings.db_path() if not settings.memory else "memory"
-    print(f"elkyn serving {where} at http://{host}:{bound}", flush=True)
-    config = uvicorn.Config(
+    serve(
         app,
-        log_config=None,  # keep the JSON handler configured above
+        sock,
+        what="elkyn",
+        host=host,
         log_level=log_level,
+        home="memory" if settings.memory else settings.db_path(),
         access_log=False,
         http="httptools",
-        lifespan="on",
         timeout_graceful_shutdown=2,
     )
-    uvicorn.Server(config).run(sockets=[sock])
 
 
 def _open(path: Path | None) -> Any:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import lmdb
 
+from platform_core.ownership import lock_directory
+
 from .errors import ElkynError, InvalidDataError
 from .storage import Environment
 
@@ -46,6 +48,12 @@ def restore(source: Path, target: Path, *, force: bool = False) -> None:
         raise InvalidDataError(f"{source} is not an Elkyn backup (no data.mdb there)")
     if (target / "data.mdb").exists() and not force:
         raise ElkynError(f"{target} already holds a database; pass --force to replace it")
+    # not while a server owns the database (it would keep serving the replaced files)
+    with lock_directory(target, what="the Elkyn database", setting="--path"):
+        _replace(source, target)
+
+
+def _replace(source: Path, target: Path) -> None:
     tmp = target.with_name(target.name + ".restoring")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from platform_core import (
     PlatformSettings,
     SettingsError,
     is_loopback,
-    load_settings,
+    package_settings,
 )
 
 __all__ = ["ElkynSettings", "check_dev", "elkyn_settings", "is_loopback"]
@@ -51,12 +50,9 @@ class ElkynSettings(PackageSettings):
 
 
 def elkyn_settings(base: PlatformSettings | None = None, **overrides: Any) -> ElkynSettings:
-    """Elkyn settings from the environment; the gateway's home and secret unless ELKYN_* say so."""
-    if base is not None and not isinstance(base, ElkynSettings):
-        for name in ("home", "secret"):
-            if f"ELKYN_{name.upper()}" not in os.environ and name not in overrides:
-                overrides[name] = getattr(base, name)
-    return load_settings(ElkynSettings, **overrides)
+    """Elkyn settings from the environment, inheriting the platform's ``base`` (the gateway's
+    home, secret ...) unless ELKYN_* variables say otherwise (``platform_core.package_settings``)."""
+    return package_settings(ElkynSettings, base, **overrides)
 
 
 def check_dev(settings: ElkynSettings, host: str) -> None:

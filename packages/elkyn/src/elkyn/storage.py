@@ -28,6 +28,8 @@ from typing import Any
 import lmdb
 import msgpack
 
+from platform_core.ownership import DirectoryLock, lock_directory
+
 from ._gate import Gate
 from .errors import ElkynError, StoreClosedError
 from .paths import Path
@@ -152,8 +154,22 @@ class Environment:
         self.path = FsPath(path)
         self.memory = memory
         self.sync = sync
+        self._owner: DirectoryLock | None = None
         if not readonly:
             self.path.mkdir(parents=True, exist_ok=True)
+            if not memory:  # one owner process per directory (platform_core.ownership)
+                self._owner = lock_directory(
+                    self.path, what="the Elkyn database", setting="ELKYN_PATH or --path"
+                )
+        try:
+            self._open_lmdb(map_size, max_readers, readonly)
+        except BaseException:
+            if self._owner is not None:
+                self._owner.release()
+            raise
+
+    def _open_lmdb(self, map_size: int, max_readers: int, readonly: bool) -> None:
+        sync = self.sync
         self.env = lmdb.open(
             str(self.path),
             map_size=map_size,
@@ -235,6 +251,8 @@ class Environment:
                 return
             self.closed = True
             self.env.close()
+            if self._owner is not None:
+                self._owner.release()
         if self._owned_dir is not None:
             shutil.rmtree(self._owned_dir, ignore_errors=True)
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from platform_core import PlatformSettings, Plugin, UnavailableError, load_settings
+from platform_core import PlatformSettings, Plugin, UnavailableError, package_settings
 
 from .api import JobRegistry, make_router
 from .backends import Backend
@@ -40,7 +40,7 @@ class _Platform:
 
         node = current_node()  # 503 while the lake node is not running
         store = current_store()
-        es = load_settings(ElytraSettings, home=self.settings.home)
+        es = package_settings(ElytraSettings, self.settings)
         self.session = Session(
             es,
             self.backend,
@@ -76,7 +76,7 @@ def plugin() -> Plugin:
             left = await asyncio.to_thread(reconcile, store)  # jobs a killed run left "running"
             if left:
                 logging.getLogger("elytra").warning("%d unfinished job(s) marked failed", left)
-        es = load_settings(ElytraSettings, home=settings.home)
+        es = package_settings(ElytraSettings, settings)
         await asyncio.to_thread(sweep, es.resolved_spill_dir())  # what a killed run spilled
         platform.backend = await asyncio.to_thread(make_backend, es)  # `platform up` starts it
         platform.settings = settings

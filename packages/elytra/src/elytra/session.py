@@ -78,7 +78,7 @@ class Session:
         The local user owns the home, so writes as its owner (and admin)."""
         from lake import LakeNode
 
-        node = LakeNode(lake_settings(None, home=self.settings.home))
+        node = LakeNode(lake_settings(self.settings))
         try:
             info = node.ingest(path, name, owner=owner or getpass.getuser(), admin=True)
         finally:
@@ -91,7 +91,7 @@ class Session:
     @property
     def catalog(self) -> Catalog:
         if self._catalog is None:
-            self._catalog = open_catalog(lake_settings(None, home=self.settings.home))
+            self._catalog = open_catalog(lake_settings(self.settings))
         return self._catalog
 
     def _start(self, source: Source) -> Pipeline:

@@ -11,7 +11,6 @@ import json
 import logging
 import re
 import shlex
-import socket
 import sys
 import threading
 import time
@@ -26,8 +25,6 @@ from platform_core import (
     PlatformError,
     auth,
     cap_memory,
-    configure_logging,
-    install_log_redaction,
     parse_type,
 )
 from platform_core.cli import (
@@ -83,9 +80,11 @@ def node(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run a lake node serving the API under /api/lake."""
-    import uvicorn
+    from platform_core.ownership import lock_directory
+    from platform_core.service import StartError, bind, configure_service_logging, serve
 
     from .flight import check_flight_port  # here: pyarrow.flight is slow to import
+    from .node import open_catalog
     from .server import create_app
 
     try:
@@ -93,40 +92,44 @@ def node(
         if flight_port is not None:
             overrides["flight_port"] = flight_port
         settings = lake_settings(None, **overrides)
+        sock = bind(host, port, port_setting=None, host_setting=None)  # a one-line StartError
+        # One owner per node directory: fail here in one line, not in the app's lifespan.
+        lock_directory(
+            open_catalog(settings).root.parent,
+            what="the lake node's data",
+            setting="LAKE_DATA_DIR or --home",
+        ).release()
         signer = auth.signer(settings)
         check_flight_port(settings.advertise_host, settings.flight_port)
-    except PlatformError as exc:
+    except (PlatformError, StartError, OSError) as exc:
         _fail(exc)
         return
-    configure_logging(log_level)  # one JSON object per line (platform_core.logs)
-    install_log_redaction()  # no token in ?auth= or an error message reaches the log
+    configure_service_logging(log_level)  # one JSON object per line, credentials redacted
     capped = cap_memory(settings.memory_headroom)
     if capped is not None:
         logging.getLogger("lake").info("address space capped at %d MiB", capped >> 20)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        _fail(OSError(f"cannot bind {host}:{port}: {exc.strerror}"))
     bound = sock.getsockname()[1]
     app = create_app(settings, signer, http_addr=f"{settings.advertise_host}:{bound}", join=join)
-    config = uvicorn.Config(
+    failed: list[str] = []
+
+    def watch_join(server: Any) -> None:
+        if join:
+            watch = (app.state.holder, server, settings.join_timeout_seconds, failed)
+            threading.Thread(target=_await_join, args=watch, daemon=True).start()
+
+    serve(
         app,
-        log_config=None,  # keep the JSON handler configured above
+        sock,
+        before_run=watch_join,
+        what="lake node",
+        host=host,
         log_level=log_level,
+        home=settings.home,
+        line="",  # the app prints its banner (node id, URL, Flight address) once it has joined
         access_log=False,
         http="httptools",
-        lifespan="on",
         timeout_graceful_shutdown=2,
     )
-    server = uvicorn.Server(config)
-    failed: list[str] = []
-    if join:
-        watch = (app.state.holder, server, settings.join_timeout_seconds, failed)
-        threading.Thread(target=_await_join, args=watch, daemon=True).start()
-    server.run(sockets=[sock])
     if failed:
         _fail(RuntimeError(failed[0]))
 

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from platform_core import ForbiddenError, new_id
 from platform_core.auth import TokenSigner
+from platform_core.ownership import lock_directory
 
 from .admission import QueryAdmission
 from .catalog import Catalog
@@ -95,6 +96,9 @@ class LakeNode:
         self.settings = settings
         self.node_id = _node_id(settings)
         self.root = settings.node_dir(self.node_id)
+        self.owner = lock_directory(  # one writer per node directory; open_catalog() reads
+            self.root, what="the lake node's data", setting="LAKE_DATA_DIR or --home"
+        )
         self.chunks = ChunkStore(self.root / "chunks")
         self.chunks.clean_temp()
         self.catalog = Catalog(self.root / "manifests", self.chunks, self.node_id)
@@ -229,6 +233,7 @@ class LakeNode:
         self.engine.close()
         if self._gc_thread is not None:
             self._gc_thread.join(5)
+        self.owner.release()
 
     def gc(self) -> dict[str, int]:
         out = self.catalog.gc(self.settings.retention_seconds)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from platform_core import PackageSettings, PlatformSettings, load_settings
+from platform_core import PackageSettings, PlatformSettings, package_settings
 
 __all__ = ["LakeSettings", "lake_settings"]
 
@@ -87,9 +86,6 @@ class LakeSettings(PackageSettings):
 
 
 def lake_settings(base: PlatformSettings | None = None, **overrides: Any) -> LakeSettings:
-    """Lake settings from the environment; the gateway's home and secret unless LAKE_* say so."""
-    if base is not None and not isinstance(base, LakeSettings):
-        for name in ("home", "secret"):
-            if f"LAKE_{name.upper()}" not in os.environ and name not in overrides:
-                overrides[name] = getattr(base, name)
-    return load_settings(LakeSettings, **overrides)
+    """Lake settings from the environment, inheriting the platform's ``base`` (the gateway's
+    home, secret ...) unless LAKE_* variables say otherwise (``platform_core.package_settings``)."""
+    return package_settings(LakeSettings, base, **overrides)

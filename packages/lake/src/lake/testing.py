@@ -1,34 +1,39 @@
-"""Test helpers: run ``lake node`` as a real child process on 127.0.0.1 (standard library only)."""
+"""Test helpers: run ``lake node`` as a real child process on 127.0.0.1.
+
+The process is started by the platform's one launcher (``platform_core.testing``).
+"""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from platform_core.testing import ServerProcess, launch
 
 if TYPE_CHECKING:
     from .node import LakeNode
 
 __all__ = ["NodeProcess", "ingest", "peak_rss_bytes", "start_node", "stop_node"]
 
+_BANNER = re.compile(r"lake node (\S+) serving at (http://\S+) \(flight grpc://(\S+)\)")
+
 
 @dataclass
-class NodeProcess:
-    """A ``lake node`` child: its process, base URL, home and log file."""
+class NodeProcess(ServerProcess):
+    """A ``lake node`` child: its process, base URL, home, log file, node id, Flight address."""
 
-    proc: subprocess.Popen[str]
-    url: str
-    home: Path
-    log: Path
+    home: Path = Path()
     node_id: str = ""
     flight: str = ""
+
+    @property
+    def log(self) -> Path:
+        """Its stderr (the JSON log)."""
+        return self.stderr_path
 
     @property
     def addr(self) -> str:
@@ -36,7 +41,7 @@ class NodeProcess:
         return self.url.removeprefix("http://")
 
     def output(self) -> str:
-        return self.log.read_text() if self.log.exists() else ""
+        return self.stderr()
 
 
 def start_node(
@@ -44,54 +49,23 @@ def start_node(
 ) -> NodeProcess:
     """Start ``lake node --port 0 *args`` with ``PLATFORM_HOME=home``; wait until healthy."""
     home.mkdir(parents=True, exist_ok=True)
-    full_env = {**os.environ, "PLATFORM_HOME": str(home), **(env or {})}
-    log = home / f"node-{time.time_ns()}.log"
-    with open(log, "w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lake", "node", "--port", "0", "--log-level", "warning", *args],
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-            env=full_env,
-        )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if "serving" not in line:
-        proc.kill()
-        proc.wait()
-        raise RuntimeError(f"lake node did not start (it printed {line!r}): {log.read_text()}")
-    m = re.search(r"lake node (\S+) serving at (http://\S+) \(flight grpc://(\S+)\)", line)
+    argv = [sys.executable, "-m", "lake", "node", "--port", "0", "--log-level", "warning"]
+    launched = launch(
+        [*argv, *args],
+        env={"PLATFORM_HOME": str(home), **(env or {})},
+        timeout=timeout,
+        stderr=home / f"node-{time.time_ns()}.log",
+    )
+    m = _BANNER.search(launched.banner)
     if m is None:
-        proc.kill()
-        proc.wait()
-        raise RuntimeError(f"unexpected banner {line!r}")
-    node_id, url, flight = m.group(1), m.group(2), m.group(3)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=1) as resp:
-                if resp.status == 200:
-                    break
-        except (urllib.error.URLError, OSError):
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            proc.wait()
-            raise RuntimeError(f"lake node did not become healthy: {log.read_text()}")
-        time.sleep(0.05)
-    return NodeProcess(proc, url, home, log, node_id, flight)
+        launched.stop()
+        raise RuntimeError(f"unexpected banner {launched.banner!r}")
+    return NodeProcess(**vars(launched), home=home, node_id=m.group(1), flight=m.group(3))
 
 
-def stop_node(node: NodeProcess, timeout: float = 10.0) -> int:
+def stop_node(node: ServerProcess, timeout: float = 10.0) -> int:
     """SIGTERM, wait, SIGKILL if it hangs; returns the exit code."""
-    if node.proc.poll() is not None:
-        return node.proc.returncode
-    node.proc.terminate()
-    try:
-        return node.proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        node.proc.kill()
-        return node.proc.wait()
+    return node.stop(timeout)
 
 
 def peak_rss_bytes(pid: int) -> tuple[int, int]:

@@ -1,0 +1,231 @@
+"""Running a real server process in a test: start it, wait for ``/health``, stop it.
+
+:func:`launch` starts ``argv`` with ``env``, reads its URL from the first stdout line that holds
+one (the start banner of ``platform_core.service``) unless the URL is given, and polls
+``<url>/health`` until it answers 200. If the process exits first, or the time runs out, the
+error carries the process's stderr. :meth:`ServerProcess.stop` sends SIGTERM, then SIGKILL
+after a grace period, and always reaps the process (no orphan). :func:`running_server` is the
+same as a context manager. Standard library only, so any package's tests can use it.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ServerProcess",
+    "ServerStartError",
+    "free_port",
+    "launch",
+    "running_server",
+    "stop_process",
+    "wait_healthy",
+]
+
+_URL = re.compile(r"https?://[^\s,()]+")
+
+
+class ServerStartError(RuntimeError):
+    """The server exited, or was not healthy in time; the message ends with its stderr."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (bind port 0, read it, close); prefer ``--port 0``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host.strip("[]"), 0))
+        return int(sock.getsockname()[1])
+
+
+def stop_process(
+    proc: subprocess.Popen[str] | subprocess.Popen[bytes], timeout: float = 10.0
+) -> int:
+    """SIGTERM, wait up to ``timeout`` s, then SIGKILL; returns the exit code (reaped)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
+
+
+def _healthy(url: str) -> str | None:
+    """None if ``<url>/health`` answers 200, else why not."""
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return None if response.status == 200 else f"status {response.status}"
+    except urllib.error.HTTPError as exc:
+        return f"status {exc.code}"
+    except OSError as exc:  # refused, reset, timeout
+        return str(exc)
+
+
+def wait_healthy(
+    url: str,
+    proc: subprocess.Popen[str] | subprocess.Popen[bytes] | None = None,
+    timeout: float = 20.0,
+    *,
+    stderr: Path | None = None,
+) -> None:
+    """Poll ``<url>/health`` until it answers 200.
+
+    Raises :class:`ServerStartError` (with ``stderr``'s content, or the piped output) as soon as
+    ``proc`` exits, and after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise ServerStartError(
+                f"the server exited with code {proc.returncode} before {url} was healthy"
+                + _output(proc, stderr)
+            )
+        why = _healthy(url)
+        if why is None:
+            return
+        last = why
+        if time.monotonic() > deadline:
+            raise ServerStartError(
+                f"{url}/health was not healthy after {timeout:g} s (last: {last})"
+                + _output(proc, stderr)
+            )
+        time.sleep(0.05)
+
+
+def _output(
+    proc: subprocess.Popen[str] | subprocess.Popen[bytes] | None, stderr: Path | None
+) -> str:
+    if stderr is not None:
+        text = stderr.read_text(errors="replace") if stderr.exists() else ""
+        return f"\nstderr:\n{text}"
+    if proc is None or proc.poll() is None or (proc.stdout is None and proc.stderr is None):
+        return ""
+    out, err = proc.communicate(timeout=5)
+    as_text = [
+        x.decode(errors="replace") if isinstance(x, bytes) else (x or "") for x in (out, err)
+    ]
+    return f"\nstdout:\n{as_text[0]}\nstderr:\n{as_text[1]}"
+
+
+@dataclass
+class ServerProcess:
+    """A server child process: its URL, the first stdout line that named it, its stderr file."""
+
+    proc: subprocess.Popen[str]
+    url: str
+    banner: str
+    stderr_path: Path
+    stdout_lines: list[str] = field(default_factory=list)
+    """Everything it printed on stdout so far (read by a thread, so the pipe never fills)."""
+    owns_stderr: bool = False
+    """The stderr file is a temporary one of ours, removed by :meth:`stop`."""
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stderr(self) -> str:
+        """What it wrote on stderr so far."""
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, then SIGKILL after ``timeout`` s; returns the exit code."""
+        code = stop_process(self.proc, timeout)
+        if self.owns_stderr:
+            self.stderr_path.unlink(missing_ok=True)
+        return code
+
+
+def _read_stdout(proc: subprocess.Popen[str], lines: list[str], first: queue.Queue[str]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if _URL.search(line):
+            first.put(line)
+    first.put("")  # end of output
+
+
+def launch(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    url: str | None = None,
+    timeout: float = 30.0,
+    stderr: Path | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> ServerProcess:
+    """Start ``argv`` (environment: ours updated with ``env``) and wait until it is healthy.
+
+    The URL is ``url`` if given, else the first ``http://`` on a stdout line (its banner).
+    stderr goes to the file ``stderr`` (default: a temporary file), never to a pipe that could
+    fill. On failure the process is stopped and :class:`ServerStartError` says why, with stderr.
+    """
+    owns_stderr = stderr is None
+    if stderr is None:
+        fd, name = tempfile.mkstemp(prefix="server-", suffix=".stderr")
+        os.close(fd)
+        stderr = Path(name)
+    with open(stderr, "w") as err:
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+        )
+    lines: list[str] = []
+    first: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_read_stdout, args=(proc, lines, first), daemon=True).start()
+    deadline = time.monotonic() + timeout
+    banner = ""
+    try:
+        if url is None:
+            try:
+                banner = first.get(timeout=timeout)
+            except queue.Empty:
+                raise ServerStartError(
+                    f"{argv[0]} printed no URL in {timeout:g} s" + _output(None, stderr)
+                ) from None
+            if not banner:
+                proc.wait(timeout=5)
+                raise ServerStartError(
+                    f"the server exited with code {proc.returncode} before printing its URL"
+                    + _output(None, stderr)
+                )
+            found = _URL.search(banner)
+            assert found is not None
+            url = found.group(0).rstrip("/.")
+        wait_healthy(url, proc, max(deadline - time.monotonic(), 0.1), stderr=stderr)
+    except BaseException:
+        stop_process(proc, timeout=5)
+        if owns_stderr:
+            stderr.unlink(missing_ok=True)
+        raise
+    return ServerProcess(proc, url, banner.strip(), stderr, lines, owns_stderr)
+
+
+@contextmanager
+def running_server(argv: Sequence[str], **options: Any) -> Iterator[ServerProcess]:
+    """:func:`launch` (same options) as a context manager: stopped and reaped on exit."""
+    server = launch(argv, **options)
+    try:
+        yield server
+    finally:
+        server.stop()

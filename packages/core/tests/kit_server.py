@@ -1,0 +1,41 @@
+"""A tiny server on the service kit, for the launcher's and ``serve``'s tests.
+
+``python kit_server.py [die|silent|unhealthy|stubborn]``: binds port 0, prints the kit's banner
+and serves ``/health``; ``die`` exits at start with a message on stderr, ``silent`` prints no
+URL, ``unhealthy`` answers 503, ``stubborn`` ignores SIGTERM once serving.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+from platform_core.service import bind, configure_service_logging, serve
+
+mode = sys.argv[1] if len(sys.argv) > 1 else "ok"
+
+
+async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    status = 503 if mode == "unhealthy" else 200
+    await send({"type": "http.response.start", "status": status, "headers": []})
+    await send({"type": "http.response.body", "body": b'{"status": "ok"}'})
+
+
+if mode == "die":
+    print("kit_server: cannot start: the sample failure", file=sys.stderr, flush=True)
+    sys.exit(3)
+if mode == "silent":
+    time.sleep(60)
+if mode == "stubborn":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print("stubborn at http://127.0.0.1:1", flush=True)
+    time.sleep(60)
+sock = bind("127.0.0.1", 0)
+configure_service_logging("warning")
+serve(app, sock, what="kit", host="127.0.0.1", log_level="warning", home="/nowhere")
