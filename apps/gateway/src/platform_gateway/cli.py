@@ -43,13 +43,14 @@ from platform_core.cli import (
 from .app import create_app
 from .logs import RedactTokens, install_log_redaction
 from .serve import Outcome, bind, serve, url_of
+from .users_cli import app as users_app
 from .versions import platform_versions
 
 __all__ = ["build_cli", "main"]
 
 log = logging.getLogger(__name__)
 
-_BUILTIN_COMMANDS = frozenset({"up", "token", "login", "logout"})
+_BUILTIN_COMMANDS = frozenset({"up", "token", "login", "logout", "user"})
 
 
 def _configure_logging(level: str) -> None:
@@ -252,6 +253,7 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
             f"logged out of {target}" if had else f"no token kept for {target} in {tokens_file()}"
         )
 
+    cli.add_typer(users_app, name="user")
     for plugin in plugins:
         if plugin.cli is None:
             continue

@@ -37,6 +37,7 @@ from .schema import Field, Schema
 from .settings import PackageSettings, PlatformSettings, load_settings
 from .sizes import SIZE_FORMS, SIZE_UNITS, parse_bytes
 from .types import FieldType, from_arrow, parse_type, type_name
+from .users import User, UserStore
 
 
 def __getattr__(name: str) -> object:
@@ -78,6 +79,8 @@ __all__ = [
     "SettingsError",
     "UnauthorizedError",
     "UnavailableError",
+    "User",
+    "UserStore",
     "__version__",
     "address_space",
     "announce",
