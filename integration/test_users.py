@@ -187,7 +187,8 @@ def test_the_store_is_private_and_ls_lists_users(tmp_path: Path) -> None:
     assert [(r["name"], r["admin"]) for r in rows] == [("gina", True), ("hal", False)]
     assert all(r["created"].endswith("+00:00") for r in rows)
     table = user_cli(tmp_path, "ls")
-    assert "gina" in table.stdout and "hal" in table.stdout
+    assert "gina" in table.stdout
+    assert "hal" in table.stdout
 
 
 def test_bad_input_is_one_line_with_its_exit_code(tmp_path: Path) -> None:
@@ -202,7 +203,8 @@ def test_bad_input_is_one_line_with_its_exit_code(tmp_path: Path) -> None:
         done = user_cli(tmp_path, *args, stdin=stdin)
         assert done.returncode == code, (args, done.stderr)
         (line,) = done.stderr.strip().splitlines()
-        assert line.startswith("error: ") and message in line, line
+        assert line.startswith("error: "), line
+        assert message in line, line
 
 
 def test_two_concurrent_adds_lose_nothing(tmp_path: Path) -> None:
