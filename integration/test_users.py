@@ -18,10 +18,15 @@ import httpx
 import pytest
 
 from platform_core.auth import Claims, TokenSigner
-from platform_gateway.testing import free_port
+from platform_gateway.testing import free_port, wait_healthy
 
 ADMIN_PASSWORD = "the-admin-password"
+START_SECONDS = 120.0
 PLATFORM = Path(sys.executable).parent / "platform"
+# Each `platform` command imports every plugin, and each test starts a platform: on a busy
+# shared machine that takes minutes, beyond the suite's default per-test timeout.
+pytestmark = pytest.mark.timeout(600)
+
 USER_ROUTES = [("GET", "/api/lake/datasets"), ("GET", "/api/lake/nodes"), ("GET", "/api/jobs")]
 ADMIN_ROUTES = [("GET", "/api/lake/nodes/self"), ("POST", "/api/lake/gc")]
 
@@ -68,7 +73,14 @@ def call(url: str, token: str, method: str, path: str, **kwargs: Any) -> httpx.R
 @pytest.fixture
 def platform(start_platform):  # type: ignore[no-untyped-def]
     """A platform with an admin password (no dev mode)."""
-    return start_platform(free_port(), env={"PLATFORM_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    port = free_port()
+    started = start_platform(port, env={"PLATFORM_ADMIN_PASSWORD": ADMIN_PASSWORD}, wait=False)
+    started.url = f"http://127.0.0.1:{port}"
+    try:  # a longer wait than the shared fixture's: a busy machine imports slowly
+        wait_healthy(started.url, started.proc, timeout=START_SECONDS)
+    except (RuntimeError, TimeoutError) as exc:
+        pytest.fail(f"{exc}\n{started.output()}")
+    return started
 
 
 def test_store_users_get_exactly_their_role_on_real_routes(platform) -> None:  # type: ignore[no-untyped-def]
