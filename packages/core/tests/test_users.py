@@ -177,3 +177,10 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
         assert proc.wait(timeout=120) == 0
     names = {u.name for u in UserStore(tmp_path).users()}
     assert names == {f"{p}{i}" for p in "abcd" for i in range(15)}
+
+
+def test_the_dummy_hash_is_made_once_per_process(tmp_path: Path) -> None:
+    """The gateway makes a store per login: an unknown name must not cost a fresh hash."""
+    first = UserStore(tmp_path / "a", hasher=cheap())._dummy_hash
+    assert UserStore(tmp_path / "b", hasher=cheap())._dummy_hash is first
+    assert first.startswith("$argon2id$")

@@ -23,11 +23,11 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cache
 from pathlib import Path
 from typing import Final
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -198,9 +198,12 @@ class UserStore:
 
     # -- internals -------------------------------------------------------------------------
 
-    @cached_property
+    @property
     def _dummy_hash(self) -> str:
-        return self._hasher.hash(secrets.token_hex(16))
+        p = self._hasher
+        return _dummy_hash(
+            p.time_cost, p.memory_cost, p.parallelism, p.hash_len, p.salt_len, p.type
+        )
 
     def _missing(self, name: str) -> NotFoundError:
         return NotFoundError(f"no user {name!r} in {self.path}; `platform user ls` lists the users")
@@ -272,6 +275,16 @@ class UserStore:
 
 def _user(name: str, record: _Record) -> User:
     return User(name=name, admin=record.admin, created=record.created)
+
+
+@cache
+def _dummy_hash(
+    time_cost: int, memory_cost: int, parallelism: int, hash_len: int, salt_len: int, kind: Type
+) -> str:
+    """A hash of a random password, made once per process and parameters (a store is made
+    per login, and a fresh dummy hash per unknown name would make those answers slower)."""
+    hasher = PasswordHasher(time_cost, memory_cost, parallelism, hash_len, salt_len, type=kind)
+    return hasher.hash(secrets.token_hex(16))
 
 
 def _now() -> datetime:
