@@ -177,7 +177,7 @@ def test_a_damaged_store_is_one_clear_line_and_a_clean_500(platform) -> None:  #
     add_user(home, "frank", "frank-password")
     (home / "users.json").write_text('{"version": 1, "users": {"frank": ')
     listed = user_cli(home, "ls")
-    assert listed.returncode == 1
+    assert listed.returncode == 8  # corrupt_data
     assert "Traceback" not in listed.stderr
     (line,) = listed.stderr.strip().splitlines()
     assert line.startswith(f"error: the user store {home / 'users.json'} is damaged")

@@ -2,16 +2,14 @@
 
 The users live in ``PLATFORM_HOME/users.json`` (``platform_core.UserStore``); a running
 gateway sees a change at the next login, no restart needed. Errors are one line and an exit
-code: 2 bad input, 4 no such user, 5 the user exists, 1 anything else (a damaged store,
-an unwritable home).
+code by kind (``platform_core.cli``): 2 bad input, 4 no such user, 5 the user exists,
+8 a damaged store.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,15 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from platform_core import (
-    BadInputError,
-    ConflictError,
-    NotFoundError,
-    PlatformError,
-    PlatformSettings,
-    UserStore,
-    load_settings,
-)
+from platform_core import PlatformSettings, UserStore, load_settings
+from platform_core.cli import expected_errors
 
 __all__ = ["app"]
 
@@ -39,8 +30,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals hold passwords
 )
 
-_EXIT_CODES: dict[type[PlatformError], int] = {BadInputError: 2, NotFoundError: 4, ConflictError: 5}
-
 HomeOption = Annotated[
     Path | None, typer.Option(help="Data directory (default: PLATFORM_HOME or ./.platform).")
 ]
@@ -50,21 +39,6 @@ PasswordStdin = Annotated[
         "--password-stdin", help="Read the password from the first line of stdin (for scripts)."
     ),
 ]
-
-
-@contextmanager
-def _expected_errors() -> Iterator[None]:
-    """A ``PlatformError`` becomes one line on stderr and an exit code by kind."""
-    try:
-        yield
-    except PlatformError as exc:
-        code = next((c for kind, c in _EXIT_CODES.items() if isinstance(exc, kind)), 1)
-        print(f"error: {' '.join(exc.message.split())}", file=sys.stderr, flush=True)
-        raise typer.Exit(code) from None
-    except OSError as exc:  # the home is not a directory, not writable, ...
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr, flush=True)
-        raise typer.Exit(1) from None
 
 
 def _store(home: Path | None) -> UserStore:
@@ -87,7 +61,7 @@ def add(
     home: HomeOption = None,
 ) -> None:
     """Add a user; the password is asked for twice (hidden) unless --password-stdin."""
-    with _expected_errors():
+    with expected_errors(OSError):
         store = _store(home)
         user = store.add(name, _password(name, password_stdin), admin=admin)
     role = "an admin" if user.admin else "a user"
@@ -101,7 +75,7 @@ def passwd(
     home: HomeOption = None,
 ) -> None:
     """Change a user's password; tokens issued before stay valid until they expire."""
-    with _expected_errors():
+    with expected_errors(OSError):
         store = _store(home)
         store.get(name)  # say "no such user" before asking for a password
         store.set_password(name, _password(name, password_stdin))
@@ -114,7 +88,7 @@ def rm(
     home: HomeOption = None,
 ) -> None:
     """Remove a user: they can no longer log in (tokens issued before run out at expiry)."""
-    with _expected_errors():
+    with expected_errors(OSError):
         _store(home).remove(name)
     typer.echo(f"removed {name}")
 
@@ -125,7 +99,7 @@ def list_users(
     home: HomeOption = None,
 ) -> None:
     """List the users: name, admin, created."""
-    with _expected_errors():
+    with expected_errors(OSError):
         users = _store(home).users()
     if as_json:
         rows = [{"name": u.name, "admin": u.admin, "created": u.created.isoformat()} for u in users]
