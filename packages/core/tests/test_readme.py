@@ -45,3 +45,14 @@ def test_http_kit_example_runs(tmp_path, monkeypatch, capsys):
 def test_cli_kit_example_runs(tmp_path, monkeypatch, capsys):
     out = _run_block(2, tmp_path, monkeypatch, capsys)
     assert out == ["id,cells", '1,"[[null, 1]]"', "2,"]
+
+
+def test_users_example_runs(tmp_path, monkeypatch, capsys):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    out = _run_block(
+        next(i for i, b in enumerate(blocks) if "UserStore(" in b), tmp_path, monkeypatch, capsys
+    )
+    assert out[0] == "[('alice', False), ('root', True)]"
+    assert out[1] == "False"
+    assert out[2] == out[3] == "wrong user name or password"
+    assert out[4].startswith("no user 'alice' in ")

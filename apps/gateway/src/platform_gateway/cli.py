@@ -43,13 +43,14 @@ from platform_core.service import StartError, configure_service_logging
 from .app import create_app
 from .demo import register as register_demo
 from .serve import Outcome, bind, serve, url_of
+from .users_cli import app as users_app
 from .versions import platform_versions
 
 __all__ = ["build_cli", "main"]
 
 log = logging.getLogger(__name__)
 
-_BUILTIN_COMMANDS = frozenset({"up", "token", "login", "logout", "demo-data"})
+_BUILTIN_COMMANDS = frozenset({"up", "token", "login", "logout", "demo-data", "user"})
 
 
 def _configure_logging(level: str) -> None:
@@ -235,6 +236,7 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
         )
 
     register_demo(cli)
+    cli.add_typer(users_app, name="user")
     for plugin in plugins:
         if plugin.cli is None:
             continue

@@ -39,6 +39,7 @@ from .service import StartError, bind, configure_service_logging
 from .settings import PackageSettings, PlatformSettings, load_settings, package_settings
 from .sizes import SIZE_FORMS, SIZE_UNITS, parse_bytes
 from .types import FieldType, from_arrow, parse_type, type_name
+from .users import User, UserStore
 
 
 def __getattr__(name: str) -> object:
@@ -83,6 +84,8 @@ __all__ = [
     "StartError",
     "UnauthorizedError",
     "UnavailableError",
+    "User",
+    "UserStore",
     "__version__",
     "address_space",
     "announce",

@@ -1,0 +1,111 @@
+"""``platform user``: add, remove and list the users who log in at ``POST /api/login``.
+
+The users live in ``PLATFORM_HOME/users.json`` (``platform_core.UserStore``); a running
+gateway sees a change at the next login, no restart needed. Errors are one line and an exit
+code by kind (``platform_core.cli``): 2 bad input, 4 no such user, 5 the user exists,
+8 a damaged store.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from platform_core import PlatformSettings, UserStore, load_settings
+from platform_core.cli import expected_errors
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="user",
+    help="Manage the users who log in at POST /api/login (kept under PLATFORM_HOME).",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,  # locals hold passwords
+)
+
+HomeOption = Annotated[
+    Path | None, typer.Option(help="Data directory (default: PLATFORM_HOME or ./.platform).")
+]
+PasswordStdin = Annotated[
+    bool,
+    typer.Option(
+        "--password-stdin", help="Read the password from the first line of stdin (for scripts)."
+    ),
+]
+
+
+def _store(home: Path | None) -> UserStore:
+    overrides: dict[str, Any] = {"home": home.expanduser()} if home is not None else {}
+    return UserStore.of(load_settings(PlatformSettings, **overrides))
+
+
+def _password(name: str, from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    value: str = typer.prompt(f"password for {name}", hide_input=True, confirmation_prompt=True)
+    return value
+
+
+@app.command()
+def add(
+    name: Annotated[str, typer.Argument(help="User name: lower-case letters, digits, _ . -")],
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user an admin.")] = False,
+    password_stdin: PasswordStdin = False,
+    home: HomeOption = None,
+) -> None:
+    """Add a user; the password is asked for twice (hidden) unless --password-stdin."""
+    with expected_errors(OSError):
+        store = _store(home)
+        user = store.add(name, _password(name, password_stdin), admin=admin)
+    role = "an admin" if user.admin else "a user"
+    typer.echo(f"added {user.name} ({role}) to {store.path}")
+
+
+@app.command()
+def passwd(
+    name: Annotated[str, typer.Argument(help="The user whose password to change.")],
+    password_stdin: PasswordStdin = False,
+    home: HomeOption = None,
+) -> None:
+    """Change a user's password; tokens issued before stay valid until they expire."""
+    with expected_errors(OSError):
+        store = _store(home)
+        store.get(name)  # say "no such user" before asking for a password
+        store.set_password(name, _password(name, password_stdin))
+    typer.echo(f"changed the password of {name}")
+
+
+@app.command()
+def rm(
+    name: Annotated[str, typer.Argument(help="The user to remove.")],
+    home: HomeOption = None,
+) -> None:
+    """Remove a user: they can no longer log in (tokens issued before run out at expiry)."""
+    with expected_errors(OSError):
+        _store(home).remove(name)
+    typer.echo(f"removed {name}")
+
+
+@app.command("ls")
+def list_users(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """List the users: name, admin, created."""
+    with expected_errors(OSError):
+        users = _store(home).users()
+    if as_json:
+        rows = [{"name": u.name, "admin": u.admin, "created": u.created.isoformat()} for u in users]
+        typer.echo(json.dumps(rows))
+        return
+    table = Table("name", "admin", "created")
+    for u in users:
+        table.add_row(u.name, "yes" if u.admin else "no", u.created.isoformat())
+    Console().print(table)
