@@ -250,3 +250,40 @@ def test_close_stops_every_worker_and_unlinks_every_ring(data: Path, tmp_path: P
     assert not any(proc.is_alive() for proc in procs)
     assert not rings & set(_ours())
     assert not [n for n in os.listdir("/dev/shm") if any(n.endswith(r) for r in rings)]
+
+
+def test_a_script_without_a_main_guard_runs_on_the_local_pool_once(tmp_path: Path) -> None:
+    """``spawn`` re-runs the driver's script in each worker; a script without
+    ``if __name__ == "__main__":`` (as people write them) must still work, and run once."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "import os\n"
+        "import pyarrow as pa\n"
+        "import pyarrow.compute as pc\n"
+        "import pyarrow.parquet as pq\n"
+        "import elytra\n"
+        "with open('runs.txt', 'a') as f:\n"
+        "    f.write(f'{os.getpid()}\\n')\n"
+        "for i in range(3):\n"
+        "    pq.write_table(pa.table({'v': list(range(i * 100, i * 100 + 100))}), f'p{i}.parquet')\n"
+        "def double(b):\n"
+        "    return pa.record_batch({'v': pc.multiply(b.column('v'), 2)})\n"
+        "with elytra.connect(home='home', backend='local', workers=2) as s:\n"
+        "    p = s.read_parquet('p*.parquet').map_batches(double, schema=pa.schema([('v', pa.int64())]))\n"
+        "    print(p.agg('sum(v) AS t').collect().column('t')[0].as_py())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PLATFORM_", "ELYTRA_"))}
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == str(2 * sum(range(300)))
+    assert len((tmp_path / "runs.txt").read_text().split()) == 1  # the workers did not run it

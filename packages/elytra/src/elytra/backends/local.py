@@ -43,6 +43,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import sys
 import threading
 import time
 import uuid
@@ -196,7 +197,8 @@ class LocalPool:
             target=main, args=(theirs, os.getpid()), name=f"elytra-worker-{index}", daemon=True
         )
         try:
-            proc.start()
+            with _script_not_rerun():
+                proc.start()
         except Exception as exc:
             ours.close()
             raise BackendUnavailableError(f"cannot start a local pool worker: {exc}") from exc
@@ -500,3 +502,31 @@ def _send(conn: Connection, msg: dict[str, Any]) -> None:
 
 def _recv(conn: Connection) -> dict[str, Any]:
     return json.loads(conn.recv_bytes())  # type: ignore[no-any-return]
+
+
+_MAIN_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _script_not_rerun() -> Iterator[None]:
+    """Start a worker without it running the driver's script first.
+
+    ``spawn`` re-runs the ``__main__`` script in each child; a script without an
+    ``if __name__ == "__main__":`` guard would then connect and start pools of its own in every
+    worker, which die at start-up. Workers need nothing from it: tasks carry their functions by
+    value (cloudpickle), so the script is hidden from ``spawn`` while the worker starts.
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    with _MAIN_LOCK:
+        saved = {a: getattr(main, a) for a in ("__spec__", "__file__") if hasattr(main, a)}
+        main.__spec__ = None
+        if "__file__" in saved:
+            del main.__file__
+        try:
+            yield
+        finally:
+            for attr, value in saved.items():
+                setattr(main, attr, value)
