@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,30 @@ def test_join_through_a_node_that_is_not_there_exits_non_zero(
     assert code != 0
     assert last.startswith(f"error: could not join the cluster through {nobody} within 2 s")
     assert "did not answer" in last
+
+
+def test_a_node_prints_the_command_to_give_clients_and_it_works(tmp_path: Path) -> None:
+    """First-hour item 4: ``lake node`` says which URL the clients take; the command it
+    prints runs as printed (with the cluster secret to mint a token)."""
+    node = start_node(tmp_path / "n", env={"PLATFORM_SECRET": SECRET})
+    try:
+        deadline = 30.0
+        start = time.monotonic()
+        while not any("clients:" in line for line in node.stdout_lines):
+            assert time.monotonic() - start < deadline, node.stdout_lines
+            time.sleep(0.05)
+        line = next(x for x in node.stdout_lines if "clients:" in x)
+        command = line.split("clients: ", 1)[1].split(" (", 1)[0].split()
+        assert command[:2] == ["lake", "ls"]
+        assert command[-1] == node.url
+        r = subprocess.run(
+            [sys.executable, "-m", "lake", *command[1:]],
+            env=_env(tmp_path, PLATFORM_SECRET=SECRET),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stderr
+        assert "Traceback" not in r.stderr
+    finally:
+        stop_node(node)

@@ -56,7 +56,9 @@ def create_app(
                 cluster = await run_in_threadpool(node.start_cluster, signer, http_addr, join)
                 print(
                     f"lake node {node.node_id} serving at http://{http_addr} "
-                    f"(flight grpc://{cluster.flight_addr})",
+                    f"(flight grpc://{cluster.flight_addr})\n"
+                    f"clients: lake ls --node http://{http_addr} (lake upload, query, ... take "
+                    "the same --node; a token: --token, PLATFORM_TOKEN or PLATFORM_SECRET)",
                     flush=True,
                 )
             holder.node = node
