@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from openapi_spec_validator import validate
-from servers import BANNERS, Server, command, launch
+from servers import Server, command, launch
 
 from platform_core import load_settings
 
@@ -42,18 +42,15 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
     try:
         started["gateway"] = launch(
             [str(command("platform")), "up", "--port", "0", "--home", str(base / "gw")],
-            BANNERS["platform"],
             base / "gw-run",
         )
         started["elkyn"] = launch(
             [str(command("elkyn")), "serve", "--port", "0", "--memory", "--dev"],
-            BANNERS["elkyn"],
             base / "elkyn-run",
             {"PLATFORM_HOME": str(base / "elkyn")},
         )
         started["lake"] = launch(
             [str(command("lake")), "node", "--port", "0", "--home", str(base / "lake")],
-            BANNERS["lake"],
             base / "lake-run",
         )
         yield started

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from servers import BANNERS, Server, command, launch
+from servers import Server, command, launch
 
 ROOT = Path(__file__).resolve().parent.parent
 READMES = sorted(
@@ -131,7 +131,6 @@ def platform_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
     home = base / "home"
     server: Server = launch(
         [str(command("platform")), "up", "--port", "0", "--home", str(home)],
-        BANNERS["platform"],
         base / "run",
     )
     try:

@@ -161,16 +161,23 @@ def _read_stdout(proc: subprocess.Popen[str], lines: list[str], first: queue.Que
     first.put("")  # end of output
 
 
+def _environment(env: Mapping[str, str | None] | None) -> dict[str, str]:
+    """Ours updated with ``env``, where a ``None`` value removes that variable."""
+    merged: dict[str, str | None] = {**os.environ, **(env or {})}
+    return {k: v for k, v in merged.items() if v is not None}
+
+
 def launch(
     argv: Sequence[str],
     *,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str | None] | None = None,
     url: str | None = None,
     timeout: float = 30.0,
     stderr: Path | None = None,
     cwd: str | os.PathLike[str] | None = None,
 ) -> ServerProcess:
-    """Start ``argv`` (environment: ours updated with ``env``) and wait until it is healthy.
+    """Start ``argv`` (environment: ours updated with ``env``, ``None`` unsetting a variable)
+    and wait until it is healthy.
 
     The URL is ``url`` if given, else the first ``http://`` on a stdout line (its banner).
     stderr goes to the file ``stderr`` (default: a temporary file), never to a pipe that could
@@ -187,7 +194,7 @@ def launch(
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
-            env={**os.environ, **(env or {})},
+            env=_environment(env),
             cwd=cwd,
         )
     lines: list[str] = []
