@@ -207,7 +207,7 @@ def test_demo_data_upload_uses_the_running_platform(user: User, tmp_path: Path) 
 
 def test_query_csv_keeps_null_apart_from_empty_string(user: User, tmp_path: Path) -> None:
     """`lake query --csv` wrote NULL and '' both as an empty field; DuckDB writes '' as "",
-    so reading the CSV back (DuckDB's read_csv, the oracle) turned '' into NULL."""
+    so the output differed from DuckDB's and reading it back turned '' into NULL."""
     path = tmp_path / "e.parquet"
     duckdb.sql(
         f"copy (select * from (values (1, ''), (2, null), (3, 'x')) t(id, s)) to '{path}' "
@@ -217,9 +217,15 @@ def test_query_csv_keeps_null_apart_from_empty_string(user: User, tmp_path: Path
     out = user.ok("lake", "query", "select id, s from empties order by id", "--csv")
     back = tmp_path / "back.csv"
     back.write_text(out)
-    got = duckdb.sql(f"select id, s from read_csv('{back}', all_varchar=true) order by id")
+    got = duckdb.sql(
+        f"select id, s from read_csv('{back}', all_varchar=true, allow_quoted_nulls=false) "
+        "order by id"
+    )
     want = duckdb.sql(f"select id::varchar, s from '{path}' order by id")
     assert got.fetchall() == want.fetchall(), out
+    oracle = tmp_path / "oracle.csv"
+    duckdb.sql(f"copy (select id, s from '{path}' order by id) to '{oracle}' (header)")
+    assert out == oracle.read_text()
     rows = list(csv.reader(io.StringIO(out)))
     assert rows[0] == ["id", "s"]
 

@@ -22,6 +22,7 @@ import pyarrow as pa
 import typer
 
 from platform_core import (
+    BadInputError,
     PlatformError,
     auth,
     cap_memory,
@@ -206,6 +207,26 @@ def _interrupted(file: Path, name: str, url: str, upload_id: str, done: int, tot
     typer.echo(f"resume with: {command} --resume {upload_id}", err=True)
 
 
+def _check_resume(status: dict[str, Any], file: Path, name: str, size: int) -> None:
+    """Refuse to resume an upload of another dataset or another file (its parts would mix)."""
+    upload_id = status.get("id")
+    if status.get("name") != name:
+        fail(
+            BadInputError(
+                f"upload {upload_id} is for dataset {status.get('name')!r}, not {name!r}: resume "
+                f"it with --name {status.get('name')}, or start a new upload without --resume"
+            )
+        )
+    if int(status.get("size", -1)) != size:
+        fail(
+            BadInputError(
+                f"upload {upload_id} is of a {status.get('size')}-byte file "
+                f"({status.get('filename')}), but {file} has {size} bytes: resume it with the "
+                "same file, or start a new upload without --resume"
+            )
+        )
+
+
 @cli.command()
 def upload(
     file: Annotated[
@@ -284,6 +305,8 @@ def upload(
                     append=append,
                 )
                 upload_id = str(info["id"])
+            else:
+                _check_resume(client.upload_status(upload_id), file, name, total)
             task = bar.add_task(f"uploading {file.name}", total=total)
             client.upload(
                 file, name, parallel=parallel, upload_id=upload_id, wait=False, progress=moved

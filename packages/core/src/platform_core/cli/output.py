@@ -81,6 +81,17 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _csv_field(value: Any) -> str:
+    """One CSV field as DuckDB writes it: NULL empty, an empty string ``""`` (so the two stay
+    apart when read back), quoted when it holds a comma, quote, line break or edge space."""
+    if value is None:
+        return ""
+    text = _text(json_cell(value))
+    if text == "" or any(c in text for c in ',"\r\n') or text != text.strip():
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def print_rows(
     columns: Sequence[Column | str],
     rows: Sequence[Sequence[Any]],
@@ -103,7 +114,7 @@ def print_rows(
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow([c.name for c in cols])
         for row in rows:
-            writer.writerow(["" if v is None else _text(json_cell(v)) for v in row])
+            buffer.write(",".join(_csv_field(v) for v in row) + "\n")
         out.file.write(buffer.getvalue())
     else:
         table = Table(title=title, show_edge=False, highlight=False)
