@@ -262,3 +262,48 @@ def test_resume_with_another_name_or_file_is_refused(user: User, tmp_path: Path)
 def test_platform_user_add_exists(user: User) -> None:
     done = user.run("platform", "user", "--help")
     assert done.returncode == 0, done.stderr
+
+
+# --- 8. column names that differ only in case -----------------------------------------------
+
+
+def test_csv_header_names_differing_in_case_are_deduplicated_as_duckdb_does(
+    user: User, tmp_path: Path
+) -> None:
+    """A CSV header `a,a,A` became columns a, a_1, A: `lake schema` and DESCRIBE said `A`, but
+    SQL could not name it (`SELECT A` read `a`; `SELECT *` called it A_1_1). DuckDB's read_csv
+    (the oracle) names them a, a_1, A_2."""
+    path = tmp_path / "dup.csv"
+    path.write_text("a,a,A\n1,2,3\n")
+    user.ok("lake", "upload", str(path), "--name", "dupcase")
+    want = duckdb.sql(f"select * from read_csv('{path}')").columns
+    schema = [row[0] for row in json.loads(user.ok("lake", "schema", "dupcase", "--json"))["rows"]]
+    result = json.loads(user.ok("lake", "query", "select * from dupcase", "--json"))
+    assert schema == want
+    assert [c["name"] for c in result["columns"]] == want
+    assert result["rows"] == [[1, 2, 3]]
+
+
+def test_parquet_columns_differing_only_in_case_are_refused(user: User, tmp_path: Path) -> None:
+    """A Parquet file with columns `a` and `A` was accepted: the schema listed `A`, which no
+    query can read (`SELECT A` reads `a`)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "case.parquet"
+    pq.write_table(pa.table({"a": [1], "A": [2]}), path)
+    line = one_line_error(user.run("lake", "upload", str(path), "--name", "casecols"))
+    assert "case" in line
+
+
+def test_upload_errors_never_show_the_nodes_paths(
+    user: User, gateway: tuple[ServerProcess, Path], tmp_path: Path
+) -> None:
+    """An unsupported Parquet column type was reported as `column "st" of "<PLATFORM_HOME>/lake/
+    <node>/uploads/<id>/data": ...`: the node's internal path, shown to any client."""
+    _, home = gateway
+    path = tmp_path / "struct.parquet"
+    duckdb.sql(f"copy (select {{'a': 1}} as st) to '{path}' (format parquet)")
+    line = one_line_error(user.run("lake", "upload", str(path), "--name", "structs"))
+    assert str(home) not in line
+    assert "/uploads/" not in line
