@@ -307,3 +307,10 @@ def test_upload_errors_never_show_the_nodes_paths(
     line = one_line_error(user.run("lake", "upload", str(path), "--name", "structs"))
     assert str(home) not in line
     assert "/uploads/" not in line
+
+
+def test_elytra_cancel_refuses_a_path_as_job_id(user: User) -> None:
+    """`elytra cancel '../../lake/uploads/ID/complete#'` posted to whatever route the id spelled
+    (the id was pasted into the URL path unchecked)."""
+    line = one_line_error(user.run("elytra", "cancel", "../../lake/datasets/x#", "--url", user.url))
+    assert "job id" in line
