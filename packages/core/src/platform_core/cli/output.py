@@ -12,6 +12,7 @@ import csv
 import enum
 import io
 import json
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -81,6 +82,15 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _visible(text: str) -> str:
+    """``text`` for a terminal: control characters (ESC, BEL, ...) shown as ``\\x1b``, never
+    sent, so a value cannot move the cursor, clear the screen or retitle the window."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _csv_field(value: Any) -> str:
     """One CSV field as DuckDB writes it: NULL empty, an empty string ``""`` (so the two stay
     apart when read back), quoted when it holds a comma, quote, line break or edge space."""
@@ -119,14 +129,16 @@ def print_rows(
     else:
         table = Table(title=title, show_edge=False, highlight=False)
         for c in cols:
-            header = Text(c.name, style="bold")
+            header = Text(_visible(c.name), style="bold")
             if c.type:
                 header.append(f"\n{c.type}", style="dim")
             table.add_column(header, overflow="fold")
         for row in rows:
             table.add_row(
                 *(
-                    Text("NULL", style="dim italic") if v is None else Text(_text(json_cell(v)))
+                    Text("NULL", style="dim italic")
+                    if v is None
+                    else Text(_visible(_text(json_cell(v))))
                     for v in row
                 )
             )
