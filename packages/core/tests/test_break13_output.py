@@ -32,3 +32,16 @@ def test_csv_writes_empty_string_and_null_apart() -> None:
     buffer = io.StringIO()
     print_rows(["id", "s"], [[1, ""], [2, None]], OutputFormat.CSV, console=Console(file=buffer))
     assert buffer.getvalue() == 'id,s\n1,""\n2,\n'
+
+
+def test_emsqrt_table_never_sends_a_values_terminal_escapes() -> None:
+    """emsqrt's own table printer had the same hole (a Parquet value ESC[2J cleared the screen)."""
+    import pyarrow as pa
+
+    emsqrt_output = __import__("pytest").importorskip("emsqrt.output")
+    buffer = io.StringIO()
+    table = pa.table({"v\x1b[31m": ["a\x1b[2Jb"]})
+    emsqrt_output.print_result(table, "table", Console(file=buffer, force_terminal=True))
+    shown = buffer.getvalue()
+    assert "\x1b[2J" not in shown
+    assert "\\x1b[2J" in shown

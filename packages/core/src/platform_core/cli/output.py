@@ -36,6 +36,7 @@ __all__ = [
     "output_format",
     "print_rows",
     "print_table",
+    "visible",
 ]
 
 PIPED_WIDTH = 4096
@@ -85,7 +86,7 @@ def _text(value: Any) -> str:
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-def _visible(text: str) -> str:
+def visible(text: str) -> str:
     """``text`` for a terminal: control characters (ESC, BEL, ...) shown as ``\\x1b``, never
     sent, so a value cannot move the cursor, clear the screen or retitle the window."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
@@ -129,7 +130,7 @@ def print_rows(
     else:
         table = Table(title=title, show_edge=False, highlight=False)
         for c in cols:
-            header = Text(_visible(c.name), style="bold")
+            header = Text(visible(c.name), style="bold")
             if c.type:
                 header.append(f"\n{c.type}", style="dim")
             table.add_column(header, overflow="fold")
@@ -138,7 +139,7 @@ def print_rows(
                 *(
                     Text("NULL", style="dim italic")
                     if v is None
-                    else Text(_visible(_text(json_cell(v))))
+                    else Text(visible(_text(json_cell(v))))
                     for v in row
                 )
             )
