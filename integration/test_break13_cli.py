@@ -314,3 +314,16 @@ def test_elytra_cancel_refuses_a_path_as_job_id(user: User) -> None:
     (the id was pasted into the URL path unchecked)."""
     line = one_line_error(user.run("elytra", "cancel", "../../lake/datasets/x#", "--url", user.url))
     assert "job id" in line
+
+
+@pytest.mark.parametrize(
+    "option", [["--part-mb", "nan"], ["--part-mb", "inf"], ["--parallel", "0"]]
+)
+def test_upload_odd_part_sizes_are_one_line_errors(
+    user: User, tmp_path: Path, option: list[str]
+) -> None:
+    """`lake upload --part-mb nan` printed a ValueError traceback (inf: OverflowError);
+    `--parallel 0` (or -3) was silently taken as 1."""
+    path = tmp_path / "s.csv"
+    path.write_text(SALES)
+    one_line_error(user.run("lake", "upload", str(path), "--name", "odd", *option))

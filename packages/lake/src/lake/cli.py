@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import shlex
 import sys
@@ -270,6 +271,13 @@ def upload(
         if not sep:
             fail(f"--type {item!r} must look like COLUMN=TYPE", 2)
         overrides[column] = kind
+    if not math.isfinite(part_mb) or part_mb <= 0 or parallel < 1:
+        fail(
+            BadInputError(
+                f"--part-mb must be a positive number (got {part_mb}) and --parallel at least 1 "
+                f"(got {parallel})"
+            )
+        )
     url = node or default_url()
     upload_id = resume
     done, total = 0, file.stat().st_size
