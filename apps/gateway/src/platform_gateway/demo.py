@@ -16,7 +16,8 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import typer
 
-from platform_core import PlatformError, auth
+from platform_core import PlatformError
+from platform_core.cli import TOKEN_OPTION, default_url, exit_code, normalize_url, resolve_token
 
 __all__ = ["COUNTRIES", "PRODUCTS", "demo_tables", "register", "write_demo_data"]
 
@@ -76,7 +77,7 @@ def _upload(files: list[Path], url: str, token: str | None) -> list[str]:
             "upload the files with `lake upload`"
         ) from None
     lines: list[str] = []
-    with Client(url, auth.client_token(token)) as client:
+    with Client(url, resolve_token(url, token)) as client:
         for path in files:
             if path.suffix == ".parquet":
                 status: dict[str, Any] = client.upload(path, path.stem)
@@ -102,11 +103,12 @@ def register(cli: typer.Typer) -> None:
             bool, typer.Option("--upload", help="Also upload them as lake datasets.")
         ] = False,
         url: Annotated[
-            str, typer.Option(help="The platform to upload to (with --upload).")
-        ] = "http://127.0.0.1:8080",
-        token: Annotated[
-            str | None, typer.Option(help="Token for --upload (default: PLATFORM_TOKEN).")
+            str | None,
+            typer.Option(
+                help="The platform to upload to (default: the one `platform up` runs, else :8080)."
+            ),
         ] = None,
+        token: Annotated[str | None, TOKEN_OPTION] = None,
     ) -> None:
         """Write sample data (customers, sales) as CSV and Parquet; --upload loads the lake."""
         try:
@@ -118,8 +120,9 @@ def register(cli: typer.Typer) -> None:
             typer.echo(f"wrote {path}")
         if upload:
             try:
+                url = normalize_url(url) if url else default_url()
                 for line in _upload(files, url, token):
                     typer.echo(line)
             except PlatformError as exc:
-                typer.echo(f"error: upload to {url} failed: {exc}", err=True)
-                raise typer.Exit(1) from None
+                typer.echo(f"error: upload to {url or 'the platform'} failed: {exc}", err=True)
+                raise typer.Exit(exit_code(exc)) from None

@@ -78,19 +78,22 @@ def _path(source: str | os.PathLike[str]) -> Path:
 def _dedupe(raw: Sequence[str]) -> list[str]:
     """DuckDB's header names: empty -> ``column<i>``; a repeat of ``n`` -> ``n_<k>`` for its
     k-th repeat, itself deduplicated the same way if taken (``a,a_1,a`` -> ``a, a_1, a_1_1``)."""
+    # Compared case-insensitively, as DuckDB compares identifiers: ``a,a,A`` -> ``a, a_1, A_2``
+    # (a column ``A`` beside ``a`` could never be named in SQL).
     seen: set[str] = set()
     repeats: dict[str, int] = {}
 
     def fresh(name: str) -> str:
-        while name in seen:
-            repeats[name] = repeats.get(name, 0) + 1
-            name = f"{name}_{repeats[name]}"
+        while name.lower() in seen:
+            key = name.lower()
+            repeats[key] = repeats.get(key, 0) + 1
+            name = f"{name}_{repeats[key]}"
         return name
 
     names = []
     for i, name in enumerate(raw):
         out = fresh(name if name != "" else f"column{i}")
-        seen.add(out)
+        seen.add(out.lower())
         names.append(out)
     return names
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 import typer
 import yaml
 
-from platform_core import PlatformError, errors
+from platform_core import BadInputError, PlatformError, errors, is_valid_id
 from platform_core.cli import (
     AS_CSV,
     AS_JSON,
@@ -161,6 +161,8 @@ def cancel(
     token: Annotated[str | None, TOKEN] = None,
 ) -> None:
     """Cancel a job on a running platform."""
+    if not is_valid_id(job_id):  # pasted into the URL path: '../x' would name another route
+        fail(BadInputError(f"{job_id!r} is not a job id (26 characters, as `elytra jobs` shows)"))
     with _client(url, token) as c:
         job = _check(c.post(f"/api/jobs/{job_id}/cancel"))
         typer.echo(f"{job['id']} {job['state']}")

@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from platform_core import PlatformError, from_arrow, json_cell, json_rows, write_csv_bytes
+from platform_core.cli.output import visible
 
 __all__ = ["Format", "fail", "print_result", "result_json", "type_name"]
 
@@ -38,8 +39,8 @@ def _cell(value: Any) -> Text:
     if value is None:
         return Text("NULL", style="dim italic")
     if isinstance(value, str):
-        return Text(value)
-    return Text(json.dumps(json_cell(value), ensure_ascii=False, allow_nan=False))
+        return Text(visible(value))  # a value's ESC sequences are shown, never sent
+    return Text(visible(json.dumps(json_cell(value), ensure_ascii=False, allow_nan=False)))
 
 
 def result_json(table: pa.Table) -> dict[str, Any]:
@@ -61,7 +62,7 @@ def print_result(table: pa.Table, fmt: Format, out: Console) -> None:
         return
     grid = Table(show_edge=False, header_style="bold")
     for f in table.schema:
-        grid.add_column(Text(f"{f.name}\n{type_name(f.type)}"), overflow="fold")
+        grid.add_column(Text(f"{visible(f.name)}\n{type_name(f.type)}"), overflow="fold")
     shown = table.slice(0, TABLE_ROWS)
     for row in zip(*(c.to_pylist() for c in shown.columns), strict=True):
         grid.add_row(*(_cell(v) for v in row))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import shlex
 import sys
@@ -22,6 +23,7 @@ import pyarrow as pa
 import typer
 
 from platform_core import (
+    BadInputError,
     PlatformError,
     auth,
     cap_memory,
@@ -206,6 +208,26 @@ def _interrupted(file: Path, name: str, url: str, upload_id: str, done: int, tot
     typer.echo(f"resume with: {command} --resume {upload_id}", err=True)
 
 
+def _check_resume(status: dict[str, Any], file: Path, name: str, size: int) -> None:
+    """Refuse to resume an upload of another dataset or another file (its parts would mix)."""
+    upload_id = status.get("id")
+    if status.get("name") != name:
+        fail(
+            BadInputError(
+                f"upload {upload_id} is for dataset {status.get('name')!r}, not {name!r}: resume "
+                f"it with --name {status.get('name')}, or start a new upload without --resume"
+            )
+        )
+    if int(status.get("size", -1)) != size:
+        fail(
+            BadInputError(
+                f"upload {upload_id} is of a {status.get('size')}-byte file "
+                f"({status.get('filename')}), but {file} has {size} bytes: resume it with the "
+                "same file, or start a new upload without --resume"
+            )
+        )
+
+
 @cli.command()
 def upload(
     file: Annotated[
@@ -249,6 +271,13 @@ def upload(
         if not sep:
             fail(f"--type {item!r} must look like COLUMN=TYPE", 2)
         overrides[column] = kind
+    if not math.isfinite(part_mb) or part_mb <= 0 or parallel < 1:
+        fail(
+            BadInputError(
+                f"--part-mb must be a positive number (got {part_mb}) and --parallel at least 1 "
+                f"(got {parallel})"
+            )
+        )
     url = node or default_url()
     upload_id = resume
     done, total = 0, file.stat().st_size
@@ -284,6 +313,8 @@ def upload(
                     append=append,
                 )
                 upload_id = str(info["id"])
+            else:
+                _check_resume(client.upload_status(upload_id), file, name, total)
             task = bar.add_task(f"uploading {file.name}", total=total)
             client.upload(
                 file, name, parallel=parallel, upload_id=upload_id, wait=False, progress=moved

@@ -24,6 +24,7 @@ from platform_core import UnavailableError, errors
 from platform_core.http import error_from_response
 
 from .errors import QueryTimeoutError
+from .names import check_dataset_name, check_query_id, check_upload_id
 
 __all__ = ["Client"]
 
@@ -81,9 +82,13 @@ class Client:
 
     def dataset(self, name: str, version: int | None = None) -> dict[str, Any]:
         params = {"version": version} if version else None
+        # Checked here, not only by the node: pasted into the path, '../uploads' or 'a#b'
+        # would name another route or another dataset.
+        name = check_dataset_name(name)
         return self._call("GET", f"/datasets/{name}", params=params).json()  # type: ignore[no-any-return]
 
     def delete(self, name: str) -> dict[str, Any]:
+        name = check_dataset_name(name)
         return self._call("DELETE", f"/datasets/{name}").json()  # type: ignore[no-any-return]
 
     def query(
@@ -104,6 +109,7 @@ class Client:
         return self._call("POST", "/query", json=body).text
 
     def cancel(self, query_id: str) -> bool:
+        query_id = check_query_id(query_id)
         return bool(self._call("DELETE", f"/query/{query_id}").json()["cancelled"])
 
     # --- uploads -------------------------------------------------------------------------
@@ -135,6 +141,7 @@ class Client:
         return self._call("GET", "/uploads").json()  # type: ignore[no-any-return]
 
     def upload_status(self, upload_id: str) -> dict[str, Any]:
+        upload_id = check_upload_id(upload_id)
         return self._call("GET", f"/uploads/{upload_id}").json()  # type: ignore[no-any-return]
 
     def send_part(

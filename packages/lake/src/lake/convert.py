@@ -265,8 +265,11 @@ def convert_file(
                 f"malformed CSV at line {row.group(1)}: {row.group(2)} (fix the line and upload "
                 "again)"
             ) from exc
-        raise IngestError(f"cannot read the uploaded {fmt} file: {message}") from exc
+        raise IngestError(
+            f"cannot read the uploaded {fmt} file: {_hide_path(message, path)}"
+        ) from exc
     arrow_schema = schema.to_arrow()
+    _check_case_collisions(arrow_schema.names, fmt)
     block = int(min(max(memory_bytes // 64, 64 << 10), 4 << 20))
     row_group = int(min(max(min(chunk_bytes // 4, memory_bytes // 16), 16 << 10), 32 << 20))
     writer = _ChunkWriter(store, arrow_schema, chunk_bytes, row_group, hold)
@@ -289,11 +292,29 @@ def convert_file(
         raise IngestError(f"malformed CSV after data row {rows_before}: {exc.message}") from exc
     except pa.ArrowInvalid as exc:
         writer.discard()
-        raise IngestError(_explain(path, fmt, str(exc), rows_before)) from exc
+        raise IngestError(_hide_path(_explain(path, fmt, str(exc), rows_before), path)) from exc
     except Exception:
         writer.discard()
         raise
     return ConvertResult(schema, tuple(writer.chunks), writer.rows)
+
+
+def _hide_path(message: str, path: Path) -> str:
+    """``message`` without the node's internal path of the upload (a client sees it)."""
+    return message.replace(f'"{path}"', "the file").replace(str(path), "the file")
+
+
+def _check_case_collisions(names: list[str], fmt: str) -> None:
+    """Refuse columns whose names differ only in case: SQL (DuckDB) cannot tell them apart, so
+    ``a`` and ``A`` would show in the schema while a query reads ``a`` twice or ``A_1``."""
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.setdefault(name.lower(), name)
+        if other != name:
+            raise IngestError(
+                f"the {fmt} file has columns {other!r} and {name!r}, which differ only in case; "
+                "SQL cannot tell them apart: rename one and upload again"
+            )
 
 
 def _explain(path: Path, fmt: str, message: str, rows_before: int) -> str:

@@ -20,7 +20,16 @@ from .credentials import (
     tokens_file,
 )
 from .errors import EXIT_CODES, exit_code, expected_errors, fail, warn
-from .output import AS_CSV, AS_JSON, Column, OutputFormat, output_format, print_rows, print_table
+from .output import (
+    AS_CSV,
+    AS_JSON,
+    Column,
+    OutputFormat,
+    output_format,
+    print_rows,
+    print_table,
+    visible,
+)
 from .version import distribution_versions, version_option
 
 __all__ = [
@@ -48,5 +57,6 @@ __all__ = [
     "saved_token",
     "tokens_file",
     "version_option",
+    "visible",
     "warn",
 ]

@@ -5,12 +5,12 @@ The order (first found wins):
 1. ``--token``, else ``PLATFORM_TOKEN``;
 2. the token ``platform login`` saved for this gateway URL (``$XDG_CONFIG_HOME/platform/
    tokens.json``, else ``~/.config/platform/tokens.json``; mode 0600);
-3. on this machine: a token minted with ``PLATFORM_SECRET`` or, for a loopback URL, with the
-   readable secret of ``PLATFORM_HOME`` (what ``platform token`` does);
+3. for a loopback URL: a token minted with ``PLATFORM_SECRET`` or with the readable secret
+   of ``PLATFORM_HOME`` (what ``platform token`` does);
 4. for a loopback URL: a dev-mode login (``POST /api/login {}``), which a gateway without an
    admin password grants to callers on this machine.
 
-A home secret is never used to mint a token for another machine's URL: that token would be
+A secret (the home's or ``PLATFORM_SECRET``) is never used to mint a token for another machine's URL: that token would be
 valid on this machine's platform, and the other machine could replay it here.
 """
 
@@ -77,7 +77,14 @@ def tokens_file() -> Path:
 def normalize_url(url: str) -> str:
     """``url`` as the key of a saved token: scheme and host lowercased, no trailing slash."""
     text = url.strip()
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        _ = parts.port  # a port out of range or not a number raises here
+        httpx.URL(text)  # what the client will send to: an IDNA-invalid host raises here
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise BadInputError(
+            f"{url!r} is not a gateway URL ({exc}): give http://HOST:PORT"
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise BadInputError(f"{url!r} is not a gateway URL: give http://HOST:PORT")
     return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
@@ -142,8 +149,12 @@ def _host(url: str) -> str:
 
 
 def _minted(url: str, settings: PlatformSettings) -> str | None:
-    """A token signed with a secret this machine can read, or None."""
-    if settings.secret is None and not is_loopback(_host(url)):
+    """A token signed with a secret this machine can read (loopback URLs only), or None.
+
+    ``PLATFORM_SECRET`` is no exception: a token it signs is as valid on this machine's
+    platform as one signed with the home's secret, so another machine must never get one.
+    """
+    if not is_loopback(_host(url)):
         return None
     with contextlib.suppress(PlatformError):
         return auth.issue_token(CLI_SUBJECT, admin=True, settings=settings)

@@ -12,6 +12,7 @@ import csv
 import enum
 import io
 import json
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ __all__ = [
     "output_format",
     "print_rows",
     "print_table",
+    "visible",
 ]
 
 PIPED_WIDTH = 4096
@@ -81,6 +83,26 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` for a terminal: control characters (ESC, BEL, ...) shown as ``\\x1b``, never
+    sent, so a value cannot move the cursor, clear the screen or retitle the window."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _csv_field(value: Any) -> str:
+    """One CSV field as DuckDB writes it: NULL empty, an empty string ``""`` (so the two stay
+    apart when read back), quoted when it holds a comma, quote, line break or edge space."""
+    if value is None:
+        return ""
+    text = _text(json_cell(value))
+    if text == "" or any(c in text for c in ',"\r\n') or text != text.strip():
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def print_rows(
     columns: Sequence[Column | str],
     rows: Sequence[Sequence[Any]],
@@ -103,19 +125,21 @@ def print_rows(
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow([c.name for c in cols])
         for row in rows:
-            writer.writerow(["" if v is None else _text(json_cell(v)) for v in row])
+            buffer.write(",".join(_csv_field(v) for v in row) + "\n")
         out.file.write(buffer.getvalue())
     else:
         table = Table(title=title, show_edge=False, highlight=False)
         for c in cols:
-            header = Text(c.name, style="bold")
+            header = Text(visible(c.name), style="bold")
             if c.type:
                 header.append(f"\n{c.type}", style="dim")
             table.add_column(header, overflow="fold")
         for row in rows:
             table.add_row(
                 *(
-                    Text("NULL", style="dim italic") if v is None else Text(_text(json_cell(v)))
+                    Text("NULL", style="dim italic")
+                    if v is None
+                    else Text(visible(_text(json_cell(v))))
                     for v in row
                 )
             )
