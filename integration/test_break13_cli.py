@@ -251,19 +251,6 @@ def test_resume_with_another_name_or_file_is_refused(user: User, tmp_path: Path)
     assert info["id"] in line or "first" in line
 
 
-# --- 7. the user store of the issue ------------------------------------------------------------
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13's user store (`platform user add/passwd/rm`, argon2 hashes, user tokens "
-    "from login) was not built: `platform user` does not exist",
-)
-def test_platform_user_add_exists(user: User) -> None:
-    done = user.run("platform", "user", "--help")
-    assert done.returncode == 0, done.stderr
-
-
 # --- 8. column names that differ only in case -----------------------------------------------
 
 

@@ -15,12 +15,6 @@ BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`platform up` on a home whose Elkyn directory another process owns logs the "
-    "plugin's 40-frame traceback (Starlette's lifespan failure message) and ends with 'the "
-    "platform did not start (the log above says why)' instead of the one line naming the pid",
-)
 def test_platform_up_on_a_home_elkyn_serve_owns_is_one_line(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PLATFORM_", "ELKYN_"))}

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .errors import UnavailableError
+from .errors import PlatformError, UnavailableError
 from .logs import configure_logging
 from .redact import install_log_redaction
 from .running import announce, withdraw
@@ -286,7 +286,7 @@ def serve(
 
     url = url_of(host, sock.getsockname()[1])
     options: dict[str, Any] = {"log_config": None, "lifespan": "on", **uvicorn_options}
-    config = uvicorn.Config(app, log_level=log_level, **options)
+    config = uvicorn.Config(_ExpectedStartFailure(app), log_level=log_level, **options)
     where = Path(home) if home is not None else None
     server = _server_class()(
         config,
@@ -310,3 +310,29 @@ def serve(
             withdraw(where)
         sock.close()
     return Outcome.FORCED if server.forced else Outcome.STOPPED
+
+
+class _ExpectedStartFailure:
+    """Wraps an ASGI app so a ``PlatformError`` raised while it starts (a database directory
+    another process owns, a bad setting) is logged as its one-line message, not as the
+    traceback Starlette puts in ``lifespan.startup.failed``; anything else keeps its
+    traceback. Starlette sends that message from inside its ``except`` block, so the error
+    being handled is the one that failed the start."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def one_line(message: Any) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                error = sys.exc_info()[1]
+                if isinstance(error, PlatformError):
+                    message = {**message, "message": f"cannot start: {error.message}"}
+            await send(message)
+
+        await self.app(scope, receive, one_line)
+
