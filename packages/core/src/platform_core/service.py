@@ -335,4 +335,3 @@ class _ExpectedStartFailure:
             await send(message)
 
         await self.app(scope, receive, one_line)
-
