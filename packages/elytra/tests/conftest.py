@@ -68,6 +68,17 @@ def pool() -> Iterator[elytra.LocalPool]:
     p.close()
 
 
+@pytest.fixture(scope="module")
+def one_worker_pool() -> Iterator[elytra.LocalPool]:
+    """A pool of one worker with a long lease, per test module: tasks queue behind each other."""
+    p = elytra.LocalPool(workers=1, ring_bytes=1 << 20, lease_seconds=60.0)
+    try:
+        p.wait_ready()
+        yield p
+    finally:
+        p.close()
+
+
 @pytest.fixture(scope="session")
 def ray_backend() -> Iterator[elytra.RayBackend]:
     """One Ray instance on this machine (``ray.init``) for the whole test session."""

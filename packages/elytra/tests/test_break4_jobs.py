@@ -22,13 +22,8 @@ from platform_core import Schema
 
 
 @pytest.fixture(scope="module")
-def pool() -> Iterator[LocalPool]:
-    p = LocalPool(workers=1, ring_bytes=1 << 20, lease_seconds=60.0)
-    try:
-        p.wait_ready()
-        yield p
-    finally:
-        p.close()
+def pool(one_worker_pool: LocalPool) -> LocalPool:
+    return one_worker_pool
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ is already running a job"."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,13 +21,8 @@ from platform_core.expr import parse
 
 
 @pytest.fixture(scope="module")
-def pool() -> Iterator[LocalPool]:
-    p = LocalPool(workers=1, ring_bytes=1 << 20, lease_seconds=60.0)
-    try:
-        p.wait_ready()
-        yield p
-    finally:
-        p.close()
+def pool(one_worker_pool: LocalPool) -> LocalPool:
+    return one_worker_pool
 
 
 def _tasks(tmp: Path, prefix: str, n: int) -> list[Task]:
