@@ -57,7 +57,30 @@ find_uv() {
   echo .tools/uv/bin/uv
 }
 
+# The web UI (apps/playground): `npm ci` from its lock, `next build` to a static export, copied
+# into the gateway package, which serves it at / (and a wheel built afterwards carries it).
+# Skipped when nothing under apps/playground changed since the last build (a hash stamp).
+build_ui() {
+  local app=apps/playground dest=apps/gateway/src/platform_gateway/ui stamp hash
+  if ! command -v npm >/dev/null 2>&1; then
+    log "npm not found: the web UI is not built (install Node.js 20 and npm, then run make setup)"
+    return 0
+  fi
+  hash=$(cd "$app" && find . -path ./node_modules -prune -o -path ./.next -prune -o -path ./out -prune \
+           -o -type f -print | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
+  stamp="$dest/.build-hash"
+  if [ -f "$dest/index.html" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$hash" ]; then
+    return 0
+  fi
+  log "building the web UI (npm ci, next build)"
+  export NEXT_TELEMETRY_DISABLED=1
+  (cd "$app" && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build >/dev/null)
+  rm -rf "$dest.tmp" && cp -r "$app/out" "$dest.tmp" && echo "$hash" >"$dest.tmp/.build-hash"
+  rm -rf "$dest" && mv "$dest.tmp" "$dest"
+}
+
 install_debian_packages
+build_ui
 UV=$(find_uv)
 log "syncing the workspace into .venv ($("$UV" --version))"
 "$UV" sync --all-packages --locked

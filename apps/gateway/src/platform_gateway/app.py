@@ -14,8 +14,9 @@ from platform_core.http import BodyLimitMiddleware, CatchAllMiddleware, install_
 
 from . import login
 from .docs import install_docs
-from .plugins import attach_plugin, check_plugins, run_lifespans
+from .plugins import GATEWAY_PATHS, attach_plugin, check_plugins, run_lifespans
 from .security import login_mode
+from .ui import UIFiles, ui_root
 from .versions import __version__, platform_versions
 
 __all__ = ["create_app"]
@@ -100,4 +101,7 @@ def create_app(
     app.include_router(login.router)
     for plugin in plugins:
         attach_plugin(app, plugin, settings)
+    # Last, so every API route and mount matches first; API paths never fall through to it.
+    api_paths = ["/api", "/internal", *GATEWAY_PATHS, *(p.prefix for p in plugins if p.prefix)]
+    app.mount("/", UIFiles(ui_root(settings), api_paths), name="ui")
     return app

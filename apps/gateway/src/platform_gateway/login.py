@@ -83,6 +83,24 @@ def _throttles(app: FastAPI) -> _Throttles:
     return throttles
 
 
+class LoginModeResponse(BaseModel):
+    dev_mode: bool = Field(
+        description="Whether POST /api/login with {} gives this client an admin token."
+    )
+
+
+@router.get("/api/login", response_model=LoginModeResponse)
+async def login_mode_of(request: Request) -> LoginModeResponse:
+    """How this client can sign in (the web UI's sign-in page asks); public.
+
+    ``dev_mode`` is true only where ``POST /api/login`` with ``{}`` would succeed: no admin
+    password is set and the client is on this machine.
+    """
+    return LoginModeResponse(
+        dev_mode=bool(request.app.state.dev_mode) and is_local_connection(request)
+    )
+
+
 @router.post(
     "/api/login",
     response_model=TokenResponse,

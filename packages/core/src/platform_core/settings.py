@@ -52,6 +52,9 @@ class PlatformSettings(BaseSettings):
     max_body_bytes: int = Field(16 * 1024 * 1024, gt=0)
     """Largest request body the gateway accepts (uploads go through chunked parts)."""
     log_level: LogLevel = "info"
+    ui_dir: Path | None = None
+    """A built playground (``apps/playground/out``) the gateway serves at ``/``; unset: the one
+    shipped inside the gateway package, if it was built (``make setup`` builds it)."""
     memory_headroom: ByteSize | None = None
     """Memory (e.g. ``4GB``) a server process may add after start-up: past it an allocation
     fails (one query errors) instead of the OOM killer ending the process. Unset: half of

@@ -1,0 +1,101 @@
+/**
+ * Live state from Elkyn: the gateway's /db speaks Firebase's REST streaming protocol
+ * (EventSource; events put/patch with {path, data}; keep-alive; cancel; auth_revoked).
+ * useLive(path) keeps a local copy of the value at path, patched by each event, so a page
+ * re-renders within the server's push of a change and never polls.
+ */
+"use client";
+
+import { useEffect, useRef, useState } from "react";
+
+import { token } from "./session";
+
+export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+/** "/a/b" -> ["a", "b"] */
+export function segments(path: string): string[] {
+  return path.split("/").filter((s) => s.length > 0);
+}
+
+/** The URL of a location under the gateway's /db, with the token as Firebase's ?auth=. */
+export function dbUrl(path: string, params: Record<string, string> = {}): string {
+  const encoded = segments(path).map(encodeURIComponent).join("/");
+  const q = new URLSearchParams(params);
+  const t = token();
+  if (t) q.set("auth", t);
+  const qs = q.toString();
+  return `/db/${encoded}.json${qs ? `?${qs}` : ""}`;
+}
+
+/** A copy of `root` with `data` at `path` (null deletes), as Firebase's put applies it. */
+export function applyPut(root: Json, path: string, data: Json): Json {
+  const parts = segments(path);
+  if (parts.length === 0) return data;
+  const base: { [k: string]: Json } =
+    root !== null && typeof root === "object" && !Array.isArray(root) ? { ...root } : {};
+  const [head, ...rest] = parts;
+  const child = applyPut(base[head] ?? null, rest.join("/"), data);
+  if (child === null) delete base[head];
+  else base[head] = child;
+  return Object.keys(base).length ? base : null;
+}
+
+/** Firebase's patch: each key of `data` put under `path`. */
+export function applyPatch(root: Json, path: string, data: { [k: string]: Json }): Json {
+  let out = root;
+  for (const [k, v] of Object.entries(data)) out = applyPut(out, `${path}/${k}`, v);
+  return out;
+}
+
+export interface LiveState {
+  value: Json;
+  /** false until the first put arrives */
+  loaded: boolean;
+  /** the server refused or ended the stream (the reason, in its words) */
+  error: string | null;
+  /** a counter that moves on every event, for pages that re-fetch on change */
+  version: number;
+}
+
+/**
+ * Subscribe to `path` (null: no subscription). The browser's EventSource reconnects by itself
+ * after a network error; a `cancel` (rules denied) or `auth_revoked` ends the stream.
+ */
+export function useLive(path: string | null, params: Record<string, string> = {}): LiveState {
+  const [state, setState] = useState<LiveState>({ value: null, loaded: false, error: null, version: 0 });
+  const key = path === null ? null : `${path}?${new URLSearchParams(params).toString()}`;
+  const paramsRef = useRef(params);
+  paramsRef.current = params;
+
+  useEffect(() => {
+    if (path === null) return;
+    setState({ value: null, loaded: false, error: null, version: 0 });
+    const source = new EventSource(dbUrl(path, paramsRef.current));
+    const onPut = (ev: MessageEvent) => {
+      const msg = JSON.parse(ev.data) as { path: string; data: Json };
+      setState((s) => ({ value: applyPut(s.value, msg.path, msg.data), loaded: true, error: null, version: s.version + 1 }));
+    };
+    const onPatch = (ev: MessageEvent) => {
+      const msg = JSON.parse(ev.data) as { path: string; data: { [k: string]: Json } };
+      setState((s) => ({ ...s, value: applyPatch(s.value, msg.path, msg.data), version: s.version + 1 }));
+    };
+    const end = (why: string) => (ev: MessageEvent) => {
+      source.close();
+      let text = why;
+      try {
+        const d = JSON.parse(ev.data);
+        if (typeof d === "string" && d) text = d;
+      } catch {
+        /* keep the default */
+      }
+      setState((s) => ({ ...s, error: text }));
+    };
+    source.addEventListener("put", onPut);
+    source.addEventListener("patch", onPatch);
+    source.addEventListener("cancel", end("the database refused this location (its rules deny reading it)"));
+    source.addEventListener("auth_revoked", end("your session expired; sign in again"));
+    return () => source.close();
+  }, [key, path]);
+
+  return state;
+}
