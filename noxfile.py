@@ -174,7 +174,7 @@ def wheels(session: nox.Session) -> None:
 def integration(session: nox.Session) -> None:
     """Tests across packages, with the whole platform installed and started as a user does."""
     _sync(session, "--all-packages", "--group", "test", "--group", "fuzz")
-    session.run("pytest", "integration", *session.posargs)
+    session.run("pytest", "integration", "--durations=20", *session.posargs)
 
 
 @nox.session(default=False)
