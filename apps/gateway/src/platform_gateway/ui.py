@@ -52,6 +52,21 @@ def ui_root(settings: PlatformSettings) -> Path | None:
     return None
 
 
+def _is_file(path: Path) -> bool:
+    """``Path.is_file``, but ``False`` where the file system refuses the name (too long)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
 class UIFiles:
     """The router's default app (what answers when no route matched): files of the export.
 
@@ -84,16 +99,21 @@ class UIFiles:
             return JSONResponse(error_body(exc), status_code=404)
         if request.method not in ("GET", "HEAD"):
             body = {"error": f"{request.method} {path}: the web UI only answers GET and HEAD"}
-            return JSONResponse({**body, "type": kind_of_status(405)}, status_code=405)
+            return JSONResponse(
+                {**body, "type": kind_of_status(405)},
+                status_code=405,
+                headers={"allow": "GET, HEAD"},
+            )
         target = self._resolve(path)
         if target is None:
             return self._not_found()
-        if target.is_dir():
+        if _is_dir(target):
             if not path.endswith("/"):
                 query = f"?{request.url.query}" if request.url.query else ""
-                return RedirectResponse(path + "/" + query, status_code=308)
+                # One leading slash: `//cluster/` would be protocol-relative (http://cluster/).
+                return RedirectResponse("/" + path.lstrip("/") + "/" + query, status_code=308)
             target = target / "index.html"
-            if not target.is_file():
+            if not _is_file(target):
                 return self._not_found()
         return self._file(target, status=200)
 
@@ -110,10 +130,10 @@ class UIFiles:
             return None
         if target != self.root and self.root not in target.parents:
             return None  # a symlink out of the export
-        if target.is_file() or target.is_dir():
+        if _is_file(target) or _is_dir(target):
             return target
         html = target.with_name(target.name + ".html")  # /404 -> 404.html
-        return html if html.is_file() else None
+        return html if _is_file(html) else None
 
     def _not_found(self) -> Response:
         assert self.root is not None
