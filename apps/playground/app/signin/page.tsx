@@ -19,9 +19,23 @@ interface TokenResponse {
   expires_in: number;
 }
 
+/**
+ * Where to go after signing in: a page of this site, never another one. The browser's own URL
+ * parser decides (it reads `/\\evil` and `/<tab>/evil` as `//evil`, another host), and only
+ * the path, query and fragment of a same-origin answer are kept.
+ */
 function safeNext(next: string | null): string {
-  // Only a path of this site: never an absolute URL or a protocol-relative one.
-  return next && next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/signin") ? next : "/";
+  if (!next || !next.startsWith("/")) return "/";
+  let url: URL;
+  try {
+    url = new URL(next, window.location.origin);
+  } catch {
+    return "/";
+  }
+  const path = url.pathname;
+  // `/.//evil` parses to the path `//evil`, which the router would read as another host.
+  if (url.origin !== window.location.origin || path.startsWith("//") || path.startsWith("/signin")) return "/";
+  return path + url.search + url.hash;
 }
 
 function SignInForm() {

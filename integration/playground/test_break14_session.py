@@ -1,0 +1,63 @@
+"""break14: the sign-in page and the session attacked from outside (independent review of #14)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+from playwright.sync_api import BrowserContext, Route
+from ui_browser import UIPlatform
+
+EVIL = "evil.example"
+
+
+@pytest.mark.parametrize(
+    "next_",
+    [
+        "//evil.example/",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "/\\evil.example/",  # the URL parser reads a backslash as a slash: //evil.example/
+        "/\t/evil.example/",  # and drops tabs and newlines
+        "/\\/evil.example/",
+        "/.//evil.example/",  # a same-origin URL whose path is //evil.example/
+        "/sql/..//evil.example/",
+    ],
+)
+def test_next_after_sign_in_never_leaves_the_site(
+    context: BrowserContext, ui_platform: UIPlatform, next_: str
+) -> None:
+    left: list[str] = []
+
+    def trap(route: Route) -> None:
+        left.append(route.request.url)
+        route.fulfill(body="evil", content_type="text/html")
+
+    context.route(f"http://{EVIL}/**", trap)
+    context.route(f"https://{EVIL}/**", trap)
+    page = context.new_page()
+    page.goto(f"/signin/?next={quote(next_, safe='')}")
+    page.get_by_role("button", name="Sign in as admin (dev mode)").click()
+    page.wait_for_url(lambda u: "/signin" not in u)
+    page.wait_for_timeout(300)  # a navigation to another host would have started by now
+    assert not left, f"next={next_!r} sent the browser to {left}"
+    assert page.url.startswith(ui_platform.url + "/")
+
+
+def test_a_same_site_next_keeps_its_path_query_and_fragment(context: BrowserContext) -> None:
+    page = context.new_page()
+    page.goto("/signin/?next=" + quote("/sql/?q=1#top", safe=""))
+    page.get_by_role("button", name="Sign in as admin (dev mode)").click()
+    page.wait_for_url(lambda u: "/sql/" in u)
+    assert page.url.endswith("/sql/?q=1#top")
+
+
+def test_the_token_is_in_session_storage_only(context: BrowserContext) -> None:
+    page = context.new_page()
+    page.goto("/signin/")
+    page.get_by_role("button", name="Sign in as admin (dev mode)").click()
+    page.wait_for_url(lambda u: "/signin" not in u)
+    assert page.evaluate("window.sessionStorage.getItem('platform.session')")
+    assert page.evaluate("window.localStorage.length") == 0
+    assert "eyJ" not in page.url
+    assert not context.cookies()
