@@ -5,8 +5,8 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
-from playwright.sync_api import BrowserContext, Route
-from ui_browser import UIPlatform
+from playwright.sync_api import BrowserContext, Page, Route, expect
+from ui_browser import BrowserErrors, UIPlatform
 
 EVIL = "evil.example"
 
@@ -61,3 +61,24 @@ def test_the_token_is_in_session_storage_only(context: BrowserContext) -> None:
     assert page.evaluate("window.localStorage.length") == 0
     assert "eyJ" not in page.url
     assert not context.cookies()
+
+
+def test_markup_injected_into_a_page_cannot_run_script(
+    page: Page, browser_errors: BrowserErrors
+) -> None:
+    # Should any page ever put a user's text in as HTML, the CSP is the second wall: inline
+    # handlers and inline scripts that are not the export's own (hashed) do not run.
+    browser_errors.allowed.append("Content Security Policy")
+    page.evaluate(
+        """() => {
+            document.body.insertAdjacentHTML('beforeend', '<img src="data:," onerror="window.__pwned = 1">');
+            const s = document.createElement('script');
+            s.textContent = 'window.__pwned2 = 1';
+            document.body.appendChild(s);
+        }"""
+    )
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__pwned") is None
+    assert page.evaluate("window.__pwned2") is None
+    # ...while the export's own inline bootstrap ran (the page is interactive)
+    expect(page.get_by_role("button", name="Sign out")).to_be_enabled()

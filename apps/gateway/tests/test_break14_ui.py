@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,31 @@ def test_a_405_says_which_methods_are_allowed(client: TestClient) -> None:
     r = client.request("DELETE", "/sql/")
     assert r.status_code == 405
     assert r.headers["allow"] == "GET, HEAD"
+
+
+def _script_src(csp: str) -> list[str]:
+    directive = next(d.strip() for d in csp.split(";") if d.strip().startswith("script-src"))
+    return directive.split()[1:]
+
+
+def test_a_pages_csp_allows_its_own_inline_scripts_by_hash_and_no_others(tmp_path: Path) -> None:
+    # 'unsafe-inline' for scripts would turn any markup injected into a page into script
+    # (an <img onerror>); the export's inline bootstrap scripts are fixed, so hash them.
+    root = tmp_path / "out"
+    root.mkdir()
+    boot = "(self.__next_f=self.__next_f||[]).push([0])"
+    (root / "index.html").write_text(
+        f'<html><script src="/_next/a.js" async=""></script><script>{boot}</script>'
+        '<script id="_R_">self.x = "</p>"</script></html>'
+    )
+    settings = PlatformSettings(home=tmp_path / "home", ui_dir=root)
+    csp = TestClient(create_app(settings, plugins=[])).get("/").headers["content-security-policy"]
+    sources = _script_src(csp)
+    assert "'unsafe-inline'" not in sources
+    assert "'unsafe-eval'" not in sources
+    assert "'self'" in sources
+    digests = {
+        "'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'"
+        for s in (boot, 'self.x = "</p>"')
+    }
+    assert digests <= set(sources), (digests, sources)

@@ -10,7 +10,10 @@ stays a JSON 404. The export ships inside this package (``platform_gateway/ui``,
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
@@ -22,7 +25,7 @@ from platform_core import NotFoundError, PlatformSettings
 from platform_core.http import error_body
 from platform_core.http.wire import kind_of_status
 
-__all__ = ["BUILD_HINT", "CSP", "UIFiles", "ui_root"]
+__all__ = ["BUILD_HINT", "CSP", "UIFiles", "page_csp", "ui_root"]
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +35,28 @@ PACKAGED = Path(__file__).parent / "ui"
 BUILD_HINT = "run `make setup` (or `npm ci && npm run build` in apps/playground)"
 
 CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "default-src 'self'; script-src 'self'{scripts}; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
 """No CDN and no eval: scripts come from this origin only. Next's export bootstraps each page
-with inline scripts, hence ``'unsafe-inline'`` for scripts (nothing a user writes is ever put
-into a page as HTML, so there is no markup to inject them through)."""
+with inline scripts; a page's CSP allows exactly those, by their SHA-256 (``{scripts}``), not
+``'unsafe-inline'``, so markup that ever got into a page (an ``<img onerror>``) cannot run."""
+
+_INLINE_SCRIPT = re.compile(
+    rb"<script\b(?![^>]*\bsrc\s*=)[^>]*>(.*?)</script\s*>", re.IGNORECASE | re.DOTALL
+)
+
+
+def page_csp(html: bytes) -> str:
+    """The Content-Security-Policy of one page: :data:`CSP` with its inline scripts' hashes."""
+    hashes = dict.fromkeys(
+        "'sha256-" + base64.b64encode(hashlib.sha256(m.group(1)).digest()).decode() + "'"
+        for m in _INLINE_SCRIPT.finditer(html)
+        if m.group(1)
+    )
+    return CSP.format(scripts="".join(" " + h for h in hashes))
+
 
 _IMMUTABLE = "public, max-age=31536000, immutable"
 
@@ -79,6 +97,7 @@ class UIFiles:
         self.root = root
         self.api_prefixes = tuple(p.rstrip("/") for p in api_prefixes)
         self.fallback = fallback
+        self._csp: dict[Path, tuple[int, int, str]] = {}
 
     def _is_api(self, path: str) -> bool:
         return any(path == p or path.startswith(p + "/") for p in self.api_prefixes)
@@ -135,6 +154,16 @@ class UIFiles:
         html = target.with_name(target.name + ".html")  # /404 -> 404.html
         return html if _is_file(html) else None
 
+    def _page_csp(self, page: Path) -> str:
+        """``page_csp`` of the file, kept while its size and modification time stay the same."""
+        st = page.stat()
+        known = self._csp.get(page)
+        if known is not None and known[:2] == (st.st_mtime_ns, st.st_size):
+            return known[2]
+        csp = page_csp(page.read_bytes())
+        self._csp[page] = (st.st_mtime_ns, st.st_size, csp)
+        return csp
+
     def _not_found(self) -> Response:
         assert self.root is not None
         page = self.root / "404.html"
@@ -150,6 +179,6 @@ class UIFiles:
         else:
             headers["cache-control"] = "no-cache"
         if target.suffix == ".html":
-            headers["content-security-policy"] = CSP
+            headers["content-security-policy"] = self._page_csp(target)
             headers["referrer-policy"] = "same-origin"
         return FileResponse(target, status_code=status, headers=headers)
