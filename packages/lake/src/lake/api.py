@@ -116,6 +116,11 @@ class UploadModel(BaseModel):
     part_size: int
     parts: int
     received: list[int]
+    received_sha256: list[str] = Field(
+        default_factory=list,
+        description="The SHA-256 (hex) of each part in `received`, in the same order: a client "
+        "resuming with a file it was given again checks that file's parts against them.",
+    )
     received_bytes: int = Field(0, description="Bytes of the parts received so far.")
     created: float = Field(0.0, description="When the upload started (Unix seconds).")
     owner: str | None = Field(None, description="Who started it.")
@@ -226,6 +231,7 @@ def _upload(node: LakeNode, upload_id: str, base: str) -> dict[str, Any]:
         "part_size": info.part_size,
         "parts": info.parts,
         "received": received,
+        "received_sha256": node.uploads.received_sha256(upload_id, received),
         "received_bytes": sum(info.part_length(n) for n in received),
         "created": info.created,
         "owner": info.owner,

@@ -220,6 +220,17 @@ class UploadManager:
         d = self._dir(upload_id) / "parts"
         return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit())
 
+    def received_sha256(self, upload_id: str, parts: list[int]) -> list[str]:
+        """The SHA-256 (hex) each of ``parts`` arrived with, as its marker recorded it."""
+        d = self._dir(upload_id) / "parts"
+        hashes = []
+        for n in parts:
+            try:
+                hashes.append((d / str(n)).read_text().strip())
+            except FileNotFoundError:
+                hashes.append("")  # resent and damaged since listed: counted as missing next time
+        return hashes
+
     def complete(self, upload_id: str) -> UploadInfo:
         with self._lock:
             info = self.get(upload_id)
