@@ -157,7 +157,11 @@ export function xhrTransport(token: () => string | null, base = ""): Transport {
         signal?.removeEventListener("abort", onAbort);
         reject(new UploadError("the gateway did not answer; is platform up running? (resume when it is back)", 0, "unavailable"));
       };
-      xhr.onabort = () => reject(new Stopped());
+      xhr.onabort = () => {
+        signal?.removeEventListener("abort", onAbort);
+        // Ours (pause, cancel) or the browser's (the connection was dropped on the way).
+        reject(signal?.aborted ? new Stopped() : new UploadError("the request was cut off before the gateway answered; resume to send the rest", 0, "unavailable"));
+      };
       xhr.send(body);
     });
   }
@@ -370,6 +374,11 @@ export class ResumableUpload {
           append: this.opts.append ?? false,
         });
         this.partSize = started.part_size;
+        if (this.snap.phase === "cancelled") {
+          // Cancelled while the server was starting it: abort what it just made.
+          await transport.json("DELETE", `${UPLOADS}/${started.id}`).catch(() => undefined);
+          return;
+        }
         store.save({
           id: started.id,
           name: started.name,

@@ -6,6 +6,7 @@
  */
 import { useCallback, useEffect, useState } from "react";
 
+import styles from "./datasets.module.css";
 import { DatasetList } from "@/components/datasets/DatasetList";
 import { replicas, type ClusterHealth, type Dataset } from "@/components/datasets/types";
 import { UploadPanel } from "@/components/datasets/UploadPanel";
@@ -62,8 +63,8 @@ export default function DatasetsPage() {
         error ? null : <Busy label="Loading datasets" />
       ) : datasets.length === 0 ? (
         <Empty title="No datasets yet">
-          Drag a CSV, JSON lines or Parquet file onto the upload area above, or from a shell run <code>lake upload FILE --name NAME</code> or{" "}
-          <code>platform demo-data --upload</code>.
+          Drag a CSV, JSON lines or Parquet file onto the upload area above, or from a shell run <code className={styles.cmd}>lake upload FILE --name NAME</code> or{" "}
+          <code className={styles.cmd}>platform demo-data --upload</code>.
         </Empty>
       ) : (
         <DatasetList datasets={datasets} replicasOf={(name) => mirroredReplicas(live.value, name) ?? factor} />

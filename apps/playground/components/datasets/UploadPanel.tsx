@@ -166,7 +166,10 @@ export function UploadPanel({ datasets, user }: { datasets: Dataset[]; user: str
           ev.dataTransfer.dropEffect = "copy";
           setOver(true);
         }}
-        onDragLeave={() => setOver(false)}
+        onDragLeave={(ev) => {
+          // Moving onto a child (the picker) is not leaving the zone.
+          if (!ev.currentTarget.contains(ev.relatedTarget as Node | null)) setOver(false);
+        }}
         onDrop={onDrop}
       >
         <span>Drop a CSV, JSON lines or Parquet file here, or</span>
@@ -303,7 +306,9 @@ export function UploadPanel({ datasets, user }: { datasets: Dataset[]; user: str
                 <ErrorLine error={r.error} testId="unfinished-error" />
                 <div className="row">
                   <label className={styles.picker}>
-                    <span>Choose {r.record.fileName} again to resume</span>
+                    <span>
+                      Choose {r.record.fileName} again to resume its upload to {r.record.name}
+                    </span>
                     <input
                       type="file"
                       disabled={r.checking}

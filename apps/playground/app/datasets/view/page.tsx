@@ -6,7 +6,7 @@
  */
 import Link from "next/link";
 import { useRouter, useSearchParams } from "next/navigation";
-import { Suspense, useCallback, useEffect, useMemo, useState } from "react";
+import { Suspense, useCallback, useEffect, useMemo, useRef, useState } from "react";
 
 import styles from "@/app/datasets/datasets.module.css";
 import { DataGrid } from "@/components/DataGrid";
@@ -42,9 +42,13 @@ function View() {
   const [missing, setMissing] = useState(false);
   const [previewError, setPreviewError] = useState<string | null>(null);
   const [deleting, setDeleting] = useState(false);
+  // While the delete dialog is open, a live change (the delete itself) does not re-read a
+  // dataset that is about to be gone.
+  const holding = useRef(false);
+  holding.current = deleting;
 
   const load = useCallback(async () => {
-    if (!name) return;
+    if (!name || holding.current) return;
     const q = encodeURIComponent(name);
     try {
       const [d, v] = await Promise.all([
