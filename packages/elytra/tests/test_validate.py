@@ -63,27 +63,32 @@ def test_a_good_pipeline_answers_its_forms_schema_and_plan(sales: elytra.Session
     assert canonical["steps"][2]["group_by"] == ["uid"]
     assert out["python"].startswith("(\n    s.dataset('sales', 1)")
     assert """.group_by('uid').agg('sum("big") AS "total"',""" in out["python"]
-    assert "stage 0" in out["plan"] and "task(s)" in out["plan"]
+    assert "stage 0" in out["plan"]
+    assert "task(s)" in out["plan"]
     assert "Aggregate" in out["logical"]
 
 
 def test_a_type_error_is_located_in_its_step_and_text(sales: elytra.Session) -> None:
     text = "uid = 'a' and amount > 'x'"
     d = _error(sales, [{"sort": ["amount"]}, {"filter": text}])
-    assert d["step"] == 1 and d["field"] == "filter"
+    assert d["step"] == 1
+    assert d["field"] == "filter"
     assert text[d["start"] : d["end"]] == "amount > 'x'"
     assert "cannot compare" in d["reason"]
 
 
 def test_a_parse_error_points_at_its_position(sales: elytra.Session) -> None:
     d = _error(sales, [{"with_columns": {"ok": "amount + 1", "bad": "amount >> 1"}}])
-    assert d["step"] == 0 and d["field"] == "with_columns.bad"
-    assert d["start"] == len("amount >") and d["end"] == d["start"] + 1
+    assert d["step"] == 0
+    assert d["field"] == "with_columns.bad"
+    assert d["start"] == len("amount >")
+    assert d["end"] == d["start"] + 1
 
 
 def test_an_unknown_column_is_located_in_aggregates_and_keys(sales: elytra.Session) -> None:
     d = _error(sales, [{"group_by": ["uid"], "agg": ["count(*) AS n", "sum(amont) AS t"]}])
-    assert d["field"] == "agg.1" and "sum(amont) AS t"[d["start"] : d["end"]] == "amont"
+    assert d["field"] == "agg.1"
+    assert "sum(amont) AS t"[d["start"] : d["end"]] == "amont"
     d = _error(sales, [{"group_by": ["user"], "agg": ["count(*) AS n"]}])
     assert d["field"] == "group_by.0"
     d = _error(sales, [{"filter": "amount > 1"}, {"sort": ["uid", "nope DESC"]}])
@@ -158,9 +163,12 @@ def test_the_timeline_keeps_the_first_tasks_of_each_stage_and_counts_the_rest() 
         "s0": {"total": TIMELINE_PER_STAGE + 5, "done": TIMELINE_PER_STAGE + 5},
         "s1": {"total": 1, "done": 1},
     }
-    assert len(tl["tasks"]) == TIMELINE_PER_STAGE + 1 and tl["omitted"] == 5
+    assert len(tl["tasks"]) == TIMELINE_PER_STAGE + 1
+    assert tl["omitted"] == 5
     bar = tl["tasks"]["s0-t0"]
-    assert bar["stage"] == 0 and bar["rows"] == 3 and bar["worker"] == 42
+    assert bar["stage"] == 0
+    assert bar["rows"] == 3
+    assert bar["worker"] == 42
     assert bar["end"] - bar["start"] == pytest.approx(0.5, abs=1e-5)
 
 
@@ -173,7 +181,8 @@ def test_a_run_records_one_bar_per_task(sales: elytra.Session, tmp_path: Path) -
     assert job.wait(30) == "succeeded"
     tl = job.status()["timeline"]
     total = job.status()["tasks"]["total"]
-    assert total >= 1 and len(tl["tasks"]) == total
+    assert total >= 1
+    assert len(tl["tasks"]) == total
     assert sum(s["done"] for s in tl["stages"].values()) == total
     for bar in tl["tasks"].values():
         assert bar["start"] <= bar["end"]
