@@ -4,8 +4,9 @@
  * Jobs: the user's jobs (an admin's: everyone's), newest first, with state, duration, tasks,
  * rows and spill.
  *
- * Live without a refresh button: while any listed job is unfinished the list is fetched again
- * every POLL_MS (and not at all once every job has ended). Subscribing to Elkyn instead does
+ * Live without a refresh button: the list is fetched again every POLL_MS while any listed job
+ * is unfinished, every IDLE_MS otherwise (a job submitted elsewhere still appears), and not
+ * while the tab is hidden: one small request, bounded by ?limit. Subscribing to Elkyn instead does
  * not fit this page: a non-admin may read only /jobs/<own id>, never /jobs, so new jobs could
  * not be seen; and one EventSource per unfinished job would spend the browser's six
  * connections per origin (HTTP/1.1), starving the page's other requests. A job's own page
@@ -24,6 +25,7 @@ import { bytes, count, seconds, when } from "@/lib/format";
 import { useSession } from "@/lib/session";
 
 const POLL_MS = 2000;
+const IDLE_MS = 10_000;
 
 export default function Page() {
   const session = useSession();
@@ -47,10 +49,12 @@ export default function Page() {
 
   const unfinished = jobs?.some((j) => !isFinal(j.state)) ?? false;
   useEffect(() => {
-    if (!unfinished) return;
-    const t = window.setTimeout(() => setTick((n) => n + 1), POLL_MS);
-    return () => window.clearTimeout(t);
-  }, [unfinished, jobs]);
+    const t = window.setInterval(
+      () => document.visibilityState === "visible" && setTick((n) => n + 1),
+      unfinished ? POLL_MS : IDLE_MS,
+    );
+    return () => window.clearInterval(t);
+  }, [unfinished]);
 
   return (
     <>

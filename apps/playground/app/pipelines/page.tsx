@@ -239,16 +239,14 @@ export default function Page() {
               </Empty>
             )}
             <div className={styles.add}>
-              <label className="inline">
-                Step
-                <select value={addKind} onChange={(e) => setAddKind(e.target.value as Kind)}>
+              <label htmlFor="add-step-kind">Step type</label>
+              <select id="add-step-kind" value={addKind} onChange={(e) => setAddKind(e.target.value as Kind)}>
                   {KINDS.map((k) => (
                     <option key={k.kind} value={k.kind}>
                       {k.label}
                     </option>
-                  ))}
-                </select>
-              </label>
+                ))}
+              </select>
               <button type="button" onClick={() => setSteps((all) => [...all, newStep(addKind)])}>
                 Add step
               </button>

@@ -171,6 +171,35 @@ function body(
           onChange={(keys) => onChange({ ...step, keys })}
         />
       );
+    case "top_k":
+      return (
+        <>
+          <MarkedInput
+            className={styles.narrow}
+            label="Rows"
+            code={false}
+            value={step.n}
+            error={errors.n}
+            onChange={(n) => onChange({ ...step, n })}
+          />
+          <MarkedInput
+            label="Ranked by (comma-separated; DESC for the largest)"
+            placeholder="total DESC"
+            list={columnsList}
+            value={step.keys}
+            error={errors.keys}
+            onChange={(keys) => onChange({ ...step, keys })}
+          />
+          <MarkedInput
+            label="Per group of (optional)"
+            placeholder="country"
+            list={columnsList}
+            value={step.per}
+            error={errors.per}
+            onChange={(per) => onChange({ ...step, per })}
+          />
+        </>
+      );
     case "limit":
       return (
         <MarkedInput

@@ -10,7 +10,8 @@ export type Step =
   | { id: number; kind: "group_by"; keys: string; aggs: string[] }
   | { id: number; kind: "join"; dataset: string; on: string; how: JoinHow }
   | { id: number; kind: "sort"; keys: string }
-  | { id: number; kind: "limit"; n: string };
+  | { id: number; kind: "limit"; n: string }
+  | { id: number; kind: "top_k"; n: string; keys: string; per: string };
 
 export type Kind = Step["kind"];
 export const JOIN_HOWS = ["inner", "left", "right", "full", "semi", "anti"] as const;
@@ -23,6 +24,7 @@ export const KINDS: { kind: Kind; label: string }[] = [
   { kind: "join", label: "Join" },
   { kind: "sort", label: "Sort" },
   { kind: "limit", label: "Limit" },
+  { kind: "top_k", label: "Top rows" },
 ];
 
 let nextId = 1;
@@ -42,6 +44,8 @@ export function newStep(kind: Kind): Step {
       return { id, kind, keys: "" };
     case "limit":
       return { id, kind, n: "100" };
+    case "top_k":
+      return { id, kind, n: "10", keys: "", per: "" };
   }
 }
 
@@ -74,6 +78,9 @@ export function missing(step: Step): string | null {
       return splitList(step.keys).length ? null : "a sort key";
     case "limit":
       return /^\d+$/.test(step.n.trim()) ? null : "a whole number of rows";
+    case "top_k":
+      if (!/^\d+$/.test(step.n.trim())) return "a whole number of rows";
+      return splitList(step.keys).length ? null : "the columns to rank by";
   }
 }
 
@@ -100,6 +107,11 @@ export function toJson(step: Step): JsonStep {
       return { sort: splitList(step.keys).map((k) => k.value) };
     case "limit":
       return { limit: Number(step.n.trim()) };
+    case "top_k": {
+      const per = splitList(step.per).map((k) => k.value);
+      const out: JsonStep = { top_k: Number(step.n.trim()), by: splitList(step.keys).map((k) => k.value) };
+      return per.length ? { ...out, per } : out;
+    }
   }
 }
 
@@ -144,12 +156,15 @@ export function fieldOf(step: Step, d: Located, message: string): { key: string;
     const ui = kept[Number(rest)]?.[1] ?? 0;
     return { key: `agg.${ui}`, error: { message: text, ...range } };
   }
-  if ((head === "group_by" || head === "sort") && (step.kind === "group_by" || step.kind === "sort")) {
-    const item = splitList(step.keys)[Number(rest)];
+  const lists: Record<string, string> = { group_by: "keys", sort: "keys", by: "keys", per: "per" };
+  if (head in lists && (step.kind === "group_by" || step.kind === "sort" || step.kind === "top_k")) {
+    const key = lists[head];
+    const source = key === "per" && step.kind === "top_k" ? step.per : step.keys;
+    const item = splitList(source)[Number(rest)];
     if (item && d.start !== undefined && d.end !== undefined) {
-      return { key: "keys", error: { message: text, start: item.at + d.start, end: item.at + d.end } };
+      return { key, error: { message: text, start: item.at + d.start, end: item.at + d.end } };
     }
-    return { key: "keys", error: { message: text } };
+    return { key, error: { message: text } };
   }
   return { key: "step", error: { message } };
 }

@@ -4,7 +4,7 @@ The playground's pipeline builder calls it as the user types: it answers the can
 form (what ``POST /api/jobs`` takes), the same pipeline as Python-fluent text, the output
 schema and the plan (stages and tasks) -- or a 400 whose ``details`` say where the mistake
 is: ``step`` (its index; ``None`` for the source), ``field`` (``filter``,
-``with_columns.<name>``, ``agg.<k>``, ``group_by.<k>``, ``sort.<k>``, ...), and, when an
+``with_columns.<name>``, ``agg.<k>``, ``group_by.<k>``, ``sort.<k>``, ``by.<k>``, ...), and, when an
 expression is at fault, ``start``/``end`` offsets of the wrong part in that field's text
 (UTF-16 code units, as a browser's strings count them).
 
@@ -133,13 +133,13 @@ def _texts(step: dict[str, Any]) -> list[tuple[str, str, bool]]:
 def _names(step: dict[str, Any]) -> list[tuple[str, str]]:
     """The step's column names: (field, name)."""
     out: list[tuple[str, str]] = []
-    for key in ("group_by", "sort", "select", "drop"):
+    for key in ("group_by", "sort", "select", "drop", "by", "per"):
         v = step.get(key)
         v = [v] if isinstance(v, str) else v
         if isinstance(v, list):
             for k, name in enumerate(v):
                 if isinstance(name, str) and name.split():
-                    word = name.split()[0] if key == "sort" else name
+                    word = name.split()[0] if key in ("sort", "by") else name
                     out.append((f"{key}.{k}", word.strip('"')))
     return out
 
