@@ -65,7 +65,9 @@ def test_a_good_pipeline_answers_its_forms_schema_and_plan(sales: elytra.Session
     assert """.group_by('uid').agg('sum("big") AS "total"',""" in out["python"]
     assert "stage 0" in out["plan"]
     assert "task(s)" in out["plan"]
-    assert "Aggregate" in out["logical"]
+    assert """Aggregate by ['uid']: total=sum("big"), n=count(*)""" in out["logical"]
+    assert """Filter ("amount" > 100)""" in out["logical"]  # text, not the node's repr
+    assert """Map big = ("amount" * 2)""" in out["logical"]
 
 
 def test_a_type_error_is_located_in_its_step_and_text(sales: elytra.Session) -> None:
@@ -93,6 +95,13 @@ def test_an_unknown_column_is_located_in_aggregates_and_keys(sales: elytra.Sessi
     assert d["field"] == "group_by.0"
     d = _error(sales, [{"filter": "amount > 1"}, {"sort": ["uid", "nope DESC"]}])
     assert d == {"step": 1, "field": "sort.1", "start": 0, "end": 4}
+
+
+def test_top_k_keys_are_located(sales: elytra.Session) -> None:
+    d = _error(sales, [{"top_k": 2, "by": ["amount DESC"], "per": ["usr"]}])
+    assert d == {"step": 0, "field": "per.0", "start": 0, "end": 3}
+    d = _error(sales, [{"top_k": 2, "by": ["amuont DESC"]}])
+    assert d["field"] == "by.0"
 
 
 def test_offsets_count_utf16_units_as_the_browser_does(sales: elytra.Session) -> None:
