@@ -12,9 +12,10 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
-from lake.client import Client
 from playwright.sync_api import Page, expect
 from ui_browser import UIPlatform
+
+from lake.client import Client
 
 ORDERS, REGIONS = "jb_orders", "jb_regions"
 

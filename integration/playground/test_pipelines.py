@@ -9,9 +9,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from lake.client import Client
 from playwright.sync_api import Page, expect
 from ui_browser import BrowserErrors, UIPlatform
+
+from lake.client import Client
 
 SALES = "pl_sales"
 BIG = "pl_big"
