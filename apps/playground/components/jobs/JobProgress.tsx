@@ -55,6 +55,11 @@ export function JobProgress({ job, onChange }: { job: JobRecord; onChange?: (j: 
         </span>
         {t.running ? <span className="muted">{t.running} running</span> : null}
         {t.failed ? <span className="warn">{t.failed} failed</span> : null}
+        {job.state === "running" && t.total > 0 && t.done === t.total ? (
+          <span className="muted" data-testid="job-phase">
+            merging the tasks&apos; results in the driver
+          </span>
+        ) : null}
         {!final ? (
           <button type="button" className="danger" onClick={cancel} disabled={cancelling}>
             {cancelling ? "Cancelling…" : "Cancel job"}
