@@ -344,7 +344,7 @@ function SubmittedJob({ id }: { id: string }) {
           <JobResult id={id} rows={job.result?.rows} />
         </>
       ) : null}
-      <p className="muted">The result shows at most {count(RESULT_ROWS)} rows here.</p>
+      {job?.state !== "succeeded" ? <p className="muted">When it succeeds, its rows show here (at most {count(RESULT_ROWS)}).</p> : null}
     </section>
   );
 }
