@@ -5,7 +5,7 @@
  */
 "use client";
 
-import { useId, useRef, type ChangeEvent } from "react";
+import { useId, useLayoutEffect, useRef, type ChangeEvent } from "react";
 
 import type { FieldError } from "./model";
 import styles from "./pipelines.module.css";
@@ -26,6 +26,11 @@ export interface MarkedInputProps {
 export function MarkedInput({ label, value, onChange, error, placeholder, list, code = true, testId, className }: MarkedInputProps) {
   const id = useId();
   const backdrop = useRef<HTMLDivElement>(null);
+  const input = useRef<HTMLInputElement>(null);
+  // A long text scrolled sideways: the mark follows the input's scroll from the first paint.
+  useLayoutEffect(() => {
+    if (backdrop.current && input.current) backdrop.current.scrollLeft = input.current.scrollLeft;
+  });
   const marked = error && error.start !== undefined && error.end !== undefined;
   let start = marked ? Math.max(0, Math.min(error.start!, value.length)) : 0;
   let end = marked ? Math.max(start, Math.min(error.end!, value.length)) : 0;
@@ -48,6 +53,7 @@ export function MarkedInput({ label, value, onChange, error, placeholder, list, 
           </div>
         ) : null}
         <input
+          ref={input}
           id={id}
           type="text"
           className={`${styles.input} ${code ? styles.code : ""}`}
