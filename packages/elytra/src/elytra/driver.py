@@ -404,6 +404,8 @@ class Driver:
             merged = run(merge, config, inputs=inputs)
         except CapTooSmallError as exc:
             raise _cap_error(exc, "driver_mem_cap") from None
+        if job.cancel_event.is_set():  # a cancel (or the timeout) that came during the merge
+            raise JobCancelledError(f"job {job.id} was cancelled")
         out = merged.table
         stats.merge_seconds = time.perf_counter() - t0
         stats.spilled_bytes += int(merged.manifest.spill.get("bytes_written", 0))
