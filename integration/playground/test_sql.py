@@ -4,7 +4,6 @@ compared with DuckDB's answer over the same generated data."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -23,14 +22,13 @@ GROUP_BY = (
     f"FROM {NAME} GROUP BY region ORDER BY region"
 )
 LONG = (
-    f"SELECT count(*) FROM {NAME} a, {NAME} b, {NAME} c "
-    "WHERE hash(a.id + b.id * 2 + c.id * 3) = 0"
+    f"SELECT count(*) FROM {NAME} a, {NAME} b, {NAME} c WHERE hash(a.id + b.id * 2 + c.id * 3) = 0"
 )
 """8e12 combinations: runs far longer than any test unless it is cancelled."""
 
 
 @pytest.fixture(scope="module")
-def sales(ui_platform: UIPlatform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def sales(ui_platform: UIPlatform, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A seeded CSV uploaded as NAME; yields the CSV (DuckDB's oracle reads the same file)."""
     path = tmp_path_factory.mktemp("sql-page") / "sales.csv"
     duckdb.sql("SELECT setseed(0.42)")
@@ -42,7 +40,7 @@ def sales(ui_platform: UIPlatform, tmp_path_factory: pytest.TempPathFactory) -> 
     )
     with Client(ui_platform.url, ui_platform.token()) as lake:
         lake.upload(path, NAME)
-    yield path
+    return path
 
 
 def oracle(csv: Path, sql: str) -> duckdb.DuckDBPyRelation:

@@ -66,11 +66,33 @@ export function ExplainTree({ plan, sql }: { plan: Plan; sql: string }) {
           <strong>Statement</strong>{" "}
           <span className="muted">
             {how ? `runs across ${nodes.length} nodes (${how})` : `runs on ${nodes.length === 1 ? "one node" : `${nodes.length} nodes`}`} · reads{" "}
-            {count(reads.length)} chunks, {count(totalRows)} rows, {bytes(totalBytes)}
+            {count(reads.length)} {reads.length === 1 ? "chunk" : "chunks"}, {count(totalRows)} rows, {bytes(totalBytes)}
             {moved.length ? ` · moves ${bytes(movedBytes)} between nodes` : ""} · planned in {seconds(plan.seconds)}
           </span>
         </summary>
         <pre className={styles.planSql}>{sql}</pre>
+        {Object.keys(plan.fragments).length ? (
+          <dl className={styles.fragments} data-testid="plan-fragments">
+            {Object.entries(plan.fragments).map(([name, frag]) => (
+              <div key={name}>
+                <dt>
+                  Each node ran over its chunks of <code>{name}</code>
+                </dt>
+                <dd>
+                  <pre className={styles.planSql}>{frag}</pre>
+                </dd>
+              </div>
+            ))}
+            {plan.final ? (
+              <div>
+                <dt>The coordinator finished with</dt>
+                <dd>
+                  <pre className={styles.planSql}>{plan.final}</pre>
+                </dd>
+              </div>
+            ) : null}
+          </dl>
+        ) : null}
         <ul className={styles.tree}>
           {nodes.map((n) => (
             <li key={n.node} data-testid="plan-node">

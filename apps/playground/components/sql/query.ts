@@ -86,6 +86,9 @@ export interface Plan {
   kind: string;
   reads: PlanRead[];
   seconds: number;
+  /** Across nodes: per dataset the SQL each node ran over its chunks, and the coordinator's. */
+  fragments: Record<string, string>;
+  final: string | null;
 }
 
 interface JsonResult {
@@ -93,6 +96,7 @@ interface JsonResult {
   columns: Column[];
   rows: unknown[][];
   seconds: number;
+  plan?: { kind?: string; fragments?: Record<string, string>; final?: string } | null;
 }
 
 /** `EXPLAIN <sql>`: which node reads which chunk of which dataset, and what moves. */
@@ -114,7 +118,7 @@ export async function explain(sql: string, queryId: string, signal: AbortSignal)
     rows: num(row[rw]),
     attempt: a >= 0 && row[a] != null ? Number(row[a]) : null,
   }));
-  return { kind: r.kind, reads, seconds: r.seconds };
+  return { kind: r.kind, reads, seconds: r.seconds, fragments: r.plan?.fragments ?? {}, final: r.plan?.final ?? null };
 }
 
 export type DownloadFormat = "csv" | "parquet";

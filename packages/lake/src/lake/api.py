@@ -158,6 +158,11 @@ class QueryResultModel(BaseModel):
     row_count: int
     seconds: float
     reads: list[dict[str, Any]] = Field(default_factory=list)
+    plan: dict[str, Any] | None = Field(
+        None,
+        description="A distributed EXPLAIN only: kind (the plan), fragments (per dataset, the "
+        "SQL each node ran over its chunks) and final (what the coordinator ran over them).",
+    )
 
 
 class MemberModel(BaseModel):
@@ -364,6 +369,8 @@ def _json_text(node: LakeNode, stream: ResultStream) -> str:
         "seconds": stream.seconds,
         "reads": stream.reads,
     }
+    if stream.plan is not None:
+        body["plan"] = stream.plan
     text = json.dumps(body, allow_nan=False)
     if len(text) > max_bytes:
         raise TooLargeError(
