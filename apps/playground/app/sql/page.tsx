@@ -253,10 +253,20 @@ function SqlPage() {
                       : ""}
               </span>
               <span className={styles.spacer} />
-              <button type="button" onClick={() => save("csv")} disabled={!!saving || (!result && !text.trim())}>
+              <button
+                type="button"
+                onClick={() => save("csv")}
+                disabled={!!saving || (!result && !text.trim())}
+                title="The whole result of the last run (or of the editor's query before any run)"
+              >
                 {saving === "csv" ? "Preparing CSV…" : "Download CSV"}
               </button>
-              <button type="button" onClick={() => save("parquet")} disabled={!!saving || (!result && !text.trim())}>
+              <button
+                type="button"
+                onClick={() => save("parquet")}
+                disabled={!!saving || (!result && !text.trim())}
+                title="The whole result of the last run (or of the editor's query before any run)"
+              >
                 {saving === "parquet" ? "Preparing Parquet…" : "Download Parquet"}
               </button>
             </div>
