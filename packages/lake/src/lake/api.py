@@ -682,7 +682,7 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
         "/query",
         response_model=QueryResultModel,
         responses={
-            200: {"content": {"text/csv": {}, ARROW_STREAM: {}}},
+            200: {"content": {"text/csv": {}, ARROW_STREAM: {}, PARQUET: {}}},
             413: {"description": "A JSON result over its limits (use csv or arrow)."},
             422: {"description": "A timeout that is not finite, > 0 and within the limit."},
             429: {"description": "Too many queries of this user at once (see Retry-After)."},
