@@ -199,6 +199,23 @@ def test_a_long_query_can_be_cancelled(page: Page, ui_platform: UIPlatform, sale
         assert r.status_code == 200, r.text
 
 
+def test_a_header_click_sorts_the_whole_result_as_duckdb_orders_it(page: Page, sales: Path) -> None:
+    """Sorting orders every row of the result, not only those in view (the grid virtualises)."""
+    sql = f"SELECT id, amount FROM {NAME} WHERE id < 3000"
+    open_sql(page, sql)
+    run(page)
+    expect(page.get_by_test_id("grid-rows")).to_have_text("3,000 rows")
+    header = page.get_by_test_id("grid").locator("thead th").nth(1)
+    header.get_by_role("button").click()
+    expect(header).to_have_attribute("aria-sort", "ascending")
+    lowest = oracle(sales, f"{sql} ORDER BY amount, id LIMIT 3").fetchall()
+    assert grid_cells(page)[:3] == [[text(v) for v in row] for row in lowest]
+    header.get_by_role("button").click()
+    expect(header).to_have_attribute("aria-sort", "descending")
+    highest = oracle(sales, f"{sql} ORDER BY amount DESC, id LIMIT 1").fetchall()
+    assert grid_cells(page)[0] == [text(v) for v in highest[0]]
+
+
 def test_a_big_result_is_cut_at_the_row_cap(page: Page, sales: Path) -> None:
     open_sql(page, f"SELECT a.id, b.id AS id2 FROM {NAME} a, (SELECT id FROM {NAME} LIMIT 6) b")
     run(page)
