@@ -10,7 +10,7 @@
 "use client";
 
 import { json } from "@codemirror/lang-json";
-import { lintGutter, setDiagnostics, type Diagnostic } from "@codemirror/lint";
+import { linter, lintGutter, setDiagnostics, type Diagnostic } from "@codemirror/lint";
 import CodeMirror, { EditorView, type ReactCodeMirrorRef } from "@uiw/react-codemirror";
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 
@@ -20,6 +20,8 @@ import { DbError, dbFetch, errorMessage } from "./db";
 import styles from "./database.module.css";
 
 const RULES = "/db/.settings/rules.json";
+// stable props: @uiw/react-codemirror reconfigures the editor whenever these change identity
+const BASIC_SETUP = { lineNumbers: true, foldGutter: true };
 
 export function RulesEditor() {
   const [text, setText] = useState("");
@@ -32,9 +34,15 @@ export function RulesEditor() {
   const [saved, setSaved] = useState(false);
   const editor = useRef<ReactCodeMirrorRef>(null);
   const extensions = useMemo(
-    () => [json(), lintGutter(), EditorView.contentAttributes.of({ "aria-label": "Rules (JSON)" })],
+    // linter(null): the lint state with no source of its own; the server's error is put in it
+    () => [json(), linter(null), lintGutter(), EditorView.contentAttributes.of({ "aria-label": "Rules (JSON)" })],
     [],
   );
+
+  const onChange = useCallback((v: string) => {
+    setText(v);
+    setSaved(false);
+  }, []);
 
   const load = useCallback(async () => {
     setLoadError(null);
@@ -115,12 +123,9 @@ export function RulesEditor() {
         <CodeMirror
           ref={editor}
           value={text}
-          onChange={(v) => {
-            setText(v);
-            setSaved(false);
-          }}
+          onChange={onChange}
           extensions={extensions}
-          basicSetup={{ lineNumbers: true, foldGutter: true }}
+          basicSetup={BASIC_SETUP}
           minHeight="240px"
           maxHeight="60vh"
         />
