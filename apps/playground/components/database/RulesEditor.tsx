@@ -103,7 +103,7 @@ export function RulesEditor() {
 
   return (
     <section className="panel" aria-label="Rules">
-      <p className="muted">
+      <p className={`muted ${styles.rulesIntro}`}>
         Firebase-style rules (<code>.read</code>, <code>.write</code>, <code>.validate</code>, <code>.indexOn</code>;{" "}
         <code>//</code> comments allowed). Admins bypass them; they decide what other users may read and write.
       </p>
