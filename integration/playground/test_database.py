@@ -7,12 +7,15 @@ Each test writes under its own top-level key, so the tests do not see each other
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import uuid
 from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import BrowserContext, Locator, Page, expect
+from servers import command
 from ui_browser import BrowserErrors, UIPlatform, sign_in
 
 
@@ -216,3 +219,62 @@ def test_a_location_too_big_to_stream_is_listed_by_key(
     keys.first.get_by_role("link").click()
     expect(page).to_have_url(re.compile(rf"path=%2F{top}%2Fmany%2Fk000000$"))
     expect(row(page, f"/{top}/many/k000000").get_by_test_id("db-value")).to_have_text("0")
+
+
+def add_user(ui_platform: UIPlatform, name: str, password: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
+    done = subprocess.run(
+        [
+            str(command("platform")),
+            "user",
+            "add",
+            name,
+            "--password-stdin",
+            "--home",
+            str(ui_platform.home),
+        ],
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_rules_denials_are_shown_where_they_happen(
+    context: BrowserContext, ui_platform: UIPlatform, browser_errors: BrowserErrors, top: str
+) -> None:
+    """A user (not an admin) whom the rules let read but not write sees the denial under the
+    action, stays signed in, and has no rules editor."""
+    browser_errors.allowed += ["answer 401: PUT", "answer 401: GET"]
+    seed(ui_platform, top, {"name": "Ada"})
+    name = f"u{top}"
+    add_user(ui_platform, name, "a-long-password")
+    with ui_platform.client() as c:
+        before = c.get("/db/.settings/rules.json").json()
+        rules = {"rules": {**before["rules"], top: {".read": "auth != null", ".write": False}}}
+        c.put("/db/.settings/rules.json", json=rules).raise_for_status()
+    try:
+        page = context.new_page()
+        page.goto("/signin/")
+        page.get_by_label("User name").fill(name)
+        page.get_by_label("Password").fill("a-long-password")
+        page.get_by_role("button", name="Sign in with password").click()
+        page.wait_for_url(lambda u: "/signin" not in u)
+        expect(page.get_by_role("tab", name="Rules")).to_have_count(0)
+        open_at(page, f"/{top}")
+        row(page, f"/{top}/name").get_by_role("button", name="name", exact=True).click()
+        page.get_by_label("Value (JSON)").fill('"Grace"')
+        page.get_by_role("button", name="Save value").click()
+        expect(page.get_by_test_id("db-save-error")).to_contain_text("Permission denied")
+        assert rest(ui_platform, f"{top}/name") == "Ada"
+        expect(page.get_by_test_id("who")).to_contain_text(name)  # still signed in
+
+        # a location the rules do not let this user read: said in place of the tree
+        page.get_by_label("Path").fill(f"/{top}x")
+        page.get_by_role("button", name="Go").click()
+        expect(page.get_by_test_id("db-error")).to_contain_text("Permission denied")
+    finally:
+        with ui_platform.client() as c:
+            c.put("/db/.settings/rules.json", json=before).raise_for_status()
