@@ -59,6 +59,16 @@ def test_browse_expand_and_deep_link_reload(page: Page, ui_platform: UIPlatform,
     expect(row(page, f"/{top}/users/ada/name").get_by_test_id("db-value")).to_have_text('"Ada"')
     expect(row(page, f"/{top}/users/ada/age").get_by_test_id("db-value")).to_have_text("36")
 
+    # the keyboard: arrows move the selection, right expands, left collapses
+    row(page, f"/{top}/n").get_by_role("button", name="n", exact=True).click()
+    page.keyboard.press("ArrowDown")
+    expect(page.get_by_test_id("db-selected")).to_have_text(f"/{top}/users")
+    expect(row(page, f"/{top}/users").get_by_role("button", name="users", exact=True)).to_be_focused()
+    page.keyboard.press("ArrowLeft")
+    expect(row(page, f"/{top}/users/ada")).to_have_count(0)
+    page.keyboard.press("ArrowRight")
+    expect(row(page, f"/{top}/users/ada")).to_have_count(1)
+
     # the path bar moves the shown location and the URL; a reload keeps it
     page.get_by_label("Path").fill(f"/{top}/users/bob")
     page.get_by_role("button", name="Go").click()

@@ -154,6 +154,8 @@ export function Tree({
               <button
                 type="button"
                 data-key
+                // roving focus: one row in the tab order (the selected one), arrows move it
+                tabIndex={row.path === selected ? 0 : -1}
                 className={styles.key}
                 onClick={() => onSelect(row.path)}
                 onDoubleClick={() => row.container && onToggle(row.path)}
