@@ -63,7 +63,9 @@ def test_browse_expand_and_deep_link_reload(page: Page, ui_platform: UIPlatform,
     row(page, f"/{top}/n").get_by_role("button", name="n", exact=True).click()
     page.keyboard.press("ArrowDown")
     expect(page.get_by_test_id("db-selected")).to_have_text(f"/{top}/users")
-    expect(row(page, f"/{top}/users").get_by_role("button", name="users", exact=True)).to_be_focused()
+    expect(
+        row(page, f"/{top}/users").get_by_role("button", name="users", exact=True)
+    ).to_be_focused()
     page.keyboard.press("ArrowLeft")
     expect(row(page, f"/{top}/users/ada")).to_have_count(0)
     page.keyboard.press("ArrowRight")
