@@ -109,6 +109,12 @@ def test_an_edit_in_one_tab_arrives_highlighted_in_another(
     )
     expect(first.get_by_label("Value (JSON)")).to_have_value("38")
 
+    # ...but a value being typed is not overwritten by a change arriving live
+    first.get_by_label("Value (JSON)").fill("99")
+    seed(ui_platform, f"{top}/users/ada/age", 39)
+    expect(row(first, f"/{top}/users/ada/age").get_by_test_id("db-value")).to_have_text("39")
+    expect(first.get_by_label("Value (JSON)")).to_have_value("99")
+
 
 def test_add_push_and_delete_children(page: Page, ui_platform: UIPlatform, top: str) -> None:
     seed(ui_platform, top, {"keep": True})

@@ -6,7 +6,7 @@
  */
 "use client";
 
-import { useEffect, useId, useState, type FormEvent } from "react";
+import { useEffect, useId, useRef, useState, type FormEvent } from "react";
 
 import { ErrorLine } from "@/components/ui";
 import type { Json } from "@/lib/live";
@@ -85,12 +85,18 @@ export function Inspector({
 
   const current = known && !container && value !== undefined ? JSON.stringify(value) : "";
   // a new selection (or a new value arriving live while the field is untouched) refills the field
+  // (a value being typed is never overwritten by a live change: only an untouched field follows)
   const [base, setBase] = useState<string | null>(null);
+  const untouched = useRef(true);
   useEffect(() => {
+    untouched.current = true;
+    setSaved(false);
+  }, [path]);
+  useEffect(() => {
+    if (!untouched.current) return;
     setText(current);
     setBase(current);
     setTextError(null);
-    setSaved(false);
   }, [path, current]);
   useEffect(() => {
     setKey("");
@@ -115,7 +121,11 @@ export function Inspector({
     setTextError(null);
     setSaving(true);
     try {
-      await dbFetch("PUT", restUrl(path), JSON.stringify(parsed.value));
+      const sent = JSON.stringify(parsed.value);
+      await dbFetch("PUT", restUrl(path), sent);
+      untouched.current = true; // follow the live value again
+      setText(sent);
+      setBase(sent);
       setSaved(true);
       onWritten?.();
     } catch (err) {
@@ -180,13 +190,26 @@ export function Inspector({
 
       {canEdit ? (
         <form onSubmit={save} className={styles.form} aria-label="Edit value">
-          <JsonField label="Value (JSON)" value={text} onChange={setText} error={textError} testId="db-edit-value" rows={Math.min(8, Math.max(2, text.split("\n").length))} />
+          <JsonField
+            label="Value (JSON)"
+            value={text}
+            onChange={(v) => {
+              setText(v);
+              setSaved(false);
+              untouched.current = v === base;
+            }} error={textError} testId="db-edit-value" rows={Math.min(8, Math.max(2, text.split("\n").length))} />
           <div className="row">
             <button type="submit" className="primary" disabled={saving || !dirty}>
               {saving ? "Saving…" : "Save value"}
             </button>
             {dirty ? (
-              <button type="button" onClick={() => setText(base ?? "")}>
+              <button
+                type="button"
+                onClick={() => {
+                  untouched.current = true;
+                  setText(base ?? "");
+                }}
+              >
                 Revert
               </button>
             ) : null}
