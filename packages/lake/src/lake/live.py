@@ -57,6 +57,7 @@ class LiveMirror:
             else node.settings.replicate_interval_seconds
         )
         self._wake = threading.Event()
+        self._recount = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._heads: dict[str, Manifest] = {}
@@ -87,6 +88,7 @@ class LiveMirror:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        self._recount.set()
         if self._on_manifest in self.node.catalog.listeners:
             self.node.catalog.listeners.remove(self._on_manifest)
         if self.node.cluster is not None and self._wake.set in self.node.cluster.members.listeners:
@@ -101,6 +103,7 @@ class LiveMirror:
         with self._lock:
             self._heads[manifest.name] = manifest
         self._wake.set()
+        self._recount.set()  # its chunks are new: count who holds them now, not in a while
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -115,7 +118,11 @@ class LiveMirror:
                 log.exception("publishing the lake's live state failed (retrying on change)")
 
     def _poll_holdings(self) -> None:
-        while not self._stop.wait(self.holdings_interval):
+        while not self._stop.is_set():
+            self._recount.wait(self.holdings_interval)
+            self._recount.clear()
+            if self._stop.is_set():
+                return
             try:
                 self._refresh_holdings()
             except Exception:
