@@ -64,7 +64,15 @@ def plugin() -> Plugin:
     registry = JobRegistry()
 
     def router(settings: PlatformSettings) -> Any:
-        return make_router(platform, registry)
+        from fastapi import APIRouter
+
+        from .pool_api import make_pool_router
+
+        routes = APIRouter()
+        # First: ``/pool`` would otherwise be taken for a job id by ``/{job_id}``.
+        routes.include_router(make_pool_router(lambda: platform.backend))
+        routes.include_router(make_router(platform, registry))
+        return routes
 
     @asynccontextmanager
     async def lifespan(settings: PlatformSettings) -> AsyncIterator[None]:
