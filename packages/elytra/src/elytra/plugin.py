@@ -64,14 +64,12 @@ def plugin() -> Plugin:
     registry = JobRegistry()
 
     def router(settings: PlatformSettings) -> Any:
-        from fastapi import APIRouter
-
         from .pool_api import make_pool_router
 
-        routes = APIRouter()
-        # First: ``/pool`` would otherwise be taken for a job id by ``/{job_id}``.
-        routes.include_router(make_pool_router(lambda: platform.backend))
-        routes.include_router(make_router(platform, registry))
+        routes = make_router(platform, registry)
+        # In front: ``/pool`` would otherwise be taken for a job id by ``GET /{job_id}``.
+        # (Including the jobs router into another one is refused: ``POST ""`` has no path.)
+        routes.routes[:0] = make_pool_router(lambda: platform.backend).routes
         return routes
 
     @asynccontextmanager

@@ -92,33 +92,26 @@ def _ray(backend: Backend) -> RayModel:
 def pool_status(backend: Backend) -> PoolModel:
     """What ``backend`` has now (cheap for local pools; one GCS call for Ray)."""
     name = str(getattr(backend, "name", type(backend).__name__))
-    worker_pids = getattr(backend, "worker_pids", None)
-    running_tasks = getattr(backend, "running_tasks", None)
+    worker_states = getattr(backend, "worker_states", None)
+    count: int | None = None
+    busy: int | None = None
+    idle: int | None = None
     workers: list[WorkerModel] = []
-    if callable(worker_pids) and callable(running_tasks):
-        task_of = {pid: task for task, pid in running_tasks().items()}
-        for i, pid in enumerate(worker_pids()):
-            task = task_of.get(pid) if pid else None
-            state: Literal["starting", "idle", "busy"] = (
-                "starting" if not pid else "busy" if task else "idle"
-            )
-            workers.append(WorkerModel(index=i, pid=pid or None, state=state, task=task))
+    if callable(worker_states):
+        workers = [WorkerModel.model_validate(w) for w in worker_states()]
+        count = len(workers)
         busy = sum(1 for w in workers if w.state == "busy")
-        count: int | None = len(workers)
-        idle: int | None = sum(1 for w in workers if w.state == "idle")
-        busy_count: int | None = busy
-    else:
-        count = idle = busy_count = None
+        idle = sum(1 for w in workers if w.state == "idle")
     if name == "ray":
         ray = _ray_module()
         if ray.is_initialized():
             count = int(ray.cluster_resources().get("CPU", 0))
             free = int(ray.available_resources().get("CPU", 0))
-            busy_count, idle = count - free, free
+            busy, idle = count - free, free
     return PoolModel(
         backend=name,
         workers=count,
-        busy=busy_count,
+        busy=busy,
         idle=idle,
         worker_list=workers,
         ray=_ray(backend),
