@@ -37,7 +37,7 @@ export default function ClusterPage() {
       <div className={styles.layout}>
         <div>
           <section className="panel" aria-labelledby="health-title" data-testid="health">
-            <h2 id="health-title" className={styles.panelHead}>
+            <h2 id="health-title" className={styles.title}>
               Replication
             </h2>
             <ErrorLine error={clusterLive.error} testId="cluster-error" />
@@ -76,15 +76,23 @@ export default function ClusterPage() {
           </section>
 
           <section className="panel" aria-labelledby="nodes-title">
-            <h2 id="nodes-title" className={styles.panelHead}>
+            <h2 id="nodes-title" className={styles.title}>
               Lake nodes
             </h2>
             <ErrorLine error={nodesLive.error} testId="nodes-error" />
             {nodes.length > 0 ? (
               <>
                 <NodesTable nodes={nodes} />
-                <h3 className="muted">Chunks and bytes per node</h3>
-                <NodesChart nodes={nodes} />
+                {nodes.some((n) => (n.chunks ?? 0) > 0) ? (
+                  <>
+                    <h3 className="muted">Chunks and bytes per node</h3>
+                    <NodesChart nodes={nodes} />
+                  </>
+                ) : (
+                  <p className={`muted ${styles.note}`} data-testid="no-chunks">
+                    No node holds a chunk yet: upload a dataset on the Datasets page and its chunks show here per node.
+                  </p>
+                )}
               </>
             ) : nodesLive.loaded ? (
               <Empty title="No lake node has reported yet">
