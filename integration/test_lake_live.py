@@ -103,7 +103,7 @@ def test_a_joined_node_is_alive_then_suspect_then_dead_after_kill_9(
         mine = tree.wait_for(lambda v: list(v), 5, "the platform's own node")
         assert len(mine) == 1
         assert tree.value[mine[0]]["state"] == "alive"
-        node = start_node(other_home, "--join", addr)
+        node = start_node(other_home, "--join", addr, timeout=120)
         try:
             key = escape_key(node.node_id)
             got = tree.wait_for(

@@ -95,7 +95,7 @@ def test_a_joined_node_appears_alive_then_suspect_then_dead_without_a_reload(
     home = tmp_path / "second"
     home.mkdir()
     shutil.copy2(ui_platform.home / "secret", home / "secret")
-    node = start_node(home, "--join", ui_platform.url.removeprefix("http://"))
+    node = start_node(home, "--join", ui_platform.url.removeprefix("http://"), timeout=120)
     try:
         row = _row(page, node.node_id)
         expect(row.get_by_test_id("node-state")).to_have_text("alive", timeout=15_000)
