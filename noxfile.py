@@ -162,13 +162,19 @@ def wheels(session: nox.Session) -> None:
         session.run(str(py), "-c", f"import {m.module}; print({m.module}.__name__, 'imports')")
         for script in m.scripts:
             session.run(str(bindir / script), "--help", silent=True)
+        if m.module == "platform_gateway":
+            # The web UI `make setup` built travels inside the gateway's wheel.
+            check = (
+                "from platform_gateway.ui import PACKAGED; assert (PACKAGED/'index.html').is_file()"
+            )
+            session.run(str(py), "-c", check)
 
 
 @nox.session
 def integration(session: nox.Session) -> None:
     """Tests across packages, with the whole platform installed and started as a user does."""
     _sync(session, "--all-packages", "--group", "test", "--group", "fuzz")
-    session.run("pytest", "integration", *session.posargs)
+    session.run("pytest", "integration", "--durations=20", *session.posargs)
 
 
 @nox.session(default=False)

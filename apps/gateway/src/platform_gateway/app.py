@@ -101,7 +101,7 @@ def create_app(
     app.include_router(login.router)
     for plugin in plugins:
         attach_plugin(app, plugin, settings)
-    # Last, so every API route and mount matches first; API paths never fall through to it.
+    # What answers when no route matched: the web UI's files; API paths keep their JSON 404.
     api_paths = ["/api", "/internal", *GATEWAY_PATHS, *(p.prefix for p in plugins if p.prefix)]
-    app.mount("/", UIFiles(ui_root(settings), api_paths), name="ui")
+    app.router.default = UIFiles(ui_root(settings), api_paths, fallback=app.router.default)
     return app

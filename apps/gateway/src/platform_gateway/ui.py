@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from platform_core import NotFoundError, PlatformSettings
 from platform_core.http import error_body
@@ -52,32 +53,34 @@ def ui_root(settings: PlatformSettings) -> Path | None:
 
 
 class UIFiles:
-    """An ASGI app mounted at ``/`` after every API route: files of the export, else 404s."""
+    """The router's default app (what answers when no route matched): files of the export.
 
-    def __init__(self, root: Path | None, api_prefixes: Sequence[str]) -> None:
+    A path under an API prefix, or any path when no UI is built, goes to ``fallback`` (the
+    router's own JSON 404), so routes added later still match first and the API's 404s stay
+    the API's.
+    """
+
+    def __init__(self, root: Path | None, api_prefixes: Sequence[str], fallback: ASGIApp) -> None:
         self.root = root
         self.api_prefixes = tuple(p.rstrip("/") for p in api_prefixes)
+        self.fallback = fallback
 
     def _is_api(self, path: str) -> bool:
         return any(path == p or path.startswith(p + "/") for p in self.api_prefixes)
 
-    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
-        if scope["type"] != "http":  # websockets and lifespan are not ours
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or self._is_api(path):
+            await self.fallback(scope, receive, send)
             return
-        request = Request(scope, receive)
-        response = self._respond(request)
+        response = self._respond(Request(scope, receive))
         await response(scope, receive, send)
 
     def _respond(self, request: Request) -> Response:
         path = request.url.path
-        if self._is_api(path) or self.root is None:
-            what = "no API route" if self._is_api(path) else "the web UI is not built"
-            hint = (
-                "see /docs for the routes"
-                if self._is_api(path)
-                else f"the API works (see /docs); to get the UI, {BUILD_HINT}"
-            )
-            exc = NotFoundError(f"{what} at {path}: {hint}")
+        if self.root is None:
+            hint = f"the API works (see /docs); to get the web UI, {BUILD_HINT}"
+            exc = NotFoundError(f"the web UI is not built, so nothing is at {path}: {hint}")
             return JSONResponse(error_body(exc), status_code=404)
         if request.method not in ("GET", "HEAD"):
             body = {"error": f"{request.method} {path}: the web UI only answers GET and HEAD"}
