@@ -4,7 +4,7 @@
  * apache-arrow) both become a Frame, so the grid, the chart and downloads share one shape
  * and a big Arrow result is never copied into per-row JavaScript objects.
  */
-import { tableFromIPC, type Table } from "apache-arrow";
+import { DataType, tableFromIPC, type Table } from "apache-arrow";
 
 export interface Column {
   name: string;
@@ -23,13 +23,30 @@ export function frameFromRows(columns: Column[], rows: unknown[][]): Frame {
   return { columns, rowCount: rows.length, cell: (r, c) => rows[r]?.[c] ?? null };
 }
 
-/** An Arrow table (e.g. from `tableFromIPC`). */
+/** A decimal's unscaled digits (what Arrow's BigNum prints) with its scale applied. */
+function decimalText(value: unknown, scale: number): string | null {
+  if (value === null || value === undefined) return null;
+  const digits = String(value);
+  if (scale <= 0) return digits;
+  const neg = digits.startsWith("-");
+  const d = (neg ? digits.slice(1) : digits).padStart(scale + 1, "0");
+  return `${neg ? "-" : ""}${d.slice(0, -scale)}.${d.slice(-scale)}`;
+}
+
+/** An Arrow table (e.g. from `tableFromIPC`). Decimals (DuckDB's SUM of integers is one)
+ * come out as exact decimal strings: Arrow's own values print unscaled. */
 export function frameFromArrow(table: Table): Frame {
-  const vectors = table.schema.fields.map((_, i) => table.getChildAt(i));
+  const fields = table.schema.fields;
+  const vectors = fields.map((_, i) => table.getChildAt(i));
+  const scales = fields.map((f) => (DataType.isDecimal(f.type) ? f.type.scale : null));
   return {
-    columns: table.schema.fields.map((f) => ({ name: f.name, type: String(f.type) })),
+    columns: fields.map((f) => ({ name: f.name, type: String(f.type) })),
     rowCount: table.numRows,
-    cell: (r, c) => vectors[c]?.get(r) ?? null,
+    cell: (r, c) => {
+      const v = vectors[c]?.get(r) ?? null;
+      const scale = scales[c];
+      return scale === null || scale === undefined ? v : decimalText(v, scale);
+    },
   };
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,31 @@ def test_cancel_and_timeout_stop_a_job_and_leave_no_spill(
         assert store.get(f"/jobs/{timed.id}/error/type") == "timeout"
     spill = home / "spill" / "elytra"
     assert not spill.exists() or not any(spill.iterdir())
+
+
+def test_a_cancel_during_the_drivers_merge_ends_the_job_cancelled(
+    store: Store, parts_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every task is done, the driver is merging: a cancel then is honoured, not dropped."""
+    import elytra.driver as driver_module
+
+    real_run = driver_module.run
+    jobs: list[elytra.Job] = []
+    submitted = threading.Event()
+
+    def merge_then_cancelled(*args: Any, **kwargs: Any) -> Any:
+        assert submitted.wait(30)
+        jobs[0].cancel()  # what POST /api/jobs/{id}/cancel does while the merge runs
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(driver_module, "run", merge_then_cancelled)
+    with elytra.connect(home=tmp_path, backend="inline", recorder=StoreRecorder(store)) as s:
+        p = s.read_parquet(f"{parts_dir}/*.parquet").group_by("k").agg("count(*) AS n")
+        job = p.submit(owner="alice")
+        jobs.append(job)
+        submitted.set()
+        assert job.wait(60) == "cancelled"
+    assert store.get(f"/jobs/{job.id}/state") == "cancelled"
 
 
 def test_a_task_that_fails_fails_the_job_with_its_error(store: Store, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import duckdb
 import httpx
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 import pytest
 
 from lake import Client
@@ -226,6 +227,33 @@ def test_json_is_capped_and_csv_and_arrow_stream(proc: NodeProcess, t_csv: Path)
         empty = h.post("/query", json={"sql": "SELECT * FROM t WHERE id < 0", "format": "arrow"})
         got = pa.ipc.open_stream(empty.content).read_all()
         assert (got.num_rows, got.schema.names) == (0, ["id", "s"])
+
+
+def test_parquet_is_a_streamed_file_equal_to_duckdb(proc: NodeProcess, t_csv: Path) -> None:
+    sql = "SELECT id, s, id % 7 AS g, id / 3 AS q FROM t ORDER BY id"
+    oracle = duckdb.sql(sql.replace("FROM t", f"FROM read_csv('{t_csv}')")).to_arrow_table()
+    with api(proc) as h:
+        r = h.post("/query", json={"sql": sql, "format": "parquet"})
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "application/vnd.apache.parquet"
+        assert r.headers["content-disposition"].endswith('.parquet"')
+        got = pq.read_table(io.BytesIO(r.content))
+        assert got.equals(oracle)
+        # DuckDB itself reads the file the lake wrote.
+        again = duckdb.sql("SELECT * FROM got ORDER BY id").to_arrow_table()
+        assert again.equals(oracle)
+        empty = h.post("/query", json={"sql": "SELECT * FROM t WHERE id < 0", "format": "parquet"})
+        got = pq.read_table(io.BytesIO(empty.content))
+        assert (got.num_rows, got.schema.names) == (0, ["id", "s"])
+        # About 46 MB of hashes Parquet cannot compress away; the limit is 1 MiB.
+        big = "SELECT md5(a.id::VARCHAR || '-' || b.id::VARCHAR) AS h FROM t a, t b"
+        with h.stream("POST", "/query", json={"sql": big, "format": "parquet"}) as r:
+            assert r.status_code == 200
+            sizes: list[int] = []
+            with pytest.raises(httpx.RemoteProtocolError):
+                sizes.extend(len(piece) for piece in r.iter_bytes())
+        assert sum(sizes) <= 2 << 20
+    wait_for(lambda: admitted(proc) == 0, "the cut-off stream released")
 
 
 def test_a_stream_past_its_byte_limit_is_cut_off(proc: NodeProcess) -> None:

@@ -252,3 +252,25 @@ def test_the_corpus_is_large_and_uses_both_plans(
     assert moved("SELECT grp, count(*) AS n, sum(amount) FROM sales GROUP BY grp") <= 13 * 6
     # a window needs every row where it is computed: gathered
     assert moved("SELECT id, rank() OVER (ORDER BY id) FROM sales") == total[0]
+
+
+def test_a_distributed_explain_names_the_sql_each_node_ran(
+    cluster: tuple[Client, duckdb.DuckDBPyConnection],
+) -> None:
+    """EXPLAIN's JSON says what each node ran (the fragment) and what the coordinator did."""
+    client, _ = cluster
+    agg = client.query("EXPLAIN SELECT grp, count(*) AS n FROM sales GROUP BY grp")
+    assert agg["kind"] == "explain (partial aggregate)"
+    plan = agg["plan"]
+    assert plan["kind"] == "partial aggregate"
+    assert set(plan["fragments"]) == {"sales"}
+    assert "GROUP BY" in plan["fragments"]["sales"].upper()
+    assert plan["final"]
+    assert plan["final"] != plan["fragments"]["sales"]
+    sql = "SELECT s.id, g.label FROM sales s JOIN groups g ON s.grp = g.grp"
+    scan = client.query(f"EXPLAIN {sql}")["plan"]
+    assert scan["kind"] == "scan pushdown"
+    assert set(scan["fragments"]) == {"sales", "groups"}
+    assert scan["final"] == sql
+    # A query (not EXPLAIN) and a single node's EXPLAIN carry no plan: the answer is unchanged.
+    assert "plan" not in client.query("SELECT count(*) FROM sales")

@@ -14,7 +14,7 @@ from platform_core.http import BodyLimitMiddleware, CatchAllMiddleware, install_
 
 from . import login
 from .docs import install_docs
-from .plugins import GATEWAY_PATHS, attach_plugin, check_plugins, run_lifespans
+from .plugins import GATEWAY_PATHS, attach_plugin, check_plugins, run_lifespans, run_live
 from .security import login_mode
 from .ui import UIFiles, ui_root
 from .versions import __version__, platform_versions
@@ -30,7 +30,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     plugins: list[Plugin] = app.state.plugins
     started = False
     try:
-        async with run_lifespans(plugins, settings):
+        async with run_lifespans(plugins, settings), run_live(plugins):
             if app.state.dev_mode:
                 log.warning(
                     "dev mode: PLATFORM_ADMIN_PASSWORD is not set, so POST /api/login gives an "

@@ -141,6 +141,9 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
         except StartError as exc:
             fail(exc.message, 1)  # one line, before any log line
         _configure_logging(settings.log_level)
+        if settings.port == 0:
+            # --port 0: plugins must see the bound port (the lake node gossips its address).
+            settings = settings.model_copy(update={"port": sock.getsockname()[1]})
         try:
             app = create_app(settings, plugins)
         except BadInputError as exc:

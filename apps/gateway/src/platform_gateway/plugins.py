@@ -9,12 +9,19 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from platform_core import PlatformSettings, Plugin, PluginError
+from platform_core import LiveSink, PlatformSettings, Plugin, PluginError
 from platform_core import check_plugins as core_check_plugins
 
 from .security import require_token
 
-__all__ = ["GATEWAY_PATHS", "attach_plugin", "check_plugins", "run_lifespans"]
+__all__ = [
+    "GATEWAY_PATHS",
+    "attach_plugin",
+    "check_plugins",
+    "live_sink",
+    "run_lifespans",
+    "run_live",
+]
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +30,51 @@ GATEWAY_PATHS = ("/health", "/docs", "/openapi.json", "/api/login", "/api/versio
 
 
 def check_plugins(plugins: Sequence[Plugin]) -> None:
-    """Raise ``PluginError`` on a duplicate name or a prefix overlapping another's or the gateway's."""
+    """Raise ``PluginError`` on a duplicate name, a prefix overlapping another's or the
+    gateway's, or more than one plugin offering a live sink."""
     core_check_plugins(plugins, reserved=GATEWAY_PATHS)
+    sinks = [p.name for p in plugins if p.live_sink is not None]
+    if len(sinks) > 1:
+        raise PluginError(
+            f"plugins {', '.join(repr(n) for n in sinks)} each offer a live-state sink; the "
+            "gateway wires exactly one: uninstall all but one of them"
+        )
+
+
+def live_sink(plugins: Sequence[Plugin]) -> LiveSink | None:
+    """The live-state sink of the plugin offering one, once its lifespan opened it (else None)."""
+    for plugin in plugins:
+        if plugin.live_sink is not None:
+            return plugin.live_sink()
+    return None
+
+
+@asynccontextmanager
+async def run_live(plugins: Sequence[Plugin]) -> AsyncIterator[None]:
+    """Start every plugin's live-state source with the sink, and stop them in reverse.
+
+    Entered after every lifespan started and left before any stops, so a source can rely on
+    its own plugin and the sink's. Without a sink, sources do nothing. A source failing to
+    start is logged and skipped: live views are a convenience, never a reason not to serve.
+    """
+    sink = live_sink(plugins)
+    sources = [p for p in plugins if p.live_source is not None]
+    if sink is None:
+        if sources:
+            log.info("no plugin offers a live-state sink; live sources are not started")
+        yield
+        return
+    async with AsyncExitStack() as stack:
+        for plugin in sources:
+            assert plugin.live_source is not None
+            try:
+                context = plugin.live_source(sink)
+                await context.__aenter__()
+            except Exception:
+                log.exception("plugin %r: its live-state source failed to start", plugin.name)
+                continue
+            stack.push_async_callback(_stop, plugin, context)
+        yield
 
 
 def attach_plugin(app: FastAPI, plugin: Plugin, settings: PlatformSettings) -> None:

@@ -26,6 +26,7 @@ from .ids import id_time, is_valid_id, new_id
 from .inference import infer_schema
 from .integrity import canonical_json, sha256_bytes, sha256_file, sha256_stream, stable_hash
 from .jsoncells import json_cell, json_rows
+from .live import LiveSink, escape_key, unescape_key
 from .logs import JsonFormatter, configure_logging
 from .memcap import address_space, cap_memory, physical_memory
 from .netloc import host_header_name, is_local_request, is_loopback, origin_is_local
@@ -71,6 +72,7 @@ __all__ = [
     "FieldType",
     "ForbiddenError",
     "JsonFormatter",
+    "LiveSink",
     "NotFoundError",
     "OverBudgetError",
     "PackageSettings",
@@ -98,6 +100,7 @@ __all__ = [
     "configure_service_logging",
     "csv_column_names",
     "discover_plugins",
+    "escape_key",
     "find_running",
     "from_arrow",
     "hash_columns",
@@ -127,6 +130,7 @@ __all__ = [
     "sniff_csv_schema",
     "stable_hash",
     "type_name",
+    "unescape_key",
     "withdraw",
     "write_csv_bytes",
 ]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import PlatformError
 
 if TYPE_CHECKING:
+    from .live import LiveSink
     from .settings import PlatformSettings
 
 __all__ = ["PLUGIN_GROUP", "Plugin", "PluginError", "check_plugins", "discover_plugins"]
@@ -37,6 +38,10 @@ AppFactory = Callable[["PlatformSettings"], Any]
 """Returns an ASGI application to mount at the plugin's prefix."""
 Lifespan = Callable[["PlatformSettings"], AbstractAsyncContextManager[None]]
 """Opens what the plugin serves (LMDB, a lake node, ...) and closes it on exit."""
+LiveSinkFactory = Callable[[], "LiveSink | None"]
+"""The store's sink for live state, once the lifespan opened it (see :mod:`platform_core.live`)."""
+LiveSource = Callable[["LiveSink"], AbstractAsyncContextManager[None]]
+"""Publishes live state into the sink while open (see :mod:`platform_core.live`)."""
 
 
 class PluginError(PlatformError):
@@ -57,6 +62,10 @@ class Plugin:
     cli: Any | None = None
     """A ``typer.Typer`` added to the ``platform`` CLI as ``platform <name>``."""
     description: str = ""
+    live_sink: LiveSinkFactory | None = None
+    """Offered by the one plugin that provides a store for live state (Elkyn)."""
+    live_source: LiveSource | None = None
+    """Started by the gateway after every lifespan, with the sink, when there is one."""
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):

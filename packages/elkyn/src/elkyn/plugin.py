@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from platform_core import PlatformSettings, Plugin, auth
 
+from .live import StoreSink
 from .server import ElkynApp
 from .settings import elkyn_settings
 from .store import Store
@@ -62,6 +63,10 @@ def plugin() -> Plugin:
                 app.store = None
             await asyncio.to_thread(store.close)
 
+    def live_sink() -> StoreSink | None:
+        store = _STORES.get("store")
+        return None if store is None else StoreSink(store)
+
     from .cli import cli
 
     return Plugin(
@@ -70,5 +75,6 @@ def plugin() -> Plugin:
         app=make_app,
         lifespan=lifespan,
         cli=cli,
+        live_sink=live_sink,
         description="Real-time JSON tree database (Firebase REST and streaming).",
     )

@@ -581,6 +581,11 @@ class Store:
         self.writer.submit(job).result()
         self._use_rules(rules)
 
+    @property
+    def reserved(self) -> list[str]:
+        """The top-level keys whose rules the platform owns (see :meth:`reserve`), sorted."""
+        return sorted(self._reserved)
+
     def reserve(self, key: str, rules: Mapping[str, Any]) -> None:
         """Own the rules of the top-level subtree ``key`` (``jobs``): merged into the served
         document from now on, and no rule a user sets can loosen them (see ``Rules.parse``).

@@ -38,6 +38,7 @@ from .errors import ElytraError, ResultGoneError, TooManyJobsError
 from .jobs import FINAL, Job
 from .session import Session
 from .spec import PipelineSpec, build
+from .validate import make_validate_router
 
 __all__ = ["JobRegistry", "make_router"]
 
@@ -77,6 +78,7 @@ class JobModel(BaseModel):
     error: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     stages: dict[str, Any] = Field(default_factory=dict)
+    timeline: dict[str, Any] = Field(default_factory=dict)
 
 
 class JobRegistry:
@@ -193,6 +195,7 @@ def _model(job: Job) -> JobModel:
 def make_router(session: Callable[[], Session], registry: JobRegistry) -> APIRouter:
     """The routes; ``session()`` gives the platform's elytra session (it may be starting)."""
     router = APIRouter(tags=["jobs"])
+    router.include_router(make_validate_router(session))  # POST /validate (validate.py)
 
     @router.post("", status_code=202, response_model=JobModel, summary="Submit a pipeline")
     def submit(body: SubmitRequest, who: Who) -> JobModel:

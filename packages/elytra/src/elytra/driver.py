@@ -299,6 +299,8 @@ class Driver:
         sources = self._localize(p, spill / "chunks")
         plan, tasks = self.plan(p, job.id, spill, sources)
         stats.tasks_total = len(tasks)
+        for i, stage in enumerate(plan.stages):
+            job.plan_stage(i, len(stage.tasks))
         job.update(tasks=_tasks(stats, 0, started=False))  # queued until the backend starts it
         results = StageResults(spill / "results", int(self.settings.driver_mem_cap) // 2)
         started = time.perf_counter()
@@ -381,6 +383,8 @@ class Driver:
                 index += 1
             if second:
                 stats.tasks_total += len(second)
+                for stage_index in sorted({t.stage for t in second}):
+                    job.plan_stage(stage_index, sum(t.stage == stage_index for t in second))
                 self._round(job, second, stats, results, routes)
                 stats.stage_seconds["exchange"] = time.perf_counter() - t0
             merge, held = results.merge_inputs(merge)
@@ -400,6 +404,8 @@ class Driver:
             merged = run(merge, config, inputs=inputs)
         except CapTooSmallError as exc:
             raise _cap_error(exc, "driver_mem_cap") from None
+        if job.cancel_event.is_set():  # a cancel (or the timeout) that came during the merge
+            raise JobCancelledError(f"job {job.id} was cancelled")
         out = merged.table
         stats.merge_seconds = time.perf_counter() - t0
         stats.spilled_bytes += int(merged.manifest.spill.get("bytes_written", 0))
@@ -439,6 +445,14 @@ class Driver:
                 else:
                     route[0].add(route[1], result.table)
                 self._count(stats, result)
+                job.task_done(
+                    result.task_id,
+                    index,
+                    result.seconds + float(result.stats.get("transfer_seconds", 0.0)),
+                    int(result.stats.get("rows_out", result.table.num_rows)),
+                    result.stats.get("worker_pid"),
+                    int(result.stats.get("attempt", 1)),
+                )
                 job.update(
                     tasks=_tasks(stats, 0),
                     bytes_in=stats.bytes_in,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from emsqrt import plan as lp
+from platform_core.expr import Expr, to_sql
 
 __all__ = ["describe", "render"]
 
@@ -17,15 +18,20 @@ def render(node: lp.Node, depth: int = 0) -> list[str]:
         detail = node.path
     elif isinstance(node, lp.Aggregate):
         detail = f"by {list(node.group_by)}: " + ", ".join(
-            f"{s.name}={s.agg.name}" for s in node.aggregates
+            f"{s.name}={to_sql(s.agg)}" for s in node.aggregates
         )
     elif isinstance(node, lp.Filter):
-        detail = str(node.predicate)
+        detail = to_sql(node.predicate)  # the expression as text, not its node's repr
     elif isinstance(node, lp.Sort | lp.TopK):
         detail = ", ".join(f"{k.column}{' DESC' if k.descending else ''}" for k in node.keys)
     elif isinstance(node, lp.Join):
         detail = f"{node.how} on {list(node.left_keys)} = {list(node.right_keys)}"
-    elif isinstance(node, lp.Project | lp.Map):
+    elif isinstance(node, lp.Map):
+        detail = ", ".join(
+            f"{c[0]} = {to_sql(c[1])}" if isinstance(c[1], Expr) else str(c[0])
+            for c in node.columns
+        )
+    elif isinstance(node, lp.Project):
         detail = ", ".join(str(c[0]) for c in node.columns)
     lines = ["  " * depth + f"{what} {detail}".rstrip()]
     for child in lp.children(node):

@@ -22,9 +22,19 @@ from platform_core import PlatformError
 
 from .errors import ElytraError
 
-__all__ = ["FLUSH_SECONDS", "JOBS_RULES", "Job", "JobRecorder", "StoreRecorder"]
+__all__ = [
+    "FLUSH_SECONDS",
+    "JOBS_RULES",
+    "TIMELINE_PER_STAGE",
+    "Job",
+    "JobRecorder",
+    "StoreRecorder",
+]
 
 FLUSH_SECONDS = 0.25
+TIMELINE_PER_STAGE = 100
+"""Tasks of one stage whose times a record keeps (the first to end); the rest are counted, so
+a job of ten thousand tasks keeps its record small."""
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL = ("succeeded", "failed", "cancelled")
 
@@ -71,6 +81,7 @@ class Job:
     _done: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _flushed: float = 0.0
+    _kept: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.record = {
@@ -86,6 +97,7 @@ class Job:
             "bytes_out": 0,
             "spilled_bytes": 0,
             "stages": {},
+            "timeline": {"stages": {}, "tasks": {}, "omitted": 0},
         }
         self._flush(force=True)
 
@@ -100,6 +112,50 @@ class Job:
                 force = True
         self._flush(force)
 
+    def plan_stage(self, stage: int, tasks: int) -> None:
+        """Stage ``stage`` has ``tasks`` tasks (its counters start at 0 done)."""
+        with self._lock:
+            timeline = self.record["timeline"]
+            timeline["stages"] = {
+                **timeline["stages"],
+                f"s{stage}": {"total": tasks, "done": 0},
+            }
+
+    def task_done(
+        self,
+        task_id: str,
+        stage: int,
+        seconds: float,
+        rows: int = 0,
+        worker: int | None = None,
+        attempt: int = 1,
+    ) -> None:
+        """A task of ``stage`` ended now after ``seconds`` (as its worker measured it, plus
+        the transfer of its rows): one more done in its stage, and its bar on the timeline
+        while the stage holds fewer than ``TIMELINE_PER_STAGE``. Written with the next update.
+        """
+        end = time.time()
+        key = f"s{stage}"
+        with self._lock:
+            timeline = self.record["timeline"]
+            counts = timeline["stages"].get(key, {"total": 0, "done": 0})
+            timeline["stages"] = {**timeline["stages"], key: {**counts, "done": counts["done"] + 1}}
+            if self._kept.get(key, 0) >= TIMELINE_PER_STAGE:
+                timeline["omitted"] += 1
+                return
+            self._kept[key] = self._kept.get(key, 0) + 1
+            name = task_id.rsplit("-s", 1)[-1]
+            entry: dict[str, Any] = {
+                "stage": stage,
+                "start": round(end - max(0.0, seconds), 6),
+                "end": round(end, 6),
+                "rows": rows,
+                "attempt": attempt,
+            }
+            if worker is not None:
+                entry["worker"] = worker
+            timeline["tasks"][f"s{name}"] = entry
+
     def _flush(self, force: bool = False) -> None:
         if self.recorder is None:
             return
@@ -109,6 +165,8 @@ class Job:
                 return
             self._flushed = now
             snapshot = dict(self.record)
+            timeline = snapshot["timeline"]  # its task map grows in place: write a copy
+            snapshot["timeline"] = {**timeline, "tasks": dict(timeline["tasks"])}
         self.recorder.write(self.id, {k: v for k, v in snapshot.items() if v is not None})
 
     def finish(

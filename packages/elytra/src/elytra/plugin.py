@@ -64,7 +64,13 @@ def plugin() -> Plugin:
     registry = JobRegistry()
 
     def router(settings: PlatformSettings) -> Any:
-        return make_router(platform, registry)
+        from .pool_api import make_pool_router
+
+        routes = make_router(platform, registry)
+        # In front: ``/pool`` would otherwise be taken for a job id by ``GET /{job_id}``.
+        # (Including the jobs router into another one is refused: ``POST ""`` has no path.)
+        routes.routes[:0] = make_pool_router(lambda: platform.backend).routes
+        return routes
 
     @asynccontextmanager
     async def lifespan(settings: PlatformSettings) -> AsyncIterator[None]:

@@ -9,7 +9,6 @@ built before the lifespan that opens the node.
 
 import asyncio
 import contextlib
-import io
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
@@ -46,6 +46,8 @@ from .roles import require_admin, require_owner
 __all__ = ["NodeHolder", "make_router"]
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+PARQUET = "application/vnd.apache.parquet"
+MEDIA = {"arrow": ARROW_STREAM, "csv": "text/csv", "parquet": PARQUET}
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +136,11 @@ class UploadModel(BaseModel):
 
 class QueryModel(BaseModel):
     sql: str = Field(description="One SELECT, SHOW TABLES, DESCRIBE or EXPLAIN statement.")
-    format: Literal["json", "csv", "arrow"] = Field(
+    format: Literal["json", "csv", "arrow", "parquet"] = Field(
         "json",
-        description="json: capped (LAKE_MAX_RESULT_ROWS, LAKE_MAX_JSON_BYTES); csv and arrow "
-        "(an Arrow IPC stream) stream results of any size.",
+        description="json: capped (LAKE_MAX_RESULT_ROWS, LAKE_MAX_JSON_BYTES); csv, arrow "
+        "(an Arrow IPC stream) and parquet (a Parquet file, a row group per batch) stream "
+        "results of any size, up to LAKE_MAX_STREAM_BYTES.",
     )
     timeout: float | None = Field(
         None,
@@ -160,6 +163,11 @@ class QueryResultModel(BaseModel):
     row_count: int
     seconds: float
     reads: list[dict[str, Any]] = Field(default_factory=list)
+    plan: dict[str, Any] | None = Field(
+        None,
+        description="A distributed EXPLAIN only: kind (the plan), fragments (per dataset, the "
+        "SQL each node ran over its chunks) and final (what the coordinator ran over them).",
+    )
 
 
 class MemberModel(BaseModel):
@@ -293,7 +301,9 @@ async def _answer(
             stream.close()
             node.queries.release(ticket)
         return Response(text, media_type="application/json", headers=headers)
-    media = ARROW_STREAM if fmt == "arrow" else "text/csv"
+    media = MEDIA[fmt]
+    if fmt == "parquet":
+        headers["content-disposition"] = f'attachment; filename="{query_id}.parquet"'
     try:
         body = _ResultBody(node, ticket, stream, fmt)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -365,6 +375,8 @@ def _json_text(node: LakeNode, stream: ResultStream) -> str:
         "seconds": stream.seconds,
         "reads": stream.reads,
     }
+    if stream.plan is not None:
+        body["plan"] = stream.plan
     text = json.dumps(body, allow_nan=False)
     if len(text) > max_bytes:
         raise TooLargeError(
@@ -374,8 +386,45 @@ def _json_text(node: LakeNode, stream: ResultStream) -> str:
     return text
 
 
+class _Spool:
+    """A write-only file that hands its bytes out as they come, yet counts every byte.
+
+    The Parquet writer asks the sink for its position to record where each row group starts,
+    so the buffer of a streamed Parquet body cannot simply be rewound like the CSV/Arrow one.
+    """
+
+    closed = False
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._written = 0
+
+    def write(self, data: bytes) -> int:
+        self._parts.append(bytes(data))
+        self._written += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._written
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def take(self) -> bytes:
+        """The bytes written since the last call."""
+        data, self._parts = b"".join(self._parts), []
+        return data
+
+
 class _ResultBody:
-    """An Arrow IPC or CSV body made batch by batch on the query pool as the client reads.
+    """An Arrow IPC, CSV or Parquet body made batch by batch on the query pool as the client
+    reads (Parquet: one row group per batch, the footer last).
 
     Bounded by the query's timeout (it covers the stream) and LAKE_MAX_STREAM_BYTES; past
     either, or on an error, the body stops with an exception, so the server aborts the
@@ -389,12 +438,14 @@ class _ResultBody:
         self.stream = stream
         self.limit = node.settings.max_stream_bytes
         self.sent = 0
-        self._buf = io.BytesIO()
-        self._writer: Any = (
-            pa.ipc.new_stream(self._buf, stream.schema)
-            if fmt == "arrow"
-            else pa_csv.CSVWriter(self._buf, stream.schema)
-        )
+        self._buf = _Spool()
+        self._writer: Any
+        if fmt == "arrow":
+            self._writer = pa.ipc.new_stream(self._buf, stream.schema)
+        elif fmt == "parquet":
+            self._writer = pq.ParquetWriter(pa.PythonFile(self._buf, mode="w"), stream.schema)
+        else:
+            self._writer = pa_csv.CSVWriter(self._buf, stream.schema)
         self._ended = False
 
     def __aiter__(self) -> "_ResultBody":
@@ -429,10 +480,7 @@ class _ResultBody:
             self._ended = True
         elif batch.num_rows:
             self._writer.write_batch(batch)
-        data = self._buf.getvalue()
-        self._buf.seek(0)
-        self._buf.truncate()
-        return data
+        return self._buf.take()
 
     def close(self) -> None:
         self._ended = True
@@ -640,7 +688,7 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
         "/query",
         response_model=QueryResultModel,
         responses={
-            200: {"content": {"text/csv": {}, ARROW_STREAM: {}}},
+            200: {"content": {"text/csv": {}, ARROW_STREAM: {}, PARQUET: {}}},
             413: {"description": "A JSON result over its limits (use csv or arrow)."},
             422: {"description": "A timeout that is not finite, > 0 and within the limit."},
             429: {"description": "Too many queries of this user at once (see Retry-After)."},

@@ -272,11 +272,13 @@ class Coordinator:
         reads: list[dict[str, Any]] = []
         moves: list[dict[str, Any]] = []
         inputs: dict[str, pa.Table] = {}
+        fragments: dict[str, str] = {}
         for name, manifest in manifests.items():
             if plan is not None:
                 fragment = plan.fragment
             else:
                 fragment = scan_fragment(stmt.tree, name, manifest, len(manifests) == 1)
+            fragments[name] = fragment
             inputs[name] = self._gather(local, name, manifest, fragment, timeout, reads, moves)
         if plan is not None:
             (name,) = manifests
@@ -296,7 +298,8 @@ class Coordinator:
                 stmt.sql, {}, {}, timeout=timeout, query_id=query_id, arrow_tables=inputs
             )
             kind = "scan pushdown"
-        return DistributedResult(table, reads, moves, kind)
+        final = plan.final if plan is not None else stmt.sql
+        return DistributedResult(table, reads, moves, kind, fragments, final)
 
     def _choose(
         self, sha: str, origin: str, tried: dict[str, set[str]], unreachable: set[str]

@@ -90,6 +90,7 @@ class Gossip:
     def _merge(self, body: dict[str, Any]) -> tuple[Member, dict[str, int]]:
         """Adopt a peer's view (the sender, its members); returns the sender and its heads."""
         sender = Member.from_dict(body["from"])
+        self.members.heard(sender.id)
         self.members.merge([sender])
         self.members.merge(Member.from_dict(m) for m in body.get("members", []))
         return sender, body.get("heads") or {}

@@ -67,6 +67,10 @@ class DistributedResult:
     reads: list[dict[str, Any]] = field(default_factory=list)
     moves: list[dict[str, Any]] = field(default_factory=list)
     plan: str = ""
+    fragments: dict[str, str] = field(default_factory=dict)
+    """Per dataset: the SQL each node ran over its chunks of it."""
+    final: str = ""
+    """The SQL the coordinator ran over what the nodes sent."""
 
 
 class Distributor(Protocol):

@@ -11,9 +11,10 @@ suspicion timeout) lives in :mod:`lake.gossip`; this module is pure data.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -60,8 +61,31 @@ class Membership:
         self.me_id = me.id
         self._members: dict[str, Member] = {me.id: me}
         self._since: dict[str, float] = {me.id: time.monotonic()}
+        self._seen: dict[str, float] = {me.id: time.time()}
         self._lock = threading.Lock()
         self.refutations = 0
+        self.listeners: list[Callable[[], None]] = []
+        """Called (outside the lock, on the changing thread) after any member changed state,
+        incarnation or address: keep them quick (the live mirror only sets an event)."""
+
+    def _changed(self) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener()
+            except Exception:  # a listener's bug must not stop the protocol
+                logging.getLogger(__name__).exception("membership listener failed")
+
+    def heard(self, node_id: str) -> None:
+        """Note that ``node_id`` spoke to us just now (its ``last_seen``)."""
+        with self._lock:
+            self._seen[node_id] = time.time()
+
+    def last_seen(self, node_id: str) -> float | None:
+        """Wall time (epoch seconds) we last heard from ``node_id`` (now for ourselves)."""
+        if node_id == self.me_id:
+            return time.time()
+        with self._lock:
+            return self._seen.get(node_id)
 
     @property
     def me(self) -> Member:
@@ -102,6 +126,8 @@ class Membership:
                         self._since[m.id] = time.monotonic()
                     self._members[m.id] = m
                     changed.append(m)
+        if changed:
+            self._changed()
         return changed
 
     def locate(self, *, flight: str) -> Member:
@@ -109,10 +135,11 @@ class Membership:
         incarnation makes the new address win over any the peers heard before."""
         with self._lock:
             mine = self._members[self.me_id]
-            self._members[self.me_id] = replace(
+            self._members[self.me_id] = me = replace(
                 mine, flight=flight, incarnation=mine.incarnation + 1
             )
-            return self._members[self.me_id]
+        self._changed()
+        return me
 
     def mark(self, node_id: str, state: str) -> Member | None:
         """Suspect or declare dead a member at its current incarnation."""
@@ -120,6 +147,7 @@ class Membership:
             cur = self._members.get(node_id)
             if cur is None or node_id == self.me_id or _RANK[state] <= _RANK[cur.state]:
                 return None
-            self._members[node_id] = replace(cur, state=state)
+            self._members[node_id] = marked = replace(cur, state=state)
             self._since[node_id] = time.monotonic()
-            return self._members[node_id]
+        self._changed()
+        return marked

@@ -9,10 +9,11 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from platform_core import PlatformSettings, Plugin
+from platform_core import LiveSink, PlatformSettings, Plugin
 
 from .api import NodeHolder, make_router
 from .cluster import PEER_PREFIX
+from .live import LiveMirror
 from .node import LakeNode
 from .peer_api import make_peer_app
 from .settings import lake_settings
@@ -71,6 +72,19 @@ def plugin() -> Plugin:
             holder.node = None
             node.stop()
 
+    @asynccontextmanager
+    async def live_source(sink: LiveSink) -> AsyncIterator[None]:
+        node = holder.node
+        if node is None:  # the lifespan did not start it: nothing to mirror
+            yield
+            return
+        mirror = LiveMirror(node, sink)
+        await run_in_threadpool(mirror.start)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(mirror.stop)
+
     from .cli import cli
 
     return Plugin(
@@ -79,5 +93,6 @@ def plugin() -> Plugin:
         router=router,
         lifespan=lifespan,
         cli=cli,
+        live_source=live_source,
         description="Chunked, checksummed datasets and read-only SQL.",
     )

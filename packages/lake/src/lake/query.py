@@ -53,6 +53,8 @@ class QueryResult:
     seconds: float = 0.0
     reads: list[dict[str, Any]] = field(default_factory=list)
     """For EXPLAIN and the report: which node read which chunk, and the bytes."""
+    plan: dict[str, Any] | None = None
+    """For a distributed EXPLAIN: the plan's name, each dataset's fragment and the final SQL."""
 
 
 class ResultStream:
@@ -79,6 +81,8 @@ class ResultStream:
         self.kind = kind
         self.started = started
         self.reads = reads or []
+        self.plan: dict[str, Any] | None = None
+        """A distributed EXPLAIN's plan (see ``QueryResult.plan``); None otherwise."""
         self.sql = ""
         self.limit = 0.0
         self._batches = batches
@@ -319,7 +323,9 @@ class QueryEngine:
                 f"the result has {table.num_rows} rows, over the limit of {max_rows}; "
                 "add a LIMIT or stream it"
             )
-        return QueryResult(table, stream.query_id, stream.kind, stream.seconds, stream.reads)
+        return QueryResult(
+            table, stream.query_id, stream.kind, stream.seconds, stream.reads, stream.plan
+        )
 
     def open(
         self,
@@ -356,9 +362,11 @@ class QueryEngine:
             return ResultStream.of_table(table, query_id, stmt.kind, started=started)
         if self.coordinator is not None and self.coordinator.has_peers():
             result = self._run_distributed(stmt, limit, query_id, started)
-            return ResultStream.of_table(
+            stream = ResultStream.of_table(
                 result.table, query_id, result.kind, started=started, reads=result.reads
             )
+            stream.plan = result.plan
+            return stream
         manifests = self.snapshot(stmt.tables)
         reads = [
             {
@@ -408,8 +416,9 @@ class QueryEngine:
                     "attempt": pa.array([r.get("attempt") for r in rows], pa.int64()),
                 }
             )
+            plan = {"kind": out.plan, "fragments": out.fragments, "final": out.final}
             return QueryResult(
-                table, query_id, f"explain ({out.plan})", reads=out.reads + out.moves
+                table, query_id, f"explain ({out.plan})", reads=out.reads + out.moves, plan=plan
             )
         return QueryResult(
             out.table,

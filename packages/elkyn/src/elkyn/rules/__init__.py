@@ -57,19 +57,23 @@ def _compile_rule(value: Any, where: str) -> Node:
     if isinstance(value, bool):
         return Node("lit", (value,), 0)
     if not isinstance(value, str):
-        raise InvalidDataError(f"rules: {where} must be a boolean or a string expression")
+        raise InvalidDataError(
+            f"rules: {where} must be a boolean or a string expression", rule=where
+        )
     try:
         return parse_expression(value)
     except RuleSyntaxError as exc:
         raise InvalidDataError(
             f"rules: {where}: {exc.message} at position {exc.pos + 1}: "
-            f"{value[: exc.pos]}\u2038{value[exc.pos :]}"
+            f"{value[: exc.pos]}\u2038{value[exc.pos :]}",
+            rule=where,
+            offset=exc.pos,
         ) from None
 
 
 def _compile(doc: Any, where: str, variables: frozenset[str]) -> RuleNode:
     if not isinstance(doc, Mapping):
-        raise InvalidDataError(f"rules: {where} must be an object of rules")
+        raise InvalidDataError(f"rules: {where} must be an object of rules", rule=where)
     node = RuleNode()
     for key, value in doc.items():
         at = f"{where}/{key}"
@@ -79,25 +83,37 @@ def _compile(doc: Any, where: str, variables: frozenset[str]) -> RuleNode:
         elif key == ".indexOn":
             names = [value] if isinstance(value, str) else value
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                raise InvalidDataError(f"rules: {at} must be a string or a list of strings")
+                raise InvalidDataError(
+                    f"rules: {at} must be a string or a list of strings", rule=at
+                )
             node.index_on = tuple(names)
         elif key.startswith("."):
             raise InvalidDataError(
-                f"rules: {at}: unknown rule {key!r} (known: .read .write .validate .indexOn)"
+                f"rules: {at}: unknown rule {key!r} (known: .read .write .validate .indexOn)",
+                rule=at,
             )
         elif key.startswith("$"):
             name = key
-            check_key(name[1:] or "?", f" (wildcard {at})")
+            _check_rule_key(name[1:] or "?", f" (wildcard {at})", at)
             if node.wildcard is not None:
                 raise InvalidDataError(
                     f"rules: {where} has two wildcards ({node.wildcard[0]} and {key}); "
-                    "use one per level"
+                    "use one per level",
+                    rule=at,
                 )
             node.wildcard = (name, _compile(value, at, variables | {name}))
         else:
-            check_key(key, f" in rules at {where}")
+            _check_rule_key(key, f" in rules at {where}", at)
             node.children[key] = _compile(value, at, variables)
     return node
+
+
+def _check_rule_key(key: str, where: str, at: str) -> None:
+    """``check_key``, its error naming the rule (``details.rule``) so it can be located."""
+    try:
+        check_key(key, where)
+    except InvalidDataError as exc:
+        raise InvalidDataError(exc.message, rule=at) from None
 
 
 def _check_vars(node: Node | None, variables: frozenset[str], where: str) -> None:
@@ -105,7 +121,9 @@ def _check_vars(node: Node | None, variables: frozenset[str], where: str) -> Non
         return
     if node.op == "name" and node.args[0].startswith("$") and node.args[0] not in variables:
         raise InvalidDataError(
-            f"rules: {where}: unknown variable {node.args[0]} at position {node.pos + 1}"
+            f"rules: {where}: unknown variable {node.args[0]} at position {node.pos + 1}",
+            rule=where,
+            offset=node.pos,
         )
     for arg in node.args:
         if isinstance(arg, Node):

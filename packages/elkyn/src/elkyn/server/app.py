@@ -39,6 +39,7 @@ from ..errors import (
 )
 from ..paths import Path, parse_path
 from ..query import Query
+from ..rules.locate import locate_rule
 from ..settings import ElkynSettings
 from ..store import ADMIN, ANONYMOUS, Caller, Store, caller_of_claims, etag_of
 from . import foreign as _foreign  # noqa: F401  (registers LMDB's translations)
@@ -447,12 +448,20 @@ class ElkynApp:
             raise PermissionDeniedError()
         store = self.current_store()
         if req.method == "GET":
-            await respond_json(send, 200, store.get_rules(), pretty=True)
+            # which top-level keys the platform owns (their rules replace the document's), so
+            # an editor can say so; the body stays Firebase's {"rules": ...}
+            reserved = [(b"x-elkyn-reserved", ",".join(store.reserved).encode())]
+            await respond_json(send, 200, store.get_rules(), pretty=True, headers=reserved)
         elif req.method == "PUT":
             if self.read_only is not None:  # a replica takes its rules from the primary
                 raise ForbiddenError(self.read_only)
-            document = _rules_json(await req.body(1 << 20))
-            await asyncio.to_thread(store.set_rules, document)
+            text = _rules_text(await req.body(1 << 20))
+            document = _rules_json(text)
+            try:
+                await asyncio.to_thread(store.set_rules, document)
+            except InvalidDataError as exc:
+                _add_position(exc, text)
+                raise
             await respond_json(send, 200, {"status": "ok"})
         else:
             await respond_json(send, 405, {"error": "rules support GET and PUT"})
@@ -503,8 +512,11 @@ async def _respond_error(send: Send, exc: PlatformError, firebase: bool) -> None
     elif isinstance(exc, PreconditionFailedError):  # Firebase: the current value and its ETag
         etag = [(b"etag", exc.etag.encode())]
         await respond_json(send, firebase_status(exc), exc.value, headers=etag)
-    else:
-        await respond_json(send, firebase_status(exc), {"error": exc.message})
+    else:  # Firebase's {"error"}, plus what locates the error (a rule's line) when known
+        body: dict[str, Any] = {"error": exc.message}
+        if exc.details:
+            body["details"] = exc.details
+        await respond_json(send, firebase_status(exc), body)
 
 
 async def _method_not_allowed(send: Send, req: Request, allowed: tuple[str, ...]) -> None:
@@ -526,8 +538,37 @@ def _local_origin(req: Request) -> bool:
     return origin_is_local(req.headers.get("origin"), req.headers.get("sec-fetch-site"))
 
 
-def _rules_json(raw: bytes) -> Any:
-    """Rules documents may carry ``//`` comments, as Firebase's console allows."""
+def _rules_text(raw: bytes) -> str:
+    """A rules document without its ``//`` comments (Firebase's console allows them).
+
+    A comment runs to the end of its line and the newline stays, so every line and every
+    column before a comment keep their place: positions found in this text are the user's.
+    """
     text = raw.decode("utf-8", errors="replace")
-    cleaned = re.sub(r'("(?:[^"\\]|\\.)*")|//[^\n]*', lambda m: m.group(1) or "", text)
-    return json_body(cleaned.encode())
+    return re.sub(r'("(?:[^"\\]|\\.)*")|//[^\n]*', lambda m: m.group(1) or "", text)
+
+
+def _rules_json(text: str) -> Any:
+    """The parsed rules document; a JSON syntax error says its line and column (``details``)."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidDataError(
+            f"rules: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+            line=exc.lineno,
+            column=exc.colno,
+        ) from None
+    except (ValueError, RecursionError):
+        pass  # json_body answers these in Firebase's words
+    return json_body(text.encode())
+
+
+def _add_position(exc: InvalidDataError, text: str) -> None:
+    """Add the line and column of the rule ``exc`` names (``details.rule``) in ``text``."""
+    rule = exc.details.get("rule")
+    if not isinstance(rule, str):
+        return
+    offset = exc.details.get("offset")
+    found = locate_rule(text, rule, offset if isinstance(offset, int) else None)
+    if found is not None:
+        exc.details["line"], exc.details["column"] = found

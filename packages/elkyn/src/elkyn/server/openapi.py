@@ -25,6 +25,11 @@ _ERROR = {
     "properties": {
         "error": {"type": "string", "description": "What was wrong and what to do."},
         "type": {"type": "string", "description": "The error kind, e.g. bad_input."},
+        "details": {
+            "type": "object",
+            "description": "What locates the error, when known (a refused rules document: "
+            "rule, offset, line, column).",
+        },
     },
     "required": ["error"],
 }
@@ -240,17 +245,23 @@ def openapi_paths() -> dict[str, Any]:
             "get": _op(
                 "elkyn_get_rules",
                 "Read the security rules",
-                "The rules document; admin tokens only.",
+                "The rules document; admin tokens only. The `x-elkyn-reserved` header names the "
+                "top-level keys whose rules the platform owns (comma-separated).",
                 parameters=[_AUTH],
                 responses={"200": _json('The rules document {"rules": {...}}.')},
             ),
             "put": _op(
                 "elkyn_put_rules",
                 "Replace the security rules",
-                "Admin tokens only; // comments are allowed.",
+                "Admin tokens only; // comments are allowed. A refused document answers 400 "
+                '{"error", "details"}: details.line and details.column locate the problem in '
+                "the text sent (JSON syntax and rule errors), details.rule names the rule.",
                 parameters=[_AUTH],
                 requestBody=_body('The rules document {"rules": {...}}.'),
-                responses={"200": _json('{"status": "ok"}')},
+                responses={
+                    "200": _json('{"status": "ok"}'),
+                    "400": _err("The document was refused; details say where."),
+                },
             ),
         },
         "/auth/token": {

@@ -179,6 +179,25 @@ class LocalPool:
         with self._lock:
             return {s.task.id: s.pid for s in self._slots if s.task is not None and s.ready}
 
+    def worker_states(self) -> list[dict[str, Any]]:
+        """Each worker as the pool status shows it: ``index``, ``pid``, ``state`` (``busy``
+        with the ``task`` it runs, ``idle``, or ``starting`` while its process is not up)."""
+        with self._lock:
+            out = []
+            for s in self._slots:
+                up = s.proc.is_alive()
+                task = s.task.id if s.task is not None and s.ready else None
+                state = "busy" if task else "idle" if up else "starting"
+                out.append(
+                    {
+                        "index": s.index,
+                        "pid": s.proc.pid if up else None,
+                        "state": state,
+                        "task": task,
+                    }
+                )
+            return out
+
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Block until every worker has started (optional: ``run`` waits as needed)."""
         deadline = time.monotonic() + timeout
