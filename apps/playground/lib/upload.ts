@@ -69,6 +69,8 @@ export interface UploadStatus {
   part_size: number;
   parts: number;
   received: number[];
+  /** the SHA-256 each part of `received` arrived with (same order) */
+  received_sha256?: string[];
   received_bytes: number;
   created: number;
   owner: string | null;
@@ -242,12 +244,28 @@ export interface FileLike extends Blob {
 /**
  * Why `file` is not the file of `record` (null when it is): same name, same size, and the
  * same first part (its SHA-256), checked in that order so the cheap checks speak first.
+ * Given the server's `status`, every part it already holds is checked too (a part at a time,
+ * by its SHA-256): those are the parts that will not be sent again, so a file that differs
+ * only after its first part would otherwise be mixed with the one whose upload this was.
  */
-export async function mismatch(record: UploadRecord, file: FileLike): Promise<string | null> {
+export async function mismatch(
+  record: UploadRecord,
+  file: FileLike,
+  status?: Pick<UploadStatus, "received" | "received_sha256">,
+): Promise<string | null> {
   if (file.name !== record.fileName) return `this is ${file.name}, but the upload was of ${record.fileName}`;
   if (file.size !== record.size) return `${file.name} has ${file.size} bytes now; the upload was of ${record.size} bytes, so it is a different file`;
+  const different = `${file.name} has the same name and size, but different content than the file being uploaded`;
   const first = sha256Hex(await readPart(file, 0, record.partSize));
-  if (first !== record.firstPart) return `${file.name} has the same name and size, but different content than the file being uploaded; start a new upload for it`;
+  if (first !== record.firstPart) return `${different}; start a new upload for it`;
+  const hashes = status?.received_sha256 ?? [];
+  for (let i = 0; i < hashes.length; i++) {
+    const n = status?.received[i] ?? 0;
+    if (n === 0 || !hashes[i]) continue;
+    if (sha256Hex(await readPart(file, n, record.partSize)) !== hashes[i]) {
+      return `${different} (part ${n + 1} differs from the part the server has); start a new upload for it`;
+    }
+  }
   return null;
 }
 

@@ -98,7 +98,7 @@ export function UploadPanel({ datasets, user }: { datasets: Dataset[]; user: str
     if (!file) return;
     if (files.length > 1) setNote(`${files.length} files were given; uploading ${file.name} (one at a time).`);
     for (const r of remembered) {
-      if (r.record.fileName === file.name && r.record.size === file.size && (await mismatch(r.record, file)) === null) {
+      if (r.record.fileName === file.name && r.record.size === file.size && (await mismatch(r.record, file, r.status)) === null) {
         setNote(`${file.name} is the file of an unfinished upload to ${r.record.name}: resuming it, sending only the parts the server lacks.`);
         resume(r.record, file);
         return;
@@ -112,7 +112,7 @@ export function UploadPanel({ datasets, user }: { datasets: Dataset[]; user: str
     const file = files?.[0];
     if (!file) return;
     patchRemembered(r.record.id, { checking: true, error: null });
-    const why = await mismatch(r.record, file);
+    const why = await mismatch(r.record, file, r.status);
     if (why) patchRemembered(r.record.id, { checking: false, error: `Cannot resume with this file: ${why}.` });
     else resume(r.record, file);
   }

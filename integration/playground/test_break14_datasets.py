@@ -1,0 +1,85 @@
+"""break14: the Datasets page attacked as a demanding user (independent review of issue 14)."""
+
+from __future__ import annotations
+
+import random
+import re
+import uuid
+from pathlib import Path
+
+from playwright.sync_api import Locator, Page, Route, expect
+from ui_browser import BrowserErrors, UIPlatform
+
+PARTS_ROUTE = re.compile(r"/api/lake/uploads/[0-9A-Za-z]+/parts/\d+$")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+def write_csv(path: Path, rows: int, seed: int) -> Path:
+    rng = random.Random(seed)
+    lines = ["id,label,amount"]
+    lines += [f"{i},w{rng.randrange(10**6)},{rng.randrange(-50_000, 50_000)}" for i in range(rows)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def choose_file(page: Page, path: Path, name: str, part_kib: int) -> None:
+    """Pick `path` with the page's file chooser, name the dataset, set the part size, upload."""
+    page.get_by_label("Choose a file to upload").set_input_files(path)
+    form = page.get_by_role("form", name="New upload")
+    form.get_by_label("Dataset name").fill(name)
+    form.get_by_text("Part size", exact=True).click()
+    form.get_by_label("Part size (KiB)").fill(str(part_kib))
+    form.get_by_role("button", name="Upload").click()
+
+
+def upload_item(page: Page, name: str) -> Locator:
+    return page.get_by_test_id("upload").and_(page.locator(f'[data-name="{name}"]'))
+
+
+def test_resuming_with_a_file_that_differs_after_its_first_part_is_refused(
+    page: Page, ui_platform: UIPlatform, tmp_path: Path, browser_errors: BrowserErrors
+) -> None:
+    # Same name, same size, same first part, different later: matching by the first part only
+    # resumed it, and the dataset became half one file and half the other.
+    path = write_csv(tmp_path / "orders.csv", 30_000, seed=11)
+    part = 64 * 1024
+    assert path.stat().st_size > 6 * part
+    name = unique("mixed")
+    let_through = 3
+    passed: list[int] = []
+
+    def cut(route: Route) -> None:
+        if len(passed) < let_through:
+            passed.append(int(route.request.url.rsplit("/", 1)[1]))
+            route.continue_()
+        else:
+            route.abort("connectionreset")
+
+    browser_errors.allowed.append("request failed: PUT")
+    page.goto("/datasets/")
+    page.route(PARTS_ROUTE, cut)
+    choose_file(page, path, name, part // 1024)
+    expect(upload_item(page, name)).to_have_attribute("data-phase", "paused")
+    page.unroute(PARTS_ROUTE)
+    assert sorted(passed) == [0, 1, 2]
+
+    # The impostor: one digit changed in part 2 (the server holds part 2 of the original).
+    impostor = tmp_path / "other" / "orders.csv"
+    impostor.parent.mkdir()
+    data = bytearray(path.read_bytes())
+    at = 2 * part + 100
+    data[at] = ord("7") if data[at] != ord("7") else ord("6")
+    impostor.write_bytes(bytes(data))
+
+    page.reload()
+    unfinished = page.get_by_test_id("unfinished").and_(page.locator(f'[data-name="{name}"]'))
+    unfinished.get_by_label("Choose orders.csv again to resume").set_input_files(impostor)
+    expect(unfinished.get_by_test_id("unfinished-error")).to_contain_text("part 3 differs")
+    expect(upload_item(page, name)).to_have_count(0)  # nothing was resumed
+    # Dropped on the page (not on the unfinished upload) it is not taken for that upload either.
+    page.get_by_label("Choose a file to upload").set_input_files(impostor)
+    expect(page.get_by_role("form", name="New upload")).to_be_visible()
