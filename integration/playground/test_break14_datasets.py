@@ -10,6 +10,8 @@ from pathlib import Path
 from playwright.sync_api import Locator, Page, Route, expect
 from ui_browser import BrowserErrors, UIPlatform
 
+from lake import Client
+
 PARTS_ROUTE = re.compile(r"/api/lake/uploads/[0-9A-Za-z]+/parts/\d+$")
 
 
@@ -83,3 +85,24 @@ def test_resuming_with_a_file_that_differs_after_its_first_part_is_refused(
     # Dropped on the page (not on the unfinished upload) it is not taken for that upload either.
     page.get_by_label("Choose a file to upload").set_input_files(impostor)
     expect(page.get_by_role("form", name="New upload")).to_be_visible()
+
+
+def test_the_preview_shows_integers_past_2_to_the_53_exactly(
+    page: Page, ui_platform: UIPlatform, tmp_path: Path
+) -> None:
+    # The preview came as JSON, which JavaScript reads as doubles: 9007199254740993 showed as
+    # 9007199254740992, and a timestamp in another spelling than the SQL page's.
+    name = unique("exact")
+    path = tmp_path / "exact.csv"
+    path.write_text("id,big,at\n1,9007199254740993,2024-01-02 03:04:05.123456\n")
+    with Client(ui_platform.url, ui_platform.token()) as lake:
+        lake.upload(path, name)
+    page.goto(f"/datasets/view/?name={name}")
+    grid = page.get_by_role("region", name=f"First rows of {name}")
+    row = grid.locator("tbody tr[aria-rowindex]").first
+    expect(row).to_be_visible()
+    assert row.locator("td").all_inner_texts() == [
+        "1",
+        "9007199254740993",
+        "2024-01-02 03:04:05.123456",
+    ]

@@ -16,7 +16,7 @@ import {
 import { useVirtualizer } from "@tanstack/react-virtual";
 import { useMemo, useRef, useState } from "react";
 
-import { cellText, isNumeric, type Frame } from "@/lib/arrow";
+import { cellText, Instant, isNumeric, type Frame } from "@/lib/arrow";
 
 import styles from "./DataGrid.module.css";
 
@@ -30,6 +30,7 @@ function compare(a: unknown, b: unknown): number {
   if (typeof a === "number" && typeof b === "number") return a - b;
   if (typeof a === "bigint" && typeof b === "bigint") return a < b ? -1 : 1;
   if (a instanceof Date && b instanceof Date) return a.getTime() - b.getTime();
+  if (a instanceof Instant && b instanceof Instant) return a.ms - b.ms;
   const sa = cellText(a);
   const sb = cellText(b);
   return sa < sb ? -1 : sa > sb ? 1 : 0;

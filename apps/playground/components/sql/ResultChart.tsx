@@ -12,7 +12,7 @@ import { CanvasRenderer } from "echarts/renderers";
 import { useEffect, useId, useMemo, useRef, useState } from "react";
 
 import { Empty } from "@/components/ui";
-import { cellText, isNumeric, type Frame } from "@/lib/arrow";
+import { cellText, Instant, isNumeric, type Frame } from "@/lib/arrow";
 
 import styles from "@/app/sql/sql.module.css";
 
@@ -34,6 +34,7 @@ function toNumber(v: unknown): number | null {
   if (typeof v === "number") return Number.isFinite(v) ? v : null;
   if (typeof v === "bigint") return Number(v);
   if (v instanceof Date) return v.getTime();
+  if (v instanceof Instant) return v.ms;
   const n = Number(typeof v === "string" ? v : String(v));
   return Number.isFinite(n) ? n : null;
 }

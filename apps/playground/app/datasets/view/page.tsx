@@ -11,7 +11,8 @@ import { Suspense, useCallback, useEffect, useMemo, useRef, useState } from "rea
 import styles from "@/app/datasets/datasets.module.css";
 import { DataGrid } from "@/components/DataGrid";
 import { DeleteDialog } from "@/components/datasets/DeleteDialog";
-import type { Dataset, DatasetColumn, DatasetDetail } from "@/components/datasets/types";
+import type { Dataset, DatasetDetail } from "@/components/datasets/types";
+import { newQueryId, runArrow } from "@/components/sql/query";
 import { Busy, Empty, ErrorLine, PageTitle } from "@/components/ui";
 import { api, ApiError, errorText } from "@/lib/api";
 import { frameFromRows, type Frame } from "@/lib/arrow";
@@ -19,9 +20,7 @@ import { bytes, count, seconds, when } from "@/lib/format";
 import { useLive } from "@/lib/live";
 
 interface Preview {
-  columns: DatasetColumn[];
-  rows: unknown[][];
-  row_count: number;
+  frame: Frame;
   seconds: number;
 }
 
@@ -65,7 +64,12 @@ function View() {
       return;
     }
     try {
-      setPreview(await api<Preview>(`/api/lake/datasets/${q}/preview?limit=${PREVIEW_ROWS}`));
+      // As Arrow, like the SQL page: JSON would round integers past 2^53 (and write times
+      // differently); the name is a checked identifier (letters, digits, _).
+      const started = performance.now();
+      const sql = `SELECT * FROM "${name}" LIMIT ${PREVIEW_ROWS}`;
+      const { frame } = await runArrow(sql, newQueryId(), new AbortController().signal);
+      setPreview({ frame, seconds: (performance.now() - started) / 1000 });
       setPreviewError(null);
     } catch (e) {
       setPreviewError(`cannot show the first rows: ${errorText(e)}`);
@@ -76,7 +80,7 @@ function View() {
     void load();
   }, [load, live.version]);
 
-  const frame: Frame | null = useMemo(() => (preview ? frameFromRows(preview.columns, preview.rows) : null), [preview]);
+  const frame: Frame | null = preview?.frame ?? null;
   const chunks: Frame | null = useMemo(
     () =>
       detail
