@@ -34,9 +34,11 @@ export function applyPut(root: Json, path: string, data: Json): Json {
   const base: { [k: string]: Json } =
     root !== null && typeof root === "object" && !Array.isArray(root) ? { ...root } : {};
   const [head, ...rest] = parts;
-  const child = applyPut(base[head] ?? null, rest.join("/"), data);
+  // Own keys only, defined rather than assigned: a key may be any text, `__proto__` too, and
+  // `base["__proto__"] = v` would set the object's prototype instead of adding a child.
+  const child = applyPut(Object.hasOwn(base, head) ? base[head] : null, rest.join("/"), data);
   if (child === null) delete base[head];
-  else base[head] = child;
+  else Object.defineProperty(base, head, { value: child, enumerable: true, writable: true, configurable: true });
   return Object.keys(base).length ? base : null;
 }
 
