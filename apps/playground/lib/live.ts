@@ -57,32 +57,49 @@ export interface LiveState {
   error: string | null;
   /** a counter that moves on every event, for pages that re-fetch on change */
   version: number;
+  /**
+   * whether the stream is open now: false while connecting and after it dropped (the
+   * gateway stopped or restarted), when `value` is the last one seen, not the current one
+   */
+  connected: boolean;
 }
+
+/** How long to wait before opening a refused stream again (doubling up to the last). */
+const RETRY_MS = [1000, 2000, 4000, 8000, 15000];
 
 /**
  * Subscribe to `path` (null: no subscription). The browser's EventSource reconnects by itself
- * after a network error; a `cancel` (rules denied) or `auth_revoked` ends the stream.
+ * after a network error; a stream the server refused or cut with an error answer (the
+ * browser gives up on those) is opened again after a pause, so a page recovers from a
+ * restart of `platform up`; `connected` says whether it is live meanwhile. A `cancel` (rules
+ * denied) or `auth_revoked` ends the stream for good.
  */
 export function useLive(path: string | null, params: Record<string, string> = {}): LiveState {
-  const [state, setState] = useState<LiveState>({ value: null, loaded: false, error: null, version: 0 });
+  const [state, setState] = useState<LiveState>({ value: null, loaded: false, error: null, version: 0, connected: false });
   const key = path === null ? null : `${path}?${new URLSearchParams(params).toString()}`;
   const paramsRef = useRef(params);
   paramsRef.current = params;
 
   useEffect(() => {
     if (path === null) return;
-    setState({ value: null, loaded: false, error: null, version: 0 });
-    const source = new EventSource(dbUrl(path, paramsRef.current));
+    setState({ value: null, loaded: false, error: null, version: 0, connected: false });
+    let source: EventSource | null = null;
+    let retry: ReturnType<typeof setTimeout> | null = null;
+    let failures = 0;
+    let ended = false;
+    const onOpen = () => setState((s) => ({ ...s, connected: true }));
     const onPut = (ev: MessageEvent) => {
+      failures = 0;
       const msg = JSON.parse(ev.data) as { path: string; data: Json };
-      setState((s) => ({ value: applyPut(s.value, msg.path, msg.data), loaded: true, error: null, version: s.version + 1 }));
+      setState((s) => ({ value: applyPut(s.value, msg.path, msg.data), loaded: true, error: null, version: s.version + 1, connected: true }));
     };
     const onPatch = (ev: MessageEvent) => {
       const msg = JSON.parse(ev.data) as { path: string; data: { [k: string]: Json } };
       setState((s) => ({ ...s, value: applyPatch(s.value, msg.path, msg.data), version: s.version + 1 }));
     };
     const end = (why: string) => (ev: MessageEvent) => {
-      source.close();
+      ended = true;
+      source?.close();
       let text = why;
       try {
         const d = JSON.parse(ev.data);
@@ -90,13 +107,38 @@ export function useLive(path: string | null, params: Record<string, string> = {}
       } catch {
         /* keep the default */
       }
-      setState((s) => ({ ...s, error: text }));
+      setState((s) => ({ ...s, error: text, connected: false }));
     };
-    source.addEventListener("put", onPut);
-    source.addEventListener("patch", onPatch);
-    source.addEventListener("cancel", end("the database refused this location (its rules deny reading it)"));
-    source.addEventListener("auth_revoked", end("your session expired; sign in again"));
-    return () => source.close();
+    const onError = () => {
+      if (ended || source === null) return;
+      setState((s) => ({ ...s, connected: false }));
+      if (source.readyState !== EventSource.CLOSED) return; // the browser is reconnecting
+      source.close();
+      const wait = RETRY_MS[Math.min(failures, RETRY_MS.length - 1)];
+      failures++;
+      setState((s) => ({
+        ...s,
+        error: `the live stream was refused or cut (is platform up running?); trying again in ${wait / 1000} s`,
+      }));
+      retry = setTimeout(open, wait);
+    };
+    function open(): void {
+      retry = null;
+      const s = new EventSource(dbUrl(path as string, paramsRef.current));
+      source = s;
+      s.addEventListener("open", onOpen);
+      s.addEventListener("put", onPut);
+      s.addEventListener("patch", onPatch);
+      s.addEventListener("error", onError);
+      s.addEventListener("cancel", end("the database refused this location (its rules deny reading it)"));
+      s.addEventListener("auth_revoked", end("your session expired; sign in again"));
+    }
+    open();
+    return () => {
+      ended = true;
+      if (retry !== null) clearTimeout(retry);
+      source?.close();
+    };
   }, [key, path]);
 
   return state;

@@ -31,7 +31,11 @@ export default function ClusterPage() {
     <>
       <PageTitle title="Cluster">
         <span className={`muted ${styles.live}`} role="status" aria-live="polite">
-          {nodesLive.loaded && clusterLive.loaded ? "Live" : "Connecting…"}
+          {nodesLive.connected && clusterLive.connected && nodesLive.loaded && clusterLive.loaded
+            ? "Live"
+            : nodesLive.loaded
+              ? "Reconnecting… (showing the last state seen)"
+              : "Connecting…"}
         </span>
       </PageTitle>
       <div className={styles.layout}>
