@@ -1,8 +1,9 @@
 """break14: a live page when `platform up` dies and comes back (independent review of #14).
 
 Its own platform (the session's is shared): started, killed with -9 under an open Cluster
-page, started again on the same port and home. The page said "Live" over a dead stream and
-had no way to say otherwise; now it says it is reconnecting, and is live again after.
+page, started again on the same port and home. The Cluster page said "Live" (and Datasets
+"live") over a dead stream and had no way to say otherwise; now they say they are
+reconnecting, and are live again after.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def own_platform(tmp_path: Path) -> Iterator[list[ServerProcess]]:
             s.stop()
 
 
-def test_the_cluster_page_says_when_its_stream_drops_and_recovers_after_a_restart(
+def test_live_pages_say_when_their_stream_drops_and_recover_after_a_restart(
     context: BrowserContext, own_platform: list[ServerProcess], tmp_path: Path
 ) -> None:
     first = own_platform[0]
@@ -39,10 +40,13 @@ def test_the_cluster_page_says_when_its_stream_drops_and_recovers_after_a_restar
     sign_in(page, first.url + "/cluster/")
     status = page.get_by_role("status").filter(has_text="Live")
     expect(status).to_have_text("Live")
+    datasets = sign_in(context.new_page(), first.url + "/datasets/")  # a tab of its own
+    expect(datasets.get_by_test_id("live")).to_have_text("live")
 
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait(10)
     expect(page.get_by_role("status").filter(has_text="Reconnecting")).to_be_visible(timeout=10_000)
+    expect(datasets.get_by_test_id("live")).to_have_text("reconnecting…")
 
     port = str(urlsplit(first.url).port)
     home = tmp_path / "home"
@@ -51,3 +55,4 @@ def test_the_cluster_page_says_when_its_stream_drops_and_recovers_after_a_restar
     )
     own_platform.append(again)
     expect(page.get_by_role("status").filter(has_text="Live")).to_have_text("Live", timeout=30_000)
+    expect(datasets.get_by_test_id("live")).to_have_text("live", timeout=30_000)

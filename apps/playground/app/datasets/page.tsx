@@ -54,7 +54,7 @@ export default function DatasetsPage() {
     <>
       <PageTitle title="Datasets">
         <span className="muted" data-testid="live" title={live.error ?? undefined}>
-          {live.error ? "not live (reload to refresh)" : live.loaded ? "live" : ""}
+          {live.error ? "not live (reload to refresh)" : live.loaded ? (live.connected ? "live" : "reconnecting…") : ""}
         </span>
       </PageTitle>
       {session ? <UploadPanel datasets={datasets ?? []} user={session.user} /> : null}
