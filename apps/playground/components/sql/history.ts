@@ -1,8 +1,19 @@
-/** The SQL page's history: the last HISTORY_MAX statements run in this browser (localStorage). */
+/**
+ * The SQL page's history: the last HISTORY_MAX statements the signed-in user ran in this
+ * browser (localStorage, one list per user: on a shared browser the next user to sign in does
+ * not read the statements, and the literals in them, of the one before).
+ */
 "use client";
 
+import { session } from "@/lib/session";
+
 export const HISTORY_MAX = 50;
-const KEY = "playground.sql.history";
+const LEGACY_KEY = "playground.sql.history"; // one list for every user, before lists were per user
+
+function key(): string | null {
+  const user = session()?.user;
+  return user ? `playground.sql.history.${encodeURIComponent(user)}` : null;
+}
 
 export interface HistoryEntry {
   sql: string;
@@ -22,7 +33,9 @@ function valid(e: unknown): e is HistoryEntry {
 
 export function loadHistory(): HistoryEntry[] {
   try {
-    const parsed = JSON.parse(localStorage.getItem(KEY) ?? "[]");
+    localStorage.removeItem(LEGACY_KEY);
+    const k = key();
+    const parsed = JSON.parse((k && localStorage.getItem(k)) || "[]");
     return Array.isArray(parsed) ? parsed.filter(valid).slice(0, HISTORY_MAX) : [];
   } catch {
     return [];
@@ -38,8 +51,10 @@ export function addHistory(list: HistoryEntry[], entry: HistoryEntry): HistoryEn
 
 export function saveHistory(list: HistoryEntry[]): void {
   try {
-    if (list.length) localStorage.setItem(KEY, JSON.stringify(list));
-    else localStorage.removeItem(KEY);
+    const k = key();
+    if (!k) return;
+    if (list.length) localStorage.setItem(k, JSON.stringify(list));
+    else localStorage.removeItem(k);
   } catch {
     /* storage full or disabled: the history lives in memory only */
   }
