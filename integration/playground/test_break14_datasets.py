@@ -106,3 +106,22 @@ def test_the_preview_shows_integers_past_2_to_the_53_exactly(
         "9007199254740993",
         "2024-01-02 03:04:05.123456",
     ]
+
+
+def test_an_empty_file_is_refused_in_the_page_in_plain_words(
+    page: Page, tmp_path: Path, browser_errors: BrowserErrors
+) -> None:
+    # It was sent, and the server's validation came back as "body.size: Input should be
+    # greater than 0" under "0 B of 0 B (0%) · part 0 of 1".
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    page.goto("/datasets/")
+    sent: list[str] = []
+    page.on(
+        "request",
+        lambda r: r.method == "POST" and "/api/lake/uploads" in r.url and sent.append(r.url),
+    )
+    page.get_by_label("Choose a file to upload").set_input_files(empty)
+    expect(page.get_by_test_id("upload-choose-error")).to_contain_text("empty.csv is empty")
+    expect(page.get_by_role("form", name="New upload")).to_have_count(0)
+    assert not sent

@@ -96,6 +96,10 @@ export function UploadPanel({ datasets, user }: { datasets: Dataset[]; user: str
     setNote(null);
     const file = files?.[0];
     if (!file) return;
+    if (file.size === 0) {
+      setError(`${file.name} is empty (0 bytes): there is nothing to upload.`);
+      return;
+    }
     if (files.length > 1) setNote(`${files.length} files were given; uploading ${file.name} (one at a time).`);
     for (const r of remembered) {
       if (r.record.fileName === file.name && r.record.size === file.size && (await mismatch(r.record, file, r.status)) === null) {
@@ -191,7 +195,7 @@ export function UploadPanel({ datasets, user }: { datasets: Dataset[]; user: str
           {note}
         </p>
       ) : null}
-      <ErrorLine error={error} />
+      <ErrorLine error={error} testId="upload-choose-error" />
 
       {pending ? (
         <form className={styles.form} onSubmit={submit} aria-label="New upload" noValidate>
