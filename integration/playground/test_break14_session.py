@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
+import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page, Route, expect
 from ui_browser import BrowserErrors, UIPlatform
@@ -82,3 +84,14 @@ def test_markup_injected_into_a_page_cannot_run_script(
     assert page.evaluate("window.__pwned2") is None
     # ...while the export's own inline bootstrap ran (the page is interactive)
     expect(page.get_by_role("button", name="Sign out")).to_be_enabled()
+
+
+def test_every_page_names_an_icon_that_exists(ui_platform: UIPlatform) -> None:
+    # Without one the browser asks for /favicon.ico, and every page load logged a 404 in the
+    # console (a noise that hides real errors).
+    for path in ("/", "/signin/", "/sql/", "/datasets/", "/cluster/"):
+        html = httpx.get(f"{ui_platform.url}{path}", timeout=30).text
+        icons = re.findall(r'<link rel="icon" href="([^"]+)"', html)
+        assert icons, f"{path} names no icon"
+        for href in icons:
+            assert httpx.get(f"{ui_platform.url}{href}", timeout=30).status_code == 200, href
