@@ -95,3 +95,16 @@ def test_every_page_names_an_icon_that_exists(ui_platform: UIPlatform) -> None:
         assert icons, f"{path} names no icon"
         for href in icons:
             assert httpx.get(f"{ui_platform.url}{href}", timeout=30).status_code == 200, href
+
+
+def test_the_streams_token_in_the_url_is_redacted_in_the_platforms_log(
+    page: Page, ui_platform: UIPlatform
+) -> None:
+    # EventSource can only carry the token in the URL (?auth=), and the access log writes URLs.
+    page.goto("/cluster/")
+    expect(page.get_by_role("status").filter(has_text="Live")).to_have_text("Live")
+    token = page.evaluate("JSON.parse(sessionStorage.getItem('platform.session')).token")
+    log = (ui_platform.run_dir / "server.log").read_text()
+    assert "/db/nodes.json?auth=***" in log
+    assert token not in log
+    assert token.split(".")[2] not in log  # not even the signature on its own
