@@ -171,6 +171,34 @@ def test_timeout_and_cancel(loaded: tuple[LakeNode, duckdb.DuckDBPyConnection]) 
     assert node.engine.cancel("q-cancel-me") is False
 
 
+def test_a_cancel_at_any_moment_of_the_start_stops_the_query(
+    loaded: tuple[LakeNode, duckdb.DuckDBPyConnection],
+) -> None:
+    """A cancel that lands while the query is being set up, before DuckDB runs it, still ends
+    it (DuckDB drops an interrupt sent before its query starts; the stream re-sends it)."""
+    node, _ = loaded
+    slow = "SELECT sum(a.amount * b.amount) FROM sales a, sales b"
+    for attempt in range(8):
+        query_id = f"q-early-{attempt}"
+        errors: list[Exception] = []
+
+        def run(qid: str = query_id, out: list[Exception] = errors) -> None:
+            try:
+                node.engine.run(slow, query_id=qid, timeout=120)
+            except Exception as exc:
+                out.append(exc)
+
+        t = threading.Thread(target=run)
+        t.start()
+        deadline = time.monotonic() + 10
+        while not node.engine.cancel(query_id):  # as soon as it is registered: no sleep
+            assert time.monotonic() < deadline
+        t.join(20)
+        assert not t.is_alive(), f"attempt {attempt}: the cancelled query kept running"
+        assert isinstance(errors[0], QueryTimeoutError)
+        assert "cancelled" in errors[0].message
+
+
 def test_corrupt_chunk_is_refused(loaded: tuple[LakeNode, duckdb.DuckDBPyConnection]) -> None:
     node, _ = loaded
     chunk = node.catalog.get("sales").chunks[2]

@@ -40,6 +40,8 @@ __all__ = ["QueryEngine", "QueryResult", "ResultStream"]
 POOL_SIZE = 4
 """Idle sandboxes kept for reuse."""
 BATCH_ROWS = 16_384
+INTERRUPT_RETRY_SECONDS = 30.0
+"""How long a cancel keeps re-sending DuckDB's interrupt while the query still runs."""
 """Rows per batch of a streamed result."""
 
 
@@ -124,6 +126,18 @@ class ResultStream:
                 self.timed_out = True
             interrupt = self._interrupt if self._busy else None
         if interrupt is not None:
+            interrupt()
+            # DuckDB drops an interrupt that comes before its query has started (the moment
+            # between our `busy` and its execution): repeat it while the work is still running.
+            threading.Thread(target=self._keep_interrupting, args=(interrupt,), daemon=True).start()
+
+    def _keep_interrupting(self, interrupt: Callable[[], None]) -> None:
+        deadline = time.monotonic() + INTERRUPT_RETRY_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            with self._lock:
+                if not self._busy or self._closed:
+                    return
             interrupt()
 
     def _stopped(self) -> QueryTimeoutError:
@@ -501,7 +515,12 @@ class QueryEngine:
             stream.cancelled = True
             stream.close()
             raise stream._stopped()
-        stream._busy = True  # the query runs now: a cancel or the deadline interrupts it
+        with stream._lock:
+            stopped = stream.cancelled or stream.timed_out  # a cancel that came just now
+            stream._busy = not stopped  # the query runs now: a cancel or the deadline interrupts it
+        if stopped:
+            stream.close()
+            raise stream._stopped()
         try:
             rel = conn.sql(sql)
             reader = (
