@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import ConsoleMessage, Page
+from playwright.sync_api import ConsoleMessage, Locator, Page
 from servers import Server
 
 VIEWPORT = {"width": 1280, "height": 800}
@@ -110,3 +110,18 @@ def sign_in(page: Page, path: str = "/") -> Page:
     page.get_by_role("button", name="Sign in as admin (dev mode)").click()
     page.wait_for_url(lambda u: "/signin" not in u)
     return page
+
+
+def choose_file(page: Page, path: Path, name: str, part_kib: int) -> None:
+    """Pick `path` with the page's file chooser, name the dataset, set the part size, upload."""
+    page.get_by_label("Choose a file to upload").set_input_files(path)
+    form = page.get_by_role("form", name="New upload")
+    form.get_by_label("Dataset name").fill(name)
+    form.get_by_text("Part size", exact=True).click()
+    form.get_by_label("Part size (KiB)").fill(str(part_kib))
+    form.get_by_role("button", name="Upload").click()
+
+
+def upload_item(page: Page, name: str) -> Locator:
+    """The Datasets page's entry of the upload into dataset `name`."""
+    return page.get_by_test_id("upload").and_(page.locator(f'[data-name="{name}"]'))

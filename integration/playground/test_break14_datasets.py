@@ -7,8 +7,8 @@ import re
 import uuid
 from pathlib import Path
 
-from playwright.sync_api import Locator, Page, Route, expect
-from ui_browser import BrowserErrors, UIPlatform
+from playwright.sync_api import Page, Route, expect
+from ui_browser import BrowserErrors, UIPlatform, choose_file, upload_item
 
 from lake import Client
 
@@ -26,20 +26,6 @@ def write_csv(path: Path, rows: int, seed: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def choose_file(page: Page, path: Path, name: str, part_kib: int) -> None:
-    """Pick `path` with the page's file chooser, name the dataset, set the part size, upload."""
-    page.get_by_label("Choose a file to upload").set_input_files(path)
-    form = page.get_by_role("form", name="New upload")
-    form.get_by_label("Dataset name").fill(name)
-    form.get_by_text("Part size", exact=True).click()
-    form.get_by_label("Part size (KiB)").fill(str(part_kib))
-    form.get_by_role("button", name="Upload").click()
-
-
-def upload_item(page: Page, name: str) -> Locator:
-    return page.get_by_test_id("upload").and_(page.locator(f'[data-name="{name}"]'))
 
 
 def test_resuming_with_a_file_that_differs_after_its_first_part_is_refused(

@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 import duckdb
 import httpx
-from playwright.sync_api import Locator, Page, Request, Route, expect
-from ui_browser import UIPlatform
+from playwright.sync_api import Page, Request, Route, expect
+from ui_browser import UIPlatform, choose_file, upload_item
 
 PARTS_ROUTE = re.compile(r"/api/lake/uploads/[0-9A-Za-z]+/parts/\d+$")
 
@@ -52,20 +52,6 @@ def js_text(value: Any) -> str:
 
 def parts_of(size: int, part: int) -> int:
     return -(-size // part)
-
-
-def choose_file(page: Page, path: Path, name: str, part_kib: int) -> None:
-    """Pick `path` with the page's file chooser, name the dataset, set the part size, upload."""
-    page.get_by_label("Choose a file to upload").set_input_files(path)
-    form = page.get_by_role("form", name="New upload")
-    form.get_by_label("Dataset name").fill(name)
-    form.get_by_text("Part size", exact=True).click()
-    form.get_by_label("Part size (KiB)").fill(str(part_kib))
-    form.get_by_role("button", name="Upload").click()
-
-
-def upload_item(page: Page, name: str) -> Locator:
-    return page.get_by_test_id("upload").and_(page.locator(f'[data-name="{name}"]'))
 
 
 def rest_upload(client: httpx.Client, name: str, data: bytes, filename: str = "x.csv") -> None:
