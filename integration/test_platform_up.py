@@ -34,9 +34,13 @@ def test_platform_up_serves_and_stops_cleanly(start_platform: StartPlatform) -> 
         versions = http.get("/api/version").json()
         assert {"platform-core", "platform-gateway"} <= versions.keys()
 
-        missing = http.get("/no/such/route")
+        # An unknown API path is a JSON 404; any other unknown path is the web UI's 404 page.
+        missing = http.get("/api/no/such/route")
         assert missing.status_code == 404
-        assert missing.json() == {"error": "not found: GET /no/such/route", "type": "not_found"}
+        assert missing.json() == {"error": "not found: GET /api/no/such/route", "type": "not_found"}
+        page = http.get("/no/such/page")
+        assert page.status_code == 404
+        assert page.headers["content-type"].startswith("text/html")
 
         denied = http.get("/api/testplug/secret")
         assert denied.status_code == 401
