@@ -8,8 +8,10 @@ setup:
 up: setup
 	.venv/bin/platform up
 
+# A failed run ends by naming its failed tests (from the sessions' JUnit reports).
 test: setup
-	.venv/bin/nox
+	@rm -rf .reports
+	.venv/bin/nox || { .venv/bin/python scripts/ci_failures.py .reports; exit 1; }
 
 lint: setup
 	.venv/bin/nox -s lint typecheck

@@ -68,6 +68,14 @@ MEMBERS = _members()
 BY_DIST = {m.dist: m for m in MEMBERS}
 
 
+REPORTS = ROOT / ".reports"
+
+
+def _junit(session: nox.Session) -> str:
+    """A JUnit report per session, so `make test` can end by naming what failed."""
+    return f"--junitxml={REPORTS / session.name}.xml"
+
+
 def _sync(session: nox.Session, *args: str) -> None:
     """`uv sync` into the session's venv (not the root .venv) from the committed lock."""
     env = {"UV_PROJECT_ENVIRONMENT": session.virtualenv.location}
@@ -93,7 +101,7 @@ def typecheck(session: nox.Session) -> None:
 def _tests(member: Member):  # type: ignore[no-untyped-def]
     def run(session: nox.Session) -> None:
         _sync(session, "--package", member.dist, "--group", "test")
-        session.run("pytest", str(member.path / "tests"), *session.posargs)
+        session.run("pytest", str(member.path / "tests"), _junit(session), *session.posargs)
 
     run.__doc__ = f"{member.dist} tests, with only its declared dependencies installed."
     return run
@@ -174,7 +182,7 @@ def wheels(session: nox.Session) -> None:
 def integration(session: nox.Session) -> None:
     """Tests across packages, with the whole platform installed and started as a user does."""
     _sync(session, "--all-packages", "--group", "test", "--group", "fuzz")
-    session.run("pytest", "integration", "--durations=20", *session.posargs)
+    session.run("pytest", "integration", "--durations=20", _junit(session), *session.posargs)
 
 
 @nox.session(default=False)
