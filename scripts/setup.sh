@@ -75,7 +75,12 @@ build_ui() {
   log "building the web UI (npm ci, next build)"
   export NEXT_TELEMETRY_DISABLED=1
   (cd "$app" && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build >/dev/null)
-  rm -rf "$dest.tmp" && cp -r "$app/out" "$dest.tmp" && echo "$hash" >"$dest.tmp/.build-hash"
+  rm -rf "$dest.tmp" && cp -r "$app/out" "$dest.tmp"
+  # gzip copies of the text files, sent to browsers that accept gzip (the gateway
+  # never compresses per request); -n keeps the copies identical build to build.
+  find "$dest.tmp" -type f \( -name '*.html' -o -name '*.js' -o -name '*.css' -o -name '*.json' \
+    -o -name '*.svg' -o -name '*.txt' -o -name '*.map' \) -size +1k -exec gzip -9 -k -n {} +
+  echo "$hash" >"$dest.tmp/.build-hash"
   rm -rf "$dest" && mv "$dest.tmp" "$dest"
 }
 

@@ -33,6 +33,13 @@ def sales_csv(ui_platform: UIPlatform, tmp_path_factory: pytest.TempPathFactory)
     return path
 
 
+def _open_builder(page: Page, source: str, browser_errors: BrowserErrors) -> None:
+    """The Pipelines page with `source` chosen; its live checks answer 400 while a step is wrong."""
+    browser_errors.allowed.append(VALIDATE_400)
+    page.goto("/pipelines/")
+    page.get_by_label("Source dataset").select_option(source)
+
+
 def _add(page: Page, kind: str) -> None:
     page.get_by_label("Step type").select_option(label=kind)
     page.get_by_role("button", name="Add step").click()
@@ -45,9 +52,7 @@ def _step(page: Page, n: int):  # type: ignore[no-untyped-def]
 def test_build_check_fix_submit_and_compare_with_duckdb(
     page: Page, sales_csv: Path, browser_errors: BrowserErrors
 ) -> None:
-    browser_errors.allowed.append(VALIDATE_400)
-    page.goto("/pipelines/")
-    page.get_by_label("Source dataset").select_option(SALES)
+    _open_builder(page, SALES, browser_errors)
     expect(page.get_by_role("list", name="Columns of the source")).to_contain_text("amount")
 
     _add(page, "Filter")
@@ -104,9 +109,7 @@ def test_build_check_fix_submit_and_compare_with_duckdb(
 def test_a_parse_error_and_an_unknown_column_are_marked_in_their_inputs(
     page: Page, sales_csv: Path, browser_errors: BrowserErrors
 ) -> None:
-    browser_errors.allowed.append(VALIDATE_400)
-    page.goto("/pipelines/")
-    page.get_by_label("Source dataset").select_option(SALES)
+    _open_builder(page, SALES, browser_errors)
     _add(page, "Group and aggregate")
     step = _step(page, 1)
     step.get_by_label(re.compile("^Group by")).fill("grp, regoin")
@@ -147,9 +150,7 @@ def big(ui_platform: UIPlatform, tmp_path_factory: pytest.TempPathFactory) -> st
 def test_a_running_job_can_be_cancelled_from_the_page(
     page: Page, big: str, browser_errors: BrowserErrors
 ) -> None:
-    browser_errors.allowed.append(VALIDATE_400)
-    page.goto("/pipelines/")
-    page.get_by_label("Source dataset").select_option(big)
+    _open_builder(page, big, browser_errors)
     # The top two rows of each of 100k keys: each task sorts its chunk whole (seconds).
     _add(page, "Top rows")
     step = _step(page, 1)

@@ -123,6 +123,29 @@ def test_the_chart_draws_after_picking_x_and_y(page: Page, sales: Path) -> None:
     assert painted > 2000, painted
 
 
+def test_the_result_views_are_tabs_the_arrow_keys_move_between(page: Page, sales: Path) -> None:
+    open_sql(page, GROUP_BY)
+    run(page)
+    expect(page.get_by_test_id("status")).to_contain_text("5 rows")
+    tabs = page.get_by_role("tab")
+    expect(tabs).to_have_text(["Results", "Chart", "Plan"])
+    results = page.get_by_role("tab", name="Results")
+    results.focus()
+    for key, now in [("ArrowRight", "Chart"), ("End", "Plan"), ("ArrowRight", "Results")]:
+        page.keyboard.press(key)
+        chosen = page.get_by_role("tab", name=now)
+        expect(chosen).to_have_attribute("aria-selected", "true")
+        expect(chosen).to_be_focused()
+        expect(page.get_by_role("tabpanel")).to_have_attribute(
+            "aria-labelledby", f"tab-{now.lower()}"
+        )
+    page.keyboard.press("ArrowLeft")  # wraps around to the last
+    expect(page.get_by_role("tab", name="Plan")).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("Home")
+    expect(results).to_have_attribute("aria-selected", "true")
+    expect(page.get_by_test_id("grid")).to_be_visible()
+
+
 def test_explain_shows_the_node_and_the_bytes_of_each_chunk(
     page: Page, ui_platform: UIPlatform, sales: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
@@ -109,3 +110,52 @@ def test_login_mode_is_public_and_true_only_where_a_passwordless_login_would_wor
     secured = create_app(PlatformSettings(home=tmp_path / "b", admin_password="pw"), plugins=[])
     client = TestClient(secured, base_url="http://127.0.0.1:8080", client=("127.0.0.1", 50000))
     assert client.get("/api/login").json() == {"dev_mode": False}
+
+
+def _pack(export: Path) -> bytes:
+    """Gzip copies as `make setup` writes them; returns the original script's bytes."""
+    script = export / "_next" / "static" / "chunks" / "app-1a2b.js"
+    body = b"console.log('x');\n" * 500
+    script.write_bytes(body)
+    (script.parent / (script.name + ".gz")).write_bytes(gzip.compress(body))
+    page = export / "sql" / "index.html"
+    (page.parent / "index.html.gz").write_bytes(gzip.compress(page.read_bytes()))
+    return body
+
+
+def test_a_gzip_copy_is_sent_to_browsers_that_accept_it(tmp_path: Path, export: Path) -> None:
+    body = _pack(export)
+    client = _client(tmp_path, export)
+    packed = client.get(
+        "/_next/static/chunks/app-1a2b.js", headers={"accept-encoding": "br, gzip;q=0.8"}
+    )
+    assert packed.headers["content-encoding"] == "gzip"
+    assert packed.headers["content-type"].startswith("text/javascript")
+    assert packed.headers["vary"] == "accept-encoding"
+    assert int(packed.headers["content-length"]) < len(body) / 10
+    assert packed.content == body  # httpx undoes the encoding: the same bytes arrive
+    page = client.get("/sql/", headers={"accept-encoding": "gzip"})
+    assert page.headers["content-encoding"] == "gzip"
+    assert page.text == "<html>sql</html>"
+    assert "unsafe-eval" not in page.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize("accept", ["identity", "gzip;q=0", "br", "GZIP;q=0.0"])
+def test_the_plain_file_goes_to_browsers_that_refuse_gzip(
+    tmp_path: Path, export: Path, accept: str
+) -> None:
+    body = _pack(export)
+    r = _client(tmp_path, export).get(
+        "/_next/static/chunks/app-1a2b.js", headers={"accept-encoding": accept}
+    )
+    assert "content-encoding" not in r.headers
+    assert r.headers["vary"] == "accept-encoding"
+    assert r.content == body
+
+
+def test_a_gzip_copy_that_is_a_symlink_out_is_not_sent(tmp_path: Path, export: Path) -> None:
+    (tmp_path / "evil.gz").write_bytes(gzip.compress(b"outside the export"))
+    (export / "index.html.gz").symlink_to(tmp_path / "evil.gz")
+    r = _client(tmp_path, export).get("/", headers={"accept-encoding": "gzip"})
+    assert r.text == "<html>home</html>"
+    assert "content-encoding" not in r.headers

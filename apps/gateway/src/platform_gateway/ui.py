@@ -4,8 +4,10 @@ Next.js writes one ``index.html`` per page directory (``trailingSlash``), so ``/
 is ``sql/index.html``; ``/sql`` redirects to ``/sql/`` as a static host would. Hashed assets
 under ``/_next/static`` are cached for a year; pages are revalidated on every load. Paths
 under ``/api/`` and the plugins' prefixes never fall through to the UI: an unknown API path
-stays a JSON 404. The export ships inside this package (``platform_gateway/ui``, built by
-``make setup``); ``PLATFORM_UI_DIR`` points elsewhere.
+stays a JSON 404. Where the build left a gzip copy beside a file (``app.js.gz``, written by
+``make setup``) and the browser accepts gzip, the copy is sent: no compression per request.
+The export ships inside this package (``platform_gateway/ui``, built by ``make setup``);
+``PLATFORM_UI_DIR`` points elsewhere.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import mimetypes
 import re
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -134,7 +137,7 @@ class UIFiles:
             target = target / "index.html"
             if not _is_file(target):
                 return self._not_found()
-        return self._file(target, status=200)
+        return self._file(target, status=200, gzip_ok=_accepts_gzip(request))
 
     def _resolve(self, path: str) -> Path | None:
         """The file or directory ``path`` names inside the root; ``None`` for anything else."""
@@ -171,7 +174,7 @@ class UIFiles:
             return self._file(page, status=404)
         return JSONResponse(error_body(NotFoundError("no such page")), status_code=404)
 
-    def _file(self, target: Path, status: int) -> Response:
+    def _file(self, target: Path, status: int, *, gzip_ok: bool = False) -> Response:
         headers = {"x-content-type-options": "nosniff"}
         rel = target.relative_to(self.root) if self.root else target
         if rel.parts[:2] == ("_next", "static"):
@@ -181,4 +184,33 @@ class UIFiles:
         if target.suffix == ".html":
             headers["content-security-policy"] = self._page_csp(target)
             headers["referrer-policy"] = "same-origin"
+        packed = target.with_name(target.name + ".gz")
+        if target.suffix in _PACKED and _is_file(packed):
+            headers["vary"] = "accept-encoding"  # caches keep both forms apart
+            if gzip_ok and packed.resolve().parent == target.resolve().parent:
+                headers["content-encoding"] = "gzip"
+                # The type is the original's: FileResponse would guess from ".gz".
+                kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+                return FileResponse(packed, status_code=status, headers=headers, media_type=kind)
         return FileResponse(target, status_code=status, headers=headers)
+
+
+_PACKED = frozenset({".html", ".js", ".css", ".json", ".svg", ".txt", ".map"})
+"""The suffixes ``make setup`` writes gzip copies of (text; images and fonts are packed)."""
+
+
+def _accepts_gzip(request: Request) -> bool:
+    """Whether ``Accept-Encoding`` allows gzip (``gzip;q=0`` refuses it)."""
+    for item in request.headers.get("accept-encoding", "").split(","):
+        name, _, params = item.strip().partition(";")
+        if name.strip().lower() in ("gzip", "*"):
+            q = params.strip().lower()
+            return not (q.startswith("q=") and _quality(q[2:]) == 0.0)
+    return False
+
+
+def _quality(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 1.0

@@ -21,6 +21,7 @@ import { Inspector } from "@/components/database/Inspector";
 import { RulesEditor } from "@/components/database/RulesEditor";
 import { flatten, Tree } from "@/components/database/Tree";
 import { useStream } from "@/components/database/useStream";
+import { Tabs, tabPanelProps } from "@/components/Tabs";
 import { Busy, Empty, ErrorLine, PageTitle } from "@/components/ui";
 import { count } from "@/lib/format";
 import { segments, type Json } from "@/lib/live";
@@ -207,34 +208,37 @@ function DataView({ root }: { root: string }) {
   );
 }
 
+const VIEWS = [
+  { id: "data", label: "Data" },
+  { id: "rules", label: "Rules" },
+] as const;
+
 function DatabasePage() {
   const params = useSearchParams();
   const router = useRouter();
   const session = useSession();
   const path = normalisePath(params.get("path") ?? "/");
-  const tab = params.get("tab") === "rules" ? "rules" : "data";
   const admin = session?.admin === true;
+  const tab = params.get("tab") === "rules" && admin ? "rules" : "data"; // only an admin sees the rules
   return (
     <>
       <PageTitle title="Database" />
-      <div className={styles.tabs} role="tablist" aria-label="Database views">
-        <button type="button" role="tab" aria-selected={tab === "data"} onClick={() => router.push(href(path))}>
-          Data
-        </button>
-        {admin ? (
-          <button type="button" role="tab" aria-selected={tab === "rules"} onClick={() => router.push(href(path, "rules"))}>
-            Rules
-          </button>
-        ) : null}
+      <Tabs
+        label="Database views"
+        items={admin ? VIEWS : VIEWS.slice(0, 1)}
+        current={tab}
+        onSelect={(id) => router.push(href(path, id))}
+      />
+      <div {...tabPanelProps(tab)}>
+        {tab === "rules" ? (
+          <RulesEditor />
+        ) : (
+          <>
+            <PathBar path={path} />
+            <DataView key={path} root={path} />
+          </>
+        )}
       </div>
-      {tab === "rules" && admin ? (
-        <RulesEditor />
-      ) : (
-        <>
-          <PathBar path={path} />
-          <DataView key={path} root={path} />
-        </>
-      )}
     </>
   );
 }

@@ -16,6 +16,7 @@ import { useJob } from "@/components/jobs/record";
 import { type FieldError, fieldOf, KINDS, type Kind, type Located, missing, newStep, pipelineJson, type Step } from "@/components/pipelines/model";
 import styles from "@/components/pipelines/pipelines.module.css";
 import { StepEditor } from "@/components/pipelines/StepEditor";
+import { Tabs, tabPanelProps } from "@/components/Tabs";
 import { Busy, Empty, ErrorLine, PageTitle } from "@/components/ui";
 import { api, ApiError, errorText } from "@/lib/api";
 import { count } from "@/lib/format";
@@ -271,22 +272,8 @@ export default function Page() {
               ) : null}
             </div>
             {check.state === "error" && check.step === null ? <ErrorLine error={check.message} testId="check-error" /> : null}
-            <div className={styles.tabs} role="tablist" aria-label="Views of the pipeline">
-              {TABS.map((t) => (
-                <button
-                  key={t.id}
-                  type="button"
-                  role="tab"
-                  id={`tab-${t.id}`}
-                  aria-selected={tab === t.id}
-                  aria-controls="pipeline-view"
-                  onClick={() => setTab(t.id)}
-                >
-                  {t.label}
-                </button>
-              ))}
-            </div>
-            <div id="pipeline-view" role="tabpanel" aria-labelledby={`tab-${tab}`}>
+            <Tabs label="Views of the pipeline" items={TABS} current={tab} onSelect={setTab} />
+            <div {...tabPanelProps(tab)}>
               {shown ? (
                 tab === "schema" ? (
                   <table className="data">

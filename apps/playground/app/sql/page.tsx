@@ -6,7 +6,7 @@
  * reads, download the whole result as CSV or Parquet, and get back to earlier queries.
  */
 import { useSearchParams } from "next/navigation";
-import { Suspense, useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { Suspense, useCallback, useEffect, useRef, useState } from "react";
 
 import { DataGrid } from "@/components/DataGrid";
 import { ExplainTree } from "@/components/sql/ExplainTree";
@@ -26,6 +26,7 @@ import {
   type DownloadFormat,
   type Plan,
 } from "@/components/sql/query";
+import { Tabs, tabPanelProps } from "@/components/Tabs";
 import { Busy, Empty, ErrorLine, PageTitle } from "@/components/ui";
 import { ApiError, api, errorText } from "@/lib/api";
 import type { Frame } from "@/lib/arrow";
@@ -38,7 +39,12 @@ interface DatasetInfo {
   columns: { name: string }[];
 }
 
-type Tab = "results" | "chart" | "plan";
+const TABS = [
+  { id: "results", label: "Results" },
+  { id: "chart", label: "Chart" },
+  { id: "plan", label: "Plan" },
+] as const;
+type Tab = (typeof TABS)[number]["id"];
 
 interface Running {
   what: "query" | "explain";
@@ -212,14 +218,6 @@ function SqlPage() {
   };
 
   const datasetCount = Object.keys(schema).length;
-  const tabs: { id: Tab; label: string }[] = useMemo(
-    () => [
-      { id: "results", label: "Results" },
-      { id: "chart", label: "Chart" },
-      { id: "plan", label: "Plan" },
-    ],
-    [],
-  );
 
   return (
     <>
@@ -274,23 +272,8 @@ function SqlPage() {
             <ErrorLine error={saveError} testId="download-error" />
           </section>
 
-          <div className={styles.tabs} role="tablist" aria-label="Result views">
-            {tabs.map((t) => (
-              <button
-                key={t.id}
-                type="button"
-                role="tab"
-                id={`tab-${t.id}`}
-                aria-selected={tab === t.id}
-                aria-controls={`panel-${t.id}`}
-                className={tab === t.id ? styles.tabOn : styles.tab}
-                onClick={() => setTab(t.id)}
-              >
-                {t.label}
-              </button>
-            ))}
-          </div>
-          <div role="tabpanel" id={`panel-${tab}`} aria-labelledby={`tab-${tab}`} className={styles.panel}>
+          <Tabs label="Result views" items={TABS} current={tab} onSelect={setTab} />
+          <div {...tabPanelProps(tab)} className={styles.panel}>
             {tab === "results" ? (
               result ? (
                 <>

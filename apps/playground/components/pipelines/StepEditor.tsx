@@ -49,6 +49,9 @@ export function StepEditor({ step, index, count, datasets, errors, needs, column
   );
 }
 
+/** The keys of a step whose value is one line of text. */
+type TextKey<S> = { [K in keyof S]: S[K] extends string ? K : never }[keyof S] & string;
+
 function body(
   step: Step,
   datasets: string[],
@@ -56,15 +59,17 @@ function body(
   columnsList: string,
   onChange: (s: Step) => void,
 ) {
+  /** The value, error mark and change handler of the text input `key` of `s`. */
+  function field<S extends Step, K extends TextKey<S>>(s: S, key: K) {
+    return { value: s[key] as string, error: errors[key], onChange: (v: string) => onChange({ ...s, [key]: v }) };
+  }
   switch (step.kind) {
     case "filter":
       return (
         <MarkedInput
           label="Condition"
           placeholder="amount > 100 AND country = 'NL'"
-          value={step.expr}
-          error={errors.expr}
-          onChange={(expr) => onChange({ ...step, expr })}
+          {...field(step, "expr")}
         />
       );
     case "compute":
@@ -74,16 +79,12 @@ function body(
             className={styles.narrow}
             label="Column name"
             placeholder="total"
-            value={step.name}
-            error={errors.name}
-            onChange={(name) => onChange({ ...step, name })}
+            {...field(step, "name")}
           />
           <MarkedInput
             label="Expression"
             placeholder="price * quantity"
-            value={step.expr}
-            error={errors.expr}
-            onChange={(expr) => onChange({ ...step, expr })}
+            {...field(step, "expr")}
           />
         </>
       );
@@ -94,9 +95,7 @@ function body(
             label="Group by (columns, comma-separated; empty: one row)"
             placeholder="country, product"
             list={columnsList}
-            value={step.keys}
-            error={errors.keys}
-            onChange={(keys) => onChange({ ...step, keys })}
+            {...field(step, "keys")}
           />
           <div className={styles.aggs}>
             {step.aggs.map((a, i) => (
@@ -144,9 +143,7 @@ function body(
             label="On (key columns both sides share)"
             placeholder="customer_id"
             list={columnsList}
-            value={step.on}
-            error={errors.on}
-            onChange={(on) => onChange({ ...step, on })}
+            {...field(step, "on")}
           />
           <label className={styles.narrow}>
             How
@@ -166,9 +163,7 @@ function body(
           label="Sort by (comma-separated; add DESC for descending)"
           placeholder="total DESC, country"
           list={columnsList}
-          value={step.keys}
-          error={errors.keys}
-          onChange={(keys) => onChange({ ...step, keys })}
+          {...field(step, "keys")}
         />
       );
     case "top_k":
@@ -178,25 +173,19 @@ function body(
             className={styles.narrow}
             label="Rows"
             code={false}
-            value={step.n}
-            error={errors.n}
-            onChange={(n) => onChange({ ...step, n })}
+            {...field(step, "n")}
           />
           <MarkedInput
             label="Ranked by (comma-separated; DESC for the largest)"
             placeholder="total DESC"
             list={columnsList}
-            value={step.keys}
-            error={errors.keys}
-            onChange={(keys) => onChange({ ...step, keys })}
+            {...field(step, "keys")}
           />
           <MarkedInput
             label="Per group of (optional)"
             placeholder="country"
             list={columnsList}
-            value={step.per}
-            error={errors.per}
-            onChange={(per) => onChange({ ...step, per })}
+            {...field(step, "per")}
           />
         </>
       );
@@ -206,9 +195,7 @@ function body(
           className={styles.narrow}
           label="Rows"
           code={false}
-          value={step.n}
-          error={errors.n}
-          onChange={(n) => onChange({ ...step, n })}
+          {...field(step, "n")}
         />
       );
   }
