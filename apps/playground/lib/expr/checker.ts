@@ -4,7 +4,7 @@
  * argument is brought to, the result type, constants read from literal arguments). Nodes are
  * keyed by identity, so nodes made while evaluating (BETWEEN split in two) are checked on use.
  */
-import { ExprError, TypeProblem, fail, require, unsupported } from "./errors";
+import { ExprError, TypeProblem, fail, ensure, unsupported } from "./errors";
 import { planLike, type LikePlan } from "./like";
 import { children, type Node } from "./nodes";
 import { lowerText } from "./strings";
@@ -129,10 +129,10 @@ export class Checker {
       case "unary": {
         const [t] = kids;
         if (n.op === "not") {
-          require(t === null || t === "bool8", `NOT takes booleans, got ${show(t)}`);
+          ensure(t === null || t === "bool8", `NOT takes booleans, got ${show(t)}`);
           return this.remember(n, ["bool8"], "bool8");
         }
-        require(t === null || isNumeric(t), `cannot negate ${show(t)} (it takes a number)`);
+        ensure(t === null || isNumeric(t), `cannot negate ${show(t)} (it takes a number)`);
         const result = t ?? "i64";
         return this.remember(n, [result], result);
       }
@@ -158,7 +158,7 @@ export class Checker {
         const count = n.whens.length;
         for (let i = 0; i < count; i++) {
           const t = kids[2 * i];
-          require(t === null || t === "bool8", `a CASE condition must be bool8, got ${show(t)}`);
+          ensure(t === null || t === "bool8", `a CASE condition must be bool8, got ${show(t)}`);
         }
         const values = n.whens.map((_, i) => kids[2 * i + 1]);
         if (n.otherwise !== null) values.push(kids[kids.length - 1]);
@@ -173,7 +173,7 @@ export class Checker {
       case "cast": {
         const to = kindOf(n.to, "a CAST");
         const problem = castProblem(kids[0], to);
-        require(problem === null, problem ?? "");
+        ensure(problem === null, problem ?? "");
         return this.remember(n, [null], to);
       }
       case "call":
@@ -186,7 +186,7 @@ export class Checker {
     const [a, b] = kids;
     if (["+", "-", "*", "%", "/"].includes(op)) {
       for (const t of kids) {
-        require(t === null || isNumeric(t), `cannot apply ${op} to ${show(a)} and ${show(b)} (it takes numbers)`);
+        ensure(t === null || isNumeric(t), `cannot apply ${op} to ${show(a)} and ${show(b)} (it takes numbers)`);
       }
       if (a === null && b === null) {
         const t = op === "/" ? "f64" : "i64";
@@ -200,7 +200,7 @@ export class Checker {
       return this.remember(n, [target, target], "bool8");
     }
     if (op === "and" || op === "or") {
-      for (const t of kids) require(t === null || t === "bool8", `${op.toUpperCase()} takes booleans`);
+      for (const t of kids) ensure(t === null || t === "bool8", `${op.toUpperCase()} takes booleans`);
       return this.remember(n, ["bool8", "bool8"], "bool8");
     }
     // ||: every supported type has a text form
@@ -209,9 +209,9 @@ export class Checker {
 
   private like(n: Extract<Node, { kind: "like" }>, kids: MaybeType[]): MaybeType {
     const word = n.case_insensitive ? "ILIKE" : "LIKE";
-    require(kids[0] === null || isString(kids[0]), `${word} takes utf8, got ${show(kids[0])}`);
+    ensure(kids[0] === null || isString(kids[0]), `${word} takes utf8, got ${show(kids[0])}`);
     const p = n.pattern;
-    require(
+    ensure(
       p.kind === "literal" && (p.value === null || typeof p.value === "string"),
       `the ${word} pattern must be a string literal`,
     );
@@ -246,32 +246,32 @@ export class Checker {
       case "upper":
       case "trim":
       case "length":
-        require(t === null || isString(t), named(`it takes utf8, got ${show(t)}`));
+        ensure(t === null || isString(t), named(`it takes utf8, got ${show(t)}`));
         return this.remember(n, ["utf8"], n.name === "length" ? "i64" : "utf8");
       case "substr": {
-        require(t === null || isString(t), named(`it takes utf8, got ${show(t)}`));
+        ensure(t === null || isString(t), named(`it takes utf8, got ${show(t)}`));
         const start = intConstant(n.args[1], "the start of substr");
         const length = count > 2 ? intConstant(n.args[2], "the length of substr") : null;
         for (const v of [start, length]) {
-          require(v === null || (-SUBSTR_LIMIT <= v && v < SUBSTR_LIMIT), named("substr bound outside of the supported range"));
+          ensure(v === null || (-SUBSTR_LIMIT <= v && v < SUBSTR_LIMIT), named("substr bound outside of the supported range"));
         }
         const allNull = start === null || (count > 2 && length === null);
         return this.remember(n, ["utf8", ...n.args.slice(1).map(() => null)], "utf8", [start, length, allNull]);
       }
       case "abs": {
-        require(t === null || isNumeric(t), named(`it takes a number, got ${show(t)}`));
+        ensure(t === null || isNumeric(t), named(`it takes a number, got ${show(t)}`));
         const result = t ?? "i64";
         return this.remember(n, [result], result);
       }
       case "round": {
-        require(t === null || isNumeric(t), named(`it takes a number, got ${show(t)}`));
+        ensure(t === null || isNumeric(t), named(`it takes a number, got ${show(t)}`));
         const digits = count > 1 ? intConstant(n.args[1], "the digits of round") : 0n;
         const result: Kind = t === null ? "i64" : t;
         return this.remember(n, [result, ...n.args.slice(1).map(() => null)], result, [digits]);
       }
       case "floor":
       case "ceil": {
-        require(t === null || isNumeric(t), named(`it takes a number, got ${show(t)}`));
+        ensure(t === null || isNumeric(t), named(`it takes a number, got ${show(t)}`));
         const result: Kind = isFloat(t) ? "f64" : "f64";
         return this.remember(n, [result], result);
       }
@@ -291,8 +291,8 @@ export class Checker {
         return this.remember(n, [target, target], kids[0]);
       }
       default: // year, month, day, hour
-        require(t !== null, named(`${n.name}(NULL) has no argument type; CAST the NULL to date`));
-        require(isTemporal(t), named(`it takes a date or timestamp, got ${show(t)}`));
+        ensure(t !== null, named(`${n.name}(NULL) has no argument type; CAST the NULL to date`));
+        ensure(isTemporal(t), named(`it takes a date or timestamp, got ${show(t)}`));
         return this.remember(n, [t], "i64");
     }
   }

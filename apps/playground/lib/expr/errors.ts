@@ -41,6 +41,6 @@ export const unsupported = (message: string): never => {
 
 /** A type rule that does not apply (the checker adds where). */
 export class TypeProblem extends Error {}
-export const require = (condition: boolean, message: string): void => {
+export const ensure = (condition: boolean, message: string): void => {
   if (!condition) throw new TypeProblem(message);
 };
