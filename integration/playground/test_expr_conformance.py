@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 import httpx
+import pytest
 from playwright.sync_api import Page, expect
 from ui_browser import UIPlatform
 
@@ -29,6 +30,10 @@ LIB = ROOT / "apps/playground/lib/expr"
 PAGE = ROOT / "apps/playground/app/worker/conformance/page.tsx"
 SEED = 20260515
 COUNT = 3000
+
+# Drawing 3,000 cases takes 1.5 minutes alone on a quiet machine (the first test that
+# needs them pays it; the others reuse them).
+pytestmark = pytest.mark.timeout(900)
 
 
 def _load(path: Path, name: str) -> ModuleType:

@@ -41,7 +41,7 @@ def _load(name: str) -> ModuleType:
 
 
 V = _load("expr_vectors")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # drawing 1,000 cases: ~40 s
 
 
 @functools.cache

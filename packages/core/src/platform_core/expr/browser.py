@@ -16,7 +16,7 @@ from typing import Final
 from platform_core.schema import Schema
 from platform_core.types import FieldType
 
-from .nodes import Aggregate, Cast, Column, Expr, Literal, walk
+from .nodes import Aggregate, Call, Cast, Column, Expr, Literal, walk
 
 __all__ = ["BROWSER_TYPES", "BROWSER_UNSUPPORTED", "browser_refusal"]
 
@@ -77,7 +77,7 @@ def browser_refusal(expr: Expr, schema: Schema) -> str | None:
             reason = _type_refusal(node.to, "a CAST")
         elif isinstance(node, Column) and node.name in schema:
             reason = _type_refusal(schema.field(node.name).type, f'column "{node.name}"')
-        elif hasattr(node, "name") and node.name in BROWSER_UNSUPPORTED["functions"]:
+        elif isinstance(node, Call) and node.name in BROWSER_UNSUPPORTED["functions"]:
             reason = f"{node.name}: {BROWSER_UNSUPPORTED['functions'][node.name]}"
         if reason is not None:
             return reason
