@@ -52,7 +52,7 @@ def _load(path: Path, name: str) -> ModuleType:
 def vectors() -> list[dict[str, Any]]:
     module = _load(ROOT / "packages/core/tests/expr_vectors.py", "_integration_expr_vectors")
     found: list[dict[str, Any]] = module.generate(SEED, COUNT)
-    return found
+    return found + module.edge_vectors(len(found))
 
 
 def conformance_page(page: Page) -> Page:
@@ -69,7 +69,7 @@ def run(page: Page, found: list[dict[str, Any]]) -> dict[str, Any]:
 
 def test_every_shared_vector_passes_in_chromium(page: Page) -> None:
     found = vectors()
-    assert len(found) >= COUNT
+    assert len(found) >= COUNT + 900  # drawn, then the hand-picked edges
     report = run(conformance_page(page), found)
     assert report["total"] == len(found)
     assert report["mismatches"] == []

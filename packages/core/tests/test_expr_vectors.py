@@ -83,6 +83,14 @@ def test_vectors_hold_values_and_every_error_kind() -> None:
     json.loads(json.dumps(found, allow_nan=False))
 
 
+def test_the_hand_picked_edges_hold_values_and_errors() -> None:
+    edges = V.edge_vectors(5000)
+    assert len(edges) > 900
+    assert [v["id"] for v in edges] == list(range(5000, 5000 + len(edges)))
+    kinds = {v["expected"].get("error", "values") for v in edges}
+    assert kinds == {"values", "ConversionError", "OutOfRangeError"}
+
+
 def test_the_same_seed_gives_the_same_vectors() -> None:
     assert V.generate(7, 20) == V.generate(7, 20)
     assert V.generate(7, 20) != V.generate(8, 20)
