@@ -35,14 +35,16 @@ export type Schema = ReadonlyMap<string, string>;
 
 export const SUBSTR_LIMIT = 2n ** 32n;
 
-/** A canonical type name as a kind, or the browser's refusal. */
+const VOCABULARY = /^(?:u8|u16|u32|f32|json|bytes|i32_array|f32_array|timestamp\[us, .+\]|decimal\([0-9]+, [0-9]+\))$/;
+
+/** A canonical type name as a kind; a type of the vocabulary the browser does not run is
+ * refused (UnsupportedInBrowser), anything else is not a type (ExpressionError). */
 export function kindOf(type: string, what: string): Kind {
   const kind = SUPPORTED_TYPES[type];
-  if (kind === undefined) {
-    const reason = UNSUPPORTED.types[type.replace(/\(.*|\[us, .*\]/, "")] ?? UNSUPPORTED.types["*"];
-    return unsupported(`${what} of type ${type}: ${reason}`);
-  }
-  return kind;
+  if (kind !== undefined) return kind;
+  if (!VOCABULARY.test(type)) return fail(`unknown type "${type}" for ${what}`);
+  const key = type.startsWith("timestamp") ? "timestamp[us, tz]" : type.replace(/\(.*/, "");
+  return unsupported(`${what} of type ${type}: ${UNSUPPORTED.types[key] ?? UNSUPPORTED.types["*"]}`);
 }
 
 /** The text of a node for messages (compact, not SQL). */
@@ -272,8 +274,7 @@ export class Checker {
       case "floor":
       case "ceil": {
         ensure(t === null || isNumeric(t), named(`it takes a number, got ${show(t)}`));
-        const result: Kind = isFloat(t) ? "f64" : "f64";
-        return this.remember(n, [result], result);
+        return this.remember(n, ["f64"], "f64"); // DuckDB: floor of an integer is a DOUBLE
       }
       case "coalesce":
       case "greatest":

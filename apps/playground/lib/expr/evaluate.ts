@@ -11,7 +11,7 @@
  * - a constant NULL argument ends a call before its later arguments are evaluated.
  */
 import { abs, arith, ceil, floor, negate, round } from "./arith";
-import { explicitCast, toText } from "./casts";
+import { explicitCast } from "./casts";
 import { Checker, type Schema, type Signature } from "./checker";
 import { coerce, compare, order } from "./compare";
 import { datePart } from "./dates";
@@ -449,4 +449,3 @@ function extreme(greatest: boolean, values: Value[], types: MaybeType[], sig: Si
   );
 }
 
-export { toText };

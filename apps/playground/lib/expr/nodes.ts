@@ -24,7 +24,7 @@ export const KINDS = [
 ] as const; // prettier-ignore
 
 export type Node =
-  | { kind: "literal"; type: string | null; value: Cell; raw: unknown }
+  | { kind: "literal"; type: string | null; value: Cell }
   | { kind: "column"; name: string }
   | { kind: "unary"; op: "neg" | "not"; operand: Node }
   | { kind: "binary"; op: (typeof BINARY_OPS)[number]; left: Node; right: Node }
@@ -127,7 +127,7 @@ export function fromDict(data: unknown, path = "$", level = 1): Node {
     case "literal": {
       const type = data.type;
       if (type !== null && typeof type !== "string") at(`${path}.type`, "expected a type name");
-      return { kind, type: type as string | null, value: decodeValue(data.value, type as string | null, `${path}.value`), raw: data.value };
+      return { kind, type: type as string | null, value: decodeValue(data.value, type as string | null, `${path}.value`) };
     }
     case "column":
       if (typeof data.name !== "string" || !data.name) at(`${path}.name`, "a column name is a non-empty string");

@@ -26,8 +26,6 @@ export const isFloat = (t: MaybeType) => t === "f64";
 export const isNumeric = (t: MaybeType) => isInt(t) || isFloat(t);
 export const isString = (t: MaybeType) => t === "utf8";
 export const isTemporal = (t: MaybeType) => t === "date" || t === "timestamp";
-/** Every supported type has an order (numbers, text, time, bool). */
-export const isComparable = (_t: MaybeType) => true;
 
 export const show = (t: MaybeType) => (t === null ? "NULL" : t === "timestamp" ? "timestamp[us]" : t);
 
