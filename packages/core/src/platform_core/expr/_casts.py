@@ -2,9 +2,10 @@
 
 Each supported (source, target) pair below was compared with DuckDB; pairs where we
 could not reproduce DuckDB exactly are refused by ``cast_problem`` with advice, so a
-cast never silently gives a different value. Text is parsed more strictly than DuckDB
-(which also accepts ``1_000``, ``0x10``, ``1e3`` as integers, ``2024-1-5`` as a date):
-text outside the documented forms raises ``ConversionError`` rather than guessing.
+cast never silently gives a different value. Text is read in DuckDB's forms (``1_000``,
+``1e3`` and ``2.5`` as integers, ``2024-1-5`` as a date) but more strictly where DuckDB goes
+further (``0x10``, ``infinity`` dates, zone names): text outside the documented forms raises
+``ConversionError`` rather than guessing.
 """
 
 from __future__ import annotations
