@@ -6,6 +6,7 @@ or as a process; the tasks' local side is the inline backend or a local pool.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -24,7 +25,7 @@ import pyarrow.compute as pc
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 import elytra
@@ -412,3 +413,36 @@ def test_a_bad_result_is_refused(tmp_path: Path) -> None:
     assert "schema" in str(hub.deliver(worker, header, sink.getvalue().to_pybytes()))
     assert run.events.get_nowait()[0] == "failed"
     assert hub.deliver(worker, header, b"") == "not leased to this worker"  # stale: ignored
+
+
+def test_a_worker_over_its_message_rate_or_off_protocol_is_disconnected(tmp_path: Path) -> None:
+    hub = WorkerHub(messages_per_second=5)
+    with serving(hub, tmp_path) as url:
+        ws_url = url.replace("http", "ws") + f"/ws?auth={_worker_token()}"
+        with ws_connect(ws_url) as conn:
+            conn.send('{"type": "hello", "concurrency": 99}')
+            welcome = json.loads(conn.recv())
+            assert welcome["concurrency"] == hub.max_concurrency  # capped
+
+            def flood() -> None:
+                for _ in range(100):
+                    conn.send('{"type": "heartbeat"}')
+                    time.sleep(0.001)
+                conn.recv(timeout=10)
+
+            with pytest.raises(ConnectionClosed) as closed:
+                flood()
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1008
+        with ws_connect(ws_url) as conn:
+            conn.send('{"type": "hello"}')
+            conn.recv()
+            conn.send(b"rows without a header")
+            with pytest.raises(ConnectionClosed) as closed:
+                conn.recv(timeout=10)
+            assert closed.value.rcvd is not None
+            assert "without a result header" in closed.value.rcvd.reason
+        deadline = time.monotonic() + 10
+        while hub.workers():
+            assert time.monotonic() < deadline, "the closed workers are still listed"
+            time.sleep(0.05)

@@ -134,6 +134,11 @@ class BrowserBackend:
         if register:
             _current.append(self)
 
+    def worker_states(self) -> list[dict[str, Any]]:
+        """The local pool's workers (``GET /api/jobs/pool``); browsers: ``hub.workers()``."""
+        states = getattr(self.local, "worker_states", None)
+        return list(states()) if callable(states) else []
+
     def close(self) -> None:
         if self._registered and self in _current:
             _current.remove(self)
