@@ -83,6 +83,20 @@ def test_a_cluster_token_is_not_a_user_token(client: TestClient) -> None:
     assert "cluster token" in response.json()["error"]
 
 
+def test_a_worker_token_is_refused_on_user_routes_http_and_websocket(client: TestClient) -> None:
+    worker = client.app.state.signer.worker_token("tab-1")  # type: ignore[attr-defined]
+    response = client.get(SECRET_ROUTE, headers={"Authorization": f"Bearer {worker}"})
+    assert_unauthorized(response)
+    assert "worker token" in response.json()["error"]
+    assert_unauthorized(client.get("/api/testplug/missing", params={"auth": worker}))
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        client.websocket_connect(f"{WS_ROUTE}?auth={worker}") as ws,
+    ):
+        ws.receive_json()
+    assert refused.value.code == 1008
+
+
 def test_the_secret_is_created_under_home_and_signs_the_tokens(
     client: TestClient, settings: PlatformSettings, token: str
 ) -> None:

@@ -92,6 +92,20 @@ def test_token_admin(tmp_path: Path) -> None:
     assert (claims["sub"], claims["admin"]) == ("admin", True)
 
 
+def test_token_worker_is_a_worker_token_and_not_an_admin_one(tmp_path: Path) -> None:
+    home = home_with_secret(tmp_path / "home")
+    result = runner.invoke(
+        build_cli([]), ["token", "--home", str(home), "--worker", "--sub", "tab", "--ttl", "90"]
+    )
+    assert result.exit_code == 0, result.output
+    claims = decode(result.stdout.strip())
+    assert (claims["sub"], claims["admin"], claims["kind"]) == ("tab", False, "worker")
+    assert 0 < claims["exp"] - time.time() <= 90
+    both = runner.invoke(build_cli([]), ["token", "--home", str(home), "--worker", "--admin"])
+    assert both.exit_code == 2
+    assert "no admin rights" in both.output
+
+
 def test_token_uses_platform_secret_from_the_environment(tmp_path: Path) -> None:
     result = runner.invoke(
         build_cli([]), ["token", "--home", str(tmp_path)], env={"PLATFORM_SECRET": SECRET}

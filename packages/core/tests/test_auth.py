@@ -92,6 +92,40 @@ def test_cluster_and_user_tokens_are_not_interchangeable():
         s.verify_cluster(s.issue("alice", admin=True))
 
 
+def test_worker_tokens_are_refused_everywhere_else_and_only_they_are_worker_tokens():
+    s = TokenSigner(SECRET)
+    worker = s.worker_token("tab-1", ttl_seconds=60)
+    claims = s.verify_worker(worker)
+    assert (claims.sub, claims.kind, claims.admin, claims.cluster) == (
+        "tab-1",
+        "worker",
+        False,
+        False,
+    )
+    with pytest.raises(UnauthorizedError, match="worker token is only accepted"):
+        s.verify(worker)
+    with pytest.raises(UnauthorizedError, match="needs a cluster token"):
+        s.verify_cluster(worker)
+    for other in (s.issue("alice"), s.issue("root", admin=True), s.cluster_token("node-a")):
+        with pytest.raises(UnauthorizedError, match="needs a worker token"):
+            s.verify_worker(other)
+    assert s.verify(s.issue("alice")).kind == "user"
+    assert s.verify_cluster(s.cluster_token()).kind == "cluster"
+
+
+def test_a_worker_token_has_a_bounded_lifetime_and_its_kind_cannot_be_forged():
+    s = TokenSigner(SECRET)
+    with pytest.raises(BadInputError, match="worker token lives"):
+        s.worker_token("tab", ttl_seconds=8 * 24 * 3600)
+    with pytest.raises(BadInputError, match="worker token lives"):
+        s.worker_token("tab", ttl_seconds=0)
+    with pytest.raises(BadInputError, match="clash with fixed claims"):
+        s.issue("a", extra={"kind": "worker"})
+    odd = jwt.encode({"sub": "a", "exp": 2**40, "kind": "robot"}, SECRET, algorithm="HS256")
+    with pytest.raises(UnauthorizedError, match="unknown kind"):
+        s.verify(odd)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [

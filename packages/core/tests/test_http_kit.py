@@ -196,6 +196,8 @@ def test_token_roles(client: TestClient) -> None:
     assert client.get("/me", params={"auth": signer.issue("bob")}).json() == {"sub": "bob"}
     cluster = {"Authorization": f"Bearer {signer.cluster_token()}"}
     assert client.get("/me", headers=cluster).status_code == 401
+    worker = {"Authorization": f"Bearer {signer.worker_token('tab')}"}
+    assert client.get("/me", headers=worker).status_code == 401
     r = client.get("/admin", headers=user)
     assert (r.status_code, r.json()["type"]) == (403, "forbidden")
     assert client.get("/admin", headers=admin).status_code == 200

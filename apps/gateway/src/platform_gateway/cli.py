@@ -166,6 +166,13 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
         admin: Annotated[
             bool, typer.Option("--admin", help="Give the token admin rights.")
         ] = False,
+        worker: Annotated[
+            bool,
+            typer.Option(
+                "--worker",
+                help="A worker token (elytra's browser workers; refused on every other route).",
+            ),
+        ] = False,
         ttl: Annotated[
             int | None,
             typer.Option(min=1, help="Lifetime in seconds (default: PLATFORM_TOKEN_TTL_SECONDS)."),
@@ -182,9 +189,14 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
         try:
             options: dict[str, Any] = {"home": home} if home is not None else {}
             settings = load_settings(PlatformSettings, **options)
-            ttl_seconds = ttl if ttl is not None else settings.token_ttl_seconds
+            if worker and admin:
+                fail("a worker token has no admin rights: give --worker or --admin", 2)
             token_signer = auth.signer(settings, create=False)
-            value = token_signer.issue(sub, admin=admin, ttl_seconds=ttl_seconds)
+            if worker:
+                value = token_signer.worker_token(sub, ttl_seconds=ttl or 3600)
+            else:
+                ttl_seconds = ttl if ttl is not None else settings.token_ttl_seconds
+                value = token_signer.issue(sub, admin=admin, ttl_seconds=ttl_seconds)
         except PlatformError as exc:
             fail(str(exc), 2)
         typer.echo(value)

@@ -1,9 +1,12 @@
-"""Platform tokens: HS256 JWTs signed with one secret, user tokens and cluster tokens.
+"""Platform tokens: HS256 JWTs signed with one secret: user, cluster and worker tokens.
 
 Claims are fixed: ``sub`` (the uid Elkyn rules see as ``auth.uid``), ``admin``, ``exp``, plus
 free-form extra claims. Node-to-node calls carry a cluster token (claim ``cluster``), which is
-accepted only by :meth:`TokenSigner.verify_cluster`, never as a user token. The secret comes
-from ``PLATFORM_SECRET`` or from ``PLATFORM_HOME/secret``, created once and atomically.
+accepted only by :meth:`TokenSigner.verify_cluster`, never as a user token. Browser workers
+(elytra's ``browser`` backend) carry a worker token (claim ``kind: "worker"``, minted by an
+admin), accepted only by :meth:`TokenSigner.verify_worker`: never as a user or cluster token,
+and no other token is a worker token. The secret comes from ``PLATFORM_SECRET`` or from
+``PLATFORM_HOME/secret``, created once and atomically.
 """
 
 from __future__ import annotations
@@ -33,13 +36,18 @@ __all__ = [
     "signer",
     "verify_cluster",
     "verify_token",
+    "verify_worker",
+    "worker_token",
 ]
 
 ALGORITHM = "HS256"
 MIN_SECRET_BYTES = 32
 LEEWAY_SECONDS = 30
 DEFAULT_TTL_SECONDS = 12 * 3600
-_RESERVED = frozenset({"sub", "admin", "exp", "iat", "cluster"})
+MAX_WORKER_TTL_SECONDS = 7 * 24 * 3600
+"""The longest a worker token lives (a browser tab is not a long-lived service)."""
+WORKER_KIND = "worker"
+_RESERVED = frozenset({"sub", "admin", "exp", "iat", "cluster", "kind"})
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,8 @@ class Claims:
     exp: int
     extra: Mapping[str, Any] = field(default_factory=dict)
     cluster: bool = False
+    kind: str = "user"
+    """``user`` (also admins), ``cluster`` or ``worker``."""
 
 
 class TokenSigner:
@@ -100,18 +110,50 @@ class TokenSigner:
         }
         return jwt.encode(payload, self._key, algorithm=ALGORITHM)
 
+    def worker_token(self, sub: str, *, ttl_seconds: int = 3600) -> str:
+        """A worker token for ``sub`` (a browser worker of elytra), at most
+        ``MAX_WORKER_TTL_SECONDS``; accepted only by :meth:`verify_worker`."""
+        if not isinstance(sub, str) or not sub:
+            raise BadInputError("a token needs a non-empty subject (sub)")
+        if not 0 < ttl_seconds <= MAX_WORKER_TTL_SECONDS:
+            raise BadInputError(
+                f"a worker token lives 1 to {MAX_WORKER_TTL_SECONDS} s, not {ttl_seconds} s"
+            )
+        now = int(time.time())
+        payload = {
+            "sub": sub,
+            "admin": False,
+            "kind": WORKER_KIND,
+            "iat": now,
+            "exp": now + ttl_seconds,
+        }
+        return jwt.encode(payload, self._key, algorithm=ALGORITHM)
+
     def verify(self, token: str) -> Claims:
-        """Claims of a valid user token; cluster tokens and bad tokens raise ``UnauthorizedError``."""
+        """Claims of a valid user token; cluster, worker and bad tokens raise
+        ``UnauthorizedError``."""
         claims = self._decode(token)
         if claims.cluster:
             raise UnauthorizedError("a cluster token is only accepted on node-to-node routes")
+        if claims.kind == WORKER_KIND:
+            raise UnauthorizedError("a worker token is only accepted on the worker routes")
         return claims
 
     def verify_cluster(self, token: str) -> Claims:
         """Claims of a valid cluster token; anything else raises ``UnauthorizedError``."""
         claims = self._decode(token)
-        if not claims.cluster:
+        if not claims.cluster or claims.kind == WORKER_KIND:
             raise UnauthorizedError("this node-to-node route needs a cluster token")
+        return claims
+
+    def verify_worker(self, token: str) -> Claims:
+        """Claims of a valid worker token; anything else raises ``UnauthorizedError``."""
+        claims = self._decode(token)
+        if claims.kind != WORKER_KIND or claims.cluster or claims.admin:
+            raise UnauthorizedError(
+                "this route needs a worker token (an admin mints one: POST /api/workers/tokens "
+                "or `platform token --worker`)"
+            )
         return claims
 
     def _decode(self, token: str) -> Claims:
@@ -132,9 +174,19 @@ class TokenSigner:
             raise UnauthorizedError("invalid token: 'sub' must be a non-empty string")
         admin = payload.pop("admin", False) is True
         cluster = payload.pop("cluster", False) is True
+        kind = payload.pop("kind", None)
+        if kind is not None and kind != WORKER_KIND:
+            raise UnauthorizedError(f"invalid token: unknown kind {kind!r}")
         exp = int(payload.pop("exp"))
         payload.pop("iat", None)
-        return Claims(sub=sub, admin=admin, exp=exp, extra=payload, cluster=cluster)
+        return Claims(
+            sub=sub,
+            admin=admin,
+            exp=exp,
+            extra=payload,
+            cluster=cluster,
+            kind=WORKER_KIND if kind == WORKER_KIND else "cluster" if cluster else "user",
+        )
 
 
 def load_secret(settings: PlatformSettings | None = None, *, create: bool = True) -> bytes:
@@ -226,6 +278,18 @@ def cluster_token(node: str = "node", settings: PlatformSettings | None = None) 
 def verify_cluster(token: str, settings: PlatformSettings | None = None) -> Claims:
     """Verify a node-to-node token with the platform secret."""
     return signer(settings, create=False).verify_cluster(token)
+
+
+def worker_token(
+    sub: str, ttl_seconds: int = 3600, settings: PlatformSettings | None = None
+) -> str:
+    """Sign a worker token (elytra's browser workers) with the platform secret."""
+    return signer(settings, create=False).worker_token(sub, ttl_seconds=ttl_seconds)
+
+
+def verify_worker(token: str, settings: PlatformSettings | None = None) -> Claims:
+    """Verify a worker token with the platform secret."""
+    return signer(settings, create=False).verify_worker(token)
 
 
 def client_token(

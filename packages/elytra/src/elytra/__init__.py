@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from platform_core.expr import col, lit
 
-from .backends import Backend, InlineBackend, LocalPool, RayBackend
+from .backends import Backend, BrowserBackend, InlineBackend, LocalPool, RayBackend
 from .errors import (
     BackendUnavailableError,
     ElytraError,
@@ -41,6 +41,7 @@ __all__ = [
     "JOBS_RULES",
     "Backend",
     "BackendUnavailableError",
+    "BrowserBackend",
     "ElytraError",
     "ElytraSettings",
     "GroupedPipeline",

@@ -185,6 +185,25 @@ def make_backend(settings: ElytraSettings) -> Backend:
             max_attempts=settings.max_attempts,
             lease_seconds=settings.lease_seconds,
         )
+    if settings.backend == "browser":
+        from .backends.browser import BrowserBackend
+        from .browser.hub import WorkerHub
+
+        local = make_backend(settings.model_copy(update={"backend": "local"}))
+        hub = WorkerHub(
+            lease_seconds=settings.browser_lease_seconds,
+            heartbeat_seconds=settings.browser_heartbeat_seconds,
+            max_concurrency=settings.browser_max_concurrency,
+            max_result_bytes=int(settings.browser_max_result_bytes),
+            messages_per_second=settings.browser_messages_per_second,
+        )
+        return BrowserBackend(
+            local,
+            hub,
+            max_attempts=settings.max_attempts,
+            wait_seconds=settings.browser_wait_seconds,
+            verify_fraction=settings.browser_verify_fraction,
+        )
     if settings.backend == "ray":
         from .backends.ray import RayBackend
 

@@ -13,7 +13,7 @@ from platform_core import PackageSettings
 
 __all__ = ["ElytraSettings"]
 
-BackendName = Literal["inline", "local", "ray"]
+BackendName = Literal["inline", "local", "ray", "browser"]
 
 
 class ElytraSettings(PackageSettings):
@@ -48,6 +48,22 @@ class ElytraSettings(PackageSettings):
     ray_address: str | None = None
     """With backend ``ray``: ``auto``, ``host:port`` or ``ray://host:port`` (none: start Ray
     on this machine)."""
+    browser_wait_seconds: float = Field(2.0, ge=0)
+    """With backend ``browser``: a browser task no worker takes within this long runs on the
+    local pool (so a job finishes with no browser connected)."""
+    browser_lease_seconds: float = Field(15.0, gt=0)
+    """A browser worker's lease on a task; each heartbeat extends it by this much."""
+    browser_heartbeat_seconds: float = Field(3.0, gt=0)
+    """How often workers are asked to heartbeat (well under the lease)."""
+    browser_max_concurrency: int = Field(4, ge=1, le=64)
+    """Tasks one browser worker runs at once at most (it asks for up to this many)."""
+    browser_max_result_bytes: ByteSize = ByteSize(16 << 20)
+    """The largest result (Arrow IPC bytes) a browser may send; a larger one is refused."""
+    browser_messages_per_second: float = Field(50.0, gt=0)
+    """Messages a worker may send a second (bursts of twice that); past it, it is dropped."""
+    browser_verify_fraction: float = Field(0.1, ge=0, le=1)
+    """The share of each worker's results run again on the local pool and compared; a
+    mismatch bans the worker for the job and reruns all its results of the job."""
     progress: bool = True
     """Show the progress of actions that take over a second on stderr (a bar in a terminal,
     a line otherwise)."""

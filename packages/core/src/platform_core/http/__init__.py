@@ -5,7 +5,7 @@
 - :mod:`.foreign`: Arrow/DuckDB/LMDB exceptions translated into core kinds at the boundary.
 - :mod:`.handlers`: FastAPI exception handlers and the catch-all middleware.
 - :mod:`.limits`: the request body limit middleware (413 ``over_budget``).
-- :mod:`.tokens`: ``require_token`` / ``require_admin`` / ``require_cluster`` / ``check_owner``.
+- :mod:`.tokens`: ``require_token`` / ``require_admin`` / ``require_cluster`` / ``require_worker`` / ``check_owner``.
 - ``is_loopback`` / ``is_local_request`` (from :mod:`platform_core.netloc`).
 
 The server parts need Starlette/FastAPI (the ``platform-core[http]`` extra); they are
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         require_admin,
         require_cluster,
         require_token,
+        require_worker,
     )
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "require_admin",
     "require_cluster",
     "require_token",
+    "require_worker",
     "status_of_kind",
     "translate",
 ]
@@ -89,6 +91,7 @@ _LAZY = {
     "require_admin": "tokens",
     "require_cluster": "tokens",
     "require_token": "tokens",
+    "require_worker": "tokens",
 }
 
 

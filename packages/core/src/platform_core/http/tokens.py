@@ -1,5 +1,5 @@
 """The token dependency with roles: ``require_token`` (any user), ``require_admin`` (admin),
-``require_cluster`` (node-to-node), and the checks :func:`check_admin` and :func:`check_owner`
+``require_cluster`` (node-to-node), ``require_worker`` (elytra's browser workers), and the checks :func:`check_admin` and :func:`check_owner`
 (the owner of an object, or an admin) for routes whose object is known only inside.
 
 Route dependencies rather than middleware, so an unknown route is still a 404 and public
@@ -27,6 +27,7 @@ __all__ = [
     "require_admin",
     "require_cluster",
     "require_token",
+    "require_worker",
 ]
 
 
@@ -92,6 +93,17 @@ async def require_cluster(conn: HTTPConnection) -> Claims:
     if not token:
         raise UnauthorizedError("this node-to-node route needs a cluster token")
     claims = _signer(conn).verify_cluster(token)
+    conn.state.claims = claims
+    return claims
+
+
+async def require_worker(conn: HTTPConnection) -> Claims:
+    """The claims of a worker token (the worker routes); user, admin and cluster tokens are
+    refused (401; a WebSocket handshake is refused)."""
+    token = connection_token(conn)
+    if not token:
+        raise UnauthorizedError("this worker route needs a worker token")
+    claims = _signer(conn).verify_worker(token)
     conn.state.claims = claims
     return claims
 

@@ -1,0 +1,98 @@
+"""Browser workers through the installed `platform up` with ELYTRA_BACKEND=browser.
+
+An admin mints a worker token at POST /api/workers/tokens; two reference workers join at
+/api/workers/ws; a job submitted at /api/jobs runs its tasks on them and equals DuckDB. The
+worker routes refuse user tokens, and the user routes refuse the worker token.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+
+from elytra.browser.reference import ReferenceWorker
+from lake import Client
+from platform_core import PlatformSettings, auth, load_settings
+from platform_gateway.testing import free_port
+
+StartPlatform = Callable[..., Any]
+
+PIPELINE = {
+    "source": {"dataset": "sales"},
+    "steps": [
+        {"filter": "amount > 100"},
+        {"group_by": ["grp"], "agg": ["count(*) AS n", "sum(id) AS total"]},
+        {"sort": ["grp"]},
+    ],
+}
+
+
+def test_browser_workers_run_a_job_of_the_platform(
+    start_platform: StartPlatform, tmp_path: Path
+) -> None:
+    platform = start_platform(
+        free_port(),
+        env={
+            "ELYTRA_BACKEND": "browser",
+            "ELYTRA_WORKERS": "1",
+            "ELYTRA_BROWSER_WAIT_SECONDS": "60",
+            "ELYTRA_BROWSER_VERIFY_FRACTION": "0.5",
+            "LAKE_CHUNK_BYTES": str(64 * 1024),
+            "ELYTRA_TASK_BYTES": "1",
+        },
+    )
+    signer = auth.signer(load_settings(PlatformSettings, home=platform.home), create=False)
+    alice, admin = signer.issue("alice"), signer.issue("ops", admin=True)
+    csv = tmp_path / "sales.csv"
+    duckdb.sql(
+        f"COPY (SELECT i AS id, i % 5 AS grp, round(i * 0.37 % 1000, 2) AS amount "
+        f"FROM range(40000) t(i)) TO '{csv}' (HEADER)"
+    )
+    with Client(platform.url, alice) as client:
+        assert client.upload(csv, "sales", part_size=1 << 20)["chunks"] >= 4
+    base = f"{platform.url}/api/workers"
+    with httpx.Client(timeout=60) as http:
+        assert http.post(f"{base}/tokens", json={}, params={"auth": alice}).status_code == 403
+        r = http.post(f"{base}/tokens", json={"sub": "tab"}, params={"auth": admin})
+        assert r.status_code == 200, r.text
+        token = r.json()["token"]
+        # a worker token opens no user route; a user token no worker route
+        assert http.get(f"{platform.url}/api/jobs", params={"auth": token}).status_code == 401
+        assert http.get(f"{platform.url}/db/.json", params={"auth": token}).status_code == 401
+        r = http.get(f"{base}/chunks/x", params={"auth": alice, "worker": "w1"})
+        assert r.status_code == 401
+        assert "/api/workers/tokens" in http.get(f"{platform.url}/openapi.json").json()["paths"]
+        tabs = [ReferenceWorker(base, token, 2).start() for _ in range(2)]
+        try:
+            r = http.post(
+                f"{platform.url}/api/jobs", json={"pipeline": PIPELINE}, params={"auth": alice}
+            )
+            assert r.status_code == 202, r.text
+            job = r.json()["id"]
+            deadline = time.monotonic() + 120
+            while (
+                state := http.get(f"{platform.url}/api/jobs/{job}", params={"auth": alice}).json()[
+                    "state"
+                ]
+            ) not in (
+                "succeeded",
+                "failed",
+            ):
+                assert time.monotonic() < deadline, state
+                time.sleep(0.2)
+            assert state == "succeeded"
+            got = http.get(f"{platform.url}/api/jobs/{job}/result", params={"auth": alice}).json()
+            want = duckdb.sql(
+                f"SELECT grp, count(*) AS n, sum(id) AS total FROM read_csv('{csv}') "
+                "WHERE amount > 100 GROUP BY grp ORDER BY grp"
+            ).fetchall()
+            assert [tuple(row) for row in got["rows"]] == [tuple(row) for row in want]
+            assert sum(len(t.accepted) for t in tabs) >= 4  # the tasks ran in the "browsers"
+        finally:
+            for t in tabs:
+                t.stop()
