@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from platform_core.testing import ServerProcess
 from platform_gateway.testing import EVENTS_DIR_ENV, wait_healthy, write_test_plugin
 
 sys.path.insert(0, str(Path(__file__).parent))  # the tests' own helper modules (jobs_helpers)
+
+from servers import command, launch
 
 BANNER = re.compile(r"platform is up at (http://\S+) \(docs: ([^,\s)]+)")
 START_TIMEOUT = 90.0
@@ -67,6 +70,36 @@ class Platform:
 
 
 StartPlatform = Callable[..., Platform]
+
+
+@dataclass(frozen=True)
+class SharedPlatform:
+    """A `platform up` shared by several tests: its process and data directory."""
+
+    server: ServerProcess
+    home: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+@pytest.fixture(scope="session")
+def jobs_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedPlatform]:
+    """One `platform up` with one pool worker (``ELYTRA_WORKERS=1``) for the session's job-API
+    tests that neither restart, kill nor reconfigure it; each uploads its own datasets.
+    (Each of them started its own platform before: six starts for six tests.)"""
+    base = tmp_path_factory.mktemp("jobs-platform")
+    home = base / "home"
+    server = launch(
+        [str(command("platform")), "up", "--port", "0", "--home", str(home)],
+        base / "run",
+        env={"ELYTRA_WORKERS": "1"},
+    )
+    try:
+        yield SharedPlatform(server, home)
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import decimal
 import time
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pyarrow as pa
@@ -17,7 +15,8 @@ from jobs_helpers import FINAL, bearer
 
 from lake import Client
 from platform_core import PlatformSettings, auth, load_settings
-from platform_gateway.testing import free_port
+
+from .conftest import SharedPlatform
 
 
 def _run(url: str, token: str, dataset: str, columns: list[str]) -> str:
@@ -36,12 +35,14 @@ def _run(url: str, token: str, dataset: str, columns: list[str]) -> str:
         return str(job_id)
 
 
-@pytest.fixture
-def platform(start_platform: Any, tmp_path: Path) -> tuple[str, str]:
-    p = start_platform(free_port(), env={"ELYTRA_WORKERS": "1"})
+@pytest.fixture(scope="module")
+def platform(
+    jobs_platform: SharedPlatform, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, str]:
+    p = jobs_platform  # the tests only run jobs on their own dataset: one platform will do
     signer = auth.signer(load_settings(PlatformSettings, home=p.home), create=False)
     alice = signer.issue("alice")
-    path = tmp_path / "odd.parquet"
+    path = tmp_path_factory.mktemp("break4-jobs") / "odd.parquet"
     pq.write_table(
         pa.table(
             {

@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,9 +20,9 @@ from jobs_helpers import FINAL, bearer, pool_workers
 
 from lake import Client
 from platform_core import PlatformSettings, auth, load_settings
-from platform_gateway.testing import free_port
 
-StartPlatform = Callable[..., Any]
+from .conftest import SharedPlatform
+
 PIPELINE = {"source": {"dataset": "nums"}, "steps": [{"sort": ["id"]}]}
 
 
@@ -50,15 +49,19 @@ def _wait(http: httpx.Client, job_id: str, token: str) -> dict[str, Any]:
         time.sleep(0.05)
 
 
-@pytest.fixture
-def platform(start_platform: StartPlatform, tmp_path: Path) -> tuple[str, Any, Any]:
-    p = start_platform(free_port(), env={"ELYTRA_WORKERS": "1"})
+@pytest.fixture(scope="module")
+def platform(
+    jobs_platform: SharedPlatform, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Any, Any]:
+    # The burst counts only alice's jobs still running, and waits for them all to end: the
+    # session's shared platform will do (it stops and resumes the pool's workers itself).
+    p = jobs_platform
     signer = auth.signer(load_settings(PlatformSettings, home=p.home), create=False)
-    csv = tmp_path / "nums.csv"
+    csv = tmp_path_factory.mktemp("elytra-api") / "nums.csv"
     csv.write_text("id,x\n1,1.5\n2,nan\n3,inf\n4,-inf\n5,\n")
     with Client(p.url, signer.issue("alice")) as client:
         client.upload(csv, "nums")
-    return p.url, signer, p.proc
+    return p.url, signer, p.server.proc
 
 
 def test_jobs_of_two_users_at_once_and_the_limit_under_a_burst(

@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from . import conftest
-from .conftest import Platform, StartPlatform
+from .conftest import Platform, SharedPlatform, StartPlatform
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.timeout(600)  # a dozen CLI processes each, on a shared 2-core machine
@@ -37,7 +37,7 @@ SALES = 'id,name,amount,note\n1,ada,1.5,"[[null, 1]]"\n2,[bold]bob[/bold],,\n3,c
 class User:
     """A shell on the platform's machine: PLATFORM_HOME set, its own config dir, no token."""
 
-    def __init__(self, platform: Platform, tmp: Path) -> None:
+    def __init__(self, platform: Platform | SharedPlatform, tmp: Path) -> None:
         self.platform = platform
         self.config = tmp / "config"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
@@ -287,7 +287,10 @@ def test_ls_schema_query_and_rm_on_the_running_platform(user: User, sales: Path)
     assert owners(user) == {}
 
 
-def test_an_error_is_one_line_with_the_code_of_its_kind(user: User) -> None:
+def test_an_error_is_one_line_with_the_code_of_its_kind(
+    jobs_platform: SharedPlatform, tmp_path: Path
+) -> None:
+    user = User(jobs_platform, tmp_path)  # it changes nothing: the session's platform will do
     line = one_error_line(user.run("lake", "query", "SELECT * FROM nope"), 2)
     assert "no dataset named 'nope'" in line
     one_error_line(user.run("lake", "schema", "nope"), 4)

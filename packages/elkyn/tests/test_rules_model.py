@@ -8,6 +8,7 @@ real server, and no request may be allowed that the model denies, nor denied tha
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections.abc import Callable
@@ -310,7 +311,13 @@ def _synced(primary: str, replica: str) -> None:
         time.sleep(0.02)
 
 
+#: Rounds of random rules (25 reads and writes each) over REST, streams and a replica:
+#: `nox -s long` (PLATFORM_TESTS_LONG=1) runs 5, CI's default run 3, with the same checks.
+MODEL_ROUNDS = 5 if os.environ.get("PLATFORM_TESTS_LONG") == "1" else 3
+
+
 @pytest.mark.slow
+@pytest.mark.long
 def test_rest_streams_and_replica_reads_match_the_model(
     server: Any, launch: Any, tmp_path: Path
 ) -> None:
@@ -319,7 +326,7 @@ def test_rest_streams_and_replica_reads_match_the_model(
     outcomes = {True: 0, False: 0}
     with server.admin() as admin:
         try:
-            for _round in range(5):
+            for _round in range(MODEL_ROUNDS):
                 rules = {"rules": random_rules(rng)}
                 assert admin.put("/.settings/rules.json", json=rules).status_code == 200
                 data = m_clean(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -152,5 +154,10 @@ class StoreMachine(RuleBasedStateMachine):
         assert self.store.get("/") == m_wire(self.model)
 
 
-StoreMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=25, deadline=None)
-TestStoreModel = StoreMachine.TestCase
+#: `nox -s long` (PLATFORM_TESTS_LONG=1): 60 runs of the machine; CI's default run: 30, with
+#: the same rules and invariants (a fresh seed each run).
+LONG_RUN = os.environ.get("PLATFORM_TESTS_LONG") == "1"
+StoreMachine.TestCase.settings = settings(
+    max_examples=60 if LONG_RUN else 30, stateful_step_count=25, deadline=None
+)
+TestStoreModel = pytest.mark.long(StoreMachine.TestCase)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -45,9 +46,10 @@ def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LakeNode]:
 Launch = Callable[..., NodeProcess]
 
 
-@pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Launch]:
-    """Start `lake node` processes (``launch(name, **env)``); all stopped at the end."""
+@contextmanager
+def launcher(base: Path) -> Iterator[Launch]:
+    """``launch(name, *args, **env)`` starting `lake node` processes under ``base``; all are
+    stopped when the context ends."""
     started: list[NodeProcess] = []
 
     def start(name: str = "a", *args: str, **env: str) -> NodeProcess:
@@ -61,13 +63,22 @@ def launch(tmp_path: Path) -> Iterator[Launch]:
             "LAKE_REPLICATE_INTERVAL_SECONDS": "0.5",
             **env,
         }
-        proc = start_node(tmp_path / name, *args, env=full)
+        proc = start_node(base / name, *args, env=full)
         started.append(proc)
         return proc
 
-    yield start
-    for proc in started:
-        stop_node(proc)
+    try:
+        yield start
+    finally:
+        for proc in started:
+            stop_node(proc)
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Launch]:
+    """Start `lake node` processes (``launch(name, **env)``); all stopped at the end."""
+    with launcher(tmp_path) as start:
+        yield start
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from lake.placement import replicas
 from lake.testing import NodeProcess
 from platform_core.auth import TokenSigner
 
-from .conftest import SECRET, Launch
+from .conftest import SECRET, Launch, launcher
 
 pytestmark = pytest.mark.slow
 
@@ -85,10 +85,10 @@ def same(a: list[list[Any]], b: list[tuple[Any, ...]]) -> bool:
     return True
 
 
-@pytest.fixture
-def trio(
+def start_trio(
     launch: Launch, client_for: Callable[[NodeProcess], Client]
 ) -> tuple[list[NodeProcess], list[Client]]:
+    """Three `lake node` processes, B and C joined through A, once all see 3 alive members."""
     a = launch("a")
     b = launch("b", "--join", a.addr)
     c = launch("c", "--join", a.addr)
@@ -101,6 +101,35 @@ def trio(
             what="3 alive members",
         )
     return procs, clients
+
+
+@pytest.fixture
+def trio(
+    launch: Launch, client_for: Callable[[NodeProcess], Client]
+) -> tuple[list[NodeProcess], list[Client]]:
+    """A fresh cluster of three, for a test that kills one of them."""
+    return start_trio(launch, client_for)
+
+
+@pytest.fixture(scope="module")
+def shared_trio(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[list[NodeProcess], list[Client]]]:
+    """One cluster of three for the tests that leave every node alive and the links whole
+    (each test ends with its faults cleared and its dataset deleted)."""
+    token = TokenSigner(SECRET).issue("tester", admin=True)
+    clients: list[Client] = []
+
+    def client_for(proc: NodeProcess) -> Client:
+        clients.append(Client(proc.url, token, timeout=30))
+        return clients[-1]
+
+    with launcher(tmp_path_factory.mktemp("trio")) as launch:
+        try:
+            yield start_trio(launch, client_for)
+        finally:
+            for cl in clients:
+                cl.close()
 
 
 def test_three_nodes_replicate_and_query_like_duckdb(
@@ -189,9 +218,9 @@ def test_three_nodes_replicate_and_query_like_duckdb(
 
 
 def test_indirect_ping_prevents_false_death_and_suspects_refute(
-    trio: tuple[list[NodeProcess], list[Client]],
+    shared_trio: tuple[list[NodeProcess], list[Client]],
 ) -> None:
-    (a, b, _c), (ca, cb, cc) = trio
+    (a, b, _c), (ca, cb, cc) = shared_trio
     # Drop the A-B link both ways: A reaches B only through C (indirect ping).
     peer(a, "POST", "/fault", json={"drop": [b.node_id]})
     peer(b, "POST", "/fault", json={"drop": [a.node_id]})
@@ -235,9 +264,9 @@ def test_indirect_ping_prevents_false_death_and_suspects_refute(
 
 
 def test_corrupt_chunk_is_repaired_from_a_replica(
-    trio: tuple[list[NodeProcess], list[Client]], sales_csv: Path
+    shared_trio: tuple[list[NodeProcess], list[Client]], sales_csv: Path
 ) -> None:
-    (a, b, c), (ca, cb, cc) = trio
+    (a, b, c), (ca, cb, cc) = shared_trio
     ca.upload(sales_csv, "sales", part_size=1 << 20)
     wait_for(
         lambda: cc._call("GET", "/nodes").json()["under_replicated"] == 0 and cc.datasets(),

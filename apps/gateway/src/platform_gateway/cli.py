@@ -40,7 +40,6 @@ from platform_core.cli import (
 )
 from platform_core.service import StartError, configure_service_logging
 
-from .app import create_app
 from .demo import register as register_demo
 from .serve import Outcome, bind, serve, url_of
 from .users_cli import app as users_app
@@ -144,6 +143,8 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
         if settings.port == 0:
             # --port 0: plugins must see the bound port (the lake node gossips its address).
             settings = settings.model_copy(update={"port": sock.getsockname()[1]})
+        from .app import create_app  # FastAPI: only `up` needs it
+
         try:
             app = create_app(settings, plugins)
         except BadInputError as exc:

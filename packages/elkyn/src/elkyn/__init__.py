@@ -7,6 +7,9 @@ with Store(memory=True) as db:
 """
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
+
+from platform_core.lazy import lazy_exports
 
 from .errors import (
     ClientDisconnectedError,
@@ -18,11 +21,32 @@ from .errors import (
     PreconditionFailedError,
     StoreClosedError,
 )
-from .events import Event, Subscription
-from .paths import MAX_DEPTH, MAX_KEY_BYTES, parse_path, path_str
-from .query import Query
-from .rules import Rules
-from .store import ABORT, ADMIN, ANONYMOUS, Caller, Store, TransactionResult, etag_of
+
+if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers and readers
+    from .events import Event, Subscription
+    from .paths import MAX_DEPTH, MAX_KEY_BYTES, parse_path, path_str
+    from .query import Query
+    from .rules import Rules
+    from .store import ABORT, ADMIN, ANONYMOUS, Caller, Store, TransactionResult, etag_of
+
+_EXPORTS = {
+    "Event": ".events",
+    "Subscription": ".events",
+    "MAX_DEPTH": ".paths",
+    "MAX_KEY_BYTES": ".paths",
+    "parse_path": ".paths",
+    "path_str": ".paths",
+    "Query": ".query",
+    "Rules": ".rules",
+    "ABORT": ".store",
+    "ADMIN": ".store",
+    "ANONYMOUS": ".store",
+    "Caller": ".store",
+    "Store": ".store",
+    "TransactionResult": ".store",
+    "etag_of": ".store",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 try:
     __version__ = version("platform-elkyn")

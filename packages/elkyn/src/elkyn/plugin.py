@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from platform_core import PlatformSettings, Plugin, auth
 
-from .live import StoreSink
-from .server import ElkynApp
 from .settings import elkyn_settings
-from .store import Store
+
+if TYPE_CHECKING:
+    from .live import StoreSink
+    from .server import ElkynApp
+    from .store import Store
+
+# The server, the store (LMDB) and the live sink are imported by the factories below, when
+# the gateway starts, not by every command that loads the plugins for their CLIs.
 
 __all__ = ["current_store", "plugin"]
 
@@ -30,6 +36,8 @@ def plugin() -> Plugin:
     holder: dict[str, ElkynApp] = {}
 
     def make_app(settings: PlatformSettings) -> ElkynApp:
+        from .server import ElkynApp
+
         # Never dev mode behind the gateway: it may bind any address, which the plugin cannot
         # see, and dev mode hands out admin tokens without a password.
         es = elkyn_settings(settings, dev=False)
@@ -39,6 +47,8 @@ def plugin() -> Plugin:
 
     @asynccontextmanager
     async def lifespan(settings: PlatformSettings) -> AsyncIterator[None]:
+        from .store import Store
+
         es = elkyn_settings(settings, dev=False)
         app = holder.get("app")
         store = await asyncio.to_thread(
@@ -64,6 +74,8 @@ def plugin() -> Plugin:
             await asyncio.to_thread(store.close)
 
     def live_sink() -> StoreSink | None:
+        from .live import StoreSink
+
         store = _STORES.get("store")
         return None if store is None else StoreSink(store)
 

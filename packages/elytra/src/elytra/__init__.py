@@ -14,10 +14,11 @@ top = (
 """
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
 from platform_core.expr import col, lit
+from platform_core.lazy import lazy_exports
 
-from .backends import Backend, BrowserBackend, InlineBackend, LocalPool, RayBackend
 from .errors import (
     BackendUnavailableError,
     ElytraError,
@@ -26,11 +27,35 @@ from .errors import (
     PipelineError,
     TaskFailedError,
 )
-from .jobs import JOBS_RULES, Job, JobRecorder, StoreRecorder
-from .pipeline import GroupedPipeline, Pipeline
-from .session import Session, connect
-from .settings import ElytraSettings
-from .task import Task, TaskResult, execute
+
+if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers and readers
+    from .backends import Backend, BrowserBackend, InlineBackend, LocalPool, RayBackend
+    from .jobs import JOBS_RULES, Job, JobRecorder, StoreRecorder
+    from .pipeline import GroupedPipeline, Pipeline
+    from .session import Session, connect
+    from .settings import ElytraSettings
+    from .task import Task, TaskResult, execute
+
+_EXPORTS = {
+    "Backend": ".backends",
+    "BrowserBackend": ".backends",
+    "InlineBackend": ".backends",
+    "LocalPool": ".backends",
+    "RayBackend": ".backends",
+    "JOBS_RULES": ".jobs",
+    "Job": ".jobs",
+    "JobRecorder": ".jobs",
+    "StoreRecorder": ".jobs",
+    "GroupedPipeline": ".pipeline",
+    "Pipeline": ".pipeline",
+    "Session": ".session",
+    "connect": ".session",
+    "ElytraSettings": ".settings",
+    "Task": ".task",
+    "TaskResult": ".task",
+    "execute": ".task",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 try:
     __version__ = version("platform-elytra")

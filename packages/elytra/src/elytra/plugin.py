@@ -7,16 +7,20 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from platform_core import PlatformSettings, Plugin, UnavailableError, package_settings
 
-from .api import JobRegistry, make_router
-from .backends import Backend
-from .jobs import JOBS_RULES, StoreRecorder, reconcile
-from .session import Session, make_backend
 from .settings import ElytraSettings
-from .spilldirs import sweep
+
+if TYPE_CHECKING:
+    from .api import JobRegistry
+    from .backends import Backend
+    from .session import Session
+
+# The jobs API (FastAPI), the session, the backends and the job records are imported when the
+# gateway starts (the factories below), not by every command that loads the plugins for
+# their CLIs.
 
 __all__ = ["plugin"]
 
@@ -37,6 +41,9 @@ class _Platform:
             raise UnavailableError("the platform is starting or stopping; retry in a moment")
         from elkyn.plugin import current_store
         from lake.plugin import current_node
+
+        from .jobs import StoreRecorder
+        from .session import Session
 
         node = current_node()  # 503 while the lake node is not running
         store = current_store()
@@ -61,12 +68,21 @@ def _version(info: Any) -> int:
 def plugin() -> Plugin:
     """Entry point of the ``platform.plugins`` group."""
     platform = _Platform()
-    registry = JobRegistry()
+    made: dict[str, JobRegistry] = {}
+
+    def registry() -> JobRegistry:
+        """The jobs of this gateway, made with its router."""
+        if "registry" not in made:
+            from .api import JobRegistry
+
+            made["registry"] = JobRegistry()
+        return made["registry"]
 
     def router(settings: PlatformSettings) -> Any:
+        from .api import make_router
         from .pool_api import make_pool_router
 
-        routes = make_router(platform, registry)
+        routes = make_router(platform, registry())
         # In front: ``/pool`` would otherwise be taken for a job id by ``GET /{job_id}``.
         # (Including the jobs router into another one is refused: ``POST ""`` has no path.)
         routes.routes[:0] = make_pool_router(lambda: platform.backend).routes
@@ -75,6 +91,10 @@ def plugin() -> Plugin:
     @asynccontextmanager
     async def lifespan(settings: PlatformSettings) -> AsyncIterator[None]:
         from elkyn.plugin import current_store
+
+        from .jobs import JOBS_RULES, reconcile
+        from .session import make_backend
+        from .spilldirs import sweep
 
         store = current_store()
         if store is not None:
@@ -90,7 +110,7 @@ def plugin() -> Plugin:
             yield
         finally:
             platform.settings = None
-            registry.cancel_all()
+            registry().cancel_all()
             if platform.session is not None:
                 platform.session.close()
                 platform.session = None

@@ -8,12 +8,10 @@ sort, hash aggregation with recursive repartitioning, grace hash join. Each run 
 """
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
-from .api import Pipeline, parse_size
-from .budget import Guard, MemoryBudget
-from .config import EngineConfig
-from .dsl import compile_pipeline, load_pipeline
-from .engine import RunResult, explain, run, run_batches, run_parallel
+from platform_core.lazy import lazy_exports
+
 from .errors import (
     CapTooSmallError,
     CorruptSpillError,
@@ -23,30 +21,84 @@ from .errors import (
     SpillDiskFullError,
     SumOverflowError,
 )
-from .job import Job, Step, job_schema
-from .manifest import Manifest, OperatorReport
-from .optimizer import optimize
-from .plan import (
-    Aggregate,
-    AggSpec,
-    Filter,
-    Input,
-    Join,
-    Limit,
-    Map,
-    Node,
-    Project,
-    Scan,
-    Sink,
-    Sort,
-    SortKey,
-    TopK,
-    Union,
-)
-from .plan_json import plan_from_dict, plan_from_json, plan_hash, plan_to_dict, plan_to_json
-from .planner import PLANNERS, register
-from .settings import EmsqrtSettings
-from .spill import SpillFile, SpillManager
+
+if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers and readers
+    from .api import Pipeline, parse_size
+    from .budget import Guard, MemoryBudget
+    from .config import EngineConfig
+    from .dsl import compile_pipeline, load_pipeline
+    from .engine import RunResult, explain, run, run_batches, run_parallel
+    from .job import Job, Step, job_schema
+    from .manifest import Manifest, OperatorReport
+    from .optimizer import optimize
+    from .plan import (
+        Aggregate,
+        AggSpec,
+        Filter,
+        Input,
+        Join,
+        Limit,
+        Map,
+        Node,
+        Project,
+        Scan,
+        Sink,
+        Sort,
+        SortKey,
+        TopK,
+        Union,
+    )
+    from .plan_json import plan_from_dict, plan_from_json, plan_hash, plan_to_dict, plan_to_json
+    from .planner import PLANNERS, register
+    from .settings import EmsqrtSettings
+    from .spill import SpillFile, SpillManager
+
+_EXPORTS = {
+    "Pipeline": ".api",
+    "parse_size": ".api",
+    "Guard": ".budget",
+    "MemoryBudget": ".budget",
+    "EngineConfig": ".config",
+    "compile_pipeline": ".dsl",
+    "load_pipeline": ".dsl",
+    "RunResult": ".engine",
+    "explain": ".engine",
+    "run": ".engine",
+    "run_batches": ".engine",
+    "run_parallel": ".engine",
+    "Job": ".job",
+    "Step": ".job",
+    "job_schema": ".job",
+    "Manifest": ".manifest",
+    "OperatorReport": ".manifest",
+    "optimize": ".optimizer",
+    "Aggregate": ".plan",
+    "AggSpec": ".plan",
+    "Filter": ".plan",
+    "Input": ".plan",
+    "Join": ".plan",
+    "Limit": ".plan",
+    "Map": ".plan",
+    "Node": ".plan",
+    "Project": ".plan",
+    "Scan": ".plan",
+    "Sink": ".plan",
+    "Sort": ".plan",
+    "SortKey": ".plan",
+    "TopK": ".plan",
+    "Union": ".plan",
+    "plan_from_dict": ".plan_json",
+    "plan_from_json": ".plan_json",
+    "plan_hash": ".plan_json",
+    "plan_to_dict": ".plan_json",
+    "plan_to_json": ".plan_json",
+    "PLANNERS": ".planner",
+    "register": ".planner",
+    "EmsqrtSettings": ".settings",
+    "SpillFile": ".spill",
+    "SpillManager": ".spill",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 try:
     __version__ = version("platform-emsqrt")

@@ -9,11 +9,10 @@ and query over HTTP), the storage pieces (:class:`ChunkStore`, :class:`Catalog`,
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
-from .catalog import Catalog
-from .chunks import ChunkStore
-from .client import Client
-from .convert import ConvertResult, convert_file, detect_format
+from platform_core.lazy import lazy_exports
+
 from .errors import (
     ChecksumMismatchError,
     CorruptChunkError,
@@ -27,12 +26,41 @@ from .errors import (
     UploadNotFoundError,
     UploadStateError,
 )
-from .manifest import ChunkRef, Manifest, merge
-from .node import LakeNode, open_catalog
-from .query import QueryEngine, QueryResult
-from .settings import LakeSettings, lake_settings
-from .sql import Statement, check_read_only
-from .uploads import UploadInfo, UploadManager
+
+if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers and readers
+    from .catalog import Catalog
+    from .chunks import ChunkStore
+    from .client import Client
+    from .convert import ConvertResult, convert_file, detect_format
+    from .manifest import ChunkRef, Manifest, merge
+    from .node import LakeNode, open_catalog
+    from .query import QueryEngine, QueryResult
+    from .settings import LakeSettings, lake_settings
+    from .sql import Statement, check_read_only
+    from .uploads import UploadInfo, UploadManager
+
+_EXPORTS = {
+    "Catalog": ".catalog",
+    "ChunkStore": ".chunks",
+    "Client": ".client",
+    "ConvertResult": ".convert",
+    "convert_file": ".convert",
+    "detect_format": ".convert",
+    "ChunkRef": ".manifest",
+    "Manifest": ".manifest",
+    "merge": ".manifest",
+    "LakeNode": ".node",
+    "open_catalog": ".node",
+    "QueryEngine": ".query",
+    "QueryResult": ".query",
+    "LakeSettings": ".settings",
+    "lake_settings": ".settings",
+    "Statement": ".sql",
+    "check_read_only": ".sql",
+    "UploadInfo": ".uploads",
+    "UploadManager": ".uploads",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 try:
     __version__ = version("platform-lake")

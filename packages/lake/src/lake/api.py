@@ -27,7 +27,6 @@ from platform_core import (
     ForbiddenError,
     PlatformError,
     UnauthorizedError,
-    UnavailableError,
     json_rows,
     new_id,
     type_name,
@@ -37,6 +36,7 @@ from platform_core.auth import Claims
 from . import foreign as _foreign  # noqa: F401  (registers DuckDB's translations)
 from .admission import Ticket
 from .errors import QueryTimeoutError, TooLargeError, TooManyQueriesError
+from .holder import NodeHolder
 from .manifest import Manifest
 from .names import check_dataset_name, check_query_id
 from .node import LakeNode
@@ -52,18 +52,6 @@ MEDIA = {"arrow": ARROW_STREAM, "csv": "text/csv", "parquet": PARQUET}
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class NodeHolder:
-    """Where the running node is kept between the router's creation and its lifespan."""
-
-    def __init__(self, node: LakeNode | None = None) -> None:
-        self.node = node
-
-    def __call__(self) -> LakeNode:
-        if self.node is None:
-            raise UnavailableError("the lake node is not running (starting or stopping)")
-        return self.node
 
 
 # --- models -------------------------------------------------------------------------------

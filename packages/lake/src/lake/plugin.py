@@ -5,18 +5,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
-
-from starlette.concurrency import run_in_threadpool
+from typing import TYPE_CHECKING, Any
 
 from platform_core import LiveSink, PlatformSettings, Plugin
 
-from .api import NodeHolder, make_router
-from .cluster import PEER_PREFIX
-from .live import LiveMirror
-from .node import LakeNode
-from .peer_api import make_peer_app
-from .settings import lake_settings
+from .holder import NodeHolder
+from .peer_link import PEER_PREFIX
+
+if TYPE_CHECKING:
+    from .node import LakeNode
+
+# The API (FastAPI), the node (DuckDB, sqlglot, Flight) and the live mirror are imported by
+# the factories below, when the gateway starts: `platform --help`, `platform token` and every
+# other command that loads the plugins only for their CLIs start without them.
 
 __all__ = ["current_node", "plugin"]
 
@@ -38,6 +39,8 @@ def peer_plugin() -> Plugin:
     def app(settings: PlatformSettings) -> Any:
         from platform_core import auth
 
+        from .peer_api import make_peer_app
+
         return make_peer_app(_HOLDER, auth.signer(settings))
 
     return Plugin(
@@ -53,10 +56,17 @@ def plugin() -> Plugin:
     holder = _HOLDER
 
     def router(settings: PlatformSettings) -> Any:
+        from .api import make_router
+
         return make_router(holder, "/api/lake")
 
     @asynccontextmanager
     async def lifespan(settings: PlatformSettings) -> AsyncIterator[None]:
+        from starlette.concurrency import run_in_threadpool
+
+        from .node import LakeNode
+        from .settings import lake_settings
+
         ls = lake_settings(settings)
         node = await run_in_threadpool(LakeNode, ls)
         node.start()
@@ -78,6 +88,10 @@ def plugin() -> Plugin:
         if node is None:  # the lifespan did not start it: nothing to mirror
             yield
             return
+        from starlette.concurrency import run_in_threadpool
+
+        from .live import LiveMirror
+
         mirror = LiveMirror(node, sink)
         await run_in_threadpool(mirror.start)
         try:
