@@ -7,27 +7,15 @@ imported on first use (``platform_core.lazy``).
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import lake
+from platform_core.testing import assert_public_names_resolve, heavy_modules_loaded
 
 HEAVY = ("fastapi", "duckdb", "sqlglot", "pyarrow.flight", "uvicorn", "lake.node", "lake.api")
 
 
 def test_the_cli_starts_without_the_server_stack() -> None:
-    code = (
-        "import sys, lake, lake.cli; "
-        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {set(HEAVY)!r} "
-        f"or m in {set(HEAVY)!r}))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert out.stdout.strip() == "[]", out.stdout
+    assert heavy_modules_loaded(["lake", "lake.cli"], HEAVY) == []
 
 
 def test_every_public_name_resolves() -> None:
-    for name in lake.__all__:
-        assert getattr(lake, name) is not None, name
-    assert set(lake.__all__) <= set(dir(lake))
+    assert_public_names_resolve(lake)

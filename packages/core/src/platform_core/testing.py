@@ -16,6 +16,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -25,12 +26,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 __all__ = [
     "ServerProcess",
     "ServerStartError",
+    "assert_public_names_resolve",
     "free_port",
+    "heavy_modules_loaded",
     "launch",
     "running_server",
     "stop_process",
@@ -236,3 +240,26 @@ def running_server(argv: Sequence[str], **options: Any) -> Iterator[ServerProces
         yield server
     finally:
         server.stop()
+
+
+def heavy_modules_loaded(imports: Sequence[str], heavy: Sequence[str]) -> list[str]:
+    """The modules of ``heavy`` (or inside one of them) that a fresh interpreter has loaded after
+    importing ``imports``: a CLI that must start fast should leave this empty."""
+    code = (
+        f"import sys; import {', '.join(imports)}; h = {tuple(heavy)!r}; "
+        "print(*sorted(m for m in sys.modules if any(m == x or m.startswith(x + '.') for x in h)),"
+        " sep='\\n')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    return out.stdout.split()
+
+
+def assert_public_names_resolve(module: ModuleType) -> None:
+    """Every name in ``module.__all__`` resolves (lazy re-exports included) and is listed by
+    ``dir(module)``."""
+    names = list(getattr(module, "__all__", ()))
+    for name in names:
+        assert getattr(module, name) is not None, f"{module.__name__}.{name}"
+    assert set(names) <= set(dir(module))
