@@ -11,14 +11,18 @@ browser backend from the driver's thread. The hub never blocks on a socket: each
   past its deadline (:meth:`expire`), the worker's disconnect (:meth:`leave`) or its
   ``error`` message ends the attempt: the run gets a ``failed`` event and decides.
 * :meth:`deliver` checks a result: leased to this worker at this attempt, at most
-  ``max_result_bytes``, a readable Arrow IPC stream, exactly the expected schema (names and
-  types). Anything else ends the attempt as failed: a bad result is never accepted.
+  ``max_result_bytes``, an uncompressed Arrow IPC stream (a compressed one of a few KiB can
+  decompress to gigabytes), valid to the last offset and UTF-8 byte (pyarrow's kernels trust
+  offsets: ones that run backwards make them read outside the buffers), exactly the expected
+  schema (names and types). Anything else ends the attempt as failed: a bad result is never
+  accepted.
 """
 
 from __future__ import annotations
 
 import itertools
 import queue
+import struct
 import threading
 import time
 from collections import deque
@@ -296,11 +300,54 @@ class WorkerHub:
         if len(data) > self.max_result_bytes:
             return f"{len(data)} bytes, over the limit of {self.max_result_bytes}", None
         try:
+            if _compressed(data):
+                return "a compressed Arrow IPC stream (send it uncompressed)", None
             table = pa.ipc.open_stream(data).read_all()
-        except (pa.ArrowInvalid, OSError, ValueError) as exc:
+        except (pa.ArrowInvalid, OSError, ValueError, struct.error) as exc:
             return f"not an Arrow IPC stream ({exc})", None
+        try:
+            table.validate(full=True)
+        except pa.ArrowInvalid as exc:
+            return f"invalid Arrow data ({exc})", None
         got = [(f.name, f.type) for f in table.schema]
         want = [(f.name, f.type) for f in task.schema]
         if got != want:
             return f"schema {got} where {want} was expected", None
         return "", table.replace_schema_metadata(None).cast(task.schema)
+
+
+_RECORD_BATCH, _DICTIONARY_BATCH = 3, 4
+"""``MessageHeader`` union types of Arrow's ``Message.fbs``."""
+
+
+def _compressed(data: bytes) -> bool:
+    """Whether a record or dictionary batch of the IPC stream ``data`` has compressed buffers:
+    the ``compression`` field of its ``RecordBatch`` header (``Message.fbs``), read from the
+    flatbuffer before pyarrow decompresses anything."""
+    for message in pa.ipc.MessageReader.open_stream(data):
+        if message.type not in ("record batch", "dictionary"):
+            continue
+        meta = message.metadata.to_pybytes()
+        root = struct.unpack_from("<I", meta, 0)[0]
+        kind, header = _field(meta, root, 1), _field(meta, root, 2)
+        if kind is None or header is None:
+            continue
+        batch = header + struct.unpack_from("<I", meta, header)[0]
+        if meta[kind] == _DICTIONARY_BATCH:  # DictionaryBatch {id, data: RecordBatch, ...}
+            inner = _field(meta, batch, 1)
+            if inner is None:
+                continue
+            batch = inner + struct.unpack_from("<I", meta, inner)[0]
+        if _field(meta, batch, 3) is not None:  # RecordBatch {length, nodes, buffers, compression}
+            return True
+    return False
+
+
+def _field(buf: bytes, table: int, index: int) -> int | None:
+    """Where field ``index`` of the flatbuffer table at ``table`` is, or None if absent."""
+    vtable = table - struct.unpack_from("<i", buf, table)[0]
+    slot = 4 + 2 * index
+    if slot >= struct.unpack_from("<H", buf, vtable)[0]:
+        return None
+    offset = struct.unpack_from("<H", buf, vtable + slot)[0]
+    return table + offset if offset else None
