@@ -229,3 +229,31 @@ def test_a_worker_sending_backwards_string_offsets_cannot_crash_or_corrupt_the_j
         assert platform.proc.poll() is None
     finally:
         liar.stop()
+
+
+def test_a_worker_that_heartbeats_and_never_answers_cannot_hold_a_job(
+    start_platform: StartPlatform, tmp_path: Path
+) -> None:
+    """It takes tasks and heartbeats for ever: every heartbeat extended its leases, so the job
+    waited until its timeout failed it. The attempt now ends ELYTRA_LEASE_SECONDS after the
+    task was handed; the task runs elsewhere and the job equals DuckDB."""
+    platform, base, alice, token = _platform(
+        start_platform,
+        ELYTRA_BROWSER_VERIFY_FRACTION="0",
+        ELYTRA_BROWSER_WAIT_SECONDS="1",
+        ELYTRA_BROWSER_LEASE_SECONDS="2",
+        ELYTRA_LEASE_SECONDS="10",
+        ELYTRA_MAX_ATTEMPTS="1",
+    )
+    csv = _upload(platform, alice, tmp_path)
+    holder = Hostile(base, token, lambda worker, task, honest: None)
+    holder.heartbeat = True
+    holder.start()
+    try:
+        got = _run_job(platform, alice, BY_WHO, 120)
+        want = duckdb.sql(BY_WHO_SQL.format(csv=csv)).fetchall()
+        assert [tuple(row) for row in got["rows"]] == [tuple(row) for row in want]
+        assert holder.tasks, "the holder got no task"
+        assert any(m.get("type") == "cancel" for m in holder.messages)
+    finally:
+        holder.stop()

@@ -10,6 +10,7 @@ must be refused (``rejected``) like any other bad result, before they reach the 
 from __future__ import annotations
 
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +109,26 @@ def test_a_compressed_result_is_refused_before_it_is_decompressed(
 
 def _rows(bt: BrowserTask) -> pa.Table:
     return pa.ipc.open_stream(read_chunk(bt.scan)).read_all()
+
+
+def test_heartbeats_do_not_hold_a_task_past_max_task_seconds(tmp_path: Path) -> None:
+    """A worker that heartbeats but never answers held its tasks for ever (every heartbeat
+    extended the lease): a job waited on it until the job timeout failed it. An attempt now
+    ends ``max_task_seconds`` after the task was handed out, heartbeats or not."""
+    bt = _task(tmp_path)
+    hub = WorkerHub(lease_seconds=0.5, max_task_seconds=1.5)
+    run = hub.open_run()
+    sent: list[dict[str, object]] = []
+    worker = hub.join("tab", 1, sent.append, lambda code, reason: None)
+    hub.offer(run, bt)
+    assert sent[-1]["type"] == "task"
+    deadline = time.monotonic() + 5
+    while run.events.empty():
+        assert time.monotonic() < deadline, "the lease never ended"
+        hub.heartbeat(worker)
+        hub.expire()
+        time.sleep(0.1)
+    event = run.events.get_nowait()
+    assert event[0] == "failed"
+    assert "1.5 s" in event[3]
+    assert sent[-1] == {"type": "cancel", "task_id": bt.id}

@@ -192,6 +192,7 @@ def make_backend(settings: ElytraSettings) -> Backend:
         local = make_backend(settings.model_copy(update={"backend": "local"}))
         hub = WorkerHub(
             lease_seconds=settings.browser_lease_seconds,
+            max_task_seconds=settings.lease_seconds,
             heartbeat_seconds=settings.browser_heartbeat_seconds,
             max_concurrency=settings.browser_max_concurrency,
             max_result_bytes=int(settings.browser_max_result_bytes),

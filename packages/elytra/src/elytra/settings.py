@@ -40,7 +40,8 @@ class ElytraSettings(PackageSettings):
     max_attempts: int = Field(3, ge=1, le=20)
     """Tries of a task (a dead worker, a lease past, a retryable error) before the job fails."""
     lease_seconds: float = Field(600.0, gt=0)
-    """A task running longer than this is presumed hung: its worker is killed, it is retried."""
+    """A task running longer than this is presumed hung: its worker is killed, it is retried
+    (a browser worker's attempt ends then too, however it heartbeats)."""
     job_timeout_seconds: float = Field(3600.0, gt=0)
     ring_bytes: ByteSize = ByteSize(16 << 20)
     """Heap of each worker's strand ring; a larger result streams through it."""

@@ -7,9 +7,11 @@ browser backend from the driver's thread. The hub never blocks on a socket: each
 * A worker joins with the concurrency it asks for, capped by ``max_concurrency``; it may join
   while a job runs and gets that job's waiting tasks at once.
 * :meth:`dispatch` hands waiting tasks to workers with free slots (never to a worker banned
-  for that task's run); each handed task holds a **lease** that heartbeats extend. A lease
-  past its deadline (:meth:`expire`), the worker's disconnect (:meth:`leave`) or its
-  ``error`` message ends the attempt: the run gets a ``failed`` event and decides.
+  for that task's run); each handed task holds a **lease** that heartbeats extend, but never
+  past ``max_task_seconds`` after it was handed (a worker that heartbeats and never answers
+  must not hold a task for ever). A lease past its deadline (:meth:`expire`), the worker's
+  disconnect (:meth:`leave`) or its ``error`` message ends the attempt: the run gets a
+  ``failed`` event and decides.
 * :meth:`deliver` checks a result: leased to this worker at this attempt, at most
   ``max_result_bytes``, an uncompressed Arrow IPC stream (a compressed one of a few KiB can
   decompress to gigabytes), valid to the last offset and UTF-8 byte (pyarrow's kernels trust
@@ -72,6 +74,8 @@ class Lease:
     worker: Worker
     run: RunQueue
     deadline: float
+    until: float
+    """The latest the deadline may be (``max_task_seconds`` after the task was handed)."""
 
 
 class WorkerHub:
@@ -81,12 +85,14 @@ class WorkerHub:
         self,
         *,
         lease_seconds: float = 15.0,
+        max_task_seconds: float = 600.0,
         heartbeat_seconds: float = 3.0,
         max_concurrency: int = 4,
         max_result_bytes: int = 16 << 20,
         messages_per_second: float = 50.0,
     ) -> None:
         self.lease_seconds = lease_seconds
+        self.max_task_seconds = max_task_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.max_concurrency = max_concurrency
         self.max_result_bytes = max_result_bytes
@@ -149,7 +155,7 @@ class WorkerHub:
             for task_id in worker.leases:
                 lease = self._leases.get(task_id)
                 if lease is not None:
-                    lease.deadline = deadline
+                    lease.deadline = min(deadline, lease.until)
 
     # -- runs and tasks -----------------------------------------------------------------------
 
@@ -210,7 +216,11 @@ class WorkerHub:
     def dispatch(self) -> None:
         """Hand waiting tasks to workers with free slots, runs in the order they opened."""
         handed: list[tuple[Worker, BrowserTask]] = []
-        deadline = time.monotonic() + self.lease_seconds
+        now = time.monotonic()
+        deadline, until = (
+            now + min(self.lease_seconds, self.max_task_seconds),
+            now + self.max_task_seconds,
+        )
         with self._lock:
             for run in self._runs:
                 while run.waiting:
@@ -223,7 +233,7 @@ class WorkerHub:
                         break
                     worker = min(free, key=lambda w: len(w.leases) / w.concurrency)
                     task, _ = run.waiting.popleft()
-                    self._leases[task.id] = Lease(task, worker, run, deadline)
+                    self._leases[task.id] = Lease(task, worker, run, deadline, until)
                     worker.leases.add(task.id)
                     handed.append((worker, task))
         for worker, task in handed:
@@ -239,7 +249,11 @@ class WorkerHub:
                 lease.worker.leases.discard(lease.task.id)
         for lease in late:
             lease.worker.send({"type": "cancel", "task_id": lease.task.id})
-            reason = f"its lease of {self.lease_seconds:g} s passed without a heartbeat"
+            reason = (
+                f"it held the task {self.max_task_seconds:g} s, the most a task may take"
+                if lease.deadline >= lease.until
+                else f"its lease of {self.lease_seconds:g} s passed without a heartbeat"
+            )
             lease.run.events.put(("failed", lease.task, lease.worker.id, reason))
         if late:
             self.dispatch()
