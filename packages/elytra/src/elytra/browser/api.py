@@ -34,7 +34,7 @@ from platform_core.auth import MAX_WORKER_TTL_SECONDS, Claims, TokenSigner
 from platform_core.http import install_error_handlers, require_admin, require_worker
 
 from .hub import Worker, WorkerHub
-from .protocol import CHUNK_MEDIA_TYPE, PROTOCOL_VERSION
+from .protocol import CHUNK_MEDIA_TYPE, MAX_TEXT_BYTES, PROTOCOL_VERSION
 
 __all__ = ["WorkerTokenRequest", "make_workers_app", "read_chunk"]
 
@@ -118,7 +118,7 @@ def make_workers_app(settings: PlatformSettings | None, hub: HubSource) -> FastA
 async def _serve(websocket: WebSocket, hub: WorkerHub, claims: Claims) -> None:
     """One worker's connection: hello, then messages until it goes (see ``protocol``)."""
     try:
-        hello = json.loads(await asyncio.wait_for(websocket.receive_text(), 10.0))
+        hello = _json(await asyncio.wait_for(websocket.receive_text(), 10.0))
     except (TimeoutError, ValueError, WebSocketDisconnect, KeyError):
         with contextlib.suppress(Exception):
             await websocket.close(1008, "the first message must be a JSON hello")
@@ -191,8 +191,12 @@ async def _receive(websocket: WebSocket, hub: WorkerHub, worker: Worker) -> str:
             too_big = isinstance(declared, int) and declared > hub.max_result_bytes
             await asyncio.to_thread(hub.deliver, worker, got, None if too_big else data)
             continue
+        text = message.get("text") or ""
+        if len(text) > MAX_TEXT_BYTES:
+            await websocket.close(1008, f"a text frame is too large (over {MAX_TEXT_BYTES})")
+            return "the worker broke the protocol (a text frame too large)"
         try:
-            msg = json.loads(message.get("text") or "")
+            msg = _json(text)
         except ValueError:
             await websocket.close(1008, "a text frame must be JSON")
             return "the worker broke the protocol (not JSON)"
@@ -202,12 +206,23 @@ async def _receive(websocket: WebSocket, hub: WorkerHub, worker: Worker) -> str:
         elif kind == "result":
             header = msg
         elif kind == "error":
+            attempt = msg.get("attempt")
             hub.error(
                 worker,
                 str(msg.get("task_id")),
-                msg.get("attempt", -1),
+                attempt if isinstance(attempt, int) else -1,  # not an attempt: stale
                 str(msg.get("message"))[:2000],
             )
         else:
             await websocket.close(1008, f"unknown message type {kind!r}")
             return f"the worker broke the protocol (message {kind!r})"
+
+
+def _json(text: str) -> Any:
+    """``text`` parsed; ValueError if it is not JSON, too large or too deeply nested."""
+    if len(text) > MAX_TEXT_BYTES:
+        raise ValueError(f"a text frame over {MAX_TEXT_BYTES} characters")
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
