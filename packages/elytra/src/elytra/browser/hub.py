@@ -6,8 +6,8 @@ browser backend from the driver's thread. The hub never blocks on a socket: each
 
 * A worker joins with the concurrency it asks for, capped by ``max_concurrency``; it may join
   while a job runs and gets that job's waiting tasks at once.
-* :meth:`dispatch` hands waiting tasks to workers with free slots (never to a worker banned
-  for that task's run); each handed task holds a **lease** that heartbeats extend, but never
+* :meth:`dispatch` hands waiting tasks to workers with free slots (never to a worker whose
+  token subject that task's run banned); each handed task holds a **lease** that heartbeats extend, but never
   past ``max_task_seconds`` after it was handed (a worker that heartbeats and never answers
   must not hold a task for ever). A lease past its deadline (:meth:`expire`), the worker's
   disconnect (:meth:`leave`) or its ``error`` message ends the attempt: the run gets a
@@ -65,7 +65,8 @@ class RunQueue:
     waiting: deque[tuple[BrowserTask, float]] = field(default_factory=deque)
     """Tasks no worker has taken yet, with when they began waiting."""
     banned: set[str] = field(default_factory=set)
-    """Workers whose results this run no longer accepts (worker ids)."""
+    """Token subjects whose results this run no longer accepts: a ban covers every connection
+    of the subject, so a banned worker does not come back by reconnecting."""
 
 
 @dataclass(eq=False)
@@ -102,6 +103,9 @@ class WorkerHub:
         self._runs: list[RunQueue] = []
         self._leases: dict[str, Lease] = {}
         self._ids = itertools.count(1)
+        self._subs: dict[str, str] = {}
+        """Worker id -> token subject, of every worker that joined (bans need it after a
+        worker left)."""
 
     # -- workers ------------------------------------------------------------------------------
 
@@ -120,6 +124,7 @@ class WorkerHub:
                 f"w{next(self._ids)}", sub, granted, send, close, RateBucket(rate, 2 * rate)
             )
             self._workers[worker.id] = worker
+            self._subs[worker.id] = sub
         self.dispatch()
         return worker
 
@@ -195,22 +200,32 @@ class WorkerHub:
                 run.waiting = deque((t, s) for t, s in run.waiting if s > limit)
         return out
 
-    def ban(self, run: RunQueue, worker_id: str) -> None:
-        """No more of ``run``'s tasks go to the worker; those it holds fail this attempt."""
+    def sub_of(self, worker_id: str) -> str:
+        """The token subject of worker ``worker_id`` (connected or gone)."""
         with self._lock:
-            run.banned.add(worker_id)
-            worker = self._workers.get(worker_id)
+            return self._subs.get(worker_id, worker_id)
+
+    def banned(self, run: RunQueue, worker_id: str) -> bool:
+        """Whether ``run`` banned the subject of worker ``worker_id``."""
+        return self.sub_of(worker_id) in run.banned
+
+    def ban(self, run: RunQueue, worker_id: str) -> None:
+        """No more of ``run``'s tasks go to any worker of ``worker_id``'s token subject; the
+        tasks they hold fail this attempt."""
+        with self._lock:
+            sub = self._subs.get(worker_id, worker_id)
+            run.banned.add(sub)
+            workers = [w for w in self._workers.values() if w.sub == sub]
             held = [lease for lease in self._leases.values() if lease.run is run]
-            leases = [lease for lease in held if lease.worker.id == worker_id]
+            leases = [lease for lease in held if lease.worker.sub == sub]
             for lease in leases:
                 self._leases.pop(lease.task.id, None)
                 lease.worker.leases.discard(lease.task.id)
-        if worker is not None:
+        for worker in workers:
             worker.send({"type": "banned"})
-            for lease in leases:
-                worker.send({"type": "cancel", "task_id": lease.task.id})
         for lease in leases:
-            run.events.put(("failed", lease.task, worker_id, "the worker was banned"))
+            lease.worker.send({"type": "cancel", "task_id": lease.task.id})
+            run.events.put(("failed", lease.task, lease.worker.id, "the worker was banned"))
         self.dispatch()
 
     def dispatch(self) -> None:
@@ -227,7 +242,7 @@ class WorkerHub:
                     free = [
                         w
                         for w in self._workers.values()
-                        if len(w.leases) < w.concurrency and w.id not in run.banned
+                        if len(w.leases) < w.concurrency and w.sub not in run.banned
                     ]
                     if not free:
                         break
