@@ -9,7 +9,9 @@ loop, so one worker sending large heartbeats stalled every route of the gateway 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -19,8 +21,9 @@ from websockets.sync.client import connect as ws_connect
 
 from elytra.browser import WorkerHub
 from elytra.browser.protocol import MAX_TEXT_BYTES
+from platform_core.auth import LEEWAY_SECONDS
 
-from .test_browser import _worker_token, serving
+from .test_browser import SIGNER, _worker_token, serving
 
 DEEP = "[" * 200_000 + "]" * 200_000
 
@@ -73,3 +76,30 @@ def test_an_error_with_a_bad_attempt_is_stale_not_a_crash(tmp_path: Path, attemp
             conn.send(b"x")
             reply = json.loads(conn.recv(timeout=20))
             assert reply["type"] == "rejected"
+
+
+def _beat(conn: ClientConnection, seconds: float) -> None:
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        conn.send('{"type": "heartbeat"}')
+        with contextlib.suppress(TimeoutError):
+            conn.recv(timeout=0.5)
+
+
+def test_a_connection_ends_when_its_worker_token_expires(tmp_path: Path) -> None:
+    """A token is checked at the handshake only: a socket opened just before the token expired
+    stayed open for ever (getting tasks, sending results). It now closes 1008 at the token's
+    expiry (plus the same leeway the check allows)."""
+    hub = WorkerHub(heartbeat_seconds=0.5)
+    token = SIGNER.worker_token("tab", ttl_seconds=1)
+    with serving(hub, tmp_path) as url:
+        ws_url = url.replace("http", "ws") + f"/ws?auth={token}"
+        with ws_connect(ws_url) as conn:
+            conn.send('{"type": "hello"}')
+            conn.recv(timeout=20)
+            with pytest.raises(ConnectionClosed) as closed:
+                _beat(conn, LEEWAY_SECONDS + 30)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1008
+            assert "expired" in closed.value.rcvd.reason
+        assert not hub.workers()

@@ -8,7 +8,8 @@ refuses worker tokens, so these routes check tokens themselves:
 - ``GET /chunks/{task_id}?worker=<id>`` (a worker token): the rows of the lake chunk of a task
   leased now to that worker (of that token's subject), as an Arrow IPC stream, read by
   emsqrt's scan with the task's pushed-down columns; any other task is a 404;
-- ``WS /ws`` (a worker token): the protocol of :mod:`elytra.browser.protocol`.
+- ``WS /ws`` (a worker token): the protocol of :mod:`elytra.browser.protocol`; the
+  connection closes (1008) when the token expires.
 
 User, admin and cluster tokens are refused on the worker routes (401; 1008 on the WebSocket).
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -30,7 +32,7 @@ from starlette.websockets import WebSocketDisconnect
 from emsqrt import EngineConfig, run
 from emsqrt import plan as lp
 from platform_core import NotFoundError, PlatformSettings, UnavailableError, auth
-from platform_core.auth import MAX_WORKER_TTL_SECONDS, Claims, TokenSigner
+from platform_core.auth import LEEWAY_SECONDS, MAX_WORKER_TTL_SECONDS, Claims, TokenSigner
 from platform_core.http import install_error_handlers, require_admin, require_worker
 
 from .hub import Worker, WorkerHub
@@ -160,8 +162,14 @@ async def _serve(websocket: WebSocket, hub: WorkerHub, claims: Claims) -> None:
 
     sender = asyncio.create_task(pump())
     reason = "the worker disconnected"
+    # the token was checked at the handshake: the connection ends when it expires
+    expires_in = claims.exp + LEEWAY_SECONDS - time.time()
     try:
-        reason = await _receive(websocket, hub, worker)
+        reason = await asyncio.wait_for(_receive(websocket, hub, worker), max(expires_in, 0))
+    except TimeoutError:
+        reason = "the worker token expired"
+        with contextlib.suppress(Exception):
+            await websocket.close(1008, "the worker token expired; get a new one")
     finally:
         hub.leave(worker, reason)
         sender.cancel()
