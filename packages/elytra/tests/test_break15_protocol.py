@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
@@ -103,3 +103,33 @@ def test_a_connection_ends_when_its_worker_token_expires(tmp_path: Path) -> None
             assert closed.value.rcvd.code == 1008
             assert "expired" in closed.value.rcvd.reason
         assert not hub.workers()
+
+
+def test_connections_are_bounded_per_token_and_in_all(tmp_path: Path) -> None:
+    """Each connection may make the server buffer a whole frame (up to the 16 MiB WebSocket
+    limit) before the handler sees it: measured on `platform up`, 30 connections of one token
+    each sending a 16 MiB frame took the gateway from 192 to 686 MB, and nothing bounded the
+    number of connections. They are now bounded per token subject and in all (the handshake
+    is refused)."""
+    hub = WorkerHub(max_workers=3, max_workers_per_sub=2)
+    with serving(hub, tmp_path) as url, contextlib.ExitStack() as stack:
+
+        def ws(sub: str) -> ClientConnection:
+            conn = ws_connect(url.replace("http", "ws") + f"/ws?auth={_worker_token(sub)}")
+            return stack.enter_context(conn)
+
+        a1, _ = ws("a"), ws("a")
+        with pytest.raises(InvalidStatus):
+            ws("a")  # a third of subject a: refused before anything is read
+        ws("b")
+        with pytest.raises(InvalidStatus):
+            ws("c")  # three in all
+        a1.close()
+        deadline = time.monotonic() + 10
+        while True:  # a closed connection frees its place
+            try:
+                ws("a")
+                break
+            except InvalidStatus:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)

@@ -197,6 +197,8 @@ def make_backend(settings: ElytraSettings) -> Backend:
             max_concurrency=settings.browser_max_concurrency,
             max_result_bytes=int(settings.browser_max_result_bytes),
             messages_per_second=settings.browser_messages_per_second,
+            max_workers=settings.browser_max_workers,
+            max_workers_per_sub=settings.browser_max_workers_per_token,
         )
         return BrowserBackend(
             local,

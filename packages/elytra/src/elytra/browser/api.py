@@ -111,8 +111,15 @@ def make_workers_app(settings: PlatformSettings | None, hub: HubSource) -> FastA
         if source is None:
             await websocket.close(1013, "no browser backend runs here")
             return
-        await websocket.accept()
-        await _serve(websocket, source, claims)
+        refused = source.connect(claims.sub)
+        if refused is not None:  # refused before anything is read
+            await websocket.close(1013, refused)
+            return
+        try:
+            await websocket.accept()
+            await _serve(websocket, source, claims)
+        finally:
+            source.disconnect(claims.sub)
 
     return app
 

@@ -91,6 +91,8 @@ class WorkerHub:
         max_concurrency: int = 4,
         max_result_bytes: int = 16 << 20,
         messages_per_second: float = 50.0,
+        max_workers: int = 256,
+        max_workers_per_sub: int = 16,
     ) -> None:
         self.lease_seconds = lease_seconds
         self.max_task_seconds = max_task_seconds
@@ -98,6 +100,10 @@ class WorkerHub:
         self.max_concurrency = max_concurrency
         self.max_result_bytes = max_result_bytes
         self.messages_per_second = messages_per_second
+        self.max_workers = max_workers
+        self.max_workers_per_sub = max_workers_per_sub
+        self._connections: dict[str, int] = {}
+        """Open connections (joined or not yet) per token subject."""
         self._lock = threading.RLock()
         self._workers: dict[str, Worker] = {}
         self._runs: list[RunQueue] = []
@@ -108,6 +114,27 @@ class WorkerHub:
         worker left)."""
 
     # -- workers ------------------------------------------------------------------------------
+
+    def connect(self, sub: str) -> str | None:
+        """Count a new connection of subject ``sub``: None if it may open, else why not (at
+        most ``max_workers`` in all and ``max_workers_per_sub`` per subject: each connection
+        may make the server buffer a whole frame, up to the WebSocket size limit)."""
+        with self._lock:
+            if sum(self._connections.values()) >= self.max_workers:
+                return f"{self.max_workers} workers are connected, the most this server takes"
+            if self._connections.get(sub, 0) >= self.max_workers_per_sub:
+                return f"{self.max_workers_per_sub} workers of {sub!r} are connected already"
+            self._connections[sub] = self._connections.get(sub, 0) + 1
+        return None
+
+    def disconnect(self, sub: str) -> None:
+        """A connection that :meth:`connect` counted closed."""
+        with self._lock:
+            left = self._connections.get(sub, 0) - 1
+            if left > 0:
+                self._connections[sub] = left
+            else:
+                self._connections.pop(sub, None)
 
     def join(
         self,
