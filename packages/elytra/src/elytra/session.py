@@ -192,10 +192,13 @@ def make_backend(settings: ElytraSettings) -> Backend:
         local = make_backend(settings.model_copy(update={"backend": "local"}))
         hub = WorkerHub(
             lease_seconds=settings.browser_lease_seconds,
+            max_task_seconds=settings.lease_seconds,
             heartbeat_seconds=settings.browser_heartbeat_seconds,
             max_concurrency=settings.browser_max_concurrency,
             max_result_bytes=int(settings.browser_max_result_bytes),
             messages_per_second=settings.browser_messages_per_second,
+            max_workers=settings.browser_max_workers,
+            max_workers_per_sub=settings.browser_max_workers_per_token,
         )
         return BrowserBackend(
             local,

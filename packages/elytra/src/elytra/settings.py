@@ -40,7 +40,8 @@ class ElytraSettings(PackageSettings):
     max_attempts: int = Field(3, ge=1, le=20)
     """Tries of a task (a dead worker, a lease past, a retryable error) before the job fails."""
     lease_seconds: float = Field(600.0, gt=0)
-    """A task running longer than this is presumed hung: its worker is killed, it is retried."""
+    """A task running longer than this is presumed hung: its worker is killed, it is retried
+    (a browser worker's attempt ends then too, however it heartbeats)."""
     job_timeout_seconds: float = Field(3600.0, gt=0)
     ring_bytes: ByteSize = ByteSize(16 << 20)
     """Heap of each worker's strand ring; a larger result streams through it."""
@@ -61,6 +62,11 @@ class ElytraSettings(PackageSettings):
     """The largest result (Arrow IPC bytes) a browser may send; a larger one is refused."""
     browser_messages_per_second: float = Field(50.0, gt=0)
     """Messages a worker may send a second (bursts of twice that); past it, it is dropped."""
+    browser_max_workers: int = Field(256, ge=1)
+    """Browser worker connections at most, in all (each may make the server buffer one
+    WebSocket frame, up to 16 MiB)."""
+    browser_max_workers_per_token: int = Field(16, ge=1)
+    """Browser worker connections at most per worker-token subject."""
     browser_verify_fraction: float = Field(0.1, ge=0, le=1)
     """The share of each worker's results run again on the local pool and compared; a
     mismatch bans the worker for the job and reruns all its results of the job."""

@@ -13,7 +13,8 @@
   job; a task failing on the local pool does, with the local pool's retry rule).
 * Trust: each accepted browser result is, with probability ``verify_fraction``, run again
   on ``local`` and compared (:func:`~elytra.browser.compare.same_result`). A mismatch bans
-  the worker for this run and every result it gave in this run is run again on ``local``.
+  the worker's token subject (every connection of it) for this run and every result given
+  under that subject in this run is run again on ``local``.
   So that no result can be taken back after the merge has it, browser results are held
   until the run's tasks and checks are all done when ``verify_fraction > 0`` (and passed on
   at once when it is 0).
@@ -219,7 +220,7 @@ class BrowserBackend:
                 continue
             # a result a browser gave and the hub accepted
             table: pa.Table = event[3]
-            if bt.id not in open_ids or worker_id in run.banned:
+            if bt.id not in open_ids or self.hub.banned(run, worker_id):
                 continue
             self.stats["browser"] += 1
             seconds = time.monotonic() - sent.get(bt.id, time.monotonic())
@@ -252,14 +253,14 @@ class BrowserBackend:
         task_id = check.id.removesuffix(_VERIFY)
         self.stats["verified"] += 1
         entry = held.get(task_id)
-        if entry is None or worker_id in run.banned:
+        if entry is None or self.hub.banned(run, worker_id):
             return
         if same_result(entry[2], result.table) is None:
             return
         self.stats["banned"] += 1
         self.hub.ban(run, worker_id)
         for other_id, (wid, bt, _, _) in list(held.items()):
-            if wid != worker_id:
+            if self.hub.sub_of(wid) != self.hub.sub_of(worker_id):
                 continue
             del held[other_id]
             if other_id == task_id:  # the trusted rows are this task's result

@@ -8,7 +8,8 @@ refuses worker tokens, so these routes check tokens themselves:
 - ``GET /chunks/{task_id}?worker=<id>`` (a worker token): the rows of the lake chunk of a task
   leased now to that worker (of that token's subject), as an Arrow IPC stream, read by
   emsqrt's scan with the task's pushed-down columns; any other task is a 404;
-- ``WS /ws`` (a worker token): the protocol of :mod:`elytra.browser.protocol`.
+- ``WS /ws`` (a worker token): the protocol of :mod:`elytra.browser.protocol`; the
+  connection closes (1008) when the token expires.
 
 User, admin and cluster tokens are refused on the worker routes (401; 1008 on the WebSocket).
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -30,11 +32,11 @@ from starlette.websockets import WebSocketDisconnect
 from emsqrt import EngineConfig, run
 from emsqrt import plan as lp
 from platform_core import NotFoundError, PlatformSettings, UnavailableError, auth
-from platform_core.auth import MAX_WORKER_TTL_SECONDS, Claims, TokenSigner
+from platform_core.auth import LEEWAY_SECONDS, MAX_WORKER_TTL_SECONDS, Claims, TokenSigner
 from platform_core.http import install_error_handlers, require_admin, require_worker
 
 from .hub import Worker, WorkerHub
-from .protocol import CHUNK_MEDIA_TYPE, PROTOCOL_VERSION
+from .protocol import CHUNK_MEDIA_TYPE, MAX_TEXT_BYTES, PROTOCOL_VERSION
 
 __all__ = ["WorkerTokenRequest", "make_workers_app", "read_chunk"]
 
@@ -109,8 +111,15 @@ def make_workers_app(settings: PlatformSettings | None, hub: HubSource) -> FastA
         if source is None:
             await websocket.close(1013, "no browser backend runs here")
             return
-        await websocket.accept()
-        await _serve(websocket, source, claims)
+        refused = source.connect(claims.sub)
+        if refused is not None:  # refused before anything is read
+            await websocket.close(1013, refused)
+            return
+        try:
+            await websocket.accept()
+            await _serve(websocket, source, claims)
+        finally:
+            source.disconnect(claims.sub)
 
     return app
 
@@ -118,7 +127,7 @@ def make_workers_app(settings: PlatformSettings | None, hub: HubSource) -> FastA
 async def _serve(websocket: WebSocket, hub: WorkerHub, claims: Claims) -> None:
     """One worker's connection: hello, then messages until it goes (see ``protocol``)."""
     try:
-        hello = json.loads(await asyncio.wait_for(websocket.receive_text(), 10.0))
+        hello = _json(await asyncio.wait_for(websocket.receive_text(), 10.0))
     except (TimeoutError, ValueError, WebSocketDisconnect, KeyError):
         with contextlib.suppress(Exception):
             await websocket.close(1008, "the first message must be a JSON hello")
@@ -160,8 +169,14 @@ async def _serve(websocket: WebSocket, hub: WorkerHub, claims: Claims) -> None:
 
     sender = asyncio.create_task(pump())
     reason = "the worker disconnected"
+    # the token was checked at the handshake: the connection ends when it expires
+    expires_in = claims.exp + LEEWAY_SECONDS - time.time()
     try:
-        reason = await _receive(websocket, hub, worker)
+        reason = await asyncio.wait_for(_receive(websocket, hub, worker), max(expires_in, 0))
+    except TimeoutError:
+        reason = "the worker token expired"
+        with contextlib.suppress(Exception):
+            await websocket.close(1008, "the worker token expired; get a new one")
     finally:
         hub.leave(worker, reason)
         sender.cancel()
@@ -191,8 +206,12 @@ async def _receive(websocket: WebSocket, hub: WorkerHub, worker: Worker) -> str:
             too_big = isinstance(declared, int) and declared > hub.max_result_bytes
             await asyncio.to_thread(hub.deliver, worker, got, None if too_big else data)
             continue
+        text = message.get("text") or ""
+        if len(text) > MAX_TEXT_BYTES:
+            await websocket.close(1008, f"a text frame is too large (over {MAX_TEXT_BYTES})")
+            return "the worker broke the protocol (a text frame too large)"
         try:
-            msg = json.loads(message.get("text") or "")
+            msg = _json(text)
         except ValueError:
             await websocket.close(1008, "a text frame must be JSON")
             return "the worker broke the protocol (not JSON)"
@@ -202,12 +221,23 @@ async def _receive(websocket: WebSocket, hub: WorkerHub, worker: Worker) -> str:
         elif kind == "result":
             header = msg
         elif kind == "error":
+            attempt = msg.get("attempt")
             hub.error(
                 worker,
                 str(msg.get("task_id")),
-                msg.get("attempt", -1),
+                attempt if isinstance(attempt, int) else -1,  # not an attempt: stale
                 str(msg.get("message"))[:2000],
             )
         else:
             await websocket.close(1008, f"unknown message type {kind!r}")
             return f"the worker broke the protocol (message {kind!r})"
+
+
+def _json(text: str) -> Any:
+    """``text`` parsed; ValueError if it is not JSON, too large or too deeply nested."""
+    if len(text) > MAX_TEXT_BYTES:
+        raise ValueError(f"a text frame over {MAX_TEXT_BYTES} characters")
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc

@@ -6,19 +6,25 @@ browser backend from the driver's thread. The hub never blocks on a socket: each
 
 * A worker joins with the concurrency it asks for, capped by ``max_concurrency``; it may join
   while a job runs and gets that job's waiting tasks at once.
-* :meth:`dispatch` hands waiting tasks to workers with free slots (never to a worker banned
-  for that task's run); each handed task holds a **lease** that heartbeats extend. A lease
-  past its deadline (:meth:`expire`), the worker's disconnect (:meth:`leave`) or its
-  ``error`` message ends the attempt: the run gets a ``failed`` event and decides.
+* :meth:`dispatch` hands waiting tasks to workers with free slots (never to a worker whose
+  token subject that task's run banned); each handed task holds a **lease** that heartbeats extend, but never
+  past ``max_task_seconds`` after it was handed (a worker that heartbeats and never answers
+  must not hold a task for ever). A lease past its deadline (:meth:`expire`), the worker's
+  disconnect (:meth:`leave`) or its ``error`` message ends the attempt: the run gets a
+  ``failed`` event and decides.
 * :meth:`deliver` checks a result: leased to this worker at this attempt, at most
-  ``max_result_bytes``, a readable Arrow IPC stream, exactly the expected schema (names and
-  types). Anything else ends the attempt as failed: a bad result is never accepted.
+  ``max_result_bytes``, an uncompressed Arrow IPC stream (a compressed one of a few KiB can
+  decompress to gigabytes), valid to the last offset and UTF-8 byte (pyarrow's kernels trust
+  offsets: ones that run backwards make them read outside the buffers), exactly the expected
+  schema (names and types). Anything else ends the attempt as failed: a bad result is never
+  accepted.
 """
 
 from __future__ import annotations
 
 import itertools
 import queue
+import struct
 import threading
 import time
 from collections import deque
@@ -59,7 +65,8 @@ class RunQueue:
     waiting: deque[tuple[BrowserTask, float]] = field(default_factory=deque)
     """Tasks no worker has taken yet, with when they began waiting."""
     banned: set[str] = field(default_factory=set)
-    """Workers whose results this run no longer accepts (worker ids)."""
+    """Token subjects whose results this run no longer accepts: a ban covers every connection
+    of the subject, so a banned worker does not come back by reconnecting."""
 
 
 @dataclass(eq=False)
@@ -68,6 +75,8 @@ class Lease:
     worker: Worker
     run: RunQueue
     deadline: float
+    until: float
+    """The latest the deadline may be (``max_task_seconds`` after the task was handed)."""
 
 
 class WorkerHub:
@@ -77,23 +86,55 @@ class WorkerHub:
         self,
         *,
         lease_seconds: float = 15.0,
+        max_task_seconds: float = 600.0,
         heartbeat_seconds: float = 3.0,
         max_concurrency: int = 4,
         max_result_bytes: int = 16 << 20,
         messages_per_second: float = 50.0,
+        max_workers: int = 256,
+        max_workers_per_sub: int = 16,
     ) -> None:
         self.lease_seconds = lease_seconds
+        self.max_task_seconds = max_task_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.max_concurrency = max_concurrency
         self.max_result_bytes = max_result_bytes
         self.messages_per_second = messages_per_second
+        self.max_workers = max_workers
+        self.max_workers_per_sub = max_workers_per_sub
+        self._connections: dict[str, int] = {}
+        """Open connections (joined or not yet) per token subject."""
         self._lock = threading.RLock()
         self._workers: dict[str, Worker] = {}
         self._runs: list[RunQueue] = []
         self._leases: dict[str, Lease] = {}
         self._ids = itertools.count(1)
+        self._subs: dict[str, str] = {}
+        """Worker id -> token subject, of every worker that joined (bans need it after a
+        worker left)."""
 
     # -- workers ------------------------------------------------------------------------------
+
+    def connect(self, sub: str) -> str | None:
+        """Count a new connection of subject ``sub``: None if it may open, else why not (at
+        most ``max_workers`` in all and ``max_workers_per_sub`` per subject: each connection
+        may make the server buffer a whole frame, up to the WebSocket size limit)."""
+        with self._lock:
+            if sum(self._connections.values()) >= self.max_workers:
+                return f"{self.max_workers} workers are connected, the most this server takes"
+            if self._connections.get(sub, 0) >= self.max_workers_per_sub:
+                return f"{self.max_workers_per_sub} workers of {sub!r} are connected already"
+            self._connections[sub] = self._connections.get(sub, 0) + 1
+        return None
+
+    def disconnect(self, sub: str) -> None:
+        """A connection that :meth:`connect` counted closed."""
+        with self._lock:
+            left = self._connections.get(sub, 0) - 1
+            if left > 0:
+                self._connections[sub] = left
+            else:
+                self._connections.pop(sub, None)
 
     def join(
         self,
@@ -110,6 +151,7 @@ class WorkerHub:
                 f"w{next(self._ids)}", sub, granted, send, close, RateBucket(rate, 2 * rate)
             )
             self._workers[worker.id] = worker
+            self._subs[worker.id] = sub
         self.dispatch()
         return worker
 
@@ -145,7 +187,7 @@ class WorkerHub:
             for task_id in worker.leases:
                 lease = self._leases.get(task_id)
                 if lease is not None:
-                    lease.deadline = deadline
+                    lease.deadline = min(deadline, lease.until)
 
     # -- runs and tasks -----------------------------------------------------------------------
 
@@ -185,41 +227,55 @@ class WorkerHub:
                 run.waiting = deque((t, s) for t, s in run.waiting if s > limit)
         return out
 
-    def ban(self, run: RunQueue, worker_id: str) -> None:
-        """No more of ``run``'s tasks go to the worker; those it holds fail this attempt."""
+    def sub_of(self, worker_id: str) -> str:
+        """The token subject of worker ``worker_id`` (connected or gone)."""
         with self._lock:
-            run.banned.add(worker_id)
-            worker = self._workers.get(worker_id)
+            return self._subs.get(worker_id, worker_id)
+
+    def banned(self, run: RunQueue, worker_id: str) -> bool:
+        """Whether ``run`` banned the subject of worker ``worker_id``."""
+        return self.sub_of(worker_id) in run.banned
+
+    def ban(self, run: RunQueue, worker_id: str) -> None:
+        """No more of ``run``'s tasks go to any worker of ``worker_id``'s token subject; the
+        tasks they hold fail this attempt."""
+        with self._lock:
+            sub = self._subs.get(worker_id, worker_id)
+            run.banned.add(sub)
+            workers = [w for w in self._workers.values() if w.sub == sub]
             held = [lease for lease in self._leases.values() if lease.run is run]
-            leases = [lease for lease in held if lease.worker.id == worker_id]
+            leases = [lease for lease in held if lease.worker.sub == sub]
             for lease in leases:
                 self._leases.pop(lease.task.id, None)
                 lease.worker.leases.discard(lease.task.id)
-        if worker is not None:
+        for worker in workers:
             worker.send({"type": "banned"})
-            for lease in leases:
-                worker.send({"type": "cancel", "task_id": lease.task.id})
         for lease in leases:
-            run.events.put(("failed", lease.task, worker_id, "the worker was banned"))
+            lease.worker.send({"type": "cancel", "task_id": lease.task.id})
+            run.events.put(("failed", lease.task, lease.worker.id, "the worker was banned"))
         self.dispatch()
 
     def dispatch(self) -> None:
         """Hand waiting tasks to workers with free slots, runs in the order they opened."""
         handed: list[tuple[Worker, BrowserTask]] = []
-        deadline = time.monotonic() + self.lease_seconds
+        now = time.monotonic()
+        deadline, until = (
+            now + min(self.lease_seconds, self.max_task_seconds),
+            now + self.max_task_seconds,
+        )
         with self._lock:
             for run in self._runs:
                 while run.waiting:
                     free = [
                         w
                         for w in self._workers.values()
-                        if len(w.leases) < w.concurrency and w.id not in run.banned
+                        if len(w.leases) < w.concurrency and w.sub not in run.banned
                     ]
                     if not free:
                         break
                     worker = min(free, key=lambda w: len(w.leases) / w.concurrency)
                     task, _ = run.waiting.popleft()
-                    self._leases[task.id] = Lease(task, worker, run, deadline)
+                    self._leases[task.id] = Lease(task, worker, run, deadline, until)
                     worker.leases.add(task.id)
                     handed.append((worker, task))
         for worker, task in handed:
@@ -235,7 +291,11 @@ class WorkerHub:
                 lease.worker.leases.discard(lease.task.id)
         for lease in late:
             lease.worker.send({"type": "cancel", "task_id": lease.task.id})
-            reason = f"its lease of {self.lease_seconds:g} s passed without a heartbeat"
+            reason = (
+                f"it held the task {self.max_task_seconds:g} s, the most a task may take"
+                if lease.deadline >= lease.until
+                else f"its lease of {self.lease_seconds:g} s passed without a heartbeat"
+            )
             lease.run.events.put(("failed", lease.task, lease.worker.id, reason))
         if late:
             self.dispatch()
@@ -296,11 +356,54 @@ class WorkerHub:
         if len(data) > self.max_result_bytes:
             return f"{len(data)} bytes, over the limit of {self.max_result_bytes}", None
         try:
+            if _compressed(data):
+                return "a compressed Arrow IPC stream (send it uncompressed)", None
             table = pa.ipc.open_stream(data).read_all()
-        except (pa.ArrowInvalid, OSError, ValueError) as exc:
+        except (pa.ArrowInvalid, OSError, ValueError, struct.error) as exc:
             return f"not an Arrow IPC stream ({exc})", None
+        try:
+            table.validate(full=True)
+        except pa.ArrowInvalid as exc:
+            return f"invalid Arrow data ({exc})", None
         got = [(f.name, f.type) for f in table.schema]
         want = [(f.name, f.type) for f in task.schema]
         if got != want:
             return f"schema {got} where {want} was expected", None
         return "", table.replace_schema_metadata(None).cast(task.schema)
+
+
+_RECORD_BATCH, _DICTIONARY_BATCH = 3, 4
+"""``MessageHeader`` union types of Arrow's ``Message.fbs``."""
+
+
+def _compressed(data: bytes) -> bool:
+    """Whether a record or dictionary batch of the IPC stream ``data`` has compressed buffers:
+    the ``compression`` field of its ``RecordBatch`` header (``Message.fbs``), read from the
+    flatbuffer before pyarrow decompresses anything."""
+    for message in pa.ipc.MessageReader.open_stream(data):
+        if message.type not in ("record batch", "dictionary"):
+            continue
+        meta = message.metadata.to_pybytes()
+        root = struct.unpack_from("<I", meta, 0)[0]
+        kind, header = _field(meta, root, 1), _field(meta, root, 2)
+        if kind is None or header is None:
+            continue
+        batch = header + struct.unpack_from("<I", meta, header)[0]
+        if meta[kind] == _DICTIONARY_BATCH:  # DictionaryBatch {id, data: RecordBatch, ...}
+            inner = _field(meta, batch, 1)
+            if inner is None:
+                continue
+            batch = inner + struct.unpack_from("<I", meta, inner)[0]
+        if _field(meta, batch, 3) is not None:  # RecordBatch {length, nodes, buffers, compression}
+            return True
+    return False
+
+
+def _field(buf: bytes, table: int, index: int) -> int | None:
+    """Where field ``index`` of the flatbuffer table at ``table`` is, or None if absent."""
+    vtable = table - struct.unpack_from("<i", buf, table)[0]
+    slot = 4 + 2 * index
+    if slot >= struct.unpack_from("<H", buf, vtable)[0]:
+        return None
+    offset = struct.unpack_from("<H", buf, vtable + slot)[0]
+    return table + offset if offset else None

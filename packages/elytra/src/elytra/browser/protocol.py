@@ -19,10 +19,13 @@ from __future__ import annotations
 import time
 from typing import Final
 
-__all__ = ["CHUNK_MEDIA_TYPE", "PROTOCOL_VERSION", "RateBucket"]
+__all__ = ["CHUNK_MEDIA_TYPE", "MAX_TEXT_BYTES", "PROTOCOL_VERSION", "RateBucket"]
 
 PROTOCOL_VERSION: Final = 1
 CHUNK_MEDIA_TYPE: Final = "application/vnd.apache.arrow.stream"
+MAX_TEXT_BYTES: Final = 64 << 10
+"""The longest JSON text frame (characters) a worker may send: its messages are a few hundred;
+the JSON is parsed on the server's event loop, so a large one would stall every route."""
 
 
 class RateBucket:

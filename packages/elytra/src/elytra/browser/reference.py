@@ -167,7 +167,12 @@ class ReferenceWorker:
             self.errors.append(f"{type(exc).__name__}: {exc}")
             try:
                 self._send(
-                    {"type": "error", "task_id": task_id, "attempt": attempt, "message": str(exc)}
+                    {
+                        "type": "error",
+                        "task_id": task_id,
+                        "attempt": attempt,
+                        "message": str(exc)[:2000],
+                    }
                 )
             except (ConnectionClosed, OSError):
                 return
