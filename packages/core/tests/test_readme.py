@@ -42,8 +42,15 @@ def test_http_kit_example_runs(tmp_path, monkeypatch, capsys):
     assert out[1] == "NotFoundError 404 not_found no dataset 'sales'"
 
 
+def test_vectors_example_runs(tmp_path, monkeypatch, capsys):
+    out = _run_block("browser_refusal(", tmp_path, monkeypatch, capsys)
+    assert out[0] == "{'error': 'OutOfRangeError'}"
+    assert out[1] == "{'values': [1.152921504606847e+18, None]}"
+    assert out[2].startswith('column "u" of type u8: unsigned integers')
+
+
 def test_cli_kit_example_runs(tmp_path, monkeypatch, capsys):
-    out = _run_block(2, tmp_path, monkeypatch, capsys)
+    out = _run_block("print_table(", tmp_path, monkeypatch, capsys)
     assert out == ["id,cells", '1,"[[null, 1]]"', "2,"]
 
 
