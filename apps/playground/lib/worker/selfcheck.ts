@@ -1,0 +1,44 @@
+/**
+ * The quick self-check a tab runs before it is lent: a bundled handful of shared test vectors
+ * (written by scripts/expr_vectors.py, see selfcheck.json) through the interpreter, and one
+ * small task through the engine compared with what the Python reference worker answers for it.
+ * A tab that fails either is not lent: its results would be refused or get it banned.
+ */
+import { tableFromIPC, tableToIPC, tableFromArrays } from "apache-arrow";
+
+import { runVectors, type TestVector } from "../expr/conformance";
+import vectors from "./selfcheck.json";
+import { runTask, type Step } from "./engine";
+
+export interface SelfCheck {
+  ok: boolean;
+  vectors: number;
+  failed: number;
+  message: string;
+}
+
+interface Bundle {
+  vectors: TestVector[];
+  task: { steps: Step[]; schema: string; input: Record<string, number[]>; expected: unknown };
+}
+
+export function selfCheck(): SelfCheck {
+  const bundle = vectors as unknown as Bundle;
+  const report = runVectors(bundle.vectors, 3);
+  const problems: string[] = report.mismatches.map((m) => `vector ${m.id}: ${m.reason}`);
+  const task = bundle.task;
+  try {
+    const chunk = tableToIPC(tableFromArrays(Object.fromEntries(Object.entries(task.input).map(([k, v]) => [k, Float64Array.from(v)]))), "stream");
+    const out = tableFromIPC(runTask(task, chunk).bytes).toArray().map((r) => r.toJSON());
+    const got = JSON.stringify(out, (_, v) => (typeof v === "bigint" ? v.toString() : v));
+    if (got !== JSON.stringify(task.expected)) problems.push(`the sample task gave ${got}, expected ${JSON.stringify(task.expected)}`);
+  } catch (e) {
+    problems.push(`the sample task failed: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  return {
+    ok: problems.length === 0,
+    vectors: report.total,
+    failed: report.failed,
+    message: problems.length ? problems.join("; ") : `${report.passed} of ${report.total} vectors and the sample task passed`,
+  };
+}
