@@ -70,7 +70,7 @@ def worker_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIPlat
         "ELYTRA_WORKERS": "1",
         "ELYTRA_BROWSER_WAIT_SECONDS": "60",
         "ELYTRA_BROWSER_VERIFY_FRACTION": "1.0",
-        "LAKE_CHUNK_BYTES": str(64 * 1024),
+        "LAKE_CHUNK_BYTES": str(16 * 1024),
         "ELYTRA_TASK_BYTES": "1",
     }
     server = launch(
@@ -129,7 +129,11 @@ def lend(ctx: BrowserContext, token: str, before: Callable[[Page], None] | None 
     sign_in(page, "/worker/")
     page.get_by_label("Worker token").fill(token)
     page.get_by_role("button", name="Lend this tab").click()
-    expect(page.get_by_test_id("worker-state")).to_have_attribute("data-state", "connected")
+    state = page.get_by_test_id("worker-state")
+    expect(state).not_to_have_attribute("data-state", "checking")
+    if state.get_attribute("data-state") == "refused":  # say why (the self-check's words)
+        pytest.fail(page.get_by_test_id("worker-error").inner_text())
+    expect(state).to_have_attribute("data-state", "connected")
     expect(page.get_by_test_id("worker-selfcheck")).to_contain_text("passed")
     return page
 

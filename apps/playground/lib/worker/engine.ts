@@ -10,7 +10,6 @@
  * Nothing here turns text into code.
  */
 import {
-  Bool,
   Data,
   DataType,
   Decimal,
@@ -21,10 +20,8 @@ import {
   Table,
   Type,
   makeData,
-  makeVector,
   tableFromIPC,
   tableToIPC,
-  vectorFromArray,
   type Vector,
 } from "apache-arrow";
 
@@ -445,11 +442,32 @@ function dataOf(cells: Any[], type: DataType): Data {
       });
       return makeData({ ...base, type, data } as never);
     }
-    case Type.Bool:
-      return vectorFromArray(cells.map((c) => (c === null || c === undefined ? null : Boolean(c))), new Bool()).data[0];
+    case Type.Bool: {
+      const data = new Uint8Array(Math.ceil(length / 8) || 1);
+      cells.forEach((c, i) => {
+        if (c === true) data[i >> 3] |= 1 << (i & 7);
+      });
+      return makeData({ ...base, type, data } as never);
+    }
+    case Type.Utf8:
+    case Type.LargeUtf8: {
+      const encoder = new TextEncoder();
+      const parts = cells.map((c) => (c === null || c === undefined ? new Uint8Array(0) : encoder.encode(String(c))));
+      const total = parts.reduce((n, p) => n + p.length, 0);
+      const data = new Uint8Array(total);
+      const large = type.typeId === Type.LargeUtf8;
+      const offsets = large ? new BigInt64Array(length + 1) : new Int32Array(length + 1);
+      let at = 0;
+      parts.forEach((p, i) => {
+        data.set(p, at);
+        at += p.length;
+        offsets[i + 1] = (large ? BigInt(at) : at) as never;
+      });
+      return makeData({ ...base, type, data, valueOffsets: offsets } as never);
+    }
   }
-  const vector = vectorFromArray(cells as unknown[], type);
-  return vector.data.length === 1 ? vector.data[0] : makeVector(vector).data[0];
+  // Arrow JS's builders (vectorFromArray) compile a function from text: refused under the CSP.
+  throw new ExprError("UnsupportedInBrowser", `the browser does not write Arrow ${String(type)} columns`);
 }
 
 /** The rows as an Arrow table of exactly `schema` (columns matched by name, in order). */

@@ -4,7 +4,7 @@
  * small task through the engine compared with what the Python reference worker answers for it.
  * A tab that fails either is not lent: its results would be refused or get it banned.
  */
-import { tableFromIPC, tableToIPC, tableFromArrays } from "apache-arrow";
+import { Float64, Table, makeData, makeVector, tableFromIPC, tableToIPC } from "apache-arrow";
 
 import { runVectors, type TestVector } from "../expr/conformance";
 import vectors from "./selfcheck.json";
@@ -28,7 +28,8 @@ export function selfCheck(): SelfCheck {
   const problems: string[] = report.mismatches.map((m) => `vector ${m.id}: ${m.reason}`);
   const task = bundle.task;
   try {
-    const chunk = tableToIPC(tableFromArrays(Object.fromEntries(Object.entries(task.input).map(([k, v]) => [k, Float64Array.from(v)]))), "stream");
+    const columns = Object.entries(task.input).map(([k, v]) => [k, makeVector(makeData({ type: new Float64(), length: v.length, data: Float64Array.from(v) }))]);
+    const chunk = tableToIPC(new Table(Object.fromEntries(columns)), "stream");
     const out = tableFromIPC(runTask(task, chunk).bytes).toArray().map((r) => r.toJSON());
     const got = JSON.stringify(out, (_, v) => (typeof v === "bigint" ? v.toString() : v));
     if (got !== JSON.stringify(task.expected)) problems.push(`the sample task gave ${got}, expected ${JSON.stringify(task.expected)}`);
