@@ -41,6 +41,8 @@ const IDLE: LendStats = {
   lastError: null,
   lastRejection: null,
   timings: [],
+  acceptMs: [],
+  leaseMs: [],
 };
 
 const MAX_CAP = 4; // the server's default ELYTRA_BROWSER_MAX_CONCURRENCY

@@ -34,6 +34,10 @@ export interface LendStats {
   lastRejection: string | null;
   /** Per task: chunk fetch and compute milliseconds of the last results (the newest last). */
   timings: { fetchMs: number; runMs: number }[];
+  /** Milliseconds from sending a result to its `accepted` (the server's check), the last ones. */
+  acceptMs: number[];
+  /** Milliseconds from a slot's result to the next task it was handed (the lease's turnaround). */
+  leaseMs: number[];
 }
 
 export interface LendOptions {
@@ -92,6 +96,8 @@ export class LentTab {
   private busySince: number | null = null;
   private stopped = false;
   private hidden = false;
+  private sentAt = new Map<string, number>();
+  private freedAt: number[] = [];
   readonly stats: LendStats = {
     state: "idle",
     banned: false,
@@ -111,13 +117,15 @@ export class LentTab {
     lastError: null,
     lastRejection: null,
     timings: [],
+    acceptMs: [],
+    leaseMs: [],
   };
 
   constructor(private options: LendOptions) {}
 
   private set(patch: Partial<LendStats>): void {
     Object.assign(this.stats, patch);
-    this.options.onChange({ ...this.stats, timings: [...this.stats.timings] });
+    this.options.onChange({ ...this.stats, timings: [...this.stats.timings], acceptMs: [...this.stats.acceptMs], leaseMs: [...this.stats.leaseMs] });
   }
 
   /** The concurrency asked for: one slot per core, capped. */
@@ -222,24 +230,32 @@ export class LentTab {
       case "welcome": {
         this.welcome = msg as unknown as Welcome;
         this.backoff = 500;
+        this.freedAt = [];
         this.ensureWorkers(this.welcome.concurrency);
         const every = Math.max(0.5, Number(this.welcome.heartbeat_seconds) || 3) * 1000;
         this.beat = setInterval(() => this.send({ type: "heartbeat" }), every);
         this.set({ state: "connected", workerId: this.welcome.worker_id, slots: this.welcome.concurrency, banned: false });
         break;
       }
-      case "task":
+      case "task": {
+        const freed = this.freedAt.shift();
+        if (freed !== undefined) this.stats.leaseMs = [...this.stats.leaseMs, performance.now() - freed].slice(-KEEP_TIMINGS);
         this.queue.push(msg as unknown as TaskMessage);
         this.pump();
         break;
+      }
       case "cancel":
         this.cancelled.add(String(msg.task_id));
         this.queue = this.queue.filter((t) => t.task_id !== msg.task_id);
         this.set({ cancelled: this.stats.cancelled + 1 });
         break;
-      case "accepted":
-        this.set({ tasksDone: this.stats.tasksDone + 1 });
+      case "accepted": {
+        const sent = this.sentAt.get(String(msg.task_id));
+        this.sentAt.delete(String(msg.task_id));
+        const acceptMs = sent === undefined ? this.stats.acceptMs : [...this.stats.acceptMs, performance.now() - sent].slice(-KEEP_TIMINGS);
+        this.set({ tasksDone: this.stats.tasksDone + 1, acceptMs });
         break;
+      }
       case "rejected":
         this.set({ rejected: this.stats.rejected + 1, lastRejection: String(msg.reason ?? "") });
         break;
@@ -301,6 +317,8 @@ export class LentTab {
       const header = { task_id: entry.task.task_id, attempt: entry.task.attempt };
       if (reply.ok) {
         this.send({ type: "result", ...header, bytes: reply.bytes.byteLength }, reply.bytes);
+        this.sentAt.set(entry.task.task_id, performance.now());
+        this.freedAt.push(performance.now());
         const timings = [...this.stats.timings, { fetchMs: reply.fetchMs, runMs: reply.runMs }].slice(-KEEP_TIMINGS);
         Object.assign(this.stats, {
           tasksSent: this.stats.tasksSent + 1,
