@@ -45,7 +45,9 @@ def _start(run_dir: Path, env: dict[str, str]) -> Any:
     from servers import command, launch
 
     home = run_dir / "home"
-    return launch([str(command("platform")), "up", "--port", "0", "--home", str(home)], run_dir, env)
+    return launch(
+        [str(command("platform")), "up", "--port", "0", "--home", str(home)], run_dir, env
+    )
 
 
 def _admin(url: str) -> str:
@@ -81,7 +83,10 @@ def _job(url: str) -> float:
         r = http.post("/api/jobs", json={"pipeline": PIPELINE})
         r.raise_for_status()
         job = r.json()["id"]
-        while (state := http.get(f"/api/jobs/{job}").json()["state"]) not in ("succeeded", "failed"):
+        while (state := http.get(f"/api/jobs/{job}").json()["state"]) not in (
+            "succeeded",
+            "failed",
+        ):
             time.sleep(0.05)
         seconds = time.perf_counter() - start
         if state != "succeeded":
@@ -135,7 +140,9 @@ def main() -> None:
             _upload(local_server.url, csv)
             local = [_job(local_server.url) for _ in range(args.runs + 1)][1:]
             with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+                browser = pw.chromium.launch(
+                    executable_path=chromium, headless=True, args=CHROMIUM_FLAGS
+                )
                 page = browser.new_page(base_url=browser_server.url)
                 page.set_default_timeout(60_000)
                 page.goto("/worker/")
@@ -146,7 +153,9 @@ def main() -> None:
                 page.get_by_label("Web Workers at most").fill("1")
                 page.get_by_label("Pause when this tab is hidden").uncheck()
                 page.get_by_role("button", name="Lend this tab").click()
-                expect(page.get_by_test_id("worker-state")).to_have_attribute("data-state", "connected")
+                expect(page.get_by_test_id("worker-state")).to_have_attribute(
+                    "data-state", "connected"
+                )
                 tab = [_job(browser_server.url) for _ in range(args.runs + 1)][1:]
                 stats = page.evaluate("window.elytraWorker.stats()")
                 browser.close()
@@ -168,7 +177,12 @@ def main() -> None:
         "runs": args.runs,
         "tab": {"seconds": t_tab, "tasks_per_s": chunks / t_tab, "mb_per_s": mb / t_tab},
         "local": {"seconds": t_local, "tasks_per_s": chunks / t_local, "mb_per_s": mb / t_local},
-        "per_task_ms": {"fetch": fetch, "compute": run, "result_to_accepted": accept, "lease": lease},
+        "per_task_ms": {
+            "fetch": fetch,
+            "compute": run,
+            "result_to_accepted": accept,
+            "lease": lease,
+        },
         "local_ms_per_task": 1000 * t_local / chunks,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)

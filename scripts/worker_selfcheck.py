@@ -14,6 +14,7 @@ import argparse
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -21,14 +22,15 @@ from elytra.browser.evaluate import evaluate_steps
 from elytra.browser.tasks import schema_to_b64
 from emsqrt import plan as lp
 from emsqrt.physical.aggregate import state_schema
-from platform_core.expr import parse
-from platform_core.expr.serde import to_dict
+from platform_core import Schema
+from platform_core.expr import evaluate, parse
+from platform_core.expr.serde import from_dict, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "apps/playground/lib/worker/selfcheck.json"
 
 
-def sample_task() -> dict[str, object]:
+def sample_task() -> dict[str, Any]:
     rows = pa.table({"x": [0.5, 1.5, 2.0, 3.25, -1.0, 7.0], "g": [1.0, 2.0, 1.0, 2.0, 1.0, 3.0]})
     aggs = [
         {"name": "n", "agg": to_dict(parse("count(*)"))},
@@ -36,7 +38,7 @@ def sample_task() -> dict[str, object]:
         {"name": "hi", "agg": to_dict(parse("max(y)"))},
         {"name": "m", "agg": to_dict(parse("avg(g)"))},
     ]
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"op": "filter", "expr": to_dict(parse("x > 1"))},
         {"op": "map", "columns": [["y", to_dict(parse("x * 2 + g"))]]},
         {"op": "partial_aggregate", "group_by": [], "aggregates": aggs},
@@ -48,42 +50,31 @@ def sample_task() -> dict[str, object]:
         "schema": schema_to_b64(out.schema),
         "input": {k: rows[k].to_pylist() for k in rows.column_names},
         "expected": [
-            {k: (str(v) if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in r.items()}
+            {
+                k: (str(v) if isinstance(v, int) and not isinstance(v, bool) else v)
+                for k, v in r.items()
+            }
             for r in out.to_pylist()
         ],
     }
 
 
-def _schema(steps: list[dict[str, object]], rows: pa.Table) -> pa.Schema:
-    probe = evaluate_steps(steps[:2], rows, _names_schema(steps[:2], rows))
-    from platform_core import Schema
-    from platform_core.expr.serde import from_dict
-
-    aggregate = steps[2]
-    node = lp.Aggregate(
-        lp.Input("rows", Schema.from_arrow(probe.schema)),
-        (),
-        tuple(lp.AggSpec(a["name"], from_dict(a["agg"])) for a in aggregate["aggregates"]),  # type: ignore[index, arg-type]
-        "partial",
-    )
-    return state_schema(node, probe.schema)
-
-
-def _names_schema(steps: list[dict[str, object]], rows: pa.Table) -> pa.Schema:
-    from platform_core.expr import evaluate
-    from platform_core.expr.serde import from_dict
-
-    table = rows.filter(evaluate(from_dict(steps[0]["expr"]), rows))  # type: ignore[arg-type]
-    for name, expr in steps[1]["columns"]:  # type: ignore[attr-defined]
+def _schema(steps: list[dict[str, Any]], rows: pa.Table) -> pa.Schema:
+    """emsqrt's partial-state schema of the aggregate step over the rows the steps before give."""
+    table = rows.filter(evaluate(from_dict(steps[0]["expr"]), rows))
+    for name, expr in steps[1]["columns"]:
         table = table.append_column(name, evaluate(from_dict(expr), table))
-    return table.schema
+    specs = tuple(lp.AggSpec(a["name"], from_dict(a["agg"])) for a in steps[2]["aggregates"])
+    node = lp.Aggregate(lp.Input("rows", Schema.from_arrow(table.schema)), (), specs, "partial")
+    return state_schema(node, table.schema)
 
 
 def main() -> None:
     spec = importlib.util.spec_from_file_location(
         "_expr_vectors", ROOT / "packages/core/tests/expr_vectors.py"
     )
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
