@@ -268,3 +268,131 @@ def test_a_user_token_is_refused_with_a_clear_message(
     expect(page.get_by_test_id("worker-error")).to_contain_text("not a worker token")
     expect(page.get_by_test_id("worker-state")).to_have_attribute("data-state", "refused")
     assert stats(page)["state"] == "idle"  # nothing connected
+
+
+def _natural(steps: list[dict[str, Any]], table: pa.Table) -> pa.Table:
+    """The reference evaluator's rows before the final cast (the schema a task would carry)."""
+    from elytra.browser.evaluate import _emsqrt_step
+    from platform_core.expr import evaluate
+    from platform_core.expr.serde import from_dict
+
+    for step in steps:
+        if step["op"] == "filter":
+            table = table.filter(evaluate(from_dict(step["expr"]), table))
+        elif step["op"] == "project":
+            cols = step["columns"]
+            table = pa.Table.from_arrays(
+                [table.column(src) for _, src in cols], names=[out for out, _ in cols]
+            )
+        elif step["op"] == "map":
+            for name, expr in step["columns"]:
+                values = evaluate(from_dict(expr), table)
+                if name in table.column_names:
+                    table = table.set_column(table.column_names.index(name), name, values)
+                else:
+                    table = table.append_column(name, values)
+        elif step["op"] == "limit":
+            table = table.slice(int(step["offset"]), int(step["n"]))
+        else:
+            table = _emsqrt_step(step, table, 64 << 20)
+    return table
+
+
+def test_the_tab_computes_what_the_reference_worker_computes(
+    tabs: BrowserContext, worker_platform: UIPlatform
+) -> None:
+    """The page's engine against elytra's evaluate_steps on the same steps and rows, compared
+    as the backend compares a verified result (a difference would get an honest tab banned)."""
+    import base64
+    import datetime as dt
+
+    from elytra.browser.compare import same_result
+    from elytra.browser.tasks import schema_to_b64
+    from platform_core.expr import parse
+    from platform_core.expr.serde import to_dict
+
+    nan = float("nan")
+    rows = pa.table(
+        {
+            "i": pa.array([3, -1, None, 7, 3, 0, 12, -5], pa.int64()),
+            "k": pa.array([1, 2, 1, None, 2, 1, 3, 3], pa.int32()),
+            "f": [1.5, -0.0, nan, None, 0.0, 2.25, nan, -3.5],
+            "s": ["b", None, "a", "é", "b", "Z", "a", "b"],
+            "t": [True, False, None, True, True, False, True, None],
+            "d": pa.array([dt.date(2024, 1, i + 1) for i in range(8)], pa.date32()),
+            "ts": pa.array([dt.datetime(2024, 5, 1, i) for i in range(8)], pa.timestamp("us")),
+        }
+    )
+
+    def e(text: str) -> Any:
+        return to_dict(parse(text))
+
+    def aggs(*texts: str) -> list[dict[str, Any]]:
+        return [{"name": f"c{i}", "agg": e(t)} for i, t in enumerate(texts)]
+
+    cases: list[list[dict[str, Any]]] = [
+        [
+            {"op": "filter", "expr": e("f > 0 OR s IS NULL OR i % 2 = 1")},
+            {"op": "map", "columns": [["y", e("i * 2 + k")], ["s", e("upper(s) || '!'")]]},
+            {"op": "project", "columns": [["out_s", "s"], ["y", "y"], ["d", "d"], ["t", "t"]]},
+        ],
+        [
+            {
+                "op": "partial_aggregate",
+                "group_by": ["s"],
+                "aggregates": aggs(
+                    "count(*)",
+                    "count(f)",
+                    "sum(i)",
+                    "sum(f)",
+                    "avg(k)",
+                    "avg(f)",
+                    "min(f)",
+                    "max(f)",
+                    "min(s)",
+                    "max(d)",
+                    "max(ts)",
+                    "min(i)",
+                ),
+            }
+        ],
+        [{"op": "partial_aggregate", "group_by": ["f", "k"], "aggregates": aggs("count(*)")}],
+        [{"op": "partial_aggregate", "group_by": ["t"], "aggregates": aggs("sum(i * k)")}],
+        [
+            {"op": "filter", "expr": e("i > 100")},
+            {"op": "partial_aggregate", "group_by": [], "aggregates": aggs("count(*)", "sum(i)")},
+        ],
+        [
+            {
+                "op": "top_k",
+                "keys": [
+                    {"column": "f", "descending": True, "nulls_first": True},
+                    {"column": "s", "descending": False, "nulls_first": False},
+                ],
+                "n": 5,
+            }
+        ],
+        [
+            {
+                "op": "top_k",
+                "keys": [{"column": "k", "descending": False, "nulls_first": False}],
+                "n": 4,
+            }
+        ],
+        [{"op": "limit", "n": 3, "offset": 2}],
+    ]
+    page = sign_in(tabs.new_page(), "/worker/")
+    page.wait_for_function("window.elytraWorker !== undefined")
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, rows.schema) as writer:
+        writer.write_table(rows)
+    chunk = base64.b64encode(sink.getvalue().to_pybytes()).decode()
+    for steps in cases:
+        want = _natural(steps, rows)
+        got_b64 = page.evaluate(
+            "([steps, schema, chunk]) => window.elytraWorker.run(steps, schema, chunk)",
+            [steps, schema_to_b64(want.schema), chunk],
+        )
+        got = pa.ipc.open_stream(base64.b64decode(got_b64)).read_all()
+        assert got.schema == want.schema, steps
+        assert same_result(got, want) is None, (steps, got.to_pylist(), want.to_pylist())

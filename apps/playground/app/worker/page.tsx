@@ -6,7 +6,8 @@
  * interpreter (lib/worker/selfcheck), then connects to /api/workers/ws and runs tasks in Web
  * Workers, one per slot: min(navigator.hardwareConcurrency, the cap). Data, never code: tasks
  * are expression plans the interpreter evaluates (no eval, no Function). A user token is refused
- * here with a message before anything connects. Tests read `window.elytraWorker.stats()`.
+ * here with a message before anything connects. Tests read `window.elytraWorker.stats()` and
+ * run the engine on given rows with `window.elytraWorker.run(steps, schema, chunk)`.
  */
 import { useEffect, useRef, useState } from "react";
 
@@ -14,11 +15,16 @@ import { ErrorLine, PageTitle } from "@/components/ui";
 import { TokenField } from "@/components/worker/TokenField";
 import { WorkerStats } from "@/components/worker/WorkerStats";
 import { LentTab, tokenProblem, type LendStats } from "@/lib/worker/client";
+import { runTask, type Step } from "@/lib/worker/engine";
 import { selfCheck } from "@/lib/worker/selfcheck";
 
 declare global {
   interface Window {
-    elytraWorker?: { stats: () => LendStats & { busySecondsNow: number } };
+    elytraWorker?: {
+      stats: () => LendStats & { busySecondsNow: number };
+      /** The engine on given rows (base64 Arrow IPC) and steps, as a Web Worker runs a task. */
+      run: (steps: Step[], schema: string, chunk: string) => string;
+    };
   }
 }
 
@@ -61,6 +67,13 @@ export default function WorkerPage() {
   useEffect(() => {
     window.elytraWorker = {
       stats: () => ({ ...(tab.current?.stats ?? IDLE), busySecondsNow: tab.current?.busySeconds() ?? 0 }),
+      run: (steps, schema, chunk) => {
+        const bytes = Uint8Array.from(atob(chunk), (c) => c.charCodeAt(0));
+        const out = runTask({ steps, schema }, bytes).bytes;
+        let text = "";
+        for (let i = 0; i < out.length; i += 0x8000) text += String.fromCharCode(...out.subarray(i, i + 0x8000));
+        return btoa(text);
+      },
     };
     const onVisibility = () => tab.current?.visibility(document.hidden);
     document.addEventListener("visibilitychange", onVisibility);

@@ -43,6 +43,8 @@ interface Column {
   /** The canonical type name (typeName): the interpreter's for the types it runs. */
   type: string;
   cells: Any[];
+  /** Set (to the Arrow type) for a column whose values this engine does not read. */
+  opaque?: string;
 }
 
 interface Rows {
@@ -79,8 +81,14 @@ export function rowsOf(table: Table): Rows {
     const type = typeName(field.type);
     if (SUPPORTED.has(type)) return { name: field.name, type, cells: vectorCells(vector, type) };
     const cells: Any[] = [];
-    for (let i = 0; i < vector.length; i++) cells.push(vector.get(i) ?? null);
-    return { name: field.name, type, cells };
+    if (field.type.typeId === Type.Int || field.type.typeId === Type.Float) {
+      // other widths, unsigned, f32: Arrow JS reads them exactly (64 bits as BigInt)
+      for (let i = 0; i < vector.length; i++) cells.push(vector.get(i) ?? null);
+      return { name: field.name, type, cells };
+    }
+    // Anything else (decimals, zoned or non-µs timestamps, lists, ...) is not read: a task that
+    // uses or returns such a column fails here and runs elsewhere.
+    return { name: field.name, type, cells: new Array<Any>(vector.length).fill(null), opaque: String(field.type) };
   });
   return { length: table.numRows, columns };
 }
@@ -99,9 +107,10 @@ function take(rows: Rows, index: number[]): Rows {
   return { length: index.length, columns: rows.columns.map((c) => ({ ...c, cells: index.map((i) => c.cells[i]) })) };
 }
 
-function column(rows: Rows, name: string): Column {
+function column(rows: Rows, name: string, read = true): Column {
   const c = rows.columns.find((x) => x.name === name);
   if (!c) throw new Error(`no column ${JSON.stringify(name)} in the rows`);
+  if (read && c.opaque) throw new ExprError("UnsupportedInBrowser", `the browser does not read ${c.opaque} columns (${name})`);
   return c;
 }
 
@@ -115,7 +124,7 @@ function filter(rows: Rows, expr: unknown): Rows {
 }
 
 function project(rows: Rows, columns: [string, string][]): Rows {
-  return { length: rows.length, columns: columns.map(([out, src]) => ({ ...column(rows, src), name: out })) };
+  return { length: rows.length, columns: columns.map(([out, src]) => ({ ...column(rows, src, false), name: out })) };
 }
 
 function map(rows: Rows, columns: [string, unknown][]): Rows {
@@ -477,6 +486,7 @@ export function tableOfRows(rows: Rows, schema: Schema): Table {
   if (names.join("\u0000") !== wanted.join("\u0000")) {
     throw new Error(`columns ${JSON.stringify(names)} where ${JSON.stringify(wanted)} were expected`);
   }
+  for (const c of rows.columns) column(rows, c.name); // refuses a column it could not read
   const children = schema.fields.map((f: Field, i) => dataOf(rows.columns[i].cells, f.type));
   const struct = makeData({ type: new Struct(schema.fields), length: rows.length, nullCount: 0, children });
   return new Table([new RecordBatch(schema, struct)]);
