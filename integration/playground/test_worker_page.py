@@ -396,3 +396,22 @@ def test_the_tab_computes_what_the_reference_worker_computes(
         got = pa.ipc.open_stream(base64.b64decode(got_b64)).read_all()
         assert got.schema == want.schema, steps
         assert same_result(got, want) is None, (steps, got.to_pylist(), want.to_pylist())
+
+
+def test_a_hidden_tab_pauses_and_comes_back(
+    tabs: BrowserContext, worker_platform: UIPlatform
+) -> None:
+    page = lend(tabs, worker_token(worker_platform, "hiding"))
+    hide = """(hidden) => {
+        Object.defineProperty(document, "hidden", { value: hidden, configurable: true });
+        document.dispatchEvent(new Event("visibilitychange"));
+    }"""
+    state = page.get_by_test_id("worker-state")
+    page.evaluate(hide, True)
+    expect(state).to_have_attribute("data-state", "paused")
+    page.evaluate(hide, False)
+    expect(state).to_have_attribute("data-state", "connected")
+    page.get_by_label("Pause when this tab is hidden").uncheck()
+    page.evaluate(hide, True)
+    page.wait_for_timeout(500)
+    expect(state).to_have_attribute("data-state", "connected")  # the user chose to keep lending
