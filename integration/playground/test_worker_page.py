@@ -415,3 +415,26 @@ def test_a_hidden_tab_pauses_and_comes_back(
     page.evaluate(hide, True)
     page.wait_for_timeout(500)
     expect(state).to_have_attribute("data-state", "connected")  # the user chose to keep lending
+
+
+def test_a_dropped_connection_reconnects_with_backoff(
+    tabs: BrowserContext, worker_platform: UIPlatform
+) -> None:
+    from playwright.sync_api import WebSocketRoute
+
+    attempts: list[WebSocketRoute] = []
+
+    def flaky(ws: WebSocketRoute) -> None:
+        attempts.append(ws)
+        if len(attempts) <= 2:  # the first two connections drop at once
+            ws.close(code=1011, reason="dropped by the test")
+        else:
+            ws.connect_to_server()
+
+    page = lend(
+        tabs,
+        worker_token(worker_platform, "flaky"),
+        lambda p: p.route_web_socket("**/api/workers/ws*", flaky),
+    )
+    assert len(attempts) == 3
+    assert stats(page)["reconnects"] == 2
