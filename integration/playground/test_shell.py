@@ -8,7 +8,7 @@ import httpx
 from playwright.sync_api import BrowserContext, Page, expect
 from ui_browser import BrowserErrors, UIPlatform, sign_in
 
-PAGES = ["Datasets", "SQL", "Pipelines", "Jobs", "Database", "Cluster"]
+PAGES = ["Datasets", "SQL", "Pipelines", "Jobs", "Database", "Cluster", "Worker"]
 
 
 def test_a_visitor_without_a_session_is_sent_to_sign_in_and_brought_back(

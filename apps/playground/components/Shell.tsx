@@ -17,6 +17,7 @@ const PAGES: { href: string; label: string }[] = [
   { href: "/jobs/", label: "Jobs" },
   { href: "/database/", label: "Database" },
   { href: "/cluster/", label: "Cluster" },
+  { href: "/worker/", label: "Worker" },
 ];
 
 export function Shell({ children }: { children: ReactNode }) {

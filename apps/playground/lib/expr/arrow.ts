@@ -18,7 +18,6 @@ import {
   Utf8,
   makeData,
   makeVector,
-  vectorFromArray,
   type DataType,
   type Vector,
 } from "apache-arrow";
@@ -232,10 +231,23 @@ export function vectorOf(values: JsonCell[], type: string): Vector {
       });
       return makeVector(makeData({ ...base, type: new Float64(), data }));
     }
-    case "bool8":
-      return vectorFromArray(cells as (boolean | null)[], new Bool());
-    case "utf8":
-      return vectorFromArray(cells as (string | null)[], new Utf8());
+    // Built by hand: Arrow JS's builders (vectorFromArray) compile a function from text, which
+    // the pages' CSP (no unsafe-eval) refuses.
+    case "bool8": {
+      const data = new Uint8Array(Math.ceil(length / 8) || 1);
+      cells.forEach((c, i) => {
+        if (c === true) data[i >> 3] |= 1 << (i & 7);
+      });
+      return makeVector(makeData({ ...base, type: new Bool(), data }));
+    }
+    case "utf8": {
+      const parts = cells.map((c) => new TextEncoder().encode(c === null ? "" : (c as string)));
+      const valueOffsets = new Int32Array(length + 1);
+      parts.forEach((p, i) => (valueOffsets[i + 1] = valueOffsets[i] + p.length));
+      const data = new Uint8Array(valueOffsets[length]);
+      parts.forEach((p, i) => data.set(p, valueOffsets[i]));
+      return makeVector(makeData({ ...base, type: new Utf8(), data, valueOffsets }));
+    }
   }
   return fail(`no Arrow vector for type ${type}`);
 }
