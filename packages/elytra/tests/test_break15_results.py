@@ -132,3 +132,37 @@ def test_heartbeats_do_not_hold_a_task_past_max_task_seconds(tmp_path: Path) -> 
     assert event[0] == "failed"
     assert "1.5 s" in event[3]
     assert sent[-1] == {"type": "cancel", "task_id": bt.id}
+
+
+def test_a_result_with_more_rows_than_the_task_can_give_is_refused(tmp_path: Path) -> None:
+    """A worker could pad a result up to the size limit (results wait, outside the driver's
+    cap, until the job's checks end) or drop rows: a partial aggregate by key has at most the
+    chunk's rows, one without keys exactly one."""
+    bt = _task(tmp_path)
+    honest = evaluate_steps(list(bt.steps), _rows(bt), bt.schema)
+    fewest, most = bt.row_bounds()
+    assert (fewest, most) == (0, 500)
+    assert _deliver(WorkerHub(), bt, _ipc(honest))[0] is None
+    padded = pa.concat_tables([honest] * (most // honest.num_rows + 1))
+    reason, event = _deliver(WorkerHub(), bt, _ipc(padded))
+    assert reason is not None
+    assert f"{padded.num_rows} rows where 0 to 500 are possible" in reason
+    assert event[0] == "failed"
+
+
+def test_a_keyless_aggregate_must_give_exactly_one_row(tmp_path: Path) -> None:
+    parts = write_parts(tmp_path / "parts", parts=1, rows=500)
+    with elytra.connect(home=tmp_path / "home", backend="inline") as s:
+        pipeline = s.read_parquet(f"{parts}/*.parquet").agg("count(*) AS n")
+        plan, (task,) = s.driver.plan(pipeline, "j", tmp_path)  # type: ignore[union-attr]
+    bt = browser_task(plan.stages[0], task)
+    assert bt is not None
+    assert bt.row_bounds() == (1, 1)
+    honest = evaluate_steps(list(bt.steps), _rows(bt), bt.schema)
+    assert honest.num_rows == 1
+    assert _deliver(WorkerHub(), bt, _ipc(honest))[0] is None
+    for wrong in (honest.slice(0, 0), pa.concat_tables([honest, honest])):
+        reason, event = _deliver(WorkerHub(), bt, _ipc(wrong))
+        assert reason is not None
+        assert "where 1 to 1 are possible" in reason
+        assert event[0] == "failed"

@@ -89,6 +89,21 @@ class BrowserTask:
             "fields": [[f.name, str(f.type)] for f in self.schema],
         }
 
+    def row_bounds(self) -> tuple[int, int]:
+        """The fewest and most rows an honest result can have: one for a partial aggregate
+        without keys (even over no rows), at most ``n`` (plus the offset) for a top-k or a
+        limit, at most the chunk's rows otherwise (from the Parquet footer, not the data)."""
+        import pyarrow.parquet as pq
+
+        chunk_rows = pq.read_metadata(self.scan.path).num_rows
+        last = self.steps[-1] if self.steps else {}
+        op = last.get("op")
+        if op == "partial_aggregate" and not last.get("group_by"):
+            return 1, 1
+        if op in ("top_k", "limit"):
+            return 0, min(chunk_rows, int(last["n"]) + int(last.get("offset") or 0))
+        return 0, chunk_rows
+
     def retry(self) -> BrowserTask:
         return replace(self, task=self.task.retry())
 
