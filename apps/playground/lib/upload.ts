@@ -4,9 +4,11 @@
  *
  * Protocol (packages/lake/src/lake/uploads.py): POST /api/lake/uploads {name, size, filename,
  * part_size} → PUT .../parts/{n} with X-Content-SHA256 for each part → POST .../complete →
- * poll GET .../{id} until `committed` or `failed`. Parts are read with Blob.slice, one part in
- * flight at a time, so a file of any size never sits in memory whole. What the server already
- * has (GET .../{id} → `received`) is never sent again, which is what resuming means.
+ * poll GET .../{id} until `committed` or `failed`. Parts are read with Blob.slice, a few parts
+ * in flight at a time (`parallel`, 3 by default; the lake takes them in any order), so a file of
+ * any size never sits in memory whole. A PartSender hashes and sends each part: in the page
+ * (pageSender) or in Web Workers (upload-workers.ts, what the playground uses). What the server
+ * already has (GET .../{id} → `received`) is never sent again, which is what resuming means.
  *
  * Unfinished uploads are remembered (an UploadStore; localStorage in a page) with the SHA-256
  * of their first part, so after a reload the same file can be recognised and resumed.
@@ -175,6 +177,28 @@ export function xhrTransport(token: () => string | null, base = ""): Transport {
   };
 }
 
+// --- sending one part ------------------------------------------------------------------
+
+/**
+ * Hashes bytes [start, end) of `file` (SHA-256) and PUTs them to `path` with X-Content-SHA256;
+ * `progress(loaded)` as bytes leave; rejects with Stopped when `signal` aborts, else with an
+ * UploadError in the server's words.
+ */
+export interface PartSender {
+  send(path: string, file: Blob, start: number, end: number, progress: (loaded: number) => void, signal: AbortSignal): Promise<void>;
+}
+
+/** Parts read, hashed and sent by the caller's own thread (the page, or one worker). */
+export function pageSender(transport: Transport): PartSender {
+  return {
+    async send(path, file, start, end, progress, signal) {
+      if (signal.aborted) throw new Stopped();
+      const data = new Uint8Array(await file.slice(start, end).arrayBuffer());
+      await transport.put(path, data, { "x-content-sha256": sha256Hex(data) }, (loaded) => progress(Math.min(loaded, data.length)), signal);
+    },
+  };
+}
+
 // --- what is remembered across reloads -------------------------------------------------
 
 export interface UploadRecord {
@@ -286,7 +310,7 @@ export interface UploadSnapshot {
   name: string;
   fileName: string;
   phase: UploadPhase;
-  /** bytes the server has, plus what has left for the part in flight */
+  /** bytes the server has, plus what has left for the parts in flight */
   sent: number;
   total: number;
   parts: number;
@@ -310,7 +334,14 @@ export interface UploadOptions {
   onChange: (snapshot: UploadSnapshot) => void;
   /** how often to ask whether the conversion has finished (ms) */
   pollMs?: number;
+  /** who hashes and sends the parts (default: this thread, through `transport`) */
+  sender?: PartSender;
+  /** parts in flight at once (default PARALLEL_PARTS) */
+  parallel?: number;
 }
+
+/** Parts of one upload in flight at once. */
+export const PARALLEL_PARTS = 3;
 
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
@@ -416,21 +447,7 @@ export class ResumableUpload {
         if (status.state !== "open") return await this.finish(status, signal);
       }
       const id = this.snap.id as string;
-      for (let n = 0; n < this.snap.parts; n++) {
-        if (this.received.has(n)) continue;
-        if (signal.aborted) throw new Stopped();
-        const data = await readPart(this.file, n, this.partSize);
-        const base = this.snap.sent;
-        await transport.put(
-          `${UPLOADS}/${id}/parts/${n}`,
-          data,
-          { "x-content-sha256": sha256Hex(data) },
-          (loaded) => this.set({ sent: base + Math.min(loaded, data.length) }),
-          signal,
-        );
-        this.received.add(n);
-        this.set({ sent: base + data.length, partsDone: this.received.size });
-      }
+      await this.sendParts(id, signal);
       this.set({ phase: "completing" });
       const done = await transport.json<UploadStatus>("POST", `${UPLOADS}/${id}/complete`);
       await this.finish(done, signal);
@@ -448,6 +465,61 @@ export class ResumableUpload {
       this.running = false;
       if (this.controller === controller) this.controller = null;
     }
+  }
+
+  /**
+   * Send the parts the server lacks, `parallel` at a time. The bar shows the bytes the server
+   * has plus the bytes of every part in flight. A part refused or cut off starts no new parts
+   * (the ones in flight finish, so what got through is kept) and the first error is thrown;
+   * an abort (pause, cancel) drops the parts in flight, which are sent again on resume.
+   */
+  private async sendParts(id: string, signal: AbortSignal): Promise<void> {
+    const sender = this.opts.sender ?? pageSender(this.opts.transport);
+    const missing: number[] = [];
+    for (let n = 0; n < this.snap.parts; n++) if (!this.received.has(n)) missing.push(n);
+    const inFlight = new Map<number, number>();
+    let done = this.sentOnServer();
+    let failure: unknown = null;
+    let next = 0;
+    const show = (extra: Partial<UploadSnapshot> = {}) => {
+      let sent = done;
+      for (const loaded of inFlight.values()) sent += loaded;
+      this.set({ sent, ...extra });
+    };
+    const lane = async () => {
+      while (failure === null && !signal.aborted && next < missing.length) {
+        const n = missing[next++];
+        const start = n * this.partSize;
+        const end = Math.min(start + this.partSize, this.file.size);
+        inFlight.set(n, 0);
+        try {
+          await sender.send(
+            `${UPLOADS}/${id}/parts/${n}`,
+            this.file,
+            start,
+            end,
+            (loaded) => {
+              // Never backwards (a progress report may come late), never past the part.
+              if (!inFlight.has(n)) return;
+              inFlight.set(n, Math.max(inFlight.get(n) ?? 0, Math.min(loaded, end - start)));
+              show();
+            },
+            signal,
+          );
+          inFlight.delete(n);
+          this.received.add(n);
+          done += end - start;
+          show({ partsDone: this.received.size });
+        } catch (e) {
+          inFlight.delete(n);
+          if (failure === null) failure = e;
+        }
+      }
+    };
+    const lanes = Math.max(1, Math.min(this.opts.parallel ?? PARALLEL_PARTS, missing.length));
+    await Promise.all(Array.from({ length: lanes }, lane));
+    if (signal.aborted) throw new Stopped();
+    if (failure !== null) throw failure;
   }
 
   private sentOnServer(): number {
@@ -472,7 +544,7 @@ export class ResumableUpload {
     else this.set({ phase: "failed", error: s.error ?? `the upload ended ${s.state}` });
   }
 
-  /** Stop sending (the part in flight is dropped and sent again on resume). */
+  /** Stop sending (the parts in flight are dropped and sent again on resume). */
   pause(): void {
     this.controller?.abort();
   }

@@ -9,14 +9,17 @@ import { useSyncExternalStore } from "react";
 import { signOut, token } from "@/lib/session";
 import {
   localUploadStore,
+  pageSender,
   ResumableUpload,
   UploadError,
   xhrTransport,
   type FileLike,
+  type PartSender,
   type Transport,
   type UploadOptions,
   type UploadSnapshot,
 } from "@/lib/upload";
+import { workerSender } from "@/lib/upload-workers/pool";
 
 export interface Running {
   key: number;
@@ -47,6 +50,19 @@ const transport: Transport = {
     }),
 };
 
+/**
+ * Parts go to Web Workers (lib/upload-workers), three at a time over all the page's uploads;
+ * a browser without workers sends them from the page.
+ */
+const parts: PartSender = typeof Worker === "undefined" ? pageSender(transport) : workerSender(() => token());
+const sender: PartSender = {
+  send: (path, file, start, end, progress, signal) =>
+    parts.send(path, file, start, end, progress, signal).catch((e) => {
+      if (e instanceof UploadError && e.status === 401) signOut();
+      throw e;
+    }),
+};
+
 /** Start (or resume) an upload of `file` and list it. */
 export function startUpload(file: FileLike, opts: Omit<UploadOptions, "transport" | "store" | "onChange">): Running {
   const key = nextKey++;
@@ -54,6 +70,7 @@ export function startUpload(file: FileLike, opts: Omit<UploadOptions, "transport
     ...opts,
     transport,
     store,
+    sender,
     onChange: (snap) => {
       items = items.map((i) => (i.key === key ? { ...i, snap } : i));
       emit();
