@@ -45,9 +45,12 @@ function View() {
   // dataset that is about to be gone.
   const holding = useRef(false);
   holding.current = deleting;
+  // Once deleted, nothing re-reads it: the live change of the delete can arrive after the
+  // dialog closed and before the list page is shown (a re-read would answer 404).
+  const deleted = useRef(false);
 
   const load = useCallback(async () => {
-    if (!name || holding.current) return;
+    if (!name || holding.current || deleted.current) return;
     const q = encodeURIComponent(name);
     try {
       const [d, v] = await Promise.all([
@@ -256,6 +259,7 @@ function View() {
             open={deleting}
             onClose={() => setDeleting(false)}
             onDeleted={() => {
+              deleted.current = true;
               setDeleting(false);
               router.push("/datasets/");
             }}
