@@ -57,6 +57,9 @@ def _sql(group_by: tuple[str, ...], aggs: list[tuple[str, str]]) -> str:
     return f"SELECT {sel} FROM t" + (f" GROUP BY {', '.join(group_by)}" if group_by else "")
 
 
+# Several examples, each spilling under a small cap: 120 s per test is too little for a
+# loaded machine (two full runs here timed out on it); a hang guard, not a speed test.
+@pytest.mark.timeout(600)
 @pytest.mark.long
 @settings(
     max_examples=sized(6, long=15),
