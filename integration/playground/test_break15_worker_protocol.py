@@ -221,3 +221,25 @@ def test_a_stale_reply_after_pause_and_resume_is_not_sent_for_the_new_lease(
     assert s["rejected"] == 0, s
     assert not s["banned"], s
     assert s["tasksDone"] > 0, s
+
+
+def test_a_verified_result_with_huge_floats_does_not_fail_the_job(
+    tabs: BrowserContext, worker_platform: UIPlatform, sales: Path
+) -> None:
+    """Every browser result is re-run and compared (verify fraction 1.0): the comparison must
+    not break on finite floats near f64's maximum (rounding them to 6 places overflows)."""
+    lend(tabs, worker_token(worker_platform, "huge"))
+    pipeline = {
+        "source": {"dataset": "sales"},
+        "steps": [
+            {"filter": "amount > 900"},
+            {"with_columns": {"big": "amount * 1e300"}},
+            {"top_k": 5, "by": ["big DESC", "id"]},
+        ],
+    }
+    want = duck(
+        sales,
+        "SELECT *, amount * 1e300 AS big FROM sales WHERE amount > 900 "
+        "ORDER BY big DESC, id LIMIT 5",
+    )
+    same_rows(run_job(worker_platform, pipeline), want)
