@@ -243,3 +243,43 @@ def test_a_verified_result_with_huge_floats_does_not_fail_the_job(
         "ORDER BY big DESC, id LIMIT 5",
     )
     same_rows(run_job(worker_platform, pipeline), want)
+
+
+def test_tokens_stay_in_the_tab_and_pause_cycles_leak_no_web_workers(
+    tabs: BrowserContext, worker_platform: UIPlatform
+) -> None:
+    # a user (admin) token pasted as the worker token: refused before any connection
+    page = tabs.new_page()
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    sign_in(page, "/worker/")
+    page.get_by_label("Worker token").fill(worker_platform.token())
+    page.get_by_role("button", name="Lend this tab").click()
+    expect(page.get_by_test_id("worker-state")).to_have_attribute("data-state", "refused")
+    page.wait_for_timeout(500)
+    assert sockets == []
+    page.close()
+    # a worker token: never stored, never in the page's address; pause cycles reuse the slots
+    token = worker_token(worker_platform, "cycles")
+    page = lend(tabs, token)
+    hide = """(hidden) => {
+        Object.defineProperty(document, "hidden", { value: hidden, configurable: true });
+        document.dispatchEvent(new Event("visibilitychange"));
+    }"""
+    state = page.get_by_test_id("worker-state")
+    slots = stats(page)["slots"]
+    for _ in range(6):
+        page.evaluate(hide, True)
+        expect(state).to_have_attribute("data-state", "paused")
+        page.evaluate(hide, False)
+        expect(state).to_have_attribute("data-state", "connected")
+    assert 1 <= len(page.workers) <= slots, (len(page.workers), slots)
+    stored = page.evaluate(
+        "() => JSON.stringify([{...localStorage}, {...sessionStorage}, document.cookie, location.href])"
+    )
+    assert token not in stored
+    other = sign_in(tabs.new_page(), "/")
+    assert token not in other.content()
+    assert token not in other.evaluate(
+        "() => JSON.stringify([{...localStorage}, {...sessionStorage}])"
+    )
