@@ -226,7 +226,11 @@ function partialAggregate(
   const firsts: number[] = [];
   const ids = new Map<string, number>();
   for (let r = 0; r < rows.length; r++) {
-    const text = keyCols.map((c) => keyText(c.cells[r])).join("\u0001");
+    // each key's text length-prefixed: a separator inside a text cannot join two keys into one
+    const text = keyCols.map((c) => {
+      const t = keyText(c.cells[r]);
+      return `${t.length}:${t}`;
+    }).join("");
     let g = ids.get(text);
     if (g === undefined) {
       g = firsts.length;

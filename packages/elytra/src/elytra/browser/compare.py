@@ -33,7 +33,12 @@ def _sorted(table: pa.Table) -> pa.Table:
         return table
     rounded = table
     for name in floats:
-        rounded = rounded.append_column(f"__sort_{name}", pc.round(table.column(name), 6))
+        x = table.column(name)
+        # rounding scales by 10**6: finite values near f64's maximum would overflow (and they
+        # have no digits after the point to round anyway), so they are kept as they are
+        small = pc.less(pc.abs(x), 1e300)
+        key = pc.if_else(small, pc.round(pc.if_else(small, x, 0.0), 6), x)
+        rounded = rounded.append_column(f"__sort_{name}", key)
         keys.append((f"__sort_{name}", "ascending"))
     order = pc.sort_indices(rounded, sort_keys=keys)
     return table.take(order)
