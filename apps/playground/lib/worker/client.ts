@@ -257,6 +257,7 @@ export class LentTab {
         break;
       }
       case "rejected":
+        this.sentAt.delete(String(msg.task_id));
         this.set({ rejected: this.stats.rejected + 1, lastRejection: String(msg.reason ?? "") });
         break;
       case "banned":
@@ -310,8 +311,14 @@ export class LentTab {
 
   private done(worker: Worker, reply: WorkReply): void {
     const entry = this.running.get(reply.task_id);
-    this.running.delete(reply.task_id);
     if (this.workers.includes(worker)) this.free.push(worker);
+    if (entry !== undefined && entry.worker !== worker) {
+      // A stale reply: the task was offered again (after a reconnect) and runs on another
+      // Web Worker now; this answer belongs to the old attempt and is dropped.
+      this.pump();
+      return;
+    }
+    this.running.delete(reply.task_id);
     const dropped = this.cancelled.delete(reply.task_id) || entry === undefined;
     if (!dropped && entry !== undefined) {
       const header = { task_id: entry.task.task_id, attempt: entry.task.attempt };
