@@ -9,7 +9,9 @@ script or a Content-Security-Policy violation never passes unseen.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
+import duckdb
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 from servers import command, launch
@@ -22,6 +24,9 @@ from ui_browser import (
     sign_in,
     ui_built,
 )
+from worker_tabs import ROWS
+
+from lake import Client
 
 
 @pytest.fixture(scope="session")
@@ -75,3 +80,59 @@ def page(context: BrowserContext) -> Page:
     """A signed-in page (dev mode, admin) at the start page."""
     p = context.new_page()
     return sign_in(p)
+
+
+# The /worker page's tests (test_worker_page.py, test_break15_worker_protocol.py): one
+# `platform up` with the browser backend per module.
+
+
+@pytest.fixture(scope="module")
+def worker_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIPlatform]:
+    """`platform up` with the browser backend: small chunks (many tasks), every browser result
+    checked, tasks wait for a browser up to a minute before the local pool takes them."""
+    ui_built()
+    run_dir = tmp_path_factory.mktemp("worker-platform")
+    home = run_dir / "home"
+    env = {
+        "ELYTRA_BACKEND": "browser",
+        "ELYTRA_WORKERS": "1",
+        "ELYTRA_BROWSER_WAIT_SECONDS": "60",
+        "ELYTRA_BROWSER_VERIFY_FRACTION": "1.0",
+        "LAKE_CHUNK_BYTES": str(16 * 1024),
+        "ELYTRA_TASK_BYTES": "1",
+    }
+    server = launch(
+        [str(command("platform")), "up", "--port", "0", "--home", str(home)], run_dir, env
+    )
+    platform = UIPlatform(server, home, run_dir)
+    yield platform
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def sales(worker_platform: UIPlatform, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dataset `sales` (many chunks), uploaded once; its CSV for DuckDB."""
+    csv = tmp_path_factory.mktemp("sales") / "sales.csv"
+    duckdb.sql(
+        f"COPY (SELECT i AS id, i % 5 AS grp, round(i * 0.37 % 1000, 2) AS amount "
+        f"FROM range({ROWS}) t(i)) TO '{csv}' (HEADER)"
+    )
+    with Client(worker_platform.url, worker_platform.token()) as client:
+        assert client.upload(csv, "sales", part_size=1 << 20)["chunks"] >= 8
+    return csv
+
+
+@pytest.fixture
+def tabs(
+    browser: Browser, worker_platform: UIPlatform, browser_errors: BrowserErrors
+) -> Iterator[BrowserContext]:
+    """A browser profile on the worker platform whose pages are watched for errors. A chunk
+    whose lease ended (a cancelled or banned task) answers 404 by design."""
+    browser_errors.allowed.append("/api/workers/chunks/")
+    ctx = browser.new_context(viewport=VIEWPORT, base_url=worker_platform.url)
+    ctx.set_default_timeout(30_000)
+    ctx.on("page", lambda p: browser_errors.watch(p, worker_platform.url))
+    yield ctx
+    ctx.close()
+    bad = browser_errors.unexpected()
+    assert not bad, "the browser reported errors:\n" + "\n".join(bad)

@@ -14,35 +14,9 @@ import pyarrow as pa
 import pytest
 from playwright.sync_api import Page
 
+from elytra.browser import evaluate_steps
+
 pytestmark = pytest.mark.timeout(240)
-
-
-def _natural(steps: list[dict[str, Any]], table: pa.Table) -> pa.Table:
-    """The reference evaluator's rows before the final cast (the schema a task would carry)."""
-    from elytra.browser.evaluate import _emsqrt_step
-    from platform_core.expr import evaluate
-    from platform_core.expr.serde import from_dict
-
-    for step in steps:
-        if step["op"] == "filter":
-            table = table.filter(evaluate(from_dict(step["expr"]), table))
-        elif step["op"] == "project":
-            cols = step["columns"]
-            table = pa.Table.from_arrays(
-                [table.column(src) for _, src in cols], names=[out for out, _ in cols]
-            )
-        elif step["op"] == "map":
-            for name, expr in step["columns"]:
-                values = evaluate(from_dict(expr), table)
-                if name in table.column_names:
-                    table = table.set_column(table.column_names.index(name), name, values)
-                else:
-                    table = table.append_column(name, values)
-        elif step["op"] == "limit":
-            table = table.slice(int(step["offset"]), int(step["n"]))
-        else:
-            table = _emsqrt_step(step, table, 64 << 20)
-    return table
 
 
 def _e(text: str) -> Any:
@@ -73,7 +47,7 @@ def _same(page: Page, steps: list[dict[str, Any]], rows: pa.Table) -> None:
     from elytra.browser.compare import same_result
     from elytra.browser.tasks import schema_to_b64
 
-    want = _natural(steps, rows)
+    want = evaluate_steps(steps, rows, None)
     got_b64 = page.evaluate(
         "([steps, schema, chunk]) => window.elytraWorker.run(steps, schema, chunk)",
         [steps, schema_to_b64(want.schema), _chunk(rows)],

@@ -11,178 +11,34 @@ the chunk the tab fetches (Playwright routing), so the tab honestly computes a w
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import duckdb
-import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
-from servers import command, launch
-from ui_browser import VIEWPORT, BrowserErrors, UIPlatform, sign_in, ui_built
-
-from lake import Client
-
-TABS = 3
-pytestmark = pytest.mark.timeout(360)  # a shared machine: platform up, Chromium, jobs
-ROWS = 40_000
-CHUNK_ROUTE = "**/api/workers/chunks/**"
-
-AGGREGATE = {
-    "source": {"dataset": "sales"},
-    "steps": [
-        {"filter": "amount > 100 AND id % 7 <> 3"},
-        {
-            "group_by": ["grp"],
-            "agg": [
-                "count(*) AS n",
-                "sum(id) AS total",
-                "avg(amount) AS mean",
-                "min(amount) AS lo",
-                "max(amount) AS hi",
-            ],
-        },
-        {"sort": ["grp"]},
-    ],
-}
-AGGREGATE_SQL = (
-    "SELECT grp, count(*) AS n, sum(id) AS total, avg(amount) AS mean, min(amount) AS lo, "
-    "max(amount) AS hi FROM sales WHERE amount > 100 AND id % 7 <> 3 GROUP BY grp ORDER BY grp"
+from playwright.sync_api import BrowserContext, Page, Route, expect
+from ui_browser import UIPlatform, sign_in
+from worker_tabs import (
+    AGGREGATE,
+    AGGREGATE_SQL,
+    CHUNK_ROUTE,
+    TABS,
+    TOP_K,
+    TOP_K_SQL,
+    duck,
+    lend,
+    result,
+    run_job,
+    same_rows,
+    stats,
+    submit,
+    worker_token,
 )
-TOP_K = {
-    "source": {"dataset": "sales"},
-    "steps": [{"filter": "grp <> 2"}, {"top_k": 25, "by": ["amount DESC", "id"]}],
-}
-TOP_K_SQL = "SELECT * FROM sales WHERE grp <> 2 ORDER BY amount DESC, id LIMIT 25"
 
+from elytra.browser import evaluate_steps
 
-@pytest.fixture(scope="module")
-def worker_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIPlatform]:
-    """`platform up` with the browser backend: small chunks (many tasks), every browser result
-    checked, tasks wait for a browser up to a minute before the local pool takes them."""
-    ui_built()
-    run_dir = tmp_path_factory.mktemp("worker-platform")
-    home = run_dir / "home"
-    env = {
-        "ELYTRA_BACKEND": "browser",
-        "ELYTRA_WORKERS": "1",
-        "ELYTRA_BROWSER_WAIT_SECONDS": "60",
-        "ELYTRA_BROWSER_VERIFY_FRACTION": "1.0",
-        "LAKE_CHUNK_BYTES": str(16 * 1024),
-        "ELYTRA_TASK_BYTES": "1",
-    }
-    server = launch(
-        [str(command("platform")), "up", "--port", "0", "--home", str(home)], run_dir, env
-    )
-    platform = UIPlatform(server, home, run_dir)
-    yield platform
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def sales(worker_platform: UIPlatform, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The dataset `sales` (many chunks), uploaded once; its CSV for DuckDB."""
-    csv = tmp_path_factory.mktemp("sales") / "sales.csv"
-    duckdb.sql(
-        f"COPY (SELECT i AS id, i % 5 AS grp, round(i * 0.37 % 1000, 2) AS amount "
-        f"FROM range({ROWS}) t(i)) TO '{csv}' (HEADER)"
-    )
-    with Client(worker_platform.url, worker_platform.token()) as client:
-        assert client.upload(csv, "sales", part_size=1 << 20)["chunks"] >= 8
-    return csv
-
-
-@pytest.fixture
-def tabs(
-    browser: Browser, worker_platform: UIPlatform, browser_errors: BrowserErrors
-) -> Iterator[BrowserContext]:
-    """A browser profile on the worker platform whose pages are watched for errors. A chunk
-    whose lease ended (a cancelled or banned task) answers 404 by design."""
-    browser_errors.allowed.append("/api/workers/chunks/")
-    ctx = browser.new_context(viewport=VIEWPORT, base_url=worker_platform.url)
-    ctx.set_default_timeout(30_000)
-    ctx.on("page", lambda p: browser_errors.watch(p, worker_platform.url))
-    yield ctx
-    ctx.close()
-    bad = browser_errors.unexpected()
-    assert not bad, "the browser reported errors:\n" + "\n".join(bad)
-
-
-def worker_token(platform: UIPlatform, sub: str = "tab") -> str:
-    r = httpx.post(
-        f"{platform.url}/api/workers/tokens",
-        json={"sub": sub},
-        params={"auth": platform.token()},
-        timeout=60,
-    )
-    r.raise_for_status()
-    return str(r.json()["token"])
-
-
-def lend(ctx: BrowserContext, token: str, before: Callable[[Page], None] | None = None) -> Page:
-    """A new tab on /worker, lent with `token`; returns once it is connected."""
-    page = ctx.new_page()
-    if before is not None:
-        before(page)
-    sign_in(page, "/worker/")
-    page.get_by_label("Worker token").fill(token)
-    page.get_by_role("button", name="Lend this tab").click()
-    state = page.get_by_test_id("worker-state")
-    expect(state).not_to_have_attribute("data-state", "checking")
-    if state.get_attribute("data-state") == "refused":  # say why (the self-check's words)
-        pytest.fail(page.get_by_test_id("worker-error").inner_text())
-    expect(state).to_have_attribute("data-state", "connected")
-    expect(page.get_by_test_id("worker-selfcheck")).to_contain_text("passed")
-    return page
-
-
-def stats(page: Page) -> dict[str, Any]:
-    return dict(page.evaluate("window.elytraWorker.stats()"))
-
-
-def submit(platform: UIPlatform, pipeline: dict[str, Any]) -> str:
-    with platform.client() as http:
-        r = http.post("/api/jobs", json={"pipeline": pipeline})
-        assert r.status_code == 202, r.text
-        return str(r.json()["id"])
-
-
-def result(platform: UIPlatform, job: str, timeout: float = 240) -> list[Any]:
-    """The rows of `job` once it succeeded."""
-    with platform.client() as http:
-        deadline = time.monotonic() + timeout
-        while (record := http.get(f"/api/jobs/{job}").json())["state"] not in (
-            "succeeded",
-            "failed",
-        ):
-            assert time.monotonic() < deadline, record["state"]
-            time.sleep(0.3)
-        assert record["state"] == "succeeded", record
-        return list(http.get(f"/api/jobs/{job}/result").json()["rows"])
-
-
-def run_job(platform: UIPlatform, pipeline: dict[str, Any]) -> list[Any]:
-    return result(platform, submit(platform, pipeline))
-
-
-def duck(csv: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = duckdb.connect()
-    con.execute(f"CREATE VIEW sales AS SELECT * FROM read_csv('{csv}')")
-    return [tuple(r) for r in con.execute(sql).fetchall()]
-
-
-def same_rows(got: list[Any], want: list[tuple[Any, ...]]) -> None:
-    assert len(got) == len(want)
-    for g, w in zip(got, want, strict=True):
-        assert len(g) == len(w)
-        for a, b in zip(g, w, strict=True):
-            if isinstance(b, float):
-                assert a == pytest.approx(b, rel=1e-9)
-            else:
-                assert a == b
+pytestmark = pytest.mark.timeout(360)  # a shared machine: platform up, Chromium, jobs
 
 
 def test_three_tabs_run_an_aggregate_and_a_top_k_equal_to_duckdb(
@@ -268,34 +124,6 @@ def test_a_user_token_is_refused_with_a_clear_message(
     expect(page.get_by_test_id("worker-error")).to_contain_text("not a worker token")
     expect(page.get_by_test_id("worker-state")).to_have_attribute("data-state", "refused")
     assert stats(page)["state"] == "idle"  # nothing connected
-
-
-def _natural(steps: list[dict[str, Any]], table: pa.Table) -> pa.Table:
-    """The reference evaluator's rows before the final cast (the schema a task would carry)."""
-    from elytra.browser.evaluate import _emsqrt_step
-    from platform_core.expr import evaluate
-    from platform_core.expr.serde import from_dict
-
-    for step in steps:
-        if step["op"] == "filter":
-            table = table.filter(evaluate(from_dict(step["expr"]), table))
-        elif step["op"] == "project":
-            cols = step["columns"]
-            table = pa.Table.from_arrays(
-                [table.column(src) for _, src in cols], names=[out for out, _ in cols]
-            )
-        elif step["op"] == "map":
-            for name, expr in step["columns"]:
-                values = evaluate(from_dict(expr), table)
-                if name in table.column_names:
-                    table = table.set_column(table.column_names.index(name), name, values)
-                else:
-                    table = table.append_column(name, values)
-        elif step["op"] == "limit":
-            table = table.slice(int(step["offset"]), int(step["n"]))
-        else:
-            table = _emsqrt_step(step, table, 64 << 20)
-    return table
 
 
 def test_the_tab_computes_what_the_reference_worker_computes(
@@ -388,7 +216,7 @@ def test_the_tab_computes_what_the_reference_worker_computes(
         writer.write_table(rows)
     chunk = base64.b64encode(sink.getvalue().to_pybytes()).decode()
     for steps in cases:
-        want = _natural(steps, rows)
+        want = evaluate_steps(steps, rows, None)
         got_b64 = page.evaluate(
             "([steps, schema, chunk]) => window.elytraWorker.run(steps, schema, chunk)",
             [steps, schema_to_b64(want.schema), chunk],

@@ -45,9 +45,13 @@ def _emsqrt_step(step: dict[str, Any], table: pa.Table, mem_cap: int) -> pa.Tabl
 
 
 def evaluate_steps(
-    steps: list[dict[str, Any]], table: pa.Table, schema: pa.Schema, mem_cap: int = 256 << 20
+    steps: list[dict[str, Any]],
+    table: pa.Table,
+    schema: pa.Schema | None,
+    mem_cap: int = 256 << 20,
 ) -> pa.Table:
-    """Run a browser task's ``steps`` over the chunk's rows ``table``; rows of ``schema``."""
+    """Run a browser task's ``steps`` over the chunk's rows ``table``; rows of ``schema``, or
+    with ``None`` the evaluator's own types (what a task computed from these steps carries)."""
     from platform_core.expr import evaluate
 
     for step in steps:
@@ -71,6 +75,8 @@ def evaluate_steps(
             table = table.slice(int(step["offset"]), int(step["n"]))
         else:
             table = _emsqrt_step(step, table, mem_cap)
+    if schema is None:
+        return table
     if table.schema.names != schema.names:
         raise ValueError(f"columns {table.schema.names} where {schema.names} were expected")
     return table.cast(schema) if not table.schema.equals(schema) else table
