@@ -14,7 +14,7 @@ import { useEffect, useRef, useState } from "react";
 import { ErrorLine, PageTitle } from "@/components/ui";
 import { TokenField } from "@/components/worker/TokenField";
 import { WorkerStats } from "@/components/worker/WorkerStats";
-import { LentTab, tokenProblem, type LendStats } from "@/lib/worker/client";
+import { idleStats, LentTab, tokenProblem, type LendStats } from "@/lib/worker/client";
 import { runTask, type Step } from "@/lib/worker/engine";
 import { selfCheck } from "@/lib/worker/selfcheck";
 
@@ -28,28 +28,7 @@ declare global {
   }
 }
 
-const IDLE: LendStats = {
-  state: "idle",
-  banned: false,
-  workerId: null,
-  slots: 0,
-  busy: 0,
-  tasksDone: 0,
-  tasksSent: 0,
-  rejected: 0,
-  errors: 0,
-  cancelled: 0,
-  rowsIn: 0,
-  bytesIn: 0,
-  bytesOut: 0,
-  busySeconds: 0,
-  reconnects: 0,
-  lastError: null,
-  lastRejection: null,
-  timings: [],
-  acceptMs: [],
-  leaseMs: [],
-};
+const IDLE: LendStats = idleStats();
 
 const MAX_CAP = 4; // the server's default ELYTRA_BROWSER_MAX_CONCURRENCY
 

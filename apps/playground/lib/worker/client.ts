@@ -82,23 +82,9 @@ export function tokenProblem(token: string): string | null {
 const MAX_BACKOFF_MS = 30_000;
 const KEEP_TIMINGS = 50;
 
-export class LentTab {
-  private ws: WebSocket | null = null;
-  private welcome: Welcome | null = null;
-  private workers: Worker[] = [];
-  private free: Worker[] = [];
-  private running = new Map<string, { task: TaskMessage; worker: Worker }>();
-  private queue: TaskMessage[] = [];
-  private cancelled = new Set<string>();
-  private beat: ReturnType<typeof setInterval> | null = null;
-  private retry: ReturnType<typeof setTimeout> | null = null;
-  private backoff = 500;
-  private busySince: number | null = null;
-  private stopped = false;
-  private hidden = false;
-  private sentAt = new Map<string, number>();
-  private freedAt: number[] = [];
-  readonly stats: LendStats = {
+/** The figures of a tab that has not lent itself yet (each call a fresh object). */
+export function idleStats(): LendStats {
+  return {
     state: "idle",
     banned: false,
     workerId: null,
@@ -120,6 +106,25 @@ export class LentTab {
     acceptMs: [],
     leaseMs: [],
   };
+}
+
+export class LentTab {
+  private ws: WebSocket | null = null;
+  private welcome: Welcome | null = null;
+  private workers: Worker[] = [];
+  private free: Worker[] = [];
+  private running = new Map<string, { task: TaskMessage; worker: Worker }>();
+  private queue: TaskMessage[] = [];
+  private cancelled = new Set<string>();
+  private beat: ReturnType<typeof setInterval> | null = null;
+  private retry: ReturnType<typeof setTimeout> | null = null;
+  private backoff = 500;
+  private busySince: number | null = null;
+  private stopped = false;
+  private hidden = false;
+  private sentAt = new Map<string, number>();
+  private freedAt: number[] = [];
+  readonly stats: LendStats = idleStats();
 
   constructor(private options: LendOptions) {}
 
