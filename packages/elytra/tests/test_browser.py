@@ -175,6 +175,25 @@ def test_same_result_is_exact_for_ints_and_strings_and_close_for_floats() -> Non
     assert "column 's'" in str(same_result(a, a.set_column(1, "s", pa.array(["x", "z"]))))
 
 
+@pytest.mark.parametrize(
+    ("got", "want", "same"),
+    [
+        ([float("nan"), None, 1e308], [float("nan"), None, 1e308 * (1 + 1e-12)], True),
+        ([float("inf"), 0.0], [float("inf"), -0.0], True),
+        ([float("inf")], [float("-inf")], False),  # an infinite scale must not excuse this
+        ([float("inf")], [1e308], False),
+        ([None], [1.0], False),
+        ([float("nan")], [1.0], False),
+    ],
+)
+def test_same_result_on_float_edges(got: list[float], want: list[float], same: bool) -> None:
+    a, b = (
+        pa.table({"f": pa.array(got, pa.float64())}),
+        pa.table({"f": pa.array(want, pa.float64())}),
+    )
+    assert (same_result(a, b) is None) is same
+
+
 # -- tokens ----------------------------------------------------------------------------------
 
 

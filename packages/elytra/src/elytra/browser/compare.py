@@ -7,8 +7,6 @@ dates and booleans exactly, floats within a relative 1e-9 (NaN equals NaN, NULL 
 
 from __future__ import annotations
 
-import math
-
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -44,16 +42,23 @@ def _sorted(table: pa.Table) -> pa.Table:
     return table.take(order)
 
 
-def _close(a: object, b: object) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    assert isinstance(a, float)
-    assert isinstance(b, float)
-    if math.isnan(a) or math.isnan(b):
-        return math.isnan(a) and math.isnan(b)
-    if a == b:
-        return True
-    return abs(a - b) <= REL_TOLERANCE * max(abs(a), abs(b))
+def _first_difference(got: pa.ChunkedArray, want: pa.ChunkedArray, floats: bool) -> int | None:
+    """The first row where the columns differ (NULL equals NULL; with ``floats``, NaN equals
+    NaN and values within ``REL_TOLERANCE`` of each other are equal), or None: vectorised."""
+    both_null = pc.and_(pc.is_null(got), pc.is_null(want))
+    same = pc.fill_null(pc.equal(got, want), False)
+    if floats:
+        scale = pc.max_element_wise(pc.abs(got), pc.abs(want))
+        gap = pc.abs(pc.subtract(got, want))
+        # a finite gap only: inf against -inf (or a finite value) is a difference, however big
+        # the tolerance of an infinite scale would be
+        near = pc.and_(pc.is_finite(gap), pc.less_equal(gap, pc.multiply(scale, REL_TOLERANCE)))
+        both_nan = pc.and_(pc.is_nan(got), pc.is_nan(want))
+        same = pc.or_(same, pc.fill_null(pc.or_(near, both_nan), False))
+    ok = pc.or_(same, both_null)
+    if pc.all(ok).as_py() is not False:
+        return None
+    return int(pc.index(ok, False).as_py())
 
 
 def same_result(got: pa.Table, want: pa.Table) -> str | None:
@@ -64,12 +69,12 @@ def same_result(got: pa.Table, want: pa.Table) -> str | None:
         return f"{got.num_rows} rows where {want.num_rows} were expected"
     a, b = _sorted(got), _sorted(want)
     for name, typ in zip(a.column_names, a.schema.types, strict=True):
-        x, y = a.column(name).to_pylist(), b.column(name).to_pylist()
-        if pa.types.is_floating(typ):
-            for i, (u, v) in enumerate(zip(x, y, strict=True)):
-                if not _close(u, v):
-                    return f"column {name!r} row {i}: {u!r} where {v!r} was expected"
-        elif x != y:
-            i = next(i for i, (u, v) in enumerate(zip(x, y, strict=True)) if u != v)
-            return f"column {name!r} row {i}: {x[i]!r} where {y[i]!r} was expected"
+        x, y = a.column(name), b.column(name)
+        if pa.types.is_nested(typ):  # no element-wise kernels: compare as Python values
+            differs = next((i for i, (u, v) in enumerate(zip(x, y, strict=True)) if u != v), None)
+        else:
+            differs = _first_difference(x, y, pa.types.is_floating(typ))
+        if differs is not None:
+            u, v = x[differs].as_py(), y[differs].as_py()
+            return f"column {name!r} row {differs}: {u!r} where {v!r} was expected"
     return None
