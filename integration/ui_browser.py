@@ -4,6 +4,8 @@ the platform they share, Chromium's path and flags, the browser-error watch, sig
 from __future__ import annotations
 
 import os
+import random
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,3 +127,20 @@ def choose_file(page: Page, path: Path, name: str, part_kib: int) -> None:
 def upload_item(page: Page, name: str) -> Locator:
     """The Datasets page's entry of the upload into dataset `name`."""
     return page.get_by_test_id("upload").and_(page.locator(f'[data-name="{name}"]'))
+
+
+PARTS_ROUTE = re.compile(r"/api/lake/uploads/[0-9A-Za-z]+/parts/\d+$")
+"""The URL of one part of a resumable upload (``PUT``)."""
+
+
+def write_csv(path: Path, rows: int, seed: int) -> Path:
+    """A seeded CSV: an id, a text, an integer amount and a float (exact in binary)."""
+    rng = random.Random(seed)
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
+    lines = ["id,label,amount,ratio"]
+    for i in range(rows):
+        label = f"{rng.choice(words)}-{rng.randrange(10**6)}"
+        lines.append(f"{i},{label},{rng.randrange(-50_000, 50_000)},{rng.randrange(0, 4096) / 16}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import random
-import re
 import uuid
 from pathlib import Path
 
 from playwright.sync_api import Page, Route, expect
-from ui_browser import BrowserErrors, UIPlatform, choose_file, upload_item
+from ui_browser import PARTS_ROUTE, BrowserErrors, UIPlatform, choose_file, upload_item, write_csv
 
 from lake import Client
-
-PARTS_ROUTE = re.compile(r"/api/lake/uploads/[0-9A-Za-z]+/parts/\d+$")
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:8]}"
-
-
-def write_csv(path: Path, rows: int, seed: int) -> Path:
-    rng = random.Random(seed)
-    lines = ["id,label,amount"]
-    lines += [f"{i},w{rng.randrange(10**6)},{rng.randrange(-50_000, 50_000)}" for i in range(rows)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def test_resuming_with_a_file_that_differs_after_its_first_part_is_refused(

@@ -5,7 +5,6 @@ dataset's page, delete. DuckDB reading the same generated file is the oracle for
 from __future__ import annotations
 
 import hashlib
-import random
 import re
 import time
 import uuid
@@ -16,26 +15,11 @@ from urllib.parse import quote
 import duckdb
 import httpx
 from playwright.sync_api import Page, Request, Route, expect
-from ui_browser import UIPlatform, choose_file, upload_item
-
-PARTS_ROUTE = re.compile(r"/api/lake/uploads/[0-9A-Za-z]+/parts/\d+$")
+from ui_browser import PARTS_ROUTE, UIPlatform, choose_file, upload_item, write_csv
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:8]}"
-
-
-def write_csv(path: Path, rows: int, seed: int) -> Path:
-    """A seeded CSV: an id, a text, an integer amount and a float (exact in binary)."""
-    rng = random.Random(seed)
-    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
-    lines = ["id,label,amount,ratio"]
-    for i in range(rows):
-        label = f"{rng.choice(words)}-{rng.randrange(10**6)}"
-        lines.append(f"{i},{label},{rng.randrange(-50_000, 50_000)},{rng.randrange(0, 4096) / 16}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def duck(sql: str, path: Path) -> list[tuple[Any, ...]]:

@@ -6,29 +6,15 @@ equals DuckDB's reading of the same file."""
 
 from __future__ import annotations
 
-import random
-import re
 import uuid
 from pathlib import Path
 from typing import Any
 
 import duckdb
 from playwright.sync_api import Page, Request, Route, Worker, expect
-from ui_browser import UIPlatform, choose_file, upload_item
+from ui_browser import PARTS_ROUTE, UIPlatform, choose_file, upload_item, write_csv
 
-PARTS_ROUTE = re.compile(r"/api/lake/uploads/[0-9A-Za-z]+/parts/\d+$")
 PARALLEL = 3  # lib/upload.ts PARALLEL_PARTS and lib/upload-workers/pool.ts MAX_PART_WORKERS
-
-
-def write_csv(path: Path, rows: int, seed: int) -> Path:
-    rng = random.Random(seed)
-    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"]
-    lines = ["id,label,amount,ratio"]
-    for i in range(rows):
-        label = f"{rng.choice(words)}-{rng.randrange(10**6)}"
-        lines.append(f"{i},{label},{rng.randrange(-50_000, 50_000)},{rng.randrange(0, 4096) / 16}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 RESOURCES = "() => performance.getEntriesByType('resource').map((e) => e.name)"
