@@ -20,6 +20,7 @@ import httpx
 import pyarrow as pa
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
+from worker_tabs import browser_backend_env
 
 from elytra.browser.evaluate import evaluate_steps
 from elytra.browser.tasks import schema_from_b64
@@ -134,14 +135,7 @@ def _platform(start_platform: StartPlatform, **env: str) -> tuple[Any, str, str,
     """A browser-backend platform; (platform, workers' base URL, user token, worker token)."""
     platform = start_platform(
         free_port(),
-        env={
-            "ELYTRA_BACKEND": "browser",
-            "ELYTRA_WORKERS": "1",
-            "ELYTRA_BROWSER_WAIT_SECONDS": "60",
-            "LAKE_CHUNK_BYTES": str(64 * 1024),
-            "ELYTRA_TASK_BYTES": "1",
-            **env,
-        },
+        env=browser_backend_env(64 * 1024, **env),
     )
     signer = auth.signer(load_settings(PlatformSettings, home=platform.home), create=False)
     alice, admin = signer.issue("alice"), signer.issue("ops", admin=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 import duckdb
 import httpx
+from worker_tabs import browser_backend_env
 
 from elytra.browser.reference import ReferenceWorker
 from lake import Client
@@ -37,14 +38,7 @@ def test_browser_workers_run_a_job_of_the_platform(
 ) -> None:
     platform = start_platform(
         free_port(),
-        env={
-            "ELYTRA_BACKEND": "browser",
-            "ELYTRA_WORKERS": "1",
-            "ELYTRA_BROWSER_WAIT_SECONDS": "60",
-            "ELYTRA_BROWSER_VERIFY_FRACTION": "0.5",
-            "LAKE_CHUNK_BYTES": str(64 * 1024),
-            "ELYTRA_TASK_BYTES": "1",
-        },
+        env=browser_backend_env(64 * 1024, ELYTRA_BROWSER_VERIFY_FRACTION="0.5"),
     )
     signer = auth.signer(load_settings(PlatformSettings, home=platform.home), create=False)
     alice, admin = signer.issue("alice"), signer.issue("ops", admin=True)

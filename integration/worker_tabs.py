@@ -15,6 +15,21 @@ from playwright.sync_api import BrowserContext, Page, expect
 from ui_browser import UIPlatform, sign_in
 
 TABS = 3
+
+
+def browser_backend_env(chunk_bytes: int, **extra: str) -> dict[str, str]:
+    """`platform up`'s environment for the browser backend: one local worker, a task per chunk
+    of `chunk_bytes`, and a minute for a browser to take a task before the local pool does."""
+    return {
+        "ELYTRA_BACKEND": "browser",
+        "ELYTRA_WORKERS": "1",
+        "ELYTRA_BROWSER_WAIT_SECONDS": "60",
+        "LAKE_CHUNK_BYTES": str(chunk_bytes),
+        "ELYTRA_TASK_BYTES": "1",
+        **extra,
+    }
+
+
 ROWS = 40_000
 CHUNK_ROUTE = "**/api/workers/chunks/**"
 

@@ -24,7 +24,7 @@ from ui_browser import (
     sign_in,
     ui_built,
 )
-from worker_tabs import ROWS
+from worker_tabs import ROWS, browser_backend_env
 
 from lake import Client
 
@@ -93,14 +93,7 @@ def worker_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIPlat
     ui_built()
     run_dir = tmp_path_factory.mktemp("worker-platform")
     home = run_dir / "home"
-    env = {
-        "ELYTRA_BACKEND": "browser",
-        "ELYTRA_WORKERS": "1",
-        "ELYTRA_BROWSER_WAIT_SECONDS": "60",
-        "ELYTRA_BROWSER_VERIFY_FRACTION": "1.0",
-        "LAKE_CHUNK_BYTES": str(16 * 1024),
-        "ELYTRA_TASK_BYTES": "1",
-    }
+    env = browser_backend_env(16 * 1024, ELYTRA_BROWSER_VERIFY_FRACTION="1.0")
     server = launch(
         [str(command("platform")), "up", "--port", "0", "--home", str(home)], run_dir, env
     )
