@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from platform_core import PlatformSettings, Plugin, auth, discover_plugins, load_settings
 from platform_core.http import BodyLimitMiddleware, CatchAllMiddleware, install_error_handlers
 
-from . import login
+from . import login, status
 from .docs import install_docs
 from .plugins import GATEWAY_PATHS, attach_plugin, check_plugins, run_lifespans, run_live
 from .security import login_mode
@@ -99,6 +99,7 @@ def create_app(
         return platform_versions()
 
     app.include_router(login.router)
+    app.include_router(status.router)
     for plugin in plugins:
         attach_plugin(app, plugin, settings)
     # What answers when no route matched: the web UI's files; API paths keep their JSON 404.

@@ -42,6 +42,7 @@ from platform_core.service import StartError, configure_service_logging
 
 from .demo import register as register_demo
 from .serve import Outcome, bind, serve, url_of
+from .status_cli import register as register_status
 from .users_cli import app as users_app
 from .versions import platform_versions
 
@@ -49,7 +50,7 @@ __all__ = ["build_cli", "main"]
 
 log = logging.getLogger(__name__)
 
-_BUILTIN_COMMANDS = frozenset({"up", "token", "login", "logout", "demo-data", "user"})
+_BUILTIN_COMMANDS = frozenset({"up", "token", "login", "logout", "demo-data", "user", "status"})
 
 
 def _configure_logging(level: str) -> None:
@@ -106,6 +107,21 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
         log_level: Annotated[
             str | None, typer.Option(help="debug, info, warning or error (default: info).")
         ] = None,
+        join: Annotated[
+            str | None,
+            typer.Option(
+                help="HOST:PORT of a running platform to join: this one becomes its peer (its "
+                "lake node joins the cluster, its Elkyn follows that database, its workers "
+                "take the cluster's tasks). Same PLATFORM_SECRET on both."
+            ),
+        ] = None,
+        ray_address: Annotated[
+            str | None,
+            typer.Option(
+                help="A running Ray cluster (auto, HOST:PORT or ray://HOST:PORT): Elytra runs "
+                "its tasks there (ELYTRA_BACKEND=ray unless set)."
+            ),
+        ] = None,
     ) -> None:
         """Start the gateway with every installed plugin; Ctrl-C stops it (twice: by force)."""
         if load_error is not None:
@@ -114,6 +130,7 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
             "host": host,
             "port": port,
             "log_level": log_level.lower() if log_level is not None else None,
+            "join": join,
         }
         if home is not None:
             overrides["home"] = home.expanduser().resolve()
@@ -122,9 +139,15 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
             settings = load_settings(PlatformSettings, **given)
         except BadInputError as exc:
             fail(str(exc), 2)
+        # Plugins read their own settings from the environment; they must see these.
         if home is not None:
-            # Plugins read their own settings from the environment; they must see this home.
             os.environ["PLATFORM_HOME"] = str(settings.home)
+        if settings.join:
+            os.environ["PLATFORM_JOIN"] = settings.join
+            os.environ.setdefault("ELKYN_REPLICA_OF", f"http://{settings.join}/db")
+        if ray_address is not None:
+            os.environ["ELYTRA_RAY_ADDRESS"] = ray_address
+            os.environ.setdefault("ELYTRA_BACKEND", "ray")
         try:
             Path(settings.home).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -251,6 +274,7 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
             f"logged out of {target}" if had else f"no token kept for {target} in {tokens_file()}"
         )
 
+    register_status(cli)
     register_demo(cli)
     cli.add_typer(users_app, name="user")
     for plugin in plugins:

@@ -25,7 +25,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-GATEWAY_PATHS = ("/health", "/docs", "/openapi.json", "/api/login", "/api/version")
+GATEWAY_PATHS = (
+    "/health",
+    "/docs",
+    "/openapi.json",
+    "/api/login",
+    "/api/version",
+    "/api/platform",
+    "/internal/platform",
+)
 """Paths the gateway serves itself; no plugin prefix may cover or sit under one."""
 
 

@@ -55,6 +55,10 @@ class PlatformSettings(BaseSettings):
     ui_dir: Path | None = None
     """A built playground (``apps/playground/out``) the gateway serves at ``/``; unset: the one
     shipped inside the gateway package, if it was built (``make setup`` builds it)."""
+    join: str | None = None
+    """``HOST:PORT`` of a running platform to join (``platform up --join``): this one's lake
+    node joins that cluster, its Elkyn follows that database, its workers take the cluster's
+    tasks. Unset: a platform of its own (the first of a cluster)."""
     memory_headroom: ByteSize | None = None
     """Memory (e.g. ``4GB``) a server process may add after start-up: past it an allocation
     fails (one query errors) instead of the OOM killer ending the process. Unset: half of
@@ -64,6 +68,22 @@ class PlatformSettings(BaseSettings):
     @classmethod
     def _lowercase_level(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("join", mode="before")
+    @classmethod
+    def _join_address(cls, value: Any) -> Any:
+        """``HOST:PORT`` with a port number; not a URL (the scheme follows the TLS settings)."""
+        if value is None or value == "":
+            return None
+        text = str(value).strip()
+        host, sep, port = text.rpartition(":")
+        if not sep or not host or "/" in text or not port.isascii() or not port.isdigit():
+            raise ValueError(
+                f"join takes the HOST:PORT of a running platform (e.g. 10.0.0.5:8080), not {text!r}"
+            )
+        if not 0 < int(port) < 65536:
+            raise ValueError(f"join's port {port} is not between 1 and 65535")
+        return text
 
     @field_validator("home", mode="after")
     @classmethod

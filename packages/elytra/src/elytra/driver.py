@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from emsqrt.resolve import SchemaResolver
 from platform_core import PlatformError, Schema, new_id
 
 from .backends import Backend
+from .chunkrefs import chunk_ref
 from .errors import JobCancelledError, JobTimeoutError, PipelineError, TaskFailedError
 from .exchange import (
     ExchangeWriter,
@@ -296,7 +297,10 @@ class Driver:
         return out
 
     def _execute(self, job: Job, p: Pipeline, spill: Path, stats: JobStats) -> pa.Table:
-        sources = self._localize(p, spill / "chunks")
+        if getattr(self.backend, "resolves_chunks", False):
+            sources = _chunks_by_name(p)  # the platform that runs a task finds its chunks
+        else:
+            sources = self._localize(p, spill / "chunks")
         plan, tasks = self.plan(p, job.id, spill, sources)
         stats.tasks_total = len(tasks)
         for i, stage in enumerate(plan.stages):
@@ -495,6 +499,16 @@ class Driver:
 
     def write_file(self, p: Pipeline, path: str, format: str | None) -> dict[str, Any]:
         return write_table(self.collect(p), path, format)
+
+
+def _chunks_by_name(p: Pipeline) -> dict[str, Source]:
+    """The pipeline's sources with each lake chunk named by its hash (``lake-chunk:``)."""
+    return {
+        name: replace(src, chunks=tuple((sha, chunk_ref(sha), n) for sha, _, n in src.chunks))
+        if isinstance(src, LakeSource)
+        else src
+        for name, src in p.sources.items()
+    }
 
 
 def _final_aggregates(plan: StagePlan) -> dict[str, lp.Aggregate]:

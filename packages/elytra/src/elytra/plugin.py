@@ -16,13 +16,14 @@ from .settings import ElytraSettings
 if TYPE_CHECKING:
     from .api import JobRegistry
     from .backends import Backend
+    from .backends.cluster import ChunkCluster
     from .session import Session
 
 # The jobs API (FastAPI), the session, the backends and the job records are imported when the
 # gateway starts (the factories below), not by every command that loads the plugins for
 # their CLIs.
 
-__all__ = ["plugin"]
+__all__ = ["peer_plugin", "plugin"]
 
 
 class _Platform:
@@ -32,7 +33,25 @@ class _Platform:
         self.settings: PlatformSettings | None = None
         self.session: Session | None = None
         self.backend: Backend | None = None
-        """The worker pool, started with the platform and shared by every job."""
+        """What jobs run on: the cluster backend over ``local`` (or ``local`` itself)."""
+        self.local: Backend | None = None
+        """The worker pool, started with the platform and shared by every job and peer."""
+        self.elytra: ElytraSettings | None = None
+
+    def chunk_cluster(self) -> ChunkCluster | None:
+        """This platform's lake cluster, once its node runs clustered (else None)."""
+        from lake.plugin import current_node
+
+        from .lakepeers import LakeChunks
+
+        node = current_node()
+        return LakeChunks(node) if node.cluster is not None else None
+
+    def for_peers(self) -> tuple[Backend, ChunkCluster | None, ElytraSettings]:
+        """What the peer routes run tasks on (503 while the platform starts or stops)."""
+        if self.local is None or self.elytra is None:
+            raise UnavailableError("the platform is starting or stopping; retry in a moment")
+        return self.local, self.chunk_cluster(), self.elytra
 
     def __call__(self) -> Session:
         if self.session is not None:
@@ -65,9 +84,31 @@ def _version(info: Any) -> int:
     return int(info.version)
 
 
+_PLATFORM = _Platform()
+"""Shared by the two plugins: the jobs API and the peer routes serve one pool."""
+
+
+def peer_plugin() -> Plugin:
+    """Entry point for the peer routes (cluster tokens only), at ``/internal/elytra``."""
+
+    def app(settings: PlatformSettings) -> Any:
+        from platform_core import auth
+
+        from .peer_api import make_peer_app
+
+        return make_peer_app(_PLATFORM.for_peers, lambda: auth.signer(settings))
+
+    return Plugin(
+        name="elytra-peer",
+        prefix="/internal/elytra",
+        app=app,
+        description="Elytra tasks from the cluster's other platforms (cluster token).",
+    )
+
+
 def plugin() -> Plugin:
     """Entry point of the ``platform.plugins`` group."""
-    platform = _Platform()
+    platform = _PLATFORM
     made: dict[str, JobRegistry] = {}
 
     def registry() -> JobRegistry:
@@ -85,13 +126,14 @@ def plugin() -> Plugin:
         routes = make_router(platform, registry())
         # In front: ``/pool`` would otherwise be taken for a job id by ``GET /{job_id}``.
         # (Including the jobs router into another one is refused: ``POST ""`` has no path.)
-        routes.routes[:0] = make_pool_router(lambda: platform.backend).routes
+        routes.routes[:0] = make_pool_router(lambda: platform.local).routes
         return routes
 
     @asynccontextmanager
     async def lifespan(settings: PlatformSettings) -> AsyncIterator[None]:
         from elkyn.plugin import current_store
 
+        from .backends.cluster import ClusterBackend
         from .jobs import JOBS_RULES, reconcile
         from .session import make_backend
         from .spilldirs import sweep
@@ -104,7 +146,21 @@ def plugin() -> Plugin:
                 logging.getLogger("elytra").warning("%d unfinished job(s) marked failed", left)
         es = package_settings(ElytraSettings, settings)
         await asyncio.to_thread(sweep, es.resolved_spill_dir())  # what a killed run spilled
-        platform.backend = await asyncio.to_thread(make_backend, es)  # `platform up` starts it
+        local = await asyncio.to_thread(make_backend, es)  # `platform up` starts it
+        platform.local, platform.elytra = local, es
+        platform.backend = (
+            ClusterBackend(
+                local,
+                platform.chunk_cluster,
+                local_slots=es.workers,
+                peer_slots=es.peer_slots,
+                max_attempts=es.max_attempts,
+                lease_seconds=es.lease_seconds,
+                max_result_bytes=int(es.peer_max_result_bytes),
+            )
+            if es.peers
+            else local
+        )
         platform.settings = settings
         try:
             yield
@@ -115,13 +171,24 @@ def plugin() -> Plugin:
                 platform.session.close()
                 platform.session = None
             if platform.backend is not None:
-                await asyncio.to_thread(platform.backend.close)
-                platform.backend = None
+                await asyncio.to_thread(platform.backend.close)  # closes local too
+                platform.backend = platform.local = platform.elytra = None
+
+    def status() -> dict[str, Any]:
+        """The pool's workers and the tasks run on and for peers (``platform status``)."""
+        from .pool_api import pool_status
+
+        if platform.local is None:
+            raise UnavailableError("the platform is starting or stopping")
+        out: dict[str, Any] = pool_status(platform.local).model_dump()
+        out["cluster"] = dict(getattr(platform.backend, "stats", {}))
+        return out
 
     from .cli import cli
 
     return Plugin(
         name="elytra",
+        status=status,
         prefix="/api/jobs",
         router=router,
         lifespan=lifespan,

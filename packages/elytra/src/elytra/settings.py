@@ -70,6 +70,15 @@ class ElytraSettings(PackageSettings):
     browser_verify_fraction: float = Field(0.1, ge=0, le=1)
     """The share of each worker's results run again on the local pool and compared; a
     mismatch bans the worker for the job and reruns all its results of the job."""
+    peers: bool = True
+    """On a platform that joined others (``platform up --join``): send tasks that read only
+    lake chunks to the platforms holding those chunks (``/internal/elytra/tasks``)."""
+    peer_slots: int = Field(2, ge=1, le=64)
+    """Tasks a driver keeps running on one peer platform at once."""
+    peer_max_running: int = Field(8, ge=1, le=1024)
+    """Tasks this platform runs for its peers at once; more are answered 503 (run elsewhere)."""
+    peer_max_result_bytes: ByteSize = ByteSize(2 << 30)
+    """The largest result (Arrow IPC bytes) a peer may send back; past it the task runs here."""
     progress: bool = True
     """Show the progress of actions that take over a second on stderr (a bar in a terminal,
     a line otherwise)."""

@@ -73,8 +73,15 @@ def plugin() -> Plugin:
         from platform_core import auth
 
         addr = f"{ls.advertise_host}:{settings.port}"
-        cluster = await run_in_threadpool(node.start_cluster, auth.signer(ls), addr, None)
+        cluster = await run_in_threadpool(node.start_cluster, auth.signer(ls), addr, ls.join)
         log.info("lake node %s: Flight at grpc://%s", node.node_id, cluster.flight_addr)
+        if ls.join:
+            try:  # a JoinError (no answer, another secret) stops `platform up` in one line
+                await run_in_threadpool(cluster.wait_joined, ls.join_timeout_seconds)
+            except BaseException:
+                node.stop()
+                raise
+            log.info("lake node %s joined the cluster through %s", node.node_id, ls.join)
         holder.node = node
         try:
             yield
@@ -99,10 +106,32 @@ def plugin() -> Plugin:
         finally:
             await run_in_threadpool(mirror.stop)
 
+    def status() -> dict[str, Any]:
+        """This node, what it holds, and the members it knows (``platform status``)."""
+        node = holder()
+        shas = node.catalog.chunks.all()
+        out: dict[str, Any] = {
+            "node": node.node_id,
+            "chunks": len(shas),
+            "bytes": node.catalog.chunks.size(shas),
+            "datasets": len(node.catalog.names()),
+            "peers": [],
+        }
+        if node.cluster is not None:
+            me = node.cluster.members.me
+            out.update(state=me.state, flight=me.flight, http=me.http)
+            out["peers"] = [
+                {"id": m.id, "url": f"http://{m.http}", "state": m.state}
+                for m in node.cluster.members.all()
+                if m.id != me.id
+            ]
+        return out
+
     from .cli import cli
 
     return Plugin(
         name="lake",
+        status=status,
         prefix="/api/lake",
         router=router,
         lifespan=lifespan,

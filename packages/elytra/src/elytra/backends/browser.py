@@ -39,6 +39,7 @@ from ..browser.tasks import BrowserTask, browser_task
 from ..errors import JobCancelledError
 from ..task import Task, TaskResult
 from .base import Backend
+from .runner import BackgroundRunner
 
 __all__ = ["BrowserBackend", "current_hub"]
 
@@ -51,53 +52,6 @@ _current: list[BrowserBackend] = []
 def current_hub() -> WorkerHub | None:
     """The hub of the platform's browser backend (the worker routes serve it), if any."""
     return _current[-1].hub if _current else None
-
-
-class _LocalRunner:
-    """Runs tasks on the local backend in a thread of its own, batch after batch; every
-    result or error goes to ``events`` as ``("local", task, result)`` or
-    ``("local_error", exc)``."""
-
-    def __init__(
-        self, backend: Backend, cancel: threading.Event, events: queue.Queue[tuple[Any, ...]]
-    ) -> None:
-        self.backend, self.cancel, self.events = backend, cancel, events
-        self._todo: queue.Queue[Task | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="elytra-browser-local", daemon=True)
-        self._thread.start()
-
-    def submit(self, task: Task) -> None:
-        self._todo.put(task)
-
-    def stop(self) -> None:
-        self._todo.put(None)
-        self._thread.join(30)
-
-    def _loop(self) -> None:
-        while True:
-            first = self._todo.get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while True:
-                try:
-                    more = self._todo.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
-            by_id = {t.id: t for t in batch}
-            try:
-                for result in self.backend.run(batch, self.cancel):
-                    self.events.put(("local", by_id[result.task_id], result))
-            except BaseException as exc:
-                self.events.put(("local_error", exc))
-                return
-            if stop:
-                return
 
 
 class BrowserBackend:
@@ -156,7 +110,7 @@ class BrowserBackend:
         if started is not None:
             started()
         run = self.hub.open_run()
-        local = _LocalRunner(self.local, cancel, run.events)
+        local = BackgroundRunner(self.local, cancel, run.events, "elytra-browser-local")
         try:
             yield from self._run(tasks, cancel, run, local)
         finally:
@@ -164,7 +118,7 @@ class BrowserBackend:
             local.stop()
 
     def _run(
-        self, tasks: Sequence[Task], cancel: threading.Event, run: RunQueue, local: _LocalRunner
+        self, tasks: Sequence[Task], cancel: threading.Event, run: RunQueue, local: BackgroundRunner
     ) -> Iterator[TaskResult]:
         open_ids = {t.id for t in tasks}  # tasks without an accepted result yet
         held: dict[str, tuple[str, BrowserTask, pa.Table, float]] = {}
@@ -241,7 +195,7 @@ class BrowserBackend:
     def _checked(
         self,
         run: RunQueue,
-        local: _LocalRunner,
+        local: BackgroundRunner,
         held: dict[str, tuple[str, BrowserTask, pa.Table, float]],
         worker_id: str,
         check: Task,

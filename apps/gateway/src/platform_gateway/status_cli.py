@@ -1,0 +1,106 @@
+"""``platform status``: every platform of the cluster, its role, state, chunks and workers."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from platform_core import UnavailableError
+from platform_core.cli import (
+    TOKEN_OPTION,
+    default_url,
+    expected_errors,
+    normalize_url,
+    resolve_token,
+)
+from platform_core.http import error_from_response
+
+__all__ = ["register", "rows"]
+
+
+def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per platform from ``GET /api/platform/status``: this one first."""
+    out = [_row("this", None, report["self"].get("plugins") or {}, None)]
+    for peer in report.get("peers", []):
+        out.append(
+            _row(peer.get("id"), peer.get("state"), peer.get("plugins") or {}, peer.get("error"))
+        )
+    return out
+
+
+def _row(who: Any, state: Any, plugins: dict[str, Any], error: Any) -> dict[str, Any]:
+    lake = plugins.get("lake") or {}
+    elkyn = plugins.get("elkyn") or {}
+    elytra = plugins.get("elytra") or {}
+    return {
+        "node": lake.get("node") or who,
+        "url": f"http://{lake['http']}" if lake.get("http") else None,
+        "state": state or lake.get("state"),
+        "database": elkyn.get("role"),
+        "chunks": lake.get("chunks"),
+        "bytes": lake.get("bytes"),
+        "backend": elytra.get("backend"),
+        "workers": len(elytra.get("workers") or []) if elytra else None,
+        "busy": sum(1 for w in elytra.get("workers") or [] if w.get("state") == "busy"),
+        "error": error,
+    }
+
+
+def register(cli: typer.Typer) -> None:
+    """Add ``platform status`` to ``cli``."""
+
+    @cli.command("status")
+    def status(
+        url: Annotated[
+            str | None,
+            typer.Option(help="The gateway (default: the one `platform up` runs, else :8080)."),
+        ] = None,
+        token: Annotated[str | None, TOKEN_OPTION] = None,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print the whole report as JSON.")
+        ] = False,
+    ) -> None:
+        """Every platform of the cluster: its role, state, chunks and workers (admin token)."""
+        with expected_errors():
+            target = normalize_url(url) if url else default_url()
+            headers = {}
+            given = resolve_token(target, token)
+            if given:
+                headers["authorization"] = f"Bearer {given}"
+            try:
+                r = httpx.get(f"{target}/api/platform/status", headers=headers, timeout=15)
+            except httpx.HTTPError as exc:
+                raise UnavailableError(f"no platform answers at {target}: {exc}") from None
+            if r.status_code >= 400:
+                try:
+                    body = r.json()
+                except ValueError:
+                    body = None
+                raise error_from_response(r.status_code, body, r.text)
+            report = r.json()
+        if as_json:
+            typer.echo(json.dumps(report, indent=2))
+            return
+        table = Table("node", "url", "state", "database", "chunks", "bytes", "workers", "error")
+        for row in rows(report):
+            workers = (
+                ""
+                if row["workers"] is None
+                else f"{row['workers']} ({row['busy']} busy, {row['backend']})"
+            )
+            table.add_row(
+                str(row["node"] or "?")[:16],
+                row["url"] or "",
+                row["state"] or "",
+                row["database"] or "",
+                "" if row["chunks"] is None else str(row["chunks"]),
+                "" if row["bytes"] is None else str(row["bytes"]),
+                workers,
+                row["error"] or "",
+            )
+        Console(width=160).print(table)

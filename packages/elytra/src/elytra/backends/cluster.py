@@ -1,0 +1,393 @@
+"""The cluster backend: a job's tasks run on every platform of the cluster, near their data.
+
+``ClusterBackend(local, cluster)`` wraps the platform's own backend. A task that reads only
+lake chunks (named ``lake-chunk:<sha256>``, see :mod:`elytra.chunkrefs`) is placed on a
+platform that holds its chunks (this one or a live peer), balancing bytes over the platforms'
+slots; a peer runs it on its own pool (``POST /internal/elytra/tasks``, cluster token) and
+sends the rows back as Arrow IPC. Every other task, and every task once its peer failed,
+runs on ``local`` with its chunk names resolved here (a chunk this platform lacks is fetched
+from a replica into the job's directory).
+
+Failures: a peer that cannot be reached, times out (``lease_seconds``), is busy or answers
+5xx loses its tasks to ``local`` (the attempt counts) and gets no more of this run's tasks.
+A task error the peer reports as not retryable (bad input, a cap too small) fails the job
+as its own type, as it would have locally. Cancel aborts the peers' requests (which cancels
+their tasks) and ``local``'s run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import pyarrow as pa
+
+from ..chunkrefs import chunk_shas, resolve_chunks
+from ..errors import JobCancelledError
+from ..task import Task, TaskResult
+from .base import Backend, failure, rebuild_error
+from .runner import BackgroundRunner
+
+__all__ = ["TASKS_PATH", "ChunkCluster", "ClusterBackend", "Peer", "place"]
+
+log = logging.getLogger(__name__)
+
+TASKS_PATH = "/internal/elytra/tasks"
+"""Where a platform takes tasks from its peers."""
+
+_POLL = 0.1
+_NOT_A_PEER_SECONDS = 60.0
+"""How long a member that answered 404 (a lake node without elytra) is left out."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Another platform of the cluster: its node id and its gateway's base URL."""
+
+    id: str
+    url: str
+
+
+class ChunkCluster(Protocol):
+    """What the backend needs of the lake cluster this platform belongs to."""
+
+    def me(self) -> str: ...
+
+    def peers(self) -> list[Peer]:
+        """The live members other than this one."""
+        ...
+
+    def holders(self, sha: str) -> list[str]:
+        """Node ids that hold (or are to hold) chunk ``sha``."""
+        ...
+
+    def locate(self, sha: str) -> str | None:
+        """This platform's copy of chunk ``sha``, if it has one."""
+        ...
+
+    def fetch(self, sha: str) -> bytes:
+        """Chunk ``sha``'s checked bytes from a member that has it."""
+        ...
+
+    def token(self) -> str:
+        """A cluster token for the peers' routes."""
+        ...
+
+
+class _Resolving:
+    """``backend`` over tasks whose chunk names are first resolved on this platform."""
+
+    def __init__(self, backend: Backend, cluster: ChunkCluster | None) -> None:
+        self.backend, self.cluster = backend, cluster
+        self.name = backend.name
+
+    def run(
+        self, tasks: Sequence[Task], cancel: threading.Event, started: Any = None
+    ) -> Iterator[TaskResult]:
+        c = self.cluster
+        locate = c.locate if c is not None else _nowhere
+        fetch = c.fetch if c is not None else None
+        ready = [
+            resolve_chunks(t, locate, fetch, Path(t.spill_dir).parent / "chunks") for t in tasks
+        ]
+        return self.backend.run(ready, cancel, started)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def _nowhere(sha: str) -> str | None:
+    return None
+
+
+def place(
+    tasks: Sequence[Task],
+    me: str,
+    peers: Sequence[str],
+    holds: Callable[[str, str], bool],
+    slots: dict[str, int],
+) -> dict[str, str]:
+    """Task id -> node id: each chunk-only task to a node holding the most of its chunks,
+    among those the least loaded (bytes per slot); every other task to ``me``. Bigger tasks
+    are placed first, so the balance ends even."""
+    load = dict.fromkeys([me, *peers], 0.0)
+    out: dict[str, str] = {}
+    for task in sorted(tasks, key=lambda t: -t.bytes_in):
+        shas = chunk_shas(task)
+        if shas is None or not peers:
+            out[task.id] = me
+            continue
+        held = {n: sum(holds(n, s) for s in shas) for n in load}
+        most = max(held.values())
+        best = min(
+            (n for n in load if held[n] == most),
+            key=lambda n: (load[n] + task.bytes_in) / max(1, slots.get(n, 1)),
+        )
+        out[task.id] = best
+        load[best] += max(1, task.bytes_in)
+    return out
+
+
+class _PeerRefused(Exception):
+    """A peer did not run a task (unreachable, busy, refused, timed out): it runs here."""
+
+
+class ClusterBackend:
+    """``local`` plus the cluster's peer platforms (see the module docstring)."""
+
+    name = "cluster"
+    resolves_chunks = True
+    """The driver names lake chunks by hash (``lake-chunk:``); this backend resolves them."""
+
+    def __init__(
+        self,
+        local: Backend,
+        cluster: Callable[[], ChunkCluster | None],
+        *,
+        local_slots: int,
+        peer_slots: int = 2,
+        max_attempts: int = 3,
+        lease_seconds: float = 600.0,
+        max_result_bytes: int = 2 << 30,
+    ) -> None:
+        self.local = local
+        self._cluster = cluster
+        self.local_slots = local_slots
+        self.peer_slots = peer_slots
+        self.max_attempts = max_attempts
+        self.lease_seconds = lease_seconds
+        self.max_result_bytes = max_result_bytes
+        self._not_peers: dict[str, float] = {}
+        self.stats: dict[str, int] = {"local": 0, "peer": 0, "peer_failed": 0}
+
+    def worker_states(self) -> list[dict[str, Any]]:
+        """The local pool's workers (``GET /api/jobs/pool``)."""
+        states = getattr(self.local, "worker_states", None)
+        return list(states()) if callable(states) else []
+
+    def close(self) -> None:
+        self.local.close()
+
+    def cluster(self) -> ChunkCluster | None:
+        try:
+            return self._cluster()
+        except Exception:  # the lake node is starting or stopping: no peers, no chunks
+            return None
+
+    def peers(self, cluster: ChunkCluster) -> list[Peer]:
+        now = time.monotonic()
+        return [p for p in cluster.peers() if self._not_peers.get(p.id, 0.0) <= now]
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run(
+        self,
+        tasks: Sequence[Task],
+        cancel: threading.Event,
+        started: Callable[[], None] | None = None,
+    ) -> Iterator[TaskResult]:
+        cluster = self.cluster()
+        local = _Resolving(self.local, cluster)
+        peers = {p.id: p for p in self.peers(cluster)} if cluster is not None else {}
+        if cluster is None or not peers or all(chunk_shas(t) is None for t in tasks):
+            self.stats["local"] += len(tasks)
+            yield from local.run(tasks, cancel, started)
+            return
+        if started is not None:
+            started()
+        me = cluster.me()
+        slots = {me: self.local_slots, **dict.fromkeys(peers, self.peer_slots)}
+
+        def holds(node: str, sha: str) -> bool:
+            if node == me:
+                return cluster.locate(sha) is not None
+            return node in cluster.holders(sha)
+
+        where = place(tasks, me, list(peers), holds, slots)
+        events: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        runner = BackgroundRunner(local, cancel, events, "elytra-cluster-local")
+        run = _PeerRun(self, cluster, events, cancel)
+        try:
+            for task in tasks:
+                node = where[task.id]
+                if node == me:
+                    self.stats["local"] += 1
+                    runner.submit(task)
+                else:
+                    run.assign(peers[node], task)
+            run.start()
+            yield from self._collect(tasks, cancel, events, runner)
+        finally:
+            run.stop()
+            runner.stop()
+
+    def _collect(
+        self,
+        tasks: Sequence[Task],
+        cancel: threading.Event,
+        events: queue.Queue[tuple[Any, ...]],
+        runner: BackgroundRunner,
+    ) -> Iterator[TaskResult]:
+        open_ids = {t.id for t in tasks}
+        while open_ids:
+            if cancel.is_set():
+                raise JobCancelledError("the job was cancelled")
+            try:
+                event = events.get(timeout=_POLL)
+            except queue.Empty:
+                continue
+            kind = event[0]
+            if kind == "local_error" or kind == "peer_error":
+                raise event[-1]
+            task: Task = event[1]
+            if kind in ("local", "peer"):
+                if task.id in open_ids:
+                    open_ids.discard(task.id)
+                    yield event[2]
+                continue
+            # a peer did not run it ("moved": not tried; "peer_failed": an attempt spent)
+            again = task.retry() if kind == "peer_failed" else task
+            if again.attempt > self.max_attempts:
+                raise failure(task, f"its peer failed it: {event[-1]}")
+            self.stats["local"] += 1
+            runner.submit(again)
+
+    def _not_a_peer(self, peer: Peer) -> None:
+        self._not_peers[peer.id] = time.monotonic() + _NOT_A_PEER_SECONDS
+
+
+class _PeerRun:
+    """The peers' share of one run: a queue and ``peer_slots`` sender threads per peer."""
+
+    def __init__(
+        self,
+        backend: ClusterBackend,
+        cluster: ChunkCluster,
+        events: queue.Queue[tuple[Any, ...]],
+        cancel: threading.Event,
+    ) -> None:
+        self.backend, self.cluster, self.events, self.cancel = backend, cluster, events, cancel
+        self.queues: dict[str, deque[Task]] = {}
+        self.peers: dict[str, Peer] = {}
+        self.down: set[str] = set()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._stopped = threading.Event()
+        timeout = httpx.Timeout(10.0, read=backend.lease_seconds)
+        self.client = httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=64))
+
+    def assign(self, peer: Peer, task: Task) -> None:
+        self.peers[peer.id] = peer
+        self.queues.setdefault(peer.id, deque()).append(task)
+
+    def start(self) -> None:
+        for peer_id, todo in self.queues.items():
+            for i in range(min(self.backend.peer_slots, len(todo))):
+                t = threading.Thread(
+                    target=self._send_loop,
+                    args=(self.peers[peer_id],),
+                    name=f"elytra-peer-{peer_id[:8]}-{i}",
+                    daemon=True,
+                )
+                t.start()
+                self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.client.close()  # aborts requests in flight: their peers cancel those tasks
+        for t in self._threads:
+            t.join(5)
+
+    def _next(self, peer: Peer) -> Task | None:
+        with self._lock:
+            todo = self.queues[peer.id]
+            return todo.popleft() if todo else None
+
+    def _give_back(self, peer: Peer) -> None:
+        """The peer is down for this run: its waiting tasks run here, not tried."""
+        with self._lock:
+            self.down.add(peer.id)
+            todo, self.queues[peer.id] = self.queues[peer.id], deque()
+        for task in todo:
+            self.events.put(("moved", task, "its peer is down"))
+
+    def _send_loop(self, peer: Peer) -> None:
+        while not self._stopped.is_set() and not self.cancel.is_set():
+            if peer.id in self.down:
+                self._give_back(peer)
+                return
+            task = self._next(peer)
+            if task is None:
+                return
+            try:
+                result = self._send(peer, task)
+            except _PeerRefused as exc:
+                if self._stopped.is_set():
+                    return
+                log.warning("peer %s did not run task %s: %s", peer.id[:12], task.id, exc)
+                self.backend.stats["peer_failed"] += 1
+                self.events.put(("peer_failed", task, str(exc)))
+                self._give_back(peer)
+                return
+            except Exception as exc:  # the task's own error, as the peer reported it
+                self.events.put(("peer_error", task, exc))
+                return
+            self.backend.stats["peer"] += 1
+            self.events.put(("peer", task, result))
+
+    def _send(self, peer: Peer, task: Task) -> TaskResult:
+        headers = {"authorization": f"Bearer {self.cluster.token()}"}
+        started = time.perf_counter()
+        try:
+            with self.client.stream(
+                "POST", peer.url + TASKS_PATH, content=task.to_json().encode(), headers=headers
+            ) as r:
+                if r.status_code == 200:
+                    data = _read_bounded(r, self.backend.max_result_bytes)
+                    stats = json.loads(r.headers.get("x-elytra-stats", "{}"))
+                else:
+                    r.read()
+                    self._refused(peer, task, r)
+        except (httpx.HTTPError, OSError) as exc:
+            raise _PeerRefused(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            table = pa.ipc.open_stream(data).read_all()
+        except pa.ArrowException as exc:
+            raise _PeerRefused(f"its answer is not an Arrow stream: {exc}") from exc
+        stats.update(worker=f"peer:{peer.id}", transport="peer", attempt=task.attempt)
+        return TaskResult(task.id, table, time.perf_counter() - started, stats)
+
+    def _refused(self, peer: Peer, task: Task, r: httpx.Response) -> None:
+        """Raise what a non-200 answer means: the task's own error, or the peer refusing."""
+        if r.status_code == 404:
+            self.backend._not_a_peer(peer)
+            raise _PeerRefused("it takes no tasks (a lake node without elytra)")
+        try:
+            body = r.json()
+        except ValueError:
+            body = {}
+        error = body.get("task_error") if isinstance(body, dict) else None
+        if r.status_code == 422 and isinstance(error, dict):
+            if error.get("retryable", True):
+                raise _PeerRefused(f"the task failed there: {error.get('message', '')[:200]}")
+            raise rebuild_error(error, task, f"peer {peer.id}")
+        message = body.get("error") if isinstance(body, dict) else None
+        raise _PeerRefused(f"HTTP {r.status_code}: {str(message or r.text)[:200]}")
+
+
+def _read_bounded(r: httpx.Response, limit: int) -> bytes:
+    out = bytearray()
+    for part in r.iter_bytes():
+        out += part
+        if len(out) > limit:
+            raise _PeerRefused(f"its result is over {limit} bytes (ELYTRA_PEER_MAX_RESULT_BYTES)")
+    return bytes(out)

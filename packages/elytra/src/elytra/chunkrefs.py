@@ -1,0 +1,135 @@
+"""Lake chunks named by hash in a task (``lake-chunk:<sha256>``), resolved where it runs.
+
+In a cluster a task may run on any platform, and each keeps a chunk under its own directory,
+so the driver names a dataset's chunks by their hash instead of by a path. The platform that
+runs the task resolves each name to its own copy, or fetches the chunk (checked against its
+hash) from a replica into the task's directory. A task whose plan reads anything but named
+chunks is refused by a peer (:func:`check_peer_task`): a peer reads no path a request names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from emsqrt.plan_json import plan_from_json
+
+from .errors import PipelineError
+from .task import Task
+
+__all__ = [
+    "CHUNK_REF",
+    "check_peer_task",
+    "chunk_ref",
+    "chunk_shas",
+    "resolve_chunks",
+    "sha_of",
+]
+
+CHUNK_REF = "lake-chunk:"
+_SHA = re.compile(r"[0-9a-f]{64}")
+
+
+def chunk_ref(sha: str) -> str:
+    """The name a task gives lake chunk ``sha``."""
+    return CHUNK_REF + sha
+
+
+def sha_of(path: str) -> str | None:
+    """The chunk hash ``path`` names, or None when it is not a chunk name."""
+    if not path.startswith(CHUNK_REF):
+        return None
+    sha = path[len(CHUNK_REF) :]
+    if not _SHA.fullmatch(sha):
+        raise PipelineError(f"{path[:90]!r} is not a lake chunk name (lake-chunk:<64 hex digits>)")
+    return sha
+
+
+def chunk_shas(task: Task) -> list[str] | None:
+    """The chunks ``task`` reads, or None when it reads anything else (a local file, an
+    exchange's partition): such a task runs only on the platform that planned it."""
+    shas = [sha_of(f) for f in task.files]
+    if not shas or any(s is None for s in shas):
+        return None
+    return [s for s in shas if s is not None]
+
+
+def _scan_paths(node: Any, out: list[str]) -> None:
+    if isinstance(node, dict):
+        if node.get("op") == "scan":
+            out.append(str(node.get("path")))
+        for value in node.values():
+            _scan_paths(value, out)
+    elif isinstance(node, list):
+        for value in node:
+            _scan_paths(value, out)
+
+
+def check_peer_task(task: Task) -> list[str]:
+    """The chunks a task sent by a peer reads; ``PipelineError`` unless its plan is one a peer
+    may run: decodable without running code (no Python functions) and reading only the
+    chunks its ``files`` name."""
+    shas = chunk_shas(task)
+    if shas is None:
+        raise PipelineError("a task sent to a peer reads lake chunks only (lake-chunk:<sha256>)")
+    plan_from_json(task.plan, trusted=False)  # PlanError (a PipelineError's kin) on pymap
+    paths: list[str] = []
+    _scan_paths(json.loads(task.plan), paths)
+    named = set(task.files)
+    stray = [p for p in paths if p not in named]
+    if stray:
+        raise PipelineError(f"the task's plan reads {stray[0][:90]!r}, which its files do not name")
+    return shas
+
+
+def _rewrite(node: Any, paths: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        out = {k: _rewrite(v, paths) for k, v in node.items()}
+        if out.get("op") == "scan" and out.get("path") in paths:
+            out["path"] = paths[out["path"]]
+        return out
+    if isinstance(node, list):
+        return [_rewrite(v, paths) for v in node]
+    return node
+
+
+def resolve_chunks(
+    task: Task,
+    locate: Callable[[str], str | None],
+    fetch: Callable[[str], bytes] | None,
+    where: Path,
+) -> Task:
+    """``task`` with each chunk name replaced by a path on this platform: ``locate(sha)``'s
+    copy, else the bytes ``fetch(sha)`` gives (checked against the hash) written once into
+    ``where``. A task naming no chunks is returned as is."""
+    paths: dict[str, str] = {}
+    for name in task.files:
+        sha = sha_of(name)
+        if sha is None:
+            continue
+        found = locate(sha)
+        if found is None:
+            target = where / f"{sha}.parquet"
+            if not target.exists():
+                if fetch is None:
+                    raise PipelineError(f"chunk {sha[:12]} is not on this platform")
+                data = fetch(sha)
+                if hashlib.sha256(data).hexdigest() != sha:
+                    raise PipelineError(f"chunk {sha[:12]} came back with the wrong hash")
+                where.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(f".{sha}.{os.getpid()}.tmp")
+                tmp.write_bytes(data)
+                os.replace(tmp, target)
+            found = str(target)
+        paths[name] = found
+    if not paths:
+        return task
+    plan = json.dumps(_rewrite(json.loads(task.plan), paths), separators=(",", ":"))
+    files = tuple(paths.get(f, f) for f in task.files)
+    return replace(task, plan=plan, files=files)
