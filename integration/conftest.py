@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -181,3 +182,16 @@ def _wait_for_banner(platform: Platform) -> re.Match[str]:
             raise RuntimeError(f"`platform up` exited with code {platform.proc.returncode}")
         time.sleep(0.05)
     raise TimeoutError(f"`platform up` printed no banner within {START_TIMEOUT} s")
+
+
+@pytest.fixture(scope="session")
+def platform_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Three `platform up` processes made one platform (`--join`), shared by the session's
+    multi-node tests that neither stop nor reconfigure them; each uploads its own datasets."""
+    from platform_cluster import start_cluster
+
+    cluster = start_cluster(tmp_path_factory.mktemp("platform-cluster"), 3)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -45,8 +45,9 @@ def _row(who: Any, state: Any, plugins: dict[str, Any], error: Any) -> dict[str,
         "chunks": lake.get("chunks"),
         "bytes": lake.get("bytes"),
         "backend": elytra.get("backend"),
-        "workers": len(elytra.get("workers") or []) if elytra else None,
-        "busy": sum(1 for w in elytra.get("workers") or [] if w.get("state") == "busy"),
+        "workers": elytra.get("workers"),
+        "busy": elytra.get("busy"),
+        "ray_nodes": (elytra.get("ray") or {}).get("node_count"),
         "error": error,
     }
 
@@ -88,11 +89,11 @@ def register(cli: typer.Typer) -> None:
             return
         table = Table("node", "url", "state", "database", "chunks", "bytes", "workers", "error")
         for row in rows(report):
-            workers = (
-                ""
-                if row["workers"] is None
-                else f"{row['workers']} ({row['busy']} busy, {row['backend']})"
-            )
+            workers = "" if row["backend"] is None else f"{row['backend']}: {row['workers']}"
+            if row["busy"] is not None:
+                workers += f" ({row['busy']} busy)"
+            if row["ray_nodes"]:
+                workers += f", {row['ray_nodes']} Ray nodes"
             table.add_row(
                 str(row["node"] or "?")[:16],
                 row["url"] or "",

@@ -56,11 +56,15 @@ ARROW_STREAM = "application/vnd.apache.arrow.stream"
 def make_peer_app(
     ready: Callable[[], tuple[Backend, ChunkCluster | None, ElytraSettings]],
     signer: Callable[[], TokenSigner],
+    counters: dict[str, int] | None = None,
 ) -> Starlette:
     """The peer routes; ``ready()`` gives this platform's own pool (never the cluster
     backend: a peer's task is not sent on), its lake cluster and its settings, or raises
-    ``UnavailableError`` while the platform starts or stops."""
-    running = {"n": 0}
+    ``UnavailableError`` while the platform starts or stops. ``counters`` counts the tasks
+    ``running``, ``served`` and ``failed`` for peers (``platform status`` shows them)."""
+    counters = counters if counters is not None else {}
+    for key in ("running", "served", "failed"):
+        counters.setdefault(key, 0)
     lock = threading.Lock()
 
     async def read_task(request: Request) -> Task:
@@ -86,17 +90,20 @@ def make_peer_app(
         task = await read_task(request)
         backend, cluster, settings = ready()
         with lock:
-            if running["n"] >= settings.peer_max_running:
+            if counters["running"] >= settings.peer_max_running:
                 raise UnavailableError(
                     f"this platform runs {settings.peer_max_running} peer tasks already "
                     "(ELYTRA_PEER_MAX_RUNNING); run it elsewhere"
                 )
-            running["n"] += 1
+            counters["running"] += 1
         try:
-            return await _run(request, task, backend, cluster, settings)
+            response = await _run(request, task, backend, cluster, settings)
         finally:
             with lock:
-                running["n"] -= 1
+                counters["running"] -= 1
+        with lock:
+            counters["served" if response.status_code == 200 else "failed"] += 1
+        return response
 
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, PlatformError)

@@ -37,6 +37,8 @@ class _Platform:
         self.local: Backend | None = None
         """The worker pool, started with the platform and shared by every job and peer."""
         self.elytra: ElytraSettings | None = None
+        self.for_peer_counts: dict[str, int] = {}
+        """Tasks run for peer platforms: ``running``, ``served``, ``failed``."""
 
     def chunk_cluster(self) -> ChunkCluster | None:
         """This platform's lake cluster, once its node runs clustered (else None)."""
@@ -96,7 +98,9 @@ def peer_plugin() -> Plugin:
 
         from .peer_api import make_peer_app
 
-        return make_peer_app(_PLATFORM.for_peers, lambda: auth.signer(settings))
+        return make_peer_app(
+            _PLATFORM.for_peers, lambda: auth.signer(settings), _PLATFORM.for_peer_counts
+        )
 
     return Plugin(
         name="elytra-peer",
@@ -182,6 +186,7 @@ def plugin() -> Plugin:
             raise UnavailableError("the platform is starting or stopping")
         out: dict[str, Any] = pool_status(platform.local).model_dump()
         out["cluster"] = dict(getattr(platform.backend, "stats", {}))
+        out["for_peers"] = dict(platform.for_peer_counts)
         return out
 
     from .cli import cli

@@ -138,7 +138,13 @@ def place(
 
 
 class _PeerRefused(Exception):
-    """A peer did not run a task (unreachable, busy, refused, timed out): it runs here."""
+    """A peer did not run a task: it runs here. ``spent``: the attempt counts (the peer may
+    have run it partly: a dropped connection, a timeout, a 5xx); not when the peer said at
+    once that it would not (404: no elytra there; 401/403: another secret; 503: busy)."""
+
+    def __init__(self, message: str, spent: bool = True) -> None:
+        super().__init__(message)
+        self.spent = spent
 
 
 class ClusterBackend:
@@ -335,7 +341,7 @@ class _PeerRun:
                     return
                 log.warning("peer %s did not run task %s: %s", peer.id[:12], task.id, exc)
                 self.backend.stats["peer_failed"] += 1
-                self.events.put(("peer_failed", task, str(exc)))
+                self.events.put(("peer_failed" if exc.spent else "moved", task, str(exc)))
                 self._give_back(peer)
                 return
             except Exception as exc:  # the task's own error, as the peer reported it
@@ -370,7 +376,7 @@ class _PeerRun:
         """Raise what a non-200 answer means: the task's own error, or the peer refusing."""
         if r.status_code == 404:
             self.backend._not_a_peer(peer)
-            raise _PeerRefused("it takes no tasks (a lake node without elytra)")
+            raise _PeerRefused("it takes no tasks (a lake node without elytra)", spent=False)
         try:
             body = r.json()
         except ValueError:
@@ -381,7 +387,8 @@ class _PeerRun:
                 raise _PeerRefused(f"the task failed there: {error.get('message', '')[:200]}")
             raise rebuild_error(error, task, f"peer {peer.id}")
         message = body.get("error") if isinstance(body, dict) else None
-        raise _PeerRefused(f"HTTP {r.status_code}: {str(message or r.text)[:200]}")
+        spent = r.status_code not in (401, 403, 413, 429, 503)
+        raise _PeerRefused(f"HTTP {r.status_code}: {str(message or r.text)[:200]}", spent)
 
 
 def _read_bounded(r: httpx.Response, limit: int) -> bytes:

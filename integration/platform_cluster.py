@@ -1,0 +1,117 @@
+"""Several `platform up` processes on 127.0.0.1 made one platform with `--join`.
+
+Each has its own home; all share one secret. The first is started alone, the others join it
+(through its gateway's address). Gossip, suspicion and replication run fast so tests wait
+seconds, not minutes; chunks and tasks are small so a small dataset spreads over every node.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from servers import command, launch
+
+from platform_core.auth import TokenSigner
+from platform_core.testing import ServerProcess
+
+__all__ = ["FAST", "SECRET", "Cluster", "join", "start_cluster", "wait_for"]
+
+SECRET = "cluster-test-secret-" + "k" * 24
+FAST = {
+    "PLATFORM_SECRET": SECRET,
+    "PLATFORM_MEMORY_HEADROOM": "0",
+    "LAKE_CHUNK_BYTES": str(96 * 1024),
+    "LAKE_GOSSIP_INTERVAL_SECONDS": "0.2",
+    "LAKE_PING_TIMEOUT_SECONDS": "0.4",
+    "LAKE_SUSPECT_TIMEOUT_SECONDS": "3",
+    "LAKE_REPLICATE_INTERVAL_SECONDS": "0.5",
+    "ELYTRA_WORKERS": "1",
+    "ELYTRA_TASK_BYTES": str(96 * 1024),
+}
+
+
+@dataclass
+class Cluster:
+    """The platforms (the first one started alone) and tokens signed with their secret."""
+
+    nodes: list[ServerProcess]
+    homes: list[Path]
+    signer: TokenSigner
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.nodes]
+
+    def admin(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.signer.issue('admin', admin=True)}"}
+
+    def user(self, sub: str = "alice") -> dict[str, str]:
+        return {"authorization": f"Bearer {self.signer.issue(sub)}"}
+
+    def cluster_headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.signer.cluster_token('test')}"}
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            if node.proc.poll() is None:
+                node.stop()
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    """``check()``'s first truthy answer; AssertionError naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def join(base: Path, name: str, through: str, env: dict[str, str] | None = None) -> ServerProcess:
+    """Start a platform in ``base/name`` joining the one at ``through`` (its URL)."""
+    address = through.split("//", 1)[1]
+    home = base / name / "home"
+    return launch(
+        [str(command("platform")), "up", "--port", "0", "--home", str(home), "--join", address],
+        base / name,
+        env={**FAST, **(env or {})},
+    )
+
+
+def start_cluster(base: Path, n: int = 3, env: dict[str, str] | None = None) -> Cluster:
+    """``n`` platforms, the others joined to the first; returns once each sees all ``n``."""
+    first_home = base / "p0" / "home"
+    nodes = [
+        launch(
+            [str(command("platform")), "up", "--port", "0", "--home", str(first_home)],
+            base / "p0",
+            env={**FAST, **(env or {})},
+        )
+    ]
+    cluster = Cluster(nodes, [first_home], TokenSigner(SECRET))
+    try:
+        for i in range(1, n):
+            nodes.append(join(base, f"p{i}", nodes[0].url, env))
+            cluster.homes.append(base / f"p{i}" / "home")
+        for url in cluster.urls:
+            wait_for(lambda url=url: members_alive(url, cluster) == n, f"{n} members at {url}")
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def members_alive(url: str, cluster: Cluster) -> int:
+    r = httpx.get(f"{url}/api/lake/nodes", headers=cluster.admin(), timeout=10)
+    return sum(1 for m in r.json()["members"] if m["state"] == "alive")

@@ -1,0 +1,317 @@
+"""Three platforms on 127.0.0.1 made one with `platform up --join` (issue 16's whole story).
+
+Upload on A, SQL on B, an Elytra job submitted on C whose tasks run on all three (each takes
+the tasks over the chunks it holds), its rows written back as a dataset and read on B; every
+answer compared with DuckDB on the same rows. Then what a peer may and may not do, a peer
+SIGKILLed during a job, and joins that must fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+from platform_cluster import FAST, SECRET, Cluster, join, wait_for
+from servers import command
+
+from elytra.task import Task
+from lake import Client
+from platform_core.auth import TokenSigner
+from platform_gateway.testing import free_port
+
+JOB_TIMEOUT = 120.0
+
+
+def _table(rows: int, seed: int) -> pa.Table:
+    return (
+        duckdb.sql(
+            f"SELECT i AS id, (i * 7919 + {seed}) % 13 AS grp, "
+            f"round(((i * 104729 + {seed}) % 100000) / 100.0, 2) AS amount FROM range({rows}) t(i)"
+        )
+        .arrow()
+        .read_all()
+    )
+
+
+def _upload(cluster: Cluster, url: str, table: pa.Table, name: str, tmp: Path) -> dict[str, Any]:
+    path = tmp / f"{name}.parquet"
+    pq.write_table(table, path)
+    token = cluster.signer.issue("alice")
+    with Client(url, token) as client:
+        return client.upload(path, name)
+
+
+def _elytra(url: str, cluster: Cluster) -> dict[str, Any]:
+    r = httpx.get(f"{url}/internal/platform/status", headers=cluster.cluster_headers(), timeout=10)
+    r.raise_for_status()
+    return r.json()["plugins"]["elytra"]
+
+
+def _run_job(url: str, cluster: Cluster, body: dict[str, Any]) -> dict[str, Any]:
+    h = cluster.user()
+    with httpx.Client(base_url=url, timeout=30) as http:
+        r = http.post("/api/jobs", json=body, headers=h)
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+        return wait_for(
+            lambda: (
+                (j := http.get(f"/api/jobs/{job_id}", headers=h).json())["state"]
+                in ("succeeded", "failed", "cancelled")
+                and j
+            ),
+            f"job {job_id}",
+            JOB_TIMEOUT,
+        )
+
+
+def _rows(url: str, cluster: Cluster, job_id: str) -> list[tuple[Any, ...]]:
+    r = httpx.get(f"{url}/api/jobs/{job_id}/result", headers=cluster.user(), timeout=30)
+    assert r.status_code == 200, r.text
+    return sorted(tuple(row) for row in r.json()["rows"])
+
+
+def _sql(url: str, cluster: Cluster, sql: str) -> list[tuple[Any, ...]] | None:
+    """The sorted rows; None while the node has not heard of a dataset yet (gossip)."""
+    r = httpx.post(f"{url}/api/lake/query", json={"sql": sql}, headers=cluster.user(), timeout=60)
+    if r.status_code == 400 and "no dataset named" in r.text:
+        return None
+    assert r.status_code == 200, r.text
+    return sorted(tuple(row) for row in r.json()["rows"])
+
+
+PIPELINE = {
+    "source": {"dataset": "story"},
+    "steps": [
+        {"filter": "amount > 100"},
+        {"group_by": ["grp"], "agg": ["count(*) AS n", "max(amount) AS top", "min(id) AS first"]},
+    ],
+}
+ORACLE = (
+    "SELECT grp, count(*) AS n, max(amount) AS top, min(id) AS first FROM t "
+    "WHERE amount > 100 GROUP BY grp"
+)
+
+
+def test_the_whole_story_runs_on_three_platforms(platform_cluster: Cluster, tmp_path: Path) -> None:
+    a, b, c = platform_cluster.urls
+    t = _table(200_000, seed=1)
+    status = _upload(platform_cluster, a, t, "story", tmp_path)
+    assert status["chunks"] >= 12, status
+    want = sorted(duckdb.sql(ORACLE).fetchall())
+    # SQL on B: the distributed query over chunks spread on the three
+    got = wait_for(
+        lambda: (
+            (rows := _sql(b, platform_cluster, ORACLE.replace("FROM t", "FROM story"))) == want
+            and rows
+        ),
+        "B to answer as DuckDB",
+    )
+    assert got == want
+    before = {u: _elytra(u, platform_cluster) for u in (a, b, c)}
+    job = _run_job(c, platform_cluster, {"pipeline": PIPELINE, "write": "story_by_grp"})
+    assert job["state"] == "succeeded", job
+    assert _rows(c, platform_cluster, job["id"]) == want
+    after = {u: _elytra(u, platform_cluster) for u in (a, b, c)}
+    # C sent tasks to its peers, and each peer ran some for it
+    assert after[c]["cluster"]["peer"] > before[c]["cluster"]["peer"]
+    for peer in (a, b):
+        assert after[peer]["for_peers"]["served"] > before[peer]["for_peers"]["served"], peer
+    # the result, written back as a dataset on C, reads the same on B
+    back = wait_for(
+        lambda: _sql(b, platform_cluster, "SELECT grp, n, top, first FROM story_by_grp"),
+        "story_by_grp on B",
+    )
+    assert back == want
+
+
+def test_status_lists_every_platform(platform_cluster: Cluster) -> None:
+    a, b, c = platform_cluster.urls
+    r = httpx.get(f"{b}/api/platform/status", headers=platform_cluster.admin(), timeout=30)
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert {p["url"] for p in report["peers"]} == {a, c}
+    for peer in report["peers"]:
+        assert peer["state"] == "alive", peer
+        assert peer["error"] is None, peer
+        assert peer["plugins"]["lake"]["node"] == peer["id"]
+        assert peer["plugins"]["elytra"]["workers"] == 1
+    # the CLI prints the same, as a user runs it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
+    token = platform_cluster.signer.issue("admin", admin=True)
+    out = subprocess.run(
+        [str(command("platform")), "status", "--url", b, "--token", token, "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert {p["url"] for p in json.loads(out.stdout)["peers"]} == {a, c}
+    table = subprocess.run(
+        [str(command("platform")), "status", "--url", b, "--token", token],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert table.returncode == 0, table.stderr
+    assert a in table.stdout
+    assert c in table.stdout
+    assert "alive" in table.stdout
+
+
+def test_roles_on_the_cluster_routes(platform_cluster: Cluster) -> None:
+    a = platform_cluster.urls[0]
+    user, admin = platform_cluster.user(), platform_cluster.admin()
+    clustered = platform_cluster.cluster_headers()
+    other = {"authorization": f"Bearer {TokenSigner('x' * 40).cluster_token('evil')}"}
+    task = Task("t1", 0, '{"op":"scan","path":"/etc/passwd","format":"csv"}', 1 << 20, "/tmp")
+    with httpx.Client(base_url=a, timeout=30) as http:
+        # the admin route: no token 401, a user 403, an admin 200, a cluster token 401
+        assert http.get("/api/platform/status").status_code == 401
+        assert http.get("/api/platform/status", headers=user).status_code == 403
+        assert http.get("/api/platform/status", headers=clustered).status_code == 401
+        assert http.get("/api/platform/status", headers=admin).status_code == 200
+        # the node-to-node routes: cluster tokens of this secret only
+        for path, method in (
+            ("/internal/platform/status", "GET"),
+            ("/internal/elytra/tasks", "POST"),
+        ):
+            for headers in ({}, user, admin, other):
+                r = http.request(method, path, headers=headers, content=task.to_json())
+                assert r.status_code == 401, (path, headers, r.text)
+        assert http.get("/internal/platform/status", headers=clustered).status_code == 200
+        # a peer's task reads lake chunks only, and holds no Python function
+        r = http.post("/internal/elytra/tasks", headers=clustered, content=task.to_json())
+        assert r.status_code == 400, r.text
+        assert "lake chunks only" in r.json()["error"], r.text
+        sha = "a" * 64
+        sneaky = Task("t2", 0, task.plan, 1 << 20, "/tmp", files=(f"lake-chunk:{sha}",))
+        r = http.post("/internal/elytra/tasks", headers=clustered, content=sneaky.to_json())
+        assert r.status_code == 400, r.text
+        assert "/etc/passwd" in r.json()["error"], r.text
+        pymap = json.dumps(
+            {
+                "op": "pymap",
+                "input": {"op": "scan", "path": f"lake-chunk:{sha}"},
+                "fn": {"pickle": "gAR9lC4="},
+            }
+        )
+        r = http.post(
+            "/internal/elytra/tasks",
+            headers=clustered,
+            content=Task("t3", 0, pymap, 1 << 20, "/tmp", files=(f"lake-chunk:{sha}",)).to_json(),
+        )
+        assert r.status_code == 400, r.text
+        assert "Python function" in r.json()["error"], r.text
+        r = http.post("/internal/elytra/tasks", headers=clustered, content=b"x" * (5 << 20))
+        assert r.status_code in (400, 413), r.text
+        r = http.post("/internal/elytra/tasks", headers=clustered, content=b"{not json")
+        assert r.status_code == 400, r.text
+
+
+def test_a_peer_killed_during_a_job_loses_nothing(
+    platform_cluster: Cluster, tmp_path: Path
+) -> None:
+    a = platform_cluster.urls[0]
+    d = join(tmp_path, "d", a)
+    try:
+        wait_for(
+            lambda: (
+                len(
+                    httpx.get(
+                        f"{a}/api/lake/nodes", headers=platform_cluster.admin(), timeout=10
+                    ).json()["members"]
+                )
+                >= 4
+            ),
+            "D to join",
+        )
+        t = _table(400_000, seed=2)
+        _upload(platform_cluster, d.url, t, "chaos_src", tmp_path)
+        want = sorted(duckdb.sql(ORACLE.replace("FROM t", "FROM t")).fetchall())
+        body = {"pipeline": {**PIPELINE, "source": {"dataset": "chaos_src"}}}
+        h = platform_cluster.user()
+        with httpx.Client(base_url=a, timeout=30) as http:
+            # wait until every chunk has its replicas: D's death must not take the only copy
+            wait_for(
+                lambda: (
+                    http.get("/api/lake/nodes", headers=platform_cluster.admin()).json()[
+                        "under_replicated"
+                    ]
+                    == 0
+                ),
+                "replication to settle",
+            )
+            r = http.post("/api/jobs", json=body, headers=h)
+            assert r.status_code == 202, r.text
+            job_id = r.json()["id"]
+            wait_for(
+                lambda: (
+                    _elytra(d.url, platform_cluster)["for_peers"]["running"] > 0
+                    or _elytra(d.url, platform_cluster)["for_peers"]["served"] > 0
+                ),
+                "D to run a task of the job",
+            )
+            d.proc.send_signal(signal.SIGKILL)
+            d.proc.wait()
+            job = wait_for(
+                lambda: (
+                    (j := http.get(f"/api/jobs/{job_id}", headers=h).json())["state"]
+                    in ("succeeded", "failed", "cancelled")
+                    and j
+                ),
+                "the job",
+                JOB_TIMEOUT,
+            )
+        assert job["state"] == "succeeded", job
+        assert _rows(a, platform_cluster, job_id) == want
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+
+
+def _join_fails(
+    tmp_path: Path, through: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
+    home = tmp_path / "home"
+    return subprocess.run(
+        [str(command("platform")), "up", "--port", "0", "--home", str(home), "--join", through],
+        capture_output=True,
+        text=True,
+        env={**clean, **FAST, "LAKE_JOIN_TIMEOUT_SECONDS": "4", **env},
+        timeout=120,
+    )
+
+
+def test_a_platform_with_another_secret_cannot_join(
+    platform_cluster: Cluster, tmp_path: Path
+) -> None:
+    through = platform_cluster.urls[0].split("//", 1)[1]
+    out = _join_fails(tmp_path, through, {"PLATFORM_SECRET": "another-secret-" + "z" * 30})
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "could not join" in out.stderr, out.stderr
+    assert "secret" in out.stderr, out.stderr
+    members = httpx.get(
+        f"{platform_cluster.urls[0]}/api/lake/nodes", headers=platform_cluster.admin(), timeout=10
+    ).json()["members"]
+    assert len(members) == 3 or all(m["state"] != "alive" for m in members[3:])
+
+
+def test_joining_nobody_fails_in_one_line(tmp_path: Path) -> None:
+    out = _join_fails(tmp_path, f"127.0.0.1:{free_port()}", {"PLATFORM_SECRET": SECRET})
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "could not join the cluster through" in out.stderr, out.stderr
+    bad = _join_fails(tmp_path, "http://example.org/x", {"PLATFORM_SECRET": SECRET})
+    assert bad.returncode == 2, bad.stderr
+    assert "HOST:PORT" in bad.stderr, bad.stderr
