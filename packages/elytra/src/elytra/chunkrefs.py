@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from emsqrt.errors import PlanError
 from emsqrt.plan_json import plan_from_json
 
 from .errors import PipelineError
@@ -78,7 +79,10 @@ def check_peer_task(task: Task) -> list[str]:
     shas = chunk_shas(task)
     if shas is None:
         raise PipelineError("a task sent to a peer reads lake chunks only (lake-chunk:<sha256>)")
-    plan_from_json(task.plan, trusted=False)  # PlanError (a PipelineError's kin) on pymap
+    try:
+        plan_from_json(task.plan, trusted=False)  # decoding a Python function would run code
+    except PlanError as exc:
+        raise PipelineError(f"a peer's task: {exc.message}") from None
     paths: list[str] = []
     _scan_paths(json.loads(task.plan), paths)
     named = set(task.files)

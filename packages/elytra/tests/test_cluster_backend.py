@@ -1,0 +1,243 @@
+"""The cluster backend without a whole platform: placement, chunk names, the peer route.
+
+The peer is the real ``/internal/elytra`` app served by uvicorn on 127.0.0.1 in this process,
+over its own copy of the chunks; the lake cluster is a directory of chunk files (the part of
+the lake the backend uses). Every pipeline's answer is DuckDB's over the same rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+import elytra
+from elytra import PipelineError
+from elytra.backends import ClusterBackend, InlineBackend
+from elytra.backends.cluster import Peer, place
+from elytra.chunkrefs import check_peer_task, chunk_ref, resolve_chunks
+from elytra.peer_api import make_peer_app
+from elytra.settings import ElytraSettings
+from elytra.task import Task
+from lake import LakeNode, lake_settings
+from lake.testing import ingest
+from platform_core.auth import TokenSigner
+from platform_core.testing import free_port
+
+from .conftest import rows_of
+
+SECRET = "p" * 40
+SQL = "SELECT grp, count(*) AS n, sum(amount) AS total FROM '{csv}' WHERE amount > 50 GROUP BY grp"
+
+
+class DirCluster:
+    """Chunks in a directory, peers as given: the lake cluster as the backend sees it."""
+
+    def __init__(self, me: str, chunks: Path, peers: list[Peer], holders: dict[str, list[str]]):
+        self.id, self.chunks, self._peers, self._holders = me, chunks, peers, holders
+        self.fetched: list[str] = []
+
+    def me(self) -> str:
+        return self.id
+
+    def peers(self) -> list[Peer]:
+        return list(self._peers)
+
+    def holders(self, sha: str) -> list[str]:
+        return self._holders.get(sha, [])
+
+    def locate(self, sha: str) -> str | None:
+        path = self.chunks / f"{sha}.parquet"
+        return str(path) if path.is_file() else None
+
+    def fetch(self, sha: str) -> bytes:
+        self.fetched.append(sha)
+        return (self.chunks.parent / "all" / f"{sha}.parquet").read_bytes()
+
+    def token(self) -> str:
+        return TokenSigner(SECRET).cluster_token(self.id)
+
+
+@pytest.fixture(scope="module")
+def lake_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(home, its chunk directory, the CSV): ``sales`` in many 64 KiB chunks."""
+    base = tmp_path_factory.mktemp("cluster")
+    csv = base / "sales.csv"
+    duckdb.sql(
+        f"COPY (SELECT i AS id, (i % 11)::INTEGER AS grp, round(i * 0.37 % 1000, 2) AS amount "
+        f"FROM range(40000) t(i)) TO '{csv}' (HEADER)"
+    )
+    home = base / "home"
+    node = LakeNode(lake_settings(None, home=home, chunk_bytes=64 * 1024, secret=SECRET))
+    try:
+        ingest(node, csv, "sales")
+        chunks = node.catalog.chunks.root
+    finally:
+        node.stop()
+    return home, chunks, csv
+
+
+def _want(csv: Path) -> list[tuple[object, ...]]:
+    return rows_of(duckdb.sql(SQL.format(csv=csv)).fetchall())
+
+
+def _query(s: elytra.Session) -> list[tuple[object, ...]]:
+    q = (
+        s.dataset("sales")
+        .filter("amount > 50")
+        .group_by("grp")
+        .agg("count(*) AS n", "sum(amount) AS total")
+    )
+    return rows_of([tuple(r.values()) for r in q.collect().to_pylist()])
+
+
+def test_place_puts_tasks_where_their_chunks_are_and_balances() -> None:
+    a, b = "a" * 64, "b" * 64
+    tasks = [
+        Task(f"t{i}", 0, "{}", 1, "/x", files=(chunk_ref(a if i % 2 else b),), bytes_in=100)
+        for i in range(8)
+    ]
+    tasks.append(Task("local", 0, "{}", 1, "/x", files=("/spill/exchange/p0.arrow",), bytes_in=1))
+    holds = {("me", a), ("p1", a), ("p2", b), ("me", b)}
+    where = place(
+        tasks, "me", ["p1", "p2"], lambda n, s: (n, s) in holds, {"me": 1, "p1": 1, "p2": 1}
+    )
+    assert where["local"] == "me"  # not chunk-only: never sent away
+    for t in tasks[:8]:
+        sha = a if int(t.id[1:]) % 2 else b
+        assert (where[t.id], sha) in holds  # always a holder
+    counts = {n: sum(1 for t in tasks[:8] if where[t.id] == n) for n in ("me", "p1", "p2")}
+    assert max(counts.values()) - min(counts.values()) <= 2, counts
+
+
+def test_resolve_chunks_rewrites_scans_and_checks_fetched_bytes(tmp_path: Path) -> None:
+    good = b"PAR1 chunk bytes"
+    sha = hashlib.sha256(good).hexdigest()
+    plan = json.dumps({"op": "scan", "path": chunk_ref(sha), "format": "parquet"})
+    task = Task("t", 0, plan, 1, str(tmp_path / "s"), files=(chunk_ref(sha),))
+    done = resolve_chunks(task, lambda s: None, lambda s: good, tmp_path / "chunks")
+    path = tmp_path / "chunks" / f"{sha}.parquet"
+    assert done.files == (str(path),)
+    assert json.loads(done.plan)["path"] == str(path)
+    assert path.read_bytes() == good
+    with pytest.raises(PipelineError, match="wrong hash"):
+        resolve_chunks(task, lambda s: None, lambda s: b"evil", tmp_path / "other")
+    assert not (tmp_path / "other" / f"{sha}.parquet").exists()
+    plain = Task("p", 0, "{}", 1, "/x", files=("/data/a.parquet",))
+    assert resolve_chunks(plain, lambda s: None, None, tmp_path) is plain
+
+
+@pytest.mark.parametrize(
+    ("plan", "files", "why"),
+    [
+        ({"op": "scan", "path": "/etc/passwd"}, ("/etc/passwd",), "lake chunks only"),
+        ({"op": "scan", "path": "/etc/passwd"}, (chunk_ref("c" * 64),), "/etc/passwd"),
+        (
+            {
+                "op": "pymap",
+                "input": {"op": "scan", "path": chunk_ref("c" * 64)},
+                "fn": {"pickle": "gAR9lC4="},
+            },
+            (chunk_ref("c" * 64),),
+            "Python function",
+        ),
+        ({"op": "scan", "path": "lake-chunk:../../x"}, ("lake-chunk:../../x",), "not a lake chunk"),
+    ],
+)
+def test_a_peer_refuses_tasks_that_read_more_than_chunks(
+    plan: dict[str, object], files: tuple[str, ...], why: str
+) -> None:
+    with pytest.raises(PipelineError, match=why):
+        check_peer_task(Task("t", 0, json.dumps(plan), 1, "/x", files=files))
+
+
+def test_one_platform_resolves_the_names_itself(lake_home: tuple[Path, Path, Path]) -> None:
+    home, chunks, csv = lake_home
+    cluster = DirCluster("me", chunks, [], {})
+    backend = ClusterBackend(InlineBackend(), lambda: cluster, local_slots=1)
+    with elytra.connect(home=home, backend=backend, task_bytes=64 * 1024) as s:
+        assert _query(s) == _want(csv)
+        assert s.driver.last is not None
+        assert s.driver.last.tasks_total >= 4
+    assert backend.stats["peer"] == 0
+
+
+@pytest.fixture
+def peer(lake_home: tuple[Path, Path, Path], tmp_path: Path) -> Iterator[tuple[str, DirCluster]]:
+    """The peer route served on 127.0.0.1, holding every chunk; its URL and its cluster."""
+    _, chunks, _ = lake_home
+    mine = tmp_path / "peer" / "chunks"
+    shutil.copytree(chunks, mine)
+    cluster = DirCluster("p1", mine, [], {})
+    settings = ElytraSettings(home=tmp_path / "peer", spill_dir=tmp_path / "peer" / "spill")
+    app = make_peer_app(lambda: (InlineBackend(), cluster, settings), lambda: TokenSigner(SECRET))
+    port = free_port()
+    mounted = Starlette(routes=[Mount("/internal/elytra", app)])  # where the gateway mounts it
+    config = uvicorn.Config(mounted, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", cluster
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_tasks_over_chunks_a_peer_holds_run_there(
+    lake_home: tuple[Path, Path, Path], peer: tuple[str, DirCluster], tmp_path: Path
+) -> None:
+    home, chunks, csv = lake_home
+    url, _ = peer
+    shas = [p.stem for p in chunks.glob("*.parquet")]
+    # this platform holds none of the chunks (it fetches them only if the peer fails)
+    (tmp_path / "me" / "all").mkdir(parents=True)
+    for p in chunks.glob("*.parquet"):
+        shutil.copy(p, tmp_path / "me" / "all" / p.name)
+    here = DirCluster(
+        "me", tmp_path / "me" / "chunks", [Peer("p1", url)], {sha: ["p1"] for sha in shas}
+    )
+    backend = ClusterBackend(InlineBackend(), lambda: here, local_slots=1, peer_slots=2)
+    with elytra.connect(home=home, backend=backend, task_bytes=64 * 1024) as s:
+        assert _query(s) == _want(csv)
+        tasks = s.driver.last.tasks_total if s.driver.last else 0
+    assert backend.stats["peer"] >= len(shas) // 2
+    assert backend.stats["peer"] + backend.stats["local"] >= tasks
+    assert here.fetched == []  # nothing came here: the peer read its own copies
+
+
+def test_a_member_without_elytra_or_another_secret_costs_no_attempt(
+    lake_home: tuple[Path, Path, Path], peer: tuple[str, DirCluster], tmp_path: Path
+) -> None:
+    home, chunks, csv = lake_home
+    url, _ = peer
+    shas = [p.stem for p in chunks.glob("*.parquet")]
+    (tmp_path / "me" / "all").mkdir(parents=True)
+    for p in chunks.glob("*.parquet"):
+        shutil.copy(p, tmp_path / "me" / "all" / p.name)
+    nowhere = DirCluster(
+        "me",
+        tmp_path / "me" / "chunks",
+        [Peer("p1", url + "/not-here"), Peer("p2", url)],
+        {sha: ["p1", "p2"] for sha in shas},
+    )
+    nowhere.token = lambda: TokenSigner("w" * 40).cluster_token("me")  # type: ignore[method-assign]
+    backend = ClusterBackend(InlineBackend(), lambda: nowhere, local_slots=1, max_attempts=1)
+    with elytra.connect(home=home, backend=backend, task_bytes=64 * 1024) as s:
+        # max_attempts=1: a refusal that spent the attempt would fail the job
+        assert _query(s) == _want(csv)
+    assert backend.stats["peer"] == 0
+    assert sorted(set(nowhere.fetched)) == sorted(shas)
