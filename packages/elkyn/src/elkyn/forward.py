@@ -51,7 +51,7 @@ def primary_unavailable(primary: str, exc: httpx.HTTPError, timeout: float) -> E
             "write may have been applied there)"
         )
     return PrimaryUnavailableError(
-        f"{what}: writes fail until it is back; reads continue on this replica", primary=primary
+        f"{what}: writes fail until it is back; reads continue on this replica"
     )
 
 
@@ -111,7 +111,6 @@ class Forwarder:
                             f"the primary {primary} answered more than {self.max_answer} bytes "
                             f"to a forwarded write (status {resp.status_code}); raise "
                             "ELKYN_FORWARD_MAX_ANSWER_BYTES, or write with print=silent",
-                            primary=primary,
                         )
                     chunks.append(chunk)
                 kept = {k: v for k in ANSWER_HEADERS if (v := resp.headers.get(k)) is not None}

@@ -153,7 +153,6 @@ class ForwardingWriter:
                         raise PrimaryUnavailableError(
                             f"the primary {primary} answered more than {limit} bytes to a "
                             f"{method} of {path} (status {resp.status_code})",
-                            primary=primary,
                         )
                 status, seq = resp.status_code, resp.headers.get("x-elkyn-seq", "")
                 database = resp.headers.get("x-elkyn-database", "")
