@@ -294,3 +294,39 @@ def test_a_replicas_store_refuses_local_writes_and_reserves_in_memory() -> None:
         store.reserve("jobs", {".read": False, ".write": False})
         assert store.reserved == ["jobs"] and store.last_seq() == seq  # nothing logged
         assert store.get("/a") == 1
+
+
+def test_the_plugins_forwarding_writer_writes_on_the_primary_and_reads_back_here(
+    launch: Any, tmp_path: Path
+) -> None:
+    from elkyn.replica import follow
+    from elkyn.server import ElkynApp
+    from elkyn.settings import elkyn_settings
+    from elkyn.writers import ForwardingWriter
+
+    from .conftest import SECRET
+
+    primary = launch(tmp_path / "p")
+    settings = elkyn_settings(secret=SECRET, home=tmp_path / "r", memory=True)
+    with Store(memory=True) as store:
+        app = ElkynApp(settings, store)
+        follower = follow(app, primary.url, settings)
+        writer = ForwardingWriter(follower, follower.token_fn, settings)
+        try:
+            assert writer.role == "replica"
+            writer.set("/jobs/j1", {"state": "running"})
+            writer.update("/jobs/j1", {"state": "done"})
+            key = writer.push("/log", "x")
+            assert store.get("/jobs/j1") == {"state": "done"}  # applied here before returning
+            assert store.get(f"/log/{key}") == "x"
+            writer.delete("/log")
+            assert store.get("/log") is None
+            admin = bearer(primary.signer.issue("ops", admin=True))
+            assert httpx.get(primary.url + "/jobs.json", headers=admin).json() == {
+                "j1": {"state": "done"}
+            }
+            status = replication_status(store, follower)
+            assert status["role"] == "replica" and status["primary"] == primary.url
+        finally:
+            writer.close()
+            follower.close()
