@@ -56,8 +56,10 @@ def test_writes_through_the_replica_are_read_back_at_once_on_both(
     admin = bearer(primary.signer.issue("ops", admin=True))
     with httpx.Client(base_url=replica.url, headers=admin, timeout=10) as rc:
         r = rc.put("/open/a.json", json={"x": 1})
-        assert r.status_code == 200 and r.json() == {"x": 1}
-        assert int(r.headers["x-elkyn-seq"]) >= 1 and "x-elkyn-caught-up" not in r.headers
+        assert r.status_code == 200
+        assert r.json() == {"x": 1}
+        assert int(r.headers["x-elkyn-seq"]) >= 1
+        assert "x-elkyn-caught-up" not in r.headers
         assert rc.get("/open/a.json").json() == {"x": 1}  # no wait: read-your-writes
         assert rc.patch("/open/a.json", json={"y": 2}).json() == {"y": 2}
         assert rc.get("/open/a.json").json() == {"x": 1, "y": 2}
@@ -78,7 +80,8 @@ def test_the_primary_decides_on_rules_for_a_forwarded_write(launch: Any, tmp_pat
     ann = bearer(primary.signer.issue("ann"))
     assert httpx.put(replica.url + "/users/ann.json", json={"n": 1}, headers=ann).status_code == 200
     denied = httpx.put(replica.url + "/users/bob.json", json={"n": 1}, headers=ann)
-    assert denied.status_code == 401 and denied.json() == {"error": "Permission denied"}
+    assert denied.status_code == 401
+    assert denied.json() == {"error": "Permission denied"}
     bad = httpx.put(replica.url + "/num/k.json", json="text", headers=ann)
     assert bad.status_code == 401  # .validate failed on the primary
     for srv in (primary, replica):
@@ -93,7 +96,8 @@ def test_the_primary_decides_on_rules_for_a_forwarded_write(launch: Any, tmp_pat
     # an admin may, and the replica enforces the new rules when the answer comes back
     loose = {"rules": {".read": True, ".write": True}}
     r = httpx.put(replica.url + "/.settings/rules.json", json=loose, headers=admin)
-    assert r.status_code == 200 and "x-elkyn-seq" in r.headers
+    assert r.status_code == 200
+    assert "x-elkyn-seq" in r.headers
     assert httpx.get(replica.url + "/.settings/rules.json", headers=admin).json() == loose
     assert httpx.put(replica.url + "/users/bob.json", json=1, headers=ann).status_code == 200
 
@@ -106,7 +110,8 @@ def test_a_user_token_is_refused_on_the_replication_routes(launch: Any, tmp_path
         for route in ("/.replication/log?since=0", "/.replication/status"):
             assert httpx.get(srv.url + route).status_code == 401
             r = httpx.get(srv.url + route, headers=bearer(user))
-            assert r.status_code in (401, 403) and "error" in r.json()
+            assert r.status_code in (401, 403)
+            assert "error" in r.json()
         assert (
             httpx.get(srv.url + "/.replication/log?since=0", headers=bearer(admin)).status_code
             == 401
@@ -116,9 +121,12 @@ def test_a_user_token_is_refused_on_the_replication_routes(launch: Any, tmp_path
             srv.url + "/.replication/status", headers=bearer(cluster)
         ).json() | {"lag_seconds": status["lag_seconds"]}
     p = httpx.get(primary.url + "/.replication/status", headers=bearer(cluster)).json()
-    assert p["role"] == "primary" and p["primary"] is None and p["primary_seq"] is None
+    assert p["role"] == "primary"
+    assert p["primary"] is None
+    assert p["primary_seq"] is None
     r = httpx.get(replica.url + "/.replication/status", headers=bearer(cluster)).json()
-    assert r["role"] == "replica" and r["primary"] == primary.url
+    assert r["role"] == "replica"
+    assert r["primary"] == primary.url
     assert r["database"] != p["database"]  # a replica has its own id
 
 
@@ -127,9 +135,11 @@ def test_a_replica_of_a_replica_follows_the_primary(launch: Any, tmp_path: Path)
     last = launch(tmp_path / "r2", "--replica-of", middle.url)
     cluster = bearer(primary.signer.cluster_token("node"))
     status = httpx.get(last.url + "/.replication/status", headers=cluster).json()
-    assert status["role"] == "replica" and status["primary"] == primary.url
+    assert status["role"] == "replica"
+    assert status["primary"] == primary.url
     r = httpx.get(middle.url + "/.replication/log?since=0", headers=cluster)
-    assert r.status_code == 409 and primary.url in r.json()["error"]
+    assert r.status_code == 409
+    assert primary.url in r.json()["error"]
     admin = bearer(primary.signer.issue("ops", admin=True))
     assert httpx.put(last.url + "/open/z.json", json=7, headers=admin).status_code == 200
     assert httpx.get(last.url + "/open/z.json", headers=admin).json() == 7
@@ -140,14 +150,16 @@ def test_the_forwards_body_bounds(launch: Any, tmp_path: Path) -> None:
     primary, replica = pair(launch, tmp_path, ELKYN_MAX_WRITE_BYTES="1000")
     admin = bearer(primary.signer.issue("ops", admin=True))
     r = httpx.put(replica.url + "/open/big.json", json="x" * 2000, headers=admin)
-    assert r.status_code == 400 and "write size limit of 1000 bytes" in r.json()["error"]
+    assert r.status_code == 400
+    assert "write size limit of 1000 bytes" in r.json()["error"]
     assert httpx.get(primary.url + "/open/big.json", headers=admin).json() is None  # not sent
     # the primary's answer is bounded too: a replica taking at most 100 bytes of it
     small = launch(
         tmp_path / "r3", "--replica-of", primary.url, ELKYN_FORWARD_MAX_ANSWER_BYTES="100"
     )
     r = httpx.put(small.url + "/open/mid.json", json="y" * 500, headers=admin)
-    assert r.status_code == 503 and "answered more than 100 bytes" in r.json()["error"]
+    assert r.status_code == 503
+    assert "answered more than 100 bytes" in r.json()["error"]
 
 
 @contextmanager
@@ -209,8 +221,10 @@ def test_primary_killed_reads_and_streams_go_on_writes_fail_until_it_is_back(
         r = httpx.put(replica.url + "/room/c.json", json=3, headers=admin)
         assert r.status_code == 503
         error = r.json()["error"]
-        assert url in error and "writes fail until it is back" in error
-        assert "reads continue" in error and set(r.json()) == {"error"}
+        assert url in error
+        assert "writes fail until it is back" in error
+        assert "reads continue" in error
+        assert set(r.json()) == {"error"}
         assert next_data(events, keep_alives=True)[0] == "keep-alive"  # the stream goes on
         # the primary comes back (same home, same port): writes through the replica work again
         launch(tmp_path / "p", "--port", str(port))
@@ -224,7 +238,7 @@ def test_forwarded_answers_equal_the_primarys_own(launch: Any, tmp_path: Path) -
     """The same generated requests, to one primary directly and to another through its
     replica, get the same statuses and bodies."""
     direct = launch(tmp_path / "d")
-    primary, replica = pair(launch, tmp_path)
+    _primary, replica = pair(launch, tmp_path)
     admin = bearer(direct.signer.issue("ops", admin=True))
     assert (
         httpx.put(direct.url + "/.settings/rules.json", json=RULES, headers=admin).status_code
@@ -284,7 +298,9 @@ def test_a_replicas_store_refuses_local_writes_and_reserves_in_memory() -> None:
     with Store(memory=True) as store:
         store.set("/a", 1)
         status = replication_status(store)
-        assert status["role"] == "primary" and status["seq"] == 1 and status["primary"] is None
+        assert status["role"] == "primary"
+        assert status["seq"] == 1
+        assert status["primary"] is None
         store.replica_of = "http://127.0.0.1:1"
         seq = store.last_seq()
         with pytest.raises(ReplicaWriteError, match="current_writer"):
@@ -292,7 +308,8 @@ def test_a_replicas_store_refuses_local_writes_and_reserves_in_memory() -> None:
         with pytest.raises(ReplicaWriteError):
             store.update("/", {"b": 1})
         store.reserve("jobs", {".read": False, ".write": False})
-        assert store.reserved == ["jobs"] and store.last_seq() == seq  # nothing logged
+        assert store.reserved == ["jobs"]
+        assert store.last_seq() == seq
         assert store.get("/a") == 1
 
 
@@ -326,7 +343,8 @@ def test_the_plugins_forwarding_writer_writes_on_the_primary_and_reads_back_here
                 "j1": {"state": "done"}
             }
             status = replication_status(store, follower)
-            assert status["role"] == "replica" and status["primary"] == primary.url
+            assert status["role"] == "replica"
+            assert status["primary"] == primary.url
         finally:
             writer.close()
             follower.close()
