@@ -43,9 +43,9 @@ def test_replica_follows_and_catches_up_after_restarts(launch: Any, tmp_path: Pa
     replica = launch(tmp_path / "r", "--replica-of", primary.url)
     want = get(primary, "/", admin).json()
     wait_for(lambda: get(replica, "/", admin).json() == want)
-    r = put(replica, "/jobs/x", 1, admin)
-    assert r.status_code == 403
-    assert "read replica" in r.json()["error"]
+    r = put(replica, "/jobs/x", 1, admin)  # forwarded to the primary, then read back here
+    assert r.status_code == 200
+    assert get(primary, "/jobs/x", admin).json() == 1 == get(replica, "/jobs/x", admin).json()
 
     # the primary restarts (same home, same port); the replica reconnects and catches up
     stop_server(primary.process)
@@ -150,18 +150,20 @@ def test_replica_resyncs_when_the_primary_is_another_database(launch: Any, tmp_p
         )
 
 
-def test_replica_refuses_rules_changes(launch: Any, tmp_path: Path) -> None:
+def test_replica_forwards_rules_changes_to_the_primary(launch: Any, tmp_path: Path) -> None:
+    """A replica takes its rules from the primary: a rules PUT goes there, and is in force
+    here when the answer comes back (it used to be refused with 403)."""
     primary = launch(tmp_path / "p")
     admin = primary.signer.issue("ops", admin=True)
     replica = launch(tmp_path / "r", "--replica-of", primary.url)
     headers = {"Authorization": f"Bearer {admin}"}
-    before = httpx.get(replica.url + "/.settings/rules.json", headers=headers).json()
-    r = httpx.put(
-        replica.url + "/.settings/rules.json", json={"rules": {".read": True}}, headers=headers
-    )
-    assert r.status_code == 403
-    assert "read replica" in r.json()["error"]
-    assert httpx.get(replica.url + "/.settings/rules.json", headers=headers).json() == before
+    rules = {"rules": {".read": True}}
+    r = httpx.put(replica.url + "/.settings/rules.json", json=rules, headers=headers)
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok"}
+    for srv in (primary, replica):
+        got = httpx.get(srv.url + "/.settings/rules.json", headers=headers).json()
+        assert got == rules
 
 
 def _events(r: httpx.Response) -> Any:

@@ -16,9 +16,12 @@ from .errors import (
     ElkynError,
     InvalidDataError,
     NestedWriteError,
+    NotPrimaryError,
     PayloadTooLargeError,
     PermissionDeniedError,
     PreconditionFailedError,
+    PrimaryUnavailableError,
+    ReplicaWriteError,
     StoreClosedError,
 )
 
@@ -27,6 +30,7 @@ if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers and readers
     from .paths import MAX_DEPTH, MAX_KEY_BYTES, parse_path, path_str
     from .query import Query
     from .rules import Rules
+    from .status import replication_status
     from .store import ABORT, ADMIN, ANONYMOUS, Caller, Store, TransactionResult, etag_of
 
 _EXPORTS = {
@@ -38,6 +42,7 @@ _EXPORTS = {
     "path_str": ".paths",
     "Query": ".query",
     "Rules": ".rules",
+    "replication_status": ".status",
     "ABORT": ".store",
     "ADMIN": ".store",
     "ANONYMOUS": ".store",
@@ -65,10 +70,13 @@ __all__ = [
     "Event",
     "InvalidDataError",
     "NestedWriteError",
+    "NotPrimaryError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "PreconditionFailedError",
+    "PrimaryUnavailableError",
     "Query",
+    "ReplicaWriteError",
     "Rules",
     "Store",
     "StoreClosedError",
@@ -78,4 +86,5 @@ __all__ = [
     "etag_of",
     "parse_path",
     "path_str",
+    "replication_status",
 ]

@@ -46,7 +46,10 @@ def serve(
         bool, typer.Option(help="Dev mode: POST /auth/token, emulator conventions (loopback).")
     ] = False,
     replica_of: Annotated[
-        str | None, typer.Option(help="Follow the primary at this URL as a read replica.")
+        str | None,
+        typer.Option(
+            help="Be a replica of the primary at this URL (reads here, writes forwarded)."
+        ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
@@ -60,12 +63,14 @@ def serve(
         overrides: dict[str, Any] = {"memory": memory, "dev": dev}
         if path is not None:
             overrides["path"] = path
+        if replica_of is not None:
+            if not replica_of.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"--replica-of takes the primary's URL (http://host:port), not {replica_of!r}"
+                )
+            overrides["replica_of"] = replica_of
         settings = elkyn_settings(**overrides)
         check_dev(settings, host)
-        if replica_of is not None and not replica_of.startswith(("http://", "https://")):
-            raise ValueError(
-                f"--replica-of takes the primary's URL (http://host:port), not {replica_of!r}"
-            )
         sock = bind(host, port, port_setting=None, host_setting=None)  # a one-line StartError
         signer = auth.signer(settings)
         store = Store(  # takes the directory's owner lock: one process per database
@@ -82,10 +87,10 @@ def serve(
         return
     configure_service_logging(log_level)
     app = ElkynApp(settings, store, signer, own_lifespan=True)
-    if replica_of is not None:
+    if settings.replica_of is not None:  # --replica-of or ELKYN_REPLICA_OF
         from .replica import follow
 
-        follow(app, replica_of, settings)
+        follow(app, settings.replica_of, settings)
     from .replica import serve_log
 
     app.replication = serve_log

@@ -8,7 +8,10 @@
     ├── PayloadTooLargeError (OverBudgetError)        413 body over the write size limit
     ├── TooManyStreamsError (OverBudgetError)         413 a caller's (or the server's) stream limit
     ├── NestedWriteError                              500 a write from inside a transaction function
-    └── StoreClosedError (UnavailableError)           503 the store was closed
+    ├── StoreClosedError (UnavailableError)           503 the store was closed
+    ├── PrimaryUnavailableError (UnavailableError)    503 a replica could not forward a write
+    ├── ReplicaWriteError (ForbiddenError)            403 a local write on a replica's store
+    └── NotPrimaryError (ConflictError)               409 a replica asked for its log
 
 The statuses are core's (what the platform's routes answer). Firebase's REST statuses (401 for
 a denied rule, 400 for a body too large, 412 for a stale ETag, 429 for too many streams) are a
@@ -35,9 +38,12 @@ __all__ = [
     "ElkynError",
     "InvalidDataError",
     "NestedWriteError",
+    "NotPrimaryError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "PreconditionFailedError",
+    "PrimaryUnavailableError",
+    "ReplicaWriteError",
     "StoreClosedError",
     "TooManyStreamsError",
 ]
@@ -86,3 +92,17 @@ class StoreClosedError(ElkynError, UnavailableError):
 class TooManyStreamsError(ElkynError, OverBudgetError):
     """A caller holds its limit of open SSE streams, or the server holds its total (Firebase
     routes answer 429)."""
+
+
+class PrimaryUnavailableError(ElkynError, UnavailableError):
+    """A replica could not reach its primary (or the primary did not answer in time, or its
+    answer was too large) to forward a write: writes fail until it is back, reads go on."""
+
+
+class ReplicaWriteError(ElkynError, ForbiddenError):
+    """A write through a replica's own store: it would fork the data from the primary's (write
+    through ``elkyn.plugin.current_writer()``, which forwards)."""
+
+
+class NotPrimaryError(ElkynError, ConflictError):
+    """A replica was asked for its operation log: follow its primary instead (no chains)."""

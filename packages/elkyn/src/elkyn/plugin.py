@@ -1,11 +1,18 @@
-"""The gateway plugin: Elkyn's app mounted at ``/db``, its store opened by the lifespan."""
+"""The gateway plugin: Elkyn's app mounted at ``/db``, its store opened by the lifespan.
+
+Without ``ELKYN_REPLICA_OF`` the gateway's database is a primary and serves its operation log
+to cluster tokens (``/db/.replication/log``); with it, the lifespan makes it a replica of that
+URL (its own LMDB under its own home): it follows the primary's log and forwards client
+writes there. Other plugins read through :func:`current_store` and write through
+:func:`current_writer` (local on a primary, forwarded on a replica).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from platform_core import PlatformSettings, Plugin, auth
 
@@ -13,22 +20,59 @@ from .settings import elkyn_settings
 
 if TYPE_CHECKING:
     from .live import StoreSink
+    from .replica import Follower
     from .server import ElkynApp
     from .store import Store
+    from .writers import DatabaseWriter
 
 # The server, the store (LMDB) and the live sink are imported by the factories below, when
 # the gateway starts, not by every command that loads the plugins for their CLIs.
 
-__all__ = ["current_store", "plugin"]
+__all__ = ["current_follower", "current_store", "current_writer", "plugin"]
 
-_STORES: dict[str, Store] = {}
-"""The store the gateway's lifespan opened: other plugins in the process (elytra's job
-records) write through it, so streams see their changes."""
+_STATE: dict[str, Any] = {}
+"""What the gateway's lifespan opened: ``store``, ``writer`` and, on a replica, ``follower``."""
 
 
 def current_store() -> Store | None:
-    """The store this process's gateway serves at ``/db``, once its lifespan has opened it."""
-    return _STORES.get("store")
+    """The store this process's gateway serves at ``/db``, once its lifespan has opened it.
+
+    For reads. On a replica its write methods raise ``ReplicaWriteError``: write through
+    :func:`current_writer`.
+    """
+    store: Store | None = _STATE.get("store")
+    return store
+
+
+def current_writer() -> DatabaseWriter | None:
+    """Where this process's plugins write (as the admin): the store itself on a primary, the
+    primary's REST API (cluster token, then waiting until this replica applied the write) on a
+    replica. ``None`` before the gateway's lifespan opened the store."""
+    writer: DatabaseWriter | None = _STATE.get("writer")
+    return writer
+
+
+def current_follower() -> Follower | None:
+    """The follower keeping this process's store in step with its primary (None: a primary)."""
+    follower: Follower | None = _STATE.get("follower")
+    return follower
+
+
+class _ReplicaSink:
+    """A replica's live-state sink: reservations in memory, publications dropped (the primary's
+    platform publishes the same cluster-wide state, and it reaches here by replication)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def reserve(self, key: str, rules: Mapping[str, Any]) -> None:
+        self.store.reserve(key, rules)
+
+    def publish(self, path: str, value: Any) -> None:
+        return None
+
+    def publish_many(self, values: Mapping[str, Any]) -> None:
+        return None
 
 
 def plugin() -> Plugin:
@@ -36,18 +80,21 @@ def plugin() -> Plugin:
     holder: dict[str, ElkynApp] = {}
 
     def make_app(settings: PlatformSettings) -> ElkynApp:
+        from .replica import serve_log
         from .server import ElkynApp
 
         # Never dev mode behind the gateway: it may bind any address, which the plugin cannot
         # see, and dev mode hands out admin tokens without a password.
         es = elkyn_settings(settings, dev=False)
         app = ElkynApp(es, signer=auth.signer(es))
+        app.replication = serve_log  # cluster tokens only; a replica refuses (409, its primary)
         holder["app"] = app
         return app
 
     @asynccontextmanager
     async def lifespan(settings: PlatformSettings) -> AsyncIterator[None]:
         from .store import Store
+        from .writers import ForwardingWriter, LocalWriter
 
         es = elkyn_settings(settings, dev=False)
         app = holder.get("app")
@@ -62,22 +109,39 @@ def plugin() -> Plugin:
                 max_pending_bytes=es.max_pending_bytes,
             )
         )
-        if app is not None:
-            app.store = store
-        _STORES["store"] = store
+        if app is None:  # no app made (a test of the lifespan alone): serve nothing
+            from .server import ElkynApp
+
+            app = ElkynApp(es, signer=auth.signer(es))
+        app.store = store
+        _STATE["store"] = store
+        if es.replica_of is not None:
+            from .replica import follow
+
+            follower = follow(app, es.replica_of, es)
+            _STATE["follower"] = follower
+            _STATE["writer"] = ForwardingWriter(follower, follower.token_fn, es)
+        else:
+            _STATE["writer"] = LocalWriter(store)
         try:
             yield
         finally:
-            _STORES.pop("store", None)
-            if app is not None:
-                app.store = None
+            writer = _STATE.pop("writer", None)
+            _STATE.pop("follower", None)
+            _STATE.pop("store", None)
+            await app.stop_replica()
+            if isinstance(writer, ForwardingWriter):
+                writer.close()
+            app.store = None
             await asyncio.to_thread(store.close)
 
-    def live_sink() -> StoreSink | None:
+    def live_sink() -> StoreSink | _ReplicaSink | None:
         from .live import StoreSink
 
-        store = _STORES.get("store")
-        return None if store is None else StoreSink(store)
+        store = current_store()
+        if store is None:
+            return None
+        return _ReplicaSink(store) if store.replica_of is not None else StoreSink(store)
 
     from .cli import cli
 

@@ -8,7 +8,12 @@ with the primary's sequence numbers, so after a restart of either side it resume
 last sequence number. Sequence numbers count within one database only, so every answer names
 the primary's database id: when it differs from the one the replica follows (a memory primary
 restarted, a restore, a new primary), or the primary's last sequence number is below the
-replica's, the replica starts over from a snapshot. Replicas refuse client writes and rules.
+replica's, the replica starts over from a snapshot.
+
+No chains: before following, a replica asks the URL it was given for
+``/.replication/status``; when that is itself a replica it follows that one's primary instead
+(a few hops at most), and a replica refuses to serve its own log (409 naming its primary).
+Client writes on a replica are forwarded to the primary (``elkyn.forward``).
 """
 
 from __future__ import annotations
@@ -26,10 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from platform_core import UnauthorizedError, auth
+from platform_core import ForbiddenError, UnauthorizedError, auth
 from platform_core.auth import bearer_token
 
-from .errors import ElkynError, InvalidDataError
+from .errors import ElkynError, InvalidDataError, NotPrimaryError
 from .rules import Rules
 from .settings import ElkynSettings
 from .storage import LogEntry, Tree
@@ -39,22 +44,45 @@ if TYPE_CHECKING:
     from .server.http import Request, Send
     from .store import Store
 
-__all__ = ["Follower", "follow", "serve_log"]
+__all__ = ["Follower", "follow", "serve_log", "serve_status"]
 
 log = logging.getLogger(__name__)
 
 MAX_ENTRIES = 5000
+MAX_HOPS = 8
+"""Replicas of replicas a follower walks through to find the real primary."""
 _FOLLOWED = b"followed_database_id"
 
 _SEQ = re.compile(r"[0-9]{1,19}")
 """A sequence number as a query parameter: plain ASCII digits that fit in 64 bits."""
 
 
-def _check_cluster(app: ElkynApp, req: Request) -> None:
+def _check_cluster(app: ElkynApp, req: Request, *, admin_too: bool = False) -> None:
+    """A cluster token (or, with ``admin_too``, an admin user token), else 401/403."""
     token = bearer_token(req.headers.get("authorization"))
     if token is None or app.signer is None:
         raise UnauthorizedError("replication needs a cluster token (Authorization: Bearer)")
-    app.signer.verify_cluster(token)
+    try:
+        app.signer.verify_cluster(token)
+    except UnauthorizedError:
+        if not admin_too:
+            raise
+        claims = app.signer.verify(token)  # a bad token: its own 401
+        if not claims.admin:
+            raise ForbiddenError(
+                "replication status needs a cluster token or an admin token"
+            ) from None
+
+
+async def serve_status(app: ElkynApp, req: Request, send: Send) -> None:
+    """``GET /.replication/status`` (cluster token or admin): role, primary, seq and lag."""
+    from .server.http import respond_json
+    from .status import replication_status
+
+    _check_cluster(app, req, admin_too=True)
+    store = app.current_store()
+    body = await asyncio.to_thread(replication_status, store, app.follower)
+    await respond_json(send, 200, body)
 
 
 async def serve_log(app: ElkynApp, req: Request, send: Send) -> None:
@@ -62,6 +90,12 @@ async def serve_log(app: ElkynApp, req: Request, send: Send) -> None:
     from .server.http import respond_json
 
     _check_cluster(app, req)
+    if app.follower is not None:  # a chain would lag twice and break when the middle goes
+        primary = app.follower.primary
+        raise NotPrimaryError(
+            f"this is a read replica of {primary}; follow {primary} instead",
+            primary=primary,
+        )
     store = app.current_store()
     since_text = req.params.get("since", "0")
     if not _SEQ.fullmatch(since_text):  # ASCII digits only: str.isdigit takes '²' and '٣'
@@ -123,7 +157,7 @@ def apply_entries(store: Store, entries: list[LogEntry]) -> None:
                 continue
             if e.kind == "rules":
                 store.store_rules(tree, e.data)
-                new_rules.append(Rules.parse(e.data))
+                new_rules.append(store.parse_rules(e.data))
             elif e.kind == "put":
                 tree.write(e.path, e.data)
             else:
@@ -170,7 +204,7 @@ def install_snapshot(
         tree.append_log_at(entry)
         return None, [entry]
 
-    rules = Rules.parse(rules_source)
+    rules = store.parse_rules(rules_source)
     store.writer.submit(job).result()
     if renewed:
         store.env.database_id = renewed[-1]
@@ -180,31 +214,88 @@ def install_snapshot(
 
 
 class Follower:
-    """A thread that keeps a replica's store in step with the primary."""
+    """A thread that keeps a replica's store in step with the primary.
 
-    def __init__(self, store: Store, primary: str, token_fn: Any) -> None:
+    ``primary`` is the URL it was given until it has asked that URL who the real primary is
+    (see the module's docstring); ``primary_seq`` is the primary's last sequence number in its
+    latest answer, ``connected`` whether that answer was the latest attempt's.
+    """
+
+    def __init__(
+        self, store: Store, primary: str, token_fn: Any, *, max_bytes: int = 1 << 30
+    ) -> None:
         self.store = store
-        self.primary = primary.rstrip("/")
+        self.given = primary.rstrip("/")
+        self.primary = self.given
         self.token_fn = token_fn
+        self.max_bytes = max_bytes
         self.stop = threading.Event()
         self.connected = False
+        self.resolved = False
+        self.primary_seq: int | None = None
+        self.in_step_at: float | None = None
+        """Wall time the replica last knew it had applied all the primary had."""
         self.thread = threading.Thread(target=self._run, name="elkyn-replica", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
 
-    def _get(self, query: str, timeout: float) -> Any:
-        req = urllib.request.Request(
-            f"{self.primary}/.replication/log?{query}",
-            headers={"Authorization": f"Bearer {self.token_fn()}"},
-        )
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop following (the thread ends after its current request, at most its timeout)."""
+        self.stop.set()
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
+            self.thread.join(timeout)
+
+    def lag_seconds(self, seq: int) -> float | None:
+        """0 while in step with the primary, else seconds since it last was (None: never)."""
+        if self.connected and self.primary_seq is not None and seq >= self.primary_seq:
+            return 0.0
+        if self.in_step_at is None:
+            return None
+        return max(0.0, time.time() - self.in_step_at)
+
+    def _fetch(self, url: str, timeout: float) -> Any:
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.token_fn()}"})
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read())
+            raw = resp.read(self.max_bytes + 1)
+        if len(raw) > self.max_bytes:
+            raise ElkynError(
+                f"the primary's answer from {url} is larger than {self.max_bytes} bytes; raise "
+                "ELKYN_MAX_REPLICATION_BYTES"
+            )
+        return json.loads(raw)
+
+    def _get(self, query: str, timeout: float) -> Any:
+        return self._fetch(f"{self.primary}/.replication/log?{query}", timeout)
+
+    def resolve(self) -> str:
+        """The real primary behind the URL this replica was given (walks replicas' status)."""
+        target, seen = self.given, {self.given}
+        for _ in range(MAX_HOPS):
+            try:
+                status = self._fetch(f"{target}/.replication/status", timeout=10)
+            except urllib.error.HTTPError as exc:
+                if exc.code == 404:  # a server from before /.replication/status: a primary
+                    return target
+                raise
+            upstream = status.get("primary") if isinstance(status, dict) else None
+            if status.get("role") != "replica" or not isinstance(upstream, str):
+                return target
+            upstream = upstream.rstrip("/")
+            if upstream in seen:
+                raise ElkynError(f"replicas follow each other in a circle: {sorted(seen)}")
+            log.info("%s is a replica of %s: following that instead", target, upstream)
+            seen.add(upstream)
+            target = upstream
+        raise ElkynError(f"more than {MAX_HOPS} replicas in a row from {self.given}")
 
     def _run(self) -> None:
         backoff = 0.2
         while not self.stop.is_set():
             try:
+                if not self.connected:  # at start and after every failure: who leads now?
+                    self.primary = self.resolve()
+                    self.resolved = True
                 since = self.store.last_seq()
                 body = self._get(f"since={since}&wait=10", timeout=20)
                 resync = (
@@ -221,6 +312,7 @@ class Follower:
                         snap["rules"],
                         str(snap.get("database", "")),
                     )
+                    self.primary_seq = int(snap["seq"])
                 else:
                     entries = [
                         LogEntry(seq, ts, kind, tuple(path), data)
@@ -228,6 +320,9 @@ class Follower:
                     ]
                     if entries:
                         apply_entries(self.store, entries)
+                    self.primary_seq = int(body.get("last", 0))
+                if self.store.last_seq() >= self.primary_seq:
+                    self.in_step_at = time.time()
                 self.connected = True
                 backoff = 0.2
             except (urllib.error.URLError, OSError, ValueError, ElkynError) as exc:
@@ -239,7 +334,9 @@ class Follower:
 
 
 def follow(app: ElkynApp, primary: str, settings: ElkynSettings) -> Follower:
-    """Make ``app`` a read replica of ``primary``."""
+    """Make ``app`` a replica of ``primary``: follow its log, forward client writes to it."""
+    from .forward import Forwarder
+
     signer = auth.signer(settings, create=False)
     cached: dict[str, Any] = {"token": None, "until": 0.0}
 
@@ -250,7 +347,9 @@ def follow(app: ElkynApp, primary: str, settings: ElkynSettings) -> Follower:
         return str(cached["token"])
 
     store = app.current_store()
-    follower = Follower(store, primary, token)
-    app.read_only = f"this is a read replica of {primary}; write to the primary"
+    follower = Follower(store, primary, token, max_bytes=settings.max_replication_bytes)
+    store.replica_of = follower.given
+    app.follower = follower
+    app.forwarder = Forwarder(follower, settings)
     follower.start()
     return follower

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from platform_core import (
@@ -44,6 +44,34 @@ class ElkynSettings(PackageSettings):
     """Open SSE streams one caller holds (by token ``uid``, else by client address)."""
     max_write_bytes: int = Field(256 * 1024 * 1024, gt=0)
     """Largest write body (Firebase: 256 MB)."""
+    replica_of: str | None = None
+    """The primary's base URL (``http://host:port`` for ``elkyn serve``, ``.../db`` behind a
+    gateway): this database follows it and forwards writes to it. Unset: a primary."""
+    forward_connect_timeout: float = Field(5.0, gt=0)
+    """Seconds a replica waits to connect to the primary when forwarding a write."""
+    forward_timeout: float = Field(60.0, gt=0)
+    """Seconds a replica waits for each part of the primary's answer to a forwarded write."""
+    forward_max_answer_bytes: int = Field(512 * 1024 * 1024, gt=0)
+    """Largest answer a replica takes from the primary for a forwarded write (a PUT answers
+    the value written, up to ``max_write_bytes`` and more when pretty-printed)."""
+    catch_up_seconds: float = Field(5.0, ge=0)
+    """How long a replica waits, after a forwarded write, for its follower to apply it before
+    answering anyway (with ``X-Elkyn-Caught-Up: false``)."""
+    max_replication_bytes: int = Field(1 << 30, gt=0)
+    """Largest answer a replica takes from the primary's ``/.replication/*`` routes."""
+
+    @field_validator("replica_of", mode="after")
+    @classmethod
+    def _primary_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith(("http://", "https://")) or len(value) > 2048:
+            raise ValueError(
+                f"the primary's base URL (http://host:port, or http://host:port/db behind a "
+                f"gateway), not {value[:100]!r}"
+            )
+        return value.rstrip("/")
 
     def db_path(self) -> Path:
         return self.path if self.path is not None else Path(self.home) / "elkyn"

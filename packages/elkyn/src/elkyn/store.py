@@ -29,6 +29,7 @@ from .errors import (
     InvalidDataError,
     PermissionDeniedError,
     PreconditionFailedError,
+    ReplicaWriteError,
 )
 from .events import MAX_PENDING, MAX_PENDING_BYTES, OVERFLOW, Event, EventQueue, Hub, Subscription
 from .paths import Path, check_key, is_prefix, join, parse_path, path_str
@@ -134,6 +135,9 @@ class Store:
             self.env, self.hub, max_batch=max_batch, log_size=log_size, on_commit=self._committed
         )
         self._reserved: dict[str, Any] = {}
+        self.replica_of: str | None = None
+        """The primary's URL while a follower keeps this store in step with it: then writes
+        through this store's API are refused (they would fork it from the primary)."""
         with self.env.read() as txn:
             raw = txn.get(_RULES_KEY, db=self.env.meta)
         self._rules = Rules.parse(msgpack.unpackb(raw, raw=False)) if raw else Rules.default()
@@ -293,6 +297,13 @@ class Store:
         if not who.admin and not self._rules.can_write(who.auth, writes, tree.read, now):
             raise PermissionDeniedError()
 
+    def _check_writable(self) -> None:
+        if self.replica_of is not None:
+            raise ReplicaWriteError(
+                f"this store is a read replica of {self.replica_of}: a write here would fork it "
+                "from the primary; write through elkyn.plugin.current_writer() (it forwards)"
+            )
+
     def _submit_set(
         self,
         keys: Path,
@@ -302,6 +313,8 @@ class Store:
         push: bool = False,
         asynchronous: bool = False,
     ) -> Any:
+        self._check_writable()
+
         def job(tree: Tree, now: int) -> tuple[Any, list[LogEntry]]:
             at = (*keys, self.push_ids.next(now)) if push else keys
             if push:
@@ -330,6 +343,7 @@ class Store:
     def _submit_update(
         self, keys: Path, updates: Mapping[str, Any], who: Caller, asynchronous: bool = False
     ) -> Any:
+        self._check_writable()
         parts = _split_updates(keys, updates)
 
         def job(tree: Tree, now: int) -> tuple[Any, list[LogEntry]]:
@@ -403,6 +417,7 @@ class Store:
         new value instead) and should be pure: if the map fills, the batch is re-run after the
         map grows, so ``fn`` can be called more than once for one commit.
         """
+        self._check_writable()
         keys = parse_path(path)
         who = self._who(token, caller)
 
@@ -572,6 +587,7 @@ class Store:
 
         The change is logged (kind ``rules``) so replicas install it in order with the data.
         """
+        self._check_writable()
         rules = Rules.parse(document, self._reserved)
 
         def job(tree: Tree, now: int) -> tuple[Any, list[LogEntry]]:
@@ -589,10 +605,19 @@ class Store:
     def reserve(self, key: str, rules: Mapping[str, Any]) -> None:
         """Own the rules of the top-level subtree ``key`` (``jobs``): merged into the served
         document from now on, and no rule a user sets can loosen them (see ``Rules.parse``).
-        Not persisted: the platform reserves its subtrees each time it starts."""
+        Not persisted: the platform reserves its subtrees each time it starts. On a replica
+        the reservation is applied in memory only (its rules document comes from the primary,
+        whose platform reserves the same subtrees)."""
         check_key(key, " (a reserved subtree)")
         self._reserved[key] = dict(rules)
-        self.set_rules(self._rules.source)
+        if self.replica_of is not None:
+            self._use_rules(Rules.parse(self._rules.source, self._reserved))
+        else:
+            self.set_rules(self._rules.source)
+
+    def parse_rules(self, document: Any) -> Rules:
+        """``document`` parsed with this store's reserved subtrees (a replica's rules)."""
+        return Rules.parse(document, self._reserved)
 
     def store_rules(self, tree: Tree, source: Any) -> None:
         """Write a rules document in ``tree``'s transaction (call ``_use_rules`` after commit)."""

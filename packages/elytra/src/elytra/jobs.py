@@ -53,15 +53,14 @@ class JobRecorder(Protocol):
 
 
 class StoreRecorder:
-    """Records in an Elkyn store of this process, as the admin (the gateway's ``/db``)."""
+    """Records in Elkyn, as the admin: an ``elkyn.Store``, or the gateway's writer
+    (``elkyn.plugin.current_writer()``, which forwards to the primary on a replica)."""
 
     def __init__(self, store: Any) -> None:
         self.store = store
 
     def write(self, job_id: str, fields: Mapping[str, Any]) -> None:
-        from elkyn import ADMIN
-
-        self.store.update(f"/jobs/{job_id}", dict(fields), caller=ADMIN)
+        self.store.update(f"/jobs/{job_id}", dict(fields))  # no caller: the admin
 
 
 @dataclass

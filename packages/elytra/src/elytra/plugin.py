@@ -60,14 +60,14 @@ class _Platform:
             return self.session
         if self.settings is None:
             raise UnavailableError("the platform is starting or stopping; retry in a moment")
-        from elkyn.plugin import current_store
+        from elkyn.plugin import current_writer
         from lake.plugin import current_node
 
         from .jobs import StoreRecorder
         from .session import Session
 
         node = current_node()  # 503 while the lake node is not running
-        store = current_store()
+        store = current_writer()  # forwards to the primary when this Elkyn is a replica
         es = package_settings(ElytraSettings, self.settings)
         self.session = Session(
             es,
@@ -144,7 +144,8 @@ def plugin() -> Plugin:
 
         store = current_store()
         if store is not None:
-            store.reserve("jobs", JOBS_RULES)
+            store.reserve("jobs", JOBS_RULES)  # in memory only on a replica
+        if store is not None and store.replica_of is None:  # a replica's jobs are the primary's
             left = await asyncio.to_thread(reconcile, store)  # jobs a killed run left "running"
             if left:
                 logging.getLogger("elytra").warning("%d unfinished job(s) marked failed", left)

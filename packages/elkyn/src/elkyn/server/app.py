@@ -3,7 +3,8 @@
 Routes (relative to where it is served: ``/`` for ``elkyn serve``, ``/db`` in the gateway):
 ``/<path>.json`` (GET PUT POST PATCH DELETE, streaming with ``Accept: text/event-stream``),
 ``/<path>/.watch`` (the source's streaming alias), ``/.settings/rules.json`` (admin only),
-``/auth/token`` (``--dev`` only), ``/.replication/log`` (cluster token), ``/health``,
+``/auth/token`` (``--dev`` only), ``/.replication/log`` (cluster token),
+``/.replication/status`` (cluster or admin token), ``/health``,
 ``/metrics``, and its API docs (``/.openapi.json``, ``/docs``). It is plain ASGI so a write
 costs no framework routing or validation on top.
 """
@@ -16,7 +17,7 @@ import logging
 import re
 import time
 from collections.abc import MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from platform_core import (
     ForbiddenError,
@@ -56,6 +57,10 @@ from .http import (
 from .metrics import Metrics
 from .openapi import docs_response, openapi_document, openapi_paths
 from .sse import Streams, stream
+
+if TYPE_CHECKING:
+    from ..forward import Forwarder
+    from ..replica import Follower
 
 __all__ = ["ElkynApp"]
 
@@ -148,7 +153,8 @@ class ElkynApp:
         self.own_lifespan = own_lifespan
         self.metrics = Metrics()
         self.replication: Any = None  # set by elkyn.replica when serving the log
-        self.read_only: str | None = None  # a replica's reason to refuse writes
+        self.follower: Follower | None = None  # set by elkyn.replica.follow on a replica
+        self.forwarder: Forwarder | None = None  # a replica's writes go to the primary
         self.streams = Streams(self)
         self._tokens: dict[str, Caller] = {}
         self._resume_secret: bytes | None = None
@@ -203,10 +209,19 @@ class ElkynApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.own_lifespan:
+                    await self.stop_replica()
                 if self.own_lifespan and self.store is not None:
                     await asyncio.to_thread(self.store.close)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def stop_replica(self) -> None:
+        """Stop following and forwarding (a primary: nothing to do)."""
+        if self.forwarder is not None:
+            await self.forwarder.aclose()
+        if self.follower is not None:
+            await asyncio.to_thread(self.follower.close)
 
     def current_store(self) -> Store:
         """The open store (what SSE and replication use), or 500 before it is open."""
@@ -269,12 +284,27 @@ class ElkynApp:
             return hit
         if self.signer is None:
             raise UnauthorizedError("this server has no token secret; it cannot check tokens")
-        claims = self.signer.verify(token)
-        caller = caller_of_claims(claims.sub, claims.admin, claims.exp, dict(claims.extra))
+        try:
+            claims = self.signer.verify(token)
+        except PlatformError as exc:
+            caller = self._cluster_caller(token, exc)
+        else:
+            caller = caller_of_claims(claims.sub, claims.admin, claims.exp, dict(claims.extra))
         if len(self._tokens) >= _TOKEN_CACHE:
             self._tokens.pop(next(iter(self._tokens)))  # drop the oldest
         self._tokens[token] = caller
         return caller
+
+    def _cluster_caller(self, token: str, refused: PlatformError) -> Caller:
+        """A cluster token is the admin: other nodes' plugins write through a replica's
+        forwarding writer with one (anyone holding the platform secret can mint admin tokens
+        anyway). Any other token keeps the user verification's refusal."""
+        assert self.signer is not None
+        try:
+            claims = self.signer.verify_cluster(token)
+        except PlatformError:
+            raise refused from None
+        return Caller(admin=True, auth=None, exp=claims.exp)
 
     def openapi_fragment(self) -> dict[str, Any]:
         """This app's routes for a host's OpenAPI document (the gateway's, under ``/db``)."""
@@ -307,8 +337,13 @@ class ElkynApp:
             return
         if path == "/.replication/log":
             if self.replication is None:
-                raise NotFoundError("replication is not served here (start with --replicate)")
+                raise NotFoundError("replication is not served here")
             await self.replication(self, req, send)
+            return
+        if path == "/.replication/status":
+            from ..replica import serve_status
+
+            await serve_status(self, req, send)
             return
         method = req.method
         override = req.headers.get("x-http-method-override")
@@ -342,8 +377,6 @@ class ElkynApp:
         if method == "GET":
             await self._get(req, send, keys, caller, silent, pretty)
         elif method in ("PUT", "POST", "PATCH", "DELETE"):
-            if self.read_only is not None:
-                raise ForbiddenError(self.read_only)
             await self._write(req, send, method, keys, caller, silent, pretty)
         else:
             await respond_json(send, 405, {"error": f"Method {method} is not supported."})
@@ -403,7 +436,6 @@ class ElkynApp:
         silent: bool,
         pretty: bool,
     ) -> None:
-        store = self.current_store()
         limit = self.settings.max_write_bytes
         size_name = req.params.get("writeSizeLimit")
         if size_name is not None:
@@ -415,6 +447,10 @@ class ElkynApp:
         if_match = req.headers.get("if-match")
         want_etag = req.headers.get("x-firebase-etag", "").lower() == "true"
         body = await req.body(limit) if method != "DELETE" else b""
+        if self.forwarder is not None:  # a replica: the primary checks the token and rules
+            await self.forwarder.forward(req, send, method, body)
+            return
+        store = self.current_store()
         headers: list[tuple[bytes, bytes]] = []
         if method == "PUT":
             value = json_body(body)
@@ -436,6 +472,7 @@ class ElkynApp:
             result = None
             if want_etag or if_match is not None:
                 headers.append((b"etag", etag_of(None).encode()))
+        headers.extend(_commit_headers(store))
         if silent:
             await respond(send, 204, b"", headers=headers)
             return
@@ -443,6 +480,10 @@ class ElkynApp:
 
     # ---- rules and tokens ----
     async def _rules(self, req: Request, send: Send) -> None:
+        if req.method == "PUT" and self.forwarder is not None:
+            # a replica takes its rules from the primary, which decides who may set them
+            await self.forwarder.forward(req, send, "PUT", await req.body(1 << 20))
+            return
         caller = self._caller(req)
         if not caller.admin:
             raise PermissionDeniedError()
@@ -453,8 +494,6 @@ class ElkynApp:
             reserved = [(b"x-elkyn-reserved", ",".join(store.reserved).encode())]
             await respond_json(send, 200, store.get_rules(), pretty=True, headers=reserved)
         elif req.method == "PUT":
-            if self.read_only is not None:  # a replica takes its rules from the primary
-                raise ForbiddenError(self.read_only)
             text = _rules_text(await req.body(1 << 20))
             document = _rules_json(text)
             try:
@@ -462,7 +501,7 @@ class ElkynApp:
             except InvalidDataError as exc:
                 _add_position(exc, text)
                 raise
-            await respond_json(send, 200, {"status": "ok"})
+            await respond_json(send, 200, {"status": "ok"}, headers=_commit_headers(store))
         else:
             await respond_json(send, 405, {"error": "rules support GET and PUT"})
 
@@ -490,6 +529,15 @@ class ElkynApp:
             raise InvalidDataError("ttl_seconds must be a positive integer")
         token = self.signer.issue(uid, admin=admin, ttl_seconds=ttl, extra=body)
         await respond_json(send, 200, {"token": token, "uid": uid, "expires_in": ttl})
+
+
+def _commit_headers(store: Store) -> list[tuple[bytes, bytes]]:
+    """``X-Elkyn-Seq`` (a sequence number at or after the write's commit) and the database
+    it counts in: a replica that forwarded the write waits until it has applied that much."""
+    return [
+        (b"x-elkyn-seq", str(store.last_seq()).encode()),
+        (b"x-elkyn-database", store.database_id.encode()),
+    ]
 
 
 _PLATFORM_METHODS = {"/health": ("GET", "HEAD"), "/metrics": ("GET",)}

@@ -66,6 +66,8 @@ class Request:
     headers: dict[str, str]
     receive: Receive
     client: str = ""
+    query: str = ""
+    """The raw query string (still percent-encoded), for forwarding the request as it came."""
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     @classmethod
@@ -92,7 +94,15 @@ class Request:
             name, value = k.decode("latin-1"), v.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         client = scope.get("client")
-        return cls(scope["method"], path, params, headers, receive, client[0] if client else "")
+        return cls(
+            scope["method"],
+            path,
+            params,
+            headers,
+            receive,
+            client[0] if client else "",
+            qs.decode("latin-1"),
+        )
 
     async def body(self, limit: int) -> bytes:
         declared = self.headers.get("content-length")
