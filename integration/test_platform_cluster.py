@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,50 @@ def _sql(url: str, cluster: Cluster, sql: str) -> list[tuple[Any, ...]] | None:
     return sorted(tuple(row) for row in r.json()["rows"])
 
 
+def _watch_states(url: str, path: str, headers: dict[str, str]) -> Any:
+    """Follow ``path``'s SSE stream in a thread; returns ``states(wait_until)``: the job
+    states the stream showed, in order, once ``wait_until`` was among them."""
+    seen: list[str] = []
+    record: dict[str, Any] = {}
+    done = threading.Event()
+
+    def follow() -> None:
+        stream_headers = {**headers, "accept": "text/event-stream"}
+        with (
+            httpx.Client(timeout=httpx.Timeout(10, read=JOB_TIMEOUT)) as http,
+            http.stream("GET", url + path, headers=stream_headers) as r,
+        ):
+            event = ""
+            for line in r.iter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:") and event in ("put", "patch"):
+                    data = json.loads(line[5:])
+                    if data.get("path") == "/" and event == "put":
+                        record.clear()
+                        record.update(data.get("data") or {})
+                    elif data.get("path") == "/":
+                        record.update(data.get("data") or {})
+                    elif data.get("path") == "/state":
+                        record["state"] = data.get("data")
+                    state = record.get("state")
+                    if state and (not seen or seen[-1] != state):
+                        seen.append(state)
+                    if state in ("succeeded", "failed", "cancelled"):
+                        done.set()
+                        return
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+
+    def states(wait_until: str) -> list[str]:
+        assert done.wait(JOB_TIMEOUT), f"the stream from {url} showed only {seen}"
+        assert wait_until in seen, seen
+        return seen
+
+    return states
+
+
 PIPELINE = {
     "source": {"dataset": "story"},
     "steps": [
@@ -116,8 +161,25 @@ def test_the_whole_story_runs_on_three_platforms(platform_cluster: Cluster, tmp_
     )
     assert got == want
     before = {u: _elytra(u, platform_cluster) for u in (a, b, c)}
-    job = _run_job(c, platform_cluster, {"pipeline": PIPELINE, "write": "story_by_grp"})
+    h = platform_cluster.user()
+    r = httpx.post(
+        f"{c}/api/jobs", json={"pipeline": PIPELINE, "write": "story_by_grp"}, headers=h, timeout=30
+    )
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    # its progress, written by C, streams from A's database (the primary C forwards to)
+    states = _watch_states(a, f"/db/jobs/{job_id}.json", h)
+    job = wait_for(
+        lambda: (
+            (j := httpx.get(f"{c}/api/jobs/{job_id}", headers=h, timeout=30).json())["state"]
+            in ("succeeded", "failed", "cancelled")
+            and j
+        ),
+        f"job {job_id}",
+        JOB_TIMEOUT,
+    )
     assert job["state"] == "succeeded", job
+    assert states(wait_until="succeeded")[-1] == "succeeded"
     assert _rows(c, platform_cluster, job["id"]) == want
     after = {u: _elytra(u, platform_cluster) for u in (a, b, c)}
     # C sent tasks to its peers, and each peer ran some for it
@@ -143,6 +205,11 @@ def test_status_lists_every_platform(platform_cluster: Cluster) -> None:
         assert peer["error"] is None, peer
         assert peer["plugins"]["lake"]["node"] == peer["id"]
         assert peer["plugins"]["elytra"]["workers"] == 1
+    # A's database is the primary; B and C follow it
+    roles = {p["url"]: p["plugins"]["elkyn"]["role"] for p in report["peers"]}
+    assert roles == {a: "primary", c: "replica"}
+    assert report["self"]["plugins"]["elkyn"]["role"] == "replica"
+    assert report["self"]["plugins"]["elkyn"]["primary"] == f"{a}/db"
     # the CLI prints the same, as a user runs it
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
     token = platform_cluster.signer.issue("admin", admin=True)
@@ -166,6 +233,7 @@ def test_status_lists_every_platform(platform_cluster: Cluster) -> None:
     assert a in table.stdout
     assert c in table.stdout
     assert "alive" in table.stdout
+    assert "primary" in table.stdout
 
 
 def test_roles_on_the_cluster_routes(platform_cluster: Cluster) -> None:
@@ -315,3 +383,39 @@ def test_joining_nobody_fails_in_one_line(tmp_path: Path) -> None:
     bad = _join_fails(tmp_path, "http://example.org/x", {"PLATFORM_SECRET": SECRET})
     assert bad.returncode == 2, bad.stderr
     assert "HOST:PORT" in bad.stderr, bad.stderr
+
+
+def test_when_the_first_platform_dies_reads_go_on_and_writes_name_it(tmp_path: Path) -> None:
+    """Elkyn has no failover: the joined platform keeps reading and streaming its replica,
+    and every write (a client's, a job's record) fails with 503 naming the primary."""
+    from platform_cluster import start_cluster
+
+    pair = start_cluster(tmp_path, 2)
+    first, second = pair.urls
+    admin = pair.admin()
+    try:
+        with httpx.Client(timeout=30) as http:
+            r = http.put(f"{second}/db/notes/a.json", json={"n": 1}, headers=admin)
+            assert r.status_code == 200, r.text
+            _upload(pair, second, _table(5000, seed=3), "kept", tmp_path)
+            assert http.get(f"{first}/db/notes/a.json", headers=admin).json() == {"n": 1}
+            pair.nodes[0].proc.send_signal(signal.SIGKILL)
+            pair.nodes[0].proc.wait()
+            assert http.get(f"{second}/db/notes/a.json", headers=admin).json() == {"n": 1}
+            r = http.put(f"{second}/db/notes/b.json", json={"n": 2}, headers=admin)
+            assert r.status_code == 503, r.text
+            assert f"{first}/db" in r.json()["error"], r.text
+            assert "reads continue" in r.json()["error"], r.text
+            assert http.get(f"{second}/db/notes/b.json", headers=admin).json() is None
+            status = http.get(f"{second}/api/platform/status", headers=admin).json()
+            assert status["self"]["plugins"]["elkyn"]["role"] == "replica"
+            # a job needs its record written: it is refused as clearly, not left half-made
+            r = http.post(
+                f"{second}/api/jobs",
+                json={"pipeline": {"source": {"dataset": "kept"}, "steps": []}},
+                headers=pair.user(),
+            )
+            assert r.status_code == 503, r.text
+            assert first in r.json()["error"], r.text
+    finally:
+        pair.stop()

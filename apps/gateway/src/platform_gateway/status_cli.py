@@ -41,7 +41,7 @@ def _row(who: Any, state: Any, plugins: dict[str, Any], error: Any) -> dict[str,
         "node": lake.get("node") or who,
         "url": f"http://{lake['http']}" if lake.get("http") else None,
         "state": state or lake.get("state"),
-        "database": elkyn.get("role"),
+        "database": _database(elkyn),
         "chunks": lake.get("chunks"),
         "bytes": lake.get("bytes"),
         "backend": elytra.get("backend"),
@@ -50,6 +50,17 @@ def _row(who: Any, state: Any, plugins: dict[str, Any], error: Any) -> dict[str,
         "ray_nodes": (elytra.get("ray") or {}).get("node_count"),
         "error": error,
     }
+
+
+def _database(elkyn: dict[str, Any]) -> str | None:
+    """``primary``, or ``replica`` with its lag when it is behind or cut off."""
+    role = elkyn.get("role")
+    if role != "replica":
+        return role
+    if elkyn.get("connected") is False:
+        return "replica (primary unreachable)"
+    lag = elkyn.get("lag_seconds")
+    return "replica" if not lag else f"replica ({lag:.1f} s behind)"
 
 
 def register(cli: typer.Typer) -> None:

@@ -152,5 +152,13 @@ def plugin() -> Plugin:
         lifespan=lifespan,
         cli=cli,
         live_sink=live_sink,
+        status=_status,
         description="Real-time JSON tree database (Firebase REST and streaming).",
     )
+
+
+def _status() -> dict[str, Any]:
+    """This database's role and replication state (``platform status``)."""
+    from .status import replication_status
+
+    return replication_status()
