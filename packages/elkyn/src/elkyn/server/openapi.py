@@ -296,6 +296,15 @@ def openapi_paths() -> dict[str, Any]:
                 },
             )
         },
+        "/.replication/status": {
+            "get": _op(
+                "elkyn_replication_status",
+                "Role and replication state",
+                "primary or replica, the primary followed, sequence numbers, lag and whether "
+                "the primary answers; needs a cluster token or an admin token.",
+                responses={"200": _json("The role and replication state.")},
+            )
+        },
         "/health": {
             "get": {
                 "operationId": "elkyn_health",
