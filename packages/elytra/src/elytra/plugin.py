@@ -163,7 +163,7 @@ def plugin() -> Plugin:
                 lease_seconds=es.lease_seconds,
                 max_result_bytes=int(es.peer_max_result_bytes),
             )
-            if es.peers
+            if es.peers and es.backend != "ray"  # with Ray attached, Ray places the tasks
             else local
         )
         platform.settings = settings
