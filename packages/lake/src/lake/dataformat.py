@@ -28,9 +28,12 @@ v<N>.json`` + ``HEAD``, ``uploads/``, ``tmp/`` (format 0 is the same layout, unm
 
 
 def _lake_version() -> str:
-    from . import __version__
+    from importlib.metadata import PackageNotFoundError, version
 
-    return __version__
+    try:
+        return version("platform-lake")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0.0.0"
 
 
 def write_atomic(path: Path, data: bytes) -> None:
