@@ -181,9 +181,15 @@ def take_backup(
         report = _fill(catalog, tmp, snapshot, node_id, all_versions, repair)
         _fsync_dir(tmp)
         check_target(target)  # nobody filled it meanwhile
-        with contextlib.suppress(FileNotFoundError):
-            target.rmdir()  # an empty directory: the rename takes its place
-        os.rename(tmp, target)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                target.rmdir()  # an empty directory: the rename takes its place
+            os.rename(tmp, target)
+        except OSError as exc:
+            raise BackupError(
+                f"backup target {target} was filled by someone else meanwhile ({exc.strerror}); "
+                "give a new directory"
+            ) from None
         _fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

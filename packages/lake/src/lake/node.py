@@ -34,7 +34,7 @@ from .backup import BackupReport, take_backup
 from .catalog import Catalog
 from .chunks import ChunkStore
 from .cluster import Cluster
-from .dataformat import ensure_format
+from .dataformat import check_format, ensure_format
 from .distributed import Coordinator
 from .errors import IngestError
 from .flight import LakeFlightServer
@@ -87,6 +87,7 @@ def open_catalog(settings: LakeSettings) -> Catalog:
     process or on the same machine): manifests and verified chunk files, nothing started."""
     node_id = _node_id(settings)
     root = settings.node_dir(node_id)
+    check_format(root, "the lake node's data")  # a newer lake's files are not read
     return Catalog(root / "manifests", ChunkStore(root / "chunks"), node_id)
 
 
