@@ -163,3 +163,56 @@ def test_database_id_is_kept_on_reopen_and_renewed_by_restore(tmp_path: Path) ->
     with Store(tmp_path / "restored") as db:
         assert db.get("/a") == 1
         assert db.database_id not in ("", first)  # a restored copy is another database
+
+
+def test_drill_backup_while_a_thread_writes_has_no_torn_values_and_a_consistent_seq(
+    tmp_path: Path,
+) -> None:
+    """`elkyn backup` (another process) of a store one thread writes to without pause: the
+    copy is the state after some prefix of the acknowledged writes, whole (no torn value), and
+    its sequence number counts exactly that prefix."""
+    keys = 16
+    acked: list[int] = []  # n of each write, once set() returned (committed)
+    stop = threading.Event()
+    failed: list[BaseException] = []
+
+    def value(n: int) -> dict[str, Any]:
+        return {"n": n, "blob": f"{n:08d}" * (200 + n % 300)}  # multi-page values
+
+    with Store(tmp_path / "db") as db:
+        base = db.last_seq()
+
+        def writer() -> None:
+            n = 0
+            try:
+                while not stop.is_set():
+                    n += 1
+                    db.set(f"/k/key{n % keys}", value(n))
+                    acked.append(n)
+            except BaseException as exc:  # reported below
+                failed.append(exc)
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            while len(acked) < 100:
+                time.sleep(0.01)
+            before = len(acked)
+            result = elkyn(
+                "backup", str(tmp_path / "bk"), "--path", str(tmp_path / "db"), home=tmp_path
+            )
+            after = len(acked)
+        finally:
+            stop.set()
+            thread.join()
+        assert not failed, failed
+        assert result.returncode == 0, result.stderr
+    with Store(tmp_path / "bk") as copy:
+        snap = copy.get("/k")
+        seq = copy.last_seq()
+    newest = max(v["n"] for v in snap.values())
+    assert before <= newest <= after  # every write acked before the copy began is in it
+    for j in range(keys):  # the state after writes 1..newest, exactly
+        expected = max((n for n in range(1, newest + 1) if n % keys == j), default=None)
+        assert snap.get(f"key{j}") == (None if expected is None else value(expected)), j
+    assert seq == base + newest  # one sequence number per write, none beyond the copy

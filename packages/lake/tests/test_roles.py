@@ -49,6 +49,7 @@ TABLE: dict[tuple[str, str], str] = {
     ("GET", "/nodes"): ANY,
     ("GET", "/nodes/self"): ADMIN,
     ("POST", "/gc"): ADMIN,
+    ("POST", "/admin/backup"): ADMIN,
 }
 
 CSV = b"id,v\n1,a\n2,b\n3,c\n"
@@ -178,6 +179,8 @@ def build(node: Node, method: str, path: str) -> Iterator[Request]:
         yield method, path.replace("{upload_id}", node.start_upload()["id"]), {}
     elif path == "/query":
         yield method, path, {"json": {"sql": "SELECT count(*) AS n FROM shared"}}
+    elif path == "/admin/backup":
+        yield method, path, {"json": {"target": f"b{next(_names)}"}}
     elif path == "/query/{query_id}":
         for qid in _running_query(node):
             yield method, f"/query/{qid}", {}

@@ -3,7 +3,8 @@
 Public API: :class:`LakeNode` (storage, ingest and SQL of one node), :class:`Client` (upload
 and query over HTTP), the storage pieces (:class:`ChunkStore`, :class:`Catalog`,
 :class:`Manifest`, :class:`ChunkRef`, :func:`merge`), :func:`convert_file`,
-:func:`check_read_only`, settings and errors.
+:func:`check_read_only`, backups (:func:`take_backup`, :func:`restore_backup`,
+:func:`verify_backup`), settings and errors.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from typing import TYPE_CHECKING
 from platform_core.lazy import lazy_exports
 
 from .errors import (
+    BackupError,
     ChecksumMismatchError,
     CorruptChunkError,
     DatasetNotFoundError,
+    FormatError,
     IngestError,
     InvalidNameError,
     LakeError,
@@ -28,18 +31,27 @@ from .errors import (
 )
 
 if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers and readers
+    from .backup import BackupReport, take_backup
     from .catalog import Catalog
     from .chunks import ChunkStore
     from .client import Client
     from .convert import ConvertResult, convert_file, detect_format
+    from .dataformat import FORMAT_VERSION
     from .manifest import ChunkRef, Manifest, merge
     from .node import LakeNode, open_catalog
     from .query import QueryEngine, QueryResult
+    from .restore import RestoreReport, restore_backup, verify_backup
     from .settings import LakeSettings, lake_settings
     from .sql import Statement, check_read_only
     from .uploads import UploadInfo, UploadManager
 
 _EXPORTS = {
+    "BackupReport": ".backup",
+    "take_backup": ".backup",
+    "FORMAT_VERSION": ".dataformat",
+    "RestoreReport": ".restore",
+    "restore_backup": ".restore",
+    "verify_backup": ".restore",
     "Catalog": ".catalog",
     "ChunkStore": ".chunks",
     "Client": ".client",
@@ -68,6 +80,9 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "FORMAT_VERSION",
+    "BackupError",
+    "BackupReport",
     "Catalog",
     "ChecksumMismatchError",
     "ChunkRef",
@@ -76,6 +91,7 @@ __all__ = [
     "ConvertResult",
     "CorruptChunkError",
     "DatasetNotFoundError",
+    "FormatError",
     "IngestError",
     "InvalidNameError",
     "LakeError",
@@ -85,6 +101,7 @@ __all__ = [
     "QueryEngine",
     "QueryResult",
     "QueryTimeoutError",
+    "RestoreReport",
     "SQLError",
     "Statement",
     "TooLargeError",
@@ -99,4 +116,7 @@ __all__ = [
     "lake_settings",
     "merge",
     "open_catalog",
+    "restore_backup",
+    "take_backup",
+    "verify_backup",
 ]

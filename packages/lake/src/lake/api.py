@@ -38,7 +38,7 @@ from .admission import Ticket
 from .errors import QueryTimeoutError, TooLargeError, TooManyQueriesError
 from .holder import NodeHolder
 from .manifest import Manifest
-from .names import check_dataset_name, check_query_id
+from .names import check_backup_name, check_dataset_name, check_query_id
 from .node import LakeNode
 from .query import ResultStream
 from .roles import require_admin, require_owner
@@ -55,6 +55,20 @@ T = TypeVar("T")
 
 
 # --- models -------------------------------------------------------------------------------
+
+
+class BackupRequest(BaseModel):
+    target: str = Field(max_length=128, description="a name under LAKE_BACKUP_DIR")
+    all_versions: bool = False
+
+
+class BackupResultModel(BaseModel):
+    target: str
+    node_id: str
+    datasets: dict[str, list[int]]
+    chunks: int
+    bytes: int
+    repaired: list[str]
 
 
 class ColumnModel(BaseModel):
@@ -736,6 +750,18 @@ def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
         state = node.state()
         state["stats"] = {**state["stats"], **node.queries.counts()}
         return state
+
+    @router.post("/admin/backup", response_model=BackupResultModel)
+    def backup(node: NodeDep, who: CallerDep, body: BackupRequest) -> dict[str, Any]:
+        """Back up this node's live datasets (every kept version with ``all_versions``) into
+        ``LAKE_BACKUP_DIR/<target>`` while it serves; see the README, "Backup and restore".
+
+        Role: admin. ``target`` is a plain name (never a path); an existing non-empty backup
+        of that name is refused (400 ``bad_input``).
+        """
+        require_admin(who, "POST /admin/backup")
+        target = node.settings.backups() / check_backup_name(body.target)
+        return node.backup(target, all_versions=body.all_versions).to_dict()
 
     @router.post("/gc")
     def gc(node: NodeDep, who: CallerDep) -> dict[str, int]:

@@ -111,6 +111,25 @@ class Catalog:
             return []
         return sorted(int(p.stem[1:]) for p in d.glob("v*.json"))
 
+    def snapshot(self, all_versions: bool = False) -> list[Manifest]:
+        """The live datasets' heads (or every kept version of each), read under the catalog
+        lock, so no commit of this process lands halfway; versions GC dropped meanwhile (a
+        reader in another process) are left out."""
+        out: list[Manifest] = []
+        with self._lock:
+            for head in self.heads():
+                if head.deleted:
+                    continue
+                if not all_versions:
+                    out.append(head)
+                    continue
+                for v in self.versions(head.name):
+                    if v > head.version:
+                        continue
+                    with contextlib.suppress(DatasetNotFoundError):
+                        out.append(head if v == head.version else self.read(head.name, v))
+        return out
+
     # --- writing -------------------------------------------------------------------------
 
     @contextlib.contextmanager

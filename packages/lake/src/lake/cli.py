@@ -85,6 +85,7 @@ def node(
     from platform_core.ownership import lock_directory
     from platform_core.service import StartError, bind, configure_service_logging, serve
 
+    from .dataformat import check_format
     from .flight import check_flight_port  # here: pyarrow.flight is slow to import
     from .node import open_catalog
     from .server import create_app
@@ -95,12 +96,13 @@ def node(
             overrides["flight_port"] = flight_port
         settings = lake_settings(None, **overrides)
         sock = bind(host, port, port_setting=None, host_setting=None)  # a one-line StartError
-        # One owner per node directory: fail here in one line, not in the app's lifespan.
+        # One owner per node directory, and a format this lake knows: fail here in one line,
+        # not in the app's lifespan.
+        node_dir = open_catalog(settings).root.parent
         lock_directory(
-            open_catalog(settings).root.parent,
-            what="the lake node's data",
-            setting="LAKE_DATA_DIR or --home",
+            node_dir, what="the lake node's data", setting="LAKE_DATA_DIR or --home"
         ).release()
+        check_format(node_dir, "the lake node's data")
         signer = auth.signer(settings)
         check_flight_port(settings.advertise_host, settings.flight_port)
     except (PlatformError, StartError, OSError) as exc:
@@ -445,6 +447,104 @@ def query(
     if _DESCRIBE.match(sql):
         result = _platform_type_names(result)
     print_table(result, fmt)
+
+
+@cli.command()
+def backup(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="New or empty directory to write (with --node: a name under the node's "
+            "LAKE_BACKUP_DIR)."
+        ),
+    ],
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="The node's data directory (default: LAKE_DATA_DIR, else the node on --home)."
+        ),
+    ] = None,
+    home: Annotated[Path | None, typer.Option(help="Platform home (PLATFORM_HOME).")] = None,
+    all_versions: Annotated[
+        bool, typer.Option("--all-versions", help="Every kept version, not only the live ones.")
+    ] = False,
+    node: Annotated[
+        str | None,
+        typer.Option("--node", "--url", help="Ask this running node (admin) to back itself up."),
+    ] = None,
+    token: Annotated[str | None, TOKEN] = None,
+    as_json: Annotated[bool, JSON] = False,
+) -> None:
+    """Back up a node's datasets (manifests and every chunk, each verified) into TARGET.
+
+    Works while the node runs. Without --node it reads the data directory on this machine;
+    with --node the node writes the backup itself (and reads a corrupt or missing chunk from
+    a replica).
+    """
+    from .backup import open_source, take_backup
+    from .node import _node_id
+
+    with expected_errors(OSError):
+        if node is not None:
+            with _client(node, token) as client:
+                report = client.backup(target, all_versions=all_versions)
+        else:
+            settings = lake_settings(None, **({"home": home} if home else {}))
+            if (
+                data_dir is None
+                and settings.data_dir is None
+                and not (Path(settings.home) / "lake" / "node-id").exists()
+            ):
+                fail(BadInputError(f"no lake node on {settings.home}: give --data-dir or --home"))
+            node_id = settings.node_id or (
+                data_dir.name if data_dir is not None else _node_id(settings)
+            )
+            source = data_dir or settings.node_dir(node_id)
+            report = take_backup(
+                open_source(source), Path(target), node_id=node_id, all_versions=all_versions
+            ).to_dict()
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    versions = sum(len(v) for v in report["datasets"].values())
+    typer.echo(
+        f"backed up {len(report['datasets'])} datasets ({versions} versions, "
+        f"{report['chunks']} chunks, {_size(report['bytes'])}) to {report['target']}"
+    )
+    for sha in report["repaired"]:
+        typer.echo(f"chunk {sha} was bad or missing here: copied from a replica", err=True)
+
+
+@cli.command()
+def restore(
+    backup: Annotated[Path, typer.Argument(help="A directory `lake backup` wrote.")],
+    data_dir: Annotated[
+        Path, typer.Option(help="The data directory of a node that is not running.")
+    ],
+    merge: Annotated[
+        bool,
+        typer.Option(help="Restore into a directory holding data: keep its newer versions."),
+    ] = False,
+    as_json: Annotated[bool, JSON] = False,
+) -> None:
+    """Verify BACKUP whole, then install it as a node's data (the node stopped).
+
+    Start a node on it with LAKE_DATA_DIR=DIR.
+    """
+    from .restore import restore_backup
+
+    with expected_errors(OSError):
+        report = restore_backup(backup, data_dir, merge=merge).to_dict()
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    versions = sum(len(v) for v in report["installed"].values())
+    typer.echo(
+        f"restored {len(report['installed'])} datasets ({versions} versions, "
+        f"{report['chunks']} new chunks) into {report['data_dir']}"
+    )
+    for name, why in sorted(report["kept"].items()):
+        typer.echo(f"{name}: {why}")
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from platform_core import UnavailableError, errors
 from platform_core.http import error_from_response
 
 from .errors import QueryTimeoutError
-from .names import check_dataset_name, check_query_id, check_upload_id
+from .names import check_backup_name, check_dataset_name, check_query_id, check_upload_id
 
 __all__ = ["Client"]
 
@@ -90,6 +90,13 @@ class Client:
     def delete(self, name: str) -> dict[str, Any]:
         name = check_dataset_name(name)
         return self._call("DELETE", f"/datasets/{name}").json()  # type: ignore[no-any-return]
+
+    def backup(
+        self, target: str, *, all_versions: bool = False, timeout: float = 3600.0
+    ) -> dict[str, Any]:
+        """Ask the node (admin) to back itself up into ``LAKE_BACKUP_DIR/<target>``."""
+        body = {"target": check_backup_name(target), "all_versions": all_versions}
+        return self._call("POST", "/admin/backup", json=body, timeout=timeout).json()  # type: ignore[no-any-return]
 
     def query(
         self, sql: str, *, timeout: float | None = None, query_id: str | None = None

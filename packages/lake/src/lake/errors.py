@@ -13,7 +13,9 @@ LakeError (PlatformError)                500
 ├── QueryMemoryError (OverBudgetError)    413  a query needed more memory than the node allows
 ├── TooManyQueriesError (OverBudgetError) 429 a user's concurrent-query limit (Retry-After)
 ├── CorruptChunkError (CorruptDataError) 500  a stored chunk failed its checksum
-└── QueryTimeoutError (BadInputError) 408  a query ran past the timeout its caller set, or was cancelled
+├── QueryTimeoutError (BadInputError) 408  a query ran past the timeout its caller set, or was cancelled
+├── FormatError (ConflictError)          409  a data directory or backup of a format this lake does not know
+└── BackupError (BadInputError)          400  a backup that cannot be made or restored (names the file)
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from platform_core import (
 )
 
 __all__ = [
+    "BackupError",
     "ChecksumMismatchError",
     "CorruptChunkError",
     "DatasetNotFoundError",
+    "FormatError",
     "IngestError",
     "InvalidNameError",
     "LakeError",
@@ -111,3 +115,11 @@ class QueryTimeoutError(LakeError, BadInputError):
 
 class QueryMemoryError(LakeError, OverBudgetError):
     """A query needed more memory than this node allows (its query memory or process cap)."""
+
+
+class FormatError(LakeError, ConflictError):
+    """A data directory or backup whose ``FORMAT`` marker is newer than this lake (or unreadable)."""
+
+
+class BackupError(LakeError, BadInputError):
+    """A backup that cannot be taken or restored: a bad target, a missing or corrupt chunk."""

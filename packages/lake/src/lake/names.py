@@ -12,10 +12,17 @@ from platform_core import is_valid_id
 
 from .errors import InvalidNameError
 
-__all__ = ["check_dataset_name", "check_query_id", "check_sha256", "check_upload_id"]
+__all__ = [
+    "check_backup_name",
+    "check_dataset_name",
+    "check_query_id",
+    "check_sha256",
+    "check_upload_id",
+]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _SHA = re.compile(r"[0-9a-f]{64}")
+_BACKUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _QUERY_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -52,3 +59,15 @@ def check_sha256(value: object, what: str = "checksum") -> str:
     if not isinstance(value, str) or not _SHA.fullmatch(value):
         raise InvalidNameError(f"{what} {value!r} is not a lowercase hex SHA-256 (64 characters)")
     return value
+
+
+def check_backup_name(name: object) -> str:
+    """A backup the node writes is one directory under ``LAKE_BACKUP_DIR``: a plain name, no
+    separators, no leading dot, no ``..``."""
+    if not isinstance(name, str) or not _BACKUP.fullmatch(name) or ".." in name:
+        raise InvalidNameError(
+            f"backup target {name!r} is not allowed: give a name (1-128 letters, digits, '.', "
+            "'_', '-', starting with a letter or digit, no '..'); the node writes it under "
+            "LAKE_BACKUP_DIR"
+        )
+    return name

@@ -30,9 +30,11 @@ from platform_core.auth import TokenSigner
 from platform_core.ownership import lock_directory
 
 from .admission import QueryAdmission
+from .backup import BackupReport, take_backup
 from .catalog import Catalog
 from .chunks import ChunkStore
 from .cluster import Cluster
+from .dataformat import check_format, ensure_format
 from .distributed import Coordinator
 from .errors import IngestError
 from .flight import LakeFlightServer
@@ -85,6 +87,7 @@ def open_catalog(settings: LakeSettings) -> Catalog:
     process or on the same machine): manifests and verified chunk files, nothing started."""
     node_id = _node_id(settings)
     root = settings.node_dir(node_id)
+    check_format(root, "the lake node's data")  # a newer lake's files are not read
     return Catalog(root / "manifests", ChunkStore(root / "chunks"), node_id)
 
 
@@ -99,6 +102,11 @@ class LakeNode:
         self.owner = lock_directory(  # one writer per node directory; open_catalog() reads
             self.root, what="the lake node's data", setting="LAKE_DATA_DIR or --home"
         )
+        try:  # a newer format is refused before anything is written; an older one is marked
+            ensure_format(self.root)
+        except BaseException:
+            self.owner.release()
+            raise
         self.chunks = ChunkStore(self.root / "chunks")
         self.chunks.clean_temp()
         self.catalog = Catalog(self.root / "manifests", self.chunks, self.node_id)
@@ -234,6 +242,15 @@ class LakeNode:
         if self._gc_thread is not None:
             self._gc_thread.join(5)
         self.owner.release()
+
+    def backup(self, target: Path, *, all_versions: bool = False) -> BackupReport:
+        """Back up the live datasets into ``target`` while serving; in a cluster, a chunk that
+        is corrupt or not held here is read from a replica (checked)."""
+        cluster = self.cluster
+        repair = None if cluster is None else cluster.read_chunk
+        return take_backup(
+            self.catalog, target, node_id=self.node_id, all_versions=all_versions, repair=repair
+        )
 
     def gc(self) -> dict[str, int]:
         out = self.catalog.gc(self.settings.retention_seconds)

@@ -24,6 +24,9 @@ class LakeSettings(PackageSettings):
     """Stable id of this node; default: one made once and kept under the node's directory."""
     data_dir: Path | None = None
     """Where this node keeps chunks, manifests and uploads; default ``<home>/lake/<node>``."""
+    backup_dir: Path | None = None
+    """Where ``POST /admin/backup`` writes backups (each a named directory under it); default
+    ``<home>/backups/lake``."""
     chunk_bytes: int = Field(64 * MiB, ge=4096)
     """Target size of a Parquet chunk; chunks hold whole rows and end near this size."""
     ingest_memory_bytes: int = Field(256 * MiB, ge=MiB)
@@ -78,6 +81,12 @@ class LakeSettings(PackageSettings):
                 f"LAKE_MAX_QUERY_TIMEOUT_SECONDS ({self.max_query_timeout_seconds:g})"
             )
         return self
+
+    def backups(self) -> Path:
+        """The directory the node's backup route writes under."""
+        return (
+            self.backup_dir if self.backup_dir is not None else Path(self.home) / "backups" / "lake"
+        )
 
     def node_dir(self, node_id: str) -> Path:
         if self.data_dir is not None:
