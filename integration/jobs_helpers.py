@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 FINAL = ("succeeded", "failed", "cancelled")
 
@@ -21,3 +25,17 @@ def pool_workers(pid: int) -> list[int]:
             if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
                 out.append(int(child))
     return out
+
+
+def wait_job(
+    http: httpx.Client, job_id: str, headers: dict[str, str], timeout: float = 120.0
+) -> dict[str, Any]:
+    """The job's record once it reached a final state; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        job = http.get(f"/api/jobs/{job_id}", headers=headers).json()
+        if job.get("state") in FINAL:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish within {timeout:g} s: {job}")

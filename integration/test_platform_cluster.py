@@ -20,6 +20,7 @@ import duckdb
 import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
+from jobs_helpers import wait_job
 from platform_cluster import FAST, SECRET, Cluster, join, wait_for
 from servers import command
 
@@ -50,6 +51,20 @@ def _upload(cluster: Cluster, url: str, table: pa.Table, name: str, tmp: Path) -
         return client.upload(path, name)
 
 
+def _wait_dataset(cluster: Cluster, name: str, *urls: str) -> None:
+    """Until every platform at ``urls`` has heard of dataset ``name`` (gossip)."""
+    for url in urls:
+        wait_for(
+            lambda url=url: any(
+                d["name"] == name
+                for d in httpx.get(
+                    f"{url}/api/lake/datasets", headers=cluster.user(), timeout=10
+                ).json()
+            ),
+            f"{name} on {url}",
+        )
+
+
 def _elytra(url: str, cluster: Cluster) -> dict[str, Any]:
     r = httpx.get(f"{url}/internal/platform/status", headers=cluster.cluster_headers(), timeout=10)
     r.raise_for_status()
@@ -62,15 +77,7 @@ def _run_job(url: str, cluster: Cluster, body: dict[str, Any]) -> dict[str, Any]
         r = http.post("/api/jobs", json=body, headers=h)
         assert r.status_code == 202, r.text
         job_id = r.json()["id"]
-        return wait_for(
-            lambda: (
-                (j := http.get(f"/api/jobs/{job_id}", headers=h).json())["state"]
-                in ("succeeded", "failed", "cancelled")
-                and j
-            ),
-            f"job {job_id}",
-            JOB_TIMEOUT,
-        )
+        return wait_job(http, job_id, h, JOB_TIMEOUT)
 
 
 def _rows(url: str, cluster: Cluster, job_id: str) -> list[tuple[Any, ...]]:
@@ -160,6 +167,7 @@ def test_the_whole_story_runs_on_three_platforms(platform_cluster: Cluster, tmp_
         "B to answer as DuckDB",
     )
     assert got == want
+    _wait_dataset(platform_cluster, "story", c)
     before = {u: _elytra(u, platform_cluster) for u in (a, b, c)}
     h = platform_cluster.user()
     r = httpx.post(
@@ -169,15 +177,8 @@ def test_the_whole_story_runs_on_three_platforms(platform_cluster: Cluster, tmp_
     job_id = r.json()["id"]
     # its progress, written by C, streams from A's database (the primary C forwards to)
     states = _watch_states(a, f"/db/jobs/{job_id}.json", h)
-    job = wait_for(
-        lambda: (
-            (j := httpx.get(f"{c}/api/jobs/{job_id}", headers=h, timeout=30).json())["state"]
-            in ("succeeded", "failed", "cancelled")
-            and j
-        ),
-        f"job {job_id}",
-        JOB_TIMEOUT,
-    )
+    with httpx.Client(base_url=c, timeout=30) as http:
+        job = wait_job(http, job_id, h, JOB_TIMEOUT)
     assert job["state"] == "succeeded", job
     assert states(wait_until="succeeded")[-1] == "succeeded"
     assert _rows(c, platform_cluster, job["id"]) == want
@@ -305,7 +306,8 @@ def test_a_peer_killed_during_a_job_loses_nothing(
         )
         t = _table(400_000, seed=2)
         _upload(platform_cluster, d.url, t, "chaos_src", tmp_path)
-        want = sorted(duckdb.sql(ORACLE.replace("FROM t", "FROM t")).fetchall())
+        want = sorted(duckdb.sql(ORACLE).fetchall())
+        _wait_dataset(platform_cluster, "chaos_src", a)
         body = {"pipeline": {**PIPELINE, "source": {"dataset": "chaos_src"}}}
         h = platform_cluster.user()
         with httpx.Client(base_url=a, timeout=30) as http:
@@ -331,15 +333,7 @@ def test_a_peer_killed_during_a_job_loses_nothing(
             )
             d.proc.send_signal(signal.SIGKILL)
             d.proc.wait()
-            job = wait_for(
-                lambda: (
-                    (j := http.get(f"/api/jobs/{job_id}", headers=h).json())["state"]
-                    in ("succeeded", "failed", "cancelled")
-                    and j
-                ),
-                "the job",
-                JOB_TIMEOUT,
-            )
+            job = wait_job(http, job_id, h, JOB_TIMEOUT)
         assert job["state"] == "succeeded", job
         assert _rows(a, platform_cluster, job_id) == want
     finally:

@@ -14,6 +14,7 @@ import duckdb
 import httpx
 import pyarrow.parquet as pq
 import pytest
+from jobs_helpers import wait_job
 from platform_cluster import FAST, SECRET, wait_for
 from servers import command, launch
 
@@ -116,15 +117,7 @@ def test_a_platform_attached_to_ray_runs_its_jobs_there(ray_head: str, tmp_path:
             r = http.post("/api/jobs", json=body, headers=user)
             assert r.status_code == 202, r.text
             job_id = r.json()["id"]
-            job = wait_for(
-                lambda: (
-                    (j := http.get(f"/api/jobs/{job_id}", headers=user).json())["state"]
-                    in ("succeeded", "failed", "cancelled")
-                    and j
-                ),
-                "the job on Ray",
-                300,
-            )
+            job = wait_job(http, job_id, user, 300)
             assert job["state"] == "succeeded", job
             rows = sorted(
                 tuple(x)
