@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
+from jobs_helpers import wait_job
 
 from lake import Client
 from lake.testing import start_node, stop_node
@@ -60,14 +61,7 @@ def _run(http: httpx.Client, token: str) -> list[tuple[Any, ...]]:
     r = http.post("/api/jobs", json={"pipeline": PIPELINE}, headers=h)
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
-    job = _wait(
-        lambda: (
-            (j := http.get(f"/api/jobs/{job_id}", headers=h).json())["state"]
-            in ("succeeded", "failed", "cancelled")
-            and j
-        ),
-        "the job",
-    )
+    job = wait_job(http, job_id, h, 40)
     assert job["state"] == "succeeded", job
     rows = http.get(f"/api/jobs/{job_id}/result", headers=h).json()["rows"]
     return sorted(tuple(r) for r in rows)
