@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import re
+import ssl
 import threading
 import time
 import urllib.error
@@ -28,6 +29,7 @@ import msgpack
 
 from platform_core import UnauthorizedError, auth
 from platform_core.auth import bearer_token
+from platform_core.tls import client_context, connection_hint
 
 from .errors import ElkynError, InvalidDataError
 from .rules import Rules
@@ -182,8 +184,12 @@ def install_snapshot(
 class Follower:
     """A thread that keeps a replica's store in step with the primary."""
 
-    def __init__(self, store: Store, primary: str, token_fn: Any) -> None:
+    def __init__(
+        self, store: Store, primary: str, token_fn: Any, context: ssl.SSLContext | None = None
+    ) -> None:
         self.store = store
+        self.context = context
+        """Verifies an https primary (``platform_core.tls.client_context``)."""
         self.primary = primary.rstrip("/")
         self.token_fn = token_fn
         self.stop = threading.Event()
@@ -198,7 +204,7 @@ class Follower:
             f"{self.primary}/.replication/log?{query}",
             headers={"Authorization": f"Bearer {self.token_fn()}"},
         )
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=self.context) as resp:
             return json.loads(resp.read())
 
     def _run(self) -> None:
@@ -231,8 +237,9 @@ class Follower:
                 self.connected = True
                 backoff = 0.2
             except (urllib.error.URLError, OSError, ValueError, ElkynError) as exc:
-                if self.connected:
-                    log.warning("replica lost the primary %s: %s", self.primary, exc)
+                hint = connection_hint(exc, self.primary)  # TLS mismatch: say what to change
+                if self.connected or (hint and backoff == 0.2):
+                    log.warning("replica lost the primary %s: %s", self.primary, hint or exc)
                 self.connected = False
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -250,7 +257,7 @@ def follow(app: ElkynApp, primary: str, settings: ElkynSettings) -> Follower:
         return str(cached["token"])
 
     store = app.current_store()
-    follower = Follower(store, primary, token)
+    follower = Follower(store, primary, token, client_context(settings))
     app.read_only = f"this is a read replica of {primary}; write to the primary"
     follower.start()
     return follower

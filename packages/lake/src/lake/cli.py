@@ -84,6 +84,7 @@ def node(
     """Run a lake node serving the API under /api/lake."""
     from platform_core.ownership import lock_directory
     from platform_core.service import StartError, bind, configure_service_logging, serve
+    from platform_core.tls import server_tls
 
     from .flight import check_flight_port  # here: pyarrow.flight is slow to import
     from .node import open_catalog
@@ -102,6 +103,7 @@ def node(
             setting="LAKE_DATA_DIR or --home",
         ).release()
         signer = auth.signer(settings)
+        tls = server_tls(settings)  # HTTPS and grpc+tls with PLATFORM_TLS_CERT/KEY
         check_flight_port(settings.advertise_host, settings.flight_port)
     except (PlatformError, StartError, OSError) as exc:
         _fail(exc)
@@ -129,6 +131,7 @@ def node(
         home=settings.home,
         line="",  # the app prints its banner (node id, URL, Flight address) once it has joined
         access_log=False,
+        tls=tls,
         http="httptools",
         timeout_graceful_shutdown=2,
     )
@@ -161,10 +164,12 @@ T = TypeVar("T")
 
 def _client(node: str | None, token: str | None) -> Client:
     """A client of ``node`` carrying the token :func:`platform_core.cli.resolve_token` finds."""
+    from platform_core.tls import client_context
+
     from .client import Client
 
     url = node or default_url()
-    return Client(url, resolve_token(url, token))
+    return Client(url, resolve_token(url, token), verify=client_context(lake_settings(None)))
 
 
 def _fetch(

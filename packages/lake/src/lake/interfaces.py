@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 
 from .manifest import Manifest
 from .membership import Member
 from .sql import Statement
+
+if TYPE_CHECKING:
+    from .flight import FlightPeer
 
 __all__ = ["DistributedResult", "Distributor", "FragmentRunner", "LocalQueries", "PeerGroup"]
 
@@ -57,6 +60,10 @@ class PeerGroup(Protocol):
     def candidates(self, sha: str, origin: str = "") -> list[Member]: ...
 
     def token(self) -> str: ...
+
+    def flight(self, addr: str, timeout: float) -> FlightPeer:
+        """A Flight client of the member at ``addr`` (its gossiped Flight address)."""
+        ...
 
 
 @dataclass

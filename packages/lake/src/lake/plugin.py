@@ -74,7 +74,7 @@ def plugin() -> Plugin:
 
         addr = f"{ls.advertise_host}:{settings.port}"
         cluster = await run_in_threadpool(node.start_cluster, auth.signer(ls), addr, None)
-        log.info("lake node %s: Flight at grpc://%s", node.node_id, cluster.flight_addr)
+        log.info("lake node %s: Flight at %s", node.node_id, cluster.flight_addr)
         holder.node = node
         try:
             yield
