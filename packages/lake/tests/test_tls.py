@@ -160,7 +160,7 @@ class Traffic:
             self.down.add(name)
         self.nodes[name].stop()
         proc = launch(name, "--port", str(port), "--join", join, **env)
-        token = TokenSigner(env["PLATFORM_SECRET"]).issue("tester")
+        token = TokenSigner(env["PLATFORM_SECRET"]).issue("tester", admin=True)
         ids = {p.node_id for p in self.nodes.values()}
         for other in self.nodes.values():
             target = proc if other.node_id == proc.node_id else other
