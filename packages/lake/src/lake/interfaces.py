@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -18,10 +18,14 @@ from .manifest import Manifest
 from .membership import Member
 from .sql import Statement
 
-if TYPE_CHECKING:
-    from .flight import FlightPeer
-
-__all__ = ["DistributedResult", "Distributor", "FragmentRunner", "LocalQueries", "PeerGroup"]
+__all__ = [
+    "DistributedResult",
+    "Distributor",
+    "FlightLink",
+    "FragmentRunner",
+    "LocalQueries",
+    "PeerGroup",
+]
 
 
 class FragmentRunner(Protocol):
@@ -61,9 +65,19 @@ class PeerGroup(Protocol):
 
     def token(self) -> str: ...
 
-    def flight(self, addr: str, timeout: float) -> FlightPeer:
+    def flight(self, addr: str, timeout: float) -> FlightLink:
         """A Flight client of the member at ``addr`` (its gossiped Flight address)."""
         ...
+
+
+class FlightLink(Protocol):
+    """A Flight client of one member (``lake.flight.FlightPeer``); close it after use."""
+
+    def fetch_chunk(self, sha: str) -> bytes: ...
+
+    def fragment(self, sql: str, tables: dict[str, list[str]], timeout: float) -> pa.Table: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
