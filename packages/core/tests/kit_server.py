@@ -1,7 +1,7 @@
 """A tiny server on the service kit, for the launcher's and ``serve``'s tests.
 
 ``python kit_server.py [die|silent|unhealthy|stubborn]``: binds port 0, prints the kit's banner
-and serves ``/health``; ``die`` exits at start with a message on stderr, ``silent`` prints no
+and serves ``/health`` (over HTTPS with ``PLATFORM_TLS_CERT``/``KEY``); ``die`` exits at start with a message on stderr, ``silent`` prints no
 URL, ``unhealthy`` answers 503, ``stubborn`` ignores SIGTERM once serving.
 """
 
@@ -11,7 +11,9 @@ import signal
 import sys
 import time
 
+from platform_core import load_settings
 from platform_core.service import bind, configure_service_logging, serve
+from platform_core.tls import server_tls
 
 mode = sys.argv[1] if len(sys.argv) > 1 else "ok"
 
@@ -38,4 +40,5 @@ if mode == "stubborn":
     time.sleep(60)
 sock = bind("127.0.0.1", 0)
 configure_service_logging("warning")
-serve(app, sock, what="kit", host="127.0.0.1", log_level="warning", home="/nowhere")
+tls = server_tls(load_settings())  # HTTPS when PLATFORM_TLS_CERT/KEY are set
+serve(app, sock, what="kit", host="127.0.0.1", log_level="warning", home="/nowhere", tls=tls)

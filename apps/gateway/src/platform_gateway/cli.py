@@ -39,6 +39,7 @@ from platform_core.cli import (
     warn,
 )
 from platform_core.service import StartError, configure_service_logging
+from platform_core.tls import server_tls
 
 from .demo import register as register_demo
 from .serve import Outcome, bind, serve, url_of
@@ -144,7 +145,8 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
             os.environ["PLATFORM_HOME"] = str(settings.home)
         if settings.join:
             os.environ["PLATFORM_JOIN"] = settings.join
-            os.environ.setdefault("ELKYN_REPLICA_OF", f"http://{settings.join}/db")
+            scheme = "https" if settings.tls_cert is not None else "http"  # all TLS, or none
+            os.environ.setdefault("ELKYN_REPLICA_OF", f"{scheme}://{settings.join}/db")
         if ray_address is not None:
             os.environ["ELYTRA_RAY_ADDRESS"] = ray_address
             os.environ.setdefault("ELYTRA_BACKEND", "ray")
@@ -155,6 +157,8 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
 
         try:
             auth.load_secret(settings)  # made once if missing; create_app reads it again
+            auth.signer(settings)  # the previous secrets too: a short one fails here
+            tls = server_tls(settings)  # certificate and key readable and a pair, or one line
         except PlatformError as exc:
             fail(str(exc), 2)
 
@@ -177,8 +181,8 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
         capped = cap_memory(settings.memory_headroom)  # a query errors, the process lives
         if capped is not None:
             logging.getLogger("platform").info("address space capped at %d MiB", capped >> 20)
-        url = url_of(settings.host, sock.getsockname()[1])
-        outcome = serve(app, sock, url, settings.log_level, Path(settings.home))
+        url = url_of(settings.host, sock.getsockname()[1], tls=tls is not None)
+        outcome = serve(app, sock, url, settings.log_level, Path(settings.home), tls)
         if outcome is Outcome.FAILED:
             fail("the platform did not start (the log above says why)", 1)
         if outcome is Outcome.FORCED:

@@ -3,7 +3,8 @@
 The socket is bound before uvicorn starts (``--port 0`` reports the real port); the banner
 ``platform is up at ...`` is printed once the server accepts connections; the first
 Ctrl-C/SIGTERM stops gracefully and a second one forces the exit. While it serves,
-``<home>/platform.json`` says where (``platform_core.find_running``).
+``<home>/platform.json`` says where (``platform_core.find_running``). With
+``PLATFORM_TLS_CERT`` and ``PLATFORM_TLS_KEY`` it serves HTTPS and all of these say ``https://``.
 """
 
 from __future__ import annotations
@@ -14,14 +15,21 @@ from typing import Any
 
 from platform_core.service import Outcome, banner, bind, url_of
 from platform_core.service import serve as serve_app
+from platform_core.tls import ServerTLS
 
 __all__ = ["Outcome", "bind", "serve", "url_of"]
 
 
 def serve(
-    app: Any, sock: socket.socket, url: str, log_level: str, home: Path | None = None
+    app: Any,
+    sock: socket.socket,
+    url: str,
+    log_level: str,
+    home: Path | None = None,
+    tls: ServerTLS | None = None,
 ) -> Outcome:
-    """Serve the gateway ``app`` on ``sock`` until Ctrl-C/SIGTERM; closes ``sock``."""
+    """Serve the gateway ``app`` on ``sock`` until Ctrl-C/SIGTERM (HTTPS with ``tls``; ``url``
+    says ``https://`` then); closes ``sock``."""
     host = url.split("//", 1)[1].rsplit(":", 1)[0]
     return serve_app(
         app,
@@ -32,4 +40,5 @@ def serve(
         home=home,
         line=banner("platform", url, home=home, docs=f"{url}/docs"),
         announce_home=home is not None,
+        tls=tls,
     )

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from platform_core import Plugin
 from platform_core.http import require_admin, require_cluster
+from platform_core.tls import client_context
 
 __all__ = ["PEER_STATUS_PATH", "router"]
 
@@ -60,7 +61,8 @@ async def platform_status(request: Request) -> dict[str, Any]:
         p for report in mine.values() if isinstance(report, dict) for p in report.get("peers", [])
     ]
     token = request.app.state.signer.cluster_token("status")
-    async with httpx.AsyncClient(timeout=_PEER_TIMEOUT) as client:
+    verify = client_context(request.app.state.settings)
+    async with httpx.AsyncClient(timeout=_PEER_TIMEOUT, verify=verify) as client:
         reports = await asyncio.gather(*(_ask(client, p, token) for p in peers))
     return {"self": {"plugins": mine}, "peers": reports}
 

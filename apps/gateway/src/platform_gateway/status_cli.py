@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from platform_core import UnavailableError
+from platform_core import UnavailableError, load_settings
 from platform_core.cli import (
     TOKEN_OPTION,
     default_url,
@@ -19,17 +19,17 @@ from platform_core.cli import (
     resolve_token,
 )
 from platform_core.http import error_from_response
+from platform_core.tls import client_context
 
 __all__ = ["register", "rows"]
 
 
-def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per platform from ``GET /api/platform/status``: this one first."""
-    out = [_row("this", None, report["self"].get("plugins") or {}, None)]
+def rows(report: dict[str, Any], url: str) -> list[dict[str, Any]]:
+    """One row per platform from ``GET /api/platform/status`` asked at ``url``: it first."""
+    out = [{**_row("this", None, report["self"].get("plugins") or {}, None), "url": url}]
     for peer in report.get("peers", []):
-        out.append(
-            _row(peer.get("id"), peer.get("state"), peer.get("plugins") or {}, peer.get("error"))
-        )
+        row = _row(peer.get("id"), peer.get("state"), peer.get("plugins") or {}, peer.get("error"))
+        out.append({**row, "url": peer.get("url")})
     return out
 
 
@@ -39,7 +39,6 @@ def _row(who: Any, state: Any, plugins: dict[str, Any], error: Any) -> dict[str,
     elytra = plugins.get("elytra") or {}
     return {
         "node": lake.get("node") or who,
-        "url": f"http://{lake['http']}" if lake.get("http") else None,
         "state": state or lake.get("state"),
         "database": _database(elkyn),
         "chunks": lake.get("chunks"),
@@ -85,7 +84,10 @@ def register(cli: typer.Typer) -> None:
             if given:
                 headers["authorization"] = f"Bearer {given}"
             try:
-                r = httpx.get(f"{target}/api/platform/status", headers=headers, timeout=15)
+                verify = client_context(load_settings())
+                r = httpx.get(
+                    f"{target}/api/platform/status", headers=headers, timeout=15, verify=verify
+                )
             except httpx.HTTPError as exc:
                 raise UnavailableError(f"no platform answers at {target}: {exc}") from None
             if r.status_code >= 400:
@@ -99,7 +101,7 @@ def register(cli: typer.Typer) -> None:
             typer.echo(json.dumps(report, indent=2))
             return
         table = Table("node", "url", "state", "database", "chunks", "bytes", "workers", "error")
-        for row in rows(report):
+        for row in rows(report, target):
             workers = "" if row["backend"] is None else f"{row['backend']}: {row['workers']}"
             if row["busy"] is not None:
                 workers += f" ({row['busy']} busy)"

@@ -8,7 +8,7 @@ importable from here.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import auth, http
+from . import auth, http, tls
 from .csv import CsvError, csv_column_names, read_csv_batches, sniff_csv_schema, write_csv_bytes
 from .errors import (
     BadInputError,
@@ -39,6 +39,7 @@ from .schema import Field, Schema
 from .service import StartError, bind, configure_service_logging
 from .settings import PackageSettings, PlatformSettings, load_settings, package_settings
 from .sizes import SIZE_FORMS, SIZE_UNITS, parse_bytes
+from .tls import ServerTLS, client_context, connection_hint, flight_root_certs, server_tls
 from .types import FieldType, from_arrow, parse_type, type_name
 from .users import User, UserStore
 
@@ -82,6 +83,7 @@ __all__ = [
     "PluginError",
     "RedactTokens",
     "Schema",
+    "ServerTLS",
     "SettingsError",
     "StartError",
     "UnauthorizedError",
@@ -96,12 +98,15 @@ __all__ = [
     "canonical_json",
     "cap_memory",
     "check_plugins",
+    "client_context",
     "configure_logging",
     "configure_service_logging",
+    "connection_hint",
     "csv_column_names",
     "discover_plugins",
     "escape_key",
     "find_running",
+    "flight_root_certs",
     "from_arrow",
     "hash_columns",
     "host_header_name",
@@ -124,11 +129,13 @@ __all__ = [
     "physical_memory",
     "read_csv_batches",
     "redact",
+    "server_tls",
     "sha256_bytes",
     "sha256_file",
     "sha256_stream",
     "sniff_csv_schema",
     "stable_hash",
+    "tls",
     "type_name",
     "unescape_key",
     "withdraw",

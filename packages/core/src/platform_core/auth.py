@@ -7,6 +7,11 @@ accepted only by :meth:`TokenSigner.verify_cluster`, never as a user token. Brow
 admin), accepted only by :meth:`TokenSigner.verify_worker`: never as a user or cluster token,
 and no other token is a worker token. The secret comes from ``PLATFORM_SECRET`` or from
 ``PLATFORM_HOME/secret``, created once and atomically.
+
+Rotation: ``PLATFORM_PREVIOUS_SECRETS`` (comma-separated) are secrets that still verify every
+kind of token but never sign one, so nodes can change secrets one at a time without a refused
+request (the procedure is in docs/architecture.md, "Auth"). A token whose signature matches
+none of the secrets is refused like any other bad token.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import contextlib
 import os
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +38,7 @@ __all__ = [
     "cluster_token",
     "issue_token",
     "load_secret",
+    "previous_secrets",
     "signer",
     "verify_cluster",
     "verify_token",
@@ -63,17 +69,28 @@ class Claims:
     """``user`` (also admins), ``cluster`` or ``worker``."""
 
 
-class TokenSigner:
-    """Signs and verifies platform tokens with one HS256 secret."""
+def _checked_key(secret: bytes | str, what: str, variable: str) -> bytes:
+    key = secret.encode() if isinstance(secret, str) else secret
+    if len(key) < MIN_SECRET_BYTES:
+        raise SettingsError(
+            f"{what} has {len(key)} bytes; it needs at least {MIN_SECRET_BYTES} "
+            f"(set {variable} to a longer random string, e.g. `openssl rand -hex 32`)"
+        )
+    return key
 
-    def __init__(self, secret: bytes | str) -> None:
-        key = secret.encode() if isinstance(secret, str) else secret
-        if len(key) < MIN_SECRET_BYTES:
-            raise SettingsError(
-                f"the platform secret has {len(key)} bytes; it needs at least {MIN_SECRET_BYTES} "
-                "(set PLATFORM_SECRET to a longer random string, e.g. `openssl rand -hex 32`)"
-            )
-        self._key = key
+
+class TokenSigner:
+    """Signs platform tokens with one HS256 secret; verifies them with it or with one of the
+    ``previous`` secrets (accepted during a rotation, never used to sign)."""
+
+    def __init__(self, secret: bytes | str, previous: Sequence[bytes | str] = ()) -> None:
+        self._key = _checked_key(secret, "the platform secret", "PLATFORM_SECRET")
+        accepted = [self._key]
+        for n, old in enumerate(previous, 1):
+            key = _checked_key(old, f"previous secret #{n}", "PLATFORM_PREVIOUS_SECRETS")
+            if key not in accepted:
+                accepted.append(key)
+        self._accepted = tuple(accepted)
 
     def issue(
         self,
@@ -156,15 +173,33 @@ class TokenSigner:
             )
         return claims
 
+    def _payload(self, token: str) -> dict[str, Any]:
+        """The claims of ``token`` if one accepted secret signed it (the current one first).
+
+        PyJWT checks the signature before any claim, so only a signature mismatch moves on
+        to the next secret; an expired or malformed token fails on the first.
+        """
+        for key in self._accepted[:-1]:
+            try:
+                return self._decode_with(token, key)
+            except jwt.InvalidSignatureError:
+                continue
+        return self._decode_with(token, self._accepted[-1])
+
+    @staticmethod
+    def _decode_with(token: str, key: bytes) -> dict[str, Any]:
+        payload: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            leeway=LEEWAY_SECONDS,
+            options={"require": ["sub", "exp"]},
+        )
+        return payload
+
     def _decode(self, token: str) -> Claims:
         try:
-            payload = jwt.decode(
-                token,
-                self._key,
-                algorithms=[ALGORITHM],
-                leeway=LEEWAY_SECONDS,
-                options={"require": ["sub", "exp"]},
-            )
+            payload = self._payload(token)
         except jwt.ExpiredSignatureError as exc:
             raise UnauthorizedError("token expired; log in again for a new one") from exc
         except jwt.InvalidTokenError as exc:
@@ -246,9 +281,20 @@ def _read_secret(path: Path) -> bytes:
     return data
 
 
+def previous_secrets(settings: PlatformSettings | None = None) -> list[bytes]:
+    """The secrets of ``PLATFORM_PREVIOUS_SECRETS`` (comma-separated; blanks ignored)."""
+    settings = settings or load_settings()
+    if settings.previous_secrets is None:
+        return []
+    listed = settings.previous_secrets.get_secret_value().split(",")
+    return [s.strip().encode() for s in listed if s.strip()]
+
+
 def signer(settings: PlatformSettings | None = None, *, create: bool = True) -> TokenSigner:
-    """A signer with the platform secret of ``settings`` (or the environment's)."""
-    return TokenSigner(load_secret(settings, create=create))
+    """A signer with the platform secret of ``settings`` (or the environment's), which also
+    accepts the ``PLATFORM_PREVIOUS_SECRETS``."""
+    settings = settings or load_settings()
+    return TokenSigner(load_secret(settings, create=create), previous_secrets(settings))
 
 
 def issue_token(

@@ -9,6 +9,8 @@ Every server (``platform up``, ``elkyn serve``, ``lake node``) starts the same w
    in every process, credentials redacted;
 3. :func:`serve` the app on that socket, printing :func:`banner` (what, URL, pid, home) once it
    accepts connections. The first Ctrl-C/SIGTERM stops gracefully, a second one forces it.
+   Given ``tls`` (``platform_core.tls.server_tls(settings)``) it serves HTTPS on the socket,
+   and the banner, ``<home>/platform.json`` and ``find_running`` say ``https://``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .errors import PlatformError, UnavailableError
 from .logs import configure_logging
 from .redact import install_log_redaction
 from .running import announce, withdraw
+from .tls import ServerTLS
 
 if TYPE_CHECKING:
     import uvicorn
@@ -55,10 +58,11 @@ class StartError(UnavailableError):
     """A server cannot start for an expected reason; the message is the one line to print."""
 
 
-def url_of(host: str, port: int) -> str:
-    """``http://host:port``, with brackets around an IPv6 address."""
+def url_of(host: str, port: int, *, tls: bool = False) -> str:
+    """``http://host:port`` (``https://`` with ``tls``), brackets around an IPv6 address."""
     host = host.strip("[]")
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def _where_to_change(setting: str | None, option: str) -> str:
@@ -157,7 +161,7 @@ def banner(
     what: str, url: str, *, home: str | os.PathLike[str] | None = None, **extra: object
 ) -> str:
     """The one start line: ``<what> is up at <url> (<extra: value>, pid N, home H)``; users and
-    tests read the URL from it (the first ``http://`` of the line)."""
+    tests read the URL from it (the first ``http://`` or ``https://`` of the line)."""
     details = [f"{name}: {value}" for name, value in extra.items()]
     details.append(f"pid {os.getpid()}")
     if home is not None:
@@ -271,6 +275,7 @@ def serve(
     line: str | None = None,
     announce_home: bool = False,
     before_run: Callable[[Any], None] | None = None,
+    tls: ServerTLS | None = None,
     **uvicorn_options: Any,
 ) -> Outcome:
     """Serve ``app`` on ``sock`` until Ctrl-C/SIGTERM; closes ``sock``.
@@ -280,12 +285,15 @@ def serve(
     says where it serves meanwhile (``platform_core.find_running``). ``before_run(server)`` is
     called with the ``uvicorn.Server`` before it runs (a watcher thread may set its
     ``should_exit``). ``uvicorn_options`` go to ``uvicorn.Config`` (``http="httptools"``,
-    ``timeout_graceful_shutdown`` ...).
+    ``timeout_graceful_shutdown`` ...). With ``tls`` it serves HTTPS with that certificate; a
+    plain-HTTP client is then disconnected at once (the TLS handshake fails), never left hanging.
     """
     import uvicorn
 
-    url = url_of(host, sock.getsockname()[1])
+    url = url_of(host, sock.getsockname()[1], tls=tls is not None)
     options: dict[str, Any] = {"log_config": None, "lifespan": "on", **uvicorn_options}
+    if tls is not None:
+        options.update(tls.uvicorn_options())
     config = uvicorn.Config(_ExpectedStartFailure(app), log_level=log_level, **options)
     where = Path(home) if home is not None else None
     server = _server_class()(

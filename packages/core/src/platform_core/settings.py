@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
-from pydantic import ByteSize, Field, SecretStr, ValidationError, field_validator
+from pydantic import ByteSize, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -44,6 +44,17 @@ class PlatformSettings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535)
     secret: SecretStr | None = None
     """Token signing secret; when unset, one is created once under ``home``."""
+    previous_secrets: SecretStr | None = None
+    """Comma-separated secrets that still verify tokens but never sign one: the old secret
+    after a rotation, or the next one before it (docs/architecture.md, "Auth")."""
+    tls_cert: Path | None = None
+    """PEM certificate chain of this process's listeners; with ``tls_key`` they serve HTTPS
+    (and the lake's Flight serves ``grpc+tls``)."""
+    tls_key: Path | None = None
+    """PEM private key of ``tls_cert``."""
+    tls_ca: Path | None = None
+    """PEM CA bundle that clients (CLIs, node-to-node links) verify servers against; unset:
+    the system's trust store. Verification is never turned off."""
     admin_password: SecretStr | None = None
     """Password for ``POST /api/login``; unset means dev mode (loopback only)."""
     token: SecretStr | None = None
@@ -91,7 +102,30 @@ class PlatformSettings(BaseSettings):
         """``~/data`` means the user's home, as it does in a shell."""
         return value.expanduser()
 
-    @field_validator("secret", "admin_password", "token", mode="before")
+    @field_validator("tls_cert", "tls_key", "tls_ca", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: Any) -> Any:
+        """``PLATFORM_TLS_CA=`` means the system trust store, not the current directory."""
+        return None if value == "" else value
+
+    @field_validator("tls_cert", "tls_key", "tls_ca", mode="after")
+    @classmethod
+    def _expand_tls(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> PlatformSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            given, missing = (
+                ("TLS_CERT", "TLS_KEY") if self.tls_key is None else ("TLS_KEY", "TLS_CERT")
+            )
+            raise ValueError(
+                f"PLATFORM_{given} is set but PLATFORM_{missing} is not: set both "
+                "PLATFORM_TLS_CERT and PLATFORM_TLS_KEY to serve HTTPS, or neither"
+            )
+        return self
+
+    @field_validator("secret", "previous_secrets", "admin_password", "token", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         """``PLATFORM_ADMIN_PASSWORD=`` means no password, not the empty password."""
@@ -135,6 +169,9 @@ def load_settings(cls: type[BaseSettings] | None = None, **overrides: Any) -> Ba
         fallback = "PLATFORM_" if issubclass(cls, PackageSettings) and prefix != "PLATFORM_" else ""
         problems = []
         for err in exc.errors():
+            if not err["loc"]:  # a check across fields: its message names the variables
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
             field = ".".join(str(p) for p in err["loc"]).upper() or "?"
             name = f"{prefix}{field}" + (f" (or {fallback}{field})" if fallback else "")
             problems.append(f"{name}={err.get('input')!r}: {err['msg']}")

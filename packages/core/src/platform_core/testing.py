@@ -15,6 +15,7 @@ import queue
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -32,10 +33,12 @@ from typing import Any
 __all__ = [
     "ServerProcess",
     "ServerStartError",
+    "TestCertificates",
     "assert_public_names_resolve",
     "free_port",
     "heavy_modules_loaded",
     "launch",
+    "make_certificates",
     "running_server",
     "stop_process",
     "wait_healthy",
@@ -69,10 +72,12 @@ def stop_process(
     return proc.wait()
 
 
-def _healthy(url: str) -> str | None:
-    """None if ``<url>/health`` answers 200, else why not."""
+def _healthy(url: str, cafile: str | None = None) -> str | None:
+    """None if ``<url>/health`` answers 200, else why not (an https URL is verified against
+    ``cafile``, else the system trust)."""
+    context = ssl.create_default_context(cafile=cafile) if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+        with urllib.request.urlopen(f"{url}/health", timeout=2, context=context) as response:
             return None if response.status == 200 else f"status {response.status}"
     except urllib.error.HTTPError as exc:
         return f"status {exc.code}"
@@ -86,8 +91,9 @@ def wait_healthy(
     timeout: float = 20.0,
     *,
     stderr: Path | None = None,
+    cafile: str | None = None,
 ) -> None:
-    """Poll ``<url>/health`` until it answers 200.
+    """Poll ``<url>/health`` until it answers 200 (https: verified against ``cafile``).
 
     Raises :class:`ServerStartError` (with ``stderr``'s content, or the piped output) as soon as
     ``proc`` exits, and after ``timeout`` seconds.
@@ -100,7 +106,7 @@ def wait_healthy(
                 f"the server exited with code {proc.returncode} before {url} was healthy"
                 + _output(proc, stderr)
             )
-        why = _healthy(url)
+        why = _healthy(url, cafile)
         if why is None:
             return
         last = why
@@ -183,7 +189,8 @@ def launch(
     """Start ``argv`` (environment: ours updated with ``env``, ``None`` unsetting a variable)
     and wait until it is healthy.
 
-    The URL is ``url`` if given, else the first ``http://`` on a stdout line (its banner).
+    The URL is ``url`` if given, else the first ``http://`` or ``https://`` on a stdout line
+    (its banner); an https URL is verified against the ``PLATFORM_TLS_CA`` of its environment.
     stderr goes to the file ``stderr`` (default: a temporary file), never to a pipe that could
     fill. On failure the process is stopped and :class:`ServerStartError` says why, with stderr.
     """
@@ -192,13 +199,14 @@ def launch(
         fd, name = tempfile.mkstemp(prefix="server-", suffix=".stderr")
         os.close(fd)
         stderr = Path(name)
+    environment = _environment(env)
     with open(stderr, "w") as err:
         proc = subprocess.Popen(
             list(argv),
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
-            env=_environment(env),
+            env=environment,
             cwd=cwd,
         )
     lines: list[str] = []
@@ -223,7 +231,13 @@ def launch(
             found = _URL.search(banner)
             assert found is not None
             url = found.group(0).rstrip("/.")
-        wait_healthy(url, proc, max(deadline - time.monotonic(), 0.1), stderr=stderr)
+        wait_healthy(
+            url,
+            proc,
+            max(deadline - time.monotonic(), 0.1),
+            stderr=stderr,
+            cafile=environment.get("PLATFORM_TLS_CA") or None,
+        )
     except BaseException:
         stop_process(proc, timeout=5)
         if owns_stderr:
@@ -240,6 +254,49 @@ def running_server(argv: Sequence[str], **options: Any) -> Iterator[ServerProces
         yield server
     finally:
         server.stop()
+
+
+@dataclass(frozen=True)
+class TestCertificates:
+    """A throw-away CA and a server certificate it signed, for 127.0.0.1 and localhost."""
+
+    __test__ = False  # not a pytest test class
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def server_env(self) -> dict[str, str]:
+        """``PLATFORM_TLS_*`` for a server (and its node-to-node clients) using them."""
+        return {
+            "PLATFORM_TLS_CERT": str(self.cert),
+            "PLATFORM_TLS_KEY": str(self.key),
+            "PLATFORM_TLS_CA": str(self.ca),
+        }
+
+
+def make_certificates(directory: Path, name: str = "test") -> TestCertificates:
+    """A new CA and a server certificate (SAN 127.0.0.1, ::1, localhost) in ``directory``,
+    made with the ``openssl`` command (valid one day)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = directory / f"{name}-ca.pem", directory / f"{name}-ca.key"
+    cert, key = directory / f"{name}-server.pem", directory / f"{name}-server.key"
+    csr, ext = directory / f"{name}-server.csr", directory / f"{name}-server.ext"
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\n"
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+    )
+    subject, out = f"/CN={name} test CA", ["-out", cert, "-days", "1", "-extfile", ext]
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    steps = [
+        ["req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "1", "-subj", subject],
+        ["req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=localhost"],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", *out],
+    ]
+    for step in steps:
+        subprocess.run(["openssl", *map(str, step)], check=True, capture_output=True, timeout=60)
+    return TestCertificates(ca, cert, key)
 
 
 def heavy_modules_loaded(imports: Sequence[str], heavy: Sequence[str]) -> list[str]:

@@ -53,8 +53,10 @@ def serve(
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """Serve the database at / over HTTP (REST, streaming, rules)."""
+    """Serve the database at / over HTTP (REST, streaming, rules); HTTPS with
+    PLATFORM_TLS_CERT and PLATFORM_TLS_KEY."""
     from platform_core.service import StartError, bind, configure_service_logging, serve
+    from platform_core.tls import server_tls
 
     from .server import ElkynApp
     from .store import Store
@@ -73,6 +75,7 @@ def serve(
         check_dev(settings, host)
         sock = bind(host, port, port_setting=None, host_setting=None)  # a one-line StartError
         signer = auth.signer(settings)
+        tls = server_tls(settings)  # HTTPS with PLATFORM_TLS_CERT/KEY, checked here
         store = Store(  # takes the directory's owner lock: one process per database
             None if settings.memory else settings.db_path(),
             memory=settings.memory,
@@ -102,6 +105,7 @@ def serve(
         log_level=log_level,
         home="memory" if settings.memory else settings.db_path(),
         access_log=False,
+        tls=tls,
         http="httptools",
         timeout_graceful_shutdown=2,
     )

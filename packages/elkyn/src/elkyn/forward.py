@@ -99,7 +99,9 @@ class Forwarder:
         self, primary: str, method: str, url: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, str, dict[str, str], bytes]:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+            self._client = httpx.AsyncClient(
+                timeout=self.timeout, follow_redirects=False, verify=self.follower.context or True
+            )
         try:
             async with self._client.stream(method, url, headers=headers, content=body) as resp:
                 chunks: list[bytes] = []

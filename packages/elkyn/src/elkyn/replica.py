@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import re
+import ssl
 import threading
 import time
 import urllib.error
@@ -33,6 +34,7 @@ import msgpack
 
 from platform_core import ForbiddenError, UnauthorizedError, auth
 from platform_core.auth import bearer_token
+from platform_core.tls import client_context, connection_hint
 
 from .errors import ElkynError, InvalidDataError, NotPrimaryError
 from .rules import Rules
@@ -222,9 +224,17 @@ class Follower:
     """
 
     def __init__(
-        self, store: Store, primary: str, token_fn: Any, *, max_bytes: int = 1 << 30
+        self,
+        store: Store,
+        primary: str,
+        token_fn: Any,
+        *,
+        max_bytes: int = 1 << 30,
+        context: ssl.SSLContext | None = None,
     ) -> None:
         self.store = store
+        self.context = context
+        """Verifies an https primary (``platform_core.tls.client_context``)."""
         self.given = primary.rstrip("/")
         self.primary = self.given
         self.token_fn = token_fn
@@ -256,7 +266,7 @@ class Follower:
 
     def _fetch(self, url: str, timeout: float) -> Any:
         req = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.token_fn()}"})
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=self.context) as resp:
             raw = resp.read(self.max_bytes + 1)
         if len(raw) > self.max_bytes:
             raise ElkynError(
@@ -326,8 +336,9 @@ class Follower:
                 self.connected = True
                 backoff = 0.2
             except (urllib.error.URLError, OSError, ValueError, ElkynError) as exc:
-                if self.connected:
-                    log.warning("replica lost the primary %s: %s", self.primary, exc)
+                hint = connection_hint(exc, self.primary)  # TLS mismatch: say what to change
+                if self.connected or (hint and backoff == 0.2):
+                    log.warning("replica lost the primary %s: %s", self.primary, hint or exc)
                 self.connected = False
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -347,7 +358,13 @@ def follow(app: ElkynApp, primary: str, settings: ElkynSettings) -> Follower:
         return str(cached["token"])
 
     store = app.current_store()
-    follower = Follower(store, primary, token, max_bytes=settings.max_replication_bytes)
+    follower = Follower(
+        store,
+        primary,
+        token,
+        max_bytes=settings.max_replication_bytes,
+        context=client_context(settings),
+    )
     store.replica_of = follower.given
     app.follower = follower
     app.forwarder = Forwarder(follower, settings)

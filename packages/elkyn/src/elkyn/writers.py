@@ -123,7 +123,9 @@ class ForwardingWriter:
                     connect=s.forward_connect_timeout,
                     pool=s.forward_connect_timeout,
                 )
-                self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+                self._client = httpx.Client(
+                    timeout=timeout, follow_redirects=False, verify=self.follower.context or True
+                )
             return self._client
 
     def _send(self, method: str, path: str, value: Any) -> Any:

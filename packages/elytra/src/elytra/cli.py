@@ -15,7 +15,7 @@ import pyarrow as pa
 import typer
 import yaml
 
-from platform_core import BadInputError, PlatformError, errors, is_valid_id
+from platform_core import BadInputError, PlatformError, errors, is_valid_id, load_settings
 from platform_core.cli import (
     AS_CSV,
     AS_JSON,
@@ -29,6 +29,7 @@ from platform_core.cli import (
     resolve_token,
     version_option,
 )
+from platform_core.tls import client_context
 
 __all__ = ["cli", "main"]
 
@@ -55,7 +56,12 @@ def _client(url: str | None, token: str | None) -> httpx.Client:
         found = resolve_token(base, token)
     if found is None:
         fail(f"no token for {base}: give --token, set PLATFORM_TOKEN or run `platform login`", 3)
-    return httpx.Client(base_url=base, headers={"authorization": f"Bearer {found}"}, timeout=60)
+    return httpx.Client(
+        base_url=base,
+        headers={"authorization": f"Bearer {found}"},
+        timeout=60,
+        verify=client_context(load_settings()),  # PLATFORM_TLS_CA, else the system trust
+    )
 
 
 def _check(r: httpx.Response) -> Any:

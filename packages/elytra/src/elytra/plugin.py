@@ -47,7 +47,8 @@ class _Platform:
         from .lakepeers import LakeChunks
 
         node = current_node()
-        return LakeChunks(node) if node.cluster is not None else None
+        scheme = "https" if self.settings and self.settings.tls_cert is not None else "http"
+        return LakeChunks(node, scheme) if node.cluster is not None else None
 
     def for_peers(self) -> tuple[Backend, ChunkCluster | None, ElytraSettings]:
         """What the peer routes run tasks on (503 while the platform starts or stops)."""
@@ -136,6 +137,7 @@ def plugin() -> Plugin:
     @asynccontextmanager
     async def lifespan(settings: PlatformSettings) -> AsyncIterator[None]:
         from elkyn.plugin import current_store
+        from platform_core.tls import client_context
 
         from .backends.cluster import ClusterBackend
         from .jobs import JOBS_RULES, reconcile
@@ -162,6 +164,7 @@ def plugin() -> Plugin:
                 max_attempts=es.max_attempts,
                 lease_seconds=es.lease_seconds,
                 max_result_bytes=int(es.peer_max_result_bytes),
+                verify=client_context(settings),
             )
             if es.peers and es.backend != "ray"  # with Ray attached, Ray places the tasks
             else local

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pyarrow as pa
 
-from platform_core import PlatformError, Schema, new_id
+from platform_core import PlatformError, Schema, load_settings, new_id
 from platform_core.http import error_from_response
 from platform_core.schema import Field
+from platform_core.tls import client_context, connection_hint
 
 from .errors import (
     BackendUnavailableError,
@@ -108,7 +109,10 @@ class RemoteDriver:
     def __init__(self, url: str, token: str, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
         self.http = httpx.Client(
-            base_url=self.url, headers={"authorization": f"Bearer {token}"}, timeout=timeout
+            base_url=self.url,
+            headers={"authorization": f"Bearer {token}"},
+            timeout=timeout,
+            verify=client_context(load_settings()),  # PLATFORM_TLS_CA, else the system trust
         )
         self.temporary: list[str] = []
         self.last: Any = None
@@ -117,8 +121,9 @@ class RemoteDriver:
         try:
             r = self.http.request(method, path, **kw)
         except httpx.HTTPError as exc:
+            why = connection_hint(exc, self.url) or exc
             raise BackendUnavailableError(
-                f"the platform at {self.url} cannot be reached: {exc}"
+                f"the platform at {self.url} cannot be reached: {why}"
             ) from None
         _raise(r)
         return r

@@ -84,6 +84,7 @@ def node(
     """Run a lake node serving the API under /api/lake."""
     from platform_core.ownership import lock_directory
     from platform_core.service import StartError, bind, configure_service_logging, serve
+    from platform_core.tls import server_tls
 
     from .dataformat import check_format
     from .flight import check_flight_port  # here: pyarrow.flight is slow to import
@@ -104,6 +105,7 @@ def node(
         ).release()
         check_format(node_dir, "the lake node's data")
         signer = auth.signer(settings)
+        tls = server_tls(settings)  # HTTPS and grpc+tls with PLATFORM_TLS_CERT/KEY
         check_flight_port(settings.advertise_host, settings.flight_port)
     except (PlatformError, StartError, OSError) as exc:
         _fail(exc)
@@ -131,6 +133,7 @@ def node(
         home=settings.home,
         line="",  # the app prints its banner (node id, URL, Flight address) once it has joined
         access_log=False,
+        tls=tls,
         http="httptools",
         timeout_graceful_shutdown=2,
     )
@@ -163,10 +166,12 @@ T = TypeVar("T")
 
 def _client(node: str | None, token: str | None) -> Client:
     """A client of ``node`` carrying the token :func:`platform_core.cli.resolve_token` finds."""
+    from platform_core.tls import client_context
+
     from .client import Client
 
     url = node or default_url()
-    return Client(url, resolve_token(url, token))
+    return Client(url, resolve_token(url, token), verify=client_context(lake_settings(None)))
 
 
 def _fetch(

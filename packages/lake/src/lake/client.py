@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -20,8 +21,9 @@ from typing import Any
 import httpx
 import pyarrow as pa
 
-from platform_core import UnavailableError, errors
+from platform_core import UnavailableError, errors, load_settings
 from platform_core.http import error_from_response
+from platform_core.tls import client_context, connection_hint
 
 from .errors import QueryTimeoutError
 from .names import check_backup_name, check_dataset_name, check_query_id, check_upload_id
@@ -48,10 +50,21 @@ def _raise_for(response: httpx.Response) -> None:
 class Client:
     """A client of one lake node (or of the gateway that embeds one)."""
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 60.0,
+        verify: ssl.SSLContext | None = None,
+    ) -> None:
+        """``verify`` checks an ``https://`` node's certificate (default:
+        ``platform_core.tls.client_context()``, i.e. ``PLATFORM_TLS_CA`` or the system trust)."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base = url.rstrip("/") + "/api/lake"
-        self.http = httpx.Client(headers=headers, timeout=timeout)
+        if verify is None:
+            verify = client_context(load_settings())
+        self.http = httpx.Client(headers=headers, timeout=timeout, verify=verify)
 
     def close(self) -> None:
         self.http.close()
@@ -66,12 +79,16 @@ class Client:
         try:
             r = self.http.request(method, self.base + path, **kw)
         except httpx.RemoteProtocolError as exc:
+            hint = connection_hint(exc, self.base)
+            if hint is not None:
+                raise UnavailableError(f"cannot talk to the lake node: {hint}") from exc
             raise UnavailableError(
                 f"the lake node at {self.base} cut the answer off ({exc}): a streamed result "
                 "that passed its timeout or LAKE_MAX_STREAM_BYTES, or was cancelled"
             ) from exc
         except httpx.TransportError as exc:
-            raise UnavailableError(f"cannot reach the lake node at {self.base}: {exc}") from exc
+            why = connection_hint(exc, self.base) or exc
+            raise UnavailableError(f"cannot reach the lake node at {self.base}: {why}") from exc
         _raise_for(r)
         return r
 

@@ -36,7 +36,6 @@ from platform_core import PlatformError, UnavailableError, new_id
 
 from .chunks import ChunkStore
 from .errors import QueryMemoryError, QueryTimeoutError, SQLError, TooLargeError
-from .flight import FlightPeer
 from .interfaces import DistributedResult, LocalQueries, PeerGroup
 from .manifest import Manifest
 from .sql import Statement
@@ -399,9 +398,7 @@ class Coordinator:
                     else:
                         if self.fail_hook is not None:
                             self.fail_hook(member_id, fragment)
-                        peer = FlightPeer(
-                            members[member_id].flight, self.peers.token(), timeout=timeout
-                        )
+                        peer = self.peers.flight(members[member_id].flight, timeout)
                         try:
                             result = peer.fragment(fragment, {name: shas}, timeout)
                         finally:

@@ -8,7 +8,9 @@ token (``authorization: Bearer <token>``); anything else is refused as unauthent
 
 The port is ``LAKE_FLIGHT_PORT``, by default 0: any free one, which the node reports in its
 start line and gossips to its peers (each member's ``flight`` address), so several nodes and
-gateways run side by side on one machine. A port that is set and taken is a one-line
+gateways run side by side on one machine. With ``PLATFORM_TLS_CERT``/``KEY`` the server speaks
+``grpc+tls`` with that certificate and its gossiped address is ``grpc+tls://host:port`` (a
+plain one is ``host:port``); clients verify it against ``PLATFORM_TLS_CA``. A port that is set and taken is a one-line
 :class:`FlightPortError` naming the port and the setting.
 """
 
@@ -25,6 +27,7 @@ import pyarrow.flight as fl
 
 from platform_core import ConflictError, PlatformError, new_id
 from platform_core.auth import TokenSigner
+from platform_core.tls import ServerTLS
 
 from .interfaces import FragmentRunner
 
@@ -77,14 +80,33 @@ def check_flight_port(host: str, port: int) -> None:
 class LakeFlightServer(fl.FlightServerBase):  # type: ignore[misc]
     """The Flight endpoint of one node: chunk bytes and fragments, run by ``runner``."""
 
-    def __init__(self, runner: FragmentRunner, host: str, port: int, signer: TokenSigner) -> None:
+    def __init__(
+        self,
+        runner: FragmentRunner,
+        host: str,
+        port: int,
+        signer: TokenSigner,
+        tls: ServerTLS | None = None,
+    ) -> None:
+        scheme = "grpc+tls" if tls is not None else "grpc"
+        extra: dict[str, Any] = {"tls_certificates": [tls.pem_pair()]} if tls else {}
         try:
-            super().__init__(f"grpc://{host}:{port}", middleware={"auth": _AuthFactory(signer)})
+            super().__init__(
+                f"{scheme}://{_host(host)}:{port}",
+                middleware={"auth": _AuthFactory(signer)},
+                **extra,
+            )
         except pa.ArrowException:
             if port == 0:
                 raise
             raise FlightPortError(host, port) from None
         self.runner = runner
+        self.tls = tls is not None
+
+    def address(self, host: str) -> str:
+        """What peers dial: ``grpc+tls://host:port`` over TLS, else ``host:port``."""
+        plain = f"{_host(host)}:{self.port}"
+        return f"grpc+tls://{plain}" if self.tls else plain
 
     def do_get(self, context: Any, ticket: fl.Ticket) -> fl.FlightDataStream:
         try:
@@ -120,12 +142,24 @@ class LakeFlightServer(fl.FlightServerBase):  # type: ignore[misc]
         )
 
 
-class FlightPeer:
-    """Calls another node's Flight server with a cluster token."""
+def _host(host: str) -> str:
+    host = host.strip("[]")
+    return f"[{host}]" if ":" in host else host
 
-    def __init__(self, addr: str, token: str, timeout: float = 30.0) -> None:
+
+class FlightPeer:
+    """Calls another node's Flight server with a cluster token; a ``grpc+tls://`` address is
+    verified against ``root_certs`` (PEM; None: the system's roots)."""
+
+    def __init__(
+        self, addr: str, token: str, timeout: float = 30.0, root_certs: bytes | None = None
+    ) -> None:
         self.addr = addr
-        self.client = fl.FlightClient(f"grpc://{addr}")
+        location = addr if "://" in addr else f"grpc://{addr}"
+        extra: dict[str, Any] = {}
+        if location.startswith("grpc+tls://") and root_certs is not None:
+            extra["tls_root_certs"] = root_certs
+        self.client = fl.FlightClient(location, **extra)
         self.options = fl.FlightCallOptions(
             headers=[(b"authorization", f"Bearer {token}".encode())], timeout=timeout
         )

@@ -18,7 +18,14 @@ from .manifest import Manifest
 from .membership import Member
 from .sql import Statement
 
-__all__ = ["DistributedResult", "Distributor", "FragmentRunner", "LocalQueries", "PeerGroup"]
+__all__ = [
+    "DistributedResult",
+    "Distributor",
+    "FlightLink",
+    "FragmentRunner",
+    "LocalQueries",
+    "PeerGroup",
+]
 
 
 class FragmentRunner(Protocol):
@@ -57,6 +64,20 @@ class PeerGroup(Protocol):
     def candidates(self, sha: str, origin: str = "") -> list[Member]: ...
 
     def token(self) -> str: ...
+
+    def flight(self, addr: str, timeout: float) -> FlightLink:
+        """A Flight client of the member at ``addr`` (its gossiped Flight address)."""
+        ...
+
+
+class FlightLink(Protocol):
+    """A Flight client of one member (``lake.flight.FlightPeer``); close it after use."""
+
+    def fetch_chunk(self, sha: str) -> bytes: ...
+
+    def fragment(self, sql: str, tables: dict[str, list[str]], timeout: float) -> pa.Table: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass

@@ -28,6 +28,7 @@ import pyarrow as pa
 from platform_core import ForbiddenError, new_id
 from platform_core.auth import TokenSigner
 from platform_core.ownership import lock_directory
+from platform_core.tls import client_context, flight_root_certs, scheme_of, server_tls
 
 from .admission import QueryAdmission
 from .backup import BackupReport, take_backup
@@ -208,15 +209,23 @@ class LakeNode:
         member's gossiped Flight address; then the loops start.
         """
         s = self.settings
-        links = PeerLinks(signer, self.node_id, s.ping_timeout_seconds)
+        tls = server_tls(s)  # every member of a TLS cluster serves TLS
+        links = PeerLinks(
+            signer,
+            self.node_id,
+            s.ping_timeout_seconds,
+            scheme=scheme_of(tls),
+            verify=client_context(s),
+            flight_roots=flight_root_certs(s),
+        )
         members = Membership(Member(self.node_id, http_addr, "", time.time_ns() // 1000))
         replication = Replication(members, self.chunks, self.catalog, links, s)
         scrub = Scrub(self.chunks, replication.fetch)
         coordinator = Coordinator(replication, self.chunks)
         local, self.engine = self.engine, self._engine(scrub.repair, coordinator)
         local.close()
-        flight = LakeFlightServer(self.engine, s.advertise_host, s.flight_port, signer)
-        members.locate(flight=f"{s.advertise_host}:{flight.port}")
+        flight = LakeFlightServer(self.engine, s.advertise_host, s.flight_port, signer, tls)
+        members.locate(flight=flight.address(s.advertise_host))
         pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lake-peer")
         gossip = Gossip(members, self.catalog, links, s, pool, join)
         self.cluster = Cluster(

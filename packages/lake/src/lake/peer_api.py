@@ -34,6 +34,8 @@ MAX_BODY = 16 << 20
 _STATES = (ALIVE, SUSPECT, DEAD)
 _NODE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _ADDR = re.compile(r"[A-Za-z0-9.:\[\]_-]{1,300}")
+_FLIGHT = re.compile(r"(grpc\+tls://)?[A-Za-z0-9.:\[\]_-]{1,300}")
+"""A Flight address: ``host:port``, or ``grpc+tls://host:port`` for a TLS cluster."""
 
 
 def _bad(why: str) -> BadInputError:
@@ -49,8 +51,8 @@ def check_member(d: object, where: str = "member") -> Member:
             raise _bad(f"{where} has no {key!r}")
     if not isinstance(d["id"], str) or not _NODE_ID.fullmatch(d["id"]):
         raise _bad(f"{where}.id {d['id']!r} is not a node id")
-    for key in ("http", "flight"):
-        if not isinstance(d[key], str) or not _ADDR.fullmatch(d[key]):
+    for key, form in (("http", _ADDR), ("flight", _FLIGHT)):
+        if not isinstance(d[key], str) or not form.fullmatch(d[key]):
             raise _bad(f"{where}.{key} {d[key]!r} is not a host:port")
     inc = d["incarnation"]
     if not isinstance(inc, int) or isinstance(inc, bool) or inc < 0:

@@ -6,17 +6,25 @@ fault hook dropped (tests of indirect pings), and notices a peer that refuses ou
 401 from a peer route means the two nodes were started with different secrets, which is
 logged once per peer as "cluster secret mismatch with NODE" (not once per gossip round).
 httpx's own per-request log line is dropped for these calls: gossip makes one every second.
+
+Over TLS (the node serves ``PLATFORM_TLS_CERT``) every member does: the links speak
+``https://`` and verify peers against ``PLATFORM_TLS_CA`` (``platform_core.tls``), and
+:meth:`PeerLinks.flight` opens Flight clients that verify ``grpc+tls`` peers the same way.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from platform_core.auth import TokenSigner
+
+if TYPE_CHECKING:
+    from .flight import FlightPeer
 
 __all__ = ["PEER_PREFIX", "PeerLinks", "mismatch_message"]
 
@@ -47,12 +55,25 @@ _QUIET = _QuietPeerRequests()
 class PeerLinks:
     """This node's signed HTTP client to its peers, with dropped links and refusal tracking."""
 
-    def __init__(self, signer: TokenSigner, node_id: str, timeout: float) -> None:
+    def __init__(
+        self,
+        signer: TokenSigner,
+        node_id: str,
+        timeout: float,
+        *,
+        scheme: str = "http",
+        verify: ssl.SSLContext | None = None,
+        flight_roots: bytes | None = None,
+    ) -> None:
+        """``scheme`` is ``https`` in a TLS cluster, whose peers ``verify`` checks (default:
+        the system trust); ``flight_roots`` are the PEM roots of Flight peers (None: system)."""
         self.signer = signer
         self.node_id = node_id
+        self.scheme = scheme
+        self.flight_roots = flight_roots
         self.dropped: set[str] = set()
         """Member ids this node pretends it cannot reach (the fault hook)."""
-        self._http = httpx.Client(timeout=timeout)
+        self._http = httpx.Client(timeout=timeout, verify=verify or ssl.create_default_context())
         httpx_log = logging.getLogger("httpx")
         if _QUIET not in httpx_log.filters:
             httpx_log.addFilter(_QUIET)
@@ -75,13 +96,13 @@ class PeerLinks:
         timeout: float | None = None,
         **kw: Any,
     ) -> httpx.Response:
-        """``method`` on ``http://addr/internal/lake<path>``; raises ``httpx.HTTPError``.
+        """``method`` on ``<scheme>://addr/internal/lake<path>``; raises ``httpx.HTTPError``.
 
         ``peer`` names the member in the mismatch message (its id and address when known).
         """
         r = self._http.request(
             method,
-            f"http://{addr}{PEER_PREFIX}{path}",
+            f"{self.scheme}://{addr}{PEER_PREFIX}{path}",
             headers={"authorization": f"Bearer {self.token()}"},
             timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
             **kw,
@@ -97,6 +118,13 @@ class PeerLinks:
             with self._lock:
                 self._refused.discard(who)
         return r
+
+    def flight(self, addr: str, timeout: float) -> FlightPeer:
+        """A Flight client of the member whose gossiped Flight address is ``addr``, carrying
+        a cluster token (close it after use)."""
+        from .flight import FlightPeer  # pyarrow.flight is slow to import
+
+        return FlightPeer(addr, self.token(), timeout=timeout, root_certs=self.flight_roots)
 
     def refused(self, peer: str) -> bool:
         """Whether ``peer``'s last answer refused our token."""

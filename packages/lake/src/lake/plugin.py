@@ -74,7 +74,7 @@ def plugin() -> Plugin:
 
         addr = f"{ls.advertise_host}:{settings.port}"
         cluster = await run_in_threadpool(node.start_cluster, auth.signer(ls), addr, ls.join)
-        log.info("lake node %s: Flight at grpc://%s", node.node_id, cluster.flight_addr)
+        log.info("lake node %s: Flight at %s", node.node_id, cluster.flight_addr)
         if ls.join:
             try:  # a JoinError (no answer, another secret) stops `platform up` in one line
                 await run_in_threadpool(cluster.wait_joined, ls.join_timeout_seconds)
@@ -120,8 +120,9 @@ def plugin() -> Plugin:
         if node.cluster is not None:
             me = node.cluster.members.me
             out.update(state=me.state, flight=me.flight, http=me.http)
+            scheme = "https" if node.settings.tls_cert is not None else "http"  # all or none
             out["peers"] = [
-                {"id": m.id, "url": f"http://{m.http}", "state": m.state}
+                {"id": m.id, "url": f"{scheme}://{m.http}", "state": m.state}
                 for m in node.cluster.members.all()
                 if m.id != me.id
             ]

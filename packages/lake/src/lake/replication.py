@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -21,11 +21,13 @@ from platform_core import UnavailableError
 
 from .catalog import Catalog
 from .chunks import ChunkStore
-from .flight import FlightPeer
 from .membership import DEAD, Member, Membership
 from .peer_link import PeerLinks
 from .placement import rank, replicas
 from .settings import LakeSettings
+
+if TYPE_CHECKING:
+    from .flight import FlightPeer
 
 __all__ = ["Replication"]
 
@@ -60,6 +62,10 @@ class Replication:
     def token(self) -> str:
         return self.links.token()
 
+    def flight(self, addr: str, timeout: float) -> FlightPeer:
+        """A Flight client of the member at ``addr``, over TLS when it gossips one."""
+        return self.links.flight(addr, timeout)
+
     def live_ids(self) -> list[str]:
         return [m.id for m in self.members.live()]
 
@@ -90,7 +96,7 @@ class Replication:
             if m.id == me or m.id in self.links.dropped:
                 continue
             tried.append(m.id)
-            peer = FlightPeer(m.flight, self.token(), timeout=60)
+            peer = self.links.flight(m.flight, timeout=60)
             try:
                 data = peer.fetch_chunk(sha)
                 if hashlib.sha256(data).hexdigest() == sha:

@@ -22,6 +22,7 @@ from platform_core.http import (
     install_error_handlers,
     require_token,
 )
+from platform_core.tls import scheme_of, server_tls
 
 from .api import NodeHolder, make_router
 from .cluster import PEER_PREFIX
@@ -54,10 +55,12 @@ def create_app(
             node.start()
             if http_addr is not None:
                 cluster = await run_in_threadpool(node.start_cluster, signer, http_addr, join)
+                url = f"{scheme_of(server_tls(settings))}://{http_addr}"
+                flight = cluster.flight_addr
+                flight = flight if "://" in flight else f"grpc://{flight}"
                 print(
-                    f"lake node {node.node_id} serving at http://{http_addr} "
-                    f"(flight grpc://{cluster.flight_addr})\n"
-                    f"clients: lake ls --node http://{http_addr} (lake upload, query, ... take "
+                    f"lake node {node.node_id} serving at {url} (flight {flight})\n"
+                    f"clients: lake ls --node {url} (lake upload, query, ... take "
                     "the same --node; a token: --token, PLATFORM_TOKEN or PLATFORM_SECRET)",
                     flush=True,
                 )

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["NodeProcess", "ingest", "peak_rss_bytes", "start_node", "stop_node"]
 
-_BANNER = re.compile(r"lake node (\S+) serving at (http://\S+) \(flight grpc://(\S+)\)")
+_BANNER = re.compile(r"lake node (\S+) serving at (https?://\S+) \(flight grpc(?:\+tls)?://(\S+)\)")
 
 
 @dataclass
@@ -38,7 +38,7 @@ class NodeProcess(ServerProcess):
     @property
     def addr(self) -> str:
         """``host:port`` of its HTTP API (what ``--join`` takes)."""
-        return self.url.removeprefix("http://")
+        return self.url.split("://", 1)[1]
 
     def output(self) -> str:
         return self.stderr()

@@ -38,6 +38,7 @@ from platform_core.errors import (
 from platform_core.netloc import is_loopback
 from platform_core.running import find_running
 from platform_core.settings import PlatformSettings, load_settings
+from platform_core.tls import client_context, connection_hint
 
 __all__ = [
     "DEFAULT_URL",
@@ -165,13 +166,15 @@ def login(url: str, user: str | None = None, password: str | None = None) -> str
     """``POST {url}/api/login`` and return the token: ``{}`` in dev mode, else user and password.
 
     A refusal raises ``UnauthorizedError``; a gateway that cannot be reached ``UnavailableError``.
+    An ``https://`` gateway is verified against ``PLATFORM_TLS_CA`` (else the system trust).
     """
     body: dict[str, Any] = {} if user is None else {"username": user, "password": password or ""}
     target = normalize_url(url) + "/api/login"
     try:
-        r = httpx.post(target, json=body, timeout=30)
+        r = httpx.post(target, json=body, timeout=30, verify=client_context(load_settings()))
     except httpx.HTTPError as exc:
-        raise UnavailableError(f"cannot reach {target} to log in: {exc}") from exc
+        why = connection_hint(exc, target) or str(exc)
+        raise UnavailableError(f"cannot reach {target} to log in: {why}") from exc
     try:
         answer = r.json()
     except ValueError:

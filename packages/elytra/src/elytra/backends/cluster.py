@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import ssl
 import threading
 import time
 from collections import deque
@@ -164,8 +165,11 @@ class ClusterBackend:
         max_attempts: int = 3,
         lease_seconds: float = 600.0,
         max_result_bytes: int = 2 << 30,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.local = local
+        self.verify = verify
+        """How the peers' HTTPS certificates are checked (``platform_core.tls.client_context``)."""
         self._cluster = cluster
         self.local_slots = local_slots
         self.peer_slots = peer_slots
@@ -289,7 +293,9 @@ class _PeerRun:
         self._threads: list[threading.Thread] = []
         self._stopped = threading.Event()
         timeout = httpx.Timeout(10.0, read=backend.lease_seconds)
-        self.client = httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=64))
+        self.client = httpx.Client(
+            timeout=timeout, limits=httpx.Limits(max_connections=64), verify=backend.verify
+        )
 
     def assign(self, peer: Peer, task: Task) -> None:
         self.peers[peer.id] = peer
