@@ -7,6 +7,7 @@ seconds, not minutes; chunks and tasks are small so a small dataset spreads over
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ class Cluster:
     nodes: list[ServerProcess]
     homes: list[Path]
     signer: TokenSigner
+    verify: ssl.SSLContext | bool = True
+    """The CA a client checks these platforms with (``PLATFORM_TLS_CA``), when they serve TLS."""
 
     @property
     def urls(self) -> list[str]:
@@ -99,7 +102,9 @@ def start_cluster(base: Path, n: int = 3, env: dict[str, str] | None = None) -> 
             env={**FAST, **(env or {})},
         )
     ]
-    cluster = Cluster(nodes, [first_home], TokenSigner(SECRET))
+    ca = (env or {}).get("PLATFORM_TLS_CA")
+    trust = ssl.create_default_context(cafile=ca) if ca else True
+    cluster = Cluster(nodes, [first_home], TokenSigner(SECRET), trust)
     try:
         for i in range(1, n):
             nodes.append(join(base, f"p{i}", nodes[0].url, env))
@@ -113,5 +118,7 @@ def start_cluster(base: Path, n: int = 3, env: dict[str, str] | None = None) -> 
 
 
 def members_alive(url: str, cluster: Cluster) -> int:
-    r = httpx.get(f"{url}/api/lake/nodes", headers=cluster.admin(), timeout=10)
+    r = httpx.get(
+        f"{url}/api/lake/nodes", headers=cluster.admin(), timeout=10, verify=cluster.verify
+    )
     return sum(1 for m in r.json()["members"] if m["state"] == "alive")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import threading
 from pathlib import Path
@@ -411,5 +412,54 @@ def test_when_the_first_platform_dies_reads_go_on_and_writes_name_it(tmp_path: P
             )
             assert r.status_code == 503, r.text
             assert first in r.json()["error"], r.text
+    finally:
+        pair.stop()
+
+
+def test_two_platforms_join_over_tls(tmp_path: Path) -> None:
+    """The same story over HTTPS: the join, the replica's forwarded writes, a job's tasks on
+    the peer and the status all verify each other's certificates with PLATFORM_TLS_CA."""
+    from platform_cluster import start_cluster
+
+    from platform_core.testing import make_certificates
+
+    certs = make_certificates(tmp_path / "certs")
+    pair = start_cluster(tmp_path / "tls", 2, env=certs.server_env())
+    first, second = pair.urls
+    try:
+        assert first.startswith("https://")
+        assert second.startswith("https://")
+        trust = ssl.create_default_context(cafile=str(certs.ca))
+        with httpx.Client(timeout=30, verify=trust) as http:
+            r = http.put(f"{second}/db/tls/a.json", json={"n": 1}, headers=pair.admin())
+            assert r.status_code == 200, r.text
+            assert http.get(f"{first}/db/tls/a.json", headers=pair.admin()).json() == {"n": 1}
+            path = tmp_path / "tls.parquet"
+            pq.write_table(_table(60_000, seed=4), path)
+            with Client(first, pair.signer.issue("alice"), verify=trust) as client:
+                client.upload(path, "over_tls")
+            wait_for(
+                lambda: any(
+                    d["name"] == "over_tls"
+                    for d in http.get(f"{second}/api/lake/datasets", headers=pair.user()).json()
+                ),
+                "the dataset on the second platform",
+            )
+            body = {"pipeline": {**PIPELINE, "source": {"dataset": "over_tls"}}}
+            r = http.post(f"{second}/api/jobs", json=body, headers=pair.user())
+            assert r.status_code == 202, r.text
+            http.base_url = httpx.URL(second)
+            job = wait_job(http, r.json()["id"], pair.user(), JOB_TIMEOUT)
+            assert job["state"] == "succeeded", job
+            t = _table(60_000, seed=4)  # noqa: F841 - the oracle's table
+            rows = http.get(f"/api/jobs/{job['id']}/result", headers=pair.user()).json()["rows"]
+            assert sorted(tuple(x) for x in rows) == sorted(duckdb.sql(ORACLE).fetchall())
+            status = http.get("/api/platform/status", headers=pair.admin()).json()
+            (peer,) = status["peers"]
+            assert peer["url"] == first
+            assert peer["error"] is None, peer
+            assert peer["plugins"]["elkyn"]["role"] == "primary"
+            assert peer["plugins"]["elytra"]["for_peers"]["served"] > 0  # tasks ran there
+            assert status["self"]["plugins"]["elkyn"]["connected"] is True
     finally:
         pair.stop()
