@@ -149,7 +149,12 @@ def test_resolve_chunks_rewrites_scans_and_checks_fetched_bytes(tmp_path: Path) 
                 "fn": {"pickle": "gAR9lC4="},
             },
             (chunk_ref("c" * 64),),
-            "Python function",
+            "no 'pymap' operator",
+        ),
+        (
+            {"op": "sink", "input": {"op": "scan", "path": chunk_ref("c" * 64)}, "path": "/tmp/x"},
+            (chunk_ref("c" * 64),),
+            "no 'sink' operator",
         ),
         ({"op": "scan", "path": "lake-chunk:../../x"}, ("lake-chunk:../../x",), "not a lake chunk"),
     ],

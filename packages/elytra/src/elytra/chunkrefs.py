@@ -61,32 +61,59 @@ def chunk_shas(task: Task) -> list[str] | None:
     return [s for s in shas if s is not None]
 
 
-def _scan_paths(node: Any, out: list[str]) -> None:
-    if isinstance(node, dict):
-        if node.get("op") == "scan":
-            out.append(str(node.get("path")))
-        for value in node.values():
-            _scan_paths(value, out)
-    elif isinstance(node, list):
-        for value in node:
-            _scan_paths(value, out)
+PEER_OPS = frozenset(
+    {"scan", "filter", "project", "map", "sort", "aggregate", "limit", "topk", "union"}
+)
+"""The plan operators a peer runs: reading, computing, ordering. Not ``sink`` (it writes a
+file where the plan says), ``pymap`` (decoding it runs code), ``join`` and ``input`` (a task
+over chunks has neither)."""
+MAX_PLAN_DEPTH = 256
+"""Operators nested deeper than this are refused before anything recurses over them."""
+_CHILDREN = ("input", "left", "right")
+
+
+def _plan_nodes(plan: Any) -> list[dict[str, Any]]:
+    """Every operator of a plan's JSON (not its expressions), checked against ``PEER_OPS``
+    and ``MAX_PLAN_DEPTH`` without recursion."""
+    out: list[dict[str, Any]] = []
+    todo: list[tuple[Any, int]] = [(plan, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if depth > MAX_PLAN_DEPTH:
+            raise PipelineError(f"a peer's task nests operators deeper than {MAX_PLAN_DEPTH}")
+        if not isinstance(node, dict) or not isinstance(node.get("op"), str):
+            raise PipelineError("a peer's task plan is a tree of objects, each with an 'op'")
+        if node["op"] not in PEER_OPS:
+            raise PipelineError(
+                f"a peer runs no {node['op'][:40]!r} operator (only {', '.join(sorted(PEER_OPS))})"
+            )
+        out.append(node)
+        kids = [node[k] for k in _CHILDREN if k in node]
+        inputs = node.get("inputs", [])
+        if not isinstance(inputs, list):
+            raise PipelineError("a peer's task plan has 'inputs' that are not a list")
+        todo += [(k, depth + 1) for k in kids + inputs]
+    return out
 
 
 def check_peer_task(task: Task) -> list[str]:
     """The chunks a task sent by a peer reads; ``PipelineError`` unless its plan is one a peer
-    may run: decodable without running code (no Python functions) and reading only the
-    chunks its ``files`` name."""
+    may run: only ``PEER_OPS`` (nothing that writes a file or runs code), not too deep, and
+    reading only the chunks its ``files`` name."""
     shas = chunk_shas(task)
     if shas is None:
         raise PipelineError("a task sent to a peer reads lake chunks only (lake-chunk:<sha256>)")
     try:
-        plan_from_json(task.plan, trusted=False)  # decoding a Python function would run code
+        tree = json.loads(task.plan)
+    except (ValueError, RecursionError):
+        raise PipelineError("a peer's task plan is not JSON (or nests too deep)") from None
+    nodes = _plan_nodes(tree)
+    try:
+        plan_from_json(task.plan, trusted=False)  # its fields, as every plan is checked
     except PlanError as exc:
         raise PipelineError(f"a peer's task: {exc.message}") from None
-    paths: list[str] = []
-    _scan_paths(json.loads(task.plan), paths)
     named = set(task.files)
-    stray = [p for p in paths if p not in named]
+    stray = [str(n.get("path")) for n in nodes if n["op"] == "scan" and n.get("path") not in named]
     if stray:
         raise PipelineError(f"the task's plan reads {stray[0][:90]!r}, which its files do not name")
     return shas
