@@ -56,7 +56,9 @@ def seeded_table(rows: int, seed: int) -> pa.Table:
         f"SELECT i AS id, (i * 7919 + {seed}) % 13 AS grp, "
         f"round(((i * 104729 + {seed}) % 100000) / 100.0, 2) AS amount FROM range({rows}) t(i)"
     )
-    return duckdb.connect().execute(sql).to_arrow_table()
+    rel = duckdb.connect().sql(sql)
+    assert rel is not None
+    return rel.to_arrow_table()
 
 
 def oracle(table: pa.Table, sql: str = ORACLE) -> list[tuple[Any, ...]]:

@@ -43,14 +43,15 @@ def record(
     suite: str,
     key: str,
     label: str,
-    value: float,
+    value: float | str,
     *,
     unit: str,
     target: str,
     met: bool | None = None,
     keep: str = "last",
 ) -> Path:
-    """Store one measured figure of ``suite`` (``keep="max"``: the largest of this run's values).
+    """Store one measured figure of ``suite`` (``keep="max"``: the largest of this run's values;
+    a text ``value`` such as "12 / 118 / 9" is shown as it is).
 
     ``label`` is the README's wording, ``target`` the goal as text ("<= 30 s"), ``met``
     whether this value reaches it (None: no pass/fail, reported only).
@@ -67,7 +68,16 @@ def record(
     if path.exists():
         data = json.loads(path.read_text())
     old = data["figures"].get(key)
-    if keep == "max" and old is not None and old.get("run") == RUN and old["value"] >= value:
+    if keep == "max" and isinstance(value, str):
+        raise ValueError("keep='max' needs a number")
+    if (
+        keep == "max"
+        and not isinstance(value, str)
+        and old is not None
+        and old.get("run") == RUN
+        and isinstance(old["value"], int | float)
+        and old["value"] >= value
+    ):
         return path
     data["figures"][key] = {
         "label": label,
