@@ -301,6 +301,8 @@ def test_a_job_completes_with_duckdbs_rows_when_a_platform_dies(
     name = f"chaos_job_{uuid.uuid4().hex[:8]}"
     upload(platform_cluster, victim.url, write_parquet(table, tmp_path / "j.parquet"), name)
     want = oracle(table)
+    sql = ORACLE.format(t=name)
+    wait_for(lambda: query(platform_cluster, c, sql).status_code == 200, f"{name} on C")
     for _ in range(ROUNDS):
         victim.ensure_up()
         settled(platform_cluster, a)

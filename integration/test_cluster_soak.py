@@ -46,8 +46,11 @@ LONG = long_mode()
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS") or (1800 if LONG else 120))
 SUBSCRIBERS = 500
 SSE_NODES = (0,)
-"""The platforms whose Elkyn takes SSE subscribers (and the sequence writes). Only the first
-holds the data until the joined platforms' Elkyn become its replicas; then (0, 1, 2)."""
+"""The platforms whose Elkyn takes SSE subscribers, spread evenly. Only the first holds the
+data until the joined platforms' Elkyn become its replicas (reads and SSE local, writes
+forwarded to the primary); then (0, 1, 2)."""
+WRITE_NODE = 0
+"""Every Elkyn write goes to the primary (the first platform)."""
 SEQ_WRITES_PER_S = 4.0
 OTHER_WRITES_PER_S = 6.0
 UPLOAD_EVERY_S = 10.0
@@ -185,14 +188,14 @@ class Load:
     async def writes(self, client: httpx.AsyncClient, until: float) -> int:
         """The sequence at SEQ_PATH on the SSE platforms and other writes; returns the last."""
         headers = self.cluster.admin()
-        seq_urls = [self.cluster.urls[i] + SEQ_PATH for i in SSE_NODES[:1]]
-        other = self.cluster.urls[SSE_NODES[0]]
+        seq_url = self.cluster.urls[WRITE_NODE] + SEQ_PATH
+        other = self.cluster.urls[WRITE_NODE]
         seq, k, t0 = 0, 0, time.monotonic()
         per_tick = OTHER_WRITES_PER_S / SEQ_WRITES_PER_S
         owed = 0.0
         while time.monotonic() < until:
             seq += 1
-            r = self.seen("seq write", await client.put(seq_urls[0], json=seq, headers=headers))
+            r = self.seen("seq write", await client.put(seq_url, json=seq, headers=headers))
             if r.status_code != 200:
                 self.problems.append(f"seq write {seq}: {r.status_code} {r.text[:200]}")
             owed += per_tick
@@ -218,7 +221,7 @@ async def _soak(load: Load, tmp: Path) -> tuple[list[Subscriber], int]:
         httpx.AsyncClient(limits=limits, timeout=timeout) as streams,
         httpx.AsyncClient(timeout=30) as writer,
     ):
-        r = await writer.put(urls[SSE_NODES[0]] + SEQ_PATH, json=0, headers=headers)
+        r = await writer.put(urls[WRITE_NODE] + SEQ_PATH, json=0, headers=headers)
         assert r.status_code == 200, r.text
         subs = [
             Subscriber(urls[SSE_NODES[i % len(SSE_NODES)]] + SEQ_PATH) for i in range(SUBSCRIBERS)
@@ -283,6 +286,14 @@ def test_mixed_load_on_three_platforms(platform_cluster: Cluster, tmp_path: Path
             None,
         ),
         (
+            "rss",
+            "RSS per platform after warm-up → at the end (MiB)",
+            _rss_text(load.rss),
+            "",
+            "(reported)",
+            None,
+        ),
+        (
             "rss-growth",
             "RSS growth after warm-up (worst platform, process and children)",
             round(max(growth) * 100, 1) if growth else "n/a",
@@ -315,3 +326,15 @@ def _rss_growth(samples: list[tuple[float, list[int]]]) -> list[float]:
         statistics.median(s[i] for s in after[-3:]) / statistics.median(s[i] for s in after[:3]) - 1
         for i in range(len(after[0]))
     ]
+
+
+def _rss_text(samples: list[tuple[float, list[int]]]) -> str:
+    """ "a → b, ..." per platform: the medians _rss_growth compares, in MiB."""
+    after = [rss for t, rss in samples if t >= WARMUP_FRACTION * SOAK_SECONDS]
+    if len(after) < 6:
+        return "n/a"
+    return ", ".join(
+        f"{statistics.median(s[i] for s in after[:3]) / 2**20:.0f} → "
+        f"{statistics.median(s[i] for s in after[-3:]) / 2**20:.0f}"
+        for i in range(len(after[0]))
+    )
