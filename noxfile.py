@@ -183,11 +183,54 @@ def wheels(session: nox.Session) -> None:
             session.run(str(py), "-c", check)
 
 
+FIGURES = REPORTS / "figures"
+"""What the chaos and soak suites measured (integration/figures.py), for the README's table."""
+
+
+def _render_figures(session: nox.Session) -> None:
+    """Write the measured cluster figures into the README (scripts/cluster_figures.py)."""
+    if any(FIGURES.glob("*.json")):
+        session.run("python", str(ROOT / "scripts/cluster_figures.py"), "--figures", str(FIGURES))
+
+
 @nox.session
 def integration(session: nox.Session) -> None:
-    """Tests across packages, with the whole platform installed and started as a user does."""
+    """Tests across packages, with the whole platform installed and started as a user does.
+
+    The chaos and soak suites run bounded here (one kill per case, a 2-minute soak); their
+    figures then go into the README's table.
+    """
     _sync(session, "--all-packages", "--group", "test", "--group", "fuzz")
     session.run("pytest", "integration", "--durations=20", _junit(session), *session.posargs)
+    _render_figures(session)
+
+
+def _cluster_suite(session: nox.Session, module: str, timeout: int) -> None:
+    _sync(session, "--all-packages", "--group", "test")
+    env = {"PLATFORM_TESTS_LONG": "1"}
+    session.run(
+        "pytest",
+        f"integration/{module}",
+        f"--timeout={timeout}",
+        "--durations=20",
+        _junit(session),
+        *session.posargs,
+        env=env,
+    )
+    _render_figures(session)
+
+
+@nox.session(default=False)
+def chaos(session: nox.Session) -> None:
+    """The chaos suite at full size: each SIGKILL three times, on more rows (`nox -s chaos`)."""
+    _cluster_suite(session, "test_cluster_chaos.py", timeout=3600)
+
+
+@nox.session(default=False)
+def soak(session: nox.Session) -> None:
+    """The soak at full length: 1800 s of mixed load unless SOAK_SECONDS says otherwise."""
+    seconds = int(float(os.environ.get("SOAK_SECONDS", "1800")))
+    _cluster_suite(session, "test_cluster_soak.py", timeout=seconds * 2 + 900)
 
 
 @nox.session(default=False)
