@@ -45,10 +45,9 @@ from platform_core.errors import PlatformError
 LONG = long_mode()
 SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS") or (1800 if LONG else 120))
 SUBSCRIBERS = 500
-SSE_NODES = (0,)
-"""The platforms whose Elkyn takes SSE subscribers, spread evenly. Only the first holds the
-data until the joined platforms' Elkyn become its replicas (reads and SSE local, writes
-forwarded to the primary); then (0, 1, 2)."""
+SSE_NODES = (0, 1, 2)
+"""The platforms whose Elkyn takes SSE subscribers, spread evenly: the primary and the two
+replicas, whose streams carry what they follow from it."""
 WRITE_NODE = 0
 """Every Elkyn write goes to the primary (the first platform)."""
 SEQ_WRITES_PER_S = 4.0
