@@ -2,6 +2,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from pydantic import ValidationError
 from pydantic_settings import SettingsConfigDict
 
 from platform_core import PackageSettings, PlatformSettings, SettingsError, load_settings
@@ -103,3 +104,28 @@ def test_port_range(monkeypatch, port):
 def test_misspelt_override_is_refused():
     with pytest.raises(SettingsError, match=r"unknown settings \['prot'\]"):
         load_settings(prot=1)
+
+
+@pytest.mark.parametrize(
+    "address", ["10.0.0.5:8080", "db-1.example.org:443", "[::1]:8080", "localhost:1"]
+)
+def test_a_join_address_is_host_and_port(address: str) -> None:
+    assert PlatformSettings(join=address).join == address
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("nonsense", "HOST:PORT"),
+        ("http://10.0.0.5:8080", "HOST:PORT"),
+        ("10.0.0.5:0", "between 1 and 65535"),
+        ("10.0.0.5:99999", "between 1 and 65535"),
+        ("[::1:80", "IPv6"),
+        ("256.1.1.1:80", "IPv4"),
+        ("exa mple:80", "host name"),
+        ("-bad-.org:80", "host name"),
+    ],
+)
+def test_a_malformed_join_address_says_what_is_wrong(address: str, why: str) -> None:
+    with pytest.raises(ValidationError, match=why):
+        PlatformSettings(join=address)

@@ -11,7 +11,9 @@ them, so every package reads the platform's values through one rule.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
@@ -31,6 +33,38 @@ S = TypeVar("S", bound=BaseSettings)
 P = TypeVar("P", bound="PackageSettings")
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def check_join_address(text: str) -> str:
+    """``text`` if it is ``HOST:PORT`` (a DNS name, an IPv4 address or ``[IPv6]``, and a port
+    from 1 to 65535); ``ValueError`` saying what is wrong otherwise."""
+    usage = f"join takes the HOST:PORT of a running platform (e.g. 10.0.0.5:8080), not {text!r}"
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isascii() or not port.isdigit():
+        raise ValueError(usage)
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"join's port {port} is not between 1 and 65535")
+    if "[" in host or "]" in host:
+        if not (host.startswith("[") and host.endswith("]")):
+            raise ValueError(f"{usage}: an IPv6 address goes in brackets, as [::1]:8080")
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"{usage}: {host} is not an IPv6 address") from None
+        return text
+    labels = host.split(".")
+    if all(label.isascii() and label.isdigit() for label in labels):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(f"{usage}: {host} is not an IPv4 address") from None
+        return text
+    if len(host) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(f"{usage}: {host!r} is not a host name")
+    return text
 
 
 class PlatformSettings(BaseSettings):
@@ -86,15 +120,7 @@ class PlatformSettings(BaseSettings):
         """``HOST:PORT`` with a port number; not a URL (the scheme follows the TLS settings)."""
         if value is None or value == "":
             return None
-        text = str(value).strip()
-        host, sep, port = text.rpartition(":")
-        if not sep or not host or "/" in text or not port.isascii() or not port.isdigit():
-            raise ValueError(
-                f"join takes the HOST:PORT of a running platform (e.g. 10.0.0.5:8080), not {text!r}"
-            )
-        if not 0 < int(port) < 65536:
-            raise ValueError(f"join's port {port} is not between 1 and 65535")
-        return text
+        return check_join_address(str(value).strip())
 
     @field_validator("home", mode="after")
     @classmethod

@@ -182,6 +182,10 @@ async def _run(
         table, stats = future.result()
     except (ElytraError, PlatformError, pa.ArrowException, OSError) as exc:
         return JSONResponse({"task_error": describe_error(exc)}, status_code=422)
+    limit = int(settings.peer_max_result_bytes)
+    if table.nbytes > limit:  # its rows must not cross the network: the sender runs it
+        error = BadInputError(f"the task's result is over {limit} bytes; run it where it was made")
+        return JSONResponse({"error": error.message}, status_code=413)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)

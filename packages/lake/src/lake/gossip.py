@@ -196,7 +196,7 @@ class Gossip:
                 self.join_problem = mismatch_message(self.join)
             else:
                 self.join_problem = f"{self.join} answered {r.status_code}: {r.text[:200]}"
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # never kill the loop
             self.join_problem = f"{self.join} did not answer ({exc})"
             log.info("joining through %s failed: %s", self.join, exc)
 

@@ -148,6 +148,14 @@ class _PeerRefused(Exception):
         self.spent = spent
 
 
+class _TaskError(Exception):
+    """The task's own error as its peer reported it (not retryable): the job fails with it."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class ClusterBackend:
     """``local`` plus the cluster's peer platforms (see the module docstring)."""
 
@@ -350,31 +358,35 @@ class _PeerRun:
                 self.events.put(("peer_failed" if exc.spent else "moved", task, str(exc)))
                 self._give_back(peer)
                 return
-            except Exception as exc:  # the task's own error, as the peer reported it
-                self.events.put(("peer_error", task, exc))
+            except _TaskError as exc:  # the task's own error, as the peer reported it
+                self.events.put(("peer_error", task, exc.error))
                 return
             self.backend.stats["peer"] += 1
             self.events.put(("peer", task, result))
 
     def _send(self, peer: Peer, task: Task) -> TaskResult:
+        """The peer's rows for ``task``; ``_PeerRefused`` for anything but a whole, valid
+        answer within ``lease_seconds`` (however slowly it trickles in), ``_TaskError`` for
+        the task's own error."""
         headers = {"authorization": f"Bearer {self.cluster.token()}"}
         started = time.perf_counter()
+        deadline = time.monotonic() + self.backend.lease_seconds
         try:
             with self.client.stream(
                 "POST", peer.url + TASKS_PATH, content=task.to_json().encode(), headers=headers
             ) as r:
-                if r.status_code == 200:
-                    data = _read_bounded(r, self.backend.max_result_bytes)
-                    stats = json.loads(r.headers.get("x-elytra-stats", "{}"))
-                else:
+                if r.status_code != 200:
                     r.read()
                     self._refused(peer, task, r)
-        except (httpx.HTTPError, OSError) as exc:
-            raise _PeerRefused(f"{type(exc).__name__}: {exc}") from exc
-        try:
+                data = _read_bounded(r, self.backend.max_result_bytes, deadline)
+                stats = json.loads(r.headers.get("x-elytra-stats", "{}"))
             table = pa.ipc.open_stream(data).read_all()
-        except pa.ArrowException as exc:
-            raise _PeerRefused(f"its answer is not an Arrow stream: {exc}") from exc
+        except (_PeerRefused, _TaskError):
+            raise
+        except Exception as exc:  # a dropped connection, a timeout, garbage: run it here
+            raise _PeerRefused(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+        if not isinstance(stats, dict):
+            raise _PeerRefused("its answer's x-elytra-stats is not a JSON object")
         stats.update(worker=f"peer:{peer.id}", transport="peer", attempt=task.attempt)
         return TaskResult(task.id, table, time.perf_counter() - started, stats)
 
@@ -390,17 +402,19 @@ class _PeerRun:
         error = body.get("task_error") if isinstance(body, dict) else None
         if r.status_code == 422 and isinstance(error, dict):
             if error.get("retryable", True):
-                raise _PeerRefused(f"the task failed there: {error.get('message', '')[:200]}")
-            raise rebuild_error(error, task, f"peer {peer.id}")
+                raise _PeerRefused(f"the task failed there: {str(error.get('message'))[:200]}")
+            raise _TaskError(rebuild_error(error, task, f"peer {peer.id}"))
         message = body.get("error") if isinstance(body, dict) else None
         spent = r.status_code not in (401, 403, 413, 429, 503)
         raise _PeerRefused(f"HTTP {r.status_code}: {str(message or r.text)[:200]}", spent)
 
 
-def _read_bounded(r: httpx.Response, limit: int) -> bytes:
+def _read_bounded(r: httpx.Response, limit: int, deadline: float) -> bytes:
     out = bytearray()
     for part in r.iter_bytes():
         out += part
         if len(out) > limit:
             raise _PeerRefused(f"its result is over {limit} bytes (ELYTRA_PEER_MAX_RESULT_BYTES)")
+        if time.monotonic() > deadline:
+            raise _PeerRefused("its answer took longer than ELYTRA_LEASE_SECONDS")
     return bytes(out)
