@@ -144,3 +144,14 @@ def test_a_nodes_datasets_restored_onto_a_fresh_platform_read_back_identical(
         assert got.to_pylist() == oracle.rename_columns(got.column_names).to_pylist()
     finally:
         restored.stop()
+
+
+def test_the_backup_route_takes_exact_types(platform_cluster: Cluster) -> None:
+    a = platform_cluster.urls[0]
+    for body in (
+        {"target": "typed", "all_versions": "yes"},
+        {"target": "typed", "all_versions": 1},
+    ):
+        r = httpx.post(f"{a}/api/lake/admin/backup", json=body, headers=platform_cluster.admin())
+        assert r.status_code == 422, r.text
+    assert not (platform_cluster.homes[0] / "backups" / "lake" / "typed").exists()

@@ -59,7 +59,7 @@ T = TypeVar("T")
 
 class BackupRequest(BaseModel):
     target: str = Field(max_length=128, description="a name under LAKE_BACKUP_DIR")
-    all_versions: bool = False
+    all_versions: bool = Field(False, strict=True)  # a JSON boolean, not "yes" or 1
 
 
 class BackupResultModel(BaseModel):

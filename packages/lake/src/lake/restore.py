@@ -70,12 +70,18 @@ def _bad(backup: Path, why: str) -> BackupError:
     return BackupError(f"{backup} is not a usable lake backup: {why}")
 
 
+MAX_BACKUP_FILE_BYTES = 256 << 20
+"""``backup.json`` lists each chunk in about 80 bytes: this bound is millions of chunks."""
+
+
 def verify_backup(backup: Path) -> VerifiedBackup:
     """Check every file of ``backup``; raises naming the first bad one, writes nothing."""
     backup = Path(backup)
     if not (backup / FORMAT_FILE).is_file() or not (backup / BACKUP_FILE).is_file():
         raise _bad(backup, f"no {FORMAT_FILE} and {BACKUP_FILE} there (made by `lake backup`?)")
     number = check_format(backup, "the backup")
+    if (backup / BACKUP_FILE).stat().st_size > MAX_BACKUP_FILE_BYTES:
+        raise _bad(backup, f"{BACKUP_FILE} is over {MAX_BACKUP_FILE_BYTES} bytes")
     try:
         info = json.loads((backup / BACKUP_FILE).read_bytes())
         if not isinstance(info, dict) or info.get("kind") != "lake-backup":
