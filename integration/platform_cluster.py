@@ -20,7 +20,7 @@ from servers import command, launch
 from platform_core.auth import TokenSigner
 from platform_core.testing import ServerProcess
 
-__all__ = ["FAST", "SECRET", "Cluster", "join", "start_cluster", "wait_for"]
+__all__ = ["FAST", "ORACLE", "SECRET", "Cluster", "join", "pipeline", "start_cluster", "wait_for"]
 
 SECRET = "cluster-test-secret-" + "k" * 24
 FAST = {
@@ -34,6 +34,24 @@ FAST = {
     "ELYTRA_WORKERS": "1",
     "ELYTRA_TASK_BYTES": str(96 * 1024),
 }
+
+
+STEPS = [
+    {"filter": "amount > 100"},
+    {"group_by": ["grp"], "agg": ["count(*) AS n", "max(amount) AS top", "min(id) AS first"]},
+]
+"""The cluster tests' job: a filter and a group-by, so each chunk is a task and the driver
+merges partial aggregates."""
+ORACLE = (
+    "SELECT grp, count(*) AS n, max(amount) AS top, min(id) AS first FROM t "
+    "WHERE amount > 100 GROUP BY grp"
+)
+"""The same job in DuckDB's SQL over a table ``t``."""
+
+
+def pipeline(dataset: str) -> dict[str, Any]:
+    """The cluster tests' job over ``dataset``, as the jobs API takes it."""
+    return {"source": {"dataset": dataset}, "steps": STEPS}
 
 
 @dataclass

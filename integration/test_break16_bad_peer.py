@@ -23,7 +23,7 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from platform_cluster import FAST, SECRET, wait_for
+from platform_cluster import FAST, ORACLE, SECRET, pipeline, wait_for
 from servers import command, launch
 
 from lake import Client
@@ -34,17 +34,6 @@ FAKE_HOST = "127.0.0.2"
 TASKS_LINE = b"POST /internal/elytra/tasks "
 JOB_TIMEOUT = 60.0
 """A bound on waiting for the job (a 3 s lease makes a fixed driver finish in seconds)."""
-PIPELINE = {
-    "source": {"dataset": "b16_bad_peer"},
-    "steps": [
-        {"filter": "amount > 100"},
-        {"group_by": ["grp"], "agg": ["count(*) AS n", "max(amount) AS top", "min(id) AS first"]},
-    ],
-}
-ORACLE = (
-    "SELECT grp, count(*) AS n, max(amount) AS top, min(id) AS first FROM t "
-    "WHERE amount > 100 GROUP BY grp"
-)
 
 
 class Proxy:
@@ -195,7 +184,7 @@ def _run_job(a: str, signer: TokenSigner, tmp: Path) -> tuple[dict[str, Any], li
             lambda: http.get("/api/lake/nodes", headers=admin).json()["under_replicated"] == 0,
             "every chunk on both platforms",
         )
-        r = http.post("/api/jobs", json={"pipeline": PIPELINE}, headers=user)
+        r = http.post("/api/jobs", json={"pipeline": pipeline("b16_bad_peer")}, headers=user)
         assert r.status_code == 202, r.text
         job_id = r.json()["id"]
         deadline = time.monotonic() + JOB_TIMEOUT

@@ -22,7 +22,7 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 from jobs_helpers import wait_job
-from platform_cluster import FAST, SECRET, Cluster, join, wait_for
+from platform_cluster import FAST, ORACLE, SECRET, Cluster, join, pipeline, wait_for
 from servers import command
 
 from elytra.task import Task
@@ -140,19 +140,6 @@ def _watch_states(url: str, path: str, headers: dict[str, str]) -> Any:
     return states
 
 
-PIPELINE = {
-    "source": {"dataset": "story"},
-    "steps": [
-        {"filter": "amount > 100"},
-        {"group_by": ["grp"], "agg": ["count(*) AS n", "max(amount) AS top", "min(id) AS first"]},
-    ],
-}
-ORACLE = (
-    "SELECT grp, count(*) AS n, max(amount) AS top, min(id) AS first FROM t "
-    "WHERE amount > 100 GROUP BY grp"
-)
-
-
 def test_the_whole_story_runs_on_three_platforms(platform_cluster: Cluster, tmp_path: Path) -> None:
     a, b, c = platform_cluster.urls
     t = _table(200_000, seed=1)
@@ -172,7 +159,10 @@ def test_the_whole_story_runs_on_three_platforms(platform_cluster: Cluster, tmp_
     before = {u: _elytra(u, platform_cluster) for u in (a, b, c)}
     h = platform_cluster.user()
     r = httpx.post(
-        f"{c}/api/jobs", json={"pipeline": PIPELINE, "write": "story_by_grp"}, headers=h, timeout=30
+        f"{c}/api/jobs",
+        json={"pipeline": pipeline("story"), "write": "story_by_grp"},
+        headers=h,
+        timeout=30,
     )
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
@@ -309,7 +299,7 @@ def test_a_peer_killed_during_a_job_loses_nothing(
         _upload(platform_cluster, d.url, t, "chaos_src", tmp_path)
         want = sorted(duckdb.sql(ORACLE).fetchall())
         _wait_dataset(platform_cluster, "chaos_src", a)
-        body = {"pipeline": {**PIPELINE, "source": {"dataset": "chaos_src"}}}
+        body = {"pipeline": pipeline("chaos_src")}
         h = platform_cluster.user()
         with httpx.Client(base_url=a, timeout=30) as http:
             # wait until every chunk has its replicas: D's death must not take the only copy
@@ -445,7 +435,7 @@ def test_two_platforms_join_over_tls(tmp_path: Path) -> None:
                 ),
                 "the dataset on the second platform",
             )
-            body = {"pipeline": {**PIPELINE, "source": {"dataset": "over_tls"}}}
+            body = {"pipeline": pipeline("over_tls")}
             r = http.post(f"{second}/api/jobs", json=body, headers=pair.user())
             assert r.status_code == 202, r.text
             http.base_url = httpx.URL(second)

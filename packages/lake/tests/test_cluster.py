@@ -38,7 +38,7 @@ QUERIES = [
 ]
 
 
-def wait_for(check: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
+def wait_for(check: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -6,10 +6,7 @@ Real ``lake node`` processes on 127.0.0.1 with certificates made by ``openssl`` 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
@@ -22,22 +19,9 @@ from platform_core.testing import TestCertificates, free_port, make_certificates
 from platform_core.tls import client_context
 
 from .conftest import Launch
+from .test_cluster import wait_for
 
 OLD, NEW = "o" * 40, "n" * 40
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 60, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-        except Exception:
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or check}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
