@@ -7,12 +7,14 @@ seconds, not minutes; chunks and tasks are small so a small dataset spreads over
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from servers import command, launch
@@ -20,7 +22,19 @@ from servers import command, launch
 from platform_core.auth import TokenSigner
 from platform_core.testing import ServerProcess
 
-__all__ = ["FAST", "ORACLE", "SECRET", "Cluster", "join", "pipeline", "start_cluster", "wait_for"]
+__all__ = [
+    "FAST",
+    "ORACLE",
+    "SECRET",
+    "Cluster",
+    "join",
+    "pipeline",
+    "run_async",
+    "start_cluster",
+    "wait_for",
+]
+
+T = TypeVar("T")
 
 SECRET = "cluster-test-secret-" + "k" * 24
 FAST = {
@@ -81,6 +95,13 @@ class Cluster:
         for node in reversed(self.nodes):
             if node.proc.poll() is None:
                 node.stop()
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coro)`` in a thread of its own: a test may run where a loop is already
+    running in this thread (Playwright's sync API leaves one behind)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="test-loop") as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:

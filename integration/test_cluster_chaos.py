@@ -41,7 +41,7 @@ from cluster_ops import (
     write_parquet,
 )
 from figures import long_mode, record
-from platform_cluster import FAST, Cluster, join, start_cluster, wait_for
+from platform_cluster import FAST, Cluster, join, run_async, start_cluster, wait_for
 from servers import command, launch
 
 from lake import Client
@@ -376,7 +376,7 @@ def test_acknowledged_elkyn_writes_survive_a_sigkill_of_the_primary(tmp_path: Pa
             primary = own.nodes[0]
             acked: dict[int, int] = {}
             urls = [own.urls[i] for i in WRITE_NODES]
-            refused = asyncio.run(
+            refused = run_async(
                 _burst(
                     urls, own.admin(), lambda p=primary: p.proc.send_signal(signal.SIGKILL), acked
                 )

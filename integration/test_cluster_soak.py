@@ -35,7 +35,7 @@ import httpx
 import pytest
 from cluster_ops import ORACLE, PIPELINE, job_rows, oracle, seeded_table, write_parquet
 from figures import long_mode, record
-from platform_cluster import Cluster, wait_for
+from platform_cluster import Cluster, run_async, wait_for
 from proc_rss import tree_rss
 from sse_watch import Subscriber, watch
 
@@ -260,7 +260,7 @@ def test_mixed_load_on_three_platforms(platform_cluster: Cluster, tmp_path: Path
     load = Load(platform_cluster, base, oracle(table))
     for url in platform_cluster.urls:
         wait_for(lambda u=url: load._rows(u, ORACLE.format(t=base)), f"{base} on {url}")
-    subs, last = asyncio.run(_soak(load, tmp_path))
+    subs, last = run_async(_soak(load, tmp_path))
 
     lost = sum(s.lost for s in subs)
     back = sum(s.back for s in subs)

@@ -191,14 +191,18 @@ def test_status_lists_every_platform(platform_cluster: Cluster) -> None:
     r = httpx.get(f"{b}/api/platform/status", headers=platform_cluster.admin(), timeout=30)
     assert r.status_code == 200, r.text
     report = r.json()
-    assert {p["url"] for p in report["peers"]} == {a, c}
+    # platforms other tests joined and killed are listed too, with why they do not answer
+    shared = [p for p in report["peers"] if p["url"] in (a, c)]
+    assert {p["url"] for p in shared} == {a, c}
     for peer in report["peers"]:
+        assert (peer["error"] is None) == (peer["plugins"] is not None), peer
+    for peer in shared:
         assert peer["state"] == "alive", peer
         assert peer["error"] is None, peer
         assert peer["plugins"]["lake"]["node"] == peer["id"]
         assert peer["plugins"]["elytra"]["workers"] == 1
     # A's database is the primary; B and C follow it
-    roles = {p["url"]: p["plugins"]["elkyn"]["role"] for p in report["peers"]}
+    roles = {p["url"]: p["plugins"]["elkyn"]["role"] for p in shared}
     assert roles == {a: "primary", c: "replica"}
     assert report["self"]["plugins"]["elkyn"]["role"] == "replica"
     assert report["self"]["plugins"]["elkyn"]["primary"] == f"{a}/db"
@@ -213,7 +217,7 @@ def test_status_lists_every_platform(platform_cluster: Cluster) -> None:
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    assert {p["url"] for p in json.loads(out.stdout)["peers"]} == {a, c}
+    assert {a, c} <= {p["url"] for p in json.loads(out.stdout)["peers"]}
     table = subprocess.run(
         [str(command("platform")), "status", "--url", b, "--token", token],
         capture_output=True,

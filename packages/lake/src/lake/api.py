@@ -315,6 +315,7 @@ async def _answer(
             f"the result cannot be written as {fmt}: {exc}; ask for format 'arrow' or 'json' "
             "(CSV holds no list, struct or map columns)"
         ) from None
+    await body.prime()  # an error before the first batch is an answer, not a cut stream
     return StreamingResponse(body, media_type=media, headers=headers)
 
 
@@ -449,15 +450,28 @@ class _ResultBody:
         else:
             self._writer = pa_csv.CSVWriter(self._buf, stream.schema)
         self._ended = False
+        self._first: bytes | None = None
 
     def __aiter__(self) -> "_ResultBody":
         return self
 
+    async def prime(self) -> None:
+        """Make the first chunk before the answer's headers go out, so a query that fails or
+        times out before its first batch answers a clean error, not a cut-off stream."""
+        try:
+            self._first = await asyncio.wrap_future(self.node.queries.pool.submit(self._produce))
+        except BaseException:
+            self.close()
+            raise
+
     async def __anext__(self) -> bytes:
-        if self._ended:
+        if self._first is None and self._ended:
             raise StopAsyncIteration
         try:
-            chunk = await asyncio.wrap_future(self.node.queries.pool.submit(self._produce))
+            if self._first is not None:
+                chunk, self._first = self._first, None
+            else:
+                chunk = await asyncio.wrap_future(self.node.queries.pool.submit(self._produce))
             self.sent += len(chunk)
             if self.sent > self.limit:
                 raise TooLargeError(
