@@ -8,7 +8,8 @@ importable from here.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import auth, http, tls
+# arrowpool comes first: it picks Arrow's pool before anything below loads pyarrow
+from . import arrowpool, auth, http, tls
 from .csv import CsvError, csv_column_names, read_csv_batches, sniff_csv_schema, write_csv_bytes
 from .errors import (
     BadInputError,
@@ -93,6 +94,7 @@ __all__ = [
     "__version__",
     "address_space",
     "announce",
+    "arrowpool",
     "auth",
     "bind",
     "canonical_json",
