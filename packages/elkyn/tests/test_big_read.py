@@ -42,3 +42,23 @@ def test_health_answers_while_a_big_subtree_is_read(launch: Any, tmp_path: Any) 
         # head went out (before: the loop was blocked for all of that time)
         print("health answered", answered_during, "times before the read answered")
         assert answered_during >= 5, answered_during
+
+
+def test_reads_around_the_inline_bound_return_the_whole_subtree(launch: Any, tmp_path: Any) -> None:
+    """Reads of at most INLINE_READ_RECORDS records run on the loop; one more record makes
+    the bounded read give up and read again on a thread. Both answers must be whole."""
+    from elkyn.server.app import INLINE_READ_RECORDS
+
+    srv = launch(tmp_path / "b")
+    auth = {"Authorization": f"Bearer {srv.signer.issue('ops', admin=True)}"}
+    n = INLINE_READ_RECORDS
+    nested = {f"k{i}": {"a": i, "b": {"c": f"v{i}"}} for i in range(n // 3 + 1)}  # 4 per child
+    with httpx.Client(base_url=srv.url, headers=auth, timeout=60) as c:
+        assert c.put("/at.json", json={f"k{i}": i for i in range(n)}).status_code == 200
+        assert c.put("/over.json", json={f"k{i}": i for i in range(n + 1)}).status_code == 200
+        assert c.put("/nested.json", json=nested).status_code == 200
+        answers = {p: c.get(f"/{p}.json").json() for p in ("at", "over", "nested")}
+        assert c.get("/over.json", params={"print": "silent"}).status_code == 204
+    assert answers["at"] == {f"k{i}": i for i in range(n)}
+    assert answers["over"] == {f"k{i}": i for i in range(n + 1)}
+    assert answers["nested"] == nested

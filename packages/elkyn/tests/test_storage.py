@@ -168,3 +168,18 @@ def test_the_root_holds_only_an_object(memory_store: Store) -> None:
         memory_store.transaction("/", lambda v: "x")
     memory_store.set("/", [1, 2])  # an array is an object with integer keys
     assert memory_store.get("/") == [1, 2]
+
+
+def test_a_bounded_read_gives_up_past_its_limit_and_not_before(tmp_path: Path) -> None:
+    """``Tree.read(path, limit=N)`` counts every record of the subtree, nested ones too."""
+    from elkyn.paths import parse_path
+    from elkyn.storage import ReadTooLarge, Tree
+
+    with Store(str(tmp_path / "db")) as db:
+        db.set("/t", {"a": 1, "b": {"c": 2, "d": 3}})  # 4 records: a, b, c, d
+        with db.env.read() as txn:
+            tree = Tree(db.env, txn)
+            assert tree.read(parse_path("/t"), 4) == tree.read(parse_path("/t"))
+            with pytest.raises(ReadTooLarge):
+                tree.read(parse_path("/t"), 3)
+            assert tree.read(parse_path("/t/a"), 0) == 1  # a leaf is no member read

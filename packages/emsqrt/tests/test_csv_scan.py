@@ -53,3 +53,24 @@ def test_csv_scan_equals_duckdb_read_csv(spill_dir: Path, tmp_path: Path) -> Non
         f"SELECT flag, count(*) AS n FROM read_csv('{src}') WHERE word IS NULL GROUP BY flag"
     )
     assert_same_rows(agg, want_agg)
+
+
+def test_rows_longer_than_the_read_block_are_read_whole(tmp_path: Path) -> None:
+    """A small cap reads CSV in 64 KiB blocks; a 300 KB field in the middle of the file
+    restarts the read with larger blocks and no row is lost or repeated (DuckDB as oracle)."""
+    import duckdb
+
+    path = tmp_path / "long.csv"
+    rows = [f"{i},{'x' * (300_000 if i == 5000 else 10)}" for i in range(10_000)]
+    path.write_text("id,text\n" + "\n".join(rows) + "\n")
+    out = (
+        Pipeline.scan(path)
+        .run(1 << 20, spill_dir=tmp_path / "spill")  # 1 MiB cap: 64 KiB read blocks
+        .table
+    )
+    assert out is not None
+    want = duckdb.sql(f"SELECT id, text FROM read_csv('{path}') ORDER BY id").fetch_arrow_table()
+    got = out.sort_by("id")
+    assert got.num_rows == want.num_rows == 10_000
+    assert got.column("id").to_pylist() == want.column("id").to_pylist()
+    assert got.column("text").to_pylist() == want.column("text").to_pylist()

@@ -227,7 +227,8 @@ def _parse_error(
     if _STRADDLE.search(message):
         return CsvError(
             f"a CSV row is longer than the {block_bytes}-byte read block (or a quote is never "
-            f"closed); close the quote, or read with a larger block ({message})"
+            f"closed); close the quote, or read with a larger block ({message})",
+            read_block=block_bytes,
         )
     return CsvError(f"malformed CSV: {message}")
 

@@ -34,7 +34,7 @@ from ._gate import Gate
 from .errors import ElkynError, StoreClosedError
 from .paths import Path
 
-__all__ = ["Environment", "LogEntry", "Tree"]
+__all__ = ["Environment", "LogEntry", "ReadTooLarge", "Tree"]
 
 _ID = struct.Struct(">Q")
 Buf = bytes | memoryview
@@ -76,6 +76,11 @@ def _node(key: str, node_id: int) -> bytes:
     if len(raw) <= _SHORT_KEY:
         return b"N" + _ID.pack(node_id)
     return b"n" + struct.pack(">H", len(raw)) + raw + _ID.pack(node_id)
+
+
+class ReadTooLarge(Exception):
+    """A bounded read (``Tree.read(path, limit=N)``) met more than N records: the caller
+    reads again where a long read may run (a worker thread, not the event loop)."""
 
 
 @dataclass(frozen=True)
@@ -310,13 +315,26 @@ class Tree:
             for r in self.members(node)
         }
 
-    def read(self, path: Path) -> Any:
-        """The value at ``path`` in stored form (``None`` if absent)."""
+    def _read_bounded(self, node: int, budget: list[int]) -> dict[str, Any]:
+        """``read_node`` that raises ``ReadTooLarge`` once ``budget[0]`` records were read."""
+        out: dict[str, Any] = {}
+        for r in self.members(node):
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise ReadTooLarge
+            out[r.key] = r.value if r.node is None else self._read_bounded(r.node, budget)
+        return out
+
+    def read(self, path: Path, limit: int | None = None) -> Any:
+        """The value at ``path`` in stored form (``None`` if absent); with ``limit``, raise
+        ``ReadTooLarge`` rather than read more than that many records."""
         rec = self.lookup(path)
         if rec is None:
             return None
         if rec.node is None:
             return rec.value
+        if limit is not None:
+            return self._read_bounded(rec.node, [limit]) or None
         return self.read_node(rec.node) or None
 
     def shallow(self, path: Path) -> Any:

@@ -222,8 +222,10 @@ class Store:
         shallow: bool = False,
         query: Query | None = None,
         require_index: bool = False,
+        max_records: int | None = None,
     ) -> Any:
-        """The JSON value at ``path`` (``None`` if absent), optionally shallow or queried."""
+        """The JSON value at ``path`` (``None`` if absent), optionally shallow or queried.
+        ``max_records`` bounds a plain read: past it, ``ReadTooLarge`` is raised."""
         keys = parse_path(path) if isinstance(path, str) else path
         who = self._who(token, caller)
         if shallow and query is not None:
@@ -234,7 +236,7 @@ class Store:
             if shallow:
                 return tree.shallow(keys)
             if query is None:
-                return to_wire(tree.read(keys))
+                return to_wire(tree.read(keys, max_records))
             if require_index:
                 self._check_index(keys, query)
             rec = tree.lookup(keys)

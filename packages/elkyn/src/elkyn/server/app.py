@@ -42,6 +42,7 @@ from ..paths import Path, parse_path
 from ..query import Query
 from ..rules.locate import locate_rule
 from ..settings import ElkynSettings
+from ..storage import ReadTooLarge
 from ..store import ADMIN, ANONYMOUS, Caller, Store, caller_of_claims, etag_of
 from . import foreign as _foreign  # noqa: F401  (registers LMDB's translations)
 from .http import (
@@ -70,6 +71,10 @@ Scope = MutableMapping[str, Any]
 
 _QUERY_PARAMS = ("startAt", "endAt", "equalTo", "startAfter", "endBefore")
 _LIMITS = ("limitToFirst", "limitToLast")
+# A read of at most this many records runs on the event loop (tens of microseconds); past it,
+# the read starts again on a worker thread so that a big subtree never stalls the loop.
+INLINE_READ_RECORDS = 256
+
 _WRITE_SIZE = {
     "tiny": 1 << 20,
     "small": 10 << 20,
@@ -409,6 +414,20 @@ class ElkynApp:
             value, etag = read()
             return (b"" if silent else dumps(value, pretty)), etag
 
+        plain = not (want_etag or none_match is not None or shallow or query is not None)
+        if plain and req.params.get("format") != "export":
+            # Most reads are a few records: read them here, bounded, since a hand-off to a
+            # thread costs more than the read; a bigger subtree goes to a thread below.
+            try:
+                value = store.get(db_path, caller=caller, max_records=INLINE_READ_RECORDS)
+            except ReadTooLarge:
+                pass
+            else:
+                if silent:
+                    await respond(send, 204, b"")
+                else:
+                    await respond(send, 200, dumps(value, pretty))
+                return
         # Read and encode on a worker thread: a large subtree takes seconds, and the loop
         # must go on serving /health, streams and small reads meanwhile.
         try:
