@@ -174,7 +174,13 @@ class BrowserBackend:
                 continue
             # a result a browser gave and the hub accepted
             table: pa.Table = event[3]
-            if bt.id not in open_ids or self.hub.banned(run, worker_id):
+            if bt.id not in open_ids:
+                continue
+            if self.hub.banned(run, worker_id):
+                # the hub accepted it before the ban: the task still needs trusted rows (it
+                # was dropped here before, and the job waited for it forever)
+                self.stats["local"] += 1
+                local.submit(bt.task.retry())
                 continue
             self.stats["browser"] += 1
             seconds = time.monotonic() - sent.get(bt.id, time.monotonic())
