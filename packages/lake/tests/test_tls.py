@@ -6,6 +6,7 @@ Real ``lake node`` processes on 127.0.0.1 with certificates made by ``openssl`` 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import duckdb
@@ -116,6 +117,7 @@ class Traffic:
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.failures: list[str] = []
+        self.unavailable: list[str] = []  # answered "retry" once, then succeeded or failed
         self.done = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -128,14 +130,28 @@ class Traffic:
                     if name in self.down:
                         continue
                     token = self.tokens[i % len(self.tokens)]
-                    try:
-                        with tls_client(self.nodes[name], token, self.certs) as client:
-                            if i % 5 == 0:
-                                client.upload(self.csv, f"loop{i}_{name}")
-                            assert client.query("SELECT count(*) FROM sales")["rows"][0][0] > 0
-                        self.done += 1
-                    except Exception as exc:
-                        self.failures.append(f"{name} (phase {len(self.tokens)}): {exc!r}")
+                    for attempt in (1, 2):
+                        try:
+                            self._request(name, token, i)
+                            self.done += 1
+                            break
+                        except UnavailableError as exc:
+                            # "retry once the cluster has re-replicated it": a node just back
+                            # may answer that once; a refused token never does (it is 401)
+                            if attempt == 1:
+                                self.unavailable.append(f"{name}: {exc!r}")
+                                time.sleep(0.5)
+                                continue
+                            self.failures.append(f"{name} (phase {len(self.tokens)}): {exc!r}")
+                        except Exception as exc:
+                            self.failures.append(f"{name} (phase {len(self.tokens)}): {exc!r}")
+                            break
+
+    def _request(self, name: str, token: str, i: int) -> None:
+        with tls_client(self.nodes[name], token, self.certs) as client:
+            if i % 5 == 0:
+                client.upload(self.csv, f"loop{i}_{name}")
+            assert client.query("SELECT count(*) FROM sales")["rows"][0][0] > 0
 
     def restart(self, name: str, launch: Launch, port: int, join: str, **env: str) -> None:
         """Stop node ``name`` between two requests, start it again with ``env``, wait until
