@@ -1,18 +1,21 @@
-"""Batch blocks: one committed batch as Arrow-aligned column buffers in the heap ring.
+"""Batch blocks: one committed batch as Arrow column buffers in the heap ring.
 
-A block is a header (magic, column count, rows, first record) with one descriptor per
-column -- validity, values/offsets and data positions, data length, null count -- followed
-by the buffers themselves, each 64-byte aligned exactly as Arrow lays them out. Writing is a
-few memcpys per column; reading wraps the same bytes in ``pyarrow`` buffers with no copy.
+Two kinds, told apart by their magic:
+
+- ``BLKI`` (what ``write_record_batch`` writes): a header, then the batch as an Arrow IPC
+  stream (schema message, record batch message). Arrow's C++ writer copies every buffer in
+  one call, and its reader wraps them again without a copy.
+- ``BLK1`` (what producers that fill claimed slots in place commit): a header with one
+  descriptor per column -- validity, values/offsets and data positions, data length, null
+  count -- pointing at buffers laid out as Arrow lays them out.
+
+Both give per-column descriptors for the record cursor, so it reads either without Arrow.
 """
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -23,14 +26,17 @@ from strand.schema import Layout, StrandField, StrandSchema
 
 __all__ = [
     "BLOCK_MAGIC",
+    "IPC_HEADER",
+    "IPC_MAGIC",
     "NONE",
-    "BlockPlan",
+    "IpcEncoder",
     "block_header_size",
     "build_array",
-    "emit_block",
+    "ipc_batch",
     "normalize_batch",
-    "plan_block",
     "read_descriptors",
+    "read_head",
+    "wrap_storage",
     "write_header",
 ]
 
@@ -54,8 +60,9 @@ def block_header_size(ncols: int) -> int:
 
 def normalize_batch(
     schema: StrandSchema, batch: pa.RecordBatch, intern: dict[str, int], intern_values: pa.Array
-) -> list[pa.Array]:
-    """Check a batch against the schema and return one storage array per field.
+) -> pa.RecordBatch:
+    """Check a batch against the schema and return it in storage form (``ipc_schema``'s
+    types: intern positions for utf8_ref, utf8 for json).
 
     Columns are matched by name; a column whose type differs is cast safely (int64 into i32
     only if every value fits), so a value that does not fit its field is a
@@ -67,12 +74,11 @@ def normalize_batch(
         incoming.names == schema.names_list and incoming.types == schema.storage_types
     ):
         schema.last_input = incoming  # an equal schema next time skips the type comparison
-        # the fast path: columns already in storage form, only nullability to check
-        columns = batch.columns
-        for field, arr in zip(schema, columns, strict=True):
-            if (not field.nullable and arr.null_count) or field.layout is Layout.LIST:
-                _normalize(field, arr, intern, intern_values)  # checks nulls and list elements
-        return list(columns)
+        # the fast path: columns already in storage form, only nulls and list items to check
+        for i in schema.checked:
+            _normalize(schema.fields[i], batch.column(i), intern, intern_values)
+        # schema-level metadata (pandas', say) would be copied into every block: drop it
+        return batch.replace_schema_metadata(None) if incoming.metadata else batch
     names = incoming.names
     if set(names) != set(schema.names) or len(names) != len(schema.names):
         missing = [n for n in schema.names if n not in names]
@@ -83,7 +89,10 @@ def normalize_batch(
             + (f"; unknown: {', '.join(extra)}" if extra else "")
             + f" (fields: {', '.join(schema.names)})"
         )
-    return [_normalize(field, batch.column(field.name), intern, intern_values) for field in schema]
+    arrays = [
+        _normalize(field, batch.column(field.name), intern, intern_values) for field in schema
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema.ipc_schema)
 
 
 def _normalize(
@@ -151,119 +160,91 @@ def _encode_refs(
     return codes.cast(pa.int32())
 
 
-# -- layout of one block -------------------------------------------------------------------
+# -- Arrow IPC blocks: what write_record_batch writes -------------------------------------
 
 
-@dataclass(slots=True)
-class BlockPlan:
-    """How to lay one batch into a block: total size, plain copies, rare fix-ups, descriptors.
+IPC_MAGIC: Final = b"BLKI"
+_IPC_HEAD = struct.Struct("<4sIQQQQ")  # magic, columns, rows, first record, message at, length
+IPC_HEADER: Final = _align(_IPC_HEAD.size)
+_WRITE_OPTIONS = pa.ipc.IpcWriteOptions(use_threads=False)
+_EOS: Final = 8  # room for an end-of-stream marker, should a writer ever write one
 
-    Planned before the heap space is reserved (the size decides where it goes), then emitted
-    with one ``memmove`` per buffer -- the copies release the GIL and there is no per-row
-    Python anywhere.
+
+class IpcEncoder:
+    """Lays a whole batch into a block with one call into Arrow's C++ IPC writer.
+
+    A block is our header, then the batch's IPC schema message (a stream must start with
+    one; readers skip it), then the record batch message whose body holds the buffers. The
+    copy of every buffer happens inside Arrow, with the GIL released; Python pays a fixed
+    few microseconds per batch, not per column.
     """
 
-    rows: int
-    total: int
-    copies: list[tuple[int, int, int]]  # (offset in block, source address, bytes)
-    bit_copies: list[tuple[int, pa.Buffer, int]]  # (offset, bitmap, bit offset): unaligned
-    rebases: list[tuple[int, np.ndarray]]  # (offset, source offsets): rebased to start at 0
-    descs: list[int]  # five per column, positions relative to the block (NONE: absent)
+    __slots__ = ("_prefix", "_schema")
+
+    def __init__(self) -> None:
+        self._schema: pa.Schema | None = None
+        self._prefix = 0
+
+    def size(self, batch: pa.RecordBatch) -> tuple[int, int, int]:
+        """(block bytes, schema message bytes, batch message bytes) for ``batch``."""
+        schema = batch.schema
+        if self._schema is None or not schema.equals(self._schema, check_metadata=True):
+            self._prefix = schema.serialize().size
+            self._schema = schema
+        message = pa.ipc.get_record_batch_size(batch)
+        return _align(IPC_HEADER + self._prefix + message + _EOS), self._prefix, message
+
+    @staticmethod
+    def emit(
+        mm: memoryview,
+        phys: int,
+        sizes: tuple[int, int, int],
+        batch: pa.RecordBatch,
+        first_seq: int,
+    ) -> None:
+        """Write ``batch`` as a block at segment offset ``phys``."""
+        total, prefix, message = sizes
+        _IPC_HEAD.pack_into(
+            mm, phys, IPC_MAGIC, batch.num_columns, batch.num_rows, first_seq,
+            IPC_HEADER + prefix, message,
+        )  # fmt: skip
+        sink = pa.FixedSizeBufferWriter(pa.py_buffer(mm[phys + IPC_HEADER : phys + total]))
+        pa.ipc.new_stream(sink, batch.schema, options=_WRITE_OPTIONS).write_batch(batch)
+        if sink.tell() != prefix + message:  # Arrow's own size functions disagree: never ship
+            raise StrandValueError(
+                f"Arrow wrote {sink.tell()} bytes for a block planned as {prefix + message}; "
+                "this pyarrow version lays IPC streams out differently than expected"
+            )
 
 
-def plan_block(schema: StrandSchema, arrays: list[pa.Array]) -> BlockPlan:
-    """Plan the block for ``arrays`` (already checked by ``normalize_batch``)."""
-    rows = len(arrays[0]) if arrays else 0
-    at = block_header_size(len(schema))
-    copies: list[tuple[int, int, int]] = []
-    bit_copies: list[tuple[int, pa.Buffer, int]] = []
-    rebases: list[tuple[int, np.ndarray]] = []
-    descs: list[int] = []
-    bitmap_bytes = (rows + 7) >> 3
-    for field, arr in zip(schema.fields, arrays, strict=True):
-        buffers = arr.buffers()
-        offset = arr.offset
-        nulls = arr.null_count
-        validity_at = NONE
-        if nulls:
-            validity_at = at
-            if offset & 7:
-                bit_copies.append((at, buffers[0], offset))
-            else:
-                copies.append((at, buffers[0].address + (offset >> 3), bitmap_bytes))
-            at += _align(bitmap_bytes)
-        values_at = at
-        data_at = NONE
-        data_len = 0
-        layout = field.layout
-        if layout is Layout.FIXED:
-            n = rows * field.width
-            copies.append((at, buffers[1].address + offset * field.width, n))
-            at += _align(n)
-        elif layout is Layout.BOOL:
-            if offset & 7:
-                bit_copies.append((at, buffers[1], offset))
-            else:
-                copies.append((at, buffers[1].address + (offset >> 3), bitmap_bytes))
-            at += _align(bitmap_bytes)
-        else:
-            offsets = _offsets(arr)
-            base = int(offsets[0]) if rows else 0
-            end = int(offsets[-1]) if rows else 0
-            n = 4 * (rows + 1)
-            if base == 0 and offsets.dtype == np.int32:
-                copies.append((at, buffers[1].address + 4 * offset, n))
-            else:
-                rebases.append((at, offsets))
-            at += _align(n)
-            data_at = at
-            if layout is Layout.VAR:
-                data_len = end - base
-                if data_len:
-                    copies.append((at, buffers[2].address + base, data_len))
-            else:
-                child = arr.values
-                data_len = (end - base) * field.width
-                if data_len:
-                    source = child.buffers()[1].address + (child.offset + base) * field.width
-                    copies.append((at, source, data_len))
-            at += _align(data_len)
-        descs += (validity_at, values_at, data_at, data_len, nulls)
-    return BlockPlan(rows, at, copies, bit_copies, rebases, descs)
+def read_head(mm: memoryview, phys: int, ncols: int) -> tuple[bool, int, int, int, int]:
+    """(is an IPC block, rows, first record, message offset, message bytes) of a block."""
+    magic = bytes(mm[phys : phys + 4])
+    if magic == IPC_MAGIC:
+        _, count, rows, first, at, length = _IPC_HEAD.unpack_from(mm, phys)
+        if count == ncols:
+            return True, rows, first, at, length
+    elif magic == BLOCK_MAGIC:
+        _, count, rows, first = _HEAD.unpack_from(mm, phys)
+        if count == ncols:
+            return False, rows, first, 0, 0
+    raise StrandValueError(
+        f"no batch block at heap offset {phys} (magic {magic!r}): the record was "
+        "overwritten, or the segment is corrupted"
+    )
 
 
-def emit_block(
-    mm: memoryview, base_address: int, phys: int, mono: int, plan: BlockPlan, first_seq: int
-) -> None:
-    """Write a planned block at segment offset ``phys`` (heap position ``mono``)."""
-    dst = base_address + phys
-    for at, source, nbytes in plan.copies:
-        ctypes.memmove(dst + at, source, nbytes)
-    rows = plan.rows
-    for at, bitmap, bit_offset in plan.bit_copies:
-        _copy_bits(mm, phys + at, bitmap, bit_offset, rows)
-    for at, offsets in plan.rebases:
-        out = np.frombuffer(mm, dtype=np.int32, count=rows + 1, offset=phys + at)
-        np.subtract(offsets, offsets[0], out=out, casting="unsafe")
-        del out
-    descs = plan.descs
-    for i in range(0, len(descs), 5):  # positions become heap positions
-        for j in (i, i + 1, i + 2):
-            if descs[j] != NONE:
-                descs[j] += mono
-    ncols = len(descs) // 5
-    _HEAD.pack_into(mm, phys, BLOCK_MAGIC, ncols, rows, first_seq)
-    _descs_struct(ncols).pack_into(mm, phys + _HEAD.size, *descs)
-
-
-@functools.cache
-def _descs_struct(ncols: int) -> struct.Struct:
-    return struct.Struct(f"<{5 * ncols}Q")
-
-
-def _offsets(arr: pa.Array) -> np.ndarray:
-    dtype = np.int64 if arr.type in (pa.large_string(), pa.large_binary()) else np.int32
-    return np.frombuffer(arr.buffers()[1], dtype=dtype)[arr.offset : arr.offset + len(arr) + 1]
+def ipc_batch(
+    root: pa.Buffer, phys: int, at: int, length: int, schema: pa.Schema
+) -> pa.RecordBatch:
+    """The zero-copy batch of the IPC block at ``phys`` (``root``: the whole segment)."""
+    try:
+        return pa.ipc.read_record_batch(root.slice(phys + at, length), schema)
+    except (pa.ArrowException, OSError, EOFError) as exc:
+        raise StrandValueError(
+            f"the batch block at heap offset {phys} cannot be read ({exc}): the segment is "
+            "corrupted"
+        ) from None
 
 
 def write_header(
@@ -279,41 +260,61 @@ def write_header(
         _DESC.pack_into(mm, phys + _HEAD.size + i * _DESC.size, *desc)
 
 
-def _bytes(buf: pa.Buffer) -> memoryview:
-    """An unsigned-byte view of an Arrow buffer (pyarrow exports signed bytes)."""
-    return memoryview(buf).cast("B")
-
-
-def _copy_bits(mm: memoryview, at: int, src: pa.Buffer, bit_offset: int, n: int) -> None:
-    """Copy ``n`` bits starting at ``bit_offset`` of ``src`` to byte ``at``, bit 0 aligned."""
-    nbytes = (n + 7) // 8
-    if bit_offset % 8 == 0:
-        start = bit_offset // 8
-        mm[at : at + nbytes] = _bytes(src)[start : start + nbytes]
-        return
-    first = bit_offset // 8
-    raw = np.frombuffer(src, dtype=np.uint8)[first : (bit_offset + n + 7) // 8 + 1]
-    bits = np.unpackbits(raw, bitorder="little")[bit_offset % 8 : bit_offset % 8 + n]
-    mm[at : at + nbytes] = np.packbits(bits, bitorder="little").data
-
-
 # -- reading -------------------------------------------------------------------------------
 
 
 def read_descriptors(
-    mm: memoryview, phys: int, ncols: int
+    mm: memoryview, phys: int, mono: int, schema: StrandSchema
 ) -> tuple[int, int, list[tuple[int, int, int, int, int]]]:
-    """(rows, first_seq, per-column descriptors) of the block at segment offset ``phys``."""
-    magic, count, rows, first = _HEAD.unpack_from(mm, phys)
-    if magic != BLOCK_MAGIC or count != ncols:
-        raise StrandValueError(
-            f"no batch block at heap offset {phys} (magic {magic!r}): the record was "
-            "overwritten, or the segment is corrupted"
-        )
+    """(rows, first_seq, per-column descriptors) of the block at segment offset ``phys``
+    (heap position ``mono``); positions in descriptors are heap positions."""
+    ipc, rows, first, at, length = read_head(mm, phys, len(schema))
+    if ipc:
+        return rows, first, _ipc_descriptors(mm, phys, mono, at, length, schema)
     # one 5-tuple per column: tuples this small are recycled, so seeking retains nothing
     at = phys + _HEAD.size
-    descs = [_DESC.unpack_from(mm, at + i * _DESC.size) for i in range(ncols)]
+    descs = [_DESC.unpack_from(mm, at + i * _DESC.size) for i in range(len(schema))]
     return rows, first, descs
+
+
+def _ipc_descriptors(
+    mm: memoryview, phys: int, mono: int, at: int, length: int, schema: StrandSchema
+) -> list[tuple[int, int, int, int, int]]:
+    """Descriptors of an IPC block, from where Arrow's reader finds each buffer."""
+    root = pa.py_buffer(mm)
+    batch = ipc_batch(root, phys, at, length, schema.ipc_schema)
+    block = root.address + phys
+    rows = batch.num_rows
+    descs = []
+    for field, arr in zip(schema.fields, batch.columns, strict=True):
+        bufs = arr.buffers()
+        nulls = arr.null_count
+        validity = mono + bufs[0].address - block if nulls and bufs[0] is not None else NONE
+        values = mono + bufs[1].address - block
+        data, data_len = NONE, 0
+        if field.layout is Layout.VAR or field.layout is Layout.LIST:
+            # offsets index the data buffer as Arrow lays it out, exactly as readers use them
+            offsets = np.frombuffer(bufs[1], np.int32, rows + 1)
+            unit = 1 if field.layout is Layout.VAR else field.width
+            data_len = int(offsets[rows] - offsets[0]) * unit
+            source = bufs[2] if field.layout is Layout.VAR else bufs[3]
+            if source is not None:
+                data = mono + source.address - block
+        descs.append((validity, values, data, data_len, nulls))
+    del batch, root
+    return descs
+
+
+def wrap_storage(field: StrandField, column: pa.Array, dictionary: pa.Array | None) -> pa.Array:
+    """A stored column as the user sees it: intern positions become a dictionary array over
+    the intern table, JSON text becomes the JSON extension type; others are returned as is."""
+    kind = field.type.kind
+    if kind == "utf8_ref":
+        assert dictionary is not None
+        return pa.DictionaryArray.from_arrays(column, dictionary, safe=True)
+    if kind == "json":
+        return pa.ExtensionArray.from_storage(pa.json_(), column)
+    return column
 
 
 def build_array(

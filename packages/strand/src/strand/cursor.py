@@ -110,7 +110,9 @@ class RecordCursor:
         first, rows, mono, _ = ring.entry(batch)
         if not first <= seq < first + rows:
             return False
-        _, _, descs = blocks.read_descriptors(ring.buf, ring.heap_phys(mono), len(self._kinds))
+        _, _, descs = blocks.read_descriptors(
+            ring.buf, ring.heap_phys(mono), mono, self._view.schema
+        )
         for c, (validity_at, values_at, data_at, _len, _nulls) in enumerate(descs):
             self._vat[c] = ring.heap_phys(validity_at) if validity_at != blocks.NONE else -1
             self._xat[c] = ring.heap_phys(values_at)

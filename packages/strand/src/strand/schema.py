@@ -158,8 +158,8 @@ class StrandSchema:
     """The ordered fields of a strand, with their binary form and FNV-1a fingerprint."""
 
     __slots__ = (
-        "_binary", "_positions", "fields", "has_sorted", "last_input", "names_list",
-        "storage_types",
+        "_binary", "_positions", "checked", "fields", "has_sorted", "ipc_schema", "last_input",
+        "names_list", "storage_types",
     )  # fmt: skip
 
     def __init__(self, fields: list[StrandField] | tuple[StrandField, ...]) -> None:
@@ -183,6 +183,12 @@ class StrandSchema:
         self.names_list = [f.name for f in fields]
         # the Arrow types a column must already have to be copied without conversion
         self.storage_types = [_storage_type(f) for f in fields]
+        # the schema of a block's Arrow IPC message: every column in its storage form
+        self.ipc_schema = pa.schema([pa.field(f.name, _ipc_type(f)) for f in fields])
+        # fields whose incoming columns need a check even on the fast path (nulls, list items)
+        self.checked = [
+            i for i, f in enumerate(fields) if not f.nullable or f.layout is Layout.LIST
+        ]
         self.has_sorted = any(f.sorted for f in fields)
         self.last_input: pa.Schema | None = None  # cache of the last batch schema accepted
 
@@ -282,6 +288,16 @@ class StrandSchema:
             if a != b:
                 return f'field "{a.name}" is {_describe(a)} here but {_describe(b)}'
         return "the schemas are equal"
+
+
+def _ipc_type(f: StrandField) -> pa.DataType:
+    """The Arrow type a column is stored as: intern positions, JSON as its utf8 storage."""
+    kind = f.type.kind
+    if kind == "utf8_ref":
+        return pa.int32()
+    if kind == "json":
+        return pa.utf8()
+    return f.arrow_type
 
 
 def _storage_type(f: StrandField) -> pa.DataType | None:

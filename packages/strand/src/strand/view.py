@@ -52,6 +52,10 @@ class StrandView:
         self._buf = self.segment.buf
         self._intern = InternTable(self._ring)
         self._arrow_schema = self.schema.to_arrow()
+        self._has_refs = any(f.type.kind == "utf8_ref" for f in self.schema)
+        # IPC blocks are read with the user's schema when no column needs wrapping
+        plain = self.schema.ipc_schema.types == self._arrow_schema.types
+        self._ipc_read_schema = self._arrow_schema if plain else self.schema.ipc_schema
         if intern_table is not None:
             self.update_intern_table(intern_table)
         self._tokens: list[int] = []
@@ -242,23 +246,31 @@ class StrandView:
         ring = self._ring
         first, rows, mono, _ = ring.entry(number)
         phys = ring.heap_phys(mono)
-        block_rows, block_first, descs = blocks.read_descriptors(self._buf, phys, len(self.schema))
+        ipc, block_rows, block_first, at, length = blocks.read_head(
+            self._buf, phys, len(self.schema)
+        )
         if first + rows > committed or (block_rows, block_first) != (rows, first):
             raise StrandStateError(
                 f"batch {number} (records {first}..{first + rows}) is not committed or was "
                 "overwritten; read only committed records you have not acknowledged"
             )
-        dictionary = self._intern.current()[0] if "utf8_ref" in self._kinds else None
+        dictionary = self._intern.current()[0] if self._has_refs else None
         root = pa.py_buffer(self._buf)
-        arrays = [
-            blocks.build_array(root, ring.heap_phys, f, descs[i], rows, dictionary)
-            for i, f in enumerate(self.schema)
-        ]
+        if ipc:  # one call into Arrow's reader; columns in storage form are wrapped after
+            batch = blocks.ipc_batch(root, phys, at, length, self._ipc_read_schema)
+            if self._ipc_read_schema is self._arrow_schema:
+                return first, batch
+            arrays = [
+                blocks.wrap_storage(f, column, dictionary)
+                for f, column in zip(self.schema, batch.columns, strict=True)
+            ]
+        else:
+            _, _, descs = blocks.read_descriptors(self._buf, phys, mono, self.schema)
+            arrays = [
+                blocks.build_array(root, ring.heap_phys, f, descs[i], rows, dictionary)
+                for i, f in enumerate(self.schema)
+            ]
         return first, pa.RecordBatch.from_arrays(arrays, schema=self._arrow_schema)
-
-    @property
-    def _kinds(self) -> set[str]:
-        return {f.type.kind for f in self.schema}
 
     def read_batches(self, start: int, stop: int, copy: bool = False) -> list[pa.RecordBatch]:
         """Records ``[start, stop)`` as zero-copy batches, one per committed batch spanned.

@@ -148,6 +148,7 @@ class StrandWriter:
         self._safe_heap = 0
         self._last_sorted: dict[int, Any] = self._read_last_sorted()
         self._has_refs = any(f.type.kind == "utf8_ref" for f in self.schema)
+        self._encoder = blocks.IpcEncoder()
         self._closed = False
 
     # -- ownership ----------------------------------------------------------------------
@@ -356,7 +357,7 @@ class StrandWriter:
                 f"write_record_batch takes a pyarrow RecordBatch, a Table or a list of dicts, "
                 f"not {type(records).__name__}"
             )
-        pieces: list[tuple[list[pa.Array], blocks.BlockPlan]] = []
+        pieces: list[tuple[pa.RecordBatch, tuple[int, int, int]]] = []
         last = self._last_sorted
         for batch in batches:
             if batch.num_rows == 0:
@@ -365,50 +366,50 @@ class StrandWriter:
                 values, lookup = self._intern.current()
             else:
                 values, lookup = _NO_INTERN
-            arrays = blocks.normalize_batch(self.schema, batch, lookup, values)
-            last = self._check_sorted(arrays, last)
-            self._split(arrays, pieces)
+            stored = blocks.normalize_batch(self.schema, batch, lookup, values)
+            last = self._check_sorted(stored, last)
+            self._split(stored, pieces)
         written = 0
-        for arrays, plan in pieces:
-            written += self._write_block(arrays, plan, timeout)
+        for stored, sizes in pieces:
+            written += self._write_block(stored, sizes, timeout)
         return written
 
     def _split(
-        self, arrays: list[pa.Array], out: list[tuple[list[pa.Array], blocks.BlockPlan]]
+        self, batch: pa.RecordBatch, out: list[tuple[pa.RecordBatch, tuple[int, int, int]]]
     ) -> None:
-        """Cut arrays into blocks that fit (half the heap, half the index); plan each."""
-        rows = len(arrays[0])
-        plan = blocks.plan_block(self.schema, arrays)
+        """Cut a batch into blocks that fit (half the heap, half the index); size each."""
+        rows = batch.num_rows
+        sizes = self._encoder.size(batch)
         max_rows = max(1, self.map.index_capacity // 2)
-        if plan.total <= self.map.max_block_bytes and rows <= max_rows:
-            out.append((arrays, plan))
+        if sizes[0] <= self.map.max_block_bytes and rows <= max_rows:
+            out.append((batch, sizes))
             return
         if rows == 1:
             raise StrandValueError(
-                f"one record needs {plan.total} bytes but the largest block this heap can hold "
+                f"one record needs {sizes[0]} bytes but the largest block this heap can hold "
                 f"is {self.map.max_block_bytes} bytes (half of heap_capacity "
                 f"{self.map.heap_capacity}); create the strand with a larger heap_capacity"
             )
-        per_row = plan.total / rows
+        per_row = sizes[0] / rows
         piece = min(max_rows, max(1, int(self.map.max_block_bytes * 0.9 / per_row)))
         if piece >= 16:
-            piece -= piece % 8  # keep validity bitmaps byte-aligned: plain memcpy
+            piece -= piece % 8  # keep validity bitmaps byte-aligned: Arrow copies no bits
         piece = min(piece, rows - 1)
         for start in range(0, rows, piece):
-            self._split([a.slice(start, piece) for a in arrays], out)
+            self._split(batch.slice(start, piece), out)
 
     def _write_block(
-        self, arrays: list[pa.Array], plan: blocks.BlockPlan, timeout: float | None
+        self, batch: pa.RecordBatch, sizes: tuple[int, int, int], timeout: float | None
     ) -> int:
-        rows = plan.rows
-        mono = self._reserve(rows, plan.total, timeout)
+        rows: int = batch.num_rows
+        total = sizes[0]
+        mono = self._reserve(rows, total, timeout)
         first = self._commit_seq
         ring = self._ring
-        phys = ring.heap_phys(mono)
-        blocks.emit_block(ring.buf, ring.base_address, phys, mono, plan, first)
-        self._outstanding[mono] = mono + plan.total
+        blocks.IpcEncoder.emit(ring.buf, ring.heap_phys(mono), sizes, batch, first)
+        self._outstanding[mono] = mono + total
         self._publish(first, rows, mono, [mono])
-        self._remember_sorted(arrays)
+        self._remember_sorted(batch)
         return rows
 
     def _publish(self, first: int, rows: int, mono: int, regions: list[int]) -> None:
@@ -455,7 +456,9 @@ class StrandWriter:
 
     # -- sorted fields ----------------------------------------------------------------------
 
-    def _check_sorted(self, arrays: list[pa.Array], last: dict[int, Any]) -> dict[int, Any]:
+    def _check_sorted(
+        self, arrays: pa.RecordBatch | list[pa.Array], last: dict[int, Any]
+    ) -> dict[int, Any]:
         """Refuse arrays that break a sorted field's order (within them, or against ``last``,
         the previous values); return the last values after them. Changes nothing."""
         if not self.schema.has_sorted:
@@ -484,7 +487,7 @@ class StrandWriter:
             after[i] = arr[n - 1]
         return after
 
-    def _remember_sorted(self, arrays: list[pa.Array]) -> None:
+    def _remember_sorted(self, arrays: pa.RecordBatch) -> None:
         """After a publish: the order of later batches is checked against these values."""
         if self.schema.has_sorted:
             for i, f in enumerate(self.schema):
@@ -499,7 +502,7 @@ class StrandWriter:
         batch = self._batch - 1
         _, _rows, mono, _ = ring.entry(batch)
         rows_, _first, descs = blocks.read_descriptors(
-            ring.buf, ring.heap_phys(mono), len(self.schema)
+            ring.buf, ring.heap_phys(mono), mono, self.schema
         )
         last = {}
         for i, f in enumerate(self.schema):
