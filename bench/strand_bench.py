@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import math
 import multiprocessing as mp
@@ -763,10 +764,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", type=int, default=3, help="runs per measurement (default 3)")
     ap.add_argument("--fresh", action="store_true", help="discard stored results of this scale")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per wait (120)")
+    ap.add_argument(
+        "--heap-mib",
+        type=int,
+        default=None,
+        help="the ring's heap in MiB (default 256, 16 with --quick); results are stored per heap",
+    )
     args = ap.parse_args(argv)
     cfg = Config.make(args.quick, args.scale, args.timeout)
+    if args.heap_mib is not None:
+        cfg = dataclasses.replace(cfg, heap=args.heap_mib * MIB)
     scale = cfg.scale
-    store = ResultStore(RESULTS / f"{NAME}.json")
+    suffix = "" if args.heap_mib is None else f"-heap{args.heap_mib}"
+    store = ResultStore(RESULTS / f"{NAME}{suffix}.json")
     if args.fresh:
         store.discard_scale(scale)
     failures: list[str] = []

@@ -40,6 +40,16 @@ def row(page: Page, path: str) -> Locator:
     return page.locator(f'[data-testid="db-row"][data-path="{path}"]')
 
 
+def save_value(page: Page) -> None:
+    """Click "Save value" and wait for the page's answer: "Saved.", or the refusal it shows
+    (then fail with its text, so a failure says whether the write or the stream went wrong)."""
+    page.get_by_role("button", name="Save value").click()
+    refused = page.get_by_test_id("db-save-error")
+    expect(page.get_by_text("Saved.", exact=True).or_(refused)).to_be_visible()
+    if refused.count():
+        pytest.fail(f"the page's save was refused: {refused.inner_text()}")
+
+
 def open_at(page: Page, path: str) -> None:
     page.goto(f"/database/?path={quote(path)}")
     expect(page.get_by_test_id("db-live")).to_be_visible()
@@ -181,7 +191,8 @@ def test_invalid_json_is_refused_in_the_page(page: Page, ui_platform: UIPlatform
     # the same field accepts it once it is JSON
     row(page, f"/{top}/name").get_by_role("button", name="name", exact=True).click()
     page.get_by_label("Value (JSON)").fill('"Grace"')
-    page.get_by_role("button", name="Save value").click()
+    save_value(page)
+    assert rest(ui_platform, f"{top}/name") == "Grace"  # written; now the stream must show it
     expect(row(page, f"/{top}/name").get_by_test_id("db-value")).to_have_text('"Grace"')
     assert rest(ui_platform, f"{top}/name") == "Grace"
     assert len(writes) == 1  # the listener sees writes: the refusals above sent none
