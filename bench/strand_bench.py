@@ -724,6 +724,21 @@ def run_memcpy_shm(src: np.ndarray) -> dict[str, Any]:
 # -- driver -------------------------------------------------------------------------------
 
 
+def _parse_only(text: str) -> set[tuple[str, int]]:
+    """``--only``'s workloads as (schema, batch bytes) pairs; empty means all."""
+    sizes = {_fmt_size(n).replace(" ", ""): n for n in BATCH_SIZES}
+    chosen = set()
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        kind, _, size = item.partition(":")
+        if kind not in SCHEMAS or size not in sizes:
+            raise SystemExit(
+                f"--only: {item!r} is not a workload; use schema:size with a schema from "
+                f"{', '.join(SCHEMAS)} and a size from {', '.join(sizes)}"
+            )
+        chosen.add((kind, sizes[size]))
+    return chosen
+
+
 def _fmt_size(n: int) -> str:
     return f"{n // MIB} MiB" if n >= MIB else f"{n // KIB} KiB"
 
@@ -763,7 +778,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", type=int, default=3, help="runs per measurement (default 3)")
     ap.add_argument("--fresh", action="store_true", help="discard stored results of this scale")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per wait (120)")
+    ap.add_argument(
+        "--only",
+        default="",
+        help="comma-separated batch workloads to run, e.g. fixed:1MiB,fixed:4MiB (for "
+        "development: skips the others, the cursor and the wake-up measurements)",
+    )
     args = ap.parse_args(argv)
+    only = _parse_only(args.only)
     cfg = Config.make(args.quick, args.scale, args.timeout)
     scale = cfg.scale
     store = ResultStore(RESULTS / f"{NAME}.json")
@@ -788,9 +810,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {key:<28} run {run + 1}/{args.runs}: {shown}", file=sys.stderr, flush=True)
 
     started = time.perf_counter()
-    streams = {(k, s): make_stream(k, s, cfg) for k in SCHEMAS for s in BATCH_SIZES}
+    streams = {
+        (k, s): make_stream(k, s, cfg)
+        for k in SCHEMAS
+        for s in BATCH_SIZES
+        if not only or (k, s) in only
+    }
     cold = {key: cold_stream(st, cfg) for key, st in streams.items()}
-    cursors = {k: cursor_stream(k, cfg) for k in SCHEMAS}
+    cursors = {} if only else {k: cursor_stream(k, cfg) for k in SCHEMAS}
     src = np.random.default_rng(3).random(cfg.memcpy_bytes // 8)
     dst = np.zeros_like(src)  # written once: every page faulted in before timing
     np.copyto(dst, src)
@@ -806,8 +833,9 @@ def main(argv: list[str] | None = None) -> None:
                 record(f"cursor|{kind}", run, functools.partial(run_cursor, consumer, stream, cfg))
             record("memcpy", run, lambda: run_memcpy(src, dst))
             record("memcpy-shm", run, lambda: run_memcpy_shm(src))
-            record("wake|strand", run, lambda: run_ping_strand(consumer, cfg))
-            record("wake|pipe", run, lambda: run_ping_pipe(consumer, cfg))
+            if not only:
+                record("wake|strand", run, lambda: run_ping_strand(consumer, cfg))
+                record("wake|pipe", run, lambda: run_ping_pipe(consumer, cfg))
     finally:
         consumer.stop()
         leftovers = [
