@@ -3,6 +3,10 @@ and never rewinds over a block a consumer still holds."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 
@@ -25,15 +29,30 @@ def _phys(view: strand.StrandView, batch: int) -> int:
     return view._ring.entry(batch)[2] % HEAP
 
 
-def _strand(name: str) -> strand.Segment:
-    return strand.create_strand(name, strand.compute_strand_map(SCHEMA, 1 << 22, HEAP))
+@contextlib.contextmanager
+def _strand(name: str, consumer: bool = True) -> Iterator[tuple[strand.StrandView, Any]]:
+    """A fresh strand with a view (registered unless ``consumer`` is False) and a begun
+    writer; all closed and unlinked afterwards."""
+    seg = strand.create_strand(name, strand.compute_strand_map(SCHEMA, 1 << 22, HEAP))
+    view = strand.StrandView(seg, register=consumer)
+    writer = strand.StrandWriter(seg)
+    writer.begin()
+    try:
+        yield view, writer
+    finally:
+        writer.close()
+        view.close()
+        seg.unlink()
+        seg.close(timeout=2)
 
 
 def test_blocks_cycle_through_the_hot_window_while_the_consumer_keeps_up(name: str) -> None:
-    seg = _strand(name)
-    view = strand.StrandView(seg)
-    writer = strand.StrandWriter(seg)
-    writer.begin()
+    with _strand(name) as (view, writer):
+        _keep_up(view, writer)
+
+
+def _keep_up(view: strand.StrandView, writer: Any) -> None:
+    """(A function of its own, so its Arrow views are gone before the strand closes.)"""
     n = 3 * HEAP // MIB  # three heaps' worth: without the window, every heap byte is used
     for i in range(n):
         writer.write_record_batch(_batch(i))
@@ -44,18 +63,16 @@ def test_blocks_cycle_through_the_hot_window_while_the_consumer_keeps_up(name: s
         view.acknowledge_read(view.committed_count)
     assert max(_phys(view, b) for b in range(n)) < HOT_WINDOW
     assert view._ring.entry(n - 1)[2] > 2 * HEAP  # positions went round: laps were skipped
-    writer.close()
-    view.close()
-    seg.unlink()
-    seg.close(timeout=2)
 
 
 def test_a_consumer_holding_a_block_stops_the_rewind_until_it_lets_go(name: str) -> None:
-    seg = _strand(name)
-    view = strand.StrandView(seg)
+    with _strand(name) as (view, writer):
+        _hold_then_let_go(view, writer)
+
+
+def _hold_then_let_go(view: strand.StrandView, writer: Any) -> None:
+    """(A function of its own, so its Arrow views are gone before the strand closes.)"""
     slow = view.register_consumer()  # holds batch 0 until acknowledged
-    writer = strand.StrandWriter(seg)
-    writer.begin()
     n = HEAP // MIB // 2  # room for all of them without waiting for ``slow``
     for i in range(n):
         writer.write_record_batch(_batch(i))
@@ -78,21 +95,10 @@ def test_a_consumer_holding_a_block_stops_the_rewind_until_it_lets_go(name: str)
     assert isinstance(tail, pa.RecordBatch)
     assert tail.equals(_batch(n + 2 * HOT_WINDOW // MIB - 1))
     del tail
-    writer.close()
-    view.close()
-    seg.unlink()
-    seg.close(timeout=2)
 
 
 def test_without_consumers_the_writer_rewinds_too(name: str) -> None:
-    seg = _strand(name)
-    writer = strand.StrandWriter(seg)
-    writer.begin()
-    for i in range(2 * HOT_WINDOW // MIB):
-        writer.write_record_batch(_batch(i))
-    view = strand.StrandView(seg, register=False)
-    assert max(_phys(view, b) for b in range(2 * HOT_WINDOW // MIB)) < HOT_WINDOW
-    writer.close()
-    view.close()
-    seg.unlink()
-    seg.close(timeout=2)
+    with _strand(name, consumer=False) as (view, writer):
+        for i in range(2 * HOT_WINDOW // MIB):
+            writer.write_record_batch(_batch(i))
+        assert max(_phys(view, b) for b in range(2 * HOT_WINDOW // MIB)) < HOT_WINDOW
