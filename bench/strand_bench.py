@@ -12,7 +12,9 @@ The parent process produces, one spawned child consumes; every measurement in on
   physical limit of any copy-once transport), and the same copy into a pre-faulted
   ``/dev/shm`` segment (4 KiB pages: what any shared-memory transport copies into);
 - ``wake-up``: ping-pong round trips of one record through two strands (each side waits with
-  ``wait_for_commit``), and the same through a ``multiprocessing.Pipe``.
+  ``wait_for_commit``), and the same through a ``multiprocessing.Pipe``;
+- ``fixed-cost``: in one process, ``write_record_batch``, ``read_batch`` and
+  ``acknowledge_read`` of a 64-record batch: what a batch costs apart from its bytes.
 
 Every consumer reduces every column of every batch (``pc.sum``; strings: the sum of their
 byte lengths), and the sums are compared with the producer's, so no engine can skip work.
@@ -29,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import functools
 import math
 import multiprocessing as mp
@@ -684,6 +685,42 @@ def run_ping_pipe(consumer: Consumer, cfg: Config) -> dict[str, Any]:
     return _latency(rtts, [])
 
 
+def run_fixed_cost(kind: str, cfg: Config) -> dict[str, Any]:
+    """What a batch costs apart from its bytes, in one process: write_record_batch, read_batch
+    and acknowledge_read of a 64-record batch, medians over ``cfg.pings`` batches."""
+    batch = make_batch(kind, 64, np.random.default_rng([11, SCHEMAS.index(kind)]))
+    clock = time.perf_counter
+    parts: list[list[float]] = [[], [], []]
+    with new_strand(batch.schema, 1 << 16, 16 * MIB) as seg:
+        view = strand.StrandView(seg)
+        writer = strand.StrandWriter(seg)
+        try:
+            writer.begin()
+            seq = 0
+            warm = max(10, cfg.pings // 10)
+            for i in range(warm + cfg.pings):
+                t0 = clock()
+                writer.write_record_batch(batch)
+                t1 = clock()
+                got = view.read_batch(seq, seq + 64)
+                t2 = clock()
+                if not isinstance(got, pa.RecordBatch) or got.num_rows != 64:
+                    raise BenchError(f"read_batch gave {got!r}, not one 64-record batch")
+                del got
+                seq += 64
+                view.acknowledge_read(seq)
+                t3 = clock()
+                if i >= warm:
+                    for part, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                        part.append(dt)
+            writer.finalize()
+        finally:
+            writer.close()
+            view.close(timeout=1.0)
+    write, read, ack = (statistics.median(part) * 1e6 for part in parts)
+    return {"write_us": write, "read_us": read, "ack_us": ack, "n": cfg.pings}
+
+
 def _latency(rtts: list[float], writes: list[float]) -> dict[str, Any]:
     q = statistics.quantiles(rtts, n=100, method="inclusive")
     out = {"p50_us": statistics.median(rtts) * 1e6, "p99_us": q[98] * 1e6, "n": len(rtts)}
@@ -723,6 +760,21 @@ def run_memcpy_shm(src: np.ndarray) -> dict[str, Any]:
 
 
 # -- driver -------------------------------------------------------------------------------
+
+
+def _parse_only(text: str) -> set[tuple[str, int]]:
+    """``--only``'s workloads as (schema, batch bytes) pairs; empty means all."""
+    sizes = {_fmt_size(n).replace(" ", ""): n for n in BATCH_SIZES}
+    chosen = set()
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        kind, _, size = item.partition(":")
+        if kind not in SCHEMAS or size not in sizes:
+            raise SystemExit(
+                f"--only: {item!r} is not a workload; use schema:size with a schema from "
+                f"{', '.join(SCHEMAS)} and a size from {', '.join(sizes)}"
+            )
+        chosen.add((kind, sizes[size]))
+    return chosen
 
 
 def _fmt_size(n: int) -> str:
@@ -765,18 +817,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fresh", action="store_true", help="discard stored results of this scale")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per wait (120)")
     ap.add_argument(
-        "--heap-mib",
-        type=int,
-        default=None,
-        help="the ring's heap in MiB (default 256, 16 with --quick); results are stored per heap",
+        "--only",
+        default="",
+        help="comma-separated batch workloads to run, e.g. fixed:1MiB,fixed:4MiB (for "
+        "development: skips the others, the cursor and the wake-up measurements)",
     )
     args = ap.parse_args(argv)
+    only = _parse_only(args.only)
     cfg = Config.make(args.quick, args.scale, args.timeout)
-    if args.heap_mib is not None:
-        cfg = dataclasses.replace(cfg, heap=args.heap_mib * MIB)
     scale = cfg.scale
-    suffix = "" if args.heap_mib is None else f"-heap{args.heap_mib}"
-    store = ResultStore(RESULTS / f"{NAME}{suffix}.json")
+    store = ResultStore(RESULTS / f"{NAME}.json")
     if args.fresh:
         store.discard_scale(scale)
     failures: list[str] = []
@@ -793,14 +843,23 @@ def main(argv: list[str] | None = None) -> None:
             consumer.restart()  # a consumer in an unknown state is replaced
         store.put(full, {"key": key, "scale": scale, "run": run, **row})
         shown = row.get("error") or (
-            f"{row['gbps']:.2f} GB/s" if "gbps" in row else f"p50 {row['p50_us']:.0f} us"
+            f"{row['gbps']:.2f} GB/s"
+            if "gbps" in row
+            else f"write {row['write_us']:.0f} us, read {row['read_us']:.0f} us"
+            if "write_us" in row
+            else f"p50 {row['p50_us']:.0f} us"
         )
         print(f"  {key:<28} run {run + 1}/{args.runs}: {shown}", file=sys.stderr, flush=True)
 
     started = time.perf_counter()
-    streams = {(k, s): make_stream(k, s, cfg) for k in SCHEMAS for s in BATCH_SIZES}
+    streams = {
+        (k, s): make_stream(k, s, cfg)
+        for k in SCHEMAS
+        for s in BATCH_SIZES
+        if not only or (k, s) in only
+    }
     cold = {key: cold_stream(st, cfg) for key, st in streams.items()}
-    cursors = {k: cursor_stream(k, cfg) for k in SCHEMAS}
+    cursors = {} if only else {k: cursor_stream(k, cfg) for k in SCHEMAS}
     src = np.random.default_rng(3).random(cfg.memcpy_bytes // 8)
     dst = np.zeros_like(src)  # written once: every page faulted in before timing
     np.copyto(dst, src)
@@ -812,12 +871,15 @@ def main(argv: list[str] | None = None) -> None:
                     key = f"batches|{kind}|{size}|{engine}"
                     st = cold[kind, size] if engine == "cold" else stream
                     record(key, run, functools.partial(RUNNERS[engine], consumer, st, cfg))
+            for kind in dict.fromkeys(k for k, _ in streams):
+                record(f"fixed-cost|{kind}", run, functools.partial(run_fixed_cost, kind, cfg))
             for kind, stream in cursors.items():
                 record(f"cursor|{kind}", run, functools.partial(run_cursor, consumer, stream, cfg))
             record("memcpy", run, lambda: run_memcpy(src, dst))
             record("memcpy-shm", run, lambda: run_memcpy_shm(src))
-            record("wake|strand", run, lambda: run_ping_strand(consumer, cfg))
-            record("wake|pipe", run, lambda: run_ping_pipe(consumer, cfg))
+            if not only:
+                record("wake|strand", run, lambda: run_ping_strand(consumer, cfg))
+                record("wake|pipe", run, lambda: run_ping_pipe(consumer, cfg))
     finally:
         consumer.stop()
         leftovers = [
@@ -933,6 +995,20 @@ def report(store: ResultStore, cfg: Config, runs: int, elapsed: float) -> str:
                 f"| {per('wait_s')} | {per('read_s')} | {per('reduce_s')} | {per('ack_s')} "
                 f"| {_g(reads / n if reads is not None and n else None)} |"
             )
+    lines += [
+        "",
+        "Per-batch fixed cost (one process, a 64-record batch, median of "
+        f"{cfg.pings} batches, medians of runs): what a batch costs apart from its bytes.",
+        "",
+        "| schema | write_record_batch us | read_batch us | acknowledge_read us |",
+        "|---|---:|---:|---:|",
+    ]
+    for kind in SCHEMAS:
+        key = f"fixed-cost|{kind}"
+        lines.append(
+            f"| {kind} | {_g(med(key, 'write_us'), '.1f')} | {_g(med(key, 'read_us'), '.1f')} "
+            f"| {_g(med(key, 'ack_us'), '.1f')} |"
+        )
     p50, p99 = med("wake|strand", "p50_us"), med("wake|strand", "p99_us")
     write = med("wake|strand", "write_p50_us")
     pp50, pp99 = med("wake|pipe", "p50_us"), med("wake|pipe", "p99_us")

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 import strand
-from strand import blocks
+from strand import _ipcmeta, blocks
 
 INTERN = ["a", "bb", "ccc"]
 
@@ -136,6 +136,99 @@ def test_a_corrupted_ipc_block_is_a_clear_error(name: str) -> None:
     seg.buf[phys + at : phys + at + 8] = b"\x00" * 8  # the message's length prefix
     with pytest.raises(strand.StrandValueError, match="corrupted"):
         view.read_batch(0, 10)
+    writer.close()
+    view.close()
+    seg.unlink()
+    seg.close(timeout=2)
+
+
+def _arrow_descriptors(
+    seg: strand.Segment, phys: int, mono: int, schema: strand.StrandSchema
+) -> list[tuple[int, int, int, int, int]]:
+    """The oracle: each column's buffer positions as pyarrow's own reader finds them."""
+    ipc, rows, _, at, length = blocks.read_head(seg.buf, phys, len(schema))
+    assert ipc
+    root = pa.py_buffer(seg.buf)
+    batch = blocks.ipc_batch(root, phys, at, length, schema.ipc_schema)
+    block = root.address + phys
+    descs = []
+    for field, arr in zip(schema.fields, batch.columns, strict=True):
+        bufs = arr.buffers()
+        nulls = arr.null_count
+        validity = mono + bufs[0].address - block if nulls and bufs[0] is not None else blocks.NONE
+        data, data_len = blocks.NONE, 0
+        if field.type.kind in ("utf8", "json", "bytes", "i32_array", "f32_array"):
+            offsets = np.frombuffer(bufs[1], np.int32, rows + 1)
+            unit = 1 if field.type.kind in ("utf8", "json", "bytes") else 4
+            data_len = int(offsets[rows] - offsets[0]) * unit
+            source = bufs[2] if unit == 1 else bufs[3]
+            if source is not None and source.size:
+                data = mono + source.address - block
+        descs.append((validity, mono + bufs[1].address - block, data, data_len, nulls))
+    del batch, root, arr, bufs, source
+    return descs
+
+
+@pytest.mark.parametrize("start", [0, 5, 150])
+def test_descriptors_from_the_message_metadata_match_arrows_reader(name: str, start: int) -> None:
+    seg = strand.create_strand(
+        name, strand.compute_strand_map(SCHEMA, 1024, 1 << 20, intern=INTERN)
+    )
+    view = strand.StrandView(seg)
+    writer = strand.StrandWriter(seg)
+    writer.begin()
+    writer.write_record_batch(_source(200).slice(start, 45))
+    ring = view._ring
+    mono = ring.entry(0)[2]
+    phys = ring.heap_phys(mono)
+    rows, first, descs = blocks.read_descriptors(seg.buf, phys, mono, SCHEMA)
+    assert (rows, first) == (45, 0)
+    assert descs == _arrow_descriptors(seg, phys, mono, SCHEMA)
+    assert any(d[0] != blocks.NONE for d in descs)  # nulls present: bitmaps are located too
+    writer.close()
+    view.close()
+    seg.unlink()
+    seg.close(timeout=2)
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        (0, b"\x00\x00\x00\x00"),  # the continuation marker
+        (4, b"\xff\xff\xff\x7f"),  # a metadata length beyond the message
+        (8, b"\xff\xff\x00\x00"),  # the flatbuffer's root offset
+        (-1, b""),  # a buffer offset pointing outside the body (set below)
+    ],
+)
+def test_a_cursor_on_a_corrupted_message_gets_a_clear_error(
+    name: str, where: int, value: bytes
+) -> None:
+    schema = pa.schema([pa.field("x", pa.int64()), pa.field("s", pa.utf8())])
+    seg = strand.create_strand(name, strand.compute_strand_map(schema, 1024, 1 << 16))
+    view = strand.StrandView(seg)
+    writer = strand.StrandWriter(seg)
+    writer.begin()
+    writer.write_record_batch(pa.record_batch({"x": np.arange(10), "s": list("abcdefghij")}))
+    ring = view._ring
+    phys = ring.heap_phys(ring.entry(0)[2])
+    _, _, _, at, length = blocks.read_head(seg.buf, phys, 2)
+    message = phys + at
+    if where < 0:  # find the values buffer of "x" (16 bytes: offset, length) and move it away
+        meta = _ipcmeta.read_batch_meta(seg.buf, message, length)
+        offset, size = meta.buffers[1]
+        raw = bytes(
+            seg.buf[
+                message : message + 8 + int.from_bytes(seg.buf[message + 4 : message + 8], "little")
+            ]
+        )
+        pair = (offset - 8 - (len(raw) - 8)).to_bytes(8, "little") + size.to_bytes(8, "little")
+        where = raw.index(pair)
+        value = (1 << 40).to_bytes(8, "little")
+    seg.buf[message + where : message + where + len(value)] = value
+    cursor = view.allocate_cursor()
+    with pytest.raises(strand.StrandValueError, match="corrupted"):
+        cursor.seek(3)
+    del cursor
     writer.close()
     view.close()
     seg.unlink()

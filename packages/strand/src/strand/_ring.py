@@ -247,16 +247,22 @@ class Ring:
         status_word = self.ctrl + CTRL.STATUS
         for _ in range(_SPIN):
             count = a.load_u64(commit_word)
-            if count > after or a.load_u64(status_word) >= STATUS_EOS:
+            if count > after:
                 return count
+            if a.load_u64(status_word) >= STATUS_EOS:
+                # the writer stores its last commit before the end status, so the count read
+                # before that status may be stale (the reader was preempted between the loads)
+                return a.load_u64(commit_word)
         deadline = time.monotonic() + timeout
         waiters = self.ctrl + CTRL.COMMIT_WAITERS
         woke = True
         while True:
             seen = a.load_u32(futex_word)
             count = a.load_u64(commit_word)
-            if count > after or a.load_u64(status_word) >= STATUS_EOS:
+            if count > after:
                 return count
+            if a.load_u64(status_word) >= STATUS_EOS:
+                return a.load_u64(commit_word)  # (as above: the count may be stale)
             if not woke and self._status_now() == "error":  # the writer died
                 return a.load_u64(commit_word)
             remaining = deadline - time.monotonic()

@@ -18,9 +18,9 @@ import struct
 from collections.abc import Callable
 from typing import Final
 
-import numpy as np
 import pyarrow as pa
 
+from strand._ipcmeta import read_batch_meta
 from strand.errors import StrandValueError
 from strand.schema import Layout, StrandField, StrandSchema
 
@@ -75,8 +75,9 @@ def normalize_batch(
     ):
         schema.last_input = incoming  # an equal schema next time skips the type comparison
         # the fast path: columns already in storage form, only nulls and list items to check
+        fields = schema.fields
         for i in schema.checked:
-            _normalize(schema.fields[i], batch.column(i), intern, intern_values)
+            _check_stored(fields[i], batch.column(i))
         # schema-level metadata (pandas', say) would be copied into every block: drop it
         return batch.replace_schema_metadata(None) if incoming.metadata else batch
     names = incoming.names
@@ -120,6 +121,13 @@ def _normalize(
                 f'column "{field.name}" is {arr.type}, which cannot be stored in a {field.type} '
                 f"field; cast it to {target} first"
             ) from None
+    _check_stored(field, arr)
+    return arr
+
+
+def _check_stored(field: StrandField, arr: pa.Array) -> None:
+    """What a column already in storage form may still break: nulls in a field that is not
+    nullable, null list items."""
     if arr.null_count and not field.nullable:
         raise StrandValueError(
             f'column "{field.name}" holds {arr.null_count} null(s) but the field is not nullable'
@@ -129,7 +137,6 @@ def _normalize(
             f'column "{field.name}" ({field.type}): array elements cannot be null '
             "(the list itself may be null)"
         )
-    return arr
 
 
 def _encode_refs(
@@ -280,29 +287,64 @@ def read_descriptors(
 def _ipc_descriptors(
     mm: memoryview, phys: int, mono: int, at: int, length: int, schema: StrandSchema
 ) -> list[tuple[int, int, int, int, int]]:
-    """Descriptors of an IPC block, from where Arrow's reader finds each buffer."""
-    root = pa.py_buffer(mm)
-    batch = ipc_batch(root, phys, at, length, schema.ipc_schema)
-    block = root.address + phys
-    rows = batch.num_rows
+    """Descriptors of an IPC block, from the buffer positions in its message's metadata."""
+    meta = read_batch_meta(mm, phys + at, length)
+    nodes, buffers = meta.nodes, meta.buffers
+    base = mono + at  # heap position of the message
     descs = []
-    for field, arr in zip(schema.fields, batch.columns, strict=True):
-        bufs = arr.buffers()
-        nulls = arr.null_count
-        validity = mono + bufs[0].address - block if nulls and bufs[0] is not None else NONE
-        values = mono + bufs[1].address - block
+    node = buf = 0
+    for field in schema.fields:
+        layout = field.layout
+        wanted_nodes, wanted_buffers = _IPC_SHAPE[layout]
+        if node + wanted_nodes > len(nodes) or buf + wanted_buffers > len(buffers):
+            raise StrandValueError(
+                f"the batch block at heap offset {phys} holds fewer columns than the schema: "
+                "the segment is corrupted"
+            )
+        rows, nulls = nodes[node]
+        bitmap, values = buffers[buf], buffers[buf + 1]
+        if rows != meta.rows or values[1] < _IPC_MIN[layout](field, rows):
+            raise StrandValueError(
+                f'column "{field.name}" of the batch block at heap offset {phys} is shorter '
+                "than its rows: the segment is corrupted"
+            )
+        validity = base + bitmap[0] if nulls and bitmap[1] else NONE
         data, data_len = NONE, 0
-        if field.layout is Layout.VAR or field.layout is Layout.LIST:
+        if layout is Layout.VAR or layout is Layout.LIST:
             # offsets index the data buffer as Arrow lays it out, exactly as readers use them
-            offsets = np.frombuffer(bufs[1], np.int32, rows + 1)
-            unit = 1 if field.layout is Layout.VAR else field.width
-            data_len = int(offsets[rows] - offsets[0]) * unit
-            source = bufs[2] if field.layout is Layout.VAR else bufs[3]
-            if source is not None:
-                data = mono + source.address - block
-        descs.append((validity, values, data, data_len, nulls))
-    del batch, root
+            offsets = phys + at + values[0]
+            first = _OFFSET.unpack_from(mm, offsets)[0]
+            last = _OFFSET.unpack_from(mm, offsets + 4 * rows)[0]
+            unit = 1 if layout is Layout.VAR else field.width
+            source = buffers[buf + 2] if layout is Layout.VAR else buffers[buf + 3]
+            data_len = (last - first) * unit
+            if not 0 <= first <= last or last * unit > source[1]:
+                raise StrandValueError(
+                    f'column "{field.name}" of the batch block at heap offset {phys} has '
+                    "offsets beyond its data: the segment is corrupted"
+                )
+            if source[1]:
+                data = base + source[0]
+        descs.append((validity, base + values[0], data, data_len, nulls))
+        node += wanted_nodes
+        buf += wanted_buffers
     return descs
+
+
+_OFFSET = struct.Struct("<i")
+# (nodes, buffers) of a column in an IPC message, and the bytes its values buffer needs
+_IPC_SHAPE: Final = {
+    Layout.FIXED: (1, 2),
+    Layout.BOOL: (1, 2),
+    Layout.VAR: (1, 3),
+    Layout.LIST: (2, 4),
+}
+_IPC_MIN: Final = {
+    Layout.FIXED: lambda f, rows: rows * f.width,
+    Layout.BOOL: lambda f, rows: (rows + 7) // 8,
+    Layout.VAR: lambda f, rows: 4 * (rows + 1),
+    Layout.LIST: lambda f, rows: 4 * (rows + 1),
+}
 
 
 def wrap_storage(field: StrandField, column: pa.Array, dictionary: pa.Array | None) -> pa.Array:

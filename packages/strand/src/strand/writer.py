@@ -12,7 +12,7 @@ import json
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pyarrow as pa
@@ -111,6 +111,11 @@ def _detach(atomic: Any, ctrl: int, pid: int) -> None:
         atomic.cas_u64(ctrl + CTRL.WRITER_PID, pid, 0)
 
 
+# Blocks cycle through this many bytes at the start of the heap while consumers keep up (see
+# ``StrandWriter._rewind``): small enough for a last-level cache, large enough that a consumer
+# a few blocks behind does not stop the rewind.
+HOT_WINDOW: Final = 8 * 1024 * 1024
+
 _NO_INTERN: tuple[pa.Array, dict[str, int]] = (pa.array([], pa.utf8()), {})
 
 
@@ -146,6 +151,7 @@ class StrandWriter:
         self._heap_claims: list[HeapClaim] = []
         self._safe_seq = 0  # cached: records up to here may be written without checking
         self._safe_heap = 0
+        self._next_rewind = 0  # heap position before which no rewind to the hot window is tried
         self._last_sorted: dict[int, Any] = self._read_last_sorted()
         self._has_refs = any(f.type.kind == "utf8_ref" for f in self.schema)
         self._encoder = blocks.IpcEncoder()
@@ -253,7 +259,7 @@ class StrandWriter:
         self._outstanding.clear()
         self._pending.clear()
         self._heap_claims.clear()
-        self._safe_seq = self._safe_heap = 0
+        self._safe_seq = self._safe_heap = self._next_rewind = 0
         self._last_sorted = {}
         ring.notify_commit()
         ring.notify_ack()
@@ -287,6 +293,8 @@ class StrandWriter:
         phys = pos % cap
         if phys + nbytes > cap:  # never straddle the ring end: skip to its start
             pos += cap - phys
+        elif phys + nbytes > HOT_WINDOW and pos >= self._next_rewind and not self._outstanding:
+            pos = self._rewind(pos, phys, nbytes, self._write_seq + rows)
         end = pos + nbytes
         seq_end = self._write_seq + rows
         if self._outstanding and end - min(self._outstanding) > cap:
@@ -309,6 +317,24 @@ class StrandWriter:
         self._write_seq = seq_end
         ring.store(CTRL.HEAP_WRITE, end)
         ring.store(CTRL.WRITE_SEQ, seq_end)
+        return pos
+
+    def _rewind(self, pos: int, phys: int, nbytes: int, seq_end: int) -> int:
+        """Where to put a block once the hot window is used up: back at the ring's start
+        (the next lap) if no consumer still needs those bytes, else on at ``pos``.
+
+        While consumers keep up, blocks thus cycle through the first ``HOT_WINDOW`` bytes of
+        the heap, which stay in the CPU caches and TLBs of both processes, instead of
+        walking the whole heap through main memory. A lagging consumer makes the writer go
+        on through the heap as before; it tries again ``HOT_WINDOW`` bytes later.
+        """
+        target = pos + self._ring.heap_capacity - phys
+        end = target + nbytes
+        if end > self._safe_heap:
+            self._space(seq_end, end, target, False)  # refreshes the cached bound
+        if end <= self._safe_heap:
+            return target
+        self._next_rewind = pos + HOT_WINDOW
         return pos
 
     def _space(self, seq_end: int, heap_end: int, start: int, evict: bool) -> bool:
