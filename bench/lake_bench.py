@@ -89,12 +89,12 @@ def _start(home: Path, *args: str, **env: str) -> Any:
     return proc
 
 
-def _start_joined(a: Any, *homes: Path) -> list[Any]:
+def _start_joined(a: Any, *homes: Path, **env: str) -> list[Any]:
     """Start nodes joining ``a``, side by side (each start is seconds of imports)."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(len(homes)) as pool:
-        return list(pool.map(lambda home: _start(home, "--join", a.addr), homes))
+        return list(pool.map(lambda home: _start(home, "--join", a.addr, **env), homes))
 
 
 def _wait(check: Callable[[], Any], timeout: float = 3600) -> None:
@@ -138,14 +138,7 @@ def generate(scale: float, cache: Path) -> dict[str, Any]:
     three = cache / "three"
     if not (three / "done").exists():
         shutil.rmtree(three, ignore_errors=True)
-        a = _start(three / "a")
-        b, c3 = _start_joined(a, three / "b", three / "c")
-        with Client(a.url, _token(), timeout=3600) as c:
-            _wait(lambda: len(c._call("GET", "/nodes/self").json()["members"]) == 3)
-            c.upload(csv, "sales", part_size=PART)
-            _wait(lambda: c._call("GET", "/nodes").json()["under_replicated"] == 0)
-        for n in (c3, b, a):
-            stop_node(n)
+        _upload_to_trio(three, csv, "sales")
         (three / "done").write_text("ok")
     _small_cluster(cache)
     for old in cache.glob("q3_small-*.json"):  # per-query times of this invocation only
@@ -154,12 +147,24 @@ def generate(scale: float, cache: Path) -> dict[str, Any]:
     return {"csv": str(csv), "rows": rows, "bytes": csv.stat().st_size, "cache": str(cache)}
 
 
+def _upload_to_trio(base: Path, csv: Path, name: str, **env: str) -> None:
+    """Three new nodes under ``base``: ``csv`` uploaded as ``name`` and fully replicated."""
+    from lake import Client
+    from lake.testing import stop_node
+
+    a = _start(base / "a", **env)
+    b, c3 = _start_joined(a, base / "b", base / "c", **env)
+    with Client(a.url, _token(), timeout=3600) as c:
+        _wait(lambda: len(c._call("GET", "/nodes/self").json()["members"]) == 3)
+        c.upload(csv, name, part_size=PART)
+        _wait(lambda: c._call("GET", "/nodes").json()["under_replicated"] == 0)
+    for n in (c3, b, a):
+        stop_node(n)
+
+
 def _small_cluster(cache: Path) -> None:
     """The q3_small store: 400k rows, 7 groups, 256 KiB chunks on three nodes (same at any scale)."""
     import duckdb
-
-    from lake import Client
-    from lake.testing import stop_node
 
     small = cache / "small"
     if (small / "done").exists():
@@ -173,14 +178,7 @@ def _small_cluster(cache: Path) -> None:
                   DATE '2020-01-01' + (i % 2000)::INTEGER AS day
            FROM range({SMALL_ROWS}) t(i)) TO '{csv}' (HEADER)"""
     )
-    a = _start(small / "a", **SMALL_ENV)
-    b, c3 = _start_joined(a, small / "b", small / "c")
-    with Client(a.url, _token(), timeout=3600) as c:
-        _wait(lambda: len(c._call("GET", "/nodes/self").json()["members"]) == 3)
-        c.upload(csv, "small", part_size=PART)
-        _wait(lambda: c._call("GET", "/nodes").json()["under_replicated"] == 0)
-    for n in (c3, b, a):
-        stop_node(n)
+    _upload_to_trio(small, csv, "small", **SMALL_ENV)
     csv.unlink()
     (small / "done").write_text("ok")
 
@@ -233,6 +231,23 @@ def _chunk_files(home: Path) -> list[str]:
     return sorted(str(p) for p in home.rglob("chunks/*.parquet"))
 
 
+def _trio(base: Path, **env: str) -> Any:
+    """Start the three stored nodes under ``base``; a client of the first once all are alive."""
+    from lake import Client
+
+    homes = [base / x for x in "abc"]
+    a = _start(homes[0], **env)
+    _start_joined(a, *homes[1:], **env)
+    client = Client(a.url, _token(), timeout=3600)
+    _wait(
+        lambda: (
+            [m["state"] for m in client._call("GET", "/nodes/self").json()["members"]]
+            == ["alive"] * 3
+        )
+    )
+    return client
+
+
 @bench.engine("ours")
 def ours(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
     from lake import Client
@@ -264,16 +279,7 @@ def ours(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
             return convert
         return lambda: int(client.upload(csv, "sales", part_size=PART, parallel=4)["rows"])
     if workload == "q3_small":
-        homes = [cache / "small" / x for x in "abc"]
-        a = _start(homes[0], **SMALL_ENV)
-        _start_joined(a, *homes[1:])
-        client = Client(a.url, _token(), timeout=3600)
-        _wait(
-            lambda: (
-                [m["state"] for m in client._call("GET", "/nodes/self").json()["members"]]
-                == ["alive"] * 3
-            )
-        )
+        client = _trio(cache / "small", **SMALL_ENV)
         plan = client.query(f"EXPLAIN {SMALL}")
         readers = {r[1] for r in plan["rows"] if r[0] == "read"}
         if len(readers) != 3:
@@ -282,16 +288,7 @@ def ours(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
             client.query_arrow(SMALL)
         return _timed_calls(cache, "ours", lambda: client.query_arrow(SMALL))
     if workload == "q3_groupby":
-        homes = [cache / "three" / x for x in "abc"]
-        a = _start(homes[0])
-        _start_joined(a, *homes[1:])
-        client = Client(a.url, _token(), timeout=3600)
-        _wait(
-            lambda: (
-                [m["state"] for m in client._call("GET", "/nodes/self").json()["members"]]
-                == ["alive"] * 3
-            )
-        )
+        client = _trio(cache / "three")
         plan = client.query(f"EXPLAIN {GROUPBY}")
         cols = [c["name"] for c in plan["columns"]]
         rows = [dict(zip(cols, r, strict=True)) for r in plan["rows"]]
