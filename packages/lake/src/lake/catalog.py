@@ -24,6 +24,7 @@ from platform_core import ConflictError, ForbiddenError, Schema
 from .chunks import ChunkStore
 from .errors import DatasetNotFoundError
 from .manifest import ChunkRef, Manifest
+from .memo import Memo
 from .names import check_dataset_name
 
 __all__ = ["Catalog"]
@@ -50,6 +51,10 @@ class Catalog:
         self._pending: dict[str, int] = {}
         self.listeners: list[Callable[[Manifest], None]] = []
         """Called (under the catalog lock) with every manifest installed."""
+        self._parsed: Memo[Manifest] = Memo(128)
+        """Parsed manifest files by path, inode, size and mtime: every query reads the heads
+        (``names``, snapshots), and a version's file is written once, so it is parsed once
+        (at most 128 kept: past that a query parses as it did before)."""
 
     # --- reading -------------------------------------------------------------------------
 
@@ -65,7 +70,9 @@ class Catalog:
     def read(self, name: str, version: int) -> Manifest:
         path = self._dir(name) / f"v{version:010d}.json"
         try:
-            return Manifest.from_json(path.read_bytes())
+            st = path.stat()
+            key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+            return self._parsed.get(key, lambda: Manifest.from_json(path.read_bytes()))
         except FileNotFoundError:
             raise DatasetNotFoundError(
                 f"dataset {name!r} has no version {version} on this node "

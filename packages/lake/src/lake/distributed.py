@@ -38,6 +38,7 @@ from .chunks import ChunkStore
 from .errors import QueryMemoryError, QueryTimeoutError, SQLError, TooLargeError
 from .interfaces import DistributedResult, LocalQueries, PeerGroup
 from .manifest import Manifest
+from .memo import Memo
 from .sql import Statement
 
 __all__ = ["Coordinator", "DistributedResult", "aggregate_plan"]
@@ -253,6 +254,10 @@ class Coordinator:
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lake-coord")
         self.fail_hook: Any = None
         """Tests: called with (member id, fragment) before each remote fragment."""
+        self._plans: Memo[AggregatePlan | None] = Memo()
+        """(gated SQL, dataset) -> its partial-aggregate plan (None: scan pushdown)."""
+        self._names: Memo[list[str]] = Memo()
+        """(gated SQL, each dataset's name and schema) -> the result's column names."""
 
     def has_peers(self) -> bool:
         """Whether any other member is live (else the engine runs the query alone)."""
@@ -267,7 +272,8 @@ class Coordinator:
         plan = None
         if len(manifests) == 1:
             (name,) = manifests
-            plan = aggregate_plan(stmt.tree, name)
+            tree = stmt.tree
+            plan = self._plans.get((stmt.sql, name), lambda: aggregate_plan(tree, name))
         reads: list[dict[str, Any]] = []
         moves: list[dict[str, Any]] = []
         inputs: dict[str, pa.Table] = {}
@@ -316,6 +322,16 @@ class Coordinator:
         return later
 
     def _output_names(
+        self, local: LocalQueries, stmt: Statement, manifests: dict[str, Manifest], timeout: float
+    ) -> list[str]:
+        """The names DuckDB gives the original query's columns (the final query renames them):
+        the query run over empty tables of the datasets' schemas, kept per SQL and schemas."""
+        key = (stmt.sql, tuple((n, m.schema) for n, m in sorted(manifests.items())))
+        return list(
+            self._names.get(key, lambda: self._probe_names(local, stmt, manifests, timeout))
+        )
+
+    def _probe_names(
         self, local: LocalQueries, stmt: Statement, manifests: dict[str, Manifest], timeout: float
     ) -> list[str]:
         empty = {
@@ -422,6 +438,8 @@ class Coordinator:
                         kind,
                         exc,
                     )
+                    if kind == "unreachable" and member_id != me:
+                        self.peers.forget_flight(members[member_id].flight)
                     with lock:
                         for sha in shas:
                             tried[sha].add(member_id)

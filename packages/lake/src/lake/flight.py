@@ -31,7 +31,13 @@ from platform_core.tls import ServerTLS
 
 from .interfaces import FragmentRunner
 
-__all__ = ["FlightPeer", "FlightPortError", "LakeFlightServer", "check_flight_port"]
+__all__ = [
+    "FlightPeer",
+    "FlightPortError",
+    "LakeFlightServer",
+    "check_flight_port",
+    "flight_client",
+]
 
 log = logging.getLogger(__name__)
 
@@ -147,25 +153,44 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def flight_client(addr: str, root_certs: bytes | None = None) -> fl.FlightClient:
+    """A Flight client of ``addr`` (``host:port`` or ``grpc+tls://host:port``, verified
+    against ``root_certs``: PEM, None for the system's roots). gRPC connects lazily and
+    reconnects by itself; the client is safe to share between threads."""
+    location = addr if "://" in addr else f"grpc://{addr}"
+    extra: dict[str, Any] = {}
+    if location.startswith("grpc+tls://") and root_certs is not None:
+        extra["tls_root_certs"] = root_certs
+    return fl.FlightClient(location, **extra)
+
+
 class FlightPeer:
     """Calls another node's Flight server with a cluster token; a ``grpc+tls://`` address is
-    verified against ``root_certs`` (PEM; None: the system's roots)."""
+    verified against ``root_certs`` (PEM; None: the system's roots).
+
+    With ``client`` it calls through that shared client (a kept connection, see
+    ``PeerLinks.flight``) and ``close`` leaves it open; else it opens its own and closes it.
+    """
 
     def __init__(
-        self, addr: str, token: str, timeout: float = 30.0, root_certs: bytes | None = None
+        self,
+        addr: str,
+        token: str,
+        timeout: float = 30.0,
+        root_certs: bytes | None = None,
+        *,
+        client: fl.FlightClient | None = None,
     ) -> None:
         self.addr = addr
-        location = addr if "://" in addr else f"grpc://{addr}"
-        extra: dict[str, Any] = {}
-        if location.startswith("grpc+tls://") and root_certs is not None:
-            extra["tls_root_certs"] = root_certs
-        self.client = fl.FlightClient(location, **extra)
+        self._owned = client is None
+        self.client = client if client is not None else flight_client(addr, root_certs)
         self.options = fl.FlightCallOptions(
             headers=[(b"authorization", f"Bearer {token}".encode())], timeout=timeout
         )
 
     def close(self) -> None:
-        self.client.close()
+        if self._owned:
+            self.client.close()
 
     def fetch_chunk(self, sha: str) -> bytes:
         reader = self.client.do_get(

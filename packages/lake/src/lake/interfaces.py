@@ -66,7 +66,12 @@ class PeerGroup(Protocol):
     def token(self) -> str: ...
 
     def flight(self, addr: str, timeout: float) -> FlightLink:
-        """A Flight client of the member at ``addr`` (its gossiped Flight address)."""
+        """A Flight client of the member at ``addr`` (its gossiped Flight address), over a
+        connection kept between queries."""
+        ...
+
+    def forget_flight(self, addr: str) -> None:
+        """Drop the kept connection to ``addr``: the member did not answer."""
         ...
 
 

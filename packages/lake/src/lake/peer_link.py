@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 __all__ = ["PEER_PREFIX", "PeerLinks", "mismatch_message"]
 
 log = logging.getLogger(__name__)
+
+MAX_KEPT_FLIGHT = 64
+"""Flight connections kept open (one per peer address; the least recently used goes first)."""
 
 PEER_PREFIX = "/internal/lake"
 """Where every node serves its node-to-node routes (:mod:`lake.peer_api`)."""
@@ -79,6 +83,8 @@ class PeerLinks:
             httpx_log.addFilter(_QUIET)
         self._refused: set[str] = set()
         self._lock = threading.Lock()
+        self._kept: OrderedDict[str, Any] = OrderedDict()
+        """Flight address -> its kept ``pyarrow.flight.FlightClient`` (``flight(kept=True)``)."""
 
     def token(self) -> str:
         return self.signer.cluster_token(self.node_id)
@@ -119,12 +125,42 @@ class PeerLinks:
                 self._refused.discard(who)
         return r
 
-    def flight(self, addr: str, timeout: float) -> FlightPeer:
+    def flight(self, addr: str, timeout: float, *, kept: bool = False) -> FlightPeer:
         """A Flight client of the member whose gossiped Flight address is ``addr``, carrying
-        a cluster token (close it after use)."""
-        from .flight import FlightPeer  # pyarrow.flight is slow to import
+        a fresh cluster token (close it after use).
 
-        return FlightPeer(addr, self.token(), timeout=timeout, root_certs=self.flight_roots)
+        ``kept``: over this node's kept connection to ``addr`` (made on first use), so a query
+        does not pay a connection set-up per peer; :meth:`forget_flight` drops it once the
+        peer stops answering. Bulk chunk copies use their own connection (``kept=False``).
+        """
+        from .flight import FlightPeer, flight_client  # pyarrow.flight is slow to import
+
+        if not kept:
+            return FlightPeer(addr, self.token(), timeout=timeout, root_certs=self.flight_roots)
+        with self._lock:
+            client = self._kept.get(addr)
+            if client is None:
+                client = self._kept[addr] = flight_client(addr, self.flight_roots)
+            self._kept.move_to_end(addr)
+            spare = []
+            while len(self._kept) > MAX_KEPT_FLIGHT:
+                spare.append(self._kept.popitem(last=False)[1])
+        for old in spare:
+            _close_quietly(old)
+        return FlightPeer(addr, self.token(), timeout=timeout, client=client)
+
+    def forget_flight(self, addr: str) -> None:
+        """Close and drop the kept connection to ``addr`` (the peer failed to answer): the
+        next query opens a new one instead of waiting on a dead channel."""
+        with self._lock:
+            client = self._kept.pop(addr, None)
+        if client is not None:
+            _close_quietly(client)
+
+    def kept_flight(self) -> list[str]:
+        """Addresses with a kept Flight connection (for tests and ``/nodes/self``)."""
+        with self._lock:
+            return list(self._kept)
 
     def refused(self, peer: str) -> bool:
         """Whether ``peer``'s last answer refused our token."""
@@ -133,3 +169,14 @@ class PeerLinks:
 
     def close(self) -> None:
         self._http.close()
+        with self._lock:
+            kept, self._kept = list(self._kept.values()), OrderedDict()
+        for client in kept:
+            _close_quietly(client)
+
+
+def _close_quietly(client: Any) -> None:
+    try:
+        client.close()
+    except Exception as exc:  # a channel already broken: nothing is left to release
+        log.debug("closing a Flight connection: %s", exc)

@@ -33,6 +33,7 @@ from .catalog import Catalog
 from .errors import CorruptChunkError, QueryLimitError, QueryTimeoutError, TooLargeError
 from .interfaces import Distributor
 from .manifest import Manifest
+from .memo import Memo
 from .sql import Statement, check_read_only, duckdb_error, sandboxed_connection, view_sql
 
 __all__ = ["QueryEngine", "QueryResult", "ResultStream"]
@@ -40,6 +41,8 @@ __all__ = ["QueryEngine", "QueryResult", "ResultStream"]
 POOL_SIZE = 4
 """Idle sandboxes kept for reuse."""
 BATCH_ROWS = 16_384
+MEMO_SQL_CHARS = 16 * 1024
+"""Gate verdicts are kept only for texts up to this long (the memo's bytes stay bounded)."""
 INTERRUPT_RETRY_SECONDS = 30.0
 """How long a cancel keeps re-sending DuckDB's interrupt while the query still runs."""
 """Rows per batch of a streamed result."""
@@ -266,12 +269,23 @@ class QueryEngine:
         self.coordinator = coordinator
         """Given when the node is part of a cluster: SELECTs then run across the members."""
         self._running: dict[str, ResultStream] = {}
-        self._idle: list[tuple[duckdb.DuckDBPyConnection, Path]] = []
+        self._idle: list[tuple[duckdb.DuckDBPyConnection, Path, dict[str, str]]] = []
+        """Pooled sandboxes: connection, spill directory, the views it holds (name -> SQL)."""
         self._opened = 0
         self._lock = threading.Lock()
+        self._gated: Memo[Statement] = Memo()
 
     def gate(self, sql: str) -> Statement:
-        return check_read_only(sql, self.catalog.names())
+        """The gate's verdict on ``sql`` over the datasets that exist now.
+
+        A verdict depends only on the text and the set of dataset names, so a passed one is
+        kept for both (refusals are not: they raise every time); a new or removed dataset
+        changes the key. Statements' trees are shared: nothing may modify them.
+        """
+        names = self.catalog.names()
+        if len(sql) > MEMO_SQL_CHARS:
+            return check_read_only(sql, names)
+        return self._gated.get((sql, frozenset(names)), lambda: check_read_only(sql, names))
 
     def check_timeout(self, timeout: object) -> float:
         """``timeout`` in seconds if finite, > 0 and at most ``max_timeout``; None: the default."""
@@ -470,20 +484,27 @@ class QueryEngine:
     ) -> ResultStream:
         """Start ``sql`` in a sandbox with a view per dataset (or a registered Arrow table).
 
-        Sandboxes are pooled: opening one costs tens of milliseconds, and a clean one (views
-        dropped, tables unregistered, configuration still locked) is as good as new. One whose
-        query raised or was not read to the end is closed instead of reused.
+        Sandboxes are pooled: opening one costs tens of milliseconds, and a clean one (tables
+        unregistered, configuration still locked) is as good as new. It keeps its views: a
+        view names its exact chunk files (immutable, content-addressed), so one whose text is
+        the same as this query's is used as it is, and every other view is dropped first; the
+        query sees exactly the views of ``sources``. One whose query raised or was not read to
+        the end is closed instead of reused.
         """
         limit = self.check_timeout(timeout)
-        conn, tmp = self._acquire()
-        views: list[str] = []
+        conn, tmp, views = self._acquire()
         registered: list[str] = []
         try:
+            wanted = {name: view_sql(name, paths) for name, paths in sources.items() if paths}
+            for name in [n for n in views if wanted.get(n) != views[n]]:
+                del views[name]  # before the DROP: a failure leaves no stale record behind
+                conn.execute(f'DROP VIEW IF EXISTS "{name}"')
+            for name, text in wanted.items():
+                if name not in views:
+                    conn.execute(text)
+                    views[name] = text
             for name, paths in sources.items():
-                if paths:
-                    conn.execute(view_sql(name, paths))
-                    views.append(name)
-                else:
+                if not paths:
                     schema = manifests[name].schema
                     empty = schema.to_arrow().empty_table() if schema is not None else pa.table({})
                     conn.register(name, empty)
@@ -545,7 +566,7 @@ class QueryEngine:
         stream.prefetch()
         return stream
 
-    def _acquire(self) -> tuple[duckdb.DuckDBPyConnection, Path]:
+    def _acquire(self) -> tuple[duckdb.DuckDBPyConnection, Path, dict[str, str]]:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
@@ -557,27 +578,25 @@ class QueryEngine:
             memory_limit=self.memory_limit,
             temp_dir=tmp,
         )
-        return conn, tmp
+        return conn, tmp, {}
 
     def _release(
         self,
         conn: duckdb.DuckDBPyConnection,
         tmp: Path,
-        views: list[str],
+        views: dict[str, str],
         registered: list[str],
         clean: bool,
     ) -> None:
         if clean:
             try:
-                for name in views:
-                    conn.execute(f'DROP VIEW IF EXISTS "{name}"')
                 for name in registered:
                     conn.unregister(name)
             except duckdb.Error:
                 clean = False
         with self._lock:
             if clean and len(self._idle) < POOL_SIZE:
-                self._idle.append((conn, tmp))
+                self._idle.append((conn, tmp, views))
                 return
         conn.close()
         _rmtree(tmp)
@@ -586,7 +605,7 @@ class QueryEngine:
         """Close the pooled sandboxes."""
         with self._lock:
             idle, self._idle = self._idle, []
-        for conn, tmp in idle:
+        for conn, tmp, _ in idle:
             conn.close()
             _rmtree(tmp)
 

@@ -63,8 +63,13 @@ class Replication:
         return self.links.token()
 
     def flight(self, addr: str, timeout: float) -> FlightPeer:
-        """A Flight client of the member at ``addr``, over TLS when it gossips one."""
-        return self.links.flight(addr, timeout)
+        """A Flight client of the member at ``addr`` over this node's kept connection to it,
+        over TLS when it gossips one."""
+        return self.links.flight(addr, timeout, kept=True)
+
+    def forget_flight(self, addr: str) -> None:
+        """Drop the kept connection to ``addr`` (it did not answer)."""
+        self.links.forget_flight(addr)
 
     def live_ids(self) -> list[str]:
         return [m.id for m in self.members.live()]
