@@ -70,21 +70,21 @@ class _Cycle:
     """One request and its answer: the ASGI ``receive`` and ``send`` of that request."""
 
     __slots__ = (
-        "proto",
-        "scope",
-        "keep_alive",
-        "expect_continue",
-        "chunks",
         "buffered",
+        "chunked",
+        "chunks",
         "complete",
         "delivered",
         "disconnected",
-        "waiter",
+        "expect_continue",
         "head",
-        "started",
-        "chunked",
-        "response_complete",
         "head_only",
+        "keep_alive",
+        "proto",
+        "response_complete",
+        "scope",
+        "started",
+        "waiter",
     )
 
     def __init__(self, proto: ElkynHTTP, scope: dict[str, Any], keep_alive: bool) -> None:
@@ -224,6 +224,8 @@ class ElkynHTTP(asyncio.Protocol):
     """Seconds the app may wait for the next piece of a body it is reading."""
     max_pipelined = 16
     """Requests read ahead of the one being answered (reading pauses past this)."""
+    linger_timeout = 2.0
+    """Seconds the unread rest of a refused body is read and dropped before closing."""
     body_high_water = 256 * 1024
     """Body bytes buffered for a request before reading pauses until the app takes them."""
 
@@ -255,6 +257,7 @@ class ElkynHTTP(asyncio.Protocol):
         self.header_bytes = 0
         self.refused: _Refused | None = None
         self.reading_head = False
+        self.lingering = False
         self.broken: bytes | None = None  # the answer to send once the running request ends
         self.write_paused = False
         self.drainers: list[asyncio.Future[None]] = []
@@ -269,8 +272,8 @@ class ElkynHTTP(asyncio.Protocol):
         self.server_state.inner.connections.add(self)
         server = transport.get_extra_info("sockname")
         client = transport.get_extra_info("peername")
-        self.server = tuple(server[:2]) if isinstance(server, tuple) else None  # type: ignore[assignment]
-        self.client = tuple(client[:2]) if isinstance(client, tuple) else None  # type: ignore[assignment]
+        self.server = tuple(server[:2]) if isinstance(server, tuple) else None
+        self.client = tuple(client[:2]) if isinstance(client, tuple) else None
         if transport.get_extra_info("sslcontext") is not None:
             self.scheme = "https"
         self._arm_idle(self.keep_alive_timeout)
@@ -364,7 +367,10 @@ class ElkynHTTP(asyncio.Protocol):
         """The byte stream is no longer a request: answer once the running one is done."""
         self._pause_reading()
         self._cancel_idle()
-        self.incoming = None
+        broken_body, self.incoming = self.incoming, None
+        if broken_body is not None and not broken_body.complete:
+            broken_body.disconnected = True  # its body is not what was meant: nothing written
+            broken_body.wake()
         if self.pending:
             self.broken = answer
             self.pending[0].keep_alive = False
@@ -373,6 +379,13 @@ class ElkynHTTP(asyncio.Protocol):
             return
         self.transport.write(answer)
         self.transport.close()
+
+    def _linger(self) -> None:
+        """Answered before its body arrived (a refusal): read and drop the rest for a moment
+        before closing, so that the client reads the answer instead of a connection reset."""
+        self.lingering = True
+        self._resume_reading()
+        self._arm_idle(self.linger_timeout)
 
     def _pause_reading(self) -> None:
         if not self.read_paused and not self.closed:
@@ -394,6 +407,9 @@ class ElkynHTTP(asyncio.Protocol):
 
     # ---- httptools callbacks ----
     def on_message_begin(self) -> None:
+        if self.lingering:
+            self.transport.close()
+            return
         self.url = b""
         self.headers = []
         self.header_bytes = 0
@@ -472,6 +488,9 @@ class ElkynHTTP(asyncio.Protocol):
         cycle.wake()
 
     def on_message_complete(self) -> None:
+        if self.lingering:
+            self.transport.close()
+            return
         cycle = self.incoming
         self.incoming = None
         if cycle is not None:
@@ -511,7 +530,10 @@ class ElkynHTTP(asyncio.Protocol):
         if not cycle.keep_alive or cycle.disconnected:
             if self.broken is not None:
                 self.transport.write(self.broken)
-            self.transport.close()
+            if cycle.complete or cycle.disconnected or self.broken is not None:
+                self.transport.close()
+            else:
+                self._linger()
             return
         if self.pending:
             self._start(self.pending[0])
