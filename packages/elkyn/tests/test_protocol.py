@@ -100,6 +100,14 @@ class Servers:
             server.should_exit = True
         for running in self.running:
             running.result(10)
+
+        async def cancel_rest() -> None:  # the streams' keep-alive tickers
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in rest:
+                task.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(cancel_rest(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         for store in self.stores:

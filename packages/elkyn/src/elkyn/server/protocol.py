@@ -171,6 +171,22 @@ class _Cycle:
         if not more:
             self.response_complete = True
 
+    def write_now(self, piece: bytes) -> bool:
+        """A piece of a started chunked answer, written at once (the SSE broadcaster's path);
+        False when it cannot go now (not started, over the write buffer's high-water mark,
+        gone): the caller sends it the ASGI way instead, which waits for the socket."""
+        proto = self.proto
+        if (
+            not self.chunked
+            or self.head
+            or self.response_complete
+            or self.disconnected
+            or proto.write_paused
+        ):
+            return False
+        proto.transport.write(b"%x\r\n%b\r\n" % (len(piece), piece))
+        return True
+
     def _head(self, status: int, headers: Any) -> bytes:
         parts = [_STATUS[status], *self.proto.server_state.default_headers_raw()]
         length = False
@@ -464,6 +480,7 @@ class ElkynHTTP(asyncio.Protocol):
             "state": self.app_state.copy(),
         }
         cycle = _Cycle(self, scope, parser.should_keep_alive())
+        scope["extensions"] = {"elkyn.write_now": cycle.write_now}
         for name, value in self.headers:
             if name == b"expect" and value.lower() == b"100-continue":
                 cycle.expect_continue = True
