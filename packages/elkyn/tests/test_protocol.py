@@ -445,3 +445,38 @@ def test_lean_server_answers_as_uvicorn_does(
                 )
             answers.append(got)
     assert answers[0] == answers[1]
+
+
+def _stream_events(data: bytes) -> list[tuple[str, str]]:
+    """(event line, data line) of each SSE frame in a chunked answer, ids' seq kept only."""
+    body = data.split(b"\r\n\r\n", 1)[1]
+    text = b"".join(re.split(rb"\r\n[0-9a-f]+\r\n|^[0-9a-f]+\r\n", body)).decode()
+    out = []
+    for frame in text.split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in frame.splitlines() if ": " in line)
+        if "event" in lines and lines["event"] != "keep-alive":
+            out.append((lines["event"], lines.get("data", ""), lines.get("id", ".").split(".")[0]))
+    return out
+
+
+def test_streams_match_uvicorns(oracle_pair: tuple[Running, Running]) -> None:
+    """The broadcaster's direct writes give the same events, in order, as ASGI sends do."""
+    got = []
+    for served in oracle_pair:
+        with httpx.Client(base_url=served.url, params={"auth": "owner"}) as client:
+            client.put("/s.json", json={"a": 1}).raise_for_status()
+            reader = _Reader(served.port, "/s")
+            time.sleep(0.3)
+            for i in range(30):
+                if i % 3 == 0:
+                    client.patch("/s.json", json={"b": i, "c": {"d": i}}).raise_for_status()
+                elif i % 3 == 1:
+                    client.put(f"/s/l/{i}.json", json=i).raise_for_status()
+                else:
+                    client.put("/.json", json={"s": {"a": i}}).raise_for_status()
+            time.sleep(0.5)
+            reader.sock.close()
+            reader.thread.join(2)
+        got.append(_stream_events(reader.data))
+    assert len(got[0]) == 31
+    assert got[0] == got[1]
