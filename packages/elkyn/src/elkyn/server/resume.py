@@ -46,7 +46,8 @@ class ResumeIds:
         key = hmac.new(secret, _CONTEXT, hashlib.sha256).digest()
         scope = json.dumps([database, _identity(caller), list(path)], separators=(",", ":"))
         self._base = hmac.new(key, scope.encode() + b"\0", hashlib.sha256)
-        self._scope = hashlib.sha256(key + scope.encode()).digest()
+        self.scope = hashlib.sha256(key + scope.encode()).digest()
+        """Names what the MACs cover: streams with the same ``scope`` get the same ids."""
 
     def _mac(self, seq: int) -> str:
         h = self._base.copy()
@@ -58,11 +59,11 @@ class ResumeIds:
 
     def line(self, seq: int) -> bytes:
         """The ``id:`` line of an SSE frame for a change with sequence number ``seq``."""
-        cached = _LINES.get((self._scope, seq))
+        cached = _LINES.get((self.scope, seq))
         if cached is None:
             if len(_LINES) >= _MAX_LINES:
                 _LINES.clear()
-            cached = _LINES[(self._scope, seq)] = f"id: {self.issue(seq)}\n".encode()
+            cached = _LINES[(self.scope, seq)] = f"id: {self.issue(seq)}\n".encode()
         return cached
 
     def check(self, resume_id: str) -> int | None:

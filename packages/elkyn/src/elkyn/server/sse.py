@@ -87,6 +87,19 @@ def frame(ev: Event) -> bytes:
     return out
 
 
+def _change(ev: Event, ids: ResumeIds) -> bytes:
+    """A change's frame with its ``id:`` line, built once per event for all the streams whose
+    ids are the same (same caller and path: a thousand anonymous readers of one feed)."""
+    pieces: dict[bytes, bytes] | None = ev.__dict__.get("_pieces")
+    if pieces is None:
+        pieces = {}
+        object.__setattr__(ev, "_pieces", pieces)  # frozen dataclass: a private cache slot
+    piece = pieces.get(ids.scope)
+    if piece is None:
+        piece = pieces[ids.scope] = ids.line(ev.seq) + frame(ev)
+    return piece
+
+
 _KEEPALIVE_FRAME = b"event: keep-alive\ndata: null\n\n"
 _CANCEL_FRAME = b"event: cancel\ndata: null\n\n"
 _REVOKED_FRAME = b'event: auth_revoked\ndata: "credential is no longer valid"\n\n'
@@ -318,7 +331,7 @@ async def _pump(
     def direct(ev: Event) -> bool:
         if not idle or recheck or ev.seq <= floor or write_now is None:
             return False
-        if not write_now(ids.line(ev.seq) + frame(ev)):
+        if not write_now(_change(ev, ids)):
             return False
         metrics.record_lag(ev.ts)
         metrics.events_sent += 1
@@ -360,7 +373,7 @@ async def _pump(
                     recheck = not caller.admin and rules.read_depends_on_state(keys)
                 elif not ev.seq or ev.seq > floor:
                     changed = changed or recheck
-                    chunks.append(ids.line(ev.seq) + frame(ev) if ev.seq else frame(ev))
+                    chunks.append(_change(ev, ids) if ev.seq else frame(ev))
                     metrics.record_lag(ev.ts)
                     metrics.events_sent += 1
             # Access can end with a rules change, or with data the rules read (rules see data).
