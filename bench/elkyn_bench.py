@@ -197,12 +197,12 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def start_elkyn(home: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_elkyn(home: Path, **env: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     cmd = [sys.executable, "-m", "elkyn", "serve", "--port", str(port), "--log-level", "warning"]
     proc = subprocess.Popen(
         [*cmd, "--path", str(home / "db")],
-        env=_env(home),
+        env={**_env(home), **env},
         stdout=subprocess.DEVNULL,
         preexec_fn=_die_with_parent,
     )
@@ -403,6 +403,9 @@ def _subscribe_main(port: int, conns: int, path: str) -> None:
         def data_received(self, data: bytes) -> None:
             now = time.time()
             self.buf += data
+            if not self.started and self.buf[:9] == b"HTTP/1.1 " and self.buf[9:12] != b"200":
+                print(f"error: a stream was refused: {self.buf[:300]!r}", flush=True)
+                os._exit(1)
             *events, self.buf = self.buf.split(b"\n\n")
             for event in events:
                 if not self.started:  # the response head and the snapshot
@@ -461,7 +464,8 @@ def sse_latency(subscribers: int, seconds: float, rate: float, home: Path) -> di
 
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    proc, port = start_elkyn(home)
+    # the readers are anonymous and all on 127.0.0.1: one "user" for the per-user stream limit
+    proc, port = start_elkyn(home, ELKYN_MAX_STREAMS_PER_USER=str(subscribers))
     admin = TokenSigner(SECRET).issue("ops", admin=True)
     headers = {"Authorization": f"Bearer {admin}"}
 

@@ -203,6 +203,9 @@ class EventQueue(asyncio.Queue[Event]):
         self.bytes = 0
         self.overflowed = False
         self.discard_on_overflow = False
+        self.direct: Callable[[Event], bool] | None = None
+        """Delivers a change at once, bypassing the queue (an SSE stream writing straight to
+        its socket while it is caught up); False: queue it as usual."""
         """Drop the queued events when it overflows (an SSE stream whose client stopped
         reading: it resumes by Last-Event-ID, so what it was never sent need not be kept)."""
 
@@ -226,6 +229,8 @@ def _feed(items: list[tuple[asyncio.Queue[Event], Event]]) -> None:
     for q, ev in items:
         if isinstance(q, EventQueue):
             if q.overflowed:
+                continue
+            if q.direct is not None and not q.qsize() and q.direct(ev):
                 continue
             if q.accepts(ev):
                 q.put_nowait(ev)

@@ -69,6 +69,9 @@ class Request:
     query: str = ""
     """The raw query string (still percent-encoded), for forwarding the request as it came."""
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    write_now: Callable[[bytes], bool] | None = None
+    """``elkyn serve``'s protocol: write a piece of a started streaming answer at once, without
+    a task or an ASGI message (False: not now, use ``send``). ``None`` under other servers."""
 
     @classmethod
     def from_scope(cls, scope: Scope, receive: Receive) -> Request:
@@ -94,6 +97,7 @@ class Request:
             name, value = k.decode("latin-1"), v.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         client = scope.get("client")
+        extensions = scope.get("extensions")
         return cls(
             scope["method"],
             path,
@@ -102,6 +106,7 @@ class Request:
             receive,
             client[0] if client else "",
             qs.decode("latin-1"),
+            write_now=extensions.get("elkyn.write_now") if extensions else None,
         )
 
     async def body(self, limit: int) -> bytes:

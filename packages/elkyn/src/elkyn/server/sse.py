@@ -87,6 +87,19 @@ def frame(ev: Event) -> bytes:
     return out
 
 
+def _change(ev: Event, ids: ResumeIds) -> bytes:
+    """A change's frame with its ``id:`` line, built once per event for all the streams whose
+    ids are the same (same caller and path: a thousand anonymous readers of one feed)."""
+    pieces: dict[bytes, bytes] | None = ev.__dict__.get("_pieces")
+    if pieces is None:
+        pieces = {}
+        object.__setattr__(ev, "_pieces", pieces)  # frozen dataclass: a private cache slot
+    piece = pieces.get(ids.scope)
+    if piece is None:
+        piece = pieces[ids.scope] = ids.line(ev.seq) + frame(ev)
+    return piece
+
+
 _KEEPALIVE_FRAME = b"event: keep-alive\ndata: null\n\n"
 _CANCEL_FRAME = b"event: cancel\ndata: null\n\n"
 _REVOKED_FRAME = b'event: auth_revoked\ndata: "credential is no longer valid"\n\n'
@@ -276,7 +289,7 @@ async def _serve(
             floor = max([resume, *(e.seq for e in entries)])
     await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
     await send({"type": "http.response.body", "body": b"".join(opening), "more_body": True})
-    await _pump(app, send, keys, caller, queue, floor, ids)
+    await _pump(app, req, send, keys, caller, queue, floor, ids)
 
 
 def _may_replay(app: StreamHost, caller: Caller, keys: Path) -> bool:
@@ -290,6 +303,7 @@ def _may_replay(app: StreamHost, caller: Caller, keys: Path) -> bool:
 
 async def _pump(
     app: StreamHost,
+    req: Request,
     send: Send,
     keys: Path,
     caller: Caller,
@@ -297,46 +311,82 @@ async def _pump(
     floor: int,
     ids: ResumeIds,
 ) -> None:
+    """Send the stream's changes until it ends.
+
+    Under ``elkyn serve`` (``req.write_now``), a change that finds the stream caught up (this
+    task waiting on an empty queue, no access re-check needed, the socket keeping up) is
+    written by the broadcaster itself: one frame encoded once, one write per stream, no task
+    wake-up. Everything else (control items, a backlog, a slow socket) comes through the
+    queue as before, so the bounds and the order are the queue's.
+    """
     rules = app.current_store().rules
     # Re-check access on a change only when the read rules look at data or the clock.
     recheck = not caller.admin and rules.read_depends_on_state(keys)
     # One send carries at most this many bytes of changes: a backlog is not joined whole.
     batch_bytes = app.current_store().max_pending_bytes
-    while True:
-        batch = [await queue.get()]
-        taken = batch[0].size
-        while not queue.empty() and taken < batch_bytes:
-            batch.append(queue.get_nowait())
-            taken += batch[-1].size
-        chunks: list[bytes] = []
-        changed = False
-        for ev in batch:
-            if ev is OVERFLOW:  # the client stopped reading: end it; it resumes by Last-Event-ID
-                await _final(send, b"".join(chunks))
+    metrics = app.metrics
+    idle = False
+    write_now = req.write_now
+
+    def direct(ev: Event) -> bool:
+        if not idle or recheck or ev.seq <= floor or write_now is None:
+            return False
+        if not write_now(_change(ev, ids)):
+            return False
+        metrics.record_lag(ev.ts)
+        metrics.events_sent += 1
+        return True
+
+    fast = write_now is not None and isinstance(queue, EventQueue)
+    if fast:
+        queue.direct = direct  # type: ignore[attr-defined]
+    try:
+        while True:
+            idle = True
+            try:
+                batch = [await queue.get()]
+            finally:
+                idle = False
+            taken = batch[0].size
+            while not queue.empty() and taken < batch_bytes:
+                batch.append(queue.get_nowait())
+                taken += batch[-1].size
+            chunks: list[bytes] = []
+            changed = False
+            for ev in batch:
+                if (
+                    ev is OVERFLOW
+                ):  # the client stopped reading: end it; it resumes by Last-Event-ID
+                    await _final(send, b"".join(chunks))
+                    return
+                if ev is RESET:  # the database started over: the client reconnects for a snapshot
+                    await _final(send, b"".join(chunks))
+                    return
+                if ev is EXPIRED:
+                    await _final(send, b"".join(chunks) + _REVOKED_FRAME)
+                    return
+                if ev is KEEPALIVE:
+                    chunks.append(_KEEPALIVE_FRAME)
+                elif ev is RULES_CHANGED:
+                    changed = True
+                    rules = app.current_store().rules
+                    recheck = not caller.admin and rules.read_depends_on_state(keys)
+                elif not ev.seq or ev.seq > floor:
+                    changed = changed or recheck
+                    chunks.append(_change(ev, ids) if ev.seq else frame(ev))
+                    metrics.record_lag(ev.ts)
+                    metrics.events_sent += 1
+            # Access can end with a rules change, or with data the rules read (rules see data).
+            if changed and not _may_read(app, caller, keys):
+                await _final(send, _CANCEL_FRAME)
                 return
-            if ev is RESET:  # the database started over: the client reconnects for a snapshot
-                await _final(send, b"".join(chunks))
-                return
-            if ev is EXPIRED:
-                await _final(send, b"".join(chunks) + _REVOKED_FRAME)
-                return
-            if ev is KEEPALIVE:
-                chunks.append(_KEEPALIVE_FRAME)
-            elif ev is RULES_CHANGED:
-                changed = True
-                rules = app.current_store().rules
-                recheck = not caller.admin and rules.read_depends_on_state(keys)
-            elif not ev.seq or ev.seq > floor:
-                changed = changed or recheck
-                chunks.append(ids.line(ev.seq) + frame(ev) if ev.seq else frame(ev))
-                app.metrics.record_lag(ev.ts)
-                app.metrics.events_sent += 1
-        # Access can end with a rules change, or with data the rules read (rules see data).
-        if changed and not _may_read(app, caller, keys):
-            await _final(send, _CANCEL_FRAME)
-            return
-        if chunks:
-            await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
+            if chunks:
+                await send(
+                    {"type": "http.response.body", "body": b"".join(chunks), "more_body": True}
+                )
+    finally:
+        if fast:
+            queue.direct = None  # type: ignore[attr-defined]
 
 
 async def _final(send: Send, chunk: bytes) -> None:
