@@ -43,7 +43,7 @@ def read_batch_meta(mm: memoryview, at: int, length: int) -> BatchMeta:
     """
     try:
         meta = _parse(mm, at, length)
-    except (struct.error, IndexError, ValueError) as exc:
+    except (struct.error, IndexError, ValueError, OverflowError) as exc:
         raise _corrupt(at, str(exc)) from None
     return meta
 

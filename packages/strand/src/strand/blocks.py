@@ -78,8 +78,11 @@ def normalize_batch(
         fields = schema.fields
         for i in schema.checked:
             _check_stored(fields[i], batch.column(i))
-        # schema-level metadata (pandas', say) would be copied into every block: drop it
-        return batch.replace_schema_metadata(None) if incoming.metadata else batch
+        if incoming.equals(schema.ipc_schema, check_metadata=True):
+            return batch
+        # metadata (pandas' on the schema, Parquet field ids or long descriptions on fields)
+        # would be copied into every block's IPC schema message: lay the batch out on ours
+        return pa.RecordBatch.from_arrays(batch.columns, schema=schema.ipc_schema)
     names = incoming.names
     if set(names) != set(schema.names) or len(names) != len(schema.names):
         missing = [n for n in schema.names if n not in names]
@@ -230,6 +233,12 @@ def read_head(mm: memoryview, phys: int, ncols: int) -> tuple[bool, int, int, in
     if magic == IPC_MAGIC:
         _, count, rows, first, at, length = _IPC_HEAD.unpack_from(mm, phys)
         if count == ncols:
+            if phys + at + length > len(mm):  # a corrupted header must not reach Arrow
+                raise StrandValueError(
+                    f"the batch block at heap offset {phys} says its message ends at "
+                    f"{phys + at + length}, past the segment's {len(mm)} bytes: the segment "
+                    "is corrupted"
+                )
             return True, rows, first, at, length
     elif magic == BLOCK_MAGIC:
         _, count, rows, first = _HEAD.unpack_from(mm, phys)
@@ -244,10 +253,16 @@ def read_head(mm: memoryview, phys: int, ncols: int) -> tuple[bool, int, int, in
 def ipc_batch(
     root: pa.Buffer, phys: int, at: int, length: int, schema: pa.Schema
 ) -> pa.RecordBatch:
-    """The zero-copy batch of the IPC block at ``phys`` (``root``: the whole segment)."""
+    """The zero-copy batch of the IPC block at ``phys`` (``root``: the whole segment).
+
+    Checked as Arrow checks arrays built from buffers (sizes, first and last offsets), so a
+    corrupted block is an error here, never a batch whose offsets point outside its buffers.
+    """
     try:
-        return pa.ipc.read_record_batch(root.slice(phys + at, length), schema)
-    except (pa.ArrowException, OSError, EOFError) as exc:
+        batch = pa.ipc.read_record_batch(root.slice(phys + at, length), schema)
+        batch.validate()
+        return batch
+    except (pa.ArrowException, OSError, EOFError, OverflowError) as exc:
         raise StrandValueError(
             f"the batch block at heap offset {phys} cannot be read ({exc}): the segment is "
             "corrupted"

@@ -260,17 +260,25 @@ class StrandView:
             batch = blocks.ipc_batch(root, phys, at, length, self._ipc_read_schema)
             if self._ipc_read_schema is self._arrow_schema:
                 return first, batch
-            arrays = [
-                blocks.wrap_storage(f, column, dictionary)
-                for f, column in zip(self.schema, batch.columns, strict=True)
-            ]
         else:
             _, _, descs = blocks.read_descriptors(self._buf, phys, mono, self.schema)
-            arrays = [
-                blocks.build_array(root, ring.heap_phys, f, descs[i], rows, dictionary)
-                for i, f in enumerate(self.schema)
-            ]
-        return first, pa.RecordBatch.from_arrays(arrays, schema=self._arrow_schema)
+        try:  # Arrow checks what it builds; a corrupted block is strand's error, not Arrow's
+            if ipc:
+                arrays = [
+                    blocks.wrap_storage(f, column, dictionary)
+                    for f, column in zip(self.schema, batch.columns, strict=True)
+                ]
+            else:
+                arrays = [
+                    blocks.build_array(root, ring.heap_phys, f, descs[i], rows, dictionary)
+                    for i, f in enumerate(self.schema)
+                ]
+            return first, pa.RecordBatch.from_arrays(arrays, schema=self._arrow_schema)
+        except (pa.ArrowException, OverflowError) as exc:
+            raise StrandValueError(
+                f"batch {number} (records {first}..{first + rows}) cannot be read ({exc}): "
+                "the segment is corrupted"
+            ) from None
 
     def read_batches(self, start: int, stop: int, copy: bool = False) -> list[pa.RecordBatch]:
         """Records ``[start, stop)`` as zero-copy batches, one per committed batch spanned.

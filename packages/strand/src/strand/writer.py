@@ -139,6 +139,9 @@ class StrandWriter:
         # so the segment must refuse to unmap while this writer is open
         self._pin: np.ndarray | None = np.frombuffer(self.segment.buf, np.uint8, 1)
         self._finalizer = weakref.finalize(self, _detach, ring.atomic, ring.ctrl, ring.pid)
+        # a process that exits with the stream open (an uncaught exception, a forgotten
+        # close) keeps its pid here, so readers see the writer died instead of waiting
+        self._finalizer.atexit = False
         self._write_seq = ring.load(CTRL.COMMIT_SEQ)
         self._batch = self._committed_batches()
         self._heap_write = ring.load(CTRL.HEAP_COMMIT)
