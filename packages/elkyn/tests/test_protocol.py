@@ -339,7 +339,7 @@ class _Reader:
 
     def values(self) -> list[int]:
         out = []
-        for event in self.data.split(b"\n\n"):
+        for event in self.data.split(b"\n\n")[:-1]:  # the last piece may be half received
             if b"event: patch" in event:
                 out.append(json.loads(event.split(b"data: ", 1)[1])["data"]["n"])
         return out
