@@ -535,3 +535,25 @@ def test_pipelined_big_bodies_all_answered(lean: Running) -> None:
     reqs += b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     out = raw(lean.port, reqs, read_for=10)
     assert statuses(out) == [200] * 11
+
+
+def test_http10_keep_alive_answered_as_uvicorn_does(oracle_pair: tuple[Running, Running]) -> None:
+    """HTTP/1.0 with ``Connection: keep-alive``: uvicorn answers ``connection: close`` and
+    closes; so does the lean one (not an open socket the client will not use)."""
+    req = b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n"
+    got = []
+    for served in oracle_pair:
+        t0 = time.monotonic()
+        out = raw(served.port, req * 2, read_for=5)
+        took = time.monotonic() - t0
+        heads = [
+            sorted(
+                h
+                for h in part.split(b"\r\n\r\n", 1)[0].lower().split(b"\r\n")[1:]
+                if not h.startswith((b"date:", b"server:"))
+            )
+            for part in out.split(b"HTTP/1.1 ")[1:]
+        ]
+        got.append((statuses(out), heads, took < 2))  # closed at once, not on a timeout
+    assert got[0] == got[1]
+    assert got[1][0] == [200]

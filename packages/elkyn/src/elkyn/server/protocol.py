@@ -500,7 +500,9 @@ class ElkynHTTP(asyncio.Protocol):
             "headers": self.headers,
             "state": self.app_state.copy(),
         }
-        cycle = _Cycle(self, scope, parser.should_keep_alive())
+        # HTTP/1.0 keep-alive is not offered (as under uvicorn): its answer says close
+        keep_alive = scope["http_version"] != "1.0" and parser.should_keep_alive()
+        cycle = _Cycle(self, scope, keep_alive)
         scope["extensions"] = {"elkyn.write_now": cycle.write_now}
         for name, value in self.headers:
             if name == b"expect" and value.lower() == b"100-continue":
