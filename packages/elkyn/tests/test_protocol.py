@@ -557,3 +557,25 @@ def test_http10_keep_alive_answered_as_uvicorn_does(oracle_pair: tuple[Running, 
         got.append((statuses(out), heads, took < 2))  # closed at once, not on a timeout
     assert got[0] == got[1]
     assert got[1][0] == [200]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /" + b"a" * (1 << 20) + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n",
+    ],
+    ids=["request-line", "header"],
+)
+def test_431_read_whole_not_reset(lean: Running, head: bytes) -> None:
+    """The unread rest of an oversized head is read and dropped before closing: the client
+    that sends all of it reads the whole 431, not a connection reset."""
+    with socket.create_connection(("127.0.0.1", lean.port), timeout=5) as s:
+        s.sendall(head)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    assert statuses(out) == [431]
+    assert out.endswith(
+        b"the request line and headers are over %d bytes" % ElkynHTTP.max_header_bytes
+    )

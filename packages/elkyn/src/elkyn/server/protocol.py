@@ -284,6 +284,9 @@ class ElkynHTTP(asyncio.Protocol):
         self.refused: _Refused | None = None
         self.reading_head = False
         self.lingering = False
+        self.discarding = False  # after a broken request: input is dropped unparsed
+        self.head_seen = 0  # bytes received while a head was in progress (httptools buffers
+        # a header value whole before ``on_header``, so ``on_header`` alone cannot bound it)
         self.broken: bytes | None = None  # the answer to send once the running request ends
         self.write_paused = False
         self.drainers: list[asyncio.Future[None]] = []
@@ -379,8 +382,14 @@ class ElkynHTTP(asyncio.Protocol):
 
     # ---- reading ----
     def data_received(self, data: bytes) -> None:
+        if self.discarding:
+            return
+        if self.reading_head:
+            self.head_seen += len(data)
         try:
             self.parser.feed_data(data)
+            if self.reading_head and self.head_seen > self.max_header_bytes:
+                self._count(0)  # not ended within the limit: 431 whatever httptools holds
         except httptools.HttpParserUpgrade:
             # an Upgrade request: answered as plain HTTP, and the connection ends after it
             if self.pending:
@@ -388,6 +397,8 @@ class ElkynHTTP(asyncio.Protocol):
             self._pause_reading()
         except httptools.HttpParserError as exc:
             refused = self.refused or _Refused(400, f"malformed HTTP request: {exc}")
+            self._break(_plain(refused.status, refused.message))
+        except _Refused as refused:  # raised by ``_count`` outside the parser
             self._break(_plain(refused.status, refused.message))
 
     def _break(self, answer: bytes) -> None:
@@ -405,12 +416,19 @@ class ElkynHTTP(asyncio.Protocol):
                 self.pending.pop()  # read ahead but not started: dropped with the connection
             return
         self.transport.write(answer)
-        self.transport.close()
+        self._linger(discard=True)
 
-    def _linger(self) -> None:
-        """Answered before its body arrived (a refusal): read and drop the rest for a moment
-        before closing, so that the client reads the answer instead of a connection reset."""
+    def _linger(self, *, discard: bool = False) -> None:
+        """Answered before all of the input was read (a refused body; with ``discard``, a
+        broken request, whose rest is not parsed): our side ends now, and the rest is read and
+        dropped for a moment before closing, so that the client reads the answer instead of a
+        connection reset."""
         self.lingering = True
+        self.discarding = discard
+        self.broken = None
+        self.reading_head = False
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
         self._resume_reading()
         self._arm_idle(self.linger_timeout)
 
@@ -450,6 +468,7 @@ class ElkynHTTP(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.header_bytes = 0
+        self.head_seen = 0
         self.reading_head = True
         self._arm_idle(self.header_timeout)
 
@@ -466,7 +485,7 @@ class ElkynHTTP(asyncio.Protocol):
 
     def _count(self, n: int) -> None:
         self.header_bytes += n
-        if self.header_bytes > self.max_header_bytes:
+        if max(self.header_bytes, self.head_seen) > self.max_header_bytes:
             self.refused = _Refused(
                 431, f"the request line and headers are over {self.max_header_bytes} bytes"
             )
@@ -576,7 +595,8 @@ class ElkynHTTP(asyncio.Protocol):
         if not cycle.keep_alive or cycle.disconnected:
             if self.broken is not None:
                 self.transport.write(self.broken)
-            if cycle.complete or cycle.disconnected or self.broken is not None:
+                self._linger(discard=True)
+            elif cycle.complete or cycle.disconnected:
                 self.transport.close()
             else:
                 self._linger()
