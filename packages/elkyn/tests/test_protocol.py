@@ -480,3 +480,102 @@ def test_streams_match_uvicorns(oracle_pair: tuple[Running, Running]) -> None:
         got.append(_stream_events(reader.data))
     assert len(got[0]) == 31
     assert got[0] == got[1]
+
+
+# ---------------------------------------------------------------- read-ahead memory
+def _held_by(servers: Servers, path: str) -> int:
+    """Body bytes (and heads waiting) the lean server holds for the connection whose running
+    request is ``path``: counted from the requests' own buffers, on the server's loop."""
+
+    async def count() -> int:
+        held = 0
+        for server in servers.servers:
+            for conn in server.server_state.connections:
+                if (
+                    isinstance(conn, ElkynHTTP)
+                    and conn.pending
+                    and conn.pending[0].scope["path"] == path
+                ):
+                    held += sum(len(c) for cycle in conn.pending for c in cycle.chunks)
+        return held
+
+    return asyncio.run_coroutine_threadsafe(count(), servers.loop).result(5)
+
+
+def test_read_ahead_bodies_bounded_per_connection(servers: Servers, lean: Running) -> None:
+    """A request that keeps running (a stream) with big bodies pipelined behind it: reading
+    pauses once the connection holds ``body_high_water`` bytes, whatever the request count."""
+    size = 250 * 1024
+    put = f"PUT /junk.json HTTP/1.1\r\nHost: 127.0.0.1\r\n{ADMIN}Content-Length: {size}\r\n\r\n"
+    data = (
+        f"GET /ra.json HTTP/1.1\r\nHost: 127.0.0.1\r\n{ADMIN}Accept: text/event-stream\r\n\r\n"
+    ).encode() + (put.encode() + json.dumps("y" * (size - 2)).encode()) * 40
+    with socket.create_connection(("127.0.0.1", lean.port)) as s:
+        s.setblocking(False)
+        sent, deadline = 0, time.monotonic() + 2
+        while time.monotonic() < deadline:
+            try:
+                sent += s.send(data[sent : sent + 262144])
+            except BlockingIOError:
+                time.sleep(0.01)
+        time.sleep(0.3)
+        held = _held_by(servers, "/ra.json")
+        assert sent > 2 * size  # the client did get well ahead of the stream
+        assert 0 < held <= ElkynHTTP.body_high_water + 256 * 1024  # one read past the mark
+
+
+def test_pipelined_big_bodies_all_answered(lean: Running) -> None:
+    """Reading pauses and resumes as the running request takes its body: nothing stalls."""
+    size = 200 * 1024
+    reqs = b"".join(
+        f"PUT /bigpipe/{i}.json HTTP/1.1\r\nHost: 127.0.0.1\r\n{ADMIN}Content-Length: {size}\r\n\r\n".encode()
+        + json.dumps(str(i) * (size - 2)).encode()
+        for i in range(10)
+    )
+    reqs += b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    out = raw(lean.port, reqs, read_for=10)
+    assert statuses(out) == [200] * 11
+
+
+def test_http10_keep_alive_answered_as_uvicorn_does(oracle_pair: tuple[Running, Running]) -> None:
+    """HTTP/1.0 with ``Connection: keep-alive``: uvicorn answers ``connection: close`` and
+    closes; so does the lean one (not an open socket the client will not use)."""
+    req = b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n"
+    got = []
+    for served in oracle_pair:
+        t0 = time.monotonic()
+        out = raw(served.port, req * 2, read_for=5)
+        took = time.monotonic() - t0
+        heads = [
+            sorted(
+                h
+                for h in part.split(b"\r\n\r\n", 1)[0].lower().split(b"\r\n")[1:]
+                if not h.startswith((b"date:", b"server:"))
+            )
+            for part in out.split(b"HTTP/1.1 ")[1:]
+        ]
+        got.append((statuses(out), heads, took < 2))  # closed at once, not on a timeout
+    assert got[0] == got[1]
+    assert got[1][0] == [200]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /" + b"a" * (1 << 20) + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n",
+    ],
+    ids=["request-line", "header"],
+)
+def test_431_read_whole_not_reset(lean: Running, head: bytes) -> None:
+    """The unread rest of an oversized head is read and dropped before closing: the client
+    that sends all of it reads the whole 431, not a connection reset."""
+    with socket.create_connection(("127.0.0.1", lean.port), timeout=5) as s:
+        s.sendall(head)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    assert statuses(out) == [431]
+    assert out.endswith(
+        b"the request line and headers are over %d bytes" % ElkynHTTP.max_header_bytes
+    )

@@ -10,8 +10,9 @@ lifespan and graceful shutdown: ``elkyn serve`` passes this class as uvicorn's `
 
 What a mature server bounds: the request line and headers (bytes and count), the time to send
 the headers (slowloris) and each pause inside a body, the idle time between keep-alive
-requests, the number of pipelined requests read ahead and the body bytes buffered (reading
-pauses), and the bytes waiting to be written (the app waits for the socket to drain). The
+requests, the number of pipelined requests read ahead and the bytes a connection holds for
+its requests (bodies not yet taken by the app, heads of requests not yet started: reading
+pauses past ``body_high_water`` until the app takes them), and the bytes waiting to be written (the app waits for the socket to drain). The
 body size limit is the app's, checked on Content-Length and while reading as under uvicorn.
 """
 
@@ -78,6 +79,7 @@ class _Cycle:
         "disconnected",
         "expect_continue",
         "head",
+        "head_held",
         "head_only",
         "keep_alive",
         "proto",
@@ -93,7 +95,8 @@ class _Cycle:
         self.keep_alive = keep_alive
         self.expect_continue = False
         self.chunks: list[bytes] = []
-        self.buffered = 0
+        self.buffered = 0  # body bytes in chunks (counted in the connection's ``held`` too)
+        self.head_held = 0  # request head bytes counted in ``held`` until the request starts
         self.complete = False  # the whole body has been parsed
         self.delivered = False  # the last body message went to the app
         self.disconnected = False
@@ -130,9 +133,7 @@ class _Cycle:
         if self.disconnected:
             return {"type": "http.disconnect"}
         body = b"".join(self.chunks) if len(self.chunks) != 1 else self.chunks[0]
-        self.chunks = []
-        self.buffered = 0
-        proto.body_drained()
+        self.drop_body()
         if self.complete:
             self.delivered = True
         return {"type": "http.request", "body": body, "more_body": not self.complete}
@@ -170,6 +171,13 @@ class _Cycle:
             proto.transport.write(body)
         if not more:
             self.response_complete = True
+
+    def drop_body(self) -> None:
+        """The buffered body is taken (or no longer wanted): the connection holds less."""
+        self.chunks = []
+        if self.buffered:
+            self.proto.release(self.buffered)
+            self.buffered = 0
 
     def write_now(self, piece: bytes) -> bool:
         """A piece of a started chunked answer, written at once (the SSE broadcaster's path);
@@ -242,8 +250,10 @@ class ElkynHTTP(asyncio.Protocol):
     """Requests read ahead of the one being answered (reading pauses past this)."""
     linger_timeout = 2.0
     """Seconds the unread rest of a refused body is read and dropped before closing."""
-    body_high_water = 256 * 1024
-    """Body bytes buffered for a request before reading pauses until the app takes them."""
+    body_high_water = 64 * 1024  # uvicorn's HIGH_WATER_LIMIT
+    """Bytes a connection holds for its requests (bodies not yet taken by the app, across all
+    pipelined requests, and the heads of requests not yet started) before reading pauses
+    until the app takes them: at most this plus one socket read per connection."""
 
     def __init__(
         self,
@@ -274,10 +284,14 @@ class ElkynHTTP(asyncio.Protocol):
         self.refused: _Refused | None = None
         self.reading_head = False
         self.lingering = False
+        self.discarding = False  # after a broken request: input is dropped unparsed
+        self.head_seen = 0  # bytes received while a head was in progress (httptools buffers
+        # a header value whole before ``on_header``, so ``on_header`` alone cannot bound it)
         self.broken: bytes | None = None  # the answer to send once the running request ends
         self.write_paused = False
         self.drainers: list[asyncio.Future[None]] = []
         self.read_paused = False
+        self.held = 0  # bytes held for pending requests (see ``body_high_water``)
         self.closed = False
         self.idle_timer: asyncio.TimerHandle | None = None
         self.body_timer: asyncio.TimerHandle | None = None
@@ -368,8 +382,14 @@ class ElkynHTTP(asyncio.Protocol):
 
     # ---- reading ----
     def data_received(self, data: bytes) -> None:
+        if self.discarding:
+            return
+        if self.reading_head:
+            self.head_seen += len(data)
         try:
             self.parser.feed_data(data)
+            if self.reading_head and self.head_seen > self.max_header_bytes:
+                self._count(0)  # not ended within the limit: 431 whatever httptools holds
         except httptools.HttpParserUpgrade:
             # an Upgrade request: answered as plain HTTP, and the connection ends after it
             if self.pending:
@@ -377,6 +397,8 @@ class ElkynHTTP(asyncio.Protocol):
             self._pause_reading()
         except httptools.HttpParserError as exc:
             refused = self.refused or _Refused(400, f"malformed HTTP request: {exc}")
+            self._break(_plain(refused.status, refused.message))
+        except _Refused as refused:  # raised by ``_count`` outside the parser
             self._break(_plain(refused.status, refused.message))
 
     def _break(self, answer: bytes) -> None:
@@ -394,12 +416,19 @@ class ElkynHTTP(asyncio.Protocol):
                 self.pending.pop()  # read ahead but not started: dropped with the connection
             return
         self.transport.write(answer)
-        self.transport.close()
+        self._linger(discard=True)
 
-    def _linger(self) -> None:
-        """Answered before its body arrived (a refusal): read and drop the rest for a moment
-        before closing, so that the client reads the answer instead of a connection reset."""
+    def _linger(self, *, discard: bool = False) -> None:
+        """Answered before all of the input was read (a refused body; with ``discard``, a
+        broken request, whose rest is not parsed): our side ends now, and the rest is read and
+        dropped for a moment before closing, so that the client reads the answer instead of a
+        connection reset."""
         self.lingering = True
+        self.discarding = discard
+        self.broken = None
+        self.reading_head = False
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
         self._resume_reading()
         self._arm_idle(self.linger_timeout)
 
@@ -413,11 +442,21 @@ class ElkynHTTP(asyncio.Protocol):
             self.read_paused = False
             self.transport.resume_reading()
 
+    def hold(self, n: int) -> None:
+        """``n`` more bytes held for pending requests: reading pauses past the mark."""
+        self.held += n
+        if self.held > self.body_high_water:
+            self._pause_reading()
+
+    def release(self, n: int) -> None:
+        self.held -= n
+        self.body_drained()
+
     def body_drained(self) -> None:
         if (
             self.read_paused
             and len(self.pending) <= self.max_pipelined
-            and (self.incoming is None or self.incoming.buffered < self.body_high_water)
+            and self.held <= self.body_high_water
         ):
             self._resume_reading()
 
@@ -429,6 +468,7 @@ class ElkynHTTP(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.header_bytes = 0
+        self.head_seen = 0
         self.reading_head = True
         self._arm_idle(self.header_timeout)
 
@@ -445,7 +485,7 @@ class ElkynHTTP(asyncio.Protocol):
 
     def _count(self, n: int) -> None:
         self.header_bytes += n
-        if self.header_bytes > self.max_header_bytes:
+        if max(self.header_bytes, self.head_seen) > self.max_header_bytes:
             self.refused = _Refused(
                 431, f"the request line and headers are over {self.max_header_bytes} bytes"
             )
@@ -479,7 +519,9 @@ class ElkynHTTP(asyncio.Protocol):
             "headers": self.headers,
             "state": self.app_state.copy(),
         }
-        cycle = _Cycle(self, scope, parser.should_keep_alive())
+        # HTTP/1.0 keep-alive is not offered (as under uvicorn): its answer says close
+        keep_alive = scope["http_version"] != "1.0" and parser.should_keep_alive()
+        cycle = _Cycle(self, scope, keep_alive)
         scope["extensions"] = {"elkyn.write_now": cycle.write_now}
         for name, value in self.headers:
             if name == b"expect" and value.lower() == b"100-continue":
@@ -489,8 +531,11 @@ class ElkynHTTP(asyncio.Protocol):
         self.server_state.inner.total_requests += 1
         if len(self.pending) == 1:
             self._start(cycle)
-        elif len(self.pending) > self.max_pipelined:
-            self._pause_reading()
+        else:
+            cycle.head_held = self.header_bytes
+            self.hold(cycle.head_held)
+            if len(self.pending) > self.max_pipelined:
+                self._pause_reading()
 
     def on_body(self, body: bytes) -> None:
         cycle = self.incoming
@@ -498,8 +543,7 @@ class ElkynHTTP(asyncio.Protocol):
             return  # answered already (or dropped): the rest of its body is discarded
         cycle.chunks.append(body)
         cycle.buffered += len(body)
-        if cycle.buffered > self.body_high_water:
-            self._pause_reading()
+        self.hold(len(body))
         if self.body_timer is not None:
             self.arm_body_timer()  # the client is still sending
         cycle.wake()
@@ -516,6 +560,9 @@ class ElkynHTTP(asyncio.Protocol):
 
     # ---- running the app ----
     def _start(self, cycle: _Cycle) -> None:
+        if cycle.head_held:
+            self.release(cycle.head_held)
+            cycle.head_held = 0
         task = self.loop.create_task(self._run(cycle))
         tasks = self.server_state.inner.tasks
         tasks.add(task)
@@ -542,12 +589,14 @@ class ElkynHTTP(asyncio.Protocol):
     def _done(self, cycle: _Cycle) -> None:
         if self.pending and self.pending[0] is cycle:
             self.pending.popleft()
+        cycle.drop_body()  # a body the app did not read
         if self.closed:
             return
         if not cycle.keep_alive or cycle.disconnected:
             if self.broken is not None:
                 self.transport.write(self.broken)
-            if cycle.complete or cycle.disconnected or self.broken is not None:
+                self._linger(discard=True)
+            elif cycle.complete or cycle.disconnected:
                 self.transport.close()
             else:
                 self._linger()
