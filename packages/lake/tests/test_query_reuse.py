@@ -46,17 +46,20 @@ def test_memo_keeps_values_and_drops_the_least_recent() -> None:
     def make(key: str) -> Callable[[], int]:
         return lambda: made.append(key) or len(made)
 
-    assert memo.get("a", make("a")) == 1
-    assert memo.get("a", make("a")) == 1  # kept: not made again
-    memo.get("b", make("b"))
-    memo.get("a", make("a"))  # a is now the most recent
-    memo.get("c", make("c"))  # b goes
+    def one(_: int) -> int:
+        return 1
+
+    assert memo.get("a", make("a"), one) == 1
+    assert memo.get("a", make("a"), one) == 1  # kept: not made again
+    memo.get("b", make("b"), one)
+    memo.get("a", make("a"), one)  # a is now the most recent
+    memo.get("c", make("c"), one)  # b goes
     assert len(memo) == 2
-    memo.get("b", make("b"))
+    memo.get("b", make("b"), one)
     assert made == ["a", "b", "c", "b"]
     with pytest.raises(ZeroDivisionError):
-        memo.get("x", lambda: 1 // 0)
-    assert memo.get("x", lambda: 5) == 5  # a failed make keeps nothing
+        memo.get("x", lambda: 1 // 0, one)
+    assert memo.get("x", lambda: 5, one) == 5  # a failed make keeps nothing
 
 
 def test_kept_views_follow_new_versions_and_other_datasets(

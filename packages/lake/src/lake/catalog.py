@@ -39,6 +39,13 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+MANIFEST_BYTES_PER_BYTE = 8
+"""Cost of a parsed manifest per byte of its file. Measured with tracemalloc: 3.0 (no column
+stats) to 5.5 (200 columns of stats per chunk)."""
+MANIFEST_MEMO_BYTES = 32 << 20
+"""The parsed manifests kept, in cost (a head over this is parsed on every read)."""
+
+
 class Catalog:
     """Dataset versions stored under ``root``; chunk files in ``chunks``."""
 
@@ -51,10 +58,10 @@ class Catalog:
         self._pending: dict[str, int] = {}
         self.listeners: list[Callable[[Manifest], None]] = []
         """Called (under the catalog lock) with every manifest installed."""
-        self._parsed: Memo[Manifest] = Memo(128)
+        self._parsed: Memo[Manifest] = Memo(128, MANIFEST_MEMO_BYTES)
         """Parsed manifest files by path, inode, size and mtime: every query reads the heads
         (``names``, snapshots), and a version's file is written once, so it is parsed once
-        (at most 128 kept: past that a query parses as it did before)."""
+        (at most 128 kept and ``MANIFEST_MEMO_BYTES``: past that a query parses as before)."""
 
     # --- reading -------------------------------------------------------------------------
 
@@ -72,7 +79,11 @@ class Catalog:
         try:
             st = path.stat()
             key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
-            return self._parsed.get(key, lambda: Manifest.from_json(path.read_bytes()))
+            return self._parsed.get(
+                key,
+                lambda: Manifest.from_json(path.read_bytes()),
+                lambda _: st.st_size * MANIFEST_BYTES_PER_BYTE,
+            )
         except FileNotFoundError:
             raise DatasetNotFoundError(
                 f"dataset {name!r} has no version {version} on this node "

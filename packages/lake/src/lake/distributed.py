@@ -20,6 +20,7 @@ the replicas); if a node fails mid-query its chunks are retried on their next re
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -38,7 +39,7 @@ from .chunks import ChunkStore
 from .errors import QueryMemoryError, QueryTimeoutError, SQLError, TooLargeError
 from .interfaces import DistributedResult, LocalQueries, PeerGroup
 from .manifest import Manifest
-from .memo import Memo
+from .memo import PLAN_BYTES_PER_CHAR, TEXT_BYTES_PER_CHAR, Memo, fingerprint, sql_cost
 from .sql import Statement
 
 __all__ = ["Coordinator", "DistributedResult", "aggregate_plan"]
@@ -240,6 +241,16 @@ def scan_fragment(tree: exp.Expression, name: str, manifest: Manifest, single: b
     return text
 
 
+def _versions(manifests: dict[str, Manifest]) -> list[str]:
+    """Each dataset's name and the commit of its version (its node, number and time), in name
+    order: a committed version never changes, so its schema is fixed by these (O(1) each,
+    where the schema's text would cost O(columns) on every query)."""
+    out = []
+    for name, m in sorted(manifests.items()):
+        out += [name, str(m.version), m.origin, repr(m.created)]
+    return out
+
+
 class Coordinator:
     """Runs a gated SELECT across the members holding the chunks.
 
@@ -254,10 +265,10 @@ class Coordinator:
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lake-coord")
         self.fail_hook: Any = None
         """Tests: called with (member id, fragment) before each remote fragment."""
-        self._plans: Memo[AggregatePlan | None] = Memo()
+        self._plans: Memo[AggregatePlan | None] = Memo(256, 8 << 20)
         """(gated SQL, dataset) -> its partial-aggregate plan (None: scan pushdown)."""
-        self._names: Memo[list[str]] = Memo()
-        """(gated SQL, each dataset's name and schema) -> the result's column names."""
+        self._names: Memo[list[str]] = Memo(256, 8 << 20)
+        """(gated SQL, digest of each dataset's version) -> the result's column names."""
 
     def has_peers(self) -> bool:
         """Whether any other member is live (else the engine runs the query alone)."""
@@ -273,7 +284,11 @@ class Coordinator:
         if len(manifests) == 1:
             (name,) = manifests
             tree = stmt.tree
-            plan = self._plans.get((stmt.sql, name), lambda: aggregate_plan(tree, name))
+            plan = self._plans.get(
+                (stmt.sql, name),
+                lambda: aggregate_plan(tree, name),
+                lambda _: sql_cost(stmt.sql, PLAN_BYTES_PER_CHAR),
+            )
         reads: list[dict[str, Any]] = []
         moves: list[dict[str, Any]] = []
         inputs: dict[str, pa.Table] = {}
@@ -325,10 +340,16 @@ class Coordinator:
         self, local: LocalQueries, stmt: Statement, manifests: dict[str, Manifest], timeout: float
     ) -> list[str]:
         """The names DuckDB gives the original query's columns (the final query renames them):
-        the query run over empty tables of the datasets' schemas, kept per SQL and schemas."""
-        key = (stmt.sql, tuple((n, m.schema) for n, m in sorted(manifests.items())))
+        the query run over empty tables of the datasets' schemas, kept per SQL and dataset versions."""
+        key = (stmt.sql, fingerprint(_versions(manifests)))
         return list(
-            self._names.get(key, lambda: self._probe_names(local, stmt, manifests, timeout))
+            self._names.get(
+                key,
+                lambda: self._probe_names(local, stmt, manifests, timeout),
+                lambda names: sql_cost(
+                    stmt.sql, TEXT_BYTES_PER_CHAR, sum(sys.getsizeof(n) + 8 for n in names)
+                ),
+            )
         )
 
     def _probe_names(

@@ -33,7 +33,7 @@ from .catalog import Catalog
 from .errors import CorruptChunkError, QueryLimitError, QueryTimeoutError, TooLargeError
 from .interfaces import Distributor
 from .manifest import Manifest
-from .memo import Memo
+from .memo import TREE_BYTES_PER_CHAR, Memo, fingerprint, sql_cost
 from .sql import Statement, check_read_only, duckdb_error, sandboxed_connection, view_sql
 
 __all__ = ["QueryEngine", "QueryResult", "ResultStream"]
@@ -41,8 +41,6 @@ __all__ = ["QueryEngine", "QueryResult", "ResultStream"]
 POOL_SIZE = 4
 """Idle sandboxes kept for reuse."""
 BATCH_ROWS = 16_384
-MEMO_SQL_CHARS = 16 * 1024
-"""Gate verdicts are kept only for texts up to this long (the memo's bytes stay bounded)."""
 INTERRUPT_RETRY_SECONDS = 30.0
 """How long a cancel keeps re-sending DuckDB's interrupt while the query still runs."""
 """Rows per batch of a streamed result."""
@@ -278,14 +276,16 @@ class QueryEngine:
     def gate(self, sql: str) -> Statement:
         """The gate's verdict on ``sql`` over the datasets that exist now.
 
-        A verdict depends only on the text and the set of dataset names, so a passed one is
-        kept for both (refusals are not: they raise every time); a new or removed dataset
-        changes the key. Statements' trees are shared: nothing may modify them.
+        A verdict depends only on the text and the set of dataset names, so a passed one on a
+        short text is kept for both (refusals are not: they raise every time); a new or removed
+        dataset changes the key. Statements' trees are shared: nothing may modify them.
         """
         names = self.catalog.names()
-        if len(sql) > MEMO_SQL_CHARS:
-            return check_read_only(sql, names)
-        return self._gated.get((sql, frozenset(names)), lambda: check_read_only(sql, names))
+        return self._gated.get(
+            (sql, fingerprint(names)),
+            lambda: check_read_only(sql, names),
+            lambda _: sql_cost(sql, TREE_BYTES_PER_CHAR),
+        )
 
     def check_timeout(self, timeout: object) -> float:
         """``timeout`` in seconds if finite, > 0 and at most ``max_timeout``; None: the default."""
