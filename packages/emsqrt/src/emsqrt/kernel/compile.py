@@ -122,8 +122,10 @@ class _Compiler:
         if node.name not in self.inputs:
             raise Unsupported(f"input {node.name!r} not given")
         alias = f"__emsqrt_in{len(self.tables)}"
-        schema = node.schema.to_arrow()
-        self.tables[alias] = pa.Table.from_batches(list(self.inputs[node.name]), schema=schema)
+        batches = list(self.inputs[node.name])
+        # the batches' own types (the operators read them as given), else the declared ones
+        schema = batches[0].schema if batches else node.schema.to_arrow()
+        self.tables[alias] = pa.Table.from_batches(batches, schema=schema)
         return f"SELECT * FROM {q(alias)}"
 
     def _filter(self, node: lp.Filter) -> str:
@@ -289,6 +291,8 @@ class _Compiler:
             elif name in ("min", "max"):
                 cols[f"{p}{name}"] = f"{name}({value})"
                 if name == "max" and pa.types.is_floating(t):
+                    # the operators' state: the largest number, and whether a NaN was seen
+                    cols[f"{p}max"] = f"max({value}) FILTER (WHERE NOT isnan({value}))"
                     cols[f"{p}nan"] = f"bool_or(isnan({value}))"
             elif name in _MOMENTS:
                 x = f"CAST({value} AS DOUBLE)"

@@ -13,7 +13,10 @@ column names. Foreign messages never reach the user.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -50,6 +53,7 @@ def memory_limit(cap: int) -> int:
 
 
 _LOCAL = threading.local()
+_RUNS = itertools.count()
 
 
 def _connection(limit: int, threads: int, temp: Path) -> Any:
@@ -87,11 +91,12 @@ def run_fragment(
 
     started = time.perf_counter()
     limit = memory_limit(cap)
-    temp = Path(spill_dir) / "duckdb"
+    temp = Path(spill_dir) / f"kernel-{os.getpid()}-{next(_RUNS)}"
     try:
         con = _connection(limit, threads, temp)
     except duckdb.Error as exc:  # pragma: no cover - a broken install
         log.warning("kernel: DuckDB would not start (%s); running emsqrt's operators", exc)
+        shutil.rmtree(temp, ignore_errors=True)
         return None
     spilled = 0
     try:
@@ -113,6 +118,7 @@ def run_fragment(
                 con.unregister(name)
             except duckdb.Error:  # pragma: no cover
                 pass
+        shutil.rmtree(temp, ignore_errors=True)  # the run's spill goes with it, as emsqrt's
     try:
         table = conform(table, fragment.schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError) as exc:
