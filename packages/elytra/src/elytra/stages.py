@@ -60,7 +60,9 @@ class Stage:
 
     def broadcast_files(self) -> tuple[str, ...]:
         """Every file the broadcast sides read (each task reads them all)."""
-        return tuple(f for _, src in self.broadcast for part in src.parts(1 << 62) for f in part.files)
+        return tuple(
+            f for _, src in self.broadcast for part in src.parts(1 << 62) for f in part.files
+        )
 
     def broadcast_bytes(self) -> int:
         return sum(source_bytes(src) for _, src in self.broadcast)
@@ -108,9 +110,7 @@ class StagePlan:
         return out
 
 
-def chain_source(
-    node: lp.Node, sources: dict[str, Source], small: int = 0
-) -> Source | None:
+def chain_source(node: lp.Node, sources: dict[str, Source], small: int = 0) -> Source | None:
     """The source under ``node`` if ``node`` is a chain: only local operators (and broadcast
     joins of a side of at most ``small`` bytes) down to it."""
     while True:

@@ -42,7 +42,7 @@ _MOMENTS = ("stddev_samp", "stddev_pop", "var_samp", "var_pop")
 _HOLISTIC = ("median", "quantile_cont", "quantile_disc")
 
 
-class Unsupported(Exception):  # noqa: N818 (a signal to fall back, not an error users see)
+class Unsupported(Exception):
     """The plan holds something the kernel does not run; emsqrt's operators will."""
 
 
@@ -182,15 +182,17 @@ class _Compiler:
         if (
             len(scans) == len(node.inputs)
             and all(s.format == "parquet" for s in scans)
-            and len({(s.columns, s.predicate, s.schema) for s in scans}) == 1
+            and all(
+                (s.columns, s.predicate, s.schema)
+                == (scans[0].columns, scans[0].predicate, scans[0].schema)
+                for s in scans
+            )
         ):  # one multi-file scan: DuckDB splits it over its threads
             return self._parquet([s.path for s in scans], scans[0])
         out = self.schema(node)
         parts = []
         for i in node.inputs:
-            cols = ", ".join(
-                f"CAST({q(f.name)} AS {_sqltype(f.type)}) AS {q(f.name)}" for f in out
-            )
+            cols = ", ".join(f"CAST({q(f.name)} AS {_sqltype(f.type)}) AS {q(f.name)}" for f in out)
             parts.append(f"SELECT {cols} FROM ({self.visit(i)})")
         return " UNION ALL ".join(f"({p})" for p in parts)
 
@@ -212,8 +214,7 @@ class _Compiler:
         cols += [f"r.{q(src)} AS {q(out)}" for src, out in right_output_names(node, ls, rs)]
         kind = {"inner": "INNER", "left": "LEFT", "right": "RIGHT", "full": "FULL OUTER"}
         return (
-            f"SELECT {', '.join(cols)} FROM ({left}) l {kind[node.how]} JOIN ({right}) r "
-            f"ON {cond}"
+            f"SELECT {', '.join(cols)} FROM ({left}) l {kind[node.how]} JOIN ({right}) r ON {cond}"
         )
 
     # --- aggregates -----------------------------------------------------------------------

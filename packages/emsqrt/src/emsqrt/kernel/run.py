@@ -13,6 +13,7 @@ column names. Foreign messages never reach the user.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -114,10 +115,8 @@ def run_fragment(
         return None
     finally:
         for name in fragment.tables:
-            try:
+            with contextlib.suppress(duckdb.Error):
                 con.unregister(name)
-            except duckdb.Error:  # pragma: no cover
-                pass
         shutil.rmtree(temp, ignore_errors=True)  # the run's spill goes with it, as emsqrt's
     try:
         table = conform(table, fragment.schema)
