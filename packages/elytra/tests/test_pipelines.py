@@ -361,3 +361,18 @@ def test_joins_with_a_small_side_broadcast_it_and_equal_duckdb(
     assert ("hash-partitioned" in shown) != broadcast, shown
     sql = f"SELECT {cols} FROM {sql_l} l {how.upper()} JOIN {sql_r} r ON {lk} = {rk}"
     assert _ours(joined) == _oracle(parts_dir, sql)
+
+
+def test_a_broadcast_self_join_reads_each_row_once_per_side(
+    any_session: elytra.Session, parts_dir: Path
+) -> None:
+    """Found from outside: ``p.join(p)`` over several tasks of a small source read the big side
+    whole in every task (its two sides are one node), giving each row once per task."""
+    p = any_session.read_parquet(f"{parts_dir}/*.parquet").filter("v < 100").select("k", "v")
+    assert "broadcast join" in p.join(p, on="v").explain()
+    for how in ("inner", "semi"):
+        sql = (
+            "SELECT count(*) FROM (SELECT k, v FROM t WHERE v < 100) l "
+            f"{how.upper()} JOIN (SELECT k, v FROM t WHERE v < 100) r ON l.v = r.v"
+        )
+        assert p.join(p, on="v", how=how).count() == _oracle(parts_dir, sql)[0][0]

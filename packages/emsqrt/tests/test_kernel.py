@@ -244,3 +244,52 @@ def test_generated_aggregates(
     if pred is not None:
         src = lp.Filter(src, parse(pred))
     both(agg(src, tuple(keys), mode, *specs), spill_dir)
+
+
+def test_paths_are_files_not_globs_or_hive_folders(tmp_path: Path, spill_dir: Path) -> None:
+    """Found from outside: DuckDB globbed ``x[1].parquet`` (reading ``x1.parquet``) and took a
+    ``year=1999`` folder for a column. The kernel reads the named file or leaves it to the
+    operators."""
+    pq.write_table(pa.table({"v": [1]}), tmp_path / "x[1].parquet")
+    pq.write_table(pa.table({"v": [100]}), tmp_path / "x1.parquet")
+    pq.write_table(pa.table({"v": [7]}), tmp_path / "a*.parquet")
+    pq.write_table(pa.table({"v": [8]}), tmp_path / "ab.parquet")
+    (tmp_path / "year=1999").mkdir()
+    pq.write_table(pa.table({"year": [2020, 2021], "v": [1, 2]}), tmp_path / "year=1999/f.parquet")
+    cfg = EngineConfig(spill_dir=str(spill_dir))
+    for name, want in (("x[1].parquet", [1]), ("a*.parquet", [7])):
+        r = run(lp.Scan(str(tmp_path / name), "parquet"), cfg)
+        assert r.table is not None
+        assert r.table.column("v").to_pylist() == want
+    hive = lp.Filter(
+        lp.Scan(str(tmp_path / "year=1999/f.parquet"), "parquet"), parse("year = 2020")
+    )
+    assert both(hive, spill_dir).to_pylist() == [{"year": 2020, "v": 1}]
+
+
+def test_names_that_differ_only_in_case_stay_apart(spill_dir: Path) -> None:
+    t = pa.table({"a": [1, 2, 3], "A": [10, 20, 30]})
+    inp = lp.Input("t", Schema.from_arrow(t.schema))
+    plan = agg(inp, ("A",), "full", "sum(a)", "max(A)")
+    r = run(plan, EngineConfig(spill_dir=str(spill_dir)), inputs={"t": t})
+    assert r.table is not None
+    assert sorted(r.table.to_pylist(), key=lambda x: x["A"])[0] == {"A": 10, "o0": 1, "o1": 10}
+
+
+def test_times_are_utc_whatever_the_process_zone(
+    spill_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time as _time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    _time.tzset()
+    try:
+        ts = pa.array([1704151800_000_000], pa.timestamp("us", tz="UTC"))  # 2024-01-01 23:30Z
+        t = pa.table({"ts": ts})
+        inp = lp.Input("t", Schema.from_arrow(t.schema))
+        plan = lp.Map(inp, (("h", parse("hour(ts)")), ("d", parse("CAST(ts AS DATE)"))))
+        out = both(plan, spill_dir, t=t)
+        assert out.column("h").to_pylist() == [23]
+    finally:
+        monkeypatch.delenv("TZ")
+        _time.tzset()

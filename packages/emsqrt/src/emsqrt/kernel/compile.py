@@ -95,7 +95,11 @@ class _Compiler:
         return Fragment(f"SELECT {cols} FROM ({body})", schema, self.tables, self.files)
 
     def schema(self, node: lp.Node) -> pa.Schema:
-        return self.resolver.schema(node)
+        schema = self.resolver.schema(node)
+        if len({n.lower() for n in schema.names}) != len(schema.names):
+            # DuckDB binds names without regard to case: "a" and "A" would be one column
+            raise Unsupported("column names that differ only in case")
+        return schema
 
     # --- operators ------------------------------------------------------------------------
 
@@ -111,12 +115,19 @@ class _Compiler:
         return self._parquet([node.path], node)
 
     def _parquet(self, paths: list[str], node: lp.Scan) -> str:
+        for path in paths:  # DuckDB would read these as globs: the operators read the file
+            if any(c in path for c in "*?[]{}"):
+                raise Unsupported(f"a path DuckDB reads as a glob: {path!r}")
         schema = self.schema(node)
         self.files += paths
         where = f" WHERE {self._expr(node.predicate)}" if node.predicate is not None else ""
         cols = ", ".join(q(n) for n in schema.names)
         files = ", ".join(quote_string(p) for p in paths)
-        return f"SELECT {cols} FROM read_parquet([{files}]){where}"
+        # hive_partitioning: a folder named year=1999 must not replace the file's own column
+        return (
+            f"SELECT {cols} FROM read_parquet([{files}], hive_partitioning = false, "
+            f"union_by_name = false){where}"
+        )
 
     def _input(self, node: lp.Input) -> str:
         if node.name not in self.inputs:
@@ -209,7 +220,13 @@ class _Compiler:
             key_sql[lk] = lv if node.how in ("inner", "left") else f"coalesce({lv}, {rv})"
         cond = " AND ".join(on)
         if node.how in ("semi", "anti"):
-            return f"SELECT l.* FROM ({left}) l {node.how.upper()} JOIN ({right}) r ON {cond}"
+            canon = [
+                f"{_canon(f'l.{q(k)}', ls.field(k).type)} AS {q(k)}"
+                for k in node.left_keys
+                if pa.types.is_floating(ls.field(k).type)
+            ]  # the key as the operators output it: -0.0 as 0.0
+            star = f"l.* REPLACE ({', '.join(canon)})" if canon else "l.*"
+            return f"SELECT {star} FROM ({left}) l {node.how.upper()} JOIN ({right}) r ON {cond}"
         cols = [f"{key_sql.get(n, f'l.{q(n)}')} AS {q(n)}" for n in ls.names]
         cols += [f"r.{q(src)} AS {q(out)}" for src, out in right_output_names(node, ls, rs)]
         kind = {"inner": "INNER", "left": "LEFT", "right": "RIGHT", "full": "FULL OUTER"}
@@ -235,7 +252,7 @@ class _Compiler:
             if node.mode == "partial":
                 cols = self._partial(node, rows)
             else:
-                cols = {s.name: self._expr(s.agg) for s in node.aggregates}
+                cols = {s.name: self._full(s, rows) for s in node.aggregates}
         select = [f"{v} AS {q(k)}" for k, v in keys.items()]
         for name in out.names[len(node.group_by) :]:
             if name not in cols:
@@ -245,6 +262,17 @@ class _Compiler:
             return f"SELECT {', '.join(select)} FROM ({src})"  # the rows are the state
         group = f" GROUP BY {', '.join(keys.values())}" if keys else ""
         return f"SELECT {', '.join(select)} FROM ({src}){group}"
+
+    def _full(self, spec: lp.AggSpec, rows: pa.Schema) -> str:
+        """A whole aggregate; MAX over floats spelt out as the operators compute it (NaN above
+        every number), not left to how DuckDB's kernels meet NaN in each code path."""
+        if spec.agg.name == "max" and spec.agg.arg is not None and _is_float_arg(spec, rows):
+            x = self._arg(spec, rows)[0]
+            return (
+                f"CASE WHEN bool_or(isnan({x})) THEN 'NaN'::DOUBLE "
+                f"ELSE max({x}) FILTER (WHERE NOT isnan({x})) END"
+            )
+        return self._expr(spec.agg)
 
     def _arg(self, spec: lp.AggSpec, rows: pa.Schema, k: int = 0) -> tuple[str, pa.DataType]:
         from platform_core.expr import evaluate

@@ -66,7 +66,8 @@ def _connection(limit: int, threads: int, temp: Path) -> Any:
     con = getattr(_LOCAL, "con", None)
     settings = (
         f"SET memory_limit = '{limit // 1024}KiB'; SET threads = {max(1, threads)}; "
-        f"SET temp_directory = {quote_string(str(temp))}"
+        f"SET temp_directory = {quote_string(str(temp))}; "
+        "SET TimeZone = 'UTC'"  # the expression language's time zone, whatever the process's
     )
     if con is not None:
         try:
