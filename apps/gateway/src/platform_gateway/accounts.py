@@ -192,7 +192,9 @@ class Accounts:
         while True:
             try:
                 await self.run_blocking(self.prune)
-                await self.run_blocking(throttle.prune, self.state)
+                await self.run_blocking(
+                    throttle.prune, self.state, None, self.settings.login_window_seconds
+                )
             except Exception:
                 log.warning("could not prune expired token records", exc_info=True)
             await asyncio.sleep(PRUNE_SECONDS)

@@ -139,7 +139,14 @@ async def login(
     else:
         host = request.client.host if request.client is not None else None
         try:  # counted before the check: a burst gets at most the limit's checks
-            reservation = await accounts.run_blocking(throttle.reserve, accounts.state, name, host)
+            reservation = await accounts.run_blocking(
+                throttle.reserve,
+                accounts.state,
+                name,
+                host,
+                None,
+                settings.login_window_seconds,
+            )
         except TooManyLogins as exc:
             raise _too_many(exc) from None
         if reservation.delay:

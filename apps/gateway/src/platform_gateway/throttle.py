@@ -1,6 +1,6 @@
 """The login throttle: attempts reserved in the cluster's shared state *before* the password check.
 
-Three counters per window of ``WINDOW_SECONDS`` (fixed windows, kept under the platform-only
+Three counters per window of ``PLATFORM_LOGIN_WINDOW_SECONDS`` (60 s; fixed windows, kept under the platform-only
 subtree ``/throttle`` of the cluster state, so they hold across platforms and restarts):
 
 - per (user name, client address): the first ``FREE_ATTEMPTS`` go at once, then each waits
@@ -99,9 +99,9 @@ class Reservation:
     delay: float
 
 
-def _window(now: float) -> tuple[int, int]:
-    bucket = int(now // WINDOW_SECONDS)
-    return bucket, math.ceil((bucket + 1) * WINDOW_SECONDS - now)
+def _window(now: float, window: int = WINDOW_SECONDS) -> tuple[int, int]:
+    bucket = int(now // window)
+    return bucket, math.ceil((bucket + 1) * window - now)
 
 
 def _count(answer: Any, rel: str) -> int:
@@ -110,14 +110,19 @@ def _count(answer: Any, rel: str) -> int:
 
 
 def reserve(
-    state: ClusterState, name: str, host: str | None, now: float | None = None
+    state: ClusterState,
+    name: str,
+    host: str | None,
+    now: float | None = None,
+    window: int = WINDOW_SECONDS,
 ) -> Reservation:
     """Count one login attempt for ``name`` from ``host``; ``TooManyLogins`` if over a limit.
 
+    ``window`` is ``PLATFORM_LOGIN_WINDOW_SECONDS``.
     Blocking (a commit, or a round trip to the primary): call it off the event loop.
     """
     now = time.time() if now is None else now
-    bucket, retry = _window(now)
+    bucket, retry = _window(now, window)
     user, client = escape_key(name), client_key(host)
     pair_rel, client_rel = f"p/{user}@{client}", f"c/{client}"
     answer = state.update(f"/{KEY}/w/{bucket}", {pair_rel: _INCREMENT, client_rel: _INCREMENT})
@@ -164,14 +169,14 @@ def succeeded(state: ClusterState, r: Reservation, now: float | None = None) -> 
     state.update(f"/{KEY}", values)
 
 
-def prune(state: ClusterState, now: float | None = None) -> None:
+def prune(state: ClusterState, now: float | None = None, window: int = WINDOW_SECONDS) -> None:
     """Drop the counters of windows that have ended (called every minute or so)."""
     now = time.time() if now is None else now
-    bucket, _ = _window(now)
-    window = state.read(f"/{KEY}/w")
-    if not isinstance(window, Mapping):
+    bucket, _ = _window(now, window)
+    windows = state.read(f"/{KEY}/w")
+    if not isinstance(windows, Mapping):
         return
-    old = {f"w/{b}": None for b in window if not str(b).isdigit() or int(b) < bucket - 1}
+    old = {f"w/{b}": None for b in windows if not str(b).isdigit() or int(b) < bucket - 1}
     if old:
         state.update(f"/{KEY}", old)
 

@@ -99,6 +99,8 @@ class PlatformSettings(BaseSettings):
     """How often a platform re-reads the cluster's revoked tokens (the cache's age bound)."""
     login_checks: int = Field(4, ge=1, le=64)
     """Password checks (argon2) that may run at once; more wait in a small queue."""
+    login_window_seconds: int = Field(60, ge=10, le=86400)
+    """The login throttle's window: failed logins are counted per window of this length."""
     login_queue: int = Field(8, ge=0, le=1024)
     """Logins that may wait for a check; beyond them a login answers 429."""
     max_body_bytes: int = Field(16 * 1024 * 1024, gt=0)
