@@ -27,7 +27,7 @@ from .ids import id_time, is_valid_id, new_id
 from .inference import infer_schema
 from .integrity import canonical_json, sha256_bytes, sha256_file, sha256_stream, stable_hash
 from .jsoncells import json_cell, json_rows
-from .live import LiveSink, escape_key, unescape_key
+from .live import ClusterState, LiveSink, escape_key, unescape_key
 from .logs import JsonFormatter, configure_logging
 from .memcap import address_space, cap_memory, physical_memory
 from .netloc import host_header_name, is_local_request, is_loopback, origin_is_local
@@ -65,6 +65,7 @@ __all__ = [
     "SIZE_FORMS",
     "SIZE_UNITS",
     "BadInputError",
+    "ClusterState",
     "ConflictError",
     "CorruptDataError",
     "CsvError",
