@@ -35,7 +35,14 @@ def ui_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIPlatform
     ui_built()
     run_dir = tmp_path_factory.mktemp("ui-platform")
     home = run_dir / "home"
-    server = launch([str(command("platform")), "up", "--port", "0", "--home", str(home)], run_dir)
+    # The jobs pages draw a multi-stage job: a join of two datasets through the hash exchange.
+    # The test datasets are small enough to be broadcast (one stage, one task), which elytra's
+    # own suite tests; here every join is exchanged.
+    server = launch(
+        [str(command("platform")), "up", "--port", "0", "--home", str(home)],
+        run_dir,
+        {"ELYTRA_BROADCAST_BYTES": "0"},
+    )
     yield UIPlatform(server, home, run_dir)
     server.stop()
 

@@ -49,8 +49,23 @@ def test_one_address_gets_pair_limit_attempts_then_429_until_the_window_ends() -
     assert refused.value.retry_after == WINDOW_SECONDS - 5
     # Another address is not held back by this one's failures: no lockout of alice.
     assert reserve(state, "alice", "10.0.0.2", T0).delay == 0.0
-    # The next window starts afresh.
-    assert reserve(state, "alice", "10.0.0.1", T0 + WINDOW_SECONDS).delay == 0.0
+    # The window slides: 5 s into the next one the attempts of the last minute still count;
+    # a whole window later they do not.
+    with pytest.raises(TooManyLogins):
+        reserve(state, "alice", "10.0.0.1", T0 + WINDOW_SECONDS)
+    assert reserve(state, "alice", "10.0.0.1", T0 + 2 * WINDOW_SECONDS).delay == 0.0
+
+
+def test_a_burst_across_a_window_boundary_is_counted_whole() -> None:
+    """Found in CI: with fixed windows a burst ending just before a boundary left the next
+    attempt unthrottled (and an attacker twice the limit across it)."""
+    state = MemoryState()
+    end = (1_000_001 * WINDOW_SECONDS) - 1.0  # 1 s before a boundary
+    hosts = [f"10.1.0.{i}" for i in range(30)]
+    admitted = sum(_admitted(state, "bob", h, 1, end) for h in hosts)
+    assert admitted == NAME_LIMIT
+    with pytest.raises(TooManyLogins):
+        reserve(state, "bob", "10.1.1.1", end + 2.0)  # 1 s into the next window
 
 
 def test_two_hundred_guesses_from_one_address_leave_alice_her_login_elsewhere() -> None:

@@ -1,7 +1,10 @@
 """The login throttle: attempts reserved in the cluster's shared state *before* the password check.
 
-Three counters per window of ``PLATFORM_LOGIN_WINDOW_SECONDS`` (60 s; fixed windows, kept under the platform-only
-subtree ``/throttle`` of the cluster state, so they hold across platforms and restarts):
+Three counters per window of ``PLATFORM_LOGIN_WINDOW_SECONDS`` (60 s, kept under the
+platform-only subtree ``/throttle`` of the cluster state, so they hold across platforms and
+restarts). A limit applies to a sliding window: this window's count plus the previous one's,
+weighted by how much of it still lies within the last ``window`` seconds, so a burst that
+straddles a window boundary is counted whole, not twice the limit:
 
 - per (user name, client address): the first ``FREE_ATTEMPTS`` go at once, then each waits
   longer (0.5 s, 1 s, 2 s), and past ``PAIR_LIMIT`` the answer is 429 with ``Retry-After``;
@@ -109,6 +112,13 @@ def _count(answer: Any, rel: str) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def _at(tree: Any, rel: str) -> Any:
+    """The value at ``rel`` (``a/b``) of a tree read from the state, or None."""
+    for part in rel.split("/"):
+        tree = tree.get(part) if isinstance(tree, Mapping) else None
+    return tree
+
+
 def reserve(
     state: ClusterState,
     name: str,
@@ -126,7 +136,13 @@ def reserve(
     user, client = escape_key(name), client_key(host)
     pair_rel, client_rel = f"p/{user}@{client}", f"c/{client}"
     answer = state.update(f"/{KEY}/w/{bucket}", {pair_rel: _INCREMENT, client_rel: _INCREMENT})
-    pair, per_client = _count(answer, pair_rel), _count(answer, client_rel)
+    previous = state.read(f"/{KEY}/w/{bucket - 1}")
+    still = 1.0 - (now - bucket * window) / window  # the previous window's share still recent
+
+    def recent(counted: Any, rel: str) -> float:
+        return _count(counted, rel) + still * _count({rel: _at(previous, rel)}, rel)
+
+    pair, per_client = recent(answer, pair_rel), recent(answer, client_rel)
     if pair > PAIR_LIMIT:
         raise TooManyLogins(
             f"too many failed logins for {name!r} from this address; try again in {retry} s",
@@ -141,7 +157,7 @@ def reserve(
     counted_name = False
     if not is_known:
         name_rel = f"n/{user}"
-        per_name = _count(state.update(f"/{KEY}/w/{bucket}", {name_rel: _INCREMENT}), name_rel)
+        per_name = recent(state.update(f"/{KEY}/w/{bucket}", {name_rel: _INCREMENT}), name_rel)
         counted_name = True
         if per_name > NAME_LIMIT:
             raise TooManyLogins(
@@ -149,9 +165,9 @@ def reserve(
                 f"{retry} s (a client that signed in as {name!r} before is not held back)",
                 retry,
             )
-    extra = pair - FREE_ATTEMPTS
+    extra = math.ceil(pair) - FREE_ATTEMPTS
     delay = DELAY_BASE_SECONDS * 2 ** (extra - 1) if extra > 0 else 0.0
-    return Reservation(name, client, bucket, counted_name, pair, delay)
+    return Reservation(name, client, bucket, counted_name, math.ceil(pair), delay)
 
 
 def succeeded(state: ClusterState, r: Reservation, now: float | None = None) -> None:

@@ -40,6 +40,7 @@ __all__ = ["Fragment", "Unsupported", "compile_plan"]
 _P = "__emsqrt_a"
 _MOMENTS = ("stddev_samp", "stddev_pop", "var_samp", "var_pop")
 _HOLISTIC = ("median", "quantile_cont", "quantile_disc")
+_ORD = '"__emsqrt_ord"'
 
 
 class Unsupported(Exception):
@@ -168,24 +169,38 @@ class _Compiler:
         return f"SELECT * FROM ({self.visit(node.input)}) LIMIT {int(node.n)} OFFSET {int(node.offset)}"
 
     def _order(self, keys: Sequence[lp.SortKey]) -> str:
+        """ORDER BY ``keys``, ties in input order (the operators' sorts are stable, and a
+        browser worker's top-k is checked against a re-run row for row)."""
         return ", ".join(
-            f"{q(k.column)} {'DESC' if k.descending else 'ASC'} "
-            f"NULLS {'FIRST' if k.nulls_first else 'LAST'}"
-            for k in keys
+            [
+                f"{q(k.column)} {'DESC' if k.descending else 'ASC'} "
+                f"NULLS {'FIRST' if k.nulls_first else 'LAST'}"
+                for k in keys
+            ]
+            + [_ORD]
         )
 
+    @staticmethod
+    def _numbered(src: str) -> str:
+        """``src`` with each row's input position (one thread keeps the input order)."""
+        return f"SELECT *, row_number() OVER () AS {_ORD} FROM ({src})"
+
     def _sort(self, node: lp.Sort) -> str:
-        return f"SELECT * FROM ({self.visit(node.input)}) ORDER BY {self._order(node.keys)}"
+        src = self._numbered(self.visit(node.input))
+        return f"SELECT * EXCLUDE ({_ORD}) FROM ({src}) ORDER BY {self._order(node.keys)}"
 
     def _topk(self, node: lp.TopK) -> str:
-        src = self.visit(node.input)
+        src = self._numbered(self.visit(node.input))
         if not node.per:
-            return f"SELECT * FROM ({src}) ORDER BY {self._order(node.keys)} LIMIT {int(node.n)}"
+            return (
+                f"SELECT * EXCLUDE ({_ORD}) FROM ({src}) ORDER BY {self._order(node.keys)} "
+                f"LIMIT {int(node.n)}"
+            )
         schema = self.schema(node.input)
         per = ", ".join(_canon(q(k), schema.field(k).type) for k in node.per)
         return (
-            f"SELECT * FROM ({src}) QUALIFY row_number() OVER (PARTITION BY {per} "
-            f"ORDER BY {self._order(node.keys)}) <= {int(node.n)}"
+            f"SELECT * EXCLUDE ({_ORD}) FROM ({src}) QUALIFY row_number() OVER (PARTITION BY "
+            f"{per} ORDER BY {self._order(node.keys)}) <= {int(node.n)}"
         )
 
     def _union(self, node: lp.Union) -> str:
@@ -251,6 +266,14 @@ class _Compiler:
             keys = {k: _canon(q(k), src_schema.field(k).type) for k in node.group_by}
             if node.mode == "partial":
                 cols = self._partial(node, rows)
+                if not keys and not _is_raw(node):
+                    # no rows, no groups: the operators' one state row holds NULL counts
+                    cols = {
+                        k: f"CASE WHEN count(*) = 0 THEN NULL ELSE {v} END"
+                        if k.endswith("_n")
+                        else v
+                        for k, v in cols.items()
+                    }
             else:
                 cols = {s.name: self._full(s, rows) for s in node.aggregates}
         select = [f"{v} AS {q(k)}" for k, v in keys.items()]
@@ -321,7 +344,10 @@ class _Compiler:
                 cols[f"{p}{name}"] = f"{name}({value})"
                 if name == "max" and pa.types.is_floating(t):
                     # the operators' state: the largest number, and whether a NaN was seen
-                    cols[f"{p}max"] = f"max({value}) FILTER (WHERE NOT isnan({value}))"
+                    # (NaN when the group holds nothing else, NULL when nothing at all)
+                    cols[f"{p}max"] = (
+                        f"coalesce(max({value}) FILTER (WHERE NOT isnan({value})), max({value}))"
+                    )
                     cols[f"{p}nan"] = f"bool_or(isnan({value}))"
             elif name in _MOMENTS:
                 x = f"CAST({value} AS DOUBLE)"
