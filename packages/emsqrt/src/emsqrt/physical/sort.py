@@ -38,10 +38,15 @@ __all__ = ["SortOp", "TopKOp", "TopKPerGroupOp", "external_sort"]
 _INDEX_BYTES = 24
 
 
+def _rows_per(table: pa.Table, target_bytes: int) -> int:
+    """Rows of ``table`` in about ``target_bytes`` (at least one)."""
+    return max(1, int(table.num_rows * target_bytes / max(table.nbytes, 1)))
+
+
 def _slices(table: pa.Table, target_bytes: int) -> Iterator[pa.Table]:
     if table.num_rows == 0:
         return
-    rows = max(1, int(table.num_rows * target_bytes / max(table.nbytes, 1)))
+    rows = _rows_per(table, target_bytes)
     for start in range(0, table.num_rows, rows):
         yield table.slice(start, rows)
 
@@ -88,8 +93,11 @@ def external_sort(
             table = pa.concat_tables(acc)
             acc = []
             idx = spec.indices(table)
-            for part in _slices(pa.table({"i": idx}), ctx.batch_bytes):
-                yield gather(table, part.column(0).combine_chunks())
+            # Batches of about batch_bytes of the rows (not of the 8-byte indices, which
+            # made each batch row-width / 8 times too big for the head-room left to it).
+            rows = _rows_per(table, ctx.batch_bytes)
+            for start in range(0, table.num_rows, rows):
+                yield gather(table, idx.slice(start, rows))
             return
         if acc:
             runs.append(_write_run(op, spec, acc, guard))
@@ -109,7 +117,7 @@ def _write_run(op: PhysicalOp, spec: SortSpec, acc: list[pa.Table], guard: Guard
         raise _too_small(op, guard.nbytes + 2 * seg, "a sorted run while writing it")
     idx = spec.indices(table)
     run = ctx.spill.create(f"{op.name}-run")
-    rows = max(1, int(table.num_rows * seg / max(table.nbytes, 1)))
+    rows = _rows_per(table, seg)
     for start in range(0, table.num_rows, rows):
         run.append(gather(table, idx.slice(start, rows)))
     op.stats.spilled_bytes += run.arrow_bytes
@@ -210,7 +218,7 @@ def _merge(
             continue
         table = pa.concat_tables(parts)
         idx = spec.indices(table)
-        rows = max(1, int(table.num_rows * seg / max(table.nbytes, 1)))
+        rows = _rows_per(table, seg)
         for start in range(0, table.num_rows, rows):
             yield gather(table, idx.slice(start, rows))
     guard.resize(0)
