@@ -1,0 +1,301 @@
+"""Each package installed alone: measure its closure, run its README example, render the tables.
+
+The `wheels` nox session installs each package's wheels into a fresh venv and calls
+
+    python scripts/standalone.py check --python VENV/bin/python --package packages/strand \
+        --out .reports/standalone/strand.json
+
+which lists the closure (`uv pip list`), fails when it holds a distribution of the package's
+`[tool.platform] must-not-pull` list, runs the README's block marked `standalone` in a scratch
+directory with that venv's Python, and measures the install size (bytes of the venv's
+`site-packages`) and the import time (median of fresh interpreters after a warm-up, beside
+`import pyarrow, numpy` timed the same way in the same venv). Then
+
+    python scripts/standalone.py render --figures .reports/standalone
+
+writes a table into each package README (between `<!-- standalone:start -->` and
+`<!-- standalone:end -->`) and the summary, beside the figures before issue 32, into the core
+README (between `<!-- standalone-summary:start -->` and `<!-- standalone-summary:end -->`).
+Standard library only: it runs under any Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+START, END = "<!-- standalone:start -->", "<!-- standalone:end -->"
+SUMMARY_START, SUMMARY_END = "<!-- standalone-summary:start -->", "<!-- standalone-summary:end -->"
+RUNS = 5
+"""Fresh interpreters per import timing (after one warm-up that writes the bytecode caches)."""
+
+BEFORE: dict[str, dict[str, Any]] = {
+    "platform-strand": {"packages": 38, "mb": 251, "import_s": 0.62},
+    "platform-emsqrt": {"packages": 38, "mb": 253},
+    "platform-lake": {"packages": 40, "mb": 322},
+    "platform-elytra": {"packages": 63, "mb": 552},
+}
+"""Issue 32's figures, measured the same way before the core was split (wheels of every
+member installed alone, each in a fresh venv); what it did not give is left blank."""
+
+
+class StandaloneError(Exception):
+    """The package does not stand alone (the message says what and what to do)."""
+
+
+def _pyproject(package: Path) -> dict[str, Any]:
+    return tomllib.loads((package / "pyproject.toml").read_text())
+
+
+def _module(package: Path) -> str:
+    found = [p.parent.name for p in (package / "src").glob("*/__init__.py")]
+    if len(found) != 1:
+        raise StandaloneError(f"{package}: expected one package under src/, found {found}")
+    return found[0]
+
+
+def standalone_example(readme: Path) -> str:
+    """The README's first ```` ```python standalone ```` block."""
+    match = re.search(
+        r"^```python[^\n]*\bstandalone\b[^\n]*\n(.*?)^```", readme.read_text(), re.S | re.M
+    )
+    if match is None:
+        raise StandaloneError(
+            f"{readme} has no ```python standalone block: mark its first example that runs "
+            "with the package installed alone"
+        )
+    return match.group(1)
+
+
+def closure(python: Path) -> list[dict[str, str]]:
+    """The distributions installed in the venv of ``python``."""
+    out = subprocess.run(
+        ["uv", "pip", "list", "--python", str(python), "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return sorted(json.loads(out.stdout), key=lambda d: d["name"].lower())
+
+
+def site_bytes(python: Path) -> int:
+    """Bytes of the files under the venv's site-packages (links not followed)."""
+    out = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    total = 0
+    for folder, _dirs, files in os.walk(out.stdout.strip()):
+        for name in files:
+            total += os.lstat(os.path.join(folder, name)).st_size
+    return total
+
+
+def import_seconds(python: Path, statement: str, runs: int = RUNS) -> float:
+    """Median seconds of ``statement`` in fresh interpreters, after one warm-up run."""
+    code = f"import time; t = time.perf_counter(); {statement}; print(time.perf_counter() - t)"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    times = []
+    for i in range(runs + 1):
+        out = subprocess.run(
+            [str(python), "-c", code], capture_output=True, text=True, check=True, env=env
+        )
+        if i:
+            times.append(float(out.stdout))
+    return statistics.median(times)
+
+
+def check(python: Path, package: Path) -> dict[str, Any]:
+    """Closure, forbidden distributions, the README example, size and import time."""
+    meta = _pyproject(package)
+    project = meta["project"]
+    dist, module = project["name"], _module(package)
+    forbidden = {
+        n.lower() for n in meta.get("tool", {}).get("platform", {}).get("must-not-pull", [])
+    }
+    installed = closure(python)
+    names = {d["name"].lower() for d in installed}
+    pulled = sorted(names & forbidden)
+    if pulled:
+        raise StandaloneError(
+            f"{dist} installed alone pulls in {', '.join(pulled)}, which its must-not-pull list "
+            f"([tool.platform] in {package / 'pyproject.toml'}) forbids: find which requirement "
+            "brings it (`uv pip tree`) and move it behind an extra"
+        )
+    example = standalone_example(package / "README.md")
+    with tempfile.TemporaryDirectory() as scratch:
+        script = Path(scratch) / "example.py"
+        script.write_text(example)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
+        env["PATH"] = os.pathsep.join([str(python.parent), env.get("PATH", "")])
+        ran = subprocess.run(
+            [str(python), str(script)],
+            cwd=scratch,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
+    if ran.returncode != 0:
+        raise StandaloneError(
+            f"{dist}'s README example (```python standalone) failed installed alone:\n"
+            f"{ran.stdout}{ran.stderr}"
+        )
+    # Alternate them, so a burst of load on a shared machine hits both alike.
+    base, ours = [], []
+    for _ in range(2):
+        base.append(import_seconds(python, "import pyarrow, numpy", runs=RUNS // 2 + 1))
+        ours.append(import_seconds(python, f"import {module}", runs=RUNS // 2 + 1))
+    extras = project.get("optional-dependencies", {})
+    return {
+        "dist": dist,
+        "version": project["version"],
+        "module": module,
+        "requires": project.get("dependencies", []),
+        "extras": {k: list(v) for k, v in extras.items()},
+        "must_not_pull": sorted(forbidden),
+        "packages": len(installed),
+        "closure": [f"{d['name']}=={d['version']}" for d in installed],
+        "site_bytes": site_bytes(python),
+        "import_s": statistics.median(ours),
+        "pyarrow_numpy_s": statistics.median(base),
+        "measured": time.strftime("%Y-%m-%d", time.gmtime()),
+    }
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.0f} MB"
+
+
+def package_table(fig: dict[str, Any]) -> str:
+    """The table in a package's README."""
+    needs = ", ".join(f"`{r}`" for r in fig["requires"]) or "nothing"
+    lines = [
+        f"`pip install {fig['dist']}` needs: {needs}.",
+    ]
+    for extra, reqs in fig["extras"].items():
+        lines.append(f"Extra `[{extra}]`: {', '.join(f'`{r}`' for r in reqs)}.")
+    if fig["must_not_pull"]:
+        lines.append(
+            f"Never installed with it (the `wheels` session fails if one is): "
+            f"{', '.join(fig['must_not_pull'])}."
+        )
+    ratio = fig["import_s"] / fig["pyarrow_numpy_s"]
+    lines += [
+        "",
+        f"| installed alone | packages | install size | `import {fig['module']}` | `import pyarrow, numpy` (same run) |",
+        "|---|---:|---:|---:|---:|",
+        f"| {fig['dist']} {fig['version']} | {fig['packages']} | {_mb(fig['site_bytes'])} | "
+        f"{fig['import_s']:.2f} s ({ratio:.2f}x) | {fig['pyarrow_numpy_s']:.2f} s |",
+        "",
+        f"Measured by `nox -s wheels` on {fig['measured']}: its wheels in a fresh venv, size of "
+        "its `site-packages`, import times the median of fresh interpreters.",
+    ]
+    return "\n".join(lines)
+
+
+def summary_table(figs: list[dict[str, Any]]) -> str:
+    """The table in the core README: every package alone, before and after."""
+    lines = [
+        "| installed alone | packages (before) | size (before) | import time (before) | "
+        "`import pyarrow, numpy` (same run) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for fig in figs:
+        before = BEFORE.get(fig["dist"], {})
+        was_p = f" ({before['packages']})" if "packages" in before else ""
+        was_mb = f" ({before['mb']} MB)" if "mb" in before else ""
+        was_s = f" ({before['import_s']:.2f} s)" if "import_s" in before else ""
+        ratio = fig["import_s"] / fig["pyarrow_numpy_s"]
+        lines.append(
+            f"| {fig['dist']} | {fig['packages']}{was_p} | {_mb(fig['site_bytes'])}{was_mb} | "
+            f"`import {fig['module']}` {fig['import_s']:.2f} s = {ratio:.2f}x{was_s} | "
+            f"{fig['pyarrow_numpy_s']:.2f} s |"
+        )
+    date = max(f["measured"] for f in figs)
+    lines += [
+        "",
+        f"Measured by `nox -s wheels` on {date}; before: issue 32's figures (strand pulled "
+        "fastapi, uvicorn, starlette, httpx, argon2-cffi, sqlglot and typer; elytra always Ray). "
+        "The gateway installs the whole platform with Ray (`platform-elytra[ray]`): it runs it.",
+    ]
+    return "\n".join(lines)
+
+
+def _replace(path: Path, start: str, end: str, body: str) -> None:
+    text = path.read_text()
+    if start not in text or end not in text:
+        raise StandaloneError(
+            f"{path} lacks the markers {start} ... {end}: add them where the table goes"
+        )
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    new = f"{head}{start}\n{body}\n{end}{tail}"
+    if new != text:
+        path.write_text(new)
+
+
+def render(figures: Path) -> None:
+    figs = [json.loads(p.read_text()) for p in sorted(figures.glob("*.json"))]
+    if not figs:
+        raise StandaloneError(f"no figures in {figures}: run `nox -s wheels` first")
+    for fig in figs:
+        package = _package_dir(fig["dist"])
+        _replace(package / "README.md", START, END, package_table(fig))
+    order = {d: i for i, d in enumerate(["platform-core", "platform-strand", "platform-emsqrt"])}
+    figs.sort(key=lambda f: (order.get(f["dist"], 9), f["dist"]))
+    _replace(ROOT / "packages/core/README.md", SUMMARY_START, SUMMARY_END, summary_table(figs))
+
+
+def _package_dir(dist: str) -> Path:
+    for pyproject in [
+        *ROOT.glob("packages/*/pyproject.toml"),
+        ROOT / "apps/gateway/pyproject.toml",
+    ]:
+        if tomllib.loads(pyproject.read_text())["project"]["name"] == dist:
+            return pyproject.parent
+    raise StandaloneError(f"no workspace package is named {dist}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("check", help="check one package installed alone; write its figures")
+    c.add_argument("--python", type=Path, required=True)
+    c.add_argument("--package", type=Path, required=True)
+    c.add_argument("--out", type=Path, required=True)
+    r = sub.add_parser("render", help="write the figures into the READMEs")
+    r.add_argument("--figures", type=Path, default=ROOT / ".reports/standalone")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "check":
+            fig = check(args.python, args.package.resolve())
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(fig, indent=1) + "\n")
+            print(
+                f"{fig['dist']}: {fig['packages']} packages, {_mb(fig['site_bytes'])}, "
+                f"import {fig['import_s']:.3f} s (pyarrow+numpy {fig['pyarrow_numpy_s']:.3f} s)"
+            )
+        else:
+            render(args.figures)
+    except StandaloneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
