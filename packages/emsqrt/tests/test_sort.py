@@ -74,9 +74,14 @@ def test_multi_pass_merge_is_reported(spill_dir: Path) -> None:
 
 def test_in_memory_sort_does_not_spill(spill_dir: Path) -> None:
     t = make_table({"rows": 2000, "keys": 100, "nulls": 0.1, "skew": False, "seed": 2})
-    r = run_batches(Sort(input_node("t", t), (SortKey("k"),)), {"t": t}, 64 * 1024 * KiB, spill_dir)
+    plan = Sort(input_node("t", t), (SortKey("k"),))
+    # the sort operator itself (above its floor the kernel would run the whole plan)
+    r = run_batches(plan, {"t": t}, 64 * 1024 * KiB, spill_dir, kernel="off")
     assert r.manifest.operator("sort").spilled_bytes == 0
     assert r.manifest.spill["bytes_written"] == 0
+    k = run_batches(plan, {"t": t}, 64 * 1024 * KiB, spill_dir)
+    assert k.manifest.operator("kernel").spilled_bytes == 0
+    assert_same_rows(k.table.select(["k"]), r.table.select(["k"]), ordered=True)
     assert_same_rows(r.table.select(["k"]), duck("SELECT k FROM t ORDER BY k", t=t), ordered=True)
 
 

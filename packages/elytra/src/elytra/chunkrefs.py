@@ -62,11 +62,11 @@ def chunk_shas(task: Task) -> list[str] | None:
 
 
 PEER_OPS = frozenset(
-    {"scan", "filter", "project", "map", "sort", "aggregate", "limit", "topk", "union"}
+    {"scan", "filter", "project", "map", "sort", "aggregate", "limit", "topk", "union", "join"}
 )
-"""The plan operators a peer runs: reading, computing, ordering. Not ``sink`` (it writes a
-file where the plan says), ``pymap`` (decoding it runs code), ``join`` and ``input`` (a task
-over chunks has neither)."""
+"""The plan operators a peer runs: reading, computing, ordering, joining (a broadcast join reads
+its small side's chunks, which the task names too). Not ``sink`` (it writes a file where the
+plan says), ``pymap`` (decoding it runs code) or ``input`` (a task over chunks has none)."""
 MAX_PLAN_DEPTH = 256
 """Operators nested deeper than this are refused before anything recurses over them."""
 _CHILDREN = ("input", "left", "right")

@@ -42,6 +42,7 @@ from .results import StageResults
 from .settings import ElytraSettings
 from .sources import LakeSource, Source
 from .spilldirs import JobDir, sweep
+from .shuffle import Shuffle
 from .stages import StagePlan, cut, task_plan
 from .task import Task, TaskResult
 
@@ -116,13 +117,33 @@ class Driver:
         job_id: str,
         spill_dir: Path,
         sources: dict[str, Source] | None = None,
+        shuffle: bool = False,
     ) -> tuple[StagePlan, list[Task]]:
-        """Stages and their tasks; unknown columns and type errors raise before anything runs."""
+        """Stages and their tasks; unknown columns and type errors raise before anything runs.
+        With ``shuffle``, the tasks of a group-by stage partition big results themselves
+        (``shuffle.py``); only where they write is where the next stage's tasks read."""
         _ = p.schema
-        plan = cut(p.node, sources if sources is not None else dict(p.sources))
+        plan = cut(
+            p.node,
+            sources if sources is not None else dict(p.sources),
+            int(self.settings.broadcast_bytes),
+        )
+        finals = _final_aggregates(plan) if shuffle else {}
         tasks: list[Task] = []
         for i, stage in enumerate(plan.stages):
-            for j, part in enumerate(stage.source.parts(int(self.settings.task_bytes))):
+            small, small_bytes = stage.broadcast_files(), stage.broadcast_bytes()
+            parts = stage.source.parts(int(self.settings.task_bytes))
+            exchange = ""
+            if stage.name in finals and len(parts) > 1:
+                keys = finals[stage.name].group_by
+                exchange = Shuffle.make(
+                    spill_dir / f"agg-{stage.name}-tasks",
+                    self._exchange_parts(),
+                    keys,
+                    [stage.schema.field(k).type for k in keys],
+                    int(self.settings.exchange_min_bytes) // len(parts),
+                ).to_json()
+            for j, part in enumerate(parts):
                 tasks.append(
                     Task(
                         id=f"{job_id}-s{i}-t{j}",
@@ -130,8 +151,9 @@ class Driver:
                         plan=task_plan(stage, part.files),
                         mem_cap=int(self.settings.worker_mem_cap),
                         spill_dir=str(spill_dir / f"s{i}-t{j}"),
-                        files=part.files,
-                        bytes_in=part.bytes,
+                        files=part.files + small,
+                        bytes_in=part.bytes + small_bytes,
+                        exchange=exchange,
                     )
                 )
             stage.tasks = [t for t in tasks if t.stage == i]
@@ -301,7 +323,10 @@ class Driver:
             sources = _chunks_by_name(p)  # the platform that runs a task finds its chunks
         else:
             sources = self._localize(p, spill / "chunks")
-        plan, tasks = self.plan(p, job.id, spill, sources)
+        # a worker-side exchange writes where the driver's next tasks read: this machine
+        local = self.settings.backend in ("local", "inline", "ray")
+        shuffle = local and not getattr(self.backend, "resolves_chunks", False)
+        plan, tasks = self.plan(p, job.id, spill, sources, shuffle)
         stats.tasks_total = len(tasks)
         for i, stage in enumerate(plan.stages):
             job.plan_stage(i, len(stage.tasks))
@@ -333,12 +358,13 @@ class Driver:
         watched = {i: s.name for i, s in enumerate(plan.stages) if s.name in finals}
         grouped: dict[int, ExchangeWriter] = {}
 
-        def grow(index: int, name: str) -> None:
-            """A group-by whose partial states pass the threshold moves to an exchange: its
-            held states now, its later results as they come."""
+        def grow(index: int, name: str, done: dict[str, Any] | None) -> None:
+            """A group-by whose partial states pass the threshold, or one of whose tasks
+            partitioned its states itself (``done``), moves to an exchange: its held states
+            now, its later results as they come."""
             if watched.get(index) != name:
                 return
-            if results.size(name) < int(self.settings.exchange_min_bytes):
+            if done is None and results.size(name) < int(self.settings.exchange_min_bytes):
                 return
             del watched[index]
             schema, keys = plan.stages[index].schema, finals[name].group_by
@@ -353,6 +379,8 @@ class Driver:
             grouped[index] = w
             for table in results.take(name):
                 w.add(0, table)
+            if done is not None:
+                w.given(0, done)
             routes[index] = (w, 0)
 
         try:
@@ -432,7 +460,7 @@ class Driver:
         stats: JobStats,
         results: StageResults,
         routes: dict[int, tuple[ExchangeWriter, int] | str],
-        added: Callable[[int, str], None] | None = None,
+        added: Callable[[int, str, dict[str, Any] | None], None] | None = None,
     ) -> None:
         """Run ``tasks``; each result goes where its stage is routed (an exchange's side, or
         a merge input, after which ``added`` may reroute the stage)."""
@@ -442,12 +470,17 @@ class Driver:
             ):
                 index = int(result.task_id.rsplit("-s", 1)[1].split("-t", 1)[0])
                 route = routes[index]
+                done = result.stats.get("exchange")  # the task partitioned its rows itself
                 if isinstance(route, str):
                     results.add(route, result.table)
                     if added is not None:
-                        added(index, route)
+                        added(index, route, done)
+                    elif done is not None:  # pragma: no cover - only shuffled stages shuffle
+                        raise PipelineError(f"task {result.task_id} partitioned unasked")
                 else:
                     route[0].add(route[1], result.table)
+                    if done is not None:
+                        route[0].given(route[1], done)
                 self._count(stats, result)
                 job.task_done(
                     result.task_id,
@@ -486,7 +519,7 @@ class Driver:
             plan=plan,
             mem_cap=int(self.settings.worker_mem_cap),
             spill_dir=str(spill / f"s{stage}-t{part}"),
-            files=tuple(str(w.path(side, part)) for side in sides),
+            files=tuple(f for side in sides for f in w.files(side, part)),
             bytes_in=sum(w.bytes[side][part] for side in sides),
         )
 

@@ -74,6 +74,7 @@ class ExchangeWriter:
     rows: list[list[int]] = field(init=False)
     bytes: list[list[int]] = field(init=False)
     _writers: dict[tuple[int, int], pq.ParquetWriter] = field(init=False, default_factory=dict)
+    _given: dict[tuple[int, int], list[str]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rows = [[0] * self.parts for _ in self.schemas]
@@ -81,6 +82,25 @@ class ExchangeWriter:
 
     def path(self, side: int, part: int) -> Path:
         return self.directory / f"{side}-{part}.parquet"
+
+    def files(self, side: int, part: int) -> list[str]:
+        """Every file of partition ``part`` of ``side``: the driver's own (if it wrote or
+        made one) and those tasks wrote themselves (:meth:`given`)."""
+        own = [str(self.path(side, part))] if (side, part) in self._writers or (
+            self.path(side, part).exists()
+        ) else []
+        return own + self._given.get((side, part), [])
+
+    def given(self, side: int, done: dict[str, object]) -> None:
+        """Files a task partitioned itself (``stats["exchange"]`` of its answer)."""
+        rows, sizes = done["rows"], done["bytes"]
+        assert isinstance(rows, list) and isinstance(sizes, list)
+        for part in range(self.parts):
+            if rows[part]:
+                name = str(Path(str(done["dir"])) / f"0-{part}.parquet")
+                self._given.setdefault((side, part), []).append(name)
+                self.rows[side][part] += int(rows[part])
+                self.bytes[side][part] += int(sizes[part])
 
     def add(self, side: int, table: pa.Table) -> None:
         """Partition ``table`` (rows of ``side``) to that side's files."""
@@ -145,9 +165,10 @@ def join_parts(writer: ExchangeWriter, how: str) -> list[int]:
     return live
 
 
-def _scan(writer: ExchangeWriter, side: int, part: int) -> lp.Scan:
+def _scan(writer: ExchangeWriter, side: int, part: int) -> lp.Node:
     schema = Schema.from_arrow(writer.schemas[side])
-    return lp.Scan(str(writer.path(side, part)), "parquet", schema)
+    scans = [lp.Scan(f, "parquet", schema) for f in writer.files(side, part)]
+    return scans[0] if len(scans) == 1 else lp.Union(tuple(scans))
 
 
 def join_task_plan(writer: ExchangeWriter, join: lp.Join, part: int) -> str:

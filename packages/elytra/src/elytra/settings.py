@@ -32,6 +32,9 @@ class ElytraSettings(PackageSettings):
     """Small chunks are grouped into one task up to about this many bytes."""
     exchange_partitions: int = Field(0, ge=0, le=1024)
     """Partitions of a join's hash exchange (one join task each); 0: twice ``workers``."""
+    broadcast_bytes: ByteSize = ByteSize(8 << 20)
+    """A join side whose source is at most this size (the catalog's chunk or file sizes) is
+    read whole by every task of the other side: no exchange. 0: every join is exchanged."""
     exchange_min_bytes: ByteSize = ByteSize(128 << 20)
     """A group-by whose tasks' partial states pass this size is merged by partitions on the
     workers (a hash exchange), not in the driver. Below it the driver's merge is faster: the

@@ -10,9 +10,13 @@ source alone. Above a chain, the first operator decides the cut:
   first rewritten as an aggregate by (keys, x) under one by the keys, so it splits too;
 - a top-k or a limit runs per part (each part keeps its own first n) and again at the merge;
 - a sort sorts each part (a sorted run) and the merge sorts the runs;
-- a join of two chains is a hash-partitioned exchange (``exchange.py``): both stages' rows are
-  written to partitions by key hash, then one task per partition joins its two files; the
-  merge plan reads the joined rows;
+- a join of two chains where one side's source is at most ``broadcast_bytes`` (the catalog's
+  sizes, before any task runs) is a *broadcast join*: the small side is read whole by every
+  task of the big side, so the join is part of the big side's chain (an aggregate above it is
+  still partial per task) and nothing is exchanged;
+- a join of two bigger chains is a hash-partitioned exchange (``exchange.py``): both stages'
+  rows are written to partitions by key hash, then one task per partition joins its two
+  files; the merge plan reads the joined rows;
 - anything else (a union, a join over a merged input) takes the chain's rows as they are.
 
 Each chain becomes one stage of tasks; in the merge plan it is replaced by an ``Input`` that
@@ -51,6 +55,27 @@ class Stage:
     schema: pa.Schema
     kind: str
     tasks: list[Task] = field(default_factory=list)
+    broadcast: tuple[tuple[lp.Node, Source], ...] = ()
+    """The small sides of broadcast joins in ``plan``, each read whole by every task."""
+
+    def broadcast_files(self) -> tuple[str, ...]:
+        """Every file the broadcast sides read (each task reads them all)."""
+        return tuple(f for _, src in self.broadcast for part in src.parts(1 << 62) for f in part.files)
+
+    def broadcast_bytes(self) -> int:
+        return sum(source_bytes(src) for _, src in self.broadcast)
+
+
+def source_bytes(src: Source) -> int:
+    """A source's size from the catalog (lake chunk sizes, file sizes), without reading it."""
+    return sum(part.bytes for part in src.parts(1 << 62))
+
+
+# Joins whose unmatched rows come only from the big side: the small side may be read whole by
+# every task of the big side (right and full joins of a small right side would repeat its
+# unmatched rows once per task).
+_BROADCAST_RIGHT = ("inner", "left", "semi", "anti")
+_BROADCAST_LEFT = ("inner", "right")
 
 
 @dataclass
@@ -83,32 +108,98 @@ class StagePlan:
         return out
 
 
-def _chain_source(node: lp.Node, sources: dict[str, Source]) -> Source | None:
-    """The source under ``node`` if ``node`` is a chain (only local operators down to it)."""
-    while isinstance(node, _LOCAL):
-        node = node.input
+def chain_source(
+    node: lp.Node, sources: dict[str, Source], small: int = 0
+) -> Source | None:
+    """The source under ``node`` if ``node`` is a chain: only local operators (and broadcast
+    joins of a side of at most ``small`` bytes) down to it."""
+    while True:
+        if isinstance(node, _LOCAL):
+            node = node.input
+            continue
+        if isinstance(node, lp.Join):
+            split = broadcast_split(node, sources, small)
+            if split is not None:
+                node = split[0]
+                continue
+        break
     if isinstance(node, lp.Input) and node.name in sources:
         src = sources[node.name]
         return None if isinstance(src, ArrowSource) else src
     return None
 
 
-def cut(root: lp.Node, sources: dict[str, Source]) -> StagePlan:
-    """Stages and the merge plan for ``root`` (see the module docstring)."""
+def broadcast_split(
+    join: lp.Join, sources: dict[str, Source], small: int
+) -> tuple[lp.Node, lp.Node, Source] | None:
+    """``(big side, small side, small side's source)`` when ``join`` can be a broadcast join:
+    the small side is a plain chain over a source of at most ``small`` bytes, on the side the
+    join type allows."""
+    if small <= 0:
+        return None
+    for big, little, allowed in (
+        (join.left, join.right, _BROADCAST_RIGHT),
+        (join.right, join.left, _BROADCAST_LEFT),
+    ):
+        if join.how not in allowed:
+            continue
+        src = chain_source(little, sources)
+        if src is None or source_bytes(src) > small:
+            continue
+        if chain_source(big, sources, small) is None:
+            continue
+        return big, little, src
+    return None
+
+
+def _broadcasts(
+    node: lp.Node, sources: dict[str, Source], small: int
+) -> tuple[tuple[lp.Node, Source], ...]:
+    """The small sides of the broadcast joins in chain ``node``, outermost first."""
+    found: list[tuple[lp.Node, Source]] = []
+    while True:
+        if isinstance(node, _LOCAL):
+            node = node.input
+            continue
+        if isinstance(node, lp.Join):
+            split = broadcast_split(node, sources, small)
+            if split is not None:
+                found.append((split[1], split[2]))
+                node = split[0]
+                continue
+        return tuple(found)
+
+
+def cut(root: lp.Node, sources: dict[str, Source], broadcast_bytes: int = 0) -> StagePlan:
+    """Stages and the merge plan for ``root`` (see the module docstring); a join side of at
+    most ``broadcast_bytes`` is broadcast (0: every join is exchanged)."""
     resolver = SchemaResolver()
     resolver.schema(root)  # unknown columns and type errors: before anything runs
     stages: list[Stage] = []
     exchanges: list[Exchange] = []
+    small = broadcast_bytes
+
+    def chained(node: lp.Node) -> Source | None:
+        return chain_source(node, sources, small)
 
     def stage_of(chain: lp.Node, kind: str, src: Source | None = None) -> lp.Input:
-        src = src or _chain_source(chain, sources)
+        src = src or chained(chain)
         assert src is not None
         name = f"stage{len(stages)}"
         schema = resolver.schema(chain)
-        stages.append(Stage(name, src, chain, schema, kind))
+        top = chain if isinstance(chain, (*_LOCAL, lp.Join)) else getattr(chain, "input", chain)
+        found = _broadcasts(top, sources, small)
+        if found:
+            kind += ", broadcast join"
+        stages.append(Stage(name, src, chain, schema, kind, broadcast=found))
         return lp.Input(name, Schema.from_arrow(schema))
 
     def visit(node: lp.Node) -> lp.Node:
+        if isinstance(node, lp.Limit) and isinstance(node.input, lp.Sort):
+            # sort().limit(n): each task keeps its first n + offset rows in order (a top-k),
+            # instead of returning its whole chunk sorted
+            top = lp.TopK(node.input.input, node.input.keys, node.n + node.offset)
+            return visit(lp.Limit(top, node.n, node.offset) if node.offset else top)
         if isinstance(node, lp.Aggregate) and node.mode == "full":
             # COUNT(DISTINCT x) as an aggregate by (keys, x) under one by keys: the inner one
             # splits into partial states like any other
@@ -116,7 +207,7 @@ def cut(root: lp.Node, sources: dict[str, Source]) -> StagePlan:
             if rewritten is not None:
                 return visit(rewritten)
         child = getattr(node, "input", None)
-        under = _chain_source(child, sources) if isinstance(child, lp.Node) else None
+        under = chained(child) if isinstance(child, lp.Node) else None
         if isinstance(child, lp.Node) and under is not None:
             if isinstance(node, lp.Aggregate) and node.mode == "full":
                 partial = replace(node, mode="partial")
@@ -131,8 +222,12 @@ def cut(root: lp.Node, sources: dict[str, Source]) -> StagePlan:
             if isinstance(node, lp.Sort):
                 return replace(node, input=stage_of(node, "sorted runs", under))
         if isinstance(node, lp.Join):
-            lsrc, rsrc = _chain_source(node.left, sources), _chain_source(node.right, sources)
-            if lsrc is not None and rsrc is not None:
+            lsrc, rsrc = chained(node.left), chained(node.right)
+            if (
+                lsrc is not None
+                and rsrc is not None
+                and broadcast_split(node, sources, small) is None
+            ):
                 stage_of(node.left, "exchange: left side", lsrc)
                 stage_of(node.right, "exchange: right side", rsrc)
                 schema = resolver.schema(node)
@@ -141,14 +236,14 @@ def cut(root: lp.Node, sources: dict[str, Source]) -> StagePlan:
                 )
                 exchanges.append(ex)
                 return lp.Input(ex.name, Schema.from_arrow(schema))
-        if _chain_source(node, sources) is not None and node is root:
+        if chained(node) is not None and node is root:
             return stage_of(node, "scan")
         kids = lp.children(node)
         if not kids:
             return node
         new: list[lp.Node] = []
         for k in kids:
-            if _chain_source(k, sources) is not None:
+            if chained(k) is not None:
                 new.append(stage_of(k, "scan"))
             else:
                 new.append(visit(k))
@@ -161,12 +256,26 @@ def cut(root: lp.Node, sources: dict[str, Source]) -> StagePlan:
     return StagePlan(stages, merge, driver_inputs, exchanges)
 
 
+def _scans(src: Source, files: tuple[str, ...]) -> lp.Node:
+    scans = [src.scan(f) for f in files]
+    return scans[0] if len(scans) == 1 else lp.Union(tuple(scans))
+
+
 def task_plan(stage: Stage, files: tuple[str, ...]) -> str:
-    """The stage's plan over ``files`` of its source, as emsqrt plan JSON."""
-    scans = [stage.source.scan(f) for f in files]
-    leaf: lp.Node = scans[0] if len(scans) == 1 else lp.Union(tuple(scans))
+    """The stage's plan over ``files`` of its source (and every file of its broadcast sides),
+    as emsqrt plan JSON."""
+    leaf = _scans(stage.source, files)
+    small = {id(node): src for node, src in stage.broadcast}
+
+    def whole(node: lp.Node, src: Source) -> lp.Node:
+        if isinstance(node, lp.Input) and node.name == src.name:
+            return _scans(src, tuple(f for p in src.parts(1 << 62) for f in p.files))
+        kids = lp.children(node)
+        return lp.replace_children(node, tuple(whole(k, src) for k in kids)) if kids else node
 
     def swap(node: lp.Node) -> lp.Node:
+        if id(node) in small:
+            return whole(node, small[id(node)])
         if isinstance(node, lp.Input) and node.name == stage.source.name:
             return leaf
         kids = lp.children(node)

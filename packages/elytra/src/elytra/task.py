@@ -34,6 +34,10 @@ class Task:
     files: tuple[str, ...] = ()
     """The files the plan reads (for placement and reports)."""
     bytes_in: int = 0
+    exchange: str = ""
+    """JSON of an :class:`~elytra.shuffle.Shuffle`: when the result is at least its
+    ``min_bytes``, the task hash-partitions it into files itself (a worker-side exchange) and
+    returns no rows, only where they are (``stats["exchange"]``)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -67,6 +71,11 @@ def execute(task: Task) -> TaskResult:
     result = run(plan, config)
     assert result.table is not None  # a task plan never ends in a sink
     m = result.manifest
+    shuffled: dict[str, Any] | None = None
+    if task.exchange:
+        from .shuffle import Shuffle
+
+        shuffled = Shuffle.from_json(task.exchange).maybe_write(task, result.table)
     stats = {
         "rows_out": result.table.num_rows,
         "bytes_out": result.table.nbytes,
@@ -74,4 +83,8 @@ def execute(task: Task) -> TaskResult:
         "spilled_bytes": m.spill.get("bytes_written", 0),
         "reserved_peak_bytes": m.memory.get("reserved_peak_bytes", 0),
     }
-    return TaskResult(task.id, result.table, time.perf_counter() - started, stats)
+    table = result.table
+    if shuffled is not None:
+        stats["exchange"] = shuffled
+        table = table.schema.empty_table()
+    return TaskResult(task.id, table, time.perf_counter() - started, stats)

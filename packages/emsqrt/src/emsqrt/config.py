@@ -23,6 +23,11 @@ class EngineConfig:
     max_partitions: int = 16
     max_fan_in: int = 64
     max_depth: int = 12
+    kernel: str = "auto"
+    """``auto``: run a plan the DuckDB kernel can run as one statement (``emsqrt.kernel``),
+    else the operators; ``off``: always the operators."""
+    kernel_threads: int = 1
+    """DuckDB threads of one kernel run (elytra runs one task per worker process)."""
 
     @classmethod
     def from_settings(

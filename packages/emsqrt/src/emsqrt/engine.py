@@ -24,7 +24,8 @@ from .budget import MemoryBudget
 from .config import EngineConfig
 from .context import ExecContext, ProgressFn
 from .explain import render_explain
-from .manifest import Manifest, operator_reports
+from .kernel import KERNEL_FLOOR_BYTES, Unsupported, compile_plan, run_fragment
+from .manifest import Manifest, OperatorReport, operator_reports
 from .memstats import MemoryProbe
 from .optimizer import optimize as optimize_plan
 from .physical.base import PhysicalOp
@@ -124,8 +125,12 @@ def run(
     bound = bind_scan_schemas(plan)
     optimized = optimize_plan(bound, SchemaResolver()) if optimize else bound
     started, t0 = _now(), time.perf_counter()
-    probe = MemoryProbe.start()
     budget = budget or MemoryBudget(config.mem_cap_bytes)
+    if config.kernel != "off" and not isinstance(optimized, lp.Sink):
+        done = _run_kernel(optimized, config, inputs, budget, phash, started, t0)
+        if done is not None:
+            return done
+    probe = MemoryProbe.start()
     table: pa.Table | None = None
     with sigterm_raises(), SpillManager(Path(config.spill_dir), config.spill_codec) as spill:
         ctx = ExecContext.for_cap(budget, spill, _count(optimized), progress)
@@ -187,6 +192,64 @@ def run(
         schedule=sched.to_dict(),
         outputs=outputs,
         rows_out=table.num_rows if table is not None else sum(o["rows"] for o in outputs),
+    )
+    return RunResult(manifest, table)
+
+
+def _run_kernel(
+    plan: lp.Node,
+    config: EngineConfig,
+    inputs: Batches | None,
+    budget: MemoryBudget,
+    phash: str,
+    started: str,
+    t0: float,
+) -> RunResult | None:
+    """The plan as one DuckDB statement under the budget's cap, or ``None`` (operators run)."""
+    if config.kernel not in ("auto", "duckdb"):
+        raise ValueError(f"kernel is 'auto' or 'off', not {config.kernel!r}")
+    if budget.cap_bytes < KERNEL_FLOOR_BYTES:
+        return None
+    try:
+        fragment = compile_plan(plan, _as_batches(inputs))
+    except Unsupported:
+        return None
+    done = run_fragment(fragment, budget.cap_bytes, config.spill_dir, config.kernel_threads)
+    if done is None:
+        return None
+    table = done.table
+    report = OperatorReport(
+        id=0,
+        op="kernel",
+        detail=f"duckdb, {len(fragment.files)} file(s), memory_limit {done.memory_limit}",
+        depth=0,
+        estimated_rows=None,
+        estimated_bytes=None,
+        rows=table.num_rows,
+        bytes=table.nbytes,
+        spilled_bytes=done.spilled_bytes,
+        spill_files=0,
+        runs=0,
+        merge_passes=0,
+        partitions=0,
+        repartition_depth=0,
+        peak_reserved_bytes=done.memory_limit,
+    )
+    manifest = Manifest(
+        plan_hash=phash,
+        config=config.output_affecting() | {"spill_codec": config.spill_codec},
+        started_at=started,
+        finished_at=_now(),
+        seconds=time.perf_counter() - t0,
+        operators=[report],
+        memory={
+            "cap_bytes": budget.cap_bytes,
+            "reserved_peak_bytes": done.memory_limit,
+            "kernel_memory_limit_bytes": done.memory_limit,
+        },
+        spill={"bytes_written": done.spilled_bytes, "bytes_read": 0, "files": 0},
+        schedule={"kernel": "duckdb", "sql_bytes": len(fragment.sql)},
+        rows_out=table.num_rows,
     )
     return RunResult(manifest, table)
 

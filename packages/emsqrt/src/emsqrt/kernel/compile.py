@@ -1,0 +1,379 @@
+"""An emsqrt logical plan as one DuckDB statement, with the exact output schema of the operators.
+
+``compile_plan`` walks the plan bottom-up and renders each operator as a subquery over its
+inputs; DuckDB's optimizer then fuses them (projection and filter pushdown into the Parquet
+scan, a hash aggregate per thread, a top-n per group). Every operator keeps emsqrt's meaning:
+
+- a Parquet ``Scan`` reads only its columns and applies its pushed predicate; ``Input`` reads
+  the caller's Arrow batches (registered with the connection, never copied);
+- group keys and join keys are compared canonically (-0.0 as 0.0, one NaN), as
+  ``physical.floatkeys`` does;
+- an ``Aggregate`` in ``partial`` mode outputs emsqrt's documented state columns (count, sum,
+  avg as sum and count, min, max and its NaN flag, moments as ``(n, mean, m2)``, corr's
+  co-moments, or the raw rows for DISTINCT and quantiles), in ``final`` mode merges them;
+- joins output the left columns, then the right's non-key columns (``_right`` on a clash),
+  with key columns holding ``coalesce(left, right)`` in the type both sides compare in.
+
+Anything else (CSV and JSON scans, whose type inference is emsqrt's own; sinks; Python
+functions; arg_min/arg_max states, whose tie rule needs row ordinals) raises
+:class:`Unsupported`, and the caller runs emsqrt's own operators instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from platform_core import types as ftypes
+from platform_core.expr import Expr, to_sql
+from platform_core.expr.render import duckdb_type, quote_identifier, quote_string
+
+from .. import plan as lp
+from ..physical.aggregate import state_schema
+from ..physical.join import join_key_type
+from ..resolve import SchemaResolver, right_output_names
+
+__all__ = ["Fragment", "Unsupported", "compile_plan"]
+
+_P = "__emsqrt_a"
+_MOMENTS = ("stddev_samp", "stddev_pop", "var_samp", "var_pop")
+_HOLISTIC = ("median", "quantile_cont", "quantile_disc")
+
+
+class Unsupported(Exception):  # noqa: N818 (a signal to fall back, not an error users see)
+    """The plan holds something the kernel does not run; emsqrt's operators will."""
+
+
+@dataclass
+class Fragment:
+    """One DuckDB statement, the Arrow inputs it reads by name, and its output schema."""
+
+    sql: str
+    schema: pa.Schema
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+
+def q(name: str) -> str:
+    return quote_identifier(name)
+
+
+def _sqltype(t: pa.DataType) -> str:
+    try:
+        return duckdb_type(ftypes.from_arrow(t))
+    except Exception as exc:  # a type our field types do not name
+        raise Unsupported(f"type {t}") from exc
+
+
+def _canon(expr: str, t: pa.DataType) -> str:
+    """A float key as emsqrt compares it: -0.0 as 0.0 (IEEE: -0.0 + 0.0 is 0.0), one NaN."""
+    if pa.types.is_floating(t):
+        return f"({expr} + 0.0)"
+    return expr
+
+
+def compile_plan(
+    plan: lp.Node, inputs: Mapping[str, Sequence[pa.RecordBatch]] | None = None
+) -> Fragment:
+    """``plan`` as one DuckDB statement; :class:`Unsupported` when the kernel cannot run it."""
+    return _Compiler(inputs or {}).compile(plan)
+
+
+class _Compiler:
+    def __init__(self, inputs: Mapping[str, Sequence[pa.RecordBatch]]) -> None:
+        self.inputs = inputs
+        self.resolver = SchemaResolver()
+        self.tables: dict[str, pa.Table] = {}
+        self.files: list[str] = []
+
+    def compile(self, plan: lp.Node) -> Fragment:
+        schema = self.resolver.schema(plan)
+        body = self.visit(plan)
+        cols = ", ".join(q(n) for n in schema.names)
+        return Fragment(f"SELECT {cols} FROM ({body})", schema, self.tables, self.files)
+
+    def schema(self, node: lp.Node) -> pa.Schema:
+        return self.resolver.schema(node)
+
+    # --- operators ------------------------------------------------------------------------
+
+    def visit(self, node: lp.Node) -> str:
+        method = getattr(self, f"_{type(node).__name__.lower()}", None)
+        if method is None:
+            raise Unsupported(type(node).__name__)
+        return str(method(node))
+
+    def _scan(self, node: lp.Scan) -> str:
+        if node.format != "parquet":
+            raise Unsupported(f"{node.format} scan")  # emsqrt's own type inference
+        return self._parquet([node.path], node)
+
+    def _parquet(self, paths: list[str], node: lp.Scan) -> str:
+        schema = self.schema(node)
+        self.files += paths
+        where = f" WHERE {self._expr(node.predicate)}" if node.predicate is not None else ""
+        cols = ", ".join(q(n) for n in schema.names)
+        files = ", ".join(quote_string(p) for p in paths)
+        return f"SELECT {cols} FROM read_parquet([{files}]){where}"
+
+    def _input(self, node: lp.Input) -> str:
+        if node.name not in self.inputs:
+            raise Unsupported(f"input {node.name!r} not given")
+        alias = f"__emsqrt_in{len(self.tables)}"
+        batches = list(self.inputs[node.name])
+        # the batches' own types (the operators read them as given), else the declared ones
+        schema = batches[0].schema if batches else node.schema.to_arrow()
+        self.tables[alias] = pa.Table.from_batches(batches, schema=schema)
+        return f"SELECT * FROM {q(alias)}"
+
+    def _filter(self, node: lp.Filter) -> str:
+        return f"SELECT * FROM ({self.visit(node.input)}) WHERE {self._expr(node.predicate)}"
+
+    def _project(self, node: lp.Project) -> str:
+        cols = ", ".join(f"{q(src)} AS {q(out)}" for out, src in node.columns)
+        return f"SELECT {cols} FROM ({self.visit(node.input)})"
+
+    def _map(self, node: lp.Map) -> str:
+        sql = self.visit(node.input)
+        names = list(self.schema(node.input).names)
+        for name, expr in node.columns:  # left to right: each sees the ones before it
+            value = self._expr(expr)
+            if name in names:
+                sql = f"SELECT * REPLACE ({value} AS {q(name)}) FROM ({sql})"
+            else:
+                names.append(name)
+                sql = f"SELECT *, {value} AS {q(name)} FROM ({sql})"
+        return sql
+
+    def _pymap(self, node: lp.PyMap) -> str:
+        raise Unsupported("a Python function")
+
+    def _sink(self, node: lp.Sink) -> str:
+        raise Unsupported("a sink")
+
+    def _limit(self, node: lp.Limit) -> str:
+        return f"SELECT * FROM ({self.visit(node.input)}) LIMIT {int(node.n)} OFFSET {int(node.offset)}"
+
+    def _order(self, keys: Sequence[lp.SortKey]) -> str:
+        return ", ".join(
+            f"{q(k.column)} {'DESC' if k.descending else 'ASC'} "
+            f"NULLS {'FIRST' if k.nulls_first else 'LAST'}"
+            for k in keys
+        )
+
+    def _sort(self, node: lp.Sort) -> str:
+        return f"SELECT * FROM ({self.visit(node.input)}) ORDER BY {self._order(node.keys)}"
+
+    def _topk(self, node: lp.TopK) -> str:
+        src = self.visit(node.input)
+        if not node.per:
+            return f"SELECT * FROM ({src}) ORDER BY {self._order(node.keys)} LIMIT {int(node.n)}"
+        schema = self.schema(node.input)
+        per = ", ".join(_canon(q(k), schema.field(k).type) for k in node.per)
+        return (
+            f"SELECT * FROM ({src}) QUALIFY row_number() OVER (PARTITION BY {per} "
+            f"ORDER BY {self._order(node.keys)}) <= {int(node.n)}"
+        )
+
+    def _union(self, node: lp.Union) -> str:
+        scans = [i for i in node.inputs if isinstance(i, lp.Scan)]
+        if (
+            len(scans) == len(node.inputs)
+            and all(s.format == "parquet" for s in scans)
+            and len({(s.columns, s.predicate, s.schema) for s in scans}) == 1
+        ):  # one multi-file scan: DuckDB splits it over its threads
+            return self._parquet([s.path for s in scans], scans[0])
+        out = self.schema(node)
+        parts = []
+        for i in node.inputs:
+            cols = ", ".join(
+                f"CAST({q(f.name)} AS {_sqltype(f.type)}) AS {q(f.name)}" for f in out
+            )
+            parts.append(f"SELECT {cols} FROM ({self.visit(i)})")
+        return " UNION ALL ".join(f"({p})" for p in parts)
+
+    def _join(self, node: lp.Join) -> str:
+        ls, rs = self.schema(node.left), self.schema(node.right)
+        left, right = self.visit(node.left), self.visit(node.right)
+        on = []
+        key_sql: dict[str, str] = {}
+        for lk, rk in zip(node.left_keys, node.right_keys, strict=True):
+            t = _sqltype(join_key_type(ls.field(lk).type, rs.field(rk).type))
+            lv = _canon(f"CAST(l.{q(lk)} AS {t})", ls.field(lk).type)
+            rv = _canon(f"CAST(r.{q(rk)} AS {t})", rs.field(rk).type)
+            on.append(f"{lv} = {rv}")
+            key_sql[lk] = lv if node.how in ("inner", "left") else f"coalesce({lv}, {rv})"
+        cond = " AND ".join(on)
+        if node.how in ("semi", "anti"):
+            return f"SELECT l.* FROM ({left}) l {node.how.upper()} JOIN ({right}) r ON {cond}"
+        cols = [f"{key_sql.get(n, f'l.{q(n)}')} AS {q(n)}" for n in ls.names]
+        cols += [f"r.{q(src)} AS {q(out)}" for src, out in right_output_names(node, ls, rs)]
+        kind = {"inner": "INNER", "left": "LEFT", "right": "RIGHT", "full": "FULL OUTER"}
+        return (
+            f"SELECT {', '.join(cols)} FROM ({left}) l {kind[node.how]} JOIN ({right}) r "
+            f"ON {cond}"
+        )
+
+    # --- aggregates -----------------------------------------------------------------------
+
+    def _aggregate(self, node: lp.Aggregate) -> str:
+        src_schema = self.schema(node.input)
+        src = self.visit(node.input)
+        out = self.schema(node)
+        if node.mode == "final":
+            assert node.state_of is not None
+            rows = node.state_of.to_arrow()
+            keys = {k: q(k) for k in node.group_by}
+            raw = _is_raw(node)
+            cols = self._final(node, rows) if not raw else self._raw_final(node, rows)
+        else:
+            rows = src_schema
+            keys = {k: _canon(q(k), src_schema.field(k).type) for k in node.group_by}
+            if node.mode == "partial":
+                cols = self._partial(node, rows)
+            else:
+                cols = {s.name: self._expr(s.agg) for s in node.aggregates}
+        select = [f"{v} AS {q(k)}" for k, v in keys.items()]
+        for name in out.names[len(node.group_by) :]:
+            if name not in cols:
+                raise Unsupported(f"state column {name}")
+            select.append(f"{cols[name]} AS {q(name)}")
+        if node.mode == "partial" and _is_raw(node):
+            return f"SELECT {', '.join(select)} FROM ({src})"  # the rows are the state
+        group = f" GROUP BY {', '.join(keys.values())}" if keys else ""
+        return f"SELECT {', '.join(select)} FROM ({src}){group}"
+
+    def _arg(self, spec: lp.AggSpec, rows: pa.Schema, k: int = 0) -> tuple[str, pa.DataType]:
+        from platform_core.expr import evaluate
+
+        arg = spec.agg.arg if k == 0 else spec.agg.extra_args[k - 1]
+        assert arg is not None
+        return self._expr(arg), evaluate(arg, rows.empty_table()).type
+
+    def _partial(self, node: lp.Aggregate, rows: pa.Schema) -> dict[str, str]:
+        cols: dict[str, str] = {}
+        if _is_raw(node):
+            for i, spec in enumerate(node.aggregates):
+                if spec.agg.arg is None:
+                    continue
+                value, t = self._arg(spec, rows)
+                name = spec.agg.name
+                if name in _MOMENTS or name == "corr":
+                    value = f"CAST({value} AS DOUBLE)"
+                elif spec.agg.distinct:
+                    value = _canon(value, t)
+                elif name in ("sum", "avg") and pa.types.is_integer(t):
+                    value = f"CAST({value} AS HUGEINT)"
+                cols[f"{_P}{i}"] = value
+                if name == "corr":
+                    second, _ = self._arg(spec, rows, 1)
+                    cols[f"{_P}{i}b"] = f"CAST({second} AS DOUBLE)"
+                if name == "max" and pa.types.is_floating(t):
+                    cols[f"{_P}{i}n"] = f"isnan({value})"
+            if not cols:
+                cols[f"{_P}rows"] = "CAST(NULL AS TINYINT)"
+            return cols
+        for i, spec in enumerate(node.aggregates):
+            p, name = f"{_P}{i}_", spec.agg.name
+            if spec.agg.arg is None:
+                cols[f"{p}n"] = "count(*)"
+                continue
+            value, t = self._arg(spec, rows)
+            if name == "count":
+                cols[f"{p}n"] = f"count({value})"
+            elif name == "sum":
+                cols[f"{p}sum"] = f"sum({value})"
+            elif name == "avg":
+                cols[f"{p}s"] = f"sum({value})"
+                cols[f"{p}n"] = f"count({value})"
+            elif name in ("min", "max"):
+                cols[f"{p}{name}"] = f"{name}({value})"
+                if name == "max" and pa.types.is_floating(t):
+                    # the operators' state: the largest number, and whether a NaN was seen
+                    cols[f"{p}max"] = f"max({value}) FILTER (WHERE NOT isnan({value}))"
+                    cols[f"{p}nan"] = f"bool_or(isnan({value}))"
+            elif name in _MOMENTS:
+                x = f"CAST({value} AS DOUBLE)"
+                cols[f"{p}n"] = f"count({x})"
+                cols[f"{p}mean"] = f"coalesce(avg({x}), 0.0)"
+                cols[f"{p}m2"] = f"coalesce(var_pop({x}) * count({x}), 0.0)"
+            elif name == "corr":
+                y = f"CAST({value} AS DOUBLE)"
+                x = f"CAST({self._arg(spec, rows, 1)[0]} AS DOUBLE)"
+                both = f"FILTER (WHERE {y} IS NOT NULL AND {x} IS NOT NULL)"
+                n = f"count(*) {both}"
+                cols[f"{p}n"] = n
+                cols[f"{p}mx"] = f"coalesce(avg({x}) {both}, 0.0)"
+                cols[f"{p}my"] = f"coalesce(avg({y}) {both}, 0.0)"
+                cols[f"{p}m2x"] = f"coalesce(var_pop({x}) {both} * {n}, 0.0)"
+                cols[f"{p}m2y"] = f"coalesce(var_pop({y}) {both} * {n}, 0.0)"
+                cols[f"{p}cxy"] = f"coalesce(covar_pop({y}, {x}) {both} * {n}, 0.0)"
+            else:
+                raise Unsupported(f"partial {name}")
+        return cols
+
+    def _final(self, node: lp.Aggregate, rows: pa.Schema) -> dict[str, str]:
+        cols: dict[str, str] = {}
+        for spec in node.aggregates:
+            i = node.aggregates.index(spec)
+            p, name = f"{_P}{i}_", spec.agg.name
+            if name == "count":
+                cols[spec.name] = f"coalesce(sum({q(p + 'n')}), 0)"
+            elif name == "sum":
+                cols[spec.name] = f"sum({q(p + 'sum')})"
+            elif name == "avg":
+                cols[spec.name] = (
+                    f"CAST(sum({q(p + 's')}) AS DOUBLE) / nullif(sum({q(p + 'n')}), 0)"
+                )
+            elif name in ("min", "max"):
+                value = f"{name}({q(p + name)})"
+                if name == "max" and _is_float_arg(spec, rows):
+                    value = f"CASE WHEN bool_or({q(p + 'nan')}) THEN 'NaN'::DOUBLE ELSE {value} END"
+                cols[spec.name] = value
+            else:
+                raise Unsupported(f"final {name}")
+        return cols
+
+    def _raw_final(self, node: lp.Aggregate, rows: pa.Schema) -> dict[str, str]:
+        """Raw-row states (DISTINCT, quantiles): the whole aggregate over the state columns."""
+        cols: dict[str, str] = {}
+        for i, spec in enumerate(node.aggregates):
+            agg, name = spec.agg, spec.agg.name
+            if agg.arg is None:
+                cols[spec.name] = "count(*)"
+                continue
+            args = [q(f"{_P}{i}")]
+            if name == "corr":
+                args.append(q(f"{_P}{i}b"))
+            elif name in ("arg_min", "arg_max"):
+                raise Unsupported(name)
+            else:
+                args += [self._expr(e) for e in agg.extra_args]
+            distinct = "DISTINCT " if agg.distinct else ""
+            cols[spec.name] = f"{name}({distinct}{', '.join(args)})"
+        return cols
+
+    def _expr(self, expr: Expr | None) -> str:
+        assert expr is not None
+        try:
+            return to_sql(expr)
+        except Exception as exc:
+            raise Unsupported(f"expression {expr!r}") from exc
+
+
+def _is_raw(node: lp.Aggregate) -> bool:
+    return any(s.agg.distinct or s.agg.name in _HOLISTIC for s in node.aggregates)
+
+
+def _is_float_arg(spec: lp.AggSpec, rows: pa.Schema) -> bool:
+    from platform_core.expr import evaluate
+
+    assert spec.agg.arg is not None
+    return bool(pa.types.is_floating(evaluate(spec.agg.arg, rows.empty_table()).type))
+
+
+def expected_states(node: lp.Aggregate, rows: pa.Schema) -> pa.Schema:
+    """The partial-state schema the operators give (the kernel must give the same)."""
+    return state_schema(node, rows)

@@ -1,0 +1,149 @@
+"""Running a compiled fragment in DuckDB under the task's cap and spill directory.
+
+One in-memory DuckDB connection per thread, set anew for each run: ``memory_limit`` is the cap less the head-room the
+result needs once it leaves DuckDB, ``temp_directory`` the run's spill directory (DuckDB's
+sorts, aggregates and joins spill there past the limit), ``threads`` the run's share of the
+machine. Extensions are never installed or loaded: the kernel reads local Parquet only.
+
+A fragment that DuckDB cannot finish (out of memory under a cap this small, an error a value
+raises) is not an answer: :func:`run_fragment` returns ``None`` and the caller runs emsqrt's
+own operators, which hold any cap by spilling and raise emsqrt's own errors with the user's
+column names. Foreign messages never reach the user.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from platform_core.expr.render import quote_string
+
+from .compile import Fragment
+
+__all__ = ["KERNEL_FLOOR_BYTES", "KernelRun", "run_fragment"]
+
+log = logging.getLogger(__name__)
+
+KERNEL_FLOOR_BYTES = 24 << 20
+"""Below this cap the kernel is not tried: DuckDB's own buffers would not leave room."""
+
+
+@dataclass
+class KernelRun:
+    """A fragment's rows and what running it cost."""
+
+    table: pa.Table
+    seconds: float
+    memory_limit: int
+    spilled_bytes: int
+
+
+def memory_limit(cap: int) -> int:
+    """DuckDB's share of ``cap``: half, so the result (outside DuckDB's accounting) fits."""
+    return max(16 << 20, cap // 2)
+
+
+_LOCAL = threading.local()
+_RUNS = itertools.count()
+
+
+def _connection(limit: int, threads: int, temp: Path) -> Any:
+    """This thread's DuckDB connection, set for this run (a new one costs about 12 ms, which
+    a one-chunk task cannot afford; DuckDB refuses a new temporary directory once it spilled
+    into the old one, and only then is the connection replaced)."""
+    import duckdb
+
+    con = getattr(_LOCAL, "con", None)
+    settings = (
+        f"SET memory_limit = '{limit // 1024}KiB'; SET threads = {max(1, threads)}; "
+        f"SET temp_directory = {quote_string(str(temp))}"
+    )
+    if con is not None:
+        try:
+            con.execute(settings)
+            return con
+        except duckdb.Error:
+            con.close()
+            _LOCAL.con = None
+    con = duckdb.connect(
+        ":memory:",
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
+    )
+    con.execute(settings)
+    _LOCAL.con = con
+    return con
+
+
+def run_fragment(
+    fragment: Fragment, cap: int, spill_dir: str | Path, threads: int = 1
+) -> KernelRun | None:
+    """Run ``fragment`` on this thread's DuckDB connection; ``None`` when the operators must."""
+    import duckdb
+
+    started = time.perf_counter()
+    limit = memory_limit(cap)
+    temp = Path(spill_dir) / f"kernel-{os.getpid()}-{next(_RUNS)}"
+    try:
+        con = _connection(limit, threads, temp)
+    except duckdb.Error as exc:  # pragma: no cover - a broken install
+        log.warning("kernel: DuckDB would not start (%s); running emsqrt's operators", exc)
+        shutil.rmtree(temp, ignore_errors=True)
+        return None
+    spilled = 0
+    try:
+        for name, table in fragment.tables.items():
+            con.register(name, table)
+        relation = con.sql(fragment.sql)
+        fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
+        table = fetch()
+        spilled = _spilled(con)
+    except duckdb.OutOfMemoryException:
+        log.info("kernel: out of memory under %d bytes; running emsqrt's operators", limit)
+        return None
+    except duckdb.Error as exc:
+        log.info("kernel: %s: %s; running emsqrt's operators", type(exc).__name__, exc)
+        return None
+    finally:
+        for name in fragment.tables:
+            try:
+                con.unregister(name)
+            except duckdb.Error:  # pragma: no cover
+                pass
+        shutil.rmtree(temp, ignore_errors=True)  # the run's spill goes with it, as emsqrt's
+    try:
+        table = conform(table, fragment.schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError) as exc:
+        log.info("kernel: result does not conform (%s); running emsqrt's operators", exc)
+        return None
+    return KernelRun(table, time.perf_counter() - started, limit, spilled)
+
+
+def _spilled(con: Any) -> int:
+    """Bytes DuckDB holds in temporary files after the run (0 when it never spilled)."""
+    import duckdb
+
+    try:
+        rows = con.execute("SELECT coalesce(sum(size), 0) FROM duckdb_temporary_files()")
+        return int(rows.fetchall()[0][0])
+    except duckdb.Error:
+        return 0
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """DuckDB's Arrow result in exactly the operators' schema (names, order, types)."""
+    table = table.select(schema.names)
+    if table.schema.equals(schema):
+        return table
+    columns = []
+    for f, column in zip(schema, table.columns, strict=True):
+        columns.append(column if column.type == f.type else column.cast(f.type, safe=True))
+    return pa.Table.from_arrays(columns, schema=schema)

@@ -1,0 +1,233 @@
+"""The DuckDB kernel against emsqrt's own operators (and DuckDB) on the same plans and data.
+
+Every plan runs twice: ``kernel="auto"`` (the kernel, asserted from the manifest) and
+``kernel="off"`` (the operators). Their rows must be equal (floats to 1e-9 relative, rows in
+any order) with the same Arrow schema. Plans the kernel does not run, and runs it cannot
+finish, must come out of the operators with emsqrt's own result or error.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from emsqrt import EngineConfig, run
+from emsqrt import plan as lp
+from emsqrt.kernel import KERNEL_FLOOR_BYTES, Unsupported, compile_plan
+from platform_core import PlatformError, Schema
+from platform_core.expr import parse
+
+N = 20_000
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(7)
+    d = tmp_path_factory.mktemp("kernel")
+    x = rng.normal(size=N)
+    x[::97] = np.nan
+    x[::89] = -0.0
+    table = pa.table(
+        {
+            "k": pa.array([None if i % 53 == 0 else f"k{i % 37}" for i in range(N)]),
+            "i": pa.array(rng.integers(-50, 100, N)),
+            "j": pa.array(rng.integers(0, 9, N), pa.int32()),
+            "x": pa.array(x, mask=np.arange(N) % 71 == 0),
+            "f": pa.array(rng.integers(0, 4, N).astype(float)),
+        }
+    )
+    pq.write_table(table, d / "a.parquet", row_group_size=4096)
+    pq.write_table(table.slice(0, 500), d / "small.parquet")
+    pcsv.write_csv(table.slice(0, 100), d / "a.csv")
+    return d
+
+
+def _same(a: pa.Table, b: pa.Table) -> None:
+    assert a.schema == b.schema
+    assert a.num_rows == b.num_rows
+    cols = a.column_names
+    order = [(c, "ascending") for c in cols]
+    a, b = a.sort_by(order), b.sort_by(order)
+    for c in cols:
+        for u, v in zip(a[c].to_pylist(), b[c].to_pylist(), strict=True):
+            if isinstance(u, float) and isinstance(v, float):
+                assert (math.isnan(u) and math.isnan(v)) or math.isclose(
+                    u, v, rel_tol=1e-9, abs_tol=1e-9
+                ), (c, u, v)
+            else:
+                assert u == v, (c, u, v)
+
+
+def both(plan: lp.Node, spill: Path, **inputs: pa.Table) -> pa.Table:
+    """The kernel's rows, checked against the operators' on the same plan."""
+    kernel = run(plan, EngineConfig(spill_dir=str(spill)), inputs=inputs or None)
+    assert [o.op for o in kernel.manifest.operators] == ["kernel"]
+    ops = run(plan, EngineConfig(spill_dir=str(spill), kernel="off"), inputs=inputs or None)
+    assert "kernel" not in [o.op for o in ops.manifest.operators]
+    assert kernel.table is not None and ops.table is not None
+    _same(kernel.table, ops.table)
+    return kernel.table
+
+
+def scan(data: Path, name: str = "a.parquet") -> lp.Scan:
+    return lp.Scan(str(data / name), "parquet")
+
+
+def agg(inp: lp.Node, keys: tuple[str, ...], mode: str, *specs: str) -> lp.Aggregate:
+    aggs = tuple(lp.AggSpec(f"o{i}", parse(s)) for i, s in enumerate(specs))
+    return lp.Aggregate(inp, keys, aggs, mode)  # type: ignore[arg-type]
+
+
+AGGS = [
+    "count(*)",
+    "count(x)",
+    "sum(i)",
+    "sum(x)",
+    "avg(i)",
+    "avg(x)",
+    "min(k)",
+    "max(x)",
+    "max(i)",
+    "stddev_samp(x)",
+    "var_pop(i)",
+    "corr(x, i)",
+]
+
+
+@pytest.mark.parametrize("keys", [(), ("k",), ("k", "f"), ("f",)])
+@pytest.mark.parametrize("mode", ["full", "partial"])
+def test_aggregates_equal_the_operators(data: Path, spill_dir: Path, keys: tuple, mode: str) -> None:
+    both(agg(scan(data), keys, mode, *AGGS), spill_dir)
+
+
+@pytest.mark.parametrize("specs", [("median(x)", "stddev(x)"), ("count(distinct j)", "sum(i)")])
+def test_raw_state_aggregates_in_every_mode(data: Path, spill_dir: Path, specs: tuple) -> None:
+    full = agg(scan(data), ("k",), "full", *specs)
+    both(full, spill_dir)
+    partial = agg(scan(data), ("k",), "partial", *specs)
+    states = both(partial, spill_dir)
+    source = Schema.from_arrow(pq.read_schema(data / "a.parquet"))
+    final = lp.Aggregate(
+        lp.Input("s", Schema.from_arrow(states.schema)), ("k",), full.aggregates, "final", source
+    )
+    _same(both(final, spill_dir, s=states), both(full, spill_dir))
+
+
+def test_final_merges_partial_states_of_several_parts(data: Path, spill_dir: Path) -> None:
+    specs = ("count(*)", "sum(i)", "avg(x)", "min(k)", "max(x)")
+    parts = [
+        run(
+            agg(lp.Filter(scan(data), parse(f"j % 3 = {r}")), ("f",), "partial", *specs),
+            EngineConfig(spill_dir=str(spill_dir)),
+        ).table
+        for r in range(3)
+    ]
+    states = pa.concat_tables(parts)
+    source = Schema.from_arrow(pq.read_schema(data / "a.parquet"))
+    full = agg(scan(data), ("f",), "full", *specs)
+    final = lp.Aggregate(
+        lp.Input("s", Schema.from_arrow(states.schema)), ("f",), full.aggregates, "final", source
+    )
+    _same(both(final, spill_dir, s=states), both(full, spill_dir))
+
+
+@pytest.mark.parametrize("how", ["inner", "left", "right", "full", "semi", "anti"])
+def test_joins_equal_the_operators_and_duckdb(data: Path, spill_dir: Path, how: str) -> None:
+    left = lp.Filter(scan(data), parse("i < 0"))
+    right = lp.Project(scan(data, "small.parquet"), (("k", "k"), ("x", "x"), ("j2", "j")))
+    rows = both(lp.Join(left, right, ("k",), ("k",), how), spill_dir)  # type: ignore[arg-type]
+    sql = {
+        "semi": "SELECT count(*) FROM a WHERE i < 0 AND k IN (SELECT k FROM s)",
+        "anti": "SELECT count(*) FROM a WHERE i < 0 AND NOT EXISTS "
+        "(SELECT 1 FROM s WHERE s.k = a.k)",
+    }.get(how, f"SELECT count(*) FROM (SELECT * FROM a WHERE i < 0) a {how} JOIN s USING (k)")
+    con = duckdb.connect()
+    con.sql(f"CREATE VIEW a AS SELECT * FROM '{data / 'a.parquet'}'")
+    con.sql(f"CREATE VIEW s AS SELECT * FROM '{data / 'small.parquet'}'")
+    assert rows.num_rows == con.sql(sql).fetchall()[0][0]
+
+
+def test_float_keys_group_and_join_canonically(spill_dir: Path) -> None:
+    t = pa.table({"f": [0.0, -0.0, float("nan"), float("nan"), 1.0], "v": [1, 2, 3, 4, 5]})
+    inp = lp.Input("t", Schema.from_arrow(t.schema))
+    grouped = both(agg(inp, ("f",), "full", "sum(v)"), spill_dir, t=t)
+    assert grouped.num_rows == 3
+    assert both(lp.Join(inp, inp, ("f",), ("f",)), spill_dir, t=t).num_rows == 9
+
+
+def test_map_filter_project_sort_topk_limit_union(data: Path, spill_dir: Path) -> None:
+    m = lp.Map(scan(data), (("y", parse("x * 2 + i")), ("i", parse("i + 1")), ("z", parse("i * 10"))))
+    f = lp.Filter(m, parse("y > 0 OR k IS NULL"))
+    both(lp.Project(f, (("a", "z"), ("k", "k"))), spill_dir)
+    key = (lp.SortKey("x", True, True), lp.SortKey("i"))
+
+    def keys(node: lp.Node, *names: str) -> lp.Node:  # rows that tie may differ: their keys not
+        return lp.Project(node, tuple((n, n) for n in names))
+
+    both(keys(lp.TopK(scan(data), key, 7), "x", "i"), spill_dir)
+    both(keys(lp.TopK(scan(data), (lp.SortKey("x", True),), 2, ("k",)), "k", "x"), spill_dir)
+    both(keys(lp.Limit(lp.Sort(scan(data), key), 30, 5), "x", "i"), spill_dir)
+    both(keys(lp.Sort(scan(data), key), "x", "i"), spill_dir)
+    both(lp.Union((scan(data), scan(data, "small.parquet"))), spill_dir)
+    both(lp.Union((lp.Filter(scan(data), parse("i > 3")), scan(data, "small.parquet"))), spill_dir)
+
+
+def test_what_the_kernel_does_not_run_goes_to_the_operators(data: Path, spill_dir: Path) -> None:
+    csv = lp.Scan(str(data / "a.csv"), "csv")
+    with pytest.raises(Unsupported):
+        compile_plan(csv)
+    with pytest.raises(Unsupported):  # arg_min's state needs the row ordinal of its tie rule
+        compile_plan(agg(scan(data), ("k",), "partial", "arg_min(i, x)"))
+    r = run(csv, EngineConfig(spill_dir=str(spill_dir)))
+    assert r.manifest.operators[0].op != "kernel" and r.table is not None
+    assert r.table.num_rows == 100
+    small = EngineConfig(spill_dir=str(spill_dir), mem_cap_bytes=KERNEL_FLOOR_BYTES - 1)
+    r = run(agg(scan(data), ("k",), "full", "sum(i)"), small)
+    assert "kernel" not in [o.op for o in r.manifest.operators]
+
+
+def test_a_value_error_is_emsqrts_own_not_duckdbs(spill_dir: Path) -> None:
+    t = pa.table({"s": ["1", "2", "x"]})
+    inp = lp.Input("t", Schema.from_arrow(t.schema))
+    plan = lp.Map(inp, (("n", parse("CAST(s AS INTEGER)")),))
+    with pytest.raises(PlatformError) as kernel_error:
+        run(plan, EngineConfig(spill_dir=str(spill_dir)), inputs={"t": t})
+    with pytest.raises(PlatformError) as ops_error:
+        run(plan, EngineConfig(spill_dir=str(spill_dir), kernel="off"), inputs={"t": t})
+    assert str(kernel_error.value) == str(ops_error.value)
+    assert "duckdb" not in str(kernel_error.value).lower()
+
+
+def test_a_cap_duckdb_cannot_hold_falls_back_and_spills(tmp_path: Path, spill_dir: Path) -> None:
+    """A group-by of 2M distinct keys under the floor cap: DuckDB spills into the run's own
+    directory (removed after) or gives up, and either way the answer is exact."""
+    n = 2_000_000
+    path = tmp_path / "big.parquet"
+    pq.write_table(pa.table({"k": np.arange(n), "v": np.ones(n, dtype=np.int64)}), path)
+    plan = agg(lp.Scan(str(path), "parquet"), ("k",), "full", "sum(v)", "count(*)")
+    r = run(plan, EngineConfig(spill_dir=str(spill_dir), mem_cap_bytes=KERNEL_FLOOR_BYTES))
+    assert r.table is not None and r.table.num_rows == n
+    assert r.table.column("o1").to_numpy().sum() == n
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    keys=st.lists(st.sampled_from(["k", "j", "f"]), unique=True, max_size=2),
+    specs=st.lists(st.sampled_from(AGGS + ["median(x)", "count(distinct f)"]), min_size=1, max_size=4),
+    pred=st.sampled_from([None, "i > 10", "x < 0.5 OR k IS NULL", "j IN (1, 2, 3)"]),
+    mode=st.sampled_from(["full", "partial"]),
+)
+def test_generated_aggregates(data: Path, spill_dir: Path, keys: list, specs: list, pred: str | None, mode: str) -> None:
+    src: lp.Node = scan(data)
+    if pred is not None:
+        src = lp.Filter(src, parse(pred))
+    both(agg(src, tuple(keys), mode, *specs), spill_dir)
