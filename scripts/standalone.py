@@ -41,13 +41,18 @@ RUNS = 5
 """Fresh interpreters per import timing (after one warm-up that writes the bytecode caches)."""
 
 BEFORE: dict[str, dict[str, Any]] = {
-    "platform-strand": {"packages": 38, "mb": 251, "import_s": 0.62},
-    "platform-emsqrt": {"packages": 38, "mb": 253},
-    "platform-lake": {"packages": 40, "mb": 322},
-    "platform-elytra": {"packages": 63, "mb": 552},
+    "platform-core": {"packages": 34, "mb": 252, "import_s": 0.53, "ratio": 2.91},
+    "platform-strand": {"packages": 36, "mb": 253, "import_s": 0.65, "ratio": 3.04},
+    "platform-emsqrt": {"packages": 36, "mb": 255, "import_s": 0.47, "ratio": 2.57},
+    "platform-elkyn": {"packages": 40, "mb": 274, "import_s": 0.41, "ratio": 1.94},
+    "platform-lake": {"packages": 38, "mb": 327, "import_s": 0.31, "ratio": 2.16},
+    "platform-elytra": {"packages": 61, "mb": 559, "import_s": 0.40, "ratio": 1.72},
+    "platform-gateway": {"packages": 37, "mb": 256, "import_s": 0.28, "ratio": 3.42},
 }
-"""Issue 32's figures, measured the same way before the core was split (wheels of every
-member installed alone, each in a fresh venv); what it did not give is left blank."""
+"""Each package alone before the split, measured the same way (`measure`, on wheels built from
+commit a417fdb, each installed alone in a fresh venv by uv, 2026-11-25; import times on a
+loaded shared machine). Issue 32 gave strand 38 packages / 251 MB / 0.62 s, emsqrt 38 / 253 MB,
+lake 40 / 322 MB, elytra 63 / 552 MB: the same picture, counted with pip."""
 
 
 class StandaloneError(Exception):
@@ -90,7 +95,8 @@ def closure(python: Path) -> list[dict[str, str]]:
 
 
 def site_bytes(python: Path) -> int:
-    """Bytes of the files under the venv's site-packages (links not followed)."""
+    """Bytes of the files installed under the venv's site-packages (links not followed,
+    bytecode caches left out)."""
     out = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True,
@@ -98,7 +104,9 @@ def site_bytes(python: Path) -> int:
         check=True,
     )
     total = 0
-    for folder, _dirs, files in os.walk(out.stdout.strip()):
+    for folder, dirs, files in os.walk(out.stdout.strip()):
+        # Bytecode caches depend on what ran in the venv before (the example, the timings).
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
         for name in files:
             total += os.lstat(os.path.join(folder, name)).st_size
     return total
@@ -154,11 +162,6 @@ def check(python: Path, package: Path) -> dict[str, Any]:
             f"{dist}'s README example (```python standalone) failed installed alone:\n"
             f"{ran.stdout}{ran.stderr}"
         )
-    # Alternate them, so a burst of load on a shared machine hits both alike.
-    base, ours = [], []
-    for _ in range(2):
-        base.append(import_seconds(python, "import pyarrow, numpy", runs=RUNS // 2 + 1))
-        ours.append(import_seconds(python, f"import {module}", runs=RUNS // 2 + 1))
     extras = project.get("optional-dependencies", {})
     return {
         "dist": dist,
@@ -167,6 +170,19 @@ def check(python: Path, package: Path) -> dict[str, Any]:
         "requires": project.get("dependencies", []),
         "extras": {k: list(v) for k, v in extras.items()},
         "must_not_pull": sorted(forbidden),
+        **measure(python, module),
+    }
+
+
+def measure(python: Path, module: str) -> dict[str, Any]:
+    """The closure, its size and the import time of ``module`` in the venv of ``python``."""
+    installed = closure(python)
+    # Alternate them, so a burst of load on a shared machine hits both alike.
+    base, ours = [], []
+    for _ in range(3):
+        base.append(import_seconds(python, "import pyarrow, numpy", runs=RUNS // 2 + 1))
+        ours.append(import_seconds(python, f"import {module}", runs=RUNS // 2 + 1))
+    return {
         "packages": len(installed),
         "closure": [f"{d['name']}=={d['version']}" for d in installed],
         "site_bytes": site_bytes(python),
@@ -210,27 +226,30 @@ def package_table(fig: dict[str, Any]) -> str:
 def summary_table(figs: list[dict[str, Any]]) -> str:
     """The table in the core README: every package alone, before and after."""
     lines = [
-        "| installed alone | packages (before) | size (before) | import time (before) | "
-        "`import pyarrow, numpy` (same run) |",
+        "| installed alone | packages: before → now | install size: before → now | "
+        "import time (x `import pyarrow, numpy`): before → now | `import pyarrow, numpy` now |",
         "|---|---:|---:|---:|---:|",
     ]
     for fig in figs:
         before = BEFORE.get(fig["dist"], {})
-        was_p = f" ({before['packages']})" if "packages" in before else ""
-        was_mb = f" ({before['mb']} MB)" if "mb" in before else ""
-        was_s = f" ({before['import_s']:.2f} s)" if "import_s" in before else ""
         ratio = fig["import_s"] / fig["pyarrow_numpy_s"]
+        was_p = f"{before['packages']}" if before else "-"
+        was_mb = f"{before['mb']} MB" if before else "-"
+        was_s = f"{before['import_s']:.2f} s = {before['ratio']:.2f}x" if before else "-"
         lines.append(
-            f"| {fig['dist']} | {fig['packages']}{was_p} | {_mb(fig['site_bytes'])}{was_mb} | "
-            f"`import {fig['module']}` {fig['import_s']:.2f} s = {ratio:.2f}x{was_s} | "
-            f"{fig['pyarrow_numpy_s']:.2f} s |"
+            f"| {fig['dist']} | {was_p} → **{fig['packages']}** | {was_mb} → "
+            f"**{_mb(fig['site_bytes'])}** | `import {fig['module']}`: {was_s} → "
+            f"**{fig['import_s']:.2f} s = {ratio:.2f}x** | {fig['pyarrow_numpy_s']:.2f} s |"
         )
     date = max(f["measured"] for f in figs)
     lines += [
         "",
-        f"Measured by `nox -s wheels` on {date}; before: issue 32's figures (strand pulled "
-        "fastapi, uvicorn, starlette, httpx, argon2-cffi, sqlglot and typer; elytra always Ray). "
-        "The gateway installs the whole platform with Ray (`platform-elytra[ray]`): it runs it.",
+        f"Now: `nox -s wheels` on {date}. Before: the same measurement of wheels built from "
+        "the commit before the split (a417fdb), when strand pulled fastapi, uvicorn, starlette, "
+        "httpx, argon2-cffi, sqlglot and typer, and elytra always Ray. Most of every install is "
+        "pyarrow (about 230 MB). The gateway now installs the whole platform with Ray "
+        "(`platform-elytra[ray]`): `platform up` runs it all. Import times are medians on a "
+        "shared 2-core machine and vary by tens of milliseconds from run to run.",
     ]
     return "\n".join(lines)
 
@@ -277,18 +296,23 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--python", type=Path, required=True)
     c.add_argument("--package", type=Path, required=True)
     c.add_argument("--out", type=Path, required=True)
+    m = sub.add_parser("measure", help="only measure an installed module (no checks)")
+    m.add_argument("--python", type=Path, required=True)
+    m.add_argument("--module", required=True)
     r = sub.add_parser("render", help="write the figures into the READMEs")
     r.add_argument("--figures", type=Path, default=ROOT / ".reports/standalone")
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
-            fig = check(args.python, args.package.resolve())
+            fig = check(args.python.absolute(), args.package.resolve())
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(fig, indent=1) + "\n")
             print(
                 f"{fig['dist']}: {fig['packages']} packages, {_mb(fig['site_bytes'])}, "
                 f"import {fig['import_s']:.3f} s (pyarrow+numpy {fig['pyarrow_numpy_s']:.3f} s)"
             )
+        elif args.command == "measure":
+            print(json.dumps(measure(args.python.absolute(), args.module)))
         else:
             render(args.figures)
     except StandaloneError as exc:
