@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 # arrowpool comes first: it picks Arrow's pool before anything below loads pyarrow
 from . import arrowpool
-from ._extras import MissingExtraError, lazy_core_exports
+from ._extras import MissingExtraError, keep_function_names, lazy_core_exports
 from .errors import (
     BadInputError,
     ConflictError,
@@ -27,10 +27,6 @@ from .errors import (
     UnauthorizedError,
     UnavailableError,
 )
-
-# Eager (standard library only): the function `redact` has its module's name, and a submodule
-# imported later would otherwise leave the module, not the function, in this namespace.
-from .redact import CREDENTIAL_PARAMS, RedactTokens, install_log_redaction, redact
 
 if TYPE_CHECKING:  # the same names as _EXPORTS and _SUBMODULES, for type checkers and readers
     __version__: str
@@ -52,6 +48,7 @@ if TYPE_CHECKING:  # the same names as _EXPORTS and _SUBMODULES, for type checke
     from .netloc import host_header_name, is_local_request, is_loopback, origin_is_local
     from .ownership import DirectoryInUseError, DirectoryLock, lock_directory
     from .plugin import PLUGIN_GROUP, Plugin, PluginError, check_plugins, discover_plugins
+    from .redact import CREDENTIAL_PARAMS, RedactTokens, install_log_redaction, redact
     from .rowhash import hash_columns
     from .running import announce, find_running, withdraw
     from .schema import Field, Schema
@@ -84,6 +81,9 @@ _EXPORTS = {
     **dict.fromkeys(
         ["PLUGIN_GROUP", "Plugin", "PluginError", "check_plugins", "discover_plugins"], ".plugin"
     ),
+    **dict.fromkeys(
+        ["CREDENTIAL_PARAMS", "RedactTokens", "install_log_redaction", "redact"], ".redact"
+    ),
     "hash_columns": ".rowhash",
     **dict.fromkeys(["announce", "find_running", "withdraw"], ".running"),
     **dict.fromkeys(["Field", "Schema"], ".schema"),
@@ -105,6 +105,7 @@ _SUBMODULES = ("auth", "cli", "http", "tls")
 """Submodules offered as attributes (``platform_core.auth``), also imported on first use."""
 
 _lazy_getattr, __dir__ = lazy_core_exports(__name__, _EXPORTS, _SUBMODULES)
+keep_function_names(__name__, ["redact"])  # the function `redact`, not its module `.redact`
 
 
 def __getattr__(name: str) -> Any:

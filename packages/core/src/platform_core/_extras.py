@@ -15,12 +15,20 @@ from __future__ import annotations
 
 import importlib
 import sys
+import types
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .errors import UnavailableError
 
-__all__ = ["EXTRAS", "MissingExtraError", "lazy_core_exports", "missing_extra", "require"]
+__all__ = [
+    "EXTRAS",
+    "MissingExtraError",
+    "keep_function_names",
+    "lazy_core_exports",
+    "missing_extra",
+    "require",
+]
 
 EXTRAS: Mapping[str, tuple[str, ...]] = {
     "service": ("jwt", "argon2", "fastapi", "starlette", "uvicorn", "httpx", "typer", "rich"),
@@ -97,3 +105,22 @@ def lazy_core_exports(
         return sorted({*vars(sys.modules[package]), *table, *subs})
 
     return __getattr__, __dir__
+
+
+def keep_function_names(package: str, names: Iterable[str]) -> None:
+    """Keep the submodules ``names`` of ``package`` from replacing its attributes of that name.
+
+    Importing ``package.x`` sets the attribute ``x`` of the package to the module. Where the
+    package's public ``x`` is a function defined in that module (``platform_core.redact``), a
+    lazily exported name would then be the module for whoever asked after the submodule was
+    imported by someone else; the package's class refuses that one assignment instead.
+    """
+    guarded = frozenset(names)
+
+    class _Package(types.ModuleType):
+        def __setattr__(self, name: str, value: Any) -> None:
+            if name in guarded and isinstance(value, types.ModuleType):
+                return  # __getattr__ resolves the name to the function on first use
+            super().__setattr__(name, value)
+
+    sys.modules[package].__class__ = _Package
