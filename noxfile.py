@@ -216,13 +216,16 @@ def wheels(session: nox.Session) -> None:
 def lowest_direct(session: nox.Session) -> None:
     """Each package at the lowest versions its pyproject allows, running its tests.
 
-    `nox -s lowest-direct [-- <package> ...]` (default: every one). Its direct dependencies
+    `nox -s lowest-direct [-- <package> ... [<pytest options>]]` (default: every package;
+    e.g. `-- elytra -k ray` for the Ray backend's tests alone). Its direct dependencies
     (and those of its extras and its platform-* dependencies) are installed at their lower
     bounds (`uv pip install --resolution lowest-direct`), the rest at the newest they allow,
     so a lower bound that no longer works fails here. For elytra that is also the lowest Ray
     of its `[ray]` extra.
     """
-    names = list(session.posargs) or [m.short for m in MEMBERS]
+    args = list(session.posargs)
+    split = next((i for i, a in enumerate(args) if a.startswith("-")), len(args))
+    names, pytest_args = args[:split] or [m.short for m in MEMBERS], args[split:]
     by_short = {m.short: m for m in MEMBERS}
     for name in names:
         if name not in by_short:
@@ -258,6 +261,7 @@ def lowest_direct(session: nox.Session) -> None:
             "-p",
             "no:cacheprovider",
             f"--junitxml={REPORTS / f'lowest-direct-{m.short}.xml'}",
+            *pytest_args,
             env={"PATH": os.pathsep.join([str(py.parent), os.environ["PATH"]])},
         )
 
