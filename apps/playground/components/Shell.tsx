@@ -8,7 +8,7 @@ import Link from "next/link";
 import { usePathname, useRouter } from "next/navigation";
 import { useEffect, type ReactNode } from "react";
 
-import { signOut, useSession } from "@/lib/session";
+import { logout, useSession } from "@/lib/session";
 
 const PAGES: { href: string; label: string }[] = [
   { href: "/datasets/", label: "Datasets" },
@@ -42,7 +42,7 @@ export function Shell({ children }: { children: ReactNode }) {
           platform
         </Link>
         <ul>
-          {PAGES.map((p) => (
+          {(s.admin ? [...PAGES, { href: "/users/", label: "Users" }] : PAGES).map((p) => (
             <li key={p.href}>
               <Link href={p.href} aria-current={pathname.startsWith(p.href) ? "page" : undefined}>
                 {p.label}
@@ -59,8 +59,7 @@ export function Shell({ children }: { children: ReactNode }) {
             type="button"
             className="link"
             onClick={() => {
-              signOut();
-              router.replace("/signin/");
+              void logout().then(() => router.replace("/signin/"));
             }}
           >
             Sign out

@@ -2,6 +2,10 @@
  * The signed-in session: the gateway's token, kept in memory and in sessionStorage (so a
  * reload keeps the tab signed in, and closing the tab signs it out). Components subscribe
  * with useSession(); everything else reads token() at call time.
+ *
+ * User tokens live an hour: halfway through, the session renews its token silently at
+ * POST /api/login/refresh (which re-checks the user). Signing out revokes the token at the
+ * gateway (POST /api/logout), so a copy of it is refused on every platform too.
  */
 "use client";
 
@@ -18,6 +22,42 @@ export interface Session {
 
 let current: Session | null = null;
 let loaded = false;
+let renewal: ReturnType<typeof setTimeout> | null = null;
+
+/** Renew the token halfway through its remaining life (a refusal ends the session). */
+function scheduleRenewal(): void {
+  if (renewal !== null) clearTimeout(renewal);
+  renewal = null;
+  if (!current || typeof window === "undefined") return;
+  const wait = Math.max(1_000, (current.expires - Date.now()) / 2);
+  renewal = setTimeout(() => void renew(), wait);
+}
+
+/** POST /api/login/refresh with the current token; the new one replaces it. */
+export async function renew(): Promise<boolean> {
+  const s = current;
+  if (!s) return false;
+  try {
+    const res = await fetch("/api/login/refresh", {
+      method: "POST",
+      headers: { authorization: `Bearer ${s.token}` },
+    });
+    if (res.status === 401) {
+      signOut();
+      return false;
+    }
+    if (!res.ok) {
+      scheduleRenewal(); // the gateway is busy or away: try again later
+      return false;
+    }
+    const j = (await res.json()) as { token: string; expires_in: number };
+    signIn(j.token, j.expires_in);
+    return true;
+  } catch {
+    scheduleRenewal();
+    return false;
+  }
+}
 const listeners = new Set<() => void>();
 
 function load(): void {
@@ -30,6 +70,7 @@ function load(): void {
   } catch {
     current = null;
   }
+  scheduleRenewal();
 }
 
 /** The claims of a JWT, for display only (the gateway checks the signature). */
@@ -52,14 +93,31 @@ export function signIn(token: string, expiresIn: number): Session {
   };
   current = s;
   window.sessionStorage.setItem(KEY, JSON.stringify(s));
+  scheduleRenewal();
   listeners.forEach((l) => l());
   return s;
 }
 
+/** End the session here (the token was refused, or the user signed out). */
 export function signOut(): void {
   current = null;
+  if (renewal !== null) clearTimeout(renewal);
+  renewal = null;
   if (typeof window !== "undefined") window.sessionStorage.removeItem(KEY);
   listeners.forEach((l) => l());
+}
+
+/** Sign out: revoke the session's tokens at the gateway (every platform), then end it here. */
+export async function logout(): Promise<void> {
+  const s = current;
+  if (s) {
+    try {
+      await fetch("/api/logout", { method: "POST", headers: { authorization: `Bearer ${s.token}` } });
+    } catch {
+      /* the gateway is away: the token still ends here, and expires within the hour */
+    }
+  }
+  signOut();
 }
 
 export function session(): Session | null {

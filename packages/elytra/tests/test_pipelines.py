@@ -142,7 +142,10 @@ def test_joins_of_two_scans_go_through_the_exchange_and_equal_duckdb(
     any_session: elytra.Session, parts_dir: Path, how: str
 ) -> None:
     # both sides are chains over the parts: a hash exchange, one join task per partition;
-    # the right side's key is a BIGINT (the left's an INTEGER) with NULLs, hashed alike
+    # the right side's key is a BIGINT (the left's an INTEGER) with NULLs, hashed alike.
+    # The parts are small enough to broadcast: no side is broadcast here.
+    driver = any_session.driver
+    driver.settings = driver.settings.model_copy(update={"broadcast_bytes": 0})
     p = any_session.read_parquet(f"{parts_dir}/*.parquet")
     left = p.filter("v < 300").select("k", "v", "s")
     right = (
@@ -316,3 +319,60 @@ def test_mistakes_are_found_when_the_pipeline_is_built(
         session.dataset("nope")
     with pytest.raises(PipelineError, match="no parquet file"):
         session.read_parquet(f"{parts_dir}/missing-*.parquet")
+
+
+@pytest.mark.parametrize("how", ["inner", "left", "right", "full", "semi", "anti"])
+@pytest.mark.parametrize("small", ["right", "left"])
+def test_joins_with_a_small_side_broadcast_it_and_equal_duckdb(
+    any_session: elytra.Session, parts_dir: Path, tmp_path: Path, how: str, small: str
+) -> None:
+    """A side under ``broadcast_bytes`` is read whole by every task of the other side where
+    the join type allows it (its unmatched rows must not repeat per task); else exchanged."""
+
+    dim = pa.table({"kk": pa.array([0, 1, 2, 3, 9, None], pa.int64()), "name": list("abcdef")})
+    pq.write_table(dim, tmp_path / "dim.parquet")
+    # the dimension (about 1 KB) is small, the parts (about 80 KB) are not
+    driver = any_session.driver
+    driver.settings = driver.settings.model_copy(update={"broadcast_bytes": 10_000})
+    p = any_session.read_parquet(f"{parts_dir}/*.parquet").filter("v < 500").select("k", "v")
+    d = any_session.read_parquet(tmp_path / "dim.parquet")
+    if small == "right":
+        joined = p.join(d, left_on="k", right_on="kk", how=how)
+        broadcast = how in ("inner", "left", "semi", "anti")
+        sql_l, sql_r = (
+            "(SELECT k, v FROM t WHERE v < 500)",
+            f"read_parquet('{tmp_path}/dim.parquet')",
+        )
+        lk, rk = "l.k", "r.kk"
+        cols = "l.k, l.v" if how in ("semi", "anti") else "COALESCE(l.k, r.kk) AS k, l.v, r.name"
+    else:
+        joined = d.join(p, left_on="kk", right_on="k", how=how)
+        broadcast = how in ("inner", "right")
+        sql_l, sql_r = (
+            f"read_parquet('{tmp_path}/dim.parquet')",
+            "(SELECT k, v FROM t WHERE v < 500)",
+        )
+        lk, rk = "l.kk", "r.k"
+        cols = (
+            "l.kk, l.name" if how in ("semi", "anti") else "COALESCE(l.kk, r.k) AS kk, l.name, r.v"
+        )
+    shown = joined.explain()
+    assert ("broadcast join" in shown) == broadcast, shown
+    assert ("hash-partitioned" in shown) != broadcast, shown
+    sql = f"SELECT {cols} FROM {sql_l} l {how.upper()} JOIN {sql_r} r ON {lk} = {rk}"
+    assert _ours(joined) == _oracle(parts_dir, sql)
+
+
+def test_a_broadcast_self_join_reads_each_row_once_per_side(
+    any_session: elytra.Session, parts_dir: Path
+) -> None:
+    """Found from outside: ``p.join(p)`` over several tasks of a small source read the big side
+    whole in every task (its two sides are one node), giving each row once per task."""
+    p = any_session.read_parquet(f"{parts_dir}/*.parquet").filter("v < 100").select("k", "v")
+    assert "broadcast join" in p.join(p, on="v").explain()
+    for how in ("inner", "semi"):
+        sql = (
+            "SELECT count(*) FROM (SELECT k, v FROM t WHERE v < 100) l "
+            f"{how.upper()} JOIN (SELECT k, v FROM t WHERE v < 100) r ON l.v = r.v"
+        )
+        assert p.join(p, on="v", how=how).count() == _oracle(parts_dir, sql)[0][0]

@@ -73,7 +73,8 @@ def both(plan: lp.Node, spill: Path, **inputs: pa.Table) -> pa.Table:
     assert [o.op for o in kernel.manifest.operators] == ["kernel"]
     ops = run(plan, EngineConfig(spill_dir=str(spill), kernel="off"), inputs=inputs or None)
     assert "kernel" not in [o.op for o in ops.manifest.operators]
-    assert kernel.table is not None and ops.table is not None
+    assert kernel.table is not None
+    assert ops.table is not None
     _same(kernel.table, ops.table)
     return kernel.table
 
@@ -105,7 +106,9 @@ AGGS = [
 
 @pytest.mark.parametrize("keys", [(), ("k",), ("k", "f"), ("f",)])
 @pytest.mark.parametrize("mode", ["full", "partial"])
-def test_aggregates_equal_the_operators(data: Path, spill_dir: Path, keys: tuple, mode: str) -> None:
+def test_aggregates_equal_the_operators(
+    data: Path, spill_dir: Path, keys: tuple, mode: str
+) -> None:
     both(agg(scan(data), keys, mode, *AGGS), spill_dir)
 
 
@@ -165,7 +168,9 @@ def test_float_keys_group_and_join_canonically(spill_dir: Path) -> None:
 
 
 def test_map_filter_project_sort_topk_limit_union(data: Path, spill_dir: Path) -> None:
-    m = lp.Map(scan(data), (("y", parse("x * 2 + i")), ("i", parse("i + 1")), ("z", parse("i * 10"))))
+    m = lp.Map(
+        scan(data), (("y", parse("x * 2 + i")), ("i", parse("i + 1")), ("z", parse("i * 10")))
+    )
     f = lp.Filter(m, parse("y > 0 OR k IS NULL"))
     both(lp.Project(f, (("a", "z"), ("k", "k"))), spill_dir)
     key = (lp.SortKey("x", True, True), lp.SortKey("i"))
@@ -188,7 +193,8 @@ def test_what_the_kernel_does_not_run_goes_to_the_operators(data: Path, spill_di
     with pytest.raises(Unsupported):  # arg_min's state needs the row ordinal of its tie rule
         compile_plan(agg(scan(data), ("k",), "partial", "arg_min(i, x)"))
     r = run(csv, EngineConfig(spill_dir=str(spill_dir)))
-    assert r.manifest.operators[0].op != "kernel" and r.table is not None
+    assert r.manifest.operators[0].op != "kernel"
+    assert r.table is not None
     assert r.table.num_rows == 100
     small = EngineConfig(spill_dir=str(spill_dir), mem_cap_bytes=KERNEL_FLOOR_BYTES - 1)
     r = run(agg(scan(data), ("k",), "full", "sum(i)"), small)
@@ -215,19 +221,75 @@ def test_a_cap_duckdb_cannot_hold_falls_back_and_spills(tmp_path: Path, spill_di
     pq.write_table(pa.table({"k": np.arange(n), "v": np.ones(n, dtype=np.int64)}), path)
     plan = agg(lp.Scan(str(path), "parquet"), ("k",), "full", "sum(v)", "count(*)")
     r = run(plan, EngineConfig(spill_dir=str(spill_dir), mem_cap_bytes=KERNEL_FLOOR_BYTES))
-    assert r.table is not None and r.table.num_rows == n
+    assert r.table is not None
+    assert r.table.num_rows == n
     assert r.table.column("o1").to_numpy().sum() == n
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     keys=st.lists(st.sampled_from(["k", "j", "f"]), unique=True, max_size=2),
-    specs=st.lists(st.sampled_from(AGGS + ["median(x)", "count(distinct f)"]), min_size=1, max_size=4),
+    specs=st.lists(
+        st.sampled_from([*AGGS, "median(x)", "count(distinct f)"]), min_size=1, max_size=4
+    ),
     pred=st.sampled_from([None, "i > 10", "x < 0.5 OR k IS NULL", "j IN (1, 2, 3)"]),
     mode=st.sampled_from(["full", "partial"]),
 )
-def test_generated_aggregates(data: Path, spill_dir: Path, keys: list, specs: list, pred: str | None, mode: str) -> None:
+def test_generated_aggregates(
+    data: Path, spill_dir: Path, keys: list, specs: list, pred: str | None, mode: str
+) -> None:
     src: lp.Node = scan(data)
     if pred is not None:
         src = lp.Filter(src, parse(pred))
     both(agg(src, tuple(keys), mode, *specs), spill_dir)
+
+
+def test_paths_are_files_not_globs_or_hive_folders(tmp_path: Path, spill_dir: Path) -> None:
+    """Found from outside: DuckDB globbed ``x[1].parquet`` (reading ``x1.parquet``) and took a
+    ``year=1999`` folder for a column. The kernel reads the named file or leaves it to the
+    operators."""
+    pq.write_table(pa.table({"v": [1]}), tmp_path / "x[1].parquet")
+    pq.write_table(pa.table({"v": [100]}), tmp_path / "x1.parquet")
+    pq.write_table(pa.table({"v": [7]}), tmp_path / "a*.parquet")
+    pq.write_table(pa.table({"v": [8]}), tmp_path / "ab.parquet")
+    (tmp_path / "year=1999").mkdir()
+    pq.write_table(pa.table({"year": [2020, 2021], "v": [1, 2]}), tmp_path / "year=1999/f.parquet")
+    cfg = EngineConfig(spill_dir=str(spill_dir))
+    for name, want in (("x[1].parquet", [1]), ("a*.parquet", [7])):
+        r = run(lp.Scan(str(tmp_path / name), "parquet"), cfg)
+        assert r.table is not None
+        assert r.table.column("v").to_pylist() == want
+    hive = lp.Filter(
+        lp.Scan(str(tmp_path / "year=1999/f.parquet"), "parquet"), parse("year = 2020")
+    )
+    assert both(hive, spill_dir).to_pylist() == [{"year": 2020, "v": 1}]
+
+
+def test_names_that_differ_only_in_case_stay_apart(spill_dir: Path) -> None:
+    t = pa.table({"a": [1, 2, 3], "A": [10, 20, 30]})
+    inp = lp.Input("t", Schema.from_arrow(t.schema))
+    plan = agg(inp, ("A",), "full", "sum(a)", "max(A)")
+    r = run(plan, EngineConfig(spill_dir=str(spill_dir)), inputs={"t": t})
+    assert r.table is not None
+    assert sorted(r.table.to_pylist(), key=lambda x: x["A"])[0] == {"A": 10, "o0": 1, "o1": 10}
+
+
+def test_times_are_utc_whatever_the_process_zone(
+    spill_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time as _time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    _time.tzset()
+    try:
+        ts = pa.array([1704151800_000_000], pa.timestamp("us", tz="UTC"))  # 2024-01-01 23:30Z
+        t = pa.table({"ts": ts})
+        inp = lp.Input("t", Schema.from_arrow(t.schema))
+        plan = lp.Map(inp, (("h", parse("hour(ts)")), ("d", parse("CAST(ts AS DATE)"))))
+        out = both(plan, spill_dir, t=t)
+        assert out.column("h").to_pylist() == [23]
+    finally:
+        monkeypatch.delenv("TZ")
+        _time.tzset()

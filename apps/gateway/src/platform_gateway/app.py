@@ -9,12 +9,28 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from platform_core import PlatformSettings, Plugin, auth, discover_plugins, load_settings
+from platform_core import (
+    ClusterState,
+    PlatformSettings,
+    Plugin,
+    auth,
+    discover_plugins,
+    load_settings,
+)
 from platform_core.http import BodyLimitMiddleware, CatchAllMiddleware, install_error_handlers
 
-from . import login, status
+from . import login, status, users_api
+from .accounts import Accounts
+from .audit import AuditMiddleware
 from .docs import install_docs
-from .plugins import GATEWAY_PATHS, attach_plugin, check_plugins, run_lifespans, run_live
+from .plugins import (
+    GATEWAY_PATHS,
+    attach_plugin,
+    check_plugins,
+    live_sink,
+    run_lifespans,
+    run_live,
+)
 from .security import login_mode
 from .ui import UIFiles, ui_root
 from .versions import __version__, platform_versions
@@ -30,7 +46,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     plugins: list[Plugin] = app.state.plugins
     started = False
     try:
-        async with run_lifespans(plugins, settings), run_live(plugins):
+        async with run_lifespans(plugins, settings), _accounts(app), run_live(plugins):
             if app.state.dev_mode:
                 log.warning(
                     "dev mode: PLATFORM_ADMIN_PASSWORD is not set, so POST /api/login gives an "
@@ -49,6 +65,23 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The server gave up waiting for the shutdown (a second Ctrl-C): this task ends here
         # anyway, and a quiet end spares the log a traceback of the cancellation.
         log.warning("gateway stopped by force; plugins still stopping were interrupted")
+
+
+@asynccontextmanager
+async def _accounts(app: FastAPI) -> AsyncIterator[None]:
+    """Token revocation, the login throttle and the audit trail over the cluster's shared
+    state (Elkyn's, once its lifespan opened it), or over this process's memory without one."""
+    sink = live_sink(app.state.plugins)
+    state = sink if isinstance(sink, ClusterState) else None
+    if state is None:
+        log.warning(
+            "no plugin offers cluster state (Elkyn): revoked tokens, login counters and the "
+            "audit trail live in this process's memory only"
+        )
+    accounts = Accounts(app.state.settings, state)
+    app.state.accounts = accounts
+    async with accounts.running():
+        yield
 
 
 def create_app(
@@ -78,9 +111,11 @@ def create_app(
     app.state.plugins = plugins
     app.state.signer = token_signer
     app.state.dev_mode = dev_mode
+    app.state.accounts = Accounts(settings, None)  # until the lifespan opens the shared state
 
     install_error_handlers(app)
     # Added last means outermost: CatchAll sees everything, including the body limit.
+    app.add_middleware(AuditMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(CatchAllMiddleware)
     install_docs(app)
@@ -100,6 +135,7 @@ def create_app(
 
     app.include_router(login.router)
     app.include_router(status.router)
+    app.include_router(users_api.router)
     for plugin in plugins:
         attach_plugin(app, plugin, settings)
     # What answers when no route matched: the web UI's files; API paths keep their JSON 404.

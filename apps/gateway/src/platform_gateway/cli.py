@@ -44,6 +44,8 @@ from platform_core.tls import server_tls
 from .demo import register as register_demo
 from .serve import Outcome, bind, serve, url_of
 from .status_cli import register as register_status
+from .tokens_cli import register as register_tokens
+from .tokens_cli import sign_out
 from .users_cli import app as users_app
 from .versions import platform_versions
 
@@ -188,8 +190,17 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
         if outcome is Outcome.FORCED:
             fail("stopped by force: plugins still stopping were interrupted", 1)
 
-    @cli.command()
+    token_app = typer.Typer(
+        name="token",
+        help="Print a token signed with the platform secret; `revoke` and `workers` manage "
+        "the tokens a running platform issued.",
+        invoke_without_command=True,
+        no_args_is_help=False,
+    )
+
+    @token_app.callback()
     def token(
+        ctx: typer.Context,
         sub: Annotated[str, typer.Option(help="Subject (user id) of the token.")] = "admin",
         admin: Annotated[
             bool, typer.Option("--admin", help="Give the token admin rights.")
@@ -205,6 +216,9 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
             int | None,
             typer.Option(min=1, help="Lifetime in seconds (default: PLATFORM_TOKEN_TTL_SECONDS)."),
         ] = None,
+        gen: Annotated[
+            int, typer.Option(min=0, help="Token generation (after a revocation of --sub).")
+        ] = 0,
         home: Annotated[
             Path | None, typer.Option(help="Data directory whose secret signs the token.")
         ] = None,
@@ -212,8 +226,12 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
         """Print a token signed with the platform secret (for scripts: `--token $(platform token)`).
 
         The secret must exist already (`PLATFORM_SECRET`, or made by `platform up` under the
-        home): a token signed with a new secret would be accepted by nobody.
+        home): a token signed with a new secret would be accepted by nobody. A token minted
+        here has generation --gen (0): once its subject's tokens were revoked, the platform
+        refuses it until minted with the current generation (`revoke` prints it).
         """
+        if ctx.invoked_subcommand is not None:
+            return
         try:
             options: dict[str, Any] = {"home": home} if home is not None else {}
             settings = load_settings(PlatformSettings, **options)
@@ -221,13 +239,16 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
                 fail("a worker token has no admin rights: give --worker or --admin", 2)
             token_signer = auth.signer(settings, create=False)
             if worker:
-                value = token_signer.worker_token(sub, ttl_seconds=ttl or 3600)
+                value = token_signer.worker_token(sub, ttl_seconds=ttl or 3600, gen=gen)
             else:
                 ttl_seconds = ttl if ttl is not None else settings.token_ttl_seconds
-                value = token_signer.issue(sub, admin=admin, ttl_seconds=ttl_seconds)
+                value = token_signer.issue(sub, admin=admin, ttl_seconds=ttl_seconds, gen=gen)
         except PlatformError as exc:
             fail(str(exc), 2)
         typer.echo(value)
+
+    register_tokens(token_app)
+    cli.add_typer(token_app)
 
     @cli.command("login")
     def login_command(
@@ -270,9 +291,11 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
             typer.Option(help="The gateway (default: the one `platform up` runs, else :8080)."),
         ] = None,
     ) -> None:
-        """Forget the token `platform login` kept for a gateway."""
+        """Sign out of a gateway: its token is revoked there (on every platform of its
+        cluster) and forgotten here."""
         with expected_errors(OSError):
             target = normalize_url(url) if url else default_url()
+            sign_out(target)
             had = forget_token(target)
         typer.echo(
             f"logged out of {target}" if had else f"no token kept for {target} in {tokens_file()}"

@@ -1,45 +1,53 @@
-"""``POST /api/login``: trade a user's password, or the admin password, for a token.
+"""``POST /api/login``: trade a user's password, or the admin password, for a token; refresh
+it (``POST /api/login/refresh``) and sign out (``POST /api/logout``).
 
 - ``{"username", "password"}``: a user of the store (``platform user add``); the token's
   ``sub`` is the user and ``admin`` the user's flag.
 - ``{"password"}``: the admin password (``PLATFORM_ADMIN_PASSWORD``) gives an admin token.
 - ``{}`` in dev mode (no admin password, loopback only): an admin token.
 
-A wrong name and a wrong password get the same 401 after the same work. Failures are
-throttled per user name and per client address (429 with ``Retry-After``).
+A wrong name and a wrong password get the same 401 after the same work. Every attempt that
+checks a password is first reserved in the cluster's login throttle (:mod:`.throttle`), and
+the checks that run at once are bounded (429 with ``Retry-After`` beyond either).
+
+Tokens carry an id (``jti``), a session id (``sid``: the first token's id, kept by refreshes)
+and the subject's generation, so signing out, removing a user, a new password or role, and
+``platform token revoke`` refuse them on every platform within seconds (:mod:`.accounts`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import time
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Body, FastAPI, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from platform_core import (
     BadInputError,
     ForbiddenError,
+    NotFoundError,
     PlatformSettings,
     UnauthorizedError,
     UserStore,
+    auth,
 )
-from platform_core.auth import TokenSigner
+from platform_core.auth import Claims, TokenSigner
 
-from .security import admin_password, is_local_connection
-from .throttle import FailureThrottle
+from . import throttle
+from .accounts import SRC_USER, Accounts
+from .security import admin_password, is_local_connection, require_token
+from .throttle import CheckGate, TooManyLogins
 
-__all__ = ["LoginRequest", "TokenResponse", "router"]
+__all__ = ["LoginRequest", "TokenResponse", "login_gate", "router"]
 
 router = APIRouter(tags=["gateway"])
 
-USER_FAILURES: Final = 5
-"""Failed logins per user name (or for the admin password) within the window."""
-CLIENT_FAILURES: Final = 20
-"""Failed logins per client address within the window, whichever names it tries."""
-WINDOW_SECONDS: Final = 60.0
+ADMIN_PASSWORD_KEY: Final = "~admin-password"
+"""The throttle's name for logins with the admin password (no user name is a tilde)."""
 
 
 class LoginRequest(BaseModel):
@@ -68,19 +76,17 @@ class TokenResponse(BaseModel):
     expires_in: int = Field(description="Seconds until the token expires.")
 
 
-class _Throttles:
-    """The gateway's failure counters: one per user name, one per client address."""
+def login_gate(app: FastAPI) -> CheckGate:
+    """The app's bound on password checks running at once (made on first use)."""
+    gate: CheckGate | None = getattr(app.state, "login_gate", None)
+    if gate is None:
+        settings: PlatformSettings = app.state.settings
+        gate = app.state.login_gate = CheckGate(settings.login_checks, settings.login_queue)
+    return gate
 
-    def __init__(self) -> None:
-        self.user = FailureThrottle(USER_FAILURES, WINDOW_SECONDS)
-        self.client = FailureThrottle(CLIENT_FAILURES, WINDOW_SECONDS)
 
-
-def _throttles(app: FastAPI) -> _Throttles:
-    throttles: _Throttles | None = getattr(app.state, "login_throttles", None)
-    if throttles is None:
-        throttles = app.state.login_throttles = _Throttles()
-    return throttles
+def _too_many(exc: TooManyLogins) -> HTTPException:
+    return HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)})
 
 
 class LoginModeResponse(BaseModel):
@@ -120,40 +126,131 @@ async def login(
     """
     body = body if body is not None else LoginRequest()
     settings: PlatformSettings = request.app.state.settings
+    accounts: Accounts = request.app.state.accounts
     if body.username is not None:
         if body.sub is not None:
             raise BadInputError("'sub' is for admin-password logins; a user's token is for them")
-        user_key, sub = f"user:{body.username}", body.username
+        name, sub, src = body.username, body.username, SRC_USER
     else:
-        user_key, sub = "admin-password", body.sub or "admin"
-    client_key = request.client.host if request.client is not None else "unknown"
-    throttles = _throttles(request.app)
-    wait = max(throttles.user.retry_after(user_key), throttles.client.retry_after(client_key))
-    if wait:
-        raise HTTPException(
-            429,
-            f"too many failed logins; try again in {wait} s",
-            headers={"Retry-After": str(wait)},
-        )
-    try:
-        admin = await _check(request, settings, body)
-    except UnauthorizedError:
-        throttles.user.failed(user_key)
-        throttles.client.failed(client_key)
-        raise
-    throttles.user.forget(user_key)
+        name, sub = ADMIN_PASSWORD_KEY, body.sub or "admin"
+        src = "password" if admin_password(settings) is not None else "dev"
+    if src == "dev":
+        admin = await _check(request, settings, body, None)
+    else:
+        host = request.client.host if request.client is not None else None
+        try:  # counted before the check: a burst gets at most the limit's checks
+            reservation = await accounts.run_blocking(
+                throttle.reserve,
+                accounts.state,
+                name,
+                host,
+                None,
+                settings.login_window_seconds,
+            )
+        except TooManyLogins as exc:
+            raise _too_many(exc) from None
+        if reservation.delay:
+            await asyncio.sleep(reservation.delay)
+        try:
+            admin = await _check(request, settings, body, login_gate(request.app))
+        except TooManyLogins as exc:
+            raise _too_many(exc) from None
+        await accounts.run_blocking(throttle.succeeded, accounts.state, reservation)
+    if src == SRC_USER:
+        await accounts.run_blocking(accounts.sync_users)  # a passwd just made: its generation
+    return _issue(request, sub, admin, src, sid=None)
+
+
+def _issue(request: Request, sub: str, admin: bool, src: str, sid: str | None) -> TokenResponse:
+    settings: PlatformSettings = request.app.state.settings
+    accounts: Accounts = request.app.state.accounts
     token_signer: TokenSigner = request.app.state.signer
     ttl = settings.token_ttl_seconds
-    token = token_signer.issue(sub, admin=admin, ttl_seconds=ttl)
+    jti = auth.new_token_id()
+    token = token_signer.issue(
+        sub,
+        admin=admin,
+        ttl_seconds=ttl,
+        gen=accounts.user_gen(sub),
+        jti=jti,
+        extra={"src": src, "sid": sid or jti},
+    )
     return TokenResponse(token=token, expires_in=ttl)
 
 
-async def _check(request: Request, settings: PlatformSettings, body: LoginRequest) -> bool:
+@router.post(
+    "/api/login/refresh",
+    response_model=TokenResponse,
+    responses={401: {"description": "The token is invalid, expired or revoked, or its user gone."}},
+)
+async def refresh(
+    request: Request, claims: Annotated[Claims, Depends(require_token)]
+) -> TokenResponse:
+    """A new token for the same user and session, any signed-in user; the user is re-checked.
+
+    A user of the store must still exist (here or, for a user of another platform's store, in
+    the cluster's records) and gets their current role; the old token stays valid until it
+    expires unless signed out.
+    """
+    accounts: Accounts = request.app.state.accounts
+    settings: PlatformSettings = request.app.state.settings
+    src = claims.extra.get("src")
+    admin = claims.admin
+    if src == SRC_USER:
+        await accounts.run_blocking(accounts.sync_users)
+        try:
+            admin = (await accounts.run_blocking(UserStore.of(settings).get, claims.sub)).admin
+        except NotFoundError:
+            record = accounts.record(claims.sub)
+            if record is None or record.removed or record.admin is None:
+                raise UnauthorizedError(
+                    f"user {claims.sub!r} no longer exists; log in again"
+                ) from None
+            admin = record.admin
+    sid = claims.extra.get("sid")
+    return _issue(
+        request,
+        claims.sub,
+        admin,
+        src if isinstance(src, str) else "token",
+        sid if isinstance(sid, str) else claims.jti or None,
+    )
+
+
+class SignedOut(BaseModel):
+    revoked: str = Field(description="The id of the session (or token) now refused everywhere.")
+
+
+@router.post("/api/logout", response_model=SignedOut)
+async def logout(request: Request, claims: Annotated[Claims, Depends(require_token)]) -> SignedOut:
+    """Sign out, any signed-in user: this token and every token refreshed from the same login
+    are refused on every platform of the cluster within seconds."""
+    accounts: Accounts = request.app.state.accounts
+    settings: PlatformSettings = request.app.state.settings
+    sid = claims.extra.get("sid")
+    target = sid if isinstance(sid, str) and sid else claims.jti
+    if not target:
+        raise BadInputError(
+            "this token has no id (it predates token ids), so it cannot be signed out alone; "
+            "an admin can revoke all of its user's tokens (`platform token revoke --user`)"
+        )
+    # Every token of the session expires before this (refreshes are refused from now on).
+    until = int(time.time()) + max(settings.token_ttl_seconds, claims.exp - int(time.time()))
+    await accounts.run_blocking(accounts.revoke_token, target, until + auth.LEEWAY_SECONDS)
+    return SignedOut(revoked=target)
+
+
+async def _check(
+    request: Request, settings: PlatformSettings, body: LoginRequest, gate: CheckGate | None
+) -> bool:
     """Whether the token is an admin's; ``UnauthorizedError`` for wrong credentials."""
     if body.username is not None:
+        assert gate is not None
         store = UserStore.of(settings)
-        # argon2 takes a while on purpose: off the event loop.
-        user = await run_in_threadpool(store.authenticate, body.username, body.password or "")
+        name, password = body.username, body.password or ""
+        async with gate.admit():  # argon2 takes a while on purpose: bounded, off the loop
+            loop = asyncio.get_running_loop()
+            user = await loop.run_in_executor(gate.executor, store.authenticate, name, password)
         return user.admin
     expected = admin_password(settings)
     if expected is None:

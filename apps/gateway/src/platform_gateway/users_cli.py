@@ -1,7 +1,9 @@
-"""``platform user``: add, remove and list the users who log in at ``POST /api/login``.
+"""``platform user``: add, remove, change and list the users who log in at ``POST /api/login``.
 
-The users live in ``PLATFORM_HOME/users.json`` (``platform_core.UserStore``); a running
-gateway sees a change at the next login, no restart needed. Errors are one line and an exit
+The users live in ``PLATFORM_HOME/users.json`` (``platform_core.UserStore``); the running
+gateway of that home watches the file and publishes each change to its cluster within a
+second, so a removed user's, a changed password's and an old role's tokens are refused on
+every platform (README, "Users and tokens"). No restart is needed. Errors are one line and an exit
 code by kind (``platform_core.cli``): 2 bad input, 4 no such user, 5 the user exists,
 8 a damaged store.
 """
@@ -74,7 +76,7 @@ def passwd(
     password_stdin: PasswordStdin = False,
     home: HomeOption = None,
 ) -> None:
-    """Change a user's password; tokens issued before stay valid until they expire."""
+    """Change a user's password; tokens issued before are refused on every platform."""
     with expected_errors(OSError):
         store = _store(home)
         store.get(name)  # say "no such user" before asking for a password
@@ -87,10 +89,28 @@ def rm(
     name: Annotated[str, typer.Argument(help="The user to remove.")],
     home: HomeOption = None,
 ) -> None:
-    """Remove a user: they can no longer log in (tokens issued before run out at expiry)."""
+    """Remove a user: they can no longer log in, and their tokens are refused everywhere."""
     with expected_errors(OSError):
         _store(home).remove(name)
     typer.echo(f"removed {name}")
+
+
+@app.command("set")
+def set_role(
+    name: Annotated[str, typer.Argument(help="The user to change.")],
+    admin: Annotated[
+        bool | None,
+        typer.Option("--admin/--no-admin", help="Make the user an admin, or not."),
+    ] = None,
+    home: HomeOption = None,
+) -> None:
+    """Change a user's role in place; tokens with the old role are refused everywhere."""
+    if admin is None:
+        raise typer.BadParameter("give --admin or --no-admin")
+    with expected_errors(OSError):
+        changed = _store(home).set_admin(name, admin)
+    role = "an admin" if admin else "not an admin"
+    typer.echo(f"{name} is {role}" + ("" if changed else " (unchanged)"))
 
 
 @app.command("ls")

@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # the same names as _EXPORTS and _SUBMODULES, for type checke
     from .inference import infer_schema
     from .integrity import canonical_json, sha256_bytes, sha256_file, sha256_stream, stable_hash
     from .jsoncells import json_cell, json_rows
-    from .live import LiveSink, escape_key, unescape_key
+    from .live import ClusterState, LiveSink, escape_key, unescape_key
     from .logs import JsonFormatter, configure_logging
     from .memcap import address_space, cap_memory, physical_memory
     from .netloc import host_header_name, is_local_request, is_loopback, origin_is_local
@@ -71,7 +71,7 @@ _EXPORTS = {
         ".integrity",
     ),
     **dict.fromkeys(["json_cell", "json_rows"], ".jsoncells"),
-    **dict.fromkeys(["LiveSink", "escape_key", "unescape_key"], ".live"),
+    **dict.fromkeys(["ClusterState", "LiveSink", "escape_key", "unescape_key"], ".live"),
     **dict.fromkeys(["JsonFormatter", "configure_logging"], ".logs"),
     **dict.fromkeys(["address_space", "cap_memory", "physical_memory"], ".memcap"),
     **dict.fromkeys(
@@ -128,6 +128,7 @@ __all__ = [
     "SIZE_FORMS",
     "SIZE_UNITS",
     "BadInputError",
+    "ClusterState",
     "ConflictError",
     "CorruptDataError",
     "CsvError",

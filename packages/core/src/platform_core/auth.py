@@ -12,6 +12,13 @@ Rotation: ``PLATFORM_PREVIOUS_SECRETS`` (comma-separated) are secrets that still
 kind of token but never sign one, so nodes can change secrets one at a time without a refused
 request (the procedure is in docs/architecture.md, "Auth"). A token whose signature matches
 none of the secrets is refused like any other bad token.
+
+Revocation: every user and worker token carries a token id (``jti``) and a generation
+(``gen``); a process that knows which tokens are revoked installs a check with
+:func:`set_token_check` (the gateway does, from the cluster's shared state), and every
+:meth:`TokenSigner.verify` and :meth:`TokenSigner.verify_worker` in the process consults it, so
+Elkyn's app and the plugins' routes refuse a revoked token as the gateway's own routes do. A
+hook set with :func:`set_issue_hook` hears of every worker token minted, so they can be listed.
 """
 
 from __future__ import annotations
@@ -20,8 +27,8 @@ import contextlib
 import os
 import secrets
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +41,16 @@ __all__ = [
     "Claims",
     "TokenSigner",
     "bearer_token",
+    "check_not_revoked",
     "client_token",
     "cluster_token",
     "issue_token",
     "load_secret",
+    "new_token_id",
     "previous_secrets",
+    "set_generation_source",
+    "set_issue_hook",
+    "set_token_check",
     "signer",
     "verify_cluster",
     "verify_token",
@@ -49,11 +61,58 @@ __all__ = [
 ALGORITHM = "HS256"
 MIN_SECRET_BYTES = 32
 LEEWAY_SECONDS = 30
-DEFAULT_TTL_SECONDS = 12 * 3600
+DEFAULT_TTL_SECONDS = 3600
+"""A user token's life unless ``PLATFORM_TOKEN_TTL_SECONDS`` says otherwise (refresh renews it)."""
 MAX_WORKER_TTL_SECONDS = 7 * 24 * 3600
 """The longest a worker token lives (a browser tab is not a long-lived service)."""
 WORKER_KIND = "worker"
-_RESERVED = frozenset({"sub", "admin", "exp", "iat", "cluster", "kind"})
+_RESERVED = frozenset({"sub", "admin", "exp", "iat", "cluster", "kind", "jti", "gen"})
+
+TokenCheck = Callable[["Claims"], None]
+"""Raises ``UnauthorizedError`` for a revoked token (see :func:`set_token_check`)."""
+IssueHook = Callable[["Claims"], None]
+"""Hears of each worker token minted in this process (see :func:`set_issue_hook`)."""
+GenerationSource = Callable[[str, str], int]
+"""``(sub, kind)`` → the subject's current token generation (see :func:`set_generation_source`)."""
+_HOOKS: dict[str, Any] = {"check": None, "issued": None, "gen": None}
+
+
+def set_generation_source(source: GenerationSource | None) -> GenerationSource | None:
+    """Install where tokens minted in this process without an explicit ``gen`` take it from
+    (the gateway: the cluster's current generation of the subject, or of worker tokens)."""
+    previous: GenerationSource | None = _HOOKS["gen"]
+    _HOOKS["gen"] = source
+    return previous
+
+
+def _current_gen(sub: str, kind: str) -> int:
+    source: GenerationSource | None = _HOOKS["gen"]
+    return int(source(sub, kind)) if source is not None else 0
+
+
+def set_token_check(check: TokenCheck | None) -> TokenCheck | None:
+    """Install the process's revocation check (``None`` removes it); returns the previous one.
+
+    It runs after the signature and expiry checks of every user and worker token verified in
+    this process, and must be cheap (an in-memory lookup): it runs on every request.
+    """
+    previous: TokenCheck | None = _HOOKS["check"]
+    _HOOKS["check"] = check
+    return previous
+
+
+def set_issue_hook(hook: IssueHook | None) -> IssueHook | None:
+    """Install the hook told of each worker token minted here; returns the previous one."""
+    previous: IssueHook | None = _HOOKS["issued"]
+    _HOOKS["issued"] = hook
+    return previous
+
+
+def check_not_revoked(claims: Claims) -> None:
+    """Run the installed revocation check on already verified ``claims`` (a cached token)."""
+    check: TokenCheck | None = _HOOKS["check"]
+    if check is not None and not claims.cluster:
+        check(claims)
 
 
 @dataclass(frozen=True)
@@ -67,6 +126,11 @@ class Claims:
     cluster: bool = False
     kind: str = "user"
     """``user`` (also admins), ``cluster`` or ``worker``."""
+    jti: str = ""
+    """The token's id (``platform token revoke --id``); empty in tokens made before ids."""
+    gen: int = 0
+    """The subject's token generation when issued: a revocation raises the current one."""
+    iat: int = 0
 
 
 def _checked_key(secret: bytes | str, what: str, variable: str) -> bytes:
@@ -99,8 +163,15 @@ class TokenSigner:
         admin: bool = False,
         ttl_seconds: int = DEFAULT_TTL_SECONDS,
         extra: Mapping[str, Any] | None = None,
+        gen: int | None = None,
+        jti: str | None = None,
     ) -> str:
-        """A user token for ``sub``; ``extra`` claims may not reuse a fixed claim's name."""
+        """A user token for ``sub``; ``extra`` claims may not reuse a fixed claim's name.
+
+        ``gen`` is the subject's token generation (a token below the cluster's current one
+        is revoked; default: the installed generation source's, else 0); ``jti`` its id (a
+        new random one by default).
+        """
         if not isinstance(sub, str) or not sub:
             raise BadInputError("a token needs a non-empty subject (sub)")
         if ttl_seconds <= 0:
@@ -112,7 +183,15 @@ class TokenSigner:
                 f"extra claims {sorted(clash)} clash with fixed claims {sorted(_RESERVED)}"
             )
         now = int(time.time())
-        payload = {**extra, "sub": sub, "admin": bool(admin), "iat": now, "exp": now + ttl_seconds}
+        payload = {
+            **extra,
+            "sub": sub,
+            "admin": bool(admin),
+            "iat": now,
+            "exp": now + ttl_seconds,
+            "jti": jti or new_token_id(),
+            "gen": int(gen) if gen is not None else _current_gen(sub, "user"),
+        }
         return jwt.encode(payload, self._key, algorithm=ALGORITHM)
 
     def cluster_token(self, node: str = "node", *, ttl_seconds: int = 3600) -> str:
@@ -127,7 +206,7 @@ class TokenSigner:
         }
         return jwt.encode(payload, self._key, algorithm=ALGORITHM)
 
-    def worker_token(self, sub: str, *, ttl_seconds: int = 3600) -> str:
+    def worker_token(self, sub: str, *, ttl_seconds: int = 3600, gen: int | None = None) -> str:
         """A worker token for ``sub`` (a browser worker of elytra), at most
         ``MAX_WORKER_TTL_SECONDS``; accepted only by :meth:`verify_worker`."""
         if not isinstance(sub, str) or not sub:
@@ -137,14 +216,23 @@ class TokenSigner:
                 f"a worker token lives 1 to {MAX_WORKER_TTL_SECONDS} s, not {ttl_seconds} s"
             )
         now = int(time.time())
+        jti = new_token_id()
+        gen = gen if gen is not None else _current_gen(sub, WORKER_KIND)
         payload = {
             "sub": sub,
             "admin": False,
             "kind": WORKER_KIND,
             "iat": now,
             "exp": now + ttl_seconds,
+            "jti": jti,
+            "gen": int(gen),
         }
-        return jwt.encode(payload, self._key, algorithm=ALGORITHM)
+        token = jwt.encode(payload, self._key, algorithm=ALGORITHM)
+        hook: IssueHook | None = _HOOKS["issued"]
+        if hook is not None:
+            claims = Claims(sub, False, now + ttl_seconds, kind=WORKER_KIND, jti=jti, gen=gen)
+            hook(replace(claims, iat=now))
+        return token
 
     def verify(self, token: str) -> Claims:
         """Claims of a valid user token; cluster, worker and bad tokens raise
@@ -154,6 +242,7 @@ class TokenSigner:
             raise UnauthorizedError("a cluster token is only accepted on node-to-node routes")
         if claims.kind == WORKER_KIND:
             raise UnauthorizedError("a worker token is only accepted on the worker routes")
+        check_not_revoked(claims)
         return claims
 
     def verify_cluster(self, token: str) -> Claims:
@@ -171,6 +260,7 @@ class TokenSigner:
                 "this route needs a worker token (an admin mints one: POST /api/workers/tokens "
                 "or `platform token --worker`)"
             )
+        check_not_revoked(claims)
         return claims
 
     def _payload(self, token: str) -> dict[str, Any]:
@@ -213,7 +303,11 @@ class TokenSigner:
         if kind is not None and kind != WORKER_KIND:
             raise UnauthorizedError(f"invalid token: unknown kind {kind!r}")
         exp = int(payload.pop("exp"))
-        payload.pop("iat", None)
+        iat = payload.pop("iat", 0)
+        jti = payload.pop("jti", "")
+        gen = payload.pop("gen", 0)
+        if not isinstance(jti, str) or not isinstance(gen, int) or isinstance(gen, bool):
+            raise UnauthorizedError("invalid token: 'jti' must be a string and 'gen' an integer")
         return Claims(
             sub=sub,
             admin=admin,
@@ -221,7 +315,15 @@ class TokenSigner:
             extra=payload,
             cluster=cluster,
             kind=WORKER_KIND if kind == WORKER_KIND else "cluster" if cluster else "user",
+            jti=jti,
+            gen=gen,
+            iat=int(iat) if isinstance(iat, (int, float)) and not isinstance(iat, bool) else 0,
         )
+
+
+def new_token_id() -> str:
+    """A random token id (``jti``): 16 bytes, URL-safe, a valid key in Elkyn paths."""
+    return secrets.token_urlsafe(16).replace("-", "x").replace("_", "y")
 
 
 def load_secret(settings: PlatformSettings | None = None, *, create: bool = True) -> bytes:

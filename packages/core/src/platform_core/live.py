@@ -7,6 +7,12 @@ handed a :class:`LiveSink` and publishes values at top-level paths it reserves; 
 wires them (``platform_gateway.plugins.run_live``): sources start after every lifespan has
 started and stop before any stops; with no sink they are not started at all.
 
+The sink may also be a :class:`ClusterState`: state the platform itself keeps and every
+platform of a cluster shares (revoked tokens, login counters, the audit trail). Reads are
+local (a replica's copy, seconds old at most); writes are atomic and cluster-wide (forwarded to
+the primary on a replica), and the reserved subtrees can be *platform-only*: written by the
+platform alone, never by a token over REST, an admin's included.
+
 ``escape_key`` turns any text into a key every JSON tree store accepts (Firebase's rules: no
 ``. # $ / [ ]`` or control characters), reversibly, so an id becomes a path segment.
 """
@@ -18,7 +24,14 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["LiveSink", "LiveSinkFactory", "LiveSource", "escape_key", "unescape_key"]
+__all__ = [
+    "ClusterState",
+    "LiveSink",
+    "LiveSinkFactory",
+    "LiveSource",
+    "escape_key",
+    "unescape_key",
+]
 
 
 @runtime_checkable
@@ -39,6 +52,33 @@ class LiveSink(Protocol):
 
     def publish_many(self, values: Mapping[str, Any]) -> None:
         """Several :meth:`publish` calls in one write (one event per changed path)."""
+        ...
+
+
+@runtime_checkable
+class ClusterState(Protocol):
+    """State the platform keeps for itself and shares across a cluster (see the module doc).
+
+    Calls block (a local commit, or a round trip to the primary): call them off the loop.
+    """
+
+    def reserve_platform(self, key: str, rules: Mapping[str, Any]) -> None:
+        """Like ``LiveSink.reserve``, and no token may write there over REST, not even an
+        admin's: only the platform (in process, or a peer with the cluster token)."""
+        ...
+
+    def read(self, path: str) -> Any:
+        """The JSON value at ``path`` in this platform's copy (``None`` if absent)."""
+        ...
+
+    def update(self, path: str, values: Mapping[str, Any]) -> Any:
+        """Set each ``"rel/path": value`` below ``path`` in one atomic, cluster-wide write and
+        return the stored values: ``{".sv": {"increment": n}}`` adds ``n`` atomically (so
+        the answer is the count after this caller's increment); ``None`` deletes."""
+        ...
+
+    def push(self, path: str, value: Any) -> str:
+        """Append ``value`` under a new chronological key below ``path``; returns the key."""
         ...
 
 

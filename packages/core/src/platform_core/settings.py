@@ -93,7 +93,16 @@ class PlatformSettings(BaseSettings):
     """Password for ``POST /api/login``; unset means dev mode (loopback only)."""
     token: SecretStr | None = None
     """Token that clients (``lake upload``, SDKs) send to the gateway."""
-    token_ttl_seconds: int = Field(12 * 3600, gt=0)
+    token_ttl_seconds: int = Field(3600, gt=0)
+    """Life of a user token from ``POST /api/login`` (``POST /api/login/refresh`` renews it)."""
+    revocation_refresh_seconds: float = Field(1.0, gt=0, le=30)
+    """How often a platform re-reads the cluster's revoked tokens (the cache's age bound)."""
+    login_checks: int = Field(4, ge=1, le=64)
+    """Password checks (argon2) that may run at once; more wait in a small queue."""
+    login_window_seconds: int = Field(60, ge=10, le=86400)
+    """The login throttle's window: failed logins are counted per window of this length."""
+    login_queue: int = Field(8, ge=0, le=1024)
+    """Logins that may wait for a check; beyond them a login answers 429."""
     max_body_bytes: int = Field(16 * 1024 * 1024, gt=0)
     """Largest request body the gateway accepts (uploads go through chunked parts)."""
     log_level: LogLevel = "info"

@@ -10,6 +10,11 @@ Passwords are hashed with argon2id (``argon2-cffi``'s ``PasswordHasher``); a has
 older parameters is replaced on the next successful login. :meth:`UserStore.authenticate`
 answers a wrong name and a wrong password with the same error after the same work (an
 unknown name is checked against a dummy hash), so a caller cannot tell which was wrong.
+
+Each user has a token generation (``gen``): a new password or a role change raises it, and a
+removal leaves a tombstone with the next one (``removed``), so the gateway that watches the
+file can tell the cluster which tokens to refuse, even when the change was made while it was
+down. A user added again starts above the tombstone.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from .settings import PlatformSettings, load_settings
 __all__ = [
     "LOGIN_FAILED",
     "MIN_PASSWORD_CHARS",
+    "Generation",
     "User",
     "UserStore",
     "check_password",
@@ -94,12 +100,22 @@ class User:
     created: datetime
 
 
+@dataclass(frozen=True)
+class Generation:
+    """What a user's tokens must match: the generation, the role, and whether they exist."""
+
+    gen: int
+    admin: bool
+    removed: bool
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     hash: str
     admin: bool = False
     created: datetime
+    gen: int = 0
 
 
 class _File(BaseModel):
@@ -107,6 +123,8 @@ class _File(BaseModel):
 
     version: int = 1
     users: dict[str, _Record] = {}
+    removed: dict[str, int] = {}
+    """Tombstones: a removed user's name and the generation its tokens must reach (never)."""
 
 
 class UserStore:
@@ -159,6 +177,13 @@ class UserStore:
             self._rehash(name, record.hash, password)
         return _user(name, record)
 
+    def generations(self) -> dict[str, Generation]:
+        """Every user's and tombstone's token generation (see the module docstring)."""
+        data = self._read()
+        out = {n: Generation(gen, False, True) for n, gen in data.removed.items()}
+        out.update({n: Generation(r.gen, r.admin, False) for n, r in data.users.items()})
+        return out
+
     # -- writing ---------------------------------------------------------------------------
 
     def add(self, name: str, password: str, *, admin: bool = False) -> User:
@@ -177,6 +202,8 @@ class UserStore:
                     f"user {name!r} exists already; change its password with "
                     f"`platform user passwd {name}`, or remove it first"
                 )
+            # Above a tombstone: the old account's tokens stay refused.
+            record = record.model_copy(update={"gen": data.removed.pop(name, 0)})
             data.users[name] = record
         return _user(name, record)
 
@@ -188,13 +215,32 @@ class UserStore:
             record = data.users.get(name)
             if record is None:
                 raise self._missing(name)
-            data.users[name] = record.model_copy(update={"hash": new_hash})
+            data.users[name] = record.model_copy(update={"hash": new_hash, "gen": record.gen + 1})
+
+    def set_admin(self, name: str, admin: bool) -> bool:
+        """Make ``name`` an admin or not; whether that changed anything (a change raises the
+        user's generation, so tokens with the old role are refused)."""
+        with self._writing() as data:
+            record = data.users.get(name)
+            if record is None:
+                raise self._missing(name)
+            if record.admin == admin:
+                return False
+            if name == _ADMIN_SUBJECT and not admin:
+                raise BadInputError(
+                    f"the user {name!r} must stay an admin: its name is the subject of "
+                    "admin-password tokens"
+                )
+            data.users[name] = record.model_copy(update={"admin": admin, "gen": record.gen + 1})
+        return True
 
     def remove(self, name: str) -> None:
-        """Remove ``name``; ``NotFoundError`` if there is no such user."""
+        """Remove ``name``, leaving a tombstone; ``NotFoundError`` if there is no such user."""
         with self._writing() as data:
-            if data.users.pop(name, None) is None:
+            record = data.users.pop(name, None)
+            if record is None:
                 raise self._missing(name)
+            data.removed[name] = record.gen + 1
 
     # -- internals -------------------------------------------------------------------------
 

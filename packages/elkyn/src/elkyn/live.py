@@ -4,6 +4,10 @@ The gateway hands this sink to every plugin with live state (``platform_core.liv
 lake's catalog lands at ``/datasets``, its members at ``/nodes``, so a browser subscribes to
 them over SSE instead of polling. Writes go in as the admin caller (no user may write there:
 the publisher reserves the subtree with rules that say so).
+
+Both sinks are also a :class:`platform_core.ClusterState` (the gateway keeps revoked tokens,
+login counters and the audit trail there): reads come from this platform's copy, writes go
+into the store on a primary and to the primary's REST API on a replica (its writer).
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from .store import ADMIN, Store
+from .writers import DatabaseWriter
 
-__all__ = ["StoreSink"]
+__all__ = ["ReplicaSink", "StoreSink"]
 
 
 class StoreSink:
@@ -31,3 +36,53 @@ class StoreSink:
     def publish_many(self, values: Mapping[str, Any]) -> None:
         if values:
             self.store.update("/", {k.strip("/"): v for k, v in values.items()}, caller=ADMIN)
+
+    def reserve_platform(self, key: str, rules: Mapping[str, Any]) -> None:
+        self.store.reserve(key, rules, platform_only=True)
+
+    def read(self, path: str) -> Any:
+        return self.store.get(path, caller=ADMIN)
+
+    def update(self, path: str, values: Mapping[str, Any]) -> Any:
+        return self.store.update(path, values, caller=ADMIN)
+
+    def push(self, path: str, value: Any) -> str:
+        return self.store.push(path, value, caller=ADMIN)
+
+
+class ReplicaSink:
+    """A replica's sink: reservations in memory, live publications dropped (the primary's
+    platform publishes the same cluster-wide state, and it reaches here by replication);
+    the platform's own state written through ``writer`` (forwarded to the primary)."""
+
+    def __init__(self, store: Store, writer: DatabaseWriter | None) -> None:
+        self.store = store
+        self.writer = writer
+
+    def reserve(self, key: str, rules: Mapping[str, Any]) -> None:
+        self.store.reserve(key, rules)
+
+    def publish(self, path: str, value: Any) -> None:
+        return None
+
+    def publish_many(self, values: Mapping[str, Any]) -> None:
+        return None
+
+    def reserve_platform(self, key: str, rules: Mapping[str, Any]) -> None:
+        self.store.reserve(key, rules, platform_only=True)
+
+    def read(self, path: str) -> Any:
+        return self.store.get(path, caller=ADMIN)
+
+    def update(self, path: str, values: Mapping[str, Any]) -> Any:
+        return self._writer().update(path, values)
+
+    def push(self, path: str, value: Any) -> str:
+        return self._writer().push(path, value)
+
+    def _writer(self) -> DatabaseWriter:
+        if self.writer is None:
+            from .errors import PrimaryUnavailableError
+
+            raise PrimaryUnavailableError("this replica has no writer to its primary yet")
+        return self.writer

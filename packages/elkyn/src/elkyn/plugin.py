@@ -10,7 +10,7 @@ writes there. Other plugins read through :func:`current_store` and write through
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,7 @@ from platform_core import PlatformSettings, Plugin, auth
 from .settings import elkyn_settings
 
 if TYPE_CHECKING:
-    from .live import StoreSink
+    from .live import ReplicaSink, StoreSink
     from .replica import Follower
     from .server import ElkynApp
     from .store import Store
@@ -56,23 +56,6 @@ def current_follower() -> Follower | None:
     """The follower keeping this process's store in step with its primary (None: a primary)."""
     follower: Follower | None = _STATE.get("follower")
     return follower
-
-
-class _ReplicaSink:
-    """A replica's live-state sink: reservations in memory, publications dropped (the primary's
-    platform publishes the same cluster-wide state, and it reaches here by replication)."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def reserve(self, key: str, rules: Mapping[str, Any]) -> None:
-        self.store.reserve(key, rules)
-
-    def publish(self, path: str, value: Any) -> None:
-        return None
-
-    def publish_many(self, values: Mapping[str, Any]) -> None:
-        return None
 
 
 def plugin() -> Plugin:
@@ -135,13 +118,15 @@ def plugin() -> Plugin:
             app.store = None
             await asyncio.to_thread(store.close)
 
-    def live_sink() -> StoreSink | _ReplicaSink | None:
-        from .live import StoreSink
+    def live_sink() -> StoreSink | ReplicaSink | None:
+        from .live import ReplicaSink, StoreSink
 
         store = current_store()
         if store is None:
             return None
-        return _ReplicaSink(store) if store.replica_of is not None else StoreSink(store)
+        if store.replica_of is not None:
+            return ReplicaSink(store, current_writer())
+        return StoreSink(store)
 
     from .cli import cli
 

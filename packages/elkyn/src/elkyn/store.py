@@ -135,6 +135,7 @@ class Store:
             self.env, self.hub, max_batch=max_batch, log_size=log_size, on_commit=self._committed
         )
         self._reserved: dict[str, Any] = {}
+        self._platform_only: frozenset[str] = frozenset()
         self.replica_of: str | None = None
         """The primary's URL while a follower keeps this store in step with it: then writes
         through this store's API are refused (they would fork it from the primary)."""
@@ -296,6 +297,21 @@ class Store:
     def _write_allowed(
         self, tree: Tree, who: Caller, writes: list[tuple[Path, Any]], now: int
     ) -> None:
+        if self._platform_only and not (who.admin and who.auth is None):
+            for path, _ in writes:
+                key = path[0] if path else None
+                if key is None or key in self._platform_only:
+                    where = (
+                        f"/{key}"
+                        if key
+                        else "/ (which holds "
+                        + ", ".join(f"/{k}" for k in sorted(self._platform_only))
+                        + ")"
+                    )
+                    raise PermissionDeniedError(
+                        f"Permission denied: {where} is kept by the platform itself; no token "
+                        "writes there over REST, an admin's included"
+                    )
         if not who.admin and not self._rules.can_write(who.auth, writes, tree.read, now):
             raise PermissionDeniedError()
 
@@ -604,14 +620,21 @@ class Store:
         """The top-level keys whose rules the platform owns (see :meth:`reserve`), sorted."""
         return sorted(self._reserved)
 
-    def reserve(self, key: str, rules: Mapping[str, Any]) -> None:
+    def reserve(self, key: str, rules: Mapping[str, Any], *, platform_only: bool = False) -> None:
         """Own the rules of the top-level subtree ``key`` (``jobs``): merged into the served
         document from now on, and no rule a user sets can loosen them (see ``Rules.parse``).
         Not persisted: the platform reserves its subtrees each time it starts. On a replica
         the reservation is applied in memory only (its rules document comes from the primary,
-        whose platform reserves the same subtrees)."""
+        whose platform reserves the same subtrees).
+
+        ``platform_only``: no caller with a token may write there, an admin's included; only
+        the in-process admin (``ADMIN``, no token) and a peer's cluster token (the admin
+        without ``auth``) do. The platform's own records (revoked tokens, the audit trail)
+        live there, so nobody can rewrite them over REST."""
         check_key(key, " (a reserved subtree)")
         self._reserved[key] = dict(rules)
+        if platform_only:
+            self._platform_only = self._platform_only | {key}
         if self.replica_of is not None:
             self._use_rules(Rules.parse(self._rules.source, self._reserved))
         else:

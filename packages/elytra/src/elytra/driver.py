@@ -40,9 +40,9 @@ from .jobs import Job, JobRecorder
 from .progress import watch
 from .results import StageResults
 from .settings import ElytraSettings
+from .shuffle import Shuffle
 from .sources import LakeSource, Source
 from .spilldirs import JobDir, sweep
-from .shuffle import Shuffle
 from .stages import StagePlan, cut, task_plan
 from .task import Task, TaskResult
 

@@ -86,15 +86,18 @@ class ExchangeWriter:
     def files(self, side: int, part: int) -> list[str]:
         """Every file of partition ``part`` of ``side``: the driver's own (if it wrote or
         made one) and those tasks wrote themselves (:meth:`given`)."""
-        own = [str(self.path(side, part))] if (side, part) in self._writers or (
-            self.path(side, part).exists()
-        ) else []
+        own = (
+            [str(self.path(side, part))]
+            if (side, part) in self._writers or (self.path(side, part).exists())
+            else []
+        )
         return own + self._given.get((side, part), [])
 
     def given(self, side: int, done: dict[str, object]) -> None:
         """Files a task partitioned itself (``stats["exchange"]`` of its answer)."""
         rows, sizes = done["rows"], done["bytes"]
-        assert isinstance(rows, list) and isinstance(sizes, list)
+        assert isinstance(rows, list)
+        assert isinstance(sizes, list)
         for part in range(self.parts):
             if rows[part]:
                 name = str(Path(str(done["dir"])) / f"0-{part}.parquet")

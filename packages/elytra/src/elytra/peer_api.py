@@ -119,6 +119,7 @@ _FIELDS: dict[str, type] = {
     "attempt": int,
     "files": list,
     "bytes_in": int,
+    "exchange": str,
 }
 
 
@@ -132,13 +133,15 @@ def _task_of(raw: bytes) -> Task:
         raise BadInputError("a task is a JSON object")
     for name, kind in _FIELDS.items():
         value = data.get(name)
-        if name in ("attempt", "files", "bytes_in") and name not in data:
+        if name in ("attempt", "files", "bytes_in", "exchange") and name not in data:
             continue
         if not isinstance(value, kind) or isinstance(value, bool):
             raise BadInputError(f"a task's {name!r} is a {kind.__name__}")
     extra = sorted(set(data) - set(_FIELDS))
     if extra:
         raise BadInputError(f"a task has no field {extra[0]!r}")
+    if data.get("exchange"):  # it names a directory to write: a peer writes none
+        raise BadInputError("a peer's task does not partition its result ('exchange' is empty)")
     files = data.get("files", [])
     if not all(isinstance(f, str) for f in files):
         raise BadInputError("a task's 'files' are strings (lake-chunk:<sha256>)")

@@ -40,7 +40,11 @@ class Shuffle:
 
     @classmethod
     def make(
-        cls, directory: Path, parts: int, keys: tuple[str, ...], types: list[pa.DataType],
+        cls,
+        directory: Path,
+        parts: int,
+        keys: tuple[str, ...],
+        types: list[pa.DataType],
         min_bytes: int,
     ) -> Shuffle:
         schema = pa.schema([pa.field(f"k{i}", t) for i, t in enumerate(types)])
@@ -65,9 +69,7 @@ class Shuffle:
         if table.nbytes < self.min_bytes or not table.num_rows:
             return None
         where = Path(self.directory) / f"{task.id}-a{task.attempt}"
-        writer = ExchangeWriter(
-            (self.keys,), (table.schema,), self.key_types(), where, self.parts
-        )
+        writer = ExchangeWriter((self.keys,), (table.schema,), self.key_types(), where, self.parts)
         try:
             writer.add(0, table)
         finally:

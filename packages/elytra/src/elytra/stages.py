@@ -55,15 +55,18 @@ class Stage:
     schema: pa.Schema
     kind: str
     tasks: list[Task] = field(default_factory=list)
-    broadcast: tuple[tuple[lp.Node, Source], ...] = ()
-    """The small sides of broadcast joins in ``plan``, each read whole by every task."""
+    broadcast: tuple[tuple[lp.Join, bool, Source], ...] = ()
+    """The broadcast joins in ``plan``: (join, whether its small side is the left, the small
+    side's source, read whole by every task)."""
 
     def broadcast_files(self) -> tuple[str, ...]:
         """Every file the broadcast sides read (each task reads them all)."""
-        return tuple(f for _, src in self.broadcast for part in src.parts(1 << 62) for f in part.files)
+        return tuple(
+            f for _, _, src in self.broadcast for part in src.parts(1 << 62) for f in part.files
+        )
 
     def broadcast_bytes(self) -> int:
-        return sum(source_bytes(src) for _, src in self.broadcast)
+        return sum(source_bytes(src) for _, _, src in self.broadcast)
 
 
 def source_bytes(src: Source) -> int:
@@ -108,9 +111,7 @@ class StagePlan:
         return out
 
 
-def chain_source(
-    node: lp.Node, sources: dict[str, Source], small: int = 0
-) -> Source | None:
+def chain_source(node: lp.Node, sources: dict[str, Source], small: int = 0) -> Source | None:
     """The source under ``node`` if ``node`` is a chain: only local operators (and broadcast
     joins of a side of at most ``small`` bytes) down to it."""
     while True:
@@ -131,15 +132,15 @@ def chain_source(
 
 def broadcast_split(
     join: lp.Join, sources: dict[str, Source], small: int
-) -> tuple[lp.Node, lp.Node, Source] | None:
-    """``(big side, small side, small side's source)`` when ``join`` can be a broadcast join:
+) -> tuple[lp.Node, lp.Node, Source, bool] | None:
+    """``(big side, small side, small side's source, whether it is the left)`` when ``join`` can be a broadcast join:
     the small side is a plain chain over a source of at most ``small`` bytes, on the side the
     join type allows."""
     if small <= 0:
         return None
-    for big, little, allowed in (
-        (join.left, join.right, _BROADCAST_RIGHT),
-        (join.right, join.left, _BROADCAST_LEFT),
+    for big, little, allowed, small_left in (
+        (join.left, join.right, _BROADCAST_RIGHT, False),
+        (join.right, join.left, _BROADCAST_LEFT, True),
     ):
         if join.how not in allowed:
             continue
@@ -148,15 +149,16 @@ def broadcast_split(
             continue
         if chain_source(big, sources, small) is None:
             continue
-        return big, little, src
+        return big, little, src, small_left
     return None
 
 
 def _broadcasts(
     node: lp.Node, sources: dict[str, Source], small: int
-) -> tuple[tuple[lp.Node, Source], ...]:
-    """The small sides of the broadcast joins in chain ``node``, outermost first."""
-    found: list[tuple[lp.Node, Source]] = []
+) -> tuple[tuple[lp.Join, bool, Source], ...]:
+    """The broadcast joins in chain ``node``, outermost first: (join, small side is the
+    left, its source)."""
+    found: list[tuple[lp.Join, bool, Source]] = []
     while True:
         if isinstance(node, _LOCAL):
             node = node.input
@@ -164,7 +166,8 @@ def _broadcasts(
         if isinstance(node, lp.Join):
             split = broadcast_split(node, sources, small)
             if split is not None:
-                found.append((split[1], split[2]))
+                # by position: a self-join's two sides are one and the same node
+                found.append((node, split[3], split[2]))
                 node = split[0]
                 continue
         return tuple(found)
@@ -265,7 +268,7 @@ def task_plan(stage: Stage, files: tuple[str, ...]) -> str:
     """The stage's plan over ``files`` of its source (and every file of its broadcast sides),
     as emsqrt plan JSON."""
     leaf = _scans(stage.source, files)
-    small = {id(node): src for node, src in stage.broadcast}
+    joins = {id(join): (left, src) for join, left, src in stage.broadcast}
 
     def whole(node: lp.Node, src: Source) -> lp.Node:
         if isinstance(node, lp.Input) and node.name == src.name:
@@ -274,8 +277,11 @@ def task_plan(stage: Stage, files: tuple[str, ...]) -> str:
         return lp.replace_children(node, tuple(whole(k, src) for k in kids)) if kids else node
 
     def swap(node: lp.Node) -> lp.Node:
-        if id(node) in small:
-            return whole(node, small[id(node)])
+        if isinstance(node, lp.Join) and id(node) in joins:
+            small_left, src = joins[id(node)]
+            if small_left:
+                return replace(node, left=whole(node.left, src), right=swap(node.right))
+            return replace(node, left=swap(node.left), right=whole(node.right, src))
         if isinstance(node, lp.Input) and node.name == stage.source.name:
             return leaf
         kids = lp.children(node)

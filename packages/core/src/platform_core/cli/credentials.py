@@ -4,7 +4,8 @@ The order (first found wins):
 
 1. ``--token``, else ``PLATFORM_TOKEN``;
 2. the token ``platform login`` saved for this gateway URL (``$XDG_CONFIG_HOME/platform/
-   tokens.json``, else ``~/.config/platform/tokens.json``; mode 0600);
+   tokens.json``, else ``~/.config/platform/tokens.json``; mode 0600), renewed silently at
+   ``POST /api/login/refresh`` once half its life has passed (user tokens live an hour);
 3. for a loopback URL: a token minted with ``PLATFORM_SECRET`` or with the readable secret
    of ``PLATFORM_HOME`` (what ``platform token`` does);
 4. for a loopback URL: a dev-mode login (``POST /api/login {}``), which a gateway without an
@@ -20,6 +21,7 @@ import contextlib
 import json
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -187,6 +189,38 @@ def login(url: str, user: str | None = None, password: str | None = None) -> str
     return str(answer["token"])
 
 
+def _renewed(url: str, token: str) -> str:
+    """``token``, or a fresh one from the gateway's refresh once half its life has passed
+    (saved in its place). A refusal or an unreachable gateway keeps the old one: the call
+    it was for then says what is wrong."""
+    try:
+        import jwt
+
+        claims = jwt.decode(token, options={"verify_signature": False})
+        iat, exp = int(claims.get("iat", 0)), int(claims["exp"])
+    except (ValueError, KeyError, TypeError, jwt.InvalidTokenError):
+        return token
+    now = time.time()
+    if not iat or now < iat + (exp - iat) / 2 or now >= exp:
+        return token
+    target = normalize_url(url) + "/api/login/refresh"
+    try:
+        r = httpx.post(
+            target,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+            verify=client_context(load_settings()),
+        )
+        fresh = r.json().get("token") if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return token
+    if not isinstance(fresh, str):
+        return token
+    with contextlib.suppress(OSError):
+        save_token(url, fresh)
+    return fresh
+
+
 def resolve_token(
     url: str, explicit: str | None = None, settings: PlatformSettings | None = None
 ) -> str | None:
@@ -197,7 +231,7 @@ def resolve_token(
         return given
     saved = saved_token(url)
     if saved:
-        return saved
+        return _renewed(url, saved)
     minted = _minted(url, settings)
     if minted:
         return minted

@@ -28,7 +28,7 @@ from platform_core import (
     is_local_request,
     origin_is_local,
 )
-from platform_core.auth import TokenSigner, bearer_token
+from platform_core.auth import Claims, TokenSigner, bearer_token
 from platform_core.http import error_body, kind_of_status, translate
 
 from ..errors import (
@@ -161,7 +161,7 @@ class ElkynApp:
         self.follower: Follower | None = None  # set by elkyn.replica.follow on a replica
         self.forwarder: Forwarder | None = None  # a replica's writes go to the primary
         self.streams = Streams(self)
-        self._tokens: dict[str, Caller] = {}
+        self._tokens: dict[str, tuple[Caller, Claims | None]] = {}
         self._resume_secret: bytes | None = None
 
     def resume_secret(self) -> bytes:
@@ -285,19 +285,22 @@ class ElkynApp:
         is used only before its ``exp`` (after that it is verified again, which refuses it).
         """
         hit = self._tokens.get(token)
-        if hit is not None and hit.exp is not None and time.time() < hit.exp:
-            return hit
+        if hit is not None and hit[0].exp is not None and time.time() < hit[0].exp:
+            if hit[1] is not None:
+                auth.check_not_revoked(hit[1])  # revoked since: refused like a bad token
+            return hit[0]
         if self.signer is None:
             raise UnauthorizedError("this server has no token secret; it cannot check tokens")
+        claims: Claims | None
         try:
             claims = self.signer.verify(token)
         except PlatformError as exc:
-            caller = self._cluster_caller(token, exc)
+            caller, claims = self._cluster_caller(token, exc), None
         else:
             caller = caller_of_claims(claims.sub, claims.admin, claims.exp, dict(claims.extra))
         if len(self._tokens) >= _TOKEN_CACHE:
             self._tokens.pop(next(iter(self._tokens)))  # drop the oldest
-        self._tokens[token] = caller
+        self._tokens[token] = (caller, claims)
         return caller
 
     def _cluster_caller(self, token: str, refused: PlatformError) -> Caller:

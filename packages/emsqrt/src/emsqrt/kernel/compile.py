@@ -42,7 +42,7 @@ _MOMENTS = ("stddev_samp", "stddev_pop", "var_samp", "var_pop")
 _HOLISTIC = ("median", "quantile_cont", "quantile_disc")
 
 
-class Unsupported(Exception):  # noqa: N818 (a signal to fall back, not an error users see)
+class Unsupported(Exception):
     """The plan holds something the kernel does not run; emsqrt's operators will."""
 
 
@@ -95,7 +95,11 @@ class _Compiler:
         return Fragment(f"SELECT {cols} FROM ({body})", schema, self.tables, self.files)
 
     def schema(self, node: lp.Node) -> pa.Schema:
-        return self.resolver.schema(node)
+        schema = self.resolver.schema(node)
+        if len({n.lower() for n in schema.names}) != len(schema.names):
+            # DuckDB binds names without regard to case: "a" and "A" would be one column
+            raise Unsupported("column names that differ only in case")
+        return schema
 
     # --- operators ------------------------------------------------------------------------
 
@@ -111,12 +115,19 @@ class _Compiler:
         return self._parquet([node.path], node)
 
     def _parquet(self, paths: list[str], node: lp.Scan) -> str:
+        for path in paths:  # DuckDB would read these as globs: the operators read the file
+            if any(c in path for c in "*?[]{}"):
+                raise Unsupported(f"a path DuckDB reads as a glob: {path!r}")
         schema = self.schema(node)
         self.files += paths
         where = f" WHERE {self._expr(node.predicate)}" if node.predicate is not None else ""
         cols = ", ".join(q(n) for n in schema.names)
         files = ", ".join(quote_string(p) for p in paths)
-        return f"SELECT {cols} FROM read_parquet([{files}]){where}"
+        # hive_partitioning: a folder named year=1999 must not replace the file's own column
+        return (
+            f"SELECT {cols} FROM read_parquet([{files}], hive_partitioning = false, "
+            f"union_by_name = false){where}"
+        )
 
     def _input(self, node: lp.Input) -> str:
         if node.name not in self.inputs:
@@ -182,15 +193,17 @@ class _Compiler:
         if (
             len(scans) == len(node.inputs)
             and all(s.format == "parquet" for s in scans)
-            and len({(s.columns, s.predicate, s.schema) for s in scans}) == 1
+            and all(
+                (s.columns, s.predicate, s.schema)
+                == (scans[0].columns, scans[0].predicate, scans[0].schema)
+                for s in scans
+            )
         ):  # one multi-file scan: DuckDB splits it over its threads
             return self._parquet([s.path for s in scans], scans[0])
         out = self.schema(node)
         parts = []
         for i in node.inputs:
-            cols = ", ".join(
-                f"CAST({q(f.name)} AS {_sqltype(f.type)}) AS {q(f.name)}" for f in out
-            )
+            cols = ", ".join(f"CAST({q(f.name)} AS {_sqltype(f.type)}) AS {q(f.name)}" for f in out)
             parts.append(f"SELECT {cols} FROM ({self.visit(i)})")
         return " UNION ALL ".join(f"({p})" for p in parts)
 
@@ -207,13 +220,18 @@ class _Compiler:
             key_sql[lk] = lv if node.how in ("inner", "left") else f"coalesce({lv}, {rv})"
         cond = " AND ".join(on)
         if node.how in ("semi", "anti"):
-            return f"SELECT l.* FROM ({left}) l {node.how.upper()} JOIN ({right}) r ON {cond}"
+            canon = [
+                f"{_canon(f'l.{q(k)}', ls.field(k).type)} AS {q(k)}"
+                for k in node.left_keys
+                if pa.types.is_floating(ls.field(k).type)
+            ]  # the key as the operators output it: -0.0 as 0.0
+            star = f"l.* REPLACE ({', '.join(canon)})" if canon else "l.*"
+            return f"SELECT {star} FROM ({left}) l {node.how.upper()} JOIN ({right}) r ON {cond}"
         cols = [f"{key_sql.get(n, f'l.{q(n)}')} AS {q(n)}" for n in ls.names]
         cols += [f"r.{q(src)} AS {q(out)}" for src, out in right_output_names(node, ls, rs)]
         kind = {"inner": "INNER", "left": "LEFT", "right": "RIGHT", "full": "FULL OUTER"}
         return (
-            f"SELECT {', '.join(cols)} FROM ({left}) l {kind[node.how]} JOIN ({right}) r "
-            f"ON {cond}"
+            f"SELECT {', '.join(cols)} FROM ({left}) l {kind[node.how]} JOIN ({right}) r ON {cond}"
         )
 
     # --- aggregates -----------------------------------------------------------------------
@@ -234,7 +252,7 @@ class _Compiler:
             if node.mode == "partial":
                 cols = self._partial(node, rows)
             else:
-                cols = {s.name: self._expr(s.agg) for s in node.aggregates}
+                cols = {s.name: self._full(s, rows) for s in node.aggregates}
         select = [f"{v} AS {q(k)}" for k, v in keys.items()]
         for name in out.names[len(node.group_by) :]:
             if name not in cols:
@@ -244,6 +262,17 @@ class _Compiler:
             return f"SELECT {', '.join(select)} FROM ({src})"  # the rows are the state
         group = f" GROUP BY {', '.join(keys.values())}" if keys else ""
         return f"SELECT {', '.join(select)} FROM ({src}){group}"
+
+    def _full(self, spec: lp.AggSpec, rows: pa.Schema) -> str:
+        """A whole aggregate; MAX over floats spelt out as the operators compute it (NaN above
+        every number), not left to how DuckDB's kernels meet NaN in each code path."""
+        if spec.agg.name == "max" and spec.agg.arg is not None and _is_float_arg(spec, rows):
+            x = self._arg(spec, rows)[0]
+            return (
+                f"CASE WHEN bool_or(isnan({x})) THEN 'NaN'::DOUBLE "
+                f"ELSE max({x}) FILTER (WHERE NOT isnan({x})) END"
+            )
+        return self._expr(spec.agg)
 
     def _arg(self, spec: lp.AggSpec, rows: pa.Schema, k: int = 0) -> tuple[str, pa.DataType]:
         from platform_core.expr import evaluate

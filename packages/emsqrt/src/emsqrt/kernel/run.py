@@ -13,6 +13,7 @@ column names. Foreign messages never reach the user.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -65,7 +66,8 @@ def _connection(limit: int, threads: int, temp: Path) -> Any:
     con = getattr(_LOCAL, "con", None)
     settings = (
         f"SET memory_limit = '{limit // 1024}KiB'; SET threads = {max(1, threads)}; "
-        f"SET temp_directory = {quote_string(str(temp))}"
+        f"SET temp_directory = {quote_string(str(temp))}; "
+        "SET TimeZone = 'UTC'"  # the expression language's time zone, whatever the process's
     )
     if con is not None:
         try:
@@ -114,10 +116,8 @@ def run_fragment(
         return None
     finally:
         for name in fragment.tables:
-            try:
+            with contextlib.suppress(duckdb.Error):
                 con.unregister(name)
-            except duckdb.Error:  # pragma: no cover
-                pass
         shutil.rmtree(temp, ignore_errors=True)  # the run's spill goes with it, as emsqrt's
     try:
         table = conform(table, fragment.schema)
