@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -83,10 +84,18 @@ def standalone_example(readme: Path) -> str:
     return match.group(1)
 
 
+def _uv() -> str:
+    """uv from PATH, else next to this Python (the workspace's .venv links it there)."""
+    found = shutil.which("uv") or shutil.which("uv", path=str(Path(sys.executable).parent))
+    if found is None:
+        raise StandaloneError("uv is not on PATH: run scripts/setup.sh, or nox -s wheels")
+    return found
+
+
 def closure(python: Path) -> list[dict[str, str]]:
     """The distributions installed in the venv of ``python``."""
     out = subprocess.run(
-        ["uv", "pip", "list", "--python", str(python), "--format", "json"],
+        [_uv(), "pip", "list", "--python", str(python), "--format", "json"],
         capture_output=True,
         text=True,
         check=True,
@@ -249,7 +258,8 @@ def summary_table(figs: list[dict[str, Any]]) -> str:
         "httpx, argon2-cffi, sqlglot and typer, and elytra always Ray. Most of every install is "
         "pyarrow (about 230 MB). The gateway now installs the whole platform with Ray "
         "(`platform-elytra[ray]`): `platform up` runs it all. Import times are medians on a "
-        "shared 2-core machine and vary by tens of milliseconds from run to run.",
+        "shared 2-core machine and vary by tens of milliseconds from run to run: compare the "
+        "ratios to `import pyarrow, numpy` measured in the same run, not the seconds.",
     ]
     return "\n".join(lines)
 
