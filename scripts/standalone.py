@@ -283,6 +283,9 @@ def render(figures: Path) -> None:
         raise StandaloneError(f"no figures in {figures}: run `nox -s wheels` first")
     for fig in figs:
         package = _package_dir(fig["dist"])
+        project = _pyproject(package)["project"]  # what it needs: as declared now
+        fig["requires"] = project.get("dependencies", [])
+        fig["extras"] = {k: list(v) for k, v in project.get("optional-dependencies", {}).items()}
         _replace(package / "README.md", START, END, package_table(fig))
     order = {d: i for i, d in enumerate(["platform-core", "platform-strand", "platform-emsqrt"])}
     figs.sort(key=lambda f: (order.get(f["dist"], 9), f["dist"]))
