@@ -41,6 +41,7 @@ class Member:
     module: str
     scripts: tuple[str, ...]
     workspace_deps: tuple[str, ...]
+    extras: tuple[str, ...]
 
 
 def _members() -> list[Member]:
@@ -64,6 +65,7 @@ def _members() -> list[Member]:
                 module=module,
                 scripts=tuple(project.get("scripts", {})),
                 workspace_deps=tuple(n for n, s in sources.items() if s.get("workspace")),
+                extras=tuple(project.get("optional-dependencies", {})),
             )
         )
     return members
@@ -105,10 +107,14 @@ def typecheck(session: nox.Session) -> None:
 
 def _tests(member: Member):  # type: ignore[no-untyped-def]
     def run(session: nox.Session) -> None:
-        _sync(session, "--package", member.dist, "--group", "test")
+        # Its extras too (core's service kit, elytra's Ray): the tests cover what they add.
+        # Without them is the `wheels` session's part (each package installed alone).
+        _sync(session, "--package", member.dist, "--all-extras", "--group", "test")
         session.run("pytest", str(member.path / "tests"), _junit(session), *session.posargs)
 
-    run.__doc__ = f"{member.dist} tests, with only its declared dependencies installed."
+    run.__doc__ = (
+        f"{member.dist} tests, with only its declared dependencies (and its extras) installed."
+    )
     return run
 
 
@@ -150,10 +156,18 @@ def _workspace_closure(dist: str) -> list[str]:
     return seen
 
 
+STANDALONE = REPORTS / "standalone"
+"""What the `wheels` session measured of each package installed alone (scripts/standalone.py)."""
+
+
 @nox.session(venv_backend="none")
 def wheels(session: nox.Session) -> None:
-    """Build each wheel; install it alone (with its platform-* wheels) in a fresh venv; smoke it.
+    """Build each wheel; install each package alone (with its platform-* wheels) in a fresh venv.
 
+    There it imports the package, runs its CLIs' `--help` and its README's `standalone`
+    example, fails if the closure holds a distribution of its `must-not-pull` list
+    (`[tool.platform]` in its pyproject.toml), and measures the closure, its size and the
+    import time; the figures then go into each README (scripts/standalone.py).
     `uv pip install` resolves each wheel's declared dependencies from the index as pip would,
     but from uv's cache when it can (pip took most of this session's minutes).
     """
@@ -161,6 +175,8 @@ def wheels(session: nox.Session) -> None:
     shutil.rmtree(dist_dir, ignore_errors=True)
     # One `uv build` for the whole workspace: a wheel per member, as the loop of them did.
     session.run("uv", "build", "--quiet", "--wheel", "--all-packages", "-o", str(dist_dir))
+    shutil.rmtree(STANDALONE, ignore_errors=True)
+    script = str(ROOT / "scripts/standalone.py")
     for m in MEMBERS:
         venv = Path(session.create_tmp()) / f"wheel-{m.short}"
         shutil.rmtree(venv, ignore_errors=True)
@@ -173,14 +189,81 @@ def wheels(session: nox.Session) -> None:
         ]
         session.run("uv", "pip", "install", "--quiet", "--python", str(py), *wheels)
         session.run(str(py), "-c", f"import {m.module}; print({m.module}.__name__, 'imports')")
-        for script in m.scripts:
-            session.run(str(bindir / script), "--help", silent=True)
+        for cli in m.scripts:
+            session.run(str(bindir / cli), "--help", silent=True)
         if m.module == "platform_gateway":
             # The web UI `make setup` built travels inside the gateway's wheel.
             check = (
                 "from platform_gateway.ui import PACKAGED; assert (PACKAGED/'index.html').is_file()"
             )
             session.run(str(py), "-c", check)
+        out = STANDALONE / f"{m.short}.json"
+        session.run(
+            sys.executable,
+            script,
+            "check",
+            "--python",
+            str(py),
+            "--package",
+            str(m.path),
+            "--out",
+            str(out),
+        )
+    session.run(sys.executable, script, "render", "--figures", str(STANDALONE))
+
+
+@nox.session(name="lowest-direct", default=False, venv_backend="none")
+def lowest_direct(session: nox.Session) -> None:
+    """Each package at the lowest versions its pyproject allows, running its tests.
+
+    `nox -s lowest-direct [-- <package> ... [<pytest options>]]` (default: every package;
+    e.g. `-- elytra -k ray` for the Ray backend's tests alone). Its direct dependencies
+    (and those of its extras and its platform-* dependencies) are installed at their lower
+    bounds (`uv pip install --resolution lowest-direct`), the rest at the newest they allow,
+    so a lower bound that no longer works fails here. For elytra that is also the lowest Ray
+    of its `[ray]` extra.
+    """
+    args = list(session.posargs)
+    split = next((i for i, a in enumerate(args) if a.startswith("-")), len(args))
+    names, pytest_args = args[:split] or [m.short for m in MEMBERS], args[split:]
+    by_short = {m.short: m for m in MEMBERS}
+    for name in names:
+        if name not in by_short:
+            session.error(f"no package {name!r}; have: {', '.join(by_short)}")
+        m = by_short[name]
+        venv = Path(session.create_tmp()) / f"lowest-{m.short}"
+        shutil.rmtree(venv, ignore_errors=True)
+        session.run("uv", "venv", "--quiet", str(venv))
+        py = venv / "bin" / "python"
+        # The package with its extras (its tests cover them); its platform-* dependencies as
+        # paths, with the extras its requirements name.
+        targets = [f"{m.path}[{','.join(m.extras)}]" if m.extras else str(m.path)]
+        targets += [str(BY_DIST[d].path) for d in _workspace_closure(m.dist)[1:]]
+        session.run(
+            "uv",
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            str(py),
+            "--resolution",
+            "lowest-direct",
+            *targets,
+            "--group",
+            f"{ROOT / 'pyproject.toml'}:test",
+        )
+        session.run("uv", "pip", "list", "--python", str(py), silent=False)
+        session.run(
+            str(py),
+            "-m",
+            "pytest",
+            str(m.path / "tests"),
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={REPORTS / f'lowest-direct-{m.short}.xml'}",
+            *pytest_args,
+            env={"PATH": os.pathsep.join([str(py.parent), os.environ["PATH"]])},
+        )
 
 
 FIGURES = REPORTS / "figures"

@@ -10,7 +10,7 @@ README = Path(__file__).parents[1] / "README.md"
 
 def _run_block(which: int | str, tmp_path, monkeypatch, capsys) -> list[str]:
     """Run the README's python block number ``which``, or the first one holding that text."""
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    blocks = re.findall(r"```python[^\n]*\n(.*?)```", README.read_text(), flags=re.S)
     index = which if isinstance(which, int) else next(i for i, b in enumerate(blocks) if which in b)
     script = tmp_path / f"example{index}.py"
     script.write_text(blocks[index])
@@ -55,7 +55,7 @@ def test_cli_kit_example_runs(tmp_path, monkeypatch, capsys):
 
 
 def test_users_example_runs(tmp_path, monkeypatch, capsys):
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    blocks = re.findall(r"```python[^\n]*\n(.*?)```", README.read_text(), flags=re.S)
     out = _run_block(
         next(i for i, b in enumerate(blocks) if "UserStore(" in b), tmp_path, monkeypatch, capsys
     )

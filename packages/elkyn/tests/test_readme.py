@@ -15,7 +15,7 @@ def test_readme_example_prints_what_it_says(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     text = README.read_text()
-    code = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0]
+    code = re.findall(r"```python[^\n]*\n(.*?)```", text, flags=re.S)[0]
     promised = re.search(r"prints\n\n```text\n(.*?)```", text, flags=re.S)
     assert promised is not None
     script = tmp_path / "example.py"

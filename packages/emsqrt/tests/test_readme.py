@@ -12,7 +12,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def _blocks(lang: str) -> list[str]:
-    return re.findall(rf"```{lang}\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    return re.findall(rf"```{lang}[^\n]*\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 
 def test_python_example_runs(

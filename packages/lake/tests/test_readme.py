@@ -10,7 +10,7 @@ from pathlib import Path
 
 def test_readme_example_runs(tmp_path: Path) -> None:
     text = (Path(__file__).parents[1] / "README.md").read_text()
-    code = re.search(r"```python\n(.*?)```", text, re.S)
+    code = re.search(r"```python[^\n]*\n(.*?)```", text, re.S)
     assert code is not None
     script = tmp_path / "example.py"
     script.write_text(code.group(1))

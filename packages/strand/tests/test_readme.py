@@ -13,7 +13,7 @@ def test_quick_start_prints_what_the_readme_shows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     text = README.read_text()
-    code = re.findall(r"```python\n(.*?)```", text, flags=re.S)[0]
+    code = re.findall(r"```python[^\n]*\n(.*?)```", text, flags=re.S)[0]
     shown = re.findall(r"This prints:\n\n```text\n(.*?)```", text, flags=re.S)[0]
     script = tmp_path / "quickstart.py"
     script.write_text(code)

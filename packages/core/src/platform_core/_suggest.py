@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 from platform_core.errors import BadInputError
@@ -10,6 +9,8 @@ from platform_core.errors import BadInputError
 
 def closest(value: str, choices: Iterable[str]) -> str | None:
     """The choice most similar to ``value`` (case-insensitive), or None if nothing is close."""
+    import difflib  # only when an error is being worded, not at `import platform_core`
+
     by_lower: dict[str, str] = {}
     for choice in choices:
         by_lower.setdefault(choice.lower(), choice)

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import hashlib
 import json
 import math
+import sys
 from collections.abc import Iterable, Mapping
-from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import BadInputError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "canonical_json",
@@ -30,11 +32,15 @@ _CHUNK = 1 << 20
 
 def sha256_bytes(data: bytes | bytearray | memoryview) -> str:
     """Hex SHA-256 of a buffer."""
+    import hashlib  # in each function: hashlib costs `import platform_core.schema` milliseconds
+
     return hashlib.sha256(data).hexdigest()
 
 
 def sha256_stream(stream: BinaryIO | Iterable[bytes]) -> str:
     """Hex SHA-256 of a binary stream or an iterable of chunks, read in 1 MiB pieces."""
+    import hashlib
+
     digest = hashlib.sha256()
     if hasattr(stream, "read"):
         while chunk := stream.read(_CHUNK):
@@ -47,6 +53,8 @@ def sha256_stream(stream: BinaryIO | Iterable[bytes]) -> str:
 
 def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 of a file's content, without loading it whole."""
+    import hashlib
+
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
@@ -58,7 +66,8 @@ def _plain(value: Any) -> Any:
         return {"__type__": type(value).__name__, **fields}
     if isinstance(value, enum.Enum):
         return _plain(value.value)
-    if isinstance(value, Path):
+    pathlib = sys.modules.get("pathlib")  # no Path exists unless pathlib was imported
+    if pathlib is not None and isinstance(value, pathlib.Path):
         return value.as_posix()
     if isinstance(value, Mapping):
         out = {}

@@ -31,6 +31,7 @@ from types import ModuleType
 from typing import Any
 
 __all__ = [
+    "SERVICE_KIT_MODULES",
     "ServerProcess",
     "ServerStartError",
     "TestCertificates",
@@ -297,6 +298,26 @@ def make_certificates(directory: Path, name: str = "test") -> TestCertificates:
     for step in steps:
         subprocess.run(["openssl", *map(str, step)], check=True, capture_output=True, timeout=60)
     return TestCertificates(ca, cert, key)
+
+
+SERVICE_KIT_MODULES: tuple[str, ...] = (
+    "platform_core.auth",
+    "platform_core.users",
+    "platform_core.tls",
+    "platform_core.service",
+    "platform_core.http",
+    "platform_core.cli.credentials",
+    "platform_core.apidocs",
+    "jwt",
+    "argon2",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "httpx",
+)
+"""The service kit (``platform-core[service]``), which a package that serves no HTTP must not
+load: pass it to :func:`heavy_modules_loaded`. Typer and rich are not in it: a package with a
+command line of its own (emsqrt) declares them, and loads them only for its CLI."""
 
 
 def heavy_modules_loaded(imports: Sequence[str], heavy: Sequence[str]) -> list[str]:

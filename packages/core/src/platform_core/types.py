@@ -16,7 +16,6 @@ meaning silently on the way in.
 from __future__ import annotations
 
 import re
-import zoneinfo
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -177,6 +176,8 @@ def _check_tz(tz: object) -> None:
         raise BadInputError(f"time zone must be a non-empty string, got {tz!r}")
     if re.fullmatch(r"[+-](?:[01]\d|2[0-3]):[0-5]\d", tz):
         return
+    import zoneinfo  # here, not at import: it costs `import strand` several milliseconds
+
     try:
         zoneinfo.ZoneInfo(tz)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):

@@ -2,35 +2,43 @@
 client authentication (which token a call sends; ``platform login``'s saved tokens).
 
 Typer and rich are imported only by programs that use this package, not by ``platform_core``.
+Each name is imported on first use: ``output``, ``errors`` and ``version`` need Typer and rich
+only (a package with its own CLI, such as emsqrt, declares those two); ``credentials`` (the
+client's token, ``platform login``) needs the ``platform-core[service]`` extra (httpx, PyJWT).
 """
 
 from __future__ import annotations
 
-from .credentials import (
-    DEFAULT_URL,
-    TOKEN_OPTION,
-    config_dir,
-    default_url,
-    forget_token,
-    login,
-    normalize_url,
-    resolve_token,
-    save_token,
-    saved_token,
-    tokens_file,
-)
-from .errors import EXIT_CODES, exit_code, expected_errors, fail, warn
-from .output import (
-    AS_CSV,
-    AS_JSON,
-    Column,
-    OutputFormat,
-    output_format,
-    print_rows,
-    print_table,
-    visible,
-)
-from .version import distribution_versions, version_option
+from typing import TYPE_CHECKING
+
+from platform_core.lazy import lazy_exports
+
+if TYPE_CHECKING:  # the same names as below, for type checkers and readers
+    from .credentials import (
+        DEFAULT_URL,
+        TOKEN_OPTION,
+        config_dir,
+        default_url,
+        forget_token,
+        login,
+        normalize_url,
+        resolve_token,
+        save_token,
+        saved_token,
+        tokens_file,
+    )
+    from .errors import EXIT_CODES, exit_code, expected_errors, fail, warn
+    from .output import (
+        AS_CSV,
+        AS_JSON,
+        Column,
+        OutputFormat,
+        output_format,
+        print_rows,
+        print_table,
+        visible,
+    )
+    from .version import distribution_versions, version_option
 
 __all__ = [
     "AS_CSV",
@@ -60,3 +68,39 @@ __all__ = [
     "visible",
     "warn",
 ]
+
+_EXPORTS = {
+    **dict.fromkeys(
+        [
+            "DEFAULT_URL",
+            "TOKEN_OPTION",
+            "config_dir",
+            "default_url",
+            "forget_token",
+            "login",
+            "normalize_url",
+            "resolve_token",
+            "save_token",
+            "saved_token",
+            "tokens_file",
+        ],
+        ".credentials",
+    ),
+    **dict.fromkeys(["EXIT_CODES", "exit_code", "expected_errors", "fail", "warn"], ".errors"),
+    **dict.fromkeys(
+        [
+            "AS_CSV",
+            "AS_JSON",
+            "Column",
+            "OutputFormat",
+            "output_format",
+            "print_rows",
+            "print_table",
+            "visible",
+        ],
+        ".output",
+    ),
+    **dict.fromkeys(["distribution_versions", "version_option"], ".version"),
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

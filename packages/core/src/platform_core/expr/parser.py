@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
+from platform_core._extras import require
 from platform_core._suggest import did_you_mean
 from platform_core.errors import BadInputError
 from platform_core.types import (
@@ -186,18 +187,19 @@ def parse_cast_type(text: str) -> FieldType:
 
 @functools.cache
 def _duckdb_tokenizer() -> Any:
-    """sqlglot's DuckDB dialect, imported on first use (it is slow to import)."""
-    from sqlglot.dialects.duckdb import DuckDB
-
-    return DuckDB()
+    """sqlglot's DuckDB dialect, imported on first use (it is slow to import; and optional:
+    the ``platform-core[parse]`` extra)."""
+    duckdb = require("sqlglot.dialects.duckdb", what="parsing expression text", extra="parse")
+    return duckdb.DuckDB()
 
 
 def _tokenize(text: str) -> list[_Tok]:
     """Our tokens from sqlglot's: classified by their source text, never by sqlglot types."""
+    tokenizer = _duckdb_tokenizer()  # first: without sqlglot, the error says how to install it
     from sqlglot.errors import TokenError
 
     try:
-        raw = _duckdb_tokenizer().tokenize(text)
+        raw = tokenizer.tokenize(text)
     except TokenError:
         message, position = _lex_problem(text)
         raise ExpressionError(message, text=text, position=position) from None

@@ -8,8 +8,9 @@
 - :mod:`.tokens`: ``require_token`` / ``require_admin`` / ``require_cluster`` / ``require_worker`` / ``check_owner``.
 - ``is_loopback`` / ``is_local_request`` (from :mod:`platform_core.netloc`).
 
-The server parts need Starlette/FastAPI (the ``platform-core[http]`` extra); they are
-imported on first use, so clients and plain-ASGI servers (Elkyn) do not load them.
+The server parts need Starlette/FastAPI (the ``platform-core[service]`` extra); they are
+imported on first use, so clients and plain-ASGI servers (Elkyn) do not load them, and
+without the extra they raise ``MissingExtraError`` naming the install command.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from .._extras import missing_extra
 from ..netloc import host_header_name, is_local_request, is_loopback, origin_is_local
 from .foreign import Translator, register_translator, translate
 from .wire import (
@@ -100,4 +102,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f".{module}", __name__), name)
+    try:
+        loaded = import_module(f".{module}", __name__)
+    except ModuleNotFoundError as exc:
+        raise missing_extra(f"{__name__}.{name}", exc.name or module) from None
+    return getattr(loaded, name)

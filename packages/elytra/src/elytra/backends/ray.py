@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from .._ray import import_ray, ray_init_hint
 from ..errors import BackendUnavailableError, JobCancelledError
 from ..task import Task, TaskResult, execute
 from .base import describe_error, failure, rebuild_error
@@ -73,7 +74,7 @@ class RayBackend:
         num_cpus: int | None = None,
         object_store_memory: int = 256 << 20,
     ) -> None:
-        import ray
+        ray = import_ray()  # without the [ray] extra, or out of range: one clear error
 
         self.max_attempts = max_attempts
         self._started = False
@@ -108,7 +109,7 @@ class RayBackend:
         except Exception as exc:
             where = kwargs.get("address", "this machine")
             raise BackendUnavailableError(
-                f"Ray could not start or connect at {where}: {exc}"
+                f"Ray could not start or connect at {where}: {exc}{ray_init_hint(exc)}"
             ) from None
 
     def run(
