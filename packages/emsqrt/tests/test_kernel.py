@@ -167,7 +167,9 @@ def test_float_max_states_match_the_operators_in_every_corner(spill_dir: Path) -
     inp = lp.Input("t", Schema.from_arrow(t.schema))
     states = both(agg(inp, ("g",), "partial", "max(x)"), spill_dir, t=t)
     by = {r["g"]: r["__emsqrt_a0_max"] for r in states.to_pylist()}
-    assert math.isnan(by[1]) and by[2] is None and by[3] == 2.0
+    assert math.isnan(by[1])
+    assert by[2] is None
+    assert by[3] == 2.0
 
 
 def test_counts_of_no_rows_are_the_operators_states(spill_dir: Path) -> None:
