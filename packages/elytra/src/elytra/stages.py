@@ -55,18 +55,17 @@ class Stage:
     schema: pa.Schema
     kind: str
     tasks: list[Task] = field(default_factory=list)
-    broadcast: tuple[tuple[lp.Join, bool, Source], ...] = ()
-    """The broadcast joins in ``plan``: (join, whether its small side is the left, the small
-    side's source, read whole by every task)."""
+    broadcast: tuple[Broadcast, ...] = ()
+    """The broadcast joins in ``plan`` (their small sides read whole by every task)."""
 
     def broadcast_files(self) -> tuple[str, ...]:
         """Every file the broadcast sides read (each task reads them all)."""
         return tuple(
-            f for _, _, src in self.broadcast for part in src.parts(1 << 62) for f in part.files
+            f for b in self.broadcast for part in b.source.parts(1 << 62) for f in part.files
         )
 
     def broadcast_bytes(self) -> int:
-        return sum(source_bytes(src) for _, _, src in self.broadcast)
+        return sum(source_bytes(b.source) for b in self.broadcast)
 
 
 def source_bytes(src: Source) -> int:
@@ -111,31 +110,48 @@ class StagePlan:
         return out
 
 
-def chain_source(node: lp.Node, sources: dict[str, Source], small: int = 0) -> Source | None:
-    """The source under ``node`` if ``node`` is a chain: only local operators (and broadcast
-    joins of a side of at most ``small`` bytes) down to it."""
+@dataclass(frozen=True)
+class Broadcast:
+    """A join whose ``small_left`` (or right) side is read whole by every task of the other."""
+
+    join: lp.Join
+    small_left: bool
+    source: Source
+    """The small side's source."""
+
+    @property
+    def big(self) -> lp.Node:
+        return self.join.right if self.small_left else self.join.left
+
+
+def _walk(node: lp.Node, sources: dict[str, Source], small: int) -> tuple[lp.Node, list[Broadcast]]:
+    """Down a chain's local operators and broadcast joins (their big side): the node below
+    them and the broadcast joins passed, outermost first."""
+    passed: list[Broadcast] = []
     while True:
         if isinstance(node, _LOCAL):
             node = node.input
             continue
-        if isinstance(node, lp.Join):
-            split = broadcast_split(node, sources, small)
-            if split is not None:
-                node = split[0]
-                continue
-        break
-    if isinstance(node, lp.Input) and node.name in sources:
-        src = sources[node.name]
+        split = broadcast_split(node, sources, small) if isinstance(node, lp.Join) else None
+        if split is None:
+            return node, passed
+        passed.append(split)
+        node = split.big
+
+
+def chain_source(node: lp.Node, sources: dict[str, Source], small: int = 0) -> Source | None:
+    """The source under ``node`` if ``node`` is a chain: only local operators (and broadcast
+    joins of a side of at most ``small`` bytes) down to it."""
+    leaf, _ = _walk(node, sources, small)
+    if isinstance(leaf, lp.Input) and leaf.name in sources:
+        src = sources[leaf.name]
         return None if isinstance(src, ArrowSource) else src
     return None
 
 
-def broadcast_split(
-    join: lp.Join, sources: dict[str, Source], small: int
-) -> tuple[lp.Node, lp.Node, Source, bool] | None:
-    """``(big side, small side, small side's source, whether it is the left)`` when ``join`` can be a broadcast join:
-    the small side is a plain chain over a source of at most ``small`` bytes, on the side the
-    join type allows."""
+def broadcast_split(join: lp.Join, sources: dict[str, Source], small: int) -> Broadcast | None:
+    """``join`` as a broadcast join, when one side is a plain chain over a source of at most
+    ``small`` bytes, on a side the join type allows (its unmatched rows must not repeat)."""
     if small <= 0:
         return None
     for big, little, allowed, small_left in (
@@ -149,28 +165,8 @@ def broadcast_split(
             continue
         if chain_source(big, sources, small) is None:
             continue
-        return big, little, src, small_left
+        return Broadcast(join, small_left, src)
     return None
-
-
-def _broadcasts(
-    node: lp.Node, sources: dict[str, Source], small: int
-) -> tuple[tuple[lp.Join, bool, Source], ...]:
-    """The broadcast joins in chain ``node``, outermost first: (join, small side is the
-    left, its source)."""
-    found: list[tuple[lp.Join, bool, Source]] = []
-    while True:
-        if isinstance(node, _LOCAL):
-            node = node.input
-            continue
-        if isinstance(node, lp.Join):
-            split = broadcast_split(node, sources, small)
-            if split is not None:
-                # by position: a self-join's two sides are one and the same node
-                found.append((node, split[3], split[2]))
-                node = split[0]
-                continue
-        return tuple(found)
 
 
 def cut(root: lp.Node, sources: dict[str, Source], broadcast_bytes: int = 0) -> StagePlan:
@@ -191,7 +187,7 @@ def cut(root: lp.Node, sources: dict[str, Source], broadcast_bytes: int = 0) -> 
         name = f"stage{len(stages)}"
         schema = resolver.schema(chain)
         top = chain if isinstance(chain, (*_LOCAL, lp.Join)) else getattr(chain, "input", chain)
-        found = _broadcasts(top, sources, small)
+        found = tuple(_walk(top, sources, small)[1])
         if found:
             kind += ", broadcast join"
         stages.append(Stage(name, src, chain, schema, kind, broadcast=found))
@@ -268,7 +264,7 @@ def task_plan(stage: Stage, files: tuple[str, ...]) -> str:
     """The stage's plan over ``files`` of its source (and every file of its broadcast sides),
     as emsqrt plan JSON."""
     leaf = _scans(stage.source, files)
-    joins = {id(join): (left, src) for join, left, src in stage.broadcast}
+    joins = {id(b.join): b for b in stage.broadcast}
 
     def whole(node: lp.Node, src: Source) -> lp.Node:
         if isinstance(node, lp.Input) and node.name == src.name:
@@ -278,10 +274,11 @@ def task_plan(stage: Stage, files: tuple[str, ...]) -> str:
 
     def swap(node: lp.Node) -> lp.Node:
         if isinstance(node, lp.Join) and id(node) in joins:
-            small_left, src = joins[id(node)]
-            if small_left:
-                return replace(node, left=whole(node.left, src), right=swap(node.right))
-            return replace(node, left=swap(node.left), right=whole(node.right, src))
+            # by position: a self-join's two sides are one and the same node
+            b = joins[id(node)]
+            if b.small_left:
+                return replace(node, left=whole(node.left, b.source), right=swap(node.right))
+            return replace(node, left=swap(node.left), right=whole(node.right, b.source))
         if isinstance(node, lp.Input) and node.name == stage.source.name:
             return leaf
         kids = lp.children(node)

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -126,8 +127,10 @@ def run(
     optimized = optimize_plan(bound, SchemaResolver()) if optimize else bound
     started, t0 = _now(), time.perf_counter()
     budget = budget or MemoryBudget(config.mem_cap_bytes)
-    if config.kernel != "off" and not isinstance(optimized, lp.Sink):
-        done = _run_kernel(optimized, config, inputs, budget, phash, started, t0)
+    if config.kernel not in ("auto", "off"):
+        raise ValueError(f"kernel is 'auto' or 'off', not {config.kernel!r}")
+    if config.kernel == "auto" and not isinstance(optimized, lp.Sink):
+        done = _run_kernel(optimized, config, inputs, budget, phash, (started, t0))
         if done is not None:
             return done
     probe = MemoryProbe.start()
@@ -172,15 +175,12 @@ def run(
                 "sha256": sha256_file(path),
             }
         )
-    reports = operator_reports(root)
-    manifest = Manifest(
-        plan_hash=phash,
-        config=config.output_affecting() | {"spill_codec": config.spill_codec},
-        started_at=started,
-        finished_at=_now(),
-        seconds=time.perf_counter() - t0,
-        operators=reports,
-        memory=memory,
+    manifest = _manifest(
+        phash,
+        config,
+        (started, t0),
+        operator_reports(root),
+        memory,
         spill={
             "bytes_written": spill_stats.bytes_written,
             "bytes_read": spill_stats.bytes_read,
@@ -196,18 +196,42 @@ def run(
     return RunResult(manifest, table)
 
 
+def _manifest(
+    phash: str,
+    config: EngineConfig,
+    began: tuple[str, float],
+    operators: list[OperatorReport],
+    memory: dict[str, Any],
+    spill: dict[str, Any],
+    schedule: dict[str, Any],
+    outputs: list[dict[str, Any]],
+    rows_out: int,
+) -> Manifest:
+    """The run's manifest (operators or the kernel alike); ``began``: start time, clock."""
+    return Manifest(
+        plan_hash=phash,
+        config=config.output_affecting() | {"spill_codec": config.spill_codec},
+        started_at=began[0],
+        finished_at=_now(),
+        seconds=time.perf_counter() - began[1],
+        operators=operators,
+        memory=memory,
+        spill=spill,
+        schedule=schedule,
+        outputs=outputs,
+        rows_out=rows_out,
+    )
+
+
 def _run_kernel(
     plan: lp.Node,
     config: EngineConfig,
     inputs: Batches | None,
     budget: MemoryBudget,
     phash: str,
-    started: str,
-    t0: float,
+    began: tuple[str, float],
 ) -> RunResult | None:
     """The plan as one DuckDB statement under the budget's cap, or ``None`` (operators run)."""
-    if config.kernel not in ("auto", "duckdb"):
-        raise ValueError(f"kernel is 'auto' or 'off', not {config.kernel!r}")
     if budget.cap_bytes < KERNEL_FLOOR_BYTES:
         return None
     try:
@@ -235,22 +259,14 @@ def _run_kernel(
         repartition_depth=0,
         peak_reserved_bytes=done.memory_limit,
     )
-    manifest = Manifest(
-        plan_hash=phash,
-        config=config.output_affecting() | {"spill_codec": config.spill_codec},
-        started_at=started,
-        finished_at=_now(),
-        seconds=time.perf_counter() - t0,
-        operators=[report],
-        memory={
-            "cap_bytes": budget.cap_bytes,
-            "reserved_peak_bytes": done.memory_limit,
-            "kernel_memory_limit_bytes": done.memory_limit,
-        },
-        spill={"bytes_written": done.spilled_bytes, "bytes_read": 0, "files": 0},
-        schedule={"kernel": "duckdb", "sql_bytes": len(fragment.sql)},
-        rows_out=table.num_rows,
-    )
+    memory = {
+        "cap_bytes": budget.cap_bytes,
+        "reserved_peak_bytes": done.memory_limit,
+        "kernel_memory_limit_bytes": done.memory_limit,
+    }
+    spill = {"bytes_written": done.spilled_bytes, "bytes_read": 0, "files": 0}
+    schedule = {"kernel": "duckdb", "sql_bytes": len(fragment.sql)}
+    manifest = _manifest(phash, config, began, [report], memory, spill, schedule, [], len(table))
     return RunResult(manifest, table)
 
 

@@ -31,7 +31,6 @@ from platform_core.expr import Expr, to_sql
 from platform_core.expr.render import duckdb_type, quote_identifier, quote_string
 
 from .. import plan as lp
-from ..physical.aggregate import state_schema
 from ..physical.join import join_key_type
 from ..resolve import SchemaResolver, right_output_names
 
@@ -427,8 +426,3 @@ def _is_float_arg(spec: lp.AggSpec, rows: pa.Schema) -> bool:
 
     assert spec.agg.arg is not None
     return bool(pa.types.is_floating(evaluate(spec.agg.arg, rows.empty_table()).type))
-
-
-def expected_states(node: lp.Aggregate, rows: pa.Schema) -> pa.Schema:
-    """The partial-state schema the operators give (the kernel must give the same)."""
-    return state_schema(node, rows)
