@@ -89,6 +89,10 @@ print(len(hash_columns(table.to_batches()[0], ["region"])), type(load_settings()
         ("jwt", "import platform_core; platform_core.auth", "service"),
         ("starlette", "from platform_core.http import install_error_handlers", "service"),
         ("sqlglot", "from platform_core.expr import parse; parse('a > 1')", "parse"),
+        # found from outside: the CLI kit's names raised a bare ModuleNotFoundError
+        ("typer", "from platform_core.cli import print_table", "service"),
+        ("typer", "from platform_core.cli import fail", "service"),
+        ("httpx", "from platform_core.cli import resolve_token", "service"),
     ],
 )
 def test_a_missing_extra_is_one_error_naming_the_install_command(

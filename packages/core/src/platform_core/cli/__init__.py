@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from platform_core.lazy import lazy_exports
+from platform_core._extras import lazy_core_exports
 
 if TYPE_CHECKING:  # the same names as below, for type checkers and readers
     from .credentials import (
@@ -103,4 +103,5 @@ _EXPORTS = {
     **dict.fromkeys(["distribution_versions", "version_option"], ".version"),
 }
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+# a name whose module needs a missing extra is a MissingExtraError naming the install line
+__getattr__, __dir__ = lazy_core_exports(__name__, _EXPORTS, ())
