@@ -7,6 +7,8 @@ worker routes refuse user tokens, and the user routes refuse the worker token.
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 
 import duckdb
 import httpx
+import pytest
 from worker_tabs import browser_backend_env
 
 from elytra.browser.reference import ReferenceWorker
@@ -90,3 +93,88 @@ def test_browser_workers_run_a_job_of_the_platform(
         finally:
             for t in tabs:
                 t.stop()
+
+
+def _jti(token: str) -> str:
+    """The id claim of a JWT (read without verifying: the test minted it)."""
+    payload = token.split(".")[1]
+    return str(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["jti"])
+
+
+def test_a_revoked_worker_token_closes_its_connection_and_its_tasks_run_elsewhere(
+    start_platform: StartPlatform, tmp_path: Path
+) -> None:
+    """Issue 26: `POST /api/tokens/revoke {"id": ...}` of a worker token closes the worker's
+    open WebSocket (1008) within the revocation delay; the tasks it held are offered again,
+    taken by a worker with a fresh token, and the job equals DuckDB."""
+    platform = start_platform(free_port(), env=browser_backend_env(64 * 1024))
+    signer = auth.signer(load_settings(PlatformSettings, home=platform.home), create=False)
+    alice, admin = signer.issue("alice"), signer.issue("ops", admin=True)
+    csv = tmp_path / "sales.csv"
+    duckdb.sql(
+        f"COPY (SELECT i AS id, i % 5 AS grp, round(i * 0.37 % 1000, 2) AS amount "
+        f"FROM range(40000) t(i)) TO '{csv}' (HEADER)"
+    )
+    with Client(platform.url, alice) as client:
+        assert client.upload(csv, "sales", part_size=1 << 20)["chunks"] >= 4
+    base = f"{platform.url}/api/workers"
+    with httpx.Client(timeout=60) as http:
+
+        def mint(sub: str) -> str:
+            r = http.post(f"{base}/tokens", json={"sub": sub}, params={"auth": admin})
+            assert r.status_code == 200, r.text
+            return str(r.json()["token"])
+
+        doomed_token = mint("doomed")
+        # a slow worker: it holds its two tasks for a minute unless its connection ends
+        doomed = ReferenceWorker(base, doomed_token, 2, delay=60).start()
+        fresh: ReferenceWorker | None = None
+        try:
+            r = http.post(
+                f"{platform.url}/api/jobs", json={"pipeline": PIPELINE}, params={"auth": alice}
+            )
+            assert r.status_code == 202, r.text
+            job = r.json()["id"]
+            deadline = time.monotonic() + 60
+            while len(doomed.started) < 2:
+                assert time.monotonic() < deadline, "the slow worker never got its tasks"
+                time.sleep(0.1)
+            held = list(doomed.started)
+            r = http.post(
+                f"{platform.url}/api/tokens/revoke",
+                json={"id": _jti(doomed_token)},
+                params={"auth": admin},
+            )
+            assert r.status_code == 200, r.text
+            revoked_at = time.monotonic()
+            assert doomed.closed.wait(10), "the revoked worker's connection stayed open"
+            delay = time.monotonic() - revoked_at
+            assert doomed.close_code == 1008, (doomed.close_code, doomed.close_reason)
+            assert "revoked" in doomed.close_reason
+            assert delay < 5, delay  # the documented worst case is 3 s
+            # the revoked token opens nothing any more
+            again = ReferenceWorker(base, doomed_token, 1)
+            with pytest.raises(RuntimeError, match="HTTP 403"):
+                again.start()
+            fresh = ReferenceWorker(base, mint("fresh"), 2).start()
+            deadline = time.monotonic() + 120
+            while (
+                state := http.get(f"{platform.url}/api/jobs/{job}", params={"auth": alice}).json()[
+                    "state"
+                ]
+            ) not in ("succeeded", "failed"):
+                assert time.monotonic() < deadline, state
+                time.sleep(0.2)
+            assert state == "succeeded"
+            got = http.get(f"{platform.url}/api/jobs/{job}/result", params={"auth": alice}).json()
+            want = duckdb.sql(
+                f"SELECT grp, count(*) AS n, sum(id) AS total FROM read_csv('{csv}') "
+                "WHERE amount > 100 GROUP BY grp ORDER BY grp"
+            ).fetchall()
+            assert [tuple(row) for row in got["rows"]] == [tuple(row) for row in want]
+            assert doomed.accepted == []
+            assert set(held) <= set(fresh.accepted)  # its tasks were offered again and ran
+        finally:
+            doomed.kill()
+            if fresh is not None:
+                fresh.stop()

@@ -9,7 +9,8 @@ refuses worker tokens, so these routes check tokens themselves:
   leased now to that worker (of that token's subject), as an Arrow IPC stream, read by
   emsqrt's scan with the task's pushed-down columns; any other task is a 404;
 - ``WS /ws`` (a worker token): the protocol of :mod:`elytra.browser.protocol`; the
-  connection closes (1008) when the token expires.
+  connection closes (1008) when the token expires or is revoked (checked every second), and
+  the tasks it held are offered again.
 
 User, admin and cluster tokens are refused on the worker routes (401; 1008 on the WebSocket).
 """
@@ -31,7 +32,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from emsqrt import EngineConfig, run
 from emsqrt import plan as lp
-from platform_core import NotFoundError, PlatformSettings, UnavailableError, auth
+from platform_core import NotFoundError, PlatformSettings, UnauthorizedError, UnavailableError, auth
 from platform_core.auth import LEEWAY_SECONDS, MAX_WORKER_TTL_SECONDS, Claims, TokenSigner
 from platform_core.http import install_error_handlers, require_admin, require_worker
 
@@ -168,22 +169,46 @@ async def _serve(websocket: WebSocket, hub: WorkerHub, claims: Claims) -> None:
             await websocket.send_json(message)
 
     sender = asyncio.create_task(pump())
+    receiver = asyncio.create_task(_receive(websocket, hub, worker))
+    watcher = asyncio.create_task(_watch_token(claims))
     reason = "the worker disconnected"
-    # the token was checked at the handshake: the connection ends when it expires
-    expires_in = claims.exp + LEEWAY_SECONDS - time.time()
     try:
-        reason = await asyncio.wait_for(_receive(websocket, hub, worker), max(expires_in, 0))
-    except TimeoutError:
-        reason = "the worker token expired"
-        with contextlib.suppress(Exception):
-            await websocket.close(1008, "the worker token expired; get a new one")
+        done, _ = await asyncio.wait({receiver, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if receiver in done:
+            reason = receiver.result()
+        else:
+            reason, message = watcher.result()
+            with contextlib.suppress(Exception):
+                await websocket.close(1008, message)
     finally:
+        # the worker's leases fail this attempt: the scheduler offers its tasks again
         hub.leave(worker, reason)
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await sender
+        for task in (receiver, watcher, sender):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         with contextlib.suppress(Exception):
             await websocket.close(1000)
+
+
+TOKEN_RECHECK_SECONDS = 1.0
+"""How often an open worker connection re-checks its token against the revocations."""
+
+
+async def _watch_token(claims: Claims) -> tuple[str, str]:
+    """Wait until the connection's token expires or is revoked (``platform token revoke``);
+    returns (why the worker went, the close reason it is told). The token was checked at the
+    handshake; a revocation reaches this check within the process's refresh period."""
+    while True:
+        left = claims.exp + LEEWAY_SECONDS - time.time()
+        if left <= 0:
+            return "the worker token expired", "the worker token expired; get a new one"
+        try:
+            auth.check_not_revoked(claims)
+        except UnauthorizedError as exc:
+            told = str(exc).encode()[:120].decode(errors="ignore")  # a close reason: 123 bytes
+            return f"the worker token was revoked ({exc})", told
+        await asyncio.sleep(min(TOKEN_RECHECK_SECONDS, left))
 
 
 async def _receive(websocket: WebSocket, hub: WorkerHub, worker: Worker) -> str:

@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pyarrow as pa
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from .evaluate import evaluate_steps
@@ -63,6 +64,9 @@ class ReferenceWorker:
         """What went wrong in this worker's tasks (it told the server each)."""
         self.banned = threading.Event()
         self.closed = threading.Event()
+        self.close_code: int | None = None
+        self.close_reason = ""
+        """The server's close frame, when it closed the connection."""
         self._conn: ClientConnection | None = None
         self._send_lock = threading.Lock()
         self._cancelled: set[str] = set()
@@ -75,8 +79,12 @@ class ReferenceWorker:
         """Connect and serve tasks in a background thread; returns once welcomed."""
         self._thread = threading.Thread(target=self.run, name="reference-worker", daemon=True)
         self._thread.start()
-        if not self.ready.wait(15):
-            raise RuntimeError("the worker was not welcomed in time")
+        deadline = time.monotonic() + 15
+        while not self.ready.wait(0.05):
+            if self.closed.is_set():
+                raise RuntimeError(f"the worker was not welcomed: {self.close_reason or 'closed'}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the worker was not welcomed in time")
         return self
 
     def stop(self) -> None:
@@ -117,9 +125,17 @@ class ReferenceWorker:
                         self.rejected.append((msg["task_id"], msg.get("reason", "")))
                     elif kind == "banned":
                         self.banned.set()
-        except (ConnectionClosed, OSError):
+        except ConnectionClosed as exc:
+            if exc.rcvd is not None:
+                self.close_code, self.close_reason = exc.rcvd.code, exc.rcvd.reason
+        except InvalidStatus as exc:  # refused at the handshake (a bad or revoked token)
+            self.close_reason = f"refused with HTTP {exc.response.status_code}"
+        except OSError:
             pass
         finally:
+            if self._conn is not None and self._conn.close_code is not None:
+                self.close_code = self.close_code or self._conn.close_code
+                self.close_reason = self.close_reason or (self._conn.close_reason or "")
             self.closed.set()
 
     # -- work ---------------------------------------------------------------------------------
