@@ -90,6 +90,25 @@ CASES = [
         "SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER (PARTITION BY s, k ORDER BY "
         "f DESC NULLS LAST, d, v) rn FROM t WHERE v > 100) WHERE rn <= 3",
     ),
+    (
+        # expressions over aggregates and keys, as DuckDB takes them (issue 33 item 6); two
+        # quantiles of one column get two names
+        lambda p: p.group_by("k").agg(
+            "max(v) - min(f) AS r",
+            "sum(v) * 2 + k AS w",
+            "CASE WHEN count(*) > 3 THEN avg(f) ELSE -1.0 END AS c",
+            "count(*)",
+            "quantile_cont(f, 0.9)",
+            "quantile_cont(f, 0.5)",
+        ),
+        "SELECT k, max(v) - min(f) r, sum(v) * 2 + k w, "
+        "CASE WHEN count(*) > 3 THEN avg(f) ELSE -1.0 END c, count(*), quantile_cont(f, 0.9), "
+        "quantile_cont(f, 0.5) FROM t GROUP BY k",
+    ),
+    (
+        lambda p: p.agg("max(v) - min(v) AS spread", "sum(v) / count(v) AS mean"),
+        "SELECT max(v) - min(v) spread, sum(v) / count(v) mean FROM t",
+    ),
     (lambda p: p.select("k", "s").distinct(), "SELECT DISTINCT k, s FROM t"),
     (
         lambda p: p.top_k(7, "v DESC", "f").select("v", "f"),
@@ -242,6 +261,8 @@ AGGS = [
     ("median(f)", "median(f)"),
     ("quantile_disc(v, 0.75)", "quantile_disc(v, 0.75)"),
     ("count(DISTINCT s)", "count(DISTINCT s)"),
+    ("max(v) - min(v)", "max(v) - min(v)"),
+    ("avg(f) * count(*) + 1", "avg(f) * count(*) + 1"),
 ]
 
 
@@ -376,3 +397,13 @@ def test_a_broadcast_self_join_reads_each_row_once_per_side(
             f"{how.upper()} JOIN (SELECT k, v FROM t WHERE v < 100) r ON l.v = r.v"
         )
         assert p.join(p, on="v", how=how).count() == _oracle(parts_dir, sql)[0][0]
+
+
+def test_a_column_outside_an_aggregate_must_be_a_key(
+    session: elytra.Session, parts_dir: Path
+) -> None:
+    p = session.read_parquet(f"{parts_dir}/*.parquet")
+    with pytest.raises(PipelineError, match="'v' must be a group_by key or inside an aggregate"):
+        p.group_by("k").agg("sum(f) + v AS x")
+    with pytest.raises(PipelineError, match="not an aggregate and holds none"):
+        p.group_by("k").agg("k + 1 AS x")

@@ -20,9 +20,10 @@ from emsqrt.errors import PlanError
 from emsqrt.resolve import SchemaResolver
 from platform_core import PlatformError, Schema
 from platform_core.expr import Aggregate as AggExpr
-from platform_core.expr import Column, Expr, parse, to_sql
+from platform_core.expr import Expr, parse, to_sql, walk
 
 from .errors import PipelineError
+from .postagg import HIDDEN_PREFIX, split_aggregates
 from .sources import Source
 
 if TYPE_CHECKING:
@@ -70,11 +71,9 @@ def _arrow_schema(schema: SchemaLike) -> pa.Schema:
         raise PipelineError(f"schema: {exc}; give a pyarrow.Schema or {{name: type}}") from None
 
 
-def _agg_name(agg: AggExpr) -> str:
-    if agg.arg is None:
-        return agg.name
-    arg = agg.arg.name if isinstance(agg.arg, Column) else re.sub(r"\W+", "_", str(agg.arg))
-    return f"{agg.name}_distinct_{arg}" if agg.distinct else f"{agg.name}_{arg}"
+def _expr_name(e: Expr) -> str:
+    """The output name of an expression given no ``AS``: its SQL text as a word."""
+    return re.sub(r"\W+", "_", to_sql(e)).strip("_") or "expr"
 
 
 def _key_texts(keys: tuple[lp.SortKey, ...]) -> list[str]:
@@ -428,12 +427,14 @@ class GroupedPipeline:
         return self.parent.top_k(n, *keys, descending=descending, per=self.keys)
 
     def agg(self, *aggs: str | Expr, **named: str | Expr) -> Pipeline:
-        """``agg("sum(amount) AS total", n="count(*)")``: one output column each."""
-        specs: list[lp.AggSpec] = []
+        """``agg("sum(amount) AS total", n="count(*)")``: one output column each. An output
+        may be an expression over aggregates and group keys, as in SQL:
+        ``agg("max(v1) - min(v2) AS r")`` (see ``postagg``)."""
         items: list[tuple[str | None, str | Expr]] = [(None, a) for a in aggs]
         items += list(named.items())
         if not items and not self.keys:
             raise PipelineError("agg: give at least one aggregate, e.g. 'count(*) AS n'")
+        outputs: list[tuple[str, Expr]] = []
         for name, value in items:
             text = value
             if name is None and isinstance(value, str):
@@ -441,14 +442,35 @@ class GroupedPipeline:
                 if m:
                     text, name = m.group(1), m.group(2).strip('"')
             e = _expr(text, "agg")
-            if not isinstance(e, AggExpr):
+            if not any(isinstance(n, AggExpr) for n in walk(e)):
                 raise PipelineError(
-                    f"agg: {value!r} is not an aggregate (count, sum, avg, min, max, ...)"
+                    f"agg: {value!r} is not an aggregate and holds none (count, sum, avg, min, max, ...)"
                 )
-            specs.append(lp.AggSpec(name or _agg_name(e), e))
-        texts = [f'{to_sql(s.agg)} AS "{s.name}"' for s in specs]
+            if name is None:
+                name = lp.agg_name(e) if isinstance(e, AggExpr) else _expr_name(e)
+            outputs.append((name, e))
+        texts = [f'{to_sql(e)} AS "{n}"' for n, e in outputs]
         step: dict[str, Any] = (
             {"group_by": list(self.keys), "agg": texts} if self.keys else {"agg": texts}
         )
-        node = lp.Aggregate(self.parent.node, self.keys, tuple(specs))
-        return self.parent._then(node, step=step)
+        if all(isinstance(e, AggExpr) for _, e in outputs):
+            specs = tuple(lp.AggSpec(n, e) for n, e in outputs)  # type: ignore[arg-type]
+            return self.parent._then(lp.Aggregate(self.parent.node, self.keys, specs), step=step)
+        # expressions over aggregates: the aggregates under hidden names, then the expressions
+        taken: dict[AggExpr, str] = {}
+        computed: list[tuple[str, Expr]] = []
+        for n, e in outputs:
+            if isinstance(e, AggExpr):
+                taken.setdefault(e, f"{HIDDEN_PREFIX}{len(taken)}")
+            computed.append((n, split_aggregates(e, self.keys, taken, f"agg {n!r}")))
+        specs = tuple(lp.AggSpec(hidden, a) for a, hidden in taken.items())
+        node: lp.Node = lp.Aggregate(self.parent.node, self.keys, specs)
+        staged = tuple((f"{HIDDEN_PREFIX}out_{i}", e) for i, (_, e) in enumerate(computed))
+        node = lp.Map(node, staged)
+        kept = tuple((k, k) for k in self.keys) + tuple(
+            (n, staged[i][0]) for i, (n, _) in enumerate(computed)
+        )
+        names = [n for n, _ in kept]
+        if len(set(names)) != len(names):
+            raise PipelineError(f"agg: duplicate output names in {names}")
+        return self.parent._then(lp.Project(node, kept), step=step)

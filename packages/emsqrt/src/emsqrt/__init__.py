@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers and readers
         SortKey,
         TopK,
         Union,
+        agg_name,
     )
     from .plan_json import plan_from_dict, plan_from_json, plan_hash, plan_to_dict, plan_to_json
     from .planner import PLANNERS, register
@@ -86,6 +87,7 @@ _EXPORTS = {
     "Sort": ".plan",
     "SortKey": ".plan",
     "TopK": ".plan",
+    "agg_name": ".plan",
     "Union": ".plan",
     "plan_from_dict": ".plan_json",
     "plan_from_json": ".plan_json",
@@ -142,6 +144,7 @@ __all__ = [
     "TopK",
     "Union",
     "__version__",
+    "agg_name",
     "compile_pipeline",
     "explain",
     "job_schema",

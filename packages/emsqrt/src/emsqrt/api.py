@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from platform_core import PlatformError, Schema, parse_bytes
-from platform_core.expr import AGGREGATES, Column, Expr, Literal, parse
+from platform_core.expr import AGGREGATES, Expr, parse
 from platform_core.expr import Aggregate as AggExpr
 
 from . import plan as lp
@@ -53,21 +53,6 @@ def _expr(text: str | Expr, where: str) -> Expr:
         return parse(str(text))
     except PlatformError as exc:
         raise PlanError(f"{where}: {exc.message}") from exc
-
-
-def _arg_name(arg: Expr) -> str:
-    if isinstance(arg, Column):
-        return arg.name
-    if isinstance(arg, Literal) and isinstance(arg.value, int | float):
-        return re.sub(r"\W+", "_", str(arg.value)).strip("_")  # quantile_cont(x, 0.9): 0_9
-    return re.sub(r"\W+", "_", str(arg))
-
-
-def _agg_name(agg: AggExpr) -> str:
-    if agg.arg is None:
-        return agg.name
-    arg = "_".join(_arg_name(a) for a in agg.args)
-    return f"{agg.name}_distinct_{arg}" if agg.distinct else f"{agg.name}_{arg}"
 
 
 def _split_alias(text: str) -> tuple[str, str | None]:
@@ -168,7 +153,7 @@ class Pipeline:
                 )
             resolved = self._resolve(e)
             assert isinstance(resolved, AggExpr)
-            name = alias or _agg_name(resolved)
+            name = alias or lp.agg_name(resolved)
             specs.append(lp.AggSpec(name, resolved))
             for arg in resolved.args:
                 for c in columns_of(arg):

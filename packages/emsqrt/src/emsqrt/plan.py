@@ -7,12 +7,14 @@ plans compare equal, hash equally (``plan_hash``) and round-trip through JSON (`
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from typing import Literal
 
 from platform_core import Schema
 from platform_core.expr import Aggregate as AggExpr
-from platform_core.expr import Expr
+from platform_core.expr import Column, Expr
+from platform_core.expr import Literal as LiteralExpr
 
 __all__ = [
     "AGGREGATE_MODES",
@@ -34,6 +36,7 @@ __all__ = [
     "SortKey",
     "TopK",
     "Union",
+    "agg_name",
     "children",
     "replace_children",
 ]
@@ -112,6 +115,23 @@ class AggSpec:
 
     name: str
     agg: AggExpr
+
+
+def _arg_name(arg: Expr) -> str:
+    if isinstance(arg, Column):
+        return arg.name
+    if isinstance(arg, LiteralExpr) and isinstance(arg.value, int | float):
+        return re.sub(r"\W+", "_", str(arg.value)).strip("_")  # quantile_cont(x, 0.9): 0_9
+    return re.sub(r"\W+", "_", str(arg))
+
+
+def agg_name(agg: AggExpr) -> str:
+    """The output name of an aggregate given no ``AS``: ``sum_x``, ``count``,
+    ``count_distinct_x``, ``quantile_cont_x_0_9`` (every argument, so two quantiles differ)."""
+    if agg.arg is None:
+        return agg.name
+    arg = "_".join(_arg_name(a) for a in agg.args)
+    return f"{agg.name}_distinct_{arg}" if agg.distinct else f"{agg.name}_{arg}"
 
 
 AggregateMode = Literal["full", "partial", "final"]
