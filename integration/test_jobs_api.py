@@ -101,6 +101,7 @@ def test_jobs_run_through_the_gateway(
         assert seen[-1] == "succeeded", seen
         record = http.get(f"/api/jobs/{job['id']}", headers=h(alice)).json()
         assert record["tasks"]["done"] == record["tasks"]["total"] >= 4
+        assert [(record["rows_in"],)] == duckdb.sql(f"SELECT count(*) FROM '{csv}'").fetchall()
         # the owner reads the job (API and Elkyn); another user reads neither
         assert http.get(f"/api/jobs/{job['id']}", headers=h(bob)).status_code == 403
         assert http.get(f"/db/jobs/{job['id']}.json", headers=h(bob)).status_code == 401

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 import elytra
@@ -57,6 +58,8 @@ def test_a_job_is_recorded_from_queued_to_succeeded(
     assert record["state"] == "succeeded"
     assert record["tasks"]["done"] == record["tasks"]["total"] == 5
     assert record["rows_out"] == 7
+    files = f"{parts_dir}/*.parquet"
+    assert [(record["rows_in"],)] == duckdb.sql(f"SELECT count(*) FROM '{files}'").fetchall()
     assert "Aggregate" in record["plan"]
     assert states == ["queued", "running", "succeeded"]
     alice, bob = store.issue_token("alice"), store.issue_token("bob")

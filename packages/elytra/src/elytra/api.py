@@ -69,6 +69,9 @@ class JobModel(BaseModel):
     plan: str
     created: float
     tasks: dict[str, int]
+    rows_in: int = Field(
+        0, description="Rows of the job's sources (lake datasets, Parquet files) it read."
+    )
     rows_out: int
     bytes_in: int
     bytes_out: int

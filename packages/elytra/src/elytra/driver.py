@@ -330,7 +330,12 @@ class Driver:
         stats.tasks_total = len(tasks)
         for i, stage in enumerate(plan.stages):
             job.plan_stage(i, len(stage.tasks))
-        job.update(tasks=_tasks(stats, 0, started=False))  # queued until the backend starts it
+        read = [s.source for s in plan.stages] + [
+            b.source for s in plan.stages for b in s.broadcast
+        ]
+        rows_in = sum(n for n in (src.rows() for src in read) if n is not None)
+        # queued until the backend starts it
+        job.update(tasks=_tasks(stats, 0, started=False), rows_in=rows_in)
         results = StageResults(spill / "results", int(self.settings.driver_mem_cap) // 2)
         started = time.perf_counter()
         parts = self._exchange_parts()

@@ -194,6 +194,7 @@ def remote_dataset(
         dataset=name,
         version=int(info["version"]),
         origin=str(info.get("origin", "")),
+        row_count=int(info["rows"]) if isinstance(info.get("rows"), int) else None,
     )
 
 

@@ -135,6 +135,7 @@ class Session:
                 version=manifest.version,
                 chunks=tuple(chunks),
                 origin=manifest.origin,
+                row_count=manifest.rows,
             )
         )
 

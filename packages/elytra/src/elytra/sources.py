@@ -48,6 +48,11 @@ class Source:
     def parts(self, task_bytes: int) -> list[Part]:
         return []
 
+    def rows(self) -> int | None:
+        """The rows a full read of this source gives (a job's ``rows_in``), when known
+        without reading it; None otherwise (CSV and JSON files)."""
+        return None
+
     def scan(self, path: str) -> lp.Node:
         raise NotImplementedError
 
@@ -87,6 +92,11 @@ class LakeSource(Source):
     """(sha256, path, bytes) of each chunk, in manifest order; path "" when the chunk is not
     on this node (the driver fetches it from a replica for the job, see ``localized``)."""
     origin: str = ""
+    row_count: int | None = None
+    """The version's rows, from its manifest."""
+
+    def rows(self) -> int | None:
+        return self.row_count
 
     def missing(self) -> list[str]:
         return [sha for sha, path, _ in self.chunks if not path]
@@ -138,6 +148,15 @@ class FileSource(Source):
             f"files:{new_id()}", schema, paths=tuple(paths), format=format, delimiter=delimiter
         )
 
+    def rows(self) -> int | None:
+        """Parquet files: the row counts of their footers (read now, a few KiB each)."""
+        if self.format != "parquet":
+            return None
+        try:
+            return sum(int(pq.read_metadata(p).num_rows) for p in self.paths)
+        except (OSError, pa.ArrowException):
+            return None  # the task that reads it says what is wrong
+
     def parts(self, task_bytes: int) -> list[Part]:
         sized = [(p, os.path.getsize(p)) for p in self.paths]
         if self.partitions:
@@ -160,3 +179,6 @@ class ArrowSource(Source):
 
     def describe(self) -> str:
         return f"an Arrow table of {self.table.num_rows} rows"
+
+    def rows(self) -> int | None:
+        return int(self.table.num_rows)
