@@ -138,3 +138,19 @@ def test_records_a_killed_platform_left_running_are_marked_failed_at_start(store
     assert "stopped" in store.get("/jobs/b/error/message")
     assert store.get("/jobs/c/state") == "succeeded"
     assert reconcile(store) == 0
+
+
+def test_an_embedded_sessions_job_is_recorded_in_its_homes_database(
+    parts_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 33 item 6: ``submit()`` with no platform records the job where its docstring
+    says, the home's Elkyn ``/jobs/{id}``, which a platform started there later serves."""
+    home = tmp_path / "home"
+    with elytra.connect(home=home, backend="inline") as s:
+        job = s.read_parquet(f"{parts_dir}/*.parquet").group_by("k").agg("count(*) AS n").submit()
+        assert job.wait(60) == "succeeded"
+    with Store(home / "elkyn") as db:
+        record = db.get(f"/jobs/{job.id}")
+    assert record["state"] == "succeeded"
+    assert record["rows_out"] == 7
+    assert record["tasks"]["done"] == record["tasks"]["total"] == 5

@@ -18,8 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from emsqrt.errors import PlanError
-from emsqrt.plan_json import plan_from_json
+from emsqrt import PlanError
+from emsqrt.planning import plan_from_json
 
 from .errors import PipelineError
 from .task import Task

@@ -19,10 +19,9 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from emsqrt import EngineConfig, run
+from emsqrt import CapTooSmallError, EngineConfig, run
 from emsqrt import plan as lp
-from emsqrt.errors import CapTooSmallError
-from emsqrt.resolve import SchemaResolver
+from emsqrt.planning import SchemaResolver
 from platform_core import PlatformError, Schema, new_id
 
 from .backends import Backend

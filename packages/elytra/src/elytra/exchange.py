@@ -24,9 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from emsqrt import plan as lp
-from emsqrt.physical.floatkeys import canonical_key
-from emsqrt.physical.join import join_key_type
-from emsqrt.plan_json import plan_to_json
+from emsqrt.planning import canonical_key, join_key_type, plan_to_json
 from platform_core import Schema, hash_columns
 
 __all__ = [

@@ -10,6 +10,7 @@ the platform only, whatever rules a user sets.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -22,10 +23,13 @@ from platform_core import PlatformError
 
 from .errors import ElytraError
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "FLUSH_SECONDS",
     "JOBS_RULES",
     "TIMELINE_PER_STAGE",
+    "HomeRecorder",
     "Job",
     "JobRecorder",
     "StoreRecorder",
@@ -61,6 +65,50 @@ class StoreRecorder:
 
     def write(self, job_id: str, fields: Mapping[str, Any]) -> None:
         self.store.update(f"/jobs/{job_id}", dict(fields))  # no caller: the admin
+
+
+class HomeRecorder:
+    """Records of an embedded session's jobs in its home's Elkyn database, where a platform
+    started on that home later shows them (``/jobs/{id}``, the playground's Jobs page).
+
+    The database is opened for each write and closed after it, and only while no platform
+    serves the home (``platform_core.find_running``): a running platform owns its database,
+    and an embedded job beside it is then not recorded (said once in the log).
+    """
+
+    def __init__(self, home: Any) -> None:
+        from pathlib import Path
+
+        self.home = Path(home)
+        self._lock = threading.Lock()
+        self._warned = False
+
+    def write(self, job_id: str, fields: Mapping[str, Any]) -> None:
+        from elkyn import Store
+        from elkyn.settings import elkyn_settings
+        from platform_core import PlatformSettings, find_running, load_settings
+
+        with self._lock:
+            if find_running(self.home) is not None:
+                if not self._warned:
+                    self._warned = True
+                    log.warning(
+                        "a platform serves %s: embedded jobs are not recorded there; "
+                        "connect to it (elytra.connect(url)) to record them",
+                        self.home,
+                    )
+                return
+            try:
+                es = elkyn_settings(load_settings(PlatformSettings, home=self.home), dev=False)
+                store = Store(es.db_path(), map_size=es.map_size, log_size=es.log_size)
+                try:
+                    store.update(f"/jobs/{job_id}", dict(fields))  # no caller: the admin
+                finally:
+                    store.close()
+            except Exception as exc:  # a record is a report: a job never fails for it
+                if not self._warned:
+                    self._warned = True
+                    log.warning("could not record job %s in %s: %s", job_id, self.home, exc)
 
 
 @dataclass

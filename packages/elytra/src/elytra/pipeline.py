@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pyarrow as pa
 
+from emsqrt import PlanError
 from emsqrt import plan as lp
-from emsqrt.errors import PlanError
-from emsqrt.resolve import SchemaResolver
+from emsqrt.planning import SchemaResolver
 from platform_core import PlatformError, Schema
 from platform_core.expr import Aggregate as AggExpr
 from platform_core.expr import Expr, parse, to_sql, walk
@@ -373,7 +373,8 @@ class Pipeline:
 
     def submit(self, *, owner: str | None = None, timeout: float | None = None) -> Job | RemoteJob:
         """Start the pipeline as a background job: ``status()``, ``wait()``, ``cancel()``,
-        ``result()``; its record goes to the session's recorder (Elkyn ``/jobs/{id}``)."""
+        ``result()``; its record goes to the session's recorder: Elkyn ``/jobs/{id}`` of the
+        platform, or of the home when embedded (``HomeRecorder``)."""
         return self.session.driver.submit(
             self, owner=owner, recorder=self.session.recorder, timeout=timeout
         )

@@ -9,8 +9,7 @@ the exchange and the kernel see nothing new.
 
 from __future__ import annotations
 
-import dataclasses
-
+from emsqrt.planning import map_children
 from platform_core.expr import Aggregate as AggExpr
 from platform_core.expr import Column, Expr
 
@@ -20,26 +19,6 @@ __all__ = ["HIDDEN_PREFIX", "split_aggregates"]
 
 HIDDEN_PREFIX = "__elytra_agg_"
 """The names of the aggregates an expression holds, dropped by the projection after it."""
-
-
-def _rebuild(expr: Expr, visit: object) -> Expr:
-    """``expr`` with each direct sub-expression replaced by ``visit(child)``."""
-    changes: dict[str, object] = {}
-    for f in dataclasses.fields(expr):  # type: ignore[arg-type]
-        value = getattr(expr, f.name)
-        new = _map(value, visit)
-        if new is not value:
-            changes[f.name] = new
-    return dataclasses.replace(expr, **changes) if changes else expr  # type: ignore[type-var]
-
-
-def _map(value: object, visit: object) -> object:
-    if isinstance(value, Expr):
-        return visit(value)  # type: ignore[operator]
-    if isinstance(value, tuple):
-        items = tuple(_map(v, visit) for v in value)
-        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
-    return value
 
 
 def split_aggregates(
@@ -58,6 +37,6 @@ def split_aggregates(
                 f"{where}: column {node.name!r} must be a group_by key or inside an aggregate "
                 f"(e.g. max({node.name}))"
             )
-        return _rebuild(node, visit)
+        return map_children(node, visit)
 
     return visit(expr)

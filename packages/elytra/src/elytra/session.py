@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from emsqrt.resolve import decoded
+from emsqrt.planning import decoded
 from lake import Catalog, lake_settings, open_catalog
 from lake.errors import DatasetNotFoundError
 from platform_core import find_running, load_settings, new_id
@@ -48,7 +48,8 @@ class Session:
     ) -> None:
         self.settings = settings
         self.recorder = recorder
-        """Where submitted jobs are recorded (the platform's Elkyn ``/jobs``), or None."""
+        """Where submitted jobs are recorded: the platform's Elkyn ``/jobs``, or, for a session
+        from ``connect()`` with no platform, the home's (``HomeRecorder``); or None."""
         self._catalog = catalog
         """The lake catalog (the gateway's node's, or one opened on ``home`` when asked)."""
         self.fetch = fetch
@@ -255,4 +256,8 @@ def connect(
             raise PipelineError(f"connecting to {url} needs a token: token= or PLATFORM_TOKEN")
         return Session(loaded, remote=RemoteDriver(url, found), token=found)
     given = backend if backend is not None and not isinstance(backend, str) else None
+    if recorder is None:  # embedded: submitted jobs are recorded in the home's database
+        from .jobs import HomeRecorder
+
+        recorder = HomeRecorder(loaded.home)
     return Session(loaded, given, recorder)

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from emsqrt import plan as lp
-from emsqrt.resolve import decoded
+from emsqrt.planning import decoded
 from platform_core import Schema, infer_schema, new_id
 
 from .errors import PipelineError

@@ -31,9 +31,7 @@ from dataclasses import dataclass, field, replace
 import pyarrow as pa
 
 from emsqrt import plan as lp
-from emsqrt.distinct import rewrite_distinct
-from emsqrt.plan_json import plan_to_json
-from emsqrt.resolve import SchemaResolver
+from emsqrt.planning import SchemaResolver, plan_to_json, rewrite_distinct
 from platform_core import Schema
 
 from .sources import ArrowSource, Source

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from emsqrt import EngineConfig, run
-from emsqrt.plan_json import plan_from_json
+from emsqrt.planning import plan_from_json
 
 __all__ = ["Task", "TaskResult", "execute"]
 

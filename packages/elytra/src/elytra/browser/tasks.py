@@ -26,12 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from emsqrt import EmsqrtError
 from emsqrt import plan as lp
-from emsqrt.errors import EmsqrtError
-from emsqrt.optimizer import optimize
-from emsqrt.optimizer._exprs import columns_of
-from emsqrt.plan_json import plan_from_json
-from emsqrt.resolve import SchemaResolver, bind_scan_schemas
+from emsqrt.planning import SchemaResolver, bind_scan_schemas, columns_of, optimize, plan_from_json
 from platform_core import PlatformError
 from platform_core.expr.serde import to_dict
 

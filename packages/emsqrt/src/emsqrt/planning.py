@@ -1,0 +1,34 @@
+"""The planning API that other engines build on (elytra cuts plans into tasks with it).
+
+One public place for what a distributed planner needs from emsqrt besides ``run``: output
+schemas (``SchemaResolver``), plans as JSON, the optimizer, aggregate names and the DISTINCT
+rewrite, the key type and canonical float keys of a join, and expression helpers. The modules
+behind it are emsqrt's own and may move; these names stay.
+"""
+
+from __future__ import annotations
+
+from .distinct import rewrite_distinct
+from .optimizer import optimize
+from .optimizer._exprs import columns_of, map_children, rename_columns
+from .physical.floatkeys import canonical_key
+from .physical.join import join_key_type
+from .plan import agg_name
+from .plan_json import plan_from_json, plan_to_json
+from .resolve import SchemaResolver, bind_scan_schemas, decoded
+
+__all__ = [
+    "SchemaResolver",
+    "agg_name",
+    "bind_scan_schemas",
+    "canonical_key",
+    "columns_of",
+    "decoded",
+    "join_key_type",
+    "map_children",
+    "optimize",
+    "plan_from_json",
+    "plan_to_json",
+    "rename_columns",
+    "rewrite_distinct",
+]
