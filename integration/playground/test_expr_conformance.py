@@ -145,7 +145,7 @@ def test_the_vectors_cover_every_node_kind_operator_and_function() -> None:
     )
     labels, names = core_tests.coverage(vectors())
     assert core_tests.V.REQUIRED_LABELS - labels == set()
-    assert len([n for n in names if n.startswith("function ")]) == 17
+    assert len([n for n in names if n.startswith("function ")]) == 19
     assert len([n for n in names if n.startswith("kind ")]) == 12
     assert all(from_dict(v["expr"]) is not None for v in vectors()[:10])
 

@@ -527,6 +527,12 @@ def _floor_ceil(draw: st.DrawFn, kind: str, depth: int) -> Expr:
     return Call(name, (_sub(draw, draw(st.sampled_from(NUMERIC)), depth),))
 
 
+def _pow(draw: st.DrawFn, kind: str, depth: int) -> Expr:
+    name = draw(st.sampled_from(("pow", "power")))
+    kinds = (draw(st.sampled_from(NUMERIC)), draw(st.sampled_from(NUMERIC)))
+    return Call(name, tuple(_sub(draw, k, depth) for k in kinds))
+
+
 def _length(draw: st.DrawFn, kind: str, depth: int) -> Expr:
     return Call("length", (_sub_or_null(draw, "utf8", depth),))
 
@@ -641,7 +647,7 @@ PRODUCTIONS: Final[dict[str, tuple[Callable[[st.DrawFn, str, int], Expr], ...]]]
     "i32": (_arith, _arith, _arith, _negate, _abs, _round, _generic, _generic),
     "i64": (_arith, _arith, _negate, _abs, _round, _length, _part, _part, _generic, _generic),
     "f64": (
-        *(_arith, _arith, _divide, _divide, _negate, _abs, _round, _floor_ceil),
+        *(_arith, _arith, _divide, _divide, _negate, _abs, _round, _floor_ceil, _pow),
         *(_generic, _generic),
     ),
     "utf8": (_text_function, _text_function, _substr, _concat, _concat, _generic, _generic),
@@ -758,6 +764,7 @@ REQUIRED_OPS: Final = frozenset(
         *(f"CAST AS {kind}" for kind in KINDS),
         *("lower", "upper", "length", "substr/2", "substr/3", "trim", "abs"),
         *("round/1", "round/2", "floor", "ceil", "coalesce", "nullif", "greatest", "least"),
+        *("pow", "power"),
         *("year", "month", "day", "hour"),
     }
 )

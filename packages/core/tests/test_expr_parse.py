@@ -186,6 +186,8 @@ CONSTRUCTS: list[tuple[str, Expr]] = [
     ("round(a)", call("round", a)),
     ("round(a, 2)", call("round", a, 2)),
     ("floor(a)", call("floor", a)),
+    ("pow(a, 2)", call("pow", a, lit(2))),
+    ("POWER(a, b)", call("power", a, b)),
     ("ceil(a)", call("ceil", a)),
     ("ceiling(a)", call("ceil", a)),
     ("coalesce(a)", call("coalesce", a)),

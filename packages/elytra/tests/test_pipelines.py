@@ -106,8 +106,10 @@ CASES = [
         "quantile_cont(f, 0.5) FROM t GROUP BY k",
     ),
     (
-        lambda p: p.agg("max(v) - min(v) AS spread", "sum(v) / count(v) AS mean"),
-        "SELECT max(v) - min(v) spread, sum(v) / count(v) mean FROM t",
+        lambda p: p.agg(
+            "max(v) - min(v) AS spread", "sum(v) / count(v) AS mean", "pow(corr(v, f), 2) AS r2"
+        ),
+        "SELECT max(v) - min(v) spread, sum(v) / count(v) mean, pow(corr(v, f), 2) r2 FROM t",
     ),
     (lambda p: p.select("k", "s").distinct(), "SELECT DISTINCT k, s FROM t"),
     (

@@ -100,3 +100,13 @@ function roundFloat(x: Value, digits: bigint): Value {
 
 export const floor = (x: Value) => map1(x, (v) => keepNaN(v as F64, Math.floor));
 export const ceil = (x: Value) => map1(x, (v) => keepNaN(v as F64, Math.ceil));
+
+/**
+ * C's pow (as DuckDB's pow and Arrow's power): Math.pow but for the cases where ECMAScript
+ * differs from C99, pow(1, y) = 1 for every y (NaN too) and pow(-1, ±Infinity) = 1.
+ */
+export function cPow(x: number, y: number): number {
+  if (x === 1) return 1;
+  if (x === -1 && (y === Infinity || y === -Infinity)) return 1;
+  return Math.pow(x, y);
+}

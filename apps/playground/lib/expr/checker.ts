@@ -65,7 +65,7 @@ function intConstant(n: Node, what: string): bigint | null {
 
 const ARITY: Record<string, [number, number | null]> = {
   lower: [1, 1], upper: [1, 1], length: [1, 1], trim: [1, 1], substr: [2, 3], abs: [1, 1],
-  round: [1, 2], floor: [1, 1], ceil: [1, 1], coalesce: [1, null], nullif: [2, 2],
+  round: [1, 2], floor: [1, 1], ceil: [1, 1], pow: [2, 2], power: [2, 2], coalesce: [1, null], nullif: [2, 2],
   greatest: [1, null], least: [1, null], year: [1, 1], month: [1, 1], day: [1, 1], hour: [1, 1],
 }; // prettier-ignore
 
@@ -270,6 +270,11 @@ export class Checker {
         const digits = count > 1 ? intConstant(n.args[1], "the digits of round") : 0n;
         const result: Kind = t === null ? "i64" : t;
         return this.remember(n, [result, ...n.args.slice(1).map(() => null)], result, [digits]);
+      }
+      case "pow":
+      case "power": {
+        for (const k of kids) ensure(k === null || isNumeric(k), named(`it takes numbers, got ${show(k)}`));
+        return this.remember(n, ["f64", "f64"], "f64"); // DuckDB's one overload: DOUBLE ** DOUBLE
       }
       case "floor":
       case "ceil": {

@@ -10,7 +10,7 @@
  *   step by step), coalesce an argument only on the rows still NULL;
  * - a constant NULL argument ends a call before its later arguments are evaluated.
  */
-import { abs, arith, ceil, floor, negate, round } from "./arith";
+import { abs, arith, cPow, ceil, floor, negate, round } from "./arith";
 import { explicitCast } from "./casts";
 import { Checker, type Schema, type Signature } from "./checker";
 import { coerce, compare, order } from "./compare";
@@ -394,6 +394,11 @@ function implement(name: string, values: Value[], types: MaybeType[], sig: Signa
       const x = coerce(values[0], types[0], result);
       if (digits === null) return NULL;
       return round(x, digits, result, what());
+    }
+    case "pow":
+    case "power": {
+      const [x, y] = castArgs(values, types, sig);
+      return mapN([x, y], (a, b) => cPow(a as number, b as number));
     }
     case "floor":
       return floor(castArgs(values, types, sig)[0]);

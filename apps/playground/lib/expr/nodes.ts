@@ -11,7 +11,7 @@ import type { Cell } from "./values";
 
 export const BINARY_OPS = ["+", "-", "*", "/", "%", "=", "<>", "<", "<=", ">", ">=", "and", "or", "||"] as const;
 export const FUNCTIONS = [
-  "lower", "upper", "length", "substr", "trim", "abs", "round", "floor", "ceil", "coalesce",
+  "lower", "upper", "length", "substr", "trim", "abs", "round", "floor", "pow", "power", "ceil", "coalesce",
   "nullif", "greatest", "least", "year", "month", "day", "hour",
 ] as const; // prettier-ignore
 export const AGGREGATES = [

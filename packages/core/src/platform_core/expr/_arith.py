@@ -238,3 +238,17 @@ def floor_rule(types: Sequence[MaybeType], nodes: Sequence[Expr]) -> Signature:
     require(not is_decimal(t), f"floor/ceil of a decimal ({t}) is not supported; CAST to f64")
     result = t if is_float(t) else F64  # DuckDB: floor of an integer is a DOUBLE
     return Signature((result,), result)
+
+
+def pow_rule(types: Sequence[MaybeType], nodes: Sequence[Expr]) -> Signature:
+    """``pow(x, y)`` / ``power(x, y)``: DuckDB's one overload, DOUBLE ** DOUBLE."""
+    for t in types:
+        require(t is None or is_numeric(t), f"it takes numbers, got {show(t)}")
+        require(not is_decimal(t), f"pow of a decimal ({t}) is not supported; CAST to f64")
+    return Signature((F64, F64), F64)
+
+
+def pow_impl(values: Sequence[Value], types: Sequence[MaybeType], sig: Signature) -> Value:
+    """C's ``pow`` on doubles, as DuckDB: pow(0, -1) = inf, pow(-8, 1/3) = nan, no error."""
+    x, y = lift(*cast_args(values, types, sig))
+    return xc.power(x, y)

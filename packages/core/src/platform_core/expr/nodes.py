@@ -62,6 +62,8 @@ FUNCTIONS: Final = (
     "abs",
     "round",
     "floor",
+    "pow",
+    "power",
     "ceil",
     "coalesce",
     "nullif",
