@@ -2,13 +2,15 @@
 
 A block's info string says what it is: ```` ```python ````, ```` ```sh ```` (also ``bash``,
 ``shell``, ``console``, whose ``$ `` lines are the commands) run; anything else (``text``,
-``json``, ``yaml``) is shown, not run. Two more words may follow the language:
+``json``, ``yaml``) is shown, not run. Three more words may follow the language:
 
 - ``no-run``: shown, never run (a server that runs until stopped, a ``make`` target, an
   install from built wheels). Each one needs a reason in the README's text nearby.
 - ``platform``: the block talks to a running platform; it gets ``PLATFORM_URL`` and
   ``PLATFORM_TOKEN`` of one started once for the session (`platform up` on a free port and a
   temporary home).
+- ``standalone``: the package's first example; it runs here too, and the ``wheels`` session
+  also runs it in a fresh venv holding only that package's wheels (``scripts/standalone.py``).
 
 Each block runs in a fresh temporary directory with the workspace's ``.venv/bin`` first on
 ``PATH`` and a time limit; the blocks of one README run in their order, so a later block may
@@ -35,7 +37,7 @@ READMES = sorted(
 RUNNERS = {"python": "python", "py": "python", "sh": "sh", "bash": "sh", "shell": "sh"}
 RUNNERS["console"] = "console"
 SHOWN = {"text", "json", "yaml", "toml", "sql", "csv"}
-NO_RUN, PLATFORM = "no-run", "platform"
+NO_RUN, PLATFORM, STANDALONE = "no-run", "platform", "standalone"
 BLOCK_TIMEOUT = 90.0
 _FENCE = re.compile(r"^(\s*)```(.*)$")
 
@@ -168,7 +170,7 @@ def test_every_block_says_what_it_is(readme: Path) -> None:
             f"({', '.join(RUNNERS)}) or one that is shown ({', '.join(sorted(SHOWN))}), "
             f"not {block.lang!r}"
         )
-        unknown = block.words - {NO_RUN, PLATFORM}
+        unknown = block.words - {NO_RUN, PLATFORM, STANDALONE}
         assert not unknown, f"{block.where}: unknown words {sorted(unknown)} after the language"
 
 

@@ -3,10 +3,11 @@
 The state lives in the platform's cluster state (Elkyn, ``platform_core.ClusterState``) under
 the platform-only subtree ``/tokens`` (admins read it; no token writes it over REST):
 
-- ``/tokens/users/<name>``: ``{"gen", "admin", "removed", "src_gen"}``. A user token whose
-  ``gen`` is below ``gen``, whose ``admin`` claim the user no longer has, or whose user is
-  ``removed`` is refused. ``src_gen`` is the user store's own generation last published, so a
-  change made by ``platform user`` while the gateway was down still raises ``gen`` once.
+- ``/tokens/users/<name>``: ``{"gen", "admin", "removed", "src": {<store id>: gen}}``. A user
+  token whose ``gen`` is below ``gen``, whose ``admin`` claim the user no longer has, or whose
+  user is ``removed`` is refused. ``src`` holds each user store's own generation of the name
+  last published (a name may live in several homes), so a change made by ``platform user``
+  while the gateway was down still raises ``gen`` once, and two homes never mix counters.
 - ``/tokens/revoked/<jti>``: the expiry of one revoked token (sign-out, ``revoke --id``).
 - ``/tokens/workers/<jti>``: the worker tokens minted (listed for admins); ``/tokens/
   worker_gen``: worker tokens below it are refused (``revoke --workers``).
@@ -69,7 +70,8 @@ class UserRecord:
     admin: bool | None = None
     """``None``: no role recorded (a subject that is not a user of any store)."""
     removed: bool = False
-    src_gen: int = 0
+    src: dict[str, int] = field(default_factory=dict)
+    """Each user store's (``UserStore.store_id``) generation of this name last published."""
 
 
 @dataclass
@@ -85,6 +87,12 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def _int_map(value: Any) -> dict[str, int]:
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): _int(v) for k, v in value.items()}
+
+
 def _parse(tree: Any) -> _Snapshot:
     snap = _Snapshot(read_at=time.monotonic())
     if not isinstance(tree, Mapping):
@@ -98,7 +106,7 @@ def _parse(tree: Any) -> _Snapshot:
                     gen=_int(rec.get("gen")),
                     admin=admin if isinstance(admin, bool) else None,
                     removed=rec.get("removed") is True,
-                    src_gen=_int(rec.get("src_gen")),
+                    src=_int_map(rec.get("src")),
                 )
     revoked = tree.get("revoked")
     if isinstance(revoked, Mapping):
@@ -260,18 +268,18 @@ class Accounts:
             generations = self.store.generations()
             current = _parse(self.state.read(f"/{TOKENS_KEY}"))
             changes: list[tuple[str, str]] = []
+            here = escape_key(self.store.store_id())
             for name, g in generations.items():
                 rec = current.users.get(name)
-                if (
-                    rec is not None
-                    and rec.src_gen >= g.gen
-                    and rec.removed == g.removed
-                    and rec.admin == g.admin
-                ):
+                published = rec.src.get(here) if rec is not None else None
+                # every passwd, role change and removal raises the store's generation, so
+                # "this store's generation moved" is the whole test (another home holding
+                # the same name publishes its own; the two never undo each other)
+                if published is not None and published >= g.gen:
                     continue
-                delta = g.gen - (rec.src_gen if rec is not None else 0)
+                delta = g.gen - (published or 0)
                 values: dict[str, Any] = {
-                    "src_gen": max(g.gen, rec.src_gen if rec is not None else 0),
+                    f"src/{here}": g.gen,
                     "admin": g.admin,
                     "removed": g.removed,
                 }

@@ -1,10 +1,11 @@
 """The audit trail: admin actions appended to ``/audit`` in the cluster's shared state.
 
 Each record says who (the token's subject), what (``user.add``, ``user.rm``, ``user.passwd``,
-``user.role``, ``token.revoke``, ``rules.set``, ``dataset.delete``, ``backup``, ...), on what,
-when (ms since the epoch), from where (the client's address) and through which platform. The
-subtree is platform-only: admins read it (``GET /api/audit``, or ``/db/audit.json``), and no
-token writes or deletes it over REST, an admin's included.
+``user.role``, ``token.revoke``, ``token.mint_worker``, ``rules.set``, ``dataset.delete``,
+``backup``, ...), on what, when (ms since the epoch), from where (the client's address) and
+through which platform. The subtree is platform-only: admins read it (``GET /api/audit``, or
+``/db/audit.json``), and no user or admin token writes or deletes it over REST; only the
+platforms themselves do (cluster tokens, which only the cluster secret mints).
 
 The gateway's own admin routes record themselves; admin actions served by plugins (Elkyn's
 rules, the lake's dataset deletes and backups) are recorded by :class:`AuditMiddleware`, which
@@ -13,6 +14,7 @@ watches for their successful answers, so those packages need not know about the 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -39,8 +41,22 @@ ROUTES: Final = [
     ("POST", re.compile(r"^/api/lake/admin/backup(?:/.*)?$"), "backup"),
     ("POST", re.compile(r"^/api/lake/admin/restore(?:/.*)?$"), "restore"),
     ("POST", re.compile(r"^/api/lake/gc$"), "lake.gc"),
+    ("POST", re.compile(r"^/api/workers/tokens$"), "token.mint_worker"),
 ]
 """Admin actions of plugins: (method, path, what); recorded when they answer 2xx."""
+MINT_WORKER: Final = "token.mint_worker"
+MINT_BODY_BYTES: Final = 64 * 1024
+"""The most of a mint's answer read for its target (a worker token is well under 1 KiB)."""
+
+
+def _minted(gateway: Any, body: bytes) -> str | None:
+    """The subject and id of the worker token a mint answered with, as the record's target."""
+    try:
+        token = json.loads(body)["token"]
+        claims = gateway.state.signer.verify_worker(token)
+    except (ValueError, KeyError, TypeError, AttributeError, PlatformError):
+        return None
+    return f"worker:{claims.sub} id:{claims.jti}"
 
 
 def record(
@@ -103,15 +119,24 @@ class AuditMiddleware:
             return
         gateway = scope.get("app")  # before the call: a mounted app may put itself there
         status: list[int] = []
+        body = bytearray()
+        minting = match[0] == MINT_WORKER
 
         async def watch(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status.append(int(message["status"]))
+            elif (
+                minting and message["type"] == "http.response.body" and len(body) < MINT_BODY_BYTES
+            ):
+                body.extend(message.get("body", b"")[: MINT_BODY_BYTES - len(body)])
             await send(message)
 
         await self.app(scope, receive, watch)
         if status and 200 <= status[0] < 300:
-            await self._record(gateway, scope, match[0], match[1].groupdict().get("target") or path)
+            target = match[1].groupdict().get("target") or path
+            if minting:
+                target = _minted(gateway, bytes(body)) or target
+            await self._record(gateway, scope, match[0], target)
 
     async def _record(self, gateway: Any, scope: Scope, what: str, target: str) -> None:
         accounts: Accounts | None = getattr(getattr(gateway, "state", None), "accounts", None)

@@ -214,7 +214,11 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
         ] = False,
         ttl: Annotated[
             int | None,
-            typer.Option(min=1, help="Lifetime in seconds (default: PLATFORM_TOKEN_TTL_SECONDS)."),
+            typer.Option(
+                min=1,
+                max=auth.MAX_TOKEN_TTL_SECONDS,
+                help="Lifetime in seconds, at most 7 days (default: PLATFORM_TOKEN_TTL_SECONDS).",
+            ),
         ] = None,
         gen: Annotated[
             int, typer.Option(min=0, help="Token generation (after a revocation of --sub).")

@@ -134,8 +134,9 @@ async def login(
     else:
         name, sub = ADMIN_PASSWORD_KEY, body.sub or "admin"
         src = "password" if admin_password(settings) is not None else "dev"
+    checked_gen: int | None = None
     if src == "dev":
-        admin = await _check(request, settings, body, None)
+        admin, _ = await _check(request, settings, body, None)
     else:
         host = request.client.host if request.client is not None else None
         try:  # counted before the check: a burst gets at most the limit's checks
@@ -152,16 +153,44 @@ async def login(
         if reservation.delay:
             await asyncio.sleep(reservation.delay)
         try:
-            admin = await _check(request, settings, body, login_gate(request.app))
+            admin, checked_gen = await _check(request, settings, body, login_gate(request.app))
         except TooManyLogins as exc:
             raise _too_many(exc) from None
         await accounts.run_blocking(throttle.succeeded, accounts.state, reservation)
+    gen = None
     if src == SRC_USER:
-        await accounts.run_blocking(accounts.sync_users)  # a passwd just made: its generation
-    return _issue(request, sub, admin, src, sid=None)
+        gen = await accounts.run_blocking(
+            _generation_of_check, accounts, settings, sub, checked_gen
+        )
+    return _issue(request, sub, admin, src, sid=None, gen=gen)
 
 
-def _issue(request: Request, sub: str, admin: bool, src: str, sid: str | None) -> TokenResponse:
+def _generation_of_check(
+    accounts: Accounts, settings: PlatformSettings, name: str, checked: int | None
+) -> int:
+    """The cluster generation a login's token carries: the one its password was checked at.
+
+    A ``passwd`` (or role change) racing the login either lands before the store is read
+    again here (the generations differ: refused, sign in again) or after the cluster's
+    generation was read (its publication raises the cluster's above the token's: revoked).
+    """
+    accounts.sync_users()  # a passwd made before the check: its generation is published
+    cluster_gen = accounts.user_gen(name)
+    try:
+        now = UserStore.of(settings).get(name).gen
+    except NotFoundError:
+        now = None
+    if checked is None or now != checked:
+        raise UnauthorizedError(
+            f"user {name!r}'s password or role changed while signing in; sign in again"
+        )
+    return cluster_gen
+
+
+def _issue(
+    request: Request, sub: str, admin: bool, src: str, sid: str | None, gen: int | None = None
+) -> TokenResponse:
+    """A token for ``sub`` of generation ``gen`` (None: the cluster's current one)."""
     settings: PlatformSettings = request.app.state.settings
     accounts: Accounts = request.app.state.accounts
     token_signer: TokenSigner = request.app.state.signer
@@ -171,7 +200,7 @@ def _issue(request: Request, sub: str, admin: bool, src: str, sid: str | None) -
         sub,
         admin=admin,
         ttl_seconds=ttl,
-        gen=accounts.user_gen(sub),
+        gen=accounts.user_gen(sub) if gen is None else gen,
         jti=jti,
         extra={"src": src, "sid": sid or jti},
     )
@@ -207,6 +236,9 @@ async def refresh(
                     f"user {claims.sub!r} no longer exists; log in again"
                 ) from None
             admin = record.admin
+    # Revoked while this request waited (passwd, revoke --user, sign-out): refused now, and
+    # the new token keeps the old one's generation, so a revocation after this still ends it.
+    auth.check_not_revoked(claims)
     sid = claims.extra.get("sid")
     return _issue(
         request,
@@ -214,6 +246,7 @@ async def refresh(
         admin,
         src if isinstance(src, str) else "token",
         sid if isinstance(sid, str) else claims.jti or None,
+        gen=claims.gen,
     )
 
 
@@ -242,8 +275,9 @@ async def logout(request: Request, claims: Annotated[Claims, Depends(require_tok
 
 async def _check(
     request: Request, settings: PlatformSettings, body: LoginRequest, gate: CheckGate | None
-) -> bool:
-    """Whether the token is an admin's; ``UnauthorizedError`` for wrong credentials."""
+) -> tuple[bool, int | None]:
+    """Whether the token is an admin's, and a store user's generation the password was
+    checked at (None for the admin password); ``UnauthorizedError`` for wrong credentials."""
     if body.username is not None:
         assert gate is not None
         store = UserStore.of(settings)
@@ -251,7 +285,7 @@ async def _check(
         async with gate.admit():  # argon2 takes a while on purpose: bounded, off the loop
             loop = asyncio.get_running_loop()
             user = await loop.run_in_executor(gate.executor, store.authenticate, name, password)
-        return user.admin
+        return user.admin, user.gen
     expected = admin_password(settings)
     if expected is None:
         if not is_local_connection(request):
@@ -259,7 +293,7 @@ async def _check(
                 "dev-mode login is only allowed from this machine (a loopback client address "
                 "and Host header); set PLATFORM_ADMIN_PASSWORD to log in from elsewhere"
             )
-        return True
+        return True, None
     given = body.password or ""
     # Constant-time comparison of bytes (compare_digest rejects non-ASCII str).
     if not hmac.compare_digest(given.encode(), expected.encode()):
@@ -267,4 +301,4 @@ async def _check(
             "wrong password (it is PLATFORM_ADMIN_PASSWORD; to log in as a user, "
             "send username and password)"
         )
-    return True
+    return True, None

@@ -65,6 +65,9 @@ DEFAULT_TTL_SECONDS = 3600
 """A user token's life unless ``PLATFORM_TOKEN_TTL_SECONDS`` says otherwise (refresh renews it)."""
 MAX_WORKER_TTL_SECONDS = 7 * 24 * 3600
 """The longest a worker token lives (a browser tab is not a long-lived service)."""
+MAX_TOKEN_TTL_SECONDS = 7 * 24 * 3600
+"""The longest any token lives, from its ``iat``: none is minted or accepted beyond it, so a
+revocation by id kept this long outlives every token it names."""
 WORKER_KIND = "worker"
 _RESERVED = frozenset({"sub", "admin", "exp", "iat", "cluster", "kind", "jti", "gen"})
 
@@ -174,8 +177,10 @@ class TokenSigner:
         """
         if not isinstance(sub, str) or not sub:
             raise BadInputError("a token needs a non-empty subject (sub)")
-        if ttl_seconds <= 0:
-            raise BadInputError(f"token lifetime must be positive, got {ttl_seconds} s")
+        if not 0 < ttl_seconds <= MAX_TOKEN_TTL_SECONDS:
+            raise BadInputError(
+                f"a token lives 1 to {MAX_TOKEN_TTL_SECONDS} s (7 days), not {ttl_seconds} s"
+            )
         extra = dict(extra or {})
         clash = _RESERVED & extra.keys()
         if clash:
@@ -308,6 +313,12 @@ class TokenSigner:
         gen = payload.pop("gen", 0)
         if not isinstance(jti, str) or not isinstance(gen, int) or isinstance(gen, bool):
             raise UnauthorizedError("invalid token: 'jti' must be a string and 'gen' an integer")
+        issued = iat if isinstance(iat, (int, float)) and not isinstance(iat, bool) else 0
+        if exp - (issued or time.time()) > MAX_TOKEN_TTL_SECONDS + LEEWAY_SECONDS:
+            raise UnauthorizedError(
+                f"invalid token: it lives longer than {MAX_TOKEN_TTL_SECONDS} s (7 days), "
+                "which no platform token does; log in for a new one"
+            )
         return Claims(
             sub=sub,
             admin=admin,
@@ -317,7 +328,7 @@ class TokenSigner:
             kind=WORKER_KIND if kind == WORKER_KIND else "cluster" if cluster else "user",
             jti=jti,
             gen=gen,
-            iat=int(iat) if isinstance(iat, (int, float)) and not isinstance(iat, bool) else 0,
+            iat=int(issued),
         )
 
 

@@ -291,7 +291,15 @@ def serve(
     import uvicorn
 
     url = url_of(host, sock.getsockname()[1], tls=tls is not None)
-    options: dict[str, Any] = {"log_config": None, "lifespan": "on", **uvicorn_options}
+    # Client addresses are the connection's: X-Forwarded-For is trusted from no one (uvicorn
+    # trusts it from 127.0.0.1 by default, where `platform up` itself listens, so any local
+    # client could name another address to the login throttle and the audit trail).
+    options: dict[str, Any] = {
+        "log_config": None,
+        "lifespan": "on",
+        "proxy_headers": False,
+        **uvicorn_options,
+    }
     if tls is not None:
         options.update(tls.uvicorn_options())
     config = uvicorn.Config(_ExpectedStartFailure(app), log_level=log_level, **options)

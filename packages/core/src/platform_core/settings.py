@@ -93,7 +93,7 @@ class PlatformSettings(BaseSettings):
     """Password for ``POST /api/login``; unset means dev mode (loopback only)."""
     token: SecretStr | None = None
     """Token that clients (``lake upload``, SDKs) send to the gateway."""
-    token_ttl_seconds: int = Field(3600, gt=0)
+    token_ttl_seconds: int = Field(3600, gt=0, le=7 * 24 * 3600)  # auth.MAX_TOKEN_TTL_SECONDS
     """Life of a user token from ``POST /api/login`` (``POST /api/login/refresh`` renews it)."""
     revocation_refresh_seconds: float = Field(1.0, gt=0, le=30)
     """How often a platform re-reads the cluster's revoked tokens (the cache's age bound)."""

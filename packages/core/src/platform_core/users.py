@@ -98,6 +98,9 @@ class User:
     name: str
     admin: bool
     created: datetime
+    gen: int = 0
+    """The user's token generation when read: a token issued for this read (a login) carries
+    the generation its password was checked at, not a later one."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,21 @@ class UserStore:
     def of(cls, settings: PlatformSettings | None = None) -> UserStore:
         """The store under ``settings.home`` (default: the environment's ``PLATFORM_HOME``)."""
         return cls((settings or load_settings()).home)
+
+    def store_id(self) -> str:
+        """This store's id, made once and kept in ``<home>/users.id``: the cluster keeps each
+        store's last published generations apart, so two homes holding one name do not mix
+        their counters."""
+        path = self.home / f"{STORE_FILE.rsplit('.', 1)[0]}.id"
+        with contextlib.suppress(FileNotFoundError):
+            return path.read_text().strip()
+        self.home.mkdir(parents=True, exist_ok=True)
+        tmp = self.home / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
+        tmp.write_text(secrets.token_hex(8))
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)  # the first writer's id wins, atomically
+        tmp.unlink()
+        return path.read_text().strip()
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -320,7 +338,7 @@ class UserStore:
 
 
 def _user(name: str, record: _Record) -> User:
-    return User(name=name, admin=record.admin, created=record.created)
+    return User(name=name, admin=record.admin, created=record.created, gen=record.gen)
 
 
 @cache

@@ -16,7 +16,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -52,6 +52,9 @@ class Caller:
     admin: bool
     auth: Mapping[str, Any] | None = None
     exp: int | None = None
+    claims: Any = field(default=None, compare=False, repr=False)
+    """The verified token's claims (``platform_core.auth.Claims``), so that a long stream can
+    re-check them against the platform's revocations; None for the platform itself."""
 
 
 ADMIN = Caller(admin=True)

@@ -12,6 +12,7 @@ costs no framework routing or validation on top.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
@@ -298,6 +299,7 @@ class ElkynApp:
             caller, claims = self._cluster_caller(token, exc), None
         else:
             caller = caller_of_claims(claims.sub, claims.admin, claims.exp, dict(claims.extra))
+            caller = dataclasses.replace(caller, claims=claims)  # streams re-check revocation
         if len(self._tokens) >= _TOKEN_CACHE:
             self._tokens.pop(next(iter(self._tokens)))  # drop the oldest
         self._tokens[token] = (caller, claims)

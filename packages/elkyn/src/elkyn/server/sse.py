@@ -3,11 +3,12 @@
 The first event is a ``put`` at ``/`` with the snapshot; then ``put``/``patch`` with paths
 relative to the streamed location; ``keep-alive`` every few seconds; ``cancel`` (and close)
 when the rules no longer let the caller read it; ``auth_revoked`` (and close) when the token
-expires. Each change carries a signed resume id (``resume.ResumeIds``): a client reconnecting
-with ``Last-Event-ID`` gets the changes it missed from the operation log instead of a new
-snapshot, but only with an id issued to the same caller for the same path and database, when
-the log still reaches back, no rules change lies in between, and the read rules do not look at
-data or the clock (then what the caller could see in between is not known: a fresh snapshot).
+expires or is revoked (re-checked every second). Each change carries a signed resume id
+(``resume.ResumeIds``): a client reconnecting with ``Last-Event-ID`` gets the changes it
+missed from the operation log instead of a new snapshot, but only with an id issued to the
+same caller for the same path and database, when the log still reaches back, no rules change
+lies in between, and the read rules do not look at data or the clock (then what the caller
+could see in between is not known: a fresh snapshot).
 
 Each stream is one coroutine blocked on its queue: changes, keep-alive ticks, rules changes,
 token expiry and the client leaving all arrive as items in that queue, so an idle stream costs
@@ -21,6 +22,8 @@ import json
 import time
 from collections import Counter
 from typing import Any, Protocol
+
+from platform_core import PlatformError, auth
 
 from ..errors import TooManyStreamsError
 from ..events import OVERFLOW, Event, EventQueue, events_for
@@ -63,6 +66,10 @@ _HEADERS = [
 KEEPALIVE = Event("keep-alive", "", None)
 RULES_CHANGED = Event("rules", "", None)
 EXPIRED = Event("auth_revoked", "", None)
+REVOCATION_RECHECK_SECONDS = 1.0
+"""How often an open stream re-checks its token against the platform's revocations (an
+in-memory lookup): a signed-out or removed user's stream ends within this and the cache's
+refresh period (README, "Users and tokens")."""
 RESET = Event("reset", "", None)
 
 
@@ -228,14 +235,27 @@ async def stream(app: StreamHost, req: Request, send: Send, keys: Path, caller: 
     assert me is not None
     handle = _Handle(me)
     watcher = loop.create_task(_watch_disconnect(req, handle))
+
+    def expire() -> None:
+        if not _offer(queue, EXPIRED):
+            handle.end()  # stalled: no room to say auth_revoked, so just end the stream
+
     expiry = None
     if caller.exp is not None:
-
-        def expire() -> None:
-            if not _offer(queue, EXPIRED):
-                handle.end()  # stalled: no room to say auth_revoked, so just end the stream
-
         expiry = loop.call_at(loop.time() + max(0.0, caller.exp - time.time()), expire)
+    recheck: asyncio.TimerHandle | None = None
+    if caller.claims is not None:  # a revoked token (sign-out, user removed) ends the stream
+
+        def still_valid() -> None:
+            nonlocal recheck
+            try:
+                auth.check_not_revoked(caller.claims)
+            except PlatformError:
+                expire()
+                return
+            recheck = loop.call_later(REVOCATION_RECHECK_SECONDS, still_valid)
+
+        recheck = loop.call_later(REVOCATION_RECHECK_SECONDS, still_valid)
     streams.add(queue, handle)
     app.metrics.streams_open += 1
     try:
@@ -249,6 +269,8 @@ async def stream(app: StreamHost, req: Request, send: Send, keys: Path, caller: 
         streams.remove(queue)
         if expiry is not None:
             expiry.cancel()
+        if recheck is not None:
+            recheck.cancel()
         watcher.cancel()
         sub.close()
         streams.release(who)
