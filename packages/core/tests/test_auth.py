@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from platform_core import BadInputError, SettingsError, UnauthorizedError, load_settings
 from platform_core.auth import (
+    MAX_TOKEN_TTL_SECONDS,
     TokenSigner,
     bearer_token,
     client_token,
@@ -132,7 +133,8 @@ def test_a_worker_token_has_a_bounded_lifetime_and_its_kind_cannot_be_forged():
         ({"sub": ""}, "non-empty subject"),
         ({"sub": "a", "extra": {"admin": True}}, "clash with fixed claims"),
         ({"sub": "a", "extra": {"cluster": True}}, "clash with fixed claims"),
-        ({"sub": "a", "ttl_seconds": 0}, "must be positive"),
+        ({"sub": "a", "ttl_seconds": 0}, "lives 1 to 604800 s"),
+        ({"sub": "a", "ttl_seconds": 7 * 24 * 3600 + 1}, "lives 1 to 604800 s"),
     ],
 )
 def test_bad_issue_arguments(kwargs, needle):
@@ -203,3 +205,18 @@ def test_bearer_header_parsing():
     for bad in ["Basic abc", "Bearer", "abc"]:
         with pytest.raises(UnauthorizedError):
             bearer_token(bad)
+
+
+def test_a_token_living_past_the_maximum_is_refused() -> None:
+    """No token lives longer than MAX_TOKEN_TTL_SECONDS from its iat (issue 26's break-test:
+    a revocation by id is kept that long, so a longer token would outlive it)."""
+    now = int(time.time())
+    long_lived = jwt.encode(
+        {"sub": "a", "admin": False, "iat": now, "exp": now + MAX_TOKEN_TTL_SECONDS + 3600},
+        SECRET,
+        algorithm="HS256",
+    )
+    with pytest.raises(UnauthorizedError, match="lives longer than"):
+        TokenSigner(SECRET).verify(long_lived)
+    ok = TokenSigner(SECRET).issue("a", ttl_seconds=MAX_TOKEN_TTL_SECONDS)
+    assert TokenSigner(SECRET).verify(ok).sub == "a"
