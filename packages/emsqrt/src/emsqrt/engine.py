@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -116,9 +116,12 @@ def run(
     optimize: bool = True,
     progress: ProgressFn | None = None,
     budget: MemoryBudget | None = None,
+    on_batch: Callable[[pa.RecordBatch], None] | None = None,
 ) -> RunResult:
     """Execute ``plan`` under ``config.mem_cap_bytes`` (or a given budget: one task's share
-    of a parent's cap, see ``run_parallel``) and report what it did."""
+    of a parent's cap, see ``run_parallel``) and report what it did. With ``on_batch``, each
+    result batch goes to it as it is made and none is collected (``table`` is None): the
+    caller streams a result of any size (to a file, a socket) under the cap."""
     config = config or EngineConfig()
     resolver = SchemaResolver()
     resolver.schema(plan)  # unknown columns and type errors fail before anything runs
@@ -129,12 +132,14 @@ def run(
     budget = budget or MemoryBudget(config.mem_cap_bytes)
     if config.kernel not in ("auto", "off"):
         raise ValueError(f"kernel is 'auto' or 'off', not {config.kernel!r}")
-    if config.kernel == "auto" and not isinstance(optimized, lp.Sink):
+    streamed = on_batch is not None or isinstance(optimized, lp.Sink)
+    if config.kernel == "auto" and not streamed:  # the kernel collects its result whole
         done = _run_kernel(optimized, config, inputs, budget, phash, (started, t0))
         if done is not None:
             return done
     probe = MemoryProbe.start()
     table: pa.Table | None = None
+    streamed_rows = 0
     with sigterm_raises(), SpillManager(Path(config.spill_dir), config.spill_codec) as spill:
         ctx = ExecContext.for_cap(budget, spill, _count(optimized), progress)
         ctx.max_partitions = config.max_partitions
@@ -148,11 +153,14 @@ def run(
         root.open()
         try:
             while (batch := root.next_batch()) is not None:
-                if not isinstance(optimized, lp.Sink):
+                if on_batch is not None:
+                    on_batch(batch)
+                    streamed_rows += batch.num_rows
+                elif not isinstance(optimized, lp.Sink):
                     collected.append(batch)
         finally:
             root.close()
-        if not isinstance(optimized, lp.Sink):
+        if not streamed:
             table = pa.Table.from_batches(collected, schema=root.schema)
         spill_stats = spill.stats
     memory = {
@@ -191,7 +199,9 @@ def run(
         },
         schedule=sched.to_dict(),
         outputs=outputs,
-        rows_out=table.num_rows if table is not None else sum(o["rows"] for o in outputs),
+        rows_out=table.num_rows
+        if table is not None
+        else streamed_rows + sum(o["rows"] for o in outputs),
     )
     return RunResult(manifest, table)
 
