@@ -39,6 +39,7 @@ from .explain import render
 from .jobs import Job, JobRecorder
 from .progress import watch
 from .results import StageResults
+from .resultstore import ResultStore, ResultWriter
 from .settings import ElytraSettings
 from .shuffle import Shuffle
 from .sources import LakeSource, Source
@@ -203,9 +204,11 @@ class Driver:
         timeout: float | None = None,
         write: str | None = None,
         admin: bool = False,
+        store: ResultStore | None = None,
     ) -> Job:
         """Start ``p`` as a job in the background; plan errors raise here, before it starts.
-        With ``write``, its rows become a new version of that dataset (owned by ``owner``)."""
+        With ``write``, its rows become a new version of that dataset (owned by ``owner``);
+        with ``store``, they are written there (a stored result), else held as a table."""
         job = self._job(p, owner, recorder)
         self.plan(p, job.id, Path(tempfile.gettempdir()))  # unknown columns, types: now
         if write is not None:
@@ -213,7 +216,7 @@ class Driver:
         limit = timeout if timeout is not None else self.settings.job_timeout_seconds
         thread = threading.Thread(
             target=self._run,
-            args=(job, p, limit, write, admin),
+            args=(job, p, limit, write, admin, store),
             name=f"elytra-job-{job.id}",
             daemon=True,
         )
@@ -243,7 +246,8 @@ class Driver:
         self._check_writable(name)
         job = self._job(p, owner, None)
         self._run(job, p, self.settings.job_timeout_seconds, name, admin)
-        job.result()
+        if job.error is not None:
+            raise job.error
         return dict(job.record["result"])
 
     def _run(
@@ -253,8 +257,11 @@ class Driver:
         timeout: float,
         write: str | None = None,
         admin: bool = False,
+        store: ResultStore | None = None,
     ) -> None:
-        """The job from start to end; its outcome goes to ``job.finish``, never raised here."""
+        """The job from start to end; its outcome goes to ``job.finish``, never raised here.
+        Its rows go to dataset ``write``, else to ``store`` (a stored result), else to a table
+        (``collect``)."""
         job_dir = JobDir(self.settings.resolved_spill_dir(), job.id)
         spill = job_dir.acquire()  # locked while the job runs; a killed run's is swept
         stats = JobStats(job.id)
@@ -264,12 +271,26 @@ class Driver:
         table: pa.Table | None = None
         error: BaseException | None = None
         written: dict[str, Any] | None = None
+        writer: ResultWriter | None = None
         try:
-            table = self._execute(job, p, spill, stats)
             if write is not None:
-                written = self._write(table, write, spill, job.owner, admin)
+                written = self._write(job, p, spill, stats, write, admin)
+            elif store is not None:
+                writer = store.writer(job.id, job.owner)
+                self._execute(job, p, spill, stats, writer.write)
+                kept = writer.commit(self._merge_schema(p))
+                written = {
+                    "where": "stored",
+                    "rows": kept.num_rows,
+                    "bytes": kept.nbytes,
+                    "expires": kept.meta["expires"],
+                }
+            else:
+                table = self._execute(job, p, spill, stats)
         except BaseException as exc:
             error = exc
+            if writer is not None:
+                writer.abort()  # nothing of a failed or cancelled job's result stays
             if isinstance(exc, TaskFailedError):  # a task failed its last attempt
                 job.update(tasks=_tasks(stats, 1))
             if job.timed_out and isinstance(exc, JobCancelledError):
@@ -283,14 +304,24 @@ class Driver:
             job.finish(table, error, written)
 
     def _write(
-        self, table: pa.Table, name: str, spill: Path, owner: str | None, admin: bool
+        self, job: Job, p: Pipeline, spill: Path, stats: JobStats, name: str, admin: bool
     ) -> dict[str, Any]:
+        """Stream the job's rows into a Parquet file in its directory, then commit that file
+        as a version of dataset ``name`` (no size limit but the disk's)."""
         assert self.ingest is not None
         spill.mkdir(parents=True, exist_ok=True)
         path = spill / f"{name}.parquet"
-        pq.write_table(table, path)
-        version = self.ingest(path, name, owner, admin)
-        return {"dataset": name, "version": version, "rows": table.num_rows}
+        with pq.ParquetWriter(path, _arrow_schema(self._merge_schema(p))) as out:
+            self._execute(
+                job, p, spill, stats, lambda b: out.write_table(pa.Table.from_batches([b]))
+            )
+        version = self.ingest(path, name, job.owner, admin)
+        return {"where": "dataset", "dataset": name, "version": version, "rows": stats.rows_out}
+
+    @staticmethod
+    def _merge_schema(p: Pipeline) -> pa.Schema:
+        """The schema of the job's rows (what an empty result is written with)."""
+        return _arrow_schema(p.schema)
 
     @staticmethod
     def _time_out(job: Job) -> None:
@@ -318,7 +349,17 @@ class Driver:
             out[name] = src
         return out
 
-    def _execute(self, job: Job, p: Pipeline, spill: Path, stats: JobStats) -> pa.Table:
+    def _execute(
+        self,
+        job: Job,
+        p: Pipeline,
+        spill: Path,
+        stats: JobStats,
+        on_batch: Callable[[pa.RecordBatch], None] | None = None,
+    ) -> pa.Table | None:
+        """Run the job; its rows are returned as a table, or with ``on_batch`` streamed there
+        batch by batch as the merge makes them (never held: any size under the driver's cap).
+        """
         if getattr(self.backend, "resolves_chunks", False):
             sources = _chunks_by_name(p)  # the platform that runs a task finds its chunks
         else:
@@ -432,8 +473,15 @@ class Driver:
             mem_cap_bytes=int(self.settings.driver_mem_cap), spill_dir=str(spill / "merge")
         )
         self._started(job, stats)  # a job of no tasks starts with its merge
+
+        def emit(batch: pa.RecordBatch) -> None:
+            if job.cancel_event.is_set():  # a cancel (or the timeout) stops a long write
+                raise JobCancelledError(f"job {job.id} was cancelled")
+            assert on_batch is not None
+            on_batch(batch)
+
         try:
-            merged = run(merge, config, inputs=inputs)
+            merged = run(merge, config, inputs=inputs, on_batch=emit if on_batch else None)
         except CapTooSmallError as exc:
             raise _cap_error(exc, "driver_mem_cap") from None
         if job.cancel_event.is_set():  # a cancel (or the timeout) that came during the merge
@@ -441,10 +489,9 @@ class Driver:
         out = merged.table
         stats.merge_seconds = time.perf_counter() - t0
         stats.spilled_bytes += int(merged.manifest.spill.get("bytes_written", 0))
-        assert out is not None
-        stats.rows_out = out.num_rows
+        stats.rows_out = out.num_rows if out is not None else merged.manifest.rows_out
         job.update(
-            rows_out=out.num_rows,
+            rows_out=stats.rows_out,
             spilled_bytes=stats.spilled_bytes,
             stages={
                 **{k: {"seconds": round(v, 6)} for k, v in stats.stage_seconds.items()},
@@ -587,6 +634,11 @@ def _cap_error(exc: CapTooSmallError, cap: str) -> CapTooSmallError:
     if cap == "driver_mem_cap":  # the files it reads are the job's own: not the user's to write
         message = message.replace(" (or write that file with smaller row groups)", "")
     return CapTooSmallError(f"{message}; in elytra that is {_CAPS[cap]}", **exc.details, cap=cap)
+
+
+def _arrow_schema(schema: Any) -> pa.Schema:
+    """A pipeline's schema (platform or Arrow) as Arrow."""
+    return schema if isinstance(schema, pa.Schema) else schema.to_arrow()
 
 
 def _tasks(stats: JobStats, failed: int, started: bool = True) -> dict[str, int]:

@@ -100,6 +100,19 @@ class Job:
         }
         self._flush(force=True)
 
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Job:
+        """A finished job of an earlier run of the platform, from its record (read only)."""
+        job = cls(str(record["id"]), owner=record.get("owner"), plan=str(record.get("plan", "")))
+        job.record = dict(record)
+        job.state = str(record["state"])
+        failed = record.get("error")
+        if job.state != "succeeded":
+            message = failed.get("message") if isinstance(failed, dict) else None
+            job.error = ElytraError(f"job {job.id} {job.state}: {message or 'no reason kept'}")
+        job._done.set()
+        return job
+
     # --- the driver's side ------------------------------------------------------------------
 
     def update(self, force: bool = False, **fields: Any) -> None:
@@ -193,10 +206,10 @@ class Job:
             tb = getattr(error, "remote_traceback", "")
             if tb:
                 fields["error"]["traceback"] = tb[-8000:]
-        if table is not None and error is None:
+        if error is None and written is not None:  # a dataset version, or a stored result
+            fields["result"] = dict(written)
+        elif error is None and table is not None:
             fields["result"] = {"rows": table.num_rows, "bytes": table.nbytes, "where": "driver"}
-            if written is not None:
-                fields["result"] |= {"where": "dataset", **written}
         self.update(**fields)
         self._done.set()
 
@@ -219,12 +232,18 @@ class Job:
         self.cancel_event.set()
 
     def result(self, timeout: float | None = None) -> pa.Table:
-        """The job's rows; raises the job's error if it failed or was cancelled."""
+        """The job's rows; raises the job's error if it failed or was cancelled. A job whose
+        rows went to a dataset or a result store returns no table (read them from there)."""
         if not self._done.wait(timeout):
             raise ElytraError(f"job {self.id} is still {self.state} after {timeout} s")
         if self.error is not None:
             raise self.error
-        assert self.table is not None
+        if self.table is None:
+            where = (self.record.get("result") or {}).get("where")
+            raise ElytraError(
+                f"job {self.id} wrote its rows to {where!r}, not to this process: read them "
+                "from there (GET /api/jobs/{id}/result, or the dataset)"
+            )
         return self.table
 
 
