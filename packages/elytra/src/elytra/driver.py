@@ -10,7 +10,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -373,6 +373,10 @@ class Driver:
             job.plan_stage(i, len(stage.tasks))
         job.update(tasks=_tasks(stats, 0, started=False))  # queued until the backend starts it
         results = StageResults(spill / "results", int(self.settings.driver_mem_cap) // 2)
+        if shuffle:  # the workers share this disk: a large task result comes as a file
+            tasks = [_to_file(t, spill, results) for t in tasks]
+            for i, stage in enumerate(plan.stages):
+                stage.tasks = [t for t in tasks if t.stage == i]
         started = time.perf_counter()
         parts = self._exchange_parts()
         sides = plan.exchange_sides()
@@ -455,6 +459,8 @@ class Driver:
                 ]
                 index += 1
             if second:
+                if shuffle:
+                    second = [_to_file(t, spill, results) for t in second]
                 stats.tasks_total += len(second)
                 for stage_index in sorted({t.stage for t in second}):
                     job.plan_stage(stage_index, sum(t.stage == stage_index for t in second))
@@ -518,6 +524,13 @@ class Driver:
                 index = int(result.task_id.rsplit("-s", 1)[1].split("-t", 1)[0])
                 route = routes[index]
                 done = result.stats.get("exchange")  # the task partitioned its rows itself
+                file = result.stats.get("file")  # a large result, written by the task
+                if file is not None:
+                    for table in _read_groups(Path(file["path"])):
+                        if isinstance(route, str):
+                            results.add(route, table)
+                        else:
+                            route[0].add(route[1], table)
                 if isinstance(route, str):
                     results.add(route, result.table)
                     if added is not None:
@@ -579,6 +592,27 @@ class Driver:
 
     def write_file(self, p: Pipeline, path: str, format: str | None) -> dict[str, Any]:
         return write_table(self.collect(p), path, format)
+
+
+def _to_file(task: Task, spill: Path, results: StageResults) -> Task:
+    """``task`` writing a result past an eighth of the driver's cap to a file in the job's
+    directory (``taskfile``), in row groups the merge reads under the cap."""
+    return replace(
+        task,
+        result_file=str(spill / "task-results" / f"{task.id}.parquet"),
+        result_file_bytes=max(results.budget // 4, 1),
+        result_group_bytes=results.group_bytes,
+    )
+
+
+def _read_groups(path: Path) -> Iterator[pa.Table]:
+    """A task's result file, one row group at a time; the file is removed once read."""
+    try:
+        f = pq.ParquetFile(path)
+        for i in range(f.num_row_groups):
+            yield f.read_row_group(i)
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _chunks_by_name(p: Pipeline) -> dict[str, Source]:

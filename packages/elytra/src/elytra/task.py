@@ -18,6 +18,8 @@ import pyarrow as pa
 from emsqrt import EngineConfig, run
 from emsqrt.plan_json import plan_from_json
 
+from .taskfile import write_result_file
+
 __all__ = ["Task", "TaskResult", "execute"]
 
 
@@ -38,6 +40,14 @@ class Task:
     """JSON of an :class:`~elytra.shuffle.Shuffle`: when the result is at least its
     ``min_bytes``, the task hash-partitions it into files itself (a worker-side exchange) and
     returns no rows, only where they are (``stats["exchange"]``)."""
+    result_file: str = ""
+    """Where a result past ``result_file_bytes`` goes (a Parquet file on the driver's machine,
+    the attempt appended): the task writes it there and returns no rows, only the file
+    (``stats["file"]``), so the driver never holds it whole (``taskfile``)."""
+    result_file_bytes: int = 0
+    result_group_bytes: int = 8 << 20
+    """Row groups of that file hold about this many bytes (the driver's merge reads one
+    whole under its cap)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -84,6 +94,12 @@ def execute(task: Task) -> TaskResult:
         "reserved_peak_bytes": m.memory.get("reserved_peak_bytes", 0),
     }
     table = result.table
+    big = task.result_file and table.nbytes > task.result_file_bytes
+    if big and shuffled is None:
+        path = f"{task.result_file}.a{task.attempt}"
+        nbytes = write_result_file(table, path, task.result_group_bytes)
+        stats["file"] = {"path": path, "rows": table.num_rows, "bytes": nbytes}
+        table = table.schema.empty_table()
     if shuffled is not None:
         stats["exchange"] = shuffled
         table = table.schema.empty_table()
