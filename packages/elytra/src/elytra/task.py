@@ -50,7 +50,11 @@ class Task:
     whole under its cap)."""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        data = asdict(self)
+        if not self.result_file:  # a peer's task names no file to write (peer_api refuses)
+            for name in ("result_file", "result_file_bytes", "result_group_bytes"):
+                del data[name]
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Task:
