@@ -373,7 +373,7 @@ class Driver:
             job.plan_stage(i, len(stage.tasks))
         job.update(tasks=_tasks(stats, 0, started=False))  # queued until the backend starts it
         results = StageResults(spill / "results", int(self.settings.driver_mem_cap) // 2)
-        if shuffle:  # the workers share this disk: a large task result comes as a file
+        if local:  # the workers share this disk: a large task result comes as a file
             tasks = [_to_file(t, spill, results) for t in tasks]
             for i, stage in enumerate(plan.stages):
                 stage.tasks = [t for t in tasks if t.stage == i]
@@ -459,7 +459,7 @@ class Driver:
                 ]
                 index += 1
             if second:
-                if shuffle:
+                if local:
                     second = [_to_file(t, spill, results) for t in second]
                 stats.tasks_total += len(second)
                 for stage_index in sorted({t.stage for t in second}):
