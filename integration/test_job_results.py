@@ -158,7 +158,7 @@ def test_results_page_like_duckdb_survive_a_restart_and_expire(tmp_path: Path) -
     sorted_sales = {
         "source": {"dataset": "sales"},
         "steps": [
-            {"filter": "amount > 100"},
+            {"filter": "amount > 500"},
             {"select": ["id", "grp", "amount"]},
             {"sort": ["id"]},
         ],
@@ -172,7 +172,7 @@ def test_results_page_like_duckdb_survive_a_restart_and_expire(tmp_path: Path) -
             "SELECT i AS id, i % 5 AS grp, round(i * 0.37 % 1000, 2) AS amount FROM range(60000) t(i)",
         )
         want = duckdb.sql(
-            f"SELECT id, grp, amount FROM read_csv('{csv}') WHERE amount > 100 ORDER BY id"
+            f"SELECT id, grp, amount FROM read_csv('{csv}') WHERE amount > 500 ORDER BY id"
         ).fetchall()
         with httpx.Client(base_url=server.url, timeout=60) as http:
             a = _submit(http, alice, sorted_sales)
