@@ -48,7 +48,9 @@ def test_a_job_of_an_earlier_run_is_read_from_its_record() -> None:
     }
     reg = JobRegistry(records=records.get)
     job = reg.get(done, _claims("alice"))
-    assert job.done() and job.state == "succeeded" and job.error is None
+    assert job.done()
+    assert job.state == "succeeded"
+    assert job.error is None
     assert reg.get(done, _claims("ops", admin=True)).owner == "alice"
     with pytest.raises(ForbiddenError):
         reg.get(done, _claims("bob"))

@@ -13,8 +13,6 @@ import pytest
 import elytra
 from elytra import ResultGoneError, ResultStore, ResultTooLargeError
 
-from .conftest import rows_of
-
 
 def _store(root: Path, **kw: float) -> ResultStore:
     limits = {"max_bytes": 64 << 20, "quota_bytes": 256 << 20, "ttl_seconds": 3600.0} | kw
@@ -34,9 +32,12 @@ def _left(root: Path) -> list[str]:
 def test_a_result_is_stored_and_read_in_pages_like_duckdb(parts_dir: Path, tmp_path: Path) -> None:
     store = _store(tmp_path / "results")
     with elytra.connect(home=tmp_path / "home", backend="inline", driver_mem_cap="2MiB") as s:
-        p = s.read_parquet(str(parts_dir / "*.parquet")).filter("v IS NOT NULL").select(
-            "k", "v", "s"
-        ).sort("v", "k", "s")
+        p = (
+            s.read_parquet(str(parts_dir / "*.parquet"))
+            .filter("v IS NOT NULL")
+            .select("k", "v", "s")
+            .sort("v", "k", "s")
+        )
         job = s.driver.submit(p, owner="alice", store=store)
         assert job.wait(60) == "succeeded", job.error
     assert job.table is None  # written, not held
@@ -77,7 +78,7 @@ def test_the_quota_counts_a_users_stored_results(parts_dir: Path, tmp_path: Path
         p = s.read_parquet(str(parts_dir / "*.parquet")).select("k", "v")
         one = s.driver.submit(p, owner="alice", store=_store(tmp_path / "r"))
         assert one.wait(60) == "succeeded"
-        size = store_size = _store(tmp_path / "r").open(one.id).nbytes
+        size = _store(tmp_path / "r").open(one.id).nbytes
         store = _store(tmp_path / "r", quota_bytes=size + size // 2)
         two = s.driver.submit(p, owner="alice", store=store)
         assert two.wait(60) == "failed"
@@ -85,7 +86,7 @@ def test_the_quota_counts_a_users_stored_results(parts_dir: Path, tmp_path: Path
         assert "ELYTRA_RESULT_QUOTA_BYTES" in two.error.message
         other = s.driver.submit(p, owner="bob", store=store)  # bob's quota is his own
         assert other.wait(60) == "succeeded"
-        assert store.used("alice") == store.used("bob") == store_size
+        assert store.used("alice") == store.used("bob") == size
         assert store.delete(one.id)
         three = s.driver.submit(p, owner="alice", store=store)  # room again
         assert three.wait(60) == "succeeded"

@@ -25,7 +25,8 @@ def test_on_batch_streams_a_result_larger_than_the_cap(tmp_path: Path) -> None:
         on_batch=got.append,
     )
     assert r.table is None
-    assert len(got) > 1 and max(b.nbytes for b in got) <= cap
+    assert len(got) > 1
+    assert max(b.nbytes for b in got) <= cap
     out = pa.Table.from_batches(got)
     want = duckdb.sql("SELECT a, k FROM t WHERE k <> 3").arrow().read_all()
     assert out.sort_by("a").equals(want.sort_by("a").cast(out.schema))
