@@ -181,6 +181,7 @@ def test_results_page_like_duckdb_survive_a_restart_and_expire(tmp_path: Path) -
             # roles: the owner and an admin read it; another user does not, nor deletes it
             url = f"/api/jobs/{a}/result"
             assert http.get(url).status_code == 401
+            assert http.delete(url).status_code == 401
             assert http.get(url, headers=bearer(bob)).status_code == 403
             assert http.delete(url, headers=bearer(bob)).status_code == 403
             assert http.get(url, params={"limit": 1}, headers=bearer(admin)).status_code == 200

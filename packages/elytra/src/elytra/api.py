@@ -36,7 +36,8 @@ from .driver import Driver
 from .errors import ElytraError, ResultGoneError, TooManyJobsError
 from .jobs import FINAL, Job
 from .resultpages import arrow_stream, check_csv, csv_stream, json_page
-from .resultstore import ResultStore, StoredResult
+from .resultproxy import FORWARDED
+from .resultstore import ResultStore
 from .session import Session
 from .spec import PipelineSpec, build
 from .validate import make_validate_router
@@ -195,13 +196,20 @@ def _model(job: Job) -> JobModel:
     return JobModel.model_validate(job.status())
 
 
+Forwarder = Callable[[str, Request], "Response | None"]
+"""``forward(node, request)``: the answer of platform ``node`` of the cluster to ``request``
+(``resultproxy``), or None when ``node`` is this platform."""
+
+
 def make_router(
     session: Callable[[], Session],
     registry: JobRegistry,
     results: Callable[[], ResultStore],
+    forward: Forwarder | None = None,
 ) -> APIRouter:
     """The routes; ``session()`` gives the platform's elytra session (it may be starting),
-    ``results()`` the store of finished jobs' results."""
+    ``results()`` the store of finished jobs' results, ``forward`` reaches the platform of
+    the cluster that holds one (none: results are all here)."""
     router = APIRouter(tags=["jobs"])
     router.include_router(make_validate_router(session))  # POST /validate (validate.py)
 
@@ -251,8 +259,8 @@ def make_router(
         job.wait(10)
         return _model(job)
 
-    def _stored(job_id: str, who: Claims) -> StoredResult:
-        """The job's stored result (owner or admin), or the error saying why there is none."""
+    def _finished(job_id: str, who: Claims) -> Job:
+        """The job (owner or admin) if it stored a result, or the error saying why not."""
         job = registry.get(job_id, who)
         if job.state not in FINAL:
             raise ConflictError(f"job {job_id} is {job.state}; fetch the result once it ends")
@@ -267,7 +275,14 @@ def make_router(
                 f"job {job_id} wrote its rows to dataset {done.get('dataset')!r} (version "
                 f"{done.get('version')}); read them from there (/api/lake)"
             )
-        return results().open(job_id)
+        return job
+
+    def _elsewhere(job: Job, request: Request) -> Response | None:
+        """The holder's answer when another platform of the cluster holds the result."""
+        node = (job.record.get("result") or {}).get("node")
+        if forward is None or not node or request.headers.get(FORWARDED):
+            return None
+        return forward(str(node), request)
 
     @router.get(
         "/{job_id}/result",
@@ -277,6 +292,7 @@ def make_router(
     def result(
         job_id: str,
         who: Who,
+        request: Request,
         format: Literal["json", "arrow", "csv"] = "json",
         offset: Annotated[int, Query(ge=0, description="The first row to send.")] = 0,
         limit: Annotated[
@@ -293,7 +309,10 @@ def make_router(
                 f"a JSON page holds at most {JSON_ROWS} rows; page with offset, or ask for "
                 "format=arrow or csv (streamed)"
             )
-        stored = _stored(job_id, who)
+        job = _finished(job_id, who)
+        if (answer := _elsewhere(job, request)) is not None:
+            return answer
+        stored = results().open(job_id)
         headers = {"x-total-rows": str(stored.num_rows)}
         if format == "json":
             body = json_page(stored, offset, JSON_PAGE if limit is None else limit)
@@ -310,10 +329,12 @@ def make_router(
     @router.delete(
         "/{job_id}/result", status_code=204, summary="Delete a finished job's stored result"
     )
-    def delete_result(job_id: str, who: Who) -> Response:
+    def delete_result(job_id: str, who: Who, request: Request) -> Response:
         job = registry.get(job_id, who)
         if job.state not in FINAL:
             raise ConflictError(f"job {job_id} is {job.state}; cancel it, or delete once it ends")
+        if (answer := _elsewhere(job, request)) is not None:
+            return answer
         if not results().delete(job_id):
             raise ResultGoneError(f"job {job_id} has no stored result (deleted, or it expired)")
         return Response(status_code=204)

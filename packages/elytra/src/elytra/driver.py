@@ -285,6 +285,8 @@ class Driver:
                     "bytes": kept.nbytes,
                     "expires": kept.meta["expires"],
                 }
+                if store.holder is not None:  # the platform of the cluster that serves it
+                    written["node"] = store.holder
             else:
                 table = self._execute(job, p, spill, stats)
         except BaseException as exc:

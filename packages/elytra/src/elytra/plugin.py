@@ -59,6 +59,25 @@ class _Platform:
             raise UnavailableError("the platform is starting or stopping; retry in a moment")
         return self.local, self.chunk_cluster(), self.elytra
 
+    def forward(self, node_id: str, request: Any) -> Any:
+        """Platform ``node_id``'s answer to ``request`` (a result it holds), or None when
+        that is this platform (or there is no cluster)."""
+        from platform_core.tls import client_context
+
+        from .resultproxy import forward
+
+        cluster = self.chunk_cluster()
+        if cluster is None or node_id == cluster.me():
+            return None
+        for peer in cluster.peers():
+            if peer.id == node_id:
+                assert self.settings is not None
+                return forward(peer.url, node_id, request, client_context(self.settings))
+        raise UnavailableError(
+            f"the platform holding this result (node {node_id!r}) is not alive in this "
+            "cluster; retry when it is back"
+        )
+
     def result_store(self) -> ResultStore:
         """The store of results (503 while the platform starts or stops)."""
         if self.results is None:
@@ -77,6 +96,8 @@ class _Platform:
         from .session import Session
 
         node = current_node()  # 503 while the lake node is not running
+        if self.results is not None:
+            self.results.holder = node.node_id
         store = current_writer()  # forwards to the primary when this Elkyn is a replica
         es = package_settings(ElytraSettings, self.settings)
         self.session = Session(
@@ -160,7 +181,7 @@ def plugin() -> Plugin:
         from .api import make_router
         from .pool_api import make_pool_router
 
-        routes = make_router(platform, registry(), platform.result_store)
+        routes = make_router(platform, registry(), platform.result_store, platform.forward)
         # In front: ``/pool`` would otherwise be taken for a job id by ``GET /{job_id}``.
         # (Including the jobs router into another one is refused: ``POST ""`` has no path.)
         routes.routes[:0] = make_pool_router(lambda: platform.local).routes

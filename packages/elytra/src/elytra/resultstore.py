@@ -174,6 +174,8 @@ class ResultStore:
     def __init__(self, root: Path, *, max_bytes: int, quota_bytes: int, ttl_seconds: float) -> None:
         self.root = root
         self.max_bytes, self.quota_bytes, self.ttl_seconds = max_bytes, quota_bytes, ttl_seconds
+        self.holder: str | None = None
+        """This platform's node id (the cluster reaches its results through it), once known."""
         self.root.mkdir(parents=True, exist_ok=True)
 
     def writer(self, job_id: str, owner: str | None) -> ResultWriter:
