@@ -313,10 +313,20 @@ class Driver:
         assert self.ingest is not None
         spill.mkdir(parents=True, exist_ok=True)
         path = spill / f"{name}.parquet"
-        with pq.ParquetWriter(path, _arrow_schema(self._merge_schema(p))) as out:
-            self._execute(
-                job, p, spill, stats, lambda b: out.write_table(pa.Table.from_batches([b]))
-            )
+        out: list[pq.ParquetWriter] = []  # opened with the first batch's own schema
+
+        def put(batch: pa.RecordBatch) -> None:
+            if not out:
+                out.append(pq.ParquetWriter(path, batch.schema))
+            out[0].write_batch(batch)
+
+        try:
+            self._execute(job, p, spill, stats, put)
+            if not out:  # no rows: the pipeline's schema
+                out.append(pq.ParquetWriter(path, self._merge_schema(p)))
+        finally:
+            for w in out:
+                w.close()
         version = self.ingest(path, name, job.owner, admin)
         return {"where": "dataset", "dataset": name, "version": version, "rows": stats.rows_out}
 
