@@ -5,8 +5,10 @@ after a cancel, a killed worker or a killed gateway."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,6 +18,7 @@ import duckdb
 import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from jobs_helpers import bearer, pool_workers, wait_job
 from servers import command, launch
@@ -242,6 +245,33 @@ def test_results_page_like_duckdb_survive_a_restart_and_expire(tmp_path: Path) -
             gone = http.get(f"/api/jobs/{e}/result", headers=bearer(bob))
             assert gone.status_code == 410
             assert "run the job again" in gone.json()["error"]
+
+            # the CLI: a page, then every row saved (streamed) to Parquet
+            cli = [str(command("platform")), "elytra", "result", a, "--url", server.url]
+            cli += ["--token", alice]
+            env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
+            shown = subprocess.run(
+                [*cli, "--offset", "5", "--limit", "3", "--json"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=env,
+                check=False,
+            )
+            assert shown.returncode == 0, shown.stderr
+            assert [tuple(r) for r in json.loads(shown.stdout)["rows"]] == want[5:8]
+            saved = tmp_path / "all.parquet"
+            done = subprocess.run(
+                [*cli, "--output", str(saved)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env=env,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            back = pq.read_table(saved)
+            assert [tuple(r.values()) for r in back.to_pylist()] == want
 
             # the owner deletes a result: nothing stays; reading it again is 410
             assert http.delete(f"/api/jobs/{a}/result", headers=bearer(alice)).status_code == 204
