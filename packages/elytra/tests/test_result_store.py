@@ -123,3 +123,31 @@ def test_a_cancelled_job_leaves_no_result(parts_dir: Path, tmp_path: Path) -> No
         job.cancel()
         assert job.wait(60) == "cancelled"
     assert _left(tmp_path / "results") == []
+
+
+def test_pages_encode_as_json_arrow_and_csv_from_the_stored_batches(tmp_path: Path) -> None:
+    import io
+    import json
+
+    import pyarrow.csv as pcsv
+
+    from elytra.resultpages import arrow_stream, csv_stream, json_page
+
+    store = _store(tmp_path / "results")
+    writer = store.writer("01JQ0000000000000000000000", "alice")
+    t = pa.table({"i": pa.array(range(1000), pa.int64()), "s": [f"r{i}" for i in range(1000)]})
+    for batch in t.to_batches(max_chunksize=64):  # 16 stored batches
+        writer.write(batch)
+    stored = writer.commit(t.schema)
+    assert len(stored.meta["batches"]) == 16
+    page = json.loads(json_page(stored, 990, 25))
+    assert page["rows"] == [[i, f"r{i}"] for i in range(990, 1000)]
+    assert (page["total_rows"], page["next_offset"]) == (1000, None)
+    assert json.loads(json_page(stored, 60, 10))["next_offset"] == 70
+    got = pa.ipc.open_stream(b"".join(arrow_stream(stored, 100, 300))).read_all()
+    assert got.equals(t.slice(100, 300))
+    empty = pa.ipc.open_stream(b"".join(arrow_stream(stored, 1000, None))).read_all()
+    assert empty.num_rows == 0
+    assert empty.schema == t.schema
+    text = b"".join(csv_stream(stored, 998, None))
+    assert pcsv.read_csv(io.BytesIO(text)).equals(t.slice(998))
