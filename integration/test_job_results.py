@@ -97,7 +97,12 @@ def _start(home: Path, run: Path, **env: str) -> Any:
 
 def test_an_exploding_join_is_written_under_the_drivers_cap(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    server = _start(home, tmp_path / "run", ELYTRA_MAX_RESULT_BYTES=str(1 << 30))
+    server = _start(
+        home,
+        tmp_path / "run",
+        ELYTRA_MAX_RESULT_BYTES=str(1 << 30),
+        ELYTRA_WORKER_MEM_CAP=str(CAP),
+    )
     try:
         signer = auth.signer(load_settings(PlatformSettings, home=home), create=False)
         alice = signer.issue("alice")
@@ -116,13 +121,17 @@ def test_an_exploding_join_is_written_under_the_drivers_cap(tmp_path: Path) -> N
             warm = _submit(http, alice, {"source": {"dataset": "keys100"}})
             assert wait_job(http, warm, bearer(alice))["state"] == "succeeded"
             time.sleep(0.5)
+            (worker,) = pool_workers(server.pid)
             for n in sizes:
-                base = _rss(server.pid)
-                watch = _Peak(server.pid)
+                base, worker_base = _rss(server.pid), _rss(worker)
+                watch, in_worker = _Peak(server.pid), _Peak(worker)
                 watch.start()
+                in_worker.start()
                 job_id = _submit(http, alice, _explode(f"keys{n}"))
                 job = wait_job(http, job_id, bearer(alice))
-                peak = watch.stop()
+                peak, worker_peak = watch.stop(), in_worker.stop()
+                # the worker streamed its task's rows to a file: it never held them either
+                assert worker_peak - worker_base <= CAP + (64 << 20), (n, worker_peak - worker_base)
                 assert job["state"] == "succeeded", job
                 assert job["result"]["where"] == "stored"
                 assert job["result"]["rows"] == n**3
@@ -154,7 +163,8 @@ def test_an_exploding_join_is_written_under_the_drivers_cap(tmp_path: Path) -> N
                 assert (rows, total) == want
                 print(
                     f"n={n}: gateway RSS {peak - base >> 20} MiB above its start while it ran, "
-                    f"{read_peak - base >> 20} MiB while it served the result"
+                    f"{read_peak - base >> 20} MiB while it served the result; its worker "
+                    f"{worker_peak - worker_base >> 20} MiB"
                 )
     finally:
         server.stop()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from emsqrt import EngineConfig, run
 from emsqrt import plan as lp
@@ -31,3 +32,36 @@ def test_on_batch_streams_a_result_larger_than_the_cap(tmp_path: Path) -> None:
     want = duckdb.sql("SELECT a, k FROM t WHERE k <> 3").arrow().read_all()
     assert out.sort_by("a").equals(want.sort_by("a").cast(out.schema))
     assert r.manifest.rows_out == out.num_rows
+
+
+def test_the_kernel_streams_a_join_that_explodes(tmp_path: Path) -> None:
+    import resource
+
+    import pyarrow.parquet as pq
+
+    pq.write_table(
+        pa.table({"i": pa.array(range(300), pa.int64()), "k": [1] * 300}), tmp_path / "a.parquet"
+    )
+    a = lp.Scan(str(tmp_path / "a.parquet"), "parquet")
+    node = lp.Join(lp.Join(a, a, ("k",), ("k",)), a, ("k",), ("k",))  # 27 million rows
+    rows = total = batches = 0
+
+    def take(b: pa.RecordBatch) -> None:
+        nonlocal rows, total, batches
+        rows, batches = rows + b.num_rows, batches + 1
+        total += sum(pc.sum(c).as_py() or 0 for c in b.columns)
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cap = 64 << 20  # the result is 4 columns x 27e6 rows: 864 MB, 13 times the cap
+    r = run(node, EngineConfig(mem_cap_bytes=cap, spill_dir=str(tmp_path / "s")), on_batch=take)
+    grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+    assert [o.op for o in r.manifest.operators] == ["kernel"]  # DuckDB made it, streaming
+    assert r.table is None
+    assert rows == r.manifest.rows_out == 300**3
+    assert batches > 10
+    assert grew < 4 * cap  # never held: 864 MB went through
+    want = duckdb.sql(
+        f"SELECT count(*), sum(a.i + a.k + b.i + c.i) FROM '{tmp_path}/a.parquet' a "
+        f"JOIN '{tmp_path}/a.parquet' b USING (k) JOIN '{tmp_path}/a.parquet' c USING (k)"
+    ).fetchall()[0]
+    assert (rows, total) == want

@@ -17,8 +17,9 @@ import pyarrow as pa
 
 from emsqrt import EngineConfig, run
 from emsqrt.plan_json import plan_from_json
+from emsqrt.resolve import SchemaResolver
 
-from .taskfile import write_result_file
+from .taskfile import ResultSpool
 
 __all__ = ["Task", "TaskResult", "execute"]
 
@@ -42,8 +43,8 @@ class Task:
     returns no rows, only where they are (``stats["exchange"]``)."""
     result_file: str = ""
     """Where a result past ``result_file_bytes`` goes (a Parquet file on the driver's machine,
-    the attempt appended): the task writes it there and returns no rows, only the file
-    (``stats["file"]``), so the driver never holds it whole (``taskfile``)."""
+    the attempt appended): the task streams it there and returns no rows, only the file
+    (``stats["file"]``), so neither the worker nor the driver holds it whole (``taskfile``)."""
     result_file_bytes: int = 0
     result_group_bytes: int = 8 << 20
     """Row groups of that file hold about this many bytes (the driver's merge reads one
@@ -82,7 +83,19 @@ def execute(task: Task) -> TaskResult:
     started = time.perf_counter()
     plan = plan_from_json(task.plan, trusted=True)  # tasks come from this job's driver only
     config = EngineConfig(mem_cap_bytes=task.mem_cap, spill_dir=task.spill_dir)
-    result = run(plan, config)
+    spool: ResultSpool | None = None
+    if task.result_file and not task.exchange:  # a large result streams to the file
+        path = f"{task.result_file}.a{task.attempt}"
+        spool = ResultSpool(path, task.result_file_bytes, task.result_group_bytes)
+        try:
+            result = run(plan, config, on_batch=spool.add)
+            spool.close()
+        except BaseException:
+            spool.abort()
+            raise
+        result.table = spool.held(SchemaResolver().schema(plan))
+    else:
+        result = run(plan, config)
     assert result.table is not None  # a task plan never ends in a sink
     m = result.manifest
     shuffled: dict[str, Any] | None = None
@@ -91,19 +104,15 @@ def execute(task: Task) -> TaskResult:
 
         shuffled = Shuffle.from_json(task.exchange).maybe_write(task, result.table)
     stats = {
-        "rows_out": result.table.num_rows,
-        "bytes_out": result.table.nbytes,
+        "rows_out": result.table.num_rows if spool is None else spool.rows,
+        "bytes_out": result.table.nbytes if spool is None else spool.nbytes,
         "bytes_in": task.bytes_in,
         "spilled_bytes": m.spill.get("bytes_written", 0),
         "reserved_peak_bytes": m.memory.get("reserved_peak_bytes", 0),
     }
     table = result.table
-    big = task.result_file and table.nbytes > task.result_file_bytes
-    if big and shuffled is None:
-        path = f"{task.result_file}.a{task.attempt}"
-        nbytes = write_result_file(table, path, task.result_group_bytes)
-        stats["file"] = {"path": path, "rows": table.num_rows, "bytes": nbytes}
-        table = table.schema.empty_table()
+    if spool is not None and spool.path is not None:
+        stats["file"] = {"path": spool.path, "rows": spool.rows, "bytes": spool.nbytes}
     if shuffled is not None:
         stats["exchange"] = shuffled
         table = table.schema.empty_table()

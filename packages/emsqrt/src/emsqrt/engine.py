@@ -121,7 +121,8 @@ def run(
     """Execute ``plan`` under ``config.mem_cap_bytes`` (or a given budget: one task's share
     of a parent's cap, see ``run_parallel``) and report what it did. With ``on_batch``, each
     result batch goes to it as it is made and none is collected (``table`` is None): the
-    caller streams a result of any size (to a file, a socket) under the cap."""
+    caller streams a result of any size (to a file, a socket) under the cap, from the DuckDB
+    kernel as it makes them, or from the operators."""
     config = config or EngineConfig()
     resolver = SchemaResolver()
     resolver.schema(plan)  # unknown columns and type errors fail before anything runs
@@ -133,8 +134,8 @@ def run(
     if config.kernel not in ("auto", "off"):
         raise ValueError(f"kernel is 'auto' or 'off', not {config.kernel!r}")
     streamed = on_batch is not None or isinstance(optimized, lp.Sink)
-    if config.kernel == "auto" and not streamed:  # the kernel collects its result whole
-        done = _run_kernel(optimized, config, inputs, budget, phash, (started, t0))
+    if config.kernel == "auto" and not isinstance(optimized, lp.Sink):
+        done = _run_kernel(optimized, config, inputs, budget, phash, (started, t0), on_batch)
         if done is not None:
             return done
     probe = MemoryProbe.start()
@@ -240,18 +241,23 @@ def _run_kernel(
     budget: MemoryBudget,
     phash: str,
     began: tuple[str, float],
+    on_batch: Callable[[pa.RecordBatch], None] | None = None,
 ) -> RunResult | None:
-    """The plan as one DuckDB statement under the budget's cap, or ``None`` (operators run)."""
+    """The plan as one DuckDB statement under the budget's cap, or ``None`` (operators run);
+    with ``on_batch`` its rows stream out as DuckDB makes them."""
     if budget.cap_bytes < KERNEL_FLOOR_BYTES:
         return None
     try:
         fragment = compile_plan(plan, _as_batches(inputs))
     except Unsupported:
         return None
-    done = run_fragment(fragment, budget.cap_bytes, config.spill_dir, config.kernel_threads)
+    done = run_fragment(
+        fragment, budget.cap_bytes, config.spill_dir, config.kernel_threads, on_batch
+    )
     if done is None:
         return None
     table = done.table
+    rows = table.num_rows if table is not None else done.rows
     report = OperatorReport(
         id=0,
         op="kernel",
@@ -259,8 +265,8 @@ def _run_kernel(
         depth=0,
         estimated_rows=None,
         estimated_bytes=None,
-        rows=table.num_rows,
-        bytes=table.nbytes,
+        rows=rows,
+        bytes=table.nbytes if table is not None else 0,
         spilled_bytes=done.spilled_bytes,
         spill_files=0,
         runs=0,
@@ -276,7 +282,7 @@ def _run_kernel(
     }
     spill = {"bytes_written": done.spilled_bytes, "bytes_read": 0, "files": 0}
     schedule = {"kernel": "duckdb", "sql_bytes": len(fragment.sql)}
-    manifest = _manifest(phash, config, began, [report], memory, spill, schedule, [], len(table))
+    manifest = _manifest(phash, config, began, [report], memory, spill, schedule, [], rows)
     return RunResult(manifest, table)
 
 
