@@ -332,7 +332,27 @@ def test_nothing_stays_after_a_cancel_or_killed_processes(tmp_path: Path) -> Non
     try:
         _upload(server.url, alice, tmp_path, "keys", "SELECT i AS id, 1 AS k FROM range(220) t(i)")
         with httpx.Client(base_url=server.url, timeout=60) as http:
-            # a worker killed while its task runs: the task runs again; then a cancel
+            # a worker killed while it writes its task's rows: the task runs again, the job
+            # ends with its whole result, and the killed attempt's file is gone
+            job_id = _submit(http, alice, _explode("keys"))
+            deadline = time.monotonic() + 60
+            writing = spill / job_id / "task-results"
+            while not list(writing.glob("*.parquet.a1")):
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            for pid in pool_workers(server.pid):
+                os.kill(pid, signal.SIGKILL)
+            job = wait_job(http, job_id, bearer(alice))
+            assert job["state"] == "succeeded", job
+            assert job["result"]["rows"] == 220**3
+            assert job["timeline"]["tasks"]["s0-t0"]["attempt"] == 2  # it ran again
+            assert _files(results) == [f"{job_id}/meta.json", f"{job_id}/result.arrow"]
+            assert not (spill / job_id).exists()
+            assert (
+                http.delete(f"/api/jobs/{job_id}/result", headers=bearer(alice)).status_code == 204
+            )
+
+            # a worker killed while its task runs, then a cancel
             job_id = _submit(http, alice, _explode("keys"))
             deadline = time.monotonic() + 60
             while not pool_workers(server.pid) or not list(spill.glob(f"{job_id}*")):
