@@ -58,3 +58,17 @@ def test_a_job_of_an_earlier_run_is_read_from_its_record() -> None:
         reg.get(running, _claims("alice"))
     with pytest.raises(NotFoundError):  # never a lookup for what is not a job id
         reg.get("../x", _claims("alice"))
+
+
+def test_a_failed_job_of_an_earlier_run_keeps_its_kind_of_error() -> None:
+    over = "01JQ0000000000000000000002"
+    record = {
+        "id": over,
+        "owner": "alice",
+        "state": "failed",
+        "error": {"type": "over_budget", "message": "the result passed the limit per job"},
+    }
+    job = JobRegistry(records={over: record}.get).get(over, _claims("alice"))
+    assert job.error is not None
+    assert getattr(job.error, "status", None) == 413
+    assert "limit per job" in str(job.error)

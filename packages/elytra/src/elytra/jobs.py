@@ -108,8 +108,22 @@ class Job:
         job.state = str(record["state"])
         failed = record.get("error")
         if job.state != "succeeded":
+            from . import errors as e
+
+            known: dict[str, type[ElytraError]] = {
+                c.kind: c
+                for c in (
+                    e.PipelineError,
+                    e.JobCancelledError,
+                    e.JobTimeoutError,
+                    e.ResultTooLargeError,
+                    e.BackendUnavailableError,
+                )
+            }
+            kind = failed.get("type") if isinstance(failed, dict) else None
             message = failed.get("message") if isinstance(failed, dict) else None
-            job.error = ElytraError(f"job {job.id} {job.state}: {message or 'no reason kept'}")
+            error = known.get(str(kind), ElytraError)  # the status its kind had
+            job.error = error(f"job {job.id} {job.state}: {message or 'no reason kept'}")
         job._done.set()
         return job
 
