@@ -24,6 +24,7 @@ from jobs_helpers import bearer, pool_workers, wait_job
 from servers import command, launch
 
 import elytra
+from elytra import ResultGoneError
 from elytra.remote import RemoteJob
 from lake import Client
 from platform_core import PlatformSettings, auth, load_settings
@@ -256,6 +257,14 @@ def test_results_page_like_duckdb_survive_a_restart_and_expire(tmp_path: Path) -
             assert gone.status_code == 410
             assert "run the job again" in gone.json()["error"]
 
+            # the Python client: one JSON page, and Arrow batches from an offset
+            with elytra.connect(server.url, token=alice) as s:
+                remote = RemoteJob(s.driver, {"id": a, "state": "succeeded"})
+                page = remote.page(offset=3, limit=4)
+                assert [tuple(r) for r in page["rows"]] == want[3:7]
+                streamed = pa.Table.from_batches(list(remote.batches(offset=len(want) - 9)))
+                assert [tuple(r.values()) for r in streamed.to_pylist()] == want[-9:]
+
             # the CLI: a page, then every row saved (streamed) to Parquet
             cli = [str(command("platform")), "elytra", "result", a, "--url", server.url]
             cli += ["--token", alice]
@@ -286,6 +295,10 @@ def test_results_page_like_duckdb_survive_a_restart_and_expire(tmp_path: Path) -
             # the owner deletes a result: nothing stays; reading it again is 410
             assert http.delete(f"/api/jobs/{a}/result", headers=bearer(alice)).status_code == 204
             assert http.get(f"/api/jobs/{a}/result", headers=bearer(alice)).status_code == 410
+            with elytra.connect(server.url, token=alice) as s:
+                gone_job = RemoteJob(s.driver, {"id": a, "state": "succeeded"})
+                with pytest.raises(ResultGoneError, match="no longer stored"):
+                    next(gone_job.batches())
             assert _files(results) == []
     finally:
         server.stop()
