@@ -341,7 +341,7 @@ def test_nothing_stays_after_a_cancel_or_killed_processes(tmp_path: Path) -> Non
     spill = home / "spill" / "elytra"
     server = _start(home, tmp_path / "run1", ELYTRA_MAX_RESULT_BYTES=str(1 << 30))
     signer = auth.signer(load_settings(PlatformSettings, home=home), create=False)
-    alice = signer.issue("alice")
+    alice, admin = signer.issue("alice"), signer.issue("ops", admin=True)
     try:
         _upload(server.url, alice, tmp_path, "keys", "SELECT i AS id, 1 AS k FROM range(220) t(i)")
         with httpx.Client(base_url=server.url, timeout=60) as http:
@@ -361,9 +361,11 @@ def test_nothing_stays_after_a_cancel_or_killed_processes(tmp_path: Path) -> Non
             assert job["timeline"]["tasks"]["s0-t0"]["attempt"] == 2  # it ran again
             assert _files(results) == [f"{job_id}/meta.json", f"{job_id}/result.arrow"]
             assert not (spill / job_id).exists()
+            # an admin deletes anyone's result
             assert (
-                http.delete(f"/api/jobs/{job_id}/result", headers=bearer(alice)).status_code == 204
+                http.delete(f"/api/jobs/{job_id}/result", headers=bearer(admin)).status_code == 204
             )
+            assert _files(results) == []
 
             # a worker killed while its task runs, then a cancel
             job_id = _submit(http, alice, _explode("keys"))
