@@ -240,7 +240,7 @@ def make_router(
             timeout=body.timeout,
             write=body.write,
             admin=who.admin,
-            store=None if body.write is not None else results(),
+            store=results(),
         )
         return job
 
@@ -270,10 +270,11 @@ def make_router(
                 raise err
             raise ElytraError(f"job {job_id} failed: {err}")
         done = job.record.get("result") or {}
-        if done.get("where") == "dataset":
+        if done.get("where") == "dataset" and not done.get("stored"):
             raise ConflictError(
                 f"job {job_id} wrote its rows to dataset {done.get('dataset')!r} (version "
-                f"{done.get('version')}); read them from there (/api/lake)"
+                f"{done.get('version')}), too many to keep a copy here too; read them from "
+                "the dataset (/api/lake)"
             )
         return job
 

@@ -27,7 +27,13 @@ from platform_core import PlatformError, Schema, new_id
 
 from .backends import Backend
 from .chunkrefs import chunk_ref
-from .errors import JobCancelledError, JobTimeoutError, PipelineError, TaskFailedError
+from .errors import (
+    JobCancelledError,
+    JobTimeoutError,
+    PipelineError,
+    ResultTooLargeError,
+    TaskFailedError,
+)
 from .exchange import (
     ExchangeWriter,
     aggregate_task_plan,
@@ -39,7 +45,7 @@ from .explain import render
 from .jobs import Job, JobRecorder
 from .progress import watch
 from .results import StageResults
-from .resultstore import ResultStore, ResultWriter
+from .resultstore import ResultStore, ResultWriter, StoredResult
 from .settings import ElytraSettings
 from .shuffle import Shuffle
 from .sources import LakeSource, Source
@@ -273,22 +279,19 @@ class Driver:
         written: dict[str, Any] | None = None
         writer: ResultWriter | None = None
         try:
+            writer = store.writer(job.id, job.owner) if store is not None else None
             if write is not None:
-                written = self._write(job, p, spill, stats, write, admin)
-            elif store is not None:
-                writer = store.writer(job.id, job.owner)
+                # a dataset version; a copy stored for the result route while it fits
+                written = self._write(job, p, spill, stats, write, admin, writer)
+                if writer is not None and writer.alive:
+                    written |= {"stored": True, **_stored(writer.commit(self._merge_schema(p)))}
+            elif writer is not None:
                 self._execute(job, p, spill, stats, writer.write)
-                kept = writer.commit(self._merge_schema(p))
-                written = {
-                    "where": "stored",
-                    "rows": kept.num_rows,
-                    "bytes": kept.nbytes,
-                    "expires": kept.meta["expires"],
-                }
-                if store.holder is not None:  # the platform of the cluster that serves it
-                    written["node"] = store.holder
+                written = {"where": "stored", **_stored(writer.commit(self._merge_schema(p)))}
             else:
                 table = self._execute(job, p, spill, stats)
+            if written is not None and store is not None and store.holder is not None:
+                written["node"] = store.holder  # the platform of the cluster that serves it
         except BaseException as exc:
             error = exc
             if writer is not None:
@@ -306,10 +309,18 @@ class Driver:
             job.finish(table, error, written)
 
     def _write(
-        self, job: Job, p: Pipeline, spill: Path, stats: JobStats, name: str, admin: bool
+        self,
+        job: Job,
+        p: Pipeline,
+        spill: Path,
+        stats: JobStats,
+        name: str,
+        admin: bool,
+        copy: ResultWriter | None = None,
     ) -> dict[str, Any]:
         """Stream the job's rows into a Parquet file in its directory, then commit that file
-        as a version of dataset ``name`` (no size limit but the disk's)."""
+        as a version of dataset ``name`` (no size limit but the disk's). ``copy`` also gets
+        them while they fit its limit; past it, it is dropped and the write goes on."""
         assert self.ingest is not None
         spill.mkdir(parents=True, exist_ok=True)
         path = spill / f"{name}.parquet"
@@ -319,6 +330,11 @@ class Driver:
             if not out:
                 out.append(pq.ParquetWriter(path, batch.schema))
             out[0].write_batch(batch)
+            if copy is not None and copy.alive:
+                try:
+                    copy.write(batch)
+                except ResultTooLargeError:
+                    copy.abort()  # the dataset holds the rows; the route answers 409
 
         try:
             self._execute(job, p, spill, stats, put)
@@ -680,6 +696,11 @@ def _cap_error(exc: CapTooSmallError, cap: str) -> CapTooSmallError:
     if cap == "driver_mem_cap":  # the files it reads are the job's own: not the user's to write
         message = message.replace(" (or write that file with smaller row groups)", "")
     return CapTooSmallError(f"{message}; in elytra that is {_CAPS[cap]}", **exc.details, cap=cap)
+
+
+def _stored(kept: StoredResult) -> dict[str, Any]:
+    """A stored result in the job's record."""
+    return {"rows": kept.num_rows, "bytes": kept.nbytes, "expires": kept.meta["expires"]}
 
 
 def _arrow_schema(schema: Any) -> pa.Schema:

@@ -105,6 +105,8 @@ class ResultWriter:
         self._writer: pa.ipc.RecordBatchFileWriter | None = None
         self.rows = 0
         self.counts: list[int] = []
+        self.alive = True
+        """False once committed or aborted."""
 
     def write(self, batch: pa.RecordBatch) -> None:
         if self._writer is None:
@@ -154,11 +156,16 @@ class ResultWriter:
         (self.path / META).write_text(json.dumps(meta))
         target = self.store.root / self.job_id
         os.replace(self.path, target)  # the whole directory at once (both on ``root``)
+        self.alive = False
         self._dir.release()
         return StoredResult(target, meta)
 
     def abort(self) -> None:
-        """Remove what was written (a failed, cancelled or over-limit job)."""
+        """Remove what was written (a failed, cancelled or over-limit job); after a commit,
+        nothing (the result is in place)."""
+        if not self.alive:
+            return
+        self.alive = False
         try:
             if self._writer is not None:
                 self._writer.close()
