@@ -100,8 +100,12 @@ class ResultWriter:
         self._used = used
         self._dir = JobDir(store.root / WRITING, job_id)
         self.path = self._dir.acquire()
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._file = pa.OSFile(str(self.path / RESULT), "wb")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._file = pa.OSFile(str(self.path / RESULT), "wb")
+        except BaseException:
+            self._dir.release()
+            raise
         self._writer: pa.ipc.RecordBatchFileWriter | None = None
         self.rows = 0
         self.counts: list[int] = []
