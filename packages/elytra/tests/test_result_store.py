@@ -151,3 +151,23 @@ def test_pages_encode_as_json_arrow_and_csv_from_the_stored_batches(tmp_path: Pa
     assert empty.schema == t.schema
     text = b"".join(csv_stream(stored, 998, None))
     assert pcsv.read_csv(io.BytesIO(text)).equals(t.slice(998))
+
+
+def test_results_being_written_count_against_the_quota(tmp_path: Path) -> None:
+    store = _store(tmp_path / "results", quota_bytes=12_000)
+    batch = pa.record_batch({"i": pa.array(range(800), pa.int64())})  # 6.4 KB
+    one = store.writer("01JQ0000000000000000000010", "alice")
+    two = store.writer("01JQ0000000000000000000011", "alice")
+    bobs = store.writer("01JQ0000000000000000000012", "bob")
+    one.write(batch)
+    bobs.write(batch)  # bob's quota is his own
+    with pytest.raises(ResultTooLargeError, match="ELYTRA_RESULT_QUOTA_BYTES") as over:
+        two.write(batch)  # alone it fits; with alice's other running job, it does not
+    assert "being written by other jobs" in over.value.message
+    two.abort()
+    one.commit(batch.schema)
+    bobs.commit(batch.schema)
+    assert store.used("alice") == store.used("bob") > 6400
+    assert _left(tmp_path / "results") == sorted(
+        f"01JQ000000000000000000001{n}/{f}" for n in (0, 2) for f in ("meta.json", "result.arrow")
+    )

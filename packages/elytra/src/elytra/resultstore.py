@@ -9,7 +9,8 @@ Layout under ``root`` (``<home>/results/elytra`` by default)::
 A result is written into ``.writing/<id>`` and renamed into place whole when its job
 succeeds, so a reader sees all of it or nothing; a failed or cancelled job's directory is
 removed, and one a killed process left is swept at the next start (its lock died with it).
-Each result is bounded by ``max_bytes`` and by what is left of its owner's ``quota_bytes``;
+Each result is bounded by ``max_bytes``, and with its owner's other results (stored, or
+being written by their running jobs) by ``quota_bytes``;
 it expires ``ttl_seconds`` after it was written. Reads go batch by batch (``StoredResult``),
 so serving a page never loads the whole result.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -93,11 +95,9 @@ class ResultWriter:
 
     def __init__(self, store: ResultStore, job_id: str, owner: str | None) -> None:
         self.store, self.job_id, self.owner = store, job_id, owner
-        used = store.used(owner)
+        self._used = store.used(owner)  # stored now; the owner's other writers count as they go
         self.limit, self.limit_name = store.max_bytes, "ELYTRA_MAX_RESULT_BYTES"
-        if store.quota_bytes - used < self.limit:
-            self.limit, self.limit_name = max(store.quota_bytes - used, 0), "quota"
-        self._used = used
+        self.size = 0
         self._dir = JobDir(store.root / WRITING, job_id)
         self.path = self._dir.acquire()
         try:
@@ -111,6 +111,7 @@ class ResultWriter:
         self.counts: list[int] = []
         self.alive = True
         """False once committed or aborted."""
+        store.live(self, True)
 
     def write(self, batch: pa.RecordBatch) -> None:
         if self._writer is None:
@@ -119,18 +120,23 @@ class ResultWriter:
             self._writer.write_batch(batch)
             self.rows += batch.num_rows
             self.counts.append(batch.num_rows)
-        if self._file.tell() > self.limit:
+        self.size = self._file.tell()
+        if self.size > self.limit:
             raise self._over()
+        others = self.store.writing(self.owner, self)
+        if self._used + others + self.size > self.store.quota_bytes:
+            raise self._over(others)
 
-    def _over(self) -> ResultTooLargeError:
+    def _over(self, others: int | None = None) -> ResultTooLargeError:
         mib = self.limit / (1 << 20)
-        if self.limit_name == "quota":
+        if others is not None:
+            quota, used = self.store.quota_bytes, self._used + others
+            self.limit_name, self.limit = "ELYTRA_RESULT_QUOTA_BYTES", quota
             what = (
-                f"the result passed what is left of {self.owner!r}'s stored results quota "
-                f"({mib:.1f} MiB of ELYTRA_RESULT_QUOTA_BYTES "
-                f"{self.store.quota_bytes / (1 << 20):.1f} MiB; "
-                f"{self._used / (1 << 20):.1f} MiB in use); delete old results "
-                "(DELETE /api/jobs/{id}/result) or "
+                f"the result passed {self.owner!r}'s quota of stored results "
+                f"({quota / (1 << 20):.1f} MiB, ELYTRA_RESULT_QUOTA_BYTES; "
+                f"{used / (1 << 20):.1f} MiB stored or being written by other jobs); "
+                "delete old results (DELETE /api/jobs/{id}/result) or "
             )
         else:
             what = (
@@ -161,6 +167,7 @@ class ResultWriter:
         target = self.store.root / self.job_id
         os.replace(self.path, target)  # the whole directory at once (both on ``root``)
         self.alive = False
+        self.store.live(self, False)
         self._dir.release()
         return StoredResult(target, meta)
 
@@ -170,6 +177,7 @@ class ResultWriter:
         if not self.alive:
             return
         self.alive = False
+        self.store.live(self, False)
         try:
             if self._writer is not None:
                 self._writer.close()
@@ -187,7 +195,19 @@ class ResultStore:
         self.max_bytes, self.quota_bytes, self.ttl_seconds = max_bytes, quota_bytes, ttl_seconds
         self.holder: str | None = None
         """This platform's node id (the cluster reaches its results through it), once known."""
+        self._live: set[ResultWriter] = set()
+        self._lock = threading.Lock()
         self.root.mkdir(parents=True, exist_ok=True)
+
+    def live(self, writer: ResultWriter, writing: bool) -> None:
+        """``writer`` starts (or stops) counting against its owner's quota as it writes."""
+        with self._lock:
+            (self._live.add if writing else self._live.discard)(writer)
+
+    def writing(self, owner: str | None, but: ResultWriter) -> int:
+        """Bytes ``owner``'s other results being written hold so far."""
+        with self._lock:
+            return sum(w.size for w in self._live if w.owner == owner and w is not but)
 
     def writer(self, job_id: str, owner: str | None) -> ResultWriter:
         return ResultWriter(self, job_id, owner)
