@@ -239,6 +239,9 @@ def test_results_page_like_duckdb_survive_a_restart_and_expire(tmp_path: Path) -
         with httpx.Client(base_url=server.url, timeout=60) as http:
             _check_pages(http, a, alice, want)
             assert http.get(f"/api/jobs/{a}", headers=bearer(alice)).json()["state"] == "succeeded"
+            listed = [j["id"] for j in http.get("/api/jobs", headers=bearer(alice)).json()]
+            assert a in listed  # the jobs of the earlier run are listed again
+            assert a not in [j["id"] for j in http.get("/api/jobs", headers=bearer(bob)).json()]
             assert http.get(f"/api/jobs/{a}/result", headers=bearer(bob)).status_code == 403
 
             q = _submit(http, alice, sorted_sales)

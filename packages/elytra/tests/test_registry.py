@@ -72,3 +72,17 @@ def test_a_failed_job_of_an_earlier_run_keeps_its_kind_of_error() -> None:
     assert job.error is not None
     assert getattr(job.error, "status", None) == 413
     assert "limit per job" in str(job.error)
+
+
+def test_the_jobs_of_an_earlier_run_are_listed_again_before_new_ones() -> None:
+    reg = JobRegistry(keep=2)
+    new = Job("new", owner="alice")
+    reg.add(new)
+    old = [
+        {"id": f"old{i}", "owner": "alice", "state": "succeeded", "created": float(i)}
+        for i in range(3)
+    ]
+    reg.restore(old)  # the newest two of them
+    assert [j.id for j in reg.list(_claims("alice"))] == ["new", "old2", "old1"]
+    assert reg.get("old2", _claims("alice")).done()
+    reg.admit("alice")  # finished: they hold none of alice's running slots

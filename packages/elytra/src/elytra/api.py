@@ -157,6 +157,14 @@ class JobRegistry:
         while len(self.jobs) > self.keep and finished:
             self.jobs.pop(finished.pop(0), None)
 
+    def restore(self, records: list[dict[str, Any]]) -> None:
+        """Hold the finished jobs of an earlier run again (``records`` oldest first), before
+        the jobs of this run: they are listed, read and their results fetched as before."""
+        with self._lock:
+            past = OrderedDict((str(r["id"]), Job.from_record(r)) for r in records[-self.keep :])
+            past.update(self.jobs)
+            self.jobs = past
+
     def get(self, job_id: str, who: Claims) -> Job:
         with self._lock:
             job = self.jobs.get(job_id)

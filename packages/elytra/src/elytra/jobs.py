@@ -281,3 +281,18 @@ def reconcile(store: Any) -> int:
     if updates:
         store.update("/jobs", updates, caller=ADMIN)
     return len(updates) // 4
+
+
+def finished(store: Any, keep: int) -> list[dict[str, Any]]:
+    """The newest ``keep`` finished job records in ``store`` (oldest first): what an earlier
+    run of the platform ran, listed again after a restart."""
+    from elkyn import ADMIN
+
+    jobs = store.get("/jobs", caller=ADMIN) or {}
+    done = [
+        r
+        for r in (jobs.values() if isinstance(jobs, dict) else ())
+        if isinstance(r, dict) and r.get("state") in FINAL and isinstance(r.get("id"), str)
+    ]
+    done.sort(key=lambda r: float(r.get("created") or 0))
+    return done[-keep:] if keep else []

@@ -193,7 +193,7 @@ def plugin() -> Plugin:
         from platform_core.tls import client_context
 
         from .backends.cluster import ClusterBackend
-        from .jobs import JOBS_RULES, reconcile
+        from .jobs import JOBS_RULES, finished, reconcile
         from .resultstore import ResultStore
         from .session import make_backend
         from .spilldirs import sweep
@@ -205,6 +205,8 @@ def plugin() -> Plugin:
             left = await asyncio.to_thread(reconcile, store)  # jobs a killed run left "running"
             if left:
                 logging.getLogger("elytra").warning("%d unfinished job(s) marked failed", left)
+        if store is not None:  # the jobs of earlier runs: listed again, results served
+            registry().restore(await asyncio.to_thread(finished, store, registry().keep))
         es = package_settings(ElytraSettings, settings)
         await asyncio.to_thread(sweep, es.resolved_spill_dir())  # what a killed run spilled
         platform.results = ResultStore(
