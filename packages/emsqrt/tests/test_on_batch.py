@@ -7,6 +7,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 
 from emsqrt import EngineConfig, run
 from emsqrt import plan as lp
@@ -65,3 +66,21 @@ def test_the_kernel_streams_a_join_that_explodes(tmp_path: Path) -> None:
         f"JOIN '{tmp_path}/a.parquet' b USING (k) JOIN '{tmp_path}/a.parquet' c USING (k)"
     ).fetchall()[0]
     assert (rows, total) == want
+
+
+def test_a_kernel_failure_after_rows_went_out_raises_emsqrts_own_error(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from platform_core import PlatformError
+
+    path = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"i": pa.array(range(200_000), pa.int64())}), path, row_group_size=8192)
+    # overflows from row 92234 on: DuckDB has streamed rows before it fails
+    node = lp.Map(lp.Scan(str(path), "parquet"), (("j", parse_expr("i * 100000000000000")),))
+    got: list[pa.RecordBatch] = []
+    with pytest.raises(PlatformError, match="overflow") as failed:
+        run(
+            node, EngineConfig(mem_cap_bytes=64 << 20, spill_dir=str(tmp_path)), on_batch=got.append
+        )
+    assert 0 < sum(b.num_rows for b in got) <= 92_234  # some went out; never a row twice
+    assert "i * 100000000000000" in failed.value.message  # the operators' words, not DuckDB's

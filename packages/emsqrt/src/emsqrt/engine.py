@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,9 @@ from . import plan as lp
 from .budget import MemoryBudget
 from .config import EngineConfig
 from .context import ExecContext, ProgressFn
+from .errors import EmsqrtError
 from .explain import render_explain
-from .kernel import KERNEL_FLOOR_BYTES, Unsupported, compile_plan, run_fragment
+from .kernel import KERNEL_FLOOR_BYTES, StreamBroken, Unsupported, compile_plan, run_fragment
 from .manifest import Manifest, OperatorReport, operator_reports
 from .memstats import MemoryProbe
 from .optimizer import optimize as optimize_plan
@@ -135,7 +136,17 @@ def run(
         raise ValueError(f"kernel is 'auto' or 'off', not {config.kernel!r}")
     streamed = on_batch is not None or isinstance(optimized, lp.Sink)
     if config.kernel == "auto" and not isinstance(optimized, lp.Sink):
-        done = _run_kernel(optimized, config, inputs, budget, phash, (started, t0), on_batch)
+        try:
+            done = _run_kernel(optimized, config, inputs, budget, phash, (started, t0), on_batch)
+        except StreamBroken as broken:
+            # Rows already went out, so the operators cannot answer instead; they run once,
+            # their rows dropped, so the error the user sees is emsqrt's own.
+            run(plan, replace(config, kernel="off"), inputs=inputs, on_batch=lambda _: None)
+            raise EmsqrtError(
+                f"the query failed after {broken.rows} rows of its result were sent on "
+                f"({broken.cause} in DuckDB), where emsqrt's operators find no error; run it "
+                "with the kernel off (EngineConfig(kernel='off'))"
+            ) from None
         if done is not None:
             return done
     probe = MemoryProbe.start()

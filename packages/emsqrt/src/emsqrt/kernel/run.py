@@ -29,10 +29,10 @@ import pyarrow as pa
 
 from platform_core.expr.render import quote_string
 
-from ..errors import CapTooSmallError, EmsqrtError
+from ..errors import CapTooSmallError
 from .compile import Fragment
 
-__all__ = ["KERNEL_FLOOR_BYTES", "KernelRun", "run_fragment"]
+__all__ = ["KERNEL_FLOOR_BYTES", "KernelRun", "StreamBroken", "run_fragment"]
 
 log = logging.getLogger(__name__)
 
@@ -159,39 +159,47 @@ def _stream_fragment(
         return None
     rows = spilled = 0
     reader: Any = None
+    # DuckDB's errors reach us as duckdb.Error while the statement is bound, and as Arrow
+    # or OS errors through the stream once it runs; what ``on_batch`` raises is the caller's
+    # and passes untouched.
+    failures = (duckdb.Error, pa.ArrowException, OSError)
     try:
         for name, table in fragment.tables.items():
             con.register(name, table)
         reader = con.sql(fragment.sql).to_arrow_reader(_batch_rows(fragment.schema, limit))
-        for batch in reader:
+        batches = iter(reader)
+        while True:
+            try:
+                batch = next(batches, None)
+            except failures as exc:
+                if not rows:
+                    log.info("kernel: %s: %s; running emsqrt's operators", type(exc).__name__, exc)
+                    return None
+                if isinstance(exc, duckdb.OutOfMemoryException) or "Out of Memory" in str(exc):
+                    raise CapTooSmallError(
+                        f"the query ran out of memory under the cap of {cap} bytes after {rows} "
+                        "rows of its result were sent on; raise the cap",
+                        cap_bytes=cap,
+                    ) from None
+                raise StreamBroken(rows, type(exc).__name__) from None
+            if batch is None:
+                break
             if not batch.num_rows:
                 continue
             try:
                 out = conform(pa.Table.from_batches([batch]), fragment.schema)
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError):
                 if rows:
-                    raise
+                    raise StreamBroken(rows, "a result that does not conform") from None
                 log.info("kernel: result does not conform; running emsqrt's operators")
                 return None
             for piece in out.to_batches():
                 on_batch(piece)
             rows += batch.num_rows
         spilled = _spilled(con)
-    except duckdb.Error as exc:
-        if not rows:
-            log.info("kernel: %s: %s; running emsqrt's operators", type(exc).__name__, exc)
-            return None
-        if isinstance(exc, duckdb.OutOfMemoryException):
-            raise CapTooSmallError(
-                f"the query ran out of memory under the cap of {cap} bytes after {rows} rows "
-                "of its result were sent on; raise the cap",
-                cap_bytes=cap,
-            ) from None
-        raise EmsqrtError(
-            f"the query failed after {rows} rows of its result were sent on "
-            f"({type(exc).__name__}); run it again with the kernel off "
-            "(EngineConfig(kernel='off')) for emsqrt's own error"
-        ) from None
+    except duckdb.Error as exc:  # binding the statement: nothing was sent yet
+        log.info("kernel: %s: %s; running emsqrt's operators", type(exc).__name__, exc)
+        return None
     finally:
         if reader is not None:
             with contextlib.suppress(Exception):
@@ -201,6 +209,15 @@ def _stream_fragment(
                 con.unregister(name)
         shutil.rmtree(temp, ignore_errors=True)
     return KernelRun(None, time.perf_counter() - started, limit, spilled, rows)
+
+
+class StreamBroken(Exception):
+    """DuckDB failed after ``rows`` rows were streamed on: the operators cannot take over
+    (they would send those rows again); the engine runs them only to name the error."""
+
+    def __init__(self, rows: int, cause: str) -> None:
+        super().__init__(f"the DuckDB kernel failed ({cause}) after {rows} rows")
+        self.rows, self.cause = rows, cause
 
 
 def _batch_rows(schema: pa.Schema, limit: int) -> int:
