@@ -168,3 +168,39 @@ def test_a_running_job_can_be_cancelled_from_the_page(
     expect(job.get_by_role("button", name="Cancel job")).to_have_count(0)
     expect(job.get_by_test_id("job-error")).to_contain_text("cancelled")
     expect(job.get_by_test_id("job-tasks")).to_have_text(re.compile(r"tasks 0 / [1-9]"))
+
+
+@pytest.fixture(scope="module")
+def pages(ui_platform: UIPlatform, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """25,000 rows: a result of three pages of 10,000."""
+    path = tmp_path_factory.mktemp("pipelines-pages") / "pages.csv"
+    duckdb.sql(f"COPY (SELECT i AS id, i % 7 AS k FROM range(25000) t(i)) TO '{path}' (HEADER)")
+    with Client(ui_platform.url, ui_platform.token()) as c:
+        c.upload(path, "pl_pages")
+    return "pl_pages"
+
+
+def test_a_large_result_is_shown_page_by_page(
+    page: Page, pages: str, browser_errors: BrowserErrors
+) -> None:
+    _open_builder(page, pages, browser_errors)
+    _add(page, "Sort")
+    _step(page, 1).get_by_label(re.compile("^Sort by")).fill("id")
+    expect(page.get_by_test_id("check-status")).to_contain_text("Valid")
+    page.get_by_role("button", name="Submit job").click()
+    job = page.get_by_test_id("submitted-job")
+    expect(job.get_by_test_id("job-state")).to_have_text("succeeded", timeout=30_000)
+    cap = job.get_by_test_id("result-cap")
+    first_id = job.get_by_test_id("grid").locator("tbody tr[aria-rowindex] td").first
+    expect(cap).to_contain_text(re.compile(r"Rows 1.10,000 of 25,000"))
+    expect(first_id).to_have_text("0")
+    pager = job.get_by_test_id("result-pager")
+    expect(pager.get_by_role("button", name="Previous")).to_be_disabled()
+    pager.get_by_role("button", name="Next").click()
+    expect(cap).to_contain_text(re.compile(r"Rows 10,001.20,000 of 25,000"))
+    expect(first_id).to_have_text("10000")
+    pager.get_by_role("button", name="Next").click()
+    expect(cap).to_contain_text(re.compile(r"Rows 20,001.25,000 of 25,000"))
+    expect(pager.get_by_role("button", name="Next")).to_be_disabled()
+    pager.get_by_role("button", name="Previous").click()
+    expect(first_id).to_have_text("10000")

@@ -102,6 +102,10 @@ def test_write_commits_a_new_dataset_version_or_a_file(home: Path, tmp_path: Pat
             [tuple(r.values()) for r in totals.collect().to_pylist()]
         )
         assert totals.write("totals")["version"] == 2
+        none = s.dataset("sales", version=1).filter("amount < -1e9").select("grp", "amount")
+        empty = none.write("nothing")  # streamed: no batch at all still makes a version
+        assert (empty["rows"], empty["version"]) == (0, 1)
+        assert s.dataset("nothing").columns == ["grp", "amount"]
         out = totals.write(tmp_path / "t.parquet")
         assert pq.read_table(out["path"]).num_rows == 13
         with pytest.raises(PipelineError, match="parquet or csv"):

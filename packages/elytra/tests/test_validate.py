@@ -120,7 +120,7 @@ def test_a_missing_dataset_is_the_sources_fault(sales: elytra.Session) -> None:
 
 
 @pytest.fixture
-def client(sales: elytra.Session) -> Iterator[TestClient]:
+def client(sales: elytra.Session, tmp_path: Path) -> Iterator[TestClient]:
     app = FastAPI()
     install_error_handlers(app)
 
@@ -131,7 +131,10 @@ def client(sales: elytra.Session) -> Iterator[TestClient]:
             request.state.claims = Claims(sub=who, admin=False, exp=int(time.time()) + 60)
         return await call_next(request)
 
-    app.include_router(make_router(lambda: sales, JobRegistry()), prefix="/api/jobs")
+    store = elytra.ResultStore(
+        tmp_path / "results", max_bytes=1 << 20, quota_bytes=1 << 20, ttl_seconds=60.0
+    )
+    app.include_router(make_router(lambda: sales, JobRegistry(), lambda: store), prefix="/api/jobs")
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 

@@ -331,7 +331,7 @@ function SubmittedJob({ id }: { id: string }) {
           <JobResult id={id} rows={job.result?.rows} />
         </>
       ) : null}
-      {job?.state !== "succeeded" ? <p className="muted">When it succeeds, its rows show here (at most {count(RESULT_ROWS)}).</p> : null}
+      {job?.state !== "succeeded" ? <p className="muted">When it succeeds, its rows show here (in pages of {count(RESULT_ROWS)}).</p> : null}
     </section>
   );
 }

@@ -25,6 +25,8 @@ from .errors import (
     JobCancelledError,
     JobTimeoutError,
     PipelineError,
+    ResultGoneError,
+    ResultTooLargeError,
     TaskFailedError,
 )
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers and readers
     from .backends import Backend, BrowserBackend, InlineBackend, LocalPool, RayBackend
     from .jobs import JOBS_RULES, Job, JobRecorder, StoreRecorder
     from .pipeline import GroupedPipeline, Pipeline
+    from .resultstore import ResultStore, StoredResult
     from .session import Session, connect
     from .settings import ElytraSettings
     from .task import Task, TaskResult, execute
@@ -48,6 +51,8 @@ _EXPORTS = {
     "StoreRecorder": ".jobs",
     "GroupedPipeline": ".pipeline",
     "Pipeline": ".pipeline",
+    "ResultStore": ".resultstore",
+    "StoredResult": ".resultstore",
     "Session": ".session",
     "connect": ".session",
     "ElytraSettings": ".settings",
@@ -79,8 +84,12 @@ __all__ = [
     "Pipeline",
     "PipelineError",
     "RayBackend",
+    "ResultGoneError",
+    "ResultStore",
+    "ResultTooLargeError",
     "Session",
     "StoreRecorder",
+    "StoredResult",
     "Task",
     "TaskFailedError",
     "TaskResult",

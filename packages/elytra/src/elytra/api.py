@@ -1,24 +1,25 @@
 """The gateway router at ``/api/jobs``: submit a pipeline (its JSON form), list, get, cancel,
-fetch the result (JSON, Arrow IPC stream or CSV).
+fetch the result in pages (JSON, Arrow IPC stream or CSV) and delete it.
 
-Roles: any user submits and lists their own jobs; a job's owner or an admin reads, cancels
-and fetches it; an admin lists everyone's. Bounds: the body (the gateway's limit), steps and
-nesting (``spec``), running jobs per user, results kept in memory (oldest dropped first:
-then 410), rows and bytes of a JSON answer.
+Roles: any user submits and lists their own jobs; a job's owner or an admin reads, cancels,
+fetches and deletes its result; an admin lists everyone's. Bounds: the body (the gateway's
+limit), steps and nesting (``spec``), running jobs per user, a stored result's size and each
+user's quota (``resultstore``; then 413), its age (then 410), rows of a JSON page. A job this
+gateway no longer holds (it restarted) is read from its record in Elkyn, and its result from
+disk (``resultstore``).
 """
 
 from __future__ import annotations
 
-import io
-import json
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
-import pyarrow as pa
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from platform_core import (
@@ -28,14 +29,15 @@ from platform_core import (
     NotFoundError,
     PlatformError,
     UnauthorizedError,
-    json_rows,
-    write_csv_bytes,
 )
 from platform_core.auth import Claims
 
 from .driver import Driver
 from .errors import ElytraError, ResultGoneError, TooManyJobsError
 from .jobs import FINAL, Job
+from .resultpages import arrow_stream, check_csv, csv_stream, json_page
+from .resultproxy import FORWARDED
+from .resultstore import ResultStore
 from .session import Session
 from .spec import PipelineSpec, build
 from .validate import make_validate_router
@@ -44,7 +46,10 @@ __all__ = ["JobRegistry", "make_router"]
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 JSON_ROWS = 100_000
-"""Rows a JSON result may hold (Python objects per row); Arrow and CSV go up to 10 million."""
+"""Rows a JSON page may hold (Python objects per row); Arrow and CSV stream any number."""
+JSON_PAGE = 10_000
+"""Rows of a JSON page when the caller names no ``limit``."""
+_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")  # platform_core.new_id's form
 
 
 class SubmitRequest(BaseModel):
@@ -85,13 +90,19 @@ class JobModel(BaseModel):
 
 
 class JobRegistry:
-    """Jobs of this gateway, newest last; finished ones beyond ``keep`` are forgotten, results
-    beyond ``result_bytes`` in total are dropped oldest first."""
+    """Jobs of this gateway, newest last; finished ones beyond ``keep`` are forgotten here
+    (their records stay in Elkyn, their results on disk: ``records`` reads them back)."""
 
-    def __init__(self, keep: int = 1000, result_bytes: int = 256 << 20, per_user: int = 4) -> None:
+    def __init__(
+        self,
+        keep: int = 1000,
+        per_user: int = 4,
+        records: Callable[[str], dict[str, Any] | None] | None = None,
+    ) -> None:
         self.keep = keep
-        self.result_bytes = result_bytes
         self.per_user = per_user
+        self.records = records
+        """``records(job_id)``: a job's record in Elkyn (a job of an earlier run), or None."""
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self._admitting: dict[str, int] = {}  # owner -> submits between admission and add
         self._lock = threading.Lock()
@@ -148,23 +159,24 @@ class JobRegistry:
         finished = [k for k, j in self.jobs.items() if j.done()]
         while len(self.jobs) > self.keep and finished:
             self.jobs.pop(finished.pop(0), None)
-        self._trim()
 
-    def _trim(self) -> None:
-        total = sum(j.table.nbytes for j in self.jobs.values() if j.table is not None)
-        for j in self.jobs.values():
-            if total <= self.result_bytes:
-                break
-            if j.table is not None and j.done():
-                total -= j.table.nbytes
-                j.table = None
-                j.record["result"] = {**(j.record.get("result") or {}), "dropped": True}
+    def restore(self, records: list[dict[str, Any]]) -> None:
+        """Hold the finished jobs of an earlier run again (``records`` oldest first), before
+        the jobs of this run: they are listed, read and their results fetched as before."""
+        with self._lock:
+            past = OrderedDict((str(r["id"]), Job.from_record(r)) for r in records[-self.keep :])
+            past.update(self.jobs)
+            self.jobs = past
 
     def get(self, job_id: str, who: Claims) -> Job:
         with self._lock:
             job = self.jobs.get(job_id)
+        if job is None and self.records is not None and _ID.fullmatch(job_id):
+            record = self.records(job_id)
+            if isinstance(record, dict) and record.get("state") in FINAL:
+                job = Job.from_record(record)
         if job is None:
-            raise NotFoundError(f"no job {job_id!r} on this platform (or it was forgotten)")
+            raise NotFoundError(f"no job {job_id!r} on this platform")
         if not who.admin and job.owner != who.sub:
             raise ForbiddenError(f"job {job_id} belongs to {job.owner!r}")
         return job
@@ -195,8 +207,20 @@ def _model(job: Job) -> JobModel:
     return JobModel.model_validate(job.status())
 
 
-def make_router(session: Callable[[], Session], registry: JobRegistry) -> APIRouter:
-    """The routes; ``session()`` gives the platform's elytra session (it may be starting)."""
+Forwarder = Callable[[str, Request], "Response | None"]
+"""``forward(node, request)``: the answer of platform ``node`` of the cluster to ``request``
+(``resultproxy``), or None when ``node`` is this platform."""
+
+
+def make_router(
+    session: Callable[[], Session],
+    registry: JobRegistry,
+    results: Callable[[], ResultStore],
+    forward: Forwarder | None = None,
+) -> APIRouter:
+    """The routes; ``session()`` gives the platform's elytra session (it may be starting),
+    ``results()`` the store of finished jobs' results, ``forward`` reaches the platform of
+    the cluster that holds one (none: results are all here)."""
     router = APIRouter(tags=["jobs"])
     router.include_router(make_validate_router(session))  # POST /validate (validate.py)
 
@@ -227,6 +251,7 @@ def make_router(session: Callable[[], Session], registry: JobRegistry) -> APIRou
             timeout=body.timeout,
             write=body.write,
             admin=who.admin,
+            store=results(),
         )
         return job
 
@@ -245,21 +270,8 @@ def make_router(session: Callable[[], Session], registry: JobRegistry) -> APIRou
         job.wait(10)
         return _model(job)
 
-    @router.get(
-        "/{job_id}/result",
-        summary="A finished job's rows (json, arrow or csv)",
-        responses={200: {"content": {"application/json": {}, ARROW_STREAM: {}, "text/csv": {}}}},
-    )
-    def result(
-        job_id: str,
-        who: Who,
-        format: Literal["json", "arrow", "csv"] = "json",
-        limit: Annotated[int, Query(ge=0, le=10_000_000)] = 10_000,
-    ) -> Response:
-        if format == "json" and limit > JSON_ROWS:
-            raise BadInputError(
-                f"a JSON result holds at most {JSON_ROWS} rows; ask for format=arrow or csv"
-            )
+    def _finished(job_id: str, who: Claims) -> Job:
+        """The job (owner or admin) if it stored a result, or the error saying why not."""
         job = registry.get(job_id, who)
         if job.state not in FINAL:
             raise ConflictError(f"job {job_id} is {job.state}; fetch the result once it ends")
@@ -268,23 +280,75 @@ def make_router(session: Callable[[], Session], registry: JobRegistry) -> APIRou
             if isinstance(err, PlatformError):
                 raise err
             raise ElytraError(f"job {job_id} failed: {err}")
-        if job.table is None:
-            raise ResultGoneError(f"the result of job {job_id} is no longer kept; run it again")
-        table = job.table.slice(0, limit)
-        if format == "arrow":
-            sink = io.BytesIO()
-            with pa.ipc.new_stream(sink, table.schema) as w:
-                w.write_table(table)
-            return Response(sink.getvalue(), media_type=ARROW_STREAM)
+        done = job.record.get("result") or {}
+        if done.get("where") == "dataset" and not done.get("stored"):
+            raise ConflictError(
+                f"job {job_id} wrote its rows to dataset {done.get('dataset')!r} (version "
+                f"{done.get('version')}), too many to keep a copy here too; read them from "
+                "the dataset (/api/lake)"
+            )
+        return job
+
+    def _elsewhere(job: Job, request: Request) -> Response | None:
+        """The holder's answer when another platform of the cluster holds the result."""
+        node = (job.record.get("result") or {}).get("node")
+        if forward is None or not node or request.headers.get(FORWARDED):
+            return None
+        return forward(str(node), request)
+
+    @router.get(
+        "/{job_id}/result",
+        summary="A finished job's rows, in pages (json, or streamed arrow or csv)",
+        responses={200: {"content": {"application/json": {}, ARROW_STREAM: {}, "text/csv": {}}}},
+    )
+    def result(
+        job_id: str,
+        who: Who,
+        request: Request,
+        format: Literal["json", "arrow", "csv"] = "json",
+        offset: Annotated[int, Query(ge=0, description="The first row to send.")] = 0,
+        limit: Annotated[
+            int | None,
+            Query(
+                ge=0,
+                description=f"Rows at most (json: default 10000, at most {JSON_ROWS}; "
+                "arrow and csv: default all).",
+            ),
+        ] = None,
+    ) -> Response:
+        if format == "json" and limit is not None and limit > JSON_ROWS:
+            raise BadInputError(
+                f"a JSON page holds at most {JSON_ROWS} rows; page with offset, or ask for "
+                "format=arrow or csv (streamed)"
+            )
+        job = _finished(job_id, who)
+        if (answer := _elsewhere(job, request)) is not None:
+            return answer
+        stored = results().open(job_id)
+        headers = {"x-total-rows": str(stored.num_rows)}
+        if format == "json":
+            body = json_page(stored, offset, JSON_PAGE if limit is None else limit)
+            return Response(body, media_type="application/json", headers=headers)
         if format == "csv":
-            text = write_csv_bytes(table, instead="ask for json or arrow")
-            return Response(text, media_type="text/csv")
-        body = {
-            "columns": [{"name": f.name, "type": str(f.type)} for f in table.schema],
-            "rows": json_rows(table),
-            "total_rows": job.table.num_rows,
-            "truncated": job.table.num_rows > limit,
-        }
-        return Response(json.dumps(body, allow_nan=False), media_type="application/json")
+            check_csv(stored)
+            return StreamingResponse(
+                csv_stream(stored, offset, limit), media_type="text/csv", headers=headers
+            )
+        return StreamingResponse(
+            arrow_stream(stored, offset, limit), media_type=ARROW_STREAM, headers=headers
+        )
+
+    @router.delete(
+        "/{job_id}/result", status_code=204, summary="Delete a finished job's stored result"
+    )
+    def delete_result(job_id: str, who: Who, request: Request) -> Response:
+        job = registry.get(job_id, who)
+        if job.state not in FINAL:
+            raise ConflictError(f"job {job_id} is {job.state}; cancel it, or delete once it ends")
+        if (answer := _elsewhere(job, request)) is not None:
+            return answer
+        if not results().delete(job_id):
+            raise ResultGoneError(f"job {job_id} has no stored result (deleted, or it expired)")
+        return Response(status_code=204)
 
     return router

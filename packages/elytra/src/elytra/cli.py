@@ -1,4 +1,5 @@
-"""The ``elytra`` command (also ``platform elytra``): run a pipeline file, list and cancel jobs.
+"""The ``elytra`` command (also ``platform elytra``): run a pipeline file, list and cancel jobs,
+read (or save, or delete) a job's stored result.
 
 ``elytra run pipeline.yaml`` runs here (embedded, on ``PLATFORM_HOME``) unless ``--url`` names
 a running platform, which then runs it as a job (datasets only). The file is the JSON form of
@@ -172,6 +173,82 @@ def cancel(
     with _client(url, token) as c:
         job = _check(c.post(f"/api/jobs/{job_id}/cancel"))
         typer.echo(f"{job['id']} {job['state']}")
+
+
+@cli.command()
+def result(
+    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    url: Annotated[str | None, PLATFORM_URL] = None,
+    token: Annotated[str | None, TOKEN] = None,
+    offset: Annotated[int, typer.Option(min=0, help="The first row.")] = 0,
+    limit: Annotated[int, typer.Option(min=0, help="Rows to print.")] = 20,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="Save every row from --offset to a .arrows (Arrow IPC stream), .csv or .parquet file."
+        ),
+    ] = None,
+    delete: Annotated[bool, typer.Option("--delete", help="Delete the stored result.")] = False,
+    as_json: Annotated[bool, JSON] = False,
+    as_csv: Annotated[bool, CSV] = False,
+) -> None:
+    """Print a page of a finished job's stored result, or save all of it (streamed, never
+    held whole), or delete it."""
+    with expected_errors():
+        fmt = output_format(as_json, as_csv)
+    if not is_valid_id(job_id):
+        fail(BadInputError(f"{job_id!r} is not a job id (26 characters, as `elytra jobs` shows)"))
+    path = f"/api/jobs/{job_id}/result"
+    with _client(url, token) as c:
+        if delete:
+            r = c.delete(path)
+            if r.status_code >= 400:
+                _check(r)
+            typer.echo(f"deleted the result of {job_id}")
+            return
+        if output is None:
+            params: dict[str, Any] = {"format": "arrow", "offset": offset, "limit": limit}
+            r = c.get(path, params=params)
+            if r.status_code >= 400:
+                _check(r)
+            print_table(pa.ipc.open_stream(r.content).read_all(), fmt)
+            return
+        rows = _save(c, path, offset, output)
+        typer.echo(f"wrote {rows} rows to {output}")
+
+
+def _save(c: httpx.Client, path: str, offset: int, output: Path) -> int:
+    """Stream the result into ``output`` (its suffix names the format); its row count."""
+    import os
+
+    import pyarrow.parquet as pq
+
+    from .remote import _StreamFile
+
+    kind = output.suffix.lower().lstrip(".")
+    if kind not in ("arrows", "csv", "parquet"):
+        fail(BadInputError(f"--output {output}: name a .arrows, .csv or .parquet file"), 2)
+    tmp = output.with_name(f".{output.name}.part")
+    fmt = "csv" if kind == "csv" else "arrow"
+    try:
+        with c.stream("GET", path, params={"format": fmt, "offset": offset}) as r:
+            if r.status_code >= 400:
+                r.read()
+                _check(r)
+            total = int(r.headers.get("x-total-rows", "0"))
+            if kind != "parquet":
+                with tmp.open("wb") as f:
+                    for chunk in r.iter_bytes(1 << 20):
+                        f.write(chunk)
+            else:
+                reader = pa.ipc.open_stream(_StreamFile(r.iter_bytes(1 << 20)))
+                with pq.ParquetWriter(tmp, reader.schema) as w:
+                    for batch in reader:
+                        w.write_batch(batch)
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return max(total - offset, 0)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,13 @@ from platform_core import PlatformError, Schema, new_id
 
 from .backends import Backend
 from .chunkrefs import chunk_ref
-from .errors import JobCancelledError, JobTimeoutError, PipelineError, TaskFailedError
+from .errors import (
+    JobCancelledError,
+    JobTimeoutError,
+    PipelineError,
+    ResultTooLargeError,
+    TaskFailedError,
+)
 from .exchange import (
     ExchangeWriter,
     aggregate_task_plan,
@@ -38,6 +44,7 @@ from .explain import render
 from .jobs import Job, JobRecorder
 from .progress import watch
 from .results import StageResults
+from .resultstore import ResultStore, ResultWriter, StoredResult
 from .settings import ElytraSettings
 from .shuffle import Shuffle
 from .sources import LakeSource, Source
@@ -202,9 +209,11 @@ class Driver:
         timeout: float | None = None,
         write: str | None = None,
         admin: bool = False,
+        store: ResultStore | None = None,
     ) -> Job:
         """Start ``p`` as a job in the background; plan errors raise here, before it starts.
-        With ``write``, its rows become a new version of that dataset (owned by ``owner``)."""
+        With ``write``, its rows become a new version of that dataset (owned by ``owner``);
+        with ``store``, they are written there (a stored result), else held as a table."""
         job = self._job(p, owner, recorder)
         self.plan(p, job.id, Path(tempfile.gettempdir()))  # unknown columns, types: now
         if write is not None:
@@ -212,7 +221,7 @@ class Driver:
         limit = timeout if timeout is not None else self.settings.job_timeout_seconds
         thread = threading.Thread(
             target=self._run,
-            args=(job, p, limit, write, admin),
+            args=(job, p, limit, write, admin, store),
             name=f"elytra-job-{job.id}",
             daemon=True,
         )
@@ -242,7 +251,8 @@ class Driver:
         self._check_writable(name)
         job = self._job(p, owner, None)
         self._run(job, p, self.settings.job_timeout_seconds, name, admin)
-        job.result()
+        if job.error is not None:
+            raise job.error
         return dict(job.record["result"])
 
     def _run(
@@ -252,8 +262,11 @@ class Driver:
         timeout: float,
         write: str | None = None,
         admin: bool = False,
+        store: ResultStore | None = None,
     ) -> None:
-        """The job from start to end; its outcome goes to ``job.finish``, never raised here."""
+        """The job from start to end; its outcome goes to ``job.finish``, never raised here.
+        Its rows go to dataset ``write``, else to ``store`` (a stored result), else to a table
+        (``collect``)."""
         job_dir = JobDir(self.settings.resolved_spill_dir(), job.id)
         spill = job_dir.acquire()  # locked while the job runs; a killed run's is swept
         stats = JobStats(job.id)
@@ -263,12 +276,25 @@ class Driver:
         table: pa.Table | None = None
         error: BaseException | None = None
         written: dict[str, Any] | None = None
+        writer: ResultWriter | None = None
         try:
-            table = self._execute(job, p, spill, stats)
+            writer = store.writer(job.id, job.owner) if store is not None else None
             if write is not None:
-                written = self._write(table, write, spill, job.owner, admin)
+                # a dataset version; a copy stored for the result route while it fits
+                written = self._write(job, p, spill, stats, write, admin, writer)
+                if writer is not None and writer.alive:
+                    written |= {"stored": True, **_stored(writer.commit(self._merge_schema(p)))}
+            elif writer is not None:
+                self._execute(job, p, spill, stats, writer.write)
+                written = {"where": "stored", **_stored(writer.commit(self._merge_schema(p)))}
+            else:
+                table = self._execute(job, p, spill, stats)
+            if written is not None and store is not None and store.holder is not None:
+                written["node"] = store.holder  # the platform of the cluster that serves it
         except BaseException as exc:
             error = exc
+            if writer is not None:
+                writer.abort()  # nothing of a failed or cancelled job's result stays
             if isinstance(exc, TaskFailedError):  # a task failed its last attempt
                 job.update(tasks=_tasks(stats, 1))
             if job.timed_out and isinstance(exc, JobCancelledError):
@@ -282,14 +308,47 @@ class Driver:
             job.finish(table, error, written)
 
     def _write(
-        self, table: pa.Table, name: str, spill: Path, owner: str | None, admin: bool
+        self,
+        job: Job,
+        p: Pipeline,
+        spill: Path,
+        stats: JobStats,
+        name: str,
+        admin: bool,
+        copy: ResultWriter | None = None,
     ) -> dict[str, Any]:
+        """Stream the job's rows into a Parquet file in its directory, then commit that file
+        as a version of dataset ``name`` (no size limit but the disk's). ``copy`` also gets
+        them while they fit its limit; past it, it is dropped and the write goes on."""
         assert self.ingest is not None
         spill.mkdir(parents=True, exist_ok=True)
         path = spill / f"{name}.parquet"
-        pq.write_table(table, path)
-        version = self.ingest(path, name, owner, admin)
-        return {"dataset": name, "version": version, "rows": table.num_rows}
+        out: list[pq.ParquetWriter] = []  # opened with the first batch's own schema
+
+        def put(batch: pa.RecordBatch) -> None:
+            if not out:
+                out.append(pq.ParquetWriter(path, batch.schema))
+            out[0].write_batch(batch)
+            if copy is not None and copy.alive:
+                try:
+                    copy.write(batch)
+                except ResultTooLargeError:
+                    copy.abort()  # the dataset holds the rows; the route answers 409
+
+        try:
+            self._execute(job, p, spill, stats, put)
+            if not out:  # no rows: the pipeline's schema
+                out.append(pq.ParquetWriter(path, self._merge_schema(p)))
+        finally:
+            for w in out:
+                w.close()
+        version = self.ingest(path, name, job.owner, admin)
+        return {"where": "dataset", "dataset": name, "version": version, "rows": stats.rows_out}
+
+    @staticmethod
+    def _merge_schema(p: Pipeline) -> pa.Schema:
+        """The schema of the job's rows (what an empty result is written with)."""
+        return _arrow_schema(p.schema)
 
     @staticmethod
     def _time_out(job: Job) -> None:
@@ -317,7 +376,17 @@ class Driver:
             out[name] = src
         return out
 
-    def _execute(self, job: Job, p: Pipeline, spill: Path, stats: JobStats) -> pa.Table:
+    def _execute(
+        self,
+        job: Job,
+        p: Pipeline,
+        spill: Path,
+        stats: JobStats,
+        on_batch: Callable[[pa.RecordBatch], None] | None = None,
+    ) -> pa.Table | None:
+        """Run the job; its rows are returned as a table, or with ``on_batch`` streamed there
+        batch by batch as the merge makes them (never held: any size under the driver's cap).
+        """
         if getattr(self.backend, "resolves_chunks", False):
             sources = _chunks_by_name(p)  # the platform that runs a task finds its chunks
         else:
@@ -336,6 +405,10 @@ class Driver:
         # queued until the backend starts it
         job.update(tasks=_tasks(stats, 0, started=False), rows_in=rows_in)
         results = StageResults(spill / "results", int(self.settings.driver_mem_cap) // 2)
+        if local:  # the workers share this disk: a large task result comes as a file
+            tasks = [_to_file(t, spill, results) for t in tasks]
+            for i, stage in enumerate(plan.stages):
+                stage.tasks = [t for t in tasks if t.stage == i]
         started = time.perf_counter()
         parts = self._exchange_parts()
         sides = plan.exchange_sides()
@@ -418,6 +491,8 @@ class Driver:
                 ]
                 index += 1
             if second:
+                if local:
+                    second = [_to_file(t, spill, results) for t in second]
                 stats.tasks_total += len(second)
                 for stage_index in sorted({t.stage for t in second}):
                     job.plan_stage(stage_index, sum(t.stage == stage_index for t in second))
@@ -436,8 +511,15 @@ class Driver:
             mem_cap_bytes=int(self.settings.driver_mem_cap), spill_dir=str(spill / "merge")
         )
         self._started(job, stats)  # a job of no tasks starts with its merge
+
+        def emit(batch: pa.RecordBatch) -> None:
+            if job.cancel_event.is_set():  # a cancel (or the timeout) stops a long write
+                raise JobCancelledError(f"job {job.id} was cancelled")
+            assert on_batch is not None
+            on_batch(batch)
+
         try:
-            merged = run(merge, config, inputs=inputs)
+            merged = run(merge, config, inputs=inputs, on_batch=emit if on_batch else None)
         except CapTooSmallError as exc:
             raise _cap_error(exc, "driver_mem_cap") from None
         if job.cancel_event.is_set():  # a cancel (or the timeout) that came during the merge
@@ -445,10 +527,9 @@ class Driver:
         out = merged.table
         stats.merge_seconds = time.perf_counter() - t0
         stats.spilled_bytes += int(merged.manifest.spill.get("bytes_written", 0))
-        assert out is not None
-        stats.rows_out = out.num_rows
+        stats.rows_out = out.num_rows if out is not None else merged.manifest.rows_out
         job.update(
-            rows_out=out.num_rows,
+            rows_out=stats.rows_out,
             spilled_bytes=stats.spilled_bytes,
             stages={
                 **{k: {"seconds": round(v, 6)} for k, v in stats.stage_seconds.items()},
@@ -475,6 +556,13 @@ class Driver:
                 index = int(result.task_id.rsplit("-s", 1)[1].split("-t", 1)[0])
                 route = routes[index]
                 done = result.stats.get("exchange")  # the task partitioned its rows itself
+                file = result.stats.get("file")  # a large result, written by the task
+                if file is not None:
+                    for table in _read_groups(Path(file["path"])):
+                        if isinstance(route, str):
+                            results.add(route, table)
+                        else:
+                            route[0].add(route[1], table)
                 if isinstance(route, str):
                     results.add(route, result.table)
                     if added is not None:
@@ -538,6 +626,27 @@ class Driver:
         return write_table(self.collect(p), path, format)
 
 
+def _to_file(task: Task, spill: Path, results: StageResults) -> Task:
+    """``task`` writing a result past an eighth of the driver's cap to a file in the job's
+    directory (``taskfile``), in row groups the merge reads under the cap."""
+    return replace(
+        task,
+        result_file=str(spill / "task-results" / f"{task.id}.parquet"),
+        result_file_bytes=max(results.budget // 4, 1),
+        result_group_bytes=results.group_bytes,
+    )
+
+
+def _read_groups(path: Path) -> Iterator[pa.Table]:
+    """A task's result file, one row group at a time; the file is removed once read."""
+    try:
+        f = pq.ParquetFile(path)
+        for i in range(f.num_row_groups):
+            yield f.read_row_group(i)
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def _chunks_by_name(p: Pipeline) -> dict[str, Source]:
     """The pipeline's sources with each lake chunk named by its hash (``lake-chunk:``)."""
     return {
@@ -591,6 +700,16 @@ def _cap_error(exc: CapTooSmallError, cap: str) -> CapTooSmallError:
     if cap == "driver_mem_cap":  # the files it reads are the job's own: not the user's to write
         message = message.replace(" (or write that file with smaller row groups)", "")
     return CapTooSmallError(f"{message}; in elytra that is {_CAPS[cap]}", **exc.details, cap=cap)
+
+
+def _stored(kept: StoredResult) -> dict[str, Any]:
+    """A stored result in the job's record."""
+    return {"rows": kept.num_rows, "bytes": kept.nbytes, "expires": kept.meta["expires"]}
+
+
+def _arrow_schema(schema: Any) -> pa.Schema:
+    """A pipeline's schema (platform or Arrow) as Arrow."""
+    return schema if isinstance(schema, pa.Schema) else schema.to_arrow()
 
 
 def _tasks(stats: JobStats, failed: int, started: bool = True) -> dict[str, int]:

@@ -7,7 +7,10 @@
     │                                               and the user's traceback text)
     ├── JobCancelledError (ConflictError)      409  the job was cancelled
     ├── JobTimeoutError                        408  the job ran past its timeout
-    ├── ResultGoneError                        410  a finished job's result is no longer kept
+    ├── ResultGoneError                        410  a finished job's result is no longer stored
+    │                                               (it expired, or was deleted)
+    ├── ResultTooLargeError (OverBudgetError)  413  a result past ELYTRA_MAX_RESULT_BYTES or
+    │                                               its owner's ELYTRA_RESULT_QUOTA_BYTES
     ├── TooManyJobsError (OverBudgetError)     429  a user's running-job limit
     └── BackendUnavailableError (UnavailableError) 503  the pool or Ray cannot be reached
 
@@ -32,6 +35,7 @@ __all__ = [
     "JobTimeoutError",
     "PipelineError",
     "ResultGoneError",
+    "ResultTooLargeError",
     "TaskFailedError",
     "TooManyJobsError",
 ]
@@ -73,10 +77,15 @@ class BackendUnavailableError(ElytraError, UnavailableError):
 
 
 class ResultGoneError(ElytraError):
-    """A finished job's result is no longer kept (results are kept within a byte budget)."""
+    """A finished job's result is no longer stored (it expired, or was deleted)."""
 
     status = 410
     kind = "gone"
+
+
+class ResultTooLargeError(ElytraError, OverBudgetError):
+    """A job's result passed the limit per job or its owner's quota of stored results; the
+    message names the limit and says how to write to a dataset instead."""
 
 
 class TooManyJobsError(ElytraError, OverBudgetError):

@@ -148,6 +148,33 @@ class Job:
         }
         self._flush(force=True)
 
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Job:
+        """A finished job of an earlier run of the platform, from its record (read only)."""
+        job = cls(str(record["id"]), owner=record.get("owner"), plan=str(record.get("plan", "")))
+        job.record = dict(record)
+        job.state = str(record["state"])
+        failed = record.get("error")
+        if job.state != "succeeded":
+            from . import errors as e
+
+            known: dict[str, type[ElytraError]] = {
+                c.kind: c
+                for c in (
+                    e.PipelineError,
+                    e.JobCancelledError,
+                    e.JobTimeoutError,
+                    e.ResultTooLargeError,
+                    e.BackendUnavailableError,
+                )
+            }
+            kind = failed.get("type") if isinstance(failed, dict) else None
+            message = failed.get("message") if isinstance(failed, dict) else None
+            error = known.get(str(kind), ElytraError)  # the status its kind had
+            job.error = error(f"job {job.id} {job.state}: {message or 'no reason kept'}")
+        job._done.set()
+        return job
+
     # --- the driver's side ------------------------------------------------------------------
 
     def update(self, force: bool = False, **fields: Any) -> None:
@@ -241,10 +268,10 @@ class Job:
             tb = getattr(error, "remote_traceback", "")
             if tb:
                 fields["error"]["traceback"] = tb[-8000:]
-        if table is not None and error is None:
+        if error is None and written is not None:  # a dataset version, or a stored result
+            fields["result"] = dict(written)
+        elif error is None and table is not None:
             fields["result"] = {"rows": table.num_rows, "bytes": table.nbytes, "where": "driver"}
-            if written is not None:
-                fields["result"] |= {"where": "dataset", **written}
         self.update(**fields)
         self._done.set()
 
@@ -267,12 +294,18 @@ class Job:
         self.cancel_event.set()
 
     def result(self, timeout: float | None = None) -> pa.Table:
-        """The job's rows; raises the job's error if it failed or was cancelled."""
+        """The job's rows; raises the job's error if it failed or was cancelled. A job whose
+        rows went to a dataset or a result store returns no table (read them from there)."""
         if not self._done.wait(timeout):
             raise ElytraError(f"job {self.id} is still {self.state} after {timeout} s")
         if self.error is not None:
             raise self.error
-        assert self.table is not None
+        if self.table is None:
+            where = (self.record.get("result") or {}).get("where")
+            raise ElytraError(
+                f"job {self.id} wrote its rows to {where!r}, not to this process: read them "
+                "from there (GET /api/jobs/{id}/result, or the dataset)"
+            )
         return self.table
 
 
@@ -296,3 +329,18 @@ def reconcile(store: Any) -> int:
     if updates:
         store.update("/jobs", updates, caller=ADMIN)
     return len(updates) // 4
+
+
+def finished(store: Any, keep: int) -> list[dict[str, Any]]:
+    """The newest ``keep`` finished job records in ``store`` (oldest first): what an earlier
+    run of the platform ran, listed again after a restart."""
+    from elkyn import ADMIN
+
+    jobs = store.get("/jobs", caller=ADMIN) or {}
+    done = [
+        r
+        for r in (jobs.values() if isinstance(jobs, dict) else ())
+        if isinstance(r, dict) and r.get("state") in FINAL and isinstance(r.get("id"), str)
+    ]
+    done.sort(key=lambda r: float(r.get("created") or 0))
+    return done[-keep:] if keep else []

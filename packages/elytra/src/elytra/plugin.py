@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .api import JobRegistry
     from .backends import Backend
     from .backends.cluster import ChunkCluster
+    from .resultstore import ResultStore
     from .session import Session
 
 # The jobs API (FastAPI), the session, the backends and the job records are imported when the
@@ -37,6 +38,8 @@ class _Platform:
         self.local: Backend | None = None
         """The worker pool, started with the platform and shared by every job and peer."""
         self.elytra: ElytraSettings | None = None
+        self.results: ResultStore | None = None
+        """Finished jobs' results on disk (``resultstore``), opened with the platform."""
         self.for_peer_counts: dict[str, int] = {}
         """Tasks run for peer platforms: ``running``, ``served``, ``failed``."""
 
@@ -56,6 +59,31 @@ class _Platform:
             raise UnavailableError("the platform is starting or stopping; retry in a moment")
         return self.local, self.chunk_cluster(), self.elytra
 
+    def forward(self, node_id: str, request: Any) -> Any:
+        """Platform ``node_id``'s answer to ``request`` (a result it holds), or None when
+        that is this platform (or there is no cluster)."""
+        from platform_core.tls import client_context
+
+        from .resultproxy import forward
+
+        cluster = self.chunk_cluster()
+        if cluster is None or node_id == cluster.me():
+            return None
+        for peer in cluster.peers():
+            if peer.id == node_id:
+                assert self.settings is not None
+                return forward(peer.url, node_id, request, client_context(self.settings))
+        raise UnavailableError(
+            f"the platform holding this result (node {node_id!r}) is not alive in this "
+            "cluster; retry when it is back"
+        )
+
+    def result_store(self) -> ResultStore:
+        """The store of results (503 while the platform starts or stops)."""
+        if self.results is None:
+            raise UnavailableError("the platform is starting or stopping; retry in a moment")
+        return self.results
+
     def __call__(self) -> Session:
         if self.session is not None:
             return self.session
@@ -68,6 +96,8 @@ class _Platform:
         from .session import Session
 
         node = current_node()  # 503 while the lake node is not running
+        if self.results is not None:
+            self.results.holder = node.node_id
         store = current_writer()  # forwards to the primary when this Elkyn is a replica
         es = package_settings(ElytraSettings, self.settings)
         self.session = Session(
@@ -81,6 +111,29 @@ class _Platform:
             ),
         )
         return self.session
+
+
+def _record(job_id: str) -> dict[str, Any] | None:
+    """A job's record in this platform's Elkyn (a job of an earlier run), or None."""
+    from elkyn import ADMIN
+    from elkyn.plugin import current_store
+
+    store = current_store()
+    found = store.get(f"/jobs/{job_id}", caller=ADMIN) if store is not None else None
+    return found if isinstance(found, dict) else None
+
+
+async def _expire_every(store: ResultStore) -> None:
+    """Remove expired results (and what killed writers left) now, then as they expire."""
+    every = min(max(store.ttl_seconds / 2, 0.2), 60.0)
+    while True:
+        try:
+            gone = await asyncio.to_thread(store.expire)
+            if gone:
+                logging.getLogger("elytra").info("%d expired job result(s) removed", gone)
+        except OSError as exc:  # a disk problem must not end the loop
+            logging.getLogger("elytra").warning("expiring job results failed: %s", exc)
+        await asyncio.sleep(every)
 
 
 def _version(info: Any) -> int:
@@ -121,14 +174,14 @@ def plugin() -> Plugin:
         if "registry" not in made:
             from .api import JobRegistry
 
-            made["registry"] = JobRegistry()
+            made["registry"] = JobRegistry(records=_record)
         return made["registry"]
 
     def router(settings: PlatformSettings) -> Any:
         from .api import make_router
         from .pool_api import make_pool_router
 
-        routes = make_router(platform, registry())
+        routes = make_router(platform, registry(), platform.result_store, platform.forward)
         # In front: ``/pool`` would otherwise be taken for a job id by ``GET /{job_id}``.
         # (Including the jobs router into another one is refused: ``POST ""`` has no path.)
         routes.routes[:0] = make_pool_router(lambda: platform.local).routes
@@ -140,7 +193,8 @@ def plugin() -> Plugin:
         from platform_core.tls import client_context
 
         from .backends.cluster import ClusterBackend
-        from .jobs import JOBS_RULES, reconcile
+        from .jobs import JOBS_RULES, finished, reconcile
+        from .resultstore import ResultStore
         from .session import make_backend
         from .spilldirs import sweep
 
@@ -151,8 +205,17 @@ def plugin() -> Plugin:
             left = await asyncio.to_thread(reconcile, store)  # jobs a killed run left "running"
             if left:
                 logging.getLogger("elytra").warning("%d unfinished job(s) marked failed", left)
+        if store is not None:  # the jobs of earlier runs: listed again, results served
+            registry().restore(await asyncio.to_thread(finished, store, registry().keep))
         es = package_settings(ElytraSettings, settings)
         await asyncio.to_thread(sweep, es.resolved_spill_dir())  # what a killed run spilled
+        platform.results = ResultStore(
+            es.resolved_result_dir(),
+            max_bytes=int(es.max_result_bytes),
+            quota_bytes=int(es.result_quota_bytes),
+            ttl_seconds=es.result_ttl_seconds,
+        )
+        expiry = asyncio.create_task(_expire_every(platform.results))
         local = await asyncio.to_thread(make_backend, es)  # `platform up` starts it
         platform.local, platform.elytra = local, es
         platform.backend = (
@@ -173,6 +236,7 @@ def plugin() -> Plugin:
         try:
             yield
         finally:
+            expiry.cancel()
             platform.settings = None
             registry().cancel_all()
             if platform.session is not None:

@@ -1,8 +1,9 @@
 """A session on a running platform: ``elytra.connect("http://host:8080", token=...)``.
 
 Pipelines are built and checked here against the datasets' schemas (fetched once), then sent
-as their JSON form to the platform's ``/api/jobs``; the platform runs them on its pool and the
-result comes back as an Arrow stream. Python functions never travel to a platform: a pipeline
+as their JSON form to the platform's ``/api/jobs``; the platform runs them on its pool, stores
+the result on its disk, and it comes back as an Arrow stream read batch by batch
+(``RemoteJob.batches``), never all at once unless asked (``result()``). Python functions never travel to a platform: a pipeline
 holding one, or local files, or an Arrow table, has no JSON form and is refused with a clear
 error — except ``read_csv``/``read_parquet``/``read_json``, which first upload the file as a
 temporary dataset (deleted when the session closes).
@@ -14,6 +15,7 @@ import contextlib
 import io
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +43,31 @@ if TYPE_CHECKING:
 
 __all__ = ["RemoteDriver", "RemoteJob", "remote_dataset"]
 
-MAX_ROWS = 10_000_000
+
+class _StreamFile:
+    """A read-only file over an HTTP body's chunks, for ``pa.ipc.open_stream``."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self.chunks = chunks
+        self.buf = bytearray()
+        self.closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self.buf) < n:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                break
+            self.buf += chunk
+        size = len(self.buf) if n < 0 else min(n, len(self.buf))
+        out = bytes(self.buf[:size])
+        del self.buf[:size]
+        return out
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
 
 
 # Elytra's classes for the kinds it has its own for; every other kind is core's class.
@@ -94,13 +120,47 @@ class RemoteJob:
     def cancel(self) -> None:
         self.record = self.driver.call("POST", f"/api/jobs/{self.id}/cancel").json()
 
-    def result(self, timeout: float | None = None) -> pa.Table:
+    def _finished(self, timeout: float | None) -> None:
         if self.wait(timeout) not in FINAL:
             raise ElytraError(f"job {self.id} is still {self.state} after {timeout} s")
-        r = self.driver.call(
-            "GET", f"/api/jobs/{self.id}/result", params={"format": "arrow", "limit": MAX_ROWS}
-        )
+
+    def batches(
+        self, offset: int = 0, limit: int | None = None, timeout: float | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """The stored result's rows ``offset`` .. ``offset + limit`` (all by default) as
+        Arrow batches, streamed: a result of any size is read one batch at a time."""
+        self._finished(timeout)
+        params: dict[str, Any] = {"format": "arrow", "offset": offset}
+        if limit is not None:
+            params["limit"] = limit
+        path = f"/api/jobs/{self.id}/result"
+        try:
+            with self.driver.http.stream("GET", path, params=params) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    _raise(r)
+                yield from pa.ipc.open_stream(_StreamFile(r.iter_bytes(1 << 20)))
+        except httpx.HTTPError as exc:
+            why = connection_hint(exc, self.driver.url) or exc
+            raise BackendUnavailableError(
+                f"the platform at {self.driver.url} cannot be reached: {why}"
+            ) from None
+
+    def page(self, offset: int = 0, limit: int = 10_000) -> dict[str, Any]:
+        """One JSON page of the result: ``rows``, ``total_rows``, ``next_offset`` (None on
+        the last page)."""
+        params = {"offset": offset, "limit": limit}
+        return dict(self.driver.call("GET", f"/api/jobs/{self.id}/result", params=params).json())
+
+    def result(self, timeout: float | None = None) -> pa.Table:
+        """The whole result as one table (in this process's memory: see ``batches``)."""
+        self._finished(timeout)
+        r = self.driver.call("GET", f"/api/jobs/{self.id}/result", params={"format": "arrow"})
         return pa.ipc.open_stream(io.BytesIO(r.content)).read_all()
+
+    def delete_result(self) -> None:
+        """Remove the stored result from the platform (it also expires on its own)."""
+        self.driver.call("DELETE", f"/api/jobs/{self.id}/result")
 
 
 class RemoteDriver:

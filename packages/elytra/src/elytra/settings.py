@@ -82,9 +82,22 @@ class ElytraSettings(PackageSettings):
     """Tasks this platform runs for its peers at once; more are answered 503 (run elsewhere)."""
     peer_max_result_bytes: ByteSize = ByteSize(2 << 30)
     """The largest result (Arrow IPC bytes) a peer may send back; past it the task runs here."""
+    max_result_bytes: ByteSize = ByteSize(1 << 30)
+    """The largest stored result of one job (Arrow IPC bytes on disk); past it the job fails
+    saying so. A dataset written with ``write`` has no such limit."""
+    result_quota_bytes: ByteSize = ByteSize(4 << 30)
+    """Stored results one user may hold at once (bytes on disk, unexpired)."""
+    result_ttl_seconds: float = Field(7 * 24 * 3600.0, gt=0)
+    """A stored result is removed this long after its job finished."""
+    result_dir: Path | None = None
+    """Where finished jobs' results are stored (default ``<home>/results/elytra``)."""
     progress: bool = True
     """Show the progress of actions that take over a second on stderr (a bar in a terminal,
     a line otherwise)."""
+
+    def resolved_result_dir(self) -> Path:
+        """Where results are stored: ``result_dir`` if set, else ``<home>/results/elytra``."""
+        return (self.result_dir or self.home / "results" / "elytra").expanduser()
 
     def resolved_spill_dir(self) -> Path:
         """Where tasks spill: ``spill_dir`` if set, else ``<home>/spill/elytra``."""

@@ -16,7 +16,9 @@ from typing import Any
 import pyarrow as pa
 
 from emsqrt import EngineConfig, run
-from emsqrt.planning import plan_from_json
+from emsqrt.planning import SchemaResolver, plan_from_json
+
+from .taskfile import ResultSpool
 
 __all__ = ["Task", "TaskResult", "execute"]
 
@@ -38,9 +40,21 @@ class Task:
     """JSON of an :class:`~elytra.shuffle.Shuffle`: when the result is at least its
     ``min_bytes``, the task hash-partitions it into files itself (a worker-side exchange) and
     returns no rows, only where they are (``stats["exchange"]``)."""
+    result_file: str = ""
+    """Where a result past ``result_file_bytes`` goes (a Parquet file on the driver's machine,
+    the attempt appended): the task streams it there and returns no rows, only the file
+    (``stats["file"]``), so neither the worker nor the driver holds it whole (``taskfile``)."""
+    result_file_bytes: int = 0
+    result_group_bytes: int = 8 << 20
+    """Row groups of that file hold about this many bytes (the driver's merge reads one
+    whole under its cap)."""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        data = asdict(self)
+        if not self.result_file:  # a peer's task names no file to write (peer_api refuses)
+            for name in ("result_file", "result_file_bytes", "result_group_bytes"):
+                del data[name]
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Task:
@@ -68,7 +82,19 @@ def execute(task: Task) -> TaskResult:
     started = time.perf_counter()
     plan = plan_from_json(task.plan, trusted=True)  # tasks come from this job's driver only
     config = EngineConfig(mem_cap_bytes=task.mem_cap, spill_dir=task.spill_dir)
-    result = run(plan, config)
+    spool: ResultSpool | None = None
+    if task.result_file and not task.exchange:  # a large result streams to the file
+        path = f"{task.result_file}.a{task.attempt}"
+        spool = ResultSpool(path, task.result_file_bytes, task.result_group_bytes)
+        try:
+            result = run(plan, config, on_batch=spool.add)
+            spool.close()
+        except BaseException:
+            spool.abort()
+            raise
+        result.table = spool.held(SchemaResolver().schema(plan))
+    else:
+        result = run(plan, config)
     assert result.table is not None  # a task plan never ends in a sink
     m = result.manifest
     shuffled: dict[str, Any] | None = None
@@ -77,13 +103,15 @@ def execute(task: Task) -> TaskResult:
 
         shuffled = Shuffle.from_json(task.exchange).maybe_write(task, result.table)
     stats = {
-        "rows_out": result.table.num_rows,
-        "bytes_out": result.table.nbytes,
+        "rows_out": result.table.num_rows if spool is None else spool.rows,
+        "bytes_out": result.table.nbytes if spool is None else spool.nbytes,
         "bytes_in": task.bytes_in,
         "spilled_bytes": m.spill.get("bytes_written", 0),
         "reserved_peak_bytes": m.memory.get("reserved_peak_bytes", 0),
     }
     table = result.table
+    if spool is not None and spool.path is not None:
+        stats["file"] = {"path": spool.path, "rows": spool.rows, "bytes": spool.nbytes}
     if shuffled is not None:
         stats["exchange"] = shuffled
         table = table.schema.empty_table()

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,9 @@ from . import plan as lp
 from .budget import MemoryBudget
 from .config import EngineConfig
 from .context import ExecContext, ProgressFn
+from .errors import EmsqrtError
 from .explain import render_explain
-from .kernel import KERNEL_FLOOR_BYTES, Unsupported, compile_plan, run_fragment
+from .kernel import KERNEL_FLOOR_BYTES, StreamBroken, Unsupported, compile_plan, run_fragment
 from .manifest import Manifest, OperatorReport, operator_reports
 from .memstats import MemoryProbe
 from .optimizer import optimize as optimize_plan
@@ -116,9 +117,13 @@ def run(
     optimize: bool = True,
     progress: ProgressFn | None = None,
     budget: MemoryBudget | None = None,
+    on_batch: Callable[[pa.RecordBatch], None] | None = None,
 ) -> RunResult:
     """Execute ``plan`` under ``config.mem_cap_bytes`` (or a given budget: one task's share
-    of a parent's cap, see ``run_parallel``) and report what it did."""
+    of a parent's cap, see ``run_parallel``) and report what it did. With ``on_batch``, each
+    result batch goes to it as it is made and none is collected (``table`` is None): the
+    caller streams a result of any size (to a file, a socket) under the cap, from the DuckDB
+    kernel as it makes them, or from the operators."""
     config = config or EngineConfig()
     resolver = SchemaResolver()
     resolver.schema(plan)  # unknown columns and type errors fail before anything runs
@@ -129,12 +134,24 @@ def run(
     budget = budget or MemoryBudget(config.mem_cap_bytes)
     if config.kernel not in ("auto", "off"):
         raise ValueError(f"kernel is 'auto' or 'off', not {config.kernel!r}")
+    streamed = on_batch is not None or isinstance(optimized, lp.Sink)
     if config.kernel == "auto" and not isinstance(optimized, lp.Sink):
-        done = _run_kernel(optimized, config, inputs, budget, phash, (started, t0))
+        try:
+            done = _run_kernel(optimized, config, inputs, budget, phash, (started, t0), on_batch)
+        except StreamBroken as broken:
+            # Rows already went out, so the operators cannot answer instead; they run once,
+            # their rows dropped, so the error the user sees is emsqrt's own.
+            run(plan, replace(config, kernel="off"), inputs=inputs, on_batch=lambda _: None)
+            raise EmsqrtError(
+                f"the query failed after {broken.rows} rows of its result were sent on "
+                f"({broken.cause} in DuckDB), where emsqrt's operators find no error; run it "
+                "with the kernel off (EngineConfig(kernel='off'))"
+            ) from None
         if done is not None:
             return done
     probe = MemoryProbe.start()
     table: pa.Table | None = None
+    streamed_rows = 0
     with sigterm_raises(), SpillManager(Path(config.spill_dir), config.spill_codec) as spill:
         ctx = ExecContext.for_cap(budget, spill, _count(optimized), progress)
         ctx.max_partitions = config.max_partitions
@@ -148,11 +165,14 @@ def run(
         root.open()
         try:
             while (batch := root.next_batch()) is not None:
-                if not isinstance(optimized, lp.Sink):
+                if on_batch is not None:
+                    on_batch(batch)
+                    streamed_rows += batch.num_rows
+                elif not isinstance(optimized, lp.Sink):
                     collected.append(batch)
         finally:
             root.close()
-        if not isinstance(optimized, lp.Sink):
+        if not streamed:
             table = pa.Table.from_batches(collected, schema=root.schema)
         spill_stats = spill.stats
     memory = {
@@ -191,7 +211,9 @@ def run(
         },
         schedule=sched.to_dict(),
         outputs=outputs,
-        rows_out=table.num_rows if table is not None else sum(o["rows"] for o in outputs),
+        rows_out=table.num_rows
+        if table is not None
+        else streamed_rows + sum(o["rows"] for o in outputs),
     )
     return RunResult(manifest, table)
 
@@ -230,18 +252,23 @@ def _run_kernel(
     budget: MemoryBudget,
     phash: str,
     began: tuple[str, float],
+    on_batch: Callable[[pa.RecordBatch], None] | None = None,
 ) -> RunResult | None:
-    """The plan as one DuckDB statement under the budget's cap, or ``None`` (operators run)."""
+    """The plan as one DuckDB statement under the budget's cap, or ``None`` (operators run);
+    with ``on_batch`` its rows stream out as DuckDB makes them."""
     if budget.cap_bytes < KERNEL_FLOOR_BYTES:
         return None
     try:
         fragment = compile_plan(plan, _as_batches(inputs))
     except Unsupported:
         return None
-    done = run_fragment(fragment, budget.cap_bytes, config.spill_dir, config.kernel_threads)
+    done = run_fragment(
+        fragment, budget.cap_bytes, config.spill_dir, config.kernel_threads, on_batch
+    )
     if done is None:
         return None
     table = done.table
+    rows = table.num_rows if table is not None else done.rows
     report = OperatorReport(
         id=0,
         op="kernel",
@@ -249,8 +276,8 @@ def _run_kernel(
         depth=0,
         estimated_rows=None,
         estimated_bytes=None,
-        rows=table.num_rows,
-        bytes=table.nbytes,
+        rows=rows,
+        bytes=table.nbytes if table is not None else 0,
         spilled_bytes=done.spilled_bytes,
         spill_files=0,
         runs=0,
@@ -266,7 +293,7 @@ def _run_kernel(
     }
     spill = {"bytes_written": done.spilled_bytes, "bytes_read": 0, "files": 0}
     schedule = {"kernel": "duckdb", "sql_bytes": len(fragment.sql)}
-    manifest = _manifest(phash, config, began, [report], memory, spill, schedule, [], len(table))
+    manifest = _manifest(phash, config, began, [report], memory, spill, schedule, [], rows)
     return RunResult(manifest, table)
 
 

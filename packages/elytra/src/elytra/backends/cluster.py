@@ -25,7 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -373,7 +373,11 @@ class _PeerRun:
         deadline = time.monotonic() + self.backend.lease_seconds
         try:
             with self.client.stream(
-                "POST", peer.url + TASKS_PATH, content=task.to_json().encode(), headers=headers
+                "POST",
+                peer.url + TASKS_PATH,
+                # a result file is on this machine's disk: a peer sends its rows back instead
+                content=replace(task, result_file="").to_json().encode(),
+                headers=headers,
             ) as r:
                 if r.status_code != 200:
                     r.read()

@@ -8,12 +8,13 @@ anything DuckDB cannot finish: the answer and the cap are emsqrt's either way.
 """
 
 from .compile import Fragment, Unsupported, compile_plan
-from .run import KERNEL_FLOOR_BYTES, KernelRun, run_fragment
+from .run import KERNEL_FLOOR_BYTES, KernelRun, StreamBroken, run_fragment
 
 __all__ = [
     "KERNEL_FLOOR_BYTES",
     "Fragment",
     "KernelRun",
+    "StreamBroken",
     "Unsupported",
     "compile_plan",
     "run_fragment",

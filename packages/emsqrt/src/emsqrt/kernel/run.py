@@ -20,6 +20,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,10 @@ import pyarrow as pa
 
 from platform_core.expr.render import quote_string
 
+from ..errors import CapTooSmallError
 from .compile import Fragment
 
-__all__ = ["KERNEL_FLOOR_BYTES", "KernelRun", "run_fragment"]
+__all__ = ["KERNEL_FLOOR_BYTES", "KernelRun", "StreamBroken", "run_fragment"]
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +42,13 @@ KERNEL_FLOOR_BYTES = 24 << 20
 
 @dataclass
 class KernelRun:
-    """A fragment's rows and what running it cost."""
+    """A fragment's rows (None when they were streamed) and what running it cost."""
 
-    table: pa.Table
+    table: pa.Table | None
     seconds: float
     memory_limit: int
     spilled_bytes: int
+    rows: int = 0
 
 
 def memory_limit(cap: int) -> int:
@@ -86,9 +89,18 @@ def _connection(limit: int, threads: int, temp: Path) -> Any:
 
 
 def run_fragment(
-    fragment: Fragment, cap: int, spill_dir: str | Path, threads: int = 1
+    fragment: Fragment,
+    cap: int,
+    spill_dir: str | Path,
+    threads: int = 1,
+    on_batch: Callable[[pa.RecordBatch], None] | None = None,
 ) -> KernelRun | None:
-    """Run ``fragment`` on this thread's DuckDB connection; ``None`` when the operators must."""
+    """Run ``fragment`` on this thread's DuckDB connection; ``None`` when the operators must.
+    With ``on_batch``, the rows stream out batch by batch as DuckDB makes them (a join that
+    explodes stays within DuckDB's limit); a failure after the first batch was handed on
+    cannot go to the operators, which would send those rows again: it raises."""
+    if on_batch is not None:
+        return _stream_fragment(fragment, cap, spill_dir, threads, on_batch)
     import duckdb
 
     started = time.perf_counter()
@@ -125,6 +137,99 @@ def run_fragment(
         log.info("kernel: result does not conform (%s); running emsqrt's operators", exc)
         return None
     return KernelRun(table, time.perf_counter() - started, limit, spilled)
+
+
+def _stream_fragment(
+    fragment: Fragment,
+    cap: int,
+    spill_dir: str | Path,
+    threads: int,
+    on_batch: Callable[[pa.RecordBatch], None],
+) -> KernelRun | None:
+    import duckdb
+
+    started = time.perf_counter()
+    limit = memory_limit(cap)
+    temp = Path(spill_dir) / f"kernel-{os.getpid()}-{next(_RUNS)}"
+    try:
+        con = _connection(limit, threads, temp)
+    except duckdb.Error as exc:  # pragma: no cover - a broken install
+        log.warning("kernel: DuckDB would not start (%s); running emsqrt's operators", exc)
+        shutil.rmtree(temp, ignore_errors=True)
+        return None
+    rows = spilled = 0
+    reader: Any = None
+    # DuckDB's errors reach us as duckdb.Error while the statement is bound, and as Arrow
+    # or OS errors through the stream once it runs; what ``on_batch`` raises is the caller's
+    # and passes untouched.
+    failures = (duckdb.Error, pa.ArrowException, OSError)
+    try:
+        for name, table in fragment.tables.items():
+            con.register(name, table)
+        reader = con.sql(fragment.sql).to_arrow_reader(_batch_rows(fragment.schema, limit))
+        batches = iter(reader)
+        while True:
+            try:
+                batch = next(batches, None)
+            except failures as exc:
+                if not rows:
+                    log.info("kernel: %s: %s; running emsqrt's operators", type(exc).__name__, exc)
+                    return None
+                if isinstance(exc, duckdb.OutOfMemoryException) or "Out of Memory" in str(exc):
+                    raise CapTooSmallError(
+                        f"the query ran out of memory under the cap of {cap} bytes after {rows} "
+                        "rows of its result were sent on; raise the cap",
+                        cap_bytes=cap,
+                    ) from None
+                raise StreamBroken(rows, type(exc).__name__) from None
+            if batch is None:
+                break
+            if not batch.num_rows:
+                continue
+            try:
+                out = conform(pa.Table.from_batches([batch]), fragment.schema)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError):
+                if rows:
+                    raise StreamBroken(rows, "a result that does not conform") from None
+                log.info("kernel: result does not conform; running emsqrt's operators")
+                return None
+            for piece in out.to_batches():
+                on_batch(piece)
+            rows += batch.num_rows
+        spilled = _spilled(con)
+    except duckdb.Error as exc:  # binding the statement: nothing was sent yet
+        log.info("kernel: %s: %s; running emsqrt's operators", type(exc).__name__, exc)
+        return None
+    finally:
+        if reader is not None:
+            with contextlib.suppress(Exception):
+                reader.close()
+        for name in fragment.tables:
+            with contextlib.suppress(duckdb.Error):
+                con.unregister(name)
+        shutil.rmtree(temp, ignore_errors=True)
+    return KernelRun(None, time.perf_counter() - started, limit, spilled, rows)
+
+
+class StreamBroken(Exception):
+    """DuckDB failed after ``rows`` rows were streamed on: the operators cannot take over
+    (they would send those rows again); the engine runs them only to name the error."""
+
+    def __init__(self, rows: int, cause: str) -> None:
+        super().__init__(f"the DuckDB kernel failed ({cause}) after {rows} rows")
+        self.rows, self.cause = rows, cause
+
+
+def _batch_rows(schema: pa.Schema, limit: int) -> int:
+    """Rows per streamed batch: about a 64th of DuckDB's limit, by the schema's row width
+    (32 bytes for each variable-width column), between 1024 and 1 Mi rows."""
+    width = 0
+    for f in schema:
+        try:
+            width += max(f.type.bit_width // 8, 1)
+        except ValueError:
+            width += 32
+    return min(max((limit // 64) // max(width, 1), 1024), 1 << 20)
 
 
 def _spilled(con: Any) -> int:

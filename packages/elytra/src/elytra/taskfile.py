@@ -1,0 +1,73 @@
+"""A task's large result goes to a file on the driver's machine, not through the driver.
+
+A task given a ``result_file`` takes its plan's batches as they are made (the DuckDB kernel
+streams them): it holds them while they are under ``result_file_bytes``, then writes them
+and every later one to that Parquet file, one row group per about ``result_group_bytes``,
+and returns only the file. Neither the worker nor the driver holds a result that explodes
+(a many-to-many join): the driver reads the file back row group by row group. A failed
+write leaves no file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .results import _groups
+
+__all__ = ["ResultSpool"]
+
+
+class ResultSpool:
+    """``add(batch)`` as the plan makes them; then ``held()`` (the rows, if they stayed
+    small) or ``close()`` (the file, if they did not); ``abort()`` on failure."""
+
+    def __init__(self, path: str, threshold: int, group_bytes: int) -> None:
+        self.target = path
+        self.threshold = threshold
+        self.group_bytes = max(group_bytes, 1024)
+        self.batches: list[pa.RecordBatch] = []
+        self.held_bytes = 0
+        self.nbytes = 0
+        self.rows = 0
+        self.path: str | None = None
+        self._writer: pq.ParquetWriter | None = None
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        self.rows += batch.num_rows
+        self.nbytes += batch.nbytes
+        if self._writer is not None:
+            self._write(batch)
+            return
+        self.batches.append(batch)
+        self.held_bytes += batch.nbytes
+        if self.held_bytes > self.threshold:
+            Path(self.target).parent.mkdir(parents=True, exist_ok=True)
+            self.path = self.target
+            self._writer = pq.ParquetWriter(self.target, batch.schema, compression="none")
+            held, self.batches, self.held_bytes = self.batches, [], 0
+            for b in held:
+                self._write(b)
+
+    def _write(self, batch: pa.RecordBatch) -> None:
+        assert self._writer is not None
+        table = pa.Table.from_batches([batch])
+        for start, stop in _groups(table, self.group_bytes):
+            part = table.slice(start, stop - start)
+            self._writer.write_table(part, row_group_size=max(part.num_rows, 1))
+
+    def held(self, schema: pa.Schema) -> pa.Table:
+        """The rows held (all of them unless they went to the file); ``schema`` when none."""
+        return pa.Table.from_batches(self.batches) if self.batches else schema.empty_table()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def abort(self) -> None:
+        self.close()
+        if self.path is not None:
+            Path(self.path).unlink(missing_ok=True)
