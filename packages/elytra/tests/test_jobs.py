@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,3 +156,20 @@ def test_an_embedded_sessions_job_is_recorded_in_its_homes_database(
     assert record["state"] == "succeeded"
     assert record["rows_out"] == 7
     assert record["tasks"]["done"] == record["tasks"]["total"] == 5
+
+
+def test_a_script_that_submits_a_job_exits_cleanly(parts_dir: Path, tmp_path: Path) -> None:
+    """A job thread's DuckDB connection was a thread-local, destroyed while the thread was
+    torn down: a script ending right after ``submit().wait()`` aborted (C++ terminate, exit
+    134) whenever that teardown was still running at exit."""
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import elytra\n"
+        f"with elytra.connect(home={str(tmp_path / 'home')!r}, backend='inline') as s:\n"
+        f"    p = s.read_parquet({str(parts_dir)!r} + '/*.parquet')\n"
+        "    job = p.group_by('k').agg('sum(v) AS s').submit()\n"
+        "    assert job.wait(60) == 'succeeded'\n"
+    )
+    for _ in range(3):  # the abort needed the exit to overlap the teardown: it did every time
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]

@@ -316,3 +316,23 @@ def test_times_are_utc_whatever_the_process_zone(
     finally:
         monkeypatch.delenv("TZ")
         _time.tzset()
+
+
+def test_a_kernel_run_that_spills_into_a_spill_dir_not_made_yet(tmp_path: Path) -> None:
+    """The task's spill directory is made lazily by the operators; DuckDB makes its own
+    temporary directory only when it spills, and only under an existing parent. Before the
+    fix every kernel run that had to spill failed there and went to the operators (the elytra
+    bench's q8 took 36 s instead of about 1 s)."""
+    n = 2_000_000
+    path = tmp_path / "big.parquet"
+    pq.write_table(pa.table({"k": np.arange(n), "v": np.ones(n, dtype=np.int64)}), path)
+    spill = tmp_path / "job" / "s0-t0"  # not made yet, like a task's
+    plan = agg(lp.Scan(str(path), "parquet"), ("k",), "full", "sum(v)", "count(*)")
+    r = run(plan, EngineConfig(spill_dir=str(spill), mem_cap_bytes=64 << 20))
+    # under 32 MiB DuckDB spills these 2M groups: without the directory it failed, and the
+    # operators ran instead
+    assert [o.op for o in r.manifest.operators] == ["kernel"]
+    assert r.table is not None
+    assert r.table.num_rows == n
+    assert r.table.column("o1").to_numpy().sum() == n
+    assert not any(spill.iterdir())  # the run's own directory went with it

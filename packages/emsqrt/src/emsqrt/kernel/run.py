@@ -13,6 +13,7 @@ column names. Foreign messages never reach the user.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import logging
@@ -56,8 +57,27 @@ def memory_limit(cap: int) -> int:
     return max(16 << 20, cap // 2)
 
 
-_LOCAL = threading.local()
+_CONNECTIONS: dict[int, Any] = {}
+"""Each thread's DuckDB connection, by thread id. Not a ``threading.local``: that one is
+destroyed while its thread is torn down, which a process exiting meanwhile (an embedded
+``submit()`` and the end of a script) turned into C++'s terminate (exit 134). Connections of
+threads that ended are closed by the next caller, and the rest at exit."""
+_CONNECTIONS_LOCK = threading.Lock()
 _RUNS = itertools.count()
+
+
+def _close_quietly(con: Any) -> None:
+    with contextlib.suppress(Exception):
+        con.close()
+
+
+@atexit.register
+def _close_all() -> None:
+    with _CONNECTIONS_LOCK:
+        cons = list(_CONNECTIONS.values())
+        _CONNECTIONS.clear()
+    for con in cons:
+        _close_quietly(con)
 
 
 def _connection(limit: int, threads: int, temp: Path) -> Any:
@@ -66,7 +86,15 @@ def _connection(limit: int, threads: int, temp: Path) -> Any:
     into the old one, and only then is the connection replaced)."""
     import duckdb
 
-    con = getattr(_LOCAL, "con", None)
+    # current_thread() registers a thread Python did not start (Ray's, a C library's), so
+    # that enumerate() lists it and its connection is never taken for a dead thread's
+    me = threading.current_thread().ident or threading.get_ident()
+    with _CONNECTIONS_LOCK:
+        con = _CONNECTIONS.get(me)
+        alive = {t.ident for t in threading.enumerate()}
+        gone = [_CONNECTIONS.pop(i) for i in list(_CONNECTIONS) if i != me and i not in alive]
+    for old in gone:
+        _close_quietly(old)
     settings = (
         f"SET memory_limit = '{limit // 1024}KiB'; SET threads = {max(1, threads)}; "
         f"SET temp_directory = {quote_string(str(temp))}; "
@@ -77,15 +105,34 @@ def _connection(limit: int, threads: int, temp: Path) -> Any:
             con.execute(settings)
             return con
         except duckdb.Error:
-            con.close()
-            _LOCAL.con = None
+            _close_quietly(con)
     con = duckdb.connect(
         ":memory:",
         config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
     )
     con.execute(settings)
-    _LOCAL.con = con
+    with _CONNECTIONS_LOCK:
+        _CONNECTIONS[me] = con
     return con
+
+
+def _open(limit: int, threads: int, spill_dir: str | Path) -> tuple[Any, Path] | None:
+    """This thread's connection set for a run, and the run's own temporary directory.
+
+    DuckDB makes that directory only when it spills, and only if its parent exists: the
+    task's spill directory is made here (emsqrt's operators make it lazily), else every
+    fragment that had to spill failed and went to the operators (q8 of the elytra bench
+    took 36 s that way instead of 1 s). None: DuckDB or the directory cannot be had."""
+    import duckdb
+
+    temp = Path(spill_dir) / f"kernel-{os.getpid()}-{next(_RUNS)}"
+    try:
+        temp.parent.mkdir(parents=True, exist_ok=True)
+        return _connection(limit, threads, temp), temp
+    except (duckdb.Error, OSError) as exc:
+        log.warning("kernel: DuckDB would not start here (%s); running emsqrt's operators", exc)
+        shutil.rmtree(temp, ignore_errors=True)
+        return None
 
 
 def run_fragment(
@@ -105,13 +152,10 @@ def run_fragment(
 
     started = time.perf_counter()
     limit = memory_limit(cap)
-    temp = Path(spill_dir) / f"kernel-{os.getpid()}-{next(_RUNS)}"
-    try:
-        con = _connection(limit, threads, temp)
-    except duckdb.Error as exc:  # pragma: no cover - a broken install
-        log.warning("kernel: DuckDB would not start (%s); running emsqrt's operators", exc)
-        shutil.rmtree(temp, ignore_errors=True)
+    opened = _open(limit, threads, spill_dir)
+    if opened is None:
         return None
+    con, temp = opened
     spilled = 0
     try:
         for name, table in fragment.tables.items():
@@ -150,13 +194,10 @@ def _stream_fragment(
 
     started = time.perf_counter()
     limit = memory_limit(cap)
-    temp = Path(spill_dir) / f"kernel-{os.getpid()}-{next(_RUNS)}"
-    try:
-        con = _connection(limit, threads, temp)
-    except duckdb.Error as exc:  # pragma: no cover - a broken install
-        log.warning("kernel: DuckDB would not start (%s); running emsqrt's operators", exc)
-        shutil.rmtree(temp, ignore_errors=True)
+    opened = _open(limit, threads, spill_dir)
+    if opened is None:
         return None
+    con, temp = opened
     rows = spilled = 0
     reader: Any = None
     # DuckDB's errors reach us as duckdb.Error while the statement is bound, and as Arrow
