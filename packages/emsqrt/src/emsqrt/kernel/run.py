@@ -98,7 +98,8 @@ def _connection(limit: int, threads: int, temp: Path) -> Any:
     settings = (
         f"SET memory_limit = '{limit // 1024}KiB'; SET threads = {max(1, threads)}; "
         f"SET temp_directory = {quote_string(str(temp))}; "
-        "SET TimeZone = 'UTC'"  # the expression language's time zone, whatever the process's
+        "SET TimeZone = 'UTC'; "  # the expression language's time zone, whatever the process's
+        "SET enable_progress_bar = false"  # a task's stderr is the user's: no bars in it
     )
     if con is not None:
         try:
