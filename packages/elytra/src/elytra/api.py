@@ -316,6 +316,8 @@ def make_router(
             ),
         ] = None,
     ) -> Response:
+        if format == "json" and limit == 0:
+            raise BadInputError("a JSON page holds at least one row: give limit >= 1")
         if format == "json" and limit is not None and limit > JSON_ROWS:
             raise BadInputError(
                 f"a JSON page holds at most {JSON_ROWS} rows; page with offset, or ask for "

@@ -309,10 +309,11 @@ class Job:
         return self.table
 
 
-def reconcile(store: Any) -> int:
+def reconcile(store: Any) -> list[str]:
     """Mark the records of jobs a previous run of the platform left unfinished (it stopped or
-    was killed while they ran) as failed, saying so; returns how many. Run at start, before
-    any job of this run exists."""
+    was killed while they ran) as failed, saying so; returns their ids (a result such a job
+    committed just before the kill is the caller's to remove). Run at start, before any job
+    of this run exists."""
     from elkyn import ADMIN
 
     jobs = store.get("/jobs", caller=ADMIN) or {}
@@ -328,7 +329,7 @@ def reconcile(store: Any) -> int:
             }
     if updates:
         store.update("/jobs", updates, caller=ADMIN)
-    return len(updates) // 4
+    return sorted({key.split("/", 1)[0] for key in updates})
 
 
 def finished(store: Any, keep: int) -> list[dict[str, Any]]:

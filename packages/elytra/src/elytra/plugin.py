@@ -9,7 +9,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from platform_core import PlatformSettings, Plugin, UnavailableError, package_settings
+from platform_core import (
+    PlatformError,
+    PlatformSettings,
+    Plugin,
+    UnavailableError,
+    package_settings,
+)
 
 from .settings import ElytraSettings
 
@@ -131,7 +137,7 @@ async def _expire_every(store: ResultStore) -> None:
             gone = await asyncio.to_thread(store.expire)
             if gone:
                 logging.getLogger("elytra").info("%d expired job result(s) removed", gone)
-        except OSError as exc:  # a disk problem must not end the loop
+        except (OSError, PlatformError) as exc:  # a disk problem must not end the loop
             logging.getLogger("elytra").warning("expiring job results failed: %s", exc)
         await asyncio.sleep(every)
 
@@ -201,10 +207,11 @@ def plugin() -> Plugin:
         store = current_store()
         if store is not None:
             store.reserve("jobs", JOBS_RULES)  # in memory only on a replica
+        left: list[str] = []
         if store is not None and store.replica_of is None:  # a replica's jobs are the primary's
             left = await asyncio.to_thread(reconcile, store)  # jobs a killed run left "running"
             if left:
-                logging.getLogger("elytra").warning("%d unfinished job(s) marked failed", left)
+                logging.getLogger("elytra").warning("%d unfinished job(s) marked failed", len(left))
         if store is not None:  # the jobs of earlier runs: listed again, results served
             registry().restore(await asyncio.to_thread(finished, store, registry().keep))
         es = package_settings(ElytraSettings, settings)
@@ -215,6 +222,8 @@ def plugin() -> Plugin:
             quota_bytes=int(es.result_quota_bytes),
             ttl_seconds=es.result_ttl_seconds,
         )
+        for job_id in left:  # committed just before the kill, its job failed: not kept
+            await asyncio.to_thread(platform.results.delete, job_id)
         expiry = asyncio.create_task(_expire_every(platform.results))
         local = await asyncio.to_thread(make_backend, es)  # `platform up` starts it
         platform.local, platform.elytra = local, es

@@ -15,18 +15,37 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
-from platform_core import json_rows, write_csv_bytes
+from platform_core import BadInputError, json_rows, write_csv_bytes
 
 from .resultstore import StoredResult
 
 __all__ = ["arrow_stream", "csv_stream", "json_page"]
 
 
+JSON_PAGE_BYTES = 16 << 20
+"""A JSON page holds rows up to this many bytes of Arrow data (at least one row): a page of
+wide rows is shorter, and its ``next_offset`` says where the next one starts. The JSON text
+is a few times the Arrow bytes, so one page costs the gateway tens of MiB at most."""
+
+
 def json_page(result: StoredResult, offset: int, limit: int) -> bytes:
-    """Rows ``offset`` .. ``offset + limit`` as ``{columns, rows, offset, limit, total_rows,
-    next_offset, truncated}``; ``next_offset`` is None on the last page."""
+    """Rows ``offset`` .. ``offset + limit`` (fewer if they pass ``JSON_PAGE_BYTES``) as
+    ``{columns, rows, offset, limit, total_rows, next_offset, truncated}``; ``next_offset`` is
+    None on the last page."""
     schema = result.schema()
-    batches = list(result.batches(offset, limit))
+    batches: list[pa.RecordBatch] = []
+    held = 0
+    for batch in result.batches(offset, limit):
+        room = JSON_PAGE_BYTES - held
+        if batch.nbytes > room:
+            # the rows that fit by their average width, at least one if the page is empty
+            width = max(batch.nbytes // max(batch.num_rows, 1), 1)
+            take = max(room // width, 0 if batches else 1)
+            if take:
+                batches.append(batch.slice(0, take))
+            break
+        batches.append(batch)
+        held += batch.nbytes
     table = pa.Table.from_batches(batches, schema=schema)
     end = offset + table.num_rows
     more = end < result.num_rows
@@ -61,8 +80,22 @@ def arrow_stream(result: StoredResult, offset: int, limit: int | None) -> Iterat
 
 
 def check_csv(result: StoredResult) -> None:
-    """``BadInputError`` now (before a response starts) if CSV cannot hold the columns."""
-    write_csv_bytes(result.schema().empty_table(), instead="ask for json or arrow")
+    """``BadInputError`` now (before a response starts) if CSV cannot hold the columns.
+    Binary columns are refused whatever they hold: bytes that are not UTF-8 would break the
+    stream half-way, after its 200."""
+    schema = result.schema()
+    binary = [
+        f.name
+        for f in schema
+        if pa.types.is_binary(f.type)
+        or pa.types.is_large_binary(f.type)
+        or pa.types.is_fixed_size_binary(f.type)
+    ]
+    if binary:
+        raise BadInputError(
+            f"CSV cannot hold the binary column(s) {binary}; ask for format=arrow or json"
+        )
+    write_csv_bytes(schema.empty_table(), instead="ask for json or arrow")
 
 
 def csv_stream(result: StoredResult, offset: int, limit: int | None) -> Iterator[bytes]:

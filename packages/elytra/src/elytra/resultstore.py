@@ -35,6 +35,8 @@ from .spilldirs import JobDir, sweep
 
 __all__ = ["ResultStore", "ResultWriter", "StoredResult"]
 
+STORED_BATCH_BYTES = 8 << 20
+"""The most one stored batch holds (rows wider than it are stored one per batch)."""
 RESULT = "result.arrow"
 META = "meta.json"
 WRITING = ".writing"
@@ -48,10 +50,21 @@ _HOW = (
 
 @dataclass(frozen=True)
 class StoredResult:
-    """A stored result: its schema, size and batches, read from disk on demand."""
+    """A stored result: its schema, size and batches, read from disk on demand.
+
+    The file is opened once, when the result is opened: a delete or an expiry that removes
+    it meanwhile does not cut a page or a stream being served (the open file stays whole
+    until the reader lets it go); a reader that comes after gets ``ResultGoneError``."""
 
     path: Path
     meta: dict[str, Any]
+    source: Any = None
+    """The open ``result.arrow`` (a ``pyarrow.OSFile``); None for a result just written."""
+
+    def _reader(self) -> pa.ipc.RecordBatchFileReader:
+        if self.source is None:
+            object.__setattr__(self, "source", pa.OSFile(str(self.path / RESULT)))
+        return pa.ipc.open_file(self.source)
 
     @property
     def num_rows(self) -> int:
@@ -66,8 +79,7 @@ class StoredResult:
         return self.meta.get("owner")
 
     def schema(self) -> pa.Schema:
-        with pa.OSFile(str(self.path / RESULT)) as f:
-            return pa.ipc.open_file(f).schema
+        return self._reader().schema
 
     def batches(self, offset: int = 0, limit: int | None = None) -> Iterator[pa.RecordBatch]:
         """Rows ``offset`` to ``offset + limit`` (to the end when None), one stored batch at a
@@ -78,15 +90,14 @@ class StoredResult:
         if limit is not None:
             stop = min(stop, offset + limit)
         first = int(np.searchsorted(ends, offset, side="right"))
-        with pa.OSFile(str(self.path / RESULT)) as f:
-            reader = pa.ipc.open_file(f)
-            for i in range(first, len(counts)):
-                begin = int(ends[i] - counts[i])
-                if begin >= stop:
-                    break
-                batch = reader.get_batch(i)
-                lo, hi = max(offset - begin, 0), min(stop - begin, batch.num_rows)
-                yield batch.slice(lo, hi - lo)
+        reader = self._reader()
+        for i in range(first, len(counts)):
+            begin = int(ends[i] - counts[i])
+            if begin >= stop:
+                break
+            batch = reader.get_batch(i)
+            lo, hi = max(offset - begin, 0), min(stop - begin, batch.num_rows)
+            yield batch.slice(lo, hi - lo)
 
 
 class ResultWriter:
@@ -95,7 +106,10 @@ class ResultWriter:
 
     def __init__(self, store: ResultStore, job_id: str, owner: str | None) -> None:
         self.store, self.job_id, self.owner = store, job_id, owner
-        self._used = store.used(owner)  # stored now; the owner's other writers count as they go
+        # stored now; the owner's other writers count as they go, and what they commit after
+        # this writer started counts from then on (ResultStore.others)
+        self._used = store.used(owner)
+        self._since = store.committed(owner)
         self.limit, self.limit_name = store.max_bytes, "ELYTRA_MAX_RESULT_BYTES"
         self.size = 0
         self._dir = JobDir(store.root / WRITING, job_id)
@@ -117,13 +131,22 @@ class ResultWriter:
         if self._writer is None:
             self._writer = pa.ipc.new_file(self._file, batch.schema)
         if batch.num_rows:
-            self._writer.write_batch(batch)
-            self.rows += batch.num_rows
-            self.counts.append(batch.num_rows)
+            # stored in pieces of at most STORED_BATCH_BYTES: a reader loads one stored batch
+            # at a time, so that bounds what serving any page or stream holds
+            width = max(batch.nbytes // batch.num_rows, 1)
+            step = max(STORED_BATCH_BYTES // width, 1)
+            for start in range(0, batch.num_rows, step):
+                piece = batch.slice(start, step)
+                self._writer.write_batch(piece)
+                self.rows += piece.num_rows
+                self.counts.append(piece.num_rows)
         self.size = self._file.tell()
         if self.size > self.limit:
             raise self._over()
-        others = self.store.writing(self.owner, self)
+        self._check_quota()
+
+    def _check_quota(self) -> None:
+        others = self.store.others(self.owner, self, self._since)
         if self._used + others + self.size > self.store.quota_bytes:
             raise self._over(others)
 
@@ -153,6 +176,10 @@ class ResultWriter:
         self._writer.close()
         self._file.close()
         size = (self.path / RESULT).stat().st_size
+        self.size = size
+        if size > self.limit:
+            raise self._over()
+        self._check_quota()  # jobs of the same owner that finished meanwhile count now
         now = time.time()
         meta = {
             "job_id": self.job_id,
@@ -167,7 +194,7 @@ class ResultWriter:
         target = self.store.root / self.job_id
         os.replace(self.path, target)  # the whole directory at once (both on ``root``)
         self.alive = False
-        self.store.live(self, False)
+        self.store.live(self, False, committed=size)
         self._dir.release()
         return StoredResult(target, meta)
 
@@ -196,18 +223,29 @@ class ResultStore:
         self.holder: str | None = None
         """This platform's node id (the cluster reaches its results through it), once known."""
         self._live: set[ResultWriter] = set()
+        self._committed: dict[str | None, int] = {}
+        """Bytes each owner's writers committed since this store opened (only ever grows)."""
         self._lock = threading.Lock()
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def live(self, writer: ResultWriter, writing: bool) -> None:
-        """``writer`` starts (or stops) counting against its owner's quota as it writes."""
+    def live(self, writer: ResultWriter, writing: bool, committed: int = 0) -> None:
+        """``writer`` starts (or stops) counting against its owner's quota as it writes; a
+        commit moves its ``committed`` bytes to the owner's committed count in one step."""
         with self._lock:
             (self._live.add if writing else self._live.discard)(writer)
+            if committed:
+                self._committed[writer.owner] = self._committed.get(writer.owner, 0) + committed
 
-    def writing(self, owner: str | None, but: ResultWriter) -> int:
-        """Bytes ``owner``'s other results being written hold so far."""
+    def committed(self, owner: str | None) -> int:
         with self._lock:
-            return sum(w.size for w in self._live if w.owner == owner and w is not but)
+            return self._committed.get(owner, 0)
+
+    def others(self, owner: str | None, but: ResultWriter, since: int) -> int:
+        """Bytes ``owner``'s other results hold beyond what ``but`` found stored when it
+        started: being written now, or committed since (committed as ``since``)."""
+        with self._lock:
+            writing = sum(w.size for w in self._live if w.owner == owner and w is not but)
+            return writing + self._committed.get(owner, 0) - since
 
     def writer(self, job_id: str, owner: str | None) -> ResultWriter:
         return ResultWriter(self, job_id, owner)
@@ -233,7 +271,14 @@ class ResultStore:
                 f"the result of job {job_id} expired (results are kept "
                 f"ELYTRA_RESULT_TTL_SECONDS = {self.ttl_seconds:g} s); run the job again"
             )
-        return StoredResult(self.root / job_id, meta)
+        try:  # opened now: a delete from here on cannot cut what this reader serves
+            source = pa.OSFile(str(self.root / job_id / RESULT))
+        except (FileNotFoundError, pa.ArrowIOError):
+            raise ResultGoneError(
+                f"the result of job {job_id} is no longer stored (deleted, or it expired); "
+                "run the job again"
+            ) from None
+        return StoredResult(self.root / job_id, meta, source)
 
     def delete(self, job_id: str) -> bool:
         """Remove a stored result; False when there was none."""
