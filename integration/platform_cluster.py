@@ -8,7 +8,9 @@ seconds, not minutes; chunks and tasks are small so a small dataset spreads over
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
+import subprocess
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -161,3 +163,18 @@ def members_alive(url: str, cluster: Cluster) -> int:
         f"{url}/api/lake/nodes", headers=cluster.admin(), timeout=10, verify=cluster.verify
     )
     return sum(1 for m in r.json()["members"] if m["state"] == "alive")
+
+
+def user_cli(home: Path, *args: str, stdin: str = "") -> None:
+    """``platform user ARGS --home HOME`` as an operator runs it (no PLATFORM_* of the test
+    process); fails the test with its stderr unless it exits 0."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
+    done = subprocess.run(
+        [str(command("platform")), "user", *args, "--home", str(home)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr

@@ -11,8 +11,6 @@ are unique to this module: the cluster is shared with other tests.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from figures import record
-from platform_cluster import Cluster, wait_for
+from platform_cluster import Cluster, user_cli, wait_for
 from servers import command
 
 pytestmark = pytest.mark.timeout(900)
@@ -32,19 +30,6 @@ watch (0.5 s) and replication; the bound below allows a loaded machine more."""
 FAIL_AFTER = 30.0
 NAME_LIMIT = 10  # platform_gateway.throttle.NAME_LIMIT, restated: the test's own oracle
 PAIR_LIMIT = 5
-
-
-def user_cli(home: Path, *args: str, stdin: str = "") -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
-    done = subprocess.run(
-        [str(command("platform")), "user", *args, "--home", str(home)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
 
 
 def add_user(cluster: Cluster, name: str, password: str, *flags: str) -> None:

@@ -10,8 +10,6 @@ login throttle of one test does not hold back another.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,8 +19,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from platform_cluster import SECRET, Cluster, start_cluster, wait_for
-from servers import command
+from platform_cluster import SECRET, Cluster, start_cluster, user_cli, wait_for
 
 from platform_core import PlatformError
 
@@ -39,19 +36,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop()
-
-
-def user_cli(home: Path, *args: str, stdin: str = "") -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
-    done = subprocess.run(
-        [str(command("platform")), "user", *args, "--home", str(home)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
 
 
 def add_user(home: Path, name: str, password: str, *flags: str) -> None:

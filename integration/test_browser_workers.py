@@ -36,13 +36,12 @@ PIPELINE = {
 }
 
 
-def test_browser_workers_run_a_job_of_the_platform(
-    start_platform: StartPlatform, tmp_path: Path
-) -> None:
-    platform = start_platform(
-        free_port(),
-        env=browser_backend_env(64 * 1024, ELYTRA_BROWSER_VERIFY_FRACTION="0.5"),
-    )
+def _sales_platform(
+    start_platform: StartPlatform, tmp_path: Path, **env: str
+) -> tuple[Any, Path, str, str]:
+    """A platform on the browser backend holding dataset `sales` (40,000 rows in chunks of
+    64 KiB, uploaded from `sales.csv`); returns it, the CSV, alice's and an admin's token."""
+    platform = start_platform(free_port(), env=browser_backend_env(64 * 1024, **env))
     signer = auth.signer(load_settings(PlatformSettings, home=platform.home), create=False)
     alice, admin = signer.issue("alice"), signer.issue("ops", admin=True)
     csv = tmp_path / "sales.csv"
@@ -52,6 +51,15 @@ def test_browser_workers_run_a_job_of_the_platform(
     )
     with Client(platform.url, alice) as client:
         assert client.upload(csv, "sales", part_size=1 << 20)["chunks"] >= 4
+    return platform, csv, alice, admin
+
+
+def test_browser_workers_run_a_job_of_the_platform(
+    start_platform: StartPlatform, tmp_path: Path
+) -> None:
+    platform, csv, alice, admin = _sales_platform(
+        start_platform, tmp_path, ELYTRA_BROWSER_VERIFY_FRACTION="0.5"
+    )
     base = f"{platform.url}/api/workers"
     with httpx.Client(timeout=60) as http:
         assert http.post(f"{base}/tokens", json={}, params={"auth": alice}).status_code == 403
@@ -107,16 +115,7 @@ def test_a_revoked_worker_token_closes_its_connection_and_its_tasks_run_elsewher
     """Issue 26: `POST /api/tokens/revoke {"id": ...}` of a worker token closes the worker's
     open WebSocket (1008) within the revocation delay; the tasks it held are offered again,
     taken by a worker with a fresh token, and the job equals DuckDB."""
-    platform = start_platform(free_port(), env=browser_backend_env(64 * 1024))
-    signer = auth.signer(load_settings(PlatformSettings, home=platform.home), create=False)
-    alice, admin = signer.issue("alice"), signer.issue("ops", admin=True)
-    csv = tmp_path / "sales.csv"
-    duckdb.sql(
-        f"COPY (SELECT i AS id, i % 5 AS grp, round(i * 0.37 % 1000, 2) AS amount "
-        f"FROM range(40000) t(i)) TO '{csv}' (HEADER)"
-    )
-    with Client(platform.url, alice) as client:
-        assert client.upload(csv, "sales", part_size=1 << 20)["chunks"] >= 4
+    platform, csv, alice, admin = _sales_platform(start_platform, tmp_path)
     base = f"{platform.url}/api/workers"
     with httpx.Client(timeout=60) as http:
 
