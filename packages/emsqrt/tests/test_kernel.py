@@ -336,3 +336,17 @@ def test_a_kernel_run_that_spills_into_a_spill_dir_not_made_yet(tmp_path: Path) 
     assert r.table.num_rows == n
     assert r.table.column("o1").to_numpy().sum() == n
     assert not any(spill.iterdir())  # the run's own directory went with it
+
+
+def test_rows_too_wide_for_duckdbs_vectors_go_to_the_operators(tmp_path: Path) -> None:
+    """DuckDB hands results out in vectors of 2048 rows, whatever their width: 2048 rows of
+    40 KB are 80 MB, past a 64 MiB cap before anything counts them. Such rows go to the
+    operators; narrow ones stay in the kernel."""
+    wide, narrow = tmp_path / "wide.parquet", tmp_path / "narrow.parquet"
+    duckdb.sql(f"COPY (SELECT i, repeat('x', 40000) || i AS s FROM range(50) t(i)) TO '{wide}'")
+    duckdb.sql(f"COPY (SELECT i, 'x' || i AS s FROM range(50) t(i)) TO '{narrow}'")
+    config = EngineConfig(spill_dir=str(tmp_path / "spill"), mem_cap_bytes=64 << 20)
+    ops = [o.op for o in run(lp.Scan(str(wide), "parquet"), config).manifest.operators]
+    assert "kernel" not in ops
+    ops = [o.op for o in run(lp.Scan(str(narrow), "parquet"), config).manifest.operators]
+    assert ops == ["kernel"]

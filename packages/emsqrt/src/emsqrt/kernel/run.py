@@ -136,6 +136,33 @@ def _open(limit: int, threads: int, spill_dir: str | Path) -> tuple[Any, Path] |
         return None
 
 
+VECTOR_ROWS = 2048
+"""DuckDB makes its results in vectors of this many rows, whatever their width."""
+
+
+def row_width(fragment: Fragment) -> int:
+    """Bytes a result row may take: the two widest inputs' average rows added (a join's row
+    holds one of each), from the Parquet footers' uncompressed sizes and the Arrow inputs."""
+    import pyarrow.parquet as pq
+
+    widths = [t.nbytes // max(t.num_rows, 1) for t in fragment.tables.values()]
+    for path in dict.fromkeys(fragment.files):
+        try:
+            meta = pq.read_metadata(path)
+        except (OSError, pa.ArrowException):
+            continue  # DuckDB says what is wrong with it
+        size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        widths.append(size // max(meta.num_rows, 1))
+    widths.sort(reverse=True)
+    return sum(widths[:2])
+
+
+def too_wide(fragment: Fragment, limit: int) -> bool:
+    """Whether one of DuckDB's result vectors would pass a quarter of its memory limit: rows
+    that wide (tens of KB) go to emsqrt's operators, which batch by bytes, so the cap holds."""
+    return row_width(fragment) * VECTOR_ROWS > limit // 4
+
+
 def run_fragment(
     fragment: Fragment,
     cap: int,
@@ -147,6 +174,9 @@ def run_fragment(
     With ``on_batch``, the rows stream out batch by batch as DuckDB makes them (a join that
     explodes stays within DuckDB's limit); a failure after the first batch was handed on
     cannot go to the operators, which would send those rows again: it raises."""
+    if too_wide(fragment, memory_limit(cap)):
+        log.info("kernel: rows too wide for DuckDB's vectors under this cap; operators")
+        return None
     if on_batch is not None:
         return _stream_fragment(fragment, cap, spill_dir, threads, on_batch)
     import duckdb
