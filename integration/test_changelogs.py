@@ -48,11 +48,36 @@ def unreleased_entries(changelog: str) -> list[str]:
     return [line for line in sections[1].splitlines() if line.lstrip().startswith("- ")]
 
 
+def _version_at(root: Path, commit: str, pyproject: str) -> str | None:
+    """The ``[project] version`` of ``pyproject`` at ``commit`` (None: no file, no version)."""
+    try:
+        text = _git(root, "show", f"{commit}:{pyproject}")
+    except subprocess.CalledProcessError:
+        return None
+    try:
+        data = tomllib.loads(text)
+        version = data.get("project", {}).get("version", data.get("version"))
+    except tomllib.TOMLDecodeError:
+        return None
+    return version if isinstance(version, str) else None
+
+
+def release_commit(root: Path, package: str) -> str:
+    """The last commit that changed ``package``'s version *value* (moving or commenting its
+    line is not a release); "" when there is none."""
+    pyproject = f"{package}/pyproject.toml"
+    touched = _git(root, "log", "--format=%H", "-G", r"^version\s*=", "--", pyproject).split()
+    for commit in touched:  # newest first
+        parents = _git(root, "rev-list", "--parents", "-n", "1", commit).split()[1:]
+        now = _version_at(root, commit, pyproject)
+        if now is not None and all(_version_at(root, p, pyproject) != now for p in parents):
+            return commit
+    return ""
+
+
 def changelog_problem(root: Path, package: str) -> str | None:
     """Why ``package`` (a folder under ``root``, a git work tree) breaks the rule, or None."""
-    base = _git(
-        root, "log", "-1", "--format=%H", "-G", r"^version = ", "--", f"{package}/pyproject.toml"
-    ).strip()
+    base = release_commit(root, package)
     if not base:
         return f"{package}/pyproject.toml has no version line in git history"
     changed = _git(root, "diff", "--name-only", base, "--", f"{package}/src").split()

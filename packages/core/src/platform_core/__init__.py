@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 # arrowpool comes first: it picks Arrow's pool before anything below loads pyarrow
 from . import arrowpool
-from ._extras import MissingExtraError, keep_function_names, lazy_core_exports
+from ._extras import MissingExtraError, available, keep_function_names, lazy_core_exports
 from .errors import (
     BadInputError,
     ConflictError,
@@ -104,7 +104,11 @@ _EXPORTS = {
 _SUBMODULES = ("auth", "cli", "http", "tls")
 """Submodules offered as attributes (``platform_core.auth``), also imported on first use."""
 
-_lazy_getattr, __dir__ = lazy_core_exports(__name__, _EXPORTS, _SUBMODULES)
+_NEEDS = {**dict.fromkeys(["User", "UserStore", "auth", "cli", "http"], "service")}
+"""Public names whose module needs an extra: left out of ``__all__`` and ``dir()`` when it is
+not installed, so ``from platform_core import *``, ``help()`` and ``inspect`` work without it."""
+
+_lazy_getattr, __dir__ = lazy_core_exports(__name__, _EXPORTS, _SUBMODULES, _NEEDS)
 keep_function_names(__name__, ["redact"])  # the function `redact`, not its module `.redact`
 
 
@@ -208,3 +212,4 @@ __all__ = [
     "withdraw",
     "write_csv_bytes",
 ]
+__all__ = [n for n in __all__ if n not in _NEEDS or available(_NEEDS[n])]

@@ -24,6 +24,7 @@ from .errors import UnavailableError
 __all__ = [
     "EXTRAS",
     "MissingExtraError",
+    "available",
     "keep_function_names",
     "lazy_core_exports",
     "missing_extra",
@@ -48,8 +49,22 @@ class MissingExtraError(UnavailableError, ImportError):
     kind = "unavailable"
 
 
+def available(extra: str) -> bool:
+    """Whether every module of ``extra`` can be imported (looked up, not imported)."""
+    import importlib.util
+
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in EXTRAS[extra])
+    except (ImportError, ValueError):  # a module set to None in sys.modules, a broken one
+        return False
+
+
 def missing_extra(
-    what: str, module: str, *, dist: str = "platform-core", extra: str | None = None
+    what: str,
+    module: str,
+    *,
+    dist: str = "platform-core",
+    extra: str | None = None,
 ) -> MissingExtraError:
     """The error for ``what`` needing ``module``, with the command that installs it."""
     top = module.split(".")[0]
@@ -74,13 +89,20 @@ def require(
 
 
 def lazy_core_exports(
-    package: str, exports: Mapping[str, str], submodules: Iterable[str]
+    package: str,
+    exports: Mapping[str, str],
+    submodules: Iterable[str],
+    needs: Mapping[str, str] | None = None,
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``__getattr__`` and ``__dir__`` for ``platform_core``: each name of ``exports`` (name ->
-    relative module) and each of ``submodules`` is imported on first access and kept in the
-    package's namespace; a missing optional distribution is a :class:`MissingExtraError`."""
+    relative module), each of ``submodules`` and any other submodule of the package (``.types``,
+    ``.settings``, as before the split) is imported on first access and kept in the package's
+    namespace; a missing optional distribution is a :class:`MissingExtraError` (an
+    ``ImportError`` naming the install line). ``needs`` (name -> extra) keeps the names of an
+    extra that is not installed out of ``dir()``, so ``help()`` and ``inspect`` list the rest."""
     table = dict(exports)
     subs = frozenset(submodules)
+    needs = dict(needs or {})
 
     def _import(where: str, name: str) -> Any:
         try:
@@ -91,18 +113,31 @@ def lazy_core_exports(
                 raise
             raise missing_extra(f"{package}.{name}", top) from None
 
+    def _submodule(name: str) -> bool:
+        import importlib.util
+
+        if not name.isidentifier() or name.startswith("_"):
+            return False
+        try:
+            return importlib.util.find_spec(f"{package}.{name}") is not None
+        except (ImportError, ValueError):
+            return False
+
     def __getattr__(name: str) -> Any:
         if name in subs:
             value = _import(f".{name}", name)
         elif name in table:
             value = getattr(_import(table[name], name), name)
+        elif _submodule(name):
+            value = _import(f".{name}", name)
         else:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         vars(sys.modules[package])[name] = value  # later lookups skip __getattr__
         return value
 
     def __dir__() -> list[str]:
-        return sorted({*vars(sys.modules[package]), *table, *subs})
+        names = {*vars(sys.modules[package]), *table, *subs}
+        return sorted(n for n in names if n not in needs or available(needs[n]))
 
     return __getattr__, __dir__
 

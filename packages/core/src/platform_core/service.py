@@ -288,8 +288,9 @@ def serve(
     ``timeout_graceful_shutdown`` ...). With ``tls`` it serves HTTPS with that certificate; a
     plain-HTTP client is then disconnected at once (the TLS handshake fails), never left hanging.
     """
-    import uvicorn
+    from ._extras import require
 
+    uvicorn = require("uvicorn", what="platform_core.service.serve")
     url = url_of(host, sock.getsockname()[1], tls=tls is not None)
     # Client addresses are the connection's: X-Forwarded-For is trusted from no one (uvicorn
     # trusts it from 127.0.0.1 by default, where `platform up` itself listens, so any local

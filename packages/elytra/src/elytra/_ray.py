@@ -68,7 +68,18 @@ def import_ray() -> ModuleType:
         raise BackendUnavailableError(
             f"the Ray backend needs Ray, which is not installed ({exc}); {_advice()}"
         ) from None
-    check_ray_version(ray.__version__)
+    except Exception as exc:  # Ray is there but does not import (a broken install)
+        raise BackendUnavailableError(
+            f"Ray is installed but does not import ({type(exc).__name__}: {exc}); {_advice()}"
+        ) from None
+    found = getattr(ray, "__version__", None)
+    if not isinstance(found, str):  # a module of the user's own named ray, or a folder
+        where = getattr(ray, "__file__", None) or "a namespace folder"
+        raise BackendUnavailableError(
+            f"'import ray' finds {where}, which is not Ray (it has no __version__): rename it "
+            f"or install Ray; {_advice()}"
+        )
+    check_ray_version(found)
     return ray
 
 
