@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,8 @@ def one_error_line(output: str) -> str:
 def test_version_prints_the_platform_versions(test_plugins: list[Plugin]) -> None:
     result = runner.invoke(build_cli(test_plugins), ["--version"])
     assert result.exit_code == 0
-    assert "platform-core 0.1.0" in result.stdout
-    assert "platform-gateway 0.1.0" in result.stdout
+    assert f"platform-core {version('platform-core')}" in result.stdout
+    assert f"platform-gateway {version('platform-gateway')}" in result.stdout
 
 
 def test_help_lists_up_token_and_the_plugin_group(test_plugins: list[Plugin]) -> None:
@@ -251,4 +252,4 @@ def test_python_dash_m_runs_the_same_cli() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "platform-gateway 0.1.0" in result.stdout
+    assert f"platform-gateway {version('platform-gateway')}" in result.stdout

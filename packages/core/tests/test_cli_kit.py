@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import stat
+from importlib.metadata import version
 from pathlib import Path
 
 import pyarrow as pa
@@ -113,7 +114,7 @@ def test_version_option_prints_labelled_versions() -> None:
 
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0
-    assert result.stdout == "core 0.1.0\n"
+    assert result.stdout == f"core {version('platform-core')}\n"
 
 
 def test_saved_tokens_live_in_the_xdg_config_dir_readable_by_the_user_only(

@@ -45,7 +45,7 @@ from strand.sync import HAVE_FUTEX
 from strand.view import StrandView
 from strand.writer import ClaimedColumn, HeapClaim, SlotClaim, StrandWriter
 
-__version__ = "0.1.1"
+__version__ = "0.2.0"
 
 __all__ = [
     "FLAG_NULLABLE",
