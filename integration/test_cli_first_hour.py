@@ -30,7 +30,6 @@ from . import conftest
 from .conftest import Platform, SharedPlatform, StartPlatform
 
 BIN = Path(sys.executable).parent
-ROWS_BIG = 1_500_000
 pytestmark = pytest.mark.timeout(600)  # a dozen CLI processes each, on a shared 2-core machine
 SALES = 'id,name,amount,note\n1,ada,1.5,"[[null, 1]]"\n2,[bold]bob[/bold],,\n3,cy,-2.25,plain\n'
 
@@ -192,47 +191,41 @@ def test_without_dev_mode_only_a_readable_secret_gives_a_token(
     assert "token" in line
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_upload_interrupted_by_ctrl_c_says_how_to_resume_and_resumes(
     user: User, tmp_path: Path
 ) -> None:
     big = tmp_path / "big.csv"
-    # big enough (about 35 MB in 64 KiB parts, one at a time) that the upload is still under
-    # way when the SIGINT lands on a loaded machine; 300,000 rows once finished first in CI
-    duckdb.sql(
-        f"COPY (SELECT i AS id, 'name' || (i % 997) AS name, "
-        f"CASE WHEN i % 7 = 0 THEN NULL ELSE i * 0.5 END AS v FROM range({ROWS_BIG}) t(i)) "
-        f"TO '{big}' (HEADER)"
-    )
+    with big.open("w") as f:
+        f.write("id,name,v\n")
+        for i in range(300_000):
+            f.write(f"{i},name{i % 997},{'' if i % 7 == 0 else i * 0.5}\n")
     admin = {"authorization": f"Bearer {user.token('root', admin=True)}"}
-    # A race by nature: on a loaded machine the uploads listing can lag until the transfer is
-    # all but done, and the SIGINT then lands after it (CI saw that twice). An attempt that
-    # finished first proves nothing either way; the next one uses a fresh dataset name.
-    for attempt in range(4):
-        name = "big" if attempt == 0 else f"big{attempt}"
-        command = ["upload", str(big), "--name", name, "--part-mb", "0.0625", "--parallel", "1"]
-        proc = subprocess.Popen(
-            [str(BIN / "lake"), *command],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=user.env,
-        )
-        deadline = time.monotonic() + 60
-        listed: list[dict[str, Any]] = []
-        while True:  # interrupt once the transfer is under way
-            assert time.monotonic() < deadline, "the upload never started"
-            if proc.poll() is not None:
-                break
-            listed = httpx.get(f"{user.platform.url}/api/lake/uploads", headers=admin).json()
-            listed = [u for u in listed if u.get("name") == name]
-            if listed and listed[0]["received_bytes"] > 0:
-                break
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-        if proc.returncode == 0 and f"{name}: version 1" in out:
-            continue  # the whole upload went through before the signal: try again
-        break
+    command = ["upload", str(big), "--name", "big", "--part-mb", "0.0625", "--parallel", "1"]
+    proc = subprocess.Popen(
+        [str(BIN / "lake"), *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=user.env,
+        # Ctrl-C as in a terminal: a run started in the background (`cmd &` in a script, as
+        # CI may be) passes SIGINT on ignored, and Python then never raises KeyboardInterrupt
+        # (two clean-clone runs here failed so: the upload went through, exit 0)
+        preexec_fn=_sigint_default,
+    )
+    deadline = time.monotonic() + 60
+    while True:  # interrupt once the transfer is under way
+        assert time.monotonic() < deadline, "the upload never started"
+        assert proc.poll() is None, proc.communicate()
+        listed = httpx.get(f"{user.platform.url}/api/lake/uploads", headers=admin).json()
+        if listed and listed[0]["received_bytes"] > 0:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (out, err)
     assert "Traceback" not in err
     upload_id = listed[0]["id"]
@@ -247,7 +240,7 @@ def test_upload_interrupted_by_ctrl_c_says_how_to_resume_and_resumes(
     (row,) = pending["rows"]
     entry = dict(zip(cols, row, strict=True))
     assert entry["id"] == upload_id
-    assert entry["dataset"] == name
+    assert entry["dataset"] == "big"
     assert entry["state"] == "open"
     assert 0 < entry["bytes_done"] < entry["bytes_total"] == big.stat().st_size
     assert entry["age"].endswith("s")
@@ -256,24 +249,14 @@ def test_upload_interrupted_by_ctrl_c_says_how_to_resume_and_resumes(
 
     code, out, shown = on_terminal([str(BIN / "lake"), *command[1:]], user.env)
     assert code == 0, shown
-    assert out.strip().startswith(f"{name}: version 1, {ROWS_BIG} rows")
+    assert out.strip().startswith("big: version 1, 300000 rows")
     assert "uploading big.csv" in shown  # the progress: the transfer, then the conversion
     assert "converting big.csv" in shown
     assert user.json("uploads")["rows"] == []  # committed: no longer unfinished
 
-    # the whole table against DuckDB's reading of the file: every row in a digest, and the
-    # first and last rows as printed
-    digest = (
-        "SELECT count(*), sum(id), count(v), sum(v), "
-        "sum(hash(id, name, coalesce(CAST(v AS VARCHAR), '-')) % 1000003) FROM {}"
-    )
-    got = user.json("query", digest.format(name))["rows"]
-    want = duckdb.sql(digest.format(f"read_csv('{big}')")).fetchall()
-    assert [tuple(r) for r in got] == want
-    edges = "SELECT * FROM {} WHERE id < 50 OR id >= {} ORDER BY id"
-    printed = user.ok("lake", "query", edges.format(name, ROWS_BIG - 50), "--csv")
+    printed = user.ok("lake", "query", "SELECT * FROM big ORDER BY id", "--csv")
     rows = list(csv.reader(io.StringIO(printed)))
-    expected = duckdb.sql(edges.format(f"read_csv('{big}')", ROWS_BIG - 50)).fetchall()
+    expected = duckdb.sql(f"SELECT * FROM read_csv('{big}') ORDER BY id").fetchall()
     assert rows[0] == ["id", "name", "v"]
     assert rows[1:] == [[str(i), n, "" if v is None else str(v)] for i, n, v in expected]
 
