@@ -36,6 +36,24 @@ PIPELINE = {
 }
 
 
+def _assert_job_equals_duckdb(
+    http: httpx.Client, url: str, job: str, token: str, csv: Path, deadline: float
+) -> None:
+    """Wait for PIPELINE's job to succeed (by ``deadline``) and compare its rows with DuckDB's."""
+    while (
+        state := http.get(f"{url}/api/jobs/{job}", params={"auth": token}).json()["state"]
+    ) not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.2)
+    assert state == "succeeded"
+    got = http.get(f"{url}/api/jobs/{job}/result", params={"auth": token}).json()
+    want = duckdb.sql(
+        f"SELECT grp, count(*) AS n, sum(id) AS total FROM read_csv('{csv}') "
+        "WHERE amount > 100 GROUP BY grp ORDER BY grp"
+    ).fetchall()
+    assert [tuple(row) for row in got["rows"]] == [tuple(row) for row in want]
+
+
 def _sales_platform(
     start_platform: StartPlatform, tmp_path: Path, **env: str
 ) -> tuple[Any, Path, str, str]:
@@ -80,23 +98,7 @@ def test_browser_workers_run_a_job_of_the_platform(
             assert r.status_code == 202, r.text
             job = r.json()["id"]
             deadline = time.monotonic() + 120
-            while (
-                state := http.get(f"{platform.url}/api/jobs/{job}", params={"auth": alice}).json()[
-                    "state"
-                ]
-            ) not in (
-                "succeeded",
-                "failed",
-            ):
-                assert time.monotonic() < deadline, state
-                time.sleep(0.2)
-            assert state == "succeeded"
-            got = http.get(f"{platform.url}/api/jobs/{job}/result", params={"auth": alice}).json()
-            want = duckdb.sql(
-                f"SELECT grp, count(*) AS n, sum(id) AS total FROM read_csv('{csv}') "
-                "WHERE amount > 100 GROUP BY grp ORDER BY grp"
-            ).fetchall()
-            assert [tuple(row) for row in got["rows"]] == [tuple(row) for row in want]
+            _assert_job_equals_duckdb(http, platform.url, job, alice, csv, deadline)
             assert sum(len(t.accepted) for t in tabs) >= 4  # the tasks ran in the "browsers"
         finally:
             for t in tabs:
@@ -157,20 +159,7 @@ def test_a_revoked_worker_token_closes_its_connection_and_its_tasks_run_elsewher
                 again.start()
             fresh = ReferenceWorker(base, mint("fresh"), 2).start()
             deadline = time.monotonic() + 120
-            while (
-                state := http.get(f"{platform.url}/api/jobs/{job}", params={"auth": alice}).json()[
-                    "state"
-                ]
-            ) not in ("succeeded", "failed"):
-                assert time.monotonic() < deadline, state
-                time.sleep(0.2)
-            assert state == "succeeded"
-            got = http.get(f"{platform.url}/api/jobs/{job}/result", params={"auth": alice}).json()
-            want = duckdb.sql(
-                f"SELECT grp, count(*) AS n, sum(id) AS total FROM read_csv('{csv}') "
-                "WHERE amount > 100 GROUP BY grp ORDER BY grp"
-            ).fetchall()
-            assert [tuple(row) for row in got["rows"]] == [tuple(row) for row in want]
+            _assert_job_equals_duckdb(http, platform.url, job, alice, csv, deadline)
             assert doomed.accepted == []
             assert set(held) <= set(fresh.accepted)  # its tasks were offered again and ran
         finally:
