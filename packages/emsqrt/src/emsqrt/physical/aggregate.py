@@ -538,9 +538,22 @@ class AggregateOp(PhysicalOp):
             self.stats.repartition_depth = max(self.stats.repartition_depth, level + 1)
         finally:
             guard.release()
+        # A partition that still does not fit names the cap it needs; the others may need
+        # more (another group's rows), so every partition runs before the largest need is
+        # raised: the cap it names then holds them all.
+        worst: CapTooSmallError | None = None
         for f in files:
-            yield from self._run(iter(pa.Table.from_batches([b]) for b in f), level + 1, schema)
-            f.delete()
+            try:
+                yield from self._run(
+                    iter(pa.Table.from_batches([b]) for b in f), level + 1, schema
+                )
+            except CapTooSmallError as exc:
+                if worst is None or _needed(exc) > _needed(worst):
+                    worst = exc
+            finally:
+                f.delete()
+        if worst is not None:
+            raise worst
 
     def _partitioner(
         self, level: int, held: list[pa.Table], rest: Iterator[pa.Table]
@@ -575,6 +588,10 @@ class AggregateOp(PhysicalOp):
             cap_bytes=self.ctx.budget.cap_bytes,
             needed_bytes=smallest,
         )
+
+
+def _needed(exc: CapTooSmallError) -> int:
+    return int(exc.details.get("needed_bytes", 0))
 
 
 def _rows_for(table: pa.Table, target_bytes: int) -> int:
