@@ -456,8 +456,16 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def sse_latency(subscribers: int, seconds: float, rate: float, home: Path) -> dict[str, Any]:
-    """``subscribers`` streams on /feed, ``rate`` writes/s for ``seconds``; latency and losses."""
+def sse_latency(
+    subscribers: int,
+    seconds: float,
+    rate: float,
+    home: Path,
+    start: Callable[..., tuple[subprocess.Popen[bytes], int]] = start_elkyn,
+    cpu: Callable[[int], float] = _cpu_seconds,
+) -> dict[str, Any]:
+    """``subscribers`` streams on /feed, ``rate`` writes/s for ``seconds``; latency and losses
+    (``start(home, **env)`` starts the server; ``cpu(pid)`` is the server's CPU seconds)."""
     import http.client
 
     from platform_core.auth import TokenSigner
@@ -465,7 +473,7 @@ def sse_latency(subscribers: int, seconds: float, rate: float, home: Path) -> di
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     # the readers are anonymous and all on 127.0.0.1: one "user" for the per-user stream limit
-    proc, port = start_elkyn(home, ELKYN_MAX_STREAMS_PER_USER=str(subscribers))
+    proc, port = start(home, ELKYN_MAX_STREAMS_PER_USER=str(subscribers))
     admin = TokenSigner(SECRET).issue("ops", admin=True)
     headers = {"Authorization": f"Bearer {admin}"}
 
@@ -495,7 +503,7 @@ def sse_latency(subscribers: int, seconds: float, rate: float, home: Path) -> di
             assert s.stdout is not None
             if s.stdout.readline().strip() != "ready":
                 raise RuntimeError("a subscriber process failed to connect")
-        server_cpu0 = _cpu_seconds(proc.pid)
+        server_cpu0 = cpu(proc.pid)
         sent = 0
         start = time.monotonic()
         while time.monotonic() - start < seconds:
@@ -504,7 +512,7 @@ def sse_latency(subscribers: int, seconds: float, rate: float, home: Path) -> di
             put("/feed/last.json", {"i": sent, "t": time.time()})  # "i" first, then "t"
             sent += 1
         time.sleep(1.0)  # let the last events arrive
-        server_cpu = _cpu_seconds(proc.pid) - server_cpu0
+        server_cpu = cpu(proc.pid) - server_cpu0
         results = []
         for s in subs:
             assert s.stdin is not None

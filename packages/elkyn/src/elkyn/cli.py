@@ -59,7 +59,6 @@ def serve(
     from platform_core.tls import server_tls
 
     from .server import ElkynApp
-    from .server.protocol import ElkynHTTP
     from .store import Store
 
     try:
@@ -107,7 +106,6 @@ def serve(
         home="memory" if settings.memory else settings.db_path(),
         access_log=False,
         tls=tls,
-        http=ElkynHTTP,  # Elkyn's own HTTP/1.1 protocol below ASGI (server/protocol.py)
         timeout_graceful_shutdown=2,
     )
 

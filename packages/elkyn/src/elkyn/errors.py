@@ -34,6 +34,7 @@ from platform_core import (
 )
 
 __all__ = [
+    "BodyTimeoutError",
     "ClientDisconnectedError",
     "ElkynError",
     "InvalidDataError",
@@ -79,6 +80,13 @@ class PayloadTooLargeError(ElkynError, OverBudgetError):
 
 class ClientDisconnectedError(InvalidDataError):
     """The client disconnected before sending its whole request body; nothing was written."""
+
+
+class BodyTimeoutError(ClientDisconnectedError):
+    """The request body stopped arriving for ``ELKYN_BODY_TIMEOUT_SECONDS``; nothing was
+    written (answered 408, and the connection closes)."""
+
+    status = 408
 
 
 class NestedWriteError(ElkynError):

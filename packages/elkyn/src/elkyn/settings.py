@@ -44,6 +44,9 @@ class ElkynSettings(PackageSettings):
     """Open SSE streams one caller holds (by token ``uid``, else by client address)."""
     max_write_bytes: int = Field(256 * 1024 * 1024, gt=0)
     """Largest write body (Firebase: 256 MB)."""
+    body_timeout_seconds: float = Field(30.0, gt=0)
+    """Seconds a request body may stop arriving before the request is answered 408 and its
+    connection closed, nothing written (a client that trickles or stalls a body)."""
     replica_of: str | None = None
     """The primary's base URL (``http://host:port`` for ``elkyn serve``, ``.../db`` behind a
     gateway): this database follows it and forwards writes to it. Unset: a primary."""

@@ -33,6 +33,7 @@ from platform_core.auth import Claims, TokenSigner, bearer_token
 from platform_core.http import error_body, kind_of_status, translate
 
 from ..errors import (
+    BodyTimeoutError,
     ElkynError,
     InvalidDataError,
     PermissionDeniedError,
@@ -470,7 +471,7 @@ class ElkynApp:
             limit = min(limit, _WRITE_SIZE[size_name] or limit)
         if_match = req.headers.get("if-match")
         want_etag = req.headers.get("x-firebase-etag", "").lower() == "true"
-        body = await req.body(limit) if method != "DELETE" else b""
+        body = await req.body(limit, self.settings.body_timeout_seconds) if method != "DELETE" else b""
         if self.forwarder is not None:  # a replica: the primary checks the token and rules
             await self.forwarder.forward(req, send, method, body)
             return
@@ -506,7 +507,7 @@ class ElkynApp:
     async def _rules(self, req: Request, send: Send) -> None:
         if req.method == "PUT" and self.forwarder is not None:
             # a replica takes its rules from the primary, which decides who may set them
-            await self.forwarder.forward(req, send, "PUT", await req.body(1 << 20))
+            await self.forwarder.forward(req, send, "PUT", await req.body(1 << 20, self.settings.body_timeout_seconds))
             return
         caller = self._caller(req)
         if not caller.admin:
@@ -518,7 +519,7 @@ class ElkynApp:
             reserved = [(b"x-elkyn-reserved", ",".join(store.reserved).encode())]
             await respond_json(send, 200, store.get_rules(), pretty=True, headers=reserved)
         elif req.method == "PUT":
-            text = _rules_text(await req.body(1 << 20))
+            text = _rules_text(await req.body(1 << 20, self.settings.body_timeout_seconds))
             document = _rules_json(text)
             try:
                 await asyncio.to_thread(store.set_rules, document)
@@ -540,7 +541,7 @@ class ElkynApp:
             return
         if self.signer is None:
             raise ElkynError("no token secret")
-        raw = await req.body(64 * 1024)
+        raw = await req.body(64 * 1024, self.settings.body_timeout_seconds)
         body = json_body(raw) if raw.strip() else {}
         if not isinstance(body, dict):
             raise InvalidDataError('POST /auth/token takes {"uid": "...", ...claims}')
@@ -578,9 +579,11 @@ def _firebase_route(path: str) -> bool:
 
 async def _respond_error(send: Send, exc: PlatformError, firebase: bool) -> None:
     """``exc`` as a Firebase route answers it, or as every platform server does."""
+    # a body that stalled: the rest of it may still come, so the connection ends here
+    close = [(b"connection", b"close")] if isinstance(exc, BodyTimeoutError) else []
     if not firebase:
         headers = [(b"www-authenticate", b"Bearer")] if isinstance(exc, UnauthorizedError) else []
-        await respond_json(send, exc.status, error_body(exc), headers=headers)
+        await respond_json(send, exc.status, error_body(exc), headers=headers + close)
     elif isinstance(exc, PreconditionFailedError):  # Firebase: the current value and its ETag
         etag = [(b"etag", exc.etag.encode())]
         await respond_json(send, firebase_status(exc), exc.value, headers=etag)
@@ -588,7 +591,7 @@ async def _respond_error(send: Send, exc: PlatformError, firebase: bool) -> None
         body: dict[str, Any] = {"error": exc.message}
         if exc.details:
             body["details"] = exc.details
-        await respond_json(send, firebase_status(exc), body)
+        await respond_json(send, firebase_status(exc), body, headers=close)
 
 
 async def _method_not_allowed(send: Send, req: Request, allowed: tuple[str, ...]) -> None:

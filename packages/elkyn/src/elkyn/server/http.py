@@ -3,6 +3,7 @@ and Elkyn's one table of Firebase wire statuses."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -13,6 +14,7 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 from platform_core import PlatformError
 
 from ..errors import (
+    BodyTimeoutError,
     ClientDisconnectedError,
     InvalidDataError,
     PayloadTooLargeError,
@@ -36,6 +38,7 @@ FIREBASE_STATUS: dict[type[PlatformError], int] = {
     PayloadTooLargeError: 400,  # Firebase: 400 "Invalid data; ... larger than the limit"
     PreconditionFailedError: 412,  # Firebase: 412, the current value and its ETag
     TooManyStreamsError: 429,
+    BodyTimeoutError: 408,
 }
 """Where Firebase's REST routes answer another status than the error's core kind has (the
 platform's routes, ``/health``, ``/auth/token``, ..., answer the core status)."""
@@ -69,9 +72,6 @@ class Request:
     query: str = ""
     """The raw query string (still percent-encoded), for forwarding the request as it came."""
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    write_now: Callable[[bytes], bool] | None = None
-    """``elkyn serve``'s protocol: write a piece of a started streaming answer at once, without
-    a task or an ASGI message (False: not now, use ``send``). ``None`` under other servers."""
 
     @classmethod
     def from_scope(cls, scope: Scope, receive: Receive) -> Request:
@@ -97,7 +97,6 @@ class Request:
             name, value = k.decode("latin-1"), v.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         client = scope.get("client")
-        extensions = scope.get("extensions")
         return cls(
             scope["method"],
             path,
@@ -106,10 +105,14 @@ class Request:
             receive,
             client[0] if client else "",
             qs.decode("latin-1"),
-            write_now=extensions.get("elkyn.write_now") if extensions else None,
         )
 
-    async def body(self, limit: int) -> bytes:
+    async def body(self, limit: int, timeout: float = 30.0) -> bytes:
+        """The whole request body, at most ``limit`` bytes and as many as Content-Length says.
+
+        Each piece must arrive within ``timeout`` seconds of the one before (the server bounds
+        the headers; a body that stalls is bounded here): else ``BodyTimeoutError`` (408).
+        """
         declared = self.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLargeError(
@@ -119,7 +122,14 @@ class Request:
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await self.receive()
+            try:
+                async with asyncio.timeout(timeout):
+                    message = await self.receive()
+            except TimeoutError:
+                raise BodyTimeoutError(
+                    f"the request body stopped arriving for {timeout:g} s after {size} bytes "
+                    "(ELKYN_BODY_TIMEOUT_SECONDS); nothing was written, send it again"
+                ) from None
             if message["type"] == "http.disconnect":
                 # the client went away mid-body: what arrived is not the value it meant
                 raise ClientDisconnectedError(

@@ -21,6 +21,7 @@ import asyncio
 import json
 import time
 from collections import Counter
+from collections.abc import Generator
 from typing import Any, Protocol
 
 from platform_core import PlatformError, auth
@@ -323,6 +324,77 @@ def _may_replay(app: StreamHost, caller: Caller, keys: Path) -> bool:
     return caller.admin or not app.current_store().rules.read_depends_on_state(keys)
 
 
+class _Unfinished:
+    """A ``send`` the broadcaster started for a caught-up stream that could not finish at once
+    (the server's buffer for that client was full): awaiting this finishes it, in the stream's
+    own task, by resuming the same awaitable (as ``yield from`` would after its first step)."""
+
+    __slots__ = ("step", "waiting")
+
+    def __init__(self, step: Generator[Any, Any, Any], waiting: Any) -> None:
+        self.step = step
+        self.waiting = waiting
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        step, waiting = self.step, self.waiting
+        while True:
+            try:
+                value = yield waiting
+            except BaseException as exc:  # cancelled while waiting: into the send it goes
+                try:
+                    waiting = step.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    waiting = step.send(value)
+                except StopIteration:
+                    return
+
+    def close(self) -> None:
+        close = getattr(self.step, "close", None)
+        if close is not None:
+            close()
+
+
+class _Failed:
+    """A ``send`` the broadcaster started that raised: the stream's task raises it in turn."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        raise self.exc
+        yield  # a generator: awaiting it raises
+
+    def close(self) -> None:
+        pass
+
+
+IN_FLIGHT = Event("in-flight", "", None)
+"""Queued after a change the broadcaster handed to ``send`` when that send has to wait: the
+stream's task finishes it before anything later (the order of the changes is kept)."""
+
+
+def send_now(send: Send, message: dict[str, Any]) -> _Unfinished | _Failed | None:
+    """Run the ASGI ``send(message)`` as far as it goes without waiting.
+
+    None: it finished (a server's send of a body piece under its buffer's high-water mark
+    writes and returns without ever suspending: uvicorn's, granian's). Otherwise what to await,
+    in the stream's own task, to finish it (or to raise what it raised).
+    """
+    step = send(message).__await__()
+    try:
+        waiting = step.send(None)
+    except StopIteration:
+        return None
+    except Exception as exc:
+        return _Failed(exc)
+    return _Unfinished(step, waiting)
+
+
 async def _pump(
     app: StreamHost,
     req: Request,
@@ -335,11 +407,13 @@ async def _pump(
 ) -> None:
     """Send the stream's changes until it ends.
 
-    Under ``elkyn serve`` (``req.write_now``), a change that finds the stream caught up (this
-    task waiting on an empty queue, no access re-check needed, the socket keeping up) is
-    written by the broadcaster itself: one frame encoded once, one write per stream, no task
-    wake-up. Everything else (control items, a backlog, a slow socket) comes through the
-    queue as before, so the bounds and the order are the queue's.
+    A change that finds the stream caught up (this task waiting on an empty queue, no access
+    re-check needed) is handed to the response's ASGI ``send`` by the broadcaster itself: one
+    frame encoded once, one ``send`` per stream, no task wake-up. A send that cannot finish at
+    once (the server's buffer for that client is full) is finished by this task, before
+    anything later, behind an ``IN_FLIGHT`` marker in the queue. Everything else (control
+    items, a backlog) comes through the queue as before, so the bounds and the order are the
+    queue's.
     """
     rules = app.current_store().rules
     # Re-check access on a change only when the read rules look at data or the clock.
@@ -348,28 +422,37 @@ async def _pump(
     batch_bytes = app.current_store().max_pending_bytes
     metrics = app.metrics
     idle = False
-    write_now = req.write_now
+    unfinished: _Unfinished | _Failed | None = None
 
     def direct(ev: Event) -> bool:
-        if not idle or recheck or ev.seq <= floor or write_now is None:
+        nonlocal unfinished
+        if not idle or recheck or ev.seq <= floor or unfinished is not None:
             return False
-        if not write_now(_change(ev, ids)):
-            return False
+        body = _change(ev, ids)
+        unfinished = send_now(send, {"type": "http.response.body", "body": body, "more_body": True})
+        if unfinished is not None:
+            queue.put_nowait(IN_FLIGHT)  # the queue is empty: ``direct`` runs only then
         metrics.record_lag(ev.ts)
         metrics.events_sent += 1
         return True
 
-    fast = write_now is not None and isinstance(queue, EventQueue)
+    fast = isinstance(queue, EventQueue)
     if fast:
-        queue.direct = direct  # type: ignore[attr-defined]
+        queue.direct = direct
     try:
         while True:
             idle = True
             try:
-                batch = [await queue.get()]
+                first = await queue.get()
             finally:
                 idle = False
-            taken = batch[0].size
+            if unfinished is not None:  # finish the broadcaster's send before anything later
+                pending, unfinished = unfinished, None
+                await pending
+            if first is IN_FLIGHT:  # (an overflow may have discarded the marker: not relied on)
+                continue
+            batch = [first]
+            taken = first.size
             while not queue.empty() and taken < batch_bytes:
                 batch.append(queue.get_nowait())
                 taken += batch[-1].size
@@ -408,7 +491,9 @@ async def _pump(
                 )
     finally:
         if fast:
-            queue.direct = None  # type: ignore[attr-defined]
+            queue.direct = None
+        if unfinished is not None:  # the stream ended with a send still waiting
+            unfinished.close()
 
 
 async def _final(send: Send, chunk: bytes) -> None:
