@@ -204,8 +204,8 @@ class EventQueue(asyncio.Queue[Event]):
         self.overflowed = False
         self.discard_on_overflow = False
         self.direct: Callable[[Event], bool] | None = None
-        """Delivers a change at once, bypassing the queue (an SSE stream writing straight to
-        its socket while it is caught up); False: queue it as usual."""
+        """Delivers a change at once, bypassing the queue (an SSE stream handing it to its
+        response's ASGI ``send`` while it is caught up); False: queue it as usual."""
         """Drop the queued events when it overflows (an SSE stream whose client stopped
         reading: it resumes by Last-Event-ID, so what it was never sent need not be kept)."""
 
