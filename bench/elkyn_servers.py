@@ -34,7 +34,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +83,7 @@ def _serve_main(kind: str, port: int, home: str) -> None:
     if kind.endswith("-queued"):
         from elkyn.server import sse
 
-        sse.EventQueue = type("NoDirectPath", (), {})  # type: ignore[misc,assignment]
+        sse.EventQueue = type("NoDirectPath", (), {})  # type: ignore[attr-defined,assignment]
         kind = kind.removesuffix("-queued")
     sock = bind("127.0.0.1", port, port_setting=None, host_setting=None)
     serve(

@@ -471,7 +471,9 @@ class ElkynApp:
             limit = min(limit, _WRITE_SIZE[size_name] or limit)
         if_match = req.headers.get("if-match")
         want_etag = req.headers.get("x-firebase-etag", "").lower() == "true"
-        body = await req.body(limit, self.settings.body_timeout_seconds) if method != "DELETE" else b""
+        body = (
+            await req.body(limit, self.settings.body_timeout_seconds) if method != "DELETE" else b""
+        )
         if self.forwarder is not None:  # a replica: the primary checks the token and rules
             await self.forwarder.forward(req, send, method, body)
             return
@@ -507,7 +509,9 @@ class ElkynApp:
     async def _rules(self, req: Request, send: Send) -> None:
         if req.method == "PUT" and self.forwarder is not None:
             # a replica takes its rules from the primary, which decides who may set them
-            await self.forwarder.forward(req, send, "PUT", await req.body(1 << 20, self.settings.body_timeout_seconds))
+            await self.forwarder.forward(
+                req, send, "PUT", await req.body(1 << 20, self.settings.body_timeout_seconds)
+            )
             return
         caller = self._caller(req)
         if not caller.admin:

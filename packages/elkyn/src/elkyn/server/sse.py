@@ -438,7 +438,7 @@ async def _pump(
 
     fast = isinstance(queue, EventQueue)
     if fast:
-        queue.direct = direct
+        queue.direct = direct  # type: ignore[attr-defined]
     try:
         while True:
             idle = True
@@ -491,7 +491,7 @@ async def _pump(
                 )
     finally:
         if fast:
-            queue.direct = None
+            queue.direct = None  # type: ignore[attr-defined]
         if unfinished is not None:  # the stream ended with a send still waiting
             unfinished.close()
 
