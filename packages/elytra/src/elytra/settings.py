@@ -30,6 +30,10 @@ class ElytraSettings(PackageSettings):
     """The cap of the merge stage, which runs in the driver."""
     task_bytes: ByteSize = ByteSize(64 << 20)
     """Small chunks are grouped into one task up to about this many bytes."""
+    split_bytes: ByteSize = ByteSize(4 << 20)
+    """A source of fewer parts than ``workers`` (one chunk, one file) holding at least this
+    many bytes is cut by Parquet row groups into one part per worker; below it the extra
+    tasks' fixed cost is more than they save."""
     exchange_partitions: int = Field(0, ge=0, le=1024)
     """Partitions of a join's hash exchange (one join task each); 0: twice ``workers``."""
     broadcast_bytes: ByteSize = ByteSize(8 << 20)
