@@ -181,16 +181,12 @@ def fixed_costs(root: Path, n: int) -> float:
     try:
         # submitted, as the platform runs a job (collect() records nothing)
         questions = {
-            "filter + count": lambda: s.dataset("small")
-            .filter("v3 > 50")
-            .agg("count(*) AS n")
-            .submit()
-            .result(),
-            "group_by (100 groups)": lambda: s.dataset("small")
-            .group_by("id1")
-            .agg("sum(v1) AS v")
-            .submit()
-            .result(),
+            "filter + count": lambda: (
+                s.dataset("small").filter("v3 > 50").agg("count(*) AS n").submit().result()
+            ),
+            "group_by (100 groups)": lambda: (
+                s.dataset("small").group_by("id1").agg("sum(v1) AS v").submit().result()
+            ),
         }
         for label, job in questions.items():
             for _ in range(10):  # warm: workers up, rings made, imports done

@@ -93,12 +93,14 @@ def test_below_split_bytes_a_file_stays_one_task(
         home=tmp_path / "home", backend=pool, workers=2, split_bytes=size + 1, progress=False
     ) as s:
         assert s.read_parquet(grouped).count() == ROWS
-        assert s.driver.last is not None and s.driver.last.tasks_total == 1
+        assert s.driver.last is not None
+        assert s.driver.last.tasks_total == 1
     with elytra.connect(
         home=tmp_path / "home", backend=pool, workers=2, split_bytes=size, progress=False
     ) as s:
         assert s.read_parquet(grouped).count() == ROWS
-        assert s.driver.last is not None and s.driver.last.tasks_total == 2
+        assert s.driver.last is not None
+        assert s.driver.last.tasks_total == 2
 
 
 def test_the_cut_covers_every_row_group_once_in_order(tmp_path: Path) -> None:
@@ -196,7 +198,8 @@ def test_a_split_task_names_its_chunk_for_peers_and_keeps_its_range(
         assert scan["path"] == path
         ranges.append(tuple(scan["row_groups"]))
     groups = pq.read_metadata(path).num_row_groups
-    assert sorted(ranges)[0][0] == 0 and sorted(ranges)[-1][1] == groups
+    assert sorted(ranges)[0][0] == 0
+    assert sorted(ranges)[-1][1] == groups
     assert sorted(ranges)[0][1] == sorted(ranges)[1][0]
 
 
@@ -210,7 +213,8 @@ def test_a_split_browser_task_reads_only_its_row_groups(grouped: Path, tmp_path:
     total = 0
     for task in tasks:
         bt = browser_task(plan.stages[0], task)
-        assert bt is not None and bt.scan.row_groups is not None
+        assert bt is not None
+        assert bt.scan.row_groups is not None
         first, stop = bt.scan.row_groups
         rows = pa.ipc.open_stream(read_chunk(bt.scan)).read_all()
         want = pq.ParquetFile(grouped).read_row_groups(list(range(first, stop)))

@@ -56,12 +56,15 @@ def _both(plan: lp.Node, spill: Path) -> pa.Table:
     assert [o.op for o in kernel.manifest.operators] == ["kernel"]
     ops = run(plan, EngineConfig(spill_dir=str(spill), kernel="off"))
     assert "kernel" not in [o.op for o in ops.manifest.operators]
-    assert kernel.table is not None and ops.table is not None
+    assert kernel.table is not None
+    assert ops.table is not None
     _same(kernel.table, ops.table)
     return kernel.table
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(start=st.integers(0, GROUPS - 1), width=st.integers(1, GROUPS))
 def test_a_row_group_range_reads_those_rows_in_the_kernel_and_the_operators(
     grouped: Path, tmp_path: Path, start: int, width: int

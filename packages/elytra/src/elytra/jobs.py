@@ -59,6 +59,8 @@ def _write_logged(recorder: JobRecorder, job_id: str, fields: Mapping[str, Any])
         recorder.write(job_id, fields)
     except Exception as exc:  # a progress write: the next one (or the final) carries it on
         log.warning("job %s: writing its record failed: %s", job_id, exc)
+
+
 TIMELINE_PER_STAGE = 100
 """Tasks of one stage whose times a record keeps (the first to end); the rest are counted, so
 a job of ten thousand tasks keeps its record small."""

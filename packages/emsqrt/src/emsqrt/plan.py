@@ -84,8 +84,7 @@ class Scan(Node):
                 )
             if self.format != "parquet":
                 raise PlanError(
-                    f"scan {self.path!r}: row_groups apply to Parquet files only, not "
-                    f"{self.format}"
+                    f"scan {self.path!r}: row_groups apply to Parquet files only, not {self.format}"
                 )
 
 
