@@ -197,7 +197,11 @@ def _elytra(backend: str) -> Callable[[str, dict[str, Any]], Callable[[], Any]]:
         os.environ["PLATFORM_SECRET"] = SECRET
         s = elytra.connect(home=params["home"], backend=backend, workers=2, progress=False)
         p = _pipeline(s, workload)
-        p.collect()  # warm: workers started, ring made; not the workload
+        wait = getattr(s.driver.backend, "wait_ready", None)
+        if wait is not None:  # every worker up, not only the one the warm run took
+            wait()
+        for _ in range(3):  # warm: imports done, rings made; not the workload
+            p.collect()
         return p.collect
 
     return factory
@@ -398,25 +402,33 @@ def min_cap_section(params: dict[str, Any], question: str) -> None:
     want = check(question, con.sql(SQL[question]).to_arrow_table())
     print(f"\n### min_cap: the smallest task cap that answers {question} (halving from 256 MiB)\n")
     cap, smallest, failure = 256 << 20, None, ""
-    while cap >= 1 << 20:
-        try:
-            with elytra.connect(
-                home=params["home"], backend="local", workers=2, progress=False, worker_mem_cap=cap
-            ) as s:
-                started = time.perf_counter()
-                got = check(question, _pipeline(s, question).collect())
-                took = time.perf_counter() - started
-        except Exception as exc:  # the cap that fails, and why
-            failure = f"{type(exc).__name__}: {str(exc)[:200]}"
-            break
-        if got != want:
-            failure = f"answer {got!r}, DuckDB's {want!r}"
-            break
-        print(f"- {cap / 2**20:g} MiB: ok in {took:.2f} s")
-        smallest, cap = cap, cap // 2
+    pool = elytra.LocalPool(2)  # one warm pool: the cap travels with each task
+    try:
+        pool.wait_ready()
+        while cap >= 64 << 10:
+            try:
+                with elytra.connect(
+                    home=params["home"],
+                    backend=pool,
+                    workers=2,
+                    progress=False,
+                    worker_mem_cap=cap,
+                ) as s:
+                    started = time.perf_counter()
+                    got = check(question, _pipeline(s, question).collect())
+                    took = time.perf_counter() - started
+            except Exception as exc:  # the cap that fails, and why
+                failure = f"{type(exc).__name__}: {str(exc)[:300]}"
+                break
+            if got != want:
+                failure = f"answer {got!r}, DuckDB's {want!r}"
+                break
+            print(f"- {cap / 2**20:g} MiB: ok in {took:.2f} s")
+            smallest, cap = cap, cap // 2
+    finally:
+        pool.close()
     print(f"\nsmallest working cap for {question}: {(smallest or 0) / 2**20:g} MiB")
-    if failure:
-        print(f"at {cap / 2**20:g} MiB: {failure}")
+    print(f"at {cap / 2**20:g} MiB: {failure or 'not tried (the search stops at 64 KiB)'}")
 
 
 if __name__ == "__main__":
@@ -431,8 +443,12 @@ if __name__ == "__main__":
                 argv += [a, value]
         else:
             argv.append(a)
+    status: int | str | None = 0
     if not named or set(named) - set(SECTIONS):
-        bench.main(workloads, argv)
+        try:
+            bench.main(workloads, argv)
+        except SystemExit as exc:  # failures in the table: the sections still run, then exit
+            status = exc.code
     if not named or set(named) & set(SECTIONS):
         scale = (
             0.01
@@ -448,3 +464,4 @@ if __name__ == "__main__":
             memory_section(data, ["q1"] if QUICK else ["q1", "q3"])
         if not named or "min_cap" in named:
             min_cap_section(data, "q1" if QUICK else "q3")
+    sys.exit(status)
