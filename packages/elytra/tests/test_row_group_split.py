@@ -27,10 +27,10 @@ ROWS = 40_000
 
 @pytest.fixture(scope="module")
 def grouped(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One Parquet file of 8 row groups."""
+    """One Parquet file of 8 row groups (amounts in quarters: float sums exact in any order)."""
     path = tmp_path_factory.mktemp("split") / "one.parquet"
     table = duckdb.sql(
-        f"""SELECT i AS id, (i % 13)::INTEGER AS k, round(i * 0.37 % 1000, 2)::DOUBLE AS amount,
+        f"""SELECT i AS id, (i % 13)::INTEGER AS k, (i * 37 % 4000) / 4 AS amount,
                    CASE WHEN i % 11 = 0 THEN NULL ELSE 'u' || (i % 97) END AS who
             FROM range({ROWS}) t(i)"""
     ).to_arrow_table()
@@ -133,12 +133,13 @@ def test_the_cut_covers_every_row_group_once_in_order(tmp_path: Path) -> None:
 
 @pytest.fixture
 def one_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A lake home holding ``sales``: one chunk of several row groups."""
+    """A lake home holding ``sales``: one chunk of several row groups (integer amounts: sums
+    are exact in any order)."""
     monkeypatch.setenv("PLATFORM_SECRET", SECRET)
     home = tmp_path / "home"
     csv = tmp_path / "sales.csv"
     duckdb.sql(
-        f"""COPY (SELECT i AS id, (i % 13)::INTEGER AS grp, round(i * 0.37 % 1000, 2) AS amount
+        f"""COPY (SELECT i AS id, (i % 13)::INTEGER AS grp, (i * 37 % 100000) AS amount
             FROM range(600000) t(i)) TO '{csv}' (HEADER)"""
     )
     node = LakeNode(lake_settings(None, home=home, chunk_bytes=16 << 20))
