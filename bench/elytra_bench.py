@@ -15,8 +15,17 @@ by id3; q4 mean v1, v2, v3 by id4; q5 sum v1, v2, v3 by id6; q7 max v1 - min v2 
 q6 median and standard deviation of v3 by id4, id5; q8 the largest two v3 by id6; q9 squared
 correlation of v1 and v2 by id2, id4; q10 sum v3, count by id1..id6; and ``filter_count``:
 rows with v3 > 50.
-With ``--quick`` (CI: so the script never rots) only q1 and filter_count run, without the Ray
-engines: a Ray start costs seconds, and a Ray Data query about a minute on this machine even
+Pipelines beyond one question's kernel, over ``g1m`` (the first 1e6 rows' worth: G1 at
+min(rows, 1e6)) and ``dim`` (100 rows: ``id4`` -> ``name``, ``weight``): ``join_dim`` joins
+g1m with dim then groups by ``name``; ``sort_limit`` is filter + with_columns + sort + limit 25.
+Two sections follow the table (ours only; skip them with ``--workload`` naming others):
+``memory`` runs q1 and q3 (``--quick``: q1) on a fresh two-worker pool with a 64 MiB task cap and
+prints each worker's and the driver's peak RSS above its start (``/proc/<pid>/status``
+VmHWM after resetting it, against VmRSS at the start) beside cap + 64 MiB; ``min_cap`` halves
+``worker_mem_cap`` from 256 MiB for a group-by (q3; ``--quick``: q1) until a run fails or
+differs from DuckDB's answer, and prints the smallest cap that worked.
+With ``--quick`` (CI: so the script never rots) only q1, filter_count, join_dim and
+sort_limit run, without the Ray engines: a Ray start costs seconds, and a Ray Data query about a minute on this machine even
 at 1e5 rows (the Ray backend itself is tested in tests-elytra).
 """
 
@@ -25,6 +34,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,8 +49,12 @@ ROWS_AT_SCALE_1 = 10_000_000
 K = 100
 SECRET = "elytra-bench-secret-" + "x" * 32
 QUESTIONS = ["q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q9", "q10", "filter_count"]
+PIPELINES = ["join_dim", "sort_limit"]
+SECTIONS = ["memory", "min_cap"]
+"""Run after the table, on ours only (not harness workloads: no peers, no child per run)."""
 RAY_QUESTIONS = [] if QUICK else QUESTIONS
 RAY_DATA_QUESTIONS = [] if QUICK else QUESTIONS  # Ray Data starts its executor per query: slow
+SMALL_ROWS = 1_000_000
 
 SQL = {
     "q1": "SELECT id1, sum(v1) AS v1 FROM g1 GROUP BY id1",
@@ -57,7 +71,25 @@ SQL = {
     "q10": "SELECT id1, id2, id3, id4, id5, id6, sum(v3) AS v3, count(*) AS count FROM g1 "
     "GROUP BY id1, id2, id3, id4, id5, id6",
     "filter_count": "SELECT count(*) AS n FROM g1 WHERE v3 > 50",
+    "join_dim": "SELECT name, sum(v1 * weight) AS v1w, avg(v3) AS v3 FROM g1m "
+    "JOIN dim USING (id4) GROUP BY name",
+    "sort_limit": "SELECT id6, v3 * v2 AS x FROM g1m WHERE v1 > 2 ORDER BY x DESC, id6 LIMIT 25",
 }
+
+
+def _g1_sql(rows: int, path: Path) -> str:
+    n3 = max(1, rows // K)
+    return f"""COPY (SELECT
+                'id' || lpad((floor(random() * {K}) + 1)::INT::VARCHAR, 3, '0') AS id1,
+                'id' || lpad((floor(random() * {K}) + 1)::INT::VARCHAR, 3, '0') AS id2,
+                'id' || lpad((floor(random() * {n3}) + 1)::INT::VARCHAR, 10, '0') AS id3,
+                (floor(random() * {K}) + 1)::INTEGER AS id4,
+                (floor(random() * {K}) + 1)::INTEGER AS id5,
+                (floor(random() * {n3}) + 1)::INTEGER AS id6,
+                (floor(random() * 5) + 1)::INTEGER AS v1,
+                (floor(random() * 15) + 1)::INTEGER AS v2,
+                round(random() * 100, 6) AS v3
+             FROM range({rows})) TO '{path}' (FORMAT parquet)"""
 
 
 @bench.data
@@ -67,39 +99,66 @@ def generate(scale: float, cache: Path) -> dict[str, Any]:
 
     rows = max(20_000, int(ROWS_AT_SCALE_1 * scale))
     home = cache / "home"
-    done = cache / "loaded"
-    if not done.exists():
-        src = cache / "g1.parquet"
-        duckdb.sql("SELECT setseed(0.17)")
-        n3 = max(1, rows // K)
-        duckdb.sql(
-            f"""COPY (SELECT
-                    'id' || lpad((floor(random() * {K}) + 1)::INT::VARCHAR, 3, '0') AS id1,
-                    'id' || lpad((floor(random() * {K}) + 1)::INT::VARCHAR, 3, '0') AS id2,
-                    'id' || lpad((floor(random() * {n3}) + 1)::INT::VARCHAR, 10, '0') AS id3,
-                    (floor(random() * {K}) + 1)::INTEGER AS id4,
-                    (floor(random() * {K}) + 1)::INTEGER AS id5,
-                    (floor(random() * {n3}) + 1)::INTEGER AS id6,
-                    (floor(random() * 5) + 1)::INTEGER AS v1,
-                    (floor(random() * 15) + 1)::INTEGER AS v2,
-                    round(random() * 100, 6) AS v3
-                 FROM range({rows})) TO '{src}' (FORMAT parquet)"""
-        )
-        os.environ["PLATFORM_SECRET"] = SECRET
-        from lake import LakeNode, lake_settings
+    os.environ["PLATFORM_SECRET"] = SECRET
+    from lake import LakeNode, lake_settings
 
+    def load(name: str, write: Callable[[Path], None], marker: Path) -> None:
+        if marker.exists():
+            return
+        src = cache / f"{name}.parquet"
+        write(src)
         node = LakeNode(lake_settings(None, home=home, chunk_bytes=32 << 20))
         try:
-            node.ingest(src, "g1")
+            node.ingest(src, name)
         finally:
             node.stop()
         src.unlink()
-        done.write_text("ok")
-    files = sorted(str(p) for p in home.rglob("chunks/*.parquet"))
-    return {"rows": rows, "home": str(home), "files": files}
+        marker.write_text("ok")
+
+    def g1(rows: int, seed: float) -> Callable[[Path], None]:
+        def write(path: Path) -> None:
+            duckdb.sql(f"SELECT setseed({seed})")
+            duckdb.sql(_g1_sql(rows, path))
+
+        return write
+
+    def dim(path: Path) -> None:
+        duckdb.sql(
+            f"""COPY (SELECT i::INTEGER AS id4, 'name' || lpad((i % 37)::VARCHAR, 2, '0') AS name,
+                       (i % 9 + 1)::INTEGER AS weight FROM range(1, {K + 1}) t(i))
+                TO '{path}' (FORMAT parquet)"""
+        )
+
+    load("g1", g1(rows, 0.17), cache / "loaded")
+    load("g1m", g1(min(rows, SMALL_ROWS), 0.29), cache / "loaded-g1m")
+    load("dim", dim, cache / "loaded-dim")
+    import elytra
+
+    files: dict[str, list[str]] = {}
+    with elytra.connect(home=home, backend="inline", progress=False) as s:
+        for name in ("g1", "g1m", "dim"):
+            (source,) = s.dataset(name).sources.values()
+            files[name] = [path for _, path, _ in source.chunks]  # type: ignore[attr-defined]
+    return {"rows": rows, "home": str(home), "files": files["g1"], "tables": files}
 
 
 def _pipeline(s: Any, q: str) -> Any:
+    if q == "join_dim":
+        return (
+            s.dataset("g1m")
+            .join(s.dataset("dim"), "id4")
+            .group_by("name")
+            .agg("sum(v1 * weight) AS v1w", "avg(v3) AS v3")
+        )
+    if q == "sort_limit":
+        return (
+            s.dataset("g1m")
+            .filter("v1 > 2")
+            .with_columns(x="v3 * v2")
+            .sort("x DESC", "id6")
+            .limit(25)
+            .select("id6", "x")
+        )
     g1 = s.dataset("g1")
     if q == "q1":
         return g1.group_by("id1").agg("sum(v1) AS v1")
@@ -138,7 +197,11 @@ def _elytra(backend: str) -> Callable[[str, dict[str, Any]], Callable[[], Any]]:
         os.environ["PLATFORM_SECRET"] = SECRET
         s = elytra.connect(home=params["home"], backend=backend, workers=2, progress=False)
         p = _pipeline(s, workload)
-        p.collect()  # warm: workers started, ring made; not the workload
+        wait = getattr(s.driver.backend, "wait_ready", None)
+        if wait is not None:  # every worker up, not only the one the warm run took
+            wait()
+        for _ in range(3):  # warm: imports done, rings made; not the workload
+            p.collect()
         return p.collect
 
     return factory
@@ -153,7 +216,8 @@ def duck(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
     import duckdb
 
     con = duckdb.connect()
-    con.execute(f"CREATE VIEW g1 AS SELECT * FROM read_parquet({params['files']})")
+    for name, files in params["tables"].items():
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({files})")
     con.sql(SQL[workload]).to_arrow_table()
     return lambda: con.sql(SQL[workload]).to_arrow_table()
 
@@ -163,8 +227,21 @@ def polars_engine(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
     import polars as pl
 
     g1 = pl.scan_parquet(params["files"])
+    g1m = pl.scan_parquet(params["tables"]["g1m"])
+    dim = pl.scan_parquet(params["tables"]["dim"])
     c = pl.col
     queries = {
+        "join_dim": lambda: (
+            g1m.join(dim, on="id4")
+            .group_by("name")
+            .agg((c("v1") * c("weight")).sum().alias("v1w"), c("v3").mean())
+        ),
+        "sort_limit": lambda: (
+            g1m.filter(c("v1") > 2)
+            .select("id6", (c("v3") * c("v2")).alias("x"))
+            .sort(["x", "id6"], descending=[True, False])
+            .head(25)
+        ),
         "q1": lambda: g1.group_by("id1").agg(c("v1").sum()),
         "q2": lambda: g1.group_by("id1", "id2").agg(c("v1").sum()),
         "q3": lambda: g1.group_by("id3").agg(c("v1").sum(), c("v3").mean()),
@@ -263,5 +340,128 @@ def check(workload: str, output: Any) -> Any:
     return f"{output.num_rows} {total:.6g}"
 
 
+def _status_kib(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{key} not in /proc/{pid}/status")
+
+
+def _reset_peak(pid: int) -> None:
+    """VmHWM back to the current RSS (Linux >= 4.0), so the peak read after is this run's."""
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+def memory_section(params: dict[str, Any], questions: list[str], cap_mib: int = 64) -> None:
+    """Each worker's and the driver's peak RSS above its start, per question, on a fresh pool
+    under a ``cap_mib`` task cap (the issue's bound: cap + 64 MiB)."""
+    import elytra
+
+    os.environ["PLATFORM_SECRET"] = SECRET
+    print(f"\n### memory: peak RSS above start, task cap {cap_mib} MiB (bound: cap + 64 MiB)\n")
+    print("| question | process | start MiB | peak above start MiB | bound MiB | within |")
+    print("|---|---|---:|---:|---:|---|")
+    for q in questions:
+        with elytra.connect(
+            home=params["home"],
+            backend="local",
+            workers=2,
+            progress=False,
+            worker_mem_cap=f"{cap_mib}MiB",
+        ) as s:
+            s.driver.backend.wait_ready()  # type: ignore[attr-defined]
+            pids = {f"worker {i}": p for i, p in enumerate(s.driver.backend.worker_pids())}  # type: ignore[attr-defined]
+            pids["driver"] = os.getpid()
+            start = {}
+            for name, pid in pids.items():
+                _reset_peak(pid)
+                start[name] = _status_kib(pid, "VmRSS")
+            _pipeline(s, q).collect()
+            caps = {"driver": int(s.driver.settings.driver_mem_cap) >> 20}
+            for name, pid in pids.items():
+                above = max(0, _status_kib(pid, "VmHWM") - start[name]) / 1024
+                bound = caps.get(name, cap_mib) + 64
+                print(
+                    f"| {q} | {name} | {start[name] / 1024:.0f} | {above:.0f} | {bound} "
+                    f"| {'yes' if above <= bound else 'NO'} |"
+                )
+
+
+def min_cap_section(params: dict[str, Any], question: str) -> None:
+    """The smallest ``worker_mem_cap`` (halving from 256 MiB) that still gives DuckDB's answer
+    for ``question``; the first cap that fails is printed with its error."""
+    import duckdb
+
+    import elytra
+
+    os.environ["PLATFORM_SECRET"] = SECRET
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW g1 AS SELECT * FROM read_parquet({params['files']})")
+    want = check(question, con.sql(SQL[question]).to_arrow_table())
+    print(f"\n### min_cap: the smallest task cap that answers {question} (halving from 256 MiB)\n")
+    cap, smallest, failure = 256 << 20, None, ""
+    pool = elytra.LocalPool(2)  # one warm pool: the cap travels with each task
+    try:
+        pool.wait_ready()
+        while cap >= 64 << 10:
+            try:
+                with elytra.connect(
+                    home=params["home"],
+                    backend=pool,
+                    workers=2,
+                    progress=False,
+                    worker_mem_cap=cap,
+                ) as s:
+                    started = time.perf_counter()
+                    got = check(question, _pipeline(s, question).collect())
+                    took = time.perf_counter() - started
+            except Exception as exc:  # the cap that fails, and why
+                failure = f"{type(exc).__name__}: {str(exc)[:300]}"
+                break
+            if got != want:
+                failure = f"answer {got!r}, DuckDB's {want!r}"
+                break
+            print(f"- {cap / 2**20:g} MiB: ok in {took:.2f} s")
+            smallest, cap = cap, cap // 2
+    finally:
+        pool.close()
+    print(f"\nsmallest working cap for {question}: {(smallest or 0) / 2**20:g} MiB")
+    print(f"at {cap / 2**20:g} MiB: {failure or 'not tried (the search stops at 64 KiB)'}")
+
+
 if __name__ == "__main__":
-    bench.main(["q1", "filter_count"] if QUICK else QUESTIONS)
+    workloads = (["q1", "filter_count"] if QUICK else QUESTIONS) + PIPELINES
+    argv, named = [], []
+    args = iter(sys.argv[1:])
+    for a in args:
+        if a == "--workload":
+            value = next(args, "")
+            named.append(value)
+            if value not in SECTIONS:  # the harness runs the rest
+                argv += [a, value]
+        else:
+            argv.append(a)
+    status: int | str | None = 0
+    if not named or set(named) - set(SECTIONS):
+        try:
+            bench.main(workloads, argv)
+        except SystemExit as exc:  # failures in the table: the sections still run, then exit
+            status = exc.code
+    if not named or set(named) & set(SECTIONS):
+        scale = (
+            0.01
+            if QUICK
+            else float(
+                next((sys.argv[i + 1] for i, a in enumerate(sys.argv[:-1]) if a == "--scale"), 1.0)
+            )
+        )
+        from _harness import DATA_CACHE
+
+        data = generate(scale, DATA_CACHE / bench.name / f"scale-{scale:g}")
+        if not named or "memory" in named:
+            memory_section(data, ["q1"] if QUICK else ["q1", "q3"])
+        if not named or "min_cap" in named:
+            min_cap_section(data, "q1" if QUICK else "q3")
+    sys.exit(status)

@@ -47,7 +47,7 @@ from .results import StageResults
 from .resultstore import ResultStore, ResultWriter, StoredResult
 from .settings import ElytraSettings
 from .shuffle import Shuffle
-from .sources import LakeSource, Source
+from .sources import LakeSource, Part, Source, split_row_groups
 from .spilldirs import JobDir, sweep
 from .stages import StagePlan, cut, task_plan
 from .task import Task, TaskResult
@@ -135,10 +135,11 @@ class Driver:
             int(self.settings.broadcast_bytes),
         )
         finals = _final_aggregates(plan) if shuffle else {}
+        footers = _footers(p)
         tasks: list[Task] = []
         for i, stage in enumerate(plan.stages):
             small, small_bytes = stage.broadcast_files(), stage.broadcast_bytes()
-            parts = stage.source.parts(int(self.settings.task_bytes))
+            parts = self._parts(stage.source, footers)
             exchange = ""
             if stage.name in finals and len(parts) > 1:
                 keys = finals[stage.name].group_by
@@ -154,7 +155,7 @@ class Driver:
                     Task(
                         id=f"{job_id}-s{i}-t{j}",
                         stage=i,
-                        plan=task_plan(stage, part.files),
+                        plan=task_plan(stage, part),
                         mem_cap=int(self.settings.worker_mem_cap),
                         spill_dir=str(spill_dir / f"s{i}-t{j}"),
                         files=part.files + small,
@@ -597,6 +598,18 @@ class Driver:
         if job.state == "queued":
             job.update(state="running", started=time.time(), tasks=_tasks(stats, 0))
 
+    def _parts(self, source: Source, footers: dict[str, str]) -> list[Part]:
+        """The parts of ``source``, one task each: its chunks or files grouped up to
+        ``task_bytes``, then, when they are fewer than the workers and hold at least
+        ``split_bytes``, cut by Parquet row groups so that every worker gets a task."""
+        parts = source.parts(int(self.settings.task_bytes))
+        workers = 1 if self.settings.backend == "inline" else int(self.settings.workers)
+        if source.partitions or not source.splittable() or len(parts) >= workers:
+            return parts  # repartition(n) is the user's own count
+        return split_row_groups(
+            parts, workers, int(self.settings.split_bytes), lambda f: footers.get(f, f)
+        )
+
     def _exchange_parts(self) -> int:
         return self.settings.exchange_partitions or 2 * self.settings.workers
 
@@ -645,6 +658,18 @@ def _read_groups(path: Path) -> Iterator[pa.Table]:
             yield f.read_row_group(i)
     finally:
         path.unlink(missing_ok=True)
+
+
+def _footers(p: Pipeline) -> dict[str, str]:
+    """Where this node holds each lake chunk a task names by hash (``lake-chunk:``), so that
+    a part can be cut by the row groups in its footer (a chunk not here is not cut)."""
+    return {
+        chunk_ref(sha): path
+        for src in p.sources.values()
+        if isinstance(src, LakeSource)
+        for sha, path, _ in src.chunks
+        if path
+    }
 
 
 def _chunks_by_name(p: Pipeline) -> dict[str, Source]:

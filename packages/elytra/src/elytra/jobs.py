@@ -36,6 +36,31 @@ __all__ = [
 ]
 
 FLUSH_SECONDS = 0.25
+
+_WRITER: Any = None
+_WRITER_LOCK = threading.Lock()
+
+
+def _writer() -> Any:
+    """The one thread that writes job records behind the jobs (a record write is a durable
+    store commit, about 9 ms on this machine's disk: a one-chunk job cannot wait for three).
+    One thread, so each job's writes land in the order they were made."""
+    global _WRITER
+    with _WRITER_LOCK:
+        if _WRITER is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _WRITER = ThreadPoolExecutor(1, thread_name_prefix="elytra-job-records")
+        return _WRITER
+
+
+def _write_logged(recorder: JobRecorder, job_id: str, fields: Mapping[str, Any]) -> None:
+    try:
+        recorder.write(job_id, fields)
+    except Exception as exc:  # a progress write: the next one (or the final) carries it on
+        log.warning("job %s: writing its record failed: %s", job_id, exc)
+
+
 TIMELINE_PER_STAGE = 100
 """Tasks of one stage whose times a record keeps (the first to end); the rest are counted, so
 a job of ten thousand tasks keeps its record small."""
@@ -146,7 +171,7 @@ class Job:
             "stages": {},
             "timeline": {"stages": {}, "tasks": {}, "omitted": 0},
         }
-        self._flush(force=True)
+        self._flush(force=True, wait=True)  # the job exists once its handle does
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Job:
@@ -178,13 +203,16 @@ class Job:
     # --- the driver's side ------------------------------------------------------------------
 
     def update(self, force: bool = False, **fields: Any) -> None:
-        """Merge ``fields`` into the record; written out at most every ``FLUSH_SECONDS``."""
+        """Merge ``fields`` into the record; written out at most every ``FLUSH_SECONDS``, at
+        once on a state change. Progress is written behind the job (it does not wait for the
+        store's commit); a final state is written before the job is done, after every
+        earlier write of its record."""
         with self._lock:
             self.record.update(fields)
             if "state" in fields:
                 self.state = fields["state"]
                 force = True
-        self._flush(force)
+        self._flush(force, wait=self.state in FINAL)
 
     def plan_stage(self, stage: int, tasks: int) -> None:
         """Stage ``stage`` has ``tasks`` tasks (its counters start at 0 done)."""
@@ -230,7 +258,7 @@ class Job:
                 entry["worker"] = worker
             timeline["tasks"][f"s{name}"] = entry
 
-    def _flush(self, force: bool = False) -> None:
+    def _flush(self, force: bool = False, wait: bool = False) -> None:
         if self.recorder is None:
             return
         now = time.monotonic()
@@ -241,7 +269,12 @@ class Job:
             snapshot = dict(self.record)
             timeline = snapshot["timeline"]  # its task map grows in place: write a copy
             snapshot["timeline"] = {**timeline, "tasks": dict(timeline["tasks"])}
-        self.recorder.write(self.id, {k: v for k, v in snapshot.items() if v is not None})
+        fields = {k: v for k, v in snapshot.items() if v is not None}
+        if wait:
+            _writer().submit(lambda: None).result()  # the job's earlier writes first
+            self.recorder.write(self.id, fields)
+        else:
+            _writer().submit(_write_logged, self.recorder, self.id, fields)
 
     def finish(
         self,

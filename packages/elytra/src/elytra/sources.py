@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from platform_core import Schema, infer_schema, new_id
 
 from .errors import PipelineError
 
-__all__ = ["ArrowSource", "FileSource", "LakeSource", "Part", "Source"]
+__all__ = ["ArrowSource", "FileSource", "LakeSource", "Part", "Source", "split_row_groups"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,13 @@ class Part:
 
     files: tuple[str, ...]
     bytes: int
+    row_groups: tuple[tuple[int, int] | None, ...] = ()
+    """For each file, the Parquet row groups ``(start, stop)`` the task reads (None: all of
+    it); empty when it reads every file whole. A source smaller than the workers' count of
+    parts is split this way (:func:`split_row_groups`)."""
+
+    def ranges(self) -> tuple[tuple[int, int] | None, ...]:
+        return self.row_groups or (None,) * len(self.files)
 
 
 @dataclass(frozen=True)
@@ -53,8 +61,12 @@ class Source:
         without reading it; None otherwise (CSV and JSON files)."""
         return None
 
-    def scan(self, path: str) -> lp.Node:
+    def scan(self, path: str, row_groups: tuple[int, int] | None = None) -> lp.Node:
         raise NotImplementedError
+
+    def splittable(self) -> bool:
+        """Whether a part may be cut by Parquet row groups (Parquet files only)."""
+        return False
 
     def describe(self) -> str:
         return self.name
@@ -74,6 +86,58 @@ def _group(sized: list[tuple[str, int]], task_bytes: int) -> list[Part]:
     if files:
         parts.append(Part(tuple(files), total))
     return parts
+
+
+def split_row_groups(
+    parts: list[Part],
+    tasks: int,
+    min_bytes: int,
+    locate: Callable[[str], str] = lambda f: f,
+) -> list[Part]:
+    """``parts`` cut by Parquet row groups into about ``tasks`` parts of balanced size, so
+    that a source of fewer parts than workers (one 18 MB chunk, one file) still gives every
+    worker a task; ``parts`` as they are when there are already ``tasks`` of them, when they
+    hold less than ``min_bytes`` (a split costs each extra task its fixed cost: below that it
+    does not pay), or when their files have too few row groups. Only the footers are read
+    (a few KiB a file, and only for a source of fewer parts than ``tasks``), at
+    ``locate(file)``: a lake chunk a task names by hash is read where this node keeps it."""
+    total = sum(p.bytes for p in parts)
+    if len(parts) >= tasks or total < min_bytes:
+        return parts
+    units: list[tuple[str, int, int]] = []  # (file, row group, compressed bytes), in order
+    for part in parts:
+        for path, rg in zip(part.files, part.ranges(), strict=True):
+            try:
+                meta = pq.read_metadata(locate(path))
+            except (OSError, pa.ArrowException):
+                return parts  # not here yet, or not Parquet: the task says what is wrong
+            first, stop = rg or (0, meta.num_row_groups)
+            for i in range(first, stop):
+                group = meta.row_group(i)
+                size = sum(group.column(j).total_compressed_size for j in range(group.num_columns))
+                units.append((path, i, max(size, 1)))
+    if len(units) <= len(parts):
+        return parts
+    n = min(tasks, len(units))
+    whole = sum(u[2] for u in units)
+    groups: list[list[tuple[str, int, int]]] = [[] for _ in range(n)]
+    done = 0
+    for unit in units:  # each row group to the part its middle byte falls in
+        groups[min(n - 1, (2 * done + unit[2]) * n // (2 * whole))].append(unit)
+        done += unit[2]
+    out: list[Part] = []
+    for group in (g for g in groups if g):
+        files: list[str] = []
+        ranges: list[tuple[int, int] | None] = []
+        for path, i, _ in group:
+            if files and files[-1] == path and ranges[-1] is not None and ranges[-1][1] == i:
+                ranges[-1] = (ranges[-1][0], i + 1)
+            else:
+                files.append(path)
+                ranges.append((i, i + 1))
+        size = sum(u[2] for u in group) * total // whole
+        out.append(Part(tuple(files), size, tuple(ranges)))
+    return out
 
 
 def _split(sized: list[tuple[str, int]], n: int) -> list[Part]:
@@ -112,8 +176,11 @@ class LakeSource(Source):
             return _split(sized, self.partitions)
         return _group(sized, task_bytes)
 
-    def scan(self, path: str) -> lp.Node:
-        return lp.Scan(path, "parquet", Schema.from_arrow(self.schema))
+    def scan(self, path: str, row_groups: tuple[int, int] | None = None) -> lp.Node:
+        return lp.Scan(path, "parquet", Schema.from_arrow(self.schema), row_groups=row_groups)
+
+    def splittable(self) -> bool:
+        return True
 
     def describe(self) -> str:
         return f"dataset {self.dataset!r} v{self.version} ({len(self.chunks)} chunks)"
@@ -163,9 +230,18 @@ class FileSource(Source):
             return _split(sized, self.partitions)
         return [Part((p,), n) for p, n in sized]
 
-    def scan(self, path: str) -> lp.Node:
+    def scan(self, path: str, row_groups: tuple[int, int] | None = None) -> lp.Node:
         fmt = "jsonl" if self.format == "json" else self.format
-        return lp.Scan(path, fmt, Schema.from_arrow(self.schema), delimiter=self.delimiter)  # type: ignore[arg-type]
+        return lp.Scan(
+            path,
+            fmt,  # type: ignore[arg-type]
+            Schema.from_arrow(self.schema),
+            delimiter=self.delimiter,
+            row_groups=row_groups,
+        )
+
+    def splittable(self) -> bool:
+        return self.format == "parquet"
 
     def describe(self) -> str:
         return f"{len(self.paths)} {self.format} file(s) {self.paths[0]!r}..."

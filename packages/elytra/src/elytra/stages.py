@@ -34,7 +34,7 @@ from emsqrt import plan as lp
 from emsqrt.planning import SchemaResolver, plan_to_json, rewrite_distinct
 from platform_core import Schema
 
-from .sources import ArrowSource, Source
+from .sources import ArrowSource, Part, Source
 from .task import Task
 
 __all__ = ["Exchange", "Stage", "StagePlan", "cut"]
@@ -253,15 +253,20 @@ def cut(root: lp.Node, sources: dict[str, Source], broadcast_bytes: int = 0) -> 
     return StagePlan(stages, merge, driver_inputs, exchanges)
 
 
-def _scans(src: Source, files: tuple[str, ...]) -> lp.Node:
-    scans = [src.scan(f) for f in files]
+def _scans(
+    src: Source, files: tuple[str, ...], ranges: tuple[tuple[int, int] | None, ...] = ()
+) -> lp.Node:
+    scans = [src.scan(f, r) for f, r in zip(files, ranges or (None,) * len(files), strict=True)]
     return scans[0] if len(scans) == 1 else lp.Union(tuple(scans))
 
 
-def task_plan(stage: Stage, files: tuple[str, ...]) -> str:
-    """The stage's plan over ``files`` of its source (and every file of its broadcast sides),
-    as emsqrt plan JSON."""
-    leaf = _scans(stage.source, files)
+def task_plan(stage: Stage, part: Part | tuple[str, ...]) -> str:
+    """The stage's plan over ``part`` of its source (its files, each whole or the row groups
+    the part names) and every file of its broadcast sides, as emsqrt plan JSON."""
+    if isinstance(part, Part):
+        leaf = _scans(stage.source, part.files, part.row_groups)
+    else:
+        leaf = _scans(stage.source, part)
     joins = {id(b.join): b for b in stage.broadcast}
 
     def whole(node: lp.Node, src: Source) -> lp.Node:

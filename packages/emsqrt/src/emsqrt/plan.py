@@ -16,6 +16,8 @@ from platform_core.expr import Aggregate as AggExpr
 from platform_core.expr import Column, Expr
 from platform_core.expr import Literal as LiteralExpr
 
+from .errors import PlanError
+
 __all__ = [
     "AGGREGATE_MODES",
     "AggSpec",
@@ -63,6 +65,27 @@ class Scan(Node):
     columns: tuple[str, ...] | None = None
     predicate: Expr | None = None
     delimiter: str = ","
+    row_groups: tuple[int, int] | None = None
+    """Parquet only: read row groups ``start`` to ``stop`` (exclusive) of the file, not all
+    of it. A file smaller than one chunk is still split into several tasks this way (elytra
+    cuts a part by row groups so every worker has one)."""
+
+    def __post_init__(self) -> None:
+        if self.row_groups is not None:
+            rg = self.row_groups
+            if (
+                len(rg) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in rg)
+                or not 0 <= rg[0] < rg[1]
+            ):
+                raise PlanError(
+                    f"scan {self.path!r}: row_groups must be [start, stop] with "
+                    f"0 <= start < stop, got {list(rg)!r}"
+                )
+            if self.format != "parquet":
+                raise PlanError(
+                    f"scan {self.path!r}: row_groups apply to Parquet files only, not {self.format}"
+                )
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,10 @@ def plan_to_dict(node: lp.Node) -> dict[str, Any]:
     """The plan as plain JSON-able values."""
     out: dict[str, Any] = {"op": _NAMES[type(node)]}
     for f in fields(node):
-        out[f.name] = _encode(getattr(node, f.name))
+        value = getattr(node, f.name)
+        if f.name == "row_groups" and value is None:
+            continue  # a whole file: the JSON (and every plan hash) as before row groups
+        out[f.name] = _encode(value)
     return out
 
 

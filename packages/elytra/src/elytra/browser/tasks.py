@@ -92,7 +92,9 @@ class BrowserTask:
         limit, at most the chunk's rows otherwise (from the Parquet footer, not the data)."""
         import pyarrow.parquet as pq
 
-        chunk_rows = pq.read_metadata(self.scan.path).num_rows
+        meta = pq.read_metadata(self.scan.path)
+        first, stop = self.scan.row_groups or (0, meta.num_row_groups)  # a split chunk's part
+        chunk_rows = sum(meta.row_group(i).num_rows for i in range(first, stop))
         last = self.steps[-1] if self.steps else {}
         op = last.get("op")
         if op == "partial_aggregate" and not last.get("group_by"):

@@ -62,6 +62,8 @@ _CONNECTIONS: dict[int, Any] = {}
 destroyed while its thread is torn down, which a process exiting meanwhile (an embedded
 ``submit()`` and the end of a script) turned into C++'s terminate (exit 134). Connections of
 threads that ended are closed by the next caller, and the rest at exit."""
+_SETTINGS: dict[int, tuple[int, int]] = {}
+"""The (memory limit, threads) each thread's connection was last set to."""
 _CONNECTIONS_LOCK = threading.Lock()
 _RUNS = itertools.count()
 
@@ -93,19 +95,26 @@ def _connection(limit: int, threads: int, temp: Path) -> Any:
         con = _CONNECTIONS.get(me)
         alive = {t.ident for t in threading.enumerate()}
         gone = [_CONNECTIONS.pop(i) for i in list(_CONNECTIONS) if i != me and i not in alive]
+        for i in [i for i in _SETTINGS if i not in _CONNECTIONS]:
+            del _SETTINGS[i]
     for old in gone:
         _close_quietly(old)
+    fixed = (limit, max(1, threads))
+    temp_sql = f"SET temp_directory = {quote_string(str(temp))}"
     settings = (
         f"SET memory_limit = '{limit // 1024}KiB'; SET threads = {max(1, threads)}; "
-        f"SET temp_directory = {quote_string(str(temp))}; "
+        f"{temp_sql}; "
         "SET TimeZone = 'UTC'; "  # the expression language's time zone, whatever the process's
         "SET enable_progress_bar = false"  # a task's stderr is the user's: no bars in it
     )
     if con is not None:
         try:
-            con.execute(settings)
+            # only the run's own directory changes from run to run: one statement, not five
+            con.execute(temp_sql if _SETTINGS.get(me) == fixed else settings)
+            _SETTINGS[me] = fixed
             return con
         except duckdb.Error:
+            _SETTINGS.pop(me, None)
             _close_quietly(con)
     con = duckdb.connect(
         ":memory:",
@@ -114,6 +123,7 @@ def _connection(limit: int, threads: int, temp: Path) -> Any:
     con.execute(settings)
     with _CONNECTIONS_LOCK:
         _CONNECTIONS[me] = con
+        _SETTINGS[me] = fixed
     return con
 
 
@@ -194,7 +204,7 @@ def run_fragment(
         relation = con.sql(fragment.sql)
         fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
         table = fetch()
-        spilled = _spilled(con)
+        spilled = _spilled(con) if temp.exists() else 0  # DuckDB makes it when it spills
     except duckdb.OutOfMemoryException:
         log.info("kernel: out of memory under %d bytes; running emsqrt's operators", limit)
         return None
@@ -205,7 +215,8 @@ def run_fragment(
         for name in fragment.tables:
             with contextlib.suppress(duckdb.Error):
                 con.unregister(name)
-        shutil.rmtree(temp, ignore_errors=True)  # the run's spill goes with it, as emsqrt's
+        if temp.exists():  # the run's spill goes with it, as emsqrt's
+            shutil.rmtree(temp, ignore_errors=True)
     try:
         table = conform(table, fragment.schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError) as exc:
@@ -268,7 +279,7 @@ def _stream_fragment(
             for piece in out.to_batches():
                 on_batch(piece)
             rows += batch.num_rows
-        spilled = _spilled(con)
+        spilled = _spilled(con) if temp.exists() else 0
     except duckdb.Error as exc:  # binding the statement: nothing was sent yet
         log.info("kernel: %s: %s; running emsqrt's operators", type(exc).__name__, exc)
         return None
@@ -279,7 +290,8 @@ def _stream_fragment(
         for name in fragment.tables:
             with contextlib.suppress(duckdb.Error):
                 con.unregister(name)
-        shutil.rmtree(temp, ignore_errors=True)
+        if temp.exists():
+            shutil.rmtree(temp, ignore_errors=True)
     return KernelRun(None, time.perf_counter() - started, limit, spilled, rows)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -544,9 +544,7 @@ class AggregateOp(PhysicalOp):
         worst: CapTooSmallError | None = None
         for f in files:
             try:
-                yield from self._run(
-                    iter(pa.Table.from_batches([b]) for b in f), level + 1, schema
-                )
+                yield from self._run(iter(pa.Table.from_batches([b]) for b in f), level + 1, schema)
             except CapTooSmallError as exc:
                 if worst is None or _needed(exc) > _needed(worst):
                     worst = exc
@@ -607,10 +605,30 @@ class _Shape(PhysicalOp):
         yield from ()
 
 
+_STATE_SCHEMAS: dict[Any, pa.Schema] = {}
+_STATE_SCHEMAS_MAX = 256
+
+
 def state_schema(node: lp.Aggregate, source: pa.Schema) -> pa.Schema:
     """The partial states' schema of ``node`` over rows of ``source``: what mode ``partial``
     outputs and ``final`` reads. Computed by the operator itself on no rows, so it always
-    agrees with what runs."""
+    agrees with what runs; remembered by (keys, aggregates, source schema), since a job asks
+    for it several times in the driver and in every task (about a millisecond each)."""
+    # the text names every field's type and metadata (Schema equality ignores metadata)
+    key = (node.group_by, node.aggregates, source.to_string(show_schema_metadata=True))
+    try:
+        found = _STATE_SCHEMAS.get(key)
+    except TypeError:  # an unhashable literal in an expression: computed every time
+        return _state_schema(node, source)
+    if found is None:
+        found = _state_schema(node, source)
+        if len(_STATE_SCHEMAS) >= _STATE_SCHEMAS_MAX:
+            _STATE_SCHEMAS.clear()
+        _STATE_SCHEMAS[key] = found
+    return found
+
+
+def _state_schema(node: lp.Aggregate, source: pa.Schema) -> pa.Schema:
     ctx = ExecContext.for_cap(MemoryBudget(1 << 26), cast(SpillManager, None), 1)
     partial = lp.Aggregate(node.input, node.group_by, node.aggregates, "partial")
     op = AggregateOp(ctx, partial, _Shape(ctx, [], source), pa.schema([]))

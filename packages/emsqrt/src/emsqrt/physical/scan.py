@@ -116,7 +116,7 @@ class ScanOp(PhysicalOp):
                 rows = max(64, block // width)
                 md, cols = pf.metadata, _column_indices(pf.metadata, wanted)
                 target = pa.schema([full.field(c) for c in wanted])
-                for i in range(md.num_row_groups):
+                for i in _row_groups(node, md.num_row_groups):
                     # the row group's own bytes per row bound its batches too (wide strings)
                     group = md.row_group(i)
                     nbytes = sum(group.column(j).total_uncompressed_size for j in cols)
@@ -138,7 +138,7 @@ class ScanOp(PhysicalOp):
         biggest = max(
             (
                 sum(md.row_group(i).column(j).total_uncompressed_size for j in cols)
-                for i in range(md.num_row_groups)
+                for i in _row_groups(self.node, md.num_row_groups)
             ),
             default=0,
         )
@@ -191,6 +191,20 @@ _MAX_CSV_BLOCK = 4 * 1024 * 1024
 def _text_block(batch_bytes: int) -> int:
     """The CSV read block for a scan allowed ``batch_bytes``: its read-ahead fits in that."""
     return max(64 * 1024, min(batch_bytes, 4 * batch_bytes // _CSV_READAHEAD_BLOCKS))
+
+
+def _row_groups(node: lp.Scan, count: int) -> range:
+    """The row groups ``node`` reads of a file that has ``count``; ``InputFileError`` when
+    its ``row_groups`` name some the file does not have (the file changed since the plan)."""
+    if node.row_groups is None:
+        return range(count)
+    start, stop = node.row_groups
+    if stop > count:
+        raise InputFileError(
+            f"{node.path} has {count} row groups; the scan asks for row groups {start} to "
+            f"{stop - 1} (was the file rewritten after the plan was made?)"
+        )
+    return range(start, stop)
 
 
 def _column_indices(md: Any, wanted: list[str]) -> list[int]:

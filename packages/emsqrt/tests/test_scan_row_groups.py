@@ -1,0 +1,143 @@
+"""A Parquet scan of some of a file's row groups (``Scan.row_groups``): elytra cuts a small
+dataset by row groups so that every worker has a task. The kernel (a ``file_row_number``
+range DuckDB prunes row groups by) and emsqrt's own operators must read exactly those rows:
+checked against DuckDB over pyarrow's ``read_row_groups`` of the same groups."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from emsqrt import EngineConfig, PlanError, run
+from emsqrt import plan as lp
+from emsqrt.errors import InputFileError
+from emsqrt.kernel import compile_plan
+from emsqrt.plan_json import plan_from_json, plan_hash, plan_to_json
+from platform_core.expr import parse
+
+from .test_kernel import _same
+
+GROUPS = 7
+ROWS = 700  # 7 row groups of 100 rows
+
+
+@pytest.fixture(scope="module")
+def grouped(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(3)
+    i = np.arange(ROWS)
+    table = pa.table(
+        {
+            "id": pa.array(i),
+            "k": pa.array([None if n % 13 == 0 else f"k{n % 5}" for n in range(ROWS)]),
+            "x": pa.array(rng.normal(size=ROWS), mask=i % 17 == 0),
+        }
+    )
+    path = tmp_path_factory.mktemp("rg") / "g.parquet"
+    pq.write_table(table, path, row_group_size=ROWS // GROUPS)
+    assert pq.read_metadata(path).num_row_groups == GROUPS
+    return path
+
+
+def _oracle(path: Path, rg: tuple[int, int], sql: str) -> pa.Table:
+    part = pq.ParquetFile(path).read_row_groups(list(range(*rg)))  # noqa: F841 - DuckDB reads it
+    return duckdb.sql(sql.format(t="part")).to_arrow_table()
+
+
+def _both(plan: lp.Node, spill: Path) -> pa.Table:
+    kernel = run(plan, EngineConfig(spill_dir=str(spill)))
+    assert [o.op for o in kernel.manifest.operators] == ["kernel"]
+    ops = run(plan, EngineConfig(spill_dir=str(spill), kernel="off"))
+    assert "kernel" not in [o.op for o in ops.manifest.operators]
+    assert kernel.table is not None
+    assert ops.table is not None
+    _same(kernel.table, ops.table)
+    return kernel.table
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(start=st.integers(0, GROUPS - 1), width=st.integers(1, GROUPS))
+def test_a_row_group_range_reads_those_rows_in_the_kernel_and_the_operators(
+    grouped: Path, tmp_path: Path, start: int, width: int
+) -> None:
+    rg = (start, min(GROUPS, start + width))
+    scan = lp.Scan(str(grouped), "parquet", row_groups=rg)
+    rows = _both(lp.Filter(scan, parse("x > -0.5 OR k IS NULL")), tmp_path)
+    want = _oracle(grouped, rg, "SELECT id, k, x FROM {t} WHERE x > -0.5 OR k IS NULL")
+    assert sorted(rows.column("id").to_pylist()) == sorted(want.column("id").to_pylist())
+    grouped_plan = lp.Aggregate(
+        scan,
+        ("k",),
+        (lp.AggSpec("n", parse("count(*)")), lp.AggSpec("s", parse("sum(x)"))),
+        "full",
+    )
+    got = _both(grouped_plan, tmp_path).sort_by([("k", "ascending")])
+    want = _oracle(grouped, rg, "SELECT k, count(*) AS n, sum(x) AS s FROM {t} GROUP BY k")
+    want = want.sort_by([("k", "ascending")])
+    assert got.column("k").to_pylist() == want.column("k").to_pylist()
+    assert got.column("n").to_pylist() == want.column("n").to_pylist()
+    assert np.allclose(
+        [v or 0.0 for v in got.column("s").to_pylist()],
+        [v or 0.0 for v in want.column("s").to_pylist()],
+    )
+
+
+def test_the_kernel_statement_filters_on_row_numbers_of_those_groups(grouped: Path) -> None:
+    sql = compile_plan(lp.Scan(str(grouped), "parquet", row_groups=(2, 4))).sql
+    assert "file_row_number = true" in sql
+    assert "file_row_number >= 200 AND file_row_number < 400" in sql
+    # a union of split scans is not one multi-file read (each has its own range)
+    both = lp.Union(
+        (
+            lp.Scan(str(grouped), "parquet", row_groups=(0, 1)),
+            lp.Scan(str(grouped), "parquet", row_groups=(5, 7)),
+        )
+    )
+    sql = compile_plan(both).sql
+    assert sql.count("read_parquet") == 2
+
+
+def test_the_plan_json_carries_the_range_and_leaves_whole_scans_as_they_were(
+    grouped: Path,
+) -> None:
+    split = lp.Scan(str(grouped), "parquet", row_groups=(1, 3))
+    text = plan_to_json(split)
+    assert json.loads(text)["row_groups"] == [1, 3]
+    assert plan_from_json(text) == split
+    whole = lp.Scan(str(grouped), "parquet")
+    assert "row_groups" not in json.loads(plan_to_json(whole))
+    assert plan_hash(whole) != plan_hash(split)
+    assert plan_from_json(plan_to_json(whole)) == whole
+
+
+@pytest.mark.parametrize(
+    "bad", [[3, 2], [1, 1], [-1, 2], [0, "2"], [0], [0, 1, 2], [True, 2], "0-2"]
+)
+def test_a_malformed_range_is_refused_naming_it(grouped: Path, bad: object) -> None:
+    node = json.loads(plan_to_json(lp.Scan(str(grouped), "parquet")))
+    node["row_groups"] = bad
+    with pytest.raises(PlanError, match="row_groups"):
+        plan_from_json(json.dumps(node))
+
+
+def test_row_groups_of_a_csv_scan_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match="Parquet files only"):
+        lp.Scan(str(tmp_path / "a.csv"), "csv", row_groups=(0, 1))
+
+
+@pytest.mark.parametrize("kernel", ["auto", "off"])
+def test_a_range_past_the_file_s_row_groups_names_the_file(
+    grouped: Path, tmp_path: Path, kernel: str
+) -> None:
+    scan = lp.Scan(str(grouped), "parquet", row_groups=(5, 9))
+    with pytest.raises(InputFileError, match=f"has {GROUPS} row groups"):
+        run(scan, EngineConfig(spill_dir=str(tmp_path), kernel=kernel))
