@@ -166,7 +166,7 @@ async def _run(
         where = job.acquire()
         try:
             mine = replace(
-                task, mem_cap=int(settings.worker_mem_cap), spill_dir=str(where / "spill")
+                task, mem_cap=settings.worker_mem_cap, spill_dir=str(where / "spill")
             )
             locate = cluster.locate if cluster is not None else (lambda sha: None)
             fetch = cluster.fetch if cluster is not None else None

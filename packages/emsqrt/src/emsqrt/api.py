@@ -26,7 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from platform_core import Schema, parse_bytes
+from platform_core import MemCap, Schema
 from platform_core.expr import Expr
 
 from . import plan as lp
@@ -40,10 +40,10 @@ from .errors import PlanError
 __all__ = ["Pipeline", "parse_size"]
 
 
-def parse_size(value: int | str) -> int:
-    """A memory cap in bytes: ``64MB`` (10^6) or ``64MiB`` (2^20), a unit required for text
-    (``platform_core.parse_bytes``); an ``int`` is bytes."""
-    return parse_bytes(value, what="mem_cap")
+def parse_size(value: int | str) -> MemCap:
+    """A memory cap: ``64MB`` (10^6) or ``64MiB`` (2^20), a unit required for text
+    (``platform_core.parse_bytes``); an ``int`` is bytes; positive (``platform_core.MemCap``)."""
+    return MemCap(value, what="mem_cap")
 
 
 @dataclass(frozen=True)
