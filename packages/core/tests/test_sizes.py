@@ -68,7 +68,8 @@ def test_a_memcap_reads_every_size_parse_bytes_reads(text: str, want: int) -> No
     from platform_core import MemCap
 
     cap = MemCap(text)
-    assert cap == want and isinstance(cap, int)
+    assert cap == want
+    assert isinstance(cap, int)
     assert MemCap(cap) is cap  # already a cap: kept as it is
 
 
@@ -104,10 +105,11 @@ def test_a_memcap_setting_reads_env_text_as_before_and_must_be_positive() -> Non
 
     for given_, want in [("268435456", 256 << 20), ("256MiB", 256 << 20), ("1GB", 10**9)]:
         got = S(cap=given_).cap  # type: ignore[arg-type]
-        assert got == want and isinstance(got, MemCap)
+        assert got == want
+        assert isinstance(got, MemCap)
     assert S(cap=7).model_dump() == {"cap": 7}
     for bad in (0, "0", "-1", "lots"):
-        with pytest.raises(ValidationError, match="memory cap is a positive size|not a size"):
+        with pytest.raises(ValidationError, match=r"memory cap is a positive size|not a size"):
             S(cap=bad)  # type: ignore[arg-type]
 
 
@@ -116,9 +118,12 @@ def test_a_memcap_is_its_bytes_and_says_them_for_people(n: int) -> None:
     from platform_core import MemCap, format_size
 
     cap = MemCap(n)
-    assert int(cap) == n and cap + 1 == n + 1 and type(cap + 1) is int
+    assert int(cap) == n
+    assert cap + 1 == n + 1
+    assert type(cap + 1) is int
     text = format_size(n)
-    assert repr(cap) == f"MemCap({text})" and cap.text == text
+    assert repr(cap) == f"MemCap({text})"
+    assert cap.text == text
     number, unit = text.split()
     scale = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[unit]
     assert abs(float(number) * scale - n) <= 0.05 * scale  # one decimal at most off
