@@ -58,3 +58,72 @@ def test_decimal_and_binary_agree_with_pydantic(n: int, unit: str) -> None:
     from pydantic import ByteSize, TypeAdapter
 
     assert parse_bytes(f"{n}{unit}") == TypeAdapter(ByteSize).validate_python(f"{n}{unit}")
+
+
+# --- MemCap: the one type of a memory cap, from settings to task (issue 33 item 7) ----------
+
+
+@pytest.mark.parametrize(("text", "want"), CASES.items())
+def test_a_memcap_reads_every_size_parse_bytes_reads(text: str, want: int) -> None:
+    from platform_core import MemCap
+
+    cap = MemCap(text)
+    assert cap == want
+    assert isinstance(cap, int)
+    assert MemCap(cap) is cap  # already a cap: kept as it is
+
+
+@pytest.mark.parametrize(
+    ("bad", "said"),
+    [
+        (0, "positive size, got 0"),
+        ("0MiB", "positive size, got '0MiB'"),
+        (-5, "positive size, got -5"),
+        ("64", "has no unit"),
+        (True, "expected a size"),
+        ("lots", "not a size"),
+        ("64M", "unknown unit 'M'"),
+    ],
+)
+def test_a_bad_memcap_names_the_setting_and_what_to_write(bad: object, said: str) -> None:
+    from platform_core import MemCap
+
+    with pytest.raises(BadInputError, match=f"^worker_mem_cap: .*{said}") as info:
+        MemCap(bad, what="worker_mem_cap")  # type: ignore[arg-type]
+    assert "MiB" in info.value.message  # says what to write
+
+
+def test_a_memcap_setting_reads_env_text_as_before_and_must_be_positive() -> None:
+    """As a settings field, text reads as pydantic's ByteSize reads it (a bare number from an
+    environment variable is bytes), the value becomes a MemCap, and 0 is refused."""
+    from pydantic import BaseModel, ValidationError
+
+    from platform_core import MemCap
+
+    class S(BaseModel):
+        cap: MemCap = MemCap(1 << 20)
+
+    for given_, want in [("268435456", 256 << 20), ("256MiB", 256 << 20), ("1GB", 10**9)]:
+        got = S(cap=given_).cap  # type: ignore[arg-type]
+        assert got == want
+        assert isinstance(got, MemCap)
+    assert S(cap=7).model_dump() == {"cap": 7}
+    for bad in (0, "0", "-1", "lots"):
+        with pytest.raises(ValidationError, match=r"memory cap is a positive size|not a size"):
+            S(cap=bad)  # type: ignore[arg-type]
+
+
+@given(st.integers(min_value=1, max_value=1 << 50))
+def test_a_memcap_is_its_bytes_and_says_them_for_people(n: int) -> None:
+    from platform_core import MemCap, format_size
+
+    cap = MemCap(n)
+    assert int(cap) == n
+    assert cap + 1 == n + 1
+    assert type(cap + 1) is int
+    text = format_size(n)
+    assert repr(cap) == f"MemCap({text})"
+    assert cap.text == text
+    number, unit = text.split()
+    scale = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[unit]
+    assert abs(float(number) * scale - n) <= 0.05 * scale  # one decimal at most off

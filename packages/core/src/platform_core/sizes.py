@@ -15,11 +15,15 @@ since they do not say which of the two they mean.
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 from platform_core.errors import BadInputError
 
-__all__ = ["SIZE_FORMS", "SIZE_UNITS", "parse_bytes"]
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler
+    from pydantic_core import CoreSchema
+
+__all__ = ["SIZE_FORMS", "SIZE_UNITS", "MemCap", "format_size", "parse_bytes"]
 
 #: Each accepted unit (lower case) and its bytes.
 SIZE_UNITS: Final[dict[str, int]] = {
@@ -67,3 +71,81 @@ def parse_bytes(value: int | str, *, what: str = "size") -> int:
     if unit not in SIZE_UNITS:
         raise BadInputError(f"{what}: unknown unit {m.group(2)!r} in {value!r}; write {SIZE_FORMS}")
     return int(float(number) * SIZE_UNITS[unit])
+
+
+def format_size(n: float) -> str:
+    """``268435456`` -> ``256 MiB``, ``1536`` -> ``1.5 KiB``: a size for people (binary units,
+    no decimals when exact)."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    x, i = float(n), 0
+    while abs(x) >= 1024 and i < len(units) - 1:
+        x, i = x / 1024, i + 1
+    if i == 0:
+        return f"{n:.0f} B"
+    return f"{x:.0f} {units[i]}" if x.is_integer() else f"{x:.1f} {units[i]}"
+
+
+class MemCap(int):
+    """A memory cap in bytes: the one type a cap has from settings to task.
+
+    An ``int`` (so arithmetic and ``%d`` work and it travels as a number in JSON), built from
+    bytes or from text with a unit (``MemCap("64MiB")``, by :func:`parse_bytes`), and always
+    positive: ``MemCap(0)``, ``MemCap(-1)``, ``MemCap("64")`` or ``MemCap(True)`` raise
+    ``BadInputError`` naming ``what`` and what to write. As a settings field (pydantic), text
+    reads as pydantic's ``ByteSize`` reads it, so environment variables keep their meaning (a
+    bare number is bytes: ``ELYTRA_WORKER_MEM_CAP=268435456``), and the value must be > 0.
+
+    The spellings it has: a process's cap is ``mem_cap`` where a user passes it (``run``,
+    ``collect``, ``--mem-cap``) and ``mem_cap_bytes`` in emsqrt's settings and
+    ``EngineConfig``; elytra's are ``worker_mem_cap`` (each task's) and ``driver_mem_cap``
+    (the merge's); a running budget's is ``MemoryBudget.cap_bytes``.
+    """
+
+    def __new__(cls, value: int | str, *, what: str = "memory cap") -> MemCap:
+        if isinstance(value, MemCap):
+            return value
+        positive = isinstance(value, bool) or not isinstance(value, int) or value > 0
+        n = parse_bytes(value, what=what) if positive else 0
+        if n <= 0:
+            raise BadInputError(
+                f"{what}: a memory cap is a positive size, got {value!r}; write e.g. 256MiB"
+            )
+        return super().__new__(cls, n)
+
+    def __repr__(self) -> str:
+        return f"MemCap({format_size(self)})"
+
+    @property
+    def text(self) -> str:
+        """The cap for people: ``256 MiB``."""
+        return format_size(self)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        from pydantic_core import core_schema
+
+        checked = core_schema.no_info_after_validator_function(
+            cls._from_int, core_schema.int_schema()
+        )
+        return core_schema.no_info_before_validator_function(
+            cls._bytes_of_text,
+            checked,
+            serialization=core_schema.plain_serializer_function_ser_schema(int),
+        )
+
+    @staticmethod
+    def _bytes_of_text(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        from pydantic import ByteSize, TypeAdapter, ValidationError
+
+        try:
+            return int(TypeAdapter(ByteSize).validate_python(value))
+        except ValidationError:
+            raise ValueError(f"not a size: {value!r}; write {SIZE_FORMS}") from None
+
+    @classmethod
+    def _from_int(cls, value: int) -> MemCap:
+        if value <= 0:
+            raise ValueError(f"a memory cap is a positive size, got {value}; write e.g. 256MiB")
+        return cls(value)

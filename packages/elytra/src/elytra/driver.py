@@ -156,7 +156,7 @@ class Driver:
                         id=f"{job_id}-s{i}-t{j}",
                         stage=i,
                         plan=task_plan(stage, part),
-                        mem_cap=int(self.settings.worker_mem_cap),
+                        mem_cap=self.settings.worker_mem_cap,
                         spill_dir=str(spill_dir / f"s{i}-t{j}"),
                         files=part.files + small,
                         bytes_in=part.bytes + small_bytes,
@@ -509,7 +509,7 @@ class Driver:
         inputs: dict[str, pa.Table] = {**plan.driver_inputs, **held}
         t0 = time.perf_counter()
         config = EngineConfig(
-            mem_cap_bytes=int(self.settings.driver_mem_cap), spill_dir=str(spill / "merge")
+            mem_cap_bytes=self.settings.driver_mem_cap, spill_dir=str(spill / "merge")
         )
         self._started(job, stats)  # a job of no tasks starts with its merge
 
@@ -622,7 +622,7 @@ class Driver:
             id=f"{job_id}-s{stage}-t{part}",
             stage=stage,
             plan=plan,
-            mem_cap=int(self.settings.worker_mem_cap),
+            mem_cap=self.settings.worker_mem_cap,
             spill_dir=str(spill / f"s{stage}-t{part}"),
             files=tuple(f for side in sides for f in w.files(side, part)),
             bytes_in=sum(w.bytes[side][part] for side in sides),

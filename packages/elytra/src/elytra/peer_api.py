@@ -165,9 +165,7 @@ async def _run(
     def work() -> tuple[pa.Table, dict[str, Any]]:
         where = job.acquire()
         try:
-            mine = replace(
-                task, mem_cap=int(settings.worker_mem_cap), spill_dir=str(where / "spill")
-            )
+            mine = replace(task, mem_cap=settings.worker_mem_cap, spill_dir=str(where / "spill"))
             locate = cluster.locate if cluster is not None else (lambda sha: None)
             fetch = cluster.fetch if cluster is not None else None
             mine = resolve_chunks(mine, locate, fetch, where / "chunks")

@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pyarrow as pa
 
 from emsqrt import PlanError
 from emsqrt import plan as lp
-from emsqrt.planning import SchemaResolver
+from emsqrt.planning import PlanBuilder
 from platform_core import PlatformError, Schema
-from platform_core.expr import Aggregate as AggExpr
-from platform_core.expr import Expr, parse, to_sql, walk
+from platform_core.expr import Expr
 
 from .errors import PipelineError
-from .postagg import HIDDEN_PREFIX, split_aggregates
 from .sources import Source
 
 if TYPE_CHECKING:
@@ -36,18 +35,14 @@ __all__ = ["GroupedPipeline", "Pipeline"]
 SchemaLike: TypeAlias = pa.Schema | Mapping[str, str]
 """An output schema: Arrow's, or column name to a type name (``{"total": "f64"}``)."""
 
-_ALIAS = re.compile(r"^(.*\S)\s+AS\s+(\"[^\"]+\"|\w+)\s*$", re.IGNORECASE | re.DOTALL)
 
-
-def _expr(value: str | Expr, where: str) -> Expr:
-    if isinstance(value, Expr):
-        return value
-    if not isinstance(value, str):
-        raise PipelineError(f"{where}: expected an expression string or builder, got {value!r}")
+@contextmanager
+def _planning() -> Iterator[None]:
+    """emsqrt's PlanError from the builder as elytra's PipelineError (the same message)."""
     try:
-        return parse(value)
-    except PlatformError as exc:
-        raise PipelineError(f"{where}: {exc.message}") from None
+        yield
+    except PlanError as exc:
+        raise PipelineError(exc.message) from None
 
 
 def _table_of(out: Any) -> pa.Table:
@@ -71,39 +66,6 @@ def _arrow_schema(schema: SchemaLike) -> pa.Schema:
         raise PipelineError(f"schema: {exc}; give a pyarrow.Schema or {{name: type}}") from None
 
 
-def _expr_name(e: Expr) -> str:
-    """The output name of an expression given no ``AS``: its SQL text as a word."""
-    return re.sub(r"\W+", "_", to_sql(e)).strip("_") or "expr"
-
-
-def _key_texts(keys: tuple[lp.SortKey, ...]) -> list[str]:
-    return [
-        f"{k.column}{' DESC' if k.descending else ''}{' NULLS FIRST' if k.nulls_first else ''}"
-        for k in keys
-    ]
-
-
-def _count(n: object) -> bool:
-    """Whether ``n`` is a row count: an int (not a bool) in [0, 2**63)."""
-    return isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 63
-
-
-def _sort_key(key: str | lp.SortKey, descending: bool) -> lp.SortKey:
-    if isinstance(key, lp.SortKey):
-        return key
-    words = key.split()
-    if not words:
-        raise PipelineError("sort: an empty sort key; give a column name such as 'amount DESC'")
-    upper = [w.upper() for w in words[1:]]
-    known = {"ASC", "DESC", "NULLS", "FIRST", "LAST"}
-    if any(w not in known for w in upper):
-        raise PipelineError(
-            f"sort: cannot read {key!r}; write 'column', 'column DESC' or 'column DESC NULLS FIRST'"
-        )
-    desc = "DESC" in upper or (descending and "ASC" not in upper)
-    return lp.SortKey(words[0].strip('"'), desc, "FIRST" in upper)
-
-
 @dataclass(frozen=True)
 class Pipeline:
     """A lazy pipeline; nothing runs until an action."""
@@ -114,35 +76,44 @@ class Pipeline:
     spec: Mapping[str, Any] | None = None
     """The pipeline's JSON form (``elytra.spec``) so far, or None once it holds what JSON
     cannot carry (a Python function, local files or an Arrow table)."""
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    """After an aggregate: each input column one output consumed -> that output
+    (``emsqrt.builder.PlanBuilder.col``)."""
 
     # --- building -------------------------------------------------------------------------
+    # Every step is emsqrt's PlanBuilder's (the one implementation of the vocabulary, shared
+    # with emsqrt's Pipeline and YAML); this class adds sources, Python functions and actions.
+
+    @property
+    def builder(self) -> PlanBuilder:
+        """This pipeline's plan as an ``emsqrt.builder.PlanBuilder``."""
+        return PlanBuilder(self.node, self.aliases)
 
     @property
     def schema(self) -> pa.Schema:
         """The output schema (checked: unknown columns and type errors raise here)."""
-        try:
-            return SchemaResolver().schema(self.node)
-        except PlanError as exc:
-            raise PipelineError(exc.message) from None
+        with _planning():
+            return self.builder.schema
 
     @property
     def columns(self) -> list[str]:
         return list(self.schema.names)
 
     def _then(
-        self, node: lp.Node, *others: Pipeline, step: Mapping[str, Any] | None = None
+        self, built: PlanBuilder, *others: Pipeline, step: Mapping[str, Any] | None = None
     ) -> Pipeline:
+        """The pipeline of ``built`` (already checked by the builder), with the sources of
+        ``others``; ``step`` is its JSON form (the builder's unless given)."""
         sources = dict(self.sources)
         for other in others:
             if other.session is not self.session:
                 raise PipelineError("pipelines of two sessions cannot be combined")
             sources.update(other.sources)
+        step = built.step if step is None else step
         spec = None
         if self.spec is not None and step is not None and all(o.spec for o in others):
             spec = {"source": self.spec["source"], "steps": [*self.spec["steps"], dict(step)]}
-        out = Pipeline(self.session, node, sources, spec)
-        _ = out.schema  # check now, not when a task runs
-        return out
+        return Pipeline(self.session, built.node, sources, spec, built.aliases)
 
     def to_spec(self) -> dict[str, Any]:
         """The JSON form a platform's ``/api/jobs`` accepts; PipelineError if it has none."""
@@ -155,52 +126,32 @@ class Pipeline:
 
     def filter(self, predicate: str | Expr) -> Pipeline:
         """Keep the rows where ``predicate`` is true: ``filter("amount > 1000")``."""
-        e = _expr(predicate, "filter")
-        return self._then(lp.Filter(self.node, e), step={"filter": to_sql(e)})
+        with _planning():
+            return self._then(self.builder.filter(predicate))
 
     def select(self, *columns: str) -> Pipeline:
         """Keep these columns in this order; ``"a AS b"`` renames."""
-        if not columns:
-            raise PipelineError("select: name at least one column (a table has one or more)")
-        pairs = []
-        for c in columns:
-            m = _ALIAS.match(c)
-            src, out = (m.group(1), m.group(2).strip('"')) if m else (c, c)
-            pairs.append((out, src.strip('"')))
-        return self._then(lp.Project(self.node, tuple(pairs)), step={"select": list(columns)})
+        with _planning():
+            return self._then(self.builder.select(*columns))
 
     def with_columns(self, **exprs: str | Expr) -> Pipeline:
         """Add or replace computed columns: ``with_columns(total="price * qty")``."""
-        cols = tuple((n, _expr(e, f"with_columns {n!r}")) for n, e in exprs.items())
-        step = {"with_columns": {n: to_sql(e) for n, e in cols}}
-        return self._then(lp.Map(self.node, cols), step=step)
+        with _planning():
+            return self._then(self.builder.with_columns(exprs))
 
     def drop(self, *columns: str) -> Pipeline:
-        names = self.columns
-        missing = [c for c in columns if c not in names]
-        if missing:
-            from platform_core._suggest import did_you_mean
-
-            raise PipelineError(f"drop: no column {missing[0]!r}{did_you_mean(missing[0], names)}")
-        kept = tuple((c, c) for c in names if c not in columns)
-        return self._then(lp.Project(self.node, kept), step={"drop": list(columns)})
+        with _planning():
+            return self._then(self.builder.drop(*columns))
 
     def rename(self, mapping: Mapping[str, str] | None = None, **renames: str) -> Pipeline:
         """Rename columns: ``rename({"old": "new"})`` or ``rename(old="new")``."""
-        table = {**(mapping or {}), **renames}
-        names = self.columns
-        for old in table:
-            if old not in names:
-                from platform_core._suggest import did_you_mean
-
-                raise PipelineError(f"rename: no column {old!r}{did_you_mean(old, names)}")
-        renamed = tuple((table.get(c, c), c) for c in names)
-        return self._then(lp.Project(self.node, renamed), step={"rename": table})
+        with _planning():
+            return self._then(self.builder.rename({**(mapping or {}), **renames}))
 
     def group_by(self, *keys: str) -> GroupedPipeline:
         names = self.columns
         for k in keys:
-            if k not in names:
+            if k not in names and k not in self.aliases:
                 from platform_core._suggest import did_you_mean
 
                 raise PipelineError(f"group_by: no column {k!r}{did_you_mean(k, names)}")
@@ -212,17 +163,12 @@ class Pipeline:
 
     def sort(self, *keys: str | lp.SortKey, descending: bool = False) -> Pipeline:
         """Sort by keys: ``sort("a", "b DESC")``; NULLs last unless ``NULLS FIRST``."""
-        if not keys:
-            raise PipelineError("sort: give at least one column")
-        sort_keys = tuple(_sort_key(k, descending) for k in keys)
-        return self._then(lp.Sort(self.node, sort_keys), step={"sort": _key_texts(sort_keys)})
+        with _planning():
+            return self._then(self.builder.sort(*keys, descending=descending))
 
     def limit(self, n: int, offset: int = 0) -> Pipeline:
-        if not (_count(n) and _count(offset)):
-            raise PipelineError(
-                f"limit: n and offset are integers >= 0 (below 2**63), got {n!r}, {offset!r}"
-            )
-        return self._then(lp.Limit(self.node, n, offset), step={"limit": n, "offset": offset})
+        with _planning():
+            return self._then(self.builder.limit(n, offset))
 
     def top_k(
         self,
@@ -234,16 +180,8 @@ class Pipeline:
         """The first ``n`` rows in ``keys`` order: ``top_k(10, "total DESC")``; with ``per``,
         the first ``n`` of each group: ``top_k(2, "v3 DESC", per="id6")`` (also spelled
         ``group_by("id6").top_k(2, "v3 DESC")``)."""
-        if not _count(n):
-            raise PipelineError(f"top_k: n is an integer >= 0 (below 2**63), got {n!r}")
-        if not keys:
-            raise PipelineError("top_k: give at least one column to order by")
-        groups = (per,) if isinstance(per, str) else tuple(per)
-        sort_keys = tuple(_sort_key(k, descending) for k in keys)
-        step: dict[str, Any] = {"top_k": n, "by": _key_texts(sort_keys)}
-        if groups:
-            step["per"] = list(groups)
-        return self._then(lp.TopK(self.node, sort_keys, n, groups), step=step)
+        with _planning():
+            return self._then(self.builder.top_k(n, *keys, descending=descending, per=per))
 
     def join(
         self,
@@ -255,26 +193,23 @@ class Pipeline:
         how: str = "inner",
     ) -> Pipeline:
         """Equi-join (``inner``, ``left``, ``right``, ``full``, ``semi``, ``anti``) on key columns."""
-
-        def keys(v: str | Iterable[str] | None) -> tuple[str, ...]:
-            return (v,) if isinstance(v, str) else tuple(v or ())
-
-        lk, rk = keys(left_on or on), keys(right_on or on)
-        if not lk or len(lk) != len(rk):
-            raise PipelineError("join: give on=, or left_on= and right_on= of the same length")
-        if how not in lp.JOIN_TYPES:
-            raise PipelineError(f"join: how is one of {', '.join(lp.JOIN_TYPES)}, not {how!r}")
-        step = {"join": other.spec, "left_on": list(lk), "right_on": list(rk), "how": how}
-        return self._then(lp.Join(self.node, other.node, lk, rk, how), other, step=step)  # type: ignore[arg-type]
+        with _planning():
+            built = self.builder.join(
+                other.builder, on, left_on=left_on, right_on=right_on, how=how
+            )
+        step = {"join": other.spec, **(built.step or {})}
+        return self._then(built, other, step=step)
 
     def distinct(self) -> Pipeline:
         """Each distinct row once."""
-        return self._then(lp.Aggregate(self.node, tuple(self.columns), ()), step={"distinct": True})
+        with _planning():
+            return self._then(self.builder.distinct())
 
     def union(self, *others: Pipeline) -> Pipeline:
         """UNION ALL: rows of this and the others (same column names, in order)."""
-        step = {"union": [o.spec for o in others]}
-        return self._then(lp.Union((self.node, *(o.node for o in others))), *others, step=step)
+        with _planning():
+            built = self.builder.union(*(o.builder for o in others))
+        return self._then(built, *others, step={"union": [o.spec for o in others]})
 
     def map_batches(
         self, fn: Callable[[pa.RecordBatch], Any], *, schema: SchemaLike | None = None
@@ -354,7 +289,9 @@ class Pipeline:
         except PlatformError as exc:
             raise PipelineError(f"the function's output schema: {exc.message}") from None
         node = lp.PyMap(self.node, blob, declared, mode, name)  # type: ignore[arg-type]
-        return self._then(node)
+        with _planning():
+            built = self.builder.then(node, aliases={})
+        return self._then(built)
 
     def repartition(self, n: int) -> Pipeline:
         """Cut the sources into about ``n`` tasks (default: by ``ELYTRA_TASK_BYTES``)."""
@@ -363,7 +300,7 @@ class Pipeline:
         from dataclasses import replace as _replace
 
         sources = {k: _replace(v, partitions=n) for k, v in self.sources.items()}
-        return Pipeline(self.session, self.node, sources, self.spec)
+        return Pipeline(self.session, self.node, sources, self.spec, self.aliases)
 
     # --- actions ----------------------------------------------------------------------------
 
@@ -430,48 +367,8 @@ class GroupedPipeline:
     def agg(self, *aggs: str | Expr, **named: str | Expr) -> Pipeline:
         """``agg("sum(amount) AS total", n="count(*)")``: one output column each. An output
         may be an expression over aggregates and group keys, as in SQL:
-        ``agg("max(v1) - min(v2) AS r")`` (see ``postagg``)."""
+        ``agg("max(v1) - min(v2) AS r")`` (see ``emsqrt.builder.split_aggregates``)."""
         items: list[tuple[str | None, str | Expr]] = [(None, a) for a in aggs]
         items += list(named.items())
-        if not items and not self.keys:
-            raise PipelineError("agg: give at least one aggregate, e.g. 'count(*) AS n'")
-        outputs: list[tuple[str, Expr]] = []
-        for name, value in items:
-            text = value
-            if name is None and isinstance(value, str):
-                m = _ALIAS.match(value)
-                if m:
-                    text, name = m.group(1), m.group(2).strip('"')
-            e = _expr(text, "agg")
-            if not any(isinstance(n, AggExpr) for n in walk(e)):
-                raise PipelineError(
-                    f"agg: {value!r} is not an aggregate and holds none (count, sum, avg, min, max, ...)"
-                )
-            if name is None:
-                name = lp.agg_name(e) if isinstance(e, AggExpr) else _expr_name(e)
-            outputs.append((name, e))
-        texts = [f'{to_sql(e)} AS "{n}"' for n, e in outputs]
-        step: dict[str, Any] = (
-            {"group_by": list(self.keys), "agg": texts} if self.keys else {"agg": texts}
-        )
-        if all(isinstance(e, AggExpr) for _, e in outputs):
-            specs = tuple(lp.AggSpec(n, e) for n, e in outputs)  # type: ignore[arg-type]
-            return self.parent._then(lp.Aggregate(self.parent.node, self.keys, specs), step=step)
-        # expressions over aggregates: the aggregates under hidden names, then the expressions
-        taken: dict[AggExpr, str] = {}
-        computed: list[tuple[str, Expr]] = []
-        for n, e in outputs:
-            if isinstance(e, AggExpr):
-                taken.setdefault(e, f"{HIDDEN_PREFIX}{len(taken)}")
-            computed.append((n, split_aggregates(e, self.keys, taken, f"agg {n!r}")))
-        specs = tuple(lp.AggSpec(hidden, a) for a, hidden in taken.items())
-        node: lp.Node = lp.Aggregate(self.parent.node, self.keys, specs)
-        staged = tuple((f"{HIDDEN_PREFIX}out_{i}", e) for i, (_, e) in enumerate(computed))
-        node = lp.Map(node, staged)
-        kept = tuple((k, k) for k in self.keys) + tuple(
-            (n, staged[i][0]) for i, (n, _) in enumerate(computed)
-        )
-        names = [n for n, _ in kept]
-        if len(set(names)) != len(names):
-            raise PipelineError(f"agg: duplicate output names in {names}")
-        return self.parent._then(lp.Project(node, kept), step=step)
+        with _planning():
+            return self.parent._then(self.parent.builder.aggregate(self.keys, items))

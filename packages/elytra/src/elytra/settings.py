@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import ByteSize, Field
 from pydantic_settings import SettingsConfigDict
 
-from platform_core import PackageSettings
+from platform_core import MemCap, PackageSettings
 
 __all__ = ["ElytraSettings"]
 
@@ -24,10 +24,10 @@ class ElytraSettings(PackageSettings):
     backend: BackendName = "local"
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
     """Worker processes of the local pool (one per core by default)."""
-    worker_mem_cap: ByteSize = ByteSize(256 << 20)
-    """The memory cap of each task (emsqrt's cap: it spills past it)."""
-    driver_mem_cap: ByteSize = ByteSize(512 << 20)
-    """The cap of the merge stage, which runs in the driver."""
+    worker_mem_cap: MemCap = MemCap(256 << 20)
+    """The memory cap of each task (emsqrt's cap: it spills past it); > 0."""
+    driver_mem_cap: MemCap = MemCap(512 << 20)
+    """The cap of the merge stage, which runs in the driver; > 0."""
     task_bytes: ByteSize = ByteSize(64 << 20)
     """Small chunks are grouped into one task up to about this many bytes."""
     split_bytes: ByteSize = ByteSize(8 << 20)

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from emsqrt import EngineConfig, run
 from emsqrt.planning import SchemaResolver, plan_from_json
+from platform_core import MemCap
 
 from .taskfile import ResultSpool
 
@@ -30,7 +31,8 @@ class Task:
     id: str
     stage: int
     plan: str
-    mem_cap: int
+    mem_cap: MemCap
+    """The task's cap (``ELYTRA_WORKER_MEM_CAP``); an int given becomes a ``MemCap``."""
     spill_dir: str
     attempt: int = 1
     files: tuple[str, ...] = ()
@@ -48,6 +50,10 @@ class Task:
     result_group_bytes: int = 8 << 20
     """Row groups of that file hold about this many bytes (the driver's merge reads one
     whole under its cap)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.mem_cap, MemCap):
+            object.__setattr__(self, "mem_cap", MemCap(self.mem_cap, what="a task's mem_cap"))
 
     def to_json(self) -> str:
         data = asdict(self)

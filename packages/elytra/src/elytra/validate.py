@@ -23,12 +23,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from emsqrt.planning import split_alias
 from platform_core import PlatformError, Schema, UnauthorizedError
 from platform_core.auth import Claims
 from platform_core.expr import ExpressionError, check, parse
 
 from .errors import PipelineError
-from .pipeline import _ALIAS, Pipeline
+from .pipeline import Pipeline
 from .session import Session
 from .spec import PipelineSpec, _check_size, _step, build
 
@@ -158,8 +159,7 @@ def locate(step: dict[str, Any], before: Pipeline) -> dict[str, Any]:
     for where, text, aggregates in _texts(step):
         expr_text = text
         if aggregates:
-            m = _ALIAS.match(text)
-            expr_text = m.group(1) if m else text
+            expr_text = split_alias(text)[0]
         try:
             check(parse(expr_text), schema, aggregates=aggregates)
         except ExpressionError as exc:

@@ -25,6 +25,7 @@ from .errors import (
 if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers and readers
     from .api import Pipeline, parse_size
     from .budget import Guard, MemoryBudget
+    from .builder import PlanBuilder
     from .config import EngineConfig
     from .dsl import compile_pipeline, load_pipeline
     from .engine import RunResult, explain, run, run_batches, run_parallel
@@ -58,6 +59,7 @@ _EXPORTS = {
     "Pipeline": ".api",
     "parse_size": ".api",
     "Guard": ".budget",
+    "PlanBuilder": ".builder",
     "MemoryBudget": ".budget",
     "EngineConfig": ".config",
     "compile_pipeline": ".dsl",
@@ -129,6 +131,7 @@ __all__ = [
     "Node",
     "OperatorReport",
     "Pipeline",
+    "PlanBuilder",
     "PlanError",
     "Project",
     "RunResult",

@@ -19,55 +19,43 @@ error lists the candidates.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from platform_core import PlatformError, Schema, parse_bytes
-from platform_core.expr import AGGREGATES, Expr, parse
-from platform_core.expr import Aggregate as AggExpr
+from platform_core import MemCap, Schema
+from platform_core.expr import Expr
 
 from . import plan as lp
+from .builder import PlanBuilder, SortKeyLike
+from .builder import format_of as _format_of  # noqa: F401 - kept for callers of the old name
+from .builder import split_alias as _split_alias  # noqa: F401 - kept for callers of the old name
 from .config import EngineConfig
 from .engine import Batches, RunResult, explain, run
 from .errors import PlanError
-from .optimizer._exprs import columns_of, rename_columns
-from .resolve import SchemaResolver
 
 __all__ = ["Pipeline", "parse_size"]
 
 
-def parse_size(value: int | str) -> int:
-    """A memory cap in bytes: ``64MB`` (10^6) or ``64MiB`` (2^20), a unit required for text
-    (``platform_core.parse_bytes``); an ``int`` is bytes."""
-    return parse_bytes(value, what="mem_cap")
-
-
-def _expr(text: str | Expr, where: str) -> Expr:
-    if isinstance(text, Expr):
-        return text
-    try:
-        return parse(str(text))
-    except PlatformError as exc:
-        raise PlanError(f"{where}: {exc.message}") from exc
-
-
-def _split_alias(text: str) -> tuple[str, str | None]:
-    m = re.match(r"^(.*\S)\s+AS\s+(\"[^\"]+\"|\w+)\s*$", text, re.IGNORECASE | re.DOTALL)
-    if not m:
-        return text, None
-    return m.group(1), m.group(2).strip('"')
+def parse_size(value: int | str) -> MemCap:
+    """A memory cap: ``64MB`` (10^6) or ``64MiB`` (2^20), a unit required for text
+    (``platform_core.parse_bytes``); an ``int`` is bytes; positive (``platform_core.MemCap``)."""
+    return MemCap(value, what="mem_cap")
 
 
 @dataclass(frozen=True)
 class Pipeline:
-    """An immutable chain of steps; each method returns a new pipeline."""
+    """An immutable chain of steps; each method returns a new pipeline.
+
+    The steps are :class:`emsqrt.builder.PlanBuilder`'s, the one implementation of the
+    vocabulary that elytra's ``Pipeline`` and its JSON spec use too; this class adds running
+    the plan in this process under a cap."""
 
     node: lp.Node
-    aliases: dict[str, str] = field(default_factory=dict)
+    aliases: Mapping[str, str] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ sources
     @classmethod
@@ -79,116 +67,77 @@ class Pipeline:
         delimiter: str = ",",
     ) -> Pipeline:
         """Read a CSV, JSONL or Parquet file (format from the extension unless given)."""
-        p = str(path).removeprefix("file://")
-        fmt = format or _format_of(p)
-        if isinstance(schema, list):
-            try:
-                schema = Schema.from_dict({"fields": [_field(f) for f in schema]})
-            except PlatformError as exc:
-                raise PlanError(f"scan {p}: bad schema: {exc.message}") from exc
-        pipe = cls(lp.Scan(p, fmt, schema, delimiter=delimiter))  # type: ignore[arg-type]
-        pipe._schema()  # a missing file or a schema that cannot be inferred fails here
-        return pipe
+        return cls._of(PlanBuilder.scan(path, format, schema, delimiter))
 
     @classmethod
     def from_arrow(cls, name: str, schema: pa.Schema) -> Pipeline:
         """A source of batches given at run time under ``name`` (``inputs={name: ...}``)."""
-        return cls(lp.Input(name, Schema.from_arrow(schema)))
+        return cls._of(PlanBuilder.input(name, schema))
 
     # ------------------------------------------------------------------ steps
+    @classmethod
+    def _of(cls, b: PlanBuilder) -> Pipeline:
+        return cls(b.node, b.aliases)
+
+    @property
+    def builder(self) -> PlanBuilder:
+        """This pipeline's plan as a :class:`~emsqrt.builder.PlanBuilder`."""
+        return PlanBuilder(self.node, self.aliases)
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The output schema (PlanError for an unknown column or a type error)."""
+        return self.builder.schema
+
     def _schema(self) -> pa.Schema:
-        return SchemaResolver().schema(self.node)
-
-    def _col(self, name: str) -> str:
-        """A column name, resolving an aggregated input column to its single aggregate."""
-        if name in self._schema().names or name not in self.aliases:
-            return name
-        target = self.aliases[name]
-        if target.startswith("\0"):
-            raise PlanError(
-                f'column "{name}" is ambiguous after the aggregate: it was consumed by '
-                f"{target[1:]}; name the aggregate output instead"
-            )
-        return target
-
-    def _resolve(self, expr: Expr) -> Expr:
-        names = self._schema().names
-        mapping = {c: self._col(c) for c in columns_of(expr) if c not in names}
-        return rename_columns(expr, mapping) if mapping else expr
-
-    def _then(self, node: lp.Node, aliases: dict[str, str] | None = None) -> Pipeline:
-        new = Pipeline(node, self.aliases if aliases is None else aliases)
-        new._schema()  # check now: errors point at the step that caused them
-        return new
+        return self.builder.schema
 
     def filter(self, predicate: str | Expr) -> Pipeline:
-        return self._then(lp.Filter(self.node, self._resolve(_expr(predicate, "filter"))))
+        """Keep the rows where ``predicate`` is true."""
+        return self._of(self.builder.filter(predicate))
 
     def select(self, *columns: str | tuple[str, str]) -> Pipeline:
         """Keep columns: ``"a"``, ``"a AS b"`` or ``("b", "a")`` (output, input)."""
-        pairs = []
-        for c in columns:
-            if isinstance(c, tuple):
-                pairs.append((c[0], self._col(c[1])))
-            else:
-                src, alias = _split_alias(c)
-                pairs.append((alias or src, self._col(src.strip('"'))))
-        return self._then(lp.Project(self.node, tuple(pairs)))
+        return self._of(self.builder.select(*columns))
 
     def map(self, **columns: str | Expr) -> Pipeline:
-        """Add or replace computed columns: ``map(total="price * qty")``."""
-        cols = tuple((n, self._resolve(_expr(e, f"map {n!r}"))) for n, e in columns.items())
-        return self._then(lp.Map(self.node, cols))
+        """Add or replace computed columns: ``map(total="price * qty")`` (elytra's
+        ``with_columns``)."""
+        return self._of(self.builder.with_columns(columns))
 
-    def aggregate(self, group_by: list[str], aggs: list[str]) -> Pipeline:
-        """Group and aggregate; ``aggs`` are ``"SUM(amount)"`` or ``"SUM(amount) AS total"``."""
-        specs: list[lp.AggSpec] = []
-        consumed: dict[str, list[str]] = {}
-        for text in aggs:
-            src, alias = _split_alias(text)
-            e = _expr(src, "aggregate")
-            if not isinstance(e, AggExpr):
-                raise PlanError(
-                    f"aggregate: {text!r} is not an aggregate ({', '.join(AGGREGATES)})"
-                )
-            resolved = self._resolve(e)
-            assert isinstance(resolved, AggExpr)
-            name = alias or lp.agg_name(resolved)
-            specs.append(lp.AggSpec(name, resolved))
-            for arg in resolved.args:
-                for c in columns_of(arg):
-                    if name not in consumed.get(c, []):
-                        consumed.setdefault(c, []).append(name)
-        keys = tuple(self._col(k) for k in group_by)
-        aliases = {
-            c: names[0] if len(names) == 1 else "\0" + ", ".join(names)
-            for c, names in consumed.items()
-            if c not in keys
-        }
-        return self._then(lp.Aggregate(self.node, keys, tuple(specs)), aliases)
+    def with_columns(self, **columns: str | Expr) -> Pipeline:
+        """The same as ``map``, under elytra's name."""
+        return self._of(self.builder.with_columns(columns))
 
-    def sort(self, by: list[str | dict[str, Any]]) -> Pipeline:
+    def drop(self, *columns: str) -> Pipeline:
+        return self._of(self.builder.drop(*columns))
+
+    def rename(self, mapping: Mapping[str, str] | None = None, **renames: str) -> Pipeline:
+        """Rename columns: ``rename({"old": "new"})`` or ``rename(old="new")``."""
+        return self._of(self.builder.rename({**(mapping or {}), **renames}))
+
+    def aggregate(self, group_by: Sequence[str], aggs: Sequence[str | Expr]) -> Pipeline:
+        """Group and aggregate; ``aggs`` are ``"SUM(amount)"``, ``"SUM(amount) AS total"`` or
+        expressions over aggregates (``"max(v1) - min(v2) AS r"``)."""
+        return self._of(self.builder.aggregate(group_by, aggs))
+
+    def sort(self, by: list[SortKeyLike] | SortKeyLike) -> Pipeline:
         """Sort keys: ``"a"``, ``"a DESC"``, ``"a DESC NULLS FIRST"`` or a dict."""
-        keys = []
-        for k in by:
-            if isinstance(k, dict):
-                keys.append(
-                    lp.SortKey(
-                        self._col(k["column"]),
-                        bool(k.get("descending", False)),
-                        bool(k.get("nulls_first", False)),
-                    )
-                )
-                continue
-            words = k.split()
-            upper = [w.upper() for w in words]
-            desc = "DESC" in upper
-            nulls_first = "FIRST" in upper
-            keys.append(lp.SortKey(self._col(words[0].strip('"')), desc, nulls_first))
-        return self._then(lp.Sort(self.node, tuple(keys)))
+        keys = by if isinstance(by, list) else [by]
+        return self._of(self.builder.sort(*keys))
 
     def limit(self, n: int, offset: int = 0) -> Pipeline:
-        return self._then(lp.Limit(self.node, int(n), int(offset)))
+        return self._of(self.builder.limit(n, offset))
+
+    def top_k(
+        self, n: int, by: list[SortKeyLike] | SortKeyLike, per: str | Sequence[str] = ()
+    ) -> Pipeline:
+        """The first ``n`` rows in ``by`` order; with ``per``, the first ``n`` of each group."""
+        keys = by if isinstance(by, list) else [by]
+        return self._of(self.builder.top_k(n, *keys, per=per))
+
+    def distinct(self) -> Pipeline:
+        return self._of(self.builder.distinct())
 
     def join(
         self,
@@ -199,16 +148,14 @@ class Pipeline:
         right_on: list[str] | None = None,
         how: str = "inner",
     ) -> Pipeline:
-        lk = [self._col(c) for c in (left_on or on or [])]
-        rk = [right._col(c) for c in (right_on or on or [])]
-        return self._then(lp.Join(self.node, right.node, tuple(lk), tuple(rk), how), {})  # type: ignore[arg-type]
+        b = self.builder.join(right.builder, on, left_on=left_on, right_on=right_on, how=how)
+        return self._of(b)
 
     def union(self, *others: Pipeline) -> Pipeline:
-        return self._then(lp.Union((self.node, *(o.node for o in others))), {})
+        return self._of(self.builder.union(*(o.builder for o in others)))
 
     def sink(self, path: str | Path, format: str | None = None) -> Pipeline:
-        p = str(path).removeprefix("file://")
-        return self._then(lp.Sink(self.node, p, (format or _format_of(p)).lower()), {})  # type: ignore[arg-type]
+        return self._of(self.builder.sink(path, format))
 
     # ------------------------------------------------------------------ running
     def config(self, mem_cap: int | str | None = None, **kw: Any) -> EngineConfig:
@@ -232,28 +179,3 @@ class Pipeline:
 
     def explain(self, mem_cap: int | str | None = None, **kw: Any) -> str:
         return explain(self.node, self.config(mem_cap, **kw))
-
-
-def _format_of(path: str) -> str:
-    lower = path.lower()
-    for ext, fmt in (
-        (".parquet", "parquet"),
-        (".jsonl", "jsonl"),
-        (".ndjson", "jsonl"),
-        (".json", "jsonl"),
-    ):
-        if lower.endswith(ext):
-            return fmt
-    return "csv"
-
-
-def _field(f: dict[str, Any]) -> dict[str, Any]:
-    if not isinstance(f, dict) or "name" not in f or "type" not in f:
-        raise PlanError(f"a schema field needs a name and a type, got {f!r}")
-    from platform_core import parse_type
-
-    return {
-        "name": f["name"],
-        "type": str(parse_type(f["type"])),
-        "nullable": bool(f.get("nullable", True)),
-    }

@@ -12,6 +12,8 @@ from __future__ import annotations
 import threading
 from types import TracebackType
 
+from platform_core import MemCap
+
 from .errors import CapTooSmallError
 
 __all__ = ["Guard", "MemoryBudget", "format_bytes"]
@@ -79,7 +81,7 @@ class MemoryBudget:
     def __init__(self, cap_bytes: int, *, parent: MemoryBudget | None = None) -> None:
         if cap_bytes <= 0:
             raise CapTooSmallError(f"memory cap must be positive, got {cap_bytes} bytes")
-        self.cap_bytes = int(cap_bytes)
+        self.cap_bytes = MemCap(int(cap_bytes))
         self.parent = parent
         self.reserved = 0
         self.peak = 0

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from platform_core import PlatformError, parse_bytes
+from platform_core import MemCap, PlatformError
 
 from .budget import format_bytes
 from .output import Format, fail, print_result
@@ -85,7 +85,7 @@ def run_cmd(
     fmt: Format = "json" if as_json else "csv" if as_csv else "table"
     logging.basicConfig(level=logging.WARNING)
     try:
-        cap = None if mem_cap is None else parse_bytes(mem_cap, what="--mem-cap")
+        cap = None if mem_cap is None else MemCap(mem_cap, what="--mem-cap")
         pipe = load_pipeline(pipeline)
         if fmt == "csv" and isinstance(pipe.node, Sink):
             fail(

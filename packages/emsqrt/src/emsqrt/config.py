@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from platform_core import MemCap
+
 from .settings import EmsqrtSettings
 
 __all__ = ["EngineConfig"]
@@ -17,6 +19,8 @@ class EngineConfig:
     ``max_fan_in`` bound hash partitioning and merges; ``max_depth`` bounds recursion."""
 
     mem_cap_bytes: int = 512 * 1024 * 1024
+    """The cap: always a ``platform_core.MemCap`` once built (bytes or ``"64MiB"`` given
+    here are checked and converted: a positive size, else ``BadInputError``)."""
     spill_dir: str = ".platform/spill"
     max_parallel_tasks: int = 1
     spill_codec: str = "lz4"
@@ -28,6 +32,11 @@ class EngineConfig:
     else the operators; ``off``: always the operators."""
     kernel_threads: int = 1
     """DuckDB threads of one kernel run (elytra runs one task per worker process)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.mem_cap_bytes, MemCap):
+            cap = MemCap(self.mem_cap_bytes, what="mem_cap_bytes")
+            object.__setattr__(self, "mem_cap_bytes", cap)
 
     @classmethod
     def from_settings(

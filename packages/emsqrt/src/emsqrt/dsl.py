@@ -31,7 +31,8 @@ from pydantic import ValidationError
 
 from platform_core import PlatformError
 
-from .api import Pipeline, _split_alias
+from .api import Pipeline
+from .builder import split_alias as _split_alias
 from .errors import PlanError
 from .job import (
     AggregateArgs,
@@ -161,12 +162,28 @@ def _steps(steps: list[Step], at: Loc, doc: _Doc, base: Path | None) -> Pipeline
             if getattr(exc, "_located", False):  # a nested step's error, already placed
                 raise
             located = copy.copy(exc)
-            located.message = doc.error(loc, exc.message.removeprefix(f"{step.op}: "))
+            located.message = doc.error(loc, _unprefixed(exc.message, step.op))
             located.args = (located.message,)
             setattr(located, "_located", True)  # noqa: B010 - a private mark, not a field
             raise located from None
     assert pipe is not None
     return pipe
+
+
+_BUILDER_NAMES = {
+    "aggregate": ("agg", "group_by"),
+    "map": ("with_columns",),
+    "project": ("select",),
+}
+"""The builder's name for a YAML step, which its errors start with (``emsqrt.builder``)."""
+
+
+def _unprefixed(message: str, op: str) -> str:
+    """A step's error without the step's name, which the key path already says."""
+    for name in (op, *_BUILDER_NAMES.get(op, ())):
+        if message.startswith(f"{name}: "):
+            return message.removeprefix(f"{name}: ")
+    return message
 
 
 def _apply(pipe: Pipeline | None, step: Step, loc: Loc, doc: _Doc, base: Path | None) -> Pipeline:
@@ -206,9 +223,9 @@ def _map(pipe: Pipeline, cols: dict[str, str] | list[str] | None) -> Pipeline:
         src, alias = _split_alias(text)
         if alias is None:
             raise PlanError(f"map entries are 'expr AS name' or a name: expr mapping, got {text!r}")
-        if src.strip().strip('"') in out._schema().names and src.strip().isidentifier():
+        if src.strip().strip('"') in out.schema.names and src.strip().isidentifier():
             # "old AS new": a rename, as in the source document's map step.
-            names = out._schema().names
+            names = out.schema.names
             out = out.select(*[(alias, n) if n == src.strip() else (n, n) for n in names])
         else:
             out = out.map(**{alias: src})

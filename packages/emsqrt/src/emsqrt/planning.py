@@ -1,13 +1,14 @@
 """The planning API that other engines build on (elytra cuts plans into tasks with it).
 
 One public place for what a distributed planner needs from emsqrt besides ``run``: output
-schemas (``SchemaResolver``), plans as JSON, the optimizer, aggregate names and the DISTINCT
+schemas (``SchemaResolver``), the one step vocabulary (``PlanBuilder``), plans as JSON, the optimizer, aggregate names and the DISTINCT
 rewrite, the key type and canonical float keys of a join, and expression helpers. The modules
 behind it are emsqrt's own and may move; these names stay.
 """
 
 from __future__ import annotations
 
+from .builder import PlanBuilder, split_alias
 from .distinct import rewrite_distinct
 from .optimizer import optimize
 from .optimizer._exprs import columns_of, map_children, rename_columns
@@ -18,6 +19,7 @@ from .plan_json import plan_from_json, plan_to_json
 from .resolve import SchemaResolver, bind_scan_schemas, decoded
 
 __all__ = [
+    "PlanBuilder",
     "SchemaResolver",
     "agg_name",
     "bind_scan_schemas",
@@ -31,4 +33,5 @@ __all__ = [
     "plan_to_json",
     "rename_columns",
     "rewrite_distinct",
+    "split_alias",
 ]

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from platform_core import PackageSettings
+from platform_core import MemCap, PackageSettings
 
 __all__ = ["DEFAULT_CAP_BYTES", "EmsqrtSettings"]
 
@@ -20,7 +20,8 @@ class EmsqrtSettings(PackageSettings):
 
     model_config = SettingsConfigDict(env_prefix="EMSQRT_", extra="ignore", frozen=True)
 
-    mem_cap_bytes: int = Field(DEFAULT_CAP_BYTES, gt=0)
+    mem_cap_bytes: MemCap = MemCap(DEFAULT_CAP_BYTES)
+    """The cap: bytes, or a size with a unit (``512MiB``); > 0."""
     spill_dir: Path | None = None
     max_parallel_tasks: int = Field(1, ge=1, le=64)
     spill_codec: str = Field("lz4", pattern="^(lz4|zstd)$")

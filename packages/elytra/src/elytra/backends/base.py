@@ -16,7 +16,7 @@ from platform_core import BadInputError, OverBudgetError, PlatformError
 from ..errors import TaskFailedError
 from ..task import Task, TaskResult
 
-__all__ = ["Backend", "describe_error", "failure", "rebuild_error", "retryable"]
+__all__ = ["Backend", "describe_error", "failure", "next_attempt", "rebuild_error", "retryable"]
 
 
 class Backend(Protocol):
@@ -78,6 +78,39 @@ def failure(task: Task, exc: BaseException | str, tb: str = "") -> TaskFailedErr
         attempts=task.attempt,
         remote_traceback=tb,
     )
+
+
+def next_attempt(
+    task: Task,
+    error: BaseException | dict[str, Any] | str,
+    max_attempts: int,
+    where: str = "a worker",
+    tb: str = "",
+) -> Task:
+    """The retry rule, in one place for every backend: the next attempt of ``task`` after
+    ``error``, or raise what the job fails with.
+
+    ``error`` is the exception an attempt raised in this process, a task's error as a worker
+    described it (``describe_error``: its ``retryable`` says), or a reason the attempt was
+    lost (a dead worker, a lease past: always retryable). An error the same task meets on
+    every attempt (``retryable``) fails the job at once: a platform error as itself (rebuilt
+    from a worker's description, ``where`` naming the worker), anything else as
+    ``TaskFailedError``. Otherwise the task runs again until ``max_attempts`` attempts were
+    spent; then ``failure`` with the last error and its traceback (``tb`` for a reason)."""
+    if isinstance(error, dict):
+        if not error.get("retryable", True):
+            raise rebuild_error(error, task, where)
+        tb = error.get("traceback", "")
+        error = f"{error['type']}: {error['message']}"
+    elif isinstance(error, BaseException) and not retryable(error):
+        if isinstance(error, PlatformError):
+            raise error
+        raise failure(task, error) from error
+    if task.attempt >= max_attempts:
+        if isinstance(error, BaseException):
+            raise failure(task, error) from error
+        raise failure(task, error, tb)
+    return task.retry()
 
 
 def describe_error(exc: BaseException) -> dict[str, Any]:

@@ -35,7 +35,7 @@ import pyarrow as pa
 from ..chunkrefs import chunk_shas, resolve_chunks
 from ..errors import JobCancelledError
 from ..task import Task, TaskResult
-from .base import Backend, failure, rebuild_error
+from .base import Backend, next_attempt, rebuild_error
 from .runner import BackgroundRunner
 
 __all__ = ["TASKS_PATH", "ChunkCluster", "ClusterBackend", "Peer", "place"]
@@ -273,9 +273,9 @@ class ClusterBackend:
                     yield event[2]
                 continue
             # a peer did not run it ("moved": not tried; "peer_failed": an attempt spent)
-            again = task.retry() if kind == "peer_failed" else task
-            if again.attempt > self.max_attempts:
-                raise failure(task, f"its peer failed it: {event[-1]}")
+            again = task  # "moved": no attempt was spent
+            if kind == "peer_failed":
+                again = next_attempt(task, f"its peer failed it: {event[-1]}", self.max_attempts)
             self.stats["local"] += 1
             runner.submit(again)
 

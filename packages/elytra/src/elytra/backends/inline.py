@@ -5,11 +5,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
-from platform_core import PlatformError
-
 from ..errors import JobCancelledError
 from ..task import Task, TaskResult, execute
-from .base import failure, retryable
+from .base import next_attempt
 
 __all__ = ["InlineBackend"]
 
@@ -38,11 +36,7 @@ class InlineBackend:
                     yield execute(task)
                     break
                 except Exception as exc:
-                    if isinstance(exc, PlatformError) and not retryable(exc):
-                        raise
-                    if task.attempt >= self.max_attempts or not retryable(exc):
-                        raise failure(task, exc) from exc
-                    task = task.retry()
+                    task = next_attempt(task, exc, self.max_attempts, "this process")
 
     def close(self) -> None:
         pass

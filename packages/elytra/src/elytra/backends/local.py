@@ -62,7 +62,7 @@ import strand
 from ..errors import BackendUnavailableError, JobCancelledError
 from ..task import Task, TaskResult
 from ..worker import decode_schema, main, strand_schema
-from .base import failure, rebuild_error
+from .base import next_attempt
 
 __all__ = ["LocalPool"]
 
@@ -333,9 +333,7 @@ class LocalPool:
 
     def _again(self, task: Task, reason: str, tb: str = "") -> Task:
         """The retry of ``task`` after ``reason``; ``failure`` if it was the last attempt."""
-        if task.attempt >= self.max_attempts:
-            raise failure(task, reason, tb)
-        return task.retry()
+        return next_attempt(task, reason, self.max_attempts, tb=tb)
 
     def _dispatch(self, slot: _Slot, task: Task) -> None:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "-", task.id)[:80]
@@ -402,12 +400,9 @@ class LocalPool:
             return self._result(slot, msg, table)
         if op == "error":
             task = self._finish(slot)
-            tb = msg.get("traceback", "")
-            what = f"{msg['type']}: {msg['message']}"
-            if not msg.get("retryable", True):
-                raise _rebuild(msg, task) from None
-            # retried on the next free worker (this one is fine: it raised, it did not die)
-            raise _Retry(self._again(task, what, tb))
+            # retried on the next free worker (this one is fine: it raised, it did not die),
+            # unless the error is the task's own (bad input, a cap too small): then it is raised
+            raise _Retry(next_attempt(task, msg, self.max_attempts, "a local pool worker"))
         raise BackendUnavailableError(f"unexpected message from a local pool worker: {op!r}")
 
     def _next(self, slot: _Slot, cancel: threading.Event) -> dict[str, Any]:
@@ -509,10 +504,6 @@ def _index_capacity(ring_bytes: int) -> int:
     """Records in flight: about one per 64 heap bytes, a power of two in [1024, 2**18]."""
     want = max(1024, min(1 << 18, ring_bytes // 64))
     return 1 << (want.bit_length() - 1)
-
-
-def _rebuild(msg: dict[str, Any], task: Task) -> Exception:
-    return rebuild_error(msg, task, "a local pool worker")
 
 
 def _send(conn: Connection, msg: dict[str, Any]) -> None:

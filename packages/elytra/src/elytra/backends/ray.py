@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from .._ray import import_ray, ray_init_hint
 from ..errors import BackendUnavailableError, JobCancelledError
 from ..task import Task, TaskResult, execute
-from .base import describe_error, failure, rebuild_error
+from .base import describe_error, failure, next_attempt
 
 __all__ = ["RayBackend"]
 
@@ -140,14 +140,7 @@ class RayBackend:
                         stats["transfer_seconds"] = time.perf_counter() - fetched
                         yield TaskResult(task.id, out["table"], out["seconds"], stats)
                         continue
-                    error = out["error"]
-                    if not error["retryable"]:
-                        raise rebuild_error(error, task, "a Ray worker")
-                    if task.attempt >= self.max_attempts:
-                        raise failure(
-                            task, f"{error['type']}: {error['message']}", error["traceback"]
-                        )
-                    again = task.retry()
+                    again = next_attempt(task, out["error"], self.max_attempts, "a Ray worker")
                     pending[self._remote.remote(again.to_json())] = again
         finally:
             for ref in pending:
