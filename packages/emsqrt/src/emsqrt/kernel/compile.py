@@ -317,6 +317,8 @@ class _Compiler:
                     value = _canon(value, t)
                 elif name in ("sum", "avg") and pa.types.is_integer(t):
                     value = f"CAST({value} AS HUGEINT)"
+                elif name == "sum" and pa.types.is_boolean(t):  # the operators' wide state
+                    value = f"CAST({value} AS HUGEINT)"
                 cols[f"{_P}{i}"] = value
                 if name == "corr":
                     second, _ = self._arg(spec, rows, 1)
