@@ -92,7 +92,13 @@ def test_extremes_nulls_and_astral_text_agree_with_the_reference(page: Page) -> 
                 "op": "partial_aggregate",
                 "group_by": ["g"],
                 "aggregates": _aggs(
-                    "sum(i)", "min(i)", "max(i)", "avg(i)", "count(i)", "sum(f)", "max(f)",
+                    "sum(i)",
+                    "min(i)",
+                    "max(i)",
+                    "avg(i)",
+                    "count(i)",
+                    "sum(f)",
+                    "max(f)",
                     "sum(b)",
                 ),
             }

@@ -96,7 +96,8 @@ def _same_as_duckdb(got: pa.Table, want: pa.Table) -> None:
         a, b = got.column(name).to_pylist(), want.column(name).to_pylist()
         if name == "a":
             for u, v in zip(a, b, strict=True):
-                assert (u is None) == (v is None) and (u is None or math.isclose(u, v, rel_tol=1e-15))
+                assert (u is None) == (v is None)
+                assert u is None or math.isclose(u, v, rel_tol=1e-15)
         else:
             assert a == b, name
 
@@ -124,7 +125,10 @@ def test_sums_across_tasks_are_duckdbs(
             (p.group_by("k").agg(*aggs), f"SELECT k, {sel} FROM t GROUP BY k"),
             (p.agg(*aggs), f"SELECT {sel} FROM t"),
             (p.filter("k > 100").agg(*aggs), f"SELECT {sel} FROM t WHERE k > 100"),
-            (p.filter("k = 9").group_by("k").agg(*aggs), f"SELECT k, {sel} FROM t WHERE k = 9 GROUP BY k"),
+            (
+                p.filter("k = 9").group_by("k").agg(*aggs),
+                f"SELECT k, {sel} FROM t WHERE k = 9 GROUP BY k",
+            ),
         ]
         for pipeline, sql in cases:
             want = con.sql(sql).to_arrow_table()

@@ -207,8 +207,9 @@ def test_decimal_sum_past_38_digits_is_refused_as_duckdb_refuses_it(
 ) -> None:
     # Acero's decimal sums wrap at 128 bits: a total past 38 digits (or 128 bits) must be a
     # clear error, as DuckDB's "Overflow in SUM of DECIMAL", never a wrapped value.
-    import duckdb
     from decimal import Decimal
+
+    import duckdb
 
     for scale, unit in ((0, 10**37), (2, 10**35)):
         d = pa.decimal128(38, scale)
@@ -225,7 +226,9 @@ def test_decimal_sum_past_38_digits_is_refused_as_duckdb_refuses_it(
                 assert isinstance(e.value, BadInputError)
     # Back inside 38 digits after passing it on the way: DuckDB answers, and so do we.
     d = pa.decimal128(38, 0)
-    back = pa.table({"k": [1, 1, 1], "x": pa.array([Decimal(6 * 10**37)] * 2 + [Decimal(-6 * 10**37)], d)})
+    back = pa.table(
+        {"k": [1, 1, 1], "x": pa.array([Decimal(6 * 10**37)] * 2 + [Decimal(-6 * 10**37)], d)}
+    )
     want = duck(_sql(("k",), [("s", "sum(x)")]), t=back)
     r = run_batches(_plan(back, ("k",), [("s", "sum(x)")]), {"t": back}, cap, spill_dir)
     assert r.table.equals(want)

@@ -78,9 +78,7 @@ def _aggs(t: pa.DataType) -> list[tuple[str, str]]:
 
 
 def _plan(t: pa.Table, keys: tuple[str, ...], aggs: list[tuple[str, str]]) -> lp.Aggregate:
-    return lp.Aggregate(
-        input_node("t", t), keys, tuple(lp.AggSpec(n, parse(e)) for n, e in aggs)
-    )
+    return lp.Aggregate(input_node("t", t), keys, tuple(lp.AggSpec(n, parse(e)) for n, e in aggs))
 
 
 def _duck(t: pa.Table, keys: tuple[str, ...], aggs: list[tuple[str, str]]) -> pa.Table:

@@ -156,10 +156,7 @@ def _wide_arith(op: str, a: Value, b: Value) -> Value:
 
 def _digits(value: Value) -> int:
     """Decimal digits of the largest absolute value (1 for none)."""
-    if isinstance(value, pa.Scalar):
-        biggest = value.as_py()
-    else:
-        biggest = pc.max(pc.abs(value)).as_py()
+    biggest = value.as_py() if isinstance(value, pa.Scalar) else pc.max(pc.abs(value)).as_py()
     return len(str(abs(int(biggest)))) if biggest is not None else 1
 
 

@@ -572,9 +572,7 @@ class AggregateOp(PhysicalOp):
         worst: CapTooSmallError | None = None
         for f in files:
             try:
-                yield from self._run(
-                    iter(pa.Table.from_batches([b]) for b in f), level + 1, schema
-                )
+                yield from self._run(iter(pa.Table.from_batches([b]) for b in f), level + 1, schema)
             except CapTooSmallError as exc:
                 if worst is None or _needed(exc) > _needed(worst):
                     worst = exc
