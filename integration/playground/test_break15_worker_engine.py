@@ -82,6 +82,7 @@ def test_extremes_nulls_and_astral_text_agree_with_the_reference(page: Page) -> 
             "i": pa.array([big, big, small, small, None, None, big, small], pa.int64()),
             "f": [float("nan"), -0.0, None, None, 0.0, float("nan"), 1.5e300, 1.5e300],
             "s": ["\ufffd", "\U0001f600", "\ue000", "a", None, None, "\U00010000", "\uffff"],
+            "b": [True, None, False, True, None, None, True, True],  # sum(b): 128-bit, as ints
         }
     )
     page = _worker_page(page)
@@ -91,7 +92,14 @@ def test_extremes_nulls_and_astral_text_agree_with_the_reference(page: Page) -> 
                 "op": "partial_aggregate",
                 "group_by": ["g"],
                 "aggregates": _aggs(
-                    "sum(i)", "min(i)", "max(i)", "avg(i)", "count(i)", "sum(f)", "max(f)"
+                    "sum(i)",
+                    "min(i)",
+                    "max(i)",
+                    "avg(i)",
+                    "count(i)",
+                    "sum(f)",
+                    "max(f)",
+                    "sum(b)",
                 ),
             }
         ],

@@ -211,3 +211,52 @@ def test_corrupt_chunk_is_refused(loaded: tuple[LakeNode, duckdb.DuckDBPyConnect
 
     with pytest.raises(CorruptChunkError, match=chunk.sha256):
         node.engine.run("SELECT count(*) FROM sales")
+
+
+def test_integer_sums_are_duckdbs_hugeint_in_type_value_and_json(
+    node: LakeNode, tmp_path: Path, ingest_file: Callable[..., None]
+) -> None:
+    """SUM over integers near int64's limits and over booleans: DuckDB's HUGEINT, as Arrow
+    decimal128(38, 0), exact past int64; in JSON a whole number (decimals are exact)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from platform_core.jsoncells import json_rows
+
+    rng = np.random.default_rng(33)
+    n = 5000
+    top, bottom = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    x = rng.choice(np.array([top, top - 1, bottom, bottom + 1, 0, 1, -1], np.int64), n)
+    path = tmp_path / "big.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "k": pa.array(rng.integers(0, 5, n), pa.int64()),
+                "x": pa.array(x, mask=rng.random(n) < 0.1),
+                "y": pa.array(np.full(n, top), mask=np.arange(n) % 5 == 4),
+                "i": pa.array(rng.integers(-(2**31), 2**31, n).astype(np.int32)),
+                "b": pa.array(rng.random(n) < 0.5, mask=rng.random(n) < 0.1),
+            }
+        ),
+        path,
+    )
+    ingest_file(node, path, "big")
+    oracle = duckdb.connect()
+    oracle.execute(f"CREATE VIEW big AS SELECT * FROM read_parquet('{path}')")
+    for sql in [
+        "SELECT k, sum(x) AS s, sum(y) AS sy, sum(i) AS si, sum(b) AS sb, avg(x) AS a "
+        "FROM big GROUP BY k ORDER BY k",
+        "SELECT sum(x) AS s, sum(y) AS sy, sum(b) AS sb FROM big",
+        "SELECT sum(x) AS s, sum(b) AS sb FROM big WHERE k > 100",
+        "SELECT k, sum(y) AS sy FROM big WHERE y IS NULL GROUP BY k ORDER BY k",  # all NULL
+    ]:
+        ours = node.engine.run(sql).table
+        theirs = oracle.sql(sql).to_arrow_table()
+        assert ours.schema == theirs.schema, sql
+        assert ours.schema.field("s" if "sum(x)" in sql else "sy").type == pa.decimal128(38, 0)
+        assert ours.equals(theirs), sql
+        # JSON: a sum is a whole number, the same integer as DuckDB's own Python value
+        assert json_rows(ours) == [list(r) for r in oracle.execute(sql).fetchall()], sql
+    totals = json_rows(node.engine.run("SELECT k, sum(y) FROM big GROUP BY k").table)
+    assert all(isinstance(t, int) and t > top for _, t in totals)  # past int64, as a number

@@ -3,7 +3,7 @@
  * chunk's rows, mirroring the Python reference worker (elytra/browser/evaluate.py) step for
  * step. filter and map use the expression interpreter (lib/expr); project renames and selects;
  * partial_aggregate gives emsqrt's partial states (`__emsqrt_a<i>_<part>`: count `n`, sum `sum`
- * with integer sums exact as decimal(38, 0), avg `s` and `n`, min/max, and max's `nan` flag
+ * with integer and boolean sums exact as decimal(38, 0), avg `s` and `n`, min/max, and max's `nan` flag
  * over floats); top_k is a stable sort (NULLs first or last per key, NaN above every number)
  * cut at n; limit slices. The rows are then written as an Arrow IPC stream of exactly the
  * task's schema (the schema's own fields, so names, types and nullability are the server's).
@@ -272,12 +272,13 @@ function partialAggregate(
     const sum = (name: string): Column => {
       const values = st.values as Any[];
       const seen = new Array<boolean>(groups).fill(false);
-      if (isIntType(st.argType)) {
+      if (isIntType(st.argType) || st.argType === "bool8") {
+        // DuckDB sums integers and booleans into a 128-bit HUGEINT: decimal(38, 0) states
         const s = new Array<bigint>(groups).fill(0n);
         for (let r = 0; r < rows.length; r++) {
           const v = values[r];
           if (v === null) continue;
-          s[groupOf[r]] += BigInt(v as bigint | number);
+          s[groupOf[r]] += BigInt(v as bigint | number | boolean);
           seen[groupOf[r]] = true;
         }
         return { name, type: "decimal", cells: s.map((x, g) => (seen[g] ? x : null)) };

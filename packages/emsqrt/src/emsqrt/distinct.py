@@ -13,7 +13,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from platform_core.expr import Aggregate as AggExpr
-from platform_core.expr import Column, Expr, evaluate, parse, to_json, to_sql
+from platform_core.expr import Column, Expr, parse, to_json
 
 from . import plan as lp
 
@@ -26,20 +26,11 @@ def _col(name: str) -> Column:
     return Column(name)
 
 
-def _wide(arg: Expr | None, schema: pa.Schema | None) -> Expr | None:
-    """``arg`` as DECIMAL(38, 0) when it is an integer: an inner SUM per (keys, x) may pass
-    int64 where the total does not (DuckDB sums integers in 128 bits)."""
-    if arg is None or schema is None:
-        return arg
-    if not pa.types.is_integer(evaluate(arg, schema.empty_table()).type):
-        return arg
-    return parse(f"CAST({to_sql(arg)} AS DECIMAL(38, 0))")
-
-
 def rewrite_distinct(node: lp.Aggregate, schema: pa.Schema | None = None) -> lp.Node | None:
     """The two-level form of ``node``, or None when it has no (rewritable) DISTINCT.
 
-    ``schema`` (of ``node.input``) lets integer sums stay 128-bit between the two levels."""
+    ``schema`` (of ``node.input``) is unused: integer sums are 128-bit (decimal(38, 0)) at
+    both levels, as in DuckDB; it stays for callers that pass it."""
     distinct = [s for s in node.aggregates if s.agg.distinct]
     if not distinct or any(s.agg.name != "count" or s.agg.arg is None for s in distinct):
         return None
@@ -64,12 +55,13 @@ def rewrite_distinct(node: lp.Aggregate, schema: pa.Schema | None = None) -> lp.
         if a.distinct:
             outer.append(lp.AggSpec(spec.name, AggExpr("count", _col(x), False)))
         elif a.name == "count":
-            # the sum of the counts; over no rows at all a count is 0, the sum NULL
+            # the sum of the counts (128-bit, back to a BIGINT count); over no rows at all a
+            # count is 0, the sum NULL
             inner.append(lp.AggSpec(tmp, a))
             outer.append(lp.AggSpec(tmp, AggExpr("sum", _col(tmp), False)))
-            post.append((spec.name, parse(f'coalesce("{tmp}", 0)')))
+            post.append((spec.name, parse(f'coalesce(CAST("{tmp}" AS BIGINT), 0)')))
         elif a.name == "avg":
-            inner.append(lp.AggSpec(tmp + "s", AggExpr("sum", _wide(a.arg, schema), False)))
+            inner.append(lp.AggSpec(tmp + "s", AggExpr("sum", a.arg, False)))
             inner.append(lp.AggSpec(tmp + "n", AggExpr("count", a.arg, False)))
             outer.append(lp.AggSpec(tmp + "s", AggExpr("sum", _col(tmp + "s"), False)))
             outer.append(lp.AggSpec(tmp + "n", AggExpr("sum", _col(tmp + "n"), False)))
@@ -77,15 +69,10 @@ def rewrite_distinct(node: lp.Aggregate, schema: pa.Schema | None = None) -> lp.
                 (
                     spec.name,
                     parse(
-                        f'CASE WHEN "{tmp}n" = 0 THEN NULL ELSE CAST("{tmp}s" AS DOUBLE) / "{tmp}n" END'
+                        f'CASE WHEN "{tmp}n" = 0 THEN NULL ELSE CAST("{tmp}s" AS DOUBLE) / CAST("{tmp}n" AS DOUBLE) END'
                     ),
                 )
             )
-        elif a.name == "sum" and (wide := _wide(a.arg, schema)) is not a.arg:
-            # the 128-bit total back to int64 (an error past its range, never a wrap)
-            inner.append(lp.AggSpec(tmp, AggExpr("sum", wide, False)))
-            outer.append(lp.AggSpec(spec.name, AggExpr("sum", _col(tmp), False)))
-            post.append((spec.name, parse(f'CAST("{spec.name}" AS BIGINT)')))
         else:
             inner.append(lp.AggSpec(tmp, a))
             outer.append(lp.AggSpec(spec.name, AggExpr(a.name, _col(tmp), False)))

@@ -57,4 +57,8 @@ class SpillDiskFullError(EmsqrtError, UnavailableError):
 
 
 class SumOverflowError(EmsqrtError, BadInputError):
-    """An integer SUM's result lies outside int64 (the result type); sum a DOUBLE instead."""
+    """A SUM (or the sum inside an AVG) of decimals passes the 38 digits of its
+    decimal128(38, s) result, where DuckDB raises "Overflow in SUM of DECIMAL"; sum a DOUBLE
+    instead. Integer and boolean SUMs no longer raise it: they are 128-bit (decimal128(38, 0))
+    as in DuckDB, which no real input can overflow. ``details["aggregate"]`` names the
+    aggregate's output column."""

@@ -56,13 +56,9 @@ def check_expr(
 
 
 def agg_output_type(spec: lp.AggSpec, schema: pa.Schema, where: str) -> pa.DataType:
-    """The type we produce: as the checker says, except integer SUM is int64 (not HUGEINT)."""
-    t = check_expr(spec.agg, schema, where, aggregates=True)
-    if spec.agg.name == "sum" and pa.types.is_decimal(t) and spec.agg.arg is not None:
-        arg_t = check_expr(spec.agg.arg, schema, where)
-        if pa.types.is_integer(arg_t):
-            return pa.int64()
-    return t
+    """The type we produce: as the checker says, which is DuckDB's type as DuckDB exports it
+    to Arrow (an integer or boolean SUM is its 128-bit HUGEINT: decimal128(38, 0))."""
+    return check_expr(spec.agg, schema, where, aggregates=True)
 
 
 def arrow_scan_schema(scan: lp.Scan) -> pa.Schema:

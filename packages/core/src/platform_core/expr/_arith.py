@@ -5,8 +5,10 @@
   keeps the dividend's sign and integer ``% 0`` raises; float ``%`` is C's ``fmod``.
 * ``/`` always divides as floats (f32 only when an operand is f32 and none is f64):
   ``7 / 2 = 3.5``, ``1 / 0 = inf``, ``0 / 0 = nan``.
-* Arithmetic on decimals is refused (CAST to f64): DuckDB's decimal result types differ
-  from Arrow's.
+* ``+ - *`` of a decimal(38, 0) (an integer SUM: DuckDB's HUGEINT as Arrow has it) with an
+  integer or another decimal(38, 0) are exact decimal(38, 0), as in DuckDB, and raise past 38
+  digits ("Overflow in addition of DECIMAL(38)"). Other arithmetic on decimals is refused
+  (CAST to f64): DuckDB's decimal result types differ from Arrow's.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from platform_core.types import F32, F64, I32, I64, FieldType
+from platform_core.types import F32, F64, I32, I64, FieldType, decimal
 
 from ._kernels import (
     OutOfRangeError,
@@ -90,6 +92,8 @@ def arith_rule(op: str) -> TypeRule:
         pair = _numeric_pair(op, types)
         if pair is None:
             return Signature((I64, I64), I64)
+        if op != "%" and _wide_integers(pair):
+            return Signature((_WIDE, _WIDE), _WIDE)
         require(
             not (is_decimal(pair[0]) or is_decimal(pair[1])),
             f"arithmetic {op} on decimals ({show(types[0])}, {show(types[1])}) is not "
@@ -115,6 +119,47 @@ def divide_rule(types: Sequence[MaybeType], nodes: Sequence[Expr]) -> Signature:
     return Signature((result, result), result)
 
 
+_WIDE: Final = decimal(38, 0)
+
+
+def _wide_integers(pair: tuple[FieldType, FieldType]) -> bool:
+    """A decimal(38, 0) with an integer or another decimal(38, 0): DuckDB's DECIMAL(38, 0)
+    (and HUGEINT) arithmetic, exact in decimal(38, 0)."""
+    return _WIDE in pair and all(t == _WIDE or is_int(t) for t in pair)
+
+
+def _wide_arith(op: str, a: Value, b: Value) -> Value:
+    """``a op b`` of two decimal128(38, 0) values, exact: computed in decimal256 (Arrow has no
+    room for the 39 or 77 digits its decimal128 kernels would type the result with), then
+    checked back into 38 digits (an Arrow "does not fit" error, an OutOfRangeError)."""
+    eager_only(a, f"decimal(38, 0) {op}")
+    eager_only(b, f"decimal(38, 0) {op}")
+    word = {"+": "addition", "-": "subtraction", "*": "multiplication"}[op]
+    overflow = f"Overflow in {word} of DECIMAL(38)"  # DuckDB's words; Arrow's error type
+    if op == "*":
+        # operands at the digits they hold, so the product's precision (their sum plus one)
+        # stays within decimal256's 76
+        da, db = _digits(a), _digits(b)
+        if da + db > 75:  # a product of at least 74 digits: far past 38
+            raise pa.ArrowInvalid(overflow)
+        out = pc.multiply_checked(
+            cast(a, pa.decimal256(max(da, 1), 0)), cast(b, pa.decimal256(max(db, 1), 0))
+        )
+    else:
+        wide = pa.decimal256(38, 0)
+        out = _CHECKED[op](cast(a, wide), cast(b, wide))
+    try:
+        return cast(out, pa.decimal128(38, 0))
+    except pa.ArrowInvalid:
+        raise pa.ArrowInvalid(overflow) from None
+
+
+def _digits(value: Value) -> int:
+    """Decimal digits of the largest absolute value (1 for none)."""
+    biggest = value.as_py() if isinstance(value, pa.Scalar) else pc.max(pc.abs(value)).as_py()
+    return len(str(abs(int(biggest)))) if biggest is not None else 1
+
+
 _CHECKED: Final = {"+": pc.add_checked, "-": pc.subtract_checked, "*": pc.multiply_checked}
 _FLOAT: Final = {"+": pc.add, "-": pc.subtract, "*": pc.multiply}
 
@@ -124,6 +169,8 @@ def arith_impl(op: str) -> Implementation:
         a, b = lift(*cast_args(values, types, sig))
         if op == "%":
             return xc.remainder_checked(a, b) if is_int(sig.result) else xc.remainder(a, b)
+        if sig.result == _WIDE:
+            return _wide_arith(op, a, b)
         return (_CHECKED if is_int(sig.result) else _FLOAT)[op](a, b)
 
     return implement

@@ -324,7 +324,10 @@ class _Compiler:
                     value = f"CAST({value} AS DOUBLE)"
                 elif spec.agg.distinct:
                     value = _canon(value, t)
-                elif name in ("sum", "avg") and pa.types.is_integer(t):
+                elif (name in ("sum", "avg") and pa.types.is_integer(t)) or (
+                    name == "sum" and pa.types.is_boolean(t)
+                ):
+                    # the operators' raw state: a 128-bit sum (booleans summed as integers)
                     value = f"CAST({value} AS HUGEINT)"
                 cols[f"{_P}{i}"] = value
                 if name == "corr":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, cast
 
 import numpy as np
@@ -40,9 +41,16 @@ _P = "__emsqrt_a"
 # Reserved per byte of held state: Acero's group_by over held partials (merging them) peaked
 # at about 3.3 times their bytes on top of them (measured), so state is held at 1/5 of its share.
 _STATE_FACTOR = 5
-# Integer SUMs are summed as decimal128(38, 0) (DuckDB sums into a 128-bit HUGEINT) and the
-# result is checked back into int64, the result type: out of range raises SumOverflowError.
+# Integer and boolean SUMs are summed as decimal128(38, 0), their result type: DuckDB sums them
+# into a 128-bit HUGEINT, which it exports to Arrow as decimal128(38, 0). Such a total cannot
+# overflow (it would take more than 5e18 rows of 64-bit values); a SUM over decimals can, and
+# Acero's decimal sums wrap silently at 128 bits, so those are checked (``_overflow_check``).
 _WIDE_SUM = pa.decimal128(38, 0)
+# A float64 shadow sum differs from a wrapped decimal sum by at least 2**128 minus its own
+# rounding error, and from a correct one by no more than that error (below 2**126 for fewer
+# than 2**25 values per group and call, as each |value| < 10**38 < 2**127).
+_WRAP_GAP = 2.0**127
+_SHADOW = "__f"
 _MOMENTS = ("stddev_samp", "stddev_pop", "var_samp", "var_pop")
 _HOLISTIC = ("median", "quantile_cont", "quantile_disc")
 _EXTREMES = ("arg_min", "arg_max")
@@ -108,6 +116,17 @@ class AggregateOp(PhysicalOp):
             if self._nan_max(spec, source):
                 parts.append(_Part(f"{_P}{i}_nan", f"{_P}{i}n", "any", "any"))
         self.parts = parts
+        #: columns (raw argument and state) whose decimal sums are checked for a 128-bit
+        #: wrap, by the aggregate's output name
+        self.checked: dict[str, str] = {}
+        #: output names of SUMs over decimals: refused past 38 digits when finished
+        self.decimal_sums: list[str] = []
+        for i, spec in enumerate(node.aggregates):
+            if spec.agg.name in ("sum", "avg") and self._decimal_arg(spec, source):
+                state = f"{_P}{i}_sum" if spec.agg.name == "sum" else f"{_P}{i}_s"
+                self.checked.update({f"{_P}{i}": spec.name, state: spec.name})
+                if spec.agg.name == "sum":
+                    self.decimal_sums.append(spec.name)
         # Pre-aggregating a batch whose keys are nearly all distinct only costs a hash table:
         # after a few such batches, partial states are projected from the rows instead.
         self._unreduced = 0
@@ -279,6 +298,14 @@ class AggregateOp(PhysicalOp):
         return pa.array(result, mask=empty).cast(out_type)
 
     @staticmethod
+    def _decimal_arg(spec: lp.AggSpec, schema: pa.Schema) -> bool:
+        """Whether the aggregate's argument is a decimal (its sum can pass 38 digits)."""
+        arg = spec.agg.arg
+        if arg is None:
+            return False
+        return bool(pa.types.is_decimal(evaluate(arg, schema.empty_table()).type))
+
+    @staticmethod
     def _nan_max(spec: lp.AggSpec, schema: pa.Schema) -> bool:
         """MAX over floats: DuckDB orders NaN above every number, Arrow skips it."""
         arg = spec.agg.arg
@@ -318,6 +345,8 @@ class AggregateOp(PhysicalOp):
             if spec.agg.name == "avg" and pa.types.is_integer(value.type):
                 # An exact wide sum divided at the end, as DuckDB does (raw-row states too).
                 value = pc.cast(value, _WIDE_SUM)
+            if spec.agg.name == "sum" and pa.types.is_boolean(value.type):
+                value = pc.cast(value, pa.int8())  # DuckDB sums booleans as integers
             if spec.agg.name == "sum" and pa.types.is_integer(value.type):
                 value = pc.cast(value, _WIDE_SUM)  # int64 sums wrap silently in Acero
             cols[f"{_P}{i}"] = value
@@ -337,11 +366,24 @@ class AggregateOp(PhysicalOp):
         return value
 
     def _group(self, table: pa.Table, aggs: list[tuple[str | list[str], str, str]]) -> pa.Table:
-        """Acero ``group_by``; ``aggs`` are (source, function, output name)."""
+        """Acero ``group_by``; ``aggs`` are (source, function, output name). Decimal sums
+        are checked: a total past 128 bits raises :class:`SumOverflowError`."""
+        shadows: list[tuple[str, str]] = []
+        for src, func, name in list(aggs):
+            if func == "sum" and isinstance(src, str) and src in self.checked:
+                shadow = src + _SHADOW
+                if shadow not in table.column_names:
+                    table = table.append_column(shadow, pc.cast(table.column(src), pa.float64()))
+                aggs = [*aggs, (shadow, "sum", name + _SHADOW)]
+                shadows.append((name, self.checked[src]))
         spec = [(src, func) for src, func, _ in aggs]
         out = table.group_by(self.keys, use_threads=False).aggregate(spec)
         names = list(self.keys) + [name for _, _, name in aggs]
-        return out.rename_columns(names)
+        out = out.rename_columns(names)
+        for name, output in shadows:
+            _wrap_check(out.column(name), out.column(name + _SHADOW), output)
+            out = out.drop_columns([name + _SHADOW])
+        return out
 
     def _partial(self, raw: pa.Table) -> pa.Table:
         if self.raw:
@@ -424,7 +466,7 @@ class AggregateOp(PhysicalOp):
             grouped, gid, flat = self._grouped(state, aggs, listed)
             for i, name in averages:
                 grouped = grouped.append_column(name, self._average(grouped, i))
-            out = self._narrow_sums(grouped)
+            out = self._check_digits(grouped)
             for name, flag in fixes:
                 idx = out.schema.get_field_index(name)
                 out = out.set_column(idx, name, self._fix_nan(out.column(name), out.column(flag)))
@@ -450,7 +492,12 @@ class AggregateOp(PhysicalOp):
                 cols[spec.name] = state.column(f"{_P}{i}_{name}")
                 if f"{_P}{i}_nan" in state.column_names:
                     cols[spec.name] = self._fix_nan(cols[spec.name], state.column(f"{_P}{i}_nan"))
-        return self._narrow_sums(pa.table(cols))
+        return self._check_digits(pa.table(cols))
+
+    def _check_digits(self, out: pa.Table) -> pa.Table:
+        for name in self.decimal_sums:
+            _digits_check(out.column(name), name)
+        return out
 
     @staticmethod
     def _average(state: pa.Table, i: int) -> pa.ChunkedArray:
@@ -458,25 +505,6 @@ class AggregateOp(PhysicalOp):
         s, n = state.column(f"{_P}{i}_s"), state.column(f"{_P}{i}_n")
         n = pc.if_else(pc.equal(n, 0), pa.scalar(None, n.type), n)
         return pc.divide(pc.cast(s, pa.float64()), pc.cast(n, pa.float64()))
-
-    def _narrow_sums(self, out: pa.Table) -> pa.Table:
-        """Integer SUMs from their wide state to int64, refusing values out of its range."""
-        for spec in self.node.aggregates:
-            if spec.agg.name != "sum":
-                continue
-            col = out.column(spec.name)
-            if col.type != _WIDE_SUM:
-                continue
-            try:
-                narrow = pc.cast(col, self.schema.field(spec.name).type)
-            except pa.ArrowInvalid as exc:
-                raise SumOverflowError(
-                    f"aggregate {spec.name}: the integer sum of a group is outside the int64 "
-                    "range; sum the values as DOUBLE (CAST(... AS DOUBLE)) to get an "
-                    "approximate result"
-                ) from exc
-            out = out.set_column(out.schema.get_field_index(spec.name), spec.name, narrow)
-        return out
 
     # ------------------------------------------------------------------ driver
     def _produce(self) -> Generator[pa.RecordBatch, None, None]:
@@ -585,6 +613,33 @@ class AggregateOp(PhysicalOp):
             f"{self.ctx.budget.cap_bytes}-byte cap; raise the cap to at least {smallest} bytes",
             cap_bytes=self.ctx.budget.cap_bytes,
             needed_bytes=smallest,
+        )
+
+
+def _wrap_check(exact: pa.ChunkedArray, shadow: pa.ChunkedArray, output: str) -> None:
+    """Raise :class:`SumOverflowError` when a decimal sum wrapped at 128 bits: it then lies
+    far from its float64 shadow (DuckDB refuses it too: "Overflow in HUGEINT addition")."""
+    approx = pc.cast(exact, pa.float64())
+    if pc.any(pc.greater(pc.abs(pc.subtract(approx, shadow)), _WRAP_GAP)).as_py():
+        raise SumOverflowError(
+            f"aggregate {output}: the sum of a group's decimals passes 128 bits (DuckDB "
+            "refuses it too: Overflow in HUGEINT addition); aggregate CAST(... AS DOUBLE) "
+            "for an approximate result",
+            aggregate=output,
+        )
+
+
+def _digits_check(total: pa.ChunkedArray, output: str) -> None:
+    """Raise :class:`SumOverflowError` when a finished decimal SUM passes the 38 digits of its
+    type, as DuckDB refuses it ("Overflow in SUM of DECIMAL")."""
+    t = total.type
+    limit = pa.scalar(Decimal(f"{10**38 - 1}E-{t.scale}"), t)
+    if pc.any(pc.greater(pc.abs(total), limit)).as_py():
+        raise SumOverflowError(
+            f"aggregate {output}: the sum of a group does not fit in decimal(38, {t.scale}) "
+            "(DuckDB refuses it too: Overflow in SUM of DECIMAL); sum CAST(... AS DOUBLE) "
+            "for an approximate total",
+            aggregate=output,
         )
 
 
