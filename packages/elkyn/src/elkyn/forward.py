@@ -14,20 +14,25 @@ naming it.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import httpx
 
+from platform_core import auth
+from platform_core.tls import client_context
+
 from .catchup import wait_caught_up
 from .errors import PrimaryUnavailableError
+from .replica import Follower
 from .settings import ElkynSettings
 
 if TYPE_CHECKING:
-    from .replica import Follower
     from .server.http import Request, Send
+    from .store import Store
 
-__all__ = ["Forwarder", "primary_unavailable"]
+__all__ = ["Forwarder", "Replicable", "follow", "primary_unavailable"]
 
 REQUEST_HEADERS = ("authorization", "content-type", "if-match", "x-firebase-etag")
 """What of the client's request the primary needs to answer it as if asked directly."""
@@ -120,3 +125,39 @@ class Forwarder:
                 return resp.status_code, content_type, kept, b"".join(chunks)
         except httpx.HTTPError as exc:
             raise primary_unavailable(primary, exc, self.read_timeout) from None
+
+
+class Replicable(Protocol):
+    """What :func:`follow` needs of the app it makes a replica (``elkyn.server.ElkynApp``,
+    which imports this module): its store, and a place for its follower and forwarder."""
+
+    follower: Follower | None
+    forwarder: Forwarder | None
+
+    def current_store(self) -> Store: ...
+
+
+def follow(app: Replicable, primary: str, settings: ElkynSettings) -> Follower:
+    """Make ``app`` a replica of ``primary``: follow its log, forward client writes to it."""
+    signer = auth.signer(settings, create=False)
+    cached: dict[str, Any] = {"token": None, "until": 0.0}
+
+    def token() -> str:
+        if time.time() > cached["until"]:
+            cached["token"] = signer.cluster_token("elkyn-replica", ttl_seconds=3600)
+            cached["until"] = time.time() + 3000
+        return str(cached["token"])
+
+    store = app.current_store()
+    follower = Follower(
+        store,
+        primary,
+        token,
+        max_bytes=settings.max_replication_bytes,
+        context=client_context(settings),
+    )
+    store.replica_of = follower.given
+    app.follower = follower
+    app.forwarder = Forwarder(follower, settings)
+    follower.start()
+    return follower

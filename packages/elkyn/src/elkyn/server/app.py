@@ -159,7 +159,7 @@ class ElkynApp:
         self.own_lifespan = own_lifespan
         self.metrics = Metrics()
         self.replication: Any = None  # set by elkyn.replica when serving the log
-        self.follower: Follower | None = None  # set by elkyn.replica.follow on a replica
+        self.follower: Follower | None = None  # set by elkyn.forward.follow on a replica
         self.forwarder: Forwarder | None = None  # a replica's writes go to the primary
         self.streams = Streams(self)
         self._tokens: dict[str, tuple[Caller, Claims | None]] = {}
@@ -351,7 +351,7 @@ class ElkynApp:
             await self.replication(self, req, send)
             return
         if path == "/.replication/status":
-            from ..replica import serve_status
+            from ..status import serve_status
 
             await serve_status(self, req, send)
             return
