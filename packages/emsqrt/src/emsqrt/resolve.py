@@ -24,6 +24,7 @@ __all__ = [
     "arrow_scan_schema",
     "bind_scan_schemas",
     "require_columns",
+    "right_output_names",  # defined in emsqrt.joinkeys; importable here as before
 ]
 
 
