@@ -21,6 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from platform_core import auth
+from platform_core.http import async_http_client
 from platform_core.tls import client_context
 
 from .catchup import wait_caught_up
@@ -66,12 +67,8 @@ class Forwarder:
     def __init__(self, follower: Follower, settings: ElkynSettings) -> None:
         self.follower = follower
         self.store = follower.store
+        self.settings = settings
         self.read_timeout = settings.forward_timeout
-        self.timeout = httpx.Timeout(
-            settings.forward_timeout,
-            connect=settings.forward_connect_timeout,
-            pool=settings.forward_connect_timeout,
-        )
         self.max_answer = settings.forward_max_answer_bytes
         self.catch_up = settings.catch_up_seconds
         self._client: httpx.AsyncClient | None = None
@@ -104,8 +101,13 @@ class Forwarder:
         self, primary: str, method: str, url: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, str, dict[str, str], bytes]:
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=self.timeout, follow_redirects=False, verify=self.follower.context or True
+            # no retries: a primary that is gone must fail the write at once (503)
+            self._client = async_http_client(
+                self.settings,
+                timeout=self.read_timeout,
+                connect=self.settings.forward_connect_timeout,
+                pool=self.settings.forward_connect_timeout,
+                verify=self.follower.context,
             )
         try:
             async with self._client.stream(method, url, headers=headers, content=body) as resp:

@@ -22,10 +22,10 @@ from typing import Any, Protocol
 import httpx
 import pyarrow as pa
 
-from platform_core import PlatformError, Schema, load_settings, new_id
-from platform_core.http import error_from_response
+from platform_core import PlatformError, Schema, new_id
+from platform_core.http import CONNECT_RETRIES, error_from_response, http_client
 from platform_core.schema import Field
-from platform_core.tls import client_context, connection_hint
+from platform_core.tls import connection_hint
 
 from .errors import (
     BackendUnavailableError,
@@ -171,11 +171,9 @@ class RemoteDriver:
 
     def __init__(self, url: str, token: str, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
-        self.http = httpx.Client(
-            base_url=self.url,
-            headers={"authorization": f"Bearer {token}"},
-            timeout=timeout,
-            verify=client_context(load_settings()),  # PLATFORM_TLS_CA, else the system trust
+        # PLATFORM_TLS_CA, else the system trust; retries: the platform may be starting
+        self.http = http_client(
+            base_url=self.url, token=token, timeout=timeout, retries=CONNECT_RETRIES
         )
         self.temporary: list[str] = []
         self.last: Any = None

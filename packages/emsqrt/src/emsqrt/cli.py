@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -23,7 +22,6 @@ from platform_core import PlatformError, parse_bytes
 
 from .budget import format_bytes
 from .output import Format, fail, print_result
-from .plan import Sink
 
 app = typer.Typer(
     add_completion=False,
@@ -78,7 +76,10 @@ def run_cmd(
 ) -> None:
     """Run PIPELINE under the memory cap and print its result (a sink's file is written
     atomically); a table by default, --json or --csv for every row."""
+    import pyarrow as pa  # here, not at import: --help and argument errors do not need it
+
     from .dsl import load_pipeline
+    from .plan import Sink
 
     if as_json and as_csv:
         fail(err, "--json and --csv are exclusive; choose one")
