@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import typer
 
 from platform_core import auth
+from platform_core._extras import require
 from platform_core.errors import (
     BadInputError,
     ForbiddenError,
@@ -78,7 +79,7 @@ def tokens_file() -> Path:
 
 def normalize_url(url: str) -> str:
     """``url`` as the key of a saved token: scheme and host lowercased, no trailing slash."""
-    import httpx  # here, not at import: a CLI's --help does not pay for it
+    httpx = require("httpx", what="platform_core.cli")  # here: --help does not load it
 
     text = url.strip()
     try:
@@ -172,7 +173,7 @@ def login(url: str, user: str | None = None, password: str | None = None) -> str
     An ``https://`` gateway is verified against ``PLATFORM_TLS_CA`` (else the system trust).
     """
     body: dict[str, Any] = {} if user is None else {"username": user, "password": password or ""}
-    import httpx
+    httpx = require("httpx", what="platform_core.cli")
 
     from platform_core.http.client import CONNECT_RETRIES, http_client
 
@@ -209,7 +210,7 @@ def _renewed(url: str, token: str) -> str:
     now = time.time()
     if not iat or now < iat + (exp - iat) / 2 or now >= exp:
         return token
-    import httpx
+    httpx = require("httpx", what="platform_core.cli")
 
     from platform_core.http.client import http_client
 

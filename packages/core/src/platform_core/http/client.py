@@ -27,6 +27,8 @@ import ssl
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._extras import require
+
 if TYPE_CHECKING:
     import httpx
 
@@ -61,7 +63,7 @@ def client_options(
 ) -> dict[str, Any]:
     """The keyword arguments :func:`http_client` and :func:`async_http_client` give httpx
     (without the transport): verification, timeouts, headers, limits, no redirects."""
-    import httpx
+    httpx = require("httpx", what="platform_core.http.http_client")
 
     if verify is None:
         from ..settings import load_settings
@@ -101,23 +103,25 @@ def http_client(
     """A blocking ``httpx.Client`` set up as the module says; ``options`` are
     :func:`client_options`' (``base_url``, ``token``, ``headers``, ``timeout``, ``connect``,
     ``read``, ``pool``, ``verify``, ``max_connections``)."""
-    import httpx
+    httpx = require("httpx", what="platform_core.http.http_client")
 
     kwargs = client_options(settings, **options)
     transport = httpx.HTTPTransport(
         verify=kwargs["verify"], limits=kwargs["limits"], retries=retries
     )
-    return httpx.Client(transport=transport, **kwargs)
+    client: httpx.Client = httpx.Client(transport=transport, **kwargs)
+    return client
 
 
 def async_http_client(
     settings: PlatformSettings | None = None, *, retries: int = 0, **options: Any
 ) -> httpx.AsyncClient:
     """:func:`http_client` for asyncio code (an ``httpx.AsyncClient``)."""
-    import httpx
+    httpx = require("httpx", what="platform_core.http.async_http_client")
 
     kwargs = client_options(settings, **options)
     transport = httpx.AsyncHTTPTransport(
         verify=kwargs["verify"], limits=kwargs["limits"], retries=retries
     )
-    return httpx.AsyncClient(transport=transport, **kwargs)
+    client: httpx.AsyncClient = httpx.AsyncClient(transport=transport, **kwargs)
+    return client
