@@ -63,7 +63,7 @@ def client_options(
 ) -> dict[str, Any]:
     """The keyword arguments :func:`http_client` and :func:`async_http_client` give httpx
     (without the transport): verification, timeouts, headers, limits, no redirects."""
-    httpx = require("httpx", what="platform_core.http.http_client")
+    lib = require("httpx", what="platform_core.http.http_client")
 
     if verify is None:
         from ..settings import load_settings
@@ -78,14 +78,12 @@ def client_options(
     if token:
         sent["Authorization"] = f"Bearer {token}"
     limits = (
-        httpx.Limits(max_connections=max_connections)
-        if max_connections is not None
-        else httpx.Limits()
+        lib.Limits(max_connections=max_connections) if max_connections is not None else lib.Limits()
     )
     return {
         "base_url": base_url.rstrip("/"),
         "headers": sent,
-        "timeout": httpx.Timeout(
+        "timeout": lib.Timeout(
             timeout,
             connect=timeout if connect is None else connect,
             read=timeout if read is None else read,
@@ -103,13 +101,11 @@ def http_client(
     """A blocking ``httpx.Client`` set up as the module says; ``options`` are
     :func:`client_options`' (``base_url``, ``token``, ``headers``, ``timeout``, ``connect``,
     ``read``, ``pool``, ``verify``, ``max_connections``)."""
-    httpx = require("httpx", what="platform_core.http.http_client")
+    lib = require("httpx", what="platform_core.http.http_client")
 
     kwargs = client_options(settings, **options)
-    transport = httpx.HTTPTransport(
-        verify=kwargs["verify"], limits=kwargs["limits"], retries=retries
-    )
-    client: httpx.Client = httpx.Client(transport=transport, **kwargs)
+    transport = lib.HTTPTransport(verify=kwargs["verify"], limits=kwargs["limits"], retries=retries)
+    client: httpx.Client = lib.Client(transport=transport, **kwargs)
     return client
 
 
@@ -117,11 +113,11 @@ def async_http_client(
     settings: PlatformSettings | None = None, *, retries: int = 0, **options: Any
 ) -> httpx.AsyncClient:
     """:func:`http_client` for asyncio code (an ``httpx.AsyncClient``)."""
-    httpx = require("httpx", what="platform_core.http.async_http_client")
+    lib = require("httpx", what="platform_core.http.async_http_client")
 
     kwargs = client_options(settings, **options)
-    transport = httpx.AsyncHTTPTransport(
+    transport = lib.AsyncHTTPTransport(
         verify=kwargs["verify"], limits=kwargs["limits"], retries=retries
     )
-    client: httpx.AsyncClient = httpx.AsyncClient(transport=transport, **kwargs)
+    client: httpx.AsyncClient = lib.AsyncClient(transport=transport, **kwargs)
     return client
