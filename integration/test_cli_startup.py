@@ -7,6 +7,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 HEAVY = ("fastapi", "duckdb", "sqlglot", "pyarrow.flight", "uvicorn", "ray")
 SERVER_MODULES = ("lake.node", "lake.api", "elkyn.store", "elkyn.server", "elytra.session")
 
@@ -24,3 +26,66 @@ def test_platform_cli_with_every_plugin_starts_without_the_server_stack() -> Non
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
+
+
+FRONT_DOOR_HEAVY = ("pyarrow", "numpy", "httpx", *HEAVY)
+"""What no command's ``--help`` or argument error loads: each costs a tenth of a second or
+more at start-up (pyarrow with NumPy about 0.2 s, httpx 0.1 s on an idle machine), and none
+is needed to print a usage line."""
+
+RUN_MAIN = """
+import sys
+
+import pytest
+module, *argv = sys.argv[1:]
+sys.argv = [module.split(".")[0], *argv]
+import importlib
+try:
+    importlib.import_module(module).main()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+heavy = {heavy!r}
+print("CODE", code, file=sys.stderr)
+print("LOADED", sorted({{m for m in sys.modules if m.split(".")[0] in heavy}}), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["platform_gateway.cli", "--help"],
+        ["platform_gateway.cli", "up", "--help"],
+        ["platform_gateway.cli", "demo-data", "--help"],
+        ["platform_gateway.cli", "lake", "query", "--help"],
+        ["platform_gateway.cli", "up", "--port", "not-a-port"],
+        ["lake.cli", "--help"],
+        ["lake.cli", "query", "--help"],
+        ["lake.cli", "ls", "--no-such-option"],
+        ["elkyn.cli", "--help"],
+        ["elkyn.cli", "serve", "--help"],
+        ["elytra.cli", "--help"],
+        ["elytra.cli", "run", "--help"],
+        ["elytra.cli", "run"],
+        ["emsqrt.cli", "--help"],
+        ["emsqrt.cli", "run", "--help"],
+        ["emsqrt.cli", "run"],
+    ],
+    ids=" ".join,
+)
+def test_help_and_argument_errors_load_no_heavy_module(argv: list[str]) -> None:
+    """Every CLI prints its help and its argument errors without pyarrow, NumPy, httpx or the
+    server stack (asserted on ``sys.modules`` after the command ran, not on time)."""
+    code = RUN_MAIN.format(heavy=set(FRONT_DOOR_HEAVY))
+    out = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120
+    )
+    lines = dict(
+        line.split(" ", 1) for line in out.stderr.splitlines() if line[:4] in ("CODE", "LOAD")
+    )
+    help_asked = "--help" in argv
+    assert lines.get("CODE") == ("0" if help_asked else "2"), out.stderr[-2000:]
+    assert lines.get("LOADED") == "[]", out.stderr[-2000:]
+    if help_asked:
+        assert "Usage" in out.stdout, out.stdout

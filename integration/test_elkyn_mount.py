@@ -33,7 +33,10 @@ def test_gateway_mounts_elkyn_at_db(start_platform: StartPlatform) -> None:
         # no token: auth == null for the rules (default deny), in Firebase's error shape
         anon = http.get("/db/jobs/1.json")
         assert anon.status_code == 401
-        assert anon.json() == {"error": "Permission denied"}
+        body = anon.json()  # Firebase's error, and how to authenticate beside it
+        assert body.pop("hint").startswith("this request carries no credentials"), body
+        assert body == {"error": "Permission denied"}
+        assert anon.headers["www-authenticate"] == "Bearer"
         bad = http.put("/db/jobs/1.json", content=b"{nope", headers=admin)
         assert bad.status_code == 400
         assert bad.json() == {"error": "Invalid data; couldn't parse JSON object, array, or value."}

@@ -59,15 +59,31 @@ find_uv() {
 
 # The web UI (apps/playground): `npm ci` from its lock, `next build` to a static export, copied
 # into the gateway package, which serves it at / (and a wheel built afterwards carries it).
-# Skipped when nothing under apps/playground changed since the last build (a hash stamp).
+# Skipped when nothing under apps/playground changed since the last build (a hash stamp of its
+# sources: see ui_source_hash).
+# The hash of the UI's sources: the files git tracks under apps/playground (their content, and
+# edits not yet committed), so what a build writes there and git ignores (next-env.d.ts,
+# .next/, out/, node_modules/) never makes the next run build again. Outside a git checkout
+# (an unpacked archive), every file but those build outputs.
+ui_source_hash() {
+  local app=$1
+  if git -C "$app" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    (cd "$app" && git ls-files -z --cached --others --exclude-standard -- . | LC_ALL=C sort -z \
+      | { xargs -0 sha256sum 2>/dev/null || true; } | sha256sum | cut -d' ' -f1)
+  else
+    (cd "$app" && find . -path ./node_modules -prune -o -path ./.next -prune -o -path ./out -prune \
+      -o -name next-env.d.ts -prune -o -type f -print | LC_ALL=C sort | xargs sha256sum \
+      | sha256sum | cut -d' ' -f1)
+  fi
+}
+
 build_ui() {
   local app=apps/playground dest=apps/gateway/src/platform_gateway/ui stamp hash
   if ! command -v npm >/dev/null 2>&1; then
     log "npm not found: the web UI is not built (install Node.js 20 and npm, then run make setup)"
     return 0
   fi
-  hash=$(cd "$app" && find . -path ./node_modules -prune -o -path ./.next -prune -o -path ./out -prune \
-           -o -type f -print | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
+  hash=$(ui_source_hash "$app")
   stamp="$dest/.build-hash"
   if [ -f "$dest/index.html" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$hash" ]; then
     return 0

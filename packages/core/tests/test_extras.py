@@ -92,7 +92,13 @@ print(len(hash_columns(table.to_batches()[0], ["region"])), type(load_settings()
         # found from outside: the CLI kit's names raised a bare ModuleNotFoundError
         ("typer", "from platform_core.cli import print_table", "service"),
         ("typer", "from platform_core.cli import fail", "service"),
-        ("httpx", "from platform_core.cli import resolve_token", "service"),
+        # httpx loads on use, not at import (a CLI's --help does not need it)
+        (
+            "httpx",
+            "from platform_core.cli import normalize_url\n    normalize_url('http://h')",
+            "service",
+        ),
+        ("httpx", "from platform_core.http import http_client\n    http_client()", "service"),
     ],
 )
 def test_a_missing_extra_is_one_error_naming_the_install_command(

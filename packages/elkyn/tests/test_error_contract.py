@@ -42,11 +42,12 @@ def expect(response: httpx.Response, status: int, kind: str) -> str:
     return str(response.json()["error"])
 
 
-def firebase(response: httpx.Response, status: int) -> str:
-    """A Firebase REST error: ``status`` and a body of exactly ``{"error": message}``."""
+def firebase(response: httpx.Response, status: int, *, hint: bool = False) -> str:
+    """A Firebase REST error: ``status`` and a body of exactly ``{"error": message}`` (and,
+    with ``hint``, how to authenticate beside it: a request without credentials refused)."""
     assert response.status_code == status, response.text
     body = response.json()
-    assert list(body) == ["error"], body
+    assert list(body) == (["error", "hint"] if hint else ["error"]), body
     return str(body["error"])
 
 
@@ -82,7 +83,9 @@ def test_platform_routes_401_and_403(elkyn: Server) -> None:
 
 def test_firebase_routes_keep_firebase_statuses_and_bodies(elkyn: Server) -> None:
     with elkyn.client() as anonymous:
-        assert firebase(anonymous.get("/.settings/rules.json"), 401) == "Permission denied"
+        r = anonymous.get("/.settings/rules.json")
+        assert firebase(r, 401, hint=True) == "Permission denied"
+        assert "Authorization: Bearer <token>" in r.json()["hint"]
     with elkyn.client(elkyn.token("ann")) as c:
         assert firebase(c.get("/.settings/rules.json"), 401) == "Permission denied"
         r = c.put("/t.json", content=b"{not json")

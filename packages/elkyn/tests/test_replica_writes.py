@@ -316,7 +316,7 @@ def test_a_replicas_store_refuses_local_writes_and_reserves_in_memory() -> None:
 def test_the_plugins_forwarding_writer_writes_on_the_primary_and_reads_back_here(
     launch: Any, tmp_path: Path
 ) -> None:
-    from elkyn.replica import follow
+    from elkyn.forward import follow
     from elkyn.server import ElkynApp
     from elkyn.settings import elkyn_settings
     from elkyn.writers import ForwardingWriter

@@ -193,7 +193,13 @@ def test_default_rules_deny_and_tokens_are_checked(server: Any, admin: httpx.Cli
     with server.client() as anon:
         r = anon.get("/secret.json")
         assert r.status_code == 401
-        assert r.json() == {"error": "Permission denied"}
+        body = r.json()  # no credentials at all: how to authenticate goes beside the error
+        hint = body.pop("hint")
+        assert body == {"error": "Permission denied"}
+        assert "Authorization: Bearer <token>" in hint, hint
+        assert "?auth=owner" in hint, hint  # a --dev server: its ways too
+        assert "POST /auth/token" in hint, hint
+        assert r.headers["www-authenticate"] == "Bearer"
         assert anon.put("/secret.json", json=2).status_code == 401
     with server.client("forged.token.value") as forged:
         assert forged.get("/secret.json").status_code == 401

@@ -212,3 +212,39 @@ def test_sigterm_mid_sort_cleans_spill_and_output(tmp_path: Path, spill_dir: Pat
     assert proc.returncode == 128 + signal.SIGTERM
     assert list(spill_dir.iterdir()) == []
     assert list(out.iterdir()) == []
+
+
+def test_explain_shows_the_filter_pushed_into_the_scan_and_counts_one_row(
+    tmp_path: Path, spill_dir: Path
+) -> None:
+    """The optimizer moves the filter into the scan: --explain says so on the scan's line
+    (the filter is no node of its own any more), and one row is "1 row", not "1 rows"."""
+    pcsv.write_csv(pa.table({"id": [1, 2, 3], "amount": [5, 2000, 7]}), tmp_path / "t.csv")
+    (tmp_path / "job.yaml").write_text(
+        'steps:\n  - scan: { source: "t.csv" }\n  - filter: { expr: "amount > 1000" }\n'
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "emsqrt",
+            "run",
+            "job.yaml",
+            "--explain",
+            "--spill-dir",
+            str(spill_dir),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    scan = next(line for line in proc.stdout.splitlines() if line.lstrip().startswith("scan ["))
+    assert 'where ("amount" > 1000)' in scan, proc.stdout
+    assert "actual 1 row /" in scan, proc.stdout
+    assert "\n1 row in " in f"\n{proc.stdout}", proc.stdout
+    assert "1 rows" not in proc.stdout
+    got = duck(f"SELECT * FROM read_csv('{tmp_path / 't.csv'}') WHERE amount > 1000")
+    assert got.num_rows == 1

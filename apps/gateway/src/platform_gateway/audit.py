@@ -18,16 +18,13 @@ import json
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from platform_core import PlatformError
+from platform_core import ClusterState, PlatformError
 from platform_core.http import connection_token
-
-if TYPE_CHECKING:
-    from .accounts import Accounts
 
 __all__ = ["AuditMiddleware", "record", "recorded"]
 
@@ -59,8 +56,17 @@ def _minted(gateway: Any, body: bytes) -> str | None:
     return f"worker:{claims.sub} id:{claims.jti}"
 
 
+class TrailAccounts(Protocol):
+    """What the trail needs of :class:`platform_gateway.accounts.Accounts` (which imports this
+    module): the cluster state it appends to, and the accounts' threads it blocks on."""
+
+    state: ClusterState
+
+    async def run_blocking(self, fn: Any, *args: Any) -> Any: ...
+
+
 def record(
-    accounts: Accounts,
+    accounts: TrailAccounts,
     who: str,
     what: str,
     target: str,
@@ -86,14 +92,14 @@ def record(
 
 async def recorded(conn: HTTPConnection, who: str, what: str, target: str, **details: Any) -> None:
     """Record an action of a gateway route (on the accounts' threads)."""
-    accounts: Accounts = conn.app.state.accounts
+    accounts: TrailAccounts = conn.app.state.accounts
     client = conn.client.host if conn.client is not None else None
     await accounts.run_blocking(
         lambda: record(accounts, who, what, target, client, conn.url.netloc, **details)
     )
 
 
-def record_sync(accounts: Accounts, name: str, change: str) -> None:
+def record_sync(accounts: TrailAccounts, name: str, change: str) -> None:
     """A change of the user store made with ``platform user`` (published by the watcher)."""
     what = {"removed": "user.rm", "added": "user.add"}.get(change, "user.change")
     record(accounts, "operator (platform user)", what, name, "localhost", "cli")
@@ -139,7 +145,7 @@ class AuditMiddleware:
             await self._record(gateway, scope, match[0], target)
 
     async def _record(self, gateway: Any, scope: Scope, what: str, target: str) -> None:
-        accounts: Accounts | None = getattr(getattr(gateway, "state", None), "accounts", None)
+        accounts: TrailAccounts | None = getattr(getattr(gateway, "state", None), "accounts", None)
         if accounts is None:
             return
         conn = HTTPConnection(scope)

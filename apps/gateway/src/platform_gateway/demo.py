@@ -8,29 +8,31 @@ running platform as the datasets ``customers`` and ``sales``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pcsv
-import pyarrow.parquet as pq
 import typer
 
 from platform_core import PlatformError
 from platform_core.cli import TOKEN_OPTION, default_url, exit_code, normalize_url, resolve_token
+
+if TYPE_CHECKING:  # NumPy and pyarrow load when the data is made, not for `platform --help`
+    import pyarrow as pa
 
 __all__ = ["COUNTRIES", "PRODUCTS", "demo_tables", "register", "write_demo_data"]
 
 COUNTRIES = ("DE", "FR", "JP", "KE", "US")
 PRODUCTS = ("apple", "banana", "cherry", "dates", "elderberry")
 _PRICES = (0.5, 0.25, 4.0, 6.5, 9.0)
-_EPOCH = np.datetime64("2026-01-01T00:00:00", "s")
+_EPOCH = "2026-01-01T00:00:00"
 
 
 def demo_tables(rows: int = 1000, seed: int = 7) -> dict[str, pa.Table]:
     """``customers`` (rows/10, at least 1) and ``sales`` (``rows``), drawn from ``seed``."""
     if rows < 1:
         raise ValueError(f"--rows must be at least 1, not {rows}")
+    import numpy as np
+    import pyarrow as pa
+
     rng = np.random.default_rng(seed)
     n_customers = max(1, rows // 10)
     customer_ids = np.arange(1, n_customers + 1, dtype=np.int64)
@@ -50,7 +52,9 @@ def demo_tables(rows: int = 1000, seed: int = 7) -> dict[str, pa.Table]:
             "product": pa.array(np.asarray(PRODUCTS)[product]).cast(pa.string()),
             "quantity": rng.integers(1, 10, rows, dtype=np.int64),
             "price": np.asarray(_PRICES)[product],
-            "ts": pa.array(_EPOCH + seconds.astype("timedelta64[s]"), pa.timestamp("ms")),
+            "ts": pa.array(
+                np.datetime64(_EPOCH, "s") + seconds.astype("timedelta64[s]"), pa.timestamp("ms")
+            ),
         }
     )
     return {"customers": customers, "sales": sales}
@@ -58,6 +62,9 @@ def demo_tables(rows: int = 1000, seed: int = 7) -> dict[str, pa.Table]:
 
 def write_demo_data(out: Path, rows: int = 1000, seed: int = 7) -> list[Path]:
     """Write each table as ``<name>.csv`` and ``<name>.parquet`` under ``out``; the paths."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for name, table in demo_tables(rows, seed).items():

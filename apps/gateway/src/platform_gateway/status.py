@@ -18,8 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from platform_core import Plugin
-from platform_core.http import require_admin, require_cluster
-from platform_core.tls import client_context
+from platform_core.http import async_http_client, require_admin, require_cluster
 
 __all__ = ["PEER_STATUS_PATH", "router"]
 
@@ -61,8 +60,7 @@ async def platform_status(request: Request) -> dict[str, Any]:
         p for report in mine.values() if isinstance(report, dict) for p in report.get("peers", [])
     ]
     token = request.app.state.signer.cluster_token("status")
-    verify = client_context(request.app.state.settings)
-    async with httpx.AsyncClient(timeout=_PEER_TIMEOUT, verify=verify) as client:
+    async with async_http_client(request.app.state.settings, timeout=_PEER_TIMEOUT) as client:
         reports = await asyncio.gather(*(_ask(client, p, token) for p in peers))
     return {"self": {"plugins": mine}, "peers": reports}
 

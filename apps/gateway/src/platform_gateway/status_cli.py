@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from platform_core import UnavailableError, load_settings
+from platform_core import UnavailableError
 from platform_core.cli import (
     TOKEN_OPTION,
     default_url,
@@ -18,8 +17,7 @@ from platform_core.cli import (
     normalize_url,
     resolve_token,
 )
-from platform_core.http import error_from_response
-from platform_core.tls import client_context
+from platform_core.http import CONNECT_RETRIES, error_from_response, http_client
 
 __all__ = ["register", "rows"]
 
@@ -79,15 +77,12 @@ def register(cli: typer.Typer) -> None:
         """Every platform of the cluster: its role, state, chunks and workers (admin token)."""
         with expected_errors():
             target = normalize_url(url) if url else default_url()
-            headers = {}
             given = resolve_token(target, token)
-            if given:
-                headers["authorization"] = f"Bearer {given}"
+            import httpx  # here: `platform --help` does not load it
+
             try:
-                verify = client_context(load_settings())
-                r = httpx.get(
-                    f"{target}/api/platform/status", headers=headers, timeout=15, verify=verify
-                )
+                with http_client(token=given, timeout=15, retries=CONNECT_RETRIES) as client:
+                    r = client.get(f"{target}/api/platform/status")
             except httpx.HTTPError as exc:
                 raise UnavailableError(f"no platform answers at {target}: {exc}") from None
             if r.status_code >= 400:

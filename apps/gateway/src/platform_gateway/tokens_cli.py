@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from platform_core import load_settings
 from platform_core.cli import default_url, expected_errors, fail, normalize_url, resolve_token
 from platform_core.cli.credentials import saved_token
 from platform_core.errors import UnavailableError
-from platform_core.tls import client_context, connection_hint
+from platform_core.http import CONNECT_RETRIES, http_client
+from platform_core.tls import connection_hint
 
 __all__ = ["register", "sign_out"]
 
@@ -32,17 +31,12 @@ TokenOption = Annotated[
 
 
 def _call(method: str, url: str, path: str, token: str | None, body: Any = None) -> Any:
+    import httpx
+
     target = url + path
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        r = httpx.request(
-            method,
-            target,
-            json=body,
-            headers=headers,
-            timeout=30,
-            verify=client_context(load_settings()),
-        )
+        with http_client(token=token, timeout=30, retries=CONNECT_RETRIES) as client:
+            r = client.request(method, target, json=body)
     except httpx.HTTPError as exc:
         raise UnavailableError(
             f"cannot reach {target}: {connection_hint(exc, target) or exc}"
@@ -64,13 +58,11 @@ def sign_out(url: str) -> None:
     token = saved_token(url)
     if not token:
         return
+    import httpx
+
     try:
-        httpx.post(
-            f"{url}/api/logout",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=10,
-            verify=client_context(load_settings()),
-        )
+        with http_client(token=token, timeout=10) as client:
+            client.post(f"{url}/api/logout")
     except httpx.HTTPError:
         typer.echo(f"could not reach {url} to revoke the token; it is forgotten here", err=True)
 

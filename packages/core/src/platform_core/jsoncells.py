@@ -11,9 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+if TYPE_CHECKING:  # only named: a CLI printing rows need not load pyarrow for --help
+    import pyarrow as pa
 
 __all__ = ["json_cell", "json_rows"]
 

@@ -10,6 +10,7 @@ same as a context manager. Standard library only, so any package's tests can use
 
 from __future__ import annotations
 
+import ast
 import os
 import queue
 import re
@@ -36,8 +37,11 @@ __all__ = [
     "ServerStartError",
     "TestCertificates",
     "assert_public_names_resolve",
+    "find_cycle",
     "free_port",
     "heavy_modules_loaded",
+    "import_cycles",
+    "import_graph",
     "launch",
     "make_certificates",
     "running_server",
@@ -341,3 +345,109 @@ def assert_public_names_resolve(module: ModuleType) -> None:
     for name in names:
         assert getattr(module, name) is not None, f"{module.__name__}.{name}"
     assert set(names) <= set(dir(module))
+
+
+def _module_name(directory: Path, package: str, path: Path) -> str:
+    parts = [package, *path.relative_to(directory).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(directory: Path, package: str | None = None) -> dict[str, set[str]]:
+    """The import graph of the package whose sources are ``directory`` (named ``package``, by
+    default the directory's name): every module, subpackages' included, with the modules of the
+    same package it imports.
+
+    Read from the source (nothing is imported), and every ``import`` counts wherever it stands:
+    at module level, inside a function, and under ``if TYPE_CHECKING:``. An import deferred into
+    a function hides a circle from the interpreter without removing it (each module still needs
+    the other), and a type-only import is a dependency on the other module's design, so both
+    are edges. A name imported from a package (``from . import x``, ``from pkg.sub import x``)
+    is an edge to its submodule ``x`` when there is one, else to the package's ``__init__``.
+    Implicit imports of parent packages are not edges: importing ``pkg.a.b`` runs
+    ``pkg/a/__init__.py`` first, but that package is already being imported when a module
+    inside it imports a sibling.
+    """
+    name = package or directory.name
+    files = {_module_name(directory, name, p): p for p in sorted(directory.rglob("*.py"))}
+
+    def known(target: str) -> str | None:
+        while target not in files and "." in target:
+            target = target.rsplit(".", 1)[0]
+        return target if target in files else None
+
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        here = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        found: set[str | None] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found |= {known(a.name) for a in node.names if a.name.split(".")[0] == name}
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    up = here.split(".")[: len(here.split(".")) - (node.level - 1)]
+                    base = ".".join([*up, *([node.module] if node.module else [])])
+                else:
+                    base = node.module or ""
+                if base.split(".")[0] != name:
+                    continue
+                for alias in node.names:
+                    sub = f"{base}.{alias.name}"
+                    found.add(sub if sub in files else known(base))
+        found.discard(None)
+        found.discard(module)
+        graph[module] = {m for m in found if m is not None}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as a path that ends where it starts, or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(graph.get(n, ())):
+            if state.get(m) == 1:
+                return [*stack[stack.index(m) :], m]
+            if m not in state and (cycle := visit(m)) is not None:
+                return cycle
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state and (cycle := visit(n)) is not None:
+            return cycle
+    return None
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle of each circle of ``graph`` (each set of modules that reach one another), so a
+    failing test names every circle at once, not the first one found."""
+    cycles: list[list[str]] = []
+    graph = {n: set(deps) for n, deps in graph.items()}
+    while (cycle := find_cycle(graph)) is not None:
+        cycles.append(cycle)
+        members = _reaching(graph, cycle[0])
+        graph = {n: deps - members for n, deps in graph.items() if n not in members}
+    return cycles
+
+
+def _reaching(graph: dict[str, set[str]], start: str) -> set[str]:
+    """The nodes that ``start`` reaches and that reach ``start`` back (its circle)."""
+
+    def reach(edges: dict[str, set[str]]) -> set[str]:
+        seen, todo = {start}, [start]
+        while todo:
+            for m in edges.get(todo.pop(), ()):
+                if m not in seen:
+                    seen.add(m)
+                    todo.append(m)
+        return seen
+
+    back: dict[str, set[str]] = {}
+    for n, deps in graph.items():
+        for m in deps:
+            back.setdefault(m, set()).add(n)
+    return reach(graph) & reach(back)

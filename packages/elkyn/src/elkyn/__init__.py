@@ -28,9 +28,9 @@ from .errors import (
 if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers and readers
     from .events import Event, Subscription
     from .paths import MAX_DEPTH, MAX_KEY_BYTES, parse_path, path_str
+    from .plugin import replication_status
     from .query import Query
     from .rules import Rules
-    from .status import replication_status
     from .store import ABORT, ADMIN, ANONYMOUS, Caller, Store, TransactionResult, etag_of
 
 _EXPORTS = {
@@ -42,7 +42,7 @@ _EXPORTS = {
     "path_str": ".paths",
     "Query": ".query",
     "Rules": ".rules",
-    "replication_status": ".status",
+    "replication_status": ".plugin",
     "ABORT": ".store",
     "ADMIN": ".store",
     "ANONYMOUS": ".store",

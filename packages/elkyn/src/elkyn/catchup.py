@@ -17,13 +17,21 @@ if TYPE_CHECKING:
     from .storage import LogEntry
     from .store import Store
 
-__all__ = ["caught_up", "wait_caught_up", "wait_caught_up_sync"]
+__all__ = ["caught_up", "followed_database", "wait_caught_up", "wait_caught_up_sync"]
+
+_FOLLOWED = b"followed_database_id"
+"""The store's meta key holding the id of the primary database its data came from."""
+
+
+def followed_database(store: Store) -> str:
+    """The id of the primary database this replica's data came from ("" before the first)."""
+    with store.env.read() as txn:
+        raw = txn.get(_FOLLOWED, db=store.env.meta)
+    return bytes(raw).decode() if raw is not None else ""
 
 
 def caught_up(store: Store, database: str, seq: int) -> bool:
     """Whether ``store`` follows ``database`` and has applied its commit ``seq``."""
-    from .replica import followed_database
-
     return followed_database(store) == database and store.last_seq() >= seq
 
 

@@ -91,7 +91,7 @@ def serve(
     configure_service_logging(log_level)
     app = ElkynApp(settings, store, signer, own_lifespan=True)
     if settings.replica_of is not None:  # --replica-of or ELKYN_REPLICA_OF
-        from .replica import follow
+        from .forward import follow
 
         follow(app, settings.replica_of, settings)
     from .replica import serve_log

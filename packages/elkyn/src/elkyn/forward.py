@@ -14,20 +14,26 @@ naming it.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import httpx
 
+from platform_core import auth
+from platform_core.http import async_http_client
+from platform_core.tls import client_context
+
 from .catchup import wait_caught_up
 from .errors import PrimaryUnavailableError
+from .replica import Follower
 from .settings import ElkynSettings
 
 if TYPE_CHECKING:
-    from .replica import Follower
     from .server.http import Request, Send
+    from .store import Store
 
-__all__ = ["Forwarder", "primary_unavailable"]
+__all__ = ["Forwarder", "Replicable", "follow", "primary_unavailable"]
 
 REQUEST_HEADERS = ("authorization", "content-type", "if-match", "x-firebase-etag")
 """What of the client's request the primary needs to answer it as if asked directly."""
@@ -61,12 +67,8 @@ class Forwarder:
     def __init__(self, follower: Follower, settings: ElkynSettings) -> None:
         self.follower = follower
         self.store = follower.store
+        self.settings = settings
         self.read_timeout = settings.forward_timeout
-        self.timeout = httpx.Timeout(
-            settings.forward_timeout,
-            connect=settings.forward_connect_timeout,
-            pool=settings.forward_connect_timeout,
-        )
         self.max_answer = settings.forward_max_answer_bytes
         self.catch_up = settings.catch_up_seconds
         self._client: httpx.AsyncClient | None = None
@@ -99,8 +101,13 @@ class Forwarder:
         self, primary: str, method: str, url: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, str, dict[str, str], bytes]:
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=self.timeout, follow_redirects=False, verify=self.follower.context or True
+            # no retries: a primary that is gone must fail the write at once (503)
+            self._client = async_http_client(
+                self.settings,
+                timeout=self.read_timeout,
+                connect=self.settings.forward_connect_timeout,
+                pool=self.settings.forward_connect_timeout,
+                verify=self.follower.context,
             )
         try:
             async with self._client.stream(method, url, headers=headers, content=body) as resp:
@@ -120,3 +127,39 @@ class Forwarder:
                 return resp.status_code, content_type, kept, b"".join(chunks)
         except httpx.HTTPError as exc:
             raise primary_unavailable(primary, exc, self.read_timeout) from None
+
+
+class Replicable(Protocol):
+    """What :func:`follow` needs of the app it makes a replica (``elkyn.server.ElkynApp``,
+    which imports this module): its store, and a place for its follower and forwarder."""
+
+    follower: Follower | None
+    forwarder: Forwarder | None
+
+    def current_store(self) -> Store: ...
+
+
+def follow(app: Replicable, primary: str, settings: ElkynSettings) -> Follower:
+    """Make ``app`` a replica of ``primary``: follow its log, forward client writes to it."""
+    signer = auth.signer(settings, create=False)
+    cached: dict[str, Any] = {"token": None, "until": 0.0}
+
+    def token() -> str:
+        if time.time() > cached["until"]:
+            cached["token"] = signer.cluster_token("elkyn-replica", ttl_seconds=3600)
+            cached["until"] = time.time() + 3000
+        return str(cached["token"])
+
+    store = app.current_store()
+    follower = Follower(
+        store,
+        primary,
+        token,
+        max_bytes=settings.max_replication_bytes,
+        context=client_context(settings),
+    )
+    store.replica_of = follower.given
+    app.follower = follower
+    app.forwarder = Forwarder(follower, settings)
+    follower.start()
+    return follower

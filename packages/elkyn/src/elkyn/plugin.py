@@ -28,7 +28,13 @@ if TYPE_CHECKING:
 # The server, the store (LMDB) and the live sink are imported by the factories below, when
 # the gateway starts, not by every command that loads the plugins for their CLIs.
 
-__all__ = ["current_follower", "current_store", "current_writer", "plugin"]
+__all__ = [
+    "current_follower",
+    "current_store",
+    "current_writer",
+    "plugin",
+    "replication_status",
+]
 
 _STATE: dict[str, Any] = {}
 """What the gateway's lifespan opened: ``store``, ``writer`` and, on a replica, ``follower``."""
@@ -99,7 +105,7 @@ def plugin() -> Plugin:
         app.store = store
         _STATE["store"] = store
         if es.replica_of is not None:
-            from .replica import follow
+            from .forward import follow
 
             follower = follow(app, es.replica_of, es)
             _STATE["follower"] = follower
@@ -142,8 +148,21 @@ def plugin() -> Plugin:
     )
 
 
+def replication_status(
+    store: Store | None = None, follower: Follower | None = None
+) -> dict[str, Any]:
+    """``elkyn.status.replication_status`` of ``store`` (and ``follower``); without arguments,
+    of the store (and follower) this process's gateway serves at ``/db``."""
+    from . import status
+    from .errors import StoreClosedError
+
+    if store is None:
+        store, follower = current_store(), current_follower()
+        if store is None:
+            raise StoreClosedError("the database is not open yet; retry in a moment")
+    return status.replication_status(store, follower)
+
+
 def _status() -> dict[str, Any]:
     """This database's role and replication state (``platform status``)."""
-    from .status import replication_status
-
     return replication_status()

@@ -13,7 +13,8 @@ replica's, the replica starts over from a snapshot.
 No chains: before following, a replica asks the URL it was given for
 ``/.replication/status``; when that is itself a replica it follows that one's primary instead
 (a few hops at most), and a replica refuses to serve its own log (409 naming its primary).
-Client writes on a replica are forwarded to the primary (``elkyn.forward``).
+Client writes on a replica are forwarded to the primary; ``elkyn.forward.follow`` makes an app a
+replica (a follower for its store, a forwarder for its writes).
 """
 
 from __future__ import annotations
@@ -28,38 +29,48 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgpack
 
-from platform_core import ForbiddenError, UnauthorizedError, auth
+from platform_core import ForbiddenError, UnauthorizedError
 from platform_core.auth import bearer_token
-from platform_core.tls import client_context, connection_hint
+from platform_core.tls import connection_hint
 
+from .catchup import _FOLLOWED, followed_database
 from .errors import ElkynError, InvalidDataError, NotPrimaryError
 from .rules import Rules
-from .settings import ElkynSettings
 from .storage import LogEntry, Tree
 
 if TYPE_CHECKING:
-    from .server.app import ElkynApp
+    from platform_core.auth import TokenSigner
+
     from .server.http import Request, Send
     from .store import Store
 
-__all__ = ["Follower", "follow", "serve_log", "serve_status"]
+__all__ = ["Follower", "LogServer", "apply_entries", "install_snapshot", "serve_log"]
 
 log = logging.getLogger(__name__)
 
 MAX_ENTRIES = 5000
 MAX_HOPS = 8
 """Replicas of replicas a follower walks through to find the real primary."""
-_FOLLOWED = b"followed_database_id"
 
 _SEQ = re.compile(r"[0-9]{1,19}")
 """A sequence number as a query parameter: plain ASCII digits that fit in 64 bits."""
 
 
-def _check_cluster(app: ElkynApp, req: Request, *, admin_too: bool = False) -> None:
+class LogServer(Protocol):
+    """What the replication routes need of the app serving them (``elkyn.server.ElkynApp``,
+    which imports this module): its token signer, its follower on a replica, and its store."""
+
+    signer: TokenSigner | None
+    follower: Follower | None
+
+    def current_store(self) -> Store: ...
+
+
+def check_cluster(app: LogServer, req: Request, *, admin_too: bool = False) -> None:
     """A cluster token (or, with ``admin_too``, an admin user token), else 401/403."""
     token = bearer_token(req.headers.get("authorization"))
     if token is None or app.signer is None:
@@ -76,22 +87,11 @@ def _check_cluster(app: ElkynApp, req: Request, *, admin_too: bool = False) -> N
             ) from None
 
 
-async def serve_status(app: ElkynApp, req: Request, send: Send) -> None:
-    """``GET /.replication/status`` (cluster token or admin): role, primary, seq and lag."""
-    from .server.http import respond_json
-    from .status import replication_status
-
-    _check_cluster(app, req, admin_too=True)
-    store = app.current_store()
-    body = await asyncio.to_thread(replication_status, store, app.follower)
-    await respond_json(send, 200, body)
-
-
-async def serve_log(app: ElkynApp, req: Request, send: Send) -> None:
+async def serve_log(app: LogServer, req: Request, send: Send) -> None:
     """``/.replication/log`` on the primary (``?snapshot=true`` for the whole tree)."""
     from .server.http import respond_json
 
-    _check_cluster(app, req)
+    check_cluster(app, req)
     if app.follower is not None:  # a chain would lag twice and break when the middle goes
         primary = app.follower.primary
         raise NotPrimaryError(
@@ -173,13 +173,6 @@ def apply_entries(store: Store, entries: list[LogEntry]) -> None:
     store.writer.submit(job).result()
     if new_rules:
         store._use_rules(new_rules[-1])
-
-
-def followed_database(store: Store) -> str:
-    """The id of the primary database this replica's data came from ("" before the first)."""
-    with store.env.read() as txn:
-        raw = txn.get(_FOLLOWED, db=store.env.meta)
-    return bytes(raw).decode() if raw is not None else ""
 
 
 def install_snapshot(
@@ -342,31 +335,3 @@ class Follower:
                 self.connected = False
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
-
-
-def follow(app: ElkynApp, primary: str, settings: ElkynSettings) -> Follower:
-    """Make ``app`` a replica of ``primary``: follow its log, forward client writes to it."""
-    from .forward import Forwarder
-
-    signer = auth.signer(settings, create=False)
-    cached: dict[str, Any] = {"token": None, "until": 0.0}
-
-    def token() -> str:
-        if time.time() > cached["until"]:
-            cached["token"] = signer.cluster_token("elkyn-replica", ttl_seconds=3600)
-            cached["until"] = time.time() + 3000
-        return str(cached["token"])
-
-    store = app.current_store()
-    follower = Follower(
-        store,
-        primary,
-        token,
-        max_bytes=settings.max_replication_bytes,
-        context=client_context(settings),
-    )
-    store.replica_of = follower.given
-    app.follower = follower
-    app.forwarder = Forwarder(follower, settings)
-    follower.start()
-    return follower

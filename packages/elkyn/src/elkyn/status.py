@@ -1,25 +1,25 @@
 """Replication status: this database's role, its primary, and how far behind it is.
 
 The same dict is ``GET /.replication/status`` (cluster or admin token; ``platform status``
-reads it) and :func:`replication_status` for the store of this process's gateway.
+reads it, :func:`serve_status` answers it) and :func:`replication_status` of a store.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
-from .errors import StoreClosedError
+from .replica import LogServer, check_cluster
 
 if TYPE_CHECKING:
     from .replica import Follower
+    from .server.http import Request, Send
     from .store import Store
 
-__all__ = ["replication_status"]
+__all__ = ["replication_status", "serve_status"]
 
 
-def replication_status(
-    store: Store | None = None, follower: Follower | None = None
-) -> dict[str, Any]:
+def replication_status(store: Store, follower: Follower | None = None) -> dict[str, Any]:
     """``{"role", "primary", "seq", "primary_seq", "lag_seconds", "database", "connected"}``.
 
     ``role`` is ``"primary"`` or ``"replica"``; ``primary`` the URL followed (after resolving
@@ -27,14 +27,9 @@ def replication_status(
     ``primary_seq`` the primary's in its latest answer; ``lag_seconds`` 0 while in step, else
     seconds since the replica last was (``None``: never, or a primary); ``database`` this
     store's id; ``connected`` whether the follower's latest request to the primary succeeded.
-    Without arguments: the store (and follower) of this process's gateway (``elkyn.plugin``).
+    ``elkyn.replication_status()`` without arguments is this for the gateway's own store
+    (``elkyn.plugin.replication_status``).
     """
-    if store is None:
-        from .plugin import current_follower, current_store
-
-        store, follower = current_store(), current_follower()
-        if store is None:
-            raise StoreClosedError("the database is not open yet; retry in a moment")
     seq = store.last_seq()
     if follower is None:
         return {
@@ -56,3 +51,13 @@ def replication_status(
         "database": store.database_id,
         "connected": follower.connected,
     }
+
+
+async def serve_status(app: LogServer, req: Request, send: Send) -> None:
+    """``GET /.replication/status`` (cluster token or admin): role, primary, seq and lag."""
+    from .server.http import respond_json
+
+    check_cluster(app, req, admin_too=True)
+    store = app.current_store()
+    body = await asyncio.to_thread(replication_status, store, app.follower)
+    await respond_json(send, 200, body)

@@ -113,18 +113,18 @@ class ForwardingWriter:
                 self._client = None
 
     def _client_for(self) -> httpx.Client:
-        import httpx
+        from platform_core.http import http_client
 
         with self._lock:
             if self._client is None:
                 s = self.settings
-                timeout = httpx.Timeout(
-                    s.forward_timeout,
+                # no retries: a primary that is gone must fail the write at once (503)
+                self._client = http_client(
+                    s,
+                    timeout=s.forward_timeout,
                     connect=s.forward_connect_timeout,
                     pool=s.forward_connect_timeout,
-                )
-                self._client = httpx.Client(
-                    timeout=timeout, follow_redirects=False, verify=self.follower.context or True
+                    verify=self.follower.context,
                 )
             return self._client
 

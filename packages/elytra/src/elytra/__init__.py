@@ -16,7 +16,6 @@ top = (
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
-from platform_core.expr import col, lit
 from platform_core.lazy import lazy_exports
 
 from .errors import (
@@ -31,6 +30,8 @@ from .errors import (
 )
 
 if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers and readers
+    from platform_core.expr import col, lit
+
     from .backends import Backend, BrowserBackend, InlineBackend, LocalPool, RayBackend
     from .jobs import JOBS_RULES, Job, JobRecorder, StoreRecorder
     from .pipeline import GroupedPipeline, Pipeline
@@ -40,6 +41,8 @@ if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers and readers
     from .task import Task, TaskResult, execute
 
 _EXPORTS = {
+    "col": "platform_core.expr",  # the expression builders load pyarrow: on first use only
+    "lit": "platform_core.expr",
     "Backend": ".backends",
     "BrowserBackend": ".backends",
     "InlineBackend": ".backends",

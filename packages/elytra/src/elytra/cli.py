@@ -9,14 +9,12 @@ a running platform, which then runs it as a job (datasets only). The file is the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import httpx
-import pyarrow as pa
 import typer
 import yaml
 
-from platform_core import BadInputError, PlatformError, errors, is_valid_id, load_settings
+from platform_core import BadInputError, PlatformError, errors, is_valid_id
 from platform_core.cli import (
     AS_CSV,
     AS_JSON,
@@ -30,7 +28,10 @@ from platform_core.cli import (
     resolve_token,
     version_option,
 )
-from platform_core.tls import client_context
+
+if TYPE_CHECKING:  # httpx and pyarrow load when a command talks to a platform, not for --help
+    import httpx
+    import pyarrow as pa
 
 __all__ = ["cli", "main"]
 
@@ -57,12 +58,10 @@ def _client(url: str | None, token: str | None) -> httpx.Client:
         found = resolve_token(base, token)
     if found is None:
         fail(f"no token for {base}: give --token, set PLATFORM_TOKEN or run `platform login`", 3)
-    return httpx.Client(
-        base_url=base,
-        headers={"authorization": f"Bearer {found}"},
-        timeout=60,
-        verify=client_context(load_settings()),  # PLATFORM_TLS_CA, else the system trust
-    )
+    from platform_core.http import CONNECT_RETRIES, http_client
+
+    # PLATFORM_TLS_CA, else the system trust; retries: the platform may be starting
+    return http_client(base_url=base, token=found, timeout=60, retries=CONNECT_RETRIES)
 
 
 def _check(r: httpx.Response) -> Any:
@@ -129,7 +128,7 @@ def run(
             r = c.get(f"/api/jobs/{job['id']}/result", params=params)
             if r.status_code >= 400:
                 _check(r)
-            print_table(pa.ipc.open_stream(r.content).read_all(), fmt)
+            print_table(_arrow_table(r.content), fmt)
         return
     from .session import connect
     from .spec import build
@@ -211,16 +210,24 @@ def result(
             r = c.get(path, params=params)
             if r.status_code >= 400:
                 _check(r)
-            print_table(pa.ipc.open_stream(r.content).read_all(), fmt)
+            print_table(_arrow_table(r.content), fmt)
             return
         rows = _save(c, path, offset, output)
         typer.echo(f"wrote {rows} rows to {output}")
+
+
+def _arrow_table(content: bytes) -> pa.Table:
+    """An Arrow IPC stream's table (pyarrow loads here, not for ``elytra --help``)."""
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(content).read_all()
 
 
 def _save(c: httpx.Client, path: str, offset: int, output: Path) -> int:
     """Stream the result into ``output`` (its suffix names the format); its row count."""
     import os
 
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from .remote import _StreamFile

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from emsqrt import CapTooSmallError, EngineConfig, run
@@ -42,6 +41,7 @@ from .exchange import (
 )
 from .explain import render
 from .jobs import Job, JobRecorder
+from .outfile import write_table
 from .progress import watch
 from .results import StageResults
 from .resultstore import ResultStore, ResultWriter, StoredResult
@@ -746,24 +746,3 @@ def _tasks(stats: JobStats, failed: int, started: bool = True) -> dict[str, int]
         "running": running,
         "failed": failed,
     }
-
-
-def write_table(table: pa.Table, path: str, format: str | None) -> dict[str, Any]:
-    """Write ``table`` to a Parquet or CSV file atomically (a temporary file, then rename)."""
-    fmt = (format or Path(path).suffix.lstrip(".") or "parquet").lower()
-    if fmt not in ("parquet", "csv"):
-        raise PipelineError(f"write: format is parquet or csv, not {fmt!r}")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
-        if fmt == "parquet":
-            pq.write_table(table, tmp)
-        else:
-            pcsv.write_csv(table, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return {"path": str(target), "format": fmt, "rows": table.num_rows}

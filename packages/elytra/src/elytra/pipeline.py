@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import pyarrow as pa
 
@@ -26,14 +26,47 @@ from .errors import PipelineError
 from .sources import Source
 
 if TYPE_CHECKING:
-    from .jobs import Job
+    from .jobs import Job, JobRecorder
     from .remote import RemoteJob
-    from .session import Session
 
-__all__ = ["GroupedPipeline", "Pipeline"]
+__all__ = ["GroupedPipeline", "Pipeline", "PipelineSession", "Runner"]
 
 SchemaLike: TypeAlias = pa.Schema | Mapping[str, str]
 """An output schema: Arrow's, or column name to a type name (``{"total": "f64"}``)."""
+
+
+class Runner(Protocol):
+    """What a pipeline's actions ask of the driver that runs them: ``elytra.driver.Driver`` on
+    this machine, ``elytra.remote.RemoteDriver`` on a platform. Both take a ``Pipeline``, so
+    this module names them only through this protocol (no import circle)."""
+
+    def collect(self, p: Pipeline) -> pa.Table: ...
+
+    def submit(
+        self,
+        p: Pipeline,
+        *,
+        owner: str | None = None,
+        recorder: JobRecorder | None = None,
+        timeout: float | None = None,
+    ) -> Job | RemoteJob: ...
+
+    def explain(self, p: Pipeline) -> str: ...
+
+    def write_dataset(self, p: Pipeline, name: str) -> dict[str, Any]: ...
+
+    def write_file(self, p: Pipeline, path: str, format: str | None) -> dict[str, Any]: ...
+
+
+class PipelineSession(Protocol):
+    """What a pipeline needs of the session that made it (``elytra.Session``, which imports
+    this module): the driver its actions go to, and the recorder its jobs report to."""
+
+    @property
+    def driver(self) -> Runner: ...
+
+    @property
+    def recorder(self) -> JobRecorder | None: ...
 
 
 @contextmanager
@@ -70,7 +103,7 @@ def _arrow_schema(schema: SchemaLike) -> pa.Schema:
 class Pipeline:
     """A lazy pipeline; nothing runs until an action."""
 
-    session: Session
+    session: PipelineSession
     node: lp.Node
     sources: Mapping[str, Source]
     spec: Mapping[str, Any] | None = None

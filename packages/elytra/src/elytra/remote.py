@@ -17,15 +17,15 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import httpx
 import pyarrow as pa
 
-from platform_core import PlatformError, Schema, load_settings, new_id
-from platform_core.http import error_from_response
+from platform_core import PlatformError, Schema, new_id
+from platform_core.http import CONNECT_RETRIES, error_from_response, http_client
 from platform_core.schema import Field
-from platform_core.tls import client_context, connection_hint
+from platform_core.tls import connection_hint
 
 from .errors import (
     BackendUnavailableError,
@@ -37,11 +37,14 @@ from .errors import (
 from .jobs import FINAL
 from .sources import LakeSource
 
-if TYPE_CHECKING:
-    from .pipeline import Pipeline
-    from .session import Session
+__all__ = ["RemoteDriver", "RemoteJob", "Specified", "remote_dataset"]
 
-__all__ = ["RemoteDriver", "RemoteJob", "remote_dataset"]
+
+class Specified(Protocol):
+    """What the remote driver needs of a pipeline (``elytra.Pipeline``, which refers to this
+    module's ``RemoteJob``): its JSON form, which the platform runs."""
+
+    def to_spec(self) -> dict[str, Any]: ...
 
 
 class _StreamFile:
@@ -168,11 +171,9 @@ class RemoteDriver:
 
     def __init__(self, url: str, token: str, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
-        self.http = httpx.Client(
-            base_url=self.url,
-            headers={"authorization": f"Bearer {token}"},
-            timeout=timeout,
-            verify=client_context(load_settings()),  # PLATFORM_TLS_CA, else the system trust
+        # PLATFORM_TLS_CA, else the system trust; retries: the platform may be starting
+        self.http = http_client(
+            base_url=self.url, token=token, timeout=timeout, retries=CONNECT_RETRIES
         )
         self.temporary: list[str] = []
         self.last: Any = None
@@ -189,7 +190,7 @@ class RemoteDriver:
         return r
 
     def submit(
-        self, p: Pipeline, *, timeout: float | None = None, write: str | None = None, **_: Any
+        self, p: Specified, *, timeout: float | None = None, write: str | None = None, **_: Any
     ) -> RemoteJob:
         body: dict[str, Any] = {"pipeline": p.to_spec()}
         if timeout is not None:
@@ -198,27 +199,27 @@ class RemoteDriver:
             body["write"] = write
         return RemoteJob(self, self.call("POST", "/api/jobs", json=body).json())
 
-    def write_dataset(self, p: Pipeline, name: str, **_: Any) -> dict[str, Any]:
+    def write_dataset(self, p: Specified, name: str, **_: Any) -> dict[str, Any]:
         job = self.submit(p, write=name)
         if job.wait() != "succeeded":
             error = job.record.get("error") or {}
             raise ElytraError(f"job {job.id} {job.state}: {error.get('message', '')}")
         return dict(job.record["result"])
 
-    def collect(self, p: Pipeline) -> pa.Table:
+    def collect(self, p: Specified) -> pa.Table:
         job = self.submit(p)
         if job.wait() != "succeeded":
             error = job.record.get("error") or {}
             raise ElytraError(f"job {job.id} {job.state}: {error.get('message', '')}")
         return job.result()
 
-    def explain(self, p: Pipeline) -> str:
+    def explain(self, p: Specified) -> str:
         import json
 
         return f"runs on the platform at {self.url} as:\n{json.dumps(p.to_spec(), indent=2)}"
 
-    def write_file(self, p: Pipeline, path: str, format: str | None) -> dict[str, Any]:
-        from .driver import write_table
+    def write_file(self, p: Specified, path: str, format: str | None) -> dict[str, Any]:
+        from .outfile import write_table
 
         return write_table(self.collect(p), path, format)
 
@@ -230,9 +231,7 @@ class RemoteDriver:
         self.http.close()
 
 
-def remote_dataset(
-    session: Session, driver: RemoteDriver, name: str, version: int | None
-) -> LakeSource:
+def remote_dataset(driver: RemoteDriver, name: str, version: int | None) -> LakeSource:
     """A dataset of the platform as a source (its schema only: the platform reads the chunks)."""
     params = {"version": version} if version is not None else None
     r = driver.http.get(f"/api/lake/datasets/{name}", params=params)

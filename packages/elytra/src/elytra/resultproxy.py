@@ -16,6 +16,7 @@ from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
 from platform_core import UnavailableError
+from platform_core.http import http_client
 
 __all__ = ["FORWARDED", "forward"]
 
@@ -24,9 +25,9 @@ FORWARDED = "x-elytra-forwarded"
 _PASSED = ("content-type", "x-total-rows")
 
 
-def forward(base: str, node: str, request: Request, verify: ssl.SSLContext | bool) -> Response:
+def forward(base: str, node: str, request: Request, verify: ssl.SSLContext) -> Response:
     """``request`` asked of the platform at ``base`` (node ``node``), its answer streamed."""
-    client = httpx.Client(timeout=httpx.Timeout(60.0, read=300.0), verify=verify)
+    client = http_client(timeout=60.0, read=300.0, verify=verify)
     headers = {FORWARDED: "1", "authorization": request.headers.get("authorization", "")}
     try:
         sent = client.build_request(

@@ -104,7 +104,7 @@ class Session:
     def dataset(self, name: str, version: int | None = None) -> Pipeline:
         """A lake dataset (its head version, or ``version``)."""
         if self.remote is not None:
-            return self._start(remote_dataset(self, self.remote, name, version))
+            return self._start(remote_dataset(self.remote, name, version))
         try:
             manifest = self.catalog.get(name, version)
         except DatasetNotFoundError:

@@ -15,16 +15,24 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
 from .exchange import ExchangeWriter
 
-if TYPE_CHECKING:
-    from .task import Task
+__all__ = ["Attempt", "Shuffle"]
 
-__all__ = ["Shuffle"]
+
+class Attempt(Protocol):
+    """What a shuffle needs of the task attempt writing it (``elytra.task.Task``, whose
+    ``execute`` imports this module): its id and attempt number, which name its directory."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def attempt(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,7 @@ class Shuffle:
         data["keys"] = tuple(data["keys"])
         return cls(**data)
 
-    def maybe_write(self, task: Task, table: pa.Table) -> dict[str, Any] | None:
+    def maybe_write(self, task: Attempt, table: pa.Table) -> dict[str, Any] | None:
         """Partition ``table`` into this attempt's files when it is big enough; what was
         written (``dir``, ``rows`` and ``bytes`` per partition), or ``None``."""
         if table.nbytes < self.min_bytes or not table.num_rows:

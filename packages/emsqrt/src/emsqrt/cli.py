@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -23,7 +22,6 @@ from platform_core import MemCap, PlatformError
 
 from .budget import format_bytes
 from .output import Format, fail, print_result
-from .plan import Sink
 
 app = typer.Typer(
     add_completion=False,
@@ -78,7 +76,11 @@ def run_cmd(
 ) -> None:
     """Run PIPELINE under the memory cap and print its result (a sink's file is written
     atomically); a table by default, --json or --csv for every row."""
+    import pyarrow as pa  # here, not at import: --help and argument errors do not need it
+
     from .dsl import load_pipeline
+    from .explain import rows_text
+    from .plan import Sink
 
     if as_json and as_csv:
         fail(err, "--json and --csv are exclusive; choose one")
@@ -127,7 +129,7 @@ def run_cmd(
     mem = m.memory
     rss = mem["rss_peak_above_baseline_bytes"]
     out.print(
-        f"{m.rows_out:,} rows in {m.seconds:.2f} s; cap {format_bytes(mem['cap_bytes'])}, "
+        f"{rows_text(m.rows_out)} in {m.seconds:.2f} s; cap {format_bytes(mem['cap_bytes'])}, "
         f"reserved peak {format_bytes(mem['reserved_peak_bytes'])}, Arrow peak "
         f"{format_bytes(mem['arrow_pool_peak_bytes'])}, RSS above baseline "
         f"{'n/a' if rss is None else format_bytes(rss)}; spilled "
@@ -138,7 +140,7 @@ def run_cmd(
     )
     for o in m.outputs:
         out.print(
-            f"wrote {o['path']} ({o['rows']:,} rows, sha256 {o['sha256'][:16]}...)",
+            f"wrote {o['path']} ({rows_text(o['rows'])}, sha256 {o['sha256'][:16]}...)",
             highlight=False,
             markup=False,
         )

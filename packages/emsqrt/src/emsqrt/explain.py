@@ -5,24 +5,27 @@ from __future__ import annotations
 from .budget import format_bytes
 from .manifest import OperatorReport
 
-__all__ = ["render_explain"]
+__all__ = ["render_explain", "rows_text"]
 
 
-def _n(v: int | None) -> str:
-    return "?" if v is None else f"{v:,}"
+def rows_text(n: int | None) -> str:
+    """``"1 row"``, ``"1,234 rows"``, or ``"? rows"`` when unknown."""
+    if n is None:
+        return "? rows"
+    return f"{n:,} row" if n == 1 else f"{n:,} rows"
 
 
 def render_explain(ops: list[OperatorReport], *, actual: bool) -> str:
     """One line per operator, indented by depth."""
     lines = []
     for o in ops:
-        est = f"est {_n(o.estimated_rows)} rows"
+        est = f"est {rows_text(o.estimated_rows)}"
         if o.estimated_bytes is not None:
             est += f" / {format_bytes(o.estimated_bytes)}"
         line = f"{'  ' * o.depth}{o.op} [{o.detail}]" if o.detail else f"{'  ' * o.depth}{o.op}"
         line += f"  ({est}"
         if actual:
-            line += f"; actual {o.rows:,} rows / {format_bytes(o.bytes)}"
+            line += f"; actual {rows_text(o.rows)} / {format_bytes(o.bytes)}"
             if o.spilled_bytes:
                 line += f"; spilled {format_bytes(o.spilled_bytes)} in {o.spill_files} files"
             if o.merge_passes:

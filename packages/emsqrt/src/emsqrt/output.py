@@ -8,16 +8,18 @@ column types as ``platform_core`` names them (``i64``, ``utf8``, ``f64``).
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from platform_core import PlatformError, from_arrow, json_cell, json_rows, write_csv_bytes
+from platform_core import PlatformError, json_cell, json_rows
 from platform_core.cli.output import visible
+
+if TYPE_CHECKING:  # pyarrow loads with a result to print, not for `emsqrt --help`
+    import pyarrow as pa
 
 __all__ = ["Format", "fail", "print_result", "result_json", "type_name"]
 
@@ -29,6 +31,8 @@ TABLE_ROWS = 20
 
 def type_name(arrow_type: pa.DataType) -> str:
     """The platform's name of a column type (``i64``), or Arrow's for one outside it."""
+    from platform_core import from_arrow
+
     try:
         return str(from_arrow(arrow_type))
     except PlatformError:
@@ -58,6 +62,8 @@ def print_result(table: pa.Table, fmt: Format, out: Console) -> None:
         out.file.write(json.dumps(result_json(table), allow_nan=False) + "\n")
         return
     if fmt == "csv":
+        from platform_core import write_csv_bytes
+
         out.file.write(write_csv_bytes(table, instead="use --json").decode())
         return
     grid = Table(show_edge=False, header_style="bold")

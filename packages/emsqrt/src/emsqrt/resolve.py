@@ -16,6 +16,7 @@ from platform_core.inference import DEFAULT_SAMPLE_BYTES
 
 from . import plan as lp
 from .errors import InputFileError, PlanError
+from .joinkeys import join_key_type, joinable, right_output_names
 
 __all__ = [
     "SchemaResolver",
@@ -23,6 +24,7 @@ __all__ = [
     "arrow_scan_schema",
     "bind_scan_schemas",
     "require_columns",
+    "right_output_names",  # defined in emsqrt.joinkeys; importable here as before
 ]
 
 
@@ -256,41 +258,15 @@ def join_schema(node: lp.Join, left: pa.Schema, right: pa.Schema) -> pa.Schema:
     require_columns(node.right_keys, right, "join right key")
     for lk, rk in zip(node.left_keys, node.right_keys, strict=True):
         lt, rt = left.field(lk).type, right.field(rk).type
-        if not _joinable(lt, rt):
+        if not joinable(lt, rt):
             raise PlanError(f"join: key {lk} ({lt}) cannot be compared with {rk} ({rt})")
     if node.how in ("semi", "anti"):
         return left
     out = list(left)
     if node.how in ("right", "full"):  # the key column holds the right's keys too
-        from .physical.join import join_key_type
-
         for lk, rk in zip(node.left_keys, node.right_keys, strict=True):
             i = left.get_field_index(lk)
             out[i] = out[i].with_type(join_key_type(left.field(lk).type, right.field(rk).type))
     for name, new in right_output_names(node, left, right):
         out.append(pa.field(new, right.field(name).type))
     return pa.schema(out)
-
-
-def right_output_names(node: lp.Join, left: pa.Schema, right: pa.Schema) -> list[tuple[str, str]]:
-    """``(right column, output name)`` for the right's non-key columns."""
-    taken = set(left.names)
-    out = []
-    for name in right.names:
-        if name in node.right_keys:
-            continue
-        new = name
-        while new in taken:
-            new += "_right"
-        taken.add(new)
-        out.append((name, new))
-    return out
-
-
-def _joinable(a: pa.DataType, b: pa.DataType) -> bool:
-    if a == b:
-        return True
-    num = (pa.types.is_integer, pa.types.is_floating)
-    if any(f(a) for f in num) and any(f(b) for f in num):
-        return True
-    return bool(pa.types.is_string(a) and pa.types.is_string(b))

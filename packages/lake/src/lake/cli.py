@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import pyarrow as pa
 import typer
 
 from platform_core import (
@@ -27,7 +26,6 @@ from platform_core import (
     PlatformError,
     auth,
     cap_memory,
-    parse_type,
 )
 from platform_core.cli import (
     AS_CSV,
@@ -47,6 +45,8 @@ from platform_core.cli import (
 from .settings import lake_settings
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from .client import Client
 
 __all__ = ["cli", "main"]
@@ -423,6 +423,9 @@ _DESCRIBE = re.compile(r"^\s*describe\b", re.I)
 
 def _platform_type_names(result: pa.Table) -> pa.Table:
     """DESCRIBE's ``column_type`` as ``platform_core`` names types (the node sends Arrow's)."""
+    import pyarrow as pa  # here, not at import: `lake --help` does not load pyarrow
+
+    from platform_core import parse_type
 
     def name(text: str | None) -> str | None:
         if text is None:

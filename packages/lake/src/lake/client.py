@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 import pyarrow as pa
 
-from platform_core import UnavailableError, errors, load_settings
-from platform_core.http import error_from_response
-from platform_core.tls import client_context, connection_hint
+from platform_core import UnavailableError, errors
+from platform_core.http import CONNECT_RETRIES, error_from_response, http_client
+from platform_core.tls import connection_hint
 
 from .errors import QueryTimeoutError
 from .names import check_backup_name, check_dataset_name, check_query_id, check_upload_id
@@ -60,11 +60,11 @@ class Client:
     ) -> None:
         """``verify`` checks an ``https://`` node's certificate (default:
         ``platform_core.tls.client_context()``, i.e. ``PLATFORM_TLS_CA`` or the system trust)."""
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base = url.rstrip("/") + "/api/lake"
-        if verify is None:
-            verify = client_context(load_settings())
-        self.http = httpx.Client(headers=headers, timeout=timeout, verify=verify)
+        # retries: a node just started may not accept connections yet (nothing is resent)
+        self.http = http_client(
+            token=token, timeout=timeout, verify=verify, retries=CONNECT_RETRIES
+        )
 
     def close(self) -> None:
         self.http.close()

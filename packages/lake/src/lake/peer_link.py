@@ -20,11 +20,12 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from platform_core.auth import TokenSigner
+from platform_core.http import http_client
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # httpx loads with the first link, not with the plugin for `platform --help`
+    import httpx
+
     from .flight import FlightPeer
 
 __all__ = ["PEER_PREFIX", "PeerLinks", "mismatch_message"]
@@ -70,14 +71,15 @@ class PeerLinks:
         flight_roots: bytes | None = None,
     ) -> None:
         """``scheme`` is ``https`` in a TLS cluster, whose peers ``verify`` checks (default:
-        the system trust); ``flight_roots`` are the PEM roots of Flight peers (None: system)."""
+        ``platform_core.tls.client_context``: ``PLATFORM_TLS_CA``, else the system trust); ``flight_roots`` are the PEM roots of Flight peers (None: system)."""
         self.signer = signer
         self.node_id = node_id
         self.scheme = scheme
         self.flight_roots = flight_roots
         self.dropped: set[str] = set()
         """Member ids this node pretends it cannot reach (the fault hook)."""
-        self._http = httpx.Client(timeout=timeout, verify=verify or ssl.create_default_context())
+        # no retries: a peer that does not answer is noticed at once (the caller drops it)
+        self._http = http_client(timeout=timeout, verify=verify)
         httpx_log = logging.getLogger("httpx")
         if _QUIET not in httpx_log.filters:
             httpx_log.addFilter(_QUIET)
@@ -106,6 +108,8 @@ class PeerLinks:
 
         ``peer`` names the member in the mismatch message (its id and address when known).
         """
+        import httpx
+
         r = self._http.request(
             method,
             f"{self.scheme}://{addr}{PEER_PREFIX}{path}",

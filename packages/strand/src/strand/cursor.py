@@ -13,7 +13,7 @@ import datetime as dt
 import decimal
 import json
 import struct
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import numpy as np
 
@@ -22,7 +22,9 @@ from strand.errors import StrandStateError, StrandValueError
 from strand.layout import CTRL
 
 if TYPE_CHECKING:
-    from strand.view import StrandView
+    from strand._intern import InternTable
+    from strand._ring import Ring
+    from strand.schema import StrandSchema
 
 __all__ = ["RecordCursor"]
 
@@ -43,6 +45,26 @@ _EPOCH_DATE: Final = dt.date(1970, 1, 1)
 _EPOCH_TS: Final = dt.datetime(1970, 1, 1)
 
 
+class CursorView(Protocol):
+    """What a cursor reads of the :class:`~strand.view.StrandView` that made it.
+
+    Said here as a protocol, so this module does not import the view (which imports the
+    cursor): the view's ring, schema, memory and intern table, the records already released,
+    its consumer tokens, and its epoch and open checks.
+    """
+
+    schema: StrandSchema
+    _ring: Ring
+    _buf: memoryview
+    _intern: InternTable
+    _tokens: list[int]
+    _released: int
+
+    def _sync_epoch(self) -> bool: ...
+
+    def _check_open(self) -> None: ...
+
+
 class RecordCursor:
     """A reusable position in a strand: ``seek(seq)``, then typed getters by field name."""
 
@@ -51,7 +73,7 @@ class RecordCursor:
         "_kinds", "_mm", "_ring", "_row", "_seq", "_unpack", "_vat", "_view", "_widths", "_xat",
     )  # fmt: skip
 
-    def __init__(self, view: StrandView) -> None:
+    def __init__(self, view: CursorView) -> None:
         self._view = view
         self._ring = view._ring
         self._mm = view._ring.mm

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import typer
 
 from platform_core import auth
+from platform_core._extras import require
 from platform_core.errors import (
     BadInputError,
     ForbiddenError,
@@ -40,7 +40,7 @@ from platform_core.errors import (
 from platform_core.netloc import is_loopback
 from platform_core.running import find_running
 from platform_core.settings import PlatformSettings, load_settings
-from platform_core.tls import client_context, connection_hint
+from platform_core.tls import connection_hint
 
 __all__ = [
     "DEFAULT_URL",
@@ -79,6 +79,8 @@ def tokens_file() -> Path:
 
 def normalize_url(url: str) -> str:
     """``url`` as the key of a saved token: scheme and host lowercased, no trailing slash."""
+    httpx = require("httpx", what="platform_core.cli")  # here: --help does not load it
+
     text = url.strip()
     try:
         parts = urlsplit(text)
@@ -171,9 +173,14 @@ def login(url: str, user: str | None = None, password: str | None = None) -> str
     An ``https://`` gateway is verified against ``PLATFORM_TLS_CA`` (else the system trust).
     """
     body: dict[str, Any] = {} if user is None else {"username": user, "password": password or ""}
+    httpx = require("httpx", what="platform_core.cli")
+
+    from platform_core.http.client import CONNECT_RETRIES, http_client
+
     target = normalize_url(url) + "/api/login"
     try:
-        r = httpx.post(target, json=body, timeout=30, verify=client_context(load_settings()))
+        with http_client(timeout=30, retries=CONNECT_RETRIES) as client:
+            r = client.post(target, json=body)
     except httpx.HTTPError as exc:
         why = connection_hint(exc, target) or str(exc)
         raise UnavailableError(f"cannot reach {target} to log in: {why}") from exc
@@ -203,14 +210,14 @@ def _renewed(url: str, token: str) -> str:
     now = time.time()
     if not iat or now < iat + (exp - iat) / 2 or now >= exp:
         return token
+    httpx = require("httpx", what="platform_core.cli")
+
+    from platform_core.http.client import http_client
+
     target = normalize_url(url) + "/api/login/refresh"
     try:
-        r = httpx.post(
-            target,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-            verify=client_context(load_settings()),
-        )
+        with http_client(token=token, timeout=30) as client:
+            r = client.post(target)
         fresh = r.json().get("token") if r.status_code == 200 else None
     except (httpx.HTTPError, ValueError, AttributeError):
         return token

@@ -16,9 +16,8 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -26,7 +25,9 @@ from rich.text import Text
 
 from platform_core.errors import BadInputError
 from platform_core.jsoncells import json_cell, json_rows
-from platform_core.types import type_name
+
+if TYPE_CHECKING:  # pyarrow loads when a table is printed, not for a command's --help
+    import pyarrow as pa
 
 __all__ = [
     "AS_CSV",
@@ -164,5 +165,7 @@ def print_table(
     title: str | None = None,
 ) -> None:
     """Print an Arrow table (types named as ``platform_core`` names them)."""
+    from platform_core.types import type_name
+
     cols = [Column(f.name, type_name(f.type)) for f in table.schema]
     print_rows(cols, json_rows(table), fmt, console=console, title=title)

@@ -6,6 +6,8 @@
 - :mod:`.handlers`: FastAPI exception handlers and the catch-all middleware.
 - :mod:`.limits`: the request body limit middleware (413 ``over_budget``).
 - :mod:`.tokens`: ``require_token`` / ``require_admin`` / ``require_cluster`` / ``require_worker`` / ``check_owner``.
+- :mod:`.client`: ``http_client`` / ``async_http_client``, every client's httpx setup (TLS
+  verification from the settings, timeouts, connection retries).
 - ``is_loopback`` / ``is_local_request`` (from :mod:`platform_core.netloc`).
 
 The server parts need Starlette/FastAPI (the ``platform-core[service]`` extra); they are
@@ -31,6 +33,7 @@ from .wire import (
 )
 
 if TYPE_CHECKING:
+    from .client import CONNECT_RETRIES, async_http_client, http_client
     from .handlers import (
         CatchAllMiddleware,
         error_response,
@@ -50,10 +53,12 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "CONNECT_RETRIES",
     "BodyLimitMiddleware",
     "BodyTooLarge",
     "CatchAllMiddleware",
     "Translator",
+    "async_http_client",
     "check_admin",
     "check_error_answer",
     "check_owner",
@@ -63,6 +68,7 @@ __all__ = [
     "error_from_response",
     "error_response",
     "host_header_name",
+    "http_client",
     "install_error_handlers",
     "is_local_connection",
     "is_local_request",
@@ -80,6 +86,9 @@ __all__ = [
 ]
 
 _LAZY = {
+    "CONNECT_RETRIES": "client",
+    "async_http_client": "client",
+    "http_client": "client",
     "CatchAllMiddleware": "handlers",
     "error_response": "handlers",
     "install_error_handlers": "handlers",

@@ -7,9 +7,8 @@ LMDB) with :func:`register_translator`. The servers' handlers call :func:`transl
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
-
-import pyarrow as pa
 
 from ..errors import BadInputError, OverBudgetError, PlatformError
 
@@ -18,6 +17,8 @@ __all__ = ["Translator", "register_translator", "translate"]
 Translator = Callable[[BaseException], PlatformError | None]
 
 _TRANSLATORS: list[tuple[type[BaseException], Translator]] = []
+_ARROW = {"registered": False}
+"""Whether Arrow's translations are in ``_TRANSLATORS`` (see :func:`_register_arrow`)."""
 
 
 def register_translator(exc_type: type[BaseException], translator: Translator) -> None:
@@ -34,6 +35,7 @@ def translate(exc: BaseException) -> PlatformError | None:
     or ``None`` when nobody knows it."""
     if isinstance(exc, PlatformError):
         return exc
+    _register_arrow()
     for klass in type(exc).__mro__:
         for exc_type, translator in reversed(_TRANSLATORS):
             if exc_type is klass:
@@ -59,6 +61,19 @@ def _arrow_memory(exc: BaseException) -> PlatformError:
     )
 
 
-for _arrow_type in (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-    register_translator(_arrow_type, _arrow_bad_input)
-register_translator(pa.ArrowMemoryError, _arrow_memory)
+def _register_arrow() -> None:
+    """Core's translations of Arrow's exceptions, registered once pyarrow is loaded: no Arrow
+    exception exists before, and the boundary does not load pyarrow itself (a CLI's ``--help``
+    imports this module). They go first in the registry, as if registered at import, so a
+    package's own translation of an Arrow type still wins."""
+    pa = sys.modules.get("pyarrow")
+    if _ARROW["registered"] or pa is None:
+        return
+    _ARROW["registered"] = True
+    arrow: list[tuple[type[BaseException], Translator]] = [
+        (pa.ArrowInvalid, _arrow_bad_input),
+        (pa.ArrowTypeError, _arrow_bad_input),
+        (pa.ArrowNotImplementedError, _arrow_bad_input),
+        (pa.ArrowMemoryError, _arrow_memory),
+    ]
+    _TRANSLATORS[:0] = arrow

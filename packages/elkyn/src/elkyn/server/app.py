@@ -160,7 +160,7 @@ class ElkynApp:
         self.own_lifespan = own_lifespan
         self.metrics = Metrics()
         self.replication: Any = None  # set by elkyn.replica when serving the log
-        self.follower: Follower | None = None  # set by elkyn.replica.follow on a replica
+        self.follower: Follower | None = None  # set by elkyn.forward.follow on a replica
         self.forwarder: Forwarder | None = None  # a replica's writes go to the primary
         self.streams = Streams(self)
         self._tokens: dict[str, tuple[Caller, Claims | None]] = {}
@@ -208,7 +208,26 @@ class ElkynApp:
                 )
                 await respond_json(tracked, 500, body)
                 return
-            await _respond_error(tracked, known, firebase)
+            hint = self._auth_hint(req) if firebase_status(known) == 401 else None
+            await _respond_error(tracked, known, firebase, hint)
+
+    def _auth_hint(self, req: Request) -> str | None:
+        """How to authenticate, for a request refused that carried no credentials at all (a
+        plain ``curl``): Firebase's body stays ``{"error": "Permission denied"}``, this goes
+        beside it as ``hint``. ``None`` when credentials were sent (they were judged)."""
+        sent = req.params.get("auth") or req.params.get("access_token")
+        if sent is not None or req.headers.get("authorization"):
+            return None
+        how = (
+            "send a token: 'Authorization: Bearer <token>' or '?auth=<token>' "
+            "('elkyn token <uid>' or 'platform token' prints one)"
+        )
+        if self._dev(req):
+            how += (
+                "; in --dev, from this machine: '?auth=owner' acts as the admin, and "
+                'POST /auth/token with {"uid": "<user id>"} returns a user\'s token'
+            )
+        return f"this request carries no credentials and the rules refuse it: {how}"
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -352,7 +371,7 @@ class ElkynApp:
             await self.replication(self, req, send)
             return
         if path == "/.replication/status":
-            from ..replica import serve_status
+            from ..status import serve_status
 
             await serve_status(self, req, send)
             return
@@ -581,8 +600,11 @@ def _firebase_route(path: str) -> bool:
     return path.endswith(".json") or path.endswith("/.watch")
 
 
-async def _respond_error(send: Send, exc: PlatformError, firebase: bool) -> None:
-    """``exc`` as a Firebase route answers it, or as every platform server does."""
+async def _respond_error(
+    send: Send, exc: PlatformError, firebase: bool, hint: str | None = None
+) -> None:
+    """``exc`` as a Firebase route answers it, or as every platform server does; ``hint``
+    (how to authenticate) goes beside Firebase's ``error``, with ``WWW-Authenticate``."""
     # a body that stalled: the rest of it may still come, so the connection ends here
     close = [(b"connection", b"close")] if isinstance(exc, BodyTimeoutError) else []
     if not firebase:
@@ -595,7 +617,12 @@ async def _respond_error(send: Send, exc: PlatformError, firebase: bool) -> None
         body: dict[str, Any] = {"error": exc.message}
         if exc.details:
             body["details"] = exc.details
-        await respond_json(send, firebase_status(exc), body, headers=close)
+        if hint is None:
+            await respond_json(send, firebase_status(exc), body, headers=close)
+            return
+        body["hint"] = hint
+        headers = [(b"www-authenticate", b"Bearer")]
+        await respond_json(send, firebase_status(exc), body, headers=headers + close)
 
 
 async def _method_not_allowed(send: Send, req: Request, allowed: tuple[str, ...]) -> None:

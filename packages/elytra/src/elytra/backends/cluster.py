@@ -32,6 +32,8 @@ from typing import Any, Protocol
 import httpx
 import pyarrow as pa
 
+from platform_core.http import http_client
+
 from ..chunkrefs import chunk_shas, resolve_chunks
 from ..errors import JobCancelledError
 from ..task import Task, TaskResult
@@ -300,9 +302,9 @@ class _PeerRun:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._stopped = threading.Event()
-        timeout = httpx.Timeout(10.0, read=backend.lease_seconds)
-        self.client = httpx.Client(
-            timeout=timeout, limits=httpx.Limits(max_connections=64), verify=backend.verify
+        # no retries: a peer that does not answer has its tasks moved to others
+        self.client = http_client(
+            timeout=10.0, read=backend.lease_seconds, max_connections=64, verify=backend.verify
         )
 
     def assign(self, peer: Peer, task: Task) -> None:

@@ -12,10 +12,16 @@
 The backend itself is :class:`elytra.backends.browser.BrowserBackend`.
 """
 
-from .compare import same_result
-from .evaluate import evaluate_steps
-from .hub import WorkerHub
-from .tasks import BROWSER_AGGREGATES, BrowserTask, browser_task
+from typing import TYPE_CHECKING
+
+from platform_core.lazy import lazy_exports
+
+if TYPE_CHECKING:  # the same names as below; imported on first use, so that the gateway
+    # loading the `workers` plugin for `platform --help` does not load pyarrow
+    from .compare import same_result
+    from .evaluate import evaluate_steps
+    from .hub import WorkerHub
+    from .tasks import BROWSER_AGGREGATES, BrowserTask, browser_task
 
 __all__ = [
     "BROWSER_AGGREGATES",
@@ -25,3 +31,15 @@ __all__ = [
     "evaluate_steps",
     "same_result",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "same_result": ".compare",
+        "evaluate_steps": ".evaluate",
+        "WorkerHub": ".hub",
+        "BROWSER_AGGREGATES": ".tasks",
+        "BrowserTask": ".tasks",
+        "browser_task": ".tasks",
+    },
+)

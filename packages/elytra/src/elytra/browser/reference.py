@@ -20,10 +20,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import pyarrow as pa
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
+
+from platform_core.http import http_client
 
 from .evaluate import evaluate_steps
 from .tasks import schema_from_b64
@@ -162,11 +163,8 @@ class ReferenceWorker:
             if self.delay and self.closed.wait(self.delay):
                 return
             path = str(self.welcome["chunk_path"]).replace("{task_id}", task_id)
-            response = httpx.get(
-                f"{self.base_url}/{path}",
-                headers={"Authorization": f"Bearer {self.token}"},
-                timeout=60,
-            )
+            with http_client(token=self.token, timeout=60) as client:
+                response = client.get(f"{self.base_url}/{path}")
             response.raise_for_status()
             rows = pa.ipc.open_stream(response.content).read_all()
             table = evaluate_steps(msg["steps"], rows, schema_from_b64(msg["schema"]))

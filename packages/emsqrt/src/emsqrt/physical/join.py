@@ -24,7 +24,7 @@ from platform_core import hash_columns
 from .. import plan as lp
 from ..context import ExecContext
 from ..errors import CapTooSmallError
-from ..resolve import right_output_names
+from ..joinkeys import join_key_type, right_output_names
 from ..spill import SpillFile
 from .base import PhysicalOp
 from .floatkeys import canonical_key
@@ -46,17 +46,6 @@ _BUILD_FACTOR = 5  # see the module docstring
 # Per probe byte: the probe group, Acero's working memory and the join's output (about the
 # probe's size again when keys match about once), measured against the pool.
 _PROBE_FACTOR = 5
-
-
-def join_key_type(a: pa.DataType, b: pa.DataType) -> pa.DataType:
-    """The type both sides' keys are compared (and hashed) in."""
-    if a == b:
-        return a
-    if pa.types.is_floating(a) or pa.types.is_floating(b):
-        return pa.float64()
-    if pa.types.is_integer(a) and pa.types.is_integer(b):
-        return pa.int64()
-    return pa.string()
 
 
 class JoinOp(PhysicalOp):

@@ -18,7 +18,7 @@ import pyarrow.json as pjson
 
 from platform_core import PlatformError
 from platform_core.csv import CsvError, read_csv_batches
-from platform_core.expr import Expr, evaluate
+from platform_core.expr import Expr, evaluate, to_sql
 
 from .. import plan as lp
 from ..budget import Guard, format_bytes
@@ -51,6 +51,18 @@ def apply_predicate(batch: pa.RecordBatch, predicate: Expr | None) -> pa.RecordB
     return batch.filter(mask)
 
 
+def scan_detail(node: lp.Scan) -> str:
+    """What ``explain`` says of a scan: the file, and what the optimizer pushed into it (the
+    rows it keeps, ``where ...``, and the columns it reads), so a filter or a projection that
+    disappeared from the tree is still shown where it runs."""
+    parts = [f"{node.format} {node.path}"]
+    if node.predicate is not None:
+        parts.append(f"where {to_sql(node.predicate)}")
+    if node.columns is not None:
+        parts.append(f"columns {', '.join(node.columns)}")
+    return ", ".join(parts)
+
+
 class ScanOp(PhysicalOp):
     """Stream one file in bounded batches; ``InputFileError`` names the file (and line)."""
 
@@ -59,7 +71,7 @@ class ScanOp(PhysicalOp):
     def __init__(self, ctx: ExecContext, node: lp.Scan, schema: pa.Schema) -> None:
         super().__init__(ctx, [], schema)
         self.node = node
-        self.detail = f"{node.format} {node.path}"
+        self.detail = scan_detail(node)
         self._rg_guard: Guard | None = None
 
     def _produce(self) -> Generator[pa.RecordBatch, None, None]:
