@@ -189,9 +189,9 @@ class Driver:
                 f"{self._exchange_parts()} parts, one join task per part"
             )
         if self.settings.backend in ("local", "inline", "ray"):
-            lines += RangeSorts.find(plan, self.settings, Path("."), self._exchange_parts()).describe(
-                plan
-            )
+            lines += RangeSorts.find(
+                plan, self.settings, Path("."), self._exchange_parts()
+            ).describe(plan)
         lines.append("merge (in the driver):")
         lines += render(plan.merge, 1)
         return "\n".join(lines)

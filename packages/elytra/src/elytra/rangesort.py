@@ -119,9 +119,10 @@ def rows_before(a: pa.Table, b: pa.Table, keys: tuple[Key, ...]) -> np.ndarray:
         lt = valid & _bools(pc.fill_null(pc.less(x, y), False))
         gt = valid & _bools(pc.fill_null(pc.greater(x, y), False))
         level(*((gt, lt) if descending else (lt, gt)))
-    xo = a.column(ORDINAL).to_numpy()
-    yo = b.column(ORDINAL).to_numpy()
-    return before | (open_ & (xo < yo))
+    xo = np.asarray(a.column(ORDINAL).to_numpy(), dtype=np.int64)
+    yo = np.asarray(b.column(ORDINAL).to_numpy(), dtype=np.int64)
+    out: np.ndarray = before | (open_ & (xo < yo))
+    return out
 
 
 def partition_of(table: pa.Table, splitters: pa.Table, keys: tuple[Key, ...]) -> np.ndarray:
@@ -187,7 +188,7 @@ def _table_to_hex(table: pa.Table) -> str:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as out:
         out.write_table(table)
-    return sink.getvalue().to_pybytes().hex()
+    return str(sink.getvalue().to_pybytes().hex())
 
 
 @dataclass(frozen=True)
@@ -455,18 +456,14 @@ class RangeSorts:
         cls, plan: StagePlan, settings: ElytraSettings, spill: Path, min_parts: int
     ) -> RangeSorts:
         """The merge's sorts over sorted runs whose input is at least ``range_sort_bytes``."""
-        runs = {
-            s.name: i
-            for i, s in enumerate(plan.stages)
-            if isinstance(s.plan, lp.Sort)
-        }
+        runs = {s.name: i for i, s in enumerate(plan.stages) if isinstance(s.plan, lp.Sort)}
         found: list[_Range] = []
 
         def walk(node: lp.Node) -> None:
             if isinstance(node, lp.Sort):
                 under = _sort_inputs(node.input, runs, plan)
                 if under is not None and all(
-                    plan.stages[i].plan.keys == node.keys for i in under  # type: ignore[attr-defined]
+                    getattr(plan.stages[i].plan, "keys", None) == node.keys for i in under
                 ):
                     size = sum(source_bytes(plan.stages[i].source) for i in under)
                     if size >= int(settings.range_sort_bytes):
@@ -569,7 +566,9 @@ class RangeSorts:
         replaced: dict[str, Task] = {}
         routes: dict[int, tuple[RangeRoute, int]] = {}
         for r in self.ranges:
-            samples = [(r.samples.get(n, _empty(r)), r.rows.get(n, 0)) for n in range(len(r.numbers))]
+            samples = [
+                (r.samples.get(n, _empty(r)), r.rows.get(n, 0)) for n in range(len(r.numbers))
+            ]
             if not samples:
                 samples = [(_empty(r), 0)]
             r.splitters = pick_splitters(samples, r.keys, r.parts)
