@@ -13,8 +13,10 @@ files every engine reads:
 Questions (db-benchmark groupby): q1 sum v1 by id1; q2 sum v1 by id1, id2; q3 sum v1, mean v3
 by id3; q4 mean v1, v2, v3 by id4; q5 sum v1, v2, v3 by id6; q7 max v1 - min v2 by id3;
 q6 median and standard deviation of v3 by id4, id5; q8 the largest two v3 by id6; q9 squared
-correlation of v1 and v2 by id2, id4; q10 sum v3, count by id1..id6; and ``filter_count``:
-rows with v3 > 50.
+correlation of v1 and v2 by id2, id4; q10 sum v3, count by id1..id6; ``filter_count``:
+rows with v3 > 50; and ``sort``: every row ordered by v3 descending, then id1, returned to
+the caller as one Arrow table (elytra: a global sort by range partitioning on the workers,
+``rangesort.py``; not on the Ray engines, which answer the group-by questions).
 With ``--quick`` (CI: so the script never rots) only q1 and filter_count run, without the Ray
 engines: a Ray start costs seconds, and a Ray Data query about a minute on this machine even
 at 1e5 rows (the Ray backend itself is tested in tests-elytra).
@@ -38,9 +40,10 @@ QUICK = "--quick" in sys.argv
 ROWS_AT_SCALE_1 = 10_000_000
 K = 100
 SECRET = "elytra-bench-secret-" + "x" * 32
-QUESTIONS = ["q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q9", "q10", "filter_count"]
-RAY_QUESTIONS = [] if QUICK else QUESTIONS
-RAY_DATA_QUESTIONS = [] if QUICK else QUESTIONS  # Ray Data starts its executor per query: slow
+GROUP_BY = ["q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q9", "q10", "filter_count"]
+QUESTIONS = [*GROUP_BY, "sort"]
+RAY_QUESTIONS = [] if QUICK else GROUP_BY
+RAY_DATA_QUESTIONS = [] if QUICK else GROUP_BY  # Ray Data starts its executor per query: slow
 
 SQL = {
     "q1": "SELECT id1, sum(v1) AS v1 FROM g1 GROUP BY id1",
@@ -57,6 +60,7 @@ SQL = {
     "q10": "SELECT id1, id2, id3, id4, id5, id6, sum(v3) AS v3, count(*) AS count FROM g1 "
     "GROUP BY id1, id2, id3, id4, id5, id6",
     "filter_count": "SELECT count(*) AS n FROM g1 WHERE v3 > 50",
+    "sort": "SELECT * FROM g1 ORDER BY v3 DESC, id1",
 }
 
 
@@ -128,6 +132,8 @@ def _pipeline(s: Any, q: str) -> Any:
     if q == "q10":
         keys = ("id1", "id2", "id3", "id4", "id5", "id6")
         return g1.group_by(*keys).agg("sum(v3) AS v3", "count(*) AS count")
+    if q == "sort":
+        return g1.sort("v3 DESC", "id1")
     return g1.filter("v3 > 50").agg("count(*) AS n")
 
 
@@ -184,6 +190,7 @@ def polars_engine(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
             c("v3").sum(), pl.len().alias("count")
         ),
         "filter_count": lambda: g1.filter(c("v3") > 50).select(pl.len().alias("n")),
+        "sort": lambda: g1.sort(["v3", "id1"], descending=[True, False], nulls_last=True),
     }
     query = queries[workload]
     query().collect()
@@ -256,6 +263,10 @@ def check(workload: str, output: Any) -> Any:
     stddev of one value is NULL)."""
     if isinstance(output, int):
         return f"1 {output}"
+    if workload == "sort":  # the order too: the keys of the first, middle and last rows
+        at = [0, output.num_rows // 2, output.num_rows - 1] if output.num_rows else []
+        keys = [(output["v3"][i].as_py(), output["id1"][i].as_py()) for i in at]
+        return f"{output.num_rows} {keys}"
     last = output.column(output.num_columns - 1).to_pylist()
     total = sum(float(v) for v in last if v is not None and not math.isnan(float(v)))
     if workload == "filter_count":
