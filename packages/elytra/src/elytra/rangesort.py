@@ -125,9 +125,35 @@ def rows_before(a: pa.Table, b: pa.Table, keys: tuple[Key, ...]) -> np.ndarray:
     return out
 
 
+def _numbers(values: pa.Array, descending: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """A numeric key (ints, floats, dates, times) as float64 whose ascending order is the
+    key's (``descending``: negated; -0.0 as 0.0), and which rows are plain numbers (not NULL,
+    not NaN); None for other types. Rounding to float64 never reverses two values' order, at
+    most makes them equal, and equal first keys go to the full comparison."""
+    t = values.type
+    if pa.types.is_dictionary(t) or not (
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_date(t)
+        or pa.types.is_timestamp(t)
+        or pa.types.is_time(t)
+    ):
+        return None
+    if not pa.types.is_integer(t) and not pa.types.is_floating(t):
+        values = values.view(pa.int64() if t.bit_width == 64 else pa.int32())
+    valid = _bools(pc.is_valid(values))
+    x = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+    if pa.types.is_floating(t):
+        valid &= ~np.isnan(x)
+    x = np.where(valid, x, 0.0) + 0.0
+    return (-x if descending else x), valid
+
+
 def partition_of(table: pa.Table, splitters: pa.Table, keys: tuple[Key, ...]) -> np.ndarray:
     """Each row's range partition: how many splitters sort at or before it (0 .. S), by a
-    binary search run for all rows at once (log2(S + 1) vectorised comparisons)."""
+    binary search run for all rows at once (log2(S + 1) vectorised comparisons). A numeric
+    first key places every row whose value no splitter shares by two ``searchsorted`` calls
+    over the splitters' values; only the others (NULL, NaN, a splitter's value) are searched."""
     n, s = table.num_rows, splitters.num_rows
     lo = np.zeros(n, dtype=np.int64)
     hi = np.full(n, s, dtype=np.int64)
@@ -136,6 +162,21 @@ def partition_of(table: pa.Table, splitters: pa.Table, keys: tuple[Key, ...]) ->
     names = [*dict.fromkeys(k[0] for k in keys), ORDINAL]
     rows = table.select(names)
     cands = splitters.select(names)
+    first, descending, _ = keys[0]
+    mine = _numbers(_plain(rows.column(first)), descending)
+    theirs = _numbers(_plain(cands.column(first)), descending)
+    if mine is not None and theirs is not None:
+        x, plain = mine
+        v, numeric = theirs
+        block = np.flatnonzero(numeric)  # the splitters holding numbers: one run of them
+        if block.size and block[-1] - block[0] + 1 == block.size:
+            start = int(block[0])  # splitters before it: NULLs first, or NaN descending
+            vals = v[block]
+            left = start + np.searchsorted(vals, x, side="left")
+            right = start + np.searchsorted(vals, x, side="right")
+            decided = plain & (left == right)
+            lo[decided] = left[decided]
+            hi[decided] = left[decided]
     while True:
         active = np.flatnonzero(lo < hi)
         if not active.size:
