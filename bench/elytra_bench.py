@@ -13,8 +13,11 @@ files every engine reads:
 Questions (db-benchmark groupby): q1 sum v1 by id1; q2 sum v1 by id1, id2; q3 sum v1, mean v3
 by id3; q4 mean v1, v2, v3 by id4; q5 sum v1, v2, v3 by id6; q7 max v1 - min v2 by id3;
 q6 median and standard deviation of v3 by id4, id5; q8 the largest two v3 by id6; q9 squared
-correlation of v1 and v2 by id2, id4; q10 sum v3, count by id1..id6; and ``filter_count``:
-rows with v3 > 50.
+correlation of v1 and v2 by id2, id4; q10 sum v3, count by id1..id6; ``filter_count``:
+rows with v3 > 50; and ``sort``: every row ordered by v3 descending, then id1, returned to
+the caller as one Arrow table (elytra: a global sort by range partitioning on the workers,
+``rangesort.py``, forced with ``range_sort_bytes=0``: G1 is below the default threshold; not
+on the Ray engines, which answer the group-by questions).
 Pipelines beyond one question's kernel, over ``g1m`` (the first 1e6 rows' worth: G1 at
 min(rows, 1e6)) and ``dim`` (100 rows: ``id4`` -> ``name``, ``weight``): ``join_dim`` joins
 g1m with dim then groups by ``name``; ``sort_limit`` is filter + with_columns + sort + limit 25.
@@ -48,12 +51,13 @@ QUICK = "--quick" in sys.argv
 ROWS_AT_SCALE_1 = 10_000_000
 K = 100
 SECRET = "elytra-bench-secret-" + "x" * 32
-QUESTIONS = ["q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q9", "q10", "filter_count"]
+GROUP_BY = ["q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q9", "q10", "filter_count"]
+QUESTIONS = [*GROUP_BY, "sort"]
 PIPELINES = ["join_dim", "sort_limit"]
 SECTIONS = ["memory", "min_cap"]
 """Run after the table, on ours only (not harness workloads: no peers, no child per run)."""
-RAY_QUESTIONS = [] if QUICK else QUESTIONS
-RAY_DATA_QUESTIONS = [] if QUICK else QUESTIONS  # Ray Data starts its executor per query: slow
+RAY_QUESTIONS = [] if QUICK else GROUP_BY
+RAY_DATA_QUESTIONS = [] if QUICK else GROUP_BY  # Ray Data starts its executor per query: slow
 SMALL_ROWS = 1_000_000
 
 SQL = {
@@ -74,6 +78,7 @@ SQL = {
     "join_dim": "SELECT name, sum(v1 * weight) AS v1w, avg(v3) AS v3 FROM g1m "
     "JOIN dim USING (id4) GROUP BY name",
     "sort_limit": "SELECT id6, v3 * v2 AS x FROM g1m WHERE v1 > 2 ORDER BY x DESC, id6 LIMIT 25",
+    "sort": "SELECT * FROM g1 ORDER BY v3 DESC, id1",
 }
 
 
@@ -187,6 +192,8 @@ def _pipeline(s: Any, q: str) -> Any:
     if q == "q10":
         keys = ("id1", "id2", "id3", "id4", "id5", "id6")
         return g1.group_by(*keys).agg("sum(v3) AS v3", "count(*) AS count")
+    if q == "sort":
+        return g1.sort("v3 DESC", "id1")
     return g1.filter("v3 > 50").agg("count(*) AS n")
 
 
@@ -195,7 +202,8 @@ def _elytra(backend: str) -> Callable[[str, dict[str, Any]], Callable[[], Any]]:
         import elytra
 
         os.environ["PLATFORM_SECRET"] = SECRET
-        s = elytra.connect(home=params["home"], backend=backend, workers=2, progress=False)
+        more = {"range_sort_bytes": 0} if workload == "sort" else {}  # the range path
+        s = elytra.connect(home=params["home"], backend=backend, workers=2, progress=False, **more)
         p = _pipeline(s, workload)
         wait = getattr(s.driver.backend, "wait_ready", None)
         if wait is not None:  # every worker up, not only the one the warm run took
@@ -261,6 +269,7 @@ def polars_engine(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
             c("v3").sum(), pl.len().alias("count")
         ),
         "filter_count": lambda: g1.filter(c("v3") > 50).select(pl.len().alias("n")),
+        "sort": lambda: g1.sort(["v3", "id1"], descending=[True, False], nulls_last=True),
     }
     query = queries[workload]
     query().collect()
@@ -333,6 +342,10 @@ def check(workload: str, output: Any) -> Any:
     stddev of one value is NULL)."""
     if isinstance(output, int):
         return f"1 {output}"
+    if workload == "sort":  # the order too: the keys of the first, middle and last rows
+        at = [0, output.num_rows // 2, output.num_rows - 1] if output.num_rows else []
+        keys = [(output["v3"][i].as_py(), output["id1"][i].as_py()) for i in at]
+        return f"{output.num_rows} {keys}"
     last = output.column(output.num_columns - 1).to_pylist()
     total = sum(float(v) for v in last if v is not None and not math.isnan(float(v)))
     if workload == "filter_count":

@@ -69,9 +69,13 @@ def test_uniform_wide_rows_ten_times_the_driver_cap_match_duckdb(tmp_path: Path)
     ) as s:
         p = s.read_parquet(glob)
         ordered = p.sort("s").select("id").collect()
-        grouped = p.union(p).group_by("k").agg("count(*) AS n", "max(s) AS ms").sort("k").collect()
+        # a union's rows come to the driver as they are (an aggregate above it runs per
+        # branch on the workers, below)
+        rows = p.union(p).select("id", "k").collect()
         assert s.driver.last is not None
         assert s.driver.last.results_spilled_bytes > 4 * (4 << 20)
+        grouped = p.union(p).group_by("k").agg("count(*) AS n", "max(s) AS ms").sort("k").collect()
+    assert sorted(rows["id"].to_pylist()) == sorted(list(range(120)) * 2)
     assert [r["id"] for r in ordered.to_pylist()] == [
         r[0] for r in duckdb.sql(f"SELECT id FROM '{glob}' ORDER BY s").fetchall()
     ]
@@ -169,13 +173,20 @@ def test_a_union_with_one_side_spilled_and_one_held(tmp_path: Path, backend: str
         )
     glob = f"{d}/*.parquet"
     # each side's results are ~1.2 MB: past half of a 3 MB cap together, not alone
+    # (the union's rows come to the driver as they are; a group-by above it would run per
+    # branch on the workers, and only its states would come)
     with elytra.connect(
         home=tmp_path / "home", backend=backend, workers=1, driver_mem_cap="3MB", progress=False
     ) as s:
         p = s.read_parquet(glob)
+        rows = p.union(p).collect()
+        assert s.driver.last is not None
+        assert 0 < s.driver.last.results_spilled_bytes < rows.nbytes
         got = p.union(p).group_by("k").agg("count(*) AS n").sort("k").collect()
     want = duckdb.sql(
         f"SELECT k, count(*) FROM (SELECT * FROM '{glob}' UNION ALL SELECT * FROM '{glob}') "
         "GROUP BY k ORDER BY k"
     ).fetchall()
     assert [tuple(r.values()) for r in got.to_pylist()] == want
+    union = duckdb.sql(f"SELECT * FROM '{glob}' UNION ALL SELECT * FROM '{glob}'").fetchall()
+    assert sorted(tuple(r.values()) for r in rows.to_pylist()) == sorted(union)

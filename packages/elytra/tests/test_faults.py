@@ -53,15 +53,17 @@ def test_a_worker_killed_mid_task_does_not_change_the_answer(
 def test_task_results_past_the_driver_budget_go_to_disk(
     big_parts: Path, tmp_path: Path, pool: elytra.LocalPool
 ) -> None:
-    # a union of two scans: every row comes back to the driver, which aggregates them; past
-    # half its cap the results go to Parquet files read by the merge, not to memory
+    # a union of two scans: every row comes back to the driver; past half its cap the
+    # results go to Parquet files read by the merge, not to memory (an aggregate above the
+    # union runs per branch on the workers: its states come to the driver, not the rows)
     caps = {"worker_mem_cap": 4 << 20, "driver_mem_cap": 4 << 20}
     with elytra.connect(home=tmp_path, backend=pool, **caps) as s:
         p = s.read_parquet(f"{big_parts}/*.parquet")
         both = p.select("s", "v").union(p.filter("v > 500").select("s", "v"))
-        got = both.group_by("s").agg("count(*) AS n", "sum(v) AS sv").collect()
+        rows = both.collect()
         assert s.driver.last is not None
         written = s.driver.last.results_spilled_bytes
+        got = both.group_by("s").agg("count(*) AS n", "sum(v) AS sv").collect()
     data = duckdb.sql(f"SELECT s, v FROM '{big_parts}/*.parquet'").to_arrow_table().nbytes
     assert data > caps["driver_mem_cap"]
     assert written >= data - caps["driver_mem_cap"] // 2
@@ -70,6 +72,11 @@ def test_task_results_past_the_driver_budget_go_to_disk(
         f"SELECT s, v FROM '{big_parts}/*.parquet' WHERE v > 500) GROUP BY s"
     ).fetchall()
     assert rows_of([tuple(r.values()) for r in got.to_pylist()]) == rows_of(want)
+    union = duckdb.sql(
+        f"SELECT s, v FROM '{big_parts}/*.parquet' UNION ALL "
+        f"SELECT s, v FROM '{big_parts}/*.parquet' WHERE v > 500"
+    ).fetchall()
+    assert rows_of([tuple(r.values()) for r in rows.to_pylist()]) == rows_of(union)
     assert not list((tmp_path / "spill").rglob("*.parquet"))  # the job's files are gone
 
 

@@ -43,6 +43,7 @@ from .explain import render
 from .jobs import Job, JobRecorder
 from .outfile import write_table
 from .progress import watch
+from .rangesort import RangeRoute, RangeSorts
 from .results import StageResults
 from .resultstore import ResultStore, ResultWriter, StoredResult
 from .settings import ElytraSettings
@@ -76,6 +77,8 @@ class JobStats:
     """Task results the driver wrote to disk to stay under its cap (see ``results.py``)."""
     stage_seconds: dict[str, float] = field(default_factory=dict)
     merge_seconds: float = 0.0
+    range_sort: dict[str, Any] = field(default_factory=dict)
+    """Each range-partitioned sort's partitions and their rows (``rangesort.py``)."""
 
 
 class Driver:
@@ -186,6 +189,10 @@ class Driver:
                 f"{', '.join(ex.join.left_keys)}: rows hash-partitioned into "
                 f"{self._exchange_parts()} parts, one join task per part"
             )
+        if self.settings.backend in ("local", "inline", "ray"):
+            lines += RangeSorts.find(
+                plan, self.settings, Path("."), self._exchange_parts()
+            ).describe(plan)
         lines.append("merge (in the driver):")
         lines += render(plan.merge, 1)
         return "\n".join(lines)
@@ -413,8 +420,10 @@ class Driver:
         started = time.perf_counter()
         parts = self._exchange_parts()
         sides = plan.exchange_sides()
+        # sorts of big inputs: by range partitioning on the workers (``rangesort.py``)
+        ranged = RangeSorts.find(plan, self.settings, spill, parts) if shuffle else None
         # where each stage's results go: an exchange's files, or the merge's inputs
-        routes: dict[int, tuple[ExchangeWriter, int] | str] = {}
+        routes: dict[int, tuple[ExchangeWriter | RangeRoute, int] | str] = {}
         writers: list[ExchangeWriter] = []
         for ex in plan.exchanges:
             ls, rs = plan.stages[ex.left].schema, plan.stages[ex.right].schema
@@ -428,7 +437,7 @@ class Driver:
             writers.append(w)
             routes[ex.left], routes[ex.right] = (w, 0), (w, 1)
         for i, stage in enumerate(plan.stages):
-            if i not in sides:
+            if i not in sides and not (ranged and i in ranged.stages):
                 results.expect(stage.name, stage.schema)
                 routes[i] = stage.name
         merge = plan.merge
@@ -462,11 +471,19 @@ class Driver:
             routes[index] = (w, 0)
 
         try:
+            index = len(plan.stages)
+            if ranged:  # a round sampling the sort keys, then the tasks write range partitions
+                sampling, more = ranged.sample_tasks(plan.stages, job.id, index)
+                index += len(ranged.ranges)
+                routes.update(more)
+                self._more_tasks(job, stats, sampling)
+                self._round(job, sampling, stats, results, routes)
+                tasks, more = ranged.partition_tasks(plan.stages, tasks)
+                routes.update(more)
             self._round(job, tasks, stats, results, routes, grow)
             stats.stage_seconds["tasks"] = time.perf_counter() - started
             t0 = time.perf_counter()
             second: list[Task] = []
-            index = len(plan.stages)
             for k, ex in enumerate(plan.exchanges):
                 w = writers[k]
                 results.expect(ex.name, ex.schema)
@@ -491,14 +508,23 @@ class Driver:
                     if w.rows[0][part]
                 ]
                 index += 1
+            if local:
+                second = [_to_file(t, spill, results) for t in second]
+            if ranged:  # one task sorting each range partition
+                sorting, more = ranged.sort_tasks(
+                    job.id, index, spill, int(self.settings.worker_mem_cap), results.group_bytes
+                )
+                routes.update(more)
+                second += sorting
             if second:
-                if local:
-                    second = [_to_file(t, spill, results) for t in second]
-                stats.tasks_total += len(second)
-                for stage_index in sorted({t.stage for t in second}):
-                    job.plan_stage(stage_index, sum(t.stage == stage_index for t in second))
+                self._more_tasks(job, stats, second)
                 self._round(job, second, stats, results, routes)
                 stats.stage_seconds["exchange"] = time.perf_counter() - t0
+            if ranged:
+                merge, empty = ranged.merge(merge)
+                for name, table in empty.items():
+                    results.expect(name, table.schema)
+                stats.range_sort = ranged.balance()
             merge, held = results.merge_inputs(merge)
         finally:
             for w in writers:
@@ -545,7 +571,7 @@ class Driver:
         tasks: list[Task],
         stats: JobStats,
         results: StageResults,
-        routes: dict[int, tuple[ExchangeWriter, int] | str],
+        routes: dict[int, tuple[ExchangeWriter | RangeRoute, int] | str],
         added: Callable[[int, str, dict[str, Any] | None], None] | None = None,
     ) -> None:
         """Run ``tasks``; each result goes where its stage is routed (an exchange's side, or
@@ -591,6 +617,13 @@ class Driver:
                 )
         if job.cancel_event.is_set():
             raise JobCancelledError(f"job {job.id} was cancelled")
+
+    @staticmethod
+    def _more_tasks(job: Job, stats: JobStats, tasks: list[Task]) -> None:
+        """A later round's tasks, counted in the job's record by stage."""
+        stats.tasks_total += len(tasks)
+        for stage_index in sorted({t.stage for t in tasks}):
+            job.plan_stage(stage_index, sum(t.stage == stage_index for t in tasks))
 
     @staticmethod
     def _started(job: Job, stats: JobStats) -> None:

@@ -17,7 +17,11 @@ source alone. Above a chain, the first operator decides the cut:
 - a join of two bigger chains is a hash-partitioned exchange (``exchange.py``): both stages'
   rows are written to partitions by key hash, then one task per partition joins its two
   files; the merge plan reads the joined rows;
-- anything else (a union, a join over a merged input) takes the chain's rows as they are.
+- an aggregate, top-k, limit or sort over a union of chains (of one schema) runs per branch
+  as above: each branch is a stage of its own, all in the same round of tasks, and the merge
+  runs over the union of their results (a union alone has nothing to reduce: its rows come
+  as they are);
+- anything else (a join over a merged input, ...) takes the chain's rows as they are.
 
 Each chain becomes one stage of tasks; in the merge plan it is replaced by an ``Input`` that
 the driver feeds with the tasks' results. Partial states have the same schema on every
@@ -26,6 +30,7 @@ backend (``emsqrt.physical.aggregate.state_schema``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
@@ -191,6 +196,45 @@ def cut(root: lp.Node, sources: dict[str, Source], broadcast_bytes: int = 0) -> 
         stages.append(Stage(name, src, chain, schema, kind, broadcast=found))
         return lp.Input(name, Schema.from_arrow(schema))
 
+    def union_of_chains(union: lp.Union) -> list[tuple[lp.Node, Source]] | None:
+        """The union's inputs with their sources, when every input is a chain of the union's
+        own schema (branches of other types would give partial states of other types)."""
+        want = resolver.schema(union)
+        out = []
+        for branch in union.inputs:
+            src = chained(branch)
+            if src is None or not resolver.schema(branch).equals(want):
+                return None
+            out.append((branch, src))
+        return out
+
+    def per_branch(node: lp.Node, branches: list[tuple[lp.Node, Source]]) -> lp.Node | None:
+        """An aggregate, top-k, limit or sort over a union of chains, run per branch on the
+        workers (the union's branches are the tasks of one round, each its own stage) and
+        merged over the union of their results: the rows do not all come to the driver."""
+        n = len(branches)
+
+        def each(kind: str, make: Callable[[lp.Node], lp.Node]) -> lp.Union:
+            return lp.Union(
+                tuple(
+                    stage_of(make(b), f"{kind} (union branch {i + 1} of {n})", src)
+                    for i, (b, src) in enumerate(branches)
+                )
+            )
+
+        if isinstance(node, lp.Aggregate) and node.mode == "full":
+            source = Schema.from_arrow(resolver.schema(node.input))
+            partials = each("partial aggregate", lambda b: replace(node, input=b, mode="partial"))
+            return replace(node, input=partials, mode="final", state_of=source)
+        if isinstance(node, lp.TopK):
+            return replace(node, input=each("top-k", lambda b: replace(node, input=b)))
+        if isinstance(node, lp.Limit):
+            kept = node.n + node.offset
+            return replace(node, input=each("limit", lambda b: lp.Limit(b, kept, 0)))
+        if isinstance(node, lp.Sort):
+            return replace(node, input=each("sorted runs", lambda b: replace(node, input=b)))
+        return None
+
     def visit(node: lp.Node) -> lp.Node:
         if isinstance(node, lp.Limit) and isinstance(node.input, lp.Sort):
             # sort().limit(n): each task keeps its first n + offset rows in order (a top-k),
@@ -204,6 +248,11 @@ def cut(root: lp.Node, sources: dict[str, Source], broadcast_bytes: int = 0) -> 
             if rewritten is not None:
                 return visit(rewritten)
         child = getattr(node, "input", None)
+        branches = union_of_chains(child) if isinstance(child, lp.Union) else None
+        if branches is not None:
+            split = per_branch(node, branches)
+            if split is not None:
+                return split
         under = chained(child) if isinstance(child, lp.Node) else None
         if isinstance(child, lp.Node) and under is not None:
             if isinstance(node, lp.Aggregate) and node.mode == "full":

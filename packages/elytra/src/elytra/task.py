@@ -42,6 +42,10 @@ class Task:
     """JSON of an :class:`~elytra.shuffle.Shuffle`: when the result is at least its
     ``min_bytes``, the task hash-partitions it into files itself (a worker-side exchange) and
     returns no rows, only where they are (``stats["exchange"]``)."""
+    rangesort: str = ""
+    """JSON of a :class:`~elytra.rangesort.RangeStep`: the task is a step of a global sort by
+    range partitioning (it samples, partitions or sorts its plan's rows) and answers with
+    ``stats["exchange"]``."""
     result_file: str = ""
     """Where a result past ``result_file_bytes`` goes (a Parquet file on the driver's machine,
     the attempt appended): the task streams it there and returns no rows, only the file
@@ -60,6 +64,8 @@ class Task:
         if not self.result_file:  # a peer's task names no file to write (peer_api refuses)
             for name in ("result_file", "result_file_bytes", "result_group_bytes"):
                 del data[name]
+        if not self.rangesort:  # nor one of a range sort (only the local machine's run them)
+            del data["rangesort"]
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -85,6 +91,10 @@ class TaskResult:
 
 def execute(task: Task) -> TaskResult:
     """Run ``task`` under its cap and return its rows (the worker side of every backend)."""
+    if task.rangesort:
+        from .rangesort import execute_step
+
+        return execute_step(task)
     started = time.perf_counter()
     plan = plan_from_json(task.plan, trusted=True)  # tasks come from this job's driver only
     config = EngineConfig(mem_cap_bytes=task.mem_cap, spill_dir=task.spill_dir)

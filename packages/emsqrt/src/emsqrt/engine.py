@@ -66,7 +66,12 @@ def _as_batches(inputs: Batches | None) -> dict[str, list[pa.RecordBatch]]:
 
 
 def _count(node: lp.Node) -> int:
-    return 1 + sum(_count(c) for c in lp.children(node))
+    """Operators whose batches can be in flight at once (the head-room is a batch each): a
+    union runs its inputs one after another, so only its largest input counts."""
+    kids = [_count(c) for c in lp.children(node)]
+    if isinstance(node, lp.Union):
+        return 1 + max(kids, default=0)
+    return 1 + sum(kids)
 
 
 def _sinks(op: PhysicalOp) -> list[PhysicalOp]:
@@ -83,11 +88,24 @@ def _blocking(op: PhysicalOp) -> list[PhysicalOp]:
     return found
 
 
+def _concurrent(op: PhysicalOp) -> int:
+    """Accumulating operators that can hold memory at once under ``op``: a union's inputs run
+    one after another (an input's operators have released everything when it is exhausted),
+    so a union of 24 aggregates holds one aggregate's state at a time, not 24."""
+    kids = [_concurrent(c) for c in op.children]
+    own = 1 if op.name in BLOCKING else 0
+    if op.name == "union":
+        return own + max(kids, default=0)
+    return own + sum(kids)
+
+
 def _assign_shares(root: PhysicalOp, ctx: ExecContext) -> None:
-    """Each accumulating operator gets an equal share of the cap (less the head-room)."""
+    """Each accumulating operator gets an equal share of the cap (less the head-room), split
+    between those that can hold memory at the same time (see :func:`_concurrent`)."""
     ops = _blocking(root)
+    n = _concurrent(root)
     for op in ops:
-        op.mem = ctx.share(len(ops))
+        op.mem = ctx.share(n)
 
 
 def _now() -> str:
