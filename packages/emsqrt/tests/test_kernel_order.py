@@ -185,6 +185,19 @@ def sort_keys(draw: Any) -> tuple[lp.SortKey, ...]:
     only_keys=True,
     threads=2,
 )
+@example(  # the same, zeros first: which zero rows are kept shows in their signs
+    rows=1500,
+    groups=3,
+    seed=7,
+    op="topk",
+    keys=(lp.SortKey("z"),),
+    per=("k",),
+    n=40,
+    source="files",
+    chain="none",
+    only_keys=True,
+    threads=2,
+)
 @example(  # every column a non-float key: ties are invisible, no position is read
     rows=900,
     groups=40,
@@ -265,6 +278,11 @@ def test_positions_are_read_not_numbered_where_the_rows_carry_them(tmp_path: Pat
     shown = lp.Project(a, (("k", "k"), ("i", "i")))
     sql = _sql(lp.TopK(shown, (lp.SortKey("i"),), 2, ("k",)))
     assert "__emsqrt_ord" not in sql
+    # the largest two z by k: no position in the order of all rows, only for the zeros
+    shown = lp.Project(a, (("k", "k"), ("z", "z")))
+    sql = _sql(lp.TopK(shown, (lp.SortKey("z", True),), 2, ("k",)))
+    assert 'ORDER BY "z" DESC NULLS LAST) <= 2' in sql
+    assert 'WHERE "z" = 0' in sql
 
 
 def test_a_file_column_named_like_duckdbs_position_is_not_taken_for_it(

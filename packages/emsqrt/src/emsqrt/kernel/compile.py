@@ -256,6 +256,8 @@ class _Compiler:
         return f"SELECT * EXCLUDE ({_ORD}) FROM ({src}) ORDER BY {self._order(node.keys)}"
 
     def _topk(self, node: lp.TopK) -> str:
+        if self._zeros_only_tie(node):
+            return self._top_per_group_zeros_fixed(node)
         if self._ties_visible(node.input, node.keys, node.per):
             src, order = self._ordered(node.input), self._order(node.keys)
             drop = f" EXCLUDE ({_ORD})"
@@ -268,6 +270,50 @@ class _Compiler:
         return (
             f"SELECT *{drop} FROM ({src}) QUALIFY row_number() OVER (PARTITION BY "
             f"{per} ORDER BY {order}) <= {int(node.n)}"
+        )
+
+    def _zeros_only_tie(self, node: lp.TopK) -> bool:
+        """A top-n per group whose output is its groups and one float key (the largest two
+        v3 by id6): tied rows differ only where the key is 0.0 or -0.0."""
+        if not node.per or len(node.keys) != 1:
+            return False
+        schema = self.schema(node.input)
+        key = node.keys[0].column
+        return (
+            key not in node.per
+            and set(schema.names) == {key, *node.per}
+            and pa.types.is_floating(schema.field(key).type)
+            and not any(pa.types.is_floating(schema.field(k).type) for k in node.per)
+            and self._has_ordinal(node.input)
+        )
+
+    def _top_per_group_zeros_fixed(self, node: lp.TopK) -> str:
+        """The rows of a :meth:`_zeros_only_tie` top-n without a position in the order, so
+        DuckDB runs it as a bounded aggregate per group (its top-n window elimination), not
+        a sort of every row; then the zero keys it kept, which may be the wrong ones of a
+        tie, take the signs of their group's first zero rows in input order, the rows the
+        operators keep (read again with their positions: zeros only, usually none)."""
+        schema = self.schema(node.input)
+        key, per = q(node.keys[0].column), [q(k) for k in node.per]
+        groups = ", ".join(per)
+        fast = (
+            f"SELECT *, CASE WHEN {key} = 0 THEN row_number() OVER (PARTITION BY {groups}, "
+            f"{key} = 0) END AS __emsqrt_zr FROM (SELECT * FROM ({self.visit(node.input)}) "
+            f"QUALIFY row_number() OVER (PARTITION BY {groups} ORDER BY "
+            f"{self._order(node.keys, False)}) <= {int(node.n)})"
+        )
+        zeros = (
+            f"SELECT *, row_number() OVER (PARTITION BY {groups} ORDER BY {_ORD}) AS "
+            f"__emsqrt_zr FROM ({self._with_ordinal(node.input)}) WHERE {key} = 0"
+        )
+        on = " AND ".join([f"z.{k} IS NOT DISTINCT FROM f.{k}" for k in per])
+        cols = ", ".join(
+            f"coalesce(z.{key}, f.{key}) AS {key}" if q(n) == key else f"f.{q(n)}"
+            for n in schema.names
+        )
+        return (
+            f"SELECT {cols} FROM ({fast}) f LEFT JOIN ({zeros}) z ON {on} AND "
+            "z.__emsqrt_zr = f.__emsqrt_zr"
         )
 
     def _union(self, node: lp.Union) -> str:
