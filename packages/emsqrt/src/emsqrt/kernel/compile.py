@@ -256,8 +256,8 @@ class _Compiler:
         return f"SELECT * EXCLUDE ({_ORD}) FROM ({src}) ORDER BY {self._order(node.keys)}"
 
     def _topk(self, node: lp.TopK) -> str:
-        if self._zeros_only_tie(node):
-            return self._top_per_group_zeros_fixed(node)
+        if self._values_only(node):
+            return self._top_values_per_group(node)
         if self._ties_visible(node.input, node.keys, node.per):
             src, order = self._ordered(node.input), self._order(node.keys)
             drop = f" EXCLUDE ({_ORD})"
@@ -272,47 +272,67 @@ class _Compiler:
             f"{per} ORDER BY {order}) <= {int(node.n)}"
         )
 
-    def _zeros_only_tie(self, node: lp.TopK) -> bool:
-        """A top-n per group whose output is its groups and one float key (the largest two
-        v3 by id6): tied rows differ only where the key is 0.0 or -0.0."""
-        if not node.per or len(node.keys) != 1:
+    def _values_only(self, node: lp.TopK) -> bool:
+        """A top-n per group whose output is its groups and one key (the largest two v3 by
+        id6): each group's rows are its n first key values, whichever rows held them, but
+        for the sign of a float zero (-0.0 and 0.0 tie in the order)."""
+        if not node.per or len(node.keys) != 1 or node.n <= 0:
             return False
         schema = self.schema(node.input)
         key = node.keys[0].column
+        t = schema.field(key).type if key in schema.names else None
         return (
             key not in node.per
             and set(schema.names) == {key, *node.per}
-            and pa.types.is_floating(schema.field(key).type)
             and not any(pa.types.is_floating(schema.field(k).type) for k in node.per)
-            and self._has_ordinal(node.input)
+            and t is not None
+            and (
+                pa.types.is_integer(t)
+                or pa.types.is_string(t)
+                or pa.types.is_large_string(t)
+                or (pa.types.is_floating(t) and self._has_ordinal(node.input))
+            )
         )
 
-    def _top_per_group_zeros_fixed(self, node: lp.TopK) -> str:
-        """The rows of a :meth:`_zeros_only_tie` top-n without a position in the order, so
-        DuckDB runs it as a bounded aggregate per group (its top-n window elimination), not
-        a sort of every row; then the zero keys it kept, which may be the wrong ones of a
-        tie, take the signs of their group's first zero rows in input order, the rows the
-        operators keep (read again with their positions: zeros only, usually none)."""
+    def _top_values_per_group(self, node: lp.TopK) -> str:
+        """A :meth:`_values_only` top-n as an aggregate: each group's n largest (smallest)
+        key values (``max(key, n)``, a bounded heap per group, no sort of the rows) and its
+        NULL count, NULLs put first or last as the key says. The zero keys it kept, of
+        either sign, then take the signs of their group's first zero rows in input order,
+        which are the rows the operators keep (read again with their positions: the zeros
+        only, usually none)."""
         schema = self.schema(node.input)
-        key, per = q(node.keys[0].column), [q(k) for k in node.per]
+        k = node.keys[0]
+        key, per, n = q(k.column), [q(c) for c in node.per], int(node.n)
         groups = ", ".join(per)
+        t = schema.field(k.column).type
+        empty = f"CAST([] AS {_sqltype(t)}[])"
+        values = f"coalesce(__emsqrt_l, {empty})"
+        nulls = f"list_resize({empty}, least(__emsqrt_nn, {n}))"
+        both = f"{nulls}, {values}" if k.nulls_first else f"{values}, {nulls}"
+        agg = (
+            f"SELECT {groups}, {'max' if k.descending else 'min'}({key}, {n}) AS __emsqrt_l, "
+            f"count(*) - count({key}) AS __emsqrt_nn FROM ({self.visit(node.input)}) "
+            f"GROUP BY {groups}"
+        )
+        rows = f"SELECT {groups}, unnest(list_slice(list_concat({both}), 1, {n})) AS {key} FROM ({agg})"
+        cols = [q(c) for c in schema.names]
+        if not pa.types.is_floating(t):
+            return f"SELECT {', '.join(cols)} FROM ({rows})"
         fast = (
             f"SELECT *, CASE WHEN {key} = 0 THEN row_number() OVER (PARTITION BY {groups}, "
-            f"{key} = 0) END AS __emsqrt_zr FROM (SELECT * FROM ({self.visit(node.input)}) "
-            f"QUALIFY row_number() OVER (PARTITION BY {groups} ORDER BY "
-            f"{self._order(node.keys, False)}) <= {int(node.n)})"
+            f"{key} = 0) END AS __emsqrt_zr FROM ({rows})"
         )
         zeros = (
             f"SELECT *, row_number() OVER (PARTITION BY {groups} ORDER BY {_ORD}) AS "
             f"__emsqrt_zr FROM ({self._with_ordinal(node.input)}) WHERE {key} = 0"
         )
-        on = " AND ".join([f"z.{k} IS NOT DISTINCT FROM f.{k}" for k in per])
-        cols = ", ".join(
-            f"coalesce(z.{key}, f.{key}) AS {key}" if q(n) == key else f"f.{q(n)}"
-            for n in schema.names
+        on = " AND ".join([f"z.{c} IS NOT DISTINCT FROM f.{c}" for c in per])
+        out = ", ".join(
+            f"coalesce(z.{key}, f.{key}) AS {key}" if c == key else f"f.{c}" for c in cols
         )
         return (
-            f"SELECT {cols} FROM ({fast}) f LEFT JOIN ({zeros}) z ON {on} AND "
+            f"SELECT {out} FROM ({fast}) f LEFT JOIN ({zeros}) z ON {on} AND "
             "z.__emsqrt_zr = f.__emsqrt_zr"
         )
 
