@@ -158,3 +158,33 @@ def test_a_union_of_a_scan_and_given_batches_prunes_to_matching_columns(
         "SELECT k, count(*) AS n FROM (SELECT * FROM t UNION ALL SELECT * FROM t) GROUP BY k", t=t
     )
     assert_same_rows(got, want)
+
+
+def test_columns_not_used_above_a_top_n_or_sort_are_not_carried_through_it(tmp_path: Path) -> None:
+    """Only the columns used above a top-n (per group) or sort pass through it: a Project
+    under it where the input has more (an Arrow input here, a dataset leaf in elytra), and
+    the rows and their order stay the same, ties included."""
+    from emsqrt import Input, Project, SortKey
+    from emsqrt.planning import prune_columns
+    from platform_core import Schema
+
+    t = make_table({"rows": 2000, "keys": 30, "nulls": 0.1, "skew": True, "seed": 4})
+    t = t.append_column("u", pa.array(range(t.num_rows)))
+    inp = Input("t", Schema.from_arrow(t.schema))
+    top = TopK(inp, (SortKey("g", True),), 2, ("k",))
+    for plan in (
+        Project(top, (("k", "k"), ("g", "g"))),
+        Project(Sort(inp, (SortKey("g"),)), (("u", "u"),)),
+    ):
+        pruned = prune_columns(plan)
+        below = pruned.input.input  # type: ignore[attr-defined]
+        assert isinstance(below, Project)
+        assert {c for c, _ in below.columns} < set(t.column_names)
+        for kernel in ("auto", "off"):
+            cfg = EngineConfig(kernel=kernel, spill_dir=str(tmp_path / "spill"))
+            got = run(pruned, cfg, inputs={"t": t}, optimize=False).table
+            want = run(plan, cfg, inputs={"t": t}, optimize=False).table
+            assert got is not None
+            assert want is not None
+            # a top-n per group's rows come in any order; a sort's in its order
+            assert_same_rows(got, want, ordered=isinstance(plan.input, Sort))  # type: ignore[attr-defined]

@@ -24,6 +24,9 @@ ORDERS = [
     (SortKey("v", descending=True), SortKey("u")),
     (SortKey("s", nulls_first=True), SortKey("u", descending=True)),
     (SortKey("u"),),
+    # a per column among the keys, after another: each group must still be one run of the
+    # sorted rows (it was left out of the grouping sort, and a group kept n rows per run)
+    (SortKey("v"), SortKey("k", descending=True), SortKey("g"), SortKey("u")),
 ]
 
 

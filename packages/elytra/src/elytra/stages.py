@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 import pyarrow as pa
 
 from emsqrt import plan as lp
-from emsqrt.planning import SchemaResolver, plan_to_json, rewrite_distinct
+from emsqrt.planning import SchemaResolver, plan_to_json, prune_columns, rewrite_distinct
 from platform_core import Schema
 
 from .sources import ArrowSource, Part, Source
@@ -177,6 +177,9 @@ def cut(root: lp.Node, sources: dict[str, Source], broadcast_bytes: int = 0) -> 
     most ``broadcast_bytes`` is broadcast (0: every join is exchanged)."""
     resolver = SchemaResolver()
     resolver.schema(root)  # unknown columns and type errors: before anything runs
+    # a top-n or sort carries only the columns used above it: its tasks read, ship and
+    # merge those alone (a per-task plan is optimized alone and cannot know them)
+    root = prune_columns(root, resolver)
     stages: list[Stage] = []
     exchanges: list[Exchange] = []
     small = broadcast_bytes

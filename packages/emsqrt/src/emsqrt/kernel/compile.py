@@ -22,8 +22,9 @@ functions; arg_min/arg_max states, whose tie rule needs row ordinals) raises
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+import numpy as np
 import pyarrow as pa
 
 from platform_core import types as ftypes
@@ -32,14 +33,15 @@ from platform_core.expr.render import duckdb_type, quote_identifier, quote_strin
 
 from .. import plan as lp
 from ..physical.join import join_key_type
-from ..resolve import SchemaResolver, right_output_names
+from ..resolve import SchemaResolver, arrow_scan_schema, right_output_names
 
 __all__ = ["Fragment", "Unsupported", "compile_plan"]
 
 _P = "__emsqrt_a"
 _MOMENTS = ("stddev_samp", "stddev_pop", "var_samp", "var_pop")
 _HOLISTIC = ("median", "quantile_cont", "quantile_disc")
-_ORD = '"__emsqrt_ord"'
+_ORD_NAME = "__emsqrt_ord"
+_ORD = quote_identifier(_ORD_NAME)
 
 
 class Unsupported(Exception):
@@ -114,37 +116,50 @@ class _Compiler:
             raise Unsupported(f"{node.format} scan")  # emsqrt's own type inference
         return self._parquet([node.path], node)
 
-    def _parquet(self, paths: list[str], node: lp.Scan) -> str:
+    def _parquet(self, paths: list[str], node: lp.Scan, ordinal: bool = False) -> str:
+        """A Parquet read; with ``ordinal``, each row's position in the input too (``_ORD``):
+        its row number in its file (DuckDB's ``file_row_number``, read in parallel like any
+        column), after the rows of the files before it (``file_index``)."""
         for path in paths:  # DuckDB would read these as globs: the operators read the file
             if any(c in path for c in "*?[]{}"):
                 raise Unsupported(f"a path DuckDB reads as a glob: {path!r}")
         schema = self.schema(node)
         self.files += paths
         conds = [self._expr(node.predicate)] if node.predicate is not None else []
-        numbered = ""
+        options = ""
         if node.row_groups is not None:
             first, stop = _row_range(paths[0], node.row_groups)
             # DuckDB skips the Parquet row groups whose row numbers lie outside the range
             # (EXPLAIN ANALYZE: "Row Groups Scanned: 2 / 16"): the task reads its groups only
-            numbered = ", file_row_number = true"
+            options = ", file_row_number = true"
             conds.insert(0, f"file_row_number >= {first} AND file_row_number < {stop}")
         where = f" WHERE {' AND '.join(f'({c})' for c in conds)}" if conds else ""
         cols = ", ".join(q(n) for n in schema.names)
         files = ", ".join(quote_string(p) for p in paths)
+        if ordinal:
+            options = ", file_row_number = true"
+            # no file holds 2**40 rows: one BIGINT orders (file, row) as the union reads them
+            pos = "file_row_number"
+            if len(paths) > 1:
+                pos = "(CAST(file_index AS BIGINT) << 40) + file_row_number"
+            cols += f", {pos} AS {_ORD}"
         # hive_partitioning: a folder named year=1999 must not replace the file's own column
         return (
             f"SELECT {cols} FROM read_parquet([{files}], hive_partitioning = false, "
-            f"union_by_name = false{numbered}){where}"
+            f"union_by_name = false{options}){where}"
         )
 
-    def _input(self, node: lp.Input) -> str:
+    def _input(self, node: lp.Input, ordinal: bool = False) -> str:
         if node.name not in self.inputs:
             raise Unsupported(f"input {node.name!r} not given")
         alias = f"__emsqrt_in{len(self.tables)}"
         batches = list(self.inputs[node.name])
         # the batches' own types (the operators read them as given), else the declared ones
         schema = batches[0].schema if batches else node.schema.to_arrow()
-        self.tables[alias] = pa.Table.from_batches(batches, schema=schema)
+        table = pa.Table.from_batches(batches, schema=schema)
+        if ordinal:  # the position as a column of the input: no numbering inside DuckDB
+            table = table.append_column(_ORD_NAME, pa.array(np.arange(table.num_rows)))
+        self.tables[alias] = table
         return f"SELECT * FROM {q(alias)}"
 
     def _filter(self, node: lp.Filter) -> str:
@@ -154,8 +169,8 @@ class _Compiler:
         cols = ", ".join(f"{q(src)} AS {q(out)}" for out, src in node.columns)
         return f"SELECT {cols} FROM ({self.visit(node.input)})"
 
-    def _map(self, node: lp.Map) -> str:
-        sql = self.visit(node.input)
+    def _map(self, node: lp.Map, src: str | None = None) -> str:
+        sql = self.visit(node.input) if src is None else src
         names = list(self.schema(node.input).names)
         for name, expr in node.columns:  # left to right: each sees the ones before it
             value = self._expr(expr)
@@ -175,7 +190,7 @@ class _Compiler:
     def _limit(self, node: lp.Limit) -> str:
         return f"SELECT * FROM ({self.visit(node.input)}) LIMIT {int(node.n)} OFFSET {int(node.offset)}"
 
-    def _order(self, keys: Sequence[lp.SortKey]) -> str:
+    def _order(self, keys: Sequence[lp.SortKey], ordinal: bool = True) -> str:
         """ORDER BY ``keys``, ties in input order (the operators' sorts are stable, and a
         browser worker's top-k is checked against a re-run row for row)."""
         return ", ".join(
@@ -184,44 +199,153 @@ class _Compiler:
                 f"NULLS {'FIRST' if k.nulls_first else 'LAST'}"
                 for k in keys
             ]
-            + [_ORD]
+            + ([_ORD] if ordinal else [])
         )
 
-    @staticmethod
-    def _numbered(src: str) -> str:
-        """``src`` with each row's input position (one thread keeps the input order)."""
-        return f"SELECT *, row_number() OVER () AS {_ORD} FROM ({src})"
+    def _ordered(self, node: lp.Node) -> str:
+        """``node``'s rows with each one's input position in ``_ORD``.
+
+        Where the rows come from Parquet files or Arrow inputs through filters, projections
+        and computed columns, the position is read with them (``file_row_number``, or a
+        column added to the Arrow input): the scan stays parallel and nothing is
+        materialised. Elsewhere (joins, unions of unlike inputs, limits) ``row_number()
+        OVER ()`` numbers the rows, which runs on one thread and holds the whole input."""
+        if self._has_ordinal(node):
+            return self._with_ordinal(node)
+        return f"SELECT *, row_number() OVER () AS {_ORD} FROM ({self.visit(node)})"
+
+    def _has_ordinal(self, node: lp.Node) -> bool:
+        """Whether ``node``'s rows carry a position DuckDB can read with them."""
+        if _ORD_NAME in self.schema(node).names:
+            return False
+        if isinstance(node, lp.Filter | lp.Project | lp.Map):
+            return self._has_ordinal(node.input)
+        if isinstance(node, lp.Input):
+            return node.name in self.inputs
+        scans = _one_parquet_read(node)
+        if scans is None:
+            return False
+        # a column of the file by one of those names would shadow DuckDB's virtual one
+        full = {n.lower() for n in arrow_scan_schema(replace(scans[0], columns=None)).names}
+        return not full & {"file_row_number", "file_index"}
+
+    def _with_ordinal(self, node: lp.Node) -> str:
+        """``node`` as :meth:`visit` renders it, with ``_ORD`` (see :meth:`_has_ordinal`)."""
+        if isinstance(node, lp.Filter):
+            src = self._with_ordinal(node.input)
+            return f"SELECT * FROM ({src}) WHERE {self._expr(node.predicate)}"
+        if isinstance(node, lp.Project):
+            cols = ", ".join(f"{q(src)} AS {q(out)}" for out, src in node.columns)
+            return f"SELECT {cols}, {_ORD} FROM ({self._with_ordinal(node.input)})"
+        if isinstance(node, lp.Map):
+            return self._map(node, self._with_ordinal(node.input))
+        if isinstance(node, lp.Input):
+            return self._input(node, ordinal=True)
+        scans = _one_parquet_read(node)
+        assert scans is not None
+        return self._parquet([s.path for s in scans], scans[0], ordinal=True)
+
+    def _ties_visible(self, node: lp.Node, keys: Sequence[lp.SortKey], per: Sequence[str]) -> bool:
+        """Whether rows tied on ``keys`` (within one ``per`` group) can differ in the output.
+
+        Not when every output column is a key or a ``per`` column and none is a float: tied
+        rows are then equal in every column, so which of them comes first cannot be seen and
+        no position is needed (DuckDB then runs a top-n per group as a bounded aggregate).
+        Floats can differ while tied: -0.0 and 0.0 sort, and group, as one value."""
+        shown = {k.column for k in keys} | set(per)
+        return any(f.name not in shown or pa.types.is_floating(f.type) for f in self.schema(node))
 
     def _sort(self, node: lp.Sort) -> str:
-        src = self._numbered(self.visit(node.input))
+        if not self._ties_visible(node.input, node.keys, ()):
+            src = self.visit(node.input)
+            return f"SELECT * FROM ({src}) ORDER BY {self._order(node.keys, False)}"
+        src = self._ordered(node.input)
         return f"SELECT * EXCLUDE ({_ORD}) FROM ({src}) ORDER BY {self._order(node.keys)}"
 
     def _topk(self, node: lp.TopK) -> str:
-        src = self._numbered(self.visit(node.input))
+        if self._values_only(node):
+            return self._top_values_per_group(node)
+        if self._ties_visible(node.input, node.keys, node.per):
+            src, order = self._ordered(node.input), self._order(node.keys)
+            drop = f" EXCLUDE ({_ORD})"
+        else:
+            src, order, drop = self.visit(node.input), self._order(node.keys, False), ""
         if not node.per:
-            return (
-                f"SELECT * EXCLUDE ({_ORD}) FROM ({src}) ORDER BY {self._order(node.keys)} "
-                f"LIMIT {int(node.n)}"
-            )
+            return f"SELECT *{drop} FROM ({src}) ORDER BY {order} LIMIT {int(node.n)}"
         schema = self.schema(node.input)
         per = ", ".join(_canon(q(k), schema.field(k).type) for k in node.per)
         return (
-            f"SELECT * EXCLUDE ({_ORD}) FROM ({src}) QUALIFY row_number() OVER (PARTITION BY "
-            f"{per} ORDER BY {self._order(node.keys)}) <= {int(node.n)}"
+            f"SELECT *{drop} FROM ({src}) QUALIFY row_number() OVER (PARTITION BY "
+            f"{per} ORDER BY {order}) <= {int(node.n)}"
+        )
+
+    def _values_only(self, node: lp.TopK) -> bool:
+        """A top-n per group whose output is its groups and one key (the largest two v3 by
+        id6): each group's rows are its n first key values, whichever rows held them, but
+        for the sign of a float zero (-0.0 and 0.0 tie in the order)."""
+        if not node.per or len(node.keys) != 1 or node.n <= 0:
+            return False
+        schema = self.schema(node.input)
+        key = node.keys[0].column
+        t = schema.field(key).type if key in schema.names else None
+        return (
+            key not in node.per
+            and set(schema.names) == {key, *node.per}
+            and not any(pa.types.is_floating(schema.field(k).type) for k in node.per)
+            and t is not None
+            and (
+                pa.types.is_integer(t)
+                or pa.types.is_string(t)
+                or pa.types.is_large_string(t)
+                or (pa.types.is_floating(t) and self._has_ordinal(node.input))
+            )
+        )
+
+    def _top_values_per_group(self, node: lp.TopK) -> str:
+        """A :meth:`_values_only` top-n as an aggregate: each group's n largest (smallest)
+        key values (``max(key, n)``, a bounded heap per group, no sort of the rows) and its
+        NULL count, NULLs put first or last as the key says. The zero keys it kept, of
+        either sign, then take the signs of their group's first zero rows in input order,
+        which are the rows the operators keep (read again with their positions: the zeros
+        only, usually none)."""
+        schema = self.schema(node.input)
+        k = node.keys[0]
+        key, per, n = q(k.column), [q(c) for c in node.per], int(node.n)
+        groups = ", ".join(per)
+        t = schema.field(k.column).type
+        empty = f"CAST([] AS {_sqltype(t)}[])"
+        values = f"coalesce(__emsqrt_l, {empty})"
+        nulls = f"list_resize({empty}, least(__emsqrt_nn, {n}))"
+        both = f"{nulls}, {values}" if k.nulls_first else f"{values}, {nulls}"
+        agg = (
+            f"SELECT {groups}, {'max' if k.descending else 'min'}({key}, {n}) AS __emsqrt_l, "
+            f"count(*) - count({key}) AS __emsqrt_nn FROM ({self.visit(node.input)}) "
+            f"GROUP BY {groups}"
+        )
+        rows = f"SELECT {groups}, unnest(list_slice(list_concat({both}), 1, {n})) AS {key} FROM ({agg})"
+        cols = [q(c) for c in schema.names]
+        if not pa.types.is_floating(t):
+            return f"SELECT {', '.join(cols)} FROM ({rows})"
+        fast = (
+            f"SELECT *, CASE WHEN {key} = 0 THEN row_number() OVER (PARTITION BY {groups}, "
+            f"{key} = 0) END AS __emsqrt_zr FROM ({rows})"
+        )
+        zeros = (
+            f"SELECT *, row_number() OVER (PARTITION BY {groups} ORDER BY {_ORD}) AS "
+            f"__emsqrt_zr FROM ({self._with_ordinal(node.input)}) WHERE {key} = 0"
+        )
+        on = " AND ".join([f"z.{c} IS NOT DISTINCT FROM f.{c}" for c in per])
+        out = ", ".join(
+            f"coalesce(z.{key}, f.{key}) AS {key}" if c == key else f"f.{c}" for c in cols
+        )
+        return (
+            f"SELECT {out} FROM ({fast}) f LEFT JOIN ({zeros}) z ON {on} AND "
+            "z.__emsqrt_zr = f.__emsqrt_zr"
         )
 
     def _union(self, node: lp.Union) -> str:
-        scans = [i for i in node.inputs if isinstance(i, lp.Scan)]
-        if (
-            len(scans) == len(node.inputs)
-            and all(s.format == "parquet" for s in scans)
-            and all(s.row_groups is None for s in scans)
-            and all(
-                (s.columns, s.predicate, s.schema)
-                == (scans[0].columns, scans[0].predicate, scans[0].schema)
-                for s in scans
-            )
-        ):  # one multi-file scan: DuckDB splits it over its threads
+        scans = _one_parquet_read(node)
+        if scans is not None:  # one multi-file scan: DuckDB splits it over its threads
             return self._parquet([s.path for s in scans], scans[0])
         out = self.schema(node)
         parts = []
@@ -446,6 +570,28 @@ def _row_range(path: str, row_groups: tuple[int, int]) -> tuple[int, int]:
         raise Unsupported("a column named file_row_number")
     counts = [meta.row_group(i).num_rows for i in range(stop)]
     return sum(counts[:start]), sum(counts)
+
+
+def _one_parquet_read(node: lp.Node) -> list[lp.Scan] | None:
+    """The Parquet scans ``node`` reads as one ``read_parquet`` (a scan, or a union of scans
+    alike but for their files), else None."""
+    if isinstance(node, lp.Scan):
+        return [node] if node.format == "parquet" else None
+    if not isinstance(node, lp.Union):
+        return None
+    scans = [i for i in node.inputs if isinstance(i, lp.Scan)]
+    if (
+        len(scans) == len(node.inputs)
+        and all(s.format == "parquet" for s in scans)
+        and all(s.row_groups is None for s in scans)  # a range is of one file's row numbers
+        and all(
+            (s.columns, s.predicate, s.schema)
+            == (scans[0].columns, scans[0].predicate, scans[0].schema)
+            for s in scans
+        )
+    ):
+        return scans
+    return None
 
 
 def _is_raw(node: lp.Aggregate) -> bool:

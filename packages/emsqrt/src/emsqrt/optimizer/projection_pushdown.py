@@ -36,9 +36,19 @@ def _prune(node: lp.Node, need: Need, resolver: SchemaResolver) -> lp.Node:
         return replace(node, input=down(node.input, (need - made) | used))
     if isinstance(node, lp.Sort | lp.TopK):
         n = None if need is None else need | {k.column for k in node.keys}
-        if n is not None and isinstance(node, lp.TopK):
+        if n is None:
+            return replace(node, input=down(node.input, None))
+        if isinstance(node, lp.TopK):
             n |= set(node.per)
-        return replace(node, input=down(node.input, n))
+        child = down(node.input, n)
+        names = resolver.schema(child).names
+        if any(c not in n for c in names):
+            # what the pruned input still has beyond the need (an Arrow input, a source
+            # leaf of a distributed plan) is not carried through the sort: the rows kept
+            # and their order are the same, each row narrower (a top-n per group over a
+            # whole dataset then reads, ships and merges only these columns)
+            child = lp.Project(child, tuple((c, c) for c in names if c in n))
+        return replace(node, input=child)
     if isinstance(node, lp.Aggregate):
         if node.mode == "final":  # its input is the partial states: every column is one
             return replace(node, input=down(node.input, None))

@@ -309,8 +309,13 @@ class TopKPerGroupOp(PhysicalOp):
     def __init__(self, ctx: ExecContext, node: lp.TopK, child: PhysicalOp) -> None:
         super().__init__(ctx, [child], child.schema)
         self.node = node
-        group = [lp.SortKey(c) for c in node.per if c not in {k.column for k in node.keys}]
-        self.spec = SortSpec([*group, *node.keys], child.schema)
+        # The groups first, so that each is one run of the sorted rows; a key that is also a
+        # ``per`` column is one value within its group and orders nothing there. (It was
+        # the group key left out instead: a group split into runs when another key came
+        # first, and each run kept its own n rows.)
+        group = [lp.SortKey(c) for c in node.per]
+        keys = [k for k in node.keys if k.column not in node.per]
+        self.spec = SortSpec([*group, *keys], child.schema)
         self.detail = f"n={node.n} per {', '.join(node.per)}"
 
     def _produce(self) -> Generator[pa.RecordBatch, None, None]:
