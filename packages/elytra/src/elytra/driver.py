@@ -49,7 +49,7 @@ from .settings import ElytraSettings
 from .shuffle import Shuffle
 from .sources import LakeSource, Source
 from .spilldirs import JobDir, sweep
-from .stages import StagePlan, cut, task_plan
+from .stages import StagePlan, cut, many_groups, task_plan
 from .task import Task, TaskResult
 
 if TYPE_CHECKING:
@@ -135,20 +135,38 @@ class Driver:
             int(self.settings.broadcast_bytes),
         )
         finals = _final_aggregates(plan) if shuffle else {}
+        sides = plan.exchange_sides() if shuffle else {}
+        parts_n = self._exchange_parts()
+        min_bytes = int(self.settings.exchange_min_bytes)
         tasks: list[Task] = []
         for i, stage in enumerate(plan.stages):
             small, small_bytes = stage.broadcast_files(), stage.broadcast_bytes()
             parts = stage.source.parts(int(self.settings.task_bytes))
-            exchange = ""
-            if stage.name in finals and len(parts) > 1:
+            shuffled: Shuffle | None = None
+            if i in sides:  # a large join's side: its tasks write their rows to partitions
+                ex, side = sides[i]
+                ls, rs = plan.stages[ex.left].schema, plan.stages[ex.right].schema
+                shuffled = Shuffle.make(
+                    spill_dir / f"{ex.name}-tasks",
+                    parts_n,
+                    ex.join.right_keys if side else ex.join.left_keys,
+                    join_key_types(ex.join, ls, rs),
+                    0,
+                    eager=True,
+                )
+            elif stage.name in finals and len(parts) > 1:
                 keys = finals[stage.name].group_by
-                exchange = Shuffle.make(
+                eager = many_groups(stage, parts, min_bytes, int(self.settings.worker_mem_cap))
+                shuffled = Shuffle.make(
                     spill_dir / f"agg-{stage.name}-tasks",
-                    self._exchange_parts(),
+                    parts_n,
                     keys,
                     [stage.schema.field(k).type for k in keys],
-                    int(self.settings.exchange_min_bytes) // len(parts),
-                ).to_json()
+                    min_bytes // len(parts),
+                    eager=eager,
+                )
+            stage.shuffle = shuffled
+            exchange = shuffled.to_json() if shuffled is not None else ""
             for j, part in enumerate(parts):
                 tasks.append(
                     Task(
@@ -435,13 +453,18 @@ class Driver:
         watched = {i: s.name for i, s in enumerate(plan.stages) if s.name in finals}
         grouped: dict[int, ExchangeWriter] = {}
 
-        def grow(index: int, name: str, done: dict[str, Any] | None) -> None:
+        def grow(index: int, name: str, done: dict[str, Any] | None, now: bool = False) -> None:
             """A group-by whose partial states pass the threshold, or one of whose tasks
             partitioned its states itself (``done``), moves to an exchange: its held states
-            now, its later results as they come."""
+            now, its later results as they come. ``now``: one whose tasks all partition
+            from the start (an eager shuffle)."""
             if watched.get(index) != name:
                 return
-            if done is None and results.size(name) < int(self.settings.exchange_min_bytes):
+            if (
+                not now
+                and done is None
+                and results.size(name) < int(self.settings.exchange_min_bytes)
+            ):
                 return
             del watched[index]
             schema, keys = plan.stages[index].schema, finals[name].group_by
@@ -459,6 +482,10 @@ class Driver:
             if done is not None:
                 w.given(0, done)
             routes[index] = (w, 0)
+
+        for i, stage in enumerate(plan.stages):
+            if stage.shuffle is not None and stage.shuffle.eager and i in watched:
+                grow(i, stage.name, None, now=True)
 
         try:
             self._round(job, tasks, stats, results, routes, grow)
@@ -558,10 +585,10 @@ class Driver:
                 done = result.stats.get("exchange")  # the task partitioned its rows itself
                 file = result.stats.get("file")  # a large result, written by the task
                 if file is not None:
-                    for table in _read_groups(Path(file["path"])):
-                        if isinstance(route, str):
-                            results.add(route, table)
-                        else:
+                    if isinstance(route, str):  # the merge reads the task's file itself
+                        results.add_file(route, Path(file["path"]), int(file["bytes"]))
+                    else:
+                        for table in _read_groups(Path(file["path"])):
                             route[0].add(route[1], table)
                 if isinstance(route, str):
                     results.add(route, result.table)

@@ -26,7 +26,9 @@ backend (``emsqrt.physical.aggregate.state_schema``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -34,10 +36,13 @@ from emsqrt import plan as lp
 from emsqrt.planning import SchemaResolver, plan_to_json, rewrite_distinct
 from platform_core import Schema
 
-from .sources import ArrowSource, Source
+from .sources import ArrowSource, Part, Source
 from .task import Task
 
-__all__ = ["Exchange", "Stage", "StagePlan", "cut"]
+if TYPE_CHECKING:
+    from .shuffle import Shuffle
+
+__all__ = ["Exchange", "Stage", "StagePlan", "cut", "many_groups"]
 
 _LOCAL = (lp.Filter, lp.Project, lp.Map, lp.PyMap)
 
@@ -55,6 +60,8 @@ class Stage:
     tasks: list[Task] = field(default_factory=list)
     broadcast: tuple[Broadcast, ...] = ()
     """The broadcast joins in ``plan`` (their small sides read whole by every task)."""
+    shuffle: Shuffle | None = None
+    """How its tasks partition their rows themselves (set by the driver), if they do."""
 
     def broadcast_files(self) -> tuple[str, ...]:
         """Every file the broadcast sides read (each task reads them all)."""
@@ -283,3 +290,80 @@ def task_plan(stage: Stage, files: tuple[str, ...]) -> str:
         return lp.replace_children(node, tuple(swap(k) for k in kids)) if kids else node
 
     return plan_to_json(swap(stage.plan))
+
+
+SAMPLE_ROWS = 65536
+"""Rows of a group-by's first part that :func:`many_groups` counts the groups of."""
+
+
+def _row_width(schema: pa.Schema) -> int:
+    """About how many Arrow bytes a row of ``schema`` takes (16 per variable-width column)."""
+    width = 0
+    for f in schema:
+        try:
+            width += max(f.type.bit_width // 8, 1)
+        except ValueError:
+            width += 16
+    return width
+
+
+def many_groups(stage: Stage, parts: list[Part], min_bytes: int, cap: int) -> bool:
+    """Whether the partial states of a group-by stage (its plan a partial ``Aggregate``) will
+    pass ``min_bytes`` together: then its tasks partition them from the start instead of
+    sending them to the driver first (q10 of db-benchmark keeps about as many groups as rows).
+
+    Counted, not guessed: the groups ``g`` of the first ``SAMPLE_ROWS`` rows of the first part
+    and ``h`` of the first half of them. Under uniform keys, ``g / h = 1 + exp(-m / 2D)`` for
+    ``m`` rows over ``D`` distinct keys, which gives ``D``; a part of ``R`` rows then keeps
+    ``D (1 - exp(-R / D))`` groups (about ``R`` when ``g / h`` is near 2, ``g`` when near 1).
+    A stage whose rows could not reach ``min_bytes`` even with one group per row is not
+    sampled; nor one the kernel cannot run (its partial states still move to the exchange
+    once they pass ``min_bytes`` in the driver)."""
+    from emsqrt.kernel import run_statement
+    from emsqrt.planning import kernel_fragment, plan_from_json
+    from platform_core.expr.render import quote_identifier
+
+    node = stage.plan
+    total = stage.source.rows()
+    if not isinstance(node, lp.Aggregate) or not node.group_by or not parts or not total:
+        return False
+    width = _row_width(stage.schema)
+    if total * width < min_bytes:
+        return False
+    sample = replace(stage, plan=lp.Limit(node.input, SAMPLE_ROWS, 0), broadcast=stage.broadcast)
+    plan = plan_from_json(task_plan(sample, parts[0].files), trusted=True)
+    fragment = kernel_fragment(plan, cap)
+    if fragment is None:
+        return False
+    keys = ", ".join(quote_identifier(k) for k in node.group_by)
+    half = SAMPLE_ROWS // 2
+
+    def wrap(sql: str) -> str:
+        return (
+            f"SELECT count(DISTINCT row({keys})) FILTER (WHERE __elytra_n <= {half}), "
+            f"count(DISTINCT row({keys})), count(*) FROM "
+            f"(SELECT *, row_number() OVER () AS __elytra_n FROM ({sql}))"
+        )
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="elytra-sample-") as spill:
+        got = run_statement(fragment, cap, spill, wrap)
+    if not got:
+        return False
+    h, g, m = (int(x or 0) for x in got[0])
+    if not g:
+        return False
+    per_part = total / len(parts)
+    if m < SAMPLE_ROWS:  # the sample was the whole first part: its groups are known
+        groups = g * per_part / max(m, 1) if h and g >= 1.98 * h else g
+    else:
+        ratio = g / max(h, 1)
+        if ratio >= 1.98:
+            groups = per_part
+        elif ratio <= 1.02:
+            groups = g
+        else:
+            distinct = (m / 2) / -math.log(ratio - 1)
+            groups = distinct * (1 - math.exp(-per_part / distinct))
+    return groups * len(parts) * width >= min_bytes

@@ -8,7 +8,13 @@ behind it are emsqrt's own and may move; these names stay.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
+import pyarrow as pa
+
+from . import plan as lp
 from .distinct import rewrite_distinct
+from .kernel import KERNEL_FLOOR_BYTES, Fragment, Unsupported, compile_plan
 from .optimizer import optimize
 from .optimizer._exprs import columns_of, map_children, rename_columns
 from .physical.floatkeys import canonical_key
@@ -25,6 +31,7 @@ __all__ = [
     "columns_of",
     "decoded",
     "join_key_type",
+    "kernel_fragment",
     "map_children",
     "optimize",
     "plan_from_json",
@@ -32,3 +39,22 @@ __all__ = [
     "rename_columns",
     "rewrite_distinct",
 ]
+
+
+def kernel_fragment(
+    plan: lp.Node,
+    cap: int,
+    inputs: Mapping[str, Sequence[pa.RecordBatch]] | None = None,
+) -> Fragment | None:
+    """``plan`` as the one DuckDB statement ``run`` would execute under ``cap`` (scan schemas
+    bound, optimized, compiled), or ``None`` where ``run`` would use the operators instead (a
+    cap below the kernel's floor, something the kernel does not run). For callers that wrap
+    the statement themselves (elytra's tasks write their rows straight into partition files
+    with :func:`emsqrt.kernel.run_statement`)."""
+    if cap < KERNEL_FLOOR_BYTES:
+        return None
+    bound = bind_scan_schemas(plan)
+    try:
+        return compile_plan(optimize(bound, SchemaResolver()), inputs)
+    except Unsupported:
+        return None
