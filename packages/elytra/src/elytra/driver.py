@@ -73,7 +73,9 @@ class JobStats:
     bytes_out: int = 0
     spilled_bytes: int = 0
     results_spilled_bytes: int = 0
-    """Task results the driver wrote to disk to stay under its cap (see ``results.py``)."""
+    """Task results on disk to keep the driver under its cap: written by the driver, or the
+    files large results were written to by their tasks, which the merge reads as they are
+    (see ``results.py``)."""
     stage_seconds: dict[str, float] = field(default_factory=dict)
     merge_seconds: float = 0.0
 

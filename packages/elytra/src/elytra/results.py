@@ -50,6 +50,7 @@ class StageResults:
         self.group_bytes = min(max(budget // 32, 1024), 8 << 20)
         self.held: dict[str, _Held] = {}
         self.spilled_bytes = 0
+        """Bytes of results on disk rather than in memory: spilled here, or tasks' files."""
         self._files = 0
 
     def expect(self, name: str, schema: pa.Schema) -> None:
@@ -77,6 +78,7 @@ class StageResults:
         h = self.held[name]
         h.files.append(path)
         h.filed += nbytes
+        self.spilled_bytes += nbytes
 
     def size(self, name: str) -> int:
         """Bytes of ``name``'s results so far (held, written or in tasks' files)."""
