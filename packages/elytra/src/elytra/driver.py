@@ -599,7 +599,8 @@ class Driver:
                     elif done is not None:  # pragma: no cover - only shuffled stages shuffle
                         raise PipelineError(f"task {result.task_id} partitioned unasked")
                 else:
-                    route[0].add(route[1], result.table)
+                    if result.table.num_rows:  # rows a task could not partition itself
+                        route[0].add(route[1], result.table)
                     if done is not None:
                         route[0].given(route[1], done)
                 self._count(stats, result)
