@@ -14,7 +14,10 @@ Questions (db-benchmark groupby): q1 sum v1 by id1; q2 sum v1 by id1, id2; q3 su
 by id3; q4 mean v1, v2, v3 by id4; q5 sum v1, v2, v3 by id6; q7 max v1 - min v2 by id3;
 q6 median and standard deviation of v3 by id4, id5; q8 the largest two v3 by id6; q9 squared
 correlation of v1 and v2 by id2, id4; q10 sum v3, count by id1..id6; and ``filter_count``:
-rows with v3 > 50.
+rows with v3 > 50. ``join``: a large x large join (not db-benchmark's): two generated tables
+``x`` and ``y`` of 4e6 rows each at scale 1 (keys drawn from as many values, so most keys
+match about once), joined on ``k`` and returned whole; neither side is small enough to
+broadcast, so Elytra's tasks partition both sides themselves and join partition by partition.
 With ``--quick`` (CI: so the script never rots) only q1 and filter_count run, without the Ray
 engines: a Ray start costs seconds, and a Ray Data query about a minute on this machine even
 at 1e5 rows (the Ray backend itself is tested in tests-elytra).
@@ -38,9 +41,11 @@ QUICK = "--quick" in sys.argv
 ROWS_AT_SCALE_1 = 10_000_000
 K = 100
 SECRET = "elytra-bench-secret-" + "x" * 32
-QUESTIONS = ["q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q9", "q10", "filter_count"]
+QUESTIONS = ["q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q9", "q10", "filter_count", "join"]
+JOIN_ROWS_AT_SCALE_1 = 4_000_000
 RAY_QUESTIONS = [] if QUICK else QUESTIONS
-RAY_DATA_QUESTIONS = [] if QUICK else QUESTIONS  # Ray Data starts its executor per query: slow
+# Ray Data starts its executor per query: slow; and it has no join of two datasets to time here
+RAY_DATA_QUESTIONS = [] if QUICK else QUESTIONS[:-1]
 
 SQL = {
     "q1": "SELECT id1, sum(v1) AS v1 FROM g1 GROUP BY id1",
@@ -57,6 +62,7 @@ SQL = {
     "q10": "SELECT id1, id2, id3, id4, id5, id6, sum(v3) AS v3, count(*) AS count FROM g1 "
     "GROUP BY id1, id2, id3, id4, id5, id6",
     "filter_count": "SELECT count(*) AS n FROM g1 WHERE v3 > 50",
+    "join": "SELECT x.k, x.a, x.c, y.b FROM x JOIN y ON x.k = y.k",
 }
 
 
@@ -95,8 +101,48 @@ def generate(scale: float, cache: Path) -> dict[str, Any]:
             node.stop()
         src.unlink()
         done.write_text("ok")
-    files = sorted(str(p) for p in home.rglob("chunks/*.parquet"))
-    return {"rows": rows, "home": str(home), "files": files}
+    joined = cache / "loaded-join"
+    if not joined.exists():
+        _join_tables(cache, home, max(10_000, int(JOIN_ROWS_AT_SCALE_1 * scale)))
+        joined.write_text("ok")
+    import elytra
+
+    os.environ["PLATFORM_SECRET"] = SECRET
+    chunks: dict[str, list[str]] = {}
+    with elytra.connect(home=home, backend="inline", progress=False) as s:
+        for name in ("g1", "x", "y"):
+            (src,) = s.dataset(name).sources.values()
+            chunks[name] = [path for _, path, _ in src.chunks]
+    return {"rows": rows, "home": str(home), "files": chunks["g1"], **{n: chunks[n] for n in "xy"}}
+
+
+def _join_tables(cache: Path, home: Path, rows: int) -> None:
+    """``x`` (k, a, c) and ``y`` (k, b) of ``rows`` rows each, keys drawn from ``rows``
+    values, uploaded into the lake home beside G1."""
+    import duckdb
+
+    from lake import LakeNode, lake_settings
+
+    os.environ["PLATFORM_SECRET"] = SECRET
+    duckdb.sql("SELECT setseed(0.29)")
+    src = {name: cache / f"{name}.parquet" for name in ("x", "y")}
+    duckdb.sql(
+        f"""COPY (SELECT (floor(random() * {rows}))::BIGINT AS k, round(random() * 100, 6) AS a,
+                'c' || (floor(random() * 1000))::INT::VARCHAR AS c
+             FROM range({rows})) TO '{src["x"]}' (FORMAT parquet)"""
+    )
+    duckdb.sql(
+        f"""COPY (SELECT (floor(random() * {rows}))::BIGINT AS k, round(random() * 100, 6) AS b
+             FROM range({rows})) TO '{src["y"]}' (FORMAT parquet)"""
+    )
+    node = LakeNode(lake_settings(None, home=home, chunk_bytes=32 << 20))
+    try:
+        for name, path in src.items():
+            node.ingest(path, name)
+    finally:
+        node.stop()
+    for path in src.values():
+        path.unlink()
 
 
 def _pipeline(s: Any, q: str) -> Any:
@@ -128,6 +174,8 @@ def _pipeline(s: Any, q: str) -> Any:
     if q == "q10":
         keys = ("id1", "id2", "id3", "id4", "id5", "id6")
         return g1.group_by(*keys).agg("sum(v3) AS v3", "count(*) AS count")
+    if q == "join":
+        return s.dataset("x").join(s.dataset("y"), on="k").select("k", "a", "c", "b")
     return g1.filter("v3 > 50").agg("count(*) AS n")
 
 
@@ -154,6 +202,8 @@ def duck(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
 
     con = duckdb.connect()
     con.execute(f"CREATE VIEW g1 AS SELECT * FROM read_parquet({params['files']})")
+    con.execute(f"CREATE VIEW x AS SELECT * FROM read_parquet({params['x']})")
+    con.execute(f"CREATE VIEW y AS SELECT * FROM read_parquet({params['y']})")
     con.sql(SQL[workload]).to_arrow_table()
     return lambda: con.sql(SQL[workload]).to_arrow_table()
 
@@ -184,6 +234,9 @@ def polars_engine(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
             c("v3").sum(), pl.len().alias("count")
         ),
         "filter_count": lambda: g1.filter(c("v3") > 50).select(pl.len().alias("n")),
+        "join": lambda: pl.scan_parquet(params["x"]).join(
+            pl.scan_parquet(params["y"]), on="k", how="inner"
+        ),
     }
     query = queries[workload]
     query().collect()

@@ -95,7 +95,9 @@ KEY_PAIRS = [(("i",), ("b",)), (("f",), ("f",)), (("s",), ("s",)), (("i", "s"), 
 HOWS = ["inner", "left", "right", "full", "semi", "anti"]
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     how=st.sampled_from(HOWS),
     keys=st.sampled_from(KEY_PAIRS),
@@ -139,7 +141,9 @@ def test_generated_large_joins_equal_duckdb(
     _no_partition_files(xsession)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     keys=st.lists(st.sampled_from(["i", "b", "f", "s"]), min_size=1, max_size=3, unique=True),
     aggs=st.lists(
@@ -199,7 +203,9 @@ def test_every_writer_places_a_key_in_the_same_partition(
     table = pa.concat_tables([pq.read_table(f) for f in files])
     schema = Schema.from_arrow(table.schema)
     scan = lp.Union(tuple(lp.Scan(f, "parquet", schema) for f in files))
-    key_sql = partitions.hash_partition_sql(("i", "f", "s"), [pa.int64(), pa.float64(), pa.string()], 5)
+    key_sql = partitions.hash_partition_sql(
+        ("i", "f", "s"), [pa.int64(), pa.float64(), pa.string()], 5
+    )
     placed: dict[str, dict[tuple[Any, ...], int]] = {}
     for writer in ("arrow", "copy", "held"):
         where = tmp_path / writer

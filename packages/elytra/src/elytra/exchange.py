@@ -80,7 +80,7 @@ class ExchangeWriter:
 
     def given(self, side: int, done: dict[str, object]) -> None:
         """Files a task partitioned itself (``stats["exchange"]`` of its answer)."""
-        self._take(side, Written.from_dict(done))  # type: ignore[arg-type]
+        self._take(side, Written.from_dict(done))
 
     def _take(self, side: int, written: Written) -> None:
         for part in range(self.parts):

@@ -36,8 +36,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from emsqrt import plan as lp
 from emsqrt import CapTooSmallError
+from emsqrt import plan as lp
 from emsqrt.kernel import Fragment, StreamBroken, run_fragment, run_statement
 from emsqrt.planning import kernel_fragment
 from platform_core import types as ftypes
@@ -107,7 +107,7 @@ class Written:
 def _copy_exact(t: pa.DataType) -> bool:
     types = pa.types
     if types.is_timestamp(t):
-        return t.unit != "ns"
+        return bool(t.unit != "ns")
     return bool(
         types.is_integer(t)
         or types.is_floating(t)
@@ -204,8 +204,7 @@ def _copy(
 ) -> Written | None:
     try:
         cols = ", ".join(
-            f"CAST({quote_identifier(f.name)} AS {sql_type(f.type)}) AS "
-            f"{quote_identifier(f.name)}"
+            f"CAST({quote_identifier(f.name)} AS {sql_type(f.type)}) AS {quote_identifier(f.name)}"
             for f in fragment.schema
         )
     except PipelineError:

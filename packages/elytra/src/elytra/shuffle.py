@@ -81,7 +81,9 @@ class Shuffle:
         """The directory of this attempt's files."""
         return Path(self.directory) / f"{task.id}-a{task.attempt}"
 
-    def write_plan(self, task: Task, plan: lp.Node, cap: int, spill_dir: str) -> dict[str, Any] | None:
+    def write_plan(
+        self, task: Task, plan: lp.Node, cap: int, spill_dir: str
+    ) -> dict[str, Any] | None:
         """Run ``plan`` into this attempt's partition files in one DuckDB statement; what was
         written, or ``None`` when the kernel cannot run it (then :meth:`maybe_write` the
         operators' rows)."""
