@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import elytra
 from elytra import partitions
 from elytra.exchange import ExchangeWriter
-from elytra.stages import many_groups
+from elytra.stages import group_exchange
 from emsqrt import plan as lp
 from platform_core import Schema
 
@@ -51,6 +51,7 @@ def _write_side(directory: Path, name: str, seed: int, rows: int = ROWS, files: 
                     "f": pa.array(floats, mask=rng.random(n) < 0.05),
                     "s": pa.array([f"w{x % 97}é" for x in ints], pa.string()),
                     "v": pa.array(rng.integers(-50, 50, n)),
+                    "u": pa.array(np.arange(i * n, (i + 1) * n)),  # one group per row
                 }
             ),
             directory / f"{name}{i}.parquet",
@@ -145,7 +146,7 @@ def test_generated_large_joins_equal_duckdb(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    keys=st.lists(st.sampled_from(["i", "b", "f", "s"]), min_size=1, max_size=3, unique=True),
+    keys=st.lists(st.sampled_from(["i", "b", "f", "s", "u"]), min_size=1, max_size=3, unique=True),
     aggs=st.lists(
         st.sampled_from(["count(*)", "sum(v)", "avg(f)", "min(s)", "max(f)", "median(v)"]),
         min_size=1,
@@ -235,25 +236,29 @@ def test_every_writer_places_a_key_in_the_same_partition(
     assert (partitions.partition_ids(ints, as_big) == partitions.partition_ids(bigs, as_big)).all()
 
 
-def test_many_groups_is_counted_from_a_sample(tmp_path: Path) -> None:
-    # unique keys: the states are as big as the rows (partition from the start); a hundred
-    # groups: nowhere near the threshold, whatever the rows
+def test_how_a_group_by_is_exchanged_is_counted_from_a_sample(tmp_path: Path) -> None:
+    # unique keys: partition the rows, no partial aggregate; 20,000 groups in each part of
+    # 100,000 rows: partition the partial states; 100 groups: through the driver
     for i in range(3):
         duckdb.sql(
-            f"COPY (SELECT r AS u, r % 100 AS h, r::DOUBLE AS x FROM range({i * 100_000}, "
-            f"{(i + 1) * 100_000}) t(r)) TO '{tmp_path}/p{i}.parquet' (FORMAT parquet)"
+            f"COPY (SELECT r AS u, r % 20000 AS m, r % 100 AS h, r::DOUBLE AS x "
+            f"FROM range({i * 100_000}, {(i + 1) * 100_000}) t(r)) "
+            f"TO '{tmp_path}/p{i}.parquet' (FORMAT parquet)"
         )
     with elytra.connect(home=tmp_path / "home", backend="inline", progress=False) as s:
         p = s.read_parquet(f"{tmp_path}/p*.parquet")
-        for keys, want in ((("u",), True), (("h",), False)):
-            pipeline = p.group_by(*keys).agg("sum(x) AS sx")
+        for key, want in (("u", "rows"), ("m", "states"), ("h", None)):
+            pipeline = p.group_by(key).agg("sum(x) AS sx")
             plan, _ = s.driver.plan(pipeline, "j", tmp_path / "spill")
             stage = plan.stages[0]
             parts = stage.source.parts(1 << 30)
             assert len(parts) == 3
-            assert many_groups(stage, parts, 1 << 20, 256 << 20) is want, keys
+            assert group_exchange(stage, parts, 100_000, 256 << 20) == want, key
             # below the threshold even with one group per row: not sampled, not eager
-            assert many_groups(stage, parts, 1 << 40, 256 << 20) is False
+            assert group_exchange(stage, parts, 1 << 40, 256 << 20) is None
+            got = pipeline.collect().sort_by("sx").column("sx").to_pylist()
+            sql = f"SELECT sum(x) AS sx FROM '{tmp_path}/p*.parquet' GROUP BY {key} ORDER BY sx"
+            assert got == [v for (v,) in duckdb.sql(sql).fetchall()]
 
 
 def test_a_worker_killed_mid_exchange_loses_nothing_and_leaves_no_files(

@@ -49,7 +49,7 @@ from .settings import ElytraSettings
 from .shuffle import Shuffle
 from .sources import LakeSource, Source
 from .spilldirs import JobDir, sweep
-from .stages import StagePlan, cut, many_groups, task_plan
+from .stages import StagePlan, cut, group_exchange, task_plan
 from .task import Task, TaskResult
 
 if TYPE_CHECKING:
@@ -158,7 +158,10 @@ class Driver:
                 )
             elif stage.name in finals and len(parts) > 1:
                 keys = finals[stage.name].group_by
-                eager = many_groups(stage, parts, min_bytes, int(self.settings.worker_mem_cap))
+                how = group_exchange(stage, parts, min_bytes, int(self.settings.worker_mem_cap))
+                if how == "rows":
+                    stage.as_rows()
+                eager = how is not None
                 shuffled = Shuffle.make(
                     spill_dir / f"agg-{stage.name}-tasks",
                     parts_n,
@@ -513,8 +516,11 @@ class Driver:
                 results.expect(target, schema)
                 routes[index] = target
                 merge = _replace_node(merge, final, lp.Input(target, Schema.from_arrow(schema)))
+                raw = plan.stages[stage_index].raw
                 second += [
-                    self._task(job.id, index, part, aggregate_task_plan(w, final, part), w, spill)
+                    self._task(
+                        job.id, index, part, aggregate_task_plan(w, final, part, raw), w, spill
+                    )
                     for part in range(parts)
                     if w.rows[0][part]
                 ]

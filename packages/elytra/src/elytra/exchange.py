@@ -148,6 +148,12 @@ def join_task_plan(writer: ExchangeWriter, join: lp.Join, part: int) -> str:
     return plan_to_json(replace(join, left=left, right=right))
 
 
-def aggregate_task_plan(writer: ExchangeWriter, final: lp.Aggregate, part: int) -> str:
-    """The final aggregate of partition ``part``'s partial states, as emsqrt plan JSON."""
+def aggregate_task_plan(
+    writer: ExchangeWriter, final: lp.Aggregate, part: int, raw: bool = False
+) -> str:
+    """The final aggregate of partition ``part``'s partial states (``raw``: the whole
+    aggregate of its rows), as emsqrt plan JSON."""
+    if raw:
+        whole = replace(final, input=_scan(writer, 0, part), mode="full", state_of=None)
+        return plan_to_json(whole)
     return plan_to_json(replace(final, input=_scan(writer, 0, part)))

@@ -42,7 +42,7 @@ from .task import Task
 if TYPE_CHECKING:
     from .shuffle import Shuffle
 
-__all__ = ["Exchange", "Stage", "StagePlan", "cut", "many_groups"]
+__all__ = ["Exchange", "Stage", "StagePlan", "cut", "group_exchange"]
 
 _LOCAL = (lp.Filter, lp.Project, lp.Map, lp.PyMap)
 
@@ -62,6 +62,17 @@ class Stage:
     """The broadcast joins in ``plan`` (their small sides read whole by every task)."""
     shuffle: Shuffle | None = None
     """How its tasks partition their rows themselves (set by the driver), if they do."""
+    raw: bool = False
+    """A group-by stage whose tasks partition their input rows (``plan`` is the chain below
+    the aggregate), not partial states: one task per partition runs the whole aggregate."""
+
+    def as_rows(self) -> None:
+        """Make this group-by stage send its rows, not partial states (see ``raw``)."""
+        assert isinstance(self.plan, lp.Aggregate)
+        self.plan = self.plan.input
+        self.schema = SchemaResolver().schema(self.plan)
+        self.kind = "rows partitioned for an aggregate"
+        self.raw = True
 
     def broadcast_files(self) -> tuple[str, ...]:
         """Every file the broadcast sides read (each task reads them all)."""
@@ -307,10 +318,19 @@ def _row_width(schema: pa.Schema) -> int:
     return width
 
 
-def many_groups(stage: Stage, parts: list[Part], min_bytes: int, cap: int) -> bool:
-    """Whether the partial states of a group-by stage (its plan a partial ``Aggregate``) will
-    pass ``min_bytes`` together: then its tasks partition them from the start instead of
-    sending them to the driver first (q10 of db-benchmark keeps about as many groups as rows).
+ROWS_FRACTION = 0.7
+"""A partial aggregate keeping at least this fraction of its rows as groups does not pay:
+its stage partitions the rows themselves (see :func:`group_exchange`)."""
+
+
+def group_exchange(stage: Stage, parts: list[Part], min_bytes: int, cap: int) -> str | None:
+    """How a group-by stage (its plan a partial ``Aggregate``) goes through the exchange from
+    the start: ``"states"`` when its partial states will pass ``min_bytes`` together (its
+    tasks partition them instead of sending them to the driver first), ``"rows"`` when
+    moreover the partial aggregate would keep about as many groups as rows (q10 of
+    db-benchmark): the tasks partition their rows and skip it, and the task of each partition
+    runs the whole aggregate once. ``None``: the states go to the driver (and to the
+    exchange only if they pass ``min_bytes`` there).
 
     Counted, not guessed: the groups ``g`` of the first ``SAMPLE_ROWS`` rows of the first part
     and ``h`` of the first half of them. Under uniform keys, ``g / h = 1 + exp(-m / 2D)`` for
@@ -326,15 +346,15 @@ def many_groups(stage: Stage, parts: list[Part], min_bytes: int, cap: int) -> bo
     node = stage.plan
     total = stage.source.rows()
     if not isinstance(node, lp.Aggregate) or not node.group_by or not parts or not total:
-        return False
+        return None
     width = _row_width(stage.schema)
     if total * width < min_bytes:
-        return False
+        return None
     sample = replace(stage, plan=lp.Limit(node.input, SAMPLE_ROWS, 0), broadcast=stage.broadcast)
     plan = plan_from_json(task_plan(sample, parts[0].files), trusted=True)
     fragment = kernel_fragment(plan, cap)
     if fragment is None:
-        return False
+        return None
     keys = ", ".join(quote_identifier(k) for k in node.group_by)
     half = SAMPLE_ROWS // 2
 
@@ -350,13 +370,13 @@ def many_groups(stage: Stage, parts: list[Part], min_bytes: int, cap: int) -> bo
     with tempfile.TemporaryDirectory(prefix="elytra-sample-") as spill:
         got = run_statement(fragment, cap, spill, wrap)
     if not got:
-        return False
+        return None
     h, g, m = (int(x or 0) for x in got[0])
     if not g:
-        return False
+        return None
     per_part = total / len(parts)
     if m < SAMPLE_ROWS:  # the sample was the whole first part: its groups are known
-        groups = g * per_part / max(m, 1) if h and g >= 1.98 * h else g
+        groups = float(g)
     else:
         ratio = g / max(h, 1)
         if ratio >= 1.98:
@@ -366,4 +386,6 @@ def many_groups(stage: Stage, parts: list[Part], min_bytes: int, cap: int) -> bo
         else:
             distinct = (m / 2) / -math.log(ratio - 1)
             groups = distinct * (1 - math.exp(-per_part / distinct))
-    return groups * len(parts) * width >= min_bytes
+    if groups * len(parts) * width < min_bytes:
+        return None
+    return "rows" if groups >= ROWS_FRACTION * per_part else "states"
