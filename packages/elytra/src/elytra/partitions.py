@@ -38,8 +38,7 @@ import pyarrow.parquet as pq
 
 from emsqrt import CapTooSmallError
 from emsqrt import plan as lp
-from emsqrt.kernel import Fragment, StreamBroken, run_fragment, run_statement
-from emsqrt.planning import kernel_fragment
+from emsqrt.planning import Fragment, StreamBroken, kernel_fragment, run_fragment, run_statement
 from platform_core import types as ftypes
 from platform_core.expr.render import duckdb_type, quote_identifier, quote_string
 

@@ -339,8 +339,7 @@ def group_exchange(stage: Stage, parts: list[Part], min_bytes: int, cap: int) ->
     A stage whose rows could not reach ``min_bytes`` even with one group per row is not
     sampled; nor one the kernel cannot run (its partial states still move to the exchange
     once they pass ``min_bytes`` in the driver)."""
-    from emsqrt.kernel import run_statement
-    from emsqrt.planning import kernel_fragment, plan_from_json
+    from emsqrt.planning import kernel_fragment, plan_from_json, run_statement
     from platform_core.expr.render import quote_identifier
 
     node = stage.plan

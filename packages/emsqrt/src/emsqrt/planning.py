@@ -2,7 +2,9 @@
 
 One public place for what a distributed planner needs from emsqrt besides ``run``: output
 schemas (``SchemaResolver``), plans as JSON, the optimizer, aggregate names and the DISTINCT
-rewrite, the key type and canonical float keys of a join, and expression helpers. The modules
+rewrite, the key type and canonical float keys of a join, and expression helpers. The kernel's
+statement (``kernel_fragment``, ``Fragment``) and runners (``run_fragment``, ``run_statement``,
+``StreamBroken``) are here for callers that wrap the statement themselves. The modules
 behind it are emsqrt's own and may move; these names stay.
 """
 
@@ -14,7 +16,15 @@ import pyarrow as pa
 
 from . import plan as lp
 from .distinct import rewrite_distinct
-from .kernel import KERNEL_FLOOR_BYTES, Fragment, Unsupported, compile_plan
+from .kernel import (
+    KERNEL_FLOOR_BYTES,
+    Fragment,
+    StreamBroken,
+    Unsupported,
+    compile_plan,
+    run_fragment,
+    run_statement,
+)
 from .optimizer import optimize
 from .optimizer._exprs import columns_of, map_children, rename_columns
 from .physical.floatkeys import canonical_key
@@ -24,7 +34,9 @@ from .plan_json import plan_from_json, plan_to_json
 from .resolve import SchemaResolver, bind_scan_schemas, decoded
 
 __all__ = [
+    "Fragment",
     "SchemaResolver",
+    "StreamBroken",
     "agg_name",
     "bind_scan_schemas",
     "canonical_key",
@@ -38,6 +50,8 @@ __all__ = [
     "plan_to_json",
     "rename_columns",
     "rewrite_distinct",
+    "run_fragment",
+    "run_statement",
 ]
 
 
