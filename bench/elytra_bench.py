@@ -17,7 +17,11 @@ correlation of v1 and v2 by id2, id4; q10 sum v3, count by id1..id6; ``filter_co
 rows with v3 > 50; and ``sort``: every row ordered by v3 descending, then id1, returned to
 the caller as one Arrow table (elytra: a global sort by range partitioning on the workers,
 ``rangesort.py``, forced with ``range_sort_bytes=0``: G1 is below the default threshold; not
-on the Ray engines, which answer the group-by questions).
+on the Ray engines, which answer the group-by questions). ``join``: a large x large join (not
+db-benchmark's): two generated tables ``x`` and ``y`` of 4e6 rows each at scale 1 (keys drawn
+from as many values, so most keys match about once), joined on ``k`` and returned whole;
+neither side is small enough to broadcast, so Elytra's tasks partition both sides themselves
+and join partition by partition.
 Pipelines beyond one question's kernel, over ``g1m`` (the first 1e6 rows' worth: G1 at
 min(rows, 1e6)) and ``dim`` (100 rows: ``id4`` -> ``name``, ``weight``): ``join_dim`` joins
 g1m with dim then groups by ``name``; ``sort_limit`` is filter + with_columns + sort + limit 25.
@@ -52,12 +56,14 @@ ROWS_AT_SCALE_1 = 10_000_000
 K = 100
 SECRET = "elytra-bench-secret-" + "x" * 32
 GROUP_BY = ["q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q9", "q10", "filter_count"]
-QUESTIONS = [*GROUP_BY, "sort"]
+QUESTIONS = [*GROUP_BY, "sort", "join"]
+JOIN_ROWS_AT_SCALE_1 = 4_000_000
 PIPELINES = ["join_dim", "sort_limit"]
 SECTIONS = ["memory", "min_cap"]
 """Run after the table, on ours only (not harness workloads: no peers, no child per run)."""
-RAY_QUESTIONS = [] if QUICK else GROUP_BY
-RAY_DATA_QUESTIONS = [] if QUICK else GROUP_BY  # Ray Data starts its executor per query: slow
+RAY_QUESTIONS = [] if QUICK else [*GROUP_BY, "join"]
+# Ray Data starts its executor per query: slow; and it has no join of two datasets to time here
+RAY_DATA_QUESTIONS = [] if QUICK else GROUP_BY
 SMALL_ROWS = 1_000_000
 
 SQL = {
@@ -79,6 +85,7 @@ SQL = {
     "JOIN dim USING (id4) GROUP BY name",
     "sort_limit": "SELECT id6, v3 * v2 AS x FROM g1m WHERE v1 > 2 ORDER BY x DESC, id6 LIMIT 25",
     "sort": "SELECT * FROM g1 ORDER BY v3 DESC, id1",
+    "join": "SELECT x.k, x.a, x.c, y.b FROM x JOIN y ON x.k = y.k",
 }
 
 
@@ -137,14 +144,47 @@ def generate(scale: float, cache: Path) -> dict[str, Any]:
     load("g1", g1(rows, 0.17), cache / "loaded")
     load("g1m", g1(min(rows, SMALL_ROWS), 0.29), cache / "loaded-g1m")
     load("dim", dim, cache / "loaded-dim")
+    joined = cache / "loaded-join"
+    if not joined.exists():
+        _join_tables(cache, home, max(10_000, int(JOIN_ROWS_AT_SCALE_1 * scale)))
+        joined.write_text("ok")
     import elytra
 
     files: dict[str, list[str]] = {}
     with elytra.connect(home=home, backend="inline", progress=False) as s:
-        for name in ("g1", "g1m", "dim"):
+        for name in ("g1", "g1m", "dim", "x", "y"):
             (source,) = s.dataset(name).sources.values()
             files[name] = [path for _, path, _ in source.chunks]  # type: ignore[attr-defined]
     return {"rows": rows, "home": str(home), "files": files["g1"], "tables": files}
+
+
+def _join_tables(cache: Path, home: Path, rows: int) -> None:
+    """``x`` (k, a, c) and ``y`` (k, b) of ``rows`` rows each, keys drawn from ``rows``
+    values, uploaded into the lake home beside G1."""
+    import duckdb
+
+    from lake import LakeNode, lake_settings
+
+    os.environ["PLATFORM_SECRET"] = SECRET
+    duckdb.sql("SELECT setseed(0.29)")
+    src = {name: cache / f"{name}.parquet" for name in ("x", "y")}
+    duckdb.sql(
+        f"""COPY (SELECT (floor(random() * {rows}))::BIGINT AS k, round(random() * 100, 6) AS a,
+                'c' || (floor(random() * 1000))::INT::VARCHAR AS c
+             FROM range({rows})) TO '{src["x"]}' (FORMAT parquet)"""
+    )
+    duckdb.sql(
+        f"""COPY (SELECT (floor(random() * {rows}))::BIGINT AS k, round(random() * 100, 6) AS b
+             FROM range({rows})) TO '{src["y"]}' (FORMAT parquet)"""
+    )
+    node = LakeNode(lake_settings(None, home=home, chunk_bytes=32 << 20))
+    try:
+        for name, path in src.items():
+            node.ingest(path, name)
+    finally:
+        node.stop()
+    for path in src.values():
+        path.unlink()
 
 
 def _pipeline(s: Any, q: str) -> Any:
@@ -194,6 +234,8 @@ def _pipeline(s: Any, q: str) -> Any:
         return g1.group_by(*keys).agg("sum(v3) AS v3", "count(*) AS count")
     if q == "sort":
         return g1.sort("v3 DESC", "id1")
+    if q == "join":
+        return s.dataset("x").join(s.dataset("y"), on="k").select("k", "a", "c", "b")
     return g1.filter("v3 > 50").agg("count(*) AS n")
 
 
@@ -270,6 +312,9 @@ def polars_engine(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
         ),
         "filter_count": lambda: g1.filter(c("v3") > 50).select(pl.len().alias("n")),
         "sort": lambda: g1.sort(["v3", "id1"], descending=[True, False], nulls_last=True),
+        "join": lambda: pl.scan_parquet(params["tables"]["x"]).join(
+            pl.scan_parquet(params["tables"]["y"]), on="k", how="inner"
+        ),
     }
     query = queries[workload]
     query().collect()

@@ -37,4 +37,7 @@ def test_a_pipeline_runs_without_the_service_kit_importable(tmp_path: Path) -> N
     )
     assert out.returncode == 0, out.stderr
     # integer sums are decimal128(38, 0) (DuckDB's HUGEINT): Decimals in Python
-    assert out.stdout.strip() == "[{'k': 'a', 'sum_v': Decimal('3')}, {'k': 'b', 'sum_v': Decimal('2')}]"
+    assert (
+        out.stdout.strip()
+        == "[{'k': 'a', 'sum_v': Decimal('3')}, {'k': 'b', 'sum_v': Decimal('2')}]"
+    )

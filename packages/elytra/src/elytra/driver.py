@@ -50,7 +50,7 @@ from .settings import ElytraSettings
 from .shuffle import Shuffle
 from .sources import LakeSource, Part, Source, split_row_groups
 from .spilldirs import JobDir, sweep
-from .stages import StagePlan, cut, task_plan
+from .stages import StagePlan, cut, group_exchange, task_plan
 from .task import Task, TaskResult
 
 if TYPE_CHECKING:
@@ -74,7 +74,9 @@ class JobStats:
     bytes_out: int = 0
     spilled_bytes: int = 0
     results_spilled_bytes: int = 0
-    """Task results the driver wrote to disk to stay under its cap (see ``results.py``)."""
+    """Task results on disk to keep the driver under its cap: written by the driver, or the
+    files large results were written to by their tasks, which the merge reads as they are
+    (see ``results.py``)."""
     stage_seconds: dict[str, float] = field(default_factory=dict)
     merge_seconds: float = 0.0
     range_sort: dict[str, Any] = field(default_factory=dict)
@@ -138,21 +140,42 @@ class Driver:
             int(self.settings.broadcast_bytes),
         )
         finals = _final_aggregates(plan) if shuffle else {}
+        sides = plan.exchange_sides() if shuffle else {}
+        parts_n = self._exchange_parts()
+        min_bytes = int(self.settings.exchange_min_bytes)
         footers = _footers(p)
         tasks: list[Task] = []
         for i, stage in enumerate(plan.stages):
             small, small_bytes = stage.broadcast_files(), stage.broadcast_bytes()
             parts = self._parts(stage.source, footers)
-            exchange = ""
-            if stage.name in finals and len(parts) > 1:
+            shuffled: Shuffle | None = None
+            if i in sides:  # a large join's side: its tasks write their rows to partitions
+                ex, side = sides[i]
+                ls, rs = plan.stages[ex.left].schema, plan.stages[ex.right].schema
+                shuffled = Shuffle.make(
+                    spill_dir / f"{ex.name}-tasks",
+                    parts_n,
+                    ex.join.right_keys if side else ex.join.left_keys,
+                    join_key_types(ex.join, ls, rs),
+                    0,
+                    eager=True,
+                )
+            elif stage.name in finals and len(parts) > 1:
                 keys = finals[stage.name].group_by
-                exchange = Shuffle.make(
+                how = group_exchange(stage, parts, min_bytes, int(self.settings.worker_mem_cap))
+                if how == "rows":
+                    stage.as_rows()
+                eager = how is not None
+                shuffled = Shuffle.make(
                     spill_dir / f"agg-{stage.name}-tasks",
-                    self._exchange_parts(),
+                    parts_n,
                     keys,
                     [stage.schema.field(k).type for k in keys],
-                    int(self.settings.exchange_min_bytes) // len(parts),
-                ).to_json()
+                    min_bytes // len(parts),
+                    eager=eager,
+                )
+            stage.shuffle = shuffled
+            exchange = shuffled.to_json() if shuffled is not None else ""
             for j, part in enumerate(parts):
                 tasks.append(
                     Task(
@@ -445,13 +468,18 @@ class Driver:
         watched = {i: s.name for i, s in enumerate(plan.stages) if s.name in finals}
         grouped: dict[int, ExchangeWriter] = {}
 
-        def grow(index: int, name: str, done: dict[str, Any] | None) -> None:
+        def grow(index: int, name: str, done: dict[str, Any] | None, now: bool = False) -> None:
             """A group-by whose partial states pass the threshold, or one of whose tasks
             partitioned its states itself (``done``), moves to an exchange: its held states
-            now, its later results as they come."""
+            now, its later results as they come. ``now``: one whose tasks all partition
+            from the start (an eager shuffle)."""
             if watched.get(index) != name:
                 return
-            if done is None and results.size(name) < int(self.settings.exchange_min_bytes):
+            if (
+                not now
+                and done is None
+                and results.size(name) < int(self.settings.exchange_min_bytes)
+            ):
                 return
             del watched[index]
             schema, keys = plan.stages[index].schema, finals[name].group_by
@@ -469,6 +497,10 @@ class Driver:
             if done is not None:
                 w.given(0, done)
             routes[index] = (w, 0)
+
+        for i, stage in enumerate(plan.stages):
+            if stage.shuffle is not None and stage.shuffle.eager and i in watched:
+                grow(i, stage.name, None, now=True)
 
         try:
             index = len(plan.stages)
@@ -502,8 +534,11 @@ class Driver:
                 results.expect(target, schema)
                 routes[index] = target
                 merge = _replace_node(merge, final, lp.Input(target, Schema.from_arrow(schema)))
+                raw = plan.stages[stage_index].raw
                 second += [
-                    self._task(job.id, index, part, aggregate_task_plan(w, final, part), w, spill)
+                    self._task(
+                        job.id, index, part, aggregate_task_plan(w, final, part, raw), w, spill
+                    )
                     for part in range(parts)
                     if w.rows[0][part]
                 ]
@@ -512,7 +547,7 @@ class Driver:
                 second = [_to_file(t, spill, results) for t in second]
             if ranged:  # one task sorting each range partition
                 sorting, more = ranged.sort_tasks(
-                    job.id, index, spill, int(self.settings.worker_mem_cap), results.group_bytes
+                    job.id, index, spill, self.settings.worker_mem_cap, results.group_bytes
                 )
                 routes.update(more)
                 second += sorting
@@ -585,10 +620,10 @@ class Driver:
                 done = result.stats.get("exchange")  # the task partitioned its rows itself
                 file = result.stats.get("file")  # a large result, written by the task
                 if file is not None:
-                    for table in _read_groups(Path(file["path"])):
-                        if isinstance(route, str):
-                            results.add(route, table)
-                        else:
+                    if isinstance(route, str):  # the merge reads the task's file itself
+                        results.add_file(route, Path(file["path"]), int(file["bytes"]))
+                    else:
+                        for table in _read_groups(Path(file["path"])):
                             route[0].add(route[1], table)
                 if isinstance(route, str):
                     results.add(route, result.table)
@@ -597,7 +632,8 @@ class Driver:
                     elif done is not None:  # pragma: no cover - only shuffled stages shuffle
                         raise PipelineError(f"task {result.task_id} partitioned unasked")
                 else:
-                    route[0].add(route[1], result.table)
+                    if result.table.num_rows:  # rows a task could not partition itself
+                        route[0].add(route[1], result.table)
                     if done is not None:
                         route[0].given(route[1], done)
                 self._count(stats, result)

@@ -1,11 +1,14 @@
 """Hash-partitioned exchange: rows to ``parts`` files by key hash, one task per partition.
 
-The rows of a join's two sides come back from their tasks to the driver, which writes each
-row to partition ``hash(keys) % parts`` of its side (Parquet files in the job's directory, not
-memory). Keys are hashed as the join compares them (``platform_core.hash_columns`` over keys
-cast to the type both sides share, floats canonical: -0.0 as 0.0, one NaN), so equal keys of
-the two sides meet in the same partition; then one task per partition joins its two files.
-Every join type is exact this way: a row lands in exactly one partition, NULL keys included.
+The tasks of a join's two sides write their own rows into partitions of their side by the
+hash of their keys (``shuffle.py``: the kernel's statement writes the files, on this machine);
+only where the tasks cannot (a backend whose workers do not share the driver's disk) do the
+rows come back to the driver, which writes them to partitions itself. Both use one partition
+expression (:func:`elytra.partitions.hash_partition_sql`: DuckDB's ``hash`` of the keys cast
+to the type both sides compare them in; -0.0 and 0.0, every NaN, every NULL hash alike), so
+equal keys of the two sides meet in the same partition; then one task per partition joins its
+two sides' files. Every join type is exact this way: a row lands in exactly one partition,
+NULL keys included.
 
 Aggregates with many groups use the same exchange with one side: the partial states of the
 tasks go to partitions by group key, and one task per partition runs the final aggregate
@@ -18,14 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from emsqrt import plan as lp
-from emsqrt.planning import canonical_key, join_key_type, plan_to_json
-from platform_core import Schema, hash_columns
+from emsqrt.planning import join_key_type, plan_to_json
+from platform_core import Schema
+
+from .partitions import TableSplitter, Written, hash_partition_sql, partition_ids
 
 __all__ = [
     "ExchangeWriter",
@@ -33,22 +36,7 @@ __all__ = [
     "join_key_types",
     "join_parts",
     "join_task_plan",
-    "partition_ids",
 ]
-
-
-def partition_ids(
-    table: pa.Table, keys: tuple[str, ...], types: list[pa.DataType], parts: int
-) -> np.ndarray:
-    """The partition of each row of ``table`` (``keys`` compared as ``types``)."""
-    canon = pa.table(
-        {
-            f"k{i}": canonical_key(pc.cast(table.column(k), t))
-            for i, (k, t) in enumerate(zip(keys, types, strict=True))
-        }
-    )
-    hashes = hash_columns(canon, canon.column_names).to_numpy(zero_copy_only=False)
-    return np.asarray(hashes % np.uint64(parts), dtype=np.int64)
 
 
 def join_key_types(join: lp.Join, left: pa.Schema, right: pa.Schema) -> list[pa.DataType]:
@@ -61,8 +49,9 @@ def join_key_types(join: lp.Join, left: pa.Schema, right: pa.Schema) -> list[pa.
 
 @dataclass
 class ExchangeWriter:
-    """Writes the rows of one or more sides into ``parts`` Parquet files each, by the hash of
-    each side's ``keys`` (compared as ``types``) under ``directory``."""
+    """The partitions of one or more sides under ``directory``: the files the tasks wrote
+    (:meth:`given`) and those the driver writes of rows it holds (:meth:`add`), each side's
+    rows placed by the hash of its ``keys`` compared as ``types``."""
 
     keys: tuple[tuple[str, ...], ...]
     schemas: tuple[pa.Schema, ...]
@@ -71,77 +60,58 @@ class ExchangeWriter:
     parts: int
     rows: list[list[int]] = field(init=False)
     bytes: list[list[int]] = field(init=False)
-    _writers: dict[tuple[int, int], pq.ParquetWriter] = field(init=False, default_factory=dict)
-    _given: dict[tuple[int, int], list[str]] = field(init=False, default_factory=dict)
+    _own: dict[int, TableSplitter] = field(init=False, default_factory=dict)
+    _files: dict[tuple[int, int], list[str]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rows = [[0] * self.parts for _ in self.schemas]
         self.bytes = [[0] * self.parts for _ in self.schemas]
 
+    def part_sql(self, side: int) -> str:
+        """The partition expression of ``side`` (the one its tasks write by)."""
+        return hash_partition_sql(self.keys[side], self.types, self.parts)
+
     def path(self, side: int, part: int) -> Path:
         return self.directory / f"{side}-{part}.parquet"
 
     def files(self, side: int, part: int) -> list[str]:
-        """Every file of partition ``part`` of ``side``: the driver's own (if it wrote or
-        made one) and those tasks wrote themselves (:meth:`given`)."""
-        own = (
-            [str(self.path(side, part))]
-            if (side, part) in self._writers or (self.path(side, part).exists())
-            else []
-        )
-        return own + self._given.get((side, part), [])
+        """Every file of partition ``part`` of ``side``: the tasks' and the driver's."""
+        return list(self._files.get((side, part), []))
 
     def given(self, side: int, done: dict[str, object]) -> None:
         """Files a task partitioned itself (``stats["exchange"]`` of its answer)."""
-        rows, sizes = done["rows"], done["bytes"]
-        assert isinstance(rows, list)
-        assert isinstance(sizes, list)
+        self._take(side, Written.from_dict(done))
+
+    def _take(self, side: int, written: Written) -> None:
         for part in range(self.parts):
-            if rows[part]:
-                name = str(Path(str(done["dir"])) / f"0-{part}.parquet")
-                self._given.setdefault((side, part), []).append(name)
-                self.rows[side][part] += int(rows[part])
-                self.bytes[side][part] += int(sizes[part])
+            if written.rows[part]:
+                self._files.setdefault((side, part), []).extend(written.files[part])
+                self.rows[side][part] += int(written.rows[part])
+                self.bytes[side][part] += int(written.bytes[part])
 
     def add(self, side: int, table: pa.Table) -> None:
-        """Partition ``table`` (rows of ``side``) to that side's files."""
+        """Partition ``table`` (rows of ``side`` the driver holds) to that side's files."""
         if not table.num_rows:
             return
         schema = self.schemas[side]
         table = table.select(schema.names).cast(schema)
-        ids = partition_ids(table, self.keys[side], self.types, self.parts)
-        order = np.argsort(ids, kind="stable")
-        counts = np.bincount(ids, minlength=self.parts)
-        ordered = table.take(pa.array(order))
-        start = 0
-        for part, n in enumerate(counts.tolist()):
-            if n:
-                piece = ordered.slice(start, n)
-                self._writer(side, part).write_table(piece)
-                self.rows[side][part] += n
-                self.bytes[side][part] += piece.nbytes
-            start += n
-
-    def _writer(self, side: int, part: int) -> pq.ParquetWriter:
-        key = (side, part)
-        if key not in self._writers:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._writers[key] = pq.ParquetWriter(
-                self.path(side, part), self.schemas[side], compression="none"
-            )
-        return self._writers[key]
+        if side not in self._own:
+            self._own[side] = TableSplitter(self.directory, str(side), schema, self.parts)
+        self._own[side].add(table, partition_ids(table, self.part_sql(side)))
 
     def ensure(self, side: int, part: int) -> None:
         """An empty file with the side's columns where no row of it went to ``part``."""
-        if not self.rows[side][part] and (side, part) not in self._writers:
+        if not self.rows[side][part] and not self._files.get((side, part)):
             self.directory.mkdir(parents=True, exist_ok=True)
             pq.write_table(self.schemas[side].empty_table(), self.path(side, part))
+            self._files[(side, part)] = [str(self.path(side, part))]
 
     def close(self) -> None:
-        """Close the files (the job's directory, and they with it, goes when the job ends)."""
-        for writer in self._writers.values():
-            writer.close()
-        self._writers.clear()
+        """Close the driver's own files and count them in (the job's directory, and every
+        file with it, goes when the job ends)."""
+        own, self._own = self._own, {}
+        for side, splitter in own.items():
+            self._take(side, splitter.close())
 
 
 def join_parts(writer: ExchangeWriter, how: str) -> list[int]:
@@ -178,6 +148,12 @@ def join_task_plan(writer: ExchangeWriter, join: lp.Join, part: int) -> str:
     return plan_to_json(replace(join, left=left, right=right))
 
 
-def aggregate_task_plan(writer: ExchangeWriter, final: lp.Aggregate, part: int) -> str:
-    """The final aggregate of partition ``part``'s partial states, as emsqrt plan JSON."""
+def aggregate_task_plan(
+    writer: ExchangeWriter, final: lp.Aggregate, part: int, raw: bool = False
+) -> str:
+    """The final aggregate of partition ``part``'s partial states (``raw``: the whole
+    aggregate of its rows), as emsqrt plan JSON."""
+    if raw:
+        whole = replace(final, input=_scan(writer, 0, part), mode="full", state_of=None)
+        return plan_to_json(whole)
     return plan_to_json(replace(final, input=_scan(writer, 0, part)))

@@ -52,7 +52,7 @@ import pyarrow.parquet as pq
 from emsqrt import EngineConfig, run
 from emsqrt import plan as lp
 from emsqrt.planning import plan_from_json, plan_to_json
-from platform_core import Schema
+from platform_core import MemCap, Schema
 
 from .stages import Stage, StagePlan, source_bytes, task_plan
 from .taskfile import ResultSpool
@@ -637,7 +637,7 @@ class RangeSorts:
         return [replaced.get(t.id, t) for t in tasks], routes
 
     def sort_tasks(
-        self, job_id: str, first: int, spill: Path, mem_cap: int, group_bytes: int
+        self, job_id: str, first: int, spill: Path, mem_cap: MemCap, group_bytes: int
     ) -> tuple[list[Task], dict[int, tuple[RangeRoute, int]]]:
         """Round 3: one task per non-empty range partition, sorting every task's file of it
         (stage ``first + k`` for range ``k``)."""

@@ -31,6 +31,9 @@ __all__ = ["StageResults"]
 class _Held:
     schema: pa.Schema
     tables: list[pa.Table] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    """Files tasks wrote their results to: the merge reads them as they are."""
+    filed: int = 0
     nbytes: int = 0
     path: Path | None = None
     writer: pq.ParquetWriter | None = None
@@ -47,6 +50,7 @@ class StageResults:
         self.group_bytes = min(max(budget // 32, 1024), 8 << 20)
         self.held: dict[str, _Held] = {}
         self.spilled_bytes = 0
+        """Bytes of results on disk rather than in memory: spilled here, or tasks' files."""
         self._files = 0
 
     def expect(self, name: str, schema: pa.Schema) -> None:
@@ -68,16 +72,29 @@ class StageResults:
                 break
             self._spill(biggest)
 
-    def size(self, name: str) -> int:
-        """Bytes of ``name``'s results so far (held or written)."""
+    def add_file(self, name: str, path: Path, nbytes: int) -> None:
+        """A result a task wrote to a file (row groups the merge reads under its cap): kept
+        as the file, never read here and written again."""
         h = self.held[name]
-        return h.nbytes + h.written
+        h.files.append(path)
+        h.filed += nbytes
+        self.spilled_bytes += nbytes
+
+    def size(self, name: str) -> int:
+        """Bytes of ``name``'s results so far (held, written or in tasks' files)."""
+        h = self.held[name]
+        return h.nbytes + h.written + h.filed
 
     def take(self, name: str) -> Iterator[pa.Table]:
         """``name``'s results (from memory, then its file), forgotten here: they move on."""
         h = self.held.pop(name)
         yield from h.tables
         h.tables = []
+        for path in h.files:
+            f = pq.ParquetFile(path)
+            for i in range(f.num_row_groups):
+                yield f.read_row_group(i)
+            path.unlink(missing_ok=True)
         if h.writer is not None:
             h.writer.close()
             h.writer = None
@@ -116,12 +133,19 @@ class StageResults:
         tables: dict[str, pa.Table] = {}
         files: dict[str, lp.Node] = {}
         for name, h in self.held.items():
-            if h.path is not None:
-                files[name] = lp.Scan(str(h.path), "parquet", Schema.from_arrow(h.schema))
-            elif not h.tables:
-                tables[name] = h.schema.empty_table()
-            else:
+            schema = Schema.from_arrow(h.schema)
+            paths = [*h.files, *([h.path] if h.path is not None else [])]
+            scans: list[lp.Node] = [lp.Scan(str(p), "parquet", schema) for p in paths]
+            if h.tables:
                 tables[name] = pa.concat_tables(h.tables, promote_options="permissive")
+                if scans:  # the held tables beside the files, under another name
+                    alias = f"{name}__held"
+                    tables[alias] = tables.pop(name)
+                    scans.append(lp.Input(alias, schema))
+            if not scans:
+                tables.setdefault(name, h.schema.empty_table())
+            else:
+                files[name] = scans[0] if len(scans) == 1 else lp.Union(tuple(scans))
         return _swap(merge, files), tables
 
 

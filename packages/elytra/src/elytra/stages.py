@@ -30,8 +30,10 @@ backend (``emsqrt.physical.aggregate.state_schema``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -42,7 +44,10 @@ from platform_core import Schema
 from .sources import ArrowSource, Part, Source
 from .task import Task
 
-__all__ = ["Exchange", "Stage", "StagePlan", "cut"]
+if TYPE_CHECKING:
+    from .shuffle import Shuffle
+
+__all__ = ["Exchange", "Stage", "StagePlan", "cut", "group_exchange"]
 
 _LOCAL = (lp.Filter, lp.Project, lp.Map, lp.PyMap)
 
@@ -60,6 +65,19 @@ class Stage:
     tasks: list[Task] = field(default_factory=list)
     broadcast: tuple[Broadcast, ...] = ()
     """The broadcast joins in ``plan`` (their small sides read whole by every task)."""
+    shuffle: Shuffle | None = None
+    """How its tasks partition their rows themselves (set by the driver), if they do."""
+    raw: bool = False
+    """A group-by stage whose tasks partition their input rows (``plan`` is the chain below
+    the aggregate), not partial states: one task per partition runs the whole aggregate."""
+
+    def as_rows(self) -> None:
+        """Make this group-by stage send its rows, not partial states (see ``raw``)."""
+        assert isinstance(self.plan, lp.Aggregate)
+        self.plan = self.plan.input
+        self.schema = SchemaResolver().schema(self.plan)
+        self.kind = "rows partitioned for an aggregate"
+        self.raw = True
 
     def broadcast_files(self) -> tuple[str, ...]:
         """Every file the broadcast sides read (each task reads them all)."""
@@ -340,3 +358,90 @@ def task_plan(stage: Stage, part: Part | tuple[str, ...]) -> str:
         return lp.replace_children(node, tuple(swap(k) for k in kids)) if kids else node
 
     return plan_to_json(swap(stage.plan))
+
+
+SAMPLE_ROWS = 65536
+"""Rows of a group-by's first part that :func:`many_groups` counts the groups of."""
+
+
+def _row_width(schema: pa.Schema) -> int:
+    """About how many Arrow bytes a row of ``schema`` takes (16 per variable-width column)."""
+    width = 0
+    for f in schema:
+        try:
+            width += max(f.type.bit_width // 8, 1)
+        except ValueError:
+            width += 16
+    return width
+
+
+ROWS_FRACTION = 0.7
+"""A partial aggregate keeping at least this fraction of its rows as groups does not pay:
+its stage partitions the rows themselves (see :func:`group_exchange`)."""
+
+
+def group_exchange(stage: Stage, parts: list[Part], min_bytes: int, cap: int) -> str | None:
+    """How a group-by stage (its plan a partial ``Aggregate``) goes through the exchange from
+    the start: ``"states"`` when its partial states will pass ``min_bytes`` together (its
+    tasks partition them instead of sending them to the driver first), ``"rows"`` when
+    moreover the partial aggregate would keep about as many groups as rows (q10 of
+    db-benchmark): the tasks partition their rows and skip it, and the task of each partition
+    runs the whole aggregate once. ``None``: the states go to the driver (and to the
+    exchange only if they pass ``min_bytes`` there).
+
+    Counted, not guessed: the groups ``g`` of the first ``SAMPLE_ROWS`` rows of the first part
+    and ``h`` of the first half of them. Under uniform keys, ``g / h = 1 + exp(-m / 2D)`` for
+    ``m`` rows over ``D`` distinct keys, which gives ``D``; a part of ``R`` rows then keeps
+    ``D (1 - exp(-R / D))`` groups (about ``R`` when ``g / h`` is near 2, ``g`` when near 1).
+    A stage whose rows could not reach ``min_bytes`` even with one group per row is not
+    sampled; nor one the kernel cannot run (its partial states still move to the exchange
+    once they pass ``min_bytes`` in the driver)."""
+    from emsqrt.planning import kernel_fragment, plan_from_json, run_statement
+    from platform_core.expr.render import quote_identifier
+
+    node = stage.plan
+    total = stage.source.rows()
+    if not isinstance(node, lp.Aggregate) or not node.group_by or not parts or not total:
+        return None
+    width = _row_width(stage.schema)
+    if total * width < min_bytes:
+        return None
+    sample = replace(stage, plan=lp.Limit(node.input, SAMPLE_ROWS, 0), broadcast=stage.broadcast)
+    plan = plan_from_json(task_plan(sample, parts[0].files), trusted=True)
+    fragment = kernel_fragment(plan, cap)
+    if fragment is None:
+        return None
+    keys = ", ".join(quote_identifier(k) for k in node.group_by)
+    half = SAMPLE_ROWS // 2
+
+    def wrap(sql: str) -> str:
+        return (
+            f"SELECT count(DISTINCT row({keys})) FILTER (WHERE __elytra_n <= {half}), "
+            f"count(DISTINCT row({keys})), count(*) FROM "
+            f"(SELECT *, row_number() OVER () AS __elytra_n FROM ({sql}))"
+        )
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="elytra-sample-") as spill:
+        got = run_statement(fragment, cap, spill, wrap)
+    if not got:
+        return None
+    h, g, m = (int(x or 0) for x in got[0])
+    if not g:
+        return None
+    per_part = total / len(parts)
+    if m < SAMPLE_ROWS:  # the sample was the whole first part: its groups are known
+        groups = float(g)
+    else:
+        ratio = g / max(h, 1)
+        if ratio >= 1.98:
+            groups = per_part
+        elif ratio <= 1.02:
+            groups = g
+        else:
+            distinct = (m / 2) / -math.log(ratio - 1)
+            groups = distinct * (1 - math.exp(-per_part / distinct))
+    if groups * len(parts) * width < min_bytes:
+        return None
+    return "rows" if groups >= ROWS_FRACTION * per_part else "states"

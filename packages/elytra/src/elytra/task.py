@@ -98,8 +98,28 @@ def execute(task: Task) -> TaskResult:
     started = time.perf_counter()
     plan = plan_from_json(task.plan, trusted=True)  # tasks come from this job's driver only
     config = EngineConfig(mem_cap_bytes=task.mem_cap, spill_dir=task.spill_dir)
+    shuffle = None
+    if task.exchange:
+        from .shuffle import Shuffle
+
+        shuffle = Shuffle.from_json(task.exchange)
+        if shuffle.eager:  # the kernel's statement writes the partitions itself
+            written = shuffle.write_plan(task, plan, task.mem_cap, task.spill_dir)
+            if written is not None:
+                stats = {
+                    "rows_out": sum(written["rows"]),
+                    "bytes_out": sum(written["bytes"]),
+                    "bytes_in": task.bytes_in,
+                    "spilled_bytes": 0,
+                    "exchange": written,
+                }
+                schema = SchemaResolver().schema(plan)
+                return TaskResult(
+                    task.id, schema.empty_table(), time.perf_counter() - started, stats
+                )
+            config = replace(config, kernel="off")  # DuckDB could not: the operators do
     spool: ResultSpool | None = None
-    if task.result_file and not task.exchange:  # a large result streams to the file
+    if task.result_file and shuffle is None:  # a large result streams to the file
         path = f"{task.result_file}.a{task.attempt}"
         spool = ResultSpool(path, task.result_file_bytes, task.result_group_bytes)
         try:
@@ -113,11 +133,7 @@ def execute(task: Task) -> TaskResult:
         result = run(plan, config)
     assert result.table is not None  # a task plan never ends in a sink
     m = result.manifest
-    shuffled: dict[str, Any] | None = None
-    if task.exchange:
-        from .shuffle import Shuffle
-
-        shuffled = Shuffle.from_json(task.exchange).maybe_write(task, result.table)
+    shuffled = shuffle.maybe_write(task, result.table) if shuffle is not None else None
     stats = {
         "rows_out": result.table.num_rows if spool is None else spool.rows,
         "bytes_out": result.table.nbytes if spool is None else spool.nbytes,

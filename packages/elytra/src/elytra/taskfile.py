@@ -46,7 +46,13 @@ class ResultSpool:
         if self.held_bytes > self.threshold:
             Path(self.target).parent.mkdir(parents=True, exist_ok=True)
             self.path = self.target
-            self._writer = pq.ParquetWriter(self.target, batch.schema, compression="none")
+            self._writer = pq.ParquetWriter(
+                self.target,
+                batch.schema,
+                compression="none",
+                use_dictionary=False,  # read once, whole, by the merge: encoding costs only
+                write_statistics=False,
+            )
             held, self.batches, self.held_bytes = self.batches, [], 0
             for b in held:
                 self._write(b)

@@ -1,15 +1,32 @@
 """The planning API that other engines build on (elytra cuts plans into tasks with it).
 
 One public place for what a distributed planner needs from emsqrt besides ``run``: output
-schemas (``SchemaResolver``), the one step vocabulary (``PlanBuilder``), plans as JSON, the optimizer, aggregate names and the DISTINCT
-rewrite, the key type and canonical float keys of a join, and expression helpers. The modules
+schemas (``SchemaResolver``), the one step vocabulary (``PlanBuilder``), plans as JSON, the
+optimizer, aggregate names and the DISTINCT rewrite, the key type and canonical float keys of a
+join, and expression helpers. The kernel's statement (``kernel_fragment``, ``Fragment``) and
+runners (``run_fragment``, ``run_statement``, ``StreamBroken``) are here for callers that wrap
+the statement themselves. The modules
 behind it are emsqrt's own and may move; these names stay.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
+import pyarrow as pa
+
+from . import plan as lp
 from .builder import PlanBuilder, split_alias
 from .distinct import rewrite_distinct
+from .kernel import (
+    KERNEL_FLOOR_BYTES,
+    Fragment,
+    StreamBroken,
+    Unsupported,
+    compile_plan,
+    run_fragment,
+    run_statement,
+)
 from .optimizer import optimize
 from .optimizer._exprs import columns_of, map_children, rename_columns
 from .optimizer.projection_pushdown import apply as _prune_columns
@@ -20,14 +37,17 @@ from .plan_json import plan_from_json, plan_to_json
 from .resolve import SchemaResolver, bind_scan_schemas, decoded
 
 __all__ = [
+    "Fragment",
     "PlanBuilder",
     "SchemaResolver",
+    "StreamBroken",
     "agg_name",
     "bind_scan_schemas",
     "canonical_key",
     "columns_of",
     "decoded",
     "join_key_type",
+    "kernel_fragment",
     "map_children",
     "optimize",
     "plan_from_json",
@@ -35,6 +55,8 @@ __all__ = [
     "prune_columns",
     "rename_columns",
     "rewrite_distinct",
+    "run_fragment",
+    "run_statement",
     "split_alias",
 ]
 
@@ -45,3 +67,22 @@ def prune_columns(plan: Node, resolver: SchemaResolver | None = None) -> Node:
     one rule of the optimizer a distributed planner applies to a whole plan before cutting
     it (each task's plan is optimized again when it runs)."""
     return _prune_columns(plan, resolver or SchemaResolver())
+
+
+def kernel_fragment(
+    plan: lp.Node,
+    cap: int,
+    inputs: Mapping[str, Sequence[pa.RecordBatch]] | None = None,
+) -> Fragment | None:
+    """``plan`` as the one DuckDB statement ``run`` would execute under ``cap`` (scan schemas
+    bound, optimized, compiled), or ``None`` where ``run`` would use the operators instead (a
+    cap below the kernel's floor, something the kernel does not run). For callers that wrap
+    the statement themselves (elytra's tasks write their rows straight into partition files
+    with :func:`emsqrt.kernel.run_statement`)."""
+    if cap < KERNEL_FLOOR_BYTES:
+        return None
+    bound = bind_scan_schemas(plan)
+    try:
+        return compile_plan(optimize(bound, SchemaResolver()), inputs)
+    except Unsupported:
+        return None

@@ -8,7 +8,7 @@ anything DuckDB cannot finish: the answer and the cap are emsqrt's either way.
 """
 
 from .compile import Fragment, Unsupported, compile_plan
-from .run import KERNEL_FLOOR_BYTES, KernelRun, StreamBroken, run_fragment
+from .run import KERNEL_FLOOR_BYTES, KernelRun, StreamBroken, run_fragment, run_statement
 
 __all__ = [
     "KERNEL_FLOOR_BYTES",
@@ -18,4 +18,5 @@ __all__ = [
     "Unsupported",
     "compile_plan",
     "run_fragment",
+    "run_statement",
 ]

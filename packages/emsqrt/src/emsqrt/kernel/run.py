@@ -33,7 +33,7 @@ from platform_core.expr.render import quote_string
 from ..errors import CapTooSmallError
 from .compile import Fragment
 
-__all__ = ["KERNEL_FLOOR_BYTES", "KernelRun", "StreamBroken", "run_fragment"]
+__all__ = ["KERNEL_FLOOR_BYTES", "KernelRun", "StreamBroken", "run_fragment", "run_statement"]
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +223,42 @@ def run_fragment(
         log.info("kernel: result does not conform (%s); running emsqrt's operators", exc)
         return None
     return KernelRun(table, time.perf_counter() - started, limit, spilled)
+
+
+def run_statement(
+    fragment: Fragment,
+    cap: int,
+    spill_dir: str | Path,
+    wrap: Callable[[str], str],
+    threads: int = 1,
+) -> list[tuple[Any, ...]] | None:
+    """Run ``wrap(fragment.sql)`` (a statement built around the fragment's query, such as a
+    ``COPY`` that writes its rows into files) on this thread's connection under ``cap`` and
+    return what DuckDB answers (for a ``COPY ... RETURN_STATS``: the files it wrote).
+
+    ``None`` when DuckDB could not finish (out of memory under this cap, an error a value
+    raises, rows too wide for its vectors): the caller runs emsqrt's operators instead and
+    removes whatever the statement began to write. No row passes through Python."""
+    if too_wide(fragment, memory_limit(cap)):
+        return None
+    import duckdb
+
+    opened = _open(memory_limit(cap), threads, spill_dir)
+    if opened is None:
+        return None
+    con, temp = opened
+    try:
+        for name, table in fragment.tables.items():
+            con.register(name, table)
+        return list(con.execute(wrap(fragment.sql)).fetchall())
+    except duckdb.Error as exc:
+        log.info("kernel: %s: %s; running emsqrt's operators", type(exc).__name__, exc)
+        return None
+    finally:
+        for name in fragment.tables:
+            with contextlib.suppress(duckdb.Error):
+                con.unregister(name)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _stream_fragment(
