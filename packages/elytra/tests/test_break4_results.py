@@ -71,7 +71,7 @@ def test_uniform_wide_rows_ten_times_the_driver_cap_match_duckdb(tmp_path: Path)
         ordered = p.sort("s").select("id").collect()
         # a union's rows come to the driver as they are (an aggregate above it runs per
         # branch on the workers, below)
-        rows = p.union(p).select("id", "k").collect()
+        rows = p.union(p).select("id", "k", "s").collect()  # the wide column travels
         assert s.driver.last is not None
         assert s.driver.last.results_spilled_bytes > 4 * (4 << 20)
         grouped = p.union(p).group_by("k").agg("count(*) AS n", "max(s) AS ms").sort("k").collect()
@@ -159,8 +159,8 @@ def test_spill_files_are_not_reused_after_a_group_by_moves_to_the_exchange(
 def test_a_union_with_one_side_spilled_and_one_held(tmp_path: Path, backend: str) -> None:
     d = tmp_path / "data"
     d.mkdir()
-    n = 20_000
-    for i in range(2):
+    n = 5_000
+    for i in range(8):
         pq.write_table(
             pa.table(
                 {
@@ -172,7 +172,9 @@ def test_a_union_with_one_side_spilled_and_one_held(tmp_path: Path, backend: str
             d / f"p{i}.parquet",
         )
     glob = f"{d}/*.parquet"
-    # each side's results are ~1.2 MB: past half of a 3 MB cap together, not alone
+    # each side's results are ~1.2 MB: past half of a 3 MB cap together, not alone; each
+    # task's (~150 KB) below an eighth of it, so the tasks send their rows (a larger result
+    # would be a file its task wrote, which the merge reads as it is)
     # (the union's rows come to the driver as they are; a group-by above it would run per
     # branch on the workers, and only its states would come)
     with elytra.connect(

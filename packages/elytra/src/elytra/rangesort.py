@@ -190,7 +190,7 @@ def partition_of(table: pa.Table, splitters: pa.Table, keys: tuple[Key, ...]) ->
 
 def _order(table: pa.Table, keys: tuple[Key, ...]) -> np.ndarray:
     """The permutation sorting ``table`` by ``keys`` then ORDINAL, as emsqrt's sort orders."""
-    from emsqrt.physical.sortkeys import SortSpec
+    from emsqrt.planning import SortSpec
 
     sk = [lp.SortKey(c, d, nf) for c, d, nf in keys] + [lp.SortKey(ORDINAL)]
     spec = SortSpec(sk, table.schema)

@@ -3,7 +3,7 @@
 One public place for what a distributed planner needs from emsqrt besides ``run``: output
 schemas (``SchemaResolver``), the one step vocabulary (``PlanBuilder``), plans as JSON, the
 optimizer, aggregate names and the DISTINCT rewrite, the key type and canonical float keys of a
-join, and expression helpers. The kernel's statement (``kernel_fragment``, ``Fragment``) and
+join, emsqrt's sort order on Arrow (``SortSpec``), and expression helpers. The kernel's statement (``kernel_fragment``, ``Fragment``) and
 runners (``run_fragment``, ``run_statement``, ``StreamBroken``) are here for callers that wrap
 the statement themselves. The modules
 behind it are emsqrt's own and may move; these names stay.
@@ -32,6 +32,7 @@ from .optimizer._exprs import columns_of, map_children, rename_columns
 from .optimizer.projection_pushdown import apply as _prune_columns
 from .physical.floatkeys import canonical_key
 from .physical.join import join_key_type
+from .physical.sortkeys import SortSpec
 from .plan import Node, agg_name
 from .plan_json import plan_from_json, plan_to_json
 from .resolve import SchemaResolver, bind_scan_schemas, decoded
@@ -40,6 +41,7 @@ __all__ = [
     "Fragment",
     "PlanBuilder",
     "SchemaResolver",
+    "SortSpec",
     "StreamBroken",
     "agg_name",
     "bind_scan_schemas",

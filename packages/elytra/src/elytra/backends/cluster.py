@@ -175,11 +175,12 @@ class ClusterBackend:
         max_attempts: int = 3,
         lease_seconds: float = 600.0,
         max_result_bytes: int = 2 << 30,
-        verify: ssl.SSLContext | bool = True,
+        verify: ssl.SSLContext | None = None,
     ) -> None:
         self.local = local
         self.verify = verify
-        """How the peers' HTTPS certificates are checked (``platform_core.tls.client_context``)."""
+        """How the peers' HTTPS certificates are checked (``platform_core.tls.client_context``;
+        None: the platform's settings, as every client the kit makes)."""
         self._cluster = cluster
         self.local_slots = local_slots
         self.peer_slots = peer_slots
