@@ -134,7 +134,7 @@ def run(
     from .spec import build
 
     with expected_errors(), connect(backend=backend) as s:
-        p = build(doc, s, files=True)
+        p = build(doc, s, files=file.parent)  # local paths beside the file
         if output is not None:
             done = p.write(output)
             typer.echo(f"wrote {done['rows']} rows to {done['path']}")

@@ -15,6 +15,9 @@ nested pipeline, with ``on`` or ``left_on``/``right_on``, and ``how``), ``union`
 
 from __future__ import annotations
 
+import glob
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -75,9 +78,18 @@ class PipelineSpec(BaseModel):
 
 
 def build(
-    spec: PipelineSpec | dict[str, Any], session: Session, *, files: bool = False, depth: int = 0
+    spec: PipelineSpec | dict[str, Any],
+    session: Session,
+    *,
+    files: bool | Path = False,
+    depth: int = 0,
 ) -> Pipeline:
-    """The pipeline ``spec`` describes; ``files`` allows local file sources (the CLI)."""
+    """The pipeline ``spec`` describes; ``files`` allows local file sources (the CLI).
+
+    ``files`` a directory (the pipeline file's): a relative local path is read from there
+    when something matches there, else from the current directory, so
+    ``elytra run examples/pipeline.yaml`` finds the ``sales.csv`` beside it.
+    """
     if depth == 0:
         _check_size(spec)
     if depth > MAX_DEPTH:
@@ -99,12 +111,12 @@ def build(
             "upload the file as a dataset first"
         )
     elif src.csv is not None:
-        p = session.read_csv(src.csv)
+        p = session.read_csv(_local(src.csv, files))
     elif src.parquet is not None:
-        p = session.read_parquet(src.parquet)
+        p = session.read_parquet(_local(src.parquet, files))
     else:
         assert src.json_lines is not None
-        p = session.read_json(src.json_lines)
+        p = session.read_json(_local(src.json_lines, files))
     for i, step in enumerate(spec.steps):
         p = _step(p, step, i, session, files, depth)
     return p
@@ -158,8 +170,18 @@ def _strings(value: Any, where: str) -> list[str]:
     return value
 
 
+def _local(path: str, files: bool | Path) -> str:
+    """A local source's path: relative to the pipeline file's directory (``files``) when
+    something matches there, else as written (the current directory, as before)."""
+    if isinstance(files, Path) and not os.path.isabs(path):
+        beside = str(files / path)
+        if glob.glob(glob.escape(beside) if not glob.has_magic(path) else beside):
+            return beside
+    return path
+
+
 def _step(
-    p: Pipeline, step: dict[str, Any], i: int, session: Session, files: bool, depth: int
+    p: Pipeline, step: dict[str, Any], i: int, session: Session, files: bool | Path, depth: int
 ) -> Pipeline:
     ops = [k for k in step if k in _STEP_KEYS and not (k == "agg" and "group_by" in step)]
     if len(ops) != 1:

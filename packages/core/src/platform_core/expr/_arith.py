@@ -5,10 +5,11 @@
   keeps the dividend's sign and integer ``% 0`` raises; float ``%`` is C's ``fmod``.
 * ``/`` always divides as floats (f32 only when an operand is f32 and none is f64):
   ``7 / 2 = 3.5``, ``1 / 0 = inf``, ``0 / 0 = nan``.
-* ``+ - *`` of a decimal(38, 0) (an integer SUM: DuckDB's HUGEINT as Arrow has it) with an
+* ``+ - * %`` of a decimal(38, 0) (an integer SUM: DuckDB's HUGEINT as Arrow has it) with an
   integer or another decimal(38, 0) are exact decimal(38, 0), as in DuckDB, and raise past 38
-  digits ("Overflow in addition of DECIMAL(38)"). Other arithmetic on decimals is refused
-  (CAST to f64): DuckDB's decimal result types differ from Arrow's.
+  digits ("Overflow in addition of DECIMAL(38)"). A decimal with a float computes in that
+  float, and ``pow`` takes decimals as f64, as in DuckDB. Other arithmetic on decimals is
+  refused (CAST to f64): DuckDB's decimal result types differ from Arrow's.
 """
 
 from __future__ import annotations
@@ -92,8 +93,13 @@ def arith_rule(op: str) -> TypeRule:
         pair = _numeric_pair(op, types)
         if pair is None:
             return Signature((I64, I64), I64)
-        if op != "%" and _wide_integers(pair):
+        if _wide_integers(pair):
             return Signature((_WIDE, _WIDE), _WIDE)
+        if (is_decimal(pair[0]) or is_decimal(pair[1])) and (
+            is_float(pair[0]) or is_float(pair[1])
+        ):  # DuckDB: a decimal (a HUGEINT) with a float computes in that float
+            result = F64 if F64 in pair else F32
+            return Signature((result, result), result)
         require(
             not (is_decimal(pair[0]) or is_decimal(pair[1])),
             f"arithmetic {op} on decimals ({show(types[0])}, {show(types[1])}) is not "
@@ -154,6 +160,30 @@ def _wide_arith(op: str, a: Value, b: Value) -> Value:
         raise pa.ArrowInvalid(overflow) from None
 
 
+def _wide_remainder(a: Value, b: Value) -> Value:
+    """``a % b`` of two decimal128(38, 0) values, exact, as DuckDB's HUGEINT ``%``: the sign
+    of the dividend, a zero divisor an error. ``a - trunc(a / b) * b`` in decimal256, each
+    operand at the digits it holds (Arrow's decimal division truncates toward zero)."""
+    eager_only(a, "decimal(38, 0) %")
+    eager_only(b, "decimal(38, 0) %")
+    zero = pc.equal(b, pa.scalar(0, b.type))
+    if zero.as_py() if isinstance(zero, pa.Scalar) else pc.any(zero).as_py():
+        raise pa.ArrowInvalid("divide by zero")  # DuckDB: "Division by zero"
+    da, db = _digits(a), _digits(b)
+    wa, wb = cast(a, pa.decimal256(da, 0)), cast(b, pa.decimal256(db, 0))
+    quotient = pc.divide(wa, wb)  # scale max(4, db + 1): exact digits, then truncated
+    whole = cast(
+        quotient, pa.decimal256(quotient.type.precision - quotient.type.scale, 0), safe=False
+    )
+    dq = _digits(whole)
+    if dq + db + 1 > 76:  # the product's type would pass decimal256's 76 digits
+        raise pa.ArrowInvalid(
+            "% of decimal(38, 0) values this large does not fit decimal256; CAST them to f64"
+        )
+    product = pc.multiply_checked(cast(whole, pa.decimal256(max(dq, 1), 0)), wb)
+    return cast(pc.subtract_checked(wa, product), pa.decimal128(38, 0))
+
+
 def _digits(value: Value) -> int:
     """Decimal digits of the largest absolute value (1 for none)."""
     biggest = value.as_py() if isinstance(value, pa.Scalar) else pc.max(pc.abs(value)).as_py()
@@ -167,6 +197,8 @@ _FLOAT: Final = {"+": pc.add, "-": pc.subtract, "*": pc.multiply}
 def arith_impl(op: str) -> Implementation:
     def implement(values: Sequence[Value], types: Sequence[MaybeType], sig: Signature) -> Value:
         a, b = lift(*cast_args(values, types, sig))
+        if sig.result == _WIDE:
+            return _wide_remainder(a, b) if op == "%" else _wide_arith(op, a, b)
         if op == "%":
             return xc.remainder_checked(a, b) if is_int(sig.result) else xc.remainder(a, b)
         if sig.result == _WIDE:
@@ -291,7 +323,6 @@ def pow_rule(types: Sequence[MaybeType], nodes: Sequence[Expr]) -> Signature:
     """``pow(x, y)`` / ``power(x, y)``: DuckDB's one overload, DOUBLE ** DOUBLE."""
     for t in types:
         require(t is None or is_numeric(t), f"it takes numbers, got {show(t)}")
-        require(not is_decimal(t), f"pow of a decimal ({t}) is not supported; CAST to f64")
     return Signature((F64, F64), F64)
 
 

@@ -189,6 +189,11 @@ def common_type(types: Iterable[MaybeType]) -> MaybeType:
             result = _normalise(t)
             continue
         if (is_decimal(result) or is_decimal(t)) and not (is_float(result) or is_float(t)):
+            if _WIDE in (result, t) and all(x == _WIDE or is_int(x) for x in (result, t)):
+                # an integer SUM (DuckDB's HUGEINT) with integers: every integer fits 38
+                # digits, so DuckDB's common type is DECIMAL(38, 0) (coalesce(sum(x), 0))
+                result = _WIDE
+                continue
             if result != t:
                 raise TypeProblem(f"cannot mix {result} with {t} (CAST one of them)")
             continue
@@ -199,6 +204,10 @@ def common_type(types: Iterable[MaybeType]) -> MaybeType:
         elif result.kind != t.kind or result.kind not in ("bool8", "bytes", "json"):
             raise TypeProblem(f"cannot mix {result} with {t}")
     return result
+
+
+_WIDE: Final = decimal(_MAX_DECIMAL, 0)
+"""decimal(38, 0): an integer SUM, DuckDB's HUGEINT as Arrow has it."""
 
 
 def _normalise(t: MaybeType) -> MaybeType:
