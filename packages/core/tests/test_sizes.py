@@ -137,7 +137,7 @@ def test_a_memcap_prints_its_bytes_in_messages(n: int) -> None:
     from platform_core import MemCap
 
     cap = MemCap(n)
-    assert f"{cap}" == str(cap) == "%d" % cap == "{}".format(cap) == str(n)
+    assert f"{cap}" == str(cap) == "%d" % cap == "{}".format(cap) == str(n)  # noqa: UP031, UP032
     assert f"{cap:,}" == f"{n:,}"
     assert repr(cap).startswith("MemCap(")
 

@@ -178,7 +178,7 @@ def test_a_sort_of_wide_rows_works_at_every_cap_above_one_that_works(
         f"SELECT k, u FROM read_parquet([{files}], filename = true, file_row_number = true) "
         "ORDER BY k DESC, filename, file_row_number"
     ).fetchall()
-    assert list(zip(got.column("k").to_pylist(), got.column("u").to_pylist())) == want
+    assert list(zip(got.column("k").to_pylist(), got.column("u").to_pylist(), strict=True)) == want
     assert got.column("s").to_pylist()[0] == "".join(  # whole rows, not just keys
         chr(65 + (want[0][1] % 26)) for _ in range(20000 + (want[0][1] % 5) * 1000)
     )

@@ -130,6 +130,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CREDENTIAL_PARAMS",
+    "MAX_MEM_CAP",
     "PLUGIN_GROUP",
     "SIZE_FORMS",
     "SIZE_UNITS",
@@ -145,7 +146,6 @@ __all__ = [
     "ForbiddenError",
     "JsonFormatter",
     "LiveSink",
-    "MAX_MEM_CAP",
     "MemCap",
     "MissingExtraError",
     "NotFoundError",
