@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from platform_core import BadInputError, parse_bytes
@@ -53,6 +53,7 @@ def test_ambiguous_or_unknown_is_refused(text: str) -> None:
         parse_bytes(text)
 
 
+@settings(deadline=None)  # the first example imports pydantic's validators (480 ms, loaded)
 @given(st.integers(0, 10**6), st.sampled_from(["KB", "MB", "GB", "KiB", "MiB", "GiB"]))
 def test_decimal_and_binary_agree_with_pydantic(n: int, unit: str) -> None:
     from pydantic import ByteSize, TypeAdapter
@@ -127,3 +128,34 @@ def test_a_memcap_is_its_bytes_and_says_them_for_people(n: int) -> None:
     number, unit = text.split()
     scale = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[unit]
     assert abs(float(number) * scale - n) <= 0.05 * scale  # one decimal at most off
+
+
+@given(st.integers(min_value=1, max_value=(1 << 62) - 1))
+def test_a_memcap_prints_its_bytes_in_messages(n: int) -> None:
+    """Found from outside (issue 33): error messages wrote ``f"{cap}-byte cap"`` and said
+    "the MemCap(7.1 MiB)-byte share", since ``int.__str__`` calls an int subclass's repr."""
+    from platform_core import MemCap
+
+    cap = MemCap(n)
+    assert f"{cap}" == str(cap) == "%d" % cap == "{}".format(cap) == str(n)  # noqa: UP031, UP032
+    assert f"{cap:,}" == f"{n:,}"
+    assert repr(cap).startswith("MemCap(")
+
+
+def test_a_memcap_past_what_an_engine_reads_is_refused_naming_the_largest() -> None:
+    """1e23 bytes was taken as a cap; DuckDB then refused its memory_limit in every task,
+    which fell back to emsqrt's operators with a warning per task."""
+    from pydantic import BaseModel, ValidationError
+
+    from platform_core import MAX_MEM_CAP, BadInputError, MemCap
+
+    assert MemCap(MAX_MEM_CAP) == MAX_MEM_CAP
+    for bad in (MAX_MEM_CAP + 1, 99999999999999999999999, "9999999TiB"):
+        with pytest.raises(BadInputError, match=r"largest is 2\*\*62 - 1 bytes"):
+            MemCap(bad)
+
+    class S(BaseModel):
+        cap: MemCap
+
+    with pytest.raises(ValidationError, match=r"largest is 2\*\*62 - 1 bytes"):
+        S(cap="99999999999999999999999")  # type: ignore[arg-type]

@@ -136,3 +136,49 @@ def test_cap_too_small_suggests_a_cap_that_works(spill_dir: Path, tmp_path: Path
     got = query().collect(suggested, spill_dir=spill_dir)  # the cap named works
     want = duck("SELECT * FROM t ORDER BY k DESC NULLS LAST, id LIMIT 5000 OFFSET 20000", t=t)
     assert_same_rows(got.select(["id"]), want.select(["id"]), ordered=True)
+
+
+@pytest.fixture(scope="module")
+def wide_rows(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two files of 1,000 rows of 20-24 KB each, in row groups of 500 (about 11 MB each)."""
+    import duckdb
+
+    d = tmp_path_factory.mktemp("wide")
+    for p in range(2):
+        duckdb.sql(
+            f"""COPY (SELECT (i * 7919 % 1000)::INT AS k,
+                       repeat(chr(65 + (i % 26)::INT), 20000 + (i % 5) * 1000) AS s, i AS u
+                FROM range({p * 1000}, {(p + 1) * 1000}) t(i))
+                TO '{d}/w{p}.parquet' (FORMAT parquet, ROW_GROUP_SIZE 500)"""
+        )
+    return sorted(d.glob("*.parquet"))
+
+
+@pytest.mark.parametrize("mib", [8, 9, 10, 11, 12, 13])
+def test_a_sort_of_wide_rows_works_at_every_cap_above_one_that_works(
+    wide_rows: list[Path], mib: int
+) -> None:
+    """Found from outside (issue 33): a sort of 20 KB rows passed at 8, 11 and 13 MiB and
+    failed at 9, 10 and 12 ("cannot hold a sorted run while writing it"), naming a cap that
+    failed again: the head-room the accumulation kept was held by the scan's batch in flight
+    when a run had to be written. The run is now written in smaller segments."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from emsqrt import EngineConfig, run
+    from emsqrt import plan as lp
+    from platform_core import Schema
+
+    schema = Schema.from_arrow(pq.read_schema(wide_rows[0]))
+    scans = tuple(lp.Scan(str(f), "parquet", schema) for f in wide_rows)
+    node = lp.Sort(lp.Union(scans), (lp.SortKey("k", descending=True),))
+    got = run(node, config=EngineConfig(kernel="off", mem_cap_bytes=mib << 20)).table
+    files = ", ".join(f"'{f}'" for f in wide_rows)
+    want = duckdb.sql(
+        f"SELECT k, u FROM read_parquet([{files}], filename = true, file_row_number = true) "
+        "ORDER BY k DESC, filename, file_row_number"
+    ).fetchall()
+    assert list(zip(got.column("k").to_pylist(), got.column("u").to_pylist(), strict=True)) == want
+    assert got.column("s").to_pylist()[0] == "".join(  # whole rows, not just keys
+        chr(65 + (want[0][1] % 26)) for _ in range(20000 + (want[0][1] % 5) * 1000)
+    )

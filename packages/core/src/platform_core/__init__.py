@@ -54,7 +54,7 @@ if TYPE_CHECKING:  # the same names as _EXPORTS and _SUBMODULES, for type checke
     from .schema import Field, Schema
     from .service import StartError, bind, configure_service_logging
     from .settings import PackageSettings, PlatformSettings, load_settings, package_settings
-    from .sizes import SIZE_FORMS, SIZE_UNITS, MemCap, format_size, parse_bytes
+    from .sizes import MAX_MEM_CAP, SIZE_FORMS, SIZE_UNITS, MemCap, format_size, parse_bytes
     from .tls import ServerTLS, client_context, connection_hint, flight_root_certs, server_tls
     from .types import FieldType, from_arrow, parse_type, type_name
     from .users import User, UserStore
@@ -91,7 +91,9 @@ _EXPORTS = {
     **dict.fromkeys(
         ["PackageSettings", "PlatformSettings", "load_settings", "package_settings"], ".settings"
     ),
-    **dict.fromkeys(["SIZE_FORMS", "SIZE_UNITS", "MemCap", "format_size", "parse_bytes"], ".sizes"),
+    **dict.fromkeys(
+        ["MAX_MEM_CAP", "SIZE_FORMS", "SIZE_UNITS", "MemCap", "format_size", "parse_bytes"], ".sizes"
+    ),
     **dict.fromkeys(
         ["ServerTLS", "client_context", "connection_hint", "flight_root_certs", "server_tls"],
         ".tls",
@@ -128,6 +130,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CREDENTIAL_PARAMS",
+    "MAX_MEM_CAP",
     "PLUGIN_GROUP",
     "SIZE_FORMS",
     "SIZE_UNITS",

@@ -85,6 +85,12 @@ def format_size(n: float) -> str:
     return f"{x:.0f} {units[i]}" if x.is_integer() else f"{x:.1f} {units[i]}"
 
 
+MAX_MEM_CAP = (1 << 62) - 1
+"""The largest memory cap (4 EiB): above it a cap is no longer a size any engine reads (DuckDB
+refuses such a ``memory_limit``, so every task fell back to emsqrt's operators, slowly)."""
+_TOO_BIG = "not a memory cap: the largest is 2**62 - 1 bytes (4 EiB); write e.g. 256MiB or 64GiB"
+
+
 class MemCap(int):
     """A memory cap in bytes: the one type a cap has from settings to task.
 
@@ -110,10 +116,19 @@ class MemCap(int):
             raise BadInputError(
                 f"{what}: a memory cap is a positive size, got {value!r}; write e.g. 256MiB"
             )
+        if n > MAX_MEM_CAP:
+            raise BadInputError(f"{what}: {value!r} is {_TOO_BIG}")
         return super().__new__(cls, n)
 
     def __repr__(self) -> str:
         return f"MemCap({format_size(self)})"
+
+    def __str__(self) -> str:
+        """The bytes as digits, as any int prints (an error's ``f"{cap}-byte cap"``), not
+        the repr: ``int.__str__`` would call :meth:`__repr__`."""
+        return int.__repr__(self)
+
+    __format__ = int.__format__
 
     @property
     def text(self) -> str:
@@ -148,4 +163,6 @@ class MemCap(int):
     def _from_int(cls, value: int) -> MemCap:
         if value <= 0:
             raise ValueError(f"a memory cap is a positive size, got {value}; write e.g. 256MiB")
+        if value > MAX_MEM_CAP:
+            raise ValueError(f"{value} is {_TOO_BIG}")
         return cls(value)
