@@ -92,7 +92,8 @@ _EXPORTS = {
         ["PackageSettings", "PlatformSettings", "load_settings", "package_settings"], ".settings"
     ),
     **dict.fromkeys(
-        ["MAX_MEM_CAP", "SIZE_FORMS", "SIZE_UNITS", "MemCap", "format_size", "parse_bytes"], ".sizes"
+        ["MAX_MEM_CAP", "SIZE_FORMS", "SIZE_UNITS", "MemCap", "format_size", "parse_bytes"],
+        ".sizes",
     ),
     **dict.fromkeys(
         ["ServerTLS", "client_context", "connection_hint", "flight_root_certs", "server_tls"],
