@@ -19,6 +19,7 @@ from emsqrt import EngineConfig, run
 from emsqrt.planning import SchemaResolver, plan_from_json
 from platform_core import MemCap
 
+from .rangestep import run_step
 from .taskfile import ResultSpool
 
 __all__ = ["Task", "TaskResult", "execute"]
@@ -91,10 +92,9 @@ class TaskResult:
 
 def execute(task: Task) -> TaskResult:
     """Run ``task`` under its cap and return its rows (the worker side of every backend)."""
-    if task.rangesort:
-        from .rangesort import execute_step
-
-        return execute_step(task)
+    if task.rangesort:  # a step of a range-partitioned sort
+        table, seconds, stats = run_step(task)
+        return TaskResult(task.id, table, seconds, stats)
     started = time.perf_counter()
     plan = plan_from_json(task.plan, trusted=True)  # tasks come from this job's driver only
     config = EngineConfig(mem_cap_bytes=task.mem_cap, spill_dir=task.spill_dir)
