@@ -50,7 +50,7 @@ from .settings import ElytraSettings
 from .shuffle import Shuffle
 from .sources import LakeSource, Part, Source, split_row_groups
 from .spilldirs import JobDir, sweep
-from .stages import StagePlan, cut, group_exchange, task_plan
+from .stages import StagePlan, cut, group_exchange, replace_node, task_plan
 from .task import Task, TaskResult
 
 if TYPE_CHECKING:
@@ -533,7 +533,7 @@ class Driver:
                 schema = SchemaResolver().schema(final)
                 results.expect(target, schema)
                 routes[index] = target
-                merge = _replace_node(merge, final, lp.Input(target, Schema.from_arrow(schema)))
+                merge = replace_node(merge, final, lp.Input(target, Schema.from_arrow(schema)))
                 raw = plan.stages[stage_index].raw
                 second += [
                     self._task(
@@ -770,15 +770,6 @@ def _final_aggregates(plan: StagePlan) -> dict[str, lp.Aggregate]:
 
     walk(plan.merge)
     return found
-
-
-def _replace_node(node: lp.Node, old: lp.Node, new: lp.Node) -> lp.Node:
-    if node is old:
-        return new
-    kids = lp.children(node)
-    if not kids:
-        return node
-    return lp.replace_children(node, tuple(_replace_node(k, old, new) for k in kids))
 
 
 _CAPS = {

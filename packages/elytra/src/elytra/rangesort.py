@@ -58,7 +58,7 @@ from .rangestep import (
     partition_of,
     pick_splitters,
 )
-from .stages import Stage, StagePlan, source_bytes, task_plan
+from .stages import Stage, StagePlan, replace_node, source_bytes, task_plan
 
 if TYPE_CHECKING:
     from .settings import ElytraSettings
@@ -134,15 +134,6 @@ def _sort_inputs(node: lp.Node, stages: dict[str, int], plan: StagePlan) -> list
             return None
         out.append(stages[i.name])
     return out
-
-
-def _replace(node: lp.Node, old: lp.Node, new: lp.Node) -> lp.Node:
-    if node is old:
-        return new
-    kids = lp.children(node)
-    if not kids:
-        return node
-    return lp.replace_children(node, tuple(_replace(k, old, new) for k in kids))
 
 
 class RangeSorts:
@@ -351,7 +342,7 @@ class RangeSorts:
                 new: lp.Node = lp.Input(r.name, schema)
             else:
                 new = scans[0] if len(scans) == 1 else lp.Union(tuple(scans))
-            merge = _replace(merge, r.sort, new)
+            merge = replace_node(merge, r.sort, new)
         return merge, empty
 
     def balance(self) -> dict[str, Any]:

@@ -445,3 +445,13 @@ def group_exchange(stage: Stage, parts: list[Part], min_bytes: int, cap: int) ->
     if groups * len(parts) * width < min_bytes:
         return None
     return "rows" if groups >= ROWS_FRACTION * per_part else "states"
+
+
+def replace_node(node: lp.Node, old: lp.Node, new: lp.Node) -> lp.Node:
+    """``node`` with the subtree ``old`` (by identity) replaced by ``new``."""
+    if node is old:
+        return new
+    kids = lp.children(node)
+    if not kids:
+        return node
+    return lp.replace_children(node, tuple(replace_node(k, old, new) for k in kids))
