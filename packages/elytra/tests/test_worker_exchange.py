@@ -25,6 +25,7 @@ from elytra import partitions
 from elytra.exchange import ExchangeWriter
 from elytra.stages import group_exchange
 from emsqrt import plan as lp
+from emsqrt import planning as emsqrt_planning
 from platform_core import Schema
 
 from .conftest import rows_of
@@ -325,3 +326,41 @@ def test_a_cancel_mid_exchange_removes_the_jobs_partitions(
         state = job.wait(60)
         assert state in ("cancelled", "succeeded")  # a fast job may finish first
         _no_partition_files(s)
+
+
+def test_a_group_count_sample_is_kept_until_its_files_change(tmp_path: Path) -> None:
+    # the planner keeps a sample's counts by its plan and its files' sizes and mtimes: the
+    # same query plans again without a statement, a rewritten file is sampled afresh
+    def write(unique: bool, rows: int) -> None:
+        key = "r" if unique else "r % 100"
+        for i in range(2):
+            duckdb.sql(
+                f"COPY (SELECT {key} AS k, r::DOUBLE AS x FROM range({i * rows}, "
+                f"{(i + 1) * rows}) t(r)) TO '{tmp_path}/p{i}.parquet' (FORMAT parquet)"
+            )
+
+    write(True, 100_000)
+    with elytra.connect(home=tmp_path / "home", backend="inline", progress=False) as s:
+        pipeline = s.read_parquet(f"{tmp_path}/p*.parquet").group_by("k").agg("sum(x) AS sx")
+        plan, _ = s.driver.plan(pipeline, "j", tmp_path / "spill")
+        stage, parts = plan.stages[0], plan.stages[0].source.parts(1 << 30)
+        assert group_exchange(stage, parts, 100_000, 256 << 20) == "rows"
+        ran = []
+        real = emsqrt_planning.run_statement
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            ran.append(1)
+            return real(*args, **kwargs)
+
+        emsqrt_planning.run_statement = counted  # type: ignore[assignment]
+        try:
+            assert group_exchange(stage, parts, 100_000, 256 << 20) == "rows"
+            assert not ran  # kept
+            write(False, 100_001)  # other keys, another size
+            assert group_exchange(stage, parts, 100_000, 256 << 20) is None
+            assert ran == [1]
+        finally:
+            emsqrt_planning.run_statement = real  # type: ignore[assignment]
+        got = pipeline.collect().sort_by("k").column("sx").to_pylist()
+        sql = f"SELECT sum(x) AS sx FROM '{tmp_path}/p*.parquet' GROUP BY k ORDER BY k"
+        assert got == [v for (v,) in duckdb.sql(sql).fetchall()]

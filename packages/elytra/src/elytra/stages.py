@@ -31,6 +31,7 @@ backend (``emsqrt.physical.aggregate.state_schema``).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -396,9 +397,6 @@ def group_exchange(stage: Stage, parts: list[Part], min_bytes: int, cap: int) ->
     A stage whose rows could not reach ``min_bytes`` even with one group per row is not
     sampled; nor one the kernel cannot run (its partial states still move to the exchange
     once they pass ``min_bytes`` in the driver)."""
-    from emsqrt.planning import kernel_fragment, plan_from_json, run_statement
-    from platform_core.expr.render import quote_identifier
-
     node = stage.plan
     total = stage.source.rows()
     if not isinstance(node, lp.Aggregate) or not node.group_by or not parts or not total:
@@ -406,28 +404,13 @@ def group_exchange(stage: Stage, parts: list[Part], min_bytes: int, cap: int) ->
     width = _row_width(stage.schema)
     if total * width < min_bytes:
         return None
-    sample = replace(stage, plan=lp.Limit(node.input, SAMPLE_ROWS, 0), broadcast=stage.broadcast)
-    plan = plan_from_json(task_plan(sample, parts[0].files), trusted=True)
-    fragment = kernel_fragment(plan, cap)
-    if fragment is None:
+    only_keys = lp.Project(node.input, tuple((k, k) for k in node.group_by))
+    sample = replace(stage, plan=lp.Limit(only_keys, SAMPLE_ROWS, 0), broadcast=stage.broadcast)
+    text = task_plan(sample, parts[0].files)
+    got = _sample_counts(text, node.group_by, cap)
+    if got is None:
         return None
-    keys = ", ".join(quote_identifier(k) for k in node.group_by)
-    half = SAMPLE_ROWS // 2
-
-    def wrap(sql: str) -> str:
-        return (
-            f"SELECT count(DISTINCT row({keys})) FILTER (WHERE __elytra_n <= {half}), "
-            f"count(DISTINCT row({keys})), count(*) FROM "
-            f"(SELECT *, row_number() OVER () AS __elytra_n FROM ({sql}))"
-        )
-
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="elytra-sample-") as spill:
-        got = run_statement(fragment, cap, spill, wrap)
-    if not got:
-        return None
-    h, g, m = (int(x or 0) for x in got[0])
+    h, g, m = got
     if not g:
         return None
     per_part = total / len(parts)
@@ -445,6 +428,67 @@ def group_exchange(stage: Stage, parts: list[Part], min_bytes: int, cap: int) ->
     if groups * len(parts) * width < min_bytes:
         return None
     return "rows" if groups >= ROWS_FRACTION * per_part else "states"
+
+
+_SAMPLES: dict[tuple[str, tuple[tuple[str, int, int], ...]], tuple[int, int, int] | None] = {}
+"""Group counts of samples already taken, by the sample's plan and its files' sizes and
+modification times (lake chunks never change): a repeated query plans without a statement."""
+_SAMPLES_LOCK = threading.Lock()
+
+
+def _sample_counts(text: str, keys: tuple[str, ...], cap: int) -> tuple[int, int, int] | None:
+    """(groups in the first half, groups, rows) of the sample plan ``text`` (its keys only),
+    or ``None`` when the kernel cannot run it. Keys are counted by their DuckDB ``hash`` (a
+    collision among 65,536 values is negligible; NULLs, -0.0 and 0.0, NaNs hash alike, as
+    they group alike)."""
+    import os
+    import tempfile
+
+    from emsqrt.planning import kernel_fragment, plan_from_json, run_statement
+    from platform_core.expr.render import quote_identifier
+
+    plan = plan_from_json(text, trusted=True)
+    try:
+        files = tuple(
+            (s.path, (st := os.stat(s.path)).st_size, st.st_mtime_ns) for s in _leaf_scans(plan)
+        )
+    except OSError:
+        files = ()
+    key = (text, files)
+    with _SAMPLES_LOCK:
+        if files and key in _SAMPLES:
+            return _SAMPLES[key]
+    fragment = kernel_fragment(plan, cap)
+    if fragment is None:
+        return None
+    hashed = "hash(" + ", ".join(quote_identifier(k) for k in keys) + ")"
+    half = SAMPLE_ROWS // 2
+
+    def wrap(sql: str) -> str:
+        return (
+            f"SELECT count(DISTINCT __elytra_h) FILTER (WHERE __elytra_n <= {half}), "
+            f"count(DISTINCT __elytra_h), count(*) FROM "
+            f"(SELECT {hashed} AS __elytra_h, row_number() OVER () AS __elytra_n FROM ({sql}))"
+        )
+
+    with tempfile.TemporaryDirectory(prefix="elytra-sample-") as spill:
+        rows = run_statement(fragment, cap, spill, wrap)
+    counts = None
+    if rows:
+        h, g, m = (int(x or 0) for x in rows[0])
+        counts = (h, g, m)
+    if files:
+        with _SAMPLES_LOCK:
+            while len(_SAMPLES) >= 256:
+                _SAMPLES.pop(next(iter(_SAMPLES)))
+            _SAMPLES[key] = counts
+    return counts
+
+
+def _leaf_scans(node: lp.Node) -> list[lp.Scan]:
+    if isinstance(node, lp.Scan):
+        return [node]
+    return [s for k in lp.children(node) for s in _leaf_scans(k)]
 
 
 def replace_node(node: lp.Node, old: lp.Node, new: lp.Node) -> lp.Node:
