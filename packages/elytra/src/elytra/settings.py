@@ -47,6 +47,12 @@ class ElytraSettings(PackageSettings):
     workers (a hash exchange), not in the driver. Below it the driver's merge is faster: the
     exchange writes and rereads the states (measured on 2 cores: q3's 1e5 groups took 3.3 s
     through the exchange, 1.8 s merged in the driver)."""
+    reread_workers: int = Field(8, ge=0, le=256)
+    """A group-by whose partial aggregate keeps about one group per row, or whose states are
+    its values (median, quantiles), runs as one task per worker, each reading the whole
+    input and aggregating one hash partition of the keys (``reread.py``), when there are at
+    most this many workers (each task reads the input again: past a few workers the written
+    exchange costs less). 0: never; such group-bys go through the written exchange."""
     range_sort_bytes: ByteSize = ByteSize(1 << 30)
     """A sort (without a limit) whose input is at least this size (the catalog's sizes) is
     sorted on the workers by range partitioning (``rangesort.py``: sampled splitters, one

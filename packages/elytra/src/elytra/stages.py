@@ -80,6 +80,14 @@ class Stage:
         self.kind = "rows partitioned for an aggregate"
         self.raw = True
 
+    def as_whole(self, final: lp.Aggregate) -> None:
+        """Make this group-by stage run the whole aggregate (``final`` made ``full``) over its
+        source, each task for one hash partition of the keys (``reread.py``)."""
+        assert isinstance(self.plan, lp.Aggregate)
+        self.plan = replace(final, input=self.plan.input, mode="full", state_of=None)
+        self.schema = SchemaResolver().schema(self.plan)
+        self.kind = "whole aggregate per key partition, the input reread"
+
     def broadcast_files(self) -> tuple[str, ...]:
         """Every file the broadcast sides read (each task reads them all)."""
         return tuple(
@@ -489,6 +497,19 @@ def _leaf_scans(node: lp.Node) -> list[lp.Scan]:
     if isinstance(node, lp.Scan):
         return [node]
     return [s for k in lp.children(node) for s in _leaf_scans(k)]
+
+
+HOLISTIC = ("median", "quantile_cont", "quantile_disc")
+"""Aggregates whose partial state is the values themselves."""
+
+
+def rereads(final: lp.Aggregate, how: str | None) -> bool:
+    """Whether a group-by with this final aggregate is exchanged by rereading its input
+    (``reread.py``): its partial aggregate keeps about one group per row (``how``:
+    :func:`group_exchange`'s ``"rows"``), or its states are the values (median, quantiles)."""
+    if not final.group_by or any(s.agg.distinct for s in final.aggregates):
+        return False
+    return how == "rows" or any(s.agg.name in HOLISTIC for s in final.aggregates)
 
 
 def replace_node(node: lp.Node, old: lp.Node, new: lp.Node) -> lp.Node:

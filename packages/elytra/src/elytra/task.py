@@ -47,6 +47,10 @@ class Task:
     """JSON of a :class:`~elytra.rangesort.RangeStep`: the task is a step of a global sort by
     range partitioning (it samples, partitions or sorts its plan's rows) and answers with
     ``stats["exchange"]``."""
+    partition: str = ""
+    """JSON of a :class:`~elytra.reread.KeyPartition`: the plan is a whole aggregate over
+    the stage's every part, run for the rows whose keys hash to this partition only (a
+    group-by exchanged by rereading, ``reread.py``)."""
     result_file: str = ""
     """Where a result past ``result_file_bytes`` goes (a Parquet file on the driver's machine,
     the attempt appended): the task streams it there and returns no rows, only the file
@@ -67,6 +71,8 @@ class Task:
                 del data[name]
         if not self.rangesort:  # nor one of a range sort (only the local machine's run them)
             del data["rangesort"]
+        if not self.partition:  # nor a reread partition (the same)
+            del data["partition"]
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -118,6 +124,8 @@ def execute(task: Task) -> TaskResult:
                     task.id, schema.empty_table(), time.perf_counter() - started, stats
                 )
             config = replace(config, kernel="off")  # DuckDB could not: the operators do
+    if task.partition:
+        return _partition(task, plan, started)
     spool: ResultSpool | None = None
     if task.result_file and shuffle is None:  # a large result streams to the file
         path = f"{task.result_file}.a{task.attempt}"
@@ -147,4 +155,37 @@ def execute(task: Task) -> TaskResult:
     if shuffled is not None:
         stats["exchange"] = shuffled
         table = table.schema.empty_table()
+    return TaskResult(task.id, table, time.perf_counter() - started, stats)
+
+
+def _partition(task: Task, plan: Any, started: float) -> TaskResult:
+    """A task of a group-by exchanged by rereading (``reread.py``): its partition's groups,
+    whole, streamed to the result file past its size as any task's rows."""
+    from .reread import KeyPartition, run_partition
+
+    where = KeyPartition.from_json(task.partition)
+    spool: ResultSpool | None = None
+    if task.result_file:
+        path = f"{task.result_file}.a{task.attempt}"
+        spool = ResultSpool(path, task.result_file_bytes, task.result_group_bytes)
+    try:
+        table, rows, spilled = run_partition(
+            plan, where, task.mem_cap, task.spill_dir, spool.add if spool is not None else None
+        )
+        if spool is not None:
+            spool.close()
+    except BaseException:
+        if spool is not None:
+            spool.abort()
+        raise
+    stats: dict[str, Any] = {"bytes_in": task.bytes_in, "spilled_bytes": spilled}
+    if spool is not None:
+        table = spool.held(SchemaResolver().schema(plan))
+        stats |= {"rows_out": spool.rows, "bytes_out": spool.nbytes}
+        if spool.path is not None:
+            stats["file"] = {"path": spool.path, "rows": spool.rows, "bytes": spool.nbytes}
+    else:
+        assert table is not None
+        stats |= {"rows_out": rows, "bytes_out": table.nbytes}
+    assert table is not None
     return TaskResult(task.id, table, time.perf_counter() - started, stats)
