@@ -492,14 +492,17 @@ class _Compiler:
             elif name == "corr":
                 y = f"CAST({value} AS DOUBLE)"
                 x = f"CAST({self._arg(spec, rows, 1)[0]} AS DOUBLE)"
-                both = f"FILTER (WHERE {y} IS NOT NULL AND {x} IS NOT NULL)"
-                n = f"count(*) {both}"
+                # each side NULL unless both are there (the pairs corr counts): plain
+                # aggregates of these, not six FILTER clauses (q9: 129 -> 88 ms a task)
+                px = f"(CASE WHEN {y} IS NOT NULL THEN {x} END)"
+                py = f"(CASE WHEN {x} IS NOT NULL THEN {y} END)"
+                n = f"count({px})"
                 cols[f"{p}n"] = n
-                cols[f"{p}mx"] = f"coalesce(avg({x}) {both}, 0.0)"
-                cols[f"{p}my"] = f"coalesce(avg({y}) {both}, 0.0)"
-                cols[f"{p}m2x"] = f"coalesce(var_pop({x}) {both} * {n}, 0.0)"
-                cols[f"{p}m2y"] = f"coalesce(var_pop({y}) {both} * {n}, 0.0)"
-                cols[f"{p}cxy"] = f"coalesce(covar_pop({y}, {x}) {both} * {n}, 0.0)"
+                cols[f"{p}mx"] = f"coalesce(avg({px}), 0.0)"
+                cols[f"{p}my"] = f"coalesce(avg({py}), 0.0)"
+                cols[f"{p}m2x"] = f"coalesce(var_pop({px}) * {n}, 0.0)"
+                cols[f"{p}m2y"] = f"coalesce(var_pop({py}) * {n}, 0.0)"
+                cols[f"{p}cxy"] = f"coalesce(covar_pop({y}, {x}) * {n}, 0.0)"
             else:
                 raise Unsupported(f"partial {name}")
         return cols
