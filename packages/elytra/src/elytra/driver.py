@@ -311,7 +311,9 @@ class Driver:
         With ``write``, its rows become a new version of that dataset (owned by ``owner``);
         with ``store``, they are written there (a stored result), else held as a table."""
         job = self._job(p, owner, recorder)
-        self.plan(p, job.id, Path(tempfile.gettempdir()))  # unknown columns, types: now
+        # unknown columns, types, a plan no stage can hold: now (the job plans its tasks)
+        _ = p.schema
+        cut(p.node, dict(p.sources), int(self.settings.broadcast_bytes))
         if write is not None:
             self._check_writable(write)
         limit = timeout if timeout is not None else self.settings.job_timeout_seconds
@@ -634,8 +636,16 @@ class Driver:
         stats.results_spilled_bytes = results.spilled_bytes
         inputs: dict[str, pa.Table] = {**plan.driver_inputs, **held}
         t0 = time.perf_counter()
+        # the merge runs when the job's tasks are done: the workers' cores are free for it;
+        # a few rows held here merge faster in emsqrt's operators than in a DuckDB statement
+        small = not _reads_files(merge) and sum(t.num_rows for t in inputs.values()) <= (
+            SMALL_MERGE_ROWS
+        )
         config = EngineConfig(
-            mem_cap_bytes=self.settings.driver_mem_cap, spill_dir=str(spill / "merge")
+            mem_cap_bytes=self.settings.driver_mem_cap,
+            spill_dir=str(spill / "merge"),
+            kernel="off" if small else "auto",
+            kernel_threads=max(1, int(self.settings.workers)),
         )
         self._started(job, stats)  # a job of no tasks starts with its merge
 
@@ -787,6 +797,17 @@ def _to_file(task: Task, spill: Path, results: StageResults) -> Task:
         result_file_bytes=max(results.budget // 4, 1),
         result_group_bytes=results.group_bytes,
     )
+
+
+SMALL_MERGE_ROWS = 16384
+"""A merge over at most this many held rows runs in emsqrt's operators, not DuckDB: CPU of a
+final aggregate measured 1.5 ms against 4.6 ms (100 states), 2.6 against 4.3 ms (5,000),
+4.5 against 7.2 ms (25,000): DuckDB's bind and Arrow registration cost more than the rows."""
+
+
+def _reads_files(node: lp.Node) -> bool:
+    """Whether the plan reads a file (a spilled or task-written result, a scanned source)."""
+    return isinstance(node, lp.Scan) or any(_reads_files(k) for k in lp.children(node))
 
 
 def _concatenation(merge: lp.Node) -> list[lp.Input | lp.Scan] | None:
