@@ -15,7 +15,7 @@ import elytra
 from elytra.browser.api import read_chunk
 from elytra.browser.tasks import browser_task
 from elytra.chunkrefs import check_peer_task, chunk_ref, resolve_chunks
-from elytra.sources import Part, split_row_groups, unbalanced
+from elytra.sources import Part, split_row_groups
 from lake import LakeNode, lake_settings
 from lake.testing import ingest
 
@@ -129,46 +129,6 @@ def test_the_cut_covers_every_row_group_once_in_order(tmp_path: Path) -> None:
     assert split_row_groups(parts[:1], 4, 0) == parts[:1]  # one row group: nothing to cut
     big = sum(p.bytes for p in parts) + 1
     assert split_row_groups(parts, 8, big) == parts  # too small to pay for the tasks
-
-
-def test_uneven_parts_are_cut_again_into_a_multiple_of_the_workers(tmp_path: Path) -> None:
-    # seven files of 4 row groups in four parts (2 + 2 + 2 + 1): one of two workers would
-    # idle for the last file's time; cut into four parts of 7 row groups each instead
-    paths = []
-    for n in range(7):
-        path = tmp_path / f"f{n}.parquet"
-        pq.write_table(
-            pa.table({"v": pa.array(range(n * 400, (n + 1) * 400))}), path, row_group_size=100
-        )
-        paths.append(str(path))
-    size = Path(paths[0]).stat().st_size
-    parts = [Part(tuple(paths[i : i + 2]), size * len(paths[i : i + 2])) for i in range(0, 7, 2)]
-    assert unbalanced(parts, 2)
-    assert not unbalanced(parts[:2], 2)  # 2 + 2: even
-    assert not unbalanced(parts, 1)
-    cut = split_row_groups(parts, 4, 0, even=True)
-    assert len(cut) == 4
-    seen = [
-        (f, i)
-        for part in cut
-        for f, rg in zip(part.files, part.ranges(), strict=True)
-        for i in range(*(rg or (0, 4)))
-    ]
-    assert seen == [(p, i) for p in paths for i in range(4)]  # every row group once, in order
-    assert sorted(sum(r[1] - r[0] for r in part.ranges() if r) for part in cut) == [7, 7, 7, 7]
-    assert not unbalanced(cut, 2)
-    assert split_row_groups(parts, 4, 0) == parts  # not asked to even them
-    # a job over the seven files (a part each: 4 + 3 on two workers) runs 8 even tasks,
-    # reading each row once: DuckDB's answer
-    with elytra.connect(
-        home=tmp_path / "home", backend="local", workers=2, split_bytes=1, progress=False
-    ) as s:
-        p = s.read_parquet(str(tmp_path / "f*.parquet")).agg("count(*) AS n", "sum(v) AS t")
-        _, tasks = s.driver.plan(p, "j", tmp_path / "spill")
-        assert len(tasks) == 8
-        got = p.collect().to_pylist()
-    want = duckdb.sql(f"SELECT count(*) AS n, sum(v) AS t FROM '{tmp_path}/f*.parquet'")
-    assert [tuple(r.values()) for r in got] == want.fetchall()
 
 
 @pytest.fixture

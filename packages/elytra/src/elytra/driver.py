@@ -49,7 +49,7 @@ from .results import StageResults
 from .resultstore import ResultStore, ResultWriter, StoredResult
 from .settings import ElytraSettings
 from .shuffle import Shuffle
-from .sources import LakeSource, Part, Source, split_row_groups, unbalanced
+from .sources import LakeSource, Part, Source, split_row_groups
 from .spilldirs import JobDir, sweep
 from .stages import (
     StagePlan,
@@ -750,23 +750,14 @@ class Driver:
     def _parts(self, source: Source, footers: dict[str, str]) -> list[Part]:
         """The parts of ``source``, one task each: its chunks or files grouped up to
         ``task_bytes``, then, when they are fewer than the workers and hold at least
-        ``split_bytes``, cut by Parquet row groups so that every worker gets a task; parts
-        that would leave a worker idle at the end (``unbalanced``) are cut by row groups
-        into a multiple of the workers of one size each."""
+        ``split_bytes``, cut by Parquet row groups so that every worker gets a task."""
         parts = source.parts(int(self.settings.task_bytes))
         workers = 1 if self.settings.backend == "inline" else int(self.settings.workers)
-        if source.partitions or not source.splittable():
+        if source.partitions or not source.splittable() or len(parts) >= workers:
             return parts  # repartition(n) is the user's own count
-
-        def locate(f: str) -> str:
-            return footers.get(f, f)
-
-        if len(parts) < workers:
-            return split_row_groups(parts, workers, int(self.settings.split_bytes), locate)
-        if unbalanced(parts, workers):  # a multiple of the workers, of one size each
-            n = -(-len(parts) // workers) * workers
-            return split_row_groups(parts, n, int(self.settings.split_bytes), locate, even=True)
-        return parts
+        return split_row_groups(
+            parts, workers, int(self.settings.split_bytes), lambda f: footers.get(f, f)
+        )
 
     def _exchange_parts(self) -> int:
         return self.settings.exchange_partitions or 2 * self.settings.workers

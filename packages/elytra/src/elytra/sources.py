@@ -22,15 +22,7 @@ from platform_core import Schema, infer_schema, new_id
 
 from .errors import PipelineError
 
-__all__ = [
-    "ArrowSource",
-    "FileSource",
-    "LakeSource",
-    "Part",
-    "Source",
-    "split_row_groups",
-    "unbalanced",
-]
+__all__ = ["ArrowSource", "FileSource", "LakeSource", "Part", "Source", "split_row_groups"]
 
 
 @dataclass(frozen=True)
@@ -101,7 +93,6 @@ def split_row_groups(
     tasks: int,
     min_bytes: int,
     locate: Callable[[str], str] = lambda f: f,
-    even: bool = False,
 ) -> list[Part]:
     """``parts`` cut by Parquet row groups into about ``tasks`` parts of balanced size, so
     that a source of fewer parts than workers (one 18 MB chunk, one file) still gives every
@@ -109,12 +100,9 @@ def split_row_groups(
     hold less than ``min_bytes`` (a split costs each extra task its fixed cost: below that it
     does not pay), or when their files have too few row groups. Only the footers are read
     (a few KiB a file, and only for a source of fewer parts than ``tasks``), at
-    ``locate(file)``: a lake chunk a task names by hash is read where this node keeps it.
-    With ``even``, parts already as many as ``tasks`` are cut again into ``tasks`` of one size
-    (seven chunks in four parts, 2 + 2 + 2 + 1, would keep one of two workers idle for the
-    last chunk's time)."""
+    ``locate(file)``: a lake chunk a task names by hash is read where this node keeps it."""
     total = sum(p.bytes for p in parts)
-    if (len(parts) >= tasks and not even) or total < min_bytes:
+    if len(parts) >= tasks or total < min_bytes:
         return parts
     units: list[tuple[str, int, int]] = []  # (file, row group, compressed bytes), in order
     for part in parts:
@@ -128,7 +116,7 @@ def split_row_groups(
                 group = meta.row_group(i)
                 size = sum(group.column(j).total_compressed_size for j in range(group.num_columns))
                 units.append((path, i, max(size, 1)))
-    if len(units) <= len(parts) or (even and len(units) < tasks):
+    if len(units) <= len(parts):
         return parts
     n = min(tasks, len(units))
     whole = sum(u[2] for u in units)
@@ -150,17 +138,6 @@ def split_row_groups(
         size = sum(u[2] for u in group) * total // whole
         out.append(Part(tuple(files), size, tuple(ranges)))
     return out
-
-
-def unbalanced(parts: list[Part], workers: int) -> bool:
-    """Whether ``parts``, handed in order to the first free of ``workers`` (as the pools do),
-    keep the last worker busy more than 10% past an even share of their bytes."""
-    if len(parts) > 4 * workers or workers < 2:
-        return False  # many parts even out; few workers are all there is to balance
-    free = [0] * workers
-    for part in parts:
-        free[free.index(min(free))] += part.bytes
-    return max(free) > 1.1 * sum(p.bytes for p in parts) / workers
 
 
 def _split(sized: list[tuple[str, int]], n: int) -> list[Part]:
