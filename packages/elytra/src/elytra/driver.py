@@ -52,6 +52,7 @@ from .shuffle import Shuffle
 from .sources import LakeSource, Part, Source, split_row_groups
 from .spilldirs import JobDir, sweep
 from .stages import (
+    Stage,
     StagePlan,
     cut,
     group_exchange,
@@ -207,7 +208,7 @@ class Driver:
             stage.tasks = [t for t in tasks if t.stage == i]
         return plan, tasks
 
-    def _reread_parts(self, stage: Any, final: lp.Aggregate, how: str | None) -> int:
+    def _reread_parts(self, stage: Stage, final: lp.Aggregate, how: str | None) -> int:
         """Partitions (one task each, one per worker) of a group-by exchanged by rereading
         (``reread.py``), or 0: not on the inline backend nor past ``reread_workers``
         workers (each task reads the whole input), nor for an input below ``split_bytes``."""
@@ -224,7 +225,7 @@ class Driver:
 
     def _reread(
         self,
-        stage: Any,
+        stage: Stage,
         final: lp.Aggregate,
         n: int,
         where: tuple[str, int, Path],
