@@ -236,6 +236,7 @@ class Driver:
         ``where``: the job's id, the stage's index and the job's spill directory."""
         job_id, i, spill = where
         keys = final.group_by
+        assert isinstance(stage.plan, lp.Aggregate)  # the stage's partial aggregate
         chain = SchemaResolver().schema(stage.plan.input)
         types = [chain.field(k).type for k in keys]
         stage.as_whole(final)
