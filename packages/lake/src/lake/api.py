@@ -1,8 +1,8 @@
 """The HTTP API of a lake node (mounted at ``/api/lake`` by the gateway and by ``lake node``).
 
 Routes are user routes (the gateway, or ``lake node``, puts its token check in front of the
-router). The node is looked up per request from a :class:`NodeHolder`, because the router is
-built before the lifespan that opens the node.
+router). The node is looked up per request (a :class:`NodeHolder`, or the gateway's services),
+because the router is built before the lifespan that opens the node.
 """
 
 # No `from __future__ import annotations`: FastAPI must see the local NodeDep alias.
@@ -511,8 +511,9 @@ class _ResultBody:
 # --- router -------------------------------------------------------------------------------
 
 
-def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
-    """The lake's routes, relative to ``prefix`` (used only to build status URLs)."""
+def make_router(holder: Callable[[], LakeNode], prefix: str = "/api/lake") -> APIRouter:
+    """The lake's routes, relative to ``prefix`` (used only to build status URLs); ``holder()``
+    is the running node (``UnavailableError`` while there is none)."""
     router = APIRouter()
     NodeDep = Annotated[LakeNode, Depends(holder)]
     CallerDep = Annotated[Claims, Depends(caller)]

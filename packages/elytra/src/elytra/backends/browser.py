@@ -41,18 +41,10 @@ from ..task import Task, TaskResult
 from .base import Backend
 from .runner import BackgroundRunner
 
-__all__ = ["BrowserBackend", "current_hub"]
+__all__ = ["BrowserBackend"]
 
 _POLL = 0.05
 _VERIFY = "-verify"
-
-_current: list[BrowserBackend] = []
-
-
-def current_hub() -> WorkerHub | None:
-    """The hub of the platform's browser backend (the worker routes serve it), if any."""
-    return _current[-1].hub if _current else None
-
 
 class BrowserBackend:
     """Browser workers for browser tasks, ``local`` for the rest (see the module docstring)."""
@@ -67,7 +59,6 @@ class BrowserBackend:
         max_attempts: int = 3,
         wait_seconds: float = 2.0,
         verify_fraction: float = 0.1,
-        register: bool = True,
     ) -> None:
         if not 0.0 <= verify_fraction <= 1.0:
             raise ValueError(f"verify_fraction is between 0 and 1, got {verify_fraction}")
@@ -85,9 +76,6 @@ class BrowserBackend:
             "verified": 0,
             "banned": 0,
         }
-        self._registered = register
-        if register:
-            _current.append(self)
 
     def worker_states(self) -> list[dict[str, Any]]:
         """The local pool's workers (``GET /api/jobs/pool``); browsers: ``hub.workers()``."""
@@ -95,8 +83,6 @@ class BrowserBackend:
         return list(states()) if callable(states) else []
 
     def close(self) -> None:
-        if self._registered and self in _current:
-            _current.remove(self)
         self.local.close()
 
     # -- running ------------------------------------------------------------------------------
