@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from .errors import PlatformError
-from .services import ServiceKey
+from .services import PluginError, ServiceKey
 
 if TYPE_CHECKING:
     from .live import LiveSink
@@ -54,12 +53,6 @@ LiveSinkFactory = Callable[["Services"], "LiveSink | None"]
 """The store's sink for live state, once the lifespan opened it (see :mod:`platform_core.live`)."""
 LiveSource = Callable[["LiveSink", "Services"], AbstractAsyncContextManager[None]]
 """Publishes live state into the sink while open (see :mod:`platform_core.live`)."""
-
-
-class PluginError(PlatformError):
-    """A plugin is malformed, clashes with another one, or failed to load."""
-
-    kind = "plugin"
 
 
 @dataclass(frozen=True)

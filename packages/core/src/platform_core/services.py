@@ -17,14 +17,25 @@ import importlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from .errors import UnavailableError
+from .errors import PlatformError, UnavailableError
 
-if TYPE_CHECKING:
-    from .plugin import Plugin
+__all__ = [
+    "PluginError",
+    "ServiceKey",
+    "ServiceRegistry",
+    "Services",
+    "call_hook",
+    "plugin_order",
+]
 
-__all__ = ["ServiceKey", "ServiceRegistry", "Services", "call_hook", "plugin_order"]
+
+class PluginError(PlatformError):
+    """A plugin is malformed, clashes with another one, or failed to load (also
+    ``platform_core.plugin.PluginError``)."""
+
+    kind = "plugin"
 
 T = TypeVar("T")
 
@@ -69,10 +80,20 @@ class ServiceKey(Generic[T]):
         return found
 
 
-def _plugin_error(message: str) -> Exception:
-    from .plugin import PluginError  # plugin.py imports this module
+class PluginLike(Protocol):
+    """What the graph reads of a ``platform_core.Plugin`` (which imports this module)."""
 
-    return PluginError(message)
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def provides(self) -> tuple[ServiceKey[Any], ...]: ...
+
+    @property
+    def requires(self) -> tuple[ServiceKey[Any], ...]: ...
+
+
+P = TypeVar("P", bound=PluginLike)
 
 
 class ServiceRegistry:
@@ -81,11 +102,11 @@ class ServiceRegistry:
     def __init__(self) -> None:
         self._values: dict[ServiceKey[Any], Any] = {}
 
-    def view(self, plugin: Plugin) -> Services:
+    def view(self, plugin: PluginLike) -> Services:
         """What ``plugin``'s hooks are handed: its required and provided keys."""
         return Services(self, plugin.name, (*plugin.requires, *plugin.provides))
 
-    def provide(self, plugin: Plugin, given: Mapping[ServiceKey[Any], Any] | None) -> None:
+    def provide(self, plugin: PluginLike, given: Mapping[ServiceKey[Any], Any] | None) -> None:
         """Take what ``plugin``'s lifespan yielded: exactly its ``provides``, each of its type."""
         given = dict(given or {})
         declared = set(plugin.provides)
@@ -97,17 +118,17 @@ class ServiceRegistry:
                 said.append(f"did not yield {', '.join(missing)} it declares in provides")
             if extra:
                 said.append(f"yielded {', '.join(extra)} it does not declare in provides")
-            raise _plugin_error(f"plugin {plugin.name!r}'s lifespan {' and '.join(said)}")
+            raise PluginError(f"plugin {plugin.name!r}'s lifespan {' and '.join(said)}")
         for key, value in given.items():
             expected = key.resolve_type()
             if not isinstance(value, expected):
-                raise _plugin_error(
+                raise PluginError(
                     f"plugin {plugin.name!r} provided {key.name!r} as "
                     f"{type(value).__name__}, not the {expected.__name__} its key names"
                 )
         self._values.update(given)
 
-    def withdraw(self, plugin: Plugin) -> None:
+    def withdraw(self, plugin: PluginLike) -> None:
         """Forget what ``plugin`` provided (before its lifespan exits: users get a 503)."""
         for key in plugin.provides:
             self._values.pop(key, None)
@@ -143,7 +164,7 @@ class Services:
     def get(self, key: ServiceKey[T]) -> T:
         """The running value of ``key`` (``UnavailableError``, a 503, while it is not)."""
         if key not in self._keys:
-            raise _plugin_error(
+            raise PluginError(
                 f"plugin {self._plugin!r} asked for {key.name!r}, which it does not declare "
                 "in requires (or provides); declare it so the gateway starts its provider first"
             )
@@ -158,7 +179,7 @@ class Services:
         return True
 
 
-def plugin_order(plugins: Sequence[Plugin]) -> list[Plugin]:
+def plugin_order(plugins: Sequence[P]) -> list[P]:
     """``plugins`` with every provider before the plugins requiring its keys, else as given.
 
     Raises ``PluginError`` naming the plugins and keys when a key has two providers, a
@@ -168,7 +189,7 @@ def plugin_order(plugins: Sequence[Plugin]) -> list[Plugin]:
     for plugin in plugins:
         for key in plugin.provides:
             if key in providers:
-                raise _plugin_error(
+                raise PluginError(
                     f"plugins {providers[key]!r} and {plugin.name!r} both provide "
                     f"{key.name!r} ({key.what}); uninstall one of them"
                 )
@@ -180,7 +201,7 @@ def plugin_order(plugins: Sequence[Plugin]) -> list[Plugin]:
         if k not in providers
     ]
     if missing:
-        raise _plugin_error(
+        raise PluginError(
             f"no installed plugin provides what these need: {'; '.join(missing)}; install the "
             "package that provides it, or uninstall the plugin that needs it"
         )
@@ -188,14 +209,14 @@ def plugin_order(plugins: Sequence[Plugin]) -> list[Plugin]:
     for p in plugins:
         for k in p.requires:
             needs[p.name].setdefault(providers[k], k)
-    order: list[Plugin] = []
+    order: list[P] = []
     done: set[str] = set()
     while len(order) < len(plugins):
         # The first plugin, in the given order, whose providers all started: plugins that do
         # not depend on each other keep their order (discovery's is by name).
         ready = next((p for p in plugins if p.name not in done and needs[p.name].keys() <= done), None)
         if ready is None:
-            raise _plugin_error(_cycle_message(needs, done))
+            raise PluginError(_cycle_message(needs, done))
         order.append(ready)
         done.add(ready.name)
     return order
