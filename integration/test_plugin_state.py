@@ -101,14 +101,31 @@ def _snapshot(prefixes: tuple[str, ...]) -> dict[str, tuple[Any, ...]]:
 
 
 def _changed(before: dict[str, tuple[Any, ...]], after: dict[str, tuple[Any, ...]]) -> set[str]:
-    """Globals mutated or rebound since ``before``, or bound since in a module seen then (a
-    module imported later appears whole, and a name imported later is code: not a change)."""
+    """Globals mutated or rebound since ``before``, or bound since in a module seen then.
+
+    Not a change: a module imported later (it appears whole), a name imported later (code),
+    and a package's lazy export bound on first use (the same object another module holds
+    under that name, e.g. ``elkyn.ADMIN`` is ``elkyn.store.ADMIN``)."""
     modules_before = {k.rsplit(".", 1)[0] for k in before}
+    held: dict[str, set[tuple[str, int]]] = {}
+    for key, print_ in after.items():
+        module, attr = key.rsplit(".", 1)
+        held.setdefault(attr, set()).add((module, print_[1]))
+
+    def reexport(key: str, print_: tuple[Any, ...]) -> bool:
+        module, attr = key.rsplit(".", 1)
+        return any(m != module and i == print_[1] for m, i in held.get(attr, ()))
+
     return {
         k
         for k, v in after.items()
         if (k in before and before[k] != v)
-        or (k not in before and k.rsplit(".", 1)[0] in modules_before and v[0] != "code")
+        or (
+            k not in before
+            and k.rsplit(".", 1)[0] in modules_before
+            and v[0] != "code"
+            and not reexport(k, v)
+        )
     }
 
 
@@ -257,16 +274,16 @@ def module_state_findings(source: str) -> list[str]:
 
 
 def _plugin_modules() -> list[str]:
-    names = {ep.module for ep in entry_points(group=PLUGIN_GROUP) if ep.module.split(".")[0] in OURS}
+    names = {
+        ep.module for ep in entry_points(group=PLUGIN_GROUP) if ep.module.split(".")[0] in OURS
+    }
     names |= {f"{pkg}.services" for pkg in OURS}
     return sorted(names)
 
 
 def test_plugin_modules_have_no_global_statement_or_mutable_module_binding() -> None:
     modules = _plugin_modules()
-    assert {"lake.plugin", "elkyn.plugin", "elytra.plugin", "elytra.browser.plugin"} <= set(
-        modules
-    )
+    assert {"lake.plugin", "elkyn.plugin", "elytra.plugin", "elytra.browser.plugin"} <= set(modules)
     bad = {}
     for name in modules:
         source = inspect.getsource(importlib.import_module(name))
@@ -313,4 +330,3 @@ def test_the_running_check_sees_a_mutated_object_a_rebinding_and_a_new_global() 
         }
     finally:
         del sys.modules["planted_probe"]
-

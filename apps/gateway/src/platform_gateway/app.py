@@ -17,8 +17,8 @@ from platform_core import (
     discover_plugins,
     load_settings,
 )
-from platform_core.services import ServiceRegistry
 from platform_core.http import BodyLimitMiddleware, CatchAllMiddleware, install_error_handlers
+from platform_core.services import ServiceRegistry
 
 from . import login, status, users_api
 from .accounts import Accounts

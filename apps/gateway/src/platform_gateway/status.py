@@ -48,9 +48,11 @@ def own_status(plugins: list[Plugin], services: ServiceRegistry) -> dict[str, An
 @router.get(PEER_STATUS_PATH, include_in_schema=False, dependencies=[Depends(require_cluster)])
 async def peer_status(request: Request) -> dict[str, Any]:
     """This platform's own report, for its peers (cluster token)."""
-    return {"plugins": await run_in_threadpool(
+    return {
+        "plugins": await run_in_threadpool(
             own_status, request.app.state.plugins, request.app.state.services
-        )}
+        )
+    }
 
 
 @router.get("/api/platform/status", tags=["gateway"], dependencies=[Depends(require_admin)])

@@ -71,7 +71,7 @@ class Plugin:
     """Offered by the one plugin that provides a store for live state (Elkyn)."""
     live_source: LiveSource | None = None
     """Started by the gateway after every lifespan, with the sink, when there is one."""
-    status: Callable[["Services"], dict[str, Any]] | None = None
+    status: Callable[[Services], dict[str, Any]] | None = None
     """This plugin's part of ``platform status`` (JSON-able, cheap; run on a worker thread).
     A ``peers`` list of ``{"id", "url", "state"}`` in it names the other platforms."""
     provides: tuple[ServiceKey[Any], ...] = ()

@@ -13,10 +13,12 @@ is one ``PluginError`` naming the plugins and keys.
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, Generic, Protocol, TypeVar
 
 from .errors import PlatformError, UnavailableError
@@ -36,6 +38,7 @@ class PluginError(PlatformError):
     ``platform_core.plugin.PluginError``)."""
 
     kind = "plugin"
+
 
 T = TypeVar("T")
 
@@ -67,7 +70,7 @@ class ServiceKey(Generic[T]):
     def what(self) -> str:
         return self.description or f"service {self.name!r}"
 
-    def resolve_type(self) -> type[Any]:
+    def resolve_type(self) -> builtins.type[Any]:
         """The class a value must be an instance of (imports the named module if needed)."""
         if not isinstance(self.type, str):
             return self.type
@@ -111,7 +114,9 @@ class ServiceRegistry:
         given = dict(given or {})
         declared = set(plugin.provides)
         missing = [k.name for k in plugin.provides if k not in given]
-        extra = [k.name if isinstance(k, ServiceKey) else repr(k) for k in given if k not in declared]
+        extra = [
+            k.name if isinstance(k, ServiceKey) else repr(k) for k in given if k not in declared
+        ]
         if missing or extra:
             said = []
             if missing:
@@ -214,7 +219,9 @@ def plugin_order(plugins: Sequence[P]) -> list[P]:
     while len(order) < len(plugins):
         # The first plugin, in the given order, whose providers all started: plugins that do
         # not depend on each other keep their order (discovery's is by name).
-        ready = next((p for p in plugins if p.name not in done and needs[p.name].keys() <= done), None)
+        ready = next(
+            (p for p in plugins if p.name not in done and needs[p.name].keys() <= done), None
+        )
         if ready is None:
             raise PluginError(_cycle_message(needs, done))
         order.append(ready)
@@ -232,7 +239,7 @@ def _cycle_message(needs: Mapping[str, Mapping[str, ServiceKey[Any]]], done: set
             cycle = [*path[path.index(nxt) :], nxt]
             break
         path.append(nxt)
-    steps = [f"{a!r} requires {needs[a][b].name!r} from {b!r}" for a, b in zip(cycle, cycle[1:])]
+    steps = [f"{a!r} requires {needs[a][b].name!r} from {b!r}" for a, b in pairwise(cycle)]
     return (
         "plugins require each other's services in a cycle, so none can start first: "
         + ", ".join(steps)

@@ -46,6 +46,7 @@ __all__ = ["BrowserBackend"]
 _POLL = 0.05
 _VERIFY = "-verify"
 
+
 class BrowserBackend:
     """Browser workers for browser tasks, ``local`` for the rest (see the module docstring)."""
 
