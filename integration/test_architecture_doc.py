@@ -104,3 +104,12 @@ def test_the_check_catches_a_false_name(planted: str, said: str) -> None:
     found = problems(f"{good} and {planted}")
     assert len(found) == 1, found
     assert said in found[0]
+
+
+def test_the_drawn_start_order_is_the_gateways() -> None:
+    from platform_core import discover_plugins, plugin_order
+
+    drawn = re.search(r"start order: ([\w, -]+) \(stop", DOC.read_text())
+    assert drawn is not None, "the plugin graph's start order line is missing"
+    ours = [p for p in discover_plugins() if not p.name.startswith(("test", "planted"))]
+    assert [p.name for p in plugin_order(ours)] == drawn.group(1).split(", ")

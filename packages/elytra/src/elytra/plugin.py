@@ -24,7 +24,7 @@ from platform_core import (
     package_settings,
 )
 
-from .services import WORKER_POOL
+from .services import WORKER_POOL, WorkerPool
 from .settings import ElytraSettings
 
 if TYPE_CHECKING:
@@ -64,6 +64,8 @@ class JobsPlatform:
         """What jobs run on: the cluster backend over ``local`` (or ``local`` itself)."""
         self.local: Backend | None = None
         """The worker pool, started with the platform and shared by every job and peer."""
+        self.pool: WorkerPool | None = None
+        """``local`` as the other plugins see it, with the tasks it ran for peers."""
         self.results: ResultStore | None = None
         """Finished jobs' results on disk (``resultstore``), opened with the platform."""
 
@@ -156,8 +158,6 @@ def _version(info: Any) -> int:
 
 def peer_plugin() -> Plugin:
     """Entry point for the peer routes (cluster tokens only), at ``/internal/elytra``."""
-    counters: dict[str, int] = {}
-    """Tasks run for peer platforms: ``running``, ``served``, ``failed``."""
 
     def app(settings: PlatformSettings, services: Services) -> Any:
         from platform_core import auth
@@ -168,19 +168,16 @@ def peer_plugin() -> Plugin:
 
         def ready() -> tuple[Backend, ChunkCluster | None, ElytraSettings]:
             pool = services.get(WORKER_POOL)  # 503 while the platform starts or stops
-            return pool, _chunk_cluster(services.get(LAKE_NODE), settings), es
+            return pool.backend, _chunk_cluster(services.get(LAKE_NODE), settings), es
 
-        return make_peer_app(ready, lambda: auth.signer(settings), counters)
-
-    def status(services: Services) -> dict[str, Any]:
-        """The tasks run for peers (``platform status``)."""
-        return {"for_peers": dict(counters)}
+        return make_peer_app(
+            ready, lambda: auth.signer(settings), lambda: services.get(WORKER_POOL).for_peers
+        )
 
     return Plugin(
         name="elytra-peer",
         prefix="/internal/elytra",
         app=app,
-        status=status,
         requires=(WORKER_POOL, LAKE_NODE),
         description="Elytra tasks from the cluster's other platforms (cluster token).",
     )
@@ -242,7 +239,7 @@ def plugin() -> Plugin:
             await asyncio.to_thread(platform.results.delete, job_id)
         expiry = asyncio.create_task(_expire_every(platform.results))
         local = await asyncio.to_thread(make_backend, es)  # `platform up` starts it
-        platform.local = local
+        platform.local, platform.pool = local, WorkerPool(local)
         platform.backend = (
             ClusterBackend(
                 local,
@@ -259,7 +256,7 @@ def plugin() -> Plugin:
         )
         platform.services, platform.settings = services, settings
         try:
-            yield {WORKER_POOL: local}
+            yield {WORKER_POOL: platform.pool}
         finally:
             expiry.cancel()
             platform.settings = platform.services = None
@@ -269,16 +266,17 @@ def plugin() -> Plugin:
                 platform.session = None
             if platform.backend is not None:
                 await asyncio.to_thread(platform.backend.close)  # closes local too
-                platform.backend = platform.local = None
+                platform.backend = platform.local = platform.pool = None
 
     def status(services: Services) -> dict[str, Any]:
-        """The pool's workers and the tasks run on peers (``platform status``)."""
+        """The pool's workers and the tasks run on and for peers (``platform status``)."""
         from .pool_api import pool_status
 
         if platform.local is None:
             raise UnavailableError("the platform is starting or stopping")
         out: dict[str, Any] = pool_status(platform.local).model_dump()
         out["cluster"] = dict(getattr(platform.backend, "stats", {}))
+        out["for_peers"] = dict(platform.pool.for_peers) if platform.pool else {}
         return out
 
     from .cli import cli

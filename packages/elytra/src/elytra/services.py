@@ -7,6 +7,7 @@ Declaring the key imports nothing heavy (its type is named, resolved when a valu
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from platform_core.services import ServiceKey
@@ -14,10 +15,23 @@ from platform_core.services import ServiceKey
 if TYPE_CHECKING:
     from .backends.base import Backend
 
-__all__ = ["WORKER_POOL"]
+__all__ = ["WORKER_POOL", "WorkerPool"]
 
-WORKER_POOL: ServiceKey[Backend] = ServiceKey(
-    "elytra.pool", "elytra.backends.base:Backend", "elytra's worker pool"
+
+@dataclass(frozen=True)
+class WorkerPool:
+    """This platform's own pool, started with the platform, and what it ran for peers."""
+
+    backend: Backend
+    """The local processes, or the browser backend over them (Ray's, when attached); never the
+    cluster backend: a peer's task is not sent on."""
+    for_peers: dict[str, int] = field(
+        default_factory=lambda: {"running": 0, "served": 0, "failed": 0}
+    )
+    """Tasks run for peer platforms (``platform status`` shows them under ``elytra``)."""
+
+
+WORKER_POOL: ServiceKey[WorkerPool] = ServiceKey(
+    "elytra.pool", "elytra.services:WorkerPool", "elytra's worker pool"
 )
-"""This platform's own pool (the local processes, or the browser backend over them; never the
-cluster backend: a peer's task is not sent on), started with the platform."""
+"""Provided by the ``elytra`` plugin; required by ``elytra-peer`` and ``workers``."""

@@ -7,7 +7,7 @@ import json
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -19,7 +19,6 @@ from ..task import Task, TaskResult
 __all__ = ["Backend", "describe_error", "failure", "next_attempt", "rebuild_error", "retryable"]
 
 
-@runtime_checkable
 class Backend(Protocol):
     """Runs tasks and yields their results as they finish (in any order).
 

@@ -31,7 +31,7 @@ def plugin() -> Plugin:
         def hub() -> WorkerHub | None:
             if not services.running(WORKER_POOL):
                 return None
-            pool = services.get(WORKER_POOL)
+            pool = services.get(WORKER_POOL).backend
             return pool.hub if isinstance(pool, BrowserBackend) else None
 
         return make_workers_app(settings, hub)
