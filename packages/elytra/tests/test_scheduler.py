@@ -273,3 +273,16 @@ def test_a_moved_attempt_runs_again_without_counting(tmp_path: Path) -> None:
     assert refusals == [1, 1, 1, 1]
     assert result.table.num_rows > 0
     assert seen[-1] == ("done", "t", 1)
+
+
+def test_a_task_added_at_a_result_runs_before_the_run_ends(tmp_path: Path) -> None:
+    """What the browser backend's checks need: a task added while the run is suspended at a
+    result (even the last one) is run, and its result comes like the others."""
+    path = _table(tmp_path / "t.parquet")
+    scheduler = Scheduler(InlineAttempts(), max_attempts=3)
+    got = []
+    for result in scheduler.run([_task("t0", path, tmp_path / "spill")], threading.Event()):
+        got.append(result.task_id)
+        if result.task_id == "t0":
+            scheduler.add(_task("t0-verify", path, tmp_path / "spill"))
+    assert got == ["t0", "t0-verify"]

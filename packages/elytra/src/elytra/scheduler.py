@@ -135,7 +135,13 @@ class Scheduler:
         self.tick = tick
         self.on_event = on_event
         self._running: dict[Hashable, _Running] = {}
+        self._pending: deque[Task] = deque()
         self._cancel: threading.Event | None = None
+
+    def add(self, task: Task) -> None:
+        """Run one more task in the run under way (called while ``run`` is suspended at a
+        result: a verification re-run, a result taken back); its result comes like the rest."""
+        self._pending.append(task)
 
     # -- the watch a blocking poll uses ---------------------------------------------------------
 
@@ -160,7 +166,9 @@ class Scheduler:
     ) -> Iterator[TaskResult]:
         """Each task's result, in the order they finish; raises what the run fails with."""
         attempts, running, tell = self.attempts, self._running, self.on_event
-        pending: deque[Task] = deque(tasks)
+        pending = self._pending
+        pending.clear()
+        pending.extend(tasks)
         lease = self.lease_seconds
         self._cancel = cancel
         running.clear()
@@ -212,6 +220,7 @@ class Scheduler:
                         attempts.kill(handle)
             finally:
                 running.clear()
+                pending.clear()
                 self._cancel = None
 
     def _retry(self, pending: deque[Task], task: Task, failed: Failed) -> None:
