@@ -117,6 +117,7 @@ class Scheduler:
     (None: the backend keeps its own lease, e.g. a peer's connection), every attempt killed
     on cancel or an early end. ``tick`` bounds a wait so that a cancel is seen within it.
 
+    A scheduler runs one run at a time (backends make one per ``run``).
     ``on_event(kind, task)``, if given, is told ``"submit"``, ``"done"``, ``"retry"`` (with
     the next attempt) and ``"lease"`` (an attempt killed for its lease) as they happen."""
 
