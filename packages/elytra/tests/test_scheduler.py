@@ -28,7 +28,7 @@ from elytra.scheduler import Failed, Moved, Outcome, Scheduler, Watch
 from emsqrt import CapTooSmallError
 from emsqrt import plan as lp
 from emsqrt.plan_json import plan_to_json
-from platform_core import Schema
+from platform_core import MemCap, Schema
 from platform_core.expr import parse
 
 
@@ -37,10 +37,10 @@ def _table(path: Path, n: int = 1000) -> Path:
     return path
 
 
-def _task(tid: str, path: Path, spill: Path, where: str = "v < 3", cap: int = 64 << 20) -> Task:
+def _task(tid: str, path: Path, spill: Path, where: str = "v < 3") -> Task:
     schema = Schema.from_arrow(pa.schema([("k", pa.int64()), ("v", pa.int64())]))
     plan = lp.Filter(lp.Scan(str(path), "parquet", schema), parse(where))
-    return Task(tid, 0, plan_to_json(plan), cap, str(spill))
+    return Task(tid, 0, plan_to_json(plan), MemCap(64 << 20), str(spill))
 
 
 def _events() -> tuple[list[tuple[str, str, int]], Callable[[str, Task], None]]:
@@ -120,9 +120,9 @@ def _flaky(tid: str, path: Path, spill: Path, marker: Path) -> Task:
             raise RuntimeError(f"no {marker.name} yet")
         return batch
 
-    scan = lp.Scan(str(path), "parquet", Schema.from_arrow(pq.read_schema(path)))
-    node = lp.PyMap(scan, cloudpickle.dumps(fn), scan.schema)
-    return Task(tid, 0, plan_to_json(node), 64 << 20, str(spill))
+    schema = Schema.from_arrow(pq.read_schema(path))
+    node = lp.PyMap(lp.Scan(str(path), "parquet", schema), cloudpickle.dumps(fn), schema)
+    return Task(tid, 0, plan_to_json(node), MemCap(64 << 20), str(spill))
 
 
 def test_a_failing_attempt_runs_again_until_max_attempts(tmp_path: Path) -> None:
@@ -164,7 +164,7 @@ def test_a_tasks_own_error_fails_at_once_as_itself(tmp_path: Path) -> None:
     sort = lp.Sort(
         lp.Scan(str(path), "parquet", Schema.from_arrow(pq.read_schema(path))), (lp.SortKey("k"),)
     )
-    tiny = Task("tiny", 0, plan_to_json(sort), 64 << 10, str(tmp_path / "spill"))
+    tiny = Task("tiny", 0, plan_to_json(sort), MemCap(64 << 10), str(tmp_path / "spill"))
     seen, tell = _events()
     with pytest.raises(CapTooSmallError, match="raise the cap"):
         list(

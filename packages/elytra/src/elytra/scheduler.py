@@ -45,7 +45,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Generator, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -164,7 +164,7 @@ class Scheduler:
         tasks: Sequence[Task],
         cancel: threading.Event,
         started: Callable[[], None] | None = None,
-    ) -> Iterator[TaskResult]:
+    ) -> Generator[TaskResult, None, None]:
         """Each task's result, in the order they finish; raises what the run fails with."""
         attempts, running, tell = self.attempts, self._running, self.on_event
         pending = self._pending
