@@ -413,12 +413,20 @@ def _single_source(scope: Scope, conjunct: exp.Expr) -> str | None:
 
 def _render(conjunct: exp.Expr, names: dict[str, str]) -> str | None:
     """``conjunct`` as DuckDB SQL over the dataset's own (unqualified, quoted) column names."""
-    copy = conjunct.copy()
-    for column in list(copy.find_all(exp.Column)):
-        name = names.get(column.name.lower())
+    missing: list[str] = []
+
+    def own(node: exp.Expr) -> exp.Expr:
+        if not isinstance(node, exp.Column):
+            return node
+        name = names.get(node.name.lower())
         if name is None:
-            return None  # not a column of the dataset (a select-list alias ...)
-        column.replace(exp.column(exp.to_identifier(name, quoted=True)))
+            missing.append(node.name)  # not a column of the dataset (a select-list alias ...)
+            return node
+        return exp.column(exp.to_identifier(name, quoted=True))
+
+    copy = conjunct.transform(own)
+    if missing:
+        return None
     text = copy.sql(dialect="duckdb")
     try:  # what we send must parse back as one expression
         sqlglot.parse_one(text, read="duckdb")
