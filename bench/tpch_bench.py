@@ -92,8 +92,10 @@ def _nodes(homes: list[Path], env: dict[str, str]) -> Iterator[Any]:
             procs += others
         client = Client(first.url, _token(), timeout=3600)
         _wait(
-            lambda: [m["state"] for m in client._call("GET", "/nodes/self").json()["members"]]
-            == ["alive"] * len(homes),
+            lambda: (
+                [m["state"] for m in client._call("GET", "/nodes/self").json()["members"]]
+                == ["alive"] * len(homes)
+            ),
             "members alive",
         )
         yield client
@@ -206,9 +208,9 @@ def main(argv: list[str] | None = None) -> None:
             for e in todo:
                 client = engines[e]
                 if client is None:
-                    call[e] = lambda: duck.sql(sql).to_arrow_table()
+                    call[e] = lambda q=sql: duck.sql(q).to_arrow_table()
                     continue
-                call[e] = lambda c=client: c.query_arrow(sql)
+                call[e] = lambda c=client, q=sql: c.query_arrow(q)
                 wrong = _same(call[e](), want, ordered)  # warm, and check the answer
                 if wrong is not None:
                     failures.append(f"q{n:02d} on {e}: {wrong}")

@@ -11,7 +11,6 @@ rule itself is the point (null-supplying sides, correlated conjuncts, what EXIST
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -208,6 +207,6 @@ def test_generated_tables_are_null_heavy_and_skewed(generated: duckdb.DuckDBPyCo
     assert zero >= rows * 0.3
 
 
-def test_reads_are_fragments_a_node_can_run(tmp_path: Path) -> None:
+def test_names_match_case_insensitively_and_are_quoted_as_the_schema_spells_them() -> None:
     read = _reads("SELECT s FROM fact WHERE \"K\" = 1 AND S = 'a'")["fact"]
     assert read.fragment() == 'SELECT "k", "s" FROM "fact" WHERE ("k" = 1) AND ("s" = \'a\')'

@@ -188,11 +188,11 @@ def plan_reads(tree: exp.Expression, schemas: dict[str, list[str]]) -> dict[str,
                     unplaced.add(node.name.lower())
                 else:
                     ref.columns.add(name)
-            elif found is None:
-                unplaced.add(node.name.lower())
+            elif found is None:  # keep every name it might mean (``s.a``: struct ``s``?)
+                unplaced.update(p.name.lower() for p in node.parts)
     for node in qualified.find_all(exp.Column):
         if id(node) not in seen:
-            unplaced.add(node.name.lower())
+            unplaced.update(p.name.lower() for p in node.parts)
     for scope in scopes:
         _push_filters(scope, refs, actual)
     # every dataset table in the tree must be a source of its scope, else it is not analysed
