@@ -9,6 +9,9 @@ moves EXPLAIN reports that q04 and q21 no longer pull whole lineitem.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -147,3 +150,35 @@ def test_a_distributed_query_reports_what_reached_the_coordinator(
     assert set(moved["datasets"]) == {"customer", "orders", "lineitem"}
     assert moved["rows"] == sum(d["rows"] for d in moved["datasets"].values())
     assert moved["gathered_bytes"] >= moved["bytes"] > 0
+
+
+def test_lake_query_explain_prints_what_each_dataset_sent(
+    cluster: tuple[Client, duckdb.DuckDBPyConnection],
+) -> None:
+    """`lake query "EXPLAIN ..."` (a real CLI process): the rows, then per dataset its fragment
+    and bytes, the notes on what was not pushed, and the total into the coordinator."""
+    client, _ = cluster
+    sql = " ".join(QUERIES[21].split())
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lake",
+            "query",
+            f"EXPLAIN {sql}",
+            "--node",
+            client.base.removesuffix("/api/lake"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PLATFORM_TOKEN": TokenSigner(SECRET).issue("cli", admin=True)},
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "plan: scan pushdown" in lines
+    lineitem = next(line for line in lines if line.startswith("  lineitem: "))
+    assert '<- SELECT "l_orderkey", "l_suppkey", "l_commitdate", "l_receiptdate"' in lineitem
+    assert any("note: read unfiltered by another reference" in line for line in lines)
+    assert any(line.startswith("into the coordinator: ") for line in lines)
