@@ -14,9 +14,10 @@ the network from the other nodes, ``held`` is everything the coordinator gathere
 geometric means. Every engine's answer is compared with DuckDB's first (a wrong answer fails
 the run).
 
-``--baseline-src DIR`` adds ``3 nodes (before)``: the same three-node store served by the lake
-package at ``DIR`` (e.g. ``/tmp/main/packages/lake/src`` of a checkout without the change, put
-first on the nodes' ``PYTHONPATH``), measured in the same run against DuckDB again.
+``--baseline-src DIR`` adds ``3 nodes (before)``: a copy of the three-node store served by the
+lake package at ``DIR`` (e.g. ``/tmp/main/packages/lake/src`` of a checkout without the change,
+put first on the nodes' ``PYTHONPATH``), a second cluster running beside the first and timed
+interleaved with the other engines.
 
     python bench/tpch_bench.py [--scale 1] [--runs 3] [--query 4 --query 21] [--fresh]
 """
@@ -33,7 +34,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
         duck.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
     failures: list[str] = []
 
-    def measure(engines: dict[str, Any], phase: str) -> None:
+    def measure(engines: dict[str, Any]) -> None:
         """Every query on these engines (name -> client, None: DuckDB), interleaved."""
         for n in numbers:
             sql = QUERIES[n]
@@ -225,18 +226,23 @@ def main(argv: list[str] | None = None) -> None:
                 if e.startswith("3 nodes"):
                     row[e]["moved"] = _moved(engines[e], sql)
             print(
-                f"  [{phase}] q{n:02d}: "
-                + ", ".join(f"{e} {row[e]['median'] * 1000:.0f} ms" for e in todo),
+                f"  q{n:02d}: " + ", ".join(f"{e} {row[e]['median'] * 1000:.0f} ms" for e in todo),
                 file=sys.stderr,
             )
             save()
 
-    with _nodes(one, env) as c1, _nodes(three, env) as c3:
-        measure({"duckdb": None, "1 node": c1, "3 nodes": c3}, "after")
-    if args.baseline_src is not None:
-        before_env = {**env, "PYTHONPATH": str(args.baseline_src.resolve())}
-        with _nodes(three, before_env) as cb:
-            measure({"duckdb (before run)": None, "3 nodes (before)": cb}, "before")
+    with _nodes(one, env) as c1, _nodes(three, env) as c3, ExitStack() as stack:
+        engines = {"duckdb": None, "1 node": c1, "3 nodes": c3}
+        if args.baseline_src is not None:
+            # a copy of the three-node store, so both clusters run side by side, interleaved
+            copy = cache / "three-before"
+            if not (copy / "done").exists():
+                shutil.rmtree(copy, ignore_errors=True)
+                shutil.copytree(three[0].parent, copy)
+            before_env = {**env, "PYTHONPATH": str(args.baseline_src.resolve())}
+            homes = [copy / h.name for h in three]
+            engines["3 nodes (before)"] = stack.enter_context(_nodes(homes, before_env))
+        measure(engines)
     print(report(results, numbers, scale, runs, args.baseline_src is not None))
     if failures:
         print("\nWRONG ANSWERS:\n" + "\n".join(failures))
@@ -279,8 +285,8 @@ def report(
             f"| {moved.get('net', 0) / mib:.1f} / {moved.get('held', 0) / mib:.1f} |"
         )
         if before:
-            db, tb = med("duckdb (before run)"), med("3 nodes (before)")
-            c = tb / db if tb and db else None
+            tb = med("3 nodes (before)")
+            c = tb / d if tb and d else None
             rb += [c] if c else []
             bm = row.get("3 nodes (before)", {}).get("moved", {})
             line += f" {c or 0:.2f}x | {bm.get('net', 0) / mib:.1f} |"
