@@ -168,7 +168,15 @@ class QueryResultModel(BaseModel):
     plan: dict[str, Any] | None = Field(
         None,
         description="A distributed EXPLAIN only: kind (the plan), fragments (per dataset, the "
-        "SQL each node ran over its chunks) and final (what the coordinator ran over them).",
+        "SQL each node ran over its chunks), final (what the coordinator ran over them), "
+        "pushdown (per dataset: the columns and filter sent to the nodes, and notes on what "
+        "was not pushed and why) and moved (as the field below).",
+    )
+    moved: dict[str, Any] | None = Field(
+        None,
+        description="A distributed query only: what reached the coordinator, per dataset "
+        "(datasets) and in total: rows, bytes (over the network from other nodes) and "
+        "gathered_bytes (everything it held, its own fragments' results included).",
     )
 
 
@@ -380,6 +388,8 @@ def _json_text(node: LakeNode, stream: ResultStream) -> str:
     }
     if stream.plan is not None:
         body["plan"] = stream.plan
+    if stream.moved is not None:
+        body["moved"] = stream.moved
     text = json.dumps(body, allow_nan=False)
     if len(text) > max_bytes:
         raise TooLargeError(
