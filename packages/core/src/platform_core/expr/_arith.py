@@ -119,8 +119,15 @@ def _decimal_signature(op: str, pair: tuple[FieldType, FieldType]) -> Signature:
     a, b = pair
     if op == "*":
         return Signature((dec.as_decimal(a), dec.as_decimal(b)), dec.mul_type(a, b))
+    if op == "%" and dec.combined_type(a, b).scale != max(_scale(a), _scale(b)):
+        # DuckDB: when the combined type would cut the scale (past 38 digits), % is DOUBLE
+        return Signature((F64, F64), F64)
     result = dec.add_type(a, b) if op in ("+", "-") else dec.combined_type(a, b)
     return Signature((result, result), result)
+
+
+def _scale(t: FieldType) -> int:
+    return (t.scale or 0) if is_decimal(t) else 0
 
 
 def divide_rule(types: Sequence[MaybeType], nodes: Sequence[Expr]) -> Signature:

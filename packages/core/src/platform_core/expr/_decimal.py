@@ -146,7 +146,8 @@ def decimal_add(op: str, a: Value, b: Value, result: FieldType) -> Value:
     operands to it), checked against its precision."""
     assert result.precision is not None
     assert result.scale is not None
-    wide = _arrow(result.precision, result.scale)
+    p, s = result.precision, result.scale
+    wide = pa.decimal128(p, s) if p < MAX_DIGITS else pa.decimal256(p, s)  # Arrow: p + 1
     a, b = cast(a, wide), cast(b, wide)
     out = (xc.add_checked if op == "+" else xc.subtract_checked)(a, b)
     word = "addition" if op == "+" else "subtraction"
