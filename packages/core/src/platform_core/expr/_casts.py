@@ -10,6 +10,7 @@ further (``0x10``, ``infinity`` dates, zone names): text outside the documented 
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Final
 
 import pyarrow as pa
@@ -176,7 +177,37 @@ def _to_text(value: Value, source: FieldType) -> Value:
         return format_date(value)
     if source.kind == "timestamp":
         return format_timestamp(value, zoned=source.tz is not None)
+    if is_decimal(source) and (source.scale or 0) > 0:
+        return _decimal_text(value, source)
     return cast(value, pa.string())
+
+
+def _decimal_text(value: Value, source: FieldType) -> Value:
+    """A decimal as DuckDB writes it: every digit of the scale, never exponent notation
+    (Arrow writes ``1E-10`` and ``0E-18``), and no ``0`` before the point when the type has
+    no integer digits (decimal(18, 18): ``.010000000000000000``, ``-.5...``).
+
+    Built from the unscaled integer's digits: ``|x| * 10**s`` at scale 0, left-padded with
+    zeros, the point put before the last ``s`` digits."""
+    assert source.precision is not None
+    assert source.scale is not None
+    p, s = source.precision, source.scale
+    wide = pa.decimal128 if p + s + 2 <= 38 else pa.decimal256
+    scaled, scale = cast(xc.abs(value), wide(p, s)), s
+    while scale:  # times 10**k, at most 76 digits at a time (Arrow: decimal(p + k + 2, scale))
+        k = min(scale, 74 - p)
+        factor = pa.scalar(Decimal(10**k), wide(k + 1, 0))
+        scale -= k
+        scaled = cast(xc.multiply(scaled, factor), wide(p, scale))  # exact: k zero digits
+    digits = cast(scaled, pa.string())
+    digits = xc.utf8_lpad(digits, s + 1 if p > s else s, "0")
+    text = xc.binary_join_element_wise(
+        xc.utf8_slice_codeunits(digits, 0, -s), xc.utf8_slice_codeunits(digits, -s), "."
+    )
+    negative = xc.less(
+        value, pa.scalar(Decimal(0), value.type if not is_lazy(value) else wide(p, s))
+    )
+    return xc.if_else(negative, xc.binary_join_element_wise("-", text, ""), text)
 
 
 # --- from text ----------------------------------------------------------------------------
