@@ -27,7 +27,17 @@ from hypothesis import strategies as st
 from platform_core.errors import PlatformError
 from platform_core.expr import ExpressionError, evaluate, parse, to_sql
 from platform_core.expr.checker import check
-from platform_core.expr.nodes import Binary, Call, Case, Cast, Column, Expr, Literal, Unary
+from platform_core.expr.nodes import (
+    Binary,
+    BinaryOp,
+    Call,
+    Case,
+    Cast,
+    Column,
+    Expr,
+    Literal,
+    Unary,
+)
 from platform_core.schema import Schema
 from platform_core.types import F64, I32, I64, UTF8, FieldType, decimal, from_arrow, parse_type
 
@@ -257,7 +267,7 @@ def numbers(draw: st.DrawFn, depth: int = 3) -> Expr:
         name = draw(st.sampled_from(("coalesce", "greatest", "least")))
         return Call(name, tuple(sub() for _ in range(draw(st.integers(1, 3)))))
     if form == 10:
-        op = draw(st.sampled_from(("<", "=", ">=", "<>")))
+        op: BinaryOp = draw(st.sampled_from(("<", "=", ">=", "<>")))
         return Case(((Binary(op, sub(), sub()), sub()),), sub() if draw(st.booleans()) else None)
     if form == 11:
         return Call("nullif", (sub(), sub()))

@@ -55,7 +55,7 @@ def session(
     request: pytest.FixtureRequest, tmp_path: Path, pool: elytra.LocalPool
 ) -> Iterator[elytra.Session]:
     backend: Any = "inline" if request.param.startswith("inline") else pool
-    caps = (
+    caps: dict[str, Any] = (
         {"worker_mem_cap": BELOW_FLOOR, "driver_mem_cap": BELOW_FLOOR}
         if request.param.endswith("operators")
         else {}

@@ -178,7 +178,9 @@ def test_a_sum_past_38_digits_is_refused_on_both_paths(spill_dir: Path) -> None:
     big = Decimal("9" * 36 + ".99")
     table = pa.table({"x": pa.array([big, big], pa.decimal128(38, 2))})
     plan = lp.Aggregate(
-        lp.Input("t", Schema.from_arrow(table.schema)), (), (lp.AggSpec("s", parse("sum(x)")),)
+        lp.Input("t", Schema.from_arrow(table.schema)),
+        (),
+        (lp.AggSpec("s", parse("sum(x)")),),  # type: ignore[arg-type]
     )
     con = duckdb.connect()
     con.register("t", table)
