@@ -137,6 +137,10 @@ AGGREGATES = [
     "sum(a * (1 - b)) / sum(a)",
     "sum(a) - sum(b)",
     "coalesce(sum(a), 0)",
+    # TPC-H q11 and q14 as SQL writes them (0.0001 and 100.00 are DECIMAL literals)
+    "sum(a * i) * CAST(0.0001 AS DECIMAL(5, 4))",
+    "sum(a * i) > sum(a * i) * CAST(0.0001 AS DECIMAL(5, 4))",
+    "CAST(100.00 AS DECIMAL(5, 2)) * sum(CASE WHEN i > 0 THEN a * (1 - b) ELSE 0 END) / sum(a)",
 ]
 
 
