@@ -14,6 +14,11 @@ An integer operand counts as ``decimal(digits, 0)`` (u8 3, u16 5, u32 and i32 10
   ``n < 0`` gives ``decimal(p + 1 if s == 0 else p, 0)`` (at most 38), or, once ``10**-n``
   passes every value, ``decimal(p, 0)`` and the constant 0 (DuckDB's binder: NULL rows too). ``floor``/``ceil`` give ``decimal(p, 0)``.
 
+Known gap: an integer SUM is decimal(38, 0) here (Arrow's form of DuckDB's HUGEINT). Where
+DuckDB's own kernel has the HUGEINT, it combines it with a decimal of scale s as an integer
+(``coalesce(a, sum(i))`` is decimal(38, 2) there for a decimal(15, 2) ``a``), while a
+decimal(38, 0) gives decimal(38, 0) (the scale gives way); arithmetic (``+ - * %``) agrees.
+
 Values are exact: computed in a type wide enough (decimal256 where decimal128 would not
 hold Arrow's own result types), then cast to DuckDB's type checked, so a result past its
 precision raises DuckDB's error ("Overflow in multiplication of DECIMAL(18)") as an
