@@ -22,7 +22,7 @@ from platform_core._suggest import did_you_mean
 
 from .backends import Backend, InlineBackend
 from .driver import Driver, Ingest
-from .errors import PipelineError
+from .errors import PipelineError, SQLPlanError
 from .jobs import JobRecorder
 from .pipeline import Pipeline
 from .remote import RemoteDriver, remote_dataset, upload_temporary
@@ -174,7 +174,12 @@ class Session:
         given = {k.lower(): v for k, v in (tables or {}).items()}
         for name in table_names(query):
             if name not in given:
-                given[name] = self.dataset(name)
+                try:
+                    given[name] = self.dataset(name)
+                except SQLPlanError:
+                    raise
+                except PipelineError as exc:  # no such dataset: a table the query names
+                    raise SQLPlanError(f"table {name!r}: {exc}") from None
         return plan_sql(query, given)
 
     def from_arrow(self, table: pa.Table | pa.RecordBatch) -> Pipeline:

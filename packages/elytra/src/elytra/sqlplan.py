@@ -77,6 +77,8 @@ class _Planner:
     def __init__(self, tables: Mapping[str, Pipeline]) -> None:
         self.tables = {k.lower(): v for k, v in tables.items()}
         self.counter = 0
+        self.ctes: dict[str, exp.Expression] = {}
+        """The CTEs in scope of the SELECT being planned (an IN subquery may name them)."""
 
     def fresh(self, stem: str) -> str:
         self.counter += 1
@@ -133,20 +135,30 @@ class _Planner:
     def select(self, node: exp.Select, ctes: dict[str, exp.Expression]) -> Rel:
         if node.args.get("laterals") or node.find(exp.Window) or node.args.get("qualify"):
             raise SQLPlanError("window functions and LATERAL are not planned into stages yet")
-        rel = self.joins(node, ctes)
-        where = node.args.get("where")
-        if where is not None:
-            plain = []
-            for c in _conjuncts(where.this):
-                found = _in_subquery(c)
-                if found is None:
-                    plain.append(c)
-                else:
-                    rel = self.in_subquery(rel, *found, ctes)
-            if plain:
-                cond = exp.and_(*plain) if len(plain) > 1 else plain[0]
-                rel = Rel(rel.pipe.filter(to_expr(cond, rel.column)), rel.cols, rel.size)
-        return self.project(node, rel)
+        outer_ctes, self.ctes = self.ctes, ctes
+        try:
+            rel = self.joins(node, ctes)
+            where = node.args.get("where")
+            if where is not None:
+                rel = self.filter(rel, _conjuncts(where.this))
+            return self.project(node, rel)
+        finally:
+            self.ctes = outer_ctes
+
+    def filter(self, rel: Rel, conds: list[exp.Expression]) -> Rel:
+        """``rel`` where every condition holds: ``[NOT] IN (SELECT ...)`` ones as joins, the
+        rest as one filter."""
+        plain = []
+        for c in conds:
+            found = _in_subquery(c)
+            if found is None:
+                plain.append(c)
+            else:
+                rel = self.in_subquery(rel, *found, self.ctes)
+        if plain:
+            cond = exp.and_(*plain) if len(plain) > 1 else plain[0]
+            rel = Rel(rel.pipe.filter(to_expr(cond, rel.column)), rel.cols, rel.size)
+        return rel
 
     def in_subquery(
         self,
@@ -228,12 +240,9 @@ class _Planner:
             cur = self.join(cur, cand, [(lk, rk) for _, lk, rk in keys], "inner")
             # conditions now wholly inside the joined set are filters
             ready = [c for c in conds if _names(c) <= cur.aliases()]
-            for c in ready:
-                cur = Rel(cur.pipe.filter(to_expr(c, cur.column)), cur.cols, cur.size)
+            cur = self.filter(cur, ready)
             conds = [c for c in conds if not any(c is r for r in ready)]
-        for c in conds:
-            cur = Rel(cur.pipe.filter(to_expr(c, cur.column)), cur.cols, cur.size)
-        return cur
+        return self.filter(cur, conds)
 
     def equalities(
         self, left: Rel, right: Rel, conds: list[exp.Expression]
@@ -252,15 +261,28 @@ class _Planner:
                 out.append((c, b, a))
         return out
 
-    def key_column(self, rel: Rel, e: exp.Expression, copy: bool) -> tuple[Rel, str]:
-        """A column holding ``e`` (a copy when the join must keep the original's NULLs)."""
-        if isinstance(e, exp.Column) and not copy:
+    def key_column(
+        self, rel: Rel, e: exp.Expression, copy: bool, gate: list[exp.Expression] | None = None
+    ) -> tuple[Rel, str]:
+        """A column holding ``e``: a copy when the join must keep the original's NULLs, and
+        NULL where a ``gate`` condition is not TRUE (a NULL key matches nothing, so an outer
+        join's one-sided ON condition keeps the row unmatched, as SQL does)."""
+        if isinstance(e, exp.Column) and not copy and not gate:
             return rel, rel.column(e)
+        value = e.copy()
+        if gate:
+            cond = exp.and_(*[g.copy() for g in gate]) if len(gate) > 1 else gate[0].copy()
+            value = exp.Case(ifs=[exp.If(this=cond, true=value)])
         name = self.fresh("k")
-        return Rel(rel.pipe.with_columns(**{name: to_expr(e, rel.column)}), rel.cols, rel.size), name
+        return Rel(rel.pipe.with_columns(**{name: to_expr(value, rel.column)}), rel.cols, rel.size), name
 
     def join(
-        self, left: Rel, right: Rel, keys: list[tuple[exp.Expression, exp.Expression]], how: str
+        self,
+        left: Rel,
+        right: Rel,
+        keys: list[tuple[exp.Expression, exp.Expression]],
+        how: str,
+        gates: tuple[list[exp.Expression], list[exp.Expression]] = ([], []),
     ) -> Rel:
         if not keys:  # a cross join: a constant key on both sides
             one = self.fresh("one")
@@ -271,39 +293,57 @@ class _Planner:
         lnames, rnames = [], []
         for lk, rk in keys:
             # an outer join's key columns keep their NULLs: join on copies of them
-            left, ln = self.key_column(left, lk, copy=how in ("right", "full"))
-            right, rn = self.key_column(right, rk, copy=how in ("inner", "left", "full"))
+            left, ln = self.key_column(left, lk, how in ("right", "full"), gates[0])
+            right, rn = self.key_column(right, rk, how in ("left", "full"), gates[1])
             lnames.append(ln)
             rnames.append(rn)
         pipe = left.pipe.join(right.pipe, left_on=lnames, right_on=rnames, how=how)
-        hidden = [c for c in pipe.columns if c.startswith("__k")]
+        cols = {**left.cols, **right.cols}
+        # the join keeps one column per key pair (the left's): the right's name reads it
+        by_name = {v: k for k, v in right.cols.items()}
+        for (lk, _), ln, rn in zip(keys, lnames, rnames, strict=True):
+            if rn in by_name:
+                cols[by_name[rn]] = left.column(lk) if isinstance(lk, exp.Column) else ln
+        kept = set(cols.values())
+        hidden = [c for c in pipe.columns if c.startswith("__k") and c not in kept]
         if hidden:
             pipe = pipe.drop(*hidden)
-        return Rel(pipe, {**left.cols, **right.cols}, left.size + right.size)
+        return Rel(pipe, cols, left.size + right.size)
 
     def outer(self, rel: Rel, src: Rel, j: exp.Join) -> Rel:
         how = _JOIN_HOW.get((j.side or "").upper())
         if how is None:
             raise SQLPlanError(f"cannot plan the join {_sql(j)!r} into stages")
         on = j.args.get("on")
-        conds = (on.flatten() if isinstance(on, exp.And) else [on]) if on is not None else []
+        conds = _conjuncts(on) if on is not None else []
         conds = [c for c in conds if not (isinstance(c, exp.Boolean) and c.this)]
         keys = self.equalities(rel, src, conds)
         rest = [c for c in conds if not any(c is k[0] for k in keys)]
+        gates: tuple[list[exp.Expression], list[exp.Expression]] = ([], [])
+        after: list[exp.Expression] = []
         for c in rest:
             names = _names(c)
-            # a condition on the side whose rows may go unmatched filters that side first
-            if how == "left" and names <= src.aliases():
-                src = Rel(src.pipe.filter(to_expr(c, src.column)), src.cols, src.size)
-            elif how == "right" and names <= rel.aliases():
-                rel = Rel(rel.pipe.filter(to_expr(c, rel.column)), rel.cols, rel.size)
-            elif how == "inner":
+            if how == "inner" and not (names <= src.aliases() or names <= rel.aliases()):
+                after.append(c)  # both sides, no =: a filter of the joined rows
                 continue
+            # a condition on the side whose rows may go unmatched filters that side first;
+            # one on a preserved side makes its failing rows unmatched (a gated key)
+            if how in ("left", "inner") and names <= src.aliases():
+                src = self.filter(src, [c])
+            elif how in ("right", "inner") and names <= rel.aliases():
+                rel = self.filter(rel, [c])
+            elif names <= rel.aliases():
+                gates[0].append(c)
+            elif names <= src.aliases():
+                gates[1].append(c)
             else:
-                raise SQLPlanError(f"cannot plan the join condition {_sql(c)!r} into stages yet")
-        if not keys:
+                raise SQLPlanError(
+                    f"cannot plan the outer join condition {_sql(c)!r} (it compares both "
+                    "sides without =) into stages yet"
+                )
+        if not keys and how != "inner":
             raise SQLPlanError(f"an outer join needs an equality to plan into stages: {_sql(j)!r}")
-        return self.join(rel, src, [(a, b) for _, a, b in keys], how)
+        return self.filter(self.join(rel, src, [(a, b) for _, a, b in keys], how, gates), after)
 
     # -- projection, aggregation, order ----------------------------------------------------
     def project(self, node: exp.Select, rel: Rel) -> Rel:
@@ -362,10 +402,13 @@ class _Planner:
         sort_keys: list[str] = []
         if order is not None:
             by_name = {n.lower(): f"__o{i}" for i, n in enumerate(out_names)}
+            by_expr = {_sql(e): f"__o{i}" for i, (_, e) in enumerate(outputs)}
             for j, o in enumerate(order.expressions):
                 key = o.this
                 if isinstance(key, exp.Column) and not key.table and key.name.lower() in by_name:
                     target = by_name[key.name.lower()]
+                elif _sql(key) in by_expr:
+                    target = by_expr[_sql(key)]
                 else:
                     target = f"__s{j}"
                     outs[target] = to_expr(key, column, replace)
@@ -484,4 +527,20 @@ def plan_sql(text: str, tables: Mapping[str, Pipeline]) -> Pipeline:
         optimized = array_any_to_extremes(optimize(tree, schema=schema, dialect="duckdb"))
     except SqlglotError as exc:
         raise SQLPlanError(f"cannot plan the query: {exc}") from None
-    return _Planner(known).query(optimized, {}).pipe
+    pipe = _Planner(known).query(optimized, {}).pipe
+    names = _duck_names(tree, known)
+    return pipe.rename(dict(zip(pipe.columns, names, strict=True))) if names != pipe.columns else pipe
+
+
+def _duck_names(tree: exp.Query, tables: Mapping[str, Pipeline]) -> list[str]:
+    """The names DuckDB gives the query's columns (``(a + b)`` for an unnamed expression),
+    from the query run over empty tables of the same schemas."""
+    con = duckdb.connect()
+    try:
+        for name, p in tables.items():
+            con.register(name, p.schema.empty_table())
+        return [d[0] for d in con.execute(_sql(tree)).description or []]
+    except duckdb.Error as exc:
+        raise SQLPlanError(f"DuckDB refuses the query: {exc}") from None
+    finally:
+        con.close()

@@ -448,10 +448,15 @@ def group_exchange(stage: Stage, parts: list[Part], min_bytes: int, cap: int) ->
 
 
 def replace_node(node: lp.Node, old: lp.Node, new: lp.Node) -> lp.Node:
-    """``node`` with the subtree ``old`` (by identity) replaced by ``new``."""
+    """``node`` with the subtree ``old`` (by identity) replaced by ``new``. Subtrees without
+    ``old`` stay the same objects, so a second replacement (another stage's node, found by
+    identity) still finds its node after the first."""
     if node is old:
         return new
     kids = lp.children(node)
     if not kids:
         return node
-    return lp.replace_children(node, tuple(replace_node(k, old, new) for k in kids))
+    replaced = tuple(replace_node(k, old, new) for k in kids)
+    if all(a is b for a, b in zip(replaced, kids, strict=True)):
+        return node
+    return lp.replace_children(node, replaced)
