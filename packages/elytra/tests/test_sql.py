@@ -16,6 +16,7 @@ from typing import Any
 
 import duckdb
 import pytest
+
 import elytra
 from elytra import SQLPlanError
 from lake.tpch import QUERIES, generate
@@ -92,7 +93,9 @@ def _tables(session: elytra.Session, files: dict[str, Path]) -> dict[str, elytra
 
 
 @pytest.mark.parametrize("number", sorted(QUERIES))
-def test_tpch_equals_duckdb_inline(number: int, tpch: dict[str, Path], inline: elytra.Session) -> None:
+def test_tpch_equals_duckdb_inline(
+    number: int, tpch: dict[str, Path], inline: elytra.Session
+) -> None:
     sql = QUERIES[number]
     got = inline.sql(sql, _tables(inline, tpch)).collect()
     _same(sql, got, _oracle(tpch), ordered="ORDER BY" in sql)

@@ -37,8 +37,8 @@ __all__ = [
     "JobTimeoutError",
     "PipelineError",
     "ResultGoneError",
-    "SQLPlanError",
     "ResultTooLargeError",
+    "SQLPlanError",
     "TaskFailedError",
     "TooManyJobsError",
 ]

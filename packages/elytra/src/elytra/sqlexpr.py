@@ -41,7 +41,7 @@ def _shift(day: dt.date, amount: int, unit: str) -> dt.date:
     raise AssertionError("unreachable: day 28 exists in every month")
 
 
-def _date_of(node: exp.Expression) -> dt.date | None:
+def _date_of(node: exp.Expr) -> dt.date | None:
     """The date of a constant ``DATE 'x'`` / ``CAST('x' AS DATE)``, else None."""
     if isinstance(node, exp.Cast) and node.to.is_type(exp.DataType.Type.DATE):
         inner = node.this
@@ -53,7 +53,7 @@ def _date_of(node: exp.Expression) -> dt.date | None:
     return None
 
 
-def _interval_of(node: exp.Expression) -> tuple[int, str] | None:
+def _interval_of(node: exp.Expr) -> tuple[int, str] | None:
     if not isinstance(node, exp.Interval):
         return None
     unit = node.unit.name.upper() if node.unit is not None else ""
@@ -67,11 +67,11 @@ def _interval_of(node: exp.Expression) -> tuple[int, str] | None:
         return None
 
 
-def fold_dates(tree: exp.Expression) -> exp.Expression:
+def fold_dates(tree: exp.Expr) -> exp.Expr:
     """Constant ``date ± INTERVAL n unit`` folded to a date literal (TPC-H's parameters), as
     DuckDB computes it; other interval arithmetic is left for the parser to refuse."""
 
-    def fold(node: exp.Expression) -> exp.Expression:
+    def fold(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Add | exp.Sub):
             day, iv = _date_of(node.this), _interval_of(node.expression)
             if day is None and isinstance(node, exp.Add):
@@ -85,7 +85,7 @@ def fold_dates(tree: exp.Expression) -> exp.Expression:
     return tree.transform(fold)
 
 
-def _rewrite(node: exp.Expression) -> exp.Expression:
+def _rewrite(node: exp.Expr) -> exp.Expr:
     """DuckDB spellings the expression language writes another way."""
     if isinstance(node, exp.Extract):
         part = node.this.name.lower()
@@ -104,7 +104,7 @@ def _rewrite(node: exp.Expression) -> exp.Expression:
 
 
 def to_text(
-    node: exp.Expression,
+    node: exp.Expr,
     column: Callable[[exp.Column], str],
     replace: Mapping[str, str] | None = None,
 ) -> str:
@@ -113,7 +113,7 @@ def to_text(
     (a group key or an aggregate already computed)."""
     replace = replace or {}
 
-    def swap(n: exp.Expression) -> exp.Expression:
+    def swap(n: exp.Expr) -> exp.Expr:
         if replace and n.sql(dialect="duckdb") in replace:
             return exp.column(replace[n.sql(dialect="duckdb")], quoted=True)
         if isinstance(n, exp.Column):
@@ -133,7 +133,7 @@ def to_text(
 
 
 def to_expr(
-    node: exp.Expression,
+    node: exp.Expr,
     column: Callable[[exp.Column], str],
     replace: Mapping[str, str] | None = None,
 ) -> Expr:

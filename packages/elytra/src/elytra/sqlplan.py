@@ -37,7 +37,7 @@ __all__ = ["plan_sql", "table_names"]
 _JOIN_HOW = {"": "inner", "INNER": "inner", "LEFT": "left", "RIGHT": "right", "FULL": "full"}
 
 
-def _sql(node: exp.Expression) -> str:
+def _sql(node: exp.Expr) -> str:
     return node.sql(dialect="duckdb")
 
 
@@ -77,7 +77,7 @@ class _Planner:
     def __init__(self, tables: Mapping[str, Pipeline]) -> None:
         self.tables = {k.lower(): v for k, v in tables.items()}
         self.counter = 0
-        self.ctes: dict[str, exp.Expression] = {}
+        self.ctes: dict[str, exp.Expr] = {}
         """The CTEs in scope of the SELECT being planned (an IN subquery may name them)."""
 
     def fresh(self, stem: str) -> str:
@@ -85,14 +85,16 @@ class _Planner:
         return f"__{stem}{self.counter}"
 
     # -- sources -------------------------------------------------------------------------
-    def source(self, node: exp.Expression, ctes: dict[str, exp.Expression]) -> Rel:
+    def source(self, node: exp.Expr, ctes: dict[str, exp.Expr]) -> Rel:
         alias = node.alias_or_name.lower()
         if isinstance(node, exp.Table):
             name = node.name.lower()
             if name in ctes:
                 return self.rename(self.query(ctes[name], ctes), alias)
             if name not in self.tables:
-                raise SQLPlanError(f"no table {node.name!r}; tables: {', '.join(sorted(self.tables))}")
+                raise SQLPlanError(
+                    f"no table {node.name!r}; tables: {', '.join(sorted(self.tables))}"
+                )
             pipe = self.tables[name]
             mapping = {c: f"{alias}.{c}" for c in pipe.columns}
             pipe = pipe.rename(mapping)
@@ -111,7 +113,7 @@ class _Planner:
         )
 
     # -- queries -------------------------------------------------------------------------
-    def query(self, node: exp.Expression, ctes: dict[str, exp.Expression]) -> Rel:
+    def query(self, node: exp.Expr, ctes: dict[str, exp.Expr]) -> Rel:
         with_ = node.args.get("with_") or node.args.get("with")
         if with_ is not None:
             ctes = dict(ctes)
@@ -121,7 +123,9 @@ class _Planner:
             left = self.query(node.left, ctes)
             right = self.query(node.right, ctes)
             if left.pipe.columns != right.pipe.columns:
-                right = Rel(right.pipe.rename(dict(zip(right.pipe.columns, left.pipe.columns, strict=True))))
+                right = Rel(
+                    right.pipe.rename(dict(zip(right.pipe.columns, left.pipe.columns, strict=True)))
+                )
             out = Rel(left.pipe.union(right.pipe))
             if node.args.get("distinct"):
                 out = Rel(out.pipe.distinct())
@@ -132,7 +136,7 @@ class _Planner:
             raise SQLPlanError(f"cannot plan {type(node).__name__} into stages (a SELECT can)")
         return self.select(node, ctes)
 
-    def select(self, node: exp.Select, ctes: dict[str, exp.Expression]) -> Rel:
+    def select(self, node: exp.Select, ctes: dict[str, exp.Expr]) -> Rel:
         if node.args.get("laterals") or node.find(exp.Window) or node.args.get("qualify"):
             raise SQLPlanError("window functions and LATERAL are not planned into stages yet")
         outer_ctes, self.ctes = self.ctes, ctes
@@ -145,7 +149,7 @@ class _Planner:
         finally:
             self.ctes = outer_ctes
 
-    def filter(self, rel: Rel, conds: list[exp.Expression]) -> Rel:
+    def filter(self, rel: Rel, conds: list[exp.Expr]) -> Rel:
         """``rel`` where every condition holds: ``[NOT] IN (SELECT ...)`` ones as joins, the
         rest as one filter."""
         plain = []
@@ -163,10 +167,10 @@ class _Planner:
     def in_subquery(
         self,
         rel: Rel,
-        value: exp.Expression,
-        query: exp.Expression,
+        value: exp.Expr,
+        query: exp.Expr,
         negated: bool,
-        ctes: dict[str, exp.Expression],
+        ctes: dict[str, exp.Expr],
     ) -> Rel:
         """``value [NOT] IN (SELECT y ...)``: a semi join; NOT IN an anti join that also keeps
         SQL's NULL rule (a NULL among the ``y`` leaves no row; a NULL ``value`` stays only
@@ -192,12 +196,12 @@ class _Planner:
         hidden = [c for c in pipe.columns if c.startswith("__k")]
         return Rel(pipe.drop(*hidden) if hidden else pipe, rel.cols, rel.size)
 
-    def joins(self, node: exp.Select, ctes: dict[str, exp.Expression]) -> Rel:
+    def joins(self, node: exp.Select, ctes: dict[str, exp.Expr]) -> Rel:
         from_ = node.args.get("from_") or node.args.get("from")
         if from_ is None:
             raise SQLPlanError("a SELECT without FROM is not planned into stages")
         inner: list[Rel] = [self.source(from_.this, ctes)]
-        conds: list[exp.Expression] = []
+        conds: list[exp.Expr] = []
         later: list[tuple[exp.Join, Rel]] = []
         for j in node.args.get("joins") or []:
             side = (j.side or "").upper()
@@ -217,7 +221,7 @@ class _Planner:
             rel = self.outer(rel, src, j)
         return rel
 
-    def order_inner(self, rels: list[Rel], conds: list[exp.Expression]) -> Rel:
+    def order_inner(self, rels: list[Rel], conds: list[exp.Expr]) -> Rel:
         """Inner joins, the largest source first, then always one that an equality links to
         what is joined (a cross join only when none is)."""
         pending = sorted(rels, key=lambda r: -r.size)
@@ -245,10 +249,10 @@ class _Planner:
         return self.filter(cur, conds)
 
     def equalities(
-        self, left: Rel, right: Rel, conds: list[exp.Expression]
-    ) -> list[tuple[exp.Expression, exp.Expression, exp.Expression]]:
+        self, left: Rel, right: Rel, conds: list[exp.Expr]
+    ) -> list[tuple[exp.Expr, exp.Expr, exp.Expr]]:
         """The conditions ``a = b`` with ``a`` over ``left`` and ``b`` over ``right``."""
-        out = []
+        out: list[tuple[exp.Expr, exp.Expr, exp.Expr]] = []
         la, ra = left.aliases(), right.aliases()
         for c in conds:
             if not isinstance(c, exp.EQ):
@@ -262,7 +266,7 @@ class _Planner:
         return out
 
     def key_column(
-        self, rel: Rel, e: exp.Expression, copy: bool, gate: list[exp.Expression] | None = None
+        self, rel: Rel, e: exp.Expr, copy: bool, gate: list[exp.Expr] | None = None
     ) -> tuple[Rel, str]:
         """A column holding ``e``: a copy when the join must keep the original's NULLs, and
         NULL where a ``gate`` condition is not TRUE (a NULL key matches nothing, so an outer
@@ -274,15 +278,17 @@ class _Planner:
             cond = exp.and_(*[g.copy() for g in gate]) if len(gate) > 1 else gate[0].copy()
             value = exp.Case(ifs=[exp.If(this=cond, true=value)])
         name = self.fresh("k")
-        return Rel(rel.pipe.with_columns(**{name: to_expr(value, rel.column)}), rel.cols, rel.size), name
+        return Rel(
+            rel.pipe.with_columns(**{name: to_expr(value, rel.column)}), rel.cols, rel.size
+        ), name
 
     def join(
         self,
         left: Rel,
         right: Rel,
-        keys: list[tuple[exp.Expression, exp.Expression]],
+        keys: list[tuple[exp.Expr, exp.Expr]],
         how: str,
-        gates: tuple[list[exp.Expression], list[exp.Expression]] = ([], []),
+        gates: tuple[list[exp.Expr], list[exp.Expr]] = ([], []),
     ) -> Rel:
         if not keys:  # a cross join: a constant key on both sides
             one = self.fresh("one")
@@ -319,8 +325,8 @@ class _Planner:
         conds = [c for c in conds if not (isinstance(c, exp.Boolean) and c.this)]
         keys = self.equalities(rel, src, conds)
         rest = [c for c in conds if not any(c is k[0] for k in keys)]
-        gates: tuple[list[exp.Expression], list[exp.Expression]] = ([], [])
-        after: list[exp.Expression] = []
+        gates: tuple[list[exp.Expr], list[exp.Expr]] = ([], [])
+        after: list[exp.Expr] = []
         for c in rest:
             names = _names(c)
             if how == "inner" and not (names <= src.aliases() or names <= rel.aliases()):
@@ -383,14 +389,12 @@ class _Planner:
             pipe = pipe.group_by(*keep).agg(**named) if named else pipe.group_by(*keep).agg()  # type: ignore[arg-type]
 
             def column(c: exp.Column) -> str:
-                raise SQLPlanError(
-                    f"column {_sql(c)!r} must be grouped or inside an aggregate"
-                )
+                raise SQLPlanError(f"column {_sql(c)!r} must be grouped or inside an aggregate")
 
             if having is not None:
                 pipe = pipe.filter(to_expr(having.this, column, replace))
         else:
-            column = rel.column  # type: ignore[assignment]
+            column = rel.column
         outs: dict[str, object] = {}
         out_names: list[str] = []
         for i, (name, e) in enumerate(outputs):
@@ -427,7 +431,7 @@ class _Planner:
         pipe = pipe.select(*hidden_outs).rename(dict(zip(hidden_outs, out_names, strict=True)))
         return Rel(pipe, {("", n.lower()): n for n in out_names})
 
-    def order_limit(self, node: exp.Expression, pipe: Pipeline, sort_keys: list[str]) -> Pipeline:
+    def order_limit(self, node: exp.Expr, pipe: Pipeline, sort_keys: list[str]) -> Pipeline:
         limit = node.args.get("limit")
         offset = node.args.get("offset")
         if sort_keys:
@@ -438,7 +442,7 @@ class _Planner:
             pipe = pipe.limit(n if n is not None else 2**62, off)
         return pipe
 
-    def finish(self, node: exp.Expression, rel: Rel, _names: dict[str, str]) -> Rel:
+    def finish(self, node: exp.Expr, rel: Rel, _names: dict[str, str]) -> Rel:
         """ORDER BY / LIMIT on a set operation."""
         order = node.args.get("order")
         keys = []
@@ -450,7 +454,7 @@ class _Planner:
         return Rel(self.order_limit(node, rel.pipe, keys), rel.cols)
 
 
-def _int_of(node: exp.Expression | None, what: str) -> int | None:
+def _int_of(node: exp.Expr | None, what: str) -> int | None:
     if node is None:
         return None
     if isinstance(node, exp.Literal) and not node.is_string:
@@ -461,7 +465,7 @@ def _int_of(node: exp.Expression | None, what: str) -> int | None:
     raise SQLPlanError(f"{what} takes a whole number, not {_sql(node)!r}")
 
 
-def _conjuncts(node: exp.Expression) -> list[exp.Expression]:
+def _conjuncts(node: exp.Expr) -> list[exp.Expr]:
     """``a AND (b AND c)`` as ``[a, b, c]``."""
     node = node.unnest()
     if isinstance(node, exp.And):
@@ -469,7 +473,7 @@ def _conjuncts(node: exp.Expression) -> list[exp.Expression]:
     return [node]
 
 
-def _in_subquery(node: exp.Expression) -> tuple[exp.Expression, exp.Expression, bool] | None:
+def _in_subquery(node: exp.Expr) -> tuple[exp.Expr, exp.Expr, bool] | None:
     """``(value, query, negated)`` of a ``value [NOT] IN (SELECT ...)`` conjunct."""
     negated = isinstance(node, exp.Not)
     inner = node.this.unnest() if negated else node
@@ -478,7 +482,7 @@ def _in_subquery(node: exp.Expression) -> tuple[exp.Expression, exp.Expression, 
     return None
 
 
-def _names(node: exp.Expression) -> set[str]:
+def _names(node: exp.Expr) -> set[str]:
     """The source aliases a condition reads."""
     return {c.table.lower() for c in node.find_all(exp.Column)}
 
@@ -519,17 +523,17 @@ def plan_sql(text: str, tables: Mapping[str, Pipeline]) -> Pipeline:
     known = {k.lower(): v for k, v in tables.items()}
     missing = [n for n in table_names(text) if n not in known]
     if missing:
-        raise SQLPlanError(
-            f"no table {missing[0]!r}; tables: {', '.join(sorted(known)) or 'none'}"
-        )
-    schema = {name: _duck_types(p) for name, p in known.items()}
+        raise SQLPlanError(f"no table {missing[0]!r}; tables: {', '.join(sorted(known)) or 'none'}")
+    schema: dict[str, object] = {name: _duck_types(p) for name, p in known.items()}
     try:
         optimized = array_any_to_extremes(optimize(tree, schema=schema, dialect="duckdb"))
     except SqlglotError as exc:
         raise SQLPlanError(f"cannot plan the query: {exc}") from None
     pipe = _Planner(known).query(optimized, {}).pipe
     names = _duck_names(tree, known)
-    return pipe.rename(dict(zip(pipe.columns, names, strict=True))) if names != pipe.columns else pipe
+    return (
+        pipe.rename(dict(zip(pipe.columns, names, strict=True))) if names != pipe.columns else pipe
+    )
 
 
 def _duck_names(tree: exp.Query, tables: Mapping[str, Pipeline]) -> list[str]:

@@ -19,13 +19,15 @@ __all__ = ["array_any_to_extremes"]
 _FLIP = {exp.LT: exp.GT, exp.GT: exp.LT, exp.LTE: exp.GTE, exp.GTE: exp.LTE, exp.NEQ: exp.NEQ}
 
 
-def _is_var(node: exp.Expression, var: str) -> bool:
-    return isinstance(node, exp.Identifier | exp.Column) and node.name == var and not (
-        isinstance(node, exp.Column) and node.table
+def _is_var(node: exp.Expr, var: str) -> bool:
+    return (
+        isinstance(node, exp.Identifier | exp.Column)
+        and node.name == var
+        and not (isinstance(node, exp.Column) and node.table)
     )
 
 
-def _ctes(tree: exp.Expression) -> dict[str, exp.Select]:
+def _ctes(tree: exp.Expr) -> dict[str, exp.Select]:
     with_ = tree.args.get("with_") or tree.args.get("with")
     if with_ is None:
         return {}
@@ -44,7 +46,7 @@ def _sources(select: exp.Select) -> dict[str, str]:
     return out
 
 
-def array_any_to_extremes(tree: exp.Expression) -> exp.Expression:
+def array_any_to_extremes(tree: exp.Expr) -> exp.Expr:
     """``ARRAY_ANY(d.list, x -> v op x)`` over ``ARRAY_AGG(y) AS list`` of a CTE ``d`` as a
     comparison with ``min(y)`` / ``max(y)``; other uses of lists are refused by the planner."""
     ctes = _ctes(tree)
@@ -76,7 +78,7 @@ def array_any_to_extremes(tree: exp.Expression) -> exp.Expression:
                 (e for e in cte.expressions if e.alias_or_name.lower() == target.name.lower()),
                 None,
             )
-        if item is None or not isinstance(item.unalias(), exp.ArrayAgg):
+        if cte is None or item is None or not isinstance(item.unalias(), exp.ArrayAgg):
             raise SQLPlanError(f"cannot plan {node.sql(dialect='duckdb')!r} into stages")
         low, high = f"{target.name}__min", f"{target.name}__max"
         if not any(e.alias_or_name == low for e in cte.expressions):
@@ -87,7 +89,9 @@ def array_any_to_extremes(tree: exp.Expression) -> exp.Expression:
         hi = exp.column(high, target.table, quoted=True)
         v = value.copy()
         if op is exp.NEQ:
-            cond: exp.Expression = exp.or_(exp.NEQ(this=v, expression=lo), exp.NEQ(this=v.copy(), expression=hi))
+            cond: exp.Expr = exp.or_(
+                exp.NEQ(this=v, expression=lo), exp.NEQ(this=v.copy(), expression=hi)
+            )
         elif op in (exp.LT, exp.LTE):
             cond = op(this=v, expression=hi)
         else:
@@ -101,5 +105,5 @@ def array_any_to_extremes(tree: exp.Expression) -> exp.Expression:
     return tree
 
 
-def _referenced(tree: exp.Expression, name: str) -> bool:
+def _referenced(tree: exp.Expr, name: str) -> bool:
     return any(c.name == name for c in tree.find_all(exp.Column))
