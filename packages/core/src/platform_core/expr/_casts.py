@@ -30,6 +30,7 @@ from ._kernels import (
     fill,
     is_lazy,
     null,
+    rescale_decimal,
     xc,
 )
 from ._types import (
@@ -157,11 +158,7 @@ def _from_decimal(value: Value, source: FieldType, target: FieldType) -> Value:
         return decimal_to_float(value, source, target)
     if is_int(target):
         return cast(xc.round(value, 0, "half_towards_infinity"), to)
-    assert target.scale is not None
-    assert source.scale is not None
-    if target.scale < source.scale:
-        value = xc.round(value, target.scale, "half_towards_infinity")
-    return cast(value, to)
+    return rescale_decimal(value, source, target)
 
 
 # --- to text ------------------------------------------------------------------------------

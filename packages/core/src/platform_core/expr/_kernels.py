@@ -41,6 +41,7 @@ __all__ = [
     "not_",
     "null",
     "or_",
+    "rescale_decimal",
     "translate_arrow_error",
     "xc",
 ]
@@ -179,9 +180,26 @@ def coerce(value: Value, source: MaybeType, target: FieldType) -> Value:
         return value
     if is_decimal(source) and is_float(target):
         return decimal_to_float(value, source, target)
+    if is_decimal(source) and is_decimal(target):
+        return rescale_decimal(value, source, target)
     if is_int(source) and is_float(target):
         return cast(value, to, safe=False)
     return cast(value, to)
+
+
+def rescale_decimal(value: Value, source: FieldType, target: FieldType) -> Value:
+    """DuckDB's CAST between decimals: to a smaller scale rounds half away from zero (in a
+    type with room for the carry), and a value past the target's precision raises."""
+    assert source.precision is not None
+    assert source.scale is not None
+    assert target.scale is not None
+    if target.scale < source.scale:
+        room = source.precision + 1
+        wide = (
+            pa.decimal128(room, source.scale) if room <= 38 else pa.decimal256(room, source.scale)
+        )
+        value = xc.round(cast(value, wide), target.scale, "half_towards_infinity")
+    return cast(value, arrow_type(target))
 
 
 def decimal_to_float(value: Value, source: FieldType, target: FieldType) -> Value:

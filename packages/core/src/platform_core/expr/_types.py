@@ -28,6 +28,7 @@ __all__ = [
     "MaybeType",
     "TypeProblem",
     "arrow_type",
+    "combine_decimals",
     "common_type",
     "compare_type",
     "is_comparable",
@@ -189,13 +190,11 @@ def common_type(types: Iterable[MaybeType]) -> MaybeType:
             result = _normalise(t)
             continue
         if (is_decimal(result) or is_decimal(t)) and not (is_float(result) or is_float(t)):
-            if _WIDE in (result, t) and all(x == _WIDE or is_int(x) for x in (result, t)):
-                # an integer SUM (DuckDB's HUGEINT) with integers: every integer fits 38
-                # digits, so DuckDB's common type is DECIMAL(38, 0) (coalesce(sum(x), 0))
-                result = _WIDE
-                continue
-            if result != t:
-                raise TypeProblem(f"cannot mix {result} with {t} (CAST one of them)")
+            if not (is_numeric(result) and is_numeric(t)):
+                raise TypeProblem(f"cannot mix {result} with {t}")
+            # DuckDB's combined decimal type (an integer as decimal(digits, 0)): the integer
+            # digits of the wider, the scale of the finer, the scale giving way past 38
+            result = combine_decimals(result, t)
             continue
         if (is_numeric(result) and is_numeric(t)) or (is_temporal(result) and is_temporal(t)):
             result = compare_type(result, t)
@@ -206,8 +205,24 @@ def common_type(types: Iterable[MaybeType]) -> MaybeType:
     return result
 
 
-_WIDE: Final = decimal(_MAX_DECIMAL, 0)
-"""decimal(38, 0): an integer SUM, DuckDB's HUGEINT as Arrow has it."""
+def combine_decimals(a: FieldType, b: FieldType) -> FieldType:
+    """DuckDB's common type of two decimals, or of a decimal and an integer (as
+    ``decimal(digits, 0)``): ``decimal(max(p - s) + max(s), max(s))``; past 38 digits the
+    scale gives way: ``decimal(38, 38 - max(p - s))``."""
+    pa_, sa = _decimal_view(a)
+    pb, sb = _decimal_view(b)
+    whole, scale = max(pa_ - sa, pb - sb), max(sa, sb)
+    if whole + scale > _MAX_DECIMAL:
+        return decimal(_MAX_DECIMAL, _MAX_DECIMAL - whole)
+    return decimal(whole + scale, scale)
+
+
+def _decimal_view(t: FieldType) -> tuple[int, int]:
+    if is_int(t):
+        return _INT_DIGITS[t.kind], 0
+    assert t.precision is not None
+    assert t.scale is not None
+    return t.precision, t.scale
 
 
 def _normalise(t: MaybeType) -> MaybeType:
