@@ -223,10 +223,16 @@ class _Planner:
 
     def order_inner(self, rels: list[Rel], conds: list[exp.Expr]) -> Rel:
         """Inner joins, the largest source first, then always one that an equality links to
-        what is joined (a cross join only when none is)."""
-        pending = sorted(rels, key=lambda r: -r.size)
-        cur = pending.pop(0)
+        what is joined (a cross join only when none is). A condition on one source filters
+        it before it joins."""
+        conds = [f for c in conds for f in factor_or(c)]
         conds = [c for c in conds if not (isinstance(c, exp.Boolean) and c.this)]
+        pending = []
+        for r in sorted(rels, key=lambda r: -r.size):
+            own = [c for c in conds if _names(c) and _names(c) <= r.aliases()]
+            conds = [c for c in conds if not any(c is o for o in own)]
+            pending.append(self.filter(r, own))
+        cur = pending.pop(0)
         while pending:
             pick = None
             for i, cand in enumerate(pending):
@@ -463,6 +469,31 @@ def _int_of(node: exp.Expr | None, what: str) -> int | None:
         except ValueError:
             pass
     raise SQLPlanError(f"{what} takes a whole number, not {_sql(node)!r}")
+
+
+def factor_or(node: exp.Expr) -> list[exp.Expr]:
+    """``(a AND b) OR (a AND c)`` as ``[a, b OR c]``, plus, for each source that every branch
+    filters, the OR of those filters alone (implied, so it can filter that source before a
+    join; TPC-H q19's join key sits inside each branch of an OR)."""
+    node = node.unnest()
+    if not isinstance(node, exp.Or):
+        return [node]
+    branches = [_conjuncts(b) for b in node.flatten()]
+    texts = [{_sql(c) for c in b} for b in branches]
+    common = set.intersection(*texts)
+    out = [c for c in branches[0] if _sql(c) in common]
+    rest = [[c for c in b if _sql(c) not in common] for b in branches]
+    if any(not r for r in rest):  # one branch is only the common part: the OR holds
+        return out
+    out.append(exp.or_(*[exp.and_(*r) if len(r) > 1 else r[0] for r in rest]))
+    single = [
+        {a: [c for c in r if _names(c) == {a}] for a in {x for c in r for x in _names(c)}}
+        for r in rest
+    ]
+    for alias in set.intersection(*[{a for a, cs in m.items() if cs} for m in single]):
+        parts = [m[alias] for m in single]
+        out.append(exp.or_(*[exp.and_(*p) if len(p) > 1 else p[0] for p in parts]))
+    return out
 
 
 def _conjuncts(node: exp.Expr) -> list[exp.Expr]:
