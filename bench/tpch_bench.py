@@ -14,6 +14,10 @@ the network from the other nodes, ``held`` is everything the coordinator gathere
 geometric means. Every engine's answer is compared with DuckDB's first (a wrong answer fails
 the run).
 
+``--elytra`` adds ``elytra sql``: the query through ``session.sql`` on a local pool of two
+workers over the same Parquet files (Elytra's distributed engine, issue 35 item 1), timed
+interleaved with the others.
+
 ``--baseline-src DIR`` adds ``3 nodes (before)``: a copy of the three-node store served by the
 lake package at ``DIR`` (e.g. ``/tmp/main/packages/lake/src`` of a checkout without the change,
 put first on the nodes' ``PYTHONPATH``), a second cluster running beside the first and timed
@@ -151,6 +155,26 @@ def _moved(client: Any, sql: str) -> dict[str, int]:
     return {"net": net, "held": held, "rows": sum(int(r["rows"]) for r in moves)}
 
 
+class _ElytraSQL:
+    """``query_arrow`` through ``session.sql`` over the generated files (the lake clients' call)."""
+
+    def __init__(self, session: Any, files: dict[str, Path]) -> None:
+        self.session = session
+        self.files = files
+
+    def query_arrow(self, sql: str) -> Any:
+        tables = {t: self.session.read_parquet(str(p)) for t, p in self.files.items()}
+        return self.session.sql(sql, tables).collect()
+
+
+@contextmanager
+def _elytra(files: dict[str, Path], home: Path) -> Iterator[_ElytraSQL]:
+    import elytra
+
+    with elytra.connect(home=home, backend="local", workers=THREADS, progress=False) as s:
+        yield _ElytraSQL(s, files)
+
+
 def _geomean(xs: list[float]) -> float | None:
     xs = [x for x in xs if x and x > 0]
     return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else None
@@ -168,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fresh", action="store_true", help="discard stored results of this scale")
     ap.add_argument("--query", type=int, action="append", help="run only these queries")
     ap.add_argument("--baseline-src", type=Path, help="a lake src dir to measure as 'before'")
+    ap.add_argument("--elytra", action="store_true", help="also session.sql on a local pool")
     args = ap.parse_args(argv)
     scale = 0.01 if args.quick else args.scale
     runs = 1 if args.quick else args.runs
@@ -242,15 +267,22 @@ def main(argv: list[str] | None = None) -> None:
             before_env = {**env, "PYTHONPATH": str(args.baseline_src.resolve())}
             homes = [copy / h.name for h in three]
             engines["3 nodes (before)"] = stack.enter_context(_nodes(homes, before_env))
+        if args.elytra:
+            engines["elytra sql"] = stack.enter_context(_elytra(files, cache / "elytra-home"))
         measure(engines)
-    print(report(results, numbers, scale, runs, args.baseline_src is not None))
+    print(report(results, numbers, scale, runs, args.baseline_src is not None, args.elytra))
     if failures:
         print("\nWRONG ANSWERS:\n" + "\n".join(failures))
         sys.exit(1)
 
 
 def report(
-    results: dict[str, dict[str, Any]], numbers: list[int], scale: float, runs: int, before: bool
+    results: dict[str, dict[str, Any]],
+    numbers: list[int],
+    scale: float,
+    runs: int,
+    before: bool,
+    with_elytra: bool = False,
 ) -> str:
     """The markdown table: medians, ratios to DuckDB, MiB into the coordinator, geomeans."""
     mib = 1 << 20
@@ -264,6 +296,10 @@ def report(
     if before:
         head += " 3 nodes before / DuckDB | before: net MiB |"
         sep += "---:|---:|"
+    if with_elytra:
+        head += " elytra sql ms | elytra sql / DuckDB |"
+        sep += "---:|---:|"
+    re_: list[float] = []
     lines = [f"### TPC-H at SF {scale:g}, median of {runs} runs", "", head, sep]
     r1: list[float] = []
     r3: list[float] = []
@@ -290,11 +326,18 @@ def report(
             rb += [c] if c else []
             bm = row.get("3 nodes (before)", {}).get("moved", {})
             line += f" {c or 0:.2f}x | {bm.get('net', 0) / mib:.1f} |"
+        if with_elytra:
+            te = med("elytra sql")
+            r = te / d if te and d else None
+            re_ += [r] if r else []
+            line += f" {ms(te)} | {r or 0:.2f}x |"
         lines.append(line)
     g1, g3, gb = _geomean(r1), _geomean(r3), _geomean(rb)
     foot = f"| geometric mean | | | | {g1 or 0:.2f}x | {g3 or 0:.2f}x | |"
     if before:
         foot += f" {gb or 0:.2f}x | |"
+    if with_elytra:
+        foot += f" | {_geomean(re_) or 0:.2f}x |"
     lines.append(foot)
     lines.append("")
     lines.append(
