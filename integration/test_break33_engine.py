@@ -341,7 +341,11 @@ def test_a_cancel_mid_range_sort_leaves_no_files(
         home=home, backend=pool, workers=2, progress=False, worker_mem_cap="12MiB", **FORCED
     ) as s:
         job = s.read_parquet(f"{wide}/*.parquet").sort("k DESC").submit()
-        time.sleep(1.0)
+        # cancel as the first task is done (the sampling round), while the range partitions
+        # are written: a fixed sleep raced the whole job once the scheduler got faster
+        deadline = time.monotonic() + 30
+        while job.record.get("tasks", {}).get("done", 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
         job.cancel()
         assert job.wait() == "cancelled"
         # the pool goes on: the same sort after the cancel is whole

@@ -26,6 +26,7 @@ from .errors import (
     PipelineError,
     ResultGoneError,
     ResultTooLargeError,
+    SQLPlanError,
     TaskFailedError,
 )
 
@@ -90,6 +91,7 @@ __all__ = [
     "ResultGoneError",
     "ResultStore",
     "ResultTooLargeError",
+    "SQLPlanError",
     "Session",
     "StoreRecorder",
     "StoredResult",

@@ -2,7 +2,9 @@
 
     ElytraError (PlatformError)                500
     ├── PipelineError (BadInputError)          400  unknown dataset or column, a type error, a bad
-    │                                               argument: found when the plan is built
+    │   │                                           argument: found when the plan is built
+    │   └── SQLPlanError                       400  ``session.sql``: a query (or a part of it) that
+    │                                               is not planned into stages, and why
     ├── TaskFailedError                        500  a task failed on every attempt (its id, attempt
     │                                               and the user's traceback text)
     ├── JobCancelledError (ConflictError)      409  the job was cancelled
@@ -36,6 +38,7 @@ __all__ = [
     "PipelineError",
     "ResultGoneError",
     "ResultTooLargeError",
+    "SQLPlanError",
     "TaskFailedError",
     "TooManyJobsError",
 ]
@@ -92,3 +95,8 @@ class TooManyJobsError(ElytraError, OverBudgetError):
     """A user holds their limit of running jobs."""
 
     status = 429
+
+
+class SQLPlanError(PipelineError):
+    """``session.sql``: a query that does not parse, or a construct not yet planned into
+    stages (the message names it); nothing ran."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from platform_core._suggest import did_you_mean
 
 from .backends import Backend, InlineBackend
 from .driver import Driver, Ingest
-from .errors import PipelineError
+from .errors import PipelineError, SQLPlanError
 from .jobs import JobRecorder
 from .pipeline import Pipeline
 from .remote import RemoteDriver, remote_dataset, upload_temporary
@@ -162,6 +162,25 @@ class Session:
         if self.remote is not None:
             return self._upload(path)
         return self._start(FileSource.open(path, "jsonl"))
+
+    def sql(self, query: str, tables: Mapping[str, Pipeline] | None = None) -> Pipeline:
+        """One SELECT as a pipeline, planned into the same stages and tasks as any other
+        (``elytra.sqlplan``): each table name is a lake dataset, or the pipeline ``tables``
+        gives it (``{"sales": session.read_parquet("sales/*.parquet")}``). The pipeline can
+        go on with more steps. A construct not planned into stages is a ``SQLPlanError``
+        that names it."""
+        from .sqlplan import plan_sql, table_names
+
+        given = {k.lower(): v for k, v in (tables or {}).items()}
+        for name in table_names(query):
+            if name not in given:
+                try:
+                    given[name] = self.dataset(name)
+                except SQLPlanError:
+                    raise
+                except PipelineError as exc:  # no such dataset: a table the query names
+                    raise SQLPlanError(f"table {name!r}: {exc}") from None
+        return plan_sql(query, given)
 
     def from_arrow(self, table: pa.Table | pa.RecordBatch) -> Pipeline:
         if isinstance(table, pa.RecordBatch):

@@ -4,12 +4,14 @@
   ``_checked`` kernels); unsigned stay unsigned (``u8 + u8`` is u8, as in DuckDB); ``%``
   keeps the dividend's sign and integer ``% 0`` raises; float ``%`` is C's ``fmod``.
 * ``/`` always divides as floats (f32 only when an operand is f32 and none is f64):
-  ``7 / 2 = 3.5``, ``1 / 0 = inf``, ``0 / 0 = nan``.
-* ``+ - * %`` of a decimal(38, 0) (an integer SUM: DuckDB's HUGEINT as Arrow has it) with an
-  integer or another decimal(38, 0) are exact decimal(38, 0), as in DuckDB, and raise past 38
-  digits ("Overflow in addition of DECIMAL(38)"). A decimal with a float computes in that
-  float, and ``pow`` takes decimals as f64, as in DuckDB. Other arithmetic on decimals is
-  refused (CAST to f64): DuckDB's decimal result types differ from Arrow's.
+  ``7 / 2 = 3.5``, ``1 / 0 = inf``, ``0 / 0 = nan``. Decimals divide as DOUBLE, as in DuckDB.
+* ``+ - * %`` with a decimal operand (the other a decimal or an integer, which counts as
+  ``decimal(digits, 0)``) are DuckDB's decimal arithmetic: DuckDB's result types (``+ -``
+  ``decimal(max(p - s) + max(s) + 1, max(s))``, ``*`` ``decimal(p1 + p2, s1 + s2)`` capped
+  at 18 or 38, ``%`` the combined type or DOUBLE past 38 digits), exact values, and DuckDB's
+  Out of Range error past the result's precision; ``round``/``floor``/``ceil`` of a decimal
+  give DuckDB's decimal types. The rules and kernels are in ``_decimal``. A decimal with a
+  float computes in that float, and ``pow`` takes decimals as f64, as in DuckDB.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pyarrow.compute as pc
 
 from platform_core.types import F32, F64, I32, I64, FieldType, decimal
 
+from . import _decimal as dec
 from ._kernels import (
     OutOfRangeError,
     Value,
@@ -62,6 +65,7 @@ __all__ = [
     "abs_rule",
     "arith_impl",
     "arith_rule",
+    "ceil_floor_impl",
     "divide_impl",
     "divide_rule",
     "floor_rule",
@@ -93,19 +97,13 @@ def arith_rule(op: str) -> TypeRule:
         pair = _numeric_pair(op, types)
         if pair is None:
             return Signature((I64, I64), I64)
-        if _wide_integers(pair):
-            return Signature((_WIDE, _WIDE), _WIDE)
         if (is_decimal(pair[0]) or is_decimal(pair[1])) and (
             is_float(pair[0]) or is_float(pair[1])
-        ):  # DuckDB: a decimal (a HUGEINT) with a float computes in that float
+        ):  # DuckDB: a decimal with a float computes in that float
             result = F64 if F64 in pair else F32
             return Signature((result, result), result)
-        require(
-            not (is_decimal(pair[0]) or is_decimal(pair[1])),
-            f"arithmetic {op} on decimals ({show(types[0])}, {show(types[1])}) is not "
-            "supported: DuckDB's decimal result types differ from Arrow's; "
-            "CAST the decimal to f64 first",
-        )
+        if is_decimal(pair[0]) or is_decimal(pair[1]):
+            return _decimal_signature(op, pair)
         result = promote_numeric(*pair)
         a_value, b_value = (bare_integer(n) for n in nodes)
         if a_value is not None and b_value is None and adapt(types[1], a_value):
@@ -117,77 +115,29 @@ def arith_rule(op: str) -> TypeRule:
     return rule
 
 
+def _decimal_signature(op: str, pair: tuple[FieldType, FieldType]) -> Signature:
+    """DuckDB's decimal arithmetic (an integer operand is decimal(digits, 0)): ``+ -``
+    and ``%`` bring both operands to one type first; ``*`` keeps them as they are."""
+    a, b = pair
+    if op == "*":
+        return Signature((dec.as_decimal(a), dec.as_decimal(b)), dec.mul_type(a, b))
+    if op == "%" and dec.combined_type(a, b).scale != max(_scale(a), _scale(b)):
+        # DuckDB: when the combined type would cut the scale (past 38 digits), % is DOUBLE
+        return Signature((F64, F64), F64)
+    result = dec.add_type(a, b) if op in ("+", "-") else dec.combined_type(a, b)
+    return Signature((result, result), result)
+
+
+def _scale(t: FieldType) -> int:
+    return (t.scale or 0) if is_decimal(t) else 0
+
+
 def divide_rule(types: Sequence[MaybeType], nodes: Sequence[Expr]) -> Signature:
     pair = _numeric_pair("/", types)
     if pair is None:
         return Signature((F64, F64), F64)
     result = F32 if F32 in pair and F64 not in pair else F64
     return Signature((result, result), result)
-
-
-_WIDE: Final = decimal(38, 0)
-
-
-def _wide_integers(pair: tuple[FieldType, FieldType]) -> bool:
-    """A decimal(38, 0) with an integer or another decimal(38, 0): DuckDB's DECIMAL(38, 0)
-    (and HUGEINT) arithmetic, exact in decimal(38, 0)."""
-    return _WIDE in pair and all(t == _WIDE or is_int(t) for t in pair)
-
-
-def _wide_arith(op: str, a: Value, b: Value) -> Value:
-    """``a op b`` of two decimal128(38, 0) values, exact: computed in decimal256 (Arrow has no
-    room for the 39 or 77 digits its decimal128 kernels would type the result with), then
-    checked back into 38 digits (an Arrow "does not fit" error, an OutOfRangeError)."""
-    eager_only(a, f"decimal(38, 0) {op}")
-    eager_only(b, f"decimal(38, 0) {op}")
-    word = {"+": "addition", "-": "subtraction", "*": "multiplication"}[op]
-    overflow = f"Overflow in {word} of DECIMAL(38)"  # DuckDB's words; Arrow's error type
-    if op == "*":
-        # operands at the digits they hold, so the product's precision (their sum plus one)
-        # stays within decimal256's 76
-        da, db = _digits(a), _digits(b)
-        if da + db > 75:  # a product of at least 74 digits: far past 38
-            raise pa.ArrowInvalid(overflow)
-        out = pc.multiply_checked(
-            cast(a, pa.decimal256(max(da, 1), 0)), cast(b, pa.decimal256(max(db, 1), 0))
-        )
-    else:
-        wide = pa.decimal256(38, 0)
-        out = _CHECKED[op](cast(a, wide), cast(b, wide))
-    try:
-        return cast(out, pa.decimal128(38, 0))
-    except pa.ArrowInvalid:
-        raise pa.ArrowInvalid(overflow) from None
-
-
-def _wide_remainder(a: Value, b: Value) -> Value:
-    """``a % b`` of two decimal128(38, 0) values, exact, as DuckDB's HUGEINT ``%``: the sign
-    of the dividend, a zero divisor an error. ``a - trunc(a / b) * b`` in decimal256, each
-    operand at the digits it holds (Arrow's decimal division truncates toward zero)."""
-    eager_only(a, "decimal(38, 0) %")
-    eager_only(b, "decimal(38, 0) %")
-    zero = pc.equal(b, pa.scalar(0, b.type))
-    if zero.as_py() if isinstance(zero, pa.Scalar) else pc.any(zero).as_py():
-        raise pa.ArrowInvalid("divide by zero")  # DuckDB: "Division by zero"
-    da, db = _digits(a), _digits(b)
-    wa, wb = cast(a, pa.decimal256(da, 0)), cast(b, pa.decimal256(db, 0))
-    quotient = pc.divide(wa, wb)  # scale max(4, db + 1): exact digits, then truncated
-    whole = cast(
-        quotient, pa.decimal256(quotient.type.precision - quotient.type.scale, 0), safe=False
-    )
-    dq = _digits(whole)
-    if dq + db + 1 > 76:  # the product's type would pass decimal256's 76 digits
-        raise pa.ArrowInvalid(
-            "% of decimal(38, 0) values this large does not fit decimal256; CAST them to f64"
-        )
-    product = pc.multiply_checked(cast(whole, pa.decimal256(max(dq, 1), 0)), wb)
-    return cast(pc.subtract_checked(wa, product), pa.decimal128(38, 0))
-
-
-def _digits(value: Value) -> int:
-    """Decimal digits of the largest absolute value (1 for none)."""
-    biggest = value.as_py() if isinstance(value, pa.Scalar) else pc.max(pc.abs(value)).as_py()
-    return len(str(abs(int(biggest)))) if biggest is not None else 1
 
 
 _CHECKED: Final = {"+": pc.add_checked, "-": pc.subtract_checked, "*": pc.multiply_checked}
@@ -197,13 +147,20 @@ _FLOAT: Final = {"+": pc.add, "-": pc.subtract, "*": pc.multiply}
 def arith_impl(op: str) -> Implementation:
     def implement(values: Sequence[Value], types: Sequence[MaybeType], sig: Signature) -> Value:
         a, b = lift(*cast_args(values, types, sig))
-        if sig.result == _WIDE:
-            return _wide_remainder(a, b) if op == "%" else _wide_arith(op, a, b)
+        result = sig.result
+        if is_decimal(result):
+            assert result is not None
+            if op == "*":
+                ta, tb = sig.args
+                assert ta is not None
+                assert tb is not None
+                return dec.decimal_multiply(a, b, ta, tb, result)
+            if op == "%":
+                return dec.decimal_remainder(a, b, result)
+            return dec.decimal_add(op, a, b, result)
         if op == "%":
-            return xc.remainder_checked(a, b) if is_int(sig.result) else xc.remainder(a, b)
-        if sig.result == _WIDE:
-            return _wide_arith(op, a, b)
-        return (_CHECKED if is_int(sig.result) else _FLOAT)[op](a, b)
+            return xc.remainder_checked(a, b) if is_int(result) else xc.remainder(a, b)
+        return (_CHECKED if is_int(result) else _FLOAT)[op](a, b)
 
     return implement
 
@@ -244,18 +201,19 @@ def abs_impl(values: Sequence[Value], types: Sequence[MaybeType], sig: Signature
 def round_rule(types: Sequence[MaybeType], nodes: Sequence[Expr]) -> Signature:
     t = types[0]
     require(t is None or is_numeric(t), f"it takes a number, got {show(t)}")
-    require(
-        not is_decimal(t),
-        f"round of a decimal ({t}) is not supported; CAST it to f64 first",
-    )
     digits = int_constant(nodes[1], "the digits of round") if len(nodes) > 1 else 0
     if t is None:
         result = I64
     elif is_int(t):
         result = t if t in (I32, I64) else I64
+    elif is_decimal(t):
+        args: tuple[MaybeType, ...] = (t, *(None for _ in nodes[1:]))
+        if digits is None:
+            return Signature(args, t, params=(digits,))
+        return Signature(args, dec.round_type(t, digits), params=(digits,))
     else:
         result = t
-    args: tuple[MaybeType, ...] = (result, *(None for _ in nodes[1:]))
+    args = (result, *(None for _ in nodes[1:]))
     return Signature(args, result, params=(digits,))
 
 
@@ -264,12 +222,17 @@ _MAX_POW10: Final = {"i32": 9, "i64": 18}
 
 
 def round_impl(values: Sequence[Value], types: Sequence[MaybeType], sig: Signature) -> Value:
-    x = coerce(values[0], types[0], sig.result) if sig.result is not None else values[0]
+    target = sig.args[0]
+    x = coerce(values[0], types[0], target) if target is not None else values[0]
     (digits,) = sig.params
     if digits is None:
         return null(arrow_type(sig.result or I64), lazy=is_lazy(x))
     assert isinstance(digits, int)
     assert sig.result is not None
+    if is_decimal(sig.result):
+        source = types[0] if types[0] is not None else sig.args[0]
+        assert source is not None
+        return dec.decimal_round(x, source, digits, sig.result)
     if is_int(sig.result):
         return _round_int(x, digits, sig.result)
     return _round_float(x, digits, sig.result)
@@ -314,9 +277,25 @@ def _round_float(x: Value, digits: int, t: FieldType) -> Value:
 def floor_rule(types: Sequence[MaybeType], nodes: Sequence[Expr]) -> Signature:
     (t,) = types
     require(t is None or is_numeric(t), f"it takes a number, got {show(t)}")
-    require(not is_decimal(t), f"floor/ceil of a decimal ({t}) is not supported; CAST to f64")
+    if is_decimal(t):  # DuckDB: decimal(p, 0)
+        assert t is not None
+        return Signature((t,), decimal(t.precision or 0, 0))
     result = t if is_float(t) else F64  # DuckDB: floor of an integer is a DOUBLE
     return Signature((result,), result)
+
+
+def ceil_floor_impl(up: bool) -> Implementation:
+    """``ceil``/``floor``: Arrow's kernel for floats, exact for decimals."""
+
+    def implement(values: Sequence[Value], types: Sequence[MaybeType], sig: Signature) -> Value:
+        (x,) = cast_args(values, types, sig)
+        if is_decimal(sig.result):
+            source = sig.args[0]
+            assert source is not None
+            return dec.ceil_floor(x, source, up)
+        return (pc.ceil if up else pc.floor)(x)
+
+    return implement
 
 
 def pow_rule(types: Sequence[MaybeType], nodes: Sequence[Expr]) -> Signature:

@@ -28,6 +28,7 @@ __all__ = [
     "MaybeType",
     "TypeProblem",
     "arrow_type",
+    "combine_decimals",
     "common_type",
     "compare_type",
     "is_comparable",
@@ -115,26 +116,25 @@ def promote_numeric(a: FieldType, b: FieldType) -> FieldType:
 
 
 def _decimal_with_int(d: FieldType, i: FieldType) -> FieldType:
-    """An exact comparison type for a decimal and an integer, or TypeProblem."""
+    """DuckDB's comparison type of a decimal and an integer: decimal(38, s). Exact while the
+    integer's digits fit beside the scale; past that the cast raises on a value that does
+    not fit, as DuckDB's does ("Casting value ... to type DECIMAL(38,20) failed")."""
     assert d.precision is not None
     assert d.scale is not None
-    int_digits = max(d.precision - d.scale, _INT_DIGITS[i.kind])
-    if int_digits + d.scale > _MAX_DECIMAL:
-        raise TypeProblem(f"cannot compare {d} with {i} exactly")
     return decimal(_MAX_DECIMAL, d.scale)
 
 
 def _decimal_with_decimal(a: FieldType, b: FieldType) -> FieldType:
+    """DuckDB's comparison type of two decimals: decimal(38, the larger scale), a checked
+    cast (a decimal(38, 0) value past 28 digits does not fit decimal(38, 10): an error, in
+    DuckDB too)."""
     assert a.precision is not None
     assert a.scale is not None
     assert b.precision is not None
     assert b.scale is not None
     if a == b:
         return a
-    scale = max(a.scale, b.scale)
-    if max(a.precision - a.scale, b.precision - b.scale) + scale > _MAX_DECIMAL:
-        raise TypeProblem(f"cannot compare {a} with {b} exactly")
-    return decimal(_MAX_DECIMAL, scale)
+    return decimal(_MAX_DECIMAL, max(a.scale, b.scale))
 
 
 def _temporal(a: FieldType, b: FieldType) -> FieldType:
@@ -150,7 +150,8 @@ def _temporal(a: FieldType, b: FieldType) -> FieldType:
 def compare_type(a: MaybeType, b: MaybeType) -> MaybeType:
     """The type both sides of a comparison are cast to; TypeProblem if they do not compare.
 
-    Numbers compare with numbers (decimals exactly with integers and decimals, through
+    Numbers compare with numbers (decimals with integers and decimals in decimal(38, the
+    larger scale), exactly, raising where a value does not fit it, as DuckDB does; through
     the float type with floats), text with text, bool with bool, bytes with bytes, dates
     and timestamps with each other (a date becomes midnight; naive timestamps are UTC).
     """
@@ -189,13 +190,11 @@ def common_type(types: Iterable[MaybeType]) -> MaybeType:
             result = _normalise(t)
             continue
         if (is_decimal(result) or is_decimal(t)) and not (is_float(result) or is_float(t)):
-            if _WIDE in (result, t) and all(x == _WIDE or is_int(x) for x in (result, t)):
-                # an integer SUM (DuckDB's HUGEINT) with integers: every integer fits 38
-                # digits, so DuckDB's common type is DECIMAL(38, 0) (coalesce(sum(x), 0))
-                result = _WIDE
-                continue
-            if result != t:
-                raise TypeProblem(f"cannot mix {result} with {t} (CAST one of them)")
+            if not (is_numeric(result) and is_numeric(t)):
+                raise TypeProblem(f"cannot mix {result} with {t}")
+            # DuckDB's combined decimal type (an integer as decimal(digits, 0)): the integer
+            # digits of the wider, the scale of the finer, the scale giving way past 38
+            result = combine_decimals(result, t)
             continue
         if (is_numeric(result) and is_numeric(t)) or (is_temporal(result) and is_temporal(t)):
             result = compare_type(result, t)
@@ -206,8 +205,24 @@ def common_type(types: Iterable[MaybeType]) -> MaybeType:
     return result
 
 
-_WIDE: Final = decimal(_MAX_DECIMAL, 0)
-"""decimal(38, 0): an integer SUM, DuckDB's HUGEINT as Arrow has it."""
+def combine_decimals(a: FieldType, b: FieldType) -> FieldType:
+    """DuckDB's common type of two decimals, or of a decimal and an integer (as
+    ``decimal(digits, 0)``): ``decimal(max(p - s) + max(s), max(s))``; past 38 digits the
+    scale gives way: ``decimal(38, 38 - max(p - s))``."""
+    pa_, sa = _decimal_view(a)
+    pb, sb = _decimal_view(b)
+    whole, scale = max(pa_ - sa, pb - sb), max(sa, sb)
+    if whole + scale > _MAX_DECIMAL:
+        return decimal(_MAX_DECIMAL, _MAX_DECIMAL - whole)
+    return decimal(whole + scale, scale)
+
+
+def _decimal_view(t: FieldType) -> tuple[int, int]:
+    if is_int(t):
+        return _INT_DIGITS[t.kind], 0
+    assert t.precision is not None
+    assert t.scale is not None
+    return t.precision, t.scale
 
 
 def _normalise(t: MaybeType) -> MaybeType:

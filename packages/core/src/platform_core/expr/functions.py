@@ -330,10 +330,12 @@ SCALAR_FUNCTIONS: Final[Mapping[str, Function]] = {
     "round": Function(
         "round", 1, 2, arith.round_rule, arith.round_impl, "round(x[, digits]), half away from zero"
     ),
-    "floor": Function("floor", 1, 1, arith.floor_rule, unary_impl(pc.floor), "round down"),
+    "floor": Function(
+        "floor", 1, 1, arith.floor_rule, arith.ceil_floor_impl(up=False), "round down"
+    ),
     "pow": Function("pow", 2, 2, arith.pow_rule, arith.pow_impl, "pow(x, y): x to the power y"),
     "power": Function("power", 2, 2, arith.pow_rule, arith.pow_impl, "power(x, y), as pow"),
-    "ceil": Function("ceil", 1, 1, arith.floor_rule, unary_impl(pc.ceil), "round up"),
+    "ceil": Function("ceil", 1, 1, arith.floor_rule, arith.ceil_floor_impl(up=True), "round up"),
     "coalesce": Function(
         "coalesce",
         1,

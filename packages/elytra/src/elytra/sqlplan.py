@@ -1,0 +1,590 @@
+"""``session.sql(text)``: a SELECT planned into a pipeline, so it runs as stages and tasks.
+
+sqlglot qualifies the query, pushes predicates and projections down and turns subqueries
+into joins (its optimizer); this module turns that one tree into pipeline steps: each table
+a source (its own filters and columns, as the optimizer left them), joins ordered so that
+every join has an equality to what is already joined (the largest source first, so the small
+sides are the ones broadcast), then WHERE, GROUP BY with partial aggregates, HAVING, the
+select list, DISTINCT, ORDER BY and LIMIT. The engine then does what it does for any
+pipeline: per-chunk tasks, broadcast or partitioned joins, exchanges on the workers.
+
+Columns are named ``alias.column`` inside the plan, so a table read twice (TPC-H q21's
+lineitem) or two subqueries with the same output names never collide; the result carries
+the query's own output names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import duckdb
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+from sqlglot.optimizer import optimize
+
+from .errors import SQLPlanError
+from .sqlexpr import to_expr
+from .sqlrewrite import array_any_to_extremes
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+
+__all__ = ["plan_sql", "table_names"]
+
+_JOIN_HOW = {"": "inner", "INNER": "inner", "LEFT": "left", "RIGHT": "right", "FULL": "full"}
+
+
+def _sql(node: exp.Expr) -> str:
+    return node.sql(dialect="duckdb")
+
+
+def _duck_types(p: Pipeline) -> dict[str, str]:
+    """DuckDB's type name of each column, for sqlglot's qualification and type inference."""
+    rel = duckdb.from_arrow(p.schema.empty_table())
+    return {c: str(t) for c, t in zip(rel.columns, rel.types, strict=True)}
+
+
+@dataclass
+class Rel:
+    """A planned relation: its pipeline and where each SQL column lives in it."""
+
+    pipe: Pipeline
+    cols: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(source alias, column name) lowercased -> the pipeline's column."""
+    size: int = 0
+    """Estimated bytes (a table's catalog size; 0 for derived tables): joins start here."""
+
+    def column(self, c: exp.Column) -> str:
+        key = (c.table.lower(), c.name.lower())
+        if key in self.cols:
+            return self.cols[key]
+        if not c.table:
+            matches = [v for (t, n), v in self.cols.items() if n == c.name.lower()]
+            if len(matches) == 1:
+                return matches[0]
+        raise SQLPlanError(f"column {_sql(c)!r} is not in scope here")
+
+    def aliases(self) -> set[str]:
+        return {t for t, _ in self.cols}
+
+
+class _Planner:
+    """One query's translation; ``tables`` are the pipelines the query's names read."""
+
+    def __init__(self, tables: Mapping[str, Pipeline]) -> None:
+        self.tables = {k.lower(): v for k, v in tables.items()}
+        self.counter = 0
+        self.ctes: dict[str, exp.Expr] = {}
+        """The CTEs in scope of the SELECT being planned (an IN subquery may name them)."""
+
+    def fresh(self, stem: str) -> str:
+        self.counter += 1
+        return f"__{stem}{self.counter}"
+
+    # -- sources -------------------------------------------------------------------------
+    def source(
+        self, node: exp.Expr, ctes: dict[str, exp.Expr], used: dict[str, set[str]] | None = None
+    ) -> Rel:
+        """A table (only the columns its scope names: ``used``, alias -> names) or a derived
+        table, its columns renamed ``alias.column``."""
+        alias = node.alias_or_name.lower()
+        if isinstance(node, exp.Table):
+            name = node.name.lower()
+            if name in ctes:
+                return self.rename(self.query(ctes[name], ctes), alias)
+            if name not in self.tables:
+                raise SQLPlanError(
+                    f"no table {node.name!r}; tables: {', '.join(sorted(self.tables))}"
+                )
+            whole = self.tables[name]
+            names = whole.columns
+            if used is not None:
+                names = [c for c in names if c.lower() in used.get(alias, set())] or names[:1]
+            pipe = whole.select(*names).rename({c: f"{alias}.{c}" for c in names})
+            cols = {(alias, c.lower()): f"{alias}.{c}" for c in names}
+            return Rel(pipe, cols, _size_of(whole))
+        if isinstance(node, exp.Subquery):
+            return self.rename(self.query(node.this, ctes), alias)
+        raise SQLPlanError(f"cannot plan the source {_sql(node)!r} into stages")
+
+    def rename(self, rel: Rel, alias: str) -> Rel:
+        """A derived table's outputs under ``alias``."""
+        names = rel.pipe.columns
+        mapping = {c: f"{alias}.{c}" for c in names}
+        return Rel(
+            rel.pipe.rename(mapping), {(alias, c.lower()): f"{alias}.{c}" for c in names}, rel.size
+        )
+
+    # -- queries -------------------------------------------------------------------------
+    def query(self, node: exp.Expr, ctes: dict[str, exp.Expr]) -> Rel:
+        with_ = node.args.get("with_") or node.args.get("with")
+        if with_ is not None:
+            ctes = dict(ctes)
+            for cte in with_.expressions:
+                ctes[cte.alias.lower()] = cte.this
+        if isinstance(node, exp.Union):
+            left = self.query(node.left, ctes)
+            right = self.query(node.right, ctes)
+            if left.pipe.columns != right.pipe.columns:
+                right = Rel(
+                    right.pipe.rename(dict(zip(right.pipe.columns, left.pipe.columns, strict=True)))
+                )
+            out = Rel(left.pipe.union(right.pipe))
+            if node.args.get("distinct"):
+                out = Rel(out.pipe.distinct())
+            return self.finish(node, out, {c: c for c in left.pipe.columns})
+        if isinstance(node, exp.Subquery):
+            return self.query(node.this, ctes)
+        if not isinstance(node, exp.Select):
+            raise SQLPlanError(f"cannot plan {type(node).__name__} into stages (a SELECT can)")
+        return self.select(node, ctes)
+
+    def select(self, node: exp.Select, ctes: dict[str, exp.Expr]) -> Rel:
+        if node.args.get("laterals") or node.find(exp.Window) or node.args.get("qualify"):
+            raise SQLPlanError("window functions and LATERAL are not planned into stages yet")
+        outer_ctes, self.ctes = self.ctes, ctes
+        try:
+            rel = self.joins(node, ctes)
+            where = node.args.get("where")
+            if where is not None:
+                rel = self.filter(rel, _conjuncts(where.this))
+            return self.project(node, rel)
+        finally:
+            self.ctes = outer_ctes
+
+    def filter(self, rel: Rel, conds: list[exp.Expr]) -> Rel:
+        """``rel`` where every condition holds: ``[NOT] IN (SELECT ...)`` ones as joins, the
+        rest as one filter."""
+        plain = []
+        for c in conds:
+            found = _in_subquery(c)
+            if found is None:
+                plain.append(c)
+            else:
+                rel = self.in_subquery(rel, *found, self.ctes)
+        if plain:
+            cond = exp.and_(*plain) if len(plain) > 1 else plain[0]
+            rel = Rel(rel.pipe.filter(to_expr(cond, rel.column)), rel.cols, rel.size)
+        return rel
+
+    def in_subquery(
+        self,
+        rel: Rel,
+        value: exp.Expr,
+        query: exp.Expr,
+        negated: bool,
+        ctes: dict[str, exp.Expr],
+    ) -> Rel:
+        """``value [NOT] IN (SELECT y ...)``: a semi join; NOT IN an anti join that also keeps
+        SQL's NULL rule (a NULL among the ``y`` leaves no row; a NULL ``value`` stays only
+        when the subquery is empty), from the subquery's counts joined as one row."""
+        sub = self.query(query.this if isinstance(query, exp.Subquery) else query, ctes)
+        if len(sub.pipe.columns) != 1:
+            raise SQLPlanError(f"an IN subquery selects one column: {_sql(query)!r}")
+        y = self.fresh("in")
+        right = sub.pipe.rename({sub.pipe.columns[0]: y})
+        rel, x = self.key_column(rel, value, copy=False)
+        if not negated:
+            pipe = rel.pipe.join(right, left_on=x, right_on=y, how="semi")
+        else:
+            n, nn, one = self.fresh("n"), self.fresh("nn"), self.fresh("one")
+            stats = right.agg(**{n: "count(*)", nn: f'count("{y}")'}).with_columns(**{one: "1"})
+            pipe = (
+                rel.pipe.join(right, left_on=x, right_on=y, how="anti")
+                .with_columns(**{one: "1"})
+                .join(stats, left_on=one, right_on=one, how="inner")
+                .filter(f'"{n}" = 0 OR ("{x}" IS NOT NULL AND "{nn}" = "{n}")')
+                .drop(one, n, nn)
+            )
+        hidden = [c for c in pipe.columns if c.startswith("__k")]
+        return Rel(pipe.drop(*hidden) if hidden else pipe, rel.cols, rel.size)
+
+    def joins(self, node: exp.Select, ctes: dict[str, exp.Expr]) -> Rel:
+        from_ = node.args.get("from_") or node.args.get("from")
+        if from_ is None:
+            raise SQLPlanError("a SELECT without FROM is not planned into stages")
+        used: dict[str, set[str]] = {}
+        for c in node.find_all(exp.Column):
+            used.setdefault(c.table.lower(), set()).add(c.name.lower())
+        inner: list[Rel] = [self.source(from_.this, ctes, used)]
+        conds: list[exp.Expr] = []
+        later: list[tuple[exp.Join, Rel]] = []
+        for j in node.args.get("joins") or []:
+            side = (j.side or "").upper()
+            kind = (j.kind or "").upper()
+            if kind in ("SEMI", "ANTI", "ASOF") or j.args.get("method") or j.args.get("using"):
+                raise SQLPlanError(f"cannot plan the join {_sql(j)!r} into stages yet")
+            src = self.source(j.this, ctes, used)
+            if side or later:
+                later.append((j, src))
+                continue
+            inner.append(src)
+            on = j.args.get("on")
+            if on is not None:
+                conds.extend(on.flatten() if isinstance(on, exp.And) else [on])
+        rel = self.order_inner(inner, conds)
+        for j, src in later:
+            rel = self.outer(rel, src, j)
+        return rel
+
+    def order_inner(self, rels: list[Rel], conds: list[exp.Expr]) -> Rel:
+        """Inner joins, the largest source first, then always one that an equality links to
+        what is joined (a cross join only when none is). A condition on one source filters
+        it before it joins."""
+        conds = [f for c in conds for f in factor_or(c)]
+        conds = [c for c in conds if not (isinstance(c, exp.Boolean) and c.this)]
+        pending = []
+        for r in sorted(rels, key=lambda r: -r.size):
+            own = [c for c in conds if _names(c) and _names(c) <= r.aliases()]
+            conds = [c for c in conds if not any(c is o for o in own)]
+            pending.append(self.filter(r, own))
+        cur = pending.pop(0)
+        while pending:
+            pick = None
+            for i, cand in enumerate(pending):
+                keys = self.equalities(cur, cand, conds)
+                if keys:
+                    pick = i, keys
+                    break
+            if pick is None:
+                i, keys = 0, []
+            else:
+                i, keys = pick
+            cand = pending.pop(i)
+            used = [c for c, _, _ in keys]
+            conds = [c for c in conds if not any(c is u for u in used)]
+            cur = self.join(cur, cand, [(lk, rk) for _, lk, rk in keys], "inner")
+            # conditions now wholly inside the joined set are filters
+            ready = [c for c in conds if _names(c) <= cur.aliases()]
+            cur = self.filter(cur, ready)
+            conds = [c for c in conds if not any(c is r for r in ready)]
+        return self.filter(cur, conds)
+
+    def equalities(
+        self, left: Rel, right: Rel, conds: list[exp.Expr]
+    ) -> list[tuple[exp.Expr, exp.Expr, exp.Expr]]:
+        """The conditions ``a = b`` with ``a`` over ``left`` and ``b`` over ``right``."""
+        out: list[tuple[exp.Expr, exp.Expr, exp.Expr]] = []
+        la, ra = left.aliases(), right.aliases()
+        for c in conds:
+            if not isinstance(c, exp.EQ):
+                continue
+            a, b = c.this, c.expression
+            na, nb = _names(a), _names(b)
+            if na and nb and na <= la and nb <= ra:
+                out.append((c, a, b))
+            elif na and nb and na <= ra and nb <= la:
+                out.append((c, b, a))
+        return out
+
+    def key_column(
+        self, rel: Rel, e: exp.Expr, copy: bool, gate: list[exp.Expr] | None = None
+    ) -> tuple[Rel, str]:
+        """A column holding ``e``: a copy when the join must keep the original's NULLs, and
+        NULL where a ``gate`` condition is not TRUE (a NULL key matches nothing, so an outer
+        join's one-sided ON condition keeps the row unmatched, as SQL does)."""
+        if isinstance(e, exp.Column) and not copy and not gate:
+            return rel, rel.column(e)
+        value = e.copy()
+        if gate:
+            cond = exp.and_(*[g.copy() for g in gate]) if len(gate) > 1 else gate[0].copy()
+            value = exp.Case(ifs=[exp.If(this=cond, true=value)])
+        name = self.fresh("k")
+        return Rel(
+            rel.pipe.with_columns(**{name: to_expr(value, rel.column)}), rel.cols, rel.size
+        ), name
+
+    def join(
+        self,
+        left: Rel,
+        right: Rel,
+        keys: list[tuple[exp.Expr, exp.Expr]],
+        how: str,
+        gates: tuple[list[exp.Expr], list[exp.Expr]] = ([], []),
+    ) -> Rel:
+        if not keys:  # a cross join: a constant key on both sides
+            one = self.fresh("one")
+            lp_ = left.pipe.with_columns(**{one: "1"})
+            rp = right.pipe.with_columns(**{one: "1"})
+            pipe = lp_.join(rp, left_on=one, right_on=one, how=how).drop(one)
+            return Rel(pipe, {**left.cols, **right.cols}, left.size + right.size)
+        lnames, rnames = [], []
+        for lk, rk in keys:
+            # an outer join's key columns keep their NULLs: join on copies of them
+            left, ln = self.key_column(left, lk, how in ("right", "full"), gates[0])
+            right, rn = self.key_column(right, rk, how in ("left", "full"), gates[1])
+            lnames.append(ln)
+            rnames.append(rn)
+        pipe = left.pipe.join(right.pipe, left_on=lnames, right_on=rnames, how=how)
+        cols = {**left.cols, **right.cols}
+        # the join keeps one column per key pair (the left's): the right's name reads it
+        by_name = {v: k for k, v in right.cols.items()}
+        for (lk, _), ln, rn in zip(keys, lnames, rnames, strict=True):
+            if rn in by_name:
+                cols[by_name[rn]] = left.column(lk) if isinstance(lk, exp.Column) else ln
+        kept = set(cols.values())
+        hidden = [c for c in pipe.columns if c.startswith("__k") and c not in kept]
+        if hidden:
+            pipe = pipe.drop(*hidden)
+        return Rel(pipe, cols, left.size + right.size)
+
+    def outer(self, rel: Rel, src: Rel, j: exp.Join) -> Rel:
+        how = _JOIN_HOW.get((j.side or "").upper())
+        if how is None:
+            raise SQLPlanError(f"cannot plan the join {_sql(j)!r} into stages")
+        on = j.args.get("on")
+        conds = _conjuncts(on) if on is not None else []
+        conds = [c for c in conds if not (isinstance(c, exp.Boolean) and c.this)]
+        keys = self.equalities(rel, src, conds)
+        rest = [c for c in conds if not any(c is k[0] for k in keys)]
+        gates: tuple[list[exp.Expr], list[exp.Expr]] = ([], [])
+        after: list[exp.Expr] = []
+        for c in rest:
+            names = _names(c)
+            if how == "inner" and not (names <= src.aliases() or names <= rel.aliases()):
+                after.append(c)  # both sides, no =: a filter of the joined rows
+                continue
+            # a condition on the side whose rows may go unmatched filters that side first;
+            # one on a preserved side makes its failing rows unmatched (a gated key)
+            if how in ("left", "inner") and names <= src.aliases():
+                src = self.filter(src, [c])
+            elif how in ("right", "inner") and names <= rel.aliases():
+                rel = self.filter(rel, [c])
+            elif names <= rel.aliases():
+                gates[0].append(c)
+            elif names <= src.aliases():
+                gates[1].append(c)
+            else:
+                raise SQLPlanError(
+                    f"cannot plan the outer join condition {_sql(c)!r} (it compares both "
+                    "sides without =) into stages yet"
+                )
+        if not keys and how != "inner":
+            raise SQLPlanError(f"an outer join needs an equality to plan into stages: {_sql(j)!r}")
+        return self.filter(self.join(rel, src, [(a, b) for _, a, b in keys], how, gates), after)
+
+    # -- projection, aggregation, order ----------------------------------------------------
+    def project(self, node: exp.Select, rel: Rel) -> Rel:
+        outputs = [(e.alias_or_name, e.unalias()) for e in node.expressions]
+        if any(isinstance(e, exp.Star) for _, e in outputs):
+            raise SQLPlanError("SELECT * is not planned into stages yet; name the columns")
+        group = node.args.get("group")
+        having = node.args.get("having")
+        order = node.args.get("order")
+        exprs = [e for _, e in outputs] + ([having.this] if having is not None else [])
+        exprs += [o.this for o in order.expressions] if order is not None else []
+        aggs = [a for e in exprs for a in e.find_all(exp.AggFunc)]
+        replace: dict[str, str] = {}
+        pipe = rel.pipe
+        if group is not None or aggs:
+            keys: list[str] = []
+            computed: dict[str, object] = {}
+            for g in group.expressions if group is not None else []:
+                if isinstance(g, exp.Column):
+                    keys.append(rel.column(g))
+                else:
+                    name = self.fresh("g")
+                    computed[name] = to_expr(g, rel.column)
+                    keys.append(name)
+                replace[_sql(g)] = keys[-1]
+            if computed:
+                pipe = pipe.with_columns(**computed)  # type: ignore[arg-type]
+            named: dict[str, object] = {}
+            for a in aggs:
+                text = _sql(a)
+                if text in replace:
+                    continue
+                name = self.fresh("a")
+                named[name] = to_expr(a, rel.column)
+                replace[text] = name
+            keep = list(dict.fromkeys(keys))
+            pipe = pipe.group_by(*keep).agg(**named) if named else pipe.group_by(*keep).agg()  # type: ignore[arg-type]
+
+            def column(c: exp.Column) -> str:
+                raise SQLPlanError(f"column {_sql(c)!r} must be grouped or inside an aggregate")
+
+            if having is not None:
+                pipe = pipe.filter(to_expr(having.this, column, replace))
+        else:
+            column = rel.column
+        outs: dict[str, object] = {}
+        out_names: list[str] = []
+        for i, (name, e) in enumerate(outputs):
+            hidden = f"__o{i}"
+            outs[hidden] = to_expr(e, column, replace)
+            out_names.append(name)
+        if len(set(n.lower() for n in out_names)) != len(out_names):
+            raise SQLPlanError(f"the select list names a column twice: {out_names}")
+        sort_keys: list[str] = []
+        if order is not None:
+            by_name = {n.lower(): f"__o{i}" for i, n in enumerate(out_names)}
+            by_expr = {_sql(e): f"__o{i}" for i, (_, e) in enumerate(outputs)}
+            for j, o in enumerate(order.expressions):
+                key = o.this
+                if isinstance(key, exp.Column) and not key.table and key.name.lower() in by_name:
+                    target = by_name[key.name.lower()]
+                elif _sql(key) in by_expr:
+                    target = by_expr[_sql(key)]
+                else:
+                    target = f"__s{j}"
+                    outs[target] = to_expr(key, column, replace)
+                desc = bool(o.args.get("desc"))
+                nulls_first = bool(o.args.get("nulls_first"))
+                sort_keys.append(
+                    f'"{target}"{" DESC" if desc else ""}{" NULLS FIRST" if nulls_first else " NULLS LAST"}'
+                )
+        pipe = pipe.with_columns(**outs)  # type: ignore[arg-type]
+        hidden_outs = [f"__o{i}" for i in range(len(outputs))]
+        if node.args.get("distinct"):
+            if sort_keys and any(not k.startswith('"__o') for k in sort_keys):
+                raise SQLPlanError("ORDER BY an expression not selected with DISTINCT")
+            pipe = pipe.select(*hidden_outs).distinct()
+        pipe = self.order_limit(node, pipe, sort_keys)
+        pipe = pipe.select(*hidden_outs).rename(dict(zip(hidden_outs, out_names, strict=True)))
+        return Rel(pipe, {("", n.lower()): n for n in out_names})
+
+    def order_limit(self, node: exp.Expr, pipe: Pipeline, sort_keys: list[str]) -> Pipeline:
+        limit = node.args.get("limit")
+        offset = node.args.get("offset")
+        if sort_keys:
+            pipe = pipe.sort(*sort_keys)
+        if limit is not None or offset is not None:
+            n = _int_of(limit.expression if limit is not None else None, "LIMIT")
+            off = _int_of(offset.expression if offset is not None else None, "OFFSET") or 0
+            pipe = pipe.limit(n if n is not None else 2**62, off)
+        return pipe
+
+    def finish(self, node: exp.Expr, rel: Rel, _names: dict[str, str]) -> Rel:
+        """ORDER BY / LIMIT on a set operation."""
+        order = node.args.get("order")
+        keys = []
+        if order is not None:
+            for o in order.expressions:
+                if not isinstance(o.this, exp.Column):
+                    raise SQLPlanError("ORDER BY of a UNION names output columns only")
+                keys.append(f'"{o.this.name}"{" DESC" if o.args.get("desc") else ""}')
+        return Rel(self.order_limit(node, rel.pipe, keys), rel.cols)
+
+
+def _int_of(node: exp.Expr | None, what: str) -> int | None:
+    if node is None:
+        return None
+    if isinstance(node, exp.Literal) and not node.is_string:
+        try:
+            return int(node.this)
+        except ValueError:
+            pass
+    raise SQLPlanError(f"{what} takes a whole number, not {_sql(node)!r}")
+
+
+def factor_or(node: exp.Expr) -> list[exp.Expr]:
+    """``(a AND b) OR (a AND c)`` as ``[a, b OR c]``, plus, for each source that every branch
+    filters, the OR of those filters alone (implied, so it can filter that source before a
+    join; TPC-H q19's join key sits inside each branch of an OR)."""
+    node = node.unnest()
+    if not isinstance(node, exp.Or):
+        return [node]
+    branches = [_conjuncts(b) for b in node.flatten()]
+    texts = [{_sql(c) for c in b} for b in branches]
+    common = set.intersection(*texts)
+    out = [c for c in branches[0] if _sql(c) in common]
+    rest = [[c for c in b if _sql(c) not in common] for b in branches]
+    if any(not r for r in rest):  # one branch is only the common part: the OR holds
+        return out
+    out.append(exp.or_(*[exp.and_(*r) if len(r) > 1 else r[0] for r in rest]))
+    single = [
+        {a: [c for c in r if _names(c) == {a}] for a in {x for c in r for x in _names(c)}}
+        for r in rest
+    ]
+    for alias in set.intersection(*[{a for a, cs in m.items() if cs} for m in single]):
+        parts = [m[alias] for m in single]
+        out.append(exp.or_(*[exp.and_(*p) if len(p) > 1 else p[0] for p in parts]))
+    return out
+
+
+def _conjuncts(node: exp.Expr) -> list[exp.Expr]:
+    """``a AND (b AND c)`` as ``[a, b, c]``."""
+    node = node.unnest()
+    if isinstance(node, exp.And):
+        return [c for part in (node.this, node.expression) for c in _conjuncts(part)]
+    return [node]
+
+
+def _in_subquery(node: exp.Expr) -> tuple[exp.Expr, exp.Expr, bool] | None:
+    """``(value, query, negated)`` of a ``value [NOT] IN (SELECT ...)`` conjunct."""
+    negated = isinstance(node, exp.Not)
+    inner = node.this.unnest() if negated else node
+    if isinstance(inner, exp.In) and inner.args.get("query") is not None:
+        return inner.this, inner.args["query"], negated
+    return None
+
+
+def _names(node: exp.Expr) -> set[str]:
+    """The source aliases a condition reads."""
+    return {c.table.lower() for c in node.find_all(exp.Column)}
+
+
+def _size_of(p: Pipeline) -> int:
+    total = 0
+    for s in p.sources.values():
+        for part in s.parts(1 << 62):
+            total += part.bytes
+    return total
+
+
+def _parse(text: str) -> exp.Query:
+    """The one query in ``text``, or a ``SQLPlanError`` saying what else it is."""
+    try:
+        statements = [s for s in sqlglot.parse(text, read="duckdb") if s is not None]
+    except SqlglotError as exc:
+        raise SQLPlanError(f"SQL does not parse: {exc}") from None
+    if len(statements) != 1:
+        raise SQLPlanError(f"give one statement, not {len(statements)}")
+    tree = statements[0]
+    if not isinstance(tree, exp.Query):
+        raise SQLPlanError(f"only a query (SELECT) is planned, not {tree.key.upper()}")
+    return tree
+
+
+def table_names(text: str) -> list[str]:
+    """The tables a query reads (lowercased, first use first), its CTEs' names left out."""
+    tree = _parse(text)
+    ctes = {c.alias.lower() for c in tree.find_all(exp.CTE)}
+    names = [t.name.lower() for t in tree.find_all(exp.Table) if t.name]
+    return [n for n in dict.fromkeys(names) if n not in ctes]
+
+
+def plan_sql(text: str, tables: Mapping[str, Pipeline]) -> Pipeline:
+    """The pipeline of one SELECT over ``tables`` (name -> pipeline): see the module doc."""
+    tree = _parse(text)
+    known = {k.lower(): v for k, v in tables.items()}
+    missing = [n for n in table_names(text) if n not in known]
+    if missing:
+        raise SQLPlanError(f"no table {missing[0]!r}; tables: {', '.join(sorted(known)) or 'none'}")
+    schema: dict[str, object] = {name: _duck_types(p) for name, p in known.items()}
+    try:
+        optimized = array_any_to_extremes(optimize(tree, schema=schema, dialect="duckdb"))
+    except SqlglotError as exc:
+        raise SQLPlanError(f"cannot plan the query: {exc}") from None
+    pipe = _Planner(known).query(optimized, {}).pipe
+    names = _duck_names(tree, known)
+    return (
+        pipe.rename(dict(zip(pipe.columns, names, strict=True))) if names != pipe.columns else pipe
+    )
+
+
+def _duck_names(tree: exp.Query, tables: Mapping[str, Pipeline]) -> list[str]:
+    """The names DuckDB gives the query's columns (``(a + b)`` for an unnamed expression),
+    from the query run over empty tables of the same schemas."""
+    con = duckdb.connect()
+    try:
+        for name, p in tables.items():
+            con.register(name, p.schema.empty_table())
+        return [d[0] for d in con.execute(_sql(tree)).description or []]
+    except duckdb.Error as exc:
+        raise SQLPlanError(f"DuckDB refuses the query: {exc}") from None
+    finally:
+        con.close()
