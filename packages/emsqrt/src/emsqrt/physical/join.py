@@ -179,19 +179,25 @@ class JoinOp(PhysicalOp):
         if rf is None and how in ("inner", "semi", "right"):
             return
         ctx = self.ctx
-        need = _BUILD_FACTOR * (rf.arrow_bytes if rf is not None else 0)
+        if rf is None:
+            # an empty build side holds nothing: the left rows pass through the probe one batch
+            # at a time (left, anti and full joins keep them), so no memory is asked for; a
+            # budget too full for even the probe's room used to fall through to an assert
+            lefts = (pa.Table.from_batches([b]) for b in lf) if lf is not None else iter(())
+            yield from self._probe(lefts, self._build_table([]))
+            return
+        need = _BUILD_FACTOR * rf.arrow_bytes
         guard = self.mem.try_acquire(need, self.label, self._probe_room)
         if guard is not None:
             try:
                 self.note_peak(guard.nbytes)
-                held = [pa.Table.from_batches([b]) for b in rf] if rf is not None else []
+                held = [pa.Table.from_batches([b]) for b in rf]
                 build = self._build_table(held)
                 lefts = (pa.Table.from_batches([b]) for b in lf) if lf is not None else iter(())
                 yield from self._probe(lefts, build)
             finally:
                 guard.release()
             return
-        assert rf is not None
         if level >= ctx.max_depth or self._single_key(rf):
             # Hashing cannot split one key: join block by block instead.
             yield from self._block_join(lf, rf)
