@@ -25,7 +25,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.optimizer import optimize
 
-from .errors import SQLPlanError
+from .errors import PipelineError, SQLPlanError
 from .sqlexpr import to_expr
 from .sqlrewrite import array_any_to_extremes
 
@@ -528,16 +528,67 @@ def _size_of(p: Pipeline) -> int:
 
 def _parse(text: str) -> exp.Query:
     """The one query in ``text``, or a ``SQLPlanError`` saying what else it is."""
+    if len(text) > _MAX_TEXT:
+        raise SQLPlanError(f"the SQL text is {len(text):,} characters; at most {_MAX_TEXT:,}")
     try:
         statements = [s for s in sqlglot.parse(text, read="duckdb") if s is not None]
     except SqlglotError as exc:
         raise SQLPlanError(f"SQL does not parse: {exc}") from None
+    except RecursionError:  # the parser recurses once per level of nesting
+        raise SQLPlanError(
+            f"the query nests too deep to parse; at most {_MAX_DEPTH} levels are planned"
+        ) from None
     if len(statements) != 1:
         raise SQLPlanError(f"give one statement, not {len(statements)}")
     tree = statements[0]
     if not isinstance(tree, exp.Query):
         raise SQLPlanError(f"only a query (SELECT) is planned, not {tree.key.upper()}")
+    _only_named_tables(tree)
+    _bounded_depth(tree)
     return tree
+
+
+_MAX_TEXT = 4 << 20
+"""Characters of SQL text planned (a bound on what one request makes the planner hold)."""
+_MAX_DEPTH = 500
+"""Levels of nesting planned (a bound on the planner's work and stack)."""
+_MAX_CHAIN = 200
+"""Terms of one AND/OR chain: the expression language's own bound, checked before sqlglot's
+optimizer, whose rewrites of a long chain take time that grows faster than the chain."""
+
+
+def _bounded_depth(tree: exp.Expr) -> None:
+    """A ``SQLPlanError`` when ``tree`` nests deeper than ``_MAX_DEPTH`` or chains more than
+    ``_MAX_CHAIN`` ANDs/ORs (walked without recursion: a deep tree cannot exhaust the stack)."""
+    stack = [(tree, 1, 0)]
+    while stack:
+        node, depth, chain = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise SQLPlanError(f"the query nests more than {_MAX_DEPTH} levels deep")
+        if chain > _MAX_CHAIN:
+            raise SQLPlanError(
+                f"an AND/OR chain of more than {_MAX_CHAIN} terms is not planned (each term "
+                "nests one level); use IN (...) for a long list of values"
+            )
+        for child in node.iter_expressions():
+            linked = isinstance(child, exp.Connector) or isinstance(child.unnest(), exp.Connector)
+            stack.append((child, depth + 1, chain + 1 if linked else 0))
+
+
+def _only_named_tables(tree: exp.Expr) -> None:
+    """Every source is a table by its plain name: a table function (``read_csv``, ``glob``,
+    ``range``), a file path or a qualified ``db.table`` is refused before anything binds or
+    runs it, so a query reads only the tables the caller gave (or the lake's datasets)."""
+    for t in tree.find_all(exp.Table):
+        if not isinstance(t.this, exp.Identifier):
+            raise SQLPlanError(
+                f"the table function {_sql(t.this)!r} is not allowed in SQL: name a table "
+                "(a lake dataset or one of the pipelines given as tables)"
+            )
+        if t.args.get("db") is not None or t.args.get("catalog") is not None:
+            raise SQLPlanError(f"the qualified name {_sql(t)!r} is not allowed: name a table")
+    for node in tree.find_all(exp.Values, exp.Unnest):
+        raise SQLPlanError(f"{type(node).__name__.upper()} as a source is not planned into stages")
 
 
 def table_names(text: str) -> list[str]:
@@ -560,7 +611,13 @@ def plan_sql(text: str, tables: Mapping[str, Pipeline]) -> Pipeline:
         optimized = array_any_to_extremes(optimize(tree, schema=schema, dialect="duckdb"))
     except SqlglotError as exc:
         raise SQLPlanError(f"cannot plan the query: {exc}") from None
-    pipe = _Planner(known).query(optimized, {}).pipe
+    try:
+        pipe = _Planner(known).query(optimized, {}).pipe
+    except SQLPlanError:
+        raise
+    except PipelineError as exc:  # a step the pipeline refuses (a join of key types it
+        # cannot compare): said as SQL's error, one class for every query not planned
+        raise SQLPlanError(f"cannot plan the query into stages: {exc}") from None
     names = _duck_names(tree, known)
     return (
         pipe.rename(dict(zip(pipe.columns, names, strict=True))) if names != pipe.columns else pipe
@@ -569,12 +626,13 @@ def plan_sql(text: str, tables: Mapping[str, Pipeline]) -> Pipeline:
 
 def _duck_names(tree: exp.Query, tables: Mapping[str, Pipeline]) -> list[str]:
     """The names DuckDB gives the query's columns (``(a + b)`` for an unnamed expression),
-    from the query run over empty tables of the same schemas."""
-    con = duckdb.connect()
+    from the query bound (never run) over empty tables of the same schemas, on a connection
+    that cannot touch files (no query text reads the server's files, nor costs its CPU)."""
+    con = duckdb.connect(config={"enable_external_access": False, "threads": 1})
     try:
         for name, p in tables.items():
             con.register(name, p.schema.empty_table())
-        return [d[0] for d in con.execute(_sql(tree)).description or []]
+        return list(con.sql(_sql(tree)).columns)
     except duckdb.Error as exc:
         raise SQLPlanError(f"DuckDB refuses the query: {exc}") from None
     finally:
