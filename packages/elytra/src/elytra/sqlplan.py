@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import duckdb
+import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
@@ -65,6 +66,12 @@ class Rel:
             matches = [v for (t, n), v in self.cols.items() if n == c.name.lower()]
             if len(matches) == 1:
                 return matches[0]
+        if c.table and c.table.lower() not in self.aliases():
+            raise SQLPlanError(
+                f"column {_sql(c)!r} is not in scope here: a correlated subquery that compares "
+                "with the outer query other than by = (EXISTS, IN or a scalar subquery in a "
+                "place sqlglot cannot decorrelate into a join) is not planned into stages yet"
+            )
         raise SQLPlanError(f"column {_sql(c)!r} is not in scope here")
 
     def aliases(self) -> set[str]:
@@ -303,18 +310,28 @@ class _Planner:
             pipe = lp_.join(rp, left_on=one, right_on=one, how=how).drop(one)
             return Rel(pipe, {**left.cols, **right.cols}, left.size + right.size)
         lnames, rnames = [], []
+        shared = []
         for lk, rk in keys:
-            # an outer join's key columns keep their NULLs: join on copies of them
+            lt, rt = _key_type(left, lk), _key_type(right, rk)
+            common = _common_key_type(lt, rt)
+            if common is not None:  # decimals: compared in the type DuckDB compares them in
+                lk = exp.Cast(this=lk.copy(), to=exp.DataType.build(common, dialect="duckdb"))
+                rk = exp.Cast(this=rk.copy(), to=exp.DataType.build(common, dialect="duckdb"))
+            # an outer join's key columns keep their NULLs: join on copies of them; the
+            # right's key column is read through the left's only where both hold the same
+            # values in the same type (an INT key equal to a DOUBLE one is not its value)
+            same = lt == rt
             left, ln = self.key_column(left, lk, how in ("right", "full"), gates[0])
-            right, rn = self.key_column(right, rk, how in ("left", "full"), gates[1])
+            right, rn = self.key_column(right, rk, how in ("left", "full") or not same, gates[1])
             lnames.append(ln)
             rnames.append(rn)
+            shared.append(same)
         pipe = left.pipe.join(right.pipe, left_on=lnames, right_on=rnames, how=how)
         cols = {**left.cols, **right.cols}
         # the join keeps one column per key pair (the left's): the right's name reads it
         by_name = {v: k for k, v in right.cols.items()}
-        for (lk, _), ln, rn in zip(keys, lnames, rnames, strict=True):
-            if rn in by_name:
+        for (lk, _), ln, rn, same in zip(keys, lnames, rnames, shared, strict=True):
+            if rn in by_name and same:
                 cols[by_name[rn]] = left.column(lk) if isinstance(lk, exp.Column) else ln
         kept = set(cols.values())
         hidden = [c for c in pipe.columns if c.startswith("__k") and c not in kept]
@@ -429,7 +446,10 @@ class _Planner:
                 )
         pipe = pipe.with_columns(**outs)  # type: ignore[arg-type]
         hidden_outs = [f"__o{i}" for i in range(len(outputs))]
-        if node.args.get("distinct"):
+        distinct = node.args.get("distinct")
+        if distinct is not None and distinct.args.get("on") is not None:
+            raise SQLPlanError("DISTINCT ON is not planned into stages yet; use GROUP BY")
+        if distinct:
             if sort_keys and any(not k.startswith('"__o') for k in sort_keys):
                 raise SQLPlanError("ORDER BY an expression not selected with DISTINCT")
             pipe = pipe.select(*hidden_outs).distinct()
@@ -453,11 +473,56 @@ class _Planner:
         order = node.args.get("order")
         keys = []
         if order is not None:
+            names = rel.pipe.columns
             for o in order.expressions:
-                if not isinstance(o.this, exp.Column):
+                key = o.this
+                if isinstance(key, exp.Column) and not key.table:
+                    found = [n for n in names if n.lower() == key.name.lower()]
+                    name = found[0] if found else key.name
+                elif isinstance(key, exp.Literal) and not key.is_string and key.this.isdigit():
+                    if not 1 <= int(key.this) <= len(names):
+                        raise SQLPlanError(f"ORDER BY {key.this}: the UNION has {len(names)} columns")
+                    name = names[int(key.this) - 1]
+                else:
                     raise SQLPlanError("ORDER BY of a UNION names output columns only")
-                keys.append(f'"{o.this.name}"{" DESC" if o.args.get("desc") else ""}')
+                desc = " DESC" if o.args.get("desc") else ""
+                nulls = " NULLS FIRST" if o.args.get("nulls_first") else " NULLS LAST"
+                keys.append(f'"{name}"{desc}{nulls}')
         return Rel(self.order_limit(node, rel.pipe, keys), rel.cols)
+
+
+def _key_type(rel: Rel, e: exp.Expr) -> pa.DataType | None:
+    """The Arrow type of a join key that is a plain column (None for an expression)."""
+    if not isinstance(e, exp.Column):
+        return None
+    return rel.pipe.schema.field(rel.column(e)).type
+
+
+_INT_DIGITS = {8: 3, 16: 5, 32: 10, 64: 19}
+
+
+def _common_key_type(a: pa.DataType | None, b: pa.DataType | None) -> str | None:
+    """The type two join keys are cast to when one is a decimal and they differ (the join
+    compares only equal types, integers with floats): DOUBLE beside a float, else the
+    decimal that holds both, as DuckDB compares them; None when no cast is needed."""
+    if a is None or b is None or a == b:
+        return None
+    if not (pa.types.is_decimal(a) or pa.types.is_decimal(b)):
+        return None
+    if pa.types.is_floating(a) or pa.types.is_floating(b):
+        return "DOUBLE"
+    ends = []
+    for t in (a, b):
+        if pa.types.is_decimal(t):
+            ends.append((t.precision - t.scale, t.scale))
+        elif pa.types.is_integer(t):
+            ends.append((_INT_DIGITS[t.bit_width], 0))
+        else:
+            return None  # not a number: the join says what it cannot compare
+    whole, scale = max(w for w, _ in ends), max(s for _, s in ends)
+    if whole + scale > 38:
+        return "DOUBLE"
+    return f"DECIMAL({whole + scale}, {scale})"
 
 
 def _int_of(node: exp.Expr | None, what: str) -> int | None:
