@@ -139,6 +139,13 @@ def to_expr(
 ) -> Expr:
     """``to_text`` parsed by the expression language; a construct it lacks is a
     ``SQLPlanError`` that names the SQL."""
+    nested = node.find(exp.Query)
+    if nested is not None:
+        raise SQLPlanError(
+            f"cannot plan the subquery {nested.sql(dialect='duckdb')!r} where it stands into "
+            "stages yet: sqlglot could not turn it into a join (a correlated subquery that "
+            "compares with the outer query other than by =, or one in the select list)"
+        )
     text = to_text(node, column, replace)
     try:
         return parse(text)

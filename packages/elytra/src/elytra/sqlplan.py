@@ -384,6 +384,14 @@ class _Planner:
         order = node.args.get("order")
         exprs = [e for _, e in outputs] + ([having.this] if having is not None else [])
         exprs += [o.this for o in order.expressions] if order is not None else []
+        for e in exprs:
+            nested = e.find(exp.Query)
+            if nested is not None:
+                raise SQLPlanError(
+                    f"cannot plan the subquery {_sql(nested)!r} where it stands into stages "
+                    "yet: sqlglot could not turn it into a join (a correlated subquery that "
+                    "compares with the outer query other than by =, or one in the select list)"
+                )
         aggs = [a for e in exprs for a in e.find_all(exp.AggFunc)]
         replace: dict[str, str] = {}
         pipe = rel.pipe
@@ -481,7 +489,9 @@ class _Planner:
                     name = found[0] if found else key.name
                 elif isinstance(key, exp.Literal) and not key.is_string and key.this.isdigit():
                     if not 1 <= int(key.this) <= len(names):
-                        raise SQLPlanError(f"ORDER BY {key.this}: the UNION has {len(names)} columns")
+                        raise SQLPlanError(
+                            f"ORDER BY {key.this}: the UNION has {len(names)} columns"
+                        )
                     name = names[int(key.this) - 1]
                 else:
                     raise SQLPlanError("ORDER BY of a UNION names output columns only")
@@ -610,7 +620,56 @@ def _parse(text: str) -> exp.Query:
         raise SQLPlanError(f"only a query (SELECT) is planned, not {tree.key.upper()}")
     _only_named_tables(tree)
     _bounded_depth(tree)
+    _scalar_subqueries_one_row(tree)
+    for g in tree.find_all(exp.Group):
+        if g.args.get("all"):
+            raise SQLPlanError("GROUP BY ALL is not planned into stages yet; name the keys")
+    for o in tree.find_all(exp.Ordered):
+        if isinstance(o.this, exp.Var) and o.this.name.upper() == "ALL":
+            raise SQLPlanError("ORDER BY ALL is not planned into stages yet; name the keys")
+    for f in tree.find_all(exp.Filter):
+        raise SQLPlanError(
+            f"an aggregate's FILTER (WHERE ...) is not planned into stages yet: {_sql(f)!r}; "
+            "use CASE WHEN inside the aggregate"
+        )
     return tree
+
+
+_NOT_SCALAR = (
+    exp.From,
+    exp.Join,
+    exp.Lateral,
+    exp.SetOperation,
+    exp.CTE,
+    exp.In,
+    exp.Exists,
+    exp.Any,
+    exp.All,
+)
+
+
+def _scalar_subqueries_one_row(tree: exp.Expr) -> None:
+    """A subquery used as a value must give at most one row: DuckDB refuses more at run time,
+    while the join sqlglot decorrelates it into would give a row per match (or one per
+    group). Planned only when the subquery is one aggregate row (no GROUP BY)."""
+    for sub in tree.find_all(exp.Subquery):
+        if sub is tree or isinstance(sub.parent, _NOT_SCALAR) or sub.parent is None:
+            continue
+        inner = sub.unnest()
+        while isinstance(inner, exp.Subquery):
+            inner = inner.this
+        one_row = (
+            isinstance(inner, exp.Select)
+            and inner.args.get("group") is None
+            and inner.expressions
+            and all(e.find(exp.AggFunc) is not None for e in inner.expressions)
+        )
+        if not one_row:
+            raise SQLPlanError(
+                f"the scalar subquery {_sql(sub)!r} may give more than one row (DuckDB then "
+                "refuses the query); it is planned when it is one aggregate (min, max, sum, "
+                "avg, count) without GROUP BY"
+            )
 
 
 _MAX_TEXT = 4 << 20
