@@ -16,9 +16,19 @@ Holes found (each test below failed on the code it was found in):
 - a dataset name that is a path (``FROM '/etc/passwd'``) was lake's ``InvalidNameError``;
 - ``UNION ... ORDER BY k NULLS FIRST`` dropped NULLS FIRST (wrong rows under LIMIT);
 - ``DISTINCT ON (g)`` was ignored (every row came back);
+- a scalar subquery of several rows (``k = (SELECT k FROM c)``) answered with a row per match
+  where DuckDB refuses the query;
+- unnamed columns were named from sqlglot's rendering (``CAST(k AS TEXT)``, ``"substring"(s,
+  2)``), not DuckDB's (``CAST(k AS VARCHAR)``, ``substr(s, 2)``);
+- CTEs that each join the one before twice were planned once per use: planning time doubled
+  per level (10 levels: 16 s; 30 levels would never end);
 - a join of an INT key with a DOUBLE one returned the INT side's values for the DOUBLE
   column (``SELECT u.kd ... ON t.k = u.kd``: ints where DuckDB has doubles), and a join with
-  a DECIMAL key on one side was a raw ``PipelineError``.
+  a DECIMAL key on one side was a raw ``PipelineError``;
+- ``GROUP BY ALL``, ``ORDER BY ALL``, ``count(*) FILTER (WHERE ...)`` and a subquery left in
+  the select list were refused with messages about something else.
+
+Still open (xfail): a number with a point is DOUBLE, not DuckDB's DECIMAL.
 """
 
 from __future__ import annotations
@@ -244,7 +254,7 @@ EQUAL = [
     "SELECT a.g, b.kd, b.kdec FROM a JOIN b ON a.v = b.kdec ORDER BY 1, 2, 3",
     "SELECT a.d, b.w FROM a LEFT JOIN b ON a.d = b.w ORDER BY 1, 2",
     "SELECT b.w, count(a.g) FROM a RIGHT JOIN b ON a.g = b.w GROUP BY 1 ORDER BY 1",
-    "SELECT a.k, b.kd FROM a JOIN b ON a.k = b.k ORDER BY 1, 2",
+    "SELECT a.k, b.kd FROM a JOIN b ON a.k = b.k WHERE a.g = 2 ORDER BY 1, 2",
     "SELECT count(*), sum(k) FROM e",
     "SELECT k, count(*) FROM e GROUP BY k",
     "SELECT a.g, e.v FROM a LEFT JOIN e ON a.k = e.k ORDER BY 1, 2",
@@ -253,7 +263,7 @@ EQUAL = [
     "SELECT sum(big), sum(big) + 1 FROM a",
     "SELECT g, sum(big) FROM a GROUP BY g ORDER BY g",
     "SELECT a.d + b.w, a.d * b.w, a.d - b.kdec, a.d / b.w FROM a JOIN b ON a.k = b.k "
-    "WHERE b.w > 0 ORDER BY 1, 2, 3, 4",
+    "WHERE b.w > 0 AND a.g = 1 ORDER BY 1, 2, 3, 4",
     "SELECT sum(d), avg(d), min(d) FROM a",
     "SELECT k / 3, k % 3, -k % 3 FROM a ORDER BY 1, 2, 3",
     # dates, LIKE / ILIKE with escapes, CASE with NULLs
@@ -265,6 +275,9 @@ EQUAL = [
     "SELECT CASE WHEN k IS NULL THEN 'n' WHEN k > 5 THEN 'big' END AS c, "
     "CASE k WHEN NULL THEN 1 WHEN 1 THEN 2 ELSE 3 END AS c2 FROM a",
     "SELECT coalesce(k, -1) AS c, nullif(g, 2) AS n, greatest(k, g), least(k, g) FROM a",
+    # unnamed columns carry DuckDB's names for the text as written
+    "SELECT CAST(v AS INTEGER), CAST(k AS VARCHAR), substr(s, 2), k::DOUBLE / 3 FROM a",
+    "SELECT trim(s), lower(upper(s)), substring(s, 1, 1), g + 1, -d FROM a",
 ]
 
 REFUSED = [
@@ -582,6 +595,16 @@ def _bounded(fn: Callable[[], Any], seconds: float) -> Any:
         ("SELECT k FROM a WHERE " + " OR ".join(f"k = {i}" for i in range(2000)), "AND/OR"),
         ("SELECT k FROM a WHERE " + " AND ".join(f"k <> {i}" for i in range(2000)), "AND/OR"),
         ("SELECT k FROM a -- " + "x" * (5 << 20), "characters"),
+        # CTEs that each join the one before twice: 2**30 table reads
+        (
+            "WITH c0 AS (SELECT k FROM a), "
+            + ", ".join(
+                f"c{i} AS (SELECT x.k FROM c{i - 1} x JOIN c{i - 1} y ON x.k = y.k)"
+                for i in range(1, 31)
+            )
+            + " SELECT count(*) FROM c30",
+            "more than 64 tables",
+        ),
     ],
 )
 def test_deep_or_huge_sql_fails_cleanly(

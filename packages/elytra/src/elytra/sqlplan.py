@@ -78,12 +78,19 @@ class Rel:
         return {t for t, _ in self.cols}
 
 
+_MAX_READS = 64
+"""Table and CTE reads one query plans: CTEs that join each other twice would otherwise grow
+the plan (and the planner's time) as 2**levels."""
+
+
 class _Planner:
     """One query's translation; ``tables`` are the pipelines the query's names read."""
 
     def __init__(self, tables: Mapping[str, Pipeline]) -> None:
         self.tables = {k.lower(): v for k, v in tables.items()}
         self.counter = 0
+        self.reads = 0
+        """Table and CTE reads planned so far (bounded: a CTE is planned at each use)."""
         self.ctes: dict[str, exp.Expr] = {}
         """The CTEs in scope of the SELECT being planned (an IN subquery may name them)."""
 
@@ -96,6 +103,12 @@ class _Planner:
         alias = node.alias_or_name.lower()
         if isinstance(node, exp.Table):
             name = node.name.lower()
+            self.reads += 1
+            if self.reads > _MAX_READS:
+                raise SQLPlanError(
+                    f"the query reads more than {_MAX_READS} tables (a CTE's tables count at "
+                    "each use of the CTE; CTEs that use each other twice double at each level)"
+                )
             if name in ctes:
                 return self.rename(self.query(ctes[name], ctes), alias)
             if name not in self.tables:
@@ -742,21 +755,30 @@ def plan_sql(text: str, tables: Mapping[str, Pipeline]) -> Pipeline:
     except PipelineError as exc:  # a step the pipeline refuses (a join of key types it
         # cannot compare): said as SQL's error, one class for every query not planned
         raise SQLPlanError(f"cannot plan the query into stages: {exc}") from None
-    names = _duck_names(tree, known)
+    names = _duck_names(text, known)
     return (
         pipe.rename(dict(zip(pipe.columns, names, strict=True))) if names != pipe.columns else pipe
     )
 
 
-def _duck_names(tree: exp.Query, tables: Mapping[str, Pipeline]) -> list[str]:
-    """The names DuckDB gives the query's columns (``(a + b)`` for an unnamed expression),
-    from the query bound (never run) over empty tables of the same schemas, on a connection
-    that cannot touch files (no query text reads the server's files, nor costs its CPU)."""
-    con = duckdb.connect(config={"enable_external_access": False, "threads": 1})
+def _duck_names(text: str, tables: Mapping[str, Pipeline]) -> list[str]:
+    """The names DuckDB gives the query's columns (``(a + b)`` for an unnamed expression,
+    ``CAST(k AS VARCHAR)`` as written), from the text itself bound (never run) over empty
+    tables of the same schemas, on a connection that cannot touch files nor be reconfigured
+    (no query text reads the server's files, nor costs its CPU). The text must be one SELECT
+    to DuckDB's parser too, not only to sqlglot's."""
+    try:
+        statements = duckdb.extract_statements(text)
+    except duckdb.Error as exc:
+        raise SQLPlanError(f"DuckDB refuses the query: {exc}") from None
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        raise SQLPlanError("DuckDB's parser does not read the text as one SELECT: give one query")
+    config = {"enable_external_access": False, "lock_configuration": True, "threads": 1}
+    con = duckdb.connect(config=config)
     try:
         for name, p in tables.items():
             con.register(name, p.schema.empty_table())
-        return list(con.sql(_sql(tree)).columns)
+        return list(con.sql(statements[0].query).columns)
     except duckdb.Error as exc:
         raise SQLPlanError(f"DuckDB refuses the query: {exc}") from None
     finally:
