@@ -25,6 +25,8 @@ Holes found (each test below failed on the code it was found in):
 - a join of an INT key with a DOUBLE one returned the INT side's values for the DOUBLE
   column (``SELECT u.kd ... ON t.k = u.kd``: ints where DuckDB has doubles), and a join with
   a DECIMAL key on one side was a raw ``PipelineError``;
+- ``DATE '2024-01-31' + INTERVAL 1 MONTH`` in a select list was a DATE (DuckDB: TIMESTAMP),
+  and ``max()`` of it was refused as "an aggregate in a computed column";
 - ``GROUP BY ALL``, ``ORDER BY ALL``, ``count(*) FILTER (WHERE ...)`` and a subquery left in
   the select list were refused with messages about something else.
 
@@ -275,6 +277,11 @@ EQUAL = [
     "SELECT CASE WHEN k IS NULL THEN 'n' WHEN k > 5 THEN 'big' END AS c, "
     "CASE k WHEN NULL THEN 1 WHEN 1 THEN 2 ELSE 3 END AS c2 FROM a",
     "SELECT coalesce(k, -1) AS c, nullif(g, 2) AS n, greatest(k, g), least(k, g) FROM a",
+    # a date plus an interval is a TIMESTAMP in DuckDB (a DATE only where it is compared)
+    "SELECT DATE '2024-01-31' + INTERVAL 1 MONTH AS d, k FROM a ORDER BY 2 LIMIT 2",
+    "SELECT k, CASE WHEN k > 3 THEN DATE '2024-01-01' + INTERVAL 1 DAY END AS x FROM a",
+    "SELECT max(DATE '2024-01-01' + INTERVAL 1 MONTH) AS x, min(dt) FROM a",
+    "SELECT k FROM a WHERE dt IN (DATE '2024-01-01' + INTERVAL 1 DAY, DATE '2024-01-05')",
     # unnamed columns carry DuckDB's names for the text as written
     "SELECT CAST(v AS INTEGER), CAST(k AS VARCHAR), substr(s, 2), k::DOUBLE / 3 FROM a",
     "SELECT trim(s), lower(upper(s)), substring(s, 1, 1), g + 1, -d FROM a",
@@ -301,6 +308,7 @@ REFUSED = [
     ("SELECT a.k, b.k FROM a JOIN b ON a.k = b.k", "twice"),
     ("SELECT k // 3 FROM a", "//"),
     ("SELECT dt - INTERVAL 1 MONTH FROM a", "INTERVAL"),
+    ("SELECT k FROM a WHERE dt < DATE '2024-02-29' + INTERVAL 1 YEAR - INTERVAL 1 DAY", "INTERVAL"),
     ("SELECT a.k FROM a LEFT JOIN b ON a.k < b.k", "outer join"),
     ("SELECT k FROM a WHERE k = (SELECT k FROM e)", "more than one row"),
     ("SELECT a.k, (SELECT max(k) FROM e) AS m FROM a", "subquery"),
