@@ -27,6 +27,7 @@ Holes found (each test below failed on the code it was found in):
   a DECIMAL key on one side was a raw ``PipelineError``;
 - ``DATE '2024-01-31' + INTERVAL 1 MONTH`` in a select list was a DATE (DuckDB: TIMESTAMP),
   and ``max()`` of it was refused as "an aggregate in a computed column";
+- a table with columns ``x`` and ``X`` answered ``SELECT x`` with ``X``'s values;
 - ``GROUP BY ALL``, ``ORDER BY ALL``, ``count(*) FILTER (WHERE ...)`` and a subquery left in
   the select list were refused with messages about something else.
 
@@ -49,6 +50,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import elytra
@@ -376,6 +378,17 @@ def test_a_decimal_literal_keeps_decimal_arithmetic(
         )
         == "equal"
     )
+
+
+def test_columns_differing_only_in_case_are_refused_not_mixed_up(
+    tmp_path: Path, inline: elytra.Session
+) -> None:
+    """DuckDB reads such a file as ``x, X_1``; the planner's case-insensitive names took
+    ``X``'s values for ``x``."""
+    pq.write_table(pa.table({"x": [1, 2, 3], "X": [10, 20, 30]}), tmp_path / "p.parquet")
+    t = inline.read_parquet(str(tmp_path / "p.parquet"))
+    with pytest.raises(SQLPlanError, match="cannot tell apart"):
+        inline.sql("SELECT x FROM cc", {"cc": t})
 
 
 # -- generated queries ---------------------------------------------------------------------

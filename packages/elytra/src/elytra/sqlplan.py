@@ -743,6 +743,15 @@ def plan_sql(text: str, tables: Mapping[str, Pipeline]) -> Pipeline:
     missing = [n for n in table_names(text) if n not in known]
     if missing:
         raise SQLPlanError(f"no table {missing[0]!r}; tables: {', '.join(sorted(known)) or 'none'}")
+    for name, p in known.items():
+        seen: dict[str, str] = {}
+        for c in p.columns:
+            if c.lower() in seen:
+                raise SQLPlanError(
+                    f"table {name!r} has columns {seen[c.lower()]!r} and {c!r}, which SQL "
+                    "cannot tell apart (its names are case-insensitive): rename one"
+                )
+            seen[c.lower()] = c
     schema: dict[str, object] = {name: _duck_types(p) for name, p in known.items()}
     try:
         optimized = array_any_to_extremes(optimize(tree, schema=schema, dialect="duckdb"))
