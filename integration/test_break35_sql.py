@@ -389,6 +389,10 @@ def test_columns_differing_only_in_case_are_refused_not_mixed_up(
     t = inline.read_parquet(str(tmp_path / "p.parquet"))
     with pytest.raises(SQLPlanError, match="cannot tell apart"):
         inline.sql("SELECT x FROM cc", {"cc": t})
+    # two tables whose names differ only in case: one of them was dropped silently
+    other = inline.from_arrow(pa.table({"x": [7]}))
+    with pytest.raises(SQLPlanError, match="in two cases"):
+        inline.sql('SELECT x FROM "T"', {"T": other, "t": t.select("x")})
 
 
 # -- generated queries ---------------------------------------------------------------------

@@ -172,6 +172,8 @@ class Session:
         from .sqlplan import plan_sql, table_names
 
         given = {k.lower(): v for k, v in (tables or {}).items()}
+        if len(given) != len(tables or {}):  # SQL's names are case-insensitive
+            raise SQLPlanError(f"tables {sorted(tables or {})} name one table twice, in two cases")
         for name in table_names(query):
             if name not in given:
                 try:

@@ -740,6 +740,8 @@ def plan_sql(text: str, tables: Mapping[str, Pipeline]) -> Pipeline:
     """The pipeline of one SELECT over ``tables`` (name -> pipeline): see the module doc."""
     tree = _parse(text)
     known = {k.lower(): v for k, v in tables.items()}
+    if len(known) != len(tables):  # SQL's names are case-insensitive
+        raise SQLPlanError(f"tables {sorted(tables)} name one table twice, in two cases")
     missing = [n for n in table_names(text) if n not in known]
     if missing:
         raise SQLPlanError(f"no table {missing[0]!r}; tables: {', '.join(sorted(known)) or 'none'}")
