@@ -395,6 +395,37 @@ def test_columns_differing_only_in_case_are_refused_not_mixed_up(
         inline.sql('SELECT x FROM "T"', {"T": other, "t": t.select("x")})
 
 
+NAN_QUERIES = [
+    "SELECT l.a, r.b FROM l JOIN r ON l.k = r.k ORDER BY 1, 2",
+    "SELECT l.a, r.b FROM l FULL JOIN r ON l.k = r.k ORDER BY 1, 2",
+    "SELECT k, count(*) FROM l GROUP BY k ORDER BY k",
+    "SELECT a FROM l WHERE k IN (SELECT k FROM r) ORDER BY 1",
+    "SELECT a FROM l WHERE k NOT IN (SELECT k FROM r WHERE k IS NOT NULL) ORDER BY 1",
+    "SELECT max(k) AS hi, min(k) AS lo FROM l",
+    "SELECT a FROM l ORDER BY k DESC, a",
+]
+
+
+@pytest.mark.parametrize("sql", NAN_QUERIES)
+@pytest.mark.parametrize("where", ["inline", "forced"])
+def test_nan_and_negative_zero_keys_equal_duckdb(
+    sql: str, where: str, request: pytest.FixtureRequest
+) -> None:
+    """NaN equals NaN and -0.0 equals 0.0 as keys (DuckDB's rules), NULL matches nothing."""
+    s: elytra.Session = request.getfixturevalue(where)
+    nan = float("nan")
+    left = pa.table({"k": [nan, 1.0, -0.0, None, 2.0, nan], "a": [1, 2, 3, 4, 5, 6]})
+    right = pa.table({"k": [nan, 0.0, None, 1.0], "b": [10, 20, 30, 40]})
+    con = duckdb.connect()
+    con.register("l", left)
+    con.register("r", right)
+    want = con.sql(sql).arrow()
+    want = want.read_all() if hasattr(want, "read_all") else want
+    got = s.sql(sql, {"l": s.from_arrow(left), "r": s.from_arrow(right)}).collect()
+    assert got.column_names == want.column_names
+    assert _rows(got) == _rows(want), sql
+
+
 # -- generated queries ---------------------------------------------------------------------
 
 
