@@ -784,8 +784,9 @@ def _duck_names(text: str, tables: Mapping[str, Pipeline]) -> list[str]:
         raise SQLPlanError(f"DuckDB refuses the query: {exc}") from None
     if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
         raise SQLPlanError("DuckDB's parser does not read the text as one SELECT: give one query")
-    config = {"enable_external_access": False, "lock_configuration": True, "threads": 1}
-    con = duckdb.connect(config=config)
+    con = duckdb.connect(
+        config={"enable_external_access": False, "lock_configuration": True, "threads": 1}
+    )
     try:
         for name, p in tables.items():
             con.register(name, p.schema.empty_table())
