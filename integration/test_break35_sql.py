@@ -284,6 +284,10 @@ EQUAL = [
     "SELECT k, CASE WHEN k > 3 THEN DATE '2024-01-01' + INTERVAL 1 DAY END AS x FROM a",
     "SELECT max(DATE '2024-01-01' + INTERVAL 1 MONTH) AS x, min(dt) FROM a",
     "SELECT k FROM a WHERE dt IN (DATE '2024-01-01' + INTERVAL 1 DAY, DATE '2024-01-05')",
+    # parentheses around a subquery do not make it a scalar one
+    "SELECT k FROM ((SELECT k FROM a)) x ORDER BY k",
+    "SELECT count(*) FROM a WHERE k IN ((SELECT k FROM b))",
+    "SELECT count(*) FROM a WHERE v > ((SELECT avg(kd) FROM b)) + (SELECT min(w) FROM b)",
     # unnamed columns carry DuckDB's names for the text as written
     "SELECT CAST(v AS INTEGER), CAST(k AS VARCHAR), substr(s, 2), k::DOUBLE / 3 FROM a",
     "SELECT trim(s), lower(upper(s)), substring(s, 1, 1), g + 1, -d FROM a",

@@ -666,7 +666,10 @@ def _scalar_subqueries_one_row(tree: exp.Expr) -> None:
     while the join sqlglot decorrelates it into would give a row per match (or one per
     group). Planned only when the subquery is one aggregate row (no GROUP BY)."""
     for sub in tree.find_all(exp.Subquery):
-        if sub is tree or isinstance(sub.parent, _NOT_SCALAR) or sub.parent is None:
+        parent = sub.parent  # past the parentheses around it: ((SELECT ...)) is one subquery
+        while isinstance(parent, exp.Subquery | exp.Paren):
+            parent = parent.parent
+        if parent is None or isinstance(parent, _NOT_SCALAR):
             continue
         inner = sub.unnest()
         while isinstance(inner, exp.Subquery):
