@@ -655,6 +655,7 @@ def _bounded(fn: Callable[[], Any], seconds: float) -> Any:
         ("SELECT k FROM a WHERE " + " OR ".join(f"k = {i}" for i in range(2000)), "AND/OR"),
         ("SELECT k FROM a WHERE " + " AND ".join(f"k <> {i}" for i in range(2000)), "AND/OR"),
         ("SELECT k FROM a -- " + "x" * (5 << 20), "characters"),
+        ("SELECT k FROM a WHERE k IN (" + ", ".join(map(str, range(100_000))) + ")", "IN list"),
         # CTEs that each join the one before twice: 2**30 table reads
         (
             "WITH c0 AS (SELECT k FROM a), "

@@ -692,6 +692,9 @@ _MAX_TEXT = 4 << 20
 """Characters of SQL text planned (a bound on what one request makes the planner hold)."""
 _MAX_DEPTH = 500
 """Levels of nesting planned (a bound on the planner's work and stack)."""
+_MAX_LIST = 20_000
+"""Values of one IN list: the expression language takes one expression of at most 64 KiB of
+text (about 10,000 numbers), and sqlglot's optimizer spends seconds per 10,000 more."""
 _MAX_CHAIN = 200
 """Terms of one AND/OR chain: the expression language's own bound, checked before sqlglot's
 optimizer, whose rewrites of a long chain take time that grows faster than the chain."""
@@ -705,6 +708,11 @@ def _bounded_depth(tree: exp.Expr) -> None:
         node, depth, chain = stack.pop()
         if depth > _MAX_DEPTH:
             raise SQLPlanError(f"the query nests more than {_MAX_DEPTH} levels deep")
+        if isinstance(node, exp.In | exp.Tuple) and len(node.expressions) > _MAX_LIST:
+            raise SQLPlanError(
+                f"an IN list of {len(node.expressions):,} values is not planned; at most "
+                f"{_MAX_LIST:,} (give a long list as a table and join it, or use IN (SELECT ...))"
+            )
         if chain > _MAX_CHAIN:
             raise SQLPlanError(
                 f"an AND/OR chain of more than {_MAX_CHAIN} terms is not planned (each term "
