@@ -286,6 +286,7 @@ EQUAL = [
     "SELECT k FROM a WHERE dt IN (DATE '2024-01-01' + INTERVAL 1 DAY, DATE '2024-01-05')",
     # parentheses around a subquery do not make it a scalar one
     "SELECT k FROM ((SELECT k FROM a)) x ORDER BY k",
+    "WITH x AS ((SELECT k FROM a)) SELECT count(*), count(k) FROM x",
     "SELECT count(*) FROM a WHERE k IN ((SELECT k FROM b))",
     "SELECT count(*) FROM a WHERE v > ((SELECT avg(kd) FROM b)) + (SELECT min(w) FROM b)",
     # unnamed columns carry DuckDB's names for the text as written

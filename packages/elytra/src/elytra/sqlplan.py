@@ -633,6 +633,9 @@ def _parse(text: str) -> exp.Query:
         raise SQLPlanError(f"only a query (SELECT) is planned, not {tree.key.upper()}")
     _only_named_tables(tree)
     _bounded_depth(tree)
+    for cte in tree.find_all(exp.CTE):  # WITH x AS ((SELECT ...)): sqlglot's optimizer loses
+        while isinstance(cte.this, exp.Subquery) and not cte.this.alias:  # x's name
+            cte.set("this", cte.this.this)
     _scalar_subqueries_one_row(tree)
     for g in tree.find_all(exp.Group):
         if g.args.get("all"):
