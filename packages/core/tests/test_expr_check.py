@@ -418,7 +418,7 @@ def test_type_mismatch_names_both_types_and_the_operator() -> None:
         ("year(s)", "takes a date or timestamp, got utf8"),
         ("CAST(f32 AS VARCHAR)", "CAST from f32 to utf8 is not supported"),
         ("f32 || 'x'", "CAST to f64 first"),
-        ("CAST(f64 AS DECIMAL(10, 2))", "CAST from f64 to decimal(10, 2) is not supported"),
+        ("CAST(s AS DECIMAL(10, 2))", "CAST from utf8 to decimal(10, 2) is not supported"),
         ("CAST(d AS INTEGER)", "CAST from date to i32 is not supported"),
         ("abs(s)", "abs: it takes a number, got utf8"),
     ],

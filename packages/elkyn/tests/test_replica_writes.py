@@ -303,7 +303,7 @@ def test_a_replicas_store_refuses_local_writes_and_reserves_in_memory() -> None:
         assert status["primary"] is None
         store.replica_of = "http://127.0.0.1:1"
         seq = store.last_seq()
-        with pytest.raises(ReplicaWriteError, match="current_writer"):
+        with pytest.raises(ReplicaWriteError, match="DB_WRITER"):
             store.set("/a", 2)
         with pytest.raises(ReplicaWriteError):
             store.update("/", {"b": 1})

@@ -16,6 +16,7 @@ from elkyn.server.http import Request
 from elkyn.settings import elkyn_settings, is_loopback
 from platform_core import PlatformSettings, load_settings
 from platform_core.auth import TokenSigner
+from platform_core.services import ServiceRegistry
 
 SECRET = "s" * 40
 
@@ -101,12 +102,13 @@ def test_gateway_plugin_never_runs_in_dev_mode(
     assert elkyn_settings().dev  # the variable is seen ...
     p = plugin()
     settings = load_settings(PlatformSettings)
-    app = p.app(settings)
+    services = ServiceRegistry().view(p)
+    app = p.app(settings, services)
     assert isinstance(app, ElkynApp)
     assert not app.settings.dev  # ... but the gateway mount ignores it
 
     async def run() -> tuple[int, Any]:
-        async with p.lifespan(settings):
+        async with p.lifespan(settings, services):
             return await asyncio.to_thread(
                 _call, app, "POST", "/auth/token", "127.0.0.1", b'{"uid":"x","admin":true}'
             )

@@ -92,6 +92,12 @@ def _tables(session: elytra.Session, files: dict[str, Path]) -> dict[str, elytra
     return {t: session.read_parquet(str(d / "*.parquet")) for t, d in files.items()}
 
 
+def _types_equal(sql: str, got: Any, con: duckdb.DuckDBPyConnection) -> None:
+    """The result's Arrow types are DuckDB's (decimals stay decimals of DuckDB's width)."""
+    want = con.sql(sql).to_arrow_table().schema
+    assert [f.type for f in got.schema] == [f.type for f in want], sql
+
+
 @pytest.mark.parametrize("number", sorted(QUERIES))
 def test_tpch_equals_duckdb_inline(
     number: int, tpch: dict[str, Path], inline: elytra.Session
@@ -99,6 +105,7 @@ def test_tpch_equals_duckdb_inline(
     sql = QUERIES[number]
     got = inline.sql(sql, _tables(inline, tpch)).collect()
     _same(sql, got, _oracle(tpch), ordered="ORDER BY" in sql)
+    _types_equal(sql, got, _oracle(tpch))
 
 
 @pytest.mark.parametrize("number", sorted(QUERIES))

@@ -18,6 +18,7 @@ from platform_core import (
     load_settings,
 )
 from platform_core.http import BodyLimitMiddleware, CatchAllMiddleware, install_error_handlers
+from platform_core.services import ServiceRegistry
 
 from . import login, status, users_api
 from .accounts import Accounts
@@ -44,9 +45,14 @@ log = logging.getLogger(__name__)
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: PlatformSettings = app.state.settings
     plugins: list[Plugin] = app.state.plugins
+    services: ServiceRegistry = app.state.services
     started = False
     try:
-        async with run_lifespans(plugins, settings), _accounts(app), run_live(plugins):
+        async with (
+            run_lifespans(plugins, settings, services),
+            _accounts(app),
+            run_live(plugins, services),
+        ):
             if app.state.dev_mode:
                 log.warning(
                     "dev mode: PLATFORM_ADMIN_PASSWORD is not set, so POST /api/login gives an "
@@ -71,7 +77,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 async def _accounts(app: FastAPI) -> AsyncIterator[None]:
     """Token revocation, the login throttle and the audit trail over the cluster's shared
     state (Elkyn's, once its lifespan opened it), or over this process's memory without one."""
-    sink = live_sink(app.state.plugins)
+    sink = live_sink(app.state.plugins, app.state.services)
     state = sink if isinstance(sink, ClusterState) else None
     if state is None:
         log.warning(
@@ -91,11 +97,11 @@ def create_app(
 
     ``plugins`` defaults to the installed ones (``platform_core.discover_plugins()``). Raises
     ``SettingsError`` when binding a non-loopback host without an admin password, and
-    ``PluginError`` when plugins clash or a plugin's router/app factory fails.
+    ``PluginError`` when plugins clash, a service one requires has no provider (or two), plugins
+    require each other in a cycle, or a plugin's router/app factory fails.
     """
     settings = settings if settings is not None else load_settings()
-    plugins = discover_plugins() if plugins is None else list(plugins)
-    check_plugins(plugins)
+    plugins = check_plugins(discover_plugins() if plugins is None else list(plugins))
     dev_mode = login_mode(settings)
     token_signer = auth.signer(settings)  # once: creates PLATFORM_HOME/secret if missing
 
@@ -108,7 +114,8 @@ def create_app(
         lifespan=_lifespan,
     )
     app.state.settings = settings
-    app.state.plugins = plugins
+    app.state.plugins = plugins  # in start order: providers before those requiring them
+    app.state.services = services = ServiceRegistry()
     app.state.signer = token_signer
     app.state.dev_mode = dev_mode
     app.state.accounts = Accounts(settings, None)  # until the lifespan opens the shared state
@@ -137,7 +144,7 @@ def create_app(
     app.include_router(status.router)
     app.include_router(users_api.router)
     for plugin in plugins:
-        attach_plugin(app, plugin, settings)
+        attach_plugin(app, plugin, settings, services)
     # What answers when no route matched: the web UI's files; API paths keep their JSON 404.
     api_paths = ["/api", "/internal", *GATEWAY_PATHS, *(p.prefix for p in plugins if p.prefix)]
     app.router.default = UIFiles(ui_root(settings), api_paths, fallback=app.router.default)

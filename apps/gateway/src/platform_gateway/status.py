@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from platform_core import Plugin
 from platform_core.http import async_http_client, require_admin, require_cluster
+from platform_core.services import ServiceRegistry, call_hook
 
 __all__ = ["PEER_STATUS_PATH", "router"]
 
@@ -31,14 +32,14 @@ _MAX_PEER_BYTES = 1 << 20
 router = APIRouter()
 
 
-def own_status(plugins: list[Plugin]) -> dict[str, Any]:
+def own_status(plugins: list[Plugin], services: ServiceRegistry) -> dict[str, Any]:
     """Each plugin's report; one that fails says why instead of failing the whole."""
     out: dict[str, Any] = {}
     for plugin in plugins:
         if plugin.status is None:
             continue
         try:
-            out[plugin.name] = plugin.status()
+            out[plugin.name] = call_hook(plugin.status, services.view(plugin))
         except Exception as exc:  # a plugin starting or stopping: say so, report the rest
             out[plugin.name] = {"error": f"{type(exc).__name__}: {exc}"}
     return out
@@ -47,7 +48,11 @@ def own_status(plugins: list[Plugin]) -> dict[str, Any]:
 @router.get(PEER_STATUS_PATH, include_in_schema=False, dependencies=[Depends(require_cluster)])
 async def peer_status(request: Request) -> dict[str, Any]:
     """This platform's own report, for its peers (cluster token)."""
-    return {"plugins": await run_in_threadpool(own_status, request.app.state.plugins)}
+    return {
+        "plugins": await run_in_threadpool(
+            own_status, request.app.state.plugins, request.app.state.services
+        )
+    }
 
 
 @router.get("/api/platform/status", tags=["gateway"], dependencies=[Depends(require_admin)])
@@ -55,7 +60,7 @@ async def platform_status(request: Request) -> dict[str, Any]:
     """Every platform of the cluster: this one's report and each peer's (or why it did not
     answer). Role: admin."""
     plugins: list[Plugin] = request.app.state.plugins
-    mine = await run_in_threadpool(own_status, plugins)
+    mine = await run_in_threadpool(own_status, plugins, request.app.state.services)
     peers = [
         p for report in mine.values() if isinstance(report, dict) for p in report.get("peers", [])
     ]

@@ -53,6 +53,7 @@ if TYPE_CHECKING:  # the same names as _EXPORTS and _SUBMODULES, for type checke
     from .running import announce, find_running, withdraw
     from .schema import Field, Schema
     from .service import StartError, bind, configure_service_logging
+    from .services import ServiceKey, Services, plugin_order
     from .settings import PackageSettings, PlatformSettings, load_settings, package_settings
     from .sizes import MAX_MEM_CAP, SIZE_FORMS, SIZE_UNITS, MemCap, format_size, parse_bytes
     from .tls import ServerTLS, client_context, connection_hint, flight_root_certs, server_tls
@@ -88,6 +89,7 @@ _EXPORTS = {
     **dict.fromkeys(["announce", "find_running", "withdraw"], ".running"),
     **dict.fromkeys(["Field", "Schema"], ".schema"),
     **dict.fromkeys(["StartError", "bind", "configure_service_logging"], ".service"),
+    **dict.fromkeys(["ServiceKey", "Services", "plugin_order"], ".services"),
     **dict.fromkeys(
         ["PackageSettings", "PlatformSettings", "load_settings", "package_settings"], ".settings"
     ),
@@ -159,6 +161,8 @@ __all__ = [
     "RedactTokens",
     "Schema",
     "ServerTLS",
+    "ServiceKey",
+    "Services",
     "SettingsError",
     "StartError",
     "UnauthorizedError",
@@ -204,6 +208,7 @@ __all__ = [
     "parse_bytes",
     "parse_type",
     "physical_memory",
+    "plugin_order",
     "read_csv_batches",
     "redact",
     "server_tls",

@@ -11,7 +11,7 @@
     ├── OverBudgetError                 413 over_budget (a size or memory limit was exceeded)
     ├── CorruptDataError                500 corrupt_data (a checksum or format check failed)
     ├── UnavailableError                503 unavailable (a peer, disk or service is not there)
-    └── PluginError                     500 plugin      (in ``platform_core.plugin``)
+    └── PluginError                     500 plugin      (in ``platform_core.services``)
 
 Each package roots its own errors under one of these (``StrandError``, ``LakeError``, ...),
 so callers can catch a kind of failure across packages. Messages say what was wrong, with the

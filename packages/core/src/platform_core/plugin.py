@@ -5,22 +5,28 @@ returns a :class:`Plugin`. The gateway includes the plugin's router (shown in ``
 the gateway's token check) or mounts its ASGI app (which keeps its own error handlers and
 auth), runs its lifespan inside the gateway's own (Starlette never runs a mounted app's
 lifespan), and adds its Typer app as ``platform <name> ...``.
+
+Plugins meet through services (:mod:`platform_core.services`), never through each other's
+module state: a plugin declares the keys it ``provides`` (its lifespan yields their values)
+and ``requires``; the gateway starts providers first and hands every hook the plugin's
+:class:`~platform_core.services.Services` as its last argument.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from .errors import PlatformError
+from .services import PluginError, ServiceKey
 
 if TYPE_CHECKING:
     from .live import LiveSink
+    from .services import Services
     from .settings import PlatformSettings
 
 __all__ = ["PLUGIN_GROUP", "Plugin", "PluginError", "check_plugins", "discover_plugins"]
@@ -32,22 +38,21 @@ PLUGIN_GROUP = "platform.plugins"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _PREFIX_RE = re.compile(r"^(/[a-z0-9][a-z0-9._-]*)+$")
 
-RouterFactory = Callable[["PlatformSettings"], Any]
+# Every hook takes the plugin's ``Services`` as its last argument; a hook written before
+# services existed (one argument fewer) still works (``platform_core.services.call_hook``).
+RouterFactory = Callable[["PlatformSettings", "Services"], Any]
 """Returns a ``fastapi.APIRouter`` (typed loosely so the core does not depend on FastAPI)."""
-AppFactory = Callable[["PlatformSettings"], Any]
+AppFactory = Callable[["PlatformSettings", "Services"], Any]
 """Returns an ASGI application to mount at the plugin's prefix."""
-Lifespan = Callable[["PlatformSettings"], AbstractAsyncContextManager[None]]
-"""Opens what the plugin serves (LMDB, a lake node, ...) and closes it on exit."""
-LiveSinkFactory = Callable[[], "LiveSink | None"]
+Provided = Mapping[ServiceKey[Any], Any] | None
+"""What a lifespan yields: a value for each key the plugin ``provides`` (None: provides none)."""
+Lifespan = Callable[["PlatformSettings", "Services"], AbstractAsyncContextManager[Provided]]
+"""Opens what the plugin serves (LMDB, a lake node, ...), yields what it provides, and closes
+it on exit; entered after the lifespans of the plugins providing what it requires."""
+LiveSinkFactory = Callable[["Services"], "LiveSink | None"]
 """The store's sink for live state, once the lifespan opened it (see :mod:`platform_core.live`)."""
-LiveSource = Callable[["LiveSink"], AbstractAsyncContextManager[None]]
+LiveSource = Callable[["LiveSink", "Services"], AbstractAsyncContextManager[None]]
 """Publishes live state into the sink while open (see :mod:`platform_core.live`)."""
-
-
-class PluginError(PlatformError):
-    """A plugin is malformed, clashes with another one, or failed to load."""
-
-    kind = "plugin"
 
 
 @dataclass(frozen=True)
@@ -66,9 +71,13 @@ class Plugin:
     """Offered by the one plugin that provides a store for live state (Elkyn)."""
     live_source: LiveSource | None = None
     """Started by the gateway after every lifespan, with the sink, when there is one."""
-    status: Callable[[], dict[str, Any]] | None = None
+    status: Callable[[Services], dict[str, Any]] | None = None
     """This plugin's part of ``platform status`` (JSON-able, cheap; run on a worker thread).
     A ``peers`` list of ``{"id", "url", "state"}`` in it names the other platforms."""
+    provides: tuple[ServiceKey[Any], ...] = ()
+    """The services its lifespan yields (a ``{key: value}`` mapping), for other plugins."""
+    requires: tuple[ServiceKey[Any], ...] = ()
+    """The services it uses: their providers start before it and stop after it."""
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -86,6 +95,19 @@ class Plugin:
             )
         if not serves_http and self.prefix:
             raise PluginError(f"plugin {self.name!r} has a prefix but no router or app to serve")
+        for field in ("provides", "requires"):
+            keys = getattr(self, field)
+            if not isinstance(keys, tuple) or not all(isinstance(k, ServiceKey) for k in keys):
+                raise PluginError(
+                    f"plugin {self.name!r}: {field} is a tuple of platform_core.ServiceKey"
+                )
+        if self.provides and self.lifespan is None:
+            raise PluginError(
+                f"plugin {self.name!r} provides {', '.join(k.name for k in self.provides)} "
+                "but has no lifespan to yield them"
+            )
+        if set(self.provides) & set(self.requires):
+            raise PluginError(f"plugin {self.name!r} requires a service it provides itself")
 
 
 def discover_plugins(group: str = PLUGIN_GROUP) -> list[Plugin]:

@@ -109,7 +109,7 @@ class PrimaryUnavailableError(ElkynError, UnavailableError):
 
 class ReplicaWriteError(ElkynError, ForbiddenError):
     """A write through a replica's own store: it would fork the data from the primary's (write
-    through ``elkyn.plugin.current_writer()``, which forwards)."""
+    through the database writer, ``elkyn.services.DB_WRITER``, which forwards)."""
 
 
 class NotPrimaryError(ElkynError, ConflictError):

@@ -3,8 +3,9 @@
 Without ``ELKYN_REPLICA_OF`` the gateway's database is a primary and serves its operation log
 to cluster tokens (``/db/.replication/log``); with it, the lifespan makes it a replica of that
 URL (its own LMDB under its own home): it follows the primary's log and forwards client
-writes there. Other plugins read through :func:`current_store` and write through
-:func:`current_writer` (local on a primary, forwarded on a replica).
+writes there. The lifespan provides the store (:data:`elkyn.services.DB_STORE`, for reads)
+and the writer (:data:`elkyn.services.DB_WRITER`: local on a primary, forwarded on a replica)
+to the plugins that require them.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from platform_core import PlatformSettings, Plugin, auth
+from platform_core import PlatformSettings, Plugin, Services, auth
 
+from .services import DB_STORE, DB_WRITER
 from .settings import elkyn_settings
 
 if TYPE_CHECKING:
@@ -23,52 +25,18 @@ if TYPE_CHECKING:
     from .replica import Follower
     from .server import ElkynApp
     from .store import Store
-    from .writers import DatabaseWriter
 
 # The server, the store (LMDB) and the live sink are imported by the factories below, when
 # the gateway starts, not by every command that loads the plugins for their CLIs.
 
-__all__ = [
-    "current_follower",
-    "current_store",
-    "current_writer",
-    "plugin",
-    "replication_status",
-]
-
-_STATE: dict[str, Any] = {}
-"""What the gateway's lifespan opened: ``store``, ``writer`` and, on a replica, ``follower``."""
-
-
-def current_store() -> Store | None:
-    """The store this process's gateway serves at ``/db``, once its lifespan has opened it.
-
-    For reads. On a replica its write methods raise ``ReplicaWriteError``: write through
-    :func:`current_writer`.
-    """
-    store: Store | None = _STATE.get("store")
-    return store
-
-
-def current_writer() -> DatabaseWriter | None:
-    """Where this process's plugins write (as the admin): the store itself on a primary, the
-    primary's REST API (cluster token, then waiting until this replica applied the write) on a
-    replica. ``None`` before the gateway's lifespan opened the store."""
-    writer: DatabaseWriter | None = _STATE.get("writer")
-    return writer
-
-
-def current_follower() -> Follower | None:
-    """The follower keeping this process's store in step with its primary (None: a primary)."""
-    follower: Follower | None = _STATE.get("follower")
-    return follower
+__all__ = ["plugin", "replication_status"]
 
 
 def plugin() -> Plugin:
     """Entry point of the ``platform.plugins`` group."""
-    holder: dict[str, ElkynApp] = {}
+    holder: dict[str, ElkynApp] = {}  # this plugin's app, made by make_app, served by lifespan
 
-    def make_app(settings: PlatformSettings) -> ElkynApp:
+    def make_app(settings: PlatformSettings, services: Services) -> ElkynApp:
         from .replica import serve_log
         from .server import ElkynApp
 
@@ -81,7 +49,9 @@ def plugin() -> Plugin:
         return app
 
     @asynccontextmanager
-    async def lifespan(settings: PlatformSettings) -> AsyncIterator[None]:
+    async def lifespan(
+        settings: PlatformSettings, services: Services
+    ) -> AsyncIterator[dict[Any, Any]]:
         from .store import Store
         from .writers import ForwardingWriter, LocalWriter
 
@@ -101,38 +71,39 @@ def plugin() -> Plugin:
         if app is None:  # no app made (a test of the lifespan alone): serve nothing
             from .server import ElkynApp
 
-            app = ElkynApp(es, signer=auth.signer(es))
+            app = holder["app"] = ElkynApp(es, signer=auth.signer(es))
         app.store = store
-        _STATE["store"] = store
+        writer: LocalWriter | ForwardingWriter
         if es.replica_of is not None:
             from .forward import follow
 
             follower = follow(app, es.replica_of, es)
-            _STATE["follower"] = follower
-            _STATE["writer"] = ForwardingWriter(follower, follower.token_fn, es)
+            writer = ForwardingWriter(follower, follower.token_fn, es)
         else:
-            _STATE["writer"] = LocalWriter(store)
+            writer = LocalWriter(store)
         try:
-            yield
+            yield {DB_STORE: store, DB_WRITER: writer}  # withdrawn before this exits
         finally:
-            writer = _STATE.pop("writer", None)
-            _STATE.pop("follower", None)
-            _STATE.pop("store", None)
             await app.stop_replica()
             if isinstance(writer, ForwardingWriter):
                 writer.close()
             app.store = None
             await asyncio.to_thread(store.close)
 
-    def live_sink() -> StoreSink | ReplicaSink | None:
+    def live_sink(services: Services) -> StoreSink | ReplicaSink | None:
         from .live import ReplicaSink, StoreSink
 
-        store = current_store()
-        if store is None:
+        if not services.running(DB_STORE):
             return None
+        store = services.get(DB_STORE)
         if store.replica_of is not None:
-            return ReplicaSink(store, current_writer())
+            return ReplicaSink(store, services.get(DB_WRITER))
         return StoreSink(store)
+
+    def status(services: Services) -> dict[str, Any]:
+        """This database's role and replication state (``platform status``)."""
+        app = holder.get("app")
+        return replication_status(services.get(DB_STORE), app.follower if app else None)
 
     from .cli import cli
 
@@ -143,7 +114,8 @@ def plugin() -> Plugin:
         lifespan=lifespan,
         cli=cli,
         live_sink=live_sink,
-        status=_status,
+        status=status,
+        provides=(DB_STORE, DB_WRITER),
         description="Real-time JSON tree database (Firebase REST and streaming).",
     )
 
@@ -151,18 +123,13 @@ def plugin() -> Plugin:
 def replication_status(
     store: Store | None = None, follower: Follower | None = None
 ) -> dict[str, Any]:
-    """``elkyn.status.replication_status`` of ``store`` (and ``follower``); without arguments,
-    of the store (and follower) this process's gateway serves at ``/db``."""
+    """``elkyn.status.replication_status`` of ``store`` (and, on a replica, its ``follower``)."""
     from . import status
-    from .errors import StoreClosedError
 
     if store is None:
-        store, follower = current_store(), current_follower()
-        if store is None:
-            raise StoreClosedError("the database is not open yet; retry in a moment")
+        raise TypeError(
+            "replication_status(store, follower=None) needs the store: the gateway's own store "
+            "is no longer a module global (a plugin gets it as services.get(elkyn.services."
+            "DB_STORE); `platform status` and GET /db/.replication/status report it)"
+        )
     return status.replication_status(store, follower)
-
-
-def _status() -> dict[str, Any]:
-    """This database's role and replication state (``platform status``)."""
-    return replication_status()

@@ -322,7 +322,8 @@ class Store:
         if self.replica_of is not None:
             raise ReplicaWriteError(
                 f"this store is a read replica of {self.replica_of}: a write here would fork it "
-                "from the primary; write through elkyn.plugin.current_writer() (it forwards)"
+                "from the primary; write through the database writer (a plugin: services.get("
+                "elkyn.services.DB_WRITER), which forwards)"
             )
 
     def _submit_set(

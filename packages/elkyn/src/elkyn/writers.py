@@ -1,12 +1,12 @@
 """Writes for the other plugins in the gateway's process: local on a primary, forwarded on a
-replica (``elkyn.plugin.current_writer()``).
+replica (the service ``elkyn.services.DB_WRITER`` the gateway plugin provides).
 
 A replica's store is kept in step with the primary by its follower; a write into it would fork
 it (and is refused, ``ReplicaWriteError``). Plugins that record state (elytra's job records)
 write through a :class:`DatabaseWriter` instead: on a primary it writes into the store as the
 admin; on a replica it sends the write to the primary's REST API with a cluster token (admin
 there), then waits, bounded, until the follower applied it (read-your-writes). Reads stay on
-``current_store()``.
+the store (``elkyn.services.DB_STORE``).
 """
 
 from __future__ import annotations

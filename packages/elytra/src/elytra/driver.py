@@ -137,7 +137,7 @@ class Driver:
         plan = cut(
             p.node,
             sources if sources is not None else dict(p.sources),
-            int(self.settings.broadcast_bytes),
+            self._broadcast_bytes(),
         )
         finals = _final_aggregates(plan) if shuffle else {}
         sides = plan.exchange_sides() if shuffle else {}
@@ -678,6 +678,11 @@ class Driver:
         return split_row_groups(
             parts, workers, int(self.settings.split_bytes), lambda f: footers.get(f, f)
         )
+
+    def _broadcast_bytes(self) -> int:
+        """The largest side a join broadcasts: the setting, and at most an eighth of a task's
+        cap (every task of the other side holds the whole side)."""
+        return min(int(self.settings.broadcast_bytes), int(self.settings.worker_mem_cap) // 8)
 
     def _exchange_parts(self) -> int:
         return self.settings.exchange_partitions or 2 * self.settings.workers

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,22 +37,6 @@ __all__ = [
 ]
 
 FLUSH_SECONDS = 0.25
-
-_WRITER: Any = None
-_WRITER_LOCK = threading.Lock()
-
-
-def _writer() -> Any:
-    """The one thread that writes job records behind the jobs (a record write is a durable
-    store commit, about 9 ms on this machine's disk: a one-chunk job cannot wait for three).
-    One thread, so each job's writes land in the order they were made."""
-    global _WRITER
-    with _WRITER_LOCK:
-        if _WRITER is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _WRITER = ThreadPoolExecutor(1, thread_name_prefix="elytra-job-records")
-        return _WRITER
 
 
 def _write_logged(recorder: JobRecorder, job_id: str, fields: Mapping[str, Any]) -> None:
@@ -82,8 +67,8 @@ class JobRecorder(Protocol):
 
 
 class StoreRecorder:
-    """Records in Elkyn, as the admin: an ``elkyn.Store``, or the gateway's writer
-    (``elkyn.plugin.current_writer()``, which forwards to the primary on a replica)."""
+    """Records in Elkyn, as the admin: an ``elkyn.Store``, or the gateway's database writer
+    (the service ``elkyn.services.DB_WRITER``, which forwards to the primary on a replica)."""
 
     def __init__(self, store: Any) -> None:
         self.store = store
@@ -154,6 +139,11 @@ class Job:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _flushed: float = 0.0
     _kept: dict[str, int] = field(default_factory=dict)
+    _writer: ThreadPoolExecutor | None = None
+    """The thread that writes this job's record behind it (a record write is a durable store
+    commit, about 9 ms on this machine's disk: a one-chunk job cannot wait for three). One
+    thread, so the job's writes land in the order they were made; stopped after the last."""
+    _writer_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.record = {
@@ -270,11 +260,16 @@ class Job:
             timeline = snapshot["timeline"]  # its task map grows in place: write a copy
             snapshot["timeline"] = {**timeline, "tasks": dict(timeline["tasks"])}
         fields = {k: v for k, v in snapshot.items() if v is not None}
-        if wait:
-            _writer().submit(lambda: None).result()  # the job's earlier writes first
-            self.recorder.write(self.id, fields)
-        else:
-            _writer().submit(_write_logged, self.recorder, self.id, fields)
+        with self._writer_lock:
+            if wait:
+                if self._writer is not None:  # the job's earlier writes first
+                    self._writer.shutdown(wait=True)
+                    self._writer = None
+                self.recorder.write(self.id, fields)
+                return
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(1, thread_name_prefix="elytra-job-record")
+            self._writer.submit(_write_logged, self.recorder, self.id, fields)
 
     def finish(
         self,

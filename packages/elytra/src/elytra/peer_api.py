@@ -56,16 +56,21 @@ ARROW_STREAM = "application/vnd.apache.arrow.stream"
 def make_peer_app(
     ready: Callable[[], tuple[Backend, ChunkCluster | None, ElytraSettings]],
     signer: Callable[[], TokenSigner],
-    counters: dict[str, int] | None = None,
+    counters: dict[str, int] | Callable[[], dict[str, int]] | None = None,
 ) -> Starlette:
     """The peer routes; ``ready()`` gives this platform's own pool (never the cluster
     backend: a peer's task is not sent on), its lake cluster and its settings, or raises
-    ``UnavailableError`` while the platform starts or stops. ``counters`` counts the tasks
-    ``running``, ``served`` and ``failed`` for peers (``platform status`` shows them)."""
-    counters = counters if counters is not None else {}
-    for key in ("running", "served", "failed"):
-        counters.setdefault(key, 0)
+    ``UnavailableError`` while the platform starts or stops. ``counters`` (or ``counters()``,
+    asked per request after ``ready()``) counts the tasks ``running``, ``served`` and
+    ``failed`` for peers (``platform status`` shows them)."""
+    fixed: dict[str, int] = {} if counters is None or callable(counters) else counters
     lock = threading.Lock()
+
+    def counts() -> dict[str, int]:
+        found = counters() if callable(counters) else fixed
+        for key in ("running", "served", "failed"):
+            found.setdefault(key, 0)
+        return found
 
     async def read_task(request: Request) -> Task:
         raw = bytearray()
@@ -84,20 +89,21 @@ def make_peer_app(
         signer().verify_cluster(token)
         task = await read_task(request)
         backend, cluster, settings = ready()
+        tally = counts()
         with lock:
-            if counters["running"] >= settings.peer_max_running:
+            if tally["running"] >= settings.peer_max_running:
                 raise UnavailableError(
                     f"this platform runs {settings.peer_max_running} peer tasks already "
                     "(ELYTRA_PEER_MAX_RUNNING); run it elsewhere"
                 )
-            counters["running"] += 1
+            tally["running"] += 1
         try:
             response = await _run(request, task, backend, cluster, settings)
         finally:
             with lock:
-                counters["running"] -= 1
+                tally["running"] -= 1
         with lock:
-            counters["served" if response.status_code == 200 else "failed"] += 1
+            tally["served" if response.status_code == 200 else "failed"] += 1
         return response
 
     async def on_error(request: Request, exc: Exception) -> JSONResponse:

@@ -1,5 +1,9 @@
-"""The gateway plugin: ``/api/jobs``, job records in the gateway's Elkyn, datasets from its
-lake node. The lifespan reserves ``/jobs`` in Elkyn's rules and cancels running jobs on exit."""
+"""The gateway plugins: ``/api/jobs`` (``elytra``) and the peer routes (``elytra-peer``).
+
+``elytra`` requires the lake node (datasets) and the database (job records: read through its
+store, written through its writer, which forwards on a replica); its lifespan reserves
+``/jobs`` in Elkyn's rules, provides the worker pool (:data:`elytra.services.WORKER_POOL`) that
+the peer routes and the browser workers' routes run on, and cancels running jobs on exit."""
 
 from __future__ import annotations
 
@@ -9,17 +13,23 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+from elkyn.services import DB_STORE, DB_WRITER
+from lake.services import LAKE_NODE
 from platform_core import (
     PlatformError,
     PlatformSettings,
     Plugin,
+    Services,
     UnavailableError,
     package_settings,
 )
 
+from .services import WORKER_POOL, WorkerPool
 from .settings import ElytraSettings
 
 if TYPE_CHECKING:
+    from lake.node import LakeNode
+
     from .api import JobRegistry
     from .backends import Backend
     from .backends.cluster import ChunkCluster
@@ -30,40 +40,43 @@ if TYPE_CHECKING:
 # gateway starts (the factories below), not by every command that loads the plugins for
 # their CLIs.
 
-__all__ = ["peer_plugin", "plugin"]
+__all__ = ["JobsPlatform", "peer_plugin", "plugin"]
 
 
-class _Platform:
-    """The session of this gateway, made on first use (the lake node starts after us)."""
+def _chunk_cluster(node: LakeNode, settings: PlatformSettings | None) -> ChunkCluster | None:
+    """The lake cluster ``node`` runs in (None: it runs alone)."""
+    from .lakepeers import LakeChunks
+
+    scheme = "https" if settings is not None and settings.tls_cert is not None else "http"
+    return LakeChunks(node, scheme) if node.cluster is not None else None
+
+
+class JobsPlatform:
+    """The jobs of one ``elytra`` plugin: its session (made on first use, over the services of
+    the running platform), backends and results; 503s while the platform starts or stops."""
 
     def __init__(self) -> None:
+        self.services: Services | None = None
+        """The plugin's services while its lifespan runs (the lake node, the database)."""
         self.settings: PlatformSettings | None = None
         self.session: Session | None = None
         self.backend: Backend | None = None
         """What jobs run on: the cluster backend over ``local`` (or ``local`` itself)."""
         self.local: Backend | None = None
         """The worker pool, started with the platform and shared by every job and peer."""
-        self.elytra: ElytraSettings | None = None
+        self.pool: WorkerPool | None = None
+        """``local`` as the other plugins see it, with the tasks it ran for peers."""
         self.results: ResultStore | None = None
         """Finished jobs' results on disk (``resultstore``), opened with the platform."""
-        self.for_peer_counts: dict[str, int] = {}
-        """Tasks run for peer platforms: ``running``, ``served``, ``failed``."""
+
+    def _services(self) -> Services:
+        if self.services is None:
+            raise UnavailableError("the platform is starting or stopping; retry in a moment")
+        return self.services
 
     def chunk_cluster(self) -> ChunkCluster | None:
         """This platform's lake cluster, once its node runs clustered (else None)."""
-        from lake.plugin import current_node
-
-        from .lakepeers import LakeChunks
-
-        node = current_node()
-        scheme = "https" if self.settings and self.settings.tls_cert is not None else "http"
-        return LakeChunks(node, scheme) if node.cluster is not None else None
-
-    def for_peers(self) -> tuple[Backend, ChunkCluster | None, ElytraSettings]:
-        """What the peer routes run tasks on (503 while the platform starts or stops)."""
-        if self.local is None or self.elytra is None:
-            raise UnavailableError("the platform is starting or stopping; retry in a moment")
-        return self.local, self.chunk_cluster(), self.elytra
+        return _chunk_cluster(self._services().get(LAKE_NODE), self.settings)
 
     def forward(self, node_id: str, request: Any) -> Any:
         """Platform ``node_id``'s answer to ``request`` (a result it holds), or None when
@@ -90,26 +103,33 @@ class _Platform:
             raise UnavailableError("the platform is starting or stopping; retry in a moment")
         return self.results
 
+    def record(self, job_id: str) -> dict[str, Any] | None:
+        """A job's record in this platform's Elkyn (a job of an earlier run), or None."""
+        from elkyn import ADMIN
+
+        if self.services is None:
+            return None
+        found = self.services.get(DB_STORE).get(f"/jobs/{job_id}", caller=ADMIN)
+        return found if isinstance(found, dict) else None
+
     def __call__(self) -> Session:
         if self.session is not None:
             return self.session
         if self.settings is None:
             raise UnavailableError("the platform is starting or stopping; retry in a moment")
-        from elkyn.plugin import current_writer
-        from lake.plugin import current_node
-
         from .jobs import StoreRecorder
         from .session import Session
 
-        node = current_node()  # 503 while the lake node is not running
+        services = self._services()
+        node = services.get(LAKE_NODE)  # 503 while the lake node is not running
         if self.results is not None:
             self.results.holder = node.node_id
-        store = current_writer()  # forwards to the primary when this Elkyn is a replica
+        writer = services.get(DB_WRITER)  # forwards to the primary on a replica
         es = package_settings(ElytraSettings, self.settings)
         self.session = Session(
             es,
             self.backend,
-            recorder=StoreRecorder(store) if store is not None else None,
+            recorder=StoreRecorder(writer),
             catalog=node.catalog,
             fetch=node.cluster.read_chunk if node.cluster is not None else None,
             ingest=lambda path, name, owner, admin: _version(
@@ -117,16 +137,6 @@ class _Platform:
             ),
         )
         return self.session
-
-
-def _record(job_id: str) -> dict[str, Any] | None:
-    """A job's record in this platform's Elkyn (a job of an earlier run), or None."""
-    from elkyn import ADMIN
-    from elkyn.plugin import current_store
-
-    store = current_store()
-    found = store.get(f"/jobs/{job_id}", caller=ADMIN) if store is not None else None
-    return found if isinstance(found, dict) else None
 
 
 async def _expire_every(store: ResultStore) -> None:
@@ -146,33 +156,36 @@ def _version(info: Any) -> int:
     return int(info.version)
 
 
-_PLATFORM = _Platform()
-"""Shared by the two plugins: the jobs API and the peer routes serve one pool."""
-
-
 def peer_plugin() -> Plugin:
     """Entry point for the peer routes (cluster tokens only), at ``/internal/elytra``."""
 
-    def app(settings: PlatformSettings) -> Any:
+    def app(settings: PlatformSettings, services: Services) -> Any:
         from platform_core import auth
 
         from .peer_api import make_peer_app
 
+        es = package_settings(ElytraSettings, settings)
+
+        def ready() -> tuple[Backend, ChunkCluster | None, ElytraSettings]:
+            pool = services.get(WORKER_POOL)  # 503 while the platform starts or stops
+            return pool.backend, _chunk_cluster(services.get(LAKE_NODE), settings), es
+
         return make_peer_app(
-            _PLATFORM.for_peers, lambda: auth.signer(settings), _PLATFORM.for_peer_counts
+            ready, lambda: auth.signer(settings), lambda: services.get(WORKER_POOL).for_peers
         )
 
     return Plugin(
         name="elytra-peer",
         prefix="/internal/elytra",
         app=app,
+        requires=(WORKER_POOL, LAKE_NODE),
         description="Elytra tasks from the cluster's other platforms (cluster token).",
     )
 
 
 def plugin() -> Plugin:
     """Entry point of the ``platform.plugins`` group."""
-    platform = _PLATFORM
+    platform = JobsPlatform()
     made: dict[str, JobRegistry] = {}
 
     def registry() -> JobRegistry:
@@ -180,10 +193,10 @@ def plugin() -> Plugin:
         if "registry" not in made:
             from .api import JobRegistry
 
-            made["registry"] = JobRegistry(records=_record)
+            made["registry"] = JobRegistry(records=platform.record)
         return made["registry"]
 
-    def router(settings: PlatformSettings) -> Any:
+    def router(settings: PlatformSettings, services: Services) -> Any:
         from .api import make_router
         from .pool_api import make_pool_router
 
@@ -194,8 +207,9 @@ def plugin() -> Plugin:
         return routes
 
     @asynccontextmanager
-    async def lifespan(settings: PlatformSettings) -> AsyncIterator[None]:
-        from elkyn.plugin import current_store
+    async def lifespan(
+        settings: PlatformSettings, services: Services
+    ) -> AsyncIterator[dict[Any, Any]]:
         from platform_core.tls import client_context
 
         from .backends.cluster import ClusterBackend
@@ -204,16 +218,15 @@ def plugin() -> Plugin:
         from .session import make_backend
         from .spilldirs import sweep
 
-        store = current_store()
-        if store is not None:
-            store.reserve("jobs", JOBS_RULES)  # in memory only on a replica
+        store = services.get(DB_STORE)  # started before us: the graph orders the lifespans
+        store.reserve("jobs", JOBS_RULES)  # in memory only on a replica
         left: list[str] = []
-        if store is not None and store.replica_of is None:  # a replica's jobs are the primary's
+        if store.replica_of is None:  # a replica's jobs are the primary's
             left = await asyncio.to_thread(reconcile, store)  # jobs a killed run left "running"
             if left:
                 logging.getLogger("elytra").warning("%d unfinished job(s) marked failed", len(left))
-        if store is not None:  # the jobs of earlier runs: listed again, results served
-            registry().restore(await asyncio.to_thread(finished, store, registry().keep))
+        # the jobs of earlier runs: listed again, results served
+        registry().restore(await asyncio.to_thread(finished, store, registry().keep))
         es = package_settings(ElytraSettings, settings)
         await asyncio.to_thread(sweep, es.resolved_spill_dir())  # what a killed run spilled
         platform.results = ResultStore(
@@ -226,7 +239,7 @@ def plugin() -> Plugin:
             await asyncio.to_thread(platform.results.delete, job_id)
         expiry = asyncio.create_task(_expire_every(platform.results))
         local = await asyncio.to_thread(make_backend, es)  # `platform up` starts it
-        platform.local, platform.elytra = local, es
+        platform.local, platform.pool = local, WorkerPool(local)
         platform.backend = (
             ClusterBackend(
                 local,
@@ -241,21 +254,21 @@ def plugin() -> Plugin:
             if es.peers and es.backend != "ray"  # with Ray attached, Ray places the tasks
             else local
         )
-        platform.settings = settings
+        platform.services, platform.settings = services, settings
         try:
-            yield
+            yield {WORKER_POOL: platform.pool}
         finally:
             expiry.cancel()
-            platform.settings = None
+            platform.settings = platform.services = None
             registry().cancel_all()
             if platform.session is not None:
                 platform.session.close()
                 platform.session = None
             if platform.backend is not None:
                 await asyncio.to_thread(platform.backend.close)  # closes local too
-                platform.backend = platform.local = platform.elytra = None
+                platform.backend = platform.local = platform.pool = None
 
-    def status() -> dict[str, Any]:
+    def status(services: Services) -> dict[str, Any]:
         """The pool's workers and the tasks run on and for peers (``platform status``)."""
         from .pool_api import pool_status
 
@@ -263,7 +276,7 @@ def plugin() -> Plugin:
             raise UnavailableError("the platform is starting or stopping")
         out: dict[str, Any] = pool_status(platform.local).model_dump()
         out["cluster"] = dict(getattr(platform.backend, "stats", {}))
-        out["for_peers"] = dict(platform.for_peer_counts)
+        out["for_peers"] = dict(platform.pool.for_peers) if platform.pool else {}
         return out
 
     from .cli import cli
@@ -275,5 +288,7 @@ def plugin() -> Plugin:
         router=router,
         lifespan=lifespan,
         cli=cli,
+        requires=(LAKE_NODE, DB_STORE, DB_WRITER),
+        provides=(WORKER_POOL,),
         description="Pipelines over lake datasets, run as jobs (state in Elkyn /jobs).",
     )

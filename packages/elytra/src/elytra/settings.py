@@ -39,9 +39,11 @@ class ElytraSettings(PackageSettings):
     so a split breaks even near 8 MB for the cheapest group-by and gains above it."""
     exchange_partitions: int = Field(0, ge=0, le=1024)
     """Partitions of a join's hash exchange (one join task each); 0: twice ``workers``."""
-    broadcast_bytes: ByteSize = ByteSize(8 << 20)
-    """A join side whose source is at most this size (the catalog's chunk or file sizes) is
-    read whole by every task of the other side: no exchange. 0: every join is exchanged."""
+    broadcast_bytes: ByteSize = ByteSize(32 << 20)
+    """A join side that reads at most this many bytes (the compressed Parquet columns its
+    chain reads; whole files where the footer is not here), and at most an eighth of
+    ``worker_mem_cap``, is read whole by every task of the other side: no exchange. 0: every
+    join is exchanged."""
     exchange_min_bytes: ByteSize = ByteSize(128 << 20)
     """A group-by whose tasks' partial states pass this size is merged by partitions on the
     workers (a hash exchange), not in the driver. Below it the driver's merge is faster: the

@@ -91,8 +91,25 @@ def fold_dates(tree: exp.Expr) -> exp.Expr:
     return tree.transform(fold)
 
 
+_EXACT_DIGITS = 15
+"""A decimal literal this short is exact through a double (DuckDB types it DECIMAL)."""
+
+
+def _decimal_literal(node: exp.Literal) -> exp.Expr:
+    """``0.05`` as DuckDB types it, DECIMAL(3, 2): integer digits (a bare ``0`` counts) plus
+    fraction digits. Longer ones stay a DOUBLE (a float cannot carry them exactly)."""
+    text = str(node.this)
+    whole, _, frac = text.lstrip("+-").partition(".")
+    digits = len(whole) + len(frac)
+    if not frac.isdigit() or not (whole.isdigit() or whole == "") or digits > _EXACT_DIGITS:
+        return node
+    return exp.Cast(this=node, to=exp.DataType.build(f"DECIMAL({max(digits, 1)}, {len(frac)})"))
+
+
 def _rewrite(node: exp.Expr) -> exp.Expr:
     """DuckDB spellings the expression language writes another way."""
+    if isinstance(node, exp.Literal) and not node.is_string and "." in str(node.this):
+        return _decimal_literal(node)
     if isinstance(node, exp.Extract):
         part = node.this.name.lower()
         if part in ("year", "month", "day"):

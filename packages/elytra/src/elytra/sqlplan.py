@@ -99,7 +99,11 @@ class _Planner:
         return f"__{stem}{self.counter}"
 
     # -- sources -------------------------------------------------------------------------
-    def source(self, node: exp.Expr, ctes: dict[str, exp.Expr]) -> Rel:
+    def source(
+        self, node: exp.Expr, ctes: dict[str, exp.Expr], used: dict[str, set[str]] | None = None
+    ) -> Rel:
+        """A table (only the columns its scope names: ``used``, alias -> names) or a derived
+        table, its columns renamed ``alias.column``."""
         alias = node.alias_or_name.lower()
         if isinstance(node, exp.Table):
             name = node.name.lower()
@@ -115,11 +119,13 @@ class _Planner:
                 raise SQLPlanError(
                     f"no table {node.name!r}; tables: {', '.join(sorted(self.tables))}"
                 )
-            pipe = self.tables[name]
-            mapping = {c: f"{alias}.{c}" for c in pipe.columns}
-            pipe = pipe.rename(mapping)
-            cols = {(alias, c.lower()): f"{alias}.{c}" for c in self.tables[name].columns}
-            return Rel(pipe, cols, _size_of(self.tables[name]))
+            whole = self.tables[name]
+            names = whole.columns
+            if used is not None:
+                names = [c for c in names if c.lower() in used.get(alias, set())] or names[:1]
+            pipe = whole.select(*names).rename({c: f"{alias}.{c}" for c in names})
+            cols = {(alias, c.lower()): f"{alias}.{c}" for c in names}
+            return Rel(pipe, cols, _size_of(whole))
         if isinstance(node, exp.Subquery):
             return self.rename(self.query(node.this, ctes), alias)
         raise SQLPlanError(f"cannot plan the source {_sql(node)!r} into stages")
@@ -220,7 +226,10 @@ class _Planner:
         from_ = node.args.get("from_") or node.args.get("from")
         if from_ is None:
             raise SQLPlanError("a SELECT without FROM is not planned into stages")
-        inner: list[Rel] = [self.source(from_.this, ctes)]
+        used: dict[str, set[str]] = {}
+        for c in node.find_all(exp.Column):
+            used.setdefault(c.table.lower(), set()).add(c.name.lower())
+        inner: list[Rel] = [self.source(from_.this, ctes, used)]
         conds: list[exp.Expr] = []
         later: list[tuple[exp.Join, Rel]] = []
         for j in node.args.get("joins") or []:
@@ -228,7 +237,7 @@ class _Planner:
             kind = (j.kind or "").upper()
             if kind in ("SEMI", "ANTI", "ASOF") or j.args.get("method") or j.args.get("using"):
                 raise SQLPlanError(f"cannot plan the join {_sql(j)!r} into stages yet")
-            src = self.source(j.this, ctes)
+            src = self.source(j.this, ctes, used)
             if side or later:
                 later.append((j, src))
                 continue

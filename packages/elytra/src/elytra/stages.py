@@ -10,8 +10,9 @@ source alone. Above a chain, the first operator decides the cut:
   first rewritten as an aggregate by (keys, x) under one by the keys, so it splits too;
 - a top-k or a limit runs per part (each part keeps its own first n) and again at the merge;
 - a sort sorts each part (a sorted run) and the merge sorts the runs;
-- a join of two chains where one side's source is at most ``broadcast_bytes`` (the catalog's
-  sizes, before any task runs) is a *broadcast join*: the small side is read whole by every
+- a join of two chains where one side reads at most ``broadcast_bytes`` (the compressed size of
+  the Parquet columns its chain reads, from the footers, before any task runs;
+  ``sidesize.py``) is a *broadcast join*: the small side is read whole by every
   task of the big side, so the join is part of the big side's chain (an aggregate above it is
   still partial per task) and nothing is exchanged;
 - a join of two bigger chains is a hash-partitioned exchange (``exchange.py``): both stages'
@@ -41,6 +42,7 @@ from emsqrt import plan as lp
 from emsqrt.planning import SchemaResolver, plan_to_json, prune_columns, rewrite_distinct
 from platform_core import Schema
 
+from .sidesize import side_bytes
 from .sources import ArrowSource, Part, Source
 from .task import Task
 
@@ -182,7 +184,7 @@ def broadcast_split(join: lp.Join, sources: dict[str, Source], small: int) -> Br
         if join.how not in allowed:
             continue
         src = chain_source(little, sources)
-        if src is None or source_bytes(src) > small:
+        if src is None or side_bytes(little, src) > small:
             continue
         if chain_source(big, sources, small) is None:
             continue

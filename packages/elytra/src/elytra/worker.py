@@ -85,7 +85,7 @@ def _watch_parent(parent: int) -> None:
 
 
 def _error_message(exc: BaseException) -> dict[str, Any]:
-    from .backends.base import describe_error
+    from .retry import describe_error
 
     return {"op": "error", **describe_error(exc)}
 

@@ -1,8 +1,8 @@
 """The HTTP API of a lake node (mounted at ``/api/lake`` by the gateway and by ``lake node``).
 
 Routes are user routes (the gateway, or ``lake node``, puts its token check in front of the
-router). The node is looked up per request from a :class:`NodeHolder`, because the router is
-built before the lifespan that opens the node.
+router). The node is looked up per request (a :class:`NodeHolder`, or the gateway's services),
+because the router is built before the lifespan that opens the node.
 """
 
 # No `from __future__ import annotations`: FastAPI must see the local NodeDep alias.
@@ -168,7 +168,15 @@ class QueryResultModel(BaseModel):
     plan: dict[str, Any] | None = Field(
         None,
         description="A distributed EXPLAIN only: kind (the plan), fragments (per dataset, the "
-        "SQL each node ran over its chunks) and final (what the coordinator ran over them).",
+        "SQL each node ran over its chunks), final (what the coordinator ran over them), "
+        "pushdown (per dataset: the columns and filter sent to the nodes, and notes on what "
+        "was not pushed and why) and moved (as the field below).",
+    )
+    moved: dict[str, Any] | None = Field(
+        None,
+        description="A distributed query only: what reached the coordinator, per dataset "
+        "(datasets) and in total: rows, bytes (over the network from other nodes) and "
+        "gathered_bytes (everything it held, its own fragments' results included).",
     )
 
 
@@ -380,6 +388,8 @@ def _json_text(node: LakeNode, stream: ResultStream) -> str:
     }
     if stream.plan is not None:
         body["plan"] = stream.plan
+    if stream.moved is not None:
+        body["moved"] = stream.moved
     text = json.dumps(body, allow_nan=False)
     if len(text) > max_bytes:
         raise TooLargeError(
@@ -511,8 +521,9 @@ class _ResultBody:
 # --- router -------------------------------------------------------------------------------
 
 
-def make_router(holder: NodeHolder, prefix: str = "/api/lake") -> APIRouter:
-    """The lake's routes, relative to ``prefix`` (used only to build status URLs)."""
+def make_router(holder: Callable[[], LakeNode], prefix: str = "/api/lake") -> APIRouter:
+    """The lake's routes, relative to ``prefix`` (used only to build status URLs); ``holder()``
+    is the running node (``UnavailableError`` while there is none)."""
     router = APIRouter()
     NodeDep = Annotated[LakeNode, Depends(holder)]
     CallerDep = Annotated[Claims, Depends(caller)]

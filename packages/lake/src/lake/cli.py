@@ -419,6 +419,29 @@ def remove(
 
 
 _DESCRIBE = re.compile(r"^\s*describe\b", re.I)
+_EXPLAIN = re.compile(r"^\s*explain\b", re.I)
+
+
+def _print_plan(plan: dict[str, Any]) -> None:
+    """A distributed EXPLAIN's plan in a few lines: fragments, notes, bytes moved."""
+    typer.echo(f"plan: {plan.get('kind')}")
+    pushdown = plan.get("pushdown") or {}
+    moved = plan.get("moved") or {}
+    per = moved.get("datasets") or {}
+    for name, fragment in sorted((plan.get("fragments") or {}).items()):
+        got = per.get(name, {})
+        typer.echo(
+            f"  {name}: {got.get('rows', 0)} rows, {_size(got.get('gathered_bytes', 0))} "
+            f"({_size(got.get('bytes', 0))} over the network) <- {fragment}"
+        )
+        for note in (pushdown.get(name) or {}).get("notes", []):
+            typer.echo(f"    note: {note}")
+    if moved:
+        typer.echo(
+            f"into the coordinator: {moved.get('rows', 0)} rows, "
+            f"{_size(moved.get('gathered_bytes', 0))} ({_size(moved.get('bytes', 0))} over the "
+            "network)"
+        )
 
 
 def _platform_type_names(result: pa.Table) -> pa.Table:
@@ -450,7 +473,21 @@ def query(
     as_json: Annotated[bool, JSON] = False,
     as_csv: Annotated[bool, CSV] = False,
 ) -> None:
-    """Run a read-only query and print the result: a table, or --json / --csv."""
+    """Run a read-only query and print the result: a table, or --json / --csv.
+
+    EXPLAIN of a query that runs across nodes prints, after its rows, what each dataset's
+    fragment asked the nodes for (columns and filter, and why not more) and what reached the
+    coordinator.
+    """
+    if _EXPLAIN.match(sql):
+        fmt, answer = _fetch(node, token, as_json, as_csv, lambda client: client.query(sql))
+        from platform_core.cli.output import Column
+
+        cols = [Column(c["name"], c["type"]) for c in answer["columns"]]
+        print_rows(cols, answer["rows"], fmt)
+        if fmt == OutputFormat.TABLE and answer.get("plan"):
+            _print_plan(answer["plan"])
+        return
     fmt, result = _fetch(node, token, as_json, as_csv, lambda client: client.query_arrow(sql))
     if _DESCRIBE.match(sql):
         result = _platform_type_names(result)

@@ -40,6 +40,7 @@ from .errors import QueryMemoryError, QueryTimeoutError, SQLError, TooLargeError
 from .interfaces import DistributedResult, LocalQueries, PeerGroup
 from .manifest import Manifest
 from .memo import PLAN_BYTES_PER_CHAR, TEXT_BYTES_PER_CHAR, Memo, fingerprint, sql_cost
+from .pushdown import TableRead, needs_every_column, plan_reads
 from .sql import Statement
 
 __all__ = ["Coordinator", "DistributedResult", "aggregate_plan"]
@@ -85,7 +86,7 @@ def aggregate_plan(tree: exp.Expression, dataset: str) -> AggregatePlan | None:
         return None
     if tree.find(exp.Window, exp.Subquery, exp.Filter) or tree.args.get("qualify"):
         return None  # FILTER (WHERE ...) would need its columns in the final query
-    if _needs_every_column(tree) or tree.args.get("laterals") or tree.find(exp.Lateral):
+    if needs_every_column(tree) or tree.args.get("laterals") or tree.find(exp.Lateral):
         return None
     aliases = {e.alias.lower() for e in tree.expressions if isinstance(e, exp.Alias)}
     if any(c.name.lower() in aliases and not c.table for c in tree.find_all(exp.Column)):
@@ -197,50 +198,6 @@ def _with(tree: exp.Expression) -> Any:
     return tree.args.get("with_", tree.args.get("with"))
 
 
-def _needs_every_column(tree: exp.Expression) -> bool:
-    """Whether pruning columns could change the answer: ``*``, ``COLUMNS(...)``, PIVOT (its
-    implicit group keys are all other columns), NATURAL joins (all common names)."""
-    if tree.find(exp.Pivot, exp.Columns):  # Pivot covers UNPIVOT too
-        return True
-    if any(not isinstance(s.parent, exp.Count) for s in tree.find_all(exp.Star)):
-        return True  # a * that selects columns (count(*) reads none)
-    if any(j.args.get("method") for j in tree.find_all(exp.Join)):  # NATURAL, ASOF ...
-        return True
-    return any(
-        isinstance(f, exp.Anonymous) and str(f.this).upper() == "COLUMNS"
-        for f in tree.find_all(exp.Anonymous)
-    )
-
-
-def scan_fragment(tree: exp.Expression, name: str, manifest: Manifest, single: bool) -> str:
-    """``SELECT <needed columns> FROM name [WHERE ...]`` for one table of a query.
-
-    The columns are every name the query mentions (identifiers, case-insensitive, a superset
-    of what it reads), or all of them where pruning could change the answer. The WHERE is
-    pushed down only for a plain one-table SELECT whose WHERE names real columns only
-    (DuckDB lets WHERE use select-list aliases, which the fragment does not have).
-    """
-    columns = [f.name for f in manifest.schema.fields] if manifest.schema is not None else []
-    if not _needs_every_column(tree):
-        used = {i.name.lower() for i in tree.find_all(exp.Identifier)}
-        columns = [c for c in columns if c.lower() in used] or columns[:1]
-    cols = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
-    text = f'SELECT {cols} FROM "{name}"'
-    if single and isinstance(tree, exp.Select) and not tree.args.get("joins"):
-        where = tree.args.get("where")
-        source = tree.args.get("from_")
-        names = {f.name.lower() for f in manifest.schema.fields} if manifest.schema else set()
-        if (
-            where is not None
-            and source is not None
-            and isinstance(source.this, exp.Table)
-            and not where.find(exp.Subquery, exp.Window, exp.AggFunc)
-            and all(c.name.lower() in names for c in where.find_all(exp.Column))
-        ):
-            text = f"SELECT {cols} FROM {_sql(source.this)} {_sql(where)}"
-    return text
-
-
 def _versions(manifests: dict[str, Manifest]) -> list[str]:
     """Each dataset's name and the commit of its version (its node, number and time), in name
     order: a committed version never changes, so its schema is fixed by these (O(1) each,
@@ -269,6 +226,8 @@ class Coordinator:
         """(gated SQL, dataset) -> its partial-aggregate plan (None: scan pushdown)."""
         self._names: Memo[list[str]] = Memo(256, 8 << 20)
         """(gated SQL, digest of each dataset's version) -> the result's column names."""
+        self._reads: Memo[dict[str, TableRead]] = Memo(256, 8 << 20)
+        """(gated SQL, digest of each dataset's version) -> each dataset's pushed read."""
 
     def has_peers(self) -> bool:
         """Whether any other member is live (else the engine runs the query alone)."""
@@ -293,11 +252,11 @@ class Coordinator:
         moves: list[dict[str, Any]] = []
         inputs: dict[str, pa.Table] = {}
         fragments: dict[str, str] = {}
+        pushdown: dict[str, TableRead] = {}
+        if plan is None:
+            pushdown = self._pushdown(stmt, manifests)
         for name, manifest in manifests.items():
-            if plan is not None:
-                fragment = plan.fragment
-            else:
-                fragment = scan_fragment(stmt.tree, name, manifest, len(manifests) == 1)
+            fragment = plan.fragment if plan is not None else pushdown[name].fragment()
             fragments[name] = fragment
             inputs[name] = self._gather(local, name, manifest, fragment, timeout, reads, moves)
         if plan is not None:
@@ -319,7 +278,30 @@ class Coordinator:
             )
             kind = "scan pushdown"
         final = plan.final if plan is not None else stmt.sql
-        return DistributedResult(table, reads, moves, kind, fragments, final)
+        return DistributedResult(
+            table,
+            reads,
+            moves,
+            kind,
+            fragments,
+            final,
+            {n: r.explain() for n, r in pushdown.items()},
+        )
+
+    def _pushdown(self, stmt: Statement, manifests: dict[str, Manifest]) -> dict[str, TableRead]:
+        """Each dataset's filter and columns (see :mod:`lake.pushdown`), kept per SQL and
+        dataset versions (a version fixes the schema the analysis used)."""
+        assert stmt.tree is not None
+        tree = stmt.tree
+        schemas = {
+            n: [f.name for f in m.schema.fields] if m.schema is not None else []
+            for n, m in manifests.items()
+        }
+        return self._reads.get(
+            (stmt.sql, fingerprint(_versions(manifests))),
+            lambda: plan_reads(tree, schemas),
+            lambda _: sql_cost(stmt.sql, PLAN_BYTES_PER_CHAR),
+        )
 
     def _choose(
         self, sha: str, origin: str, tried: dict[str, set[str]], unreachable: set[str]
@@ -431,7 +413,7 @@ class Coordinator:
                             timeout=timeout,
                             query_id=f"frag-{new_id()}",
                         )
-                        moved = 0
+                        moved = 0  # produced here: nothing crossed the network
                     else:
                         if self.fail_hook is not None:
                             self.fail_hook(member_id, fragment)
@@ -475,6 +457,7 @@ class Coordinator:
                             "node": member_id,
                             "dataset": name,
                             "bytes": moved,
+                            "gathered": result.nbytes,
                             "rows": result.num_rows,
                             "attempt": attempt,
                         }

@@ -97,6 +97,21 @@ class DistributedResult:
     """Per dataset: the SQL each node ran over its chunks of it."""
     final: str = ""
     """The SQL the coordinator ran over what the nodes sent."""
+    pushdown: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Gathered plans: per dataset, the columns and filter pushed to the nodes (and why not)."""
+
+    def moved(self) -> dict[str, Any]:
+        """What reached the coordinator, per dataset and in total: ``rows``, ``bytes`` (over
+        the network from other nodes) and ``gathered_bytes`` (all it held: its own fragments'
+        results too)."""
+        per: dict[str, dict[str, int]] = {}
+        for m in self.moves:
+            d = per.setdefault(m["dataset"], {"rows": 0, "bytes": 0, "gathered_bytes": 0})
+            d["rows"] += int(m["rows"])
+            d["bytes"] += int(m["bytes"])
+            d["gathered_bytes"] += int(m.get("gathered", m["bytes"]))
+        total = {k: sum(d[k] for d in per.values()) for k in ("rows", "bytes", "gathered_bytes")}
+        return {"datasets": dict(sorted(per.items())), **total}
 
 
 class Distributor(Protocol):

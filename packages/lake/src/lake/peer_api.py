@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -22,10 +22,12 @@ from platform_core import BadInputError, PlatformError, UnauthorizedError, Unava
 from platform_core.auth import TokenSigner, bearer_token
 from platform_core.http import platform_error_response
 
-from .api import NodeHolder
 from .errors import InvalidNameError, TooLargeError
 from .membership import ALIVE, DEAD, SUSPECT, Member
 from .names import check_dataset_name
+
+if TYPE_CHECKING:
+    from .node import LakeNode
 
 __all__ = ["check_gossip", "check_member", "make_peer_app"]
 
@@ -88,7 +90,7 @@ def check_gossip(body: object) -> dict[str, Any]:
     return body
 
 
-def make_peer_app(holder: NodeHolder, signer: TokenSigner) -> Starlette:
+def make_peer_app(holder: Callable[[], LakeNode], signer: TokenSigner) -> Starlette:
     def cluster(request: Request) -> Any:
         token = bearer_token(request.headers.get("authorization"))
         if not token:

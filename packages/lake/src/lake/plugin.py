@@ -1,67 +1,60 @@
-"""The gateway plugin: the lake router at ``/api/lake``, the node opened by the lifespan."""
+"""The gateway plugins: the lake router at ``/api/lake`` and the node-to-node routes at
+``/internal/lake``. The lake plugin's lifespan opens the node and provides it as
+:data:`lake.services.LAKE_NODE`; every other part (the routes, the peer routes, the status, the
+live mirror, and other plugins such as elytra) reads it from the gateway's services."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from platform_core import LiveSink, PlatformSettings, Plugin
+from platform_core import LiveSink, PlatformSettings, Plugin, Services
 
-from .holder import NodeHolder
 from .peer_link import PEER_PREFIX
-
-if TYPE_CHECKING:
-    from .node import LakeNode
+from .services import LAKE_NODE
 
 # The API (FastAPI), the node (DuckDB, sqlglot, Flight) and the live mirror are imported by
 # the factories below, when the gateway starts: `platform --help`, `platform token` and every
 # other command that loads the plugins only for their CLIs start without them.
 
-__all__ = ["current_node", "plugin"]
+__all__ = ["peer_plugin", "plugin"]
 
 log = logging.getLogger(__name__)
-
-
-_HOLDER = NodeHolder()
-"""Shared by the two plugins: the user API and the node-to-node routes serve one node."""
-
-
-def current_node() -> LakeNode:
-    """The node this process's gateway runs (503 while it is starting or stopping)."""
-    return _HOLDER()
 
 
 def peer_plugin() -> Plugin:
     """Entry point for the node-to-node routes (cluster tokens only), at ``/internal/lake``."""
 
-    def app(settings: PlatformSettings) -> Any:
+    def app(settings: PlatformSettings, services: Services) -> Any:
         from platform_core import auth
 
         from .peer_api import make_peer_app
 
-        return make_peer_app(_HOLDER, auth.signer(settings))
+        return make_peer_app(lambda: services.get(LAKE_NODE), auth.signer(settings))
 
     return Plugin(
         name="lake-peer",
         prefix=PEER_PREFIX,
         app=app,
+        requires=(LAKE_NODE,),
         description="Lake node-to-node gossip (cluster token).",
     )
 
 
 def plugin() -> Plugin:
     """Entry point of the ``platform.plugins`` group."""
-    holder = _HOLDER
 
-    def router(settings: PlatformSettings) -> Any:
+    def router(settings: PlatformSettings, services: Services) -> Any:
         from .api import make_router
 
-        return make_router(holder, "/api/lake")
+        return make_router(lambda: services.get(LAKE_NODE), "/api/lake")
 
     @asynccontextmanager
-    async def lifespan(settings: PlatformSettings) -> AsyncIterator[None]:
+    async def lifespan(
+        settings: PlatformSettings, services: Services
+    ) -> AsyncIterator[dict[Any, Any]]:
         from starlette.concurrency import run_in_threadpool
 
         from .node import LakeNode
@@ -82,19 +75,14 @@ def plugin() -> Plugin:
                 node.stop()
                 raise
             log.info("lake node %s joined the cluster through %s", node.node_id, ls.join)
-        holder.node = node
         try:
-            yield
+            yield {LAKE_NODE: node}  # withdrawn by the gateway before this exits
         finally:
-            holder.node = None
             node.stop()
 
     @asynccontextmanager
-    async def live_source(sink: LiveSink) -> AsyncIterator[None]:
-        node = holder.node
-        if node is None:  # the lifespan did not start it: nothing to mirror
-            yield
-            return
+    async def live_source(sink: LiveSink, services: Services) -> AsyncIterator[None]:
+        node = services.get(LAKE_NODE)
         from starlette.concurrency import run_in_threadpool
 
         from .live import LiveMirror
@@ -106,9 +94,9 @@ def plugin() -> Plugin:
         finally:
             await run_in_threadpool(mirror.stop)
 
-    def status() -> dict[str, Any]:
+    def status(services: Services) -> dict[str, Any]:
         """This node, what it holds, and the members it knows (``platform status``)."""
-        node = holder()
+        node = services.get(LAKE_NODE)
         shas = node.catalog.chunks.all()
         out: dict[str, Any] = {
             "node": node.node_id,
@@ -138,5 +126,6 @@ def plugin() -> Plugin:
         lifespan=lifespan,
         cli=cli,
         live_source=live_source,
+        provides=(LAKE_NODE,),
         description="Chunked, checksummed datasets and read-only SQL.",
     )

@@ -57,7 +57,11 @@ class QueryResult:
     reads: list[dict[str, Any]] = field(default_factory=list)
     """For EXPLAIN and the report: which node read which chunk, and the bytes."""
     plan: dict[str, Any] | None = None
-    """For a distributed EXPLAIN: the plan's name, each dataset's fragment and the final SQL."""
+    """For a distributed EXPLAIN: the plan's name, each dataset's fragment and the final SQL,
+    what was pushed to the nodes per dataset and what reached the coordinator."""
+    moved: dict[str, Any] | None = None
+    """For a distributed query: rows and bytes that reached the coordinator, per dataset and
+    in total (see ``DistributedResult.moved``)."""
 
 
 class ResultStream:
@@ -86,6 +90,8 @@ class ResultStream:
         self.reads = reads or []
         self.plan: dict[str, Any] | None = None
         """A distributed EXPLAIN's plan (see ``QueryResult.plan``); None otherwise."""
+        self.moved: dict[str, Any] | None = None
+        """A distributed query's rows and bytes into the coordinator; None otherwise."""
         self.sql = ""
         self.limit = 0.0
         self._batches = batches
@@ -352,7 +358,13 @@ class QueryEngine:
                 "add a LIMIT or stream it"
             )
         return QueryResult(
-            table, stream.query_id, stream.kind, stream.seconds, stream.reads, stream.plan
+            table,
+            stream.query_id,
+            stream.kind,
+            stream.seconds,
+            stream.reads,
+            stream.plan,
+            stream.moved,
         )
 
     def open(
@@ -393,7 +405,7 @@ class QueryEngine:
             stream = ResultStream.of_table(
                 result.table, query_id, result.kind, started=started, reads=result.reads
             )
-            stream.plan = result.plan
+            stream.plan, stream.moved = result.plan, result.moved
             return stream
         manifests = self.snapshot(stmt.tables)
         reads = [
@@ -442,9 +454,16 @@ class QueryEngine:
                     "bytes": pa.array([r["bytes"] for r in rows], pa.int64()),
                     "rows": pa.array([r["rows"] for r in rows], pa.int64()),
                     "attempt": pa.array([r.get("attempt") for r in rows], pa.int64()),
+                    "gathered": pa.array([r.get("gathered") for r in rows], pa.int64()),
                 }
             )
-            plan = {"kind": out.plan, "fragments": out.fragments, "final": out.final}
+            plan = {
+                "kind": out.plan,
+                "fragments": out.fragments,
+                "final": out.final,
+                "pushdown": out.pushdown,
+                "moved": out.moved(),
+            }
             return QueryResult(
                 table, query_id, f"explain ({out.plan})", reads=out.reads + out.moves, plan=plan
             )
@@ -454,6 +473,7 @@ class QueryEngine:
             stmt.kind,
             seconds=time.perf_counter() - started,
             reads=out.reads + out.moves,
+            moved=out.moved(),
         )
 
     def execute(

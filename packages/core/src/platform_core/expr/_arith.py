@@ -4,12 +4,14 @@
   ``_checked`` kernels); unsigned stay unsigned (``u8 + u8`` is u8, as in DuckDB); ``%``
   keeps the dividend's sign and integer ``% 0`` raises; float ``%`` is C's ``fmod``.
 * ``/`` always divides as floats (f32 only when an operand is f32 and none is f64):
-  ``7 / 2 = 3.5``, ``1 / 0 = inf``, ``0 / 0 = nan``.
-* ``+ - * %`` of a decimal(38, 0) (an integer SUM: DuckDB's HUGEINT as Arrow has it) with an
-  integer or another decimal(38, 0) are exact decimal(38, 0), as in DuckDB, and raise past 38
-  digits ("Overflow in addition of DECIMAL(38)"). A decimal with a float computes in that
-  float, and ``pow`` takes decimals as f64, as in DuckDB. Other arithmetic on decimals is
-  refused (CAST to f64): DuckDB's decimal result types differ from Arrow's.
+  ``7 / 2 = 3.5``, ``1 / 0 = inf``, ``0 / 0 = nan``. Decimals divide as DOUBLE, as in DuckDB.
+* ``+ - * %`` with a decimal operand (the other a decimal or an integer, which counts as
+  ``decimal(digits, 0)``) are DuckDB's decimal arithmetic: DuckDB's result types (``+ -``
+  ``decimal(max(p - s) + max(s) + 1, max(s))``, ``*`` ``decimal(p1 + p2, s1 + s2)`` capped
+  at 18 or 38, ``%`` the combined type or DOUBLE past 38 digits), exact values, and DuckDB's
+  Out of Range error past the result's precision; ``round``/``floor``/``ceil`` of a decimal
+  give DuckDB's decimal types. The rules and kernels are in ``_decimal``. A decimal with a
+  float computes in that float, and ``pow`` takes decimals as f64, as in DuckDB.
 """
 
 from __future__ import annotations
@@ -119,8 +121,15 @@ def _decimal_signature(op: str, pair: tuple[FieldType, FieldType]) -> Signature:
     a, b = pair
     if op == "*":
         return Signature((dec.as_decimal(a), dec.as_decimal(b)), dec.mul_type(a, b))
+    if op == "%" and dec.combined_type(a, b).scale != max(_scale(a), _scale(b)):
+        # DuckDB: when the combined type would cut the scale (past 38 digits), % is DOUBLE
+        return Signature((F64, F64), F64)
     result = dec.add_type(a, b) if op in ("+", "-") else dec.combined_type(a, b)
     return Signature((result, result), result)
+
+
+def _scale(t: FieldType) -> int:
+    return (t.scale or 0) if is_decimal(t) else 0
 
 
 def divide_rule(types: Sequence[MaybeType], nodes: Sequence[Expr]) -> Signature:

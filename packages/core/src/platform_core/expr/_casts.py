@@ -10,6 +10,7 @@ further (``0x10``, ``infinity`` dates, zone names): text outside the documented 
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Final
 
 import pyarrow as pa
@@ -89,12 +90,12 @@ def cast_problem(source: MaybeType, target: FieldType) -> str | None:
         if numeric_like or is_string(source) or (is_decimal(source) and t != "bool8"):
             return None
     elif t == "decimal":
-        if is_int(source) or is_decimal(source):
+        if is_int(source) or is_decimal(source) or is_float(source):
             return None
-        if is_float(source) or is_string(source):
+        if is_string(source):
             return (
                 f"CAST from {source} to {target} is not supported (DuckDB rounds the "
-                "decimal digits of the binary value); CAST to f64, or from an integer"
+                "digits past the scale); CAST to f64 first, or from an integer"
             )
     elif t == "utf8":
         if is_temporal(source) or is_decimal(source) or numeric_like or is_string(source):
@@ -126,6 +127,8 @@ def explicit_cast(value: Value, source: MaybeType, target: FieldType) -> Value:
         return cast(xc.round(value, 0, "half_to_even"), to)
     if is_float(source) and t == "f32":
         return _narrow_float(value)
+    if is_float(source) and t == "decimal":
+        return _float_to_decimal(value, target)
     if is_decimal(source):
         return _from_decimal(value, source, target)
     if t == "decimal":  # from an integer: through the widest decimal, then checked
@@ -136,6 +139,31 @@ def explicit_cast(value: Value, source: MaybeType, target: FieldType) -> Value:
     if is_int(source) and is_float(target):
         return cast(value, to, safe=False)
     return coerce(value, source, target) if t != "bool8" else cast(value, to)
+
+
+def _float_to_decimal(value: Value, target: FieldType) -> Value:
+    """DuckDB's float -> decimal(p, s): ``round(x * 10**s)`` in double (half away from zero),
+    an error when that is not below ``10**p`` (or not finite), else that integer as the
+    unscaled value, exactly."""
+    assert target.precision is not None
+    assert target.scale is not None
+    p, s = target.precision, target.scale
+    scaled = xc.multiply(cast(value, pa.float64()), 10.0**s)
+    rounded = xc.round(scaled, 0, "half_towards_infinity")
+    try:
+        whole = cast(rounded, pa.decimal128(p, 0))
+    except pa.ArrowInvalid:  # DuckDB: "Could not cast value ... to DECIMAL(p,s)"
+        raise pa.ArrowInvalid(
+            f"a value is out of range for {target} (or not finite) in CAST from a float"
+        ) from None
+    scale = 0
+    while scale < s:  # times 10**-k, at most 76 digits at a time (decimal(p + k + 1, ...))
+        k = min(s - scale, 75 - p)
+        factor = pa.scalar(Decimal(1).scaleb(-k), pa.decimal128(k, k))
+        scale += k
+        wide = pa.decimal256(p, scale)
+        whole = cast(xc.multiply(cast(whole, pa.decimal256(p, scale - k)), factor), wide)
+    return cast(whole, arrow_type(target))
 
 
 def _as_utc_wall_time(value: Value, source: FieldType) -> Value:
@@ -156,8 +184,14 @@ def _from_decimal(value: Value, source: FieldType, target: FieldType) -> Value:
     to = arrow_type(target)
     if is_float(target):
         return decimal_to_float(value, source, target)
-    if is_int(target):
-        return cast(xc.round(value, 0, "half_towards_infinity"), to)
+    if is_int(target):  # rounded half away from zero, with room for the carry
+        assert source.precision is not None
+        assert source.scale is not None
+        room = source.precision + 1
+        wide = (
+            pa.decimal128(room, source.scale) if room <= 38 else pa.decimal256(room, source.scale)
+        )
+        return cast(xc.round(cast(value, wide), 0, "half_towards_infinity"), to)
     return rescale_decimal(value, source, target)
 
 
@@ -176,7 +210,37 @@ def _to_text(value: Value, source: FieldType) -> Value:
         return format_date(value)
     if source.kind == "timestamp":
         return format_timestamp(value, zoned=source.tz is not None)
+    if is_decimal(source) and (source.scale or 0) > 0:
+        return _decimal_text(value, source)
     return cast(value, pa.string())
+
+
+def _decimal_text(value: Value, source: FieldType) -> Value:
+    """A decimal as DuckDB writes it: every digit of the scale, never exponent notation
+    (Arrow writes ``1E-10`` and ``0E-18``), and no ``0`` before the point when the type has
+    no integer digits (decimal(18, 18): ``.010000000000000000``, ``-.5...``).
+
+    Built from the unscaled integer's digits: ``|x| * 10**s`` at scale 0, left-padded with
+    zeros, the point put before the last ``s`` digits."""
+    assert source.precision is not None
+    assert source.scale is not None
+    p, s = source.precision, source.scale
+    wide = pa.decimal128 if p + s + 2 <= 38 else pa.decimal256
+    scaled, scale = cast(xc.abs(value), wide(p, s)), s
+    while scale:  # times 10**k, at most 76 digits at a time (Arrow: decimal(p + k + 2, scale))
+        k = min(scale, 74 - p)
+        factor = pa.scalar(Decimal(10**k), wide(k + 1, 0))
+        scale -= k
+        scaled = cast(xc.multiply(scaled, factor), wide(p, scale))  # exact: k zero digits
+    digits = cast(scaled, pa.string())
+    digits = xc.utf8_lpad(digits, s + 1 if p > s else s, "0")
+    text = xc.binary_join_element_wise(
+        xc.utf8_slice_codeunits(digits, 0, -s), xc.utf8_slice_codeunits(digits, -s), "."
+    )
+    negative = xc.less(
+        value, pa.scalar(Decimal(0), value.type if not is_lazy(value) else wide(p, s))
+    )
+    return xc.if_else(negative, xc.binary_join_element_wise("-", text, ""), text)
 
 
 # --- from text ----------------------------------------------------------------------------

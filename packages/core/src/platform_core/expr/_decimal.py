@@ -11,8 +11,13 @@ An integer operand counts as ``decimal(digits, 0)`` (u8 3, u16 5, u32 and i32 10
   ``decimal(max(p - s) + max(s), max(s))``; past 38 digits the scale gives way
   (``decimal(38, 38 - max(p - s))``), so the wider-scale values are rounded into it.
 * ``round(x, n)``: ``n >= s`` leaves x as it is; ``0 <= n < s`` gives ``decimal(p, n)``;
-  ``n < 0`` gives ``decimal(p + 1 if s == 0 else p, 0)`` (at most 38), or ``decimal(p, 0)``
-  zeros once ``10**-n`` passes every value. ``floor``/``ceil`` give ``decimal(p, 0)``.
+  ``n < 0`` gives ``decimal(p + 1 if s == 0 else p, 0)`` (at most 38), or, once ``10**-n``
+  passes every value, ``decimal(p, 0)`` and the constant 0 (DuckDB's binder: NULL rows too). ``floor``/``ceil`` give ``decimal(p, 0)``.
+
+Known gap: an integer SUM is decimal(38, 0) here (Arrow's form of DuckDB's HUGEINT). Where
+DuckDB's own kernel has the HUGEINT, it combines it with a decimal of scale s as an integer
+(``coalesce(a, sum(i))`` is decimal(38, 2) there for a decimal(15, 2) ``a``), while a
+decimal(38, 0) gives decimal(38, 0) (the scale gives way); arithmetic (``+ - * %``) agrees.
 
 Values are exact: computed in a type wide enough (decimal256 where decimal128 would not
 hold Arrow's own result types), then cast to DuckDB's type checked, so a result past its
@@ -30,7 +35,7 @@ import pyarrow.compute as pc
 
 from platform_core.types import FieldType, decimal
 
-from ._kernels import Value, cast, eager_only, is_lazy, rescale_decimal, xc
+from ._kernels import Value, cast, const, eager_only, is_lazy, rescale_decimal, xc
 from ._types import TypeProblem, combine_decimals, is_decimal, is_int
 
 __all__ = [
@@ -146,7 +151,8 @@ def decimal_add(op: str, a: Value, b: Value, result: FieldType) -> Value:
     operands to it), checked against its precision."""
     assert result.precision is not None
     assert result.scale is not None
-    wide = _arrow(result.precision, result.scale)
+    p, s = result.precision, result.scale
+    wide = pa.decimal128(p, s) if p < MAX_DIGITS else pa.decimal256(p, s)  # Arrow: p + 1
     a, b = cast(a, wide), cast(b, wide)
     out = (xc.add_checked if op == "+" else xc.subtract_checked)(a, b)
     word = "addition" if op == "+" else "subtraction"
@@ -200,9 +206,9 @@ def decimal_round(x: Value, source: FieldType, digits: int, result: FieldType) -
     p, s = _ps(source)
     if digits >= s:
         return x
-    if digits < 0 and -digits > p - s:  # every value rounds to 0
-        zero = pa.scalar(_pydecimal.Decimal(0), pa.decimal128(1, 0))
-        return cast(xc.multiply(cast(x, _arrow(p + 1, s)), zero), result.to_arrow())
+    if digits < 0 and -digits > p - s:
+        # every value rounds to 0, and DuckDB binds the call as the constant 0: NULL too
+        return const(_pydecimal.Decimal(0), result.to_arrow(), lazy=is_lazy(x))
     rounded = xc.round(cast(x, _arrow(p + 1, s)), digits, _HALF_AWAY)
     return _fit(rounded, result, f"Overflow in ROUND of DECIMAL({result.precision})")
 

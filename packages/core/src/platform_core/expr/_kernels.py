@@ -215,7 +215,29 @@ def decimal_to_float(value: Value, source: FieldType, target: FieldType) -> Valu
     if target.kind == "f64" and source.scale == 0 and source.precision > 18:
         eager_only(value, f"converting {source} to {target}")
         return _hugeint_to_double(value)
+    if target.kind == "f64" and source.precision <= _EXACT_DIGITS and not is_lazy(value):
+        return _small_decimal_to_double(value, source.scale or 0)
     return cast(cast(value, pa.string()), to)
+
+
+_EXACT_DIGITS: Final = 15
+"""Up to 15 digits the unscaled integer and 10**scale are exact doubles, so one IEEE
+division rounds correctly: the same double as parsing the decimal's text, without the text."""
+
+
+def _small_decimal_to_double(value: Value, scale: int) -> Value:
+    """A decimal of at most 15 digits as f64: its unscaled integer (the low 64-bit word of
+    each 128-bit value, which holds it whole) divided by ``10**scale``."""
+    if isinstance(value, pa.Scalar):
+        return _small_decimal_to_double(pa.array([value.as_py()], value.type), scale)[0]
+    if isinstance(value, pa.ChunkedArray):
+        chunks = [_small_decimal_to_double(chunk, scale) for chunk in value.chunks]
+        return pa.chunked_array(chunks, type=pa.float64())
+    assert isinstance(value, pa.Array)
+    words = np.frombuffer(value.buffers()[1], dtype="<i8")
+    low = words[2 * value.offset : 2 * (value.offset + len(value)) : 2]
+    result = low.astype(np.float64) / (10.0**scale)
+    return pa.array(result, pa.float64(), mask=value.is_null().to_numpy(zero_copy_only=False))
 
 
 _TWO_64: Final = float(2**64)

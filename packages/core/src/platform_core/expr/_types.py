@@ -116,26 +116,25 @@ def promote_numeric(a: FieldType, b: FieldType) -> FieldType:
 
 
 def _decimal_with_int(d: FieldType, i: FieldType) -> FieldType:
-    """An exact comparison type for a decimal and an integer, or TypeProblem."""
+    """DuckDB's comparison type of a decimal and an integer: decimal(38, s). Exact while the
+    integer's digits fit beside the scale; past that the cast raises on a value that does
+    not fit, as DuckDB's does ("Casting value ... to type DECIMAL(38,20) failed")."""
     assert d.precision is not None
     assert d.scale is not None
-    int_digits = max(d.precision - d.scale, _INT_DIGITS[i.kind])
-    if int_digits + d.scale > _MAX_DECIMAL:
-        raise TypeProblem(f"cannot compare {d} with {i} exactly")
     return decimal(_MAX_DECIMAL, d.scale)
 
 
 def _decimal_with_decimal(a: FieldType, b: FieldType) -> FieldType:
+    """DuckDB's comparison type of two decimals: decimal(38, the larger scale), a checked
+    cast (a decimal(38, 0) value past 28 digits does not fit decimal(38, 10): an error, in
+    DuckDB too)."""
     assert a.precision is not None
     assert a.scale is not None
     assert b.precision is not None
     assert b.scale is not None
     if a == b:
         return a
-    scale = max(a.scale, b.scale)
-    if max(a.precision - a.scale, b.precision - b.scale) + scale > _MAX_DECIMAL:
-        raise TypeProblem(f"cannot compare {a} with {b} exactly")
-    return decimal(_MAX_DECIMAL, scale)
+    return decimal(_MAX_DECIMAL, max(a.scale, b.scale))
 
 
 def _temporal(a: FieldType, b: FieldType) -> FieldType:
@@ -151,7 +150,8 @@ def _temporal(a: FieldType, b: FieldType) -> FieldType:
 def compare_type(a: MaybeType, b: MaybeType) -> MaybeType:
     """The type both sides of a comparison are cast to; TypeProblem if they do not compare.
 
-    Numbers compare with numbers (decimals exactly with integers and decimals, through
+    Numbers compare with numbers (decimals with integers and decimals in decimal(38, the
+    larger scale), exactly, raising where a value does not fit it, as DuckDB does; through
     the float type with floats), text with text, bool with bool, bytes with bytes, dates
     and timestamps with each other (a date becomes midnight; naive timestamps are UTC).
     """

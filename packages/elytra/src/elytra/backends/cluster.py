@@ -8,7 +8,8 @@ sends the rows back as Arrow IPC. Every other task, and every task once its peer
 runs on ``local`` with its chunk names resolved here (a chunk this platform lacks is fetched
 from a replica into the job's directory).
 
-Failures: a peer that cannot be reached, times out (``lease_seconds``), is busy or answers
+Attempts, retries and cancel belong to :class:`~elytra.scheduler.Scheduler` (a peer's
+connection is its attempt's lease). Failures: a peer that cannot be reached, times out (``lease_seconds``), is busy or answers
 5xx loses its tasks to ``local`` (the attempt counts) and gets no more of this run's tasks.
 A task error the peer reports as not retryable (bad input, a cap too small) fails the job
 as its own type, as it would have locally. Cancel aborts the peers' requests (which cancels
@@ -24,7 +25,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,9 +36,9 @@ import pyarrow as pa
 from platform_core.http import http_client
 
 from ..chunkrefs import chunk_shas, resolve_chunks
-from ..errors import JobCancelledError
+from ..scheduler import Failed, Moved, Outcome, Scheduler, Watch
 from ..task import Task, TaskResult
-from .base import Backend, next_attempt, rebuild_error
+from .base import Backend, rebuild_error
 from .runner import BackgroundRunner
 
 __all__ = ["TASKS_PATH", "ChunkCluster", "ClusterBackend", "Peer", "place"]
@@ -237,53 +238,90 @@ class ClusterBackend:
         events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         runner = BackgroundRunner(local, cancel, events, "elytra-cluster-local")
         run = _PeerRun(self, cluster, events, cancel)
+        attempts = _ClusterAttempts(self, me, peers, where, run, runner, events)
+        # no lease here: a peer's connection is its lease (``lease_seconds`` bounds the answer,
+        # a drop fails the attempt), and ``local`` leases its own attempts
+        scheduler = Scheduler(attempts, max_attempts=self.max_attempts, tick=_POLL)
         try:
-            for task in tasks:
-                node = where[task.id]
-                if node == me:
-                    self.stats["local"] += 1
-                    runner.submit(task)
-                else:
-                    run.assign(peers[node], task)
-            run.start()
-            yield from self._collect(tasks, cancel, events, runner)
+            yield from scheduler.run(tasks, cancel)
         finally:
             run.stop()
             runner.stop()
 
-    def _collect(
+    def _not_a_peer(self, peer: Peer) -> None:
+        self._not_peers[peer.id] = time.monotonic() + _NOT_A_PEER_SECONDS
+
+
+class _ClusterAttempts:
+    """The cluster's side of the :class:`~elytra.scheduler.Scheduler` for one run (the
+    handle is the task id). ``submit`` queues a task for the peer it was placed on (its
+    sender threads start at the first ``poll``, once the run's tasks are all queued), or
+    gives it to ``local``'s runner: every task placed here, and every task whose peer did
+    not run it. ``poll`` turns the senders' and the runner's events into outcomes: a peer
+    that failed a task spends an attempt (``Failed``: the next one runs here), one that
+    refused it at once does not (``Moved``); an error the task raised on a peer, or a
+    failed local run, fails the run. ``kill`` has nothing to do per attempt: the run's end
+    aborts the peers' requests (their peers cancel those tasks) and ``local`` sees cancel."""
+
+    def __init__(
         self,
-        tasks: Sequence[Task],
-        cancel: threading.Event,
-        events: queue.Queue[tuple[Any, ...]],
+        backend: ClusterBackend,
+        me: str,
+        peers: dict[str, Peer],
+        where: dict[str, str],
+        run: _PeerRun,
         runner: BackgroundRunner,
-    ) -> Iterator[TaskResult]:
-        open_ids = {t.id for t in tasks}
-        while open_ids:
-            if cancel.is_set():
-                raise JobCancelledError("the job was cancelled")
+        events: queue.Queue[tuple[Any, ...]],
+    ) -> None:
+        self.backend, self.me, self.peers, self.where = backend, me, peers, where
+        self.run, self.runner, self.events = run, runner, events
+        self.here: set[str] = set()  # tasks a peer did not run: they run on ``local``
+        self.started = False
+
+    def free(self) -> int:
+        return 1 << 30  # the peers' sender threads and ``local`` queue what they cannot start
+
+    def submit(self, task: Task) -> Hashable:
+        node = self.where.get(task.id, self.me)
+        if node == self.me or task.id in self.here:
+            self.backend.stats["local"] += 1
+            self.runner.submit(task)
+        else:
+            self.run.assign(self.peers[node], task)
+        return task.id
+
+    def poll(self, timeout: float, watch: Watch) -> list[tuple[Hashable, Outcome]]:
+        if not self.started:
+            self.started = True
+            self.run.start()
+        try:
+            got = [self.events.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
             try:
-                event = events.get(timeout=_POLL)
+                got.append(self.events.get_nowait())
             except queue.Empty:
-                continue
+                break
+        out: list[tuple[Hashable, Outcome]] = []
+        for event in got:
             kind = event[0]
             if kind == "local_error" or kind == "peer_error":
                 raise event[-1]
             task: Task = event[1]
             if kind in ("local", "peer"):
-                if task.id in open_ids:
-                    open_ids.discard(task.id)
-                    yield event[2]
+                out.append((task.id, event[2]))
                 continue
             # a peer did not run it ("moved": not tried; "peer_failed": an attempt spent)
-            again = task  # "moved": no attempt was spent
+            self.here.add(task.id)
             if kind == "peer_failed":
-                again = next_attempt(task, f"its peer failed it: {event[-1]}", self.max_attempts)
-            self.stats["local"] += 1
-            runner.submit(again)
+                out.append((task.id, Failed(f"its peer failed it: {event[-1]}")))
+            else:
+                out.append((task.id, Moved(str(event[-1]))))
+        return out
 
-    def _not_a_peer(self, peer: Peer) -> None:
-        self._not_peers[peer.id] = time.monotonic() + _NOT_A_PEER_SECONDS
+    def kill(self, handle: Hashable) -> None:
+        pass
 
 
 class _PeerRun:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 
-from ..errors import JobCancelledError
+from ..scheduler import Failed, Outcome, Scheduler, Watch
 from ..task import Task, TaskResult, execute
-from .base import next_attempt
 
-__all__ = ["InlineBackend"]
+__all__ = ["InlineAttempts", "InlineBackend"]
 
 
 class InlineBackend:
-    """Runs each task with :func:`elytra.task.execute` in the calling thread."""
+    """Runs each task with :func:`elytra.task.execute` in the calling thread; the
+    :class:`~elytra.scheduler.Scheduler` retries and cancels (between attempts)."""
 
     name = "inline"
 
@@ -26,17 +26,36 @@ class InlineBackend:
         cancel: threading.Event,
         started: Callable[[], None] | None = None,
     ) -> Iterator[TaskResult]:
-        if started is not None:
-            started()
-        for task in tasks:
-            while True:
-                if cancel.is_set():
-                    raise JobCancelledError("the job was cancelled")
-                try:
-                    yield execute(task)
-                    break
-                except Exception as exc:
-                    task = next_attempt(task, exc, self.max_attempts, "this process")
+        scheduler = Scheduler(InlineAttempts(), max_attempts=self.max_attempts)
+        return scheduler.run(tasks, cancel, started)
 
     def close(self) -> None:
         pass
+
+
+class InlineAttempts:
+    """One attempt at a time, run by ``poll`` in the calling thread."""
+
+    def __init__(self) -> None:
+        self._next: tuple[int, Task] | None = None
+        self._count = 0
+
+    def free(self) -> int:
+        return 0 if self._next is not None else 1
+
+    def submit(self, task: Task) -> Hashable:
+        self._count += 1
+        self._next = (self._count, task)
+        return self._count
+
+    def poll(self, timeout: float, watch: Watch) -> list[tuple[Hashable, Outcome]]:
+        if self._next is None:
+            return []
+        (handle, task), self._next = self._next, None
+        try:
+            return [(handle, execute(task))]
+        except Exception as exc:
+            return [(handle, Failed(exc, "this process"))]
+
+    def kill(self, handle: Hashable) -> None:
+        self._next = None

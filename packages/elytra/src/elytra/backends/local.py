@@ -23,9 +23,12 @@
 * Rings live until the next ``run`` that does not use their stage, a schema change, the
   worker's death, or ``close()``; ``strand.cleanup_dead("elytra-")`` at start removes rings of
   drivers that died.
+* Attempts, leases, retries and cancel belong to :class:`~elytra.scheduler.Scheduler`; the
+  pool only starts an attempt on an idle worker, waits on its workers' pipes and sentinels,
+  and kills (replaces) a worker.
 * Faults: a worker that dies mid-task, or whose task runs past ``lease_seconds`` (it is
   killed), is replaced by a new process, and its task is run again (``attempt + 1``) up to
-  ``max_attempts``; then ``run`` raises :func:`~elytra.backends.base.failure`. A task that
+  ``max_attempts``; then ``run`` raises :func:`~elytra.retry.failure`. A task that
   raises a retryable error is retried the same way. A non-retryable error (bad input, a cap
   too small) fails at once, re-raised as the worker's exception type when it can be rebuilt
   (a ``PlatformError`` subclass built from message and details; the remote traceback is
@@ -48,21 +51,20 @@ import threading
 import time
 import uuid
 import weakref
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 
 import strand
 
 from ..errors import BackendUnavailableError, JobCancelledError
+from ..scheduler import Failed, LeasePast, Outcome, Scheduler, Watch
 from ..task import Task, TaskResult
 from ..worker import decode_schema, main, strand_schema
-from .base import next_attempt
 
 __all__ = ["LocalPool"]
 
@@ -97,7 +99,6 @@ class _Slot:
     pid: int = 0
     task: Task | None = None
     spill: str = ""
-    deadline: float = 0.0
     rings: dict[int, _Ring] = field(default_factory=dict)  # stage -> ring
 
 
@@ -265,75 +266,23 @@ class LocalPool:
             if self._closed:
                 raise BackendUnavailableError("this local pool is closed")
         self._runner = threading.get_ident()
-        pending: deque[Task] = deque(tasks)
-        stages = {t.stage for t in tasks}
-        start_failures = 0
-        finished = False
         try:
             if started is not None:
                 started()
+            stages = {t.stage for t in tasks}
             for slot in self._slots:  # rings of stages this run does not use
                 for stage in [s for s in slot.rings if s not in stages]:
                     slot.rings.pop(stage).drop()
-            while pending or any(s.task is not None for s in self._slots):
-                if cancel.is_set():
-                    raise JobCancelledError("the job was cancelled")
-                for slot in self._slots:
-                    if slot.ready and slot.task is None and pending:
-                        self._dispatch(slot, pending.popleft())
-                waitables: list[Any] = []
-                for slot in self._slots:
-                    waitables += [slot.conn, slot.proc.sentinel]
-                now = time.monotonic()
-                timeout = min(
-                    [_POLL] + [s.deadline - now for s in self._slots if s.task is not None]
-                )
-                ready = set(wait(waitables, max(0.0, timeout)))
-                for slot in self._slots:
-                    outcome: TaskResult | None = None
-                    try:
-                        if slot.conn in ready:
-                            try:
-                                msg = _recv(slot.conn)
-                            except (EOFError, OSError):
-                                raise _Lost("the worker died") from None
-                            outcome = self._on_message(slot, msg, cancel)
-                            if slot.ready:
-                                start_failures = 0
-                        elif slot.proc.sentinel in ready and not slot.proc.is_alive():
-                            raise _Lost(f"the worker died (exit code {slot.proc.exitcode})")
-                        if slot.task is not None and time.monotonic() > slot.deadline:
-                            raise _Lost(
-                                f"the task ran past its lease of {self.lease_seconds} seconds"
-                            )
-                    except _Retry as again:
-                        pending.appendleft(again.task)
-                    except _Lost as lost:
-                        if not slot.ready:
-                            start_failures += 1
-                            if start_failures >= _START_FAILURES:
-                                raise BackendUnavailableError(
-                                    f"local pool workers keep dying at start-up: {lost.reason}"
-                                ) from None
-                        task = self._replace(slot)
-                        if task is not None:
-                            pending.appendleft(self._again(task, lost.reason))
-                    if outcome is not None:
-                        yield outcome
-            finished = True
+            scheduler = Scheduler(
+                _PoolAttempts(self),
+                max_attempts=self.max_attempts,
+                lease_seconds=self.lease_seconds,
+                tick=_POLL,
+            )
+            yield from scheduler.run(tasks, cancel)
         finally:
-            try:
-                if not finished:  # cancelled, failed, or the caller stopped iterating
-                    for slot in self._slots:
-                        if slot.task is not None:
-                            self._replace(slot)
-            finally:
-                self._runner = None
-                self._turn.release()
-
-    def _again(self, task: Task, reason: str, tb: str = "") -> Task:
-        """The retry of ``task`` after ``reason``; ``failure`` if it was the last attempt."""
-        return next_attempt(task, reason, self.max_attempts, tb=tb)
+            self._runner = None
+            self._turn.release()
 
     def _dispatch(self, slot: _Slot, task: Task) -> None:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "-", task.id)[:80]
@@ -350,7 +299,6 @@ class LocalPool:
         }
         with self._lock:
             slot.task, slot.spill = task, spill
-            slot.deadline = time.monotonic() + self.lease_seconds
         with contextlib.suppress(OSError):  # a dead worker: its sentinel reports it
             _send(slot.conn, msg)
 
@@ -365,7 +313,7 @@ class LocalPool:
         return task
 
     def _on_message(
-        self, slot: _Slot, msg: dict[str, Any], cancel: threading.Event | None
+        self, slot: _Slot, msg: dict[str, Any], watch: Watch | None
     ) -> TaskResult | None:
         op = msg["op"]
         if op == "ready":
@@ -379,16 +327,16 @@ class LocalPool:
             return None
         if op == "stream":
             assert slot.task is not None
-            assert cancel is not None
+            assert watch is not None
             ring = slot.rings[slot.task.stage]
             started = time.perf_counter()
-            batches = self._read_stream(slot, ring, cancel)
-            msg = self._next(slot, cancel)
+            batches = self._read_stream(slot, ring, watch)
+            msg = self._next(slot, watch)
             if msg["op"] == "done":
                 table = pa.Table.from_batches(batches, schema=ring.view.schema.to_arrow())
                 msg["transfer_seconds"] = time.perf_counter() - started
                 return self._result(slot, msg, table)
-            return self._on_message(slot, msg, cancel)  # ipc fallback or an error
+            return self._on_message(slot, msg, watch)  # ipc fallback or an error
         if op == "done":  # an empty result
             schema = decode_schema(msg["schema"])
             return self._result(slot, msg, schema.empty_table())
@@ -399,32 +347,29 @@ class LocalPool:
             msg["transfer_seconds"] = time.perf_counter() - started
             return self._result(slot, msg, table)
         if op == "error":
-            task = self._finish(slot)
-            # retried on the next free worker (this one is fine: it raised, it did not die),
-            # unless the error is the task's own (bad input, a cap too small): then it is raised
-            raise _Retry(next_attempt(task, msg, self.max_attempts, "a local pool worker"))
+            self._finish(slot)
+            # the scheduler rules (next_attempt): retried on the next free worker (this one is
+            # fine: it raised, it did not die), or the task's own error fails the run
+            raise _TaskError(msg)
         raise BackendUnavailableError(f"unexpected message from a local pool worker: {op!r}")
 
-    def _next(self, slot: _Slot, cancel: threading.Event) -> dict[str, Any]:
+    def _next(self, slot: _Slot, watch: Watch) -> dict[str, Any]:
         """The worker's next control message, watching liveness, lease and cancel."""
         while not slot.conn.poll(_POLL):
-            self._check(slot, cancel)
+            self._check(slot, watch)
         try:
             return _recv(slot.conn)
         except (EOFError, OSError):
             raise _Lost("the worker died") from None
 
-    def _check(self, slot: _Slot, cancel: threading.Event) -> None:
-        if cancel.is_set():
-            raise JobCancelledError("the job was cancelled")
+    @staticmethod
+    def _check(slot: _Slot, watch: Watch) -> None:
+        """Cancel and the lease (the scheduler's ``watch``), and the worker's life."""
+        watch.check(slot.index)
         if not slot.proc.is_alive():
             raise _Lost(f"the worker died (exit code {slot.proc.exitcode})")
-        if time.monotonic() > slot.deadline:
-            raise _Lost(f"the task ran past its lease of {self.lease_seconds} seconds")
 
-    def _read_stream(
-        self, slot: _Slot, ring: _Ring, cancel: threading.Event
-    ) -> list[pa.RecordBatch]:
+    def _read_stream(self, slot: _Slot, ring: _Ring, watch: Watch) -> list[pa.RecordBatch]:
         """Copy the stream out of the ring block by block, acknowledging as it goes (the
         zero-copy arrays never outlive the acknowledgement: each is copied first)."""
         view = ring.view
@@ -434,7 +379,7 @@ class LocalPool:
             try:
                 count = view.wait_for_commit(seen, timeout=_POLL)
             except strand.StrandTimeoutError:
-                self._check(slot, cancel)
+                self._check(slot, watch)
                 continue
             if count > seen:
                 out += view.read_batches(seen, count, copy=True)
@@ -446,7 +391,7 @@ class LocalPool:
             if status == "eos" and view.committed_count == seen:
                 return out
             if count == seen:
-                self._check(slot, cancel)
+                self._check(slot, watch)
 
     def _ring(self, slot: _Slot, stage: int, schema: pa.Schema) -> _Ring:
         old = slot.rings.pop(stage, None)
@@ -495,9 +440,71 @@ class LocalPool:
         self.close()
 
 
-class _Retry(Exception):
-    def __init__(self, task: Task) -> None:
-        self.task = task
+class _TaskError(Exception):
+    """A task raised in its worker; ``msg`` is the worker's ``describe_error``."""
+
+    def __init__(self, msg: dict[str, Any]) -> None:
+        super().__init__(msg.get("message", ""))
+        self.msg = msg
+
+
+class _PoolAttempts:
+    """The pool's side of the :class:`~elytra.scheduler.Scheduler` for one run: an attempt
+    is a task on an idle ready worker (the handle is the worker's slot index). ``poll``
+    waits on every worker's pipe and process sentinel at once; a worker that died, or whose
+    attempt passed its lease while a result streamed, is replaced and its attempt reported
+    ``Failed``; ``kill`` replaces the worker (its rings and spill directory go with it)."""
+
+    def __init__(self, pool: LocalPool) -> None:
+        self.pool = pool
+        self.start_failures = 0
+
+    def free(self) -> int:
+        return sum(1 for s in self.pool._slots if s.ready and s.task is None)
+
+    def submit(self, task: Task) -> Hashable:
+        slot = next(s for s in self.pool._slots if s.ready and s.task is None)
+        self.pool._dispatch(slot, task)
+        return slot.index
+
+    def kill(self, handle: Hashable) -> None:
+        slot = self.pool._slots[cast(int, handle)]
+        if slot.task is not None:
+            self.pool._replace(slot)
+
+    def poll(self, timeout: float, watch: Watch) -> list[tuple[Hashable, Outcome]]:
+        pool = self.pool
+        waitables: list[Any] = []
+        for slot in pool._slots:
+            waitables += [slot.conn, slot.proc.sentinel]
+        ready = set(wait(waitables, timeout))
+        out: list[tuple[Hashable, Outcome]] = []
+        for slot in pool._slots:
+            try:
+                if slot.conn in ready:
+                    try:
+                        msg = _recv(slot.conn)
+                    except (EOFError, OSError):
+                        raise _Lost("the worker died") from None
+                    result = pool._on_message(slot, msg, watch)
+                    if slot.ready:
+                        self.start_failures = 0
+                    if result is not None:
+                        out.append((slot.index, result))
+                elif slot.proc.sentinel in ready and not slot.proc.is_alive():
+                    raise _Lost(f"the worker died (exit code {slot.proc.exitcode})")
+            except _TaskError as error:
+                out.append((slot.index, Failed(error.msg, "a local pool worker")))
+            except (_Lost, LeasePast) as lost:
+                if not slot.ready:
+                    self.start_failures += 1
+                    if self.start_failures >= _START_FAILURES:
+                        raise BackendUnavailableError(
+                            f"local pool workers keep dying at start-up: {lost.reason}"
+                        ) from None
+                if pool._replace(slot) is not None:
+                    out.append((slot.index, Failed(lost.reason)))
+        return out
 
 
 def _index_capacity(ring_bytes: int) -> int:

@@ -20,14 +20,15 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from .._ray import import_ray, ray_init_hint
-from ..errors import BackendUnavailableError, JobCancelledError
+from ..errors import BackendUnavailableError
+from ..scheduler import Failed, Outcome, Scheduler, Watch
 from ..task import Task, TaskResult, execute
-from .base import describe_error, failure, next_attempt
+from .base import describe_error, failure
 
 __all__ = ["RayBackend"]
 
@@ -118,33 +119,8 @@ class RayBackend:
         cancel: threading.Event,
         started: Callable[[], None] | None = None,
     ) -> Iterator[TaskResult]:
-        import ray
-
-        if started is not None:
-            started()
-        pending: dict[Any, Task] = {self._remote.remote(t.to_json()): t for t in tasks}
-        try:
-            while pending:
-                if cancel.is_set():
-                    raise JobCancelledError("the job was cancelled")
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
-                for ref in ready:
-                    task = pending.pop(ref)
-                    fetched = time.perf_counter()
-                    try:
-                        out = ray.get(ref)
-                    except ray.exceptions.RayError as exc:  # the worker died on every retry
-                        raise failure(task, exc) from None
-                    if out["ok"]:
-                        stats = {**out["stats"], "attempt": task.attempt}
-                        stats["transfer_seconds"] = time.perf_counter() - fetched
-                        yield TaskResult(task.id, out["table"], out["seconds"], stats)
-                        continue
-                    again = next_attempt(task, out["error"], self.max_attempts, "a Ray worker")
-                    pending[self._remote.remote(again.to_json())] = again
-        finally:
-            for ref in pending:
-                ray.cancel(ref, force=True)
+        scheduler = Scheduler(_RayAttempts(self._remote), max_attempts=self.max_attempts)
+        return scheduler.run(tasks, cancel, started)
 
     def close(self) -> None:
         """Shut Ray down if this backend started it (never a Ray someone else runs)."""
@@ -153,3 +129,49 @@ class RayBackend:
 
             ray.shutdown()
             self._started = False
+
+
+class _RayAttempts:
+    """Attempts as Ray tasks: all submitted at once (Ray queues them on its workers), polled
+    with ``ray.wait``, killed with ``ray.cancel``. Ray itself re-runs a task whose worker died
+    (``max_retries``); a worker that died on every try fails the run at once."""
+
+    def __init__(self, remote: Any) -> None:
+        self._remote = remote
+        self._tasks: dict[Any, Task] = {}
+
+    def free(self) -> int:
+        return 1 << 30
+
+    def submit(self, task: Task) -> Hashable:
+        ref = self._remote.remote(task.to_json())
+        self._tasks[ref] = task
+        return ref  # type: ignore[no-any-return]
+
+    def poll(self, timeout: float, watch: Watch) -> list[tuple[Hashable, Outcome]]:
+        import ray
+
+        if not self._tasks:
+            return []
+        ready, _ = ray.wait(list(self._tasks), num_returns=1, timeout=timeout)
+        out: list[tuple[Hashable, Outcome]] = []
+        for ref in ready:
+            task = self._tasks.pop(ref)
+            fetched = time.perf_counter()
+            try:
+                got = ray.get(ref)
+            except ray.exceptions.RayError as exc:  # the worker died on every retry
+                raise failure(task, exc) from None
+            if got["ok"]:
+                stats = {**got["stats"], "attempt": task.attempt}
+                stats["transfer_seconds"] = time.perf_counter() - fetched
+                out.append((ref, TaskResult(task.id, got["table"], got["seconds"], stats)))
+            else:
+                out.append((ref, Failed(got["error"], "a Ray worker")))
+        return out
+
+    def kill(self, handle: Hashable) -> None:
+        import ray
+
+        self._tasks.pop(handle, None)
+        ray.cancel(handle, force=True)

@@ -1,0 +1,352 @@
+"""TPC-H's 22 queries on one and three lake nodes beside DuckDB over the same Parquet files.
+
+Data: ``lake.tpch.generate`` (``tpchgen-cli``, seeded) at ``--scale`` (default 1; ``--quick``:
+0.01), kept under ``bench/results/data/tpch_bench/scale-S``. Each table is uploaded once into a
+one-node store and a three-node store (real ``lake node`` processes on 127.0.0.1, replication
+as configured by default); later runs restart the nodes on those stores.
+
+Per query, in the same run and interleaved run by run (so the machine's load falls on all
+alike): DuckDB in-process over the generated Parquet files (``threads`` as a node's
+``LAKE_QUERY_THREADS``), the query through one node's HTTP API (Arrow result), and through one
+of three nodes (the coordinator). Printed: medians of ``--runs`` runs, the ratios to DuckDB,
+and the bytes that reached the coordinator on three nodes (from EXPLAIN: ``net`` came over
+the network from the other nodes, ``held`` is everything the coordinator gathered), then the
+geometric means. Every engine's answer is compared with DuckDB's first (a wrong answer fails
+the run).
+
+``--elytra`` adds ``elytra sql``: the query through ``session.sql`` on a local pool of two
+workers over the same Parquet files (Elytra's distributed engine, issue 35 item 1), timed
+interleaved with the others.
+
+``--baseline-src DIR`` adds ``3 nodes (before)``: a copy of the three-node store served by the
+lake package at ``DIR`` (e.g. ``/tmp/main/packages/lake/src`` of a checkout without the change,
+put first on the nodes' ``PYTHONPATH``), a second cluster running beside the first and timed
+interleaved with the other engines.
+
+    python bench/tpch_bench.py [--scale 1] [--runs 3] [--query 4 --query 21] [--fresh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import math
+import os
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from _harness import DATA_CACHE, RESULTS
+
+SECRET = "tpch-bench-secret-" + "x" * 32
+ENV = {
+    "PLATFORM_SECRET": SECRET,
+    "LAKE_FLIGHT_PORT": "0",
+    "LAKE_GOSSIP_INTERVAL_SECONDS": "0.3",
+    "LAKE_REPLICATE_INTERVAL_SECONDS": "0.5",
+    "LAKE_QUERY_TIMEOUT_SECONDS": "3600",
+}
+QUICK_CHUNK = str(128 << 10)
+"""At --quick scale, small chunks so that every table spans the three nodes."""
+THREADS = 2
+"""DuckDB's threads: a node's default LAKE_QUERY_THREADS."""
+
+
+def _token() -> str:
+    from platform_core.auth import TokenSigner
+
+    return TokenSigner(SECRET).issue("bench", admin=True)
+
+
+def _wait(check: Callable[[], Any], what: str, timeout: float = 3600) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the cluster did not settle: {what}")
+        time.sleep(0.2)
+
+
+@contextmanager
+def _nodes(homes: list[Path], env: dict[str, str]) -> Iterator[Any]:
+    """Start a node on each home (the others joining the first); a client of the first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lake import Client
+    from lake.testing import start_node, stop_node
+
+    first = start_node(homes[0], env=env, timeout=120)
+    procs = [first]
+    atexit.register(stop_node, first)
+    try:
+        if homes[1:]:
+            with ThreadPoolExecutor(len(homes) - 1) as pool:
+                others = list(
+                    pool.map(
+                        lambda h: start_node(h, "--join", first.addr, env=env, timeout=120),
+                        homes[1:],
+                    )
+                )
+            for p in others:
+                atexit.register(stop_node, p)
+            procs += others
+        client = Client(first.url, _token(), timeout=3600)
+        _wait(
+            lambda: (
+                [m["state"] for m in client._call("GET", "/nodes/self").json()["members"]]
+                == ["alive"] * len(homes)
+            ),
+            "members alive",
+        )
+        yield client
+        client.close()
+    finally:
+        for p in reversed(procs):
+            stop_node(p)
+
+
+def _store(base: Path, n: int, files: dict[str, Path], env: dict[str, str]) -> list[Path]:
+    """``n`` node homes under ``base`` holding every table (uploaded once, then reused)."""
+    homes = [base / c for c in "abc"[:n]]
+    if (base / "done").exists():
+        return homes
+    shutil.rmtree(base, ignore_errors=True)
+    with _nodes(homes, env) as client:
+        for name, path in files.items():
+            client.upload(path, name, part_size=8 << 20)
+        _wait(lambda: client._call("GET", "/nodes").json()["under_replicated"] == 0, "replicas")
+    (base / "done").write_text("ok")
+    return homes
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    return bool(a == b)
+
+
+def _same(got: Any, want: Any, ordered: bool) -> str | None:
+    """None when ``got`` holds DuckDB's answer, else what differs."""
+    a = [tuple(r.values()) for r in got.to_pylist()]
+    b = [tuple(r.values()) for r in want.to_pylist()]
+    if not ordered:
+        a, b = sorted(a, key=repr), sorted(b, key=repr)
+    if len(a) != len(b):
+        return f"{len(a)} rows, DuckDB {len(b)}"
+    for x, y in zip(a, b, strict=True):
+        if not all(_equal(u, v) for u, v in zip(x, y, strict=True)):
+            return f"row {x} where DuckDB has {y}"
+    return None
+
+
+def _moved(client: Any, sql: str) -> dict[str, int]:
+    """Bytes into the coordinator from EXPLAIN: over the network, and all it held."""
+    answer = client.query(f"EXPLAIN {sql}")
+    cols = [c["name"] for c in answer["columns"]]
+    rows = [dict(zip(cols, r, strict=True)) for r in answer["rows"]]
+    moves = [r for r in rows if r["kind"] == "moved"]
+    net = sum(int(r["bytes"]) for r in moves)
+    held = sum(int(r.get("gathered") or r["bytes"]) for r in moves)
+    return {"net": net, "held": held, "rows": sum(int(r["rows"]) for r in moves)}
+
+
+class _ElytraSQL:
+    """``query_arrow`` through ``session.sql`` over the generated files (the lake clients' call)."""
+
+    def __init__(self, session: Any, files: dict[str, Path]) -> None:
+        self.session = session
+        self.files = files
+
+    def query_arrow(self, sql: str) -> Any:
+        tables = {t: self.session.read_parquet(str(p)) for t, p in self.files.items()}
+        return self.session.sql(sql, tables).collect()
+
+
+@contextmanager
+def _elytra(files: dict[str, Path], home: Path) -> Iterator[_ElytraSQL]:
+    import elytra
+
+    with elytra.connect(home=home, backend="local", workers=THREADS, progress=False) as s:
+        yield _ElytraSQL(s, files)
+
+
+def _geomean(xs: list[float]) -> float | None:
+    xs = [x for x in xs if x and x > 0]
+    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else None
+
+
+def main(argv: list[str] | None = None) -> None:
+    import duckdb
+
+    from lake.tpch import QUERIES, generate
+
+    ap = argparse.ArgumentParser(prog="bench/tpch_bench.py", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="scale 0.01, one run, small chunks")
+    ap.add_argument("--scale", type=float, default=1.0, help="TPC-H scale factor (default 1)")
+    ap.add_argument("--runs", type=int, default=3, help="timed runs per engine and query")
+    ap.add_argument("--fresh", action="store_true", help="discard stored results of this scale")
+    ap.add_argument("--query", type=int, action="append", help="run only these queries")
+    ap.add_argument("--baseline-src", type=Path, help="a lake src dir to measure as 'before'")
+    ap.add_argument("--elytra", action="store_true", help="also session.sql on a local pool")
+    args = ap.parse_args(argv)
+    scale = 0.01 if args.quick else args.scale
+    runs = 1 if args.quick else args.runs
+    numbers = sorted(args.query or QUERIES)
+    cache = DATA_CACHE / "tpch_bench" / f"scale-{scale:g}"
+    env = {**ENV, **({"LAKE_CHUNK_BYTES": QUICK_CHUNK} if args.quick else {})}
+    files = generate(scale, cache / "parquet")
+    results_path = RESULTS / "tpch_bench.json"
+    stored = json.loads(results_path.read_text()) if results_path.exists() else {}
+    key = f"scale-{scale:g}"
+    if args.fresh or key not in stored:
+        stored[key] = {}
+    results: dict[str, dict[str, Any]] = stored[key]
+
+    def save() -> None:
+        results_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = results_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(stored, indent=1, sort_keys=True))
+        os.replace(tmp, results_path)
+
+    one = _store(cache / "one", 1, files, env)
+    three = _store(cache / "three", 3, files, env)
+    duck = duckdb.connect(config={"threads": THREADS})
+    for name, path in files.items():
+        duck.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
+    failures: list[str] = []
+
+    def measure(engines: dict[str, Any]) -> None:
+        """Every query on these engines (name -> client, None: DuckDB), interleaved."""
+        for n in numbers:
+            sql = QUERIES[n]
+            row = results.setdefault(f"q{n:02d}", {})
+            todo = [e for e in engines if e not in row]
+            if not todo:
+                continue
+            ordered = "ORDER BY" in sql.upper().split(")")[-1]
+            want = duck.sql(sql).to_arrow_table()
+            call: dict[str, Callable[[], Any]] = {}
+            for e in todo:
+                client = engines[e]
+                if client is None:
+                    call[e] = lambda q=sql: duck.sql(q).to_arrow_table()
+                    continue
+                call[e] = lambda c=client, q=sql: c.query_arrow(q)
+                wrong = _same(call[e](), want, ordered)  # warm, and check the answer
+                if wrong is not None:
+                    failures.append(f"q{n:02d} on {e}: {wrong}")
+            times: dict[str, list[float]] = {e: [] for e in todo}
+            for _ in range(runs):
+                for e in todo:
+                    start = time.perf_counter()
+                    call[e]()
+                    times[e].append(time.perf_counter() - start)
+            for e in todo:
+                row[e] = {"median": statistics.median(times[e]), "times": times[e]}
+                if e.startswith("3 nodes"):
+                    row[e]["moved"] = _moved(engines[e], sql)
+            print(
+                f"  q{n:02d}: " + ", ".join(f"{e} {row[e]['median'] * 1000:.0f} ms" for e in todo),
+                file=sys.stderr,
+            )
+            save()
+
+    with _nodes(one, env) as c1, _nodes(three, env) as c3, ExitStack() as stack:
+        engines = {"duckdb": None, "1 node": c1, "3 nodes": c3}
+        if args.baseline_src is not None:
+            # a copy of the three-node store, so both clusters run side by side, interleaved
+            copy = cache / "three-before"
+            if not (copy / "done").exists():
+                shutil.rmtree(copy, ignore_errors=True)
+                shutil.copytree(three[0].parent, copy)
+            before_env = {**env, "PYTHONPATH": str(args.baseline_src.resolve())}
+            homes = [copy / h.name for h in three]
+            engines["3 nodes (before)"] = stack.enter_context(_nodes(homes, before_env))
+        if args.elytra:
+            engines["elytra sql"] = stack.enter_context(_elytra(files, cache / "elytra-home"))
+        measure(engines)
+    print(report(results, numbers, scale, runs, args.baseline_src is not None, args.elytra))
+    if failures:
+        print("\nWRONG ANSWERS:\n" + "\n".join(failures))
+        sys.exit(1)
+
+
+def report(
+    results: dict[str, dict[str, Any]],
+    numbers: list[int],
+    scale: float,
+    runs: int,
+    before: bool,
+    with_elytra: bool = False,
+) -> str:
+    """The markdown table: medians, ratios to DuckDB, MiB into the coordinator, geomeans."""
+    mib = 1 << 20
+
+    def ms(x: float | None) -> str:
+        return "n/a" if x is None else f"{x * 1000:.0f}"
+
+    head = "| query | DuckDB ms | 1 node ms | 3 nodes ms | 1 node / DuckDB | 3 nodes / DuckDB "
+    head += "| into coordinator MiB (net / held) |"
+    sep = "|---|---:|---:|---:|---:|---:|---:|"
+    if before:
+        head += " 3 nodes before / DuckDB | before: net MiB |"
+        sep += "---:|---:|"
+    if with_elytra:
+        head += " elytra sql ms | elytra sql / DuckDB |"
+        sep += "---:|---:|"
+    re_: list[float] = []
+    lines = [f"### TPC-H at SF {scale:g}, median of {runs} runs", "", head, sep]
+    r1: list[float] = []
+    r3: list[float] = []
+    rb: list[float] = []
+    for n in numbers:
+        row = results.get(f"q{n:02d}", {})
+
+        def med(e: str, row: dict[str, Any] = row) -> float | None:
+            return row[e]["median"] if e in row else None
+
+        d, o, t = med("duckdb"), med("1 node"), med("3 nodes")
+        a = o / d if o and d else None
+        b = t / d if t and d else None
+        r1 += [a] if a else []
+        r3 += [b] if b else []
+        moved = row.get("3 nodes", {}).get("moved", {})
+        line = (
+            f"| q{n:02d} | {ms(d)} | {ms(o)} | {ms(t)} | {a or 0:.2f}x | {b or 0:.2f}x "
+            f"| {moved.get('net', 0) / mib:.1f} / {moved.get('held', 0) / mib:.1f} |"
+        )
+        if before:
+            tb = med("3 nodes (before)")
+            c = tb / d if tb and d else None
+            rb += [c] if c else []
+            bm = row.get("3 nodes (before)", {}).get("moved", {})
+            line += f" {c or 0:.2f}x | {bm.get('net', 0) / mib:.1f} |"
+        if with_elytra:
+            te = med("elytra sql")
+            r = te / d if te and d else None
+            re_ += [r] if r else []
+            line += f" {ms(te)} | {r or 0:.2f}x |"
+        lines.append(line)
+    g1, g3, gb = _geomean(r1), _geomean(r3), _geomean(rb)
+    foot = f"| geometric mean | | | | {g1 or 0:.2f}x | {g3 or 0:.2f}x | |"
+    if before:
+        foot += f" {gb or 0:.2f}x | |"
+    if with_elytra:
+        foot += f" | {_geomean(re_) or 0:.2f}x |"
+    lines.append(foot)
+    lines.append("")
+    lines.append(
+        "Ratios are our median over DuckDB's (above 1: DuckDB is faster). 'net' came to the "
+        "coordinator over the network from the other nodes; 'held' is all it gathered (its own "
+        "fragments' results too)."
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
