@@ -17,7 +17,7 @@ import pyarrow as pa
 from emsqrt.planning import decoded
 from lake import Catalog, lake_settings, open_catalog
 from lake.errors import DatasetNotFoundError
-from platform_core import find_running, load_settings, new_id
+from platform_core import BadInputError, find_running, load_settings, new_id
 from platform_core._suggest import did_you_mean
 
 from .backends import Backend, InlineBackend
@@ -172,13 +172,16 @@ class Session:
         from .sqlplan import plan_sql, table_names
 
         given = {k.lower(): v for k, v in (tables or {}).items()}
+        if len(given) != len(tables or {}):  # SQL's names are case-insensitive
+            raise SQLPlanError(f"tables {sorted(tables or {})} name one table twice, in two cases")
         for name in table_names(query):
             if name not in given:
                 try:
                     given[name] = self.dataset(name)
                 except SQLPlanError:
                     raise
-                except PipelineError as exc:  # no such dataset: a table the query names
+                except (PipelineError, BadInputError) as exc:  # no such dataset, or a name
+                    # no dataset can have (a path): a table the query names
                     raise SQLPlanError(f"table {name!r}: {exc}") from None
         return plan_sql(query, given)
 

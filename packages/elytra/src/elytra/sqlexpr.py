@@ -67,6 +67,9 @@ def _interval_of(node: exp.Expr) -> tuple[int, str] | None:
         return None
 
 
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE, exp.Between)
+
+
 def fold_dates(tree: exp.Expr) -> exp.Expr:
     """Constant ``date ± INTERVAL n unit`` folded to a date literal (TPC-H's parameters), as
     DuckDB computes it; other interval arithmetic is left for the parser to refuse."""
@@ -79,7 +82,10 @@ def fold_dates(tree: exp.Expr) -> exp.Expr:
             if day is not None and iv is not None:
                 amount, unit = iv
                 shifted = _shift(day, -amount if isinstance(node, exp.Sub) else amount, unit)
-                return exp.cast(exp.Literal.string(shifted.isoformat()), "DATE")
+                if isinstance(node.parent, _COMPARISONS):  # equal to a date at midnight
+                    return exp.cast(exp.Literal.string(shifted.isoformat()), "DATE")
+                # DuckDB's date + interval is a TIMESTAMP: so is the value a query returns
+                return exp.cast(exp.Literal.string(f"{shifted.isoformat()} 00:00:00"), "TIMESTAMP")
         return node
 
     return tree.transform(fold)
@@ -137,7 +143,9 @@ def to_text(
             return exp.column(column(n), quoted=True)
         return n
 
-    rewritten = fold_dates(node.copy()).transform(swap).transform(_rewrite)
+    # aggregates and group keys are swapped for their columns first: their SQL is the
+    # unfolded text they were named by
+    rewritten = fold_dates(node.copy().transform(swap)).transform(_rewrite)
     text = rewritten.sql(dialect="duckdb")
     # a date constant: the expression language's literal spelling (the marker's argument
     # is an ISO date, so the first ")" after it closes it)
@@ -156,6 +164,13 @@ def to_expr(
 ) -> Expr:
     """``to_text`` parsed by the expression language; a construct it lacks is a
     ``SQLPlanError`` that names the SQL."""
+    nested = node.find(exp.Query)
+    if nested is not None:
+        raise SQLPlanError(
+            f"cannot plan the subquery {nested.sql(dialect='duckdb')!r} where it stands into "
+            "stages yet: sqlglot could not turn it into a join (a correlated subquery that "
+            "compares with the outer query other than by =, or one in the select list)"
+        )
     text = to_text(node, column, replace)
     try:
         return parse(text)

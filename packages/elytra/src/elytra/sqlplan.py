@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import duckdb
+import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.optimizer import optimize
 
-from .errors import SQLPlanError
+from .errors import PipelineError, SQLPlanError
 from .sqlexpr import to_expr
 from .sqlrewrite import array_any_to_extremes
 
@@ -65,10 +66,21 @@ class Rel:
             matches = [v for (t, n), v in self.cols.items() if n == c.name.lower()]
             if len(matches) == 1:
                 return matches[0]
+        if c.table and c.table.lower() not in self.aliases():
+            raise SQLPlanError(
+                f"column {_sql(c)!r} is not in scope here: a correlated subquery that compares "
+                "with the outer query other than by = (EXISTS, IN or a scalar subquery in a "
+                "place sqlglot cannot decorrelate into a join) is not planned into stages yet"
+            )
         raise SQLPlanError(f"column {_sql(c)!r} is not in scope here")
 
     def aliases(self) -> set[str]:
         return {t for t, _ in self.cols}
+
+
+_MAX_READS = 64
+"""Table and CTE reads one query plans: CTEs that join each other twice would otherwise grow
+the plan (and the planner's time) as 2**levels."""
 
 
 class _Planner:
@@ -77,6 +89,8 @@ class _Planner:
     def __init__(self, tables: Mapping[str, Pipeline]) -> None:
         self.tables = {k.lower(): v for k, v in tables.items()}
         self.counter = 0
+        self.reads = 0
+        """Table and CTE reads planned so far (bounded: a CTE is planned at each use)."""
         self.ctes: dict[str, exp.Expr] = {}
         """The CTEs in scope of the SELECT being planned (an IN subquery may name them)."""
 
@@ -93,6 +107,12 @@ class _Planner:
         alias = node.alias_or_name.lower()
         if isinstance(node, exp.Table):
             name = node.name.lower()
+            self.reads += 1
+            if self.reads > _MAX_READS:
+                raise SQLPlanError(
+                    f"the query reads more than {_MAX_READS} tables (a CTE's tables count at "
+                    "each use of the CTE; CTEs that use each other twice double at each level)"
+                )
             if name in ctes:
                 return self.rename(self.query(ctes[name], ctes), alias)
             if name not in self.tables:
@@ -312,18 +332,28 @@ class _Planner:
             pipe = lp_.join(rp, left_on=one, right_on=one, how=how).drop(one)
             return Rel(pipe, {**left.cols, **right.cols}, left.size + right.size)
         lnames, rnames = [], []
+        shared = []
         for lk, rk in keys:
-            # an outer join's key columns keep their NULLs: join on copies of them
+            lt, rt = _key_type(left, lk), _key_type(right, rk)
+            common = _common_key_type(lt, rt)
+            if common is not None:  # decimals: compared in the type DuckDB compares them in
+                lk = exp.Cast(this=lk.copy(), to=exp.DataType.build(common, dialect="duckdb"))
+                rk = exp.Cast(this=rk.copy(), to=exp.DataType.build(common, dialect="duckdb"))
+            # an outer join's key columns keep their NULLs: join on copies of them; the
+            # right's key column is read through the left's only where both hold the same
+            # values in the same type (an INT key equal to a DOUBLE one is not its value)
+            same = lt == rt
             left, ln = self.key_column(left, lk, how in ("right", "full"), gates[0])
-            right, rn = self.key_column(right, rk, how in ("left", "full"), gates[1])
+            right, rn = self.key_column(right, rk, how in ("left", "full") or not same, gates[1])
             lnames.append(ln)
             rnames.append(rn)
+            shared.append(same)
         pipe = left.pipe.join(right.pipe, left_on=lnames, right_on=rnames, how=how)
         cols = {**left.cols, **right.cols}
         # the join keeps one column per key pair (the left's): the right's name reads it
         by_name = {v: k for k, v in right.cols.items()}
-        for (lk, _), ln, rn in zip(keys, lnames, rnames, strict=True):
-            if rn in by_name:
+        for (lk, _), ln, rn, same in zip(keys, lnames, rnames, shared, strict=True):
+            if rn in by_name and same:
                 cols[by_name[rn]] = left.column(lk) if isinstance(lk, exp.Column) else ln
         kept = set(cols.values())
         hidden = [c for c in pipe.columns if c.startswith("__k") and c not in kept]
@@ -376,6 +406,14 @@ class _Planner:
         order = node.args.get("order")
         exprs = [e for _, e in outputs] + ([having.this] if having is not None else [])
         exprs += [o.this for o in order.expressions] if order is not None else []
+        for e in exprs:
+            nested = e.find(exp.Query)
+            if nested is not None:
+                raise SQLPlanError(
+                    f"cannot plan the subquery {_sql(nested)!r} where it stands into stages "
+                    "yet: sqlglot could not turn it into a join (a correlated subquery that "
+                    "compares with the outer query other than by =, or one in the select list)"
+                )
         aggs = [a for e in exprs for a in e.find_all(exp.AggFunc)]
         replace: dict[str, str] = {}
         pipe = rel.pipe
@@ -438,7 +476,10 @@ class _Planner:
                 )
         pipe = pipe.with_columns(**outs)  # type: ignore[arg-type]
         hidden_outs = [f"__o{i}" for i in range(len(outputs))]
-        if node.args.get("distinct"):
+        distinct = node.args.get("distinct")
+        if distinct is not None and distinct.args.get("on") is not None:
+            raise SQLPlanError("DISTINCT ON is not planned into stages yet; use GROUP BY")
+        if distinct:
             if sort_keys and any(not k.startswith('"__o') for k in sort_keys):
                 raise SQLPlanError("ORDER BY an expression not selected with DISTINCT")
             pipe = pipe.select(*hidden_outs).distinct()
@@ -462,11 +503,58 @@ class _Planner:
         order = node.args.get("order")
         keys = []
         if order is not None:
+            names = rel.pipe.columns
             for o in order.expressions:
-                if not isinstance(o.this, exp.Column):
+                key = o.this
+                if isinstance(key, exp.Column) and not key.table:
+                    found = [n for n in names if n.lower() == key.name.lower()]
+                    name = found[0] if found else key.name
+                elif isinstance(key, exp.Literal) and not key.is_string and key.this.isdigit():
+                    if not 1 <= int(key.this) <= len(names):
+                        raise SQLPlanError(
+                            f"ORDER BY {key.this}: the UNION has {len(names)} columns"
+                        )
+                    name = names[int(key.this) - 1]
+                else:
                     raise SQLPlanError("ORDER BY of a UNION names output columns only")
-                keys.append(f'"{o.this.name}"{" DESC" if o.args.get("desc") else ""}')
+                desc = " DESC" if o.args.get("desc") else ""
+                nulls = " NULLS FIRST" if o.args.get("nulls_first") else " NULLS LAST"
+                keys.append(f'"{name}"{desc}{nulls}')
         return Rel(self.order_limit(node, rel.pipe, keys), rel.cols)
+
+
+def _key_type(rel: Rel, e: exp.Expr) -> pa.DataType | None:
+    """The Arrow type of a join key that is a plain column (None for an expression)."""
+    if not isinstance(e, exp.Column):
+        return None
+    return rel.pipe.schema.field(rel.column(e)).type
+
+
+_INT_DIGITS = {8: 3, 16: 5, 32: 10, 64: 19}
+
+
+def _common_key_type(a: pa.DataType | None, b: pa.DataType | None) -> str | None:
+    """The type two join keys are cast to when one is a decimal and they differ (the join
+    compares only equal types, integers with floats): DOUBLE beside a float, else the
+    decimal that holds both, as DuckDB compares them; None when no cast is needed."""
+    if a is None or b is None or a == b:
+        return None
+    if not (pa.types.is_decimal(a) or pa.types.is_decimal(b)):
+        return None
+    if pa.types.is_floating(a) or pa.types.is_floating(b):
+        return "DOUBLE"
+    ends = []
+    for t in (a, b):
+        if pa.types.is_decimal(t):
+            ends.append((t.precision - t.scale, t.scale))
+        elif pa.types.is_integer(t):
+            ends.append((_INT_DIGITS[t.bit_width], 0))
+        else:
+            return None  # not a number: the join says what it cannot compare
+    whole, scale = max(w for w, _ in ends), max(s for _, s in ends)
+    if whole + scale > 38:
+        return "DOUBLE"
+    return f"DECIMAL({whole + scale}, {scale})"
 
 
 def _int_of(node: exp.Expr | None, what: str) -> int | None:
@@ -537,16 +625,130 @@ def _size_of(p: Pipeline) -> int:
 
 def _parse(text: str) -> exp.Query:
     """The one query in ``text``, or a ``SQLPlanError`` saying what else it is."""
+    if len(text) > _MAX_TEXT:
+        raise SQLPlanError(f"the SQL text is {len(text):,} characters; at most {_MAX_TEXT:,}")
     try:
         statements = [s for s in sqlglot.parse(text, read="duckdb") if s is not None]
     except SqlglotError as exc:
         raise SQLPlanError(f"SQL does not parse: {exc}") from None
+    except RecursionError:  # the parser recurses once per level of nesting
+        raise SQLPlanError(
+            f"the query nests too deep to parse; at most {_MAX_DEPTH} levels are planned"
+        ) from None
     if len(statements) != 1:
         raise SQLPlanError(f"give one statement, not {len(statements)}")
     tree = statements[0]
     if not isinstance(tree, exp.Query):
         raise SQLPlanError(f"only a query (SELECT) is planned, not {tree.key.upper()}")
+    _only_named_tables(tree)
+    _bounded_depth(tree)
+    for cte in tree.find_all(exp.CTE):  # WITH x AS ((SELECT ...)): sqlglot's optimizer loses
+        while isinstance(cte.this, exp.Subquery) and not cte.this.alias:  # x's name
+            cte.set("this", cte.this.this)
+    _scalar_subqueries_one_row(tree)
+    for g in tree.find_all(exp.Group):
+        if g.args.get("all"):
+            raise SQLPlanError("GROUP BY ALL is not planned into stages yet; name the keys")
+    for o in tree.find_all(exp.Ordered):
+        if isinstance(o.this, exp.Var) and o.this.name.upper() == "ALL":
+            raise SQLPlanError("ORDER BY ALL is not planned into stages yet; name the keys")
+    for f in tree.find_all(exp.Filter):
+        raise SQLPlanError(
+            f"an aggregate's FILTER (WHERE ...) is not planned into stages yet: {_sql(f)!r}; "
+            "use CASE WHEN inside the aggregate"
+        )
     return tree
+
+
+_NOT_SCALAR = (
+    exp.From,
+    exp.Join,
+    exp.Lateral,
+    exp.SetOperation,
+    exp.CTE,
+    exp.In,
+    exp.Exists,
+    exp.Any,
+    exp.All,
+)
+
+
+def _scalar_subqueries_one_row(tree: exp.Expr) -> None:
+    """A subquery used as a value must give at most one row: DuckDB refuses more at run time,
+    while the join sqlglot decorrelates it into would give a row per match (or one per
+    group). Planned only when the subquery is one aggregate row (no GROUP BY)."""
+    for sub in tree.find_all(exp.Subquery):
+        parent = sub.parent  # past the parentheses around it: ((SELECT ...)) is one subquery
+        while isinstance(parent, exp.Subquery | exp.Paren):
+            parent = parent.parent
+        if parent is None or isinstance(parent, _NOT_SCALAR):
+            continue
+        inner = sub.unnest()
+        while isinstance(inner, exp.Subquery):
+            inner = inner.this
+        one_row = (
+            isinstance(inner, exp.Select)
+            and inner.args.get("group") is None
+            and inner.expressions
+            and all(e.find(exp.AggFunc) is not None for e in inner.expressions)
+        )
+        if not one_row:
+            raise SQLPlanError(
+                f"the scalar subquery {_sql(sub)!r} may give more than one row (DuckDB then "
+                "refuses the query); it is planned when it is one aggregate (min, max, sum, "
+                "avg, count) without GROUP BY"
+            )
+
+
+_MAX_TEXT = 4 << 20
+"""Characters of SQL text planned (a bound on what one request makes the planner hold)."""
+_MAX_DEPTH = 500
+"""Levels of nesting planned (a bound on the planner's work and stack)."""
+_MAX_LIST = 20_000
+"""Values of one IN list: the expression language takes one expression of at most 64 KiB of
+text (about 10,000 numbers), and sqlglot's optimizer spends seconds per 10,000 more."""
+_MAX_CHAIN = 200
+"""Terms of one AND/OR chain: the expression language's own bound, checked before sqlglot's
+optimizer, whose rewrites of a long chain take time that grows faster than the chain."""
+
+
+def _bounded_depth(tree: exp.Expr) -> None:
+    """A ``SQLPlanError`` when ``tree`` nests deeper than ``_MAX_DEPTH`` or chains more than
+    ``_MAX_CHAIN`` ANDs/ORs (walked without recursion: a deep tree cannot exhaust the stack)."""
+    stack = [(tree, 1, 0)]
+    while stack:
+        node, depth, chain = stack.pop()
+        if depth > _MAX_DEPTH:
+            raise SQLPlanError(f"the query nests more than {_MAX_DEPTH} levels deep")
+        if isinstance(node, exp.In | exp.Tuple) and len(node.expressions) > _MAX_LIST:
+            raise SQLPlanError(
+                f"an IN list of {len(node.expressions):,} values is not planned; at most "
+                f"{_MAX_LIST:,} (give a long list as a table and join it, or use IN (SELECT ...))"
+            )
+        if chain > _MAX_CHAIN:
+            raise SQLPlanError(
+                f"an AND/OR chain of more than {_MAX_CHAIN} terms is not planned (each term "
+                "nests one level); use IN (...) for a long list of values"
+            )
+        for child in node.iter_expressions():
+            linked = isinstance(child, exp.Connector) or isinstance(child.unnest(), exp.Connector)
+            stack.append((child, depth + 1, chain + 1 if linked else 0))
+
+
+def _only_named_tables(tree: exp.Expr) -> None:
+    """Every source is a table by its plain name: a table function (``read_csv``, ``glob``,
+    ``range``), a file path or a qualified ``db.table`` is refused before anything binds or
+    runs it, so a query reads only the tables the caller gave (or the lake's datasets)."""
+    for t in tree.find_all(exp.Table):
+        if not isinstance(t.this, exp.Identifier):
+            raise SQLPlanError(
+                f"the table function {_sql(t.this)!r} is not allowed in SQL: name a table "
+                "(a lake dataset or one of the pipelines given as tables)"
+            )
+        if t.args.get("db") is not None or t.args.get("catalog") is not None:
+            raise SQLPlanError(f"the qualified name {_sql(t)!r} is not allowed: name a table")
+    for node in tree.find_all(exp.Values, exp.Unnest):
+        raise SQLPlanError(f"{type(node).__name__.upper()} as a source is not planned into stages")
 
 
 def table_names(text: str) -> list[str]:
@@ -561,29 +763,57 @@ def plan_sql(text: str, tables: Mapping[str, Pipeline]) -> Pipeline:
     """The pipeline of one SELECT over ``tables`` (name -> pipeline): see the module doc."""
     tree = _parse(text)
     known = {k.lower(): v for k, v in tables.items()}
+    if len(known) != len(tables):  # SQL's names are case-insensitive
+        raise SQLPlanError(f"tables {sorted(tables)} name one table twice, in two cases")
     missing = [n for n in table_names(text) if n not in known]
     if missing:
         raise SQLPlanError(f"no table {missing[0]!r}; tables: {', '.join(sorted(known)) or 'none'}")
+    for name, p in known.items():
+        seen: dict[str, str] = {}
+        for c in p.columns:
+            if c.lower() in seen:
+                raise SQLPlanError(
+                    f"table {name!r} has columns {seen[c.lower()]!r} and {c!r}, which SQL "
+                    "cannot tell apart (its names are case-insensitive): rename one"
+                )
+            seen[c.lower()] = c
     schema: dict[str, object] = {name: _duck_types(p) for name, p in known.items()}
     try:
         optimized = array_any_to_extremes(optimize(tree, schema=schema, dialect="duckdb"))
     except SqlglotError as exc:
         raise SQLPlanError(f"cannot plan the query: {exc}") from None
-    pipe = _Planner(known).query(optimized, {}).pipe
-    names = _duck_names(tree, known)
+    try:
+        pipe = _Planner(known).query(optimized, {}).pipe
+    except SQLPlanError:
+        raise
+    except PipelineError as exc:  # a step the pipeline refuses (a join of key types it
+        # cannot compare): said as SQL's error, one class for every query not planned
+        raise SQLPlanError(f"cannot plan the query into stages: {exc}") from None
+    names = _duck_names(text, known)
     return (
         pipe.rename(dict(zip(pipe.columns, names, strict=True))) if names != pipe.columns else pipe
     )
 
 
-def _duck_names(tree: exp.Query, tables: Mapping[str, Pipeline]) -> list[str]:
-    """The names DuckDB gives the query's columns (``(a + b)`` for an unnamed expression),
-    from the query run over empty tables of the same schemas."""
-    con = duckdb.connect()
+def _duck_names(text: str, tables: Mapping[str, Pipeline]) -> list[str]:
+    """The names DuckDB gives the query's columns (``(a + b)`` for an unnamed expression,
+    ``CAST(k AS VARCHAR)`` as written), from the text itself bound (never run) over empty
+    tables of the same schemas, on a connection that cannot touch files nor be reconfigured
+    (no query text reads the server's files, nor costs its CPU). The text must be one SELECT
+    to DuckDB's parser too, not only to sqlglot's."""
+    try:
+        statements = duckdb.extract_statements(text)
+    except duckdb.Error as exc:
+        raise SQLPlanError(f"DuckDB refuses the query: {exc}") from None
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        raise SQLPlanError("DuckDB's parser does not read the text as one SELECT: give one query")
+    con = duckdb.connect(
+        config={"enable_external_access": False, "lock_configuration": True, "threads": 1}
+    )
     try:
         for name, p in tables.items():
             con.register(name, p.schema.empty_table())
-        return [d[0] for d in con.execute(_sql(tree)).description or []]
+        return list(con.sql(statements[0].query).columns)
     except duckdb.Error as exc:
         raise SQLPlanError(f"DuckDB refuses the query: {exc}") from None
     finally:
