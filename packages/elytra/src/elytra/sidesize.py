@@ -84,4 +84,4 @@ def _file_bytes(path: str, used: set[str] | None, fallback: int) -> int:
         columns = _column_bytes(path, st.st_mtime_ns, st.st_size)
     except (OSError, ValueError, pq.lib.ArrowException):
         return fallback
-    return sum(b for name, b in columns.items() if name in used) or min(fallback, 1 << 10)
+    return sum(b for name, b in columns.items() if name in used)

@@ -122,7 +122,7 @@ def _rewrite(node: exp.Expr) -> exp.Expr:
     if isinstance(node, exp.Cast):
         day = _date_of(node)
         if day is not None:
-            return exp.Anonymous(this="__DATE__", expressions=[exp.Literal.string(day.isoformat())])
+            return exp.Var(this=f"DATE '{day.isoformat()}'")  # the language's date literal
     return node
 
 
@@ -146,15 +146,7 @@ def to_text(
     # aggregates and group keys are swapped for their columns first: their SQL is the
     # unfolded text they were named by
     rewritten = fold_dates(node.copy().transform(swap)).transform(_rewrite)
-    text = rewritten.sql(dialect="duckdb")
-    # a date constant: the expression language's literal spelling (the marker's argument
-    # is an ISO date, so the first ")" after it closes it)
-    marker = "__DATE__("
-    while marker in text:
-        start = text.index(marker)
-        end = text.index(")", start)
-        text = text[:start] + "DATE " + text[start + len(marker) : end] + text[end + 1 :]
-    return text
+    return rewritten.sql(dialect="duckdb")
 
 
 def to_expr(

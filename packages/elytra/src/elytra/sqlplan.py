@@ -29,6 +29,7 @@ from sqlglot.optimizer import optimize
 from .errors import PipelineError, SQLPlanError
 from .sqlexpr import to_expr
 from .sqlrewrite import array_any_to_extremes
+from .stages import source_bytes
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
@@ -42,9 +43,21 @@ def _sql(node: exp.Expr) -> str:
     return node.sql(dialect="duckdb")
 
 
-def _duck_types(p: Pipeline) -> dict[str, str]:
+def _binder(tables: Mapping[str, Pipeline]) -> duckdb.DuckDBPyConnection:
+    """A private DuckDB connection holding empty tables of the same schemas: it binds (never
+    runs) the query, cannot touch files nor be reconfigured, and is not the module's shared
+    default connection (the gateway plans on several threads)."""
+    con = duckdb.connect(
+        config={"enable_external_access": False, "lock_configuration": True, "threads": 1}
+    )
+    for name, p in tables.items():
+        con.register(name, p.schema.empty_table())
+    return con
+
+
+def _duck_types(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, str]:
     """DuckDB's type name of each column, for sqlglot's qualification and type inference."""
-    rel = duckdb.from_arrow(p.schema.empty_table())
+    rel = con.table(name)
     return {c: str(t) for c, t in zip(rel.columns, rel.types, strict=True)}
 
 
@@ -616,11 +629,8 @@ def _names(node: exp.Expr) -> set[str]:
 
 
 def _size_of(p: Pipeline) -> int:
-    total = 0
-    for s in p.sources.values():
-        for part in s.parts(1 << 62):
-            total += part.bytes
-    return total
+    """The files' bytes under a table: the join order starts from the largest."""
+    return sum(source_bytes(src) for src in p.sources.values())
 
 
 def _parse(text: str) -> exp.Query:
@@ -753,7 +763,10 @@ def _only_named_tables(tree: exp.Expr) -> None:
 
 def table_names(text: str) -> list[str]:
     """The tables a query reads (lowercased, first use first), its CTEs' names left out."""
-    tree = _parse(text)
+    return _table_names(_parse(text))
+
+
+def _table_names(tree: exp.Query) -> list[str]:
     ctes = {c.alias.lower() for c in tree.find_all(exp.CTE)}
     names = [t.name.lower() for t in tree.find_all(exp.Table) if t.name]
     return [n for n in dict.fromkeys(names) if n not in ctes]
@@ -765,7 +778,7 @@ def plan_sql(text: str, tables: Mapping[str, Pipeline]) -> Pipeline:
     known = {k.lower(): v for k, v in tables.items()}
     if len(known) != len(tables):  # SQL's names are case-insensitive
         raise SQLPlanError(f"tables {sorted(tables)} name one table twice, in two cases")
-    missing = [n for n in table_names(text) if n not in known]
+    missing = [n for n in _table_names(tree) if n not in known]
     if missing:
         raise SQLPlanError(f"no table {missing[0]!r}; tables: {', '.join(sorted(known)) or 'none'}")
     for name, p in known.items():
@@ -777,44 +790,40 @@ def plan_sql(text: str, tables: Mapping[str, Pipeline]) -> Pipeline:
                     "cannot tell apart (its names are case-insensitive): rename one"
                 )
             seen[c.lower()] = c
-    schema: dict[str, object] = {name: _duck_types(p) for name, p in known.items()}
+    con = _binder(known)
     try:
-        optimized = array_any_to_extremes(optimize(tree, schema=schema, dialect="duckdb"))
-    except SqlglotError as exc:
-        raise SQLPlanError(f"cannot plan the query: {exc}") from None
-    try:
-        pipe = _Planner(known).query(optimized, {}).pipe
-    except SQLPlanError:
-        raise
-    except PipelineError as exc:  # a step the pipeline refuses (a join of key types it
-        # cannot compare): said as SQL's error, one class for every query not planned
-        raise SQLPlanError(f"cannot plan the query into stages: {exc}") from None
-    names = _duck_names(text, known)
+        schema: dict[str, object] = {name: _duck_types(con, name) for name in known}
+        try:
+            optimized = array_any_to_extremes(optimize(tree, schema=schema, dialect="duckdb"))
+        except SqlglotError as exc:
+            raise SQLPlanError(f"cannot plan the query: {exc}") from None
+        try:
+            pipe = _Planner(known).query(optimized, {}).pipe
+        except SQLPlanError:
+            raise
+        except PipelineError as exc:  # a step the pipeline refuses (a join of key types it
+            # cannot compare): said as SQL's error, one class for every query not planned
+            raise SQLPlanError(f"cannot plan the query into stages: {exc}") from None
+        names = _duck_names(text, con)
+    finally:
+        con.close()
     return (
         pipe.rename(dict(zip(pipe.columns, names, strict=True))) if names != pipe.columns else pipe
     )
 
 
-def _duck_names(text: str, tables: Mapping[str, Pipeline]) -> list[str]:
+def _duck_names(text: str, con: duckdb.DuckDBPyConnection) -> list[str]:
     """The names DuckDB gives the query's columns (``(a + b)`` for an unnamed expression,
-    ``CAST(k AS VARCHAR)`` as written), from the text itself bound (never run) over empty
-    tables of the same schemas, on a connection that cannot touch files nor be reconfigured
-    (no query text reads the server's files, nor costs its CPU). The text must be one SELECT
-    to DuckDB's parser too, not only to sqlglot's."""
+    ``CAST(k AS VARCHAR)`` as written), from the text itself bound (never run) on ``con``
+    (``_binder``: no query text reads the server's files, nor costs its CPU). The text must be
+    one SELECT to DuckDB's parser too, not only to sqlglot's."""
     try:
         statements = duckdb.extract_statements(text)
     except duckdb.Error as exc:
         raise SQLPlanError(f"DuckDB refuses the query: {exc}") from None
     if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
         raise SQLPlanError("DuckDB's parser does not read the text as one SELECT: give one query")
-    con = duckdb.connect(
-        config={"enable_external_access": False, "lock_configuration": True, "threads": 1}
-    )
     try:
-        for name, p in tables.items():
-            con.register(name, p.schema.empty_table())
         return list(con.sql(statements[0].query).columns)
     except duckdb.Error as exc:
         raise SQLPlanError(f"DuckDB refuses the query: {exc}") from None
-    finally:
-        con.close()
