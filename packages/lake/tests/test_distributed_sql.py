@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -156,23 +158,7 @@ def cluster(
 ) -> Iterator[tuple[Client, duckdb.DuckDBPyConnection]]:
     """One 3-node cluster for the whole corpus, with data spread over every node."""
     root = tmp_path_factory.mktemp("corpus")
-    env = {
-        "PLATFORM_SECRET": SECRET,
-        "LAKE_CHUNK_BYTES": str(CHUNK),
-        "LAKE_FLIGHT_PORT": "0",
-        "LAKE_GOSSIP_INTERVAL_SECONDS": "0.2",
-        "LAKE_REPLICATE_INTERVAL_SECONDS": "0.5",
-    }
-    procs: list[NodeProcess] = []
-    a = start_node(root / "a", env=env)
-    procs.append(a)
-    procs += [start_node(root / n, "--join", a.addr, env=env) for n in ("b", "c")]
-    token = TokenSigner(SECRET).issue("tester", admin=True)
-    clients = [Client(p.url, token, timeout=60) for p in procs]
-    try:
-        ids = {p.node_id for p in procs}
-        for cl in clients:
-            wait_for(lambda cl=cl: set(states(cl)) == ids, what="3 members")
+    with three_nodes(root, CHUNK, timeout=60) as (procs, clients):
         sales = make_csv(root / "sales.csv", rows=40_000)
         groups = root / "groups.csv"
         groups.write_text("grp,label\n" + "".join(f"{g},label{g % 5}\n" for g in range(13)))
@@ -190,6 +176,33 @@ def cluster(
         oracle.execute(f"CREATE TABLE sales AS SELECT * FROM read_csv('{sales}')")
         oracle.execute(f"CREATE TABLE groups AS SELECT * FROM read_csv('{groups}')")
         yield clients[2], oracle
+
+
+@contextmanager
+def three_nodes(
+    root: Path, chunk_bytes: int, timeout: float
+) -> Iterator[tuple[list[NodeProcess], list[Client]]]:
+    """Three real lake nodes (b and c joined to a) with small chunks, each with an admin
+    client, once all three see each other; stopped on exit."""
+    env = {
+        "PLATFORM_SECRET": SECRET,
+        "LAKE_CHUNK_BYTES": str(chunk_bytes),
+        "LAKE_FLIGHT_PORT": "0",
+        "LAKE_GOSSIP_INTERVAL_SECONDS": "0.2",
+        "LAKE_REPLICATE_INTERVAL_SECONDS": "0.5",
+    }
+    procs: list[NodeProcess] = []
+    clients: list[Client] = []
+    try:
+        a = start_node(root / "a", env=env)
+        procs.append(a)
+        procs += [start_node(root / n, "--join", a.addr, env=env) for n in ("b", "c")]
+        token = TokenSigner(SECRET).issue("tester", admin=True)
+        clients = [Client(p.url, token, timeout=timeout) for p in procs]
+        ids = {p.node_id for p in procs}
+        for cl in clients:
+            wait_for(lambda cl=cl: set(states(cl)) == ids, what="3 members")
+        yield procs, clients
     finally:
         for cl in clients:
             cl.close()

@@ -19,14 +19,13 @@ import duckdb
 import pytest
 
 from lake import Client
-from lake.testing import NodeProcess, start_node, stop_node
 from lake.tpch import QUERIES, generate
 from platform_core.auth import TokenSigner
 
 from .conftest import SECRET
 from .sqlgen import queries, write_tables
-from .test_cluster import states, wait_for
-from .test_distributed_sql import _equal, _key, _rows
+from .test_cluster import wait_for
+from .test_distributed_sql import _equal, _key, _rows, three_nodes
 
 pytestmark = pytest.mark.slow
 
@@ -41,23 +40,7 @@ def cluster(
     root = tmp_path_factory.mktemp("tpch3")
     files = dict(generate(0.01, root / "sf"))
     files.update(write_tables(root / "gen"))
-    env = {
-        "PLATFORM_SECRET": SECRET,
-        "LAKE_CHUNK_BYTES": str(CHUNK),
-        "LAKE_FLIGHT_PORT": "0",
-        "LAKE_GOSSIP_INTERVAL_SECONDS": "0.2",
-        "LAKE_REPLICATE_INTERVAL_SECONDS": "0.5",
-    }
-    procs: list[NodeProcess] = []
-    a = start_node(root / "a", env=env)
-    procs.append(a)
-    procs += [start_node(root / n, "--join", a.addr, env=env) for n in ("b", "c")]
-    token = TokenSigner(SECRET).issue("tester", admin=True)
-    clients = [Client(p.url, token, timeout=120) for p in procs]
-    try:
-        ids = {p.node_id for p in procs}
-        for cl in clients:
-            wait_for(lambda cl=cl: set(states(cl)) == ids, what="3 members")
+    with three_nodes(root, CHUNK, timeout=120) as (_, clients):
         for name, path in files.items():
             clients[0].upload(path, name)
         wait_for(lambda: len(clients[2].datasets()) == len(files), what="gossip")
@@ -66,11 +49,6 @@ def cluster(
         for name, path in files.items():
             oracle.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
         yield clients[2], oracle
-    finally:
-        for cl in clients:
-            cl.close()
-        for p in procs:
-            stop_node(p)
 
 
 def _check(client: Client, oracle: duckdb.DuckDBPyConnection, sql: str, ordered: bool) -> None:
