@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -93,3 +94,70 @@ def test_serve_prints_the_banner_once_up_and_stops_cleanly_on_sigterm(tmp_path: 
         code = server.stop()
     assert code == 0
     assert "Traceback" not in server.stderr() if server.stderr_path.exists() else True
+
+
+def _raw_exchange(url: str, request: bytes) -> bytes:
+    """Sends ``request`` as raw bytes and returns what the server wrote before closing."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+            if b"\r\n\r\n" in answer and b"connection: close" not in answer.lower():
+                break
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("coding", "status"),
+    [
+        # httptools frames these as chunked and would hand the app still-encoded bytes
+        (b"gzip, chunked", b"501"),
+        (b"deflate,chunked", b"501"),
+        (b"x-custom, chunked", b"501"),
+        # chunked not last: httptools refuses the framing itself
+        (b"gzip", b"400"),
+        (b"chunked, chunked", b"400"),
+        (b"identity", b"400"),
+    ],
+)
+def test_a_body_in_a_transfer_coding_other_than_chunked_is_501_and_closed(
+    coding: bytes, status: bytes
+) -> None:
+    server = launch([sys.executable, str(KIT_SERVER)], timeout=60)
+    try:
+        head = b"POST /health HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: " + coding
+        answer = _raw_exchange(server.url, head + b"\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+        status_line, _, rest = answer.partition(b"\r\n")
+        headers, _, body = rest.partition(b"\r\n\r\n")
+        assert status_line.split()[1] == status
+        if status == b"501":
+            assert b"connection: close" in headers.lower()
+            payload = json.loads(body)
+            assert payload["type"] == "not_implemented"
+            assert coding.decode() in payload["error"]
+            assert "Content-Length or Transfer-Encoding: chunked" in payload["error"]
+        assert b'{"status": "ok"}' not in answer
+        # plain chunked and Content-Length bodies still reach the app
+        for framing in (
+            b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            b"Transfer-Encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            b"Content-Length: 3\r\n\r\nabc",
+        ):
+            ok = _raw_exchange(server.url, b"POST /health HTTP/1.1\r\nHost: a\r\n" + framing)
+            assert ok.startswith(b"HTTP/1.1 200 "), ok
+    finally:
+        server.stop()
+
+
+def test_unsupported_coding_reads_every_transfer_encoding_header() -> None:
+    from platform_core.http.codings import unsupported_coding
+
+    assert unsupported_coding([]) is None
+    assert unsupported_coding([(b"transfer-encoding", b"chunked")]) is None
+    assert unsupported_coding([(b"Transfer-Encoding", b" CHUNKED ")]) is None
+    assert unsupported_coding([(b"transfer-encoding", b"gzip, chunked")]) == "gzip, chunked"
+    two = [(b"transfer-encoding", b"gzip"), (b"transfer-encoding", b"chunked")]
+    assert unsupported_coding(two) == "gzip, chunked"
+    assert unsupported_coding([(b"transfer-encoding", b"")]) == ""

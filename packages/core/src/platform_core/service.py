@@ -289,6 +289,7 @@ def serve(
     plain-HTTP client is then disconnected at once (the TLS handshake fails), never left hanging.
     """
     from ._extras import require
+    from .http.codings import TransferCodingGuard
 
     uvicorn = require("uvicorn", what="platform_core.service.serve")
     url = url_of(host, sock.getsockname()[1], tls=tls is not None)
@@ -303,7 +304,9 @@ def serve(
     }
     if tls is not None:
         options.update(tls.uvicorn_options())
-    config = uvicorn.Config(_ExpectedStartFailure(app), log_level=log_level, **options)
+    # Every server refuses bodies framed with codings uvicorn would pass on still encoded.
+    guarded = _ExpectedStartFailure(TransferCodingGuard(app))
+    config = uvicorn.Config(guarded, log_level=log_level, **options)
     where = Path(home) if home is not None else None
     server = _server_class()(
         config,

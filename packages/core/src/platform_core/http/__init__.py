@@ -5,6 +5,7 @@
 - :mod:`.foreign`: Arrow/DuckDB/LMDB exceptions translated into core kinds at the boundary.
 - :mod:`.handlers`: FastAPI exception handlers and the catch-all middleware.
 - :mod:`.limits`: the request body limit middleware (413 ``over_budget``).
+- :mod:`.codings`: the transfer-coding guard every served app runs behind (501).
 - :mod:`.tokens`: ``require_token`` / ``require_admin`` / ``require_cluster`` / ``require_worker`` / ``check_owner``.
 - :mod:`.client`: ``http_client`` / ``async_http_client``, every client's httpx setup (TLS
   verification from the settings, timeouts, connection retries).
@@ -34,6 +35,7 @@ from .wire import (
 
 if TYPE_CHECKING:
     from .client import CONNECT_RETRIES, async_http_client, http_client
+    from .codings import TransferCodingGuard
     from .handlers import (
         CatchAllMiddleware,
         error_response,
@@ -57,6 +59,7 @@ __all__ = [
     "BodyLimitMiddleware",
     "BodyTooLarge",
     "CatchAllMiddleware",
+    "TransferCodingGuard",
     "Translator",
     "async_http_client",
     "check_admin",
@@ -93,6 +96,7 @@ _LAZY = {
     "error_response": "handlers",
     "install_error_handlers": "handlers",
     "platform_error_response": "handlers",
+    "TransferCodingGuard": "codings",
     "BodyLimitMiddleware": "limits",
     "BodyTooLarge": "limits",
     "check_admin": "tokens",
