@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lake.errors import SQLError
-from lake.sql import check_read_only
+from lake.sql.readonly import check_read_only
 
 
 @pytest.mark.parametrize(

@@ -286,7 +286,7 @@ def test_node_to_node_calls_need_the_cluster_token(
 ) -> None:
     import pyarrow.flight as fl
 
-    from lake.flight import FlightPeer
+    from lake.cluster.flight import FlightPeer
     from platform_core.auth import TokenSigner
 
     proc = launch("a")

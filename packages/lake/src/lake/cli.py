@@ -47,7 +47,7 @@ from .settings import lake_settings
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from .client import Client
+    from .api.client import Client
 
 __all__ = ["cli", "main"]
 
@@ -86,10 +86,10 @@ def node(
     from platform_core.service import StartError, bind, configure_service_logging, serve
     from platform_core.tls import server_tls
 
-    from .dataformat import check_format
-    from .flight import check_flight_port  # here: pyarrow.flight is slow to import
+    from .api.server import create_app
+    from .cluster.flight import check_flight_port  # here: pyarrow.flight is slow to import
     from .node import open_catalog
-    from .server import create_app
+    from .storage.dataformat import check_format
 
     try:
         overrides: dict[str, Any] = {"home": home} if home else {}
@@ -168,7 +168,7 @@ def _client(node: str | None, token: str | None) -> Client:
     """A client of ``node`` carrying the token :func:`platform_core.cli.resolve_token` finds."""
     from platform_core.tls import client_context
 
-    from .client import Client
+    from .api.client import Client
 
     url = node or default_url()
     return Client(url, resolve_token(url, token), verify=client_context(lake_settings(None)))
@@ -526,8 +526,8 @@ def backup(
     with --node the node writes the backup itself (and reads a corrupt or missing chunk from
     a replica).
     """
-    from .backup import open_source, take_backup
     from .node import _node_id
+    from .storage.backup import open_source, take_backup
 
     with expected_errors(OSError):
         if node is not None:
@@ -576,7 +576,7 @@ def restore(
 
     Start a node on it with LAKE_DATA_DIR=DIR.
     """
-    from .restore import restore_backup
+    from .storage.restore import restore_backup
 
     with expected_errors(OSError):
         report = restore_backup(backup, data_dir, merge=merge).to_dict()

@@ -12,7 +12,7 @@ from typing import Any
 
 from platform_core import LiveSink, PlatformSettings, Plugin, Services
 
-from .peer_link import PEER_PREFIX
+from .cluster.peer_link import PEER_PREFIX
 from .services import LAKE_NODE
 
 # The API (FastAPI), the node (DuckDB, sqlglot, Flight) and the live mirror are imported by
@@ -30,7 +30,7 @@ def peer_plugin() -> Plugin:
     def app(settings: PlatformSettings, services: Services) -> Any:
         from platform_core import auth
 
-        from .peer_api import make_peer_app
+        from .api.peer_routes import make_peer_app
 
         return make_peer_app(lambda: services.get(LAKE_NODE), auth.signer(settings))
 
@@ -47,7 +47,7 @@ def plugin() -> Plugin:
     """Entry point of the ``platform.plugins`` group."""
 
     def router(settings: PlatformSettings, services: Services) -> Any:
-        from .api import make_router
+        from .api.routes import make_router
 
         return make_router(lambda: services.get(LAKE_NODE), "/api/lake")
 
@@ -85,7 +85,7 @@ def plugin() -> Plugin:
         node = services.get(LAKE_NODE)
         from starlette.concurrency import run_in_threadpool
 
-        from .live import LiveMirror
+        from .api.live import LiveMirror
 
         mirror = LiveMirror(node, sink)
         await run_in_threadpool(mirror.start)

@@ -1,0 +1,499 @@
+"""Distributed queries: plan over chunks, push fragments to replicas, finish in DuckDB.
+
+Two plans, chosen from the statement's shape:
+
+- **Partial aggregation** (one table, no joins, windows, subqueries or CTEs; aggregates are
+  COUNT, SUM, MIN, MAX, AVG and one COUNT(DISTINCT x)): each node computes PARTIAL states for
+  its chunks (``count``, ``sum``, ``min``, ``max``, AVG as ``sum`` + ``count``, and the
+  distinct values of ``x`` as an extra group key), filtered by the WHERE clause; the
+  coordinator merges them in a FINAL step (sum of counts, sum / count for AVG, count of
+  distinct ``x``) with the original HAVING, ORDER BY and LIMIT (Trino's partial/final split).
+  Only partial states cross the network, so a few-group GROUP BY moves very little.
+- **Scan pushdown** (anything else: joins, windows, ...): each node returns only the columns
+  the query names, filtered by the WHERE clause when the query reads one table; the
+  coordinator registers the pulled Arrow tables and runs the original SQL in DuckDB.
+
+Each chunk is read by the first live member of its rendezvous ranking (so reads spread over
+the replicas); if a node fails mid-query its chunks are retried on their next replica.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.flight as fl
+import sqlglot
+from sqlglot import exp
+
+from platform_core import PlatformError, UnavailableError, new_id
+
+from ..errors import QueryMemoryError, QueryTimeoutError, SQLError, TooLargeError
+from ..interfaces import DistributedResult, LocalQueries, PeerGroup
+from ..memo import PLAN_BYTES_PER_CHAR, TEXT_BYTES_PER_CHAR, Memo, fingerprint, sql_cost
+from ..storage.chunks import ChunkStore
+from ..storage.manifest import Manifest
+from .pushdown import TableRead, needs_every_column, plan_reads
+from .readonly import Statement
+
+__all__ = ["Coordinator", "DistributedResult", "aggregate_plan"]
+
+log = logging.getLogger(__name__)
+
+PARTIALS = "__partials"
+
+
+def _failure_kind(exc: BaseException) -> str:
+    """Why a fragment failed: ``fatal`` (bad SQL, the query's timeout or cancel: no other node
+    would do better), ``missing`` (not stored, corrupt, or any other answer from the node),
+    or ``unreachable`` (no answer: skip the node for the rest of the query)."""
+    if isinstance(exc, QueryTimeoutError):
+        return "fatal"
+    if isinstance(exc, PlatformError):
+        return "fatal" if exc.status in (400, 413, 422) else "missing"
+    if isinstance(exc, fl.FlightServerError):
+        text = str(exc)
+        if text.startswith(("bad_input:", "over_budget:", "timeout:")):
+            return "fatal"
+        return "missing"
+    if isinstance(exc, fl.FlightTimedOutError | fl.FlightUnavailableError | OSError):
+        return "unreachable"
+    return "missing"
+
+
+def _sql(node: exp.Expression) -> str:
+    return node.sql(dialect="duckdb")
+
+
+@dataclass(frozen=True)
+class AggregatePlan:
+    fragment: str
+    final: str
+
+
+def aggregate_plan(tree: exp.Expression, dataset: str) -> AggregatePlan | None:
+    """Split a one-table aggregate query into a per-node fragment and a final query."""
+    if not isinstance(tree, exp.Select):
+        return None
+    if tree.args.get("joins") or _with(tree) is not None or tree.args.get("distinct"):
+        return None
+    if tree.find(exp.Window, exp.Subquery, exp.Filter) or tree.args.get("qualify"):
+        return None  # FILTER (WHERE ...) would need its columns in the final query
+    if needs_every_column(tree) or tree.args.get("laterals") or tree.find(exp.Lateral):
+        return None
+    aliases = {e.alias.lower() for e in tree.expressions if isinstance(e, exp.Alias)}
+    if any(c.name.lower() in aliases and not c.table for c in tree.find_all(exp.Column)):
+        return None  # a select-list alias used in WHERE/GROUP BY/HAVING: gather instead
+    source = tree.args.get("from_")
+    if source is None or not isinstance(source.this, exp.Table):
+        return None
+    table: exp.Table = source.this
+    alias = table.alias_or_name
+    final = tree.copy()
+    aggs = list(final.find_all(exp.AggFunc))
+    if not aggs:
+        return None
+    group = tree.args.get("group")
+    keys = list(group.expressions) if group is not None else []
+    if group is not None and (
+        group.args.get("all")
+        or group.args.get("rollup")
+        or group.args.get("cube")
+        or group.args.get("grouping_sets")
+    ):
+        return None
+    if any(isinstance(k, exp.Literal | exp.Rollup | exp.Cube | exp.GroupingSets) for k in keys):
+        return None  # positions and grouping sets: gather
+    frag_items: list[str] = []
+    frag_group: list[str] = []
+    key_cols: list[exp.Expression] = []
+    key_map: dict[str, str] = {}
+    for i, k in enumerate(keys):
+        if k.find(exp.AggFunc):
+            return None
+        if isinstance(k, exp.Column):
+            frag_items.append(f'{_sql(k)} AS "{k.name}"')
+            key_cols.append(k.copy())
+        else:
+            name = f"__k{i}"
+            frag_items.append(f"{_sql(k)} AS {name}")
+            key_map[_sql(k)] = name
+            key_cols.append(exp.column(name))
+        frag_group.append(_sql(k))
+    distinct: str | None = None
+    finals: list[tuple[exp.Expression, str]] = []
+    partial = 0
+    for agg in aggs:
+        if agg.find_ancestor(exp.AggFunc) is not None or any(
+            isinstance(a, exp.AggFunc) for a in agg.find_all(exp.AggFunc) if a is not agg
+        ):
+            return None
+        arg = agg.this
+        if isinstance(agg, exp.Count) and isinstance(arg, exp.Distinct):
+            if len(arg.expressions) != 1:
+                return None
+            d = _sql(arg.expressions[0])
+            if distinct is not None and d != distinct:
+                return None
+            distinct = d
+            finals.append((agg, "count(DISTINCT __d)"))
+            continue
+        if isinstance(arg, exp.Distinct) or agg.args.get("filter"):
+            return None
+        p = f"__p{partial}"
+        partial += 1
+        if isinstance(agg, exp.Count):
+            inner = "*" if arg is None or isinstance(arg, exp.Star) else _sql(arg)
+            frag_items.append(f"count({inner}) AS {p}")
+            finals.append((agg, f"CAST(sum({p}) AS BIGINT)"))
+        elif isinstance(agg, exp.Sum | exp.Min | exp.Max) and type(agg) in (
+            exp.Sum,
+            exp.Min,
+            exp.Max,
+        ):
+            fn = {exp.Sum: "sum", exp.Min: "min", exp.Max: "max"}[type(agg)]
+            frag_items.append(f"{fn}({_sql(arg)}) AS {p}")
+            finals.append((agg, f"{fn}({p})"))
+        elif type(agg) is exp.Avg:
+            q = f"__p{partial}"
+            partial += 1
+            frag_items.append(f"sum({_sql(arg)}) AS {p}")
+            frag_items.append(f"count({_sql(arg)}) AS {q}")
+            finals.append((agg, f"CAST(sum({p}) AS DOUBLE) / nullif(sum({q}), 0)"))
+        else:
+            return None
+    if distinct is not None:
+        frag_items.append(f"{distinct} AS __d")
+        frag_group.append(distinct)
+    for node_, text in finals:
+        node_.replace(sqlglot.parse_one(text, read="duckdb"))
+    if key_map:
+        for node in list(final.walk()):
+            if isinstance(node, exp.Expression) and node is not final and _sql(node) in key_map:
+                node.replace(exp.column(key_map[_sql(node)]))
+    final.set("where", None)
+    final.set(
+        "from_",
+        sqlglot.parse_one(f'SELECT 1 FROM {PARTIALS} AS "{alias}"', read="duckdb").args["from_"],
+    )
+    if group is not None:
+        final.set("group", exp.Group(expressions=key_cols))
+    where = tree.args.get("where")
+    fragment = f"SELECT {', '.join(frag_items)} FROM {_sql(table)}"
+    if where is not None:
+        fragment += f" {_sql(where)}"
+    if frag_group:
+        fragment += f" GROUP BY {', '.join(frag_group)}"
+    return AggregatePlan(fragment, _sql(final))
+
+
+def _with(tree: exp.Expression) -> Any:
+    return tree.args.get("with_", tree.args.get("with"))
+
+
+def _versions(manifests: dict[str, Manifest]) -> list[str]:
+    """Each dataset's name and the commit of its version (its node, number and time), in name
+    order: a committed version never changes, so its schema is fixed by these (O(1) each,
+    where the schema's text would cost O(columns) on every query)."""
+    out = []
+    for name, m in sorted(manifests.items()):
+        out += [name, str(m.version), m.origin, repr(m.created)]
+    return out
+
+
+class Coordinator:
+    """Runs a gated SELECT across the members holding the chunks.
+
+    It knows the cluster only as a :class:`~lake.interfaces.PeerGroup` and this node's chunks;
+    the engine that asks hands itself in per query (``local``) for the fragments run here and
+    the final step.
+    """
+
+    def __init__(self, peers: PeerGroup, chunks: ChunkStore) -> None:
+        self.peers = peers
+        self.chunks = chunks
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lake-coord")
+        self.fail_hook: Any = None
+        """Tests: called with (member id, fragment) before each remote fragment."""
+        self._plans: Memo[AggregatePlan | None] = Memo(256, 8 << 20)
+        """(gated SQL, dataset) -> its partial-aggregate plan (None: scan pushdown)."""
+        self._names: Memo[list[str]] = Memo(256, 8 << 20)
+        """(gated SQL, digest of each dataset's version) -> the result's column names."""
+        self._reads: Memo[dict[str, TableRead]] = Memo(256, 8 << 20)
+        """(gated SQL, digest of each dataset's version) -> each dataset's pushed read."""
+
+    def has_peers(self) -> bool:
+        """Whether any other member is live (else the engine runs the query alone)."""
+        return len(self.peers.live_ids()) > 1
+
+    def run(
+        self, stmt: Statement, local: LocalQueries, *, timeout: float, query_id: str
+    ) -> DistributedResult:
+        engine = local
+        manifests = engine.snapshot(stmt.tables)
+        assert stmt.tree is not None
+        plan = None
+        if len(manifests) == 1:
+            (name,) = manifests
+            tree = stmt.tree
+            plan = self._plans.get(
+                (stmt.sql, name),
+                lambda: aggregate_plan(tree, name),
+                lambda _: sql_cost(stmt.sql, PLAN_BYTES_PER_CHAR),
+            )
+        reads: list[dict[str, Any]] = []
+        moves: list[dict[str, Any]] = []
+        inputs: dict[str, pa.Table] = {}
+        fragments: dict[str, str] = {}
+        pushdown: dict[str, TableRead] = {}
+        if plan is None:
+            pushdown = self._pushdown(stmt, manifests)
+        for name, manifest in manifests.items():
+            fragment = plan.fragment if plan is not None else pushdown[name].fragment()
+            fragments[name] = fragment
+            inputs[name] = self._gather(local, name, manifest, fragment, timeout, reads, moves)
+        if plan is not None:
+            (name,) = manifests
+            table = engine.execute(
+                plan.final,
+                {},
+                {},
+                timeout=timeout,
+                query_id=query_id,
+                arrow_tables={PARTIALS: inputs[name]},
+            )
+            names = self._output_names(local, stmt, manifests, timeout)
+            table = table.rename_columns(names)
+            kind = "partial aggregate"
+        else:
+            table = engine.execute(
+                stmt.sql, {}, {}, timeout=timeout, query_id=query_id, arrow_tables=inputs
+            )
+            kind = "scan pushdown"
+        final = plan.final if plan is not None else stmt.sql
+        return DistributedResult(
+            table,
+            reads,
+            moves,
+            kind,
+            fragments,
+            final,
+            {n: r.explain() for n, r in pushdown.items()},
+        )
+
+    def _pushdown(self, stmt: Statement, manifests: dict[str, Manifest]) -> dict[str, TableRead]:
+        """Each dataset's filter and columns (see :mod:`lake.sql.pushdown`), kept per SQL and
+        dataset versions (a version fixes the schema the analysis used)."""
+        assert stmt.tree is not None
+        tree = stmt.tree
+        schemas = {
+            n: [f.name for f in m.schema.fields] if m.schema is not None else []
+            for n, m in manifests.items()
+        }
+        return self._reads.get(
+            (stmt.sql, fingerprint(_versions(manifests))),
+            lambda: plan_reads(tree, schemas),
+            lambda _: sql_cost(stmt.sql, PLAN_BYTES_PER_CHAR),
+        )
+
+    def _choose(
+        self, sha: str, origin: str, tried: dict[str, set[str]], unreachable: set[str]
+    ) -> Any:
+        """The first candidate for ``sha`` not yet tried; this node only if it holds it."""
+        me = self.peers.me_id
+        later = None
+        for m in self.peers.candidates(sha, origin):
+            if m.id in unreachable or m.id in tried[sha]:
+                continue
+            if m.id == me and not self.chunks.has(sha):
+                later = later or m  # listed here before replication: try the holders first
+                continue
+            return m
+        return later
+
+    def _output_names(
+        self, local: LocalQueries, stmt: Statement, manifests: dict[str, Manifest], timeout: float
+    ) -> list[str]:
+        """The names DuckDB gives the original query's columns (the final query renames them):
+        the query run over empty tables of the datasets' schemas, kept per SQL and dataset versions."""
+        key = (stmt.sql, fingerprint(_versions(manifests)))
+        return list(
+            self._names.get(
+                key,
+                lambda: self._probe_names(local, stmt, manifests, timeout),
+                lambda names: sql_cost(
+                    stmt.sql, TEXT_BYTES_PER_CHAR, sum(sys.getsizeof(n) + 8 for n in names)
+                ),
+            )
+        )
+
+    def _probe_names(
+        self, local: LocalQueries, stmt: Statement, manifests: dict[str, Manifest], timeout: float
+    ) -> list[str]:
+        empty = {
+            n: (m.schema.to_arrow().empty_table() if m.schema is not None else pa.table({}))
+            for n, m in manifests.items()
+        }
+        probe = local.execute(
+            stmt.sql, {}, {}, timeout=timeout, query_id=f"names-{new_id()}", arrow_tables=empty
+        )
+        return list(probe.column_names)
+
+    def _gather(
+        self,
+        local: LocalQueries,
+        name: str,
+        manifest: Manifest,
+        fragment: str,
+        timeout: float,
+        reads: list[dict[str, Any]],
+        moves: list[dict[str, Any]],
+    ) -> pa.Table:
+        """Run ``fragment`` over every chunk of ``manifest`` on nodes that hold them.
+
+        Each chunk goes to the first of its candidates (replicas, origin, the rest) that may
+        hold it; this node comes first only when it really holds the chunk (it may list a
+        dataset before replication brings the chunks). A node that answers "not stored here"
+        or "corrupt" is skipped for that chunk only; a node that cannot be reached is skipped
+        for the rest of the query; a fragment refused as bad input fails the query (the same
+        SQL fails everywhere) without counting against the node. Only when every candidate of
+        a chunk has been tried does the query fail.
+        """
+        me = self.peers.me_id
+        unreachable: set[str] = set()
+        tried: dict[str, set[str]] = defaultdict(set)
+        pending = list(manifest.chunks)
+        parts: list[pa.Table] = []
+        lock = threading.Lock()
+        attempt = 0
+        deadline = time.monotonic() + timeout
+        while pending:
+            attempt += 1
+            if attempt > 1 and time.monotonic() > deadline:
+                raise QueryTimeoutError(
+                    f"reading {name!r} took longer than the query's timeout of {timeout:g} s "
+                    "(replicas were tried one after another)"
+                )
+            assignment: dict[str, list[Any]] = defaultdict(list)
+            members = {}
+            for ref in pending:
+                choice = self._choose(ref.sha256, manifest.origin, tried, unreachable)
+                if choice is None:
+                    raise UnavailableError(
+                        f"no live replica of chunk {ref.sha256[:12]} of {name!r} could be read "
+                        f"(tried {sorted(tried[ref.sha256] | unreachable)}); retry once the "
+                        "cluster has re-replicated it"
+                    )
+                assignment[choice.id].append(ref)
+                members[choice.id] = choice
+            failed: list[Any] = []
+
+            def run_on(
+                member_id: str,
+                refs: list[Any],
+                members: dict[str, Any] = members,
+                failed: list[Any] = failed,
+                attempt: int = attempt,
+            ) -> None:
+                shas = [r.sha256 for r in refs]
+                try:
+                    if member_id == me:
+                        paths = local.chunk_paths_for(shas)  # repairs a corrupt one
+                        result = local.execute(
+                            fragment,
+                            {},
+                            {name: paths},
+                            timeout=timeout,
+                            query_id=f"frag-{new_id()}",
+                        )
+                        moved = 0  # produced here: nothing crossed the network
+                    else:
+                        if self.fail_hook is not None:
+                            self.fail_hook(member_id, fragment)
+                        peer = self.peers.flight(members[member_id].flight, timeout)
+                        try:
+                            result = peer.fragment(fragment, {name: shas}, timeout)
+                        finally:
+                            peer.close()
+                        moved = result.nbytes
+                except Exception as exc:
+                    kind = _failure_kind(exc)
+                    if kind == "fatal" and isinstance(exc, fl.FlightServerError):
+                        # a peer refused the fragment: the same error a local run gives
+                        text = str(exc).split(". Detail:", 1)[0]
+                        if text.startswith("over_budget:"):
+                            why = text.split(":", 1)[1].strip()
+                            over = QueryMemoryError if "memory" in why else TooLargeError
+                            raise over(why) from None
+                        raise SQLError(text) from None
+                    if kind == "fatal":
+                        raise  # the fragment itself is wrong, or the query is over
+                    log.warning(
+                        "fragment on %s failed (%s: %s); reading its chunks elsewhere",
+                        member_id,
+                        kind,
+                        exc,
+                    )
+                    if kind == "unreachable" and member_id != me:
+                        self.peers.forget_flight(members[member_id].flight)
+                    with lock:
+                        for sha in shas:
+                            tried[sha].add(member_id)
+                        if kind == "unreachable":
+                            unreachable.add(member_id)
+                        failed.extend(refs)
+                    return
+                with lock:
+                    parts.append(result)
+                    moves.append(
+                        {
+                            "node": member_id,
+                            "dataset": name,
+                            "bytes": moved,
+                            "gathered": result.nbytes,
+                            "rows": result.num_rows,
+                            "attempt": attempt,
+                        }
+                    )
+                    reads.extend(
+                        {
+                            "node": member_id,
+                            "dataset": name,
+                            "chunk": r.sha256,
+                            "bytes": r.bytes,
+                            "rows": r.rows,
+                            "attempt": attempt,
+                        }
+                        for r in refs
+                    )
+
+            futures = [self._pool.submit(run_on, mid, refs) for mid, refs in assignment.items()]
+            errors = []
+            for f in futures:
+                try:
+                    f.result()
+                except Exception as exc:
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+            pending = failed
+        if not parts:
+            schema = manifest.schema.to_arrow() if manifest.schema is not None else pa.schema([])
+            parts.append(
+                local.execute(
+                    fragment,
+                    {},
+                    {},
+                    timeout=timeout,
+                    query_id=f"frag-{new_id()}",
+                    arrow_tables={name: schema.empty_table()},
+                )
+            )
+        return pa.concat_tables(parts, promote_options="permissive")
