@@ -90,7 +90,23 @@ def check_gossip(body: object) -> dict[str, Any]:
     return body
 
 
-def make_peer_app(holder: Callable[[], LakeNode], signer: TokenSigner) -> Starlette:
+async def _json_body(request: Request) -> Any:
+    """The JSON body, read up to ``MAX_BODY`` bytes (413 past it, 400 if it is not JSON)."""
+    raw = bytearray()
+    async for piece in request.stream():
+        raw += piece
+        if len(raw) > MAX_BODY:
+            raise TooLargeError(f"node-to-node body over {MAX_BODY} bytes")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:  # also UnicodeDecodeError
+        raise _bad(f"the body is not JSON ({exc})") from None
+
+
+def _cluster_guard(holder: Callable[[], LakeNode], signer: TokenSigner) -> Callable[[Request], Any]:
+    """What each peer route calls first: the request's cluster token checked, then the node's
+    cluster (401 without a valid cluster token, 503 on a node that is not clustered)."""
+
     def cluster(request: Request) -> Any:
         token = bearer_token(request.headers.get("authorization"))
         if not token:
@@ -101,21 +117,21 @@ def make_peer_app(holder: Callable[[], LakeNode], signer: TokenSigner) -> Starle
             raise UnavailableError("this node is not part of a cluster")
         return node.cluster
 
-    async def body(request: Request) -> Any:
-        """The JSON body, read up to ``MAX_BODY`` bytes (413 past it, 400 if it is not JSON)."""
-        raw = bytearray()
-        async for piece in request.stream():
-            raw += piece
-            if len(raw) > MAX_BODY:
-                raise TooLargeError(f"node-to-node body over {MAX_BODY} bytes")
-        try:
-            return json.loads(raw)
-        except ValueError as exc:  # also UnicodeDecodeError
-            raise _bad(f"the body is not JSON ({exc})") from None
+    return cluster
+
+
+async def _on_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, PlatformError)
+    return platform_error_response(exc)
+
+
+def make_peer_app(holder: Callable[[], LakeNode], signer: TokenSigner) -> Starlette:
+    """The node-to-node routes as their own app: each takes a cluster token and nothing else."""
+    cluster = _cluster_guard(holder, signer)
 
     async def ping(request: Request) -> JSONResponse:
         c = cluster(request)
-        data = check_gossip(await body(request))
+        data = check_gossip(await _json_body(request))
         try:
             return JSONResponse(await run_in_threadpool(c.receive, data))
         except ConnectionRefusedError:
@@ -123,7 +139,7 @@ def make_peer_app(holder: Callable[[], LakeNode], signer: TokenSigner) -> Starle
 
     async def ping_req(request: Request) -> JSONResponse:
         c = cluster(request)
-        data = await body(request)
+        data = await _json_body(request)
         if not isinstance(data, dict) or "target" not in data:
             raise _bad("ping-req needs an object with a 'target' member")
         target = check_member(data["target"], "target")
@@ -141,7 +157,7 @@ def make_peer_app(holder: Callable[[], LakeNode], signer: TokenSigner) -> Starle
 
     async def fault(request: Request) -> JSONResponse:
         c = cluster(request)
-        data = await body(request)
+        data = await _json_body(request)
         drop = data.get("drop", []) if isinstance(data, dict) else None
         if not isinstance(drop, list) or not all(isinstance(x, str) for x in drop):
             raise BadInputError("the fault hook needs {'drop': [node ids]}")
@@ -156,10 +172,6 @@ def make_peer_app(holder: Callable[[], LakeNode], signer: TokenSigner) -> Starle
         c = cluster(request)
         return JSONResponse(await run_in_threadpool(c.scrub_once))
 
-    async def on_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, PlatformError)
-        return platform_error_response(exc)
-
     return Starlette(
         routes=[
             Route("/ping", ping, methods=["POST"]),
@@ -169,5 +181,5 @@ def make_peer_app(holder: Callable[[], LakeNode], signer: TokenSigner) -> Starle
             Route("/chunks", chunks),
             Route("/scrub", scrub, methods=["POST"]),
         ],
-        exception_handlers={PlatformError: on_error},
+        exception_handlers={PlatformError: _on_error},
     )

@@ -5,7 +5,7 @@ router). The node is looked up per request (a :class:`NodeHolder`, or the gatewa
 because the router is built before the lifespan that opens the node.
 """
 
-# No `from __future__ import annotations`: FastAPI must see the local NodeDep alias.
+# No `from __future__ import annotations`: FastAPI must see each route group's NodeDep alias.
 
 import asyncio
 import contextlib
@@ -270,6 +270,10 @@ def caller(request: Request) -> Claims:
     return claims
 
 
+CallerDep = Annotated[Claims, Depends(caller)]
+"""The caller's claims, as a route parameter's type."""
+
+
 # --- queries ------------------------------------------------------------------------------
 
 
@@ -518,6 +522,69 @@ class _ResultBody:
             self.close()
 
 
+async def _receive_part(
+    node: LakeNode, request: Request, upload_id: str, n: int, sha256: str
+) -> dict[str, Any]:
+    """Write the request body as part ``n`` while it arrives (hashed on the way, never buffered
+    whole): the body is fed to the upload's writer thread about 1 MiB at a time, and cut off
+    past LAKE_MAX_PART_BYTES."""
+    limit = node.settings.max_part_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLargeError(
+            f"part of {declared} bytes is over the limit of {limit} bytes (LAKE_MAX_PART_BYTES)"
+        )
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
+    loop = asyncio.get_running_loop()
+
+    def pieces() -> Iterator[bytes]:
+        while True:
+            piece = asyncio.run_coroutine_threadsafe(queue.get(), loop).result()
+            if piece is None:
+                return
+            yield piece
+
+    async def offer(item: bytes | None) -> bool:
+        """Queue a piece unless the writer has already stopped (it failed early)."""
+        put = asyncio.ensure_future(queue.put(item))
+        done, _ = await asyncio.wait({put, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if put not in done:
+            put.cancel()
+            return False
+        return True
+
+    async def feed() -> None:
+        total = 0
+        buffer = bytearray()
+        try:
+            async for piece in request.stream():
+                total += len(piece)
+                if total > limit:
+                    raise TooLargeError(
+                        f"part is over the limit of {limit} bytes (LAKE_MAX_PART_BYTES)"
+                    )
+                buffer += piece
+                # Hand over ~1 MiB at a time: one thread hop per MiB, not per socket read.
+                if len(buffer) >= 1 << 20:
+                    if not await offer(bytes(buffer)):
+                        return
+                    buffer.clear()
+            if buffer and not await offer(bytes(buffer)):
+                return
+        finally:
+            await offer(None)
+
+    writer = asyncio.ensure_future(
+        run_in_threadpool(node.uploads.put_part_stream, upload_id, n, pieces(), sha256)
+    )
+    try:
+        await feed()
+    except BaseException:
+        writer.cancel()
+        raise
+    return await writer
+
+
 # --- router -------------------------------------------------------------------------------
 
 
@@ -525,8 +592,17 @@ def make_router(holder: Callable[[], LakeNode], prefix: str = "/api/lake") -> AP
     """The lake's routes, relative to ``prefix`` (used only to build status URLs); ``holder()``
     is the running node (``UnavailableError`` while there is none)."""
     router = APIRouter()
+    _dataset_routes(router, holder)
+    _upload_routes(router, holder, prefix)
+    _upload_control_routes(router, holder, prefix)
+    _query_routes(router, holder)
+    _node_routes(router, holder)
+    return router
+
+
+def _dataset_routes(router: APIRouter, holder: Callable[[], LakeNode]) -> None:
+    """Listing, reading, previewing and deleting datasets."""
     NodeDep = Annotated[LakeNode, Depends(holder)]
-    CallerDep = Annotated[Claims, Depends(caller)]
 
     @router.get("/datasets", response_model=list[DatasetModel])
     def list_datasets(node: NodeDep) -> list[dict[str, Any]]:
@@ -575,6 +651,11 @@ def make_router(holder: Callable[[], LakeNode], prefix: str = "/api/lake") -> AP
         m = node.catalog.delete(name)
         return {"name": name, "version": m.version, "deleted": True}
 
+
+def _upload_routes(router: APIRouter, holder: Callable[[], LakeNode], prefix: str) -> None:
+    """The resumable upload protocol's sending half: start an upload, send its parts."""
+    NodeDep = Annotated[LakeNode, Depends(holder)]
+
     @router.post("/uploads", status_code=201, response_model=UploadModel)
     def start_upload(node: NodeDep, who: CallerDep, body: UploadStartModel) -> dict[str, Any]:
         """Start an upload; then PUT its parts, then POST .../complete.
@@ -615,62 +696,12 @@ def make_router(holder: Callable[[], LakeNode], prefix: str = "/api/lake") -> AP
         """
         _own_upload(node, who, upload_id)
         node.uploads._check_part(upload_id, n, sha256)
-        limit = node.settings.max_part_bytes
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise TooLargeError(
-                f"part of {declared} bytes is over the limit of {limit} bytes (LAKE_MAX_PART_BYTES)"
-            )
-        # Pieces are written as they arrive (hashing on the way), never buffered whole.
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
-        loop = asyncio.get_running_loop()
+        return await _receive_part(node, request, upload_id, n, sha256)
 
-        def pieces() -> Iterator[bytes]:
-            while True:
-                piece = asyncio.run_coroutine_threadsafe(queue.get(), loop).result()
-                if piece is None:
-                    return
-                yield piece
 
-        async def offer(item: bytes | None) -> bool:
-            """Queue a piece unless the writer has already stopped (it failed early)."""
-            put = asyncio.ensure_future(queue.put(item))
-            done, _ = await asyncio.wait({put, writer}, return_when=asyncio.FIRST_COMPLETED)
-            if put not in done:
-                put.cancel()
-                return False
-            return True
-
-        async def feed() -> None:
-            total = 0
-            buffer = bytearray()
-            try:
-                async for piece in request.stream():
-                    total += len(piece)
-                    if total > limit:
-                        raise TooLargeError(
-                            f"part is over the limit of {limit} bytes (LAKE_MAX_PART_BYTES)"
-                        )
-                    buffer += piece
-                    # Hand over ~1 MiB at a time: one thread hop per MiB, not per socket read.
-                    if len(buffer) >= 1 << 20:
-                        if not await offer(bytes(buffer)):
-                            return
-                        buffer.clear()
-                if buffer and not await offer(bytes(buffer)):
-                    return
-            finally:
-                await offer(None)
-
-        writer = asyncio.ensure_future(
-            run_in_threadpool(node.uploads.put_part_stream, upload_id, n, pieces(), sha256)
-        )
-        try:
-            await feed()
-        except BaseException:
-            writer.cancel()
-            raise
-        return await writer
+def _upload_control_routes(router: APIRouter, holder: Callable[[], LakeNode], prefix: str) -> None:
+    """The rest of the upload protocol: list uploads, see one's parts, complete or abort it."""
+    NodeDep = Annotated[LakeNode, Depends(holder)]
 
     @router.get("/uploads", response_model=list[UploadModel])
     def list_uploads(node: NodeDep, who: CallerDep) -> list[dict[str, Any]]:
@@ -711,6 +742,11 @@ def make_router(holder: Callable[[], LakeNode], prefix: str = "/api/lake") -> AP
         node.uploads.abort(upload_id)
         return {"id": upload_id, "aborted": True}
 
+
+def _query_routes(router: APIRouter, holder: Callable[[], LakeNode]) -> None:
+    """Running a read-only statement, and cancelling one."""
+    NodeDep = Annotated[LakeNode, Depends(holder)]
+
     @router.post(
         "/query",
         response_model=QueryResultModel,
@@ -750,6 +786,11 @@ def make_router(holder: Callable[[], LakeNode], prefix: str = "/api/lake") -> AP
             ticket.cancelled.set()
         cancelled = node.engine.cancel(query_id) or ticket is not None
         return {"query_id": query_id, "cancelled": cancelled}
+
+
+def _node_routes(router: APIRouter, holder: Callable[[], LakeNode]) -> None:
+    """The members and this node, and the admin's backup and garbage collection."""
+    NodeDep = Annotated[LakeNode, Depends(holder)]
 
     @router.get("/nodes", response_model=ClusterModel)
     def nodes(node: NodeDep) -> dict[str, Any]:
@@ -793,5 +834,3 @@ def make_router(holder: Callable[[], LakeNode], prefix: str = "/api/lake") -> AP
         """Collect superseded versions, unreferenced chunks and stale uploads now. Role: admin."""
         require_admin(who, "POST /gc")
         return node.gc()
-
-    return router

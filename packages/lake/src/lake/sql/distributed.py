@@ -80,6 +80,53 @@ class AggregatePlan:
 
 def aggregate_plan(tree: exp.Expression, dataset: str) -> AggregatePlan | None:
     """Split a one-table aggregate query into a per-node fragment and a final query."""
+    table = _single_table(tree)
+    if table is None:
+        return None
+    final = tree.copy()
+    aggs = list(final.find_all(exp.AggFunc))
+    group = tree.args.get("group")
+    keys = _plain_group_keys(group)
+    if not aggs or keys is None:
+        return None
+    by_key = _key_partials(keys)
+    by_agg = _aggregate_partials(aggs)
+    if by_key is None or by_agg is None:
+        return None
+    frag_items, frag_group, key_cols, key_map = by_key
+    agg_items, finals, distinct = by_agg
+    frag_items += agg_items
+    if distinct is not None:
+        frag_items.append(f"{distinct} AS __d")
+        frag_group.append(distinct)
+    for node_, text in finals:
+        node_.replace(sqlglot.parse_one(text, read="duckdb"))
+    if key_map:
+        for node in list(final.walk()):
+            if isinstance(node, exp.Expression) and node is not final and _sql(node) in key_map:
+                node.replace(exp.column(key_map[_sql(node)]))
+    final.set("where", None)
+    final.set(
+        "from_",
+        sqlglot.parse_one(
+            f'SELECT 1 FROM {PARTIALS} AS "{table.alias_or_name}"', read="duckdb"
+        ).args["from_"],
+    )
+    if group is not None:
+        final.set("group", exp.Group(expressions=key_cols))
+    where = tree.args.get("where")
+    fragment = f"SELECT {', '.join(frag_items)} FROM {_sql(table)}"
+    if where is not None:
+        fragment += f" {_sql(where)}"
+    if frag_group:
+        fragment += f" GROUP BY {', '.join(frag_group)}"
+    return AggregatePlan(fragment, _sql(final))
+
+
+def _single_table(tree: exp.Expression) -> exp.Table | None:
+    """The one table a query of the partial-aggregate shape reads; None for any other shape
+    (joins, CTEs, DISTINCT, windows, subqueries, FILTER, QUALIFY, laterals, ``*``, a
+    select-list alias used elsewhere), which the coordinator gathers instead."""
     if not isinstance(tree, exp.Select):
         return None
     if tree.args.get("joins") or _with(tree) is not None or tree.args.get("distinct"):
@@ -94,13 +141,12 @@ def aggregate_plan(tree: exp.Expression, dataset: str) -> AggregatePlan | None:
     source = tree.args.get("from_")
     if source is None or not isinstance(source.this, exp.Table):
         return None
-    table: exp.Table = source.this
-    alias = table.alias_or_name
-    final = tree.copy()
-    aggs = list(final.find_all(exp.AggFunc))
-    if not aggs:
-        return None
-    group = tree.args.get("group")
+    return source.this
+
+
+def _plain_group_keys(group: exp.Group | None) -> list[exp.Expression] | None:
+    """The GROUP BY keys (none without GROUP BY); None for ALL, positions, ROLLUP, CUBE and
+    GROUPING SETS, which the coordinator gathers instead."""
     keys = list(group.expressions) if group is not None else []
     if group is not None and (
         group.args.get("all")
@@ -111,6 +157,14 @@ def aggregate_plan(tree: exp.Expression, dataset: str) -> AggregatePlan | None:
         return None
     if any(isinstance(k, exp.Literal | exp.Rollup | exp.Cube | exp.GroupingSets) for k in keys):
         return None  # positions and grouping sets: gather
+    return keys
+
+
+def _key_partials(
+    keys: list[exp.Expression],
+) -> tuple[list[str], list[str], list[exp.Expression], dict[str, str]] | None:
+    """The fragment's select items and GROUP BY for the keys, the final query's group keys,
+    and the final names of computed keys (``__k<i>``); None if a key holds an aggregate."""
     frag_items: list[str] = []
     frag_group: list[str] = []
     key_cols: list[exp.Expression] = []
@@ -127,6 +181,17 @@ def aggregate_plan(tree: exp.Expression, dataset: str) -> AggregatePlan | None:
             key_map[_sql(k)] = name
             key_cols.append(exp.column(name))
         frag_group.append(_sql(k))
+    return frag_items, frag_group, key_cols, key_map
+
+
+def _aggregate_partials(
+    aggs: list[exp.AggFunc],
+) -> tuple[list[str], list[tuple[exp.Expression, str]], str | None] | None:
+    """Each aggregate's PARTIAL states as fragment items (``__p<i>``) and its FINAL merge,
+    and the one COUNT(DISTINCT x) argument (an extra key ``__d``); None for an aggregate with
+    no partial form (nested, FILTER, DISTINCT other than one COUNT, anything but COUNT, SUM,
+    MIN, MAX and AVG)."""
+    frag_items: list[str] = []
     distinct: str | None = None
     finals: list[tuple[exp.Expression, str]] = []
     partial = 0
@@ -169,29 +234,7 @@ def aggregate_plan(tree: exp.Expression, dataset: str) -> AggregatePlan | None:
             finals.append((agg, f"CAST(sum({p}) AS DOUBLE) / nullif(sum({q}), 0)"))
         else:
             return None
-    if distinct is not None:
-        frag_items.append(f"{distinct} AS __d")
-        frag_group.append(distinct)
-    for node_, text in finals:
-        node_.replace(sqlglot.parse_one(text, read="duckdb"))
-    if key_map:
-        for node in list(final.walk()):
-            if isinstance(node, exp.Expression) and node is not final and _sql(node) in key_map:
-                node.replace(exp.column(key_map[_sql(node)]))
-    final.set("where", None)
-    final.set(
-        "from_",
-        sqlglot.parse_one(f'SELECT 1 FROM {PARTIALS} AS "{alias}"', read="duckdb").args["from_"],
-    )
-    if group is not None:
-        final.set("group", exp.Group(expressions=key_cols))
-    where = tree.args.get("where")
-    fragment = f"SELECT {', '.join(frag_items)} FROM {_sql(table)}"
-    if where is not None:
-        fragment += f" {_sql(where)}"
-    if frag_group:
-        fragment += f" GROUP BY {', '.join(frag_group)}"
-    return AggregatePlan(fragment, _sql(final))
+    return frag_items, finals, distinct
 
 
 def _with(tree: exp.Expression) -> Any:
@@ -356,125 +399,68 @@ class Coordinator:
         reads: list[dict[str, Any]],
         moves: list[dict[str, Any]],
     ) -> pa.Table:
-        """Run ``fragment`` over every chunk of ``manifest`` on nodes that hold them.
+        """Run ``fragment`` over every chunk of ``manifest`` on nodes that hold them (see
+        :class:`_Gather`); what was read and moved is appended to ``reads`` and ``moves``."""
+        return _Gather(self, local, name, manifest, fragment, timeout, reads, moves).run()
 
-        Each chunk goes to the first of its candidates (replicas, origin, the rest) that may
-        hold it; this node comes first only when it really holds the chunk (it may list a
-        dataset before replication brings the chunks). A node that answers "not stored here"
-        or "corrupt" is skipped for that chunk only; a node that cannot be reached is skipped
-        for the rest of the query; a fragment refused as bad input fails the query (the same
-        SQL fails everywhere) without counting against the node. Only when every candidate of
-        a chunk has been tried does the query fail.
-        """
-        me = self.peers.me_id
-        unreachable: set[str] = set()
-        tried: dict[str, set[str]] = defaultdict(set)
-        pending = list(manifest.chunks)
-        parts: list[pa.Table] = []
-        lock = threading.Lock()
+
+class _Gather:
+    """One dataset's fragment run over every chunk of its manifest, on nodes that hold them.
+
+    Each chunk goes to the first of its candidates (replicas, origin, the rest) that may
+    hold it; this node comes first only when it really holds the chunk (it may list a
+    dataset before replication brings the chunks). A node that answers "not stored here"
+    or "corrupt" is skipped for that chunk only; a node that cannot be reached is skipped
+    for the rest of the query; a fragment refused as bad input fails the query (the same
+    SQL fails everywhere) without counting against the node. Only when every candidate of
+    a chunk has been tried does the query fail. Chunks whose node failed are read again in
+    the next round, until none is left or the query's timeout has passed.
+    """
+
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        local: LocalQueries,
+        name: str,
+        manifest: Manifest,
+        fragment: str,
+        timeout: float,
+        reads: list[dict[str, Any]],
+        moves: list[dict[str, Any]],
+    ) -> None:
+        self.coordinator = coordinator
+        self.peers = coordinator.peers
+        self.me = coordinator.peers.me_id
+        self.local = local
+        self.name = name
+        self.manifest = manifest
+        self.fragment = fragment
+        self.timeout = timeout
+        self.reads = reads
+        self.moves = moves
+        self.unreachable: set[str] = set()
+        self.tried: dict[str, set[str]] = defaultdict(set)
+        self.parts: list[pa.Table] = []
+        self.lock = threading.Lock()
+
+    def run(self) -> pa.Table:
+        """Rounds until every chunk was read; the fragment's parts as one table."""
+        pending = list(self.manifest.chunks)
         attempt = 0
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + self.timeout
         while pending:
             attempt += 1
             if attempt > 1 and time.monotonic() > deadline:
                 raise QueryTimeoutError(
-                    f"reading {name!r} took longer than the query's timeout of {timeout:g} s "
-                    "(replicas were tried one after another)"
+                    f"reading {self.name!r} took longer than the query's timeout of "
+                    f"{self.timeout:g} s (replicas were tried one after another)"
                 )
-            assignment: dict[str, list[Any]] = defaultdict(list)
-            members = {}
-            for ref in pending:
-                choice = self._choose(ref.sha256, manifest.origin, tried, unreachable)
-                if choice is None:
-                    raise UnavailableError(
-                        f"no live replica of chunk {ref.sha256[:12]} of {name!r} could be read "
-                        f"(tried {sorted(tried[ref.sha256] | unreachable)}); retry once the "
-                        "cluster has re-replicated it"
-                    )
-                assignment[choice.id].append(ref)
-                members[choice.id] = choice
+            assignment = self._assign(pending)
             failed: list[Any] = []
-
-            def run_on(
-                member_id: str,
-                refs: list[Any],
-                members: dict[str, Any] = members,
-                failed: list[Any] = failed,
-                attempt: int = attempt,
-            ) -> None:
-                shas = [r.sha256 for r in refs]
-                try:
-                    if member_id == me:
-                        paths = local.chunk_paths_for(shas)  # repairs a corrupt one
-                        result = local.execute(
-                            fragment,
-                            {},
-                            {name: paths},
-                            timeout=timeout,
-                            query_id=f"frag-{new_id()}",
-                        )
-                        moved = 0  # produced here: nothing crossed the network
-                    else:
-                        if self.fail_hook is not None:
-                            self.fail_hook(member_id, fragment)
-                        peer = self.peers.flight(members[member_id].flight, timeout)
-                        try:
-                            result = peer.fragment(fragment, {name: shas}, timeout)
-                        finally:
-                            peer.close()
-                        moved = result.nbytes
-                except Exception as exc:
-                    kind = _failure_kind(exc)
-                    if kind == "fatal" and isinstance(exc, fl.FlightServerError):
-                        # a peer refused the fragment: the same error a local run gives
-                        text = str(exc).split(". Detail:", 1)[0]
-                        if text.startswith("over_budget:"):
-                            why = text.split(":", 1)[1].strip()
-                            over = QueryMemoryError if "memory" in why else TooLargeError
-                            raise over(why) from None
-                        raise SQLError(text) from None
-                    if kind == "fatal":
-                        raise  # the fragment itself is wrong, or the query is over
-                    log.warning(
-                        "fragment on %s failed (%s: %s); reading its chunks elsewhere",
-                        member_id,
-                        kind,
-                        exc,
-                    )
-                    if kind == "unreachable" and member_id != me:
-                        self.peers.forget_flight(members[member_id].flight)
-                    with lock:
-                        for sha in shas:
-                            tried[sha].add(member_id)
-                        if kind == "unreachable":
-                            unreachable.add(member_id)
-                        failed.extend(refs)
-                    return
-                with lock:
-                    parts.append(result)
-                    moves.append(
-                        {
-                            "node": member_id,
-                            "dataset": name,
-                            "bytes": moved,
-                            "gathered": result.nbytes,
-                            "rows": result.num_rows,
-                            "attempt": attempt,
-                        }
-                    )
-                    reads.extend(
-                        {
-                            "node": member_id,
-                            "dataset": name,
-                            "chunk": r.sha256,
-                            "bytes": r.bytes,
-                            "rows": r.rows,
-                            "attempt": attempt,
-                        }
-                        for r in refs
-                    )
-
-            futures = [self._pool.submit(run_on, mid, refs) for mid, refs in assignment.items()]
+            futures = [
+                self.coordinator._pool.submit(self._run_on, member, refs, attempt, failed)
+                for member, refs in assignment.values()
+            ]
             errors = []
             for f in futures:
                 try:
@@ -484,16 +470,117 @@ class Coordinator:
             if errors:
                 raise errors[0]
             pending = failed
-        if not parts:
-            schema = manifest.schema.to_arrow() if manifest.schema is not None else pa.schema([])
-            parts.append(
-                local.execute(
-                    fragment,
-                    {},
-                    {},
-                    timeout=timeout,
-                    query_id=f"frag-{new_id()}",
-                    arrow_tables={name: schema.empty_table()},
-                )
+        if not self.parts:
+            self.parts.append(self._empty())
+        return pa.concat_tables(self.parts, promote_options="permissive")
+
+    def _assign(self, pending: list[Any]) -> dict[str, tuple[Any, list[Any]]]:
+        """Member id -> (the member, the chunks it reads this round)."""
+        assignment: dict[str, tuple[Any, list[Any]]] = {}
+        for ref in pending:
+            choice = self.coordinator._choose(
+                ref.sha256, self.manifest.origin, self.tried, self.unreachable
             )
-        return pa.concat_tables(parts, promote_options="permissive")
+            if choice is None:
+                raise UnavailableError(
+                    f"no live replica of chunk {ref.sha256[:12]} of {self.name!r} could be read "
+                    f"(tried {sorted(self.tried[ref.sha256] | self.unreachable)}); retry once the "
+                    "cluster has re-replicated it"
+                )
+            assignment.setdefault(choice.id, (choice, []))[1].append(ref)
+        return assignment
+
+    def _run_on(self, member: Any, refs: list[Any], attempt: int, failed: list[Any]) -> None:
+        """The fragment over ``refs`` on ``member``; a failure that another node may not
+        have puts the chunks on ``failed`` for the next round."""
+        shas = [r.sha256 for r in refs]
+        try:
+            result, moved = self._fragment_on(member, shas)
+        except Exception as exc:
+            self._failed(member, shas, refs, exc, failed)
+            return
+        with self.lock:
+            self.parts.append(result)
+            self.moves.append(
+                {
+                    "node": member.id,
+                    "dataset": self.name,
+                    "bytes": moved,
+                    "gathered": result.nbytes,
+                    "rows": result.num_rows,
+                    "attempt": attempt,
+                }
+            )
+            self.reads.extend(
+                {
+                    "node": member.id,
+                    "dataset": self.name,
+                    "chunk": r.sha256,
+                    "bytes": r.bytes,
+                    "rows": r.rows,
+                    "attempt": attempt,
+                }
+                for r in refs
+            )
+
+    def _fragment_on(self, member: Any, shas: list[str]) -> tuple[pa.Table, int]:
+        """The fragment's result over ``shas`` on ``member``, and the bytes it moved here."""
+        if member.id == self.me:
+            paths = self.local.chunk_paths_for(shas)  # repairs a corrupt one
+            result = self.local.execute(
+                self.fragment,
+                {},
+                {self.name: paths},
+                timeout=self.timeout,
+                query_id=f"frag-{new_id()}",
+            )
+            return result, 0  # produced here: nothing crossed the network
+        if self.coordinator.fail_hook is not None:
+            self.coordinator.fail_hook(member.id, self.fragment)
+        peer = self.peers.flight(member.flight, self.timeout)
+        try:
+            result = peer.fragment(self.fragment, {self.name: shas}, self.timeout)
+        finally:
+            peer.close()
+        return result, result.nbytes
+
+    def _failed(
+        self, member: Any, shas: list[str], refs: list[Any], exc: Exception, failed: list[Any]
+    ) -> None:
+        """Raise what fails the query (as a local run would); else remember whom the chunks
+        were tried on, and the node as unreachable if it did not answer."""
+        kind = _failure_kind(exc)
+        if kind == "fatal" and isinstance(exc, fl.FlightServerError):
+            # a peer refused the fragment: the same error a local run gives
+            text = str(exc).split(". Detail:", 1)[0]
+            if text.startswith("over_budget:"):
+                why = text.split(":", 1)[1].strip()
+                over = QueryMemoryError if "memory" in why else TooLargeError
+                raise over(why) from None
+            raise SQLError(text) from None
+        if kind == "fatal":
+            raise exc  # the fragment itself is wrong, or the query is over
+        log.warning(
+            "fragment on %s failed (%s: %s); reading its chunks elsewhere", member.id, kind, exc
+        )
+        if kind == "unreachable" and member.id != self.me:
+            self.peers.forget_flight(member.flight)
+        with self.lock:
+            for sha in shas:
+                self.tried[sha].add(member.id)
+            if kind == "unreachable":
+                self.unreachable.add(member.id)
+            failed.extend(refs)
+
+    def _empty(self) -> pa.Table:
+        """The fragment over an empty table of the dataset's schema (a dataset of no chunks)."""
+        m = self.manifest
+        schema = m.schema.to_arrow() if m.schema is not None else pa.schema([])
+        return self.local.execute(
+            self.fragment,
+            {},
+            {},
+            timeout=self.timeout,
+            query_id=f"frag-{new_id()}",
+            arrow_tables={self.name: schema.empty_table()},
+        )

@@ -515,26 +515,56 @@ class QueryEngine:
         conn, tmp, views = self._acquire()
         registered: list[str] = []
         try:
-            wanted = {name: view_sql(name, paths) for name, paths in sources.items() if paths}
-            for name in [n for n in views if wanted.get(n) != views[n]]:
-                del views[name]  # before the DROP: a failure leaves no stale record behind
-                conn.execute(f'DROP VIEW IF EXISTS "{name}"')
-            for name, text in wanted.items():
-                if name not in views:
-                    conn.execute(text)
-                    views[name] = text
-            for name, paths in sources.items():
-                if not paths:
-                    schema = manifests[name].schema
-                    empty = schema.to_arrow().empty_table() if schema is not None else pa.table({})
-                    conn.register(name, empty)
-                    registered.append(name)
-            for name, tbl in (arrow_tables or {}).items():
-                conn.register(name, tbl)
-                registered.append(name)
+            self._set_views(conn, views, manifests, sources, arrow_tables or {}, registered)
         except BaseException:
             self._release(conn, tmp, views, registered, False)
             raise
+        stream = self._tracked(sql, limit, query_id, conn, tmp, views, registered)
+        self._start(stream, conn, sql, cancelled)
+        return stream
+
+    def _set_views(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        views: dict[str, str],
+        manifests: dict[str, Manifest],
+        sources: dict[str, list[Path]],
+        arrow_tables: dict[str, pa.Table],
+        registered: list[str],
+    ) -> None:
+        """Make the sandbox's tables exactly ``sources`` (a view over each one's chunk files,
+        kept when its text is unchanged; an empty table of its schema when it has none) and
+        ``arrow_tables``; the names registered are added to ``registered``."""
+        wanted = {name: view_sql(name, paths) for name, paths in sources.items() if paths}
+        for name in [n for n in views if wanted.get(n) != views[n]]:
+            del views[name]  # before the DROP: a failure leaves no stale record behind
+            conn.execute(f'DROP VIEW IF EXISTS "{name}"')
+        for name, text in wanted.items():
+            if name not in views:
+                conn.execute(text)
+                views[name] = text
+        for name, paths in sources.items():
+            if not paths:
+                schema = manifests[name].schema
+                empty = schema.to_arrow().empty_table() if schema is not None else pa.table({})
+                conn.register(name, empty)
+                registered.append(name)
+        for name, tbl in arrow_tables.items():
+            conn.register(name, tbl)
+            registered.append(name)
+
+    def _tracked(
+        self,
+        sql: str,
+        limit: float,
+        query_id: str,
+        conn: duckdb.DuckDBPyConnection,
+        tmp: Path,
+        views: dict[str, str],
+        registered: list[str],
+    ) -> ResultStream:
+        """A stream for ``sql`` on ``conn``, registered by ``query_id`` (so ``cancel`` finds
+        it) with its timeout running; finishing it gives the sandbox back."""
         stream = ResultStream(pa.schema([]), iter(()), query_id, "select", started=0.0)
         stream.sql, stream.limit = sql, limit
         stream._interrupt = conn.interrupt
@@ -552,6 +582,17 @@ class QueryEngine:
         with self._lock:
             self._running[query_id] = stream
         timer.start()
+        return stream
+
+    @staticmethod
+    def _start(
+        stream: ResultStream,
+        conn: duckdb.DuckDBPyConnection,
+        sql: str,
+        cancelled: threading.Event | None,
+    ) -> None:
+        """Run ``sql`` up to its Arrow reader and prefetch the first batch, unless the query
+        was cancelled or timed out meanwhile (then the stream is closed and that is raised)."""
         if cancelled is not None and cancelled.is_set():
             stream.cancelled = True
             stream.close()
@@ -584,7 +625,6 @@ class QueryEngine:
         with stream._lock:
             stream._busy = False
         stream.prefetch()
-        return stream
 
     def _acquire(self) -> tuple[duckdb.DuckDBPyConnection, Path, dict[str, str]]:
         with self._lock:

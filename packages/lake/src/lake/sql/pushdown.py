@@ -137,25 +137,8 @@ def plan_reads(tree: exp.Expression, schemas: dict[str, list[str]]) -> dict[str,
     lowered = {name.lower(): name for name in schemas}
     base = without_exists_stars(tree)
     every = needs_every_column(base)
-    collide = len(lowered) != len(schemas) or any(
-        len({c.lower() for c in cols}) != len(cols) for cols in schemas.values()
-    )
     try:
-        if collide:
-            raise ValueError("names that differ only in case")
-        mapping: dict[str, object] = {
-            n.lower(): {c.lower(): "UNKNOWN" for c in cols} for n, cols in schemas.items()
-        }
-        qualified = qualify(
-            base,
-            schema=mapping,
-            dialect="duckdb",
-            expand_alias_refs=False,
-            validate_qualify_columns=False,
-            quote_identifiers=False,
-            identify=False,
-        )
-        scopes = list(traverse_scope(qualified))
+        qualified, scopes = _qualified_scopes(base, schemas)
     except Exception as exc:  # sqlglot could not place the columns: push nothing
         why = f"the query could not be analysed ({type(exc).__name__}: {str(exc)[:200]})"
         return {name: _fallback(tree, name, cols, every, why) for name, cols in schemas.items()}
@@ -173,6 +156,54 @@ def plan_reads(tree: exp.Expression, schemas: dict[str, list[str]]) -> dict[str,
         for source in scope.sources.values():
             if isinstance(source, exp.Table) and source.name.lower() in lowered:
                 refs.setdefault(id(source), _Ref(lowered[source.name.lower()]))
+    unplaced = _place_columns(qualified, scopes, refs, actual)
+    for scope in scopes:
+        _push_filters(scope, refs, actual)
+    stray = _stray_datasets(qualified, scopes, refs, lowered)
+    out: dict[str, TableRead] = {}
+    for name, cols in schemas.items():
+        mine = [r for r in refs.values() if r.dataset == name]
+        if not mine or name in stray:
+            why = "a reference the analysis could not place: nothing pushed"
+            out[name] = _fallback(tree, name, cols, every, why)
+        else:
+            out[name] = _merged_read(name, cols, mine, every, unplaced)
+    return out
+
+
+def _qualified_scopes(
+    base: exp.Expression, schemas: dict[str, list[str]]
+) -> tuple[exp.Expression, list[Scope]]:
+    """sqlglot's qualified copy of the query (every column names its table) and its scopes;
+    raises where the columns cannot be placed for sure (names that differ only in case)."""
+    collide = len({n.lower() for n in schemas}) != len(schemas) or any(
+        len({c.lower() for c in cols}) != len(cols) for cols in schemas.values()
+    )
+    if collide:
+        raise ValueError("names that differ only in case")
+    mapping: dict[str, object] = {
+        n.lower(): {c.lower(): "UNKNOWN" for c in cols} for n, cols in schemas.items()
+    }
+    qualified = qualify(
+        base,
+        schema=mapping,
+        dialect="duckdb",
+        expand_alias_refs=False,
+        validate_qualify_columns=False,
+        quote_identifiers=False,
+        identify=False,
+    )
+    return qualified, list(traverse_scope(qualified))
+
+
+def _place_columns(
+    qualified: exp.Expression,
+    scopes: list[Scope],
+    refs: dict[int, _Ref],
+    actual: dict[str, dict[str, str]],
+) -> set[str]:
+    """Add each column to the reference it reads; the (lower-case) names of the columns that
+    could not be placed, which every dataset having such a column must then read."""
     unplaced: set[str] = set()
     seen: set[int] = set()
     for scope in scopes:
@@ -193,45 +224,49 @@ def plan_reads(tree: exp.Expression, schemas: dict[str, list[str]]) -> dict[str,
     for node in qualified.find_all(exp.Column):
         if id(node) not in seen:
             unplaced.update(p.name.lower() for p in node.parts)
-    for scope in scopes:
-        _push_filters(scope, refs, actual)
-    # every dataset table in the tree must be a source of its scope, else it is not analysed
+    return unplaced
+
+
+def _stray_datasets(
+    qualified: exp.Expression, scopes: list[Scope], refs: dict[int, _Ref], lowered: dict[str, str]
+) -> set[str]:
+    """The datasets with a table in the tree that is no source of its scope (so it was not
+    analysed): nothing is pushed for them."""
     placed = {
         id(t)
         for scope in scopes
         for t in scope.tables
         if id(t) in refs or isinstance(scope.sources.get(t.alias_or_name), Scope)
     }
-    stray = {
+    return {
         lowered[t.name.lower()]
         for t in qualified.find_all(exp.Table)
         if t.name.lower() in lowered and id(t) not in placed
     }
-    out: dict[str, TableRead] = {}
-    for name, cols in schemas.items():
-        mine = [r for r in refs.values() if r.dataset == name]
-        if not mine or name in stray:
-            why = "a reference the analysis could not place: nothing pushed"
-            out[name] = _fallback(tree, name, cols, every, why)
-            continue
-        notes = [r.unsure for r in mine if r.unsure]
-        if every:
-            wanted = set(cols)
-        else:
-            wanted = set().union(*(r.columns for r in mine))
-            wanted |= {c for c in cols if c.lower() in unplaced}
-        columns = tuple(c for c in cols if c in wanted) or tuple(cols[:1])
-        filters = [" AND ".join(f"({c})" for c in r.conjuncts) for r in mine]
-        filt: str | None
-        if all(filters):
-            unique = list(dict.fromkeys(filters))
-            filt = unique[0] if len(unique) == 1 else " OR ".join(f"({f})" for f in unique)
-        else:
-            filt = None
-            if any(filters):
-                notes.append("read unfiltered by another reference: no filter pushed")
-        out[name] = TableRead(name, columns, filt, len(mine), tuple(dict.fromkeys(notes)))
-    return out
+
+
+def _merged_read(
+    name: str, cols: list[str], mine: list[_Ref], every: bool, unplaced: set[str]
+) -> TableRead:
+    """One dataset's read over all its references: the union of their columns, and the OR of
+    their filters (none if one reference reads it unfiltered)."""
+    notes = [r.unsure for r in mine if r.unsure]
+    if every:
+        wanted = set(cols)
+    else:
+        wanted = set().union(*(r.columns for r in mine))
+        wanted |= {c for c in cols if c.lower() in unplaced}
+    columns = tuple(c for c in cols if c in wanted) or tuple(cols[:1])
+    filters = [" AND ".join(f"({c})" for c in r.conjuncts) for r in mine]
+    filt: str | None
+    if all(filters):
+        unique = list(dict.fromkeys(filters))
+        filt = unique[0] if len(unique) == 1 else " OR ".join(f"({f})" for f in unique)
+    else:
+        filt = None
+        if any(filters):
+            notes.append("read unfiltered by another reference: no filter pushed")
+    return TableRead(name, columns, filt, len(mine), tuple(dict.fromkeys(notes)))
 
 
 def _resolve(scope: Scope, column: exp.Column) -> exp.Table | Scope | None:
