@@ -1,4 +1,5 @@
-"""Lake query routes driven from outside: results the formats cannot hold, memory of one query."""
+"""Answers of a real node to queries whose results are hard to give: nested columns as CSV,
+values built past the memory cap, NaN, infinities and exact decimals in JSON."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from lake.testing import peak_rss_bytes, start_node, stop_node
 
 from .conftest import SECRET
-from .test_break_roles import ALICE, _call, _finish, _start
+from .node_http import ALICE, call, finish_upload, start_upload
 
 
 def test_csv_of_a_nested_column_is_a_clear_4xx_and_frees_the_slot(tmp_path: Path) -> None:
@@ -20,17 +21,20 @@ def test_csv_of_a_nested_column_is_a_clear_4xx_and_frees_the_slot(tmp_path: Path
     try:
         url = proc.url
         data = b"id,v\n1,a\n2,b\n"
-        assert _finish(url, ALICE, _start(url, ALICE, "ds", data), data)["state"] == "committed"
+        assert (
+            finish_upload(url, ALICE, start_upload(url, ALICE, "ds", data), data)["state"]
+            == "committed"
+        )
         for sql in (
             "SELECT id, [id] AS l FROM ds",
             "SELECT {'a': id} AS s FROM ds",
             "SELECT map([id], [v]) AS m FROM ds",
         ):
             for _ in range(2):  # the user's single slot is free again after each refusal
-                r = _call(url, ALICE, "POST", "/query", json={"sql": sql, "format": "csv"})
+                r = call(url, ALICE, "POST", "/query", json={"sql": sql, "format": "csv"})
                 assert r.status_code == 400, (sql, r.status_code, r.text)
                 assert "csv" in r.json()["error"].lower()
-        r = _call(url, ALICE, "POST", "/query", json={"sql": "SELECT id FROM ds", "format": "csv"})
+        r = call(url, ALICE, "POST", "/query", json={"sql": "SELECT id FROM ds", "format": "csv"})
         assert r.status_code == 200
         assert r.text.splitlines() == ['"id"', "1", "2"]
         assert "Traceback" not in proc.output()
@@ -64,17 +68,20 @@ def test_a_query_building_huge_values_fails_alone_and_the_node_lives(tmp_path: P
     try:
         url = proc.url
         data = b"id\n" + b"".join(b"%d\n" % i for i in range(1, 1001))
-        assert _finish(url, ALICE, _start(url, ALICE, "ds", data), data)["state"] == "committed"
+        assert (
+            finish_upload(url, ALICE, start_upload(url, ALICE, "ds", data), data)["state"]
+            == "committed"
+        )
         before, _ = peak_rss_bytes(proc.proc.pid)
         for sql in ATTACKS:
-            r = _call(url, ALICE, "POST", "/query", json={"sql": sql})
+            r = call(url, ALICE, "POST", "/query", json={"sql": sql})
             assert r.status_code == 413, (sql, r.status_code, r.text)
             assert "memory" in r.json()["error"], r.text
             assert proc.proc.poll() is None, f"the node died on {sql}"
         _, peak = peak_rss_bytes(proc.proc.pid)
         assert (peak - before) >> 20 < 2600, f"the node grew {(peak - before) >> 20} MiB"
         # the user's single query slot is free again, and the node answers as before
-        r = _call(url, ALICE, "POST", "/query", json={"sql": "SELECT sum(id) AS s FROM ds"})
+        r = call(url, ALICE, "POST", "/query", json={"sql": "SELECT sum(id) AS s FROM ds"})
         assert r.status_code == 200, r.text
         assert r.json()["rows"] == [[500500]]
     finally:
@@ -90,7 +97,7 @@ def test_json_answers_hold_nan_infinities_and_exact_decimals(tmp_path: Path) -> 
             "SELECT 'nan'::DOUBLE AS x, ['-inf'::DOUBLE, 1.5] AS l, "
             "12345678901234567890.123456789::DECIMAL(38, 9) AS d, '\\xFF'::BLOB AS b"
         )
-        r = _call(url, ALICE, "POST", "/query", json={"sql": sql})
+        r = call(url, ALICE, "POST", "/query", json={"sql": sql})
         assert r.status_code == 200, r.text
         assert r.json()["rows"] == [
             ["NaN", ["-Infinity", 1.5], "12345678901234567890.123456789", "ff"]
@@ -98,30 +105,3 @@ def test_json_answers_hold_nan_infinities_and_exact_decimals(tmp_path: Path) -> 
         assert "Traceback" not in proc.output()
     finally:
         stop_node(proc)
-
-
-def test_the_node_logs_one_json_object_per_line(tmp_path: Path) -> None:
-    """Its log format was ``"msg": %(message)r``, a Python repr, not JSON; uvicorn's own lines
-    were plain text."""
-    import json
-
-    import httpx
-
-    proc = start_node(
-        tmp_path / "n",
-        "--log-level",
-        "info",
-        env={"PLATFORM_SECRET": SECRET, "LAKE_FLIGHT_PORT": "0"},
-    )
-    try:
-        httpx.get(f"{proc.url}/api/lake/datasets?auth=eyJhbGciOi.eyJzdWIi.c2ln", timeout=10)
-    finally:
-        stop_node(proc)
-    lines = [
-        line
-        for line in proc.output().splitlines()
-        if line.strip() and not line.startswith(("nanobind", " - ", "See https"))  # duckdb at exit
-    ]
-    records = [json.loads(line) for line in lines]
-    assert {"lake", "uvicorn.error"} <= {r["logger"] for r in records}
-    assert "eyJhbGciOi" not in proc.output()

@@ -1,4 +1,4 @@
-"""break14: an upload's status names the SHA-256 of each part it holds, so a client resuming
+"""An upload's status names the SHA-256 of each part it holds, so a client resuming
 after a reload can check that the file it was given again is the same file in every part it
 will not send (the web UI matched only the first part: a file that differs later was mixed)."""
 
