@@ -522,6 +522,9 @@ class _ResultBody:
             self.close()
 
 
+# --- upload parts -------------------------------------------------------------------------
+
+
 async def _receive_part(
     node: LakeNode, request: Request, upload_id: str, n: int, sha256: str
 ) -> dict[str, Any]:
