@@ -1,6 +1,6 @@
 """TPC-H's 22 queries on one and three lake nodes beside DuckDB over the same Parquet files.
 
-Data: ``lake.tpch.generate`` (``tpchgen-cli``, seeded) at ``--scale`` (default 1; ``--quick``:
+Data: ``lake.sql.tpch.generate`` (``tpchgen-cli``, seeded) at ``--scale`` (default 1; ``--quick``:
 0.01), kept under ``bench/results/data/tpch_bench/scale-S``. Each table is uploaded once into a
 one-node store and a three-node store (real ``lake node`` processes on 127.0.0.1, replication
 as configured by default); later runs restart the nodes on those stores.
@@ -183,7 +183,7 @@ def _geomean(xs: list[float]) -> float | None:
 def main(argv: list[str] | None = None) -> None:
     import duckdb
 
-    from lake.tpch import QUERIES, generate
+    from lake.sql.tpch import QUERIES, generate
 
     ap = argparse.ArgumentParser(prog="bench/tpch_bench.py", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="scale 0.01, one run, small chunks")

@@ -95,7 +95,7 @@ def test_every_module_path_the_architecture_doc_names_exists() -> None:
         ("`../shared/ARCHITECTURE.md`", "outside the repository"),
         ("`elkyn.plugin.current_writer()`", "has no 'current_writer'"),
         ("`elytra.nosuch`", "has no 'nosuch'"),
-        ("`lake.holder.NodeHolder.nothing`", "has no 'nothing'"),
+        ("`lake.api.holder.NodeHolder.nothing`", "has no 'nothing'"),
     ],
 )
 def test_the_check_catches_a_false_name(planted: str, said: str) -> None:

@@ -239,7 +239,7 @@ def test_resume_with_another_name_or_file_is_refused(user: User, tmp_path: Path)
     answered "part N has 0 bytes")."""
     big = tmp_path / "a.csv"
     big.write_text("a,b\n" + "".join(f"{i},{i}\n" for i in range(20000)))
-    from lake.client import Client  # the library starts the upload and leaves it open
+    from lake import Client  # the library starts the upload and leaves it open
 
     token = user.ok("platform", "token", "--admin").strip()
     with Client(user.url, token) as client:

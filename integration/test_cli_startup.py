@@ -10,7 +10,7 @@ import sys
 import pytest
 
 HEAVY = ("fastapi", "duckdb", "sqlglot", "pyarrow.flight", "uvicorn", "ray")
-SERVER_MODULES = ("lake.node", "lake.api", "elkyn.store", "elkyn.server", "elytra.session")
+SERVER_MODULES = ("lake.node", "lake.api.routes", "elkyn.store", "elkyn.server", "elytra.session")
 
 
 def test_platform_cli_with_every_plugin_starts_without_the_server_stack() -> None:

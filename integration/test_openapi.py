@@ -155,7 +155,7 @@ def test_the_gateway_describes_elkyn_firebase_rest(servers: dict[str, Server]) -
 def test_the_lake_node_documents_every_route_it_serves(
     servers: dict[str, Server], tmp_path: Path
 ) -> None:
-    from lake.server import create_app
+    from lake.api.server import create_app
     from lake.settings import lake_settings
     from platform_core import auth
 

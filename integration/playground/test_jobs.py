@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from ui_browser import UIPlatform
 
-from lake.client import Client
+from lake import Client
 
 ORDERS, REGIONS = "jb_orders", "jb_regions"
 

@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from ui_browser import BrowserErrors, UIPlatform
 
-from lake.client import Client
+from lake import Client
 
 SALES = "pl_sales"
 BIG = "pl_big"

@@ -2,7 +2,7 @@
  * The lake's resumable upload, UI-free (no React, no DOM beyond XMLHttpRequest, which Web
  * Workers also have), so a page or a worker drives it the same way.
  *
- * Protocol (packages/lake/src/lake/uploads.py): POST /api/lake/uploads {name, size, filename,
+ * Protocol (packages/lake/src/lake/storage/uploads.py): POST /api/lake/uploads {name, size, filename,
  * part_size} → PUT .../parts/{n} with X-Content-SHA256 for each part → POST .../complete →
  * poll GET .../{id} until `committed` or `failed`. Parts are read with Blob.slice, a few parts
  * in flight at a time (`parallel`, 3 by default; the lake takes them in any order), so a file of
@@ -19,12 +19,12 @@ import { bytesToHex } from "@noble/hashes/utils.js";
 export const UPLOADS = "/api/lake/uploads";
 /** The server's default part size (min(LAKE_MAX_PART_BYTES, 8 MiB)). */
 export const DEFAULT_PART_SIZE = 8 << 20;
-/** The server's smallest part (lake.uploads.MIN_PART). */
+/** The server's smallest part (lake.storage.uploads.MIN_PART). */
 export const MIN_PART_SIZE = 1 << 10;
 
 export type Format = "csv" | "jsonl" | "parquet";
 
-// --- names and formats, as the lake checks them (lake/names.py, lake/convert.py) ------------
+// --- names and formats, as the lake checks them (lake/names.py, lake/storage/convert.py) ----
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 export const NAME_RULE = "1–63 letters, digits or _, starting with a letter or _ (it is also the SQL table name)";

@@ -120,7 +120,7 @@ def test_sum_of_a_product_of_columns(session: elytra.Session, lineitem: Path) ->
 @pytest.fixture(scope="module")
 def tpch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """TPC-H at scale 0.01 from tpchgen-cli (DECIMAL(15, 2) money columns)."""
-    from lake.tpch import generate
+    from lake.sql.tpch import generate
 
     out = tmp_path_factory.mktemp("tpch") / "sf0.01"
     return generate(0.01, out)["lineitem"]
@@ -130,7 +130,7 @@ def test_tpch_q1_and_q6_equal_duckdb(session: elytra.Session, tpch: Path) -> Non
     """TPC-H q1 (sums of discounted prices and charges) and q6 (a revenue over decimal
     BETWEEN bounds, written as SQL writes 0.05: a DECIMAL(3, 2)) as pipelines: DuckDB's
     types and values, on the kernel and on the operators."""
-    from lake.tpch import QUERIES
+    from lake.sql.tpch import QUERIES
 
     p = session.read_parquet(str(tpch))
     q1 = (

@@ -19,7 +19,7 @@ import pytest
 
 import elytra
 from elytra import SQLPlanError
-from lake.tpch import QUERIES, generate
+from lake.sql.tpch import QUERIES, generate
 
 from .conftest import norm
 

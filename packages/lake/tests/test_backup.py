@@ -23,10 +23,10 @@ import httpx
 import pytest
 
 from lake import Client, LakeNode, lake_settings
-from lake.backup import open_source, take_backup
-from lake.dataformat import FORMAT_VERSION, read_format
 from lake.errors import CorruptChunkError, FormatError
-from lake.restore import restore_backup
+from lake.storage.backup import open_source, take_backup
+from lake.storage.dataformat import FORMAT_VERSION, read_format
+from lake.storage.restore import restore_backup
 from lake.testing import NodeProcess, ingest, start_node, stop_node
 from platform_core.auth import TokenSigner
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from lake import Client
-from lake.placement import replicas
+from lake.cluster.placement import replicas
 from lake.testing import NodeProcess
 from platform_core.auth import TokenSigner
 

@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from lake import Client
-from lake.flight import FlightPeer
-from lake.placement import replicas
+from lake.cluster.flight import FlightPeer
+from lake.cluster.placement import replicas
 from lake.testing import NodeProcess
 from platform_core.auth import TokenSigner
 

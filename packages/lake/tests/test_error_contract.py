@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from lake import Client
+from lake.api.duckdb_errors import translate_duckdb
 from lake.errors import QueryMemoryError, QueryTimeoutError, SQLError
-from lake.foreign import translate_duckdb
 from lake.testing import NodeProcess, start_node, stop_node
 from platform_core import (
     BadInputError,

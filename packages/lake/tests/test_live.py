@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from lake.live import LIVE_RULES, LiveMirror
+from lake.api.live import LIVE_RULES, LiveMirror
 from lake.node import LakeNode
 from lake.settings import lake_settings
 from platform_core import unescape_key

@@ -12,9 +12,9 @@ import pyarrow as pa
 import pytest
 
 from lake import Client, LakeNode
-from lake.distributed import Coordinator
-from lake.manifest import Manifest
 from lake.memo import MEMO_SQL_CHARS, Memo, sql_cost
+from lake.sql.distributed import Coordinator
+from lake.storage.manifest import Manifest
 from lake.testing import NodeProcess, peak_rss_bytes
 from platform_core import PlatformError
 from platform_core.schema import Field, Schema

@@ -20,7 +20,7 @@ import pyarrow.csv as pa_csv
 import pytest
 
 from lake import Client
-from lake.testing import NodeProcess, peak_rss_bytes
+from lake.testing import NodeProcess, peak_rss_bytes, start_node, stop_node
 from platform_core import BadInputError, NotFoundError, OverBudgetError, UnauthorizedError
 
 from .conftest import SECRET, Launch
@@ -286,7 +286,7 @@ def test_node_to_node_calls_need_the_cluster_token(
 ) -> None:
     import pyarrow.flight as fl
 
-    from lake.flight import FlightPeer
+    from lake.cluster.flight import FlightPeer
     from platform_core.auth import TokenSigner
 
     proc = launch("a")
@@ -312,3 +312,26 @@ def test_node_to_node_calls_need_the_cluster_token(
     with pytest.raises(UnauthorizedError, match="node-to-node"):
         cluster.datasets()
     cluster.close()
+
+
+def test_the_node_logs_one_json_object_per_line(tmp_path: Path) -> None:
+    """Its log format was ``"msg": %(message)r``, a Python repr, not JSON; uvicorn's own lines
+    were plain text."""
+    proc = start_node(
+        tmp_path / "n",
+        "--log-level",
+        "info",
+        env={"PLATFORM_SECRET": SECRET, "LAKE_FLIGHT_PORT": "0"},
+    )
+    try:
+        httpx.get(f"{proc.url}/api/lake/datasets?auth=eyJhbGciOi.eyJzdWIi.c2ln", timeout=10)
+    finally:
+        stop_node(proc)
+    lines = [
+        line
+        for line in proc.output().splitlines()
+        if line.strip() and not line.startswith(("nanobind", " - ", "See https"))  # duckdb at exit
+    ]
+    records = [json.loads(line) for line in lines]
+    assert {"lake", "uvicorn.error"} <= {r["logger"] for r in records}
+    assert "eyJhbGciOi" not in proc.output()

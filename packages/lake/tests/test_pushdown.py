@@ -1,4 +1,4 @@
-"""lake.pushdown: each dataset's pushed filter and columns, checked against DuckDB.
+"""lake.sql.pushdown: each dataset's pushed filter and columns, checked against DuckDB.
 
 The oracle does what the coordinator does, in one process: run each dataset's fragment over
 the full table, register the results under the datasets' names, run the original SQL over them,
@@ -16,9 +16,9 @@ import duckdb
 import pytest
 import sqlglot
 
-from lake.pushdown import TableRead, plan_reads
-from lake.sql import check_read_only
-from lake.tpch import QUERIES, generate
+from lake.sql.pushdown import TableRead, plan_reads
+from lake.sql.readonly import check_read_only
+from lake.sql.tpch import QUERIES, generate
 
 from .sqlgen import COLUMNS, queries, write_tables
 from .test_distributed_sql import _equal, _key, _rows

@@ -14,11 +14,11 @@ import pyarrow.flight as fl
 import pytest
 
 from lake import LakeNode, SQLError
-from lake.distributed import Coordinator
-from lake.manifest import ChunkRef, Manifest
-from lake.membership import Member
+from lake.cluster.membership import Member
+from lake.cluster.peer_link import PeerLinks
 from lake.memo import Memo
-from lake.peer_link import PeerLinks
+from lake.sql.distributed import Coordinator
+from lake.storage.manifest import ChunkRef, Manifest
 from platform_core.auth import TokenSigner
 from platform_core.schema import Field, Schema
 

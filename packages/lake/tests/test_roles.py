@@ -1,6 +1,6 @@
 """Every lake route with every role: admin, the owner, another user, no token (a real node).
 
-The table below is the rule (see ``lake.roles``); a route in the OpenAPI that is not in it
+The table below is the rule (see ``lake.api.roles``); a route in the OpenAPI that is not in it
 fails the first test, so a new route cannot ship without its role being decided and tested.
 """
 
@@ -19,9 +19,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lake import LakeNode, lake_settings
-from lake.api import NodeHolder
-from lake.manifest import Manifest
-from lake.server import create_app
+from lake.api.routes import NodeHolder
+from lake.api.server import create_app
+from lake.storage.manifest import Manifest
 from lake.testing import NodeProcess, start_node, stop_node
 from platform_core.auth import TokenSigner
 

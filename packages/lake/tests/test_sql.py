@@ -13,7 +13,7 @@ import pytest
 
 from lake import LakeNode, SQLError, check_read_only
 from lake.errors import QueryTimeoutError
-from lake.sql import sandboxed_connection
+from lake.sql.readonly import sandboxed_connection
 
 QUERIES = [
     "SELECT count(*), sum(amount), min(day), max(who) FROM sales",

@@ -2,7 +2,8 @@
 another, and no query reaches a file by path or table function (issue 11, item 9).
 
 Each attack names a real chunk file of a *deleted* dataset, which the sandbox's allowed
-directory (the chunk store) would let DuckDB read: the gate alone must stop it.
+directory (the chunk store) would let DuckDB read: the gate alone must stop it. A ``(SHOW x)``
+subquery's name is checked like any other table name.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lake import LakeNode, SQLError
+from lake import LakeNode, SQLError, check_read_only
 
 
 @pytest.fixture
@@ -168,3 +169,26 @@ def test_functions_that_show_the_node_configuration_are_refused(
     with pytest.raises(SQLError, match="configuration") as info:
         node.engine.run(sql)
     assert str(Path(path).parent) not in info.value.message
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # sqlglot takes ``(SHOW x)`` as an expression, DuckDB as a SHOW_REF naming table ``x``:
+        # neither gate looked at that name, so any string reached DuckDB's catalog lookup.
+        'SELECT * FROM ds WHERE a = (SHOW """/srv/lake/chunks/ab.parquet""")',
+        'SELECT (SHOW "/srv/lake/chunks/ab.parquet")',
+        "SELECT (SHOW other_dataset)",
+        'SELECT (SHOW "information_schema"."tables")',
+    ],
+)
+def test_show_subquery_names_are_checked(sql: str) -> None:
+    with pytest.raises(SQLError):
+        check_read_only(sql, {"ds"})
+
+
+def test_show_subquery_of_a_dataset_still_answers() -> None:
+    stmt = check_read_only("SELECT * FROM (DESCRIBE ds)", {"ds"})
+    assert stmt.kind == "select"
+    stmt = check_read_only("SELECT * FROM (SUMMARIZE ds)", {"ds"})
+    assert stmt.kind == "select"

@@ -10,7 +10,15 @@ from __future__ import annotations
 import lake
 from platform_core.testing import assert_public_names_resolve, heavy_modules_loaded
 
-HEAVY = ("fastapi", "duckdb", "sqlglot", "pyarrow.flight", "uvicorn", "lake.node", "lake.api")
+HEAVY = (
+    "fastapi",
+    "duckdb",
+    "sqlglot",
+    "pyarrow.flight",
+    "uvicorn",
+    "lake.node",
+    "lake.api.routes",
+)
 
 
 def test_the_cli_starts_without_the_server_stack() -> None:

@@ -171,7 +171,7 @@ node_sets = st.lists(
 @settings(max_examples=200, deadline=None)
 @given(st.text(min_size=1, max_size=20), node_sets, st.integers(1, 4))
 def test_rendezvous_placement(key: str, nodes: list[str], k: int) -> None:
-    from lake.placement import rank, replicas
+    from lake.cluster.placement import rank, replicas
 
     chosen = replicas(key, nodes, k)
     assert len(chosen) == min(k, len(nodes))
@@ -199,7 +199,7 @@ def test_rendezvous_placement(key: str, nodes: list[str], k: int) -> None:
 def test_membership_merge_prefers_incarnation_then_worse_state(
     states: list[str], incs: list[int]
 ) -> None:
-    from lake.membership import Member, Membership
+    from lake.cluster.membership import Member, Membership
 
     views = [Member("b", "h:1", "h:2", i, s) for s, i in zip(states, incs, strict=False)]
     order_a = Membership(Member("a", "h:0", "h:0", 0))

@@ -1,4 +1,4 @@
-"""lake.tpch: generated TPC-H data and the 22 query texts, checked against DuckDB."""
+"""lake.sql.tpch: generated TPC-H data and the 22 query texts, checked against DuckDB."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from lake.errors import LakeError
-from lake.tpch import QUERIES, TABLES, generate
+from lake.sql.tpch import QUERIES, TABLES, generate
 
 
 def test_generates_every_table_once_and_every_query_runs(tmp_path: Path) -> None:

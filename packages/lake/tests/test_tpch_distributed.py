@@ -19,7 +19,7 @@ import duckdb
 import pytest
 
 from lake import Client
-from lake.tpch import QUERIES, generate
+from lake.sql.tpch import QUERIES, generate
 from platform_core.auth import TokenSigner
 
 from .conftest import SECRET

@@ -77,7 +77,7 @@ def write_demo_data(out: Path, rows: int = 1000, seed: int = 7) -> list[Path]:
 
 def _upload(files: list[Path], url: str, token: str | None) -> list[str]:
     try:
-        from lake.client import Client
+        from lake import Client
     except ImportError:
         raise PlatformError(
             "--upload needs the lake client (the platform-lake package): install it, or "

@@ -1,4 +1,4 @@
-/** The lake's dataset answers (packages/lake/src/lake/api.py: DatasetModel and friends). */
+/** The lake's dataset answers (packages/lake/src/lake/api/routes.py: DatasetModel and friends). */
 
 export interface DatasetColumn {
   name: string;

@@ -31,46 +31,46 @@ from .errors import (
 )
 
 if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers and readers
-    from .backup import BackupReport, take_backup
-    from .catalog import Catalog
-    from .chunks import ChunkStore
-    from .client import Client
-    from .convert import ConvertResult, convert_file, detect_format
-    from .dataformat import FORMAT_VERSION
-    from .manifest import ChunkRef, Manifest, merge
+    from .api.client import Client
     from .node import LakeNode, open_catalog
-    from .query import QueryEngine, QueryResult
-    from .restore import RestoreReport, restore_backup, verify_backup
     from .settings import LakeSettings, lake_settings
-    from .sql import Statement, check_read_only
-    from .uploads import UploadInfo, UploadManager
+    from .sql.engine import QueryEngine, QueryResult
+    from .sql.readonly import Statement, check_read_only
+    from .storage.backup import BackupReport, take_backup
+    from .storage.catalog import Catalog
+    from .storage.chunks import ChunkStore
+    from .storage.convert import ConvertResult, convert_file, detect_format
+    from .storage.dataformat import FORMAT_VERSION
+    from .storage.manifest import ChunkRef, Manifest, merge
+    from .storage.restore import RestoreReport, restore_backup, verify_backup
+    from .storage.uploads import UploadInfo, UploadManager
 
 _EXPORTS = {
-    "BackupReport": ".backup",
-    "take_backup": ".backup",
-    "FORMAT_VERSION": ".dataformat",
-    "RestoreReport": ".restore",
-    "restore_backup": ".restore",
-    "verify_backup": ".restore",
-    "Catalog": ".catalog",
-    "ChunkStore": ".chunks",
-    "Client": ".client",
-    "ConvertResult": ".convert",
-    "convert_file": ".convert",
-    "detect_format": ".convert",
-    "ChunkRef": ".manifest",
-    "Manifest": ".manifest",
-    "merge": ".manifest",
+    "BackupReport": ".storage.backup",
+    "take_backup": ".storage.backup",
+    "FORMAT_VERSION": ".storage.dataformat",
+    "RestoreReport": ".storage.restore",
+    "restore_backup": ".storage.restore",
+    "verify_backup": ".storage.restore",
+    "Catalog": ".storage.catalog",
+    "ChunkStore": ".storage.chunks",
+    "Client": ".api.client",
+    "ConvertResult": ".storage.convert",
+    "convert_file": ".storage.convert",
+    "detect_format": ".storage.convert",
+    "ChunkRef": ".storage.manifest",
+    "Manifest": ".storage.manifest",
+    "merge": ".storage.manifest",
     "LakeNode": ".node",
     "open_catalog": ".node",
-    "QueryEngine": ".query",
-    "QueryResult": ".query",
+    "QueryEngine": ".sql.engine",
+    "QueryResult": ".sql.engine",
     "LakeSettings": ".settings",
     "lake_settings": ".settings",
-    "Statement": ".sql",
-    "check_read_only": ".sql",
-    "UploadInfo": ".uploads",
-    "UploadManager": ".uploads",
+    "Statement": ".sql.readonly",
+    "check_read_only": ".sql.readonly",
+    "UploadInfo": ".storage.uploads",
+    "UploadManager": ".storage.uploads",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 

@@ -46,8 +46,9 @@ from .settings import lake_settings
 
 if TYPE_CHECKING:
     import pyarrow as pa
+    from rich.progress import Progress
 
-    from .client import Client
+    from .api.client import Client
 
 __all__ = ["cli", "main"]
 
@@ -86,10 +87,10 @@ def node(
     from platform_core.service import StartError, bind, configure_service_logging, serve
     from platform_core.tls import server_tls
 
-    from .dataformat import check_format
-    from .flight import check_flight_port  # here: pyarrow.flight is slow to import
+    from .api.server import create_app
+    from .cluster.flight import check_flight_port  # here: pyarrow.flight is slow to import
     from .node import open_catalog
-    from .server import create_app
+    from .storage.dataformat import check_format
 
     try:
         overrides: dict[str, Any] = {"home": home} if home else {}
@@ -168,7 +169,7 @@ def _client(node: str | None, token: str | None) -> Client:
     """A client of ``node`` carrying the token :func:`platform_core.cli.resolve_token` finds."""
     from platform_core.tls import client_context
 
-    from .client import Client
+    from .api.client import Client
 
     url = node or default_url()
     return Client(url, resolve_token(url, token), verify=client_context(lake_settings(None)))
@@ -235,6 +236,55 @@ def _check_resume(status: dict[str, Any], file: Path, name: str, size: int) -> N
         )
 
 
+def _type_overrides(items: list[str]) -> dict[str, Any]:
+    """``--type COLUMN=TYPE`` options as the upload's column type overrides (a usage error
+    exits 2)."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        column, sep, kind = item.partition("=")
+        if not sep:
+            fail(f"--type {item!r} must look like COLUMN=TYPE", 2)
+        overrides[column] = kind
+    return overrides
+
+
+def _check_parts(part_mb: float, parallel: int) -> None:
+    """Refuse a part size that is not a positive number, or fewer than one part in flight."""
+    if not math.isfinite(part_mb) or part_mb <= 0 or parallel < 1:
+        fail(
+            BadInputError(
+                f"--part-mb must be a positive number (got {part_mb}) and --parallel at least 1 "
+                f"(got {parallel})"
+            )
+        )
+
+
+def _transfer_bar(hidden: bool) -> Progress:
+    """The upload's progress on stderr (bytes, speed, time), hidden for ``--json`` or when
+    stderr is not a terminal."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        SpinnerColumn,
+        TimeElapsedColumn,
+        TransferSpeedColumn,
+    )
+
+    return Progress(
+        SpinnerColumn(),
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=hidden or not sys.stderr.isatty(),
+    )
+
+
 @cli.command()
 def upload(
     file: Annotated[
@@ -262,29 +312,8 @@ def upload(
     Ctrl-C keeps what was sent and prints the command that resumes the upload; the progress
     shows the transfer, then the node's conversion into chunks.
     """
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        SpinnerColumn,
-        TimeElapsedColumn,
-        TransferSpeedColumn,
-    )
-
-    overrides: dict[str, Any] = {}
-    for item in type or []:
-        column, sep, kind = item.partition("=")
-        if not sep:
-            fail(f"--type {item!r} must look like COLUMN=TYPE", 2)
-        overrides[column] = kind
-    if not math.isfinite(part_mb) or part_mb <= 0 or parallel < 1:
-        fail(
-            BadInputError(
-                f"--part-mb must be a positive number (got {part_mb}) and --parallel at least 1 "
-                f"(got {parallel})"
-            )
-        )
+    overrides = _type_overrides(type or [])
+    _check_parts(part_mb, parallel)
     url = node or default_url()
     upload_id = resume
     done, total = 0, file.stat().st_size
@@ -298,17 +327,7 @@ def upload(
         with (
             expected_errors(OSError),
             _client(url, token) as client,
-            Progress(
-                SpinnerColumn(),
-                "[progress.description]{task.description}",
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-                disable=as_json or not sys.stderr.isatty(),
-            ) as bar,
+            _transfer_bar(hidden=as_json) as bar,
         ):
             if upload_id is None:
                 info = client.start_upload(
@@ -526,8 +545,8 @@ def backup(
     with --node the node writes the backup itself (and reads a corrupt or missing chunk from
     a replica).
     """
-    from .backup import open_source, take_backup
     from .node import _node_id
+    from .storage.backup import open_source, take_backup
 
     with expected_errors(OSError):
         if node is not None:
@@ -576,7 +595,7 @@ def restore(
 
     Start a node on it with LAKE_DATA_DIR=DIR.
     """
-    from .restore import restore_backup
+    from .storage.restore import restore_backup
 
     with expected_errors(OSError):
         report = restore_backup(backup, data_dir, merge=merge).to_dict()

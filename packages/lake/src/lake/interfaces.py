@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from .manifest import Manifest
-from .membership import Member
-from .sql import Statement
+from .cluster.membership import Member
+from .sql.readonly import Statement
+from .storage.manifest import Manifest
 
 __all__ = [
     "DistributedResult",
@@ -76,7 +76,7 @@ class PeerGroup(Protocol):
 
 
 class FlightLink(Protocol):
-    """A Flight client of one member (``lake.flight.FlightPeer``); close it after use."""
+    """A Flight client of one member (``lake.cluster.flight.FlightPeer``); close it after use."""
 
     def fetch_chunk(self, sha: str) -> bytes: ...
 

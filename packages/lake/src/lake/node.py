@@ -30,24 +30,24 @@ from platform_core.auth import TokenSigner
 from platform_core.ownership import lock_directory
 from platform_core.tls import client_context, flight_root_certs, scheme_of, server_tls
 
-from .admission import QueryAdmission
-from .backup import BackupReport, take_backup
-from .catalog import Catalog
-from .chunks import ChunkStore
-from .cluster import Cluster
-from .dataformat import check_format, ensure_format
-from .distributed import Coordinator
+from .cluster.flight import LakeFlightServer
+from .cluster.gossip import Gossip
+from .cluster.group import Cluster
+from .cluster.membership import Member, Membership
+from .cluster.peer_link import PeerLinks
+from .cluster.replication import Replication
 from .errors import IngestError
-from .flight import LakeFlightServer
-from .gossip import Gossip
 from .interfaces import Distributor
-from .membership import Member, Membership
-from .peer_link import PeerLinks
-from .query import QueryEngine
-from .replication import Replication
-from .scrub import Scrub
 from .settings import LakeSettings
-from .uploads import UploadInfo, UploadManager
+from .sql.admission import QueryAdmission
+from .sql.distributed import Coordinator
+from .sql.engine import QueryEngine
+from .storage.backup import BackupReport, take_backup
+from .storage.catalog import Catalog
+from .storage.chunks import ChunkStore
+from .storage.dataformat import check_format, ensure_format
+from .storage.scrub import Scrub
+from .storage.uploads import UploadInfo, UploadManager
 
 __all__ = ["LakeNode"]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from platform_core import LiveSink, PlatformSettings, Plugin, Services
 
-from .peer_link import PEER_PREFIX
+from .cluster.peer_link import PEER_PREFIX
 from .services import LAKE_NODE
 
 # The API (FastAPI), the node (DuckDB, sqlglot, Flight) and the live mirror are imported by
@@ -30,7 +30,7 @@ def peer_plugin() -> Plugin:
     def app(settings: PlatformSettings, services: Services) -> Any:
         from platform_core import auth
 
-        from .peer_api import make_peer_app
+        from .api.peer_routes import make_peer_app
 
         return make_peer_app(lambda: services.get(LAKE_NODE), auth.signer(settings))
 
@@ -45,87 +45,93 @@ def peer_plugin() -> Plugin:
 
 def plugin() -> Plugin:
     """Entry point of the ``platform.plugins`` group."""
-
-    def router(settings: PlatformSettings, services: Services) -> Any:
-        from .api import make_router
-
-        return make_router(lambda: services.get(LAKE_NODE), "/api/lake")
-
-    @asynccontextmanager
-    async def lifespan(
-        settings: PlatformSettings, services: Services
-    ) -> AsyncIterator[dict[Any, Any]]:
-        from starlette.concurrency import run_in_threadpool
-
-        from .node import LakeNode
-        from .settings import lake_settings
-
-        ls = lake_settings(settings)
-        node = await run_in_threadpool(LakeNode, ls)
-        node.start()
-        from platform_core import auth
-
-        addr = f"{ls.advertise_host}:{settings.port}"
-        cluster = await run_in_threadpool(node.start_cluster, auth.signer(ls), addr, ls.join)
-        log.info("lake node %s: Flight at %s", node.node_id, cluster.flight_addr)
-        if ls.join:
-            try:  # a JoinError (no answer, another secret) stops `platform up` in one line
-                await run_in_threadpool(cluster.wait_joined, ls.join_timeout_seconds)
-            except BaseException:
-                node.stop()
-                raise
-            log.info("lake node %s joined the cluster through %s", node.node_id, ls.join)
-        try:
-            yield {LAKE_NODE: node}  # withdrawn by the gateway before this exits
-        finally:
-            node.stop()
-
-    @asynccontextmanager
-    async def live_source(sink: LiveSink, services: Services) -> AsyncIterator[None]:
-        node = services.get(LAKE_NODE)
-        from starlette.concurrency import run_in_threadpool
-
-        from .live import LiveMirror
-
-        mirror = LiveMirror(node, sink)
-        await run_in_threadpool(mirror.start)
-        try:
-            yield
-        finally:
-            await run_in_threadpool(mirror.stop)
-
-    def status(services: Services) -> dict[str, Any]:
-        """This node, what it holds, and the members it knows (``platform status``)."""
-        node = services.get(LAKE_NODE)
-        shas = node.catalog.chunks.all()
-        out: dict[str, Any] = {
-            "node": node.node_id,
-            "chunks": len(shas),
-            "bytes": node.catalog.chunks.size(shas),
-            "datasets": len(node.catalog.names()),
-            "peers": [],
-        }
-        if node.cluster is not None:
-            me = node.cluster.members.me
-            out.update(state=me.state, flight=me.flight, http=me.http)
-            scheme = "https" if node.settings.tls_cert is not None else "http"  # all or none
-            out["peers"] = [
-                {"id": m.id, "url": f"{scheme}://{m.http}", "state": m.state}
-                for m in node.cluster.members.all()
-                if m.id != me.id
-            ]
-        return out
-
     from .cli import cli
 
     return Plugin(
         name="lake",
-        status=status,
+        status=_status,
         prefix="/api/lake",
-        router=router,
-        lifespan=lifespan,
+        router=_router,
+        lifespan=_lifespan,
         cli=cli,
-        live_source=live_source,
+        live_source=_live_source,
         provides=(LAKE_NODE,),
         description="Chunked, checksummed datasets and read-only SQL.",
     )
+
+
+def _router(settings: PlatformSettings, services: Services) -> Any:
+    """The user routes, built when the gateway starts; the node comes from its services."""
+    from .api.routes import make_router
+
+    return make_router(lambda: services.get(LAKE_NODE), "/api/lake")
+
+
+@asynccontextmanager
+async def _lifespan(
+    settings: PlatformSettings, services: Services
+) -> AsyncIterator[dict[Any, Any]]:
+    """Open this gateway's node, join its cluster (``LAKE_JOIN``), provide it as LAKE_NODE."""
+    from starlette.concurrency import run_in_threadpool
+
+    from .node import LakeNode
+    from .settings import lake_settings
+
+    ls = lake_settings(settings)
+    node = await run_in_threadpool(LakeNode, ls)
+    node.start()
+    from platform_core import auth
+
+    addr = f"{ls.advertise_host}:{settings.port}"
+    cluster = await run_in_threadpool(node.start_cluster, auth.signer(ls), addr, ls.join)
+    log.info("lake node %s: Flight at %s", node.node_id, cluster.flight_addr)
+    if ls.join:
+        try:  # a JoinError (no answer, another secret) stops `platform up` in one line
+            await run_in_threadpool(cluster.wait_joined, ls.join_timeout_seconds)
+        except BaseException:
+            node.stop()
+            raise
+        log.info("lake node %s joined the cluster through %s", node.node_id, ls.join)
+    try:
+        yield {LAKE_NODE: node}  # withdrawn by the gateway before this exits
+    finally:
+        node.stop()
+
+
+@asynccontextmanager
+async def _live_source(sink: LiveSink, services: Services) -> AsyncIterator[None]:
+    """Mirror the catalog and the members into the platform's live store while it runs."""
+    node = services.get(LAKE_NODE)
+    from starlette.concurrency import run_in_threadpool
+
+    from .api.live import LiveMirror
+
+    mirror = LiveMirror(node, sink)
+    await run_in_threadpool(mirror.start)
+    try:
+        yield
+    finally:
+        await run_in_threadpool(mirror.stop)
+
+
+def _status(services: Services) -> dict[str, Any]:
+    """This node, what it holds, and the members it knows (``platform status``)."""
+    node = services.get(LAKE_NODE)
+    shas = node.catalog.chunks.all()
+    out: dict[str, Any] = {
+        "node": node.node_id,
+        "chunks": len(shas),
+        "bytes": node.catalog.chunks.size(shas),
+        "datasets": len(node.catalog.names()),
+        "peers": [],
+    }
+    if node.cluster is not None:
+        me = node.cluster.members.me
+        out.update(state=me.state, flight=me.flight, http=me.http)
+        scheme = "https" if node.settings.tls_cert is not None else "http"  # all or none
+        out["peers"] = [
+            {"id": m.id, "url": f"{scheme}://{m.http}", "state": m.state}
+            for m in node.cluster.members.all()
+            if m.id != me.id
+        ]
+    return out

@@ -1,0 +1,241 @@
+"""The SWIM protocol loop over a node's membership: ping, indirect ping, suspicion, join.
+
+Every ``gossip_interval`` the node pings one member (round robin over a shuffled list) over
+HTTP; if it does not answer within ``ping_timeout``, ``indirect_pings`` other members are
+asked to ping it; if none gets an answer it becomes *suspect*, and dead after
+``suspect_timeout`` unless it refutes (the merge rules are in :mod:`lake.cluster.membership`).
+
+Each ping carries the sender's member list (with each member's HTTP and Flight address) and
+its dataset heads (name -> version); a node behind on a dataset pulls the manifests from the
+peer (anti-entropy, so a node that was down catches up; tombstones travel the same way).
+
+A node started with ``--join HOST:PORT`` pings that address until it answers;
+:meth:`Gossip.wait_joined` fails with a :class:`JoinError` saying why (for instance a cluster
+secret mismatch) if no peer has accepted it within the join timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+
+from platform_core import UnavailableError
+
+from ..settings import LakeSettings
+from ..storage.catalog import Catalog
+from ..storage.manifest import Manifest
+from .membership import ALIVE, DEAD, SUSPECT, Member, Membership
+from .peer_link import PeerLinks, mismatch_message
+
+__all__ = ["Gossip", "JoinError"]
+
+log = logging.getLogger(__name__)
+
+
+class JoinError(UnavailableError):
+    """No member accepted this node within its join timeout."""
+
+
+class Gossip:
+    """SWIM membership protocol and head anti-entropy for one node."""
+
+    def __init__(
+        self,
+        members: Membership,
+        catalog: Catalog,
+        links: PeerLinks,
+        settings: LakeSettings,
+        pool: ThreadPoolExecutor,
+        join: str | None = None,
+    ) -> None:
+        self.members = members
+        self.catalog = catalog
+        self.links = links
+        self.settings = settings
+        self.join = join
+        self.joined = threading.Event()
+        """Set once a member accepted a ping of ours (at once when there is nothing to join)."""
+        if not join:
+            self.joined.set()
+        self.join_problem = "no answer yet"
+        self.stats = {"pings": 0, "ping_failures": 0, "indirect_ok": 0, "suspected": 0}
+        self.stats |= {"dead": 0, "manifests_pulled": 0}
+        self._pool = pool
+        self._order: list[str] = []
+
+    # --- payloads --------------------------------------------------------------------------
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "from": self.members.me.to_dict(),
+            "members": [m.to_dict() for m in self.members.all()],
+            "heads": {m.name: m.version for m in self.catalog.heads()},
+        }
+
+    def receive(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Handle a ping: merge the sender's view, answer with ours."""
+        if body["from"]["id"] in self.links.dropped:
+            raise ConnectionRefusedError("link dropped by the fault hook")
+        sender, heads = self._merge(body)
+        if self._behind(heads):
+            self._pool.submit(self._pull, sender, heads)
+        return self.payload()
+
+    def _merge(self, body: dict[str, Any]) -> tuple[Member, dict[str, int]]:
+        """Adopt a peer's view (the sender, its members); returns the sender and its heads."""
+        sender = Member.from_dict(body["from"])
+        self.members.heard(sender.id)
+        self.members.merge([sender])
+        self.members.merge(Member.from_dict(m) for m in body.get("members", []))
+        return sender, body.get("heads") or {}
+
+    def _behind(self, heads: dict[str, int]) -> list[str]:
+        return [n for n, v in heads.items() if self.catalog.head_version(n) < int(v)]
+
+    def _pull(self, peer: Member, heads: dict[str, int]) -> None:
+        names = self._behind(heads)
+        if not names:
+            return
+        try:
+            r = self.links.call(
+                "GET",
+                peer.http,
+                "/manifests",
+                peer=_name(peer),
+                params=[("name", n) for n in names],
+                timeout=10,
+            )
+            r.raise_for_status()
+            for d in r.json():
+                if self.catalog.install(Manifest.from_dict(d)):
+                    self.stats["manifests_pulled"] += 1
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            log.info("pulling manifests from %s failed: %s", peer.id, exc)
+
+    def _absorb(self, body: dict[str, Any]) -> None:
+        """Take in a peer's answer to our ping (it accepted us: we have joined)."""
+        sender, heads = self._merge(body)
+        self.joined.set()
+        if self._behind(heads):
+            self._pull(sender, heads)
+
+    # --- SWIM ------------------------------------------------------------------------------
+
+    def ping(self, target: Member, timeout: float | None = None) -> bool:
+        """Direct ping with gossip; True if the target answered."""
+        if target.id in self.links.dropped:
+            return False
+        self.stats["pings"] += 1
+        try:
+            r = self.links.call(
+                "POST",
+                target.http,
+                "/ping",
+                peer=_name(target),
+                json=self.payload(),
+                timeout=timeout or self.settings.ping_timeout_seconds,
+            )
+            if r.status_code != 200:
+                return False
+            body = r.json()
+        except (httpx.HTTPError, ValueError):
+            return False
+        self._absorb(body)
+        return True
+
+    def ping_req(self, target: Member) -> bool:
+        """Ping ``target`` on behalf of another member (SWIM's indirect probe)."""
+        return self.ping(target, timeout=self.settings.ping_timeout_seconds)
+
+    def _indirect(self, target: Member) -> bool:
+        helpers = [
+            m
+            for m in self.members.all()
+            if m.id not in (self.members.me_id, target.id)
+            and m.state == ALIVE
+            and m.id not in self.links.dropped
+        ]
+        random.shuffle(helpers)
+        helpers = helpers[: self.settings.indirect_pings]
+        if not helpers:
+            return False
+        timeout = self.settings.ping_timeout_seconds * 2 + 0.5
+
+        def ask(helper: Member) -> bool:
+            try:
+                r = self.links.call(
+                    "POST",
+                    helper.http,
+                    "/ping-req",
+                    peer=_name(helper),
+                    json={"target": target.to_dict()},
+                    timeout=timeout,
+                )
+                return r.status_code == 200 and bool(r.json().get("ok"))
+            except (httpx.HTTPError, ValueError):
+                return False
+
+        return any(list(self._pool.map(ask, helpers)))
+
+    def join_once(self) -> None:
+        """Ping the ``--join`` address; remember why it did not accept, if it did not."""
+        if not self.join:
+            return
+        try:
+            r = self.links.call("POST", self.join, "/ping", json=self.payload(), timeout=2)
+            if r.status_code == 200:
+                self._absorb(r.json())
+                return
+            if r.status_code == 401:
+                self.join_problem = mismatch_message(self.join)
+            else:
+                self.join_problem = f"{self.join} answered {r.status_code}: {r.text[:200]}"
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # never kill the loop
+            self.join_problem = f"{self.join} did not answer ({exc})"
+            log.info("joining through %s failed: %s", self.join, exc)
+
+    def wait_joined(self, timeout: float) -> None:
+        """Return once a member accepted this node; :class:`JoinError` after ``timeout``."""
+        if not self.joined.wait(timeout):
+            raise JoinError(
+                f"could not join the cluster through {self.join} within {timeout:g} s "
+                f"(LAKE_JOIN_TIMEOUT_SECONDS): {self.join_problem}"
+            )
+
+    def tick(self) -> None:
+        """One protocol period."""
+        others = [m for m in self.members.all() if m.id != self.members.me_id and m.state != DEAD]
+        if not others:
+            self.join_once()
+            return
+        if not self._order:
+            self._order = [m.id for m in others]
+            random.shuffle(self._order)
+        target = self.members.get(self._order.pop())
+        if target is not None and target.state != DEAD:
+            ok = self.ping(target)
+            if not ok:
+                self.stats["ping_failures"] += 1
+                ok = self._indirect(target)
+                if ok:
+                    self.stats["indirect_ok"] += 1
+            if not ok and self.members.mark(target.id, SUSPECT) is not None:
+                self.stats["suspected"] += 1
+                log.info("suspecting %s", target.id)
+        timeout = self.settings.suspect_timeout_seconds
+        now = time.monotonic()
+        for m in self.members.all():
+            late = m.state == SUSPECT and now - self.members.since(m.id) > timeout
+            if late and self.members.mark(m.id, DEAD) is not None:
+                self.stats["dead"] += 1
+                log.warning("declaring %s dead", m.id)
+
+
+def _name(m: Member) -> str:
+    return f"{m.id} ({m.http})"
