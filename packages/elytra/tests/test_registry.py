@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from elytra.api import JobRegistry
+from elytra.jobs_routes import JobRegistry
 from elytra.errors import TooManyJobsError
 from elytra.jobs import Job
 from platform_core import ForbiddenError, NotFoundError

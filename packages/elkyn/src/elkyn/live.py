@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .store import ADMIN, Store
-from .writers import DatabaseWriter
+from .plugin_writers import DatabaseWriter
 
 __all__ = ["ReplicaSink", "StoreSink"]
 

@@ -53,7 +53,7 @@ def plugin() -> Plugin:
         settings: PlatformSettings, services: Services
     ) -> AsyncIterator[dict[Any, Any]]:
         from .store import Store
-        from .writers import ForwardingWriter, LocalWriter
+        from .plugin_writers import ForwardingWriter, LocalWriter
 
         es = elkyn_settings(settings, dev=False)
         app = holder.get("app")

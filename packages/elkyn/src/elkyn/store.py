@@ -38,7 +38,7 @@ from .query import Query, run_query
 from .rules import Rules, query_variables
 from .storage import Environment, LogEntry, Tree
 from .values import has_server_value, normalize, to_wire
-from .writer import Writer
+from .group_commit import Writer
 
 __all__ = ["ABORT", "ADMIN", "ANONYMOUS", "Caller", "Store", "TransactionResult", "etag_of"]
 

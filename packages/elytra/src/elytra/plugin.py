@@ -30,7 +30,7 @@ from .settings import ElytraSettings
 if TYPE_CHECKING:
     from lake.node import LakeNode
 
-    from .api import JobRegistry
+    from .jobs_routes import JobRegistry
     from .backends import Backend
     from .backends.cluster import ChunkCluster
     from .resultstore import ResultStore
@@ -162,7 +162,7 @@ def peer_plugin() -> Plugin:
     def app(settings: PlatformSettings, services: Services) -> Any:
         from platform_core import auth
 
-        from .peer_api import make_peer_app
+        from .peer_task_routes import make_peer_app
 
         es = package_settings(ElytraSettings, settings)
 
@@ -191,14 +191,14 @@ def plugin() -> Plugin:
     def registry() -> JobRegistry:
         """The jobs of this gateway, made with its router."""
         if "registry" not in made:
-            from .api import JobRegistry
+            from .jobs_routes import JobRegistry
 
             made["registry"] = JobRegistry(records=platform.record)
         return made["registry"]
 
     def router(settings: PlatformSettings, services: Services) -> Any:
-        from .api import make_router
-        from .pool_api import make_pool_router
+        from .jobs_routes import make_router
+        from .pool_routes import make_pool_router
 
         routes = make_router(platform, registry(), platform.result_store, platform.forward)
         # In front: ``/pool`` would otherwise be taken for a job id by ``GET /{job_id}``.
@@ -270,7 +270,7 @@ def plugin() -> Plugin:
 
     def status(services: Services) -> dict[str, Any]:
         """The pool's workers and the tasks run on and for peers (``platform status``)."""
-        from .pool_api import pool_status
+        from .pool_routes import pool_status
 
         if platform.local is None:
             raise UnavailableError("the platform is starting or stopping")

@@ -22,7 +22,7 @@ from platform_core import sha256_file
 
 from . import plan as lp
 from .budget import MemoryBudget
-from .config import EngineConfig
+from .engine_config import EngineConfig
 from .context import ExecContext, ProgressFn
 from .errors import EmsqrtError
 from .explain import render_explain
@@ -32,7 +32,7 @@ from .memstats import MemoryProbe
 from .optimizer import optimize as optimize_plan
 from .physical.base import PhysicalOp
 from .plan_json import plan_hash
-from .planner import Lowerer
+from .physical_planner import Lowerer
 from .resolve import SchemaResolver, bind_scan_schemas
 from .schedule import BLOCKING, schedule
 from .signals import sigterm_raises
