@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .store import ADMIN, Store
 from .plugin_writers import DatabaseWriter
+from .store import ADMIN, Store
 
 __all__ = ["ReplicaSink", "StoreSink"]
 

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from platform_core.services import ServiceKey
 
 if TYPE_CHECKING:
-    from .store import Store
     from .plugin_writers import DatabaseWriter
+    from .store import Store
 
 __all__ = ["DB_STORE", "DB_WRITER"]
 
