@@ -16,8 +16,8 @@ from pydantic import BaseModel, Field
 
 from platform_core import UnavailableError
 
-from .jobs_routes import Who
 from .backends import Backend
+from .jobs_routes import Who
 
 __all__ = ["PoolModel", "make_pool_router", "pool_status"]
 

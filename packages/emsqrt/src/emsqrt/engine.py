@@ -22,8 +22,8 @@ from platform_core import sha256_file
 
 from . import plan as lp
 from .budget import MemoryBudget
-from .engine_config import EngineConfig
 from .context import ExecContext, ProgressFn
+from .engine_config import EngineConfig
 from .errors import EmsqrtError
 from .explain import render_explain
 from .kernel import KERNEL_FLOOR_BYTES, StreamBroken, Unsupported, compile_plan, run_fragment
@@ -31,8 +31,8 @@ from .manifest import Manifest, OperatorReport, operator_reports
 from .memstats import MemoryProbe
 from .optimizer import optimize as optimize_plan
 from .physical.base import PhysicalOp
-from .plan_json import plan_hash
 from .physical_planner import Lowerer
+from .plan_json import plan_hash
 from .resolve import SchemaResolver, bind_scan_schemas
 from .schedule import BLOCKING, schedule
 from .signals import sigterm_raises
