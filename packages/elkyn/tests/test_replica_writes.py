@@ -317,9 +317,9 @@ def test_the_plugins_forwarding_writer_writes_on_the_primary_and_reads_back_here
     launch: Any, tmp_path: Path
 ) -> None:
     from elkyn.forward import follow
+    from elkyn.plugin_writers import ForwardingWriter
     from elkyn.server import ElkynApp
     from elkyn.settings import elkyn_settings
-    from elkyn.writers import ForwardingWriter
 
     from .conftest import SECRET
 

@@ -39,7 +39,7 @@ def test_a_bad_union_input_is_named_by_its_step(session: elytra.Session, data: s
 def test_booleans_are_not_numbers_in_a_submit() -> None:
     from pydantic import ValidationError
 
-    from elytra.api import SubmitRequest
+    from elytra.jobs_routes import SubmitRequest
 
     ok = {"source": {"dataset": "nums"}}
     with pytest.raises(ValidationError):

@@ -12,9 +12,9 @@ import pytest
 
 import elytra
 from elytra import PipelineError
-from elytra.api import JobRegistry
 from elytra.errors import TooManyJobsError
 from elytra.jobs import Job
+from elytra.jobs_routes import JobRegistry
 from elytra.spec import MAX_SOURCES, MAX_STEPS, build
 
 

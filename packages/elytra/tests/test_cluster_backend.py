@@ -26,7 +26,7 @@ from elytra import PipelineError
 from elytra.backends import ClusterBackend, InlineBackend
 from elytra.backends.cluster import Peer, place
 from elytra.chunkrefs import check_peer_task, chunk_ref, resolve_chunks
-from elytra.peer_api import make_peer_app
+from elytra.peer_task_routes import make_peer_app
 from elytra.settings import ElytraSettings
 from elytra.task import Task
 from lake import LakeNode, lake_settings

@@ -8,9 +8,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from elytra.api import JobRegistry
 from elytra.errors import TooManyJobsError
 from elytra.jobs import Job
+from elytra.jobs_routes import JobRegistry
 from platform_core import ForbiddenError, NotFoundError
 from platform_core.auth import Claims
 

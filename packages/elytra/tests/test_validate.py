@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 
 import elytra
 from elytra import PipelineError
-from elytra.api import JobRegistry, make_router
 from elytra.jobs import TIMELINE_PER_STAGE, Job
+from elytra.jobs_routes import JobRegistry, make_router
 from elytra.spec import PipelineSpec
 from elytra.validate import validate
 from platform_core.auth import Claims

@@ -26,7 +26,7 @@ from emsqrt import (
     plan_to_json,
     run,
 )
-from emsqrt.planner import Lowerer
+from emsqrt.physical_planner import Lowerer
 from platform_core.expr import Literal, parse
 
 

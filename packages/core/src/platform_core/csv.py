@@ -140,24 +140,8 @@ def _text_batches(
     """All (or ``columns``) fields as text, renamed to DuckDB's names; NULL only if empty."""
     raw = _raw_names(path, delimiter, block_bytes)
     names = _dedupe(raw)
-    wanted = list(names) if columns is None else list(columns)
-    missing = [c for c in wanted if c not in names]
-    if missing:
-        raise CsvError(
-            f'column "{missing[0]}" is not in the CSV file "{path.name}" '
-            f"(its columns: {', '.join(names)})",
-            column=missing[0],
-        )
-    # Arrow picks columns by name: with repeated names, give it DuckDB's names and skip the
-    # header row (a row count, so a name must not hold a newline then).
+    wanted, given, include = _columns_to_read(path, raw, names, columns)
     unique = len(set(raw)) == len(raw)
-    if not unique and any("\n" in n or "\r" in n for n in raw):
-        raise CsvError(
-            f'the header of "{path.name}" repeats a column name and has a line break inside '
-            "a quoted name; rename the columns"
-        )
-    given = raw if unique else names
-    include = [given[names.index(c)] for c in wanted]
     bad: list[Any] = []
 
     def invalid(row: Any) -> str:
@@ -211,6 +195,31 @@ def _text_batches(
             handle.close()
 
     return wanted, batches()
+
+
+def _columns_to_read(
+    path: Path, raw: list[str], names: list[str], columns: Sequence[str] | None
+) -> tuple[list[str], list[str], list[str]]:
+    """``(wanted, given, include)``: the columns asked for (checked), the names Arrow is to
+    give the header's columns (``raw`` itself when no name repeats) and the ones it reads."""
+    wanted = list(names) if columns is None else list(columns)
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise CsvError(
+            f'column "{missing[0]}" is not in the CSV file "{path.name}" '
+            f"(its columns: {', '.join(names)})",
+            column=missing[0],
+        )
+    # Arrow picks columns by name: with repeated names, give it DuckDB's names and skip the
+    # header row (a row count, so a name must not hold a newline then).
+    unique = len(set(raw)) == len(raw)
+    if not unique and any("\n" in n or "\r" in n for n in raw):
+        raise CsvError(
+            f'the header of "{path.name}" repeats a column name and has a line break inside '
+            "a quoted name; rename the columns"
+        )
+    given = raw if unique else names
+    return wanted, given, [given[names.index(c)] for c in wanted]
 
 
 def _parse_error(

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .plugin_writers import DatabaseWriter
 from .store import ADMIN, Store
-from .writers import DatabaseWriter
 
 __all__ = ["ReplicaSink", "StoreSink"]
 

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 from platform_core import PlatformSettings, Plugin, Services, auth
 
 from .services import DB_STORE, DB_WRITER
-from .settings import elkyn_settings
+from .settings import ElkynSettings, elkyn_settings
 
 if TYPE_CHECKING:
     from .live import ReplicaSink, StoreSink
+    from .plugin_writers import ForwardingWriter, LocalWriter
     from .replica import Follower
     from .server import ElkynApp
     from .store import Store
@@ -52,35 +53,17 @@ def plugin() -> Plugin:
     async def lifespan(
         settings: PlatformSettings, services: Services
     ) -> AsyncIterator[dict[Any, Any]]:
-        from .store import Store
-        from .writers import ForwardingWriter, LocalWriter
+        from .plugin_writers import ForwardingWriter
 
         es = elkyn_settings(settings, dev=False)
         app = holder.get("app")
-        store = await asyncio.to_thread(
-            lambda: Store(
-                None if es.memory else es.db_path(),
-                memory=es.memory,
-                map_size=es.map_size,
-                log_size=es.log_size,
-                signer=auth.signer(es),
-                max_pending_events=es.max_pending_events,
-                max_pending_bytes=es.max_pending_bytes,
-            )
-        )
+        store = await asyncio.to_thread(_open_store, es)
         if app is None:  # no app made (a test of the lifespan alone): serve nothing
             from .server import ElkynApp
 
             app = holder["app"] = ElkynApp(es, signer=auth.signer(es))
         app.store = store
-        writer: LocalWriter | ForwardingWriter
-        if es.replica_of is not None:
-            from .forward import follow
-
-            follower = follow(app, es.replica_of, es)
-            writer = ForwardingWriter(follower, follower.token_fn, es)
-        else:
-            writer = LocalWriter(store)
+        writer = _db_writer(app, store, es)
         try:
             yield {DB_STORE: store, DB_WRITER: writer}  # withdrawn before this exits
         finally:
@@ -89,16 +72,6 @@ def plugin() -> Plugin:
                 writer.close()
             app.store = None
             await asyncio.to_thread(store.close)
-
-    def live_sink(services: Services) -> StoreSink | ReplicaSink | None:
-        from .live import ReplicaSink, StoreSink
-
-        if not services.running(DB_STORE):
-            return None
-        store = services.get(DB_STORE)
-        if store.replica_of is not None:
-            return ReplicaSink(store, services.get(DB_WRITER))
-        return StoreSink(store)
 
     def status(services: Services) -> dict[str, Any]:
         """This database's role and replication state (``platform status``)."""
@@ -113,11 +86,51 @@ def plugin() -> Plugin:
         app=make_app,
         lifespan=lifespan,
         cli=cli,
-        live_sink=live_sink,
+        live_sink=_live_sink,
         status=status,
         provides=(DB_STORE, DB_WRITER),
         description="Real-time JSON tree database (Firebase REST and streaming).",
     )
+
+
+def _open_store(es: ElkynSettings) -> Store:
+    """The gateway's database as ``es`` says: its LMDB under the home, or in memory."""
+    from .store import Store
+
+    return Store(
+        None if es.memory else es.db_path(),
+        memory=es.memory,
+        map_size=es.map_size,
+        log_size=es.log_size,
+        signer=auth.signer(es),
+        max_pending_events=es.max_pending_events,
+        max_pending_bytes=es.max_pending_bytes,
+    )
+
+
+def _db_writer(app: ElkynApp, store: Store, es: ElkynSettings) -> LocalWriter | ForwardingWriter:
+    """The other plugins' writer: into ``store`` on a primary; on a replica (``es.replica_of``)
+    forwarded to the primary that ``app`` now follows."""
+    from .plugin_writers import ForwardingWriter, LocalWriter
+
+    if es.replica_of is not None:
+        from .forward import follow
+
+        follower = follow(app, es.replica_of, es)
+        return ForwardingWriter(follower, follower.token_fn, es)
+    return LocalWriter(store)
+
+
+def _live_sink(services: Services) -> StoreSink | ReplicaSink | None:
+    """Where live changes to the database go: the store, or on a replica through the writer."""
+    from .live import ReplicaSink, StoreSink
+
+    if not services.running(DB_STORE):
+        return None
+    store = services.get(DB_STORE)
+    if store.replica_of is not None:
+        return ReplicaSink(store, services.get(DB_WRITER))
+    return StoreSink(store)
 
 
 def replication_status(

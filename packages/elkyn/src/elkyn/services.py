@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from platform_core.services import ServiceKey
 
 if TYPE_CHECKING:
+    from .plugin_writers import DatabaseWriter
     from .store import Store
-    from .writers import DatabaseWriter
 
 __all__ = ["DB_STORE", "DB_WRITER"]
 
@@ -23,6 +23,6 @@ DB_STORE: ServiceKey[Store] = ServiceKey(
 """The store the gateway serves at ``/db``: for reads (and rules, ``reserve``)."""
 
 DB_WRITER: ServiceKey[DatabaseWriter] = ServiceKey(
-    "elkyn.writer", "elkyn.writers:DatabaseWriter", "the database's writer"
+    "elkyn.writer", "elkyn.plugin_writers:DatabaseWriter", "the database's writer"
 )
 """Where plugins write as the admin: the store on a primary, forwarded to it on a replica."""

@@ -32,13 +32,13 @@ from .errors import (
     ReplicaWriteError,
 )
 from .events import MAX_PENDING, MAX_PENDING_BYTES, OVERFLOW, Event, EventQueue, Hub, Subscription
+from .group_commit import Writer
 from .paths import Path, check_key, is_prefix, join, parse_path, path_str
 from .pushid import PushIds
 from .query import Query, run_query
 from .rules import Rules, query_variables
 from .storage import Environment, LogEntry, Tree
 from .values import has_server_value, normalize, to_wire
-from .writer import Writer
 
 __all__ = ["ABORT", "ADMIN", "ANONYMOUS", "Caller", "Store", "TransactionResult", "etag_of"]
 

@@ -28,11 +28,12 @@ from .services import WORKER_POOL, WorkerPool
 from .settings import ElytraSettings
 
 if TYPE_CHECKING:
+    from elkyn.store import Store
     from lake.node import LakeNode
 
-    from .api import JobRegistry
     from .backends import Backend
     from .backends.cluster import ChunkCluster
+    from .jobs_routes import JobRegistry
     from .resultstore import ResultStore
     from .session import Session
 
@@ -162,7 +163,7 @@ def peer_plugin() -> Plugin:
     def app(settings: PlatformSettings, services: Services) -> Any:
         from platform_core import auth
 
-        from .peer_api import make_peer_app
+        from .peer_task_routes import make_peer_app
 
         es = package_settings(ElytraSettings, settings)
 
@@ -191,14 +192,14 @@ def plugin() -> Plugin:
     def registry() -> JobRegistry:
         """The jobs of this gateway, made with its router."""
         if "registry" not in made:
-            from .api import JobRegistry
+            from .jobs_routes import JobRegistry
 
             made["registry"] = JobRegistry(records=platform.record)
         return made["registry"]
 
     def router(settings: PlatformSettings, services: Services) -> Any:
-        from .api import make_router
-        from .pool_api import make_pool_router
+        from .jobs_routes import make_router
+        from .pool_routes import make_pool_router
 
         routes = make_router(platform, registry(), platform.result_store, platform.forward)
         # In front: ``/pool`` would otherwise be taken for a job id by ``GET /{job_id}``.
@@ -210,50 +211,15 @@ def plugin() -> Plugin:
     async def lifespan(
         settings: PlatformSettings, services: Services
     ) -> AsyncIterator[dict[Any, Any]]:
-        from platform_core.tls import client_context
-
-        from .backends.cluster import ClusterBackend
-        from .jobs import JOBS_RULES, finished, reconcile
-        from .resultstore import ResultStore
-        from .session import make_backend
         from .spilldirs import sweep
 
-        store = services.get(DB_STORE)  # started before us: the graph orders the lifespans
-        store.reserve("jobs", JOBS_RULES)  # in memory only on a replica
-        left: list[str] = []
-        if store.replica_of is None:  # a replica's jobs are the primary's
-            left = await asyncio.to_thread(reconcile, store)  # jobs a killed run left "running"
-            if left:
-                logging.getLogger("elytra").warning("%d unfinished job(s) marked failed", len(left))
-        # the jobs of earlier runs: listed again, results served
-        registry().restore(await asyncio.to_thread(finished, store, registry().keep))
+        # The database started before us: the graph orders the lifespans.
+        left = await _reload_jobs(services.get(DB_STORE), registry())
         es = package_settings(ElytraSettings, settings)
         await asyncio.to_thread(sweep, es.resolved_spill_dir())  # what a killed run spilled
-        platform.results = ResultStore(
-            es.resolved_result_dir(),
-            max_bytes=int(es.max_result_bytes),
-            quota_bytes=int(es.result_quota_bytes),
-            ttl_seconds=es.result_ttl_seconds,
-        )
-        for job_id in left:  # committed just before the kill, its job failed: not kept
-            await asyncio.to_thread(platform.results.delete, job_id)
+        platform.results = await _open_results(es, left)
         expiry = asyncio.create_task(_expire_every(platform.results))
-        local = await asyncio.to_thread(make_backend, es)  # `platform up` starts it
-        platform.local, platform.pool = local, WorkerPool(local)
-        platform.backend = (
-            ClusterBackend(
-                local,
-                platform.chunk_cluster,
-                local_slots=es.workers,
-                peer_slots=es.peer_slots,
-                max_attempts=es.max_attempts,
-                lease_seconds=es.lease_seconds,
-                max_result_bytes=int(es.peer_max_result_bytes),
-                verify=client_context(settings),
-            )
-            if es.peers and es.backend != "ray"  # with Ray attached, Ray places the tasks
-            else local
-        )
+        await _start_backends(platform, es, settings)
         platform.services, platform.settings = services, settings
         try:
             yield {WORKER_POOL: platform.pool}
@@ -270,14 +236,7 @@ def plugin() -> Plugin:
 
     def status(services: Services) -> dict[str, Any]:
         """The pool's workers and the tasks run on and for peers (``platform status``)."""
-        from .pool_api import pool_status
-
-        if platform.local is None:
-            raise UnavailableError("the platform is starting or stopping")
-        out: dict[str, Any] = pool_status(platform.local).model_dump()
-        out["cluster"] = dict(getattr(platform.backend, "stats", {}))
-        out["for_peers"] = dict(platform.pool.for_peers) if platform.pool else {}
-        return out
+        return _status(platform)
 
     from .cli import cli
 
@@ -292,3 +251,74 @@ def plugin() -> Plugin:
         provides=(WORKER_POOL,),
         description="Pipelines over lake datasets, run as jobs (state in Elkyn /jobs).",
     )
+
+
+async def _reload_jobs(store: Store, registry: JobRegistry) -> list[str]:
+    """Reserve ``/jobs`` in the database's rules, mark failed what a killed run left
+    "running" (on a primary), and hold the finished jobs of earlier runs again (listed,
+    results served); the ids marked failed."""
+    from .jobs import JOBS_RULES, finished, reconcile
+
+    store.reserve("jobs", JOBS_RULES)  # in memory only on a replica
+    left: list[str] = []
+    if store.replica_of is None:  # a replica's jobs are the primary's
+        left = await asyncio.to_thread(reconcile, store)  # jobs a killed run left "running"
+        if left:
+            logging.getLogger("elytra").warning("%d unfinished job(s) marked failed", len(left))
+    registry.restore(await asyncio.to_thread(finished, store, registry.keep))
+    return left
+
+
+async def _open_results(es: ElytraSettings, left: list[str]) -> ResultStore:
+    """The store of finished jobs' results, without those of the jobs in ``left``."""
+    from .resultstore import ResultStore
+
+    results = ResultStore(
+        es.resolved_result_dir(),
+        max_bytes=int(es.max_result_bytes),
+        quota_bytes=int(es.result_quota_bytes),
+        ttl_seconds=es.result_ttl_seconds,
+    )
+    for job_id in left:  # committed just before the kill, its job failed: not kept
+        await asyncio.to_thread(results.delete, job_id)
+    return results
+
+
+async def _start_backends(
+    platform: JobsPlatform, es: ElytraSettings, settings: PlatformSettings
+) -> None:
+    """Start the local pool (``platform up`` starts it) and, with peers, the cluster backend
+    over it: ``platform.local``, ``.pool`` and ``.backend``."""
+    from platform_core.tls import client_context
+
+    from .backends.cluster import ClusterBackend
+    from .session import make_backend
+
+    local = await asyncio.to_thread(make_backend, es)
+    platform.local, platform.pool = local, WorkerPool(local)
+    platform.backend = (
+        ClusterBackend(
+            local,
+            platform.chunk_cluster,
+            local_slots=es.workers,
+            peer_slots=es.peer_slots,
+            max_attempts=es.max_attempts,
+            lease_seconds=es.lease_seconds,
+            max_result_bytes=int(es.peer_max_result_bytes),
+            verify=client_context(settings),
+        )
+        if es.peers and es.backend != "ray"  # with Ray attached, Ray places the tasks
+        else local
+    )
+
+
+def _status(platform: JobsPlatform) -> dict[str, Any]:
+    """The pool's workers and the tasks run on and for peers (``platform status``)."""
+    from .pool_routes import pool_status
+
+    if platform.local is None:
+        raise UnavailableError("the platform is starting or stopping")
+    out: dict[str, Any] = pool_status(platform.local).model_dump()
+    out["cluster"] = dict(getattr(platform.backend, "stats", {}))
+    out["for_peers"] = dict(platform.pool.for_peers) if platform.pool else {}
+    return out

@@ -26,12 +26,13 @@ if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers and readers
     from .api import Pipeline, parse_size
     from .budget import Guard, MemoryBudget
     from .builder import PlanBuilder
-    from .config import EngineConfig
     from .dsl import compile_pipeline, load_pipeline
     from .engine import RunResult, explain, run, run_batches, run_parallel
+    from .engine_config import EngineConfig
     from .job import Job, Step, job_schema
     from .manifest import Manifest, OperatorReport
     from .optimizer import optimize
+    from .physical_planner import PLANNERS, register
     from .plan import (
         Aggregate,
         AggSpec,
@@ -51,7 +52,6 @@ if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers and readers
         agg_name,
     )
     from .plan_json import plan_from_dict, plan_from_json, plan_hash, plan_to_dict, plan_to_json
-    from .planner import PLANNERS, register
     from .settings import EmsqrtSettings
     from .spill import SpillFile, SpillManager
 
@@ -61,7 +61,7 @@ _EXPORTS = {
     "Guard": ".budget",
     "PlanBuilder": ".builder",
     "MemoryBudget": ".budget",
-    "EngineConfig": ".config",
+    "EngineConfig": ".engine_config",
     "compile_pipeline": ".dsl",
     "load_pipeline": ".dsl",
     "RunResult": ".engine",
@@ -96,8 +96,8 @@ _EXPORTS = {
     "plan_hash": ".plan_json",
     "plan_to_dict": ".plan_json",
     "plan_to_json": ".plan_json",
-    "PLANNERS": ".planner",
-    "register": ".planner",
+    "PLANNERS": ".physical_planner",
+    "register": ".physical_planner",
     "EmsqrtSettings": ".settings",
     "SpillFile": ".spill",
     "SpillManager": ".spill",

@@ -33,8 +33,8 @@ from . import plan as lp
 from .builder import PlanBuilder, SortKeyLike
 from .builder import format_of as _format_of  # noqa: F401 - kept for callers of the old name
 from .builder import split_alias as _split_alias  # noqa: F401 - kept for callers of the old name
-from .config import EngineConfig
 from .engine import Batches, RunResult, explain, run
+from .engine_config import EngineConfig
 from .errors import PlanError
 
 __all__ = ["Pipeline", "parse_size"]

@@ -22,8 +22,8 @@ from platform_core import sha256_file
 
 from . import plan as lp
 from .budget import MemoryBudget
-from .config import EngineConfig
 from .context import ExecContext, ProgressFn
+from .engine_config import EngineConfig
 from .errors import EmsqrtError
 from .explain import render_explain
 from .kernel import KERNEL_FLOOR_BYTES, StreamBroken, Unsupported, compile_plan, run_fragment
@@ -31,8 +31,8 @@ from .manifest import Manifest, OperatorReport, operator_reports
 from .memstats import MemoryProbe
 from .optimizer import optimize as optimize_plan
 from .physical.base import PhysicalOp
+from .physical_planner import Lowerer
 from .plan_json import plan_hash
-from .planner import Lowerer
 from .resolve import SchemaResolver, bind_scan_schemas
 from .schedule import BLOCKING, schedule
 from .signals import sigterm_raises
@@ -148,28 +148,56 @@ def run(
     phash = plan_hash(plan, config.output_affecting())
     bound = bind_scan_schemas(plan)
     optimized = optimize_plan(bound, SchemaResolver()) if optimize else bound
-    started, t0 = _now(), time.perf_counter()
+    began = _now(), time.perf_counter()
     budget = budget or MemoryBudget(config.mem_cap_bytes)
     if config.kernel not in ("auto", "off"):
         raise ValueError(f"kernel is 'auto' or 'off', not {config.kernel!r}")
-    streamed = on_batch is not None or isinstance(optimized, lp.Sink)
     if config.kernel == "auto" and not isinstance(optimized, lp.Sink):
-        try:
-            done = _run_kernel(optimized, config, inputs, budget, phash, (started, t0), on_batch)
-        except StreamBroken as broken:
-            # Rows already went out, so the operators cannot answer instead; they run once,
-            # their rows dropped, so the error the user sees is emsqrt's own.
-            run(plan, replace(config, kernel="off"), inputs=inputs, on_batch=lambda _: None)
-            raise EmsqrtError(
-                f"the query failed after {broken.rows} rows of its result were sent on "
-                f"({broken.cause} in DuckDB), where emsqrt's operators find no error; run it "
-                "with the kernel off (EngineConfig(kernel='off'))"
-            ) from None
+        done = _on_kernel(plan, optimized, config, inputs, budget, phash, began, on_batch)
         if done is not None:
             return done
+    return _on_operators(optimized, config, inputs, budget, phash, began, progress, on_batch)
+
+
+def _on_kernel(
+    plan: lp.Node,
+    optimized: lp.Node,
+    config: EngineConfig,
+    inputs: Batches | None,
+    budget: MemoryBudget,
+    phash: str,
+    began: tuple[str, float],
+    on_batch: Callable[[pa.RecordBatch], None] | None,
+) -> RunResult | None:
+    """``optimized`` run as one DuckDB statement, or None (the operators run it); a stream
+    broken after rows went out is emsqrt's error once the operators found none."""
+    try:
+        return _run_kernel(optimized, config, inputs, budget, phash, began, on_batch)
+    except StreamBroken as broken:
+        # Rows already went out, so the operators cannot answer instead; they run once,
+        # their rows dropped, so the error the user sees is emsqrt's own.
+        run(plan, replace(config, kernel="off"), inputs=inputs, on_batch=lambda _: None)
+        raise EmsqrtError(
+            f"the query failed after {broken.rows} rows of its result were sent on "
+            f"({broken.cause} in DuckDB), where emsqrt's operators find no error; run it "
+            "with the kernel off (EngineConfig(kernel='off'))"
+        ) from None
+
+
+def _on_operators(
+    optimized: lp.Node,
+    config: EngineConfig,
+    inputs: Batches | None,
+    budget: MemoryBudget,
+    phash: str,
+    began: tuple[str, float],
+    progress: ProgressFn | None,
+    on_batch: Callable[[pa.RecordBatch], None] | None,
+) -> RunResult:
+    """``optimized`` lowered to emsqrt's operators and run under ``budget``, spilling."""
+    streamed = on_batch is not None or isinstance(optimized, lp.Sink)
     probe = MemoryProbe.start()
     table: pa.Table | None = None
-    streamed_rows = 0
     with sigterm_raises(), SpillManager(Path(config.spill_dir), config.spill_codec) as spill:
         ctx = ExecContext.for_cap(budget, spill, _count(optimized), progress)
         ctx.max_partitions = config.max_partitions
@@ -179,17 +207,7 @@ def run(
         _assign_shares(root, ctx)
         parent_cap = budget.parent.cap_bytes if budget.parent else budget.cap_bytes
         sched = schedule(root, parent_cap, config.max_parallel_tasks)
-        collected: list[pa.RecordBatch] = []
-        root.open()
-        try:
-            while (batch := root.next_batch()) is not None:
-                if on_batch is not None:
-                    on_batch(batch)
-                    streamed_rows += batch.num_rows
-                elif not isinstance(optimized, lp.Sink):
-                    collected.append(batch)
-        finally:
-            root.close()
+        collected, streamed_rows = _drain(root, on_batch, keep=not isinstance(optimized, lp.Sink))
         if not streamed:
             table = pa.Table.from_batches(collected, schema=root.schema)
         spill_stats = spill.stats
@@ -201,22 +219,11 @@ def run(
         "headroom_bytes": ctx.headroom,
         **probe.finish(),
     }
-    outputs = []
-    for sink in _sinks(root):
-        path = Path(sink.node.path)  # type: ignore[attr-defined]
-        outputs.append(
-            {
-                "path": str(path),
-                "format": sink.node.format,  # type: ignore[attr-defined]
-                "rows": sink.rows_written,  # type: ignore[attr-defined]
-                "bytes": path.stat().st_size,
-                "sha256": sha256_file(path),
-            }
-        )
+    outputs = _sink_outputs(root)
     manifest = _manifest(
         phash,
         config,
-        (started, t0),
+        began,
         operator_reports(root),
         memory,
         spill={
@@ -234,6 +241,43 @@ def run(
         else streamed_rows + sum(o["rows"] for o in outputs),
     )
     return RunResult(manifest, table)
+
+
+def _drain(
+    root: PhysicalOp, on_batch: Callable[[pa.RecordBatch], None] | None, *, keep: bool
+) -> tuple[list[pa.RecordBatch], int]:
+    """Run ``root`` to its end: its batches (kept if ``keep`` and none go to ``on_batch``)
+    and the rows sent to ``on_batch``."""
+    collected: list[pa.RecordBatch] = []
+    streamed_rows = 0
+    root.open()
+    try:
+        while (batch := root.next_batch()) is not None:
+            if on_batch is not None:
+                on_batch(batch)
+                streamed_rows += batch.num_rows
+            elif keep:
+                collected.append(batch)
+    finally:
+        root.close()
+    return collected, streamed_rows
+
+
+def _sink_outputs(root: PhysicalOp) -> list[dict[str, Any]]:
+    """The files the plan's sinks wrote: path, format, rows, bytes and SHA-256."""
+    outputs = []
+    for sink in _sinks(root):
+        path = Path(sink.node.path)  # type: ignore[attr-defined]
+        outputs.append(
+            {
+                "path": str(path),
+                "format": sink.node.format,  # type: ignore[attr-defined]
+                "rows": sink.rows_written,  # type: ignore[attr-defined]
+                "bytes": path.stat().st_size,
+                "sha256": sha256_file(path),
+            }
+        )
+    return outputs
 
 
 def _manifest(

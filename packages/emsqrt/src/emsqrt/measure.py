@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from . import plan as lp
-from .config import EngineConfig
+from .engine_config import EngineConfig
 from .plan_json import plan_from_json, plan_to_json
 from .resolve import bind_scan_schemas
 

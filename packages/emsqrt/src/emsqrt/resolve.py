@@ -187,28 +187,7 @@ class SchemaResolver:
                 require_columns(node.per, s, "top-k per group")
             return s
         if isinstance(node, lp.Aggregate):
-            s = self.schema(node.input)
-            if node.mode not in lp.AGGREGATE_MODES:
-                raise PlanError(
-                    f"aggregate: mode must be one of {', '.join(lp.AGGREGATE_MODES)}, "
-                    f"got {node.mode!r}"
-                )
-            if node.mode == "final":
-                s = self._final_source(node, s)
-            require_columns(node.group_by, s, "aggregate group_by")
-            out = [s.field(k) for k in node.group_by]
-            for spec in node.aggregates:
-                out.append(
-                    pa.field(spec.name, agg_output_type(spec, s, f"aggregate {spec.name!r}"))
-                )
-            names = [f.name for f in out]
-            if len(set(names)) != len(names):
-                raise PlanError(f"aggregate: duplicate output names in {names}")
-            if node.mode == "partial":
-                from .physical.aggregate import state_schema
-
-                return state_schema(node, s)
-            return pa.schema(out)
+            return self._aggregate_schema(node)
         if isinstance(node, lp.Join):
             return join_schema(node, self.schema(node.left), self.schema(node.right))
         if isinstance(node, lp.Limit):
@@ -216,26 +195,53 @@ class SchemaResolver:
                 raise PlanError(f"limit: n and offset must be >= 0, got {node.n}, {node.offset}")
             return self.schema(node.input)
         if isinstance(node, lp.Union):
-            if not node.inputs:
-                raise PlanError("union: needs at least one input")
-            schemas = [self.schema(i) for i in node.inputs]
-            first = schemas[0]
-            for other in schemas[1:]:
-                if other.names != first.names:
-                    raise PlanError(
-                        f"union: inputs must have the same columns in order: {first.names} vs "
-                        f"{other.names}"
-                    )
-            try:
-                return pa.unify_schemas(schemas, promote_options="permissive")
-            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                raise PlanError(f"union: column types do not unify: {exc}") from exc
+            return self._union_schema(node)
         if isinstance(node, lp.Sink):
             return self.schema(node.input)
         if isinstance(node, lp.PyMap):
             self.schema(node.input)
             return node.schema.to_arrow()
         raise PlanError(f"no schema rule for operator {type(node).__name__}")
+
+    def _aggregate_schema(self, node: lp.Aggregate) -> pa.Schema:
+        """An aggregate's output: group keys and aggregates (full, final), or its partial
+        states; a final aggregate reads the partial states of its input."""
+        s = self.schema(node.input)
+        if node.mode not in lp.AGGREGATE_MODES:
+            raise PlanError(
+                f"aggregate: mode must be one of {', '.join(lp.AGGREGATE_MODES)}, got {node.mode!r}"
+            )
+        if node.mode == "final":
+            s = self._final_source(node, s)
+        require_columns(node.group_by, s, "aggregate group_by")
+        out = [s.field(k) for k in node.group_by]
+        for spec in node.aggregates:
+            out.append(pa.field(spec.name, agg_output_type(spec, s, f"aggregate {spec.name!r}")))
+        names = [f.name for f in out]
+        if len(set(names)) != len(names):
+            raise PlanError(f"aggregate: duplicate output names in {names}")
+        if node.mode == "partial":
+            from .physical.aggregate import state_schema
+
+            return state_schema(node, s)
+        return pa.schema(out)
+
+    def _union_schema(self, node: lp.Union) -> pa.Schema:
+        """Inputs of the same column names, in order; their types unified."""
+        if not node.inputs:
+            raise PlanError("union: needs at least one input")
+        schemas = [self.schema(i) for i in node.inputs]
+        first = schemas[0]
+        for other in schemas[1:]:
+            if other.names != first.names:
+                raise PlanError(
+                    f"union: inputs must have the same columns in order: {first.names} vs "
+                    f"{other.names}"
+                )
+        try:
+            return pa.unify_schemas(schemas, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise PlanError(f"union: column types do not unify: {exc}") from exc
 
 
 def _missing_state(node: lp.Aggregate, states: pa.Schema, source: pa.Schema) -> list[str]:

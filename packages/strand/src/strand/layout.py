@@ -263,14 +263,7 @@ def read_strand_header(buf: Any, expected: Any = None, *, partial: bool = False)
     accepts a buffer holding only the header (for inspecting a segment without mapping it).
     """
     mv = memoryview(buf).cast("B")
-    if len(mv) < _FIXED.size:
-        raise StrandHeaderError(f"the segment is {len(mv)} bytes, too small for a Strand header")
-    magic = bytes(mv[:4])
-    if magic != MAGIC:
-        raise StrandHeaderError(
-            f"wrong magic {magic!r}: this segment is not a Strand (expected {MAGIC!r}), "
-            "or its creator has not finished initialising it"
-        )
+    _check_magic(mv)
     (
         _,
         version,
@@ -304,28 +297,8 @@ def read_strand_header(buf: Any, expected: Any = None, *, partial: bool = False)
             f"header lengths are inconsistent (schema {schema_len} B, meta {meta_len} B in a "
             f"{header_bytes} B header): the header is corrupted"
         )
-    body = bytearray(mv[:end])
-    body[_CRC_OFFSET : _CRC_OFFSET + 4] = b"\0\0\0\0"
-    actual = zlib.crc32(bytes(body))
-    if actual != crc:
-        raise StrandHeaderError(
-            f"header checksum mismatch (stored {crc:#010x}, computed {actual:#010x}): "
-            "the header is corrupted; recreate the strand"
-        )
-    schema_bin = bytes(mv[_FIXED.size : _FIXED.size + schema_len])
-    schema = StrandSchema.from_binary(schema_bin)
-    if schema.fingerprint != fingerprint:
-        raise StrandHeaderError(
-            f"schema fingerprint mismatch (stored {fingerprint:#018x}, "
-            f"computed {schema.fingerprint:#018x})"
-        )
-    if expected is not None:
-        want = StrandSchema.of(expected)
-        if want != schema:
-            raise StrandHeaderError(
-                f"schema differs: {want.diff(schema)} in the strand "
-                f"(fingerprint {want.fingerprint:#018x} vs {schema.fingerprint:#018x})"
-            )
+    _check_checksum(mv, end, crc)
+    schema = _read_schema(mv, schema_len, fingerprint, expected)
     meta_json = bytes(mv[_FIXED.size + schema_len : end])
     meta = json.loads(meta_json)
     if total_bytes > len(mv) and not partial:
@@ -350,6 +323,49 @@ def read_strand_header(buf: Any, expected: Any = None, *, partial: bool = False)
         created_ns=created_ns,
         _meta_json=meta_json,
     )
+
+
+def _check_magic(mv: memoryview) -> None:
+    """The segment is long enough for the fixed header and starts with Strand's magic."""
+    if len(mv) < _FIXED.size:
+        raise StrandHeaderError(f"the segment is {len(mv)} bytes, too small for a Strand header")
+    magic = bytes(mv[:4])
+    if magic != MAGIC:
+        raise StrandHeaderError(
+            f"wrong magic {magic!r}: this segment is not a Strand (expected {MAGIC!r}), "
+            "or its creator has not finished initialising it"
+        )
+
+
+def _check_checksum(mv: memoryview, end: int, crc: int) -> None:
+    """The header's first ``end`` bytes (its checksum field as zeros) have CRC32 ``crc``."""
+    body = bytearray(mv[:end])
+    body[_CRC_OFFSET : _CRC_OFFSET + 4] = b"\0\0\0\0"
+    actual = zlib.crc32(bytes(body))
+    if actual != crc:
+        raise StrandHeaderError(
+            f"header checksum mismatch (stored {crc:#010x}, computed {actual:#010x}): "
+            "the header is corrupted; recreate the strand"
+        )
+
+
+def _read_schema(mv: memoryview, schema_len: int, fingerprint: int, expected: Any) -> StrandSchema:
+    """The stored schema, checked against its stored fingerprint and against ``expected``."""
+    schema_bin = bytes(mv[_FIXED.size : _FIXED.size + schema_len])
+    schema = StrandSchema.from_binary(schema_bin)
+    if schema.fingerprint != fingerprint:
+        raise StrandHeaderError(
+            f"schema fingerprint mismatch (stored {fingerprint:#018x}, "
+            f"computed {schema.fingerprint:#018x})"
+        )
+    if expected is not None:
+        want = StrandSchema.of(expected)
+        if want != schema:
+            raise StrandHeaderError(
+                f"schema differs: {want.diff(schema)} in the strand "
+                f"(fingerprint {want.fingerprint:#018x} vs {schema.fingerprint:#018x})"
+            )
+    return schema
 
 
 def _check_int(name: str, value: object) -> None:

@@ -134,93 +134,144 @@ def to_dict(expr: Expr) -> dict[str, Any]:
 
 
 def _to_dict(e: Expr, path: str) -> dict[str, Any]:
-    def sub(child: Expr, key: str) -> dict[str, Any]:
-        return _to_dict(child, f"{path}.{key}")
-
-    match e:
-        case Literal(value=value, type=ftype):
-            return {
-                "kind": "literal",
-                "type": None if ftype is None else str(ftype),
-                "value": _encode_value(value, ftype, path),
-            }
-        case Column(name=name):
-            _check_name(name, path)
-            return {"kind": "column", "name": name}
-        case Unary(op=op, operand=x):
-            _check_choice(op, UNARY_OPS, "unary op", path)
-            return {"kind": "unary", "op": op, "operand": sub(x, "operand")}
-        case Binary(op=op, left=a, right=b):
-            _check_choice(op, BINARY_OPS, "binary op", path)
-            return {"kind": "binary", "op": op, "left": sub(a, "left"), "right": sub(b, "right")}
-        case IsNull(operand=x, negated=negated):
-            return {
-                "kind": "is_null",
-                "operand": sub(x, "operand"),
-                "negated": _bool(negated, path),
-            }
-        case InList(operand=x, items=items, negated=negated):
-            return {
-                "kind": "in",
-                "operand": sub(x, "operand"),
-                "items": [sub(item, f"items[{i}]") for i, item in enumerate(items)],
-                "negated": _bool(negated, path),
-            }
-        case Between(operand=x, low=low, high=high, negated=negated):
-            return {
-                "kind": "between",
-                "operand": sub(x, "operand"),
-                "low": sub(low, "low"),
-                "high": sub(high, "high"),
-                "negated": _bool(negated, path),
-            }
-        case Like(operand=x, pattern=p, escape=esc, negated=negated, case_insensitive=ci):
-            _check_escape(esc, path)
-            return {
-                "kind": "like",
-                "operand": sub(x, "operand"),
-                "pattern": sub(p, "pattern"),
-                "escape": esc,
-                "negated": _bool(negated, path),
-                "case_insensitive": _bool(ci, path),
-            }
-        case Case(whens=whens, otherwise=other):
-            return {
-                "kind": "case",
-                "whens": [
-                    [sub(c, f"whens[{i}][0]"), sub(v, f"whens[{i}][1]")]
-                    for i, (c, v) in enumerate(whens)
-                ],
-                "otherwise": None if other is None else sub(other, "otherwise"),
-            }
-        case Cast(operand=x, to=to):
-            if not isinstance(to, FieldType):
-                _fail(path, f"a cast's target is a FieldType, got {type(to).__name__}")
-            return {"kind": "cast", "operand": sub(x, "operand"), "to": str(to)}
-        case Call(name=name, args=args):
-            _check_choice(name, FUNCTIONS, "function", path)
-            return {
-                "kind": "call",
-                "name": name,
-                "args": [sub(a, f"args[{i}]") for i, a in enumerate(args)],
-            }
-        case Aggregate(name=name, arg=arg, distinct=distinct, extra_args=extra):
-            _check_choice(name, AGGREGATES, "aggregate", path)
-            if arg is None and name != "count":
-                _fail(path, f"only count has no argument (count(*)), not {name}")
-            if not isinstance(extra, tuple):
-                _fail(path, f"extra_args is a tuple, got {type(extra).__name__}")
-            _check_extra_args(name, arg, len(extra), path)
-            out: dict[str, Any] = {
-                "kind": "aggregate",
-                "name": name,
-                "arg": None if arg is None else sub(arg, "arg"),
-                "distinct": _bool(distinct, path),
-            }
-            if extra:
-                out["extra_args"] = [sub(a, f"extra_args[{i}]") for i, a in enumerate(extra)]
-            return out
+    for cls in type(e).__mro__:
+        write = _WRITERS.get(cls)
+        if write is not None:
+            return write(e, path)
     _fail(path, f"not an expression node: {type(e).__name__}")
+
+
+def _sub(child: Expr, path: str, key: str) -> dict[str, Any]:
+    return _to_dict(child, f"{path}.{key}")
+
+
+def _write_literal(e: Literal, path: str) -> dict[str, Any]:
+    return {
+        "kind": "literal",
+        "type": None if e.type is None else str(e.type),
+        "value": _encode_value(e.value, e.type, path),
+    }
+
+
+def _write_column(e: Column, path: str) -> dict[str, Any]:
+    _check_name(e.name, path)
+    return {"kind": "column", "name": e.name}
+
+
+def _write_unary(e: Unary, path: str) -> dict[str, Any]:
+    _check_choice(e.op, UNARY_OPS, "unary op", path)
+    return {"kind": "unary", "op": e.op, "operand": _sub(e.operand, path, "operand")}
+
+
+def _write_binary(e: Binary, path: str) -> dict[str, Any]:
+    _check_choice(e.op, BINARY_OPS, "binary op", path)
+    return {
+        "kind": "binary",
+        "op": e.op,
+        "left": _sub(e.left, path, "left"),
+        "right": _sub(e.right, path, "right"),
+    }
+
+
+def _write_is_null(e: IsNull, path: str) -> dict[str, Any]:
+    return {
+        "kind": "is_null",
+        "operand": _sub(e.operand, path, "operand"),
+        "negated": _bool(e.negated, path),
+    }
+
+
+def _write_in(e: InList, path: str) -> dict[str, Any]:
+    return {
+        "kind": "in",
+        "operand": _sub(e.operand, path, "operand"),
+        "items": [_sub(item, path, f"items[{i}]") for i, item in enumerate(e.items)],
+        "negated": _bool(e.negated, path),
+    }
+
+
+def _write_between(e: Between, path: str) -> dict[str, Any]:
+    return {
+        "kind": "between",
+        "operand": _sub(e.operand, path, "operand"),
+        "low": _sub(e.low, path, "low"),
+        "high": _sub(e.high, path, "high"),
+        "negated": _bool(e.negated, path),
+    }
+
+
+def _write_like(e: Like, path: str) -> dict[str, Any]:
+    _check_escape(e.escape, path)
+    return {
+        "kind": "like",
+        "operand": _sub(e.operand, path, "operand"),
+        "pattern": _sub(e.pattern, path, "pattern"),
+        "escape": e.escape,
+        "negated": _bool(e.negated, path),
+        "case_insensitive": _bool(e.case_insensitive, path),
+    }
+
+
+def _write_case(e: Case, path: str) -> dict[str, Any]:
+    return {
+        "kind": "case",
+        "whens": [
+            [_sub(c, path, f"whens[{i}][0]"), _sub(v, path, f"whens[{i}][1]")]
+            for i, (c, v) in enumerate(e.whens)
+        ],
+        "otherwise": None if e.otherwise is None else _sub(e.otherwise, path, "otherwise"),
+    }
+
+
+def _write_cast(e: Cast, path: str) -> dict[str, Any]:
+    if not isinstance(e.to, FieldType):
+        _fail(path, f"a cast's target is a FieldType, got {type(e.to).__name__}")
+    return {"kind": "cast", "operand": _sub(e.operand, path, "operand"), "to": str(e.to)}
+
+
+def _write_call(e: Call, path: str) -> dict[str, Any]:
+    _check_choice(e.name, FUNCTIONS, "function", path)
+    return {
+        "kind": "call",
+        "name": e.name,
+        "args": [_sub(a, path, f"args[{i}]") for i, a in enumerate(e.args)],
+    }
+
+
+def _write_aggregate(e: Aggregate, path: str) -> dict[str, Any]:
+    name, arg, extra = e.name, e.arg, e.extra_args
+    _check_choice(name, AGGREGATES, "aggregate", path)
+    if arg is None and name != "count":
+        _fail(path, f"only count has no argument (count(*)), not {name}")
+    if not isinstance(extra, tuple):
+        _fail(path, f"extra_args is a tuple, got {type(extra).__name__}")
+    _check_extra_args(name, arg, len(extra), path)
+    out: dict[str, Any] = {
+        "kind": "aggregate",
+        "name": name,
+        "arg": None if arg is None else _sub(arg, path, "arg"),
+        "distinct": _bool(e.distinct, path),
+    }
+    if extra:
+        out["extra_args"] = [_sub(a, path, f"extra_args[{i}]") for i, a in enumerate(extra)]
+    return out
+
+
+_WRITERS: Final[dict[type[Expr], Callable[[Any, str], dict[str, Any]]]] = {
+    Literal: _write_literal,
+    Column: _write_column,
+    Unary: _write_unary,
+    Binary: _write_binary,
+    IsNull: _write_is_null,
+    InList: _write_in,
+    Between: _write_between,
+    Like: _write_like,
+    Case: _write_case,
+    Cast: _write_cast,
+    Call: _write_call,
+    Aggregate: _write_aggregate,
+}
+"""How each node type is written (the one place its JSON form is built)."""
 
 
 def _encode_value(value: LiteralValue, ftype: FieldType | None, path: str) -> Any:
@@ -352,6 +403,12 @@ def _from_dict(d: object, path: str, level: int) -> Expr:
         _fail(path, f"expression nests more than {MAX_DEPTH} levels deep")
     if not isinstance(d, dict):
         _fail(path, f"expected an expression object, got {_json_type(d)}")
+    kind = _checked_kind(d, path)
+    return _READERS[kind](_Node(d, path, level))
+
+
+def _checked_kind(d: dict[str, Any], path: str) -> str:
+    """``d``'s kind, once its keys are those of that kind (required ones there, no others)."""
     kind = d.get("kind")
     if not isinstance(kind, str) or kind not in _FIELDS:
         known = ", ".join(_FIELDS)
@@ -369,93 +426,142 @@ def _from_dict(d: object, path: str, level: int) -> Expr:
     if extra:
         allowed = ", ".join(sorted(required | optional))
         _fail(path, f"unknown key {extra[0]!r} in a {kind} node (keys: kind, {allowed})")
+    return kind
 
-    def sub(key: str) -> Expr:
-        return _from_dict(d[key], f"{path}.{key}", level + 1)
 
-    def flag(key: str) -> bool:
-        value = d.get(key, False)
+class _Node:
+    """One JSON node being read: its dict, where it is, how deep, and its fields, checked."""
+
+    __slots__ = ("d", "level", "path")
+
+    def __init__(self, d: dict[str, Any], path: str, level: int) -> None:
+        self.d, self.path, self.level = d, path, level
+
+    def at(self, key: str) -> str:
+        return f"{self.path}.{key}"
+
+    def child(self, value: object, where: str) -> Expr:
+        return _from_dict(value, where, self.level + 1)
+
+    def sub(self, key: str) -> Expr:
+        return self.child(self.d[key], self.at(key))
+
+    def subs(self, key: str, values: list[Any]) -> tuple[Expr, ...]:
+        return tuple(self.child(v, f"{self.path}.{key}[{i}]") for i, v in enumerate(values))
+
+    def flag(self, key: str) -> bool:
+        value = self.d.get(key, False)
         if not isinstance(value, bool):
-            _fail(f"{path}.{key}", f"expected true or false, got {_json_type(value)}")
+            _fail(self.at(key), f"expected true or false, got {_json_type(value)}")
         return value
 
-    def items(key: str) -> list[Any]:
-        value = d[key]
+    def items(self, key: str) -> list[Any]:
+        value = self.d[key]
         if not isinstance(value, list):
-            _fail(f"{path}.{key}", f"expected a list, got {_json_type(value)}")
+            _fail(self.at(key), f"expected a list, got {_json_type(value)}")
         return value
 
-    if kind == "literal":
-        ftype = _read_type(d["type"], f"{path}.type", nullable=True)
-        return Literal(_decode_value(d["value"], ftype, f"{path}.value"), ftype)
-    if kind == "column":
-        _check_name(d["name"], f"{path}.name")
-        return Column(d["name"])
-    if kind == "unary":
-        op = _check_choice(d["op"], UNARY_OPS, "unary op", f"{path}.op")
-        return Unary(cast(Any, op), sub("operand"))
-    if kind == "binary":
-        op = _check_choice(d["op"], BINARY_OPS, "binary op", f"{path}.op")
-        return Binary(cast(BinaryOp, op), sub("left"), sub("right"))
-    if kind == "is_null":
-        return IsNull(sub("operand"), negated=flag("negated"))
-    if kind == "in":
-        values = items("items")
-        return InList(
-            sub("operand"),
-            tuple(_from_dict(v, f"{path}.items[{i}]", level + 1) for i, v in enumerate(values)),
-            negated=flag("negated"),
-        )
-    if kind == "between":
-        return Between(sub("operand"), sub("low"), sub("high"), negated=flag("negated"))
-    if kind == "like":
-        escape = d.get("escape")
-        _check_escape(escape, f"{path}.escape")
-        return Like(
-            sub("operand"),
-            sub("pattern"),
-            escape,
-            negated=flag("negated"),
-            case_insensitive=flag("case_insensitive"),
-        )
-    if kind == "case":
-        whens: list[tuple[Expr, Expr]] = []
-        for i, pair in enumerate(items("whens")):
-            where = f"{path}.whens[{i}]"
-            if not isinstance(pair, list) or len(pair) != 2:
-                _fail(where, f"expected a [condition, value] pair, got {_json_type(pair)}")
-            whens.append(
-                (
-                    _from_dict(pair[0], f"{where}[0]", level + 1),
-                    _from_dict(pair[1], f"{where}[1]", level + 1),
-                )
-            )
-        if not whens:
-            _fail(f"{path}.whens", "a case needs at least one [condition, value] pair")
-        other = d.get("otherwise")
-        return Case(tuple(whens), None if other is None else sub("otherwise"))
-    if kind == "cast":
-        to = _read_type(d["to"], f"{path}.to", nullable=False)
-        assert to is not None
-        return Cast(sub("operand"), to)
-    if kind == "call":
-        name = _check_choice(d["name"], FUNCTIONS, "function", f"{path}.name")
-        args = items("args")
-        return Call(
-            name, tuple(_from_dict(a, f"{path}.args[{i}]", level + 1) for i, a in enumerate(args))
-        )
-    name = _check_choice(d["name"], AGGREGATES, "aggregate", f"{path}.name")
-    arg = d.get("arg")
+
+def _read_literal(n: _Node) -> Expr:
+    ftype = _read_type(n.d["type"], n.at("type"), nullable=True)
+    return Literal(_decode_value(n.d["value"], ftype, n.at("value")), ftype)
+
+
+def _read_column(n: _Node) -> Expr:
+    _check_name(n.d["name"], n.at("name"))
+    return Column(n.d["name"])
+
+
+def _read_unary(n: _Node) -> Expr:
+    op = _check_choice(n.d["op"], UNARY_OPS, "unary op", n.at("op"))
+    return Unary(cast(Any, op), n.sub("operand"))
+
+
+def _read_binary(n: _Node) -> Expr:
+    op = _check_choice(n.d["op"], BINARY_OPS, "binary op", n.at("op"))
+    return Binary(cast(BinaryOp, op), n.sub("left"), n.sub("right"))
+
+
+def _read_is_null(n: _Node) -> Expr:
+    return IsNull(n.sub("operand"), negated=n.flag("negated"))
+
+
+def _read_in(n: _Node) -> Expr:
+    values = n.items("items")
+    return InList(n.sub("operand"), n.subs("items", values), negated=n.flag("negated"))
+
+
+def _read_between(n: _Node) -> Expr:
+    return Between(n.sub("operand"), n.sub("low"), n.sub("high"), negated=n.flag("negated"))
+
+
+def _read_like(n: _Node) -> Expr:
+    escape = n.d.get("escape")
+    _check_escape(escape, n.at("escape"))
+    return Like(
+        n.sub("operand"),
+        n.sub("pattern"),
+        escape,
+        negated=n.flag("negated"),
+        case_insensitive=n.flag("case_insensitive"),
+    )
+
+
+def _read_case(n: _Node) -> Expr:
+    whens: list[tuple[Expr, Expr]] = []
+    for i, pair in enumerate(n.items("whens")):
+        where = f"{n.path}.whens[{i}]"
+        if not isinstance(pair, list) or len(pair) != 2:
+            _fail(where, f"expected a [condition, value] pair, got {_json_type(pair)}")
+        whens.append((n.child(pair[0], f"{where}[0]"), n.child(pair[1], f"{where}[1]")))
+    if not whens:
+        _fail(n.at("whens"), "a case needs at least one [condition, value] pair")
+    other = n.d.get("otherwise")
+    return Case(tuple(whens), None if other is None else n.sub("otherwise"))
+
+
+def _read_cast(n: _Node) -> Expr:
+    to = _read_type(n.d["to"], n.at("to"), nullable=False)
+    assert to is not None
+    return Cast(n.sub("operand"), to)
+
+
+def _read_call(n: _Node) -> Expr:
+    name = _check_choice(n.d["name"], FUNCTIONS, "function", n.at("name"))
+    args = n.items("args")
+    return Call(name, n.subs("args", args))
+
+
+def _read_aggregate(n: _Node) -> Expr:
+    name = _check_choice(n.d["name"], AGGREGATES, "aggregate", n.at("name"))
+    arg = n.d.get("arg")
     if arg is None and name != "count":
-        _fail(f"{path}.arg", f"only count has no argument (count(*)), not {name}")
-    extra = items("extra_args") if "extra_args" in d else []
-    _check_extra_args(name, arg, len(extra), f"{path}.extra_args")
+        _fail(n.at("arg"), f"only count has no argument (count(*)), not {name}")
+    extra = n.items("extra_args") if "extra_args" in n.d else []
+    _check_extra_args(name, arg, len(extra), n.at("extra_args"))
     return Aggregate(
         name,
-        None if arg is None else sub("arg"),
-        flag("distinct"),
-        tuple(_from_dict(a, f"{path}.extra_args[{i}]", level + 1) for i, a in enumerate(extra)),
+        None if arg is None else n.sub("arg"),
+        n.flag("distinct"),
+        n.subs("extra_args", extra),
     )
+
+
+_READERS: Final[dict[str, Callable[[_Node], Expr]]] = {
+    "literal": _read_literal,
+    "column": _read_column,
+    "unary": _read_unary,
+    "binary": _read_binary,
+    "is_null": _read_is_null,
+    "in": _read_in,
+    "between": _read_between,
+    "like": _read_like,
+    "case": _read_case,
+    "cast": _read_cast,
+    "call": _read_call,
+    "aggregate": _read_aggregate,
+}
+"""How each kind is read (``_FIELDS`` has checked its keys first)."""
 
 
 def _check_extra_args(name: str, arg: object, count: int, path: str) -> None:

@@ -226,59 +226,79 @@ def _with_path_param(item: dict[str, Any]) -> dict[str, Any]:
 
 def openapi_paths() -> dict[str, Any]:
     """The path items of every route Elkyn's app serves, relative to where it is mounted."""
-    text = {"description": "Plain text", "content": {"text/plain": {"schema": {"type": "string"}}}}
     return {
         "/.json": _data_item("_root"),
         "/{path}.json": _with_path_param(_data_item("")),
-        "/{path}/.watch": _with_path_param(
-            {
-                "get": _op(
-                    "elkyn_watch",
-                    "Stream a location",
-                    _SSE,
-                    parameters=[_AUTH, _h("Last-Event-ID", "Resume after this event id.")],
-                    responses={"200": _STREAM},
-                )
-            }
-        ),
-        "/.settings/rules.json": {
+        "/{path}/.watch": _watch_item(),
+        "/.settings/rules.json": _rules_item(),
+        "/auth/token": _token_item(),
+        **_replication_items(),
+        **_probe_items(),
+    }
+
+
+def _watch_item() -> dict[str, Any]:
+    """``GET /{path}/.watch``: a location's changes as server-sent events."""
+    return _with_path_param(
+        {
             "get": _op(
-                "elkyn_get_rules",
-                "Read the security rules",
-                "The rules document; admin tokens only. The `x-elkyn-reserved` header names the "
-                "top-level keys whose rules the platform owns (comma-separated).",
-                parameters=[_AUTH],
-                responses={"200": _json('The rules document {"rules": {...}}.')},
-            ),
-            "put": _op(
-                "elkyn_put_rules",
-                "Replace the security rules",
-                "Admin tokens only; // comments are allowed. A refused document answers 400 "
-                '{"error", "details"}: details.line and details.column locate the problem in '
-                "the text sent (JSON syntax and rule errors), details.rule names the rule.",
-                parameters=[_AUTH],
-                requestBody=_body('The rules document {"rules": {...}}.'),
-                responses={
-                    "200": _json('{"status": "ok"}'),
-                    "400": _err("The document was refused; details say where."),
-                },
-            ),
-        },
-        "/auth/token": {
-            "post": _op(
-                "elkyn_mint_token",
-                "Mint a token (--dev only)",
-                "Only with `elkyn serve --dev`, from this machine: a token for any uid and claims. "
-                "Elsewhere 404.",
-                requestBody=_body(
-                    '{"uid": "alice", "admin": false, "ttl_seconds": 3600, ...claims}'
-                ),
-                responses={
-                    "200": _json("The token.", {"type": "object"}),
-                    "404": _err("Not served (no --dev, or not from this machine)."),
-                },
+                "elkyn_watch",
+                "Stream a location",
+                _SSE,
+                parameters=[_AUTH, _h("Last-Event-ID", "Resume after this event id.")],
+                responses={"200": _STREAM},
             )
-        },
+        }
+    )
+
+
+def _rules_item() -> dict[str, Any]:
+    """``/.settings/rules.json``: read and replace the security rules (admin tokens only)."""
+    return {
+        "get": _op(
+            "elkyn_get_rules",
+            "Read the security rules",
+            "The rules document; admin tokens only. The `x-elkyn-reserved` header names the "
+            "top-level keys whose rules the platform owns (comma-separated).",
+            parameters=[_AUTH],
+            responses={"200": _json('The rules document {"rules": {...}}.')},
+        ),
+        "put": _op(
+            "elkyn_put_rules",
+            "Replace the security rules",
+            "Admin tokens only; // comments are allowed. A refused document answers 400 "
+            '{"error", "details"}: details.line and details.column locate the problem in '
+            "the text sent (JSON syntax and rule errors), details.rule names the rule.",
+            parameters=[_AUTH],
+            requestBody=_body('The rules document {"rules": {...}}.'),
+            responses={
+                "200": _json('{"status": "ok"}'),
+                "400": _err("The document was refused; details say where."),
+            },
+        ),
+    }
+
+
+def _token_item() -> dict[str, Any]:
+    """``POST /auth/token``: a token for any uid (``elkyn serve --dev`` only)."""
+    return {
+        "post": _op(
+            "elkyn_mint_token",
+            "Mint a token (--dev only)",
+            "Only with `elkyn serve --dev`, from this machine: a token for any uid and claims. "
+            "Elsewhere 404.",
+            requestBody=_body('{"uid": "alice", "admin": false, "ttl_seconds": 3600, ...claims}'),
+            responses={
+                "200": _json("The token.", {"type": "object"}),
+                "404": _err("Not served (no --dev, or not from this machine)."),
+            },
+        )
+    }
+
+
+def _replication_items() -> dict[str, Any]:
+    """``/.replication/log`` and ``/.replication/status``: node to node."""
+    return {
         "/.replication/log": {
             "get": _op(
                 "elkyn_replication_log",
@@ -305,6 +325,13 @@ def openapi_paths() -> dict[str, Any]:
                 responses={"200": _json("The role and replication state.")},
             )
         },
+    }
+
+
+def _probe_items() -> dict[str, Any]:
+    """``/health`` and ``/metrics``."""
+    text = {"description": "Plain text", "content": {"text/plain": {"schema": {"type": "string"}}}}
+    return {
         "/health": {
             "get": {
                 "operationId": "elkyn_health",

@@ -415,85 +415,123 @@ async def _pump(
     items, a backlog) comes through the queue as before, so the bounds and the order are the
     queue's.
     """
-    rules = app.current_store().rules
-    # Re-check access on a change only when the read rules look at data or the clock.
-    recheck = not caller.admin and rules.read_depends_on_state(keys)
-    # One send carries at most this many bytes of changes: a backlog is not joined whole.
-    batch_bytes = app.current_store().max_pending_bytes
-    metrics = app.metrics
-    idle = False
-    unfinished: _Unfinished | _Failed | None = None
-
-    def direct(ev: Event) -> bool:
-        nonlocal unfinished
-        if not idle or recheck or ev.seq <= floor or unfinished is not None:
-            return False
-        body = _change(ev, ids)
-        unfinished = send_now(send, {"type": "http.response.body", "body": body, "more_body": True})
-        if unfinished is not None:
-            queue.put_nowait(IN_FLIGHT)  # the queue is empty: ``direct`` runs only then
-        metrics.record_lag(ev.ts)
-        metrics.events_sent += 1
-        return True
-
+    pump = _Pump(app, send, keys, caller, queue, floor, ids)
     fast = isinstance(queue, EventQueue)
     if fast:
-        queue.direct = direct  # type: ignore[attr-defined]
+        queue.direct = pump.direct  # type: ignore[attr-defined]
     try:
-        while True:
-            idle = True
-            try:
-                first = await queue.get()
-            finally:
-                idle = False
-            if unfinished is not None:  # finish the broadcaster's send before anything later
-                pending, unfinished = unfinished, None
-                await pending
-            if first is IN_FLIGHT:  # (an overflow may have discarded the marker: not relied on)
-                continue
-            batch = [first]
-            taken = first.size
-            while not queue.empty() and taken < batch_bytes:
-                batch.append(queue.get_nowait())
-                taken += batch[-1].size
-            chunks: list[bytes] = []
-            changed = False
-            for ev in batch:
-                if (
-                    ev is OVERFLOW
-                ):  # the client stopped reading: end it; it resumes by Last-Event-ID
-                    await _final(send, b"".join(chunks))
-                    return
-                if ev is RESET:  # the database started over: the client reconnects for a snapshot
-                    await _final(send, b"".join(chunks))
-                    return
-                if ev is EXPIRED:
-                    await _final(send, b"".join(chunks) + _REVOKED_FRAME)
-                    return
-                if ev is KEEPALIVE:
-                    chunks.append(_KEEPALIVE_FRAME)
-                elif ev is RULES_CHANGED:
-                    changed = True
-                    rules = app.current_store().rules
-                    recheck = not caller.admin and rules.read_depends_on_state(keys)
-                elif not ev.seq or ev.seq > floor:
-                    changed = changed or recheck
-                    chunks.append(_change(ev, ids) if ev.seq else frame(ev))
-                    metrics.record_lag(ev.ts)
-                    metrics.events_sent += 1
-            # Access can end with a rules change, or with data the rules read (rules see data).
-            if changed and not _may_read(app, caller, keys):
-                await _final(send, _CANCEL_FRAME)
-                return
-            if chunks:
-                await send(
-                    {"type": "http.response.body", "body": b"".join(chunks), "more_body": True}
-                )
+        await pump.run()
     finally:
         if fast:
             queue.direct = None  # type: ignore[attr-defined]
-        if unfinished is not None:  # the stream ended with a send still waiting
-            unfinished.close()
+        if pump.unfinished is not None:  # the stream ended with a send still waiting
+            pump.unfinished.close()
+
+
+class _Pump:
+    """One stream's sender: its loop over the queue and the broadcaster's direct sends, and
+    the state they share (whether the loop waits, a send still to finish, the rules)."""
+
+    def __init__(
+        self,
+        app: StreamHost,
+        send: Send,
+        keys: Path,
+        caller: Caller,
+        queue: asyncio.Queue[Event],
+        floor: int,
+        ids: ResumeIds,
+    ) -> None:
+        self.app, self.send, self.keys, self.caller = app, send, keys, caller
+        self.queue, self.floor, self.ids = queue, floor, ids
+        self.metrics = app.metrics
+        self.recheck = False
+        self.read_rules()
+        # One send carries at most this many bytes of changes: a backlog is not joined whole.
+        self.batch_bytes = app.current_store().max_pending_bytes
+        self.idle = False
+        self.unfinished: _Unfinished | _Failed | None = None
+
+    def read_rules(self) -> None:
+        rules = self.app.current_store().rules
+        # Re-check access on a change only when the read rules look at data or the clock.
+        self.recheck = not self.caller.admin and rules.read_depends_on_state(self.keys)
+
+    def direct(self, ev: Event) -> bool:
+        """Send ``ev`` from the broadcaster if the stream is caught up; False: queue it."""
+        if not self.idle or self.recheck or ev.seq <= self.floor or self.unfinished is not None:
+            return False
+        body = _change(ev, self.ids)
+        self.unfinished = send_now(
+            self.send, {"type": "http.response.body", "body": body, "more_body": True}
+        )
+        if self.unfinished is not None:
+            self.queue.put_nowait(IN_FLIGHT)  # the queue is empty: ``direct`` runs only then
+        self.metrics.record_lag(ev.ts)
+        self.metrics.events_sent += 1
+        return True
+
+    async def run(self) -> None:
+        while True:
+            batch = await self.next_batch()
+            if batch is None:
+                continue
+            chunks, changed, ending = self.frames(batch)
+            if ending is not None:
+                await _final(self.send, b"".join(chunks) + ending)
+                return
+            # Access can end with a rules change, or with data the rules read (rules see data).
+            if changed and not _may_read(self.app, self.caller, self.keys):
+                await _final(self.send, _CANCEL_FRAME)
+                return
+            if chunks:
+                await self.send(
+                    {"type": "http.response.body", "body": b"".join(chunks), "more_body": True}
+                )
+
+    async def next_batch(self) -> list[Event] | None:
+        """The queue's next items, up to ``batch_bytes`` (waiting for the first); None: only
+        the marker of a direct send, now finished."""
+        self.idle = True
+        try:
+            first = await self.queue.get()
+        finally:
+            self.idle = False
+        if self.unfinished is not None:  # finish the broadcaster's send before anything later
+            pending, self.unfinished = self.unfinished, None
+            await pending
+        if first is IN_FLIGHT:  # (an overflow may have discarded the marker: not relied on)
+            return None
+        batch = [first]
+        taken = first.size
+        while not self.queue.empty() and taken < self.batch_bytes:
+            batch.append(self.queue.get_nowait())
+            taken += batch[-1].size
+        return batch
+
+    def frames(self, batch: list[Event]) -> tuple[list[bytes], bool, bytes | None]:
+        """The frames of ``batch``, whether access must be checked again, and (not None) the
+        last frame if the batch ends the stream."""
+        chunks: list[bytes] = []
+        changed = False
+        for ev in batch:
+            if ev is OVERFLOW:  # the client stopped reading: end it; it resumes by Last-Event-ID
+                return chunks, changed, b""
+            if ev is RESET:  # the database started over: the client reconnects for a snapshot
+                return chunks, changed, b""
+            if ev is EXPIRED:
+                return chunks, changed, _REVOKED_FRAME
+            if ev is KEEPALIVE:
+                chunks.append(_KEEPALIVE_FRAME)
+            elif ev is RULES_CHANGED:
+                changed = True
+                self.read_rules()
+            elif not ev.seq or ev.seq > self.floor:
+                changed = changed or self.recheck
+                chunks.append(_change(ev, self.ids) if ev.seq else frame(ev))
+                self.metrics.record_lag(ev.ts)
+                self.metrics.events_sent += 1
+        return chunks, changed, None
 
 
 async def _final(send: Send, chunk: bytes) -> None:

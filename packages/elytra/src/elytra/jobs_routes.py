@@ -37,7 +37,7 @@ from .errors import ElytraError, ResultGoneError, TooManyJobsError
 from .jobs import FINAL, Job
 from .resultpages import arrow_stream, check_csv, csv_stream, json_page
 from .resultproxy import FORWARDED
-from .resultstore import ResultStore
+from .resultstore import ResultStore, StoredResult
 from .session import Session
 from .spec import PipelineSpec, build
 from .validate import make_validate_router
@@ -223,37 +223,25 @@ def make_router(
     the cluster that holds one (none: results are all here)."""
     router = APIRouter(tags=["jobs"])
     router.include_router(make_validate_router(session))  # POST /validate (validate.py)
+    _add_job_routes(router, session, registry, results)
+    _add_result_routes(router, registry, results, forward)
+    return router
+
+
+def _add_job_routes(
+    router: APIRouter,
+    session: Callable[[], Session],
+    registry: JobRegistry,
+    results: Callable[[], ResultStore],
+) -> None:
+    """Submit, list, read and cancel jobs."""
 
     @router.post("", status_code=202, response_model=JobModel, summary="Submit a pipeline")
     def submit(body: SubmitRequest, who: Who) -> JobModel:
         with registry.admitting(who.sub) as add:
-            job = _submit(body, who)
+            job = _start_job(body, who, session(), results)
             add(job)
         return _model(job)
-
-    def _submit(body: SubmitRequest, who: Who) -> Job:
-        """Plan and start the job (400/403 before anything runs)."""
-        s = session()
-        pipeline = build(body.pipeline, s, files=False)  # 400 before any task runs
-        driver = s.driver
-        assert isinstance(driver, Driver)  # the platform's session runs here, never remotely
-        if body.write is not None:
-            head = s.catalog.head(body.write)
-            if head is not None and not head.deleted and not who.admin and head.owner != who.sub:
-                raise ForbiddenError(
-                    f"dataset {body.write!r} belongs to {head.owner!r}; write to a dataset of "
-                    "yours or a new name"
-                )
-        job = driver.submit(
-            pipeline,
-            owner=who.sub,
-            recorder=s.recorder,
-            timeout=body.timeout,
-            write=body.write,
-            admin=who.admin,
-            store=results(),
-        )
-        return job
 
     @router.get("", response_model=list[JobModel], summary="Your jobs (an admin: all)")
     def list_jobs(who: Who, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[JobModel]:
@@ -270,31 +258,40 @@ def make_router(
         job.wait(10)
         return _model(job)
 
-    def _finished(job_id: str, who: Claims) -> Job:
-        """The job (owner or admin) if it stored a result, or the error saying why not."""
-        job = registry.get(job_id, who)
-        if job.state not in FINAL:
-            raise ConflictError(f"job {job_id} is {job.state}; fetch the result once it ends")
-        if job.error is not None:
-            err = job.error
-            if isinstance(err, PlatformError):
-                raise err
-            raise ElytraError(f"job {job_id} failed: {err}")
-        done = job.record.get("result") or {}
-        if done.get("where") == "dataset" and not done.get("stored"):
-            raise ConflictError(
-                f"job {job_id} wrote its rows to dataset {done.get('dataset')!r} (version "
-                f"{done.get('version')}), too many to keep a copy here too; read them from "
-                "the dataset (/api/lake)"
-            )
-        return job
 
-    def _elsewhere(job: Job, request: Request) -> Response | None:
-        """The holder's answer when another platform of the cluster holds the result."""
-        node = (job.record.get("result") or {}).get("node")
-        if forward is None or not node or request.headers.get(FORWARDED):
-            return None
-        return forward(str(node), request)
+def _start_job(
+    body: SubmitRequest, who: Claims, s: Session, results: Callable[[], ResultStore]
+) -> Job:
+    """Plan and start the job (400/403 before anything runs)."""
+    pipeline = build(body.pipeline, s, files=False)  # 400 before any task runs
+    driver = s.driver
+    assert isinstance(driver, Driver)  # the platform's session runs here, never remotely
+    if body.write is not None:
+        head = s.catalog.head(body.write)
+        if head is not None and not head.deleted and not who.admin and head.owner != who.sub:
+            raise ForbiddenError(
+                f"dataset {body.write!r} belongs to {head.owner!r}; write to a dataset of "
+                "yours or a new name"
+            )
+    job = driver.submit(
+        pipeline,
+        owner=who.sub,
+        recorder=s.recorder,
+        timeout=body.timeout,
+        write=body.write,
+        admin=who.admin,
+        store=results(),
+    )
+    return job
+
+
+def _add_result_routes(
+    router: APIRouter,
+    registry: JobRegistry,
+    results: Callable[[], ResultStore],
+    forward: Forwarder | None,
+) -> None:
+    """Fetch a finished job's rows in pages, and delete them."""
 
     @router.get(
         "/{job_id}/result",
@@ -316,29 +313,11 @@ def make_router(
             ),
         ] = None,
     ) -> Response:
-        if format == "json" and limit == 0:
-            raise BadInputError("a JSON page holds at least one row: give limit >= 1")
-        if format == "json" and limit is not None and limit > JSON_ROWS:
-            raise BadInputError(
-                f"a JSON page holds at most {JSON_ROWS} rows; page with offset, or ask for "
-                "format=arrow or csv (streamed)"
-            )
-        job = _finished(job_id, who)
-        if (answer := _elsewhere(job, request)) is not None:
+        _check_page(format, limit)
+        job = _finished(registry, job_id, who)
+        if (answer := _elsewhere(job, request, forward)) is not None:
             return answer
-        stored = results().open(job_id)
-        headers = {"x-total-rows": str(stored.num_rows)}
-        if format == "json":
-            body = json_page(stored, offset, JSON_PAGE if limit is None else limit)
-            return Response(body, media_type="application/json", headers=headers)
-        if format == "csv":
-            check_csv(stored)
-            return StreamingResponse(
-                csv_stream(stored, offset, limit), media_type="text/csv", headers=headers
-            )
-        return StreamingResponse(
-            arrow_stream(stored, offset, limit), media_type=ARROW_STREAM, headers=headers
-        )
+        return _result_page(results().open(job_id), format, offset, limit)
 
     @router.delete(
         "/{job_id}/result", status_code=204, summary="Delete a finished job's stored result"
@@ -347,10 +326,63 @@ def make_router(
         job = registry.get(job_id, who)
         if job.state not in FINAL:
             raise ConflictError(f"job {job_id} is {job.state}; cancel it, or delete once it ends")
-        if (answer := _elsewhere(job, request)) is not None:
+        if (answer := _elsewhere(job, request, forward)) is not None:
             return answer
         if not results().delete(job_id):
             raise ResultGoneError(f"job {job_id} has no stored result (deleted, or it expired)")
         return Response(status_code=204)
 
-    return router
+
+def _check_page(format: str, limit: int | None) -> None:
+    """A JSON page holds 1 to ``JSON_ROWS`` rows (BadInputError otherwise)."""
+    if format == "json" and limit == 0:
+        raise BadInputError("a JSON page holds at least one row: give limit >= 1")
+    if format == "json" and limit is not None and limit > JSON_ROWS:
+        raise BadInputError(
+            f"a JSON page holds at most {JSON_ROWS} rows; page with offset, or ask for "
+            "format=arrow or csv (streamed)"
+        )
+
+
+def _finished(registry: JobRegistry, job_id: str, who: Claims) -> Job:
+    """The job (owner or admin) if it stored a result, or the error saying why not."""
+    job = registry.get(job_id, who)
+    if job.state not in FINAL:
+        raise ConflictError(f"job {job_id} is {job.state}; fetch the result once it ends")
+    if job.error is not None:
+        err = job.error
+        if isinstance(err, PlatformError):
+            raise err
+        raise ElytraError(f"job {job_id} failed: {err}")
+    done = job.record.get("result") or {}
+    if done.get("where") == "dataset" and not done.get("stored"):
+        raise ConflictError(
+            f"job {job_id} wrote its rows to dataset {done.get('dataset')!r} (version "
+            f"{done.get('version')}), too many to keep a copy here too; read them from "
+            "the dataset (/api/lake)"
+        )
+    return job
+
+
+def _elsewhere(job: Job, request: Request, forward: Forwarder | None) -> Response | None:
+    """The holder's answer when another platform of the cluster holds the result."""
+    node = (job.record.get("result") or {}).get("node")
+    if forward is None or not node or request.headers.get(FORWARDED):
+        return None
+    return forward(str(node), request)
+
+
+def _result_page(stored: StoredResult, format: str, offset: int, limit: int | None) -> Response:
+    """Rows ``offset`` on of a stored result: a JSON page, or an Arrow or CSV stream."""
+    headers = {"x-total-rows": str(stored.num_rows)}
+    if format == "json":
+        body = json_page(stored, offset, JSON_PAGE if limit is None else limit)
+        return Response(body, media_type="application/json", headers=headers)
+    if format == "csv":
+        check_csv(stored)
+        return StreamingResponse(
+            csv_stream(stored, offset, limit), media_type="text/csv", headers=headers
+        )
+    return StreamingResponse(
+        arrow_stream(stored, offset, limit), media_type=ARROW_STREAM, headers=headers
+    )

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
 import elytra
-from elytra.pool_api import make_pool_router, pool_status
+from elytra.pool_routes import make_pool_router, pool_status
 from platform_core.auth import Claims
 from platform_core.http import install_error_handlers
 

@@ -2,7 +2,7 @@
 
 Which backend runs tasks (``inline``, ``local`` or ``ray``), its workers and which of them
 are busy, and for ``ray`` the Ray cluster's nodes and resources (otherwise ``ray`` says it is
-not attached). A route of its own (not in :mod:`elytra.api`) so the jobs routes and this one
+not attached). A route of its own (not in :mod:`elytra.jobs_routes`) so the jobs routes and this one
 change apart; the plugin registers it before ``/{job_id}``, which would otherwise take it.
 """
 
@@ -16,8 +16,8 @@ from pydantic import BaseModel, Field
 
 from platform_core import UnavailableError
 
-from .api import Who
 from .backends import Backend
+from .jobs_routes import Who
 
 __all__ = ["PoolModel", "make_pool_router", "pool_status"]
 
