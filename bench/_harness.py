@@ -25,6 +25,12 @@ Each (workload, engine, run) runs in a fresh spawned child, so memory figures ar
 the RSS that setup added (an engine's way of loading data is part of its footprint), then, for
 the timed call alone, the wall time, the peak RSS above the post-setup baseline, and the Arrow
 default pool's peak. Engines' check values must agree, so no engine can skip work.
+
+An engine that runs in a server of its own (a peer in another virtual environment, started once
+per bench run by its ``service``: ``bench/_peers.py``) returns :class:`Measured` from the timed
+call: the seconds (and peak RSS) that the server measured around its own work, its result
+materialised there; moving the result back to the child is not timed. The server's figures are
+reported in place of the child's.
 Results go to ``bench/results/<name>.json`` after every run; a later run resumes from there.
 """
 
@@ -39,6 +45,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +55,22 @@ RESULTS = ROOT / "results"
 DATA_CACHE = ROOT / "results" / "data"
 
 EngineFactory = Callable[[str, dict[str, Any]], Callable[[], Any]]
+Service = Callable[[dict[str, Any]], AbstractContextManager[dict[str, Any]]]
+"""Started in the parent once per bench run, before an engine's first run; yields params that
+are added to the children's (e.g. a server's socket path); stopped when the run ends."""
+
+
+@dataclass
+class Measured:
+    """A timed call's output with the time its engine measured itself (in a server process):
+    the harness reports ``seconds`` instead of its own clock around the call, and the server's
+    peak RSS above its baseline (None: unknown) instead of the child's."""
+
+    output: Any
+    seconds: float
+    peak_rss_bytes: int | None = None
+    setup_rss_bytes: int | None = None
+    arrow_peak_bytes: int | None = None
 
 
 def _proc_status_kib(key: str) -> int:
@@ -74,6 +97,7 @@ class Engine:
     factory: EngineFactory
     peer: bool
     workloads: tuple[str, ...] | None = None  # None: every workload
+    service: Service | None = None  # a server the engine talks to, started by the parent
 
     def runs(self, workload: str) -> bool:
         return self.workloads is None or workload in self.workloads
@@ -102,13 +126,19 @@ class Benchmark:
         return fn
 
     def engine(
-        self, name: str, *, peer: bool = False, workloads: list[str] | None = None
+        self,
+        name: str,
+        *,
+        peer: bool = False,
+        workloads: list[str] | None = None,
+        service: Service | None = None,
     ) -> Callable[[EngineFactory], EngineFactory]:
-        """Register an engine; ``workloads`` limits it to some workloads (GNU sort sorts)."""
+        """Register an engine; ``workloads`` limits it to some workloads (GNU sort sorts);
+        ``service`` is started in the parent before its first run (see :data:`Service`)."""
 
         def register(fn: EngineFactory) -> EngineFactory:
             self.engines[name] = Engine(
-                name, fn, peer, None if workloads is None else tuple(workloads)
+                name, fn, peer, None if workloads is None else tuple(workloads), service
             )
             return fn
 
@@ -141,6 +171,27 @@ class Benchmark:
         params = self.generator(scale, cache)
         script = Path(sys.modules["__main__"].__file__ or "").resolve()
         ctx = mp.get_context("spawn")
+        with ExitStack() as services:
+            self._run_all(ctx, script, store, chosen, engines, params, scale, args, services)
+        table, failures = self.report(store, chosen, engines, scale, args.runs)
+        print(table)
+        if failures:
+            print("\nFAILURES:\n" + "\n".join(failures))
+            sys.exit(1)
+
+    def _run_all(
+        self,
+        ctx: Any,
+        script: Path,
+        store: ResultStore,
+        chosen: list[str],
+        engines: list[Engine],
+        params: dict[str, Any],
+        scale: float,
+        args: argparse.Namespace,
+        services: ExitStack,
+    ) -> None:
+        started: dict[str, dict[str, Any]] = {}
         for workload in chosen:
             for engine in engines:
                 if not engine.runs(workload):
@@ -149,7 +200,22 @@ class Benchmark:
                     key = f"{workload}|{engine.name}|{scale:g}|{run}"
                     if store.has(key):
                         continue
-                    result = _run_in_child(ctx, script, engine.name, workload, params, args.timeout)
+                    extra: dict[str, Any] = {}
+                    if engine.service is not None:
+                        if engine.name not in started:
+                            try:
+                                started[engine.name] = services.enter_context(
+                                    engine.service(params)
+                                )
+                            except Exception as exc:  # no server: this engine's runs fail
+                                started[engine.name] = {"service_error": f"{exc}"}
+                        extra = started[engine.name]
+                    if "service_error" in extra:
+                        result = {"error": f"service not started: {extra['service_error']}"}
+                    else:
+                        result = _run_in_child(
+                            ctx, script, engine.name, workload, {**params, **extra}, args.timeout
+                        )
                     store.put(
                         key,
                         {
@@ -165,11 +231,6 @@ class Benchmark:
                         f"{_fmt_seconds(result.get('seconds'))}",
                         file=sys.stderr,
                     )
-        table, failures = self.report(store, chosen, engines, scale, args.runs)
-        print(table)
-        if failures:
-            print("\nFAILURES:\n" + "\n".join(failures))
-            sys.exit(1)
 
     def report(
         self,
@@ -215,6 +276,13 @@ class Benchmark:
             "are above the child's RSS after setup (data loading), which 'setup RSS' shows; "
             "'<=' marks an Arrow peak bounded by the setup's (Arrow keeps only a lifetime peak)."
         )
+        served = [e.name for e in engines if e.service is not None]
+        if served:
+            lines.append(
+                f"{', '.join(served)}: runs in a server of its own, started once per bench run; "
+                "its time and peak RSS are the server's own, measured around the query and its "
+                "materialisation as an Arrow table there (the result's trip back is not timed)."
+            )
         return "\n".join(lines), failures
 
 
@@ -308,20 +376,30 @@ def _child_main(script: str, engine: str, workload: str, params: dict[str, Any],
         seconds = time.perf_counter() - start
         peak = _proc_status_kib("VmHWM") * 1024
         arrow_max = pool.max_memory()
+        own: Measured | None = None
+        if isinstance(output, Measured):  # the engine's server timed its own work
+            own, output = output, output.output
+            seconds = own.seconds
         check = bench.checker(workload, output) if bench.checker else output
-        conn.send(
-            {
-                "seconds": seconds,
-                "setup_rss_bytes": max(0, baseline - before_setup),
-                "peak_rss_bytes": max(0, peak - baseline),
-                "peak_rss_exact": exact_peak,
-                # max_memory() is a lifetime peak: when setup peaked higher than the timed call,
-                # the call's own peak is unknown but at most the setup's; report that bound.
-                "arrow_peak_bytes": max(0, arrow_max - arrow_base),
-                "arrow_peak_exact": arrow_max > arrow_max_before,
-                "check": check,
-            }
-        )
+        result = {
+            "seconds": seconds,
+            "setup_rss_bytes": max(0, baseline - before_setup),
+            "peak_rss_bytes": max(0, peak - baseline),
+            "peak_rss_exact": exact_peak,
+            # max_memory() is a lifetime peak: when setup peaked higher than the timed call,
+            # the call's own peak is unknown but at most the setup's; report that bound.
+            "arrow_peak_bytes": max(0, arrow_max - arrow_base),
+            "arrow_peak_exact": arrow_max > arrow_max_before,
+            "check": check,
+        }
+        if own is not None:  # the server's figures, not this child's (which only read the result)
+            result["peak_rss_bytes"] = own.peak_rss_bytes or 0
+            result["peak_rss_exact"] = own.peak_rss_bytes is not None
+            result["setup_rss_bytes"] = own.setup_rss_bytes or 0
+            result["arrow_peak_bytes"] = own.arrow_peak_bytes or 0
+            result["arrow_peak_exact"] = own.arrow_peak_bytes is not None
+            result["measured_by"] = "server"
+        conn.send(result)
     except BaseException as exc:  # report any failure to the parent, then exit non-zero
         conn.send({"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
         raise SystemExit(1) from exc

@@ -8,7 +8,16 @@ files every engine reads:
   processes, one task per chunk group, partial aggregates merged in the driver;
 - ``elytra-ray``: the same pipelines on the Ray backend (``ray.init`` on this machine);
 - ``duckdb``, ``polars``: the same questions over ``read_parquet``/``scan_parquet`` of the chunk
-  files; ``ray-data``: Ray Data's ``groupby().aggregate`` over them.
+  files; ``ray-data``: Ray Data's ``groupby().aggregate`` over them;
+- ``daft``: Daft's native runner, DataFrame API over ``daft.read_parquet`` of the chunk files
+  (``daft_query``). Daft needs ``pyarrow<26``, so it runs in its own virtual environment as a
+  server started once per bench run (``bench/_peers.py``, pinned in ``bench/peers/daft.txt``):
+  its time is the server's own clock around the query and ``.to_arrow()``, its peak RSS the
+  server's; the result comes back as an Arrow IPC file (untimed) and is checked like the others'.
+  Daft answers every question but **q9**: Daft 0.7.26 has no correlation aggregate
+  (``pearson_correlation`` is between two embeddings, not over a group), and a hand-written
+  one-pass formula would not be Daft's answer, so q9 has no Daft entry. q6's median is Daft's
+  exact ``median()`` (``stddev()`` is the sample deviation, as DuckDB's).
 
 Questions (db-benchmark groupby): q1 sum v1 by id1; q2 sum v1 by id1, id2; q3 sum v1, mean v3
 by id3; q4 mean v1, v2, v3 by id4; q5 sum v1, v2, v3 by id6; q7 max v1 - min v2 by id3;
@@ -48,7 +57,9 @@ from typing import Any
 
 from _harness import Benchmark
 
-bench = Benchmark("elytra_bench", "elytra group-by questions against DuckDB, Polars, Ray Data")
+bench = Benchmark(
+    "elytra_bench", "elytra group-by questions against DuckDB, Polars, Daft, Ray Data"
+)
 bench.quick_scale = 0.01
 
 QUICK = "--quick" in sys.argv
@@ -64,6 +75,7 @@ SECTIONS = ["memory", "min_cap"]
 RAY_QUESTIONS = [] if QUICK else [*GROUP_BY, "join"]
 # Ray Data starts its executor per query: slow; and it has no join of two datasets to time here
 RAY_DATA_QUESTIONS = [] if QUICK else GROUP_BY
+DAFT_QUESTIONS = [q for q in [*QUESTIONS, *PIPELINES] if q != "q9"]  # q9: no corr in Daft
 SMALL_ROWS = 1_000_000
 
 SQL = {
@@ -319,6 +331,83 @@ def polars_engine(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
     query = queries[workload]
     query().collect()
     return lambda: query().collect().to_arrow()
+
+
+def daft_query(daft: Any, tables: dict[str, Any], workload: str) -> Any:
+    """The question as a Daft DataFrame over ``tables`` (``daft.read_parquet`` frames); runs in
+    the Daft server's environment (``bench/peers/daft_server.py``), which adds ``.to_arrow()``."""
+    from daft import Window, col
+    from daft.functions import row_number
+
+    g1, g1m, dim = tables["g1"], tables["g1m"], tables["dim"]
+    if workload == "join_dim":
+        return (
+            g1m.join(dim, on="id4")
+            .groupby("name")
+            .agg((col("v1") * col("weight")).sum().alias("v1w"), col("v3").mean())
+        )
+    if workload == "sort_limit":
+        return (
+            g1m.where(col("v1") > 2)
+            .select("id6", (col("v3") * col("v2")).alias("x"))
+            .sort(["x", "id6"], desc=[True, False])
+            .limit(25)
+        )
+    if workload == "join":
+        return tables["x"].join(tables["y"], on="k").select("k", "a", "c", "b")
+    if workload == "sort":
+        return g1.sort(["v3", "id1"], desc=[True, False])
+    if workload == "filter_count":
+        return g1.where(col("v3") > 50).count()
+    if workload == "q8":
+        top = Window().partition_by("id6").order_by("v3", desc=True)
+        return (
+            g1.where(col("v3").not_null())
+            .with_column("order_v3", row_number().over(top))
+            .where(col("order_v3") <= 2)
+            .select("id6", col("v3").alias("largest2_v3"))
+        )
+    if workload == "q7":
+        return (
+            g1.groupby("id3")
+            .agg(col("v1").max().alias("max_v1"), col("v2").min().alias("min_v2"))
+            .select("id3", (col("max_v1") - col("min_v2")).alias("range_v1_v2"))
+        )
+    c = col
+    groups: dict[str, tuple[list[str], list[Any]]] = {
+        "q1": (["id1"], [c("v1").sum()]),
+        "q2": (["id1", "id2"], [c("v1").sum()]),
+        "q3": (["id3"], [c("v1").sum(), c("v3").mean()]),
+        "q4": (["id4"], [c("v1").mean(), c("v2").mean(), c("v3").mean()]),
+        "q5": (["id6"], [c("v1").sum(), c("v2").sum(), c("v3").sum()]),
+        "q6": (["id4", "id5"], [c("v3").median().alias("median_v3"), c("v3").stddev().alias("sd")]),
+        "q10": (
+            ["id1", "id2", "id3", "id4", "id5", "id6"],
+            [c("v3").sum(), c("v3").count("all").alias("count")],
+        ),
+    }
+    keys, aggs = groups[workload]
+    return g1.groupby(*keys).agg(*aggs)
+
+
+def _daft_service(params: dict[str, Any]) -> Any:
+    from _peers import daft_server
+
+    return daft_server(params)
+
+
+@bench.engine("daft", peer=True, workloads=DAFT_QUESTIONS, service=_daft_service)
+def daft_engine(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
+    from _peers import DaftClient
+
+    client = DaftClient(params["daft_socket"])
+    tables = {name: list(files) for name, files in params["tables"].items()}
+
+    def ask() -> Any:
+        return client.ask(__file__, "daft_query", tables, workload=workload)
+
+    ask()  # warm, as the other engines are
+    return ask
 
 
 @bench.engine("ray-data", peer=True, workloads=RAY_DATA_QUESTIONS)

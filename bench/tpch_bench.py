@@ -18,12 +18,28 @@ the run).
 workers over the same Parquet files (Elytra's distributed engine, issue 35 item 1), timed
 interleaved with the others.
 
+Peers on one machine, where they run the query (issue 35): ``polars sql`` — Polars'
+``SQLContext`` over ``scan_parquet`` of the same files, in-process; ``daft sql`` — ``daft.sql``
+over ``daft.read_parquet`` of them (of a copy: Daft 0.7.26 cannot read the ``string_view``
+columns that ``tpchgen-cli`` writes; ``_daft_files`` keeps rows, row groups, codec and
+encoding) with the intervals written as the TPC-H specification writes them (``INTERVAL '3'
+MONTH``: Daft takes no unquoted ``INTERVAL 3 MONTH``), on Daft's native runner in its own virtual environment (Daft
+0.7.26 needs ``pyarrow<26``; ``bench/_peers.py`` makes it from the hash-pinned
+``bench/peers/daft.txt`` and starts one Daft server per run, whose own clock around the query
+and ``.to_arrow()`` is Daft's time; the result comes back as an Arrow IPC file, untimed). A
+query a peer refuses shows as ``refused`` and one it answers differently from DuckDB as
+``wrong`` (both with the reason under the table); neither fails the run, which only our
+engines' wrong answers do. Peers' numbers are compared with DuckDB's to a relative 1e-9 after
+decimals are taken as floats. ``--engine`` picks engines (``duckdb`` always runs: it is the
+oracle); without ``1node``/``3nodes`` no lake node starts.
+
 ``--baseline-src DIR`` adds ``3 nodes (before)``: a copy of the three-node store served by the
 lake package at ``DIR`` (e.g. ``/tmp/main/packages/lake/src`` of a checkout without the change,
 put first on the nodes' ``PYTHONPATH``), a second cluster running beside the first and timed
 interleaved with the other engines.
 
     python bench/tpch_bench.py [--scale 1] [--runs 3] [--query 4 --query 21] [--fresh]
+        [--engine duckdb --engine polars --engine daft]
 """
 
 from __future__ import annotations
@@ -42,7 +58,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from _harness import DATA_CACHE, RESULTS
+from _harness import DATA_CACHE, RESULTS, Measured
 
 SECRET = "tpch-bench-secret-" + "x" * 32
 ENV = {
@@ -56,6 +72,17 @@ QUICK_CHUNK = str(128 << 10)
 """At --quick scale, small chunks so that every table spans the three nodes."""
 THREADS = 2
 """DuckDB's threads: a node's default LAKE_QUERY_THREADS."""
+ENGINES = {
+    "duckdb": "duckdb",
+    "1node": "1 node",
+    "3nodes": "3 nodes",
+    "polars": "polars sql",
+    "daft": "daft sql",
+    "elytra": "elytra sql",
+}
+"""``--engine`` choices and the names in the results; ``elytra`` only when chosen."""
+PEERS = ("polars sql", "daft sql")
+"""Other engines: a refusal or a wrong answer is shown in the table, not a failed run."""
 
 
 def _token() -> str:
@@ -130,15 +157,27 @@ def _equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _same(got: Any, want: Any, ordered: bool) -> str | None:
-    """None when ``got`` holds DuckDB's answer, else what differs."""
+def _as_float(v: Any) -> Any:
+    from decimal import Decimal
+
+    return float(v) if isinstance(v, Decimal) else v
+
+
+def _same(got: Any, want: Any, ordered: bool, loose: bool = False) -> str | None:
+    """None when ``got`` holds DuckDB's answer, else what differs; ``loose`` (peers): decimals
+    compared as floats (another engine may type a sum or an average otherwise)."""
     a = [tuple(r.values()) for r in got.to_pylist()]
     b = [tuple(r.values()) for r in want.to_pylist()]
+    if loose:
+        a = [tuple(map(_as_float, r)) for r in a]
+        b = [tuple(map(_as_float, r)) for r in b]
     if not ordered:
         a, b = sorted(a, key=repr), sorted(b, key=repr)
     if len(a) != len(b):
         return f"{len(a)} rows, DuckDB {len(b)}"
     for x, y in zip(a, b, strict=True):
+        if len(x) != len(y):
+            return f"{len(x)} columns, DuckDB {len(y)}"
         if not all(_equal(u, v) for u, v in zip(x, y, strict=True)):
             return f"row {x} where DuckDB has {y}"
     return None
@@ -167,6 +206,86 @@ class _ElytraSQL:
         return self.session.sql(sql, tables).collect()
 
 
+class _PolarsSQL:
+    """Polars' ``SQLContext`` over ``scan_parquet`` of the generated files, in-process."""
+
+    def __init__(self, files: dict[str, Path]) -> None:
+        import polars as pl
+
+        self.ctx = pl.SQLContext(frames={t: pl.scan_parquet(p) for t, p in files.items()})
+
+    def query_arrow(self, sql: str) -> Any:
+        return self.ctx.execute(sql).collect().to_arrow()
+
+
+def daft_sql(daft: Any, tables: dict[str, Any], sql: str) -> Any:
+    """``daft.sql`` over ``tables`` (``daft.read_parquet`` frames); runs in the Daft server
+    (``bench/peers/daft_server.py``), which adds ``.to_arrow()`` and times both."""
+    return daft.sql(sql, register_globals=False, **tables)
+
+
+class _DaftSQL:
+    """``query_arrow`` through the Daft server: :class:`Measured`, Daft's own seconds."""
+
+    def __init__(self, socket_path: str, files: dict[str, Path]) -> None:
+        from _peers import DaftClient
+
+        self.client = DaftClient(socket_path)
+        self.tables = {t: [str(p)] for t, p in files.items()}
+
+    def query_arrow(self, sql: str) -> Measured:
+        return self.client.ask(__file__, "daft_sql", self.tables, sql=spec_intervals(sql))
+
+
+def spec_intervals(sql: str) -> str:
+    """``INTERVAL 90 DAY`` (DuckDB's form, in ``lake.tpch``) as ``INTERVAL '90' DAY``, the TPC-H
+    specification's own form: Daft's SQL takes only a quoted interval value. The one rewrite
+    any engine gets here."""
+    import re
+
+    return re.sub(r"INTERVAL\s+(\d+)\s+(DAY|MONTH|YEAR)\b", r"INTERVAL '\1' \2", sql, flags=re.I)
+
+
+def _daft_files(files: dict[str, Path], out: Path) -> dict[str, Path]:
+    """Daft's copy of the generated files (written once per scale): Daft 0.7.26 cannot read a
+    Parquet file whose Arrow schema says ``string_view`` ("Unsupported Arrow DataType:
+    Utf8View"), which is how ``tpchgen-cli`` types its strings. The copy has the same rows, row
+    groups, codec (Snappy) and dictionary encoding, with those columns typed ``string``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def plain(t: pa.DataType) -> pa.DataType:
+        return pa.string() if pa.types.is_string_view(t) else t
+
+    copies = {}
+    for name, src in files.items():
+        dst = copies[name] = out / src.name
+        if dst.exists():
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        reader = pq.ParquetFile(src)
+        schema = pa.schema([f.with_type(plain(f.type)) for f in reader.schema_arrow])
+        tmp = dst.with_suffix(".partial")
+        with pq.ParquetWriter(tmp, schema, compression="snappy") as w:
+            for i in range(reader.num_row_groups):
+                group = reader.read_row_group(i).cast(schema)
+                w.write_table(group, row_group_size=max(1, group.num_rows))
+        tmp.rename(dst)
+    return copies
+
+
+@contextmanager
+def _daft(files: dict[str, Path]) -> Iterator[_DaftSQL]:
+    from _peers import daft_server
+
+    with daft_server() as params:
+        client = _DaftSQL(params["daft_socket"], files)
+        try:
+            yield client
+        finally:
+            client.client.close()
+
+
 @contextmanager
 def _elytra(files: dict[str, Path], home: Path) -> Iterator[_ElytraSQL]:
     import elytra
@@ -193,7 +312,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--query", type=int, action="append", help="run only these queries")
     ap.add_argument("--baseline-src", type=Path, help="a lake src dir to measure as 'before'")
     ap.add_argument("--elytra", action="store_true", help="also session.sql on a local pool")
+    ap.add_argument(
+        "--engine",
+        action="append",
+        choices=sorted(ENGINES),
+        help="run only these engines (default: all but elytra; duckdb always runs)",
+    )
     args = ap.parse_args(argv)
+    chosen = {ENGINES[e] for e in args.engine or [e for e in ENGINES if e != "elytra"]}
+    chosen.add("duckdb")
+    if args.elytra:
+        chosen.add("elytra sql")
     scale = 0.01 if args.quick else args.scale
     runs = 1 if args.quick else args.runs
     numbers = sorted(args.query or QUERIES)
@@ -213,8 +342,8 @@ def main(argv: list[str] | None = None) -> None:
         tmp.write_text(json.dumps(stored, indent=1, sort_keys=True))
         os.replace(tmp, results_path)
 
-    one = _store(cache / "one", 1, files, env)
-    three = _store(cache / "three", 3, files, env)
+    one = _store(cache / "one", 1, files, env) if "1 node" in chosen else []
+    three = _store(cache / "three", 3, files, env) if "3 nodes" in chosen else []
     duck = duckdb.connect(config={"threads": THREADS})
     for name, path in files.items():
         duck.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
@@ -231,34 +360,64 @@ def main(argv: list[str] | None = None) -> None:
             ordered = "ORDER BY" in sql.upper().split(")")[-1]
             want = duck.sql(sql).to_arrow_table()
             call: dict[str, Callable[[], Any]] = {}
+            verdict: dict[str, dict[str, str]] = {}
             for e in todo:
                 client = engines[e]
                 if client is None:
                     call[e] = lambda q=sql: duck.sql(q).to_arrow_table()
                     continue
                 call[e] = lambda c=client, q=sql: c.query_arrow(q)
+                if e in PEERS:  # a peer's refusal or wrong answer is shown, not fatal
+                    try:
+                        got = call[e]()
+                    except Exception as exc:
+                        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:400]
+                        row[e] = {"refused": reason}
+                        del call[e]
+                        continue
+                    got = got.output if isinstance(got, Measured) else got
+                    wrong = _same(got, want, ordered, loose=True)
+                    if wrong is not None:
+                        verdict[e] = {"wrong": wrong[:300]}
+                    continue
                 wrong = _same(call[e](), want, ordered)  # warm, and check the answer
                 if wrong is not None:
                     failures.append(f"q{n:02d} on {e}: {wrong}")
+            todo = [e for e in todo if e in call]
             times: dict[str, list[float]] = {e: [] for e in todo}
             for _ in range(runs):
                 for e in todo:
                     start = time.perf_counter()
-                    call[e]()
-                    times[e].append(time.perf_counter() - start)
+                    out = call[e]()
+                    took = time.perf_counter() - start
+                    # an engine in a server of its own reports its own time
+                    times[e].append(out.seconds if isinstance(out, Measured) else took)
             for e in todo:
-                row[e] = {"median": statistics.median(times[e]), "times": times[e]}
+                row[e] = {
+                    "median": statistics.median(times[e]),
+                    "times": times[e],
+                    **verdict.get(e, {}),
+                }
                 if e.startswith("3 nodes"):
                     row[e]["moved"] = _moved(engines[e], sql)
-            print(
-                f"  q{n:02d}: " + ", ".join(f"{e} {row[e]['median'] * 1000:.0f} ms" for e in todo),
-                file=sys.stderr,
-            )
+            print(f"  q{n:02d}: " + ", ".join(_cell(row, e) for e in row), file=sys.stderr)
             save()
 
-    with _nodes(one, env) as c1, _nodes(three, env) as c3, ExitStack() as stack:
-        engines = {"duckdb": None, "1 node": c1, "3 nodes": c3}
-        if args.baseline_src is not None:
+    with ExitStack() as stack:
+        engines: dict[str, Any] = {"duckdb": None}
+        if "1 node" in chosen:
+            engines["1 node"] = stack.enter_context(_nodes(one, env))
+        if "3 nodes" in chosen:
+            engines["3 nodes"] = stack.enter_context(_nodes(three, env))
+        if "polars sql" in chosen:
+            engines["polars sql"] = _PolarsSQL(files)
+        if "daft sql" in chosen:
+            try:
+                copies = _daft_files(files, cache / "parquet-daft")
+                engines["daft sql"] = stack.enter_context(_daft(copies))
+            except Exception as exc:  # no Daft environment (no PyPI?): say so, run the rest
+                print(f"  daft sql: not started: {exc}", file=sys.stderr)
+        if args.baseline_src is not None and "3 nodes" in chosen:
             # a copy of the three-node store, so both clusters run side by side, interleaved
             copy = cache / "three-before"
             if not (copy / "done").exists():
@@ -267,10 +426,14 @@ def main(argv: list[str] | None = None) -> None:
             before_env = {**env, "PYTHONPATH": str(args.baseline_src.resolve())}
             homes = [copy / h.name for h in three]
             engines["3 nodes (before)"] = stack.enter_context(_nodes(homes, before_env))
-        if args.elytra:
+        if "elytra sql" in chosen:
             engines["elytra sql"] = stack.enter_context(_elytra(files, cache / "elytra-home"))
         measure(engines)
     print(report(results, numbers, scale, runs, args.baseline_src is not None, args.elytra))
+    peers = [e for e in PEERS if e in engines]
+    if peers:
+        print()
+        print(peer_report(results, numbers, scale, runs, peers))
     if failures:
         print("\nWRONG ANSWERS:\n" + "\n".join(failures))
         sys.exit(1)
@@ -345,6 +508,66 @@ def report(
         "coordinator over the network from the other nodes; 'held' is all it gathered (its own "
         "fragments' results too)."
     )
+    return "\n".join(lines)
+
+
+def _cell(row: dict[str, Any], e: str) -> str:
+    r = row[e]
+    if "refused" in r:
+        return f"{e} refused"
+    return f"{e} {r['median'] * 1000:.0f} ms{' WRONG' if 'wrong' in r else ''}"
+
+
+def peer_report(
+    results: dict[str, dict[str, Any]],
+    numbers: list[int],
+    scale: float,
+    runs: int,
+    peers: list[str],
+) -> str:
+    """DuckDB and the peers on one machine: medians, ratios to DuckDB, refusals, wrong answers."""
+    head = "| query | DuckDB ms |" + "".join(f" {p} ms | {p} / DuckDB |" for p in peers)
+    lines = [
+        f"### TPC-H at SF {scale:g} on one machine: peers, median of {runs} runs",
+        "",
+        head,
+        "|---|---:|" + "---:|---:|" * len(peers),
+    ]
+    ratios: dict[str, list[float]] = {p: [] for p in peers}
+    notes: list[str] = []
+    for n in numbers:
+        row = results.get(f"q{n:02d}", {})
+        d = row.get("duckdb", {}).get("median")
+        line = f"| q{n:02d} | {'n/a' if d is None else f'{d * 1000:.0f}'} |"
+        for p in peers:
+            r = row.get(p)
+            if r is None:
+                line += " n/a | |"
+            elif "refused" in r:
+                line += " refused | |"
+                notes.append(f"- q{n:02d}, {p} refused: {r['refused']}")
+            elif "wrong" in r:
+                line += f" wrong ({r['median'] * 1000:.0f}) | |"
+                notes.append(f"- q{n:02d}, {p} answered wrong: {r['wrong']}")
+            else:
+                ratio = r["median"] / d if d else None
+                ratios[p] += [ratio] if ratio else []
+                line += f" {r['median'] * 1000:.0f} | {ratio or 0:.2f}x |"
+        lines.append(line)
+    lines.append(
+        "| geometric mean (queries answered) | |"
+        + "".join(
+            f" {len(ratios[p])}/{len(numbers)} | {_geomean(ratios[p]) or 0:.2f}x |" for p in peers
+        )
+    )
+    lines.append("")
+    lines.append(
+        "Ratios are the peer's median over DuckDB's (above 1: DuckDB is faster); the geometric "
+        "mean is over the queries the peer answered right. daft sql's time is its server's own "
+        "clock around the query and `.to_arrow()`."
+    )
+    if notes:
+        lines += ["", *notes]
     return "\n".join(lines)
 
 
