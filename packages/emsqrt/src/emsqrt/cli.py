@@ -19,11 +19,12 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from platform_core import MemCap, PlatformError
+from platform_core.cli import new_app
 
 from .budget import format_bytes
 from .output import Format, fail, print_result
 
-app = typer.Typer(
+app = new_app(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
