@@ -15,12 +15,15 @@ from typing import Any
 
 import pytest
 
+from platform_core import PlatformSettings, auth, load_settings
 from platform_core.testing import ServerProcess
 from platform_gateway.testing import EVENTS_DIR_ENV, wait_healthy, write_test_plugin
 
 sys.path.insert(0, str(Path(__file__).parent))  # the tests' own helper modules (jobs_helpers)
 
 from servers import command, launch
+
+INT64_MAX = 2**63 - 1
 
 BANNER = re.compile(r"platform is up at (http://\S+) \(docs: ([^,\s)]+)")
 START_TIMEOUT = 90.0
@@ -195,3 +198,37 @@ def platform_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def sums_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str, Path]]:
+    """One `platform up` (one pool worker, Elkyn writes bounded at 4 KiB) holding dataset `t`
+    (uploaded by alice), whose integer sums pass int64; yields (server, alice's token, the
+    dataset's Parquet file, beside which lies the platform's ``home``). Shared by
+    test_integer_sums_equal_duckdb.py and the gateway `/db` test of test_elkyn_http_layer.py."""
+    base = tmp_path_factory.mktemp("sums-platform")
+    home = base / "home"
+    server = launch(
+        [str(command("platform")), "up", "--port", "0", "--home", str(home)],
+        base / "run",
+        env={"ELYTRA_WORKERS": "1", "ELKYN_MAX_WRITE_BYTES": "4096"},
+    )
+    try:
+        import duckdb
+
+        signer = auth.signer(load_settings(PlatformSettings, home=home), create=False)
+        token = signer.issue("alice")
+        csv = base / "t.parquet"
+        duckdb.sql(
+            f"COPY (SELECT CAST(i % 4 AS BIGINT) AS k, CASE WHEN i % 10 = 3 THEN NULL "
+            f"WHEN i % 2 = 0 THEN {INT64_MAX} ELSE -{INT64_MAX // 3} END AS v, "
+            f"CAST(NULL AS BIGINT) AS nv, i % 3 = 0 AS b FROM range(4000) t(i)) "
+            f"TO '{csv}' (FORMAT parquet)"
+        )
+        from lake import Client
+
+        with Client(server.url, token) as client:
+            client.upload(csv, "t")
+        yield server, token, csv
+    finally:
+        server.stop()

@@ -92,3 +92,55 @@ def test_connect_on_a_served_home_uses_the_running_platform(
         assert t.column("sa").to_pylist() == [4]
     assert platform.stop() == 0
     assert not (platform.home / "platform.json").exists()
+
+
+CONNECT_AND_WRITE = """
+import json, sys
+import jwt
+import elytra
+from platform_core.cli import default_url, resolve_token
+
+with elytra.connect() as s:
+    assert s.remote is not None
+    s.read_csv(sys.argv[1]).write("by_session")
+    session = jwt.decode(s._token, options={"verify_signature": False})
+cli = jwt.decode(resolve_token(default_url()), options={"verify_signature": False})
+print(json.dumps({"session": [session["sub"], session["admin"]], "cli": [cli["sub"], cli["admin"]]}))
+"""
+
+
+def test_connect_beside_a_running_platform_acts_as_the_clis_identity(
+    start_platform: StartPlatform, tmp_path: Path
+) -> None:
+    """One person, one identity: ``elytra.connect()`` on a home a platform serves acts as the
+    CLIs do there (the README's ``admin``), not as the OS user; what it writes is owned by the
+    same name as what ``lake upload`` writes."""
+    import getpass
+    import json
+    import os
+    import subprocess
+    import sys
+
+    platform = start_platform(free_port())
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,b\n1,2\n3,4\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
+    env |= {"PLATFORM_HOME": str(platform.home), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    bindir = Path(sys.executable).parent
+
+    def run(*argv: str) -> str:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    ids = json.loads(run(sys.executable, "-c", CONNECT_AND_WRITE, str(csv)).strip())
+    assert ids["session"] == ids["cli"], ids
+    assert ids["session"] == ["admin", True]
+    run(str(bindir / "lake"), "upload", str(csv), "--name", "by_cli")
+    listed = json.loads(run(str(bindir / "lake"), "ls", "--json"))  # {"columns", "rows"}
+    columns = [c["name"] for c in listed["columns"]]
+    name, owner = columns.index("name"), columns.index("owner")
+    owners = {row[name]: row[owner] for row in listed["rows"]}
+    assert owners["by_session"] == owners["by_cli"] == "admin", owners
+    if getpass.getuser() != "admin":
+        assert getpass.getuser() not in owners.values()

@@ -89,7 +89,7 @@ def page(context: BrowserContext) -> Page:
     return sign_in(p)
 
 
-# The /worker page's tests (test_worker_page.py, test_break15_worker_protocol.py): one
+# The /worker page's tests (test_worker_page.py, test_worker_leases_and_tokens.py): one
 # `platform up` with the browser backend per module.
 
 

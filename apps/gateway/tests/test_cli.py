@@ -253,3 +253,11 @@ def test_python_dash_m_runs_the_same_cli() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert f"platform-gateway {version('platform-gateway')}" in result.stdout
+
+
+def test_token_ttl_bound_is_auths() -> None:
+    """`platform token --ttl` is bounded without importing auth; the bound is auth's."""
+    from platform_core import auth
+    from platform_gateway.cli import MAX_TOKEN_TTL_SECONDS
+
+    assert MAX_TOKEN_TTL_SECONDS == auth.MAX_TOKEN_TTL_SECONDS

@@ -1,13 +1,16 @@
-"""The gateway's job registry: a per-user running limit; a job of an earlier run read back
-from its record (results live on disk, not here: see test_result_store)."""
+"""The gateway's job registry: a per-user running limit (held under concurrent submits, a
+failed submit giving its slot back); a job of an earlier run read back from its record
+(results live on disk, not here: see test_result_store)."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
+from elytra import PipelineError
 from elytra.errors import TooManyJobsError
 from elytra.jobs import Job
 from elytra.jobs_routes import JobRegistry
@@ -86,3 +89,38 @@ def test_the_jobs_of_an_earlier_run_are_listed_again_before_new_ones() -> None:
     assert [j.id for j in reg.list(_claims("alice"))] == ["new", "old2", "old1"]
     assert reg.get("old2", _claims("alice")).done()
     reg.admit("alice")  # finished: they hold none of alice's running slots
+
+
+def test_concurrent_submits_cannot_pass_the_per_user_limit_together() -> None:
+    reg = JobRegistry(per_user=4)
+    barrier = threading.Barrier(8, timeout=10)
+    outcomes: list[str] = []
+
+    def submit(i: int) -> None:
+        try:
+            with reg.admitting("alice") as add:
+                barrier.wait()  # everyone admitted is here at once, before any add
+                add(Job(f"j{i}", owner="alice"))
+            outcomes.append("202")
+        except TooManyJobsError:
+            outcomes.append("429")
+            barrier.wait()
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert sorted(outcomes) == ["202"] * 4 + ["429"] * 4
+    assert len(reg.jobs) == 4
+    with pytest.raises(TooManyJobsError):
+        reg.admit("alice")
+
+
+def test_a_failed_submit_gives_its_slot_back() -> None:
+    reg = JobRegistry(per_user=1)
+    with pytest.raises(PipelineError), reg.admitting("alice"):
+        raise PipelineError("bad plan")
+    with reg.admitting("alice") as add:
+        add(Job("ok", owner="alice"))
+    assert list(reg.jobs) == ["ok"]

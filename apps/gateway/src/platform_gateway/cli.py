@@ -12,42 +12,21 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from platform_core import (
-    BadInputError,
-    PlatformError,
-    PlatformSettings,
-    Plugin,
-    auth,
-    cap_memory,
-    discover_plugins,
-    load_settings,
-)
-from platform_core.cli import (
-    default_url,
-    expected_errors,
-    fail,
-    forget_token,
-    login,
-    normalize_url,
-    save_token,
-    tokens_file,
-    version_option,
-    warn,
-)
-from platform_core.service import StartError, configure_service_logging
-from platform_core.tls import server_tls
+from platform_core import BadInputError, PlatformError, Plugin, discover_plugins
+from platform_core.cli import expected_errors, fail, new_app, version_option, warn
 
 from .demo import register as register_demo
-from .serve import Outcome, bind, serve, url_of
 from .status_cli import register as register_status
 from .tokens_cli import register as register_tokens
-from .tokens_cli import sign_out
 from .users_cli import app as users_app
 from .versions import platform_versions
+
+if TYPE_CHECKING:
+    from platform_core import PlatformSettings
 
 __all__ = ["build_cli", "main"]
 
@@ -59,7 +38,14 @@ _BUILTIN_COMMANDS = frozenset({"up", "token", "login", "logout", "demo-data", "u
 def _configure_logging(level: str) -> None:
     """Configure logging once, for the whole process (the service kit's JSON lines, with
     credentials redacted); handlers an embedding program or test runner installed are kept."""
+    from platform_core.service import configure_service_logging
+
     configure_service_logging(level)
+
+
+MAX_TOKEN_TTL_SECONDS = 7 * 24 * 3600
+"""``platform_core.auth.MAX_TOKEN_TTL_SECONDS`` (a test keeps them equal): ``--ttl``'s bound,
+without importing auth (PyJWT) for ``--help``."""
 
 
 def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
@@ -76,20 +62,31 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
             load_error = str(exc)
             warn(f"{load_error} (its commands are missing; fix or uninstall that package)")
             plugins = []
-
-    cli = typer.Typer(
+    cli = new_app(
         name="platform",
-        help="The data platform: run it with [bold]platform up[/], then open /docs.",
-        rich_markup_mode="rich",
+        help="The data platform: run it with `platform up`, then open /docs.",
         no_args_is_help=True,
-        pretty_exceptions_show_locals=False,  # locals may hold secrets
     )
+    cli.callback()(_root)
+    _add_up(cli, plugins, load_error)
+    cli.add_typer(_token_app())
+    cli.command("login")(_login)
+    cli.command()(logout)
+    register_status(cli)
+    register_demo(cli)
+    cli.add_typer(users_app, name="user")
+    _add_plugin_clis(cli, plugins)
+    return cli
 
-    @cli.callback()
-    def root(
-        version: Annotated[bool, version_option(versions=platform_versions)] = False,
-    ) -> None:
-        """The data platform: storage, SQL, pipelines and a live database behind one gateway."""
+
+def _root(
+    version: Annotated[bool, version_option(versions=platform_versions)] = False,
+) -> None:
+    """The data platform: storage, SQL, pipelines and a live database behind one gateway."""
+
+
+def _add_up(cli: typer.Typer, plugins: list[Plugin], load_error: str | None) -> None:
+    """``platform up``: its options here, the start in :func:`_start`."""
 
     @cli.command()
     def up(
@@ -129,185 +126,212 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
         """Start the gateway with every installed plugin; Ctrl-C stops it (twice: by force)."""
         if load_error is not None:
             fail(f"cannot start: {load_error}", 1)
-        overrides: dict[str, Any] = {
-            "host": host,
-            "port": port,
-            "log_level": log_level.lower() if log_level is not None else None,
-            "join": join,
-        }
+        given: dict[str, Any] = {"host": host, "port": port, "join": join}
+        if log_level is not None:
+            given["log_level"] = log_level.lower()
         if home is not None:
-            overrides["home"] = home.expanduser().resolve()
-        try:
-            given = {k: v for k, v in overrides.items() if v is not None}
-            settings = load_settings(PlatformSettings, **given)
-        except BadInputError as exc:
-            fail(str(exc), 2)
-        # Plugins read their own settings from the environment; they must see these.
-        if home is not None:
-            os.environ["PLATFORM_HOME"] = str(settings.home)
-        if settings.join:
-            os.environ["PLATFORM_JOIN"] = settings.join
-            scheme = "https" if settings.tls_cert is not None else "http"  # all TLS, or none
-            os.environ.setdefault("ELKYN_REPLICA_OF", f"{scheme}://{settings.join}/db")
-        if ray_address is not None:
-            os.environ["ELYTRA_RAY_ADDRESS"] = ray_address
-            os.environ.setdefault("ELYTRA_BACKEND", "ray")
-        try:
-            Path(settings.home).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            fail(f"cannot create the data directory {settings.home}: {exc}", 2)
+            given["home"] = home.expanduser().resolve()
+        settings = _up_settings({k: v for k, v in given.items() if v is not None})
+        _export_for_plugins(settings, home_given=home is not None, ray_address=ray_address)
+        _start(settings, plugins)
 
-        try:
-            auth.load_secret(settings)  # made once if missing; create_app reads it again
-            auth.signer(settings)  # the previous secrets too: a short one fails here
-            tls = server_tls(settings)  # certificate and key readable and a pair, or one line
-        except PlatformError as exc:
-            fail(str(exc), 2)
 
-        try:
-            sock = bind(settings.host, settings.port)
-        except StartError as exc:
-            fail(exc.message, 1)  # one line, before any log line
-        _configure_logging(settings.log_level)
-        if settings.port == 0:
-            # --port 0: plugins must see the bound port (the lake node gossips its address).
-            settings = settings.model_copy(update={"port": sock.getsockname()[1]})
-        from .app import create_app  # FastAPI: only `up` needs it
+def _up_settings(given: dict[str, Any]) -> PlatformSettings:
+    """The platform's settings with ``up``'s options over the environment; bad ones exit 2."""
+    from platform_core import PlatformSettings, load_settings  # pydantic-settings: when run
 
-        try:
-            app = create_app(settings, plugins)
-        except BadInputError as exc:
-            fail(str(exc), 2)
-        except PlatformError as exc:
-            fail(f"cannot start: {exc}", 1)
-        capped = cap_memory(settings.memory_headroom)  # a query errors, the process lives
-        if capped is not None:
-            logging.getLogger("platform").info("address space capped at %d MiB", capped >> 20)
-        url = url_of(settings.host, sock.getsockname()[1], tls=tls is not None)
-        outcome = serve(app, sock, url, settings.log_level, Path(settings.home), tls)
-        if outcome is Outcome.FAILED:
-            fail("the platform did not start (the log above says why)", 1)
-        if outcome is Outcome.FORCED:
-            fail("stopped by force: plugins still stopping were interrupted", 1)
+    try:
+        return load_settings(PlatformSettings, **given)
+    except BadInputError as exc:
+        fail(str(exc), 2)
 
-    token_app = typer.Typer(
+
+def _export_for_plugins(
+    settings: PlatformSettings, *, home_given: bool, ray_address: str | None
+) -> None:
+    """Plugins read their own settings from the environment; they must see ``up``'s options."""
+    if home_given:
+        os.environ["PLATFORM_HOME"] = str(settings.home)
+    if settings.join:
+        os.environ["PLATFORM_JOIN"] = settings.join
+        scheme = "https" if settings.tls_cert is not None else "http"  # all TLS, or none
+        os.environ.setdefault("ELKYN_REPLICA_OF", f"{scheme}://{settings.join}/db")
+    if ray_address is not None:
+        os.environ["ELYTRA_RAY_ADDRESS"] = ray_address
+        os.environ.setdefault("ELYTRA_BACKEND", "ray")
+
+
+def _start(settings: PlatformSettings, plugins: list[Plugin]) -> None:
+    """Check the home, secret and TLS, bind, build the app and serve it until stopped."""
+    from platform_core import auth, cap_memory
+    from platform_core.service import StartError
+    from platform_core.tls import server_tls
+
+    from .serve import Outcome, bind, serve, url_of
+
+    try:
+        Path(settings.home).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"cannot create the data directory {settings.home}: {exc}", 2)
+    try:
+        auth.load_secret(settings)  # made once if missing; create_app reads it again
+        auth.signer(settings)  # the previous secrets too: a short one fails here
+        tls = server_tls(settings)  # certificate and key readable and a pair, or one line
+    except PlatformError as exc:
+        fail(str(exc), 2)
+    try:
+        sock = bind(settings.host, settings.port)
+    except StartError as exc:
+        fail(exc.message, 1)  # one line, before any log line
+    _configure_logging(settings.log_level)
+    if settings.port == 0:
+        # --port 0: plugins must see the bound port (the lake node gossips its address).
+        settings = settings.model_copy(update={"port": sock.getsockname()[1]})
+    from .app import create_app  # FastAPI: only `up` needs it
+
+    try:
+        app = create_app(settings, plugins)
+    except BadInputError as exc:
+        fail(str(exc), 2)
+    except PlatformError as exc:
+        fail(f"cannot start: {exc}", 1)
+    capped = cap_memory(settings.memory_headroom)  # a query errors, the process lives
+    if capped is not None:
+        logging.getLogger("platform").info("address space capped at %d MiB", capped >> 20)
+    url = url_of(settings.host, sock.getsockname()[1], tls=tls is not None)
+    outcome = serve(app, sock, url, settings.log_level, Path(settings.home), tls)
+    if outcome is Outcome.FAILED:
+        fail("the platform did not start (the log above says why)", 1)
+    if outcome is Outcome.FORCED:
+        fail("stopped by force: plugins still stopping were interrupted", 1)
+
+
+def _token_app() -> typer.Typer:
+    """``platform token`` (print a token) with ``revoke`` and ``workers`` under it."""
+    token_app = new_app(
         name="token",
         help="Print a token signed with the platform secret; `revoke` and `workers` manage "
         "the tokens a running platform issued.",
         invoke_without_command=True,
         no_args_is_help=False,
     )
-
-    @token_app.callback()
-    def token(
-        ctx: typer.Context,
-        sub: Annotated[str, typer.Option(help="Subject (user id) of the token.")] = "admin",
-        admin: Annotated[
-            bool, typer.Option("--admin", help="Give the token admin rights.")
-        ] = False,
-        worker: Annotated[
-            bool,
-            typer.Option(
-                "--worker",
-                help="A worker token (elytra's browser workers; refused on every other route).",
-            ),
-        ] = False,
-        ttl: Annotated[
-            int | None,
-            typer.Option(
-                min=1,
-                max=auth.MAX_TOKEN_TTL_SECONDS,
-                help="Lifetime in seconds, at most 7 days (default: PLATFORM_TOKEN_TTL_SECONDS).",
-            ),
-        ] = None,
-        gen: Annotated[
-            int, typer.Option(min=0, help="Token generation (after a revocation of --sub).")
-        ] = 0,
-        home: Annotated[
-            Path | None, typer.Option(help="Data directory whose secret signs the token.")
-        ] = None,
-    ) -> None:
-        """Print a token signed with the platform secret (for scripts: `--token $(platform token)`).
-
-        The secret must exist already (`PLATFORM_SECRET`, or made by `platform up` under the
-        home): a token signed with a new secret would be accepted by nobody. A token minted
-        here has generation --gen (0): once its subject's tokens were revoked, the platform
-        refuses it until minted with the current generation (`revoke` prints it).
-        """
-        if ctx.invoked_subcommand is not None:
-            return
-        try:
-            options: dict[str, Any] = {"home": home} if home is not None else {}
-            settings = load_settings(PlatformSettings, **options)
-            if worker and admin:
-                fail("a worker token has no admin rights: give --worker or --admin", 2)
-            token_signer = auth.signer(settings, create=False)
-            if worker:
-                value = token_signer.worker_token(sub, ttl_seconds=ttl or 3600, gen=gen)
-            else:
-                ttl_seconds = ttl if ttl is not None else settings.token_ttl_seconds
-                value = token_signer.issue(sub, admin=admin, ttl_seconds=ttl_seconds, gen=gen)
-        except PlatformError as exc:
-            fail(str(exc), 2)
-        typer.echo(value)
-
+    token_app.callback()(_token)
     register_tokens(token_app)
-    cli.add_typer(token_app)
+    return token_app
 
-    @cli.command("login")
-    def login_command(
-        url: Annotated[
-            str | None,
-            typer.Option(help="The gateway (default: the one `platform up` runs, else :8080)."),
-        ] = None,
-        user: Annotated[
-            str | None, typer.Option(help="User name (none: dev-mode login on this machine).")
-        ] = None,
-        password_stdin: Annotated[
-            bool, typer.Option("--password-stdin", help="Read the password from stdin.")
-        ] = False,
-    ) -> None:
-        """Log in to a gateway and keep its token for every CLI (`lake`, `elytra`, ...).
 
-        With --user the password is asked for (or read from stdin); without, the gateway
-        must be in dev mode (no admin password, and this machine). The token is kept in the
-        user's config directory, readable by this user only, until `platform logout`.
-        """
-        with expected_errors():
-            target = normalize_url(url) if url else default_url()
-        password: str | None = None
-        if user is not None:
-            if password_stdin:
-                password = sys.stdin.readline().rstrip("\r\n")
-            else:
-                password = typer.prompt(f"password for {user} at {target}", hide_input=True)
-        elif password_stdin:
-            fail("--password-stdin needs --user (dev-mode login takes no password)", 2)
-        with expected_errors(OSError):
-            token_value = login(target, user, password)
-            where = save_token(target, token_value)
-        typer.echo(f"logged in to {target} as {user or 'admin (dev mode)'}; token kept in {where}")
+def _token(
+    ctx: typer.Context,
+    sub: Annotated[str, typer.Option(help="Subject (user id) of the token.")] = "admin",
+    admin: Annotated[bool, typer.Option("--admin", help="Give the token admin rights.")] = False,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker",
+            help="A worker token (elytra's browser workers; refused on every other route).",
+        ),
+    ] = False,
+    ttl: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=MAX_TOKEN_TTL_SECONDS,
+            help="Lifetime in seconds, at most 7 days (default: PLATFORM_TOKEN_TTL_SECONDS).",
+        ),
+    ] = None,
+    gen: Annotated[
+        int, typer.Option(min=0, help="Token generation (after a revocation of --sub).")
+    ] = 0,
+    home: Annotated[
+        Path | None, typer.Option(help="Data directory whose secret signs the token.")
+    ] = None,
+) -> None:
+    """Print a token signed with the platform secret (for scripts: `--token $(platform token)`).
 
-    @cli.command()
-    def logout(
-        url: Annotated[
-            str | None,
-            typer.Option(help="The gateway (default: the one `platform up` runs, else :8080)."),
-        ] = None,
-    ) -> None:
-        """Sign out of a gateway: its token is revoked there (on every platform of its
-        cluster) and forgotten here."""
-        with expected_errors(OSError):
-            target = normalize_url(url) if url else default_url()
-            sign_out(target)
-            had = forget_token(target)
-        typer.echo(
-            f"logged out of {target}" if had else f"no token kept for {target} in {tokens_file()}"
-        )
+    The secret must exist already (`PLATFORM_SECRET`, or made by `platform up` under the
+    home): a token signed with a new secret would be accepted by nobody. A token minted
+    here has generation --gen (0): once its subject's tokens were revoked, the platform
+    refuses it until minted with the current generation (`revoke` prints it).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from platform_core import PlatformSettings, auth, load_settings
 
-    register_status(cli)
-    register_demo(cli)
-    cli.add_typer(users_app, name="user")
+    try:
+        options: dict[str, Any] = {"home": home} if home is not None else {}
+        settings = load_settings(PlatformSettings, **options)
+        if worker and admin:
+            fail("a worker token has no admin rights: give --worker or --admin", 2)
+        token_signer = auth.signer(settings, create=False)
+        if worker:
+            value = token_signer.worker_token(sub, ttl_seconds=ttl or 3600, gen=gen)
+        else:
+            ttl_seconds = ttl if ttl is not None else settings.token_ttl_seconds
+            value = token_signer.issue(sub, admin=admin, ttl_seconds=ttl_seconds, gen=gen)
+    except PlatformError as exc:
+        fail(str(exc), 2)
+    typer.echo(value)
+
+
+def _login(
+    url: Annotated[
+        str | None,
+        typer.Option(help="The gateway (default: the one `platform up` runs, else :8080)."),
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option(help="User name (none: dev-mode login on this machine).")
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+) -> None:
+    """Log in to a gateway and keep its token for every CLI (`lake`, `elytra`, ...).
+
+    With --user the password is asked for (or read from stdin); without, the gateway
+    must be in dev mode (no admin password, and this machine). The token is kept in the
+    user's config directory, readable by this user only, until `platform logout`.
+    """
+    from platform_core.cli import default_url, login, normalize_url, save_token
+
+    with expected_errors():
+        target = normalize_url(url) if url else default_url()
+    password: str | None = None
+    if user is not None:
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            password = typer.prompt(f"password for {user} at {target}", hide_input=True)
+    elif password_stdin:
+        fail("--password-stdin needs --user (dev-mode login takes no password)", 2)
+    with expected_errors(OSError):
+        token_value = login(target, user, password)
+        where = save_token(target, token_value)
+    typer.echo(f"logged in to {target} as {user or 'admin (dev mode)'}; token kept in {where}")
+
+
+def logout(
+    url: Annotated[
+        str | None,
+        typer.Option(help="The gateway (default: the one `platform up` runs, else :8080)."),
+    ] = None,
+) -> None:
+    """Sign out of a gateway: its token is revoked there (on every platform of its
+    cluster) and forgotten here."""
+    from platform_core.cli import default_url, forget_token, normalize_url, tokens_file
+
+    from .tokens_cli import sign_out
+
+    with expected_errors(OSError):
+        target = normalize_url(url) if url else default_url()
+        sign_out(target)
+        had = forget_token(target)
+    typer.echo(
+        f"logged out of {target}" if had else f"no token kept for {target} in {tokens_file()}"
+    )
+
+
+def _add_plugin_clis(cli: typer.Typer, plugins: list[Plugin]) -> None:
+    """Each plugin's Typer app as ``platform <name>`` (not one named like a built-in)."""
     for plugin in plugins:
         if plugin.cli is None:
             continue
@@ -315,12 +339,10 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
             warn(f"plugin {plugin.name!r} is named like a built-in command; its CLI is skipped")
         elif not isinstance(plugin.cli, typer.Typer):
             warn(f"plugin {plugin.name!r}: its cli is {type(plugin.cli).__name__}, not a Typer")
-        else:
-            if plugin.description:
-                cli.add_typer(plugin.cli, name=plugin.name, help=plugin.description)
-            else:  # keep the help the plugin's Typer app gives itself
-                cli.add_typer(plugin.cli, name=plugin.name)
-    return cli
+        elif plugin.description:
+            cli.add_typer(plugin.cli, name=plugin.name, help=plugin.description)
+        else:  # keep the help the plugin's Typer app gives itself
+            cli.add_typer(plugin.cli, name=plugin.name)
 
 
 def main() -> None:

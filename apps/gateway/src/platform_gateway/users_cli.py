@@ -20,17 +20,15 @@ from rich.console import Console
 from rich.table import Table
 
 from platform_core import PlatformSettings, UserStore, load_settings
-from platform_core.cli import expected_errors
+from platform_core.cli import expected_errors, new_app
 
 __all__ = ["app"]
 
-app = typer.Typer(
+app = new_app(
     name="user",
     help="Manage the users who log in at POST /api/login (kept under PLATFORM_HOME).",
     no_args_is_help=True,
-    rich_markup_mode="rich",
-    pretty_exceptions_show_locals=False,  # locals hold passwords
-)
+)  # new_app: no locals in tracebacks (they hold passwords)
 
 HomeOption = Annotated[
     Path | None, typer.Option(help="Data directory (default: PLATFORM_HOME or ./.platform).")

@@ -11,13 +11,13 @@ import lmdb
 import typer
 
 from platform_core import PlatformError, auth
-from platform_core.cli import expected_errors, fail, version_option
+from platform_core.cli import expected_errors, fail, new_app, version_option
 
 from .settings import ElkynSettings, check_dev, elkyn_settings
 
 __all__ = ["cli", "main"]
 
-cli = typer.Typer(
+cli = new_app(
     help="Elkyn: a real-time JSON tree database with Firebase's REST and streaming API.",
     no_args_is_help=True,
 )

@@ -22,6 +22,7 @@ from platform_core.cli import (
     default_url,
     expected_errors,
     fail,
+    new_app,
     output_format,
     print_rows,
     print_table,
@@ -35,7 +36,7 @@ if TYPE_CHECKING:  # httpx and pyarrow load when a command talks to a platform, 
 
 __all__ = ["cli", "main"]
 
-cli = typer.Typer(help="Elytra: pipelines over lake datasets, run as jobs.", no_args_is_help=True)
+cli = new_app(help="Elytra: pipelines over lake datasets, run as jobs.", no_args_is_help=True)
 
 URL = typer.Option(help="A running platform's URL (default: run embedded here).")
 PLATFORM_URL = typer.Option(

@@ -6,7 +6,6 @@ lake datasets are read from the lake node on ``PLATFORM_HOME``.
 
 from __future__ import annotations
 
-import getpass
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -76,12 +75,14 @@ class Session:
 
     def _ingest_here(self, path: Path, name: str, owner: str | None, admin: bool) -> int:
         """Embedded, with no platform on this home: a lake node opened for the commit only.
-        The local user owns the home, so writes as its owner (and admin)."""
+        The local user owns the home, so writes as its owner (and admin), named as the CLIs
+        name this machine's user on a platform (``admin``): one person, one identity."""
         from lake import LakeNode
+        from platform_core.cli.credentials import CLI_SUBJECT
 
         node = LakeNode(lake_settings(self.settings))
         try:
-            info = node.ingest(path, name, owner=owner or getpass.getuser(), admin=True)
+            info = node.ingest(path, name, owner=owner or CLI_SUBJECT, admin=True)
         finally:
             node.stop()
         assert info.version is not None
@@ -238,6 +239,18 @@ def make_backend(settings: ElytraSettings) -> Backend:
     raise PipelineError(f"backend {settings.backend!r} is not available here")
 
 
+def _client_token(url: str, token: str | None, home: Path) -> str | None:
+    """The token a CLI sends to the platform serving ``home`` (``platform_core.cli.
+    resolve_token``): ``token``, ``PLATFORM_TOKEN``, ``platform login``'s, or this machine's
+    (``admin``, minted with the home's secret). One person is one identity: ``connect()``
+    beside a running platform acts as ``lake`` and ``elytra`` on the command line do there,
+    not as the OS user."""
+    from platform_core import PlatformSettings
+    from platform_core.cli import resolve_token
+
+    return resolve_token(url, token, load_settings(PlatformSettings, home=home))
+
+
 def connect(
     url: str | None = None,
     *,
@@ -250,8 +263,10 @@ def connect(
     **settings: Any,
 ) -> Session:
     """A session. Embedded on ``home`` (``PLATFORM_HOME``) by default, with ``backend``
-    ``"local"`` (a worker pool, the default), ``"inline"`` or a backend object; or, with
-    ``url``, on a running platform (``token``: default ``PLATFORM_TOKEN``)."""
+    ``"local"`` (a worker pool, the default), ``"inline"`` or a backend object; with ``url``,
+    on a running platform (``token``: default ``PLATFORM_TOKEN``); and when a platform serves
+    ``home``, on that platform, as the identity the CLIs use there (``token``, else
+    ``PLATFORM_TOKEN``, ``platform login``'s token, else this machine's ``admin``)."""
     overrides: dict[str, Any] = dict(settings)
     if home is not None:
         overrides["home"] = Path(home)
@@ -262,18 +277,16 @@ def connect(
     if ray_address is not None:
         overrides |= {"backend": "ray", "ray_address": ray_address}
     loaded = load_settings(ElytraSettings, **overrides)
+    found: str | None = None
     if url is None and backend is None:
-        running = find_running(loaded.home)
-        if running is not None:  # a platform serves this home: use it, not its files
-            from platform_core import PlatformSettings, auth
-
-            signer = auth.signer(load_settings(PlatformSettings, home=loaded.home), create=False)
-            token = token or signer.issue(getpass.getuser(), ttl_seconds=24 * 3600)
-            url = running
-    if url is not None:
+        url = find_running(loaded.home)
+        if url is not None:  # a platform serves this home: use it, not its files, as the CLIs do
+            found = _client_token(url, token, loaded.home)
+    elif url is not None:
         from platform_core import auth
 
         found = auth.client_token(token)
+    if url is not None:
         if found is None:
             raise PipelineError(f"connecting to {url} needs a token: token= or PLATFORM_TOKEN")
         return Session(loaded, remote=RemoteDriver(url, found), token=found)

@@ -7,30 +7,53 @@ without a unit) is one ``error:`` line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from platform_core import MemCap, PlatformError
+from platform_core.cli import new_app
 
 from .budget import format_bytes
 from .output import Format, fail, print_result
 
-app = typer.Typer(
+if TYPE_CHECKING:  # rich loads when something is printed, not for `emsqrt --help`
+    from rich.console import Console
+
+    from .api import Pipeline
+    from .engine import RunResult
+
+app = new_app(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="EM-√: memory-capped pipelines",
 )
-err = Console(stderr=True)
-out = Console()
+
+
+class _Consoles:
+    """stdout's and stderr's rich consoles, made on first use."""
+
+    @functools.cached_property
+    def out(self) -> Console:
+        from rich.console import Console
+
+        return Console()
+
+    @functools.cached_property
+    def err(self) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=True)
+
+
+_consoles = _Consoles()
 
 MEM_CAP_HELP = (
     "Memory cap, a number with a unit: KB, MB, GB are powers of 1000 (64MB = 64,000,000 "
@@ -43,7 +66,7 @@ def _version(value: bool) -> None:
     if value:
         from . import __version__
 
-        out.print(f"emsqrt {__version__}")
+        _consoles.out.print(f"emsqrt {__version__}")
         raise typer.Exit()
 
 
@@ -79,9 +102,8 @@ def run_cmd(
     import pyarrow as pa  # here, not at import: --help and argument errors do not need it
 
     from .dsl import load_pipeline
-    from .explain import rows_text
-    from .plan import Sink
 
+    err = _consoles.err
     if as_json and as_csv:
         fail(err, "--json and --csv are exclusive; choose one")
     fmt: Format = "json" if as_json else "csv" if as_csv else "table"
@@ -89,41 +111,70 @@ def run_cmd(
     try:
         cap = None if mem_cap is None else MemCap(mem_cap, what="--mem-cap")
         pipe = load_pipeline(pipeline)
-        if fmt == "csv" and isinstance(pipe.node, Sink):
-            fail(
-                err,
-                f"{pipeline} ends in a sink (it writes {pipe.node.path}), so there are no "
-                "rows to print as CSV; drop the sink step, or run without --csv",
-            )
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-            disable=not err.is_terminal,
-        ) as bar:
-            task = bar.add_task("running", total=None)
-            rows = {"n": 0}
-
-            def progress(label: str, n: int) -> None:
-                rows["n"] += n
-                bar.update(task, description=f"{label}: {rows['n']:,} rows read")
-
-            result = pipe.run(cap, spill_dir=spill_dir, progress=progress)
-        m = result.manifest
+        _refuse_csv_of_a_sink(pipe, pipeline, fmt)
+        result = _run_with_progress(pipe, cap, spill_dir)
         if manifest is not None:
-            _write_atomic(manifest, m.to_json())
+            _write_atomic(manifest, result.manifest.to_json())
         if fmt != "table":
-            if result.table is not None:
-                print_result(result.table, fmt, out)
-            else:
-                out.file.write(json.dumps({"outputs": m.outputs, "row_count": m.rows_out}) + "\n")
+            _print_rows(result, fmt)
             return
     except PlatformError as exc:
         fail(err, exc.message)
     except (OSError, pa.ArrowException) as exc:
         fail(err, str(exc))
+    _print_summary(result, explain)
+
+
+def _refuse_csv_of_a_sink(pipe: Pipeline, path: Path, fmt: Format) -> None:
+    """A pipeline ending in a sink has no rows to print as CSV: say so before running it."""
+    from .plan import Sink
+
+    if fmt == "csv" and isinstance(pipe.node, Sink):
+        fail(
+            _consoles.err,
+            f"{path} ends in a sink (it writes {pipe.node.path}), so there are no "
+            "rows to print as CSV; drop the sink step, or run without --csv",
+        )
+
+
+def _run_with_progress(pipe: Pipeline, cap: MemCap | None, spill_dir: Path | None) -> RunResult:
+    """Run ``pipe`` with a spinner on stderr (when it is a terminal) counting rows read."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    err = _consoles.err
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as bar:
+        task = bar.add_task("running", total=None)
+        rows = {"n": 0}
+
+        def progress(label: str, n: int) -> None:
+            rows["n"] += n
+            bar.update(task, description=f"{label}: {rows['n']:,} rows read")
+
+        return pipe.run(cap, spill_dir=spill_dir, progress=progress)
+
+
+def _print_rows(result: RunResult, fmt: Format) -> None:
+    """--json or --csv: every result row, or a sink's outputs and row count."""
+    out = _consoles.out
+    if result.table is not None:
+        print_result(result.table, fmt, out)
+    else:
+        m = result.manifest
+        out.file.write(json.dumps({"outputs": m.outputs, "row_count": m.rows_out}) + "\n")
+
+
+def _print_summary(result: RunResult, explain: bool) -> None:
+    """The table view: the plan (--explain), rows, time, memory and spill, outputs, rows."""
+    from .explain import rows_text
+
+    out, m = _consoles.out, result.manifest
     if explain:
         out.print(result.explain(), highlight=False, markup=False, soft_wrap=True)
     mem = m.memory
@@ -169,8 +220,8 @@ def plan_cmd(pipeline: Annotated[Path, typer.Argument(help="The job YAML file.")
     try:
         text = json.dumps(plan_to_dict(load_pipeline(pipeline).node), indent=2)
     except PlatformError as exc:
-        fail(err, exc.message)
-    out.file.write(text + "\n")
+        fail(_consoles.err, exc.message)
+    _consoles.out.file.write(text + "\n")
 
 
 @app.command("schema")
@@ -178,7 +229,7 @@ def schema_cmd() -> None:
     """Print the JSON Schema of job files (also packages/emsqrt/emsqrt-job.schema.json)."""
     from .job import job_schema_text
 
-    out.file.write(job_schema_text())
+    _consoles.out.file.write(job_schema_text())
 
 
 def main() -> None:

@@ -11,15 +11,13 @@ import json
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from platform_core import PlatformError, json_cell, json_rows
-from platform_core.cli.output import visible
 
-if TYPE_CHECKING:  # pyarrow loads with a result to print, not for `emsqrt --help`
+if TYPE_CHECKING:  # pyarrow and rich load with a result to print, not for `emsqrt --help`
     import pyarrow as pa
+    from rich.console import Console
+    from rich.text import Text
 
 __all__ = ["Format", "fail", "print_result", "result_json", "type_name"]
 
@@ -40,6 +38,10 @@ def type_name(arrow_type: pa.DataType) -> str:
 
 
 def _cell(value: Any) -> Text:
+    from rich.text import Text
+
+    from platform_core.cli.output import visible
+
     if value is None:
         return Text("NULL", style="dim italic")
     if isinstance(value, str):
@@ -66,6 +68,11 @@ def print_result(table: pa.Table, fmt: Format, out: Console) -> None:
 
         out.file.write(write_csv_bytes(table, instead="use --json").decode())
         return
+    from rich.table import Table
+    from rich.text import Text
+
+    from platform_core.cli.output import visible
+
     grid = Table(show_edge=False, header_style="bold")
     for f in table.schema:
         grid.add_column(Text(f"{visible(f.name)}\n{type_name(f.type)}"), overflow="fold")
@@ -81,6 +88,8 @@ def print_result(table: pa.Table, fmt: Format, out: Console) -> None:
 
 def fail(err: Console, message: str, code: int = 2) -> NoReturn:
     """One line on stderr, ``error: <message>``, and exit ``code`` (no traceback)."""
+    from rich.text import Text
+
     line = " ".join(message.split())
     err.print(Text(f"error: {line}", style="red"), soft_wrap=True, highlight=False)
     raise typer.Exit(code)

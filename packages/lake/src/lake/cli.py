@@ -35,6 +35,7 @@ from platform_core.cli import (
     default_url,
     expected_errors,
     fail,
+    new_app,
     output_format,
     print_rows,
     print_table,
@@ -52,9 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = ["cli", "main"]
 
-cli = typer.Typer(
-    help="Lake: chunked, checksummed datasets with read-only SQL.", no_args_is_help=True
-)
+cli = new_app(help="Lake: chunked, checksummed datasets with read-only SQL.", no_args_is_help=True)
 
 
 @cli.callback()

@@ -2,7 +2,7 @@
 client authentication (which token a call sends; ``platform login``'s saved tokens).
 
 Typer and rich are imported only by programs that use this package, not by ``platform_core``.
-Each name is imported on first use: ``output``, ``errors`` and ``version`` need Typer and rich
+Each name is imported on first use: ``app``, ``output``, ``errors`` and ``version`` need Typer and rich
 only (a package with its own CLI, such as emsqrt, declares those two); ``credentials`` (the
 client's token, ``platform login``) needs the ``platform-core[service]`` extra (httpx, PyJWT).
 """
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from platform_core._extras import lazy_core_exports
 
 if TYPE_CHECKING:  # the same names as below, for type checkers and readers
+    from .app import new_app
     from .credentials import (
         DEFAULT_URL,
         TOKEN_OPTION,
@@ -56,6 +57,7 @@ __all__ = [
     "fail",
     "forget_token",
     "login",
+    "new_app",
     "normalize_url",
     "output_format",
     "print_rows",
@@ -101,6 +103,7 @@ _EXPORTS = {
         ".output",
     ),
     **dict.fromkeys(["distribution_versions", "version_option"], ".version"),
+    "new_app": ".app",
 }
 
 # a name whose module needs a missing extra is a MissingExtraError naming the install line
