@@ -17,9 +17,6 @@ ALLOWED: dict[str, str] = {
     "packages/elytra/src/elytra/driver.py::_execute": "elytra performance work (issue 27)",
     "packages/elytra/src/elytra/stages.py::cut": "elytra performance work (issue 27)",
     "packages/elytra/src/elytra/sqlplan.py::project": "elytra performance work (issue 27)",
-    "apps/gateway/src/platform_gateway/cli.py::build_cli": "the CLI split (issue 27)",
-    "apps/gateway/src/platform_gateway/cli.py::up": "the CLI split (issue 27)",
-    "packages/emsqrt/src/emsqrt/cli.py::run_cmd": "the CLI split (issue 27)",
 }
 """``"path::function"`` -> who is splitting it. Remove an entry when its function is split."""
 
