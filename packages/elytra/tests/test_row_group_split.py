@@ -224,3 +224,82 @@ def test_a_split_browser_task_reads_only_its_row_groups(grouped: Path, tmp_path:
         assert bt.row_bounds() == (0, want.num_rows)
         total += rows.num_rows
     assert total == ROWS
+
+
+def _files(tmp_path: Path, groups: tuple[int, ...]) -> list[str]:
+    paths = []
+    for n, count in enumerate(groups):
+        path = tmp_path / f"b{n}.parquet"
+        start = sum(groups[:n]) * 1000
+        table = duckdb.sql(
+            f"""SELECT i AS id, (i % 13)::INTEGER AS k, (i * 37 % 4000) / 4 AS amount
+                FROM range({start}, {start + count * 1000}) t(i)"""
+        ).to_arrow_table()
+        pq.write_table(table, path, row_group_size=1000)
+        paths.append(str(path))
+    return paths
+
+
+def test_unbalanced_parts_are_cut_so_that_each_worker_reads_the_same_share(
+    tmp_path: Path,
+) -> None:
+    """G1's shape: parts of 6, 6, 6 and 3 row groups on two workers give one worker 12 and
+    the other 9; cut again by row groups, one part per worker of about 10 each, where only
+    the file on the boundary is read by row range (the others whole). Balanced parts, and
+    many parts, stay as they are."""
+    from elytra.sources import balance_parts
+
+    paths = _files(tmp_path, (6, 6, 6, 3))
+    parts = [Part((p,), Path(p).stat().st_size) for p in paths]
+    cut = balance_parts(parts, 2)
+    assert len(cut) == 2
+    seen = [
+        (f, i)
+        for part in cut
+        for f, rg in zip(part.files, part.ranges(), strict=True)
+        for i in range(*(rg or (0, pq.read_metadata(f).num_row_groups)))
+    ]
+    assert seen == [(p, i) for p, g in zip(paths, (6, 6, 6, 3), strict=True) for i in range(g)]
+    groups = [
+        sum(
+            (rg[1] - rg[0]) if rg else pq.read_metadata(f).num_row_groups
+            for f, rg in zip(p.files, p.ranges(), strict=True)
+        )
+        for p in cut
+    ]
+    assert max(groups) - min(groups) <= 1, groups
+    ranged = [f for p in cut for f, rg in zip(p.files, p.ranges(), strict=True) if rg]
+    assert ranged == [paths[1], paths[1]]  # only the boundary's file, by its two halves
+    even = [Part((p,), Path(p).stat().st_size) for p in paths[:2]]
+    assert balance_parts(even, 2) == even
+    many = parts * 2
+    assert balance_parts(many, 2) == many  # four per worker: the scheduler balances them
+    assert balance_parts(parts, 1) == parts
+
+
+BALANCED = {
+    **{k: QUESTIONS[k] for k in ("group_by", "filter_count", "median", "sort_limit")},
+    "rows": (
+        lambda p: p.filter("k = 3").select("id", "amount"),
+        "SELECT id, amount FROM T WHERE k = 3",
+    ),
+}
+
+
+@pytest.mark.parametrize("question", sorted(BALANCED))
+def test_balanced_parts_give_duckdbs_answer(
+    tmp_path: Path, pool: elytra.LocalPool, question: str
+) -> None:
+    paths = _files(tmp_path, (6, 6, 6, 3))
+    build, sql = BALANCED[question]
+    pool.wait_ready()
+    with elytra.connect(
+        home=tmp_path / "home", backend=pool, workers=2, task_bytes=1, progress=False
+    ) as s:
+        p = build(s.read_parquet(str(tmp_path / "b*.parquet")))
+        _, tasks = s.driver.plan(p, "j", tmp_path / "spill", None, True)
+        assert len(tasks) == 2  # one per worker
+        assert any('"row_groups"' in t.plan for t in tasks)  # cut, not one task per file
+        got = p.collect()
+    want = duckdb.sql(sql.replace("FROM T", f"FROM read_parquet({paths})")).fetchall()
+    assert rows_of([tuple(r.values()) for r in got.to_pylist()]) == rows_of(want)
