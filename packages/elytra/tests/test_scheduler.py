@@ -286,25 +286,3 @@ def test_a_task_added_at_a_result_runs_before_the_run_ends(tmp_path: Path) -> No
         if result.task_id == "t0":
             scheduler.add(_task("t0-verify", path, tmp_path / "spill"))
     assert got == ["t0", "t0-verify"]
-
-
-def test_a_freed_slot_starts_the_next_task_before_the_caller_takes_the_result(
-    tmp_path: Path,
-) -> None:
-    """With one slot, the second task is submitted as soon as the first one's result is in,
-    before the caller (the driver's merge inputs, the job's record) gets that result: no
-    worker waits for the caller's bookkeeping. Results and their count stay the same."""
-    path = _table(tmp_path / "t.parquet")
-    tasks = [_task(f"t{i}", path, tmp_path / "spill", where=f"v = {i}") for i in range(3)]
-    seen, tell = _events()
-    scheduler = Scheduler(
-        Threads(lambda task, _: execute(task), slots=1), max_attempts=3, on_event=tell
-    )
-    got = []
-    for result in scheduler.run(tasks, threading.Event()):
-        i = int(result.task_id[1:])
-        if i + 1 < len(tasks):  # the next task was started before this result came here
-            assert ("submit", f"t{i + 1}", 1) in seen
-        got.append(result.task_id)
-    assert got == ["t0", "t1", "t2"]
-    assert [k for k, _, _ in seen].count("submit") == 3

@@ -49,7 +49,7 @@ from .results import StageResults
 from .resultstore import ResultStore, ResultWriter, StoredResult
 from .settings import ElytraSettings
 from .shuffle import Shuffle
-from .sources import LakeSource, Part, Source, balance_parts, split_row_groups
+from .sources import LakeSource, Part, Source, split_row_groups
 from .spilldirs import JobDir, sweep
 from .stages import (
     Stage,
@@ -760,10 +760,8 @@ class Driver:
         ``split_bytes``, cut by Parquet row groups so that every worker gets a task."""
         parts = source.parts(int(self.settings.task_bytes))
         workers = 1 if self.settings.backend == "inline" else int(self.settings.workers)
-        if source.partitions or not source.splittable():
+        if source.partitions or not source.splittable() or len(parts) >= workers:
             return parts  # repartition(n) is the user's own count
-        if len(parts) >= workers:  # each worker the same share of the bytes
-            return balance_parts(parts, workers, lambda f: footers.get(f, f))
         return split_row_groups(
             parts, workers, int(self.settings.split_bytes), lambda f: footers.get(f, f)
         )

@@ -180,12 +180,19 @@ class Scheduler:
             while pending or running:
                 if cancel.is_set():
                     raise JobCancelledError("the job was cancelled")
-                self._submit(pending)
+                free = attempts.free() if pending else 0
+                while pending and free > 0:
+                    task = pending.popleft()
+                    handle = attempts.submit(task)
+                    deadline = time.monotonic() + lease if lease is not None else _NEVER
+                    running[handle] = _Running(task, deadline)
+                    free -= 1
+                    if tell is not None:
+                        tell("submit", task)
                 timeout = self.tick
                 if lease is not None and running:
                     now = time.monotonic()
                     timeout = min(timeout, min(r.deadline for r in running.values()) - now)
-                done: list[TaskResult] = []
                 for handle, outcome in attempts.poll(max(0.0, timeout), self):
                     one = running.pop(handle, None)
                     if one is None:  # killed already (its lease, a cancel): a late word
@@ -193,16 +200,11 @@ class Scheduler:
                     if isinstance(outcome, TaskResult):
                         if tell is not None:
                             tell("done", one.task)
-                        done.append(outcome)
+                        yield outcome
                     elif isinstance(outcome, Moved):
                         pending.appendleft(one.task)
                     else:
                         self._retry(pending, one.task, outcome)
-                if done and not cancel.is_set():
-                    # the freed workers start their next tasks before the caller takes the
-                    # results (its merge inputs, the job's record): no worker waits on that
-                    self._submit(pending)
-                yield from done
                 if lease is not None and running:
                     now = time.monotonic()
                     for handle in [h for h, r in running.items() if now > r.deadline]:
@@ -221,19 +223,6 @@ class Scheduler:
                 running.clear()
                 pending.clear()
                 self._cancel = None
-
-    def _submit(self, pending: deque[Task]) -> None:
-        """Start as many pending tasks as the backend has room for."""
-        attempts, lease = self.attempts, self.lease_seconds
-        free = attempts.free() if pending else 0
-        while pending and free > 0:
-            task = pending.popleft()
-            handle = attempts.submit(task)
-            deadline = time.monotonic() + lease if lease is not None else _NEVER
-            self._running[handle] = _Running(task, deadline)
-            free -= 1
-            if self.on_event is not None:
-                self.on_event("submit", task)
 
     def _retry(self, pending: deque[Task], task: Task, failed: Failed) -> None:
         """Queue the next attempt first in line, or raise what the run fails with."""

@@ -104,72 +104,18 @@ def split_row_groups(
     total = sum(p.bytes for p in parts)
     if len(parts) >= tasks or total < min_bytes:
         return parts
-    return _cut_row_groups(parts, tasks, locate)
-
-
-_GROUP_SIZES: dict[tuple[str, int, int], tuple[int, ...]] = {}
-"""Each file's row groups' compressed sizes, by (path, size, modification time): a lake
-chunk never changes, so a repeated job plans its parts without reading footers again."""
-
-
-def _group_sizes(path: str) -> tuple[int, ...] | None:
-    """The compressed bytes of each Parquet row group of ``path`` (at least 1 each), from
-    its footer; None when it cannot be read."""
-    try:
-        st = os.stat(path)
-        key = (path, st.st_size, st.st_mtime_ns)
-        if key in _GROUP_SIZES:
-            return _GROUP_SIZES[key]
-        meta = pq.read_metadata(path)
-    except (OSError, pa.ArrowException):
-        return None
-    sizes = tuple(
-        max(sum(g.column(j).total_compressed_size for j in range(g.num_columns)), 1)
-        for g in (meta.row_group(i) for i in range(meta.num_row_groups))
-    )
-    if len(_GROUP_SIZES) >= 4096:
-        _GROUP_SIZES.pop(next(iter(_GROUP_SIZES)))
-    _GROUP_SIZES[key] = sizes
-    return sizes
-
-
-def balance_parts(
-    parts: list[Part], workers: int, locate: Callable[[str], str] = lambda f: f
-) -> list[Part]:
-    """``parts`` (at least ``workers`` of them) as they are when the workers, taking them in
-    order as they free up, end up with about the same bytes each, else cut by Parquet row
-    groups into one part per worker of the same size: only the files on the boundaries are
-    read by row range (a ``file_row_number`` filter, measured to cost a cheap scan such as a
-    filtered count about a fifth more), the rest whole, and each worker has one task (one
-    round trip). G1's seven chunks grouped by ``task_bytes`` are four parts of 2, 2, 2 and 1
-    chunks: one worker read 4 chunks while the other read 3 (the last one small), so every
-    short question took the time of 4 chunks where 3.5 would do. Many parts (four per
-    worker or more) are left to the scheduler."""
-    if not parts or len(parts) >= 4 * workers or workers < 2:
-        return parts
-    loads = [0] * workers
-    for part in parts:  # as the scheduler hands them out: to the first worker free
-        loads[loads.index(min(loads))] += part.bytes
-    total = sum(loads)
-    if max(loads) * workers <= total * 1.1:
-        return parts
-    return _cut_row_groups(parts, workers, locate)
-
-
-def _cut_row_groups(parts: list[Part], tasks: int, locate: Callable[[str], str]) -> list[Part]:
-    """``parts``' row groups, in order, into ``tasks`` parts of about the same compressed
-    bytes (a file whose every row group one part takes is read whole: no row range)."""
-    total = sum(p.bytes for p in parts)
-    counts: dict[str, int] = {}
     units: list[tuple[str, int, int]] = []  # (file, row group, compressed bytes), in order
     for part in parts:
         for path, rg in zip(part.files, part.ranges(), strict=True):
-            sizes = _group_sizes(locate(path))
-            if sizes is None:
+            try:
+                meta = pq.read_metadata(locate(path))
+            except (OSError, pa.ArrowException):
                 return parts  # not here yet, or not Parquet: the task says what is wrong
-            first, stop = rg or (0, len(sizes))
-            counts[path] = len(sizes)
-            units += [(path, i, sizes[i]) for i in range(first, stop)]
+            first, stop = rg or (0, meta.num_row_groups)
+            for i in range(first, stop):
+                group = meta.row_group(i)
+                size = sum(group.column(j).total_compressed_size for j in range(group.num_columns))
+                units.append((path, i, max(size, 1)))
     if len(units) <= len(parts):
         return parts
     n = min(tasks, len(units))
@@ -190,12 +136,7 @@ def _cut_row_groups(parts: list[Part], tasks: int, locate: Callable[[str], str])
                 files.append(path)
                 ranges.append((i, i + 1))
         size = sum(u[2] for u in group) * total // whole
-        whole_files = tuple(
-            None if r == (0, counts[f]) else r for f, r in zip(files, ranges, strict=True)
-        )
-        out.append(
-            Part(tuple(files), size, () if all(r is None for r in whole_files) else whole_files)
-        )
+        out.append(Part(tuple(files), size, tuple(ranges)))
     return out
 
 
