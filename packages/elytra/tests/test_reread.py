@@ -141,3 +141,46 @@ def test_a_task_names_its_partition_in_its_json_only_when_it_has_one() -> None:
     back = elytra.Task.from_json(task.to_json())
     assert KeyPartition.from_json(back.partition) == where
     assert where.sql() == '(hash(CAST("a" AS BIGINT), CAST("b" AS VARCHAR)) % 4)'
+
+
+@pytest.mark.parametrize("cap", [256 << 20, 8 << 20])
+def test_reread_results_past_the_driver_share_are_mapped_arrow_files(
+    data: str, pool2: elytra.LocalPool, tmp_path: Path, cap: int
+) -> None:
+    """The merge only concatenates: a task's rows past an eighth of the driver's cap go to an
+    Arrow IPC file that the driver memory-maps (no Parquet written or decoded), also when the
+    task's own aggregate spills (8 MiB: emsqrt's operators under the cap); DuckDB's answer."""
+    with _session(
+        pool2, tmp_path, exchange_min_bytes=1, worker_mem_cap=cap, driver_mem_cap="1MiB"
+    ) as s:
+        p = s.read_parquet(data).group_by("u", "s").agg("sum(x) AS t", "count(*) AS n")
+        _, tasks = s.driver.plan(p, "j", tmp_path / "spill", None, True)
+        assert tasks
+        assert all(t.partition for t in tasks)
+        got = p.collect()
+        stats = s.driver.last
+        assert stats is not None
+        assert stats.results_spilled_bytes > 0  # the rows came as the tasks' files
+    want = duckdb.sql(
+        f"SELECT u, s, sum(x) AS t, count(*) AS n FROM '{data}' GROUP BY u, s"
+    ).fetchall()
+    assert got.num_rows == len(want)
+    assert rows_of([tuple(r.values()) for r in got.to_pylist()]) == rows_of(want)
+
+
+def test_a_spooled_arrow_result_is_read_back_mapped_after_its_file_is_gone(
+    tmp_path: Path,
+) -> None:
+    from elytra.taskfile import ResultSpool, read_mapped
+
+    table = pa.table({"k": list(range(50_000)), "s": [f"v{i % 977}" for i in range(50_000)]})
+    spool = ResultSpool(str(tmp_path / "r.arrow"), 1024, 1 << 20, "arrow")
+    for batch in table.to_batches(max_chunksize=7000):
+        spool.add(batch)
+    spool.close()
+    assert spool.path is not None
+    assert spool.rows == table.num_rows
+    assert spool.held(table.schema).num_rows == 0  # every row went to the file
+    mapped = read_mapped(spool.path)
+    Path(spool.path).unlink()  # the job's directory goes; the mapping stays valid
+    assert mapped.equals(table)

@@ -506,7 +506,9 @@ class Driver:
         job.update(tasks=_tasks(stats, 0, started=False), rows_in=rows_in)
         results = StageResults(spill / "results", int(self.settings.driver_mem_cap) // 2)
         if local:  # the workers share this disk: a large task result comes as a file
-            tasks = [_to_file(t, spill, results) for t in tasks]
+            # an Arrow IPC file, memory-mapped here, where the merge only concatenates
+            mapped = _concatenation(plan.merge) is not None
+            tasks = [_to_file(t, spill, results, mapped and bool(t.partition)) for t in tasks]
             for i, stage in enumerate(plan.stages):
                 stage.tasks = [t for t in tasks if t.stage == i]
         started = time.perf_counter()
@@ -701,7 +703,10 @@ class Driver:
                 route = routes[index]
                 done = result.stats.get("exchange")  # the task partitioned its rows itself
                 file = result.stats.get("file")  # a large result, written by the task
-                if file is not None:
+                if file is not None and file.get("format") == "arrow":
+                    assert isinstance(route, str)  # only a concatenating merge asks for one
+                    results.add_mapped(route, Path(file["path"]))
+                elif file is not None:
                     if isinstance(route, str):  # the merge reads the task's file itself
                         results.add_file(route, Path(file["path"]), int(file["bytes"]))
                     else:
@@ -795,14 +800,16 @@ class Driver:
         return write_table(self.collect(p), path, format)
 
 
-def _to_file(task: Task, spill: Path, results: StageResults) -> Task:
+def _to_file(task: Task, spill: Path, results: StageResults, mapped: bool = False) -> Task:
     """``task`` writing a result past an eighth of the driver's cap to a file in the job's
-    directory (``taskfile``), in row groups the merge reads under the cap."""
+    directory (``taskfile``), in row groups the merge reads under the cap; ``mapped``: an
+    Arrow IPC file the driver memory-maps (the merge only concatenates the rows)."""
     return replace(
         task,
-        result_file=str(spill / "task-results" / f"{task.id}.parquet"),
+        result_file=str(spill / "task-results" / f"{task.id}.{'arrow' if mapped else 'parquet'}"),
         result_file_bytes=max(results.budget // 4, 1),
         result_group_bytes=results.group_bytes,
+        result_format="arrow" if mapped else "parquet",
     )
 
 

@@ -33,6 +33,9 @@ class _Held:
     tables: list[pa.Table] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     """Files tasks wrote their results to: the merge reads them as they are."""
+    mapped: list[pa.Table] = field(default_factory=list)
+    """Arrow IPC files tasks wrote, memory-mapped (their pages are the file's, not the
+    driver's heap: outside the budget); only where the merge concatenates the rows."""
     filed: int = 0
     nbytes: int = 0
     path: Path | None = None
@@ -80,6 +83,18 @@ class StageResults:
         h.filed += nbytes
         self.spilled_bytes += nbytes
 
+    def add_mapped(self, name: str, path: Path) -> None:
+        """A task's Arrow IPC result file, memory-mapped as it is (``taskfile``)."""
+        from .taskfile import read_mapped
+
+        h = self.held[name]
+        table = read_mapped(path)
+        if not table.schema.equals(h.schema):
+            table = table.select(h.schema.names).cast(h.schema)
+        h.mapped.append(table)
+        h.filed += table.nbytes
+        self.spilled_bytes += table.nbytes
+
     def size(self, name: str) -> int:
         """Bytes of ``name``'s results so far (held, written or in tasks' files)."""
         h = self.held[name]
@@ -89,6 +104,7 @@ class StageResults:
         """``name``'s results (from memory, then its file), forgotten here: they move on."""
         h = self.held.pop(name)
         yield from h.tables
+        yield from h.mapped
         h.tables = []
         for path in h.files:
             f = pq.ParquetFile(path)
@@ -136,8 +152,10 @@ class StageResults:
             schema = Schema.from_arrow(h.schema)
             paths = [*h.files, *([h.path] if h.path is not None else [])]
             scans: list[lp.Node] = [lp.Scan(str(p), "parquet", schema) for p in paths]
-            if h.tables:
-                tables[name] = pa.concat_tables(h.tables, promote_options="permissive")
+            if h.tables or h.mapped:
+                tables[name] = pa.concat_tables(
+                    [*h.tables, *h.mapped], promote_options="permissive"
+                )
                 if scans:  # the held tables beside the files, under another name
                     alias = f"{name}__held"
                     tables[alias] = tables.pop(name)

@@ -59,6 +59,9 @@ class Task:
     result_group_bytes: int = 8 << 20
     """Row groups of that file hold about this many bytes (the driver's merge reads one
     whole under its cap)."""
+    result_format: str = "parquet"
+    """``arrow``: that file is an Arrow IPC file the driver memory-maps (where the merge only
+    concatenates the tasks' rows; ``taskfile``)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.mem_cap, MemCap):
@@ -69,6 +72,8 @@ class Task:
         if not self.result_file:  # a peer's task names no file to write (peer_api refuses)
             for name in ("result_file", "result_file_bytes", "result_group_bytes"):
                 del data[name]
+        if self.result_format == "parquet":  # the default: peers' older drivers never send it
+            del data["result_format"]
         if not self.rangesort:  # nor one of a range sort (only the local machine's run them)
             del data["rangesort"]
         if not self.partition:  # nor a reread partition (the same)
@@ -167,7 +172,9 @@ def _partition(task: Task, plan: Any, started: float) -> TaskResult:
     spool: ResultSpool | None = None
     if task.result_file:
         path = f"{task.result_file}.a{task.attempt}"
-        spool = ResultSpool(path, task.result_file_bytes, task.result_group_bytes)
+        spool = ResultSpool(
+            path, task.result_file_bytes, task.result_group_bytes, task.result_format
+        )
     try:
         table, rows, spilled = run_partition(
             plan, where, task.mem_cap, task.spill_dir, spool.add if spool is not None else None
@@ -183,7 +190,12 @@ def _partition(task: Task, plan: Any, started: float) -> TaskResult:
         table = spool.held(SchemaResolver().schema(plan))
         stats |= {"rows_out": spool.rows, "bytes_out": spool.nbytes}
         if spool.path is not None:
-            stats["file"] = {"path": spool.path, "rows": spool.rows, "bytes": spool.nbytes}
+            stats["file"] = {
+                "path": spool.path,
+                "rows": spool.rows,
+                "bytes": spool.nbytes,
+                "format": spool.format,
+            }
     else:
         assert table is not None
         stats |= {"rows_out": rows, "bytes_out": table.nbytes}
