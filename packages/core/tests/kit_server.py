@@ -2,11 +2,13 @@
 
 ``python kit_server.py [die|silent|unhealthy|stubborn]``: binds port 0, prints the kit's banner
 and serves ``/health`` (over HTTPS with ``PLATFORM_TLS_CERT``/``KEY``); ``die`` exits at start with a message on stderr, ``silent`` prints no
-URL, ``unhealthy`` answers 503, ``stubborn`` ignores SIGTERM once serving.
+URL, ``unhealthy`` answers 503, ``stubborn`` ignores SIGTERM once serving; ``KIT_HTTP``
+names uvicorn's HTTP/1.1 parser.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -41,4 +43,8 @@ if mode == "stubborn":
 sock = bind("127.0.0.1", 0)
 configure_service_logging("warning")
 tls = server_tls(load_settings())  # HTTPS when PLATFORM_TLS_CERT/KEY are set
-serve(app, sock, what="kit", host="127.0.0.1", log_level="warning", home="/nowhere", tls=tls)
+# KIT_HTTP picks uvicorn's HTTP/1.1 parser ("h11", "httptools"); default: uvicorn's choice
+parser = {"http": os.environ["KIT_HTTP"]} if os.environ.get("KIT_HTTP") else {}
+serve(
+    app, sock, what="kit", host="127.0.0.1", log_level="warning", home="/nowhere", tls=tls, **parser
+)

@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,30 +110,34 @@ def _raw_exchange(url: str, request: bytes) -> bytes:
     return answer
 
 
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
 @pytest.mark.parametrize(
-    ("coding", "status"),
+    ("coding", "refused_by"),
     [
-        # httptools frames these as chunked and would hand the app still-encoded bytes
-        (b"gzip, chunked", b"501"),
-        (b"deflate,chunked", b"501"),
-        (b"x-custom, chunked", b"501"),
-        # chunked not last: httptools refuses the framing itself
-        (b"gzip", b"400"),
-        (b"chunked, chunked", b"400"),
-        (b"identity", b"400"),
+        # httptools frames these as chunked and would hand the app still-encoded bytes (the
+        # guard answers 501); h11 refuses them itself (400)
+        (b"gzip, chunked", {"httptools": b"501", "h11": b"400"}),
+        (b"deflate,chunked", {"httptools": b"501", "h11": b"400"}),
+        (b"x-custom, chunked", {"httptools": b"501", "h11": b"400"}),
+        # chunked not last: both parsers refuse the framing themselves
+        (b"gzip", {"httptools": b"400", "h11": b"400"}),
+        (b"chunked, chunked", {"httptools": b"400", "h11": b"400"}),
+        (b"identity", {"httptools": b"400", "h11": b"400"}),
     ],
 )
-def test_a_body_in_a_transfer_coding_other_than_chunked_is_501_and_closed(
-    coding: bytes, status: bytes
+def test_a_body_in_a_transfer_coding_other_than_chunked_never_reaches_the_app(
+    parser: str, coding: bytes, refused_by: dict[str, bytes]
 ) -> None:
-    server = launch([sys.executable, str(KIT_SERVER)], timeout=60)
+    pytest.importorskip(parser)  # the platform's servers run httptools; core alone has h11
+    env = {"KIT_HTTP": parser}
+    server = launch([sys.executable, str(KIT_SERVER)], env=env, timeout=60)
     try:
         head = b"POST /health HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: " + coding
         answer = _raw_exchange(server.url, head + b"\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
         status_line, _, rest = answer.partition(b"\r\n")
         headers, _, body = rest.partition(b"\r\n\r\n")
-        assert status_line.split()[1] == status
-        if status == b"501":
+        assert status_line.split()[1] == refused_by[parser]
+        if refused_by[parser] == b"501":
             assert b"connection: close" in headers.lower()
             payload = json.loads(body)
             assert payload["type"] == "not_implemented"
@@ -149,6 +154,42 @@ def test_a_body_in_a_transfer_coding_other_than_chunked_is_501_and_closed(
             assert ok.startswith(b"HTTP/1.1 200 "), ok
     finally:
         server.stop()
+
+
+def test_the_guard_answers_501_before_the_app_runs() -> None:
+    """The guard itself, without a server (core's own session has no httptools)."""
+    import asyncio
+
+    from platform_core.http.codings import TransferCodingGuard
+
+    reached: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["type"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def call(headers: list[tuple[bytes, bytes]]) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/", "headers": headers}
+        await TransferCodingGuard(app)(scope, receive, send)
+        return sent
+
+    sent = asyncio.run(call([(b"transfer-encoding", b"gzip, chunked")]))
+    assert reached == []
+    assert sent[0]["status"] == 501
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"])["type"] == "not_implemented"
+    assert asyncio.run(call([(b"transfer-encoding", b"chunked")]))[0]["status"] == 200
+    assert asyncio.run(call([(b"content-length", b"3")]))[0]["status"] == 200
+    assert reached == ["http", "http"]
 
 
 def test_unsupported_coding_reads_every_transfer_encoding_header() -> None:

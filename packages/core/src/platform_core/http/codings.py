@@ -1,8 +1,9 @@
 """Transfer codings: a request body sent with any transfer coding but ``chunked`` is refused.
 
-uvicorn (h11 and httptools alike) takes ``Transfer-Encoding: gzip, chunked`` as plain
-chunked framing and hands the app the still-compressed bytes, which a JSON route then
-stores as garbage or rejects with a misleading parse error. RFC 9112 (6.1) asks a server
+uvicorn's httptools parser (the one the platform's servers run) takes ``Transfer-Encoding:
+gzip, chunked`` as plain chunked framing and hands the app the still-compressed bytes, which
+a JSON route then stores as garbage or rejects with a misleading parse error (h11 refuses
+such framing with a 400 itself). RFC 9112 (6.1) asks a server
 for 501 on a transfer coding it does not implement, so every server on the kit answers
 that, in the platform's JSON shape, and closes the connection (the body is left unread).
 """
