@@ -39,7 +39,9 @@ from platform_core.errors import (
 from platform_core.netloc import is_loopback
 from platform_core.running import find_running
 
-if TYPE_CHECKING:  # settings (pydantic), auth (PyJWT) and tls load when a command runs, not for --help
+if (
+    TYPE_CHECKING
+):  # settings (pydantic), auth (PyJWT) and tls load when a command runs, not for --help
     from platform_core.settings import PlatformSettings
 
 __all__ = [
