@@ -23,11 +23,11 @@ if TYPE_CHECKING:  # settings (pydantic) and auth (PyJWT) load when the gateway 
     from platform_core import PlatformSettings, Services
     from platform_core.auth import TokenSigner
 
-    from .settings import ElkynSettings
     from .live import ReplicaSink, StoreSink
     from .plugin_writers import ForwardingWriter, LocalWriter
     from .replica import Follower
     from .server import ElkynApp
+    from .settings import ElkynSettings
     from .store import Store
 
 # The server, the store (LMDB) and the live sink are imported by the factories below, when

@@ -20,17 +20,16 @@ from platform_core import PlatformError, Plugin, UnavailableError
 from .services import WORKER_POOL, WorkerPool
 
 if TYPE_CHECKING:  # settings (pydantic) load when the gateway starts, not for `platform --help`
-    from platform_core import PlatformSettings, Services
-
-    from .settings import ElytraSettings
     from elkyn.store import Store
     from lake.node import LakeNode
+    from platform_core import PlatformSettings, Services
 
     from .backends import Backend
     from .backends.cluster import ChunkCluster
     from .jobs_routes import JobRegistry
     from .resultstore import ResultStore
     from .session import Session
+    from .settings import ElytraSettings
 
 # The jobs API (FastAPI), the session, the backends and the job records are imported when the
 # gateway starts (the factories below), not by every command that loads the plugins for

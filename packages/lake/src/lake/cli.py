@@ -40,8 +40,9 @@ from platform_core.cli import (
 
 if TYPE_CHECKING:  # settings (pydantic), pyarrow and rich load when a command runs, not for --help
     import pyarrow as pa
-    from platform_core import PlatformSettings
     from rich.progress import Progress
+
+    from platform_core import PlatformSettings
 
     from .api.client import Client
     from .settings import LakeSettings

@@ -20,10 +20,10 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-if (
-    TYPE_CHECKING
-):  # httpx and PyJWT load with the first link, not with the plugin for `platform --help`
+# httpx and PyJWT load with the first link, not with the plugin for `platform --help`
+if TYPE_CHECKING:
     import httpx
+
     from platform_core.auth import TokenSigner
 
     from .flight import FlightPeer
