@@ -6,8 +6,6 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from platform_core import UnavailableError
 from platform_core.cli import (
@@ -17,7 +15,6 @@ from platform_core.cli import (
     normalize_url,
     resolve_token,
 )
-from platform_core.http import CONNECT_RETRIES, error_from_response, http_client
 
 __all__ = ["register", "rows"]
 
@@ -80,6 +77,8 @@ def register(cli: typer.Typer) -> None:
             given = resolve_token(target, token)
             import httpx  # here: `platform --help` does not load it
 
+            from platform_core.http import CONNECT_RETRIES, error_from_response, http_client
+
             try:
                 with http_client(token=given, timeout=15, retries=CONNECT_RETRIES) as client:
                     r = client.get(f"{target}/api/platform/status")
@@ -95,6 +94,9 @@ def register(cli: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(report, indent=2))
             return
+        from rich.console import Console  # rich: when a table is printed
+        from rich.table import Table
+
         table = Table("node", "url", "state", "database", "chunks", "bytes", "workers", "error")
         for row in rows(report, target):
             workers = "" if row["backend"] is None else f"{row['backend']}: {row['workers']}"

@@ -11,14 +11,10 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from platform_core.cli import default_url, expected_errors, fail, normalize_url, resolve_token
 from platform_core.cli.credentials import saved_token
 from platform_core.errors import UnavailableError
-from platform_core.http import CONNECT_RETRIES, http_client
-from platform_core.tls import connection_hint
 
 __all__ = ["register", "sign_out"]
 
@@ -32,6 +28,9 @@ TokenOption = Annotated[
 
 def _call(method: str, url: str, path: str, token: str | None, body: Any = None) -> Any:
     import httpx
+
+    from platform_core.http import CONNECT_RETRIES, http_client
+    from platform_core.tls import connection_hint  # settings: when a command runs
 
     target = url + path
     try:
@@ -59,6 +58,8 @@ def sign_out(url: str) -> None:
     if not token:
         return
     import httpx
+
+    from platform_core.http import http_client
 
     try:
         with http_client(token=token, timeout=10) as client:
@@ -116,6 +117,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(rows))
             return
+        from rich.console import Console  # rich: when a table is printed
+        from rich.table import Table
+
         table = Table("id", "sub", "expires", "revoked")
         for w in rows:
             table.add_row(w["id"], w["sub"], str(w["exp"]), "yes" if w["revoked"] else "no")

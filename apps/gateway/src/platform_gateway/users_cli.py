@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from platform_core import PlatformSettings, UserStore, load_settings
 from platform_core.cli import expected_errors, new_app
+
+if TYPE_CHECKING:
+    from platform_core import UserStore
 
 __all__ = ["app"]
 
@@ -42,6 +42,8 @@ PasswordStdin = Annotated[
 
 
 def _store(home: Path | None) -> UserStore:
+    from platform_core import PlatformSettings, UserStore, load_settings  # pydantic: when run
+
     overrides: dict[str, Any] = {"home": home.expanduser()} if home is not None else {}
     return UserStore.of(load_settings(PlatformSettings, **overrides))
 
@@ -123,6 +125,9 @@ def list_users(
         rows = [{"name": u.name, "admin": u.admin, "created": u.created.isoformat()} for u in users]
         typer.echo(json.dumps(rows))
         return
+    from rich.console import Console  # rich: when a table is printed
+    from rich.table import Table
+
     table = Table("name", "admin", "created")
     for u in users:
         table.add_row(u.name, "yes" if u.admin else "no", u.created.isoformat())

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import lmdb
 import typer
 
-from platform_core import PlatformError, auth
+from platform_core import PlatformError
 from platform_core.cli import expected_errors, fail, new_app, version_option
 
-from .settings import ElkynSettings, check_dev, elkyn_settings
+if TYPE_CHECKING:  # settings (pydantic) and auth (PyJWT) load when a command runs, not for --help
+    from platform_core import PlatformSettings
+
+    from .settings import ElkynSettings
 
 __all__ = ["cli", "main"]
 
@@ -32,6 +35,14 @@ def _main(
 
 
 _fail = fail  # the serve command's error exit
+
+
+def elkyn_settings(base: PlatformSettings | None = None, **overrides: Any) -> ElkynSettings:
+    """:func:`elkyn.settings.elkyn_settings`, imported when a command runs (pydantic-settings
+    is the larger part of a CLI's start-up, and ``--help`` needs none of it)."""
+    from .settings import elkyn_settings as load
+
+    return load(base, **overrides)
 
 
 @cli.command()
@@ -55,10 +66,12 @@ def serve(
 ) -> None:
     """Serve the database at / over HTTP (REST, streaming, rules); HTTPS with
     PLATFORM_TLS_CERT and PLATFORM_TLS_KEY."""
+    from platform_core import auth
     from platform_core.service import StartError, bind, configure_service_logging, serve
     from platform_core.tls import server_tls
 
     from .server import ElkynApp
+    from .settings import check_dev
     from .store import Store
 
     try:
@@ -189,6 +202,8 @@ def token(
     ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
 ) -> None:
     """Print a platform token for a user (needs the platform secret)."""
+    from platform_core import auth
+
     with expected_errors():
         typer.echo(
             auth.signer(elkyn_settings(), create=False).issue(uid, admin=admin, ttl_seconds=ttl)

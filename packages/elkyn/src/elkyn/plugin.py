@@ -15,22 +15,39 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from platform_core import PlatformSettings, Plugin, Services, auth
+from platform_core import Plugin
 
 from .services import DB_STORE, DB_WRITER
-from .settings import ElkynSettings, elkyn_settings
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # settings (pydantic) and auth (PyJWT) load when the gateway starts
+    from platform_core import PlatformSettings, Services
+    from platform_core.auth import TokenSigner
+
     from .live import ReplicaSink, StoreSink
     from .plugin_writers import ForwardingWriter, LocalWriter
     from .replica import Follower
     from .server import ElkynApp
+    from .settings import ElkynSettings
     from .store import Store
 
 # The server, the store (LMDB) and the live sink are imported by the factories below, when
 # the gateway starts, not by every command that loads the plugins for their CLIs.
 
 __all__ = ["plugin", "replication_status"]
+
+
+def elkyn_settings(base: PlatformSettings | None = None, **overrides: Any) -> ElkynSettings:
+    """:func:`elkyn.settings.elkyn_settings`, imported when the gateway starts (not for
+    `platform --help`, which loads the plugin for its CLI)."""
+    from .settings import elkyn_settings as load
+
+    return load(base, **overrides)
+
+
+def _signer(settings: PlatformSettings) -> TokenSigner:
+    from platform_core import auth
+
+    return auth.signer(settings)
 
 
 def plugin() -> Plugin:
@@ -44,7 +61,7 @@ def plugin() -> Plugin:
         # Never dev mode behind the gateway: it may bind any address, which the plugin cannot
         # see, and dev mode hands out admin tokens without a password.
         es = elkyn_settings(settings, dev=False)
-        app = ElkynApp(es, signer=auth.signer(es))
+        app = ElkynApp(es, signer=_signer(es))
         app.replication = serve_log  # cluster tokens only; a replica refuses (409, its primary)
         holder["app"] = app
         return app
@@ -61,7 +78,7 @@ def plugin() -> Plugin:
         if app is None:  # no app made (a test of the lifespan alone): serve nothing
             from .server import ElkynApp
 
-            app = holder["app"] = ElkynApp(es, signer=auth.signer(es))
+            app = holder["app"] = ElkynApp(es, signer=_signer(es))
         app.store = store
         writer = _db_writer(app, store, es)
         try:
@@ -102,7 +119,7 @@ def _open_store(es: ElkynSettings) -> Store:
         memory=es.memory,
         map_size=es.map_size,
         log_size=es.log_size,
-        signer=auth.signer(es),
+        signer=_signer(es),
         max_pending_events=es.max_pending_events,
         max_pending_bytes=es.max_pending_bytes,
     )

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-import yaml
 
 from platform_core import BadInputError, PlatformError, errors, is_valid_id
 from platform_core.cli import (
@@ -83,6 +82,8 @@ def _fail_kind(message: str, kind: str) -> NoReturn:
 
 
 def _load(path: Path) -> dict[str, Any]:
+    import yaml  # here: a tenth of a second that --help does not need
+
     try:
         doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:

@@ -15,33 +15,36 @@ from typing import TYPE_CHECKING, Any
 
 from elkyn.services import DB_STORE, DB_WRITER
 from lake.services import LAKE_NODE
-from platform_core import (
-    PlatformError,
-    PlatformSettings,
-    Plugin,
-    Services,
-    UnavailableError,
-    package_settings,
-)
+from platform_core import PlatformError, Plugin, UnavailableError
 
 from .services import WORKER_POOL, WorkerPool
-from .settings import ElytraSettings
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # settings (pydantic) load when the gateway starts, not for `platform --help`
     from elkyn.store import Store
     from lake.node import LakeNode
+    from platform_core import PlatformSettings, Services
 
     from .backends import Backend
     from .backends.cluster import ChunkCluster
     from .jobs_routes import JobRegistry
     from .resultstore import ResultStore
     from .session import Session
+    from .settings import ElytraSettings
 
 # The jobs API (FastAPI), the session, the backends and the job records are imported when the
 # gateway starts (the factories below), not by every command that loads the plugins for
 # their CLIs.
 
 __all__ = ["JobsPlatform", "peer_plugin", "plugin"]
+
+
+def _elytra_settings(base: PlatformSettings | None) -> ElytraSettings:
+    """Elytra's settings over the platform's ``base`` (pydantic-settings loads here)."""
+    from platform_core import package_settings
+
+    from .settings import ElytraSettings
+
+    return package_settings(ElytraSettings, base)
 
 
 def _chunk_cluster(node: LakeNode, settings: PlatformSettings | None) -> ChunkCluster | None:
@@ -126,7 +129,7 @@ class JobsPlatform:
         if self.results is not None:
             self.results.holder = node.node_id
         writer = services.get(DB_WRITER)  # forwards to the primary on a replica
-        es = package_settings(ElytraSettings, self.settings)
+        es = _elytra_settings(self.settings)
         self.session = Session(
             es,
             self.backend,
@@ -165,7 +168,7 @@ def peer_plugin() -> Plugin:
 
         from .peer_task_routes import make_peer_app
 
-        es = package_settings(ElytraSettings, settings)
+        es = _elytra_settings(settings)
 
         def ready() -> tuple[Backend, ChunkCluster | None, ElytraSettings]:
             pool = services.get(WORKER_POOL)  # 503 while the platform starts or stops
@@ -215,7 +218,7 @@ def plugin() -> Plugin:
 
         # The database started before us: the graph orders the lifespans.
         left = await _reload_jobs(services.get(DB_STORE), registry())
-        es = package_settings(ElytraSettings, settings)
+        es = _elytra_settings(settings)
         await asyncio.to_thread(sweep, es.resolved_spill_dir())  # what a killed run spilled
         platform.results = await _open_results(es, left)
         expiry = asyncio.create_task(_expire_every(platform.results))

@@ -21,12 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from platform_core import (
-    BadInputError,
-    PlatformError,
-    auth,
-    cap_memory,
-)
+from platform_core import BadInputError, PlatformError
 from platform_core.cli import (
     AS_CSV,
     AS_JSON,
@@ -43,13 +38,14 @@ from platform_core.cli import (
     version_option,
 )
 
-from .settings import lake_settings
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # settings (pydantic), pyarrow and rich load when a command runs, not for --help
     import pyarrow as pa
     from rich.progress import Progress
 
+    from platform_core import PlatformSettings
+
     from .api.client import Client
+    from .settings import LakeSettings
 
 __all__ = ["cli", "main"]
 
@@ -64,6 +60,14 @@ def _main(
 
 
 _fail = fail  # the node command's error exit
+
+
+def lake_settings(base: PlatformSettings | None = None, **overrides: Any) -> LakeSettings:
+    """:func:`lake.settings.lake_settings`, imported when a command runs (pydantic-settings
+    is the larger part of a CLI's start-up, and ``--help`` needs none of it)."""
+    from .settings import lake_settings as load
+
+    return load(base, **overrides)
 
 
 @cli.command()
@@ -82,6 +86,7 @@ def node(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run a lake node serving the API under /api/lake."""
+    from platform_core import auth, cap_memory
     from platform_core.ownership import lock_directory
     from platform_core.service import StartError, bind, configure_service_logging, serve
     from platform_core.tls import server_tls

@@ -8,12 +8,15 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from platform_core import LiveSink, PlatformSettings, Plugin, Services
+from platform_core import Plugin
 
 from .cluster.peer_link import PEER_PREFIX
 from .services import LAKE_NODE
+
+if TYPE_CHECKING:  # settings (pydantic) load when the gateway starts, not for `platform --help`
+    from platform_core import LiveSink, PlatformSettings, Services
 
 # The API (FastAPI), the node (DuckDB, sqlglot, Flight) and the live mirror are imported by
 # the factories below, when the gateway starts: `platform --help`, `platform token` and every

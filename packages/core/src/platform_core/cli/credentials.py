@@ -23,12 +23,11 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import typer
 
-from platform_core import auth
 from platform_core._extras import require
 from platform_core.errors import (
     BadInputError,
@@ -39,8 +38,11 @@ from platform_core.errors import (
 )
 from platform_core.netloc import is_loopback
 from platform_core.running import find_running
-from platform_core.settings import PlatformSettings, load_settings
-from platform_core.tls import connection_hint
+
+if (
+    TYPE_CHECKING
+):  # settings (pydantic), auth (PyJWT) and tls load when a command runs, not for --help
+    from platform_core.settings import PlatformSettings
 
 __all__ = [
     "DEFAULT_URL",
@@ -97,6 +99,8 @@ def normalize_url(url: str) -> str:
 
 def default_url(settings: PlatformSettings | None = None) -> str:
     """The URL of the platform ``platform up`` runs on ``PLATFORM_HOME``, else 127.0.0.1:8080."""
+    from platform_core.settings import load_settings
+
     try:
         settings = settings or load_settings()
     except PlatformError:
@@ -161,6 +165,8 @@ def _minted(url: str, settings: PlatformSettings) -> str | None:
     """
     if not is_loopback(_host(url)):
         return None
+    from platform_core import auth
+
     with contextlib.suppress(PlatformError):
         return auth.issue_token(CLI_SUBJECT, admin=True, settings=settings)
     return None
@@ -176,6 +182,7 @@ def login(url: str, user: str | None = None, password: str | None = None) -> str
     httpx = require("httpx", what="platform_core.cli")
 
     from platform_core.http.client import CONNECT_RETRIES, http_client
+    from platform_core.tls import connection_hint
 
     target = normalize_url(url) + "/api/login"
     try:
@@ -232,6 +239,9 @@ def resolve_token(
     url: str, explicit: str | None = None, settings: PlatformSettings | None = None
 ) -> str | None:
     """The token to send to ``url``, in the order the module describes; None if there is none."""
+    from platform_core import auth
+    from platform_core.settings import load_settings
+
     settings = settings or load_settings()
     given = auth.client_token(explicit, settings)
     if given:

@@ -19,15 +19,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from platform_core.errors import BadInputError
 from platform_core.jsoncells import json_cell, json_rows
 
-if TYPE_CHECKING:  # pyarrow loads when a table is printed, not for a command's --help
+if TYPE_CHECKING:  # pyarrow and rich load when a table is printed, not for a command's --help
     import pyarrow as pa
+    from rich.console import Console
 
 __all__ = [
     "AS_CSV",
@@ -113,6 +111,9 @@ def print_rows(
     title: str | None = None,
 ) -> None:
     """Print ``rows`` (JSON-ready values, ``None`` for NULL) under ``columns`` in ``fmt``."""
+    from rich.table import Table
+    from rich.text import Text
+
     cols = [c if isinstance(c, Column) else Column(c) for c in columns]
     out = console or _console()
     if fmt is OutputFormat.JSON:
@@ -152,6 +153,8 @@ def print_rows(
 
 def _console() -> Console:
     """Stdout; when it is not a terminal, wide enough that no cell is folded."""
+    from rich.console import Console
+
     if sys.stdout.isatty():
         return Console(soft_wrap=False)
     return Console(soft_wrap=False, width=PIPED_WIDTH, force_terminal=False)

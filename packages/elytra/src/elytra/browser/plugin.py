@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from platform_core import PlatformSettings, Plugin, Services
+from platform_core import Plugin
 
 from ..services import WORKER_POOL
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # settings (pydantic) load when the gateway starts, not for `platform --help`
+    from platform_core import PlatformSettings, Services
+
     from .hub import WorkerHub
 
 __all__ = ["plugin"]

@@ -20,11 +20,11 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from platform_core.auth import TokenSigner
-from platform_core.http import http_client
-
-if TYPE_CHECKING:  # httpx loads with the first link, not with the plugin for `platform --help`
+# httpx and PyJWT load with the first link, not with the plugin for `platform --help`
+if TYPE_CHECKING:
     import httpx
+
+    from platform_core.auth import TokenSigner
 
     from .flight import FlightPeer
 
@@ -79,6 +79,8 @@ class PeerLinks:
         self.dropped: set[str] = set()
         """Member ids this node pretends it cannot reach (the fault hook)."""
         # no retries: a peer that does not answer is noticed at once (the caller drops it)
+        from platform_core.http import http_client
+
         self._http = http_client(timeout=timeout, verify=verify)
         httpx_log = logging.getLogger("httpx")
         if _QUIET not in httpx_log.filters:
