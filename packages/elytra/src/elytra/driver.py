@@ -62,6 +62,7 @@ from .stages import (
     task_plan,
 )
 from .task import Task, TaskResult
+from .taskfile import read_mapped
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
@@ -705,7 +706,7 @@ class Driver:
                 file = result.stats.get("file")  # a large result, written by the task
                 if file is not None and file.get("format") == "arrow":
                     assert isinstance(route, str)  # only a concatenating merge asks for one
-                    results.add_mapped(route, Path(file["path"]))
+                    results.add_mapped(route, read_mapped(Path(file["path"])))
                 elif file is not None:
                     if isinstance(route, str):  # the merge reads the task's file itself
                         results.add_file(route, Path(file["path"]), int(file["bytes"]))

@@ -83,12 +83,10 @@ class StageResults:
         h.filed += nbytes
         self.spilled_bytes += nbytes
 
-    def add_mapped(self, name: str, path: Path) -> None:
-        """A task's Arrow IPC result file, memory-mapped as it is (``taskfile``)."""
-        from .taskfile import read_mapped
-
+    def add_mapped(self, name: str, table: pa.Table) -> None:
+        """A task's Arrow IPC result file, memory-mapped as it is (``taskfile.read_mapped``):
+        its pages stay the file's, so it is counted as filed, not held."""
         h = self.held[name]
-        table = read_mapped(path)
         if not table.schema.equals(h.schema):
             table = table.select(h.schema.names).cast(h.schema)
         h.mapped.append(table)
