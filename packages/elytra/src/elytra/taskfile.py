@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .results import _groups
+from .rowgroups import _groups
 
 __all__ = ["ResultSpool", "read_mapped"]
 
