@@ -4,6 +4,12 @@ A client on the same machine (``elytra.connect()`` on that home) finds the platf
 talks to it, instead of opening its databases a second time. The file is written atomically
 once the server is up and removed when it stops; a file left by a killed process is ignored
 (its pid is gone, or is now another process).
+
+A client hands the platform it finds a token (the CLIs' and ``elytra.connect()``'s lookup
+may mint this machine's admin token for it), so the record is believed only if it cannot
+have been planted: the file and the recorded process are this user's, and that process
+listens on the recorded URL's port. A home another user can write to cannot point this
+user's token at a listener of theirs.
 """
 
 from __future__ import annotations
@@ -13,6 +19,9 @@ import json
 import os
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from .listeners import holds_port
 
 __all__ = ["RUNNING_FILE", "announce", "find_running", "withdraw"]
 
@@ -50,14 +59,29 @@ def withdraw(home: str | os.PathLike[str]) -> None:
             path.unlink()
 
 
-def find_running(home: str | os.PathLike[str]) -> str | None:
-    """The URL of the platform serving ``home`` now, or None."""
+def _owner(path: str) -> int | None:
     try:
-        record = json.loads((Path(home) / RUNNING_FILE).read_text())
+        return os.stat(path).st_uid
+    except OSError:
+        return None
+
+
+def find_running(home: str | os.PathLike[str]) -> str | None:
+    """The URL of the platform serving ``home`` now, or None (also for a record this user's
+    own platform did not write: see the module docstring)."""
+    path = Path(home) / RUNNING_FILE
+    try:
+        record = json.loads(path.read_text())
         pid, url = int(record["pid"]), str(record["url"])
+        port = urlsplit(url).port
     except (OSError, ValueError, KeyError, TypeError):
         return None
     started = _started(pid)
     if started is None or started != record.get("proc_start"):
         return None  # the process is gone, or the pid is another process now
+    me = os.getuid()
+    if _owner(str(path)) != me or _owner(f"/proc/{pid}") != me:
+        return None  # written or served by another user
+    if port is None or not holds_port(pid, port):
+        return None  # the recorded process does not serve the recorded URL
     return url

@@ -31,6 +31,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import PlatformError, UnavailableError
+from .listeners import port_holder
 from .logs import configure_logging
 from .redact import install_log_redaction
 from .running import announce, withdraw
@@ -67,35 +68,6 @@ def url_of(host: str, port: int, *, tls: bool = False) -> str:
 
 def _where_to_change(setting: str | None, option: str) -> str:
     return f"set {setting} or {option}" if setting else f"pass {option}"
-
-
-def _listening_inodes(port: int) -> set[str]:
-    """Socket inodes listening on ``port`` (``/proc/net/tcp*``, state 0A = LISTEN)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                cols = line.split()
-                if len(cols) > 9 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(cols[9])
-    return inodes - {"0"}
-
-
-def port_holder(port: int) -> int | None:
-    """The pid of a process listening on ``port``, if this user may see it (Linux), else None."""
-    inodes = _listening_inodes(port)
-    if not inodes:
-        return None
-    wanted = {f"socket:[{inode}]" for inode in inodes}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            for fd in (entry / "fd").iterdir():
-                with contextlib.suppress(OSError):
-                    if os.readlink(fd) in wanted:
-                        return int(entry.name)
-    return None
 
 
 def bind(
