@@ -176,6 +176,33 @@ def test_generated_csv_reads_as_duckdb_reads_it(tmp_path: Path, case: tuple[str,
     assert_same(path, block)
 
 
+@st.composite
+def one_column_files(draw: st.DrawFn) -> str:
+    """A one-column CSV whose NULLs are often blank lines (DuckDB: a NULL row, not skipped)."""
+    kind = draw(st.sampled_from(sorted(VALUES)))
+    cells = draw(
+        st.lists(st.one_of(st.just(None), st.just(""), VALUES[kind]), min_size=1, max_size=30)
+    )
+    eol = draw(st.sampled_from(["\n", "\r\n"]))
+    lines = [draw(st.sampled_from(["v", "name", "x y"]))]
+    lines += [_render(v, draw(st.booleans()) and v is not None) for v in cells]
+    return eol.join(lines) + draw(st.sampled_from([eol, ""]))
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(text=one_column_files(), block=st.sampled_from([256, 1 << 20]))
+def test_blank_lines_of_a_one_column_file_are_null_rows_as_in_duckdb(
+    tmp_path: Path, text: str, block: int
+) -> None:
+    path = tmp_path / "one.csv"
+    path.write_bytes(text.encode())
+    assert_same(path, block)
+
+
 def test_null_words_leading_zeros_and_quoted_empty(tmp_path: Path) -> None:
     path = tmp_path / "n.csv"
     path.write_text(

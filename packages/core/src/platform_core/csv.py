@@ -4,7 +4,8 @@ Every package reads CSV through here, so a file means the same thing everywhere.
 each checked against DuckDB in ``tests/test_csv.py``:
 
 - Only an empty field is NULL, quoted (``""``) or not; ``NA``, ``null``, ``nan``, ``#N/A``,
-  ``NULL`` and ``None`` are values (``nan`` is NaN in a float column, text elsewhere).
+  ``NULL`` and ``None`` are values (``nan`` is NaN in a float column, text elsewhere). A blank
+  line of a one-column file is such a field (a NULL row); with more columns it is skipped.
 - Quoted fields may hold delimiters, doubled quotes and newlines; rows may cross read blocks.
   One row must fit in a block (``block_bytes``); a longer row fails with a message saying so.
 - Header names as DuckDB makes them: an empty name becomes ``column<i>``, a repeated name
@@ -162,7 +163,12 @@ def _text_batches(
                 skip_rows=0 if unique else 1,
             ),
             parse_options=pa_csv.ParseOptions(
-                delimiter=delimiter, newlines_in_values=True, invalid_row_handler=invalid
+                delimiter=delimiter,
+                newlines_in_values=True,
+                invalid_row_handler=invalid,
+                # DuckDB reads a blank line of a one-column file as a NULL row (it is an
+                # empty field) and skips it when there are more columns (too few fields).
+                ignore_empty_lines=len(raw) > 1,
             ),
             convert_options=pa_csv.ConvertOptions(
                 column_types=dict.fromkeys(given, pa.string()),
