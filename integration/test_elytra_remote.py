@@ -74,8 +74,18 @@ def test_a_remote_session_runs_pipelines_on_the_platform(
             f"/api/lake/datasets/{temporary}", headers={"authorization": f"Bearer {alice}"}
         )
         assert r.status_code == 404  # the temporary dataset went with the session
-    with pytest.raises(elytra.PipelineError, match="token"):
-        elytra.connect(platform.url)
+    # Without a token, a URL gets what the CLIs send there: this test platform is in dev mode
+    # on loopback, so that is the token its login gives (admin), as `elytra run --url` has.
+    import jwt
+
+    from platform_core.cli import resolve_token
+
+    unverified = {"verify_signature": False}
+    cli = jwt.decode(resolve_token(platform.url) or "", options=unverified)
+    with elytra.connect(platform.url) as s:
+        assert s.dataset("sales").count() == 100000
+        session = jwt.decode(s._token or "", options=unverified)
+    assert (session["sub"], session["admin"], session["src"]) == (cli["sub"], True, "dev")
 
 
 def test_connect_on_a_served_home_uses_the_running_platform(
@@ -104,6 +114,10 @@ with elytra.connect() as s:
     assert s.remote is not None
     s.read_csv(sys.argv[1]).write("by_session")
     session = jwt.decode(s._token, options={"verify_signature": False})
+with elytra.connect(default_url()) as s:  # the URL given, no token: the same identity
+    assert s.dataset("by_session").count() == 2
+    by_url = jwt.decode(s._token, options={"verify_signature": False})
+assert [by_url["sub"], by_url["admin"]] == [session["sub"], session["admin"]], by_url
 cli = jwt.decode(resolve_token(default_url()), options={"verify_signature": False})
 print(json.dumps({"session": [session["sub"], session["admin"]], "cli": [cli["sub"], cli["admin"]]}))
 """

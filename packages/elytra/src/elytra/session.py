@@ -264,9 +264,9 @@ def connect(
 ) -> Session:
     """A session. Embedded on ``home`` (``PLATFORM_HOME``) by default, with ``backend``
     ``"local"`` (a worker pool, the default), ``"inline"`` or a backend object; with ``url``,
-    on a running platform (``token``: default ``PLATFORM_TOKEN``); and when a platform serves
-    ``home``, on that platform, as the identity the CLIs use there (``token``, else
-    ``PLATFORM_TOKEN``, ``platform login``'s token, else this machine's ``admin``)."""
+    or when a platform serves ``home``, on that platform, as the identity the CLIs use with
+    that URL (``token``, else ``PLATFORM_TOKEN``, ``platform login``'s token, else this
+    machine's ``admin`` for a loopback URL)."""
     overrides: dict[str, Any] = dict(settings)
     if home is not None:
         overrides["home"] = Path(home)
@@ -277,16 +277,10 @@ def connect(
     if ray_address is not None:
         overrides |= {"backend": "ray", "ray_address": ray_address}
     loaded = load_settings(ElytraSettings, **overrides)
-    found: str | None = None
     if url is None and backend is None:
-        url = find_running(loaded.home)
-        if url is not None:  # a platform serves this home: use it, not its files, as the CLIs do
-            found = _client_token(url, token, loaded.home)
-    elif url is not None:
-        from platform_core import auth
-
-        found = auth.client_token(token)
+        url = find_running(loaded.home)  # a platform serves this home: use it, as the CLIs do
     if url is not None:
+        found = _client_token(url, token, loaded.home)
         if found is None:
             raise PipelineError(f"connecting to {url} needs a token: token= or PLATFORM_TOKEN")
         return Session(loaded, remote=RemoteDriver(url, found), token=found)
