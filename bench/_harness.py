@@ -50,6 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _procstat import reset_peak_rss, status_kib
+
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 DATA_CACHE = ROOT / "results" / "data"
@@ -71,24 +73,6 @@ class Measured:
     peak_rss_bytes: int | None = None
     setup_rss_bytes: int | None = None
     arrow_peak_bytes: int | None = None
-
-
-def _proc_status_kib(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{key} not in /proc/self/status")
-
-
-def _reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 @dataclass
@@ -363,18 +347,18 @@ def _child_main(script: str, engine: str, workload: str, params: dict[str, Any],
         spec.loader.exec_module(module)
         bench = next(v for v in vars(module).values() if isinstance(v, Benchmark))
         pool = pa.default_memory_pool()
-        before_setup = _proc_status_kib("VmRSS") * 1024
+        before_setup = status_kib("VmRSS") * 1024
         call = bench.engines[engine].factory(workload, params)
         gc.collect()
         pool.release_unused()
         # The baseline is taken after setup, so the peaks below belong to the timed call.
-        baseline = _proc_status_kib("VmRSS") * 1024
-        exact_peak = _reset_peak_rss()
+        baseline = status_kib("VmRSS") * 1024
+        exact_peak = reset_peak_rss()
         arrow_base, arrow_max_before = pool.bytes_allocated(), pool.max_memory()
         start = time.perf_counter()
         output = call()
         seconds = time.perf_counter() - start
-        peak = _proc_status_kib("VmHWM") * 1024
+        peak = status_kib("VmHWM") * 1024
         arrow_max = pool.max_memory()
         own: Measured | None = None
         if isinstance(output, Measured):  # the engine's server timed its own work

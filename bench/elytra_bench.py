@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from _harness import Benchmark
+from _procstat import reset_peak_rss, status_kib
 
 bench = Benchmark(
     "elytra_bench", "elytra group-by questions against DuckDB, Polars, Daft, Ray Data"
@@ -487,20 +488,6 @@ def check(workload: str, output: Any) -> Any:
     return f"{output.num_rows} {total:.6g}"
 
 
-def _status_kib(pid: int, key: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{key} not in /proc/{pid}/status")
-
-
-def _reset_peak(pid: int) -> None:
-    """VmHWM back to the current RSS (Linux >= 4.0), so the peak read after is this run's."""
-    with open(f"/proc/{pid}/clear_refs", "w") as f:
-        f.write("5")
-
-
 def memory_section(params: dict[str, Any], questions: list[str], cap_mib: int = 64) -> None:
     """Each worker's and the driver's peak RSS above its start, per question, on a fresh pool
     under a ``cap_mib`` task cap (the issue's bound: cap + 64 MiB)."""
@@ -523,12 +510,12 @@ def memory_section(params: dict[str, Any], questions: list[str], cap_mib: int = 
             pids["driver"] = os.getpid()
             start = {}
             for name, pid in pids.items():
-                _reset_peak(pid)
-                start[name] = _status_kib(pid, "VmRSS")
+                reset_peak_rss(pid)
+                start[name] = status_kib("VmRSS", pid)
             _pipeline(s, q).collect()
             caps = {"driver": int(s.driver.settings.driver_mem_cap) >> 20}
             for name, pid in pids.items():
-                above = max(0, _status_kib(pid, "VmHWM") - start[name]) / 1024
+                above = max(0, status_kib("VmHWM", pid) - start[name]) / 1024
                 bound = caps.get(name, cap_mib) + 64
                 print(
                     f"| {q} | {name} | {start[name] / 1024:.0f} | {above:.0f} | {bound} "

@@ -32,22 +32,8 @@ from typing import Any
 import daft
 import pyarrow as pa
 
-
-def _status_kib(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{key} not in /proc/self/status")
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from _procstat import reset_peak_rss, status_kib  # bench/, the folder above this one
 
 
 class Server:
@@ -69,19 +55,19 @@ class Server:
 
     def answer(self, req: dict[str, Any]) -> dict[str, Any]:
         fn = getattr(self.module(req["module"]), req["function"])
-        before = _status_kib("VmRSS") * 1024
+        before = status_kib("VmRSS") * 1024
         tables = {}
         for name, files in req["tables"].items():
             key = tuple(files)
             if key not in self.frames:  # setup: once per table for the server's life
                 self.frames[key] = daft.read_parquet(list(files))
             tables[name] = self.frames[key]
-        baseline = _status_kib("VmRSS") * 1024
-        exact = _reset_peak()
+        baseline = status_kib("VmRSS") * 1024
+        exact = reset_peak_rss()
         start = time.perf_counter()
         result = fn(daft, tables, **req.get("args", {})).to_arrow()
         seconds = time.perf_counter() - start
-        peak = _status_kib("VmHWM") * 1024
+        peak = status_kib("VmHWM") * 1024
         fd, path = tempfile.mkstemp(suffix=".arrow", dir=self.scratch)
         with os.fdopen(fd, "wb") as f, pa.ipc.new_file(f, result.schema) as w:
             w.write_table(result)
