@@ -92,6 +92,8 @@ class ResultStream:
         """A distributed EXPLAIN's plan (see ``QueryResult.plan``); None otherwise."""
         self.moved: dict[str, Any] | None = None
         """A distributed query's rows and bytes into the coordinator; None otherwise."""
+        self.engine = "lake"
+        """Which engine answered: ``lake`` (this planner) or an executor's name (``elytra``)."""
         self.sql = ""
         self.limit = 0.0
         self._batches = batches
