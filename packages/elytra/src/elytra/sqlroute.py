@@ -125,15 +125,16 @@ class PlatformSQL:
         session, recording = self._session()
         try:
             p = self._plan(session, sql)
+            reads = self._reads(p)
             plan = self._explained(session, p) if mode != "run" else None
             if mode == "explain":
                 assert plan is not None
-                return SQLRun(explain_table(plan, None), plan)
+                return SQLRun(explain_table(plan, None), plan, reads)
             table, record = self._run(p, user, timeout, query_id, cancelled)
             if plan is None:
-                return SQLRun(table)
+                return SQLRun(table, reads=reads)
             done = analyze_json(plan, recording.records, record, table)
-            return SQLRun(explain_table(done, recording.records), done)
+            return SQLRun(explain_table(done, recording.records), done, reads)
         finally:
             session.close()
 
@@ -146,6 +147,31 @@ class PlatformSQL:
         except Exception as exc:  # noqa: BLE001 - whatever stops planning, the lake answers
             raise SQLDeclined(f"{type(exc).__name__}: {_message(exc)}") from None
         return p
+
+    def _reads(self, p: Pipeline) -> list[dict[str, Any]]:
+        """The chunks of the dataset versions the query reads, as the lake's route lists them
+        (``node``: this node when it holds the chunk, else ``replica``: the cluster fetches it)."""
+        from .sources import LakeSource
+
+        out: list[dict[str, Any]] = []
+        seen: set[tuple[str, int]] = set()
+        for src in p.sources.values():
+            if not isinstance(src, LakeSource) or (src.dataset, src.version) in seen:
+                continue
+            seen.add((src.dataset, src.version))
+            manifest = self.node.catalog.get(src.dataset, src.version)
+            chunks = self.node.catalog.chunks
+            out += [
+                {
+                    "node": self.node.node_id if chunks.has(c.sha256) else "replica",
+                    "dataset": src.dataset,
+                    "chunk": c.sha256,
+                    "bytes": c.bytes,
+                    "rows": c.rows,
+                }
+                for c in manifest.chunks
+            ]
+        return out
 
     def _explained(self, session: Session, p: Pipeline) -> dict[str, Any]:
         parts = self.settings.exchange_partitions or 2 * self.settings.workers
