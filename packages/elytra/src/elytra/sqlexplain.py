@@ -138,7 +138,8 @@ def _totals(records: Sequence[TaskRecord], exchanged: frozenset[int]) -> dict[st
         "bytes_in": sum(r.bytes_in for r in records),
         "bytes_out": sum(r.bytes_out for r in records),
         "bytes_to_exchange": sum(r.bytes_out for r in to_exchange),
-        "bytes_to_driver": sum(r.bytes_out for r in records) - sum(r.bytes_out for r in to_exchange),
+        "bytes_to_driver": sum(r.bytes_out for r in records)
+        - sum(r.bytes_out for r in to_exchange),
         "workers": sorted({r.worker for r in records if r.worker is not None}),
         "nodes": sorted({r.node for r in records if r.node is not None}),
         "attempts": max((r.attempt for r in records), default=0),

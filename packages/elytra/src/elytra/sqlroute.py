@@ -105,7 +105,7 @@ class PlatformSQL:
         recording = RecordingBackend(self.backend(), node.node_id)
         session = Session(
             self.settings,
-            recording,  # type: ignore[arg-type]  # a Backend by its methods
+            recording,  # a Backend by its methods
             catalog=node.catalog,
             fetch=node.cluster.read_chunk if node.cluster is not None else None,
         )
@@ -144,7 +144,7 @@ class PlatformSQL:
         try:
             p = session.sql(sql)
             _ = p.schema
-        except Exception as exc:  # noqa: BLE001 - whatever stops planning, the lake answers
+        except Exception as exc:  # whatever stops planning, the lake answers
             raise SQLDeclined(f"{type(exc).__name__}: {_message(exc)}") from None
         return p
 
@@ -177,7 +177,7 @@ class PlatformSQL:
         parts = self.settings.exchange_partitions or 2 * self.settings.workers
         try:
             return plan_json(session.driver, p, self.settings.backend, parts)  # type: ignore[arg-type]
-        except Exception as exc:  # noqa: BLE001 - a plan no stage can hold: the lake's turn
+        except Exception as exc:  # a plan no stage can hold: the lake's turn
             raise SQLDeclined(f"{type(exc).__name__}: {_message(exc)}") from None
 
     def _run(
@@ -186,7 +186,7 @@ class PlatformSQL:
         """The job's rows and record; a cancel or the timeout is the lake's timeout error."""
         try:
             job = p.submit(owner=user, timeout=timeout)
-        except Exception as exc:  # noqa: BLE001 - refused before it ran: the lake's turn
+        except Exception as exc:  # refused before it ran: the lake's turn
             raise SQLDeclined(f"{type(exc).__name__}: {_message(exc)}") from None
         started = time.perf_counter()
         while not job.done():
@@ -201,9 +201,12 @@ class PlatformSQL:
             raise QueryTimeoutError(
                 f"query {query_id} ran past its timeout of {timeout:g} s", query_id=query_id
             ) from None
-        except Exception as exc:  # noqa: BLE001 - the lake reruns it and answers as it would
+        except Exception as exc:  # the lake reruns it and answers as it would
             log.warning(
-                "elytra could not run query %s (%.2f s): %s", query_id, time.perf_counter() - started, exc
+                "elytra could not run query %s (%.2f s): %s",
+                query_id,
+                time.perf_counter() - started,
+                exc,
             )
             raise SQLDeclined(f"the run failed: {type(exc).__name__}: {_message(exc)}") from None
         return table, job.status()

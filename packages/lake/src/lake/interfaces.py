@@ -10,12 +10,10 @@ lake never imports it. This module imports data types only.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import threading
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 
@@ -132,7 +130,7 @@ class Distributor(Protocol):
     ) -> DistributedResult: ...
 
 
-class SQLDeclined(Exception):  # noqa: N818 - a verdict, not an error a user ever sees
+class SQLDeclined(Exception):
     """An :class:`SQLExecutor` will not run a statement; the lake's own planner runs it.
 
     ``str(exc)`` says why (the construct it does not plan, or what failed), for EXPLAIN."""
