@@ -232,7 +232,7 @@ def plugin() -> Plugin:
         await _start_backends(platform, es, settings)
         platform.services, platform.settings = services, settings
         node = services.get(LAKE_NODE)
-        if es.sql_route:  # the lake's query route plans on our stages while we run
+        if es.sql_route != "off":  # the lake's query route plans on our stages while we run
             from .sqlroute import PlatformSQL
 
             node.sql_executor = PlatformSQL(node, es, lambda: _backend_of(platform))

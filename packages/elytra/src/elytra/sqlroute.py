@@ -98,6 +98,10 @@ class PlatformSQL:
         self.settings = settings
         self.backend = backend
 
+    def _clustered(self) -> bool:
+        coordinator = self.node.engine.coordinator
+        return coordinator is not None and coordinator.has_peers()
+
     def _session(self) -> tuple[Session, RecordingBackend]:
         from .session import Session
 
@@ -122,6 +126,11 @@ class PlatformSQL:
         cancelled: threading.Event,
     ) -> SQLRun:
         """Plan ``sql`` into stages and run them (or, for ``explain``, only plan them)."""
+        if self.settings.sql_route == "cluster" and not self._clustered():
+            raise SQLDeclined(
+                "ELYTRA_SQL_ROUTE=cluster and this lake node has no live peers: its own "
+                "planner runs the query in one DuckDB"
+            )
         session, recording = self._session()
         try:
             p = self._plan(session, sql)
