@@ -114,7 +114,7 @@ def test_what_session_sql_refuses_is_declined_with_its_reason(
 ) -> None:
     node, _ = lake
     ex = _executor(node, tmp_path)
-    with pytest.raises(SQLDeclined, match="SQLPlanError.*window"):
+    with pytest.raises(SQLDeclined, match=r"SQLPlanError.*window"):
         _run(ex, "SELECT rank() OVER (ORDER BY o_orderkey) FROM orders")
     with pytest.raises(SQLDeclined, match="no live peers"):
         _run(_executor(node, tmp_path, sql_route="cluster"), QUERIES[6])
