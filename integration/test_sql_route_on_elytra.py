@@ -11,6 +11,8 @@ the bytes that moved; roles are the lake route's.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -187,6 +189,27 @@ def test_explain_names_the_stages_and_analyze_the_bytes_they_moved(
     assert "merge" in a["seconds"]
     assert a["tasks"] == body["row_count"]
     assert {row[body_col(body, "node")] for row in body["rows"]} != {None}
+
+
+def test_lake_query_prints_the_engine_and_the_stages(
+    platform: tuple[ServerProcess, dict[str, str], duckdb.DuckDBPyConnection],
+) -> None:
+    """`lake query "EXPLAIN ANALYZE ..."` (the real CLI against the platform): after the task
+    rows, the engine and a line per stage with what it ran and moved."""
+    server, tokens, _ = platform
+    sql = " ".join(QUERIES[3].split())
+    out = subprocess.run(
+        [str(command("lake")), "query", f"EXPLAIN ANALYZE {sql}", "--node", server.url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PLATFORM_TOKEN": tokens["alice"]},
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "engine: elytra (session.sql planned it into stages" in out.stdout, out.stdout
+    assert "stage 0 (" in out.stdout
+    assert "to the driver" in out.stdout
 
 
 def body_col(body: dict[str, Any], name: str) -> int:

@@ -184,8 +184,10 @@ class PlatformSQL:
 
     def _explained(self, session: Session, p: Pipeline) -> dict[str, Any]:
         parts = self.settings.exchange_partitions or 2 * self.settings.workers
+        why = f"session.sql planned it into stages (ELYTRA_SQL_ROUTE={self.settings.sql_route})"
         try:
-            return plan_json(session.driver, p, self.settings.backend, parts)  # type: ignore[arg-type]
+            plan = plan_json(session.driver, p, self.settings.backend, parts)  # type: ignore[arg-type]
+            return {"engine": plan.pop("engine"), "why": why, **plan}
         except Exception as exc:  # a plan no stage can hold: the lake's turn
             raise SQLDeclined(f"{type(exc).__name__}: {_message(exc)}") from None
 
