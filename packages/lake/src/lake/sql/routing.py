@@ -68,7 +68,12 @@ def open_query(
             )
             stream.engine, stream.plan = executor.name, run.plan
             return stream
-    left = timeout - (time.perf_counter() - started)
+    # the time left, once another engine has spent some of it (else the caller's own limit)
+    left = (
+        timeout
+        if executor is None or stmt.kind not in ("select", "explain")
+        else (timeout - (time.perf_counter() - started))
+    )
     if left <= 0:  # the other engine spent the query's time
         raise QueryTimeoutError(
             f"query {query_id} ran past its timeout of {timeout:g} s", query_id=query_id
