@@ -78,7 +78,7 @@ def open_query(
         raise QueryTimeoutError(
             f"query {query_id} ran past its timeout of {timeout:g} s", query_id=query_id
         )
-    stream = engine.open(sql, timeout=left, query_id=query_id, cancelled=cancelled)
+    stream = engine.open(sql, timeout=left, query_id=query_id, cancelled=cancelled, gated=stmt)
     if stmt.kind == "explain":
         stream.plan = _lake_plan(stream.plan, why, executor)
     return stream
