@@ -163,6 +163,30 @@ def test_explain_shows_the_node_and_the_bytes_of_each_chunk(
     assert sorted(got) == sorted(want)
 
 
+def test_analyze_shows_elytras_stages_with_what_they_moved(
+    page: Page, ui_platform: UIPlatform, sales: Path
+) -> None:
+    """The SQL route runs on Elytra here: Analyze draws its stages, each with the tasks it ran
+    and the rows it sent on, as the route's EXPLAIN ANALYZE JSON has them."""
+    sql = f"SELECT region, sum(amount) AS total FROM {NAME} GROUP BY region"
+    with ui_platform.client() as c:
+        api = c.post("/api/lake/query", json={"sql": f"EXPLAIN ANALYZE {sql}"}).json()["plan"]
+    assert api["engine"] == "elytra"
+    open_sql(page, sql)
+    page.get_by_role("button", name="Analyze").click()
+    expect(page.get_by_role("tab", name="Plan")).to_have_attribute("aria-selected", "true")
+    expect(page.get_by_test_id("plan-engine")).to_contain_text("Elytra")
+    stages = page.get_by_test_id("stage")
+    expect(stages).to_have_count(len(api["stages"]))
+    runs = page.get_by_test_id("stage-run")
+    for i, stage in enumerate(api["stages"]):
+        n = stage["task_count"]
+        expect(runs.nth(i)).to_contain_text(f"ran {n:,} {'task' if n == 1 else 'tasks'}")
+        expect(runs.nth(i)).to_contain_text("rows out")
+    expect(page.get_by_test_id("stage-plan")).to_contain_text("into the driver")
+    expect(page.get_by_test_id("stage-merge")).to_contain_text("gather")
+
+
 def test_csv_and_parquet_downloads_equal_duckdb(page: Page, sales: Path, tmp_path: Path) -> None:
     sql = f"SELECT id, region, amount, qty, day FROM {NAME} WHERE qty > 20 ORDER BY id"
     expected = oracle(sales, sql)

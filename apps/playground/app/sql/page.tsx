@@ -165,13 +165,13 @@ function SqlPage() {
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [text]);
 
-  const runExplain = async () => {
+  const runExplain = async (analyze = false) => {
     if (runningRef.current) return;
     const sql = statement();
     if (!sql) return;
     const r = begin("explain", sql);
     try {
-      const p = await explain(sql, r.id, r.ctrl.signal);
+      const p = await explain(sql, r.id, r.ctrl.signal, analyze);
       setPlan({ plan: p, sql });
       setTab("plan");
     } catch (e) {
@@ -235,8 +235,16 @@ function SqlPage() {
               <button type="button" className="primary" onClick={runQuery} disabled={!!running}>
                 Run
               </button>
-              <button type="button" onClick={runExplain} disabled={!!running}>
+              <button type="button" onClick={() => runExplain(false)} disabled={!!running}>
                 Explain
+              </button>
+              <button
+                type="button"
+                onClick={() => runExplain(true)}
+                disabled={!!running}
+                title="Run the query and show what each stage moved and how long it took"
+              >
+                Analyze
               </button>
               <button type="button" className="danger" onClick={cancel} disabled={!running}>
                 Cancel

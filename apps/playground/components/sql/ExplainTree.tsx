@@ -9,6 +9,7 @@ import { Empty } from "@/components/ui";
 import { bytes, count, seconds } from "@/lib/format";
 
 import type { Plan, PlanRead } from "./query";
+import { StageTree } from "./StageTree";
 
 import styles from "@/app/sql/sql.module.css";
 
@@ -53,7 +54,12 @@ export function ExplainTree({ plan, sql }: { plan: Plan; sql: string }) {
   const totalBytes = reads.reduce((s, r) => s + r.bytes, 0);
   const totalRows = reads.reduce((s, r) => s + r.rows, 0);
   const movedBytes = moved.reduce((s, r) => s + r.bytes, 0);
-  if (!plan.reads.length)
+  const engine = (
+    <p className="muted" data-testid="plan-engine">
+      {plan.engine === "elytra" ? "Planned and run on Elytra's stages." : `Run by the lake's planner${plan.why ? `: ${plan.why}` : "."}`}
+    </p>
+  );
+  if (!plan.reads.length && !plan.stages)
     return (
       <Empty title="The statement reads no chunks">
         It reads no dataset, or only empty ones, so there is nothing to plan.
@@ -61,6 +67,8 @@ export function ExplainTree({ plan, sql }: { plan: Plan; sql: string }) {
     );
   return (
     <div className={styles.plan} data-testid="plan">
+      {engine}
+      {plan.stages ? <StageTree plan={plan.stages} /> : null}
       <details open>
         <summary>
           <strong>Statement</strong>{" "}

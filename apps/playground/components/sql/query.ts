@@ -81,6 +81,60 @@ export interface PlanRead {
   attempt: number | null;
 }
 
+/** What Elytra's stages did (EXPLAIN ANALYZE only), per stage or per later round. */
+export interface StageRun {
+  tasks: number;
+  task_seconds: number;
+  max_task_seconds: number;
+  rows_out: number;
+  bytes_in: number;
+  bytes_out: number;
+  bytes_to_exchange: number;
+  bytes_to_driver: number;
+  workers: number[];
+  nodes: string[];
+}
+
+export interface StageJoin {
+  strategy: string;
+  how: string;
+  keys: string[][];
+  small_side: string;
+  small_side_bytes: number | null;
+}
+
+export interface StageInfo {
+  index: number;
+  name: string;
+  kind: string;
+  reads: string;
+  joins: StageJoin[];
+  output: string;
+  task_count: number;
+  bytes_in: number;
+  tasks: { id: string; files: number; bytes_in: number }[];
+  analyze?: StageRun;
+}
+
+/** The plan of a query run on Elytra's stages (the platform's SQL route, elytra installed). */
+export interface StagePlan {
+  backend: string;
+  stages: StageInfo[];
+  exchanges: { name: string; strategy: string; how: string; left_stage: number; right_stage: number; keys: string[][]; partitions: number }[];
+  merge: { strategy: string; where: string; plan: string[] };
+  rounds?: (StageRun & { stage_index: number; what: string })[];
+  analyze?: {
+    seconds: Record<string, number | null>;
+    rows_out: number;
+    result_bytes: number;
+    tasks: number;
+    bytes_read: number;
+    bytes_between_stages: number;
+    bytes_to_driver: number;
+    spilled_bytes: number;
+  };
+}
+
 export interface Plan {
   /** "explain" on one node; "explain (<plan>)" when the statement ran across nodes. */
   kind: string;
@@ -89,6 +143,11 @@ export interface Plan {
   /** Across nodes: per dataset the SQL each node ran over its chunks, and the coordinator's. */
   fragments: Record<string, string>;
   final: string | null;
+  /** Which engine planned it ("elytra" or "lake"), and why the lake's when Elytra declined. */
+  engine: string;
+  why: string | null;
+  /** Elytra's stages (engine "elytra"), with what they did under EXPLAIN ANALYZE. */
+  stages: StagePlan | null;
 }
 
 interface JsonResult {
@@ -96,20 +155,17 @@ interface JsonResult {
   columns: Column[];
   rows: unknown[][];
   seconds: number;
-  plan?: { kind?: string; fragments?: Record<string, string>; final?: string } | null;
+  reads?: { node?: string; dataset?: string; chunk?: string | null; bytes?: number; rows?: number }[];
+  plan?: ({ kind?: string; fragments?: Record<string, string>; final?: string; engine?: string; why?: string } & Partial<StagePlan>) | null;
 }
 
-/** `EXPLAIN <sql>`: which node reads which chunk of which dataset, and what moves. */
-export async function explain(sql: string, queryId: string, signal: AbortSignal): Promise<Plan> {
-  const r = await api<JsonResult>("/api/lake/query", {
-    method: "POST",
-    body: { sql: `EXPLAIN ${sql}`, format: "json", query_id: queryId },
-    signal,
-  });
+const num = (v: unknown) => (v === null || v === undefined ? 0 : Number(v));
+
+/** The lake's EXPLAIN rows: which node reads which chunk of which dataset, and what moves. */
+function lakeReads(r: JsonResult): PlanRead[] {
   const at = (name: string) => r.columns.findIndex((c) => c.name === name);
   const [k, n, d, c, b, rw, a] = ["kind", "node", "dataset", "chunk", "bytes", "rows", "attempt"].map(at);
-  const num = (v: unknown) => (v === null || v === undefined ? 0 : Number(v));
-  const reads = r.rows.map((row) => ({
+  return r.rows.map((row) => ({
     kind: (k >= 0 && row[k] === "moved" ? "moved" : "read") as PlanRead["kind"],
     node: String(row[n] ?? "?"),
     dataset: String(row[d] ?? "?"),
@@ -118,7 +174,40 @@ export async function explain(sql: string, queryId: string, signal: AbortSignal)
     rows: num(row[rw]),
     attempt: a >= 0 && row[a] != null ? Number(row[a]) : null,
   }));
-  return { kind: r.kind, reads, seconds: r.seconds, fragments: r.plan?.fragments ?? {}, final: r.plan?.final ?? null };
+}
+
+/**
+ * `EXPLAIN [ANALYZE] <sql>`: on Elytra, its stages (and with ANALYZE what each moved and how
+ * long it took) and the chunks they read; on the lake, which node reads which chunk.
+ */
+export async function explain(sql: string, queryId: string, signal: AbortSignal, analyze = false): Promise<Plan> {
+  const r = await api<JsonResult>("/api/lake/query", {
+    method: "POST",
+    body: { sql: `EXPLAIN ${analyze ? "ANALYZE " : ""}${sql}`, format: "json", query_id: queryId },
+    signal,
+  });
+  const elytra = r.plan?.engine === "elytra" && Array.isArray(r.plan.stages);
+  const reads: PlanRead[] = elytra
+    ? (r.reads ?? []).map((x) => ({
+        kind: "read" as const,
+        node: String(x.node ?? "?"),
+        dataset: String(x.dataset ?? "?"),
+        chunk: x.chunk ?? null,
+        bytes: num(x.bytes),
+        rows: num(x.rows),
+        attempt: null,
+      }))
+    : lakeReads(r);
+  return {
+    kind: r.kind,
+    reads,
+    seconds: r.seconds,
+    fragments: r.plan?.fragments ?? {},
+    final: r.plan?.final ?? null,
+    engine: r.plan?.engine ?? "lake",
+    why: r.plan?.why ?? null,
+    stages: elytra ? (r.plan as unknown as StagePlan) : null,
+  };
 }
 
 export type DownloadFormat = "csv" | "parquet";

@@ -156,6 +156,13 @@ async def _expire_every(store: ResultStore) -> None:
         await asyncio.sleep(every)
 
 
+def _backend_of(platform: JobsPlatform) -> Backend:
+    """The backend jobs run on (503 while the platform starts or stops)."""
+    if platform.backend is None:
+        raise UnavailableError("the platform is starting or stopping; retry in a moment")
+    return platform.backend
+
+
 def _version(info: Any) -> int:
     return int(info.version)
 
@@ -224,9 +231,15 @@ def plugin() -> Plugin:
         expiry = asyncio.create_task(_expire_every(platform.results))
         await _start_backends(platform, es, settings)
         platform.services, platform.settings = services, settings
+        node = services.get(LAKE_NODE)
+        if es.sql_route != "off":  # the lake's query route plans on our stages while we run
+            from .sqlroute import PlatformSQL
+
+            node.sql_executor = PlatformSQL(node, es, lambda: _backend_of(platform))
         try:
             yield {WORKER_POOL: platform.pool}
         finally:
+            node.sql_executor = None
             expiry.cancel()
             platform.settings = platform.services = None
             registry().cancel_all()

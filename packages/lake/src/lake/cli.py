@@ -445,8 +445,39 @@ _DESCRIBE = re.compile(r"^\s*describe\b", re.I)
 _EXPLAIN = re.compile(r"^\s*explain\b", re.I)
 
 
+def _print_engine(plan: dict[str, Any]) -> None:
+    """Which engine ran the statement and why; Elytra's stages, one line each."""
+    if "engine" in plan:
+        why = f" ({plan['why']})" if plan.get("why") else ""
+        typer.echo(f"engine: {plan['engine']}{why}")
+    for s in plan.get("stages") or []:
+        joins = ", ".join(f"{j['strategy']} join of {j['small_side']}" for j in s["joins"])
+        ran = s.get("analyze")
+        did = (
+            f"; ran {ran['tasks']} task(s): {ran['rows_out']} rows, {_size(ran['bytes_in'])} "
+            f"read, {_size(ran['bytes_to_exchange'])} to exchanges, "
+            f"{_size(ran['bytes_to_driver'])} to the driver"
+            if ran
+            else ""
+        )
+        typer.echo(
+            f"  stage {s['index']} ({s['kind']}) reads {s['reads']}: {s['task_count']} task(s)"
+            + (f", {joins}" if joins else "")
+            + f" -> {s['output']}{did}"
+        )
+    for e in plan.get("exchanges") or []:
+        typer.echo(
+            f"  {e['strategy']} {e['name']}: {e['how']} join of stages {e['left_stage']} and "
+            f"{e['right_stage']}, {e['partitions']} partitions"
+        )
+
+
 def _print_plan(plan: dict[str, Any]) -> None:
-    """A distributed EXPLAIN's plan in a few lines: fragments, notes, bytes moved."""
+    """An EXPLAIN's plan in a few lines: the engine; Elytra's stages, or the lake's
+    distributed fragments, notes and bytes moved."""
+    _print_engine(plan)
+    if "kind" not in plan:
+        return
     typer.echo(f"plan: {plan.get('kind')}")
     pushdown = plan.get("pushdown") or {}
     moved = plan.get("moved") or {}

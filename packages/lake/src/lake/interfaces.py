@@ -3,14 +3,17 @@
 ``LakeNode`` builds its parts in dependency order (see :mod:`lake.node`) and gives each only
 what it needs: the Flight server a :class:`FragmentRunner`, the coordinator a
 :class:`PeerGroup` (and, per query, the engine as :class:`LocalQueries`), the query engine a
-:class:`Distributor` and a repair callable. This module imports data types only.
+:class:`Distributor` and a repair callable. A plugin of a higher package (elytra) may hand the
+node an :class:`SQLExecutor`, which the query route tries before the lake's own planner: the
+lake never imports it. This module imports data types only.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 
@@ -25,6 +28,9 @@ __all__ = [
     "FragmentRunner",
     "LocalQueries",
     "PeerGroup",
+    "SQLDeclined",
+    "SQLExecutor",
+    "SQLRun",
 ]
 
 
@@ -122,3 +128,40 @@ class Distributor(Protocol):
     def run(
         self, stmt: Statement, local: LocalQueries, *, timeout: float, query_id: str
     ) -> DistributedResult: ...
+
+
+class SQLDeclined(Exception):
+    """An :class:`SQLExecutor` will not run a statement; the lake's own planner runs it.
+
+    ``str(exc)`` says why (the construct it does not plan, or what failed), for EXPLAIN."""
+
+
+@dataclass
+class SQLRun:
+    """What an :class:`SQLExecutor` answered: the rows (for EXPLAIN, one row per task) and,
+    for EXPLAIN, its plan as JSON (stages, tasks, joins; with ANALYZE what moved, and times)."""
+
+    table: pa.Table
+    plan: dict[str, Any] | None = None
+    reads: list[dict[str, Any]] = field(default_factory=list)
+
+
+class SQLExecutor(Protocol):
+    """Another engine for the query route's SELECTs and EXPLAINs (elytra's stages, when its
+    plugin runs beside the node). ``mode`` is ``run``, ``explain`` or ``analyze``. It raises
+    :class:`SQLDeclined` for a statement it does not plan (the route then runs it on the lake's
+    own planner), ``QueryTimeoutError`` once ``cancelled`` is set or ``timeout`` passes, and
+    nothing it ran may outlive the call."""
+
+    name: str
+
+    def run_sql(
+        self,
+        sql: str,
+        *,
+        mode: Literal["run", "explain", "analyze"],
+        user: str,
+        timeout: float,
+        query_id: str,
+        cancelled: threading.Event,
+    ) -> SQLRun: ...

@@ -37,7 +37,7 @@ from .cluster.membership import Member, Membership
 from .cluster.peer_link import PeerLinks
 from .cluster.replication import Replication
 from .errors import IngestError
-from .interfaces import Distributor
+from .interfaces import Distributor, SQLExecutor
 from .settings import LakeSettings
 from .sql.admission import QueryAdmission
 from .sql.distributed import Coordinator
@@ -122,6 +122,9 @@ class LakeNode:
         self.engine = self._engine()
         self.queries = QueryAdmission(settings.query_workers, settings.max_queries_per_user)
         self.cluster: Cluster | None = None
+        self.sql_executor: SQLExecutor | None = None
+        """Another engine the query route tries first (elytra's plugin sets it while it runs;
+        None: the lake's own planner answers every query, as a bare ``lake node`` does)."""
         self._stop = threading.Event()
         self._gc_thread: threading.Thread | None = None
 

@@ -38,6 +38,7 @@ from ..names import check_backup_name, check_dataset_name, check_query_id
 from ..node import LakeNode
 from ..sql.admission import Ticket
 from ..sql.engine import ResultStream
+from ..sql.routing import open_query
 from ..storage.manifest import Manifest
 from . import duckdb_errors as _duckdb_errors  # noqa: F401  (registers DuckDB's translations)
 from .holder import NodeHolder
@@ -167,10 +168,15 @@ class QueryResultModel(BaseModel):
     reads: list[dict[str, Any]] = Field(default_factory=list)
     plan: dict[str, Any] | None = Field(
         None,
-        description="A distributed EXPLAIN only: kind (the plan), fragments (per dataset, the "
-        "SQL each node ran over its chunks), final (what the coordinator ran over them), "
-        "pushdown (per dataset: the columns and filter sent to the nodes, and notes on what "
-        "was not pushed and why) and moved (as the field below).",
+        description="EXPLAIN only. engine: which engine ran it (`elytra`: the platform's "
+        "stages, when elytra is installed; `lake`: this node's planner) and why (what elytra "
+        "declined). Elytra: stages (each with its tasks, where they ran, its joins: broadcast), "
+        "exchanges (hash exchanges between stages), merge (the gather into the driver) and, "
+        "for EXPLAIN ANALYZE, each one's rows, bytes and seconds. Lake, distributed: kind "
+        "(the plan), fragments (per dataset, the SQL each node ran over its chunks), final "
+        "(what the coordinator ran over them), pushdown (per dataset: the columns and filter "
+        "sent to the nodes, and notes on what was not pushed and why) and moved (as the field "
+        "below).",
     )
     moved: dict[str, Any] | None = Field(
         None,
@@ -301,13 +307,20 @@ async def _answer(
             node,
             ticket,
             request,
-            lambda: node.engine.open(
-                sql, timeout=limit, query_id=query_id, cancelled=ticket.cancelled
+            lambda: open_query(
+                node.engine,
+                node.sql_executor,
+                sql,
+                user=who.sub,
+                timeout=limit,
+                query_id=query_id,
+                cancelled=ticket.cancelled,
             ),
         )
     except BaseException:
         node.queries.release(ticket)
         raise
+    headers["x-query-engine"] = stream.engine
     if fmt == "json":
         try:
             text = await _in_pool(node, ticket, request, lambda: _json_text(node, stream))

@@ -92,6 +92,8 @@ class ResultStream:
         """A distributed EXPLAIN's plan (see ``QueryResult.plan``); None otherwise."""
         self.moved: dict[str, Any] | None = None
         """A distributed query's rows and bytes into the coordinator; None otherwise."""
+        self.engine = "lake"
+        """Which engine answered: ``lake`` (this planner) or an executor's name (``elytra``)."""
         self.sql = ""
         self.limit = 0.0
         self._batches = batches
@@ -374,14 +376,16 @@ class QueryEngine:
         timeout: float | None = None,
         query_id: str | None = None,
         cancelled: threading.Event | None = None,
+        gated: Statement | None = None,
     ) -> ResultStream:
         """Start ``sql`` and return its result stream, its first batch already fetched.
 
         ``cancelled`` is the caller's cancel flag: set before the query is registered, it
-        stops the query as soon as it is (so a cancel cannot slip in between).
+        stops the query as soon as it is (so a cancel cannot slip in between). ``gated``: the
+        gate's verdict on ``sql`` the caller already has (a long text is not parsed twice).
         """
         limit = self.check_timeout(timeout)
-        stmt = self.gate(sql)
+        stmt = gated if gated is not None else self.gate(sql)
         query_id = query_id or new_id()
         started = time.perf_counter()
         if stmt.kind == "show_tables":

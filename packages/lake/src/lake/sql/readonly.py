@@ -50,6 +50,8 @@ class Statement:
     tables: frozenset[str] = field(default_factory=frozenset)
     """Datasets the statement reads (for ``describe``: the one it describes)."""
     tree: exp.Expression | None = None
+    analyze: bool = False
+    """``EXPLAIN ANALYZE``: the plan with what running it moved and how long each part took."""
 
 
 def _position(sql: str, offset: int) -> tuple[int, int]:
@@ -75,7 +77,7 @@ def _refuse(sql: str, message: str, node: exp.Expression | None = None) -> SQLEr
     return SQLError(f"{message} (line {line}, column {col})", line=line, column=col)
 
 
-_EXPLAIN = re.compile(r"^\s*explain\s+(?:analyze\s+)?", re.I)
+_EXPLAIN = re.compile(r"^\s*explain\s+(analyze\s+)?", re.I)
 _ALLOWED = (exp.Select, exp.SetOperation, exp.Pivot)
 _FORBIDDEN = (exp.DML, exp.DDL, exp.Command, exp.Pragma, exp.Copy)
 
@@ -92,7 +94,7 @@ def check_read_only(sql: str, datasets: Iterable[str]) -> Statement:
         inner = check_read_only(sql[m.end() :], known)
         if inner.kind != "select":
             raise SQLError("EXPLAIN takes a SELECT statement")
-        return Statement("explain", inner.sql, inner.tables, inner.tree)
+        return Statement("explain", inner.sql, inner.tables, inner.tree, bool(m.group(1)))
     try:
         trees = [t for t in sqlglot.parse(sql, read="duckdb") if t is not None]
     except ParseError as exc:

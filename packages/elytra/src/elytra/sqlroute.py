@@ -1,0 +1,228 @@
+"""The platform's SQL route on Elytra's engine: a :class:`lake.interfaces.SQLExecutor`.
+
+The ``elytra`` plugin hands one to the lake node while it runs, so ``POST /api/lake/query``
+plans a SELECT with ``session.sql`` into stages and runs them on the platform's own pool (and
+its peers', in a cluster) under the platform's caps, as a job of the caller. What
+``session.sql`` does not plan, or a run that fails, is declined: the lake's own planner then
+answers, as on a bare ``lake node``. The lake imports none of this.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import pyarrow as pa
+
+from lake.errors import QueryTimeoutError
+from lake.interfaces import SQLDeclined, SQLRun
+
+from .errors import JobCancelledError, JobTimeoutError
+from .sqlexplain import TaskRecord, analyze_json, explain_table, plan_json
+
+if TYPE_CHECKING:
+    from lake.node import LakeNode
+
+    from .backends import Backend
+    from .pipeline import Pipeline
+    from .session import Session
+    from .settings import ElytraSettings
+    from .task import Task, TaskResult
+
+__all__ = ["PlatformSQL", "RecordingBackend"]
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.05
+"""How often a running query looks at its cancel flag."""
+
+
+class RecordingBackend:
+    """A backend that runs tasks on another one and notes what each did (for ANALYZE)."""
+
+    def __init__(self, inner: Backend, node: str) -> None:
+        self.inner = inner
+        self.node = node
+        self.records: list[TaskRecord] = []
+
+    def __getattr__(self, name: str) -> Any:  # name, resolves_chunks, stats: the inner one's
+        return getattr(self.inner, name)
+
+    def run(
+        self,
+        tasks: Sequence[Task],
+        cancel: threading.Event,
+        started: Callable[[], None] | None = None,
+    ) -> Iterator[TaskResult]:
+        for result in self.inner.run(tasks, cancel, started):
+            self.records.append(self._record(result))
+            yield result
+
+    def _record(self, result: TaskResult) -> TaskRecord:
+        st = result.stats
+        stage = int(result.task_id.rsplit("-s", 1)[1].split("-t", 1)[0])
+        pid = st.get("worker_pid")
+        return TaskRecord(
+            task_id=result.task_id,
+            stage=stage,
+            seconds=float(result.seconds) + float(st.get("transfer_seconds", 0.0)),
+            rows_out=int(st.get("rows_out", result.table.num_rows)),
+            bytes_in=int(st.get("bytes_in", 0)),
+            bytes_out=int(st.get("bytes_out", result.table.nbytes)),
+            partitioned="exchange" in st,
+            worker=int(pid) if isinstance(pid, int) else None,
+            node=str(st.get("node") or st.get("peer") or self.node),
+            attempt=int(st.get("attempt", 1)),
+        )
+
+    def close(self) -> None:
+        """The platform's pool outlives the query: nothing to close."""
+
+
+class PlatformSQL:
+    """Runs the query route's statements with ``session.sql`` on the platform's pool.
+
+    ``backend`` gives the platform's backend (the cluster backend over the local pool, or the
+    pool), ``settings`` its caps; each query gets a session of its own over them, so what its
+    tasks did is its own to report."""
+
+    name = "elytra"
+
+    def __init__(
+        self, node: LakeNode, settings: ElytraSettings, backend: Callable[[], Backend]
+    ) -> None:
+        self.node = node
+        self.settings = settings
+        self.backend = backend
+
+    def _clustered(self) -> bool:
+        coordinator = self.node.engine.coordinator
+        return coordinator is not None and coordinator.has_peers()
+
+    def _session(self) -> tuple[Session, RecordingBackend]:
+        from .session import Session
+
+        node = self.node
+        recording = RecordingBackend(self.backend(), node.node_id)
+        session = Session(
+            self.settings,
+            recording,  # a Backend by its methods
+            catalog=node.catalog,
+            fetch=node.cluster.read_chunk if node.cluster is not None else None,
+        )
+        return session, recording
+
+    def run_sql(
+        self,
+        sql: str,
+        *,
+        mode: Literal["run", "explain", "analyze"],
+        user: str,
+        timeout: float,
+        query_id: str,
+        cancelled: threading.Event,
+    ) -> SQLRun:
+        """Plan ``sql`` into stages and run them (or, for ``explain``, only plan them)."""
+        if self.settings.sql_route == "cluster" and not self._clustered():
+            raise SQLDeclined(
+                "ELYTRA_SQL_ROUTE=cluster and this lake node has no live peers: its own "
+                "planner runs the query in one DuckDB"
+            )
+        session, recording = self._session()
+        try:
+            p = self._plan(session, sql)
+            reads = self._reads(p)
+            plan = self._explained(session, p) if mode != "run" else None
+            if mode == "explain":
+                assert plan is not None
+                return SQLRun(explain_table(plan, None), plan, reads)
+            table, record = self._run(p, user, timeout, query_id, cancelled)
+            if plan is None:
+                return SQLRun(table, reads=reads)
+            done = analyze_json(plan, recording.records, record, table)
+            return SQLRun(explain_table(done, recording.records), done, reads)
+        finally:
+            session.close()
+
+    @staticmethod
+    def _plan(session: Session, sql: str) -> Pipeline:
+        """The query as a pipeline, its columns and types checked; declined if not planned."""
+        try:
+            p = session.sql(sql)
+            _ = p.schema
+        except Exception as exc:  # whatever stops planning, the lake answers
+            raise SQLDeclined(f"{type(exc).__name__}: {_message(exc)}") from None
+        return p
+
+    def _reads(self, p: Pipeline) -> list[dict[str, Any]]:
+        """The chunks of the dataset versions the query reads, as the lake's route lists them
+        (``node``: this node when it holds the chunk, else ``replica``: the cluster fetches it)."""
+        from .sources import LakeSource
+
+        out: list[dict[str, Any]] = []
+        seen: set[tuple[str, int]] = set()
+        for src in p.sources.values():
+            if not isinstance(src, LakeSource) or (src.dataset, src.version) in seen:
+                continue
+            seen.add((src.dataset, src.version))
+            manifest = self.node.catalog.get(src.dataset, src.version)
+            chunks = self.node.catalog.chunks
+            out += [
+                {
+                    "node": self.node.node_id if chunks.has(c.sha256) else "replica",
+                    "dataset": src.dataset,
+                    "chunk": c.sha256,
+                    "bytes": c.bytes,
+                    "rows": c.rows,
+                }
+                for c in manifest.chunks
+            ]
+        return out
+
+    def _explained(self, session: Session, p: Pipeline) -> dict[str, Any]:
+        parts = self.settings.exchange_partitions or 2 * self.settings.workers
+        why = f"session.sql planned it into stages (ELYTRA_SQL_ROUTE={self.settings.sql_route})"
+        try:
+            plan = plan_json(session.driver, p, self.settings.backend, parts)  # type: ignore[arg-type]
+            return {"engine": plan.pop("engine"), "why": why, **plan}
+        except Exception as exc:  # a plan no stage can hold: the lake's turn
+            raise SQLDeclined(f"{type(exc).__name__}: {_message(exc)}") from None
+
+    def _run(
+        self, p: Pipeline, user: str, timeout: float, query_id: str, cancelled: threading.Event
+    ) -> tuple[pa.Table, dict[str, Any]]:
+        """The job's rows and record; a cancel or the timeout is the lake's timeout error."""
+        try:
+            job = p.submit(owner=user, timeout=timeout)
+        except Exception as exc:  # refused before it ran: the lake's turn
+            raise SQLDeclined(f"{type(exc).__name__}: {_message(exc)}") from None
+        started = time.perf_counter()
+        while not job.done():
+            if cancelled.is_set():
+                job.cancel()
+            job.wait(POLL_SECONDS)
+        try:
+            table = job.result()
+        except JobCancelledError:
+            raise QueryTimeoutError(f"query {query_id} was cancelled", query_id=query_id) from None
+        except JobTimeoutError:
+            raise QueryTimeoutError(
+                f"query {query_id} ran past its timeout of {timeout:g} s", query_id=query_id
+            ) from None
+        except Exception as exc:  # the lake reruns it and answers as it would
+            log.warning(
+                "elytra could not run query %s (%.2f s): %s",
+                query_id,
+                time.perf_counter() - started,
+                exc,
+            )
+            raise SQLDeclined(f"the run failed: {type(exc).__name__}: {_message(exc)}") from None
+        return table, job.status()
+
+
+def _message(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc)
+    return str(text).splitlines()[0][:500] if text else type(exc).__name__

@@ -1,0 +1,130 @@
+"""``elytra.sqlroute.PlatformSQL``, the lake's SQL executor, over a real lake node: what the
+platform's query route gets from it. TPC-H (SF 0.01) answers equal DuckDB over the same files;
+EXPLAIN names the stages and joins; EXPLAIN ANALYZE adds what each stage's tasks did, and its
+totals add up; a construct ``session.sql`` refuses is declined (the lake then runs it); a
+cancel ends the run as the lake's timeout error; ``cluster`` mode declines on a lone node.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from elytra.backends import InlineBackend
+from elytra.settings import ElytraSettings
+from elytra.sqlroute import PlatformSQL
+from lake import LakeNode, lake_settings
+from lake.errors import QueryTimeoutError
+from lake.interfaces import SQLDeclined
+from lake.sql.tpch import QUERIES, generate
+from platform_core import load_settings
+
+from .conftest import norm
+
+TABLES = ("customer", "orders", "lineitem", "nation", "region", "supplier")
+USED = (3, 5, 10)
+"""Queries over TABLES only: joins of several tables, with GROUP BY and ORDER BY."""
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LakeNode, dict[str, Any]]]:
+    root = tmp_path_factory.mktemp("sqlroute")
+    files = generate(0.01, root / "sf")
+    node = LakeNode(lake_settings(None, home=root / "home", chunk_bytes=128 * 1024))
+    try:
+        for t in TABLES:
+            node.ingest(Path(files[t]), t, owner="alice")
+        yield node, files
+    finally:
+        node.stop()
+
+
+def _executor(node: LakeNode, home: Path, **kw: Any) -> PlatformSQL:
+    es = load_settings(ElytraSettings, home=home, backend="inline", **kw)
+    backend = InlineBackend(es.max_attempts)
+    return PlatformSQL(node, es, lambda: backend)
+
+
+def _run(ex: PlatformSQL, sql: str, mode: str = "run", cancelled: Any = None) -> Any:
+    return ex.run_sql(
+        sql,
+        mode=mode,  # type: ignore[arg-type]
+        user="alice",
+        timeout=120.0,
+        query_id="q1",
+        cancelled=cancelled or threading.Event(),
+    )
+
+
+def _oracle(files: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    for t in TABLES:
+        con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{files[t]}')")
+    return con
+
+
+@pytest.mark.parametrize("number", USED)
+def test_tpch_through_the_executor_equals_duckdb(
+    lake: tuple[LakeNode, dict[str, Any]], tmp_path: Path, number: int
+) -> None:
+    node, files = lake
+    sql = QUERIES[number]
+    got = _run(_executor(node, tmp_path), sql).table
+    want = _oracle(files).execute(sql)
+    assert got.column_names == [d[0] for d in want.description]
+    rows = [tuple(norm(v) for v in r.values()) for r in got.to_pylist()]
+    assert rows == [tuple(norm(v) for v in r) for r in want.fetchall()]
+
+
+def test_explain_and_analyze_name_stages_joins_and_bytes(
+    lake: tuple[LakeNode, dict[str, Any]], tmp_path: Path
+) -> None:
+    node, files = lake
+    ex = _executor(node, tmp_path)
+    sql = QUERIES[3]
+    planned = _run(ex, sql, "explain")
+    plan = planned.plan
+    assert plan["engine"] == "elytra"
+    assert "analyze" not in plan
+    joins = [j["strategy"] for s in plan["stages"] for j in s["joins"]]
+    joins += [e["strategy"] for e in plan["exchanges"]]
+    assert len(joins) == 2, plan  # customer x orders x lineitem: two joins, each planned
+    assert planned.table.num_rows == sum(s["task_count"] for s in plan["stages"])
+    assert {r["dataset"] for r in planned.reads} == {"customer", "orders", "lineitem"}
+    orders = _oracle(files).execute("SELECT count(*) FROM orders").fetchall()[0][0]
+    assert sum(r["rows"] for r in planned.reads if r["dataset"] == "orders") == orders
+    done = _run(ex, sql, "analyze").plan
+    a = done["analyze"]
+    assert a["rows_out"] == len(_oracle(files).sql(sql).fetchall())
+    stages = [s["analyze"] for s in done["stages"]] + list(done["rounds"])
+    assert sum(s["tasks"] for s in stages) == a["tasks"] > 0
+    assert sum(s["bytes_to_driver"] for s in stages) == a["bytes_to_driver"] > 0
+    assert sum(s["bytes_to_exchange"] for s in stages) == a["bytes_between_stages"]
+    assert all(s["bytes_in"] > 0 for s in stages)
+    assert "merge" in a["seconds"]
+
+
+def test_what_session_sql_refuses_is_declined_with_its_reason(
+    lake: tuple[LakeNode, dict[str, Any]], tmp_path: Path
+) -> None:
+    node, _ = lake
+    ex = _executor(node, tmp_path)
+    with pytest.raises(SQLDeclined, match=r"SQLPlanError.*window"):
+        _run(ex, "SELECT rank() OVER (ORDER BY o_orderkey) FROM orders")
+    with pytest.raises(SQLDeclined, match="no live peers"):
+        _run(_executor(node, tmp_path, sql_route="cluster"), QUERIES[6])
+
+
+def test_a_cancel_ends_the_run_as_the_lakes_timeout_error(
+    lake: tuple[LakeNode, dict[str, Any]], tmp_path: Path
+) -> None:
+    node, _ = lake
+    cancelled = threading.Event()
+    cancelled.set()
+    with pytest.raises(QueryTimeoutError, match="cancelled"):
+        _run(_executor(node, tmp_path), QUERIES[3], cancelled=cancelled)
