@@ -129,18 +129,18 @@ def long(session: nox.Session) -> None:
     CI runs them bounded (fewer hypothesis examples, smaller data, the same assertions);
     PLATFORM_TESTS_LONG=1 gives them the example counts and sizes they had before.
     """
-    _sync(session, "--all-packages", "--group", "test")
+    _sync(session, "--all-packages", "--group", "test", "--group", "fuzz")
     env = {"PLATFORM_TESTS_LONG": "1"}
-    for m in MEMBERS:
+    for path in [*(m.path / "tests" for m in MEMBERS), ROOT / "integration"]:
         session.run(
             "pytest",
-            str(m.path / "tests"),
+            str(path),
             "-m",
             "long",
             "--timeout=1800",
             *session.posargs,
             env=env,
-            success_codes=[0, 5],  # 5: no test of this package is marked long
+            success_codes=[0, 5],  # 5: no test there is marked long
         )
 
 
