@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
+import time
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,18 +132,18 @@ def long(session: nox.Session) -> None:
     CI runs them bounded (fewer hypothesis examples, smaller data, the same assertions);
     PLATFORM_TESTS_LONG=1 gives them the example counts and sizes they had before.
     """
-    _sync(session, "--all-packages", "--group", "test")
+    _sync(session, "--all-packages", "--group", "test", "--group", "fuzz")
     env = {"PLATFORM_TESTS_LONG": "1"}
-    for m in MEMBERS:
+    for path in [*(m.path / "tests" for m in MEMBERS), ROOT / "integration"]:
         session.run(
             "pytest",
-            str(m.path / "tests"),
+            str(path),
             "-m",
             "long",
             "--timeout=1800",
             *session.posargs,
             env=env,
-            success_codes=[0, 5],  # 5: no test of this package is marked long
+            success_codes=[0, 5],  # 5: no test there is marked long
         )
 
 
@@ -347,12 +350,44 @@ def _bench_scripts() -> list[str]:
     return sorted(p.stem for p in (ROOT / "bench").glob("*.py") if not p.stem.startswith("_"))
 
 
+BENCH_LANES = 2
+"""bench-quick runs this many scripts at once: at --quick a script mostly waits (children and
+servers starting, about 0.7 of a core on average), and its figures are not kept."""
+
+
+def _run_script(session: nox.Session, name: str) -> tuple[str, int, str, float]:
+    """One bench script at --quick in the session's venv: (name, exit code, output, seconds)."""
+    venv = session.virtualenv.location
+    env = {**os.environ, "VIRTUAL_ENV": venv}
+    env["PATH"] = os.pathsep.join([str(Path(venv) / "bin"), env["PATH"]])
+    cmd = [str(Path(venv) / "bin" / "python"), f"bench/{name}.py", "--quick", "--runs", "1"]
+    started = time.monotonic()
+    proc = subprocess.run(
+        [*cmd, "--fresh"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    took = time.monotonic() - started
+    return name, proc.returncode, proc.stdout.decode(errors="replace"), took
+
+
 @nox.session(name="bench-quick")
 def bench_quick(session: nox.Session) -> None:
-    """Every benchmark at --quick scale, so the scripts never rot (no timing assertions)."""
+    """Every benchmark at --quick scale, so the scripts never rot (no timing assertions).
+
+    BENCH_LANES scripts at a time; each one's output is printed whole when it ends, with its
+    exit code and seconds, and the session fails naming every script that failed.
+    """
     _sync(session, "--all-packages", "--group", "bench")
-    for name in _bench_scripts():
-        session.run("python", f"bench/{name}.py", "--quick", "--runs", "1", "--fresh")
+    failed = []
+    with ThreadPoolExecutor(BENCH_LANES) as pool:
+        for name, code, output, took in pool.map(
+            lambda n: _run_script(session, n), _bench_scripts()
+        ):
+            print(output, end="", flush=True)
+            session.log(f"bench/{name}.py --quick: exit {code} in {took:.0f} s")
+            if code:
+                failed.append(name)
+    if failed:
+        session.error(f"bench scripts failed at --quick: {', '.join(failed)}")
 
 
 @nox.session(default=False)
