@@ -226,3 +226,27 @@ def test_a_global_aggregate_over_an_empty_join_is_one_row(
         "JOIN d2 ON d1.c = d2.c WHERE f.v < 0"
     )
     _same(inline.sql(sql, _tables(inline, tables)).collect(), sql, _oracle(tables), False)
+
+
+@pytest.mark.parametrize("backend", ["inline", "local"])
+def test_a_group_by_on_the_join_keys_runs_whole_in_the_partition_tasks(
+    backend: str, tables: dict[str, Path], inline: elytra.Session, local: elytra.Session
+) -> None:
+    """Grouped by the last exchange's key (NULLs and COUNT DISTINCT included): every group
+    is in one partition, so its task runs the whole aggregate and the driver only
+    concatenates the groups (no states, no second exchange)."""
+    session = local if backend == "local" else inline
+    sql = (
+        "SELECT d1.c, count(*) AS n, sum(f.v) AS sv, count(DISTINCT d2.g) AS dg "
+        "FROM f JOIN d1 ON f.a = d1.a LEFT JOIN d2 ON d1.c = d2.c GROUP BY d1.c"
+    )
+    con = _oracle(tables)
+    p = session.sql(sql, _tables(session, tables))
+    shown = p.explain()
+    assert "stage 4 (whole aggregate per partition, by the join keys)" in shown, shown
+    _same(p.collect(), sql, con, False)
+    groups = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()
+    stats = session.driver.last
+    assert stats is not None
+    assert groups is not None
+    assert stats.driver_rows_in == groups[0]

@@ -144,6 +144,8 @@ class ExchangeSource(Source):
 
     size: int = 0
     """The bytes of the sources under it (the catalog's sizes): never broadcast."""
+    keys: tuple[str, ...] = ()
+    """The join's key columns in its output: the columns its rows are partitioned by."""
 
     def describe(self) -> str:
         return f"the partitions of {self.name}"
@@ -312,6 +314,11 @@ def cut(root: lp.Node, sources: dict[str, Source], broadcast_bytes: int = 0) -> 
             top = lp.TopK(node.input.input, node.input.keys, node.n + node.offset)
             return visit(lp.Limit(top, node.n, node.offset) if node.offset else top)
         if isinstance(node, lp.Aggregate) and node.mode == "full":
+            over = chained(node.input)
+            if isinstance(over, ExchangeSource) and keyed_by(node, over):
+                # grouped by the exchange's keys: each group is in one partition, whose task
+                # runs the whole aggregate (no states to merge, no second exchange)
+                return stage_of(node, "whole aggregate per partition, by the join keys", over)
             # COUNT(DISTINCT x) as an aggregate by (keys, x) under one by keys: the inner one
             # splits into partial states like any other
             rewritten = rewrite_distinct(node, resolver.schema(node.input))
@@ -369,7 +376,7 @@ def cut(root: lp.Node, sources: dict[str, Source], broadcast_bytes: int = 0) -> 
         name = f"exchange{len(exchanges)}"
         exchanges.append(Exchange(name, node, len(stages) - 2, len(stages) - 1, schema))
         size = sum(_size(s) for s in (lsrc, rsrc))
-        sources[name] = ExchangeSource(name, schema, size=size)
+        sources[name] = ExchangeSource(name, schema, size=size, keys=node.left_keys)
         return lp.Input(name, Schema.from_arrow(schema))
 
     root = lift(root)
@@ -380,6 +387,28 @@ def cut(root: lp.Node, sources: dict[str, Source], broadcast_bytes: int = 0) -> 
         name: src.table for name, src in sources.items() if isinstance(src, ArrowSource)
     }
     return StagePlan(stages, merge, driver_inputs, exchanges)
+
+
+def keyed_by(agg: lp.Aggregate, src: ExchangeSource) -> bool:
+    """Whether every key of the exchange ``src`` reaches the group keys of ``agg`` unchanged
+    (through filters, and projections and computed columns that pass it on): then equal
+    groups come from one partition only."""
+    origins = set()
+    for column in agg.group_by:
+        node = agg.input
+        while not isinstance(node, lp.Input):
+            if isinstance(node, lp.Project):
+                column = dict(node.columns).get(column, "")
+            elif isinstance(node, lp.Map):
+                if column in dict(node.columns):
+                    break  # computed here: not the key
+            elif not isinstance(node, lp.Filter):
+                break  # a broadcast join, a Python step: not followed
+            node = node.input
+        else:
+            if node.name == src.name:
+                origins.add(column)
+    return bool(src.keys) and set(src.keys) <= origins
 
 
 def _scans(
