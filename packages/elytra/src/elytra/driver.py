@@ -36,8 +36,8 @@ from .exchange import (
     ExchangeWriter,
     aggregate_task_plan,
     join_key_types,
+    join_leaf,
     join_parts,
-    join_task_plan,
 )
 from .explain import render
 from .jobs import Job, JobRecorder
@@ -52,6 +52,7 @@ from .shuffle import Shuffle
 from .sources import LakeSource, Part, Source, split_row_groups
 from .spilldirs import JobDir, sweep
 from .stages import (
+    ExchangeSource,
     Stage,
     StagePlan,
     cut,
@@ -90,6 +91,9 @@ class JobStats:
     (see ``results.py``)."""
     stage_seconds: dict[str, float] = field(default_factory=dict)
     merge_seconds: float = 0.0
+    driver_rows_in: int = 0
+    """Rows the tasks handed to the driver (held or in files its merge reads), not counting
+    the rows they wrote into an exchange's partitions."""
     range_sort: dict[str, Any] = field(default_factory=dict)
     """Each range-partitioned sort's partitions and their rows (``rangesort.py``)."""
 
@@ -158,7 +162,9 @@ class Driver:
         tasks: list[Task] = []
         for i, stage in enumerate(plan.stages):
             small, small_bytes = stage.broadcast_files(), stage.broadcast_bytes()
-            parts = self._parts(stage.source, footers)
+            # a stage over an exchange: one task per partition, made once its sides ran
+            over = isinstance(stage.source, ExchangeSource)
+            parts = [] if over else self._parts(stage.source, footers)
             shuffled: Shuffle | None = None
             if i in sides:  # a large join's side: its tasks write their rows to partitions
                 ex, side = sides[i]
@@ -171,10 +177,11 @@ class Driver:
                     0,
                     eager=True,
                 )
-            elif stage.name in finals and len(parts) > 1:
+            elif stage.name in finals and (over or len(parts) > 1):
                 keys = finals[stage.name].group_by
-                how = group_exchange(stage, parts, min_bytes, int(self.settings.worker_mem_cap))
-                n = self._reread_parts(stage, finals[stage.name], how)
+                cap = int(self.settings.worker_mem_cap)
+                how = None if over else group_exchange(stage, parts, min_bytes, cap)
+                n = 0 if over else self._reread_parts(stage, finals[stage.name], how)
                 if n:  # every task reads the whole input, keeps its partition of the keys
                     where = (job_id, i, spill_dir)
                     plan.merge = self._reread(stage, finals[stage.name], n, where, plan.merge)
@@ -188,7 +195,7 @@ class Driver:
                     parts_n,
                     keys,
                     [stage.schema.field(k).type for k in keys],
-                    min_bytes // len(parts),
+                    min_bytes // (parts_n if over else len(parts)),
                     eager=eager,
                 )
             stage.shuffle = shuffled
@@ -264,10 +271,16 @@ class Driver:
         job_id = "explain"
         plan, _ = self.plan(p, job_id, Path(tempfile.gettempdir()))
         lines = [f"backend: {self.settings.backend}"]
+        sides = plan.exchange_sides()
         for i, stage in enumerate(plan.stages):
+            ex = plan.over(i)
+            count = f"{len(stage.tasks)} task(s)"
+            if ex is not None:
+                count = f"one task per partition (round {plan.level(i) + 1})"
+            feeds = f", rows into {sides[i][0].name}" if i in sides else ""
             lines.append(
-                f"stage {i} ({stage.kind}) over {stage.source.describe()}: "
-                f"{len(stage.tasks)} task(s) on the {self.settings.backend} backend, "
+                f"stage {i} ({stage.kind}{feeds}) over {stage.source.describe()}: "
+                f"{count} on the {self.settings.backend} backend, "
                 f"cap {int(self.settings.worker_mem_cap) >> 20} MiB each"
             )
             for t in stage.tasks[:5]:
@@ -278,7 +291,7 @@ class Driver:
             lines.append(
                 f"{ex.name}: {ex.join.how} join of stages {ex.left} and {ex.right} on "
                 f"{', '.join(ex.join.left_keys)}: rows hash-partitioned into "
-                f"{self._exchange_parts()} parts, one join task per part"
+                f"{self._exchange_parts()} parts, joined in the tasks of stage {ex.reader}"
             )
         if self.settings.backend in ("local", "inline", "ray"):
             lines += RangeSorts.find(
@@ -588,15 +601,16 @@ class Driver:
             stats.stage_seconds["tasks"] = time.perf_counter() - started
             t0 = time.perf_counter()
             second: list[Task] = []
-            for k, ex in enumerate(plan.exchanges):
-                w = writers[k]
-                results.expect(ex.name, ex.schema)
-                routes[index] = ex.name
-                second += [
-                    self._task(job.id, index, part, join_task_plan(w, ex.join, part), w, spill)
-                    for part in join_parts(w, ex.join.how)
-                ]
-                index += 1
+            if plan.exchanges:  # the stages over exchanges, round after round
+
+                def next_round(more: list[Task]) -> None:
+                    if local:
+                        more = [_to_file(t, spill, results) for t in more]
+                    self._more_tasks(job, stats, more)
+                    self._round(job, more, stats, results, routes, grow)
+
+                self._over_exchanges(job.id, plan, writers, spill, next_round)
+                stats.stage_seconds["exchanges"] = time.perf_counter() - t0
             for stage_index, w in grouped.items():
                 w.close()
                 name = plan.stages[stage_index].name
@@ -715,6 +729,10 @@ class Driver:
                             route[0].add(route[1], table)
                 if isinstance(route, str):
                     results.add(route, result.table)
+                    if done is None:
+                        stats.driver_rows_in += int(
+                            result.stats.get("rows_out", result.table.num_rows)
+                        )
                     if added is not None:
                         added(index, route, done)
                     elif done is not None:  # pragma: no cover - only shuffled stages shuffle
@@ -741,6 +759,42 @@ class Driver:
                 )
         if job.cancel_event.is_set():
             raise JobCancelledError(f"job {job.id} was cancelled")
+
+    def _over_exchanges(
+        self,
+        job_id: str,
+        plan: StagePlan,
+        writers: list[ExchangeWriter],
+        spill: Path,
+        run_round: Callable[[list[Task]], None],
+    ) -> None:
+        """The stages over exchanges, a round of tasks per level (a stage runs once both
+        sides of its exchange ran): one task per partition that joins the partition's two
+        files and runs the stage's chain (and its cut: a partial aggregate, a top-k, or the
+        rows of a next exchange's side). ``writers``: the exchanges', in their order."""
+        levels = [plan.level(i) for i in range(len(plan.stages))]
+        for level in range(1, max(levels, default=0) + 1):
+            tasks: list[Task] = []
+            for i, stage in enumerate(plan.stages):
+                ex = plan.over(i)
+                if ex is None or levels[i] != level:
+                    continue
+                w = writers[plan.exchanges.index(ex)]
+                small, small_bytes = stage.broadcast_files(), stage.broadcast_bytes()
+                exchange = stage.shuffle.to_json() if stage.shuffle is not None else ""
+                for part in join_parts(w, ex.join.how):
+                    text = task_plan(stage, join_leaf(w, ex.join, part))
+                    task = self._task(job_id, i, part, text, w, spill)
+                    tasks.append(
+                        replace(
+                            task,
+                            files=task.files + small,
+                            bytes_in=task.bytes_in + small_bytes,
+                            exchange=exchange,
+                        )
+                    )
+                stage.tasks = [t for t in tasks if t.stage == i]
+            run_round(tasks)
 
     @staticmethod
     def _more_tasks(job: Job, stats: JobStats, tasks: list[Task]) -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "ExchangeWriter",
     "aggregate_task_plan",
     "join_key_types",
+    "join_leaf",
     "join_parts",
     "join_task_plan",
 ]
@@ -133,6 +134,10 @@ def join_parts(writer: ExchangeWriter, how: str) -> list[int]:
             writer.ensure(0, part)
             writer.ensure(1, part)
             live.append(part)
+    if not live:  # one task still runs the chain above (a global aggregate's empty state)
+        writer.ensure(0, 0)
+        writer.ensure(1, 0)
+        live.append(0)
     return live
 
 
@@ -142,10 +147,14 @@ def _scan(writer: ExchangeWriter, side: int, part: int) -> lp.Node:
     return scans[0] if len(scans) == 1 else lp.Union(tuple(scans))
 
 
+def join_leaf(writer: ExchangeWriter, join: lp.Join, part: int) -> lp.Join:
+    """The join of partition ``part``'s two sides' files (the leaf of the chain above it)."""
+    return replace(join, left=_scan(writer, 0, part), right=_scan(writer, 1, part))
+
+
 def join_task_plan(writer: ExchangeWriter, join: lp.Join, part: int) -> str:
     """The join of partition ``part``'s two files, as emsqrt plan JSON."""
-    left, right = _scan(writer, 0, part), _scan(writer, 1, part)
-    return plan_to_json(replace(join, left=left, right=right))
+    return plan_to_json(join_leaf(writer, join, part))
 
 
 def aggregate_task_plan(

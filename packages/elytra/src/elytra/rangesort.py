@@ -58,7 +58,7 @@ from .rangestep import (
     partition_of,
     pick_splitters,
 )
-from .stages import Stage, StagePlan, replace_node, source_bytes, task_plan
+from .stages import ExchangeSource, Stage, StagePlan, replace_node, source_bytes, task_plan
 
 if TYPE_CHECKING:
     from .settings import ElytraSettings
@@ -148,7 +148,11 @@ class RangeSorts:
         cls, plan: StagePlan, settings: ElytraSettings, spill: Path, min_parts: int
     ) -> RangeSorts:
         """The merge's sorts over sorted runs whose input is at least ``range_sort_bytes``."""
-        runs = {s.name: i for i, s in enumerate(plan.stages) if isinstance(s.plan, lp.Sort)}
+        runs = {  # not over an exchange: its tasks are made after its sides ran
+            s.name: i
+            for i, s in enumerate(plan.stages)
+            if isinstance(s.plan, lp.Sort) and not isinstance(s.source, ExchangeSource)
+        }
         found: list[_Range] = []
 
         def walk(node: lp.Node) -> None:

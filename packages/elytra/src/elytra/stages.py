@@ -17,12 +17,18 @@ source alone. Above a chain, the first operator decides the cut:
   still partial per task) and nothing is exchanged;
 - a join of two bigger chains is a hash-partitioned exchange (``exchange.py``): both stages'
   rows are written to partitions by key hash, then one task per partition joins its two
-  files; the merge plan reads the joined rows;
+  files. The exchange's partitions are a source like any other (:class:`ExchangeSource`):
+  the chain above the join (filters, projections, broadcast joins) runs in the partition's
+  task and the same cuts apply above it (a partial aggregate, a top-k, sorted runs), or the
+  chain is itself a side of a next exchange. Exchanges so stack into rounds of tasks (a
+  stage over an exchange runs once both its sides' stages are done), and only the last
+  stage's reduced rows reach the merge;
 - an aggregate, top-k, limit or sort over a union of chains (of one schema) runs per branch
   as above: each branch is a stage of its own, all in the same round of tasks, and the merge
   runs over the union of their results (a union alone has nothing to reduce: its rows come
   as they are);
-- anything else (a join over a merged input, ...) takes the chain's rows as they are.
+- anything else (a join over a merged input, ...) takes the chain's rows as they are (a
+  chain over an exchange: the joined rows).
 
 Each chain becomes one stage of tasks; in the merge plan it is replaced by an ``Input`` that
 the driver feeds with the tasks' results. Partial states have the same schema on every
@@ -50,7 +56,7 @@ from .task import Task
 if TYPE_CHECKING:
     from .shuffle import Shuffle
 
-__all__ = ["Exchange", "Stage", "StagePlan", "cut", "group_exchange"]
+__all__ = ["Exchange", "ExchangeSource", "Stage", "StagePlan", "cut", "group_exchange"]
 
 _LOCAL = (lp.Filter, lp.Project, lp.Map, lp.PyMap)
 
@@ -105,6 +111,11 @@ def source_bytes(src: Source) -> int:
     return sum(part.bytes for part in src.parts(1 << 62))
 
 
+def _size(src: Source) -> int:
+    """``source_bytes``, and an exchange's sources' bytes for an exchange."""
+    return src.size if isinstance(src, ExchangeSource) else source_bytes(src)
+
+
 # Joins whose unmatched rows come only from the big side: the small side may be read whole by
 # every task of the big side (right and full joins of a small right side would repeat its
 # unmatched rows once per task).
@@ -114,13 +125,30 @@ _BROADCAST_LEFT = ("inner", "right")
 
 @dataclass
 class Exchange:
-    """A join of stages ``left`` and ``right`` by partitions; its rows feed ``Input(name)``."""
+    """A join of stages ``left`` and ``right`` by partitions; its joined rows are the source
+    ``name`` (an :class:`ExchangeSource`) of the stage ``reader``."""
 
     name: str
     join: lp.Join
     left: int
     right: int
     schema: pa.Schema
+    reader: int = -1
+    """The stage whose tasks (one per partition) join the partitions and run its chain."""
+
+
+@dataclass(frozen=True)
+class ExchangeSource(Source):
+    """The joined partitions of an exchange, as the source of the chain above the join: no
+    parts before its sides' tasks have run (the driver makes one task per partition then)."""
+
+    size: int = 0
+    """The bytes of the sources under it (the catalog's sizes): never broadcast."""
+    keys: tuple[str, ...] = ()
+    """The join's key columns in its output: the columns its rows are partitioned by."""
+
+    def describe(self) -> str:
+        return f"the partitions of {self.name}"
 
 
 @dataclass
@@ -132,6 +160,17 @@ class StagePlan:
     driver_inputs: dict[str, pa.Table]
     """Arrow sources, which the merge plan reads as they are."""
     exchanges: list[Exchange] = field(default_factory=list)
+
+    def over(self, stage: int) -> Exchange | None:
+        """The exchange stage ``stage`` reads the partitions of, if it reads one."""
+        name = self.stages[stage].source.name
+        return next((ex for ex in self.exchanges if ex.name == name), None)
+
+    def level(self, stage: int) -> int:
+        """The round of tasks ``stage`` runs in: 0 over a plain source, else one past the
+        later of its exchange's two sides."""
+        ex = self.over(stage)
+        return 0 if ex is None else 1 + max(self.level(ex.left), self.level(ex.right))
 
     def exchange_sides(self) -> dict[int, tuple[Exchange, int]]:
         """Stage index -> (its exchange, side: 0 left, 1 right)."""
@@ -193,7 +232,7 @@ def broadcast_split(join: lp.Join, sources: dict[str, Source], small: int) -> Br
         if join.how not in allowed:
             continue
         src = chain_source(little, sources)
-        if src is None or side_bytes(little, src) > small:
+        if src is None or isinstance(src, ExchangeSource) or side_bytes(little, src) > small:
             continue
         if chain_source(big, sources, small) is None:
             continue
@@ -204,6 +243,7 @@ def broadcast_split(join: lp.Join, sources: dict[str, Source], small: int) -> Br
 def cut(root: lp.Node, sources: dict[str, Source], broadcast_bytes: int = 0) -> StagePlan:
     """Stages and the merge plan for ``root`` (see the module docstring); a join side of at
     most ``broadcast_bytes`` is broadcast (0: every join is exchanged)."""
+    sources = dict(sources)  # exchanges add theirs
     resolver = SchemaResolver()
     resolver.schema(root)  # unknown columns and type errors: before anything runs
     # a top-n or sort carries only the columns used above it: its tasks read, ship and
@@ -274,6 +314,11 @@ def cut(root: lp.Node, sources: dict[str, Source], broadcast_bytes: int = 0) -> 
             top = lp.TopK(node.input.input, node.input.keys, node.n + node.offset)
             return visit(lp.Limit(top, node.n, node.offset) if node.offset else top)
         if isinstance(node, lp.Aggregate) and node.mode == "full":
+            over = chained(node.input)
+            if isinstance(over, ExchangeSource) and keyed_by(node, over):
+                # grouped by the exchange's keys: each group is in one partition, whose task
+                # runs the whole aggregate (no states to merge, no second exchange)
+                return stage_of(node, "whole aggregate per partition, by the join keys", over)
             # COUNT(DISTINCT x) as an aggregate by (keys, x) under one by keys: the inner one
             # splits into partial states like any other
             rewritten = rewrite_distinct(node, resolver.schema(node.input))
@@ -299,21 +344,6 @@ def cut(root: lp.Node, sources: dict[str, Source], broadcast_bytes: int = 0) -> 
                 return replace(node, input=stage_of(local, "limit", under))
             if isinstance(node, lp.Sort):
                 return replace(node, input=stage_of(node, "sorted runs", under))
-        if isinstance(node, lp.Join):
-            lsrc, rsrc = chained(node.left), chained(node.right)
-            if (
-                lsrc is not None
-                and rsrc is not None
-                and broadcast_split(node, sources, small) is None
-            ):
-                stage_of(node.left, "exchange: left side", lsrc)
-                stage_of(node.right, "exchange: right side", rsrc)
-                schema = resolver.schema(node)
-                ex = Exchange(
-                    f"exchange{len(exchanges)}", node, len(stages) - 2, len(stages) - 1, schema
-                )
-                exchanges.append(ex)
-                return lp.Input(ex.name, Schema.from_arrow(schema))
         if chained(node) is not None and node is root:
             return stage_of(node, "scan")
         kids = lp.children(node)
@@ -327,11 +357,58 @@ def cut(root: lp.Node, sources: dict[str, Source], broadcast_bytes: int = 0) -> 
                 new.append(visit(k))
         return lp.replace_children(node, tuple(new))
 
+    def lift(node: lp.Node) -> lp.Node:
+        """Bottom up: each join of two chains that is not a broadcast becomes an exchange
+        (its sides two stages), and the join in the plan the source of its partitions."""
+        kids = lp.children(node)
+        if kids:
+            new = tuple(lift(k) for k in kids)
+            if any(a is not b for a, b in zip(new, kids, strict=True)):
+                node = lp.replace_children(node, new)
+        if not isinstance(node, lp.Join):
+            return node
+        lsrc, rsrc = chained(node.left), chained(node.right)
+        if lsrc is None or rsrc is None or broadcast_split(node, sources, small) is not None:
+            return node
+        stage_of(node.left, "exchange: left side", lsrc)
+        stage_of(node.right, "exchange: right side", rsrc)
+        schema = resolver.schema(node)
+        name = f"exchange{len(exchanges)}"
+        exchanges.append(Exchange(name, node, len(stages) - 2, len(stages) - 1, schema))
+        size = sum(_size(s) for s in (lsrc, rsrc))
+        sources[name] = ExchangeSource(name, schema, size=size, keys=node.left_keys)
+        return lp.Input(name, Schema.from_arrow(schema))
+
+    root = lift(root)
     merge = visit(root)
+    for ex in exchanges:
+        ex.reader = next(i for i, s in enumerate(stages) if s.source.name == ex.name)
     driver_inputs = {
         name: src.table for name, src in sources.items() if isinstance(src, ArrowSource)
     }
     return StagePlan(stages, merge, driver_inputs, exchanges)
+
+
+def keyed_by(agg: lp.Aggregate, src: ExchangeSource) -> bool:
+    """Whether every key of the exchange ``src`` reaches the group keys of ``agg`` unchanged
+    (through filters, and projections and computed columns that pass it on): then equal
+    groups come from one partition only."""
+    origins = set()
+    for column in agg.group_by:
+        node = agg.input
+        while not isinstance(node, lp.Input):
+            if isinstance(node, lp.Project):
+                column = dict(node.columns).get(column, "")
+            elif isinstance(node, lp.Map):
+                if column in dict(node.columns):
+                    break  # computed here: not the key
+            elif not isinstance(node, lp.Filter):
+                break  # a broadcast join, a Python step: not followed
+            node = node.input
+        else:
+            if node.name == src.name:
+                origins.add(column)
+    return bool(src.keys) and set(src.keys) <= origins
 
 
 def _scans(
@@ -341,11 +418,14 @@ def _scans(
     return scans[0] if len(scans) == 1 else lp.Union(tuple(scans))
 
 
-def task_plan(stage: Stage, part: Part | tuple[str, ...]) -> str:
+def task_plan(stage: Stage, part: Part | tuple[str, ...] | lp.Node) -> str:
     """The stage's plan over ``part`` of its source (its files, each whole or the row groups
-    the part names) and every file of its broadcast sides, as emsqrt plan JSON."""
+    the part names; or the node that reads it: an exchange partition's join) and every file
+    of its broadcast sides, as emsqrt plan JSON."""
     if isinstance(part, Part):
         leaf = _scans(stage.source, part.files, part.row_groups)
+    elif isinstance(part, lp.Node):
+        leaf = part
     else:
         leaf = _scans(stage.source, part)
     joins = {id(b.join): b for b in stage.broadcast}
