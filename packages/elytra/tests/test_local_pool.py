@@ -157,6 +157,15 @@ def _spill_left(spill: Path) -> list[str]:
     return [str(p) for p in spill.rglob("*")] if spill.exists() else []
 
 
+def _spilling(spill: Path) -> bool:
+    """Whether a spill file exists below ``spill`` now; the other tasks' directories come and
+    go while it looks (a directory removed mid-walk is not an error)."""
+    try:
+        return spill.exists() and any(spill.rglob("*.arrows"))
+    except FileNotFoundError:
+        return False
+
+
 def test_a_worker_killed_mid_task_is_replaced_and_its_task_retried(
     pool: LocalPool, data: Path, tmp_path: Path
 ) -> None:
@@ -168,7 +177,7 @@ def test_a_worker_killed_mid_task_is_replaced_and_its_task_retried(
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             pid = pool.running_tasks().get("slow")
-            if pid and spill.exists() and any(spill.rglob("*.arrows")):  # mid-spill
+            if pid and _spilling(spill):  # mid-spill
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
                 return
