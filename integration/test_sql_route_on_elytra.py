@@ -30,6 +30,8 @@ from lake.sql.tpch import QUERIES, generate
 from platform_core import PlatformSettings, auth, load_settings
 from platform_core.testing import ServerProcess
 
+from .conftest import SharedPlatform
+
 pytestmark = pytest.mark.timeout(900)
 
 WINDOW = (
@@ -51,7 +53,11 @@ def platform(
     server = launch(
         [str(command("platform")), "up", "--port", "0", "--home", str(home)],
         base / "run",
-        env={"ELYTRA_WORKERS": "2", "LAKE_CHUNK_BYTES": str(256 * 1024)},
+        env={
+            "ELYTRA_WORKERS": "2",
+            "LAKE_CHUNK_BYTES": str(256 * 1024),
+            "ELYTRA_SQL_ROUTE": "always",  # alone, the default (cluster) leaves SQL to the lake
+        },
     )
     try:
         signer = auth.signer(load_settings(PlatformSettings, home=home), create=False)
@@ -146,6 +152,33 @@ def test_a_query_elytra_refuses_falls_back_to_the_lake_and_equals_duckdb(
     assert sorted(row[0] for row in r.json()["rows"]) == sorted(
         row[0] for row in oracle.sql("SHOW TABLES").fetchall()
     )
+
+
+def test_one_platform_by_default_answers_sql_on_the_lakes_planner(
+    jobs_platform: SharedPlatform, tmp_path: Path
+) -> None:
+    """``ELYTRA_SQL_ROUTE``'s default is ``cluster``: alone, a platform answers SELECTs with the
+    lake's one DuckDB (issue 35 holds one platform to its speed), equal to DuckDB, and EXPLAIN
+    says Elytra declined and why."""
+    signer = auth.signer(load_settings(PlatformSettings, home=jobs_platform.home), create=False)
+    token = signer.issue("carol")
+    path = tmp_path / "route_default.parquet"
+    duckdb.sql(
+        f"COPY (SELECT i % 7 AS k, i * 0.5 AS v FROM range(5000) t(i)) TO '{path}' (FORMAT parquet)"
+    )
+    with Client(jobs_platform.url, token) as client:
+        client.upload(path, "route_default")
+    sql = "SELECT k, sum(v) AS s, count(*) AS n FROM route_default GROUP BY k ORDER BY k"
+    got, engine = _arrow(jobs_platform.url, token, sql)
+    assert engine == "lake"
+    want = duckdb.sql(sql.replace("route_default", f"read_parquet('{path}')")).to_arrow_table()
+    _same(got, want, True, sql)
+    r = _post(jobs_platform.url, token, {"sql": f"EXPLAIN {sql}"})
+    assert r.status_code == 200, r.text
+    plan = r.json()["plan"]
+    assert (plan["engine"], plan["declined_by"]) == ("lake", "elytra"), plan
+    assert "ELYTRA_SQL_ROUTE=cluster" in plan["why"], plan
+    assert "no live peers" in plan["why"], plan
 
 
 def test_explain_names_the_stages_and_analyze_the_bytes_they_moved(

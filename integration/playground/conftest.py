@@ -41,7 +41,9 @@ def ui_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIPlatform
     server = launch(
         [str(command("platform")), "up", "--port", "0", "--home", str(home)],
         run_dir,
-        {"ELYTRA_BROADCAST_BYTES": "0"},
+        # the SQL page's plan tree draws Elytra's stages: on one platform the route runs them
+        # only when asked (ELYTRA_SQL_ROUTE's default, cluster, leaves SQL to the lake alone)
+        {"ELYTRA_BROADCAST_BYTES": "0", "ELYTRA_SQL_ROUTE": "always"},
     )
     yield UIPlatform(server, home, run_dir)
     server.stop()

@@ -45,9 +45,14 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LakeNode, d
 
 
 def _executor(node: LakeNode, home: Path, **kw: Any) -> PlatformSQL:
-    es = load_settings(ElytraSettings, home=home, backend="inline", **kw)
+    """The route as a platform with ``ELYTRA_SQL_ROUTE=always`` has it (unless ``kw`` says)."""
+    es = load_settings(ElytraSettings, home=home, backend="inline", **{"sql_route": "always", **kw})
     backend = InlineBackend(es.max_attempts)
     return PlatformSQL(node, es, lambda: backend)
+
+
+def _no_backend() -> Any:
+    raise AssertionError("a declined query must not reach a backend")
 
 
 def _run(ex: PlatformSQL, sql: str, mode: str = "run", cancelled: Any = None) -> Any:
@@ -116,8 +121,12 @@ def test_what_session_sql_refuses_is_declined_with_its_reason(
     ex = _executor(node, tmp_path)
     with pytest.raises(SQLDeclined, match=r"SQLPlanError.*window"):
         _run(ex, "SELECT rank() OVER (ORDER BY o_orderkey) FROM orders")
+    alone = PlatformSQL(
+        node, load_settings(ElytraSettings, home=tmp_path, backend="inline"), _no_backend
+    )
+    assert alone.settings.sql_route == "cluster"  # the default: alone, the lake's planner answers
     with pytest.raises(SQLDeclined, match="no live peers"):
-        _run(_executor(node, tmp_path, sql_route="cluster"), QUERIES[6])
+        _run(alone, QUERIES[6])
 
 
 def test_a_cancel_ends_the_run_as_the_lakes_timeout_error(

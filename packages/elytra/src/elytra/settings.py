@@ -37,11 +37,13 @@ class ElytraSettings(PackageSettings):
     sum/avg): 4.1 MB whole 12.3 ms, halves 10.2 ms each; 8.3 MB 16.2 / 12.4; 15.4 MB
     28.0 / 18.6; 28.6 MB 46 / 30; an extra task costs about 3 ms more in the driver and pipes,
     so a split breaks even near 8 MB for the cheapest group-by and gains above it."""
-    sql_route: Literal["always", "cluster", "off"] = "always"
+    sql_route: Literal["always", "cluster", "off"] = "cluster"
     """Where the platform's SQL route (``POST /api/lake/query``) runs SELECTs on these stages
-    (``elytra.sqlroute``): ``always``; ``cluster``: only while the lake node has live peers
-    (alone, the lake's planner is one DuckDB over local chunks, which answers small queries
-    several times faster: see the README); ``off``: the lake's planner answers every query."""
+    (``elytra.sqlroute``): ``cluster`` (the default): only while the lake node has live peers,
+    where the stages keep whole tables off the coordinator; alone, the lake's planner is one
+    DuckDB over local chunks, about 4x faster than a job of stages on TPC-H (README), and
+    issue 35 holds one platform to the lake's speed; ``always``; ``off``: the lake's planner
+    answers every query."""
     exchange_partitions: int = Field(0, ge=0, le=1024)
     """Partitions of a join's hash exchange (one join task each); 0: twice ``workers``."""
     broadcast_bytes: ByteSize = ByteSize(32 << 20)
