@@ -17,7 +17,7 @@ def main(directory: str) -> int:
         print(f"no session times in {path}")
         return 0
     runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    width = max(len(r["session"]) for r in runs)
+    width = max(len("total"), *(len(r["session"]) for r in runs))
     print("\nnox sessions, wall seconds:")
     for r in runs:
         print(f"  {r['session']:<{width}}  {r['seconds']:>8.1f}  {r['outcome']}")
