@@ -18,7 +18,7 @@ Workloads (``ours`` against ``peer``, same seeded CSV, same run):
   files. The timed call sends ``SMALL_CALLS`` queries one after another (each takes
   milliseconds); each query's time is kept too, and the per-query medians, ours minus
   DuckDB's (the fixed cost) and their ratio are printed and stored in ``q3_small.json``. The
-  dataset is the same at every scale (``--quick``: 100k rows and 5 calls).
+  dataset is the same at every scale.
 - ``q3_groupby``: the group-by coordinated by one of three nodes (partial aggregates pulled
   over Flight) — against the same query on one lake node (``peer`` here is ours on one node). The bytes moved between nodes (from
   EXPLAIN) and the dataset size are printed and stored with the result.
@@ -26,7 +26,7 @@ Workloads (``ours`` against ``peer``, same seeded CSV, same run):
 The chunk stores for the query workloads are built once per scale at data-generation time.
 Every node is a real ``lake node`` process on 127.0.0.1; a child stops the nodes it started.
 
-With ``--quick`` (CI: so the script never rots) q3_small is smaller and ``q_topn`` is left out: it runs the same code
+With ``--quick`` (CI: so the script never rots) ``q_topn`` is left out: it runs the same code
 as ``q_groupby`` (another query string), and each child starts a node, which costs seconds.
 """
 
@@ -56,13 +56,9 @@ PART = 8 << 20
 GROUPBY = "SELECT grp, count(*) AS n, sum(amount) AS s, avg(amount) AS a, min(day) AS lo, max(id) AS hi FROM sales GROUP BY grp ORDER BY grp"
 TOPN = "SELECT id, amount, who FROM sales WHERE who LIKE 'user1%' AND amount > 900 ORDER BY amount DESC, id LIMIT 100"
 QUERIES = {"q_groupby": GROUPBY, "q_topn": TOPN, "q3_groupby": GROUPBY}
-SMALL_ROWS = 100_000 if QUICK else 400_000
-"""q3_small's rows (--quick: 100k, still several chunks over the three nodes: the script checks
-that three nodes read; its figures are not kept there)."""
-SMALL_DIR = f"small-{SMALL_ROWS}"
-"""The q3_small store's directory under the scale's cache, named by its rows."""
+SMALL_ROWS = 400_000
 SMALL = "SELECT grp, count(*) AS n, sum(amount) AS s, avg(amount) AS a FROM small GROUP BY grp ORDER BY grp"
-SMALL_CALLS = 5 if QUICK else 50
+SMALL_CALLS = 50
 """q3_small's timed call sends this many queries one after another (each takes milliseconds)."""
 SMALL_ENV = {"LAKE_CHUNK_BYTES": str(256 << 10)}
 """Small chunks, so 400k rows make several chunks spread over the three nodes."""
@@ -167,11 +163,10 @@ def _upload_to_trio(base: Path, csv: Path, name: str, **env: str) -> None:
 
 
 def _small_cluster(cache: Path) -> None:
-    """The q3_small store: SMALL_ROWS rows, 7 groups, 256 KiB chunks on three nodes (same at any
-    scale)."""
+    """The q3_small store: 400k rows, 7 groups, 256 KiB chunks on three nodes (same at any scale)."""
     import duckdb
 
-    small = cache / SMALL_DIR
+    small = cache / "small"
     if (small / "done").exists():
         return
     shutil.rmtree(small, ignore_errors=True)
@@ -191,7 +186,7 @@ def _small_cluster(cache: Path) -> None:
 def _small_files(cache: Path) -> list[str]:
     """The q3_small chunk files, one path per chunk (replicas hold the same bytes)."""
     files: dict[str, str] = {}
-    for path in _chunk_files(cache / SMALL_DIR):
+    for path in _chunk_files(cache / "small"):
         files.setdefault(Path(path).name, path)
     return sorted(files.values())
 
@@ -284,7 +279,7 @@ def ours(workload: str, params: dict[str, Any]) -> Callable[[], Any]:
             return convert
         return lambda: int(client.upload(csv, "sales", part_size=PART, parallel=4)["rows"])
     if workload == "q3_small":
-        client = _trio(cache / SMALL_DIR, **SMALL_ENV)
+        client = _trio(cache / "small", **SMALL_ENV)
         plan = client.query(f"EXPLAIN {SMALL}")
         readers = {r[1] for r in plan["rows"] if r[0] == "read"}
         if len(readers) != 3:
