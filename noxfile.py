@@ -410,9 +410,11 @@ def bench_quick(session: nox.Session) -> None:
     """Every benchmark at --quick scale, so the scripts never rot (no timing assertions).
 
     BENCH_LANES scripts at a time; each one's output is printed whole when it ends, with its
-    exit code and seconds, and the session fails naming every script that failed.
+    exit code and seconds, and the session fails naming every script that failed. Its venv
+    has the `bench-quick` dependency group: no Ray Data, so no pandas, which pyarrow would
+    import in each of the scripts' processes (no --quick run uses Ray).
     """
-    _sync(session, "--all-packages", "--group", "bench")
+    _sync(session, "--all-packages", "--group", "bench-quick")
     failed = []
     with ThreadPoolExecutor(BENCH_LANES) as pool:
         for name, code, output, took in pool.map(
