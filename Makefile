@@ -8,10 +8,12 @@ setup:
 up: setup
 	.venv/bin/platform up
 
-# A failed run ends by naming its failed tests (from the sessions' JUnit reports).
+# A run ends with each session's wall seconds; a failed one then names its failed tests (from
+# the sessions' JUnit reports).
 test: setup
 	@rm -rf .reports
-	.venv/bin/nox || { .venv/bin/python scripts/ci_failures.py .reports; exit 1; }
+	.venv/bin/nox; rc=$$?; .venv/bin/python scripts/session_times.py .reports; \
+	  if [ $$rc -ne 0 ]; then .venv/bin/python scripts/ci_failures.py .reports; exit 1; fi
 
 lint: setup
 	.venv/bin/nox -s lint typecheck

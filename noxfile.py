@@ -7,12 +7,15 @@ there, while the root `.venv` keeps every package for day-to-day work.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +84,29 @@ BY_DIST = {m.dist: m for m in MEMBERS}
 REPORTS = ROOT / ".reports"
 
 
+TIMES = REPORTS / "session-times.jsonl"
+"""Each session's wall seconds and outcome, one JSON line per session run; `make test` prints
+them last (scripts/session_times.py), so a slow CI run says where its time went."""
+
+
+def _timed(fn: Callable[[nox.Session], None]) -> Callable[[nox.Session], None]:
+    """Run the session and append its wall seconds and outcome to TIMES, failed or not."""
+
+    @functools.wraps(fn)
+    def run(session: nox.Session) -> None:
+        started, outcome = time.monotonic(), "failed"
+        try:
+            fn(session)
+            outcome = "success"
+        finally:
+            REPORTS.mkdir(exist_ok=True)
+            line = {"session": session.name, "seconds": round(time.monotonic() - started, 1)}
+            with TIMES.open("a") as out:
+                out.write(json.dumps({**line, "outcome": outcome}) + "\n")
+
+    return run
+
+
 def _junit(session: nox.Session) -> str:
     """A JUnit report per session, so `make test` can end by naming what failed."""
     return f"--junitxml={REPORTS / session.name}.xml"
@@ -93,6 +119,7 @@ def _sync(session: nox.Session, *args: str) -> None:
 
 
 @nox.session(venv_backend="none")
+@_timed
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check over the whole tree."""
     session.run("ruff", "check", ".")
@@ -100,6 +127,7 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none")
+@_timed
 def typecheck(session: nox.Session) -> None:
     """mypy over every package (strict for platform_core, set in pyproject.toml)."""
     args: list[str] = []
@@ -122,10 +150,11 @@ def _tests(member: Member):  # type: ignore[no-untyped-def]
 
 
 for _m in MEMBERS:
-    nox.session(name=f"tests-{_m.short}")(_tests(_m))
+    nox.session(name=f"tests-{_m.short}")(_timed(_tests(_m)))
 
 
 @nox.session(default=False)
+@_timed
 def long(session: nox.Session) -> None:
     """The tests marked `long` at full size: `nox -s long` (posargs go to pytest).
 
@@ -164,6 +193,7 @@ STANDALONE = REPORTS / "standalone"
 
 
 @nox.session(venv_backend="none")
+@_timed
 def wheels(session: nox.Session) -> None:
     """Build each wheel; install each package alone (with its platform-* wheels) in a fresh venv.
 
@@ -216,6 +246,7 @@ def wheels(session: nox.Session) -> None:
 
 
 @nox.session(name="lowest-direct", default=False, venv_backend="none")
+@_timed
 def lowest_direct(session: nox.Session) -> None:
     """Each package at the lowest versions its pyproject allows, running its tests.
 
@@ -280,6 +311,7 @@ def _render_figures(session: nox.Session) -> None:
 
 
 @nox.session
+@_timed
 def integration(session: nox.Session) -> None:
     """Tests across packages, with the whole platform installed and started as a user does.
 
@@ -307,12 +339,14 @@ def _cluster_suite(session: nox.Session, module: str, timeout: int) -> None:
 
 
 @nox.session(default=False)
+@_timed
 def chaos(session: nox.Session) -> None:
     """The chaos suite at full size: each SIGKILL three times, on more rows (`nox -s chaos`)."""
     _cluster_suite(session, "test_cluster_chaos.py", timeout=3600)
 
 
 @nox.session(default=False)
+@_timed
 def soak(session: nox.Session) -> None:
     """The soak at full length: 1800 s of mixed load unless SOAK_SECONDS says otherwise."""
     seconds = int(float(os.environ.get("SOAK_SECONDS", "1800")))
@@ -320,6 +354,7 @@ def soak(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+@_timed
 def fuzz(session: nox.Session) -> None:
     """The fuzzers for long: `nox -s fuzz` (FUZZ_SECONDS=600 unless set; posargs go to pytest).
 
@@ -370,13 +405,16 @@ def _run_script(session: nox.Session, name: str) -> tuple[str, int, str, float]:
 
 
 @nox.session(name="bench-quick")
+@_timed
 def bench_quick(session: nox.Session) -> None:
     """Every benchmark at --quick scale, so the scripts never rot (no timing assertions).
 
     BENCH_LANES scripts at a time; each one's output is printed whole when it ends, with its
-    exit code and seconds, and the session fails naming every script that failed.
+    exit code and seconds, and the session fails naming every script that failed. Its venv
+    has the `bench-quick` dependency group: no Ray Data, so no pandas, which pyarrow would
+    import in each of the scripts' processes (no --quick run uses Ray).
     """
-    _sync(session, "--all-packages", "--group", "bench")
+    _sync(session, "--all-packages", "--group", "bench-quick")
     failed = []
     with ThreadPoolExecutor(BENCH_LANES) as pool:
         for name, code, output, took in pool.map(
@@ -391,6 +429,7 @@ def bench_quick(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+@_timed
 def bench(session: nox.Session) -> None:
     """Full-size benchmarks: `nox -s bench -- [<name>] [--scale S] [--runs N]`."""
     _sync(session, "--all-packages", "--group", "bench")

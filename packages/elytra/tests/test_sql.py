@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 import elytra
@@ -52,12 +55,29 @@ def _oracle(files: dict[str, Path]) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _normed(column: pa.ChunkedArray) -> list[Any]:
+    """:func:`norm` of each value of a column, called once per distinct float or decimal (a
+    per-value call over a 1.7M-row join result took 21 of its test's 24 seconds)."""
+    if not (pa.types.is_floating(column.type) or pa.types.is_decimal(column.type)):
+        return column.to_pylist()
+    distinct = pc.unique(column)  # a null and NaN each once, matched by index_in
+    normed = np.array([norm(v) for v in distinct.to_pylist()], dtype=object)
+    at = pc.index_in(column, value_set=distinct)
+    assert at.null_count == 0, f"values of {column.type} not found among its distinct values"
+    return list(normed[at.to_numpy(zero_copy_only=False)])
+
+
+def _rows(table: pa.Table) -> list[tuple[Any, ...]]:
+    """The table's rows as tuples of :func:`norm`'d Python values."""
+    return list(zip(*(_normed(c) for c in table.columns), strict=True))
+
+
 def _same(sql: str, got: Any, con: duckdb.DuckDBPyConnection, ordered: bool) -> None:
-    want = con.execute(sql)
-    names = [d[0] for d in want.description]
-    expected = [tuple(norm(v) for v in r) for r in want.fetchall()]
+    want = con.sql(sql).to_arrow_table()
+    names = want.column_names
+    expected = _rows(want)
     assert got.column_names == names, sql
-    rows = [tuple(norm(v) for v in r.values()) for r in got.to_pylist()]
+    rows = _rows(got)
     if ordered:
         assert rows == expected, sql
     else:

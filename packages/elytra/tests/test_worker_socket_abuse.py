@@ -15,6 +15,7 @@ import contextlib
 import json
 import time
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -93,8 +94,12 @@ def test_a_connection_ends_when_its_worker_token_expires(tmp_path: Path) -> None
     stayed open for ever (getting tasks, sending results). It now closes 1008 at the token's
     expiry (plus the same leeway the check allows)."""
     hub = WorkerHub(heartbeat_seconds=0.5)
-    token = SIGNER.worker_token("tab", ttl_seconds=1)
     with serving(hub, tmp_path) as url:
+        # A token that expired a while ago but is still inside the leeway, so the wait for
+        # its end is seconds, not the 30 s leeway (the same check, the same close).
+        issued = time.time() - LEEWAY_SECONDS + 6
+        with mock.patch("platform_core.auth.time.time", return_value=issued):
+            token = SIGNER.worker_token("tab", ttl_seconds=1)
         ws_url = url.replace("http", "ws") + f"/ws?auth={token}"
         with ws_connect(ws_url) as conn:
             conn.send('{"type": "hello"}')
