@@ -125,8 +125,7 @@ QUERIES = [
     "SELECT t4.k AS k4, t3.x FROM t3 RIGHT JOIN t4 ON t3.k = t4.k ORDER BY 1, 2",
     "SELECT t4.s, count(t3.x) AS n FROM t3 RIGHT JOIN t4 ON t3.k = t4.k AND t3.x > 4 "
     "GROUP BY 1 ORDER BY 1",
-    "SELECT a.f AS af, b.f AS bf FROM t5 a RIGHT JOIN t5 b ON a.s = b.s AND a.g = 1 "
-    "ORDER BY 1, 2",
+    "SELECT a.f AS af, b.f AS bf FROM t5 a RIGHT JOIN t5 b ON a.s = b.s AND a.g = 1 ORDER BY 1, 2",
     # keys of different types
     "SELECT t1.k, count(*) AS n FROM t1 JOIN t2 ON t1.k = t2.k GROUP BY t1.k ORDER BY t1.k",
     "SELECT count(*) AS n FROM t1 JOIN t2 ON t1.d = t2.dk",
@@ -200,13 +199,16 @@ def test_query_equals_duckdb_on_forced_distributed_paths(
     ("sql", "words"),
     [
         ("SELECT t3.k, t4.k FROM t3 JOIN t4 ON t3.k = t4.k", "names a column twice"),
-        ("SELECT t1.k, row_number() OVER (ORDER BY t1.k) AS r FROM t1 JOIN t3 ON t1.k = t3.k",
-         "window"),
-        ("SELECT t3.k, l.n FROM t3, LATERAL (SELECT count(*) AS n FROM t4 WHERE t4.k = t3.k) l",
-         "LATERAL"),
+        (
+            "SELECT t1.k, row_number() OVER (ORDER BY t1.k) AS r FROM t1 JOIN t3 ON t1.k = t3.k",
+            "window",
+        ),
+        (
+            "SELECT t3.k, l.n FROM t3, LATERAL (SELECT count(*) AS n FROM t4 WHERE t4.k = t3.k) l",
+            "LATERAL",
+        ),
         ("SELECT count(*) AS n FROM t1 JOIN t2 ON t1.k IS NOT DISTINCT FROM t2.k", "DISTINCT"),
-        ("SELECT count(*) AS n FROM t1 LEFT JOIN t3 ON t1.k = t3.k AND t1.g < t3.x",
-         "without ="),
+        ("SELECT count(*) AS n FROM t1 LEFT JOIN t3 ON t1.k = t3.k AND t1.g < t3.x", "without ="),
     ],
 )
 def test_what_is_not_planned_is_a_clear_error(
