@@ -185,7 +185,8 @@ def test_a_worker_killed_mid_query_gives_duckdbs_answer_or_a_clear_error(
     poster.start()
     deadline = time.monotonic() + 60
     while not list(spill.glob(".elytra-job-*.lock")):
-        assert time.monotonic() < deadline and poster.is_alive(), "the query's job never started"
+        assert time.monotonic() < deadline, "the query's job never started"
+        assert poster.is_alive(), "the query ended before its job was seen"
         time.sleep(0.02)
     time.sleep(0.3)  # its tasks are running
     workers = _pool_workers(server.proc.pid)

@@ -12,9 +12,6 @@ another order than DuckDB adds them.
 
 from __future__ import annotations
 
-import os
-import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
