@@ -123,6 +123,16 @@ QUERIES = [
     "SELECT t4.s, count(t3.x) AS n FROM t3 RIGHT JOIN t4 ON t3.k = t4.k AND t3.x > 4 "
     "GROUP BY 1 ORDER BY 1",
     "SELECT a.f AS af, b.f AS bf FROM t5 a RIGHT JOIN t5 b ON a.s = b.s AND a.g = 1 ORDER BY 1, 2",
+    "SELECT t2.s AS s2, count(t1.s) AS c FROM t1 RIGHT JOIN t2 ON t1.s = t2.s AND t1.k = t2.k "
+    "GROUP BY 1 ORDER BY 1",
+    "SELECT t1.k AS k1, t3.k AS k3, count(*) AS n FROM t3 RIGHT JOIN t1 ON t3.k = t1.k "
+    "GROUP BY 1, 2 ORDER BY 1, 2",
+    "SELECT t3.k AS k3, t4.k AS k4 FROM t3 RIGHT JOIN t4 ON t3.k = t4.k RIGHT JOIN t1 "
+    "ON t4.k = t1.k WHERE t1.g = 4 ORDER BY 1, 2",
+    "SELECT a.s AS s1, b.s AS s2 FROM t1 a RIGHT JOIN t1 b ON a.s = b.s AND a.g = 0 AND b.g = 1 "
+    "WHERE a.s IS NULL ORDER BY 1, 2",
+    "SELECT coalesce(a.k, b.k) AS k, count(*) AS n FROM t3 a FULL JOIN t4 b ON a.k = b.k "
+    "GROUP BY 1 ORDER BY 1",
     # keys of different types
     "SELECT t1.k, count(*) AS n FROM t1 JOIN t2 ON t1.k = t2.k GROUP BY t1.k ORDER BY t1.k",
     "SELECT count(*) AS n FROM t1 JOIN t2 ON t1.d = t2.dk",
@@ -142,6 +152,13 @@ QUERIES = [
     "SELECT t1.s, count(*) AS n FROM t1 WHERE s NOT IN (SELECT s FROM t2 WHERE s IS NOT NULL) "
     "GROUP BY 1 ORDER BY 1",
     "SELECT count(*) AS n FROM t1 WHERE k NOT IN (1, 2, 3, NULL)",
+    "SELECT count(*) AS n FROM t2 WHERE s NOT IN (SELECT s FROM t1 WHERE g = 9)",
+    "SELECT count(*) AS n FROM one WHERE k NOT IN (SELECT k FROM empty)",
+    "SELECT count(*) AS n FROM one WHERE k NOT IN (SELECT k FROM t3)",
+    "SELECT t1.k, count(*) AS n FROM t1 WHERE t1.k IN (SELECT k FROM t3 WHERE x > 3) "
+    "AND t1.k NOT IN (SELECT k FROM t4 WHERE s = 'x1') GROUP BY 1 ORDER BY 1",
+    "SELECT count(*) AS n FROM t1 WHERE NOT EXISTS "
+    "(SELECT 1 FROM t2 WHERE t2.k = t1.k AND t2.s = t1.s)",
     "SELECT count(*) AS n FROM t1 WHERE EXISTS (SELECT 1 FROM t3 WHERE t3.k = t1.k) OR g = 1",
     # outer joins, ON vs WHERE
     "SELECT t1.g, count(t2.k) AS n FROM t1 LEFT JOIN t2 ON t1.k = t2.k AND t2.w > 5 "
