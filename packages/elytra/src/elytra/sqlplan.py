@@ -353,11 +353,12 @@ class _Planner:
                 lk = exp.Cast(this=lk.copy(), to=exp.DataType.build(common, dialect="duckdb"))
                 rk = exp.Cast(this=rk.copy(), to=exp.DataType.build(common, dialect="duckdb"))
             # an outer join's key columns keep their NULLs: join on copies of them; the
-            # right's key column is read through the left's only where both hold the same
-            # values in the same type (an INT key equal to a DOUBLE one is not its value)
+            # right's key column is read through the left's only in an inner join where both
+            # hold the same values in the same type (an INT key equal to a DOUBLE one is not
+            # its value; a RIGHT join's unmatched rows have no left value to read)
             same = lt == rt
             left, ln = self.key_column(left, lk, how in ("right", "full"), gates[0])
-            right, rn = self.key_column(right, rk, how in ("left", "full") or not same, gates[1])
+            right, rn = self.key_column(right, rk, how != "inner" or not same, gates[1])
             lnames.append(ln)
             rnames.append(rn)
             shared.append(same)
