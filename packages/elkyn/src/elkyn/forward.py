@@ -89,6 +89,8 @@ class Forwarder:
         primary = self.primary
         url = primary + quote(req.path, safe="/") + (f"?{req.query}" if req.query else "")
         headers = {k: v for k in REQUEST_HEADERS if (v := req.headers.get(k)) is not None}
+        if self.follower.term is not None:  # the primary refuses a write for another term
+            headers["x-elkyn-term"] = str(self.follower.term)
         status, content_type, kept, content = await self._send(primary, method, url, headers, body)
         answer = [(k.encode(), v.encode("latin-1")) for k, v in kept.items()]
         seq, database = kept.get("x-elkyn-seq", ""), kept.get("x-elkyn-database", "")
@@ -139,8 +141,16 @@ class Replicable(Protocol):
     def current_store(self) -> Store: ...
 
 
-def follow(app: Replicable, primary: str, settings: ElkynSettings) -> Follower:
-    """Make ``app`` a replica of ``primary``: follow its log, forward client writes to it."""
+def follow(
+    app: Replicable,
+    primary: str,
+    settings: ElkynSettings,
+    *,
+    term: int | None = None,
+    name: str = "",
+) -> Follower:
+    """Make ``app`` a replica of ``primary``: follow its log, forward client writes to it
+    (``term``, ``name``: in an election cluster, the term followed and this server's URL)."""
     signer = auth.signer(settings, create=False)
     cached: dict[str, Any] = {"token": None, "until": 0.0}
 
@@ -157,6 +167,8 @@ def follow(app: Replicable, primary: str, settings: ElkynSettings) -> Follower:
         token,
         max_bytes=settings.max_replication_bytes,
         context=client_context(settings),
+        term=term,
+        name=name,
     )
     store.replica_of = follower.given
     app.follower = follower

@@ -28,6 +28,7 @@ import ssl
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -45,6 +46,7 @@ from .storage import LogEntry, Tree
 if TYPE_CHECKING:
     from platform_core.auth import TokenSigner
 
+    from .fencing import Fence
     from .server.http import Request, Send
     from .store import Store
 
@@ -66,6 +68,7 @@ class LogServer(Protocol):
 
     signer: TokenSigner | None
     follower: Follower | None
+    fence: Fence | None
 
     def current_store(self) -> Store: ...
 
@@ -103,6 +106,8 @@ async def serve_log(app: LogServer, req: Request, send: Send) -> None:
     if not _SEQ.fullmatch(since_text):  # ASCII digits only: str.isdigit takes '²' and '٣'
         raise InvalidDataError("since must be a sequence number")
     since = int(since_text)
+    if app.fence is not None:  # a replica's poll acknowledges what it has committed
+        app.fence.record_ack(req.params.get("replica", "")[:200], req.params.get("term"), since)
     if req.params.get("snapshot") == "true":
         with store.env.read() as txn:  # data, rules and seq from one snapshot
             tree = Tree(store.env, txn)
@@ -175,6 +180,16 @@ def apply_entries(store: Store, entries: list[LogEntry]) -> None:
         store._use_rules(new_rules[-1])
 
 
+def mark_followed(store: Store, database: str) -> None:
+    """Record (durably) that the store's data is now ``database``'s (a promotion: its own)."""
+
+    def job(tree: Tree, now: int) -> tuple[Any, list[LogEntry]]:
+        tree.txn.put(_FOLLOWED, database.encode(), db=store.env.meta)
+        return None, []
+
+    store.writer.submit(job).result()
+
+
 def install_snapshot(
     store: Store, value: Any, seq: int, rules_source: Any, database: str = ""
 ) -> None:
@@ -224,8 +239,16 @@ class Follower:
         *,
         max_bytes: int = 1 << 30,
         context: ssl.SSLContext | None = None,
+        term: int | None = None,
+        name: str = "",
     ) -> None:
         self.store = store
+        self.term = term
+        """The election term whose primary this follows (None: no election)."""
+        self.name = name
+        """How this replica names itself in its polls (the primary counts acknowledgements)."""
+        self.applying = threading.Lock()
+        """Held while entries are applied: :meth:`halt` waits for it, so no entry lands after."""
         self.context = context
         """Verifies an https primary (``platform_core.tls.client_context``)."""
         self.given = primary.rstrip("/")
@@ -249,6 +272,14 @@ class Follower:
         if self.thread.is_alive() and self.thread is not threading.current_thread():
             self.thread.join(timeout)
 
+    def halt(self) -> None:
+        """Stop at once: after this returns, nothing more of the primary's log is applied
+        (a fenced replica must not take a deposed primary's entries)."""
+        self.stop.set()
+        with self.applying:
+            pass
+        self.connected = False
+
     def lag_seconds(self, seq: int) -> float | None:
         """0 while in step with the primary, else seconds since it last was (None: never)."""
         if self.connected and self.primary_seq is not None and seq >= self.primary_seq:
@@ -269,6 +300,8 @@ class Follower:
         return json.loads(raw)
 
     def _get(self, query: str, timeout: float) -> Any:
+        if self.term is not None:
+            query += f"&term={self.term}&replica={urllib.parse.quote(self.name, safe='')}"
         return self._fetch(f"{self.primary}/.replication/log?{query}", timeout)
 
     def resolve(self) -> str:
@@ -296,7 +329,8 @@ class Follower:
         backoff = 0.2
         while not self.stop.is_set():
             try:
-                if not self.connected:  # at start and after every failure: who leads now?
+                if not self.connected and self.term is None:  # who leads now? (an election
+                    # names the primary itself: its URL is followed as given)
                     self.primary = self.resolve()
                     self.resolved = True
                 since = self.store.last_seq()
@@ -307,22 +341,18 @@ class Follower:
                     or int(body.get("last", 0)) < since  # the primary went back
                 )
                 if resync:
-                    snap = self._get("snapshot=true", timeout=60)
-                    install_snapshot(
-                        self.store,
-                        snap["value"],
-                        snap["seq"],
-                        snap["rules"],
-                        str(snap.get("database", "")),
-                    )
-                    self.primary_seq = int(snap["seq"])
+                    snap = self._get(f"since={since}&snapshot=true", timeout=60)
+                    self._apply_snapshot(snap)
                 else:
                     entries = [
                         LogEntry(seq, ts, kind, tuple(path), data)
                         for seq, ts, kind, path, data in body["entries"]
                     ]
-                    if entries:
-                        apply_entries(self.store, entries)
+                    with self.applying:
+                        if self.stop.is_set():
+                            return
+                        if entries:
+                            apply_entries(self.store, entries)
                     self.primary_seq = int(body.get("last", 0))
                 if self.store.last_seq() >= self.primary_seq:
                     self.in_step_at = time.time()
@@ -334,4 +364,13 @@ class Follower:
                     log.warning("replica lost the primary %s: %s", self.primary, hint or exc)
                 self.connected = False
                 self.stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, 5.0 if self.term is None else 0.5)
+
+    def _apply_snapshot(self, snap: Any) -> None:
+        with self.applying:
+            if self.stop.is_set():
+                return
+            install_snapshot(
+                self.store, snap["value"], snap["seq"], snap["rules"], str(snap.get("database", ""))
+            )
+        self.primary_seq = int(snap["seq"])
