@@ -13,6 +13,7 @@ naming it.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,7 +38,14 @@ __all__ = ["Forwarder", "Replicable", "follow", "primary_unavailable"]
 
 REQUEST_HEADERS = ("authorization", "content-type", "if-match", "x-firebase-etag")
 """What of the client's request the primary needs to answer it as if asked directly."""
-ANSWER_HEADERS = ("etag", "www-authenticate", "x-elkyn-seq", "x-elkyn-database", "allow")
+ANSWER_HEADERS = (
+    "etag",
+    "www-authenticate",
+    "x-elkyn-seq",
+    "x-elkyn-database",
+    "x-elkyn-term",
+    "allow",
+)
 """What of the primary's answer goes back to the client (with its status, body and type)."""
 SEQ = re.compile(r"[0-9]{1,19}")
 
@@ -91,13 +99,30 @@ class Forwarder:
         headers = {k: v for k in REQUEST_HEADERS if (v := req.headers.get(k)) is not None}
         if self.follower.term is not None:  # the primary refuses a write for another term
             headers["x-elkyn-term"] = str(self.follower.term)
-        status, content_type, kept, content = await self._send(primary, method, url, headers, body)
+        status, content_type, kept, content = await self._unless_deposed(
+            self._send(primary, method, url, headers, body)
+        )
         answer = [(k.encode(), v.encode("latin-1")) for k, v in kept.items()]
         seq, database = kept.get("x-elkyn-seq", ""), kept.get("x-elkyn-database", "")
         wrote = 200 <= status < 300 and SEQ.fullmatch(seq) is not None and database != ""
         if wrote and not await wait_caught_up(self.store, database, int(seq), self.catch_up):
             answer.append((b"x-elkyn-caught-up", b"false"))
         await respond(send, status, content, content_type.encode("latin-1"), headers=answer)
+
+    async def _unless_deposed(self, sending: Any) -> Any:
+        """Await ``sending`` unless the follower stops meanwhile (an election named another
+        primary, or fenced this server): then a 503, not a wait on a paused or dead primary."""
+        task = asyncio.ensure_future(sending)
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.2)
+            if done:
+                return task.result()
+            if self.follower.stop.is_set():
+                task.cancel()
+                raise PrimaryUnavailableError(
+                    f"the primary {self.primary} was replaced while this write was forwarded "
+                    "to it (the write may have been applied there, never acknowledged); retry"
+                )
 
     async def _send(
         self, primary: str, method: str, url: str, headers: dict[str, str], body: bytes

@@ -533,6 +533,7 @@ class ElkynApp:
         committed = _commit_headers(store)
         if self.fence is not None:  # semi-synchronous: answer once enough replicas have it
             await self.fence.acknowledged(int(committed[0][1]))
+            committed.append((b"x-elkyn-term", str(self.fence.term).encode()))
         headers.extend(committed)
         if silent:
             await respond(send, 204, b"", headers=headers)
