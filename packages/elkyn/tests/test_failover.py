@@ -80,7 +80,9 @@ def writer(cluster: ElectionCluster, w: int, history: History, stop: threading.E
                 time.sleep(0.05)
 
 
-def burst(cluster: ElectionCluster, history: History) -> tuple[threading.Event, list[threading.Thread]]:
+def burst(
+    cluster: ElectionCluster, history: History
+) -> tuple[threading.Event, list[threading.Thread]]:
     stop = threading.Event()
     threads = [
         threading.Thread(target=writer, args=(cluster, w, history, stop), daemon=True)
@@ -151,7 +153,8 @@ def kill_round(cluster: ElectionCluster, history: History, sig: int) -> float:
         cluster.start(primary)  # comes back: it must rejoin as a replica
     wait_for(lambda: converged(cluster, history), "all servers converged", timeout=60)
     status = cluster.status(primary)
-    assert status is not None and status["role"] == "replica", status
+    assert status is not None
+    assert status["role"] == "replica", status
     assert status["term"] > 1
     return after - killed
 
@@ -173,7 +176,8 @@ def test_sigkill_of_the_primary_loses_no_acknowledged_write(cluster: ElectionClu
     assert sum(len(a) for a in history.acked.values()) > 40 * ROUNDS
     assert history.refused > 0  # the kill was felt: writes did fail meanwhile
     terms = [cluster.status(i)["term"] for i in range(3)]  # type: ignore[index]
-    assert len(set(terms)) == 1 and terms[0] >= ROUNDS + 1, terms
+    assert len(set(terms)) == 1, terms
+    assert terms[0] >= ROUNDS + 1, terms
 
 
 def test_a_paused_primary_is_deposed_and_rejoins_as_a_replica(cluster: ElectionCluster) -> None:
@@ -202,7 +206,8 @@ def test_without_a_majority_writes_refuse_and_reads_go_on(cluster: ElectionClust
     assert r.status_code == 503, r.text
     assert httpx.get(f"{url}/kept.json", headers=admin, timeout=5).json() == 1
     status = cluster.status(survivor)
-    assert status is not None and not status["serving"], status
+    assert status is not None
+    assert not status["serving"], status
     cluster.start(dead_replica)
     started = time.monotonic()
 

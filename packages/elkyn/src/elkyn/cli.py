@@ -143,8 +143,12 @@ def _elect(app: Any, settings: ElkynSettings, host: str, port: int, https: bool)
     from .fencing import Fence
 
     if settings.replica_of is not None:
-        _fail(ValueError("--replica-of and --election-port exclude each other: the election "
-                         "names the primary"))
+        _fail(
+            ValueError(
+                "--replica-of and --election-port exclude each other: the election "
+                "names the primary"
+            )
+        )
     try:
         peers = parse_peers(settings.election_peers)
     except ValueError as exc:

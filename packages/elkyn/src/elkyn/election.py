@@ -28,7 +28,6 @@ import hmac
 import json
 import logging
 import threading
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -175,7 +174,9 @@ class Election:
         else:
             self._follow(term, primary)
         self.applied = term
-        log.info("term %d: the primary is %s%s", term, primary, " (this server)" * (primary == self.url))
+        log.info(
+            "term %d: the primary is %s%s", term, primary, " (this server)" * (primary == self.url)
+        )
 
     def _promote(self, term: int) -> None:
         from .replica import mark_followed
@@ -210,7 +211,9 @@ class Election:
         if len(answers) * 2 <= len(self.urls):
             log.warning(
                 "no majority to elect a primary of term %d: %d of %d servers answered",
-                term + 1, len(answers), len(self.urls),
+                term + 1,
+                len(answers),
+                len(self.urls),
             )
             return
         known = self.node.databases
@@ -254,4 +257,3 @@ class Election:
         with ThreadPoolExecutor(len(self.urls)) as pool:
             results = list(pool.map(fence, self.urls))
         return {url: a for url, a in results if isinstance(a, dict) and "seq" in a}
-

@@ -136,7 +136,7 @@ async def serve_fence(app: ElkynApp, req: Request, send: Send) -> None:
     if fence is None:
         raise NotFoundError("this server is not in an election cluster (no --election-port)")
     if req.method != "POST":
-        raise InvalidDataError("fence with POST {\"term\": n}")
+        raise InvalidDataError('fence with POST {"term": n}')
     try:
         term = json.loads(await req.body(4096, app.settings.body_timeout_seconds))["term"]
     except (ValueError, KeyError, TypeError):

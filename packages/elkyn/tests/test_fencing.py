@@ -1,0 +1,111 @@
+"""Terms, fencing and semi-synchronous acknowledgement (``elkyn.fencing``), in process; and a
+server alone in its election cluster, which is a primary at once without Raft."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from elkyn.election import Peer, parse_peers
+from elkyn.errors import PrimaryUnavailableError
+from elkyn.fencing import Fence, StaleTermError
+from platform_core.testing import free_port, launch
+
+
+def test_only_the_unfenced_primary_of_the_term_takes_writes() -> None:
+    fence = Fence(sync_replicas=1, sync_timeout=0.5)
+    with pytest.raises(StaleTermError, match="not the primary of term 0"):
+        fence.check_write(None)  # nobody named yet
+    fence.follow(3)
+    with pytest.raises(StaleTermError):
+        fence.check_write(None)  # a replica
+    fence.promote(4)
+    fence.check_write(None)
+    fence.check_write("4")
+    with pytest.raises(StaleTermError, match="forwarded for term '3'"):
+        fence.check_write("3")  # a replica of the old term forwards: refused, it retries
+    fence.fenced = 5  # a coordinator is electing term 5
+    with pytest.raises(StaleTermError, match="fenced at term 5"):
+        fence.check_write("4")
+
+
+def test_an_ack_counts_only_from_a_replica_of_the_same_term() -> None:
+    fence = Fence(sync_replicas=2, sync_timeout=0.5)
+    fence.promote(2)
+    fence.record_ack("a", "2", 10)
+    fence.record_ack("b", "1", 10)  # a replica of an old term: not counted
+    fence.record_ack("c", None, 10)  # not in an election: not counted
+    assert fence.acked_by(10) == 1
+    fence.record_ack("b", "2", 12)
+    assert fence.acked_by(10) == 2
+    assert fence.acked_by(11) == 1
+    with pytest.raises(StaleTermError, match="deposed"):
+        fence.record_ack("a", "3", 13)  # a replica of a newer term polls a deposed primary
+    fence.promote(3)
+    assert fence.acked_by(0) == 0  # a new term starts counting afresh
+
+
+def test_a_write_is_acknowledged_only_once_enough_replicas_have_it() -> None:
+    async def run() -> None:
+        fence = Fence(sync_replicas=1, sync_timeout=2.0)
+        fence.promote(1)
+        waiting = asyncio.ensure_future(fence.acknowledged(5))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        fence.record_ack("r", "1", 4)  # not yet the write
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        fence.record_ack("r", "1", 5)
+        await asyncio.wait_for(waiting, 1.0)
+
+        slow = Fence(sync_replicas=1, sync_timeout=0.3)
+        slow.promote(1)
+        with pytest.raises(PrimaryUnavailableError, match="0 of the 1 replicas"):
+            await slow.acknowledged(1)
+
+        fenced = Fence(sync_replicas=1, sync_timeout=5.0)
+        fenced.promote(1)
+        waiting = asyncio.ensure_future(fenced.acknowledged(1))
+        await asyncio.sleep(0.1)
+        fenced.fenced = 2  # deposed while waiting: never acknowledged, even if an ack comes
+        fenced.record_ack("r", "1", 1)
+        with pytest.raises(PrimaryUnavailableError, match="deposed meanwhile"):
+            await asyncio.wait_for(waiting, 2.0)
+
+    asyncio.run(run())
+
+
+def test_peers_are_parsed_or_refused_clearly() -> None:
+    assert parse_peers("127.0.0.1:7001=http://127.0.0.1:9001/, h:2=https://h:3") == [
+        Peer("127.0.0.1:7001", "http://127.0.0.1:9001"),
+        Peer("h:2", "https://h:3"),
+    ]
+    with pytest.raises(ValueError, match="RAFT_HOST:RAFT_PORT=ELKYN_URL"):
+        parse_peers("127.0.0.1:7001")
+    with pytest.raises(ValueError, match="not 'h:x=http://h:1'"):
+        parse_peers("h:x=http://h:1")
+
+
+def test_a_server_alone_is_its_primary_at_once_without_raft(tmp_path: Path) -> None:
+    port, raft = free_port(), free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "elkyn", "serve", "--port", str(port), "--memory"]
+    argv += ["--election-port", str(raft), f"--peer=127.0.0.1:{raft}={url}"]
+    env = {"PLATFORM_SECRET": "e" * 40, "PLATFORM_HOME": str(tmp_path)}
+    server = launch(argv, env=env, url=url, timeout=30)
+    try:
+        from platform_core.auth import TokenSigner
+
+        admin = {"Authorization": f"Bearer {TokenSigner('e' * 40).issue('root', admin=True)}"}
+        r = httpx.put(f"{url}/a.json", json=1, headers=admin, timeout=10)  # no wait for a vote
+        assert r.status_code == 200, r.text
+        assert "x-elkyn-term" not in r.headers  # no election, no term
+        status = httpx.get(f"{url}/.replication/status", headers=admin, timeout=10).json()
+        assert status["role"] == "primary", status
+        assert "election" not in status, status
+    finally:
+        server.stop(10)
