@@ -109,3 +109,43 @@ def test_a_server_alone_is_its_primary_at_once_without_raft(tmp_path: Path) -> N
         assert "election" not in status, status
     finally:
         server.stop(10)
+
+
+def test_raft_traffic_needs_the_cluster_password() -> None:
+    """Three Raft nodes of the election record, one with another password: the two that
+    share it elect and commit; the third never learns the record."""
+    import time
+
+    from pysyncobj import SyncObjConf
+
+    from elkyn.election import Primaryship
+
+    addrs = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+    passwords = ["right", "right", "wrong"]
+    nodes = [
+        Primaryship(
+            a,
+            [b for b in addrs if b != a],
+            SyncObjConf(password=p, useFork=False, connectionRetryTime=0.5),
+        )
+        for a, p in zip(addrs, passwords, strict=True)
+    ]
+    try:
+        deadline = time.monotonic() + 20
+        while not any(n._isLeader() for n in nodes[:2]):
+            assert time.monotonic() < deadline, "the two nodes sharing the password never elected"
+            time.sleep(0.1)
+        leader = next(n for n in nodes[:2] if n._isLeader())
+        assert leader.designate(1, "http://a", "db-a", sync=True, timeout=10) is True
+        assert leader.designate(1, "http://b", "db-b", sync=True, timeout=10) is False  # CAS
+        while nodes[0].term != 1 or nodes[1].term != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert nodes[0].primary == nodes[1].primary == "http://a"
+        time.sleep(1.0)
+        assert nodes[2].term == 0  # the stranger took none of it
+        assert nodes[2].primary is None
+        assert not nodes[2]._isLeader()
+    finally:
+        for n in nodes:
+            n.destroy()

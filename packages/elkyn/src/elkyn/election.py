@@ -80,7 +80,7 @@ def parse_peers(text: str) -> list[Peer]:
     return peers
 
 
-class Primaryship(SyncObj):  # type: ignore[misc]
+class Primaryship(SyncObj):
     """The Raft-replicated record: term, its primary, and each term's database."""
 
     def __init__(self, raft: str, partners: list[str], conf: SyncObjConf) -> None:
@@ -89,7 +89,7 @@ class Primaryship(SyncObj):  # type: ignore[misc]
         self.databases: dict[str, int] = {}
         super().__init__(raft, partners, conf)
 
-    @replicated  # type: ignore[misc]
+    @replicated
     def designate(self, term: int, url: str, database: str) -> bool:
         """Compare-and-set: ``url`` is the primary of ``term`` if ``term`` is the next one."""
         if term != self.term + 1:
@@ -187,7 +187,8 @@ class Election:
         app.follower, app.forwarder = None, None
         mark_followed(store, store.database_id)  # this data is now its own term's
         store.replica_of = None
-        app.fence.promote(term)  # type: ignore[union-attr]
+        assert app.fence is not None  # an election always comes with its fence
+        app.fence.promote(term)
 
     def _follow(self, term: int, primary: str) -> None:
         from .forward import follow
@@ -195,7 +196,8 @@ class Election:
         app = self.app
         if app.follower is not None:
             app.follower.halt()
-        app.fence.follow(term)  # type: ignore[union-attr]
+        assert app.fence is not None
+        app.fence.follow(term)
         follow(app, primary, self.settings, term=term, name=self.url)
 
     def _coordinate(self) -> None:

@@ -69,6 +69,8 @@ async def serve_status(app: LogServer, req: Request, send: Send) -> None:
             sync_replicas=fence.sync_replicas,
             acks=dict(fence.acks),
         )
+        if app.follower is None and not fence.serving():
+            body["role"] = "fenced"  # waiting for the election to name a primary
         election = getattr(app, "election", None)
         if election is not None:
             body["election"] = election.status()
