@@ -204,6 +204,8 @@ def test_without_a_majority_writes_refuse_and_reads_go_on(cluster: ElectionClust
     url = cluster.members[survivor].url
     r = httpx.put(f"{url}/lost.json", json=2, headers=admin, timeout=15)
     assert r.status_code == 503, r.text
+    assert "a majority of the servers" in r.json()["error"], r.text
+    assert "reads continue" in r.json()["error"], r.text
     assert httpx.get(f"{url}/kept.json", headers=admin, timeout=5).json() == 1
     status = cluster.status(survivor)
     assert status is not None

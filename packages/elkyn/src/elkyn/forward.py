@@ -153,7 +153,13 @@ class Forwarder:
                 content_type = resp.headers.get("content-type", "application/json; charset=utf-8")
                 return resp.status_code, content_type, kept, b"".join(chunks)
         except httpx.HTTPError as exc:
-            raise primary_unavailable(primary, exc, self.read_timeout) from None
+            err = primary_unavailable(primary, exc, self.read_timeout)
+            if self.follower.term is not None:  # an elected primary: say when it changes
+                err = PrimaryUnavailableError(
+                    f"{err} (term {self.follower.term}; a new primary is elected once a "
+                    "majority of the servers answer, and writes then go to it)"
+                )
+            raise err from None
 
 
 class Replicable(Protocol):
