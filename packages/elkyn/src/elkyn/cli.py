@@ -83,19 +83,7 @@ def serve(
     from .store import Store
 
     try:
-        overrides: dict[str, Any] = {"memory": memory, "dev": dev}
-        if path is not None:
-            overrides["path"] = path
-        if replica_of is not None:
-            if not replica_of.startswith(("http://", "https://")):
-                raise ValueError(
-                    f"--replica-of takes the primary's URL (http://host:port), not {replica_of!r}"
-                )
-            overrides["replica_of"] = replica_of
-        if election_port is not None:
-            overrides["election_port"] = election_port
-        if peer:
-            overrides["election_peers"] = ",".join(peer)
+        overrides = _serve_overrides(memory, dev, path, replica_of, election_port, peer)
         settings = elkyn_settings(**overrides)
         check_dev(settings, host)
         sock = bind(host, port, port_setting=None, host_setting=None)  # a one-line StartError
@@ -135,6 +123,31 @@ def serve(
         tls=tls,
         timeout_graceful_shutdown=2,
     )
+
+
+def _serve_overrides(
+    memory: bool,
+    dev: bool,
+    path: Path | None,
+    replica_of: str | None,
+    election_port: int | None,
+    peer: list[str] | None,
+) -> dict[str, Any]:
+    """``serve``'s options as settings overrides (the environment fills the rest)."""
+    overrides: dict[str, Any] = {"memory": memory, "dev": dev}
+    if path is not None:
+        overrides["path"] = path
+    if replica_of is not None:
+        if not replica_of.startswith(("http://", "https://")):
+            raise ValueError(
+                f"--replica-of takes the primary's URL (http://host:port), not {replica_of!r}"
+            )
+        overrides["replica_of"] = replica_of
+    if election_port is not None:
+        overrides["election_port"] = election_port
+    if peer:
+        overrides["election_peers"] = ",".join(peer)
+    return overrides
 
 
 def _elect(app: Any, settings: ElkynSettings, host: str, port: int, https: bool) -> None:

@@ -37,8 +37,6 @@ from typing import TYPE_CHECKING, Any
 
 from pysyncobj import SyncObj, SyncObjConf, replicated
 
-from .catchup import _FOLLOWED
-
 if TYPE_CHECKING:
     from .server.app import ElkynApp
     from .settings import ElkynSettings
@@ -97,13 +95,6 @@ class Primaryship(SyncObj):
         self.term, self.primary = term, url
         self.databases[database] = term
         return True
-
-
-def data_database(store: Any) -> str:
-    """The id of the primary database the store's data came from (its own once promoted)."""
-    with store.env.read() as txn:
-        raw = txn.get(_FOLLOWED, db=store.env.meta)
-    return bytes(raw).decode() if raw is not None else str(store.database_id)
 
 
 class Election:

@@ -15,19 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
-from typing import TYPE_CHECKING
 
-from platform_core import NotFoundError
+from .errors import PrimaryUnavailableError
 
-from .errors import InvalidDataError, PrimaryUnavailableError
-
-if TYPE_CHECKING:
-    from .server.app import ElkynApp
-    from .server.http import Request, Send
-
-__all__ = ["Fence", "StaleTermError", "serve_fence"]
+__all__ = ["Fence", "StaleTermError"]
 
 
 class StaleTermError(PrimaryUnavailableError):
@@ -120,40 +112,3 @@ class Fence:
                 + ("" if self.serving() else ", and this server was deposed meanwhile")
                 + "; it may or may not survive a failover: read it back before retrying"
             )
-
-
-async def serve_fence(app: ElkynApp, req: Request, send: Send) -> None:
-    """``POST /.replication/fence {"term": T}`` (cluster token): from now on take nothing from
-    a primary of a term below ``T`` and acknowledge no write of an older term; answer what
-    this server has applied (``seq``), whose data it is (``database``) and the id it would
-    serve as primary (``own_database``), for the coordinator to pick the most caught-up."""
-    from .election import data_database
-    from .replica import check_cluster
-    from .server.http import respond_json
-
-    check_cluster(app, req)
-    fence = app.fence
-    if fence is None:
-        raise NotFoundError("this server is not in an election cluster (no --election-port)")
-    if req.method != "POST":
-        raise InvalidDataError('fence with POST {"term": n}')
-    try:
-        term = json.loads(await req.body(4096, app.settings.body_timeout_seconds))["term"]
-    except (ValueError, KeyError, TypeError):
-        raise InvalidDataError('the fence body is {"term": n}') from None
-    if not isinstance(term, int) or term < 1:
-        raise InvalidDataError(f"the fence term must be a positive integer, not {term!r}")
-    if term < fence.term:
-        raise StaleTermError(f"this server already serves term {fence.term}, not below {term}")
-    if term > fence.term and term > fence.fenced:
-        fence.fenced = term
-        if app.follower is not None:  # no entry of the old primary lands after this
-            await asyncio.to_thread(app.follower.halt)
-    store = app.current_store()
-    body = {
-        "seq": store.last_seq(),
-        "database": await asyncio.to_thread(data_database, store),
-        "own_database": store.database_id,
-        "term": fence.term,
-    }
-    await respond_json(send, 200, body)

@@ -34,12 +34,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgpack
 
-from platform_core import ForbiddenError, UnauthorizedError
+from platform_core import ForbiddenError, NotFoundError, UnauthorizedError
 from platform_core.auth import bearer_token
 from platform_core.tls import connection_hint
 
-from .catchup import _FOLLOWED, followed_database
+from .catchup import _FOLLOWED, data_database, followed_database
 from .errors import ElkynError, InvalidDataError, NotPrimaryError
+from .fencing import StaleTermError
 from .rules import Rules
 from .storage import LogEntry, Tree
 
@@ -48,9 +49,18 @@ if TYPE_CHECKING:
 
     from .fencing import Fence
     from .server.http import Request, Send
+    from .settings import ElkynSettings
     from .store import Store
 
-__all__ = ["Follower", "LogServer", "apply_entries", "install_snapshot", "serve_log"]
+__all__ = [
+    "Follower",
+    "LogServer",
+    "apply_entries",
+    "install_snapshot",
+    "mark_followed",
+    "serve_fence",
+    "serve_log",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +79,7 @@ class LogServer(Protocol):
     signer: TokenSigner | None
     follower: Follower | None
     fence: Fence | None
+    settings: ElkynSettings
 
     def current_store(self) -> Store: ...
 
@@ -374,3 +385,38 @@ class Follower:
                 self.store, snap["value"], snap["seq"], snap["rules"], str(snap.get("database", ""))
             )
         self.primary_seq = int(snap["seq"])
+
+
+async def serve_fence(app: LogServer, req: Request, send: Send) -> None:
+    """``POST /.replication/fence {"term": T}`` (cluster token): from now on take nothing from
+    a primary of a term below ``T`` and acknowledge no write of an older term; answer what
+    this server has applied (``seq``), whose data it is (``database``) and the id it would
+    serve as primary (``own_database``), for the coordinator to pick the most caught-up."""
+    from .server.http import respond_json
+
+    check_cluster(app, req)
+    fence = app.fence
+    if fence is None:
+        raise NotFoundError("this server is not in an election cluster (no --election-port)")
+    if req.method != "POST":
+        raise InvalidDataError('fence with POST {"term": n}')
+    try:
+        term = json.loads(await req.body(4096, app.settings.body_timeout_seconds))["term"]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidDataError('the fence body is {"term": n}') from None
+    if not isinstance(term, int) or term < 1:
+        raise InvalidDataError(f"the fence term must be a positive integer, not {term!r}")
+    if term < fence.term:
+        raise StaleTermError(f"this server already serves term {fence.term}, not below {term}")
+    if term > fence.term and term > fence.fenced:
+        fence.fenced = term
+        if app.follower is not None:  # no entry of the old primary lands after this
+            await asyncio.to_thread(app.follower.halt)
+    store = app.current_store()
+    body = {
+        "seq": store.last_seq(),
+        "database": await asyncio.to_thread(data_database, store),
+        "own_database": store.database_id,
+        "term": fence.term,
+    }
+    await respond_json(send, 200, body)

@@ -376,7 +376,7 @@ class ElkynApp:
             await self.replication(self, req, send)
             return
         if path == "/.replication/fence":
-            from ..fencing import serve_fence
+            from ..replica import serve_fence
 
             await serve_fence(self, req, send)
             return
