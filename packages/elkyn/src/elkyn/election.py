@@ -149,6 +149,8 @@ class Election:
     def _run(self) -> None:
         while not self.stop.wait(TICK):
             try:
+                if not self.node.isReady():  # a restarted server's journal may name it
+                    continue  # primary of a term long over: wait until synced with a leader
                 self._reconcile()
                 if self.node._isLeader():
                     self._coordinate()
