@@ -78,7 +78,7 @@ def parse_peers(text: str) -> list[Peer]:
     return peers
 
 
-class Primaryship(SyncObj):
+class Primaryship(SyncObj):  # type: ignore[misc]  # pysyncobj has no type hints
     """The Raft-replicated record: term, its primary, and each term's database."""
 
     def __init__(self, raft: str, partners: list[str], conf: SyncObjConf) -> None:
@@ -87,7 +87,7 @@ class Primaryship(SyncObj):
         self.databases: dict[str, int] = {}
         super().__init__(raft, partners, conf)
 
-    @replicated
+    @replicated  # type: ignore[untyped-decorator]
     def designate(self, term: int, url: str, database: str) -> bool:
         """Compare-and-set: ``url`` is the primary of ``term`` if ``term`` is the next one."""
         if term != self.term + 1:

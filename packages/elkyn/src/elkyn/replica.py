@@ -365,7 +365,7 @@ class Follower:
                         if entries:
                             apply_entries(self.store, entries)
                     self.primary_seq = int(body.get("last", 0))
-                if self.store.last_seq() >= self.primary_seq:
+                if self.primary_seq is not None and self.store.last_seq() >= self.primary_seq:
                     self.in_step_at = time.time()
                 self.connected = True
                 backoff = 0.2
