@@ -220,3 +220,31 @@ def test_without_a_majority_writes_refuse_and_reads_go_on(cluster: ElectionClust
     wait_for(write, "writes accepted again with a majority", timeout=30)
     assert time.monotonic() - started < 30
     assert httpx.get(f"{url}/kept.json", headers=admin, timeout=5).json() == 1
+
+
+def test_a_write_waits_for_its_replicas_and_is_refused_without_them(tmp_path: Path) -> None:
+    """ELKYN_SYNC_REPLICAS=2 of 3: a write (and a rules change) is acknowledged only once both
+    replicas have it; with one gone, a write is a 503 that says it was not acknowledged."""
+    c = start_cluster(tmp_path, ELKYN_SYNC_REPLICAS="2", ELKYN_SYNC_TIMEOUT_SECONDS="1")
+    try:
+        admin = c.admin()
+        primary = wait_for(lambda: c.primary(), "a primary")
+        url = c.members[primary].url
+        r = httpx.put(f"{url}/s/a.json", json=1, headers=admin, timeout=15)
+        assert r.status_code == 200, r.text
+        seq = int(r.headers["x-elkyn-seq"])
+        status = c.status(primary)
+        assert status is not None
+        assert status["sync_replicas"] == 2
+        assert sorted(status["acks"].values())[0] >= seq, status  # both had it
+        rules = {"rules": {".read": "auth != null", ".write": "auth != null"}}
+        r = httpx.put(f"{url}/.settings/rules.json", json=rules, headers=admin, timeout=15)
+        assert r.status_code == 200, r.text
+        replica = next(i for i in range(3) if i != primary)
+        c.kill(replica)
+        r = httpx.put(f"{url}/s/b.json", json=2, headers=admin, timeout=15)
+        assert r.status_code == 503, r.text
+        assert "1 of the 2 replicas" in r.json()["error"], r.text
+        assert "not acknowledged" in r.json()["error"], r.text
+    finally:
+        c.stop()

@@ -567,7 +567,10 @@ class ElkynApp:
             except InvalidDataError as exc:
                 _add_position(exc, text)
                 raise
-            await respond_json(send, 200, {"status": "ok"}, headers=_commit_headers(store))
+            committed = _commit_headers(store)
+            if self.fence is not None:  # rules are log entries too: acknowledged alike
+                await self.fence.acknowledged(int(committed[0][1]))
+            await respond_json(send, 200, {"status": "ok"}, headers=committed)
         else:
             await respond_json(send, 405, {"error": "rules support GET and PUT"})
 
