@@ -1,8 +1,9 @@
 """Elkyn's elected primary (issue 29): what semi-synchronous acknowledgement costs, and failover time.
 
 Three ``elkyn serve --election-port`` servers on 127.0.0.1 (durable LMDB each), measured with
-``ELKYN_SYNC_REPLICAS=0`` and ``=1``, beside the peer: one ``elkyn serve`` alone (no election,
-no replica), the same build and disk. Workloads, in the same run:
+``ELKYN_SYNC_REPLICAS=0`` and ``=1``, beside the peers: one ``elkyn serve`` alone (no election,
+no replica), and a primary with two fixed ``--replica-of`` replicas (the cluster before issue
+29: asynchronous, no failover); the same build and disk, all servers on this machine. Workloads, in the same run:
 
 - latency: one client, sequential ``PUT``s to the primary (p50, p99 ms);
 - throughput: 8 clients on keep-alive connections, ``PUT``s to the primary for a while;
@@ -39,16 +40,19 @@ CLUSTER = {"Authorization": f"Bearer {TokenSigner(SECRET).cluster_token('bench')
 
 
 def start(
-    home: Path, n: int, sync: int | None
+    home: Path, n: int, sync: int | None, fixed: bool = False
 ) -> list[tuple[str, ServerProcess | None, list[str]]]:
-    """``n`` servers (1: alone, no election); returns (url, process, argv+env) per server."""
+    """``n`` servers (1: alone, no election; ``fixed``: the first a primary, the others its
+    ``--replica-of``, as before issue 29); returns (url, process, argv) per server."""
     ports = [(free_port(), free_port()) for _ in range(n)]
     peers = [f"--peer=127.0.0.1:{r}=http://127.0.0.1:{p}" for p, r in ports]
     servers = []
     for i, (port, raft) in enumerate(ports):
         (home / f"s{i}").mkdir(parents=True)
         argv = [sys.executable, "-m", "elkyn", "serve", "--port", str(port)]
-        if n > 1:
+        if fixed and i > 0:
+            argv += ["--replica-of", f"http://127.0.0.1:{ports[0][0]}"]
+        elif n > 1 and not fixed:
             argv += ["--election-port", str(raft), *peers]
         env = {"PLATFORM_SECRET": SECRET, "PLATFORM_HOME": str(home / f"s{i}")}
         if sync is not None:
@@ -59,7 +63,7 @@ def start(
 
 
 def primary_of(servers: list[Any], timeout: float = 60) -> int:
-    if len(servers) == 1:
+    if len(servers) == 1 or "--election-port" not in servers[0][2]:
         return 0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -140,11 +144,17 @@ def stop(servers: list[Any]) -> None:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     count, seconds = (50, 2.0) if args.quick else (500, 10.0)
     results: dict[str, Any] = {"load_before": os.getloadavg()[0], "configs": {}}
-    for name, n, sync in (("alone", 1, None), ("sync0", 3, 0), ("sync1", 3, 1)):
+    configs = (
+        ("alone", 1, None, False),
+        ("replica_of", 3, None, True),
+        ("sync0", 3, 0, False),
+        ("sync1", 3, 1, False),
+    )
+    for name, n, sync, fixed in configs:
         rows = []
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory() as tmp:
-                servers = start(Path(tmp), n, sync)
+                servers = start(Path(tmp), n, sync, fixed)
                 try:
                     url = servers[primary_of(servers)][0]
                     row = latency(url, count)
