@@ -51,6 +51,8 @@ MISSES = 3
 """Failed health checks of the primary in a row before the coordinator replaces it."""
 CHECK_TIMEOUT = 1.0
 """Seconds a health check or a fence may take."""
+GRACE = 4
+"""Extra failed checks allowed right after naming a primary, before it has taken the role."""
 
 
 @dataclass(frozen=True)
@@ -221,7 +223,7 @@ class Election:
         database = str(answers[best]["own_database"])  # what it serves once promoted
         done = self.node.designate(term + 1, best, database, sync=True, timeout=5)
         log.info("named %s primary of term %d (%s): %s", best, term + 1, rank(best), done)
-        self.misses = 0
+        self.misses = -GRACE  # the named server takes its role at its next tick or so
 
     def _request(self, url: str, method: str = "GET", body: Any = None) -> Any:
         token = self.signer.cluster_token("elkyn-election", ttl_seconds=60)
