@@ -149,3 +149,13 @@ def test_raft_traffic_needs_the_cluster_password() -> None:
     finally:
         for n in nodes:
             n.destroy()
+
+
+def test_an_ack_in_another_databases_numbers_does_not_count() -> None:
+    """A deposed primary polling the new one names a `since` of its own history: not an ack."""
+    fence = Fence(sync_replicas=1, sync_timeout=0.5)
+    fence.promote(2)
+    fence.record_ack("old-primary", "2", 1000, counts=False)
+    assert fence.acked_by(10) == 0
+    fence.record_ack("old-primary", "2", 12, counts=True)  # after its resync
+    assert fence.acked_by(10) == 1

@@ -70,8 +70,9 @@ class Fence:
         """Serve ``term`` as a replica (no writes of its own)."""
         self.term, self.primary = term, False
 
-    def record_ack(self, replica: str, term: str | None, since: int) -> None:
-        """A poll of ``replica`` (a replica of ``term``) says it committed up to ``since``."""
+    def record_ack(self, replica: str, term: str | None, since: int, counts: bool = True) -> None:
+        """A poll of ``replica`` (a replica of ``term``) says it committed up to ``since``
+        (``counts``: and its data is this primary's database, so the numbers compare)."""
         if term is None or replica == "":
             return
         if term != str(self.term):
@@ -81,7 +82,7 @@ class Fence:
                     "it was deposed; follow the new primary"
                 )
             return
-        if since > self.acks.get(replica, -1):
+        if counts and since > self.acks.get(replica, -1):
             self.acks[replica] = since
             if self._changed is not None:
                 self._changed.set()

@@ -117,8 +117,13 @@ async def serve_log(app: LogServer, req: Request, send: Send) -> None:
     if not _SEQ.fullmatch(since_text):  # ASCII digits only: str.isdigit takes '²' and '٣'
         raise InvalidDataError("since must be a sequence number")
     since = int(since_text)
-    if app.fence is not None:  # a replica's poll acknowledges what it has committed
-        app.fence.record_ack(req.params.get("replica", "")[:200], req.params.get("term"), since)
+    if app.fence is not None:  # a replica's poll acknowledges what it has committed ...
+        # ... counted in this database's sequence numbers only: a deposed primary's `since`
+        # counts writes this one never had (it resyncs from a snapshot first)
+        ours = req.params.get("database") == store.database_id
+        app.fence.record_ack(
+            req.params.get("replica", "")[:200], req.params.get("term"), since, counts=ours
+        )
     if req.params.get("snapshot") == "true":
         with store.env.read() as txn:  # data, rules and seq from one snapshot
             tree = Tree(store.env, txn)
@@ -312,7 +317,9 @@ class Follower:
 
     def _get(self, query: str, timeout: float) -> Any:
         if self.term is not None:
-            query += f"&term={self.term}&replica={urllib.parse.quote(self.name, safe='')}"
+            name = urllib.parse.quote(self.name, safe="")
+            database = urllib.parse.quote(followed_database(self.store), safe="")
+            query += f"&term={self.term}&replica={name}&database={database}"
         return self._fetch(f"{self.primary}/.replication/log?{query}", timeout)
 
     def resolve(self) -> str:
