@@ -251,6 +251,9 @@ def test_a_write_waits_for_its_replicas_and_is_refused_without_them(tmp_path: Pa
         admin = c.admin()
         primary = wait_for(lambda: c.primary(), "a primary")
         url = c.members[primary].url
+        wait_for(  # both replicas caught up with the primary's database: their polls count
+            lambda: len((c.status(primary) or {}).get("acks", {})) == 2, "both replicas polling"
+        )
         r = httpx.put(f"{url}/s/a.json", json=1, headers=admin, timeout=15)
         assert r.status_code == 200, r.text
         seq = int(r.headers["x-elkyn-seq"])
