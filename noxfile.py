@@ -341,8 +341,17 @@ def _cluster_suite(session: nox.Session, module: str, timeout: int) -> None:
 @nox.session(default=False)
 @_timed
 def chaos(session: nox.Session) -> None:
-    """The chaos suite at full size: each SIGKILL three times, on more rows (`nox -s chaos`)."""
+    """The chaos suite at full size: each SIGKILL three times, on more rows (`nox -s chaos`);
+    then Elkyn's failover at full size (20 SIGKILL rounds of the elected primary, 5 pauses)."""
     _cluster_suite(session, "test_cluster_chaos.py", timeout=3600)
+    session.run(
+        "pytest",
+        "packages/elkyn/tests/test_failover.py",
+        "--timeout=3600",
+        "--durations=20",
+        *session.posargs,
+        env={"PLATFORM_TESTS_LONG": "1"},
+    )
 
 
 @nox.session(default=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 from elkyn import Store
 from elkyn.testing import ServerProcess, start_server, stop_server
 from platform_core.auth import TokenSigner
+
+sys.path.insert(0, str(Path(__file__).parent))  # the tests' own helper modules (election_cluster)
 
 
 @pytest.fixture

@@ -17,7 +17,13 @@ if TYPE_CHECKING:
     from .storage import LogEntry
     from .store import Store
 
-__all__ = ["caught_up", "followed_database", "wait_caught_up", "wait_caught_up_sync"]
+__all__ = [
+    "caught_up",
+    "data_database",
+    "followed_database",
+    "wait_caught_up",
+    "wait_caught_up_sync",
+]
 
 _FOLLOWED = b"followed_database_id"
 """The store's meta key holding the id of the primary database its data came from."""
@@ -28,6 +34,12 @@ def followed_database(store: Store) -> str:
     with store.env.read() as txn:
         raw = txn.get(_FOLLOWED, db=store.env.meta)
     return bytes(raw).decode() if raw is not None else ""
+
+
+def data_database(store: Store) -> str:
+    """The id of the primary database the store's data came from (its own once promoted, or
+    never a replica): what an election ranks servers by."""
+    return followed_database(store) or store.database_id
 
 
 def caught_up(store: Store, database: str, seq: int) -> bool:

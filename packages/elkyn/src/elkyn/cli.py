@@ -62,6 +62,14 @@ def serve(
             help="Be a replica of the primary at this URL (reads here, writes forwarded)."
         ),
     ] = None,
+    election_port: Annotated[
+        int | None,
+        typer.Option(help="Raft port of this server: elect the primary among the --peer servers."),
+    ] = None,
+    peer: Annotated[
+        list[str] | None,
+        typer.Option(help="A server of the election cluster: RAFT_HOST:PORT=ELKYN_URL (repeat)."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Serve the database at / over HTTP (REST, streaming, rules); HTTPS with
@@ -75,15 +83,7 @@ def serve(
     from .store import Store
 
     try:
-        overrides: dict[str, Any] = {"memory": memory, "dev": dev}
-        if path is not None:
-            overrides["path"] = path
-        if replica_of is not None:
-            if not replica_of.startswith(("http://", "https://")):
-                raise ValueError(
-                    f"--replica-of takes the primary's URL (http://host:port), not {replica_of!r}"
-                )
-            overrides["replica_of"] = replica_of
+        overrides = _serve_overrides(memory, dev, path, replica_of, election_port, peer)
         settings = elkyn_settings(**overrides)
         check_dev(settings, host)
         sock = bind(host, port, port_setting=None, host_setting=None)  # a one-line StartError
@@ -110,6 +110,8 @@ def serve(
     from .replica import serve_log
 
     app.replication = serve_log
+    if settings.election_port is not None:
+        _elect(app, settings, host, sock.getsockname()[1], tls is not None)
     serve(
         app,
         sock,
@@ -121,6 +123,62 @@ def serve(
         tls=tls,
         timeout_graceful_shutdown=2,
     )
+
+
+def _serve_overrides(
+    memory: bool,
+    dev: bool,
+    path: Path | None,
+    replica_of: str | None,
+    election_port: int | None,
+    peer: list[str] | None,
+) -> dict[str, Any]:
+    """``serve``'s options as settings overrides (the environment fills the rest)."""
+    overrides: dict[str, Any] = {"memory": memory, "dev": dev}
+    if path is not None:
+        overrides["path"] = path
+    if replica_of is not None:
+        if not replica_of.startswith(("http://", "https://")):
+            raise ValueError(
+                f"--replica-of takes the primary's URL (http://host:port), not {replica_of!r}"
+            )
+        overrides["replica_of"] = replica_of
+    if election_port is not None:
+        overrides["election_port"] = election_port
+    if peer:
+        overrides["election_peers"] = ",".join(peer)
+    return overrides
+
+
+def _elect(app: Any, settings: ElkynSettings, host: str, port: int, https: bool) -> None:
+    """Join the election cluster (``elkyn.election``): wait, fenced, for a named primary."""
+    from .election import Election, parse_peers
+    from .fencing import Fence
+
+    if settings.replica_of is not None:
+        _fail(
+            ValueError(
+                "--replica-of and --election-port exclude each other: the election "
+                "names the primary"
+            )
+        )
+    try:
+        peers = parse_peers(settings.election_peers)
+    except ValueError as exc:
+        _fail(exc)
+        return
+    raft = f"{host}:{settings.election_port}"
+    others = [p for p in peers if p.raft != raft]
+    if not others:  # alone: the primary of itself, no Raft and no wait at start-up
+        return
+    sync = settings.sync_replicas
+    if sync is None:
+        sync = 1 if others else 0
+    app.fence = Fence(sync, settings.sync_timeout_seconds)
+    url = f"{'https' if https else 'http'}://{host}:{port}"
+    app.current_store().replica_of = "the primary the election names"  # no local writes yet
+    app.election = Election(app, settings, url, raft, peers)
+    app.election.start()
 
 
 def _open(path: Path | None) -> Any:

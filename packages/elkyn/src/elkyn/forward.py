@@ -13,6 +13,7 @@ naming it.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import TYPE_CHECKING, Any, Protocol
@@ -37,7 +38,14 @@ __all__ = ["Forwarder", "Replicable", "follow", "primary_unavailable"]
 
 REQUEST_HEADERS = ("authorization", "content-type", "if-match", "x-firebase-etag")
 """What of the client's request the primary needs to answer it as if asked directly."""
-ANSWER_HEADERS = ("etag", "www-authenticate", "x-elkyn-seq", "x-elkyn-database", "allow")
+ANSWER_HEADERS = (
+    "etag",
+    "www-authenticate",
+    "x-elkyn-seq",
+    "x-elkyn-database",
+    "x-elkyn-term",
+    "allow",
+)
 """What of the primary's answer goes back to the client (with its status, body and type)."""
 SEQ = re.compile(r"[0-9]{1,19}")
 
@@ -89,13 +97,32 @@ class Forwarder:
         primary = self.primary
         url = primary + quote(req.path, safe="/") + (f"?{req.query}" if req.query else "")
         headers = {k: v for k in REQUEST_HEADERS if (v := req.headers.get(k)) is not None}
-        status, content_type, kept, content = await self._send(primary, method, url, headers, body)
+        if self.follower.term is not None:  # the primary refuses a write for another term
+            headers["x-elkyn-term"] = str(self.follower.term)
+        status, content_type, kept, content = await self._unless_deposed(
+            self._send(primary, method, url, headers, body)
+        )
         answer = [(k.encode(), v.encode("latin-1")) for k, v in kept.items()]
         seq, database = kept.get("x-elkyn-seq", ""), kept.get("x-elkyn-database", "")
         wrote = 200 <= status < 300 and SEQ.fullmatch(seq) is not None and database != ""
         if wrote and not await wait_caught_up(self.store, database, int(seq), self.catch_up):
             answer.append((b"x-elkyn-caught-up", b"false"))
         await respond(send, status, content, content_type.encode("latin-1"), headers=answer)
+
+    async def _unless_deposed(self, sending: Any) -> Any:
+        """Await ``sending`` unless the follower stops meanwhile (an election named another
+        primary, or fenced this server): then a 503, not a wait on a paused or dead primary."""
+        task = asyncio.ensure_future(sending)
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.2)
+            if done:
+                return task.result()
+            if self.follower.stop.is_set():
+                task.cancel()
+                raise PrimaryUnavailableError(
+                    f"the primary {self.primary} was replaced while this write was forwarded "
+                    "to it (the write may have been applied there, never acknowledged); retry"
+                )
 
     async def _send(
         self, primary: str, method: str, url: str, headers: dict[str, str], body: bytes
@@ -126,7 +153,13 @@ class Forwarder:
                 content_type = resp.headers.get("content-type", "application/json; charset=utf-8")
                 return resp.status_code, content_type, kept, b"".join(chunks)
         except httpx.HTTPError as exc:
-            raise primary_unavailable(primary, exc, self.read_timeout) from None
+            err = primary_unavailable(primary, exc, self.read_timeout)
+            if self.follower.term is not None:  # an elected primary: say when it changes
+                err = PrimaryUnavailableError(
+                    f"{err} (term {self.follower.term}; a new primary is elected once a "
+                    "majority of the servers answer, and writes then go to it)"
+                )
+            raise err from None
 
 
 class Replicable(Protocol):
@@ -139,8 +172,16 @@ class Replicable(Protocol):
     def current_store(self) -> Store: ...
 
 
-def follow(app: Replicable, primary: str, settings: ElkynSettings) -> Follower:
-    """Make ``app`` a replica of ``primary``: follow its log, forward client writes to it."""
+def follow(
+    app: Replicable,
+    primary: str,
+    settings: ElkynSettings,
+    *,
+    term: int | None = None,
+    name: str = "",
+) -> Follower:
+    """Make ``app`` a replica of ``primary``: follow its log, forward client writes to it
+    (``term``, ``name``: in an election cluster, the term followed and this server's URL)."""
     signer = auth.signer(settings, create=False)
     cached: dict[str, Any] = {"token": None, "until": 0.0}
 
@@ -157,6 +198,8 @@ def follow(app: Replicable, primary: str, settings: ElkynSettings) -> Follower:
         token,
         max_bytes=settings.max_replication_bytes,
         context=client_context(settings),
+        term=term,
+        name=name,
     )
     store.replica_of = follower.given
     app.follower = follower

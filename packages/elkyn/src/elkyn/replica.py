@@ -28,27 +28,39 @@ import ssl
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgpack
 
-from platform_core import ForbiddenError, UnauthorizedError
+from platform_core import ForbiddenError, NotFoundError, UnauthorizedError
 from platform_core.auth import bearer_token
 from platform_core.tls import connection_hint
 
-from .catchup import _FOLLOWED, followed_database
+from .catchup import _FOLLOWED, data_database, followed_database
 from .errors import ElkynError, InvalidDataError, NotPrimaryError
+from .fencing import StaleTermError
 from .rules import Rules
 from .storage import LogEntry, Tree
 
 if TYPE_CHECKING:
     from platform_core.auth import TokenSigner
 
+    from .fencing import Fence
     from .server.http import Request, Send
+    from .settings import ElkynSettings
     from .store import Store
 
-__all__ = ["Follower", "LogServer", "apply_entries", "install_snapshot", "serve_log"]
+__all__ = [
+    "Follower",
+    "LogServer",
+    "apply_entries",
+    "install_snapshot",
+    "mark_followed",
+    "serve_fence",
+    "serve_log",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +78,8 @@ class LogServer(Protocol):
 
     signer: TokenSigner | None
     follower: Follower | None
+    fence: Fence | None
+    settings: ElkynSettings
 
     def current_store(self) -> Store: ...
 
@@ -103,6 +117,13 @@ async def serve_log(app: LogServer, req: Request, send: Send) -> None:
     if not _SEQ.fullmatch(since_text):  # ASCII digits only: str.isdigit takes '²' and '٣'
         raise InvalidDataError("since must be a sequence number")
     since = int(since_text)
+    if app.fence is not None:  # a replica's poll acknowledges what it has committed ...
+        # ... counted in this database's sequence numbers only: a deposed primary's `since`
+        # counts writes this one never had (it resyncs from a snapshot first)
+        ours = req.params.get("database") == store.database_id
+        app.fence.record_ack(
+            req.params.get("replica", "")[:200], req.params.get("term"), since, counts=ours
+        )
     if req.params.get("snapshot") == "true":
         with store.env.read() as txn:  # data, rules and seq from one snapshot
             tree = Tree(store.env, txn)
@@ -175,6 +196,16 @@ def apply_entries(store: Store, entries: list[LogEntry]) -> None:
         store._use_rules(new_rules[-1])
 
 
+def mark_followed(store: Store, database: str) -> None:
+    """Record (durably) that the store's data is now ``database``'s (a promotion: its own)."""
+
+    def job(tree: Tree, now: int) -> tuple[Any, list[LogEntry]]:
+        tree.txn.put(_FOLLOWED, database.encode(), db=store.env.meta)
+        return None, []
+
+    store.writer.submit(job).result()
+
+
 def install_snapshot(
     store: Store, value: Any, seq: int, rules_source: Any, database: str = ""
 ) -> None:
@@ -224,8 +255,16 @@ class Follower:
         *,
         max_bytes: int = 1 << 30,
         context: ssl.SSLContext | None = None,
+        term: int | None = None,
+        name: str = "",
     ) -> None:
         self.store = store
+        self.term = term
+        """The election term whose primary this follows (None: no election)."""
+        self.name = name
+        """How this replica names itself in its polls (the primary counts acknowledgements)."""
+        self.applying = threading.Lock()
+        """Held while entries are applied: :meth:`halt` waits for it, so no entry lands after."""
         self.context = context
         """Verifies an https primary (``platform_core.tls.client_context``)."""
         self.given = primary.rstrip("/")
@@ -249,6 +288,14 @@ class Follower:
         if self.thread.is_alive() and self.thread is not threading.current_thread():
             self.thread.join(timeout)
 
+    def halt(self) -> None:
+        """Stop at once: after this returns, nothing more of the primary's log is applied
+        (a fenced replica must not take a deposed primary's entries)."""
+        self.stop.set()
+        with self.applying:
+            pass
+        self.connected = False
+
     def lag_seconds(self, seq: int) -> float | None:
         """0 while in step with the primary, else seconds since it last was (None: never)."""
         if self.connected and self.primary_seq is not None and seq >= self.primary_seq:
@@ -269,6 +316,10 @@ class Follower:
         return json.loads(raw)
 
     def _get(self, query: str, timeout: float) -> Any:
+        if self.term is not None:
+            name = urllib.parse.quote(self.name, safe="")
+            database = urllib.parse.quote(followed_database(self.store), safe="")
+            query += f"&term={self.term}&replica={name}&database={database}"
         return self._fetch(f"{self.primary}/.replication/log?{query}", timeout)
 
     def resolve(self) -> str:
@@ -296,7 +347,8 @@ class Follower:
         backoff = 0.2
         while not self.stop.is_set():
             try:
-                if not self.connected:  # at start and after every failure: who leads now?
+                if not self.connected and self.term is None:  # who leads now? (an election
+                    # names the primary itself: its URL is followed as given)
                     self.primary = self.resolve()
                     self.resolved = True
                 since = self.store.last_seq()
@@ -307,24 +359,20 @@ class Follower:
                     or int(body.get("last", 0)) < since  # the primary went back
                 )
                 if resync:
-                    snap = self._get("snapshot=true", timeout=60)
-                    install_snapshot(
-                        self.store,
-                        snap["value"],
-                        snap["seq"],
-                        snap["rules"],
-                        str(snap.get("database", "")),
-                    )
-                    self.primary_seq = int(snap["seq"])
+                    snap = self._get(f"since={since}&snapshot=true", timeout=60)
+                    self._apply_snapshot(snap)
                 else:
                     entries = [
                         LogEntry(seq, ts, kind, tuple(path), data)
                         for seq, ts, kind, path, data in body["entries"]
                     ]
-                    if entries:
-                        apply_entries(self.store, entries)
+                    with self.applying:
+                        if self.stop.is_set():
+                            return
+                        if entries:
+                            apply_entries(self.store, entries)
                     self.primary_seq = int(body.get("last", 0))
-                if self.store.last_seq() >= self.primary_seq:
+                if self.primary_seq is not None and self.store.last_seq() >= self.primary_seq:
                     self.in_step_at = time.time()
                 self.connected = True
                 backoff = 0.2
@@ -334,4 +382,48 @@ class Follower:
                     log.warning("replica lost the primary %s: %s", self.primary, hint or exc)
                 self.connected = False
                 self.stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, 5.0 if self.term is None else 0.5)
+
+    def _apply_snapshot(self, snap: Any) -> None:
+        with self.applying:
+            if self.stop.is_set():
+                return
+            install_snapshot(
+                self.store, snap["value"], snap["seq"], snap["rules"], str(snap.get("database", ""))
+            )
+        self.primary_seq = int(snap["seq"])
+
+
+async def serve_fence(app: LogServer, req: Request, send: Send) -> None:
+    """``POST /.replication/fence {"term": T}`` (cluster token): from now on take nothing from
+    a primary of a term below ``T`` and acknowledge no write of an older term; answer what
+    this server has applied (``seq``), whose data it is (``database``) and the id it would
+    serve as primary (``own_database``), for the coordinator to pick the most caught-up."""
+    from .server.http import respond_json
+
+    check_cluster(app, req)
+    fence = app.fence
+    if fence is None:
+        raise NotFoundError("this server is not in an election cluster (no --election-port)")
+    if req.method != "POST":
+        raise InvalidDataError('fence with POST {"term": n}')
+    try:
+        term = json.loads(await req.body(4096, app.settings.body_timeout_seconds))["term"]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidDataError('the fence body is {"term": n}') from None
+    if not isinstance(term, int) or term < 1:
+        raise InvalidDataError(f"the fence term must be a positive integer, not {term!r}")
+    if term < fence.term:
+        raise StaleTermError(f"this server already serves term {fence.term}, not below {term}")
+    if term > fence.term and term > fence.fenced:
+        fence.fenced = term
+        if app.follower is not None:  # no entry of the old primary lands after this
+            await asyncio.to_thread(app.follower.halt)
+    store = app.current_store()
+    body = {
+        "seq": store.last_seq(),
+        "database": await asyncio.to_thread(data_database, store),
+        "own_database": store.database_id,
+        "term": fence.term,
+    }
+    await respond_json(send, 200, body)

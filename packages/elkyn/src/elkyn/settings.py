@@ -63,6 +63,18 @@ class ElkynSettings(PackageSettings):
     max_replication_bytes: int = Field(1 << 30, gt=0)
     """Largest answer a replica takes from the primary's ``/.replication/*`` routes."""
 
+    election_port: int | None = Field(None, ge=1, le=65535)
+    """The Raft port of this server in an election cluster (``elkyn.election``); unset: no
+    election (a primary, or a fixed replica with ``replica_of``)."""
+    election_peers: str = ""
+    """The election cluster, every server (this one too, or not): ``RAFT_HOST:PORT=ELKYN_URL``
+    separated by commas."""
+    sync_replicas: int | None = Field(None, ge=0)
+    """Replicas that must have a write durably before the primary acknowledges it (semi-
+    synchronous); unset: 1 in an election cluster of 2 or more servers, else 0."""
+    sync_timeout_seconds: float = Field(5.0, gt=0)
+    """How long a primary waits for those replicas before answering 503 (not acknowledged)."""
+
     @field_validator("replica_of", mode="after")
     @classmethod
     def _primary_url(cls, value: str | None) -> str | None:

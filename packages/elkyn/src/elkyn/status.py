@@ -60,4 +60,18 @@ async def serve_status(app: LogServer, req: Request, send: Send) -> None:
     check_cluster(app, req, admin_too=True)
     store = app.current_store()
     body = await asyncio.to_thread(replication_status, store, app.follower)
+    fence = getattr(app, "fence", None)
+    if fence is not None:  # an election cluster: the term, the fence, replicas' acks
+        body.update(
+            term=fence.term,
+            fenced=fence.fenced,
+            serving=fence.serving(),
+            sync_replicas=fence.sync_replicas,
+            acks=dict(fence.acks),
+        )
+        if app.follower is None and not fence.serving():
+            body["role"] = "fenced"  # waiting for the election to name a primary
+        election = getattr(app, "election", None)
+        if election is not None:
+            body["election"] = election.status()
     await respond_json(send, 200, body)

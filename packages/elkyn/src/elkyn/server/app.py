@@ -62,6 +62,7 @@ from .openapi import docs_response, openapi_document, openapi_paths
 from .sse import Streams, stream
 
 if TYPE_CHECKING:
+    from ..fencing import Fence
     from ..forward import Forwarder
     from ..replica import Follower
 
@@ -162,6 +163,8 @@ class ElkynApp:
         self.replication: Any = None  # set by elkyn.replica when serving the log
         self.follower: Follower | None = None  # set by elkyn.forward.follow on a replica
         self.forwarder: Forwarder | None = None  # a replica's writes go to the primary
+        self.fence: Fence | None = None  # in an election cluster: term, fence, sync acks
+        self.election: Any = None  # elkyn.election.Election, for the status
         self.streams = Streams(self)
         self._tokens: dict[str, tuple[Caller, Claims | None]] = {}
         self._resume_secret: bytes | None = None
@@ -235,6 +238,8 @@ class ElkynApp:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.own_lifespan and self.election is not None:
+                    await asyncio.to_thread(self.election.close)
                 if self.own_lifespan:
                     await self.stop_replica()
                 if self.own_lifespan and self.store is not None:
@@ -370,6 +375,11 @@ class ElkynApp:
                 raise NotFoundError("replication is not served here")
             await self.replication(self, req, send)
             return
+        if path == "/.replication/fence":
+            from ..replica import serve_fence
+
+            await serve_fence(self, req, send)
+            return
         if path == "/.replication/status":
             from ..status import serve_status
 
@@ -496,6 +506,8 @@ class ElkynApp:
         if self.forwarder is not None:  # a replica: the primary checks the token and rules
             await self.forwarder.forward(req, send, method, body)
             return
+        if self.fence is not None:  # an election cluster: only the term's unfenced primary
+            self.fence.check_write(req.headers.get("x-elkyn-term"))
         store = self.current_store()
         headers: list[tuple[bytes, bytes]] = []
         if method == "PUT":
@@ -518,7 +530,11 @@ class ElkynApp:
             result = None
             if want_etag or if_match is not None:
                 headers.append((b"etag", etag_of(None).encode()))
-        headers.extend(_commit_headers(store))
+        committed = _commit_headers(store)
+        if self.fence is not None:  # semi-synchronous: answer once enough replicas have it
+            await self.fence.acknowledged(int(committed[0][1]))
+            committed.append((b"x-elkyn-term", str(self.fence.term).encode()))
+        headers.extend(committed)
         if silent:
             await respond(send, 204, b"", headers=headers)
             return
@@ -542,6 +558,8 @@ class ElkynApp:
             reserved = [(b"x-elkyn-reserved", ",".join(store.reserved).encode())]
             await respond_json(send, 200, store.get_rules(), pretty=True, headers=reserved)
         elif req.method == "PUT":
+            if self.fence is not None:
+                self.fence.check_write(req.headers.get("x-elkyn-term"))
             text = _rules_text(await req.body(1 << 20, self.settings.body_timeout_seconds))
             document = _rules_json(text)
             try:
@@ -549,7 +567,10 @@ class ElkynApp:
             except InvalidDataError as exc:
                 _add_position(exc, text)
                 raise
-            await respond_json(send, 200, {"status": "ok"}, headers=_commit_headers(store))
+            committed = _commit_headers(store)
+            if self.fence is not None:  # rules are log entries too: acknowledged alike
+                await self.fence.acknowledged(int(committed[0][1]))
+            await respond_json(send, 200, {"status": "ok"}, headers=committed)
         else:
             await respond_json(send, 405, {"error": "rules support GET and PUT"})
 

@@ -297,7 +297,7 @@ def _token_item() -> dict[str, Any]:
 
 
 def _replication_items() -> dict[str, Any]:
-    """``/.replication/log`` and ``/.replication/status``: node to node."""
+    """``/.replication/log``, ``/fence`` and ``/status``: node to node."""
     return {
         "/.replication/log": {
             "get": _op(
@@ -309,10 +309,28 @@ def _replication_items() -> dict[str, Any]:
                     _q("since", "The last sequence number the replica holds."),
                     _q("wait", "Seconds to wait for new entries (at most 30)."),
                     _q("snapshot", "true: the whole tree, rules and sequence number."),
+                    _q("term", "Election clusters: the term the replica follows."),
+                    _q("replica", "Election clusters: the replica's URL (acks are per name)."),
+                    _q("database", "Election clusters: the database the replica's data is."),
                 ],
                 responses={
                     "200": _json("Log entries or a snapshot."),
                     "404": _err("This server does not serve its log."),
+                },
+            )
+        },
+        "/.replication/fence": {
+            "post": _op(
+                "elkyn_replication_fence",
+                "Fence at a term (election clusters, node to node)",
+                "From now on apply nothing of a primary of an older term and acknowledge no "
+                "write of one; answers the sequence number applied and the database ids; needs "
+                "a cluster token.",
+                requestBody=_body('{"term": 3}'),
+                responses={
+                    "200": _json('{"seq": n, "database": id, "own_database": id, "term": n}'),
+                    "404": _err("This server is not in an election cluster."),
+                    "503": _err("This server already serves a newer term."),
                 },
             )
         },
@@ -321,7 +339,9 @@ def _replication_items() -> dict[str, Any]:
                 "elkyn_replication_status",
                 "Role and replication state",
                 "primary or replica, the primary followed, sequence numbers, lag and whether "
-                "the primary answers; needs a cluster token or an admin token.",
+                "the primary answers (in an election cluster also the term, the fence, the "
+                "replicas' acknowledgements and the Raft state); needs a cluster token or an "
+                "admin token.",
                 responses={"200": _json("The role and replication state.")},
             )
         },

@@ -1,0 +1,256 @@
+"""Which server of a cluster is the primary: elected through Raft (``pysyncobj``), fenced by term.
+
+Every ``elkyn serve --election-port P --peer HOST:PORT=URL ...`` runs one Raft node (pysyncobj,
+its traffic encrypted and authenticated with a key derived from the platform secret) beside
+its database. Raft replicates one small record — the current term, that term's primary (an
+Elkyn URL) and which database each term's primary served — and elects a Raft leader, which
+acts as the coordinator (as Patroni's leader key in etcd does for PostgreSQL):
+
+1. While the named primary answers ``/.replication/status`` with its term, nothing happens.
+2. When it stops answering (``MISSES`` checks in a row), the coordinator *fences* every server
+   it reaches at the next term (``POST /.replication/fence``: a server fenced at a newer term
+   stops applying the old primary's log and acknowledging writes) and collects what each has
+   applied. Without answers from a majority it does nothing (no election without a majority).
+3. Of the fenced majority it names the most caught-up (highest term of the data it holds, then
+   highest sequence number; itself on a tie) primary of the next term, through Raft.
+4. Each server applies the record: the named one promotes itself (stops following, takes
+   writes), the others follow it (a server whose data came from another database resyncs from
+   a snapshot, which discards what a deposed primary wrote that was never acknowledged).
+
+The replication itself stays Elkyn's own log shipping (``elkyn.replica``); ``elkyn.fencing``
+holds the term checks and the semi-synchronous acknowledgement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pysyncobj import SyncObj, SyncObjConf, replicated
+
+if TYPE_CHECKING:
+    from .server.app import ElkynApp
+    from .settings import ElkynSettings
+
+__all__ = ["Election", "Peer", "parse_peers"]
+
+log = logging.getLogger(__name__)
+
+TICK = 0.25
+"""Seconds between two looks of the elector at the Raft record and the primary."""
+MISSES = 3
+"""Failed health checks of the primary in a row before the coordinator replaces it."""
+CHECK_TIMEOUT = 1.0
+"""Seconds a health check or a fence may take."""
+GRACE = 4
+"""Extra failed checks allowed right after naming a primary, before it has taken the role."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One server of the cluster: its Raft address and its Elkyn URL."""
+
+    raft: str
+    url: str
+
+
+def parse_peers(text: str) -> list[Peer]:
+    """``HOST:PORT=URL,HOST:PORT=URL`` (``ELKYN_ELECTION_PEERS``) as peers, or a clear error."""
+    peers = []
+    for item in (p.strip() for p in text.split(",")):
+        if not item:
+            continue
+        raft, sep, url = item.partition("=")
+        host, colon, port = raft.rpartition(":")
+        if not sep or not colon or not host or not port.isdigit() or not url.startswith("http"):
+            raise ValueError(
+                f"a peer is RAFT_HOST:RAFT_PORT=ELKYN_URL (127.0.0.1:7001=http://127.0.0.1:9001), "
+                f"not {item[:200]!r}"
+            )
+        peers.append(Peer(raft, url.rstrip("/")))
+    return peers
+
+
+class Primaryship(SyncObj):  # type: ignore[misc]  # pysyncobj has no type hints
+    """The Raft-replicated record: term, its primary, and each term's database."""
+
+    def __init__(self, raft: str, partners: list[str], conf: SyncObjConf) -> None:
+        self.term = 0  # before the base class starts: it may replay its journal at once
+        self.primary: str | None = None
+        self.databases: dict[str, int] = {}
+        super().__init__(raft, partners, conf)
+
+    @replicated  # type: ignore[untyped-decorator]
+    def designate(self, term: int, url: str, database: str) -> bool:
+        """Compare-and-set: ``url`` is the primary of ``term`` if ``term`` is the next one."""
+        if term != self.term + 1:
+            return False
+        self.term, self.primary = term, url
+        self.databases[database] = term
+        return True
+
+
+class Election:
+    """The Raft node and the elector thread of one server (see the module docstring)."""
+
+    def __init__(
+        self, app: ElkynApp, settings: ElkynSettings, url: str, raft: str, peers: list[Peer]
+    ) -> None:
+        from platform_core import auth
+
+        self.app, self.settings, self.url, self.raft = app, settings, url.rstrip("/"), raft
+        self.peers = [p for p in peers if p.raft != raft]
+        self.urls = [self.url] + [p.url for p in self.peers]
+        secret = auth.load_secret(settings)
+        password = hmac.new(secret, b"elkyn-election", hashlib.sha256).hexdigest()
+        journal = None if settings.memory else str(Path(settings.db_path()) / "election.journal")
+        conf = SyncObjConf(
+            password=password,
+            useFork=False,  # a process holding LMDB and uvicorn never forks
+            journalFile=journal,
+            dynamicMembershipChange=False,
+            connectionRetryTime=1.0,
+        )
+        self.signer = auth.signer(settings, create=False)
+        self.node = Primaryship(raft, [p.raft for p in self.peers], conf)
+        self.applied = 0
+        self.misses = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="elkyn-elector", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(2)
+        self.node.destroy()
+
+    def status(self) -> dict[str, Any]:
+        """Term, primary, Raft leader and quorum, for ``/.replication/status``."""
+        leader = self.node._getLeader()
+        return {
+            "term": self.node.term,
+            "elected_primary": self.node.primary,
+            "raft_leader": None if leader is None else str(leader),
+            "raft_term": self.node.raftCurrentTerm,
+            "has_quorum": bool(self.node.hasQuorum),
+        }
+
+    # ---- the elector thread ----
+    def _run(self) -> None:
+        while not self.stop.wait(TICK):
+            try:
+                if not self.node.isReady():  # a restarted server's journal may name it
+                    continue  # primary of a term long over: wait until synced with a leader
+                self._reconcile()
+                if self.node._isLeader():
+                    self._coordinate()
+            except Exception:  # a tick that fails is retried by the next one
+                log.exception("election tick failed")
+
+    def _reconcile(self) -> None:
+        """Take the role the Raft record gives this server, once per new term."""
+        term, primary = self.node.term, self.node.primary
+        if term <= self.applied or primary is None:
+            return
+        if primary == self.url:
+            self._promote(term)
+        else:
+            self._follow(term, primary)
+        self.applied = term
+        log.info(
+            "term %d: the primary is %s%s", term, primary, " (this server)" * (primary == self.url)
+        )
+
+    def _promote(self, term: int) -> None:
+        from .replica import mark_followed
+
+        app, store = self.app, self.app.current_store()
+        if app.follower is not None:
+            app.follower.halt()
+        app.follower, app.forwarder = None, None
+        mark_followed(store, store.database_id)  # this data is now its own term's
+        store.replica_of = None
+        assert app.fence is not None  # an election always comes with its fence
+        app.fence.promote(term)
+
+    def _follow(self, term: int, primary: str) -> None:
+        from .forward import follow
+
+        app = self.app
+        if app.follower is not None:
+            app.follower.halt()
+        assert app.fence is not None
+        app.fence.follow(term)
+        follow(app, primary, self.settings, term=term, name=self.url)
+
+    def _coordinate(self) -> None:
+        """On the Raft leader: replace a primary that stopped answering (or name the first)."""
+        term, primary = self.node.term, self.node.primary
+        if primary is not None and self._answers(primary, term):
+            self.misses = 0
+            return
+        self.misses += 1
+        if primary is not None and self.misses < MISSES:
+            return
+        answers = self._fence_all(term + 1)
+        if len(answers) * 2 <= len(self.urls):
+            log.warning(
+                "no majority to elect a primary of term %d: %d of %d servers answered",
+                term + 1,
+                len(answers),
+                len(self.urls),
+            )
+            return
+        known = self.node.databases
+
+        def rank(url: str) -> tuple[int, int, bool]:
+            a = answers[url]
+            return (known.get(a["database"], 0), int(a["seq"]), url == self.url)
+
+        best = max(answers, key=rank)
+        database = str(answers[best]["own_database"])  # what it serves once promoted
+        done = self.node.designate(term + 1, best, database, sync=True, timeout=5)
+        log.info("named %s primary of term %d (%s): %s", best, term + 1, rank(best), done)
+        self.misses = -GRACE  # the named server takes its role at its next tick or so
+
+    def _request(self, url: str, method: str = "GET", body: Any = None) -> Any:
+        token = self.signer.cluster_token("elkyn-election", ttl_seconds=60)
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            url, data=data, method=method, headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(req, timeout=CHECK_TIMEOUT) as resp:
+            return json.loads(resp.read(1 << 20))
+
+    def _answers(self, primary: str, term: int) -> bool:
+        """Whether ``primary`` answers, as the unfenced primary of ``term``."""
+        try:
+            status = self._request(f"{primary}/.replication/status")
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        return bool(status.get("term") == term and status.get("serving"))
+
+    def _fence_all(self, term: int) -> dict[str, dict[str, Any]]:
+        """Fence every server at ``term``; the answers of those that took it, by URL."""
+
+        def fence(url: str) -> tuple[str, Any]:
+            try:
+                return url, self._request(f"{url}/.replication/fence", "POST", {"term": term})
+            except (urllib.error.URLError, OSError, ValueError):
+                return url, None
+
+        with ThreadPoolExecutor(len(self.urls)) as pool:
+            results = list(pool.map(fence, self.urls))
+        return {url: a for url, a in results if isinstance(a, dict) and "seq" in a}

@@ -1,0 +1,115 @@
+"""Terms, fencing and semi-synchronous acknowledgement of a server in an election cluster.
+
+An elected cluster (``elkyn.election``) numbers its primaries by term. This server's
+:class:`Fence` holds the term it serves (as primary, or as a replica following that term's
+primary) and the highest term it has been *fenced* at: the election's coordinator fences a
+majority before it names a new primary, after which this server neither applies another entry
+from the old primary nor acknowledges a write of its own. A primary acknowledges a write only
+when ``sync_replicas`` replicas of its own term have it durably: a replica's poll for the log
+after ``since=N`` says it committed everything up to ``N``. With ``sync_replicas >= 1`` a write
+acknowledged here is on at least two servers, so promoting the most caught-up server of any
+majority keeps it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from .errors import PrimaryUnavailableError
+
+__all__ = ["Fence", "StaleTermError"]
+
+
+class StaleTermError(PrimaryUnavailableError):
+    """A write or a replica poll names a term this server does not serve (503: retry)."""
+
+
+class Fence:
+    """This server's term, fence and replica acknowledgements (all on the app's event loop,
+    except the plain attribute writes of the elector thread, which only ever raise them)."""
+
+    def __init__(self, sync_replicas: int, sync_timeout: float) -> None:
+        self.term = 0
+        """The term this server serves in (0: none named yet)."""
+        self.primary = False
+        """Whether this server is the primary of ``term``."""
+        self.fenced = 0
+        """The highest term a coordinator fenced this server at (>= ``term`` once fenced)."""
+        self.sync_replicas = sync_replicas
+        self.sync_timeout = sync_timeout
+        self.acks: dict[str, int] = {}
+        """Replica name -> the last sequence number it has committed, in this term."""
+        self._changed: asyncio.Event | None = None
+
+    def serving(self) -> bool:
+        """Whether this server is the primary of an unfenced term (writes may be applied)."""
+        return self.primary and self.term > 0 and self.fenced <= self.term
+
+    def check_write(self, sent_term: str | None) -> None:
+        """Refuse a write when this server is not an unfenced primary, or the forwarding
+        server follows another term than this one serves (a deposed or a newer primary)."""
+        if not self.serving():
+            raise StaleTermError(
+                f"this server is not the primary of term {self.term} any more (fenced at term "
+                f"{self.fenced}): a new primary is being elected; retry in a moment"
+            )
+        if sent_term is not None and sent_term != str(self.term):
+            raise StaleTermError(
+                f"the write was forwarded for term {sent_term[:20]!r} but this primary serves "
+                f"term {self.term}; retry in a moment"
+            )
+
+    def promote(self, term: int) -> None:
+        """Serve ``term`` as its primary (acknowledgements start afresh)."""
+        self.acks = {}
+        self.term, self.primary = term, True
+
+    def follow(self, term: int) -> None:
+        """Serve ``term`` as a replica (no writes of its own)."""
+        self.term, self.primary = term, False
+
+    def record_ack(self, replica: str, term: str | None, since: int, counts: bool = True) -> None:
+        """A poll of ``replica`` (a replica of ``term``) says it committed up to ``since``
+        (``counts``: and its data is this primary's database, so the numbers compare)."""
+        if term is None or replica == "":
+            return
+        if term != str(self.term):
+            if self.primary and term.isdigit() and int(term) > self.term:
+                raise StaleTermError(
+                    f"this primary serves term {self.term}, the replica follows term {term}: "
+                    "it was deposed; follow the new primary"
+                )
+            return
+        if counts and since > self.acks.get(replica, -1):
+            self.acks[replica] = since
+            if self._changed is not None:
+                self._changed.set()
+
+    def acked_by(self, seq: int) -> int:
+        """How many replicas of this term have committed ``seq``."""
+        return sum(1 for s in self.acks.values() if s >= seq)
+
+    async def acknowledged(self, seq: int) -> None:
+        """Return once ``sync_replicas`` replicas have ``seq`` durably and this server is
+        still the unfenced primary; else a 503 saying the write was not acknowledged."""
+        deadline = time.monotonic() + self.sync_timeout
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        while self.acked_by(seq) < self.sync_replicas:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.serving():
+                break
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.2))
+        have = self.acked_by(seq)
+        if have < self.sync_replicas or not self.serving():
+            raise PrimaryUnavailableError(
+                f"the write (seq {seq}) was committed on this primary but is not acknowledged: "
+                f"{have} of the {self.sync_replicas} replicas ELKYN_SYNC_REPLICAS asks for had "
+                f"it within {self.sync_timeout:g} s"
+                + ("" if self.serving() else ", and this server was deposed meanwhile")
+                + "; it may or may not survive a failover: read it back before retrying"
+            )
