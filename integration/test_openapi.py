@@ -109,7 +109,11 @@ def _elkyn_routes() -> set[tuple[str, str]]:
     source = inspect.getsource(ElkynApp._handle)
     literals = set(re.findall(r'path == "(/[^"]+)"', source))
     assert {"/health", "/metrics", "/auth/token"} <= literals, "the router changed shape"
-    methods = {"/auth/token": ["POST"], "/.settings/rules.json": ["GET", "PUT"]}
+    methods = {
+        "/auth/token": ["POST"],
+        "/.settings/rules.json": ["GET", "PUT"],
+        "/.replication/fence": ["POST"],
+    }
     routes = {(p, m) for p in literals for m in methods.get(p, ["GET"])}
     for data in ("/.json", "/{path}.json"):
         routes |= {(data, m) for m in ("GET", "PUT", "PATCH", "POST", "DELETE")}
