@@ -183,6 +183,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--runs", type=int, default=3)
+    # bench-quick passes --fresh to every script (discard stored results); this one keeps none
+    parser.add_argument("--fresh", action="store_true", help="accepted: no stored results")
     args = parser.parse_args()
     if args.quick:
         args.runs = 1
