@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import elytra
-from elytra import partitions
+from elytra import partitions, stages
 from elytra.exchange import ExchangeWriter
 from elytra.stages import group_exchange
 from emsqrt import plan as lp
@@ -364,3 +364,30 @@ def test_a_group_count_sample_is_kept_until_its_files_change(tmp_path: Path) -> 
         got = pipeline.collect().sort_by("k").column("sx").to_pylist()
         sql = f"SELECT sum(x) AS sx FROM '{tmp_path}/p*.parquet' GROUP BY k ORDER BY k"
         assert got == [v for (v,) in duckdb.sql(sql).fetchall()]
+
+
+def test_a_partial_aggregate_that_would_spill_partitions_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """20,000 groups in each part of 100,000 rows pass their states through the exchange;
+    when those groups' hash table would pass the kernel's share of the cap (here: a hash
+    table made 1,000 times a state's width), the parts partition their rows instead (at 1e8
+    rows, q3's 9.5e5 groups per part spilled in every task and took twice as long), and the
+    answer stays DuckDB's."""
+    for i in range(3):
+        duckdb.sql(
+            f"COPY (SELECT r % 20000 AS m, r::DOUBLE AS x "
+            f"FROM range({i * 100_000}, {(i + 1) * 100_000}) t(r)) "
+            f"TO '{tmp_path}/p{i}.parquet' (FORMAT parquet)"
+        )
+    with elytra.connect(home=tmp_path / "home", backend="inline", progress=False) as s:
+        pipeline = s.read_parquet(f"{tmp_path}/p*.parquet").group_by("m").agg("sum(x) AS sx")
+        plan, _ = s.driver.plan(pipeline, "j", tmp_path / "spill")
+        stage = plan.stages[0]
+        parts = stage.source.parts(1 << 30)
+        assert group_exchange(stage, parts, 100_000, 256 << 20) == "states"
+        monkeypatch.setattr(stages, "HASH_TABLE_FACTOR", 1000)
+        assert group_exchange(stage, parts, 100_000, 256 << 20) == "rows"
+        got = pipeline.collect().sort_by("m").column("sx").to_pylist()
+    sql = f"SELECT sum(x) AS sx FROM '{tmp_path}/p*.parquet' GROUP BY m ORDER BY m"
+    assert got == [v for (v,) in duckdb.sql(sql).fetchall()]

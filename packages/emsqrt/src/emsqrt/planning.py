@@ -4,7 +4,8 @@ One public place for what a distributed planner needs from emsqrt besides ``run`
 schemas (``SchemaResolver``), the one step vocabulary (``PlanBuilder``), plans as JSON, the
 optimizer, aggregate names and the DISTINCT rewrite, the key type and canonical float keys of a
 join, emsqrt's sort order on Arrow (``SortSpec``), and expression helpers. The kernel's statement (``kernel_fragment``, ``Fragment``) and
-runners (``run_fragment``, ``run_statement``, ``StreamBroken``) are here for callers that wrap
+runners (``run_fragment``, ``run_statement``, ``StreamBroken``) and its share of a cap
+(``memory_limit``) are here for callers that wrap
 the statement themselves. The modules
 behind it are emsqrt's own and may move; these names stay.
 """
@@ -24,6 +25,7 @@ from .kernel import (
     StreamBroken,
     Unsupported,
     compile_plan,
+    memory_limit,
     run_fragment,
     run_statement,
 )
@@ -51,6 +53,7 @@ __all__ = [
     "join_key_type",
     "kernel_fragment",
     "map_children",
+    "memory_limit",
     "optimize",
     "plan_from_json",
     "plan_to_json",

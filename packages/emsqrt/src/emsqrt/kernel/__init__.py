@@ -8,7 +8,14 @@ anything DuckDB cannot finish: the answer and the cap are emsqrt's either way.
 """
 
 from .compile import Fragment, Unsupported, compile_plan
-from .run import KERNEL_FLOOR_BYTES, KernelRun, StreamBroken, run_fragment, run_statement
+from .run import (
+    KERNEL_FLOOR_BYTES,
+    KernelRun,
+    StreamBroken,
+    memory_limit,
+    run_fragment,
+    run_statement,
+)
 
 __all__ = [
     "KERNEL_FLOOR_BYTES",
@@ -17,6 +24,7 @@ __all__ = [
     "StreamBroken",
     "Unsupported",
     "compile_plan",
+    "memory_limit",
     "run_fragment",
     "run_statement",
 ]
