@@ -32,6 +32,20 @@ def write_parts(directory: Path, parts: int = 5, rows: int = 2000, seed: int = 1
     return directory
 
 
+def views_oracle(files: dict[str, Path]) -> duckdb.DuckDBPyConnection:
+    """DuckDB with a view per table over the Parquet files of its directory: the oracle the
+    SQL tests compare Elytra with, on the very files Elytra reads."""
+    con = duckdb.connect()
+    for t, d in files.items():
+        con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{d}/*.parquet')")
+    return con
+
+
+def read_tables(session: elytra.Session, files: dict[str, Path]) -> dict[str, elytra.Pipeline]:
+    """A pipeline per table over its directory's Parquet files, named for ``session.sql``."""
+    return {t: session.read_parquet(str(d / "*.parquet")) for t, d in files.items()}
+
+
 def norm(value: Any) -> Any:
     """Comparable form of a value: Decimal and int alike, floats rounded to 9 significant digits
     (partial sums of floats are added in a different order than DuckDB adds them)."""

@@ -23,7 +23,7 @@ import pytest
 import elytra
 from elytra import SQLPlanError
 
-from .conftest import norm
+from .conftest import norm, read_tables, views_oracle
 
 _TABLES = {
     "t1": "CASE WHEN random() < 0.3 THEN NULL WHEN random() < 0.9 THEN 7 "
@@ -61,17 +61,6 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             con.execute(f"COPY ({sql}) TO '{d}/p{i}.parquet' (FORMAT parquet, ROW_GROUP_SIZE 128)")
         out[t] = d
     return out
-
-
-def _oracle(files: dict[str, Path]) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    for t, d in files.items():
-        con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{d}/*.parquet')")
-    return con
-
-
-def _tables(session: elytra.Session, files: dict[str, Path]) -> dict[str, elytra.Pipeline]:
-    return {t: session.read_parquet(str(d / "*.parquet")) for t, d in files.items()}
 
 
 def _forced_settings() -> dict[str, Any]:
@@ -199,14 +188,14 @@ QUERIES = [
 def test_query_equals_duckdb_inline(
     sql: str, files: dict[str, Path], inline: elytra.Session
 ) -> None:
-    _same(sql, inline.sql(sql, _tables(inline, files)).collect(), _oracle(files))
+    _same(sql, inline.sql(sql, read_tables(inline, files)).collect(), views_oracle(files))
 
 
 @pytest.mark.parametrize("sql", QUERIES)
 def test_query_equals_duckdb_on_forced_distributed_paths(
     sql: str, files: dict[str, Path], forced: elytra.Session
 ) -> None:
-    _same(sql, forced.sql(sql, _tables(forced, files)).collect(), _oracle(files))
+    _same(sql, forced.sql(sql, read_tables(forced, files)).collect(), views_oracle(files))
 
 
 @pytest.mark.parametrize(
@@ -229,4 +218,4 @@ def test_what_is_not_planned_is_a_clear_error(
     sql: str, words: str, files: dict[str, Path], inline: elytra.Session
 ) -> None:
     with pytest.raises(SQLPlanError, match=words):
-        inline.sql(sql, _tables(inline, files))
+        inline.sql(sql, read_tables(inline, files))

@@ -24,7 +24,7 @@ import elytra
 from elytra import SQLPlanError
 from lake.sql.tpch import QUERIES, generate
 
-from .conftest import norm
+from .conftest import norm, read_tables, views_oracle
 
 
 def _split(con: duckdb.DuckDBPyConnection, src: str, out: Path, parts: int) -> Path:
@@ -46,13 +46,6 @@ def tpch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     files = generate(0.01, root / "raw")
     con = duckdb.connect()
     return {t: _split(con, str(p), root / t, 3) for t, p in files.items()}
-
-
-def _oracle(files: dict[str, Path]) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    for t, d in files.items():
-        con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{d}/*.parquet')")
-    return con
 
 
 def _normed(column: pa.ChunkedArray) -> list[Any]:
@@ -108,10 +101,6 @@ def forced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[elytra.Session]
         yield s
 
 
-def _tables(session: elytra.Session, files: dict[str, Path]) -> dict[str, elytra.Pipeline]:
-    return {t: session.read_parquet(str(d / "*.parquet")) for t, d in files.items()}
-
-
 def _types_equal(sql: str, got: Any, con: duckdb.DuckDBPyConnection) -> None:
     """The result's Arrow types are DuckDB's (decimals stay decimals of DuckDB's width)."""
     want = con.sql(sql).to_arrow_table().schema
@@ -123,9 +112,9 @@ def test_tpch_equals_duckdb_inline(
     number: int, tpch: dict[str, Path], inline: elytra.Session
 ) -> None:
     sql = QUERIES[number]
-    got = inline.sql(sql, _tables(inline, tpch)).collect()
-    _same(sql, got, _oracle(tpch), ordered="ORDER BY" in sql)
-    _types_equal(sql, got, _oracle(tpch))
+    got = inline.sql(sql, read_tables(inline, tpch)).collect()
+    _same(sql, got, views_oracle(tpch), ordered="ORDER BY" in sql)
+    _types_equal(sql, got, views_oracle(tpch))
 
 
 @pytest.mark.parametrize("number", sorted(QUERIES))
@@ -133,8 +122,8 @@ def test_tpch_equals_duckdb_on_forced_distributed_paths(
     number: int, tpch: dict[str, Path], forced: elytra.Session
 ) -> None:
     sql = QUERIES[number]
-    got = forced.sql(sql, _tables(forced, tpch)).collect()
-    _same(sql, got, _oracle(tpch), ordered="ORDER BY" in sql)
+    got = forced.sql(sql, read_tables(forced, tpch)).collect()
+    _same(sql, got, views_oracle(tpch), ordered="ORDER BY" in sql)
 
 
 # -- generated queries ---------------------------------------------------------------------
@@ -219,9 +208,9 @@ def test_generated_queries_equal_duckdb(
     seed: int, skewed: dict[str, Path], inline: elytra.Session, forced: elytra.Session
 ) -> None:
     sql, ordered = _query(random.Random(seed))
-    con = _oracle(skewed)
+    con = views_oracle(skewed)
     session = forced if seed % 2 else inline
-    got = session.sql(sql, _tables(session, skewed)).collect()
+    got = session.sql(sql, read_tables(session, skewed)).collect()
     _same(sql, got, con, ordered)
 
 
@@ -244,7 +233,7 @@ def test_a_query_not_planned_says_what_and_why(
     sql: str, words: str, skewed: dict[str, Path], inline: elytra.Session
 ) -> None:
     with pytest.raises(SQLPlanError, match=words):
-        inline.sql(sql, _tables(inline, skewed))
+        inline.sql(sql, read_tables(inline, skewed))
 
 
 def test_sql_reads_lake_datasets_by_name_and_goes_on_as_a_pipeline(
@@ -253,7 +242,7 @@ def test_sql_reads_lake_datasets_by_name_and_goes_on_as_a_pipeline(
     with elytra.connect(home=tmp_path / "home", backend="inline") as s:
         s.read_parquet(str(skewed["c"] / "*.parquet")).write("c")  # a lake dataset
         got = s.sql("SELECT x, count(*) AS n FROM c GROUP BY x").filter("n > 1").sort("x").collect()
-    want = _oracle(skewed).execute(
+    want = views_oracle(skewed).execute(
         "SELECT x, count(*) AS n FROM c GROUP BY x HAVING count(*) > 1 ORDER BY x"
     )
     assert [tuple(r.values()) for r in got.to_pylist()] == want.fetchall()
@@ -265,11 +254,11 @@ def test_two_exchanged_group_bys_in_one_job_both_reach_the_merge(
     """Found by TPC-H q20 on the forced paths: the driver swapped the first exchanged
     group-by's node into the merge plan, which rebuilt every node above it, so the second
     (looked up by identity) was never swapped ("input 'stage3' was not given")."""
-    t = _tables(forced, skewed)
+    t = read_tables(forced, skewed)
     left = t["a"].group_by("k").agg(n="count(*)")
     right = t["c"].group_by("k").agg(x="max(x)")
     got = left.join(right, on="k").collect()
-    want = _oracle(skewed).execute(
+    want = views_oracle(skewed).execute(
         "SELECT * FROM (SELECT k, count(*) AS n FROM a GROUP BY k) "
         "JOIN (SELECT k, max(x) AS x FROM c GROUP BY k) USING (k)"
     )

@@ -18,7 +18,7 @@ import pytest
 
 import elytra
 
-from .conftest import rows_of
+from .conftest import read_tables, rows_of, views_oracle
 
 # forced distributed paths: every part its own task, no broadcast, every group-by exchanged
 _FORCED = {
@@ -92,17 +92,6 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[elytra.Session]:
         yield s
 
 
-def _oracle(files: dict[str, Path]) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    for t, d in files.items():
-        con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{d}/*.parquet')")
-    return con
-
-
-def _tables(s: elytra.Session, files: dict[str, Path]) -> dict[str, elytra.Pipeline]:
-    return {t: s.read_parquet(str(d / "*.parquet")) for t, d in files.items()}
-
-
 def _query(rng: random.Random) -> tuple[str, bool]:
     """A seeded query of two or three stacked joins with a reduction above; whether its
     ORDER BY fixes the row order."""
@@ -158,16 +147,16 @@ def test_stacked_joins_with_a_reduction_equal_duckdb(
 ) -> None:
     sql, ordered = _query(random.Random(seed))
     session = local if seed % 2 else inline
-    p = session.sql(sql, _tables(session, tables))
+    p = session.sql(sql, read_tables(session, tables))
     shown = p.explain()
     assert "over the partitions of exchange1" in shown, shown  # a stage over a stacked join
-    _same(p.collect(), sql, _oracle(tables), ordered)
+    _same(p.collect(), sql, views_oracle(tables), ordered)
 
 
 def test_stacked_pipelines_with_a_top_k_equal_duckdb(
     tables: dict[str, Path], local: elytra.Session
 ) -> None:
-    t = _tables(local, tables)
+    t = read_tables(local, tables)
     joined = (
         t["f"]
         .filter("v > 10")
@@ -185,7 +174,7 @@ def test_stacked_pipelines_with_a_top_k_equal_duckdb(
     _same(
         got.select(["a", "b", "v", "s", "c", "w", "g", "t", "h", "vw"]),
         "SELECT a, b, v, s, c, w, g, t, h, vw FROM (" + sql + ")",
-        _oracle(tables),
+        views_oracle(tables),
         True,
     )
 
@@ -200,13 +189,13 @@ def test_the_driver_receives_only_the_reduced_rows(
         "SELECT d3.h, count(*) AS n, sum(f.v) AS sv FROM f JOIN d1 ON f.a = d1.a "
         "JOIN d2 ON d1.c = d2.c JOIN d3 ON d2.g = d3.g GROUP BY d3.h"
     )
-    con = _oracle(tables)
+    con = views_oracle(tables)
     joined = con.execute(
         "SELECT count(*) FROM f JOIN d1 ON f.a = d1.a JOIN d2 ON d1.c = d2.c JOIN d3 ON d2.g = d3.g"
     ).fetchone()
     assert joined is not None
     assert joined[0] > 20_000
-    p = local.sql(sql, _tables(local, tables))
+    p = local.sql(sql, read_tables(local, tables))
     shown = p.explain()
     assert "stage 6 (partial aggregate) over the partitions of exchange2" in shown, shown
     _same(p.collect(), sql, con, False)
@@ -225,7 +214,7 @@ def test_a_global_aggregate_over_an_empty_join_is_one_row(
         "SELECT count(*) AS n, sum(f.v) AS sv FROM f JOIN d1 ON f.a = d1.a "
         "JOIN d2 ON d1.c = d2.c WHERE f.v < 0"
     )
-    _same(inline.sql(sql, _tables(inline, tables)).collect(), sql, _oracle(tables), False)
+    _same(inline.sql(sql, read_tables(inline, tables)).collect(), sql, views_oracle(tables), False)
 
 
 @pytest.mark.parametrize("backend", ["inline", "local"])
@@ -240,8 +229,8 @@ def test_a_group_by_on_the_join_keys_runs_whole_in_the_partition_tasks(
         "SELECT d1.c, count(*) AS n, sum(f.v) AS sv, count(DISTINCT d2.g) AS dg "
         "FROM f JOIN d1 ON f.a = d1.a LEFT JOIN d2 ON d1.c = d2.c GROUP BY d1.c"
     )
-    con = _oracle(tables)
-    p = session.sql(sql, _tables(session, tables))
+    con = views_oracle(tables)
+    p = session.sql(sql, read_tables(session, tables))
     shown = p.explain()
     assert "stage 4 (whole aggregate per partition, by the join keys)" in shown, shown
     _same(p.collect(), sql, con, False)
