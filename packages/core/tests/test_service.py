@@ -6,13 +6,14 @@ import json
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from platform_core import StartError, bind
-from platform_core.service import banner, port_holder, url_of
+from platform_core.service import KEEP_ALIVE_SECONDS, banner, port_holder, url_of
 from platform_core.testing import launch
 
 KIT_SERVER = Path(__file__).with_name("kit_server.py")
@@ -152,6 +153,32 @@ def test_a_body_in_a_transfer_coding_other_than_chunked_never_reaches_the_app(
         ):
             ok = _raw_exchange(server.url, b"POST /health HTTP/1.1\r\nHost: a\r\n" + framing)
             assert ok.startswith(b"HTTP/1.1 200 "), ok
+    finally:
+        server.stop()
+
+
+def test_an_idle_keep_alive_connection_outlives_a_client_pools_expiry() -> None:
+    """A connection idle for 6 s (longer than httpx's 5 s pool expiry, and than uvicorn's
+    default keep-alive) is still open and answers its next request: the server never closes
+    a connection a client pool may be reusing at that moment."""
+    assert KEEP_ALIVE_SECONDS > 5
+    server = launch([sys.executable, str(KIT_SERVER)], timeout=60)
+    host, port = server.url.removeprefix("http://").split(":")
+    request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    try:
+        with socket.create_connection((host, int(port)), timeout=5) as conn:
+            for _ in range(2):
+                conn.sendall(request)
+                answer = b""
+                while b'{"status": "ok"}' not in answer:
+                    chunk = conn.recv(65536)
+                    assert chunk, f"the server closed the connection; had {answer!r}"
+                    answer += chunk
+                assert answer.startswith(b"HTTP/1.1 200 "), answer
+                time.sleep(6)
+            conn.setblocking(False)
+            with pytest.raises(BlockingIOError):  # nothing to read, and no EOF: still open
+                conn.recv(1)
     finally:
         server.stop()
 

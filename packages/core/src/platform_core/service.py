@@ -236,6 +236,13 @@ def _quiet_reraise() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+KEEP_ALIVE_SECONDS = 75
+"""How long a server keeps an idle keep-alive connection (nginx's default). Longer than a
+client pool keeps one (httpx: 5 s), so the client always drops it first: with uvicorn's 5 s,
+both sides' equal timers raced, and a request sent as the server closed its connection met a
+reset (httpx.ReadError on a PUT, seen in the soak test)."""
+
+
 def serve(
     app: Any,
     sock: socket.socket,
@@ -272,6 +279,7 @@ def serve(
         "log_config": None,
         "lifespan": "on",
         "proxy_headers": False,
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         **uvicorn_options,
     }
     if tls is not None:
