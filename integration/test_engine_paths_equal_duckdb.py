@@ -188,13 +188,17 @@ QUESTIONS: dict[str, tuple[Build, str]] = {
         lambda p, s: p.group_by("s", "d").agg("count(*) AS n", "sum(big) AS sb"),
         "SELECT s, d, count(*) AS n, sum(big) AS sb FROM T GROUP BY s, d",
     ),
+    # One left row in 32: the few key values of each side make the join near a cross product
+    # (all 30,000 x 3,000 rows gave 10.6 M rows: a minute of comparing them in Python); the
+    # 939 rows kept, from all four files, still hold 62 -0.0, 49 NaN, 17 +inf, 18 -inf, 41 NULL.
     "float_join_keys": (
         lambda p, s: (
-            p.select("f", "u")
+            p.filter("u % 32 = 0")
+            .select("f", "u")
             .join(_right(s, p.d).select("f2", "w"), left_on="f", right_on="f2", how="inner")
             .select("u", "w")
         ),
-        "SELECT u, w FROM T JOIN R ON T.f = R.f2",
+        "SELECT u, w FROM (SELECT * FROM T WHERE u % 32 = 0) T JOIN R ON T.f = R.f2",
     ),
     "string_full_join": (
         lambda p, s: (

@@ -92,10 +92,12 @@ def page(context: BrowserContext) -> Page:
 
 
 # The /worker page's tests (test_worker_page.py, test_worker_leases_and_tokens.py): one
-# `platform up` with the browser backend per module.
+# `platform up` with the browser backend for both (it was one per module: a start and an
+# upload more). Each test lends its own tabs under its own token subject and waits for its
+# jobs to end, so none leaves work or a ban behind for the next.
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def worker_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIPlatform]:
     """`platform up` with the browser backend: small chunks (many tasks), every browser result
     checked, tasks wait for a browser up to a minute before the local pool takes them."""
@@ -111,7 +113,7 @@ def worker_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIPlat
     server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sales(worker_platform: UIPlatform, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The dataset `sales` (many chunks), uploaded once; its CSV for DuckDB."""
     csv = tmp_path_factory.mktemp("sales") / "sales.csv"
