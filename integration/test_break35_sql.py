@@ -74,6 +74,9 @@ def platform(
             "ELYTRA_EXCHANGE_MIN_BYTES": "1",
             "ELYTRA_EXCHANGE_PARTITIONS": "3",
             "ELYTRA_TASK_BYTES": "1",
+            # the skewed join (sql5) makes ~35M intermediate rows on these forced paths:
+            # 25 s on a quiet machine, past the default 60 s at load 13 (seen twice)
+            "LAKE_QUERY_TIMEOUT_SECONDS": "240",
         },
     )
     try:
