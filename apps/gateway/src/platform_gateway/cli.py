@@ -18,6 +18,7 @@ import typer
 
 from platform_core import BadInputError, PlatformError, Plugin, discover_plugins
 from platform_core.cli import expected_errors, fail, new_app, version_option, warn
+from platform_core.mallocarenas import bound_arenas_when_serving
 
 from .demo import register as register_demo
 from .status_cli import register as register_status
@@ -347,4 +348,5 @@ def _add_plugin_clis(cli: typer.Typer, plugins: list[Plugin]) -> None:
 
 def main() -> None:
     """Entry point of the ``platform`` console script."""
+    bound_arenas_when_serving(["up"])
     build_cli()(prog_name="platform")

@@ -3,35 +3,51 @@
 glibc gives threads up to 8 arenas per core and returns little of a fragmented arena to the
 system. A platform runs many short threads (a job's driver, AnyIO's workers, DuckDB's), so
 its RSS crept up under steady load: about 0.2 MiB/s for ten minutes in the three-platform
-soak (13-15% after warm-up, against a 10% bound), flat with two arenas. Servers call
-:func:`limit_malloc_arenas` before they start threads; the variable is set too, so every
-child process (the pool's workers) starts with the same bound.
+soak (13-15% after warm-up, against a 10% bound), flat with two arenas. glibc fixes its
+arena limit when a second thread first allocates, so ``mallopt`` from a started server
+came too late (measured: the growth stayed); the server commands (``platform up``,
+``elkyn serve``, ``lake node``) instead re-execute themselves once with the variable set,
+before they import or start anything, and their children inherit it.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import platform
 import sys
+from collections.abc import Collection
 
-__all__ = ["ARENA_VARIABLE", "DEFAULT_ARENAS", "limit_malloc_arenas"]
+__all__ = [
+    "ARENA_VARIABLE",
+    "DEFAULT_ARENAS",
+    "bound_arenas_when_serving",
+    "reexec_with_bounded_arenas",
+]
 
 ARENA_VARIABLE = "MALLOC_ARENA_MAX"
 DEFAULT_ARENAS = 2
-_M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
 
 
-def limit_malloc_arenas() -> int | None:
-    """On glibc, bound this process's arenas (``MALLOC_ARENA_MAX`` when set, else 2) and set the
-    variable for children; return the bound, or None where the C library is not glibc."""
+def reexec_with_bounded_arenas() -> None:
+    """On glibc, when ``MALLOC_ARENA_MAX`` is unset: set it to 2 and replace this process by
+    the same command line (same pid). Returns at once where it is set or the C library is not
+    glibc, and when the exec fails (the process then runs with glibc's default)."""
+    if ARENA_VARIABLE in os.environ:
+        return
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
-        return None
+        return
+    os.environ[ARENA_VARIABLE] = str(DEFAULT_ARENAS)
+    sys.stdout.flush()
+    sys.stderr.flush()
     try:
-        arenas = int(os.environ.get(ARENA_VARIABLE) or DEFAULT_ARENAS)
-    except ValueError:
-        arenas = DEFAULT_ARENAS  # glibc ignores a value it cannot read; so do we
-    os.environ.setdefault(ARENA_VARIABLE, str(arenas))
-    # arenas made before this call stay; glibc read the variable itself if it was set at start
-    ctypes.CDLL(None).mallopt(_M_ARENA_MAX, arenas)
-    return arenas
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    except OSError:
+        return
+
+
+def bound_arenas_when_serving(commands: Collection[str]) -> None:
+    """A CLI's first step: :func:`reexec_with_bounded_arenas` when its first argument is one
+    of ``commands`` (those that run a server) and no help was asked for."""
+    args = sys.argv[1:]
+    if args and args[0] in commands and not {"--help", "-h"} & set(args):
+        reexec_with_bounded_arenas()

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from .errors import PlatformError, UnavailableError
 from .listeners import port_holder
 from .logs import configure_logging
-from .mallocarenas import limit_malloc_arenas
 from .redact import install_log_redaction
 from .running import announce, withdraw
 from .tls import ServerTLS
@@ -272,7 +271,6 @@ def serve(
     from .http.codings import TransferCodingGuard
 
     uvicorn = require("uvicorn", what="platform_core.service.serve")
-    limit_malloc_arenas()  # before the app's plugins start threads and child processes
     url = url_of(host, sock.getsockname()[1], tls=tls is not None)
     # Client addresses are the connection's: X-Forwarded-For is trusted from no one (uvicorn
     # trusts it from 127.0.0.1 by default, where `platform up` itself listens, so any local

@@ -12,6 +12,7 @@ import typer
 
 from platform_core import PlatformError
 from platform_core.cli import expected_errors, fail, new_app, version_option
+from platform_core.mallocarenas import bound_arenas_when_serving
 
 if TYPE_CHECKING:  # settings (pydantic) and auth (PyJWT) load when a command runs, not for --help
     from platform_core import PlatformSettings
@@ -269,4 +270,5 @@ def token(
 
 
 def main() -> None:
+    bound_arenas_when_serving(["serve"])
     cli()

@@ -37,6 +37,7 @@ from platform_core.cli import (
     resolve_token,
     version_option,
 )
+from platform_core.mallocarenas import bound_arenas_when_serving
 
 if TYPE_CHECKING:  # settings (pydantic), pyarrow and rich load when a command runs, not for --help
     import pyarrow as pa
@@ -647,4 +648,5 @@ def restore(
 
 
 def main() -> None:
+    bound_arenas_when_serving(["node"])
     cli()
