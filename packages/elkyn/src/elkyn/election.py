@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import logging
+import struct
 import threading
 import urllib.error
 import urllib.request
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pysyncobj import SyncObj, SyncObjConf, replicated
+from pysyncobj.tcp_connection import TcpConnection
 
 if TYPE_CHECKING:
     from .server.app import ElkynApp
@@ -53,6 +55,35 @@ CHECK_TIMEOUT = 1.0
 """Seconds a health check or a fence may take."""
 GRACE = 4
 """Extra failed checks allowed right after naming a primary, before it has taken the role."""
+MAX_RAFT_FRAME = 1 << 20
+"""Bytes one Raft message may announce. Ours are far smaller (one record; pysyncobj batches
+entries and snapshot parts in 64 KiB); a larger announced frame is a stranger's, dropped."""
+
+
+def _bound_raft_frames() -> None:
+    """Make pysyncobj drop a connection whose next frame announces more than
+    :data:`MAX_RAFT_FRAME` bytes (or a negative length) before buffering it: it reads a whole
+    frame before the MAC check, so a stranger could fill memory (with a quadratic copy per
+    read) by announcing 2 GiB and sending on. pysyncobj has no option for this."""
+    if getattr(TcpConnection, "_elkyn_bounded", False):
+        return
+    read = TcpConnection._TcpConnection__processRead
+
+    def bounded_read(conn: Any) -> bool:
+        more = bool(read(conn))
+        buffer = conn._TcpConnection__readBuffer
+        if len(buffer) >= 4:
+            (size,) = struct.unpack("i", buffer[:4])
+            if size < 0 or size > MAX_RAFT_FRAME:
+                log.warning("dropped a Raft connection announcing a %d-byte frame", size)
+                conn.disconnect()
+                return False
+            if len(buffer) >= 4 + size:  # a whole frame is in: parse it before reading more
+                return False
+        return more
+
+    TcpConnection._TcpConnection__processRead = bounded_read
+    TcpConnection._elkyn_bounded = True
 
 
 @dataclass(frozen=True)
@@ -121,6 +152,7 @@ class Election:
             connectionRetryTime=1.0,
         )
         self.signer = auth.signer(settings, create=False)
+        _bound_raft_frames()
         self.node = Primaryship(raft, [p.raft for p in self.peers], conf)
         self.applied = 0
         self.misses = 0
