@@ -55,6 +55,10 @@ CHECK_TIMEOUT = 1.0
 """Seconds a health check or a fence may take."""
 GRACE = 4
 """Extra failed checks allowed right after naming a primary, before it has taken the role."""
+STRAY_EVERY = 4
+"""Ticks between two looks of the coordinator for servers fenced above the record's term."""
+STRAY_LOOKS = 2
+"""Looks in a row that find one before the coordinator names a primary of a new term."""
 MAX_RAFT_FRAME = 1 << 20
 """Bytes one Raft message may announce. Ours are far smaller (one record; pysyncobj batches
 entries and snapshot parts in 64 KiB); a larger announced frame is a stranger's, dropped."""
@@ -156,6 +160,8 @@ class Election:
         self.node = Primaryship(raft, [p.raft for p in self.peers], conf)
         self.applied = 0
         self.misses = 0
+        self.ticks = 0
+        self.stray_looks = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="elkyn-elector", daemon=True)
 
@@ -228,14 +234,43 @@ class Election:
         follow(app, primary, self.settings, term=term, name=self.url)
 
     def _coordinate(self) -> None:
-        """On the Raft leader: replace a primary that stopped answering (or name the first)."""
+        """On the Raft leader: replace a primary that stopped answering (or name the first),
+        or name one when servers stay fenced past the record's term (see :meth:`_stray`)."""
         term, primary = self.node.term, self.node.primary
         if primary is not None and self._answers(primary, term):
             self.misses = 0
-            return
-        self.misses += 1
-        if primary is not None and self.misses < MISSES:
-            return
+            if not self._stray(term):
+                return
+            log.warning("servers stay fenced above term %d, none named: electing", term)
+        else:
+            self.misses += 1
+            if primary is not None and self.misses < MISSES:
+                return
+        self._elect(term)
+
+    def _stray(self, term: int) -> bool:
+        """Whether a server has stayed fenced above ``term`` for ``STRAY_LOOKS`` looks (one
+        every ``STRAY_EVERY`` ticks): a coordinator fenced and died before naming a primary.
+        Such servers stopped following, so the primary's writes could never be acknowledged;
+        a new term (the same primary, normally: the most caught-up) makes them follow again."""
+        self.ticks += 1
+        if self.ticks % STRAY_EVERY:
+            return False
+
+        def fenced(url: str) -> int:
+            try:
+                return int(self._request(f"{url}/.replication/status").get("fenced", 0))
+            except (urllib.error.URLError, OSError, ValueError, TypeError, AttributeError):
+                return 0
+
+        with ThreadPoolExecutor(len(self.urls)) as pool:
+            stray = any(f > term for f in pool.map(fenced, self.urls))
+        self.stray_looks = self.stray_looks + 1 if stray else 0
+        return self.stray_looks >= STRAY_LOOKS
+
+    def _elect(self, term: int) -> None:
+        """Fence every server at ``term + 1`` and name the most caught-up of a majority."""
+        self.stray_looks = 0
         answers = self._fence_all(term + 1)
         if len(answers) * 2 <= len(self.urls):
             log.warning(
