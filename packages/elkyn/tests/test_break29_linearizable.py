@@ -2,128 +2,29 @@
 and its restart on its old LMDB (issue 29, break test).
 
 Unlike ``test_failover.py`` (one writer per register), six clients, two per server, race on
-three registers with ``PUT``, multi-path ``PATCH`` and ``DELETE``, and push ids with ``POST``.
-Checked afterwards: every server's whole export is the same; each register's history (the
-final value as a read) passes the linearizability checker; every acknowledged push is there
-and none refused; and an SSE stream that stayed open saw each acknowledged write's value, in
-an order that respects real time. ``PLATFORM_TESTS_LONG=1`` runs three rounds.
+three registers with ``PUT``, multi-path ``PATCH`` and ``DELETE``, and push ids with ``POST``
+(``break29_history.py``). Checked afterwards: every server's whole export is the same; each
+register's history (the final value as a read) passes the linearizability checker; every
+acknowledged push is there and none refused; and an SSE stream that stayed open saw each
+acknowledged write's value, in an order that respects real time. ``PLATFORM_TESTS_LONG=1``
+runs three rounds.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
+from break29_history import Log, check_history, start_clients, start_streams
 from election_cluster import ElectionCluster, start_cluster, wait_for
-from linearizable import Op, linearizable
 
 ROUNDS = 3 if os.environ.get("PLATFORM_TESTS_LONG") == "1" else 1
-KEYS = ["r0", "r1", "r2"]
 
 pytestmark = pytest.mark.slow
-
-
-@dataclass
-class Log:
-    """Every client operation: per register its ops, and the pushes acknowledged or refused."""
-
-    ops: dict[str, list[Op]] = field(default_factory=lambda: {k: [] for k in KEYS})
-    pushed: set[str] = field(default_factory=set)
-    refused: list[str] = field(default_factory=list)
-    terms: set[int] = field(default_factory=set)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def client(cluster: ElectionCluster, c: int, log: Log, stop: threading.Event) -> None:
-    """Random writes of unique values to one server until ``stop``."""
-    rng = random.Random(c)
-    url = cluster.members[c % len(cluster.members)].url
-    with httpx.Client(base_url=url, headers=cluster.admin(), timeout=20) as http:
-        n = 0
-        while not stop.is_set():
-            n += 1
-            value, pick = f"c{c}n{n}", rng.random()
-            keys = rng.sample(KEYS, 2 if 0.5 <= pick < 0.7 else 1)
-            written: Any = None if 0.7 <= pick < 0.8 else value
-            invoke = time.monotonic()
-            try:
-                if pick < 0.5:
-                    resp = http.put(f"/lin/{keys[0]}.json", json=value)
-                elif pick < 0.7:
-                    resp = http.patch("/lin.json", json={k: value for k in keys})
-                elif pick < 0.8:
-                    resp = http.delete(f"/lin/{keys[0]}.json")
-                else:
-                    keys = []
-                    resp = http.post("/log.json", json=value)
-            except httpx.HTTPError:
-                resp = None
-            done = time.monotonic() if resp is not None and resp.status_code == 200 else None
-            with log.lock:
-                if resp is not None and 400 <= resp.status_code < 500:
-                    log.refused.append(f"{resp.status_code} {resp.text[:200]}")
-                    continue  # refused: applied nowhere (checked: none is expected at all)
-                for k in keys:
-                    log.ops[k].append(Op("write", written, invoke, done))
-                if done is not None and resp is not None:
-                    log.terms.add(int(resp.headers["x-elkyn-term"]))
-                    if not keys:
-                        log.pushed.add(resp.json()["name"])
-            if resp is None or resp.status_code != 200:
-                time.sleep(0.05)
-
-
-@dataclass
-class Stream:
-    """An SSE subscriber of ``/lin`` on one server: the values it saw per register, in order."""
-
-    seen: dict[str, list[Any]] = field(default_factory=lambda: {k: [] for k in KEYS})
-    ended: bool = False
-    why: str = ""
-
-
-def subscribe(url: str, headers: dict[str, str], out: Stream, stop: threading.Event) -> None:
-    """Follow ``/lin`` until ``stop`` (or the server ends the stream: ``out.ended``)."""
-    import json
-
-    try:
-        with httpx.stream(
-            "GET",
-            f"{url}/lin.json",
-            headers={"Accept": "text/event-stream", **headers},
-            timeout=httpx.Timeout(5, read=None),
-        ) as resp:
-            kind = ""
-            for line in resp.iter_lines():
-                if stop.is_set():
-                    return
-                if line.startswith("event: "):
-                    kind = line[7:]
-                elif line.startswith("data: ") and kind in ("put", "patch"):
-                    body = json.loads(line[6:])
-                    path = [p for p in body["path"].split("/") if p]
-                    data = body["data"]
-                    if not path:  # the whole of /lin (a put) or some of its children
-                        data = data if isinstance(data, dict) else {}
-                        changes = {k: data.get(k) for k in KEYS if kind == "put" or k in data}
-                    elif len(path) == 1 and path[0] in KEYS:
-                        changes = {path[0]: data}
-                    else:
-                        changes = {}
-                    for k, v in changes.items():
-                        out.seen[k].append(v)
-            out.why = f"the server ended it (last event {kind!r})"
-    except httpx.HTTPError as exc:
-        out.why = repr(exc)
-    out.ended = True
 
 
 @pytest.fixture
@@ -135,30 +36,12 @@ def cluster(tmp_path: Path) -> Iterator[ElectionCluster]:
         c.stop()
 
 
-def all_in_step(cluster: ElectionCluster) -> bool:
-    statuses = [cluster.status(i) for i in range(len(cluster.members))]
-    return all(
-        s is not None and s["term"] >= 1 and (s["serving"] or s["lag_seconds"] == 0)
-        for s in statuses
-    )
-
-
-def exports_agree(cluster: ElectionCluster) -> Any:
-    try:
-        exports = [cluster.export(i) for i in range(len(cluster.members))]
-    except httpx.HTTPError:
-        return None
-    return exports[0] if all(e == exports[0] for e in exports) else None
-
-
-def round_(cluster: ElectionCluster, log: Log) -> None:
+def kill_round(cluster: ElectionCluster, log: Log) -> None:
     """Writes from six clients; SIGKILL of the primary; writes resume; the dead one restarts."""
     primary = wait_for(lambda: cluster.primary(), "a primary")
-    old_term = cluster.status(primary)["term"]
+    old_term = cluster.status(primary)["term"]  # type: ignore[index]
     stop = threading.Event()
-    clients = [threading.Thread(target=client, args=(cluster, c, log, stop)) for c in range(6)]
-    for t in clients:
-        t.start()
+    clients = start_clients(cluster, log, stop)
     try:
         wait_for(lambda: old_term in log.terms, "a write acknowledged before the kill")
         time.sleep(0.5)
@@ -175,48 +58,10 @@ def round_(cluster: ElectionCluster, log: Log) -> None:
 
 def test_shared_registers_stay_linearizable_across_a_failover(cluster: ElectionCluster) -> None:
     wait_for(lambda: cluster.primary(), "a primary")
-    wait_for(lambda: all_in_step(cluster), "every replica in step (its first resync ends streams)")
-    log, streams, stop = Log(), [Stream() for _ in cluster.members], threading.Event()
-    subscribers = [
-        threading.Thread(target=subscribe, args=(m.url, cluster.admin(), s, stop), daemon=True)
-        for m, s in zip(cluster.members, streams, strict=True)
-    ]
-    for t in subscribers:
-        t.start()
-    time.sleep(0.5)
+    stop = threading.Event()
+    streams, log = start_streams(cluster, stop), Log()
     for _ in range(ROUNDS):
-        round_(cluster, log)
-    final = wait_for(lambda: exports_agree(cluster), "every server's export to agree", 60)
+        kill_round(cluster, log)
+    check_history(cluster, log, streams)
     stop.set()
-    assert log.refused == [], log.refused
     assert len(log.terms) >= 2, "no write was acknowledged after the failover"
-    end = time.monotonic()
-    registers = final.get("lin", {}) if isinstance(final, dict) else {}
-    for k in KEYS:
-        history = [*log.ops[k], Op("read", registers.get(k), end, end)]
-        acked = sum(o.complete is not None for o in log.ops[k])
-        assert acked > 0, f"no write of {k} was acknowledged"
-        assert linearizable(history), f"register {k} is not linearizable: {history}"
-    pushes = set(final.get("log", {})) if isinstance(final, dict) else set()
-    assert log.pushed <= pushes, f"acknowledged pushes lost: {sorted(log.pushed - pushes)}"
-    check_streams(streams, log)
-
-
-def check_streams(streams: list[Stream], log: Log) -> None:
-    """A stream open from start to end saw every acknowledged write's value of each register,
-    each after those of the acknowledged writes that completed before it was sent."""
-    kept = [s for s in streams if not s.ended]
-    assert kept, f"no stream stayed open: {[s.why for s in streams]}"
-    for s in kept:
-        for k in KEYS:
-            acked = sorted(
-                (o for o in log.ops[k] if o.complete is not None), key=lambda o: o.invoke
-            )
-            position = {v: i for i, v in enumerate(s.seen[k])}  # values are unique (None aside)
-            for o in acked:
-                if o.value is None:
-                    continue
-                assert o.value in position, f"a stream missed the acknowledged {k} = {o.value}"
-                for before in acked:
-                    if before.value is not None and before.complete < o.invoke:  # type: ignore[operator]
-                        assert position[before.value] < position[o.value], (k, before, o)
