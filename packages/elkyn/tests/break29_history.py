@@ -160,9 +160,13 @@ def start_clients(
     return clients
 
 
-def check_history(cluster: ElectionCluster, log: Log, streams: list[Stream]) -> None:
+def check_history(
+    cluster: ElectionCluster, log: Log, streams: list[Stream], *, one_failover: bool
+) -> None:
     """Every server's export agrees; each register is linearizable (the final value read as the
-    last operation); every acknowledged push is there; the streams that stayed open are right."""
+    last operation); every acknowledged push is there; the streams that stayed open are right
+    (after ``one_failover`` at least the new primary's did: it never resyncs; after several,
+    every server may have resynced once, which ends its streams)."""
     final = wait_for(lambda: exports_agree(cluster), "every server's export to agree", 60)
     assert log.refused == [], log.refused
     end = time.monotonic()
@@ -173,14 +177,14 @@ def check_history(cluster: ElectionCluster, log: Log, streams: list[Stream]) -> 
         assert linearizable(history), f"register {k} is not linearizable: {history}"
     pushes = set(final.get("log", {})) if isinstance(final, dict) else set()
     assert log.pushed <= pushes, f"acknowledged pushes lost: {sorted(log.pushed - pushes)}"
-    check_streams(streams, log)
+    check_streams(streams, log, one_failover)
 
 
-def check_streams(streams: list[Stream], log: Log) -> None:
+def check_streams(streams: list[Stream], log: Log, one_failover: bool) -> None:
     """A stream open from start to end saw every acknowledged write's value of each register,
     each after those of the acknowledged writes that completed before it was sent."""
     kept = [s for s in streams if not s.ended]
-    assert kept, f"no stream stayed open: {[s.why for s in streams]}"
+    assert kept or not one_failover, f"no stream stayed open: {[s.why for s in streams]}"
     for s in kept:
         for k in KEYS:
             acked = sorted(

@@ -62,6 +62,6 @@ def test_shared_registers_stay_linearizable_across_a_failover(cluster: ElectionC
     streams, log = start_streams(cluster, stop), Log()
     for _ in range(ROUNDS):
         kill_round(cluster, log)
-    check_history(cluster, log, streams)
+    check_history(cluster, log, streams, one_failover=ROUNDS == 1)
     stop.set()
     assert len(log.terms) >= 2, "no write was acknowledged after the failover"

@@ -1,6 +1,7 @@
-"""An outsider on the Raft election port (issue 29, break test): garbage, forged pickles and
-frames that announce a huge length must be dropped without unpickling anything, without the
-server buffering what the stranger sends, and without stopping the cluster's writes."""
+"""An outsider against an election cluster (issue 29, break test). On the Raft port: garbage,
+forged pickles and frames that announce a huge length must be dropped without unpickling
+anything, without the server buffering what the stranger sends, and without stopping the
+cluster's writes. Over HTTP: a client's forged ``X-Elkyn-Term`` header decides nothing."""
 
 from __future__ import annotations
 
@@ -110,3 +111,27 @@ def test_a_frame_announcing_a_huge_length_is_dropped_before_it_is_buffered(
         sock.close()
     r = httpx.put(f"{cluster.members[primary].url}/after.json", json=1, headers=cluster.admin())
     assert r.status_code == 200, r.text
+
+
+def test_a_clients_forged_term_header_decides_nothing(cluster: ElectionCluster) -> None:
+    """A primary refuses a write naming another term (503, nothing written); a replica sends
+    its own term with what it forwards, whatever the client's header said."""
+    primary = wait_for(lambda: cluster.primary(), "a primary")
+    term = cluster.status(primary)["term"]  # type: ignore[index]
+    url = cluster.members[primary].url
+    for i, forged in enumerate(["0", str(term + 1), "-1", "abc", "9" * 40, f"{term}0", f"+{term}"]):
+        headers = {**cluster.admin(), "X-Elkyn-Term": forged}
+        r = httpx.put(f"{url}/forged/p{i}.json", json=i, headers=headers, timeout=15)
+        assert r.status_code == 503, (forged, r.status_code, r.text)
+        assert "term" in r.json()["error"]
+    headers = {**cluster.admin(), "X-Elkyn-Term": str(term)}
+    r = httpx.put(f"{url}/forged/same.json", json=1, headers=headers, timeout=15)
+    assert r.status_code == 200, r.text  # the term it serves: an ordinary write
+    replica = next(i for i in range(len(cluster.members)) if i != primary)
+    headers = {**cluster.admin(), "X-Elkyn-Term": "0"}
+    r = httpx.put(
+        f"{cluster.members[replica].url}/forged/r.json", json=2, headers=headers, timeout=15
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-elkyn-term"] == str(term)
+    assert cluster.export(primary)["forged"] == {"same": 1, "r": 2}
