@@ -202,6 +202,9 @@ class Election:
         term, primary = self.node.term, self.node.primary
         if term <= self.applied or primary is None:
             return
+        fence = self.app.fence
+        if fence is not None and term < fence.fenced:  # a coordinator fenced this server at a
+            return  # newer term: following this older one would acknowledge a deposed primary
         if primary == self.url:
             self._promote(term)
         else:
