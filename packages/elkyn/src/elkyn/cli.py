@@ -176,7 +176,8 @@ def _elect(app: Any, settings: ElkynSettings, host: str, port: int, https: bool)
     if sync is None:
         sync = 1 if others else 0
     app.fence = Fence(sync, settings.sync_timeout_seconds)
-    url = f"{'https' if https else 'http'}://{host}:{port}"
+    own = [p.url for p in peers if p.raft == raft]  # the URL the others know this server by
+    url = own[0] if own else f"{'https' if https else 'http'}://{host}:{port}"
     app.current_store().replica_of = "the primary the election names"  # no local writes yet
     app.election = Election(app, settings, url, raft, peers)
     app.election.start()

@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import logging
+import struct
 import threading
 import urllib.error
 import urllib.request
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pysyncobj import SyncObj, SyncObjConf, replicated
+from pysyncobj.tcp_connection import TcpConnection
 
 if TYPE_CHECKING:
     from .server.app import ElkynApp
@@ -53,6 +55,39 @@ CHECK_TIMEOUT = 1.0
 """Seconds a health check or a fence may take."""
 GRACE = 4
 """Extra failed checks allowed right after naming a primary, before it has taken the role."""
+STRAY_EVERY = 4
+"""Ticks between two looks of the coordinator for servers fenced above the record's term."""
+STRAY_LOOKS = 2
+"""Looks in a row that find one before the coordinator names a primary of a new term."""
+MAX_RAFT_FRAME = 1 << 20
+"""Bytes one Raft message may announce. Ours are far smaller (one record; pysyncobj batches
+entries and snapshot parts in 64 KiB); a larger announced frame is a stranger's, dropped."""
+
+
+def _bound_raft_frames() -> None:
+    """Make pysyncobj drop a connection whose next frame announces more than
+    :data:`MAX_RAFT_FRAME` bytes (or a negative length) before buffering it: it reads a whole
+    frame before the MAC check, so a stranger could fill memory (with a quadratic copy per
+    read) by announcing 2 GiB and sending on. pysyncobj has no option for this."""
+    if getattr(TcpConnection, "_elkyn_bounded", False):
+        return
+    read = TcpConnection._TcpConnection__processRead
+
+    def bounded_read(conn: Any) -> bool:
+        more = bool(read(conn))
+        buffer = conn._TcpConnection__readBuffer
+        if len(buffer) >= 4:
+            (size,) = struct.unpack("i", buffer[:4])
+            if size < 0 or size > MAX_RAFT_FRAME:
+                log.warning("dropped a Raft connection announcing a %d-byte frame", size)
+                conn.disconnect()
+                return False
+            if len(buffer) >= 4 + size:  # a whole frame is in: parse it before reading more
+                return False
+        return more
+
+    TcpConnection._TcpConnection__processRead = bounded_read
+    TcpConnection._elkyn_bounded = True
 
 
 @dataclass(frozen=True)
@@ -121,9 +156,12 @@ class Election:
             connectionRetryTime=1.0,
         )
         self.signer = auth.signer(settings, create=False)
+        _bound_raft_frames()
         self.node = Primaryship(raft, [p.raft for p in self.peers], conf)
         self.applied = 0
         self.misses = 0
+        self.ticks = 0
+        self.stray_looks = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="elkyn-elector", daemon=True)
 
@@ -164,6 +202,9 @@ class Election:
         term, primary = self.node.term, self.node.primary
         if term <= self.applied or primary is None:
             return
+        fence = self.app.fence
+        if fence is not None and term < fence.fenced:  # a coordinator fenced this server at a
+            return  # newer term: following this older one would acknowledge a deposed primary
         if primary == self.url:
             self._promote(term)
         else:
@@ -196,14 +237,43 @@ class Election:
         follow(app, primary, self.settings, term=term, name=self.url)
 
     def _coordinate(self) -> None:
-        """On the Raft leader: replace a primary that stopped answering (or name the first)."""
+        """On the Raft leader: replace a primary that stopped answering (or name the first),
+        or name one when servers stay fenced past the record's term (see :meth:`_stray`)."""
         term, primary = self.node.term, self.node.primary
         if primary is not None and self._answers(primary, term):
             self.misses = 0
-            return
-        self.misses += 1
-        if primary is not None and self.misses < MISSES:
-            return
+            if not self._stray(term):
+                return
+            log.warning("servers stay fenced above term %d, none named: electing", term)
+        else:
+            self.misses += 1
+            if primary is not None and self.misses < MISSES:
+                return
+        self._elect(term)
+
+    def _stray(self, term: int) -> bool:
+        """Whether a server has stayed fenced above ``term`` for ``STRAY_LOOKS`` looks (one
+        every ``STRAY_EVERY`` ticks): a coordinator fenced and died before naming a primary.
+        Such servers stopped following, so the primary's writes could never be acknowledged;
+        a new term (the same primary, normally: the most caught-up) makes them follow again."""
+        self.ticks += 1
+        if self.ticks % STRAY_EVERY:
+            return False
+
+        def fenced(url: str) -> int:
+            try:
+                return int(self._request(f"{url}/.replication/status").get("fenced", 0))
+            except (urllib.error.URLError, OSError, ValueError, TypeError, AttributeError):
+                return 0
+
+        with ThreadPoolExecutor(len(self.urls)) as pool:
+            stray = any(f > term for f in pool.map(fenced, self.urls))
+        self.stray_looks = self.stray_looks + 1 if stray else 0
+        return self.stray_looks >= STRAY_LOOKS
+
+    def _elect(self, term: int) -> None:
+        """Fence every server at ``term + 1`` and name the most caught-up of a majority."""
+        self.stray_looks = 0
         answers = self._fence_all(term + 1)
         if len(answers) * 2 <= len(self.urls):
             log.warning(

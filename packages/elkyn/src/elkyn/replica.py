@@ -411,7 +411,7 @@ async def serve_fence(app: LogServer, req: Request, send: Send) -> None:
         term = json.loads(await req.body(4096, app.settings.body_timeout_seconds))["term"]
     except (ValueError, KeyError, TypeError):
         raise InvalidDataError('the fence body is {"term": n}') from None
-    if not isinstance(term, int) or term < 1:
+    if isinstance(term, bool) or not isinstance(term, int) or term < 1:  # JSON true is no 1
         raise InvalidDataError(f"the fence term must be a positive integer, not {term!r}")
     if term < fence.term:
         raise StaleTermError(f"this server already serves term {fence.term}, not below {term}")
