@@ -139,6 +139,9 @@ class Election:
             connectionRetryTime=1.0,
         )
         self.signer = auth.signer(settings, create=False)
+        from platform_core.tls import client_context
+
+        self.context = client_context(settings)  # PLATFORM_TLS_CA: the servers' HTTPS
         self.node = Primaryship(raft, [p.raft for p in self.peers], conf)
         self.applied = 0
         self.misses = 0
@@ -262,7 +265,7 @@ class Election:
         req = urllib.request.Request(
             url, data=data, method=method, headers={"Authorization": f"Bearer {token}"}
         )
-        with urllib.request.urlopen(req, timeout=CHECK_TIMEOUT) as resp:
+        with urllib.request.urlopen(req, timeout=CHECK_TIMEOUT, context=self.context) as resp:
             return json.loads(resp.read(1 << 20))
 
     def _answers(self, primary: str, term: int) -> bool:

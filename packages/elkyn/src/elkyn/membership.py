@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -61,7 +62,7 @@ class ElectionJoinError(PrimaryUnavailableError):
     """A platform could not join the election of the cluster it was told to join."""
 
 
-def _call(url: str, signer: TokenSigner, body: Any = None, timeout: float = 10.0) -> Any:
+def _call(url: str, signer: TokenSigner, context: ssl.SSLContext | None, body: Any = None) -> Any:
     token = signer.cluster_token("elkyn-join", ttl_seconds=60)
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(
@@ -70,7 +71,7 @@ def _call(url: str, signer: TokenSigner, body: Any = None, timeout: float = 10.0
         method="GET" if body is None else "POST",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+    with urllib.request.urlopen(req, timeout=10.0, context=context) as resp:
         return json.loads(resp.read(1 << 20))
 
 
@@ -83,7 +84,9 @@ def _reachable(raft: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def fetch_members(join_url: str, signer: TokenSigner) -> dict[str, str]:
+def fetch_members(
+    join_url: str, signer: TokenSigner, context: ssl.SSLContext | None = None
+) -> dict[str, str]:
     """The election's members (Raft address -> Elkyn URL) as the platform at ``join_url``
     (its ``/db``) knows them, once it knows at least itself; a clear error when none of their
     election ports can be reached."""
@@ -91,7 +94,7 @@ def fetch_members(join_url: str, signer: TokenSigner) -> dict[str, str]:
     members: dict[str, str] = {}
     while True:
         try:
-            members = dict(_call(f"{join_url}/.replication/members", signer)["members"])
+            members = dict(_call(f"{join_url}/.replication/members", signer, context)["members"])
         except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
             if time.monotonic() > deadline:
                 raise ElectionJoinError(
@@ -112,13 +115,19 @@ def fetch_members(join_url: str, signer: TokenSigner) -> dict[str, str]:
     return members
 
 
-def request_admission(join_url: str, signer: TokenSigner, raft: str, url: str) -> None:
+def request_admission(
+    join_url: str,
+    signer: TokenSigner,
+    raft: str,
+    url: str,
+    context: ssl.SSLContext | None = None,
+) -> None:
     """Ask the cluster at ``join_url`` to add this server (Raft ``raft``, Elkyn ``url``)."""
     deadline = time.monotonic() + JOIN_SECONDS
     last: object = None
     while time.monotonic() < deadline:
         try:
-            _call(f"{join_url}/.replication/members", signer, {"raft": raft, "url": url})
+            _call(f"{join_url}/.replication/members", signer, context, {"raft": raft, "url": url})
             return
         except (urllib.error.URLError, OSError, ValueError) as exc:
             last = exc
@@ -216,6 +225,7 @@ def start_platform_election(app: ElkynApp, es: ElkynSettings, ps: PlatformSettin
     """Run the election of ``platform up`` (``ps.join``: join that platform's cluster), the
     gateway's Elkyn ``app`` taking the role it names (see the module docstring)."""
     from platform_core import auth
+    from platform_core.tls import client_context
 
     from .election import Election, Peer
     from .fencing import Fence
@@ -227,7 +237,8 @@ def start_platform_election(app: ElkynApp, es: ElkynSettings, ps: PlatformSettin
     url = f"{scheme}://{host}:{ps.port}/db"
     signer = auth.signer(es, create=False)
     join_url = f"{scheme}://{ps.join}/db" if ps.join else None
-    members = fetch_members(join_url, signer) if join_url else {}
+    context = client_context(ps)  # PLATFORM_TLS_CA: the other platforms' HTTPS
+    members = fetch_members(join_url, signer, context) if join_url else {}
     fresh = directory is None or not (directory / "election.journal").exists()
     sync = es.sync_replicas if es.sync_replicas is not None else (1 if members else 0)
     app.fence = Fence(sync, es.sync_timeout_seconds)
@@ -239,7 +250,7 @@ def start_platform_election(app: ElkynApp, es: ElkynSettings, ps: PlatformSettin
     app.election = Election(app, es, url, raft, peers, dynamic=True)
     app.election.start()
     if join_url is not None:
-        request_admission(join_url, signer, raft, url)
+        request_admission(join_url, signer, raft, url, context)
 
 
 def election_status(app: ElkynApp, seq: int) -> dict[str, Any]:

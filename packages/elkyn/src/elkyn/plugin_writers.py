@@ -196,7 +196,7 @@ class ElectedWriter:
         self._forwarding: ForwardingWriter | None = None
 
     @property
-    def role(self) -> str:  # type: ignore[override]
+    def role(self) -> str:
         fence = self.app.fence
         return "primary" if fence is not None and fence.serving() else "replica"
 
