@@ -36,12 +36,9 @@ from platform_core import NotFoundError
 from .errors import InvalidDataError, PrimaryUnavailableError
 
 if TYPE_CHECKING:
-    from platform_core import PlatformSettings
     from platform_core.auth import TokenSigner
 
-    from .server.app import ElkynApp
     from .server.http import Request, Send
-    from .settings import ElkynSettings
 
 __all__ = [
     "ElectionJoinError",
@@ -49,7 +46,6 @@ __all__ = [
     "fetch_members",
     "request_admission",
     "serve_members",
-    "start_platform_election",
 ]
 
 JOIN_SECONDS = 20.0
@@ -138,8 +134,9 @@ def request_admission(
     )
 
 
-async def serve_members(app: ElkynApp, req: Request, send: Send) -> None:
-    """``GET /.replication/members`` (cluster token): the election's members; ``POST
+async def serve_members(app: Any, req: Request, send: Send) -> None:
+    """``GET /.replication/members`` (cluster token; ``app``: ``elkyn.server.ElkynApp``, which
+    imports this module): the election's members; ``POST
     {"raft", "url"}``: add one (recorded and committed through Raft), answering once done."""
     from .replica import check_cluster
     from .server.http import respond_json
@@ -191,7 +188,7 @@ def _add(node: Any, raft: str, url: str) -> None:
         )
 
 
-def _advertised(host: str) -> str:
+def advertised(host: str) -> str:
     """The address other platforms reach this one at (a wildcard bind: this host's name)."""
     return socket.getfqdn() if host in ("0.0.0.0", "::", "") else host
 
@@ -221,39 +218,7 @@ def election_port(directory: Path | None, host: str, wanted: int | None) -> int:
     return port
 
 
-def start_platform_election(app: ElkynApp, es: ElkynSettings, ps: PlatformSettings) -> None:
-    """Run the election of ``platform up`` (``ps.join``: join that platform's cluster), the
-    gateway's Elkyn ``app`` taking the role it names (see the module docstring)."""
-    from platform_core import auth
-    from platform_core.tls import client_context
-
-    from .election import Election, Peer
-    from .fencing import Fence
-
-    host = _advertised(ps.host)
-    directory = None if es.memory else Path(es.db_path())
-    raft = f"{host}:{election_port(directory, ps.host, es.election_port)}"
-    scheme = "https" if ps.tls_cert is not None else "http"
-    url = f"{scheme}://{host}:{ps.port}/db"
-    signer = auth.signer(es, create=False)
-    join_url = f"{scheme}://{ps.join}/db" if ps.join else None
-    context = client_context(ps)  # PLATFORM_TLS_CA: the other platforms' HTTPS
-    members = fetch_members(join_url, signer, context) if join_url else {}
-    fresh = directory is None or not (directory / "election.journal").exists()
-    sync = es.sync_replicas if es.sync_replicas is not None else (1 if members else 0)
-    app.fence = Fence(sync, es.sync_timeout_seconds)
-    if join_url is None and fresh:
-        app.fence.promote(1)  # alone and new: the primary at once; the elector records it
-    else:
-        app.current_store().replica_of = "the primary the election names"  # no local writes
-    peers = [Peer(r, u) for r, u in members.items() if r != raft]
-    app.election = Election(app, es, url, raft, peers, dynamic=True)
-    app.election.start()
-    if join_url is not None:
-        request_admission(join_url, signer, raft, url, context)
-
-
-def election_status(app: ElkynApp, seq: int) -> dict[str, Any]:
+def election_status(app: Any, seq: int) -> dict[str, Any]:
     """``platform status``'s election part: the term, the leader (the term's primary), whether
     this platform serves writes, and on the primary each replica's lag (sequence numbers it
     has not acknowledged) and sync state (``sync``: caught up, so it counts for the next

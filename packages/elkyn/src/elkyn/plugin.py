@@ -81,7 +81,7 @@ def plugin() -> Plugin:
             app = holder["app"] = ElkynApp(es, signer=_signer(es))
         app.store = store
         if es.replica_of is None:  # elected among the platforms of the cluster (--join)
-            from .membership import start_platform_election
+            from .platform_election import start_platform_election
             from .plugin_writers import ElectedWriter
 
             try:

@@ -1,0 +1,52 @@
+"""``platform up``'s election: the gateway plugin's Elkyn joins the cluster's (``elkyn.membership``).
+
+Kept apart from ``elkyn.membership``, which the server's routes import: this module imports
+``elkyn.election``, which names the server's app.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .membership import advertised, election_port, fetch_members, request_admission
+
+if TYPE_CHECKING:
+    from platform_core import PlatformSettings
+
+    from .server.app import ElkynApp
+    from .settings import ElkynSettings
+
+__all__ = ["start_platform_election"]
+
+
+def start_platform_election(app: ElkynApp, es: ElkynSettings, ps: PlatformSettings) -> None:
+    """Run the election of ``platform up`` (``ps.join``: join that platform's cluster), the
+    gateway's Elkyn ``app`` taking the role it names (see the module docstring)."""
+    from platform_core import auth
+    from platform_core.tls import client_context
+
+    from .election import Election, Peer
+    from .fencing import Fence
+
+    host = advertised(ps.host)
+    directory = None if es.memory else Path(es.db_path())
+    raft = f"{host}:{election_port(directory, ps.host, es.election_port)}"
+    scheme = "https" if ps.tls_cert is not None else "http"
+    url = f"{scheme}://{host}:{ps.port}/db"
+    signer = auth.signer(es, create=False)
+    join_url = f"{scheme}://{ps.join}/db" if ps.join else None
+    context = client_context(ps)  # PLATFORM_TLS_CA: the other platforms' HTTPS
+    members = fetch_members(join_url, signer, context) if join_url else {}
+    fresh = directory is None or not (directory / "election.journal").exists()
+    sync = es.sync_replicas if es.sync_replicas is not None else (1 if members else 0)
+    app.fence = Fence(sync, es.sync_timeout_seconds)
+    if join_url is None and fresh:
+        app.fence.promote(1)  # alone and new: the primary at once; the elector records it
+    else:
+        app.current_store().replica_of = "the primary the election names"  # no local writes
+    peers = [Peer(r, u) for r, u in members.items() if r != raft]
+    app.election = Election(app, es, url, raft, peers, dynamic=True)
+    app.election.start()
+    if join_url is not None:
+        request_admission(join_url, signer, raft, url, context)
