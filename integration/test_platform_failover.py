@@ -187,6 +187,13 @@ def _one_round(cluster: Cluster, tmp: Path) -> None:
     acked = _exports_hold_every_acked_write(cluster, writers)
     print(f"acknowledged writes: {acked}, lost: 0")
     assert acked > 40, acked  # writes went on before and after the kill
+    wait_for(  # the node mirror, written by the new primary's platform
+        lambda: (
+            httpx.get(f"{second}/db/nodes/{node0}/state.json", headers=admin, timeout=10).json()
+            == "dead"
+        ),
+        "the dead platform's node mirror to say so",
+    )
     job = wait_for(  # the record at /jobs/{id}, as the playground reads it
         lambda: (
             (
