@@ -125,7 +125,9 @@ def _kill_during_writes(cluster: Cluster) -> tuple[Writers, float]:
             "failover",
             timeout=30,
         )
-        time.sleep(1.0)
+        wait_for(
+            lambda: sum(t > killed for t, _ in writers.terms) >= 20, "writes after the failover"
+        )
     finally:
         writers.stop.set()
         for t in threads:
@@ -186,7 +188,6 @@ def _one_round(cluster: Cluster, tmp: Path) -> None:
     assert back < BOUND_SECONDS, back
     acked = _exports_hold_every_acked_write(cluster, writers)
     print(f"acknowledged writes: {acked}, lost: 0")
-    assert acked > 40, acked  # writes went on before and after the kill
     wait_for(  # the node mirror, written by the new primary's platform
         lambda: (
             httpx.get(f"{second}/db/nodes/{node0}/state.json", headers=admin, timeout=10).json()
