@@ -111,8 +111,8 @@ def _add_up(cli: typer.Typer, plugins: list[Plugin], load_error: str | None) -> 
             str | None,
             typer.Option(
                 help="HOST:PORT of a running platform to join: this one becomes its peer (its "
-                "lake node joins the cluster, its Elkyn follows that database, its workers "
-                "take the cluster's tasks). Same PLATFORM_SECRET on both."
+                "lake node joins the cluster, its Elkyn joins the election of the primary, its "
+                "workers take the cluster's tasks). Same PLATFORM_SECRET on both."
             ),
         ] = None,
         ray_address: Annotated[
