@@ -6,6 +6,7 @@ Kept apart from ``elkyn.membership``, which the server's routes import: this mod
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,9 @@ def start_platform_election(app: ElkynApp, es: ElkynSettings, ps: PlatformSettin
     context = client_context(ps)  # PLATFORM_TLS_CA: the other platforms' HTTPS
     members = fetch_members(join_url, signer, context) if join_url else {}
     fresh = directory is None or not (directory / "election.journal").exists()
+    if not fresh and join_url is None and _alone_before(directory):
+        _forget_journal(directory)  # alone, no vote of another member to keep: start afresh
+        fresh = True
     sync = es.sync_replicas if es.sync_replicas is not None else (1 if members else 0)
     app.fence = Fence(sync, es.sync_timeout_seconds)
     if join_url is None and fresh:
@@ -47,6 +51,32 @@ def start_platform_election(app: ElkynApp, es: ElkynSettings, ps: PlatformSettin
         app.current_store().replica_of = "the primary the election names"  # no local writes
     peers = [Peer(r, u) for r, u in members.items() if r != raft]
     app.election = Election(app, es, url, raft, peers, dynamic=True)
+    if directory is not None:
+        app.election.on_members = lambda members: _save_members(directory, members)
     app.election.start()
     if join_url is not None:
         request_admission(join_url, signer, raft, url, context)
+
+
+def _alone_before(directory: Path | None) -> bool:
+    """Whether this home's election had only this platform (``election.members``, written as
+    the members change; absent: it never had another)."""
+    saved = None if directory is None else directory / "election.members"
+    if saved is None or not saved.exists():
+        return True
+    try:
+        return len(json.loads(saved.read_text())) <= 1
+    except (OSError, ValueError, TypeError):
+        return False  # unreadable: keep the journal, the safe side
+
+
+def _forget_journal(directory: Path | None) -> None:
+    for name in ("election.journal", "election.journal.meta"):
+        if directory is not None:
+            (directory / name).unlink(missing_ok=True)
+
+
+def _save_members(directory: Path, members: dict[str, str]) -> None:
+    tmp = directory / "election.members.tmp"
+    tmp.write_text(json.dumps(members))
+    tmp.replace(directory / "election.members")
