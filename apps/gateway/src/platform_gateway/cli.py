@@ -112,8 +112,8 @@ def _add_up(cli: typer.Typer, plugins: list[Plugin], load_error: str | None) -> 
             str | None,
             typer.Option(
                 help="HOST:PORT of a running platform to join: this one becomes its peer (its "
-                "lake node joins the cluster, its Elkyn follows that database, its workers "
-                "take the cluster's tasks). Same PLATFORM_SECRET on both."
+                "lake node joins the cluster, its Elkyn joins the election of the primary, its "
+                "workers take the cluster's tasks). Same PLATFORM_SECRET on both."
             ),
         ] = None,
         ray_address: Annotated[
@@ -154,9 +154,9 @@ def _export_for_plugins(
     if home_given:
         os.environ["PLATFORM_HOME"] = str(settings.home)
     if settings.join:
+        # Elkyn joins the election of that platform's cluster (elkyn.membership): no fixed
+        # ELKYN_REPLICA_OF, the elected primary is followed and written to.
         os.environ["PLATFORM_JOIN"] = settings.join
-        scheme = "https" if settings.tls_cert is not None else "http"  # all TLS, or none
-        os.environ.setdefault("ELKYN_REPLICA_OF", f"{scheme}://{settings.join}/db")
     if ray_address is not None:
         os.environ["ELYTRA_RAY_ADDRESS"] = ray_address
         os.environ.setdefault("ELYTRA_BACKEND", "ray")

@@ -46,15 +46,28 @@ def _row(who: Any, state: Any, plugins: dict[str, Any], error: Any) -> dict[str,
     }
 
 
+def _leader(report: dict[str, Any]) -> str | None:
+    """The Elkyn primary the election names, as this platform knows it (None: no election)."""
+    elkyn = (report.get("self", {}).get("plugins") or {}).get("elkyn") or {}
+    leader = elkyn.get("leader")
+    return None if leader is None else f"{leader} (term {elkyn.get('term')})"
+
+
 def _database(elkyn: dict[str, Any]) -> str | None:
-    """``primary``, or ``replica`` with its lag when it is behind or cut off."""
+    """``primary``, or ``replica`` with its lag when it is behind or cut off; in an election
+    cluster with the term (``primary, term 3``), and on the primary each replica's lag and
+    whether it is in sync (``sync`` or ``N behind``)."""
     role = elkyn.get("role")
+    term = elkyn.get("term")
+    suffix = "" if term is None else f", term {term}"
     if role != "replica":
-        return role
+        replicas = elkyn.get("replicas") or {}
+        lags = ["sync" if r.get("sync") else f"{r.get('behind')} behind" for r in replicas.values()]
+        return None if role is None else f"{role}{suffix}" + (f" ({', '.join(lags)})" * bool(lags))
     if elkyn.get("connected") is False:
-        return "replica (primary unreachable)"
+        return f"replica{suffix} (primary unreachable)"
     lag = elkyn.get("lag_seconds")
-    return "replica" if not lag else f"replica ({lag:.1f} s behind)"
+    return f"replica{suffix}" if not lag else f"replica{suffix} ({lag:.1f} s behind)"
 
 
 def register(cli: typer.Typer) -> None:
@@ -115,3 +128,6 @@ def register(cli: typer.Typer) -> None:
                 row["error"] or "",
             )
         Console(width=160).print(table)
+        leader = _leader(report)
+        if leader is not None:
+            typer.echo(f"elected primary (leader): {leader}")

@@ -122,7 +122,14 @@ class Primaryship(SyncObj):  # type: ignore[misc]  # pysyncobj has no type hints
         self.term = 0  # before the base class starts: it may replay its journal at once
         self.primary: str | None = None
         self.databases: dict[str, int] = {}
+        self.members: dict[str, str] = {}  # Raft address -> Elkyn URL (joined clusters)
         super().__init__(raft, partners, conf)
+
+    @replicated  # type: ignore[untyped-decorator]
+    def admit(self, raft: str, url: str) -> bool:
+        """Record the Elkyn URL of the member at Raft address ``raft`` (``elkyn.membership``)."""
+        self.members[raft] = url
+        return True
 
     @replicated  # type: ignore[untyped-decorator]
     def designate(self, term: int, url: str, database: str) -> bool:
@@ -138,13 +145,26 @@ class Election:
     """The Raft node and the elector thread of one server (see the module docstring)."""
 
     def __init__(
-        self, app: ElkynApp, settings: ElkynSettings, url: str, raft: str, peers: list[Peer]
+        self,
+        app: ElkynApp,
+        settings: ElkynSettings,
+        url: str,
+        raft: str,
+        peers: list[Peer],
+        *,
+        dynamic: bool = False,
     ) -> None:
         from platform_core import auth
 
         self.app, self.settings, self.url, self.raft = app, settings, url.rstrip("/"), raft
         self.peers = [p for p in peers if p.raft != raft]
         self.urls = [self.url] + [p.url for p in self.peers]
+        self.dynamic = dynamic
+        """Membership from ``--join`` (``elkyn.membership``): the servers are the replicated
+        ``members``, not ``peers``, and ``sync_replicas`` follows their number unless set."""
+        self.auto_sync = settings.sync_replicas is None
+        self.on_members: Any = None
+        """Called with the members (Raft address -> URL) whenever their number changes."""
         secret = auth.load_secret(settings)
         password = hmac.new(secret, b"elkyn-election", hashlib.sha256).hexdigest()
         journal = None if settings.memory else str(Path(settings.db_path()) / "election.journal")
@@ -152,11 +172,14 @@ class Election:
             password=password,
             useFork=False,  # a process holding LMDB and uvicorn never forks
             journalFile=journal,
-            dynamicMembershipChange=False,
+            dynamicMembershipChange=dynamic,
             connectionRetryTime=1.0,
         )
         self.signer = auth.signer(settings, create=False)
         _bound_raft_frames()
+        from platform_core.tls import client_context
+
+        self.context = client_context(settings)  # PLATFORM_TLS_CA: the servers' HTTPS
         self.node = Primaryship(raft, [p.raft for p in self.peers], conf)
         self.applied = 0
         self.misses = 0
@@ -183,6 +206,7 @@ class Election:
             "raft_leader": None if leader is None else str(leader),
             "raft_term": self.node.raftCurrentTerm,
             "has_quorum": bool(self.node.hasQuorum),
+            "members": dict(self.node.members),
         }
 
     # ---- the elector thread ----
@@ -191,6 +215,8 @@ class Election:
             try:
                 if not self.node.isReady():  # a restarted server's journal may name it
                     continue  # primary of a term long over: wait until synced with a leader
+                if self.dynamic:
+                    self._members()
                 self._reconcile()
                 if self.node._isLeader():
                     self._coordinate()
@@ -235,6 +261,18 @@ class Election:
         assert app.fence is not None
         app.fence.follow(term)
         follow(app, primary, self.settings, term=term, name=self.url)
+
+    def _members(self) -> None:
+        """With dynamic membership: record this server's URL, and take the servers (and the
+        semi-synchronous default: 1 replica once there are two servers) from the record."""
+        if self.node.members.get(self.raft) != self.url:  # first start, or a new HTTP port
+            self.node.admit(self.raft, self.url, sync=True, timeout=5)
+        others = [u for r, u in sorted(self.node.members.items()) if r != self.raft]
+        if self.on_members is not None and len(others) + 1 != len(self.urls):
+            self.on_members(dict(self.node.members))  # e.g. kept beside the journal
+        self.urls = [self.url, *others]
+        if self.auto_sync and self.app.fence is not None:
+            self.app.fence.sync_replicas = 1 if others else 0
 
     def _coordinate(self) -> None:
         """On the Raft leader: replace a primary that stopped answering (or name the first),
@@ -301,7 +339,7 @@ class Election:
         req = urllib.request.Request(
             url, data=data, method=method, headers={"Authorization": f"Bearer {token}"}
         )
-        with urllib.request.urlopen(req, timeout=CHECK_TIMEOUT) as resp:
+        with urllib.request.urlopen(req, timeout=CHECK_TIMEOUT, context=self.context) as resp:
             return json.loads(resp.read(1 << 20))
 
     def _answers(self, primary: str, term: int) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 from .plugin_writers import DatabaseWriter
 from .store import ADMIN, Store
 
-__all__ = ["ReplicaSink", "StoreSink"]
+__all__ = ["ElectedSink", "ReplicaSink", "StoreSink"]
 
 
 class StoreSink:
@@ -86,3 +86,20 @@ class ReplicaSink:
 
             raise PrimaryUnavailableError("this replica has no writer to its primary yet")
         return self.writer
+
+
+class ElectedSink(ReplicaSink):
+    """The sink of a platform in an election cluster: publishes live state while its Elkyn is
+    the primary (as :class:`StoreSink`), drops it while a replica (the primary's platform
+    publishes it); the platform's own state always goes through the (elected) writer."""
+
+    def publish(self, path: str, value: Any) -> None:
+        if self._primary():
+            StoreSink(self.store).publish(path, value)
+
+    def publish_many(self, values: Mapping[str, Any]) -> None:
+        if self._primary():
+            StoreSink(self.store).publish_many(values)
+
+    def _primary(self) -> bool:
+        return self.writer is not None and self.writer.role == "primary"

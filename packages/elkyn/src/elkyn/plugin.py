@@ -70,7 +70,7 @@ def plugin() -> Plugin:
     async def lifespan(
         settings: PlatformSettings, services: Services
     ) -> AsyncIterator[dict[Any, Any]]:
-        from .plugin_writers import ForwardingWriter
+        from .plugin_writers import ElectedWriter, ForwardingWriter
 
         es = elkyn_settings(settings, dev=False)
         app = holder.get("app")
@@ -80,12 +80,26 @@ def plugin() -> Plugin:
 
             app = holder["app"] = ElkynApp(es, signer=_signer(es))
         app.store = store
-        writer = _db_writer(app, store, es)
+        if es.replica_of is None:  # elected among the platforms of the cluster (--join)
+            from .platform_election import start_platform_election
+            from .plugin_writers import ElectedWriter
+
+            try:
+                await asyncio.to_thread(start_platform_election, app, es, settings)
+            except BaseException:
+                await _close_election(app)
+                app.store = None
+                await asyncio.to_thread(store.close)
+                raise
+            writer: Any = ElectedWriter(app, store, es)
+        else:  # ELKYN_REPLICA_OF: a fixed replica of that primary, no election
+            writer = _db_writer(app, store, es)
         try:
             yield {DB_STORE: store, DB_WRITER: writer}  # withdrawn before this exits
         finally:
+            await _close_election(app)
             await app.stop_replica()
-            if isinstance(writer, ForwardingWriter):
+            if isinstance(writer, ForwardingWriter | ElectedWriter):
                 writer.close()
             app.store = None
             await asyncio.to_thread(store.close)
@@ -93,7 +107,12 @@ def plugin() -> Plugin:
     def status(services: Services) -> dict[str, Any]:
         """This database's role and replication state (``platform status``)."""
         app = holder.get("app")
-        return replication_status(services.get(DB_STORE), app.follower if app else None)
+        body = replication_status(services.get(DB_STORE), app.follower if app else None)
+        if app is not None and app.fence is not None:
+            from .membership import election_status
+
+            body.update(election_status(app, body["seq"]))
+        return body
 
     from .cli import cli
 
@@ -108,6 +127,13 @@ def plugin() -> Plugin:
         provides=(DB_STORE, DB_WRITER),
         description="Real-time JSON tree database (Firebase REST and streaming).",
     )
+
+
+async def _close_election(app: ElkynApp) -> None:
+    """Stop the Raft node and the elector of ``app`` (the member stays in the cluster)."""
+    election, app.election = app.election, None
+    if election is not None:
+        await asyncio.to_thread(election.close)
 
 
 def _open_store(es: ElkynSettings) -> Store:
@@ -139,12 +165,17 @@ def _db_writer(app: ElkynApp, store: Store, es: ElkynSettings) -> LocalWriter | 
 
 
 def _live_sink(services: Services) -> StoreSink | ReplicaSink | None:
-    """Where live changes to the database go: the store, or on a replica through the writer."""
-    from .live import ReplicaSink, StoreSink
+    """Where live changes to the database go: the store, or on a replica through the writer
+    (in an election cluster: by the role of the moment, ``ElectedSink``)."""
+    from .live import ElectedSink, ReplicaSink, StoreSink
+    from .plugin_writers import ElectedWriter
 
     if not services.running(DB_STORE):
         return None
     store = services.get(DB_STORE)
+    writer = services.get(DB_WRITER) if services.running(DB_WRITER) else None
+    if isinstance(writer, ElectedWriter):
+        return ElectedSink(store, writer)
     if store.replica_of is not None:
         return ReplicaSink(store, services.get(DB_WRITER))
     return StoreSink(store)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from .replica import Follower
 
-__all__ = ["DatabaseWriter", "ForwardingWriter", "LocalWriter"]
+__all__ = ["DatabaseWriter", "ElectedWriter", "ForwardingWriter", "LocalWriter"]
 
 
 @runtime_checkable
@@ -180,3 +180,65 @@ def _json_or_text(raw: bytes) -> Any:
         return json.loads(raw) if raw else None
     except ValueError:
         return raw.decode("utf-8", errors="replace")
+
+
+class ElectedWriter:
+    """The writer of a platform in an election cluster: into its store while it is the
+    unfenced primary, else forwarded to the primary it follows in the current term; during
+    an election (no primary yet) set, update and delete are retried for ``RETRY_SECONDS``
+    (they are idempotent; a push is not, so it fails at once with the 503)."""
+
+    RETRY_SECONDS = 10.0
+
+    def __init__(self, app: Any, store: Store, settings: ElkynSettings) -> None:
+        self.app, self.store, self.settings = app, store, settings
+        self.local = LocalWriter(store)
+        self._forwarding: ForwardingWriter | None = None
+
+    @property
+    def role(self) -> str:
+        fence = self.app.fence
+        return "primary" if fence is not None and fence.serving() else "replica"
+
+    def set(self, path: str, value: Any) -> Any:
+        return self._retried(lambda w: w.set(path, value))
+
+    def update(self, path: str, values: Mapping[str, Any]) -> Any:
+        return self._retried(lambda w: w.update(path, values))
+
+    def push(self, path: str, value: Any) -> str:
+        return str(self._writer().push(path, value))
+
+    def delete(self, path: str) -> None:
+        self._retried(lambda w: w.delete(path))
+
+    def close(self) -> None:
+        if self._forwarding is not None:
+            self._forwarding.close()
+
+    def _retried(self, write: Callable[[Any], Any]) -> Any:
+        import time
+
+        deadline = time.monotonic() + self.RETRY_SECONDS
+        while True:
+            try:
+                return write(self._writer())
+            except PrimaryUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.25)
+
+    def _writer(self) -> LocalWriter | ForwardingWriter:
+        """The writer of this moment's role (a new forwarding one per followed primary)."""
+        fence, follower = self.app.fence, self.app.follower
+        if fence is not None and fence.serving() and follower is None:
+            return self.local
+        if follower is None or follower.stop.is_set():
+            raise PrimaryUnavailableError(
+                "no primary is elected at the moment (an election is under way); retry"
+            )
+        if self._forwarding is None or self._forwarding.follower is not follower:
+            if self._forwarding is not None:
+                self._forwarding.close()
+            self._forwarding = ForwardingWriter(follower, follower.token_fn, self.settings)
+        return self._forwarding

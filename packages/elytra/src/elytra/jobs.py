@@ -68,13 +68,19 @@ class JobRecorder(Protocol):
 
 class StoreRecorder:
     """Records in Elkyn, as the admin: an ``elkyn.Store``, or the gateway's database writer
-    (the service ``elkyn.services.DB_WRITER``, which forwards to the primary on a replica)."""
+    (the service ``elkyn.services.DB_WRITER``, which forwards to the primary on a replica).
+    ``driver``: the lake node id of the platform running the jobs' drivers, kept in each
+    record (``driver``) so that the cluster can fail the jobs of a platform that died."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, driver: str | None = None) -> None:
         self.store = store
+        self.driver = driver
 
     def write(self, job_id: str, fields: Mapping[str, Any]) -> None:
-        self.store.update(f"/jobs/{job_id}", dict(fields))  # no caller: the admin
+        values = dict(fields)
+        if self.driver is not None and "created" in values:  # the record's first write
+            values["driver"] = self.driver
+        self.store.update(f"/jobs/{job_id}", values)  # no caller: the admin
 
 
 class HomeRecorder:
@@ -357,6 +363,32 @@ def reconcile(store: Any) -> list[str]:
             }
     if updates:
         store.update("/jobs", updates, caller=ADMIN)
+    return sorted({key.split("/", 1)[0] for key in updates})
+
+
+def fail_orphans(store: Any, writer: Any, dead: set[str]) -> list[str]:
+    """Mark failed the unfinished jobs whose driver ran on a platform of the cluster now
+    ``dead`` (its lake node id): nobody will finish them. Read from ``store``, written through
+    ``writer`` (the primary's); returns their ids."""
+    from elkyn import ADMIN
+
+    jobs = store.get("/jobs", caller=ADMIN) or {}
+    updates: dict[str, Any] = {}
+    for job_id, record in jobs.items() if isinstance(jobs, dict) else ():
+        if not isinstance(record, dict) or record.get("state") in FINAL:
+            continue
+        driver = record.get("driver")
+        if driver in dead:
+            updates[f"{job_id}/state"] = "failed"
+            updates[f"{job_id}/finished"] = time.time()
+            updates[f"{job_id}/tasks/running"] = 0
+            updates[f"{job_id}/error"] = {
+                "message": f"the platform running this job's driver (node {driver}) died; "
+                "submit it again",
+                "type": "unavailable",
+            }
+    if updates:
+        writer.update("/jobs", updates)
     return sorted({key.split("/", 1)[0] for key in updates})
 
 

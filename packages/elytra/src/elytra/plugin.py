@@ -133,7 +133,7 @@ class JobsPlatform:
         self.session = Session(
             es,
             self.backend,
-            recorder=StoreRecorder(writer),
+            recorder=StoreRecorder(writer, driver=node.node_id),
             catalog=node.catalog,
             fetch=node.cluster.read_chunk if node.cluster is not None else None,
             ingest=lambda path, name, owner, admin: _version(
@@ -141,6 +141,32 @@ class JobsPlatform:
             ),
         )
         return self.session
+
+
+ORPHAN_CHECK_SECONDS = 2.0
+"""How often the primary's platform looks for jobs whose driver's platform died."""
+
+
+async def _fail_orphans_every(services: Services) -> None:
+    """On the platform whose Elkyn is the primary: mark failed the unfinished jobs whose
+    driver ran on a platform the lake cluster declared dead (``elytra.jobs.fail_orphans``)."""
+    from .jobs import fail_orphans
+
+    log = logging.getLogger("elytra")
+    while True:
+        await asyncio.sleep(ORPHAN_CHECK_SECONDS)
+        try:
+            writer, node = services.get(DB_WRITER), services.get(LAKE_NODE)
+            if getattr(writer, "role", "") != "primary" or node.cluster is None:
+                continue
+            dead = {m.id for m in node.cluster.members.all() if m.state == "dead"}
+            if dead:
+                store = services.get(DB_STORE)
+                gone = await asyncio.to_thread(fail_orphans, store, writer, dead)
+                if gone:
+                    log.warning("%d job(s) of a dead platform marked failed", len(gone))
+        except PlatformError as exc:  # an election under way: the next look retries
+            log.info("looking for jobs of dead platforms failed: %s", exc)
 
 
 async def _expire_every(store: ResultStore) -> None:
@@ -229,6 +255,7 @@ def plugin() -> Plugin:
         await asyncio.to_thread(sweep, es.resolved_spill_dir())  # what a killed run spilled
         platform.results = await _open_results(es, left)
         expiry = asyncio.create_task(_expire_every(platform.results))
+        orphans = asyncio.create_task(_fail_orphans_every(services))
         await _start_backends(platform, es, settings)
         platform.services, platform.settings = services, settings
         node = services.get(LAKE_NODE)
@@ -241,6 +268,7 @@ def plugin() -> Plugin:
         finally:
             node.sql_executor = None
             expiry.cancel()
+            orphans.cancel()
             platform.settings = platform.services = None
             registry().cancel_all()
             if platform.session is not None:

@@ -380,6 +380,11 @@ class ElkynApp:
 
             await serve_fence(self, req, send)
             return
+        if path == "/.replication/members":
+            from ..membership import serve_members
+
+            await serve_members(self, req, send)
+            return
         if path == "/.replication/status":
             from ..status import serve_status
 

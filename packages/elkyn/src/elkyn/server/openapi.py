@@ -297,7 +297,7 @@ def _token_item() -> dict[str, Any]:
 
 
 def _replication_items() -> dict[str, Any]:
-    """``/.replication/log``, ``/fence`` and ``/status``: node to node."""
+    """``/.replication/log``, ``/fence``, ``/members`` and ``/status``: node to node."""
     return {
         "/.replication/log": {
             "get": _op(
@@ -333,6 +333,30 @@ def _replication_items() -> dict[str, Any]:
                     "503": _err("This server already serves a newer term."),
                 },
             )
+        },
+        "/.replication/members": {
+            "get": _op(
+                "elkyn_replication_members",
+                "Election members (platforms, node to node)",
+                "The election's members of a `platform up --join` cluster: Raft address to "
+                "Elkyn URL; needs a cluster token.",
+                responses={
+                    "200": _json('{"members": {"host:port": "http://host:port/db"}}'),
+                    "404": _err("This server's membership is fixed (--peer), or absent."),
+                },
+            ),
+            "post": _op(
+                "elkyn_replication_members_add",
+                "Add an election member (platforms, node to node)",
+                "Record the member's Elkyn URL and add its Raft address through a committed "
+                "membership change; answers the members once done; needs a cluster token.",
+                requestBody=_body('{"raft": "host:port", "url": "http://host:port/db"}'),
+                responses={
+                    "200": _json('{"members": {...}}'),
+                    "404": _err("This server's membership is fixed (--peer), or absent."),
+                    "503": _err("The change did not commit (another member joining?): retry."),
+                },
+            ),
         },
         "/.replication/status": {
             "get": _op(

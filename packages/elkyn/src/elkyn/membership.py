@@ -1,0 +1,245 @@
+"""The election cluster of ``platform up --join``: members added through Raft, not listed.
+
+``elkyn serve --peer ...`` lists every server up front. A platform does not know the cluster
+it joins, only one platform of it (``--join HOST:PORT``), so the gateway plugin runs the
+election with pysyncobj's *dynamic membership* (Raft's one-server-at-a-time change):
+
+1. The first platform (no ``--join``) runs a Raft node alone. Fresh (no election journal yet),
+   it serves writes at once as the primary of term 1, so one platform costs nothing at start;
+   its elector records term 1 naming it as soon as its one-node Raft has a leader (~1 s).
+2. A joining platform asks the platform it joins for the members (``GET
+   /db/.replication/members``, cluster token: Raft address -> Elkyn URL), checks that their
+   election ports answer (else a clear error), starts its Raft node with them as partners, and
+   asks to be added (``POST`` the same path): the Raft leader records its URL and adds its Raft
+   address through a committed membership change. It then follows the elected primary.
+
+Limits: one platform joins at a time (pysyncobj refuses a second change while one is
+uncommitted; the join retries for ``JOIN_SECONDS``); a platform that stops is not removed
+(leaving is not built), so it still counts towards the majority.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from platform_core import NotFoundError
+
+from .errors import InvalidDataError, PrimaryUnavailableError
+
+if TYPE_CHECKING:
+    from platform_core.auth import TokenSigner
+
+    from .server.http import Request, Send
+
+__all__ = [
+    "ElectionJoinError",
+    "election_port",
+    "fetch_members",
+    "request_admission",
+    "serve_members",
+]
+
+JOIN_SECONDS = 20.0
+"""How long a joining platform keeps asking to be added (another may be joining meanwhile)."""
+ADD_SECONDS = 8.0
+"""How long the Raft leader waits for one membership change to commit."""
+
+
+class ElectionJoinError(PrimaryUnavailableError):
+    """A platform could not join the election of the cluster it was told to join."""
+
+
+def _call(url: str, signer: TokenSigner, context: ssl.SSLContext | None, body: Any = None) -> Any:
+    token = signer.cluster_token("elkyn-join", ttl_seconds=60)
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method="GET" if body is None else "POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10.0, context=context) as resp:
+        return json.loads(resp.read(1 << 20))
+
+
+def _reachable(raft: str, timeout: float = 2.0) -> bool:
+    host, _, port = raft.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def fetch_members(
+    join_url: str, signer: TokenSigner, context: ssl.SSLContext | None = None
+) -> dict[str, str]:
+    """The election's members (Raft address -> Elkyn URL) as the platform at ``join_url``
+    (its ``/db``) knows them, once it knows at least itself; a clear error when none of their
+    election ports can be reached."""
+    deadline = time.monotonic() + JOIN_SECONDS
+    members: dict[str, str] = {}
+    while True:
+        try:
+            members = dict(_call(f"{join_url}/.replication/members", signer, context)["members"])
+        except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
+            if time.monotonic() > deadline:
+                raise ElectionJoinError(
+                    f"cannot join the election at {join_url}: {exc}; is it a platform of "
+                    "this version, up, and sharing PLATFORM_SECRET?"
+                ) from None
+        if members or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)  # its one-node Raft has not recorded it yet
+    if not members:
+        raise ElectionJoinError(f"the platform at {join_url} names no election member yet")
+    if not any(_reachable(raft) for raft in members):
+        raise ElectionJoinError(
+            f"cannot join the election of the cluster at {join_url}: no election port of its "
+            f"members answers ({', '.join(sorted(members))}); check that the port is open "
+            "between the machines (ELKYN_ELECTION_PORT sets it)"
+        )
+    return members
+
+
+def request_admission(
+    join_url: str,
+    signer: TokenSigner,
+    raft: str,
+    url: str,
+    context: ssl.SSLContext | None = None,
+) -> None:
+    """Ask the cluster at ``join_url`` to add this server (Raft ``raft``, Elkyn ``url``)."""
+    deadline = time.monotonic() + JOIN_SECONDS
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            _call(f"{join_url}/.replication/members", signer, context, {"raft": raft, "url": url})
+            return
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            last = exc
+            time.sleep(0.5)
+    raise ElectionJoinError(
+        f"the cluster at {join_url} did not add this platform ({raft}) to its election "
+        f"within {JOIN_SECONDS:g} s: {last}"
+    )
+
+
+async def serve_members(app: Any, req: Request, send: Send) -> None:
+    """``GET /.replication/members`` (cluster token; ``app``: ``elkyn.server.ElkynApp``, which
+    imports this module): the election's members; ``POST
+    {"raft", "url"}``: add one (recorded and committed through Raft), answering once done."""
+    from .replica import check_cluster
+    from .server.http import respond_json
+
+    check_cluster(app, req)
+    election = app.election
+    if election is None or not election.dynamic:
+        raise NotFoundError("this server's election membership is fixed (--peer), or absent")
+    if req.method == "GET":
+        await respond_json(send, 200, {"members": dict(election.node.members)})
+        return
+    if req.method != "POST":
+        raise InvalidDataError('add a member with POST {"raft": "host:port", "url": "..."}')
+    try:
+        body = json.loads(await req.body(4096, app.settings.body_timeout_seconds))
+        raft, url = str(body["raft"]), str(body["url"])
+    except (ValueError, KeyError, TypeError):
+        raise InvalidDataError('a member is {"raft": "host:port", "url": "http://..."}') from None
+    if not url.startswith(("http://", "https://")) or ":" not in raft:
+        raise InvalidDataError(f"a member is a Raft host:port and an Elkyn URL, not {body!r}")
+    await asyncio.to_thread(_add, election.node, raft, url)
+    await respond_json(send, 200, {"members": dict(election.node.members)})
+
+
+def _add(node: Any, raft: str, url: str) -> None:
+    """Record ``url`` for ``raft`` and add ``raft`` to the Raft cluster (both committed)."""
+    from pysyncobj import FAIL_REASON
+
+    try:
+        node.admit(raft, url, sync=True, timeout=ADD_SECONDS)
+    except Exception as exc:  # pysyncobj's SyncObjException: no leader, or not committed
+        raise PrimaryUnavailableError(
+            f"recording {raft} in the election did not commit ({exc}); retry in a moment"
+        ) from None
+    if raft in {n.address for n in node.otherNodes} or raft == node.selfNode.address:
+        return
+    done = threading.Event()
+    outcome: list[Any] = []
+
+    def finished(result: Any, error: Any) -> None:
+        outcome.append(error)
+        done.set()
+
+    node.addNodeToCluster(raft, callback=finished)
+    if not done.wait(ADD_SECONDS) or outcome[0] != FAIL_REASON.SUCCESS:
+        raise PrimaryUnavailableError(
+            f"adding {raft} to the election did not commit ({outcome[:1] or 'timed out'}): "
+            "another platform may be joining; retry in a moment"
+        )
+
+
+def advertised(host: str) -> str:
+    """The address other platforms reach this one at (a wildcard bind: this host's name)."""
+    return socket.getfqdn() if host in ("0.0.0.0", "::", "") else host
+
+
+def election_port(directory: Path | None, host: str, wanted: int | None) -> int:
+    """The Raft port: ``wanted`` (``ELKYN_ELECTION_PORT``), else the one this home used before
+    (kept in ``<db>/election.port``: a Raft member's address must survive a restart), else a
+    free one; a clear error when it is taken."""
+    saved = None if directory is None else directory / "election.port"
+    port = wanted
+    if port is None and saved is not None and saved.exists():
+        text = saved.read_text().strip()
+        port = int(text) if text.isdigit() else None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as pysyncobj binds
+        try:
+            sock.bind((host.strip("[]"), port or 0))
+        except OSError:
+            raise ElectionJoinError(
+                f"the election port {port} on {host} is in use (another platform?): set "
+                "ELKYN_ELECTION_PORT to a free port"
+            ) from None
+        port = int(sock.getsockname()[1])
+    if saved is not None:
+        saved.write_text(f"{port}\n")
+    return port
+
+
+def election_status(app: Any, seq: int) -> dict[str, Any]:
+    """``platform status``'s election part: the term, the leader (the term's primary), whether
+    this platform serves writes, and on the primary each replica's lag (sequence numbers it
+    has not acknowledged) and sync state (``sync``: caught up, so it counts for the next
+    semi-synchronous acknowledgement)."""
+    fence = app.fence
+    assert fence is not None
+    body: dict[str, Any] = {
+        "term": fence.term,
+        "serving": fence.serving(),
+        "sync_replicas": fence.sync_replicas,
+    }
+    if app.follower is None and not fence.serving():
+        body["role"] = "fenced"  # waiting for the election to name a primary
+    election = app.election
+    if election is not None:
+        state = election.status()
+        body["leader"] = state["elected_primary"]
+        body["election"] = state
+    if fence.serving():
+        body["replicas"] = {
+            url: {"acked_seq": acked, "behind": max(seq - acked, 0), "sync": acked >= seq}
+            for url, acked in sorted(fence.acks.items())
+        }
+    return body

@@ -1,0 +1,82 @@
+"""``platform up``'s election: the gateway plugin's Elkyn joins the cluster's (``elkyn.membership``).
+
+Kept apart from ``elkyn.membership``, which the server's routes import: this module imports
+``elkyn.election``, which names the server's app.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .membership import advertised, election_port, fetch_members, request_admission
+
+if TYPE_CHECKING:
+    from platform_core import PlatformSettings
+
+    from .server.app import ElkynApp
+    from .settings import ElkynSettings
+
+__all__ = ["start_platform_election"]
+
+
+def start_platform_election(app: ElkynApp, es: ElkynSettings, ps: PlatformSettings) -> None:
+    """Run the election of ``platform up`` (``ps.join``: join that platform's cluster), the
+    gateway's Elkyn ``app`` taking the role it names (see the module docstring)."""
+    from platform_core import auth
+    from platform_core.tls import client_context
+
+    from .election import Election, Peer
+    from .fencing import Fence
+
+    host = advertised(ps.host)
+    directory = None if es.memory else Path(es.db_path())
+    raft = f"{host}:{election_port(directory, ps.host, es.election_port)}"
+    scheme = "https" if ps.tls_cert is not None else "http"
+    url = f"{scheme}://{host}:{ps.port}/db"
+    signer = auth.signer(es, create=False)
+    join_url = f"{scheme}://{ps.join}/db" if ps.join else None
+    context = client_context(ps)  # PLATFORM_TLS_CA: the other platforms' HTTPS
+    members = fetch_members(join_url, signer, context) if join_url else {}
+    fresh = directory is None or not (directory / "election.journal").exists()
+    if not fresh and join_url is None and _alone_before(directory):
+        _forget_journal(directory)  # alone, no vote of another member to keep: start afresh
+        fresh = True
+    sync = es.sync_replicas if es.sync_replicas is not None else (1 if members else 0)
+    app.fence = Fence(sync, es.sync_timeout_seconds)
+    if join_url is None and fresh:
+        app.fence.promote(1)  # alone and new: the primary at once; the elector records it
+    else:
+        app.current_store().replica_of = "the primary the election names"  # no local writes
+    peers = [Peer(r, u) for r, u in members.items() if r != raft]
+    app.election = Election(app, es, url, raft, peers, dynamic=True)
+    if directory is not None:
+        app.election.on_members = lambda members: _save_members(directory, members)
+    app.election.start()
+    if join_url is not None:
+        request_admission(join_url, signer, raft, url, context)
+
+
+def _alone_before(directory: Path | None) -> bool:
+    """Whether this home's election had only this platform (``election.members``, written as
+    the members change; absent: it never had another)."""
+    saved = None if directory is None else directory / "election.members"
+    if saved is None or not saved.exists():
+        return True
+    try:
+        return len(json.loads(saved.read_text())) <= 1
+    except (OSError, ValueError, TypeError):
+        return False  # unreadable: keep the journal, the safe side
+
+
+def _forget_journal(directory: Path | None) -> None:
+    for name in ("election.journal", "election.journal.meta"):
+        if directory is not None:
+            (directory / name).unlink(missing_ok=True)
+
+
+def _save_members(directory: Path, members: dict[str, str]) -> None:
+    tmp = directory / "election.members.tmp"
+    tmp.write_text(json.dumps(members))
+    tmp.replace(directory / "election.members")
