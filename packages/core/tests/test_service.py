@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 
 from platform_core import StartError, bind
-from platform_core.service import KEEP_ALIVE_SECONDS, banner, port_holder, url_of
+from platform_core.service import (
+    KEEP_ALIVE_SECONDS,
+    banner,
+    keep_alive_seconds,
+    port_holder,
+    url_of,
+)
 from platform_core.testing import launch
 
 KIT_SERVER = Path(__file__).with_name("kit_server.py")
@@ -181,6 +187,19 @@ def test_an_idle_keep_alive_connection_outlives_a_client_pools_expiry() -> None:
                 conn.recv(1)
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "nan", "inf", "ten", "99999"])
+def test_a_bad_keep_alive_setting_is_one_clear_line(
+    raw: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLATFORM_KEEP_ALIVE_SECONDS", raw)
+    with pytest.raises(StartError, match=r"PLATFORM_KEEP_ALIVE_SECONDS=.* from 0\.1 to 3600"):
+        keep_alive_seconds()
+    monkeypatch.setenv("PLATFORM_KEEP_ALIVE_SECONDS", "7.5")
+    assert keep_alive_seconds() == 7.5
+    monkeypatch.delenv("PLATFORM_KEEP_ALIVE_SECONDS")
+    assert keep_alive_seconds() == KEEP_ALIVE_SECONDS
 
 
 def test_the_guard_answers_501_before_the_app_runs() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -81,8 +82,34 @@ def test_members_whose_port_answers_are_returned(joined: tuple[str, dict[str, st
 def test_a_platform_that_answers_nothing_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(membership, "JOIN_SECONDS", 0.5)
     url = f"http://127.0.0.1:{_closed_port()}/db"
-    with pytest.raises(ElectionJoinError, match="cannot join the election at"):
+    with pytest.raises(ElectionJoinError, match=r"could not join the cluster through .* within"):
         fetch_members(url, SIGNER)
+
+
+def test_a_platform_of_another_secret_is_named_at_once() -> None:
+    """A 401 is not retried for JOIN_SECONDS: waiting will not change it."""
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(401)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/db"
+        started = time.monotonic()
+        with pytest.raises(ElectionJoinError, match="same secret") as err:
+            fetch_members(url, SIGNER)
+        assert time.monotonic() - started < 5
+        assert "could not join the cluster through" in str(err.value)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_the_election_port_is_kept_across_restarts_and_a_taken_one_refused(

@@ -165,7 +165,7 @@ def _export_for_plugins(
 def _start(settings: PlatformSettings, plugins: list[Plugin]) -> None:
     """Check the home, secret and TLS, bind, build the app and serve it until stopped."""
     from platform_core import auth, cap_memory
-    from platform_core.service import StartError
+    from platform_core.service import StartError, keep_alive_seconds
     from platform_core.tls import server_tls
 
     from .serve import Outcome, bind, serve, url_of
@@ -181,6 +181,7 @@ def _start(settings: PlatformSettings, plugins: list[Plugin]) -> None:
     except PlatformError as exc:
         fail(str(exc), 2)
     try:
+        keep_alive_seconds()  # a bad PLATFORM_KEEP_ALIVE_SECONDS: one line, before the bind
         sock = bind(settings.host, settings.port)
     except StartError as exc:
         fail(exc.message, 1)  # one line, before any log line

@@ -41,12 +41,15 @@ if TYPE_CHECKING:
     import uvicorn
 
 __all__ = [
+    "KEEP_ALIVE_SECONDS",
+    "KEEP_ALIVE_VARIABLE",
     "Outcome",
     "StartError",
     "banner",
     "bind",
     "configure_service_logging",
     "exit_on_start_error",
+    "keep_alive_seconds",
     "port_holder",
     "serve",
     "url_of",
@@ -236,11 +239,31 @@ def _quiet_reraise() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-KEEP_ALIVE_SECONDS = 75
-"""How long a server keeps an idle keep-alive connection (nginx's default). Longer than a
-client pool keeps one (httpx: 5 s), so the client always drops it first: with uvicorn's 5 s,
-both sides' equal timers raced, and a request sent as the server closed its connection met a
-reset (httpx.ReadError on a PUT, seen in the soak test)."""
+KEEP_ALIVE_SECONDS = 75.0
+"""How long a server keeps an idle keep-alive connection by default (nginx's default). Longer
+than a client pool keeps one (httpx: 5 s), so the client always drops it first: with
+uvicorn's 5 s, both sides' equal timers raced, and a request sent as the server closed its
+connection met a reset (httpx.ReadError on a PUT, seen in the soak test)."""
+
+KEEP_ALIVE_VARIABLE = "PLATFORM_KEEP_ALIVE_SECONDS"
+
+
+def keep_alive_seconds() -> float:
+    """``PLATFORM_KEEP_ALIVE_SECONDS`` (0.1 to 3600), else :data:`KEEP_ALIVE_SECONDS`; a
+    :class:`StartError` naming the variable for anything else."""
+    raw = os.environ.get(KEEP_ALIVE_VARIABLE)
+    if raw is None or raw == "":
+        return KEEP_ALIVE_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not 0.1 <= seconds <= 3600:  # NaN fails too
+        raise StartError(
+            f"{KEEP_ALIVE_VARIABLE}={raw!r} is not a number of seconds from 0.1 to 3600 "
+            f"(how long an idle keep-alive connection stays open; default {KEEP_ALIVE_SECONDS:g})"
+        )
+    return seconds
 
 
 def serve(
@@ -279,7 +302,7 @@ def serve(
         "log_config": None,
         "lifespan": "on",
         "proxy_headers": False,
-        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+        "timeout_keep_alive": keep_alive_seconds(),
         **uvicorn_options,
     }
     if tls is not None:

@@ -91,12 +91,16 @@ def fetch_members(
     while True:
         try:
             members = dict(_call(f"{join_url}/.replication/members", signer, context)["members"])
-        except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
-            if time.monotonic() > deadline:
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):  # waiting will not change the answer
                 raise ElectionJoinError(
-                    f"cannot join the election at {join_url}: {exc}; is it a platform of "
-                    "this version, up, and sharing PLATFORM_SECRET?"
+                    f"could not join the cluster through {join_url}: its election refused this "
+                    f"platform's token (HTTP {exc.code}); every platform of a cluster needs the "
+                    "same secret (PLATFORM_SECRET)"
                 ) from None
+            _give_up_after(deadline, join_url, exc)
+        except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
+            _give_up_after(deadline, join_url, exc)
         if members or time.monotonic() > deadline:
             break
         time.sleep(0.3)  # its one-node Raft has not recorded it yet
@@ -109,6 +113,15 @@ def fetch_members(
             "between the machines (ELKYN_ELECTION_PORT sets it)"
         )
     return members
+
+
+def _give_up_after(deadline: float, join_url: str, exc: BaseException) -> None:
+    """Past ``deadline``, the clear error for a platform whose election never answered."""
+    if time.monotonic() > deadline:
+        raise ElectionJoinError(
+            f"could not join the cluster through {join_url}: its election did not answer "
+            f"within {JOIN_SECONDS:g} s ({exc}); is it a platform of this version, and up?"
+        ) from None
 
 
 def request_admission(
