@@ -75,3 +75,16 @@ def launch() -> Iterator[Any]:
     for srv in started:
         if srv.process.proc.poll() is None:
             stop_server(srv.process)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Any]:
+    """Three ``elkyn serve`` with ``--election-port`` (``election_cluster.start_cluster``), a
+    fresh set per test (the failover tests kill, pause and restart them); stopped at the end."""
+    from election_cluster import start_cluster
+
+    c = start_cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        c.stop()

@@ -15,25 +15,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from break29_history import Log, check_history, start_clients, start_streams
-from election_cluster import ElectionCluster, start_cluster, wait_for
+from election_cluster import ElectionCluster, wait_for
 
 ROUNDS = 3 if os.environ.get("PLATFORM_TESTS_LONG") == "1" else 1
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[ElectionCluster]:
-    c = start_cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 def kill_round(cluster: ElectionCluster, log: Log) -> None:

@@ -14,26 +14,15 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from break29_history import Log, check_history, start_clients, start_streams
-from election_cluster import ElectionCluster, start_cluster, wait_for
+from election_cluster import ElectionCluster, wait_for
 
 LONG = os.environ.get("PLATFORM_TESTS_LONG") == "1"
 PAUSES = [0.5, 0.8, 1.2, 2.5, 3.5, 4.5, 6.0, 10.0] if LONG else [4.5]
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[ElectionCluster]:
-    c = start_cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 def pause_round(cluster: ElectionCluster, log: Log, seconds: float) -> None:

@@ -6,23 +6,11 @@ coordinator would have: writes must be accepted again, in a newer term, with not
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import pytest
-from election_cluster import ElectionCluster, start_cluster, wait_for
+from election_cluster import ElectionCluster, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[ElectionCluster]:
-    c = start_cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.stop()
 
 
 def test_a_fence_never_followed_by_a_new_primary_is_healed(cluster: ElectionCluster) -> None:

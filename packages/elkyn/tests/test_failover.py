@@ -180,15 +180,6 @@ def same_term(cluster: ElectionCluster) -> int | None:
     return terms.pop() if len(terms) == 1 and len(primaries) == 1 else None
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Any:
-    c = start_cluster(tmp_path)
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
 def test_sigkill_of_the_primary_loses_no_acknowledged_write(cluster: ElectionCluster) -> None:
     history = History()
     times = [kill_round(cluster, history, signal.SIGKILL) for _ in range(ROUNDS)]
