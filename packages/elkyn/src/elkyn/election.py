@@ -278,6 +278,8 @@ class Election:
         """On the Raft leader: replace a primary that stopped answering (or name the first),
         or name one when servers stay fenced past the record's term (see :meth:`_stray`)."""
         term, primary = self.node.term, self.node.primary
+        if primary == self.url and len(self.urls) == 1:
+            return  # alone: nobody to fence or promote, so no checks (4 requests a second)
         if primary is not None and self._answers(primary, term):
             self.misses = 0
             if not self._stray(term):
