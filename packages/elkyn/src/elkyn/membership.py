@@ -271,8 +271,12 @@ def election_status(app: Any, seq: int) -> dict[str, Any]:
         body["leader"] = state["elected_primary"]
         body["election"] = state
     if fence.serving():
+        # a platform restarted on a new HTTP port is a new URL of the same member: its old
+        # URL's acknowledgements stay in this term's record, but it is no replica any more
+        current = set(election.urls) if election is not None and election.dynamic else None
         body["replicas"] = {
             url: {"acked_seq": acked, "behind": max(seq - acked, 0), "sync": acked >= seq}
             for url, acked in sorted(fence.acks.items())
+            if current is None or url in current
         }
     return body
