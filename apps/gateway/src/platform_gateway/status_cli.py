@@ -50,7 +50,17 @@ def _leader(report: dict[str, Any]) -> str | None:
     """The Elkyn primary the election names, as this platform knows it (None: no election)."""
     elkyn = (report.get("self", {}).get("plugins") or {}).get("elkyn") or {}
     leader = elkyn.get("leader")
-    return None if leader is None else f"{leader} (term {elkyn.get('term')})"
+    if leader is None:
+        return None
+    election = elkyn.get("election") or {}
+    if election.get("has_quorum") is False:  # a minority: nobody can be elected
+        members = len(election.get("members") or {}) or "its"
+        return (
+            f"{leader} (term {elkyn.get('term')}); no majority of the election's {members} "
+            "platforms answers this one: no new primary can be elected and writes are refused "
+            "until enough of them are back"
+        )
+    return f"{leader} (term {elkyn.get('term')})"
 
 
 def _database(elkyn: dict[str, Any]) -> str | None:

@@ -168,10 +168,30 @@ async def serve_members(app: Any, req: Request, send: Send) -> None:
         raft, url = str(body["raft"]), str(body["url"])
     except (ValueError, KeyError, TypeError):
         raise InvalidDataError('a member is {"raft": "host:port", "url": "http://..."}') from None
-    if not url.startswith(("http://", "https://")) or ":" not in raft:
-        raise InvalidDataError(f"a member is a Raft host:port and an Elkyn URL, not {body!r}")
+    _check_member(raft, url)
+    if raft not in election.node.members and not await asyncio.to_thread(_reachable, raft):
+        # recorded members are the servers every elector counts: a phantom one (nothing
+        # listening) would make any single failure a minority, with no failover ever again
+        raise InvalidDataError(
+            f"the election port {raft[:100]!r} of the platform asking to join does not answer "
+            "from here: nothing was recorded (is its ELKYN_ELECTION_PORT open?)"
+        )
     await asyncio.to_thread(_add, election.node, raft, url)
     await respond_json(send, 200, {"members": dict(election.node.members)})
+
+
+def _check_member(raft: str, url: str) -> None:
+    """A Raft ``host:port`` (port 1-65535) and an ``http(s)://host...`` URL, else a 400 before
+    anything is recorded: pysyncobj parses the address only when adding the node, after the
+    URL was committed, so a bad one left a member no election could ever reach."""
+    host, colon, port = raft.rpartition(":")
+    bad_port = not (port.isascii() and port.isdigit() and 0 < int(port) < 65536)
+    bad_host = not host.strip("[]") or any(c.isspace() or c in "/@?#" for c in host)
+    bad_url = not url.startswith(("http://", "https://")) or any(c.isspace() for c in url)
+    if not colon or bad_port or bad_host or bad_url or len(raft) > 300 or len(url) > 2000:
+        raise InvalidDataError(
+            f"a member is a Raft host:port and an Elkyn URL, not {raft[:100]!r}, {url[:100]!r}"
+        )
 
 
 def _add(node: Any, raft: str, url: str) -> None:
@@ -251,8 +271,12 @@ def election_status(app: Any, seq: int) -> dict[str, Any]:
         body["leader"] = state["elected_primary"]
         body["election"] = state
     if fence.serving():
+        # a platform restarted on a new HTTP port is a new URL of the same member: its old
+        # URL's acknowledgements stay in this term's record, but it is no replica any more
+        current = set(election.urls) if election is not None and election.dynamic else None
         body["replicas"] = {
             url: {"acked_seq": acked, "behind": max(seq - acked, 0), "sync": acked >= seq}
             for url, acked in sorted(fence.acks.items())
+            if current is None or url in current
         }
     return body

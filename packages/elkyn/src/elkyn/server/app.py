@@ -199,7 +199,9 @@ class ElkynApp:
             await self._handle(req, tracked)
         except Exception as exc:
             known = translate(exc)
-            if known is None or known.status >= 500:
+            if known is not None and known.status == 503:  # expected: no primary for now
+                log.warning("%s %s answered 503: %s", req.method, req.path, known.message)
+            elif known is None or known.status >= 500:
                 log.error("internal error on %s %s", req.method, req.path, exc_info=exc)
             if started[0]:
                 return
