@@ -178,3 +178,18 @@ def user_cli(home: Path, *args: str, stdin: str = "") -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
+
+
+def status_cli(url: str, token: str, *args: str, timeout: float = 120) -> str:
+    """``platform status --url URL --token TOKEN [args]`` as a user runs it (no ``PLATFORM_*``
+    of this process), asserted to succeed; its stdout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
+    done = subprocess.run(
+        [str(command("platform")), "status", "--url", url, "--token", token, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout

@@ -14,31 +14,16 @@ clients retry); a 503 is now one warning line naming it.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from platform_cluster import FAST, start_cluster, wait_for
+from platform_cluster import FAST, start_cluster, status_cli, wait_for
 from servers import command, launch
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
-
-
-def _status_cli(url: str, token: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
-    done = subprocess.run(
-        [str(command("platform")), "status", "--url", url, "--token", token],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def test_a_minority_refuses_writes_says_so_and_a_rejoin_brings_writes_back(
@@ -59,7 +44,7 @@ def test_a_minority_refuses_writes_says_so_and_a_rejoin_brings_writes_back(
         assert r.status_code == 503, r.text
         assert "majority" in r.json()["error"], r.text
         assert httpx.get(f"{second}/db/pre/k.json", headers=admin, timeout=10).json() == 1
-        out = _status_cli(second, admin["authorization"][7:])
+        out = status_cli(second, admin["authorization"][7:])
         assert "no majority" in out, out
         log = cluster.nodes[1].stderr()  # a refused write is expected, not an internal error
         assert "internal error on PUT" not in log, log[-3000:]
@@ -88,7 +73,7 @@ def test_a_minority_refuses_writes_says_so_and_a_rejoin_brings_writes_back(
 
         wait_for(write, "writes to resume once a majority is back", timeout=40)
         print(f"writes back {time.monotonic() - started:.1f} s after the restart answered")
-        assert "no majority" not in _status_cli(second, admin["authorization"][7:])
+        assert "no majority" not in status_cli(second, admin["authorization"][7:])
         assert httpx.get(f"{back.url}/db/pre/k.json", headers=admin, timeout=10).json() == 1
     finally:
         cluster.stop()

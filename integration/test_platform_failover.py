@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,8 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from jobs_helpers import wait_job
-from platform_cluster import ORACLE, Cluster, pipeline, start_cluster, wait_for
-from servers import command
+from platform_cluster import ORACLE, Cluster, pipeline, start_cluster, status_cli, wait_for
 
 from lake import Client
 
@@ -92,19 +90,6 @@ def _orphan(cluster: Cluster, node_id: str) -> str:
     r = httpx.put(f"{cluster.urls[1]}/db/jobs/orphan1.json", json=record, headers=headers)
     assert r.status_code == 200, r.text
     return "orphan1"
-
-
-def _status_cli(url: str, token: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
-    done = subprocess.run(
-        [str(command("platform")), "status", "--url", url, "--token", token],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def _kill_during_writes(cluster: Cluster) -> tuple[Writers, float]:
@@ -219,4 +204,4 @@ def _one_round(cluster: Cluster, tmp: Path) -> None:
     status = httpx.get(f"{third}/api/platform/status", headers=admin, timeout=30).json()
     leader = status["self"]["plugins"]["elkyn"]["leader"]
     assert leader in (f"{second}/db", f"{third}/db"), status
-    assert f"elected primary (leader): {leader}" in _status_cli(third, admin["authorization"][7:])
+    assert f"elected primary (leader): {leader}" in status_cli(third, admin["authorization"][7:])
