@@ -212,3 +212,36 @@ def test_replica_streams_restart_when_the_replica_resyncs(launch: Any, tmp_path:
         "GET", replica.url + "/.json", headers={**headers, "Last-Event-ID": last_id}, timeout=20
     ) as r:
         assert next(_events(r))[:2] == ("put", {"path": "/", "data": {"fresh": True}})
+
+
+@pytest.mark.parametrize("fenced_at", [1, 2])
+def test_a_follower_started_after_a_newer_fence_applies_nothing(
+    launch: Any, tmp_path: Path, fenced_at: int
+) -> None:
+    """Issue 29 (CI flake of test_break29_stray_fence): a fence at term 2 that lands while the
+    elector is still starting the follower of term 1 finds no follower to halt. The follower
+    must look at the fence itself, or it acknowledges the deposed primary's writes."""
+    from elkyn.fencing import Fence
+    from elkyn.replica import Follower
+    from elkyn.store import Store
+
+    primary = launch(tmp_path / "p", "--port", str(free_port()))
+    admin = primary.signer.issue("ops", admin=True)
+    assert put(primary, "/k", 1, admin).status_code == 200
+    fence = Fence(sync_replicas=1, sync_timeout=1.0)
+    fence.follow(1)
+    fence.fenced = fenced_at  # 2: the coordinator fenced this server before it followed
+    store = Store(tmp_path / "r" / "db")
+    token = primary.signer.cluster_token("test", ttl_seconds=600)
+    follower = Follower(store, primary.url, lambda: token, term=1, name="r", fence=fence)
+    follower.start()
+    try:
+        if fenced_at == 1:  # the control: an unfenced follower of term 1 takes the write
+            wait_for(lambda: store.last_seq() >= 1)
+        else:
+            follower.thread.join(5)
+            assert not follower.thread.is_alive()  # it stopped on its own ...
+            assert store.last_seq() == 0  # ... having applied (and acknowledged) nothing
+    finally:
+        follower.close()
+        store.close()

@@ -260,7 +260,7 @@ class Election:
             app.follower.halt()
         assert app.fence is not None
         app.fence.follow(term)
-        follow(app, primary, self.settings, term=term, name=self.url)
+        follow(app, primary, self.settings, term=term, name=self.url, fence=app.fence)
 
     def _members(self) -> None:
         """With dynamic membership: record this server's URL, and take the servers (and the

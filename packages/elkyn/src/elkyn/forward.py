@@ -31,6 +31,7 @@ from .replica import Follower
 from .settings import ElkynSettings
 
 if TYPE_CHECKING:
+    from .fencing import Fence
     from .server.http import Request, Send
     from .store import Store
 
@@ -179,9 +180,11 @@ def follow(
     *,
     term: int | None = None,
     name: str = "",
+    fence: Fence | None = None,
 ) -> Follower:
     """Make ``app`` a replica of ``primary``: follow its log, forward client writes to it
-    (``term``, ``name``: in an election cluster, the term followed and this server's URL)."""
+    (``term``, ``name``, ``fence``: in an election cluster, the term followed, this server's
+    URL and its fence)."""
     signer = auth.signer(settings, create=False)
     cached: dict[str, Any] = {"token": None, "until": 0.0}
 
@@ -200,6 +203,7 @@ def follow(
         context=client_context(settings),
         term=term,
         name=name,
+        fence=fence,
     )
     store.replica_of = follower.given
     app.follower = follower

@@ -257,10 +257,13 @@ class Follower:
         context: ssl.SSLContext | None = None,
         term: int | None = None,
         name: str = "",
+        fence: Fence | None = None,
     ) -> None:
         self.store = store
         self.term = term
         """The election term whose primary this follows (None: no election)."""
+        self.fence = fence
+        """This server's fence: once fenced above ``term``, nothing more is applied."""
         self.name = name
         """How this replica names itself in its polls (the primary counts acknowledgements)."""
         self.applying = threading.Lock()
@@ -295,6 +298,11 @@ class Follower:
         with self.applying:
             pass
         self.connected = False
+
+    def deposed(self) -> bool:
+        """Whether a coordinator fenced this server above the followed term: a fence that
+        landed while this follower was being started found no follower to halt."""
+        return self.fence is not None and self.term is not None and self.fence.fenced > self.term
 
     def lag_seconds(self, seq: int) -> float | None:
         """0 while in step with the primary, else seconds since it last was (None: never)."""
@@ -345,7 +353,7 @@ class Follower:
 
     def _run(self) -> None:
         backoff = 0.2
-        while not self.stop.is_set():
+        while not self.stop.is_set() and not self.deposed():
             try:
                 if not self.connected and self.term is None:  # who leads now? (an election
                     # names the primary itself: its URL is followed as given)
@@ -367,7 +375,7 @@ class Follower:
                         for seq, ts, kind, path, data in body["entries"]
                     ]
                     with self.applying:
-                        if self.stop.is_set():
+                        if self.stop.is_set() or self.deposed():
                             return
                         if entries:
                             apply_entries(self.store, entries)
@@ -386,7 +394,7 @@ class Follower:
 
     def _apply_snapshot(self, snap: Any) -> None:
         with self.applying:
-            if self.stop.is_set():
+            if self.stop.is_set() or self.deposed():
                 return
             install_snapshot(
                 self.store, snap["value"], snap["seq"], snap["rules"], str(snap.get("database", ""))
