@@ -113,7 +113,7 @@ def _elkyn_routes() -> set[tuple[str, str]]:
         "/auth/token": ["POST"],
         "/.settings/rules.json": ["GET", "PUT"],
         "/.replication/fence": ["POST"],
-        "/.replication/members": ["GET", "POST"],
+        "/.replication/members": ["GET", "POST", "DELETE"],
     }
     routes = {(p, m) for p in literals for m in methods.get(p, ["GET"])}
     for data in ("/.json", "/{path}.json"):

@@ -18,7 +18,7 @@ from platform_core.testing import free_port, launch
 
 def test_only_the_unfenced_primary_of_the_term_takes_writes() -> None:
     fence = Fence(sync_replicas=1, sync_timeout=0.5)
-    with pytest.raises(StaleTermError, match="not the primary of term 0"):
+    with pytest.raises(StaleTermError, match="not yet learnt from the election"):
         fence.check_write(None)  # nobody named yet
     fence.follow(3)
     with pytest.raises(StaleTermError):

@@ -21,6 +21,7 @@ from platform_core.cli import expected_errors, fail, new_app, version_option, wa
 from platform_core.mallocarenas import bound_arenas_when_serving
 
 from .demo import register as register_demo
+from .members_cli import app as members_app
 from .status_cli import register as register_status
 from .tokens_cli import register as register_tokens
 from .users_cli import app as users_app
@@ -33,7 +34,9 @@ __all__ = ["build_cli", "main"]
 
 log = logging.getLogger(__name__)
 
-_BUILTIN_COMMANDS = frozenset({"up", "token", "login", "logout", "demo-data", "user", "status"})
+_BUILTIN_COMMANDS = frozenset(
+    {"up", "token", "login", "logout", "demo-data", "user", "status", "members"}
+)
 
 
 def _configure_logging(level: str) -> None:
@@ -76,6 +79,7 @@ def build_cli(plugins: list[Plugin] | None = None) -> typer.Typer:
     register_status(cli)
     register_demo(cli)
     cli.add_typer(users_app, name="user")
+    cli.add_typer(members_app, name="members")
     _add_plugin_clis(cli, plugins)
     return cli
 

@@ -132,6 +132,11 @@ class Primaryship(SyncObj):  # type: ignore[misc]  # pysyncobj has no type hints
         return True
 
     @replicated  # type: ignore[untyped-decorator]
+    def dismiss(self, raft: str) -> bool:
+        """Forget the member at Raft address ``raft`` (``elkyn.membership``: it left)."""
+        return self.members.pop(raft, None) is not None
+
+    @replicated  # type: ignore[untyped-decorator]
     def designate(self, term: int, url: str, database: str) -> bool:
         """Compare-and-set: ``url`` is the primary of ``term`` if ``term`` is the next one."""
         if term != self.term + 1:

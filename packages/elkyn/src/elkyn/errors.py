@@ -11,7 +11,8 @@
     ├── StoreClosedError (UnavailableError)           503 the store was closed
     ├── PrimaryUnavailableError (UnavailableError)    503 a replica could not forward a write
     ├── ReplicaWriteError (ForbiddenError)            403 a local write on a replica's store
-    └── NotPrimaryError (ConflictError)               409 a replica asked for its log
+    ├── NotPrimaryError (ConflictError)               409 a replica asked for its log
+    └── MemberInUseError (ConflictError)              409 removing a running or primary member
 
 The statuses are core's (what the platform's routes answer). Firebase's REST statuses (401 for
 a denied rule, 400 for a body too large, 412 for a stale ETag, 429 for too many streams) are a
@@ -38,6 +39,7 @@ __all__ = [
     "ClientDisconnectedError",
     "ElkynError",
     "InvalidDataError",
+    "MemberInUseError",
     "NestedWriteError",
     "NotPrimaryError",
     "PayloadTooLargeError",
@@ -114,3 +116,8 @@ class ReplicaWriteError(ElkynError, ForbiddenError):
 
 class NotPrimaryError(ElkynError, ConflictError):
     """A replica was asked for its operation log: follow its primary instead (no chains)."""
+
+
+class MemberInUseError(ElkynError, ConflictError):
+    """An election member asked to be removed is still running, or is the elected primary:
+    stop it first (the others elect a new primary), then remove it."""

@@ -50,6 +50,11 @@ class Fence:
     def check_write(self, sent_term: str | None) -> None:
         """Refuse a write when this server is not an unfenced primary, or the forwarding
         server follows another term than this one serves (a deposed or a newer primary)."""
+        if self.term == 0 and not self.primary:
+            raise StaleTermError(
+                "this server has not yet learnt from the election which server is the primary "
+                "(it has just started or joined); retry in a moment"
+            )
         if not self.serving():
             raise StaleTermError(
                 f"this server is not the primary of term {self.term} any more (fenced at term "

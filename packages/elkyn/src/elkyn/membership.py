@@ -13,9 +13,14 @@ election with pysyncobj's *dynamic membership* (Raft's one-server-at-a-time chan
    asks to be added (``POST`` the same path): the Raft leader records its URL and adds its Raft
    address through a committed membership change. It then follows the elected primary.
 
-Limits: one platform joins at a time (pysyncobj refuses a second change while one is
-uncommitted; the join retries for ``JOIN_SECONDS``); a platform that stops is not removed
-(leaving is not built), so it still counts towards the majority.
+3. A platform leaves in two steps: it is stopped (a primary's platform first loses its role:
+   the others elect a new primary), then any other platform is asked to remove it
+   (``DELETE /.replication/members?raft=HOST:PORT``, ``platform members remove``): the Raft
+   leader removes its Raft address through a committed membership change, then forgets its
+   URL. Until then a stopped platform still counts towards the majority, as Raft requires.
+
+Limits: one platform joins or leaves at a time (pysyncobj refuses a second change while one is
+uncommitted; the join retries for ``JOIN_SECONDS``).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from platform_core import NotFoundError
 
-from .errors import InvalidDataError, PrimaryUnavailableError
+from .errors import InvalidDataError, MemberInUseError, PrimaryUnavailableError
 
 if TYPE_CHECKING:
     from platform_core.auth import TokenSigner
@@ -150,19 +155,27 @@ def request_admission(
 async def serve_members(app: Any, req: Request, send: Send) -> None:
     """``GET /.replication/members`` (cluster token; ``app``: ``elkyn.server.ElkynApp``, which
     imports this module): the election's members; ``POST
-    {"raft", "url"}``: add one (recorded and committed through Raft), answering once done."""
+    {"raft", "url"}``: add one (recorded and committed through Raft), answering once done;
+    ``DELETE ?raft=HOST:PORT`` (cluster or admin token): remove a stopped one."""
     from .replica import check_cluster
     from .server.http import respond_json
 
-    check_cluster(app, req)
+    check_cluster(app, req, admin_too=req.method == "DELETE")
     election = app.election
     if election is None or not election.dynamic:
         raise NotFoundError("this server's election membership is fixed (--peer), or absent")
     if req.method == "GET":
         await respond_json(send, 200, {"members": dict(election.node.members)})
         return
+    if req.method == "DELETE":
+        await asyncio.to_thread(remove_member, election, req.params.get("raft", ""))
+        await respond_json(send, 200, {"members": dict(election.node.members)})
+        return
     if req.method != "POST":
-        raise InvalidDataError('add a member with POST {"raft": "host:port", "url": "..."}')
+        raise InvalidDataError(
+            'add a member with POST {"raft": "host:port", "url": "..."}, remove one with '
+            "DELETE ?raft=host:port"
+        )
     try:
         body = json.loads(await req.body(4096, app.settings.body_timeout_seconds))
         raft, url = str(body["raft"]), str(body["url"])
@@ -196,7 +209,6 @@ def _check_member(raft: str, url: str) -> None:
 
 def _add(node: Any, raft: str, url: str) -> None:
     """Record ``url`` for ``raft`` and add ``raft`` to the Raft cluster (both committed)."""
-    from pysyncobj import FAIL_REASON
 
     try:
         node.admit(raft, url, sync=True, timeout=ADD_SECONDS)
@@ -206,6 +218,51 @@ def _add(node: Any, raft: str, url: str) -> None:
         ) from None
     if raft in {n.address for n in node.otherNodes} or raft == node.selfNode.address:
         return
+    _change(node.addNodeToCluster, raft, "adding")
+
+
+def remove_member(election: Any, raft: str) -> None:
+    """Remove the stopped member at Raft address ``raft`` from the election (``election``:
+    ``elkyn.election.Election``): its Raft address through a committed membership change,
+    then its URL from the record; a clear error, and nothing changed, when it is unknown,
+    this server, the elected primary, or still running."""
+    node = election.node
+    members: dict[str, str] = dict(node.members)
+    if raft not in members:
+        raise NotFoundError(
+            f"{raft[:100]!r} is not a member of this election; its members are "
+            f"{', '.join(sorted(members)) or 'none'} (Raft addresses, as `platform status "
+            "--json` shows them)"
+        )
+    if raft == election.raft:
+        raise MemberInUseError(
+            f"{raft} is this platform: stop it, then remove it through another platform"
+        )
+    if members[raft] == node.primary:
+        raise MemberInUseError(
+            f"{raft} ({members[raft]}) is the elected primary of term {node.term}: stop it "
+            "first; once the others have elected a new primary, remove it"
+        )
+    if _reachable(raft):
+        raise MemberInUseError(
+            f"{raft} ({members[raft]}) still answers on its election port: stop that platform "
+            "first, then remove it (a running member would keep voting)"
+        )
+    if raft in {n.address for n in node.otherNodes}:
+        _change(node.removeNodeFromCluster, raft, "removing")
+    try:
+        node.dismiss(raft, sync=True, timeout=ADD_SECONDS)
+    except Exception as exc:  # pysyncobj's SyncObjException: no leader, or not committed
+        raise PrimaryUnavailableError(
+            f"{raft} left the Raft cluster, but forgetting its URL did not commit ({exc}); "
+            "remove it again in a moment"
+        ) from None
+
+
+def _change(change: Any, raft: str, doing: str) -> None:
+    """Run a pysyncobj membership change for ``raft``; a 503 unless it committed in time."""
+    from pysyncobj import FAIL_REASON
+
     done = threading.Event()
     outcome: list[Any] = []
 
@@ -213,11 +270,12 @@ def _add(node: Any, raft: str, url: str) -> None:
         outcome.append(error)
         done.set()
 
-    node.addNodeToCluster(raft, callback=finished)
+    change(raft, callback=finished)
     if not done.wait(ADD_SECONDS) or outcome[0] != FAIL_REASON.SUCCESS:
         raise PrimaryUnavailableError(
-            f"adding {raft} to the election did not commit ({outcome[:1] or 'timed out'}): "
-            "another platform may be joining; retry in a moment"
+            f"{doing} {raft} in the election did not commit ({outcome[:1] or 'timed out'}): "
+            "a majority of its members must answer, and one change runs at a time; retry in "
+            "a moment"
         )
 
 

@@ -334,30 +334,7 @@ def _replication_items() -> dict[str, Any]:
                 },
             )
         },
-        "/.replication/members": {
-            "get": _op(
-                "elkyn_replication_members",
-                "Election members (platforms, node to node)",
-                "The election's members of a `platform up --join` cluster: Raft address to "
-                "Elkyn URL; needs a cluster token.",
-                responses={
-                    "200": _json('{"members": {"host:port": "http://host:port/db"}}'),
-                    "404": _err("This server's membership is fixed (--peer), or absent."),
-                },
-            ),
-            "post": _op(
-                "elkyn_replication_members_add",
-                "Add an election member (platforms, node to node)",
-                "Record the member's Elkyn URL and add its Raft address through a committed "
-                "membership change; answers the members once done; needs a cluster token.",
-                requestBody=_body('{"raft": "host:port", "url": "http://host:port/db"}'),
-                responses={
-                    "200": _json('{"members": {...}}'),
-                    "404": _err("This server's membership is fixed (--peer), or absent."),
-                    "503": _err("The change did not commit (another member joining?): retry."),
-                },
-            ),
-        },
+        "/.replication/members": _members_item(),
         "/.replication/status": {
             "get": _op(
                 "elkyn_replication_status",
@@ -369,6 +346,57 @@ def _replication_items() -> dict[str, Any]:
                 responses={"200": _json("The role and replication state.")},
             )
         },
+    }
+
+
+def _members_item() -> dict[str, Any]:
+    """``/.replication/members``: the election's members, joining and leaving."""
+    return {
+        "get": _op(
+            "elkyn_replication_members",
+            "Election members (platforms, node to node)",
+            "The election's members of a `platform up --join` cluster: Raft address to "
+            "Elkyn URL; needs a cluster token.",
+            responses={
+                "200": _json('{"members": {"host:port": "http://host:port/db"}}'),
+                "404": _err("This server's membership is fixed (--peer), or absent."),
+            },
+        ),
+        "post": _op(
+            "elkyn_replication_members_add",
+            "Add an election member (platforms, node to node)",
+            "Record the member's Elkyn URL and add its Raft address through a committed "
+            "membership change; answers the members once done; needs a cluster token.",
+            requestBody=_body('{"raft": "host:port", "url": "http://host:port/db"}'),
+            responses={
+                "200": _json('{"members": {...}}'),
+                "404": _err("This server's membership is fixed (--peer), or absent."),
+                "503": _err("The change did not commit (another member joining?): retry."),
+            },
+        ),
+        "delete": _op(
+            "elkyn_replication_members_remove",
+            "Remove a stopped election member (platforms)",
+            "Remove the member at Raft address `raft` from the election (a committed "
+            "membership change, then its URL): it must be stopped and not the elected "
+            "primary. `platform members remove` calls this; needs a cluster token or an "
+            "admin token.",
+            parameters=[
+                {
+                    "name": "raft",
+                    "in": "query",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "The member's Raft address, host:port.",
+                }
+            ],
+            responses={
+                "200": _json('{"members": {...}}'),
+                "404": _err("Not a member, or this server's membership is fixed (--peer)."),
+                "409": _err("The member is this server, the primary, or still running."),
+                "503": _err("The change did not commit (no majority?): retry."),
+            },
+        ),
     }
 
 
