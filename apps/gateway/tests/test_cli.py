@@ -199,7 +199,8 @@ def test_up_stops_cleanly_when_a_plugin_fails_to_start(
     cli = build_cli([mount, broken, plug])
     result = runner.invoke(cli, ["up", "--home", str(tmp_path / "home"), "--port", "0"])
     assert result.exit_code == 1
-    assert "did not start" in one_error_line(result.stderr)
+    line = one_error_line(result.stderr)  # the reason, not only in the JSON log above it
+    assert "cannot start: plugin 'broken' failed to start: broken cannot open its" in line, line
     assert "platform is up" not in result.stdout
     assert events == ["enter testmount", "exit testmount"]
     assert (tmp_path / "home" / "secret").is_file()  # --home was used
@@ -261,3 +262,4 @@ def test_token_ttl_bound_is_auths() -> None:
     from platform_gateway.cli import MAX_TOKEN_TTL_SECONDS
 
     assert MAX_TOKEN_TTL_SECONDS == auth.MAX_TOKEN_TTL_SECONDS
+

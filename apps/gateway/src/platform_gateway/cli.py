@@ -205,7 +205,10 @@ def _start(settings: PlatformSettings, plugins: list[Plugin]) -> None:
     if capped is not None:
         logging.getLogger("platform").info("address space capped at %d MiB", capped >> 20)
     url = url_of(settings.host, sock.getsockname()[1], tls=tls is not None)
-    outcome = serve(app, sock, url, settings.log_level, Path(settings.home), tls)
+    try:
+        outcome = serve(app, sock, url, settings.log_level, Path(settings.home), tls)
+    except StartError as exc:  # a plugin failed to start: its reason is the last line
+        fail(exc.message, 1)
     if outcome is Outcome.FAILED:
         fail("the platform did not start (the log above says why)", 1)
     if outcome is Outcome.FORCED:

@@ -170,7 +170,8 @@ class Outcome(enum.Enum):
     FORCED = "forced"
     """A second signal cut the shutdown short."""
     FAILED = "failed"
-    """The app did not start (the log says why)."""
+    """The app did not start for an unexpected reason (the log's traceback says why); an
+    expected one (a ``PlatformError``) raises :class:`StartError` with its message."""
 
 
 def _server_class() -> Any:  # defined on first use: importing uvicorn is slow
@@ -326,6 +327,8 @@ def serve(
             server.run(sockets=[sock])
     except SystemExit as exc:  # uvicorn exits this way when the app fails to start
         if exc.code not in (0, None):
+            if guarded.reason is not None:  # the last line a user reads says why, too
+                raise StartError(f"cannot start: {guarded.reason}") from None
             return Outcome.FAILED
         raise
     finally:
@@ -344,6 +347,8 @@ class _ExpectedStartFailure:
 
     def __init__(self, app: Any) -> None:
         self.app = app
+        self.reason: str | None = None
+        """The one-line message of the ``PlatformError`` that failed the start, if one did."""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "lifespan":
@@ -354,6 +359,7 @@ class _ExpectedStartFailure:
             if message["type"] == "lifespan.startup.failed":
                 error = sys.exc_info()[1]
                 if isinstance(error, PlatformError):
+                    self.reason = error.message
                     message = {**message, "message": f"cannot start: {error.message}"}
             await send(message)
 

@@ -113,17 +113,20 @@ def serve(
     app.replication = serve_log
     if settings.election_port is not None:
         _elect(app, settings, host, sock.getsockname()[1], tls is not None)
-    serve(
-        app,
-        sock,
-        what="elkyn",
-        host=host,
-        log_level=log_level,
-        home="memory" if settings.memory else settings.db_path(),
-        access_log=False,
-        tls=tls,
-        timeout_graceful_shutdown=2,
-    )
+    try:
+        serve(
+            app,
+            sock,
+            what="elkyn",
+            host=host,
+            log_level=log_level,
+            home="memory" if settings.memory else settings.db_path(),
+            access_log=False,
+            tls=tls,
+            timeout_graceful_shutdown=2,
+        )
+    except StartError as exc:  # the last line says why, not only the log
+        _fail(exc)
 
 
 def _serve_overrides(

@@ -129,20 +129,23 @@ def node(
             watch = (app.state.holder, server, settings.join_timeout_seconds, failed)
             threading.Thread(target=_await_join, args=watch, daemon=True).start()
 
-    serve(
-        app,
-        sock,
-        before_run=watch_join,
-        what="lake node",
-        host=host,
-        log_level=log_level,
-        home=settings.home,
-        line="",  # the app prints its banner (node id, URL, Flight address) once it has joined
-        access_log=False,
-        tls=tls,
-        http="httptools",
-        timeout_graceful_shutdown=2,
-    )
+    try:
+        serve(
+            app,
+            sock,
+            before_run=watch_join,
+            what="lake node",
+            host=host,
+            log_level=log_level,
+            home=settings.home,
+            line="",  # the app prints its banner (node id, URL, Flight address) once it has joined
+            access_log=False,
+            tls=tls,
+            http="httptools",
+            timeout_graceful_shutdown=2,
+        )
+    except StartError as exc:  # the last line says why, not only the log
+        _fail(exc)
     if failed:
         _fail(RuntimeError(failed[0]))
 
