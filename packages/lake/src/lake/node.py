@@ -12,10 +12,8 @@ another's attributes, and no lake module imports one that imports it back.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -54,15 +52,10 @@ __all__ = ["LakeNode"]
 log = logging.getLogger(__name__)
 
 
-def _limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's per-thread malloc arenas: each conversion, query and HTTP thread would
-    otherwise keep its own arena of freed memory, which counts against the ingest budget."""
-    if sys.platform != "linux":
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-8, arenas)  # M_ARENA_MAX
-    # Arrow's mimalloc/jemalloc pools keep freed arenas too; the system pool gives them back.
+def _use_system_arrow_pool() -> None:
+    """Arrow's mimalloc/jemalloc pools keep freed memory, which counts against the ingest
+    budget; the system pool gives it back. (glibc's own arenas are bounded by the server
+    CLIs before any thread starts: ``platform_core.mallocarenas``.)"""
     if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
         pa.set_memory_pool(pa.system_memory_pool())
 
@@ -96,7 +89,7 @@ class LakeNode:
     """One node's storage, ingest and SQL."""
 
     def __init__(self, settings: LakeSettings) -> None:
-        _limit_malloc_arenas()
+        _use_system_arrow_pool()
         self.settings = settings
         self.node_id = _node_id(settings)
         self.root = settings.node_dir(self.node_id)
