@@ -169,7 +169,9 @@ class Election:
         ``members``, not ``peers``, and ``sync_replicas`` follows their number unless set."""
         self.auto_sync = settings.sync_replicas is None
         self.on_members: Any = None
-        """Called with the members (Raft address -> URL) whenever their number changes."""
+        """Called with the members (Raft address -> URL) at first and whenever they change
+        (``elkyn.platform_election`` keeps them: a restart rejoins through them)."""
+        self.told: dict[str, str] = {}
         secret = auth.load_secret(settings)
         password = hmac.new(secret, b"elkyn-election", hashlib.sha256).hexdigest()
         journal = None if settings.memory else str(Path(settings.db_path()) / "election.journal")
@@ -273,8 +275,10 @@ class Election:
         if self.node.members.get(self.raft) != self.url:  # first start, or a new HTTP port
             self.node.admit(self.raft, self.url, sync=True, timeout=5)
         others = [u for r, u in sorted(self.node.members.items()) if r != self.raft]
-        if self.on_members is not None and len(others) + 1 != len(self.urls):
-            self.on_members(dict(self.node.members))  # e.g. kept beside the journal
+        members = dict(self.node.members)
+        if self.on_members is not None and members != self.told:
+            self.on_members(members)
+            self.told = members  # e.g. kept beside the journal
         self.urls = [self.url, *others]
         if self.auto_sync and self.app.fence is not None:
             self.app.fence.sync_replicas = 1 if others else 0

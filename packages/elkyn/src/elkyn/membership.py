@@ -63,6 +63,11 @@ class ElectionJoinError(PrimaryUnavailableError):
     """A platform could not join the election of the cluster it was told to join."""
 
 
+class JoinTargetDownError(ElectionJoinError):
+    """The platform to join through did not answer at all (a restarted member may rejoin
+    through the members it remembers instead)."""
+
+
 def _call(url: str, signer: TokenSigner, context: ssl.SSLContext | None, body: Any = None) -> Any:
     token = signer.cluster_token("elkyn-join", ttl_seconds=60)
     data = None if body is None else json.dumps(body).encode()
@@ -86,12 +91,16 @@ def _reachable(raft: str, timeout: float = 2.0) -> bool:
 
 
 def fetch_members(
-    join_url: str, signer: TokenSigner, context: ssl.SSLContext | None = None
+    join_url: str,
+    signer: TokenSigner,
+    context: ssl.SSLContext | None = None,
+    patience: float = JOIN_SECONDS,
 ) -> dict[str, str]:
     """The election's members (Raft address -> Elkyn URL) as the platform at ``join_url``
     (its ``/db``) knows them, once it knows at least itself; a clear error when none of their
-    election ports can be reached."""
-    deadline = time.monotonic() + JOIN_SECONDS
+    election ports can be reached (:class:`JoinTargetDownError` when it answered nothing for
+    ``patience`` seconds)."""
+    deadline = time.monotonic() + patience
     members: dict[str, str] = {}
     while True:
         try:
@@ -103,9 +112,9 @@ def fetch_members(
                     f"platform's token (HTTP {exc.code}); every platform of a cluster needs the "
                     "same secret (PLATFORM_SECRET)"
                 ) from None
-            _give_up_after(deadline, join_url, exc)
+            _give_up_after(deadline, patience, join_url, exc)
         except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as exc:
-            _give_up_after(deadline, join_url, exc)
+            _give_up_after(deadline, patience, join_url, exc)
         if members or time.monotonic() > deadline:
             break
         time.sleep(0.3)  # its one-node Raft has not recorded it yet
@@ -120,12 +129,12 @@ def fetch_members(
     return members
 
 
-def _give_up_after(deadline: float, join_url: str, exc: BaseException) -> None:
+def _give_up_after(deadline: float, patience: float, join_url: str, exc: BaseException) -> None:
     """Past ``deadline``, the clear error for a platform whose election never answered."""
     if time.monotonic() > deadline:
-        raise ElectionJoinError(
+        raise JoinTargetDownError(
             f"could not join the cluster through {join_url}: its election did not answer "
-            f"within {JOIN_SECONDS:g} s ({exc}); is it a platform of this version, and up?"
+            f"within {patience:g} s ({exc}); is it a platform of this version, and up?"
         ) from None
 
 

@@ -7,13 +7,28 @@ Kept apart from ``elkyn.membership``, which the server's routes import: this mod
 from __future__ import annotations
 
 import json
+import logging
+import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .membership import advertised, election_port, fetch_members, request_admission
+from .membership import (
+    JoinTargetDownError,
+    advertised,
+    election_port,
+    fetch_members,
+    request_admission,
+)
+
+log = logging.getLogger(__name__)
+
+RESTART_PATIENCE = 5.0
+"""Seconds a restarted member waits for its ``--join`` platform before it rejoins through the
+members it remembers."""
 
 if TYPE_CHECKING:
     from platform_core import PlatformSettings
+    from platform_core.auth import TokenSigner
 
     from .server.app import ElkynApp
     from .settings import ElkynSettings
@@ -38,8 +53,12 @@ def start_platform_election(app: ElkynApp, es: ElkynSettings, ps: PlatformSettin
     signer = auth.signer(es, create=False)
     join_url = f"{scheme}://{ps.join}/db" if ps.join else None
     context = client_context(ps)  # PLATFORM_TLS_CA: the other platforms' HTTPS
-    members = fetch_members(join_url, signer, context) if join_url else {}
     fresh = directory is None or not (directory / "election.journal").exists()
+    remembered = {} if fresh else _saved_members(directory)
+    members: dict[str, str] = {}
+    admitted = True
+    if join_url is not None:
+        members, admitted = _members_to_join(join_url, signer, context, remembered)
     if not fresh and join_url is None and _alone_before(directory):
         _forget_journal(directory)  # alone, no vote of another member to keep: start afresh
         fresh = True
@@ -54,8 +73,39 @@ def start_platform_election(app: ElkynApp, es: ElkynSettings, ps: PlatformSettin
     if directory is not None:
         app.election.on_members = lambda members: _save_members(directory, members)
     app.election.start()
-    if join_url is not None:
+    if join_url is not None and not admitted:  # the platform joined records this one
         request_admission(join_url, signer, raft, url, context)
+
+
+def _members_to_join(
+    join_url: str, signer: TokenSigner, context: ssl.SSLContext | None, remembered: dict[str, str]
+) -> tuple[dict[str, str], bool]:
+    """The members as the platform at ``join_url`` knows them, and False: it is to be asked
+    to add this one. For a restarted member whose ``--join`` platform is down (often the one
+    that died), the members it remembers, and True: its Raft journal makes it a member still,
+    and any of them lets it catch up."""
+    if len(remembered) <= 1:
+        return fetch_members(join_url, signer, context), False
+    try:
+        return fetch_members(join_url, signer, context, patience=RESTART_PATIENCE), False
+    except JoinTargetDownError as exc:
+        log.warning(
+            "%s; rejoining through the members this platform remembers: %s",
+            exc,
+            ", ".join(sorted(remembered.values())),
+        )
+        return remembered, True
+
+
+def _saved_members(directory: Path | None) -> dict[str, str]:
+    """The members this home's election had when it last changed (``election.members``)."""
+    saved = None if directory is None else directory / "election.members"
+    try:
+        value = json.loads(saved.read_text()) if saved is not None and saved.exists() else {}
+    except (OSError, ValueError):
+        return {}
+    ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    return {str(k): v for k, v in value.items()} if ok else {}
 
 
 def _alone_before(directory: Path | None) -> bool:

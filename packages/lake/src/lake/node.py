@@ -33,6 +33,7 @@ from .cluster.gossip import Gossip
 from .cluster.group import Cluster
 from .cluster.membership import Member, Membership
 from .cluster.peer_link import PeerLinks
+from .cluster.remembered import RememberedPeers
 from .cluster.replication import Replication
 from .errors import IngestError
 from .interfaces import Distributor, SQLExecutor
@@ -223,7 +224,8 @@ class LakeNode:
         flight = LakeFlightServer(self.engine, s.advertise_host, s.flight_port, signer, tls)
         members.locate(flight=flight.address(s.advertise_host))
         pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lake-peer")
-        gossip = Gossip(members, self.catalog, links, s, pool, join)
+        remembered = RememberedPeers(self.root / "peers.json")  # a restart finds them again
+        gossip = Gossip(members, self.catalog, links, s, pool, join, remembered)
         self.cluster = Cluster(
             settings=s,
             catalog=self.catalog,

@@ -9,7 +9,9 @@ Each ping carries the sender's member list (with each member's HTTP and Flight a
 its dataset heads (name -> version); a node behind on a dataset pulls the manifests from the
 peer (anti-entropy, so a node that was down catches up; tombstones travel the same way).
 
-A node started with ``--join HOST:PORT`` pings that address until it answers;
+A node started with ``--join HOST:PORT`` pings that address until it answers, and then the
+peers it last saw alive (``lake.cluster.remembered``: a restarted node finds its cluster again
+when the platform it was told to join is the one that died);
 :meth:`Gossip.wait_joined` fails with a :class:`JoinError` saying why (for instance a cluster
 secret mismatch) if no peer has accepted it within the join timeout.
 """
@@ -32,6 +34,7 @@ from ..storage.catalog import Catalog
 from ..storage.manifest import Manifest
 from .membership import ALIVE, DEAD, SUSPECT, Member, Membership
 from .peer_link import PeerLinks, mismatch_message
+from .remembered import RememberedPeers
 
 __all__ = ["Gossip", "JoinError"]
 
@@ -53,12 +56,14 @@ class Gossip:
         settings: LakeSettings,
         pool: ThreadPoolExecutor,
         join: str | None = None,
+        remembered: RememberedPeers | None = None,
     ) -> None:
         self.members = members
         self.catalog = catalog
         self.links = links
         self.settings = settings
         self.join = join
+        self.remembered = remembered or RememberedPeers(None)
         self.joined = threading.Event()
         """Set once a member accepted a ping of ours (at once when there is nothing to join)."""
         if not join:
@@ -183,29 +188,44 @@ class Gossip:
 
         return any(list(self._pool.map(ask, helpers)))
 
+    def seeds(self) -> list[str]:
+        """Where to ask to be let in: the ``--join`` address, then the peers last seen alive."""
+        own = self.members.me.http
+        out = [self.join] if self.join else []
+        return out + [a for a in self.remembered.load() if a not in out and a != own]
+
     def join_once(self) -> None:
-        """Ping the ``--join`` address; remember why it did not accept, if it did not."""
-        if not self.join:
-            return
+        """Ping the seeds until one accepts; remember why they did not, if none did."""
+        problems = []
+        for seed in self.seeds():
+            problem = self._ask_to_join(seed)
+            if problem is None:
+                return
+            problems.append(problem)
+        if problems:
+            self.join_problem = "; ".join(problems)
+
+    def _ask_to_join(self, seed: str) -> str | None:
+        """Ping ``seed``: None once it accepted us, else why not."""
         try:
-            r = self.links.call("POST", self.join, "/ping", json=self.payload(), timeout=2)
+            r = self.links.call("POST", seed, "/ping", json=self.payload(), timeout=2)
             if r.status_code == 200:
                 self._absorb(r.json())
-                return
+                return None
             if r.status_code == 401:
-                self.join_problem = mismatch_message(self.join)
-            else:
-                self.join_problem = f"{self.join} answered {r.status_code}: {r.text[:200]}"
+                return mismatch_message(seed)
+            return f"{seed} answered {r.status_code}: {r.text[:200]}"
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # never kill the loop
-            self.join_problem = f"{self.join} did not answer ({exc})"
-            log.info("joining through %s failed: %s", self.join, exc)
+            log.info("joining through %s failed: %s", seed, exc)
+            return f"{seed} did not answer ({exc})"
 
     def wait_joined(self, timeout: float) -> None:
         """Return once a member accepted this node; :class:`JoinError` after ``timeout``."""
         if not self.joined.wait(timeout):
             raise JoinError(
-                f"could not join the cluster through {self.join} within {timeout:g} s "
-                f"(LAKE_JOIN_TIMEOUT_SECONDS): {self.join_problem}"
+                f"could not join the cluster through {self.join} (or a peer this node saw "
+                f"alive before) within {timeout:g} s (LAKE_JOIN_TIMEOUT_SECONDS): "
+                f"{self.join_problem}"
             )
 
     def tick(self) -> None:
@@ -214,6 +234,7 @@ class Gossip:
         if not others:
             self.join_once()
             return
+        self.remembered.save([m.http for m in others if m.state == ALIVE])
         if not self._order:
             self._order = [m.id for m in others]
             random.shuffle(self._order)
