@@ -34,6 +34,7 @@ __all__ = [
     "run_async",
     "start_cluster",
     "wait_for",
+    "write_in_newer_term",
 ]
 
 T = TypeVar("T")
@@ -120,6 +121,20 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
                 return last
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def write_in_newer_term(
+    url: str, path: str, value: Any, cluster: Cluster, above: int = 1, timeout: float = 30
+) -> None:
+    """Write ``value`` at ``/db/{path}.json`` through ``url`` until a primary of a term above
+    ``above`` acknowledges it (a failover, or writes resuming); AssertionError after
+    ``timeout``."""
+
+    def write() -> bool:
+        r = httpx.put(f"{url}/db/{path}.json", json=value, headers=cluster.admin(), timeout=8)
+        return r.status_code == 200 and int(r.headers["x-elkyn-term"]) > above
+
+    wait_for(write, f"a write acknowledged by a primary of a term above {above}", timeout)
 
 
 def join(base: Path, name: str, through: str, env: dict[str, str] | None = None) -> ServerProcess:

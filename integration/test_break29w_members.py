@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from platform_cluster import start_cluster, wait_for
+from platform_cluster import start_cluster, write_in_newer_term
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -56,11 +56,7 @@ def test_hostile_member_calls_are_refused_and_failover_still_works(tmp_path: Pat
         killed = time.monotonic()
         cluster.nodes[0].proc.wait()
 
-        def write() -> bool:
-            r = httpx.put(f"{third}/db/after/k.json", json=1, headers=cluster.admin(), timeout=8)
-            return r.status_code == 200 and int(r.headers["x-elkyn-term"]) > 1
-
-        wait_for(write, "a write acknowledged by a primary of a newer term", timeout=30)
+        write_in_newer_term(third, "after/k", 1, cluster)
         back = time.monotonic() - killed
         print(f"failover after the hostile calls: {back:.2f} s")
         assert back < BOUND_SECONDS, back

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from platform_cluster import FAST, start_cluster, status_cli, wait_for
+from platform_cluster import FAST, start_cluster, status_cli, write_in_newer_term
 from servers import command, launch
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
@@ -67,11 +67,7 @@ def test_a_minority_refuses_writes_says_so_and_a_rejoin_brings_writes_back(
         cluster.nodes[0] = back
         started = time.monotonic()
 
-        def write() -> bool:
-            r = httpx.put(f"{second}/db/after/k.json", json=2, headers=admin, timeout=10)
-            return r.status_code == 200 and int(r.headers["x-elkyn-term"]) > 1
-
-        wait_for(write, "writes to resume once a majority is back", timeout=40)
+        write_in_newer_term(second, "after/k", 2, cluster, timeout=40)
         print(f"writes back {time.monotonic() - started:.1f} s after the restart answered")
         assert "no majority" not in status_cli(second, admin["authorization"][7:])
         assert httpx.get(f"{back.url}/db/pre/k.json", headers=admin, timeout=10).json() == 1

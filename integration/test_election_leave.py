@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from platform_cluster import Cluster, join, start_cluster, wait_for
+from platform_cluster import Cluster, join, start_cluster, wait_for, write_in_newer_term
 from servers import command
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -117,11 +117,7 @@ def _leave_and_fail_over(cluster: Cluster, tmp_path: Path) -> None:
     killed = time.monotonic()
     cluster.nodes[0].proc.wait()
 
-    def write() -> bool:
-        r = httpx.put(f"{fourth}/db/after.json", json=2, headers=cluster.admin(), timeout=8)
-        return r.status_code == 200 and int(r.headers["x-elkyn-term"]) > 1
-
-    wait_for(write, "a write acknowledged by a primary of a newer term", timeout=30)
+    write_in_newer_term(fourth, "after", 2, cluster)
     back = time.monotonic() - killed
     print(f"failover after a removal and a join: {back:.2f} s")
     assert back < BOUND_SECONDS, back

@@ -9,12 +9,13 @@ an exit code by kind (``platform_core.cli``).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from platform_core import UnavailableError
-from platform_core.cli import TOKEN_OPTION, default_url, expected_errors, new_app, normalize_url
+from platform_core.cli import TOKEN_OPTION, expected_errors, new_app
+
+from .admin_call import admin_call
 
 __all__ = ["app"]
 
@@ -28,30 +29,6 @@ UrlOption = Annotated[
     str | None,
     typer.Option(help="The gateway (default: the one `platform up` runs, else :8080)."),
 ]
-
-
-def _call(method: str, url: str | None, token: str | None, path: str, **params: str) -> Any:
-    """``method`` ``path`` on the gateway (admin token); the JSON answer or a clear error."""
-    from platform_core.cli import resolve_token
-
-    target = normalize_url(url) if url else default_url()
-    given = resolve_token(target, token)
-    import httpx  # here: `platform --help` does not load it
-
-    from platform_core.http import CONNECT_RETRIES, error_from_response, http_client
-
-    try:
-        with http_client(token=given, timeout=30, retries=CONNECT_RETRIES) as client:
-            r = client.request(method, f"{target}{path}", params=params)
-    except httpx.HTTPError as exc:
-        raise UnavailableError(f"no platform answers at {target}: {exc}") from None
-    if r.status_code >= 400:
-        try:
-            body = r.json()
-        except ValueError:
-            body = None
-        raise error_from_response(r.status_code, body, r.text)
-    return r.json()
 
 
 def _print(members: dict[str, str], leader: str | None) -> None:
@@ -70,7 +47,7 @@ def members(
     if ctx.invoked_subcommand is not None:
         return
     with expected_errors():
-        report = _call("GET", url, token, "/api/platform/status")
+        report = admin_call("GET", url, token, "/api/platform/status")[1]
     elkyn = (report.get("self", {}).get("plugins") or {}).get("elkyn") or {}
     _print((elkyn.get("election") or {}).get("members") or {}, elkyn.get("leader"))
 
@@ -84,6 +61,6 @@ def remove(
     """Remove a stopped platform from the election (admin token); the others then need a
     majority of the members left."""
     with expected_errors():
-        answer = _call("DELETE", url, token, "/db/.replication/members", raft=raft)
+        answer = admin_call("DELETE", url, token, "/db/.replication/members", raft=raft)[1]
     typer.echo(f"removed {raft}; the members now:")
     _print(answer.get("members") or {}, None)

@@ -7,14 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from platform_core import UnavailableError
-from platform_core.cli import (
-    TOKEN_OPTION,
-    default_url,
-    expected_errors,
-    normalize_url,
-    resolve_token,
-)
+from platform_core.cli import TOKEN_OPTION, expected_errors
+
+from .admin_call import admin_call
 
 __all__ = ["register", "rows"]
 
@@ -96,24 +91,7 @@ def register(cli: typer.Typer) -> None:
     ) -> None:
         """Every platform of the cluster: its role, state, chunks and workers (admin token)."""
         with expected_errors():
-            target = normalize_url(url) if url else default_url()
-            given = resolve_token(target, token)
-            import httpx  # here: `platform --help` does not load it
-
-            from platform_core.http import CONNECT_RETRIES, error_from_response, http_client
-
-            try:
-                with http_client(token=given, timeout=15, retries=CONNECT_RETRIES) as client:
-                    r = client.get(f"{target}/api/platform/status")
-            except httpx.HTTPError as exc:
-                raise UnavailableError(f"no platform answers at {target}: {exc}") from None
-            if r.status_code >= 400:
-                try:
-                    body = r.json()
-                except ValueError:
-                    body = None
-                raise error_from_response(r.status_code, body, r.text)
-            report = r.json()
+            target, report = admin_call("GET", url, token, "/api/platform/status")
         if as_json:
             typer.echo(json.dumps(report, indent=2))
             return
