@@ -305,11 +305,11 @@ def _pick(rng: random.Random, rnd: int, previous: Round | None, primary: int) ->
     return victim, first
 
 
-FAULTS = {"kill": "SIGKILLed (restarted with --join)", "pause": "SIGSTOPped 6-8 s, then SIGCONT"}
+FAULTS = {"kill": "SIGKILLed (restarted with --join)", "pause": "paused 6-8 s (SIGSTOP, SIGCONT)"}
 
 
 def _record(rounds: list[Round], acked: int, lost: int) -> None:
-    n, what = len(rounds), "one cluster of 3, a random platform faulted per round"
+    n = len(rounds)
     for fault, how in FAULTS.items():
         failovers = [r.back for r in rounds if r.role == "primary" and r.fault == fault]
         if not failovers:
@@ -321,8 +321,8 @@ def _record(rounds: list[Round], acked: int, lost: int) -> None:
             record(
                 SUITE,
                 f"chaos29-{fault}-failover-{key}",
-                f"{what}: the primary's platform {how}: writes acknowledged by a new primary "
-                f"after, {stat} of {len(failovers)} (of {n} rounds)",
+                f"{n} rounds: the primary's platform {how} → a write acknowledged by a new "
+                f"primary, {stat} of {len(failovers)}",
                 round(value, 2),
                 unit="s",
                 target=f"< {BOUND_SECONDS:g} s",
@@ -331,7 +331,8 @@ def _record(rounds: list[Round], acked: int, lost: int) -> None:
     record(
         SUITE,
         "chaos29-acked-lost",
-        f"{what}: acknowledged writes lost over {n} rounds ({acked} acknowledged)",
+        f"{n} rounds, a random platform of 3 killed or paused: acknowledged writes lost "
+        f"(of {acked})",
         lost,
         unit="writes",
         target="0",
