@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 from election_cluster import ElectionCluster, wait_for
+
 from platform_core.testing import Op, linearizable
 
 KEYS = ["r0", "r1", "r2"]
