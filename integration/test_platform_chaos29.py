@@ -170,10 +170,14 @@ class Round:
     victim: int
     role: str
     fault: str
-    back: float
+    pause: float
+    """Seconds a paused victim stays stopped (SIGSTOP to SIGCONT)."""
+    back: float = float("nan")
     """Seconds from the fault to the first write acknowledged after it (by a newer term when
     the victim was the primary)."""
     acked: int = 0
+    cas: int = 0
+    """Of ``acked``, the compare-and-sets on the shared registers."""
     lost: int = 0
 
 
@@ -223,7 +227,6 @@ def _inject(cluster: Cluster, history: History, plan: Round, term: int, run_dir:
     node = cluster.nodes[plan.victim]
     above = term if plan.role == "primary" else None
     signo = signal.SIGKILL if plan.fault == "kill" else signal.SIGSTOP
-    pause = random.Random(SEED + plan.victim).uniform(*PAUSE_SECONDS)
     os.kill(node.pid, signo)
     fault = time.monotonic()
     history.urls = [u for j, u in enumerate(cluster.urls) if j != plan.victim]
@@ -233,15 +236,17 @@ def _inject(cluster: Cluster, history: History, plan: Round, term: int, run_dir:
             node.proc.wait()
             _restart(cluster, plan.victim, run_dir)
         else:
-            time.sleep(max(0.0, fault + pause - time.monotonic()))
+            time.sleep(max(0.0, fault + plan.pause - time.monotonic()))
     finally:
         if plan.fault == "pause":
             os.kill(node.pid, signal.SIGCONT)
-    wait_for(
-        lambda: _status(cluster, plan.victim)["role"] == "replica",
-        f"platform {plan.victim} back as a replica after its {plan.fault}",
-        timeout=60,
-    )
+    other = (plan.victim + 1) % len(cluster.nodes)
+
+    def rejoined() -> bool:
+        st = _status(cluster, plan.victim)
+        return bool(st["role"] == "replica" and st["term"] == _status(cluster, other)["term"])
+
+    wait_for(rejoined, f"platform {plan.victim} a replica of the new term after its {plan.fault}")
     history.urls = cluster.urls
 
 
@@ -353,12 +358,13 @@ def test_any_platform_killed_or_paused_keeps_writes_going(tmp_path: Path) -> Non
             tree = _exports(cluster)
             acked = len(history.acks)  # single-writer writes and compare-and-sets
             plan.acked = acked - sum(r.acked for r in rounds)
+            plan.cas = sum(o.complete is not None for ops in history.ops.values() for o in ops)
             rounds.append(plan)
             plan.lost = lost = _lost(history, tree)
             _record(rounds, acked, sum(r.lost for r in rounds))
             print(
                 f"round {rnd}: victim p{plan.victim} ({plan.role}), {plan.fault}, writes back "
-                f"{plan.back:.2f} s, acked {plan.acked}, lost {lost}"
+                f"{plan.back:.2f} s, acked {plan.acked} ({plan.cas} if-match), lost {lost}"
             )
             assert lost == 0, f"{lost} acknowledged writes lost in round {rnd}"
             assert plan.back < BOUND_SECONDS, f"round {rnd}: writes back after {plan.back:.2f} s"
@@ -376,7 +382,8 @@ def _round(
     """One round: writes, the fault, the victim back, writes through all three; then quiet."""
     primary, term = _one_primary(cluster)
     victim, fault = _pick(rng, len(rounds), rounds[-1] if rounds else None, primary)
-    plan = Round(victim, "primary" if victim == primary else "replica", fault, float("nan"))
+    role = "primary" if victim == primary else "replica"
+    plan = Round(victim, role, fault, rng.uniform(*PAUSE_SECONDS))
     start = len(history.acks)
     threads = history.start()
     try:
@@ -390,9 +397,12 @@ def _round(
 
 
 def _summary(rounds: list[Round]) -> None:
-    print("\nround  victim  role     fault  writes back (s)  acked")
+    print("\nround  victim  role     fault  writes back (s)  acked  if-match")
     for i, r in enumerate(rounds):
-        print(f"{i:5}  p{r.victim:<5}  {r.role:7}  {r.fault:5}  {r.back:15.2f}  {r.acked:5}")
+        print(
+            f"{i:5}  p{r.victim:<5}  {r.role:7}  {r.fault:5}  {r.back:15.2f}  {r.acked:5}  "
+            f"{r.cas:8}"
+        )
     for fault in FAULTS:
         failovers = [r.back for r in rounds if r.role == "primary" and r.fault == fault]
         if failovers:
