@@ -8,7 +8,7 @@ register per key: writer ``i`` writes ``chaos/w{i}/n{k} = k``) and 3 clients rea
 two shared registers (``chaos/shared/r{j}``): a GET with its Firebase ETag, then a PUT with
 ``if-match`` that succeeds only if nothing was written in between. Each client operation is
 logged with its invoke and complete times. Reads through a replica may be stale (Elkyn
-serves them from the local copy, README "Failover"), so the history checked is the
+serves them from the local copy: packages/elkyn/README.md), so the history checked is the
 compare-and-sets, which the primary validates, and each round's final value.
 
 Per round: writes are acknowledged within 10 s of the fault (by a primary of a newer term when
