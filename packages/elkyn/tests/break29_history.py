@@ -14,7 +14,8 @@ from typing import Any
 
 import httpx
 from election_cluster import ElectionCluster, wait_for
-from linearizable import Op, linearizable
+
+from platform_core.testing import Op, linearizable
 
 KEYS = ["r0", "r1", "r2"]
 

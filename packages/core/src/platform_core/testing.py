@@ -31,8 +31,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ._linearizable import Op, linearizable
+
 __all__ = [
     "SERVICE_KIT_MODULES",
+    "Op",
     "ServerProcess",
     "ServerStartError",
     "TestCertificates",
@@ -43,6 +46,7 @@ __all__ = [
     "import_cycles",
     "import_graph",
     "launch",
+    "linearizable",
     "make_certificates",
     "running_server",
     "stop_process",

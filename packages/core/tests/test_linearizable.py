@@ -1,9 +1,9 @@
-"""The linearizability checker (``linearizable.py``) on small histories whose answer is known:
+"""The linearizability checker (``platform_core.testing.linearizable``) on small histories whose answer is known:
 it must accept what is linearizable and reject what is not, or it proves nothing."""
 
 from __future__ import annotations
 
-from linearizable import Op, linearizable
+from platform_core.testing import Op, linearizable
 
 
 def w(value: str | None, invoke: float, complete: float | None) -> Op:
@@ -34,3 +34,19 @@ def test_writes_of_unknown_outcome_may_apply_late_or_never() -> None:
     assert linearizable(
         [w("a", 0, 1), w("x", 2, None), w("a", 2.5, None), r("x", 3, 4), r("a", 5, 6)]
     )
+
+
+def cas(expected: str | None, new: str, invoke: float, complete: float | None) -> Op:
+    return Op("cas", (expected, new), invoke, complete)
+
+
+def test_compare_and_set_applies_only_on_the_value_it_expected() -> None:
+    assert linearizable([cas(None, "a", 0, 1), cas("a", "b", 2, 3), r("b", 4, 5)])
+    # two compare-and-sets from the same value both succeeded: one of them saw a stale one
+    assert not linearizable([w("a", 0, 1), cas("a", "b", 2, 3), cas("a", "c", 2, 3)])
+    # the second expected a value that an acknowledged write had already replaced
+    assert not linearizable([cas(None, "a", 0, 1), w("x", 2, 3), cas("a", "b", 4, 5)])
+    assert linearizable([cas(None, "a", 0, 1), w("x", 2, 5), cas("a", "b", 3, 4), r("x", 6, 7)])
+    # of unknown outcome: another compare-and-set that expected its value shows it applied
+    assert linearizable([cas(None, "a", 0, None), cas("a", "b", 2, 3)])
+    assert not linearizable([cas(None, "a", 0, None), cas("a", "b", 2, 3), r("a", 4, 5)])
