@@ -159,3 +159,30 @@ def test_an_ack_in_another_databases_numbers_does_not_count() -> None:
     assert fence.acked_by(10) == 0
     fence.record_ack("old-primary", "2", 12, counts=True)  # after its resync
     assert fence.acked_by(10) == 1
+
+
+def test_the_default_sync_replicas_make_every_majority_hold_every_acknowledged_write() -> None:
+    """Brute force over every set of servers an acknowledged write may be on (the primary and
+    its replicas) and every majority an election may hear from: they share a server, so the
+    most caught-up of any majority has the write. One more server short of it does not."""
+    from itertools import combinations
+
+    from elkyn.fencing import default_sync_replicas
+
+    assert [default_sync_replicas(n) for n in range(1, 8)] == [0, 1, 1, 1, 2, 2, 3]
+    for n in range(2, 8):
+        servers = range(n)
+        majority = n // 2 + 1
+        holders = default_sync_replicas(n) + 1
+        for write in combinations(servers, holders):
+            for heard in combinations(servers, majority):
+                assert set(write) & set(heard), (n, write, heard)
+        fewer = [
+            (w, h)
+            for w in combinations(servers, holders - 1)
+            for h in combinations(servers, majority)
+            if not set(w) & set(h)
+        ]
+        # the least that is safe (with two servers, 1 keeps a second copy: no election runs
+        # without both anyway)
+        assert n == 2 or fewer, n

@@ -157,7 +157,7 @@ def _serve_overrides(
 def _elect(app: Any, settings: ElkynSettings, host: str, port: int, https: bool) -> None:
     """Join the election cluster (``elkyn.election``): wait, fenced, for a named primary."""
     from .election import Election, parse_peers
-    from .fencing import Fence
+    from .fencing import Fence, default_sync_replicas
 
     if settings.replica_of is not None:
         _fail(
@@ -177,7 +177,7 @@ def _elect(app: Any, settings: ElkynSettings, host: str, port: int, https: bool)
         return
     sync = settings.sync_replicas
     if sync is None:
-        sync = 1 if others else 0
+        sync = default_sync_replicas(len(others) + 1)
     app.fence = Fence(sync, settings.sync_timeout_seconds)
     own = [p.url for p in peers if p.raft == raft]  # the URL the others know this server by
     url = own[0] if own else f"{'https' if https else 'http'}://{host}:{port}"

@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 from pysyncobj import SyncObj, SyncObjConf, replicated
 from pysyncobj.tcp_connection import TcpConnection
 
+from .fencing import default_sync_replicas
+
 if TYPE_CHECKING:
     from .server.app import ElkynApp
     from .settings import ElkynSettings
@@ -281,7 +283,7 @@ class Election:
             self.told = members  # e.g. kept beside the journal
         self.urls = [self.url, *others]
         if self.auto_sync and self.app.fence is not None:
-            self.app.fence.sync_replicas = 1 if others else 0
+            self.app.fence.sync_replicas = default_sync_replicas(len(others) + 1)
 
     def _coordinate(self) -> None:
         """On the Raft leader: replace a primary that stopped answering (or name the first),

@@ -19,7 +19,15 @@ import time
 
 from .errors import PrimaryUnavailableError
 
-__all__ = ["Fence", "StaleTermError"]
+__all__ = ["Fence", "StaleTermError", "default_sync_replicas"]
+
+
+def default_sync_replicas(servers: int) -> int:
+    """The replicas a write waits for unless ``ELKYN_SYNC_REPLICAS`` says: 0 alone, else
+    enough that the servers holding an acknowledged write (the primary and these) and any
+    majority always share one, ``w + floor(n/2) + 1 > n``: 1 for 2-4 servers, 2 for 5-6, 3
+    for 7. With 1 of 5, a majority of three could all lack the write and elect one of them."""
+    return 0 if servers <= 1 else max(1, (servers - 1) // 2)
 
 
 class StaleTermError(PrimaryUnavailableError):

@@ -43,7 +43,7 @@ def start_platform_election(app: ElkynApp, es: ElkynSettings, ps: PlatformSettin
     from platform_core.tls import client_context
 
     from .election import Election, Peer
-    from .fencing import Fence
+    from .fencing import Fence, default_sync_replicas
 
     host = advertised(ps.host)
     directory = None if es.memory else Path(es.db_path())
@@ -62,7 +62,9 @@ def start_platform_election(app: ElkynApp, es: ElkynSettings, ps: PlatformSettin
     if not fresh and join_url is None and _alone_before(directory):
         _forget_journal(directory)  # alone, no vote of another member to keep: start afresh
         fresh = True
-    sync = es.sync_replicas if es.sync_replicas is not None else (1 if members else 0)
+    sync = es.sync_replicas
+    if sync is None:
+        sync = default_sync_replicas(len(set(members) | {raft}) if members else 1)
     app.fence = Fence(sync, es.sync_timeout_seconds)
     if join_url is None and fresh:
         app.fence.promote(1)  # alone and new: the primary at once; the elector records it

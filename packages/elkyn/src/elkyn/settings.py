@@ -71,7 +71,8 @@ class ElkynSettings(PackageSettings):
     separated by commas."""
     sync_replicas: int | None = Field(None, ge=0)
     """Replicas that must have a write durably before the primary acknowledges it (semi-
-    synchronous); unset: 1 in an election cluster of 2 or more servers, else 0."""
+    synchronous); unset: ``fencing.default_sync_replicas`` of the election's servers (0 alone, 1
+    with 2-4, 2 with 5-6: every majority then holds every acknowledged write)."""
     sync_timeout_seconds: float = Field(5.0, gt=0)
     """How long a primary waits for those replicas before answering 503 (not acknowledged)."""
 
