@@ -29,9 +29,10 @@ import json
 import logging
 import struct
 import threading
+import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,10 @@ MISSES = 3
 """Failed health checks of the primary in a row before the coordinator replaces it."""
 CHECK_TIMEOUT = 1.0
 """Seconds a health check or a fence may take."""
+FENCE_GRACE = 0.25
+"""Seconds the coordinator still waits for the other fences once a majority has answered: a
+paused server answers nothing, and waiting out its ``CHECK_TIMEOUT`` delayed every failover
+by a second. Any majority holds every acknowledged write (``fencing.default_sync_replicas``)."""
 GRACE = 4
 """Extra failed checks allowed right after naming a primary, before it has taken the role."""
 STRAY_EVERY = 4
@@ -372,6 +377,17 @@ class Election:
             except (urllib.error.URLError, OSError, ValueError):
                 return url, None
 
-        with ThreadPoolExecutor(len(self.urls)) as pool:
-            results = list(pool.map(fence, self.urls))
-        return {url: a for url, a in results if isinstance(a, dict) and "seq" in a}
+        pool = ThreadPoolExecutor(len(self.urls))
+        pending = {pool.submit(fence, url) for url in self.urls}
+        answers: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + CHECK_TIMEOUT + 0.5
+        while pending and time.monotonic() < deadline:
+            done, pending = wait(pending, deadline - time.monotonic(), FIRST_COMPLETED)
+            for future in done:
+                url, a = future.result()
+                if isinstance(a, dict) and "seq" in a:
+                    answers[url] = a
+            if len(answers) * 2 > len(self.urls):  # a majority: the rest get a short grace
+                deadline = min(deadline, time.monotonic() + FENCE_GRACE)
+        pool.shutdown(wait=False)  # a paused server's fence ends at its own timeout
+        return answers
