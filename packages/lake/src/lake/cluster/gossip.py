@@ -223,8 +223,8 @@ class Gossip:
         """Return once a member accepted this node; :class:`JoinError` after ``timeout``."""
         if not self.joined.wait(timeout):
             raise JoinError(
-                f"could not join the cluster through {self.join} (or a peer this node saw "
-                f"alive before) within {timeout:g} s (LAKE_JOIN_TIMEOUT_SECONDS): "
+                f"could not join the cluster through {self.join} within {timeout:g} s "
+                f"(LAKE_JOIN_TIMEOUT_SECONDS), nor through a peer this node saw alive before: "
                 f"{self.join_problem}"
             )
 
