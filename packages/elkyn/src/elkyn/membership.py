@@ -49,6 +49,7 @@ __all__ = [
     "ElectionJoinError",
     "election_port",
     "fetch_members",
+    "members_at",
     "request_admission",
     "serve_members",
 ]
@@ -68,7 +69,13 @@ class JoinTargetDownError(ElectionJoinError):
     through the members it remembers instead)."""
 
 
-def _call(url: str, signer: TokenSigner, context: ssl.SSLContext | None, body: Any = None) -> Any:
+def _call(
+    url: str,
+    signer: TokenSigner,
+    context: ssl.SSLContext | None,
+    body: Any = None,
+    timeout: float = 10.0,
+) -> Any:
     token = signer.cluster_token("elkyn-join", ttl_seconds=60)
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(
@@ -77,7 +84,7 @@ def _call(url: str, signer: TokenSigner, context: ssl.SSLContext | None, body: A
         method="GET" if body is None else "POST",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(req, timeout=10.0, context=context) as resp:
+    with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
         return json.loads(resp.read(1 << 20))
 
 
@@ -136,6 +143,20 @@ def _give_up_after(deadline: float, patience: float, join_url: str, exc: BaseExc
             f"could not join the cluster through {join_url}: its election did not answer "
             f"within {patience:g} s ({exc}); is it a platform of this version, and up?"
         ) from None
+
+
+def members_at(
+    url: str, signer: TokenSigner, context: ssl.SSLContext | None, timeout: float = 3.0
+) -> dict[str, str] | None:
+    """The election's members as the platform at ``url`` (its ``/db``) knows them, asked
+    once; None when it does not answer as a member of this cluster (down, another secret,
+    not a platform, or it knows no member yet)."""
+    try:
+        members = _call(f"{url}/.replication/members", signer, context, timeout=timeout)
+        found = dict(members["members"])
+    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return {str(k): str(v) for k, v in found.items()} or None
 
 
 def request_admission(

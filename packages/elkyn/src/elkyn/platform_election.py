@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .membership import (
+    ElectionJoinError,
     JoinTargetDownError,
     advertised,
     election_port,
     fetch_members,
+    members_at,
     request_admission,
 )
 
@@ -25,6 +27,11 @@ log = logging.getLogger(__name__)
 RESTART_PATIENCE = 5.0
 """Seconds a restarted member waits for its ``--join`` platform before it rejoins through the
 members it remembers."""
+ASK_AT_MOST = 8
+"""Remembered members a restarted platform asks whether it is still a member (a tampered
+``election.members`` may name thousands: each asked costs up to ``ASK_SECONDS``)."""
+ASK_SECONDS = 3.0
+"""Seconds one remembered member may take to answer that question."""
 
 if TYPE_CHECKING:
     from platform_core import PlatformSettings
@@ -58,10 +65,12 @@ def start_platform_election(app: ElkynApp, es: ElkynSettings, ps: PlatformSettin
     members: dict[str, str] = {}
     admitted = True
     if join_url is not None:
-        members, admitted = _members_to_join(join_url, signer, context, remembered)
+        members, admitted = _members_to_join(join_url, signer, context, remembered, raft)
     if not fresh and join_url is None and _alone_before(directory):
         _forget_journal(directory)  # alone, no vote of another member to keep: start afresh
         fresh = True
+    elif not fresh and join_url is None:
+        _check_not_removed(raft, remembered, signer, context)
     sync = es.sync_replicas if es.sync_replicas is not None else (1 if members else 0)
     app.fence = Fence(sync, es.sync_timeout_seconds)
     if join_url is None and fresh:
@@ -78,7 +87,11 @@ def start_platform_election(app: ElkynApp, es: ElkynSettings, ps: PlatformSettin
 
 
 def _members_to_join(
-    join_url: str, signer: TokenSigner, context: ssl.SSLContext | None, remembered: dict[str, str]
+    join_url: str,
+    signer: TokenSigner,
+    context: ssl.SSLContext | None,
+    remembered: dict[str, str],
+    raft: str,
 ) -> tuple[dict[str, str], bool]:
     """The members as the platform at ``join_url`` knows them, and False: it is to be asked
     to add this one. For a restarted member whose ``--join`` platform is down (often the one
@@ -94,7 +107,32 @@ def _members_to_join(
             exc,
             ", ".join(sorted(remembered.values())),
         )
+        _check_not_removed(raft, remembered, signer, context)
         return remembered, True
+
+
+def _check_not_removed(
+    raft: str, remembered: dict[str, str], signer: TokenSigner, context: ssl.SSLContext | None
+) -> None:
+    """A clear error when a member this platform remembers answers with members that no
+    longer include it (``platform members remove``). Without it, the removed platform came
+    back as a Raft node the others refuse to hear: never told the primary, its Elkyn answered
+    every write 503 "retry in a moment" forever while its lake node rejoined the cluster.
+    Nothing is decided when no remembered member answers (they may all be restarting)."""
+    others = sorted((r, u) for r, u in remembered.items() if r != raft)[:ASK_AT_MOST]
+    for _, url in others:
+        members = members_at(url, signer, context, timeout=ASK_SECONDS)
+        if members is None:
+            continue
+        if raft in members:
+            return
+        address = url.split("//", 1)[-1].removesuffix("/db")
+        raise ElectionJoinError(
+            f"this platform (election address {raft}) was removed from its cluster's election "
+            f"(`platform members remove`): the platform at {address} names only "
+            f"{', '.join(sorted(members))}. To join that cluster again, start it with "
+            f"--join {address}; to start a cluster of its own, use another --home"
+        )
 
 
 def _saved_members(directory: Path | None) -> dict[str, str]:
