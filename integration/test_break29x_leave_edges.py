@@ -1,12 +1,16 @@
-"""Break tests (issue 29): removing members at the edges.
+"""Break tests (issue 29): removing election members at the edges. All held:
 
-- A paused member (SIGSTOP: its election port still accepts TCP) is not removed: refused as
-  running, nothing changed (held).
-- Hostile `raft` values and methods answer a clean 4xx, nothing changed (held).
-- Two concurrent removes of one stopped member: one removal, no 5xx left behind.
-- Two members left: losing the replica makes writes refuse with a clear 503 (the acknowledgement
-  needs it), reads go on, and no refused write appears later; it comes back with its first
-  command and writes resume.
+- A paused member (SIGSTOP: its election port still accepts TCP) is refused as running (409),
+  nothing changed.
+- Hostile `raft` values (20 000 characters, non-ASCII, port 0, quotes, CR LF, empty) answer
+  404 naming the members; PUT and PATCH with an admin token answer 401 (node-to-node only);
+  nothing changed.
+- Two concurrent removes of one stopped member: one 200, the other 200 or a 503 saying to
+  retry (pysyncobj runs one membership change at a time); a third answers 404.
+- Two members left, the replica SIGKILLed: a write answers 503 saying it is committed on the
+  primary but not acknowledged (semi-synchronous, ELKYN_SYNC_REPLICAS=1), reads go on; the
+  replica restarted with its first command (`--join` the first) makes writes resume, and
+  both exports agree.
 """
 
 from __future__ import annotations
@@ -64,18 +68,15 @@ def _edges(cluster: Cluster, tmp_path: Path) -> None:
     # a paused member looks running: refused, nothing changed
     cluster.nodes[2].proc.send_signal(signal.SIGSTOP)
     r = _remove(second, raft_of[third], cluster)
-    print("paused:", r.status_code, r.text[:300])
     assert r.status_code == 409, r.text
     cluster.nodes[2].proc.send_signal(signal.SIGCONT)
 
     # hostile values and methods
     for raft in ("x" * 20000, "h\u00e9:1", "127.0.0.1:0", "';--:1", "a\r\nb:1", ""):
         r = _remove(second, raft, cluster)
-        print("hostile", repr(raft[:20]), r.status_code, r.text[:120])
         assert 400 <= r.status_code < 500, (raft[:50], r.status_code, r.text[:300])
     for method in ("PUT", "PATCH"):
         r = _remove(second, raft_of[third], cluster, method)
-        print(method, r.status_code, r.text[:200])
         assert 400 <= r.status_code < 500, (method, r.text)
     assert _elkyn(second, cluster)["election"]["members"] == members
 
@@ -83,8 +84,8 @@ def _edges(cluster: Cluster, tmp_path: Path) -> None:
     cluster.nodes[2].stop()
     with ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(lambda u: _remove(u, raft_of[third], cluster), (first, second)))
-    print("concurrent:", [(a.status_code, a.text[:200]) for a in answers])
-    assert sorted(a.status_code for a in answers)[0] == 200, [a.text for a in answers]
+    codes = sorted(a.status_code for a in answers)
+    assert codes in ([200, 200], [200, 503]), [a.text for a in answers]
     wait_for(
         lambda: all(
             raft_of[third] not in _elkyn(u, cluster)["election"]["members"] for u in (first, second)
@@ -102,11 +103,10 @@ def _edges(cluster: Cluster, tmp_path: Path) -> None:
     cluster.nodes[1].proc.send_signal(signal.SIGKILL)
     cluster.nodes[1].proc.wait()
     r = httpx.put(f"{first}/db/k.json", json=2, headers=cluster.admin(), timeout=60)
-    print("write with the replica dead:", r.status_code, r.text[:300])
     assert r.status_code == 503, r.text
+    assert "not acknowledged" in r.text, r.text
     read = httpx.get(f"{first}/db/k.json", headers=cluster.admin(), timeout=30)
-    print("read:", read.status_code, read.text)
-    assert read.status_code == 200
+    assert read.status_code == 200, read.text
 
     # the replica comes back with its first command: writes resume
     cluster.nodes[1] = join(tmp_path, "p1", first)
@@ -120,8 +120,13 @@ def _edges(cluster: Cluster, tmp_path: Path) -> None:
         "writes to resume",
         60,
     )
-    trees = [
-        httpx.get(f"{u}/db/.json", headers=cluster.admin(), timeout=30).json()
-        for u in (first, cluster.nodes[1].url)
-    ]
-    print("trees:", trees)
+
+    def exports_agree() -> bool:
+        trees = [
+            httpx.get(f"{u}/db/.json", headers=cluster.admin(), timeout=30).json()
+            for u in (first, cluster.nodes[1].url)
+        ]
+        kept = [{k: t.get(k) for k in ("k", "k2")} for t in trees]
+        return kept[0] == kept[1] == {"k": 2, "k2": 3}
+
+    wait_for(exports_agree, "both exports to hold the writes")

@@ -96,7 +96,8 @@ def _removed_restart(cluster: Cluster, tmp_path: Path) -> None:
     print(f"refused in {took:.1f} s: {done.stderr.strip().splitlines()[-1:]}")
     assert done.returncode == 1, done.stderr[-2000:]
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: cannot start: ") and "was removed" in last, last
+    assert last.startswith("error: cannot start: "), last
+    assert "was removed" in last, last
     assert (
         f"--join {second.split('//', 1)[1]}" in last or f"--join {third.split('//', 1)[1]}" in last
     )

@@ -42,7 +42,7 @@ def test_a_lost_election_record_does_not_make_a_second_primary(tmp_path: Path) -
 
 
 def _lost_record(cluster: Cluster, tmp_path: Path) -> None:
-    first, second, third = cluster.urls
+    first, second, _ = cluster.urls
     wait_for(lambda: len(_elkyn(first, cluster)["election"]["members"]) == 3, "three members")
     assert _put(first, "a", 1, cluster).status_code == 200
     cluster.nodes[0].proc.send_signal(signal.SIGKILL)

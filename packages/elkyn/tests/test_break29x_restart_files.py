@@ -87,23 +87,30 @@ def test_a_member_answering_without_this_platform_is_a_clear_error(
     member: tuple[str, dict[str, object]],
 ) -> None:
     url, answer = member
-    answer["body"] = {"members": {"127.0.0.1:7002": url}}
+    answer["body"] = {"members": {"127.0.0.1:7002": url}, "synced": True}
     remembered = {ME: "http://127.0.0.1:8080/db", "127.0.0.1:7002": url}
     with pytest.raises(ElectionJoinError) as caught:
         _check_not_removed(ME, remembered, SIGNER, None)
     address = url.split("//", 1)[1].removesuffix("/db")
-    assert "was removed" in str(caught.value) and f"--join {address}" in str(caught.value)
+    assert "was removed" in str(caught.value)
+    assert f"--join {address}" in str(caught.value)
 
 
 def test_a_member_naming_this_platform_lets_it_start(member: tuple[str, dict[str, object]]) -> None:
     url, answer = member
-    answer["body"] = {"members": {ME: "http://x/db", "127.0.0.1:7002": url}}
+    answer["body"] = {"members": {ME: "http://x/db", "127.0.0.1:7002": url}, "synced": True}
     _check_not_removed(ME, {ME: "http://x/db", "127.0.0.1:7002": url}, SIGNER, None)
 
 
 @pytest.mark.parametrize(
     ("status", "body"),
-    [(401, {"error": "another secret"}), (404, {"detail": "Not Found"}), (200, ["not", "it"])],
+    [
+        (401, {"error": "another secret"}),
+        (404, {"detail": "Not Found"}),
+        (200, ["not", "it"]),
+        (200, {"members": {"127.0.0.1:7002": "http://y/db"}}),  # an older platform
+        (200, {"members": {"127.0.0.1:7002": "http://y/db"}, "synced": False}),  # replaying
+    ],
 )
 def test_a_member_not_answering_as_a_platform_decides_nothing(
     member: tuple[str, dict[str, object]], status: int, body: object

@@ -150,10 +150,11 @@ def members_at(
 ) -> dict[str, str] | None:
     """The election's members as the platform at ``url`` (its ``/db``) knows them, asked
     once; None when it does not answer as a member of this cluster (down, another secret,
-    not a platform, or it knows no member yet)."""
+    not a platform) or its record is not synced with a Raft leader (restarting, it may be
+    replaying an old prefix of the log that lacks members admitted since)."""
     try:
-        members = _call(f"{url}/.replication/members", signer, context, timeout=timeout)
-        found = dict(members["members"])
+        answer = _call(f"{url}/.replication/members", signer, context, timeout=timeout)
+        found = dict(answer["members"]) if answer.get("synced") is True else {}
     except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     return {str(k): str(v) for k, v in found.items()} or None
@@ -195,7 +196,8 @@ async def serve_members(app: Any, req: Request, send: Send) -> None:
     if election is None or not election.dynamic:
         raise NotFoundError("this server's election membership is fixed (--peer), or absent")
     if req.method == "GET":
-        await respond_json(send, 200, {"members": dict(election.node.members)})
+        synced = bool(election.node.isReady() and election.node._getLeader() is not None)
+        await respond_json(send, 200, {"members": dict(election.node.members), "synced": synced})
         return
     if req.method == "DELETE":
         await asyncio.to_thread(remove_member, election, req.params.get("raft", ""))
