@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from elkyn.membership import ElectionJoinError
+from elkyn.membership import ElectionJoinError, election_port
 from elkyn.platform_election import _alone_before, _check_not_removed
 from platform_core.auth import TokenSigner
 
@@ -92,7 +92,7 @@ def test_a_member_answering_without_this_platform_is_a_clear_error(
     with pytest.raises(ElectionJoinError) as caught:
         _check_not_removed(ME, remembered, SIGNER, None)
     address = url.split("//", 1)[1].removesuffix("/db")
-    assert "was removed" in str(caught.value)
+    assert "is no member of its cluster's election" in str(caught.value)
     assert f"--join {address}" in str(caught.value)
 
 
@@ -125,3 +125,17 @@ def test_thousands_of_remembered_members_are_not_all_asked() -> None:
     started = time.monotonic()
     _check_not_removed(ME, remembered, SIGNER, None)
     assert time.monotonic() - started < 5
+
+
+def test_a_kept_election_port_in_use_is_not_advised_away(tmp_path: Path) -> None:
+    """Changing the port of a member makes it a stranger to its cluster: the error for a
+    kept port in use says to free it, not to set ELKYN_ELECTION_PORT."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        (tmp_path / "election.port").write_text(f"{port}\n")
+        with pytest.raises(ElectionJoinError) as caught:
+            election_port(tmp_path, "127.0.0.1", None)
+    assert "which this platform used before" in str(caught.value)
+    assert "ELKYN_ELECTION_PORT to a free port" not in str(caught.value)

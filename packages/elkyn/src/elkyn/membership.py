@@ -331,14 +331,28 @@ def election_port(directory: Path | None, host: str, wanted: int | None) -> int:
         try:
             sock.bind((host.strip("[]"), port or 0))
         except OSError:
-            raise ElectionJoinError(
-                f"the election port {port} on {host} is in use (another platform?): set "
-                "ELKYN_ELECTION_PORT to a free port"
-            ) from None
+            raise _port_taken(port, host, kept=wanted is None) from None
         port = int(sock.getsockname()[1])
     if saved is not None:
         saved.write_text(f"{port}\n")
     return port
+
+
+def _port_taken(port: int | None, host: str, kept: bool) -> ElectionJoinError:
+    """The error for an election port in use. A port this home used before (``kept``) is
+    the platform's Raft address in its cluster: another port makes it a stranger the members
+    refuse to hear, so the advice is to free it, not ELKYN_ELECTION_PORT (which it was)."""
+    if kept:
+        return ElectionJoinError(
+            f"the election port {port} on {host}, which this platform used before, is in use "
+            "(another platform?): its cluster knows this platform by that port, so free it "
+            "and start again (another port would need `platform members remove` of the old "
+            "address and a new --join)"
+        )
+    return ElectionJoinError(
+        f"the election port {port} on {host} is in use (another platform?): set "
+        "ELKYN_ELECTION_PORT to a free port"
+    )
 
 
 def election_status(app: Any, seq: int) -> dict[str, Any]:

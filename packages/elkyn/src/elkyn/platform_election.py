@@ -128,9 +128,10 @@ def _check_not_removed(
             return
         address = url.split("//", 1)[-1].removesuffix("/db")
         raise ElectionJoinError(
-            f"this platform (election address {raft}) was removed from its cluster's election "
-            f"(`platform members remove`): the platform at {address} names only "
-            f"{', '.join(sorted(members))}. To join that cluster again, start it with "
+            f"this platform (election address {raft}) is no member of its cluster's election: "
+            f"the platform at {address} names only {', '.join(sorted(members))} (it was "
+            "removed with `platform members remove`, or its election address changed: "
+            f"PLATFORM_HOST, ELKYN_ELECTION_PORT). To join that cluster again, start it with "
             f"--join {address}; to start a cluster of its own, use another --home"
         )
 
