@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from elkyn.membership import ElectionJoinError, election_port
-from elkyn.platform_election import _alone_before, _check_not_removed
+from elkyn.platform_election import _alone_before, _check_not_removed, _check_same_cluster
 from platform_core.auth import TokenSigner
 
 SIGNER = TokenSigner("restart-files-test-secret-" + "r" * 24)
@@ -139,3 +139,11 @@ def test_a_kept_election_port_in_use_is_not_advised_away(tmp_path: Path) -> None
             election_port(tmp_path, "127.0.0.1", None)
     assert "which this platform used before" in str(caught.value)
     assert "ELKYN_ELECTION_PORT to a free port" not in str(caught.value)
+
+
+def test_a_join_target_running_another_cluster_is_a_clear_error() -> None:
+    remembered = {ME: "http://a/db", "127.0.0.1:7002": "http://b/db"}
+    with pytest.raises(ElectionJoinError, match="runs another election cluster"):
+        _check_same_cluster("http://h:1/db", {"127.0.0.1:9999": "http://h:1/db"}, remembered, ME)
+    # removed (this platform not named) but the cluster is the one remembered: admitted again
+    _check_same_cluster("http://b/db", {"127.0.0.1:7002": "http://b/db"}, remembered, ME)

@@ -100,7 +100,7 @@ def _members_to_join(
     if len(remembered) <= 1:
         return fetch_members(join_url, signer, context), False
     try:
-        return fetch_members(join_url, signer, context, patience=RESTART_PATIENCE), False
+        members = fetch_members(join_url, signer, context, patience=RESTART_PATIENCE)
     except JoinTargetDownError as exc:
         log.warning(
             "%s; rejoining through the members this platform remembers: %s",
@@ -109,6 +109,28 @@ def _members_to_join(
         )
         _check_not_removed(raft, remembered, signer, context)
         return remembered, True
+    _check_same_cluster(join_url, members, remembered, raft)
+    return members, False
+
+
+def _check_same_cluster(
+    join_url: str, members: dict[str, str], remembered: dict[str, str], raft: str
+) -> None:
+    """A clear error when the platform joined answers with members none of which this
+    restarted platform's home remembers: a fresh platform on the address of one that was
+    lost (its home reset) runs a cluster of its own. Joining it wedged both: this platform
+    followed neither election, the other counted it as a replica that never acknowledged."""
+    if set(members) & set(remembered):
+        return
+    address = join_url.split("//", 1)[-1].removesuffix("/db")
+    theirs = ", ".join(sorted(members))
+    ours = ", ".join(sorted(r for r in remembered if r != raft))
+    raise ElectionJoinError(
+        f"the platform at {address} runs another election cluster (members {theirs}) than "
+        f"the one this platform's home remembers ({ours}): was its home reset? To rejoin "
+        "this platform's cluster, --join a platform of it; to join the new one, start this "
+        "platform on a new --home"
+    )
 
 
 def _check_not_removed(
