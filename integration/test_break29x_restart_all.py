@@ -49,7 +49,8 @@ def test_all_three_restarted_at_once_with_their_first_commands(tmp_path: Path) -
 
 def _first(cluster: Cluster, tmp_path: Path, port: str) -> ServerProcess:
     argv = [str(command("platform")), "up", "--port", port, "--home", str(cluster.homes[0])]
-    return launch(argv, tmp_path / "p0", env=FAST)
+    node: ServerProcess = launch(argv, tmp_path / "p0", env=FAST)
+    return node
 
 
 def _restart_all(cluster: Cluster, tmp_path: Path) -> None:
