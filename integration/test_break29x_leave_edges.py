@@ -10,7 +10,8 @@
 - Two members left, the replica SIGKILLed: a write answers 503 saying it is committed on the
   primary but not acknowledged (semi-synchronous, ELKYN_SYNC_REPLICAS=1), reads go on; the
   replica restarted with its first command (`--join` the first) makes writes resume, and
-  both exports agree.
+  both exports agree. Then the primary is SIGKILLed: the one left (1 of 2, no majority)
+  answers writes 503 naming the unreachable primary, and serves reads.
 """
 
 from __future__ import annotations
@@ -130,3 +131,13 @@ def _edges(cluster: Cluster, tmp_path: Path) -> None:
         return kept[0] == kept[1] == {"k": 2, "k2": 3}
 
     wait_for(exports_agree, "both exports to hold the writes")
+
+    # and the primary dies: the one left has no majority (1 of 2); reads go on
+    second_again = cluster.nodes[1].url
+    cluster.nodes[0].proc.send_signal(signal.SIGKILL)
+    cluster.nodes[0].proc.wait()
+    r = httpx.put(f"{second_again}/db/k3.json", json=4, headers=cluster.admin(), timeout=60)
+    assert r.status_code == 503, r.text
+    assert "unreachable" in r.text, r.text
+    read = httpx.get(f"{second_again}/db/k2.json", headers=cluster.admin(), timeout=30)
+    assert (read.status_code, read.json()) == (200, 3), read.text
