@@ -5,8 +5,8 @@ Found broken: the first platform's `platform up` (no `--join`) decided it had be
 (and so forgot its Raft journal and served writes at once as the primary of a new term 1)
 whenever ``<home>/elkyn/election.members`` was missing or held `{}`, `[]` or `""`: restarted
 beside a live cluster, it became a second primary whose acknowledged writes no other
-platform ever had, while its lake node rejoined the others. Now only a readable record that
-names no other member counts as alone; anything else keeps the journal (the safe side).
+platform ever had, while its lake node rejoined the others. Now only a readable record of one
+member counts as alone; anything else keeps the journal (the safe side).
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def start_platform_election(app: ElkynApp, es: ElkynSettings, ps: PlatformSettin
     admitted = True
     if join_url is not None:
         members, admitted = _members_to_join(join_url, signer, context, remembered, raft)
-    if not fresh and join_url is None and _alone_before(directory, raft):
+    if not fresh and join_url is None and _alone_before(directory):
         _forget_journal(directory)  # alone, no vote of another member to keep: start afresh
         fresh = True
     elif not fresh and join_url is None:
@@ -169,19 +169,20 @@ def _saved_members(directory: Path | None) -> dict[str, str]:
     return {str(k): v for k, v in value.items()} if ok else {}
 
 
-def _alone_before(directory: Path | None, raft: str) -> bool:
+def _alone_before(directory: Path | None) -> bool:
     """Whether this home's election had only this platform: ``election.members`` (written as
-    the members change, from the first tick) is a record naming this platform's Raft address
-    ``raft`` and no other. Anything else (absent, unreadable, empty, not a record) keeps the
-    journal, the safe side: it costs a Raft election of one at start. Before, a record lost
-    or emptied made a first platform restarted beside its live cluster forget its journal
-    and serve writes as the primary of a new term 1, writes no other platform ever had."""
+    the members change, from the first tick) is a record of one member (this platform, maybe
+    under an older address: PLATFORM_HOST or ELKYN_ELECTION_PORT changed since). Anything
+    else (absent, unreadable, empty, not a record) keeps the journal, the safe side: it costs
+    a Raft election of one at start. Before, a record lost or emptied made a first platform
+    restarted beside its live cluster forget its journal and serve writes as the primary of
+    a new term 1, writes no other platform ever had."""
     saved = None if directory is None else directory / "election.members"
     try:
         value = json.loads(saved.read_text()) if saved is not None else None
     except (OSError, ValueError):
         return False
-    return isinstance(value, dict) and set(value) == {raft}
+    return isinstance(value, dict) and len(value) == 1
 
 
 def _forget_journal(directory: Path | None) -> None:
