@@ -69,3 +69,17 @@ def test_a_remembered_address_answering_as_no_lake_node_does_not_stop_the_join(
     gossip.links = _Links({"10.0.0.5:8080": ["no"], "10.0.0.6:8080": {"hello": 1}})  # type: ignore[assignment]
     gossip.join_once()
     assert "10.0.0.5:8080 answered, but not as a lake node" in gossip.join_problem
+
+
+def test_a_join_error_names_a_few_seeds_not_all(tmp_path: Path) -> None:
+    path = tmp_path / "peers.json"
+    RememberedPeers(path).save([f"10.0.0.{i}:8080" for i in range(1, 41)])
+    gossip = Gossip.__new__(Gossip)
+    gossip.join = None
+    gossip.remembered = RememberedPeers(path)
+    gossip.members = SimpleNamespace(me=SimpleNamespace(http="10.0.0.99:8080"))  # type: ignore[assignment]
+    gossip.payload = lambda: {}  # type: ignore[method-assign]
+    gossip.links = _Links({f"10.0.0.{i}:8080": [] for i in range(1, 41)})  # type: ignore[assignment]
+    gossip.join_once()
+    assert gossip.join_problem.count("answered, but not as a lake node") == 5
+    assert gossip.join_problem.endswith("; and 35 more peers this node saw alive before")

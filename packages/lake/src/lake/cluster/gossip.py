@@ -45,6 +45,10 @@ class JoinError(UnavailableError):
     """No member accepted this node within its join timeout."""
 
 
+SHOWN_PROBLEMS = 5
+"""Seeds named in a join error (a remembered list holds up to 64)."""
+
+
 class Gossip:
     """SWIM membership protocol and head anti-entropy for one node."""
 
@@ -202,8 +206,11 @@ class Gossip:
             if problem is None:
                 return
             problems.append(problem)
-        if problems:
-            self.join_problem = "; ".join(problems)
+        if problems:  # a one-line error: the first few, then how many more
+            more = len(problems) - SHOWN_PROBLEMS
+            self.join_problem = "; ".join(problems[:SHOWN_PROBLEMS]) + (
+                f"; and {more} more peers this node saw alive before" if more > 0 else ""
+            )
 
     def _ask_to_join(self, seed: str) -> str | None:
         """Ping ``seed``: None once it accepted us, else why not."""
