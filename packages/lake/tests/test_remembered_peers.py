@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+from lake.cluster.gossip import Gossip
 from lake.cluster.remembered import MAX_PEERS, RememberedPeers
 
 
@@ -28,3 +31,55 @@ def test_a_damaged_or_strange_file_is_ignored_not_trusted(tmp_path: Path) -> Non
     RememberedPeers(path).save(many)
     assert len(RememberedPeers(path).load()) == MAX_PEERS
     assert RememberedPeers(None).load() == []  # an in-memory node keeps nothing
+
+
+class _Links:
+    """Answers each seed's ``POST /ping`` with the JSON it is given (the lake's peer links)."""
+
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    def call(self, method: str, seed: str, path: str, **kwargs: Any) -> Any:
+        self.asked.append(seed)
+        body = self.answers[seed]
+        return SimpleNamespace(status_code=200, json=lambda: body, text=str(body))
+
+
+def test_a_remembered_address_answering_as_no_lake_node_does_not_stop_the_join(
+    tmp_path: Path,
+) -> None:
+    """Break test (issue 29): the first remembered address, now another server's, answered a
+    200 whose JSON is no lake node's; the KeyError ended the pass (and, at start, the gossip
+    thread), so the live peer after it was never asked."""
+    path = tmp_path / "peers.json"
+    path.write_text('["10.0.0.5:8080", "10.0.0.6:8080"]')
+    gossip = Gossip.__new__(Gossip)  # only what join_once uses
+    gossip.join = None
+    gossip.remembered = RememberedPeers(path)
+    gossip.members = SimpleNamespace(me=SimpleNamespace(http="10.0.0.9:8080"))  # type: ignore[assignment]
+    gossip.payload = lambda: {}  # type: ignore[method-assign]
+    answers = {"10.0.0.5:8080": {"hello": "not a node"}, "10.0.0.6:8080": {"from": 1}}
+    gossip.links = _Links(answers)  # type: ignore[assignment]
+    absorbed: list[Any] = []
+    gossip._absorb = lambda body: absorbed.append(body["from"])  # type: ignore[method-assign]
+    gossip.join_problem = "no answer yet"
+    gossip.join_once()
+    assert absorbed == [1]  # the live peer after the stranger let it in
+    gossip.links = _Links({"10.0.0.5:8080": ["no"], "10.0.0.6:8080": {"hello": 1}})  # type: ignore[assignment]
+    gossip.join_once()
+    assert "10.0.0.5:8080 answered, but not as a lake node" in gossip.join_problem
+
+
+def test_a_join_error_names_a_few_seeds_not_all(tmp_path: Path) -> None:
+    path = tmp_path / "peers.json"
+    RememberedPeers(path).save([f"10.0.0.{i}:8080" for i in range(1, 41)])
+    gossip = Gossip.__new__(Gossip)
+    gossip.join = None
+    gossip.remembered = RememberedPeers(path)
+    gossip.members = SimpleNamespace(me=SimpleNamespace(http="10.0.0.99:8080"))  # type: ignore[assignment]
+    gossip.payload = lambda: {}  # type: ignore[method-assign]
+    gossip.links = _Links({f"10.0.0.{i}:8080": [] for i in range(1, 41)})  # type: ignore[assignment]
+    gossip.join_once()
+    assert gossip.join_problem.count("answered, but not as a lake node") == 5
+    assert gossip.join_problem.endswith("; and 35 more peers this node saw alive before")

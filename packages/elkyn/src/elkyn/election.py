@@ -201,6 +201,8 @@ class Election:
         self.stray_looks = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="elkyn-elector", daemon=True)
+        if app.fence is not None:
+            app.fence.waiting_for = self.no_majority
 
     def start(self) -> None:
         self.thread.start()
@@ -222,6 +224,18 @@ class Election:
             "has_quorum": bool(self.node.hasQuorum),
             "members": dict(self.node.members),
         }
+
+    def no_majority(self) -> str | None:
+        """Why no primary can be named, when no majority of the members answers (a platform
+        restarted while most of its cluster is down waits for them): their Raft addresses."""
+        if self.node._getLeader() is not None or self.node.hasQuorum:
+            return None
+        others = sorted(set(self.node.members) - {self.raft}) or [p.raft for p in self.peers]
+        return (
+            f"no majority of the election's members answers; it waits for "
+            f"{', '.join(others) or 'none'} (Raft addresses): writes resume once a majority "
+            "of them is up"
+        )
 
     # ---- the elector thread ----
     def _run(self) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 from .errors import PrimaryUnavailableError
 
@@ -50,6 +51,9 @@ class Fence:
         self.acks: dict[str, int] = {}
         """Replica name -> the last sequence number it has committed, in this term."""
         self._changed: asyncio.Event | None = None
+        self.waiting_for: Callable[[], str | None] | None = None
+        """Why no primary is known yet, if the election can tell (``elkyn.election`` sets
+        it: no majority of its members answers), for the write refused meanwhile."""
 
     def serving(self) -> bool:
         """Whether this server is the primary of an unfenced term (writes may be applied)."""
@@ -59,9 +63,10 @@ class Fence:
         """Refuse a write when this server is not an unfenced primary, or the forwarding
         server follows another term than this one serves (a deposed or a newer primary)."""
         if self.term == 0 and not self.primary:
+            why = self.waiting_for() if self.waiting_for is not None else None
             raise StaleTermError(
                 "this server has not yet learnt from the election which server is the primary "
-                "(it has just started or joined); retry in a moment"
+                f"({why or 'it has just started or joined'}); retry in a moment"
             )
         if not self.serving():
             raise StaleTermError(

@@ -49,6 +49,7 @@ __all__ = [
     "ElectionJoinError",
     "election_port",
     "fetch_members",
+    "members_at",
     "request_admission",
     "serve_members",
 ]
@@ -68,7 +69,13 @@ class JoinTargetDownError(ElectionJoinError):
     through the members it remembers instead)."""
 
 
-def _call(url: str, signer: TokenSigner, context: ssl.SSLContext | None, body: Any = None) -> Any:
+def _call(
+    url: str,
+    signer: TokenSigner,
+    context: ssl.SSLContext | None,
+    body: Any = None,
+    timeout: float = 10.0,
+) -> Any:
     token = signer.cluster_token("elkyn-join", ttl_seconds=60)
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(
@@ -77,7 +84,7 @@ def _call(url: str, signer: TokenSigner, context: ssl.SSLContext | None, body: A
         method="GET" if body is None else "POST",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(req, timeout=10.0, context=context) as resp:
+    with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
         return json.loads(resp.read(1 << 20))
 
 
@@ -138,6 +145,21 @@ def _give_up_after(deadline: float, patience: float, join_url: str, exc: BaseExc
         ) from None
 
 
+def members_at(
+    url: str, signer: TokenSigner, context: ssl.SSLContext | None, timeout: float = 3.0
+) -> dict[str, str] | None:
+    """The election's members as the platform at ``url`` (its ``/db``) knows them, asked
+    once; None when it does not answer as a member of this cluster (down, another secret,
+    not a platform) or its record is not synced with a Raft leader (restarting, it may be
+    replaying an old prefix of the log that lacks members admitted since)."""
+    try:
+        answer = _call(f"{url}/.replication/members", signer, context, timeout=timeout)
+        found = dict(answer["members"]) if answer.get("synced") is True else {}
+    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return {str(k): str(v) for k, v in found.items()} or None
+
+
 def request_admission(
     join_url: str,
     signer: TokenSigner,
@@ -174,7 +196,8 @@ async def serve_members(app: Any, req: Request, send: Send) -> None:
     if election is None or not election.dynamic:
         raise NotFoundError("this server's election membership is fixed (--peer), or absent")
     if req.method == "GET":
-        await respond_json(send, 200, {"members": dict(election.node.members)})
+        synced = bool(election.node.isReady() and election.node._getLeader() is not None)
+        await respond_json(send, 200, {"members": dict(election.node.members), "synced": synced})
         return
     if req.method == "DELETE":
         await asyncio.to_thread(remove_member, election, req.params.get("raft", ""))
@@ -308,14 +331,28 @@ def election_port(directory: Path | None, host: str, wanted: int | None) -> int:
         try:
             sock.bind((host.strip("[]"), port or 0))
         except OSError:
-            raise ElectionJoinError(
-                f"the election port {port} on {host} is in use (another platform?): set "
-                "ELKYN_ELECTION_PORT to a free port"
-            ) from None
+            raise _port_taken(port, host, kept=wanted is None) from None
         port = int(sock.getsockname()[1])
     if saved is not None:
         saved.write_text(f"{port}\n")
     return port
+
+
+def _port_taken(port: int | None, host: str, kept: bool) -> ElectionJoinError:
+    """The error for an election port in use. A port this home used before (``kept``) is
+    the platform's Raft address in its cluster: another port makes it a stranger the members
+    refuse to hear, so the advice is to free it, not ELKYN_ELECTION_PORT (which it was)."""
+    if kept:
+        return ElectionJoinError(
+            f"the election port {port} on {host}, which this platform used before, is in use "
+            "(another platform?): its cluster knows this platform by that port, so free it "
+            "and start again (another port would need `platform members remove` of the old "
+            "address and a new --join)"
+        )
+    return ElectionJoinError(
+        f"the election port {port} on {host} is in use (another platform?): set "
+        "ELKYN_ELECTION_PORT to a free port"
+    )
 
 
 def election_status(app: Any, seq: int) -> dict[str, Any]:

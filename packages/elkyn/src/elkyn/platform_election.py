@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .membership import (
+    ElectionJoinError,
     JoinTargetDownError,
     advertised,
     election_port,
     fetch_members,
+    members_at,
     request_admission,
 )
 
@@ -25,6 +27,11 @@ log = logging.getLogger(__name__)
 RESTART_PATIENCE = 5.0
 """Seconds a restarted member waits for its ``--join`` platform before it rejoins through the
 members it remembers."""
+ASK_AT_MOST = 8
+"""Remembered members a restarted platform asks whether it is still a member (a tampered
+``election.members`` may name thousands: each asked costs up to ``ASK_SECONDS``)."""
+ASK_SECONDS = 3.0
+"""Seconds one remembered member may take to answer that question."""
 
 if TYPE_CHECKING:
     from platform_core import PlatformSettings
@@ -58,10 +65,12 @@ def start_platform_election(app: ElkynApp, es: ElkynSettings, ps: PlatformSettin
     members: dict[str, str] = {}
     admitted = True
     if join_url is not None:
-        members, admitted = _members_to_join(join_url, signer, context, remembered)
+        members, admitted = _members_to_join(join_url, signer, context, remembered, raft)
     if not fresh and join_url is None and _alone_before(directory):
         _forget_journal(directory)  # alone, no vote of another member to keep: start afresh
         fresh = True
+    elif not fresh and join_url is None:
+        _check_not_removed(raft, remembered, signer, context)
     sync = es.sync_replicas
     if sync is None:
         sync = default_sync_replicas(len(set(members) | {raft}) if members else 1)
@@ -80,7 +89,11 @@ def start_platform_election(app: ElkynApp, es: ElkynSettings, ps: PlatformSettin
 
 
 def _members_to_join(
-    join_url: str, signer: TokenSigner, context: ssl.SSLContext | None, remembered: dict[str, str]
+    join_url: str,
+    signer: TokenSigner,
+    context: ssl.SSLContext | None,
+    remembered: dict[str, str],
+    raft: str,
 ) -> tuple[dict[str, str], bool]:
     """The members as the platform at ``join_url`` knows them, and False: it is to be asked
     to add this one. For a restarted member whose ``--join`` platform is down (often the one
@@ -89,14 +102,62 @@ def _members_to_join(
     if len(remembered) <= 1:
         return fetch_members(join_url, signer, context), False
     try:
-        return fetch_members(join_url, signer, context, patience=RESTART_PATIENCE), False
+        members = fetch_members(join_url, signer, context, patience=RESTART_PATIENCE)
     except JoinTargetDownError as exc:
         log.warning(
             "%s; rejoining through the members this platform remembers: %s",
             exc,
             ", ".join(sorted(remembered.values())),
         )
+        _check_not_removed(raft, remembered, signer, context)
         return remembered, True
+    _check_same_cluster(join_url, members, remembered, raft)
+    return members, False
+
+
+def _check_same_cluster(
+    join_url: str, members: dict[str, str], remembered: dict[str, str], raft: str
+) -> None:
+    """A clear error when the platform joined answers with members none of which this
+    restarted platform's home remembers: a fresh platform on the address of one that was
+    lost (its home reset) runs a cluster of its own. Joining it wedged both: this platform
+    followed neither election, the other counted it as a replica that never acknowledged."""
+    if set(members) & set(remembered):
+        return
+    address = join_url.split("//", 1)[-1].removesuffix("/db")
+    theirs = ", ".join(sorted(members))
+    ours = ", ".join(sorted(r for r in remembered if r != raft))
+    raise ElectionJoinError(
+        f"the platform at {address} runs another election cluster (members {theirs}) than "
+        f"the one this platform's home remembers ({ours}): was its home reset? To rejoin "
+        "this platform's cluster, --join a platform of it; to join the new one, start this "
+        "platform on a new --home"
+    )
+
+
+def _check_not_removed(
+    raft: str, remembered: dict[str, str], signer: TokenSigner, context: ssl.SSLContext | None
+) -> None:
+    """A clear error when a member this platform remembers answers with members that no
+    longer include it (``platform members remove``). Without it, the removed platform came
+    back as a Raft node the others refuse to hear: never told the primary, its Elkyn answered
+    every write 503 "retry in a moment" forever while its lake node rejoined the cluster.
+    Nothing is decided when no remembered member answers (they may all be restarting)."""
+    others = sorted((r, u) for r, u in remembered.items() if r != raft)[:ASK_AT_MOST]
+    for _, url in others:
+        members = members_at(url, signer, context, timeout=ASK_SECONDS)
+        if members is None:
+            continue
+        if raft in members:
+            return
+        address = url.split("//", 1)[-1].removesuffix("/db")
+        raise ElectionJoinError(
+            f"this platform (election address {raft}) is no member of its cluster's election: "
+            f"the platform at {address} names only {', '.join(sorted(members))} (it was "
+            "removed with `platform members remove`, or its election address changed: "
+            f"PLATFORM_HOST, ELKYN_ELECTION_PORT). To join that cluster again, start it with "
+            f"--join {address}; to start a cluster of its own, use another --home"
+        )
 
 
 def _saved_members(directory: Path | None) -> dict[str, str]:
@@ -111,15 +172,19 @@ def _saved_members(directory: Path | None) -> dict[str, str]:
 
 
 def _alone_before(directory: Path | None) -> bool:
-    """Whether this home's election had only this platform (``election.members``, written as
-    the members change; absent: it never had another)."""
+    """Whether this home's election had only this platform: ``election.members`` (written as
+    the members change, from the first tick) is a record of one member (this platform, maybe
+    under an older address: PLATFORM_HOST or ELKYN_ELECTION_PORT changed since). Anything
+    else (absent, unreadable, empty, not a record) keeps the journal, the safe side: it costs
+    a Raft election of one at start. Before, a record lost or emptied made a first platform
+    restarted beside its live cluster forget its journal and serve writes as the primary of
+    a new term 1, writes no other platform ever had."""
     saved = None if directory is None else directory / "election.members"
-    if saved is None or not saved.exists():
-        return True
     try:
-        return len(json.loads(saved.read_text())) <= 1
-    except (OSError, ValueError, TypeError):
-        return False  # unreadable: keep the journal, the safe side
+        value = json.loads(saved.read_text()) if saved is not None else None
+    except (OSError, ValueError):
+        return False
+    return isinstance(value, dict) and len(value) == 1
 
 
 def _forget_journal(directory: Path | None) -> None:

@@ -356,9 +356,10 @@ def _members_item() -> dict[str, Any]:
             "elkyn_replication_members",
             "Election members (platforms, node to node)",
             "The election's members of a `platform up --join` cluster: Raft address to "
-            "Elkyn URL; needs a cluster token.",
+            "Elkyn URL, and whether this server's record is synced with a Raft leader (a "
+            "restarted one may still be replaying its journal); needs a cluster token.",
             responses={
-                "200": _json('{"members": {"host:port": "http://host:port/db"}}'),
+                "200": _json('{"members": {"host:port": "http://host:port/db"}, "synced": true}'),
                 "404": _err("This server's membership is fixed (--peer), or absent."),
             },
         ),

@@ -45,6 +45,10 @@ class JoinError(UnavailableError):
     """No member accepted this node within its join timeout."""
 
 
+SHOWN_PROBLEMS = 5
+"""Seeds named in a join error (a remembered list holds up to 64)."""
+
+
 class Gossip:
     """SWIM membership protocol and head anti-entropy for one node."""
 
@@ -202,22 +206,35 @@ class Gossip:
             if problem is None:
                 return
             problems.append(problem)
-        if problems:
-            self.join_problem = "; ".join(problems)
+        if problems:  # a one-line error: the first few, then how many more
+            more = len(problems) - SHOWN_PROBLEMS
+            self.join_problem = "; ".join(problems[:SHOWN_PROBLEMS]) + (
+                f"; and {more} more peers this node saw alive before" if more > 0 else ""
+            )
 
     def _ask_to_join(self, seed: str) -> str | None:
         """Ping ``seed``: None once it accepted us, else why not."""
         try:
             r = self.links.call("POST", seed, "/ping", json=self.payload(), timeout=2)
             if r.status_code == 200:
-                self._absorb(r.json())
-                return None
+                return self._accepted(seed, r.json())
             if r.status_code == 401:
                 return mismatch_message(seed)
             return f"{seed} answered {r.status_code}: {r.text[:200]}"
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # never kill the loop
             log.info("joining through %s failed: %s", seed, exc)
             return f"{seed} did not answer ({exc})"
+
+    def _accepted(self, seed: str, body: Any) -> str | None:
+        """Take in ``seed``'s answer to our ping: None, or why it is no lake node's answer. A
+        remembered address may now belong to another server: its answer raised out of the
+        whole pass, so the seeds after it (a live peer) were never asked, and at start the
+        gossip thread died with it (the node never joined)."""
+        try:
+            self._absorb(body)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            return f"{seed} answered, but not as a lake node ({type(exc).__name__}: {exc})"
+        return None
 
     def wait_joined(self, timeout: float) -> None:
         """Return once a member accepted this node; :class:`JoinError` after ``timeout``."""

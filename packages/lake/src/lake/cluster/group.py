@@ -96,7 +96,10 @@ class Cluster:
 
         def loop() -> None:
             if first is not None:
-                first()
+                try:  # a failed first round must not end the thread: the rounds retry
+                    first()
+                except Exception:
+                    log.exception("%s: the first round failed", what)
             while not self._stop.wait(interval * random.uniform(0.8, 1.2)):
                 try:
                     work()
