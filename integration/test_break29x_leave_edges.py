@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,7 +26,13 @@ import httpx
 import pytest
 from platform_cluster import Cluster, join, start_cluster, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(  # held when written; `nox -s chaos` runs it, the default run does not
+        os.environ.get("PLATFORM_TESTS_LONG") != "1", reason="a held break test: nox -s chaos"
+    ),
+]
 
 
 def _elkyn(url: str, cluster: Cluster) -> dict[str, Any]:

@@ -9,6 +9,7 @@ primary for the same term.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,13 @@ from servers import command, launch
 
 from platform_core.testing import ServerProcess
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    pytest.mark.skipif(  # held when written; `nox -s chaos` runs it, the default run does not
+        os.environ.get("PLATFORM_TESTS_LONG") != "1", reason="a held break test: nox -s chaos"
+    ),
+]
 
 
 def _elkyn(url: str, cluster: Cluster) -> dict[str, Any]:
