@@ -262,4 +262,3 @@ def test_token_ttl_bound_is_auths() -> None:
     from platform_gateway.cli import MAX_TOKEN_TTL_SECONDS
 
     assert MAX_TOKEN_TTL_SECONDS == auth.MAX_TOKEN_TTL_SECONDS
-
