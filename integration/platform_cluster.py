@@ -31,6 +31,7 @@ __all__ = [
     "Cluster",
     "join",
     "pipeline",
+    "replication_status_once_following",
     "run_async",
     "start_cluster",
     "wait_for",
@@ -121,6 +122,20 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
                 return last
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def replication_status_once_following(url: str, cluster: Cluster) -> dict[str, Any]:
+    """``/db/.replication/status`` of the (re)started platform at ``url`` once it follows the
+    elected primary: for a moment after `platform up` prints its URL its Elkyn is still
+    fenced, waiting for its Raft node to sync (seen under CI load)."""
+
+    def status() -> dict[str, Any] | None:
+        r = httpx.get(f"{url}/db/.replication/status", headers=cluster.admin(), timeout=10)
+        st: dict[str, Any] = r.json()
+        return st if st.get("role") == "replica" else None
+
+    found: dict[str, Any] = wait_for(status, f"{url} to follow the elected primary", 30)
+    return found
 
 
 def write_in_newer_term(
