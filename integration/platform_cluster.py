@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 from servers import command, launch
 
 from platform_core.auth import TokenSigner
@@ -26,9 +27,11 @@ from platform_core.testing import ServerProcess
 
 __all__ = [
     "FAST",
+    "HELD_BREAK_TEST",
     "ORACLE",
     "SECRET",
     "Cluster",
+    "elkyn_status",
     "join",
     "pipeline",
     "replication_status_once_following",
@@ -122,6 +125,20 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
                 return last
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def elkyn_status(url: str, cluster: Cluster) -> dict[str, Any]:
+    """The Elkyn part of ``GET /api/platform/status`` at ``url``: role, term, leader and the
+    election's state (members, quorum)."""
+    report = httpx.get(f"{url}/api/platform/status", headers=cluster.admin(), timeout=30).json()
+    elkyn: dict[str, Any] = report["self"]["plugins"]["elkyn"]
+    return elkyn
+
+
+HELD_BREAK_TEST = pytest.mark.skipif(
+    os.environ.get("PLATFORM_TESTS_LONG") != "1", reason="a held break test: nox -s chaos"
+)
+"""A break test that found nothing to fix: `nox -s chaos` runs it, the default run does not."""
 
 
 def replication_status_once_following(url: str, cluster: Cluster) -> dict[str, Any]:

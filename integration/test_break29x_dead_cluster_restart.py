@@ -21,15 +21,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from platform_cluster import FAST, start_cluster
+from platform_cluster import FAST, HELD_BREAK_TEST, start_cluster
 from servers import command
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(300),
-    pytest.mark.skipif(  # held when written; `nox -s chaos` runs it, the default run does not
-        os.environ.get("PLATFORM_TESTS_LONG") != "1", reason="a held break test: nox -s chaos"
-    ),
+    HELD_BREAK_TEST,
 ]
 
 JOIN_TIMEOUT = 15.0

@@ -15,20 +15,13 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from platform_cluster import FAST, Cluster, start_cluster, wait_for
+from platform_cluster import FAST, Cluster, elkyn_status, start_cluster, wait_for
 from servers import command, launch
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-def _elkyn(url: str, cluster: Cluster) -> dict[str, Any]:
-    report = httpx.get(f"{url}/api/platform/status", headers=cluster.admin(), timeout=30).json()
-    elkyn: dict[str, Any] = report["self"]["plugins"]["elkyn"]
-    return elkyn
 
 
 def test_a_restart_joining_a_fresh_cluster_at_the_old_address(tmp_path: Path) -> None:
@@ -41,7 +34,7 @@ def test_a_restart_joining_a_fresh_cluster_at_the_old_address(tmp_path: Path) ->
 
 def _stranger(cluster: Cluster, tmp_path: Path) -> None:
     first = cluster.urls[0]
-    wait_for(lambda: len(_elkyn(first, cluster)["election"]["members"]) == 3, "three members")
+    wait_for(lambda: len(elkyn_status(first, cluster)["election"]["members"]) == 3, "three members")
     r = httpx.put(f"{first}/db/k.json", json=1, headers=cluster.admin(), timeout=30)
     assert r.status_code == 200, r.text
     for node in reversed(cluster.nodes):

@@ -16,29 +16,19 @@
 
 from __future__ import annotations
 
-import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from platform_cluster import Cluster, join, start_cluster, wait_for
+from platform_cluster import HELD_BREAK_TEST, Cluster, elkyn_status, join, start_cluster, wait_for
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(300),
-    pytest.mark.skipif(  # held when written; `nox -s chaos` runs it, the default run does not
-        os.environ.get("PLATFORM_TESTS_LONG") != "1", reason="a held break test: nox -s chaos"
-    ),
+    HELD_BREAK_TEST,
 ]
-
-
-def _elkyn(url: str, cluster: Cluster) -> dict[str, Any]:
-    report = httpx.get(f"{url}/api/platform/status", headers=cluster.admin(), timeout=30).json()
-    elkyn: dict[str, Any] = report["self"]["plugins"]["elkyn"]
-    return elkyn
 
 
 def _remove(url: str, raft: str, cluster: Cluster, method: str = "DELETE") -> httpx.Response:
@@ -66,8 +56,8 @@ def _edges(cluster: Cluster, tmp_path: Path) -> None:
     first, second, third = cluster.urls
     members = wait_for(
         lambda: (
-            len(_elkyn(first, cluster)["election"]["members"]) == 3
-            and _elkyn(first, cluster)["election"]["members"]
+            len(elkyn_status(first, cluster)["election"]["members"]) == 3
+            and elkyn_status(first, cluster)["election"]["members"]
         ),
         "three members",
     )
@@ -86,7 +76,7 @@ def _edges(cluster: Cluster, tmp_path: Path) -> None:
     for method in ("PUT", "PATCH"):
         r = _remove(second, raft_of[third], cluster, method)
         assert 400 <= r.status_code < 500, (method, r.text)
-    assert _elkyn(second, cluster)["election"]["members"] == members
+    assert elkyn_status(second, cluster)["election"]["members"] == members
 
     # the replica stops; two concurrent removes of it
     cluster.nodes[2].stop()
@@ -96,7 +86,8 @@ def _edges(cluster: Cluster, tmp_path: Path) -> None:
     assert codes in ([200, 200], [200, 503]), [a.text for a in answers]
     wait_for(
         lambda: all(
-            raft_of[third] not in _elkyn(u, cluster)["election"]["members"] for u in (first, second)
+            raft_of[third] not in elkyn_status(u, cluster)["election"]["members"]
+            for u in (first, second)
         ),
         "both to forget it",
     )

@@ -11,20 +11,13 @@ every write acknowledged before in both exports (held: no split brain, nothing l
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from platform_cluster import FAST, Cluster, join, start_cluster, wait_for
+from platform_cluster import FAST, Cluster, elkyn_status, join, start_cluster, wait_for
 from servers import command, launch
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-def _elkyn(url: str, cluster: Cluster) -> dict[str, Any]:
-    report = httpx.get(f"{url}/api/platform/status", headers=cluster.admin(), timeout=30).json()
-    elkyn: dict[str, Any] = report["self"]["plugins"]["elkyn"]
-    return elkyn
 
 
 def test_a_platform_restarted_without_a_majority_says_so(tmp_path: Path) -> None:
@@ -39,8 +32,8 @@ def _alone_again(cluster: Cluster, tmp_path: Path) -> None:
     first = cluster.urls[0]
     members = wait_for(
         lambda: (
-            len(_elkyn(first, cluster)["election"]["members"]) == 3
-            and _elkyn(first, cluster)["election"]["members"]
+            len(elkyn_status(first, cluster)["election"]["members"]) == 3
+            and elkyn_status(first, cluster)["election"]["members"]
         ),
         "three members",
     )

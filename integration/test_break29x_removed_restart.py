@@ -16,11 +16,10 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from platform_cluster import FAST, Cluster, join, start_cluster, wait_for
+from platform_cluster import FAST, Cluster, elkyn_status, join, start_cluster, wait_for
 from servers import command
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -28,12 +27,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 REFUSE_SECONDS = 60.0
 """A removed platform's `platform up` ends within this (it starts its lake and gateway
 first; a loaded 2-core machine takes tens of seconds)."""
-
-
-def _elkyn(url: str, cluster: Cluster) -> dict[str, Any]:
-    report = httpx.get(f"{url}/api/platform/status", headers=cluster.admin(), timeout=30).json()
-    elkyn: dict[str, Any] = report["self"]["plugins"]["elkyn"]
-    return elkyn
 
 
 def _put(url: str, key: str, value: int, cluster: Cluster) -> httpx.Response:
@@ -62,8 +55,8 @@ def _removed_restart(cluster: Cluster, tmp_path: Path) -> None:
     first, second, third = cluster.urls
     members = wait_for(
         lambda: (
-            len(_elkyn(first, cluster)["election"]["members"]) == 3
-            and _elkyn(first, cluster)["election"]["members"]
+            len(elkyn_status(first, cluster)["election"]["members"]) == 3
+            and elkyn_status(first, cluster)["election"]["members"]
         ),
         "three members",
     )
@@ -77,7 +70,7 @@ def _removed_restart(cluster: Cluster, tmp_path: Path) -> None:
         30,
     )
     term = wait_for(
-        lambda: _elkyn(second, cluster)["term"] > 1 and _elkyn(second, cluster)["term"],
+        lambda: elkyn_status(second, cluster)["term"] > 1 and elkyn_status(second, cluster)["term"],
         "a new term",
     )
     r = httpx.delete(
@@ -102,13 +95,15 @@ def _removed_restart(cluster: Cluster, tmp_path: Path) -> None:
         f"--join {second.split('//', 1)[1]}" in last or f"--join {third.split('//', 1)[1]}" in last
     )
     assert took < REFUSE_SECONDS, took
-    assert _elkyn(second, cluster)["term"] == term  # the others' election was not disturbed
+    assert elkyn_status(second, cluster)["term"] == term  # the others' election was not disturbed
     assert _put(third, "c", 3, cluster).status_code == 200
 
     # with --join it is admitted again and follows the current primary
     cluster.nodes[0] = join(tmp_path, "p0", second)
     again = cluster.nodes[0].url
-    wait_for(lambda: _elkyn(again, cluster)["term"] == term, "the readmitted platform to follow")
+    wait_for(
+        lambda: elkyn_status(again, cluster)["term"] == term, "the readmitted platform to follow"
+    )
     wait_for(lambda: _put(again, "d", 4, cluster).status_code == 200, "a write through it")
     want = {"a": 1, "b": 2, "c": 3, "d": 4}
 
@@ -122,4 +117,4 @@ def _removed_restart(cluster: Cluster, tmp_path: Path) -> None:
         )
 
     wait_for(exports_agree, "every export to hold every write, and to agree")
-    assert len(_elkyn(second, cluster)["election"]["members"]) == 3
+    assert len(elkyn_status(second, cluster)["election"]["members"]) == 3

@@ -9,16 +9,22 @@ primary for the same term.
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from platform_cluster import FAST, Cluster, join, start_cluster, wait_for
+from platform_cluster import (
+    FAST,
+    HELD_BREAK_TEST,
+    Cluster,
+    elkyn_status,
+    join,
+    start_cluster,
+    wait_for,
+)
 from servers import command, launch
 
 from platform_core.testing import ServerProcess
@@ -26,16 +32,8 @@ from platform_core.testing import ServerProcess
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(300),
-    pytest.mark.skipif(  # held when written; `nox -s chaos` runs it, the default run does not
-        os.environ.get("PLATFORM_TESTS_LONG") != "1", reason="a held break test: nox -s chaos"
-    ),
+    HELD_BREAK_TEST,
 ]
-
-
-def _elkyn(url: str, cluster: Cluster) -> dict[str, Any]:
-    report = httpx.get(f"{url}/api/platform/status", headers=cluster.admin(), timeout=30).json()
-    elkyn: dict[str, Any] = report["self"]["plugins"]["elkyn"]
-    return elkyn
 
 
 def _put(url: str, key: str, value: int, cluster: Cluster) -> bool:
@@ -61,7 +59,7 @@ def _first(cluster: Cluster, tmp_path: Path, port: str) -> ServerProcess:
 
 
 def _restart_all(cluster: Cluster, tmp_path: Path) -> None:
-    wait_for(lambda: len(_elkyn(cluster.urls[0], cluster)["election"]["members"]) == 3, "3")
+    wait_for(lambda: len(elkyn_status(cluster.urls[0], cluster)["election"]["members"]) == 3, "3")
     acked: dict[str, int] = {}
     for i, url in enumerate(cluster.urls * 3):
         if _put(url, f"k{i}", i, cluster):
@@ -102,5 +100,5 @@ def _restart_all(cluster: Cluster, tmp_path: Path) -> None:
         )
 
     wait_for(exports_agree, "every export to hold every acknowledged write, and to agree", 60)
-    views = {(e["term"], e["leader"]) for e in (_elkyn(u, cluster) for u in cluster.urls)}
+    views = {(e["term"], e["leader"]) for e in (elkyn_status(u, cluster) for u in cluster.urls)}
     assert len(views) == 1, views

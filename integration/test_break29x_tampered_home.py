@@ -13,20 +13,13 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from platform_cluster import FAST, Cluster, start_cluster, wait_for
+from platform_cluster import FAST, Cluster, elkyn_status, start_cluster, wait_for
 from servers import command, launch
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-def _elkyn(url: str, cluster: Cluster) -> dict[str, Any]:
-    report = httpx.get(f"{url}/api/platform/status", headers=cluster.admin(), timeout=30).json()
-    elkyn: dict[str, Any] = report["self"]["plugins"]["elkyn"]
-    return elkyn
 
 
 def _put(url: str, key: str, value: int, cluster: Cluster) -> httpx.Response:
@@ -43,7 +36,7 @@ def test_a_lost_election_record_does_not_make_a_second_primary(tmp_path: Path) -
 
 def _lost_record(cluster: Cluster, tmp_path: Path) -> None:
     first, second, _ = cluster.urls
-    wait_for(lambda: len(_elkyn(first, cluster)["election"]["members"]) == 3, "three members")
+    wait_for(lambda: len(elkyn_status(first, cluster)["election"]["members"]) == 3, "three members")
     assert _put(first, "a", 1, cluster).status_code == 200
     cluster.nodes[0].proc.send_signal(signal.SIGKILL)
     cluster.nodes[0].proc.wait()
@@ -60,7 +53,7 @@ def _lost_record(cluster: Cluster, tmp_path: Path) -> None:
         r = _put(first, f"w{i}", i, cluster)
         if r.status_code == 200:
             acked[f"w{i}"] = i
-    status = _elkyn(first, cluster)
+    status = elkyn_status(first, cluster)
     print("restarted first:", status.get("role"), status.get("term"), status.get("leader"))
 
     def exports_hold_every_acked_write() -> bool:  # ... is in every platform's export
@@ -71,5 +64,5 @@ def _lost_record(cluster: Cluster, tmp_path: Path) -> None:
         return all({k: t.get(k) for k in acked} == acked for t in trees)
 
     wait_for(exports_hold_every_acked_write, f"every export to hold {sorted(acked)}", 45)
-    terms = {_elkyn(u, cluster)["term"] for u in cluster.urls}
+    terms = {elkyn_status(u, cluster)["term"] for u in cluster.urls}
     assert len(terms) == 1, terms

@@ -14,22 +14,22 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from platform_cluster import Cluster, join, start_cluster, wait_for, write_in_newer_term
+from platform_cluster import (
+    Cluster,
+    elkyn_status,
+    join,
+    start_cluster,
+    wait_for,
+    write_in_newer_term,
+)
 from servers import command
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 BOUND_SECONDS = 10.0
-
-
-def _election(url: str, cluster: Cluster) -> dict[str, Any]:
-    report = httpx.get(f"{url}/api/platform/status", headers=cluster.admin(), timeout=30).json()
-    elkyn: dict[str, Any] = report["self"]["plugins"]["elkyn"]
-    return elkyn
 
 
 def _members_cli(url: str, token: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -57,7 +57,8 @@ def _leave_and_fail_over(cluster: Cluster, tmp_path: Path) -> None:
     admin = cluster.admin()["authorization"][7:]
     election = wait_for(
         lambda: (
-            len(_election(first, cluster)["election"]["members"]) == 3 and _election(first, cluster)
+            len(elkyn_status(first, cluster)["election"]["members"]) == 3
+            and elkyn_status(first, cluster)
         ),
         "three election members",
     )
@@ -88,7 +89,7 @@ def _leave_and_fail_over(cluster: Cluster, tmp_path: Path) -> None:
     for raft, (code, why) in refused.items():
         done = _members_cli(second, admin, "remove", raft)
         assert (done.returncode, why in done.stderr) == (code, True), (raft, done.stderr)
-    assert _election(second, cluster)["election"]["members"] == members
+    assert elkyn_status(second, cluster)["election"]["members"] == members
 
     # the third platform stops for good, and is removed through the second
     cluster.nodes[2].stop()
@@ -99,7 +100,7 @@ def _leave_and_fail_over(cluster: Cluster, tmp_path: Path) -> None:
     assert sorted(line.split()[0] for line in left) == sorted([raft_of[first], raft_of[second]])
     for url in (first, second):
         wait_for(
-            lambda url=url: raft_of[third] not in _election(url, cluster)["election"]["members"],
+            lambda url=url: raft_of[third] not in elkyn_status(url, cluster)["election"]["members"],
             f"{url} to forget the removed platform",
         )
 
@@ -107,10 +108,10 @@ def _leave_and_fail_over(cluster: Cluster, tmp_path: Path) -> None:
     cluster.nodes[2] = join(tmp_path, "p3", second)
     fourth = cluster.nodes[2].url
     wait_for(
-        lambda: len(_election(first, cluster)["election"]["members"]) == 3,
+        lambda: len(elkyn_status(first, cluster)["election"]["members"]) == 3,
         "the new platform in the election",
     )
-    wait_for(lambda: _election(fourth, cluster)["term"] == 1, "the new platform to follow")
+    wait_for(lambda: elkyn_status(fourth, cluster)["term"] == 1, "the new platform to follow")
     r = httpx.put(f"{fourth}/db/before.json", json=1, headers=cluster.admin(), timeout=30)
     assert r.status_code == 200, r.text
     cluster.nodes[0].proc.send_signal(signal.SIGKILL)

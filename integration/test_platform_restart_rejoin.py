@@ -20,16 +20,10 @@ from typing import Any
 
 import httpx
 import pytest
-from platform_cluster import FAST, Cluster, join, start_cluster, wait_for
+from platform_cluster import FAST, Cluster, elkyn_status, join, start_cluster, wait_for
 from servers import command, launch
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-def _elkyn(url: str, cluster: Cluster) -> dict[str, Any]:
-    report = httpx.get(f"{url}/api/platform/status", headers=cluster.admin(), timeout=30).json()
-    elkyn: dict[str, Any] = report["self"]["plugins"]["elkyn"]
-    return elkyn
 
 
 def _alive(url: str, cluster: Cluster) -> set[str]:
@@ -48,7 +42,7 @@ def _rejoined(url: str, cluster: Cluster, term: int, live: list[str]) -> None:
     seen: list[dict[str, Any]] = [{}]
 
     def follows() -> bool:
-        seen[0] = e = _elkyn(url, cluster)
+        seen[0] = e = elkyn_status(url, cluster)
         return bool(e["term"] == term and e["role"] == "replica")
 
     try:
@@ -74,7 +68,7 @@ def _restart_round(cluster: Cluster, tmp_path: Path) -> None:
     cluster.nodes[0].proc.send_signal(signal.SIGKILL)
     cluster.nodes[0].proc.wait()
     wait_for(lambda: _write(cluster.urls[1], "b", 2, cluster, above=1), "the failover", 30)
-    elkyn = _elkyn(cluster.urls[1], cluster)
+    elkyn = elkyn_status(cluster.urls[1], cluster)
     term = elkyn["term"]
     # the replica of the two is restarted (stopping the new primary too would leave one
     # platform of three: no majority until it is back, and then another term)
