@@ -210,3 +210,32 @@ def test_a_worker_killed_mid_query_gives_duckdbs_answer_or_a_clear_error(
         time.sleep(0.2)
         left = [p for p in spill.rglob("*") if p.is_file()]
     assert left == [], f"files left behind in the spill directory: {left[:5]}"
+
+
+def test_an_answer_cut_off_by_its_client_leaves_nothing_in_the_answers_store(
+    platform: tuple[ServerProcess, str, duckdb.DuckDBPyConnection, Path],
+) -> None:
+    """A SELECT's rows are streamed from a file (``elytra.sqlanswers``); a client that reads a
+    little of a ~40 MB answer and hangs up leaves no file of it behind."""
+    server, token, _, home = platform
+    answers = home / "spill" / "elytra" / "sql-answers"
+    sql = "SELECT t1.k, t1.d, t1.s, t3.x FROM t1 JOIN t3 ON t1.g = t3.x % 5"
+    with httpx.stream(
+        "POST",
+        f"{server.url}/api/lake/query",
+        json={"sql": sql, "format": "arrow"},
+        headers={"authorization": f"Bearer {token}"},
+        timeout=300,
+    ) as r:
+        assert r.status_code == 200
+        assert r.headers["x-query-engine"] == "elytra"
+        assert [p for p in answers.rglob("*") if p.is_file()], "the answer is not on disk"
+        got = 0
+        for piece in r.iter_bytes():
+            got += len(piece)
+            if got > 1 << 20:
+                break
+    deadline = time.monotonic() + 30
+    while [p for p in answers.rglob("*") if p.is_file()]:
+        assert time.monotonic() < deadline, "the cut-off answer's file stayed"
+        time.sleep(0.1)

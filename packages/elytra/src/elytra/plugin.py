@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -169,17 +169,34 @@ async def _fail_orphans_every(services: Services) -> None:
             log.info("looking for jobs of dead platforms failed: %s", exc)
 
 
-async def _expire_every(store: ResultStore) -> None:
+async def _expire_every(store: ResultStore, what: str = "job result") -> None:
     """Remove expired results (and what killed writers left) now, then as they expire."""
     every = min(max(store.ttl_seconds / 2, 0.2), 60.0)
     while True:
         try:
             gone = await asyncio.to_thread(store.expire)
             if gone:
-                logging.getLogger("elytra").info("%d expired job result(s) removed", gone)
+                logging.getLogger("elytra").info("%d expired %s(s) removed", gone, what)
         except (OSError, PlatformError) as exc:  # a disk problem must not end the loop
-            logging.getLogger("elytra").warning("expiring job results failed: %s", exc)
+            logging.getLogger("elytra").warning("expiring %ss failed: %s", what, exc)
         await asyncio.sleep(every)
+
+
+async def _route_sql(
+    node: LakeNode, es: ElytraSettings, backend: Callable[[], Backend]
+) -> asyncio.Task[None] | None:
+    """Unless ``ELYTRA_SQL_ROUTE=off``, the lake's query route plans on our stages while we
+    run, its answers streamed from a store of their own; returns that store's expiry task."""
+    if es.sql_route == "off":
+        return None
+    from .sqlanswers import open_answers
+    from .sqlroute import PlatformSQL
+
+    answers = await asyncio.to_thread(
+        open_answers, es.resolved_spill_dir(), node.settings.max_stream_bytes
+    )
+    node.sql_executor = PlatformSQL(node, es, backend, answers)
+    return asyncio.create_task(_expire_every(answers, "SQL answer"))
 
 
 def _backend_of(platform: JobsPlatform) -> Backend:
@@ -258,15 +275,13 @@ def plugin() -> Plugin:
         orphans = asyncio.create_task(_fail_orphans_every(services))
         await _start_backends(platform, es, settings)
         platform.services, platform.settings = services, settings
-        node = services.get(LAKE_NODE)
-        if es.sql_route != "off":  # the lake's query route plans on our stages while we run
-            from .sqlroute import PlatformSQL
-
-            node.sql_executor = PlatformSQL(node, es, lambda: _backend_of(platform))
+        answers = await _route_sql(services.get(LAKE_NODE), es, lambda: _backend_of(platform))
         try:
             yield {WORKER_POOL: platform.pool}
         finally:
-            node.sql_executor = None
+            services.get(LAKE_NODE).sql_executor = None
+            if answers is not None:
+                answers.cancel()
             expiry.cancel()
             orphans.cancel()
             platform.settings = platform.services = None

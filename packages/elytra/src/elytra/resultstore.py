@@ -110,7 +110,7 @@ class ResultWriter:
         # this writer started counts from then on (ResultStore.others)
         self._used = store.used(owner)
         self._since = store.committed(owner)
-        self.limit, self.limit_name = store.max_bytes, "ELYTRA_MAX_RESULT_BYTES"
+        self.limit, self.limit_name = store.max_bytes, store.limit_name
         self.size = 0
         self._dir = JobDir(store.root / WRITING, job_id)
         self.path = self._dir.acquire()
@@ -162,9 +162,7 @@ class ResultWriter:
                 "delete old results (DELETE /api/jobs/{id}/result) or "
             )
         else:
-            what = (
-                f"the result passed the limit per job of {mib:.1f} MiB (ELYTRA_MAX_RESULT_BYTES); "
-            )
+            what = f"the result passed the limit per job of {mib:.1f} MiB ({self.limit_name}); "
         return ResultTooLargeError(
             what + _HOW, limit=self.limit_name, limit_bytes=self.limit, rows_written=self.rows
         )
@@ -217,9 +215,19 @@ class ResultWriter:
 class ResultStore:
     """The stored results under ``root`` and their bounds."""
 
-    def __init__(self, root: Path, *, max_bytes: int, quota_bytes: int, ttl_seconds: float) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_bytes: int,
+        quota_bytes: int,
+        ttl_seconds: float,
+        limit_name: str = "ELYTRA_MAX_RESULT_BYTES",
+    ) -> None:
         self.root = root
         self.max_bytes, self.quota_bytes, self.ttl_seconds = max_bytes, quota_bytes, ttl_seconds
+        self.limit_name = limit_name
+        """The setting ``max_bytes`` comes from, named in the error of a result past it."""
         self.holder: str | None = None
         """This platform's node id (the cluster reaches its results through it), once known."""
         self._live: set[ResultWriter] = set()

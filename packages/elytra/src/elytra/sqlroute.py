@@ -17,19 +17,22 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
-from lake.errors import QueryTimeoutError
+from lake.errors import QueryTimeoutError, TooLargeError
 from lake.interfaces import SQLDeclined, SQLRun
 
-from .errors import JobCancelledError, JobTimeoutError
+from .errors import JobCancelledError, JobTimeoutError, ResultTooLargeError
 from .sqlexplain import TaskRecord, analyze_json, explain_table, plan_json
 
 if TYPE_CHECKING:
     from lake.node import LakeNode
 
     from .backends import Backend
+    from .jobs import Job
     from .pipeline import Pipeline
+    from .resultstore import ResultStore
     from .session import Session
     from .settings import ElytraSettings
+    from .sqlanswers import StoredAnswer
     from .task import Task, TaskResult
 
 __all__ = ["PlatformSQL", "RecordingBackend"]
@@ -92,11 +95,18 @@ class PlatformSQL:
     name = "elytra"
 
     def __init__(
-        self, node: LakeNode, settings: ElytraSettings, backend: Callable[[], Backend]
+        self,
+        node: LakeNode,
+        settings: ElytraSettings,
+        backend: Callable[[], Backend],
+        answers: ResultStore | None = None,
     ) -> None:
         self.node = node
         self.settings = settings
         self.backend = backend
+        self.answers = answers
+        """Where a SELECT's rows go to be streamed from (:mod:`.sqlanswers`); None: held in
+        memory (under the driver's cap) as a table."""
 
     def _clustered(self) -> bool:
         coordinator = self.node.engine.coordinator
@@ -139,7 +149,10 @@ class PlatformSQL:
             if mode == "explain":
                 assert plan is not None
                 return SQLRun(explain_table(plan, None), plan, reads)
-            table, record = self._run(p, user, timeout, query_id, cancelled)
+            if plan is None and self.answers is not None:
+                answer = self._answer(session, p, user, timeout, query_id, cancelled)
+                return SQLRun(None, reads=reads, answer=answer)
+            table, record = self._run(session, p, user, timeout, query_id, cancelled)
             if plan is None:
                 return SQLRun(table, reads=reads)
             done = analyze_json(plan, recording.records, record, table)
@@ -191,12 +204,57 @@ class PlatformSQL:
         except Exception as exc:  # a plan no stage can hold: the lake's turn
             raise SQLDeclined(f"{type(exc).__name__}: {_message(exc)}") from None
 
+    def _answer(
+        self,
+        session: Session,
+        p: Pipeline,
+        user: str,
+        timeout: float,
+        query_id: str,
+        cancelled: threading.Event,
+    ) -> StoredAnswer:
+        """The job's rows written to the answers' store as the merge makes them, opened to be
+        streamed from there."""
+        from .sqlanswers import StoredAnswer
+
+        assert self.answers is not None
+        job = self._finished(session, p, user, timeout, query_id, cancelled, self.answers)
+        return StoredAnswer(self.answers, job.id)
+
     def _run(
-        self, p: Pipeline, user: str, timeout: float, query_id: str, cancelled: threading.Event
+        self,
+        session: Session,
+        p: Pipeline,
+        user: str,
+        timeout: float,
+        query_id: str,
+        cancelled: threading.Event,
     ) -> tuple[pa.Table, dict[str, Any]]:
-        """The job's rows and record; a cancel or the timeout is the lake's timeout error."""
+        """The job's rows as a table, and its record."""
+        job = self._finished(session, p, user, timeout, query_id, cancelled)
+        return job.result(), job.status()
+
+    def _finished(
+        self,
+        session: Session,
+        p: Pipeline,
+        user: str,
+        timeout: float,
+        query_id: str,
+        cancelled: threading.Event,
+        store: ResultStore | None = None,
+    ) -> Job:
+        """The query's job, run to its end (its rows into ``store`` when given): a cancel or the
+        timeout is the lake's timeout error, an answer past its limit the lake's 413, and any
+        other failure declines (the lake reruns the query and answers as it would)."""
+        from .driver import Driver
+
+        driver = session.driver
+        assert isinstance(driver, Driver), "the route's sessions drive their own jobs"
         try:
-            job = p.submit(owner=user, timeout=timeout)
+            job = driver.submit(
+                p, owner=user, recorder=session.recorder, timeout=timeout, store=store
+            )
         except Exception as exc:  # refused before it ran: the lake's turn
             raise SQLDeclined(f"{type(exc).__name__}: {_message(exc)}") from None
         started = time.perf_counter()
@@ -205,13 +263,16 @@ class PlatformSQL:
                 job.cancel()
             job.wait(POLL_SECONDS)
         try:
-            table = job.result()
+            if job.error is not None:
+                raise job.error
         except JobCancelledError:
             raise QueryTimeoutError(f"query {query_id} was cancelled", query_id=query_id) from None
         except JobTimeoutError:
             raise QueryTimeoutError(
                 f"query {query_id} ran past its timeout of {timeout:g} s", query_id=query_id
             ) from None
+        except ResultTooLargeError as exc:  # the lake's stream has the same bound
+            raise TooLargeError(f"query {query_id}: {exc.message}") from None
         except Exception as exc:  # the lake reruns it and answers as it would
             log.warning(
                 "elytra could not run query %s (%.2f s): %s",
@@ -220,7 +281,7 @@ class PlatformSQL:
                 exc,
             )
             raise SQLDeclined(f"the run failed: {type(exc).__name__}: {_message(exc)}") from None
-        return table, job.status()
+        return job
 
 
 def _message(exc: BaseException) -> str:

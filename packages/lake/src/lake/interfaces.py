@@ -11,6 +11,7 @@ lake never imports it. This module imports data types only.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -28,6 +29,7 @@ __all__ = [
     "FragmentRunner",
     "LocalQueries",
     "PeerGroup",
+    "SQLAnswer",
     "SQLDeclined",
     "SQLExecutor",
     "SQLRun",
@@ -136,14 +138,28 @@ class SQLDeclined(Exception):
     ``str(exc)`` says why (the construct it does not plan, or what failed), for EXPLAIN."""
 
 
+class SQLAnswer(Protocol):
+    """Rows an executor keeps outside memory (a file on disk), read batch by batch while the
+    route streams them; ``close()`` lets them go once the stream ends, fails or is cut off."""
+
+    schema: pa.Schema
+
+    def batches(self) -> Iterator[pa.RecordBatch]: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class SQLRun:
     """What an :class:`SQLExecutor` answered: the rows (for EXPLAIN, one row per task) and,
-    for EXPLAIN, its plan as JSON (stages, tasks, joins; with ANALYZE what moved, and times)."""
+    for EXPLAIN, its plan as JSON (stages, tasks, joins; with ANALYZE what moved, and times).
+    A SELECT's rows may come as ``answer`` instead of ``table``: streamed from disk, never
+    held whole in the node's memory."""
 
-    table: pa.Table
+    table: pa.Table | None
     plan: dict[str, Any] | None = None
     reads: list[dict[str, Any]] = field(default_factory=list)
+    answer: SQLAnswer | None = None
 
 
 class SQLExecutor(Protocol):

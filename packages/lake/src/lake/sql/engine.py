@@ -82,6 +82,7 @@ class ResultStream:
         *,
         started: float,
         reads: list[dict[str, Any]] | None = None,
+        on_finish: Callable[[bool], None] | None = None,
     ) -> None:
         self.schema = schema
         self.query_id = query_id
@@ -99,7 +100,8 @@ class ResultStream:
         self._batches = batches
         self._pending: pa.RecordBatch | None = None
         self._interrupt: Callable[[], None] | None = None
-        self._on_finish: Callable[[bool], None] | None = None
+        self._on_finish = on_finish
+        """Called once when the stream ends, is closed or fails (True: read to its end)."""
         self._lock = threading.Lock()
         self._busy = False
         self._closed = False

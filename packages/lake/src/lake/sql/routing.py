@@ -16,7 +16,7 @@ from typing import Any, Literal
 from platform_core import new_id
 
 from ..errors import QueryTimeoutError
-from ..interfaces import SQLDeclined, SQLExecutor
+from ..interfaces import SQLDeclined, SQLExecutor, SQLRun
 from .engine import QueryEngine, ResultStream
 
 __all__ = ["open_query"]
@@ -63,9 +63,7 @@ def open_query(
         except SQLDeclined as exc:
             why = f"{executor.name} declined: {exc}"
         else:
-            stream = ResultStream.of_table(
-                run.table, query_id, stmt.kind, started=started, reads=run.reads
-            )
+            stream = _stream_of(run, query_id, stmt.kind, started)
             stream.engine, stream.plan = executor.name, run.plan
             return stream
     # the time left, once another engine has spent some of it (else the caller's own limit)
@@ -82,6 +80,24 @@ def open_query(
     if stmt.kind == "explain":
         stream.plan = _lake_plan(stream.plan, why, executor)
     return stream
+
+
+def _stream_of(run: SQLRun, query_id: str, kind: str, started: float) -> ResultStream:
+    """The executor's rows as the route's stream: from its answer on disk batch by batch (let
+    go when the stream ends, however it ends), else from its table in memory."""
+    if run.answer is None:
+        assert run.table is not None, "an SQLRun holds a table or an answer"
+        return ResultStream.of_table(run.table, query_id, kind, started=started, reads=run.reads)
+    answer = run.answer
+    return ResultStream(
+        answer.schema,
+        answer.batches(),
+        query_id,
+        kind,
+        started=started,
+        reads=run.reads,
+        on_finish=lambda _ok: answer.close(),
+    )
 
 
 def _lake_plan(
