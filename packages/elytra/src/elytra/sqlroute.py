@@ -15,12 +15,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-import pyarrow as pa
-
 from lake.errors import QueryTimeoutError, TooLargeError
 from lake.interfaces import SQLDeclined, SQLRun
 
 from .errors import JobCancelledError, JobTimeoutError, ResultTooLargeError
+from .sqlanswers import StoredAnswer
 from .sqlexplain import TaskRecord, analyze_json, explain_table, plan_json
 
 if TYPE_CHECKING:
@@ -32,7 +31,6 @@ if TYPE_CHECKING:
     from .resultstore import ResultStore
     from .session import Session
     from .settings import ElytraSettings
-    from .sqlanswers import StoredAnswer
     from .task import Task, TaskResult
 
 __all__ = ["PlatformSQL", "RecordingBackend"]
@@ -149,13 +147,15 @@ class PlatformSQL:
             if mode == "explain":
                 assert plan is not None
                 return SQLRun(explain_table(plan, None), plan, reads)
-            if plan is None and self.answers is not None:
-                answer = self._answer(session, p, user, timeout, query_id, cancelled)
-                return SQLRun(None, reads=reads, answer=answer)
-            table, record = self._run(session, p, user, timeout, query_id, cancelled)
+            # a SELECT's rows go to a file it is streamed from; ANALYZE's stay here
+            store = self.answers if plan is None else None
+            job = self._finished(session, p, user, timeout, query_id, cancelled, store)
+            if store is not None:
+                return SQLRun(None, reads=reads, answer=StoredAnswer(store, job.id))
+            table = job.result()
             if plan is None:
                 return SQLRun(table, reads=reads)
-            done = analyze_json(plan, recording.records, record, table)
+            done = analyze_json(plan, recording.records, job.status(), table)
             return SQLRun(explain_table(done, recording.records), done, reads)
         finally:
             session.close()
@@ -203,36 +203,6 @@ class PlatformSQL:
             return {"engine": plan.pop("engine"), "why": why, **plan}
         except Exception as exc:  # a plan no stage can hold: the lake's turn
             raise SQLDeclined(f"{type(exc).__name__}: {_message(exc)}") from None
-
-    def _answer(
-        self,
-        session: Session,
-        p: Pipeline,
-        user: str,
-        timeout: float,
-        query_id: str,
-        cancelled: threading.Event,
-    ) -> StoredAnswer:
-        """The job's rows written to the answers' store as the merge makes them, opened to be
-        streamed from there."""
-        from .sqlanswers import StoredAnswer
-
-        assert self.answers is not None
-        job = self._finished(session, p, user, timeout, query_id, cancelled, self.answers)
-        return StoredAnswer(self.answers, job.id)
-
-    def _run(
-        self,
-        session: Session,
-        p: Pipeline,
-        user: str,
-        timeout: float,
-        query_id: str,
-        cancelled: threading.Event,
-    ) -> tuple[pa.Table, dict[str, Any]]:
-        """The job's rows as a table, and its record."""
-        job = self._finished(session, p, user, timeout, query_id, cancelled)
-        return job.result(), job.status()
 
     def _finished(
         self,
