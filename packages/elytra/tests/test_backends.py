@@ -86,6 +86,22 @@ def test_ray_tasks_run_on_the_drivers_node(
     assert nodes == {ray.get_runtime_context().get_node_id()}
 
 
+def test_ray_workers_this_backend_started_run_at_the_local_pools_priority(
+    ray_backend: elytra.RayBackend, parts_dir: Path, tmp_path: Path
+) -> None:
+    """Ray's default ``worker_niceness`` of 15 made its tasks 2-3x slower than the local
+    pool's (nice 0) for the same CPU seconds on a loaded machine (issue 33, q10 on Ray)."""
+    import os
+
+    def nice(batch: pa.RecordBatch) -> pa.RecordBatch:
+        return pa.record_batch({"nice": pa.array([os.nice(0)] * batch.num_rows, pa.int64())})
+
+    with elytra.connect(home=tmp_path, backend=ray_backend, progress=False) as s:
+        p = s.read_parquet(f"{parts_dir}/*.parquet").select("k")
+        got = p.map_batches(nice, schema=pa.schema([("nice", pa.int64())])).collect()
+    assert set(got["nice"].to_pylist()) == {os.nice(0)}
+
+
 def test_an_error_the_same_on_every_attempt_is_not_retried(
     any_session: elytra.Session, parts_dir: Path, tmp_path: Path
 ) -> None:

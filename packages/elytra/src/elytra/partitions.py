@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -230,23 +231,42 @@ def _copy(
     return out
 
 
+_THREAD = threading.local()
+
+
+def _duckdb() -> Any:
+    """This thread's DuckDB for partition expressions, opened once: a connect costs 5-150 ms
+    (more under load), and an exchange partitions every batch it is given (the driver's
+    exchange writer spent 13 s of a 30 s TPC-H q08 connecting, one connect per batch)."""
+    con = getattr(_THREAD, "con", None)
+    if con is None:
+        import duckdb
+
+        con = duckdb.connect(
+            ":memory:",
+            config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
+        )
+        con.execute("SET threads = 1; SET TimeZone = 'UTC'")
+        _THREAD.con = con
+    return con
+
+
 def partition_ids(table: pa.Table, part_sql: str) -> np.ndarray:
     """Each row's partition by ``part_sql``, evaluated by DuckDB over ``table`` (only the
     columns the expression names are handed to it)."""
-    import duckdb
-
-    con = duckdb.connect(
-        ":memory:",
-        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
-    )
+    con = _duckdb()
+    con.register("__elytra_rows", table)
     try:
-        con.execute("SET threads = 1; SET TimeZone = 'UTC'")
-        con.register("__elytra_rows", table)
         ids = con.sql(f"SELECT CAST({part_sql} AS BIGINT) AS p FROM __elytra_rows")
         got = ids.to_arrow_table().column(0)
-    finally:
+    except BaseException:
+        _THREAD.con = None  # a failed or interrupted statement: the next call opens anew
         with contextlib.suppress(Exception):
             con.close()
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            con.unregister("__elytra_rows")  # the table is the caller's: not held here
     return np.asarray(got.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
