@@ -18,6 +18,20 @@ the run).
 workers over the same Parquet files (Elytra's distributed engine, issue 35 item 1), timed
 interleaved with the others.
 
+``--engine 3platforms`` (only when chosen) adds ``3 platforms``: what a user of the platform
+gets from three ``platform up`` processes on 127.0.0.1 joined with ``--join`` (issue 35: the
+SQL route on Elytra's stages, ``ELYTRA_SQL_ROUTE=cluster`` with live peers). They share one
+secret and run ``ELYTRA_WORKERS=1`` each (``PLATFORM_WORKERS``: three pool workers on two
+cores; the default, one per core, would be six); the tables are uploaded once through the
+first gateway into a store kept under ``platforms/`` beside the lake nodes' (later runs
+restart the three on the same homes and ports, ``bench/_platforms.py``), replication settled,
+and the query goes to the first gateway with an Arrow answer, timed interleaved with the
+others. Shown per query: the engine that answered (``x-query-engine``: ``elytra``, or ``lake``
+when Elytra declined) and, from one more run as ``EXPLAIN ANALYZE`` (``elytra.sqlexplain``),
+the bytes of the tasks' output gathered into the driver's merge, of the tasks the two peers
+ran (sent back to the coordinator over HTTP: the bytes between nodes), and sent to hash
+exchanges. A query that fails there is shown as failed with its error; the others go on.
+
 Peers on one machine, where they run the query (issue 35): ``polars sql`` — Polars'
 ``SQLContext`` over ``scan_parquet`` of the same files, in-process; ``daft sql`` — ``daft.sql``
 over ``daft.read_parquet`` of them (of a copy: Daft 0.7.26 cannot read the ``string_view``
@@ -39,7 +53,7 @@ put first on the nodes' ``PYTHONPATH``), a second cluster running beside the fir
 interleaved with the other engines.
 
     python bench/tpch_bench.py [--scale 1] [--runs 3] [--query 4 --query 21] [--fresh]
-        [--engine duckdb --engine polars --engine daft]
+        [--engine duckdb --engine polars --engine daft] [--engine 3platforms]
 """
 
 from __future__ import annotations
