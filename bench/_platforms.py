@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+JOIN_ATTEMPTS = 5
 START_TIMEOUT = 180.0
 """Seconds for a platform's banner and ``/health`` (the machine is shared and loaded)."""
 
@@ -65,6 +67,21 @@ def _launch(home: Path, port: int, join: str | None, env: dict[str, str]) -> Any
     )
 
 
+def _retried(home: Path, port: int, join: str, env: dict[str, str]) -> Any:
+    """A restarted member joining ``join``: tried again while the first one's election is
+    not yet back ("names no election member yet", seen on a loaded machine)."""
+    from platform_core.testing import ServerStartError
+
+    for attempt in range(JOIN_ATTEMPTS):
+        try:
+            return _launch(home, port, join, env)
+        except ServerStartError as exc:
+            if "no election member yet" not in str(exc) or attempt == JOIN_ATTEMPTS - 1:
+                raise
+            time.sleep(3)
+    raise AssertionError("unreachable")
+
+
 @contextmanager
 def platforms(base: Path, n: int, env: dict[str, str]) -> Iterator[list[Any]]:
     """``n`` platforms with homes ``base/a``, ``base/b``, ...; the others join the first.
@@ -83,18 +100,19 @@ def platforms(base: Path, n: int, env: dict[str, str]) -> Iterator[list[Any]]:
                 procs.append(_launch(home, port, first, env))
         else:  # a restart: together, each may wait for the others' Elkyn
             with ThreadPoolExecutor(n) as pool:
-                futures = [
-                    pool.submit(_launch, h, p, None if i == 0 else first, env)
-                    for i, (h, p) in enumerate(zip(homes, ports, strict=True))
+                futures = [pool.submit(_launch, homes[0], ports[0], None, env)]
+                futures += [
+                    pool.submit(_retried, h, p, first, env)
+                    for h, p in zip(homes[1:], ports[1:], strict=True)
                 ]
+                errors = []
                 for f in futures:
                     try:
                         procs.append(f.result())
-                    except Exception:
-                        for g in futures:
-                            if g is not f and g.exception() is None:
-                                procs.append(g.result())
-                        raise
+                    except Exception as exc:
+                        errors.append(exc)
+                if errors:
+                    raise errors[0]
         yield procs
     finally:
         for p in reversed(procs):
