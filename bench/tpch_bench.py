@@ -18,6 +18,20 @@ the run).
 workers over the same Parquet files (Elytra's distributed engine, issue 35 item 1), timed
 interleaved with the others.
 
+``--engine 3platforms`` (only when chosen) adds ``3 platforms``: what a user of the platform
+gets from three ``platform up`` processes on 127.0.0.1 joined with ``--join`` (issue 35: the
+SQL route on Elytra's stages, ``ELYTRA_SQL_ROUTE=cluster`` with live peers). They share one
+secret and run ``ELYTRA_WORKERS=1`` each (``PLATFORM_WORKERS``: three pool workers on two
+cores; the default, one per core, would be six); the tables are uploaded once through the
+first gateway into a store kept under ``platforms/`` beside the lake nodes' (later runs
+restart the three on the same homes and ports, ``bench/_platforms.py``), replication settled,
+and the query goes to the first gateway with an Arrow answer, timed interleaved with the
+others. Shown per query: the engine that answered (``x-query-engine``: ``elytra``, or ``lake``
+when Elytra declined) and, from one more run as ``EXPLAIN ANALYZE`` (``elytra.sqlexplain``),
+the bytes of the tasks' output gathered into the driver's merge, of the tasks the two peers
+ran (sent back to the coordinator over HTTP: the bytes between nodes), and sent to hash
+exchanges. A query that fails there is shown as failed with its error; the others go on.
+
 Peers on one machine, where they run the query (issue 35): ``polars sql`` — Polars'
 ``SQLContext`` over ``scan_parquet`` of the same files, in-process; ``daft sql`` — ``daft.sql``
 over ``daft.read_parquet`` of them (of a copy: Daft 0.7.26 cannot read the ``string_view``
@@ -39,7 +53,7 @@ put first on the nodes' ``PYTHONPATH``), a second cluster running beside the fir
 interleaved with the other engines.
 
     python bench/tpch_bench.py [--scale 1] [--runs 3] [--query 4 --query 21] [--fresh]
-        [--engine duckdb --engine polars --engine daft]
+        [--engine duckdb --engine polars --engine daft] [--engine 3platforms]
 """
 
 from __future__ import annotations
@@ -79,8 +93,15 @@ ENGINES = {
     "polars": "polars sql",
     "daft": "daft sql",
     "elytra": "elytra sql",
+    "3platforms": "3 platforms",
 }
-"""``--engine`` choices and the names in the results; ``elytra`` only when chosen."""
+"""``--engine`` choices and the names in the results; ``elytra`` and ``3platforms`` only when
+chosen."""
+OPT_IN = ("elytra", "3platforms")
+PLATFORM_WORKERS = "1"
+"""``ELYTRA_WORKERS`` of each of the three platforms: three pool workers (and three gateways,
+each a driver or a peer) on this 2-core machine. The default (one per core) would make six
+worker processes contend for two cores with DuckDB's two threads timed beside them."""
 PEERS = ("polars sql", "daft sql")
 """Other engines: a refusal or a wrong answer is shown in the table, not a failed run."""
 
@@ -149,6 +170,98 @@ def _store(base: Path, n: int, files: dict[str, Path], env: dict[str, str]) -> l
         _wait(lambda: client._call("GET", "/nodes").json()["under_replicated"] == 0, "replicas")
     (base / "done").write_text("ok")
     return homes
+
+
+class _Gateway:
+    """A platform's gateway as the bench's client: Arrow answers, and which engine gave each
+    (the ``x-query-engine`` header; the lake's planner answers what Elytra declines)."""
+
+    def __init__(self, url: str) -> None:
+        from lake import Client
+
+        self.client = Client(url, _token(), timeout=3600)
+        self.engines: dict[str, set[str]] = {}
+        self.node_id = self.client._call("GET", "/nodes/self").json()["node_id"]
+
+    def query_arrow(self, sql: str) -> Any:
+        import pyarrow as pa
+
+        body = {"sql": sql, "format": "arrow", "timeout": 3600}
+        r = self.client._call("POST", "/query", json=body)
+        self.engines.setdefault(sql, set()).add(r.headers.get("x-query-engine", "?"))
+        return pa.ipc.open_stream(r.content).read_all()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _analyzed(gw: _Gateway, sql: str) -> dict[str, Any]:
+    """Bytes a query moved on three platforms, from ``EXPLAIN ANALYZE`` (one more run).
+
+    On Elytra (``plan.analyze``, ``elytra.sqlexplain``): ``to_driver``, the tasks' output
+    gathered into the driver's merge on the coordinator; ``to_exchange``, their output sent to
+    hash exchanges (between stages); ``from_peers``, the output of the tasks that ran on the
+    other two platforms, which each peer sends back to the coordinator over HTTP (the bytes
+    between nodes the route reports: peers' tasks answer the coordinator, exchanges and the
+    merge are its own); ``tasks`` and ``peer_tasks``. On the lake's planner: its EXPLAIN's
+    ``moved`` rows (``net``: from the other nodes, ``held``: all the coordinator gathered)."""
+    answer = gw.client.query(f"EXPLAIN ANALYZE {sql}", timeout=3600)
+    plan = answer.get("plan") or {}
+    cols = [c["name"] for c in answer["columns"]]
+    rows = [dict(zip(cols, r, strict=True)) for r in answer["rows"]]
+    if plan.get("engine") != "elytra" or "analyze" not in plan:
+        moves = [r for r in rows if r.get("kind") == "moved"]
+        return {
+            "engine": plan.get("engine", "lake"),
+            "net": sum(int(r["bytes"]) for r in moves),
+            "held": sum(int(r.get("gathered") or r["bytes"]) for r in moves),
+        }
+    a = plan["analyze"]
+    peers = [r for r in rows if r["node"] != gw.node_id]
+    return {
+        "engine": "elytra",
+        "to_driver": int(a["bytes_to_driver"]),
+        "to_exchange": int(a["bytes_between_stages"]),
+        "from_peers": sum(int(r["bytes_out"]) for r in peers),
+        "tasks": len(rows),
+        "peer_tasks": len(peers),
+        "seconds": a.get("seconds"),
+    }
+
+
+@contextmanager
+def _three_platforms(base: Path, files: dict[str, Path], env: dict[str, str]) -> Iterator[Any]:
+    """Three ``platform up`` joined into one (``bench/_platforms.py``) on a store kept under
+    ``base`` (the tables uploaded once through the first gateway, replication settled); the
+    first's gateway as a :class:`_Gateway`."""
+    from _platforms import platforms
+
+    fresh = not (base / "done").exists()
+    if fresh:
+        shutil.rmtree(base, ignore_errors=True)
+    with platforms(base, 3, env) as procs:
+        gw = _Gateway(procs[0].url)
+        try:
+            members = gw.client._call("GET", "/nodes/self").json()["members"]
+            _wait(
+                lambda: (
+                    [m["state"] for m in gw.client._call("GET", "/nodes/self").json()["members"]]
+                    == ["alive"] * 3
+                ),
+                f"three platforms alive (members: {members})",
+                timeout=300,
+            )
+            if fresh:
+                for name, path in files.items():
+                    gw.client.upload(path, name, part_size=8 << 20)
+            _wait(
+                lambda: gw.client._call("GET", "/nodes").json()["under_replicated"] == 0,
+                "replicas",
+            )
+            (base / "done").write_text("ok")
+            yield gw
+        finally:
+            gw.close()
 
 
 def _timed(
@@ -327,10 +440,10 @@ def main(argv: list[str] | None = None) -> None:
         "--engine",
         action="append",
         choices=sorted(ENGINES),
-        help="run only these engines (default: all but elytra; duckdb always runs)",
+        help="run only these engines (default: all but elytra and 3platforms; duckdb always runs)",
     )
     args = ap.parse_args(argv)
-    chosen = {ENGINES[e] for e in args.engine or [e for e in ENGINES if e != "elytra"]}
+    chosen = {ENGINES[e] for e in args.engine or [e for e in ENGINES if e not in OPT_IN]}
     chosen.add("duckdb")
     if args.elytra:
         chosen.add("elytra sql")
@@ -391,9 +504,22 @@ def main(argv: list[str] | None = None) -> None:
                     if wrong is not None:
                         verdict[e] = {"wrong": wrong[:300]}
                     continue
-                wrong = _same(_timed(call[e], e, first)[0], want, ordered)  # warm, and check
+                if e == "3 platforms":  # a query that fails is a finding: noted, the rest go on
+                    try:
+                        got = _timed(call[e], e, first)[0]
+                    except Exception as exc:
+                        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:400]
+                        row[e] = {"failed": reason}
+                        failures.append(f"q{n:02d} on {e}: failed: {reason}")
+                        del call[e]
+                        continue
+                    wrong = _same(got, want, ordered)
+                else:
+                    wrong = _same(_timed(call[e], e, first)[0], want, ordered)  # warm, and check
                 if wrong is not None:
                     failures.append(f"q{n:02d} on {e}: {wrong}")
+                    if e == "3 platforms":
+                        verdict[e] = {"wrong": wrong[:300]}
             todo = [e for e in todo if e in call]
             # --quick: the checked call is the one timed run (there the script has only to run)
             timed = [e for e in todo if not (args.quick and e in first)]
@@ -413,6 +539,13 @@ def main(argv: list[str] | None = None) -> None:
                 }
                 if e.startswith("3 nodes"):
                     row[e]["moved"] = _moved(engines[e], sql)
+                if e == "3 platforms":
+                    row[e]["engine"] = sorted(engines[e].engines.get(sql, ()))
+                    try:
+                        row[e]["analyzed"] = _analyzed(engines[e], sql)
+                    except Exception as exc:  # a finding for the table, not a lost run
+                        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:400]
+                        row[e]["analyzed"] = {"failed": reason}
             print(f"  q{n:02d}: " + ", ".join(_cell(row, e) for e in row), file=sys.stderr)
             save()
 
@@ -441,8 +574,18 @@ def main(argv: list[str] | None = None) -> None:
             engines["3 nodes (before)"] = stack.enter_context(_nodes(homes, before_env))
         if "elytra sql" in chosen:
             engines["elytra sql"] = stack.enter_context(_elytra(files, cache / "elytra-home"))
+        if "3 platforms" in chosen:
+            platform_env = {**env, "ELYTRA_WORKERS": PLATFORM_WORKERS}
+            if args.quick:
+                platform_env["ELYTRA_TASK_BYTES"] = QUICK_CHUNK
+            engines["3 platforms"] = stack.enter_context(
+                _three_platforms(cache / "platforms", files, platform_env)
+            )
         measure(engines)
     print(report(results, numbers, scale, runs, args.baseline_src is not None, args.elytra))
+    if "3 platforms" in engines:
+        print()
+        print(platforms_report(results, numbers, scale, runs))
     peers = [e for e in PEERS if e in engines]
     if peers:
         print()
@@ -524,10 +667,80 @@ def report(
     return "\n".join(lines)
 
 
+def platforms_report(
+    results: dict[str, dict[str, Any]], numbers: list[int], scale: float, runs: int
+) -> str:
+    """Three platforms (Elytra's route) beside DuckDB and three bare lake nodes: medians,
+    ratios, the engine that answered, and the bytes EXPLAIN ANALYZE reports."""
+    mib = 1 << 20
+    lines = [
+        f"### TPC-H at SF {scale:g} on three platforms, median of {runs} runs",
+        "",
+        "| query | DuckDB ms | 3 nodes (lake planner) ms | 3 platforms ms | 3 nodes / DuckDB "
+        "| 3 platforms / DuckDB | engine | MiB into the coordinator | of it from peers "
+        "(between nodes) | tasks (on peers) |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    r3: list[float] = []
+    rp: list[float] = []
+    notes: list[str] = []
+    for n in numbers:
+        row = results.get(f"q{n:02d}", {})
+        d = row.get("duckdb", {}).get("median")
+        t = row.get("3 nodes", {}).get("median")
+        p = row.get("3 platforms", {})
+        a = t / d if t and d else None
+        b = p["median"] / d if "median" in p and d else None
+        r3 += [a] if a else []
+        rp += [b] if b and "wrong" not in p else []
+        z = p.get("analyzed", {})
+        if "failed" in p:
+            cell, engine = "failed", ""
+            notes.append(f"- q{n:02d} failed on 3 platforms: {p['failed']}")
+        else:
+            cell = "n/a" if "median" not in p else f"{p['median'] * 1000:.0f}"
+            cell += " WRONG" if "wrong" in p else ""
+            engine = "/".join(p.get("engine", []))
+            if "wrong" in p:
+                notes.append(f"- q{n:02d} answered wrong on 3 platforms: {p['wrong']}")
+        if "failed" in z:
+            notes.append(f"- q{n:02d}: EXPLAIN ANALYZE failed: {z['failed']}")
+        if z.get("engine") == "elytra":
+            into = (z["to_driver"] + z["to_exchange"]) / mib
+            moved = f"{into:.1f} | {z['from_peers'] / mib:.1f} | {z['tasks']} ({z['peer_tasks']})"
+        elif "net" in z:  # the lake's planner answered EXPLAIN ANALYZE
+            moved = f"{z['held'] / mib:.1f} (lake: held) | {z['net'] / mib:.1f} (lake: net) | "
+        else:
+            moved = " | | "
+        lines.append(
+            f"| q{n:02d} | {'n/a' if d is None else f'{d * 1000:.0f}'} "
+            f"| {'n/a' if t is None else f'{t * 1000:.0f}'} | {cell} "
+            f"| {a or 0:.2f}x | {b or 0:.2f}x | {engine} | {moved} |"
+        )
+    lines.append(
+        f"| geometric mean | | | | {_geomean(r3) or 0:.2f}x "
+        f"| {_geomean(rp) or 0:.2f}x ({len(rp)}/{len(numbers)}) | | | | |"
+    )
+    lines += [
+        "",
+        "engine: the x-query-engine header of the timed answers. From EXPLAIN ANALYZE (one more "
+        "run): 'into the coordinator' is every task's output (plan.analyze's bytes_to_driver "
+        "plus bytes_between_stages; their split moved between two runs of q08 while the sum "
+        "stayed the same, so only the sum is shown); 'from peers' is the output of "
+        "the tasks the two other platforms ran, which each sends back to the coordinator over "
+        "HTTP (the bytes between nodes).",
+    ]
+    if notes:
+        lines += ["", *notes]
+    return "\n".join(lines)
+
+
 def _cell(row: dict[str, Any], e: str) -> str:
     r = row[e]
     if "refused" in r:
         return f"{e} refused"
+    if "failed" in r:
+        return f"{e} FAILED"
     return f"{e} {r['median'] * 1000:.0f} ms{' WRONG' if 'wrong' in r else ''}"
 
 
