@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from elytra.backends.cluster import Peer, place
 from elytra.chunkrefs import check_peer_task, chunk_ref, resolve_chunks
 from elytra.peer_task_routes import make_peer_app
 from elytra.settings import ElytraSettings
+from elytra.sqlroute import RecordingBackend
 from elytra.task import Task
 from lake import LakeNode, lake_settings
 from lake.testing import ingest
@@ -228,6 +230,24 @@ def test_tasks_over_chunks_a_peer_holds_run_there(
     assert here.fetched == []  # nothing came here: the peer read its own copies
 
 
+def test_analyze_names_the_peer_that_ran_each_task(
+    lake_home: tuple[Path, Path, Path], peer: tuple[str, DirCluster], tmp_path: Path
+) -> None:
+    """EXPLAIN ANALYZE's ``nodes`` (the SQL route's recording backend): a task a peer ran is
+    that peer's, not the driver's (it named the driver for every task)."""
+    home, chunks, csv = lake_home
+    url, _ = peer
+    mine, shas = _holding_none(chunks, tmp_path)
+    here = DirCluster("me", mine, [Peer("p1", url)], {sha: ["p1"] for sha in shas})
+    backend = ClusterBackend(InlineBackend(), lambda: here, local_slots=1, peer_slots=2)
+    recording = RecordingBackend(backend, "me")
+    with elytra.connect(home=home, backend=recording, task_bytes=64 * 1024) as s:  # type: ignore[arg-type]
+        assert _query(s) == _want(csv)
+    ran = [r for r in recording.records if r.stage == 0]
+    assert len(ran) >= len(shas)
+    assert {r.node for r in ran} == {"p1"}
+
+
 def test_a_member_without_elytra_or_another_secret_costs_no_attempt(
     lake_home: tuple[Path, Path, Path], peer: tuple[str, DirCluster], tmp_path: Path
 ) -> None:
@@ -247,3 +267,31 @@ def test_a_member_without_elytra_or_another_secret_costs_no_attempt(
         assert _query(s) == _want(csv)
     assert backend.stats["peer"] == 0
     assert sorted(set(nowhere.fetched)) == sorted(shas)
+
+
+@pytest.mark.timeout(90)
+def test_a_hung_peer_that_leaves_the_cluster_loses_its_tasks_before_the_lease(
+    lake_home: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """A peer that takes the tasks and then hangs (a stopped process: its socket accepts and
+    nothing answers) is dropped by the lake's gossip in seconds; its tasks then run here,
+    not after the lease (600 s, past this test's timeout), and the answer is DuckDB's."""
+    home, chunks, csv = lake_home
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(64)  # never accepted: every request waits for an answer
+    mine, shas = _holding_none(chunks, tmp_path)
+    here = DirCluster("me", mine, [Peer("p1", f"http://127.0.0.1:{hung.getsockname()[1]}")], {})
+    here._holders = {sha: ["p1"] for sha in shas}
+    gone = threading.Timer(1.0, lambda: setattr(here, "_peers", []))  # gossip: p1 is dead
+    backend = ClusterBackend(InlineBackend(), lambda: here, local_slots=1, peer_slots=2)
+    try:
+        gone.start()
+        with elytra.connect(home=home, backend=backend, task_bytes=64 * 1024) as s:
+            assert _query(s) == _want(csv)
+    finally:
+        gone.cancel()
+        hung.close()
+    assert backend.stats["peer"] == 0
+    assert backend.stats["peer_failed"] >= 1
+    assert sorted(set(here.fetched)) == sorted(shas)  # every chunk's task ran here

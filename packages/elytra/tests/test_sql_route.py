@@ -137,22 +137,3 @@ def test_a_cancel_ends_the_run_as_the_lakes_timeout_error(
     cancelled.set()
     with pytest.raises(QueryTimeoutError, match="cancelled"):
         _run(_executor(node, tmp_path), QUERIES[3], cancelled=cancelled)
-
-
-def test_analyze_names_the_peer_that_ran_a_task() -> None:
-    """A peer's task comes back with ``worker="peer:<id>"`` (the cluster backend's stats):
-    EXPLAIN ANALYZE's row names that peer, a local task this node."""
-    import pyarrow as pa
-
-    from elytra.sqlroute import RecordingBackend
-    from elytra.task import TaskResult
-
-    class Two:
-        def run(self, tasks: Any, cancel: Any, started: Any = None) -> Iterator[TaskResult]:
-            t = pa.table({"x": [1, 2]})
-            yield TaskResult("j-s0-t0", t, 0.1, {"worker": "peer:node-b", "worker_pid": 7})
-            yield TaskResult("j-s0-t1", t, 0.1, {"worker": 3, "worker_pid": 8})
-
-    rec = RecordingBackend(Two(), "node-a")  # type: ignore[arg-type]
-    list(rec.run([], threading.Event()))
-    assert [r.node for r in rec.records] == ["node-b", "node-a"]

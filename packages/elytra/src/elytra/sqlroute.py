@@ -75,9 +75,7 @@ class RecordingBackend:
             bytes_out=int(st.get("bytes_out", result.table.nbytes)),
             partitioned="exchange" in st,
             worker=int(pid) if isinstance(pid, int) else None,
-            node=str(
-                st.get("node") or str(st.get("worker", "")).partition("peer:")[2] or self.node
-            ),
+            node=str(st.get("node") or st.get("peer") or self.node),
             attempt=int(st.get("attempt", 1)),
         )
 

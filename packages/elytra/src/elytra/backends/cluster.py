@@ -11,6 +11,8 @@ from a replica into the job's directory).
 Attempts, retries and cancel belong to :class:`~elytra.scheduler.Scheduler` (a peer's
 connection is its attempt's lease). Failures: a peer that cannot be reached, times out (``lease_seconds``), is busy or answers
 5xx loses its tasks to ``local`` (the attempt counts) and gets no more of this run's tasks.
+So does a peer that hangs with tasks in flight, once the lake's gossip has counted it not
+alive for ``GONE_SECONDS`` (its late answers are dropped).
 A task error the peer reports as not retryable (bad input, a cap too small) fails the job
 as its own type, as it would have locally. Cancel aborts the peers' requests (which cancels
 their tasks) and ``local``'s run.
@@ -51,6 +53,14 @@ TASKS_PATH = "/internal/elytra/tasks"
 _POLL = 0.1
 _NOT_A_PEER_SECONDS = 60.0
 """How long a member that answered 404 (a lake node without elytra) is left out."""
+GONE_SECONDS = 2.0
+"""How long a peer with tasks in flight may be missing from the lake's live members before
+those tasks run here: a hung platform (stopped, partitioned) answers nothing until the lease
+(``ELYTRA_LEASE_SECONDS``, 600 s), while the lake's gossip sees it gone in seconds. The grace
+keeps a peer that was suspected for a moment (under load) from losing its work."""
+_STOP_SECONDS = 5.0
+"""How long a run's end waits, in all, for its sender threads (one blocked on a hung peer is
+left behind: a daemon, its request closed or answered within the lease)."""
 
 
 @dataclass(frozen=True)
@@ -294,16 +304,21 @@ class _ClusterAttempts:
         if not self.started:
             self.started = True
             self.run.start()
+        lost = [
+            (task.id, Failed(f"its peer {peer_id} left the cluster while it ran there"))
+            for task, peer_id in self.run.lost()
+        ]
+        self.here.update(str(handle) for handle, _ in lost)
         try:
-            got = [self.events.get(timeout=timeout)]
+            got = [self.events.get(timeout=0.0 if lost else timeout)]
         except queue.Empty:
-            return []
+            return list(lost)
         while True:
             try:
                 got.append(self.events.get_nowait())
             except queue.Empty:
                 break
-        out: list[tuple[Hashable, Outcome]] = []
+        out: list[tuple[Hashable, Outcome]] = list(lost)
         for event in got:
             kind = event[0]
             if kind == "local_error" or kind == "peer_error":
@@ -338,6 +353,9 @@ class _PeerRun:
         self.queues: dict[str, deque[Task]] = {}
         self.peers: dict[str, Peer] = {}
         self.down: set[str] = set()
+        self.flying: dict[str, tuple[str, Task]] = {}  # task id -> (peer id, task) in flight
+        self.abandoned: set[str] = set()  # task ids whose peer left: their answers are dropped
+        self.missing: dict[str, float] = {}  # peer id -> when it was first seen not alive
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._stopped = threading.Event()
@@ -365,8 +383,36 @@ class _PeerRun:
     def stop(self) -> None:
         self._stopped.set()
         self.client.close()  # aborts requests in flight: their peers cancel those tasks
+        deadline = time.monotonic() + _STOP_SECONDS
         for t in self._threads:
-            t.join(5)
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def lost(self) -> list[tuple[Task, str]]:
+        """The tasks in flight on peers missing from the lake's live members for
+        ``GONE_SECONDS``, with their peer: they are the driver's now (the peer is down for this
+        run, its queued tasks moved here, a late answer of its dropped)."""
+        if not self.flying:
+            return []
+        live = {p.id for p in self.cluster.peers()}
+        now = time.monotonic()
+        with self._lock:
+            flying = {peer_id for peer_id, _ in self.flying.values()}
+            for peer_id in flying & live:
+                self.missing.pop(peer_id, None)
+            gone = {
+                peer_id
+                for peer_id in flying - live
+                if now - self.missing.setdefault(peer_id, now) >= GONE_SECONDS
+            }
+            out = [(t, peer_id) for peer_id, t in self.flying.values() if peer_id in gone]
+            for task, _ in out:
+                del self.flying[task.id]
+                self.abandoned.add(task.id)
+        for peer_id in gone:
+            log.warning("peer %s left the cluster: its tasks of this run run here", peer_id[:12])
+            self.backend.stats["peer_failed"] += 1
+            self._give_back(self.peers[peer_id])
+        return out
 
     def _next(self, peer: Peer) -> Task | None:
         with self._lock:
@@ -389,10 +435,12 @@ class _PeerRun:
             task = self._next(peer)
             if task is None:
                 return
+            with self._lock:
+                self.flying[task.id] = (peer.id, task)
             try:
                 result = self._send(peer, task)
             except _PeerRefused as exc:
-                if self._stopped.is_set():
+                if self._stopped.is_set() or self._landed(task):
                     return
                 log.warning("peer %s did not run task %s: %s", peer.id[:12], task.id, exc)
                 self.backend.stats["peer_failed"] += 1
@@ -400,10 +448,20 @@ class _PeerRun:
                 self._give_back(peer)
                 return
             except _TaskError as exc:  # the task's own error, as the peer reported it
-                self.events.put(("peer_error", task, exc.error))
+                if not self._landed(task):
+                    self.events.put(("peer_error", task, exc.error))
+                return
+            if self._landed(task):  # its peer was given up on meanwhile: it ran here
                 return
             self.backend.stats["peer"] += 1
             self.events.put(("peer", task, result))
+
+    def _landed(self, task: Task) -> bool:
+        """Whether ``task``'s answer was given up on (its peer left): its attempt is over;
+        else it is no longer in flight."""
+        with self._lock:
+            self.flying.pop(task.id, None)
+            return task.id in self.abandoned
 
     def _send(self, peer: Peer, task: Task) -> TaskResult:
         """The peer's rows for ``task``; ``_PeerRefused`` for anything but a whole, valid
@@ -432,7 +490,8 @@ class _PeerRun:
             raise _PeerRefused(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
         if not isinstance(stats, dict):
             raise _PeerRefused("its answer's x-elytra-stats is not a JSON object")
-        stats.update(worker=f"peer:{peer.id}", transport="peer", attempt=task.attempt)
+        # ``peer``: the node that ran it, for EXPLAIN ANALYZE (``worker_pid`` is a pid there)
+        stats.update(worker=f"peer:{peer.id}", peer=peer.id, transport="peer", attempt=task.attempt)
         return TaskResult(task.id, table, time.perf_counter() - started, stats)
 
     def _refused(self, peer: Peer, task: Task, r: httpx.Response) -> None:
