@@ -123,3 +123,20 @@ def test_the_election_port_is_kept_across_restarts_and_a_taken_one_refused(
         port = int(taken.getsockname()[1])
         with pytest.raises(ElectionJoinError, match=f"election port {port} on 127.0.0.1 is in use"):
             election_port(None, "127.0.0.1", port)
+
+
+def test_a_restarted_member_whose_join_platform_names_nobody_rejoins_through_its_members(
+    joined: tuple[str, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole cluster restarted one platform after the other: the first, alone, names no
+    member until a majority votes. A member that remembers its cluster rejoins through it
+    (and its Raft journal) instead of failing "names no election member yet"."""
+    from elkyn import platform_election
+
+    url, _ = joined  # answers {"members": {}}
+    monkeypatch.setattr(platform_election, "RESTART_PATIENCE", 0.5)
+    remembered = {"127.0.0.1:1": "http://127.0.0.1:9/db", "127.0.0.1:2": "http://127.0.0.1:8/db"}
+    got = platform_election._members_to_join(url, SIGNER, None, remembered, "127.0.0.1:2")
+    assert got == (remembered, True)
+    with pytest.raises(membership.NoMemberYetError, match="names no election member yet"):
+        fetch_members(url, SIGNER, None, patience=0.5)  # a new platform has nothing to fall back on

@@ -32,9 +32,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from pysyncobj import SyncObj, SyncObjConf, replicated
@@ -123,25 +125,34 @@ def parse_peers(text: str) -> list[Peer]:
 
 
 class Primaryship(SyncObj):  # type: ignore[misc]  # pysyncobj has no type hints
-    """The Raft-replicated record: term, its primary, and each term's database."""
+    """The Raft-replicated record: term, its primary, and each term's database.
 
-    def __init__(self, raft: str, partners: list[str], conf: SyncObjConf) -> None:
-        self.term = 0  # before the base class starts: it may replay its journal at once
-        self.primary: str | None = None
-        self.databases: dict[str, int] = {}
-        self.members: dict[str, str] = {}  # Raft address -> Elkyn URL (joined clusters)
-        super().__init__(raft, partners, conf)
+    The record's fields start as class attributes and are only ever *assigned* on the
+    instance, never changed in place: pysyncobj snapshots (at a log compaction, into
+    ``election.dump``, and to a follower that lags) the instance attributes its ``__init__``
+    did not find. Set on the instance before ``super().__init__`` (as they were), they were
+    left out of every snapshot: past the first compaction a restart, or a follower sent the
+    snapshot, had no members, no term and no primary."""
+
+    term: int = 0
+    primary: str | None = None
+    databases: Mapping[str, int] = MappingProxyType({})
+    members: Mapping[str, str] = MappingProxyType({})
+    """Raft address -> Elkyn URL (clusters joined with ``--join``)."""
 
     @replicated  # type: ignore[untyped-decorator]
     def admit(self, raft: str, url: str) -> bool:
         """Record the Elkyn URL of the member at Raft address ``raft`` (``elkyn.membership``)."""
-        self.members[raft] = url
+        self.members = {**self.members, raft: url}
         return True
 
     @replicated  # type: ignore[untyped-decorator]
     def dismiss(self, raft: str) -> bool:
         """Forget the member at Raft address ``raft`` (``elkyn.membership``: it left)."""
-        return self.members.pop(raft, None) is not None
+        if raft not in self.members:
+            return False
+        self.members = {r: u for r, u in self.members.items() if r != raft}
+        return True
 
     @replicated  # type: ignore[untyped-decorator]
     def designate(self, term: int, url: str, database: str) -> bool:
@@ -149,7 +160,7 @@ class Primaryship(SyncObj):  # type: ignore[misc]  # pysyncobj has no type hints
         if term != self.term + 1:
             return False
         self.term, self.primary = term, url
-        self.databases[database] = term
+        self.databases = {**self.databases, database: term}
         return True
 
 
@@ -181,11 +192,17 @@ class Election:
         self.told: dict[str, str] = {}
         secret = auth.load_secret(settings)
         password = hmac.new(secret, b"elkyn-election", hashlib.sha256).hexdigest()
-        journal = None if settings.memory else str(Path(settings.db_path()) / "election.journal")
+        where = None if settings.memory else Path(settings.db_path())
         conf = SyncObjConf(
             password=password,
             useFork=False,  # a process holding LMDB and uvicorn never forks
-            journalFile=journal,
+            journalFile=None if where is None else str(where / "election.journal"),
+            # A compaction drops the journal's entries up to a snapshot of the state (term,
+            # primary, members); without a file for it, a cluster that ran past the first
+            # compaction (5 minutes) restarted with an empty state: no members, term 0, and
+            # a first platform started alone made a Raft cluster of its own
+            fullDumpFile=None if where is None else str(where / "election.dump"),
+            logCompactionMinTime=settings.election_compact_seconds,
             dynamicMembershipChange=dynamic,
             connectionRetryTime=1.0,
         )

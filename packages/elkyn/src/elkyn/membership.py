@@ -69,6 +69,12 @@ class JoinTargetDownError(ElectionJoinError):
     through the members it remembers instead)."""
 
 
+class NoMemberYetError(ElectionJoinError):
+    """The platform to join through answered, but its election names no member yet: it was
+    restarted too and waits for a majority of its members to vote (a restarted member rejoins
+    through the members it remembers instead, which gives it that majority)."""
+
+
 def _call(
     url: str,
     signer: TokenSigner,
@@ -126,7 +132,7 @@ def fetch_members(
             break
         time.sleep(0.3)  # its one-node Raft has not recorded it yet
     if not members:
-        raise ElectionJoinError(f"the platform at {join_url} names no election member yet")
+        raise NoMemberYetError(f"the platform at {join_url} names no election member yet")
     if not any(_reachable(raft) for raft in members):
         raise ElectionJoinError(
             f"cannot join the election of the cluster at {join_url}: no election port of its "

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from .membership import (
     ElectionJoinError,
     JoinTargetDownError,
+    NoMemberYetError,
     advertised,
     election_port,
     fetch_members,
@@ -97,13 +98,14 @@ def _members_to_join(
 ) -> tuple[dict[str, str], bool]:
     """The members as the platform at ``join_url`` knows them, and False: it is to be asked
     to add this one. For a restarted member whose ``--join`` platform is down (often the one
-    that died), the members it remembers, and True: its Raft journal makes it a member still,
-    and any of them lets it catch up."""
+    that died), or was restarted too and names no member until a majority of them votes (a
+    whole cluster restarted one platform after the other), the members it remembers, and
+    True: its Raft journal makes it a member still, and any of them lets it catch up."""
     if len(remembered) <= 1:
         return fetch_members(join_url, signer, context), False
     try:
         members = fetch_members(join_url, signer, context, patience=RESTART_PATIENCE)
-    except JoinTargetDownError as exc:
+    except (JoinTargetDownError, NoMemberYetError) as exc:
         log.warning(
             "%s; rejoining through the members this platform remembers: %s",
             exc,
@@ -188,7 +190,7 @@ def _alone_before(directory: Path | None) -> bool:
 
 
 def _forget_journal(directory: Path | None) -> None:
-    for name in ("election.journal", "election.journal.meta"):
+    for name in ("election.journal", "election.journal.meta", "election.dump"):
         if directory is not None:
             (directory / name).unlink(missing_ok=True)
 

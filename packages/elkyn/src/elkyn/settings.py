@@ -75,6 +75,9 @@ class ElkynSettings(PackageSettings):
     with 2-4, 2 with 5-6: every majority then holds every acknowledged write)."""
     sync_timeout_seconds: float = Field(5.0, gt=0)
     """How long a primary waits for those replicas before answering 503 (not acknowledged)."""
+    election_compact_seconds: float = Field(300.0, gt=0)
+    """How often (at most) the election's Raft log is compacted into ``election.dump`` beside
+    its journal (pysyncobj's ``logCompactionMinTime``; also after 5,000 entries)."""
 
     @field_validator("replica_of", mode="after")
     @classmethod
