@@ -180,10 +180,10 @@ class _Planner:
             raise SQLPlanError("window functions and LATERAL are not planned into stages yet")
         outer_ctes, self.ctes = self.ctes, ctes
         try:
-            rel = self.joins(node, ctes)
             where = node.args.get("where")
-            if where is not None:
-                rel = self.filter(rel, _conjuncts(where.this))
+            rel, rest = self.joins(node, ctes, _conjuncts(where.this) if where else [])
+            if rest:
+                rel = self.filter(rel, rest)
             return self.project(node, rel)
         finally:
             self.ctes = outer_ctes
@@ -235,7 +235,16 @@ class _Planner:
         hidden = [c for c in pipe.columns if c.startswith("__k")]
         return Rel(pipe.drop(*hidden) if hidden else pipe, rel.cols, rel.size)
 
-    def joins(self, node: exp.Select, ctes: dict[str, exp.Expr]) -> Rel:
+    def joins(
+        self, node: exp.Select, ctes: dict[str, exp.Expr], where: list[exp.Expr]
+    ) -> tuple[Rel, list[exp.Expr]]:
+        """The FROM clause's joins, and the conjuncts of ``where`` left to filter them.
+
+        A conjunct that reads only the inner-joined tables joins them with those of ON (as a
+        source's own filter, or a join key): sqlglot moves a WHERE condition into the ON of the
+        table it names, but not one on the FROM table, which then filtered every joined row
+        (7.4 M rows instead of 56 k in one query). Not with a RIGHT or FULL join after them,
+        whose NULL rows a WHERE must see, nor for a subquery's condition."""
         from_ = node.args.get("from_") or node.args.get("from")
         if from_ is None:
             raise SQLPlanError("a SELECT without FROM is not planned into stages")
@@ -258,10 +267,18 @@ class _Planner:
             on = j.args.get("on")
             if on is not None:
                 conds.extend(on.flatten() if isinstance(on, exp.And) else [on])
-        rel = self.order_inner(inner, conds)
+        early: list[exp.Expr] = []
+        if not any((j.side or "").upper() in ("RIGHT", "FULL") for j, _ in later):
+            joined = {a for r in inner for a in r.aliases()}
+            early = [
+                c
+                for c in where
+                if _names(c) and _names(c) <= joined and c.find(exp.Query, exp.Exists) is None
+            ]
+        rel = self.order_inner(inner, conds + early)
         for j, src in later:
             rel = self.outer(rel, src, j)
-        return rel
+        return rel, [c for c in where if not any(c is e for e in early)]
 
     def order_inner(self, rels: list[Rel], conds: list[exp.Expr]) -> Rel:
         """Inner joins, the largest source first, then always one that an equality links to
