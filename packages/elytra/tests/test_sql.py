@@ -299,3 +299,32 @@ def test_a_where_condition_on_the_from_table_filters_it_before_it_joins(
     assert filters_on(inline.sql(right, tables).node, "c_mktsegment") == [True]
     con = views_oracle(tpch)
     _same(right, inline.sql(right, tables).collect(), con, ordered=False)
+
+
+def test_date_intervals_are_folded_before_sqlglot_sees_them() -> None:
+    """With python-dateutil installed (pandas brings it), sqlglot's optimizer folded
+    ``DATE '2024-01-31' + INTERVAL 1 MONTH`` itself, into a DATE where DuckDB has a TIMESTAMP,
+    and folded the interval arithmetic the planner refuses; without it, both came out right.
+    The planner folds them first, so the optimizer finds no INTERVAL either way."""
+    import sqlglot
+    from sqlglot import exp
+
+    from elytra.sqlplan import _dates_folded
+
+    tree = sqlglot.parse_one(
+        "SELECT DATE '2024-01-31' + INTERVAL 1 MONTH AS d FROM a "
+        "WHERE dt < DATE '2024-03-01' - INTERVAL 1 DAY",
+        read="duckdb",
+    )
+    folded = _dates_folded(tree)  # type: ignore[arg-type]
+    assert folded.find(exp.Interval) is None
+    assert folded.sql("duckdb") == (
+        "SELECT CAST('2024-02-29 00:00:00' AS TIMESTAMP) AS d FROM a "
+        "WHERE dt < CAST('2024-02-29' AS DATE)"
+    )
+    for text in (
+        "SELECT dt - INTERVAL 1 MONTH FROM a",
+        "SELECT k FROM a WHERE dt < DATE '2024-02-29' + INTERVAL 1 YEAR - INTERVAL 1 DAY",
+    ):
+        with pytest.raises(SQLPlanError, match="INTERVAL"):
+            _dates_folded(sqlglot.parse_one(text, read="duckdb"))  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ from sqlglot.errors import SqlglotError
 from sqlglot.optimizer import optimize
 
 from .errors import PipelineError, SQLPlanError
-from .sqlexpr import to_expr
+from .sqlexpr import fold_dates, to_expr
 from .sqlrewrite import array_any_to_extremes
 from .stages import source_bytes
 
@@ -790,6 +790,22 @@ def _table_names(tree: exp.Query) -> list[str]:
     return [n for n in dict.fromkeys(names) if n not in ctes]
 
 
+def _dates_folded(tree: exp.Query) -> exp.Query:
+    """Constant ``DATE ± INTERVAL`` folded as DuckDB types it (``sqlexpr.fold_dates``) before
+    sqlglot's optimizer runs: with python-dateutil installed (pandas brings it), its
+    simplifier folds them itself, into a DATE where DuckDB has a TIMESTAMP, and folds the
+    interval arithmetic this planner refuses. Any other INTERVAL is refused here, the same
+    with or without dateutil."""
+    folded = fold_dates(tree.copy())
+    for node in folded.find_all(exp.Interval):
+        raise SQLPlanError(
+            "an INTERVAL is planned into stages only in a constant DATE ± INTERVAL n unit: "
+            f"{_sql(node.parent or node)!r}"
+        )
+    assert isinstance(folded, exp.Query)
+    return folded
+
+
 def plan_sql(text: str, tables: Mapping[str, Pipeline]) -> Pipeline:
     """The pipeline of one SELECT over ``tables`` (name -> pipeline): see the module doc."""
     tree = _parse(text)
@@ -812,7 +828,9 @@ def plan_sql(text: str, tables: Mapping[str, Pipeline]) -> Pipeline:
     try:
         schema: dict[str, object] = {name: _duck_types(con, name) for name in known}
         try:
-            optimized = array_any_to_extremes(optimize(tree, schema=schema, dialect="duckdb"))
+            optimized = array_any_to_extremes(
+                optimize(_dates_folded(tree), schema=schema, dialect="duckdb")
+            )
         except SqlglotError as exc:
             raise SQLPlanError(f"cannot plan the query: {exc}") from None
         try:
