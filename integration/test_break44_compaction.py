@@ -134,8 +134,7 @@ def test_failover_after_compactions_then_the_killed_primary_rejoins(tmp_path: Pa
             wait_for(lambda u=u, j=j: _write(u, f"during{j}", j, cluster), f"via {u}")
             want[f"during{j}"] = j
         time.sleep(3)
-        join_via = first if p != 0 else survivors[0]
-        cluster.nodes[p] = _restart(cluster, tmp_path, p, join_via)
+        cluster.nodes[p] = _restart(cluster, tmp_path, p, first)  # its first command
         _writes(cluster, want, "after")
         _agree(cluster, want)
         assert elkyn_status(cluster.urls[p], cluster)["role"] != "primary"
@@ -164,6 +163,71 @@ def test_sigkill_one_while_it_writes_its_dump(tmp_path: Path) -> None:
             cluster.nodes[victim] = _restart(cluster, tmp_path, victim, cluster.urls[0])
             print(f"round {rnd}: killed p{victim}, {len(want)} acknowledged")
         _writes(cluster, want, "after")
+        _agree(cluster, want)
+    finally:
+        cluster.stop()
+
+
+def _members(url: str, cluster: Cluster) -> dict[str, str]:
+    found: dict[str, str] = elkyn_status(url, cluster)["election"]["members"]
+    return found
+
+
+@HELD_BREAK_TEST
+def test_a_platform_joining_after_compactions_learns_the_record(tmp_path: Path) -> None:
+    cluster = start_cluster(tmp_path, 2, env=COMPACT)
+    try:
+        want: dict[str, int] = {}
+        _writes(cluster, want, "before")
+        time.sleep(3)
+        _compacted(cluster)
+        cluster.nodes.append(join(tmp_path, "p2", cluster.urls[0], env=COMPACT))
+        cluster.homes.append(tmp_path / "p2" / "home")
+        new = cluster.urls[2]
+        wait_for(lambda: len(_members(new, cluster)) == 3, "the joined platform's members")
+        st = elkyn_status(cluster.urls[0], cluster)
+        mine = elkyn_status(new, cluster)
+        assert (mine["term"], mine["election"]["elected_primary"]) == (
+            st["term"],
+            st["election"]["elected_primary"],
+        )
+        _writes(cluster, want, "after")
+        _agree(cluster, want)
+    finally:
+        cluster.stop()
+
+
+@HELD_BREAK_TEST
+def test_a_removed_member_stays_removed_across_compactions_and_restarts(tmp_path: Path) -> None:
+    cluster = start_cluster(tmp_path, 3, env=COMPACT)
+    try:
+        want: dict[str, int] = {}
+        _writes(cluster, want, "before")
+        first = cluster.urls[0]
+        wait_for(lambda: len(_members(first, cluster)) == 3, "three members")
+        raft_of = {u.removesuffix("/db"): r for r, u in _members(first, cluster).items()}
+        gone = raft_of[cluster.urls[2]]
+        cluster.nodes[2].stop()
+        r = httpx.delete(
+            f"{first}/db/.replication/members",
+            params={"raft": gone},
+            headers=cluster.admin(),
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        time.sleep(3)  # compactions after the removal
+        for node in cluster.nodes[:2]:
+            _kill(node)
+        cluster.nodes[0] = _restart(cluster, tmp_path, 0, first)
+        cluster.nodes[1] = _restart(cluster, tmp_path, 1, first)
+        del cluster.nodes[2], cluster.homes[2]
+        for u in cluster.urls:
+            wait_for(lambda u=u: gone not in _members(u, cluster), f"{gone} gone at {u}")
+            assert len(_members(u, cluster)) == 2
+        _writes(cluster, want, "after")
+        time.sleep(3)
+        for u in cluster.urls:
+            assert gone not in _members(u, cluster)
         _agree(cluster, want)
     finally:
         cluster.stop()
