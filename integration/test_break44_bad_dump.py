@@ -18,7 +18,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from platform_cluster import FAST, Cluster, elkyn_status, start_cluster, wait_for
+from platform_cluster import (
+    FAST,
+    HELD_BREAK_TEST,
+    Cluster,
+    elkyn_status,
+    join,
+    start_cluster,
+    wait_for,
+)
 from servers import command
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -79,3 +87,33 @@ def _lone_dump(base: Path, cluster: Cluster) -> Path:
         return dump
     finally:
         other.stop()
+
+
+@HELD_BREAK_TEST
+def test_the_advised_recovery_from_a_truncated_dump_rejoins(tmp_path: Path) -> None:
+    """The error's advice: move the election's journal and dump away, start with --join."""
+    cluster = start_cluster(tmp_path, 3, env=COMPACT)
+    try:
+        first = cluster.urls[0]
+        wait_for(lambda: _write(first, "a", cluster), "a write")
+        elkyn = cluster.homes[2] / "elkyn"
+        wait_for(lambda: (elkyn / "election.dump").exists(), "a compaction's dump")
+        time.sleep(2)
+        term = elkyn_status(first, cluster)["term"]
+        cluster.nodes[2].proc.send_signal(signal.SIGKILL)
+        cluster.nodes[2].proc.wait()
+        dump = elkyn / "election.dump"
+        dump.write_bytes(dump.read_bytes()[:10])
+        aside = tmp_path / "aside"
+        aside.mkdir()
+        for name in ("election.dump", "election.journal", "election.journal.meta"):
+            (elkyn / name).rename(aside / name)
+        cluster.nodes[2] = join(tmp_path, "p2", first, env=COMPACT)
+        again = cluster.urls[2]
+        wait_for(lambda: _write(again, "b", cluster), "a write through the rejoined platform")
+        for u in cluster.urls:
+            st = wait_for(lambda u=u: elkyn_status(u, cluster), u)
+            assert st["term"] == term
+            wait_for(lambda u=u: len(elkyn_status(u, cluster)["election"]["members"]) == 3, u)
+    finally:
+        cluster.stop()

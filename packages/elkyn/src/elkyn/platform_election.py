@@ -188,15 +188,17 @@ def _check_dump(directory: Path | None, remembered: dict[str, str]) -> None:
             f"cannot read this platform's election snapshot {dump} "
             f"({type(exc).__name__}: {exc}): it was truncated or damaged, and without it the "
             "election's record (term, primary, members) is lost. Restore it from a backup, or "
-            "move this home's election.* files away and start the platform with --join "
-            "<a live platform of its cluster> to receive the record from the cluster"
+            "move this home's election.dump, election.journal and election.journal.meta away "
+            "and start the platform with --join <a live platform of its cluster> to receive "
+            "the record from the cluster"
         ) from exc
     if remembered and not named & set(remembered):
         raise ElectionDumpError(
             f"this platform's election snapshot {dump} is another cluster's: it names "
             f"{', '.join(sorted(named))}, this home remembers {', '.join(sorted(remembered))}. "
-            "Put back this home's own election.dump, or move its election.* files away and "
-            "start the platform with --join <a live platform of its cluster>"
+            "Put back this home's own election.dump, or move its election.dump, "
+            "election.journal and election.journal.meta away and start the platform with "
+            "--join <a live platform of its cluster>"
         )
 
 
