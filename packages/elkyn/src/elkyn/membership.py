@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from .server.http import Request, Send
 
 __all__ = [
+    "ElectionDumpError",
     "ElectionJoinError",
     "election_port",
     "fetch_members",
@@ -73,6 +74,12 @@ class NoMemberYetError(ElectionJoinError):
     """The platform to join through answered, but its election names no member yet: it was
     restarted too and waits for a majority of its members to vote (a restarted member rejoins
     through the members it remembers instead, which gives it that majority)."""
+
+
+class ElectionDumpError(ElectionJoinError):
+    """This platform's ``election.dump`` (the snapshot of its election's record that a Raft
+    log compaction wrote) is unreadable, or is another cluster's: started on it, the platform
+    came back with an empty record (term 0, no members) and no word of why."""
 
 
 def _call(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .membership import (
+    ElectionDumpError,
     ElectionJoinError,
     JoinTargetDownError,
     NoMemberYetError,
@@ -72,6 +73,7 @@ def start_platform_election(app: ElkynApp, es: ElkynSettings, ps: PlatformSettin
         fresh = True
     elif not fresh and join_url is None:
         _check_not_removed(raft, remembered, signer, context)
+    _check_dump(directory, remembered)
     sync = es.sync_replicas
     if sync is None:
         sync = default_sync_replicas(len(set(members) | {raft}) if members else 1)
@@ -159,6 +161,44 @@ def _check_not_removed(
             "removed with `platform members remove`, or its election address changed: "
             f"PLATFORM_HOST, ELKYN_ELECTION_PORT). To join that cluster again, start it with "
             f"--join {address}; to start a cluster of its own, use another --home"
+        )
+
+
+def _check_dump(directory: Path | None, remembered: dict[str, str]) -> None:
+    """A clear error when ``election.dump`` cannot be read, or names members none of which
+    this home remembers (another cluster's). pysyncobj logs a dump it cannot load and starts
+    without it: past a compaction the journal no longer holds the record, so the platform came
+    back with term 0 and no members and, as its Raft leader, could name a primary of its own."""
+    dump = None if directory is None else directory / "election.dump"
+    if dump is None or not dump.exists():
+        return
+    import gzip
+
+    from pysyncobj import pickle
+
+    try:
+        with dump.open("rb") as f, gzip.GzipFile(fileobj=f) as g:
+            data = pickle.load(g)
+        record, cluster = data[0], data[3]
+        if not isinstance(record, dict) or not isinstance(record.get("term", 0), int):
+            raise ValueError(f"not an election record: {type(record).__name__}")
+        named = {str(n) for n in cluster} | set(record.get("members", {}))
+    except Exception as exc:  # a truncated gzip, a bad pickle, another program's file
+        raise ElectionDumpError(
+            f"cannot read this platform's election snapshot {dump} "
+            f"({type(exc).__name__}: {exc}): it was truncated or damaged, and without it the "
+            "election's record (term, primary, members) is lost. Restore it from a backup, or "
+            "move this home's election.dump, election.journal and election.journal.meta away "
+            "and start the platform with --join <a live platform of its cluster> to receive "
+            "the record from the cluster"
+        ) from exc
+    if remembered and not named & set(remembered):
+        raise ElectionDumpError(
+            f"this platform's election snapshot {dump} is another cluster's: it names "
+            f"{', '.join(sorted(named))}, this home remembers {', '.join(sorted(remembered))}. "
+            "Put back this home's own election.dump, or move its election.dump, "
+            "election.journal and election.journal.meta away and start the platform with "
+            "--join <a live platform of its cluster>"
         )
 
 
