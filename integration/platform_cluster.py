@@ -26,6 +26,7 @@ from platform_core.auth import TokenSigner
 from platform_core.testing import ServerProcess
 
 __all__ = [
+    "COMPACT",
     "FAST",
     "HELD_BREAK_TEST",
     "ORACLE",
@@ -39,6 +40,7 @@ __all__ = [
     "start_cluster",
     "wait_for",
     "write_in_newer_term",
+    "write_ok",
 ]
 
 T = TypeVar("T")
@@ -125,6 +127,21 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
                 return last
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+COMPACT = {"ELKYN_ELECTION_COMPACT_SECONDS": "1"}
+"""Each platform's election compacts its Raft log every second (its record then lives in
+``election.dump``, not in the journal's entries)."""
+
+
+def write_ok(url: str, key: str, value: int, cluster: Cluster, timeout: float = 8.0) -> bool:
+    """Whether a PUT of ``value`` at ``key`` through the platform at ``url`` was acknowledged
+    (200); False on any other answer or none (the platform is down or restarting)."""
+    try:
+        r = httpx.put(f"{url}/db/{key}.json", json=value, headers=cluster.admin(), timeout=timeout)
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200
 
 
 def elkyn_status(url: str, cluster: Cluster) -> dict[str, Any]:

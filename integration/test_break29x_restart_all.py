@@ -24,6 +24,7 @@ from platform_cluster import (
     join,
     start_cluster,
     wait_for,
+    write_ok,
 )
 from servers import command, launch
 
@@ -34,14 +35,6 @@ pytestmark = [
     pytest.mark.timeout(300),
     HELD_BREAK_TEST,
 ]
-
-
-def _put(url: str, key: str, value: int, cluster: Cluster) -> bool:
-    try:
-        r = httpx.put(f"{url}/db/{key}.json", json=value, headers=cluster.admin(), timeout=10)
-    except httpx.HTTPError:
-        return False
-    return r.status_code == 200
 
 
 def test_all_three_restarted_at_once_with_their_first_commands(tmp_path: Path) -> None:
@@ -62,7 +55,7 @@ def _restart_all(cluster: Cluster, tmp_path: Path) -> None:
     wait_for(lambda: len(elkyn_status(cluster.urls[0], cluster)["election"]["members"]) == 3, "3")
     acked: dict[str, int] = {}
     for i, url in enumerate(cluster.urls * 3):
-        if _put(url, f"k{i}", i, cluster):
+        if write_ok(url, f"k{i}", i, cluster):
             acked[f"k{i}"] = i
     assert len(acked) == 9, acked
     first = cluster.urls[0]
@@ -83,7 +76,9 @@ def _restart_all(cluster: Cluster, tmp_path: Path) -> None:
     cluster.nodes[2].proc.wait()
     cluster.nodes[2] = join(tmp_path, "p2", first)
     for i, url in enumerate(cluster.urls):
-        wait_for(lambda url=url, i=i: _put(url, f"after{i}", i, cluster), f"a write via {url}", 60)
+        wait_for(
+            lambda url=url, i=i: write_ok(url, f"after{i}", i, cluster), f"a write via {url}", 60
+        )
         acked[f"after{i}"] = i
     print(f"writes through all three after {time.monotonic() - started:.1f} s")
 

@@ -16,9 +16,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from platform_cluster import (
+    COMPACT,
     FAST,
     HELD_BREAK_TEST,
     Cluster,
@@ -26,12 +26,11 @@ from platform_cluster import (
     join,
     start_cluster,
     wait_for,
+    write_ok,
 )
 from servers import command
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-COMPACT = {"ELKYN_ELECTION_COMPACT_SECONDS": "1"}
 
 
 def _up(home: Path, run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -42,16 +41,11 @@ def _up(home: Path, run_dir: Path, *args: str) -> subprocess.CompletedProcess[st
     return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=run_dir, timeout=120)
 
 
-def _write(url: str, key: str, cluster: Cluster) -> bool:
-    r = httpx.put(f"{url}/db/{key}.json", json=1, headers=cluster.admin(), timeout=8)
-    return r.status_code == 200
-
-
 def test_a_truncated_or_foreign_election_dump_is_a_clear_error(tmp_path: Path) -> None:
     cluster = start_cluster(tmp_path, 2, env=COMPACT)
     try:
         first, second = cluster.urls
-        wait_for(lambda: _write(second, "a", cluster), "a write")
+        wait_for(lambda: write_ok(second, "a", 1, cluster), "a write")
         dump = cluster.homes[1] / "elkyn" / "election.dump"
         wait_for(lambda: dump.exists() and time.sleep(2) is None, "a compaction's dump")
         term = elkyn_status(first, cluster)["term"]
@@ -81,7 +75,7 @@ def _lone_dump(base: Path, cluster: Cluster) -> Path:
     """The ``election.dump`` of a platform of a cluster of its own, past a compaction."""
     other = start_cluster(base, 1, env=COMPACT)
     try:
-        wait_for(lambda: _write(other.urls[0], "x", other), "a write on the other cluster")
+        wait_for(lambda: write_ok(other.urls[0], "x", 1, other), "a write on the other cluster")
         dump = other.homes[0] / "elkyn" / "election.dump"
         wait_for(lambda: dump.exists() and time.sleep(1.5) is None, "its dump")
         return dump
@@ -95,7 +89,7 @@ def test_the_advised_recovery_from_a_truncated_dump_rejoins(tmp_path: Path) -> N
     cluster = start_cluster(tmp_path, 3, env=COMPACT)
     try:
         first = cluster.urls[0]
-        wait_for(lambda: _write(first, "a", cluster), "a write")
+        wait_for(lambda: write_ok(first, "a", 1, cluster), "a write")
         elkyn = cluster.homes[2] / "elkyn"
         wait_for(lambda: (elkyn / "election.dump").exists(), "a compaction's dump")
         time.sleep(2)
@@ -110,7 +104,7 @@ def test_the_advised_recovery_from_a_truncated_dump_rejoins(tmp_path: Path) -> N
             (elkyn / name).rename(aside / name)
         cluster.nodes[2] = join(tmp_path, "p2", first, env=COMPACT)
         again = cluster.urls[2]
-        wait_for(lambda: _write(again, "b", cluster), "a write through the rejoined platform")
+        wait_for(lambda: write_ok(again, "b", 1, cluster), "a write through the rejoined platform")
         for u in cluster.urls:
             st = wait_for(lambda u=u: elkyn_status(u, cluster), u)
             assert st["term"] == term

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from platform_cluster import (
+    COMPACT,
     FAST,
     HELD_BREAK_TEST,
     Cluster,
@@ -22,22 +23,13 @@ from platform_cluster import (
     join,
     start_cluster,
     wait_for,
+    write_ok,
 )
 from servers import command, launch
 
 from platform_core.testing import ServerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
-
-COMPACT = {"ELKYN_ELECTION_COMPACT_SECONDS": "1"}
-
-
-def _write(url: str, key: str, value: int, cluster: Cluster) -> bool:
-    try:
-        r = httpx.put(f"{url}/db/{key}.json", json=value, headers=cluster.admin(), timeout=8)
-    except httpx.HTTPError:
-        return False
-    return r.status_code == 200
 
 
 def _kill(node: ServerProcess) -> None:
@@ -79,7 +71,7 @@ def _compacted(cluster: Cluster) -> None:
 
 def _writes(cluster: Cluster, want: dict[str, int], tag: str) -> None:
     for i, url in enumerate(cluster.urls):
-        wait_for(lambda url=url, i=i: _write(url, f"{tag}{i}", i, cluster), f"via {url}", 90)
+        wait_for(lambda url=url, i=i: write_ok(url, f"{tag}{i}", i, cluster), f"via {url}", 90)
         want[f"{tag}{i}"] = i
 
 
@@ -131,7 +123,7 @@ def test_failover_after_compactions_then_the_killed_primary_rejoins(tmp_path: Pa
             wait_for(lambda u=u: elkyn_status(u, cluster)["term"] > term, f"a new term at {u}")
             assert len(elkyn_status(u, cluster)["election"]["members"]) == 3
         for j, u in enumerate(survivors):
-            wait_for(lambda u=u, j=j: _write(u, f"during{j}", j, cluster), f"via {u}")
+            wait_for(lambda u=u, j=j: write_ok(u, f"during{j}", j, cluster), f"via {u}")
             want[f"during{j}"] = j
         time.sleep(3)
         cluster.nodes[p] = _restart(cluster, tmp_path, p, first)  # its first command
@@ -157,7 +149,7 @@ def test_sigkill_one_while_it_writes_its_dump(tmp_path: Path) -> None:
             stop = time.monotonic() + rng.uniform(1.0, 3.0)
             while time.monotonic() < stop:
                 for url in cluster.urls:
-                    if _write(url, f"k{n}", n, cluster):
+                    if write_ok(url, f"k{n}", n, cluster):
                         want[f"k{n}"] = n
                     n += 1
             _kill(cluster.nodes[victim])

@@ -19,20 +19,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from platform_cluster import FAST, Cluster, join, start_cluster, wait_for
+from platform_cluster import COMPACT, FAST, join, start_cluster, wait_for, write_ok
 from servers import command, launch
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-COMPACT = {"ELKYN_ELECTION_COMPACT_SECONDS": "1"}
-
-
-def _write(url: str, key: str, value: int, cluster: Cluster) -> bool:
-    try:
-        r = httpx.put(f"{url}/db/{key}.json", json=value, headers=cluster.admin(), timeout=8)
-    except httpx.HTTPError:
-        return False
-    return r.status_code == 200
 
 
 def test_a_cluster_restarted_one_platform_after_the_other_takes_writes_again(
@@ -42,7 +32,7 @@ def test_a_cluster_restarted_one_platform_after_the_other_takes_writes_again(
     try:
         want = {}
         for i, url in enumerate(cluster.urls):
-            wait_for(lambda url=url, i=i: _write(url, f"before{i}", i, cluster), f"a write {i}")
+            wait_for(lambda url=url, i=i: write_ok(url, f"before{i}", i, cluster), f"a write {i}")
             want[f"before{i}"] = i
         first = cluster.urls[0]
         time.sleep(3)  # past a compaction of each election's log
@@ -58,7 +48,7 @@ def test_a_cluster_restarted_one_platform_after_the_other_takes_writes_again(
             cluster.nodes[i] = join(tmp_path, f"p{i}", first, env=COMPACT)
         print(f"all three up again in {time.monotonic() - started:.1f} s")
         for i, url in enumerate(cluster.urls):
-            wait_for(lambda url=url, i=i: _write(url, f"after{i}", i, cluster), f"via {url}", 60)
+            wait_for(lambda url=url, i=i: write_ok(url, f"after{i}", i, cluster), f"via {url}", 60)
             want[f"after{i}"] = i
 
         def exports_hold_every_write() -> bool:
