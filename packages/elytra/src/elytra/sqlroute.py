@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from lake.errors import QueryTimeoutError, TooLargeError
+from lake.errors import TIMEOUT_ADVICE, QueryTimeoutError, TooLargeError
 from lake.interfaces import SQLDeclined, SQLRun
 
 from .errors import JobCancelledError, JobTimeoutError, ResultTooLargeError
@@ -239,7 +239,8 @@ class PlatformSQL:
             raise QueryTimeoutError(f"query {query_id} was cancelled", query_id=query_id) from None
         except JobTimeoutError:
             raise QueryTimeoutError(
-                f"query {query_id} ran past its timeout of {timeout:g} s", query_id=query_id
+                f"query {query_id} ran past its timeout of {timeout:g} s{TIMEOUT_ADVICE}",
+                query_id=query_id,
             ) from None
         except ResultTooLargeError as exc:  # the lake's stream has the same bound
             raise TooLargeError(f"query {query_id}: {exc.message}") from None

@@ -30,6 +30,7 @@ from platform_core import (
 )
 
 __all__ = [
+    "TIMEOUT_ADVICE",
     "BackupError",
     "ChecksumMismatchError",
     "CorruptChunkError",
@@ -111,6 +112,13 @@ class QueryTimeoutError(LakeError, BadInputError):
 
     status = 408
     kind = "timeout"
+
+
+TIMEOUT_ADVICE = (
+    "; ask again with a longer timeout (the request's `timeout`, at most "
+    "LAKE_MAX_QUERY_TIMEOUT_SECONDS) or a narrower query"
+)
+"""What a caller whose query ran past its timeout can do (said after the 408's message)."""
 
 
 class QueryMemoryError(LakeError, OverBudgetError):

@@ -29,7 +29,13 @@ import pyarrow as pa
 
 from platform_core import new_id
 
-from ..errors import CorruptChunkError, QueryLimitError, QueryTimeoutError, TooLargeError
+from ..errors import (
+    TIMEOUT_ADVICE,
+    CorruptChunkError,
+    QueryLimitError,
+    QueryTimeoutError,
+    TooLargeError,
+)
 from ..interfaces import Distributor
 from ..memo import TREE_BYTES_PER_CHAR, Memo, fingerprint, sql_cost
 from ..storage.catalog import Catalog
@@ -152,7 +158,11 @@ class ResultStream:
             interrupt()
 
     def _stopped(self) -> QueryTimeoutError:
-        why = "was cancelled" if self.cancelled else f"ran past its timeout of {self.limit:g} s"
+        why = (
+            "was cancelled"
+            if self.cancelled
+            else f"ran past its timeout of {self.limit:g} s{TIMEOUT_ADVICE}"
+        )
         return QueryTimeoutError(f"query {self.query_id} {why}", query_id=self.query_id)
 
     def prefetch(self) -> None:

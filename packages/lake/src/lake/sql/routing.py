@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from platform_core import new_id
 
-from ..errors import QueryTimeoutError
+from ..errors import TIMEOUT_ADVICE, QueryTimeoutError
 from ..interfaces import SQLDeclined, SQLExecutor, SQLRun
 from .engine import QueryEngine, ResultStream
 
@@ -74,7 +74,8 @@ def open_query(
     )
     if left <= 0:  # the other engine spent the query's time
         raise QueryTimeoutError(
-            f"query {query_id} ran past its timeout of {timeout:g} s", query_id=query_id
+            f"query {query_id} ran past its timeout of {timeout:g} s{TIMEOUT_ADVICE}",
+            query_id=query_id,
         )
     stream = engine.open(sql, timeout=left, query_id=query_id, cancelled=cancelled, gated=stmt)
     if stmt.kind == "explain":
