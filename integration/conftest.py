@@ -232,3 +232,13 @@ def sums_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[An
         yield server, token, csv
     finally:
         server.stop()
+
+
+def rows_9g(table: Any, ordered: bool) -> list[tuple[Any, ...]]:
+    """A SQL answer's rows with floats to 9 significant digits (partial sums add in another
+    order than DuckDB's), sorted unless the query orders them: compared with DuckDB's."""
+    rows = [
+        tuple(float(f"{v:.9g}") if isinstance(v, float) else v for v in r.values())
+        for r in table.to_pylist()
+    ]
+    return rows if ordered else sorted(rows, key=repr)

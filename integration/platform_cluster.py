@@ -33,6 +33,7 @@ __all__ = [
     "SECRET",
     "Cluster",
     "elkyn_status",
+    "exports_hold",
     "join",
     "pipeline",
     "replication_status_once_following",
@@ -142,6 +143,15 @@ def write_ok(url: str, key: str, value: int, cluster: Cluster, timeout: float = 
     except httpx.HTTPError:
         return False
     return r.status_code == 200
+
+
+def exports_hold(cluster: Cluster, want: dict[str, Any]) -> bool:
+    """Whether every platform's whole Elkyn export holds every key of ``want`` with its value
+    (the platforms as their own oracle after kills and restarts)."""
+    trees = [
+        httpx.get(f"{u}/db/.json", headers=cluster.admin(), timeout=30).json() for u in cluster.urls
+    ]
+    return all({k: t.get(k) for k in want} == want for t in trees)
 
 
 def elkyn_status(url: str, cluster: Cluster) -> dict[str, Any]:

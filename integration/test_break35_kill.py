@@ -34,6 +34,8 @@ from proc_rss import descendants
 
 from lake import Client
 
+from .conftest import rows_9g
+
 pytestmark = pytest.mark.timeout(900)
 
 ENV = {
@@ -106,16 +108,6 @@ def _post(cluster: Cluster, sql: str, i: int = 0, timeout: float | None = None) 
     )
 
 
-def _rows(table: pa.Table, ordered: bool) -> list[tuple[Any, ...]]:
-    """Rows with floats to 9 significant digits (partial sums add in another order than
-    DuckDB's), sorted unless the query orders them."""
-    rows = [
-        tuple(float(f"{v:.9g}") if isinstance(v, float) else v for v in r.values())
-        for r in table.to_pylist()
-    ]
-    return rows if ordered else sorted(rows, key=repr)
-
-
 def _same(r: httpx.Response, oracle: duckdb.DuckDBPyConnection, sql: str) -> None:
     assert r.status_code == 200, (sql, r.status_code, r.text[:500])
     got = pa.ipc.open_stream(r.content).read_all()
@@ -123,7 +115,7 @@ def _same(r: httpx.Response, oracle: duckdb.DuckDBPyConnection, sql: str) -> Non
     assert got.column_names == want.column_names, sql
     assert got.schema.types == want.schema.types, (sql, got.schema, want.schema)
     ordered = re.search(r"ORDER BY [^()]*$", sql) is not None  # not a window's ORDER BY
-    assert _rows(got, ordered) == _rows(want, ordered), sql
+    assert rows_9g(got, ordered) == rows_9g(want, ordered), sql
 
 
 def _spill_files(home: Path) -> list[Path]:

@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import httpx
@@ -29,6 +28,8 @@ from servers import command, launch
 from lake import Client
 from platform_core import PlatformSettings, auth, load_settings
 from platform_core.testing import ServerProcess
+
+from .conftest import rows_9g
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -115,21 +116,11 @@ def _post(url: str, token: str, sql: str) -> httpx.Response:
     )
 
 
-def _rows(table: pa.Table, ordered: bool) -> list[tuple[Any, ...]]:
-    """Rows with floats to 9 significant digits (partial sums add in another order than
-    DuckDB's), sorted unless the query orders them."""
-    rows = [
-        tuple(float(f"{v:.9g}") if isinstance(v, float) else v for v in r.values())
-        for r in table.to_pylist()
-    ]
-    return rows if ordered else sorted(rows, key=repr)
-
-
 def _same(got: pa.Table, want: pa.Table, sql: str) -> None:
     assert got.column_names == want.column_names, sql
     assert got.schema.types == want.schema.types, (sql, got.schema, want.schema)
     ordered = "ORDER BY" in sql
-    assert _rows(got, ordered) == _rows(want, ordered), sql
+    assert rows_9g(got, ordered) == rows_9g(want, ordered), sql
 
 
 QUERIES = [

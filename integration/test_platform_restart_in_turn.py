@@ -17,9 +17,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import httpx
 import pytest
-from platform_cluster import COMPACT, FAST, join, start_cluster, wait_for, write_ok
+from platform_cluster import COMPACT, FAST, exports_hold, join, start_cluster, wait_for, write_ok
 from servers import command, launch
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -51,13 +50,6 @@ def test_a_cluster_restarted_one_platform_after_the_other_takes_writes_again(
             wait_for(lambda url=url, i=i: write_ok(url, f"after{i}", i, cluster), f"via {url}", 60)
             want[f"after{i}"] = i
 
-        def exports_hold_every_write() -> bool:
-            trees = [
-                httpx.get(f"{u}/db/.json", headers=cluster.admin(), timeout=30).json()
-                for u in cluster.urls
-            ]
-            return all({k: t.get(k) for k in want} == want for t in trees)
-
-        wait_for(exports_hold_every_write, "every export to hold every write")
+        wait_for(lambda: exports_hold(cluster, want), "every export to hold every write")
     finally:
         cluster.stop()

@@ -20,7 +20,15 @@ from typing import Any
 
 import httpx
 import pytest
-from platform_cluster import FAST, Cluster, elkyn_status, join, start_cluster, wait_for
+from platform_cluster import (
+    FAST,
+    Cluster,
+    elkyn_status,
+    exports_hold,
+    join,
+    start_cluster,
+    wait_for,
+)
 from servers import command, launch
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -88,11 +96,4 @@ def _restart_round(cluster: Cluster, tmp_path: Path) -> None:
     wait_for(lambda: _write(first, "d", 4, cluster), "a write through the first platform")
     want = {"a": 1, "b": 2, "c": 3, "d": 4}
 
-    def exports_hold_every_write() -> bool:
-        trees = [
-            httpx.get(f"{u}/db/.json", headers=cluster.admin(), timeout=30).json()
-            for u in cluster.urls
-        ]
-        return all({k: t.get(k) for k in want} == want for t in trees)
-
-    wait_for(exports_hold_every_write, "every export to hold every write")
+    wait_for(lambda: exports_hold(cluster, want), "every export to hold every write")
