@@ -48,7 +48,6 @@ class StoredAnswer:
         self._store, self._job_id = store, job_id
         self._stored: StoredResult | None = store.open(job_id)
         self.schema: pa.Schema = self._stored.schema()
-        self.num_rows = self._stored.num_rows
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         stored = self._stored
