@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import elytra
-from elytra.sidesize import side_bytes
+from elytra.sidesize import side_bytes, side_size
 
 
 def _dim(path: Path) -> None:
@@ -60,3 +60,86 @@ def test_side_bytes_counts_the_columns_read_and_whole_files_otherwise(tmp_path: 
     assert whole == size  # no projection: every column
     assert key < size // 5  # the key column alone
     assert key < filtered < size + 1  # a filter on the wide column reads it too
+
+
+def test_a_side_whose_filter_keeps_little_is_weighed_by_what_it_keeps(tmp_path: Path) -> None:
+    _dim(tmp_path / "dim.parquet")
+    with elytra.connect(home=tmp_path / "home", backend="inline") as s:
+        dim = s.read_parquet(tmp_path / "dim.parquet")
+        src = next(iter(dim.sources.values()))
+        read = side_bytes(dim.node, src)
+        tenth = side_size(dim.filter("kk < 2000").node, src)
+        none = side_size(dim.filter("kk < 0").node, src)
+        unfiltered = side_size(dim.node, src)
+    assert tenth.read == read
+    assert unfiltered.held == read
+    assert abs(tenth.held - read // 10) <= 1  # 2,000 of 20,000 rows, counted by DuckDB
+    assert none.held == 0
+
+
+def test_a_filtered_side_too_big_whole_is_broadcast_when_it_keeps_little(tmp_path: Path) -> None:
+    """The broadcast limit between a tenth and the whole: the dimension filtered to a tenth
+    is broadcast, unfiltered it is exchanged; both give DuckDB's answer."""
+    _dim(tmp_path / "dim.parquet")
+    facts = pa.table({"k": pa.array(range(0, 60000, 3), pa.int64())})
+    for i in range(4):
+        pq.write_table(facts.slice(i * 5000, 5000), tmp_path / f"f{i}.parquet")
+    file_bytes = (tmp_path / "dim.parquet").stat().st_size
+    with elytra.connect(
+        home=tmp_path / "home", backend="inline", broadcast_bytes=file_bytes // 3
+    ) as s:
+        fact = s.read_parquet(str(tmp_path / "f*.parquet"))
+        dim = s.read_parquet(tmp_path / "dim.parquet")
+        # a left join broadcasts only its right side, the dimension
+        kept = fact.join(dim.filter("kk < 2000"), left_on="k", right_on="kk", how="left")
+        whole = fact.join(dim, left_on="k", right_on="kk", how="left")
+        assert "broadcast join" in kept.explain(), kept.explain()
+        assert "hash-partitioned" in whole.explain(), whole.explain()
+        got = sorted(kept.select("k", "wide").collect().to_pylist(), key=lambda r: r["k"])
+    con = duckdb.connect()
+    want = con.execute(
+        f"SELECT k, wide FROM read_parquet('{tmp_path}/f*.parquet') LEFT JOIN "
+        f"(SELECT * FROM read_parquet('{tmp_path}/dim.parquet') WHERE kk < 2000) ON k = kk "
+        "ORDER BY k"
+    ).fetchall()
+    con.close()
+    assert [(r["k"], r["wide"]) for r in got] == want
+
+
+def test_chunks_named_by_hash_are_weighed_where_they_are_kept(tmp_path: Path) -> None:
+    """On a cluster a task names chunks by hash: one kept here is weighed by its footer, one
+    only a peer keeps by its size times the share the columns take of the chunks here."""
+    from elytra.chunkrefs import chunk_ref
+    from elytra.sources import LakeSource
+
+    _dim(tmp_path / "dim.parquet")
+    here, there = "a" * 64, "b" * 64
+    size = (tmp_path / "dim.parquet").stat().st_size
+    schema = pq.read_schema(tmp_path / "dim.parquet")
+    src = LakeSource(
+        "dim",
+        schema,
+        chunks=((here, chunk_ref(here), size), (there, chunk_ref(there), 3 * size)),
+    )
+    kept = {chunk_ref(here): str(tmp_path / "dim.parquet")}
+    with elytra.connect(home=tmp_path / "home", backend="inline") as s:
+        dim = s.read_parquet(tmp_path / "dim.parquet")
+        chain = replace_leaf(dim.select("kk").node, src)
+    key_here = side_bytes(chain, src, lambda f: kept.get(f, f))
+    # nothing found here: the key's share of a row by type widths (8 of 8 + 16 bytes)
+    blind = side_bytes(chain, src)
+    assert blind == 4 * size // 3
+    assert key_here < size // 5 * 4  # the key column's share of all four sizes' worth
+    # the chunk here by its footer, the one there (three times its size) by the same share
+    alone = LakeSource("dim", schema, chunks=((here, chunk_ref(here), size),))
+    one = side_bytes(chain, alone, lambda f: kept.get(f, f))
+    assert abs(key_here - 4 * one) <= key_here // 100  # the footer's bytes are not the file's
+
+
+def replace_leaf(node, src):  # type: ignore[no-untyped-def]
+    """``node`` with its one Input leaf renamed to ``src``'s name."""
+    from emsqrt import plan as lp
+
+    if isinstance(node, lp.Input):
+        return lp.Input(src.name, node.schema)
+    return lp.replace_children(node, tuple(replace_leaf(k, src) for k in lp.children(node)))

@@ -149,16 +149,17 @@ class Driver:
         With ``shuffle``, the tasks of a group-by stage partition big results themselves
         (``shuffle.py``); only where they write is where the next stage's tasks read."""
         _ = p.schema
+        footers = _footers(p)
         plan = cut(
             p.node,
             sources if sources is not None else dict(p.sources),
             self._broadcast_bytes(),
+            lambda f: footers.get(f, f),
         )
         finals = _final_aggregates(plan) if shuffle else {}
         sides = plan.exchange_sides() if shuffle else {}
         parts_n = self._exchange_parts()
         min_bytes = int(self.settings.exchange_min_bytes)
-        footers = _footers(p)
         tasks: list[Task] = []
         for i, stage in enumerate(plan.stages):
             small, small_bytes = stage.broadcast_files(), stage.broadcast_bytes()
@@ -329,7 +330,7 @@ class Driver:
         job = self._job(p, owner, recorder)
         # unknown columns, types, a plan no stage can hold: now (the job plans its tasks)
         _ = p.schema
-        cut(p.node, dict(p.sources), int(self.settings.broadcast_bytes))
+        cut(p.node, dict(p.sources), self._broadcast_bytes())
         if write is not None:
             self._check_writable(write)
         limit = timeout if timeout is not None else self.settings.job_timeout_seconds

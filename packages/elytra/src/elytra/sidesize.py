@@ -1,37 +1,61 @@
-"""What a join side costs to broadcast: the bytes of the columns its chain reads.
+"""What a join side costs to broadcast: the bytes its chain reads, and the bytes it keeps.
 
 A side's files hold every column, but a chain reads only some (TPC-H q05 reads 2 of
 customer's 8 columns: 1 MB of its 14 MB), so the broadcast decision weighs the compressed
-size of those columns' chunks, from the Parquet footers of files on this machine. A file
-that is not here (a lake chunk named by hash for a peer) or not Parquet counts whole.
+size of those columns' chunks, from the Parquet footers of files on this machine. A lake
+chunk a task names by hash (``lake-chunk:``) is weighed where this node keeps it; one kept
+only by a peer counts as its size times the share those columns take of the chunks here (or,
+when none is here, of a row's width by the columns' types).
+
+A side's filters keep a fraction of what it reads (q05's orders of one year: a seventh). That
+fraction is counted, not guessed: the chain runs over one whole file of the side that is on
+this machine (its columns only, one DuckDB statement, cached by the file and the plan), and
+the rows it keeps over the file's rows scale what the side reads into what it holds.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from emsqrt import plan as lp
+from emsqrt.planning import kernel_fragment, plan_to_json, run_statement
 from platform_core.expr import Expr
 from platform_core.expr.nodes import Column, walk
 
 from .sources import Source
 
-__all__ = ["side_bytes"]
+__all__ = ["NO_BROADCAST", "Broadcastable", "SideSize", "side_bytes", "side_size"]
+
+SAMPLE_CAP = 256 << 20
+"""The cap the planner's count of a side's kept rows runs under (one statement, one thread)."""
+
+READ_FACTOR = 4
+"""A side whose filters keep little is broadcast only while it reads at most this many times
+the broadcast limit: every task of the other side reads it whole."""
+
+
+@dataclass(frozen=True)
+class SideSize:
+    """A join side's compressed bytes: what its tasks read, and what its filters keep."""
+
+    read: int
+    held: int
 
 
 def _columns_used(chain: lp.Node) -> set[str] | None:
     """The source columns the chain's output needs, from the top down (a projection keeps
     what it names, a filter and a computed column add what they read); None: all of them."""
-    nodes: list[lp.Node] = []
-    node: object = chain
-    while isinstance(node, lp.Node) and not isinstance(node, lp.Input | lp.Scan):
-        if isinstance(node, lp.PyMap) or not isinstance(node, lp.Project | lp.Filter | lp.Map):
-            return None  # a Python function (or anything else) may read any column
-        nodes.append(node)
-        node = node.input
+    nodes = _local_nodes(chain)
+    if nodes is None:
+        return None
     needed: set[str] | None = None
     for n in nodes:
         if isinstance(n, lp.Project):
@@ -44,6 +68,19 @@ def _columns_used(chain: lp.Node) -> set[str] | None:
                     needed.discard(name)
                     needed |= _refs(e)
     return needed
+
+
+def _local_nodes(chain: lp.Node) -> list[lp.Node] | None:
+    """The chain's projections, filters and computed columns from the top down; None when
+    it holds anything else (a Python function may read any column)."""
+    nodes: list[lp.Node] = []
+    node: object = chain
+    while isinstance(node, lp.Node) and not isinstance(node, lp.Input | lp.Scan):
+        if isinstance(node, lp.PyMap) or not isinstance(node, lp.Project | lp.Filter | lp.Map):
+            return None
+        nodes.append(node)
+        node = node.input
+    return nodes
 
 
 def _refs(e: Expr) -> set[str]:
@@ -64,24 +101,143 @@ def _column_bytes(path: str, mtime_ns: int, size: int) -> dict[str, int]:
     return out
 
 
-def side_bytes(chain: lp.Node, src: Source) -> int:
-    """The bytes ``chain`` reads of ``src``: its columns' share of each local Parquet file,
-    the whole file otherwise."""
+def side_bytes(chain: lp.Node, src: Source, locate: Callable[[str], str] | None = None) -> int:
+    """The bytes ``chain`` reads of ``src``: its columns' share of each Parquet file here
+    (``locate``: where this node keeps a file a task names), scaled for the others."""
+    return _read(chain, src, locate or (lambda f: f))[0]
+
+
+def side_size(
+    chain: lp.Node,
+    src: Source,
+    locate: Callable[[str], str] | None = None,
+    count_above: int = 0,
+) -> SideSize:
+    """What ``chain`` reads of ``src`` and what its filters keep of it (see the module); the
+    kept rows are counted only for a side reading more than ``count_above`` bytes."""
+    read, sample = _read(chain, src, locate or (lambda f: f))
+    filtered = any(isinstance(n, lp.Filter) for n in _local_nodes(chain) or ())
+    if sample is None or not filtered or read <= count_above:
+        return SideSize(read, read)
+    kept = _kept_fraction(chain, src, sample)
+    return SideSize(read, read if kept is None else int(read * kept))
+
+
+@dataclass(frozen=True)
+class Broadcastable:
+    """Which join sides are broadcast: those that keep at most ``limit`` bytes after their
+    filters and read at most ``READ_FACTOR`` times that (``locate``: where this node keeps a
+    file a task names)."""
+
+    limit: int
+    locate: Callable[[str], str] | None = None
+
+    def __call__(self, chain: lp.Node, src: Source) -> bool:
+        if self.limit <= 0:
+            return False
+        size = side_size(chain, src, self.locate, count_above=self.limit)
+        if size.read > READ_FACTOR * self.limit:
+            return False
+        return size.held <= self.limit
+
+
+NO_BROADCAST = Broadcastable(0)
+"""Every join exchanged."""
+
+
+def _read(chain: lp.Node, src: Source, locate: Callable[[str], str]) -> tuple[int, str | None]:
+    """(the bytes ``chain`` reads of ``src``, a Parquet file of it on this machine or None)."""
     used = _columns_used(chain)
-    total = 0
-    for part in src.parts(1 << 62):
+    here_used = here_all = elsewhere = 0
+    sample: str | None = None
+    for part in src.parts(1):  # a part per file where the source can: each file's own size
         share = part.bytes // max(len(part.files), 1)
         for f in part.files:
-            total += _file_bytes(f, used, share)
-    return total
+            columns = _parquet_columns(locate(f))
+            if columns is None:
+                elsewhere += share
+                continue
+            sample = sample or locate(f)
+            here_all += sum(columns.values())
+            here_used += share if used is None else sum(b for n, b in columns.items() if n in used)
+    if used is None:
+        return here_used + elsewhere, sample
+    if not here_all:  # no file of it here: the columns' share of a row's width
+        return int(
+            elsewhere * _width_share(src.schema, used)
+        ) if src.splittable() else elsewhere, None
+    return here_used + elsewhere * here_used // here_all, sample
 
 
-def _file_bytes(path: str, used: set[str] | None, fallback: int) -> int:
-    if used is None or not path.endswith(".parquet"):
-        return fallback
+def _width_share(schema: pa.Schema, used: set[str]) -> float:
+    """The share of a row's bytes that the ``used`` columns take, by their types' widths (16
+    bytes for a variable-width value): the footers' share when no file is here to read."""
+
+    def width(t: pa.DataType) -> int:
+        try:
+            return max(t.bit_width // 8, 1)
+        except ValueError:
+            return 16
+
+    total = sum(width(f.type) for f in schema)
+    return sum(width(f.type) for f in schema if f.name in used) / max(total, 1)
+
+
+def _parquet_columns(path: str) -> dict[str, int] | None:
+    """Compressed bytes per column of the Parquet file at ``path``; None when it is not one
+    here (a chunk only a peer keeps, a CSV file)."""
+    if not path.endswith(".parquet"):
+        return None
     try:
         st = os.stat(path)
-        columns = _column_bytes(path, st.st_mtime_ns, st.st_size)
+        return _column_bytes(path, st.st_mtime_ns, st.st_size)
     except (OSError, ValueError, pq.lib.ArrowException):
-        return fallback
-    return sum(b for name, b in columns.items() if name in used)
+        return None
+
+
+_KEPT: dict[tuple[str, str, int, int], float | None] = {}
+"""Fractions already counted, by plan, file, size and modification time (chunks never
+change): a repeated query plans without a statement."""
+_KEPT_LOCK = threading.Lock()
+
+
+def _kept_fraction(chain: lp.Node, src: Source, path: str) -> float | None:
+    """The fraction of ``path``'s rows that ``chain`` keeps, counted by DuckDB; None when the
+    kernel cannot run it or the file is empty."""
+    plan = _over_file(chain, src, path)
+    text = plan_to_json(plan)
+    try:
+        st = os.stat(path)
+        rows = pq.read_metadata(path).num_rows
+    except (OSError, ValueError, pq.lib.ArrowException):
+        return None
+    key = (text, path, st.st_size, st.st_mtime_ns)
+    with _KEPT_LOCK:
+        if key in _KEPT:
+            return _KEPT[key]
+    fraction = None
+    fragment = kernel_fragment(plan, SAMPLE_CAP)
+    if fragment is not None and rows:
+        with tempfile.TemporaryDirectory(prefix="elytra-side-") as spill:
+            got = run_statement(fragment, SAMPLE_CAP, spill, _count)
+        if got:
+            fraction = min(int(got[0][0] or 0) / rows, 1.0)
+    with _KEPT_LOCK:
+        while len(_KEPT) >= 256:
+            _KEPT.pop(next(iter(_KEPT)))
+        _KEPT[key] = fraction
+    return fraction
+
+
+def _count(sql: str) -> str:
+    return f"SELECT count(*) FROM ({sql})"
+
+
+def _over_file(chain: lp.Node, src: Source, path: str) -> lp.Node:
+    """``chain`` with its source leaf replaced by a scan of the one file ``path``."""
+    if isinstance(chain, lp.Input) and chain.name == src.name:
+        return src.scan(path)
+    kids = lp.children(chain)
+    if not kids:
+        return chain
+    return lp.replace_children(chain, tuple(_over_file(k, src, path) for k in kids))

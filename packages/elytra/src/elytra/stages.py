@@ -10,9 +10,10 @@ source alone. Above a chain, the first operator decides the cut:
   first rewritten as an aggregate by (keys, x) under one by the keys, so it splits too;
 - a top-k or a limit runs per part (each part keeps its own first n) and again at the merge;
 - a sort sorts each part (a sorted run) and the merge sorts the runs;
-- a join of two chains where one side reads at most ``broadcast_bytes`` (the compressed size of
-  the Parquet columns its chain reads, from the footers, before any task runs;
-  ``sidesize.py``) is a *broadcast join*: the small side is read whole by every
+- a join of two chains where one side keeps at most ``broadcast_bytes`` (the compressed size
+  of the Parquet columns its chain reads, from the footers, before any task runs, times the
+  fraction of rows its filters keep, counted on one of its files; ``sidesize.py``) is a
+  *broadcast join*: the small side is read whole by every
   task of the big side, so the join is part of the big side's chain (an aggregate above it is
   still partial per task) and nothing is exchanged;
 - a join of two bigger chains is a hash-partitioned exchange (``exchange.py``): both stages'
@@ -55,7 +56,7 @@ from emsqrt.planning import (
 )
 from platform_core import Schema
 
-from .sidesize import side_bytes
+from .sidesize import NO_BROADCAST, Broadcastable
 from .sources import ArrowSource, Part, Source
 from .task import Task
 
@@ -201,7 +202,9 @@ class Broadcast:
         return self.join.right if self.small_left else self.join.left
 
 
-def _walk(node: lp.Node, sources: dict[str, Source], small: int) -> tuple[lp.Node, list[Broadcast]]:
+def _walk(
+    node: lp.Node, sources: dict[str, Source], small: Broadcastable
+) -> tuple[lp.Node, list[Broadcast]]:
     """Down a chain's local operators and broadcast joins (their big side): the node below
     them and the broadcast joins passed, outermost first."""
     passed: list[Broadcast] = []
@@ -216,9 +219,11 @@ def _walk(node: lp.Node, sources: dict[str, Source], small: int) -> tuple[lp.Nod
         node = split.big
 
 
-def chain_source(node: lp.Node, sources: dict[str, Source], small: int = 0) -> Source | None:
+def chain_source(
+    node: lp.Node, sources: dict[str, Source], small: Broadcastable = NO_BROADCAST
+) -> Source | None:
     """The source under ``node`` if ``node`` is a chain: only local operators (and broadcast
-    joins of a side of at most ``small`` bytes) down to it."""
+    joins of a side ``small`` takes) down to it."""
     leaf, _ = _walk(node, sources, small)
     if isinstance(leaf, lp.Input) and leaf.name in sources:
         src = sources[leaf.name]
@@ -226,10 +231,12 @@ def chain_source(node: lp.Node, sources: dict[str, Source], small: int = 0) -> S
     return None
 
 
-def broadcast_split(join: lp.Join, sources: dict[str, Source], small: int) -> Broadcast | None:
-    """``join`` as a broadcast join, when one side is a plain chain over a source of at most
-    ``small`` bytes, on a side the join type allows (its unmatched rows must not repeat)."""
-    if small <= 0:
+def broadcast_split(
+    join: lp.Join, sources: dict[str, Source], small: Broadcastable
+) -> Broadcast | None:
+    """``join`` as a broadcast join, when one side is a plain chain over a source ``small``
+    takes, on a side the join type allows (its unmatched rows must not repeat)."""
+    if small.limit <= 0:
         return None
     for big, little, allowed, small_left in (
         (join.left, join.right, _BROADCAST_RIGHT, False),
@@ -238,17 +245,23 @@ def broadcast_split(join: lp.Join, sources: dict[str, Source], small: int) -> Br
         if join.how not in allowed:
             continue
         src = chain_source(little, sources)
-        if src is None or isinstance(src, ExchangeSource) or side_bytes(little, src) > small:
+        if src is None or isinstance(src, ExchangeSource):
             continue
-        if chain_source(big, sources, small) is None:
+        if chain_source(big, sources, small) is None or not small(little, src):
             continue
         return Broadcast(join, small_left, src)
     return None
 
 
-def cut(root: lp.Node, sources: dict[str, Source], broadcast_bytes: int = 0) -> StagePlan:
-    """Stages and the merge plan for ``root`` (see the module docstring); a join side of at
-    most ``broadcast_bytes`` is broadcast (0: every join is exchanged)."""
+def cut(
+    root: lp.Node,
+    sources: dict[str, Source],
+    broadcast_bytes: int = 0,
+    locate: Callable[[str], str] | None = None,
+) -> StagePlan:
+    """Stages and the merge plan for ``root`` (see the module docstring); a join side that
+    keeps at most ``broadcast_bytes`` is broadcast (0: every join is exchanged; ``locate``:
+    where this node keeps a file a task names, for the side's Parquet footers)."""
     sources = dict(sources)  # exchanges add theirs
     resolver = SchemaResolver()
     resolver.schema(root)  # unknown columns and type errors: before anything runs
@@ -257,7 +270,7 @@ def cut(root: lp.Node, sources: dict[str, Source], broadcast_bytes: int = 0) -> 
     root = prune_columns(root, resolver)
     stages: list[Stage] = []
     exchanges: list[Exchange] = []
-    small = broadcast_bytes
+    small = Broadcastable(broadcast_bytes, locate)
 
     def chained(node: lp.Node) -> Source | None:
         return chain_source(node, sources, small)
