@@ -8,9 +8,10 @@ only by a peer counts as its size times the share those columns take of the chun
 when none is here, of a row's width by the columns' types).
 
 A side's filters keep a fraction of what it reads (q05's orders of one year: a seventh). That
-fraction is counted, not guessed: the chain runs over one whole file of the side that is on
-this machine (its columns only, one DuckDB statement, cached by the file and the plan), and
-the rows it keeps over the file's rows scale what the side reads into what it holds.
+fraction is counted, not guessed: the chain runs over up to eight row groups spread over one
+file of the side that is on this machine (its columns only, one DuckDB statement, cached by
+the file and the plan), and the rows it keeps over those rows scale what the side reads into
+what it holds.
 """
 
 from __future__ import annotations
@@ -34,8 +35,12 @@ from .sources import Source
 
 __all__ = ["NO_BROADCAST", "Broadcastable", "SideSize", "side_bytes", "side_size"]
 
-SAMPLE_CAP = 256 << 20
-"""The cap the planner's count of a side's kept rows runs under (one statement, one thread)."""
+SAMPLE_CAP = 64 << 20
+"""The cap the planner's count of a side's kept rows runs under (one statement, one thread,
+in the driver's process: a filtered scan streams, it holds little)."""
+
+SAMPLE_GROUPS = 8
+"""Row groups of one file the count reads at most: planning stays cheap on a big file."""
 
 READ_FACTOR = 4
 """A side whose filters keep little is broadcast only while it reads at most this many times
@@ -202,16 +207,18 @@ _KEPT_LOCK = threading.Lock()
 
 
 def _kept_fraction(chain: lp.Node, src: Source, path: str) -> float | None:
-    """The fraction of ``path``'s rows that ``chain`` keeps, counted by DuckDB; None when the
-    kernel cannot run it or the file is empty."""
-    plan = _over_file(chain, src, path)
-    text = plan_to_json(plan)
+    """The fraction of ``path``'s rows that ``chain`` keeps, counted by DuckDB over at most
+    ``SAMPLE_GROUPS`` of its row groups spread over the file (rows sorted by the filtered
+    column still give a fair count); None when the kernel cannot run it or it has no rows."""
     try:
         st = os.stat(path)
-        rows = pq.read_metadata(path).num_rows
+        meta = pq.read_metadata(path)
     except (OSError, ValueError, pq.lib.ArrowException):
         return None
-    key = (text, path, st.st_size, st.st_mtime_ns)
+    groups = _spread(meta.num_row_groups)
+    rows = sum(meta.row_group(g).num_rows for g in groups)
+    plan = _over_file(chain, src, path, groups)
+    key = (plan_to_json(plan), path, st.st_size, st.st_mtime_ns)
     with _KEPT_LOCK:
         if key in _KEPT:
             return _KEPT[key]
@@ -229,15 +236,23 @@ def _kept_fraction(chain: lp.Node, src: Source, path: str) -> float | None:
     return fraction
 
 
+def _spread(n: int) -> list[int]:
+    """At most ``SAMPLE_GROUPS`` row groups of ``n``, evenly spaced from the first."""
+    if n <= SAMPLE_GROUPS:
+        return list(range(n))
+    return sorted({i * n // SAMPLE_GROUPS for i in range(SAMPLE_GROUPS)})
+
+
 def _count(sql: str) -> str:
     return f"SELECT count(*) FROM ({sql})"
 
 
-def _over_file(chain: lp.Node, src: Source, path: str) -> lp.Node:
-    """``chain`` with its source leaf replaced by a scan of the one file ``path``."""
+def _over_file(chain: lp.Node, src: Source, path: str, groups: list[int]) -> lp.Node:
+    """``chain`` with its source leaf replaced by scans of row ``groups`` of ``path``."""
     if isinstance(chain, lp.Input) and chain.name == src.name:
-        return src.scan(path)
+        scans = tuple(src.scan(path, (g, g + 1)) for g in groups)
+        return scans[0] if len(scans) == 1 else lp.Union(scans)
     kids = lp.children(chain)
     if not kids:
         return chain
-    return lp.replace_children(chain, tuple(_over_file(k, src, path) for k in kids))
+    return lp.replace_children(chain, tuple(_over_file(k, src, path, groups) for k in kids))
