@@ -42,6 +42,7 @@ from .exchange import (
 from .explain import render
 from .jobs import Job, JobRecorder
 from .outfile import write_table
+from .prerun import first_side, sides_first
 from .progress import watch
 from .rangesort import RangeRoute, RangeSorts
 from .reread import KeyPartition
@@ -49,7 +50,8 @@ from .results import StageResults
 from .resultstore import ResultStore, ResultWriter, StoredResult
 from .settings import ElytraSettings
 from .shuffle import Shuffle
-from .sources import LakeSource, Part, Source, split_row_groups
+from .sidesize import Broadcastable
+from .sources import FileSource, LakeSource, Part, Source, split_row_groups
 from .spilldirs import JobDir, sweep
 from .stages import (
     ExchangeSource,
@@ -300,7 +302,17 @@ class Driver:
             ).describe(plan)
         lines.append("merge (in the driver):")
         lines += render(plan.merge, 1)
+        for k, side in enumerate(self.sides_first(p)):
+            lines.append(
+                f"run first (side {k}), into a file that replaces it as a source before the "
+                "stages above are planned (a small one is broadcast):"
+            )
+            lines += render(side, 1)
         return "\n".join(lines)
+
+    def sides_first(self, p: Pipeline) -> list[lp.Node]:
+        """The join sides of ``p`` a job runs first (``prerun.py``), outermost first."""
+        return sides_first(p.node, dict(p.sources), Broadcastable(self._broadcast_bytes()))
 
     # --- running ----------------------------------------------------------------------------
 
@@ -491,6 +503,42 @@ class Driver:
             out[name] = src
         return out
 
+    def _sides_first(self, job: Job, p: Pipeline, spill: Path, stats: JobStats) -> Pipeline:
+        """``p`` with each join side worth running first (``prerun.py``) run, as a job of its
+        own, into a Parquet file in ``spill`` that replaces it as a source."""
+        small = Broadcastable(self._broadcast_bytes())
+        node, sources = p.node, dict(p.sources)
+        for k in range(MAX_SIDES_FIRST):
+            side = first_side(node, sources, small)
+            if side is None:
+                break
+            sub = JobStats(job.id)
+            src = self._run_side(job, replace(p, node=side, sources=sources), spill, k, sub)
+            node = replace_node(node, side, src.leaf())
+            sources[src.name] = src
+            _add_stats(stats, sub, f"first{k}")
+        return replace(p, node=node, sources=sources)
+
+    def _run_side(self, job: Job, side: Pipeline, spill: Path, k: int, stats: JobStats) -> Source:
+        """Run ``side`` (the ``k``-th side run first) into ``spill/first<k>.parquet``, its
+        tasks named apart from the job's; that file as a source."""
+        path = spill / f"first{k}.parquet"
+        out: list[pq.ParquetWriter] = []  # opened with the first batch's own schema
+
+        def put(batch: pa.RecordBatch) -> None:
+            if not out:
+                out.append(pq.ParquetWriter(path, batch.schema))
+            out[0].write_batch(batch)
+
+        try:
+            self._execute(job, side, spill / f"first{k}", stats, put, prefix=f"{job.id}-first{k}")
+            if not out:  # no rows: the side's schema
+                out.append(pq.ParquetWriter(path, _arrow_schema(side.schema)))
+        finally:
+            for w in out:
+                w.close()
+        return FileSource(f"first{k}:{job.id}", pq.read_schema(path), paths=(str(path),))
+
     def _execute(
         self,
         job: Job,
@@ -498,10 +546,14 @@ class Driver:
         spill: Path,
         stats: JobStats,
         on_batch: Callable[[pa.RecordBatch], None] | None = None,
+        prefix: str | None = None,
     ) -> pa.Table | None:
         """Run the job; its rows are returned as a table, or with ``on_batch`` streamed there
         batch by batch as the merge makes them (never held: any size under the driver's cap).
+        ``prefix`` names its tasks (the job's id; a side run first has its own).
         """
+        p = self._sides_first(job, p, spill, stats)
+        tid = prefix or job.id
         if getattr(self.backend, "resolves_chunks", False):
             sources = _chunks_by_name(p)  # the platform that runs a task finds its chunks
         else:
@@ -509,7 +561,7 @@ class Driver:
         # a worker-side exchange writes where the driver's next tasks read: this machine
         local = self.settings.backend in ("local", "inline", "ray")
         shuffle = local and not getattr(self.backend, "resolves_chunks", False)
-        plan, tasks = self.plan(p, job.id, spill, sources, shuffle)
+        plan, tasks = self.plan(p, tid, spill, sources, shuffle)
         stats.tasks_total = len(tasks)
         for i, stage in enumerate(plan.stages):
             job.plan_stage(i, len(stage.tasks))
@@ -591,7 +643,7 @@ class Driver:
         try:
             index = len(plan.stages)
             if ranged:  # a round sampling the sort keys, then the tasks write range partitions
-                sampling, more = ranged.sample_tasks(plan.stages, job.id, index)
+                sampling, more = ranged.sample_tasks(plan.stages, tid, index)
                 index += len(ranged.ranges)
                 routes.update(more)
                 self._more_tasks(job, stats, sampling)
@@ -610,7 +662,7 @@ class Driver:
                     self._more_tasks(job, stats, more)
                     self._round(job, more, stats, results, routes, grow)
 
-                self._over_exchanges(job.id, plan, writers, spill, next_round)
+                self._over_exchanges(tid, plan, writers, spill, next_round)
                 stats.stage_seconds["exchanges"] = time.perf_counter() - t0
             for stage_index, w in grouped.items():
                 w.close()
@@ -623,9 +675,7 @@ class Driver:
                 merge = replace_node(merge, final, lp.Input(target, Schema.from_arrow(schema)))
                 raw = plan.stages[stage_index].raw
                 second += [
-                    self._task(
-                        job.id, index, part, aggregate_task_plan(w, final, part, raw), w, spill
-                    )
+                    self._task(tid, index, part, aggregate_task_plan(w, final, part, raw), w, spill)
                     for part in range(parts)
                     if w.rows[0][part]
                 ]
@@ -634,7 +684,7 @@ class Driver:
                 second = [_to_file(t, spill, results) for t in second]
             if ranged:  # one task sorting each range partition
                 sorting, more = ranged.sort_tasks(
-                    job.id, index, spill, self.settings.worker_mem_cap, results.group_bytes
+                    tid, index, spill, self.settings.worker_mem_cap, results.group_bytes
                 )
                 routes.update(more)
                 second += sorting
@@ -869,6 +919,9 @@ def _to_file(task: Task, spill: Path, results: StageResults, mapped: bool = Fals
     )
 
 
+MAX_SIDES_FIRST = 16
+"""Join sides a job runs first at most (``prerun.py``); past that, the rest merge as before."""
+
 SMALL_MERGE_ROWS = 16384
 """A merge over at most this many held rows runs in emsqrt's operators, not DuckDB: CPU of a
 final aggregate measured 1.5 ms against 4.6 ms (100 states), 2.6 against 4.3 ms (5,000),
@@ -941,6 +994,19 @@ def _read_groups(path: Path) -> Iterator[pa.Table]:
             yield f.read_row_group(i)
     finally:
         path.unlink(missing_ok=True)
+
+
+def _add_stats(stats: JobStats, sub: JobStats, name: str) -> None:
+    """Count what a side run first (``name``) did in the job's stats."""
+    stats.tasks_total += sub.tasks_total
+    stats.tasks_done += sub.tasks_done
+    stats.bytes_in += sub.bytes_in
+    stats.bytes_out += sub.bytes_out
+    stats.spilled_bytes += sub.spilled_bytes
+    stats.driver_rows_in += sub.driver_rows_in
+    for phase, seconds in sub.stage_seconds.items():
+        stats.stage_seconds[f"{name} {phase}"] = seconds
+    stats.stage_seconds[f"{name} merge"] = sub.merge_seconds
 
 
 def _footers(p: Pipeline) -> dict[str, str]:

@@ -95,7 +95,10 @@ def plan_json(driver: Driver, p: Pipeline, backend: str, parts: int) -> dict[str
     exchanges' partitions."""
     with tempfile.TemporaryDirectory(prefix="elytra-explain-") as tmp:
         plan, _ = driver.plan(p, "explain", Path(tmp))
-    return _plan_of(plan, backend, parts)
+    out = _plan_of(plan, backend, parts)
+    # run before the stages are cut again: the stages above show the plan without them
+    out["run_first"] = ["\n".join(render(side)) for side in driver.sides_first(p)]
+    return out
 
 
 def _plan_of(plan: StagePlan, backend: str, parts: int) -> dict[str, Any]:

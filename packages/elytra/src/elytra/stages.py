@@ -126,8 +126,8 @@ def _size(src: Source) -> int:
 # Joins whose unmatched rows come only from the big side: the small side may be read whole by
 # every task of the big side (right and full joins of a small right side would repeat its
 # unmatched rows once per task).
-_BROADCAST_RIGHT = ("inner", "left", "semi", "anti")
-_BROADCAST_LEFT = ("inner", "right")
+BROADCAST_RIGHT = ("inner", "left", "semi", "anti")
+BROADCAST_LEFT = ("inner", "right")
 
 
 @dataclass
@@ -239,8 +239,8 @@ def broadcast_split(
     if small.limit <= 0:
         return None
     for big, little, allowed, small_left in (
-        (join.left, join.right, _BROADCAST_RIGHT, False),
-        (join.right, join.left, _BROADCAST_LEFT, True),
+        (join.left, join.right, BROADCAST_RIGHT, False),
+        (join.right, join.left, BROADCAST_LEFT, True),
     ):
         if join.how not in allowed:
             continue

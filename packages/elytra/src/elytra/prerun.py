@@ -1,0 +1,88 @@
+"""Join sides run first: a side that reduces its input (a group-by, DISTINCT, a top-k) is
+computed before the rest of the job, so that the other side's tasks can read it whole.
+
+Without this, such a side is not a chain (its aggregate merges in the driver), so its join
+runs in the driver's merge, and the other side's rows all come to the driver to meet it:
+TPC-H q18 joins lineitem (6 M rows at SF 1) with the 57 orders its IN subquery keeps, and
+all of lineitem's joined rows went to the coordinator (654 MiB on three platforms). Run
+first, the side's rows go to a Parquet file in the job's directory, which is then a source
+like any other: a broadcast side when it is small (the join is part of the big side's tasks,
+an aggregate above it partial per task), else a side of a hash exchange. The answer is the
+same: it is the same side, computed by the same engine.
+
+A side is run first when it is known to keep few rows (an aggregate without group keys, or
+one under a HAVING or a limit) and its join could then be cut into the other side's tasks:
+the other side is a chain (scans, filters, projections, broadcast joins) and the join type
+lets the reduced side be the one read whole. Its own sides run first in turn (the side is planned as
+a job of its own).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from emsqrt import plan as lp
+
+from .sidesize import Broadcastable
+from .sources import Source
+from .stages import BROADCAST_LEFT, BROADCAST_RIGHT, chain_source
+
+__all__ = ["first_side", "sides_first"]
+
+_ABOVE = (lp.Project, lp.Map, lp.Filter, lp.Limit, lp.TopK)
+"""What may stand between a join side's top and the aggregate that reduces it."""
+
+
+def sides_first(root: lp.Node, sources: dict[str, Source], small: Broadcastable) -> list[lp.Node]:
+    """Every join side of ``root`` to run first, outermost first (see the module)."""
+    return list(_candidates(root, sources, small))
+
+
+def first_side(root: lp.Node, sources: dict[str, Source], small: Broadcastable) -> lp.Node | None:
+    """The outermost join side of ``root`` to run first, or None."""
+    return next(_candidates(root, sources, small), None)
+
+
+def _candidates(
+    node: lp.Node, sources: dict[str, Source], small: Broadcastable
+) -> Iterator[lp.Node]:
+    if isinstance(node, lp.Join):
+        for reduced, other, allowed in (
+            (node.right, node.left, BROADCAST_RIGHT),
+            (node.left, node.right, BROADCAST_LEFT),
+        ):
+            if node.how in allowed and _worth_running_first(reduced, other, sources, small):
+                yield reduced
+                return  # its join is settled; what is above it is seen on the next pass
+    for kid in lp.children(node):
+        yield from _candidates(kid, sources, small)
+
+
+def _worth_running_first(
+    reduced: lp.Node, other: lp.Node, sources: dict[str, Source], small: Broadcastable
+) -> bool:
+    if chain_source(reduced, sources) is not None:
+        return False  # a chain already: broadcast or exchanged as it is
+    if not _reduces(reduced) or not _over_sources(reduced, sources):
+        return False
+    return chain_source(other, sources, small) is not None
+
+
+def _reduces(node: lp.Node) -> bool:
+    """Whether ``node`` is known to keep few rows before it runs: an aggregate without group
+    keys (one row), or one under a filter (a HAVING: q18's 57 of 1.5 M orders) or a limit.
+    A plain group-by may keep as many groups as rows (q21's by order key: 1.5 M), and run
+    first it would only add a round: its rows would be exchanged all the same."""
+    reduced = False
+    while isinstance(node, _ABOVE):
+        reduced = reduced or isinstance(node, lp.Filter | lp.Limit | lp.TopK)
+        node = node.input
+    return isinstance(node, lp.Aggregate) and (reduced or not node.group_by)
+
+
+def _over_sources(node: lp.Node, sources: dict[str, Source]) -> bool:
+    """Whether every leaf under ``node`` is one of ``sources`` (not a merge's input)."""
+    kids = lp.children(node)
+    if not kids:
+        return isinstance(node, lp.Input) and node.name in sources
+    return all(_over_sources(k, sources) for k in kids)
