@@ -523,6 +523,7 @@ class Driver:
         """Run ``side`` (the ``k``-th side run first) into ``spill/first<k>.parquet``, its
         tasks named apart from the job's; that file as a source."""
         path = spill / f"first{k}.parquet"
+        spill.mkdir(parents=True, exist_ok=True)  # made when first written: maybe not yet
         out: list[pq.ParquetWriter] = []  # opened with the first batch's own schema
 
         def put(batch: pa.RecordBatch) -> None:
