@@ -582,7 +582,8 @@ def main(argv: list[str] | None = None) -> None:
                 _three_platforms(cache / "platforms", files, platform_env)
             )
         measure(engines)
-    print(report(results, numbers, scale, runs, args.baseline_src is not None, args.elytra))
+    if engines.keys() & {"1 node", "3 nodes", "elytra sql"}:  # the lake nodes' table
+        print(report(results, numbers, scale, runs, args.baseline_src is not None, args.elytra))
     if "3 platforms" in engines:
         print()
         print(platforms_report(results, numbers, scale, runs))
