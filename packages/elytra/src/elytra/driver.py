@@ -562,7 +562,7 @@ class Driver:
         local = self.settings.backend in ("local", "inline", "ray")
         shuffle = local and not getattr(self.backend, "resolves_chunks", False)
         plan, tasks = self.plan(p, tid, spill, sources, shuffle)
-        stats.tasks_total = len(tasks)
+        stats.tasks_total += len(tasks)  # after those of the sides run first
         for i, stage in enumerate(plan.stages):
             job.plan_stage(i, len(stage.tasks))
         read = [s.source for s in plan.stages] + [
