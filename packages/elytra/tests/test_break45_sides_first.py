@@ -279,3 +279,21 @@ def _duckdb_over(glob: Path, sql: str) -> list[tuple[Any, ...]]:
     rows = _norm(con.execute(sql).fetchall())
     con.close()
     return rows
+
+
+def test_a_job_that_ran_sides_first_keeps_one_timeline_bar_per_task(
+    data: Path, tmp_path: Path
+) -> None:
+    """The invariant of ``test_validate``'s one bar per task, for a job whose sides ran first:
+    their tasks were named ``s0-t0`` like the job's own, so the job's bars overwrote theirs
+    (4 bars for 12 tasks) and the job's stage counters reset the sides'."""
+    sql = QUERIES["three_sides"]
+    with elytra.connect(home=tmp_path / "home", backend="inline") as s:
+        job = s.sql(sql, {"t": s.read_parquet(str(data / "t*.parquet"))}).submit()
+        assert job.wait(60) == "succeeded"
+        status = job.status()
+    tl, total = status["timeline"], status["tasks"]["total"]
+    assert len(tl["tasks"]) == total, sorted(tl["tasks"])
+    assert sum(s["done"] for s in tl["stages"].values()) == total, tl["stages"]
+    assert all(s["done"] == s["total"] for s in tl["stages"].values()), tl["stages"]
+    assert any(name.startswith("first0-") for name in tl["tasks"]), sorted(tl["tasks"])

@@ -564,7 +564,7 @@ class Driver:
         plan, tasks = self.plan(p, tid, spill, sources, shuffle)
         stats.tasks_total += len(tasks)  # after those of the sides run first
         for i, stage in enumerate(plan.stages):
-            job.plan_stage(i, len(stage.tasks))
+            job.plan_stage(i, len(stage.tasks), tid)
         read = [s.source for s in plan.stages] + [
             b.source for s in plan.stages for b in s.broadcast
         ]
@@ -852,7 +852,8 @@ class Driver:
         """A later round's tasks, counted in the job's record by stage."""
         stats.tasks_total += len(tasks)
         for stage_index in sorted({t.stage for t in tasks}):
-            job.plan_stage(stage_index, sum(t.stage == stage_index for t in tasks))
+            ids = [t.id for t in tasks if t.stage == stage_index]
+            job.plan_stage(stage_index, len(ids), ids[0].rpartition("-s")[0])
 
     @staticmethod
     def _started(job: Job, stats: JobStats) -> None:
