@@ -281,13 +281,15 @@ def _duckdb_over(glob: Path, sql: str) -> list[tuple[Any, ...]]:
     return rows
 
 
+@pytest.mark.parametrize("query", ["three_sides", "nested_in_side"])
 def test_a_job_that_ran_sides_first_keeps_one_timeline_bar_per_task(
-    data: Path, tmp_path: Path
+    data: Path, tmp_path: Path, query: str
 ) -> None:
     """The invariant of ``test_validate``'s one bar per task, for a job whose sides ran first:
     their tasks were named ``s0-t0`` like the job's own, so the job's bars overwrote theirs
-    (4 bars for 12 tasks) and the job's stage counters reset the sides'."""
-    sql = QUERIES["three_sides"]
+    (4 bars for 12 tasks) and the job's stage counters reset the sides'. A side run first
+    inside a side run first (``nested_in_side``) was named as the side around it."""
+    sql = QUERIES[query]
     with elytra.connect(home=tmp_path / "home", backend="inline") as s:
         job = s.sql(sql, {"t": s.read_parquet(str(data / "t*.parquet"))}).submit()
         assert job.wait(60) == "succeeded"

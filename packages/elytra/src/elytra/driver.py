@@ -503,7 +503,9 @@ class Driver:
             out[name] = src
         return out
 
-    def _sides_first(self, job: Job, p: Pipeline, spill: Path, stats: JobStats) -> Pipeline:
+    def _sides_first(
+        self, job: Job, p: Pipeline, spill: Path, stats: JobStats, tid: str
+    ) -> Pipeline:
         """``p`` with each join side worth running first (``prerun.py``) run, as a job of its
         own, into a Parquet file in ``spill`` that replaces it as a source."""
         small = Broadcastable(self._broadcast_bytes())
@@ -513,15 +515,19 @@ class Driver:
             if side is None:
                 break
             sub = JobStats(job.id)
-            src = self._run_side(job, replace(p, node=side, sources=sources), spill, k, sub)
+            src = self._run_side(job, replace(p, node=side, sources=sources), spill, k, sub, tid)
             node = replace_node(node, side, src.leaf())
             sources[src.name] = src
             _add_stats(stats, sub, f"first{k}")
         return replace(p, node=node, sources=sources)
 
-    def _run_side(self, job: Job, side: Pipeline, spill: Path, k: int, stats: JobStats) -> Source:
+    def _run_side(
+        self, job: Job, side: Pipeline, spill: Path, k: int, stats: JobStats, tid: str = ""
+    ) -> Source:
         """Run ``side`` (the ``k``-th side run first) into ``spill/first<k>.parquet``, its
-        tasks named apart from the job's; that file as a source."""
+        tasks named apart from the job's and from those of the side it is in (``tid``: their
+        prefix, ``<job id>-first1`` for a side within side 1); that file as a source."""
+        tid = tid or job.id
         path = spill / f"first{k}.parquet"
         out: list[pq.ParquetWriter] = []  # opened with the first batch's own schema
 
@@ -531,7 +537,7 @@ class Driver:
             out[0].write_batch(batch)
 
         try:
-            self._execute(job, side, spill / f"first{k}", stats, put, prefix=f"{job.id}-first{k}")
+            self._execute(job, side, spill / f"first{k}", stats, put, prefix=f"{tid}-first{k}")
             if not out:  # no rows: the side's schema
                 out.append(pq.ParquetWriter(path, _arrow_schema(side.schema)))
         finally:
@@ -552,8 +558,8 @@ class Driver:
         batch by batch as the merge makes them (never held: any size under the driver's cap).
         ``prefix`` names its tasks (the job's id; a side run first has its own).
         """
-        p = self._sides_first(job, p, spill, stats)
         tid = prefix or job.id
+        p = self._sides_first(job, p, spill, stats, tid)
         if getattr(self.backend, "resolves_chunks", False):
             sources = _chunks_by_name(p)  # the platform that runs a task finds its chunks
         else:
