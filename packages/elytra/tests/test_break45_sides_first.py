@@ -299,3 +299,22 @@ def test_a_job_that_ran_sides_first_keeps_one_timeline_bar_per_task(
     assert sum(s["done"] for s in tl["stages"].values()) == total, tl["stages"]
     assert all(s["done"] == s["total"] for s in tl["stages"].values()), tl["stages"]
     assert any(name.startswith("first0-") for name in tl["tasks"]), sorted(tl["tasks"])
+
+
+def test_a_job_that_ran_sides_first_counts_the_source_rows_they_read(
+    data: Path, tmp_path: Path
+) -> None:
+    """``rows_in`` is the rows of the job's sources it read: ``three_sides`` reads the table
+    once for the job's own stage and once for each of its two sides run first, and the sides'
+    files are not sources of the job (it said 3,001: the table once and the side's one row)."""
+    sql = (
+        "SELECT count(*) AS n FROM t WHERE k IN (SELECT k FROM t GROUP BY k HAVING sum(v) > 3500)"
+        " AND v < (SELECT avg(v) FROM t)"
+    )
+    with elytra.connect(home=tmp_path / "home", backend="inline") as s:
+        job = s.sql(sql, {"t": s.read_parquet(str(data / "t*.parquet"))}).submit()
+        assert job.wait(60) == "succeeded"
+        status = job.status()
+        ran = s.driver.last.stage_seconds
+    assert "first1 tasks" in ran, ran  # both sides ran first
+    assert status["rows_in"] == 3 * N, status["rows_in"]

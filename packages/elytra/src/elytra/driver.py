@@ -93,6 +93,8 @@ class JobStats:
     (see ``results.py``)."""
     stage_seconds: dict[str, float] = field(default_factory=dict)
     merge_seconds: float = 0.0
+    rows_in: int = 0
+    """Rows of the job's sources its stages read (those of its sides run first too)."""
     driver_rows_in: int = 0
     """Rows the tasks handed to the driver (held or in files its merge reads), not counting
     the rows they wrote into an exchange's partitions."""
@@ -559,7 +561,9 @@ class Driver:
         ``prefix`` names its tasks (the job's id; a side run first has its own).
         """
         tid = prefix or job.id
+        given = set(p.sources)
         p = self._sides_first(job, p, spill, stats, tid)
+        made = set(p.sources) - given  # the files of sides run first: not the job's sources
         if getattr(self.backend, "resolves_chunks", False):
             sources = _chunks_by_name(p)  # the platform that runs a task finds its chunks
         else:
@@ -574,9 +578,11 @@ class Driver:
         read = [s.source for s in plan.stages] + [
             b.source for s in plan.stages for b in s.broadcast
         ]
-        rows_in = sum(n for n in (src.rows() for src in read) if n is not None)
+        stats.rows_in += sum(
+            n for n in (src.rows() for src in read if src.name not in made) if n is not None
+        )
         # queued until the backend starts it
-        job.update(tasks=_tasks(stats, 0, started=False), rows_in=rows_in)
+        job.update(tasks=_tasks(stats, 0, started=False), rows_in=stats.rows_in)
         results = StageResults(spill / "results", int(self.settings.driver_mem_cap) // 2)
         if local:  # the workers share this disk: a large task result comes as a file
             # an Arrow IPC file, memory-mapped here, where the merge only concatenates
@@ -1011,6 +1017,7 @@ def _add_stats(stats: JobStats, sub: JobStats, name: str) -> None:
     stats.bytes_out += sub.bytes_out
     stats.spilled_bytes += sub.spilled_bytes
     stats.driver_rows_in += sub.driver_rows_in
+    stats.rows_in += sub.rows_in
     for phase, seconds in sub.stage_seconds.items():
         stats.stage_seconds[f"{name} {phase}"] = seconds
     stats.stage_seconds[f"{name} merge"] = sub.merge_seconds
