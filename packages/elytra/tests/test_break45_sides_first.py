@@ -124,6 +124,18 @@ QUERIES = {
 }
 
 
+ON_THE_POOL = (
+    "not_in_having_null_key",
+    "scalar_decimal",
+    "full_reduced",
+    "having_keeps_all",
+    "sum_past_int64",
+    "three_sides",
+    "nested_in_side",
+    "top_k_side",
+)
+
+
 def _norm(rows: Any) -> list[tuple[Any, ...]]:
     def one(x: Any) -> Any:
         if isinstance(x, decimal.Decimal):
@@ -161,6 +173,8 @@ def test_generated_queries_with_sides_run_first_give_duckdbs_answer(
     wrong = {}
     with elytra.connect(home=tmp_path / "home", backend=backend, workers=2) as s:
         for name, sql in QUERIES.items():
+            if backend == "local" and name not in ON_THE_POOL:
+                continue  # the file's time: the pool runs a representative share
             table = s.sql(sql, {"t": s.read_parquet(str(data / "t*.parquet"))})
             got = _norm(tuple(r.values()) for r in table.collect().to_pylist())
             want = _duckdb(data, sql)
