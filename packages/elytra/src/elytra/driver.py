@@ -93,6 +93,8 @@ class JobStats:
     (see ``results.py``)."""
     stage_seconds: dict[str, float] = field(default_factory=dict)
     merge_seconds: float = 0.0
+    rows_in: int = 0
+    """Rows of the job's sources its stages read (those of its sides run first too)."""
     driver_rows_in: int = 0
     """Rows the tasks handed to the driver (held or in files its merge reads), not counting
     the rows they wrote into an exchange's partitions."""
@@ -503,7 +505,9 @@ class Driver:
             out[name] = src
         return out
 
-    def _sides_first(self, job: Job, p: Pipeline, spill: Path, stats: JobStats) -> Pipeline:
+    def _sides_first(
+        self, job: Job, p: Pipeline, spill: Path, stats: JobStats, tid: str
+    ) -> Pipeline:
         """``p`` with each join side worth running first (``prerun.py``) run, as a job of its
         own, into a Parquet file in ``spill`` that replaces it as a source."""
         small = Broadcastable(self._broadcast_bytes())
@@ -513,15 +517,19 @@ class Driver:
             if side is None:
                 break
             sub = JobStats(job.id)
-            src = self._run_side(job, replace(p, node=side, sources=sources), spill, k, sub)
+            src = self._run_side(job, replace(p, node=side, sources=sources), spill, k, sub, tid)
             node = replace_node(node, side, src.leaf())
             sources[src.name] = src
             _add_stats(stats, sub, f"first{k}")
         return replace(p, node=node, sources=sources)
 
-    def _run_side(self, job: Job, side: Pipeline, spill: Path, k: int, stats: JobStats) -> Source:
+    def _run_side(
+        self, job: Job, side: Pipeline, spill: Path, k: int, stats: JobStats, tid: str = ""
+    ) -> Source:
         """Run ``side`` (the ``k``-th side run first) into ``spill/first<k>.parquet``, its
-        tasks named apart from the job's; that file as a source."""
+        tasks named apart from the job's and from those of the side it is in (``tid``: their
+        prefix, ``<job id>-first1`` for a side within side 1); that file as a source."""
+        tid = tid or job.id
         path = spill / f"first{k}.parquet"
         spill.mkdir(parents=True, exist_ok=True)  # made when first written: maybe not yet
         out: list[pq.ParquetWriter] = []  # opened with the first batch's own schema
@@ -532,7 +540,7 @@ class Driver:
             out[0].write_batch(batch)
 
         try:
-            self._execute(job, side, spill / f"first{k}", stats, put, prefix=f"{job.id}-first{k}")
+            self._execute(job, side, spill / f"first{k}", stats, put, prefix=f"{tid}-first{k}")
             if not out:  # no rows: the side's schema
                 out.append(pq.ParquetWriter(path, _arrow_schema(side.schema)))
         finally:
@@ -553,8 +561,10 @@ class Driver:
         batch by batch as the merge makes them (never held: any size under the driver's cap).
         ``prefix`` names its tasks (the job's id; a side run first has its own).
         """
-        p = self._sides_first(job, p, spill, stats)
         tid = prefix or job.id
+        given = set(p.sources)
+        p = self._sides_first(job, p, spill, stats, tid)
+        made = set(p.sources) - given  # the files of sides run first: not the job's sources
         if getattr(self.backend, "resolves_chunks", False):
             sources = _chunks_by_name(p)  # the platform that runs a task finds its chunks
         else:
@@ -563,15 +573,17 @@ class Driver:
         local = self.settings.backend in ("local", "inline", "ray")
         shuffle = local and not getattr(self.backend, "resolves_chunks", False)
         plan, tasks = self.plan(p, tid, spill, sources, shuffle)
-        stats.tasks_total = len(tasks)
+        stats.tasks_total += len(tasks)  # after those of the sides run first
         for i, stage in enumerate(plan.stages):
-            job.plan_stage(i, len(stage.tasks))
+            job.plan_stage(i, len(stage.tasks), tid)
         read = [s.source for s in plan.stages] + [
             b.source for s in plan.stages for b in s.broadcast
         ]
-        rows_in = sum(n for n in (src.rows() for src in read) if n is not None)
+        stats.rows_in += sum(
+            n for n in (src.rows() for src in read if src.name not in made) if n is not None
+        )
         # queued until the backend starts it
-        job.update(tasks=_tasks(stats, 0, started=False), rows_in=rows_in)
+        job.update(tasks=_tasks(stats, 0, started=False), rows_in=stats.rows_in)
         results = StageResults(spill / "results", int(self.settings.driver_mem_cap) // 2)
         if local:  # the workers share this disk: a large task result comes as a file
             # an Arrow IPC file, memory-mapped here, where the merge only concatenates
@@ -853,7 +865,8 @@ class Driver:
         """A later round's tasks, counted in the job's record by stage."""
         stats.tasks_total += len(tasks)
         for stage_index in sorted({t.stage for t in tasks}):
-            job.plan_stage(stage_index, sum(t.stage == stage_index for t in tasks))
+            ids = [t.id for t in tasks if t.stage == stage_index]
+            job.plan_stage(stage_index, len(ids), ids[0].rpartition("-s")[0])
 
     @staticmethod
     def _started(job: Job, stats: JobStats) -> None:
@@ -1005,6 +1018,7 @@ def _add_stats(stats: JobStats, sub: JobStats, name: str) -> None:
     stats.bytes_out += sub.bytes_out
     stats.spilled_bytes += sub.spilled_bytes
     stats.driver_rows_in += sub.driver_rows_in
+    stats.rows_in += sub.rows_in
     for phase, seconds in sub.stage_seconds.items():
         stats.stage_seconds[f"{name} {phase}"] = seconds
     stats.stage_seconds[f"{name} merge"] = sub.merge_seconds

@@ -210,14 +210,23 @@ class Job:
                 force = True
         self._flush(force, wait=self.state in FINAL)
 
-    def plan_stage(self, stage: int, tasks: int) -> None:
-        """Stage ``stage`` has ``tasks`` tasks (its counters start at 0 done)."""
+    def plan_stage(self, stage: int, tasks: int, prefix: str | None = None) -> None:
+        """Stage ``stage`` has ``tasks`` tasks (its counters start at 0 done); ``prefix``: its
+        tasks' ids before ``-s<stage>``, when not the job's id (a join side run first,
+        ``<id>-first0``: its stages are ``first0-s0``, ...)."""
         with self._lock:
             timeline = self.record["timeline"]
             timeline["stages"] = {
                 **timeline["stages"],
-                f"s{stage}": {"total": tasks, "done": 0},
+                f"{self._label(prefix)}s{stage}": {"total": tasks, "done": 0},
             }
+
+    def _label(self, prefix: str | None) -> str:
+        """What names a stage's tasks apart from the job's own: ``first0-`` for a side run
+        first (tasks ``<id>-first0-s0-t0``), nothing for the job's (``<id>-s0-t0``)."""
+        if prefix and prefix.startswith(f"{self.id}-"):
+            return f"{prefix[len(self.id) + 1 :]}-"
+        return ""
 
     def task_done(
         self,
@@ -233,7 +242,8 @@ class Job:
         while the stage holds fewer than ``TIMELINE_PER_STAGE``. Written with the next update.
         """
         end = time.time()
-        key = f"s{stage}"
+        label = self._label(task_id.rpartition("-s")[0])
+        key = f"{label}s{stage}"
         with self._lock:
             timeline = self.record["timeline"]
             counts = timeline["stages"].get(key, {"total": 0, "done": 0})
@@ -252,7 +262,7 @@ class Job:
             }
             if worker is not None:
                 entry["worker"] = worker
-            timeline["tasks"][f"s{name}"] = entry
+            timeline["tasks"][f"{label}s{name}"] = entry
 
     def _flush(self, force: bool = False, wait: bool = False) -> None:
         if self.recorder is None:

@@ -140,6 +140,8 @@ class Broadcastable:
     def __call__(self, chain: lp.Node, src: Source) -> bool:
         if self.limit <= 0:
             return False
+        if side_bytes(chain, src, self.locate) > READ_FACTOR * self.limit:
+            return False  # refused whatever its filters keep: no statement to count them
         size = side_size(chain, src, self.locate, count_above=self.limit)
         if size.read > READ_FACTOR * self.limit:
             return False
