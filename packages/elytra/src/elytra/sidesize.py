@@ -36,13 +36,13 @@ from .sources import Source
 __all__ = ["NO_BROADCAST", "Broadcastable", "SideSize", "side_bytes", "side_size"]
 
 SAMPLE_CAP = 64 << 20
-"""The least cap the planner's count of a side's kept rows runs under (one statement, one
-thread, in the driver's process: a filtered scan streams, it holds little but the column
-chunks it reads; :func:`_sample_cap`)."""
+"""The cap the planner's count of a side's kept rows runs under (one statement, one thread,
+in the driver's process, over a sample of at most 64 k rows)."""
 
-SAMPLE_CAP_MAX = 512 << 20
-"""The most it runs under: a file whose row groups need more is not counted (the side then
-counts as kept whole)."""
+SAMPLE_ROWS_PER_GROUP = 8192
+"""Rows the count keeps of each row group it samples: slices spread over the group."""
+
+_SLICE = 1024
 
 SAMPLE_GROUPS = 8
 """Row groups of one file the count reads at most: planning stays cheap on a big file."""
@@ -214,29 +214,30 @@ _KEPT_LOCK = threading.Lock()
 
 
 def _kept_fraction(chain: lp.Node, src: Source, path: str) -> float | None:
-    """The fraction of ``path``'s rows that ``chain`` keeps, counted by DuckDB over at most
-    ``SAMPLE_GROUPS`` of its row groups spread over the file (rows sorted by the filtered
-    column still give a fair count); None when the kernel cannot run it or it has no rows."""
+    """The fraction of ``path``'s rows that ``chain`` keeps, counted by DuckDB over about
+    ``SAMPLE_ROWS_PER_GROUP`` rows of each of at most ``SAMPLE_GROUPS`` row groups spread over
+    the file, in slices spread over each group (rows sorted by the filtered column still give
+    a fair count), read with pyarrow a slice at a time, so the count holds a few MiB whatever
+    the groups' size; None when the kernel cannot run the chain or the sample has no rows."""
     try:
         st = os.stat(path)
-        meta = pq.read_metadata(path)
+        groups = _spread(pq.read_metadata(path).num_row_groups)
     except (OSError, ValueError, pq.lib.ArrowException):
         return None
-    groups = _spread(meta.num_row_groups)
-    rows = sum(meta.row_group(g).num_rows for g in groups)
-    plan = _over_file(chain, src, path, groups)
-    key = (plan_to_json(plan), path, st.st_size, st.st_mtime_ns)
+    key = (plan_to_json(chain), src.name, path, st.st_size, st.st_mtime_ns)
     with _KEPT_LOCK:
         if key in _KEPT:
             return _KEPT[key]
     fraction = None
-    cap = _sample_cap(meta, groups, _columns_used(chain))
-    fragment = kernel_fragment(plan, cap) if cap <= SAMPLE_CAP_MAX else None
-    if fragment is not None and rows:
+    sample = _sample(path, groups, src, _columns_used(chain))
+    fragment = None
+    if sample is not None and sample.num_rows:
+        fragment = kernel_fragment(chain, SAMPLE_CAP, {src.name: sample.to_batches()})
+    if fragment is not None and sample is not None:
         with tempfile.TemporaryDirectory(prefix="elytra-side-") as spill:
-            got = run_statement(fragment, cap, spill, _count)
+            got = run_statement(fragment, SAMPLE_CAP, spill, _count)
         if got:
-            fraction = min(int(got[0][0] or 0) / rows, 1.0)
+            fraction = min(int(got[0][0] or 0) / sample.num_rows, 1.0)
     with _KEPT_LOCK:
         while len(_KEPT) >= 256:
             _KEPT.pop(next(iter(_KEPT)))
@@ -244,19 +245,36 @@ def _kept_fraction(chain: lp.Node, src: Source, path: str) -> float | None:
     return fraction
 
 
-def _sample_cap(meta: pq.FileMetaData, groups: list[int], used: set[str] | None) -> int:
-    """A cap the count can read ``groups`` under: DuckDB holds the column chunks it reads
-    whole, several groups' at once (measured: a 1 M-row group of 64-byte strings is one 66
-    MiB block; four groups of 16 MiB chunks passed 50 MiB), so twice the used columns' bytes
-    in those groups, plus ``SAMPLE_CAP``."""
-    total = 0
-    for g in groups:
-        rg = meta.row_group(g)
-        for i in range(rg.num_columns):
-            col = rg.column(i)
-            if used is None or col.path_in_schema.split(".", 1)[0] in used:
-                total += max(col.total_compressed_size, col.total_uncompressed_size)
-    return SAMPLE_CAP + 2 * total
+def _sample(path: str, groups: list[int], src: Source, used: set[str] | None) -> pa.Table | None:
+    """The first rows of each of ``groups`` in the source's (decoded) schema: the columns the
+    chain reads from the file, the others as nulls (it does not read them)."""
+    want = src.leaf().schema.to_arrow()
+    try:
+        f = pq.ParquetFile(path)
+        names = [n for n in f.schema_arrow.names if n in want.names and (used is None or n in used)]
+        batches = []
+        for g in groups:
+            # every k-th slice of the group, so that sorted rows give a fair count too; one
+            # slice held at a time (the group's pages are decoded, not kept)
+            slices = -(-f.metadata.row_group(g).num_rows // _SLICE)
+            every = max(1, slices // (SAMPLE_ROWS_PER_GROUP // _SLICE))
+            it = f.iter_batches(batch_size=_SLICE, row_groups=[g], columns=names)
+            batches += [b for i, b in enumerate(it) if i % every == 0]
+        read = pa.Table.from_batches(batches) if batches else None
+    except (OSError, ValueError, pa.ArrowException):
+        return None
+    if read is None:
+        return None
+    columns = [
+        read.column(field.name).cast(field.type)
+        if field.name in read.column_names
+        else pa.nulls(read.num_rows, field.type)
+        for field in want
+    ]
+    try:
+        return pa.Table.from_arrays(columns, schema=want)
+    except (ValueError, pa.ArrowException):
+        return None
 
 
 def _spread(n: int) -> list[int]:
@@ -268,14 +286,3 @@ def _spread(n: int) -> list[int]:
 
 def _count(sql: str) -> str:
     return f"SELECT count(*) FROM ({sql})"
-
-
-def _over_file(chain: lp.Node, src: Source, path: str, groups: list[int]) -> lp.Node:
-    """``chain`` with its source leaf replaced by scans of row ``groups`` of ``path``."""
-    if isinstance(chain, lp.Input) and chain.name == src.name:
-        scans = tuple(src.scan(path, (g, g + 1)) for g in groups)
-        return scans[0] if len(scans) == 1 else lp.Union(scans)
-    kids = lp.children(chain)
-    if not kids:
-        return chain
-    return lp.replace_children(chain, tuple(_over_file(k, src, path, groups) for k in kids))
