@@ -140,6 +140,7 @@ class RayNode:
         self._stopping.set()
         if self._proc is None:
             return
+        log.info("stopping the Ray %s (process group %d)", self.status()["role"], self._proc.pid)
         if self._proc.poll() is None:
             _signal_group(self._proc.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -149,6 +150,7 @@ class RayNode:
             self.state = "stopped"
         if self.temp_dir.is_symlink():  # the short link of a long home (raystart.temp_dir_for)
             self.temp_dir.unlink(missing_ok=True)
+        log.info("the Ray node's processes are stopped")
 
     def _kill_group(self) -> None:
         """SIGKILL what is left of the group and of anything naming the temp dir."""

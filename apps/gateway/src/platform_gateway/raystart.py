@@ -222,7 +222,7 @@ def start_env(spec: RaySpec, temp_dir: Path, base: dict[str, str]) -> dict[str, 
 
 def driver_env(spec: RaySpec, temp_dir: Path, address: str) -> dict[str, str]:
     """Variables the gateway sets for its own Ray driver (Elytra's Ray backend): the node's
-    address and token, and no auto-start of another Ray (``RAY_ENABLE_AUTO_CONNECT=0``), so a
+    address and token, its signals left to the gateway, and no auto-start of another Ray (``RAY_ENABLE_AUTO_CONNECT=0``), so a
     task submitted after the head is gone fails instead of starting Ray under ``/tmp/ray``."""
     return {
         **_ray_vars(spec, temp_dir),
@@ -231,5 +231,9 @@ def driver_env(spec: RaySpec, temp_dir: Path, address: str) -> dict[str, str]:
         # lake node and Elkyn down with it. Ten years is never.
         "RAY_gcs_rpc_server_reconnect_timeout_s": str(DRIVER_GCS_PATIENCE_S),
         "RAY_ENABLE_AUTO_CONNECT": "0",
+        # Ray's C++ failure-signal handler (absl) takes over SIGTERM in the driver's process
+        # and arms a 3-second alarm that aborts it (exit 134) while the gateway still stops
+        # its plugins; the gateway's own handlers stay in charge instead.
+        "RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1",
         "ELYTRA_RAY_ADDRESS": address,
     }
