@@ -17,7 +17,7 @@ def start_with_ray(tmp_path: Path, *extra: str) -> tuple[Server, Path, Path]:
     returns the server, its home and the fake ``$HOME``."""
     home = tmp_path / "home"
     fake_home = tmp_path / "user-home"
-    fake_home.mkdir()
+    fake_home.mkdir(parents=True)
     argv = [str(command("platform")), "up", "--ray", "--port", "0", "--home", str(home), *extra]
     env = {**FAST, "HOME": str(fake_home), "RAY_USAGE_STATS_ENABLED": "0"}
     return launch(argv, tmp_path / "run", env=env), home, fake_home

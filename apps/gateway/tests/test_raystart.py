@@ -86,6 +86,13 @@ def test_env_points_ray_at_the_home_and_never_at_a_token_in_the_environment(
     assert NODE_MARK not in driver  # the gateway's own children are not Ray's
 
 
+def test_a_worker_node_on_loopback_keeps_rays_cluster_setting(tmp_path: Path) -> None:
+    ports = choose_ports("127.0.0.1", head=False, workers=1)
+    spec = RaySpec("127.0.0.1", tmp_path, ports, "127.0.0.1:1")
+    assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in start_env(spec, tmp_path, {})
+    assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in driver_env(spec, tmp_path, "127.0.0.1:1")
+
+
 def test_a_routable_host_keeps_ray_on_its_cluster_setting(tmp_path: Path) -> None:
     spec = RaySpec("10.0.0.5", tmp_path, choose_ports("127.0.0.1", head=True, workers=1))
     assert "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in start_env(spec, tmp_path, {})

@@ -15,7 +15,9 @@ Ray's defaults; everything Ray writes (sessions, logs, spill, its token) goes un
   every Ray process, and the gateway's Ray driver, at it.
 - On a loopback ``--host`` Ray 2.60 replaces ``127.0.0.1`` by the machine's address
   (``resolve_ip_for_localhost``) unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, its
-  single-machine switch: set then, so Ray's processes advertise the loopback address.
+  single-machine switch: set then, so Ray's processes advertise the loopback address. Ray
+  refuses worker nodes under that switch, so a worker node on a loopback host (several
+  platforms on one machine) is advertised at the machine's address, as Ray wants.
 """
 
 from __future__ import annotations
@@ -203,7 +205,7 @@ def _ray_vars(spec: RaySpec, temp_dir: Path) -> dict[str, str]:
         "RAY_TMPDIR": str(temp_dir),
         "RAY_USAGE_STATS_ENABLED": "0",
     }
-    if is_loopback(spec.host):
+    if is_loopback(spec.host) and spec.head_address is None:
         out["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # keep 127.0.0.1 (module docstring)
     return out
 
