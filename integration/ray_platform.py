@@ -12,14 +12,16 @@ from servers import Server, command, launch
 __all__ = ["ray_processes", "start_with_ray"]
 
 
-def start_with_ray(tmp_path: Path, *extra: str) -> tuple[Server, Path, Path]:
+def start_with_ray(
+    tmp_path: Path, *extra: str, env: dict[str, str] | None = None
+) -> tuple[Server, Path, Path]:
     """``platform up --ray --port 0 --home <tmp>/home`` with ``HOME`` a fresh empty directory;
     returns the server, its home and the fake ``$HOME``."""
     home = tmp_path / "home"
     fake_home = tmp_path / "user-home"
     fake_home.mkdir(parents=True)
     argv = [str(command("platform")), "up", "--ray", "--port", "0", "--home", str(home), *extra]
-    env = {**FAST, "HOME": str(fake_home), "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**FAST, "HOME": str(fake_home), "RAY_USAGE_STATS_ENABLED": "0", **(env or {})}
     return launch(argv, tmp_path / "run", env=env), home, fake_home
 
 

@@ -1,9 +1,14 @@
 """`platform up --join A --ray`: the second platform runs a Ray worker node of A's head, whose
-address and token it learned from A (not typed), and each platform stops its own Ray node."""
+address and token it learned from A (not typed), and each platform stops its own Ray node.
+
+Both listen on this machine's own address, not 127.0.0.1: Ray 2.60's worker nodes cannot join
+a head bound to loopback (they resolve 127.0.0.1 to the machine's address), which a platform
+on loopback says in one line (the second test)."""
 
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 
 import httpx
@@ -17,6 +22,23 @@ from platform_core.auth import TokenSigner
 pytestmark = pytest.mark.timeout(400)
 
 
+PASSWORD = {"PLATFORM_ADMIN_PASSWORD": "ray-join-test-password"}
+"""A gateway off loopback refuses to start without one."""
+
+
+def _machine_address() -> str:
+    """This machine's own (non-loopback) IPv4 address, or a skip when it has none."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.255", 9))  # no packet is sent: only the route is looked up
+            address = s.getsockname()[0]
+        except OSError:
+            address = "127.0.0.1"
+    if address.startswith("127."):
+        pytest.skip("this machine has no address but loopback")
+    return address
+
+
 def _ray_nodes(url: str, headers: dict[str, str]) -> int:
     pool = httpx.get(f"{url}/api/jobs/pool", headers=headers, timeout=30).json()
     return int(pool["ray"].get("node_count") or 0)
@@ -25,12 +47,14 @@ def _ray_nodes(url: str, headers: dict[str, str]) -> int:
 def test_a_joined_platform_runs_a_worker_node_of_the_first_ones_ray_head(tmp_path: Path) -> None:
     signer = TokenSigner(SECRET)
     admin = bearer(signer.issue("admin", admin=True))
-    a, home_a, _ = start_with_ray(tmp_path / "a")
+    host = _machine_address()
+    a, home_a, _ = start_with_ray(tmp_path / "a", "--host", host, env=PASSWORD)
     b = None
     try:
-        head = re.search(r"ray: ([\d.]+:\d+)", a.banner)
+        head = re.search(rf"ray: ({re.escape(host)}:\d+)", a.banner)
         assert head, a.banner
-        b, home_b, _ = start_with_ray(tmp_path / "b", "--join", a.url.split("//", 1)[1])
+        join = a.url.split("//", 1)[1]
+        b, home_b, _ = start_with_ray(tmp_path / "b", "--host", host, "--join", join, env=PASSWORD)
         assert f"ray: {head.group(1)}," in b.banner, b.banner  # the head's, learned from A
         token_a = (home_a / "ray" / "auth_token").read_text()
         assert (home_b / "ray" / "auth_token").read_text() == token_a
@@ -45,6 +69,38 @@ def test_a_joined_platform_runs_a_worker_node_of_the_first_ones_ray_head(tmp_pat
         codes = [p.stop(timeout=60) for p in (b, a) if p is not None]
     assert codes == [0, 0]
     wait_for(lambda: not ray_processes(tmp_path), "no Ray process of either platform", 15)
+
+
+def test_joining_a_ray_head_on_loopback_is_refused_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+
+    from platform_cluster import FAST
+    from servers import command
+
+    a, _, _ = start_with_ray(tmp_path / "a")
+    try:
+        out = subprocess.run(
+            [
+                str(command("platform")),
+                "up",
+                "--port",
+                "0",
+                "--home",
+                str(tmp_path / "b"),
+                "--join",
+                a.url.split("//", 1)[1],
+                "--ray",
+            ],
+            capture_output=True,
+            text=True,
+            env={**__import__("os").environ, **FAST},
+            timeout=180,
+        )
+    finally:
+        a.stop(timeout=60)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "which Ray 2.60's worker nodes cannot join" in out.stderr, out.stderr[-2000:]
+    assert not (tmp_path / "b" / "ray").exists()
 
 
 def test_joining_a_platform_without_ray_says_so(tmp_path: Path) -> None:

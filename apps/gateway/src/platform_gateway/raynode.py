@@ -86,6 +86,7 @@ class RayNode:
                 env=env,
                 cwd=ray_dir(self.spec.home),
                 start_new_session=True,  # its own group: stopped whole (module docstring)
+                preexec_fn=_end_with_parent,
             )
         self.state = "starting"
         try:
@@ -177,6 +178,17 @@ class RayNode:
             "ports": self.spec.ports.as_dict(),
             "temp_dir": str(ray_dir(self.spec.home)),
         }
+
+
+def _end_with_parent() -> None:
+    """In the child before ``exec``: SIGTERM it when ``platform up`` dies, even by SIGKILL
+    (Linux's ``PR_SET_PDEATHSIG``), so ``ray start --block`` stops its node then too."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    # not Linux (no prctl): the platform's own stop still runs
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _advertised(host: str) -> str:

@@ -14,7 +14,7 @@ import os
 from platform_core import PlatformError, PlatformSettings
 
 from .raynode import RayNode
-from .raystart import RaySpec, choose_ports, driver_env, make_token
+from .raystart import RaySpec, choose_ports, driver_env, is_loopback, make_token
 
 __all__ = ["USAGE_BOTH", "start_ray"]
 
@@ -35,6 +35,12 @@ def start_ray(settings: PlatformSettings) -> RayNode:
         from .rayjoin import learn_head
 
         head_address, token = learn_head(settings)
+        if is_loopback(head_address.rsplit(":", 1)[0].strip("[]")):
+            raise PlatformError(
+                f"{settings.join} runs its Ray head on a loopback address ({head_address}), "
+                "which Ray 2.60's worker nodes cannot join: start every platform with "
+                "--host set to an address of this machine the others reach"
+            )
     spec = RaySpec(
         host=settings.host,
         home=settings.home,
