@@ -30,7 +30,7 @@ def _machine_address() -> str:
     """This machine's own (non-loopback) IPv4 address, or a skip when it has none."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:
-            s.connect(("192.0.2.255", 9))  # no packet is sent: only the route is looked up
+            s.connect(("10.255.255.255", 9))  # no packet is sent: only the route is looked up
             address = s.getsockname()[0]
         except OSError:
             address = "127.0.0.1"
