@@ -353,6 +353,7 @@ def chaos(session: nox.Session) -> None:
         _cluster_suite(session, f"test_break29x_{held}.py", timeout=900)
     _cluster_suite(session, "test_platform_chaos29.py", timeout=3600)
     _cluster_suite(session, "test_platform_up_ray_head_loss.py", timeout=900)  # 75 s watch
+    _cluster_suite(session, "test_platform_up_ray_join.py", timeout=900)  # two Ray nodes
     session.run(
         "pytest",
         "packages/elkyn/tests/test_failover.py",
