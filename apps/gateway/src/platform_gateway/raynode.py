@@ -6,7 +6,7 @@ ray::RuntimeEnvAgent, workers) is stopped together: a whole-group SIGTERM, then 
 then a sweep of ``/proc`` for any process still naming the node's temp dir in its command
 line or environment (one that left the group). A watcher thread notices when the node dies
 on its own (``ray start --block`` exits once its GCS or raylet dies), stops what is left of
-it, logs one line and calls ``on_lost``; the gateway keeps serving storage and its API.
+it and logs one line; the gateway keeps serving storage and its API.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +46,10 @@ _READY_LINE = "Ray runtime started"
 class RayNode:
     """One Ray node (head or worker) of this platform; :meth:`start`, then :meth:`stop`."""
 
-    def __init__(self, spec: RaySpec, on_lost: Callable[[], None] | None = None) -> None:
+    def __init__(self, spec: RaySpec) -> None:
         self.spec = spec
         self.temp_dir = temp_dir_for(spec.home)
         self.log_path = ray_dir(spec.home) / "ray-start.log"
-        self.on_lost = on_lost
         self.state = "stopped"
         self._proc: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
@@ -110,8 +108,9 @@ class RayNode:
         raise StartError(f"Ray did not start within {START_TIMEOUT:.0f} s (log: {self.log_path})")
 
     def _watch(self) -> None:
-        """Notice the node's own death (not a stop): stop the rest, say so once, tell the
-        gateway (which drops its Ray driver)."""
+        """Notice the node's own death (not a stop): stop the rest and say so once. The
+        gateway's Ray driver is left alone: with its raylet gone, ``ray.shutdown()`` would end
+        the gateway's process (rayup)."""
         assert self._proc is not None
         while not self._stopping.wait(1.0):
             code = self._proc.poll()
@@ -129,11 +128,6 @@ class RayNode:
                 code,
                 self.log_path,
             )
-            if self.on_lost is not None:
-                try:
-                    self.on_lost()
-                except Exception:
-                    log.exception("dropping the Ray driver after the node's loss failed")
             return
 
     def stop(self) -> None:
