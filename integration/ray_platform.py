@@ -4,6 +4,7 @@ processes from ``/proc`` (independently of the platform's own bookkeeping)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 from platform_cluster import FAST
@@ -25,13 +26,13 @@ def start_with_ray(
     return launch(argv, tmp_path / "run", env=env), home, fake_home
 
 
-def ray_processes(home: Path, exclude: set[int] = frozenset()) -> dict[int, str]:  # type: ignore[assignment]
+def ray_processes(home: Path, exclude: Collection[int] = ()) -> dict[int, str]:
     """Live processes (pid: command line) that are Ray's and carry ``home`` in their command
     line or environment: gcs_server, raylet, Ray's Python daemons and ``ray::`` workers."""
     found = {}
     needle = str(home).encode()
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) in exclude | {os.getpid()}:
+        if not entry.name.isdigit() or int(entry.name) in {*exclude, os.getpid()}:
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes()

@@ -120,7 +120,17 @@ def choose_ports(host: str, *, head: bool, workers: int = WORKER_PORTS) -> RayPo
             sock.bind((bind_host or "", 0))
             ports.append(sock.getsockname()[1])
     gcs = ports.pop(0) if head else None
-    return RayPorts(gcs, *ports[:6], workers=tuple(ports[6:]))  # type: ignore[arg-type]
+    node_manager, object_manager, agent_listen, agent_grpc, runtime_env, metrics = ports[:6]
+    return RayPorts(
+        gcs,
+        node_manager,
+        object_manager,
+        agent_listen,
+        agent_grpc,
+        runtime_env,
+        metrics,
+        workers=tuple(ports[6:]),
+    )
 
 
 def _family(host: str | None) -> socket.AddressFamily:
