@@ -344,13 +344,16 @@ def chaos(session: nox.Session) -> None:
     """The chaos suite at full size: each SIGKILL three times, on more rows (`nox -s chaos`);
     the first platform of three SIGKILLed during writes, 3 rounds; one cluster of three whose
     random platform is SIGKILLed or paused, 20 rounds; the held break tests of issue 29
-    (test_break29x_*: restarts of all, dead clusters, leave edges); then Elkyn's failover at full size
+    (test_break29x_*: restarts of all, dead clusters, leave edges); the Ray head of `platform up
+    --ray` SIGKILLed, the gateway watched past Ray's 60 s GCS timeout; then Elkyn's failover at full size
     (20 SIGKILL rounds of the elected primary, 5 pauses)."""
     _cluster_suite(session, "test_cluster_chaos.py", timeout=3600)
     _cluster_suite(session, "test_platform_failover.py", timeout=3600)
     for held in ("dead_cluster_restart", "leave_edges", "restart_all"):  # break tests, held
         _cluster_suite(session, f"test_break29x_{held}.py", timeout=900)
     _cluster_suite(session, "test_platform_chaos29.py", timeout=3600)
+    _cluster_suite(session, "test_platform_up_ray_head_loss.py", timeout=900)  # 75 s watch
+    _cluster_suite(session, "test_platform_up_ray_join.py", timeout=900)  # two Ray nodes
     session.run(
         "pytest",
         "packages/elkyn/tests/test_failover.py",

@@ -56,6 +56,7 @@ NODE_TO_NODE = [
     ("POST", "/internal/lake/fault"),
     ("GET", "/internal/lake/chunks"),
     ("POST", "/internal/lake/scrub"),
+    ("GET", "/internal/platform/ray"),  # 404 here: these platforms run no Ray head
     ("GET", "/db/.replication/log"),
     ("POST", "/db/.replication/fence"),  # 404 behind a gateway (no election there yet)
 ]

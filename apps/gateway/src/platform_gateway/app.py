@@ -20,7 +20,7 @@ from platform_core import (
 from platform_core.http import BodyLimitMiddleware, CatchAllMiddleware, install_error_handlers
 from platform_core.services import ServiceRegistry
 
-from . import login, status, users_api
+from . import login, rayjoin, status, users_api
 from .accounts import Accounts
 from .audit import AuditMiddleware
 from .docs import install_docs
@@ -118,6 +118,7 @@ def create_app(
     app.state.services = services = ServiceRegistry()
     app.state.signer = token_signer
     app.state.dev_mode = dev_mode
+    app.state.ray_node = None  # `platform up --ray` sets its Ray node (platform_gateway.raynode)
     app.state.accounts = Accounts(settings, None)  # until the lifespan opens the shared state
 
     install_error_handlers(app)
@@ -142,6 +143,7 @@ def create_app(
 
     app.include_router(login.router)
     app.include_router(status.router)
+    app.include_router(rayjoin.router)
     app.include_router(users_api.router)
     for plugin in plugins:
         attach_plugin(app, plugin, settings, services)

@@ -30,6 +30,8 @@ from .versions import platform_versions
 if TYPE_CHECKING:
     from platform_core import PlatformSettings
 
+    from .raynode import RayNode
+
 __all__ = ["build_cli", "main"]
 
 log = logging.getLogger(__name__)
@@ -127,10 +129,23 @@ def _add_up(cli: typer.Typer, plugins: list[Plugin], load_error: str | None) -> 
                 "its tasks there (ELYTRA_BACKEND=ray unless set)."
             ),
         ] = None,
+        ray: Annotated[
+            bool,
+            typer.Option(
+                "--ray",
+                help="Start a Ray node beside the gateway (a head; with --join a worker node of "
+                "the joined platform's head), stopped with the platform; Elytra runs its tasks "
+                "there. Its files live under <home>/ray.",
+            ),
+        ] = False,
     ) -> None:
         """Start the gateway with every installed plugin; Ctrl-C stops it (twice: by force)."""
         if load_error is not None:
             fail(f"cannot start: {load_error}", 1)
+        if ray and ray_address is not None:
+            from .rayup import USAGE_BOTH
+
+            fail(USAGE_BOTH, 2)
         given: dict[str, Any] = {"host": host, "port": port, "join": join}
         if log_level is not None:
             given["log_level"] = log_level.lower()
@@ -138,7 +153,7 @@ def _add_up(cli: typer.Typer, plugins: list[Plugin], load_error: str | None) -> 
             given["home"] = home.expanduser().resolve()
         settings = _up_settings({k: v for k, v in given.items() if v is not None})
         _export_for_plugins(settings, home_given=home is not None, ray_address=ray_address)
-        _start(settings, plugins)
+        _start(settings, plugins, with_ray=ray)
 
 
 def _up_settings(given: dict[str, Any]) -> PlatformSettings:
@@ -166,13 +181,14 @@ def _export_for_plugins(
         os.environ.setdefault("ELYTRA_BACKEND", "ray")
 
 
-def _start(settings: PlatformSettings, plugins: list[Plugin]) -> None:
-    """Check the home, secret and TLS, bind, build the app and serve it until stopped."""
-    from platform_core import auth, cap_memory
+def _start(settings: PlatformSettings, plugins: list[Plugin], *, with_ray: bool = False) -> None:
+    """Check the home, secret and TLS, bind, build the app and serve it until stopped
+    (``with_ray``: beside its own Ray node, stopped with it)."""
+    from platform_core import auth
     from platform_core.service import StartError, keep_alive_seconds
     from platform_core.tls import server_tls
 
-    from .serve import Outcome, bind, serve, url_of
+    from .serve import bind
 
     try:
         Path(settings.home).mkdir(parents=True, exist_ok=True)
@@ -193,7 +209,37 @@ def _start(settings: PlatformSettings, plugins: list[Plugin]) -> None:
     if settings.port == 0:
         # --port 0: plugins must see the bound port (the lake node gossips its address).
         settings = settings.model_copy(update={"port": sock.getsockname()[1]})
+    ray_node = _start_ray(settings) if with_ray else None
+    try:
+        _serve(settings, plugins, sock, tls, ray_node)
+    finally:
+        if ray_node is not None:
+            ray_node.stop()
+
+
+def _start_ray(settings: PlatformSettings) -> RayNode:
+    """The platform's Ray node (:mod:`.rayup`); a failure to start it is one line, exit 1."""
+    from .rayup import start_ray
+
+    try:
+        return start_ray(settings)
+    except PlatformError as exc:
+        fail(str(exc), 1)
+
+
+def _serve(
+    settings: PlatformSettings,
+    plugins: list[Plugin],
+    sock: Any,
+    tls: Any,
+    ray_node: RayNode | None,
+) -> None:
+    """Build the app and serve it on ``sock`` until stopped; failures are one line."""
+    from platform_core import cap_memory
+    from platform_core.service import StartError
+
     from .app import create_app  # FastAPI: only `up` needs it
+    from .serve import Outcome, serve, url_of
 
     try:
         app = create_app(settings, plugins)
@@ -201,12 +247,14 @@ def _start(settings: PlatformSettings, plugins: list[Plugin]) -> None:
         fail(str(exc), 2)
     except PlatformError as exc:
         fail(f"cannot start: {exc}", 1)
+    app.state.ray_node = ray_node
     capped = cap_memory(settings.memory_headroom)  # a query errors, the process lives
     if capped is not None:
         logging.getLogger("platform").info("address space capped at %d MiB", capped >> 20)
     url = url_of(settings.host, sock.getsockname()[1], tls=tls is not None)
     try:
-        outcome = serve(app, sock, url, settings.log_level, Path(settings.home), tls)
+        ray = None if ray_node is None else ray_node.address
+        outcome = serve(app, sock, url, settings.log_level, Path(settings.home), tls, ray=ray)
     except StartError as exc:  # a plugin failed to start: its reason is the last line
         fail(exc.message, 1)
     if outcome is Outcome.FAILED:

@@ -27,10 +27,13 @@ def serve(
     log_level: str,
     home: Path | None = None,
     tls: ServerTLS | None = None,
+    ray: str | None = None,
 ) -> Outcome:
     """Serve the gateway ``app`` on ``sock`` until Ctrl-C/SIGTERM (HTTPS with ``tls``; ``url``
-    says ``https://`` then); closes ``sock``."""
+    says ``https://`` then); closes ``sock``. ``ray``: the address of the platform's own Ray
+    node's cluster, named in the banner."""
     host = url.split("//", 1)[1].rsplit(":", 1)[0]
+    extra = {"docs": f"{url}/docs"} | ({} if ray is None else {"ray": ray})
     return serve_app(
         app,
         sock,
@@ -38,7 +41,7 @@ def serve(
         host=host,
         log_level=log_level,
         home=home,
-        line=banner("platform", url, home=home, docs=f"{url}/docs"),
+        line=banner("platform", url, home=home, **extra),
         announce_home=home is not None,
         tls=tls,
     )

@@ -1,7 +1,8 @@
 """``platform status``'s data: what every platform of the cluster runs, asked of each.
 
 Each gateway reports itself at ``GET /internal/platform/status`` (cluster tokens only): every
-plugin's ``status()`` (the lake node and its chunks, Elkyn's role, Elytra's workers). An admin's
+plugin's ``status()`` (the lake node and its chunks, Elkyn's role, Elytra's workers) and its
+own Ray node when ``platform up --ray`` runs one. An admin's
 ``GET /api/platform/status`` adds the report of each peer the plugins name (the lake's
 members), asked in parallel with a short timeout: a peer that does not answer is listed with
 the state gossip gives it and why it did not answer.
@@ -51,8 +52,15 @@ async def peer_status(request: Request) -> dict[str, Any]:
     return {
         "plugins": await run_in_threadpool(
             own_status, request.app.state.plugins, request.app.state.services
-        )
+        ),
+        "ray": ray_status(request),
     }
+
+
+def ray_status(request: Request) -> dict[str, Any] | None:
+    """The platform's own Ray node (``platform up --ray``): role, address, ports, state."""
+    node = getattr(request.app.state, "ray_node", None)
+    return None if node is None else dict(node.status())
 
 
 @router.get("/api/platform/status", tags=["gateway"], dependencies=[Depends(require_admin)])
@@ -67,7 +75,7 @@ async def platform_status(request: Request) -> dict[str, Any]:
     token = request.app.state.signer.cluster_token("status")
     async with async_http_client(request.app.state.settings, timeout=_PEER_TIMEOUT) as client:
         reports = await asyncio.gather(*(_ask(client, p, token) for p in peers))
-    return {"self": {"plugins": mine}, "peers": reports}
+    return {"self": {"plugins": mine, "ray": ray_status(request)}, "peers": reports}
 
 
 async def _ask(client: httpx.AsyncClient, peer: dict[str, Any], token: str) -> dict[str, Any]:
@@ -81,6 +89,7 @@ async def _ask(client: httpx.AsyncClient, peer: dict[str, Any], token: str) -> d
         if len(r.content) > _MAX_PEER_BYTES:
             raise ValueError(f"its report is over {_MAX_PEER_BYTES} bytes")
         r.raise_for_status()
-        return {**out, "plugins": r.json().get("plugins"), "error": None}
+        body = r.json()
+        return {**out, "plugins": body.get("plugins"), "ray": body.get("ray"), "error": None}
     except (httpx.HTTPError, ValueError, AttributeError) as exc:
         return {**out, "plugins": None, "error": f"{type(exc).__name__}: {exc}"[:300]}

@@ -16,11 +16,24 @@ __all__ = ["register", "rows"]
 
 def rows(report: dict[str, Any], url: str) -> list[dict[str, Any]]:
     """One row per platform from ``GET /api/platform/status`` asked at ``url``: it first."""
-    out = [{**_row("this", None, report["self"].get("plugins") or {}, None), "url": url}]
+    mine = report["self"]
+    out = [
+        {**_row("this", None, mine.get("plugins") or {}, None), "url": url, "ray": mine.get("ray")}
+    ]
     for peer in report.get("peers", []):
         row = _row(peer.get("id"), peer.get("state"), peer.get("plugins") or {}, peer.get("error"))
-        out.append({**row, "url": peer.get("url")})
+        out.append({**row, "url": peer.get("url"), "ray": peer.get("ray")})
     return out
+
+
+def ray_line(row: dict[str, Any]) -> str | None:
+    """``<node>: Ray head at ADDR (running; gcs 1234, node_manager ...)``, or None without one."""
+    ray = row.get("ray")
+    if not ray:
+        return None
+    ports = ", ".join(f"{k} {v}" for k, v in (ray.get("ports") or {}).items() if v is not None)
+    where = str(row["node"] or "?")[:16]
+    return f"{where}: Ray {ray.get('role')} of {ray.get('address')} ({ray.get('state')}; {ports})"
 
 
 def _row(who: Any, state: Any, plugins: dict[str, Any], error: Any) -> dict[str, Any]:
@@ -116,6 +129,8 @@ def register(cli: typer.Typer) -> None:
                 row["error"] or "",
             )
         Console(width=160).print(table)
+        for line in filter(None, map(ray_line, rows(report, target))):
+            typer.echo(line)
         leader = _leader(report)
         if leader is not None:
             typer.echo(f"elected primary (leader): {leader}")

@@ -8,6 +8,7 @@ change apart; the plugin registers it before ``/{job_id}``, which would otherwis
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -58,10 +59,26 @@ class PoolModel(BaseModel):
     ray: RayModel
 
 
+GCS_PROBE_SECONDS = 1.0
+
+
 def _ray_module() -> Any:
     import ray  # only with the ray backend, which imported it already
 
     return ray
+
+
+def _gcs_silent(ray: Any) -> str | None:
+    """Why Ray's GCS cannot be asked now (its port refuses), else None: a lost GCS would hold
+    every Ray call until Ray gives up on it (a minute, or never when told so), so the pool's
+    report says so in a second instead of hanging."""
+    address = str(ray.get_runtime_context().gcs_address or "")
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=GCS_PROBE_SECONDS):
+            return None
+    except (OSError, ValueError) as exc:
+        return f"Ray's GCS at {address} does not answer ({exc}): the Ray cluster is gone"
 
 
 def _ray(backend: Backend) -> RayModel:
@@ -70,6 +87,9 @@ def _ray(backend: Backend) -> RayModel:
     ray = _ray_module()
     if not ray.is_initialized():
         return RayModel(attached=False, detail="not attached (Ray is not initialised here)")
+    silent = _gcs_silent(ray)
+    if silent is not None:
+        return RayModel(attached=False, detail=silent)
     nodes = ray.nodes()
     return RayModel(
         attached=True,
@@ -104,7 +124,7 @@ def pool_status(backend: Backend) -> PoolModel:
         idle = sum(1 for w in workers if w.state == "idle")
     if name == "ray":
         ray = _ray_module()
-        if ray.is_initialized():
+        if ray.is_initialized() and _gcs_silent(ray) is None:
             count = int(ray.cluster_resources().get("CPU", 0))
             free = int(ray.available_resources().get("CPU", 0))
             busy, idle = count - free, free
