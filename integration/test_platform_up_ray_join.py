@@ -79,26 +79,22 @@ def test_a_joined_platform_runs_a_worker_node_of_the_first_ones_ray_head(tmp_pat
     wait_for(lambda: not ray_processes(tmp_path), "no Ray process of either platform", 15)
 
 
+def _join_with_ray(home: Path, url: str) -> subprocess.CompletedProcess[str]:
+    """`platform up --join <url> --ray` on ``home``, to its end (these joins are refused)."""
+    argv = [str(command("platform")), "up", "--port", "0", "--home", str(home)]
+    return subprocess.run(
+        [*argv, "--join", url.split("//", 1)[1], "--ray"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **FAST},
+        timeout=180,
+    )
+
+
 def test_joining_a_ray_head_on_loopback_is_refused_in_one_line(tmp_path: Path) -> None:
     a, _, _ = start_with_ray(tmp_path / "a")
     try:
-        out = subprocess.run(
-            [
-                str(command("platform")),
-                "up",
-                "--port",
-                "0",
-                "--home",
-                str(tmp_path / "b"),
-                "--join",
-                a.url.split("//", 1)[1],
-                "--ray",
-            ],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **FAST},
-            timeout=180,
-        )
+        out = _join_with_ray(tmp_path / "b", a.url)
     finally:
         a.stop(timeout=60)
     assert out.returncode == 1, out.stdout + out.stderr
@@ -113,23 +109,7 @@ def test_joining_a_platform_without_ray_says_so(tmp_path: Path) -> None:
         env=FAST,
     )
     try:
-        out = subprocess.run(
-            [
-                str(command("platform")),
-                "up",
-                "--port",
-                "0",
-                "--home",
-                str(tmp_path / "b"),
-                "--join",
-                a.url.split("//", 1)[1],
-                "--ray",
-            ],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **FAST},
-            timeout=180,
-        )
+        out = _join_with_ray(tmp_path / "b", a.url)
     finally:
         a.stop(timeout=30)
     assert out.returncode == 1, out.stdout + out.stderr
