@@ -48,6 +48,7 @@ from .rangesort import RangeRoute, RangeSorts
 from .reread import KeyPartition
 from .results import StageResults
 from .resultstore import ResultStore, ResultWriter, StoredResult
+from .semireduce import reduce_group_sides
 from .settings import ElytraSettings
 from .shuffle import Shuffle
 from .sidesize import Broadcastable
@@ -154,12 +155,10 @@ class Driver:
         (``shuffle.py``); only where they write is where the next stage's tasks read."""
         _ = p.schema
         footers = _footers(p)
-        plan = cut(
-            p.node,
-            sources if sources is not None else dict(p.sources),
-            self._broadcast_bytes(),
-            lambda f: footers.get(f, f),
-        )
+        srcs = sources if sources is not None else dict(p.sources)
+        small = Broadcastable(self._broadcast_bytes(), lambda f: footers.get(f, f))
+        node = reduce_group_sides(p.node, srcs, small)  # a group-by joined on its keys
+        plan = cut(node, srcs, self._broadcast_bytes(), lambda f: footers.get(f, f))
         finals = _final_aggregates(plan) if shuffle else {}
         sides = plan.exchange_sides() if shuffle else {}
         parts_n = self._exchange_parts()

@@ -1,0 +1,157 @@
+"""Semi-join reduction: a group-by joined on its keys reads only the keys the join can match.
+
+TPC-H q17 joins lineitem with the 200 parts its filter keeps, and, on the part key, with the
+average quantity of every part (a correlated subquery, decorrelated into a group-by of all
+of lineitem by part key: 200 k groups, whose partial states all went to the driver). Only
+the groups of the 200 parts can match. So the group-by's input is first semi-joined with that
+filtered part side (small: broadcast into the group-by's own tasks), and it keeps 200 groups.
+
+The rewrite is exact. A join ``J`` (inner, left or semi) whose right side is a group-by ``G``
+on key ``g`` keeps only the groups whose ``g`` equals the key ``k`` of a row of ``J``'s left
+side ``L``. When every row of ``L`` passed an inner (or semi) join of ``k`` with a filtered
+chain ``C`` on ``L``'s spine (the joins every row of ``L`` went through), then ``k`` is always
+one of ``C``'s keys, and the groups whose ``g`` is not are never matched: dropping their rows
+before ``G`` changes no group ``J`` keeps. Only where ``C`` is small enough to broadcast and
+``G``'s input is a chain, so that the semi join runs in ``G``'s tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+from emsqrt import plan as lp
+from platform_core.expr.nodes import Column
+
+from .sidesize import Broadcastable
+from .sources import Source
+from .stages import chain_source, replace_node
+
+__all__ = ["reduce_group_sides"]
+
+_SEMI = "__elytra_semi_key"
+
+
+def reduce_group_sides(root: lp.Node, sources: dict[str, Source], small: Broadcastable) -> lp.Node:
+    """``root`` with each group-by that a join can reduce semi-joined with its reducer."""
+    if small.limit <= 0:
+        return root
+    for _ in range(16):  # each pass rewrites one group-by; a plan has few
+        found = next(_rewrites(root, sources, small), None)
+        if found is None:
+            break
+        old, new = found
+        root = replace_node(root, old, new)
+    return root
+
+
+def _rewrites(
+    node: lp.Node, sources: dict[str, Source], small: Broadcastable
+) -> Iterator[tuple[lp.Aggregate, lp.Aggregate]]:
+    if isinstance(node, lp.Join) and node.how in ("inner", "left", "semi"):
+        for lk, rk in zip(node.left_keys, node.right_keys, strict=True):
+            group = _group_key(node.right, rk)
+            if group is None:
+                continue
+            agg, g = group
+            if _reduced(agg) or chain_source(agg.input, sources, small) is None:
+                continue
+            reducer = _reducer(node.left, lk, sources, small)
+            if reducer is None:
+                continue
+            chain, c = reducer
+            keys = lp.Project(chain, ((_SEMI, c),))
+            semi = lp.Join(agg.input, keys, (g,), (_SEMI,), "semi")
+            yield agg, replace(agg, input=semi)
+            return
+    for kid in lp.children(node):
+        yield from _rewrites(kid, sources, small)
+
+
+def _reduced(agg: lp.Aggregate) -> bool:
+    """Whether ``agg``'s input is already semi-joined by this rewrite."""
+    node = agg.input
+    return isinstance(node, lp.Join) and node.how == "semi" and node.right_keys == (_SEMI,)
+
+
+def _group_key(node: lp.Node, col: str) -> tuple[lp.Aggregate, str] | None:
+    """The group-by under ``node`` and its group key that ``node``'s column ``col`` is, when
+    only renames stand between them (projections, plain column maps, filters)."""
+    while True:
+        if isinstance(node, lp.Filter):
+            node = node.input
+        elif isinstance(node, lp.Project):
+            src = dict(node.columns).get(col)
+            if src is None:
+                return None
+            col, node = src, node.input
+        elif isinstance(node, lp.Map):
+            made = [e for name, e in node.columns if name == col]
+            if made and not isinstance(made[-1], Column):
+                return None
+            col = made[-1].name if made else col  # type: ignore[union-attr]
+            node = node.input
+        elif isinstance(node, lp.Aggregate):
+            ok = node.mode == "full" and col in node.group_by
+            return (node, col) if ok else None
+        else:
+            return None
+
+
+def _reducer(
+    node: lp.Node, col: str, sources: dict[str, Source], small: Broadcastable
+) -> tuple[lp.Node, str] | None:
+    """A filtered chain that every row of ``node`` was inner- or semi-joined with on its
+    column ``col``, and the chain's key column; None when there is none."""
+    while True:
+        if isinstance(node, lp.Filter):
+            node = node.input
+        elif isinstance(node, lp.Project):
+            src = dict(node.columns).get(col)
+            if src is None:
+                return None
+            col, node = src, node.input
+        elif isinstance(node, lp.Map):
+            if any(name == col for name, _ in node.columns):
+                return None  # made here, not read from a join
+            node = node.input
+        elif isinstance(node, lp.Join) and node.how in ("inner", "semi"):
+            for lk, rk in zip(node.left_keys, node.right_keys, strict=True):
+                if lk != col:
+                    continue
+                if _filtered_small(node.right, sources, small):
+                    return node.right, rk
+                if node.how == "inner" and _filtered_small(node.left, sources, small):
+                    return node.left, lk
+            # the column comes from one side: follow it there
+            side = node.left if node.how == "semi" or _has(node.left, col) else node.right
+            node = side
+        elif isinstance(node, lp.Join) and node.how == "left":
+            node = node.left  # the left rows all pass; the right side's may not
+        else:
+            return None
+
+
+def _filtered_small(node: lp.Node, sources: dict[str, Source], small: Broadcastable) -> bool:
+    """A chain over a source, with a filter, that ``small`` broadcasts."""
+    src = chain_source(node, sources)
+    if src is None or not _filters(node):
+        return False
+    return small(node, src)
+
+
+def _filters(node: lp.Node) -> bool:
+    while isinstance(node, lp.Filter | lp.Project | lp.Map):
+        if isinstance(node, lp.Filter):
+            return True
+        node = node.input
+    return False
+
+
+def _has(node: lp.Node, col: str) -> bool:
+    from emsqrt.planning import SchemaResolver
+
+    try:
+        return col in SchemaResolver().schema(node).names
+    except Exception:  # a plan part the resolver cannot type: not this side
+        return False
