@@ -187,7 +187,7 @@ def _width_share(schema: pa.Schema, used: set[str]) -> float:
 
     def width(t: pa.DataType) -> int:
         try:
-            return max(t.bit_width // 8, 1)
+            return max(int(t.bit_width) // 8, 1)
         except ValueError:
             return 16
 
@@ -207,7 +207,7 @@ def _parquet_columns(path: str) -> dict[str, int] | None:
         return None
 
 
-_KEPT: dict[tuple[str, str, int, int], float | None] = {}
+_KEPT: dict[tuple[str, str, str, int, int], float | None] = {}
 """Fractions already counted, by plan, file, size and modification time (chunks never
 change): a repeated query plans without a statement."""
 _KEPT_LOCK = threading.Lock()
