@@ -156,8 +156,8 @@ class Driver:
         _ = p.schema
         footers = _footers(p)
         srcs = sources if sources is not None else dict(p.sources)
-        small = Broadcastable(self._broadcast_bytes(), lambda f: footers.get(f, f))
-        node = reduce_group_sides(p.node, srcs, small)  # a group-by joined on its keys
+        weigh = Broadcastable(self._broadcast_bytes(), lambda f: footers.get(f, f))
+        node = reduce_group_sides(p.node, srcs, weigh)  # a group-by joined on its keys
         plan = cut(node, srcs, self._broadcast_bytes(), lambda f: footers.get(f, f))
         finals = _final_aggregates(plan) if shuffle else {}
         sides = plan.exchange_sides() if shuffle else {}

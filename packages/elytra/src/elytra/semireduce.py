@@ -87,9 +87,11 @@ def _group_key(node: lp.Node, col: str) -> tuple[lp.Aggregate, str] | None:
             col, node = src, node.input
         elif isinstance(node, lp.Map):
             made = [e for name, e in node.columns if name == col]
-            if made and not isinstance(made[-1], Column):
-                return None
-            col = made[-1].name if made else col  # type: ignore[union-attr]
+            if made:
+                last = made[-1]
+                if not isinstance(last, Column):
+                    return None
+                col = last.name
             node = node.input
         elif isinstance(node, lp.Aggregate):
             ok = node.mode == "full" and col in node.group_by
