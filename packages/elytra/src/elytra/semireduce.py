@@ -104,8 +104,11 @@ def _reducer(
     node: lp.Node, col: str, sources: dict[str, Source], small: Broadcastable
 ) -> tuple[lp.Node, str] | None:
     """A filtered chain that every row of ``node`` was inner- or semi-joined with on its
-    column ``col``, and the chain's key column; None when there is none."""
+    column ``col`` (or that chain itself, whose column ``col`` is), and the chain's key
+    column; None when there is none."""
     while True:
+        if _filtered_small(node, sources, small) and _has(node, col):
+            return node, col  # every row reached here through inner joins came from it
         if isinstance(node, lp.Filter):
             node = node.input
         elif isinstance(node, lp.Project):
