@@ -74,30 +74,32 @@ def _reduced(agg: lp.Aggregate) -> bool:
     return isinstance(node, lp.Join) and node.how == "semi" and node.right_keys == (_SEMI,)
 
 
+def _through(node: lp.Node, col: str) -> tuple[lp.Node, str] | None:
+    """One step down from ``node`` keeping column ``col``'s values: a filter, a projection or
+    a plain column map (renames followed); None when ``col`` is computed or dropped there,
+    or ``node`` is anything else."""
+    if isinstance(node, lp.Filter):
+        return node.input, col
+    if isinstance(node, lp.Project):
+        src = dict(node.columns).get(col)
+        return None if src is None else (node.input, src)
+    if isinstance(node, lp.Map):
+        made = [e for name, e in node.columns if name == col]
+        if made and not isinstance(made[-1], Column):
+            return None
+        return node.input, made[-1].name if made else col  # type: ignore[attr-defined]
+    return None
+
+
 def _group_key(node: lp.Node, col: str) -> tuple[lp.Aggregate, str] | None:
     """The group-by under ``node`` and its group key that ``node``'s column ``col`` is, when
     only renames stand between them (projections, plain column maps, filters)."""
-    while True:
-        if isinstance(node, lp.Filter):
-            node = node.input
-        elif isinstance(node, lp.Project):
-            src = dict(node.columns).get(col)
-            if src is None:
-                return None
-            col, node = src, node.input
-        elif isinstance(node, lp.Map):
-            made = [e for name, e in node.columns if name == col]
-            if made:
-                last = made[-1]
-                if not isinstance(last, Column):
-                    return None
-                col = last.name
-            node = node.input
-        elif isinstance(node, lp.Aggregate):
-            ok = node.mode == "full" and col in node.group_by
-            return (node, col) if ok else None
-        else:
+    while not isinstance(node, lp.Aggregate):
+        step = _through(node, col)
+        if step is None:
             return None
+        node, col = step
+    return (node, col) if node.mode == "full" and col in node.group_by else None
 
 
 def _reducer(
@@ -109,17 +111,11 @@ def _reducer(
     while True:
         if _filtered_small(node, sources, small) and _has(node, col):
             return node, col  # every row reached here through inner joins came from it
-        if isinstance(node, lp.Filter):
-            node = node.input
-        elif isinstance(node, lp.Project):
-            src = dict(node.columns).get(col)
-            if src is None:
-                return None
-            col, node = src, node.input
-        elif isinstance(node, lp.Map):
-            if any(name == col for name, _ in node.columns):
-                return None  # made here, not read from a join
-            node = node.input
+        if isinstance(node, lp.Filter | lp.Project | lp.Map):
+            step = _through(node, col)
+            if step is None:
+                return None  # computed here, not read from a join
+            node, col = step
         elif isinstance(node, lp.Join) and node.how in ("inner", "semi"):
             for lk, rk in zip(node.left_keys, node.right_keys, strict=True):
                 if lk != col:
