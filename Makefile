@@ -8,11 +8,11 @@ setup:
 up: setup
 	.venv/bin/platform up
 
-# A run ends with each session's wall seconds; a failed one then names its failed tests (from
-# the sessions' JUnit reports).
+# nox's default sessions in two lanes at once (scripts/lanes.py). A run ends with each session's
+# wall seconds; a failed one then names its failed tests (from the sessions' JUnit reports).
 test: setup
 	@rm -rf .reports
-	.venv/bin/nox; rc=$$?; .venv/bin/python scripts/session_times.py .reports; \
+	.venv/bin/python scripts/lanes.py; rc=$$?; .venv/bin/python scripts/session_times.py .reports; \
 	  if [ $$rc -ne 0 ]; then .venv/bin/python scripts/ci_failures.py .reports; exit 1; fi
 
 lint: setup
