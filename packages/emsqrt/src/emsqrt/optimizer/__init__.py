@@ -9,13 +9,20 @@ from collections.abc import Callable
 
 from .. import plan as lp
 from ..resolve import SchemaResolver
-from . import constant_folding, limit_pushdown, predicate_pushdown, projection_pushdown
+from . import (
+    constant_folding,
+    limit_pushdown,
+    outer_joins,
+    predicate_pushdown,
+    projection_pushdown,
+)
 
 __all__ = ["RULES", "optimize"]
 
 Rule = Callable[[lp.Node, SchemaResolver], lp.Node]
 RULES: tuple[tuple[str, Rule], ...] = (
     ("constant_folding", constant_folding.apply),
+    ("outer_joins", outer_joins.apply),
     ("predicate_pushdown", predicate_pushdown.apply),
     ("limit_pushdown", limit_pushdown.apply),
     ("projection_pushdown", projection_pushdown.apply),
