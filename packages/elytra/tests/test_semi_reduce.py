@@ -101,3 +101,25 @@ def test_a_filtered_side_that_keeps_every_row_reduces_nothing(data: Path, tmp_pa
     want = _duckdb(data, OUTER)
     assert rows == want
     assert len(want) == 5000  # every key: the LEFT join kept them all
+
+
+# TPC-H q20's shape: an IN subquery (a LEFT join to its distinct keys, once decorrelated) and a
+# correlated scalar beside it (a LEFT join to a group-by of all facts); the filter above makes
+# both joins inner, and the IN side's keys then reduce the group-by
+IN_SIDE = """
+SELECT f.k, count(*) AS n FROM facts f
+WHERE f.k IN (SELECT k FROM dims WHERE tag = 'x')
+AND f.v > (SELECT 0.5 * avg(f2.v) FROM facts f2 WHERE f2.k = f.k)
+GROUP BY f.k
+"""
+
+
+@pytest.mark.parametrize("backend", ["inline", "local"])
+def test_an_in_subquery_reduces_the_correlated_group_by_beside_it(
+    data: Path, tmp_path: Path, backend: str
+) -> None:
+    rows, text, rows_in = _run(data, tmp_path, IN_SIDE, backend)
+    assert rows == _duckdb(data, IN_SIDE)
+    assert "Join left" not in text, text  # both decorrelated joins are inner
+    assert "partial aggregate, broadcast join" in text, text
+    assert rows_in < 5000, rows_in  # the 100 tagged keys' groups, not 5,000

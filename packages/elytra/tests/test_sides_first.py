@@ -78,14 +78,37 @@ def test_a_scalar_side_runs_first(facts: Path, tmp_path: Path) -> None:
 
 
 def test_a_plain_group_by_side_is_not_run_first(facts: Path, tmp_path: Path) -> None:
-    """A group-by may keep as many groups as rows: run first it would only add a round."""
-    with elytra.connect(home=tmp_path / "home", backend="local", workers=2) as s:
+    """A group-by of a side too big to broadcast may keep as many groups as rows: run first
+    it would only add a round. (Facts here are about 1 MB: broadcast up to 100 kB.)"""
+    home = tmp_path / "home"
+    with elytra.connect(home=home, backend="local", workers=2, broadcast_bytes=100_000) as s:
         tables = {"facts": s.read_parquet(str(facts / "f*.parquet"))}
         assert "run first" not in s.sql(PLAIN, tables).explain()
         got = _ours(s, facts, PLAIN)
         ran = s.driver.last.stage_seconds
     assert not any(k.startswith("first") for k in ran), ran
     assert got == _duckdb(facts, PLAIN)
+
+
+# an IN subquery over a filtered table: its distinct keys are at most the filter's few rows
+IN_FILTERED = (
+    "SELECT count(*) AS n, sum(v) AS s FROM facts WHERE k IN (SELECT k FROM facts WHERE v > 1090)"
+)
+
+
+@pytest.mark.parametrize("backend", ["inline", "local"])
+def test_a_group_by_of_a_small_filtered_side_is_run_first(
+    facts: Path, tmp_path: Path, backend: str
+) -> None:
+    with elytra.connect(home=tmp_path / "home", backend=backend, workers=2) as s:
+        tables = {"facts": s.read_parquet(str(facts / "f*.parquet"))}
+        assert "run first (side 0)" in s.sql(IN_FILTERED, tables).explain()
+        got = _ours(s, facts, IN_FILTERED)
+        ran = s.driver.last.stage_seconds
+        rows_in = s.driver.last.driver_rows_in
+    assert "first0 tasks" in ran, ran
+    assert got == _duckdb(facts, IN_FILTERED)
+    assert rows_in < 2000, rows_in  # the few keys and the partial sums, not 60,000 facts
 
 
 def test_the_side_s_file_goes_with_the_job(facts: Path, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from emsqrt import CapTooSmallError, EngineConfig, run
 from emsqrt import plan as lp
+from emsqrt.optimizer import outer_joins
 from emsqrt.planning import SchemaResolver
 from platform_core import PlatformError, Schema, new_id
 
@@ -156,8 +157,7 @@ class Driver:
         _ = p.schema
         footers = _footers(p)
         srcs = sources if sources is not None else dict(p.sources)
-        weigh = Broadcastable(self._broadcast_bytes(), lambda f: footers.get(f, f))
-        node = reduce_group_sides(p.node, srcs, weigh)  # a group-by joined on its keys
+        node = _rewritten(p.node, srcs, self._weigh(footers))
         plan = cut(node, srcs, self._broadcast_bytes(), lambda f: footers.get(f, f))
         finals = _final_aggregates(plan) if shuffle else {}
         sides = plan.exchange_sides() if shuffle else {}
@@ -313,7 +313,8 @@ class Driver:
 
     def sides_first(self, p: Pipeline) -> list[lp.Node]:
         """The join sides of ``p`` a job runs first (``prerun.py``), outermost first."""
-        return sides_first(p.node, dict(p.sources), Broadcastable(self._broadcast_bytes()))
+        sources, small = dict(p.sources), self._weigh(_footers(p))
+        return sides_first(_rewritten(p.node, sources, small), sources, small)
 
     # --- running ----------------------------------------------------------------------------
 
@@ -509,8 +510,9 @@ class Driver:
     ) -> Pipeline:
         """``p`` with each join side worth running first (``prerun.py``) run, as a job of its
         own, into a Parquet file in ``spill`` that replaces it as a source."""
-        small = Broadcastable(self._broadcast_bytes())
-        node, sources = p.node, dict(p.sources)
+        small = self._weigh(_footers(p))
+        sources = dict(p.sources)
+        node = _rewritten(p.node, sources, small)  # the sides it runs first reduced too
         for k in range(MAX_SIDES_FIRST):
             side = first_side(node, sources, small)
             if side is None:
@@ -545,7 +547,8 @@ class Driver:
         finally:
             for w in out:
                 w.close()
-        return FileSource(f"first{k}:{job.id}", pq.read_schema(path), paths=(str(path),))
+        schema = pq.read_schema(path)
+        return FileSource(f"first{k}:{job.id}", schema, paths=(str(path),), run_first=True)
 
     def _execute(
         self,
@@ -890,6 +893,10 @@ class Driver:
         cap (every task of the other side holds the whole side)."""
         return min(int(self.settings.broadcast_bytes), int(self.settings.worker_mem_cap) // 8)
 
+    def _weigh(self, footers: dict[str, str]) -> Broadcastable:
+        """What a join broadcasts, chunks named by hash weighed by the files they are here."""
+        return Broadcastable(self._broadcast_bytes(), lambda f: footers.get(f, f))
+
     def _exchange_parts(self) -> int:
         return self.settings.exchange_partitions or 2 * self.settings.workers
 
@@ -1007,6 +1014,13 @@ def _read_groups(path: Path) -> Iterator[pa.Table]:
             yield f.read_row_group(i)
     finally:
         path.unlink(missing_ok=True)
+
+
+def _rewritten(node: lp.Node, sources: dict[str, Source], small: Broadcastable) -> lp.Node:
+    """``node`` with the left joins a filter makes inner (sqlglot's decorrelated ``IN`` and
+    scalar subqueries), then each group-by joined on its keys reduced to the keys the join
+    can match (``semireduce.py``); both keep the answer, and applied twice change nothing."""
+    return reduce_group_sides(outer_joins.apply(node, SchemaResolver()), sources, small)
 
 
 def _add_stats(stats: JobStats, sub: JobStats, name: str) -> None:

@@ -10,8 +10,8 @@ like any other: a broadcast side when it is small (the join is part of the big s
 an aggregate above it partial per task), else a side of a hash exchange. The answer is the
 same: it is the same side, computed by the same engine.
 
-A side is run first when it is known to keep few rows (an aggregate without group keys, or
-one under a HAVING or a limit) and its join could then be cut into the other side's tasks:
+A side is run first when it is known to keep few rows (an aggregate without group keys, one
+under a HAVING or a limit, or a group-by of a chain small enough to broadcast) and its join could then be cut into the other side's tasks:
 the other side is a chain (scans, filters, projections, broadcast joins) and the join type
 lets the reduced side be the one read whole. Its own sides run first in turn (the side is planned as
 a job of its own).
@@ -63,7 +63,9 @@ def _worth_running_first(
 ) -> bool:
     if chain_source(reduced, sources) is not None:
         return False  # a chain already: broadcast or exchanged as it is
-    if not _reduces(reduced) or not _over_sources(reduced, sources):
+    if not (_reduces(reduced) or _groups_a_small_chain(reduced, sources, small)):
+        return False
+    if not _over_sources(reduced, sources):
         return False
     return chain_source(other, sources, small) is not None
 
@@ -78,6 +80,17 @@ def _reduces(node: lp.Node) -> bool:
         reduced = reduced or isinstance(node, lp.Filter | lp.Limit | lp.TopK)
         node = node.input
     return isinstance(node, lp.Aggregate) and (reduced or not node.group_by)
+
+
+def _groups_a_small_chain(node: lp.Node, sources: dict[str, Source], small: Broadcastable) -> bool:
+    """Whether ``node`` is a group-by of a chain small enough to broadcast: it keeps at most
+    that chain's rows (an ``IN`` subquery's distinct keys, TPC-H q20's parts named 'forest%')."""
+    while isinstance(node, _ABOVE):
+        node = node.input
+    if not isinstance(node, lp.Aggregate):
+        return False
+    src = chain_source(node.input, sources)
+    return src is not None and small(node.input, src)
 
 
 def _over_sources(node: lp.Node, sources: dict[str, Source]) -> bool:

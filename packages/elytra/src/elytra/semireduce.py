@@ -24,7 +24,7 @@ from emsqrt import plan as lp
 from platform_core.expr.nodes import Column
 
 from .sidesize import Broadcastable
-from .sources import Source
+from .sources import FileSource, Source
 from .stages import chain_source, replace_node
 
 __all__ = ["reduce_group_sides"]
@@ -109,8 +109,9 @@ def _reducer(
     column ``col`` (or that chain itself, whose column ``col`` is), and the chain's key
     column; None when there is none."""
     while True:
-        if _filtered_small(node, sources, small) and _has(node, col):
-            return node, col  # every row reached here through inner joins came from it
+        keys = _small_keys(node, col, sources, small)
+        if keys is not None:
+            return keys  # every row reached here through inner joins came from it
         if isinstance(node, lp.Filter | lp.Project | lp.Map):
             step = _through(node, col)
             if step is None:
@@ -120,10 +121,11 @@ def _reducer(
             for lk, rk in zip(node.left_keys, node.right_keys, strict=True):
                 if lk != col:
                     continue
-                if _filtered_small(node.right, sources, small):
-                    return node.right, rk
-                if node.how == "inner" and _filtered_small(node.left, sources, small):
-                    return node.left, lk
+                keys = _small_keys(node.right, rk, sources, small)
+                if keys is None and node.how == "inner":
+                    keys = _small_keys(node.left, lk, sources, small)
+                if keys is not None:
+                    return keys
             # the column comes from one side: follow it there
             side = node.left if node.how == "semi" or _has(node.left, col) else node.right
             node = side
@@ -133,10 +135,28 @@ def _reducer(
             return None
 
 
+def _small_keys(
+    node: lp.Node, col: str, sources: dict[str, Source], small: Broadcastable
+) -> tuple[lp.Node, str] | None:
+    """A filtered broadcastable chain whose column holds every value ``node``'s ``col`` can
+    hold: ``node`` itself, or the input of the group-by whose key ``col`` is (an ``IN``
+    subquery's distinct keys: the chain under it has the same keys, and more rows do not
+    change a semi join)."""
+    if _filtered_small(node, sources, small) and _has(node, col):
+        return node, col
+    group = _group_key(node, col)
+    if group is not None and _filtered_small(group[0].input, sources, small):
+        return group[0].input, group[1]
+    return None
+
+
 def _filtered_small(node: lp.Node, sources: dict[str, Source], small: Broadcastable) -> bool:
-    """A chain over a source, with a filter, that ``small`` broadcasts."""
+    """A chain over a source, with a filter (or over a side run first), that ``small``
+    broadcasts."""
     src = chain_source(node, sources)
-    if src is None or not _filters(node):
+    if src is None:
+        return False
+    if not _filters(node) and not (isinstance(src, FileSource) and src.run_first):
         return False
     return small(node, src)
 

@@ -193,6 +193,8 @@ class FileSource(Source):
     paths: tuple[str, ...] = ()
     format: str = "parquet"
     delimiter: str = ","
+    run_first: bool = False
+    """A join side the job ran first (``prerun.py``): already reduced from what it read."""
 
     @classmethod
     def open(cls, pattern: str | os.PathLike[str], format: str, delimiter: str = ",") -> FileSource:
