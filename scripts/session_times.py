@@ -22,7 +22,7 @@ def main(directory: str) -> int:
     for r in runs:
         print(f"  {r['session']:<{width}}  {r['seconds']:>8.1f}  {r['outcome']}")
     total = sum(r["seconds"] for r in runs)
-    print(f"  {'total':<{width}}  {total:>8.1f}  ({total / 60:.1f} min)")
+    print(f"  {'sum':<{width}}  {total:>8.1f}  ({total / 60:.1f} min; two lanes ran at once)")
     return 0
 
 

@@ -139,6 +139,31 @@ def test_resolve_chunks_rewrites_scans_and_checks_fetched_bytes(tmp_path: Path) 
     assert resolve_chunks(plain, lambda s: None, None, tmp_path) is plain
 
 
+def test_a_local_chunk_the_lake_drops_while_the_task_reads_is_still_read(tmp_path: Path) -> None:
+    """The lake trims a replica it no longer needs: its file goes between locating and
+    reading. The task reads its own link to it; one already gone is fetched from a replica."""
+    data = b"PAR1 local chunk"
+    sha = hashlib.sha256(data).hexdigest()
+    store = tmp_path / "lake" / f"{sha}.parquet"
+    store.parent.mkdir()
+    store.write_bytes(data)
+    plan = json.dumps({"op": "scan", "path": chunk_ref(sha), "format": "parquet"})
+    task = Task("t", 0, plan, 1, str(tmp_path / "s"), files=(chunk_ref(sha),))
+    done = resolve_chunks(task, lambda s: str(store), None, tmp_path / "job" / "chunks")
+    store.unlink()  # the lake drops its copy
+    assert Path(done.files[0]).read_bytes() == data
+    assert json.loads(done.plan)["path"] == done.files[0]
+    fetched: list[str] = []
+
+    def fetch(s: str) -> bytes:
+        fetched.append(s)
+        return data
+
+    again = resolve_chunks(task, lambda s: str(store), fetch, tmp_path / "job2" / "chunks")
+    assert fetched == [sha]  # located, but gone by the time it was linked
+    assert Path(again.files[0]).read_bytes() == data
+
+
 @pytest.mark.parametrize(
     ("plan", "files", "why"),
     [

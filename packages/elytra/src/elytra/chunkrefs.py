@@ -130,23 +130,44 @@ def _rewrite(node: Any, paths: dict[str, str]) -> Any:
     return node
 
 
+def _pinned(path: str | None, target: Path) -> str | None:
+    """This platform's copy of a chunk, hard-linked as ``target`` in the job's directory so
+    that the lake can drop or move its copy while the task reads (it trims a replica it no
+    longer needs; the file went between locating and reading, and the query failed). The copy
+    itself where no link can be made (another file system); None when it is gone already."""
+    if path is None:
+        return None
+    if target.exists():
+        return str(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.link")
+    try:
+        os.link(path, tmp)
+    except FileNotFoundError:
+        return None  # dropped since it was located: fetched from a replica instead
+    except OSError:
+        return path if Path(path).is_file() else None
+    os.replace(tmp, target)
+    return str(target)
+
+
 def resolve_chunks(
     task: Task,
     locate: Callable[[str], str | None],
     fetch: Callable[[str], bytes] | None,
     where: Path,
 ) -> Task:
-    """``task`` with each chunk name replaced by a path on this platform: ``locate(sha)``'s
-    copy, else the bytes ``fetch(sha)`` gives (checked against the hash) written once into
-    ``where``. A task naming no chunks is returned as is."""
+    """``task`` with each chunk name replaced by a path on this platform in ``where``:
+    ``locate(sha)``'s copy linked there, else the bytes ``fetch(sha)`` gives (checked against
+    the hash) written there once. A task naming no chunks is returned as is."""
     paths: dict[str, str] = {}
     for name in task.files:
         sha = sha_of(name)
         if sha is None:
             continue
-        found = locate(sha)
+        target = where / f"{sha}.parquet"
+        found = _pinned(locate(sha), target)
         if found is None:
-            target = where / f"{sha}.parquet"
             if not target.exists():
                 if fetch is None:
                     raise PipelineError(f"chunk {sha[:12]} is not on this platform")
