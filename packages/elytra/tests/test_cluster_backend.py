@@ -122,6 +122,30 @@ def test_place_puts_tasks_where_their_chunks_are_and_balances() -> None:
     assert max(counts.values()) - min(counts.values()) <= 2, counts
 
 
+def test_a_broadcast_side_held_by_one_platform_does_not_draw_every_task_there() -> None:
+    """Every task of a stage reads the small side's chunk, which only ``me`` holds (the tables
+    were uploaded through it); each task's own chunk is on ``me`` and one peer. The tasks
+    spread by their own chunks; the small side is fetched where it is missing."""
+    small = "5" * 64
+    own = [f"{i:064x}" for i in range(6)]
+    tasks = [
+        Task(f"t{i}", 0, "{}", 1, "/x", files=(chunk_ref(own[i]), chunk_ref(small)), bytes_in=100)
+        for i in range(6)
+    ]
+    holds = {("me", small)} | {("me", c) for c in own}
+    holds |= {("p1" if i % 2 else "p2", c) for i, c in enumerate(own)}
+    where = place(
+        tasks, "me", ["p1", "p2"], lambda n, s: (n, s) in holds, {"me": 1, "p1": 1, "p2": 1}
+    )
+    for i, t in enumerate(tasks):
+        assert (where[t.id], own[i]) in holds  # a holder of its own chunk
+    counts = {n: sum(1 for t in tasks if where[t.id] == n) for n in ("me", "p1", "p2")}
+    assert counts == {"me": 2, "p1": 2, "p2": 2}, counts
+    # one task alone: every chunk it reads is its own, so the node holding both wins
+    (alone,) = tasks[:1]
+    assert place([alone], "me", ["p1", "p2"], lambda n, s: (n, s) in holds, {})["t0"] == "me"
+
+
 def test_resolve_chunks_rewrites_scans_and_checks_fetched_bytes(tmp_path: Path) -> None:
     good = b"PAR1 chunk bytes"
     sha = hashlib.sha256(good).hexdigest()

@@ -130,25 +130,45 @@ def place(
     holds: Callable[[str, str], bool],
     slots: dict[str, int],
 ) -> dict[str, str]:
-    """Task id -> node id: each chunk-only task to a node holding the most of its chunks,
+    """Task id -> node id: each chunk-only task to a node holding the most of its own chunks,
     among those the least loaded (bytes per slot); every other task to ``me``. Bigger tasks
-    are placed first, so the balance ends even."""
+    are placed first, so the balance ends even. A task's own chunks are those not every task
+    of its stage reads: the chunks all of them read are a broadcast join's small side, which
+    a node lacking it fetches once, and counting them drew every task of TPC-H q07 to the
+    one platform holding all the small tables (the coordinator, through which they were
+    uploaded), with the peers idle. They break ties of load."""
     load = dict.fromkeys([me, *peers], 0.0)
     out: dict[str, str] = {}
+    shared = _shared_chunks(tasks)
     for task in sorted(tasks, key=lambda t: -t.bytes_in):
         shas = chunk_shas(task)
         if shas is None or not peers:
             out[task.id] = me
             continue
-        held = {n: sum(holds(n, s) for s in shas) for n in load}
-        most = max(held.values())
+        common = shared.get(task.stage, set())
+        held = {
+            n: (
+                sum(holds(n, s) for s in shas if s not in common),
+                sum(holds(n, s) for s in shas if s in common),
+            )
+            for n in load
+        }
+        most = max(own for own, _ in held.values())
         best = min(
-            (n for n in load if held[n] == most),
-            key=lambda n: (load[n] + task.bytes_in) / max(1, slots.get(n, 1)),
+            (n for n in load if held[n][0] == most),
+            key=lambda n: ((load[n] + task.bytes_in) / max(1, slots.get(n, 1)), -held[n][1]),
         )
         out[task.id] = best
         load[best] += max(1, task.bytes_in)
     return out
+
+
+def _shared_chunks(tasks: Sequence[Task]) -> dict[int, set[str]]:
+    """Stage -> the chunks every one of its tasks reads, for stages of two tasks or more."""
+    by_stage: dict[int, list[set[str]]] = {}
+    for task in tasks:
+        by_stage.setdefault(task.stage, []).append(set(chunk_shas(task) or ()))
+    return {stage: set.intersection(*sets) for stage, sets in by_stage.items() if len(sets) > 1}
 
 
 class _PeerRefused(Exception):
