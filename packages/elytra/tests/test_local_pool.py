@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -245,6 +246,35 @@ def test_a_non_retryable_error_fails_at_once_as_its_own_type(
     assert info.value.message.split(":", 1)[1] == inline.value.message.split(":", 1)[1]
     assert "Traceback" in info.value.remote_traceback  # type: ignore[attr-defined]
     assert "CapTooSmallError" in info.value.remote_traceback  # type: ignore[attr-defined]
+
+
+def test_a_later_stage_with_the_same_rows_reuses_a_ring_and_spares_are_bounded(
+    data: Path, tmp_path: Path
+) -> None:
+    """Jobs number their stages from 0, so a job's stage 0 met the last job's ring of another
+    schema and made a new one each time; rings of stages done with are kept (two per worker)
+    and one of the same schema is written again."""
+    others = set(_ours())
+    p = LocalPool(workers=1, ring_bytes=1 << 20)
+    try:
+        agg, sel = _small_tasks(data, tmp_path)[0:2]  # two schemas
+        list(p.run([agg], threading.Event()))
+        first = set(_ours()) - others
+        list(p.run([replace(sel, stage=0)], threading.Event()))  # stage 0, another schema
+        list(p.run([agg], threading.Event()))  # the first schema again: its ring, kept
+        assert first <= set(_ours()), "the first job's ring was made again, not reused"
+        assert len(set(_ours()) - others) == 2
+        scans = [
+            _task(f"c{i}", lp.Project(_scan(data / "part0.parquet"), ((f"c{i}", "v"),)), tmp_path)
+            for i in range(5)
+        ]
+        for task in scans:  # five more schemas, one after the other, on stage 0
+            (result,) = p.run([task], threading.Event())
+            assert result.stats["transport"] == "strand"
+        assert len(set(_ours()) - others) == 3  # the one in use and two spares
+    finally:
+        p.close()
+    assert not (set(_ours()) - others)
 
 
 def test_close_stops_every_worker_and_unlinks_every_ring(data: Path, tmp_path: Path) -> None:
