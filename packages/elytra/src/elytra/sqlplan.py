@@ -15,7 +15,7 @@ the query's own output names.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,9 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.optimizer import optimize
+from sqlglot.optimizer.merge_subqueries import merge_subqueries
+from sqlglot.optimizer.optimizer import RULES as OPTIMIZER_RULES
+from sqlglot.optimizer.optimizer import OptimizerFn
 
 from .errors import PipelineError, SQLPlanError
 from .sqlexpr import fold_dates, to_expr
@@ -806,6 +809,24 @@ def _dates_folded(tree: exp.Query) -> exp.Query:
     return folded
 
 
+def _rules_for(tree: exp.Expr) -> Sequence[OptimizerFn]:
+    """sqlglot's optimizer rules for ``tree``: without ``merge_subqueries`` when the query
+    has an outer join and a derived table or CTE computing a column. sqlglot 30 merges such a
+    table on a LEFT join's null-supplying side into the query above, so ``coalesce(v, 0)`` is
+    computed after the join and an unmatched row gets 0 where SQL gives NULL (found by an
+    outside fuzzer against DuckDB)."""
+    outer = any(j.side in ("LEFT", "RIGHT", "FULL") for j in tree.find_all(exp.Join))
+    computed = any(
+        not isinstance(p.unalias(), exp.Column | exp.Star)
+        for q in tree.find_all(exp.Subquery, exp.CTE)
+        if isinstance(q.this, exp.Select)
+        for p in q.this.selects
+    )
+    if outer and computed:
+        return tuple(r for r in OPTIMIZER_RULES if r is not merge_subqueries)
+    return OPTIMIZER_RULES
+
+
 def plan_sql(text: str, tables: Mapping[str, Pipeline]) -> Pipeline:
     """The pipeline of one SELECT over ``tables`` (name -> pipeline): see the module doc."""
     tree = _parse(text)
@@ -828,8 +849,9 @@ def plan_sql(text: str, tables: Mapping[str, Pipeline]) -> Pipeline:
     try:
         schema: dict[str, object] = {name: _duck_types(con, name) for name in known}
         try:
+            folded = _dates_folded(tree)
             optimized = array_any_to_extremes(
-                optimize(_dates_folded(tree), schema=schema, dialect="duckdb")
+                optimize(folded, schema=schema, dialect="duckdb", rules=_rules_for(folded))
             )
         except SqlglotError as exc:
             raise SQLPlanError(f"cannot plan the query: {exc}") from None
