@@ -20,8 +20,7 @@ import pyarrow.parquet as pq
 
 from emsqrt import CapTooSmallError, EngineConfig, run
 from emsqrt import plan as lp
-from emsqrt.optimizer import outer_joins
-from emsqrt.planning import SchemaResolver
+from emsqrt.planning import SchemaResolver, inner_joins
 from platform_core import PlatformError, Schema, new_id
 
 from .backends import Backend
@@ -1020,7 +1019,7 @@ def _rewritten(node: lp.Node, sources: dict[str, Source], small: Broadcastable) 
     """``node`` with the left joins a filter makes inner (sqlglot's decorrelated ``IN`` and
     scalar subqueries), then each group-by joined on its keys reduced to the keys the join
     can match (``semireduce.py``); both keep the answer, and applied twice change nothing."""
-    return reduce_group_sides(outer_joins.apply(node, SchemaResolver()), sources, small)
+    return reduce_group_sides(inner_joins(node), sources, small)
 
 
 def _add_stats(stats: JobStats, sub: JobStats, name: str) -> None:

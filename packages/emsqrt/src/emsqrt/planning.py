@@ -31,6 +31,7 @@ from .kernel import (
 )
 from .optimizer import optimize
 from .optimizer._exprs import columns_of, map_children, rename_columns
+from .optimizer.outer_joins import apply as _inner_joins
 from .optimizer.projection_pushdown import apply as _prune_columns
 from .physical.floatkeys import canonical_key
 from .physical.join import join_key_type
@@ -50,6 +51,7 @@ __all__ = [
     "canonical_key",
     "columns_of",
     "decoded",
+    "inner_joins",
     "join_key_type",
     "kernel_fragment",
     "map_children",
@@ -64,6 +66,12 @@ __all__ = [
     "run_statement",
     "split_alias",
 ]
+
+
+def inner_joins(plan: Node, resolver: SchemaResolver | None = None) -> Node:
+    """``plan`` with each left join whose null-extended rows are all dropped above it made an
+    inner join (the optimizer's ``outer_joins`` rule: decorrelated subqueries' joins)."""
+    return _inner_joins(plan, resolver or SchemaResolver())
 
 
 def prune_columns(plan: Node, resolver: SchemaResolver | None = None) -> Node:
