@@ -186,3 +186,44 @@ def test_the_default_sync_replicas_make_every_majority_hold_every_acknowledged_w
         # the least that is safe (with two servers, 1 keeps a second copy: no election runs
         # without both anyway)
         assert n == 2 or fewer, n
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_a_write_before_the_first_election_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, named: bool
+) -> None:
+    """A server of an election cluster that has just started (term 0, no primary learnt)
+    holds a REST write until the election names a primary (CI: a first write right after
+    the join was a 503), and still answers 503 when none is named within the wait."""
+    from elkyn import Store
+    from elkyn.server import ElkynApp
+    from elkyn.server import app as app_module
+    from elkyn.settings import elkyn_settings
+    from platform_core.auth import TokenSigner
+
+    secret = "s" * 40
+    monkeypatch.setattr(app_module, "FIRST_PRIMARY_WAIT", 1.5)
+    settings = elkyn_settings(secret=secret, home=tmp_path, memory=True)
+    admin = {"authorization": "Bearer " + TokenSigner(secret).issue("ops", admin=True)}
+
+    async def run() -> httpx.Response:
+        with Store(memory=True) as store:
+            app = ElkynApp(settings, store, signer=TokenSigner(secret))
+            app.fence = Fence(sync_replicas=0, sync_timeout=1.0)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://e") as http:
+                writing = asyncio.ensure_future(http.put("/a.json", json=1, headers=admin))
+                await asyncio.sleep(0.3)
+                assert not writing.done()  # held, not refused
+                if named:
+                    app.fence.promote(1)  # the elector names this server
+                answer = await asyncio.wait_for(writing, 5.0)
+                assert store.get("/a") == (1 if named else None)
+                return answer
+
+    answer = asyncio.run(run())
+    if named:
+        assert answer.status_code == 200, answer.text
+    else:
+        assert answer.status_code == 503, answer.text
+        assert "not yet learnt from the election" in answer.json()["error"]

@@ -86,6 +86,9 @@ _WRITE_SIZE = {
     "unlimited": None,
 }
 _TOKEN_CACHE = 10_000
+FIRST_PRIMARY_WAIT = 5.0
+"""Seconds a write to a server that has not yet learnt its election's primary waits for it
+(the first election takes a few heartbeats; a write still unplaced after this is a 503)."""
 _TIMEOUT = re.compile(r"^(\d{1,7})(ms|s|min)$")
 _MAX_TIMEOUT_MS = 15 * 60 * 1000
 
@@ -510,6 +513,7 @@ class ElkynApp:
         body = (
             await req.body(limit, self.settings.body_timeout_seconds) if method != "DELETE" else b""
         )
+        await self._learn_the_primary()
         if self.forwarder is not None:  # a replica: the primary checks the token and rules
             await self.forwarder.forward(req, send, method, body)
             return
@@ -548,7 +552,20 @@ class ElkynApp:
         await respond_json(send, 200, result, pretty=pretty, headers=headers)
 
     # ---- rules and tokens ----
+    async def _learn_the_primary(self) -> None:
+        """In an election cluster, a server that has not yet learnt the primary (it has just
+        started or joined) waits for the election, at most ``FIRST_PRIMARY_WAIT`` seconds,
+        so a first write right after ``platform up --join`` is taken rather than refused."""
+        fence = self.fence
+        if fence is None or fence.term != 0 or fence.primary:
+            return
+        deadline = time.monotonic() + FIRST_PRIMARY_WAIT
+        while self.forwarder is None and not fence.serving() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
     async def _rules(self, req: Request, send: Send) -> None:
+        if req.method == "PUT":
+            await self._learn_the_primary()
         if req.method == "PUT" and self.forwarder is not None:
             # a replica takes its rules from the primary, which decides who may set them
             await self.forwarder.forward(
