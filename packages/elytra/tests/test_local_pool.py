@@ -261,8 +261,11 @@ def test_a_later_stage_with_the_same_rows_reuses_a_ring_and_spares_are_bounded(
         list(p.run([agg], threading.Event()))
         first = set(_ours()) - others
         list(p.run([replace(sel, stage=0)], threading.Event()))  # stage 0, another schema
-        list(p.run([agg], threading.Event()))  # the first schema again: its ring, kept
+        (again,) = p.run([agg], threading.Event())  # the first schema again: its ring, kept
         assert first <= set(_ours()), "the first job's ring was made again, not reused"
+        # written at the first attempt: the worker's writer of that ring is reused (a second
+        # writer of the same ring in one process failed the attempt, and a retry hid it)
+        assert (again.stats["attempt"], again.stats["transport"]) == (1, "strand")
         assert len(set(_ours()) - others) == 2
         scans = [
             _task(f"c{i}", lp.Project(_scan(data / "part0.parquet"), ((f"c{i}", "v"),)), tmp_path)

@@ -353,3 +353,19 @@ def test_date_intervals_are_folded_before_sqlglot_sees_them() -> None:
     ):
         with pytest.raises(SQLPlanError, match="INTERVAL"):
             _dates_folded(sqlglot.parse_one(text, read="duckdb"))  # type: ignore[arg-type]
+
+
+def test_queries_planned_at_once_bind_their_own_tables(tmp_path: Path) -> None:
+    """The planner binds every query on a cursor of one DuckDB database: tables of the same
+    name and other schemas, planned on several threads at once, never meet."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with elytra.connect(home=tmp_path / "home", backend="inline") as s:
+
+        def plan(i: int) -> list[str]:
+            t = s.from_arrow(pa.table({f"c{i}": [i], "k": [str(i)]}))
+            return s.sql(f"SELECT c{i} + 1 AS v{i}, k FROM t", {"t": t}).columns
+
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(plan, range(40)))
+    assert got == [[f"v{i}", "k"] for i in range(40)]

@@ -154,8 +154,12 @@ class _Worker:
             reply = _recv(self.conn)
             ring = reply["name"]
             assert ring is not None
-            writer = StrandWriter(ring, timeout=_WRITE_TIMEOUT)
-            self.writers[ring] = writer
+            writer = self.writers.get(ring)  # a spare ring this worker wrote before
+            if writer is None or writer.schema != sschema:
+                if writer is not None:  # one writer per ring and process: the old one goes
+                    writer.close()
+                writer = StrandWriter(ring, timeout=_WRITE_TIMEOUT)
+                self.writers[ring] = writer
         writer.reset()
         writer.begin()  # before "stream": the driver must never see the last task's eos
         _send(self.conn, {"op": "stream", "ring": ring})
