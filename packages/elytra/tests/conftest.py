@@ -96,7 +96,7 @@ def session(tmp_path: Path) -> Iterator[elytra.Session]:
 def pool() -> Iterator[elytra.LocalPool]:
     """One local pool of two workers per test module (closed after it: test_local_pool
     checks that no ring of this process is left)."""
-    p = elytra.LocalPool(2, ring_bytes=4 << 20)
+    p = elytra.LocalPool(2, ring_bytes=4 << 20, inline_bytes=0)
     yield p
     p.close()
 
@@ -104,7 +104,7 @@ def pool() -> Iterator[elytra.LocalPool]:
 @pytest.fixture(scope="module")
 def one_worker_pool() -> Iterator[elytra.LocalPool]:
     """A pool of one worker with a long lease, per test module: tasks queue behind each other."""
-    p = elytra.LocalPool(workers=1, ring_bytes=1 << 20, lease_seconds=60.0)
+    p = elytra.LocalPool(workers=1, ring_bytes=1 << 20, lease_seconds=60.0, inline_bytes=0)
     try:
         p.wait_ready()
         yield p

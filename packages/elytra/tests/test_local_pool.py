@@ -67,7 +67,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def pool() -> Iterator[LocalPool]:
-    p = LocalPool(workers=2, ring_bytes=4 << 20, max_attempts=3, lease_seconds=60.0)
+    p = LocalPool(workers=2, ring_bytes=4 << 20, max_attempts=3, lease_seconds=60.0, inline_bytes=0)
     try:
         p.wait_ready()
         yield p
@@ -135,6 +135,30 @@ def test_a_result_bigger_than_the_ring_streams_through_it(
     assert result.table.nbytes > 12 * pool.ring_bytes  # 52.8 MB through a 4 MiB ring
     assert result.stats["transport"] == "strand"
     assert result.table.equals(pq.read_table(data / "big.parquet"))
+
+
+def test_a_small_result_comes_over_the_pipe_and_a_larger_one_through_a_ring(
+    data: Path, tmp_path: Path
+) -> None:
+    """A result of at most ``inline_bytes`` comes as IPC bytes over the pipe (no ring made:
+    a ring of a new schema cost more than the whole small task); a larger one through a
+    ring. Both equal the inline backend's."""
+    others = set(_ours())
+    small = _small_tasks(data, tmp_path)[0]  # a few hundred bytes of groups
+    big = _task("big", _scan(data / "big.parquet"), tmp_path, cap=256 << 20, stage=1)
+    p = LocalPool(workers=1, ring_bytes=4 << 20, inline_bytes=1 << 20)
+    try:
+        (got,) = p.run([small], threading.Event())
+        assert got.stats["transport"] == "ipc"
+        assert not set(_ours()) - others  # no ring made for it
+        (want,) = InlineBackend().run([small], threading.Event())
+        assert got.table.equals(want.table)
+        (large,) = p.run([big], threading.Event())
+        assert large.table.nbytes > p.inline_bytes
+        assert large.stats["transport"] == "strand"
+        assert large.table.equals(pq.read_table(data / "big.parquet"))
+    finally:
+        p.close()
 
 
 def test_a_type_strand_cannot_hold_falls_back_to_ipc(
@@ -255,7 +279,7 @@ def test_a_later_stage_with_the_same_rows_reuses_a_ring_and_spares_are_bounded(
     schema and made a new one each time; rings of stages done with are kept (two per worker)
     and one of the same schema is written again."""
     others = set(_ours())
-    p = LocalPool(workers=1, ring_bytes=1 << 20)
+    p = LocalPool(workers=1, ring_bytes=1 << 20, inline_bytes=0)
     try:
         agg, sel = _small_tasks(data, tmp_path)[0:2]  # two schemas
         list(p.run([agg], threading.Event()))
@@ -282,7 +306,7 @@ def test_a_later_stage_with_the_same_rows_reuses_a_ring_and_spares_are_bounded(
 
 def test_close_stops_every_worker_and_unlinks_every_ring(data: Path, tmp_path: Path) -> None:
     others = set(_ours())  # the module's pool's rings (same pid) stay
-    p = LocalPool(workers=1, ring_bytes=1 << 20)
+    p = LocalPool(workers=1, ring_bytes=1 << 20, inline_bytes=0)
     (result,) = p.run(_small_tasks(data, tmp_path)[1:2], threading.Event())
     assert result.stats["transport"] == "strand"
     rings = set(_ours()) - others

@@ -4,11 +4,13 @@
 The protocol (every control message is a small JSON object sent with ``send_bytes``):
 
 driver -> worker
-    ``{"op": "task", "task": <Task JSON>, "spill": dir, "ring": name | null, "rings": [...]}``
+    ``{"op": "task", "task": <Task JSON>, "spill": dir, "ring": name | null, "rings": [...],
+    "inline": bytes}``
         run a task; ``spill`` is this attempt's own spill directory (the driver removes it
         afterwards, also when it had to kill the worker); ``ring`` is the ring the driver
         holds for this worker and the task's stage, if any; ``rings`` every ring it still
-        holds for this worker (writers on other rings are closed).
+        holds for this worker (writers on other rings are closed); a result of at most
+        ``inline`` Arrow bytes comes as IPC (below), not through a ring.
     ``{"op": "ring", "name": name}``  the answer to ``need_ring``.
     ``{"op": "stop"}``  exit.
 
@@ -20,8 +22,8 @@ worker -> driver
     ``{"op": "done", "via": "strand" | "empty", ...}``  after ``finalize()``; carries
         ``seconds``, ``stats``, ``rows`` and ``schema`` (the result's exact Arrow schema, which
         the driver casts the ring's batches back to).
-    ``{"op": "ipc", ...}`` followed by one raw message of Arrow IPC stream bytes: the fallback
-        for a result strand cannot hold (a type outside strand's vocabulary, a dictionary
+    ``{"op": "ipc", ...}`` followed by one raw message of Arrow IPC stream bytes: a small
+        result, or the fallback for a result strand cannot hold (a type outside strand's vocabulary, a dictionary
         column, a list with null elements).
     ``{"op": "error", "module", "type", "message", "details", "traceback", "retryable"}``.
 """
@@ -134,6 +136,9 @@ class _Worker:
         try:
             if table.num_rows == 0:
                 _send(self.conn, {"op": "done", "via": "empty", **base})
+                return
+            if table.nbytes <= int(msg.get("inline", 0)):  # small: the pipe, not a ring
+                self._send_ipc(table, base)
                 return
             sschema = strand_schema(table.schema)
             if sschema is None or not self._stream(msg.get("ring"), sschema, table):

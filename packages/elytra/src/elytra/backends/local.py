@@ -14,6 +14,10 @@
   acknowledges it, while the worker writes the next. The copied batches become the
   ``TaskResult`` table as they are (no further concatenation), cast back to the result's exact
   Arrow schema where strand widened a type (int8 -> int32, large_string -> string, ...).
+* A result of at most ``inline_bytes`` (1 MiB; Arrow buffer bytes) comes as Arrow IPC
+  bytes over the pipe: a ring of a new schema costs the driver about 20 ms to make and the
+  worker 10 ms to map, and a small result (a scalar side, a partial aggregate) copied
+  through the pipe costs about a millisecond; a larger one streams through strand.
 * An empty result sends only its schema. A result strand cannot hold (a type outside strand's
   vocabulary, a string dictionary, a list with null elements) falls back to Arrow IPC stream
   bytes over the pipe for that task; ``stats["transport"]`` says which way a result came
@@ -163,6 +167,7 @@ class LocalPool:
         ring_bytes: int = 16 << 20,
         max_attempts: int = 3,
         lease_seconds: float = 600.0,
+        inline_bytes: int = 1 << 20,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
@@ -170,6 +175,8 @@ class LocalPool:
             raise ValueError(f"ring_bytes must be a multiple of 64 and >= 64 KiB, got {ring_bytes}")
         self.workers = workers
         self.ring_bytes = ring_bytes
+        self.inline_bytes = inline_bytes
+        """A result of at most these Arrow bytes comes over the pipe, not a ring."""
         self.max_attempts = max_attempts
         self.lease_seconds = lease_seconds
         self._ctx = multiprocessing.get_context("spawn")
@@ -313,6 +320,7 @@ class LocalPool:
             "spill": spill,
             "ring": ring.name if ring else None,
             "rings": [r.name for r in slot.all_rings()],
+            "inline": self.inline_bytes,
         }
         with self._lock:
             slot.task, slot.spill = task, spill
