@@ -369,3 +369,26 @@ def test_queries_planned_at_once_bind_their_own_tables(tmp_path: Path) -> None:
         with ThreadPoolExecutor(4) as pool:
             got = list(pool.map(plan, range(40)))
     assert got == [[f"v{i}", "k"] for i in range(40)]
+
+
+def test_a_query_planned_again_reuses_its_optimized_tree_unharmed(tmp_path: Path) -> None:
+    """The planner keeps sqlglot's optimized tree by text and table schemas: the same text
+    plans to the same stages again (the kept tree is not changed by the first planning), and
+    over tables of another schema it is planned afresh."""
+    from elytra import sqlplan
+
+    sql = (
+        "SELECT k, sum(v) AS s FROM t WHERE k IN (SELECT k FROM t GROUP BY k "
+        "HAVING count(*) > 1) GROUP BY k ORDER BY k"
+    )
+    with elytra.connect(home=tmp_path / "home", backend="inline") as s:
+        ints = s.from_arrow(pa.table({"k": [1, 1, 2, 3, 3, 3], "v": [1, 2, 3, 4, 5, 6]}))
+        first = s.sql(sql, {"t": ints})
+        assert any(key[0] == sql for key in sqlplan._OPTIMIZED)
+        again = s.sql(sql, {"t": ints})
+        assert again.explain() == first.explain()
+        assert again.collect().to_pylist() == [{"k": 1, "s": 3}, {"k": 3, "s": 15}]
+        texts = s.from_arrow(pa.table({"k": ["a", "a", "b"], "v": [1.5, 2.0, 3.0]}))
+        other = s.sql(sql, {"t": texts}).collect()
+    assert other.to_pylist() == [{"k": "a", "s": 3.5}]
+    assert other.schema.field("k").type == pa.string()
