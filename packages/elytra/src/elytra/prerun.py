@@ -23,6 +23,7 @@ from collections.abc import Iterator
 
 from emsqrt import plan as lp
 
+from .reducers import reduces_a_group_by
 from .sidesize import Broadcastable
 from .sources import Source
 from .stages import BROADCAST_LEFT, BROADCAST_RIGHT, chain_source
@@ -54,6 +55,10 @@ def _candidates(
             if node.how in allowed and _worth_running_first(reduced, other, sources, small):
                 yield reduced
                 return  # its join is settled; what is above it is seen on the next pass
+        chain = reduces_a_group_by(node, sources, small)
+        if chain is not None and _over_sources(chain, sources):
+            yield chain  # its keys reduce the group-by it meets (``reducers.py``)
+            return
     for kid in lp.children(node):
         yield from _candidates(kid, sources, small)
 

@@ -27,7 +27,7 @@ from .sidesize import Broadcastable
 from .sources import FileSource, Source
 from .stages import chain_source, replace_node
 
-__all__ = ["reduce_group_sides"]
+__all__ = ["group_key", "reduce_group_sides"]
 
 _SEMI = "__elytra_semi_key"
 
@@ -50,22 +50,41 @@ def _rewrites(
 ) -> Iterator[tuple[lp.Aggregate, lp.Aggregate]]:
     if isinstance(node, lp.Join) and node.how in ("inner", "left", "semi"):
         for lk, rk in zip(node.left_keys, node.right_keys, strict=True):
-            group = _group_key(node.right, rk)
+            group = group_key(node.right, rk)
             if group is None:
                 continue
             agg, g = group
-            if _reduced(agg) or chain_source(agg.input, sources, small) is None:
+            if chain_source(agg.input, sources, small) is None:
                 continue
+            if _reduced(agg) and not _any_run_first(sources):
+                continue  # reduced already, and no side run first to reduce it further
             reducer = _reducer(node.left, lk, sources, small)
             if reducer is None:
                 continue
             chain, c = reducer
+            rows = agg.input
+            if isinstance(rows, lp.Join) and _reduced(agg):
+                # reduced already; again only by a side run first (``reducers.py``: it
+                # holds the keys that reach the join, fewer than a filtered chain's)
+                if not _run_first(chain, sources) or _run_first(rows.right, sources):
+                    continue
+                rows = rows.left
             keys = lp.Project(chain, ((_SEMI, c),))
-            semi = lp.Join(agg.input, keys, (g,), (_SEMI,), "semi")
+            semi = lp.Join(rows, keys, (g,), (_SEMI,), "semi")
             yield agg, replace(agg, input=semi)
             return
     for kid in lp.children(node):
         yield from _rewrites(kid, sources, small)
+
+
+def _any_run_first(sources: dict[str, Source]) -> bool:
+    return any(isinstance(s, FileSource) and s.run_first for s in sources.values())
+
+
+def _run_first(node: lp.Node, sources: dict[str, Source]) -> bool:
+    """Whether the chain ``node`` reads a side run first (``prerun.py``)."""
+    src = chain_source(node, sources)
+    return isinstance(src, FileSource) and src.run_first
 
 
 def _reduced(agg: lp.Aggregate) -> bool:
@@ -91,7 +110,7 @@ def _through(node: lp.Node, col: str) -> tuple[lp.Node, str] | None:
     return None
 
 
-def _group_key(node: lp.Node, col: str) -> tuple[lp.Aggregate, str] | None:
+def group_key(node: lp.Node, col: str) -> tuple[lp.Aggregate, str] | None:
     """The group-by under ``node`` and its group key that ``node``'s column ``col`` is, when
     only renames stand between them (projections, plain column maps, filters)."""
     while not isinstance(node, lp.Aggregate):
@@ -144,7 +163,7 @@ def _small_keys(
     change a semi join)."""
     if _filtered_small(node, sources, small) and _has(node, col):
         return node, col
-    group = _group_key(node, col)
+    group = group_key(node, col)
     if group is not None and _filtered_small(group[0].input, sources, small):
         return group[0].input, group[1]
     return None

@@ -20,7 +20,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import pyarrow as pa
@@ -33,7 +33,15 @@ from platform_core.expr.nodes import Column, walk
 
 from .sources import Source
 
-__all__ = ["NO_BROADCAST", "Broadcastable", "SideSize", "side_bytes", "side_size"]
+__all__ = [
+    "NO_BROADCAST",
+    "Broadcastable",
+    "SideSize",
+    "anonymous",
+    "sample_rows",
+    "side_bytes",
+    "side_size",
+]
 
 SAMPLE_CAP = 64 << 20
 """The cap the planner's count of a side's kept rows runs under (one statement, one thread,
@@ -207,9 +215,10 @@ def _parquet_columns(path: str) -> dict[str, int] | None:
         return None
 
 
-_KEPT: dict[tuple[str, str, str, int, int], float | None] = {}
-"""Fractions already counted, by plan, file, size and modification time (chunks never
-change): a repeated query plans without a statement."""
+_KEPT: dict[tuple[str, str, int, int], float | None] = {}
+"""Fractions already counted, by plan (its source's name left out: each read of the same
+files is a source of another name), file, size and modification time (chunks never change):
+a repeated query plans without a statement."""
 _KEPT_LOCK = threading.Lock()
 
 
@@ -224,7 +233,7 @@ def _kept_fraction(chain: lp.Node, src: Source, path: str) -> float | None:
         groups = _spread(pq.read_metadata(path).num_row_groups)
     except (OSError, ValueError, pq.lib.ArrowException):
         return None
-    key = (plan_to_json(chain), src.name, path, st.st_size, st.st_mtime_ns)
+    key = (plan_to_json(anonymous(chain, src.name)), path, st.st_size, st.st_mtime_ns)
     with _KEPT_LOCK:
         if key in _KEPT:
             return _KEPT[key]
@@ -243,6 +252,25 @@ def _kept_fraction(chain: lp.Node, src: Source, path: str) -> float | None:
             _KEPT.pop(next(iter(_KEPT)))
         _KEPT[key] = fraction
     return fraction
+
+
+def sample_rows(path: str, src: Source, used: set[str] | None) -> pa.Table | None:
+    """The rows a side's kept fraction is counted on (see :func:`_kept_fraction`): slices of
+    at most ``SAMPLE_GROUPS`` row groups spread over the Parquet file at ``path``."""
+    try:
+        groups = _spread(pq.read_metadata(path).num_row_groups)
+    except (OSError, ValueError, pq.lib.ArrowException):
+        return None
+    return _sample(path, groups, src, used)
+
+
+def anonymous(chain: lp.Node, name: str) -> lp.Node:
+    """``chain`` with its leaf ``Input(name)`` named ``__side``: plans over two reads of the
+    same files (sources of two names) compare equal for a cache keyed by files too."""
+    if isinstance(chain, lp.Input):
+        return replace(chain, name="__side") if chain.name == name else chain
+    kids = lp.children(chain)
+    return lp.replace_children(chain, tuple(anonymous(k, name) for k in kids)) if kids else chain
 
 
 def _sample(path: str, groups: list[int], src: Source, used: set[str] | None) -> pa.Table | None:

@@ -63,7 +63,15 @@ from .task import Task
 if TYPE_CHECKING:
     from .shuffle import Shuffle
 
-__all__ = ["Exchange", "ExchangeSource", "Stage", "StagePlan", "cut", "group_exchange"]
+__all__ = [
+    "Exchange",
+    "ExchangeSource",
+    "Stage",
+    "StagePlan",
+    "broadcast_joins",
+    "cut",
+    "group_exchange",
+]
 
 _LOCAL = (lp.Filter, lp.Project, lp.Map, lp.PyMap)
 
@@ -217,6 +225,13 @@ def _walk(
             return node, passed
         passed.append(split)
         node = split.big
+
+
+def broadcast_joins(
+    node: lp.Node, sources: dict[str, Source], small: Broadcastable
+) -> list[Broadcast]:
+    """The broadcast joins down the chain ``node``, outermost first (none: a plain chain)."""
+    return _walk(node, sources, small)[1]
 
 
 def chain_source(

@@ -1,0 +1,174 @@
+"""Chains run first to reduce a group-by: the dynamic semi join of a decorrelated ``EXISTS``.
+
+TPC-H q21 keeps the lineitems of one nation's suppliers whose orders failed (75 k of 6 M
+rows: a chain over lineitem with two broadcast joins), and asks of each whether another
+supplier's line of the same order exists. sqlglot decorrelates the ``EXISTS`` into a
+group-by of all of lineitem by order key (1.5 M groups) joined to that chain on the key. Only
+the groups of the chain's 75 k order keys can match, but none of the chain's filters is on
+the key, so semi-join reduction (``semireduce.py``) has no small chain to reduce by: the keys
+are known only once the chain has run. DuckDB's plan gets them the same way (a delim join
+runs the outer side first and pushes its keys into the subquery).
+
+So such a chain is run first (``prerun.py``), into a file that semireduce then uses as the
+reducer: the group-by's tasks semi-join their rows with the file's keys and keep 75 k groups.
+A chain qualifies when it joins a group-by on the group's key (an inner, left or semi join
+with the chain on the left) and what it keeps, counted on a sample of its source with its
+broadcast sides read whole, is small enough to broadcast. The count is DuckDB's over the
+same rows a side's filters are counted on (``sidesize.py``), cached by plan and files.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+
+from emsqrt import plan as lp
+from emsqrt.planning import kernel_fragment, plan_to_json, run_statement
+
+from .semireduce import group_key
+from .sidesize import (
+    SAMPLE_CAP,
+    Broadcastable,
+    anonymous,
+    sample_rows,
+    side_bytes,
+    side_size,
+)
+from .sources import Source
+from .stages import broadcast_joins, chain_source
+
+__all__ = ["reduces_a_group_by"]
+
+_KEPT: dict[tuple[str, tuple[tuple[str, int, int], ...]], float | None] = {}
+"""Fractions already counted, by plan (its broadcast sides as scans of their files, its
+source's name left out) and its files' sizes and modification times."""
+_KEPT_LOCK = threading.Lock()
+
+
+def reduces_a_group_by(
+    join: lp.Join, sources: dict[str, Source], small: Broadcastable
+) -> lp.Node | None:
+    """``join``'s left side, when it is a chain through broadcast joins that keeps little and
+    ``join`` matches it to a group-by on the group's key (see the module); else None."""
+    if join.how not in ("inner", "left", "semi") or small.limit <= 0:
+        return None
+    chain = join.left
+    src = chain_source(chain, sources, small)
+    if src is None or chain_source(chain, sources) is not None:
+        return None  # not a chain, or one without joins (semireduce weighs those itself)
+    groups = [g[0] for rk in join.right_keys if (g := group_key(join.right, rk)) is not None]
+    if not any(_worth_reducing(g, sources, small) for g in groups):
+        return None
+    kept = _joined_fraction(chain, src, sources, small)
+    if kept is None:
+        return None
+    return chain if side_bytes(chain, src, small.locate) * kept <= small.limit else None
+
+
+WELL_REDUCED = 1 / 8
+"""A group-by semi-joined already with a filtered chain that keeps at most this fraction of
+its source (q17's 200 of 200 k parts) gains too little from a side run first to pay for its
+round of tasks."""
+
+
+def _worth_reducing(agg: lp.Aggregate, sources: dict[str, Source], small: Broadcastable) -> bool:
+    """Whether ``agg``'s input is a chain (its tasks can semi-join) not already reduced by a
+    filtered chain that keeps little (see ``WELL_REDUCED``)."""
+    if chain_source(agg.input, sources, small) is None:
+        return False
+    rows = agg.input
+    if not (isinstance(rows, lp.Join) and rows.how == "semi"):
+        return True
+    src = chain_source(rows.right, sources)
+    if src is None:
+        return True
+    size = side_size(rows.right, src, small.locate, count_above=-1)
+    return size.held > WELL_REDUCED * max(size.read, 1)
+
+
+def _joined_fraction(
+    chain: lp.Node, src: Source, sources: dict[str, Source], small: Broadcastable
+) -> float | None:
+    """The fraction of ``src``'s rows that ``chain`` keeps through its filters and joins:
+    DuckDB's count over a sample of one of ``src``'s files here, each broadcast side read
+    whole from its files here; None when a file is not here or the kernel cannot count."""
+    locate = small.locate or (lambda f: f)
+    passed = broadcast_joins(chain, sources, small)
+    whole: dict[str, lp.Node] = {}
+    for b in passed:
+        paths = [locate(f) for part in b.source.parts(1 << 62) for f in part.files]
+        if not paths or not all(os.path.exists(f) for f in paths):
+            return None
+        scans = [b.source.scan(f) for f in paths]
+        whole[b.source.name] = scans[0] if len(scans) == 1 else lp.Union(tuple(scans))
+    here = [locate(f) for part in src.parts(1) for f in part.files]
+    path = next((f for f in here if f.endswith(".parquet") and os.path.exists(f)), None)
+    if path is None:
+        return None
+    files = (path, *(s.path for n in whole.values() for s in _scans_of(n)))
+    try:
+        stats = tuple((f, (st := os.stat(f)).st_size, st.st_mtime_ns) for f in files)
+    except OSError:
+        return None
+    key = (plan_to_json(anonymous(_with_scans(chain, whole), src.name)), stats)
+    with _KEPT_LOCK:
+        if key in _KEPT:
+            return _KEPT[key]
+    fraction = _count(_with_scans(chain, whole), src, path, _leaf_columns(chain, src))
+    with _KEPT_LOCK:
+        while len(_KEPT) >= 256:
+            _KEPT.pop(next(iter(_KEPT)))
+        _KEPT[key] = fraction
+    return fraction
+
+
+def _count(chain: lp.Node, src: Source, path: str, used: set[str] | None) -> float | None:
+    sample = sample_rows(path, src, used)
+    if sample is None or not sample.num_rows:
+        return None
+    fragment = kernel_fragment(chain, SAMPLE_CAP, {src.name: sample.to_batches()})
+    if fragment is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="elytra-reducer-") as spill:
+        got = run_statement(
+            fragment, SAMPLE_CAP, spill, lambda sql: f"SELECT count(*) FROM ({sql})"
+        )
+    if not got:
+        return None
+    return min(int(got[0][0] or 0) / sample.num_rows, 1.0)  # type: ignore[no-any-return]
+
+
+def _leaf_columns(node: lp.Node, src: Source) -> set[str] | None:
+    """The columns of ``src`` that the projection right above its leaf keeps (SQL's chains
+    have one), so the sample decodes only those; None: all of them."""
+    above: lp.Node | None = None
+    while True:
+        if isinstance(node, lp.Input):
+            if node.name == src.name and isinstance(above, lp.Project):
+                return {c for _, c in above.columns}
+            return None
+        kids = [k for k in lp.children(node) if _reads(k, src.name)]
+        if len(kids) != 1:
+            return None
+        above, node = node, kids[0]
+
+
+def _reads(node: lp.Node, name: str) -> bool:
+    if isinstance(node, lp.Input):
+        return node.name == name
+    return any(_reads(k, name) for k in lp.children(node))
+
+
+def _with_scans(node: lp.Node, whole: dict[str, lp.Node]) -> lp.Node:
+    """``node`` with each broadcast side's ``Input`` read whole from its files."""
+    if isinstance(node, lp.Input) and node.name in whole:
+        return whole[node.name]
+    kids = lp.children(node)
+    return lp.replace_children(node, tuple(_with_scans(k, whole) for k in kids)) if kids else node
+
+
+def _scans_of(node: lp.Node) -> list[lp.Scan]:
+    if isinstance(node, lp.Scan):
+        return [node]
+    return [s for k in lp.children(node) for s in _scans_of(k)]
