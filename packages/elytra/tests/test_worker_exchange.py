@@ -391,3 +391,47 @@ def test_a_partial_aggregate_that_would_spill_partitions_its_rows(
         got = pipeline.collect().sort_by("m").column("sx").to_pylist()
     sql = f"SELECT sum(x) AS sx FROM '{tmp_path}/p*.parquet' GROUP BY m ORDER BY m"
     assert got == [v for (v,) in duckdb.sql(sql).fetchall()]
+
+
+def test_a_group_count_sample_reads_the_first_rows_of_a_part_not_its_first_rows_out(
+    tmp_path: Path,
+) -> None:
+    """A chain that keeps one row in 50 (each its own group) is sampled over the first
+    65,536 rows of its part, not until 65,536 rows come out (that read the whole part: a
+    semi join with a side run first made planning TPC-H q20 cost as much as a task); the
+    kept rows are scaled to the part, and groups as many as the rows the aggregate gets
+    partition those rows ("rows"), as without the filter."""
+    rows = 400_000
+    for i in range(2):
+        duckdb.sql(
+            f"COPY (SELECT r AS k, r::DOUBLE AS x FROM range({i * rows}, {(i + 1) * rows}) "
+            f"t(r)) TO '{tmp_path}/p{i}.parquet' (FORMAT parquet, ROW_GROUP_SIZE 50000)"
+        )
+    with elytra.connect(home=tmp_path / "home", backend="inline", progress=False) as s:
+        pipeline = (
+            s.read_parquet(f"{tmp_path}/p*.parquet")
+            .filter("k % 50 = 0")
+            .group_by("k")
+            .agg("sum(x) AS sx")
+        )
+        plan, _ = s.driver.plan(pipeline, "j", tmp_path / "spill")
+        stage, parts = plan.stages[0], plan.stages[0].source.parts(1 << 30)
+        texts: list[str] = []
+        real = stages._sample_counts
+
+        def seen(text: str, *args: Any) -> Any:
+            texts.append(text)
+            return real(text, *args)
+
+        stages._sample_counts = seen  # type: ignore[assignment]
+        try:
+            assert group_exchange(stage, parts, 10_000, 256 << 20) == "rows"
+            # 8,000 groups a part (not 400,000): their states stay below 1 MB, in the driver
+            assert group_exchange(stage, parts, 1_000_000, 256 << 20) is None
+        finally:
+            stages._sample_counts = real  # type: ignore[assignment]
+        assert '"op":"limit"' in texts[0], texts[0]  # the scan's first rows only
+        assert '"n":65536' in texts[0], texts[0]
+        got = pipeline.collect().sort_by("k").column("sx").to_pylist()
+    sql = f"SELECT sum(x) FROM '{tmp_path}/p*.parquet' WHERE k % 50 = 0 GROUP BY k ORDER BY k"
+    assert got == [v for (v,) in duckdb.sql(sql).fetchall()]

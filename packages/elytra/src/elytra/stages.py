@@ -520,10 +520,12 @@ def group_exchange(stage: Stage, parts: list[Part], min_bytes: int, cap: int) ->
     runs the whole aggregate once. ``None``: the states go to the driver (and to the
     exchange only if they pass ``min_bytes`` there).
 
-    Counted, not guessed: the groups ``g`` of the first ``SAMPLE_ROWS`` rows of the first part
-    and ``h`` of the first half of them. Under uniform keys, ``g / h = 1 + exp(-m / 2D)`` for
-    ``m`` rows over ``D`` distinct keys, which gives ``D``; a part of ``R`` rows then keeps
-    ``D (1 - exp(-R / D))`` groups (about ``R`` when ``g / h`` is near 2, ``g`` when near 1).
+    Counted, not guessed: the groups ``g`` of the ``m`` rows the chain keeps of the first
+    ``SAMPLE_ROWS`` rows of the first part, and ``h`` of the first half of them. Under
+    uniform keys, ``g / h = 1 + exp(-m / 2D)`` for ``m`` rows over ``D`` distinct keys, which
+    gives ``D``; a part whose chain gives its aggregate ``R`` rows (its rows times
+    ``m / SAMPLE_ROWS``) then keeps ``D (1 - exp(-R / D))`` groups (about ``R`` when
+    ``g / h`` is near 2, ``g`` when near 1).
     A stage whose rows could not reach ``min_bytes`` even with one group per row is not
     sampled; nor one the kernel cannot run (its partial states still move to the exchange
     once they pass ``min_bytes`` in the driver)."""
@@ -534,8 +536,11 @@ def group_exchange(stage: Stage, parts: list[Part], min_bytes: int, cap: int) ->
     width = _row_width(stage.schema)
     if total * width < min_bytes:
         return None
-    only_keys = lp.Project(node.input, tuple((k, k) for k in node.group_by))
-    sample = replace(stage, plan=lp.Limit(only_keys, SAMPLE_ROWS, 0), broadcast=stage.broadcast)
+    # the chain over the first SAMPLE_ROWS rows of the part, not its first SAMPLE_ROWS rows
+    # out: a chain that keeps few (a semi join with a side run first) would read it all
+    capped = _capped(node.input, stage.source.name, SAMPLE_ROWS)
+    only_keys = lp.Project(capped, tuple((k, k) for k in node.group_by))
+    sample = replace(stage, plan=only_keys, broadcast=stage.broadcast)
     text = task_plan(sample, parts[0].files)
     got = _sample_counts(text, node.group_by, cap)
     if got is None:
@@ -544,17 +549,19 @@ def group_exchange(stage: Stage, parts: list[Part], min_bytes: int, cap: int) ->
     if not g:
         return None
     per_part = total / len(parts)
-    if m < SAMPLE_ROWS:  # the sample was the whole first part: its groups are known
+    if per_part <= SAMPLE_ROWS:  # the sample was the whole first part: its groups are known
         groups = float(g)
+        kept = float(m)
     else:
+        kept = per_part * m / SAMPLE_ROWS  # the rows a part's chain gives its aggregate
         ratio = g / max(h, 1)
         if ratio >= 1.98:
-            groups = per_part
+            groups = kept
         elif ratio <= 1.02:
             groups = g
         else:
             distinct = (m / 2) / -math.log(ratio - 1)
-            groups = distinct * (1 - math.exp(-per_part / distinct))
+            groups = distinct * (1 - math.exp(-kept / distinct))
     if groups * len(parts) * width < min_bytes:
         return None
     # a partial aggregate whose hash table passes the kernel's share of the cap spills in
@@ -562,7 +569,15 @@ def group_exchange(stage: Stage, parts: list[Part], min_bytes: int, cap: int) ->
     # costs less (measured at 1e8 rows, q3's 34 tasks of 9.5e5 groups: 60-68 s as states,
     # 34.5 s as rows)
     spills = groups * width * HASH_TABLE_FACTOR > memory_limit(cap)
-    return "rows" if groups >= ROWS_FRACTION * per_part or spills else "states"
+    return "rows" if groups >= ROWS_FRACTION * kept or spills else "states"
+
+
+def _capped(node: lp.Node, name: str, n: int) -> lp.Node:
+    """``node`` reading at most the first ``n`` rows of its source ``name``."""
+    if isinstance(node, lp.Input):
+        return lp.Limit(node, n, 0) if node.name == name else node
+    kids = lp.children(node)
+    return lp.replace_children(node, tuple(_capped(k, name, n) for k in kids)) if kids else node
 
 
 _SAMPLES: dict[tuple[str, tuple[tuple[str, int, int], ...]], tuple[int, int, int] | None] = {}
@@ -597,13 +612,13 @@ def _sample_counts(text: str, keys: tuple[str, ...], cap: int) -> tuple[int, int
     if fragment is None:
         return None
     hashed = "hash(" + ", ".join(quote_identifier(k) for k in keys) + ")"
-    half = SAMPLE_ROWS // 2
 
-    def wrap(sql: str) -> str:
+    def wrap(sql: str) -> str:  # h: the groups of the first half of the rows out
         return (
-            f"SELECT count(DISTINCT __elytra_h) FILTER (WHERE __elytra_n <= {half}), "
-            f"count(DISTINCT __elytra_h), count(*) FROM "
-            f"(SELECT {hashed} AS __elytra_h, row_number() OVER () AS __elytra_n FROM ({sql}))"
+            "SELECT count(DISTINCT __elytra_h) FILTER (WHERE 2 * __elytra_n <= __elytra_m), "
+            "count(DISTINCT __elytra_h), count(*) FROM "
+            f"(SELECT {hashed} AS __elytra_h, row_number() OVER () AS __elytra_n, "
+            f"count(*) OVER () AS __elytra_m FROM ({sql}))"
         )
 
     with tempfile.TemporaryDirectory(prefix="elytra-sample-") as spill:
