@@ -26,14 +26,13 @@ import threading
 from emsqrt import plan as lp
 from emsqrt.planning import kernel_fragment, plan_to_json, run_statement
 
-from .semireduce import group_key
+from .semireduce import group_key, well_reduced
 from .sidesize import (
     SAMPLE_CAP,
     Broadcastable,
     anonymous,
     sample_rows,
     side_bytes,
-    side_size,
 )
 from .sources import Source
 from .stages import broadcast_joins, chain_source
@@ -66,25 +65,12 @@ def reduces_a_group_by(
     return chain if side_bytes(chain, src, small.locate) * kept <= small.limit else None
 
 
-WELL_REDUCED = 1 / 8
-"""A group-by semi-joined already with a filtered chain that keeps at most this fraction of
-its source (q17's 200 of 200 k parts) gains too little from a side run first to pay for its
-round of tasks."""
-
-
 def _worth_reducing(agg: lp.Aggregate, sources: dict[str, Source], small: Broadcastable) -> bool:
-    """Whether ``agg``'s input is a chain (its tasks can semi-join) not already reduced by a
-    filtered chain that keeps little (see ``WELL_REDUCED``)."""
+    """Whether ``agg``'s input is a chain (its tasks can semi-join) not reduced well already
+    (``semireduce.well_reduced``: a side run first would not pay for its round)."""
     if chain_source(agg.input, sources, small) is None:
         return False
-    rows = agg.input
-    if not (isinstance(rows, lp.Join) and rows.how == "semi"):
-        return True
-    src = chain_source(rows.right, sources)
-    if src is None:
-        return True
-    size = side_size(rows.right, src, small.locate, count_above=-1)
-    return size.held > WELL_REDUCED * max(size.read, 1)
+    return not well_reduced(agg, sources, small)
 
 
 def _joined_fraction(

@@ -23,11 +23,11 @@ from dataclasses import replace
 from emsqrt import plan as lp
 from platform_core.expr.nodes import Column
 
-from .sidesize import Broadcastable
+from .sidesize import Broadcastable, side_size
 from .sources import FileSource, Source
 from .stages import chain_source, replace_node
 
-__all__ = ["group_key", "reduce_group_sides"]
+__all__ = ["group_key", "reduce_group_sides", "well_reduced"]
 
 _SEMI = "__elytra_semi_key"
 
@@ -65,8 +65,10 @@ def _rewrites(
             rows = agg.input
             if isinstance(rows, lp.Join) and _reduced(agg):
                 # reduced already; again only by a side run first (``reducers.py``: it
-                # holds the keys that reach the join, fewer than a filtered chain's)
-                if not _run_first(chain, sources) or _run_first(rows.right, sources):
+                # holds the keys that reach the join, fewer than a filtered chain's), and
+                # only where the chain kept much: tasks that read a side run first run
+                # where it was written (on the cluster, the coordinator)
+                if not _run_first(chain, sources) or well_reduced(agg, sources, small):
                     continue
                 rows = rows.left
             keys = lp.Project(chain, ((_SEMI, c),))
@@ -75,6 +77,27 @@ def _rewrites(
             return
     for kid in lp.children(node):
         yield from _rewrites(kid, sources, small)
+
+
+WELL_REDUCED = 1 / 8
+"""A group-by semi-joined with a filtered chain that keeps at most this fraction of its
+source (q17's 200 of 200 k parts, q20's parts named 'forest%') is reduced well: a side run
+first would not pay for its round of tasks."""
+
+
+def well_reduced(agg: lp.Aggregate, sources: dict[str, Source], small: Broadcastable) -> bool:
+    """Whether ``agg``'s input is semi-joined already with a chain that keeps little (see
+    ``WELL_REDUCED``), or with a side run first."""
+    rows = agg.input
+    if not (isinstance(rows, lp.Join) and rows.how == "semi" and _reduced(agg)):
+        return False
+    if _run_first(rows.right, sources):
+        return True
+    src = chain_source(rows.right, sources)
+    if src is None:
+        return False
+    size = side_size(rows.right, src, small.locate, count_above=-1)
+    return size.held <= WELL_REDUCED * max(size.read, 1)
 
 
 def _any_run_first(sources: dict[str, Source]) -> bool:
