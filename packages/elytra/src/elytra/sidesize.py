@@ -66,6 +66,9 @@ class SideSize:
 
     read: int
     held: int
+    counted: bool = False
+    """Whether ``held`` was counted on a sample (else it is ``read``: no file of the side
+    here, no filter, or the kernel could not count)."""
 
 
 def _columns_used(chain: lp.Node) -> set[str] | None:
@@ -138,7 +141,7 @@ def side_size(
     if sample is None or not filtered or read <= count_above:
         return SideSize(read, read)
     kept = _kept_fraction(chain, src, sample)
-    return SideSize(read, read if kept is None else int(read * kept))
+    return SideSize(read, read) if kept is None else SideSize(read, int(read * kept), True)
 
 
 @dataclass(frozen=True)
