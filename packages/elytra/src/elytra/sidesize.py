@@ -214,7 +214,7 @@ def _parquet_columns(path: str) -> dict[str, int] | None:
     try:
         st = os.stat(path)
         return _column_bytes(path, st.st_mtime_ns, st.st_size)
-    except (OSError, ValueError, pq.lib.ArrowException):
+    except (OSError, ValueError, pa.ArrowException):
         return None
 
 
@@ -234,7 +234,7 @@ def _kept_fraction(chain: lp.Node, src: Source, path: str) -> float | None:
     try:
         st = os.stat(path)
         groups = _spread(pq.read_metadata(path).num_row_groups)
-    except (OSError, ValueError, pq.lib.ArrowException):
+    except (OSError, ValueError, pa.ArrowException):
         return None
     key = (plan_to_json(anonymous(chain, src.name)), path, st.st_size, st.st_mtime_ns)
     with _KEPT_LOCK:
@@ -262,7 +262,7 @@ def sample_rows(path: str, src: Source, used: set[str] | None) -> pa.Table | Non
     at most ``SAMPLE_GROUPS`` row groups spread over the Parquet file at ``path``."""
     try:
         groups = _spread(pq.read_metadata(path).num_row_groups)
-    except (OSError, ValueError, pq.lib.ArrowException):
+    except (OSError, ValueError, pa.ArrowException):
         return None
     return _sample(path, groups, src, used)
 
