@@ -227,3 +227,54 @@ def test_a_write_before_the_first_election_waits_for_it(
     else:
         assert answer.status_code == 503, answer.text
         assert "not yet learnt from the election" in answer.json()["error"]
+
+
+def test_the_first_election_holds_only_a_bounded_number_of_authenticated_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an outside tester: anonymous writes were held too, a rules PUT without a
+    token was refused only after the wait, and any number of writes (each with its body)
+    could be held at once. Now an anonymous write and a non-admin rules PUT are answered at
+    once, and past ``FIRST_PRIMARY_WAITERS`` held writes the next is refused at once."""
+    import time
+
+    from elkyn import Store
+    from elkyn.server import ElkynApp
+    from elkyn.server import app as app_module
+    from elkyn.settings import elkyn_settings
+    from platform_core.auth import TokenSigner
+
+    secret = "s" * 40
+    monkeypatch.setattr(app_module, "FIRST_PRIMARY_WAIT", 2.0)
+    monkeypatch.setattr(app_module, "FIRST_PRIMARY_WAITERS", 2)
+    settings = elkyn_settings(secret=secret, home=tmp_path, memory=True)
+    signer = TokenSigner(secret)
+    admin = {"authorization": "Bearer " + signer.issue("ops", admin=True)}
+    user = {"authorization": "Bearer " + signer.issue("ann")}
+
+    async def run() -> None:
+        with Store(memory=True) as store:
+            app = ElkynApp(settings, store, signer=signer)
+            app.fence = Fence(sync_replicas=0, sync_timeout=1.0)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://e") as http:
+                t0 = time.monotonic()
+                anonymous = await http.put("/a.json", json=1)
+                rules = await http.put("/.settings/rules.json", json={"rules": {}}, headers=user)
+                assert time.monotonic() - t0 < 1.0  # neither waited for the election
+                assert anonymous.status_code == 503, anonymous.text
+                assert rules.status_code == 401, rules.text
+                held = [asyncio.ensure_future(http.put("/b.json", json=2, headers=admin))]
+                held.append(asyncio.ensure_future(http.put("/c.json", json=3, headers=admin)))
+                await asyncio.sleep(0.3)
+                t0 = time.monotonic()
+                third = await http.put("/d.json", json=4, headers=admin)
+                assert time.monotonic() - t0 < 1.0  # two held already: refused at once
+                assert third.status_code == 503, third.text
+                assert not any(h.done() for h in held)
+                app.fence.promote(1)
+                answers = await asyncio.gather(*held)
+                assert [a.status_code for a in answers] == [200, 200]
+                assert (store.get("/b"), store.get("/c"), store.get("/d")) == (2, 3, None)
+
+    asyncio.run(run())

@@ -392,3 +392,17 @@ def test_a_query_planned_again_reuses_its_optimized_tree_unharmed(tmp_path: Path
         other = s.sql(sql, {"t": texts}).collect()
     assert other.to_pylist() == [{"k": "a", "s": 3.5}]
     assert other.schema.field("k").type == pa.string()
+
+
+def test_tables_whose_schemas_print_alike_do_not_share_a_kept_plan(tmp_path: Path) -> None:
+    """Found by an outside tester: the kept trees were keyed by the schemas' text, and a
+    column named ``"x: int64\\ny"`` prints as two columns ``x`` and ``y`` do; the second
+    table's query then got the first's tree and failed. The key is the schemas' IPC bytes."""
+    with elytra.connect(home=tmp_path / "home", backend="inline") as s:
+        one = s.from_arrow(pa.table({"x: int64\ny": ["s"]}))
+        two = s.from_arrow(pa.table({"x": [1], "y": ["t"]}))
+        assert one.schema.to_string() == two.schema.to_string()  # the collision itself
+        sql = "SELECT * FROM t"
+        assert s.sql(sql, {"t": one}).collect().to_pylist() == [{"x: int64\ny": "s"}]
+        assert s.sql(sql, {"t": two}).collect().to_pylist() == [{"x": 1, "y": "t"}]
+        assert s.sql(sql, {"t": one}).collect().to_pylist() == [{"x: int64\ny": "s"}]

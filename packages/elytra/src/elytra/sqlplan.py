@@ -872,7 +872,7 @@ def plan_sql(text: str, tables: Mapping[str, Pipeline]) -> Pipeline:
     )
 
 
-_OPTIMIZED: OrderedDict[tuple[str, tuple[tuple[str, str], ...]], tuple[exp.Query, list[str]]] = (
+_OPTIMIZED: OrderedDict[tuple[str, tuple[tuple[str, bytes], ...]], tuple[exp.Query, list[str]]] = (
     OrderedDict()
 )
 """sqlglot's optimized tree and DuckDB's column names of queries planned lately, by text and
@@ -890,7 +890,8 @@ def _optimized(
     ``_OPTIMIZED`` when this text was planned over tables of the same schemas, else bound
     and optimized now. The tree is the caller's own copy (the planner builds on its nodes;
     the kept one is never handed out)."""
-    key = (text, tuple(sorted((n, p.schema.to_string()) for n, p in tables.items())))
+    # the schemas as IPC bytes: their text can collide (a column named "x: int64\ny")
+    key = (text, tuple(sorted((n, p.schema.serialize().to_pybytes()) for n, p in tables.items())))
     with _OPTIMIZED_LOCK:
         hit = _OPTIMIZED.get(key)
         if hit is not None:

@@ -88,7 +88,11 @@ _WRITE_SIZE = {
 _TOKEN_CACHE = 10_000
 FIRST_PRIMARY_WAIT = 5.0
 """Seconds a write to a server that has not yet learnt its election's primary waits for it
-(the first election takes a few heartbeats; a write still unplaced after this is a 503)."""
+(the first election takes a few heartbeats; a write still unplaced after this is a 503).
+Anonymous writes do not wait (their rules are the primary's to check)."""
+FIRST_PRIMARY_WAITERS = 64
+"""Writes held at once for the first election; more are refused at once (503): each holds
+its body, up to ``max_write_bytes``."""
 _TIMEOUT = re.compile(r"^(\d{1,7})(ms|s|min)$")
 _MAX_TIMEOUT_MS = 15 * 60 * 1000
 
@@ -166,6 +170,7 @@ class ElkynApp:
         self.replication: Any = None  # set by elkyn.replica when serving the log
         self.follower: Follower | None = None  # set by elkyn.forward.follow on a replica
         self.forwarder: Forwarder | None = None  # a replica's writes go to the primary
+        self._learning = 0  # writes held for the first election (``_learn_the_primary``)
         self.fence: Fence | None = None  # in an election cluster: term, fence, sync acks
         self.election: Any = None  # elkyn.election.Election, for the status
         self.streams = Streams(self)
@@ -513,7 +518,8 @@ class ElkynApp:
         body = (
             await req.body(limit, self.settings.body_timeout_seconds) if method != "DELETE" else b""
         )
-        await self._learn_the_primary()
+        if caller.admin or caller.auth is not None:  # not anonymous: a write worth holding
+            await self._learn_the_primary()
         if self.forwarder is not None:  # a replica: the primary checks the token and rules
             await self.forwarder.forward(req, send, method, body)
             return
@@ -559,12 +565,22 @@ class ElkynApp:
         fence = self.fence
         if fence is None or fence.term != 0 or fence.primary:
             return
-        deadline = time.monotonic() + FIRST_PRIMARY_WAIT
-        while self.forwarder is None and not fence.serving() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        if self._learning >= FIRST_PRIMARY_WAITERS:
+            return  # enough held already (each holds its body): refused at once
+        self._learning += 1
+        try:
+            deadline = time.monotonic() + FIRST_PRIMARY_WAIT
+            while self.forwarder is None and not fence.serving() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            self._learning -= 1
 
     async def _rules(self, req: Request, send: Send) -> None:
         if req.method == "PUT":
+            # only the admin sets rules (the primary would refuse anyone else as well): said
+            # at once, before a wait for the election or a forward
+            if not self._caller(req).admin:
+                raise PermissionDeniedError()
             await self._learn_the_primary()
         if req.method == "PUT" and self.forwarder is not None:
             # a replica takes its rules from the primary, which decides who may set them
