@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -373,3 +374,32 @@ def test_a_side_run_first_on_the_cluster_backend(
     assert rows_of([tuple(r.values()) for r in got.to_pylist()]) == rows_of(want)
     assert 0 < len(want) < 11  # the HAVING keeps some groups, not all
     assert backend.stats["peer"] > 0
+
+
+def test_one_task_stages_spread_over_the_holders_of_their_own_chunk() -> None:
+    """TPC-H q02 on three platforms: two stages of one task each read partsupp's chunk (on
+    two platforms) and broadcast sides that only one of them holds. Counted as their own
+    chunks, the small sides drew both tasks to that platform's one worker; as broadcast
+    sides (``shared_files``) they only break ties, and the tasks go to both holders."""
+    big, smalls = "b" * 64, [f"{i:064x}" for i in range(4)]
+    tasks = [
+        Task(
+            f"s{stage}",
+            stage,
+            "{}",
+            1,
+            "/x",
+            files=(chunk_ref(big), *(chunk_ref(c) for c in smalls)),
+            shared_files=len(smalls),
+            bytes_in=100,
+        )
+        for stage in range(2)
+    ]
+    holds = {("p1", big), ("p2", big)} | {("p1", c) for c in smalls}
+    slots = {"me": 1, "p1": 1, "p2": 1}
+    where = place(tasks, "me", ["p1", "p2"], lambda n, s: (n, s) in holds, slots)
+    assert sorted(where.values()) == ["p1", "p2"], where
+    assert "shared_files" not in json.loads(tasks[0].to_json())  # the coordinator's only
+    counted = [replace(t, shared_files=0) for t in tasks]  # the small sides as its own
+    where = place(counted, "me", ["p1", "p2"], lambda n, s: (n, s) in holds, slots)
+    assert sorted(where.values()) == ["p1", "p1"], where

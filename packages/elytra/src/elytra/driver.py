@@ -212,6 +212,7 @@ class Driver:
                         mem_cap=self.settings.worker_mem_cap,
                         spill_dir=str(spill_dir / f"s{i}-t{j}"),
                         files=part.files + small,
+                        shared_files=len(small),
                         bytes_in=part.bytes + small_bytes,
                         exchange=exchange,
                     )
@@ -263,6 +264,7 @@ class Driver:
                 mem_cap=self.settings.worker_mem_cap,
                 spill_dir=str(spill / f"s{i}-t{j}"),
                 files=files + small,
+                shared_files=len(small),
                 bytes_in=(whole.bytes + small_bytes) // n,
                 partition=KeyPartition.make(keys, types, n, j).to_json(),
             )

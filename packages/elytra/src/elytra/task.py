@@ -38,6 +38,9 @@ class Task:
     attempt: int = 1
     files: tuple[str, ...] = ()
     """The files the plan reads (for placement and reports)."""
+    shared_files: int = 0
+    """How many of ``files``, at their end, are broadcast sides every task of the stage reads:
+    placement weighs them only to break ties (never sent to a peer)."""
     bytes_in: int = 0
     exchange: str = ""
     """JSON of an :class:`~elytra.shuffle.Shuffle`: when the result is at least its
@@ -69,6 +72,7 @@ class Task:
 
     def to_json(self) -> str:
         data = asdict(self)
+        del data["shared_files"]  # the coordinator's, for placement
         if not self.result_file:  # a peer's task names no file to write (peer_api refuses)
             for name in ("result_file", "result_file_bytes", "result_group_bytes"):
                 del data[name]

@@ -133,10 +133,11 @@ def place(
     """Task id -> node id: each chunk-only task to a node holding the most of its own chunks,
     among those the least loaded (bytes per slot); every other task to ``me``. Bigger tasks
     are placed first, so the balance ends even. A task's own chunks are those not every task
-    of its stage reads: the chunks all of them read are a broadcast join's small side, which
-    a node lacking it fetches once, and counting them drew every task of TPC-H q07 to the
-    one platform holding all the small tables (the coordinator, through which they were
-    uploaded), with the peers idle. They break ties of load."""
+    of its stage reads, nor its broadcast sides (``Task.shared_files``): a broadcast join's
+    small side, which a node lacking it fetches once. Counting them drew every task of TPC-H
+    q07 to the one platform holding all the small tables (the coordinator, through which
+    they were uploaded), with the peers idle, and both one-task stages of q02 to one peer's
+    single worker. They break ties of load."""
     load = dict.fromkeys([me, *peers], 0.0)
     out: dict[str, str] = {}
     shared = _shared_chunks(tasks)
@@ -146,6 +147,8 @@ def place(
             out[task.id] = me
             continue
         common = shared.get(task.stage, set())
+        if task.shared_files:  # its broadcast sides, even in a stage of one task (q02)
+            common = common | set(shas[len(shas) - task.shared_files :])
         held = {
             n: (
                 sum(holds(n, s) for s in shas if s not in common),
