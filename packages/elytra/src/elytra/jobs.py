@@ -376,16 +376,20 @@ def reconcile(store: Any) -> list[str]:
     return sorted({key.split("/", 1)[0] for key in updates})
 
 
-def fail_orphans(store: Any, writer: Any, dead: set[str]) -> list[str]:
+def fail_orphans(
+    store: Any, writer: Any, dead: set[str], only: set[str] | None = None
+) -> list[str]:
     """Mark failed the unfinished jobs whose driver ran on a platform of the cluster now
-    ``dead`` (its lake node id): nobody will finish them. Read from ``store``, written through
-    ``writer`` (the primary's); returns their ids."""
+    ``dead`` (its lake node id): nobody will finish them (``only``: of these jobs alone). Read
+    from ``store``, written through ``writer`` (the primary's); returns their ids."""
     from elkyn import ADMIN
 
     jobs = store.get("/jobs", caller=ADMIN) or {}
     updates: dict[str, Any] = {}
     for job_id, record in jobs.items() if isinstance(jobs, dict) else ():
         if not isinstance(record, dict) or record.get("state") in FINAL:
+            continue
+        if only is not None and job_id not in only:
             continue
         driver = record.get("driver")
         if driver in dead:

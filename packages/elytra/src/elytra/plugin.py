@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -147,6 +148,44 @@ ORPHAN_CHECK_SECONDS = 2.0
 """How often the primary's platform looks for jobs whose driver's platform died."""
 
 
+OWN_JOBS_SECONDS = 120.0
+"""How long a platform restarted as a member of an election keeps trying to mark failed the
+jobs its previous run drove (see :func:`_fail_own_jobs`)."""
+
+
+async def _fail_own_jobs(services: Services) -> None:
+    """Mark failed the unfinished jobs that this platform's previous run drove. At start,
+    ``_reload_jobs`` does so only where Elkyn is the primary already; a platform restarted
+    as a member of an election cluster (of one, too) waits for the election there, and
+    its jobs stayed "running" for good. The jobs are those in the database at start (this
+    run's own jobs are never touched); written through the writer once it can write."""
+    from .jobs import fail_orphans
+
+    store, node = services.get(DB_STORE), services.get(LAKE_NODE)
+    if store.replica_of is None:
+        return  # reconciled at start
+    jobs = await asyncio.to_thread(store.get, "/jobs") or {}
+    ids = {
+        k
+        for k, r in (jobs.items() if isinstance(jobs, dict) else ())
+        if isinstance(r, dict) and r.get("driver") == node.node_id
+    }
+    if not ids:
+        return
+    deadline = time.monotonic() + OWN_JOBS_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            gone = await asyncio.to_thread(
+                fail_orphans, store, services.get(DB_WRITER), {node.node_id}, ids
+            )
+        except PlatformError:  # no primary yet: the election is under way
+            await asyncio.sleep(0.5)
+            continue
+        if gone:
+            logging.getLogger("elytra").warning("%d unfinished job(s) marked failed", len(gone))
+        return
+
+
 async def _fail_orphans_every(services: Services) -> None:
     """On the platform whose Elkyn is the primary: mark failed the unfinished jobs whose
     driver ran on a platform the lake cluster declared dead (``elytra.jobs.fail_orphans``)."""
@@ -268,6 +307,7 @@ def plugin() -> Plugin:
 
         # The database started before us: the graph orders the lifespans.
         left = await _reload_jobs(services.get(DB_STORE), registry())
+        own = asyncio.create_task(_fail_own_jobs(services))
         es = _elytra_settings(settings)
         await asyncio.to_thread(sweep, es.resolved_spill_dir())  # what a killed run spilled
         platform.results = await _open_results(es, left)
@@ -284,6 +324,7 @@ def plugin() -> Plugin:
                 answers.cancel()
             expiry.cancel()
             orphans.cancel()
+            own.cancel()
             platform.settings = platform.services = None
             registry().cancel_all()
             if platform.session is not None:
