@@ -148,6 +148,10 @@ ORPHAN_CHECK_SECONDS = 2.0
 """How often the primary's platform looks for jobs whose driver's platform died."""
 
 
+ELECTION_PENDING = "the primary the election names"
+"""What Elkyn's store says it replicates while its election has named no primary yet."""
+ELECTION_WAIT_SECONDS = 10.0
+"""How long the plugin's start waits for that election before it goes on as a replica."""
 OWN_JOBS_SECONDS = 120.0
 """How long a platform restarted as a member of an election keeps trying to mark failed the
 jobs its previous run drove (see :func:`_fail_own_jobs`)."""
@@ -360,6 +364,11 @@ async def _reload_jobs(store: Store, registry: JobRegistry) -> list[str]:
     from .jobs import JOBS_RULES, finished, reconcile
 
     store.reserve("jobs", JOBS_RULES)  # in memory only on a replica
+    # a platform restarted as an election member: the election names a primary within about
+    # a second; wait for it (bounded), so a restarted primary reconciles and restores its jobs
+    deadline = time.monotonic() + ELECTION_WAIT_SECONDS
+    while store.replica_of == ELECTION_PENDING and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
     left: list[str] = []
     if store.replica_of is None:  # a replica's jobs are the primary's
         left = await asyncio.to_thread(reconcile, store)  # jobs a killed run left "running"
