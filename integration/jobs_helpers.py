@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from proc_rss import descendants
 
 FINAL = ("succeeded", "failed", "cancelled")
 
@@ -17,13 +18,17 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def pool_workers(pid: int) -> list[int]:
-    """The platform's local pool workers: the children of ``pid`` started by multiprocessing's
-    spawn."""
+    """The platform's local pool workers: the processes below ``pid`` started by
+    multiprocessing's spawn. One that ends while this reads /proc is skipped (CI once failed
+    on a thread that ended between the listing of /proc/PID/task and the read of its
+    children)."""
     out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
+    for child in descendants(pid)[1:]:
+        try:
             if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                out.append(int(child))
+                out.append(child)
+        except OSError:
+            continue
     return out
 
 

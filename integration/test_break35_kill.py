@@ -29,6 +29,7 @@ import duckdb
 import httpx
 import pyarrow as pa
 import pytest
+from jobs_helpers import pool_workers
 from platform_cluster import Cluster, join, start_cluster, wait_for
 from proc_rss import descendants
 
@@ -132,18 +133,6 @@ def _no_spill_left(homes: list[Path]) -> None:
     )
 
 
-def _pool_workers(pid: int) -> list[int]:
-    """A platform's pool workers (spawned by multiprocessing)."""
-    out = []
-    for child in descendants(pid)[1:]:
-        try:
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                out.append(child)
-        except OSError:
-            continue
-    return out
-
-
 def _idle(cluster: Cluster) -> None:
     """Every live platform's pool goes idle (no task left running for the query)."""
 
@@ -236,7 +225,7 @@ def _pinned_peer_task(
     """Stop platform ``i``'s pool workers, post SLOW to the first platform and return once
     ``i`` holds a peer task of it (its job directory locked): the stopped workers, the poster
     thread and where its answer lands."""
-    workers = _pool_workers(cluster.nodes[i].proc.pid)
+    workers = pool_workers(cluster.nodes[i].proc.pid)
     assert workers, f"platform {i} has no pool worker"
     for w in workers:
         os.kill(w, signal.SIGSTOP)

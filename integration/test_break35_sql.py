@@ -22,7 +22,7 @@ import duckdb
 import httpx
 import pyarrow as pa
 import pytest
-from proc_rss import descendants
+from jobs_helpers import pool_workers
 from servers import command, launch
 
 from lake import Client
@@ -91,20 +91,6 @@ def platform(
         yield server, token, oracle, home
     finally:
         server.stop()
-
-
-def _pool_workers(pid: int) -> list[int]:
-    """The platform's pool workers (spawned by multiprocessing), skipping those that vanish
-    while read (``jobs_helpers.pool_workers`` reads each thread's children and can race a
-    thread's end)."""
-    out = []
-    for child in descendants(pid)[1:]:
-        try:
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                out.append(child)
-        except OSError:
-            continue
-    return out
 
 
 def _post(url: str, token: str, sql: str) -> httpx.Response:
@@ -183,7 +169,7 @@ def test_a_worker_killed_mid_query_gives_duckdbs_answer_or_a_clear_error(
         assert poster.is_alive(), "the query ended before its job was seen"
         time.sleep(0.02)
     time.sleep(0.3)  # its tasks are running
-    workers = _pool_workers(server.proc.pid)
+    workers = pool_workers(server.proc.pid)
     assert workers, "no pool worker to kill"
     os.kill(workers[0], signal.SIGKILL)
     assert poster.is_alive(), "the query ended before the kill: it tests nothing"

@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING, Any
 from pysyncobj import SyncObj, SyncObjConf, replicated
 from pysyncobj.tcp_connection import TcpConnection
 
-from .fencing import default_sync_replicas
+from .fencing import StaleTermError, default_sync_replicas
+from .replica import fence_here
 
 if TYPE_CHECKING:
     from .server.app import ElkynApp
@@ -348,6 +349,8 @@ class Election:
             return False
 
         def fenced(url: str) -> int:
+            if url == self.url:
+                return self.app.fence.fenced if self.app.fence is not None else 0
             try:
                 return int(self._request(f"{url}/.replication/status").get("fenced", 0))
             except (urllib.error.URLError, OSError, ValueError, TypeError, AttributeError):
@@ -393,6 +396,9 @@ class Election:
 
     def _answers(self, primary: str, term: int) -> bool:
         """Whether ``primary`` answers, as the unfenced primary of ``term``."""
+        if primary == self.url:  # this server: asked directly (its HTTP may not serve yet)
+            fence = self.app.fence
+            return fence is not None and fence.term == term and fence.serving()
         try:
             status = self._request(f"{primary}/.replication/status")
         except (urllib.error.URLError, OSError, ValueError):
@@ -403,6 +409,11 @@ class Election:
         """Fence every server at ``term``; the answers of those that took it, by URL."""
 
         def fence(url: str) -> tuple[str, Any]:
+            if url == self.url:  # this server, directly: its HTTP serves only once the
+                try:  # gateway's plugins started, and Elkyn's start waits for a role
+                    return url, fence_here(self.app, term)
+                except StaleTermError:  # it already serves a newer term
+                    return url, None
             try:
                 return url, self._request(f"{url}/.replication/fence", "POST", {"term": term})
             except (urllib.error.URLError, OSError, ValueError):

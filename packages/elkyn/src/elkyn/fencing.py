@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Callable
 
@@ -54,6 +55,10 @@ class Fence:
         self.waiting_for: Callable[[], str | None] | None = None
         """Why no primary is known yet, if the election can tell (``elkyn.election`` sets
         it: no majority of its members answers), for the write refused meanwhile."""
+        self._raising = threading.Lock()  # the HTTP fence and the elector's own, at once
+        self.named = threading.Event()
+        """Set once this server has a role (primary or replica of a term): the gateway
+        plugin's start waits for it, so the plugins after it start knowing the role."""
 
     def serving(self) -> bool:
         """Whether this server is the primary of an unfenced term (writes may be applied)."""
@@ -79,14 +84,30 @@ class Fence:
                 f"term {self.term}; retry in a moment"
             )
 
+    def fence_at(self, term: int) -> bool:
+        """Take nothing from a primary of a term below ``term`` from now on; whether that
+        raised the fence (the caller then halts this server's follower). Atomic: the
+        coordinator's fence over HTTP and the elector's fence of its own server may meet."""
+        with self._raising:
+            if term < self.term:
+                raise StaleTermError(
+                    f"this server already serves term {self.term}, not below {term}"
+                )
+            if term > self.term and term > self.fenced:
+                self.fenced = term
+                return True
+            return False
+
     def promote(self, term: int) -> None:
         """Serve ``term`` as its primary (acknowledgements start afresh)."""
         self.acks = {}
         self.term, self.primary = term, True
+        self.named.set()
 
     def follow(self, term: int) -> None:
         """Serve ``term`` as a replica (no writes of its own)."""
         self.term, self.primary = term, False
+        self.named.set()
 
     def record_ack(self, replica: str, term: str | None, since: int, counts: bool = True) -> None:
         """A poll of ``replica`` (a replica of ``term``) says it committed up to ``since``

@@ -11,6 +11,7 @@ to the plugins that require them.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -86,6 +87,7 @@ def plugin() -> Plugin:
 
             try:
                 await asyncio.to_thread(start_platform_election, app, es, settings)
+                await _await_a_role(app)
             except BaseException:
                 await _close_election(app)
                 app.store = None
@@ -127,6 +129,27 @@ def plugin() -> Plugin:
         provides=(DB_STORE, DB_WRITER),
         description="Real-time JSON tree database (Firebase REST and streaming).",
     )
+
+
+FIRST_ROLE_WAIT = 10.0
+"""Seconds the plugin's start waits for the election to give this platform its role (a
+platform restarted on its home or joining a cluster), so that the plugins after it start as
+the primary or as a replica: a restarted primary reconciles its killed jobs and restores its
+login counters. A single member's election settles in about a second; one without a majority
+never does, and its platform starts after this wait, its writes refused until a majority."""
+
+
+async def _await_a_role(app: ElkynApp) -> None:
+    """Wait (at most ``FIRST_ROLE_WAIT``) for the election to name this platform's role."""
+    fence = app.fence
+    if fence is None or fence.named.is_set():
+        return
+    if not await asyncio.to_thread(fence.named.wait, FIRST_ROLE_WAIT):
+        logging.getLogger("elkyn").warning(
+            "the election named no primary within %g s (is a majority of its members up?): "
+            "starting without one; writes are refused until it does",
+            FIRST_ROLE_WAIT,
+        )
 
 
 async def _close_election(app: ElkynApp) -> None:

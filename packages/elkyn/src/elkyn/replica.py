@@ -40,7 +40,6 @@ from platform_core.tls import connection_hint
 
 from .catchup import _FOLLOWED, data_database, followed_database
 from .errors import ElkynError, InvalidDataError, NotPrimaryError
-from .fencing import StaleTermError
 from .rules import Rules
 from .storage import LogEntry, Tree
 
@@ -402,6 +401,24 @@ class Follower:
         self.primary_seq = int(snap["seq"])
 
 
+def fence_here(app: LogServer, term: int) -> dict[str, Any]:
+    """Fence this server at ``term`` (``Fence.fence_at``; its follower halted, so no entry of
+    the old primary lands after this) and say what it has applied (``seq``), whose data it is
+    (``database``), the id it would serve as primary (``own_database``) and its ``term``.
+    ``POST /.replication/fence`` and the elector fencing its own server share it."""
+    fence = app.fence
+    assert fence is not None  # callers check: only a server of an election has one
+    if fence.fence_at(term) and app.follower is not None:
+        app.follower.halt()
+    store = app.current_store()
+    return {
+        "seq": store.last_seq(),
+        "database": data_database(store),
+        "own_database": store.database_id,
+        "term": fence.term,
+    }
+
+
 async def serve_fence(app: LogServer, req: Request, send: Send) -> None:
     """``POST /.replication/fence {"term": T}`` (cluster token): from now on take nothing from
     a primary of a term below ``T`` and acknowledge no write of an older term; answer what
@@ -421,17 +438,5 @@ async def serve_fence(app: LogServer, req: Request, send: Send) -> None:
         raise InvalidDataError('the fence body is {"term": n}') from None
     if isinstance(term, bool) or not isinstance(term, int) or term < 1:  # JSON true is no 1
         raise InvalidDataError(f"the fence term must be a positive integer, not {term!r}")
-    if term < fence.term:
-        raise StaleTermError(f"this server already serves term {fence.term}, not below {term}")
-    if term > fence.term and term > fence.fenced:
-        fence.fenced = term
-        if app.follower is not None:  # no entry of the old primary lands after this
-            await asyncio.to_thread(app.follower.halt)
-    store = app.current_store()
-    body = {
-        "seq": store.last_seq(),
-        "database": await asyncio.to_thread(data_database, store),
-        "own_database": store.database_id,
-        "term": fence.term,
-    }
+    body = await asyncio.to_thread(fence_here, app, term)
     await respond_json(send, 200, body)

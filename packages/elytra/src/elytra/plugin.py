@@ -148,39 +148,40 @@ ORPHAN_CHECK_SECONDS = 2.0
 """How often the primary's platform looks for jobs whose driver's platform died."""
 
 
-ELECTION_PENDING = "the primary the election names"
-"""What Elkyn's store says it replicates while its election has named no primary yet."""
-ELECTION_WAIT_SECONDS = 10.0
-"""How long the plugin's start waits for that election before it goes on as a replica."""
 OWN_JOBS_SECONDS = 120.0
-"""How long a platform restarted as a member of an election keeps trying to mark failed the
-jobs its previous run drove (see :func:`_fail_own_jobs`)."""
+"""How long a platform restarted as a replica keeps trying to mark failed the jobs its
+previous run drove (see :func:`_fail_own_jobs`)."""
 
 
-async def _fail_own_jobs(services: Services) -> None:
-    """Mark failed the unfinished jobs that this platform's previous run drove. At start,
-    ``_reload_jobs`` does so only where Elkyn is the primary already; a platform restarted
-    as a member of an election cluster (of one, too) waits for the election there, and
-    its jobs stayed "running" for good. The jobs are those in the database at start (this
-    run's own jobs are never touched); written through the writer once it can write."""
-    from .jobs import fail_orphans
+async def _own_unfinished(services: Services) -> set[str]:
+    """The unfinished jobs that this platform's previous run drove, on a platform restarted
+    as a replica of its cluster (a primary's start reconciles them all): this run will not
+    finish them. Read at start, before any job of this run exists."""
+    from .jobs import FINAL
 
     store, node = services.get(DB_STORE), services.get(LAKE_NODE)
     if store.replica_of is None:
-        return  # reconciled at start
+        return set()
     jobs = await asyncio.to_thread(store.get, "/jobs") or {}
-    ids = {
+    return {
         k
         for k, r in (jobs.items() if isinstance(jobs, dict) else ())
-        if isinstance(r, dict) and r.get("driver") == node.node_id
+        if isinstance(r, dict) and r.get("driver") == node.node_id and r.get("state") not in FINAL
     }
-    if not ids:
-        return
+
+
+async def _fail_own_jobs(services: Services, ids: set[str]) -> None:
+    """Mark the jobs ``ids`` (:func:`_own_unfinished`) failed through the writer, retried
+    while the election names no primary. The primary's look for jobs of dead platforms
+    misses them: this platform came back before the cluster declared it dead."""
+    from .jobs import fail_orphans
+
+    node = services.get(LAKE_NODE)
     deadline = time.monotonic() + OWN_JOBS_SECONDS
-    while time.monotonic() < deadline:
+    while ids and time.monotonic() < deadline:
         try:
             gone = await asyncio.to_thread(
-                fail_orphans, store, services.get(DB_WRITER), {node.node_id}, ids
+                fail_orphans, services.get(DB_STORE), services.get(DB_WRITER), {node.node_id}, ids
             )
         except PlatformError:  # no primary yet: the election is under way
             await asyncio.sleep(0.5)
@@ -311,10 +312,11 @@ def plugin() -> Plugin:
 
         # The database started before us: the graph orders the lifespans.
         left = await _reload_jobs(services.get(DB_STORE), registry())
-        own = asyncio.create_task(_fail_own_jobs(services))
+        mine = await _own_unfinished(services)
+        own = asyncio.create_task(_fail_own_jobs(services, mine))
         es = _elytra_settings(settings)
         await asyncio.to_thread(sweep, es.resolved_spill_dir())  # what a killed run spilled
-        platform.results = await _open_results(es, left)
+        platform.results = await _open_results(es, [*left, *sorted(mine)])
         expiry = asyncio.create_task(_expire_every(platform.results))
         orphans = asyncio.create_task(_fail_orphans_every(services))
         await _start_backends(platform, es, settings)
@@ -364,11 +366,6 @@ async def _reload_jobs(store: Store, registry: JobRegistry) -> list[str]:
     from .jobs import JOBS_RULES, finished, reconcile
 
     store.reserve("jobs", JOBS_RULES)  # in memory only on a replica
-    # a platform restarted as an election member: the election names a primary within about
-    # a second; wait for it (bounded), so a restarted primary reconciles and restores its jobs
-    deadline = time.monotonic() + ELECTION_WAIT_SECONDS
-    while store.replica_of == ELECTION_PENDING and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
     left: list[str] = []
     if store.replica_of is None:  # a replica's jobs are the primary's
         left = await asyncio.to_thread(reconcile, store)  # jobs a killed run left "running"
