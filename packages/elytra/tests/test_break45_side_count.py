@@ -33,13 +33,13 @@ def test_a_side_reading_past_the_read_factor_is_refused_without_counting_its_row
     (0.3 s on a 290 MB file) spent for nothing on every plan of such a join."""
     _wide(tmp_path / "dim.parquet")
     counted: list[object] = []
-    real = sidesize._kept_fraction
+    real = sidesize.counted_fraction
 
     def spy(*args: object) -> float | None:
         counted.append(args)
         return real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(sidesize, "_kept_fraction", spy)
+    monkeypatch.setattr(sidesize, "counted_fraction", spy)
     with elytra.connect(home=tmp_path / "home", backend="inline") as s:
         dim = s.read_parquet(tmp_path / "dim.parquet")
         src = next(iter(dim.sources.values()))

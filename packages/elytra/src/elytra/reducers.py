@@ -20,29 +20,15 @@ same rows a side's filters are counted on (``sidesize.py``), cached by plan and 
 from __future__ import annotations
 
 import os
-import tempfile
-import threading
 
 from emsqrt import plan as lp
-from emsqrt.planning import kernel_fragment, plan_to_json, run_statement
 
 from .semireduce import group_key, well_reduced
-from .sidesize import (
-    SAMPLE_CAP,
-    Broadcastable,
-    anonymous,
-    sample_rows,
-    side_bytes,
-)
+from .sidesize import Broadcastable, counted_fraction, side_bytes
 from .sources import Source
 from .stages import broadcast_joins, chain_source
 
 __all__ = ["reduces_a_group_by"]
-
-_KEPT: dict[tuple[str, tuple[tuple[str, int, int], ...]], float | None] = {}
-"""Fractions already counted, by plan (its broadcast sides as scans of their files, its
-source's name left out) and its files' sizes and modification times."""
-_KEPT_LOCK = threading.Lock()
 
 
 def reduces_a_group_by(
@@ -92,37 +78,8 @@ def _joined_fraction(
     path = next((f for f in here if f.endswith(".parquet") and os.path.exists(f)), None)
     if path is None:
         return None
-    files = (path, *(s.path for n in whole.values() for s in _scans_of(n)))
-    try:
-        stats = tuple((f, (st := os.stat(f)).st_size, st.st_mtime_ns) for f in files)
-    except OSError:
-        return None
-    key = (plan_to_json(anonymous(_with_scans(chain, whole), src.name)), stats)
-    with _KEPT_LOCK:
-        if key in _KEPT:
-            return _KEPT[key]
-    fraction = _count(_with_scans(chain, whole), src, path, _leaf_columns(chain, src))
-    with _KEPT_LOCK:
-        while len(_KEPT) >= 256:
-            _KEPT.pop(next(iter(_KEPT)))
-        _KEPT[key] = fraction
-    return fraction
-
-
-def _count(chain: lp.Node, src: Source, path: str, used: set[str] | None) -> float | None:
-    sample = sample_rows(path, src, used)
-    if sample is None or not sample.num_rows:
-        return None
-    fragment = kernel_fragment(chain, SAMPLE_CAP, {src.name: sample.to_batches()})
-    if fragment is None:
-        return None
-    with tempfile.TemporaryDirectory(prefix="elytra-reducer-") as spill:
-        got = run_statement(
-            fragment, SAMPLE_CAP, spill, lambda sql: f"SELECT count(*) FROM ({sql})"
-        )
-    if not got:
-        return None
-    return min(int(got[0][0] or 0) / sample.num_rows, 1.0)  # type: ignore[no-any-return]
+    also = tuple(s.path for n in whole.values() for s in _scans_of(n))
+    return counted_fraction(_with_scans(chain, whole), src, path, _leaf_columns(chain, src), also)
 
 
 def _leaf_columns(node: lp.Node, src: Source) -> set[str] | None:

@@ -38,6 +38,7 @@ __all__ = [
     "Broadcastable",
     "SideSize",
     "anonymous",
+    "counted_fraction",
     "sample_rows",
     "side_bytes",
     "side_size",
@@ -140,7 +141,7 @@ def side_size(
     filtered = any(isinstance(n, lp.Filter) for n in _local_nodes(chain) or ())
     if sample is None or not filtered or read <= count_above:
         return SideSize(read, read)
-    kept = _kept_fraction(chain, src, sample)
+    kept = counted_fraction(chain, src, sample, _columns_used(chain))
     return SideSize(read, read) if kept is None else SideSize(read, int(read * kept), True)
 
 
@@ -218,30 +219,36 @@ def _parquet_columns(path: str) -> dict[str, int] | None:
         return None
 
 
-_KEPT: dict[tuple[str, str, int, int], float | None] = {}
+_KEPT: dict[tuple[str, tuple[tuple[str, int, int], ...]], float | None] = {}
 """Fractions already counted, by plan (its source's name left out: each read of the same
-files is a source of another name), file, size and modification time (chunks never change):
-a repeated query plans without a statement."""
+files is a source of another name) and its files' sizes and modification times (chunks never
+change): a repeated query plans without a statement."""
 _KEPT_LOCK = threading.Lock()
 
 
-def _kept_fraction(chain: lp.Node, src: Source, path: str) -> float | None:
+def counted_fraction(
+    chain: lp.Node,
+    src: Source,
+    path: str,
+    used: set[str] | None,
+    also: tuple[str, ...] = (),
+) -> float | None:
     """The fraction of ``path``'s rows that ``chain`` keeps, counted by DuckDB over about
     ``SAMPLE_ROWS_PER_GROUP`` rows of each of at most ``SAMPLE_GROUPS`` row groups spread over
-    the file, in slices spread over each group (rows sorted by the filtered column still give
-    a fair count), read with pyarrow a slice at a time, so the count holds a few MiB whatever
-    the groups' size; None when the kernel cannot run the chain or the sample has no rows."""
+    the file (:func:`sample_rows`, columns ``used``; rows sorted by the filtered column still
+    give a fair count), so the count holds a few MiB whatever the groups' size. ``also``: the
+    files the chain's other scans read (a join's broadcast sides), part of the cache key.
+    None when a file is gone, the kernel cannot run the chain or the sample has no rows."""
     try:
-        st = os.stat(path)
-        groups = _spread(pq.read_metadata(path).num_row_groups)
-    except (OSError, ValueError, pa.ArrowException):
+        stats = tuple((f, (st := os.stat(f)).st_size, st.st_mtime_ns) for f in (path, *also))
+    except OSError:
         return None
-    key = (plan_to_json(anonymous(chain, src.name)), path, st.st_size, st.st_mtime_ns)
+    key = (plan_to_json(anonymous(chain, src.name)), stats)
     with _KEPT_LOCK:
         if key in _KEPT:
             return _KEPT[key]
     fraction = None
-    sample = _sample(path, groups, src, _columns_used(chain))
+    sample = sample_rows(path, src, used)
     fragment = None
     if sample is not None and sample.num_rows:
         fragment = kernel_fragment(chain, SAMPLE_CAP, {src.name: sample.to_batches()})
@@ -258,7 +265,7 @@ def _kept_fraction(chain: lp.Node, src: Source, path: str) -> float | None:
 
 
 def sample_rows(path: str, src: Source, used: set[str] | None) -> pa.Table | None:
-    """The rows a side's kept fraction is counted on (see :func:`_kept_fraction`): slices of
+    """The rows a side's kept fraction is counted on (see :func:`counted_fraction`): slices of
     at most ``SAMPLE_GROUPS`` row groups spread over the Parquet file at ``path``."""
     try:
         groups = _spread(pq.read_metadata(path).num_row_groups)
