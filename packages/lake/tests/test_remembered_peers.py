@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+import httpx
 
 from lake.cluster.gossip import Gossip
 from lake.cluster.remembered import MAX_PEERS, RememberedPeers
@@ -83,3 +87,59 @@ def test_a_join_error_names_a_few_seeds_not_all(tmp_path: Path) -> None:
     gossip.join_once()
     assert gossip.join_problem.count("answered, but not as a lake node") == 5
     assert gossip.join_problem.endswith("; and 35 more peers this node saw alive before")
+
+
+def _restarted(tmp_path: Path, links: Any) -> Gossip:
+    """A gossip restarted without ``--join`` that remembers one peer, ``links`` its answers
+    (only what ``first_join`` and ``rejoined`` use)."""
+    path = tmp_path / "peers.json"
+    RememberedPeers(path).save(["10.0.0.5:8080"])
+    gossip = Gossip.__new__(Gossip)
+    gossip.join = None
+    gossip.remembered = RememberedPeers(path)
+    me = SimpleNamespace(id="me", http="10.0.0.9:8080")
+    known = [me]
+    gossip.members = SimpleNamespace(me=me, me_id="me", all=lambda: list(known))  # type: ignore[assignment]
+    gossip.payload = lambda: {}  # type: ignore[method-assign]
+    gossip.links = links
+    gossip._absorb = lambda body: known.append(SimpleNamespace(id=body["from"]))  # type: ignore[method-assign]
+    gossip.join_problem = "no answer yet"
+    gossip.tried = threading.Event()
+    return gossip
+
+
+def test_a_restart_without_join_is_ready_once_its_first_pass_found_the_cluster(
+    tmp_path: Path,
+) -> None:
+    """Issue 34 ("ready means ready"): a platform restarted on its home answered as ready
+    while its lake knew no member, and a job found no holder of a chunk. ``rejoined`` (the
+    plugin's start waits on it) returns only after the first pass over the remembered peers,
+    which here answers after 0.3 s."""
+
+    class Slow(_Links):
+        def call(self, method: str, seed: str, path: str, **kwargs: Any) -> Any:
+            time.sleep(0.3)
+            return super().call(method, seed, path, **kwargs)
+
+    gossip = _restarted(tmp_path, Slow({"10.0.0.5:8080": {"from": "peer"}}))
+    threading.Thread(target=gossip.first_join).start()
+    assert gossip.rejoined(10.0)
+    assert [m.id for m in gossip.members.all()] == ["me", "peer"]
+
+
+def test_a_restart_whose_peers_are_all_down_starts_after_one_pass_not_the_bound(
+    tmp_path: Path,
+) -> None:
+    class Down(_Links):
+        def call(self, method: str, seed: str, path: str, **kwargs: Any) -> Any:
+            raise httpx.ConnectError("refused")
+
+    gossip = _restarted(tmp_path, Down({}))
+    threading.Thread(target=gossip.first_join).start()
+    started = time.monotonic()
+    assert not gossip.rejoined(10.0)
+    assert time.monotonic() - started < 5.0
+    assert "did not answer" in gossip.join_problem
+    (tmp_path / "peers.json").write_text("[]")  # nothing remembered: nothing to wait for
+    gossip.tried.clear()
+    assert gossip.rejoined(10.0)

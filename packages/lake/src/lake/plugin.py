@@ -26,6 +26,12 @@ __all__ = ["peer_plugin", "plugin"]
 
 log = logging.getLogger(__name__)
 
+REJOIN_WAIT = 10.0
+"""Seconds a platform restarted without ``--join`` waits, at start, for the first pass over
+the peers its lake node remembers: it answers ready knowing its cluster (a job right after
+the restart found no holder of a chunk: issue 34's "ready means ready"). Peers that are down
+refuse at once, so a platform back first does not wait them out."""
+
 
 def peer_plugin() -> Plugin:
     """Entry point for the node-to-node routes (cluster tokens only), at ``/internal/lake``."""
@@ -95,6 +101,13 @@ async def _lifespan(
             node.stop()
             raise
         log.info("lake node %s joined the cluster through %s", node.node_id, ls.join)
+    elif not await run_in_threadpool(cluster.rejoined, REJOIN_WAIT):
+        log.warning(
+            "lake node %s: none of the peers it saw alive before answered; it starts alone "
+            "and joins them when one answers (%s)",
+            node.node_id,
+            cluster.gossip.join_problem,
+        )
     try:
         yield {LAKE_NODE: node}  # withdrawn by the gateway before this exits
     finally:

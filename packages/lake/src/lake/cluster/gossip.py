@@ -13,7 +13,10 @@ A node started with ``--join HOST:PORT`` pings that address until it answers, an
 peers it last saw alive (``lake.cluster.remembered``: a restarted node finds its cluster again
 when the platform it was told to join is the one that died);
 :meth:`Gossip.wait_joined` fails with a :class:`JoinError` saying why (for instance a cluster
-secret mismatch) if no peer has accepted it within the join timeout.
+secret mismatch) if no peer has accepted it within the join timeout. A node restarted
+without ``--join`` asks the peers it remembers at once too; :meth:`Gossip.rejoined` waits for
+that first pass, so the platform does not answer as ready while it knows no member (a job
+then found no holder of a chunk).
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ class Gossip:
         if not join:
             self.joined.set()
         self.join_problem = "no answer yet"
+        self.tried = threading.Event()
+        """Set once the first pass over the seeds ended, whether one let this node in or not."""
         self.stats = {"pings": 0, "ping_failures": 0, "indirect_ok": 0, "suspected": 0}
         self.stats |= {"dead": 0, "manifests_pulled": 0}
         self._pool = pool
@@ -235,6 +240,23 @@ class Gossip:
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             return f"{seed} answered, but not as a lake node ({type(exc).__name__}: {exc})"
         return None
+
+    def first_join(self) -> None:
+        """The gossip thread's first round: one pass over the seeds, then ``tried``."""
+        try:
+            self.join_once()
+        finally:
+            self.tried.set()
+
+    def rejoined(self, timeout: float) -> bool:
+        """Whether this node knows another member, after waiting (at most ``timeout``) for
+        the first pass over the seeds: a node restarted without ``--join`` finds its cluster
+        through the peers it remembers. True at once when it has no seed to ask."""
+        if self.seeds():
+            self.tried.wait(timeout)
+        else:
+            return True
+        return any(m.id != self.members.me_id for m in self.members.all())
 
     def wait_joined(self, timeout: float) -> None:
         """Return once a member accepted this node; :class:`JoinError` after ``timeout``."""

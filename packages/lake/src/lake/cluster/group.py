@@ -81,7 +81,7 @@ class Cluster:
     def start(self) -> None:
         """Start the gossip (joining first), replication and scrub loops."""
         s = self.settings
-        self._every(self.gossip.tick, s.gossip_interval_seconds, "gossip", self.gossip.join_once)
+        self._every(self.gossip.tick, s.gossip_interval_seconds, "gossip", self.gossip.first_join)
         self._every(self.replication.round, s.replicate_interval_seconds, "replication")
         self._every(self.scrub.scrub_once, s.scrub_interval_seconds, "scrub")
 
@@ -113,6 +113,11 @@ class Cluster:
     def wait_joined(self, timeout: float) -> None:
         """Return once a peer accepted this node; ``JoinError`` saying why after ``timeout``."""
         self.gossip.wait_joined(timeout)
+
+    def rejoined(self, timeout: float) -> bool:
+        """Whether this node knows another member once its first pass over the peers it
+        remembers ended (at most ``timeout``; True when it remembers none)."""
+        return self.gossip.rejoined(timeout)
 
     def stop(self) -> None:
         self._stop.set()
