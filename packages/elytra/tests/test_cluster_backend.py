@@ -27,6 +27,7 @@ import elytra
 from elytra import PipelineError
 from elytra.backends import ClusterBackend, InlineBackend
 from elytra.backends.cluster import Peer, place
+from elytra.backends.peerslots import PeerSlots
 from elytra.chunkrefs import check_peer_task, chunk_ref, resolve_chunks
 from elytra.peer_task_routes import make_peer_app
 from elytra.settings import ElytraSettings
@@ -40,6 +41,8 @@ from platform_core.testing import free_port
 from .conftest import rows_of
 
 SECRET = "p" * 40
+PEER_WORKERS = 3
+"""The pool size the peer fixture says it has (not the default: placement's weight is asked)."""
 SQL = "SELECT grp, count(*) AS n, sum(amount) AS total FROM '{csv}' WHERE amount > 50 GROUP BY grp"
 
 
@@ -236,7 +239,9 @@ def peer(lake_home: tuple[Path, Path, Path], tmp_path: Path) -> Iterator[tuple[s
     mine = tmp_path / "peer" / "chunks"
     shutil.copytree(chunks, mine)
     cluster = DirCluster("p1", mine, [], {})
-    settings = ElytraSettings(home=tmp_path / "peer", spill_dir=tmp_path / "peer" / "spill")
+    settings = ElytraSettings(
+        home=tmp_path / "peer", spill_dir=tmp_path / "peer" / "spill", workers=PEER_WORKERS
+    )
     app = make_peer_app(lambda: (InlineBackend(), cluster, settings), lambda: TokenSigner(SECRET))
     port = free_port()
     mounted = Starlette(routes=[Mount("/internal/elytra", app)])  # where the gateway mounts it
@@ -403,3 +408,23 @@ def test_one_task_stages_spread_over_the_holders_of_their_own_chunk() -> None:
     counted = [replace(t, shared_files=0) for t in tasks]  # the small sides as its own
     where = place(counted, "me", ["p1", "p2"], lambda n, s: (n, s) in holds, slots)
     assert sorted(where.values()) == ["p1", "p1"], where
+
+
+def test_a_peer_says_its_workers_and_a_silent_one_counts_as_peer_slots(
+    peer: tuple[str, DirCluster],
+) -> None:
+    """Placement weighs each peer by its pool (``backends.peerslots``); it counted every peer
+    as ``ELYTRA_PEER_SLOTS`` (2), so three platforms of one worker each sent the peers twice
+    the coordinator's share. An answer is kept ``SLOTS_TTL``; a peer without the route, or
+    of another secret, counts as the default."""
+    url, _ = peer
+    token = DirCluster("me", Path("."), [], {}).token
+    slots = PeerSlots(default=2)
+    asked = slots.of([Peer("p1", url), Peer("p2", url + "/not-here")], token)
+    assert asked == {"p1": PEER_WORKERS, "p2": 2}
+    strange = PeerSlots(default=2).of(
+        [Peer("p1", url)], lambda: TokenSigner("w" * 40).cluster_token("me")
+    )
+    assert strange == {"p1": 2}
+    # kept: p1 gone from that address is not asked again within the TTL
+    assert slots.of([Peer("p1", "http://127.0.0.1:9")], token) == {"p1": PEER_WORKERS}

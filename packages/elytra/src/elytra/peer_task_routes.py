@@ -7,7 +7,8 @@ own (locked, removed after, swept if the process was killed), and answers the ro
 Arrow IPC stream with the task's figures in ``x-elytra-stats``. A task error answers 422 with
 ``{"task_error": ...}`` (whether another attempt may help rides along); more tasks at once
 than ``peer_max_running`` answer 503, and so does a platform still starting. A sender that
-goes away cancels its task.
+goes away cancels its task. ``GET /workers`` says how many tasks its pool runs at once
+(``backends.peerslots``: placement weighs each peer by it).
 """
 
 from __future__ import annotations
@@ -106,12 +107,24 @@ def make_peer_app(
             tally["served" if response.status_code == 200 else "failed"] += 1
         return response
 
+    async def workers(request: Request) -> Response:
+        """How many tasks this platform's pool runs at once (peers weigh placement by it)."""
+        token = bearer_token(request.headers.get("authorization"))
+        if not token:
+            raise UnauthorizedError("the peer routes need a cluster token")
+        signer().verify_cluster(token)
+        _, _, settings = ready()
+        return JSONResponse({"workers": settings.workers})
+
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, PlatformError)
         return platform_error_response(exc)
 
     return Starlette(
-        routes=[Route("/tasks", tasks, methods=["POST"])],
+        routes=[
+            Route("/tasks", tasks, methods=["POST"]),
+            Route("/workers", workers, methods=["GET"]),
+        ],
         exception_handlers={PlatformError: on_error},
     )
 

@@ -108,7 +108,9 @@ class ElytraSettings(PackageSettings):
     """On a platform that joined others (``platform up --join``): send tasks that read only
     lake chunks to the platforms holding those chunks (``/internal/elytra/tasks``)."""
     peer_slots: int = Field(2, ge=1, le=64)
-    """Tasks a driver keeps running on one peer platform at once."""
+    """Tasks a driver keeps running on one peer platform at once, at least (as many as its
+    pool has workers, which it asks of the peer: ``backends.peerslots``); also a peer's
+    weight in placement while it has not said its workers."""
     peer_max_running: int = Field(8, ge=1, le=1024)
     """Tasks this platform runs for its peers at once; more are answered 503 (run elsewhere)."""
     peer_max_result_bytes: ByteSize = ByteSize(2 << 30)

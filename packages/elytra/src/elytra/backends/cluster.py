@@ -41,6 +41,7 @@ from ..chunkrefs import chunk_shas, resolve_chunks
 from ..scheduler import Failed, Moved, Outcome, Scheduler, Watch
 from ..task import Task, TaskResult
 from .base import Backend, rebuild_error
+from .peerslots import PeerSlots
 from .runner import BackgroundRunner
 
 __all__ = ["TASKS_PATH", "ChunkCluster", "ClusterBackend", "Peer", "place"]
@@ -222,6 +223,8 @@ class ClusterBackend:
         self.lease_seconds = lease_seconds
         self.max_result_bytes = max_result_bytes
         self._not_peers: dict[str, float] = {}
+        self.slots = PeerSlots(peer_slots, verify)
+        """Each peer's pool size, asked of it (placement weighs bytes per slot)."""
         self.stats: dict[str, int] = {"local": 0, "peer": 0, "peer_failed": 0}
 
     def worker_states(self) -> list[dict[str, Any]]:
@@ -260,7 +263,7 @@ class ClusterBackend:
         if started is not None:
             started()
         me = cluster.me()
-        slots = {me: self.local_slots, **dict.fromkeys(peers, self.peer_slots)}
+        slots = {me: self.local_slots, **self.slots.of(list(peers.values()), cluster.token)}
 
         def holds(node: str, sha: str) -> bool:
             if node == me:
@@ -270,7 +273,7 @@ class ClusterBackend:
         where = place(tasks, me, list(peers), holds, slots)
         events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         runner = BackgroundRunner(local, cancel, events, "elytra-cluster-local")
-        run = _PeerRun(self, cluster, events, cancel)
+        run = _PeerRun(self, cluster, events, cancel, slots)
         attempts = _ClusterAttempts(self, me, peers, where, run, runner, events)
         # no lease here: a peer's connection is its lease (``lease_seconds`` bounds the answer,
         # a drop fails the attempt), and ``local`` leases its own attempts
@@ -363,7 +366,9 @@ class _ClusterAttempts:
 
 
 class _PeerRun:
-    """The peers' share of one run: a queue and ``peer_slots`` sender threads per peer."""
+    """The peers' share of one run: a queue per peer, and as many sender threads as its
+    pool's workers, at least ``peer_slots`` (a task in flight while another runs keeps a
+    worker busy across the round trip)."""
 
     def __init__(
         self,
@@ -371,8 +376,10 @@ class _PeerRun:
         cluster: ChunkCluster,
         events: queue.Queue[tuple[Any, ...]],
         cancel: threading.Event,
+        slots: dict[str, int] | None = None,
     ) -> None:
         self.backend, self.cluster, self.events, self.cancel = backend, cluster, events, cancel
+        self.slots = slots or {}
         self.queues: dict[str, deque[Task]] = {}
         self.peers: dict[str, Peer] = {}
         self.down: set[str] = set()
@@ -393,7 +400,8 @@ class _PeerRun:
 
     def start(self) -> None:
         for peer_id, todo in self.queues.items():
-            for i in range(min(self.backend.peer_slots, len(todo))):
+            senders = max(self.backend.peer_slots, self.slots.get(peer_id, 0))
+            for i in range(min(senders, len(todo))):
                 t = threading.Thread(
                     target=self._send_loop,
                     args=(self.peers[peer_id],),
