@@ -17,14 +17,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import httpx
 
 from platform_core.http import http_client
-
-if TYPE_CHECKING:
-    from .cluster import Peer
 
 __all__ = ["ASK_TIMEOUT", "MAX_SLOTS", "SLOTS_TTL", "WORKERS_PATH", "PeerSlots"]
 
@@ -37,6 +34,16 @@ ASK_TIMEOUT = 1.0
 """Seconds a peer has to answer; the asks of one run go out at once."""
 MAX_SLOTS = 256
 """A peer's answer above this is taken as this (``ELYTRA_WORKERS`` stops there too)."""
+
+
+class Peer(Protocol):
+    """A peer platform as this module needs it (``backends.cluster.Peer`` is one)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def url(self) -> str: ...
 
 
 class PeerSlots:
