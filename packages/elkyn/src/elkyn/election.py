@@ -264,6 +264,7 @@ class Election:
                 if self.dynamic:
                     self._members()
                 self._reconcile()
+                self._confirm_role()
                 if self.node._isLeader():
                     self._coordinate()
             except Exception:  # a tick that fails is retried by the next one
@@ -285,6 +286,23 @@ class Election:
         log.info(
             "term %d: the primary is %s%s", term, primary, " (this server)" * (primary == self.url)
         )
+
+    def _confirm_role(self) -> None:
+        """Count a replica's role as named (``Fence.named``, which the platform's start waits
+        for) once its primary answers as the primary of its term. A restarted server's record
+        may name a primary that is gone (its own old address, a platform still down): an
+        outside tester saw a platform restarted on a new port answer as the replica of its
+        own dead address, and its plugins start as a replica, until the next election."""
+        fence = self.app.fence
+        if fence is None or fence.named.is_set() or fence.primary or fence.term == 0:
+            return
+        primary = self.node.primary
+        if (
+            primary is not None
+            and self.node.term == fence.term
+            and self._answers(primary, fence.term)
+        ):
+            fence.named.set()
 
     def _promote(self, term: int) -> None:
         from .replica import mark_followed

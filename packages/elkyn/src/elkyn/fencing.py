@@ -57,8 +57,9 @@ class Fence:
         it: no majority of its members answers), for the write refused meanwhile."""
         self._raising = threading.Lock()  # the HTTP fence and the elector's own, at once
         self.named = threading.Event()
-        """Set once this server has a role (primary or replica of a term): the gateway
-        plugin's start waits for it, so the plugins after it start knowing the role."""
+        """Set once this server has a settled role: the primary of a term, or the replica of
+        a primary that answers as such (``Election._confirm_role``). The gateway plugin's
+        start waits for it, so the plugins after it start knowing the role."""
 
     def serving(self) -> bool:
         """Whether this server is the primary of an unfenced term (writes may be applied)."""
@@ -107,7 +108,6 @@ class Fence:
     def follow(self, term: int) -> None:
         """Serve ``term`` as a replica (no writes of its own)."""
         self.term, self.primary = term, False
-        self.named.set()
 
     def record_ack(self, replica: str, term: str | None, since: int, counts: bool = True) -> None:
         """A poll of ``replica`` (a replica of ``term``) says it committed up to ``since``
