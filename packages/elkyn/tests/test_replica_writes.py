@@ -342,6 +342,11 @@ def test_the_plugins_forwarding_writer_writes_on_the_primary_and_reads_back_here
             assert httpx.get(primary.url + "/jobs.json", headers=admin).json() == {
                 "j1": {"state": "done"}
             }
+            # ``get`` reads at the primary: a value this replica may not have yet
+            r = httpx.put(primary.url + "/jobs/j2.json", json={"state": "ok"}, headers=admin)
+            assert r.status_code == 200, r.text
+            assert writer.get("/jobs/j2") == {"state": "ok"}
+            assert writer.get("/jobs/none") is None
             status = replication_status(store, follower)
             assert status["role"] == "replica"
             assert status["primary"] == primary.url

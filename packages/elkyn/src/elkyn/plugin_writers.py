@@ -37,7 +37,8 @@ __all__ = ["DatabaseWriter", "ElectedWriter", "ForwardingWriter", "LocalWriter"]
 
 @runtime_checkable
 class DatabaseWriter(Protocol):
-    """What a plugin writes through: the admin's set, update, push and delete."""
+    """What a plugin writes through: the admin's set, update, push and delete; and ``get``,
+    a read at the primary, for a decision a replica's own copy (which may lag) must not make."""
 
     role: str
     """``"primary"`` (writes land here) or ``"replica"`` (writes go to the primary)."""
@@ -49,6 +50,8 @@ class DatabaseWriter(Protocol):
     def push(self, path: str, value: Any) -> str: ...
 
     def delete(self, path: str) -> None: ...
+
+    def get(self, path: str) -> Any: ...
 
 
 class LocalWriter:
@@ -70,6 +73,9 @@ class LocalWriter:
 
     def delete(self, path: str) -> None:
         self.store.delete(path, caller=ADMIN)
+
+    def get(self, path: str) -> Any:
+        return self.store.get(path, caller=ADMIN)
 
 
 _STATUS_ERRORS: dict[int, type[ElkynError]] = {
@@ -106,6 +112,10 @@ class ForwardingWriter:
     def delete(self, path: str) -> None:
         self._send("DELETE", path, None)
 
+    def get(self, path: str) -> Any:
+        """The value at ``path`` on the primary (this replica's copy may lag behind it)."""
+        return self._send("GET", path, None)
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
@@ -136,7 +146,9 @@ class ForwardingWriter:
 
         primary = self.follower.primary
         url = primary + quote(path_str(parse_path(path)), safe="/") + ".json"
-        body = None if method == "DELETE" else json.dumps(value, ensure_ascii=False).encode()
+        body = (
+            None if method in ("DELETE", "GET") else json.dumps(value, ensure_ascii=False).encode()
+        )
         if body is not None and len(body) > self.settings.max_write_bytes:
             raise InvalidDataError(
                 f"Invalid data; the write ({len(body)} bytes) is larger than the write size "
@@ -185,7 +197,7 @@ def _json_or_text(raw: bytes) -> Any:
 class ElectedWriter:
     """The writer of a platform in an election cluster: into its store while it is the
     unfenced primary, else forwarded to the primary it follows in the current term; during
-    an election (no primary yet) set, update and delete are retried for ``RETRY_SECONDS``
+    an election (no primary yet) set, update, delete and get are retried for ``RETRY_SECONDS``
     (they are idempotent; a push is not, so it fails at once with the 503)."""
 
     RETRY_SECONDS = 10.0
@@ -211,6 +223,9 @@ class ElectedWriter:
 
     def delete(self, path: str) -> None:
         self._retried(lambda w: w.delete(path))
+
+    def get(self, path: str) -> Any:
+        return self._retried(lambda w: w.get(path))
 
     def close(self) -> None:
         if self._forwarding is not None:

@@ -170,22 +170,33 @@ async def _own_unfinished(services: Services) -> set[str]:
     }
 
 
-async def _fail_own_jobs(services: Services, ids: set[str]) -> None:
-    """Mark the jobs ``ids`` (:func:`_own_unfinished`) failed through the writer, retried
-    while the election names no primary. The primary's look for jobs of dead platforms
-    misses them: this platform came back before the cluster declared it dead."""
-    from .jobs import fail_orphans
+async def _fail_own_jobs(services: Services, ids: set[str], results: ResultStore) -> None:
+    """Mark failed, through the writer, those of the jobs ``ids`` (:func:`_own_unfinished`)
+    that the primary still holds unfinished, and remove their results; retried while the
+    election names no primary. The primary's look for jobs of dead platforms misses them:
+    this platform came back before the cluster declared it dead. Their state is read at the
+    primary: this replica's copy may lag it (a job whose "succeeded" had not reached it when
+    the platform was killed must keep its record and its result)."""
+    from .jobs import FINAL, fail_orphans
 
-    node = services.get(LAKE_NODE)
+    node, writer = services.get(LAKE_NODE), services.get(DB_WRITER)
     deadline = time.monotonic() + OWN_JOBS_SECONDS
     while ids and time.monotonic() < deadline:
         try:
+            records = [await asyncio.to_thread(writer.get, f"/jobs/{i}") for i in sorted(ids)]
+            still = {
+                i
+                for i, r in zip(sorted(ids), records, strict=True)
+                if isinstance(r, dict) and r.get("state") not in FINAL
+            }
             gone = await asyncio.to_thread(
-                fail_orphans, services.get(DB_STORE), services.get(DB_WRITER), {node.node_id}, ids
+                fail_orphans, services.get(DB_STORE), writer, {node.node_id}, still
             )
         except PlatformError:  # no primary yet: the election is under way
             await asyncio.sleep(0.5)
             continue
+        for job_id in gone:  # committed just before the kill, its job failed: not kept
+            await asyncio.to_thread(results.delete, job_id)
         if gone:
             logging.getLogger("elytra").warning("%d unfinished job(s) marked failed", len(gone))
         return
@@ -313,10 +324,10 @@ def plugin() -> Plugin:
         # The database started before us: the graph orders the lifespans.
         left = await _reload_jobs(services.get(DB_STORE), registry())
         mine = await _own_unfinished(services)
-        own = asyncio.create_task(_fail_own_jobs(services, mine))
         es = _elytra_settings(settings)
         await asyncio.to_thread(sweep, es.resolved_spill_dir())  # what a killed run spilled
-        platform.results = await _open_results(es, [*left, *sorted(mine)])
+        platform.results = await _open_results(es, left)
+        own = asyncio.create_task(_fail_own_jobs(services, mine, platform.results))
         expiry = asyncio.create_task(_expire_every(platform.results))
         orphans = asyncio.create_task(_fail_orphans_every(services))
         await _start_backends(platform, es, settings)
