@@ -418,6 +418,11 @@ def _elytra(files: dict[str, Path], home: Path) -> Iterator[_ElytraSQL]:
         yield _ElytraSQL(s, files)
 
 
+def _times(ratio: float | None) -> str:
+    """A ratio as the tables show it; "n/a" for an engine that did not run (not 0.00x)."""
+    return "n/a" if not ratio else f"{ratio:.2f}x"
+
+
 def _geomean(xs: list[float]) -> float | None:
     xs = [x for x in xs if x and x > 0]
     return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else None
@@ -716,11 +721,11 @@ def platforms_report(
         lines.append(
             f"| q{n:02d} | {'n/a' if d is None else f'{d * 1000:.0f}'} "
             f"| {'n/a' if t is None else f'{t * 1000:.0f}'} | {cell} "
-            f"| {a or 0:.2f}x | {b or 0:.2f}x | {engine} | {moved} |"
+            f"| {_times(a)} | {_times(b)} | {engine} | {moved} |"
         )
     lines.append(
-        f"| geometric mean | | | | {_geomean(r3) or 0:.2f}x "
-        f"| {_geomean(rp) or 0:.2f}x ({len(rp)}/{len(numbers)}) | | | | |"
+        f"| geometric mean | | | | {_times(_geomean(r3))} "
+        f"| {_times(_geomean(rp))} ({len(rp)}/{len(numbers)}) | | | | |"
     )
     lines += [
         "",
