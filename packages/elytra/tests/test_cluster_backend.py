@@ -283,6 +283,8 @@ def test_tasks_over_chunks_a_peer_holds_run_there(
     assert backend.stats["peer"] == tasks  # every task reads chunks only p1 holds
     assert backend.stats["local"] == 0
     assert here.fetched == []  # nothing came here: the peer read its own copies
+    # the run weighed p1 by the workers it said (kept: not asked again at a dead address)
+    assert backend.slots.of([Peer("p1", "http://127.0.0.1:9")], here.token) == {"p1": PEER_WORKERS}
 
 
 def test_analyze_names_the_peer_that_ran_each_task(

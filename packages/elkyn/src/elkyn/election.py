@@ -217,6 +217,8 @@ class Election:
         self.misses = 0
         self.ticks = 0
         self.stray_looks = 0
+        self.own_http_seen = False
+        """Whether this server's own HTTP has answered the elector since the start."""
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="elkyn-elector", daemon=True)
         if app.fence is not None:
@@ -414,13 +416,28 @@ class Election:
 
     def _answers(self, primary: str, term: int) -> bool:
         """Whether ``primary`` answers, as the unfenced primary of ``term``."""
-        if primary == self.url:  # this server: asked directly (its HTTP may not serve yet)
-            fence = self.app.fence
-            return fence is not None and fence.term == term and fence.serving()
+        if primary == self.url:
+            return self._answers_here(term)
         try:
             status = self._request(f"{primary}/.replication/status")
         except (urllib.error.URLError, OSError, ValueError):
             return False
+        return bool(status.get("term") == term and status.get("serving"))
+
+    def _answers_here(self, term: int) -> bool:
+        """Whether this server is the unfenced primary of ``term``: asked in-process, and
+        over its own HTTP once that has answered since the start (before, the gateway's
+        plugins are still starting and it serves nothing). The HTTP check keeps a primary
+        whose HTTP is wedged (a blocked event loop, a broken certificate) from holding the
+        role while its replicas cannot reach it."""
+        fence = self.app.fence
+        if fence is None or fence.term != term or not fence.serving():
+            return False
+        try:
+            status = self._request(f"{self.url}/.replication/status")
+        except (urllib.error.URLError, OSError, ValueError):
+            return not self.own_http_seen
+        self.own_http_seen = True
         return bool(status.get("term") == term and status.get("serving"))
 
     def _fence_all(self, term: int) -> dict[str, dict[str, Any]]:

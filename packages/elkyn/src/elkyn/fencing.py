@@ -37,8 +37,10 @@ class StaleTermError(PrimaryUnavailableError):
 
 
 class Fence:
-    """This server's term, fence and replica acknowledgements (all on the app's event loop,
-    except the plain attribute writes of the elector thread, which only ever raise them)."""
+    """This server's term, fence and replica acknowledgements (on the app's event loop, but
+    for the elector thread's plain attribute writes in ``promote`` and ``follow``, and
+    ``fence_at``, which a worker thread of ``POST /.replication/fence`` and the elector both
+    call: its lock keeps the fence from going down between its check and its write)."""
 
     def __init__(self, sync_replicas: int, sync_timeout: float) -> None:
         self.term = 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -140,16 +141,22 @@ never does, and its platform starts after this wait, its writes refused until a 
 
 
 async def _await_a_role(app: ElkynApp) -> None:
-    """Wait (at most ``FIRST_ROLE_WAIT``) for the election to name this platform's role."""
+    """Wait (at most ``FIRST_ROLE_WAIT``) for the election to name this platform's role;
+    polled on the loop, so a stop during the wait ends it at once."""
     fence = app.fence
-    if fence is None or fence.named.is_set():
+    if fence is None:
         return
-    if not await asyncio.to_thread(fence.named.wait, FIRST_ROLE_WAIT):
-        logging.getLogger("elkyn").warning(
-            "the election named no primary within %g s (is a majority of its members up?): "
-            "starting without one; writes are refused until it does",
-            FIRST_ROLE_WAIT,
-        )
+    deadline = time.monotonic() + FIRST_ROLE_WAIT
+    while not fence.named.is_set():
+        if time.monotonic() > deadline:
+            logging.getLogger("elkyn").warning(
+                "the election gave this platform no role within %g s (no primary named, or "
+                "the one named does not answer; is a majority of its members up?): starting "
+                "without one; writes are refused until it does",
+                FIRST_ROLE_WAIT,
+            )
+            return
+        await asyncio.sleep(0.05)
 
 
 async def _close_election(app: ElkynApp) -> None:

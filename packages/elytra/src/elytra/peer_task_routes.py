@@ -7,8 +7,9 @@ own (locked, removed after, swept if the process was killed), and answers the ro
 Arrow IPC stream with the task's figures in ``x-elytra-stats``. A task error answers 422 with
 ``{"task_error": ...}`` (whether another attempt may help rides along); more tasks at once
 than ``peer_max_running`` answer 503, and so does a platform still starting. A sender that
-goes away cancels its task. ``GET /workers`` says how many tasks its pool runs at once
-(``backends.peerslots``: placement weighs each peer by it).
+goes away cancels its task. ``GET /workers`` says how many tasks its pool runs at once for
+peers (``ELYTRA_WORKERS``, at most ``peer_max_running``; ``backends.peerslots``: placement
+weighs each peer by it).
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ def make_peer_app(
             raise UnauthorizedError("the peer routes need a cluster token")
         signer().verify_cluster(token)
         _, _, settings = ready()
-        return JSONResponse({"workers": settings.workers})
+        # what it takes from peers at once: past ``peer_max_running`` it answers 503
+        return JSONResponse({"workers": min(settings.workers, settings.peer_max_running)})
 
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, PlatformError)

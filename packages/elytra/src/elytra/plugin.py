@@ -172,34 +172,45 @@ async def _own_unfinished(services: Services) -> set[str]:
 
 async def _fail_own_jobs(services: Services, ids: set[str], results: ResultStore) -> None:
     """Mark failed, through the writer, those of the jobs ``ids`` (:func:`_own_unfinished`)
-    that the primary still holds unfinished, and remove their results; retried while the
-    election names no primary. The primary's look for jobs of dead platforms misses them:
-    this platform came back before the cluster declared it dead. Their state is read at the
-    primary: this replica's copy may lag it (a job whose "succeeded" had not reached it when
-    the platform was killed must keep its record and its result)."""
+    that the primary still holds unfinished, and remove the results of all but those the
+    primary holds succeeded; retried while the election names no primary. The primary's look
+    for jobs of dead platforms misses a platform back before the cluster declared it dead.
+    The state is read at the primary: this replica's copy may lag it (a job whose
+    "succeeded" had not reached it when the platform was killed keeps record and result)."""
     from .jobs import FINAL, fail_orphans
 
+    log = logging.getLogger("elytra")
     node, writer = services.get(LAKE_NODE), services.get(DB_WRITER)
     deadline = time.monotonic() + OWN_JOBS_SECONDS
-    while ids and time.monotonic() < deadline:
+    while ids:
         try:
-            records = [await asyncio.to_thread(writer.get, f"/jobs/{i}") for i in sorted(ids)]
-            still = {
-                i
-                for i, r in zip(sorted(ids), records, strict=True)
-                if isinstance(r, dict) and r.get("state") not in FINAL
-            }
+            states = {i: _state(await asyncio.to_thread(writer.get, f"/jobs/{i}")) for i in ids}
+            still = {i for i, st in states.items() if st is not None and st not in FINAL}
             gone = await asyncio.to_thread(
                 fail_orphans, services.get(DB_STORE), writer, {node.node_id}, still
             )
-        except PlatformError:  # no primary yet: the election is under way
+        except PlatformError as exc:  # no primary yet: the election is under way
+            if time.monotonic() > deadline:
+                log.warning(
+                    "%d job(s) this platform's killed run drove are left unfinished: no "
+                    "primary took their failure within %g s (%s)",
+                    len(ids),
+                    OWN_JOBS_SECONDS,
+                    exc,
+                )
+                return
             await asyncio.sleep(0.5)
             continue
-        for job_id in gone:  # committed just before the kill, its job failed: not kept
-            await asyncio.to_thread(results.delete, job_id)
+        for job_id in sorted(i for i, state in states.items() if state != "succeeded"):
+            await asyncio.to_thread(results.delete, job_id)  # committed just before the kill
         if gone:
-            logging.getLogger("elytra").warning("%d unfinished job(s) marked failed", len(gone))
+            log.warning("%d unfinished job(s) marked failed", len(gone))
         return
+
+
+def _state(record: Any) -> str | None:
+    """A job record's state (None for no record, or one without a state)."""
+    return record.get("state") if isinstance(record, dict) else None
 
 
 async def _fail_orphans_every(services: Services) -> None:

@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 REJOIN_WAIT = 10.0
 """Seconds a platform restarted without ``--join`` waits, at start, for the first pass over
 the peers its lake node remembers: it answers ready knowing its cluster (a job right after
-the restart found no holder of a chunk: issue 34's "ready means ready"). Peers that are down
-refuse at once, so a platform back first does not wait them out."""
+the restart found no holder of a chunk: issue 34's "ready means ready"). A peer whose host
+is up but platform down refuses at once, so a platform back first does not wait them out; a
+host that is down costs up to the ping timeout (2 s) a peer, within this bound."""
 
 
 def peer_plugin() -> Plugin:
@@ -101,13 +102,19 @@ async def _lifespan(
             node.stop()
             raise
         log.info("lake node %s joined the cluster through %s", node.node_id, ls.join)
-    elif not await run_in_threadpool(cluster.rejoined, REJOIN_WAIT):
-        log.warning(
-            "lake node %s: none of the peers it saw alive before answered; it starts alone "
-            "and joins them when one answers (%s)",
-            node.node_id,
-            cluster.gossip.join_problem,
-        )
+    else:
+        try:
+            rejoined = await run_in_threadpool(cluster.rejoined, REJOIN_WAIT)
+        except BaseException:
+            node.stop()
+            raise
+        if not rejoined:
+            log.warning(
+                "lake node %s: none of the peers it saw alive before answered; it starts "
+                "alone and joins them when one answers (%s)",
+                node.node_id,
+                cluster.gossip.join_problem,
+            )
     try:
         yield {LAKE_NODE: node}  # withdrawn by the gateway before this exits
     finally:

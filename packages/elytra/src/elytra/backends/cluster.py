@@ -273,7 +273,7 @@ class ClusterBackend:
         where = place(tasks, me, list(peers), holds, slots)
         events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         runner = BackgroundRunner(local, cancel, events, "elytra-cluster-local")
-        run = _PeerRun(self, cluster, events, cancel, slots)
+        run = _PeerRun(self, cluster, events, cancel)
         attempts = _ClusterAttempts(self, me, peers, where, run, runner, events)
         # no lease here: a peer's connection is its lease (``lease_seconds`` bounds the answer,
         # a drop fails the attempt), and ``local`` leases its own attempts
@@ -366,9 +366,8 @@ class _ClusterAttempts:
 
 
 class _PeerRun:
-    """The peers' share of one run: a queue per peer, and as many sender threads as its
-    pool's workers, at least ``peer_slots`` (a task in flight while another runs keeps a
-    worker busy across the round trip)."""
+    """The peers' share of one run: a queue and ``peer_slots`` sender threads per peer (a
+    peer answers 503 past its ``peer_max_running``, and a refusal gives its queue back)."""
 
     def __init__(
         self,
@@ -376,10 +375,8 @@ class _PeerRun:
         cluster: ChunkCluster,
         events: queue.Queue[tuple[Any, ...]],
         cancel: threading.Event,
-        slots: dict[str, int] | None = None,
     ) -> None:
         self.backend, self.cluster, self.events, self.cancel = backend, cluster, events, cancel
-        self.slots = slots or {}
         self.queues: dict[str, deque[Task]] = {}
         self.peers: dict[str, Peer] = {}
         self.down: set[str] = set()
@@ -400,8 +397,7 @@ class _PeerRun:
 
     def start(self) -> None:
         for peer_id, todo in self.queues.items():
-            senders = max(self.backend.peer_slots, self.slots.get(peer_id, 0))
-            for i in range(min(senders, len(todo))):
+            for i in range(min(self.backend.peer_slots, len(todo))):
                 t = threading.Thread(
                     target=self._send_loop,
                     args=(self.peers[peer_id],),
