@@ -50,6 +50,7 @@ SELF_REVOKING = {("POST", "/api/logout")}
 NODE_TO_NODE = [
     ("GET", "/internal/platform/status"),
     ("POST", "/internal/elytra/tasks"),
+    ("GET", "/internal/elytra/workers"),
     ("POST", "/internal/lake/ping"),
     ("POST", "/internal/lake/ping-req"),
     ("GET", "/internal/lake/manifests"),
