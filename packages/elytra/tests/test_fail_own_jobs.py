@@ -1,0 +1,68 @@
+"""A platform restarted as a replica fails the jobs its killed run left unfinished, deciding by
+their state at the primary: its own copy may lag (helper 32 found that a job whose
+"succeeded" had not reached the replica when it was killed would be failed, its result
+dropped). Two real stores stand for the primary and the replica's lagging copy."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pyarrow as pa
+
+from elkyn import ADMIN, Store
+from elkyn.services import DB_STORE, DB_WRITER
+from elytra.plugin import _fail_own_jobs
+from elytra.resultstore import ResultStore
+from lake.services import LAKE_NODE
+
+
+class _AtThePrimary:
+    """The replica's writer: reads and writes go to ``primary`` (as its forwards do)."""
+
+    role = "replica"
+
+    def __init__(self, primary: Store) -> None:
+        self.primary = primary
+
+    def get(self, path: str) -> Any:
+        return self.primary.get(path, caller=ADMIN)
+
+    def update(self, path: str, values: dict[str, Any]) -> Any:
+        return self.primary.update(path, values, caller=ADMIN)
+
+
+def _committed(results: ResultStore, job_id: str) -> None:
+    writer = results.writer(job_id, "alice")
+    batch = pa.record_batch({"x": [1, 2, 3]})
+    writer.write(batch)
+    writer.commit(batch.schema)
+
+
+def test_only_jobs_unfinished_at_the_primary_are_failed_and_succeeded_ones_keep_results(
+    tmp_path: Path,
+) -> None:
+    at_primary = {
+        "j-done": {"state": "succeeded", "driver": "n1"},  # its success did not reach the copy
+        "j-run": {"state": "running", "driver": "n1"},
+        "j-swept": {"state": "failed", "driver": "n1"},  # the primary's orphan sweep failed it
+    }
+    copy = {k: {**v, "state": "running"} for k, v in at_primary.items()}  # lagging
+    results = ResultStore(tmp_path, max_bytes=1 << 20, quota_bytes=1 << 20, ttl_seconds=3600)
+    for job_id in at_primary:
+        _committed(results, job_id)
+    with Store(memory=True) as primary, Store(memory=True) as replica:
+        primary.set("/jobs", at_primary, caller=ADMIN)
+        replica.set("/jobs", copy, caller=ADMIN)
+        services = {
+            DB_STORE: replica,
+            DB_WRITER: _AtThePrimary(primary),
+            LAKE_NODE: SimpleNamespace(node_id="n1"),
+        }
+        asyncio.run(_fail_own_jobs(SimpleNamespace(get=services.__getitem__), set(copy), results))
+        states = {k: v["state"] for k, v in primary.get("/jobs", caller=ADMIN).items()}
+    assert states == {"j-done": "succeeded", "j-run": "failed", "j-swept": "failed"}
+    assert results.open("j-done").num_rows == 3  # kept
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["j-done"]
