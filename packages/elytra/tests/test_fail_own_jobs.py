@@ -61,7 +61,8 @@ def test_only_jobs_unfinished_at_the_primary_are_failed_and_succeeded_ones_keep_
             DB_WRITER: _AtThePrimary(primary),
             LAKE_NODE: SimpleNamespace(node_id="n1"),
         }
-        asyncio.run(_fail_own_jobs(SimpleNamespace(get=services.__getitem__), set(copy), results))
+        view = SimpleNamespace(get=services.__getitem__)  # the plugin's services, as it asks
+        asyncio.run(_fail_own_jobs(view, set(copy), results))  # type: ignore[arg-type]
         states = {k: v["state"] for k, v in primary.get("/jobs", caller=ADMIN).items()}
     assert states == {"j-done": "succeeded", "j-run": "failed", "j-swept": "failed"}
     assert results.open("j-done").num_rows == 3  # kept
