@@ -39,11 +39,12 @@ DUCK_TO_ARROW = {
 EXAMPLES = int(os.environ.get("CSV_EXAMPLES", "60"))
 
 NULL_WORDS = ["NA", "null", "nan", "#N/A", "NULL", "None", "N/A", "NaN", "nil", "-nan"]
-# No ";", "|" or tab (DuckDB's sniffer would consider them delimiters) and no "\r".
+# No ";", "|" or tab (DuckDB's sniffer would consider them delimiters) and no "\r"; no space or
+# line break around a value (DuckDB sniffs `"0\n"` as the number 0, we read text: README).
 TEXT = st.text(
     st.sampled_from([*"abcXYZ019 -.,:'\"\n", "é", "ß", "中", "🙂", "\u00a0"]),
     max_size=12,
-).filter(lambda s: s == s.strip(" "))
+).filter(lambda s: s == s.strip(" \n"))  # surrounding spaces or line breaks: see README
 
 
 def _int(lead0: bool) -> st.SearchStrategy[str]:
