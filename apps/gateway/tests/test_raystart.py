@@ -123,3 +123,34 @@ def test_the_token_is_made_once_private_and_replaced_by_a_learned_one(tmp_path: 
     assert path.stat().st_mode & 0o777 == 0o600
     assert make_token(tmp_path).read_text() == first
     assert make_token(tmp_path, "the-head's").read_text() == "the-head's"
+
+
+def test_the_node_names_its_lake_node_and_its_chunk_directory(tmp_path: Path) -> None:
+    """What ``platform up --ray`` marks its Ray node with (``elytra.ray_node_marks``): the
+    lake node of the home (the id the lake keeps there), as a resource the driver maps by,
+    and the chunk and work directories every Ray worker of the node inherits."""
+    import json
+
+    from elytra import ray_node_marks
+    from elytra.backends.raynodes import CHUNKS_VAR, NODE_VAR, RESOURCE, WORK_VAR
+    from lake import lake_settings, node_identity
+    from platform_core import PlatformSettings
+
+    resources, marks = ray_node_marks(PlatformSettings(home=tmp_path))
+    node_id, chunks = node_identity(lake_settings(None, home=tmp_path))
+    assert resources == {RESOURCE + node_id: 1.0}
+    assert marks == {
+        NODE_VAR: node_id,
+        CHUNKS_VAR: str(chunks),
+        WORK_VAR: str(tmp_path / "elytra" / "ray-tasks"),
+    }
+    assert (tmp_path / "lake" / "node-id").read_text() == node_id  # the lake's own, kept
+    ports = choose_ports("127.0.0.1", head=True, workers=1)
+    spec = RaySpec("127.0.0.1", tmp_path, ports, resources=resources, env=marks)
+    argv = start_command(spec, tmp_path)
+    opts = dict(a.split("=", 1) for a in argv if a.startswith("--") and "=" in a)
+    assert json.loads(opts["--resources"]) == resources
+    env = start_env(spec, tmp_path, {})
+    assert {k: env[k] for k in marks} == marks
+    bare = RaySpec("127.0.0.1", tmp_path, ports)
+    assert not [a for a in start_command(bare, tmp_path) if a.startswith("--resources")]

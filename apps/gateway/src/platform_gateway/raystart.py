@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import os
 import secrets
 import socket
@@ -87,6 +88,10 @@ class RaySpec:
     home: Path
     ports: RayPorts
     head_address: str | None = None
+    resources: dict[str, float] = field(default_factory=dict)
+    """Custom resources the node carries (``lake-node:<id>``: which lake node it serves)."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Variables every process of the node inherits (its lake node's chunk directory)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -200,6 +205,7 @@ def start_command(spec: RaySpec, temp_dir: Path) -> list[str]:
         f"--runtime-env-agent-port={ports.runtime_env_agent}",
         f"--metrics-export-port={ports.metrics_export}",
         f"--worker-port-list={','.join(map(str, ports.workers))}",
+        *([f"--resources={json.dumps(spec.resources)}"] if spec.resources else []),
         f"--temp-dir={temp_dir}",
         f"--object-spilling-directory={ray_dir(spec.home) / 'spill'}",
         "--disable-usage-stats",
@@ -223,6 +229,7 @@ def _ray_vars(spec: RaySpec, temp_dir: Path) -> dict[str, str]:
 def start_env(spec: RaySpec, temp_dir: Path, base: dict[str, str]) -> dict[str, str]:
     """``base`` (the platform's environment) with Ray's variables for ``ray start``."""
     env = {k: v for k, v in base.items() if k != "RAY_AUTH_TOKEN"}  # the file is the token
+    env.update(spec.env)
     env.update(_ray_vars(spec, temp_dir))
     # Stopping the whole group at once: Ray's drain would wait 30 s for nothing.
     env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 
+from elytra import ray_node_marks
 from platform_core import PlatformError, PlatformSettings
 
 from .raynode import RayNode
@@ -41,11 +42,14 @@ def start_ray(settings: PlatformSettings) -> RayNode:
                 "which Ray 2.60's worker nodes cannot join: start every platform with "
                 "--host set to an address of this machine the others reach"
             )
+    resources, env = ray_node_marks(settings)  # which lake node it serves, where its chunks are
     spec = RaySpec(
         host=settings.host,
         home=settings.home,
         ports=choose_ports(settings.host, head=head_address is None),
         head_address=head_address,
+        resources=resources,
+        env=env,
     )
     make_token(settings.home, token)
     # No ray.shutdown() when the node dies: with its raylet gone, Ray's disconnect ends the

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers and readers
     from platform_core.expr import col, lit
 
     from .backends import Backend, BrowserBackend, InlineBackend, LocalPool, RayBackend
+    from .backends.raynodes import ray_node_marks
     from .jobs import JOBS_RULES, Job, JobRecorder, StoreRecorder
     from .pipeline import GroupedPipeline, Pipeline
     from .resultstore import ResultStore, StoredResult
@@ -49,6 +50,7 @@ _EXPORTS = {
     "InlineBackend": ".backends",
     "LocalPool": ".backends",
     "RayBackend": ".backends",
+    "ray_node_marks": ".backends.raynodes",
     "JOBS_RULES": ".jobs",
     "Job": ".jobs",
     "JobRecorder": ".jobs",
@@ -103,4 +105,5 @@ __all__ = [
     "connect",
     "execute",
     "lit",
+    "ray_node_marks",
 ]

@@ -24,7 +24,7 @@ from emsqrt.planning import SchemaResolver, inner_joins
 from platform_core import PlatformError, Schema, new_id
 
 from .backends import Backend
-from .chunkrefs import chunk_ref
+from .chunkrefs import chunk_ref, chunk_shas
 from .errors import (
     JobCancelledError,
     JobTimeoutError,
@@ -586,7 +586,9 @@ class Driver:
             n for n in (src.rows() for src in read if src.name not in made) if n is not None
         )
         # queued until the backend starts it
-        job.update(tasks=_tasks(stats, 0, started=False), rows_in=stats.rows_in)
+        job.update(
+            tasks=_tasks(stats, 0, started=False), rows_in=stats.rows_in, backend=self.backend.name
+        )
         results = StageResults(spill / "results", int(self.settings.driver_mem_cap) // 2)
         if local:  # the workers share this disk: a large task result comes as a file
             # an Arrow IPC file, memory-mapped here, where the merge only concatenates
@@ -778,6 +780,7 @@ class Driver:
         """Run ``tasks``; each result goes where its stage is routed (an exchange's side, or
         a merge input, after which ``added`` may reroute the stage)."""
         if tasks:
+            chunks = {t.id: chunk_shas(t) for t in tasks}  # the record names what each read
             for result in self.backend.run(
                 tasks, job.cancel_event, lambda: self._started(job, stats)
             ):
@@ -817,6 +820,8 @@ class Driver:
                     int(result.stats.get("rows_out", result.table.num_rows)),
                     result.stats.get("worker_pid"),
                     int(result.stats.get("attempt", 1)),
+                    node=result.stats.get("node") or result.stats.get("peer"),
+                    chunks=chunks.get(result.task_id) or (),
                 )
                 job.update(
                     tasks=_tasks(stats, 0),

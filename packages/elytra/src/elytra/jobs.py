@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -49,6 +49,8 @@ def _write_logged(recorder: JobRecorder, job_id: str, fields: Mapping[str, Any])
 TIMELINE_PER_STAGE = 100
 """Tasks of one stage whose times a record keeps (the first to end); the rest are counted, so
 a job of ten thousand tasks keeps its record small."""
+TIMELINE_CHUNKS = 16
+"""Chunks a task's timeline entry names at most (a broadcast join's task reads its sides' too)."""
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL = ("succeeded", "failed", "cancelled")
 
@@ -236,6 +238,9 @@ class Job:
         rows: int = 0,
         worker: int | None = None,
         attempt: int = 1,
+        *,
+        node: str | None = None,
+        chunks: Sequence[str] = (),
     ) -> None:
         """A task of ``stage`` ended now after ``seconds`` (as its worker measured it, plus
         the transfer of its rows): one more done in its stage, and its bar on the timeline
@@ -262,6 +267,10 @@ class Job:
             }
             if worker is not None:
                 entry["worker"] = worker
+            if node:  # the lake node it ran on (a cluster's), and the chunks it read there
+                entry["node"] = node
+            if chunks:
+                entry["chunks"] = list(chunks[:TIMELINE_CHUNKS])
             timeline["tasks"][f"{label}s{name}"] = entry
 
     def _flush(self, force: bool = False, wait: bool = False) -> None:

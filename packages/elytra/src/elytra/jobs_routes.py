@@ -73,6 +73,9 @@ class JobModel(BaseModel):
     state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     plan: str
     created: float
+    backend: str | None = Field(
+        None, description="What ran its tasks: local, ray, cluster (peers), inline, browser."
+    )
     tasks: dict[str, int]
     rows_in: int = Field(
         0, description="Rows of the job's sources (lake datasets, Parquet files) it read."

@@ -420,10 +420,13 @@ async def _start_backends(
     from platform_core.tls import client_context
 
     from .backends.cluster import ClusterBackend
+    from .backends.ray import RayBackend
     from .session import make_backend
 
     local = await asyncio.to_thread(make_backend, es)
     platform.local, platform.pool = local, WorkerPool(local)
+    if es.backend == "ray" and es.peers and isinstance(local, RayBackend):
+        local.attach(platform.chunk_cluster)  # tasks go to the Ray nodes holding their chunks
     platform.backend = (
         ClusterBackend(
             local,

@@ -32,7 +32,7 @@ from .errors import (
 
 if TYPE_CHECKING:  # the same names as _EXPORTS, for type checkers and readers
     from .api.client import Client
-    from .node import LakeNode, open_catalog
+    from .node import LakeNode, node_identity, open_catalog
     from .settings import LakeSettings, lake_settings
     from .sql.engine import QueryEngine, QueryResult
     from .sql.readonly import Statement, check_read_only
@@ -63,6 +63,7 @@ _EXPORTS = {
     "merge": ".storage.manifest",
     "LakeNode": ".node",
     "open_catalog": ".node",
+    "node_identity": ".node",
     "QueryEngine": ".sql.engine",
     "QueryResult": ".sql.engine",
     "LakeSettings": ".settings",
@@ -115,6 +116,7 @@ __all__ = [
     "detect_format",
     "lake_settings",
     "merge",
+    "node_identity",
     "open_catalog",
     "restore_backup",
     "take_backup",

@@ -48,7 +48,10 @@ from .storage.dataformat import check_format, ensure_format
 from .storage.scrub import Scrub
 from .storage.uploads import UploadInfo, UploadManager
 
-__all__ = ["LakeNode"]
+CHUNK_DIR = "chunks"
+"""A node's chunk files, under its directory (``<home>/lake/<node-id>/chunks``)."""
+
+__all__ = ["CHUNK_DIR", "LakeNode", "node_identity", "open_catalog"]
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +80,21 @@ def _node_id(settings: LakeSettings) -> str:
     return path.read_text().strip()
 
 
+def node_identity(settings: LakeSettings) -> tuple[str, Path]:
+    """The id of the node on ``settings.home`` (made and kept on first use) and its chunk
+    directory: what a process beside the node (a platform's Ray node) needs to find its
+    chunks without opening it."""
+    node_id = _node_id(settings)
+    return node_id, settings.node_dir(node_id) / CHUNK_DIR
+
+
 def open_catalog(settings: LakeSettings) -> Catalog:
     """The catalog of the node on ``settings.home``, for a reader beside it (elytra in the same
     process or on the same machine): manifests and verified chunk files, nothing started."""
     node_id = _node_id(settings)
     root = settings.node_dir(node_id)
     check_format(root, "the lake node's data")  # a newer lake's files are not read
-    return Catalog(root / "manifests", ChunkStore(root / "chunks"), node_id)
+    return Catalog(root / "manifests", ChunkStore(root / CHUNK_DIR), node_id)
 
 
 class LakeNode:
@@ -102,7 +113,7 @@ class LakeNode:
         except BaseException:
             self.owner.release()
             raise
-        self.chunks = ChunkStore(self.root / "chunks")
+        self.chunks = ChunkStore(self.root / CHUNK_DIR)
         self.chunks.clean_temp()
         self.catalog = Catalog(self.root / "manifests", self.chunks, self.node_id)
         self.uploads = UploadManager(

@@ -12,39 +12,62 @@ A Ray this backend starts runs its workers at the scheduling priority of the loc
 (``worker_niceness`` 0; Ray's own default is 15, which leaves the tasks little CPU on a
 machine with other work); a cluster it joins keeps its own setting.
 
-Placement: a task reads its chunks by path on the driver's machine (the driver fetches the
-chunks this node lacks from a replica first), so every task is pinned to the Ray node of the
-driver (``NodeAffinitySchedulingStrategy``, not soft): on a cluster, a task placed on another
-machine would not find its files. Spreading tasks to the lake nodes that hold their chunks is
-the multi-node platform's work.
+Placement. Alone, a task reads its chunks by path on the driver's machine (the driver fetches
+the chunks this node lacks from a replica first), so every task is pinned to the driver's Ray
+node (``NodeAffinitySchedulingStrategy``, not soft). On a cluster of platforms started with
+``--ray`` (:meth:`RayBackend.attach` gives it the lake cluster), the driver names chunks by
+hash and a task that reads only lake chunks is placed on the Ray node of a platform holding
+them (:func:`~elytra.backends.placement.place`, soft affinity), which resolves them against
+its own chunk directory (:mod:`.raynodes`) and sends its rows back through Ray's object
+store; a node that lacks a chunk gives the task back unrun, and it runs on the driver's node
+with the chunk fetched from a replica. Every other task runs on the driver's node. The
+driver fetches no chunk for a task placed elsewhere.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from typing import Any
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .._ray import import_ray, ray_init_hint
+from ..chunkrefs import chunk_shas, resolve_chunks
 from ..errors import BackendUnavailableError
-from ..scheduler import Failed, Outcome, Scheduler, Watch
+from ..scheduler import Failed, Moved, Outcome, Scheduler, Watch
 from ..task import Task, TaskResult, execute
 from .base import describe_error, failure
+from .placement import place
+from .raynodes import NODE_VAR, LakeNodes, NotHere, resolved_here
+
+if TYPE_CHECKING:
+    from .cluster import ChunkCluster
 
 __all__ = ["RayBackend"]
 
 
-def _run(text: str) -> dict[str, Any]:
-    """The remote side: a task's result, or its error as data (never a RayTaskError)."""
+def _run(text: str, placed: bool = False) -> dict[str, Any]:
+    """The remote side: a task's result, or its error as data (never a RayTaskError).
+    ``placed``: the task names lake chunks, resolved on this node (``moved`` when it lacks
+    one: the task did not run)."""
     task = Task.from_json(text)
     try:
-        result = execute(task)
+        if placed:
+            with resolved_here(task) as ready:
+                result = execute(ready)
+        else:
+            result = execute(task)
+    except NotHere as exc:
+        return {"ok": False, "moved": str(exc)}
     except Exception as exc:
         return {"ok": False, "error": describe_error(exc)}
-    return {"ok": True, "table": result.table, "seconds": result.seconds, "stats": result.stats}
+    stats = {**result.stats, "node": os.environ.get(NODE_VAR, "")}
+    return {"ok": True, "table": result.table, "seconds": result.seconds, "stats": stats}
 
 
 def _probe(address: str, timeout: float) -> None:
@@ -107,9 +130,35 @@ class RayBackend:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         self.node_id = ray.get_runtime_context().get_node_id()
-        self._remote = ray.remote(max_retries=max(0, max_attempts - 1))(_run).options(
+        remote = ray.remote(max_retries=max(0, max_attempts - 1))(_run)
+        self._remote = remote.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=self.node_id, soft=False)
         )
+        self._placed = _Placed(remote)
+        self._cluster: Callable[[], ChunkCluster | None] | None = None
+        self._lake_nodes = LakeNodes()
+        self.stats: dict[str, int] = {"here": 0, "placed": 0, "moved": 0}
+        """Tasks run on the driver's node, placed on a node holding their chunks, and given
+        back by such a node (it lacked a chunk) to run here (``platform status``)."""
+
+    def attach(self, cluster: Callable[[], ChunkCluster | None]) -> None:
+        """Place tasks that read lake chunks on the Ray nodes of the platforms holding them
+        (``cluster()``: the lake cluster this platform runs in, None while it runs alone)."""
+        self._cluster = cluster
+
+    def _chunk_cluster(self) -> ChunkCluster | None:
+        if self._cluster is None:
+            return None
+        try:
+            return self._cluster()
+        except Exception:  # the lake node is starting or stopping: place nothing
+            return None
+
+    @property
+    def resolves_chunks(self) -> bool:
+        """Whether the driver names chunks by hash (a cluster with peers to place on)."""
+        cluster = self._chunk_cluster()
+        return cluster is not None and bool(cluster.peers())
 
     @staticmethod
     def _init(ray: Any, kwargs: dict[str, Any], timeout: float) -> None:
@@ -130,8 +179,32 @@ class RayBackend:
         cancel: threading.Event,
         started: Callable[[], None] | None = None,
     ) -> Iterator[TaskResult]:
-        scheduler = Scheduler(_RayAttempts(self._remote), max_attempts=self.max_attempts)
+        cluster = self._chunk_cluster()
+        where: dict[str, str] = {}
+        if cluster is not None and any(chunk_shas(t) is not None for t in tasks):
+            where = self._placement(tasks, cluster)
+        attempts = _RayAttempts(self._remote, self._placed, where, cluster, self.stats)
+        scheduler = Scheduler(attempts, max_attempts=self.max_attempts)
         return scheduler.run(tasks, cancel, started)
+
+    def _placement(self, tasks: Sequence[Task], cluster: ChunkCluster) -> dict[str, str]:
+        """Task id -> the Ray node to run it on, for the tasks placed off the driver's node
+        (the others run here): by :func:`place` over the lake nodes that have a Ray node,
+        each weighed by its Ray CPUs."""
+        me = cluster.me()
+        nodes = self._lake_nodes.get()
+        peers = [p.id for p in cluster.peers() if p.id in nodes and nodes[p.id][0] != self.node_id]
+        if not peers:
+            return {}
+        slots = {n: nodes[n][1] if n in nodes else 1 for n in [me, *peers]}
+
+        def holds(node: str, sha: str) -> bool:
+            if node == me:
+                return cluster.locate(sha) is not None
+            return node in cluster.holders(sha)
+
+        placed = place(tasks, me, peers, holds, slots)
+        return {tid: nodes[n][0] for tid, n in placed.items() if n != me}
 
     def close(self) -> None:
         """Shut Ray down if this backend started it (never a Ray someone else runs)."""
@@ -142,22 +215,63 @@ class RayBackend:
             self._started = False
 
 
-class _RayAttempts:
-    """Attempts as Ray tasks: all submitted at once (Ray queues them on its workers), polled
-    with ``ray.wait``, killed with ``ray.cancel``. Ray itself re-runs a task whose worker died
-    (``max_retries``); a worker that died on every try fails the run at once."""
+class _Placed:
+    """The remote function with a soft affinity to one node, one ``options`` per node."""
 
     def __init__(self, remote: Any) -> None:
         self._remote = remote
+        self._by_node: dict[str, Any] = {}
+
+    def on(self, node: str) -> Any:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        if node not in self._by_node:
+            strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=True)
+            self._by_node[node] = self._remote.options(scheduling_strategy=strategy)
+        return self._by_node[node]
+
+
+class _RayAttempts:
+    """Attempts as Ray tasks: all submitted at once (Ray queues them on its workers), polled
+    with ``ray.wait``, killed with ``ray.cancel``. Ray itself re-runs a task whose worker died
+    (``max_retries``); a worker that died on every try fails the run at once. A task in
+    ``where`` goes to that node (its chunks resolved there); one it gives back (``Moved``)
+    and every other runs on the driver's node, its chunk names resolved here."""
+
+    def __init__(
+        self,
+        remote: Any,
+        placed: _Placed,
+        where: dict[str, str],
+        cluster: ChunkCluster | None,
+        stats: dict[str, int],
+    ) -> None:
+        self._remote, self._placed, self._where = remote, placed, where
+        self._cluster, self._stats = cluster, stats
         self._tasks: dict[Any, Task] = {}
+        self._here: set[str] = set()  # tasks given back by the node they were placed on
 
     def free(self) -> int:
         return 1 << 30
 
     def submit(self, task: Task) -> Hashable:
-        ref = self._remote.remote(task.to_json())
+        node = self._where.get(task.id)
+        if node is not None and task.id not in self._here:
+            ref = self._placed.on(node).remote(replace(task, result_file="").to_json(), True)
+            self._stats["placed"] += 1
+        else:
+            ref = self._remote.remote(self._resolved(task).to_json())
+            self._stats["here"] += 1
         self._tasks[ref] = task
         return ref  # type: ignore[no-any-return]
+
+    def _resolved(self, task: Task) -> Task:
+        """``task`` with its chunk names resolved on this platform (fetched from a replica
+        into the job's directory when this node lacks one); as is when it names none."""
+        c = self._cluster
+        if c is None or chunk_shas(task) is None:
+            return task
+        return resolve_chunks(task, c.locate, c.fetch, Path(task.spill_dir).parent / "chunks")
 
     def poll(self, timeout: float, watch: Watch) -> list[tuple[Hashable, Outcome]]:
         import ray
@@ -173,8 +287,14 @@ class _RayAttempts:
                 got = ray.get(ref)
             except ray.exceptions.RayError as exc:  # the worker died on every retry
                 raise failure(task, exc) from None
-            if got["ok"]:
+            if got.get("moved"):
+                self._here.add(task.id)
+                self._stats["moved"] += 1
+                out.append((ref, Moved(got["moved"])))
+            elif got["ok"]:
                 stats = {**got["stats"], "attempt": task.attempt}
+                if not stats.get("node") and self._cluster is not None:
+                    stats["node"] = self._cluster.me()
                 stats["transfer_seconds"] = time.perf_counter() - fetched
                 out.append((ref, TaskResult(task.id, got["table"], got["seconds"], stats)))
             else:

@@ -1,0 +1,132 @@
+"""Ray nodes as lake nodes (issue 34 item 2): which lake node a platform's Ray node serves, and
+how a task placed there finds that node's chunks.
+
+A platform started with ``--ray`` gives its Ray node a custom resource ``lake-node:<id>``
+(one unit that no task asks for: it only names the node) and variables that every Ray worker
+of the node inherits: the lake node's id, its chunk directory, and a work directory under the
+platform's home. The driver maps lake node ids to Ray node ids through ``ray.nodes()``
+(:func:`lake_nodes`); a task placed on a node resolves its chunk names (``lake-chunk:<sha>``)
+against that node's directory (:func:`resolved_here`), its spill and pinned chunks in a
+directory of its own under the work directory, removed when it ends. A chunk the node no
+longer holds (moved, trimmed) is not fetched here: the task comes back unrun and runs on the
+driver's node, which fetches it from a replica (:class:`NotHere`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..chunkrefs import chunk_shas, resolve_chunks
+from ..task import Task
+
+if TYPE_CHECKING:
+    from platform_core import PlatformSettings
+
+__all__ = [
+    "CHUNKS_VAR",
+    "NODE_VAR",
+    "RESOURCE",
+    "WORK_VAR",
+    "LakeNodes",
+    "NotHere",
+    "lake_nodes",
+    "ray_node_marks",
+    "resolved_here",
+]
+
+RESOURCE = "lake-node:"
+"""The prefix of the custom resource naming a Ray node's lake node."""
+NODE_VAR = "PLATFORM_LAKE_NODE"
+CHUNKS_VAR = "PLATFORM_LAKE_CHUNKS"
+WORK_VAR = "PLATFORM_RAY_WORK"
+MAP_TTL_SECONDS = 5.0
+"""How long the lake-node-to-Ray-node map is kept before ``ray.nodes()`` is asked again."""
+
+
+def ray_node_marks(settings: PlatformSettings | None) -> tuple[dict[str, float], dict[str, str]]:
+    """The resources and environment a platform's Ray node carries: its lake node's id (made
+    once in the home if the lake has not run yet), its chunk directory, a work directory."""
+    from lake import lake_settings, node_identity
+
+    ls = lake_settings(settings)
+    node_id, chunks = node_identity(ls)
+    work = Path(ls.home) / "elytra" / "ray-tasks"
+    env = {NODE_VAR: node_id, CHUNKS_VAR: str(chunks), WORK_VAR: str(work)}
+    return {RESOURCE + node_id: 1.0}, env
+
+
+def lake_nodes(ray: Any) -> dict[str, tuple[str, int]]:
+    """Lake node id -> (Ray node id, its CPUs), for the live Ray nodes a platform started."""
+    out: dict[str, tuple[str, int]] = {}
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        resources = node.get("Resources", {})
+        for name in resources:
+            if name.startswith(RESOURCE):
+                cpus = max(1, int(resources.get("CPU", 1)))
+                out[name[len(RESOURCE) :]] = (str(node["NodeID"]), cpus)
+    return out
+
+
+class LakeNodes:
+    """:func:`lake_nodes`, asked again at most every ``MAP_TTL_SECONDS`` (a job's placement
+    asks once per run; a node that died shows as gone within the TTL)."""
+
+    def __init__(self, ttl: float = MAP_TTL_SECONDS) -> None:
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._at = -float("inf")
+        self._map: dict[str, tuple[str, int]] = {}
+
+    def get(self) -> dict[str, tuple[str, int]]:
+        import ray
+
+        with self._lock:
+            if time.monotonic() - self._at > self.ttl:
+                self._map, self._at = lake_nodes(ray), time.monotonic()
+            return dict(self._map)
+
+
+class NotHere(Exception):
+    """A task placed on a Ray node whose lake node lacks one of its chunks: run it elsewhere."""
+
+
+@contextlib.contextmanager
+def resolved_here(task: Task) -> Iterator[Task]:
+    """``task`` with its chunk names resolved against this Ray node's lake node (its own
+    spill directory and pinned chunks under the node's work directory, removed on exit).
+    Raises :class:`NotHere` when this node serves no lake node or lacks one of the chunks."""
+    chunks, work = os.environ.get(CHUNKS_VAR), os.environ.get(WORK_VAR)
+    shas = chunk_shas(task)
+    if shas is None:
+        raise NotHere("the task reads files other than lake chunks")
+    if not chunks or not work:
+        raise NotHere("this Ray node serves no lake node (not started by `platform up --ray`)")
+    root = Path(chunks)
+    missing = [s for s in shas if not (root / f"{s}.parquet").is_file()]
+    if missing:
+        raise NotHere(f"lake node {os.environ.get(NODE_VAR, '?')} lacks chunk {missing[0][:12]}")
+    own = Path(work) / f"{task.id}.a{task.attempt}.{os.getpid()}"
+    own.mkdir(parents=True, exist_ok=True)
+    try:
+
+        def locate(sha: str) -> str | None:
+            path = root / f"{sha}.parquet"
+            return str(path) if path.is_file() else None
+
+        try:
+            ready = resolve_chunks(task, locate, None, own / "chunks")
+        except Exception as exc:  # dropped between the check and the link
+            raise NotHere(str(exc)) from None
+        yield replace(ready, spill_dir=str(own / "spill"), result_file="")
+    finally:
+        shutil.rmtree(own, ignore_errors=True)

@@ -1,0 +1,127 @@
+"""Run by ``test_ray_locality.py`` in a process of its own (the test session has its own Ray):
+a Ray cluster of three nodes on this machine (Ray's ``cluster_utils``: three raylets), each
+marked as a platform's Ray node is (``ray_node_marks``' resource and variables), over three
+chunk directories that each hold two thirds of a lake dataset's chunks. Runs one group-by on
+the Ray backend attached to that cluster and prints its rows, record and placement counts.
+
+Usage: ``python ray_locality_run.py SPEC_JSON`` with ``home`` (the lake's home), ``dirs``
+(lake node id -> its chunk directory), ``all`` (every chunk, where a fetch reads), ``work``
+(each node's work directory's parent), ``drop`` (chunks removed from a node after placement
+was decided: ``[[node, sha], ...]``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import ray
+from ray.cluster_utils import Cluster
+
+import elytra
+from elytra.backends import RayBackend
+from elytra.backends.cluster import Peer
+from elytra.backends.raynodes import CHUNKS_VAR, NODE_VAR, RESOURCE, WORK_VAR, lake_nodes
+
+
+class DirCluster:
+    """The lake cluster as the backend sees it, over chunk directories (one per node)."""
+
+    def __init__(self, me: str, dirs: dict[str, Path], every: Path) -> None:
+        self.id, self.dirs, self.every = me, dirs, every
+        self.fetched: list[str] = []
+
+    def me(self) -> str:
+        return self.id
+
+    def peers(self) -> list[Peer]:
+        return [Peer(n, "http://127.0.0.1:9") for n in self.dirs if n != self.id]
+
+    def holders(self, sha: str) -> list[str]:
+        return [n for n, d in self.dirs.items() if (d / f"{sha}.parquet").is_file()]
+
+    def locate(self, sha: str) -> str | None:
+        path = self.dirs[self.id] / f"{sha}.parquet"
+        return str(path) if path.is_file() else None
+
+    def fetch(self, sha: str) -> bytes:
+        self.fetched.append(sha)
+        return (self.every / f"{sha}.parquet").read_bytes()
+
+    def token(self) -> str:
+        return ""
+
+
+def _node_args(node: str, chunks: Path, work: Path) -> dict[str, object]:
+    return {
+        "num_cpus": 1,
+        "resources": {RESOURCE + node: 1.0},
+        "env_vars": {NODE_VAR: node, CHUNKS_VAR: str(chunks), WORK_VAR: str(work / node)},
+    }
+
+
+class Dropping(DirCluster):
+    """Says a node holds the chunks in ``drop`` (placement sends their tasks there), while
+    the node's directory no longer has them: the lake trimmed its copy after placement."""
+
+    def __init__(self, me: str, dirs: dict[str, Path], every: Path, drop: list[list[str]]):
+        super().__init__(me, dirs, every)
+        self.dropped = {(n, s) for n, s in drop}
+        for node, sha in self.dropped:
+            (dirs[node] / f"{sha}.parquet").unlink(missing_ok=True)
+
+    def holders(self, sha: str) -> list[str]:
+        return sorted({*super().holders(sha), *(n for n, s in self.dropped if s == sha)})
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    dirs = {n: Path(d) for n, d in spec["dirs"].items()}
+    work = Path(spec["work"])
+    names = sorted(dirs)
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={**_node_args(names[0], dirs[names[0]], work), "include_dashboard": False},
+    )
+    try:
+        for n in names[1:]:
+            cluster.add_node(**_node_args(n, dirs[n], work))
+        cluster.wait_for_nodes()
+        backend = RayBackend(cluster.address)
+        mine = [n for n, (rid, _) in lake_nodes(ray).items() if rid == backend.node_id]
+        lake = Dropping(mine[0], dirs, Path(spec["all"]), spec.get("drop", []))
+        backend.attach(lambda: lake)
+        with elytra.connect(home=spec["home"], backend=backend, task_bytes=1) as s:
+            job = (
+                s.dataset("sales")
+                .filter("amount > 50")
+                .group_by("grp")
+                .agg("count(*) AS n", "sum(amount) AS total")
+                .submit()
+            )
+            rows = job.result().to_pylist()
+            record = job.record
+        print(
+            json.dumps(
+                {
+                    "me": lake.id,
+                    "rows": rows,
+                    "record": record,
+                    "stats": backend.stats,
+                    "fetched": lake.fetched,
+                    "holders": {
+                        sha: lake.holders(sha) for sha in {s for _, s in lake.dropped}
+                    },
+                },
+                default=str,
+            )
+        )
+        backend.close()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main()
