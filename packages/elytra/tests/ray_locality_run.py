@@ -110,9 +110,6 @@ def main() -> None:
                     "record": record,
                     "stats": backend.stats,
                     "fetched": lake.fetched,
-                    "holders": {
-                        sha: lake.holders(sha) for sha in {s for _, s in lake.dropped}
-                    },
                 },
                 default=str,
             )

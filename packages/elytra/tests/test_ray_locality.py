@@ -105,7 +105,8 @@ def test_tasks_run_on_a_node_holding_their_chunks(spread: dict[str, Any], tmp_pa
     assert local >= 0.9 * len(tasks), tasks  # the bar: 90% next to their data
     ran_on = {t["node"] for t in tasks}
     assert len(ran_on - {out["me"]}) >= 1, ran_on  # not all on the driver's node
-    assert out["stats"]["placed"] >= 1 and out["stats"]["moved"] == 0, out["stats"]
+    assert out["stats"]["placed"] >= 1, out["stats"]
+    assert out["stats"]["moved"] == 0, out["stats"]
     assert out["fetched"] == []  # the driver fetched no chunk
     # each placed task's files (its spill, its pinned chunks) are gone with it
     assert not any((tmp_path / "work").rglob("*.parquet"))
