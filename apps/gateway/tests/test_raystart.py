@@ -80,6 +80,7 @@ def test_env_points_ray_at_the_home_and_never_at_a_token_in_the_environment(
     assert env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"  # loopback stays loopback
     driver = driver_env(spec, tmp_path / "t", "127.0.0.1:9")
     assert driver["ELYTRA_RAY_ADDRESS"] == "127.0.0.1:9"
+    assert driver["ELYTRA_RAY_NODE_DIR"] == str(tmp_path / "t")  # its own node, not the head's
     assert driver["RAY_ENABLE_AUTO_CONNECT"] == "0"
     assert driver["RAY_DISABLE_FAILURE_SIGNAL_HANDLER"] == "1"
     assert int(driver["RAY_gcs_rpc_server_reconnect_timeout_s"]) > 10**8

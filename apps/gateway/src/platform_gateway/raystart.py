@@ -255,4 +255,6 @@ def driver_env(spec: RaySpec, temp_dir: Path, address: str) -> dict[str, str]:
         # its plugins; the gateway's own handlers stay in charge instead.
         "RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1",
         "ELYTRA_RAY_ADDRESS": address,
+        # several platforms' Ray nodes on one machine: attach to this one's, not the head's
+        "ELYTRA_RAY_NODE_DIR": str(temp_dir),
     }

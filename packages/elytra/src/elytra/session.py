@@ -235,7 +235,11 @@ def make_backend(settings: ElytraSettings) -> Backend:
     if settings.backend == "ray":
         from .backends.ray import RayBackend
 
-        return RayBackend(settings.ray_address, max_attempts=settings.max_attempts)
+        return RayBackend(
+            settings.ray_address,
+            max_attempts=settings.max_attempts,
+            node_dir=settings.ray_node_dir,
+        )
     raise PipelineError(f"backend {settings.backend!r} is not available here")
 
 

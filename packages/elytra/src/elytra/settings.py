@@ -83,6 +83,10 @@ class ElytraSettings(PackageSettings):
     ray_address: str | None = None
     """With backend ``ray``: ``auto``, ``host:port`` or ``ray://host:port`` (none: start Ray
     on this machine)."""
+    ray_node_dir: str | None = None
+    """With ``ray_address``: the temp dir of the Ray node the driver attaches to (``platform
+    up --ray`` sets its own node's): on a machine running several platforms' Ray nodes, Ray
+    would attach every driver to the head's node, and its tasks "here" would run there."""
     browser_wait_seconds: float = Field(2.0, ge=0)
     """With backend ``browser``: a browser task no worker takes within this long runs on the
     local pool (so a job finishes with no browser connected)."""

@@ -1,7 +1,8 @@
 """The Ray backend: each task a Ray remote function running the same ``execute`` code.
 
 ``RayBackend()`` starts Ray on this machine (``ray.init()``) unless this process already has
-it; ``address="auto"``, ``"host:port"`` or ``"ray://host:port"`` joins a cluster. An address
+it; ``address="auto"``, ``"host:port"`` or ``"ray://host:port"`` joins a cluster (``node_dir``: the temp dir of the
+node to attach to, where one machine runs several). An address
 nobody answers on fails within ``connect_timeout`` seconds (its port is probed before Ray is
 asked), never hangs. Results travel as Arrow tables
 through Ray's object store. A worker that dies is retried by Ray (``max_retries``); an error
@@ -101,6 +102,7 @@ class RayBackend:
         connect_timeout: float = 15.0,
         num_cpus: int | None = None,
         object_store_memory: int = 256 << 20,
+        node_dir: str | None = None,
     ) -> None:
         ray = import_ray()  # without the [ray] extra, or out of range: one clear error
 
@@ -125,6 +127,8 @@ class RayBackend:
                 }
             else:
                 kwargs["address"] = address
+                if node_dir is not None:  # this platform's own node, not the head's
+                    kwargs["_temp_dir"] = node_dir
             self._init(ray, kwargs, connect_timeout)
             self._started = True
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
