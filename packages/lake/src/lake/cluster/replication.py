@@ -50,7 +50,9 @@ class Replication:
         self.catalog = catalog
         self.links = links
         self.settings = settings
-        self.stats = {"replicated": 0, "trimmed": 0}
+        self.stats = {"replicated": 0, "trimmed": 0, "read_chunks": 0, "read_bytes": 0}
+        """``read_*``: chunks (and their bytes) read from members for a reader here (an elytra
+        job's task on a node that lacks them): what a job moved over the network."""
         self._lock = threading.Lock()
 
     # --- placement (the PeerGroup the coordinator reads) ----------------------------------
@@ -95,6 +97,13 @@ class Replication:
     def read_chunk(self, sha: str, origin: str = "") -> bytes:
         """Chunk ``sha``'s bytes from a member with a good copy (checked), not stored here:
         for a reader that needs a chunk this node is not a replica of (an elytra job)."""
+        data = self._read(sha, origin)
+        self.stats["read_chunks"] += 1
+        self.stats["read_bytes"] += len(data)
+        return data
+
+    def _read(self, sha: str, origin: str) -> bytes:
+        """Chunk ``sha``'s checked bytes from the first member that has a good copy."""
         me = self.members.me_id
         tried: list[str] = []
         for m in self.candidates(sha, origin):
@@ -119,7 +128,7 @@ class Replication:
     def fetch(self, sha: str, origin: str = "") -> bool:
         """Copy chunk ``sha`` here from a member that has a good copy."""
         try:
-            data = self.read_chunk(sha, origin)
+            data = self._read(sha, origin)
         except UnavailableError:
             return False
         self.chunks.put_bytes(data, sha=sha)
