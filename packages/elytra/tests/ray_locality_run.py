@@ -7,14 +7,17 @@ the Ray backend attached to that cluster and prints its rows, record and placeme
 Usage: ``python ray_locality_run.py SPEC_JSON`` with ``home`` (the lake's home), ``dirs``
 (lake node id -> its chunk directory), ``all`` (every chunk, where a fetch reads), ``work``
 (each node's work directory's parent), ``drop`` (chunks removed from a node after placement
-was decided: ``[[node, sha], ...]``).
+was decided: ``[[node, sha], ...]``), ``kill`` (slow tasks, and a Ray node other than the
+driver's SIGKILLed while they run).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import ray
 from ray.cluster_utils import Cluster
@@ -75,6 +78,21 @@ class Dropping(DirCluster):
         return sorted({*super().holders(sha), *(n for n, s in self.dropped if s == sha)})
 
 
+def _slowly(batch: Any) -> Any:
+    time.sleep(0.4)
+    return batch
+
+
+def _kill_a_node(cluster: Cluster, driver_node: str, job: Any) -> None:
+    """SIGKILL the processes of a Ray node other than the driver's once the job's first
+    tasks are done (the others run on it or wait for it)."""
+    deadline = time.monotonic() + 60
+    while job.record["tasks"]["done"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    victim = next(n for n in cluster.worker_nodes if n.unique_id != driver_node)
+    cluster.remove_node(victim, allow_graceful=False)
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
     dirs = {n: Path(d) for n, d in spec["dirs"].items()}
@@ -93,14 +111,13 @@ def main() -> None:
         lake = Dropping(mine[0], dirs, Path(spec["all"]), spec.get("drop", []))
         backend.attach(lambda: lake)
         with elytra.connect(home=spec["home"], backend=backend, task_bytes=1) as s:
-            job = (
-                s.dataset("sales")
-                .filter("amount > 50")
-                .group_by("grp")
-                .agg("count(*) AS n", "sum(amount) AS total")
-                .submit()
-            )
-            rows = job.result().to_pylist()
+            source = s.dataset("sales").filter("amount > 50")
+            if spec.get("kill"):  # slow tasks, so that a node dies while they run
+                source = source.map_batches(_slowly, schema=source.schema)
+            job = source.group_by("grp").agg("count(*) AS n", "sum(amount) AS total").submit()
+            if spec.get("kill"):
+                _kill_a_node(cluster, backend.node_id, job)
+            rows = job.result(timeout=180).to_pylist()
             record = job.record
         print(
             json.dumps(

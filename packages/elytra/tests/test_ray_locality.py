@@ -52,7 +52,9 @@ def spread(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"base": base, "home": home, "csv": csv, "all": every, "chunks": chunks}
 
 
-def _run(spread: dict[str, Any], tmp: Path, drop: list[list[str]] | None = None) -> dict[str, Any]:
+def _run(
+    spread: dict[str, Any], tmp: Path, drop: list[list[str]] | None = None, kill: bool = False
+) -> dict[str, Any]:
     dirs = {}
     for k, n in enumerate(NODES):
         d = tmp / n
@@ -67,6 +69,7 @@ def _run(spread: dict[str, Any], tmp: Path, drop: list[list[str]] | None = None)
         "all": str(spread["all"]),
         "work": str(tmp / "work"),
         "drop": drop or [],
+        "kill": kill,
     }
     script = Path(__file__).with_name("ray_locality_run.py")
     done = subprocess.run(
@@ -125,3 +128,13 @@ def test_a_node_that_lost_a_chunk_gives_its_task_back(
     assert out["stats"]["moved"] >= 1, out["stats"]
     assert out["fetched"], out  # the driver's node fetched what it lacked
     assert {t["node"] for t in _tasks(out["record"])} == {out["me"]}
+
+
+def test_a_node_killed_mid_job_loses_no_rows(spread: dict[str, Any], tmp_path: Path) -> None:
+    """A Ray node other than the driver's is SIGKILLed (its raylet and workers) while the
+    job's slowed tasks run on it: Ray runs them again elsewhere (a node lacking their chunks
+    gives them back to the driver's node), and the answer is still DuckDB's."""
+    out = _run(spread, tmp_path, kill=True)
+    got = rows_of([tuple(r.values()) for r in out["rows"]])
+    assert same_rows(got, _want(spread["csv"]))
+    assert out["record"]["state"] == "succeeded"
