@@ -160,9 +160,14 @@ class RayBackend:
 
     @property
     def resolves_chunks(self) -> bool:
-        """Whether the driver names chunks by hash (a cluster with peers to place on)."""
+        """Whether the driver names chunks by hash: a cluster with a peer whose Ray node can
+        take tasks (else the driver reads what its node lacks first, and keeps its exchanges
+        on the workers of this machine)."""
         cluster = self._chunk_cluster()
-        return cluster is not None and bool(cluster.peers())
+        if cluster is None:
+            return False
+        nodes = self._lake_nodes.get()
+        return any(p.id in nodes and nodes[p.id][0] != self.node_id for p in cluster.peers())
 
     @staticmethod
     def _init(ray: Any, kwargs: dict[str, Any], timeout: float) -> None:
