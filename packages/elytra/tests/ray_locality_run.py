@@ -8,12 +8,14 @@ Usage: ``python ray_locality_run.py SPEC_JSON`` with ``home`` (the lake's home),
 (lake node id -> its chunk directory), ``all`` (every chunk, where a fetch reads), ``work``
 (each node's work directory's parent), ``drop`` (chunks removed from a node after placement
 was decided: ``[[node, sha], ...]``), ``kill`` (slow tasks, and a Ray node other than the
-driver's SIGKILLed while they run).
+driver's SIGKILLed while they run; ``"head"``: the head, the GCS).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -58,10 +60,16 @@ class DirCluster:
 
 def _node_args(node: str, chunks: Path, work: Path) -> dict[str, object]:
     return {
+        "temp_dir": _temp_dir(node),  # its own, as each platform's node has
         "num_cpus": 1,
         "resources": {RESOURCE + node: 1.0},
         "env_vars": {NODE_VAR: node, CHUNKS_VAR: str(chunks), WORK_VAR: str(work / node)},
     }
+
+
+def _temp_dir(node: str) -> str:
+    """A node's Ray temp dir: short (Ray's socket paths), one per node and run."""
+    return f"/tmp/rl{os.getpid()}-{node}"
 
 
 class Dropping(DirCluster):
@@ -78,9 +86,49 @@ class Dropping(DirCluster):
         return sorted({*super().holders(sha), *(n for n, s in self.dropped if s == sha)})
 
 
+SLOW_SECONDS = float(os.environ.get("RAY_LOCALITY_SLOW", "0.4"))
+"""How long a slowed task sleeps per batch."""
+
+
 def _slowly(batch: Any) -> Any:
-    time.sleep(0.4)
+    time.sleep(SLOW_SECONDS)
     return batch
+
+
+def _head_killed(cluster: Cluster, job: Any) -> None:
+    """SIGKILL the head (the GCS) once the job's first tasks are done;
+    print how the job ended and when, then leave without ``ray.shutdown`` (with its raylet
+    gone, Ray's disconnect ends the process)."""
+    deadline = time.monotonic() + 60
+    while job.record["tasks"]["done"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed = time.monotonic()
+    cluster.remove_node(cluster.head_node, allow_graceful=False)
+    try:
+        job.result(timeout=150)
+        ended = {"error": None}
+    except Exception as exc:
+        ended = {"error": type(exc).__name__, "message": str(exc)}
+    ended["seconds"] = time.monotonic() - killed
+    print(json.dumps(ended), flush=True)
+    for node in cluster.worker_nodes:  # not shutdown(): it spares the driver's node
+        node.kill_all_processes(check_alive=False, allow_graceful=False)
+    _forget(cluster, [p.name.split("-", 1)[1] for p in Path("/tmp").glob(f"rl{os.getpid()}-*")])
+    os._exit(0)
+
+
+def _forget(cluster: Cluster, names: list[str]) -> None:
+    """Remove the nodes' temp dirs, and the address Ray's ``cluster_utils`` wrote to
+    ``/tmp/ray/ray_current_cluster``: a later ``ray.init()`` on this machine would try to
+    join this dead cluster."""
+    for n in names:
+        shutil.rmtree(_temp_dir(n), ignore_errors=True)
+    current = Path("/tmp/ray/ray_current_cluster")
+    try:
+        if current.read_text().strip() == cluster.address:
+            current.unlink()
+    except OSError:
+        pass
 
 
 def _kill_a_node(cluster: Cluster, driver_node: str, job: Any) -> None:
@@ -89,7 +137,7 @@ def _kill_a_node(cluster: Cluster, driver_node: str, job: Any) -> None:
     deadline = time.monotonic() + 60
     while job.record["tasks"]["done"] < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
-    victim = next(n for n in cluster.worker_nodes if n.unique_id != driver_node)
+    victim = next(n for n in cluster.worker_nodes if n.node_id != driver_node)
     cluster.remove_node(victim, allow_graceful=False)
 
 
@@ -106,7 +154,8 @@ def main() -> None:
         for n in names[1:]:
             cluster.add_node(**_node_args(n, dirs[n], work))
         cluster.wait_for_nodes()
-        backend = RayBackend(cluster.address)
+        # the driver on the last node, not the head's, as on a platform that joined others
+        backend = RayBackend(cluster.address, node_dir=_temp_dir(names[-1]))
         mine = [n for n, (rid, _) in lake_nodes(ray).items() if rid == backend.node_id]
         lake = Dropping(mine[0], dirs, Path(spec["all"]), spec.get("drop", []))
         backend.attach(lambda: lake)
@@ -115,6 +164,8 @@ def main() -> None:
             if spec.get("kill"):  # slow tasks, so that a node dies while they run
                 source = source.map_batches(_slowly, schema=source.schema)
             job = source.group_by("grp").agg("count(*) AS n", "sum(amount) AS total").submit()
+            if spec.get("kill") == "head":  # the GCS: the job cannot finish
+                return _head_killed(cluster, job)
             if spec.get("kill"):
                 _kill_a_node(cluster, backend.node_id, job)
             rows = job.result(timeout=180).to_pylist()
@@ -135,6 +186,7 @@ def main() -> None:
     finally:
         ray.shutdown()
         cluster.shutdown()
+        _forget(cluster, names)
 
 
 if __name__ == "__main__":

@@ -9,15 +9,21 @@ DuckDB's; the job's record names each task's node and chunks, from which localit
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 
+from elytra.backends.placement import place
+from elytra.backends.raynodes import sweep
+from elytra.chunkrefs import chunk_ref
+from elytra.task import Task
 from lake import LakeNode, lake_settings
 from lake.testing import ingest
 
@@ -53,7 +59,10 @@ def spread(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _run(
-    spread: dict[str, Any], tmp: Path, drop: list[list[str]] | None = None, kill: bool = False
+    spread: dict[str, Any],
+    tmp: Path,
+    drop: list[list[str]] | None = None,
+    kill: bool | str = False,
 ) -> dict[str, Any]:
     dirs = {}
     for k, n in enumerate(NODES):
@@ -72,15 +81,22 @@ def _run(
         "kill": kill,
     }
     script = Path(__file__).with_name("ray_locality_run.py")
+    # as the gateway's driver is told (raystart.driver_env): never end the process over a
+    # lost GCS; the backend's own watch fails the job instead
+    env = {**os.environ, "RAY_gcs_rpc_server_reconnect_timeout_s": "3600"}
+    if kill == "head":  # tasks long enough that the head dies with some of them on it
+        env["RAY_LOCALITY_SLOW"] = "3"
     done = subprocess.run(
         [sys.executable, str(script), json.dumps(spec)],
         capture_output=True,
         text=True,
         timeout=240,
+        env=env,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     out["dirs"] = {n: Path(d) for n, d in dirs.items()}
+    out["work"] = tmp / "work"
     return out
 
 
@@ -138,3 +154,56 @@ def test_a_node_killed_mid_job_loses_no_rows(spread: dict[str, Any], tmp_path: P
     got = rows_of([tuple(r.values()) for r in out["rows"]])
     assert same_rows(got, _want(spread["csv"]))
     assert out["record"]["state"] == "succeeded"
+
+
+def test_a_job_whose_ray_head_died_fails_within_a_bound(
+    spread: dict[str, Any], tmp_path: Path
+) -> None:
+    """The head (the GCS; the driver is on another node, as on a platform that joined) is
+    SIGKILLed mid-job: the job fails as Ray being unavailable (503, submit again) well within a minute, never stays
+    running (found from outside: a job stayed ``running`` past 10 minutes)."""
+    out = _run(spread, tmp_path, kill="head")
+    assert out["error"] == "BackendUnavailableError", out
+    assert "Ray" in out["message"], out
+    assert out["seconds"] < 60, out
+
+
+def test_complete_placement_sends_a_task_only_where_every_chunk_it_reads_is() -> None:
+    """A Ray node cannot fetch what it lacks, so a task reading a broadcast side goes to a
+    node holding its own chunk and the side, else to the driver's (found from outside: a join
+    with a 6-chunk small side had every task sent back, 0 of 14 next to their chunks)."""
+    own = [f"{i:064x}" for i in range(4)]
+    side = "5" * 64
+    tasks = [
+        Task(f"t{i}", 0, "{}", 1, "/x", files=(chunk_ref(own[i]), chunk_ref(side)), bytes_in=9)
+        for i in range(4)
+    ]
+    tasks = [replace(t, shared_files=1) for t in tasks]
+    holds = {("p1", own[0]), ("p1", side), ("p2", own[1]), ("p2", own[2]), ("me", own[3])}
+    holds |= {("me", side)}
+
+    def held(n: str, s: str) -> bool:
+        return (n, s) in holds
+
+    slots = {"me": 1, "p1": 1, "p2": 1}
+    where = place(tasks, "me", ["p1", "p2"], held, slots, complete=True)
+    assert where == {"t0": "p1", "t1": "me", "t2": "me", "t3": "me"}
+    loose = place(tasks, "me", ["p1", "p2"], held, slots)  # the cluster backend's peers fetch
+    assert loose["t1"] == "p2"
+    assert loose["t2"] == "p2"
+
+
+def test_sweep_removes_the_directories_of_dead_workers(tmp_path: Path) -> None:
+    """A placed task's directory whose worker was killed (its own removal never ran) goes at
+    the next sweep; a live worker's stays."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = tmp_path / f"job-s0-t1.a1.{dead.pid}"
+    live = tmp_path / f"job-s0-t2.a1.{os.getpid()}"
+    for d in (gone, live):
+        (d / "chunks").mkdir(parents=True)
+        (d / "chunks" / "x.parquet").write_bytes(b"x")
+    assert sweep(tmp_path) == 1
+    assert not gone.exists()
+    assert live.exists()
+    assert sweep(tmp_path / "missing") == 0

@@ -421,12 +421,15 @@ async def _start_backends(
 
     from .backends.cluster import ClusterBackend
     from .backends.ray import RayBackend
+    from .backends.raynodes import sweep, work_dir
     from .session import make_backend
 
     local = await asyncio.to_thread(make_backend, es)
     platform.local, platform.pool = local, WorkerPool(local)
     if es.backend == "ray" and es.peers and isinstance(local, RayBackend):
         local.attach(platform.chunk_cluster)  # tasks go to the Ray nodes holding their chunks
+        # what placed tasks of a killed run left (their workers died with it)
+        await asyncio.to_thread(sweep, work_dir(settings.home))
     platform.backend = (
         ClusterBackend(
             local,

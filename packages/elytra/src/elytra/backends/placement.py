@@ -18,9 +18,13 @@ def place(
     peers: Sequence[str],
     holds: Callable[[str, str], bool],
     slots: dict[str, int],
+    *,
+    complete: bool = False,
 ) -> dict[str, str]:
     """Task id -> node id: each chunk-only task to a node holding the most of its own chunks,
-    among those the least loaded (bytes per slot); every other task to ``me``. Bigger tasks
+    among those the least loaded (bytes per slot); every other task to ``me``. ``complete``:
+    only a node holding every chunk the task reads (its broadcast sides too) takes it, else
+    it goes to ``me`` (for nodes that cannot fetch what they lack: Ray's). Bigger tasks
     are placed first, so the balance ends even. A task's own chunks are those not every task
     of its stage reads, nor its broadcast sides (``Task.shared_files``): a broadcast join's
     small side, which a node lacking it fetches once. Counting them drew every task of TPC-H
@@ -45,9 +49,14 @@ def place(
             )
             for n in load
         }
-        most = max(own for own, _ in held.values())
+        whole = [n for n in load if sum(held[n]) == len(shas)]
+        if complete and not whole:
+            out[task.id] = me
+            continue
+        able = whole if complete else list(load)
+        most = max(held[n][0] for n in able)
         best = min(
-            (n for n in load if held[n][0] == most),
+            (n for n in able if held[n][0] == most),
             key=lambda n: ((load[n] + task.bytes_in) / max(1, slots.get(n, 1)), -held[n][1]),
         )
         out[task.id] = best

@@ -44,6 +44,7 @@ from ..scheduler import Failed, Moved, Outcome, Scheduler, Watch
 from ..task import Task, TaskResult, execute
 from .base import describe_error, failure
 from .placement import place
+from .rayhealth import RayHealth
 from .raynodes import NODE_VAR, LakeNodes, NotHere, resolved_here
 
 if TYPE_CHECKING:
@@ -118,6 +119,9 @@ class RayBackend:
             }
             if address is None or address == "local":
                 kwargs |= {
+                    # a new Ray of its own: left to itself, ray.init() joins whatever cluster
+                    # /tmp/ray/ray_current_cluster names, even one that has since died
+                    "address": "local",
                     "num_cpus": num_cpus,
                     "object_store_memory": object_store_memory,
                     # Ray starts its workers at nice 15 (its ``worker_niceness``): on a shared
@@ -139,6 +143,7 @@ class RayBackend:
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=self.node_id, soft=False)
         )
         self._placed = _Placed(remote)
+        self._health = RayHealth(self.node_id)
         self._cluster: Callable[[], ChunkCluster | None] | None = None
         self._lake_nodes = LakeNodes()
         self.stats: dict[str, int] = {"here": 0, "placed": 0, "moved": 0}
@@ -193,6 +198,7 @@ class RayBackend:
         if cluster is not None and any(chunk_shas(t) is not None for t in tasks):
             where = self._placement(tasks, cluster)
         attempts = _RayAttempts(self._remote, self._placed, where, cluster, self.stats)
+        attempts.health = self._health
         scheduler = Scheduler(attempts, max_attempts=self.max_attempts)
         return scheduler.run(tasks, cancel, started)
 
@@ -212,7 +218,7 @@ class RayBackend:
                 return cluster.locate(sha) is not None
             return node in cluster.holders(sha)
 
-        placed = place(tasks, me, peers, holds, slots)
+        placed = place(tasks, me, peers, holds, slots, complete=True)
         return {tid: nodes[n][0] for tid, n in placed.items() if n != me}
 
     def close(self) -> None:
@@ -259,18 +265,24 @@ class _RayAttempts:
         self._cluster, self._stats = cluster, stats
         self._tasks: dict[Any, Task] = {}
         self._here: set[str] = set()  # tasks given back by the node they were placed on
+        self.health: RayHealth | None = None
+        """Fails the run once Ray is gone (its tasks would never finish)."""
+        self._since = time.monotonic()
 
     def free(self) -> int:
         return 1 << 30
 
     def submit(self, task: Task) -> Hashable:
         node = self._where.get(task.id)
-        if node is not None and task.id not in self._here:
-            ref = self._placed.on(node).remote(replace(task, result_file="").to_json(), True)
-            self._stats["placed"] += 1
-        else:
-            ref = self._remote.remote(self._resolved(task).to_json())
-            self._stats["here"] += 1
+        try:
+            if node is not None and task.id not in self._here:
+                ref = self._placed.on(node).remote(replace(task, result_file="").to_json(), True)
+                self._stats["placed"] += 1
+            else:
+                ref = self._remote.remote(self._resolved(task).to_json())
+                self._stats["here"] += 1
+        except Exception as exc:
+            raise _unavailable(exc) from None
         self._tasks[ref] = task
         return ref  # type: ignore[no-any-return]
 
@@ -288,12 +300,16 @@ class _RayAttempts:
         if not self._tasks:
             return []
         ready, _ = ray.wait(list(self._tasks), num_returns=1, timeout=timeout)
+        if not ready and self.health is not None:
+            self.health.check(self._since)
         out: list[tuple[Hashable, Outcome]] = []
         for ref in ready:
             task = self._tasks.pop(ref)
             fetched = time.perf_counter()
             try:
                 got = ray.get(ref)
+            except ray.exceptions.LocalRayletDiedError as exc:
+                raise _unavailable(exc) from None
             except ray.exceptions.RayError as exc:  # the worker died on every retry
                 raise failure(task, exc) from None
             if got.get("moved"):
@@ -315,3 +331,16 @@ class _RayAttempts:
 
         self._tasks.pop(handle, None)
         ray.cancel(handle, force=True)
+
+
+def _unavailable(exc: Exception) -> Exception:
+    """``exc`` as the job's error: Ray's node gone is ``BackendUnavailableError`` (503, try
+    again once it is back), anything else as it is."""
+    import ray
+
+    if isinstance(exc, ray.exceptions.LocalRayletDiedError | ray.exceptions.RaySystemError):
+        return BackendUnavailableError(
+            f"this platform's Ray node is gone ({type(exc).__name__}): jobs cannot run on Ray "
+            "until the platform is restarted with --ray; `platform status` shows Ray's state"
+        )
+    return exc

@@ -40,6 +40,8 @@ __all__ = [
     "lake_nodes",
     "ray_node_marks",
     "resolved_here",
+    "sweep",
+    "work_dir",
 ]
 
 RESOURCE = "lake-node:"
@@ -58,9 +60,13 @@ def ray_node_marks(settings: PlatformSettings | None) -> tuple[dict[str, float],
 
     ls = lake_settings(settings)
     node_id, chunks = node_identity(ls)
-    work = Path(ls.home) / "elytra" / "ray-tasks"
-    env = {NODE_VAR: node_id, CHUNKS_VAR: str(chunks), WORK_VAR: str(work)}
+    env = {NODE_VAR: node_id, CHUNKS_VAR: str(chunks), WORK_VAR: str(work_dir(Path(ls.home)))}
     return {RESOURCE + node_id: 1.0}, env
+
+
+def work_dir(home: Path) -> Path:
+    """Where the Ray node of the platform on ``home`` keeps its placed tasks' files."""
+    return Path(home) / "elytra" / "ray-tasks"
 
 
 def lake_nodes(ray: Any) -> dict[str, tuple[str, int]]:
@@ -115,6 +121,7 @@ def resolved_here(task: Task) -> Iterator[Task]:
     missing = [s for s in shas if not (root / f"{s}.parquet").is_file()]
     if missing:
         raise NotHere(f"lake node {os.environ.get(NODE_VAR, '?')} lacks chunk {missing[0][:12]}")
+    sweep(Path(work))
     own = Path(work) / f"{task.id}.a{task.attempt}.{os.getpid()}"
     own.mkdir(parents=True, exist_ok=True)
     try:
@@ -130,3 +137,32 @@ def resolved_here(task: Task) -> Iterator[Task]:
         yield replace(ready, spill_dir=str(own / "spill"), result_file="")
     finally:
         shutil.rmtree(own, ignore_errors=True)
+
+
+def sweep(work: Path) -> int:
+    """Remove the directories of tasks whose Ray worker died (``ray.cancel(force=True)``, a
+    SIGKILL: their own removal never ran), and so their links to chunks the lake may since
+    have dropped. A directory is named ``<task>.a<attempt>.<pid>``; it goes once that pid is
+    gone. Returns how many went."""
+    gone = 0
+    try:
+        entries = list(work.iterdir())
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        pid = entry.name.rpartition(".")[2]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        gone += 1
+    return gone
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        return True
+    return True
