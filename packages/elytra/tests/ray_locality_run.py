@@ -95,9 +95,9 @@ def _slowly(batch: Any) -> Any:
     return batch
 
 
-def _head_killed(cluster: Cluster, job: Any) -> None:
-    """SIGKILL the head (the GCS) once the job's first tasks are done;
-    print how the job ended and when, then leave without ``ray.shutdown`` (with its raylet
+def _head_killed(cluster: Cluster, job: Any, again: Any) -> None:
+    """SIGKILL the head (the GCS) once the job's first tasks are done; print how the job
+    ended and when, and how a job submitted after it ended (``again``), then leave without ``ray.shutdown`` (with its raylet
     gone, Ray's disconnect ends the process)."""
     deadline = time.monotonic() + 60
     while job.record["tasks"]["done"] < 1 and time.monotonic() < deadline:
@@ -110,6 +110,13 @@ def _head_killed(cluster: Cluster, job: Any) -> None:
     except Exception as exc:
         ended = {"error": type(exc).__name__, "message": str(exc)}
     ended["seconds"] = time.monotonic() - killed
+    submitted = time.monotonic()  # a job submitted once Ray is gone: an error, not a wait
+    try:
+        again().submit().result(timeout=150)
+        ended["next"] = None
+    except Exception as exc:
+        ended["next"] = type(exc).__name__
+    ended["next_seconds"] = time.monotonic() - submitted
     print(json.dumps(ended), flush=True)
     for node in cluster.worker_nodes:  # not shutdown(): it spares the driver's node
         node.kill_all_processes(check_alive=False, allow_graceful=False)
@@ -156,7 +163,7 @@ def main() -> None:
         cluster.wait_for_nodes()
         # the driver on the last node, not the head's, as on a platform that joined others
         backend = RayBackend(cluster.address, node_dir=_temp_dir(names[-1]))
-        mine = [n for n, (rid, _) in lake_nodes(ray).items() if rid == backend.node_id]
+        mine = [n for n, (rid, _) in lake_nodes(ray.nodes()).items() if rid == backend.node_id]
         lake = Dropping(mine[0], dirs, Path(spec["all"]), spec.get("drop", []))
         backend.attach(lambda: lake)
         with elytra.connect(home=spec["home"], backend=backend, task_bytes=1) as s:
@@ -165,7 +172,8 @@ def main() -> None:
                 source = source.map_batches(_slowly, schema=source.schema)
             job = source.group_by("grp").agg("count(*) AS n", "sum(amount) AS total").submit()
             if spec.get("kill") == "head":  # the GCS: the job cannot finish
-                return _head_killed(cluster, job)
+                again = s.dataset("sales").group_by("grp").agg("count(*) AS n")
+                return _head_killed(cluster, job, lambda: again)
             if spec.get("kill"):
                 _kill_a_node(cluster, backend.node_id, job)
             rows = job.result(timeout=180).to_pylist()

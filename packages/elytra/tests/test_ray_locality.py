@@ -166,6 +166,10 @@ def test_a_job_whose_ray_head_died_fails_within_a_bound(
     assert out["error"] == "BackendUnavailableError", out
     assert "Ray" in out["message"], out
     assert out["seconds"] < 60, out
+    # a job submitted afterwards fails the same way (it stayed queued for good, its thread
+    # blocked in ray.nodes() at placement, found by a second outside attack)
+    assert out["next"] == "BackendUnavailableError", out
+    assert out["next_seconds"] < 60, out
 
 
 def test_complete_placement_sends_a_task_only_where_every_chunk_it_reads_is() -> None:

@@ -45,7 +45,7 @@ from ..task import Task, TaskResult, execute
 from .base import describe_error, failure
 from .placement import place
 from .rayhealth import RayHealth
-from .raynodes import NODE_VAR, LakeNodes, NotHere, resolved_here
+from .raynodes import NODE_VAR, NotHere, lake_nodes, resolved_here
 
 if TYPE_CHECKING:
     from .cluster import ChunkCluster
@@ -145,7 +145,6 @@ class RayBackend:
         self._placed = _Placed(remote)
         self._health = RayHealth(self.node_id)
         self._cluster: Callable[[], ChunkCluster | None] | None = None
-        self._lake_nodes = LakeNodes()
         self.stats: dict[str, int] = {"here": 0, "placed": 0, "moved": 0}
         """Tasks run on the driver's node, placed on a node holding their chunks, and given
         back by such a node (it lacked a chunk) to run here (``platform status``)."""
@@ -171,7 +170,7 @@ class RayBackend:
         cluster = self._chunk_cluster()
         if cluster is None:
             return False
-        nodes = self._lake_nodes.get()
+        nodes = lake_nodes(self._health.nodes())
         return any(p.id in nodes and nodes[p.id][0] != self.node_id for p in cluster.peers())
 
     @staticmethod
@@ -207,7 +206,7 @@ class RayBackend:
         (the others run here): by :func:`place` over the lake nodes that have a Ray node,
         each weighed by its Ray CPUs."""
         me = cluster.me()
-        nodes = self._lake_nodes.get()
+        nodes = lake_nodes(self._health.nodes())
         peers = [p.id for p in cluster.peers() if p.id in nodes and nodes[p.id][0] != self.node_id]
         if not peers:
             return {}

@@ -1,13 +1,17 @@
-"""Whether the Ray a driver is attached to still answers, so that a run fails instead of
-waiting for ever on tasks that Ray lost.
+"""The driver's one view of its Ray's nodes, never waited on without a bound, so that a job
+fails when Ray is gone instead of waiting for ever.
 
-When the Ray head dies (its GCS), the other nodes' raylets end after a while, and the tasks
-a driver waits for never finish: ``ray.wait`` keeps answering "not ready" (found from
-outside: a job on a platform whose head was SIGKILLed stayed ``running`` past 10 minutes).
-:class:`RayHealth` asks ``ray.nodes()`` in a thread of its own at most every ``every``
-seconds (with its GCS gone a call may block: the gateway's driver is told to wait for it for
-ten years) and fails the run when the driver's node is no longer alive, or when Ray has not
-answered for ``silence`` seconds.
+When the Ray head dies (its GCS), the other nodes' raylets end after a while; the tasks a
+driver waits for never finish (``ray.wait`` keeps answering "not ready"), and ``ray.nodes()``
+blocks (the gateway's driver is told to wait for a lost GCS for ten years). Found from
+outside: a running job stayed ``running`` past 10 minutes, and a job submitted afterwards
+stayed ``queued`` for good, its thread blocked in ``ray.nodes()`` at placement.
+
+:class:`RayHealth` asks ``ray.nodes()`` in a thread of its own, at most every ``every``
+seconds. :meth:`RayHealth.nodes` gives the latest answer, waiting for a fresh one at most
+until Ray has been silent for ``silence`` seconds; :meth:`RayHealth.check` (on every poll of
+a run) raises once the driver's node is dead or Ray has been silent that long. Both raise
+``BackendUnavailableError`` (503: submit again once Ray is back).
 """
 
 from __future__ import annotations
@@ -25,56 +29,79 @@ SILENCE_SECONDS = 30.0
 
 
 class RayHealth:
-    """The driver's view of its Ray: ``check()`` raises ``BackendUnavailableError`` once Ray
-    is gone (see the module docstring); cheap enough to call on every poll."""
+    """See the module docstring. ``node_id``: the driver's Ray node."""
 
     def __init__(
         self, node_id: str, every: float = EVERY_SECONDS, silence: float = SILENCE_SECONDS
     ) -> None:
         self.node_id, self.every, self.silence = node_id, every, silence
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._asked = -float("inf")
         self._answered = time.monotonic()
+        self._nodes: list[dict[str, Any]] | None = None
         self._probing = False
         self._gone: str | None = None
 
+    def nodes(self) -> list[dict[str, Any]]:
+        """``ray.nodes()``, at most ``every`` seconds old; raises once Ray is gone or silent
+        for ``silence`` seconds (never blocks longer)."""
+        start = time.monotonic()
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                if self._gone is not None:
+                    raise BackendUnavailableError(self._gone)
+                if self._nodes is not None and now - self._answered <= self.every:
+                    return list(self._nodes)
+                quiet = now - max(self._answered, start)
+                if quiet > self.silence:
+                    raise BackendUnavailableError(_silent(quiet))
+                self._ask(now)
+                self._cond.wait(timeout=min(1.0, self.silence - quiet + 0.01))
+
     def check(self, since: float) -> None:
         """Raise if Ray is gone; ``since``: when the run began (silence before it is not
-        counted: an idle platform asks nothing)."""
+        counted: an idle platform asks nothing). Never blocks."""
         now = time.monotonic()
-        with self._lock:
-            if not self._probing and now - self._asked >= self.every:
-                self._probing, self._asked = True, now
-                threading.Thread(target=self._probe, name="elytra-ray-health", daemon=True).start()
+        with self._cond:
+            self._ask(now)
             gone, answered = self._gone, self._answered
         if gone is not None:
             raise BackendUnavailableError(gone)
         quiet = now - max(answered, since)
         if quiet > self.silence:
-            raise BackendUnavailableError(
-                f"Ray has not answered for {quiet:.0f} s (its head is gone?): the job's tasks "
-                "cannot finish; `platform status` shows Ray's state. Restart the platform "
-                "with --ray (or its Ray cluster) and submit the job again"
-            )
+            raise BackendUnavailableError(_silent(quiet))
+
+    def _ask(self, now: float) -> None:
+        """Start a probe unless one runs or one started less than ``every`` ago (lock held)."""
+        if not self._probing and now - self._asked >= self.every:
+            self._probing, self._asked = True, now
+            threading.Thread(target=self._probe, name="elytra-ray-health", daemon=True).start()
 
     def _probe(self) -> None:
         import ray
 
         try:
-            nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call]
+            nodes: list[dict[str, Any]] | None = ray.nodes()  # type: ignore[no-untyped-call]
         except Exception:  # Ray's own errors while its GCS is unreachable: no answer
-            nodes = []
-        finally:
-            with self._lock:
-                self._probing = False
-        if not nodes:
-            return
-        mine = [n for n in nodes if n.get("NodeID") == self.node_id]
-        with self._lock:
-            self._answered = time.monotonic()
-            if mine and not mine[0].get("Alive"):
-                self._gone = (
-                    "this platform's Ray node is gone (its raylet died): jobs cannot run on "
-                    "Ray until the platform is restarted with --ray; `platform status` shows "
-                    "Ray's state"
-                )
+            nodes = None
+        with self._cond:
+            self._probing = False
+            if nodes:
+                self._nodes, self._answered = nodes, time.monotonic()
+                mine = [n for n in nodes if n.get("NodeID") == self.node_id]
+                if mine and not mine[0].get("Alive"):
+                    self._gone = (
+                        "this platform's Ray node is gone (its raylet died): jobs cannot run "
+                        "on Ray until the platform is restarted with --ray; `platform status` "
+                        "shows Ray's state"
+                    )
+            self._cond.notify_all()
+
+
+def _silent(quiet: float) -> str:
+    return (
+        f"Ray has not answered for {quiet:.0f} s (its head is gone?): the job cannot run; "
+        "`platform status` shows Ray's state. Restart the platform with --ray (or its Ray "
+        "cluster) and submit the job again"
+    )

@@ -5,7 +5,7 @@ A platform started with ``--ray`` gives its Ray node a custom resource ``lake-no
 (one unit that no task asks for: it only names the node) and variables that every Ray worker
 of the node inherits: the lake node's id, its chunk directory, and a work directory under the
 platform's home. The driver maps lake node ids to Ray node ids through ``ray.nodes()``
-(:func:`lake_nodes`); a task placed on a node resolves its chunk names (``lake-chunk:<sha>``)
+(:func:`lake_nodes`, asked through :class:`~.rayhealth.RayHealth`, never without a bound); a task placed on a node resolves its chunk names (``lake-chunk:<sha>``)
 against that node's directory (:func:`resolved_here`), its spill and pinned chunks in a
 directory of its own under the work directory, removed when it ends. A chunk the node no
 longer holds (moved, trimmed) is not fetched here: the task comes back unrun and runs on the
@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -35,7 +33,6 @@ __all__ = [
     "NODE_VAR",
     "RESOURCE",
     "WORK_VAR",
-    "LakeNodes",
     "NotHere",
     "lake_nodes",
     "ray_node_marks",
@@ -49,8 +46,6 @@ RESOURCE = "lake-node:"
 NODE_VAR = "PLATFORM_LAKE_NODE"
 CHUNKS_VAR = "PLATFORM_LAKE_CHUNKS"
 WORK_VAR = "PLATFORM_RAY_WORK"
-MAP_TTL_SECONDS = 5.0
-"""How long the lake-node-to-Ray-node map is kept before ``ray.nodes()`` is asked again."""
 
 
 def ray_node_marks(settings: PlatformSettings | None) -> tuple[dict[str, float], dict[str, str]]:
@@ -69,10 +64,11 @@ def work_dir(home: Path) -> Path:
     return Path(home) / "elytra" / "ray-tasks"
 
 
-def lake_nodes(ray: Any) -> dict[str, tuple[str, int]]:
-    """Lake node id -> (Ray node id, its CPUs), for the live Ray nodes a platform started."""
+def lake_nodes(nodes: list[dict[str, Any]]) -> dict[str, tuple[str, int]]:
+    """Lake node id -> (Ray node id, its CPUs), for the live Ray nodes a platform started,
+    from ``ray.nodes()``' answer."""
     out: dict[str, tuple[str, int]] = {}
-    for node in ray.nodes():
+    for node in nodes:
         if not node.get("Alive"):
             continue
         resources = node.get("Resources", {})
@@ -81,25 +77,6 @@ def lake_nodes(ray: Any) -> dict[str, tuple[str, int]]:
                 cpus = max(1, int(resources.get("CPU", 1)))
                 out[name[len(RESOURCE) :]] = (str(node["NodeID"]), cpus)
     return out
-
-
-class LakeNodes:
-    """:func:`lake_nodes`, asked again at most every ``MAP_TTL_SECONDS`` (a job's placement
-    asks once per run; a node that died shows as gone within the TTL)."""
-
-    def __init__(self, ttl: float = MAP_TTL_SECONDS) -> None:
-        self.ttl = ttl
-        self._lock = threading.Lock()
-        self._at = -float("inf")
-        self._map: dict[str, tuple[str, int]] = {}
-
-    def get(self) -> dict[str, tuple[str, int]]:
-        import ray
-
-        with self._lock:
-            if time.monotonic() - self._at > self.ttl:
-                self._map, self._at = lake_nodes(ray), time.monotonic()
-            return dict(self._map)
 
 
 class NotHere(Exception):
