@@ -170,8 +170,7 @@ class RayBackend:
         cluster = self._chunk_cluster()
         if cluster is None:
             return False
-        import ray
-        nodes = lake_nodes(ray.nodes())
+        nodes = lake_nodes(self._health.nodes())
         return any(p.id in nodes and nodes[p.id][0] != self.node_id for p in cluster.peers())
 
     @staticmethod
