@@ -345,7 +345,8 @@ def chaos(session: nox.Session) -> None:
     the first platform of three SIGKILLed during writes, 3 rounds; one cluster of three whose
     random platform is SIGKILLed or paused, 20 rounds; the held break tests of issue 29
     (test_break29x_*: restarts of all, dead clusters, leave edges); the Ray head of `platform up
-    --ray` SIGKILLed, the gateway watched past Ray's 60 s GCS timeout; then Elkyn's failover at full size
+    --ray` SIGKILLed, the gateway watched past Ray's 60 s GCS timeout; three `--ray` platforms
+    running a job next to its chunks; then Elkyn's failover at full size
     (20 SIGKILL rounds of the elected primary, 5 pauses)."""
     _cluster_suite(session, "test_cluster_chaos.py", timeout=3600)
     _cluster_suite(session, "test_platform_failover.py", timeout=3600)
@@ -354,6 +355,7 @@ def chaos(session: nox.Session) -> None:
     _cluster_suite(session, "test_platform_chaos29.py", timeout=3600)
     _cluster_suite(session, "test_platform_up_ray_head_loss.py", timeout=900)  # 75 s watch
     _cluster_suite(session, "test_platform_up_ray_join.py", timeout=900)  # two Ray nodes
+    _cluster_suite(session, "test_platform_up_ray_locality.py", timeout=900)  # three Ray nodes
     session.run(
         "pytest",
         "packages/elkyn/tests/test_failover.py",
