@@ -238,6 +238,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--rows", type=int, default=4_000_000)
     ap.add_argument("--chunk-kib", type=int, default=4096)
+    ap.add_argument(
+        "--fresh", action="store_true", help="accepted as every bench takes it: nothing is kept"
+    )
     args = ap.parse_args()
     host = _address()
     if host is None:
