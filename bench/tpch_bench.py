@@ -28,9 +28,9 @@ restart the three on the same homes and ports, ``bench/_platforms.py``), replica
 and the query goes to the first gateway with an Arrow answer, timed interleaved with the
 others. Shown per query: the engine that answered (``x-query-engine``: ``elytra``, or ``lake``
 when Elytra declined) and, from one more run as ``EXPLAIN ANALYZE`` (``elytra.sqlexplain``),
-the bytes of the tasks' output gathered into the driver's merge, of the tasks the two peers
-ran (sent back to the coordinator over HTTP: the bytes between nodes), and sent to hash
-exchanges. A query that fails there is shown as failed with its error; the others go on.
+the bytes of the tasks' output gathered into the driver's merge and sent to hash exchanges,
+and the chunk bytes the coordinator read from the two others (without Ray a query runs on the
+pool of the platform that takes it: the bytes between nodes). A query that fails there is shown as failed with its error; the others go on.
 
 Peers on one machine, where they run the query (issue 35): ``polars sql`` — Polars'
 ``SQLContext`` over ``scan_parquet`` of the same files, in-process; ``daft sql`` — ``daft.sql``
@@ -191,6 +191,11 @@ class _Gateway:
         self.engines.setdefault(sql, set()).add(r.headers.get("x-query-engine", "?"))
         return pa.ipc.open_stream(r.content).read_all()
 
+    def read_bytes(self) -> int:
+        """Chunk bytes this node has read from its members for readers (the lake's count)."""
+        stats = self.client._call("GET", "/nodes/self").json()["stats"]
+        return int(stats.get("read_bytes", 0))
+
     def close(self) -> None:
         self.client.close()
 
@@ -200,12 +205,15 @@ def _analyzed(gw: _Gateway, sql: str) -> dict[str, Any]:
 
     On Elytra (``plan.analyze``, ``elytra.sqlexplain``): ``to_driver``, the tasks' output
     gathered into the driver's merge on the coordinator; ``to_exchange``, their output sent to
-    hash exchanges (between stages); ``from_peers``, the output of the tasks that ran on the
-    other two platforms, which each peer sends back to the coordinator over HTTP (the bytes
-    between nodes the route reports: peers' tasks answer the coordinator, exchanges and the
-    merge are its own); ``tasks`` and ``peer_tasks``. On the lake's planner: its EXPLAIN's
+    hash exchanges (between stages); ``from_peers``, the chunk bytes the coordinator read from
+    the other two platforms for it (the lake's ``read_bytes``, ``GET /nodes/self``: without
+    Ray a query runs on the pool of the platform that takes it, which fetches the chunks it
+    lacks from replicas); ``tasks`` and ``peer_tasks`` (those that ran on another platform's
+    node: only on Ray). On the lake's planner: its EXPLAIN's
     ``moved`` rows (``net``: from the other nodes, ``held``: all the coordinator gathered)."""
+    read_before = gw.read_bytes()
     answer = gw.client.query(f"EXPLAIN ANALYZE {sql}", timeout=3600)
+    fetched = gw.read_bytes() - read_before
     plan = answer.get("plan") or {}
     cols = [c["name"] for c in answer["columns"]]
     rows = [dict(zip(cols, r, strict=True)) for r in answer["rows"]]
@@ -222,7 +230,7 @@ def _analyzed(gw: _Gateway, sql: str) -> dict[str, Any]:
         "engine": "elytra",
         "to_driver": int(a["bytes_to_driver"]),
         "to_exchange": int(a["bytes_between_stages"]),
-        "from_peers": sum(int(r["bytes_out"]) for r in peers),
+        "from_peers": fetched,
         "tasks": len(rows),
         "peer_tasks": len(peers),
         "seconds": a.get("seconds"),
@@ -683,7 +691,7 @@ def platforms_report(
         f"### TPC-H at SF {scale:g} on three platforms, median of {runs} runs",
         "",
         "| query | DuckDB ms | 3 nodes (lake planner) ms | 3 platforms ms | 3 nodes / DuckDB "
-        "| 3 platforms / DuckDB | engine | MiB into the coordinator | of it from peers "
+        "| 3 platforms / DuckDB | engine | MiB into the coordinator | chunk MiB from peers "
         "(between nodes) | tasks (on peers) |",
         "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
@@ -732,9 +740,10 @@ def platforms_report(
         "engine: the x-query-engine header of the timed answers. From EXPLAIN ANALYZE (one more "
         "run): 'into the coordinator' is every task's output (plan.analyze's bytes_to_driver "
         "plus bytes_between_stages; their split moved between two runs of q08 while the sum "
-        "stayed the same, so only the sum is shown); 'from peers' is the output of "
-        "the tasks the two other platforms ran, which each sends back to the coordinator over "
-        "HTTP (the bytes between nodes).",
+        "stayed the same, so only the sum is shown); 'chunk MiB from peers' is what the "
+        "coordinator's lake read from the two other platforms for the query (the lake's "
+        "read_bytes: without Ray a query runs on the pool of the platform that takes it, the "
+        "chunks it lacks fetched from replicas; the bytes between nodes).",
     ]
     if notes:
         lines += ["", *notes]

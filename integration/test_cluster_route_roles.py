@@ -49,8 +49,6 @@ SELF_REVOKING = {("POST", "/api/logout")}
 """Routes that revoke the token that calls them: asked with a token of their own."""
 NODE_TO_NODE = [
     ("GET", "/internal/platform/status"),
-    ("POST", "/internal/elytra/tasks"),
-    ("GET", "/internal/elytra/workers"),
     ("POST", "/internal/lake/ping"),
     ("POST", "/internal/lake/ping-req"),
     ("GET", "/internal/lake/manifests"),

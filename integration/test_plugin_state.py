@@ -152,9 +152,7 @@ def planted(tmp_path: Path) -> Iterator[Plugin]:
 def _ours() -> list[Plugin]:
     modules = {ep.name: ep.module for ep in entry_points(group=PLUGIN_GROUP)}
     plugins = [p for p in discover_plugins() if modules.get(p.name, "").split(".")[0] in OURS]
-    assert {"lake", "lake-peer", "elkyn", "elytra", "elytra-peer", "workers"} <= {
-        p.name for p in plugins
-    }
+    assert {"lake", "lake-peer", "elkyn", "elytra", "workers"} <= {p.name for p in plugins}
     return plugins
 
 

@@ -26,7 +26,7 @@ from ray.cluster_utils import Cluster
 
 import elytra
 from elytra.backends import RayBackend
-from elytra.backends.cluster import Peer
+from elytra.backends.chunkcluster import Peer
 from elytra.backends.raynodes import CHUNKS_VAR, NODE_VAR, RESOURCE, WORK_VAR, lake_nodes
 
 

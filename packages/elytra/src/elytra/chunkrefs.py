@@ -3,8 +3,7 @@
 In a cluster a task may run on any platform, and each keeps a chunk under its own directory,
 so the driver names a dataset's chunks by their hash instead of by a path. The platform that
 runs the task resolves each name to its own copy, or fetches the chunk (checked against its
-hash) from a replica into the task's directory. A task whose plan reads anything but named
-chunks is refused by a peer (:func:`check_peer_task`): a peer reads no path a request names.
+hash) from a replica into the task's directory (Ray's placed tasks, :mod:`.backends.raynodes`).
 """
 
 from __future__ import annotations
@@ -18,15 +17,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from emsqrt import PlanError
-from emsqrt.planning import plan_from_json
-
 from .errors import PipelineError
 from .task import Task
 
 __all__ = [
     "CHUNK_REF",
-    "check_peer_task",
     "chunk_ref",
     "chunk_shas",
     "resolve_chunks",
@@ -59,64 +54,6 @@ def chunk_shas(task: Task) -> list[str] | None:
     if not shas or any(s is None for s in shas):
         return None
     return [s for s in shas if s is not None]
-
-
-PEER_OPS = frozenset(
-    {"scan", "filter", "project", "map", "sort", "aggregate", "limit", "topk", "union", "join"}
-)
-"""The plan operators a peer runs: reading, computing, ordering, joining (a broadcast join reads
-its small side's chunks, which the task names too). Not ``sink`` (it writes a file where the
-plan says), ``pymap`` (decoding it runs code) or ``input`` (a task over chunks has none)."""
-MAX_PLAN_DEPTH = 256
-"""Operators nested deeper than this are refused before anything recurses over them."""
-_CHILDREN = ("input", "left", "right")
-
-
-def _plan_nodes(plan: Any) -> list[dict[str, Any]]:
-    """Every operator of a plan's JSON (not its expressions), checked against ``PEER_OPS``
-    and ``MAX_PLAN_DEPTH`` without recursion."""
-    out: list[dict[str, Any]] = []
-    todo: list[tuple[Any, int]] = [(plan, 1)]
-    while todo:
-        node, depth = todo.pop()
-        if depth > MAX_PLAN_DEPTH:
-            raise PipelineError(f"a peer's task nests operators deeper than {MAX_PLAN_DEPTH}")
-        if not isinstance(node, dict) or not isinstance(node.get("op"), str):
-            raise PipelineError("a peer's task plan is a tree of objects, each with an 'op'")
-        if node["op"] not in PEER_OPS:
-            raise PipelineError(
-                f"a peer runs no {node['op'][:40]!r} operator (only {', '.join(sorted(PEER_OPS))})"
-            )
-        out.append(node)
-        kids = [node[k] for k in _CHILDREN if k in node]
-        inputs = node.get("inputs", [])
-        if not isinstance(inputs, list):
-            raise PipelineError("a peer's task plan has 'inputs' that are not a list")
-        todo += [(k, depth + 1) for k in kids + inputs]
-    return out
-
-
-def check_peer_task(task: Task) -> list[str]:
-    """The chunks a task sent by a peer reads; ``PipelineError`` unless its plan is one a peer
-    may run: only ``PEER_OPS`` (nothing that writes a file or runs code), not too deep, and
-    reading only the chunks its ``files`` name."""
-    shas = chunk_shas(task)
-    if shas is None:
-        raise PipelineError("a task sent to a peer reads lake chunks only (lake-chunk:<sha256>)")
-    try:
-        tree = json.loads(task.plan)
-    except (ValueError, RecursionError):
-        raise PipelineError("a peer's task plan is not JSON (or nests too deep)") from None
-    nodes = _plan_nodes(tree)
-    try:
-        plan_from_json(task.plan, trusted=False)  # its fields, as every plan is checked
-    except PlanError as exc:
-        raise PipelineError(f"a peer's task: {exc.message}") from None
-    named = set(task.files)
-    stray = [str(n.get("path")) for n in nodes if n["op"] == "scan" and n.get("path") not in named]
-    if stray:
-        raise PipelineError(f"the task's plan reads {stray[0][:90]!r}, which its files do not name")
-    return shas
 
 
 def _rewrite(node: Any, paths: dict[str, str]) -> Any:

@@ -820,7 +820,7 @@ class Driver:
                     int(result.stats.get("rows_out", result.table.num_rows)),
                     result.stats.get("worker_pid"),
                     int(result.stats.get("attempt", 1)),
-                    node=result.stats.get("node") or result.stats.get("peer"),
+                    node=result.stats.get("node"),
                     chunks=chunks.get(result.task_id) or (),
                 )
                 job.update(

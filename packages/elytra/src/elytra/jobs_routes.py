@@ -74,7 +74,7 @@ class JobModel(BaseModel):
     plan: str
     created: float
     backend: str | None = Field(
-        None, description="What ran its tasks: local, ray, cluster (peers), inline, browser."
+        None, description="What ran its tasks: local, ray, inline, browser."
     )
     tasks: dict[str, int]
     rows_in: int = Field(

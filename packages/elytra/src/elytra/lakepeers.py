@@ -1,11 +1,11 @@
-"""The lake cluster as the cluster backend sees it (:class:`~elytra.backends.cluster.ChunkCluster`):
+"""The lake cluster as the backends see it (:class:`~elytra.backends.chunkcluster.ChunkCluster`):
 this platform's node, its live peers' gateways, where chunks are and how to fetch them."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .backends.cluster import Peer
+from .backends.chunkcluster import Peer
 
 if TYPE_CHECKING:
     from lake.node import LakeNode
@@ -41,6 +41,3 @@ class LakeChunks:
 
     def fetch(self, sha: str) -> bytes:
         return self.cluster.read_chunk(sha)
-
-    def token(self) -> str:
-        return self.cluster.replication.token()

@@ -1,9 +1,9 @@
-"""The gateway plugins: ``/api/jobs`` (``elytra``) and the peer routes (``elytra-peer``).
+"""The gateway plugin ``elytra``: ``/api/jobs``, and the jobs' backends.
 
 ``elytra`` requires the lake node (datasets) and the database (job records: read through its
 store, written through its writer, which forwards on a replica); its lifespan reserves
 ``/jobs`` in Elkyn's rules, provides the worker pool (:data:`elytra.services.WORKER_POOL`) that
-the peer routes and the browser workers' routes run on, and cancels running jobs on exit."""
+the browser workers' routes run on, and cancels running jobs on exit."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # settings (pydantic) load when the gateway starts, not for `
     from platform_core import PlatformSettings, Services
 
     from .backends import Backend
-    from .backends.cluster import ChunkCluster
+    from .backends.chunkcluster import ChunkCluster
     from .jobs_routes import JobRegistry
     from .resultstore import ResultStore
     from .session import Session
@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # settings (pydantic) load when the gateway starts, not for `
 # gateway starts (the factories below), not by every command that loads the plugins for
 # their CLIs.
 
-__all__ = ["JobsPlatform", "peer_plugin", "plugin"]
+__all__ = ["JobsPlatform", "plugin"]
 
 
 def _elytra_settings(base: PlatformSettings | None) -> ElytraSettings:
@@ -66,11 +66,11 @@ class JobsPlatform:
         self.settings: PlatformSettings | None = None
         self.session: Session | None = None
         self.backend: Backend | None = None
-        """What jobs run on: the cluster backend over ``local`` (or ``local`` itself)."""
+        """What jobs run on: the local pool (Ray's, when attached), the same as ``local``."""
         self.local: Backend | None = None
-        """The worker pool, started with the platform and shared by every job and peer."""
+        """The worker pool, started with the platform and shared by every job."""
         self.pool: WorkerPool | None = None
-        """``local`` as the other plugins see it, with the tasks it ran for peers."""
+        """``local`` as the other plugins see it (the browser workers' routes)."""
         self.results: ResultStore | None = None
         """Finished jobs' results on disk (``resultstore``), opened with the platform."""
 
@@ -276,33 +276,6 @@ def _version(info: Any) -> int:
     return int(info.version)
 
 
-def peer_plugin() -> Plugin:
-    """Entry point for the peer routes (cluster tokens only), at ``/internal/elytra``."""
-
-    def app(settings: PlatformSettings, services: Services) -> Any:
-        from platform_core import auth
-
-        from .peer_task_routes import make_peer_app
-
-        es = _elytra_settings(settings)
-
-        def ready() -> tuple[Backend, ChunkCluster | None, ElytraSettings]:
-            pool = services.get(WORKER_POOL)  # 503 while the platform starts or stops
-            return pool.backend, _chunk_cluster(services.get(LAKE_NODE), settings), es
-
-        return make_peer_app(
-            ready, lambda: auth.signer(settings), lambda: services.get(WORKER_POOL).for_peers
-        )
-
-    return Plugin(
-        name="elytra-peer",
-        prefix="/internal/elytra",
-        app=app,
-        requires=(WORKER_POOL, LAKE_NODE),
-        description="Elytra tasks from the cluster's other platforms (cluster token).",
-    )
-
-
 def plugin() -> Plugin:
     """Entry point of the ``platform.plugins`` group."""
     platform = JobsPlatform()
@@ -363,7 +336,7 @@ def plugin() -> Plugin:
                 platform.backend = platform.local = platform.pool = None
 
     def status(services: Services) -> dict[str, Any]:
-        """The pool's workers and the tasks run on and for peers (``platform status``)."""
+        """The pool's workers and where Ray ran the tasks (``platform status``)."""
         return _status(platform)
 
     from .cli import cli
@@ -415,11 +388,10 @@ async def _open_results(es: ElytraSettings, left: list[str]) -> ResultStore:
 async def _start_backends(
     platform: JobsPlatform, es: ElytraSettings, settings: PlatformSettings
 ) -> None:
-    """Start the local pool (``platform up`` starts it) and, with peers, the cluster backend
-    over it: ``platform.local``, ``.pool`` and ``.backend``."""
-    from platform_core.tls import client_context
-
-    from .backends.cluster import ClusterBackend
+    """Start the local pool (``platform up`` starts it): ``platform.local``, ``.pool`` and
+    ``.backend``. On Ray in a cluster, the pool places tasks on the Ray nodes of the platforms
+    holding their chunks; without Ray, jobs run here, the chunks this node lacks fetched from
+    replicas (the one way a job spans machines is Ray)."""
     from .backends.ray import RayBackend
     from .backends.raynodes import sweep, work_dir
     from .session import make_backend
@@ -430,29 +402,15 @@ async def _start_backends(
         local.attach(platform.chunk_cluster)  # tasks go to the Ray nodes holding their chunks
         # what placed tasks of a killed run left (their workers died with it)
         await asyncio.to_thread(sweep, work_dir(settings.home))
-    platform.backend = (
-        ClusterBackend(
-            local,
-            platform.chunk_cluster,
-            local_slots=es.workers,
-            peer_slots=es.peer_slots,
-            max_attempts=es.max_attempts,
-            lease_seconds=es.lease_seconds,
-            max_result_bytes=int(es.peer_max_result_bytes),
-            verify=client_context(settings),
-        )
-        if es.peers and es.backend != "ray"  # with Ray attached, Ray places the tasks
-        else local
-    )
+    platform.backend = local
 
 
 def _status(platform: JobsPlatform) -> dict[str, Any]:
-    """The pool's workers and the tasks run on and for peers (``platform status``)."""
+    """The pool's workers and where Ray ran the tasks (``platform status``)."""
     from .pool_routes import pool_status
 
     if platform.local is None:
         raise UnavailableError("the platform is starting or stopping")
     out: dict[str, Any] = pool_status(platform.local).model_dump()
     out["cluster"] = dict(getattr(platform.backend, "stats", {}))
-    out["for_peers"] = dict(platform.pool.for_peers) if platform.pool else {}
     return out

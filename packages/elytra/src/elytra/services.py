@@ -1,13 +1,13 @@
 """The service elytra's gateway plugin provides to its other plugins (see
-``platform_core.services``): the worker pool, which the peer routes (``elytra-peer``) run
-other platforms' tasks on and whose browser hub the worker routes (``workers``) serve.
+``platform_core.services``): the worker pool, whose browser hub the worker routes
+(``workers``) serve.
 
 Declaring the key imports nothing heavy (its type is named, resolved when a value is checked).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from platform_core.services import ServiceKey
@@ -20,18 +20,13 @@ __all__ = ["WORKER_POOL", "WorkerPool"]
 
 @dataclass(frozen=True)
 class WorkerPool:
-    """This platform's own pool, started with the platform, and what it ran for peers."""
+    """This platform's own pool, started with the platform."""
 
     backend: Backend
-    """The local processes, or the browser backend over them (Ray's, when attached); never the
-    cluster backend: a peer's task is not sent on."""
-    for_peers: dict[str, int] = field(
-        default_factory=lambda: {"running": 0, "served": 0, "failed": 0}
-    )
-    """Tasks run for peer platforms (``platform status`` shows them under ``elytra``)."""
+    """The local processes, or the browser backend over them (Ray's, when attached)."""
 
 
 WORKER_POOL: ServiceKey[WorkerPool] = ServiceKey(
     "elytra.pool", "elytra.services:WorkerPool", "elytra's worker pool"
 )
-"""Provided by the ``elytra`` plugin; required by ``elytra-peer`` and ``workers``."""
+"""Provided by the ``elytra`` plugin; required by ``workers``."""

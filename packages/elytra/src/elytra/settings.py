@@ -109,16 +109,9 @@ class ElytraSettings(PackageSettings):
     """The share of each worker's results run again on the local pool and compared; a
     mismatch bans the worker for the job and reruns all its results of the job."""
     peers: bool = True
-    """On a platform that joined others (``platform up --join``): send tasks that read only
-    lake chunks to the platforms holding those chunks (``/internal/elytra/tasks``)."""
-    peer_slots: int = Field(2, ge=1, le=64)
-    """Tasks a driver keeps running on one peer platform at once, at least (as many as its
-    pool has workers, which it asks of the peer: ``backends.peerslots``); also a peer's
-    weight in placement while it has not said its workers."""
-    peer_max_running: int = Field(8, ge=1, le=1024)
-    """Tasks this platform runs for its peers at once; more are answered 503 (run elsewhere)."""
-    peer_max_result_bytes: ByteSize = ByteSize(2 << 30)
-    """The largest result (Arrow IPC bytes) a peer may send back; past it the task runs here."""
+    """On Ray, in a cluster of platforms started with ``--ray``: place each task that reads
+    only lake chunks on the Ray node of a platform holding them (``false``: every task runs on
+    this platform's Ray node, the chunks it lacks fetched from replicas)."""
     max_result_bytes: ByteSize = ByteSize(1 << 30)
     """The largest stored result of one job (Arrow IPC bytes on disk); past it the job fails
     saying so. A dataset written with ``write`` has no such limit."""

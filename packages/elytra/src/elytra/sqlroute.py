@@ -1,8 +1,8 @@
 """The platform's SQL route on Elytra's engine: a :class:`lake.interfaces.SQLExecutor`.
 
 The ``elytra`` plugin hands one to the lake node while it runs, so ``POST /api/lake/query``
-plans a SELECT with ``session.sql`` into stages and runs them on the platform's own pool (and
-its peers', in a cluster) under the platform's caps, as a job of the caller. What
+plans a SELECT with ``session.sql`` into stages and runs them on the platform's own pool (on
+Ray across the cluster's platforms, when started with ``--ray``) under the platform's caps, as a job of the caller. What
 ``session.sql`` does not plan, or a run that fails, is declined: the lake's own planner then
 answers, as on a bare ``lake node``. The lake imports none of this.
 """
@@ -75,7 +75,7 @@ class RecordingBackend:
             bytes_out=int(st.get("bytes_out", result.table.nbytes)),
             partitioned="exchange" in st,
             worker=int(pid) if isinstance(pid, int) else None,
-            node=str(st.get("node") or st.get("peer") or self.node),
+            node=str(st.get("node") or self.node),
             attempt=int(st.get("attempt", 1)),
         )
 
@@ -86,8 +86,8 @@ class RecordingBackend:
 class PlatformSQL:
     """Runs the query route's statements with ``session.sql`` on the platform's pool.
 
-    ``backend`` gives the platform's backend (the cluster backend over the local pool, or the
-    pool), ``settings`` its caps; each query gets a session of its own over them, so what its
+    ``backend`` gives the platform's backend (its pool, Ray's when attached), ``settings`` its
+    caps; each query gets a session of its own over them, so what its
     tasks did is its own to report."""
 
     name = "elytra"

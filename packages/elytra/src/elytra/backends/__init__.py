@@ -1,11 +1,10 @@
 """Backends that run tasks: ``inline`` (this process), ``local`` (a pool of worker processes,
 results over strand), ``ray``, and ``browser`` (browser workers for the pure-JSON tasks, the
-local pool for the rest); ``ClusterBackend`` spreads any of them over the cluster's platforms;
-all give identical results."""
+local pool for the rest); all give identical results. Across machines a job runs on Ray:
+:class:`RayBackend` places tasks on the Ray nodes of the platforms holding their chunks."""
 
 from .base import Backend, failure, retryable
 from .browser import BrowserBackend
-from .cluster import ClusterBackend
 from .inline import InlineBackend
 from .local import LocalPool
 from .ray import RayBackend
@@ -13,7 +12,6 @@ from .ray import RayBackend
 __all__ = [
     "Backend",
     "BrowserBackend",
-    "ClusterBackend",
     "InlineBackend",
     "LocalPool",
     "RayBackend",

@@ -1,6 +1,6 @@
 """Where a job's tasks run among the nodes holding their chunks: each task to a node with the
-most of its own chunks, the load (bytes per slot) kept even. Shared by the backends that place
-by data: the cluster backend (peer platforms) and Ray (the platforms' Ray nodes)."""
+most of its own chunks, the load (bytes per slot) kept even. Ray's rule for the
+platforms' Ray nodes (:mod:`.ray`)."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ from .rayhealth import RayHealth
 from .raynodes import NODE_VAR, NotHere, lake_nodes, resolved_here
 
 if TYPE_CHECKING:
-    from .cluster import ChunkCluster
+    from .chunkcluster import ChunkCluster
 
 __all__ = ["RayBackend"]
 
