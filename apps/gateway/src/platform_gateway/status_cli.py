@@ -50,6 +50,7 @@ def _row(who: Any, state: Any, plugins: dict[str, Any], error: Any) -> dict[str,
         "workers": elytra.get("workers"),
         "busy": elytra.get("busy"),
         "ray_nodes": (elytra.get("ray") or {}).get("node_count"),
+        "ray_alive": (elytra.get("ray") or {}).get("alive_count"),
         "error": error,
     }
 
@@ -117,7 +118,9 @@ def register(cli: typer.Typer) -> None:
             if row["busy"] is not None:
                 workers += f" ({row['busy']} busy)"
             if row["ray_nodes"]:
-                workers += f", {row['ray_nodes']} Ray nodes"
+                alive = row.get("ray_alive")
+                shown = row["ray_nodes"] if alive is None else f"{alive} of {row['ray_nodes']}"
+                workers += f", {shown} Ray nodes alive"
             table.add_row(
                 str(row["node"] or "?")[:16],
                 row["url"] or "",

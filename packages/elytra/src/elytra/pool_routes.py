@@ -45,6 +45,9 @@ class RayModel(BaseModel):
     detail: str = Field(description="'not attached', or what Ray says about itself.")
     nodes: list[RayNodeModel] = Field(default_factory=list)
     node_count: int = 0
+    """Every node Ray knows, dead ones too (it keeps them listed)."""
+    alive_count: int = 0
+    """The nodes alive now (listed first)."""
     resources: dict[str, float] = Field(default_factory=dict)
     """The cluster's total resources (CPU, memory, ...)."""
     available: dict[str, float] = Field(default_factory=dict)
@@ -90,11 +93,12 @@ def _ray(backend: Backend) -> RayModel:
     silent = _gcs_silent(ray)
     if silent is not None:
         return RayModel(attached=False, detail=silent)
-    nodes = ray.nodes()
+    nodes = sorted(ray.nodes(), key=lambda n: not n.get("Alive", False))  # alive ones first
     return RayModel(
         attached=True,
         detail=f"Ray {ray.__version__}",
         node_count=len(nodes),
+        alive_count=sum(bool(n.get("Alive", False)) for n in nodes),
         nodes=[
             RayNodeModel(
                 id=str(n.get("NodeID", "")),
