@@ -9,7 +9,10 @@ setting: the wall time from submit to the end of the record (median of ``--runs`
 run), the chunk bytes the platforms read from each other for it (the lake's ``read_bytes``,
 ``GET /api/lake/nodes/self``: measured, summed over the platforms), the share of tasks that
 ran on a node holding their chunks (from the job's record and the chunk directories), and the
-time `platform up --ray` took to answer ``/health`` against `platform up` without Ray.
+time `platform up --ray` took to answer ``/health`` against `platform up` without Ray. A second
+job, a self-join through a hash exchange, shows where the exchange's rows went: partitioned by
+the tasks on their own nodes and sent between nodes as Ray objects, or brought to the driver
+(``ELYTRA_RAY_EXCHANGE=driver``, the way before issue 34 item 3), with its time.
 
 The platforms listen on this machine's own address (Ray's worker nodes cannot join a
 loopback head). ``--quick`` (CI's bench-quick): one platform with and one without ``--ray``,
@@ -47,6 +50,26 @@ JOB = {
     ],
 }
 ORACLE = "SELECT grp, count(*) AS n, sum(amount) AS total FROM t WHERE amount > 100 GROUP BY grp"
+JOIN = {
+    "source": {"dataset": "spread"},
+    "steps": [
+        {"filter": "amount > 100"},
+        {
+            "join": {
+                "source": {"dataset": "spread"},
+                "steps": [{"select": ["id", "amount AS a2"]}, {"filter": "a2 > 500"}],
+            },
+            "on": "id",
+        },
+        {"group_by": ["grp"], "agg": ["count(*) AS n", "sum(amount) AS total"]},
+    ],
+}
+"""A self-join on ``id`` through a hash exchange (``ELYTRA_BROADCAST_BYTES=0`` in every
+setting: neither side is broadcast), then the group-by."""
+JOIN_ORACLE = (
+    "SELECT t.grp, count(*) AS n, sum(t.amount) AS total FROM t JOIN t AS o ON t.id = o.id "
+    "WHERE t.amount > 100 AND o.amount > 500 GROUP BY t.grp"
+)
 
 
 def _address() -> str | None:
@@ -141,11 +164,11 @@ def _held(home: Path) -> set[str]:
     return {p.stem for p in (home / "lake" / node_id / "chunks").glob("*.parquet")}
 
 
-def _run_job(url: str) -> tuple[float, dict[str, Any], list[Any]]:
+def _run_job(url: str, pipeline: dict[str, Any] = JOB) -> tuple[float, dict[str, Any], list[Any]]:
     user = _headers("alice")
     with httpx.Client(base_url=url, timeout=60) as http:
         started = time.perf_counter()
-        r = http.post("/api/jobs", json={"pipeline": JOB}, headers=user)
+        r = http.post("/api/jobs", json={"pipeline": pipeline}, headers=user)
         r.raise_for_status()
         job_id = r.json()["id"]
         while True:
@@ -160,10 +183,44 @@ def _run_job(url: str) -> tuple[float, dict[str, Any], list[Any]]:
     return seconds, job, rows
 
 
+def _same(rows: list[Any], want: list[Any]) -> None:
+    got = sorted(tuple(r) for r in rows)
+    if len(got) != len(want) or any(
+        g[:2] != w[:2] or abs(g[2] - w[2]) > 1e-6 * max(1.0, abs(w[2]))
+        for g, w in zip(got, want, strict=True)
+    ):
+        raise SystemExit("the job's answer is not DuckDB's")
+
+
+def _join_runs(url: str, runs: int, want: list[Any]) -> dict[str, Any]:
+    """The self-join's median time and the bytes of its exchange partitioned by the driver
+    (rows that came to it) and by the tasks (on their own node)."""
+    _run_job(url, JOIN)  # warm
+    times, exchanged = [], {}
+    for _ in range(runs):
+        seconds, job, rows = _run_job(url, JOIN)
+        _same(rows, want)
+        times.append(seconds)
+        exchanged = job.get("stages", {}).get("exchanged", {})
+    return {
+        "seconds": statistics.median(times),
+        "via_driver_mib": exchanged.get("via_driver_bytes", 0) / 2**20,
+        "by_tasks_mib": exchanged.get("by_tasks_bytes", 0) / 2**20,
+    }
+
+
 def _setting(
-    base: Path, n: int, host: str, env: dict[str, str], table: Path, runs: int, want: list[Any]
+    base: Path,
+    n: int,
+    host: str,
+    env: dict[str, str],
+    table: Path,
+    runs: int,
+    want: list[Any],
+    join_want: list[Any],
 ) -> dict[str, Any]:
-    """One setting: ``n`` platforms with ``env``; the job's median time, bytes, locality."""
+    """One setting: ``n`` platforms with ``env``; the job's median time, bytes, locality, and
+    the self-join's (:func:`_join_runs`)."""
     with _platforms(base, n, host, env) as (procs, _):
         urls = [p.url for p in procs]
         admin = _headers("admin", admin=True)
@@ -201,12 +258,7 @@ def _setting(
             seconds, job, rows = _run_job(urls[-1])
             moved.append(_read_bytes(urls) - before)
             times.append(seconds)
-            got = sorted(tuple(r) for r in rows)
-            if len(got) != len(want) or any(
-                g[:2] != w[:2] or abs(g[2] - w[2]) > 1e-6 * max(1.0, abs(w[2]))
-                for g, w in zip(got, want, strict=True)
-            ):
-                raise SystemExit("the job's answer is not DuckDB's")
+            _same(rows, want)
         held = {
             (h / "lake" / "node-id").read_text().strip(): _held(h)
             for h in [base / f"p{i}" for i in range(n)]
@@ -214,7 +266,9 @@ def _setting(
         tasks = [t for t in job["timeline"]["tasks"].values() if t.get("chunks")]
         near = sum(set(t["chunks"]) <= held.get(t.get("node", ""), set()) for t in tasks)
         nodes = {t.get("node") for t in tasks}
+        joined = _join_runs(urls[-1], runs, join_want)
     return {
+        "join": joined,
         "seconds": statistics.median(times),
         "read_mib": statistics.median(moved) / 2**20,
         "tasks": len(tasks) or len(job["timeline"]["tasks"]),
@@ -248,7 +302,11 @@ def main() -> None:
         return
     rows = 200_000 if args.quick else args.rows
     chunk = 256 if args.quick else args.chunk_kib
-    env = {"LAKE_CHUNK_BYTES": str(chunk << 10), "ELYTRA_TASK_BYTES": "1"}
+    env = {
+        "LAKE_CHUNK_BYTES": str(chunk << 10),
+        "ELYTRA_TASK_BYTES": "1",
+        "ELYTRA_BROADCAST_BYTES": "0",  # the self-join through its hash exchange
+    }
     with tempfile.TemporaryDirectory(prefix="ray-locality-") as tmp:
         base = Path(tmp)
         table = _table(rows)
@@ -256,21 +314,27 @@ def main() -> None:
         pq.write_table(table, path)
         con = duckdb.connect()
         con.execute("SET threads = 2")
-        want = sorted(con.sql(ORACLE.replace("FROM t", f"FROM '{path}'")).fetchall())
-        duck = []
+        con.execute(f"CREATE VIEW t AS SELECT * FROM '{path}'")
+        want = sorted(con.sql(ORACLE).fetchall())
+        join_want = sorted(con.sql(JOIN_ORACLE).fetchall())
+        duck, duck_join = [], []
         for _ in range(max(1, args.runs)):
             started = time.perf_counter()
-            con.sql(ORACLE.replace("FROM t", f"FROM '{path}'")).fetchall()
+            con.sql(ORACLE).fetchall()
             duck.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            con.sql(JOIN_ORACLE).fetchall()
+            duck_join.append(time.perf_counter() - started)
         with_ray, without = _startup(base / "startup", host)
-        out = {"1 platform": _setting(base / "one", 1, host, env, path, args.runs, want)}
+        wants = (path, args.runs, want, join_want)
+        out = {"1 platform": _setting(base / "one", 1, host, env, *wants)}
         if not args.quick:
-            out["3 platforms, locality"] = _setting(
-                base / "three", 3, host, env, path, args.runs, want
-            )
+            out["3 platforms, locality"] = _setting(base / "three", 3, host, env, *wants)
             off = {**env, "ELYTRA_PEERS": "false"}
-            out["3 platforms, locality off"] = _setting(
-                base / "off", 3, host, off, path, args.runs, want
+            out["3 platforms, locality off"] = _setting(base / "off", 3, host, off, *wants)
+            via = {**env, "ELYTRA_RAY_EXCHANGE": "driver"}
+            out["3 platforms, exchange through the driver"] = _setting(
+                base / "via", 3, host, via, *wants
             )
     print(
         f"\n{rows:,} rows, chunks of {chunk} KiB, {args.runs} runs (medians); the job on the "
@@ -289,6 +353,17 @@ def main() -> None:
             f"{r['read_mib']:.1f} | {r['tasks']} | {near} | {r['nodes']} |"
         )
     print(f"| DuckDB (threads=2), the same Parquet file | {d * 1000:.0f} ms | 1.0 | | | | |")
+    dj = statistics.median(duck_join)
+    print("\nThe self-join through a hash exchange (the same settings)")
+    print("| setting | job | / DuckDB | MiB partitioned by the driver | MiB by the tasks |")
+    print("|---|---:|---:|---:|---:|")
+    for name, r in out.items():
+        j = r["join"]
+        print(
+            f"| {name} | {j['seconds'] * 1000:.0f} ms | {j['seconds'] / dj:.1f} | "
+            f"{j['via_driver_mib']:.1f} | {j['by_tasks_mib']:.1f} |"
+        )
+    print(f"| DuckDB (threads=2) | {dj * 1000:.0f} ms | 1.0 | | |")
     print(
         f"\n`platform up` to /health: {with_ray:.1f} s with --ray, {without:.1f} s without "
         f"(Ray's start-up {with_ray - without:.1f} s)"

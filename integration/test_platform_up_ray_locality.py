@@ -36,8 +36,30 @@ pytestmark = [
     ),
 ]
 
-SMALL_CHUNKS = {"LAKE_CHUNK_BYTES": str(256 << 10), "ELYTRA_TASK_BYTES": "1"}
+SMALL_CHUNKS = {
+    "LAKE_CHUNK_BYTES": str(256 << 10),
+    "ELYTRA_TASK_BYTES": "1",
+    "ELYTRA_BROADCAST_BYTES": "0",  # the self-join below through its hash exchange
+}
 """Many chunks, a task each: enough tasks that placement has a choice on every node."""
+SELF_JOIN = {
+    "source": {"dataset": "spread"},
+    "steps": [
+        {"filter": "amount > 100"},
+        {
+            "join": {
+                "source": {"dataset": "spread"},
+                "steps": [{"select": ["id", "amount AS a2"]}, {"filter": "a2 > 500"}],
+            },
+            "on": "id",
+        },
+        {"group_by": ["grp"], "agg": ["count(*) AS n", "sum(amount) AS total"]},
+    ],
+}
+SELF_JOIN_ORACLE = (
+    "SELECT t.grp, count(*) AS n, sum(t.amount) AS total FROM t JOIN t AS o ON t.id = o.id "
+    "WHERE t.amount > 100 AND o.amount > 500 GROUP BY t.grp"
+)
 
 
 def _table() -> pa.Table:
@@ -106,7 +128,25 @@ def test_a_job_runs_its_tasks_next_to_their_chunks(tmp_path: Path) -> None:
             seconds = time.monotonic() - started
             assert job["state"] == "succeeded", job
             got = http.get(f"/api/jobs/{job['id']}/result", headers=user).json()["rows"]
+            # a self-join through a hash exchange: its partitions go between the Ray nodes
+            # as objects, never through the driver (issue 34 item 3)
+            r = http.post("/api/jobs", json={"pipeline": SELF_JOIN}, headers=user)
+            assert r.status_code == 202, r.text
+            joined = wait_job(http, r.json()["id"], user, timeout=300)
+            assert joined["state"] == "succeeded", joined
+            rows = http.get(f"/api/jobs/{joined['id']}/result", headers=user).json()["rows"]
         t = table  # noqa: F841  (DuckDB reads it by name)
+        want = sorted(duckdb.sql(SELF_JOIN_ORACLE).fetchall())
+        got_join = sorted(tuple(r) for r in rows)
+        assert [g[:2] for g in got_join] == [w[:2] for w in want]
+        assert all(
+            g[2] == pytest.approx(w[2], rel=1e-9) for g, w in zip(got_join, want, strict=True)
+        )
+        exchanged = joined["stages"]["exchanged"]
+        assert exchanged["via_driver_bytes"] == 0, exchanged
+        assert exchanged["by_tasks_bytes"] > 0, exchanged
+        over = [k for k in joined["timeline"]["tasks"].values() if not k.get("chunks")]
+        assert {k.get("node") for k in over} - {_node_id(homes[2])}, over
         assert sorted(tuple(r) for r in got) == sorted(duckdb.sql(ORACLE).fetchall())
         assert job["backend"] == "ray"
         held = {_node_id(h): _held(h) for h in homes}

@@ -6,7 +6,8 @@ the Ray backend attached to that cluster and prints its rows, record and placeme
 
 Usage: ``python ray_locality_run.py SPEC_JSON`` with ``home`` (the lake's home), ``dirs``
 (lake node id -> its chunk directory), ``all`` (every chunk, where a fetch reads), ``work``
-(each node's work directory's parent), ``drop`` (chunks removed from a node after placement
+(each node's work directory's parent), ``job`` (``"join"``: a self-join through a hash
+exchange before the group-by), ``drop`` (chunks removed from a node after placement
 was decided: ``[[node, sha], ...]``), ``kill`` (slow tasks, and a Ray node other than the
 driver's SIGKILLed while they run; ``"head"``: the head, the GCS).
 """
@@ -166,8 +167,14 @@ def main() -> None:
         mine = [n for n, (rid, _) in lake_nodes(ray.nodes()).items() if rid == backend.node_id]
         lake = Dropping(mine[0], dirs, Path(spec["all"]), spec.get("drop", []))
         backend.attach(lambda: lake)
-        with elytra.connect(home=spec["home"], backend=backend, task_bytes=1) as s:
+        knobs: dict[str, Any] = {"task_bytes": 1}
+        if spec.get("job") == "join":  # every join and group-by through a hash exchange
+            knobs |= {"broadcast_bytes": 0, "exchange_partitions": 3, "exchange_min_bytes": 1}
+        with elytra.connect(home=spec["home"], backend=backend, **knobs) as s:
             source = s.dataset("sales").filter("amount > 50")
+            if spec.get("job") == "join":
+                other = s.dataset("sales").select("id", "grp AS g2", "amount AS a2")
+                source = source.join(other, "id").filter("a2 > 20")
             if spec.get("kill"):  # slow tasks, so that a node dies while they run
                 source = source.map_batches(_slowly, schema=source.schema)
             job = source.group_by("grp").agg("count(*) AS n", "sum(amount) AS total").submit()
@@ -186,6 +193,7 @@ def main() -> None:
                     "record": record,
                     "stats": backend.stats,
                     "fetched": lake.fetched,
+                    "held": len(backend.objects),
                 },
                 default=str,
             )

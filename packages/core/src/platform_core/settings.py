@@ -111,8 +111,8 @@ class PlatformSettings(BaseSettings):
     shipped inside the gateway package, if it was built (``make setup`` builds it)."""
     join: str | None = None
     """``HOST:PORT`` of a running platform to join (``platform up --join``): this one's lake
-    node joins that cluster, its Elkyn follows that database, its workers take the cluster's
-    tasks. Unset: a platform of its own (the first of a cluster)."""
+    node joins that cluster, its Elkyn follows that database (with ``--ray`` too, its Ray node
+    takes the cluster's tasks next to their chunks). Unset: a platform of its own (the first of a cluster)."""
     memory_headroom: ByteSize | None = None
     """Memory (e.g. ``4GB``) a server process may add after start-up: past it an allocation
     fails (one query errors) instead of the OOM killer ending the process. Unset: half of

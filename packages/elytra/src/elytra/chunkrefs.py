@@ -25,6 +25,7 @@ __all__ = [
     "chunk_ref",
     "chunk_shas",
     "resolve_chunks",
+    "rewrite_scans",
     "sha_of",
 ]
 
@@ -56,14 +57,15 @@ def chunk_shas(task: Task) -> list[str] | None:
     return [s for s in shas if s is not None]
 
 
-def _rewrite(node: Any, paths: dict[str, str]) -> Any:
+def rewrite_scans(node: Any, paths: dict[str, str]) -> Any:
+    """Plan JSON ``node`` with each scan of a path in ``paths`` reading its new path."""
     if isinstance(node, dict):
-        out = {k: _rewrite(v, paths) for k, v in node.items()}
+        out = {k: rewrite_scans(v, paths) for k, v in node.items()}
         if out.get("op") == "scan" and out.get("path") in paths:
             out["path"] = paths[out["path"]]
         return out
     if isinstance(node, list):
-        return [_rewrite(v, paths) for v in node]
+        return [rewrite_scans(v, paths) for v in node]
     return node
 
 
@@ -119,6 +121,6 @@ def resolve_chunks(
         paths[name] = found
     if not paths:
         return task
-    plan = json.dumps(_rewrite(json.loads(task.plan), paths), separators=(",", ":"))
+    plan = json.dumps(rewrite_scans(json.loads(task.plan), paths), separators=(",", ":"))
     files = tuple(paths.get(f, f) for f in task.files)
     return replace(task, plan=plan, files=files)

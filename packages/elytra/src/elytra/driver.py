@@ -11,6 +11,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,6 +102,11 @@ class JobStats:
     the rows they wrote into an exchange's partitions."""
     range_sort: dict[str, Any] = field(default_factory=dict)
     """Each range-partitioned sort's partitions and their rows (``rangesort.py``)."""
+    exchanged: dict[str, int] = field(
+        default_factory=lambda: {"via_driver_bytes": 0, "by_tasks_bytes": 0}
+    )
+    """Bytes of rows that went into hash exchanges: partitioned by the driver (rows that came
+    to it) or by the tasks themselves (on their own machine, never through the driver)."""
 
 
 class Driver:
@@ -485,23 +491,19 @@ class Driver:
         job.timed_out = True
         job.cancel_event.set()
 
-    def _localize(self, p: Pipeline, where: Path) -> dict[str, Source]:
+    def _localize(self, p: Pipeline, where: Path, cancel: threading.Event) -> dict[str, Source]:
         """The pipeline's sources with every chunk on this node: the ones it lacks are fetched
-        from a replica (checked) into the job's directory, which goes when the job ends."""
+        from a replica (checked) into the job's directory, which goes when the job ends.
+        ``FETCHES`` at once; a cancel (or the job's timeout) ends the wait at once, also while
+        a hung replica holds a fetch (found from outside: a SIGSTOPped platform held a job
+        queued 20 s past its 5 s timeout, and its cancel)."""
         out: dict[str, Source] = {}
         for name, src in p.sources.items():
             if isinstance(src, LakeSource) and src.missing():
                 if self.fetch is None:
                     raise PipelineError(f"{src.describe()}: chunks are missing on this node")
                 where.mkdir(parents=True, exist_ok=True)
-                paths = {}
-                for sha in src.missing():
-                    target = where / f"{sha}.parquet"
-                    if not target.exists():
-                        tmp = target.with_suffix(".tmp")
-                        tmp.write_bytes(self.fetch(sha, src.origin))
-                        os.replace(tmp, target)
-                    paths[sha] = str(target)
+                paths = _fetch_all(self.fetch, src.missing(), src.origin, where, cancel)
                 src = src.localized(paths)
             out[name] = src
         return out
@@ -568,13 +570,16 @@ class Driver:
         given = set(p.sources)
         p = self._sides_first(job, p, spill, stats, tid)
         made = set(p.sources) - given  # the files of sides run first: not the job's sources
-        if getattr(self.backend, "resolves_chunks", False):
-            sources = _chunks_by_name(p)  # the platform that runs a task finds its chunks
+        remote = bool(getattr(self.backend, "resolves_chunks", False))  # Ray across platforms
+        # with Ray across platforms the platform that runs a task finds its chunks
+        if remote:
+            sources = _chunks_by_name(p)
         else:
-            sources = self._localize(p, spill / "chunks")
-        # a worker-side exchange writes where the driver's next tasks read: this machine
+            sources = self._localize(p, spill / "chunks", job.cancel_event)
+        # a worker-side exchange writes where the driver's next tasks read: this machine, or
+        # on Ray across platforms Ray's object store (``backends.rayobjects``)
         local = self.settings.backend in ("local", "inline", "ray")
-        shuffle = local and not getattr(self.backend, "resolves_chunks", False)
+        shuffle = local and (not remote or self.settings.ray_exchange == "objects")
         plan, tasks = self.plan(p, tid, spill, sources, shuffle)
         stats.tasks_total += len(tasks)  # after those of the sides run first
         for i, stage in enumerate(plan.stages):
@@ -600,7 +605,10 @@ class Driver:
         parts = self._exchange_parts()
         sides = plan.exchange_sides()
         # sorts of big inputs: by range partitioning on the workers (``rangesort.py``)
-        ranged = RangeSorts.find(plan, self.settings, spill, parts) if shuffle else None
+        # (its steps write range partitions to this machine's disk: not across platforms)
+        ranged = (
+            RangeSorts.find(plan, self.settings, spill, parts) if shuffle and not remote else None
+        )
         # where each stage's results go: an exchange's files, or the merge's inputs
         routes: dict[int, tuple[ExchangeWriter | RangeRoute, int] | str] = {}
         writers: list[ExchangeWriter] = []
@@ -719,7 +727,12 @@ class Driver:
         finally:
             for w in writers:
                 w.close()
+                stats.exchanged["via_driver_bytes"] += w.driver_bytes
+                stats.exchanged["by_tasks_bytes"] += w.task_bytes
             results.close()
+            release = getattr(self.backend, "release", None)
+            if release is not None:  # exchange objects the job still holds (Ray's)
+                release(tid)
         stats.spilled_bytes += results.spilled_bytes
         stats.results_spilled_bytes = results.spilled_bytes
         inputs: dict[str, pa.Table] = {**plan.driver_inputs, **held}
@@ -764,6 +777,7 @@ class Driver:
             stages={
                 **{k: {"seconds": round(v, 6)} for k, v in stats.stage_seconds.items()},
                 "merge": {"seconds": round(stats.merge_seconds, 6)},
+                **({"exchanged": dict(stats.exchanged)} if any(stats.exchanged.values()) else {}),
             },
         )
         return out
@@ -1029,6 +1043,46 @@ def _rewritten(node: lp.Node, sources: dict[str, Source], small: Broadcastable) 
     return reduce_group_sides(inner_joins(node), sources, small)
 
 
+FETCHES = 4
+"""Chunks a driver fetches from replicas at once (each a Flight call to one member)."""
+
+
+def _fetch_all(
+    fetch: Callable[[str, str], bytes],
+    shas: list[str],
+    origin: str,
+    where: Path,
+    cancel: threading.Event,
+) -> dict[str, str]:
+    """Each chunk of ``shas`` fetched (checked by the lake) into ``where``, ``FETCHES`` at
+    once: sha -> its file. A set ``cancel`` raises :class:`JobCancelledError` at once; the
+    fetches still running end on their own (the job's directory goes with the job)."""
+
+    def one(sha: str) -> str:
+        target = where / f"{sha}.parquet"
+        if not target.exists():
+            data = fetch(sha, origin)
+            tmp = target.with_name(f".{sha}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        return str(target)
+
+    pool = ThreadPoolExecutor(FETCHES, thread_name_prefix="elytra-fetch")
+    try:
+        futures = {sha: pool.submit(one, sha) for sha in dict.fromkeys(shas)}
+        pending = set(futures.values())
+        while pending:
+            _, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)
+            if cancel.is_set():
+                raise JobCancelledError("the job was cancelled while it fetched chunks")
+            failed = [f for f in futures.values() if f.done() and f.exception() is not None]
+            if failed:
+                raise failed[0].exception()  # type: ignore[misc]
+        return {sha: f.result() for sha, f in futures.items()}
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _add_stats(stats: JobStats, sub: JobStats, name: str) -> None:
     """Count what a side run first (``name``) did in the job's stats."""
     stats.tasks_total += sub.tasks_total
@@ -1038,6 +1092,8 @@ def _add_stats(stats: JobStats, sub: JobStats, name: str) -> None:
     stats.spilled_bytes += sub.spilled_bytes
     stats.driver_rows_in += sub.driver_rows_in
     stats.rows_in += sub.rows_in
+    for key, n in sub.exchanged.items():
+        stats.exchanged[key] += n
     for phase, seconds in sub.stage_seconds.items():
         stats.stage_seconds[f"{name} {phase}"] = seconds
     stats.stage_seconds[f"{name} merge"] = sub.merge_seconds

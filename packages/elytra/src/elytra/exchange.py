@@ -61,6 +61,10 @@ class ExchangeWriter:
     parts: int
     rows: list[list[int]] = field(init=False)
     bytes: list[list[int]] = field(init=False)
+    driver_bytes: int = field(init=False, default=0)
+    """Bytes of the rows the driver partitioned itself (:meth:`add`)."""
+    task_bytes: int = field(init=False, default=0)
+    """Bytes the tasks partitioned themselves (:meth:`given`)."""
     _own: dict[int, TableSplitter] = field(init=False, default_factory=dict)
     _files: dict[tuple[int, int], list[str]] = field(init=False, default_factory=dict)
 
@@ -81,7 +85,9 @@ class ExchangeWriter:
 
     def given(self, side: int, done: dict[str, object]) -> None:
         """Files a task partitioned itself (``stats["exchange"]`` of its answer)."""
-        self._take(side, Written.from_dict(done))
+        written = Written.from_dict(done)
+        self.task_bytes += sum(int(b) for b in written.bytes)
+        self._take(side, written)
 
     def _take(self, side: int, written: Written) -> None:
         for part in range(self.parts):
@@ -94,6 +100,7 @@ class ExchangeWriter:
         """Partition ``table`` (rows of ``side`` the driver holds) to that side's files."""
         if not table.num_rows:
             return
+        self.driver_bytes += table.nbytes
         schema = self.schemas[side]
         table = table.select(schema.names).cast(schema)
         if side not in self._own:

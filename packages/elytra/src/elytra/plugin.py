@@ -412,5 +412,7 @@ def _status(platform: JobsPlatform) -> dict[str, Any]:
     if platform.local is None:
         raise UnavailableError("the platform is starting or stopping")
     out: dict[str, Any] = pool_status(platform.local).model_dump()
-    out["cluster"] = dict(getattr(platform.backend, "stats", {}))
+    placed = dict(getattr(platform.backend, "stats", {}))  # where Ray ran the tasks
+    if placed:
+        out["cluster"] = placed
     return out

@@ -112,6 +112,11 @@ class ElytraSettings(PackageSettings):
     """On Ray, in a cluster of platforms started with ``--ray``: place each task that reads
     only lake chunks on the Ray node of a platform holding them (``false``: every task runs on
     this platform's Ray node, the chunks it lacks fetched from replicas)."""
+    ray_exchange: Literal["objects", "driver"] = "objects"
+    """On Ray across platforms, how a hash exchange's rows move: ``objects`` (the default):
+    each task partitions its rows on its own node and sends the partitions as Ray objects to
+    the nodes that read them (``backends.rayobjects``); ``driver``: the tasks send their rows
+    to the driver, which partitions them on its disk (the way before; for comparison)."""
     max_result_bytes: ByteSize = ByteSize(1 << 30)
     """The largest stored result of one job (Arrow IPC bytes on disk); past it the job fails
     saying so. A dataset written with ``write`` has no such limit."""

@@ -39,13 +39,15 @@ from urllib.parse import urlsplit
 
 from .._ray import import_ray, ray_init_hint
 from ..chunkrefs import chunk_shas, resolve_chunks
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, PipelineError
 from ..scheduler import Failed, Moved, Outcome, Scheduler, Watch
+from ..shuffle import Shuffle
 from ..task import Task, TaskResult, execute
 from .base import describe_error, failure
 from .placement import place
 from .rayhealth import RayHealth
 from .raynodes import NODE_VAR, NotHere, lake_nodes, resolved_here
+from .rayobjects import ObjectRegistry, is_object, object_keys, pack, unpack
 
 if TYPE_CHECKING:
     from .chunkcluster import ChunkCluster
@@ -53,23 +55,44 @@ if TYPE_CHECKING:
 __all__ = ["RayBackend"]
 
 
-def _run(text: str, placed: bool = False) -> dict[str, Any]:
+def _run(
+    text: str, placed: bool = False, returns: int = 1, keys: Sequence[str] = (), *objects: Any
+) -> Any:
     """The remote side: a task's result, or its error as data (never a RayTaskError).
     ``placed``: the task names lake chunks, resolved on this node (``moved`` when it lacks
-    one: the task did not run)."""
+    one: the task did not run). ``keys`` name the exchange ``objects`` it reads
+    (:mod:`.rayobjects`); with ``returns`` > 1 it answers with its partitions too, one object
+    each, instead of files (a placed task's disk is not the driver's)."""
     task = Task.from_json(text)
+    given = dict(zip(keys, objects, strict=True))
+    parts: list[list[bytes] | None] = []
     try:
         if placed:
-            with resolved_here(task) as ready:
+            with resolved_here(task, given) as ready:
                 result = execute(ready)
+                parts = pack(ready, result.stats, returns - 1) if returns > 1 else []
         else:
-            result = execute(task)
+            result = execute(unpack(task, given, Path(task.spill_dir) / "objects"))
     except NotHere as exc:
-        return {"ok": False, "moved": str(exc)}
+        return _answer({"ok": False, "moved": str(exc)}, returns)
     except Exception as exc:
-        return {"ok": False, "error": describe_error(exc)}
-    stats = {**result.stats, "node": os.environ.get(NODE_VAR, "")}
-    return {"ok": True, "table": result.table, "seconds": result.seconds, "stats": stats}
+        return _answer({"ok": False, "error": describe_error(exc)}, returns)
+    import ray
+
+    stats = {
+        **result.stats,
+        "node": os.environ.get(NODE_VAR, ""),
+        "ray_node": ray.get_runtime_context().get_node_id(),
+    }
+    answer = {"ok": True, "table": result.table, "seconds": result.seconds, "stats": stats}
+    return _answer(answer, returns, parts)
+
+
+def _answer(answer: dict[str, Any], returns: int, parts: Sequence[Any] = ()) -> Any:
+    """``answer`` alone, or with one return per partition (None where there is none)."""
+    if returns == 1:
+        return answer
+    return (answer, *parts, *[None] * (returns - 1 - len(parts)))
 
 
 def _probe(address: str, timeout: float) -> None:
@@ -144,10 +167,13 @@ class RayBackend:
         )
         self._placed = _Placed(remote)
         self._health = RayHealth(self.node_id)
+        self.objects = ObjectRegistry()
+        """Exchange partitions held in Ray's object store (:mod:`.rayobjects`)."""
         self._cluster: Callable[[], ChunkCluster | None] | None = None
-        self.stats: dict[str, int] = {"here": 0, "placed": 0, "moved": 0}
-        """Tasks run on the driver's node, placed on a node holding their chunks, and given
-        back by such a node (it lacked a chunk) to run here (``platform status``)."""
+        self.stats: dict[str, int] = {"here": 0, "placed": 0, "moved": 0, "exchanged_bytes": 0}
+        """Tasks run on the driver's node, placed on a node holding their chunks (or their
+        exchange objects), and given back by such a node (it lacked a chunk) to run here; and
+        the partition bytes placed tasks sent as objects (``platform status``)."""
 
     def attach(self, cluster: Callable[[], ChunkCluster | None]) -> None:
         """Place tasks that read lake chunks on the Ray nodes of the platforms holding them
@@ -197,14 +223,18 @@ class RayBackend:
         if cluster is not None and any(chunk_shas(t) is not None for t in tasks):
             where = self._placement(tasks, cluster)
         attempts = _RayAttempts(self._remote, self._placed, where, cluster, self.stats)
-        attempts.health = self._health
+        attempts.health, attempts.objects, attempts.node_id = (
+            self._health,
+            self.objects,
+            self.node_id,
+        )
         scheduler = Scheduler(attempts, max_attempts=self.max_attempts)
         return scheduler.run(tasks, cancel, started)
 
     def _placement(self, tasks: Sequence[Task], cluster: ChunkCluster) -> dict[str, str]:
-        """Task id -> the Ray node to run it on, for the tasks placed off the driver's node
-        (the others run here): by :func:`place` over the lake nodes that have a Ray node,
-        each weighed by its Ray CPUs."""
+        """Task id -> the Ray node to run it on (the driver's own for those it keeps), for
+        the tasks that read only lake chunks: by :func:`place` over the lake nodes that
+        have a Ray node, each weighed by its Ray CPUs."""
         me = cluster.me()
         nodes = lake_nodes(self._health.nodes())
         peers = [p.id for p in cluster.peers() if p.id in nodes and nodes[p.id][0] != self.node_id]
@@ -218,7 +248,11 @@ class RayBackend:
             return node in cluster.holders(sha)
 
         placed = place(tasks, me, peers, holds, slots, complete=True)
-        return {tid: nodes[n][0] for tid, n in placed.items() if n != me}
+        return {tid: nodes[n][0] if n in nodes else self.node_id for tid, n in placed.items()}
+
+    def release(self, job: str) -> None:
+        """Let go of job ``job``'s exchange objects still held (Ray frees them)."""
+        self.objects.release(job)
 
     def close(self) -> None:
         """Shut Ray down if this backend started it (never a Ray someone else runs)."""
@@ -230,26 +264,30 @@ class RayBackend:
 
 
 class _Placed:
-    """The remote function with a soft affinity to one node, one ``options`` per node."""
+    """The remote function with a soft affinity to one node (and a number of returns), one
+    ``options`` per pair."""
 
     def __init__(self, remote: Any) -> None:
         self._remote = remote
-        self._by_node: dict[str, Any] = {}
+        self._by_node: dict[tuple[str, int], Any] = {}
 
-    def on(self, node: str) -> Any:
+    def on(self, node: str, returns: int = 1) -> Any:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        if node not in self._by_node:
+        if (node, returns) not in self._by_node:
             strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=True)
-            self._by_node[node] = self._remote.options(scheduling_strategy=strategy)
-        return self._by_node[node]
+            self._by_node[(node, returns)] = self._remote.options(
+                scheduling_strategy=strategy, num_returns=returns
+            )
+        return self._by_node[(node, returns)]
 
 
 class _RayAttempts:
     """Attempts as Ray tasks: all submitted at once (Ray queues them on its workers), polled
     with ``ray.wait``, killed with ``ray.cancel``. Ray itself re-runs a task whose worker died
     (``max_retries``); a worker that died on every try fails the run at once. A task in
-    ``where`` goes to that node (its chunks resolved there); one it gives back (``Moved``)
+    ``where`` goes to that node (its chunks resolved there), as does one reading only
+    exchange objects (to the node holding most of their bytes); one given back (``Moved``)
     and every other runs on the driver's node, its chunk names resolved here."""
 
     def __init__(
@@ -263,35 +301,77 @@ class _RayAttempts:
         self._remote, self._placed, self._where = remote, placed, where
         self._cluster, self._stats = cluster, stats
         self._tasks: dict[Any, Task] = {}
+        self._parts: dict[Any, list[Any]] = {}  # a placed task's partition objects
         self._here: set[str] = set()  # tasks given back by the node they were placed on
         self.health: RayHealth | None = None
         """Fails the run once Ray is gone (its tasks would never finish)."""
+        self.objects = ObjectRegistry()
+        self.node_id = ""
+        """The driver's Ray node."""
         self._since = time.monotonic()
 
     def free(self) -> int:
         return 1 << 30
 
-    def submit(self, task: Task) -> Hashable:
+    def _node(self, task: Task, keys: list[str]) -> str | None:
+        """Where ``task`` is placed off the driver's node, or None (it runs here)."""
+        if task.id in self._here:
+            return None
         node = self._where.get(task.id)
+        if node is None and keys and all(is_object(f) for f in task.files):
+            node = self.objects.nearest(keys)
+        if node == self.node_id and not (task.exchange or keys):
+            return None  # a plain task on the driver's node: its result may be a file here
+        # one that partitions its rows sends them as objects from the driver's node too, so
+        # that the partition's task is not tied to this machine's disk
+        return node
+
+    def submit(self, task: Task) -> Hashable:
+        keys = object_keys(task.files)
+        node = self._node(task, keys)
         try:
-            if node is not None and task.id not in self._here:
-                ref = self._placed.on(node).remote(replace(task, result_file="").to_json(), True)
+            refs = self.objects.refs(keys)
+            if node is not None:
+                returns = 1 + Shuffle.from_json(task.exchange).parts if task.exchange else 1
+                text = replace(task, result_file="").to_json()
+                out = self._placed.on(node, returns).remote(text, True, returns, keys, *refs)
                 self._stats["placed"] += 1
             else:
-                ref = self._remote.remote(self._resolved(task).to_json())
+                returns = 1
+                out = self._remote.remote(self._resolved(task).to_json(), False, 1, keys, *refs)
                 self._stats["here"] += 1
+        except PipelineError:
+            raise
         except Exception as exc:
             raise _unavailable(exc) from None
+        ref = out[0] if returns > 1 else out
         self._tasks[ref] = task
+        if returns > 1:
+            self._parts[ref] = list(out[1:])
         return ref  # type: ignore[no-any-return]
 
     def _resolved(self, task: Task) -> Task:
         """``task`` with its chunk names resolved on this platform (fetched from a replica
         into the job's directory when this node lacks one); as is when it names none."""
         c = self._cluster
-        if c is None or chunk_shas(task) is None:
+        named = [f for f in task.files if not is_object(f)]
+        if c is None or not named or chunk_shas(replace(task, files=tuple(named))) is None:
             return task
         return resolve_chunks(task, c.locate, c.fetch, Path(task.spill_dir).parent / "chunks")
+
+    def _took(self, ref: Any, task: Task, stats: dict[str, Any]) -> None:
+        """A task's answer is accepted: hold the partitions it sent as objects, and let go of
+        the objects it read (one task reads a partition)."""
+        parts = self._parts.pop(ref, None)
+        written = stats.get("exchange")
+        if parts is not None and written is not None:
+            key = f"{task.id}-a{task.attempt}"
+            for p, names in enumerate(written["files"]):
+                if names:
+                    nbytes = int(written["bytes"][p])
+                    self.objects.add(f"{key}-p{p}", parts[p], stats["ray_node"], nbytes)
+                    self._stats["exchanged_bytes"] += nbytes
+        self.objects.drop(object_keys(task.files))
 
     def poll(self, timeout: float, watch: Watch) -> list[tuple[Hashable, Outcome]]:
         import ray
@@ -310,8 +390,10 @@ class _RayAttempts:
             except ray.exceptions.LocalRayletDiedError as exc:
                 raise _unavailable(exc) from None
             except ray.exceptions.RayError as exc:  # the worker died on every retry
+                self._parts.pop(ref, None)
                 raise failure(task, exc) from None
             if got.get("moved"):
+                self._parts.pop(ref, None)
                 self._here.add(task.id)
                 self._stats["moved"] += 1
                 out.append((ref, Moved(got["moved"])))
@@ -320,8 +402,10 @@ class _RayAttempts:
                 if not stats.get("node") and self._cluster is not None:
                     stats["node"] = self._cluster.me()
                 stats["transfer_seconds"] = time.perf_counter() - fetched
+                self._took(ref, task, stats)
                 out.append((ref, TaskResult(task.id, got["table"], got["seconds"], stats)))
             else:
+                self._parts.pop(ref, None)
                 out.append((ref, Failed(got["error"], "a Ray worker")))
         return out
 
@@ -329,6 +413,7 @@ class _RayAttempts:
         import ray
 
         self._tasks.pop(handle, None)
+        self._parts.pop(handle, None)
         ray.cancel(handle, force=True)
 
 

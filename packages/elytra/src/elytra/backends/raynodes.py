@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..chunkrefs import chunk_shas, resolve_chunks
+from ..shuffle import Shuffle
 from ..task import Task
+from .rayobjects import is_object, unpack
 
 if TYPE_CHECKING:
     from platform_core import PlatformSettings
@@ -84,12 +86,15 @@ class NotHere(Exception):
 
 
 @contextlib.contextmanager
-def resolved_here(task: Task) -> Iterator[Task]:
-    """``task`` with its chunk names resolved against this Ray node's lake node (its own
-    spill directory and pinned chunks under the node's work directory, removed on exit).
-    Raises :class:`NotHere` when this node serves no lake node or lacks one of the chunks."""
+def resolved_here(task: Task, objects: dict[str, list[bytes]] | None = None) -> Iterator[Task]:
+    """``task`` with its chunk names resolved against this Ray node's lake node and its
+    exchange objects (``objects``: key -> the files' bytes, :mod:`.rayobjects`) written as
+    files, in a directory of its own under the node's work directory (its spill and its
+    partition files too), removed on exit. Raises :class:`NotHere` when this node serves no
+    lake node, lacks one of the chunks, or the task reads a file of the driver's machine."""
     chunks, work = os.environ.get(CHUNKS_VAR), os.environ.get(WORK_VAR)
-    shas = chunk_shas(task)
+    names = [f for f in task.files if not is_object(f)]
+    shas = chunk_shas(replace(task, files=tuple(names))) if names else []
     if shas is None:
         raise NotHere("the task reads files other than lake chunks")
     if not chunks or not work:
@@ -111,6 +116,10 @@ def resolved_here(task: Task) -> Iterator[Task]:
             ready = resolve_chunks(task, locate, None, own / "chunks")
         except Exception as exc:  # dropped between the check and the link
             raise NotHere(str(exc)) from None
+        ready = unpack(ready, objects or {}, own / "objects")
+        if ready.exchange:  # its partitions are written here, then sent as objects
+            shuffle = Shuffle.from_json(ready.exchange)
+            ready = replace(ready, exchange=replace(shuffle, directory=str(own / "ex")).to_json())
         yield replace(ready, spill_dir=str(own / "spill"), result_file="")
     finally:
         shutil.rmtree(own, ignore_errors=True)

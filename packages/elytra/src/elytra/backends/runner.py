@@ -1,5 +1,5 @@
 """Running tasks on a backend in a background thread, so a mixing backend can wait on one
-event queue for them and for its other workers (browsers, peer platforms)."""
+event queue for them and for its other workers (browsers)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,141 @@
+"""Exchanges through Ray's object store (issue 34 item 3): a shuffle that never funnels through
+the driver.
+
+A task placed on another platform's Ray node that partitions its rows (a join's side, a
+group-by's partial states: ``elytra.shuffle``) writes its partition files in its own directory
+on that node, as on this machine, then returns each partition's files as one Ray object of
+their bytes (:func:`pack`): the remote function has one return for its answer and one per
+partition, so the driver owns the objects but never reads them. The answer names each file
+``ray-object:<task>-a<attempt>-p<partition>-f<i>``. A task that reads such names (the
+partition's join or final aggregate) is given the objects as arguments: Ray moves them from
+the node that made them to the node that runs it, which writes them to files of its own and
+reads them there (:func:`unpack`). The driver places that task on the node holding the most
+bytes of its inputs (:class:`ObjectRegistry`), so most of a partition does not move at all.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..chunkrefs import rewrite_scans
+from ..errors import PipelineError
+from ..task import Task
+
+__all__ = [
+    "OBJECT_REF",
+    "ObjectRegistry",
+    "is_object",
+    "object_keys",
+    "pack",
+    "unpack",
+]
+
+OBJECT_REF = "ray-object:"
+_NAME = re.compile(r"ray-object:(?P<key>[A-Za-z0-9_.:-]+-a\d+-p\d+)-f(?P<file>\d+)")
+
+
+def is_object(name: str) -> bool:
+    """Whether ``name`` (a task's file) is a partition held in Ray's object store."""
+    return name.startswith(OBJECT_REF)
+
+
+def _parse(name: str) -> tuple[str, int]:
+    m = _NAME.fullmatch(name)
+    if m is None:
+        raise PipelineError(f"{name[:90]!r} is not an exchange object's name")
+    return m["key"], int(m["file"])
+
+
+def object_keys(files: tuple[str, ...] | list[str]) -> list[str]:
+    """The objects (one per producing task and partition) ``files`` name, in first-seen order."""
+    keys: dict[str, None] = {}
+    for name in files:
+        if is_object(name):
+            keys.setdefault(_parse(name)[0], None)
+    return list(keys)
+
+
+def pack(task: Task, stats: dict[str, Any], parts: int) -> list[list[bytes] | None]:
+    """The partition files a placed task wrote (``stats["exchange"]``, renamed in place to
+    object names) as ``parts`` lists of file bytes (None: a partition it left empty). Read
+    before the task's directory goes."""
+    written = stats.get("exchange")
+    out: list[list[bytes] | None] = [None] * parts
+    if written is None:
+        return out
+    key = f"{task.id}-a{task.attempt}"
+    names: list[list[str]] = []
+    for p, files in enumerate(written["files"]):
+        if written["rows"][p]:
+            out[p] = [Path(f).read_bytes() for f in files]
+            names.append([f"{OBJECT_REF}{key}-p{p}-f{i}" for i in range(len(files))])
+        else:
+            names.append([])
+    stats["exchange"] = {**written, "directory": "", "files": names}
+    return out
+
+
+def unpack(task: Task, objects: dict[str, list[bytes]], where: Path) -> Task:
+    """``task`` reading the files of ``objects`` (key -> the files' bytes) written under
+    ``where`` instead of their object names."""
+    paths: dict[str, str] = {}
+    for name in task.files:
+        if not is_object(name):
+            continue
+        key, i = _parse(name)
+        files = objects.get(key)
+        if files is None or i >= len(files):
+            raise PipelineError(f"exchange object {key} was not given to the task")
+        target = where / f"{key}-f{i}.parquet"
+        where.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(files[i])
+        paths[name] = str(target)
+    if not paths:
+        return task
+    plan = json.dumps(rewrite_scans(json.loads(task.plan), paths), separators=(",", ":"))
+    return replace(task, plan=plan, files=tuple(paths.get(f, f) for f in task.files))
+
+
+@dataclass
+class ObjectRegistry:
+    """The driver's exchange objects: key -> (its Ray object, the Ray node that made it, its
+    bytes). Dropped once read (a partition is read by one task) or when the job ends."""
+
+    _held: dict[str, tuple[Any, str, int]] = field(default_factory=dict)
+
+    def add(self, key: str, ref: Any, node: str, nbytes: int) -> None:
+        self._held[key] = (ref, node, nbytes)
+
+    def refs(self, keys: list[str]) -> list[Any]:
+        missing = [k for k in keys if k not in self._held]
+        if missing:
+            raise PipelineError(
+                f"exchange object {missing[0]} is gone (its job ended or it was read already)"
+            )
+        return [self._held[k][0] for k in keys]
+
+    def nearest(self, keys: list[str]) -> str | None:
+        """The Ray node holding the most bytes of ``keys``."""
+        by_node: dict[str, int] = {}
+        for k in keys:
+            if k in self._held:
+                _, node, n = self._held[k]
+                by_node[node] = by_node.get(node, 0) + n
+        return max(by_node, key=lambda n: by_node[n]) if by_node else None
+
+    def drop(self, keys: list[str]) -> None:
+        for k in keys:
+            self._held.pop(k, None)
+
+    def release(self, job: str) -> int:
+        """Drop every object of job ``job``'s tasks (ids ``<job>-...``); how many went."""
+        gone = [k for k in self._held if k.startswith(f"{job}-")]
+        self.drop(gone)
+        return len(gone)
+
+    def __len__(self) -> int:
+        return len(self._held)

@@ -1,0 +1,101 @@
+"""A job over chunks this node lacks: the driver fetches them from replicas, several at once,
+and a cancel or the job's timeout ends a fetch a hung replica holds (found from outside: a
+SIGSTOPped platform held a job ``queued`` 20 s past its 5 s timeout, and its cancel)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from elytra import ElytraSettings, JobCancelledError, JobTimeoutError
+from elytra.backends import InlineBackend
+from elytra.session import Session
+from lake import LakeNode, lake_settings
+from lake.testing import ingest
+
+from .conftest import rows_of
+
+SQL = "SELECT grp, count(*) AS n, sum(amount) AS total FROM '{csv}' GROUP BY grp"
+
+
+@pytest.fixture
+def lacking(tmp_path: Path) -> Iterator[tuple[LakeNode, Path, Path]]:
+    """A lake node whose ``sales`` chunks were all moved to ``replica/`` (another member's
+    copies, as far as the job can tell), and the rows' CSV."""
+    csv = tmp_path / "sales.csv"
+    duckdb.sql(
+        f"COPY (SELECT i AS id, (i % 7)::INTEGER AS grp, round(i * 0.37 % 1000, 2) AS amount "
+        f"FROM range(40000) t(i)) TO '{csv}' (HEADER)"
+    )
+    node = LakeNode(lake_settings(None, home=tmp_path / "home", chunk_bytes=64 * 1024))
+    ingest(node, csv, "sales")
+    replica = tmp_path / "replica"
+    replica.mkdir()
+    for chunk in node.catalog.chunks.root.glob("*.parquet"):
+        shutil.move(chunk, replica / chunk.name)
+    try:
+        yield node, replica, csv
+    finally:
+        node.stop()
+
+
+def _session(node: LakeNode, fetch: object, home: Path) -> Session:
+    settings = ElytraSettings(home=home, progress=False)
+    return Session(settings, InlineBackend(), catalog=node.catalog, fetch=fetch)  # type: ignore[arg-type]
+
+
+def test_chunks_are_fetched_several_at_once_and_the_answer_is_duckdbs(
+    lacking: tuple[LakeNode, Path, Path], tmp_path: Path
+) -> None:
+    node, replica, csv = lacking
+    running, most, lock = [0], [0], threading.Lock()
+
+    def fetch(sha: str, origin: str) -> bytes:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return (replica / f"{sha}.parquet").read_bytes()
+
+    with _session(node, fetch, tmp_path / "h") as s:
+        q = s.dataset("sales").group_by("grp").agg("count(*) AS n", "sum(amount) AS total")
+        got = rows_of([tuple(r.values()) for r in q.collect().to_pylist()])
+    assert got == rows_of(duckdb.sql(SQL.format(csv=csv)).fetchall())
+    assert most[0] >= 2, most  # not one after another
+
+
+@pytest.mark.parametrize("end", ["timeout", "cancel"])
+def test_a_hung_replica_does_not_hold_a_job_past_its_timeout_or_cancel(
+    lacking: tuple[LakeNode, Path, Path], tmp_path: Path, end: str
+) -> None:
+    node, replica, _ = lacking
+    release = threading.Event()
+
+    def hung(sha: str, origin: str) -> bytes:
+        release.wait(60)  # a SIGSTOPped member: the call answers nothing
+        return (replica / f"{sha}.parquet").read_bytes()
+
+    try:
+        with _session(node, hung, tmp_path / "h") as s:
+            q = s.dataset("sales").group_by("grp").agg("count(*) AS n")
+            started = time.monotonic()
+            job = q.submit(timeout=1.0 if end == "timeout" else None)
+            if end == "cancel":
+                time.sleep(0.5)
+                job.cancel()
+            job.wait(30)
+            seconds = time.monotonic() - started
+            error = JobTimeoutError if end == "timeout" else JobCancelledError
+            with pytest.raises(error):
+                job.result(timeout=1)
+    finally:
+        release.set()
+    assert seconds < 5, seconds

@@ -1,0 +1,88 @@
+"""Exchange partitions as Ray objects (``backends.rayobjects``), without Ray: what a placed task
+packs, what the reading task unpacks, and the driver's registry. The whole path on a real Ray
+cluster is ``test_ray_locality.py``'s exchange test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from elytra.backends.rayobjects import ObjectRegistry, is_object, object_keys, pack, unpack
+from elytra.errors import PipelineError
+from elytra.task import Task
+
+
+def _task(files: tuple[str, ...] = (), plan: str = "{}") -> Task:
+    return Task("job1-s0-t2", 0, plan, 1 << 20, "/nowhere", attempt=2, files=files)
+
+
+def test_pack_sends_each_written_partition_and_renames_its_files(tmp_path: Path) -> None:
+    files = []
+    for p in (0, 2):
+        path = tmp_path / f"{p}.parquet"
+        pq.write_table(pa.table({"k": [p, p]}), path)
+        files.append(path)
+    written = {
+        "directory": str(tmp_path),
+        "files": [[str(files[0])], [], [str(files[1])]],
+        "rows": [2, 0, 2],
+        "bytes": [16, 0, 16],
+    }
+    stats = {"exchange": written}
+    parts = pack(_task(), stats, 3)
+    assert parts[1] is None
+    assert parts[0] == [files[0].read_bytes()]
+    assert parts[2] == [files[1].read_bytes()]
+    names = stats["exchange"]["files"]
+    assert names == [["ray-object:job1-s0-t2-a2-p0-f0"], [], ["ray-object:job1-s0-t2-a2-p2-f0"]]
+    assert object_keys([n for ns in names for n in ns]) == ["job1-s0-t2-a2-p0", "job1-s0-t2-a2-p2"]
+    assert stats["exchange"]["rows"] == [2, 0, 2]  # the counts stay
+    assert pack(_task(), {}, 2) == [None, None]  # a task that did not partition
+
+
+def test_unpack_writes_the_objects_and_the_plan_reads_them(tmp_path: Path) -> None:
+    src = tmp_path / "src.parquet"
+    pq.write_table(pa.table({"k": [1, 2, 3]}), src)
+    name = "ray-object:job1-s0-t0-a1-p1-f0"
+    plan = json.dumps({"op": "scan", "path": name, "format": "parquet"})
+    task = _task(files=(name, "lake-chunk:" + "a" * 64), plan=plan)
+    ready = unpack(task, {"job1-s0-t0-a1-p1": [src.read_bytes()]}, tmp_path / "objects")
+    path = json.loads(ready.plan)["path"]
+    assert Path(path).parent == tmp_path / "objects"
+    assert ready.files == (path, "lake-chunk:" + "a" * 64)  # other names as they were
+    assert duckdb.sql(f"SELECT sum(k) FROM '{path}'").fetchall() == [(6,)]
+    with pytest.raises(PipelineError, match="was not given"):
+        unpack(task, {}, tmp_path / "o2")
+    assert unpack(_task(files=("/x.parquet",)), {}, tmp_path) == _task(files=("/x.parquet",))
+
+
+@pytest.mark.parametrize(
+    "name", ["ray-object:", "ray-object:x-p1-f0", "ray-object:a b-a1-p1-f0", "ray-object:j-a1-p1"]
+)
+def test_a_malformed_object_name_is_refused(name: str) -> None:
+    assert is_object(name)
+    with pytest.raises(PipelineError, match="not an exchange object"):
+        object_keys([name])
+
+
+def test_the_registry_places_by_bytes_and_lets_go() -> None:
+    objects = ObjectRegistry()
+    objects.add("j1-s0-t0-a1-p0", "ref-a", "node-a", 100)
+    objects.add("j1-s0-t1-a1-p0", "ref-b", "node-b", 300)
+    objects.add("j1-s0-t2-a1-p0", "ref-c", "node-a", 250)
+    objects.add("j10-s0-t0-a1-p0", "ref-d", "node-b", 1)
+    keys = ["j1-s0-t0-a1-p0", "j1-s0-t1-a1-p0", "j1-s0-t2-a1-p0"]
+    assert objects.nearest(keys) == "node-a"  # 350 bytes there against 300
+    assert objects.refs(keys) == ["ref-a", "ref-b", "ref-c"]
+    objects.drop(keys[:1])
+    assert objects.nearest(keys) == "node-b"
+    with pytest.raises(PipelineError, match="is gone"):
+        objects.refs(keys)
+    assert objects.release("j1") == 2  # not job j10's
+    assert len(objects) == 1
+    assert objects.nearest(["nothing"]) is None
