@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from elytra.backends.rayobjects import ObjectRegistry, is_object, object_keys, pack, unpack
-from elytra.errors import PipelineError
+from elytra.errors import BackendUnavailableError, PipelineError
 from elytra.task import Task
 
 
@@ -58,6 +58,9 @@ def test_unpack_writes_the_objects_and_the_plan_reads_them(tmp_path: Path) -> No
     assert duckdb.sql(f"SELECT sum(k) FROM '{path}'").fetchall() == [(6,)]
     with pytest.raises(PipelineError, match="was not given"):
         unpack(task, {}, tmp_path / "o2")
+    # Ray rebuilt it by running its task again on a node that lacked the chunks: lost
+    with pytest.raises(BackendUnavailableError, match="submit the job again"):
+        unpack(task, {"job1-s0-t0-a1-p1": None}, tmp_path / "o3")
     assert unpack(_task(files=("/x.parquet",)), {}, tmp_path) == _task(files=("/x.parquet",))
 
 

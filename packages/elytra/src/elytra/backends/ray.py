@@ -76,7 +76,10 @@ def _run(
     except NotHere as exc:
         return _answer({"ok": False, "moved": str(exc)}, returns)
     except Exception as exc:
-        return _answer({"ok": False, "error": describe_error(exc)}, returns)
+        error = describe_error(exc)
+        if isinstance(exc, BackendUnavailableError):  # a lost partition: no retry brings it
+            error["retryable"] = False
+        return _answer({"ok": False, "error": error}, returns)
     import ray
 
     stats = {

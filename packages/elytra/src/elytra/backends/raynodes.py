@@ -86,7 +86,9 @@ class NotHere(Exception):
 
 
 @contextlib.contextmanager
-def resolved_here(task: Task, objects: dict[str, list[bytes]] | None = None) -> Iterator[Task]:
+def resolved_here(
+    task: Task, objects: dict[str, list[bytes] | None] | None = None
+) -> Iterator[Task]:
     """``task`` with its chunk names resolved against this Ray node's lake node and its
     exchange objects (``objects``: key -> the files' bytes, :mod:`.rayobjects`) written as
     files, in a directory of its own under the node's work directory (its spill and its

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..chunkrefs import rewrite_scans
-from ..errors import PipelineError
+from ..errors import BackendUnavailableError, PipelineError
 from ..task import Task
 
 __all__ = [
@@ -79,14 +79,20 @@ def pack(task: Task, stats: dict[str, Any], parts: int) -> list[list[bytes] | No
     return out
 
 
-def unpack(task: Task, objects: dict[str, list[bytes]], where: Path) -> Task:
+def unpack(task: Task, objects: dict[str, list[bytes] | None], where: Path) -> Task:
     """``task`` reading the files of ``objects`` (key -> the files' bytes) written under
-    ``where`` instead of their object names."""
+    ``where`` instead of their object names. An object that is None was lost: Ray rebuilt it
+    by running its task again (its node died), on a node that lacked the task's chunks."""
     paths: dict[str, str] = {}
     for name in task.files:
         if not is_object(name):
             continue
         key, i = _parse(name)
+        if key in objects and objects[key] is None:
+            raise BackendUnavailableError(
+                f"exchange partition {key} was lost with the Ray node that held it; submit "
+                "the job again"
+            )
         files = objects.get(key)
         if files is None or i >= len(files):
             raise PipelineError(f"exchange object {key} was not given to the task")
