@@ -14,16 +14,17 @@ __all__ = ["ray_processes", "start_with_ray"]
 
 
 def start_with_ray(
-    tmp_path: Path, *extra: str, env: dict[str, str] | None = None
+    tmp_path: Path, *extra: str, env: dict[str, str] | None = None, run: str = "run"
 ) -> tuple[Server, Path, Path]:
-    """``platform up --ray --port 0 --home <tmp>/home`` with ``HOME`` a fresh empty directory;
+    """``platform up --ray --port 0 --home <tmp>/home`` with ``HOME`` an empty directory (kept
+    when the same ``tmp_path`` starts again, on the same home; ``run`` names the run's logs);
     returns the server, its home and the fake ``$HOME``."""
     home = tmp_path / "home"
     fake_home = tmp_path / "user-home"
-    fake_home.mkdir(parents=True)
+    fake_home.mkdir(parents=True, exist_ok=True)
     argv = [str(command("platform")), "up", "--ray", "--port", "0", "--home", str(home), *extra]
     env = {**FAST, "HOME": str(fake_home), "RAY_USAGE_STATS_ENABLED": "0", **(env or {})}
-    return launch(argv, tmp_path / "run", env=env), home, fake_home
+    return launch(argv, tmp_path / run, env=env), home, fake_home
 
 
 def ray_processes(home: Path, exclude: Collection[int] = ()) -> dict[int, str]:

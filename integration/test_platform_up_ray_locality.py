@@ -4,7 +4,9 @@ third runs its tasks on the Ray nodes of the platforms holding their chunks (iss
 The dataset is uploaded through the first platform, each chunk kept on two of the three. The
 job's answer is DuckDB's over the same rows; its record names each task's lake node and
 chunks, and each platform's chunk directory (read from outside, under its home) says
-whether that node held them. Held like the Ray join test (three Ray nodes on this 2-core
+whether that node held them. Then a self-join through a hash exchange, as a job on the third
+(its partitions between the Ray nodes as objects, none partitioned by the driver: item 3) and
+as SQL on the second (the story: upload on A, SQL on B, a job on C). Held like the Ray join test (three Ray nodes on this 2-core
 machine start slowly at load): `nox -s chaos` runs it, with `PLATFORM_TESTS_LONG=1`.
 """
 
@@ -147,6 +149,16 @@ def test_a_job_runs_its_tasks_next_to_their_chunks(tmp_path: Path) -> None:
         assert exchanged["by_tasks_bytes"] > 0, exchanged
         over = [k for k in joined["timeline"]["tasks"].values() if not k.get("chunks")]
         assert {k.get("node") for k in over} - {_node_id(homes[2])}, over
+        # SQL on B, the same join through the SQL route (Elytra's stages on Ray)
+        sql = SELF_JOIN_ORACLE.replace("FROM t JOIN t AS o", "FROM spread t JOIN spread o")
+        r = httpx.post(
+            f"{platforms[1].url}/api/lake/query", json={"sql": sql}, headers=user, timeout=300
+        )
+        assert r.status_code == 200, r.text
+        assert r.headers["x-query-engine"] == "elytra", r.headers
+        on_b = sorted(tuple(x) for x in r.json()["rows"])
+        assert [g[:2] for g in on_b] == [w[:2] for w in want]
+        assert all(g[2] == pytest.approx(w[2], rel=1e-9) for g, w in zip(on_b, want, strict=True))
         assert sorted(tuple(r) for r in got) == sorted(duckdb.sql(ORACLE).fetchall())
         assert job["backend"] == "ray"
         held = {_node_id(h): _held(h) for h in homes}
