@@ -89,3 +89,22 @@ def test_the_registry_places_by_bytes_and_lets_go() -> None:
     assert objects.release("j1") == 2  # not job j10's
     assert len(objects) == 1
     assert objects.nearest(["nothing"]) is None
+
+
+def test_partition_tasks_spread_over_the_nodes_by_their_bytes() -> None:
+    """Node a made most bytes of every partition: its tasks still spread, each to the node
+    holding the most of its own bytes among those with the fewest tasks (found measuring:
+    all four partition tasks of a join went to one node)."""
+    objects = ObjectRegistry()
+    readers = {}
+    for p in range(4):
+        objects.add(f"j-s0-t0-a1-p{p}", None, "a", 100 + p)
+        objects.add(f"j-s0-t1-a1-p{p}", None, "b", 60 - p)
+        objects.add(f"j-s0-t2-a1-p{p}", None, "c", 40 + (p == 0) * 30)
+        readers[f"j-s1-t{p}"] = [f"j-s0-t{t}-a1-p{p}" for t in range(3)]
+    where = objects.place(readers)
+    assert where["j-s1-t0"] == "a"  # the biggest first, to where most of it is
+    assert where["j-s1-t1"] == "b"  # then the idle nodes, the one with more of it first
+    assert where["j-s1-t2"] == "c"
+    assert where["j-s1-t3"] == "a"
+    assert objects.place({}) == {}

@@ -225,6 +225,12 @@ class RayBackend:
         where: dict[str, str] = {}
         if cluster is not None and any(chunk_shas(t) is not None for t in tasks):
             where = self._placement(tasks, cluster)
+        readers = {
+            t.id: object_keys(t.files)
+            for t in tasks
+            if t.files and all(is_object(f) for f in t.files)
+        }
+        where.update(self.objects.place(readers))  # an exchange's partitions where their bytes are
         attempts = _RayAttempts(self._remote, self._placed, where, cluster, self.stats)
         attempts.health, attempts.objects, attempts.node_id = (
             self._health,

@@ -9,8 +9,9 @@ partition, so the driver owns the objects but never reads them. The answer names
 ``ray-object:<task>-a<attempt>-p<partition>-f<i>``. A task that reads such names (the
 partition's join or final aggregate) is given the objects as arguments: Ray moves them from
 the node that made them to the node that runs it, which writes them to files of its own and
-reads them there (:func:`unpack`). The driver places that task on the node holding the most
-bytes of its inputs (:class:`ObjectRegistry`), so most of a partition does not move at all.
+reads them there (:func:`unpack`). The driver places those tasks by the bytes of their inputs
+each node holds, spread over the nodes (:meth:`ObjectRegistry.place`), so most of a
+partition does not move and every node reads its share.
 """
 
 from __future__ import annotations
@@ -132,6 +133,30 @@ class ObjectRegistry:
                 _, node, n = self._held[k]
                 by_node[node] = by_node.get(node, 0) + n
         return max(by_node, key=lambda n: by_node[n]) if by_node else None
+
+    def place(self, readers: dict[str, list[str]]) -> dict[str, str]:
+        """Task id -> Ray node for tasks reading objects (``readers``: task id -> its keys):
+        each, the biggest first, on the node holding the most of its bytes among those with
+        the fewest tasks so far. Hash partitions hold about the same share of every node's
+        bytes, so spreading the tasks costs little locality, while sending each to where most
+        of it is put all of a join's partition tasks on one node (measured)."""
+        local: dict[str, dict[str, int]] = {}
+        for task, keys in readers.items():
+            by_node = local.setdefault(task, {})
+            for k in keys:
+                if k in self._held:
+                    _, node, n = self._held[k]
+                    by_node[node] = by_node.get(node, 0) + n
+        nodes = sorted({n for by_node in local.values() for n in by_node})
+        if not nodes:
+            return {}
+        taken = dict.fromkeys(nodes, 0)
+        out: dict[str, str] = {}
+        for task in sorted(local, key=lambda t: -sum(local[t].values())):
+            node = min(nodes, key=lambda n: (taken[n], -local[task].get(n, 0)))
+            taken[node] += 1
+            out[task] = node
+        return out
 
     def drop(self, keys: list[str]) -> None:
         for k in keys:
