@@ -9,7 +9,8 @@ Usage: ``python ray_locality_run.py SPEC_JSON`` with ``home`` (the lake's home),
 (each node's work directory's parent), ``job`` (``"join"``: a self-join through a hash
 exchange before the group-by), ``drop`` (chunks removed from a node after placement
 was decided: ``[[node, sha], ...]``), ``kill`` (slow tasks, and a Ray node other than the
-driver's SIGKILLed while they run; ``"head"``: the head, the GCS).
+driver's SIGKILLed while they run; ``"head"``: the head, the GCS; ``"exchange"``: with
+``job="join"``, a node once the exchange's partition tasks run).
 """
 
 from __future__ import annotations
@@ -149,6 +150,20 @@ def _kill_a_node(cluster: Cluster, driver_node: str, job: Any) -> None:
     cluster.remove_node(victim, allow_graceful=False)
 
 
+def _kill_after_producers(cluster: Cluster, driver_node: str, job: Any) -> None:
+    """SIGKILL a Ray node other than the driver's once the exchange's producers are done and
+    its partition tasks run: the objects it held are lost with it."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        stages = job.record["timeline"]["stages"]
+        if any(k.startswith("s") and int(k[1:]) >= 2 and v["total"] for k, v in stages.items()):
+            break
+        time.sleep(0.02)
+    time.sleep(0.3)
+    victim = next(n for n in cluster.worker_nodes if n.node_id != driver_node)
+    cluster.remove_node(victim, allow_graceful=False)
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
     dirs = {n: Path(d) for n, d in spec["dirs"].items()}
@@ -177,11 +192,14 @@ def main() -> None:
                 source = source.join(other, "id").filter("a2 > 20")
             if spec.get("kill"):  # slow tasks, so that a node dies while they run
                 source = source.map_batches(_slowly, schema=source.schema)
+                # (after a join: its partition tasks are the slow ones)
             job = source.group_by("grp").agg("count(*) AS n", "sum(amount) AS total").submit()
             if spec.get("kill") == "head":  # the GCS: the job cannot finish
                 again = s.dataset("sales").group_by("grp").agg("count(*) AS n")
                 return _head_killed(cluster, job, lambda: again)
-            if spec.get("kill"):
+            if spec.get("kill") == "exchange":
+                _kill_after_producers(cluster, backend.node_id, job)
+            elif spec.get("kill"):
                 _kill_a_node(cluster, backend.node_id, job)
             rows = job.result(timeout=180).to_pylist()
             record = job.record

@@ -161,6 +161,20 @@ def test_an_exchange_across_nodes_never_passes_through_the_driver(
     assert not any((tmp_path / "work").rglob("*.parquet"))
 
 
+def test_a_node_killed_while_an_exchange_is_read_loses_no_rows(
+    spread: dict[str, Any], tmp_path: Path
+) -> None:
+    """A Ray node other than the driver's is SIGKILLed once the exchange's producers are done
+    and its partition tasks run: the partitions it held are lost (found from outside: the
+    job failed); Ray rebuilds them, or the driver runs the job again on the nodes left, and
+    the answer is DuckDB's."""
+    out = _run(spread, tmp_path, kill="exchange", job="join")
+    got = rows_of([tuple(r.values()) for r in out["rows"]])
+    assert same_rows(got, rows_of(duckdb.sql(JOIN_SQL.format(csv=spread["csv"])).fetchall()))
+    assert out["record"]["state"] == "succeeded"
+    assert out["held"] == 0
+
+
 def test_a_node_that_lost_a_chunk_gives_its_task_back(
     spread: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from elytra.backends.rayobjects import ObjectRegistry, is_object, object_keys, pack, unpack
-from elytra.errors import BackendUnavailableError, PipelineError
+from elytra.errors import ExchangeLostError, PipelineError
 from elytra.task import Task
 
 
@@ -59,7 +59,7 @@ def test_unpack_writes_the_objects_and_the_plan_reads_them(tmp_path: Path) -> No
     with pytest.raises(PipelineError, match="was not given"):
         unpack(task, {}, tmp_path / "o2")
     # Ray rebuilt it by running its task again on a node that lacked the chunks: lost
-    with pytest.raises(BackendUnavailableError, match="submit the job again"):
+    with pytest.raises(ExchangeLostError, match="submit the job again"):
         unpack(task, {"job1-s0-t0-a1-p1": None}, tmp_path / "o3")
     assert unpack(_task(files=("/x.parquet",)), {}, tmp_path) == _task(files=("/x.parquet",))
 
@@ -108,3 +108,47 @@ def test_partition_tasks_spread_over_the_nodes_by_their_bytes() -> None:
     assert where["j-s1-t2"] == "c"
     assert where["j-s1-t3"] == "a"
     assert objects.place({}) == {}
+
+
+class _LosesOnce:
+    """The inline backend, but its first ``losses`` runs lose an exchange's partitions (as a
+    Ray node dying with them would)."""
+
+    name = "inline"
+
+    def __init__(self, losses: int) -> None:
+        from elytra.backends import InlineBackend
+
+        self.inner, self.losses, self.runs = InlineBackend(), losses, 0
+
+    def run(self, tasks, cancel, started=None):  # type: ignore[no-untyped-def]
+        self.runs += 1
+        if self.runs <= self.losses:
+            raise ExchangeLostError("exchange partition j-s0-t0-a1-p0 was lost; submit again")
+        return self.inner.run(tasks, cancel, started)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize("losses", [1, 2])
+def test_a_job_that_lost_an_exchange_runs_again_once(tmp_path: Path, losses: int) -> None:
+    """The driver runs a job whose exchange partitions were lost again from its sources, once:
+    then it has DuckDB's answer; a second loss fails it as unavailable (submit again)."""
+    import elytra
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"k": [i % 7 for i in range(5000)], "v": list(range(5000))}), path)
+    backend = _LosesOnce(losses)
+    with elytra.connect(home=tmp_path, backend=backend, progress=False) as s:  # type: ignore[arg-type]
+        job = s.read_parquet(path).group_by("k").agg("sum(v) AS total").submit()
+        job.wait(60)
+        assert job.record["reruns"] == 1
+        if losses == 1:
+            got = sorted(tuple(r.values()) for r in job.result().to_pylist())
+            want = duckdb.sql(f"SELECT k, sum(v) FROM '{path}' GROUP BY k").fetchall()
+            assert got == sorted(want)
+        else:
+            with pytest.raises(ExchangeLostError, match="submit again"):
+                job.result()
+    assert backend.runs == losses + (losses == 1)  # the run lost, then the one run again

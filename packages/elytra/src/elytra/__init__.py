@@ -21,6 +21,7 @@ from platform_core.lazy import lazy_exports
 from .errors import (
     BackendUnavailableError,
     ElytraError,
+    ExchangeLostError,
     JobCancelledError,
     JobTimeoutError,
     PipelineError,
@@ -80,6 +81,7 @@ __all__ = [
     "BrowserBackend",
     "ElytraError",
     "ElytraSettings",
+    "ExchangeLostError",
     "GroupedPipeline",
     "InlineBackend",
     "Job",

@@ -6,6 +6,7 @@ stage runs here under ``driver_mem_cap``, the tasks on the backend under ``worke
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import threading
@@ -27,6 +28,7 @@ from platform_core import PlatformError, Schema, new_id
 from .backends import Backend
 from .chunkrefs import chunk_ref, chunk_shas
 from .errors import (
+    ExchangeLostError,
     JobCancelledError,
     JobTimeoutError,
     PipelineError,
@@ -72,6 +74,8 @@ from .taskfile import read_mapped
 if TYPE_CHECKING:
     from .pipeline import Pipeline
 
+log = logging.getLogger(__name__)
+
 __all__ = ["Driver", "Ingest", "JobStats", "write_table"]
 
 Ingest = Callable[[Path, str, "str | None", bool], int]
@@ -102,6 +106,8 @@ class JobStats:
     the rows they wrote into an exchange's partitions."""
     range_sort: dict[str, Any] = field(default_factory=dict)
     """Each range-partitioned sort's partitions and their rows (``rangesort.py``)."""
+    reruns: int = 0
+    """Runs again from the sources after an exchange's partitions were lost with a Ray node."""
     exchanged: dict[str, int] = field(
         default_factory=lambda: {"via_driver_bytes": 0, "by_tasks_bytes": 0}
     )
@@ -564,8 +570,32 @@ class Driver:
     ) -> pa.Table | None:
         """Run the job; its rows are returned as a table, or with ``on_batch`` streamed there
         batch by batch as the merge makes them (never held: any size under the driver's cap).
-        ``prefix`` names its tasks (the job's id; a side run first has its own).
-        """
+        ``prefix`` names its tasks (the job's id; a side run first has its own). A run that
+        lost an exchange's partitions with a Ray node runs again from its sources, up to
+        ``EXCHANGE_RERUNS`` times (the partitions were lost before the merge: no row was
+        handed on yet), on the nodes still alive."""
+        for rerun in range(EXCHANGE_RERUNS + 1):
+            try:
+                where = spill / f"rerun{rerun}" if rerun else spill
+                return self._execute_once(job, p, where, stats, on_batch, prefix)
+            except ExchangeLostError as exc:
+                if rerun == EXCHANGE_RERUNS or job.cancel_event.is_set():
+                    raise
+                log.warning("job %s runs again: %s", job.id, exc.message)
+                stats.reruns += 1
+                job.update(reruns=stats.reruns)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _execute_once(
+        self,
+        job: Job,
+        p: Pipeline,
+        spill: Path,
+        stats: JobStats,
+        on_batch: Callable[[pa.RecordBatch], None] | None,
+        prefix: str | None,
+    ) -> pa.Table | None:
+        """One run of :meth:`_execute`."""
         tid = prefix or job.id
         given = set(p.sources)
         p = self._sides_first(job, p, spill, stats, tid)
@@ -1043,6 +1073,9 @@ def _rewritten(node: lp.Node, sources: dict[str, Source], small: Broadcastable) 
     return reduce_group_sides(inner_joins(node), sources, small)
 
 
+EXCHANGE_RERUNS = 1
+"""Runs again of a job whose exchange partitions were lost with a Ray node (after that, the
+job fails as unavailable: submit it again)."""
 FETCHES = 4
 """Chunks a driver fetches from replicas at once (each a Flight call to one member)."""
 

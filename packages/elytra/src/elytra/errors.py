@@ -15,6 +15,8 @@
     │                                               its owner's ELYTRA_RESULT_QUOTA_BYTES
     ├── TooManyJobsError (OverBudgetError)     429  a user's running-job limit
     └── BackendUnavailableError (UnavailableError) 503  the pool or Ray cannot be reached
+        └── ExchangeLostError                  503  an exchange's partitions were lost with a
+                                                    Ray node (the job runs again once first)
 
 emsqrt's errors (``CapTooSmallError`` naming a cap that works, ``PlanError``) pass through as
 they are: they already say what to do.
@@ -33,6 +35,7 @@ from platform_core import (
 __all__ = [
     "BackendUnavailableError",
     "ElytraError",
+    "ExchangeLostError",
     "JobCancelledError",
     "JobTimeoutError",
     "PipelineError",
@@ -77,6 +80,11 @@ class JobTimeoutError(ElytraError):
 
 class BackendUnavailableError(ElytraError, UnavailableError):
     """The backend (local pool, Ray) cannot be started or reached."""
+
+
+class ExchangeLostError(BackendUnavailableError):
+    """An exchange's partitions (Ray objects) were lost with the Ray node that held them: the
+    driver runs the job again once, then it fails (submit it again)."""
 
 
 class ResultGoneError(ElytraError):

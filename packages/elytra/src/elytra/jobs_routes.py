@@ -89,6 +89,9 @@ class JobModel(BaseModel):
     error: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     stages: dict[str, Any] = Field(default_factory=dict)
+    reruns: int = Field(
+        0, description="Runs again from the sources after a Ray node died with an exchange."
+    )
     timeline: dict[str, Any] = Field(default_factory=dict)
 
 

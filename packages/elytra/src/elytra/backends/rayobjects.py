@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..chunkrefs import rewrite_scans
-from ..errors import BackendUnavailableError, PipelineError
+from ..errors import ExchangeLostError, PipelineError
 from ..task import Task
 
 __all__ = [
@@ -90,7 +90,7 @@ def unpack(task: Task, objects: dict[str, list[bytes] | None], where: Path) -> T
             continue
         key, i = _parse(name)
         if key in objects and objects[key] is None:
-            raise BackendUnavailableError(
+            raise ExchangeLostError(
                 f"exchange partition {key} was lost with the Ray node that held it; submit "
                 "the job again"
             )
