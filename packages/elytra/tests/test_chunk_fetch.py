@@ -99,3 +99,37 @@ def test_a_hung_replica_does_not_hold_a_job_past_its_timeout_or_cancel(
     finally:
         release.set()
     assert seconds < 5, seconds
+
+
+def test_a_chunk_the_lake_trims_after_planning_is_read_from_a_replica(tmp_path: Path) -> None:
+    """This node's copies are pinned (hard links in the job's directory) when the job starts;
+    one the lake trimmed after the pipeline was planned is fetched from a replica instead of
+    failing the read (found when the peer route, which pinned them, was retired: a query
+    right after an upload read a chunk the uploader had just trimmed)."""
+    csv = tmp_path / "sales.csv"
+    duckdb.sql(
+        f"COPY (SELECT i AS id, (i % 7)::INTEGER AS grp, round(i * 0.37 % 1000, 2) AS amount "
+        f"FROM range(40000) t(i)) TO '{csv}' (HEADER)"
+    )
+    node = LakeNode(lake_settings(None, home=tmp_path / "home", chunk_bytes=64 * 1024))
+    try:
+        ingest(node, csv, "sales")
+        replica = tmp_path / "replica"
+        shutil.copytree(node.catalog.chunks.root, replica)
+        asked: list[str] = []
+
+        def fetch(sha: str, origin: str) -> bytes:
+            asked.append(sha)
+            return (replica / f"{sha}.parquet").read_bytes()
+
+        with _session(node, fetch, tmp_path / "h") as s:
+            q = s.dataset("sales").group_by("grp").agg("count(*) AS n", "sum(amount) AS total")
+            chunks = sorted(node.catalog.chunks.root.glob("*.parquet"))
+            assert len(chunks) >= 3, chunks
+            chunks[0].unlink()  # trimmed between planning and reading
+            got = rows_of([tuple(r.values()) for r in q.collect().to_pylist()])
+        assert got == rows_of(duckdb.sql(SQL.format(csv=csv)).fetchall())
+        assert asked == [chunks[0].stem]  # only the trimmed one; the others were pinned here
+        assert all(c.is_file() for c in chunks[1:])  # the lake's own copies stay as they were
+    finally:
+        node.stop()

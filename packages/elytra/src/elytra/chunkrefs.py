@@ -24,6 +24,7 @@ __all__ = [
     "CHUNK_REF",
     "chunk_ref",
     "chunk_shas",
+    "pin_chunk",
     "resolve_chunks",
     "rewrite_scans",
     "sha_of",
@@ -69,7 +70,7 @@ def rewrite_scans(node: Any, paths: dict[str, str]) -> Any:
     return node
 
 
-def _pinned(path: str | None, target: Path) -> str | None:
+def pin_chunk(path: str | None, target: Path) -> str | None:
     """This platform's copy of a chunk, hard-linked as ``target`` in the job's directory so
     that the lake can drop or move its copy while the task reads (it trims a replica it no
     longer needs; the file went between locating and reading, and the query failed). The copy
@@ -105,7 +106,7 @@ def resolve_chunks(
         if sha is None:
             continue
         target = where / f"{sha}.parquet"
-        found = _pinned(locate(sha), target)
+        found = pin_chunk(locate(sha), target)
         if found is None:
             if not target.exists():
                 if fetch is None:

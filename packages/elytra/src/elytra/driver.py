@@ -26,7 +26,7 @@ from emsqrt.planning import SchemaResolver, inner_joins
 from platform_core import PlatformError, Schema, new_id
 
 from .backends import Backend
-from .chunkrefs import chunk_ref, chunk_shas
+from .chunkrefs import chunk_ref, chunk_shas, pin_chunk
 from .errors import (
     ExchangeLostError,
     JobCancelledError,
@@ -499,18 +499,21 @@ class Driver:
 
     def _localize(self, p: Pipeline, where: Path, cancel: threading.Event) -> dict[str, Source]:
         """The pipeline's sources with every chunk on this node: the ones it lacks are fetched
-        from a replica (checked) into the job's directory, which goes when the job ends.
+        from a replica (checked) into the job's directory, which goes when the job ends. In a
+        cluster this node's own copies are pinned there too (hard links): the lake may trim
+        a copy it no longer needs while the job reads it (found when the peer route, which
+        pinned them, was retired: a query right after an upload read a trimmed chunk).
         ``FETCHES`` at once; a cancel (or the job's timeout) ends the wait at once, also while
         a hung replica holds a fetch (found from outside: a SIGSTOPped platform held a job
         queued 20 s past its 5 s timeout, and its cancel)."""
         out: dict[str, Source] = {}
         for name, src in p.sources.items():
-            if isinstance(src, LakeSource) and src.missing():
-                if self.fetch is None:
-                    raise PipelineError(f"{src.describe()}: chunks are missing on this node")
+            if isinstance(src, LakeSource) and src.missing() and self.fetch is None:
+                raise PipelineError(f"{src.describe()}: chunks are missing on this node")
+            if isinstance(src, LakeSource) and self.fetch is not None:  # in a cluster
                 where.mkdir(parents=True, exist_ok=True)
-                paths = _fetch_all(self.fetch, src.missing(), src.origin, where, cancel)
-                src = src.localized(paths)
+                chunks = [(sha, path) for sha, path, _ in src.chunks]
+                src = src.localized(_fetch_all(self.fetch, chunks, src.origin, where, cancel))
             out[name] = src
         return out
 
@@ -1082,17 +1085,22 @@ FETCHES = 4
 
 def _fetch_all(
     fetch: Callable[[str, str], bytes],
-    shas: list[str],
+    chunks: list[tuple[str, str]],
     origin: str,
     where: Path,
     cancel: threading.Event,
 ) -> dict[str, str]:
-    """Each chunk of ``shas`` fetched (checked by the lake) into ``where``, ``FETCHES`` at
-    once: sha -> its file. A set ``cancel`` raises :class:`JobCancelledError` at once; the
-    fetches still running end on their own (the job's directory goes with the job)."""
+    """Each chunk of ``chunks`` (sha, this node's copy or "") in ``where``: this node's copy
+    pinned (:func:`~elytra.chunkrefs.pin_chunk`), else fetched (checked by the lake),
+    ``FETCHES`` at once: sha -> its file. A set ``cancel`` raises :class:`JobCancelledError`
+    at once; the fetches still running end on their own (the job's directory goes with it)."""
+    here = dict(chunks)
 
     def one(sha: str) -> str:
         target = where / f"{sha}.parquet"
+        pinned = pin_chunk(here[sha] or None, target)
+        if pinned is not None:
+            return pinned
         if not target.exists():
             data = fetch(sha, origin)
             tmp = target.with_name(f".{sha}.{threading.get_ident()}.tmp")
@@ -1102,7 +1110,7 @@ def _fetch_all(
 
     pool = ThreadPoolExecutor(FETCHES, thread_name_prefix="elytra-fetch")
     try:
-        futures = {sha: pool.submit(one, sha) for sha in dict.fromkeys(shas)}
+        futures = {sha: pool.submit(one, sha) for sha in here}
         pending = set(futures.values())
         while pending:
             _, pending = wait(pending, timeout=0.1, return_when=FIRST_EXCEPTION)

@@ -166,8 +166,9 @@ class LakeSource(Source):
         return [sha for sha, path, _ in self.chunks if not path]
 
     def localized(self, paths: dict[str, str]) -> LakeSource:
-        """This source with the fetched chunks' paths filled in."""
-        chunks = tuple((sha, path or paths[sha], n) for sha, path, n in self.chunks)
+        """This source reading its chunks from ``paths`` (sha -> file) where given: fetched
+        ones, or pinned copies of this node's."""
+        chunks = tuple((sha, paths.get(sha, path), n) for sha, path, n in self.chunks)
         return replace(self, chunks=chunks)
 
     def parts(self, task_bytes: int) -> list[Part]:
