@@ -145,6 +145,9 @@ def test_a_job_that_lost_an_exchange_runs_again_once(tmp_path: Path, losses: int
         job.wait(60)
         assert job.record["reruns"] == 1
         if losses == 1:
+            tasks = job.record["tasks"]  # the run again's, not the lost run's too
+            assert tasks["done"] == tasks["total"], tasks
+            assert tasks.get("running", 0) == 0, tasks
             got = sorted(tuple(r.values()) for r in job.result().to_pylist())
             want = duckdb.sql(f"SELECT k, sum(v) FROM '{path}' GROUP BY k").fetchall()
             assert got == sorted(want)

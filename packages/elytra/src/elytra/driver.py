@@ -585,8 +585,9 @@ class Driver:
                 if rerun == EXCHANGE_RERUNS or job.cancel_event.is_set():
                     raise
                 log.warning("job %s runs again: %s", job.id, exc.message)
-                stats.reruns += 1
-                job.update(reruns=stats.reruns)
+                reruns = stats.reruns + 1  # the record counts the run again, not the lost one
+                vars(stats).update(vars(JobStats(stats.job_id)), reruns=reruns)
+                job.update(reruns=reruns, tasks=_tasks(stats, 0))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _execute_once(
