@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 from .._ray import import_ray, ray_init_hint
 from ..chunkrefs import chunk_shas, resolve_chunks
-from ..errors import BackendUnavailableError, ExchangeLostError, PipelineError
+from ..errors import BackendUnavailableError, PipelineError
 from ..scheduler import Failed, Moved, Outcome, Scheduler, Watch
 from ..shuffle import Shuffle
 from ..task import Task, TaskResult, execute
@@ -47,14 +47,7 @@ from .base import describe_error, failure
 from .placement import place
 from .rayhealth import RayHealth
 from .raynodes import NODE_VAR, NotHere, lake_nodes, resolved_here
-from .rayobjects import (
-    ObjectRegistry,
-    chunks_besides_objects,
-    is_object,
-    object_keys,
-    pack,
-    unpack,
-)
+from .rayobjects import ObjectRegistry, is_object, object_keys, pack, unpack
 
 if TYPE_CHECKING:
     from .chunkcluster import ChunkCluster
@@ -84,7 +77,7 @@ def _run(
         return _answer({"ok": False, "moved": str(exc)}, returns)
     except Exception as exc:
         error = describe_error(exc)
-        if isinstance(exc, ExchangeLostError):  # a lost partition: no retry brings it back
+        if isinstance(exc, BackendUnavailableError):  # a lost partition: no retry brings it
             error["retryable"] = False
         return _answer({"ok": False, "error": error}, returns)
     import ray
@@ -238,7 +231,12 @@ class RayBackend:
             if t.files and all(is_object(f) for f in t.files)
         }
         where.update(self.objects.place(readers))  # an exchange's partitions where their bytes are
-        attempts = _RayAttempts(self, where, cluster)
+        attempts = _RayAttempts(self._remote, self._placed, where, cluster, self.stats)
+        attempts.health, attempts.objects, attempts.node_id = (
+            self._health,
+            self.objects,
+            self.node_id,
+        )
         scheduler = Scheduler(attempts, max_attempts=self.max_attempts)
         return scheduler.run(tasks, cancel, started)
 
@@ -302,17 +300,22 @@ class _RayAttempts:
     and every other runs on the driver's node, its chunk names resolved here."""
 
     def __init__(
-        self, backend: RayBackend, where: dict[str, str], cluster: ChunkCluster | None
+        self,
+        remote: Any,
+        placed: _Placed,
+        where: dict[str, str],
+        cluster: ChunkCluster | None,
+        stats: dict[str, int],
     ) -> None:
-        self._remote, self._placed, self._where = backend._remote, backend._placed, where
-        self._cluster, self._stats = cluster, backend.stats
+        self._remote, self._placed, self._where = remote, placed, where
+        self._cluster, self._stats = cluster, stats
         self._tasks: dict[Any, Task] = {}
         self._parts: dict[Any, list[Any]] = {}  # a placed task's partition objects
         self._here: set[str] = set()  # tasks given back by the node they were placed on
-        self.health: RayHealth | None = backend._health
+        self.health: RayHealth | None = None
         """Fails the run once Ray is gone (its tasks would never finish)."""
-        self.objects = backend.objects
-        self.node_id = backend.node_id
+        self.objects = ObjectRegistry()
+        self.node_id = ""
         """The driver's Ray node."""
         self._since = time.monotonic()
 
@@ -360,7 +363,8 @@ class _RayAttempts:
         """``task`` with its chunk names resolved on this platform (fetched from a replica
         into the job's directory when this node lacks one); as is when it names none."""
         c = self._cluster
-        if c is None or not chunks_besides_objects(task):
+        named = [f for f in task.files if not is_object(f)]
+        if c is None or not named or chunk_shas(replace(task, files=tuple(named))) is None:
             return task
         return resolve_chunks(task, c.locate, c.fetch, Path(task.spill_dir).parent / "chunks")
 
