@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -82,3 +83,13 @@ def test_stop_kills_a_process_that_ignores_sigterm() -> None:
     code = stop_process(proc, timeout=0.5)
     assert code == -signal.SIGKILL
     proc.stdout.close()
+
+
+def test_free_ports_are_bindable_and_outside_the_ephemeral_range() -> None:
+    """An ephemeral port may be taken by any outgoing connection before the server binds it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [free_port() for _ in range(50)]
+    assert all(p < low for p in ports), ports
+    assert len(set(ports)) > 40  # random picks, not one port over and over
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", ports[0]))  # each was free: binding works
