@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 from .._ray import import_ray, ray_init_hint
 from ..chunkrefs import chunk_shas, resolve_chunks
-from ..errors import BackendUnavailableError, PipelineError
+from ..errors import BackendUnavailableError, ExchangeLostError, PipelineError
 from ..scheduler import Failed, Moved, Outcome, Scheduler, Watch
 from ..shuffle import Shuffle
 from ..task import Task, TaskResult, execute
@@ -47,7 +47,14 @@ from .base import describe_error, failure
 from .placement import place
 from .rayhealth import RayHealth
 from .raynodes import NODE_VAR, NotHere, lake_nodes, resolved_here
-from .rayobjects import ObjectRegistry, is_object, object_keys, pack, unpack
+from .rayobjects import (
+    ObjectRegistry,
+    chunks_besides_objects,
+    is_object,
+    object_keys,
+    pack,
+    unpack,
+)
 
 if TYPE_CHECKING:
     from .chunkcluster import ChunkCluster
@@ -77,7 +84,7 @@ def _run(
         return _answer({"ok": False, "moved": str(exc)}, returns)
     except Exception as exc:
         error = describe_error(exc)
-        if isinstance(exc, BackendUnavailableError):  # a lost partition: no retry brings it
+        if isinstance(exc, ExchangeLostError):  # a lost partition: no retry brings it back
             error["retryable"] = False
         return _answer({"ok": False, "error": error}, returns)
     import ray
@@ -231,12 +238,7 @@ class RayBackend:
             if t.files and all(is_object(f) for f in t.files)
         }
         where.update(self.objects.place(readers))  # an exchange's partitions where their bytes are
-        attempts = _RayAttempts(self._remote, self._placed, where, cluster, self.stats)
-        attempts.health, attempts.objects, attempts.node_id = (
-            self._health,
-            self.objects,
-            self.node_id,
-        )
+        attempts = _RayAttempts(self, where, cluster)
         scheduler = Scheduler(attempts, max_attempts=self.max_attempts)
         return scheduler.run(tasks, cancel, started)
 
@@ -300,22 +302,17 @@ class _RayAttempts:
     and every other runs on the driver's node, its chunk names resolved here."""
 
     def __init__(
-        self,
-        remote: Any,
-        placed: _Placed,
-        where: dict[str, str],
-        cluster: ChunkCluster | None,
-        stats: dict[str, int],
+        self, backend: RayBackend, where: dict[str, str], cluster: ChunkCluster | None
     ) -> None:
-        self._remote, self._placed, self._where = remote, placed, where
-        self._cluster, self._stats = cluster, stats
+        self._remote, self._placed, self._where = backend._remote, backend._placed, where
+        self._cluster, self._stats = cluster, backend.stats
         self._tasks: dict[Any, Task] = {}
         self._parts: dict[Any, list[Any]] = {}  # a placed task's partition objects
         self._here: set[str] = set()  # tasks given back by the node they were placed on
-        self.health: RayHealth | None = None
+        self.health: RayHealth | None = backend._health
         """Fails the run once Ray is gone (its tasks would never finish)."""
-        self.objects = ObjectRegistry()
-        self.node_id = ""
+        self.objects = backend.objects
+        self.node_id = backend.node_id
         """The driver's Ray node."""
         self._since = time.monotonic()
 
@@ -363,8 +360,7 @@ class _RayAttempts:
         """``task`` with its chunk names resolved on this platform (fetched from a replica
         into the job's directory when this node lacks one); as is when it names none."""
         c = self._cluster
-        named = [f for f in task.files if not is_object(f)]
-        if c is None or not named or chunk_shas(replace(task, files=tuple(named))) is None:
+        if c is None or not chunks_besides_objects(task):
             return task
         return resolve_chunks(task, c.locate, c.fetch, Path(task.spill_dir).parent / "chunks")
 

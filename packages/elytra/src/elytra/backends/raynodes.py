@@ -22,10 +22,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..chunkrefs import chunk_shas, resolve_chunks
+from ..chunkrefs import resolve_chunks
 from ..shuffle import Shuffle
 from ..task import Task
-from .rayobjects import is_object, unpack
+from .rayobjects import chunks_besides_objects, unpack
 
 if TYPE_CHECKING:
     from platform_core import PlatformSettings
@@ -95,8 +95,7 @@ def resolved_here(
     partition files too), removed on exit. Raises :class:`NotHere` when this node serves no
     lake node, lacks one of the chunks, or the task reads a file of the driver's machine."""
     chunks, work = os.environ.get(CHUNKS_VAR), os.environ.get(WORK_VAR)
-    names = [f for f in task.files if not is_object(f)]
-    shas = chunk_shas(replace(task, files=tuple(names))) if names else []
+    shas = chunks_besides_objects(task)
     if shas is None:
         raise NotHere("the task reads files other than lake chunks")
     if not chunks or not work:

@@ -22,13 +22,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..chunkrefs import rewrite_scans
+from ..chunkrefs import chunk_shas, rewrite_scans
 from ..errors import ExchangeLostError, PipelineError
 from ..task import Task
 
 __all__ = [
     "OBJECT_REF",
     "ObjectRegistry",
+    "chunks_besides_objects",
     "is_object",
     "object_keys",
     "pack",
@@ -42,6 +43,13 @@ _NAME = re.compile(r"ray-object:(?P<key>[A-Za-z0-9_.:-]+-a\d+-p\d+)-f(?P<file>\d
 def is_object(name: str) -> bool:
     """Whether ``name`` (a task's file) is a partition held in Ray's object store."""
     return name.startswith(OBJECT_REF)
+
+
+def chunks_besides_objects(task: Task) -> list[str] | None:
+    """The lake chunks ``task`` reads apart from its exchange objects ([] for none), or None
+    when it also reads another file (one of the driver's machine)."""
+    names = tuple(f for f in task.files if not is_object(f))
+    return chunk_shas(replace(task, files=names)) if names else []
 
 
 def _parse(name: str) -> tuple[str, int]:
