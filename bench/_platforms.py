@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,18 @@ from typing import Any
 JOIN_ATTEMPTS = 5
 START_TIMEOUT = 180.0
 """Seconds for a platform's banner and ``/health`` (the machine is shared and loaded)."""
+
+
+def machine_address() -> str | None:
+    """This machine's own IPv4 address (where Ray's nodes can reach each other), or None when
+    it has only loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 9))  # no packet is sent: only the route is looked up
+            address: str = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
 
 
 def _command() -> str:
@@ -49,12 +62,14 @@ def _ports(base: Path, n: int) -> list[int]:
     return ports
 
 
-def _launch(home: Path, port: int, join: str | None, env: dict[str, str]) -> Any:
+def _launch(
+    home: Path, port: int, join: str | None, env: dict[str, str], extra: Sequence[str] = ()
+) -> Any:
     from platform_core.testing import launch
 
     run_dir = home.parent / f"{home.name}-run"
     run_dir.mkdir(parents=True, exist_ok=True)
-    argv = [_command(), "up", "--port", str(port), "--home", str(home)]
+    argv = [_command(), "up", "--port", str(port), "--home", str(home), *extra]
     if join is not None:
         argv += ["--join", join]
     unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith("PLATFORM_")}
@@ -67,14 +82,16 @@ def _launch(home: Path, port: int, join: str | None, env: dict[str, str]) -> Any
     )
 
 
-def _retried(home: Path, port: int, join: str, env: dict[str, str]) -> Any:
+def _retried(
+    home: Path, port: int, join: str, env: dict[str, str], extra: Sequence[str] = ()
+) -> Any:
     """A restarted member joining ``join``: tried again while the first one's election is
     not yet back ("names no election member yet", seen on a loaded machine)."""
     from platform_core.testing import ServerStartError
 
     for attempt in range(JOIN_ATTEMPTS):
         try:
-            return _launch(home, port, join, env)
+            return _launch(home, port, join, env, extra)
         except ServerStartError as exc:
             if "no election member yet" not in str(exc) or attempt == JOIN_ATTEMPTS - 1:
                 raise
@@ -83,26 +100,31 @@ def _retried(home: Path, port: int, join: str, env: dict[str, str]) -> Any:
 
 
 @contextmanager
-def platforms(base: Path, n: int, env: dict[str, str]) -> Iterator[list[Any]]:
-    """``n`` platforms with homes ``base/a``, ``base/b``, ...; the others join the first.
+def platforms(
+    base: Path, n: int, env: dict[str, str], host: str = "127.0.0.1", ray: bool = False
+) -> Iterator[list[Any]]:
+    """``n`` platforms with homes ``base/a``, ``base/b``, ...; the others join the first, on
+    ``host``, each with ``--ray`` when ``ray`` (the others' Ray nodes join the first's head,
+    so ``host`` must be this machine's own address: Ray's nodes do not join over loopback).
 
     Yields their :class:`platform_core.testing.ServerProcess` (the first is the one to query);
     all are stopped on exit, whatever happened."""
     homes = [base / c for c in "abcdefgh"[:n]]
     ports = _ports(base, n)
-    first = f"127.0.0.1:{ports[0]}"
+    first = f"{host}:{ports[0]}"
+    extra = ["--host", host, *(["--ray"] if ray else [])]
     fresh = not homes[0].is_dir() or not any(homes[0].iterdir())
     procs: list[Any] = []
     try:
-        if fresh:  # the first alone, then the others join it
-            procs.append(_launch(homes[0], ports[0], None, env))
+        if fresh or ray:  # the first alone, then the others join it (and its Ray head)
+            procs.append(_launch(homes[0], ports[0], None, env, extra))
             for home, port in zip(homes[1:], ports[1:], strict=True):
-                procs.append(_launch(home, port, first, env))
+                procs.append(_retried(home, port, first, env, extra))
         else:  # a restart: together, each may wait for the others' Elkyn
             with ThreadPoolExecutor(n) as pool:
-                futures = [pool.submit(_launch, homes[0], ports[0], None, env)]
+                futures = [pool.submit(_launch, homes[0], ports[0], None, env, extra)]
                 futures += [
-                    pool.submit(_retried, h, p, first, env)
+                    pool.submit(_retried, h, p, first, env, extra)
                     for h, p in zip(homes[1:], ports[1:], strict=True)
                 ]
                 errors = []
@@ -116,4 +138,4 @@ def platforms(base: Path, n: int, env: dict[str, str]) -> Iterator[list[Any]]:
         yield procs
     finally:
         for p in reversed(procs):
-            p.stop(timeout=20)
+            p.stop(timeout=90 if ray else 20)  # a Ray head's stop takes its nodes' with it

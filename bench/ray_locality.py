@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -39,6 +38,7 @@ import httpx
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from _platforms import machine_address
 
 SECRET = "ray-locality-bench-" + "s" * 32
 PASSWORD = "ray-locality-bench-password"
@@ -70,16 +70,6 @@ JOIN_ORACLE = (
     "SELECT t.grp, count(*) AS n, sum(t.amount) AS total FROM t JOIN t AS o ON t.id = o.id "
     "WHERE t.amount > 100 AND o.amount > 500 GROUP BY t.grp"
 )
-
-
-def _address() -> str | None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("10.255.255.255", 9))  # no packet is sent: only the route is looked up
-            address: str = s.getsockname()[0]
-        except OSError:
-            return None
-    return None if address.startswith("127.") else address
 
 
 def _table(rows: int) -> pa.Table:
@@ -296,7 +286,7 @@ def main() -> None:
         "--fresh", action="store_true", help="accepted as every bench takes it: nothing is kept"
     )
     args = ap.parse_args()
-    host = _address()
+    host = machine_address()
     if host is None:
         print("ray_locality: this machine has no address but loopback; skipped")
         return

@@ -30,7 +30,14 @@ others. Shown per query: the engine that answered (``x-query-engine``: ``elytra`
 when Elytra declined) and, from one more run as ``EXPLAIN ANALYZE`` (``elytra.sqlexplain``),
 the bytes of the tasks' output gathered into the driver's merge and sent to hash exchanges,
 and the chunk bytes the coordinator read from the two others (without Ray a query runs on the
-pool of the platform that takes it: the bytes between nodes). A query that fails there is shown as failed with its error; the others go on.
+pool of the platform that takes it: the bytes between nodes). A query that fails there is
+shown as failed with its error; the others go on.
+
+``--engine 3platforms-ray`` adds ``3 platforms on Ray``: the same three, each started with
+``--ray`` on this machine's own address (the second and third Ray nodes join the first's
+head), their store under ``platforms-ray/``. The query's tasks run on the Ray node of a
+platform that holds their chunks, and a hash exchange's partitions go from task to task as Ray
+objects; the table adds the exchange bytes that moved between tasks (issue 34 item 3).
 
 Peers on one machine, where they run the query (issue 35): ``polars sql`` — Polars'
 ``SQLContext`` over ``scan_parquet`` of the same files, in-process; ``daft sql`` — ``daft.sql``
@@ -94,10 +101,13 @@ ENGINES = {
     "daft": "daft sql",
     "elytra": "elytra sql",
     "3platforms": "3 platforms",
+    "3platforms-ray": "3 platforms on Ray",
 }
-"""``--engine`` choices and the names in the results; ``elytra`` and ``3platforms`` only when
-chosen."""
-OPT_IN = ("elytra", "3platforms")
+"""``--engine`` choices and the names in the results; ``elytra``, ``3platforms`` and
+``3platforms-ray`` only when chosen."""
+OPT_IN = ("elytra", "3platforms", "3platforms-ray")
+PLATFORMS = ("3 platforms", "3 platforms on Ray")
+"""The engines that are three ``platform up`` joined: a failed query there is a finding."""
 PLATFORM_WORKERS = "1"
 """``ELYTRA_WORKERS`` of each of the three platforms: three pool workers (and three gateways,
 each a driver or a peer) on this 2-core machine. The default (one per core) would make six
@@ -228,8 +238,11 @@ def _analyzed(gw: _Gateway, sql: str) -> dict[str, Any]:
     peers = [r for r in rows if r["node"] != gw.node_id]
     return {
         "engine": "elytra",
+        "backend": plan.get("backend"),
         "to_driver": int(a["bytes_to_driver"]),
         "to_exchange": int(a["bytes_between_stages"]),
+        "exchanged_via_driver": int(a.get("exchanged_via_driver_bytes") or 0),
+        "exchanged_by_tasks": int(a.get("exchanged_by_tasks_bytes") or 0),
         "from_peers": fetched,
         "tasks": len(rows),
         "peer_tasks": len(peers),
@@ -238,16 +251,27 @@ def _analyzed(gw: _Gateway, sql: str) -> dict[str, Any]:
 
 
 @contextmanager
-def _three_platforms(base: Path, files: dict[str, Path], env: dict[str, str]) -> Iterator[Any]:
+def _three_platforms(
+    base: Path, files: dict[str, Path], env: dict[str, str], ray: bool = False
+) -> Iterator[Any]:
     """Three ``platform up`` joined into one (``bench/_platforms.py``) on a store kept under
     ``base`` (the tables uploaded once through the first gateway, replication settled); the
-    first's gateway as a :class:`_Gateway`."""
-    from _platforms import platforms
+    first's gateway as a :class:`_Gateway`. With ``ray``, each runs ``--ray`` on this
+    machine's own address (one Ray cluster, a node per platform)."""
+    from _platforms import machine_address, platforms
 
+    host = "127.0.0.1"
+    if ray:
+        found = machine_address()
+        if found is None:
+            raise SystemExit("3platforms-ray: this machine has no address but loopback")
+        host = found
+        env = {**env, "LAKE_ADVERTISE_HOST": host, "HOME": str(base / "user-home")}
+        env["RAY_USAGE_STATS_ENABLED"] = "0"
     fresh = not (base / "done").exists()
     if fresh:
         shutil.rmtree(base, ignore_errors=True)
-    with platforms(base, 3, env) as procs:
+    with platforms(base, 3, env, host=host, ray=ray) as procs:
         gw = _Gateway(procs[0].url)
         try:
             members = gw.client._call("GET", "/nodes/self").json()["members"]
@@ -453,7 +477,8 @@ def main(argv: list[str] | None = None) -> None:
         "--engine",
         action="append",
         choices=sorted(ENGINES),
-        help="run only these engines (default: all but elytra and 3platforms; duckdb always runs)",
+        help="run only these engines (default: all but the opt-in elytra, 3platforms and "
+        "3platforms-ray; duckdb always runs)",
     )
     args = ap.parse_args(argv)
     chosen = {ENGINES[e] for e in args.engine or [e for e in ENGINES if e not in OPT_IN]}
@@ -517,7 +542,7 @@ def main(argv: list[str] | None = None) -> None:
                     if wrong is not None:
                         verdict[e] = {"wrong": wrong[:300]}
                     continue
-                if e == "3 platforms":  # a query that fails is a finding: noted, the rest go on
+                if e in PLATFORMS:  # a query that fails is a finding: noted, the rest go on
                     try:
                         got = _timed(call[e], e, first)[0]
                     except Exception as exc:
@@ -531,7 +556,7 @@ def main(argv: list[str] | None = None) -> None:
                     wrong = _same(_timed(call[e], e, first)[0], want, ordered)  # warm, and check
                 if wrong is not None:
                     failures.append(f"q{n:02d} on {e}: {wrong}")
-                    if e == "3 platforms":
+                    if e in PLATFORMS:
                         verdict[e] = {"wrong": wrong[:300]}
             todo = [e for e in todo if e in call]
             # --quick: the checked call is the one timed run (there the script has only to run)
@@ -552,7 +577,7 @@ def main(argv: list[str] | None = None) -> None:
                 }
                 if e.startswith("3 nodes"):
                     row[e]["moved"] = _moved(engines[e], sql)
-                if e == "3 platforms":
+                if e in PLATFORMS:
                     row[e]["engine"] = sorted(engines[e].engines.get(sql, ()))
                     try:
                         row[e]["analyzed"] = _analyzed(engines[e], sql)
@@ -587,19 +612,24 @@ def main(argv: list[str] | None = None) -> None:
             engines["3 nodes (before)"] = stack.enter_context(_nodes(homes, before_env))
         if "elytra sql" in chosen:
             engines["elytra sql"] = stack.enter_context(_elytra(files, cache / "elytra-home"))
+        platform_env = {**env, "ELYTRA_WORKERS": PLATFORM_WORKERS}
+        if args.quick:
+            platform_env["ELYTRA_TASK_BYTES"] = QUICK_CHUNK
         if "3 platforms" in chosen:
-            platform_env = {**env, "ELYTRA_WORKERS": PLATFORM_WORKERS}
-            if args.quick:
-                platform_env["ELYTRA_TASK_BYTES"] = QUICK_CHUNK
             engines["3 platforms"] = stack.enter_context(
                 _three_platforms(cache / "platforms", files, platform_env)
+            )
+        if "3 platforms on Ray" in chosen:
+            engines["3 platforms on Ray"] = stack.enter_context(
+                _three_platforms(cache / "platforms-ray", files, platform_env, ray=True)
             )
         measure(engines)
     if engines.keys() & {"1 node", "3 nodes", "elytra sql"}:  # the lake nodes' table
         print(report(results, numbers, scale, runs, args.baseline_src is not None, args.elytra))
-    if "3 platforms" in engines:
-        print()
-        print(platforms_report(results, numbers, scale, runs))
+    for name in PLATFORMS:
+        if name in engines:
+            print()
+            print(platforms_report(results, numbers, scale, runs, name))
     peers = [e for e in PEERS if e in engines]
     if peers:
         print()
@@ -682,18 +712,23 @@ def report(
 
 
 def platforms_report(
-    results: dict[str, dict[str, Any]], numbers: list[int], scale: float, runs: int
+    results: dict[str, dict[str, Any]],
+    numbers: list[int],
+    scale: float,
+    runs: int,
+    name: str = "3 platforms",
 ) -> str:
-    """Three platforms (Elytra's route) beside DuckDB and three bare lake nodes: medians,
-    ratios, the engine that answered, and the bytes EXPLAIN ANALYZE reports."""
+    """Three platforms (engine ``name``: Elytra's route, with Ray or without) beside DuckDB
+    and three bare lake nodes: medians, ratios, the engine that answered, and the bytes
+    EXPLAIN ANALYZE reports."""
     mib = 1 << 20
     lines = [
-        f"### TPC-H at SF {scale:g} on three platforms, median of {runs} runs",
+        f"### TPC-H at SF {scale:g} on {name}, median of {runs} runs",
         "",
-        "| query | DuckDB ms | 3 nodes (lake planner) ms | 3 platforms ms | 3 nodes / DuckDB "
-        "| 3 platforms / DuckDB | engine | MiB into the coordinator | chunk MiB from peers "
-        "(between nodes) | tasks (on peers) |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+        f"| query | DuckDB ms | 3 nodes (lake planner) ms | {name} ms | 3 nodes / DuckDB "
+        f"| {name} / DuckDB | engine | MiB into the coordinator | chunk MiB from peers "
+        "| exchange MiB between tasks | tasks (on peers) |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     r3: list[float] = []
     rp: list[float] = []
@@ -702,7 +737,7 @@ def platforms_report(
         row = results.get(f"q{n:02d}", {})
         d = row.get("duckdb", {}).get("median")
         t = row.get("3 nodes", {}).get("median")
-        p = row.get("3 platforms", {})
+        p = row.get(name, {})
         a = t / d if t and d else None
         b = p["median"] / d if "median" in p and d else None
         r3 += [a] if a else []
@@ -710,22 +745,29 @@ def platforms_report(
         z = p.get("analyzed", {})
         if "failed" in p:
             cell, engine = "failed", ""
-            notes.append(f"- q{n:02d} failed on 3 platforms: {p['failed']}")
+            notes.append(f"- q{n:02d} failed on {name}: {p['failed']}")
         else:
             cell = "n/a" if "median" not in p else f"{p['median'] * 1000:.0f}"
             cell += " WRONG" if "wrong" in p else ""
             engine = "/".join(p.get("engine", []))
             if "wrong" in p:
-                notes.append(f"- q{n:02d} answered wrong on 3 platforms: {p['wrong']}")
+                notes.append(f"- q{n:02d} answered wrong on {name}: {p['wrong']}")
         if "failed" in z:
             notes.append(f"- q{n:02d}: EXPLAIN ANALYZE failed: {z['failed']}")
         if z.get("engine") == "elytra":
-            into = (z["to_driver"] + z["to_exchange"]) / mib
-            moved = f"{into:.1f} | {z['from_peers'] / mib:.1f} | {z['tasks']} ({z['peer_tasks']})"
+            on_ray = z.get("backend") == "ray"
+            between = z.get("exchanged_by_tasks", 0) if on_ray else 0
+            into = z["to_driver"] + (
+                z.get("exchanged_via_driver", 0) if on_ray else z["to_exchange"]
+            )
+            moved = (
+                f"{into / mib:.1f} | {z['from_peers'] / mib:.1f} | {between / mib:.1f} "
+                f"| {z['tasks']} ({z['peer_tasks']})"
+            )
         elif "net" in z:  # the lake's planner answered EXPLAIN ANALYZE
-            moved = f"{z['held'] / mib:.1f} (lake: held) | {z['net'] / mib:.1f} (lake: net) | "
+            moved = f"{z['held'] / mib:.1f} (lake: held) | {z['net'] / mib:.1f} (lake: net) | | "
         else:
-            moved = " | | "
+            moved = " | | | "
         lines.append(
             f"| q{n:02d} | {'n/a' if d is None else f'{d * 1000:.0f}'} "
             f"| {'n/a' if t is None else f'{t * 1000:.0f}'} | {cell} "
@@ -733,17 +775,21 @@ def platforms_report(
         )
     lines.append(
         f"| geometric mean | | | | {_times(_geomean(r3))} "
-        f"| {_times(_geomean(rp))} ({len(rp)}/{len(numbers)}) | | | | |"
+        f"| {_times(_geomean(rp))} ({len(rp)}/{len(numbers)}) | | | | | |"
     )
     lines += [
         "",
         "engine: the x-query-engine header of the timed answers. From EXPLAIN ANALYZE (one more "
-        "run): 'into the coordinator' is every task's output (plan.analyze's bytes_to_driver "
-        "plus bytes_between_stages; their split moved between two runs of q08 while the sum "
-        "stayed the same, so only the sum is shown); 'chunk MiB from peers' is what the "
-        "coordinator's lake read from the two other platforms for the query (the lake's "
-        "read_bytes: without Ray a query runs on the pool of the platform that takes it, the "
-        "chunks it lacks fetched from replicas; the bytes between nodes).",
+        "run): 'into the coordinator' is the tasks' output gathered into the driver's merge "
+        "(plan.analyze's bytes_to_driver) plus the rows of hash exchanges that passed through "
+        "the driver: without Ray every exchange's (bytes_between_stages: all tasks run on the "
+        "coordinator's pool), on Ray only those the driver partitioned "
+        "(exchanged_via_driver_bytes); 'exchange MiB between tasks' is, on Ray, the rows the "
+        "tasks partitioned on their own nodes and handed to the next stage's tasks as Ray "
+        "objects (exchanged_by_tasks_bytes). 'chunk MiB from peers' is what the coordinator's "
+        "lake read from the two other platforms for the query (the lake's read_bytes: without "
+        "Ray a query runs on the pool of the platform that takes it, the chunks it lacks "
+        "fetched from replicas; the bytes between nodes).",
     ]
     if notes:
         lines += ["", *notes]

@@ -112,6 +112,12 @@ def test_explain_and_analyze_name_stages_joins_and_bytes(
     assert sum(s["bytes_to_exchange"] for s in stages) == a["bytes_between_stages"]
     assert all(s["bytes_in"] > 0 for s in stages)
     assert "merge" in a["seconds"]
+    assert "exchanged" not in a["seconds"]  # bytes, not a phase
+    moved = a["exchanged_via_driver_bytes"] + a["exchanged_by_tasks_bytes"]
+    assert (moved > 0) == (a["bytes_between_stages"] > 0), a
+    exchanged = _run(_executor(node, tmp_path, broadcast_bytes=0), sql, "analyze").plan["analyze"]
+    assert exchanged["bytes_between_stages"] > 0, exchanged
+    assert exchanged["exchanged_via_driver_bytes"] + exchanged["exchanged_by_tasks_bytes"] > 0
 
 
 def test_what_session_sql_refuses_is_declined_with_its_reason(

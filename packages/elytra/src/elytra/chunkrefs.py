@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +26,7 @@ __all__ = [
     "chunk_ref",
     "chunk_shas",
     "pin_chunk",
+    "pin_or_fetch",
     "resolve_chunks",
     "rewrite_scans",
     "sha_of",
@@ -91,6 +93,29 @@ def pin_chunk(path: str | None, target: Path) -> str | None:
     return str(target)
 
 
+def pin_or_fetch(
+    sha: str, here: str | None, fetch: Callable[[str], bytes] | None, where: Path
+) -> str:
+    """Chunk ``sha``'s file in ``where``: this platform's copy ``here`` pinned
+    (:func:`pin_chunk`), else the bytes ``fetch(sha)`` gives, checked against the hash and
+    written once (temp file, then rename, so a reader never sees half a chunk)."""
+    target = where / f"{sha}.parquet"
+    found = pin_chunk(here, target)
+    if found is not None:
+        return found
+    if not target.exists():
+        if fetch is None:
+            raise PipelineError(f"chunk {sha[:12]} is not on this platform")
+        data = fetch(sha)
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise PipelineError(f"chunk {sha[:12]} came back with the wrong hash")
+        where.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{sha}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    return str(target)
+
+
 def resolve_chunks(
     task: Task,
     locate: Callable[[str], str | None],
@@ -103,23 +128,8 @@ def resolve_chunks(
     paths: dict[str, str] = {}
     for name in task.files:
         sha = sha_of(name)
-        if sha is None:
-            continue
-        target = where / f"{sha}.parquet"
-        found = pin_chunk(locate(sha), target)
-        if found is None:
-            if not target.exists():
-                if fetch is None:
-                    raise PipelineError(f"chunk {sha[:12]} is not on this platform")
-                data = fetch(sha)
-                if hashlib.sha256(data).hexdigest() != sha:
-                    raise PipelineError(f"chunk {sha[:12]} came back with the wrong hash")
-                where.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(f".{sha}.{os.getpid()}.tmp")
-                tmp.write_bytes(data)
-                os.replace(tmp, target)
-            found = str(target)
-        paths[name] = found
+        if sha is not None:
+            paths[name] = pin_or_fetch(sha, locate(sha), fetch, where)
     if not paths:
         return task
     plan = json.dumps(rewrite_scans(json.loads(task.plan), paths), separators=(",", ":"))

@@ -7,13 +7,12 @@ stage runs here under ``driver_mem_cap``, the tasks on the backend under ``worke
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,7 @@ from emsqrt.planning import SchemaResolver, inner_joins
 from platform_core import PlatformError, Schema, new_id
 
 from .backends import Backend
-from .chunkrefs import chunk_ref, chunk_shas, pin_chunk
+from .chunkrefs import chunk_ref, chunk_shas, pin_or_fetch
 from .errors import (
     ExchangeLostError,
     JobCancelledError,
@@ -113,6 +112,12 @@ class JobStats:
     )
     """Bytes of rows that went into hash exchanges: partitioned by the driver (rows that came
     to it) or by the tasks themselves (on their own machine, never through the driver)."""
+
+    def start_again(self) -> None:
+        """Zero every count for a run again from the sources, and count that run."""
+        fresh = JobStats(self.job_id, reruns=self.reruns + 1)
+        for f in fields(self):
+            setattr(self, f.name, getattr(fresh, f.name))
 
 
 class Driver:
@@ -585,9 +590,8 @@ class Driver:
                 if rerun == EXCHANGE_RERUNS or job.cancel_event.is_set():
                     raise
                 log.warning("job %s runs again: %s", job.id, exc.message)
-                reruns = stats.reruns + 1  # the record counts the run again, not the lost one
-                vars(stats).update(vars(JobStats(stats.job_id)), reruns=reruns)
-                job.update(reruns=reruns, tasks=_tasks(stats, 0))
+                stats.start_again()  # the record counts the run again, not the lost one
+                job.update(reruns=stats.reruns, tasks=_tasks(stats, 0))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _execute_once(
@@ -1092,22 +1096,12 @@ def _fetch_all(
     cancel: threading.Event,
 ) -> dict[str, str]:
     """Each chunk of ``chunks`` (sha, this node's copy or "") in ``where``: this node's copy
-    pinned (:func:`~elytra.chunkrefs.pin_chunk`), else fetched (checked by the lake),
-    ``FETCHES`` at once: sha -> its file. A set ``cancel`` raises :class:`JobCancelledError`
+    pinned, else fetched (:func:`~elytra.chunkrefs.pin_or_fetch`), ``FETCHES`` at once: sha -> its file. A set ``cancel`` raises :class:`JobCancelledError`
     at once; the fetches still running end on their own (the job's directory goes with it)."""
     here = dict(chunks)
 
     def one(sha: str) -> str:
-        target = where / f"{sha}.parquet"
-        pinned = pin_chunk(here[sha] or None, target)
-        if pinned is not None:
-            return pinned
-        if not target.exists():
-            data = fetch(sha, origin)
-            tmp = target.with_name(f".{sha}.{threading.get_ident()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
-        return str(target)
+        return pin_or_fetch(sha, here[sha] or None, lambda sha: fetch(sha, origin), where)
 
     pool = ThreadPoolExecutor(FETCHES, thread_name_prefix="elytra-fetch")
     try:

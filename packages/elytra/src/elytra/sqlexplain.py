@@ -175,7 +175,9 @@ def analyze_json(
         for k, v in sorted(by_stage.items())
         if k >= n
     ]
-    phases = {k: v.get("seconds") for k, v in dict(job_record.get("stages") or {}).items()}
+    recorded = dict(job_record.get("stages") or {})
+    exchanged = dict(recorded.pop("exchanged", None) or {})
+    phases = {k: v.get("seconds") for k, v in recorded.items()}
     everything = _totals(records, sides)
     out["analyze"] = {
         "seconds": phases,
@@ -185,6 +187,10 @@ def analyze_json(
         "bytes_read": everything["bytes_in"],
         "bytes_between_stages": everything["bytes_to_exchange"],
         "bytes_to_driver": everything["bytes_to_driver"],
+        # of the exchanges' rows: those the driver partitioned (they came into it), and those
+        # the tasks partitioned on their own node (never through the driver)
+        "exchanged_via_driver_bytes": int(exchanged.get("via_driver_bytes") or 0),
+        "exchanged_by_tasks_bytes": int(exchanged.get("by_tasks_bytes") or 0),
         "spilled_bytes": int(job_record.get("spilled_bytes") or 0),
     }
     return out
