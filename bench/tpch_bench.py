@@ -70,6 +70,7 @@ import atexit
 import json
 import math
 import os
+import secrets
 import shutil
 import statistics
 import sys
@@ -231,6 +232,7 @@ def _analyzed(gw: _Gateway, sql: str) -> dict[str, Any]:
         moves = [r for r in rows if r.get("kind") == "moved"]
         return {
             "engine": plan.get("engine", "lake"),
+            "why": str(plan.get("why") or ""),
             "net": sum(int(r["bytes"]) for r in moves),
             "held": sum(int(r.get("gathered") or r["bytes"]) for r in moves),
         }
@@ -268,6 +270,8 @@ def _three_platforms(
         host = found
         env = {**env, "LAKE_ADVERTISE_HOST": host, "HOME": str(base / "user-home")}
         env["RAY_USAGE_STATS_ENABLED"] = "0"
+        # off loopback a gateway wants an admin password; the bench signs its own tokens
+        env["PLATFORM_ADMIN_PASSWORD"] = secrets.token_urlsafe(24)
     fresh = not (base / "done").exists()
     if fresh:
         shutil.rmtree(base, ignore_errors=True)
@@ -765,6 +769,7 @@ def platforms_report(
                 f"| {z['tasks']} ({z['peer_tasks']})"
             )
         elif "net" in z:  # the lake's planner answered EXPLAIN ANALYZE
+            notes.append(f"- q{n:02d} on the lake's planner: {z.get('why') or 'no reason given'}")
             moved = f"{z['held'] / mib:.1f} (lake: held) | {z['net'] / mib:.1f} (lake: net) | | "
         else:
             moved = " | | | "

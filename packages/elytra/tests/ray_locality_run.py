@@ -7,7 +7,8 @@ the Ray backend attached to that cluster and prints its rows, record and placeme
 Usage: ``python ray_locality_run.py SPEC_JSON`` with ``home`` (the lake's home), ``dirs``
 (lake node id -> its chunk directory), ``all`` (every chunk, where a fetch reads), ``work``
 (each node's work directory's parent), ``job`` (``"join"``: a self-join through a hash
-exchange before the group-by), ``drop`` (chunks removed from a node after placement
+exchange before the group-by; ``"side"``: ``SIDE_SQL``, whose ``IN`` side runs first and is
+broadcast to tasks that also read chunks), ``drop`` (chunks removed from a node after placement
 was decided: ``[[node, sha], ...]``), ``kill`` (slow tasks, and a Ray node other than the
 driver's SIGKILLed while they run; ``"head"``: the head, the GCS; ``"exchange"``: with
 ``job="join"``, a node once the exchange's partition tasks run).
@@ -90,6 +91,15 @@ class Dropping(DirCluster):
 
 SLOW_SECONDS = float(os.environ.get("RAY_LOCALITY_SLOW", "0.4"))
 """How long a slowed task sleeps per batch."""
+
+
+SIDE_SQL = (
+    "SELECT grp, count(*) AS n, sum(amount) AS total FROM sales WHERE amount > 50 "
+    "AND grp IN (SELECT grp FROM sales WHERE amount > 990 GROUP BY grp HAVING count(*) > 40) "
+    "GROUP BY grp"
+)
+"""A query whose ``IN`` side (a small group-by) runs first: the main stage's tasks read their
+chunks and the side's result, a file on the driver's machine."""
 
 
 def _slowly(batch: Any) -> Any:
@@ -193,7 +203,8 @@ def main() -> None:
             if spec.get("kill"):  # slow tasks, so that a node dies while they run
                 source = source.map_batches(_slowly, schema=source.schema)
                 # (after a join: its partition tasks are the slow ones)
-            job = source.group_by("grp").agg("count(*) AS n", "sum(amount) AS total").submit()
+            grouped = source.group_by("grp").agg("count(*) AS n", "sum(amount) AS total")
+            job = (s.sql(SIDE_SQL) if spec.get("job") == "side" else grouped).submit()
             if spec.get("kill") == "head":  # the GCS: the job cannot finish
                 again = s.dataset("sales").group_by("grp").agg("count(*) AS n")
                 return _head_killed(cluster, job, lambda: again)

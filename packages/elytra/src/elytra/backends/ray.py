@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .._ray import import_ray, ray_init_hint
-from ..chunkrefs import chunk_shas, resolve_chunks
+from ..chunkrefs import chunk_shas, resolve_chunks, sha_of
 from ..errors import BackendUnavailableError, ExchangeLostError, PipelineError
 from ..scheduler import Failed, Moved, Outcome, Scheduler, Watch
 from ..shuffle import Shuffle
@@ -49,7 +49,6 @@ from .rayhealth import RayHealth
 from .raynodes import NODE_VAR, NotHere, lake_nodes, resolved_here
 from .rayobjects import (
     ObjectRegistry,
-    chunks_besides_objects,
     is_object,
     object_keys,
     pack,
@@ -358,9 +357,11 @@ class _RayAttempts:
 
     def _resolved(self, task: Task) -> Task:
         """``task`` with its chunk names resolved on this platform (fetched from a replica
-        into the job's directory when this node lacks one); as is when it names none."""
+        into the job's directory when this node lacks one); as is when it names none. A task
+        that also reads a file of this machine (a side run first) has its chunks resolved
+        too: it can run only here."""
         c = self._cluster
-        if c is None or not chunks_besides_objects(task):
+        if c is None or not any(sha_of(f) for f in task.files):
             return task
         return resolve_chunks(task, c.locate, c.fetch, Path(task.spill_dir).parent / "chunks")
 
