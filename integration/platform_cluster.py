@@ -23,7 +23,7 @@ import pytest
 from servers import command, launch
 
 from platform_core.auth import TokenSigner
-from platform_core.testing import ServerProcess
+from platform_core.testing import ServerProcess, free_port
 
 __all__ = [
     "COMPACT",
@@ -197,11 +197,14 @@ def write_in_newer_term(
 
 
 def join(base: Path, name: str, through: str, env: dict[str, str] | None = None) -> ServerProcess:
-    """Start a platform in ``base/name`` joining the one at ``through`` (its URL)."""
+    """Start a platform in ``base/name`` joining the one at ``through`` (its URL), on a port
+    below the ephemeral range (``free_port``): tests restart a platform on its port, which a
+    port-0 pick would share with every process's outgoing connections."""
     address = through.split("//", 1)[1]
     home = base / name / "home"
+    port = str(free_port())
     return launch(
-        [str(command("platform")), "up", "--port", "0", "--home", str(home), "--join", address],
+        [str(command("platform")), "up", "--port", port, "--home", str(home), "--join", address],
         base / name,
         env={**FAST, **(env or {})},
     )
@@ -210,9 +213,10 @@ def join(base: Path, name: str, through: str, env: dict[str, str] | None = None)
 def start_cluster(base: Path, n: int = 3, env: dict[str, str] | None = None) -> Cluster:
     """``n`` platforms, the others joined to the first; returns once each sees all ``n``."""
     first_home = base / "p0" / "home"
+    port = str(free_port())  # kept over restarts: see join()
     nodes = [
         launch(
-            [str(command("platform")), "up", "--port", "0", "--home", str(first_home)],
+            [str(command("platform")), "up", "--port", port, "--home", str(first_home)],
             base / "p0",
             env={**FAST, **(env or {})},
         )

@@ -117,6 +117,8 @@ def test_the_election_port_is_kept_across_restarts_and_a_taken_one_refused(
 ) -> None:
     first = election_port(tmp_path, "127.0.0.1", None)
     assert election_port(tmp_path, "127.0.0.1", None) == first  # a member's address stays
+    # picked below the ephemeral range: no client's connection takes it before a restart
+    assert first < int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import ast
 import os
 import queue
-import random
 import re
 import signal
 import socket
@@ -33,6 +32,7 @@ from types import ModuleType
 from typing import Any
 
 from ._linearizable import Op, linearizable
+from .ports import bind_lasting
 
 __all__ = [
     "SERVICE_KIT_MODULES",
@@ -64,35 +64,13 @@ class ServerStartError(RuntimeError):
 def free_port(host: str = "127.0.0.1") -> int:
     """A port that was free a moment ago; prefer ``--port 0`` where a server can report it.
 
-    Picked at random below the kernel's ephemeral range (and above Ray's worker ports), not by
-    binding port 0: a port-0 pick is an ephemeral port, which any process's next outgoing
+    Picked below the kernel's ephemeral range (:func:`platform_core.ports.bind_lasting`), not
+    by binding port 0: a port-0 pick is an ephemeral port, which any process's next outgoing
     connection may take before the server binds it (a CI run lost a test to that).
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    low, high = _PICK_FROM, min(_PICK_TO, _ephemeral_low())
-    for _ in range(200) if low < high else ():
-        port = _random.randrange(low, high)
-        with socket.socket(family, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind((host.strip("[]"), port))
-            except OSError:
-                continue
-            return port
     with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host.strip("[]"), 0))
-        return int(sock.getsockname()[1])
-
-
-_PICK_FROM, _PICK_TO = 20000, 32768  # Ray's worker ports end at 19999; Linux's ephemeral start
-_random = random.SystemRandom()
-
-
-def _ephemeral_low() -> int:
-    """The first port of the kernel's ephemeral range (Linux's default where unreadable)."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return _PICK_TO
+        return bind_lasting(sock, host)
 
 
 def stop_process(

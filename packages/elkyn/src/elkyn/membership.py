@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from platform_core import NotFoundError
+from platform_core.ports import bind_lasting
 
 from .errors import InvalidDataError, MemberInUseError, PrimaryUnavailableError
 
@@ -332,7 +333,8 @@ def advertised(host: str) -> str:
 def election_port(directory: Path | None, host: str, wanted: int | None) -> int:
     """The Raft port: ``wanted`` (``ELKYN_ELECTION_PORT``), else the one this home used before
     (kept in ``<db>/election.port``: a Raft member's address must survive a restart), else a
-    free one; a clear error when it is taken."""
+    free one below the ephemeral range (where no client's connection takes it before the
+    restart, :mod:`platform_core.ports`); a clear error when it is taken."""
     saved = None if directory is None else directory / "election.port"
     port = wanted
     if port is None and saved is not None and saved.exists():
@@ -341,11 +343,13 @@ def election_port(directory: Path | None, host: str, wanted: int | None) -> int:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as pysyncobj binds
-        try:
-            sock.bind((host.strip("[]"), port or 0))
-        except OSError:
-            raise _port_taken(port, host, kept=wanted is None) from None
-        port = int(sock.getsockname()[1])
+        if not port:  # none given or kept (or 0): pick one
+            port = bind_lasting(sock, host)
+        else:
+            try:
+                sock.bind((host.strip("[]"), port))
+            except OSError:
+                raise _port_taken(port, host, kept=wanted is None) from None
     if saved is not None:
         saved.write_text(f"{port}\n")
     return port
