@@ -5,6 +5,7 @@ cluster is ``test_ray_locality.py``'s exchange test."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -12,7 +13,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from elytra.backends.rayobjects import ObjectRegistry, is_object, object_keys, pack, unpack
+from elytra.backends.rayobjects import (
+    ObjectRegistry,
+    is_object,
+    object_keys,
+    pack,
+    placement_view,
+    ship_files,
+    unpack,
+)
 from elytra.errors import ExchangeLostError, PipelineError
 from elytra.task import Task
 
@@ -155,3 +164,37 @@ def test_a_job_that_lost_an_exchange_runs_again_once(tmp_path: Path, losses: int
             with pytest.raises(ExchangeLostError, match="submit again"):
                 job.result()
     assert backend.runs == losses + (losses == 1)  # the run lost, then the one run again
+
+
+CHUNK = "lake-chunk:" + "c" * 64
+
+
+def test_a_side_file_is_shipped_once_and_read_back_where_the_task_runs(tmp_path: Path) -> None:
+    """Every task of a stage reads its chunk and the same side file of the driver's machine:
+    the file becomes one object (put once), each task names it, and unpacking gives the
+    task a file with the same rows. Tasks without a chunk, or with too big a file, stay."""
+    side = tmp_path / "side.parquet"
+    pq.write_table(pa.table({"k": [1, 2, 3]}), side)
+    plan = json.dumps({"op": "join", "inputs": [{"op": "scan", "path": str(side)}]})
+    tasks = [
+        Task(f"j-s0-t{i}", 0, plan, 1 << 20, "/nowhere", files=(CHUNK, str(side)), shared_files=1)
+        for i in range(3)
+    ]
+    alone = Task("j-s0-t9", 0, plan, 1 << 20, "/nowhere", files=(str(side),))
+    put: list[list[bytes]] = []
+    out, objects, nbytes = ship_files([*tasks, alone], lambda b: put.append(b) or len(put))
+    assert put == [[side.read_bytes()]]  # one object for every reader
+    assert nbytes == side.stat().st_size
+    assert objects == {"ship0-a0-p0": 1}
+    name = "ray-object:ship0-a0-p0-f0"
+    assert all(t.files == (CHUNK, name) for t in out[:3])
+    assert out[3] is alone  # no chunk: nothing to go with
+    ready = unpack(out[0], {"ship0-a0-p0": put[0]}, tmp_path / "there")
+    path = json.loads(ready.plan)["inputs"][0]["path"]
+    assert duckdb.sql(f"SELECT sum(k) FROM '{path}'").fetchall() == [(6,)]
+    view = placement_view(out[0])
+    assert (view.files, view.shared_files) == ((CHUNK,), 0)  # the side was the shared one
+    big, _, _ = ship_files(tasks, lambda b: 1, limit=side.stat().st_size - 1)
+    assert big == tasks  # over the limit: they stay on the driver's node
+    gone, _, _ = ship_files([replace(tasks[0], files=(CHUNK, "/no/such.parquet"))], lambda b: 1)
+    assert gone[0].files == (CHUNK, "/no/such.parquet")

@@ -25,7 +25,7 @@ from emsqrt.planning import SchemaResolver, inner_joins
 from platform_core import PlatformError, Schema, new_id
 
 from .backends import Backend
-from .chunkrefs import chunk_ref, chunk_shas, pin_or_fetch
+from .chunkrefs import chunk_ref, pin_or_fetch, sha_of
 from .errors import (
     ExchangeLostError,
     JobCancelledError,
@@ -832,7 +832,8 @@ class Driver:
         """Run ``tasks``; each result goes where its stage is routed (an exchange's side, or
         a merge input, after which ``added`` may reroute the stage)."""
         if tasks:
-            chunks = {t.id: chunk_shas(t) for t in tasks}  # the record names what each read
+            # the record names the chunks each read (besides a side run first, an exchange's)
+            chunks = {t.id: [s for f in t.files if (s := sha_of(f))] for t in tasks}
             for result in self.backend.run(
                 tasks, job.cancel_event, lambda: self._started(job, stats)
             ):

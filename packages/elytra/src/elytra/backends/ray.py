@@ -52,6 +52,8 @@ from .rayobjects import (
     is_object,
     object_keys,
     pack,
+    placement_view,
+    ship_files,
     unpack,
 )
 
@@ -179,10 +181,13 @@ class RayBackend:
         self.objects = ObjectRegistry()
         """Exchange partitions held in Ray's object store (:mod:`.rayobjects`)."""
         self._cluster: Callable[[], ChunkCluster | None] | None = None
-        self.stats: dict[str, int] = {"here": 0, "placed": 0, "moved": 0, "exchanged_bytes": 0}
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("here", "placed", "moved", "exchanged_bytes", "shipped_bytes"), 0
+        )
         """Tasks run on the driver's node, placed on a node holding their chunks (or their
-        exchange objects), and given back by such a node (it lacked a chunk) to run here; and
-        the partition bytes placed tasks sent as objects (``platform status``)."""
+        exchange objects), and given back by such a node (it lacked a chunk) to run here; the
+        partition bytes placed tasks sent as objects; and the bytes of this machine's files
+        (sides run first) sent with tasks as objects (``platform status``)."""
 
     def attach(self, cluster: Callable[[], ChunkCluster | None]) -> None:
         """Place tasks that read lake chunks on the Ray nodes of the platforms holding them
@@ -229,15 +234,20 @@ class RayBackend:
     ) -> Iterator[TaskResult]:
         cluster = self._chunk_cluster()
         where: dict[str, str] = {}
-        if cluster is not None and any(chunk_shas(t) is not None for t in tasks):
-            where = self._placement(tasks, cluster)
+        shipped: dict[str, Any] = {}
+        if cluster is not None and self.resolves_chunks:  # a side run first goes with them
+            tasks, shipped, nbytes = ship_files(tasks, self._put)
+            self.stats["shipped_bytes"] += nbytes
+        views = [placement_view(t) for t in tasks]
+        if cluster is not None and any(chunk_shas(t) is not None for t in views):
+            where = self._placement(views, cluster)
         readers = {
             t.id: object_keys(t.files)
             for t in tasks
             if t.files and all(is_object(f) for f in t.files)
         }
         where.update(self.objects.place(readers))  # an exchange's partitions where their bytes are
-        attempts = _RayAttempts(self, where, cluster)
+        attempts = _RayAttempts(self, where, cluster, shipped)
         scheduler = Scheduler(attempts, max_attempts=self.max_attempts)
         return scheduler.run(tasks, cancel, started)
 
@@ -259,6 +269,12 @@ class RayBackend:
 
         placed = place(tasks, me, peers, holds, slots, complete=True)
         return {tid: nodes[n][0] if n in nodes else self.node_id for tid, n in placed.items()}
+
+    @staticmethod
+    def _put(files: list[bytes]) -> Any:
+        import ray
+
+        return ray.put(files)
 
     def release(self, job: str) -> None:
         """Let go of job ``job``'s exchange objects still held (Ray frees them)."""
@@ -301,9 +317,16 @@ class _RayAttempts:
     and every other runs on the driver's node, its chunk names resolved here."""
 
     def __init__(
-        self, backend: RayBackend, where: dict[str, str], cluster: ChunkCluster | None
+        self,
+        backend: RayBackend,
+        where: dict[str, str],
+        cluster: ChunkCluster | None,
+        shipped: dict[str, Any] | None = None,
     ) -> None:
         self._remote, self._placed, self._where = backend._remote, backend._placed, where
+        self._shipped = shipped or {}
+        """Files of this machine the run's tasks read, as objects (:func:`ship_files`): held
+        until the run ends, as every task of a stage may read them."""
         self._cluster, self._stats = cluster, backend.stats
         self._tasks: dict[Any, Task] = {}
         self._parts: dict[Any, list[Any]] = {}  # a placed task's partition objects
@@ -335,7 +358,9 @@ class _RayAttempts:
         keys = object_keys(task.files)
         node = self._node(task, keys)
         try:
-            refs = self.objects.refs(keys)
+            exchanged = [k for k in keys if k not in self._shipped]
+            held = dict(zip(exchanged, self.objects.refs(exchanged), strict=True))
+            refs = [self._shipped[k] if k in self._shipped else held[k] for k in keys]
             if node is not None:
                 returns = 1 + Shuffle.from_json(task.exchange).parts if task.exchange else 1
                 text = replace(task, result_file="").to_json()

@@ -12,17 +12,24 @@ the node that made them to the node that runs it, which writes them to files of 
 reads them there (:func:`unpack`). The driver places those tasks by the bytes of their inputs
 each node holds, spread over the nodes (:meth:`ObjectRegistry.place`), so most of a
 partition does not move and every node reads its share.
+
+A task that reads lake chunks and a small file of the driver's machine (the result of a side
+run first, which every task of its stage reads) would be tied to the driver's node by that
+file. :func:`ship_files` puts each such file into the object store once per run (a one-file
+object, ``ray-object:ship<n>-a0-p0-f0``), so the task goes where its chunks are, like any
+other, and reads the file as it reads a partition.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..chunkrefs import chunk_shas, rewrite_scans
+from ..chunkrefs import chunk_shas, rewrite_scans, sha_of
 from ..errors import ExchangeLostError, PipelineError
 from ..task import Task
 
@@ -33,6 +40,7 @@ __all__ = [
     "is_object",
     "object_keys",
     "pack",
+    "ship_files",
     "unpack",
 ]
 
@@ -50,6 +58,57 @@ def chunks_besides_objects(task: Task) -> list[str] | None:
     when it also reads another file (one of the driver's machine)."""
     names = tuple(f for f in task.files if not is_object(f))
     return chunk_shas(replace(task, files=names)) if names else []
+
+
+SHIP_BYTES = 64 << 20
+"""The most bytes of driver-side files one task may have shipped (a side run first is broadcast
+only under ``ELYTRA_BROADCAST_BYTES``); a task reading more stays on the driver's node."""
+
+
+def ship_files(
+    tasks: Sequence[Task], put: Callable[[list[bytes]], Any], limit: int = SHIP_BYTES
+) -> tuple[list[Task], dict[str, Any], int]:
+    """``tasks`` with each small file of this machine that a chunk-reading task reads (not a
+    chunk, not an object) renamed to an object of its bytes (``put([bytes])``: one per file,
+    shared by every task that reads it); the objects by key, and their bytes. A task reading
+    no chunk, or more than ``limit`` bytes of such files, is left as it is."""
+    shipped: dict[str, tuple[str, Any, int]] = {}  # path -> (key, object, bytes)
+    out: list[Task] = []
+    for task in tasks:
+        local = [f for f in task.files if not is_object(f) and sha_of(f) is None]
+        if not local or len(local) == len(task.files) or any(is_object(f) for f in task.files):
+            out.append(task)
+            continue
+        try:
+            sizes = {f: Path(f).stat().st_size for f in local}
+        except OSError:  # not a file here (a URL, a glob): the task reads it where it runs
+            out.append(task)
+            continue
+        if sum(sizes.values()) > limit:
+            out.append(task)
+            continue
+        names: dict[str, str] = {}
+        for f in local:
+            if f not in shipped:
+                key = f"ship{len(shipped)}-a0-p0"
+                shipped[f] = (key, put([Path(f).read_bytes()]), sizes[f])
+            names[f] = f"{OBJECT_REF}{shipped[f][0]}-f0"
+        plan = json.dumps(rewrite_scans(json.loads(task.plan), names), separators=(",", ":"))
+        out.append(replace(task, plan=plan, files=tuple(names.get(f, f) for f in task.files)))
+    objects = {key: ref for key, ref, _ in shipped.values()}
+    return out, objects, sum(n for _, _, n in shipped.values())
+
+
+def placement_view(task: Task) -> Task:
+    """``task`` as placement sees it: its chunks only (its objects go wherever it runs), the
+    broadcast sides among them still counted as shared (``Task.shared_files``)."""
+    objects = [i for i, f in enumerate(task.files) if is_object(f)]
+    if not objects:
+        return task
+    tail = len(task.files) - task.shared_files
+    shared = task.shared_files - sum(1 for i in objects if i >= tail)
+    files = tuple(f for f in task.files if not is_object(f))
+    return replace(task, files=files, shared_files=max(0, shared))
 
 
 def _parse(name: str) -> tuple[str, int]:
