@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from elytra.backends import InlineBackend
@@ -143,3 +145,39 @@ def test_a_cancel_ends_the_run_as_the_lakes_timeout_error(
     cancelled.set()
     with pytest.raises(QueryTimeoutError, match="cancelled"):
         _run(_executor(node, tmp_path), QUERIES[3], cancelled=cancelled)
+
+
+EMPTY_SIDES = (
+    "SELECT count(*) FROM fact WHERE k NOT IN (SELECT k FROM empty)",
+    "SELECT count(*) FROM fact WHERE k IN (SELECT k FROM empty)",
+    "SELECT count(*) FROM fact f WHERE NOT EXISTS (SELECT 1 FROM empty e WHERE e.k = f.k)",
+    "SELECT f.k, e.s FROM fact f LEFT JOIN empty e ON f.k = e.k ORDER BY f.k LIMIT 5",
+    "SELECT count(*) FROM empty",
+)
+
+
+@pytest.mark.parametrize("sql", EMPTY_SIDES)
+def test_a_dataset_of_no_chunks_as_a_side_is_planned_and_equals_duckdb(
+    tmp_path: Path, sql: str
+) -> None:
+    """A lake dataset of no rows has no chunks, so its broadcast side had no file to scan:
+    found from outside, ``NOT IN (SELECT k FROM empty)`` failed at run time ("union: needs at
+    least one input") and went to the lake's planner."""
+    empty = pa.table({"k": pa.array([], pa.int64()), "s": pa.array([], pa.string())})
+    pq.write_table(empty, tmp_path / "empty.parquet")
+    pq.write_table(
+        pa.table({"k": list(range(300)), "v": [i % 7 for i in range(300)]}),
+        tmp_path / "fact.parquet",
+    )
+    node = LakeNode(lake_settings(None, home=tmp_path / "home", chunk_bytes=128 * 1024))
+    try:
+        for name in ("empty", "fact"):
+            node.ingest(tmp_path / f"{name}.parquet", name, owner="alice")
+        got = _run(_executor(node, tmp_path / "es"), sql).table  # declined: SQLDeclined
+    finally:
+        node.stop()
+    con = duckdb.connect()
+    for name in ("empty", "fact"):
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM '{tmp_path / name}.parquet'")
+    rows = [tuple(norm(v) for v in r.values()) for r in got.to_pylist()]
+    assert rows == [tuple(norm(v) for v in r) for r in con.sql(sql).fetchall()]

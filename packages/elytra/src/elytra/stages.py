@@ -38,13 +38,20 @@ backend (``emsqrt.physical.aggregate.state_schema``).
 
 from __future__ import annotations
 
+import atexit
+import hashlib
 import math
+import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from emsqrt import plan as lp
 from emsqrt.planning import (
@@ -452,6 +459,27 @@ def _scans(
     return scans[0] if len(scans) == 1 else lp.Union(tuple(scans))
 
 
+def empty_scan(schema: pa.Schema) -> lp.Node:
+    """A scan of no rows with ``schema``'s columns: the broadcast side of an empty source (a
+    lake dataset of no chunks), which has no file of its own to read. The file is written once
+    per schema, in a directory of this process's own."""
+    global _EMPTY_DIR
+    with _EMPTY_LOCK:
+        if _EMPTY_DIR is None:
+            _EMPTY_DIR = Path(tempfile.mkdtemp(prefix="elytra-empty-"))
+            atexit.register(shutil.rmtree, _EMPTY_DIR, True)
+        path = _EMPTY_DIR / f"{hashlib.sha256(schema.serialize()).hexdigest()[:32]}.parquet"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            pq.write_table(schema.empty_table(), tmp)
+            os.replace(tmp, path)
+    return lp.Scan(str(path), "parquet", Schema.from_arrow(schema))
+
+
+_EMPTY_DIR: Path | None = None
+_EMPTY_LOCK = threading.Lock()
+
+
 def task_plan(stage: Stage, part: Part | tuple[str, ...] | lp.Node) -> str:
     """The stage's plan over ``part`` of its source (its files, each whole or the row groups
     the part names; or the node that reads it: an exchange partition's join) and every file
@@ -466,7 +494,8 @@ def task_plan(stage: Stage, part: Part | tuple[str, ...] | lp.Node) -> str:
 
     def whole(node: lp.Node, src: Source) -> lp.Node:
         if isinstance(node, lp.Input) and node.name == src.name:
-            return _scans(src, tuple(f for p in src.parts(1 << 62) for f in p.files))
+            files = tuple(f for p in src.parts(1 << 62) for f in p.files)
+            return _scans(src, files) if files else empty_scan(src.schema)
         kids = lp.children(node)
         return lp.replace_children(node, tuple(whole(k, src) for k in kids)) if kids else node
 

@@ -11,13 +11,18 @@ stayed ``queued`` for good, its thread blocked in ``ray.nodes()`` at placement.
 seconds. :meth:`RayHealth.nodes` gives the latest answer, waiting for a fresh one at most
 until Ray has been silent for ``silence`` seconds; :meth:`RayHealth.check` (on every poll of
 a run) raises once the driver's node is dead or Ray has been silent that long. Both raise
-``BackendUnavailableError`` (503: submit again once Ray is back).
+``BackendUnavailableError`` (503: submit again once Ray is back). Once Ray has been found
+silent, a later call waits for a fresh answer only ``every`` + 1 seconds, not ``silence``
+again, until Ray answers: found from outside, after the Ray head's platform was killed and
+restarted (a new head the others did not join), every query through another platform waited
+30 s before the lake's planner answered it.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import BackendUnavailableError
@@ -32,9 +37,17 @@ class RayHealth:
     """See the module docstring. ``node_id``: the driver's Ray node."""
 
     def __init__(
-        self, node_id: str, every: float = EVERY_SECONDS, silence: float = SILENCE_SECONDS
+        self,
+        node_id: str,
+        every: float = EVERY_SECONDS,
+        silence: float = SILENCE_SECONDS,
+        probe: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.node_id, self.every, self.silence = node_id, every, silence
+        self._nodes_of = probe or _ray_nodes
+        """``ray.nodes()``: may block for as long as the GCS is unreachable."""
+        self._found_silent = False
+        """Ray was silent past ``silence`` and has not answered since."""
         self._cond = threading.Condition()
         self._asked = -float("inf")
         self._answered = time.monotonic()
@@ -54,10 +67,11 @@ class RayHealth:
                 if self._nodes is not None and now - self._answered <= self.every:
                     return list(self._nodes)
                 quiet = now - max(self._answered, start)
-                if quiet > self.silence:
-                    raise BackendUnavailableError(_silent(quiet))
+                if quiet > self._limit():
+                    self._found_silent = True
+                    raise BackendUnavailableError(_silent(now - self._answered))
                 self._ask(now)
-                self._cond.wait(timeout=min(1.0, self.silence - quiet + 0.01))
+                self._cond.wait(timeout=min(1.0, self._limit() - quiet + 0.01))
 
     def check(self, since: float) -> None:
         """Raise if Ray is gone; ``since``: when the run began (silence before it is not
@@ -65,12 +79,18 @@ class RayHealth:
         now = time.monotonic()
         with self._cond:
             self._ask(now)
-            gone, answered = self._gone, self._answered
+            gone, answered, limit = self._gone, self._answered, self._limit()
+            quiet = now - max(answered, since)
+            if gone is None and quiet > limit:
+                self._found_silent = True
         if gone is not None:
             raise BackendUnavailableError(gone)
-        quiet = now - max(answered, since)
-        if quiet > self.silence:
-            raise BackendUnavailableError(_silent(quiet))
+        if quiet > limit:
+            raise BackendUnavailableError(_silent(now - answered))
+
+    def _limit(self) -> float:
+        """How long silence may last before a call raises (lock held)."""
+        return self.every + 1.0 if self._found_silent else self.silence
 
     def _ask(self, now: float) -> None:
         """Start a probe unless one runs or one started less than ``every`` ago (lock held)."""
@@ -79,16 +99,15 @@ class RayHealth:
             threading.Thread(target=self._probe, name="elytra-ray-health", daemon=True).start()
 
     def _probe(self) -> None:
-        import ray
-
         try:
-            nodes: list[dict[str, Any]] | None = ray.nodes()  # type: ignore[no-untyped-call]
+            nodes: list[dict[str, Any]] | None = self._nodes_of()
         except Exception:  # Ray's own errors while its GCS is unreachable: no answer
             nodes = None
         with self._cond:
             self._probing = False
             if nodes:
                 self._nodes, self._answered = nodes, time.monotonic()
+                self._found_silent = False
                 mine = [n for n in nodes if n.get("NodeID") == self.node_id]
                 if mine and not mine[0].get("Alive"):
                     self._gone = (
@@ -97,6 +116,12 @@ class RayHealth:
                         "shows Ray's state"
                     )
             self._cond.notify_all()
+
+
+def _ray_nodes() -> list[dict[str, Any]]:
+    import ray
+
+    return ray.nodes()  # type: ignore[no-any-return,no-untyped-call]
 
 
 def _silent(quiet: float) -> str:
