@@ -43,6 +43,7 @@ import hashlib
 import math
 import os
 import shutil
+import stat
 import tempfile
 import threading
 from collections.abc import Callable
@@ -461,19 +462,35 @@ def _scans(
 
 def empty_scan(schema: pa.Schema) -> lp.Node:
     """A scan of no rows with ``schema``'s columns: the broadcast side of an empty source (a
-    lake dataset of no chunks), which has no file of its own to read. The file is written once
-    per schema, in a directory of this process's own."""
+    lake dataset of no chunks), which has no file of its own to read. One file per schema,
+    written once (temp file, then rename) and kept for every later query."""
     global _EMPTY_DIR
     with _EMPTY_LOCK:
-        if _EMPTY_DIR is None:
-            _EMPTY_DIR = Path(tempfile.mkdtemp(prefix="elytra-empty-"))
-            atexit.register(shutil.rmtree, _EMPTY_DIR, True)
+        if _EMPTY_DIR is None or not _EMPTY_DIR.is_dir():  # (a temp cleaner may take it)
+            _EMPTY_DIR = _empty_dir()
         path = _EMPTY_DIR / f"{hashlib.sha256(schema.serialize()).hexdigest()[:32]}.parquet"
         if not path.exists():
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
             pq.write_table(schema.empty_table(), tmp)
             os.replace(tmp, path)
     return lp.Scan(str(path), "parquet", Schema.from_arrow(schema))
+
+
+def _empty_dir() -> Path:
+    """This user's directory of empty files in the system's temp dir (one, however many
+    processes and kills: a directory per process was left behind by every SIGKILL), or one of
+    this process's own when that one is not safely ours (another owner, open to others)."""
+    shared = Path(tempfile.gettempdir()) / f"elytra-empty-{os.getuid()}"
+    try:
+        shared.mkdir(mode=0o700, exist_ok=True)
+        st = shared.lstat()
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077:
+            return shared
+    except OSError:
+        pass
+    own = Path(tempfile.mkdtemp(prefix="elytra-empty-"))
+    atexit.register(shutil.rmtree, own, True)
+    return own
 
 
 _EMPTY_DIR: Path | None = None

@@ -348,8 +348,11 @@ class _RayAttempts:
         node = self._where.get(task.id)
         if node is None and keys and all(is_object(f) for f in task.files):
             node = self.objects.nearest(keys)
-        if node == self.node_id and not (task.exchange or keys):
-            return None  # a plain task on the driver's node: its result may be a file here
+        if node == self.node_id and not task.exchange and (not keys or _reads_chunks(task)):
+            # a task of chunks (with a side run first, perhaps) on the driver's node runs
+            # here, its chunks pinned or fetched: placed, it would be given back unrun when
+            # this node lacks one (found from outside: every such task went twice)
+            return None
         # one that partitions its rows sends them as objects from the driver's node too, so
         # that the partition's task is not tied to this machine's disk
         return node
@@ -386,7 +389,7 @@ class _RayAttempts:
         that also reads a file of this machine (a side run first) has its chunks resolved
         too: it can run only here."""
         c = self._cluster
-        if c is None or not any(sha_of(f) for f in task.files):
+        if c is None or not _reads_chunks(task):
             return task
         return resolve_chunks(task, c.locate, c.fetch, Path(task.spill_dir).parent / "chunks")
 
@@ -446,6 +449,10 @@ class _RayAttempts:
         self._tasks.pop(handle, None)
         self._parts.pop(handle, None)
         ray.cancel(handle, force=True)
+
+
+def _reads_chunks(task: Task) -> bool:
+    return any(sha_of(f) for f in task.files)
 
 
 def _unavailable(exc: Exception) -> Exception:
