@@ -168,7 +168,7 @@ function DataView({ root }: { root: string }) {
           </p>
           <KeyList root={root} keys={shape.keys} />
         </div>
-        <Inspector path={root} value={{}} known onWritten={() => setReloads((n) => n + 1)} onDeleted={() => setReloads((n) => n + 1)} />
+        <Inspector key={root} path={root} value={{}} known onWritten={() => setReloads((n) => n + 1)} onDeleted={() => setReloads((n) => n + 1)} />
       </div>
     );
   }
@@ -202,7 +202,7 @@ function DataView({ root }: { root: string }) {
         ) : null}
       </div>
       {live.loaded ? (
-        <Inspector path={selected} value={selectedValue === undefined ? null : selectedValue} known onDeleted={onDeleted} />
+        <Inspector key={selected} path={selected} value={selectedValue === undefined ? null : selectedValue} known onDeleted={onDeleted} />
       ) : null}
     </div>
   );

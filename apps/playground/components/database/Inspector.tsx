@@ -68,7 +68,11 @@ export function Inspector({
   onDeleted: (path: string) => void;
 }) {
   const container = isObject(value) || Array.isArray(value);
-  const [text, setText] = useState("");
+  const current = known && !container && value !== undefined ? JSON.stringify(value) : "";
+  // Mounted anew for each selection (the page keys it by path), so the field starts with the
+  // selection's value at once: refilled by an effect after a new selection, text typed in the
+  // frame before the effect ran was overwritten, and its save never went out (a CI run).
+  const [text, setText] = useState(current);
   const [textError, setTextError] = useState<string | null>(null);
   const [saveError, setSaveError] = useState<string | null>(null);
   const [saving, setSaving] = useState(false);
@@ -83,31 +87,19 @@ export function Inspector({
   const [confirming, setConfirming] = useState(false);
   const [deleteError, setDeleteError] = useState<string | null>(null);
 
-  const current = known && !container && value !== undefined ? JSON.stringify(value) : "";
-  // a new selection (or a new value arriving live while the field is untouched) refills the field
-  // (a value being typed is never overwritten by a live change: only an untouched field follows)
-  const [base, setBase] = useState<string | null>(null);
+  // a new value arriving live refills the field while it is untouched (a value being typed is
+  // never overwritten by a live change: only an untouched field follows)
+  const [base, setBase] = useState<string | null>(current);
   const untouched = useRef(true);
+  const applied = useRef(current);
   useEffect(() => {
-    untouched.current = true;
-    setSaved(false);
-  }, [path]);
-  useEffect(() => {
+    if (current === applied.current) return;
+    applied.current = current;
     if (!untouched.current) return;
     setText(current);
     setBase(current);
     setTextError(null);
-  }, [path, current]);
-  useEffect(() => {
-    setKey("");
-    setChildText("");
-    setChildError(null);
-    setAddError(null);
-    setAdded(null);
-    setConfirming(false);
-    setDeleteError(null);
-    setSaveError(null);
-  }, [path]);
+  }, [current]);
 
   const save = async (e: FormEvent) => {
     e.preventDefault();
