@@ -170,8 +170,8 @@ def test_a_side_run_first_goes_with_the_tasks_to_their_chunks(
     Ray object, so the tasks run where their chunks are and the driver fetches no chunk (found
     from outside: their chunk names were left unresolved, the query failed "input file
     lake-chunk:... does not exist" and the lake's planner answered TPC-H q11, q15, q16, q18,
-    q20 and q22 instead; then, resolved on the driver's node, they pulled 30-36 MiB of chunks
-    there for q09, q11, q16 and q20). DuckDB's answer. (The side's own group-by is exchanged
+    q20 and q22 instead; then, resolved on the driver's node, they pulled 31-36 MiB of chunks
+    there for q11, q16 and q20). DuckDB's answer. (The side's own group-by is exchanged
     by rereading here: each of its tasks reads every chunk, so those run on the driver's
     node.)"""
     out = _run(spread, tmp_path, job="side")
