@@ -1097,8 +1097,9 @@ def _fetch_all(
     cancel: threading.Event,
 ) -> dict[str, str]:
     """Each chunk of ``chunks`` (sha, this node's copy or "") in ``where``: this node's copy
-    pinned, else fetched (:func:`~elytra.chunkrefs.pin_or_fetch`), ``FETCHES`` at once: sha -> its file. A set ``cancel`` raises :class:`JobCancelledError`
-    at once; the fetches still running end on their own (the job's directory goes with it)."""
+    pinned, else fetched (:func:`~elytra.chunkrefs.pin_or_fetch`), ``FETCHES`` at once: sha
+    -> its file. A set ``cancel`` raises :class:`JobCancelledError` at once; the fetches still
+    running end on their own (the job's directory goes with it)."""
     here = dict(chunks)
 
     def one(sha: str) -> str:
