@@ -15,7 +15,7 @@ import elytra
 from elytra.browser.api import read_chunk
 from elytra.browser.tasks import browser_task
 from elytra.chunkrefs import chunk_ref, resolve_chunks
-from elytra.sources import Part, split_row_groups
+from elytra.sources import Part, balance_parts, split_row_groups
 from lake import LakeNode, lake_settings
 from lake.testing import ingest
 
@@ -129,6 +129,70 @@ def test_the_cut_covers_every_row_group_once_in_order(tmp_path: Path) -> None:
     assert split_row_groups(parts[:1], 4, 0) == parts[:1]  # one row group: nothing to cut
     big = sum(p.bytes for p in parts) + 1
     assert split_row_groups(parts, 8, big) == parts  # too small to pay for the tasks
+
+
+def _uneven(tmp_path: Path) -> list[Part]:
+    """Four files of 6, 6, 6 and 2 row groups of 100 rows alike: grouped two by two they
+    would give one worker 12 groups and the other 8."""
+    parts = []
+    for n, groups in enumerate((6, 6, 6, 2)):
+        path = tmp_path / f"u{n}.parquet"
+        pq.write_table(pa.table({"v": pa.array(range(groups * 100))}), path, row_group_size=100)
+        parts.append(Part((str(path),), path.stat().st_size))
+    return parts
+
+
+def _groups_in(part: Part) -> int:
+    return sum(
+        len(range(*(rg or (0, pq.read_metadata(f).num_row_groups))))
+        for f, rg in zip(part.files, part.ranges(), strict=True)
+    )
+
+
+def test_uneven_parts_are_balanced_over_the_workers(tmp_path: Path) -> None:
+    files = _uneven(tmp_path)
+    pairs = [Part(a.files + b.files, a.bytes + b.bytes) for a, b in (files[:2], files[2:])]
+    total = sum(p.bytes for p in files)
+    # task_bytes a third of the whole: one task per worker of half the bytes each
+    for given in (pairs, files):
+        cut = balance_parts(given, 2, total // 3)
+        assert len(cut) == 2
+        seen = [
+            (f, i)
+            for part in cut
+            for f, rg in zip(part.files, part.ranges(), strict=True)
+            for i in range(*(rg or (0, pq.read_metadata(f).num_row_groups)))
+        ]
+        groups = (6, 6, 6, 2)
+        assert seen == [
+            (p.files[0], i) for p, g in zip(files, groups, strict=True) for i in range(g)
+        ]
+        per_part = [_groups_in(p) for p in cut]
+        assert per_part == [10, 10]
+        # a file a part reads whole is named without a range (DuckDB reads those in one scan)
+        assert cut[0].ranges()[0] is None
+    # task_bytes a quarter: two tasks per worker, of five row groups each
+    quarter = balance_parts(files, 2, total // 4)
+    assert [_groups_in(p) for p in quarter] == [5, 5, 5, 5]
+    even = balance_parts(pairs, 2, total // 3)
+    assert balance_parts(even, 2, total // 3) == even  # already even: kept
+    assert balance_parts(files, 1, 1) == files  # one worker: nothing to balance
+    many = [p for p in balance_parts(files, 2, total // 4) for _ in range(2)]
+    assert balance_parts(many, 2, 1) == many  # four parts and more per worker: the scheduler's
+
+
+def test_balanced_parts_equal_duckdb_on_the_pool(tmp_path: Path, pool: elytra.LocalPool) -> None:
+    parts = _uneven(tmp_path)
+    with elytra.connect(home=tmp_path / "home", backend=pool, workers=2, progress=False) as s:
+        src = s.read_parquet(str(tmp_path / "u*.parquet"))
+        got = src.filter("v % 3 = 1").agg("count(*) AS n", "sum(v) AS s").collect()
+        assert s.driver.last is not None
+        assert s.driver.last.tasks_total == 2  # four files, each worker one task of ten groups
+    files = [p.files[0] for p in parts]
+    want = duckdb.sql(
+        f"SELECT count(*) AS n, sum(v) AS s FROM read_parquet({files}) WHERE v % 3 = 1"
+    ).fetchall()
+    assert [tuple(r.values()) for r in got.to_pylist()] == want
 
 
 @pytest.fixture

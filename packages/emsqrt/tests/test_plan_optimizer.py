@@ -188,3 +188,47 @@ def test_columns_not_used_above_a_top_n_or_sort_are_not_carried_through_it(tmp_p
             assert want is not None
             # a top-n per group's rows come in any order; a sort's in its order
             assert_same_rows(got, want, ordered=isinstance(plan.input, Sort))  # type: ignore[attr-defined]
+
+
+def test_a_count_reads_the_predicates_column_or_the_narrowest(
+    spill_dir: Path, tmp_path: Path
+) -> None:
+    """When nothing above a scan reads a column (``count(*)``), the scan keeps one its own
+    predicate reads, else the narrowest fixed-width one: not the first column, a string here,
+    decoded only to be counted. The counts still equal DuckDB's, on the kernel and off it."""
+    from emsqrt import Aggregate, AggSpec, Union
+    from platform_core import Schema
+
+    t = pa.table(
+        {
+            "name": pa.array([f"row-{i % 97}" for i in range(3000)]),
+            "big": pa.array(range(3000), pa.int64()),
+            "small": pa.array([i % 7 for i in range(3000)], pa.int8()),
+            "v": pa.array([i / 3 for i in range(3000)], pa.float64()),
+        }
+    )
+    path = tmp_path / "t.parquet"
+    pq.write_table(t, path, row_group_size=500)
+    schema = Schema.from_arrow(t.schema)
+    scan = Scan(str(path), "parquet", schema)
+    count = (AggSpec("n", parse("count(*)")),)
+    cases = {
+        "filtered": (Aggregate(Filter(scan, parse("v > 100")), (), count), ("v",)),
+        "bare": (Aggregate(scan, (), count), ("small",)),
+        "union": (
+            Aggregate(Filter(Union((scan, scan)), parse("v > 100")), (), count),
+            ("v",),
+        ),
+    }
+    for name, (plan, kept) in cases.items():
+        scans = [n for n in _nodes(optimize(plan)) if isinstance(n, Scan)]
+        assert scans, name
+        assert all(s.columns == kept for s in scans), (name, [s.columns for s in scans])
+        for kernel in ("auto", "off"):
+            cfg = EngineConfig(kernel=kernel, spill_dir=str(spill_dir))
+            got = run(plan, cfg).table
+            assert got is not None
+            rows = 2 if name == "union" else 1
+            where = "" if name == "bare" else "WHERE v > 100"
+            want = duck(f"SELECT {rows} * count(*) AS n FROM t {where}", t=t)
+            assert got.column("n").to_pylist() == want.column("n").to_pylist(), (name, kernel)

@@ -54,7 +54,7 @@ from .semireduce import reduce_group_sides
 from .settings import ElytraSettings
 from .shuffle import Shuffle
 from .sidesize import Broadcastable
-from .sources import FileSource, LakeSource, Part, Source, split_row_groups
+from .sources import FileSource, LakeSource, Part, Source, balance_parts, split_row_groups
 from .spilldirs import JobDir, sweep
 from .stages import (
     ExchangeSource,
@@ -938,14 +938,22 @@ class Driver:
     def _parts(self, source: Source, footers: dict[str, str]) -> list[Part]:
         """The parts of ``source``, one task each: its chunks or files grouped up to
         ``task_bytes``, then, when they are fewer than the workers and hold at least
-        ``split_bytes``, cut by Parquet row groups so that every worker gets a task."""
+        ``split_bytes``, cut by Parquet row groups so that every worker gets a task. On the
+        local pool, parts that would leave one worker reading much more than another are
+        cut again into the same share for each (``balance_parts``); on Ray a part stays
+        whole chunks, which place its task where they are."""
         parts = source.parts(int(self.settings.task_bytes))
         workers = 1 if self.settings.backend == "inline" else int(self.settings.workers)
-        if source.partitions or not source.splittable() or len(parts) >= workers:
+        locate = lambda f: footers.get(f, f)  # noqa: E731
+        if source.partitions or not source.splittable():
             return parts  # repartition(n) is the user's own count
-        return split_row_groups(
-            parts, workers, int(self.settings.split_bytes), lambda f: footers.get(f, f)
-        )
+        if len(parts) >= workers:
+            return (
+                balance_parts(parts, workers, int(self.settings.task_bytes), locate)
+                if self.settings.backend == "local"
+                else parts
+            )
+        return split_row_groups(parts, workers, int(self.settings.split_bytes), locate)
 
     def _broadcast_bytes(self) -> int:
         """The largest side a join broadcasts: the setting, and at most an eighth of a task's
