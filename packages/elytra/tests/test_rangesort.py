@@ -150,6 +150,22 @@ def test_a_range_sort_equals_duckdb_on_the_local_pool(
     assert not list((tmp_path / "spill").rglob("*.parquet"))  # the job's files are gone
 
 
+@pytest.mark.parametrize("files", [1, 3])
+def test_a_range_sort_over_parts_cut_by_row_groups_reads_each_row_once(
+    tmp_path: Path, pool: elytra.LocalPool, files: int
+) -> None:
+    """One file (or three, which two workers cannot share evenly) cut by row groups into a
+    task per worker: the range sort's later rounds read the same row groups as the first,
+    not the whole files (every row once, in DuckDB's order, ties by input position)."""
+    glob = _write(tmp_path / "cut", parts=files, rows=12_000 // files, seed=36)
+    keys = ["f DESC", "k"]
+    with _connect(tmp_path / "home", pool, task_bytes=64 << 20, split_bytes=0, workers=2) as s:
+        got = s.read_parquet(glob).sort(*keys).select("rid").collect()
+        assert s.driver.last is not None
+        assert s.driver.last.range_sort
+    assert got.column("rid").to_pylist() == _want(glob, keys)
+
+
 def test_skewed_keys_are_split_by_ordinal_between_balanced_partitions(tmp_path: Path) -> None:
     glob = _write(tmp_path / "skew", parts=4, rows=10_000, seed=7, skew=True)
     with _connect(tmp_path / "home", "inline", worker_mem_cap="4MB") as s:

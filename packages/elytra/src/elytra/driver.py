@@ -219,6 +219,7 @@ class Driver:
                     eager=eager,
                 )
             stage.shuffle = shuffled
+            stage.parts = list(parts)
             exchange = shuffled.to_json() if shuffled is not None else ""
             for j, part in enumerate(parts):
                 tasks.append(

@@ -62,6 +62,7 @@ from .stages import ExchangeSource, Stage, StagePlan, replace_node, source_bytes
 
 if TYPE_CHECKING:
     from .settings import ElytraSettings
+    from .sources import Part
     from .task import Task
 
 __all__ = ["ORDINAL", "RangeRoute", "RangeSorts", "partition_of", "pick_splitters"]
@@ -243,14 +244,14 @@ class RangeSorts:
                 )
         return out, routes
 
-    def _parts(self, stages: list[Stage]) -> dict[str, tuple[str, ...]]:
-        """Each stage task's own source files (its ``files`` end with the broadcast sides')."""
-        out: dict[str, tuple[str, ...]] = {}
+    def _parts(self, stages: list[Stage]) -> dict[str, Part]:
+        """Each stage task's own part of its source (files, and the row groups of each it
+        reads), as the driver cut it: a part cut by row groups must not read its files whole."""
+        out: dict[str, Part] = {}
         for r in self.ranges:
             for i in r.stages:
-                parts = stages[i].source.parts(int(self.settings.task_bytes))
-                for t, part in zip(stages[i].tasks, parts, strict=True):
-                    out[t.id] = part.files
+                for t, part in zip(stages[i].tasks, stages[i].parts, strict=True):
+                    out[t.id] = part
         return out
 
     def partition_tasks(

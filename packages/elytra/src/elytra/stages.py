@@ -95,6 +95,9 @@ class Stage:
     schema: pa.Schema
     kind: str
     tasks: list[Task] = field(default_factory=list)
+    parts: list[Part] = field(default_factory=list)
+    """The part of its source each task reads, in the order of ``tasks`` (set by the driver;
+    a later round that replaces the tasks' plans reads the same rows through them)."""
     broadcast: tuple[Broadcast, ...] = ()
     """The broadcast joins in ``plan`` (their small sides read whole by every task)."""
     shuffle: Shuffle | None = None
