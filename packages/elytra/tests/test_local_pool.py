@@ -221,6 +221,32 @@ def test_a_worker_killed_mid_task_is_replaced_and_its_task_retried(
     assert _spill_left(spill) == []  # the killed attempt's spill directory was removed
 
 
+def test_a_worker_dead_between_a_message_and_its_rows_is_lost_not_a_raw_eof(
+    pool: LocalPool,
+) -> None:
+    """A worker killed after it announced its rows over the pipe (``ipc``) or asked for a
+    ring (``need_ring``) is a lost worker, which the scheduler retries elsewhere: an outside
+    tester's SIGKILL once failed a job with a bare ``EOFError``. Here the worker's end of the
+    pipe is closed, as its death closes it."""
+    import multiprocessing
+
+    from elytra.backends.local import _Lost, _Slot
+    from elytra.worker import encode_schema
+
+    task = Task(id="t", stage=0, plan="{}", mem_cap=1 << 20, spill_dir="")
+    schema = encode_schema(pa.schema([("x", pa.int64())]))
+    for msg in ({"op": "ipc"}, {"op": "need_ring", "schema": schema}):
+        ours, theirs = multiprocessing.Pipe()
+        theirs.close()
+        slot = _Slot(0, multiprocessing.current_process(), ours, ready=True, task=task)
+        try:
+            with pytest.raises(_Lost, match="the worker died"):
+                pool._on_message(slot, msg, None)
+        finally:
+            slot.drop_rings()  # the ring made for the dead worker's request
+            ours.close()
+
+
 def test_a_task_past_its_lease_is_killed_retried_then_failed(
     pool: LocalPool, data: Path, tmp_path: Path
 ) -> None:

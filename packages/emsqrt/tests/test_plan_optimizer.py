@@ -232,3 +232,21 @@ def test_a_count_reads_the_predicates_column_or_the_narrowest(
             where = "" if name == "bare" else "WHERE v > 100"
             want = duck(f"SELECT {rows} * count(*) AS n FROM t {where}", t=t)
             assert got.column("n").to_pylist() == want.column("n").to_pylist(), (name, kernel)
+
+
+def test_a_nested_group_key_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    """Arrow's hash aggregate has no list or struct keys: a group-by or distinct over one is
+    a plan error naming the column and its type (it was Arrow's own NotImplemented)."""
+    from emsqrt import Aggregate, AggSpec
+    from emsqrt.resolve import SchemaResolver
+    from platform_core import Schema
+
+    t = pa.table({"lst": pa.array([[1, 2], [3]], pa.list_(pa.int32())), "x": [1, 2]})
+    path = tmp_path / "l.parquet"
+    pq.write_table(t, path)
+    scan = Scan(str(path), "parquet", Schema.from_arrow(t.schema))
+    plan = Aggregate(scan, ("x", "lst"), (AggSpec("n", parse("count(*)")),))
+    with pytest.raises(PlanError, match="column 'lst' of type list<item: int32>"):
+        SchemaResolver().schema(plan)
+    ok = Aggregate(scan, ("x",), (AggSpec("n", parse("count(*)")),))
+    assert SchemaResolver().schema(ok).names == ["x", "n"]

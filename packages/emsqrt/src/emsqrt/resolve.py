@@ -215,6 +215,14 @@ class SchemaResolver:
             s = self._final_source(node, s)
         require_columns(node.group_by, s, "aggregate group_by")
         out = [s.field(k) for k in node.group_by]
+        nested = [f for f in out if pa.types.is_nested(f.type)]
+        if nested:  # Arrow's hash aggregate has no such keys: say so before anything runs
+            f = nested[0]
+            raise PlanError(
+                f"aggregate: cannot group by (or take distinct rows of) column {f.name!r} of "
+                f"type {f.type}: a group key is a number, string, boolean or date/time; "
+                "leave it out of the keys (select the columns to group by first)"
+            )
         for spec in node.aggregates:
             out.append(pa.field(spec.name, agg_output_type(spec, s, f"aggregate {spec.name!r}")))
         names = [f.name for f in out]

@@ -348,7 +348,10 @@ class LocalPool:
         if op == "need_ring":
             assert slot.task is not None
             ring = self._ring(slot, slot.task.stage, decode_schema(msg["schema"]))
-            _send(slot.conn, {"op": "ring", "name": ring.name})
+            try:
+                _send(slot.conn, {"op": "ring", "name": ring.name})
+            except OSError:  # it died asking: the scheduler's retry, not a raw BrokenPipe
+                raise _Lost("the worker died") from None
             return None
         if op == "stream":
             assert slot.task is not None
@@ -367,7 +370,10 @@ class LocalPool:
             return self._result(slot, msg, schema.empty_table())
         if op == "ipc":
             started = time.perf_counter()
-            data = slot.conn.recv_bytes()
+            try:
+                data = slot.conn.recv_bytes()
+            except (EOFError, OSError):  # it died between the header and the rows
+                raise _Lost("the worker died") from None
             table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
             msg["transfer_seconds"] = time.perf_counter() - started
             return self._result(slot, msg, table)
