@@ -153,9 +153,9 @@ def test_uneven_parts_are_balanced_over_the_workers(tmp_path: Path) -> None:
     files = _uneven(tmp_path)
     pairs = [Part(a.files + b.files, a.bytes + b.bytes) for a, b in (files[:2], files[2:])]
     total = sum(p.bytes for p in files)
-    # task_bytes a third of the whole: one task per worker of half the bytes each
+    # at most half the whole a task: one task per worker, of half the bytes each
     for given in (pairs, files):
-        cut = balance_parts(given, 2, total // 3)
+        cut = balance_parts(given, 2, total // 2 + 1)
         assert len(cut) == 2
         seen = [
             (f, i)
@@ -171,14 +171,32 @@ def test_uneven_parts_are_balanced_over_the_workers(tmp_path: Path) -> None:
         assert per_part == [10, 10]
         # a file a part reads whole is named without a range (DuckDB reads those in one scan)
         assert cut[0].ranges()[0] is None
-    # task_bytes a quarter: two tasks per worker, of five row groups each
-    quarter = balance_parts(files, 2, total // 4)
+    # at most a quarter: two tasks per worker, of five row groups each
+    quarter = balance_parts(files, 2, total // 4 + 1)
     assert [_groups_in(p) for p in quarter] == [5, 5, 5, 5]
-    even = balance_parts(pairs, 2, total // 3)
-    assert balance_parts(even, 2, total // 3) == even  # already even: kept
+    even = balance_parts(pairs, 2, total // 2 + 1)
+    assert balance_parts(even, 2, total // 2 + 1) == even  # already even: kept
     assert balance_parts(files, 1, 1) == files  # one worker: nothing to balance
-    many = [p for p in balance_parts(files, 2, total // 4) for _ in range(2)]
+    many = [p for p in quarter for _ in range(2)]
     assert balance_parts(many, 2, 1) == many  # four parts and more per worker: the scheduler's
+
+
+def test_a_balanced_part_reads_twice_task_bytes_at_most_and_no_more_than_its_cap(
+    tmp_path: Path,
+) -> None:
+    """Fewer, larger tasks cost less, but a task's memory grows with what it reads (G1's q3
+    under a 64 MiB cap: 113 MiB above the worker's start over 96 MB, 46 over 48 MB)."""
+    mib = 1 << 20
+    for cap, most in ((256, 128), (64, 64), (16, 64)):
+        with elytra.connect(
+            home=tmp_path / "home",
+            backend="local",
+            workers=2,
+            task_bytes=64 * mib,
+            worker_mem_cap=cap * mib,
+            progress=False,
+        ) as s:
+            assert s.driver._most_task_bytes() == most * mib, cap
 
 
 def test_balanced_parts_equal_duckdb_on_the_pool(tmp_path: Path, pool: elytra.LocalPool) -> None:

@@ -950,11 +950,19 @@ class Driver:
             return parts  # repartition(n) is the user's own count
         if len(parts) >= workers:
             return (
-                balance_parts(parts, workers, int(self.settings.task_bytes), locate)
+                balance_parts(parts, workers, self._most_task_bytes(), locate)
                 if self.settings.backend == "local"
                 else parts
             )
         return split_row_groups(parts, workers, int(self.settings.split_bytes), locate)
+
+    def _most_task_bytes(self) -> int:
+        """The most a balanced part reads on the local pool: twice ``task_bytes`` (fewer tasks,
+        less fixed cost), but no more than a task's cap. Measured on G1's q3 under a 64 MiB
+        cap, a task over 96 MB of Parquet peaked at 113 MiB above its worker's start, one over
+        48 MB at 46 MiB: the kernel's working set grows with what the task reads."""
+        task_bytes = int(self.settings.task_bytes)
+        return max(task_bytes, min(2 * task_bytes, int(self.settings.worker_mem_cap)))
 
     def _broadcast_bytes(self) -> int:
         """The largest side a join broadcasts: the setting, and at most an eighth of a task's

@@ -118,24 +118,25 @@ def split_row_groups(
 def balance_parts(
     parts: list[Part],
     workers: int,
-    task_bytes: int,
+    most_bytes: int,
     locate: Callable[[str], str] = lambda f: f,
 ) -> list[Part]:
     """``parts`` (at least ``workers`` of them) cut again by Parquet row groups so that each
-    worker gets the same bytes in as few tasks as hold at least ``task_bytes`` each: ``n``
-    per worker, ``n`` = total // (workers * task_bytes), at least 1.
+    worker gets the same bytes, in as few tasks as keep each at most ``most_bytes``: ``n``
+    per worker, ``n`` = ceil(total / (workers * most_bytes)).
 
     Grouped by ``task_bytes`` alone, G1's seven chunks were parts of 60, 60, 60 and 11 MB:
     one worker read 120 MB while the other read 71, so a short question took the time of
     120 MB where 96 would do. Each task also costs about 10 ms besides its scan (planning its
-    statement, DuckDB's start, the result's trip), a third of a 25 ms task over 48 MB: one
-    task of 96 MB per worker answers sooner than two of 48. Parts are kept as they are when
-    they already are that many and even (within a tenth), when there are four or more per
-    worker (the scheduler evens those out), or when their files will not cut."""
+    statement, DuckDB's start, the result's trip), a third of a 25 ms task over 48 MB, so
+    fewer, larger tasks answer sooner, up to what the task's memory allows (the driver's
+    ``most_bytes``). Parts are kept as they are when they already are that many and even
+    (within a tenth), when there are four or more per worker (the scheduler evens those
+    out), or when their files will not cut."""
     if workers < 2 or not parts or len(parts) >= 4 * workers:
         return parts
     total = sum(p.bytes for p in parts)
-    tasks = workers * max(1, total // max(1, workers * task_bytes))
+    tasks = workers * max(1, -(-total // max(1, workers * most_bytes)))
     loads = [0] * workers
     for part in parts:  # as the scheduler hands them out: to the first worker free
         loads[loads.index(min(loads))] += part.bytes
