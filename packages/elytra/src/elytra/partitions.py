@@ -177,6 +177,7 @@ def _stream(
         schema,
         fragment.tables,
         fragment.files,
+        fragment.ordered,  # a partition file's rows in any order but the fragment's own
     )
     splitter = TableSplitter(where, "0", fragment.schema, parts, buffer_bytes=cap // 8)
 

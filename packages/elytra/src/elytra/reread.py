@@ -111,7 +111,8 @@ def _fragment(node: lp.Aggregate, where: KeyPartition, cap: int) -> Fragment | N
     if on_top.sql.count(leaf) != 1:
         return None
     kept = f"SELECT * FROM ({rows.sql}) WHERE {where.sql()} = {int(where.part)}"
-    return Fragment(on_top.sql.replace(leaf, kept), on_top.schema, dict(rows.tables), rows.files)
+    sql = on_top.sql.replace(leaf, kept)
+    return Fragment(sql, on_top.schema, dict(rows.tables), rows.files, on_top.ordered)
 
 
 def run_partition(

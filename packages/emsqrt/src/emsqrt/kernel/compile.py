@@ -56,6 +56,10 @@ class Fragment:
     schema: pa.Schema
     tables: dict[str, pa.Table] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    ordered: bool = True
+    """Whether its rows' order matters (DuckDB's ``preserve_insertion_order``): not for an
+    aggregate's groups, where keeping it costs memory (a partial aggregate over a range of a
+    file's row groups ran out of a 32 MiB limit that the same rows read whole fit in)."""
 
 
 def q(name: str) -> str:
@@ -94,7 +98,11 @@ class _Compiler:
         schema = self.resolver.schema(plan)
         body = self.visit(plan)
         cols = ", ".join(q(n) for n in schema.names)
-        return Fragment(f"SELECT {cols} FROM ({body})", schema, self.tables, self.files)
+        top = plan
+        while isinstance(top, lp.Project | lp.Map):  # they keep their input's order
+            top = top.input
+        ordered = not isinstance(top, lp.Aggregate)
+        return Fragment(f"SELECT {cols} FROM ({body})", schema, self.tables, self.files, ordered)
 
     def schema(self, node: lp.Node) -> pa.Schema:
         schema = self.resolver.schema(node)

@@ -62,8 +62,8 @@ _CONNECTIONS: dict[int, Any] = {}
 destroyed while its thread is torn down, which a process exiting meanwhile (an embedded
 ``submit()`` and the end of a script) turned into C++'s terminate (exit 134). Connections of
 threads that ended are closed by the next caller, and the rest at exit."""
-_SETTINGS: dict[int, tuple[int, int]] = {}
-"""The (memory limit, threads) each thread's connection was last set to."""
+_SETTINGS: dict[int, tuple[int, int, bool]] = {}
+"""The (memory limit, threads, ordered) each thread's connection was last set to."""
 _CONNECTIONS_LOCK = threading.Lock()
 _RUNS = itertools.count()
 
@@ -82,7 +82,7 @@ def _close_all() -> None:
         _close_quietly(con)
 
 
-def _connection(limit: int, threads: int, temp: Path) -> Any:
+def _connection(limit: int, threads: int, temp: Path, ordered: bool = True) -> Any:
     """This thread's DuckDB connection, set for this run (a new one costs about 12 ms, which
     a one-chunk task cannot afford; DuckDB refuses a new temporary directory once it spilled
     into the old one, and only then is the connection replaced)."""
@@ -99,10 +99,11 @@ def _connection(limit: int, threads: int, temp: Path) -> Any:
             del _SETTINGS[i]
     for old in gone:
         _close_quietly(old)
-    fixed = (limit, max(1, threads))
+    fixed = (limit, max(1, threads), ordered)
     temp_sql = f"SET temp_directory = {quote_string(str(temp))}"
     settings = (
         f"SET memory_limit = '{limit // 1024}KiB'; SET threads = {max(1, threads)}; "
+        f"SET preserve_insertion_order = {'true' if ordered else 'false'}; "
         f"{temp_sql}; "
         "SET TimeZone = 'UTC'; "  # the expression language's time zone, whatever the process's
         "SET enable_progress_bar = false"  # a task's stderr is the user's: no bars in it
@@ -127,7 +128,9 @@ def _connection(limit: int, threads: int, temp: Path) -> Any:
     return con
 
 
-def _open(limit: int, threads: int, spill_dir: str | Path) -> tuple[Any, Path] | None:
+def _open(
+    limit: int, threads: int, spill_dir: str | Path, ordered: bool = True
+) -> tuple[Any, Path] | None:
     """This thread's connection set for a run, and the run's own temporary directory.
 
     DuckDB makes that directory only when it spills, and only if its parent exists: the
@@ -139,7 +142,7 @@ def _open(limit: int, threads: int, spill_dir: str | Path) -> tuple[Any, Path] |
     temp = Path(spill_dir) / f"kernel-{os.getpid()}-{next(_RUNS)}"
     try:
         temp.parent.mkdir(parents=True, exist_ok=True)
-        return _connection(limit, threads, temp), temp
+        return _connection(limit, threads, temp, ordered), temp
     except (duckdb.Error, OSError) as exc:
         log.warning("kernel: DuckDB would not start here (%s); running emsqrt's operators", exc)
         shutil.rmtree(temp, ignore_errors=True)
@@ -193,7 +196,7 @@ def run_fragment(
 
     started = time.perf_counter()
     limit = memory_limit(cap)
-    opened = _open(limit, threads, spill_dir)
+    opened = _open(limit, threads, spill_dir, fragment.ordered)
     if opened is None:
         return None
     con, temp = opened
@@ -243,7 +246,7 @@ def run_statement(
         return None
     import duckdb
 
-    opened = _open(memory_limit(cap), threads, spill_dir)
+    opened = _open(memory_limit(cap), threads, spill_dir, fragment.ordered)
     if opened is None:
         return None
     con, temp = opened
@@ -272,7 +275,7 @@ def _stream_fragment(
 
     started = time.perf_counter()
     limit = memory_limit(cap)
-    opened = _open(limit, threads, spill_dir)
+    opened = _open(limit, threads, spill_dir, fragment.ordered)
     if opened is None:
         return None
     con, temp = opened
