@@ -124,10 +124,13 @@ class _Compiler:
             raise Unsupported(f"{node.format} scan")  # emsqrt's own type inference
         return self._parquet([node.path], node)
 
-    def _parquet(self, paths: list[str], node: lp.Scan, ordinal: bool = False) -> str:
+    def _parquet(
+        self, paths: list[str], node: lp.Scan, ordinal: bool = False, index: int = 0
+    ) -> str:
         """A Parquet read; with ``ordinal``, each row's position in the input too (``_ORD``):
         its row number in its file (DuckDB's ``file_row_number``, read in parallel like any
-        column), after the rows of the files before it (``file_index``)."""
+        column), after the rows of the files before it (``file_index``; one file read as the
+        ``index``-th of a union of reads counts as that file)."""
         for path in paths:  # DuckDB would read these as globs: the operators read the file
             if any(c in path for c in "*?[]{}"):
                 raise Unsupported(f"a path DuckDB reads as a glob: {path!r}")
@@ -150,6 +153,8 @@ class _Compiler:
             pos = "file_row_number"
             if len(paths) > 1:
                 pos = "(CAST(file_index AS BIGINT) << 40) + file_row_number"
+            elif index:
+                pos = f"(CAST({int(index)} AS BIGINT) << 40) + file_row_number"
             cols += f", {pos} AS {_ORD}"
         # hive_partitioning: a folder named year=1999 must not replace the file's own column
         return (
@@ -230,7 +235,7 @@ class _Compiler:
             return self._has_ordinal(node.input)
         if isinstance(node, lp.Input):
             return node.name in self.inputs
-        scans = _one_parquet_read(node)
+        scans = _one_parquet_read(node) or _parquet_reads(node)
         if scans is None:
             return False
         # a column of the file by one of those names would shadow DuckDB's virtual one
@@ -250,8 +255,13 @@ class _Compiler:
         if isinstance(node, lp.Input):
             return self._input(node, ordinal=True)
         scans = _one_parquet_read(node)
-        assert scans is not None
-        return self._parquet([s.path for s in scans], scans[0], ordinal=True)
+        if scans is not None:
+            return self._parquet([s.path for s in scans], scans[0], ordinal=True)
+        reads = _parquet_reads(node)  # files some of which are read by row-group ranges
+        assert reads is not None
+        return " UNION ALL ".join(
+            f"({self._parquet([s.path], s, ordinal=True, index=i)})" for i, s in enumerate(reads)
+        )
 
     def _ties_visible(self, node: lp.Node, keys: Sequence[lp.SortKey], per: Sequence[str]) -> bool:
         """Whether rows tied on ``keys`` (within one ``per`` group) can differ in the output.
@@ -600,6 +610,24 @@ def _one_parquet_read(node: lp.Node) -> list[lp.Scan] | None:
             == (scans[0].columns, scans[0].predicate, scans[0].schema)
             for s in scans
         )
+    ):
+        return scans
+    return None
+
+
+def _parquet_reads(node: lp.Node) -> list[lp.Scan] | None:
+    """A union of Parquet scans alike but for their files and row-group ranges (a task's
+    part cut by row groups), else None: read one file at a time (a range is of one file's
+    row numbers), each row's position still read with it (``file_row_number`` after the
+    union's files before it), not numbered by a window over the whole input."""
+    if not isinstance(node, lp.Union):
+        return None
+    scans = [i for i in node.inputs if isinstance(i, lp.Scan)]
+    if len(scans) == len(node.inputs) and all(
+        s.format == "parquet"
+        and (s.columns, s.predicate, s.schema)
+        == (scans[0].columns, scans[0].predicate, scans[0].schema)
+        for s in scans
     ):
         return scans
     return None
