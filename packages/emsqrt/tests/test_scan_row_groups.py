@@ -198,3 +198,26 @@ def test_a_top_n_over_files_cut_by_row_groups_reads_positions_with_the_rows(
         "(PARTITION BY k ORDER BY round(x, 0) DESC NULLS LAST, pos) <= 3"
     ).to_arrow_table()
     _same(got, want)
+
+
+def test_an_aggregate_over_a_limit_keeps_the_rows_order(grouped: Path, tmp_path: Path) -> None:
+    """A limit without a sort takes the first rows: an aggregate above one must not let
+    DuckDB drop the arrival order (an outside tester's count over ``LIMIT 1000 OFFSET
+    500000`` on two kernel threads counted other rows each run). Same for a top-n's ties
+    numbered in arrival order, and arg_min/arg_max, whose ties go to the first row."""
+    from platform_core import Schema
+
+    schema = Schema.from_arrow(pq.read_schema(grouped))
+    scan = lp.Scan(str(grouped), "parquet", schema)
+    count = (lp.AggSpec("n", parse("count(*)")), lp.AggSpec("lo", parse("min(id)")))
+    over_limit = lp.Aggregate(lp.Filter(lp.Limit(scan, 300, 200), parse("id >= 0")), (), count)
+    over_top = lp.Aggregate(lp.TopK(lp.Limit(scan, 500), (lp.SortKey("k"),), 3), (), count)
+    assert compile_plan(over_limit).ordered is True
+    assert compile_plan(over_top).ordered is True
+    assert compile_plan(lp.Aggregate(lp.Filter(scan, parse("id >= 0")), (), count)).ordered is False
+    for threads in (1, 2):
+        got = run(
+            over_limit, EngineConfig(spill_dir=str(tmp_path / "s"), kernel_threads=threads)
+        ).table
+        assert got is not None
+        assert got.to_pylist() == [{"n": 300, "lo": 200}], threads
