@@ -949,20 +949,23 @@ class Driver:
         if source.partitions or not source.splittable():
             return parts  # repartition(n) is the user's own count
         if len(parts) >= workers:
-            return (
-                balance_parts(parts, workers, self._most_task_bytes(), locate)
-                if self.settings.backend == "local"
-                else parts
-            )
+            most = self._most_task_bytes()
+            if self.settings.backend != "local" or most is None:
+                return parts
+            return balance_parts(parts, workers, most, locate)
         return split_row_groups(parts, workers, int(self.settings.split_bytes), locate)
 
-    def _most_task_bytes(self) -> int:
-        """The most a balanced part reads on the local pool: twice ``task_bytes`` (fewer tasks,
-        less fixed cost), but no more than a task's cap. Measured on G1's q3 under a 64 MiB
-        cap, a task over 96 MB of Parquet peaked at 113 MiB above its worker's start, one over
-        48 MB at 46 MiB: the kernel's working set grows with what the task reads."""
+    def _most_task_bytes(self) -> int | None:
+        """The most a balanced part reads on the local pool: twice ``task_bytes`` (fewer
+        tasks, less fixed cost), where a task's cap holds that much; None (parts as grouped)
+        under a smaller cap. Measured on G1's q3 under a 64 MiB cap (DuckDB's share 32 MiB):
+        a task over 96 MB of Parquet peaked at 113 MiB above its worker's start, and over
+        48 MB parts cut into row-group ranges DuckDB ran out in about a third of the tasks
+        (the operators then took 106 MiB); whole chunks stayed within the bound each run."""
         task_bytes = int(self.settings.task_bytes)
-        return max(task_bytes, min(2 * task_bytes, int(self.settings.worker_mem_cap)))
+        if int(self.settings.worker_mem_cap) < 2 * task_bytes:
+            return None
+        return 2 * task_bytes
 
     def _broadcast_bytes(self) -> int:
         """The largest side a join broadcasts: the setting, and at most an eighth of a task's
