@@ -945,7 +945,10 @@ class Driver:
         whole chunks, which place its task where they are."""
         parts = source.parts(int(self.settings.task_bytes))
         workers = 1 if self.settings.backend == "inline" else int(self.settings.workers)
-        locate = lambda f: footers.get(f, f)  # noqa: E731
+
+        def locate(f: str) -> str:
+            return footers.get(f, f)
+
         if source.partitions or not source.splittable():
             return parts  # repartition(n) is the user's own count
         if len(parts) >= workers:

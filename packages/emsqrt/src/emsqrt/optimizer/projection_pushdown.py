@@ -114,7 +114,7 @@ def _row_holder(schema: pa.Schema, read: set[str]) -> str:
             width = 1 << 20
         return (0 if name in read else 1, width)
 
-    return min(names, key=lambda n: (cost(n), names.index(n)))
+    return str(min(names, key=lambda n: (cost(n), names.index(n))))
 
 
 def apply(node: lp.Node, resolver: SchemaResolver) -> lp.Node:
