@@ -595,24 +595,12 @@ def _row_range(path: str, row_groups: tuple[int, int]) -> tuple[int, int]:
 
 def _one_parquet_read(node: lp.Node) -> list[lp.Scan] | None:
     """The Parquet scans ``node`` reads as one ``read_parquet`` (a scan, or a union of scans
-    alike but for their files), else None."""
+    alike but for their files, each read whole), else None."""
     if isinstance(node, lp.Scan):
         return [node] if node.format == "parquet" else None
-    if not isinstance(node, lp.Union):
-        return None
-    scans = [i for i in node.inputs if isinstance(i, lp.Scan)]
-    if (
-        len(scans) == len(node.inputs)
-        and all(s.format == "parquet" for s in scans)
-        and all(s.row_groups is None for s in scans)  # a range is of one file's row numbers
-        and all(
-            (s.columns, s.predicate, s.schema)
-            == (scans[0].columns, scans[0].predicate, scans[0].schema)
-            for s in scans
-        )
-    ):
-        return scans
-    return None
+    scans = _parquet_reads(node)
+    # a range is of one file's row numbers: files read by ranges are read one at a time
+    return scans if scans is not None and all(s.row_groups is None for s in scans) else None
 
 
 _ORDER_FREE = (lp.Scan, lp.Input, lp.Filter, lp.Project, lp.Map, lp.Union, lp.Join, lp.Aggregate)

@@ -114,7 +114,7 @@ def _row_holder(schema: pa.Schema, read: set[str]) -> str:
             width = 1 << 20
         return (0 if name in read else 1, width)
 
-    return str(min(names, key=lambda n: (cost(n), names.index(n))))
+    return str(min(names, key=cost))  # the first of the cheapest
 
 
 def apply(node: lp.Node, resolver: SchemaResolver) -> lp.Node:
