@@ -4,6 +4,7 @@ and the group-by of the subquery keeps only the groups of its keys; answers equa
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -13,6 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import elytra
+from elytra.driver import _footers, _rewritten
+from elytra.reducers import _joined_fraction, reduces_a_group_by
+from elytra.semireduce import well_reduced
+from elytra.sidesize import Broadcastable
+from elytra.stages import chain_source
 from emsqrt import plan as lp
 
 EXISTS = """
@@ -61,7 +67,9 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "status": rng.choice(["F", "O"], orders).tolist(),
         }
     )
-    pq.write_table(ords, where / "ords.parquet")
+    (where / "ords").mkdir()  # two files: a platform may hold one and not the other
+    pq.write_table(ords.slice(0, orders // 2), where / "ords" / "o0.parquet")
+    pq.write_table(ords.slice(orders // 2), where / "ords" / "o1.parquet")
     return where
 
 
@@ -69,7 +77,7 @@ def _tables(s: elytra.Session, data: Path) -> dict[str, elytra.Pipeline]:
     return {
         "lines": s.read_parquet(str(data / "lines" / "*.parquet")),
         "supp": s.read_parquet(str(data / "supp.parquet")),
-        "ords": s.read_parquet(str(data / "ords.parquet")),
+        "ords": s.read_parquet(str(data / "ords" / "*.parquet")),
     }
 
 
@@ -77,7 +85,7 @@ def _duckdb(data: Path, sql: str) -> list[tuple[object, ...]]:
     con = duckdb.connect()
     con.execute(f"CREATE VIEW lines AS SELECT * FROM read_parquet('{data}/lines/*.parquet')")
     con.execute(f"CREATE VIEW supp AS SELECT * FROM read_parquet('{data}/supp.parquet')")
-    con.execute(f"CREATE VIEW ords AS SELECT * FROM read_parquet('{data}/ords.parquet')")
+    con.execute(f"CREATE VIEW ords AS SELECT * FROM read_parquet('{data}/ords/*.parquet')")
     return sorted(con.execute(sql).fetchall())
 
 
@@ -127,19 +135,19 @@ def test_a_group_by_reduced_well_already_does_not_wait_for_a_side(
     assert [tuple(r.values()) for r in table.to_pylist()] == _duckdb(data, sql)
 
 
-def test_a_reducer_whose_kept_rows_cannot_be_counted_here_counts_as_reducing_well(
+def _elsewhere(small: Broadcastable) -> Broadcastable:
+    """``small`` on a platform that holds one file of the orders (a peer, the other)."""
+    return replace(small, locate=lambda f: "/nowhere/o1.parquet" if f.endswith("o1.parquet") else f)
+
+
+def test_a_reducer_whose_kept_rows_cannot_be_counted_here_is_not_taken_as_reducing_well(
     data: Path, tmp_path: Path
 ) -> None:
     """The subquery's group-by is semi-joined with the failed orders (half of them: not
     reduced well, so the outer side may run first to reduce it more). Where no file of the
-    orders is on this platform (the cluster's coordinator may hold none), the half cannot
-    be counted, and the group-by is left as it is: a side run first would pin its tasks to
-    the coordinator (TPC-H q20 on three platforms: 400 -> 1,000 ms)."""
-    from dataclasses import replace
-
-    from elytra.driver import _footers, _rewritten
-    from elytra.semireduce import well_reduced
-
+    orders is on this platform (the coordinator of three Ray platforms may hold none), the
+    half cannot be counted, and the group-by is not taken as reduced well: a side run first
+    goes with its tasks and no longer pins them to the coordinator."""
     with elytra.connect(home=tmp_path / "home", backend="inline", broadcast_bytes=SMALL) as s:
         p = s.sql(SELECTIVE, _tables(s, data))
         sources, small = dict(p.sources), s.driver._weigh(_footers(p))
@@ -148,8 +156,43 @@ def test_a_reducer_whose_kept_rows_cannot_be_counted_here_counts_as_reducing_wel
         reduced = [a for a in aggs if isinstance(a.input, lp.Join) and a.input.how == "semi"]
         assert reduced, "the group-by was not semi-joined with the failed orders"
         assert not well_reduced(reduced[0], sources, small)
-        elsewhere = replace(small, locate=lambda f: "/nowhere/" + Path(f).name)
-        assert well_reduced(reduced[0], sources, elsewhere)
+        nowhere = replace(small, locate=lambda f: "/nowhere/o.parquet" if "/ords/" in f else f)
+        assert not well_reduced(reduced[0], sources, nowhere)
+
+
+@pytest.mark.parametrize(("sql", "runs_first"), [(SELECTIVE, True), (WIDE, False)])
+def test_a_chain_whose_broadcast_side_is_elsewhere_is_weighed_by_its_sides_filters(
+    data: Path, tmp_path: Path, sql: str, runs_first: bool
+) -> None:
+    """The outer chain's joined rows cannot be counted where a broadcast side (the failed
+    orders) has no file here: they are estimated from its own filters and each side's
+    (``reducers._estimated_fraction``), which err high. The selective chain (a 25th of the
+    suppliers) still runs first, the wide one (four fifths) still does not, and the answer
+    is DuckDB's."""
+    with elytra.connect(home=tmp_path / "home", backend="inline", broadcast_bytes=SMALL) as s:
+        p = s.sql(sql, _tables(s, data))
+        sources = dict(p.sources)
+        small = s.driver._weigh(_footers(p))
+        joins = [n for n in _nodes(_rewritten(p.node, sources, small)) if isinstance(n, lp.Join)]
+        here = [c for j in joins if (c := reduces_a_group_by(j, sources, small)) is not None]
+        far = [
+            c for j in joins if (c := reduces_a_group_by(j, sources, _elsewhere(small))) is not None
+        ]
+        assert bool(far) == bool(here) == runs_first
+        for chain in far:
+            src = chain_source(chain, sources, small)
+            assert src is not None
+            counted = _joined_fraction(chain, src, sources, small)
+            estimated = _joined_fraction(chain, src, sources, _elsewhere(small))
+            assert counted is not None
+            assert estimated is not None
+            assert counted <= estimated <= 4 * counted, (counted, estimated)
+        weigh = s.driver._weigh
+        s.driver._weigh = lambda footers: _elsewhere(weigh(footers))  # type: ignore[method-assign]
+        table = p.collect()
+        ran = s.driver.last
+    assert ("first0 tasks" in ran.stage_seconds) == runs_first, ran.stage_seconds
+    assert sorted(tuple(r.values()) for r in table.to_pylist()) == _duckdb(data, sql)
 
 
 def _nodes(node: lp.Node) -> list[lp.Node]:

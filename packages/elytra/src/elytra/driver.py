@@ -44,6 +44,7 @@ from .exchange import (
 from .explain import render
 from .jobs import Job, JobRecorder
 from .outfile import write_table
+from .planchunks import planner_copies
 from .prerun import first_side, sides_first
 from .progress import watch
 from .rangesort import RangeRoute, RangeSorts
@@ -171,6 +172,7 @@ class Driver:
         With ``shuffle``, the tasks of a group-by stage partition big results themselves
         (``shuffle.py``); only where they write is where the next stage's tasks read."""
         _ = p.schema
+        p = self._copied(p)
         footers = _footers(p)
         srcs = sources if sources is not None else dict(p.sources)
         node = _rewritten(p.node, srcs, self._weigh(footers))
@@ -332,6 +334,7 @@ class Driver:
 
     def sides_first(self, p: Pipeline) -> list[lp.Node]:
         """The join sides of ``p`` a job runs first (``prerun.py``), outermost first."""
+        p = self._copied(p)
         sources, small = dict(p.sources), self._weigh(_footers(p))
         return sides_first(_rewritten(p.node, sources, small), sources, small)
 
@@ -607,7 +610,7 @@ class Driver:
         """One run of :meth:`_execute`."""
         tid = prefix or job.id
         given = set(p.sources)
-        p = self._sides_first(job, p, spill, stats, tid)
+        p = self._sides_first(job, self._copied(p), spill, stats, tid)
         made = set(p.sources) - given  # the files of sides run first: not the job's sources
         remote = bool(getattr(self.backend, "resolves_chunks", False))  # Ray across platforms
         # with Ray across platforms the platform that runs a task finds its chunks
@@ -974,6 +977,19 @@ class Driver:
         """The largest side a join broadcasts: the setting, and at most an eighth of a task's
         cap (every task of the other side holds the whole side)."""
         return min(int(self.settings.broadcast_bytes), int(self.settings.worker_mem_cap) // 8)
+
+    def _copied(self, p: Pipeline) -> Pipeline:
+        """``p`` reading the small chunks a peer keeps from copies here, so that the planner
+        can count on them (``planchunks.py``); ``p`` itself outside a cluster."""
+        where = self.settings.resolved_spill_dir() / "planner-chunks"
+        copies = planner_copies(p.sources.values(), self.fetch, where)
+        if not copies:
+            return p
+        sources = {
+            name: src.localized(copies) if isinstance(src, LakeSource) else src
+            for name, src in p.sources.items()
+        }
+        return replace(p, sources=sources)
 
     def _weigh(self, footers: dict[str, str]) -> Broadcastable:
         """What a join broadcasts, chunks named by hash weighed by the files they are here."""

@@ -24,9 +24,9 @@ import os
 from emsqrt import plan as lp
 
 from .semireduce import group_key, well_reduced
-from .sidesize import Broadcastable, counted_fraction, side_bytes
+from .sidesize import Broadcastable, counted_fraction, side_bytes, side_size
 from .sources import Source
-from .stages import broadcast_joins, chain_source
+from .stages import Broadcast, broadcast_joins, chain_source
 
 __all__ = ["reduces_a_group_by"]
 
@@ -66,20 +66,43 @@ def _joined_fraction(
     DuckDB's count over a sample of one of ``src``'s files here, each broadcast side read
     whole from its files here; None when a file is not here or the kernel cannot count."""
     locate = small.locate or (lambda f: f)
+    here = [locate(f) for part in src.parts(1) for f in part.files]
+    path = next((f for f in here if f.endswith(".parquet") and os.path.exists(f)), None)
+    if path is None:
+        return None
     passed = broadcast_joins(chain, sources, small)
     whole: dict[str, lp.Node] = {}
     for b in passed:
         paths = [locate(f) for part in b.source.parts(1 << 62) for f in part.files]
         if not paths or not all(os.path.exists(f) for f in paths):
-            return None
+            return _estimated_fraction(passed, src, path, small)
         scans = [b.source.scan(f) for f in paths]
         whole[b.source.name] = scans[0] if len(scans) == 1 else lp.Union(tuple(scans))
-    here = [locate(f) for part in src.parts(1) for f in part.files]
-    path = next((f for f in here if f.endswith(".parquet") and os.path.exists(f)), None)
-    if path is None:
-        return None
     also = tuple(s.path for n in whole.values() for s in _scans_of(n))
     return counted_fraction(_with_scans(chain, whole), src, path, _leaf_columns(chain, src), also)
+
+
+def _estimated_fraction(
+    passed: list[Broadcast], src: Source, path: str, small: Broadcastable
+) -> float | None:
+    """``_joined_fraction`` where a broadcast side is not wholly on this platform (on a
+    cluster, a chunk of it only a peer keeps): the fraction ``src``'s own filters keep,
+    counted on ``path``, times, for each inner or semi broadcast join, the fraction its side's
+    filters keep, counted on a file of the side here (1 where none is). A join on a key the
+    side holds once (TPC-H's foreign keys) keeps the big side's rows in the proportion the
+    side keeps its own; filters above the joins are left out, so the estimate errs high."""
+    below = passed[-1].big
+    kept = counted_fraction(below, src, path, _leaf_columns(below, src))
+    if kept is None:
+        return None
+    for b in passed:
+        if b.join.how not in ("inner", "semi"):
+            continue
+        side = b.join.left if b.small_left else b.join.right
+        size = side_size(side, b.source, small.locate, count_above=-1)
+        if size.counted:
+            kept *= size.held / max(size.read, 1)
+    return kept
 
 
 def _leaf_columns(node: lp.Node, src: Source) -> set[str] | None:

@@ -66,8 +66,8 @@ def _rewrites(
             if isinstance(rows, lp.Join) and _reduced(agg):
                 # reduced already; again only by a side run first (``reducers.py``: it
                 # holds the keys that reach the join, fewer than a filtered chain's), and
-                # only where the chain kept much: tasks that read a side run first run
-                # where it was written (on the cluster, the coordinator)
+                # only where the chain keeps much or cannot be counted here: a round of
+                # tasks is not paid for a reduction the group-by has already
                 if not _run_first(chain, sources) or well_reduced(agg, sources, small):
                     continue
                 rows = rows.left
@@ -87,10 +87,11 @@ first would not pay for its round of tasks."""
 
 def well_reduced(agg: lp.Aggregate, sources: dict[str, Source], small: Broadcastable) -> bool:
     """Whether ``agg``'s input is semi-joined already with a chain that keeps little (see
-    ``WELL_REDUCED``) or with a side run first; also when what the chain keeps cannot be
-    counted here (no file of it on this platform): a side run first pins the group-by's
-    tasks to the coordinator on the cluster (TPC-H q20 there: 400 -> 1,000 ms), so it is
-    paid for only when known to reduce more."""
+    ``WELL_REDUCED``) or with a side run first. Not when what the chain keeps cannot be
+    counted here (no file of it on this platform): on a cluster, a side run first goes
+    with the tasks (a Ray object) and no longer pins them to the coordinator, so a chain
+    that keeps little (``reducers.py``) is run first to reduce the group-by further (TPC-H
+    q21 on three Ray platforms, whose coordinator holds no chunk of the orders)."""
     rows = agg.input
     if not (isinstance(rows, lp.Join) and rows.how == "semi" and _reduced(agg)):
         return False
@@ -100,7 +101,7 @@ def well_reduced(agg: lp.Aggregate, sources: dict[str, Source], small: Broadcast
     if src is None:
         return True
     size = side_size(rows.right, src, small.locate, count_above=-1)
-    return not size.counted or size.held <= WELL_REDUCED * max(size.read, 1)
+    return size.counted and size.held <= WELL_REDUCED * max(size.read, 1)
 
 
 def _any_run_first(sources: dict[str, Source]) -> bool:
