@@ -25,6 +25,7 @@ from emsqrt.planning import SchemaResolver, inner_joins
 from platform_core import PlatformError, Schema, new_id
 
 from .backends import Backend
+from .chunkcache import cached, trim
 from .chunkrefs import chunk_ref, pin_or_fetch, sha_of
 from .errors import (
     ExchangeLostError,
@@ -522,7 +523,11 @@ class Driver:
             if isinstance(src, LakeSource) and self.fetch is not None:  # in a cluster
                 where.mkdir(parents=True, exist_ok=True)
                 chunks = [(sha, path) for sha, path, _ in src.chunks]
-                src = src.localized(_fetch_all(self.fetch, chunks, src.origin, where, cancel))
+                cache = self._cache() if self.settings.chunk_cache_bytes else None
+                got = _fetch_all(self.fetch, chunks, src.origin, where, cancel, cache)
+                if cache is not None:
+                    trim(cache, int(self.settings.chunk_cache_bytes))
+                src = src.localized(got)
             out[name] = src
         return out
 
@@ -610,7 +615,7 @@ class Driver:
         """One run of :meth:`_execute`."""
         tid = prefix or job.id
         given = set(p.sources)
-        p = self._sides_first(job, self._copied(p), spill, stats, tid)
+        p = self._sides_first(job, self._copied(p, job.cancel_event), spill, stats, tid)
         made = set(p.sources) - given  # the files of sides run first: not the job's sources
         remote = bool(getattr(self.backend, "resolves_chunks", False))  # Ray across platforms
         # with Ray across platforms the platform that runs a task finds its chunks
@@ -978,11 +983,12 @@ class Driver:
         cap (every task of the other side holds the whole side)."""
         return min(int(self.settings.broadcast_bytes), int(self.settings.worker_mem_cap) // 8)
 
-    def _copied(self, p: Pipeline) -> Pipeline:
+    def _copied(self, p: Pipeline, cancel: threading.Event | None = None) -> Pipeline:
         """``p`` reading the small chunks a peer keeps from copies here, so that the planner
         can count on them (``planchunks.py``); ``p`` itself outside a cluster."""
-        where = self.settings.resolved_spill_dir() / "planner-chunks"
-        copies = planner_copies(p.sources.values(), self.fetch, where)
+        copies = planner_copies(
+            p.sources.values(), self.fetch, self._cache(), self._cache_bytes(), cancel
+        )
         if not copies:
             return p
         sources = {
@@ -990,6 +996,14 @@ class Driver:
             for name, src in p.sources.items()
         }
         return replace(p, sources=sources)
+
+    def _cache(self) -> Path:
+        """The platform's chunk cache (``chunkcache.py``)."""
+        return self.settings.resolved_spill_dir() / "chunk-cache"
+
+    def _cache_bytes(self) -> int:
+        """The cache's bound; the planner's small copies have room even at 0."""
+        return max(int(self.settings.chunk_cache_bytes), 64 << 20)
 
     def _weigh(self, footers: dict[str, str]) -> Broadcastable:
         """What a join broadcasts, chunks named by hash weighed by the files they are here."""
@@ -1134,15 +1148,23 @@ def _fetch_all(
     origin: str,
     where: Path,
     cancel: threading.Event,
+    cache: Path | None = None,
 ) -> dict[str, str]:
     """Each chunk of ``chunks`` (sha, this node's copy or "") in ``where``: this node's copy
     pinned, else fetched (:func:`~elytra.chunkrefs.pin_or_fetch`), ``FETCHES`` at once: sha
-    -> its file. A set ``cancel`` raises :class:`JobCancelledError` at once; the fetches still
-    running end on their own (the job's directory goes with it)."""
+    -> its file. With a ``cache``, a fetched chunk is kept there and pinned in ``where``
+    (``chunkcache.py``). A set ``cancel`` raises :class:`JobCancelledError` at once; the
+    fetches still running end on their own (the job's directory goes with it)."""
     here = dict(chunks)
 
     def one(sha: str) -> str:
-        return pin_or_fetch(sha, here[sha] or None, lambda sha: fetch(sha, origin), where)
+        def get(sha: str) -> bytes:
+            return fetch(sha, origin)
+
+        if here[sha] or cache is None:
+            return pin_or_fetch(sha, here[sha] or None, get, where)
+        # pinned at once: a trim by another job must not take it before this one reads it
+        return pin_or_fetch(sha, cached(sha, get, cache), get, where)
 
     pool = ThreadPoolExecutor(FETCHES, thread_name_prefix="elytra-fetch")
     try:

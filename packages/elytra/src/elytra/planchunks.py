@@ -6,14 +6,12 @@ side read whole (``reducers.py``). On a cluster, a tiny table that only peers ke
 nation, 3 KB, on two of three platforms) left those counts unknown: on three Ray platforms,
 q21's EXISTS group-by then ran unreduced and 38 MiB of its partial states reached the
 coordinator. So the chunks this node lacks of a table of at most ``SMALL_SOURCE_BYTES`` are
-fetched from a replica into a cache in the spill directory, checked against their hash (and
-named by it, so never stale), at most ``CACHE_BYTES`` kept, the least recently used dropped
-first. A job on this platform's pool reads the copies as it reads this node's own chunks.
+fetched from a replica into the platform's chunk cache (``chunkcache.py``) before planning,
+and the pipeline reads those copies as it reads this node's own chunks.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -21,17 +19,14 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from functools import partial
 from pathlib import Path
 
-from .chunkrefs import pin_or_fetch
+from .chunkcache import cached, trim
 from .sources import LakeSource, Source
 
-__all__ = ["CACHE_BYTES", "SMALL_SOURCE_BYTES", "WAIT_SECONDS", "planner_copies"]
+__all__ = ["SMALL_SOURCE_BYTES", "WAIT_SECONDS", "planner_copies"]
 
 SMALL_SOURCE_BYTES = 1 << 20
 """The largest table whose chunks are fetched for the planner: a dimension table (TPC-H's
 nation, region), never a fact table's chunks, however small the lake cuts them."""
-
-CACHE_BYTES = 64 << 20
-"""The most the planner's copies hold on disk."""
 
 FETCHES = 4
 """Copies fetched at once (each a call to one replica)."""
@@ -39,16 +34,15 @@ FETCHES = 4
 WAIT_SECONDS = 2.0
 """The longest the planner waits for its copies: a hung replica must not hold a query."""
 
-_TRIM = threading.Lock()
-
 
 def planner_copies(
     sources: Iterable[Source],
     fetch: Callable[[str, str], bytes] | None,
     where: Path,
+    limit: int,
     cancel: threading.Event | None = None,
 ) -> dict[str, str]:
-    """sha256 -> a copy in ``where`` of each chunk this node lacks of each table of at most
+    """sha256 -> a copy in the chunk cache ``where`` (``limit`` bytes) of each chunk this node lacks of each table of at most
     ``SMALL_SOURCE_BYTES`` that ``sources`` read (see the module); empty outside a cluster.
     A chunk no replica gives within ``WAIT_SECONDS`` (or before ``cancel`` is set) is left
     out: the planner weighs it as one it cannot see, and the job fetches it as before."""
@@ -74,43 +68,18 @@ def planner_copies(
         pool.shutdown(wait=False, cancel_futures=True)
     out = {sha: f.result() for sha, f in futures.items() if f.done() and not f.cancelled()}
     copies = {sha: path for sha, path in out.items() if path is not None}
-    with _TRIM:
-        _trim(where, keep=set(copies.values()))
+    trim(where, limit, keep=copies.values())
     return copies
 
 
 def _copy(sha: str, origin: str, fetch: Callable[[str, str], bytes], where: Path) -> str | None:
-    """Chunk ``sha``'s copy in ``where`` (fetched once), marked used now; None when no
-    replica gave it or gave the wrong bytes."""
+    """Chunk ``sha``'s copy in the cache ``where``; None when no replica gave it, or gave
+    the wrong bytes."""
     try:
-        path = pin_or_fetch(sha, None, partial(_from, fetch, origin), where)
-        os.utime(path)  # used now: the last to go
+        return cached(sha, partial(_from, fetch, origin), where)
     except Exception:  # any failure of a replica: the planner goes without the copy
         return None
-    return path
 
 
 def _from(fetch: Callable[[str, str], bytes], origin: str, sha: str) -> bytes:
     return fetch(sha, origin)
-
-
-def _trim(where: Path, keep: set[str]) -> None:
-    """Drop the least recently used copies in ``where`` past ``CACHE_BYTES`` (not ``keep``)."""
-    files = []
-    try:
-        for entry in os.scandir(where):
-            try:
-                st = entry.stat()
-            except FileNotFoundError:
-                continue  # a temp file renamed meanwhile
-            files.append((st.st_mtime, st.st_size, entry.path))
-    except FileNotFoundError:
-        return
-    total = sum(size for _, size, _ in files)
-    for _, size, path in sorted(files):
-        if total <= CACHE_BYTES:
-            break
-        if path in keep:
-            continue
-        Path(path).unlink(missing_ok=True)
-        total -= size

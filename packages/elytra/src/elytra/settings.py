@@ -44,6 +44,12 @@ class ElytraSettings(PackageSettings):
     DuckDB over local chunks, about 4x faster than a job of stages on TPC-H (README), and
     issue 35 holds one platform to the lake's speed; ``always``; ``off``: the lake's planner
     answers every query."""
+    chunk_cache_bytes: ByteSize = ByteSize(1 << 30)
+    """Chunks a job fetched from replicas (a cluster without Ray: the pool of the platform
+    that takes a query reads every chunk it lacks) are kept in ``<spill_dir>/chunk-cache`` up
+    to this many bytes, the least recently used dropped first (``chunkcache.py``), so the
+    next query over the same dataset reads them here; 0: fetched per job, dropped with it
+    (tables of at most 1 MiB are still copied there for the planner)."""
     exchange_partitions: int = Field(0, ge=0, le=1024)
     """Partitions of a join's hash exchange (one join task each); 0: twice ``workers``."""
     broadcast_bytes: ByteSize = ByteSize(32 << 20)
