@@ -1163,8 +1163,12 @@ def _fetch_all(
 
         if here[sha] or cache is None:
             return pin_or_fetch(sha, here[sha] or None, get, where)
+        try:
+            copy: str | None = cached(sha, get, cache)
+        except OSError:  # a cache that cannot hold it (not a directory, a full disk)
+            copy = None  # fetched for this job alone, as without a cache
         # pinned at once: a trim by another job must not take it before this one reads it
-        return pin_or_fetch(sha, cached(sha, get, cache), get, where)
+        return pin_or_fetch(sha, copy, get, where)
 
     pool = ThreadPoolExecutor(FETCHES, thread_name_prefix="elytra-fetch")
     try:

@@ -15,11 +15,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, wait
-from functools import partial
 from pathlib import Path
 
-from .chunkcache import cached, trim
+from .chunkcache import cached, lookup, trim
 from .sources import LakeSource, Source
 
 __all__ = ["SMALL_SOURCE_BYTES", "WAIT_SECONDS", "planner_copies"]
@@ -28,11 +26,20 @@ SMALL_SOURCE_BYTES = 1 << 20
 """The largest table whose chunks are fetched for the planner: a dimension table (TPC-H's
 nation, region), never a fact table's chunks, however small the lake cuts them."""
 
-FETCHES = 4
-"""Copies fetched at once (each a call to one replica)."""
+SMALL_SOURCE_CHUNKS = 8
+"""The most chunks such a table may have (one fetch each)."""
 
 WAIT_SECONDS = 2.0
-"""The longest the planner waits for its copies: a hung replica must not hold a query."""
+"""The longest a query's planning waits for its copies: a hung replica must not hold it."""
+
+RETRY_SECONDS = 60.0
+"""A chunk whose fetch failed is not asked for again for this long (the job fetches it)."""
+
+_LOCK = threading.Lock()
+_FETCHING: dict[str, threading.Event] = {}
+"""Fetches under way, by chunk: a later query waits on the same one (or not at all)."""
+_FAILED: dict[str, float] = {}
+"""When each chunk's last fetch failed (``time.monotonic``)."""
 
 
 def planner_copies(
@@ -42,44 +49,64 @@ def planner_copies(
     limit: int,
     cancel: threading.Event | None = None,
 ) -> dict[str, str]:
-    """sha256 -> a copy in the chunk cache ``where`` (``limit`` bytes) of each chunk this node lacks of each table of at most
-    ``SMALL_SOURCE_BYTES`` that ``sources`` read (see the module); empty outside a cluster.
-    A chunk no replica gives within ``WAIT_SECONDS`` (or before ``cancel`` is set) is left
-    out: the planner weighs it as one it cannot see, and the job fetches it as before."""
+    """sha256 -> a copy in the chunk cache ``where`` (``limit`` bytes) of each chunk this
+    node lacks of each table of at most ``SMALL_SOURCE_BYTES`` in ``SMALL_SOURCE_CHUNKS``
+    that ``sources`` read (see the module); empty outside a cluster. Fetches run on daemon
+    threads, one per chunk however many queries want it; the planner waits for them at most
+    ``WAIT_SECONDS`` (less if ``cancel`` is set), and only for a fetch it started: a chunk
+    still being fetched for an earlier query, or whose fetch failed lately, is left out (the
+    planner weighs it as one it cannot see, and the job fetches it as before)."""
     wanted = {
         sha: src.origin
         for src in sources
-        if isinstance(src, LakeSource) and sum(n for _, _, n in src.chunks) <= SMALL_SOURCE_BYTES
+        if isinstance(src, LakeSource)
+        and len(src.chunks) <= SMALL_SOURCE_CHUNKS
+        and sum(n for _, _, n in src.chunks) <= SMALL_SOURCE_BYTES
         for sha, path, _ in src.chunks
         if not path
     }
     if fetch is None or not wanted:
         return {}
+    started: list[threading.Event] = []
+    now = time.monotonic()
+    with _LOCK:
+        for sha, origin in wanted.items():
+            if sha in _FETCHING or now - _FAILED.get(sha, -RETRY_SECONDS) < RETRY_SECONDS:
+                continue
+            if lookup(sha, where) is not None:
+                continue
+            done = _FETCHING[sha] = threading.Event()
+            started.append(done)
+            threading.Thread(
+                target=_copy,
+                args=(sha, origin, fetch, where, done),
+                name=f"elytra-plan-fetch-{sha[:8]}",
+                daemon=True,  # a hung replica must not hold the process at exit
+            ).start()
     deadline = time.monotonic() + WAIT_SECONDS
-    pool = ThreadPoolExecutor(FETCHES, thread_name_prefix="elytra-plan-fetch")
-    try:
-        futures = {
-            sha: pool.submit(_copy, sha, origin, fetch, where) for sha, origin in wanted.items()
-        }
-        pending = set(futures.values())
-        while pending and time.monotonic() < deadline and not (cancel and cancel.is_set()):
-            _, pending = wait(pending, timeout=0.1)
-    finally:  # a hung replica's call ends on its own; the planner does not wait for it
-        pool.shutdown(wait=False, cancel_futures=True)
-    out = {sha: f.result() for sha, f in futures.items() if f.done() and not f.cancelled()}
-    copies = {sha: path for sha, path in out.items() if path is not None}
+    for done in started:
+        while not done.wait(0.05):
+            if time.monotonic() >= deadline or (cancel is not None and cancel.is_set()):
+                break
+    copies = {sha: path for sha in wanted if (path := lookup(sha, where)) is not None}
     trim(where, limit, keep=copies.values())
     return copies
 
 
-def _copy(sha: str, origin: str, fetch: Callable[[str, str], bytes], where: Path) -> str | None:
-    """Chunk ``sha``'s copy in the cache ``where``; None when no replica gave it, or gave
-    the wrong bytes."""
+def _copy(
+    sha: str, origin: str, fetch: Callable[[str, str], bytes], where: Path, done: threading.Event
+) -> None:
+    """Fetch chunk ``sha`` into the cache ``where``; a failure (a replica down, the wrong
+    bytes, a cache that is not a directory) is remembered for ``RETRY_SECONDS``."""
     try:
-        return cached(sha, partial(_from, fetch, origin), where)
-    except Exception:  # any failure of a replica: the planner goes without the copy
-        return None
-
-
-def _from(fetch: Callable[[str, str], bytes], origin: str, sha: str) -> bytes:
-    return fetch(sha, origin)
+        cached(sha, lambda s: fetch(s, origin), where)
+    except Exception:  # any failure: the planner goes without the copy
+        now = time.monotonic()
+        with _LOCK:
+            for old in [k for k, t in _FAILED.items() if now - t >= RETRY_SECONDS]:
+                del _FAILED[old]
+            _FAILED[sha] = now
+    finally:
+        with _LOCK:
+            _FETCHING.pop(sha, None)
+        done.set()
