@@ -43,6 +43,7 @@ from .exchange import (
     join_parts,
 )
 from .explain import render
+from .having import above_final, exchange_bytes
 from .jobs import Job, JobRecorder
 from .outfile import write_table
 from .planchunks import planner_copies
@@ -203,7 +204,9 @@ class Driver:
             elif stage.name in finals and (over or len(parts) > 1):
                 keys = finals[stage.name].group_by
                 cap = int(self.settings.worker_mem_cap)
-                how = None if over else group_exchange(stage, parts, min_bytes, cap)
+                # under a HAVING, from fewer states: the partitions' tasks run it too
+                least = exchange_bytes(plan.merge, finals[stage.name], min_bytes)
+                how = None if over else group_exchange(stage, parts, least, cap)
                 n = 0 if over else self._reread_parts(stage, finals[stage.name], how)
                 if n:  # every task reads the whole input, keeps its partition of the keys
                     where = (job_id, i, spill_dir)
@@ -218,7 +221,7 @@ class Driver:
                     parts_n,
                     keys,
                     [stage.schema.field(k).type for k in keys],
-                    min_bytes // (parts_n if over else len(parts)),
+                    least // (parts_n if over else len(parts)),
                     eager=eager,
                 )
             stage.shuffle = shuffled
@@ -689,7 +692,8 @@ class Driver:
             if (
                 not now
                 and done is None
-                and results.size(name) < int(self.settings.exchange_min_bytes)
+                and results.size(name)
+                < exchange_bytes(merge, finals[name], int(self.settings.exchange_min_bytes))
             ):
                 return
             del watched[index]
@@ -741,14 +745,17 @@ class Driver:
                 w.close()
                 name = plan.stages[stage_index].name
                 final = finals[name]
+                top = above_final(merge, final)  # its HAVING runs in the partitions' tasks
                 target = f"{name}-final"
-                schema = SchemaResolver().schema(final)
+                schema = SchemaResolver().schema(top)
                 results.expect(target, schema)
                 routes[index] = target
-                merge = replace_node(merge, final, lp.Input(target, Schema.from_arrow(schema)))
+                merge = replace_node(merge, top, lp.Input(target, Schema.from_arrow(schema)))
                 raw = plan.stages[stage_index].raw
                 second += [
-                    self._task(tid, index, part, aggregate_task_plan(w, final, part, raw), w, spill)
+                    self._task(
+                        tid, index, part, aggregate_task_plan(w, final, part, raw, top), w, spill
+                    )
                     for part in range(parts)
                     if w.rows[0][part]
                 ]

@@ -29,6 +29,7 @@ from emsqrt.planning import join_key_type, plan_to_json
 from platform_core import Schema
 
 from .partitions import TableSplitter, Written, hash_partition_sql, partition_ids
+from .stages import replace_node
 
 __all__ = [
     "ExchangeWriter",
@@ -165,11 +166,20 @@ def join_task_plan(writer: ExchangeWriter, join: lp.Join, part: int) -> str:
 
 
 def aggregate_task_plan(
-    writer: ExchangeWriter, final: lp.Aggregate, part: int, raw: bool = False
+    writer: ExchangeWriter,
+    final: lp.Aggregate,
+    part: int,
+    raw: bool = False,
+    above: lp.Node | None = None,
 ) -> str:
     """The final aggregate of partition ``part``'s partial states (``raw``: the whole
-    aggregate of its rows), as emsqrt plan JSON."""
+    aggregate of its rows), under ``above``'s filters and projections (``having.py``), as
+    emsqrt plan JSON."""
+    node: lp.Node
     if raw:
-        whole = replace(final, input=_scan(writer, 0, part), mode="full", state_of=None)
-        return plan_to_json(whole)
-    return plan_to_json(replace(final, input=_scan(writer, 0, part)))
+        node = replace(final, input=_scan(writer, 0, part), mode="full", state_of=None)
+    else:
+        node = replace(final, input=_scan(writer, 0, part))
+    if above is not None:
+        node = replace_node(above, final, node)
+    return plan_to_json(node)
