@@ -204,8 +204,7 @@ class Driver:
             elif stage.name in finals and (over or len(parts) > 1):
                 keys = finals[stage.name].group_by
                 cap = int(self.settings.worker_mem_cap)
-                # under a HAVING, from fewer states: the partitions' tasks run it too
-                least = exchange_bytes(plan.merge, finals[stage.name], min_bytes)
+                least = exchange_bytes(plan.merge, finals[stage.name], min_bytes)  # HAVING
                 how = None if over else group_exchange(stage, parts, least, cap)
                 n = 0 if over else self._reread_parts(stage, finals[stage.name], how)
                 if n:  # every task reads the whole input, keeps its partition of the keys
