@@ -8,7 +8,8 @@ Usage: ``python ray_locality_run.py SPEC_JSON`` with ``home`` (the lake's home),
 (lake node id -> its chunk directory), ``all`` (every chunk, where a fetch reads), ``work``
 (each node's work directory's parent), ``job`` (``"join"``: a self-join through a hash
 exchange before the group-by; ``"side"``: ``SIDE_SQL``, whose ``IN`` side runs first and is
-broadcast to tasks that also read chunks), ``drop`` (chunks removed from a node after placement
+broadcast to tasks that also read chunks; ``"dims"``: ``DIMS_SQL``, a join with a small
+table on one node), ``dims`` (that table's chunks and the node holding them), ``drop`` (chunks removed from a node after placement
 was decided: ``[[node, sha], ...]``), ``kill`` (slow tasks, and a Ray node other than the
 driver's SIGKILLed while they run; ``"head"``: the head, the GCS; ``"exchange"``: with
 ``job="join"``, a node once the exchange's partition tasks run).
@@ -92,6 +93,12 @@ class Dropping(DirCluster):
 SLOW_SECONDS = float(os.environ.get("RAY_LOCALITY_SLOW", "0.4"))
 """How long a slowed task sleeps per batch."""
 
+
+DIMS_SQL = (
+    "SELECT d.label, count(*) AS n, sum(s.amount) AS total FROM sales s "
+    "JOIN grps d ON s.grp = d.grp WHERE s.amount > 50 GROUP BY d.label"
+)
+"""A query joining the chunks of ``sales`` with ``grps``, a small table on one node only."""
 
 SIDE_SQL = (
     "SELECT grp, count(*) AS n, sum(amount) AS total FROM sales WHERE amount > 50 "
@@ -204,7 +211,9 @@ def main() -> None:
                 source = source.map_batches(_slowly, schema=source.schema)
                 # (after a join: its partition tasks are the slow ones)
             grouped = source.group_by("grp").agg("count(*) AS n", "sum(amount) AS total")
-            job = (s.sql(SIDE_SQL) if spec.get("job") == "side" else grouped).submit()
+            queries = {"side": SIDE_SQL, "dims": DIMS_SQL}
+            chosen = spec.get("job")
+            job = (s.sql(queries[chosen]) if chosen in queries else grouped).submit()
             if spec.get("kill") == "head":  # the GCS: the job cannot finish
                 again = s.dataset("sales").group_by("grp").agg("count(*) AS n")
                 return _head_killed(cluster, job, lambda: again)

@@ -28,7 +28,7 @@ from lake import LakeNode, lake_settings
 from lake.testing import ingest
 
 from .conftest import rows_of, same_rows
-from .ray_locality_run import SIDE_SQL
+from .ray_locality_run import DIMS_SQL, SIDE_SQL
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.timeout(300)
@@ -47,16 +47,32 @@ def spread(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         f"COPY (SELECT i AS id, (i % 11)::INTEGER AS grp, round(i * 0.37 % 1000, 2) AS amount "
         f"FROM range(60000) t(i)) TO '{csv}' (HEADER)"
     )
+    grps = base / "grps.csv"
+    duckdb.sql(
+        f"COPY (SELECT i::INTEGER AS grp, 'label ' || (i % 4) AS label FROM range(11) t(i)) "
+        f"TO '{grps}' (HEADER)"
+    )
     home = base / "home"
     node = LakeNode(lake_settings(None, home=home, chunk_bytes=64 * 1024))
     try:
         ingest(node, csv, "sales")
         every = node.catalog.chunks.root
+        chunks = sorted(p.name for p in every.glob("*.parquet"))
+        ingest(node, grps, "grps")
+        dims = sorted({p.name for p in every.glob("*.parquet")} - set(chunks))
     finally:
         node.stop()
-    chunks = sorted(p.name for p in every.glob("*.parquet"))
     assert len(chunks) >= 6, chunks
-    return {"base": base, "home": home, "csv": csv, "all": every, "chunks": chunks}
+    assert len(dims) == 1, dims
+    return {
+        "base": base,
+        "home": home,
+        "csv": csv,
+        "grps": grps,
+        "all": every,
+        "chunks": chunks,
+        "dims": dims,
+    }
 
 
 def _run(
@@ -72,6 +88,9 @@ def _run(
         d.mkdir()
         for i, name in enumerate(spread["chunks"]):
             if i % 3 != k:
+                shutil.copy(spread["all"] / name, d / name)
+        if k == 0:  # the small table on the head's node alone: not the driver's (the last)
+            for name in spread["dims"]:
                 shutil.copy(spread["all"] / name, d / name)
         dirs[n] = str(d)
     spec = {
@@ -192,6 +211,29 @@ def test_a_side_run_first_goes_with_the_tasks_to_their_chunks(
     assert local == len(main), main  # each ran where its chunks are
     assert {t["node"] for t in main} - {out["me"]}, main  # not all on the driver's node
     assert not any((tmp_path / "work").rglob("*.parquet"))
+
+
+def test_a_small_table_goes_with_the_tasks_and_placement_weighs_only_the_big_one(
+    spread: dict[str, Any], tmp_path: Path
+) -> None:
+    """A join of ``sales``' chunks with ``grps``, a small table only the head's node holds.
+    Placement sends a task only to a node holding every chunk it reads, so every task went
+    to that node or the driver's (TPC-H q05, q07, q08 and q09 ran all their tasks on the
+    coordinator's node: no platform held nation, region and supplier with lineitem). A small
+    table now goes with the tasks as a Ray object from the driver's node (which fetches or
+    holds it), the tasks run where their ``sales`` chunks are, and the answer is DuckDB's."""
+    out = _run(spread, tmp_path, job="dims")
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW sales AS SELECT * FROM read_csv('{spread['csv']}')")
+    con.execute(f"CREATE VIEW grps AS SELECT * FROM read_csv('{spread['grps']}')")
+    want = rows_of(con.execute(DIMS_SQL).fetchall())
+    assert same_rows(rows_of([tuple(r.values()) for r in out["rows"]]), want)
+    assert out["stats"]["shipped_bytes"] > 0, out["stats"]
+    tasks = _tasks(out["record"])
+    assert len(tasks) >= 3, out["record"]["timeline"]
+    for t in tasks:  # each where its own chunks are
+        assert all((out["dirs"][t["node"]] / f"{s}.parquet").is_file() for s in t["chunks"]), t
+    assert {t["node"] for t in tasks} - {out["me"], NODES[0]}, tasks  # the third node too
 
 
 def test_a_node_killed_while_an_exchange_is_read_loses_no_rows(

@@ -6,6 +6,7 @@ stage runs here under ``driver_mem_cap``, the tasks on the backend under ``worke
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import threading
@@ -25,8 +26,8 @@ from emsqrt.planning import SchemaResolver, inner_joins
 from platform_core import PlatformError, Schema, new_id
 
 from .backends import Backend
-from .chunkcache import cached, trim
-from .chunkrefs import chunk_ref, pin_or_fetch, sha_of
+from .chunkcache import pin, trim
+from .chunkrefs import chunk_ref, pin_or_fetch, rewrite_scans, sha_of
 from .errors import (
     ExchangeLostError,
     JobCancelledError,
@@ -46,7 +47,7 @@ from .explain import render
 from .having import above_final, exchange_bytes
 from .jobs import Job, JobRecorder
 from .outfile import write_table
-from .planchunks import planner_copies
+from .planchunks import planner_copies, small_table
 from .prerun import first_side, sides_first
 from .progress import watch
 from .rangesort import RangeRoute, RangeSorts
@@ -525,12 +526,47 @@ class Driver:
             if isinstance(src, LakeSource) and self.fetch is not None:  # in a cluster
                 where.mkdir(parents=True, exist_ok=True)
                 chunks = [(sha, path) for sha, path, _ in src.chunks]
-                cache = self._cache() if self.settings.chunk_cache_bytes else None
-                got = _fetch_all(self.fetch, chunks, src.origin, where, cancel, cache)
-                if cache is not None:
-                    trim(cache, int(self.settings.chunk_cache_bytes))
+                got = _fetch_all(self.fetch, chunks, src.origin, where, cancel, self._cache())
+                trim(self._cache(), int(self.settings.chunk_cache_bytes))
                 src = src.localized(got)
             out[name] = src
+        return out
+
+    def _small_sides(
+        self, tasks: list[Task], p: Pipeline, spill: Path, cancel: threading.Event
+    ) -> list[Task]:
+        """On Ray across platforms, ``tasks`` with each broadcast side of a small table
+        (``planchunks.small_table``) read from a file in the job's directory (pinned, or
+        fetched), which goes with the task as a Ray object (``rayobjects.ship_files``), so
+        that placement weighs only the big tables' chunks: no platform held TPC-H's nation,
+        region and supplier with lineitem, orders and customer, and all of q05's tasks ran
+        on the coordinator's node."""
+        small = {
+            name: src
+            for name, src in p.sources.items()
+            if isinstance(src, LakeSource)
+            and small_table(src)
+            and (self.fetch is not None or not src.missing())
+        }
+        if not small or not any(t.shared_files for t in tasks):
+            return tasks
+        here = self._localize(replace(p, sources=small), spill / "chunks", cancel)
+        paths = {
+            chunk_ref(sha): path
+            for src in here.values()
+            if isinstance(src, LakeSource)
+            for sha, path, _ in src.chunks
+        }
+        out = []
+        for task in tasks:
+            own = len(task.files) - task.shared_files
+            names = {f: paths[f] for f in task.files[own:] if f in paths}
+            if not names:
+                out.append(task)
+                continue
+            plan = json.dumps(rewrite_scans(json.loads(task.plan), names), separators=(",", ":"))
+            files = task.files[:own] + tuple(names.get(f, f) for f in task.files[own:])
+            out.append(replace(task, plan=plan, files=files))
         return out
 
     def _sides_first(
@@ -630,6 +666,10 @@ class Driver:
         local = self.settings.backend in ("local", "inline", "ray")
         shuffle = local and (not remote or self.settings.ray_exchange == "objects")
         plan, tasks = self.plan(p, tid, spill, sources, shuffle)
+        if remote:  # small broadcast sides go with the tasks (``_small_sides``)
+            tasks = self._small_sides(tasks, p, spill, job.cancel_event)
+            for i, stage in enumerate(plan.stages):
+                stage.tasks = [t for t in tasks if t.stage == i]
         stats.tasks_total += len(tasks)  # after those of the sides run first
         for i, stage in enumerate(plan.stages):
             job.plan_stage(i, len(stage.tasks), tid)
@@ -1167,14 +1207,12 @@ def _fetch_all(
         def get(sha: str) -> bytes:
             return fetch(sha, origin)
 
-        if here[sha] or cache is None:
-            return pin_or_fetch(sha, here[sha] or None, get, where)
-        try:
-            copy: str | None = cached(sha, get, cache)
-        except OSError:  # a cache that cannot hold it (not a directory, a full disk)
-            copy = None  # fetched for this job alone, as without a cache
-        # pinned at once: a trim by another job must not take it before this one reads it
-        return pin_or_fetch(sha, copy, get, where)
+        copy = here[sha]
+        if copy and not (cache is not None and Path(copy).parent == cache):
+            return pin_or_fetch(sha, copy, get, where)  # this node's own (the lake's)
+        if cache is None:
+            return pin_or_fetch(sha, None, get, where)
+        return pin(sha, get, cache, where)  # checked, kept for the next job
 
     pool = ThreadPoolExecutor(FETCHES, thread_name_prefix="elytra-fetch")
     try:

@@ -20,7 +20,7 @@ from pathlib import Path
 from .chunkcache import cached, lookup, trim
 from .sources import LakeSource, Source
 
-__all__ = ["SMALL_SOURCE_BYTES", "WAIT_SECONDS", "planner_copies"]
+__all__ = ["SMALL_SOURCE_BYTES", "WAIT_SECONDS", "planner_copies", "small_table"]
 
 SMALL_SOURCE_BYTES = 1 << 20
 """The largest table whose chunks are fetched for the planner: a dimension table (TPC-H's
@@ -42,6 +42,15 @@ _FAILED: dict[str, float] = {}
 """When each chunk's last fetch failed (``time.monotonic``)."""
 
 
+def small_table(src: LakeSource) -> bool:
+    """Whether ``src`` is a table the planner copies (``SMALL_SOURCE_BYTES`` in at most
+    ``SMALL_SOURCE_CHUNKS``)."""
+    return (
+        len(src.chunks) <= SMALL_SOURCE_CHUNKS
+        and sum(n for _, _, n in src.chunks) <= SMALL_SOURCE_BYTES
+    )
+
+
 def planner_copies(
     sources: Iterable[Source],
     fetch: Callable[[str, str], bytes] | None,
@@ -59,9 +68,7 @@ def planner_copies(
     wanted = {
         sha: src.origin
         for src in sources
-        if isinstance(src, LakeSource)
-        and len(src.chunks) <= SMALL_SOURCE_CHUNKS
-        and sum(n for _, _, n in src.chunks) <= SMALL_SOURCE_BYTES
+        if isinstance(src, LakeSource) and small_table(src)
         for sha, path, _ in src.chunks
         if not path
     }

@@ -48,8 +48,8 @@ class ElytraSettings(PackageSettings):
     """Chunks a job fetched from replicas (a cluster without Ray: the pool of the platform
     that takes a query reads every chunk it lacks) are kept in ``<spill_dir>/chunk-cache`` up
     to this many bytes, the least recently used dropped first (``chunkcache.py``), so the
-    next query over the same dataset reads them here; 0: fetched per job, dropped with it
-    (tables of at most 1 MiB are still copied there for the planner)."""
+    next query over the same dataset reads them here; 0: none kept past the job that
+    fetched them (the planner's copies of tables of at most 1 MiB too)."""
     exchange_partitions: int = Field(0, ge=0, le=1024)
     """Partitions of a join's hash exchange (one join task each); 0: twice ``workers``."""
     broadcast_bytes: ByteSize = ByteSize(32 << 20)
