@@ -220,9 +220,16 @@ def test_a_small_table_goes_with_the_tasks_and_placement_weighs_only_the_big_one
     Placement sends a task only to a node holding every chunk it reads, so every task went
     to that node or the driver's (TPC-H q05, q07, q08 and q09 ran all their tasks on the
     coordinator's node: no platform held nation, region and supplier with lineitem). A small
-    table now goes with the tasks as a Ray object from the driver's node (which fetches or
-    holds it), the tasks run where their ``sales`` chunks are, and the answer is DuckDB's."""
-    out = _run(spread, tmp_path, job="dims")
+    table now goes with the tasks as a Ray object from the driver's node (which lacks it
+    here, and fetches it once), the tasks run where their ``sales`` chunks are, and the
+    answer is DuckDB's."""
+    # the driver's own home lacks the small table, as a coordinator may: it is fetched
+    home = tmp_path / "home-copy"
+    shutil.copytree(spread["home"], home)
+    for name in spread["dims"]:
+        next(home.rglob(name)).unlink()
+    out = _run({**spread, "home": home}, tmp_path, job="dims")
+    assert out["fetched"] == [n.removesuffix(".parquet") for n in spread["dims"]]  # once
     con = duckdb.connect()
     con.execute(f"CREATE VIEW sales AS SELECT * FROM read_csv('{spread['csv']}')")
     con.execute(f"CREATE VIEW grps AS SELECT * FROM read_csv('{spread['grps']}')")
