@@ -1033,7 +1033,11 @@ class Driver:
         """``p`` reading the small chunks a peer keeps from copies here, so that the planner
         can count on them (``planchunks.py``); ``p`` itself outside a cluster."""
         copies = planner_copies(
-            p.sources.values(), self.fetch, self._cache(), self._cache_bytes(), cancel
+            p.sources.values(),
+            self.fetch,
+            self._cache(),
+            int(self.settings.chunk_cache_bytes),
+            cancel,
         )
         if not copies:
             return p
@@ -1046,10 +1050,6 @@ class Driver:
     def _cache(self) -> Path:
         """The platform's chunk cache (``chunkcache.py``)."""
         return self.settings.resolved_spill_dir() / "chunk-cache"
-
-    def _cache_bytes(self) -> int:
-        """The cache's bound; the planner's small copies have room even at 0."""
-        return max(int(self.settings.chunk_cache_bytes), 64 << 20)
 
     def _weigh(self, footers: dict[str, str]) -> Broadcastable:
         """What a join broadcasts, chunks named by hash weighed by the files they are here."""
