@@ -19,6 +19,7 @@ answer or a clear, retryable error, never a wrong answer, and no file left in a 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import signal
@@ -122,8 +123,22 @@ def _same(r: httpx.Response, oracle: duckdb.DuckDBPyConnection, sql: str) -> Non
 
 
 def _spill_files(home: Path) -> list[Path]:
+    """The files left in ``home``'s spill directory, but the whole chunks its chunk cache
+    keeps on purpose (``elytra.chunkcache``: each named by the hash of its bytes)."""
     root = home / "spill" / "elytra"
-    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+    if not root.exists():
+        return []
+    cache = root / "chunk-cache"
+    return [p for p in root.rglob("*") if p.is_file() and not _a_whole_chunk(p, cache)]
+
+
+def _a_whole_chunk(path: Path, cache: Path) -> bool:
+    if path.parent != cache or path.suffix != ".parquet":
+        return False
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() == path.stem
+    except OSError:
+        return False
 
 
 def _no_spill_left(homes: list[Path]) -> None:

@@ -256,3 +256,27 @@ def test_a_directory_in_place_of_a_copy_is_gone_without(
         with Session(settings, InlineBackend(), catalog=node.catalog, fetch=fetch) as s:  # type: ignore[arg-type]
             q = s.dataset("sales").group_by("grp").agg("count(*) AS n", "sum(amount) AS total")
             assert rows_of([tuple(r.values()) for r in q.collect().to_pylist()]) == want
+
+
+def test_a_fetch_s_temp_file_left_by_a_killed_process_is_dropped(tmp_path: Path) -> None:
+    """A fetch writes ``.<sha>.<pid>.<thread>.tmp`` and renames it; one a SIGKILL left
+    behind would stay forever (the trim passes over temp files): its process gone, the trim
+    removes it; one whose process is alive is still being written, and stays."""
+    import subprocess
+    import sys
+
+    from elytra.chunkcache import trim
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = tmp_path / f".{'a' * 64}.{int(gone.stdout)}.1.tmp"
+    alive = tmp_path / f".{'b' * 64}.{os.getpid()}.1.tmp"
+    for p in (dead, alive):
+        p.write_bytes(b"half a chunk")
+    trim(tmp_path, 1 << 30)
+    assert not dead.exists()
+    assert alive.exists()

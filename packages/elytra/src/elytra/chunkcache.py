@@ -107,8 +107,11 @@ def trim(where: Path, limit: int, keep: Iterable[str] = ()) -> None:
         files = []
         try:
             for entry in os.scandir(where):
-                if entry.name.startswith(".") or not entry.name.endswith(".parquet"):
-                    continue  # a fetch still writing its temp file
+                if entry.name.startswith("."):
+                    _drop_if_orphaned(entry.path)  # a fetch's temp file, its process gone
+                    continue
+                if not entry.name.endswith(".parquet"):
+                    continue
                 try:
                     st = entry.stat()
                 except OSError:
@@ -127,6 +130,21 @@ def trim(where: Path, limit: int, keep: Iterable[str] = ()) -> None:
             except OSError:
                 continue
             total -= size
+
+
+def _drop_if_orphaned(path: str) -> None:
+    """Remove a fetch's temp file (``.<sha>.<pid>.<thread>.tmp``, ``chunkrefs.pin_or_fetch``)
+    whose process is gone (a SIGKILL mid-fetch); one still writing stays."""
+    parts = os.path.basename(path).split(".")
+    try:
+        os.kill(int(parts[2]), 0)
+    except (IndexError, ValueError):
+        return  # not a fetch's temp file: not ours to remove
+    except ProcessLookupError:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    except OSError:
+        return  # alive, another user's
 
 
 def _sha256(path: Path) -> str:
