@@ -20,13 +20,14 @@ lake chunks) is seen only by a new process.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from platform_core.integrity import sha256_file
 
 from .chunkrefs import pin_chunk, pin_or_fetch
 
@@ -148,14 +149,11 @@ def _drop_if_orphaned(path: str) -> None:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+    """``path``'s hash, or "" when it cannot be read (it is then no good copy)."""
     try:
-        with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
+        return sha256_file(path)
     except OSError:
         return ""
-    return digest.hexdigest()
 
 
 def _touch_and_remember(path: str) -> None:

@@ -527,9 +527,10 @@ class Driver:
                 where.mkdir(parents=True, exist_ok=True)
                 chunks = [(sha, path) for sha, path, _ in src.chunks]
                 got = _fetch_all(self.fetch, chunks, src.origin, where, cancel, self._cache())
-                trim(self._cache(), int(self.settings.chunk_cache_bytes))
                 src = src.localized(got)
             out[name] = src
+        if self.fetch is not None:  # the cache back within its bound, once per job
+            trim(self._cache(), int(self.settings.chunk_cache_bytes))
         return out
 
     def _small_sides(
