@@ -193,6 +193,8 @@ class _Gateway:
         self.client = Client(url, _token(), timeout=3600)
         self.engines: dict[str, set[str]] = {}
         self.node_id = self.client._call("GET", "/nodes/self").json()["node_id"]
+        self.watch: Any = None
+        """With ``--rss``: the platforms' process trees (``_rsswatch.RssWatch``)."""
 
     def query_arrow(self, sql: str) -> Any:
         import pyarrow as pa
@@ -254,12 +256,13 @@ def _analyzed(gw: _Gateway, sql: str) -> dict[str, Any]:
 
 @contextmanager
 def _three_platforms(
-    base: Path, files: dict[str, Path], env: dict[str, str], ray: bool = False
+    base: Path, files: dict[str, Path], env: dict[str, str], ray: bool = False, rss: bool = False
 ) -> Iterator[Any]:
     """Three ``platform up`` joined into one (``bench/_platforms.py``) on a store kept under
     ``base`` (the tables uploaded once through the first gateway, replication settled); the
     first's gateway as a :class:`_Gateway`. With ``ray``, each runs ``--ray`` on this
-    machine's own address (one Ray cluster, a node per platform)."""
+    machine's own address (one Ray cluster, a node per platform). With ``rss``, the gateway
+    carries an ``RssWatch`` of the three process trees."""
     from _platforms import machine_address, platforms
 
     host = "127.0.0.1"
@@ -277,6 +280,10 @@ def _three_platforms(
         shutil.rmtree(base, ignore_errors=True)
     with platforms(base, 3, env, host=host, ray=ray) as procs:
         gw = _Gateway(procs[0].url)
+        if rss:
+            from _rsswatch import RssWatch
+
+            gw.watch = RssWatch({name: p.pid for name, p in zip("abc", procs, strict=True)})
         try:
             members = gw.client._call("GET", "/nodes/self").json()["members"]
             _wait(
@@ -478,6 +485,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--baseline-src", type=Path, help="a lake src dir to measure as 'before'")
     ap.add_argument("--elytra", action="store_true", help="also session.sql on a local pool")
     ap.add_argument(
+        "--rss",
+        action="store_true",
+        help="record the platforms' peak RSS above each query's start (from /proc)",
+    )
+    ap.add_argument(
         "--engine",
         action="append",
         choices=sorted(ENGINES),
@@ -547,6 +559,8 @@ def main(argv: list[str] | None = None) -> None:
                         verdict[e] = {"wrong": wrong[:300]}
                     continue
                 if e in PLATFORMS:  # a query that fails is a finding: noted, the rest go on
+                    if client.watch is not None:
+                        client.watch.start()
                     try:
                         got = _timed(call[e], e, first)[0]
                     except Exception as exc:
@@ -583,6 +597,8 @@ def main(argv: list[str] | None = None) -> None:
                     row[e]["moved"] = _moved(engines[e], sql)
                 if e in PLATFORMS:
                     row[e]["engine"] = sorted(engines[e].engines.get(sql, ()))
+                    if engines[e].watch is not None:  # the peaks of the checked and timed runs
+                        row[e]["rss"] = engines[e].watch.peaks()
                     try:
                         row[e]["analyzed"] = _analyzed(engines[e], sql)
                     except Exception as exc:  # a finding for the table, not a lost run
@@ -621,11 +637,13 @@ def main(argv: list[str] | None = None) -> None:
             platform_env["ELYTRA_TASK_BYTES"] = QUICK_CHUNK
         if "3 platforms" in chosen:
             engines["3 platforms"] = stack.enter_context(
-                _three_platforms(cache / "platforms", files, platform_env)
+                _three_platforms(cache / "platforms", files, platform_env, rss=args.rss)
             )
         if "3 platforms on Ray" in chosen:
             engines["3 platforms on Ray"] = stack.enter_context(
-                _three_platforms(cache / "platforms-ray", files, platform_env, ray=True)
+                _three_platforms(
+                    cache / "platforms-ray", files, platform_env, ray=True, rss=args.rss
+                )
             )
         measure(engines)
     if engines.keys() & {"1 node", "3 nodes", "elytra sql"}:  # the lake nodes' table
@@ -798,7 +816,31 @@ def platforms_report(
     ]
     if notes:
         lines += ["", *notes]
+    lines += rss_report(results, numbers, name)
     return "\n".join(lines)
+
+
+def rss_report(results: dict[str, dict[str, Any]], numbers: list[int], name: str) -> list[str]:
+    """With ``--rss``: per query, each platform's peak RSS above the query's start (MiB), its
+    own process (the coordinator's merge runs in the first) and its largest worker's."""
+    rows = [(n, results.get(f"q{n:02d}", {}).get(name, {}).get("rss")) for n in numbers]
+    if not any(r for _, r in rows):
+        return []
+    lines = [
+        "",
+        f"Peak RSS above each query's start on {name}, MiB (process / largest child process; "
+        "children born during the query count whole):",
+        "",
+        "| query | a (coordinator) | b | c | largest child |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for n, r in rows:
+        if not r:
+            continue
+        cells = " | ".join(f"{r[k]['self_mib']:.0f} / {r[k]['child_mib']:.0f}" for k in "abc")
+        worst = max(r.values(), key=lambda v: v["child_mib"])
+        lines.append(f"| q{n:02d} | {cells} | {str(worst['child'])[:60]} |")
+    return lines
 
 
 def _cell(row: dict[str, Any], e: str) -> str:

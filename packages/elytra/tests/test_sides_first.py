@@ -118,3 +118,23 @@ def test_the_side_s_file_goes_with_the_job(facts: Path, tmp_path: Path) -> None:
         assert got
         left = [p for p in spill.rglob("first*")] if spill.exists() else []
     assert left == []
+
+
+# a CTE used twice (TPC-H q15's shape): the same group-by of facts at each use
+TWICE = """
+WITH sums AS (SELECT k, sum(v) AS s FROM facts GROUP BY k)
+SELECT a.k, a.s FROM sums a WHERE a.s = (SELECT max(s) FROM sums)
+"""
+
+
+@pytest.mark.parametrize("backend", ["inline", "local"])
+def test_a_cte_used_twice_is_computed_once(facts: Path, tmp_path: Path, backend: str) -> None:
+    """Each use of the CTE plans the same subtree, so the job runs it first once and both
+    uses read its rows: facts are read once, not once per use."""
+    with elytra.connect(home=tmp_path / "home", backend=backend, workers=2) as s:
+        got = _ours(s, facts, TWICE)
+        rows_in = s.driver.last.rows_in
+    assert got == _duckdb(facts, TWICE)
+    assert len(got) >= 1
+    # facts once (60,000) and the CTE's 3,000 rows at its uses; computed twice it is 120,000+
+    assert 60000 <= rows_in <= 66000, rows_in

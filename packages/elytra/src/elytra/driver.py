@@ -66,6 +66,7 @@ from .stages import (
     StagePlan,
     cut,
     group_exchange,
+    replace_equal,
     replace_node,
     rereads,
     source_bytes,
@@ -584,7 +585,7 @@ class Driver:
                 break
             sub = JobStats(job.id)
             src = self._run_side(job, replace(p, node=side, sources=sources), spill, k, sub, tid)
-            node = replace_node(node, side, src.leaf())
+            node = replace_equal(node, side, src.leaf())  # each copy of it (``prerun``)
             sources[src.name] = src
             _add_stats(stats, sub, f"first{k}")
         return replace(p, node=node, sources=sources)

@@ -19,6 +19,7 @@ a job of its own).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 from emsqrt import plan as lp
@@ -45,8 +46,46 @@ def first_side(root: lp.Node, sources: dict[str, Source], small: Broadcastable) 
 
 
 def _candidates(
-    node: lp.Node, sources: dict[str, Source], small: Broadcastable
+    root: lp.Node, sources: dict[str, Source], small: Broadcastable
 ) -> Iterator[lp.Node]:
+    yield from _repeated(root, sources)
+    yield from _sides(root, sources, small)
+
+
+def _repeated(root: lp.Node, sources: dict[str, Source]) -> Iterator[lp.Node]:
+    """The outermost subtrees that occur more than once in ``root`` and aggregate: a CTE used
+    twice (TPC-H q15's ``revenue0``, a group-by of lineitem) is planned at each use, and
+    would be computed at each. Run first, its rows are computed once and every use reads
+    them (the driver replaces each equal subtree: equal plans give equal rows)."""
+    counts: Counter[lp.Node] = Counter()
+    todo = [root]
+    while todo:
+        node = todo.pop()
+        counts[node] += 1
+        todo.extend(lp.children(node))
+    if all(n < 2 for n in counts.values()):
+        return
+
+    seen: set[lp.Node] = set()
+
+    def outermost(node: lp.Node) -> Iterator[lp.Node]:
+        if counts[node] > 1 and _aggregates(node) and _over_sources(node, sources):
+            if node not in seen:
+                seen.add(node)
+                yield node
+            return
+        for kid in lp.children(node):
+            yield from outermost(kid)
+
+    yield from outermost(root)
+
+
+def _aggregates(node: lp.Node) -> bool:
+    """Whether an aggregate is in ``node``'s subtree."""
+    return isinstance(node, lp.Aggregate) or any(_aggregates(k) for k in lp.children(node))
+
+
+def _sides(node: lp.Node, sources: dict[str, Source], small: Broadcastable) -> Iterator[lp.Node]:
     if isinstance(node, lp.Join):
         for reduced, other, allowed in (
             (node.right, node.left, BROADCAST_RIGHT),
@@ -60,7 +99,7 @@ def _candidates(
             yield chain  # its keys reduce the group-by it meets (``reducers.py``)
             return
     for kid in lp.children(node):
-        yield from _candidates(kid, sources, small)
+        yield from _sides(kid, sources, small)
 
 
 def _worth_running_first(

@@ -470,7 +470,7 @@ class _Planner:
                 if isinstance(g, exp.Column):
                     keys.append(rel.column(g))
                 else:
-                    name = self.fresh("g")
+                    name = f"__g{len(computed) + 1}"  # scoped: see the aggregates' names
                     computed[name] = to_expr(g, rel.column)
                     keys.append(name)
                 replace[_sql(g)] = keys[-1]
@@ -481,7 +481,10 @@ class _Planner:
                 text = _sql(a)
                 if text in replace:
                     continue
-                name = self.fresh("a")
+                # named by place in this SELECT, not by a query-wide count: a CTE planned
+                # at each use is then the same subtree each time, and a job runs it once
+                # (``driver._shared_first``); the names end at this SELECT's projection
+                name = f"__a{len(named) + 1}"
                 named[name] = to_expr(a, rel.column)
                 replace[text] = name
             keep = list(dict.fromkeys(keys))
