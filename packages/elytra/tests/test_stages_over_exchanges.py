@@ -239,3 +239,25 @@ def test_a_group_by_on_the_join_keys_runs_whole_in_the_partition_tasks(
     assert stats is not None
     assert groups is not None
     assert stats.driver_rows_in == groups[0]
+
+
+def test_exchange_partitions_grow_with_the_sources(
+    tables: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``exchange_partitions``, an exchange gets a partition per
+    ``EXCHANGE_PART_BYTES`` of the stages it joins (at least twice the workers), so that a
+    partition's task holds a bounded share of the rows; the answer stays DuckDB's."""
+    from elytra import driver as drv
+
+    f = sum(p.stat().st_size for p in tables["f"].glob("*.parquet"))
+    d1 = sum(p.stat().st_size for p in tables["d1"].glob("*.parquet"))
+    monkeypatch.setattr(drv, "EXCHANGE_PART_BYTES", (f + d1) // 7 + 1)  # 7 parts
+    forced = {k: v for k, v in _FORCED.items() if k != "exchange_partitions"}
+    sql = "SELECT d1.c, count(*) AS n, sum(f.v) AS sv FROM f JOIN d1 ON f.a = d1.a GROUP BY d1.c"
+    with elytra.connect(
+        home=tmp_path / "home", backend="local", workers=2, progress=False, **forced
+    ) as s:
+        text = s.sql(sql, read_tables(s, tables)).explain()
+        got = s.sql(sql, read_tables(s, tables)).collect()
+    assert "rows hash-partitioned into 7 parts" in text, text  # not 2 * 2 workers
+    _same(got, sql, views_oracle(tables), False)

@@ -183,7 +183,7 @@ class Driver:
         plan = cut(node, srcs, self._broadcast_bytes(), lambda f: footers.get(f, f))
         finals = _final_aggregates(plan) if shuffle else {}
         sides = plan.exchange_sides() if shuffle else {}
-        parts_n = self._exchange_parts()
+        parts_n = self._exchange_parts(plan)
         min_bytes = int(self.settings.exchange_min_bytes)
         tasks: list[Task] = []
         for i, stage in enumerate(plan.stages):
@@ -321,11 +321,11 @@ class Driver:
             lines.append(
                 f"{ex.name}: {ex.join.how} join of stages {ex.left} and {ex.right} on "
                 f"{', '.join(ex.join.left_keys)}: rows hash-partitioned into "
-                f"{self._exchange_parts()} parts, joined in the tasks of stage {ex.reader}"
+                f"{self._exchange_parts(plan)} parts, joined in the tasks of stage {ex.reader}"
             )
         if self.settings.backend in ("local", "inline", "ray"):
             lines += RangeSorts.find(
-                plan, self.settings, Path("."), self._exchange_parts()
+                plan, self.settings, Path("."), self._exchange_parts(plan)
             ).describe(plan)
         lines.append("merge (in the driver):")
         lines += render(plan.merge, 1)
@@ -693,7 +693,7 @@ class Driver:
             for i, stage in enumerate(plan.stages):
                 stage.tasks = [t for t in tasks if t.stage == i]
         started = time.perf_counter()
-        parts = self._exchange_parts()
+        parts = self._exchange_parts(plan)
         sides = plan.exchange_sides()
         # sorts of big inputs: by range partitioning on the workers (``rangesort.py``)
         # (its steps write range partitions to this machine's disk: not across platforms)
@@ -1057,8 +1057,22 @@ class Driver:
         """What a join broadcasts, chunks named by hash weighed by the files they are here."""
         return Broadcastable(self._broadcast_bytes(), lambda f: footers.get(f, f))
 
-    def _exchange_parts(self) -> int:
-        return self.settings.exchange_partitions or 2 * self.settings.workers
+    def _exchange_parts(self, plan: StagePlan | None = None) -> int:
+        """Partitions of the plan's hash exchanges: ``exchange_partitions`` when set, else
+        twice the workers, or more when an exchange's stages read more than
+        ``EXCHANGE_PART_BYTES`` a partition. A partition's task holds its rows from every
+        task of the side before (on Ray as objects): at SF 10, q09's 8.9 GB through two
+        partitions held 6.7 GB in one Ray worker under a 256 MiB cap."""
+        if self.settings.exchange_partitions:
+            return self.settings.exchange_partitions
+        n = 2 * self.settings.workers
+        if plan is None or not plan.exchanges:
+            return n
+        read = max(
+            _size(plan.stages[ex.left].source) + _size(plan.stages[ex.right].source)
+            for ex in plan.exchanges
+        )
+        return max(n, min(MAX_EXCHANGE_PARTS, -(-read // EXCHANGE_PART_BYTES)))
 
     def _task(
         self, job_id: str, stage: int, part: int, plan: str, w: ExchangeWriter, spill: Path
@@ -1101,6 +1115,14 @@ def _to_file(task: Task, spill: Path, results: StageResults, mapped: bool = Fals
 
 MAX_SIDES_FIRST = 16
 """Join sides a job runs first at most (``prerun.py``); past that, the rest merge as before."""
+
+EXCHANGE_PART_BYTES = 32 << 20
+"""Source bytes (compressed Parquet, from the catalog) an exchange's partition takes at most
+when ``exchange_partitions`` is not set: the rows of a partition grow to several times that
+in Arrow, and its task holds them (an eighth of the default 256 MiB task cap)."""
+
+MAX_EXCHANGE_PARTS = 1024
+"""Partitions of an exchange at most (``exchange_partitions``' own bound)."""
 
 SMALL_MERGE_ROWS = 16384
 """A merge over at most this many held rows runs in emsqrt's operators, not DuckDB: CPU of a
@@ -1246,6 +1268,11 @@ def _add_stats(stats: JobStats, sub: JobStats, name: str) -> None:
     for phase, seconds in sub.stage_seconds.items():
         stats.stage_seconds[f"{name} {phase}"] = seconds
     stats.stage_seconds[f"{name} merge"] = sub.merge_seconds
+
+
+def _size(src: Source) -> int:
+    """A stage source's bytes from the catalog (an exchange's: its sources' bytes)."""
+    return src.size if isinstance(src, ExchangeSource) else source_bytes(src)
 
 
 def _footers(p: Pipeline) -> dict[str, str]:
