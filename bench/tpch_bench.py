@@ -821,25 +821,33 @@ def platforms_report(
 
 
 def rss_report(results: dict[str, dict[str, Any]], numbers: list[int], name: str) -> list[str]:
-    """With ``--rss``: per query, each platform's peak RSS above the query's start (MiB), its
-    own process (the coordinator's merge runs in the first) and its largest worker's."""
+    """With ``--rss``: per query and platform, the peaks above the query's start (MiB,
+    ``_rsswatch``): the platform's own process (the coordinator's merge runs in the first),
+    the largest own memory of a process under it (a pool or Ray worker), and the shared
+    memory its processes map (the Ray node's object store)."""
     rows = [(n, results.get(f"q{n:02d}", {}).get(name, {}).get("rss")) for n in numbers]
     if not any(r for _, r in rows):
         return []
     lines = [
         "",
-        f"Peak RSS above each query's start on {name}, MiB (process / largest child process; "
-        "children born during the query count whole):",
+        f"Memory above each query's start on {name}, MiB: per platform, its own process "
+        "(its heap and mapped files; in brackets the kernel's peak RSS, VmHWM) / the largest "
+        "own memory of a process under it (a pool or Ray worker) / the shared memory they map "
+        "(Ray's object store). Processes born during the query count whole.",
         "",
-        "| query | a (coordinator) | b | c | largest child |",
+        "| query | a (coordinator) | b | c | largest worker |",
         "|---|---:|---:|---:|---|",
     ]
     for n, r in rows:
         if not r:
             continue
-        cells = " | ".join(f"{r[k]['self_mib']:.0f} / {r[k]['child_mib']:.0f}" for k in "abc")
+        cells = " | ".join(
+            f"{r[k]['self_mib']:.0f} ({r[k].get('self_hwm_mib', r[k]['self_mib']):.0f}) / "
+            f"{r[k]['child_mib']:.0f} / {r[k].get('shared_mib', 0):.0f}"
+            for k in "abc"
+        )
         worst = max(r.values(), key=lambda v: v["child_mib"])
-        lines.append(f"| q{n:02d} | {cells} | {str(worst['child'])[:60]} |")
+        lines.append(f"| q{n:02d} | {cells} | {str(worst['child'])[:40]} |")
     return lines
 
 

@@ -706,27 +706,23 @@ def rereads(final: lp.Aggregate, how: str | None) -> bool:
 def replace_equal(node: lp.Node, old: lp.Node, new: lp.Node) -> lp.Node:
     """``node`` with every subtree equal to ``old`` replaced by ``new`` (equal plans give
     equal rows: a side run first stands for each of its copies)."""
-    if node == old:
-        return new
-    kids = lp.children(node)
-    if not kids:
-        return node
-    replaced = tuple(replace_equal(k, old, new) for k in kids)
-    if all(a is b for a, b in zip(replaced, kids, strict=True)):
-        return node
-    return lp.replace_children(node, replaced)
+    return _replaced(node, lambda n: n == old, new)
 
 
 def replace_node(node: lp.Node, old: lp.Node, new: lp.Node) -> lp.Node:
     """``node`` with the subtree ``old`` (by identity) replaced by ``new``. Subtrees without
     ``old`` stay the same objects, so a second replacement (another stage's node, found by
     identity) still finds its node after the first."""
-    if node is old:
+    return _replaced(node, lambda n: n is old, new)
+
+
+def _replaced(node: lp.Node, match: Callable[[lp.Node], bool], new: lp.Node) -> lp.Node:
+    if match(node):
         return new
     kids = lp.children(node)
     if not kids:
         return node
-    replaced = tuple(replace_node(k, old, new) for k in kids)
+    replaced = tuple(_replaced(k, match, new) for k in kids)
     if all(a is b for a, b in zip(replaced, kids, strict=True)):
         return node
     return lp.replace_children(node, replaced)
