@@ -139,7 +139,7 @@ class RssWatch:
         self._read()  # the kernel's peaks as the query ended
         out: dict[str, dict[str, object]] = {}
         for name, root in self.roots.items():
-            own = hwm = worst = shared = 0.0
+            own = hwm = worst = task = shared = 0.0
             who = ""
             for pid, peak in self._peaks.items():
                 if self._owner.get(pid) != name:
@@ -149,13 +149,23 @@ class RssWatch:
                 shared = max(shared, (peak.shared - at[1]) / 1024)
                 if pid == root:
                     own, hwm = above, (peak.hwm - at[2]) / 1024
-                elif above > worst:
+                    continue
+                if _runs_tasks(peak.name):
+                    task = max(task, above)
+                if above > worst:
                     worst, who = above, peak.name
             out[name] = {
                 "self_mib": round(own, 1),
                 "self_hwm_mib": round(hwm, 1),
+                "worker_mib": round(task, 1),
                 "child_mib": round(worst, 1),
                 "child": who,
                 "shared_mib": round(shared, 1),
             }
         return out
+
+
+def _runs_tasks(command: str) -> bool:
+    """Whether a process runs tasks: a Ray worker (``ray::...``) or a pool worker (a
+    ``multiprocessing`` child); not Ray's own daemons (the raylet holds the object store)."""
+    return command.startswith("ray::") or "multiprocessing" in command

@@ -832,10 +832,11 @@ def rss_report(results: dict[str, dict[str, Any]], numbers: list[int], name: str
         "",
         f"Memory above each query's start on {name}, MiB: per platform, its own process "
         "(its heap and mapped files; in brackets the kernel's peak RSS, VmHWM) / the largest "
-        "own memory of a process under it (a pool or Ray worker) / the shared memory they map "
-        "(Ray's object store). Processes born during the query count whole.",
+        "own memory of a task worker under it (pool or Ray) / of any process under it (Ray's "
+        "raylet holds the node's object store) / the shared memory they map (the object "
+        "store's pages). Processes born during the query count whole.",
         "",
-        "| query | a (coordinator) | b | c | largest worker |",
+        "| query | a (coordinator) | b | c | largest process under a platform |",
         "|---|---:|---:|---:|---|",
     ]
     for n, r in rows:
@@ -843,7 +844,8 @@ def rss_report(results: dict[str, dict[str, Any]], numbers: list[int], name: str
             continue
         cells = " | ".join(
             f"{r[k]['self_mib']:.0f} ({r[k].get('self_hwm_mib', r[k]['self_mib']):.0f}) / "
-            f"{r[k]['child_mib']:.0f} / {r[k].get('shared_mib', 0):.0f}"
+            f"{r[k].get('worker_mib', r[k]['child_mib']):.0f} / {r[k]['child_mib']:.0f} / "
+            f"{r[k].get('shared_mib', 0):.0f}"
             for k in "abc"
         )
         worst = max(r.values(), key=lambda v: v["child_mib"])
