@@ -138,3 +138,32 @@ def test_a_cte_used_twice_is_computed_once(facts: Path, tmp_path: Path, backend:
     assert len(got) >= 1
     # facts once (60,000) and the CTE's 3,000 rows at its uses; computed twice it is 120,000+
     assert 60000 <= rows_in <= 66000, rows_in
+
+
+# a side run first that holds a copy of one run before it and runs a side of its own first
+# (found from outside: both were named first0, and the copy read the inner side's file)
+NESTED = [
+    """
+WITH r AS (SELECT k, sum(v) AS s FROM facts GROUP BY k),
+     q AS (SELECT k, count(*) AS s FROM facts GROUP BY k),
+     x AS (SELECT r1.k, sum(r1.s) AS rs, sum(q1.s) + sum(q2.s) AS n
+           FROM r r1 JOIN q q1 ON r1.k = q1.k JOIN q q2 ON q1.k = q2.k GROUP BY r1.k)
+SELECT a.k, a.s, x1.rs, x2.n FROM r a JOIN x x1 ON a.k = x1.k JOIN x x2 ON a.k = x2.k
+""",
+    """
+WITH r AS (SELECT k, sum(v) AS s FROM facts GROUP BY k)
+SELECT f.k, f.v FROM facts f
+WHERE f.v > (SELECT max(r.s) / 100 FROM r
+             JOIN (SELECT k FROM facts GROUP BY k HAVING count(*) > 25) h ON r.k = h.k)
+  AND f.k IN (SELECT k FROM r WHERE s > 1500)
+""",
+]
+
+
+@pytest.mark.parametrize("sql", NESTED)
+def test_sides_within_sides_read_their_own_files(facts: Path, tmp_path: Path, sql: str) -> None:
+    with elytra.connect(home=tmp_path / "home", backend="inline", workers=2) as s:
+        got = _ours(s, facts, sql)
+    want = _duckdb(facts, sql)
+    assert want, "the query keeps rows"
+    assert got == want

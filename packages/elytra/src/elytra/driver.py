@@ -614,7 +614,9 @@ class Driver:
             for w in out:
                 w.close()
         schema = pq.read_schema(path)
-        return FileSource(f"first{k}:{job.id}", schema, paths=(str(path),), run_first=True)
+        # named by the whole prefix: a side within a side counts its own from 0 too, and the
+        # two names must differ (a copy of an outer side's file may stand in an inner one)
+        return FileSource(f"{tid}-first{k}", schema, paths=(str(path),), run_first=True)
 
     def _execute(
         self,
