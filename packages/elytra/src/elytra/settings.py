@@ -51,7 +51,9 @@ class ElytraSettings(PackageSettings):
     next query over the same dataset reads them here; 0: none kept past the job that
     fetched them (the planner's copies of tables of at most 1 MiB too)."""
     exchange_partitions: int = Field(0, ge=0, le=1024)
-    """Partitions of a join's hash exchange (one join task each); 0: twice ``workers``."""
+    """Partitions of a join's hash exchange (one join task each); 0: twice ``workers``, or
+    one per 32 MiB of the stages it joins when more (``driver.EXCHANGE_PART_BYTES``: a
+    partition's task holds its rows)."""
     broadcast_bytes: ByteSize = ByteSize(32 << 20)
     """A join side that reads at most this many bytes (the compressed Parquet columns its
     chain reads; whole files where the footer is not here), and at most an eighth of
