@@ -155,3 +155,22 @@ def test_the_node_names_its_lake_node_and_its_chunk_directory(tmp_path: Path) ->
     assert {k: env[k] for k in marks} == marks
     bare = RaySpec("127.0.0.1", tmp_path, ports)
     assert not [a for a in start_command(bare, tmp_path) if a.startswith("--resources")]
+
+
+def test_the_object_store_size_is_the_platforms_setting_or_rays_own(tmp_path: Path) -> None:
+    """``PLATFORM_RAY_OBJECT_STORE_BYTES`` becomes ``--object-store-memory``; unset, Ray
+    chooses (30 % of the RAM); below Ray's least (75 MiB) the setting is refused."""
+    import pydantic
+
+    from platform_core import PlatformSettings
+
+    ports = choose_ports("127.0.0.1", head=True, workers=1)
+    size = PlatformSettings(home=tmp_path, ray_object_store_bytes="512MiB").ray_object_store_bytes
+    assert size == 512 << 20
+    argv = start_command(RaySpec("127.0.0.1", tmp_path, ports, object_store_bytes=size), tmp_path)
+    assert f"--object-store-memory={512 << 20}" in argv
+    bare = start_command(RaySpec("127.0.0.1", tmp_path, ports), tmp_path)
+    assert not [a for a in bare if a.startswith("--object-store-memory")]
+    assert PlatformSettings(home=tmp_path).ray_object_store_bytes is None
+    with pytest.raises(pydantic.ValidationError, match="ray_object_store_bytes"):
+        PlatformSettings(home=tmp_path, ray_object_store_bytes="10MB")

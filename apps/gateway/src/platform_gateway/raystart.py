@@ -92,6 +92,8 @@ class RaySpec:
     """Custom resources the node carries (``lake-node:<id>``: which lake node it serves)."""
     env: dict[str, str] = field(default_factory=dict)
     """Variables every process of the node inherits (its lake node's chunk directory)."""
+    object_store_bytes: int | None = None
+    """The node's object store size (``PLATFORM_RAY_OBJECT_STORE_BYTES``); None: Ray's own."""
 
 
 def is_loopback(host: str) -> bool:
@@ -206,6 +208,11 @@ def start_command(spec: RaySpec, temp_dir: Path) -> list[str]:
         f"--metrics-export-port={ports.metrics_export}",
         f"--worker-port-list={','.join(map(str, ports.workers))}",
         *([f"--resources={json.dumps(spec.resources)}"] if spec.resources else []),
+        *(
+            [f"--object-store-memory={spec.object_store_bytes}"]
+            if spec.object_store_bytes is not None
+            else []
+        ),
         f"--temp-dir={temp_dir}",
         f"--object-spilling-directory={ray_dir(spec.home) / 'spill'}",
         "--disable-usage-stats",

@@ -50,6 +50,7 @@ def start_ray(settings: PlatformSettings) -> RayNode:
         head_address=head_address,
         resources=resources,
         env=env,
+        object_store_bytes=settings.ray_object_store_bytes,
     )
     make_token(settings.home, token)
     # No ray.shutdown() when the node dies: with its raylet gone, Ray's disconnect ends the

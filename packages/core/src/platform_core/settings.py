@@ -113,6 +113,11 @@ class PlatformSettings(BaseSettings):
     """``HOST:PORT`` of a running platform to join (``platform up --join``): this one's lake
     node joins that cluster, its Elkyn follows that database (with ``--ray`` too, its Ray node
     takes the cluster's tasks next to their chunks). Unset: a platform of its own (the first of a cluster)."""
+    ray_object_store_bytes: ByteSize | None = Field(None, ge=80 * 1000 * 1000)
+    """With ``--ray``: the size of this platform's Ray object store (``ray start
+    --object-store-memory``; Ray's least is 75 MiB), where the rows of Elytra's exchanges go
+    from task to task (spilled to ``<home>/ray/spill`` past it). Unset: Ray's default, 30 %
+    of the RAM per node: set it when several platforms share a machine."""
     memory_headroom: ByteSize | None = None
     """Memory (e.g. ``4GB``) a server process may add after start-up: past it an allocation
     fails (one query errors) instead of the OOM killer ending the process. Unset: half of
