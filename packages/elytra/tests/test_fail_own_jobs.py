@@ -1,7 +1,9 @@
 """A platform restarted as a replica fails the jobs its killed run left unfinished, deciding by
 their state at the primary: its own copy may lag (helper 32 found that a job whose
 "succeeded" had not reached the replica when it was killed would be failed, its result
-dropped). Two real stores stand for the primary and the replica's lagging copy."""
+dropped), and it finds them by the results it holds as well as by its copy (CI found a job
+whose record had not reached the copy when it was killed: its committed result stayed). Two
+real stores stand for the primary and the replica's lagging copy."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pyarrow as pa
 
 from elkyn import ADMIN, Store
 from elkyn.services import DB_STORE, DB_WRITER
-from elytra.plugin import _fail_own_jobs
+from elytra.plugin import _fail_own_jobs, _own_unfinished
 from elytra.resultstore import ResultStore
 from lake.services import LAKE_NODE
 
@@ -66,4 +68,34 @@ def test_only_jobs_unfinished_at_the_primary_are_failed_and_succeeded_ones_keep_
         states = {k: v["state"] for k, v in primary.get("/jobs", caller=ADMIN).items()}
     assert states == {"j-done": "succeeded", "j-run": "failed", "j-swept": "failed"}
     assert results.open("j-done").num_rows == 3  # kept
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["j-done"]
+
+
+def test_a_result_whose_record_never_reached_the_copy_is_found_failed_and_dropped(
+    tmp_path: Path,
+) -> None:
+    at_primary = {
+        "j-lost": {"state": "running", "driver": "n1"},  # its record never reached the copy
+        "j-done": {"state": "succeeded", "driver": "n1"},
+        "j-other": {"state": "running", "driver": "n2"},  # another platform drives it
+    }
+    results = ResultStore(tmp_path, max_bytes=1 << 20, quota_bytes=1 << 20, ttl_seconds=3600)
+    _committed(results, "j-lost")
+    _committed(results, "j-done")
+    (tmp_path / "j-bare").mkdir()  # a directory a killed writer left, no record anywhere
+    with Store(memory=True) as primary, Store(memory=True) as replica:
+        primary.set("/jobs", at_primary, caller=ADMIN)
+        replica.set("/jobs", {"j-done": at_primary["j-done"]}, caller=ADMIN)
+        replica.replica_of = "http://127.0.0.1:1"  # as a replica's store is
+        services = {
+            DB_STORE: replica,
+            DB_WRITER: _AtThePrimary(primary),
+            LAKE_NODE: SimpleNamespace(node_id="n1"),
+        }
+        view = SimpleNamespace(get=services.__getitem__)
+        mine = asyncio.run(_own_unfinished(view, results))  # type: ignore[arg-type]
+        assert mine == {"j-lost", "j-bare"}
+        asyncio.run(_fail_own_jobs(view, mine, results))  # type: ignore[arg-type]
+        states = {k: v["state"] for k, v in primary.get("/jobs", caller=ADMIN).items()}
+    assert states == {"j-lost": "failed", "j-done": "succeeded", "j-other": "running"}
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["j-done"]

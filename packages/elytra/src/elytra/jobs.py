@@ -393,7 +393,12 @@ def fail_orphans(
     from ``store``, written through ``writer`` (the primary's); returns their ids."""
     from elkyn import ADMIN
 
-    jobs = store.get("/jobs", caller=ADMIN) or {}
+    return fail_driven(store.get("/jobs", caller=ADMIN) or {}, writer, dead, only)
+
+
+def fail_driven(jobs: Any, writer: Any, dead: set[str], only: set[str] | None = None) -> list[str]:
+    """:func:`fail_orphans` over the records ``jobs`` (job id -> record) already read, from
+    a replica's copy or from the primary itself."""
     updates: dict[str, Any] = {}
     for job_id, record in jobs.items() if isinstance(jobs, dict) else ():
         if not isinstance(record, dict) or record.get("state") in FINAL:

@@ -153,42 +153,46 @@ OWN_JOBS_SECONDS = 120.0
 previous run drove (see :func:`_fail_own_jobs`)."""
 
 
-async def _own_unfinished(services: Services) -> set[str]:
-    """The unfinished jobs that this platform's previous run drove, on a platform restarted
-    as a replica of its cluster (a primary's start reconciles them all): this run will not
-    finish them. Read at start, before any job of this run exists."""
+async def _own_unfinished(services: Services, results: ResultStore) -> set[str]:
+    """The jobs this platform's previous run may have left unfinished, on a platform
+    restarted as a replica of its cluster (a primary's start reconciles them all): those its
+    copy of ``/jobs`` holds unfinished with this platform as their driver, and those with a
+    result directory here that the copy does not hold succeeded. The copy may lag: a result
+    committed just before the kill, its record not yet copied. Read at start, before any job
+    of this run exists."""
     from .jobs import FINAL
 
     store, node = services.get(DB_STORE), services.get(LAKE_NODE)
     if store.replica_of is None:
         return set()
     jobs = await asyncio.to_thread(store.get, "/jobs") or {}
-    return {
+    jobs = jobs if isinstance(jobs, dict) else {}
+    driven = {
         k
-        for k, r in (jobs.items() if isinstance(jobs, dict) else ())
+        for k, r in jobs.items()
         if isinstance(r, dict) and r.get("driver") == node.node_id and r.get("state") not in FINAL
     }
+    held = await asyncio.to_thread(results.ids)
+    return driven | {k for k in held if _state(jobs.get(k)) != "succeeded"}
 
 
 async def _fail_own_jobs(services: Services, ids: set[str], results: ResultStore) -> None:
     """Mark failed, through the writer, those of the jobs ``ids`` (:func:`_own_unfinished`)
-    that the primary still holds unfinished, and remove the results of all but those the
-    primary holds succeeded; retried while the election names no primary. The primary's look
-    for jobs of dead platforms misses a platform back before the cluster declared it dead.
-    The state is read at the primary: this replica's copy may lag it (a job whose
-    "succeeded" had not reached it when the platform was killed keeps record and result)."""
-    from .jobs import FINAL, fail_orphans
+    that the primary holds unfinished with this platform as their driver, and remove the
+    results of all but those the primary holds succeeded; retried while the election names
+    no primary. The primary's look for jobs of dead platforms misses a platform back before
+    the cluster declared it dead. Records are read at the primary: this replica's copy may
+    lag it (a job whose "succeeded" had not reached it when the platform was killed keeps
+    record and result)."""
+    from .jobs import fail_driven
 
     log = logging.getLogger("elytra")
     node, writer = services.get(LAKE_NODE), services.get(DB_WRITER)
     deadline = time.monotonic() + OWN_JOBS_SECONDS
     while ids:
         try:
-            states = {i: _state(await asyncio.to_thread(writer.get, f"/jobs/{i}")) for i in ids}
-            still = {i for i, st in states.items() if st is not None and st not in FINAL}
-            gone = await asyncio.to_thread(
-                fail_orphans, services.get(DB_STORE), writer, {node.node_id}, still
-            )
+            records = {i: await asyncio.to_thread(writer.get, f"/jobs/{i}") for i in ids}
+            gone = await asyncio.to_thread(fail_driven, records, writer, {node.node_id})
         except PlatformError as exc:  # no primary yet: the election is under way
             if time.monotonic() > deadline:
                 log.warning(
@@ -201,7 +205,7 @@ async def _fail_own_jobs(services: Services, ids: set[str], results: ResultStore
                 return
             await asyncio.sleep(0.5)
             continue
-        for job_id in sorted(i for i, state in states.items() if state != "succeeded"):
+        for job_id in sorted(i for i, r in records.items() if _state(r) != "succeeded"):
             await asyncio.to_thread(results.delete, job_id)  # committed just before the kill
         if gone:
             log.warning("%d unfinished job(s) marked failed", len(gone))
@@ -307,10 +311,10 @@ def plugin() -> Plugin:
 
         # The database started before us: the graph orders the lifespans.
         left = await _reload_jobs(services.get(DB_STORE), registry())
-        mine = await _own_unfinished(services)
         es = _elytra_settings(settings)
         await asyncio.to_thread(sweep, es.resolved_spill_dir())  # what a killed run spilled
         platform.results = await _open_results(es, left)
+        mine = await _own_unfinished(services, platform.results)
         own = asyncio.create_task(_fail_own_jobs(services, mine, platform.results))
         expiry = asyncio.create_task(_expire_every(platform.results))
         orphans = asyncio.create_task(_fail_orphans_every(services))

@@ -296,6 +296,15 @@ class ResultStore:
         shutil.rmtree(path, ignore_errors=True)
         return True
 
+    def ids(self) -> list[str]:
+        """The jobs with a result directory here, committed or not (what a killed run left
+        included): the candidates a restarted platform checks against its cluster."""
+        return sorted(
+            e.name
+            for e in os.scandir(self.root)
+            if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
+        )
+
     def _all(self) -> Iterator[tuple[str, dict[str, Any]]]:
         for entry in os.scandir(self.root):
             if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
