@@ -70,9 +70,10 @@ def _interval_of(node: exp.Expr) -> tuple[int, str] | None:
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.LT, exp.LTE, exp.GT, exp.GTE, exp.Between)
 
 
-def fold_dates(tree: exp.Expr) -> exp.Expr:
+def fold_dates(tree: exp.Expr, copy: bool = True) -> exp.Expr:
     """Constant ``date ± INTERVAL n unit`` folded to a date literal (TPC-H's parameters), as
-    DuckDB computes it; other interval arithmetic is left for the parser to refuse."""
+    DuckDB computes it; other interval arithmetic is left for the parser to refuse. Without
+    ``copy``, ``tree`` is rewritten in place (a copy the caller owns)."""
 
     def fold(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Add | exp.Sub):
@@ -88,7 +89,7 @@ def fold_dates(tree: exp.Expr) -> exp.Expr:
                 return exp.cast(exp.Literal.string(f"{shifted.isoformat()} 00:00:00"), "TIMESTAMP")
         return node
 
-    return tree.transform(fold)
+    return tree.transform(fold, copy=copy)
 
 
 _EXACT_DIGITS = 15
@@ -137,15 +138,16 @@ def to_text(
     replace = replace or {}
 
     def swap(n: exp.Expr) -> exp.Expr:
-        if replace and n.sql(dialect="duckdb") in replace:
-            return exp.column(replace[n.sql(dialect="duckdb")], quoted=True)
+        named = replace.get(n.sql(dialect="duckdb")) if replace else None
+        if named is not None:
+            return exp.column(named, quoted=True)
         if isinstance(n, exp.Column):
             return exp.column(column(n), quoted=True)
         return n
 
     # aggregates and group keys are swapped for their columns first: their SQL is the
-    # unfolded text they were named by
-    rewritten = fold_dates(node.copy().transform(swap)).transform(_rewrite)
+    # unfolded text they were named by. One copy (the first transform's), rewritten in place.
+    rewritten = fold_dates(node.transform(swap), copy=False).transform(_rewrite, copy=False)
     return rewritten.sql(dialect="duckdb")
 
 
