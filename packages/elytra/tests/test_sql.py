@@ -18,10 +18,12 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 import elytra
 from elytra import SQLPlanError
+from emsqrt.plan import Input
 from lake.sql.tpch import QUERIES, generate
 
 from .conftest import norm, read_tables, views_oracle
@@ -124,6 +126,55 @@ def test_tpch_equals_duckdb_on_forced_distributed_paths(
     sql = QUERIES[number]
     got = forced.sql(sql, read_tables(forced, tpch)).collect()
     _same(sql, got, views_oracle(tpch), ordered="ORDER BY" in sql)
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory: pytest.TempPathFactory) -> Iterator[elytra.Session]:
+    """Two workers; a job of at most 1 GiB of sources runs as one task (every TPC-H query
+    here: SF 0.01)."""
+    with elytra.connect(
+        home=tmp_path_factory.mktemp("home"),
+        backend="local",
+        workers=2,
+        whole_query_bytes="1GiB",
+        worker_mem_cap="64MiB",
+    ) as s:
+        yield s
+
+
+@pytest.mark.parametrize("number", sorted(QUERIES))
+def test_tpch_equals_duckdb_as_one_whole_task(
+    number: int, tpch: dict[str, Path], whole: elytra.Session
+) -> None:
+    sql = QUERIES[number]
+    p = whole.sql(sql, read_tables(whole, tpch))
+    assert whole.driver.whole(p)
+    plan, _ = whole.driver.plan(p, "t", Path(whole.settings.resolved_spill_dir()))
+    assert [len(s.tasks) for s in plan.stages] == [1], plan.stages
+    assert isinstance(plan.merge, Input)  # the merge takes the task's rows as they are
+    job = p.submit()
+    got = job.result()
+    assert job.status()["tasks"]["total"] == 1  # no side ran first: the one task ran it all
+    _same(sql, got, views_oracle(tpch), ordered="ORDER BY" in sql)
+    _types_equal(sql, got, views_oracle(tpch))
+
+
+def test_a_job_over_more_than_whole_query_bytes_or_driver_tables_runs_as_stages(
+    tpch: dict[str, Path], tmp_path: Path
+) -> None:
+    sql = QUERIES[3]
+    size = sum(
+        f.stat().st_size for t in ("customer", "orders", "lineitem") for f in tpch[t].iterdir()
+    )
+    with elytra.connect(home=tmp_path, backend="inline", whole_query_bytes=size) as s:
+        tables = read_tables(s, tpch)
+        assert s.driver.whole(s.sql(sql, tables))
+        assert s.driver.whole(s.sql(sql, {**tables, "nation": s.from_arrow(pa.table({"x": [1]}))}))
+    with elytra.connect(home=tmp_path, backend="inline", whole_query_bytes=size - 1) as s:
+        assert not s.driver.whole(s.sql(sql, read_tables(s, tpch)))
+    with elytra.connect(home=tmp_path, backend="inline", whole_query_bytes=size) as s:
+        orders = s.from_arrow(pq.read_table(tpch["orders"]))  # held in this process
+        assert not s.driver.whole(s.sql(sql, {**read_tables(s, tpch), "orders": orders}))
 
 
 # -- generated queries ---------------------------------------------------------------------

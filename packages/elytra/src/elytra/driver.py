@@ -58,7 +58,15 @@ from .semireduce import reduce_group_sides
 from .settings import ElytraSettings
 from .shuffle import Shuffle
 from .sidesize import Broadcastable
-from .sources import FileSource, LakeSource, Part, Source, balance_parts, split_row_groups
+from .sources import (
+    ArrowSource,
+    FileSource,
+    LakeSource,
+    Part,
+    Source,
+    balance_parts,
+    split_row_groups,
+)
 from .spilldirs import JobDir, sweep
 from .stages import (
     ExchangeSource,
@@ -66,11 +74,14 @@ from .stages import (
     StagePlan,
     cut,
     group_exchange,
+    input_names,
+    one_part,
     replace_equal,
     replace_node,
     rereads,
     source_bytes,
     task_plan,
+    whole_query,
 )
 from .task import Task, TaskResult
 from .taskfile import read_mapped
@@ -171,16 +182,22 @@ class Driver:
         spill_dir: Path,
         sources: dict[str, Source] | None = None,
         shuffle: bool = False,
+        whole: bool | None = None,
     ) -> tuple[StagePlan, list[Task]]:
         """Stages and their tasks; unknown columns and type errors raise before anything runs.
         With ``shuffle``, the tasks of a group-by stage partition big results themselves
-        (``shuffle.py``); only where they write is where the next stage's tasks read."""
+        (``shuffle.py``); only where they write is where the next stage's tasks read.
+        ``whole``: the job runs as one task (:meth:`whole`; None: decided here)."""
         _ = p.schema
         p = self._copied(p)
         footers = _footers(p)
         srcs = sources if sources is not None else dict(p.sources)
+        whole = self.whole(p) if whole is None else whole
         node = _rewritten(p.node, srcs, self._weigh(footers))
-        plan = cut(node, srcs, self._broadcast_bytes(), lambda f: footers.get(f, f))
+        if whole:
+            plan = whole_query(node, srcs)
+        else:
+            plan = cut(node, srcs, self._broadcast_bytes(), lambda f: footers.get(f, f))
         finals = _final_aggregates(plan) if shuffle else {}
         sides = plan.exchange_sides() if shuffle else {}
         parts_n = self._exchange_parts(plan)
@@ -190,7 +207,13 @@ class Driver:
             small, small_bytes = stage.broadcast_files(), stage.broadcast_bytes()
             # a stage over an exchange: one task per partition, made once its sides ran
             over = isinstance(stage.source, ExchangeSource)
-            parts = [] if over else self._parts(stage.source, footers)
+            parts = (
+                [one_part(stage.source)]
+                if whole
+                else []
+                if over
+                else self._parts(stage.source, footers)
+            )
             shuffled: Shuffle | None = None
             if i in sides:  # a large join's side: its tasks write their rows to partitions
                 ex, side = sides[i]
@@ -244,6 +267,18 @@ class Driver:
                 )
             stage.tasks = [t for t in tasks if t.stage == i]
         return plan, tasks
+
+    def whole(self, p: Pipeline) -> bool:
+        """Whether job ``p`` runs as one task that reads every source whole and runs the
+        whole plan (``stages.whole_query``): its sources are files or lake chunks (none held
+        in this process) of at most ``whole_query_bytes`` together."""
+        limit = int(self.settings.whole_query_bytes)
+        if limit <= 0:
+            return False
+        used = [p.sources.get(name) for name in input_names(p.node)]
+        if not used or any(s is None or isinstance(s, ArrowSource) for s in used):
+            return False
+        return sum(source_bytes(s) for s in used if s is not None) <= limit
 
     def _reread_parts(self, stage: Stage, final: lp.Aggregate, how: str | None) -> int:
         """Partitions (one task each, one per worker) of a group-by exchanged by rereading
@@ -657,7 +692,10 @@ class Driver:
         """One run of :meth:`_execute`."""
         tid = prefix or job.id
         given = set(p.sources)
-        p = self._sides_first(job, self._copied(p, job.cancel_event), spill, stats, tid)
+        p = self._copied(p, job.cancel_event)
+        whole = self.whole(p)  # one task runs it all: no side is worth a round of its own
+        if not whole:
+            p = self._sides_first(job, p, spill, stats, tid)
         made = set(p.sources) - given  # the files of sides run first: not the job's sources
         remote = bool(getattr(self.backend, "resolves_chunks", False))  # Ray across platforms
         # with Ray across platforms the platform that runs a task finds its chunks
@@ -669,7 +707,7 @@ class Driver:
         # on Ray across platforms Ray's object store (``backends.rayobjects``)
         local = self.settings.backend in ("local", "inline", "ray")
         shuffle = local and (not remote or self.settings.ray_exchange == "objects")
-        plan, tasks = self.plan(p, tid, spill, sources, shuffle)
+        plan, tasks = self.plan(p, tid, spill, sources, shuffle, whole)
         if remote:  # small broadcast sides go with the tasks (``_small_sides``)
             tasks = self._small_sides(tasks, p, spill, job.cancel_event)
             for i, stage in enumerate(plan.stages):
@@ -680,6 +718,7 @@ class Driver:
         read = [s.source for s in plan.stages] + [
             b.source for s in plan.stages for b in s.broadcast
         ]
+        read += [w for s in plan.stages for w in s.wholes]
         stats.rows_in += sum(
             n for n in (src.rows() for src in read if src.name not in made) if n is not None
         )

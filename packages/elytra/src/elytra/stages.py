@@ -102,6 +102,9 @@ class Stage:
     """The broadcast joins in ``plan`` (their small sides read whole by every task)."""
     shuffle: Shuffle | None = None
     """How its tasks partition their rows themselves (set by the driver), if they do."""
+    wholes: tuple[Source, ...] = ()
+    """Sources every task reads whole wherever the plan names them (a whole query's stage,
+    :func:`whole_query`), beside ``source``."""
     raw: bool = False
     """A group-by stage whose tasks partition their input rows (``plan`` is the chain below
     the aggregate), not partial states: one task per partition runs the whole aggregate."""
@@ -123,13 +126,15 @@ class Stage:
         self.kind = "whole aggregate per key partition, the input reread"
 
     def broadcast_files(self) -> tuple[str, ...]:
-        """Every file the broadcast sides read (each task reads them all)."""
-        return tuple(
-            f for b in self.broadcast for part in b.source.parts(1 << 62) for f in part.files
-        )
+        """Every file the broadcast sides (and the sources read whole) read: each task reads
+        them all."""
+        read = [b.source for b in self.broadcast] + list(self.wholes)
+        return tuple(f for src in read for part in src.parts(1 << 62) for f in part.files)
 
     def broadcast_bytes(self) -> int:
-        return sum(source_bytes(b.source) for b in self.broadcast)
+        return sum(source_bytes(b.source) for b in self.broadcast) + sum(
+            source_bytes(s) for s in self.wholes
+        )
 
 
 def source_bytes(src: Source) -> int:
@@ -434,6 +439,39 @@ def cut(
     return StagePlan(stages, merge, driver_inputs, exchanges)
 
 
+def whole_query(root: lp.Node, sources: dict[str, Source]) -> StagePlan:
+    """``root`` as one stage of one task that reads every source whole and runs the whole
+    plan (a small query: one statement on one node, as a single machine runs it); the merge
+    takes its rows as they are. The biggest source is the stage's own: it places the task."""
+    schema = SchemaResolver().schema(root)
+    used = [sources[name] for name in input_names(root)]
+    main = max(used, key=source_bytes)
+    wholes = tuple(s for s in used if s is not main)
+    stage = Stage("stage0", main, root, schema, "whole query, every source read whole")
+    stage.wholes = wholes
+    return StagePlan([stage], lp.Input("stage0", Schema.from_arrow(schema)), {})
+
+
+def input_names(node: lp.Node) -> list[str]:
+    """The names of the ``Input`` leaves under ``node``, each once, in the order met."""
+    seen: dict[str, None] = {}
+
+    def walk(n: lp.Node) -> None:
+        if isinstance(n, lp.Input):
+            seen.setdefault(n.name)
+        for k in lp.children(n):
+            walk(k)
+
+    walk(node)
+    return list(seen)
+
+
+def one_part(src: Source) -> Part:
+    """Every file of ``src`` as one part (a whole query's task reads them all)."""
+    parts = src.parts(1 << 62)
+    return Part(tuple(f for p in parts for f in p.files), sum(p.bytes for p in parts))
+
+
 def keyed_by(agg: lp.Aggregate, src: ExchangeSource) -> bool:
     """Whether every key of the exchange ``src`` reaches the group keys of ``agg`` unchanged
     (through filters, and projections and computed columns that pass it on): then equal
@@ -511,6 +549,7 @@ def task_plan(stage: Stage, part: Part | tuple[str, ...] | lp.Node) -> str:
     else:
         leaf = _scans(stage.source, part)
     joins = {id(b.join): b for b in stage.broadcast}
+    wholes = {src.name: src for src in stage.wholes}
 
     def whole(node: lp.Node, src: Source) -> lp.Node:
         if isinstance(node, lp.Input) and node.name == src.name:
@@ -528,6 +567,8 @@ def task_plan(stage: Stage, part: Part | tuple[str, ...] | lp.Node) -> str:
             return replace(node, left=swap(node.left), right=whole(node.right, b.source))
         if isinstance(node, lp.Input) and node.name == stage.source.name:
             return leaf
+        if isinstance(node, lp.Input) and node.name in wholes:
+            return whole(node, wholes[node.name])
         kids = lp.children(node)
         return lp.replace_children(node, tuple(swap(k) for k in kids)) if kids else node
 
