@@ -19,6 +19,7 @@ from elkyn.services import DB_STORE, DB_WRITER
 from elytra.plugin import _fail_own_jobs, _own_unfinished
 from elytra.resultstore import ResultStore
 from lake.services import LAKE_NODE
+from platform_core import new_id
 
 
 class _AtThePrimary:
@@ -74,18 +75,22 @@ def test_only_jobs_unfinished_at_the_primary_are_failed_and_succeeded_ones_keep_
 def test_a_result_whose_record_never_reached_the_copy_is_found_failed_and_dropped(
     tmp_path: Path,
 ) -> None:
+    lost, done, other, bare = (new_id() for _ in range(4))
     at_primary = {
-        "j-lost": {"state": "running", "driver": "n1"},  # its record never reached the copy
-        "j-done": {"state": "succeeded", "driver": "n1"},
-        "j-other": {"state": "running", "driver": "n2"},  # another platform drives it
+        lost: {"state": "running", "driver": "n1"},  # its record never reached the copy
+        done: {"state": "succeeded", "driver": "n1"},
+        other: {"state": "running", "driver": "n2"},  # another platform drives it
     }
     results = ResultStore(tmp_path, max_bytes=1 << 20, quota_bytes=1 << 20, ttl_seconds=3600)
-    _committed(results, "j-lost")
-    _committed(results, "j-done")
-    (tmp_path / "j-bare").mkdir()  # a directory a killed writer left, no record anywhere
+    _committed(results, lost)
+    _committed(results, done)
+    (tmp_path / bare).mkdir()  # a directory a killed writer left, no record anywhere
+    # no job's name (and no key the database takes): left alone, and it does not stop the
+    # others' cleanup (helper 48 found it did, retried as if no primary answered)
+    (tmp_path / "a.b").mkdir()
     with Store(memory=True) as primary, Store(memory=True) as replica:
         primary.set("/jobs", at_primary, caller=ADMIN)
-        replica.set("/jobs", {"j-done": at_primary["j-done"]}, caller=ADMIN)
+        replica.set("/jobs", {done: at_primary[done]}, caller=ADMIN)
         replica.replica_of = "http://127.0.0.1:1"  # as a replica's store is
         services = {
             DB_STORE: replica,
@@ -94,8 +99,10 @@ def test_a_result_whose_record_never_reached_the_copy_is_found_failed_and_droppe
         }
         view = SimpleNamespace(get=services.__getitem__)
         mine = asyncio.run(_own_unfinished(view, results))  # type: ignore[arg-type]
-        assert mine == {"j-lost", "j-bare"}
-        asyncio.run(_fail_own_jobs(view, mine, results))  # type: ignore[arg-type]
+        assert mine == {lost, bare}
+        asyncio.run(asyncio.wait_for(_fail_own_jobs(view, mine, results), 30))  # type: ignore[arg-type]
         states = {k: v["state"] for k, v in primary.get("/jobs", caller=ADMIN).items()}
-    assert states == {"j-lost": "failed", "j-done": "succeeded", "j-other": "running"}
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["j-done"]
+    assert states == {lost: "failed", done: "succeeded", other: "running"}
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == sorted(
+        [done, "a.b"]
+    )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from elkyn.services import DB_STORE, DB_WRITER
 from lake.services import LAKE_NODE
-from platform_core import PlatformError, Plugin, UnavailableError
+from platform_core import PlatformError, Plugin, UnavailableError, is_valid_id
 
 from .services import WORKER_POOL, WorkerPool
 
@@ -157,7 +157,7 @@ async def _own_unfinished(services: Services, results: ResultStore) -> set[str]:
     """The jobs this platform's previous run may have left unfinished, on a platform
     restarted as a replica of its cluster (a primary's start reconciles them all): those its
     copy of ``/jobs`` holds unfinished with this platform as their driver, and those with a
-    result directory here that the copy does not hold succeeded. The copy may lag: a result
+    result directory here (named as a job is) that the copy does not hold succeeded. The copy may lag: a result
     committed just before the kill, its record not yet copied. Read at start, before any job
     of this run exists."""
     from .jobs import FINAL
@@ -172,7 +172,9 @@ async def _own_unfinished(services: Services, results: ResultStore) -> set[str]:
         for k, r in jobs.items()
         if isinstance(r, dict) and r.get("driver") == node.node_id and r.get("state") not in FINAL
     }
-    held = await asyncio.to_thread(results.ids)
+    # a job's id is platform_core.new_id's: another name (``a.b``) is no job's, and is not a
+    # key the database takes either (read at the primary, it failed every other job's read)
+    held = [k for k in await asyncio.to_thread(results.ids) if is_valid_id(k)]
     return driven | {k for k in held if _state(jobs.get(k)) != "succeeded"}
 
 
