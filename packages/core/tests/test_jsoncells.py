@@ -48,3 +48,20 @@ def test_every_cell_dumps_as_strict_json() -> None:
     assert rows[3][3] == "-0.5000000000"
     assert json_cell(dt.timedelta(seconds=90)) == 90.0
     assert json_rows(pa.table({})) == []
+
+
+def test_a_timestamp_or_date_outside_python_years_is_its_iso_text() -> None:
+    """DuckDB reads ``0001-01-01 00:00:00+02`` as 1 BC in UTC (helper 47): a result holding
+    it was a 500 (Python's datetime stops at year 1); the column is Arrow's text instead."""
+    early = pa.array([-62135604000000000, 0, None], pa.timestamp("us", "UTC"))
+    late = pa.array([253402318800000000, 0, 0], pa.timestamp("us"))
+    day = pa.array([-800000, 0, 1], pa.date32())
+    rows = json_rows(pa.table({"early": early, "late": late, "day": day, "n": [1, 2, 3]}))
+    assert rows == [
+        ["0000-12-31 22:00:00.000000Z", "10000-01-01 05:00:00.000000", "-0221-09-04", 1],
+        ["1970-01-01 00:00:00.000000Z", "1970-01-01 00:00:00.000000", "1970-01-01", 2],
+        [None, "1970-01-01 00:00:00.000000", "1970-01-02", 3],
+    ]
+    assert json_rows(pa.table({"t": pa.array([0], pa.timestamp("us"))})) == [
+        ["1970-01-01T00:00:00"]  # in range: as before
+    ]

@@ -47,5 +47,20 @@ def json_cell(value: Any) -> Any:
 
 def json_rows(table: pa.Table) -> list[list[Any]]:
     """The table's rows as lists of JSON-ready cells (converted column by column)."""
-    columns = [[json_cell(v) for v in col.to_pylist()] for col in table.columns]
+    columns = [[json_cell(v) for v in _values(col)] for col in table.columns]
     return [list(r) for r in zip(*columns, strict=True)] if columns else []
+
+
+def _values(column: pa.ChunkedArray) -> list[Any]:
+    """The column's Python values; a date or timestamp column holding one outside Python's
+    years 1 to 9999 (DuckDB reads ``0001-01-01 00:00:00+02``: 1 BC in UTC) as Arrow's ISO
+    text of each value instead (``0000-12-31 22:00:00.000000Z``)."""
+    try:
+        return column.to_pylist()
+    except OverflowError:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if not (pa.types.is_timestamp(column.type) or pa.types.is_date(column.type)):
+            raise
+        return pc.cast(column, pa.string()).to_pylist()
