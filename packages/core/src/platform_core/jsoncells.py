@@ -56,11 +56,11 @@ def _values(column: pa.ChunkedArray) -> list[Any]:
     years 1 to 9999 (DuckDB reads ``0001-01-01 00:00:00+02``: 1 BC in UTC) as Arrow's ISO
     text of each value instead (``0000-12-31 22:00:00.000000Z``)."""
     try:
-        return column.to_pylist()
+        return list(column.to_pylist())
     except OverflowError:
         import pyarrow as pa
         import pyarrow.compute as pc
 
         if not (pa.types.is_timestamp(column.type) or pa.types.is_date(column.type)):
             raise
-        return pc.cast(column, pa.string()).to_pylist()
+        return list(pc.cast(column, pa.string()).to_pylist())
