@@ -149,6 +149,7 @@ def test_tpch_equals_duckdb_as_one_whole_task(
     sql = QUERIES[number]
     p = whole.sql(sql, read_tables(whole, tpch))
     assert whole.driver.whole(p)
+    assert whole.driver.sides_first(p) == []  # EXPLAIN's "run first": none here
     plan, _ = whole.driver.plan(p, "t", Path(whole.settings.resolved_spill_dir()))
     assert [len(s.tasks) for s in plan.stages] == [1], plan.stages
     assert isinstance(plan.merge, Input)  # the merge takes the task's rows as they are
@@ -157,6 +158,58 @@ def test_tpch_equals_duckdb_as_one_whole_task(
     assert job.status()["tasks"]["total"] == 1  # no side ran first: the one task ran it all
     _same(sql, got, views_oracle(tpch), ordered="ORDER BY" in sql)
     _types_equal(sql, got, views_oracle(tpch))
+
+
+def test_a_whole_job_whose_task_runs_out_of_its_cap_runs_again_as_stages(
+    tpch: dict[str, Path], tmp_path: Path
+) -> None:
+    """Found from outside (helper 49): the whole plan's operators share one task's cap, and
+    this query (1 MB of sources) ran out of 256 MiB as one task; as stages it answers."""
+    csv = tmp_path / "csv"
+    csv.mkdir()
+    for i in range(3):  # three files: a union of three scans in the one task's plan
+        duckdb.execute(
+            f"COPY (SELECT r AS id, (r % 10)::INTEGER AS g, r * 0.5 AS amt FROM "
+            f"range({i * 500}, {(i + 1) * 500}) t(r)) TO '{csv}/p{i}.csv' (HEADER)"
+        )
+    one = (
+        "SELECT b.c_mktsegment AS g, count(*) AS x0 FROM orders a JOIN customer b "
+        "ON a.o_custkey = b.c_custkey WHERE b.c_custkey NOT IN (SELECT g FROM csvt) "
+        "GROUP BY b.c_mktsegment"
+    )
+    sql = f"SELECT * FROM ({one} UNION ALL {one}) u"
+    con = views_oracle(tpch)
+    con.execute(f"CREATE VIEW csvt AS SELECT * FROM read_csv('{csv}/*.csv')")
+    with elytra.connect(home=tmp_path / "h", backend="inline", whole_query_bytes="1GiB") as s:
+        p = s.sql(sql, {**read_tables(s, tpch), "csvt": s.read_csv(str(csv / "*.csv"))})
+        assert s.driver.whole(p)
+        job = p.submit()
+        got = job.result()
+        assert job.status()["tasks"]["total"] > 1  # as stages, after the one task failed
+        assert job.status().get("reruns", 0) == 0  # not a rerun from a lost exchange
+    _same(sql, got, con, ordered=False)
+
+
+def test_a_whole_job_over_a_lake_dataset_of_no_chunk_answers(tmp_path: Path) -> None:
+    """Found from outside (helper 49): the task's own source had no chunk, and its scan was
+    a union of no input (a PlanError)."""
+    from lake import LakeNode, lake_settings
+
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"k": pa.array([], pa.int64())}), empty)
+    node = LakeNode(lake_settings(None, home=tmp_path / "home"))
+    try:
+        node.ingest(empty, "empty", owner="alice")
+    finally:
+        node.stop()
+    with elytra.connect(home=tmp_path / "home", backend="inline", whole_query_bytes="1GiB") as s:
+        for sql, want in (
+            ("SELECT count(*) AS n FROM empty", [{"n": 0}]),
+            ("SELECT k FROM empty UNION ALL SELECT k FROM empty", []),
+        ):
+            p = s.sql(sql)
+            assert s.driver.whole(p)
+            assert p.collect().to_pylist() == want, sql
 
 
 def test_a_job_over_more_than_whole_query_bytes_or_driver_tables_runs_as_stages(

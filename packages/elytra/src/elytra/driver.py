@@ -129,9 +129,10 @@ class JobStats:
     """Bytes of rows that went into hash exchanges: partitioned by the driver (rows that came
     to it) or by the tasks themselves (on their own machine, never through the driver)."""
 
-    def start_again(self) -> None:
-        """Zero every count for a run again from the sources, and count that run."""
-        fresh = JobStats(self.job_id, reruns=self.reruns + 1)
+    def start_again(self, rerun: bool = True) -> None:
+        """Zero every count for a run again from the sources, and count that run as a
+        rerun (not a job that runs as stages after its one task ran out of its cap)."""
+        fresh = JobStats(self.job_id, reruns=self.reruns + int(rerun))
         for f in fields(self):
             setattr(self, f.name, getattr(fresh, f.name))
 
@@ -373,7 +374,10 @@ class Driver:
         return "\n".join(lines)
 
     def sides_first(self, p: Pipeline) -> list[lp.Node]:
-        """The join sides of ``p`` a job runs first (``prerun.py``), outermost first."""
+        """The join sides of ``p`` a job runs first (``prerun.py``), outermost first; none
+        for a job run as one task (:meth:`whole`)."""
+        if self.whole(p):
+            return []
         p = self._copied(p)
         sources, small = dict(p.sources), self._weigh(_footers(p))
         return sides_first(_rewritten(p.node, sources, small), sources, small)
@@ -667,11 +671,21 @@ class Driver:
         ``prefix`` names its tasks (the job's id; a side run first has its own). A run that
         lost an exchange's partitions with a Ray node runs again from its sources, up to
         ``EXCHANGE_RERUNS`` times (the partitions were lost before the merge: no row was
-        handed on yet), on the nodes still alive."""
+        handed on yet), on the nodes still alive. A job run as one task (:meth:`whole`) whose
+        task ran out of its cap runs again as stages: its operators shared one task's cap."""
+        if self.whole(p):
+            try:
+                return self._execute_once(job, p, spill / "whole", stats, on_batch, prefix, True)
+            except CapTooSmallError as exc:
+                if "cap" in exc.details or job.cancel_event.is_set():
+                    raise  # the merge's (it only takes the task's rows), or cancelled
+                log.info("job %s runs as stages: as one task, %s", job.id, exc)
+                stats.start_again(rerun=False)  # no row was handed on: the task failed
+                job.update(tasks=_tasks(stats, 0))
         for rerun in range(EXCHANGE_RERUNS + 1):
             try:
                 where = spill / f"rerun{rerun}" if rerun else spill
-                return self._execute_once(job, p, where, stats, on_batch, prefix)
+                return self._execute_once(job, p, where, stats, on_batch, prefix, False)
             except ExchangeLostError as exc:
                 if rerun == EXCHANGE_RERUNS or job.cancel_event.is_set():
                     raise
@@ -688,12 +702,13 @@ class Driver:
         stats: JobStats,
         on_batch: Callable[[pa.RecordBatch], None] | None,
         prefix: str | None,
+        whole: bool,
     ) -> pa.Table | None:
-        """One run of :meth:`_execute`."""
+        """One run of :meth:`_execute`; ``whole``: as one task (no side is worth a round of
+        its own there)."""
         tid = prefix or job.id
         given = set(p.sources)
         p = self._copied(p, job.cancel_event)
-        whole = self.whole(p)  # one task runs it all: no side is worth a round of its own
         if not whole:
             p = self._sides_first(job, p, spill, stats, tid)
         made = set(p.sources) - given  # the files of sides run first: not the job's sources

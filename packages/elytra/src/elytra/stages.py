@@ -445,7 +445,7 @@ def whole_query(root: lp.Node, sources: dict[str, Source]) -> StagePlan:
     takes its rows as they are. The biggest source is the stage's own: it places the task."""
     schema = SchemaResolver().schema(root)
     used = [sources[name] for name in input_names(root)]
-    main = max(used, key=source_bytes)
+    main = max(used, key=source_bytes)  # an empty one (no chunk) only when all are
     wholes = tuple(s for s in used if s is not main)
     stage = Stage("stage0", main, root, schema, "whole query, every source read whole")
     stage.wholes = wholes
@@ -542,7 +542,9 @@ def task_plan(stage: Stage, part: Part | tuple[str, ...] | lp.Node) -> str:
     """The stage's plan over ``part`` of its source (its files, each whole or the row groups
     the part names; or the node that reads it: an exchange partition's join) and every file
     of its broadcast sides, as emsqrt plan JSON."""
-    if isinstance(part, Part):
+    if isinstance(part, Part) and not part.files:  # an empty lake dataset: no chunk
+        leaf = empty_scan(stage.source.schema)
+    elif isinstance(part, Part):
         leaf = _scans(stage.source, part.files, part.row_groups)
     elif isinstance(part, lp.Node):
         leaf = part

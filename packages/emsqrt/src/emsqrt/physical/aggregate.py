@@ -584,11 +584,18 @@ class AggregateOp(PhysicalOp):
     def _partitioner(
         self, level: int, held: list[pa.Table], rest: Iterator[pa.Table]
     ) -> Partitioner:
-        if not self.keys:
+        if not self.keys and self.raw:
             raise self._too_small(
                 "aggregate without group keys over "
                 f"{'COUNT(DISTINCT)' if self.distinct else 'a median or quantile'} needs all "
                 "its values in memory",
+                held,
+                rest,
+            )
+        if not self.keys:  # its state is one row: its share of the cap is below one batch
+            raise self._too_small(
+                f"aggregate without group keys: its share of the cap ({self.mem.cap_bytes} "
+                "bytes; the plan's operators share the cap) cannot hold one batch of its input",
                 held,
                 rest,
             )
