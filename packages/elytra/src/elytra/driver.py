@@ -69,6 +69,7 @@ from .sources import (
 )
 from .spilldirs import JobDir, sweep
 from .stages import (
+    Exchange,
     ExchangeSource,
     Stage,
     StagePlan,
@@ -194,11 +195,7 @@ class Driver:
         footers = _footers(p)
         srcs = sources if sources is not None else dict(p.sources)
         whole = self.whole(p) if whole is None else whole
-        node = _rewritten(p.node, srcs, self._weigh(footers))
-        if whole:
-            plan = whole_query(node, srcs)
-        else:
-            plan = cut(node, srcs, self._broadcast_bytes(), lambda f: footers.get(f, f))
+        plan = self._stages(p, srcs, footers, whole)
         finals = _final_aggregates(plan) if shuffle else {}
         sides = plan.exchange_sides() if shuffle else {}
         parts_n = self._exchange_parts(plan)
@@ -206,27 +203,11 @@ class Driver:
         tasks: list[Task] = []
         for i, stage in enumerate(plan.stages):
             small, small_bytes = stage.broadcast_files(), stage.broadcast_bytes()
-            # a stage over an exchange: one task per partition, made once its sides ran
             over = isinstance(stage.source, ExchangeSource)
-            parts = (
-                [one_part(stage.source)]
-                if whole
-                else []
-                if over
-                else self._parts(stage.source, footers)
-            )
+            parts = self._stage_parts(stage, footers, whole)
             shuffled: Shuffle | None = None
             if i in sides:  # a large join's side: its tasks write their rows to partitions
-                ex, side = sides[i]
-                ls, rs = plan.stages[ex.left].schema, plan.stages[ex.right].schema
-                shuffled = Shuffle.make(
-                    spill_dir / f"{ex.name}-tasks",
-                    parts_n,
-                    ex.join.right_keys if side else ex.join.left_keys,
-                    join_key_types(ex.join, ls, rs),
-                    0,
-                    eager=True,
-                )
+                shuffled = _side_shuffle(plan, *sides[i], spill_dir, parts_n)
             elif stage.name in finals and (over or len(parts) > 1):
                 keys = finals[stage.name].group_by
                 cap = int(self.settings.worker_mem_cap)
@@ -268,6 +249,26 @@ class Driver:
                 )
             stage.tasks = [t for t in tasks if t.stage == i]
         return plan, tasks
+
+    def _stages(
+        self, p: Pipeline, srcs: dict[str, Source], footers: dict[str, str], whole: bool
+    ) -> StagePlan:
+        """``p`` cut into stages over ``srcs`` (the catalog's, or named by chunk hash), or
+        one whole-query stage."""
+        node = _rewritten(p.node, srcs, self._weigh(footers))
+        if whole:
+            return whole_query(node, srcs)
+        return cut(node, srcs, self._broadcast_bytes(), lambda f: footers.get(f, f))
+
+    def _stage_parts(self, stage: Stage, footers: dict[str, str], whole: bool) -> list[Part]:
+        """The parts of ``stage``'s source, one task each: all of it in one for a whole
+        query; none yet for a stage over an exchange (one task per partition, made once its
+        sides ran)."""
+        if whole:
+            return [one_part(stage.source)]
+        if isinstance(stage.source, ExchangeSource):
+            return []
+        return self._parts(stage.source, footers)
 
     def whole(self, p: Pipeline) -> bool:
         """Whether job ``p`` runs as one task that reads every source whole and runs the
@@ -1351,6 +1352,20 @@ def _chunks_by_name(p: Pipeline) -> dict[str, Source]:
         else src
         for name, src in p.sources.items()
     }
+
+
+def _side_shuffle(plan: StagePlan, ex: Exchange, side: int, spill: Path, parts: int) -> Shuffle:
+    """How the tasks of side ``side`` (0 left, 1 right) of exchange ``ex`` write their rows
+    into its ``parts`` hash partitions themselves."""
+    ls, rs = plan.stages[ex.left].schema, plan.stages[ex.right].schema
+    return Shuffle.make(
+        spill / f"{ex.name}-tasks",
+        parts,
+        ex.join.right_keys if side else ex.join.left_keys,
+        join_key_types(ex.join, ls, rs),
+        0,
+        eager=True,
+    )
 
 
 def _final_aggregates(plan: StagePlan) -> dict[str, lp.Aggregate]:
