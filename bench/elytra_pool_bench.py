@@ -124,12 +124,27 @@ def throughput(root: Path, mib: int, ring_mib: int, runs: int) -> float:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of process ``pid`` so far (``/proc/<pid>/stat``)."""
+    """User + system CPU of process ``pid`` so far (``/proc/<pid>/stat``); 0 for one gone
+    (a worker the pool started again)."""
     import os
 
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _ready_pids(backend: object, wait: float = 30.0) -> list[int]:
+    """The pool's worker pids once every worker is up: a worker the pool is starting again
+    reports pid 0 (CI failed reading /proc/0/stat)."""
+    deadline = time.monotonic() + wait
+    while True:
+        pids = backend.worker_pids()  # type: ignore[attr-defined]
+        if all(pids) or time.monotonic() > deadline:
+            return [p for p in pids if p]
+        time.sleep(0.05)
 
 
 def fixed_costs(root: Path, n: int) -> float:
@@ -194,7 +209,7 @@ def fixed_costs(root: Path, n: int) -> float:
             times.clear()
             walls, merges = [], []
             per_job: dict[str, list[float]] = {"plan": [], "round": [], "record": []}
-            pids = s.driver.backend.worker_pids()  # type: ignore[attr-defined]
+            pids = _ready_pids(s.driver.backend)
             workers_cpu, driver_cpu = sum(map(_cpu_seconds, pids)), time.process_time()
             for _ in range(n):
                 started = time.perf_counter()
