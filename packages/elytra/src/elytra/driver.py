@@ -277,10 +277,13 @@ class Driver:
         limit = int(self.settings.whole_query_bytes)
         if limit <= 0:
             return False
-        used = [p.sources.get(name) for name in input_names(p.node)]
-        if not used or any(s is None or isinstance(s, ArrowSource) for s in used):
+        names = input_names(p.node)
+        if not names or any(not isinstance(p.sources.get(n), Source) for n in names):
             return False
-        return sum(source_bytes(s) for s in used if s is not None) <= limit
+        used = [p.sources[n] for n in names]
+        if any(isinstance(s, ArrowSource) for s in used):
+            return False
+        return sum(source_bytes(s) for s in used) <= limit
 
     def _reread_parts(self, stage: Stage, final: lp.Aggregate, how: str | None) -> int:
         """Partitions (one task each, one per worker) of a group-by exchanged by rereading

@@ -157,9 +157,9 @@ async def _own_unfinished(services: Services, results: ResultStore) -> set[str]:
     """The jobs this platform's previous run may have left unfinished, on a platform
     restarted as a replica of its cluster (a primary's start reconciles them all): those its
     copy of ``/jobs`` holds unfinished with this platform as their driver, and those with a
-    result directory here (named as a job is) that the copy does not hold succeeded. The copy may lag: a result
-    committed just before the kill, its record not yet copied. Read at start, before any job
-    of this run exists."""
+    result directory here (named as a job is) that the copy does not hold succeeded. The
+    copy may lag: a result committed just before the kill, its record not yet copied. Read
+    at start, before any job of this run exists."""
     from .jobs import FINAL
 
     store, node = services.get(DB_STORE), services.get(LAKE_NODE)

@@ -306,12 +306,10 @@ class ResultStore:
         )
 
     def _all(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        for entry in os.scandir(self.root):
-            if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
-                continue
-            meta = self._meta(entry.name)
+        for job_id in self.ids():
+            meta = self._meta(job_id)
             if meta is not None:
-                yield entry.name, meta
+                yield job_id, meta
 
     def used(self, owner: str | None) -> int:
         """Bytes of ``owner``'s results stored now (expired ones not counted)."""
