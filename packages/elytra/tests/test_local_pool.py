@@ -127,6 +127,19 @@ def test_results_are_identical_to_inline_and_workers_are_reused(
     assert 0 < len(_ours()) <= 4  # one ring per worker per stage
 
 
+def test_a_task_alone_runs_duckdb_on_every_worker_s_core(
+    pool: LocalPool, data: Path, tmp_path: Path
+) -> None:
+    """A run of one task gives it the pool's cores (DuckDB threads); a run of several gives
+    each one, as each has a worker of its own. The answer is the same either way."""
+    tasks = _small_tasks(data, tmp_path / "spill")
+    (alone,) = list(pool.run(tasks[:1], threading.Event()))
+    assert alone.stats["threads"] == 2
+    many = _by_id(pool.run(tasks[:3], threading.Event()))
+    assert {r.stats["threads"] for r in pool.run(tasks[:3], threading.Event())} == {1}
+    assert alone.table.equals(many[alone.task_id])
+
+
 def test_a_result_bigger_than_the_ring_streams_through_it(
     pool: LocalPool, data: Path, tmp_path: Path
 ) -> None:

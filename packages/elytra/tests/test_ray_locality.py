@@ -153,6 +153,27 @@ def test_tasks_run_on_a_node_holding_their_chunks(spread: dict[str, Any], tmp_pa
     assert not any((tmp_path / "work").rglob("*.parquet"))
 
 
+def test_a_task_alone_has_its_node_s_cores_and_keeps_what_it_fetched(
+    spread: dict[str, Any], tmp_path: Path
+) -> None:
+    """A job of one task (``whole_query_bytes``) over chunks no node holds all of runs on the
+    driver's node (two CPUs there) with DuckDB on both; the chunks that node lacks are
+    fetched once into the chunk cache, and the same job again fetches none."""
+    out = _run(spread, tmp_path, job="whole")
+    record = out["record"]
+    for rows in (record["first_rows"], out["rows"]):
+        assert same_rows(rows_of([tuple(r.values()) for r in rows]), _want(spread["csv"]))
+    (task,) = _tasks(record)
+    assert task["node"] == out["me"], task
+    assert task.get("threads") == 2, task
+    lacking = [c for c in spread["chunks"] if not (out["dirs"][out["me"]] / c).is_file()]
+    assert lacking
+    assert record["first_fetched"] == len(lacking), record["first_fetched"]
+    assert len(out["fetched"]) == len(lacking)  # the second run fetched nothing
+    cached = sorted(p.name for p in (tmp_path / "work" / "cache").glob("*.parquet"))
+    assert cached == sorted(lacking)
+
+
 JOIN_SQL = (
     "SELECT s.grp, count(*) AS n, sum(s.amount) AS total FROM '{csv}' s JOIN '{csv}' o "
     "ON s.id = o.id WHERE s.amount > 50 AND o.amount > 20 GROUP BY s.grp"

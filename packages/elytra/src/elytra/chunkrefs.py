@@ -121,15 +121,25 @@ def resolve_chunks(
     locate: Callable[[str], str | None],
     fetch: Callable[[str], bytes] | None,
     where: Path,
+    cached: Callable[[str], str] | None = None,
 ) -> Task:
     """``task`` with each chunk name replaced by a path on this platform in ``where``:
-    ``locate(sha)``'s copy linked there, else the bytes ``fetch(sha)`` gives (checked against
-    the hash) written there once. A task naming no chunks is returned as is."""
+    ``locate(sha)``'s copy linked there, else the path ``cached(sha)`` gives (a copy kept
+    for later jobs, ``chunkcache.pin``) when given, else the bytes ``fetch(sha)`` gives
+    (checked against the hash) written there once. A task naming no chunks is returned as
+    is."""
+
+    def obtain(sha: str) -> str:
+        if cached is None:
+            return pin_or_fetch(sha, locate(sha), fetch, where)
+        found = pin_chunk(locate(sha), where / f"{sha}.parquet")
+        return found if found is not None else cached(sha)
+
     paths: dict[str, str] = {}
     for name in task.files:
         sha = sha_of(name)
         if sha is not None:
-            paths[name] = pin_or_fetch(sha, locate(sha), fetch, where)
+            paths[name] = obtain(sha)
     if not paths:
         return task
     plan = json.dumps(rewrite_scans(json.loads(task.plan), paths), separators=(",", ":"))

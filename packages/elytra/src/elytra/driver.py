@@ -992,6 +992,7 @@ class Driver:
                     int(result.stats.get("attempt", 1)),
                     node=result.stats.get("node"),
                     chunks=chunks.get(result.task_id) or (),
+                    threads=int(result.stats.get("threads", 1)),
                 )
                 job.update(
                     tasks=_tasks(stats, 0),
@@ -1111,7 +1112,7 @@ class Driver:
 
     def _cache(self) -> Path:
         """The platform's chunk cache (``chunkcache.py``)."""
-        return self.settings.resolved_spill_dir() / "chunk-cache"
+        return self.settings.chunk_cache_dir()
 
     def _weigh(self, footers: dict[str, str]) -> Broadcastable:
         """What a join broadcasts, chunks named by hash weighed by the files they are here."""

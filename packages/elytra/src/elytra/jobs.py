@@ -241,6 +241,7 @@ class Job:
         *,
         node: str | None = None,
         chunks: Sequence[str] = (),
+        threads: int = 1,
     ) -> None:
         """A task of ``stage`` ended now after ``seconds`` (as its worker measured it, plus
         the transfer of its rows): one more done in its stage, and its bar on the timeline
@@ -271,6 +272,8 @@ class Job:
                 entry["node"] = node
             if chunks:
                 entry["chunks"] = list(chunks[:TIMELINE_CHUNKS])
+            if threads > 1:  # a task alone, given its node's cores
+                entry["threads"] = threads
             timeline["tasks"][f"{label}s{name}"] = entry
 
     def _flush(self, force: bool = False, wait: bool = False) -> None:

@@ -239,6 +239,8 @@ def make_backend(settings: ElytraSettings) -> Backend:
             settings.ray_address,
             max_attempts=settings.max_attempts,
             node_dir=settings.ray_node_dir,
+            chunk_cache=settings.chunk_cache_dir(),
+            chunk_cache_bytes=int(settings.chunk_cache_bytes),
         )
     raise PipelineError(f"backend {settings.backend!r} is not available here")
 

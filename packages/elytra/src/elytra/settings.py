@@ -151,3 +151,7 @@ class ElytraSettings(PackageSettings):
     def resolved_spill_dir(self) -> Path:
         """Where tasks spill: ``spill_dir`` if set, else ``<home>/spill/elytra``."""
         return (self.spill_dir or self.home / "spill" / "elytra").expanduser()
+
+    def chunk_cache_dir(self) -> Path:
+        """The platform's chunk cache (``chunk_cache_bytes``, ``chunkcache.py``)."""
+        return self.resolved_spill_dir() / "chunk-cache"

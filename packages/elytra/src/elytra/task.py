@@ -62,6 +62,9 @@ class Task:
     result_group_bytes: int = 8 << 20
     """Row groups of that file hold about this many bytes (the driver's merge reads one
     whole under its cap)."""
+    threads: int = 1
+    """DuckDB threads of the task's kernel: more than one only for a task that runs alone
+    (the only task of its round), which then has the cores its backend gives it."""
     result_format: str = "parquet"
     """``arrow``: that file is an Arrow IPC file the driver memory-maps (where the merge only
     concatenates the tasks' rows; ``taskfile``)."""
@@ -76,6 +79,8 @@ class Task:
         if not self.result_file:  # a peer's task names no file to write (peer_api refuses)
             for name in ("result_file", "result_file_bytes", "result_group_bytes"):
                 del data[name]
+        if self.threads == 1:  # the default: peers' older drivers never send it
+            del data["threads"]
         if self.result_format == "parquet":  # the default: peers' older drivers never send it
             del data["result_format"]
         if not self.rangesort:  # nor one of a range sort (only the local machine's run them)
@@ -112,7 +117,9 @@ def execute(task: Task) -> TaskResult:
         return TaskResult(task.id, table, seconds, stats)
     started = time.perf_counter()
     plan = plan_from_json(task.plan, trusted=True)  # tasks come from this job's driver only
-    config = EngineConfig(mem_cap_bytes=task.mem_cap, spill_dir=task.spill_dir)
+    config = EngineConfig(
+        mem_cap_bytes=task.mem_cap, spill_dir=task.spill_dir, kernel_threads=max(1, task.threads)
+    )
     shuffle = None
     if task.exchange:
         from .shuffle import Shuffle
@@ -157,6 +164,7 @@ def execute(task: Task) -> TaskResult:
         "bytes_in": task.bytes_in,
         "spilled_bytes": m.spill.get("bytes_written", 0),
         "reserved_peak_bytes": m.memory.get("reserved_peak_bytes", 0),
+        "threads": config.kernel_threads,
     }
     table = result.table
     if spool is not None and spool.path is not None:

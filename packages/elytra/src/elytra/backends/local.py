@@ -56,7 +56,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any, cast
@@ -303,6 +303,8 @@ class LocalPool:
                 lease_seconds=self.lease_seconds,
                 tick=_POLL,
             )
+            if len(tasks) == 1:  # a task alone has the pool's cores: as many DuckDB threads
+                tasks = [replace(tasks[0], threads=self.workers)]
             yield from scheduler.run(tasks, cancel)
         finally:
             self._runner = None

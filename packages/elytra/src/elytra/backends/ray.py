@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .._ray import import_ray, ray_init_hint
+from ..chunkcache import pin, trim
 from ..chunkrefs import chunk_shas, resolve_chunks, sha_of
 from ..errors import BackendUnavailableError, ExchangeLostError, PipelineError
 from ..scheduler import Failed, Moved, Outcome, Scheduler, Watch
@@ -138,6 +139,8 @@ class RayBackend:
         num_cpus: int | None = None,
         object_store_memory: int = 256 << 20,
         node_dir: str | None = None,
+        chunk_cache: Path | None = None,
+        chunk_cache_bytes: int = 0,
     ) -> None:
         ray = import_ray()  # without the [ray] extra, or out of range: one clear error
 
@@ -181,6 +184,10 @@ class RayBackend:
         self.objects = ObjectRegistry()
         """Exchange partitions held in Ray's object store (:mod:`.rayobjects`)."""
         self._cluster: Callable[[], ChunkCluster | None] | None = None
+        self.chunk_cache = chunk_cache if chunk_cache_bytes > 0 else None
+        """Where chunks a task run on this node lacks are kept for later jobs
+        (``chunkcache.py``), up to ``chunk_cache_bytes``; None: fetched for each job."""
+        self.chunk_cache_bytes = chunk_cache_bytes
         self.stats: dict[str, int] = dict.fromkeys(
             ("here", "placed", "moved", "exchanged_bytes", "shipped_bytes"), 0
         )
@@ -248,6 +255,8 @@ class RayBackend:
         }
         where.update(self.objects.place(readers))  # an exchange's partitions where their bytes are
         attempts = _RayAttempts(self, where, cluster, shipped)
+        if len(tasks) == 1:  # a task alone has its node's cores (DuckDB threads, Ray CPUs)
+            attempts.cpus = {ray_id: cpus for ray_id, cpus in self._node_cpus()}
         scheduler = Scheduler(attempts, max_attempts=self.max_attempts)
         return scheduler.run(tasks, cancel, started)
 
@@ -270,6 +279,18 @@ class RayBackend:
         placed = place(tasks, me, peers, holds, slots, complete=True)
         return {tid: nodes[n][0] if n in nodes else self.node_id for tid, n in placed.items()}
 
+    def _node_cpus(self) -> list[tuple[str, int]]:
+        """(Ray node id, its CPUs) of every live node; none while Ray does not answer."""
+        try:
+            nodes = self._health.nodes()
+        except Exception:  # the run itself says what is wrong with Ray
+            return []
+        return [
+            (str(n["NodeID"]), max(1, int(n.get("Resources", {}).get("CPU", 1))))
+            for n in nodes
+            if n.get("Alive")
+        ]
+
     @staticmethod
     def _put(files: list[bytes]) -> Any:
         import ray
@@ -290,22 +311,23 @@ class RayBackend:
 
 
 class _Placed:
-    """The remote function with a soft affinity to one node (and a number of returns), one
-    ``options`` per pair."""
+    """The remote function with an affinity to one node (soft: Ray may run it elsewhere), a
+    number of returns and of CPUs, one ``options`` per combination."""
 
     def __init__(self, remote: Any) -> None:
         self._remote = remote
-        self._by_node: dict[tuple[str, int], Any] = {}
+        self._by_node: dict[tuple[str, int, int, bool], Any] = {}
 
-    def on(self, node: str, returns: int = 1) -> Any:
+    def on(self, node: str, returns: int = 1, cpus: int = 1, soft: bool = True) -> Any:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        if (node, returns) not in self._by_node:
-            strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=True)
-            self._by_node[(node, returns)] = self._remote.options(
-                scheduling_strategy=strategy, num_returns=returns
+        key = (node, returns, cpus, soft)
+        if key not in self._by_node:
+            strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=soft)
+            self._by_node[key] = self._remote.options(
+                scheduling_strategy=strategy, num_returns=returns, num_cpus=cpus
             )
-        return self._by_node[(node, returns)]
+        return self._by_node[key]
 
 
 class _RayAttempts:
@@ -336,6 +358,9 @@ class _RayAttempts:
         self.objects = backend.objects
         self.node_id = backend.node_id
         """The driver's Ray node."""
+        self.cpus: dict[str, int] = {}
+        """Ray node id -> its CPUs, for a run of one task: it takes them all."""
+        self._cache, self._cache_bytes = backend.chunk_cache, backend.chunk_cache_bytes
         self._since = time.monotonic()
 
     def free(self) -> int:
@@ -364,14 +389,22 @@ class _RayAttempts:
             exchanged = [k for k in keys if k not in self._shipped]
             held = dict(zip(exchanged, self.objects.refs(exchanged), strict=True))
             refs = [self._shipped[k] if k in self._shipped else held[k] for k in keys]
+            threads = self.cpus.get(node or self.node_id, 1)
             if node is not None:
                 returns = 1 + Shuffle.from_json(task.exchange).parts if task.exchange else 1
-                text = replace(task, result_file="").to_json()
-                out = self._placed.on(node, returns).remote(text, True, returns, keys, *refs)
+                text = replace(task, result_file="", threads=threads).to_json()
+                remote = self._placed.on(node, returns, threads)
+                out = remote.remote(text, True, returns, keys, *refs)
                 self._stats["placed"] += 1
             else:
                 returns = 1
-                out = self._remote.remote(self._resolved(task).to_json(), False, 1, keys, *refs)
+                text = replace(self._resolved(task), threads=threads).to_json()
+                here = (
+                    self._remote
+                    if threads == 1
+                    else self._placed.on(self.node_id, 1, threads, False)
+                )
+                out = here.remote(text, False, 1, keys, *refs)
                 self._stats["here"] += 1
         except PipelineError:
             raise
@@ -391,7 +424,15 @@ class _RayAttempts:
         c = self._cluster
         if c is None or not _reads_chunks(task):
             return task
-        return resolve_chunks(task, c.locate, c.fetch, Path(task.spill_dir).parent / "chunks")
+        where = Path(task.spill_dir).parent / "chunks"
+        cache = self._cache
+        if cache is None:
+            return resolve_chunks(task, c.locate, c.fetch, where)
+        ready = resolve_chunks(
+            task, c.locate, c.fetch, where, lambda sha: pin(sha, c.fetch, cache, where)
+        )
+        trim(cache, self._cache_bytes)  # back within its bound (the job's links are kept)
+        return ready
 
     def _took(self, ref: Any, task: Task, stats: dict[str, Any]) -> None:
         """A task's answer is accepted: hold the partitions it sent as objects, and let go of
