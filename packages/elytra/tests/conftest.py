@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -12,6 +13,11 @@ import duckdb
 import pytest
 
 import elytra
+
+# These tests check how a job is split into stages, over data far below the size at which a
+# job runs as one task by default (ELYTRA_WHOLE_QUERY_BYTES, 64 MiB): they run with it off,
+# and a test of a job as one task sets ``whole_query_bytes`` itself.
+os.environ.setdefault("ELYTRA_WHOLE_QUERY_BYTES", "0")
 
 
 def write_parts(directory: Path, parts: int = 5, rows: int = 2000, seed: int = 1) -> Path:

@@ -50,12 +50,13 @@ class ElytraSettings(PackageSettings):
     to this many bytes, the least recently used dropped first (``chunkcache.py``), so the
     next query over the same dataset reads them here; 0: none kept past the job that
     fetched them (the planner's copies of tables of at most 1 MiB too)."""
-    whole_query_bytes: ByteSize = ByteSize(0)
+    whole_query_bytes: ByteSize = ByteSize(64 << 20)
     """A job whose sources hold at most this many bytes together (the catalog's sizes) runs
     as one task that reads them all and runs the whole plan, on the node holding the
-    biggest: no stages, no rounds, no merge beyond its rows (``stages.whole_query``). 0 (the
-    default, for now): never. TPC-H q02, q11, q16 and q22 at SF 1 (33-55 MB each) take one
-    DuckDB thread 71-95 ms whole, and 300-370 ms as stages on three platforms."""
+    biggest, with its cores: no stages, no rounds, no merge beyond its rows
+    (``stages.whole_query``). 0: never. Below 64 MiB, splitting costs more than it gains:
+    TPC-H q02, q11, q13, q16 and q22 at SF 1 (33-55 MB each) took 1.5-3x longer as stages
+    on three platforms than as one task."""
     exchange_partitions: int = Field(0, ge=0, le=1024)
     """Partitions of a join's hash exchange (one join task each); 0: twice ``workers``, or
     one per 32 MiB of the stages it joins when more (``driver.EXCHANGE_PART_BYTES``: a

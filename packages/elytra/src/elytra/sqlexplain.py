@@ -45,6 +45,8 @@ class TaskRecord:
     worker: int | None = None
     node: str | None = None
     attempt: int = 1
+    threads: int = 1
+    """DuckDB threads it ran on (more than one: a task alone, given its node's cores)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -223,5 +225,6 @@ def explain_table(plan: dict[str, Any], records: Sequence[TaskRecord] | None) ->
             "rows_out": pa.array([r.rows_out for r in ordered], pa.int64()),
             "bytes_in": pa.array([r.bytes_in for r in ordered], pa.int64()),
             "bytes_out": pa.array([r.bytes_out for r in ordered], pa.int64()),
+            "threads": pa.array([r.threads for r in ordered], pa.int64()),
         }
     )

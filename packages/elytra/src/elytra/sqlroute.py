@@ -77,6 +77,7 @@ class RecordingBackend:
             worker=int(pid) if isinstance(pid, int) else None,
             node=str(st.get("node") or self.node),
             attempt=int(st.get("attempt", 1)),
+            threads=int(st.get("threads", 1)),
         )
 
     def close(self) -> None:

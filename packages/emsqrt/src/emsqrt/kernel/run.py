@@ -190,8 +190,32 @@ def run_fragment(
     if too_wide(fragment, memory_limit(cap)):
         log.info("kernel: rows too wide for DuckDB's vectors under this cap; operators")
         return None
-    if on_batch is not None:
-        return _stream_fragment(fragment, cap, spill_dir, threads, on_batch)
+    attempt = _table_fragment if on_batch is None else _stream_fragment
+    done = attempt(fragment, cap, spill_dir, threads, on_batch)
+    if done is _OUT_OF_MEMORY and threads > 1:
+        # each thread holds buffers and hash tables of its own: on one, the same statement
+        # may fit (a whole TPC-H q09 under 64 MiB did on one thread, not on two)
+        log.info("kernel: out of memory on %d threads; once more on one", threads)
+        done = attempt(fragment, cap, spill_dir, 1, on_batch)
+    if done is _OUT_OF_MEMORY:
+        log.info("kernel: out of memory under %d bytes; running emsqrt's operators", cap)
+        return None
+    assert done is None or isinstance(done, KernelRun)
+    return done
+
+
+_OUT_OF_MEMORY = object()
+"""What an attempt returns when DuckDB ran out of memory before a row was handed on."""
+
+
+def _table_fragment(
+    fragment: Fragment,
+    cap: int,
+    spill_dir: str | Path,
+    threads: int,
+    on_batch: Callable[[pa.RecordBatch], None] | None = None,
+) -> Any:
+    """The fragment's rows as one table (a ``KernelRun``), ``_OUT_OF_MEMORY``, or None."""
     import duckdb
 
     started = time.perf_counter()
@@ -209,8 +233,7 @@ def run_fragment(
         table = fetch()
         spilled = _spilled(con) if temp.exists() else 0  # DuckDB makes it when it spills
     except duckdb.OutOfMemoryException:
-        log.info("kernel: out of memory under %d bytes; running emsqrt's operators", limit)
-        return None
+        return _OUT_OF_MEMORY
     except duckdb.Error as exc:
         log.info("kernel: %s: %s; running emsqrt's operators", type(exc).__name__, exc)
         return None
@@ -269,10 +292,13 @@ def _stream_fragment(
     cap: int,
     spill_dir: str | Path,
     threads: int,
-    on_batch: Callable[[pa.RecordBatch], None],
-) -> KernelRun | None:
+    on_batch: Callable[[pa.RecordBatch], None] | None,
+) -> Any:
+    """The fragment's rows handed to ``on_batch`` as DuckDB makes them (a ``KernelRun`` of
+    no table), ``_OUT_OF_MEMORY`` before the first, or None."""
     import duckdb
 
+    assert on_batch is not None
     started = time.perf_counter()
     limit = memory_limit(cap)
     opened = _open(limit, threads, spill_dir, fragment.ordered)
@@ -294,10 +320,13 @@ def _stream_fragment(
             try:
                 batch = next(batches, None)
             except failures as exc:
+                oom = isinstance(exc, duckdb.OutOfMemoryException) or "Out of Memory" in str(exc)
+                if not rows and oom:
+                    return _OUT_OF_MEMORY
                 if not rows:
                     log.info("kernel: %s: %s; running emsqrt's operators", type(exc).__name__, exc)
                     return None
-                if isinstance(exc, duckdb.OutOfMemoryException) or "Out of Memory" in str(exc):
+                if oom:
                     raise CapTooSmallError(
                         f"the query ran out of memory under the cap of {cap} bytes after {rows} "
                         "rows of its result were sent on; raise the cap",
@@ -319,6 +348,8 @@ def _stream_fragment(
                 on_batch(piece)
             rows += batch.num_rows
         spilled = _spilled(con) if temp.exists() else 0
+    except duckdb.OutOfMemoryException:  # binding or starting it: nothing was sent yet
+        return _OUT_OF_MEMORY
     except duckdb.Error as exc:  # binding the statement: nothing was sent yet
         log.info("kernel: %s: %s; running emsqrt's operators", type(exc).__name__, exc)
         return None
