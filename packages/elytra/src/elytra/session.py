@@ -138,6 +138,7 @@ class Session:
                 chunks=tuple(chunks),
                 origin=manifest.origin,
                 row_count=manifest.rows,
+                int_ranges=tuple(_int_ranges(ref.stats) for ref in manifest.chunks),
             )
         )
 
@@ -296,3 +297,12 @@ def connect(
 
         recorder = HomeRecorder(loaded.home)
     return Session(loaded, given, recorder)
+
+
+def _int_ranges(stats: Mapping[str, tuple[Any, Any]]) -> tuple[tuple[str, int, int], ...]:
+    """A chunk's ``(column, min, max)`` for the columns whose statistics are integers."""
+    return tuple(
+        (name, lo, hi)
+        for name, (lo, hi) in sorted(stats.items())
+        if type(lo) is int and type(hi) is int
+    )

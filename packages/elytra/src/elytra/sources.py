@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from emsqrt import plan as lp
 from emsqrt.planning import decoded
 from platform_core import Schema, infer_schema, new_id
 
+from .chunkrefs import chunk_ref
 from .errors import PipelineError
 
 __all__ = [
@@ -231,9 +232,33 @@ class LakeSource(Source):
     origin: str = ""
     row_count: int | None = None
     """The version's rows, from its manifest."""
+    int_ranges: tuple[tuple[tuple[str, int, int], ...], ...] = ()
+    """For each chunk (as ``chunks``), ``(column, min, max)`` of its integer columns, from the
+    manifest's statistics; empty when unknown."""
 
     def rows(self) -> int | None:
         return self.row_count
+
+    def key_range(self, files: Sequence[str], column: str) -> tuple[int, int] | None:
+        """The smallest and largest value of integer ``column`` in the chunks ``files`` name
+        (their paths here, or ``lake-chunk:<sha>``), or None when a chunk's is unknown."""
+        if len(self.int_ranges) != len(self.chunks):
+            return None
+        index = {path: i for i, (_, path, _) in enumerate(self.chunks) if path}
+        index |= {chunk_ref(sha): i for i, (sha, _, _) in enumerate(self.chunks)}
+        lo = hi = None
+        for f in files:
+            i = index.get(f)
+            found = (
+                None
+                if i is None
+                else next(((a, b) for c, a, b in self.int_ranges[i] if c == column), None)
+            )
+            if found is None:
+                return None
+            lo = found[0] if lo is None else min(lo, found[0])
+            hi = found[1] if hi is None else max(hi, found[1])
+        return None if lo is None or hi is None else (lo, hi)
 
     def missing(self) -> list[str]:
         return [sha for sha, path, _ in self.chunks if not path]

@@ -64,6 +64,7 @@ from emsqrt.planning import (
 )
 from platform_core import Schema
 
+from .keyrange import pruned_side
 from .sidesize import NO_BROADCAST, Broadcastable
 from .sources import ArrowSource, Part, Source
 from .task import Task
@@ -552,6 +553,7 @@ def task_plan(stage: Stage, part: Part | tuple[str, ...] | lp.Node) -> str:
         leaf = _scans(stage.source, part)
     joins = {id(b.join): b for b in stage.broadcast}
     wholes = {src.name: src for src in stage.wholes}
+    files = part.files if isinstance(part, Part) else () if isinstance(part, lp.Node) else part
 
     def whole(node: lp.Node, src: Source) -> lp.Node:
         if isinstance(node, lp.Input) and node.name == src.name:
@@ -565,8 +567,14 @@ def task_plan(stage: Stage, part: Part | tuple[str, ...] | lp.Node) -> str:
             # by position: a self-join's two sides are one and the same node
             b = joins[id(node)]
             if b.small_left:
-                return replace(node, left=whole(node.left, b.source), right=swap(node.right))
-            return replace(node, left=swap(node.left), right=whole(node.right, b.source))
+                side = pruned_side(
+                    node, True, whole(node.left, b.source), b.source, stage.source, files
+                )
+                return replace(node, left=side, right=swap(node.right))
+            side = pruned_side(
+                node, False, whole(node.right, b.source), b.source, stage.source, files
+            )
+            return replace(node, left=swap(node.left), right=side)
         if isinstance(node, lp.Input) and node.name == stage.source.name:
             return leaf
         if isinstance(node, lp.Input) and node.name in wholes:
