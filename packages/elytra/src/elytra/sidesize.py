@@ -16,6 +16,7 @@ what it holds.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import threading
@@ -219,10 +220,11 @@ def _parquet_columns(path: str) -> dict[str, int] | None:
         return None
 
 
-_KEPT: dict[tuple[str, tuple[tuple[str, int, int], ...]], float | None] = {}
-"""Fractions already counted, by plan (its source's name left out: each read of the same
-files is a source of another name) and its files' sizes and modification times (chunks never
-change): a repeated query plans without a statement."""
+_KEPT: dict[tuple[str, tuple[tuple[int, int, int, int], ...]], float | None] = {}
+"""Fractions already counted, by plan (its source's name and its files' paths left out: each
+read of the same files is a source of another name, and a job reads its own hard links) and
+its files' device, inode, size and modification time (chunks never change): a repeated query
+plans without a statement."""
 _KEPT_LOCK = threading.Lock()
 
 
@@ -239,11 +241,17 @@ def counted_fraction(
     give a fair count), so the count holds a few MiB whatever the groups' size. ``also``: the
     files the chain's other scans read (a join's broadcast sides), part of the cache key.
     None when a file is gone, the kernel cannot run the chain or the sample has no rows."""
+    files = (path, *also)
     try:
-        stats = tuple((f, (st := os.stat(f)).st_size, st.st_mtime_ns) for f in (path, *also))
+        stats = tuple(
+            (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) for st in map(os.stat, files)
+        )
     except OSError:
         return None
-    key = (plan_to_json(anonymous(chain, src.name)), stats)
+    text = plan_to_json(anonymous(chain, src.name))
+    for i, f in enumerate(files):  # a file by what it is, not where: a job's own hard link
+        text = text.replace(json.dumps(f), f'"@file{i}"')
+    key = (text, stats)
     with _KEPT_LOCK:
         if key in _KEPT:
             return _KEPT[key]
