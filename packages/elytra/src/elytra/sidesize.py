@@ -20,6 +20,7 @@ import json
 import os
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -274,12 +275,44 @@ def counted_fraction(
 
 def sample_rows(path: str, src: Source, used: set[str] | None) -> pa.Table | None:
     """The rows a side's kept fraction is counted on (see :func:`counted_fraction`): slices of
-    at most ``SAMPLE_GROUPS`` row groups spread over the Parquet file at ``path``."""
+    at most ``SAMPLE_GROUPS`` row groups spread over the Parquet file at ``path``. The last
+    ``SAMPLES_KEPT`` are kept by file and columns: a side joined with a file a job made (a
+    side run first) is counted again each job, its own rows need not be read again (TPC-H
+    q20's partsupp: 40 ms a query on three platforms)."""
+    try:
+        st = os.stat(path)
+        key = (
+            st.st_dev,
+            st.st_ino,
+            st.st_size,
+            st.st_mtime_ns,
+            src.leaf().schema.to_arrow().to_string(),
+            tuple(sorted(used)) if used is not None else None,
+        )
+    except OSError:
+        return None
+    with _KEPT_LOCK:
+        if key in _SAMPLES:
+            _SAMPLES.move_to_end(key)
+            return _SAMPLES[key]
     try:
         groups = _spread(pq.read_metadata(path).num_row_groups)
     except (OSError, ValueError, pa.ArrowException):
         return None
-    return _sample(path, groups, src, used)
+    sample = _sample(path, groups, src, used)
+    if sample is not None and sample.nbytes > SAMPLE_KEPT_BYTES:
+        return sample
+    with _KEPT_LOCK:
+        _SAMPLES[key] = sample
+        while len(_SAMPLES) > SAMPLES_KEPT:
+            _SAMPLES.popitem(last=False)
+    return sample
+
+
+SAMPLES_KEPT = 16
+"""Samples :func:`sample_rows` keeps, each of at most ``SAMPLE_KEPT_BYTES``."""
+SAMPLE_KEPT_BYTES = 4 << 20
+_SAMPLES: OrderedDict[tuple[object, ...], pa.Table | None] = OrderedDict()
 
 
 def anonymous(chain: lp.Node, name: str) -> lp.Node:
