@@ -230,6 +230,31 @@ def test_a_job_over_more_than_whole_query_bytes_or_driver_tables_runs_as_stages(
         assert not s.driver.whole(s.sql(sql, {**read_tables(s, tpch), "orders": orders}))
 
 
+def test_a_job_past_a_quarter_of_a_task_s_cap_or_repartitioned_runs_as_stages(
+    tpch: dict[str, Path], tmp_path: Path
+) -> None:
+    """Every operator of a job run as one task shares one task's cap: past a quarter of it,
+    the job runs as stages (one task under a 32 MiB cap spilled to twice the stages' time,
+    found from outside). A source given its own count of parts keeps them."""
+    sql = QUERIES[3]
+    size = sum(
+        f.stat().st_size for t in ("customer", "orders", "lineitem") for f in tpch[t].iterdir()
+    )
+    cap = 4 * size
+    with elytra.connect(
+        home=tmp_path, backend="inline", whole_query_bytes="1GiB", worker_mem_cap=cap
+    ) as s:
+        tables = read_tables(s, tpch)
+        assert s.driver.whole(s.sql(sql, tables))
+        assert not s.driver.whole(
+            s.sql(sql, {**tables, "lineitem": tables["lineitem"].repartition(4)})
+        )
+    with elytra.connect(
+        home=tmp_path, backend="inline", whole_query_bytes="1GiB", worker_mem_cap=cap - 4
+    ) as s:
+        assert not s.driver.whole(s.sql(sql, read_tables(s, tpch)))
+
+
 # -- generated queries ---------------------------------------------------------------------
 
 

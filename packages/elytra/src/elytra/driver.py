@@ -273,15 +273,18 @@ class Driver:
     def whole(self, p: Pipeline) -> bool:
         """Whether job ``p`` runs as one task that reads every source whole and runs the
         whole plan (``stages.whole_query``): its sources are files or lake chunks (none held
-        in this process) of at most ``whole_query_bytes`` together."""
-        limit = int(self.settings.whole_query_bytes)
+        in this process) of at most ``whole_query_bytes`` together, and of at most a quarter
+        of a task's cap (every operator of the plan shares it: under a 32 MiB cap, one task
+        of 66 MB spilled to twice the time of stages, found from outside); none was given
+        its own count of parts (``repartition``)."""
+        limit = min(int(self.settings.whole_query_bytes), int(self.settings.worker_mem_cap) // 4)
         if limit <= 0:
             return False
         names = input_names(p.node)
         if not names or any(not isinstance(p.sources.get(n), Source) for n in names):
             return False
         used = [p.sources[n] for n in names]
-        if any(isinstance(s, ArrowSource) for s in used):
+        if any(isinstance(s, ArrowSource) or s.partitions for s in used):
             return False
         return sum(source_bytes(s) for s in used) <= limit
 

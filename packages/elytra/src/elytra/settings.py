@@ -54,7 +54,8 @@ class ElytraSettings(PackageSettings):
     """A job whose sources hold at most this many bytes together (the catalog's sizes) runs
     as one task that reads them all and runs the whole plan, on the node holding the
     biggest, with its cores: no stages, no rounds, no merge beyond its rows
-    (``stages.whole_query``). 0: never. Below 64 MiB, splitting costs more than it gains:
+    (``stages.whole_query``); at most a quarter of ``worker_mem_cap`` whatever this says (the
+    plan's operators share one task's cap). 0: never. Below 64 MiB, splitting costs more than it gains:
     TPC-H q02, q11, q13, q16 and q22 at SF 1 (33-55 MB each) took 1.5-3x longer as stages
     on three platforms than as one task."""
     exchange_partitions: int = Field(0, ge=0, le=1024)

@@ -255,7 +255,7 @@ class RayBackend:
         }
         where.update(self.objects.place(readers))  # an exchange's partitions where their bytes are
         attempts = _RayAttempts(self, where, cluster, shipped)
-        if len(tasks) == 1:  # a task alone has its node's cores (DuckDB threads, Ray CPUs)
+        if len(tasks) == 1:  # a task alone runs DuckDB on its node's cores
             attempts.cpus = {ray_id: cpus for ray_id, cpus in self._node_cpus()}
         scheduler = Scheduler(attempts, max_attempts=self.max_attempts)
         return scheduler.run(tasks, cancel, started)
@@ -311,23 +311,22 @@ class RayBackend:
 
 
 class _Placed:
-    """The remote function with an affinity to one node (soft: Ray may run it elsewhere), a
-    number of returns and of CPUs, one ``options`` per combination."""
+    """The remote function with a soft affinity to one node (and a number of returns), one
+    ``options`` per pair."""
 
     def __init__(self, remote: Any) -> None:
         self._remote = remote
-        self._by_node: dict[tuple[str, int, int, bool], Any] = {}
+        self._by_node: dict[tuple[str, int], Any] = {}
 
-    def on(self, node: str, returns: int = 1, cpus: int = 1, soft: bool = True) -> Any:
+    def on(self, node: str, returns: int = 1) -> Any:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        key = (node, returns, cpus, soft)
-        if key not in self._by_node:
-            strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=soft)
-            self._by_node[key] = self._remote.options(
-                scheduling_strategy=strategy, num_returns=returns, num_cpus=cpus
+        if (node, returns) not in self._by_node:
+            strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=True)
+            self._by_node[(node, returns)] = self._remote.options(
+                scheduling_strategy=strategy, num_returns=returns
             )
-        return self._by_node[key]
+        return self._by_node[(node, returns)]
 
 
 class _RayAttempts:
@@ -359,7 +358,10 @@ class _RayAttempts:
         self.node_id = backend.node_id
         """The driver's Ray node."""
         self.cpus: dict[str, int] = {}
-        """Ray node id -> its CPUs, for a run of one task: it takes them all."""
+        """Ray node id -> its CPUs, for a run of one task: DuckDB runs on that many threads.
+        Ray is still asked for one CPU: a task asking for every CPU of a node waits until
+        all are free at once, which a stream of one-CPU tasks can put off for minutes (found
+        from outside: 70 and 120 s for a query of 0.4 s)."""
         self._cache, self._cache_bytes = backend.chunk_cache, backend.chunk_cache_bytes
         self._since = time.monotonic()
 
@@ -393,18 +395,13 @@ class _RayAttempts:
             if node is not None:
                 returns = 1 + Shuffle.from_json(task.exchange).parts if task.exchange else 1
                 text = replace(task, result_file="", threads=threads).to_json()
-                remote = self._placed.on(node, returns, threads)
+                remote = self._placed.on(node, returns)
                 out = remote.remote(text, True, returns, keys, *refs)
                 self._stats["placed"] += 1
             else:
                 returns = 1
                 text = replace(self._resolved(task), threads=threads).to_json()
-                here = (
-                    self._remote
-                    if threads == 1
-                    else self._placed.on(self.node_id, 1, threads, False)
-                )
-                out = here.remote(text, False, 1, keys, *refs)
+                out = self._remote.remote(text, False, 1, keys, *refs)
                 self._stats["here"] += 1
         except PipelineError:
             raise
@@ -431,7 +428,9 @@ class _RayAttempts:
         ready = resolve_chunks(
             task, c.locate, c.fetch, where, lambda sha: pin(sha, c.fetch, cache, where)
         )
-        trim(cache, self._cache_bytes)  # back within its bound (the job's links are kept)
+        # back within its bound; the task's own files kept (a copy not linked, another file
+        # system: the cache's own, found from outside)
+        trim(cache, self._cache_bytes, keep=ready.files)
         return ready
 
     def _took(self, ref: Any, task: Task, stats: dict[str, Any]) -> None:
