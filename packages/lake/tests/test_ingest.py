@@ -141,3 +141,55 @@ def test_append_makes_a_new_version(
     assert m.rows == 300_000
     assert len({c.sha256 for c in m.chunks}) == len(m.chunks) // 2  # identical chunks deduplicated
     assert node.catalog.get("s", 1).rows == 150_000
+
+
+@pytest.mark.parametrize("codec", ["snappy", "zstd", "none"])
+def test_chunks_take_the_configured_codec_and_decimals_as_integers(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    ingest_file: Callable[..., None],
+    codec: str,
+) -> None:
+    """``LAKE_CHUNK_COMPRESSION`` is every chunk's codec; a decimal of up to 18 digits is an
+    INT64 (38 digits stay a byte array); the rows and the manifest's bounds are DuckDB's."""
+    from lake import lake_settings
+
+    monkeypatch.setenv("PLATFORM_SECRET", "x" * 40)
+    monkeypatch.setenv("LAKE_CHUNK_COMPRESSION", codec)
+    node = LakeNode(lake_settings(None, home=tmp_path / "home", chunk_bytes=CHUNK))
+    try:
+        src = tmp_path / "prices.parquet"
+        duckdb.sql(
+            f"""COPY (SELECT i AS id, ((i * 7 % 100003 - 50000) / 100)::DECIMAL(15, 2) AS price,
+                      CASE WHEN i % 9 = 0 THEN NULL ELSE (i / 3)::DECIMAL(38, 4) END AS wide
+               FROM range(60000) t(i)) TO '{src}' (FORMAT PARQUET)"""
+        )
+        ingest_file(node, src, "prices")
+        m = node.catalog.get("prices")
+        assert len(m.chunks) >= 2
+        for c in m.chunks:
+            meta = pq.ParquetFile(node.chunks.path(c.sha256)).metadata
+            columns = {meta.schema.column(j).name: meta.row_group(0).column(j) for j in range(3)}
+            assert {col.compression for col in columns.values()} == {
+                codec.upper().replace("NONE", "UNCOMPRESSED")
+            }
+            assert columns["price"].physical_type == "INT64"
+            assert columns["wide"].physical_type == "FIXED_LEN_BYTE_ARRAY"
+            lo, hi = c.stats["price"]
+            got = duckdb.sql(
+                f"SELECT min(price)::VARCHAR, max(price)::VARCHAR FROM '{node.chunks.path(c.sha256)}'"
+            ).fetchall()[0]
+            assert (lo, hi) == got
+        same_rows(node, "prices", f"'{src}'")
+    finally:
+        node.stop()
+
+
+def test_an_unknown_codec_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from lake import lake_settings
+
+    monkeypatch.setenv("LAKE_CHUNK_COMPRESSION", "brotli9")
+    with pytest.raises(Exception, match=r"(?i)chunk_compression"):
+        lake_settings(None, home=tmp_path / "home")

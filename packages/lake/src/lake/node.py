@@ -123,6 +123,7 @@ class LakeNode:
             memory_bytes=settings.ingest_memory_bytes,
             max_part_bytes=settings.max_part_bytes,
             max_upload_bytes=settings.max_upload_bytes,
+            compression=settings.chunk_compression,
         )
         self.engine = self._engine()
         self.queries = QueryAdmission(settings.query_workers, settings.max_queries_per_user)

@@ -96,14 +96,15 @@ def _stats(path: Path) -> dict[str, tuple[Any, Any]]:
             if st is None or not st.has_min_max:
                 usable = False
                 break
-            a, b = _json_value(st.min), _json_value(st.max)
-            if a is None or b is None:
+            a, b = st.min, st.max
+            if _json_value(a) is None or _json_value(b) is None:
                 usable = False
                 break
+            # compared as values: a decimal's or a time's JSON text does not sort as it does
             lo = a if lo is None or a < lo else lo
             hi = b if hi is None or b > hi else hi
         if usable and lo is not None:
-            out[name] = (lo, hi)
+            out[name] = (_json_value(lo), _json_value(hi))
     return out
 
 
@@ -117,8 +118,10 @@ class _ChunkWriter:
         target: int,
         row_group_bytes: int,
         hold: Callable[[str], None],
+        compression: str = "snappy",
     ) -> None:
         self.store, self.schema, self.target = store, schema, target
+        self.compression = compression
         self.row_group_bytes = row_group_bytes
         self.hold = hold
         self.chunks: list[ChunkRef] = []
@@ -170,7 +173,14 @@ class _ChunkWriter:
         self._tmp = self.store.temp_path()
         self._sink = pa.OSFile(str(self._tmp), "wb")
         self._writer = pq.ParquetWriter(
-            self._sink, self.schema, compression="zstd", write_statistics=True, memory_pool=POOL
+            self._sink,
+            self.schema,
+            compression=self.compression,
+            write_statistics=True,
+            # a decimal of up to 18 digits as an INT32/INT64, as the Parquet spec advises:
+            # smaller and faster to read than a fixed-length byte array
+            store_decimal_as_integer=True,
+            memory_pool=POOL,
         )
         self._chunk_rows = 0
 
@@ -252,8 +262,10 @@ def convert_file(
     overrides: Mapping[str, str | FieldType] | None = None,
     hold: Callable[[str], None] = lambda sha: None,
     progress: Callable[[int], None] | None = None,
+    compression: str = "snappy",
 ) -> ConvertResult:
-    """Convert the file at ``path`` to chunks in ``store``; nothing is kept if it fails."""
+    """Convert the file at ``path`` to chunks in ``store`` (Parquet with ``compression``, one
+    of ``LakeSettings.chunk_compression``); nothing is kept if it fails."""
     try:
         schema = infer_schema(path, format=fmt, overrides=overrides)
     except BadInputError as exc:
@@ -272,7 +284,7 @@ def convert_file(
     _check_case_collisions(arrow_schema.names, fmt)
     block = int(min(max(memory_bytes // 64, 64 << 10), 4 << 20))
     row_group = int(min(max(min(chunk_bytes // 4, memory_bytes // 16), 16 << 10), 32 << 20))
-    writer = _ChunkWriter(store, arrow_schema, chunk_bytes, row_group, hold)
+    writer = _ChunkWriter(store, arrow_schema, chunk_bytes, row_group, hold, compression)
     rows_before = 0
     try:
         for batch in _READERS[fmt](path, arrow_schema, block):

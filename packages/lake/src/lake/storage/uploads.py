@@ -91,11 +91,13 @@ class UploadManager:
         max_part_bytes: int,
         max_upload_bytes: int,
         on_commit: Callable[[Any], None] | None = None,
+        compression: str = "snappy",
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.catalog = catalog
         self.chunk_bytes = chunk_bytes
+        self.compression = compression
         self.memory_bytes = memory_bytes
         self.max_part_bytes = max_part_bytes
         self.max_upload_bytes = max_upload_bytes
@@ -309,6 +311,7 @@ class UploadManager:
                     chunk_bytes=self.chunk_bytes,
                     memory_bytes=self.memory_bytes,
                     overrides=info.overrides,
+                    compression=self.compression,
                     hold=held.add,
                 )
                 manifest = self.catalog.commit(
