@@ -69,6 +69,11 @@ def test_a_platform_with_its_own_ray_runs_jobs_there_and_stops_it_whole(tmp_path
             got = http.get(f"/api/jobs/{job['id']}/result", headers=user).json()["rows"]
         want = duckdb.sql("SELECT grp, sum(amount), count(*) FROM src GROUP BY grp").fetchall()
         assert sorted(map(tuple, got)) == sorted(want)
+        # the job's workers run as nice as the platform (Ray's own default is 15)
+        procs = ray_processes(home)
+        workers = [p for p, c in procs.items() if c.startswith("ray::") and "Agent" not in c]
+        assert workers, procs
+        assert {_niceness(p) for p in workers} == {0}, {p: _niceness(p) for p in workers}
         # Ray's own record: its head started Python workers, and its logs are under <home>
         logs = home / "ray" / "session_latest" / "logs"
         assert list(logs.glob("python-core-worker-*.log")), sorted(p.name for p in logs.iterdir())
@@ -87,6 +92,12 @@ def test_a_platform_with_its_own_ray_runs_jobs_there_and_stops_it_whole(tmp_path
     assert mine, ray_start[-2000:]
     assert not (_sessions_in_tmp_ray() - before) & set(mine)
     assert (home / "ray" / mine[0]).is_dir()
+
+
+def _niceness(pid: int) -> int:
+    """A process's nice value, field 19 of ``/proc/<pid>/stat`` (after the command's parens)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])
 
 
 def test_ray_with_ray_address_is_a_usage_error(tmp_path: Path) -> None:

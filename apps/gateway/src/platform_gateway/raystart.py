@@ -227,6 +227,10 @@ def _ray_vars(spec: RaySpec, temp_dir: Path) -> dict[str, str]:
         "RAY_AUTH_TOKEN_PATH": str(ray_dir(spec.home) / TOKEN_FILE),
         "RAY_TMPDIR": str(temp_dir),
         "RAY_USAGE_STATS_ENABLED": "0",
+        # Ray starts its workers at nice 15: beside the platform's own processes (nice 0)
+        # a task then gets a sliver of a busy core (elytra's RayBackend asks the same of a
+        # Ray it starts)
+        "RAY_worker_niceness": "0",
     }
     if is_loopback(spec.host) and spec.head_address is None:
         out["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # keep 127.0.0.1 (module docstring)
