@@ -371,3 +371,34 @@ def test_large_arrow_and_csv_results_stream_in_bounded_memory(tmp_path: Path) ->
             )
     finally:
         stop_node(node)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT " + "(" * 400 + "1" + ")" * 400 + " AS x FROM t",
+        "SELECT " + " + ".join(["1"] * 600) + " AS x FROM t",
+    ],
+    ids=["parentheses", "operators"],
+)
+def test_a_query_nested_past_the_parser_is_400_and_the_node_answers_on(
+    proc: NodeProcess, sql: str
+) -> None:
+    """sqlglot parses and walks recursively: past Python's stack this was a 500."""
+    with api(proc) as h:
+        r = h.post("/query", json={"sql": sql})
+        assert r.status_code == 400, (r.status_code, r.text[:300])
+        assert r.json()["type"] == "bad_input"
+        assert "nested too deeply" in r.json()["error"]
+        assert h.post("/query", json={"sql": "SELECT count(*) FROM t"}).status_code == 200
+
+
+def test_a_long_flat_condition_is_answered_as_duckdb_answers(
+    proc: NodeProcess, t_csv: Path
+) -> None:
+    where = " OR ".join(f"id = {i * 7}" for i in range(900))
+    with api(proc) as h:
+        r = h.post("/query", json={"sql": f"SELECT count(*) AS n FROM t WHERE {where}"})
+    assert r.status_code == 200, r.text[:300]
+    want = duckdb.sql(f"SELECT count(*) FROM read_csv('{t_csv}') WHERE {where}").fetchall()
+    assert r.json()["rows"] == [list(want[0])]

@@ -4,6 +4,7 @@ before anything runs, with the column list and the closest name."""
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -43,7 +44,11 @@ def require_columns(names: Iterable[str], schema: pa.Schema, where: str) -> None
             )
 
 
+@functools.lru_cache(maxsize=512)
 def _platform(schema: pa.Schema) -> Schema:
+    """``schema`` as a platform schema, remembered by value: a plan's expressions are checked
+    against the same few schemas over and over, and converting each time was a third of
+    planning a TPC-H query (``pa.Schema`` hashes and compares by its fields)."""
     return Schema.from_arrow(schema)
 
 

@@ -84,6 +84,17 @@ _FORBIDDEN = (exp.DML, exp.DDL, exp.Command, exp.Pragma, exp.Copy)
 
 def check_read_only(sql: str, datasets: Iterable[str]) -> Statement:
     """Parse ``sql`` and let it through only if it is one read-only statement over datasets."""
+    try:
+        return _check_read_only(sql, datasets)
+    except RecursionError:  # sqlglot parses and walks recursively: a 500 before this
+        raise SQLError(
+            "the query is nested too deeply to be checked (parentheses, operators or "
+            "subqueries inside one another, a few hundred levels): flatten it, for example "
+            "with a CTE per level or an IN list"
+        ) from None
+
+
+def _check_read_only(sql: str, datasets: Iterable[str]) -> Statement:
     if not isinstance(sql, str) or not sql.strip():
         raise SQLError("empty query: send one SELECT, SHOW TABLES, DESCRIBE or EXPLAIN statement")
     if len(sql) > MAX_SQL_CHARS:
@@ -91,7 +102,7 @@ def check_read_only(sql: str, datasets: Iterable[str]) -> Statement:
     known = set(datasets)
     m = _EXPLAIN.match(sql)
     if m:
-        inner = check_read_only(sql[m.end() :], known)
+        inner = _check_read_only(sql[m.end() :], known)
         if inner.kind != "select":
             raise SQLError("EXPLAIN takes a SELECT statement")
         return Statement("explain", inner.sql, inner.tables, inner.tree, bool(m.group(1)))
