@@ -57,7 +57,7 @@ from .resultstore import ResultStore, ResultWriter, StoredResult
 from .semireduce import reduce_group_sides
 from .settings import ElytraSettings
 from .shuffle import Shuffle
-from .sidesize import Broadcastable
+from .sidesize import Broadcastable, plan_read_bytes
 from .sources import (
     ArrowSource,
     FileSource,
@@ -273,7 +273,8 @@ class Driver:
     def whole(self, p: Pipeline) -> bool:
         """Whether job ``p`` runs as one task that reads every source whole and runs the
         whole plan (``stages.whole_query``): its sources are files or lake chunks (none held
-        in this process) of at most ``whole_query_bytes`` together, and of at most a quarter
+        in this process) whose columns it reads hold at most ``whole_query_bytes`` together
+        (``sidesize.plan_read_bytes``: a codec's bytes are not the rows'), and at most a quarter
         of a task's cap (every operator of the plan shares it: under a 32 MiB cap, one task
         of 66 MB spilled to twice the time of stages, found from outside); none was given
         its own count of parts (``repartition``)."""
@@ -286,7 +287,9 @@ class Driver:
         used = [p.sources[n] for n in names]
         if any(isinstance(s, ArrowSource) or s.partitions for s in used):
             return False
-        return sum(source_bytes(s) for s in used) <= limit
+        footers = _footers(p)
+        sources = {n: p.sources[n] for n in names}
+        return plan_read_bytes(p.node, sources, lambda f: footers.get(f, f)) <= limit
 
     def _reread_parts(self, stage: Stage, final: lp.Aggregate, how: str | None) -> int:
         """Partitions (one task each, one per worker) of a group-by exchanged by rereading

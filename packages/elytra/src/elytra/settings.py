@@ -51,7 +51,9 @@ class ElytraSettings(PackageSettings):
     next query over the same dataset reads them here; 0: none kept past the job that
     fetched them (the planner's copies of tables of at most 1 MiB too)."""
     whole_query_bytes: ByteSize = ByteSize(64 << 20)
-    """A job whose sources hold at most this many bytes together (the catalog's sizes) runs
+    """A job whose sources' columns it reads hold at most this many bytes together (the
+    Parquet footers' compressed sizes of those columns, a column's share of a row's width
+    for files not here; each place a source is read counts) runs
     as one task that reads them all and runs the whole plan, on the node holding the
     biggest, with its cores: no stages, no rounds, no merge beyond its rows
     (``stages.whole_query``); at most a quarter of ``worker_mem_cap`` whatever this says (the

@@ -21,7 +21,7 @@ import os
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -129,6 +129,27 @@ def side_bytes(chain: lp.Node, src: Source, locate: Callable[[str], str] | None 
     """The bytes ``chain`` reads of ``src``: its columns' share of each Parquet file here
     (``locate``: where this node keeps a file a task names), scaled for the others."""
     return _read(chain, src, locate or (lambda f: f))[0]
+
+
+def plan_read_bytes(
+    root: lp.Node, sources: Mapping[str, Source], locate: Callable[[str], str] | None = None
+) -> int:
+    """The bytes ``root`` reads of its sources: for each place it reads one (a source read
+    twice counts twice), the share of its files that the columns used there take
+    (:func:`side_bytes` of the projections, filters and computed columns right above)."""
+    total = 0
+
+    def visit(node: lp.Node, chain: lp.Node | None) -> None:
+        nonlocal total
+        if isinstance(node, lp.Input):
+            total += side_bytes(chain or node, sources[node.name], locate)
+            return
+        local = isinstance(node, lp.Project | lp.Filter | lp.Map)  # no Python function
+        for kid in lp.children(node):
+            visit(kid, (chain or node) if local else None)
+
+    visit(root, None)
+    return total
 
 
 def side_size(
