@@ -79,6 +79,8 @@ def test_env_points_ray_at_the_home_and_never_at_a_token_in_the_environment(
     assert env[NODE_MARK] == str(tmp_path / "t")
     assert env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"  # loopback stays loopback
     assert env["RAY_worker_niceness"] == "0"  # tasks as nice as the platform, not 15
+    mine = start_env(spec, tmp_path / "t", {"RAY_worker_niceness": "10"})
+    assert mine["RAY_worker_niceness"] == "10"  # the user's own value stands
     driver = driver_env(spec, tmp_path / "t", "127.0.0.1:9")
     assert driver["ELYTRA_RAY_ADDRESS"] == "127.0.0.1:9"
     assert driver["ELYTRA_RAY_NODE_DIR"] == str(tmp_path / "t")  # its own node, not the head's

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,7 @@ def test_append_makes_a_new_version(
     assert node.catalog.get("s", 1).rows == 150_000
 
 
-@pytest.mark.parametrize("codec", ["snappy", "zstd", "none"])
+@pytest.mark.parametrize("codec", ["snappy", "zstd", "lz4", "none"])
 def test_chunks_take_the_configured_codec_and_decimals_as_integers(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -170,9 +171,13 @@ def test_chunks_take_the_configured_codec_and_decimals_as_integers(
         for c in m.chunks:
             meta = pq.ParquetFile(node.chunks.path(c.sha256)).metadata
             columns = {meta.schema.column(j).name: meta.row_group(0).column(j) for j in range(3)}
-            assert {col.compression for col in columns.values()} == {
-                codec.upper().replace("NONE", "UNCOMPRESSED")
-            }
+            named = {"none": "UNCOMPRESSED"}.get(codec, codec.upper())
+            assert {col.compression for col in columns.values()} == {named}
+            # as the file says it (pyarrow's LZ4 is Parquet's LZ4_RAW, not the Hadoop framing)
+            written = duckdb.sql(
+                f"SELECT DISTINCT compression FROM parquet_metadata('{node.chunks.path(c.sha256)}')"
+            ).fetchall()
+            assert written == [({"lz4": "LZ4_RAW"}.get(codec, named),)]
             assert columns["price"].physical_type == "INT64"
             assert columns["wide"].physical_type == "FIXED_LEN_BYTE_ARRAY"
             lo, hi = c.stats["price"]
@@ -193,3 +198,41 @@ def test_an_unknown_codec_is_refused_by_name(
     monkeypatch.setenv("LAKE_CHUNK_COMPRESSION", "brotli9")
     with pytest.raises(Exception, match=r"(?i)chunk_compression"):
         lake_settings(None, home=tmp_path / "home")
+
+
+def test_nan_far_dates_and_tiny_decimals_keep_every_row_and_only_true_bounds(
+    node: LakeNode, tmp_path: Path, ingest_file: Callable[..., None]
+) -> None:
+    """Found from outside: a chunk's float statistics left NaN out and DuckDB skipped the row
+    group for ``f > 3`` (NaN is above every number there); a date past year 9999 refused the
+    upload; a decimal bound was written as '1E-18', which a DECIMAL cast refuses."""
+    import pyarrow as pa
+
+    n = 120_000
+    odd = pa.table(
+        {
+            "f": pa.array([float("nan") if i % 1000 == 7 else (i % 50) / 10 for i in range(n)]),
+            "d": pa.array([i if i % 9000 else 3_000_000 for i in range(n)], pa.date32()),
+            "tiny": pa.array([Decimal(i % 3) / 10**18 for i in range(n)], pa.decimal128(18, 18)),
+        }
+    )
+    src = tmp_path / "odd.parquet"
+    pq.write_table(odd, src, row_group_size=5000)
+    ingest_file(node, src, "odd")
+    m = node.catalog.get("odd")
+    paths = [str(node.chunks.path(c.sha256)) for c in m.chunks]
+    assert sum(pq.ParquetFile(p).metadata.num_row_groups for p in paths) >= 4  # some NaN-free
+    for sql in ("f > 3", "f > 100", "isnan(f)", "d > DATE '9999-12-31'", "tiny > 0"):
+        got = duckdb.sql(f"SELECT count(*) FROM read_parquet({paths}) WHERE {sql}").fetchall()
+        want = duckdb.sql(f"SELECT count(*) FROM odd WHERE {sql}").fetchall()
+        assert got == want, sql
+    for c in m.chunks:
+        assert "f" not in c.stats
+        assert "d" not in c.stats
+        lo, hi = c.stats["tiny"]
+        assert "E" not in lo + hi
+        duckdb.sql(f"SELECT '{lo}'::DECIMAL(18, 18), '{hi}'::DECIMAL(18, 18)").fetchall()
+    for a, b in ((f"read_parquet({paths})", "odd"), ("odd", f"read_parquet({paths})")):
+        # the same rows as a multiset; EXCEPT ALL takes NaN for NaN, where Python's == does not
+        left = duckdb.sql(f"SELECT count(*) FROM (SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b})")
+        assert left.fetchall() == [(0,)]

@@ -227,20 +227,24 @@ def _ray_vars(spec: RaySpec, temp_dir: Path) -> dict[str, str]:
         "RAY_AUTH_TOKEN_PATH": str(ray_dir(spec.home) / TOKEN_FILE),
         "RAY_TMPDIR": str(temp_dir),
         "RAY_USAGE_STATS_ENABLED": "0",
-        # Ray starts its workers at nice 15: beside the platform's own processes (nice 0)
-        # a task then gets a sliver of a busy core (elytra's RayBackend asks the same of a
-        # Ray it starts)
-        "RAY_worker_niceness": "0",
     }
     if is_loopback(spec.host) and spec.head_address is None:
         out["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # keep 127.0.0.1 (module docstring)
     return out
 
 
+NICENESS = "RAY_worker_niceness"
+"""Ray's own variable for the nice value of the workers its raylet starts."""
+
+
 def start_env(spec: RaySpec, temp_dir: Path, base: dict[str, str]) -> dict[str, str]:
     """``base`` (the platform's environment) with Ray's variables for ``ray start``."""
     env = {k: v for k, v in base.items() if k != "RAY_AUTH_TOKEN"}  # the file is the token
     env.update(spec.env)
+    # Ray starts its workers at nice 15: beside the platform's own processes (nice 0) a task
+    # then gets a sliver of a busy core (elytra's RayBackend asks the same of a Ray it
+    # starts); a value the user set stands
+    env.setdefault(NICENESS, "0")
     env.update(_ray_vars(spec, temp_dir))
     # Stopping the whole group at once: Ray's drain would wait 30 s for nothing.
     env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"

@@ -75,7 +75,7 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
-        return str(value)
+        return format(value, "f")  # never '1E-18', which a DECIMAL cast refuses
     return None
 
 
@@ -96,7 +96,11 @@ def _stats(path: Path) -> dict[str, tuple[Any, Any]]:
             if st is None or not st.has_min_max:
                 usable = False
                 break
-            a, b = st.min, st.max
+            try:
+                a, b = st.min, st.max
+            except (OverflowError, ValueError):  # a date past year 9999 or before year 1
+                usable = False
+                break
             if _json_value(a) is None or _json_value(b) is None:
                 usable = False
                 break
@@ -106,6 +110,18 @@ def _stats(path: Path) -> dict[str, tuple[Any, Any]]:
         if usable and lo is not None:
             out[name] = (_json_value(lo), _json_value(hi))
     return out
+
+
+def _stats_columns(schema: pa.Schema) -> list[str]:
+    """The columns whose Parquet statistics a chunk carries: not floating-point ones, whose
+    min and max leave NaN out while DuckDB orders NaN above every number, so it skipped row
+    groups holding a NaN that ``f > 3`` keeps (found from outside); not nested ones either,
+    which the manifest takes no bounds of."""
+    return [
+        f.name
+        for f in schema
+        if not pa.types.is_floating(f.type) and not pa.types.is_nested(f.type)
+    ]
 
 
 class _ChunkWriter:
@@ -175,8 +191,8 @@ class _ChunkWriter:
         self._writer = pq.ParquetWriter(
             self._sink,
             self.schema,
-            compression=self.compression,
-            write_statistics=True,
+            compression=self.compression,  # pyarrow's lz4 is Parquet's LZ4_RAW
+            write_statistics=_stats_columns(self.schema),
             # a decimal of up to 18 digits as an INT32/INT64, as the Parquet spec advises:
             # smaller and faster to read than a fixed-length byte array
             store_decimal_as_integer=True,
