@@ -212,26 +212,35 @@ def test_a_whole_job_over_a_lake_dataset_of_no_chunk_answers(tmp_path: Path) -> 
             assert p.collect().to_pylist() == want, sql
 
 
-def test_a_job_over_more_than_whole_query_bytes_or_driver_tables_runs_as_stages(
-    tpch: dict[str, Path], tmp_path: Path
-) -> None:
-    sql = QUERIES[3]
-    # the bound is on the bytes of the columns the query reads (the footers' compressed
-    # sizes), not the files': a codec or a wide column it never reads does not count
-    read = {
-        "customer": {"c_custkey", "c_mktsegment"},
-        "orders": {"o_orderkey", "o_custkey", "o_orderdate", "o_shippriority"},
-        "lineitem": {"l_orderkey", "l_extendedprice", "l_discount", "l_shipdate"},
-    }
+Q03_COLUMNS = {
+    "customer": {"c_custkey", "c_mktsegment"},
+    "orders": {"o_orderkey", "o_custkey", "o_orderdate", "o_shippriority"},
+    "lineitem": {"l_orderkey", "l_extendedprice", "l_discount", "l_shipdate"},
+}
+"""The columns TPC-H q03 reads of each table."""
+
+
+def _q03_read_bytes(tpch: dict[str, Path]) -> int:
+    """What q03 reads, from the footers: the bound on one task is on the bytes of the columns
+    a query reads (their compressed sizes), not its files' (a codec or a wide column it never
+    reads does not count)."""
     size = 0
-    for table, columns in read.items():
+    for table, columns in Q03_COLUMNS.items():
         for f in tpch[table].iterdir():
             meta = pq.read_metadata(f)
             for g in range(meta.num_row_groups):
                 for c in range(meta.num_columns):
                     col = meta.row_group(g).column(c)
                     size += col.total_compressed_size if col.path_in_schema in columns else 0
-    files = sum(f.stat().st_size for t in read for f in tpch[t].iterdir())
+    return size
+
+
+def test_a_job_over_more_than_whole_query_bytes_or_driver_tables_runs_as_stages(
+    tpch: dict[str, Path], tmp_path: Path
+) -> None:
+    sql = QUERIES[3]
+    size = _q03_read_bytes(tpch)
+    files = sum(f.stat().st_size for t in Q03_COLUMNS for f in tpch[t].iterdir())
     assert size < files // 2
     with elytra.connect(home=tmp_path, backend="inline", whole_query_bytes=size) as s:
         tables = read_tables(s, tpch)
@@ -251,10 +260,7 @@ def test_a_job_past_a_quarter_of_a_task_s_cap_or_repartitioned_runs_as_stages(
     the job runs as stages (one task under a 32 MiB cap spilled to twice the stages' time,
     found from outside). A source given its own count of parts keeps them."""
     sql = QUERIES[3]
-    size = sum(
-        f.stat().st_size for t in ("customer", "orders", "lineitem") for f in tpch[t].iterdir()
-    )
-    cap = 4 * size
+    cap = 4 * _q03_read_bytes(tpch)
     with elytra.connect(
         home=tmp_path, backend="inline", whole_query_bytes="1GiB", worker_mem_cap=cap
     ) as s:
