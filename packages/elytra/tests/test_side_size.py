@@ -192,3 +192,30 @@ def test_a_count_is_kept_for_the_file_not_its_path(tmp_path: Path) -> None:
         fresh = sidesize.sample_rows(str(job / "a.parquet"), src, {"kk"})
         assert fresh is not None
         assert fresh.num_rows == 7
+
+
+def test_a_column_named_with_a_dot_counts_its_own_bytes(tmp_path: Path) -> None:
+    """Found from outside: a leaf's dotted path named "big.col" as a column "big", so a query
+    reading it counted 0 bytes (one task over a file of any size); nested columns count
+    their leaves."""
+    from elytra.sidesize import plan_read_bytes
+
+    n = 20_000
+    table = pa.table(
+        {
+            "big.col": pa.array([f"{i:08d}" * 16 for i in range(n)]),
+            "id": pa.array(range(n)),
+            "v": pa.array([[i % 7, i % 5] for i in range(n)], pa.list_(pa.int32())),
+        }
+    )
+    path = tmp_path / "dot.parquet"
+    pq.write_table(table, path)
+    meta = pq.read_metadata(path)
+    want = sum(
+        meta.row_group(g).column(0).total_compressed_size for g in range(meta.num_row_groups)
+    )
+    with elytra.connect(home=tmp_path / "h", backend="inline", progress=False) as s:
+        src = s.read_parquet(str(path))
+        q = s.sql('SELECT count(DISTINCT "big.col") AS n FROM t', {"t": src})
+        got = plan_read_bytes(q.node, q.sources)
+    assert got == want

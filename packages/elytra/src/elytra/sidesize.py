@@ -115,14 +115,28 @@ def _refs(e: Expr) -> set[str]:
 def _column_bytes(path: str, mtime_ns: int, size: int) -> dict[str, int]:
     """Compressed bytes per top-level column of a Parquet file (its footer only)."""
     meta = pq.read_metadata(path)
+    # each leaf column to its top-level field by position: a name may hold a dot ("big.col"
+    # is one flat column, found from outside), so the leaf's dotted path cannot tell
+    tops = [f.name for f in meta.schema.to_arrow_schema() for _ in range(_leaves(f.type))]
+    if len(tops) != meta.num_columns:  # a layout this does not know: by the dotted path
+        tops = [meta.schema.column(i).path.split(".", 1)[0] for i in range(meta.num_columns)]
     out: dict[str, int] = {}
     for g in range(meta.num_row_groups):
         rg = meta.row_group(g)
         for i in range(rg.num_columns):
-            col = rg.column(i)
-            top = col.path_in_schema.split(".", 1)[0]
-            out[top] = out.get(top, 0) + col.total_compressed_size
+            out[tops[i]] = out.get(tops[i], 0) + rg.column(i).total_compressed_size
     return out
+
+
+def _leaves(t: pa.DataType) -> int:
+    """How many Parquet leaf columns a value of type ``t`` is stored in."""
+    if pa.types.is_struct(t):
+        return sum(_leaves(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_map(t):
+        return _leaves(t.key_type) + _leaves(t.item_type)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _leaves(t.value_type)
+    return 1
 
 
 def side_bytes(chain: lp.Node, src: Source, locate: Callable[[str], str] | None = None) -> int:
