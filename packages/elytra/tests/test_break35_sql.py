@@ -46,8 +46,11 @@ _ROWS = {"t1": 600, "t2": 500, "t3": 150, "t4": 200, "t5": 100}
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_tables(tmp_path_factory.mktemp("break35"))
+
+
+def write_tables(root: Path) -> dict[str, Path]:
     """The tables, each as two files of 128-row groups; ``empty`` has no row, ``one`` one."""
-    root = tmp_path_factory.mktemp("break35")
     con = duckdb.connect()
     con.execute("SELECT setseed(0.35)")
     selects = {t: f"SELECT {cols} FROM range({_ROWS[t]})" for t, cols in _TABLES.items()}

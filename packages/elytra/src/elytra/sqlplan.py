@@ -34,6 +34,7 @@ from sqlglot.optimizer.optimizer import OptimizerFn
 from .errors import PipelineError, SQLPlanError
 from .sqlexpr import fold_dates, to_expr
 from .sqlrewrite import array_any_to_extremes
+from .sqlsemi import SemiJoin, semi_join_of
 from .stages import source_bytes
 
 if TYPE_CHECKING:
@@ -250,6 +251,27 @@ class _Planner:
         hidden = [c for c in pipe.columns if c.startswith("__k")]
         return Rel(pipe.drop(*hidden) if hidden else pipe, rel.cols, rel.size)
 
+    def semi(self, rel: Rel, semi: SemiJoin, ctes: dict[str, exp.Expr]) -> Rel:
+        """``rel``'s rows that ``semi.query`` matches on its keys, each once
+        (:mod:`.sqlsemi`); keys of two types compare in the type DuckDB compares them in."""
+        sub = self.rename(self.query(semi.query, ctes), semi.alias)
+        lnames, rnames = [], []
+        for lk, rk in semi.keys:
+            common = _common_key_type(_key_type(rel, lk), _key_type(sub, rk))
+            left_key: exp.Expr = lk
+            right_key: exp.Expr = rk
+            if common is not None:
+                to = exp.DataType.build(common, dialect="duckdb")
+                left_key = exp.Cast(this=lk.copy(), to=to)
+                right_key = exp.Cast(this=rk.copy(), to=to.copy())
+            rel, ln = self.key_column(rel, left_key, copy=False)
+            sub, rn = self.key_column(sub, right_key, copy=False)
+            lnames.append(ln)
+            rnames.append(rn)
+        pipe = rel.pipe.join(sub.pipe, left_on=lnames, right_on=rnames, how="semi")
+        hidden = [c for c in pipe.columns if c.startswith("__k")]
+        return Rel(pipe.drop(*hidden) if hidden else pipe, rel.cols, rel.size)
+
     def joins(
         self, node: exp.Select, ctes: dict[str, exp.Expr], where: list[exp.Expr]
     ) -> tuple[Rel, list[exp.Expr]]:
@@ -268,12 +290,17 @@ class _Planner:
             used.setdefault(c.table.lower(), set()).add(c.name.lower())
         inner: list[Rel] = [self.source(from_.this, ctes, used)]
         conds: list[exp.Expr] = []
-        later: list[tuple[exp.Join, Rel]] = []
+        later: list[tuple[exp.Join, Rel | SemiJoin]] = []
         for j in node.args.get("joins") or []:
             side = (j.side or "").upper()
             kind = (j.kind or "").upper()
             if kind in ("SEMI", "ANTI", "ASOF") or j.args.get("method") or j.args.get("using"):
                 raise SQLPlanError(f"cannot plan the join {_sql(j)!r} into stages yet")
+            semi = semi_join_of(node, j, where, ctes)
+            if semi is not None:  # a match test (IN, EXISTS): no distinct, no join back
+                later.append((j, semi))
+                where = [c for c in where if c is not semi.test]
+                continue
             src = self.source(j.this, ctes, used)
             if side or later:
                 later.append((j, src))
@@ -291,8 +318,12 @@ class _Planner:
                 if _names(c) and _names(c) <= joined and c.find(exp.Query, exp.Exists) is None
             ]
         rel = self.order_inner(inner, conds + early)
-        for j, src in later:
-            rel = self.outer(rel, src, j)
+        for j, step in later:
+            rel = (
+                self.semi(rel, step, ctes)
+                if isinstance(step, SemiJoin)
+                else self.outer(rel, step, j)
+            )
         return rel, [c for c in where if not any(c is e for e in early)]
 
     def order_inner(self, rels: list[Rel], conds: list[exp.Expr]) -> Rel:
