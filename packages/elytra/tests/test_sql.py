@@ -275,6 +275,44 @@ def test_a_job_past_a_quarter_of_a_task_s_cap_or_repartitioned_runs_as_stages(
         assert not s.driver.whole(s.sql(sql, read_tables(s, tpch)))
 
 
+def test_on_one_machine_a_job_runs_as_one_task_with_the_caps_of_the_slots_it_replaces(
+    tpch: dict[str, Path], tmp_path: Path, ray_backend: elytra.RayBackend, pool: elytra.LocalPool
+) -> None:
+    """Ray's nodes all on this machine (``machine_slots``: its two CPUs here): a job whose
+    columns pass a quarter of a task's cap, but not of the two slots' caps, runs as one task
+    under both caps, and equals DuckDB; on the local pool (no slots known) it runs as stages,
+    and with ``whole_query_bytes`` 0 never as one task."""
+    sql = QUERIES[3]
+    size = _q03_read_bytes(tpch)
+    cap = 2 * size  # a quarter of it is below the size, a quarter of two of it is not
+    assert ray_backend.machine_slots == 2
+    with elytra.connect(
+        home=tmp_path / "r", backend=ray_backend, whole_query_bytes="64MiB", worker_mem_cap=cap
+    ) as s:
+        p = s.sql(sql, read_tables(s, tpch))
+        assert s.driver.whole(p)
+        _, tasks = s.driver.plan(p, "job", tmp_path / "spill")
+        assert [t.mem_cap for t in tasks] == [2 * cap]
+        got = p.collect()
+    want = views_oracle(tpch).sql(sql).to_arrow_table()
+    assert got.column_names == want.column_names
+    assert [[norm(v) for v in r.values()] for r in got.to_pylist()] == [
+        [norm(v) for v in r.values()] for r in want.to_pylist()
+    ]
+    with elytra.connect(
+        home=tmp_path / "r0", backend=ray_backend, whole_query_bytes=0, worker_mem_cap=cap
+    ) as s:
+        assert not s.driver.whole(s.sql(sql, read_tables(s, tpch)))
+    with elytra.connect(
+        home=tmp_path / "l", backend=pool, whole_query_bytes="64MiB", worker_mem_cap=cap
+    ) as s:
+        p = s.sql(sql, read_tables(s, tpch))
+        assert not s.driver.whole(p)
+        _, tasks = s.driver.plan(p, "job", tmp_path / "spill")
+        assert len(tasks) > 1
+        assert {t.mem_cap for t in tasks} == {cap}
+
+
 # -- generated queries ---------------------------------------------------------------------
 
 

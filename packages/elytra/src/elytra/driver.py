@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from emsqrt import CapTooSmallError, EngineConfig, run
 from emsqrt import plan as lp
 from emsqrt.planning import SchemaResolver, inner_joins
-from platform_core import PlatformError, Schema, new_id
+from platform_core import MemCap, PlatformError, Schema, new_id
 
 from .backends import Backend
 from .chunkcache import pin, trim
@@ -248,6 +248,10 @@ class Driver:
                     )
                 )
             stage.tasks = [t for t in tasks if t.stage == i]
+        if whole:  # one task in place of the machine's slots (``whole_cap``)
+            tasks = [replace(t, mem_cap=MemCap(self.whole_cap())) for t in tasks]
+            for i, stage in enumerate(plan.stages):
+                stage.tasks = [t for t in tasks if t.stage == i]
         return plan, tasks
 
     def _stages(
@@ -277,10 +281,13 @@ class Driver:
         (``sidesize.plan_read_bytes``: a codec's bytes are not the rows'), and at most a quarter
         of a task's cap (every operator of the plan shares it: under a 32 MiB cap, one task
         of 66 MB spilled to twice the time of stages, found from outside); none was given
-        its own count of parts (``repartition``)."""
+        its own count of parts (``repartition``). Where the backend's nodes are all one
+        machine, the bound is a quarter of :meth:`whole_cap` alone (0 still means never)."""
         limit = min(int(self.settings.whole_query_bytes), int(self.settings.worker_mem_cap) // 4)
         if limit <= 0:
             return False
+        if self._machine_slots() is not None:
+            limit = self.whole_cap() // 4
         names = input_names(p.node)
         if not names or any(not isinstance(p.sources.get(n), Source) for n in names):
             return False
@@ -290,6 +297,20 @@ class Driver:
         footers = _footers(p)
         sources = {n: p.sources[n] for n in names}
         return plan_read_bytes(p.node, sources, lambda f: footers.get(f, f)) <= limit
+
+    def _machine_slots(self) -> int | None:
+        """The tasks the backend runs at once when its nodes are all one machine, else None
+        (``machine_slots``: several platforms joined on one host; not the local pool's)."""
+        slots = getattr(self.backend, "machine_slots", None)
+        return slots if isinstance(slots, int) and slots > 0 else None
+
+    def whole_cap(self) -> int:
+        """The cap of a job run as one task: a task's, or on one machine the caps of the task
+        slots it replaces there. Stages on one machine get no more cores than one task that
+        runs DuckDB on all of them, and pay for exchanges and a hash table built in every
+        task: TPC-H q03, q07, q08 and q10 at SF 1 on three platforms on one machine took
+        1.5-2x longer as stages. The job's memory stays what its stages could hold at once."""
+        return int(self.settings.worker_mem_cap) * (self._machine_slots() or 1)
 
     def _reread_parts(self, stage: Stage, final: lp.Aggregate, how: str | None) -> int:
         """Partitions (one task each, one per worker) of a group-by exchanged by rereading

@@ -220,6 +220,20 @@ class RayBackend:
         nodes = lake_nodes(self._health.nodes())
         return any(p.id in nodes and nodes[p.id][0] != self.node_id for p in cluster.peers())
 
+    @property
+    def machine_slots(self) -> int | None:
+        """Ray's CPUs (the one-CPU tasks it runs at once) when all its live nodes are one
+        machine (platforms joined on one host), else None: the driver then runs a job that
+        fits as one task on all the cores (``Driver.whole_cap``)."""
+        try:
+            nodes = [n for n in self._health.nodes() if n.get("Alive")]
+        except Exception:  # Ray is gone or silent: the run says so
+            return None
+        hosts = {n.get("NodeManagerAddress") for n in nodes}
+        if not nodes or len(hosts) != 1 or None in hosts:
+            return None
+        return sum(max(1, int(n.get("Resources", {}).get("CPU", 1))) for n in nodes)
+
     @staticmethod
     def _init(ray: Any, kwargs: dict[str, Any], timeout: float) -> None:
         # In the calling thread: Ray ties the processes it starts to the thread that started
