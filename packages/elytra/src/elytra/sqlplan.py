@@ -264,13 +264,18 @@ class _Planner:
                 to = exp.DataType.build(common, dialect="duckdb")
                 left_key = exp.Cast(this=lk.copy(), to=to)
                 right_key = exp.Cast(this=rk.copy(), to=to.copy())
-            rel, ln = self.key_column(rel, left_key, copy=False)
-            sub, rn = self.key_column(sub, right_key, copy=False)
+            # a column that is already a key is copied: a join takes each column once
+            rel, ln = self.key_column(rel, left_key, copy=self._taken(rel, left_key, lnames))
+            sub, rn = self.key_column(sub, right_key, copy=self._taken(sub, right_key, rnames))
             lnames.append(ln)
             rnames.append(rn)
         pipe = rel.pipe.join(sub.pipe, left_on=lnames, right_on=rnames, how="semi")
         hidden = [c for c in pipe.columns if c.startswith("__k")]
         return Rel(pipe.drop(*hidden) if hidden else pipe, rel.cols, rel.size)
+
+    @staticmethod
+    def _taken(rel: Rel, key: exp.Expr, names: list[str]) -> bool:
+        return isinstance(key, exp.Column) and rel.column(key) in names
 
     def joins(
         self, node: exp.Select, ctes: dict[str, exp.Expr], where: list[exp.Expr]

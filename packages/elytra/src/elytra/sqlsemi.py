@@ -8,9 +8,11 @@ rows against the subquery's rows says the same with no distinct: each outer row 
 once when some row matches, and a NULL key matches nothing, as ``IS NOT NULL`` required.
 
 The rewrite holds only when the derived table's columns are exactly its GROUP BY keys (no
-aggregate, HAVING, DISTINCT, LIMIT or window), the ON clause is equalities of its columns
-with the outer query's, and the outer query reads its columns nowhere but there and in the
-one ``NOT u.k IS NULL`` conjunct of WHERE.
+aggregate, HAVING, DISTINCT, LIMIT or window), the ON clause is equalities of each of its
+columns with the outer query's (a key left out of ON makes a row per value), the outer
+query reads its columns nowhere but there and in the one ``NOT u.k IS NULL`` conjunct of
+WHERE, and no RIGHT or FULL join of the same SELECT adds rows that the test in WHERE would
+drop again.
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ def semi_join_of(
     alias = j.this.alias_or_name.lower()
     if q is None or not alias or not _only_keys(q):
         return None
+    if any((o.side or "").upper() in ("RIGHT", "FULL") for o in node.args.get("joins") or []):
+        return None  # WHERE's test also drops the NULL rows those add: not the semi join's
     outputs = {s.alias_or_name.lower() for s in q.selects}
     on = j.args.get("on")
     if on is None:
@@ -118,6 +122,8 @@ def semi_join_of(
                 break
         else:
             return None
+    if {k.name.lower() for _, k in keys} != outputs:
+        return None  # a key not in ON makes a row per its value: a join, not a test
     tests: list[tuple[exp.Expr, exp.Column]] = []
     for c in where:
         col = _is_not_null_test(c, alias)
