@@ -255,7 +255,8 @@ class _Planner:
         """``rel``'s rows that ``semi.query`` matches on its keys, each once
         (:mod:`.sqlsemi`); keys of two types compare in the type DuckDB compares them in."""
         sub = self.rename(self.query(semi.query, ctes), semi.alias)
-        lnames, rnames = [], []
+        lnames: list[str] = []
+        rnames: list[str] = []
         for lk, rk in semi.keys:
             common = _common_key_type(_key_type(rel, lk), _key_type(sub, rk))
             left_key: exp.Expr = lk
