@@ -276,7 +276,11 @@ def test_a_job_past_a_quarter_of_a_task_s_cap_or_repartitioned_runs_as_stages(
 
 
 def test_on_one_machine_a_job_runs_as_one_task_with_the_caps_of_the_slots_it_replaces(
-    tpch: dict[str, Path], tmp_path: Path, ray_backend: elytra.RayBackend, pool: elytra.LocalPool
+    tpch: dict[str, Path],
+    tmp_path: Path,
+    ray_backend: elytra.RayBackend,
+    pool: elytra.LocalPool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Ray's nodes all on this machine (``machine_slots``: its two CPUs here): a job whose
     columns pass a quarter of a task's cap, but not of the two slots' caps, runs as one task
@@ -299,10 +303,15 @@ def test_on_one_machine_a_job_runs_as_one_task_with_the_caps_of_the_slots_it_rep
     assert [[norm(v) for v in r.values()] for r in got.to_pylist()] == [
         [norm(v) for v in r.values()] for r in want.to_pylist()
     ]
-    with elytra.connect(
-        home=tmp_path / "r0", backend=ray_backend, whole_query_bytes=0, worker_mem_cap=cap
-    ) as s:
-        assert not s.driver.whole(s.sql(sql, read_tables(s, tpch)))
+    for bound in (0, size - 1):  # never; a bound set below the job's bytes still holds
+        with elytra.connect(
+            home=tmp_path / "r0", backend=ray_backend, whole_query_bytes=bound, worker_mem_cap=cap
+        ) as s:
+            assert not s.driver.whole(s.sql(sql, read_tables(s, tpch)))
+    monkeypatch.delenv("ELYTRA_WHOLE_QUERY_BYTES", raising=False)  # conftest's 0
+    with elytra.connect(home=tmp_path / "rd", backend=ray_backend, worker_mem_cap=cap) as s:
+        assert "whole_query_bytes" not in s.settings.model_fields_set
+        assert s.driver.whole(s.sql(sql, read_tables(s, tpch)))  # the default: the caps' quarter
     with elytra.connect(
         home=tmp_path / "l", backend=pool, whole_query_bytes="64MiB", worker_mem_cap=cap
     ) as s:

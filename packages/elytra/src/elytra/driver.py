@@ -282,12 +282,15 @@ class Driver:
         of a task's cap (every operator of the plan shares it: under a 32 MiB cap, one task
         of 66 MB spilled to twice the time of stages, found from outside); none was given
         its own count of parts (``repartition``). Where the backend's nodes are all one
-        machine, the bound is a quarter of :meth:`whole_cap` alone (0 still means never)."""
+        machine, the bound is a quarter of :meth:`whole_cap`, and ``whole_query_bytes`` only
+        when it was set (0 still means never)."""
         limit = min(int(self.settings.whole_query_bytes), int(self.settings.worker_mem_cap) // 4)
         if limit <= 0:
             return False
-        if self._machine_slots() is not None:
-            limit = self.whole_cap() // 4
+        if self._machine_slots() is not None:  # a bound the user set still holds
+            mine = "whole_query_bytes" in self.settings.model_fields_set
+            quarter = self.whole_cap() // 4
+            limit = min(int(self.settings.whole_query_bytes), quarter) if mine else quarter
         names = input_names(p.node)
         if not names or any(not isinstance(p.sources.get(n), Source) for n in names):
             return False
@@ -305,11 +308,11 @@ class Driver:
         return slots if isinstance(slots, int) and slots > 0 else None
 
     def whole_cap(self) -> int:
-        """The cap of a job run as one task: a task's, or on one machine the caps of the task
-        slots it replaces there. Stages on one machine get no more cores than one task that
-        runs DuckDB on all of them, and pay for exchanges and a hash table built in every
-        task: TPC-H q03, q07, q08 and q10 at SF 1 on three platforms on one machine took
-        1.5-2x longer as stages. The job's memory stays what its stages could hold at once."""
+        """The cap of a job run as one task: a task's, or on one machine one per thread it
+        runs DuckDB on there (``machine_slots``: the tasks those cores would run). Stages on
+        one machine get no more cores than one task that runs DuckDB on all of them, and pay
+        for exchanges and a hash table built in every task: TPC-H q03, q07, q08 and q10 at
+        SF 1 on three platforms on one machine took 1.5-2x longer as stages."""
         return int(self.settings.worker_mem_cap) * (self._machine_slots() or 1)
 
     def _reread_parts(self, stage: Stage, final: lp.Aggregate, how: str | None) -> int:

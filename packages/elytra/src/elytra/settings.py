@@ -60,8 +60,9 @@ class ElytraSettings(PackageSettings):
     plan's operators share one task's cap). 0: never. Below 64 MiB, splitting costs more than it gains:
     TPC-H q02, q11, q13, q16 and q22 at SF 1 (33-55 MB each) took 1.5-3x longer as stages
     on three platforms than as one task. Where Ray's nodes are all one machine (platforms
-    joined on one host), the bound is a quarter of the caps of Ray's task slots there, and
-    the one task gets those caps (``Driver.whole_cap``): stages bring no more cores there."""
+    joined on one host), the default bound is a quarter of a node's CPUs times
+    ``worker_mem_cap``, and the one task gets that many caps (``Driver.whole_cap``): stages
+    bring no more cores there. A value set here still bounds it there."""
     exchange_partitions: int = Field(0, ge=0, le=1024)
     """Partitions of a join's hash exchange (one join task each); 0: twice ``workers``, or
     one per 32 MiB of the stages it joins when more (``driver.EXCHANGE_PART_BYTES``: a

@@ -222,9 +222,11 @@ class RayBackend:
 
     @property
     def machine_slots(self) -> int | None:
-        """Ray's CPUs (the one-CPU tasks it runs at once) when all its live nodes are one
-        machine (platforms joined on one host), else None: the driver then runs a job that
-        fits as one task on all the cores (``Driver.whole_cap``)."""
+        """When all of Ray's live nodes are one machine (platforms joined on one host), the
+        CPUs of the largest: the threads a task alone in its run gets, and so the one-CPU
+        tasks it stands for (``Driver.whole_cap``); else None. Not the sum over the nodes:
+        each one-task job still asks Ray for one CPU (``_RayAttempts.cpus``), so a node may
+        run as many such jobs at once as it has CPUs, each under that many tasks' caps."""
         try:
             nodes = [n for n in self._health.nodes() if n.get("Alive")]
         except Exception:  # Ray is gone or silent: the run says so
@@ -232,7 +234,7 @@ class RayBackend:
         hosts = {n.get("NodeManagerAddress") for n in nodes}
         if not nodes or len(hosts) != 1 or None in hosts:
             return None
-        return sum(max(1, int(n.get("Resources", {}).get("CPU", 1))) for n in nodes)
+        return max(max(1, int(n.get("Resources", {}).get("CPU", 1))) for n in nodes)
 
     @staticmethod
     def _init(ray: Any, kwargs: dict[str, Any], timeout: float) -> None:
