@@ -27,6 +27,7 @@ __all__ = [
     "chunk_shas",
     "pin_chunk",
     "pin_or_fetch",
+    "repathed",
     "resolve_chunks",
     "rewrite_scans",
     "sha_of",
@@ -70,6 +71,16 @@ def rewrite_scans(node: Any, paths: dict[str, str]) -> Any:
     if isinstance(node, list):
         return [rewrite_scans(v, paths) for v in node]
     return node
+
+
+def repathed(task: Task, paths: dict[str, str], files: tuple[str, ...]) -> Task:
+    """``task`` reading each path in ``paths`` at its new path, in its plan and in its
+    query's scans (``nativesql``), its ``files`` now ``files``."""
+    plan = json.dumps(rewrite_scans(json.loads(task.plan), paths), separators=(",", ":"))
+    sql = task.sql
+    if sql:
+        sql = json.dumps(rewrite_scans(json.loads(sql), paths), separators=(",", ":"))
+    return replace(task, plan=plan, sql=sql, files=files)
 
 
 def pin_chunk(path: str | None, target: Path) -> str | None:
@@ -142,6 +153,4 @@ def resolve_chunks(
             paths[name] = obtain(sha)
     if not paths:
         return task
-    plan = json.dumps(rewrite_scans(json.loads(task.plan), paths), separators=(",", ":"))
-    files = tuple(paths.get(f, f) for f in task.files)
-    return replace(task, plan=plan, files=files)
+    return repathed(task, paths, tuple(paths.get(f, f) for f in task.files))

@@ -6,7 +6,6 @@ stage runs here under ``driver_mem_cap``, the tasks on the backend under ``worke
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import threading
@@ -27,7 +26,7 @@ from platform_core import MemCap, PlatformError, Schema, new_id
 
 from .backends import Backend
 from .chunkcache import pin, trim
-from .chunkrefs import chunk_ref, pin_or_fetch, rewrite_scans, sha_of
+from .chunkrefs import chunk_ref, pin_or_fetch, repathed, sha_of
 from .errors import (
     ExchangeLostError,
     JobCancelledError,
@@ -46,6 +45,7 @@ from .exchange import (
 from .explain import render
 from .having import above_final, exchange_bytes
 from .jobs import Job, JobRecorder
+from .nativesql import native_task
 from .outfile import write_table
 from .planchunks import planner_copies, small_table
 from .prerun import first_side, sides_first
@@ -83,6 +83,7 @@ from .stages import (
     source_bytes,
     task_plan,
     whole_query,
+    whole_scan,
 )
 from .task import Task, TaskResult
 from .taskfile import read_mapped
@@ -249,7 +250,8 @@ class Driver:
                 )
             stage.tasks = [t for t in tasks if t.stage == i]
         if whole:  # one task in place of the machine's slots (``whole_cap``)
-            tasks = [replace(t, mem_cap=MemCap(self.whole_cap())) for t in tasks]
+            sql = _native_sql(p, srcs)
+            tasks = [replace(t, mem_cap=MemCap(self.whole_cap()), sql=sql) for t in tasks]
             for i, stage in enumerate(plan.stages):
                 stage.tasks = [t for t in tasks if t.stage == i]
         return plan, tasks
@@ -639,9 +641,8 @@ class Driver:
             if not names:
                 out.append(task)
                 continue
-            plan = json.dumps(rewrite_scans(json.loads(task.plan), names), separators=(",", ":"))
             files = task.files[:own] + tuple(names.get(f, f) for f in task.files[own:])
-            out.append(replace(task, plan=plan, files=files))
+            out.append(repathed(task, names, files))
         return out
 
     def _sides_first(
@@ -1219,6 +1220,14 @@ SMALL_MERGE_ROWS = 16384
 """A merge over at most this many held rows runs in emsqrt's operators, not DuckDB: CPU of a
 final aggregate measured 1.5 ms against 4.6 ms (100 states), 2.6 against 4.3 ms (5,000),
 4.5 against 7.2 ms (25,000): DuckDB's bind and Arrow registration cost more than the rows."""
+
+
+def _native_sql(p: Pipeline, srcs: dict[str, Source]) -> str:
+    """The JSON of ``p``'s query for the task of a job run whole (``nativesql``): its text
+    over a scan of every file of each table; empty when ``p`` is not a query's as it is."""
+    if p.native is None or any(name not in srcs for _, name in p.native.tables):
+        return ""
+    return native_task(p.native, lambda name: whole_scan(srcs[name]))
 
 
 def _reads_files(node: lp.Node) -> bool:

@@ -27,6 +27,7 @@ from .sources import Source
 
 if TYPE_CHECKING:
     from .jobs import Job, JobRecorder
+    from .nativesql import NativeSql
     from .remote import RemoteJob
 
 __all__ = ["GroupedPipeline", "Pipeline", "PipelineSession", "Runner"]
@@ -112,6 +113,9 @@ class Pipeline:
     aliases: Mapping[str, str] = field(default_factory=dict)
     """After an aggregate: each input column one output consumed -> that output
     (``emsqrt.builder.PlanBuilder.col``)."""
+    native: NativeSql | None = None
+    """A query's own text, which DuckDB runs where the job is one task (``nativesql``):
+    only ``session.sql``'s pipeline has it, not one grown from it by more steps."""
 
     # --- building -------------------------------------------------------------------------
     # Every step is emsqrt's PlanBuilder's (the one implementation of the vocabulary, shared

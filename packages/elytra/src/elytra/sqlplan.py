@@ -15,6 +15,7 @@ the query's own output names.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,7 @@ from sqlglot.optimizer.optimizer import RULES as OPTIMIZER_RULES
 from sqlglot.optimizer.optimizer import OptimizerFn
 
 from .errors import PipelineError, SQLPlanError
+from .nativesql import native_of
 from .sqlexpr import fold_dates, to_expr
 from .sqlrewrite import array_any_to_extremes
 from .sqlsemi import SemiJoin, semi_join_of
@@ -907,9 +909,9 @@ def plan_sql(text: str, tables: Mapping[str, Pipeline]) -> Pipeline:
         raise SQLPlanError(f"cannot plan the query into stages: {exc}") from None
     if isinstance(names, SQLPlanError):  # the planner's word on the query comes first
         raise names
-    return (
-        pipe.rename(dict(zip(pipe.columns, names, strict=True))) if names != pipe.columns else pipe
-    )
+    if names != pipe.columns:
+        pipe = pipe.rename(dict(zip(pipe.columns, names, strict=True)))
+    return dataclasses.replace(pipe, native=native_of(tree, known))
 
 
 _OPTIMIZED: OrderedDict[tuple[str, tuple[tuple[str, bytes], ...]], tuple[exp.Query, list[str]]] = (

@@ -467,6 +467,12 @@ def input_names(node: lp.Node) -> list[str]:
     return list(seen)
 
 
+def whole_scan(src: Source) -> lp.Node:
+    """A scan of every file of ``src`` (of no rows with its columns when it has none)."""
+    files = tuple(f for p in src.parts(1 << 62) for f in p.files)
+    return _scans(src, files) if files else empty_scan(src.schema)
+
+
 def one_part(src: Source) -> Part:
     """Every file of ``src`` as one part (a whole query's task reads them all)."""
     parts = src.parts(1 << 62)
@@ -557,8 +563,7 @@ def task_plan(stage: Stage, part: Part | tuple[str, ...] | lp.Node) -> str:
 
     def whole(node: lp.Node, src: Source) -> lp.Node:
         if isinstance(node, lp.Input) and node.name == src.name:
-            files = tuple(f for p in src.parts(1 << 62) for f in p.files)
-            return _scans(src, files) if files else empty_scan(src.schema)
+            return whole_scan(src)
         kids = lp.children(node)
         return lp.replace_children(node, tuple(whole(k, src) for k in kids)) if kids else node
 

@@ -65,6 +65,9 @@ class Task:
     threads: int = 1
     """DuckDB threads of the task's kernel: more than one only for a task that runs alone
     (the only task of its round), which then has the cores its backend gives it."""
+    sql: str = ""
+    """JSON of a query DuckDB runs whole in place of ``plan`` (``nativesql.native_task``): a
+    job run as one task from ``session.sql``; ``plan`` is its fallback."""
     result_format: str = "parquet"
     """``arrow``: that file is an Arrow IPC file the driver memory-maps (where the merge only
     concatenates the tasks' rows; ``taskfile``)."""
@@ -81,6 +84,8 @@ class Task:
                 del data[name]
         if self.threads == 1:  # the default: peers' older drivers never send it
             del data["threads"]
+        if not self.sql:  # nor a query's text (only a whole job from SQL has one)
+            del data["sql"]
         if self.result_format == "parquet":  # the default: peers' older drivers never send it
             del data["result_format"]
         if not self.rangesort:  # nor one of a range sort (only the local machine's run them)
@@ -142,6 +147,10 @@ def execute(task: Task) -> TaskResult:
             config = replace(config, kernel="off")  # DuckDB could not: the operators do
     if task.partition:
         return _partition(task, plan, started)
+    if task.sql and shuffle is None:
+        done = _native(task, plan, started)
+        if done is not None:
+            return done
     spool: ResultSpool | None = None
     if task.result_file and shuffle is None:  # a large result streams to the file
         path = f"{task.result_file}.a{task.attempt}"
@@ -172,6 +181,52 @@ def execute(task: Task) -> TaskResult:
     if shuffled is not None:
         stats["exchange"] = shuffled
         table = table.schema.empty_table()
+    return TaskResult(task.id, table, time.perf_counter() - started, stats)
+
+
+def _native(task: Task, plan: Any, started: float) -> TaskResult | None:
+    """The task's query run whole by DuckDB (``nativesql``), its rows held or streamed to
+    the result file as the plan's would be; None when DuckDB could not (nothing was handed
+    on): the plan runs."""
+    from .nativesql import run_native
+
+    schema = SchemaResolver().schema(plan)
+    spool: ResultSpool | None = None
+    if task.result_file:
+        path = f"{task.result_file}.a{task.attempt}"
+        spool = ResultSpool(path, task.result_file_bytes, task.result_group_bytes)
+    threads = max(1, task.threads)
+    try:
+        ran = run_native(
+            task.sql,
+            schema,
+            task.mem_cap,
+            task.spill_dir,
+            threads,
+            spool.add if spool is not None else None,
+        )
+        if ran is None:
+            if spool is not None:
+                spool.abort()
+            return None
+        if spool is not None:
+            spool.close()
+    except BaseException:
+        if spool is not None:
+            spool.abort()
+        raise
+    table = spool.held(schema) if spool is not None else ran.table
+    assert table is not None
+    stats: dict[str, Any] = {
+        "rows_out": table.num_rows if spool is None else spool.rows,
+        "bytes_out": table.nbytes if spool is None else spool.nbytes,
+        "bytes_in": task.bytes_in,
+        "spilled_bytes": ran.spilled_bytes,
+        "threads": threads,
+        "native": True,
+    }
+    if spool is not None and spool.path is not None:
+        stats["file"] = {"path": spool.path, "rows": spool.rows, "bytes": spool.nbytes}
     return TaskResult(task.id, table, time.perf_counter() - started, stats)
 
 

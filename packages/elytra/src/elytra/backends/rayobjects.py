@@ -22,14 +22,13 @@ other, and reads the file as it reads a partition.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..chunkrefs import chunk_shas, rewrite_scans, sha_of
+from ..chunkrefs import chunk_shas, repathed, sha_of
 from ..errors import ExchangeLostError, PipelineError
 from ..task import Task
 
@@ -93,8 +92,7 @@ def ship_files(
                 key = f"ship{len(shipped)}-a0-p0"
                 shipped[f] = (key, put([Path(f).read_bytes()]), sizes[f])
             names[f] = f"{OBJECT_REF}{shipped[f][0]}-f0"
-        plan = json.dumps(rewrite_scans(json.loads(task.plan), names), separators=(",", ":"))
-        out.append(replace(task, plan=plan, files=tuple(names.get(f, f) for f in task.files)))
+        out.append(repathed(task, names, tuple(names.get(f, f) for f in task.files)))
     objects = {key: ref for key, ref, _ in shipped.values()}
     return out, objects, sum(n for _, _, n in shipped.values())
 
@@ -170,8 +168,7 @@ def unpack(task: Task, objects: dict[str, list[bytes] | None], where: Path) -> T
         paths[name] = str(target)
     if not paths:
         return task
-    plan = json.dumps(rewrite_scans(json.loads(task.plan), paths), separators=(",", ":"))
-    return replace(task, plan=plan, files=tuple(paths.get(f, f) for f in task.files))
+    return repathed(task, paths, tuple(paths.get(f, f) for f in task.files))
 
 
 @dataclass
