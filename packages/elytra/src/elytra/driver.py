@@ -261,6 +261,8 @@ class Driver:
     ) -> StagePlan:
         """``p`` cut into stages over ``srcs`` (the catalog's, or named by chunk hash), or
         one whole-query stage."""
+        if whole and p.native is not None:  # the plan is the fallback of DuckDB's own
+            return whole_query(p.node, srcs)
         node = _rewritten(p.node, srcs, self._weigh(footers))
         if whole:
             return whole_query(node, srcs)
@@ -444,9 +446,11 @@ class Driver:
         With ``write``, its rows become a new version of that dataset (owned by ``owner``);
         with ``store``, they are written there (a stored result), else held as a table."""
         job = self._job(p, owner, recorder)
-        # unknown columns, types, a plan no stage can hold: now (the job plans its tasks)
+        # unknown columns, types, a plan no stage can hold: now (the job plans its tasks);
+        # a query DuckDB runs whole has no stages to cut (its plan is the task's fallback)
         _ = p.schema
-        cut(p.node, dict(p.sources), self._broadcast_bytes())
+        if p.native is None or not self.whole(p):
+            cut(p.node, dict(p.sources), self._broadcast_bytes())
         if write is not None:
             self._check_writable(write)
         limit = timeout if timeout is not None else self.settings.job_timeout_seconds

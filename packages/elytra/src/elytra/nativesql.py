@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,12 +50,35 @@ class NativeSql:
     """(placeholder, source name) pairs: the source is the one a pipeline's ``Input`` names."""
 
 
-def native_of(tree: exp.Query, tables: Mapping[str, Pipeline]) -> NativeSql | None:
-    """``tree`` (as parsed, before sqlglot's optimizer) with each table it reads as a
-    placeholder, or None when a table it reads is not a source as it is (a pipeline with
-    steps of its own: only its plan says what it holds) or a CTE's name is also a table's."""
+def native_of(text: str, tree: exp.Query, tables: Mapping[str, Pipeline]) -> NativeSql | None:
+    """``tree`` (``text`` as parsed, before sqlglot's optimizer) with each table it reads as
+    a placeholder, or None when a table it reads is not a source as it is (a pipeline with
+    steps of its own: only its plan says what it holds) or a CTE's name is also a table's.
+    Kept for the same text over the same sources (``_KEPT``): a query run again, as
+    dashboards do, is not written out again."""
+    sources = {k.lower(): _source_of(v) for k, v in tables.items()}
+    key = (text, tuple(sorted(sources.items(), key=lambda kv: kv[0])))
+    with _KEPT_LOCK:
+        if key in _KEPT:
+            _KEPT.move_to_end(key)
+            return _KEPT[key]
+    native = _placeheld(tree, sources)
+    with _KEPT_LOCK:
+        _KEPT[key] = native
+        while len(_KEPT) > _KEPT_MAX:
+            _KEPT.popitem(last=False)
+    return native
+
+
+_KEPT: OrderedDict[tuple[Any, ...], NativeSql | None] = OrderedDict()
+_KEPT_MAX = 128
+_KEPT_LOCK = threading.Lock()
+
+
+def _placeheld(tree: exp.Query, sources: Mapping[str, str | None]) -> NativeSql | None:
+    """:func:`native_of` made anew (``sources``: table name -> the source it reads as it is)."""
     ctes = {c.alias.lower() for c in tree.find_all(exp.CTE)}
-    if ctes & {k.lower() for k in tables}:
+    if ctes & set(sources):
         return None
     tree = tree.copy()
     token = secrets.token_hex(6)  # a placeholder no literal of the text can spell by chance
@@ -62,7 +87,7 @@ def native_of(tree: exp.Query, tables: Mapping[str, Pipeline]) -> NativeSql | No
         name = t.name.lower()
         if name in ctes:
             continue
-        source = _source_of(tables.get(name))
+        source = sources.get(name)
         if source is None:
             return None
         placeholder = placeholders.setdefault(source, f"{_STEM}{token}_{len(placeholders)}")

@@ -171,12 +171,13 @@ class Session:
         gives it (``{"sales": session.read_parquet("sales/*.parquet")}``). The pipeline can
         go on with more steps. A construct not planned into stages is a ``SQLPlanError``
         that names it."""
-        from .sqlplan import plan_sql, table_names
+        from .sqlplan import parse_query, plan_sql, table_names
 
         given = {k.lower(): v for k, v in (tables or {}).items()}
         if len(given) != len(tables or {}):  # SQL's names are case-insensitive
             raise SQLPlanError(f"tables {sorted(tables or {})} name one table twice, in two cases")
-        for name in table_names(query):
+        tree = parse_query(query)
+        for name in table_names(tree):
             if name not in given:
                 try:
                     given[name] = self.dataset(name)
@@ -185,7 +186,7 @@ class Session:
                 except (PipelineError, BadInputError) as exc:  # no such dataset, or a name
                     # no dataset can have (a path): a table the query names
                     raise SQLPlanError(f"table {name!r}: {exc}") from None
-        return plan_sql(query, given)
+        return plan_sql(query, given, tree)
 
     def from_arrow(self, table: pa.Table | pa.RecordBatch) -> Pipeline:
         if isinstance(table, pa.RecordBatch):

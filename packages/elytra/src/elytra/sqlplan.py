@@ -42,7 +42,7 @@ from .stages import source_bytes
 if TYPE_CHECKING:
     from .pipeline import Pipeline
 
-__all__ = ["plan_sql", "table_names"]
+__all__ = ["parse_query", "plan_sql", "table_names"]
 
 _JOIN_HOW = {"": "inner", "INNER": "inner", "LEFT": "left", "RIGHT": "right", "FULL": "full"}
 
@@ -836,9 +836,16 @@ def _only_named_tables(tree: exp.Expr) -> None:
         raise SQLPlanError(f"{type(node).__name__.upper()} as a source is not planned into stages")
 
 
-def table_names(text: str) -> list[str]:
-    """The tables a query reads (lowercased, first use first), its CTEs' names left out."""
-    return _table_names(_parse(text))
+def table_names(text: str | exp.Query) -> list[str]:
+    """The tables a query reads (lowercased, first use first), its CTEs' names left out;
+    of its text, or of the tree :func:`parse_query` made of it."""
+    return _table_names(_parse(text) if isinstance(text, str) else text)
+
+
+def parse_query(text: str) -> exp.Query:
+    """The one query in ``text`` as sqlglot's tree, checked as :func:`plan_sql` checks it
+    (parsed once for :func:`table_names` and :func:`plan_sql`)."""
+    return _parse(text)
 
 
 def _table_names(tree: exp.Query) -> list[str]:
@@ -881,9 +888,10 @@ def _rules_for(tree: exp.Expr) -> Sequence[OptimizerFn]:
     return OPTIMIZER_RULES
 
 
-def plan_sql(text: str, tables: Mapping[str, Pipeline]) -> Pipeline:
-    """The pipeline of one SELECT over ``tables`` (name -> pipeline): see the module doc."""
-    tree = _parse(text)
+def plan_sql(text: str, tables: Mapping[str, Pipeline], tree: exp.Query | None = None) -> Pipeline:
+    """The pipeline of one SELECT over ``tables`` (name -> pipeline): see the module doc.
+    ``tree``: the text as :func:`parse_query` parsed it already (it is not changed)."""
+    tree = _parse(text) if tree is None else tree
     known = {k.lower(): v for k, v in tables.items()}
     if len(known) != len(tables):  # SQL's names are case-insensitive
         raise SQLPlanError(f"tables {sorted(tables)} name one table twice, in two cases")
@@ -911,7 +919,7 @@ def plan_sql(text: str, tables: Mapping[str, Pipeline]) -> Pipeline:
         raise names
     if names != pipe.columns:
         pipe = pipe.rename(dict(zip(pipe.columns, names, strict=True)))
-    return dataclasses.replace(pipe, native=native_of(tree, known))
+    return dataclasses.replace(pipe, native=native_of(text, tree, known))
 
 
 _OPTIMIZED: OrderedDict[tuple[str, tuple[tuple[str, bytes], ...]], tuple[exp.Query, list[str]]] = (
