@@ -262,7 +262,7 @@ class Driver:
         """``p`` cut into stages over ``srcs`` (the catalog's, or named by chunk hash), or
         one whole-query stage."""
         if whole and p.native is not None:  # the plan is the fallback of DuckDB's own
-            return whole_query(p.node, srcs)
+            return whole_query(p.node, srcs, native=True)
         node = _rewritten(p.node, srcs, self._weigh(footers))
         if whole:
             return whole_query(node, srcs)

@@ -440,15 +440,19 @@ def cut(
     return StagePlan(stages, merge, driver_inputs, exchanges)
 
 
-def whole_query(root: lp.Node, sources: dict[str, Source]) -> StagePlan:
+def whole_query(root: lp.Node, sources: dict[str, Source], native: bool = False) -> StagePlan:
     """``root`` as one stage of one task that reads every source whole and runs the whole
     plan (a small query: one statement on one node, as a single machine runs it); the merge
-    takes its rows as they are. The biggest source is the stage's own: it places the task."""
+    takes its rows as they are. The biggest source is the stage's own: it places the task.
+    ``native``: DuckDB runs the query's own text there, ``root`` its fallback (``nativesql``)."""
     schema = SchemaResolver().schema(root)
     used = [sources[name] for name in input_names(root)]
     main = max(used, key=source_bytes)  # an empty one (no chunk) only when all are
     wholes = tuple(s for s in used if s is not main)
-    stage = Stage("stage0", main, root, schema, "whole query, every source read whole")
+    kind = "whole query, every source read whole"
+    if native:
+        kind += ", the query's own text run by DuckDB"
+    stage = Stage("stage0", main, root, schema, kind)
     stage.wholes = wholes
     return StagePlan([stage], lp.Input("stage0", Schema.from_arrow(schema)), {})
 
