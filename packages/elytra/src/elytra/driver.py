@@ -123,6 +123,8 @@ class JobStats:
     the rows they wrote into an exchange's partitions."""
     range_sort: dict[str, Any] = field(default_factory=dict)
     """Each range-partitioned sort's partitions and their rows (``rangesort.py``)."""
+    native_tasks: int = 0
+    """Tasks whose query DuckDB ran from its own text (``nativesql``), not from the plan."""
     reruns: int = 0
     """Runs again from the sources after an exchange's partitions were lost with a Ray node."""
     exchanged: dict[str, int] = field(
@@ -1191,6 +1193,7 @@ class Driver:
         stats.bytes_in += int(result.stats.get("bytes_in", 0))
         stats.bytes_out += int(result.stats.get("bytes_out", 0))
         stats.spilled_bytes += int(result.stats.get("spilled_bytes", 0))
+        stats.native_tasks += bool(result.stats.get("native"))
 
     def write_file(self, p: Pipeline, path: str, format: str | None) -> dict[str, Any]:
         return write_table(self.collect(p), path, format)
