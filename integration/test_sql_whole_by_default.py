@@ -75,6 +75,9 @@ def test_tpch_runs_as_one_task_of_every_core_and_equals_duckdb(
     assert [s["task_count"] for s in plan["stages"]] == [1], plan["stages"]
     assert plan["run_first"] == [], plan["run_first"]
     assert plan["analyze"]["tasks"] == 1, plan["analyze"]
+    # DuckDB ran the query's own text over the chunks, not the planned pipeline
+    assert plan["analyze"]["native_tasks"] == 1, plan["analyze"]
+    assert "own text run by DuckDB" in plan["stages"][0]["kind"], plan["stages"]
     (row,) = r.json()["rows"]
     threads = dict(zip([c["name"] for c in r.json()["columns"]], row, strict=True))["threads"]
     assert threads == 2, row  # the pool's two workers' cores

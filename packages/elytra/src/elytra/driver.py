@@ -966,6 +966,7 @@ class Driver:
         job.update(
             rows_out=stats.rows_out,
             spilled_bytes=stats.spilled_bytes,
+            native_tasks=stats.native_tasks,
             stages={
                 **{k: {"seconds": round(v, 6)} for k, v in stats.stage_seconds.items()},
                 "merge": {"seconds": round(stats.merge_seconds, 6)},

@@ -194,6 +194,8 @@ def analyze_json(
         "exchanged_via_driver_bytes": int(exchanged.get("via_driver_bytes") or 0),
         "exchanged_by_tasks_bytes": int(exchanged.get("by_tasks_bytes") or 0),
         "spilled_bytes": int(job_record.get("spilled_bytes") or 0),
+        # tasks whose query DuckDB ran from its own text (``nativesql``), not from the plan
+        "native_tasks": int(job_record.get("native_tasks") or 0),
     }
     return out
 
