@@ -23,7 +23,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 from sqlglot import exp
@@ -33,12 +33,26 @@ from emsqrt.kernel.compile import Fragment, Unsupported, compile_plan
 from emsqrt.kernel.run import KernelRun, run_fragment
 from emsqrt.planning import plan_from_json, plan_to_json
 
-if TYPE_CHECKING:
-    from .pipeline import Pipeline
-
 __all__ = ["NativeSql", "native_of", "native_task", "run_native"]
 
 _STEM = "__elytra_table_"
+
+
+class Table(Protocol):
+    """What a query's table is read as here: a pipeline's plan and sources (``Pipeline``,
+    which names this module's :class:`NativeSql`: named here by what it has, no circle)."""
+
+    @property
+    def node(self) -> lp.Node: ...
+
+    @property
+    def sources(self) -> Mapping[str, Any]: ...
+
+    """Each a ``sources.Source`` (by name only: ``task`` imports this module, and ``sources``
+    leads back to ``task``)."""
+
+    @property
+    def columns(self) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -50,7 +64,7 @@ class NativeSql:
     """(placeholder, source name) pairs: the source is the one a pipeline's ``Input`` names."""
 
 
-def native_of(text: str, tree: exp.Query, tables: Mapping[str, Pipeline]) -> NativeSql | None:
+def native_of(text: str, tree: exp.Query, tables: Mapping[str, Table]) -> NativeSql | None:
     """``tree`` (``text`` as parsed, before sqlglot's optimizer) with each table it reads as
     a placeholder, or None when a table it reads is not a source as it is (a pipeline with
     steps of its own: only its plan says what it holds) or a CTE's name is also a table's.
@@ -99,7 +113,7 @@ def _placeheld(tree: exp.Query, sources: Mapping[str, str | None]) -> NativeSql 
     return NativeSql(tree.sql(dialect="duckdb"), pairs)
 
 
-def _source_of(p: Pipeline | None) -> str | None:
+def _source_of(p: Table | None) -> str | None:
     """The source ``p`` reads as it is (its plan one ``Input`` of all the source's columns)."""
     if p is None or not isinstance(p.node, lp.Input) or p.node.name not in p.sources:
         return None
