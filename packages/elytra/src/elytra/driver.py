@@ -203,6 +203,10 @@ class Driver:
         sides = plan.exchange_sides() if shuffle else {}
         parts_n = self._exchange_parts(plan)
         min_bytes = int(self.settings.exchange_min_bytes)
+        # one task in place of the machine's slots (``whole_cap``), DuckDB's own plan of a
+        # query's text in it where there is one (``nativesql``)
+        task_cap = MemCap(self.whole_cap()) if whole else self.settings.worker_mem_cap
+        sql = _native_sql(p, srcs) if whole else ""
         tasks: list[Task] = []
         for i, stage in enumerate(plan.stages):
             small, small_bytes = stage.broadcast_files(), stage.broadcast_bytes()
@@ -242,20 +246,16 @@ class Driver:
                         id=f"{job_id}-s{i}-t{j}",
                         stage=i,
                         plan=task_plan(stage, part),
-                        mem_cap=self.settings.worker_mem_cap,
+                        mem_cap=task_cap,
                         spill_dir=str(spill_dir / f"s{i}-t{j}"),
                         files=part.files + small,
                         shared_files=len(small),
                         bytes_in=part.bytes + small_bytes,
                         exchange=exchange,
+                        sql=sql,
                     )
                 )
             stage.tasks = [t for t in tasks if t.stage == i]
-        if whole:  # one task in place of the machine's slots (``whole_cap``)
-            sql = _native_sql(p, srcs)
-            tasks = [replace(t, mem_cap=MemCap(self.whole_cap()), sql=sql) for t in tasks]
-            for i, stage in enumerate(plan.stages):
-                stage.tasks = [t for t in tasks if t.stage == i]
         return plan, tasks
 
     def _stages(
