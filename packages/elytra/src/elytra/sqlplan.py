@@ -260,13 +260,7 @@ class _Planner:
         lnames: list[str] = []
         rnames: list[str] = []
         for lk, rk in semi.keys:
-            common = _common_key_type(_key_type(rel, lk), _key_type(sub, rk))
-            left_key: exp.Expr = lk
-            right_key: exp.Expr = rk
-            if common is not None:
-                to = exp.DataType.build(common, dialect="duckdb")
-                left_key = exp.Cast(this=lk.copy(), to=to)
-                right_key = exp.Cast(this=rk.copy(), to=to.copy())
+            left_key, right_key, _ = self.comparable(rel, sub, lk, rk)
             # a column that is already a key is copied: a join takes each column once
             rel, ln = self.key_column(rel, left_key, copy=self._taken(rel, left_key, lnames))
             sub, rn = self.key_column(sub, right_key, copy=self._taken(sub, right_key, rnames))
@@ -275,6 +269,19 @@ class _Planner:
         pipe = rel.pipe.join(sub.pipe, left_on=lnames, right_on=rnames, how="semi")
         hidden = [c for c in pipe.columns if c.startswith("__k")]
         return Rel(pipe.drop(*hidden) if hidden else pipe, rel.cols, rel.size)
+
+    @staticmethod
+    def comparable(
+        left: Rel, right: Rel, lk: exp.Expr, rk: exp.Expr
+    ) -> tuple[exp.Expr, exp.Expr, bool]:
+        """Join keys ``lk`` and ``rk`` cast to the type DuckDB compares them in where theirs
+        differ (decimals of two scales), and whether their types were already one."""
+        lt, rt = _key_type(left, lk), _key_type(right, rk)
+        common = _common_key_type(lt, rt)
+        if common is not None:
+            lk = exp.Cast(this=lk.copy(), to=exp.DataType.build(common, dialect="duckdb"))
+            rk = exp.Cast(this=rk.copy(), to=exp.DataType.build(common, dialect="duckdb"))
+        return lk, rk, lt == rt
 
     @staticmethod
     def _taken(rel: Rel, key: exp.Expr, names: list[str]) -> bool:
@@ -418,16 +425,11 @@ class _Planner:
         lnames, rnames = [], []
         shared = []
         for lk, rk in keys:
-            lt, rt = _key_type(left, lk), _key_type(right, rk)
-            common = _common_key_type(lt, rt)
-            if common is not None:  # decimals: compared in the type DuckDB compares them in
-                lk = exp.Cast(this=lk.copy(), to=exp.DataType.build(common, dialect="duckdb"))
-                rk = exp.Cast(this=rk.copy(), to=exp.DataType.build(common, dialect="duckdb"))
+            lk, rk, same = self.comparable(left, right, lk, rk)
             # an outer join's key columns keep their NULLs: join on copies of them; the
             # right's key column is read through the left's only in an inner join where both
             # hold the same values in the same type (an INT key equal to a DOUBLE one is not
             # its value; a RIGHT join's unmatched rows have no left value to read)
-            same = lt == rt
             left, ln = self.key_column(left, lk, how in ("right", "full"), gates[0])
             right, rn = self.key_column(right, rk, how != "inner" or not same, gates[1])
             lnames.append(ln)
