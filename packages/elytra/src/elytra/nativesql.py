@@ -29,9 +29,14 @@ import pyarrow as pa
 from sqlglot import exp
 
 from emsqrt import plan as lp
-from emsqrt.kernel.compile import Fragment, Unsupported, compile_plan
-from emsqrt.kernel.run import KernelRun, run_fragment
-from emsqrt.planning import plan_from_json, plan_to_json
+from emsqrt.planning import (
+    Fragment,
+    KernelRun,
+    kernel_fragment,
+    plan_from_json,
+    plan_to_json,
+    run_fragment,
+)
 
 __all__ = ["NativeSql", "native_of", "native_task", "run_native"]
 
@@ -145,11 +150,8 @@ def run_native(
     files: list[str] = []
     for placeholder, scan in spec["tables"].items():
         node = plan_from_json(json.dumps(scan), trusted=True)  # the job's driver made it
-        try:
-            fragment = compile_plan(node)
-        except Unsupported:
-            return None
-        if fragment.tables:  # only files are read here
+        fragment = kernel_fragment(node, cap)  # None: a cap below DuckDB's floor, or CSV
+        if fragment is None or fragment.tables:  # only files are read here
             return None
         files += fragment.files
         quoted = exp.to_identifier(placeholder, quoted=True).sql(dialect="duckdb")

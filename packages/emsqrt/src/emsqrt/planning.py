@@ -4,7 +4,7 @@ One public place for what a distributed planner needs from emsqrt besides ``run`
 schemas (``SchemaResolver``), the one step vocabulary (``PlanBuilder``), plans as JSON, the
 optimizer, aggregate names and the DISTINCT rewrite, the key type and canonical float keys of a
 join, emsqrt's sort order on Arrow (``SortSpec``), and expression helpers. The kernel's statement (``kernel_fragment``, ``Fragment``) and
-runners (``run_fragment``, ``run_statement``, ``StreamBroken``) and its share of a cap
+runners (``run_fragment``, its ``KernelRun``, ``run_statement``, ``StreamBroken``) and its share of a cap
 (``memory_limit``) are here for callers that wrap
 the statement themselves. The modules
 behind it are emsqrt's own and may move; these names stay.
@@ -22,6 +22,7 @@ from .distinct import rewrite_distinct
 from .kernel import (
     KERNEL_FLOOR_BYTES,
     Fragment,
+    KernelRun,
     StreamBroken,
     Unsupported,
     compile_plan,
@@ -42,6 +43,7 @@ from .resolve import SchemaResolver, bind_scan_schemas, decoded
 
 __all__ = [
     "Fragment",
+    "KernelRun",
     "PlanBuilder",
     "SchemaResolver",
     "SortSpec",
