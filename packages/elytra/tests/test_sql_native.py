@@ -22,6 +22,7 @@ import elytra
 from elytra import SQLPlanError
 from elytra.nativesql import native_of
 from elytra.sqlplan import parse_query
+from platform_core import PlatformError
 
 from .conftest import read_tables, views_oracle
 from .test_break35_sql import QUERIES, _same, write_tables
@@ -179,6 +180,9 @@ def test_a_cap_duckdb_cannot_run_under_falls_back_to_the_plan(tmp_path: Path) ->
         "SELECT getenv('HOME') AS h FROM t1",
         "SELECT current_setting('temp_directory') AS d FROM t1",
         "SELECT 1 AS x FROM t1; SELECT 2",
+        # a sample or an UNPIVOT was dropped from the text and from the plan: all rows
+        "SELECT count(*) AS n FROM t1 TABLESAMPLE RESERVOIR(5 ROWS)",
+        "SELECT count(*) AS n FROM t4 UNPIVOT (v FOR c IN (k, s))",
     ],
 )
 def test_the_text_reads_nothing_the_caller_did_not_give(
@@ -188,3 +192,41 @@ def test_the_text_reads_nothing_the_caller_did_not_give(
     planner does not translate or a second statement is refused before anything runs."""
     with pytest.raises(SQLPlanError):
         whole.sql(sql, read_tables(whole, files))
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # found from outside: sqlglot's optimizer drops these parts, so the planner never saw
+        # the function in them; DuckDB ran it, and a result's order read out its setting
+        "SELECT DISTINCT k FROM (SELECT k FROM t3 ORDER BY "
+        "ascii(substr(current_setting('TimeZone'), 1, 1)) - k) x",
+        "WITH unused AS (SELECT current_setting('temp_directory') AS d FROM t1) "
+        "SELECT count(*) AS n FROM t3",
+    ],
+)
+def test_a_function_the_planner_never_saw_is_not_run_from_the_text(
+    sql: str, files: dict[str, Path], whole: elytra.Session
+) -> None:
+    table, native = _ran(whole, whole.sql(sql, read_tables(whole, files)))
+    assert native == 0, sql
+    want = views_oracle(files).sql(sql).to_arrow_table()  # no order asked of the outer query
+    assert sorted(table.to_pylist(), key=repr) == sorted(want.to_pylist(), key=repr), sql
+
+
+def test_a_value_duckdb_cannot_convert_after_rows_went_out_is_named(tmp_path: Path) -> None:
+    """DuckDB fails after it streamed rows into the task's result file: the file goes and the
+    plan runs, which names the value (not a retried, unnamed ``StreamBroken``)."""
+    path = tmp_path / "big.parquet"
+    duckdb.sql(
+        f"COPY (SELECT i AS id, md5(i::VARCHAR) AS h FROM range(300000) r(i)) TO '{path}' "
+        "(FORMAT parquet)"
+    )
+    sql = "SELECT id, h, CAST(CASE WHEN id < 290000 THEN '1' ELSE 'x' END AS INTEGER) AS v FROM b"
+    with elytra.connect(
+        home=tmp_path / "home", backend="inline", driver_mem_cap="32MiB", **WHOLE
+    ) as s:
+        with pytest.raises(PlatformError, match="'x'"):
+            s.sql(sql, {"b": s.read_parquet(str(path))}).collect()
+        left = [f for f in (tmp_path / "home").rglob("*") if f.is_file() and "spill" in f.parts]
+        assert left == []

@@ -69,12 +69,16 @@ class NativeSql:
     """(placeholder, source name) pairs: the source is the one a pipeline's ``Input`` names."""
 
 
-def native_of(text: str, tree: exp.Query, tables: Mapping[str, Table]) -> NativeSql | None:
+def native_of(
+    text: str, tree: exp.Query, tables: Mapping[str, Table], planned: exp.Expr | None = None
+) -> NativeSql | None:
     """``tree`` (``text`` as parsed, before sqlglot's optimizer) with each table it reads as
     a placeholder, or None when a table it reads is not a source as it is (a pipeline with
     steps of its own: only its plan says what it holds) or a CTE's name is also a table's.
     Kept for the same text over the same sources (``_KEPT``): a query run again, as
     dashboards do, is not written out again."""
+    if planned is not None and not _functions(tree) <= _functions(planned):
+        return None  # a function sqlglot's optimizer dropped, which the planner never saw
     sources = {k.lower(): _source_of(v) for k, v in tables.items()}
     key = (text, tuple(sorted(sources.items(), key=lambda kv: kv[0])))
     with _KEPT_LOCK:
@@ -89,9 +93,30 @@ def native_of(text: str, tree: exp.Query, tables: Mapping[str, Table]) -> Native
     return native
 
 
+def _set_args(t: exp.Table) -> set[str]:
+    """The parts of a table reference that are set (a name, an alias, a sample, ...)."""
+    return {k for k, v in t.args.items() if v is not None and v != [] and v is not False}
+
+
 _KEPT: OrderedDict[tuple[Any, ...], NativeSql | None] = OrderedDict()
 _KEPT_MAX = 128
 _KEPT_LOCK = threading.Lock()
+
+
+def _functions(tree: exp.Expr) -> set[str]:
+    """The functions ``tree`` calls, by sqlglot's class and a named function's name. The text
+    DuckDB runs is the parsed tree, the one the planner checked is the optimized tree: a
+    function only in the first (a derived table's ORDER BY under a DISTINCT, an unused CTE,
+    ``TRUE OR f()``) was never checked, and ran (a break-it pass read DuckDB's
+    ``current_setting('temp_directory')`` out of a result's order this way)."""
+    return {
+        f"{type(f).__name__}:{f.name.lower() if isinstance(f, exp.Anonymous) else ''}"
+        for f in tree.find_all(exp.Func)
+        if not isinstance(f, _LOGIC)  # AND, EXISTS, =: what decorrelation rewrites, no function
+    }
+
+
+_LOGIC = (exp.Connector, exp.Predicate, exp.SubqueryPredicate, exp.Exists, exp.Not)
 
 
 def _placeheld(tree: exp.Query, sources: Mapping[str, str | None]) -> NativeSql | None:
@@ -107,8 +132,8 @@ def _placeheld(tree: exp.Query, sources: Mapping[str, str | None]) -> NativeSql 
         if name in ctes:
             continue
         source = sources.get(name)
-        if source is None:
-            return None
+        if source is None or _set_args(t) - {"this", "alias"}:
+            return None  # a table with more than its name (a sample, an UNPIVOT): not here
         placeholder = placeholders.setdefault(source, f"{_STEM}{token}_{len(placeholders)}")
         alias = t.args.get("alias") or exp.TableAlias(this=exp.to_identifier(t.name, quoted=True))
         t.replace(exp.Table(this=exp.to_identifier(placeholder, quoted=True), alias=alias))

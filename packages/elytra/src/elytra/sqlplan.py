@@ -834,6 +834,12 @@ def _only_named_tables(tree: exp.Expr) -> None:
             )
         if t.args.get("db") is not None or t.args.get("catalog") is not None:
             raise SQLPlanError(f"the qualified name {_sql(t)!r} is not allowed: name a table")
+        for part in ("sample", "pivots"):
+            if t.args.get(part):  # planned as the whole table, the answer would be wrong
+                raise SQLPlanError(
+                    f"{part.upper().rstrip('S')} on a table ({_sql(t)!r}) is not planned into "
+                    "stages"
+                )
     for node in tree.find_all(exp.Values, exp.Unnest):
         raise SQLPlanError(f"{type(node).__name__.upper()} as a source is not planned into stages")
 
@@ -921,7 +927,7 @@ def plan_sql(text: str, tables: Mapping[str, Pipeline], tree: exp.Query | None =
         raise names
     if names != pipe.columns:
         pipe = pipe.rename(dict(zip(pipe.columns, names, strict=True)))
-    return dataclasses.replace(pipe, native=native_of(text, tree, known))
+    return dataclasses.replace(pipe, native=native_of(text, tree, known, optimized))
 
 
 _OPTIMIZED: OrderedDict[tuple[str, tuple[tuple[str, bytes], ...]], tuple[exp.Query, list[str]]] = (

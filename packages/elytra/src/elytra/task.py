@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from emsqrt import EngineConfig, run
-from emsqrt.planning import SchemaResolver, plan_from_json
+from emsqrt.planning import SchemaResolver, StreamBroken, plan_from_json
 from platform_core import MemCap
 
 from .rangestep import run_step
@@ -211,6 +211,13 @@ def _native(task: Task, plan: Any, started: float) -> TaskResult | None:
             return None
         if spool is not None:
             spool.close()
+    except StreamBroken:
+        # DuckDB failed after rows went into the result file, which goes: the plan runs and
+        # names the fault (a value that does not convert), not a retry of the same failure
+        if spool is not None:
+            spool.abort()
+            return None
+        raise
     except BaseException:
         if spool is not None:
             spool.abort()
