@@ -124,7 +124,7 @@ def test_no_text_where_a_cte_is_named_as_a_table(files: dict[str, Path]) -> None
     with elytra.connect(home=files["t1"].parent / "cte-home", backend="inline", **WHOLE) as s:
         tables = read_tables(s, files)
         sql = "WITH t3 AS (SELECT k FROM t4 WHERE s = 'x1') SELECT count(*) AS n FROM t3"
-        assert native_of(sql, parse_query(sql), tables) is None
+        assert native_of(sql, parse_query(sql), tables, parse_query(sql)) is None
         table, native = _ran(s, s.sql(sql, tables))
         assert native == 0
         assert table.to_pylist() == views_oracle(files).sql(sql).to_arrow_table().to_pylist()

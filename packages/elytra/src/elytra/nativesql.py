@@ -70,14 +70,14 @@ class NativeSql:
 
 
 def native_of(
-    text: str, tree: exp.Query, tables: Mapping[str, Table], planned: exp.Expr | None = None
+    text: str, tree: exp.Query, tables: Mapping[str, Table], planned: exp.Expr
 ) -> NativeSql | None:
     """``tree`` (``text`` as parsed, before sqlglot's optimizer) with each table it reads as
     a placeholder, or None when a table it reads is not a source as it is (a pipeline with
-    steps of its own: only its plan says what it holds) or a CTE's name is also a table's.
-    Kept for the same text over the same sources (``_KEPT``): a query run again, as
+    steps of its own: only its plan says what it holds), a CTE's name is also a table's, or
+    it calls a function ``planned`` (the tree the planner checked) does not. Kept for the same text over the same sources (``_KEPT``): a query run again, as
     dashboards do, is not written out again."""
-    if planned is not None and not _functions(tree) <= _functions(planned):
+    if not _functions(tree) <= _functions(planned):
         return None  # a function sqlglot's optimizer dropped, which the planner never saw
     sources = {k.lower(): _source_of(v) for k, v in tables.items()}
     key = (text, tuple(sorted(sources.items(), key=lambda kv: kv[0])))
