@@ -141,7 +141,9 @@ def test_a_stream_that_times_out_before_its_first_batch_is_an_error_answer(
     """A query that times out at once answers an error, in every streamed format (the gateway
     fuzzer saw a 2e-131 s timeout cut an Arrow stream after its headers when the query
     opened in time and its first batch did not; the first batch is now made before the
-    headers go out, which this timing-dependent case does not always reach)."""
+    headers go out). A fetch past the deadline raises even when the timer thread has not
+    run yet: CI once saw the timer fire between the first chunk and the second, cutting a
+    CSV stream after its headers."""
     with api(proc) as h:
         r = h.post("/query", json={"sql": "SELECT * FROM t", "format": fmt, "timeout": 2e-131})
         assert r.status_code == 408, (r.status_code, r.text[:200])

@@ -9,10 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from lake import LakeNode, SQLError, check_read_only
 from lake.errors import QueryTimeoutError
+from lake.sql.engine import ResultStream
 from lake.sql.readonly import sandboxed_connection
 
 QUERIES = [
@@ -169,6 +171,20 @@ def test_timeout_and_cancel(loaded: tuple[LakeNode, duckdb.DuckDBPyConnection]) 
     assert isinstance(errors[0], QueryTimeoutError)
     assert "cancelled" in errors[0].message
     assert node.engine.cancel("q-cancel-me") is False
+
+
+def test_a_fetch_past_the_deadline_raises_before_the_timer_thread_runs() -> None:
+    """The deadline is checked on each fetch, not only by the timer thread: CI saw a timer
+    fire between a stream's first chunk and its second, cutting a CSV answer after its
+    headers instead of answering 408. Here no timer exists at all."""
+    batch = pa.record_batch({"x": pa.array([1, 2, 3])})
+    stream = ResultStream(batch.schema, iter([batch, batch]), "q-late", "select", started=0.0)
+    stream.limit, stream.deadline = 1.0, time.monotonic() + 3600
+    assert stream.next_batch() == batch  # before the deadline
+    stream.deadline = time.monotonic() - 1e-9
+    with pytest.raises(QueryTimeoutError, match=r"timeout of 1 s"):
+        stream.next_batch()
+    assert stream.timed_out
 
 
 def test_a_cancel_at_any_moment_of_the_start_stops_the_query(

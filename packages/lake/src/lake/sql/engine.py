@@ -103,6 +103,8 @@ class ResultStream:
         """Which engine answered: ``lake`` (this planner) or an executor's name (``elytra``)."""
         self.sql = ""
         self.limit = 0.0
+        self.deadline = math.inf
+        """``time.monotonic()`` past which a fetch raises, even before the timer thread fired."""
         self._batches = batches
         self._pending: pa.RecordBatch | None = None
         self._interrupt: Callable[[], None] | None = None
@@ -173,6 +175,8 @@ class ResultStream:
 
     def next_batch(self) -> pa.RecordBatch | None:
         with self._lock:
+            if not self.cancelled and time.monotonic() >= self.deadline:
+                self.timed_out = True  # the timer thread may not have run yet
             if self.cancelled or self.timed_out:
                 stopped: QueryTimeoutError | None = self._stopped()
             elif self._closed:
@@ -583,6 +587,7 @@ class QueryEngine:
         it) with its timeout running; finishing it gives the sandbox back."""
         stream = ResultStream(pa.schema([]), iter(()), query_id, "select", started=0.0)
         stream.sql, stream.limit = sql, limit
+        stream.deadline = time.monotonic() + limit
         stream._interrupt = conn.interrupt
         timer = threading.Timer(limit, lambda: stream.stop(cancelled=False))
         timer.daemon = True
