@@ -132,11 +132,12 @@ def _scale(t: FieldType) -> int:
     return (t.scale or 0) if is_decimal(t) else 0
 
 
-def _no_zero_divisor(b: Value) -> None:
+def _no_zero_divisor(a: Value, b: Value) -> None:
     """Raise as DuckDB does for a zero divisor of decimals' ``%`` computed in DOUBLE (where
-    a DOUBLE's own ``% 0`` is NaN): on any row, whatever the rest of the expression makes of
-    it (found by the decimal property test: ``a + (0.05 % h)`` with ``a`` NULL, ``h`` 0)."""
-    if pc.any(pc.equal(b, 0)).as_py():
+    a DOUBLE's own ``% 0`` is NaN): on any row whose dividend is not NULL, whatever the rest
+    of the expression makes of it (found by the decimal property test: ``a + (0.05 % h)``
+    with ``a`` NULL and ``h`` 0 raises; ``a % floor(i)`` with ``a`` NULL and ``i`` 0 is NULL)."""
+    if pc.any(pc.and_kleene(pc.equal(b, 0), pc.is_valid(a))).as_py():
         raise pa.ArrowInvalid("divide by zero")
 
 
@@ -169,8 +170,10 @@ def arith_impl(op: str) -> Implementation:
         if op == "%":
             if is_int(result):
                 return xc.remainder_checked(a, b)
-            if any(is_decimal(t) for t in types):
-                _no_zero_divisor(b)  # decimals' % in DOUBLE (past 38 digits): DuckDB raises
+            if any(is_decimal(t) for t in types) and not any(is_float(t) for t in types):
+                # decimals' % in DOUBLE (past 38 digits): DuckDB raises; with a float operand
+                # it is a DOUBLE's own %, NaN for a zero divisor
+                _no_zero_divisor(a, b)
             return xc.remainder(a, b)
         return (_CHECKED if is_int(result) else _FLOAT)[op](a, b)
 

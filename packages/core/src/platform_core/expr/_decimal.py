@@ -190,15 +190,40 @@ def decimal_remainder(a: Value, b: Value, result: FieldType) -> Value:
         eager_only(a, f"% of {result}")
         eager_only(b, f"% of {result}")
         pa_, pb = max(_unscaled_digits(a, s), s, 1), max(_unscaled_digits(b, s), s, 1)
-        if pa_ + max(pb, 3) + 2 > 76:  # the types of the steps below would pass 76
-            raise pa.ArrowInvalid(
-                f"% of {result} values this large does not fit decimal256; CAST them to f64"
-            )
+        if pa_ + max(pb, 3) + 2 > 76:  # the steps below would pass decimal256's 76 digits
+            return _remainder_of_unscaled(a, b, s, result)
     wa, wb = cast(a, pa.decimal256(pa_, s)), cast(b, pa.decimal256(pb, s))
     quotient = xc.divide(wa, wb)  # scale max(4, pb + 1): the whole part exact
     whole = cast(quotient, pa.decimal256(pa_, 0), safe=False)  # truncated toward zero
     product = xc.multiply_checked(whole, wb)
     return cast(xc.subtract_checked(wa, product), result.to_arrow())
+
+
+def _remainder_of_unscaled(a: Value, b: Value, scale: int, result: FieldType) -> Value:
+    """``a % b`` of two decimals of scale ``scale`` as DuckDB computes it in its 128-bit
+    integers: the remainder of the unscaled values, with the dividend's sign. Only for values
+    past 36 digits (Arrow's decimal256 division cannot hold their quotient), so Python's
+    integers, one value at a time, are the exact way here and not a hot path."""
+    rows = max((len(v) for v in (a, b) if not isinstance(v, pa.Scalar)), default=1)
+
+    def values(v: Value) -> list[object]:
+        return [v.as_py()] * rows if isinstance(v, pa.Scalar) else v.to_pylist()
+
+    exact = _pydecimal.Context(prec=100)
+    out: list[_pydecimal.Decimal | None] = []
+    for x, y in zip(values(a), values(b), strict=True):
+        if x is None or y is None:
+            out.append(None)
+            continue
+        ux = int(_pydecimal.Decimal(x).scaleb(scale, context=exact))
+        uy = int(_pydecimal.Decimal(y).scaleb(scale, context=exact))
+        if uy == 0:
+            raise pa.ArrowInvalid("divide by zero")
+        r = abs(ux) % abs(uy)
+        out.append(_pydecimal.Decimal(-r if ux < 0 else r).scaleb(-scale, context=exact))
+    if all(isinstance(v, pa.Scalar) for v in (a, b)):
+        return pa.scalar(out[0], result.to_arrow())
+    return pa.array(out, result.to_arrow())
 
 
 def decimal_round(x: Value, source: FieldType, digits: int, result: FieldType) -> Value:
