@@ -265,7 +265,7 @@ def test_a_split_task_names_its_chunk_by_hash_and_keeps_its_range(
         home=one_chunk, backend="local", workers=2, split_bytes=0, progress=False
     ) as s:
         p = s.dataset("sales").filter("amount > 10")
-        _, tasks = s.driver.plan(p, "j", tmp_path, _chunks_by_name(p))
+        _, tasks = s.driver.plan(p, "j", tmp_path, _chunks_by_name(p.sources))
         (source,) = p.sources.values()
         ((sha, path, _),) = source.chunks  # type: ignore[attr-defined]
     assert len(tasks) == 2

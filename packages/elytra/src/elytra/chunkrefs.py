@@ -76,7 +76,9 @@ def rewrite_scans(node: Any, paths: dict[str, str]) -> Any:
 def repathed(task: Task, paths: dict[str, str], files: tuple[str, ...]) -> Task:
     """``task`` reading each path in ``paths`` at its new path, in its plan and in its
     query's scans (``nativesql``), its ``files`` now ``files``."""
-    plan = json.dumps(rewrite_scans(json.loads(task.plan), paths), separators=(",", ":"))
+    plan = task.plan  # none for a query run before it was planned (``nativequery``)
+    if plan:
+        plan = json.dumps(rewrite_scans(json.loads(plan), paths), separators=(",", ":"))
     sql = task.sql
     if sql:
         sql = json.dumps(rewrite_scans(json.loads(sql), paths), separators=(",", ":"))

@@ -10,7 +10,7 @@ import logging
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -45,6 +45,7 @@ from .exchange import (
 from .explain import render
 from .having import above_final, exchange_bytes
 from .jobs import Job, JobRecorder
+from .nativequery import NativeQuery
 from .nativesql import native_task
 from .outfile import write_table
 from .planchunks import planner_copies, small_table
@@ -57,7 +58,7 @@ from .resultstore import ResultStore, ResultWriter, StoredResult
 from .semireduce import reduce_group_sides
 from .settings import ElytraSettings
 from .shuffle import Shuffle
-from .sidesize import Broadcastable, plan_read_bytes
+from .sidesize import Broadcastable, plan_read_bytes, side_bytes
 from .sources import (
     ArrowSource,
     FileSource,
@@ -290,13 +291,9 @@ class Driver:
         its own count of parts (``repartition``). Where the backend's nodes are all one
         machine, the bound is a quarter of :meth:`whole_cap`, and ``whole_query_bytes`` only
         when it was set (0 still means never)."""
-        limit = min(int(self.settings.whole_query_bytes), int(self.settings.worker_mem_cap) // 4)
+        limit = self._whole_limit()
         if limit <= 0:
             return False
-        if self._machine_slots() is not None:  # a bound the user set still holds
-            mine = "whole_query_bytes" in self.settings.model_fields_set
-            quarter = self.whole_cap() // 4
-            limit = min(int(self.settings.whole_query_bytes), quarter) if mine else quarter
         names = input_names(p.node)
         if not names or any(not isinstance(p.sources.get(n), Source) for n in names):
             return False
@@ -306,6 +303,31 @@ class Driver:
         footers = _footers(p)
         sources = {n: p.sources[n] for n in names}
         return plan_read_bytes(p.node, sources, lambda f: footers.get(f, f)) <= limit
+
+    def _whole_limit(self) -> int:
+        """The most a job run as one task reads (:meth:`whole`); 0: never."""
+        limit = min(int(self.settings.whole_query_bytes), int(self.settings.worker_mem_cap) // 4)
+        if limit <= 0:
+            return 0
+        if self._machine_slots() is not None:  # a bound the user set still holds
+            mine = "whole_query_bytes" in self.settings.model_fields_set
+            quarter = self.whole_cap() // 4
+            limit = min(int(self.settings.whole_query_bytes), quarter) if mine else quarter
+        return limit
+
+    def whole_native(self, q: NativeQuery) -> bool:
+        """Whether ``q`` runs as one task before it is planned (``nativequery``): as
+        :meth:`whole` decides for a pipeline, the columns its text names of each table
+        weighed as a plan's projections are."""
+        limit = self._whole_limit()
+        if limit <= 0:
+            return False
+        read = 0
+        for src in q.sources.values():
+            chain = lp.Project(src.leaf(), tuple((c, c) for c in q.columns[src.name]))
+            footers = _footers_of([src])
+            read += side_bytes(chain, src, lambda f, at=footers: at.get(f, f))  # type: ignore[misc]
+        return read <= limit
 
     def _machine_slots(self) -> int | None:
         """The tasks the backend runs at once when its nodes are all one machine, else None
@@ -465,6 +487,30 @@ class Driver:
         thread.start()
         return job
 
+    def submit_native(
+        self,
+        q: NativeQuery,
+        *,
+        owner: str | None = None,
+        recorder: JobRecorder | None = None,
+        timeout: float | None = None,
+        store: ResultStore | None = None,
+    ) -> Job:
+        """Start ``q`` (``nativequery``) as a job of one task that runs its text on DuckDB,
+        with no plan: where DuckDB declines, the job fails with ``NativeDeclinedError`` and
+        the caller plans the query (``session.sql``). Its rows go to ``store`` when given."""
+        plan = f"the query's own text run by DuckDB: {q.native.text}"
+        job = Job(new_id(), owner=owner, plan=plan, recorder=recorder)
+        limit = timeout if timeout is not None else self.settings.job_timeout_seconds
+        thread = threading.Thread(
+            target=self._run,
+            args=(job, q, limit, None, False, store),
+            name=f"elytra-job-{job.id}",
+            daemon=True,
+        )
+        thread.start()
+        return job
+
     def _job(self, p: Pipeline, owner: str | None, recorder: JobRecorder | None) -> Job:
         from .explain import describe
 
@@ -495,7 +541,7 @@ class Driver:
     def _run(
         self,
         job: Job,
-        p: Pipeline,
+        p: Pipeline | NativeQuery,
         timeout: float,
         write: str | None = None,
         admin: bool = False,
@@ -514,18 +560,20 @@ class Driver:
         error: BaseException | None = None
         written: dict[str, Any] | None = None
         writer: ResultWriter | None = None
+        run = self._execute_native if isinstance(p, NativeQuery) else self._execute
         try:
             writer = store.writer(job.id, job.owner) if store is not None else None
             if write is not None:
+                assert not isinstance(p, NativeQuery)  # a query run unplanned writes none
                 # a dataset version; a copy stored for the result route while it fits
                 written = self._write(job, p, spill, stats, write, admin, writer)
                 if writer is not None and writer.alive:
                     written |= {"stored": True, **_stored(writer.commit(self._merge_schema(p)))}
             elif writer is not None:
-                self._execute(job, p, spill, stats, writer.write)
+                run(job, p, spill, stats, writer.write)  # type: ignore[arg-type]
                 written = {"where": "stored", **_stored(writer.commit(self._merge_schema(p)))}
             else:
-                table = self._execute(job, p, spill, stats)
+                table = run(job, p, spill, stats)  # type: ignore[arg-type]
             if written is not None and store is not None and store.holder is not None:
                 written["node"] = store.holder  # the platform of the cluster that serves it
         except BaseException as exc:
@@ -583,16 +631,101 @@ class Driver:
         return {"where": "dataset", "dataset": name, "version": version, "rows": stats.rows_out}
 
     @staticmethod
-    def _merge_schema(p: Pipeline) -> pa.Schema:
+    def _merge_schema(p: Pipeline | NativeQuery) -> pa.Schema:
         """The schema of the job's rows (what an empty result is written with)."""
-        return _arrow_schema(p.schema)
+        return p.schema if isinstance(p, NativeQuery) else _arrow_schema(p.schema)
+
+    def _execute_native(
+        self,
+        job: Job,
+        q: NativeQuery,
+        spill: Path,
+        stats: JobStats,
+        on_batch: Callable[[pa.RecordBatch], None] | None = None,
+    ) -> pa.Table | None:
+        """Run ``q`` as one task of no plan (:meth:`submit_native`): its text over a scan of
+        every file of each table, under the cap of a job run whole, placed by its big
+        tables' chunks as any whole task; its rows returned, or streamed to ``on_batch``."""
+        tid = job.id
+        remote = bool(getattr(self.backend, "resolves_chunks", False))
+        if remote:  # the platform that runs the task finds its chunks
+            sources = _chunks_by_name(q.sources)
+        else:
+            sources = self._localize(q.sources, spill / "chunks", job.cancel_event)
+        small = {
+            n for n, src in sources.items() if isinstance(src, LakeSource) and small_table(src)
+        }
+        parts = {n: one_part(src) for n, src in sources.items()}
+        own = tuple(f for n, part in parts.items() if n not in small for f in part.files)
+        shared = tuple(f for n, part in parts.items() if n in small for f in part.files)
+        task = Task(
+            id=f"{tid}-s0-t0",
+            stage=0,
+            plan="",
+            mem_cap=MemCap(self.whole_cap()),
+            spill_dir=str(spill / "s0-t0"),
+            files=own + shared,
+            shared_files=len(shared),
+            bytes_in=sum(part.bytes for part in parts.values()),
+            sql=native_task(q.native, lambda name: whole_scan(sources[name]), q.schema),
+        )
+        if remote:  # small tables go with the task (as a whole task's broadcast sides do)
+            (task,) = self._small_sides([task], sources, spill, job.cancel_event)
+        stats.tasks_total += 1
+        job.plan_stage(0, 1, tid)
+        stats.rows_in += sum(n for n in (src.rows() for src in sources.values()) if n is not None)
+        job.update(
+            tasks=_tasks(stats, 0, started=False), rows_in=stats.rows_in, backend=self.backend.name
+        )
+        results = StageResults(spill / "results", int(self.settings.driver_mem_cap) // 2)
+        if self.settings.backend in ("local", "inline", "ray"):  # a large result as a file
+            task = _to_file(task, spill, results)
+        results.expect("stage0", q.schema)
+        started = time.perf_counter()
+        try:
+            self._round(job, [task], stats, results, {0: "stage0"})
+            stats.stage_seconds["tasks"] = time.perf_counter() - started
+            merge, held = results.merge_inputs(lp.Input("stage0", Schema.from_arrow(q.schema)))
+        finally:
+            results.close()
+            release = getattr(self.backend, "release", None)
+            if release is not None:
+                release(tid)
+        self._started(job, stats)
+
+        def emit(batch: pa.RecordBatch) -> None:
+            if job.cancel_event.is_set():  # a cancel (or the timeout) stops a long write
+                raise JobCancelledError(f"job {job.id} was cancelled")
+            assert on_batch is not None
+            on_batch(batch)
+
+        t0 = time.perf_counter()
+        pieces = _concatenation(merge)
+        assert pieces is not None  # one task's rows, held or in its file
+        out, rows = _concatenate(merge, pieces, held, emit if on_batch else None)
+        if job.cancel_event.is_set():
+            raise JobCancelledError(f"job {job.id} was cancelled")
+        stats.merge_seconds = time.perf_counter() - t0
+        stats.rows_out = rows
+        job.update(
+            rows_out=rows,
+            spilled_bytes=stats.spilled_bytes,
+            native_tasks=stats.native_tasks,
+            stages={
+                "tasks": {"seconds": round(stats.stage_seconds["tasks"], 6)},
+                "merge": {"seconds": round(stats.merge_seconds, 6)},
+            },
+        )
+        return out
 
     @staticmethod
     def _time_out(job: Job) -> None:
         job.timed_out = True
         job.cancel_event.set()
 
-    def _localize(self, p: Pipeline, where: Path, cancel: threading.Event) -> dict[str, Source]:
+    def _localize(
+        self, sources: Mapping[str, Source], where: Path, cancel: threading.Event
+    ) -> dict[str, Source]:
         """The pipeline's sources with every chunk on this node: the ones it lacks are fetched
         from a replica (checked) into the job's directory, which goes when the job ends. In a
         cluster this node's own copies are pinned there too (hard links): the lake may trim
@@ -602,7 +735,7 @@ class Driver:
         a hung replica holds a fetch (found from outside: a SIGSTOPped platform held a job
         queued 20 s past its 5 s timeout, and its cancel)."""
         out: dict[str, Source] = {}
-        for name, src in p.sources.items():
+        for name, src in sources.items():
             if isinstance(src, LakeSource) and src.missing() and self.fetch is None:
                 raise PipelineError(f"{src.describe()}: chunks are missing on this node")
             if isinstance(src, LakeSource) and self.fetch is not None:  # in a cluster
@@ -616,7 +749,11 @@ class Driver:
         return out
 
     def _small_sides(
-        self, tasks: list[Task], p: Pipeline, spill: Path, cancel: threading.Event
+        self,
+        tasks: list[Task],
+        sources: Mapping[str, Source],
+        spill: Path,
+        cancel: threading.Event,
     ) -> list[Task]:
         """On Ray across platforms, ``tasks`` with each broadcast side of a small table
         (``planchunks.small_table``) read from a file in the job's directory (pinned, or
@@ -626,14 +763,14 @@ class Driver:
         on the coordinator's node."""
         small = {
             name: src
-            for name, src in p.sources.items()
+            for name, src in sources.items()
             if isinstance(src, LakeSource)
             and small_table(src)
             and (self.fetch is not None or not src.missing())
         }
         if not small or not any(t.shared_files for t in tasks):
             return tasks
-        here = self._localize(replace(p, sources=small), spill / "chunks", cancel)
+        here = self._localize(small, spill / "chunks", cancel)
         paths = {
             chunk_ref(sha): path
             for src in here.values()
@@ -756,16 +893,16 @@ class Driver:
         remote = bool(getattr(self.backend, "resolves_chunks", False))  # Ray across platforms
         # with Ray across platforms the platform that runs a task finds its chunks
         if remote:
-            sources = _chunks_by_name(p)
+            sources = _chunks_by_name(p.sources)
         else:
-            sources = self._localize(p, spill / "chunks", job.cancel_event)
+            sources = self._localize(p.sources, spill / "chunks", job.cancel_event)
         # a worker-side exchange writes where the driver's next tasks read: this machine, or
         # on Ray across platforms Ray's object store (``backends.rayobjects``)
         local = self.settings.backend in ("local", "inline", "ray")
         shuffle = local and (not remote or self.settings.ray_exchange == "objects")
         plan, tasks = self.plan(p, tid, spill, sources, shuffle, whole)
         if remote:  # small broadcast sides go with the tasks (``_small_sides``)
-            tasks = self._small_sides(tasks, p, spill, job.cancel_event)
+            tasks = self._small_sides(tasks, p.sources, spill, job.cancel_event)
             for i, stage in enumerate(plan.stages):
                 stage.tasks = [t for t in tasks if t.stage == i]
         stats.tasks_total += len(tasks)  # after those of the sides run first
@@ -1386,22 +1523,27 @@ def _size(src: Source) -> int:
 def _footers(p: Pipeline) -> dict[str, str]:
     """Where this node holds each lake chunk a task names by hash (``lake-chunk:``), so that
     a part can be cut by the row groups in its footer (a chunk not here is not cut)."""
+    return _footers_of(p.sources.values())
+
+
+def _footers_of(sources: Iterable[Source]) -> dict[str, str]:
+    """:func:`_footers` of these sources."""
     return {
         chunk_ref(sha): path
-        for src in p.sources.values()
+        for src in sources
         if isinstance(src, LakeSource)
         for sha, path, _ in src.chunks
         if path
     }
 
 
-def _chunks_by_name(p: Pipeline) -> dict[str, Source]:
-    """The pipeline's sources with each lake chunk named by its hash (``lake-chunk:``)."""
+def _chunks_by_name(sources: Mapping[str, Source]) -> dict[str, Source]:
+    """The sources with each lake chunk named by its hash (``lake-chunk:``)."""
     return {
         name: replace(src, chunks=tuple((sha, chunk_ref(sha), n) for sha, _, n in src.chunks))
         if isinstance(src, LakeSource)
         else src
-        for name, src in p.sources.items()
+        for name, src in sources.items()
     }
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "ExchangeLostError",
     "JobCancelledError",
     "JobTimeoutError",
+    "NativeDeclinedError",
     "PipelineError",
     "ResultGoneError",
     "ResultTooLargeError",
@@ -108,3 +109,9 @@ class TooManyJobsError(ElytraError, OverBudgetError):
 class SQLPlanError(PipelineError):
     """``session.sql``: a query that does not parse, or a construct not yet planned into
     stages (the message names it); nothing ran."""
+
+
+class NativeDeclinedError(ElytraError, BadInputError):
+    """A query run before it was planned (``nativequery``) that DuckDB declined in its task
+    (out of the task's cap before a row went out, a text it refuses): the same on every
+    attempt, so never retried; the SQL route plans the query and runs that instead."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -27,6 +27,9 @@ from .pipeline import Pipeline
 from .remote import RemoteDriver, remote_dataset, upload_temporary
 from .settings import ElytraSettings
 from .sources import ArrowSource, FileSource, LakeSource, Source
+
+if TYPE_CHECKING:
+    from .nativequery import NativeQuery
 
 __all__ = ["Session", "connect", "make_backend"]
 
@@ -187,6 +190,20 @@ class Session:
                     # no dataset can have (a path): a table the query names
                     raise SQLPlanError(f"table {name!r}: {exc}") from None
         return plan_sql(query, given, tree)
+
+    def native_sql(self, query: str) -> NativeQuery | None:
+        """``query`` over this session's lake datasets as a query DuckDB runs whole before it
+        is planned (``nativequery``: the SQL route's short path), or None when it must be
+        planned first (``sql`` then says what is wrong with it, if anything is)."""
+        from .nativequery import native_query
+        from .sqlplan import bound_schema, parse_query, table_names
+
+        try:
+            tree = parse_query(query)
+            tables = {name: self.dataset(name) for name in table_names(tree)}
+        except (PipelineError, BadInputError):  # ``sql`` raises it again, with its context
+            return None
+        return native_query(query, tree, tables, bound_schema)
 
     def from_arrow(self, table: pa.Table | pa.RecordBatch) -> Pipeline:
         if isinstance(table, pa.RecordBatch):

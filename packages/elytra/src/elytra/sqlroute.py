@@ -12,13 +12,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from lake.errors import TIMEOUT_ADVICE, QueryTimeoutError, TooLargeError
 from lake.interfaces import SQLDeclined, SQLRun
 
-from .errors import JobCancelledError, JobTimeoutError, ResultTooLargeError
+from .errors import (
+    JobCancelledError,
+    JobTimeoutError,
+    NativeDeclinedError,
+    ResultTooLargeError,
+)
 from .sqlanswers import StoredAnswer
 from .sqlexplain import TaskRecord, analyze_json, explain_table, plan_json
 
@@ -142,8 +147,14 @@ class PlatformSQL:
             )
         session, recording = self._session()
         try:
+            if mode == "run":
+                started = time.monotonic()
+                ran = self._run_native(session, sql, user, timeout, query_id, cancelled)
+                if ran is not None:
+                    return ran
+                timeout = max(timeout - (time.monotonic() - started), 0.001)
             p = self._plan(session, sql)
-            reads = self._reads(p)
+            reads = self._reads(p.sources.values())
             plan = self._explained(session, p) if mode != "run" else None
             if mode == "explain":
                 assert plan is not None
@@ -171,14 +182,48 @@ class PlatformSQL:
             raise SQLDeclined(f"{type(exc).__name__}: {_message(exc)}") from None
         return p
 
-    def _reads(self, p: Pipeline) -> list[dict[str, Any]]:
+    def _run_native(
+        self,
+        session: Session,
+        sql: str,
+        user: str,
+        timeout: float,
+        query_id: str,
+        cancelled: threading.Event,
+    ) -> SQLRun | None:
+        """The query run as DuckDB's own text before it is planned (``nativequery``), or None
+        when it is to be planned: it does not qualify, is not small enough to run as one
+        task, or DuckDB declined it in its task."""
+        from .driver import Driver
+
+        driver = session.driver
+        assert isinstance(driver, Driver), "the route's sessions drive their own jobs"
+        q = session.native_sql(sql)
+        if q is None or not driver.whole_native(q):
+            return None
+        reads = self._reads(q.sources.values())
+        job = driver.submit_native(
+            q, owner=user, recorder=session.recorder, timeout=timeout, store=self.answers
+        )
+        try:
+            self._waited(job, timeout, query_id, cancelled)
+        except SQLDeclined:
+            if isinstance(job.error, NativeDeclinedError):
+                log.info("query %s is planned: %s", query_id, job.error.message)
+                return None
+            raise
+        if self.answers is not None:
+            return SQLRun(None, reads=reads, answer=StoredAnswer(self.answers, job.id))
+        return SQLRun(job.result(), reads=reads)
+
+    def _reads(self, sources: Iterable[object]) -> list[dict[str, Any]]:
         """The chunks of the dataset versions the query reads, as the lake's route lists them
         (``node``: this node when it holds the chunk, else ``replica``: the cluster fetches it)."""
         from .sources import LakeSource
 
         out: list[dict[str, Any]] = []
         seen: set[tuple[str, int]] = set()
-        for src in p.sources.values():
+        for src in sources:
             if not isinstance(src, LakeSource) or (src.dataset, src.version) in seen:
                 continue
             seen.add((src.dataset, src.version))
@@ -215,9 +260,8 @@ class PlatformSQL:
         cancelled: threading.Event,
         store: ResultStore | None = None,
     ) -> Job:
-        """The query's job, run to its end (its rows into ``store`` when given): a cancel or the
-        timeout is the lake's timeout error, an answer past its limit the lake's 413, and any
-        other failure declines (the lake reruns the query and answers as it would)."""
+        """The query's job (its rows into ``store`` when given), run to its end
+        (:meth:`_waited`); refused before it ran, it declines."""
         from .driver import Driver
 
         driver = session.driver
@@ -228,6 +272,13 @@ class PlatformSQL:
             )
         except Exception as exc:  # refused before it ran: the lake's turn
             raise SQLDeclined(f"{type(exc).__name__}: {_message(exc)}") from None
+        return self._waited(job, timeout, query_id, cancelled)
+
+    @staticmethod
+    def _waited(job: Job, timeout: float, query_id: str, cancelled: threading.Event) -> Job:
+        """``job`` run to its end: a cancel or the timeout is the lake's timeout error, an
+        answer past its limit the lake's 413, and any other failure declines (the lake
+        reruns the query and answers as it would)."""
         started = time.perf_counter()
         while not job.done():
             if cancelled.is_set():

@@ -19,6 +19,7 @@ from emsqrt import EngineConfig, run
 from emsqrt.planning import SchemaResolver, StreamBroken, plan_from_json
 from platform_core import MemCap
 
+from .errors import NativeDeclinedError
 from .rangestep import run_step
 from .taskfile import ResultSpool
 
@@ -121,6 +122,14 @@ def execute(task: Task) -> TaskResult:
         table, seconds, stats = run_step(task)
         return TaskResult(task.id, table, seconds, stats)
     started = time.perf_counter()
+    if not task.plan:  # a query run before it was planned: DuckDB's text or nothing
+        done = _native(task, None, started)
+        if done is None:
+            raise NativeDeclinedError(
+                f"task {task.id}: DuckDB declined the query's text under a cap of "
+                f"{int(task.mem_cap)} bytes; it is planned and run as a plan instead"
+            )
+        return done
     plan = plan_from_json(task.plan, trusted=True)  # tasks come from this job's driver only
     config = EngineConfig(
         mem_cap_bytes=task.mem_cap, spill_dir=task.spill_dir, kernel_threads=max(1, task.threads)
@@ -187,10 +196,11 @@ def execute(task: Task) -> TaskResult:
 def _native(task: Task, plan: Any, started: float) -> TaskResult | None:
     """The task's query run whole by DuckDB (``nativesql``), its rows held or streamed to
     the result file as the plan's would be; None when DuckDB could not (nothing was handed
-    on): the plan runs."""
-    from .nativesql import run_native
+    on): the plan runs (``plan`` None: the task has none, and says so)."""
+    from .nativesql import native_schema, run_native
 
-    schema = SchemaResolver().schema(plan)
+    schema = native_schema(task.sql) if plan is None else SchemaResolver().schema(plan)
+    assert schema is not None  # a task of no plan carries its rows' schema
     spool: ResultSpool | None = None
     if task.result_file:
         path = f"{task.result_file}.a{task.attempt}"

@@ -28,7 +28,7 @@ precision raises DuckDB's error ("Overflow in multiplication of DECIMAL(18)") as
 from __future__ import annotations
 
 import decimal as _pydecimal
-from typing import Final
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -206,7 +206,7 @@ def _remainder_of_unscaled(a: Value, b: Value, scale: int, result: FieldType) ->
     integers, one value at a time, are the exact way here and not a hot path."""
     rows = max((len(v) for v in (a, b) if not isinstance(v, pa.Scalar)), default=1)
 
-    def values(v: Value) -> list[object]:
+    def values(v: Value) -> list[Any]:
         return [v.as_py()] * rows if isinstance(v, pa.Scalar) else v.to_pylist()
 
     exact = _pydecimal.Context(prec=100)

@@ -1,0 +1,238 @@
+"""The SQL route's short path (``elytra.nativequery``): a query small enough to run as one
+task runs as DuckDB's own text before it is planned.
+
+DuckDB over the same files is the oracle. Every query of the SQL test lists runs through the
+route (``PlatformSQL``) on the inline backend, a local pool and Ray over lake datasets, with
+``Session.sql`` (the planner) made to fail: a query that qualifies must answer without it and
+equal DuckDB. What must be planned first is: a function outside the allow list (one that
+reads a file, a setting or the environment among them), a table that is not a dataset, a
+query too big for one task. Where DuckDB declines in the task, the route plans the query and
+answers from the plan.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+import elytra
+from elytra import NativeDeclinedError
+from elytra.nativequery import allowed_functions
+from elytra.session import Session
+from elytra.settings import ElytraSettings
+from elytra.sqlroute import PlatformSQL
+from lake import LakeNode, lake_settings
+from lake.interfaces import SQLDeclined
+from lake.sql.tpch import QUERIES as TPCH
+from lake.sql.tpch import generate
+from platform_core import load_settings
+
+from .test_break35_sql import QUERIES, _same, write_tables
+from .test_sql_native import ODD, WHOLE
+from .test_sql_semi import NOT_SEMI, SEMI
+
+BREAK = QUERIES + SEMI + NOT_SEMI + ODD
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LakeNode, dict[str, Path]]]:
+    """The break-it tables and TPC-H at SF 0.01 as datasets of one lake node, and the
+    Parquet file of each, which the oracle reads."""
+    root = tmp_path_factory.mktemp("nativeroute")
+    con = duckdb.connect()
+    files: dict[str, Path] = {}
+    (root / "break").mkdir()
+    for t, d in write_tables(root / "break").items():
+        files[t] = root / f"{t}.parquet"
+        con.execute(f"COPY (SELECT * FROM read_parquet('{d}/*.parquet')) TO '{files[t]}'")
+    files |= {t: Path(f) for t, f in generate(0.01, root / "tpch").items()}
+    node = LakeNode(lake_settings(None, home=root / "home", chunk_bytes=256 * 1024))
+    try:
+        for t, f in files.items():
+            node.ingest(f, t, owner="alice")
+        yield node, files
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="module")
+def oracle(lake: tuple[LakeNode, dict[str, Path]]) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    for t, f in lake[1].items():
+        con.execute(f"CREATE VIEW {t} AS SELECT * FROM read_parquet('{f}')")
+    return con
+
+
+def _inline(node: LakeNode, home: Path, **settings: Any) -> PlatformSQL:
+    es = load_settings(
+        ElytraSettings, home=home, backend="inline", sql_route="always", **(WHOLE | settings)
+    )
+    backend = elytra.InlineBackend(es.max_attempts)
+    return PlatformSQL(node, es, lambda: backend)
+
+
+@pytest.fixture(scope="module", params=["inline", "local", "ray"])
+def route(
+    request: pytest.FixtureRequest,
+    lake: tuple[LakeNode, dict[str, Path]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> PlatformSQL:
+    """The route as a platform has it, every query of these tables small enough for one task."""
+    node, _ = lake
+    home = tmp_path_factory.mktemp("home")
+    es = load_settings(
+        ElytraSettings, home=home, backend=request.param, sql_route="always", **WHOLE
+    )
+    backend: Any = elytra.InlineBackend(es.max_attempts)
+    if request.param != "inline":
+        backend = request.getfixturevalue("pool" if request.param == "local" else "ray_backend")
+    return PlatformSQL(node, es, lambda: backend)
+
+
+def _run(route: PlatformSQL, sql: str) -> pa.Table:
+    ran = route.run_sql(
+        sql, mode="run", user="alice", timeout=120.0, query_id="q", cancelled=threading.Event()
+    )
+    assert ran.table is not None
+    return ran.table if isinstance(ran.table, pa.Table) else ran.table.read_all()
+
+
+def _unplanned(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make the planner fail; the list gets each text it was asked to plan."""
+    asked: list[str] = []
+
+    def refuse(self: Session, query: str, tables: Any = None) -> Any:
+        asked.append(query)
+        raise AssertionError("the short path planned the query")
+
+    monkeypatch.setattr(Session, "sql", refuse)
+    return asked
+
+
+def _qualifies(lake: tuple[LakeNode, dict[str, Path]], sql: str) -> bool:
+    es = load_settings(ElytraSettings, home=lake[1]["t1"].parent / "probe", backend="inline")
+    session = Session(es, elytra.InlineBackend(1), catalog=lake[0].catalog)
+    return session.native_sql(sql) is not None
+
+
+@pytest.mark.parametrize("number", sorted(TPCH))
+def test_tpch_runs_before_it_is_planned_and_equals_duckdb(
+    route: PlatformSQL,
+    oracle: duckdb.DuckDBPyConnection,
+    monkeypatch: pytest.MonkeyPatch,
+    number: int,
+) -> None:
+    _unplanned(monkeypatch)
+    _same(TPCH[number], _run(route, TPCH[number]), oracle)
+
+
+@pytest.mark.parametrize("sql", BREAK)
+def test_odd_sql_runs_before_it_is_planned_or_is_planned_and_equals_duckdb(
+    route: PlatformSQL,
+    lake: tuple[LakeNode, dict[str, Path]],
+    oracle: duckdb.DuckDBPyConnection,
+    monkeypatch: pytest.MonkeyPatch,
+    sql: str,
+) -> None:
+    """A query that qualifies answers without the planner; one that does not is planned (and
+    then answers as before, or is declined to the lake as before)."""
+    if _qualifies(lake, sql):
+        _unplanned(monkeypatch)
+        _same(sql, _run(route, sql), oracle)
+        return
+    try:
+        got = _run(route, sql)
+    except SQLDeclined:
+        return  # the planner refused it: the lake answers (test_sql_route)
+    _same(sql, got, oracle)
+
+
+def test_most_of_the_lists_qualify(lake: tuple[LakeNode, dict[str, Path]]) -> None:
+    """The short path is the rule, not the exception: every TPC-H query and nearly every
+    query of the break-it lists qualifies (the others call a function outside the list)."""
+    assert all(_qualifies(lake, TPCH[n]) for n in TPCH)
+    missed = [sql for sql in BREAK if not _qualifies(lake, sql)]
+    assert len(missed) <= len(BREAK) // 10, missed
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT getenv('HOME') AS h FROM t1",
+        "SELECT current_setting('temp_directory') AS d FROM t1",
+        "SELECT k FROM t1 ORDER BY current_setting('temp_directory')",
+        "SELECT * FROM read_parquet('/etc/hostname')",
+        "SELECT * FROM 'nation.parquet'",
+        "SELECT * FROM t1, read_csv('/etc/passwd')",
+        "SELECT * FROM main.t1",
+        "SELECT * FROM t1 TABLESAMPLE 10%",
+        "WITH t1 AS (SELECT 1 AS k) SELECT * FROM t1",
+        "SELECT k FROM t1; SELECT k FROM t2",
+        "SELECT row_number() OVER () AS r FROM t1",
+        "SELECT k, k FROM t1",
+        "SELECT nosuch FROM t1",
+        "SELECT k FROM nosuch",
+    ],
+)
+def test_what_must_be_planned_first_does_not_qualify(
+    lake: tuple[LakeNode, dict[str, Path]], sql: str
+) -> None:
+    assert not _qualifies(lake, sql)
+
+
+def test_the_allow_list_reads_nothing() -> None:
+    allowed = allowed_functions()
+    assert {"Sum:", "Count:", "Cast:", "Case:", "Extract:", "Substring:"} <= allowed
+    assert not any(k.startswith(("Anonymous:", "Read")) for k in allowed), allowed
+
+
+def test_a_query_too_big_for_one_task_is_planned(
+    lake: tuple[LakeNode, dict[str, Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = _unplanned(monkeypatch)
+    route = _inline(lake[0], tmp_path, whole_query_bytes=1024)
+    with pytest.raises(SQLDeclined, match="short path planned"):
+        _run(route, TPCH[6])
+    assert asked == [TPCH[6]]
+
+
+def test_where_duckdb_declines_in_the_task_the_query_is_planned(
+    lake: tuple[LakeNode, dict[str, Path]],
+    oracle: duckdb.DuckDBPyConnection,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DuckDB declining in the task (told to here, on the inline backend, in this process)
+    fails the job with NativeDeclinedError, never retried; the route then plans the query,
+    whose job runs the plan (its own text declines again there) and equals DuckDB."""
+    import elytra.nativesql
+
+    calls: list[int] = []
+
+    def decline(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+
+    monkeypatch.setattr(elytra.nativesql, "run_native", decline)
+    planned: list[str] = []
+    real = Session.sql
+
+    def spy(self: Session, query: str, tables: Any = None) -> Any:
+        planned.append(query)
+        return real(self, query, tables)
+
+    monkeypatch.setattr(Session, "sql", spy)
+    _same(TPCH[3], _run(_inline(lake[0], tmp_path), TPCH[3]), oracle)
+    assert planned == [TPCH[3]]
+    assert len(calls) == 2  # once before it was planned, once as the planned job's text
+
+
+def test_the_declined_error_is_never_retried() -> None:
+    from elytra.retry import retryable
+
+    assert not retryable(NativeDeclinedError("declined"))
