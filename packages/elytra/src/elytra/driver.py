@@ -6,6 +6,7 @@ stage runs here under ``driver_mem_cap``, the tasks on the backend under ``worke
 
 from __future__ import annotations
 
+import itertools
 import logging
 import tempfile
 import threading
@@ -632,8 +633,9 @@ class Driver:
 
     @staticmethod
     def _merge_schema(p: Pipeline | NativeQuery) -> pa.Schema:
-        """The schema of the job's rows (what an empty result is written with)."""
-        return p.schema if isinstance(p, NativeQuery) else _arrow_schema(p.schema)
+        """The schema of the job's rows (what an empty result is written with; a query run
+        unplanned gives its writer a batch of DuckDB's schema even when it has no rows)."""
+        return pa.schema([]) if isinstance(p, NativeQuery) else _arrow_schema(p.schema)
 
     def _execute_native(
         self,
@@ -643,10 +645,46 @@ class Driver:
         stats: JobStats,
         on_batch: Callable[[pa.RecordBatch], None] | None = None,
     ) -> pa.Table | None:
-        """Run ``q`` as one task of no plan (:meth:`submit_native`): its text over a scan of
-        every file of each table, under the cap of a job run whole, placed by its big
-        tables' chunks as any whole task; its rows returned, or streamed to ``on_batch``."""
-        tid = job.id
+        """Run ``q`` as one task of no plan (:meth:`submit_native`, :meth:`_native_task`).
+        Its rows (in DuckDB's schema) are returned, or handed to ``on_batch``, at least one
+        batch (an empty result's gives its schema)."""
+        task = self._native_task(job, q, spill)
+        stats.tasks_total += 1
+        job.plan_stage(0, 1, job.id)
+        stats.rows_in += sum(n for n in (s.rows() for s in q.sources.values()) if n is not None)
+        job.update(
+            tasks=_tasks(stats, 0, started=False), rows_in=stats.rows_in, backend=self.backend.name
+        )
+        result = self._ran_alone(job, task, stats)
+        t0 = time.perf_counter()
+        file = result.stats.get("file")
+        pieces = _read_groups(Path(file["path"])) if file is not None else iter(())
+        out: list[pa.Table] = []
+        for table in itertools.chain([result.table], pieces):
+            if job.cancel_event.is_set():  # a cancel (or the timeout) stops a long write
+                raise JobCancelledError(f"job {job.id} was cancelled")
+            if on_batch is None:
+                out.append(table)
+                continue
+            for batch in table.to_batches() or [pa.RecordBatch.from_pylist([], table.schema)]:
+                on_batch(batch)
+        stats.merge_seconds = time.perf_counter() - t0
+        stats.rows_out = int(result.stats.get("rows_out", result.table.num_rows))
+        job.update(
+            rows_out=stats.rows_out,
+            spilled_bytes=stats.spilled_bytes,
+            native_tasks=stats.native_tasks,
+            stages={
+                "tasks": {"seconds": round(stats.stage_seconds["tasks"], 6)},
+                "merge": {"seconds": round(stats.merge_seconds, 6)},
+            },
+        )
+        return pa.concat_tables(out) if on_batch is None else None
+
+    def _native_task(self, job: Job, q: NativeQuery, spill: Path) -> Task:
+        """The one task of ``q``: its text over a scan of every file of each table, under
+        the cap of a job run whole, placed by its big tables' chunks as any whole task (on
+        Ray across platforms the small ones go with it), a large result to a file."""
         remote = bool(getattr(self.backend, "resolves_chunks", False))
         if remote:  # the platform that runs the task finds its chunks
             sources = _chunks_by_name(q.sources)
@@ -659,7 +697,7 @@ class Driver:
         own = tuple(f for n, part in parts.items() if n not in small for f in part.files)
         shared = tuple(f for n, part in parts.items() if n in small for f in part.files)
         task = Task(
-            id=f"{tid}-s0-t0",
+            id=f"{job.id}-s0-t0",
             stage=0,
             plan="",
             mem_cap=MemCap(self.whole_cap()),
@@ -667,56 +705,48 @@ class Driver:
             files=own + shared,
             shared_files=len(shared),
             bytes_in=sum(part.bytes for part in parts.values()),
-            sql=native_task(q.native, lambda name: whole_scan(sources[name]), q.schema),
+            sql=native_task(q.native, lambda name: whole_scan(sources[name])),
         )
-        if remote:  # small tables go with the task (as a whole task's broadcast sides do)
+        if remote:
             (task,) = self._small_sides([task], sources, spill, job.cancel_event)
-        stats.tasks_total += 1
-        job.plan_stage(0, 1, tid)
-        stats.rows_in += sum(n for n in (src.rows() for src in sources.values()) if n is not None)
-        job.update(
-            tasks=_tasks(stats, 0, started=False), rows_in=stats.rows_in, backend=self.backend.name
-        )
-        results = StageResults(spill / "results", int(self.settings.driver_mem_cap) // 2)
-        if self.settings.backend in ("local", "inline", "ray"):  # a large result as a file
-            task = _to_file(task, spill, results)
-        results.expect("stage0", q.schema)
+        if self.settings.backend in ("local", "inline", "ray"):  # the workers share this disk
+            budget = int(self.settings.driver_mem_cap) // 2
+            task = replace(
+                task,
+                result_file=str(spill / "task-results" / f"{task.id}.parquet"),
+                result_file_bytes=max(budget // 4, 1),
+            )
+        return task
+
+    def _ran_alone(self, job: Job, task: Task, stats: JobStats) -> TaskResult:
+        """``task``, the job's only one, run and counted in the job's record."""
         started = time.perf_counter()
+        result: TaskResult | None = None
         try:
-            self._round(job, [task], stats, results, {0: "stage0"})
-            stats.stage_seconds["tasks"] = time.perf_counter() - started
-            merge, held = results.merge_inputs(lp.Input("stage0", Schema.from_arrow(q.schema)))
+            for result in self.backend.run(
+                [task], job.cancel_event, lambda: self._started(job, stats)
+            ):
+                self._count(stats, result)
         finally:
-            results.close()
             release = getattr(self.backend, "release", None)
             if release is not None:
-                release(tid)
-        self._started(job, stats)
-
-        def emit(batch: pa.RecordBatch) -> None:
-            if job.cancel_event.is_set():  # a cancel (or the timeout) stops a long write
-                raise JobCancelledError(f"job {job.id} was cancelled")
-            assert on_batch is not None
-            on_batch(batch)
-
-        t0 = time.perf_counter()
-        pieces = _concatenation(merge)
-        assert pieces is not None  # one task's rows, held or in its file
-        out, rows = _concatenate(merge, pieces, held, emit if on_batch else None)
-        if job.cancel_event.is_set():
+                release(job.id)
+        if job.cancel_event.is_set() or result is None:
             raise JobCancelledError(f"job {job.id} was cancelled")
-        stats.merge_seconds = time.perf_counter() - t0
-        stats.rows_out = rows
-        job.update(
-            rows_out=rows,
-            spilled_bytes=stats.spilled_bytes,
-            native_tasks=stats.native_tasks,
-            stages={
-                "tasks": {"seconds": round(stats.stage_seconds["tasks"], 6)},
-                "merge": {"seconds": round(stats.merge_seconds, 6)},
-            },
+        stats.stage_seconds["tasks"] = time.perf_counter() - started
+        job.task_done(
+            result.task_id,
+            0,
+            result.seconds + float(result.stats.get("transfer_seconds", 0.0)),
+            int(result.stats.get("rows_out", result.table.num_rows)),
+            result.stats.get("worker_pid"),
+            int(result.stats.get("attempt", 1)),
+            node=result.stats.get("node"),
+            chunks=[c for f in task.files if (c := sha_of(f))],
+            threads=int(result.stats.get("threads", 1)),
         )
-        return out
+        self._started(job, stats)
+        return result
 
     @staticmethod
     def _time_out(job: Job) -> None:

@@ -6,21 +6,19 @@ DuckDB declines. Profiled on three platforms at TPC-H SF 1, that translation
 (``session.sql``) and the stages made of it took 10-60 ms of CPU a query in the gateway,
 as much as DuckDB took to answer some of them. So the route first asks for a
 :class:`NativeQuery`: the text parsed once, its tables the caller's datasets as they are,
-every function one the planner also translates (:func:`allowed_functions`), and the
-result's columns as DuckDB binds them over empty tables of the same schemas. The driver
-runs it as one task with no plan (``Driver.submit_native``); where DuckDB declines there
-(out of its cap, a text it refuses), the task says so and the route plans the query as
-before. What does not qualify here is planned as before, at once.
+every function one the planner also translates (:func:`allowed_functions`). The driver
+runs it as one task with no plan (``Driver.submit_native``), its rows as DuckDB makes them;
+where DuckDB declines there (out of its cap, a text it refuses, a name twice in its
+result), the task says so and the route plans the query as before. What does not qualify
+here is planned as before, at once.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
@@ -65,26 +63,16 @@ class NativeQuery:
     native: NativeSql
     sources: Mapping[str, Source]
     """By source name (``NativeSql.tables``' second element): what each placeholder reads."""
-    schema: pa.Schema
-    """The result's columns, as DuckDB binds the text over empty tables of the same schemas."""
     columns: Mapping[str, tuple[str, ...]]
     """By source name: the columns the text may read of it (a superset: each column name the
     text says), for the bytes a job reads (``Driver.whole_native``)."""
 
 
-BindSchema = Callable[[str, Mapping[str, Any]], pa.Schema | None]
-"""DuckDB's result schema of a text over tables (name -> pipeline), or None when DuckDB
-refuses it (``sqlplan.bound_schema``)."""
-
-
-def native_query(
-    text: str, tree: exp.Query, tables: Mapping[str, Table], bind: BindSchema
-) -> NativeQuery | None:
+def native_query(text: str, tree: exp.Query, tables: Mapping[str, Table]) -> NativeQuery | None:
     """``text`` (``tree`` as ``sqlplan.parse_query`` parsed and checked it) as a
     :class:`NativeQuery` over ``tables`` (name -> the dataset's pipeline), or None when it
     must be planned first: a function outside :func:`allowed_functions`, a table that is not
-    a file or lake source as it is, a CTE named like a table, result columns DuckDB cannot
-    bind or names twice. ``bind`` gives DuckDB's result schema of the text over the tables."""
+    a file or lake source as it is, a CTE named like a table."""
     if not _functions(tree) <= allowed_functions():
         return None
     named = {k.lower(): v for k, v in tables.items()}
@@ -102,15 +90,12 @@ def native_query(
     native = _placeheld(tree, by_table)
     if native is None:
         return None
-    schema = bind(text, named)
-    if schema is None or len({n.lower() for n in schema.names}) != len(schema.names):
-        return None  # DuckDB refuses it (the plan says why), or a name twice (refused there)
     said = _column_names(tree)
     columns = {
         s: tuple(c for c in src.schema.names if said is None or c.lower() in said)
         for s, src in sources.items()
     }
-    return NativeQuery(native, sources, schema, columns)
+    return NativeQuery(native, sources, columns)
 
 
 def _column_names(tree: exp.Query) -> set[str] | None:

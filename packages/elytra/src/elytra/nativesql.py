@@ -17,7 +17,6 @@ else. A pipeline grown from it by more steps has no text, and runs its plan.
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 import threading
@@ -39,7 +38,7 @@ from emsqrt.planning import (
     run_fragment,
 )
 
-__all__ = ["NativeSql", "native_of", "native_schema", "native_task", "run_native"]
+__all__ = ["NativeSql", "native_of", "native_task", "run_native"]
 
 _STEM = "__elytra_table_"
 
@@ -152,37 +151,26 @@ def _source_of(p: Table | None) -> str | None:
     return p.node.name if list(source.schema.names) == list(p.columns) else None
 
 
-def native_task(
-    native: NativeSql, scans: Callable[[str], lp.Node], schema: pa.Schema | None = None
-) -> str:
+def native_task(native: NativeSql, scans: Callable[[str], lp.Node]) -> str:
     """The JSON a task carries for ``native``: its text and, per placeholder, the plan JSON
     of the scan ``scans(source name)`` of the files the task reads (the chunk names in it
-    resolved where it runs, as in its plan). ``schema``: the rows' schema, for a task that
-    has no plan to take it from (``nativequery``)."""
+    resolved where it runs, as in its plan)."""
     tables = {p: json.loads(plan_to_json(scans(source))) for p, source in native.tables}
-    spec: dict[str, Any] = {"query": native.text, "tables": tables}
-    if schema is not None:
-        spec["schema"] = base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
-    return json.dumps(spec, separators=(",", ":"))
-
-
-def native_schema(sql: str) -> pa.Schema | None:
-    """The rows' schema a task's ``sql`` (:func:`native_task`) carries, if it carries one."""
-    text = json.loads(sql).get("schema")
-    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text))) if text else None
+    return json.dumps({"query": native.text, "tables": tables}, separators=(",", ":"))
 
 
 def run_native(
     sql: str,
-    schema: pa.Schema,
+    schema: pa.Schema | None,
     cap: int,
     spill_dir: str,
     threads: int,
     on_batch: Callable[[pa.RecordBatch], None] | None = None,
 ) -> KernelRun | None:
     """Run a task's ``sql`` (:func:`native_task`) on DuckDB under ``cap``, its rows in
-    ``schema``; None when DuckDB cannot (it refuses the text, runs out of memory before a
-    row was handed on, or its rows do not conform): the task then runs its plan."""
+    ``schema`` (None: as DuckDB makes them, ``KernelRun.schema``); None when DuckDB cannot
+    (it refuses the text, runs out of memory before a row was handed on, or its rows do not
+    conform): the task then runs its plan, or has none and says so."""
     spec: dict[str, Any] = json.loads(sql)
     query = str(spec["query"])
     files: list[str] = []

@@ -150,7 +150,7 @@ def write_partitions(
     shutil.rmtree(where, ignore_errors=True)
     where.parent.mkdir(parents=True, exist_ok=True)
     if writer == "copy":
-        if not all(_copy_exact(f.type) for f in fragment.schema):
+        if not all(_copy_exact(f.type) for f in _schema(fragment)):
             return None
         done = _copy(fragment, part_sql, parts, where, cap, spill_dir, threads)
     elif writer == "arrow":
@@ -171,7 +171,7 @@ def _stream(
     spill_dir: str | Path,
     threads: int,
 ) -> Written | None:
-    schema = fragment.schema.append(pa.field(PART_COLUMN, pa.int64()))
+    schema = _schema(fragment).append(pa.field(PART_COLUMN, pa.int64()))
     wrapped = Fragment(
         f"SELECT *, CAST({part_sql} AS BIGINT) AS {PART_COLUMN} FROM ({fragment.sql})",
         schema,
@@ -194,6 +194,12 @@ def _stream(
     return None if done is None else written
 
 
+def _schema(fragment: Fragment) -> pa.Schema:
+    """A plan's fragment's schema (only a caller's own statement has none)."""
+    assert fragment.schema is not None
+    return fragment.schema
+
+
 def _copy(
     fragment: Fragment,
     part_sql: str,
@@ -206,7 +212,7 @@ def _copy(
     try:
         cols = ", ".join(
             f"CAST({quote_identifier(f.name)} AS {sql_type(f.type)}) AS {quote_identifier(f.name)}"
-            for f in fragment.schema
+            for f in _schema(fragment)
         )
     except PipelineError:
         return None

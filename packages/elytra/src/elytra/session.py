@@ -196,14 +196,14 @@ class Session:
         is planned (``nativequery``: the SQL route's short path), or None when it must be
         planned first (``sql`` then says what is wrong with it, if anything is)."""
         from .nativequery import native_query
-        from .sqlplan import bound_schema, parse_query, table_names
+        from .sqlplan import parse_query, table_names
 
         try:
             tree = parse_query(query)
             tables = {name: self.dataset(name) for name in table_names(tree)}
         except (PipelineError, BadInputError):  # ``sql`` raises it again, with its context
             return None
-        return native_query(query, tree, tables, bound_schema)
+        return native_query(query, tree, tables)
 
     def from_arrow(self, table: pa.Table | pa.RecordBatch) -> Pipeline:
         if isinstance(table, pa.RecordBatch):

@@ -42,7 +42,7 @@ from .stages import source_bytes
 if TYPE_CHECKING:
     from .pipeline import Pipeline
 
-__all__ = ["bound_schema", "parse_query", "plan_sql", "table_names"]
+__all__ = ["parse_query", "plan_sql", "table_names"]
 
 _JOIN_HOW = {"": "inner", "INNER": "inner", "LEFT": "left", "RIGHT": "right", "FULL": "full"}
 
@@ -983,24 +983,6 @@ def _optimized(
         while len(_OPTIMIZED) > _OPTIMIZED_MAX:
             _OPTIMIZED.popitem(last=False)
     return optimized, list(names)
-
-
-def bound_schema(text: str, tables: Mapping[str, Pipeline]) -> pa.Schema | None:
-    """The Arrow schema of the rows of ``text`` (one SELECT) over ``tables`` (name -> a
-    pipeline), as DuckDB binds and runs it over empty tables of their schemas on the binder
-    (``_binder``: it reads no file); None when DuckDB refuses the text."""
-    con = _binder(tables)
-    try:
-        statements = duckdb.extract_statements(text)
-        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
-            return None
-        rel = con.sql(statements[0].query)
-        empty = rel.limit(0).to_arrow_table()  # a relation over it renames a repeated name
-        return pa.schema([f.with_name(n) for f, n in zip(empty.schema, rel.columns, strict=True)])
-    except duckdb.Error:
-        return None
-    finally:
-        con.close()
 
 
 def _duck_names(text: str, con: duckdb.DuckDBPyConnection) -> list[str]:

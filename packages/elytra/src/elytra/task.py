@@ -197,10 +197,10 @@ def _native(task: Task, plan: Any, started: float) -> TaskResult | None:
     """The task's query run whole by DuckDB (``nativesql``), its rows held or streamed to
     the result file as the plan's would be; None when DuckDB could not (nothing was handed
     on): the plan runs (``plan`` None: the task has none, and says so)."""
-    from .nativesql import native_schema, run_native
+    from .nativesql import run_native
 
-    schema = native_schema(task.sql) if plan is None else SchemaResolver().schema(plan)
-    assert schema is not None  # a task of no plan carries its rows' schema
+    # a task of no plan: its rows as DuckDB makes them (``nativequery``)
+    schema = SchemaResolver().schema(plan) if plan is not None else None
     spool: ResultSpool | None = None
     if task.result_file:
         path = f"{task.result_file}.a{task.attempt}"
@@ -215,6 +215,11 @@ def _native(task: Task, plan: Any, started: float) -> TaskResult | None:
             threads,
             spool.add if spool is not None else None,
         )
+        if ran is not None and schema is None:
+            schema = ran.schema
+            assert schema is not None  # a run with no schema given reports DuckDB's
+            if len(set(schema.names)) != len(schema.names):
+                ran = None  # a name twice: the plan refuses it, and says so
         if ran is None:
             if spool is not None:
                 spool.abort()
@@ -232,6 +237,7 @@ def _native(task: Task, plan: Any, started: float) -> TaskResult | None:
         if spool is not None:
             spool.abort()
         raise
+    assert schema is not None
     table = spool.held(schema) if spool is not None else ran.table
     assert table is not None
     stats: dict[str, Any] = {

@@ -53,7 +53,8 @@ class Fragment:
     """One DuckDB statement, the Arrow inputs it reads by name, and its output schema."""
 
     sql: str
-    schema: pa.Schema
+    schema: pa.Schema | None
+    """None: the rows as DuckDB makes them (a caller's own statement; ``KernelRun.schema``)."""
     tables: dict[str, pa.Table] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     ordered: bool = True

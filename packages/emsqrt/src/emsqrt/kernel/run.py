@@ -50,6 +50,8 @@ class KernelRun:
     memory_limit: int
     spilled_bytes: int
     rows: int = 0
+    schema: pa.Schema | None = None
+    """The rows' schema (the fragment's, or DuckDB's where the fragment gives none)."""
 
 
 def memory_limit(cap: int) -> int:
@@ -244,11 +246,12 @@ def _table_fragment(
         if temp.exists():  # the run's spill goes with it, as emsqrt's
             shutil.rmtree(temp, ignore_errors=True)
     try:
-        table = conform(table, fragment.schema)
+        table = _conformed(table, fragment.schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError) as exc:
         log.info("kernel: result does not conform (%s); running emsqrt's operators", exc)
         return None
-    return KernelRun(table, time.perf_counter() - started, limit, spilled)
+    seconds = time.perf_counter() - started
+    return KernelRun(table, seconds, limit, spilled, schema=table.schema)
 
 
 def run_statement(
@@ -314,7 +317,7 @@ def _stream_fragment(
     try:
         for name, table in fragment.tables.items():
             con.register(name, table)
-        reader = con.sql(fragment.sql).to_arrow_reader(_batch_rows(fragment.schema, limit))
+        reader = con.sql(fragment.sql).to_arrow_reader(_fragment_batch_rows(fragment, limit))
         batches = iter(reader)
         while True:
             try:
@@ -338,7 +341,7 @@ def _stream_fragment(
             if not batch.num_rows:
                 continue
             try:
-                out = conform(pa.Table.from_batches([batch]), fragment.schema)
+                out = _conformed(pa.Table.from_batches([batch]), fragment.schema)
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, KeyError):
                 if rows:
                     raise StreamBroken(rows, "a result that does not conform") from None
@@ -362,7 +365,8 @@ def _stream_fragment(
                 con.unregister(name)
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)
-    return KernelRun(None, time.perf_counter() - started, limit, spilled, rows)
+    schema = fragment.schema if fragment.schema is not None else reader.schema
+    return KernelRun(None, time.perf_counter() - started, limit, spilled, rows, schema)
 
 
 class StreamBroken(Exception):
@@ -383,6 +387,18 @@ def _batch_rows(schema: pa.Schema, limit: int) -> int:
             width += max(f.type.bit_width // 8, 1)
         except ValueError:
             width += 32
+    return _rows_of_width(width, limit)
+
+
+def _fragment_batch_rows(fragment: Fragment, limit: int) -> int:
+    """:func:`_batch_rows` of the fragment's schema, or of its inputs' rows where it has none."""
+    if fragment.schema is not None:
+        return _batch_rows(fragment.schema, limit)
+    return _rows_of_width(row_width(fragment), limit)
+
+
+def _rows_of_width(width: int, limit: int) -> int:
+    """:func:`_batch_rows` of rows ``width`` bytes wide."""
     return min(max((limit // 64) // max(width, 1), 1024), 1 << 20)
 
 
@@ -395,6 +411,11 @@ def _spilled(con: Any) -> int:
         return int(rows.fetchall()[0][0])
     except duckdb.Error:
         return 0
+
+
+def _conformed(table: pa.Table, schema: pa.Schema | None) -> pa.Table:
+    """:func:`conform`, or the table as DuckDB made it where no schema is asked for."""
+    return table if schema is None else conform(table, schema)
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
