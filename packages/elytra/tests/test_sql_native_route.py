@@ -246,3 +246,31 @@ def test_the_declined_error_is_never_retried() -> None:
     from elytra.retry import retryable
 
     assert not retryable(NativeDeclinedError("declined"))
+
+
+def test_on_ray_across_platforms_the_small_tables_are_this_nodes_own_copies(
+    lake: tuple[LakeNode, dict[str, Path]], tmp_path: Path
+) -> None:
+    """Where the platform that runs the task finds its chunks (Ray across platforms), the
+    small tables' chunks go with the task from this node's own copies, never fetched from a
+    peer (the first version handed the chunks' names to the pinning, so every query fetched
+    nation and region again over the network)."""
+    from elytra.jobs import Job
+
+    fetched: list[str] = []
+
+    def fetch(sha: str, origin: str) -> bytes:
+        fetched.append(sha)
+        raise AssertionError("fetched a chunk this node holds")
+
+    es = load_settings(ElytraSettings, home=tmp_path, backend="inline", **WHOLE)
+    backend = elytra.InlineBackend(1)
+    backend.resolves_chunks = True  # type: ignore[attr-defined]
+    session = Session(es, backend, catalog=lake[0].catalog, fetch=fetch)
+    q = session.native_sql(TPCH[5])
+    assert q is not None
+    task = session.driver._native_task(Job("j1", owner=None, plan=""), q, tmp_path / "spill")  # type: ignore[union-attr]
+    shared = task.files[len(task.files) - task.shared_files :]
+    assert shared, task.files  # nation and region: small tables
+    assert all(Path(f).is_file() for f in shared), shared
+    assert fetched == []

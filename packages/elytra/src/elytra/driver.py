@@ -707,8 +707,8 @@ class Driver:
             bytes_in=sum(part.bytes for part in parts.values()),
             sql=native_task(q.native, lambda name: whole_scan(sources[name])),
         )
-        if remote:
-            (task,) = self._small_sides([task], sources, spill, job.cancel_event)
+        if remote:  # this node's own copies pinned, the others' from the chunk cache
+            (task,) = self._small_sides([task], q.sources, spill, job.cancel_event)
         if self.settings.backend in ("local", "inline", "ray"):  # the workers share this disk
             budget = int(self.settings.driver_mem_cap) // 2
             task = replace(
