@@ -37,6 +37,7 @@ from emsqrt.planning import (
     plan_to_json,
     run_fragment,
 )
+from lake.sql.readonly import _cte_in_scope as cte_in_scope
 
 __all__ = ["NativeSql", "native_of", "native_task", "run_native"]
 
@@ -129,8 +130,10 @@ def _placeheld(tree: exp.Query, sources: Mapping[str, str | None]) -> NativeSql 
     placeholders: dict[str, str] = {}
     for t in list(tree.find_all(exp.Table)):
         name = t.name.lower()
-        if name in ctes:
+        if name in ctes and cte_in_scope(t):
             continue
+        if name in ctes:  # a CTE's name out of its scope: DuckDB would read a file or a
+            return None  # catalog table by it (found from outside: a path as a CTE name)
         source = sources.get(name)
         if source is None or _set_args(t) - {"this", "alias"}:
             return None  # a table with more than its name (a sample, an UNPIVOT): not here
