@@ -478,10 +478,23 @@ class Driver:
             cut(p.node, dict(p.sources), self._broadcast_bytes())
         if write is not None:
             self._check_writable(write)
+        return self._launch(job, p, timeout, write, admin, store)
+
+    def _launch(
+        self,
+        job: Job,
+        work: Pipeline | NativeQuery,
+        timeout: float | None,
+        write: str | None = None,
+        admin: bool = False,
+        store: ResultStore | None = None,
+    ) -> Job:
+        """``job`` running ``work`` (:meth:`_run`) on a thread of its own, under ``timeout``
+        (the setting's when None)."""
         limit = timeout if timeout is not None else self.settings.job_timeout_seconds
         thread = threading.Thread(
             target=self._run,
-            args=(job, p, limit, write, admin, store),
+            args=(job, work, limit, write, admin, store),
             name=f"elytra-job-{job.id}",
             daemon=True,
         )
@@ -502,15 +515,7 @@ class Driver:
         the caller plans the query (``session.sql``). Its rows go to ``store`` when given."""
         plan = f"the query's own text run by DuckDB: {q.native.text}"
         job = Job(new_id(), owner=owner, plan=plan, recorder=recorder)
-        limit = timeout if timeout is not None else self.settings.job_timeout_seconds
-        thread = threading.Thread(
-            target=self._run,
-            args=(job, q, limit, None, False, store),
-            name=f"elytra-job-{job.id}",
-            daemon=True,
-        )
-        thread.start()
-        return job
+        return self._launch(job, q, timeout, store=store)
 
     def _job(self, p: Pipeline, owner: str | None, recorder: JobRecorder | None) -> Job:
         from .explain import describe
