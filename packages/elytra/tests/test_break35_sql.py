@@ -184,6 +184,10 @@ QUERIES = [
     "SELECT a.f, count(*) AS n FROM t5 a JOIN t5 b ON a.f = b.f GROUP BY 1 ORDER BY 1",
     "SELECT count(DISTINCT f) AS n FROM t5",
     "SELECT a.s, count(*) AS n FROM t5 a JOIN t5 b ON a.s = b.s GROUP BY 1 ORDER BY 1",
+    # IN (SELECT ...) as a condition that keeps rows, where its NULL is FALSE's equal
+    "SELECT count(*) AS n FROM t1 WHERE g = 1 OR k IN (SELECT k FROM t2)",
+    "SELECT g, count(*) AS n FROM t1 WHERE (k IN (SELECT k FROM t3) AND g > 1) OR g = 0 "
+    "GROUP BY 1 ORDER BY 1",
 ]
 
 
@@ -215,6 +219,12 @@ def test_query_equals_duckdb_on_forced_distributed_paths(
         ),
         ("SELECT count(*) AS n FROM t1 JOIN t2 ON t1.k IS NOT DISTINCT FROM t2.k", "DISTINCT"),
         ("SELECT count(*) AS n FROM t1 LEFT JOIN t3 ON t1.k = t3.k AND t1.g < t3.x", "without ="),
+        # IN (SELECT ...) where its NULL is not FALSE: sqlglot's rewrite answers FALSE there
+        ("SELECT k, k IN (SELECT k FROM t2) AS b FROM t1", "only as a condition"),
+        ("SELECT k, k = ANY (SELECT k FROM t2) AS b FROM t1", "only as a condition"),
+        ("SELECT count(*) AS n FROM t1 WHERE (k IN (SELECT k FROM t2)) IS NULL", "only as a"),
+        ("SELECT count(*) AS n FROM t1 WHERE NOT (k IN (SELECT k FROM t2) OR g > 2)", "only as"),
+        ("SELECT count(*) AS n FROM t1 WHERE (k IN (SELECT k FROM t2)) = false", "only as a"),
     ],
 )
 def test_what_is_not_planned_is_a_clear_error(

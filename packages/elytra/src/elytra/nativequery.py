@@ -87,10 +87,13 @@ def native_query(text: str, tree: exp.Query, tables: Mapping[str, Table]) -> Nat
         if not isinstance(src, Source) or isinstance(src, ArrowSource) or src.partitions:
             return None  # held in this process, or cut into parts its user chose
         sources[source] = src
+    if _named_after_a_table(tree):
+        return None
     native = _placeheld(tree, by_table)
     if native is None:
         return None
-    said = _column_names(tree)
+    known = {c.lower() for src in sources.values() for c in src.schema.names}
+    said = _column_names(tree, known)
     columns = {
         s: tuple(c for c in src.schema.names if said is None or c.lower() in said)
         for s, src in sources.items()
@@ -98,11 +101,54 @@ def native_query(text: str, tree: exp.Query, tables: Mapping[str, Table]) -> Nat
     return NativeQuery(native, sources, columns)
 
 
-def _column_names(tree: exp.Query) -> set[str] | None:
-    """Every column name the text says (lowercased), or None where a ``*`` selects all of a
-    table's (not the one of ``count(*)``, nor one under EXISTS, whose columns are unread)."""
+def _named_after_a_table(tree: exp.Query) -> bool:
+    """Whether DuckDB names a result column after text with a table in it: an unnamed select
+    item with a subquery (``SELECT (SELECT max(k) FROM t1)``) is named by its text, which in
+    the task's text has the chunks' paths in place of the table (found from outside: a
+    server's file paths in a result's column name). Such a query is planned, and named as
+    DuckDB names the caller's text (``sqlplan._duck_names``)."""
+    return any(
+        not isinstance(item, exp.Alias) and item.find(exp.Query) is not None
+        for select in tree.find_all(exp.Select)
+        for item in select.expressions
+    )
+
+
+def _column_names(tree: exp.Query, known: set[str]) -> set[str] | None:
+    """Every column name the text says (lowercased), or None where it may read columns it
+    does not name, all of whose tables' columns are then weighed: a ``*`` (not the one of
+    ``count(*)``, nor one under EXISTS, whose columns are unread), ``COLUMNS(...)``, a
+    positional ``#n``, a NATURAL join, and a name that is no column of ``known`` nor an
+    alias of the text (a table read as a row, ``SELECT t1 FROM t1``; a struct's field)."""
     for star in tree.find_all(exp.Star):
         if isinstance(star.parent, exp.Count) or star.find_ancestor(exp.Exists) is not None:
             continue
         return None
-    return {c.name.lower() for c in tree.find_all(exp.Column) if c.name}
+    if tree.find(exp.Columns, exp.PositionalColumn) is not None:
+        return None
+    if any(j.method.upper() == "NATURAL" for j in tree.find_all(exp.Join)):
+        return None
+    tables = {
+        n.lower() for t in tree.find_all(exp.Table) for n in (t.name, t.alias) if n
+    } | {a.alias.lower() for a in tree.find_all(exp.CTE, exp.Subquery) if a.alias}
+    aliases = {a.alias.lower() for a in tree.find_all(exp.Alias)} | {
+        c.name.lower() for ta in tree.find_all(exp.TableAlias) for c in ta.columns
+    }
+    said: set[str] = set()
+    for c in tree.find_all(exp.Column):
+        name = c.name.lower()
+        if name not in known and (name not in aliases or name in tables and _own(c, name)):
+            return None  # a name no column has, or a table's whole row: weigh it all
+        if c.table and c.table.lower() not in tables:
+            return None  # a struct's field (``s.f``): its column is the table part
+        said.add(name)
+    using = (i.name.lower() for j in tree.find_all(exp.Join) for i in j.args.get("using") or ())
+    return said | set(using)
+
+
+def _own(column: exp.Column, name: str) -> bool:
+    """Whether ``column``'s own SELECT names an item ``name``: with a table of that name in
+    the text, DuckDB may read it as that table's row rather than the alias."""
+    select = column.find_ancestor(exp.Select)
+    items = select.expressions if select is not None else []
+    return name in {e.alias.lower() for e in items if isinstance(e, exp.Alias)}

@@ -865,6 +865,31 @@ def _table_names(tree: exp.Query) -> list[str]:
     return [n for n in dict.fromkeys(names) if n not in ctes]
 
 
+def _in_only_as_a_condition(tree: exp.Query) -> None:
+    """Refuse ``x IN (SELECT ...)`` (and ``x = ANY (...)``) where its NULL answer differs from
+    FALSE: sqlglot's optimizer makes it a LEFT JOIN tested ``IS NOT NULL``, FALSE where SQL
+    gives NULL (a NULL ``x``, or no match among keys with a NULL). That is right only as a
+    condition that keeps rows (ANDs and ORs up to a WHERE, HAVING or ON), not in a select
+    list, under NOT, IS NULL or a comparison (found from outside: ``SELECT k IN (...)`` gave
+    FALSE for a NULL ``k``). NOT IN itself sqlglot leaves alone, and the planner keeps its
+    rule (``_Planner.in_subquery``)."""
+    found = [n for n in tree.find_all(exp.In) if n.args.get("query") is not None]
+    found += [a.parent for a in tree.find_all(exp.Any) if a.parent is not None]
+    for node in found:
+        if isinstance(node.parent, exp.Not):
+            continue
+        up: exp.Expr | None = node.parent
+        while isinstance(up, exp.Paren | exp.And | exp.Or):
+            up = up.parent
+        if not isinstance(up, exp.Where | exp.Having) and not (
+            isinstance(up, exp.Join) and up.args.get("on") is not None
+        ):
+            raise SQLPlanError(
+                f"{_sql(node)!r} is planned into stages only as a condition of WHERE, HAVING "
+                "or ON (elsewhere its NULL answer matters): the lake answers this query"
+            )
+
+
 def _dates_folded(tree: exp.Query) -> exp.Query:
     """Constant ``DATE ± INTERVAL`` folded as DuckDB types it (``sqlexpr.fold_dates``) before
     sqlglot's optimizer runs: with python-dateutil installed (pandas brings it), its
@@ -918,6 +943,7 @@ def plan_sql(text: str, tables: Mapping[str, Pipeline], tree: exp.Query | None =
                     "cannot tell apart (its names are case-insensitive): rename one"
                 )
             seen[c.lower()] = c
+    _in_only_as_a_condition(tree)
     optimized, names = _optimized(text, tree, known)
     try:
         pipe = _Planner(known).query(optimized, {}).pipe
