@@ -84,3 +84,19 @@ def test_the_setting_takes_sizes_with_units(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("PLATFORM_MEMORY_HEADROOM", "lots")
     with pytest.raises(SettingsError, match=r"PLATFORM_MEMORY_HEADROOM=.lots.: could not parse"):
         load_settings(PlatformSettings)
+
+
+def test_widen_cap_raises_a_cap_and_leaves_no_cap_alone() -> None:
+    out = _run(
+        """
+        import resource
+        from platform_core import cap_memory, widen_cap
+        print(widen_cap(1 << 30))  # no cap: nothing to widen
+        limit = cap_memory(256 << 20)
+        assert widen_cap(1 << 30) == limit + (1 << 30)
+        assert resource.getrlimit(resource.RLIMIT_AS)[0] == limit + (1 << 30)
+        blob = bytearray(768 << 20)  # past the first headroom, within the widened one
+        print(len(blob) >> 20)
+        """
+    )
+    assert out.splitlines() == ["None", "768"]

@@ -259,7 +259,11 @@ def test_a_query_weighs_only_the_columns_it_names(lake: tuple[LakeNode, dict[str
         "(SELECT * FROM t3 WHERE t3.x = t1.g) GROUP BY g"
     )
     assert native is not None
-    assert sorted(sorted(c) for c in native.columns.values()) == [["g", "k"], ["k"], ["k", "x"]]  # a name, of every table
+    assert sorted(sorted(c) for c in native.columns.values()) == [
+        ["g", "k"],
+        ["k"],
+        ["k", "x"],
+    ]  # a name, of every table
 
 
 def test_the_allow_list_reads_nothing() -> None:

@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # the same names as _EXPORTS and _SUBMODULES, for type checke
     from .jsoncells import json_cell, json_rows
     from .live import ClusterState, LiveSink, escape_key, unescape_key
     from .logs import JsonFormatter, configure_logging
-    from .memcap import address_space, cap_memory, physical_memory
+    from .memcap import address_space, cap_memory, physical_memory, widen_cap
     from .netloc import host_header_name, is_local_request, is_loopback, origin_is_local
     from .ownership import DirectoryInUseError, DirectoryLock, lock_directory
     from .plugin import PLUGIN_GROUP, Plugin, PluginError, check_plugins, discover_plugins
@@ -74,7 +74,7 @@ _EXPORTS = {
     **dict.fromkeys(["json_cell", "json_rows"], ".jsoncells"),
     **dict.fromkeys(["ClusterState", "LiveSink", "escape_key", "unescape_key"], ".live"),
     **dict.fromkeys(["JsonFormatter", "configure_logging"], ".logs"),
-    **dict.fromkeys(["address_space", "cap_memory", "physical_memory"], ".memcap"),
+    **dict.fromkeys(["address_space", "cap_memory", "physical_memory", "widen_cap"], ".memcap"),
     **dict.fromkeys(
         ["host_header_name", "is_local_request", "is_loopback", "origin_is_local"], ".netloc"
     ),
@@ -220,6 +220,7 @@ __all__ = [
     "tls",
     "type_name",
     "unescape_key",
+    "widen_cap",
     "withdraw",
     "write_csv_bytes",
 ]

@@ -13,7 +13,7 @@ import resource
 import sys
 from pathlib import Path
 
-__all__ = ["address_space", "cap_memory", "physical_memory"]
+__all__ = ["address_space", "cap_memory", "physical_memory", "widen_cap"]
 
 
 def address_space() -> int | None:
@@ -59,5 +59,21 @@ def cap_memory(headroom: int | None) -> int | None:
         limit = min(limit, soft)
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    return limit
+
+
+def widen_cap(nbytes: int) -> int | None:
+    """Raise this process's address-space cap, if it has one, by ``nbytes``: for memory it
+    maps but another process bounds (a Ray driver maps its node's whole object store, 30 % of
+    RAM by default, which would otherwise leave a gateway a fraction of its headroom and
+    abort it in a C++ thread that cannot take an allocation failure). Returns the new soft
+    limit, or None when there is no cap to widen."""
+    if nbytes <= 0 or not sys.platform.startswith("linux"):
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    limit = soft + nbytes if hard == resource.RLIM_INFINITY else min(soft + nbytes, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     return limit

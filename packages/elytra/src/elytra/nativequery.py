@@ -128,9 +128,9 @@ def _column_names(tree: exp.Query, known: set[str]) -> set[str] | None:
         return None
     if any(j.method.upper() == "NATURAL" for j in tree.find_all(exp.Join)):
         return None
-    tables = {
-        n.lower() for t in tree.find_all(exp.Table) for n in (t.name, t.alias) if n
-    } | {a.alias.lower() for a in tree.find_all(exp.CTE, exp.Subquery) if a.alias}
+    tables = {n.lower() for t in tree.find_all(exp.Table) for n in (t.name, t.alias) if n} | {
+        a.alias.lower() for a in tree.find_all(exp.CTE, exp.Subquery) if a.alias
+    }
     aliases = {a.alias.lower() for a in tree.find_all(exp.Alias)} | {
         c.name.lower() for ta in tree.find_all(exp.TableAlias) for c in ta.columns
     }
