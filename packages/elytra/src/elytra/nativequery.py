@@ -24,7 +24,7 @@ from sqlglot import exp
 
 from platform_core.expr.nodes import AGGREGATE_ALIASES, AGGREGATES, FUNCTIONS
 
-from .nativesql import NativeSql, Table, _functions, _placeheld, _source_of
+from .nativesql import NativeSql, Table, called_functions, placeheld, source_of
 from .sources import ArrowSource, Source
 
 __all__ = ["NativeQuery", "allowed_functions", "native_query"]
@@ -40,7 +40,7 @@ _CONSTRUCTS = (
 
 @functools.cache
 def allowed_functions() -> frozenset[str]:
-    """The functions (``nativesql._functions``' keys) a query run before it is planned may
+    """The functions (``nativesql.called_functions``' keys) a query run before it is planned may
     call: those of the expression language and its aggregates as sqlglot parses them, and
     CAST, CASE and EXTRACT. None reads a file, a setting or the environment; a query that
     calls anything else is planned first, as before."""
@@ -48,11 +48,11 @@ def allowed_functions() -> frozenset[str]:
     for name in (*FUNCTIONS, *AGGREGATES, *AGGREGATE_ALIASES):
         for args in ("x", "x, y", "x, y, z"):
             try:
-                keys |= _functions(sqlglot.parse_one(f"SELECT {name}({args})", read="duckdb"))
+                keys |= called_functions(sqlglot.parse_one(f"SELECT {name}({args})", read="duckdb"))
             except sqlglot.errors.SqlglotError:
                 continue  # not a call of that many arguments
     for text in _CONSTRUCTS:
-        keys |= _functions(sqlglot.parse_one(f"SELECT {text}", read="duckdb"))
+        keys |= called_functions(sqlglot.parse_one(f"SELECT {text}", read="duckdb"))
     return frozenset(keys)
 
 
@@ -73,13 +73,13 @@ def native_query(text: str, tree: exp.Query, tables: Mapping[str, Table]) -> Nat
     :class:`NativeQuery` over ``tables`` (name -> the dataset's pipeline), or None when it
     must be planned first: a function outside :func:`allowed_functions`, a table that is not
     a file or lake source as it is, a CTE named like a table."""
-    if not _functions(tree) <= allowed_functions():
+    if not called_functions(tree) <= allowed_functions():
         return None
     named = {k.lower(): v for k, v in tables.items()}
     sources: dict[str, Source] = {}
     by_table: dict[str, str | None] = {}
     for name, p in named.items():
-        source = _source_of(p)
+        source = source_of(p)
         by_table[name] = source
         if source is None:
             return None
@@ -89,7 +89,7 @@ def native_query(text: str, tree: exp.Query, tables: Mapping[str, Table]) -> Nat
         sources[source] = src
     if _named_after_a_table(tree):
         return None
-    native = _placeheld(tree, by_table)
+    native = placeheld(tree, by_table)
     if native is None:
         return None
     known = {c.lower() for src in sources.values() for c in src.schema.names}
@@ -137,7 +137,7 @@ def _column_names(tree: exp.Query, known: set[str]) -> set[str] | None:
     said: set[str] = set()
     for c in tree.find_all(exp.Column):
         name = c.name.lower()
-        if name not in known and (name not in aliases or name in tables and _own(c, name)):
+        if name not in known and (name not in aliases or (name in tables and _own(c, name))):
             return None  # a name no column has, or a table's whole row: weigh it all
         if c.table and c.table.lower() not in tables:
             return None  # a struct's field (``s.f``): its column is the table part

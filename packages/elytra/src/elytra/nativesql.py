@@ -37,9 +37,17 @@ from emsqrt.planning import (
     plan_to_json,
     run_fragment,
 )
-from lake.sql.readonly import _cte_in_scope as cte_in_scope
+from lake.sql.readonly import cte_in_scope
 
-__all__ = ["NativeSql", "native_of", "native_task", "run_native"]
+__all__ = [
+    "NativeSql",
+    "called_functions",
+    "native_of",
+    "native_task",
+    "placeheld",
+    "run_native",
+    "source_of",
+]
 
 _STEM = "__elytra_table_"
 
@@ -78,15 +86,15 @@ def native_of(
     steps of its own: only its plan says what it holds), a CTE's name is also a table's, or
     it calls a function ``planned`` (the tree the planner checked) does not. Kept for the same text over the same sources (``_KEPT``): a query run again, as
     dashboards do, is not written out again."""
-    if not _functions(tree) <= _functions(planned):
+    if not called_functions(tree) <= called_functions(planned):
         return None  # a function sqlglot's optimizer dropped, which the planner never saw
-    sources = {k.lower(): _source_of(v) for k, v in tables.items()}
+    sources = {k.lower(): source_of(v) for k, v in tables.items()}
     key = (text, tuple(sorted(sources.items(), key=lambda kv: kv[0])))
     with _KEPT_LOCK:
         if key in _KEPT:
             _KEPT.move_to_end(key)
             return _KEPT[key]
-    native = _placeheld(tree, sources)
+    native = placeheld(tree, sources)
     with _KEPT_LOCK:
         _KEPT[key] = native
         while len(_KEPT) > _KEPT_MAX:
@@ -104,7 +112,7 @@ _KEPT_MAX = 128
 _KEPT_LOCK = threading.Lock()
 
 
-def _functions(tree: exp.Expr) -> set[str]:
+def called_functions(tree: exp.Expr) -> set[str]:
     """The functions ``tree`` calls, by sqlglot's class and a named function's name. The text
     DuckDB runs is the parsed tree, the one the planner checked is the optimized tree: a
     function only in the first (a derived table's ORDER BY under a DISTINCT, an unused CTE,
@@ -120,7 +128,7 @@ def _functions(tree: exp.Expr) -> set[str]:
 _LOGIC = (exp.Connector, exp.Predicate, exp.SubqueryPredicate, exp.Exists, exp.Not)
 
 
-def _placeheld(tree: exp.Query, sources: Mapping[str, str | None]) -> NativeSql | None:
+def placeheld(tree: exp.Query, sources: Mapping[str, str | None]) -> NativeSql | None:
     """:func:`native_of` made anew (``sources``: table name -> the source it reads as it is)."""
     ctes = {c.alias.lower() for c in tree.find_all(exp.CTE)}
     if ctes & set(sources):
@@ -146,7 +154,7 @@ def _placeheld(tree: exp.Query, sources: Mapping[str, str | None]) -> NativeSql 
     return NativeSql(tree.sql(dialect="duckdb"), pairs)
 
 
-def _source_of(p: Table | None) -> str | None:
+def source_of(p: Table | None) -> str | None:
     """The source ``p`` reads as it is (its plan one ``Input`` of all the source's columns)."""
     if p is None or not isinstance(p.node, lp.Input) or p.node.name not in p.sources:
         return None

@@ -873,7 +873,7 @@ def _in_only_as_a_condition(tree: exp.Query) -> None:
     list, under NOT, IS NULL or a comparison (found from outside: ``SELECT k IN (...)`` gave
     FALSE for a NULL ``k``). NOT IN itself sqlglot leaves alone, and the planner keeps its
     rule (``_Planner.in_subquery``)."""
-    found = [n for n in tree.find_all(exp.In) if n.args.get("query") is not None]
+    found: list[exp.Expr] = [n for n in tree.find_all(exp.In) if n.args.get("query") is not None]
     found += [a.parent for a in tree.find_all(exp.Any) if a.parent is not None]
     for node in found:
         if isinstance(node.parent, exp.Not):

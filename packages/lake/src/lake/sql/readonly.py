@@ -34,7 +34,14 @@ from sqlglot.errors import ParseError, TokenError
 
 from ..errors import LakeError, QueryMemoryError, SQLError
 
-__all__ = ["Statement", "check_read_only", "duckdb_error", "sandboxed_connection", "view_sql"]
+__all__ = [
+    "Statement",
+    "check_read_only",
+    "cte_in_scope",
+    "duckdb_error",
+    "sandboxed_connection",
+    "view_sql",
+]
 
 MAX_SQL_CHARS = 256 * 1024
 
@@ -160,7 +167,7 @@ def _check_read_only(sql: str, datasets: Iterable[str]) -> Statement:
             raise _refuse(
                 sql, f"qualified table name {table.sql()!r}: use the dataset's name", table
             )
-        if _cte_in_scope(table):
+        if cte_in_scope(table):
             continue
         tables.add(_dataset(sql, table, known))
     _check_with_duckdb_parser(_serializable(tree, sql), known)
@@ -248,7 +255,7 @@ def _cte_names(with_: exp.With, upto: int | None = None) -> set[str]:
     return {c.alias_or_name.lower() for c in with_.expressions[:upto]}
 
 
-def _cte_in_scope(table: exp.Table) -> bool:
+def cte_in_scope(table: exp.Table) -> bool:
     """Whether ``table`` names a CTE visible where it stands, as DuckDB binds names.
 
     A CTE is visible in the body of the query that owns its WITH, in the CTEs after it in the
