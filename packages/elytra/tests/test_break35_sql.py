@@ -184,6 +184,8 @@ QUERIES = [
     "SELECT a.f, count(*) AS n FROM t5 a JOIN t5 b ON a.f = b.f GROUP BY 1 ORDER BY 1",
     "SELECT count(DISTINCT f) AS n FROM t5",
     "SELECT a.s, count(*) AS n FROM t5 a JOIN t5 b ON a.s = b.s GROUP BY 1 ORDER BY 1",
+    # a number written from its point: DuckDB types .5 DECIMAL(1,1), not 0.5's DECIMAL(2,1)
+    "SELECT g, sum(d * .5) AS s, max(d) * .25 AS m FROM t1 WHERE d > .5 GROUP BY g ORDER BY g",
     # IN (SELECT ...) as a condition that keeps rows, where its NULL is FALSE's equal
     "SELECT count(*) AS n FROM t1 WHERE g = 1 OR k IN (SELECT k FROM t2)",
     "SELECT g, count(*) AS n FROM t1 WHERE (k IN (SELECT k FROM t3) AND g > 1) OR g = 0 "

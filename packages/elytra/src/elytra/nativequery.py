@@ -16,7 +16,7 @@ here is planned as before, at once.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import sqlglot
@@ -87,7 +87,7 @@ def native_query(text: str, tree: exp.Query, tables: Mapping[str, Table]) -> Nat
         if not isinstance(src, Source) or isinstance(src, ArrowSource) or src.partitions:
             return None  # held in this process, or cut into parts its user chose
         sources[source] = src
-    if _named_after_a_table(tree):
+    if _named_by_its_text(tree, text):
         return None
     native = placeheld(tree, by_table)
     if native is None:
@@ -101,17 +101,57 @@ def native_query(text: str, tree: exp.Query, tables: Mapping[str, Table]) -> Nat
     return NativeQuery(native, sources, columns)
 
 
-def _named_after_a_table(tree: exp.Query) -> bool:
-    """Whether DuckDB names a result column after text with a table in it: an unnamed select
-    item with a subquery (``SELECT (SELECT max(k) FROM t1)``) is named by its text, which in
-    the task's text has the chunks' paths in place of the table (found from outside: a
-    server's file paths in a result's column name). Such a query is planned, and named as
-    DuckDB names the caller's text (``sqlplan._duck_names``)."""
-    return any(
+def _named_by_its_text(tree: exp.Query, text: str) -> bool:
+    """Whether DuckDB would name or type a result column by text the task does not run as
+    written. The task runs sqlglot's rendering of the tree (what was checked), not the
+    caller's text: an unnamed expression is named after its text (``k::VARCHAR`` rendered
+    ``CAST(k AS TEXT)``, ``len(s)`` as ``length(s)``, a subquery with the chunks' paths in
+    place of its table: found from outside). (A number written ``.5`` is typed as DuckDB
+    types it before it is parsed: ``sqlplan._points_typed``.)
+    Such a query is planned, named as DuckDB names the caller's text (``sqlplan``)."""
+    if any(
         not isinstance(item, exp.Alias) and item.find(exp.Query) is not None
         for select in tree.find_all(exp.Select)
         for item in select.expressions
+    ):
+        return True
+    naming = list(_naming_selects(tree))
+    if any(_star(i) for s in naming for i in s.expressions):
+        # a star passes on a derived table's or CTE's names: every one of them names
+        naming += [
+            d.this
+            for d in tree.find_all(exp.Subquery, exp.CTE)
+            if isinstance(d.this, exp.Select) and not _renamed(d)
+        ]
+    return any(
+        not isinstance(item, exp.Alias | exp.Column | exp.Star)
+        for select in naming
+        for item in select.expressions
     )
+
+
+def _star(item: exp.Expr) -> bool:
+    """Whether a select item is ``*`` or ``t.*`` (not ``count(*)``'s)."""
+    return isinstance(item, exp.Star) or (
+        isinstance(item, exp.Column) and isinstance(item.this, exp.Star)
+    )
+
+
+def _naming_selects(q: exp.Expr) -> Iterator[exp.Select]:
+    """The SELECTs whose items name the result: the query's, or each branch of a UNION."""
+    if isinstance(q, exp.SetOperation):
+        yield from _naming_selects(q.left)
+        yield from _naming_selects(q.right)
+    elif isinstance(q, exp.Subquery):
+        yield from _naming_selects(q.this)
+    elif isinstance(q, exp.Select):
+        yield q
+
+
+def _renamed(d: exp.Expr) -> bool:
+    """Whether a derived table or CTE names its columns itself (``AS s(a, b)``)."""
+    alias = d.args.get("alias")
+    return isinstance(alias, exp.TableAlias) and bool(alias.columns)
 
 
 def _column_names(tree: exp.Query, known: set[str]) -> set[str] | None:
@@ -128,6 +168,8 @@ def _column_names(tree: exp.Query, known: set[str]) -> set[str] | None:
         return None
     if any(j.method.upper() == "NATURAL" for j in tree.find_all(exp.Join)):
         return None
+    if any(isinstance(ta.parent, exp.Table) and ta.columns for ta in tree.find_all(exp.TableAlias)):
+        return None  # a table's columns renamed (``FROM w AS t(a, b)``): a name is any of them
     tables = {n.lower() for t in tree.find_all(exp.Table) for n in (t.name, t.alias) if n} | {
         a.alias.lower() for a in tree.find_all(exp.CTE, exp.Subquery) if a.alias
     }

@@ -16,6 +16,7 @@ the query's own output names.
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,7 @@ from sqlglot.optimizer import optimize
 from sqlglot.optimizer.merge_subqueries import merge_subqueries
 from sqlglot.optimizer.optimizer import RULES as OPTIMIZER_RULES
 from sqlglot.optimizer.optimizer import OptimizerFn
+from sqlglot.tokens import TokenType
 
 from .errors import PipelineError, SQLPlanError
 from .nativesql import native_of
@@ -713,12 +715,42 @@ def _size_of(p: Pipeline) -> int:
     return sum(source_bytes(src) for src in p.sources.values())
 
 
+def _points_typed(text: str) -> str:
+    """``text`` with each number written from its point (``.5``) cast to the type DuckDB
+    gives it, DECIMAL(1,1): sqlglot reads it as ``0.5``, which DuckDB types DECIMAL(2,1), and
+    a product's scale and width follow (found from outside: ``d * .5`` came out one digit
+    wider than DuckDB's). Names are DuckDB's of the caller's own text either way."""
+    if not _POINT_FIRST.search(text):
+        return text
+    try:
+        tokens = sqlglot.Dialect.get_or_raise("duckdb").tokenize(text)
+    except SqlglotError:
+        return text  # the parser says what is wrong
+    out, last = [], 0
+    for before, t in zip([None, *tokens], tokens, strict=False):
+        raw = text[t.start : t.end + 1]
+        if (
+            t.token_type is TokenType.NUMBER
+            and before is not None
+            and before.token_type is TokenType.DOT
+            and before.end + 1 == t.start
+            and raw.isdigit()
+            and len(raw) <= 38
+        ):
+            out += [text[last : before.start], f"CAST(0.{raw} AS DECIMAL({len(raw)}, {len(raw)}))"]
+            last = t.end + 1
+    return "".join(out) + text[last:] if out else text
+
+
+_POINT_FIRST = re.compile(r"(?<![\w.])\.[0-9]")
+
+
 def _parse(text: str) -> exp.Query:
     """The one query in ``text``, or a ``SQLPlanError`` saying what else it is."""
     if len(text) > _MAX_TEXT:
         raise SQLPlanError(f"the SQL text is {len(text):,} characters; at most {_MAX_TEXT:,}")
     try:
-        statements = [s for s in sqlglot.parse(text, read="duckdb") if s is not None]
+        statements = [s for s in sqlglot.parse(_points_typed(text), read="duckdb") if s]
     except SqlglotError as exc:
         raise SQLPlanError(f"SQL does not parse: {exc}") from None
     except RecursionError:  # the parser recurses once per level of nesting
