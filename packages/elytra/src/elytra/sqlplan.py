@@ -26,13 +26,12 @@ from typing import TYPE_CHECKING, cast
 import duckdb
 import pyarrow as pa
 import sqlglot
-from sqlglot import exp
+from sqlglot import TokenType, exp
 from sqlglot.errors import SqlglotError
 from sqlglot.optimizer import optimize
 from sqlglot.optimizer.merge_subqueries import merge_subqueries
 from sqlglot.optimizer.optimizer import RULES as OPTIMIZER_RULES
 from sqlglot.optimizer.optimizer import OptimizerFn
-from sqlglot.tokens import TokenType
 
 from .errors import PipelineError, SQLPlanError
 from .nativesql import native_of
