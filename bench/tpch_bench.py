@@ -122,7 +122,9 @@ PEERS = ("polars sql", "daft sql")
 def _token() -> str:
     from platform_core.auth import TokenSigner
 
-    return TokenSigner(SECRET).issue("bench", admin=True)
+    # a day: an SF 10 run on a loaded machine outlasted the default hour, and its last
+    # queries failed as "token expired"
+    return TokenSigner(SECRET).issue("bench", admin=True, ttl_seconds=24 * 3600)
 
 
 def _wait(check: Callable[[], Any], what: str, timeout: float = 3600) -> None:
