@@ -900,7 +900,8 @@ def _in_only_as_a_condition(tree: exp.Query) -> None:
     """Refuse ``x IN (SELECT ...)`` (and ``x = ANY (...)``) where its NULL answer differs from
     FALSE: sqlglot's optimizer makes it a LEFT JOIN tested ``IS NOT NULL``, FALSE where SQL
     gives NULL (a NULL ``x``, or no match among keys with a NULL). That is right only as a
-    condition that keeps rows (ANDs and ORs up to a WHERE, HAVING or ON), not in a select
+    condition that keeps rows (ANDs and ORs up to a WHERE, HAVING or ON) or a CASE's WHEN
+    (NULL takes the next branch, as FALSE does), not in a select
     list, under NOT, IS NULL or a comparison (found from outside: ``SELECT k IN (...)`` gave
     FALSE for a NULL ``k``). NOT IN itself sqlglot leaves alone, and the planner keeps its
     rule (``_Planner.in_subquery``)."""
@@ -909,12 +910,13 @@ def _in_only_as_a_condition(tree: exp.Query) -> None:
     for node in found:
         if isinstance(node.parent, exp.Not):
             continue
-        up: exp.Expr | None = node.parent
+        child, up = node, node.parent
         while isinstance(up, exp.Paren | exp.And | exp.Or):
-            up = up.parent
-        if not isinstance(up, exp.Where | exp.Having) and not (
+            child, up = up, up.parent
+        kept = isinstance(up, exp.Where | exp.Having) or (
             isinstance(up, exp.Join) and up.args.get("on") is not None
-        ):
+        )
+        if not kept and not (isinstance(up, exp.If) and up.this is child):  # CASE WHEN x IN
             raise SQLPlanError(
                 f"{_sql(node)!r} is planned into stages only as a condition of WHERE, HAVING "
                 "or ON (elsewhere its NULL answer matters): the lake answers this query"
