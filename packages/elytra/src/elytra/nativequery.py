@@ -87,7 +87,7 @@ def native_query(text: str, tree: exp.Query, tables: Mapping[str, Table]) -> Nat
         if not isinstance(src, Source) or isinstance(src, ArrowSource) or src.partitions:
             return None  # held in this process, or cut into parts its user chose
         sources[source] = src
-    if _named_by_its_text(tree, text):
+    if _named_by_its_text(tree):
         return None
     native = placeheld(tree, by_table)
     if native is None:
@@ -101,7 +101,7 @@ def native_query(text: str, tree: exp.Query, tables: Mapping[str, Table]) -> Nat
     return NativeQuery(native, sources, columns)
 
 
-def _named_by_its_text(tree: exp.Query, text: str) -> bool:
+def _named_by_its_text(tree: exp.Query) -> bool:
     """Whether DuckDB would name or type a result column by text the task does not run as
     written. The task runs sqlglot's rendering of the tree (what was checked), not the
     caller's text: an unnamed expression is named after its text (``k::VARCHAR`` rendered
