@@ -4,7 +4,10 @@ Three counters per window of ``PLATFORM_LOGIN_WINDOW_SECONDS`` (60 s, kept under
 platform-only subtree ``/throttle`` of the cluster state, so they hold across platforms and
 restarts). A limit applies to a sliding window: this window's count plus the previous one's,
 weighted by how much of it still lies within the last ``window`` seconds, so a burst that
-straddles a window boundary is counted whole, not twice the limit:
+straddles a window boundary is counted whole, not twice the limit. (The weighting is the
+sliding-window counter's approximation: as the previous window's attempts age out, new ones
+are admitted at the limit's rate, so a burst that lasts seconds across a boundary may get a
+check or two beyond the limit; within one window the limit is exact.)
 
 - per (user name, client address): the first ``FREE_ATTEMPTS`` go at once, then each waits
   longer (0.5 s, 1 s, 2 s), and past ``PAIR_LIMIT`` the answer is 429 with ``Retry-After``;
