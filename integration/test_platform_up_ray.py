@@ -82,6 +82,10 @@ def test_a_platform_with_its_own_ray_runs_jobs_there_and_stops_it_whole(tmp_path
         workers = [p for p, c in procs.items() if c.startswith("ray::") and "Agent" not in c]
         assert workers, procs
         assert {_niceness(p) for p in workers} == {0}, {p: _niceness(p) for p in workers}
+        # and return what they make through the object store, not inline into the gateway's
+        # heap (an exchange's partitions at SF 10 were 568 MiB of it, raystart.INLINE_BYTES)
+        inline = {p: _environ(p).get("RAY_max_direct_call_object_size") for p in workers}
+        assert set(inline.values()) == {"1024"}, inline
         # Ray's own record: its head started Python workers, and its logs are under <home>
         logs = home / "ray" / "session_latest" / "logs"
         assert list(logs.glob("python-core-worker-*.log")), sorted(p.name for p in logs.iterdir())
@@ -100,6 +104,13 @@ def test_a_platform_with_its_own_ray_runs_jobs_there_and_stops_it_whole(tmp_path
     assert mine, ray_start[-2000:]
     assert not (_sessions_in_tmp_ray() - before) & set(mine)
     assert (home / "ray" / mine[0]).is_dir()
+
+
+def _environ(pid: int) -> dict[str, str]:
+    """A process's environment as it was started (``/proc/<pid>/environ``)."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    pairs = (item.decode(errors="replace").split("=", 1) for item in raw if b"=" in item)
+    return {k: v for k, v in pairs}
 
 
 def _niceness(pid: int) -> int:

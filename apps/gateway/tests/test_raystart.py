@@ -81,6 +81,11 @@ def test_env_points_ray_at_the_home_and_never_at_a_token_in_the_environment(
     assert env["RAY_worker_niceness"] == "0"  # tasks as nice as the platform, not 15
     mine = start_env(spec, tmp_path / "t", {"RAY_worker_niceness": "10"})
     assert mine["RAY_worker_niceness"] == "10"  # the user's own value stands
+    # a task's returns (an exchange's partitions) go to the object store, not into the
+    # driver's heap (SF 10: 568 MiB of the coordinator's own memory for q04 under 100 KiB)
+    assert env["RAY_max_direct_call_object_size"] == "1024"
+    theirs = start_env(spec, tmp_path / "t", {"RAY_max_direct_call_object_size": "4096"})
+    assert theirs["RAY_max_direct_call_object_size"] == "4096"
     driver = driver_env(spec, tmp_path / "t", "127.0.0.1:9")
     assert driver["ELYTRA_RAY_ADDRESS"] == "127.0.0.1:9"
     assert driver["ELYTRA_RAY_NODE_DIR"] == str(tmp_path / "t")  # its own node, not the head's
@@ -88,6 +93,7 @@ def test_env_points_ray_at_the_home_and_never_at_a_token_in_the_environment(
     assert driver["RAY_DISABLE_FAILURE_SIGNAL_HANDLER"] == "1"
     assert int(driver["RAY_gcs_rpc_server_reconnect_timeout_s"]) > 10**8
     assert NODE_MARK not in driver  # the gateway's own children are not Ray's
+    assert driver["RAY_max_direct_call_object_size"] == "1024"  # as its node's workers
 
 
 def test_a_worker_node_on_loopback_keeps_rays_cluster_setting(tmp_path: Path) -> None:

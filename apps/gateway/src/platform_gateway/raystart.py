@@ -235,6 +235,16 @@ def _ray_vars(spec: RaySpec, temp_dir: Path) -> dict[str, str]:
 
 NICENESS = "RAY_worker_niceness"
 """Ray's own variable for the nice value of the workers its raylet starts."""
+INLINE = "RAY_max_direct_call_object_size"
+"""Ray's own variable for the largest task return (and argument) it passes inline, in the
+owner's process, instead of through the object store."""
+INLINE_BYTES = 1024
+"""The platform's value for ``INLINE``. Ray's default (100 KiB) puts each smaller return in
+the heap of its owner, the gateway's driver, for as long as it is held: an exchange's
+partitions (one return each, held until the next stage reads them) at SF 10 were hundreds of
+MiB of the coordinator's own memory (q04 568 MiB, q10 702 MiB above a 512 MiB cap) though
+no row reached it. Under 1 KiB the owner holds at most a KiB per object: a few MiB for
+thousands of partitions, and the rest stays in the nodes' object stores."""
 
 
 def start_env(spec: RaySpec, temp_dir: Path, base: dict[str, str]) -> dict[str, str]:
@@ -245,6 +255,7 @@ def start_env(spec: RaySpec, temp_dir: Path, base: dict[str, str]) -> dict[str, 
     # then gets a sliver of a busy core (elytra's RayBackend asks the same of a Ray it
     # starts); a value the user set stands
     env.setdefault(NICENESS, "0")
+    env.setdefault(INLINE, str(INLINE_BYTES))  # workers' returns to the object store
     env.update(_ray_vars(spec, temp_dir))
     # Stopping the whole group at once: Ray's drain would wait 30 s for nothing.
     env["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "0"
@@ -269,6 +280,9 @@ def driver_env(spec: RaySpec, temp_dir: Path, address: str) -> dict[str, str]:
         # and arms a 3-second alarm that aborts it (exit 134) while the gateway still stops
         # its plugins; the gateway's own handlers stay in charge instead.
         "RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1",
+        # the driver's own side of ``INLINE``: the arguments it passes inline (the value
+        # ``ray start`` was given, so the two sides agree)
+        INLINE: os.environ.get(INLINE, str(INLINE_BYTES)),
         "ELYTRA_RAY_ADDRESS": address,
         # several platforms' Ray nodes on one machine: attach to this one's, not the head's
         "ELYTRA_RAY_NODE_DIR": str(temp_dir),
