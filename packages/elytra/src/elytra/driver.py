@@ -46,6 +46,7 @@ from .exchange import (
 from .explain import render
 from .having import above_final, exchange_bytes
 from .jobs import Job, JobRecorder
+from .joinpush import push_reduced_joins
 from .nativequery import NativeQuery
 from .nativesql import native_task
 from .outfile import write_table
@@ -1480,9 +1481,12 @@ def _read_groups(path: Path) -> Iterator[pa.Table]:
 
 def _rewritten(node: lp.Node, sources: dict[str, Source], small: Broadcastable) -> lp.Node:
     """``node`` with the left joins a filter makes inner (sqlglot's decorrelated ``IN`` and
-    scalar subqueries), then each group-by joined on its keys reduced to the keys the join
-    can match (``semireduce.py``); both keep the answer, and applied twice change nothing."""
-    return reduce_group_sides(inner_joins(node), sources, small)
+    scalar subqueries), each join of a side that keeps few rows moved down to the input its
+    keys come from (``joinpush.py``), then each group-by joined on its keys reduced to the
+    keys the join can match (``semireduce.py``); all keep the answer, and applied twice
+    change nothing."""
+    pushed = push_reduced_joins(inner_joins(node), sources, small)
+    return reduce_group_sides(pushed, sources, small)
 
 
 EXCHANGE_RERUNS = 1

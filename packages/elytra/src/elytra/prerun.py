@@ -29,7 +29,7 @@ from .sidesize import Broadcastable
 from .sources import Source
 from .stages import BROADCAST_LEFT, BROADCAST_RIGHT, chain_source
 
-__all__ = ["first_side", "sides_first"]
+__all__ = ["first_side", "keeps_few_rows", "sides_first"]
 
 _ABOVE = (lp.Project, lp.Map, lp.Filter, lp.Limit, lp.TopK)
 """What may stand between a join side's top and the aggregate that reduces it."""
@@ -112,6 +112,14 @@ def _worth_running_first(
     if not _over_sources(reduced, sources):
         return False
     return chain_source(other, sources, small) is not None
+
+
+def keeps_few_rows(node: lp.Node, sources: dict[str, Source], small: Broadcastable) -> bool:
+    """Whether ``node`` is a join side of the kind run first: one known to keep few rows
+    (:func:`_reduces`, :func:`_groups_a_small_chain`) over the job's sources."""
+    if chain_source(node, sources) is not None or not _over_sources(node, sources):
+        return False
+    return _reduces(node) or _groups_a_small_chain(node, sources, small)
 
 
 def _reduces(node: lp.Node) -> bool:
