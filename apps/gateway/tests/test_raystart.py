@@ -67,8 +67,9 @@ def test_worker_command_joins_the_head_and_wildcard_hosts_leave_the_ip_to_ray(
 
 
 def test_env_points_ray_at_the_home_and_never_at_a_token_in_the_environment(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("RAY_max_direct_call_object_size", raising=False)
     spec = RaySpec("127.0.0.1", tmp_path, choose_ports("127.0.0.1", head=True, workers=1))
     env = start_env(spec, tmp_path / "t", {"RAY_AUTH_TOKEN": "user's", "KEEP": "1"})
     assert "RAY_AUTH_TOKEN" not in env
@@ -94,6 +95,9 @@ def test_env_points_ray_at_the_home_and_never_at_a_token_in_the_environment(
     assert int(driver["RAY_gcs_rpc_server_reconnect_timeout_s"]) > 10**8
     assert NODE_MARK not in driver  # the gateway's own children are not Ray's
     assert driver["RAY_max_direct_call_object_size"] == "1024"  # as its node's workers
+    # a value the user set reaches both sides: ``ray start`` and the gateway's driver
+    monkeypatch.setenv("RAY_max_direct_call_object_size", "4096")
+    assert driver_env(spec, tmp_path / "t", "h:1")["RAY_max_direct_call_object_size"] == "4096"
 
 
 def test_a_worker_node_on_loopback_keeps_rays_cluster_setting(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ of ``A ⋈ B``'s (a join renames a clash by the side it comes from: the names wo
 from __future__ import annotations
 
 from emsqrt import plan as lp
-from emsqrt.planning import SchemaResolver
+from emsqrt.planning import SchemaResolver, right_output_names
 
 from .prerun import keeps_few_rows
 from .sidesize import Broadcastable
@@ -69,17 +69,19 @@ def _pushed(join: lp.Join, resolver: SchemaResolver) -> lp.Node | None:
     below = join.left
     if not isinstance(below, lp.Join) or below.how != "inner":
         return None
-    left, right = set(_names(below.left, resolver)), set(_names(below.right, resolver))
+    a, b = resolver.schema(below.left), resolver.schema(below.right)
+    left, right = set(a.names), set(b.names)
     side_names = set(_names(join.right, resolver)) - set(join.right_keys)
     if side_names & (left | right | set(_names(below, resolver))):
         return None  # a clash is renamed by the side it comes from: the names would move
+    # A's names are A's columns above the join; a name of B's is B's column there only where
+    # the join did not rename it (a clash gets ``_right``, and so may a clash of that), and B's
+    # keys are not there at all
+    b_own = {name for name, out in right_output_names(below, a, b) if name == out}
     keys = set(join.left_keys)
     for put_left in (True, False):
         target = below.left if put_left else below.right
-        # a name of B's that A also has is A's column above the join (B's is renamed), and
-        # B's keys are not in its output: only names that are B's alone are B's columns
-        mine = left if put_left else right - left - set(below.right_keys)
-        if not keys <= mine:
+        if not keys <= (left if put_left else b_own):
             continue
         moved = lp.Join(target, join.right, join.left_keys, join.right_keys, join.how)
         deeper = _pushed(moved, resolver)

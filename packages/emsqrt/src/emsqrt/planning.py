@@ -19,6 +19,7 @@ import pyarrow as pa
 from . import plan as lp
 from .builder import PlanBuilder, split_alias
 from .distinct import rewrite_distinct
+from .joinkeys import right_output_names
 from .kernel import (
     KERNEL_FLOOR_BYTES,
     Fragment,
@@ -64,6 +65,7 @@ __all__ = [
     "prune_columns",
     "rename_columns",
     "rewrite_distinct",
+    "right_output_names",
     "run_fragment",
     "run_statement",
     "split_alias",
