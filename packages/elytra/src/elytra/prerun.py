@@ -105,12 +105,8 @@ def _sides(node: lp.Node, sources: dict[str, Source], small: Broadcastable) -> I
 def _worth_running_first(
     reduced: lp.Node, other: lp.Node, sources: dict[str, Source], small: Broadcastable
 ) -> bool:
-    if chain_source(reduced, sources) is not None:
-        return False  # a chain already: broadcast or exchanged as it is
-    if not (_reduces(reduced) or _groups_a_small_chain(reduced, sources, small)):
-        return False
-    if not _over_sources(reduced, sources):
-        return False
+    if not keeps_few_rows(reduced, sources, small):
+        return False  # a chain already (broadcast or exchanged as it is), or not reducing
     return chain_source(other, sources, small) is not None
 
 
