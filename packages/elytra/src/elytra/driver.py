@@ -1481,12 +1481,13 @@ def _read_groups(path: Path) -> Iterator[pa.Table]:
 
 def _rewritten(node: lp.Node, sources: dict[str, Source], small: Broadcastable) -> lp.Node:
     """``node`` with the left joins a filter makes inner (sqlglot's decorrelated ``IN`` and
-    scalar subqueries), each join of a side that keeps few rows moved down to the input its
-    keys come from (``joinpush.py``), then each group-by joined on its keys reduced to the
-    keys the join can match (``semireduce.py``); all keep the answer, and applied twice
-    change nothing."""
-    pushed = push_reduced_joins(inner_joins(node), sources, small)
-    return reduce_group_sides(pushed, sources, small)
+    scalar subqueries), each group-by joined on its keys reduced to the keys the join can
+    match (``semireduce.py``), then each join of a side that keeps few rows moved down to the
+    input its keys come from (``joinpush.py``); all keep the answer, and applied twice change
+    nothing. The reduction comes first: it finds its reducer among the joins above the
+    group-by, and moved below them the group-by would read every key (5,000 groups for 100)."""
+    reduced = reduce_group_sides(inner_joins(node), sources, small)
+    return push_reduced_joins(reduced, sources, small)
 
 
 EXCHANGE_RERUNS = 1
