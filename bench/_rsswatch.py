@@ -76,6 +76,8 @@ def _comm(pid: int) -> str:
 @dataclass
 class _Peak:
     own: int = 0  # RssAnon + RssFile, KiB
+    anon: int = 0  # RssAnon alone (heap), KiB
+    file: int = 0  # RssFile alone (mapped files: page cache, reclaimable), KiB
     shared: int = 0  # RssShmem, KiB
     hwm: int = 0  # VmHWM at the end, KiB
     name: str = ""
@@ -90,6 +92,7 @@ class RssWatch:
     _start: dict[int, tuple[int, int, int]] = field(default_factory=dict)
     _peaks: dict[int, _Peak] = field(default_factory=dict)
     _owner: dict[int, str] = field(default_factory=dict)
+    _parts: dict[int, tuple[int, int]] = field(default_factory=dict)  # RssAnon, RssFile at start
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -98,13 +101,14 @@ class RssWatch:
         self._stop.set()  # a query that failed left its sampler running
         if self._thread is not None:
             self._thread.join()
-        self._start, self._peaks, self._owner = {}, {}, {}
+        self._start, self._peaks, self._owner, self._parts = {}, {}, {}, {}
         for name, root in self.roots.items():
             for pid in tree(root):
                 st = _status(pid)
                 if st is None:
                     continue
                 self._start[pid] = (st["RssAnon"] + st["RssFile"], st["RssShmem"], st["VmRSS"])
+                self._parts[pid] = (st["RssAnon"], st["RssFile"])
                 self._owner[pid] = name
                 reset_peak_rss(pid)
         self._stop.clear()
@@ -125,12 +129,15 @@ class RssWatch:
                 peak = self._peaks.setdefault(pid, _Peak(name=_comm(pid)))
                 self._owner.setdefault(pid, name)
                 peak.own = max(peak.own, st["RssAnon"] + st["RssFile"])
+                peak.anon = max(peak.anon, st["RssAnon"])
+                peak.file = max(peak.file, st["RssFile"])
                 peak.shared = max(peak.shared, st["RssShmem"])
                 peak.hwm = max(peak.hwm, st.get("VmHWM", 0))
 
     def peaks(self) -> dict[str, dict[str, object]]:
         """Per root (MiB above the start): its own process's peak (``self_mib``: its own
-        memory; ``self_hwm_mib``: the kernel's peak of all its RSS), the largest own memory
+        memory, and its two parts' peaks apart: ``self_anon_mib`` its heap, ``self_file_mib``
+        the files it maps; ``self_hwm_mib``: the kernel's peak of all its RSS), the largest own memory
         of a process under it (``child_mib``, which one: ``child``), and the largest shared
         memory one maps (``shared_mib``: the Ray node's object store)."""
         self._stop.set()
@@ -139,7 +146,7 @@ class RssWatch:
         self._read()  # the kernel's peaks as the query ended
         out: dict[str, dict[str, object]] = {}
         for name, root in self.roots.items():
-            own = hwm = worst = task = shared = 0.0
+            own = hwm = worst = task = shared = anon = mapped = 0.0
             who = ""
             for pid, peak in self._peaks.items():
                 if self._owner.get(pid) != name:
@@ -149,6 +156,8 @@ class RssWatch:
                 shared = max(shared, (peak.shared - at[1]) / 1024)
                 if pid == root:
                     own, hwm = above, (peak.hwm - at[2]) / 1024
+                    parts = self._parts.get(pid, (0, 0))
+                    anon, mapped = (peak.anon - parts[0]) / 1024, (peak.file - parts[1]) / 1024
                     continue
                 if _runs_tasks(peak.name):
                     task = max(task, above)
@@ -157,6 +166,8 @@ class RssWatch:
             out[name] = {
                 "self_mib": round(own, 1),
                 "self_hwm_mib": round(hwm, 1),
+                "self_anon_mib": round(anon, 1),
+                "self_file_mib": round(mapped, 1),
                 "worker_mib": round(task, 1),
                 "child_mib": round(worst, 1),
                 "child": who,

@@ -863,7 +863,16 @@ def _cell(row: dict[str, Any], e: str) -> str:
         return f"{e} refused"
     if "failed" in r:
         return f"{e} FAILED"
-    return f"{e} {r['median'] * 1000:.0f} ms{' WRONG' if 'wrong' in r else ''}"
+    text = f"{e} {r['median'] * 1000:.0f} ms{' WRONG' if 'wrong' in r else ''}"
+    if r.get("engine") and r["engine"] != ["elytra"]:
+        text += f" (answered by {'+'.join(r['engine'])})"  # the lake's planner took it
+    mem = r.get("rss", {}).get("a")
+    if mem:  # a stopped run still shows the coordinator's memory, heap and files apart
+        text += (
+            f" [coordinator {mem['self_mib']:.0f} MiB: heap {mem.get('self_anon_mib', 0):.0f},"
+            f" files {mem.get('self_file_mib', 0):.0f}]"
+        )
+    return text
 
 
 def peer_report(
