@@ -33,6 +33,12 @@ class Log:
     acked_at: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def acked_every_key(self) -> bool:
+        """Whether every register has an acknowledged operation: the history checks need one
+        (on a loaded machine a short round can end before some register got it)."""
+        with self.lock:
+            return all(any(o.complete is not None for o in self.ops[k]) for k in KEYS)
+
     def acked_since(self, when: float) -> bool:
         """Whether a write was acknowledged after ``when`` (monotonic seconds)."""
         with self.lock:

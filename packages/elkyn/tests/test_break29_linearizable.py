@@ -39,6 +39,7 @@ def kill_round(cluster: ElectionCluster, log: Log) -> None:
         time.sleep(0.5)
         cluster.start(primary)  # on its old LMDB, with what it wrote past the acknowledged
         time.sleep(0.5)
+        wait_for(log.acked_every_key, "an acknowledged operation on every register", 60)
     finally:
         stop.set()
         for t in clients:

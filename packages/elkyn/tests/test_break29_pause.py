@@ -39,6 +39,7 @@ def pause_round(cluster: ElectionCluster, log: Log, seconds: float) -> None:
         resumed = time.monotonic()
         wait_for(lambda: log.acked_since(resumed), "a write acknowledged after the pause")
         time.sleep(0.5)
+        wait_for(log.acked_every_key, "an acknowledged operation on every register", 60)
     finally:
         stop.set()
         for t in clients:
