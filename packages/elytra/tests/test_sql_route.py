@@ -17,7 +17,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from elytra import SQLRunFailedError
 from elytra.backends import InlineBackend
+from elytra.driver import Driver
+from elytra.errors import BackendUnavailableError
+from elytra.session import Session
 from elytra.settings import ElytraSettings
 from elytra.sqlroute import PlatformSQL
 from lake import LakeNode, lake_settings
@@ -181,3 +185,49 @@ def test_a_dataset_of_no_chunks_as_a_side_is_planned_and_equals_duckdb(
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM '{tmp_path / name}.parquet'")
     rows = [tuple(norm(v) for v in r.values()) for r in got.to_pylist()]
     assert rows == [tuple(norm(v) for v in r) for r in con.sql(sql).fetchall()]
+
+
+class _Lost(InlineBackend):
+    """A backend that is lost as the job's tasks start (a pool or Ray gone mid-query)."""
+
+    def run(self, tasks: Any, cancel: Any, started: Any = None) -> Any:
+        raise BackendUnavailableError("the backend went away")
+
+
+def _failing(node: LakeNode, home: Path, **kw: Any) -> PlatformSQL:
+    """The route planning every query into stages (none run as one task) on a lost backend."""
+    es = load_settings(
+        ElytraSettings,
+        home=home,
+        backend="inline",
+        **{"sql_route": "always", "whole_query_bytes": 0, **kw},
+    )
+    backend = _Lost(es.max_attempts)
+    return PlatformSQL(node, es, lambda: backend)
+
+
+def test_a_failed_run_is_declined_only_where_the_lakes_gather_is_small(
+    lake: tuple[LakeNode, dict[str, Any]], tmp_path: Path
+) -> None:
+    """The lake's planner reruns a query whose run failed by gathering the columns it reads
+    into the coordinator (SF 10's q09: gigabytes there and in its peers). So a failed run
+    declines only when those columns take at most a quarter of the driver's cap; past it the
+    query fails as unavailable (503: retry), naming the failure and the sizes."""
+    node, _ = lake
+    sql = QUERIES[3]
+    es = load_settings(ElytraSettings, home=tmp_path / "s", backend="inline")
+    with Session(es, catalog=node.catalog) as session:
+        reads = Driver.read_bytes(session.sql(sql))
+    assert reads > 64 << 10, reads  # SF 0.01's customer, orders and lineitem columns
+    with pytest.raises(SQLDeclined, match="the run failed: BackendUnavailableError"):
+        _run(_failing(node, tmp_path / "a"), sql)  # 128 MiB allowed: the lake reruns it
+    small = (reads * 4) - (4 << 10)  # its quarter a little below what the query reads
+    with pytest.raises(SQLRunFailedError) as caught:
+        _run(_failing(node, tmp_path / "b", driver_mem_cap=small), sql)
+    assert caught.value.status == 503
+    message = caught.value.message
+    assert "BackendUnavailableError: the backend went away" in message, message
+    assert "ELYTRA_DRIVER_MEM_CAP" in message, message
+    assert "retry" in message, message
+    with pytest.raises(SQLDeclined):  # at the bound itself, still the lake's
+        _run(_failing(node, tmp_path / "c", driver_mem_cap=reads * 4), sql)

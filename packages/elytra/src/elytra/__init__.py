@@ -29,6 +29,7 @@ from .errors import (
     ResultGoneError,
     ResultTooLargeError,
     SQLPlanError,
+    SQLRunFailedError,
     TaskFailedError,
 )
 
@@ -98,6 +99,7 @@ __all__ = [
     "ResultStore",
     "ResultTooLargeError",
     "SQLPlanError",
+    "SQLRunFailedError",
     "Session",
     "StoreRecorder",
     "StoredResult",

@@ -302,9 +302,15 @@ class Driver:
         used = [p.sources[n] for n in names]
         if any(isinstance(s, ArrowSource) or s.partitions for s in used):
             return False
+        return self.read_bytes(p) <= limit
+
+    @staticmethod
+    def read_bytes(p: Pipeline) -> int:
+        """The bytes of its sources' files that job ``p``'s columns take
+        (``sidesize.plan_read_bytes``; a lake chunk held here is weighed by its footer)."""
         footers = _footers(p)
-        sources = {n: p.sources[n] for n in names}
-        return plan_read_bytes(p.node, sources, lambda f: footers.get(f, f)) <= limit
+        sources = {n: p.sources[n] for n in input_names(p.node)}
+        return plan_read_bytes(p.node, sources, lambda f: footers.get(f, f))
 
     def _whole_limit(self) -> int:
         """The most a job run as one task reads (:meth:`whole`); 0: never."""

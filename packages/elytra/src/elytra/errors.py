@@ -14,9 +14,12 @@
     ├── ResultTooLargeError (OverBudgetError)  413  a result past ELYTRA_MAX_RESULT_BYTES or
     │                                               its owner's ELYTRA_RESULT_QUOTA_BYTES
     ├── TooManyJobsError (OverBudgetError)     429  a user's running-job limit
-    └── BackendUnavailableError (UnavailableError) 503  the pool or Ray cannot be reached
-        └── ExchangeLostError                  503  an exchange's partitions were lost with a
-                                                    Ray node (the job runs again once first)
+    ├── BackendUnavailableError (UnavailableError) 503  the pool or Ray cannot be reached
+    │   └── ExchangeLostError                  503  an exchange's partitions were lost with a
+    │                                               Ray node (the job runs again once first)
+    └── SQLRunFailedError (UnavailableError)   503  an SQL query's run failed and it reads too
+                                                    much for the lake's planner to rerun it
+                                                    (that planner gathers in one process)
 
 emsqrt's errors (``CapTooSmallError`` naming a cap that works, ``PlanError``) pass through as
 they are: they already say what to do.
@@ -43,6 +46,7 @@ __all__ = [
     "ResultGoneError",
     "ResultTooLargeError",
     "SQLPlanError",
+    "SQLRunFailedError",
     "TaskFailedError",
     "TooManyJobsError",
 ]
@@ -86,6 +90,12 @@ class BackendUnavailableError(ElytraError, UnavailableError):
 class ExchangeLostError(BackendUnavailableError):
     """An exchange's partitions (Ray objects) were lost with the Ray node that held them: the
     driver runs the job again once, then it fails (submit it again)."""
+
+
+class SQLRunFailedError(ElytraError, UnavailableError):
+    """An SQL query's run failed (a task on every attempt, a node lost twice) and the columns
+    it reads are too big for the lake's planner to answer it instead: that planner gathers
+    them into the coordinator's one process. The message names the failure; retry the query."""
 
 
 class ResultGoneError(ElytraError):

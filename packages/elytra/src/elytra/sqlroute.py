@@ -23,6 +23,7 @@ from .errors import (
     JobTimeoutError,
     NativeDeclinedError,
     ResultTooLargeError,
+    SQLRunFailedError,
 )
 from .sqlanswers import StoredAnswer
 from .sqlexplain import TaskRecord, analyze_json, explain_table, plan_json
@@ -271,13 +272,21 @@ class PlatformSQL:
             )
         except Exception as exc:  # refused before it ran: the lake's turn
             raise SQLDeclined(f"{type(exc).__name__}: {_message(exc)}") from None
-        return self._waited(job, timeout, query_id, cancelled)
+        gather = _Gather(lambda: driver.read_bytes(p), int(self.settings.driver_mem_cap) // 4)
+        return self._waited(job, timeout, query_id, cancelled, gather)
 
     @staticmethod
-    def _waited(job: Job, timeout: float, query_id: str, cancelled: threading.Event) -> Job:
+    def _waited(
+        job: Job,
+        timeout: float,
+        query_id: str,
+        cancelled: threading.Event,
+        gather: _Gather | None = None,
+    ) -> Job:
         """``job`` run to its end: a cancel or the timeout is the lake's timeout error, an
         answer past its limit the lake's 413, and any other failure declines (the lake
-        reruns the query and answers as it would)."""
+        reruns the query and answers as it would), unless ``gather`` says the lake's planner
+        would pull too much into this process: then it is :class:`SQLRunFailedError`."""
         started = time.perf_counter()
         while not job.done():
             if cancelled.is_set():
@@ -302,8 +311,36 @@ class PlatformSQL:
                 time.perf_counter() - started,
                 exc,
             )
-            raise SQLDeclined(f"the run failed: {type(exc).__name__}: {_message(exc)}") from None
+            failed = f"{type(exc).__name__}: {_message(exc)}"
+            if gather is not None:
+                gather.check(query_id, failed)
+            raise SQLDeclined(f"the run failed: {failed}") from None
         return job
+
+
+class _Gather:
+    """Whether the lake's planner may rerun a query whose run failed: it gathers the columns
+    the query reads into the coordinator's one process, so only up to ``limit`` bytes of them
+    (a quarter of the driver's cap). Past it, a failed run fails (SF 10's q09 rerun there
+    would pull gigabytes into the coordinator and its peers' fragment results)."""
+
+    def __init__(self, reads: Callable[[], int], limit: int) -> None:
+        self.reads = reads
+        self.limit = limit
+
+    def check(self, query_id: str, failed: str) -> None:
+        """Raise :class:`SQLRunFailedError` when the query reads more than ``limit``."""
+        try:
+            size = self.reads()
+        except Exception:  # a source gone since it was planned: the lake says what it finds
+            return
+        if size > self.limit:
+            raise SQLRunFailedError(
+                f"query {query_id} failed on Elytra's engine ({failed}); its columns take "
+                f"{size / 2**20:.0f} MiB, more than the lake's planner gathers into one "
+                f"process ({self.limit / 2**20:.0f} MiB, a quarter of ELYTRA_DRIVER_MEM_CAP), "
+                "so it is not rerun there: retry the query"
+            )
 
 
 def _message(exc: BaseException) -> str:
