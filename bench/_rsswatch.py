@@ -89,10 +89,9 @@ class RssWatch:
 
     roots: dict[str, int]
     every: float = 0.05
-    _start: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    _start: dict[int, dict[str, int]] = field(default_factory=dict)  # /proc status at start
     _peaks: dict[int, _Peak] = field(default_factory=dict)
     _owner: dict[int, str] = field(default_factory=dict)
-    _parts: dict[int, tuple[int, int]] = field(default_factory=dict)  # RssAnon, RssFile at start
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -101,14 +100,13 @@ class RssWatch:
         self._stop.set()  # a query that failed left its sampler running
         if self._thread is not None:
             self._thread.join()
-        self._start, self._peaks, self._owner, self._parts = {}, {}, {}, {}
+        self._start, self._peaks, self._owner = {}, {}, {}
         for name, root in self.roots.items():
             for pid in tree(root):
                 st = _status(pid)
                 if st is None:
                     continue
-                self._start[pid] = (st["RssAnon"] + st["RssFile"], st["RssShmem"], st["VmRSS"])
-                self._parts[pid] = (st["RssAnon"], st["RssFile"])
+                self._start[pid] = st
                 self._owner[pid] = name
                 reset_peak_rss(pid)
         self._stop.clear()
@@ -151,13 +149,13 @@ class RssWatch:
             for pid, peak in self._peaks.items():
                 if self._owner.get(pid) != name:
                     continue
-                at = self._start.get(pid, (0, 0, 0))
-                above = (peak.own - at[0]) / 1024
-                shared = max(shared, (peak.shared - at[1]) / 1024)
+                at = self._start.get(pid, {})
+                above = (peak.own - at.get("RssAnon", 0) - at.get("RssFile", 0)) / 1024
+                shared = max(shared, (peak.shared - at.get("RssShmem", 0)) / 1024)
                 if pid == root:
-                    own, hwm = above, (peak.hwm - at[2]) / 1024
-                    parts = self._parts.get(pid, (0, 0))
-                    anon, mapped = (peak.anon - parts[0]) / 1024, (peak.file - parts[1]) / 1024
+                    own, hwm = above, (peak.hwm - at.get("VmRSS", 0)) / 1024
+                    anon = (peak.anon - at.get("RssAnon", 0)) / 1024
+                    mapped = (peak.file - at.get("RssFile", 0)) / 1024
                     continue
                 if _runs_tasks(peak.name):
                     task = max(task, above)
