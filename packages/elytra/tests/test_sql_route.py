@@ -231,3 +231,41 @@ def test_a_failed_run_is_declined_only_where_the_lakes_gather_is_small(
     assert "retry" in message, message
     with pytest.raises(SQLDeclined):  # at the bound itself, still the lake's
         _run(_failing(node, tmp_path / "c", driver_mem_cap=reads * 4), sql)
+
+
+def test_a_failed_one_task_run_is_weighed_as_a_planned_one(
+    lake: tuple[LakeNode, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A query run as one task before it is planned (the short path) that fails is bounded
+    as a planned run's failure is: past a quarter of the driver's cap the lake's planner
+    does not rerun it (found from outside: with workers killed, such a query went to the
+    lake's gather whatever its size, 174 MiB into the coordinator)."""
+    node, _ = lake
+    sql = QUERIES[3]
+
+    whole = {"whole_query_bytes": "1GiB", "worker_mem_cap": "256MiB"}  # one task: short path
+
+    def failing(home: Path, **kw: Any) -> PlatformSQL:
+        es = load_settings(
+            ElytraSettings, home=home, backend="inline", **{"sql_route": "always", **whole, **kw}
+        )
+        backend = _Lost(es.max_attempts)
+        return PlatformSQL(node, es, lambda: backend)
+
+    settings = load_settings(ElytraSettings, home=tmp_path / "s", backend="inline", **whole)
+    with Session(settings, catalog=node.catalog) as s:
+        q = s.native_sql(sql)
+        assert q is not None
+        assert isinstance(s.driver, Driver)
+        assert s.driver.whole_native(q)
+        reads = Driver.native_read_bytes(q)
+    assert reads > 64 << 10, reads
+    with pytest.raises(SQLDeclined, match="the run failed: BackendUnavailableError"):
+        _run(failing(tmp_path / "a"), sql)  # 128 MiB allowed: the lake reruns it
+    with pytest.raises(SQLRunFailedError) as caught:
+        _run(failing(tmp_path / "b", driver_mem_cap=reads * 4 - (4 << 10)), sql)
+    message = caught.value.message
+    assert "BackendUnavailableError" in message, message
+    assert "ELYTRA_DRIVER_MEM_CAP" in message, message
+    assert " KiB in their files" in message or " MiB in their files" in message, message
+    assert " 0 MiB" not in message, message  # sizes below a MiB are not rounded to nothing

@@ -328,14 +328,18 @@ class Driver:
         :meth:`whole` decides for a pipeline, the columns its text names of each table
         weighed as a plan's projections are."""
         limit = self._whole_limit()
-        if limit <= 0:
-            return False
+        return limit > 0 and self.native_read_bytes(q) <= limit
+
+    @staticmethod
+    def native_read_bytes(q: NativeQuery) -> int:
+        """The bytes of its sources' files that the columns ``q``'s text names take, weighed
+        as :meth:`read_bytes` weighs a plan's."""
         read = 0
         for src in q.sources.values():
             chain = lp.Project(src.leaf(), tuple((c, c) for c in q.columns[src.name]))
             footers = _footers_of([src])
             read += side_bytes(chain, src, lambda f, at=footers: at.get(f, f))  # type: ignore[misc]
-        return read <= limit
+        return read
 
     def _machine_slots(self) -> int | None:
         """The tasks the backend runs at once when its nodes are all one machine, else None

@@ -205,8 +205,11 @@ class PlatformSQL:
         job = driver.submit_native(
             q, owner=user, recorder=session.recorder, timeout=timeout, store=self.answers
         )
+        gather = _Gather(
+            lambda: driver.native_read_bytes(q), int(self.settings.driver_mem_cap) // 4
+        )
         try:
-            self._waited(job, timeout, query_id, cancelled)
+            self._waited(job, timeout, query_id, cancelled, gather)
         except SQLDeclined:
             if isinstance(job.error, NativeDeclinedError):
                 log.info("query %s is planned: %s", query_id, job.error.message)
@@ -312,8 +315,8 @@ class PlatformSQL:
                 exc,
             )
             failed = f"{type(exc).__name__}: {_message(exc)}"
-            if gather is not None:
-                gather.check(query_id, failed)
+            if gather is not None and not isinstance(exc, NativeDeclinedError):  # not a failure:
+                gather.check(query_id, failed)  # the query is to be planned, not rerun
             raise SQLDeclined(f"the run failed: {failed}") from None
         return job
 
@@ -337,10 +340,17 @@ class _Gather:
         if size > self.limit:
             raise SQLRunFailedError(
                 f"query {query_id} failed on Elytra's engine ({failed}); its columns take "
-                f"{size / 2**20:.0f} MiB, more than the lake's planner gathers into one "
-                f"process ({self.limit / 2**20:.0f} MiB, a quarter of ELYTRA_DRIVER_MEM_CAP), "
+                f"{_size(size)} in their files, more than the lake's planner gathers into one "
+                f"process ({_size(self.limit)}, a quarter of ELYTRA_DRIVER_MEM_CAP), "
                 "so it is not rerun there: retry the query"
             )
+
+
+def _size(n: int) -> str:
+    """``n`` bytes for a message: MiB with a decimal, KiB or bytes below one MiB."""
+    if n >= 1 << 20:
+        return f"{n / 2**20:.1f} MiB"
+    return f"{n / 1024:.1f} KiB" if n >= 1024 else f"{n} bytes"
 
 
 def _message(exc: BaseException) -> str:
