@@ -195,7 +195,8 @@ class _Lost(InlineBackend):
 
 
 def _failing(node: LakeNode, home: Path, **kw: Any) -> PlatformSQL:
-    """The route planning every query into stages (none run as one task) on a lost backend."""
+    """The route on a lost backend, planning every query into stages unless ``kw`` lets
+    one run as one task (``whole_query_bytes``)."""
     es = load_settings(
         ElytraSettings,
         home=home,
@@ -245,13 +246,6 @@ def test_a_failed_one_task_run_is_weighed_as_a_planned_one(
 
     whole = {"whole_query_bytes": "1GiB", "worker_mem_cap": "256MiB"}  # one task: short path
 
-    def failing(home: Path, **kw: Any) -> PlatformSQL:
-        es = load_settings(
-            ElytraSettings, home=home, backend="inline", **{"sql_route": "always", **whole, **kw}
-        )
-        backend = _Lost(es.max_attempts)
-        return PlatformSQL(node, es, lambda: backend)
-
     settings = load_settings(ElytraSettings, home=tmp_path / "s", backend="inline", **whole)
     with Session(settings, catalog=node.catalog) as s:
         q = s.native_sql(sql)
@@ -261,9 +255,9 @@ def test_a_failed_one_task_run_is_weighed_as_a_planned_one(
         reads = Driver.native_read_bytes(q)
     assert reads > 64 << 10, reads
     with pytest.raises(SQLDeclined, match="the run failed: BackendUnavailableError"):
-        _run(failing(tmp_path / "a"), sql)  # 128 MiB allowed: the lake reruns it
+        _run(_failing(node, tmp_path / "a", **whole), sql)  # 128 MiB allowed: the lake reruns it
     with pytest.raises(SQLRunFailedError) as caught:
-        _run(failing(tmp_path / "b", driver_mem_cap=reads * 4 - (4 << 10)), sql)
+        _run(_failing(node, tmp_path / "b", **whole, driver_mem_cap=reads * 4 - (4 << 10)), sql)
     message = caught.value.message
     assert "BackendUnavailableError" in message, message
     assert "ELYTRA_DRIVER_MEM_CAP" in message, message

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from lake.errors import TIMEOUT_ADVICE, QueryTimeoutError, TooLargeError
 from lake.interfaces import SQLDeclined, SQLRun
+from platform_core import format_size
 
 from .errors import (
     JobCancelledError,
@@ -340,17 +341,10 @@ class _Gather:
         if size > self.limit:
             raise SQLRunFailedError(
                 f"query {query_id} failed on Elytra's engine ({failed}); its columns take "
-                f"{_size(size)} in their files, more than the lake's planner gathers into one "
-                f"process ({_size(self.limit)}, a quarter of ELYTRA_DRIVER_MEM_CAP), "
+                f"{format_size(size)} in their files, more than the lake's planner gathers into one "
+                f"process ({format_size(self.limit)}, a quarter of ELYTRA_DRIVER_MEM_CAP), "
                 "so it is not rerun there: retry the query"
             )
-
-
-def _size(n: int) -> str:
-    """``n`` bytes for a message: MiB with a decimal, KiB or bytes below one MiB."""
-    if n >= 1 << 20:
-        return f"{n / 2**20:.1f} MiB"
-    return f"{n / 1024:.1f} KiB" if n >= 1024 else f"{n} bytes"
 
 
 def _message(exc: BaseException) -> str:
