@@ -24,6 +24,7 @@ from elytra.errors import BackendUnavailableError
 from elytra.session import Session
 from elytra.settings import ElytraSettings
 from elytra.sqlroute import PlatformSQL
+from emsqrt import CapTooSmallError
 from lake import LakeNode, lake_settings
 from lake.errors import QueryTimeoutError
 from lake.interfaces import SQLDeclined
@@ -263,3 +264,61 @@ def test_a_failed_one_task_run_is_weighed_as_a_planned_one(
     assert "ELYTRA_DRIVER_MEM_CAP" in message, message
     assert " KiB in their files" in message or " MiB in their files" in message, message
     assert " 0 MiB" not in message, message  # sizes below a MiB are not rounded to nothing
+
+
+def test_a_declined_failed_run_bounds_the_lakes_rerun(
+    lake: tuple[LakeNode, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A failed run the lake reruns carries its bound (a quarter of the driver's cap) for
+    the lake's gather to count the rows it pulls in against as they arrive: the columns'
+    file bytes are only a first weighing (a repeated string is next to nothing in its file,
+    found from outside: 0.04 MiB on disk gathered 226 MiB). Past it the rerun stops with
+    the route's own error."""
+    node, _ = lake
+    cap = 64 << 20
+    with pytest.raises(SQLDeclined) as caught:
+        _run(_failing(node, tmp_path / "a", driver_mem_cap=cap), QUERIES[3])
+    bound = caught.value.bound
+    assert bound is not None
+    assert bound.limit == cap // 4
+    over = bound.exceeded(cap // 4 + 1)
+    assert isinstance(over, SQLRunFailedError)
+    assert over.status == 503
+    assert "BackendUnavailableError: the backend went away" in over.message, over.message
+    assert "gathered more than 16 MiB of rows into the coordinator" in over.message, over.message
+    assert "ELYTRA_DRIVER_MEM_CAP" in over.message, over.message
+    assert "retry the query" in over.message, over.message
+
+
+class _TooSmall(InlineBackend):
+    """A backend whose tasks fail as a cap too small fails them: the same every time."""
+
+    def run(self, tasks: Any, cancel: Any, started: Any = None) -> Any:
+        raise CapTooSmallError("the join needs 3 MiB; raise the cap to 4 MiB")
+
+
+def test_a_failure_that_repeats_is_not_retried(
+    lake: tuple[LakeNode, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A run that failed for a cap too small (or bad input) fails the same way on a retry:
+    the error says so instead of 'retry' (found from outside: a merge at a 1-byte cap)."""
+    node, _ = lake
+    sql = QUERIES[3]
+    es = load_settings(ElytraSettings, home=tmp_path / "s", backend="inline")
+    with Session(es, catalog=node.catalog) as session:
+        reads = Driver.read_bytes(session.sql(sql))
+    settings = load_settings(
+        ElytraSettings,
+        home=tmp_path / "b",
+        backend="inline",
+        sql_route="always",
+        whole_query_bytes=0,
+        driver_mem_cap=reads * 4 - (4 << 10),
+    )
+    backend = _TooSmall(settings.max_attempts)
+    with pytest.raises(SQLRunFailedError) as caught:
+        _run(PlatformSQL(node, settings, lambda: backend), sql)
+    message = caught.value.message
+    assert "CapTooSmallError: the join needs 3 MiB" in message, message
+    assert "the same failure comes back on a retry" in message, message
+    assert "retry the query" not in message, message

@@ -180,11 +180,12 @@ def cluster(
 
 @contextmanager
 def three_nodes(
-    root: Path, chunk_bytes: int, timeout: float
+    root: Path, chunk_bytes: int, timeout: float, env: dict[str, str] | None = None
 ) -> Iterator[tuple[list[NodeProcess], list[Client]]]:
-    """Three real lake nodes (b and c joined to a) with small chunks, each with an admin
-    client, once all three see each other; stopped on exit."""
+    """Three real lake nodes (b and c joined to a) with small chunks and ``env``, each with
+    an admin client, once all three see each other; stopped on exit."""
     env = {
+        **(env or {}),
         "PLATFORM_SECRET": SECRET,
         "LAKE_CHUNK_BYTES": str(chunk_bytes),
         "LAKE_FLIGHT_PORT": "0",

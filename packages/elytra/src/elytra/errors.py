@@ -17,8 +17,8 @@
     ├── BackendUnavailableError (UnavailableError) 503  the pool or Ray cannot be reached
     │   └── ExchangeLostError                  503  an exchange's partitions were lost with a
     │                                               Ray node (the job runs again once first)
-    └── SQLRunFailedError (UnavailableError)   503  an SQL query's run failed and it reads too
-                                                    much for the lake's planner to rerun it
+    └── SQLRunFailedError (UnavailableError)   503  an SQL query's run failed and the lake's
+                                                    planner cannot rerun it within its bound
                                                     (that planner gathers in one process)
 
 emsqrt's errors (``CapTooSmallError`` naming a cap that works, ``PlanError``) pass through as
@@ -93,9 +93,11 @@ class ExchangeLostError(BackendUnavailableError):
 
 
 class SQLRunFailedError(ElytraError, UnavailableError):
-    """An SQL query's run failed (a task on every attempt, a node lost twice) and the columns
-    it reads are too big for the lake's planner to answer it instead: that planner gathers
-    them into the coordinator's one process. The message names the failure; retry the query."""
+    """An SQL query's run failed (a task on every attempt, a node lost twice) and the lake's
+    planner could not answer it instead within a quarter of the driver's cap: that planner
+    gathers the query's rows into the coordinator's one process (its columns' files were
+    already bigger, or the rerun gathered past the bound). The message names the failure,
+    the sizes, and whether a retry can help."""
 
 
 class ResultGoneError(ElytraError):

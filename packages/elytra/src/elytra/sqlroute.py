@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from lake.errors import TIMEOUT_ADVICE, QueryTimeoutError, TooLargeError
 from lake.interfaces import SQLDeclined, SQLRun
-from platform_core import format_size
+from platform_core import BadInputError, OverBudgetError, format_size
 
 from .errors import (
     JobCancelledError,
@@ -316,35 +316,66 @@ class PlatformSQL:
                 exc,
             )
             failed = f"{type(exc).__name__}: {_message(exc)}"
-            if gather is not None and not isinstance(exc, NativeDeclinedError):  # not a failure:
-                gather.check(query_id, failed)  # the query is to be planned, not rerun
-            raise SQLDeclined(f"the run failed: {failed}") from None
+            if gather is None or isinstance(exc, NativeDeclinedError):  # not a failure:
+                raise SQLDeclined(f"the run failed: {failed}") from None  # it is to be planned
+            gather.failed(query_id, exc)
+            raise SQLDeclined(f"the run failed: {failed}", bound=gather) from None
         return job
 
 
 class _Gather:
-    """Whether the lake's planner may rerun a query whose run failed: it gathers the columns
-    the query reads into the coordinator's one process, so only up to ``limit`` bytes of them
-    (a quarter of the driver's cap). Past it, a failed run fails (SF 10's q09 rerun there
-    would pull gigabytes into the coordinator and its peers' fragment results)."""
+    """What the lake's planner may gather when it reruns a query whose run failed: it
+    gathers the rows the query's fragments send into the coordinator's one process, so at
+    most ``limit`` bytes of them (a quarter of the driver's cap; SF 10's q09 rerun there
+    would pull gigabytes into the coordinator and its peers). The columns' file bytes are
+    weighed before the rerun starts (:meth:`failed`); the rerun's rows are counted as they
+    arrive (the lake's ``GatherBound``): a column of one long string repeated takes next to
+    nothing in its file and all of its length in memory."""
 
     def __init__(self, reads: Callable[[], int], limit: int) -> None:
         self.reads = reads
         self.limit = limit
+        self.query_id = ""
+        self.why = ""
+        self.advice = ""
 
-    def check(self, query_id: str, failed: str) -> None:
-        """Raise :class:`SQLRunFailedError` when the query reads more than ``limit``."""
+    def failed(self, query_id: str, exc: Exception) -> None:
+        """Note the run's failure ``exc``; raise :class:`SQLRunFailedError` when the query's
+        columns take more than ``limit`` in their files (no rerun can gather less)."""
+        self.query_id = query_id
+        self.why = f"{type(exc).__name__}: {_message(exc)}"
+        self.advice = (  # a cap too small or bad input fails the same way every time
+            "the same failure comes back on a retry: do what it says, or narrow the query"
+            if isinstance(exc, OverBudgetError | BadInputError)
+            else "retry the query"
+        )
         try:
             size = self.reads()
         except Exception:  # a source gone since it was planned: the lake says what it finds
             return
         if size > self.limit:
             raise SQLRunFailedError(
-                f"query {query_id} failed on Elytra's engine ({failed}); its columns take "
-                f"{format_size(size)} in their files, more than the lake's planner gathers into one "
-                f"process ({format_size(self.limit)}, a quarter of ELYTRA_DRIVER_MEM_CAP), "
-                "so it is not rerun there: retry the query"
+                f"{self._failure()}; its columns take {format_size(size)} in their files, more "
+                f"than {self._most()}, so it is not rerun there: {self.advice}"
             )
+
+    def exceeded(self, gathered: int) -> Exception:
+        """The lake's rerun went past ``limit`` (``lake.interfaces.GatherBound``)."""
+        return SQLRunFailedError(
+            f"{self._failure()}; the lake's planner, rerunning it, gathered more than "
+            f"{format_size(self.limit)} of rows into the coordinator's one process (a quarter "
+            f"of ELYTRA_DRIVER_MEM_CAP; {format_size(gathered)} when it stopped), so it "
+            f"stopped: {self.advice}"
+        )
+
+    def _failure(self) -> str:
+        return f"query {self.query_id} failed on Elytra's engine ({self.why})"
+
+    def _most(self) -> str:
+        return (
+            f"the lake's planner gathers into one process ({format_size(self.limit)}, a "
+            "quarter of ELYTRA_DRIVER_MEM_CAP)"
+        )
 
 
 def _message(exc: BaseException) -> str:

@@ -11,7 +11,7 @@ lake never imports it. This module imports data types only.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -23,10 +23,12 @@ from .sql.readonly import Statement
 from .storage.manifest import Manifest
 
 __all__ = [
+    "BatchStream",
     "DistributedResult",
     "Distributor",
     "FlightLink",
     "FragmentRunner",
+    "GatherBound",
     "LocalQueries",
     "PeerGroup",
     "SQLAnswer",
@@ -34,6 +36,17 @@ __all__ = [
     "SQLExecutor",
     "SQLRun",
 ]
+
+
+class BatchStream(Protocol):
+    """A query's rows batch by batch (``lake.sql.engine.ResultStream``): ``next_batch()``
+    gives None at the end; ``close()`` stops the query and lets its sandbox go."""
+
+    schema: pa.Schema
+
+    def next_batch(self) -> pa.RecordBatch | None: ...
+
+    def close(self) -> None: ...
 
 
 class FragmentRunner(Protocol):
@@ -53,6 +66,18 @@ class FragmentRunner(Protocol):
         query_id: str,
         arrow_tables: dict[str, pa.Table] | None = None,
     ) -> pa.Table: ...
+
+    def stream(
+        self,
+        sql: str,
+        manifests: dict[str, Manifest],
+        sources: dict[str, list[Path]],
+        *,
+        timeout: float | None,
+        query_id: str,
+        arrow_tables: dict[str, pa.Table] | None = None,
+        cancelled: threading.Event | None = None,
+    ) -> BatchStream: ...
 
 
 class LocalQueries(FragmentRunner, Protocol):
@@ -88,7 +113,16 @@ class FlightLink(Protocol):
 
     def fetch_chunk(self, sha: str) -> bytes: ...
 
-    def fragment(self, sql: str, tables: dict[str, list[str]], timeout: float) -> pa.Table: ...
+    def fragment(
+        self,
+        sql: str,
+        tables: dict[str, list[str]],
+        timeout: float,
+        take: Callable[[int], None] | None = None,
+    ) -> pa.Table:
+        """The fragment's rows over ``tables``' chunks there; ``take`` is called with each
+        batch's bytes as it arrives (it raises to stop the transfer)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -122,20 +156,43 @@ class DistributedResult:
         return {"datasets": dict(sorted(per.items())), **total}
 
 
+class GatherBound(Protocol):
+    """A bound an :class:`SQLExecutor` sets on the lake's rerun of a query it declined:
+    at most ``limit`` bytes of rows gathered into the coordinator, and the error that says
+    so once the rerun would gather more."""
+
+    limit: int
+
+    def exceeded(self, gathered: int) -> Exception: ...
+
+
 class Distributor(Protocol):
     """What the query engine needs to run a SELECT across the members."""
 
     def has_peers(self) -> bool: ...
 
     def run(
-        self, stmt: Statement, local: LocalQueries, *, timeout: float, query_id: str
+        self,
+        stmt: Statement,
+        local: LocalQueries,
+        *,
+        timeout: float,
+        query_id: str,
+        bound: GatherBound | None = None,
     ) -> DistributedResult: ...
 
 
 class SQLDeclined(Exception):
     """An :class:`SQLExecutor` will not run a statement; the lake's own planner runs it.
 
-    ``str(exc)`` says why (the construct it does not plan, or what failed), for EXPLAIN."""
+    ``str(exc)`` says why (the construct it does not plan, or what failed), for EXPLAIN.
+    ``bound``: what the lake's rerun may gather into the coordinator, when the executor
+    sets a tighter bound than the lake's own (its run failed, and the rerun must not take
+    more memory than the run it replaces)."""
+
+    def __init__(self, why: str, bound: GatherBound | None = None) -> None:
+        super().__init__(why)
+        self.bound = bound
 
 
 class SQLAnswer(Protocol):

@@ -230,7 +230,7 @@ class LakeNode:
         members = Membership(Member(self.node_id, http_addr, "", time.time_ns() // 1000))
         replication = Replication(members, self.chunks, self.catalog, links, s)
         scrub = Scrub(self.chunks, replication.fetch)
-        coordinator = Coordinator(replication, self.chunks)
+        coordinator = Coordinator(replication, self.chunks, s.max_gather_bytes)
         local, self.engine = self.engine, self._engine(scrub.repair, coordinator)
         local.close()
         flight = LakeFlightServer(self.engine, s.advertise_host, s.flight_port, signer, tls)

@@ -60,6 +60,10 @@ class LakeSettings(PackageSettings):
     query_threads: int = Field(2, ge=1)
     query_memory: str = "1GB"
     """DuckDB's memory_limit per query; DuckDB spills past it."""
+    max_gather_bytes: int = Field(1 << 30, ge=1024)
+    """Most rows (Arrow bytes, counted as they arrive) one query across several nodes may
+    gather into its coordinator, where its joins and final steps run in one process; past
+    it the query fails with 413 instead of taking the node's memory."""
     flight_port: int = Field(0, ge=0, le=65535)
     """Port of this node's Flight server; 0 (the default) takes any free one, which the node
     reports in its start line and gossips to its peers."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -29,7 +29,7 @@ from platform_core import ConflictError, PlatformError, new_id
 from platform_core.auth import TokenSigner
 from platform_core.tls import ServerTLS
 
-from ..interfaces import FragmentRunner
+from ..interfaces import BatchStream, FragmentRunner
 
 __all__ = [
     "FlightPeer",
@@ -120,8 +120,8 @@ class LakeFlightServer(fl.FlightServerBase):  # type: ignore[misc]
             if req.get("kind") == "chunk":
                 return fl.GeneratorStream(_PIECES, self._chunk(str(req["sha256"])))
             if req.get("kind") == "fragment":
-                table = self._fragment(req)
-                return fl.RecordBatchStream(table)
+                stream = self._fragment(req)
+                return fl.GeneratorStream(stream.schema, _served(stream))
         except PlatformError as exc:
             raise fl.FlightServerError(f"{exc.kind}: {exc.message}") from None
         raise fl.FlightServerError("bad_input: unknown ticket")
@@ -133,19 +133,58 @@ class LakeFlightServer(fl.FlightServerBase):  # type: ignore[misc]
             while piece := f.read(PIECE):
                 yield pa.record_batch([pa.array([piece], pa.binary())], schema=_PIECES)
 
-    def _fragment(self, req: dict[str, Any]) -> pa.Table:
+    def _fragment(self, req: dict[str, Any]) -> BatchStream:
+        """The fragment started here, its first batch fetched (most errors come before any
+        byte is sent, as the ticket's answer); the rest streams as the caller reads."""
         engine = self.runner
         sources = {}
         for name, shas in req["tables"].items():
             # verified; a corrupt chunk is repaired from a replica first (or refused)
             sources[name] = engine.chunk_paths_for([str(s) for s in shas])
-        return engine.execute(
+        stream = engine.stream(
             str(req["sql"]),
             {},
             sources,
             timeout=float(req.get("timeout") or engine.timeout),
             query_id=f"frag-{new_id()}",
         )
+        try:
+            first = stream.next_batch()
+        except BaseException:
+            stream.close()
+            raise
+        return _Prefetched(stream, first)
+
+
+class _Prefetched:
+    """A fragment's stream with its first batch already fetched."""
+
+    def __init__(self, stream: BatchStream, first: pa.RecordBatch | None) -> None:
+        self.schema = stream.schema
+        self.stream = stream
+        self.first = first
+
+    def next_batch(self) -> pa.RecordBatch | None:
+        if self.first is not None:
+            batch, self.first = self.first, None
+            return batch
+        return self.stream.next_batch()
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def _served(stream: BatchStream) -> Iterator[pa.RecordBatch]:
+    """A fragment's batches as Flight sends them, one at a time (the peer holds no more than
+    the batch in flight): a failure midway is the error the ticket's answer would give, and
+    the query stops however the transfer ends (read to its end, failed, or cut off)."""
+    try:
+        while (batch := stream.next_batch()) is not None:
+            yield batch
+    except PlatformError as exc:
+        raise fl.FlightServerError(f"{exc.kind}: {exc.message}") from None
+    finally:
+        stream.close()
 
 
 def _host(host: str) -> str:
@@ -200,6 +239,25 @@ class FlightPeer:
         data = b"".join(v.as_py() for v in table.column("data"))
         return data
 
-    def fragment(self, sql: str, tables: dict[str, list[str]], timeout: float) -> pa.Table:
+    def fragment(
+        self,
+        sql: str,
+        tables: dict[str, list[str]],
+        timeout: float,
+        take: Callable[[int], None] | None = None,
+    ) -> pa.Table:
+        """``sql`` run by the peer over its chunks ``tables``, read batch by batch; ``take``
+        is called with each batch's bytes and may raise to cut the transfer off."""
         ticket = json.dumps({"kind": "fragment", "sql": sql, "tables": tables, "timeout": timeout})
-        return self.client.do_get(fl.Ticket(ticket), self.options).read_all()
+        reader = self.client.do_get(fl.Ticket(ticket), self.options)
+        if take is None:
+            return reader.read_all()
+        batches = []
+        try:
+            for chunk in reader:
+                take(chunk.data.nbytes)
+                batches.append(chunk.data)
+        except BaseException:
+            reader.cancel()
+            raise
+        return pa.Table.from_batches(batches, reader.schema)

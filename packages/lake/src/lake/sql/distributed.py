@@ -36,10 +36,11 @@ from sqlglot import exp
 from platform_core import PlatformError, UnavailableError, new_id
 
 from ..errors import QueryMemoryError, QueryTimeoutError, SQLError, TooLargeError
-from ..interfaces import DistributedResult, LocalQueries, PeerGroup
+from ..interfaces import DistributedResult, GatherBound, LocalQueries, PeerGroup
 from ..memo import PLAN_BYTES_PER_CHAR, TEXT_BYTES_PER_CHAR, Memo, fingerprint, sql_cost
 from ..storage.chunks import ChunkStore
 from ..storage.manifest import Manifest
+from .gathered import GatherBudget
 from .pushdown import TableRead, needs_every_column, plan_reads
 from .readonly import Statement
 
@@ -259,9 +260,13 @@ class Coordinator:
     the final step.
     """
 
-    def __init__(self, peers: PeerGroup, chunks: ChunkStore) -> None:
+    def __init__(
+        self, peers: PeerGroup, chunks: ChunkStore, max_gather_bytes: int = 1 << 30
+    ) -> None:
         self.peers = peers
         self.chunks = chunks
+        self.max_gather_bytes = max_gather_bytes
+        """What one query may gather into this process (``LAKE_MAX_GATHER_BYTES``)."""
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lake-coord")
         self.fail_hook: Any = None
         """Tests: called with (member id, fragment) before each remote fragment."""
@@ -277,9 +282,19 @@ class Coordinator:
         return len(self.peers.live_ids()) > 1
 
     def run(
-        self, stmt: Statement, local: LocalQueries, *, timeout: float, query_id: str
+        self,
+        stmt: Statement,
+        local: LocalQueries,
+        *,
+        timeout: float,
+        query_id: str,
+        bound: GatherBound | None = None,
     ) -> DistributedResult:
+        """``stmt`` run across the members: each dataset's fragment where its chunks are,
+        their rows gathered here (at most ``max_gather_bytes``, or ``bound``'s tighter limit,
+        counted as they arrive), and the final step over them."""
         engine = local
+        budget = GatherBudget(self.max_gather_bytes, query_id, bound)
         manifests = engine.snapshot(stmt.tables)
         assert stmt.tree is not None
         plan = None
@@ -301,7 +316,9 @@ class Coordinator:
         for name, manifest in manifests.items():
             fragment = plan.fragment if plan is not None else pushdown[name].fragment()
             fragments[name] = fragment
-            inputs[name] = self._gather(local, name, manifest, fragment, timeout, reads, moves)
+            inputs[name] = _Gather(
+                self, local, name, manifest, fragment, timeout, reads, moves, budget
+            ).run()
         if plan is not None:
             (name,) = manifests
             table = engine.execute(
@@ -389,24 +406,12 @@ class Coordinator:
         )
         return list(probe.column_names)
 
-    def _gather(
-        self,
-        local: LocalQueries,
-        name: str,
-        manifest: Manifest,
-        fragment: str,
-        timeout: float,
-        reads: list[dict[str, Any]],
-        moves: list[dict[str, Any]],
-    ) -> pa.Table:
-        """Run ``fragment`` over every chunk of ``manifest`` on nodes that hold them (see
-        :class:`_Gather`); what was read and moved is appended to ``reads`` and ``moves``."""
-        return _Gather(self, local, name, manifest, fragment, timeout, reads, moves).run()
-
 
 class _Gather:
     """One dataset's fragment run over every chunk of its manifest, on nodes that hold them.
 
+    Their rows count against the query's ``budget`` batch by batch as they arrive, from
+    this node and from others: past it the query stops (a peer's transfer is cut off).
     Each chunk goes to the first of its candidates (replicas, origin, the rest) that may
     hold it; this node comes first only when it really holds the chunk (it may list a
     dataset before replication brings the chunks). A node that answers "not stored here"
@@ -427,8 +432,10 @@ class _Gather:
         timeout: float,
         reads: list[dict[str, Any]],
         moves: list[dict[str, Any]],
+        budget: GatherBudget,
     ) -> None:
         self.coordinator = coordinator
+        self.budget = budget
         self.peers = coordinator.peers
         self.me = coordinator.peers.me_id
         self.local = local
@@ -527,19 +534,28 @@ class _Gather:
         """The fragment's result over ``shas`` on ``member``, and the bytes it moved here."""
         if member.id == self.me:
             paths = self.local.chunk_paths_for(shas)  # repairs a corrupt one
-            result = self.local.execute(
+            stream = self.local.stream(
                 self.fragment,
                 {},
                 {self.name: paths},
                 timeout=self.timeout,
                 query_id=f"frag-{new_id()}",
             )
-            return result, 0  # produced here: nothing crossed the network
+            batches = []
+            try:
+                while (batch := stream.next_batch()) is not None:
+                    self.budget.take(batch.nbytes)
+                    batches.append(batch)
+            finally:
+                stream.close()
+            return pa.Table.from_batches(batches, stream.schema), 0  # nothing crossed the network
         if self.coordinator.fail_hook is not None:
             self.coordinator.fail_hook(member.id, self.fragment)
         peer = self.peers.flight(member.flight, self.timeout)
         try:
-            result = peer.fragment(self.fragment, {self.name: shas}, self.timeout)
+            result = peer.fragment(
+                self.fragment, {self.name: shas}, self.timeout, take=self.budget.take
+            )
         finally:
             peer.close()
         return result, result.nbytes
@@ -549,6 +565,8 @@ class _Gather:
     ) -> None:
         """Raise what fails the query (as a local run would); else remember whom the chunks
         were tried on, and the node as unreachable if it did not answer."""
+        if self.budget.over is not None:  # past the query's bound: no node would gather less
+            raise self.budget.over
         kind = _failure_kind(exc)
         if kind == "fatal" and isinstance(exc, fl.FlightServerError):
             # a peer refused the fragment: the same error a local run gives

@@ -36,7 +36,7 @@ from ..errors import (
     QueryTimeoutError,
     TooLargeError,
 )
-from ..interfaces import Distributor
+from ..interfaces import Distributor, GatherBound
 from ..memo import TREE_BYTES_PER_CHAR, Memo, fingerprint, sql_cost
 from ..storage.catalog import Catalog
 from ..storage.manifest import Manifest
@@ -393,12 +393,15 @@ class QueryEngine:
         query_id: str | None = None,
         cancelled: threading.Event | None = None,
         gated: Statement | None = None,
+        bound: GatherBound | None = None,
     ) -> ResultStream:
         """Start ``sql`` and return its result stream, its first batch already fetched.
 
         ``cancelled`` is the caller's cancel flag: set before the query is registered, it
         stops the query as soon as it is (so a cancel cannot slip in between). ``gated``: the
         gate's verdict on ``sql`` the caller already has (a long text is not parsed twice).
+        ``bound``: a tighter limit on what a query across nodes gathers here (a declined
+        query's, see ``SQLDeclined``).
         """
         limit = self.check_timeout(timeout)
         stmt = gated if gated is not None else self.gate(sql)
@@ -421,7 +424,7 @@ class QueryEngine:
             )
             return ResultStream.of_table(table, query_id, stmt.kind, started=started)
         if self.coordinator is not None and self.coordinator.has_peers():
-            result = self._run_distributed(stmt, limit, query_id, started)
+            result = self._run_distributed(stmt, limit, query_id, started, bound)
             stream = ResultStream.of_table(
                 result.table, query_id, result.kind, started=started, reads=result.reads
             )
@@ -458,10 +461,15 @@ class QueryEngine:
         return stream
 
     def _run_distributed(
-        self, stmt: Statement, timeout: float, query_id: str, started: float
+        self,
+        stmt: Statement,
+        timeout: float,
+        query_id: str,
+        started: float,
+        bound: GatherBound | None = None,
     ) -> QueryResult:
         assert self.coordinator is not None
-        out = self.coordinator.run(stmt, self, timeout=timeout, query_id=query_id)
+        out = self.coordinator.run(stmt, self, timeout=timeout, query_id=query_id, bound=bound)
         if stmt.kind == "explain":
             rows = [{"kind": "read", **r} for r in out.reads]
             rows += [{"kind": "moved", "chunk": None, **m} for m in out.moves]

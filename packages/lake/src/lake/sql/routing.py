@@ -16,7 +16,7 @@ from typing import Any, Literal
 from platform_core import new_id
 
 from ..errors import TIMEOUT_ADVICE, QueryTimeoutError
-from ..interfaces import SQLDeclined, SQLExecutor, SQLRun
+from ..interfaces import GatherBound, SQLDeclined, SQLExecutor, SQLRun
 from .engine import QueryEngine, ResultStream
 
 __all__ = ["open_query"]
@@ -43,6 +43,7 @@ def open_query(
     query_id = query_id or new_id()
     cancelled = cancelled if cancelled is not None else threading.Event()
     started = time.perf_counter()
+    bound: GatherBound | None = None
     if executor is None:
         why = "no other engine is installed beside this lake node"
     elif stmt.kind not in ("select", "explain"):
@@ -61,7 +62,7 @@ def open_query(
                 cancelled=cancelled,
             )
         except SQLDeclined as exc:
-            why = f"{executor.name} declined: {exc}"
+            why, bound = f"{executor.name} declined: {exc}", exc.bound
         else:
             stream = _stream_of(run, query_id, stmt.kind, started)
             stream.engine, stream.plan = executor.name, run.plan
@@ -77,7 +78,9 @@ def open_query(
             f"query {query_id} ran past its timeout of {timeout:g} s{TIMEOUT_ADVICE}",
             query_id=query_id,
         )
-    stream = engine.open(sql, timeout=left, query_id=query_id, cancelled=cancelled, gated=stmt)
+    stream = engine.open(
+        sql, timeout=left, query_id=query_id, cancelled=cancelled, gated=stmt, bound=bound
+    )
     if stmt.kind == "explain":
         stream.plan = _lake_plan(stream.plan, why, executor)
     return stream
