@@ -17,7 +17,8 @@ from lake import LakeNode, SQLError
 from lake.cluster.membership import Member
 from lake.cluster.peer_link import PeerLinks
 from lake.memo import Memo
-from lake.sql.distributed import Coordinator
+from lake.sql.distributed import Coordinator, _Gather
+from lake.sql.gathered import GatherBudget
 from lake.storage.manifest import ChunkRef, Manifest
 from platform_core.auth import TokenSigner
 from platform_core.schema import Field, Schema
@@ -108,7 +109,9 @@ class _Link:
     def __init__(self, peers: _Peers, addr: str) -> None:
         self.peers, self.addr = peers, addr
 
-    def fragment(self, sql: str, tables: dict[str, list[str]], timeout: float) -> pa.Table:
+    def fragment(
+        self, sql: str, tables: dict[str, list[str]], timeout: float, take: Any = None
+    ) -> pa.Table:
         if self.addr in self.peers.dead:
             raise fl.FlightUnavailableError("connection refused")
         self.peers.served.append(self.addr)
@@ -154,12 +157,17 @@ def test_a_peer_that_stops_answering_loses_its_kept_connection(tmp_path: Path) -
     coordinator = Coordinator(peers, None)  # type: ignore[arg-type]
     schema = Schema([Field("g", "i64")])
     manifest = Manifest("t", 1, schema, (ChunkRef("a" * 64, 1, 1), ChunkRef("b" * 64, 1, 1)))
-    got = coordinator._gather(None, "t", manifest, "SELECT", 30, [], [])  # type: ignore[arg-type]
+
+    def gather() -> pa.Table:
+        budget = GatherBudget(1 << 30, "q")
+        return _Gather(coordinator, None, "t", manifest, "SELECT", 30, [], [], budget).run()  # type: ignore[arg-type]
+
+    got = gather()
     assert got.column("__p0").to_pylist() == [2]
     assert peers.served == ["b:2"]
     assert peers.forgotten == []
     peers.dead.add("b:2")  # b dies: its chunks are read on c, and b's connection is dropped
-    got = coordinator._gather(None, "t", manifest, "SELECT", 30, [], [])  # type: ignore[arg-type]
+    got = gather()
     assert got.column("__p0").to_pylist() == [2]
     assert peers.served[-1] == "c:2"
     assert peers.forgotten == ["b:2"]
