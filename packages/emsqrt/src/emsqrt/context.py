@@ -46,9 +46,10 @@ class ExecContext:
         cap = budget.cap_bytes
         batch = min(max(cap // 64, 1024), 8 * 1024 * 1024)
         headroom = batch * (streaming_ops + 4)
-        return cls(
-            budget, spill, batch, headroom, progress=progress, check_cancel=spill.check_cancel
-        )
+        ctx = cls(budget, spill, batch, headroom, progress=progress)
+        if spill is not None:  # a caller that only sizes batches (elytra's planner) has none
+            ctx.check_cancel = spill.check_cancel
+        return ctx
 
     def share(self, blocking: int) -> MemoryBudget:
         """A child budget for one of ``blocking`` accumulating operators: the cap less the
