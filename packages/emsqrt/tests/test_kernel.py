@@ -262,11 +262,11 @@ def test_a_run_out_of_memory_on_several_threads_runs_again_on_one(
     tried: list[int] = []
     attempt = kernel_run._stream_fragment if stream else kernel_run._table_fragment
 
-    def failing_on_several(fragment, cap, spill, threads, on_batch=None):  # type: ignore[no-untyped-def]
+    def failing_on_several(fragment, cap, spill, threads, on_batch=None, cancelled=None):  # type: ignore[no-untyped-def]
         tried.append(threads)
         if threads > 1:
             return kernel_run._OUT_OF_MEMORY
-        return attempt(fragment, cap, spill, threads, on_batch)
+        return attempt(fragment, cap, spill, threads, on_batch, cancelled)
 
     name = "_stream_fragment" if stream else "_table_fragment"
     monkeypatch.setattr(kernel_run, name, failing_on_several)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from emsqrt import CapTooSmallError, EngineConfig, run
+from emsqrt import CancelledError, CapTooSmallError, EngineConfig, run
 from emsqrt import plan as lp
 from emsqrt.planning import SchemaResolver, inner_joins
 from platform_core import MemCap, PlatformError, Schema, new_id
@@ -1136,9 +1136,20 @@ class Driver:
             out, rows = _concatenate(merge, pieces, inputs, emit if on_batch else None)
         else:
             try:
-                merged = run(merge, config, inputs=inputs, on_batch=emit if on_batch else None)
+                # the cancel event is checked per batch in every loop of the merge (a spilling
+                # aggregate's partition flushes ran minutes past a 45 s timeout when only
+                # ``emit`` checked it); a timeout's cancel becomes JobTimeoutError in ``_run``
+                merged = run(
+                    merge,
+                    config,
+                    inputs=inputs,
+                    on_batch=emit if on_batch else None,
+                    cancel=job.cancel_event,
+                )
             except CapTooSmallError as exc:
                 raise _cap_error(exc, "driver_mem_cap") from None
+            except CancelledError:
+                raise JobCancelledError(f"job {job.id} was cancelled") from None
             out = merged.table
             rows = out.num_rows if out is not None else merged.manifest.rows_out
             stats.spilled_bytes += int(merged.manifest.spill.get("bytes_written", 0))

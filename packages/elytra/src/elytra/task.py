@@ -9,6 +9,7 @@ Workers run it with :func:`execute`: it is ``emsqrt.run`` under the task's cap, 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -116,8 +117,10 @@ class TaskResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def execute(task: Task) -> TaskResult:
-    """Run ``task`` under its cap and return its rows (the worker side of every backend)."""
+def execute(task: Task, cancel: threading.Event | None = None) -> TaskResult:
+    """Run ``task`` under its cap and return its rows (the worker side of every backend).
+    ``cancel`` (the inline backend's, which runs tasks in the job's process) stops its
+    emsqrt run within a batch (``emsqrt.CancelledError``)."""
     if task.rangesort:  # a step of a range-partitioned sort
         table, seconds, stats = run_step(task)
         return TaskResult(task.id, table, seconds, stats)
@@ -165,14 +168,14 @@ def execute(task: Task) -> TaskResult:
         path = f"{task.result_file}.a{task.attempt}"
         spool = ResultSpool(path, task.result_file_bytes, task.result_group_bytes)
         try:
-            result = run(plan, config, on_batch=spool.add)
+            result = run(plan, config, on_batch=spool.add, cancel=cancel)
             spool.close()
         except BaseException:
             spool.abort()
             raise
         result.table = spool.held(SchemaResolver().schema(plan))
     else:
-        result = run(plan, config)
+        result = run(plan, config, cancel=cancel)
     assert result.table is not None  # a task plan never ends in a sink
     m = result.manifest
     shuffled = shuffle.maybe_write(task, result.table) if shuffle is not None else None

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from platform_core.lazy import lazy_exports
 
 from .errors import (
+    CancelledError,
     CapTooSmallError,
     CorruptSpillError,
     EmsqrtError,
@@ -113,6 +114,7 @@ __all__ = [
     "PLANNERS",
     "AggSpec",
     "Aggregate",
+    "CancelledError",
     "CapTooSmallError",
     "CorruptSpillError",
     "EmsqrtError",

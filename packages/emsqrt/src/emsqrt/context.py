@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .budget import MemoryBudget
+from .cancel import CancelCheck, cancel_check
 from .spill import SpillManager
 
 __all__ = ["ExecContext"]
@@ -28,6 +29,9 @@ class ExecContext:
     progress: ProgressFn | None = None
     blocking: int = 1
     notes: list[str] = field(default_factory=list)
+    check_cancel: CancelCheck = field(default_factory=lambda: cancel_check(None))
+    """Called once per batch by every operator loop: raises ``CancelledError`` once the
+    run's ``cancel`` is set (the spill manager's reads and writes call the same check)."""
 
     @classmethod
     def for_cap(
@@ -42,7 +46,10 @@ class ExecContext:
         cap = budget.cap_bytes
         batch = min(max(cap // 64, 1024), 8 * 1024 * 1024)
         headroom = batch * (streaming_ops + 4)
-        return cls(budget, spill, batch, headroom, progress=progress)
+        ctx = cls(budget, spill, batch, headroom, progress=progress)
+        if spill is not None:  # a caller that only sizes batches (elytra's planner) has none
+            ctx.check_cancel = spill.check_cancel
+        return ctx
 
     def share(self, blocking: int) -> MemoryBudget:
         """A child budget for one of ``blocking`` accumulating operators: the cap less the

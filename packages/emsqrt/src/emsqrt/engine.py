@@ -22,6 +22,7 @@ from platform_core import sha256_file
 
 from . import plan as lp
 from .budget import MemoryBudget
+from .cancel import Cancel, cancel_check, cancel_flag
 from .context import ExecContext, ProgressFn
 from .engine_config import EngineConfig
 from .errors import EmsqrtError
@@ -136,12 +137,15 @@ def run(
     progress: ProgressFn | None = None,
     budget: MemoryBudget | None = None,
     on_batch: Callable[[pa.RecordBatch], None] | None = None,
+    cancel: Cancel | None = None,
 ) -> RunResult:
     """Execute ``plan`` under ``config.mem_cap_bytes`` (or a given budget: one task's share
     of a parent's cap, see ``run_parallel``) and report what it did. With ``on_batch``, each
     result batch goes to it as it is made and none is collected (``table`` is None): the
     caller streams a result of any size (to a file, a socket) under the cap, from the DuckDB
-    kernel as it makes them, or from the operators."""
+    kernel as it makes them, or from the operators. With ``cancel`` (a ``threading.Event``
+    or a function returning True to stop), the run checks it once per batch in every
+    operator loop and raises ``CancelledError`` once it is set, its spill files removed."""
     config = config or EngineConfig()
     resolver = SchemaResolver()
     resolver.schema(plan)  # unknown columns and type errors fail before anything runs
@@ -153,10 +157,12 @@ def run(
     if config.kernel not in ("auto", "off"):
         raise ValueError(f"kernel is 'auto' or 'off', not {config.kernel!r}")
     if config.kernel == "auto" and not isinstance(optimized, lp.Sink):
-        done = _on_kernel(plan, optimized, config, inputs, budget, phash, began, on_batch)
+        done = _on_kernel(plan, optimized, config, inputs, budget, phash, began, on_batch, cancel)
         if done is not None:
             return done
-    return _on_operators(optimized, config, inputs, budget, phash, began, progress, on_batch)
+    return _on_operators(
+        optimized, config, inputs, budget, phash, began, progress, on_batch, cancel
+    )
 
 
 def _on_kernel(
@@ -168,15 +174,23 @@ def _on_kernel(
     phash: str,
     began: tuple[str, float],
     on_batch: Callable[[pa.RecordBatch], None] | None,
+    cancel: Cancel | None = None,
 ) -> RunResult | None:
     """``optimized`` run as one DuckDB statement, or None (the operators run it); a stream
     broken after rows went out is emsqrt's error once the operators found none."""
     try:
-        return _run_kernel(optimized, config, inputs, budget, phash, began, on_batch)
+        return _run_kernel(optimized, config, inputs, budget, phash, began, on_batch, cancel)
     except StreamBroken as broken:
+        cancel_check(cancel)()  # DuckDB interrupted by the cancel: nothing more to find
         # Rows already went out, so the operators cannot answer instead; they run once,
         # their rows dropped, so the error the user sees is emsqrt's own.
-        run(plan, replace(config, kernel="off"), inputs=inputs, on_batch=lambda _: None)
+        run(
+            plan,
+            replace(config, kernel="off"),
+            inputs=inputs,
+            on_batch=lambda _: None,
+            cancel=cancel,
+        )
         raise EmsqrtError(
             f"the query failed after {broken.rows} rows of its result were sent on "
             f"({broken.cause} in DuckDB), where emsqrt's operators find no error; run it "
@@ -193,12 +207,16 @@ def _on_operators(
     began: tuple[str, float],
     progress: ProgressFn | None,
     on_batch: Callable[[pa.RecordBatch], None] | None,
+    cancel: Cancel | None = None,
 ) -> RunResult:
     """``optimized`` lowered to emsqrt's operators and run under ``budget``, spilling."""
     streamed = on_batch is not None or isinstance(optimized, lp.Sink)
     probe = MemoryProbe.start()
     table: pa.Table | None = None
-    with sigterm_raises(), SpillManager(Path(config.spill_dir), config.spill_codec) as spill:
+    with (
+        sigterm_raises(),
+        SpillManager(Path(config.spill_dir), config.spill_codec, cancel) as spill,
+    ):
         ctx = ExecContext.for_cap(budget, spill, _count(optimized), progress)
         ctx.max_partitions = config.max_partitions
         ctx.max_fan_in = config.max_fan_in
@@ -315,18 +333,28 @@ def _run_kernel(
     phash: str,
     began: tuple[str, float],
     on_batch: Callable[[pa.RecordBatch], None] | None = None,
+    cancel: Cancel | None = None,
 ) -> RunResult | None:
     """The plan as one DuckDB statement under the budget's cap, or ``None`` (operators run);
-    with ``on_batch`` its rows stream out as DuckDB makes them."""
+    with ``on_batch`` its rows stream out as DuckDB makes them. A cancel interrupts DuckDB
+    and raises ``CancelledError`` here rather than hand the plan to the operators."""
     if budget.cap_bytes < KERNEL_FLOOR_BYTES:
         return None
     try:
         fragment = compile_plan(plan, _as_batches(inputs))
     except Unsupported:
         return None
+    check = cancel_check(cancel)
+    check()
     done = run_fragment(
-        fragment, budget.cap_bytes, config.spill_dir, config.kernel_threads, on_batch
+        fragment,
+        budget.cap_bytes,
+        config.spill_dir,
+        config.kernel_threads,
+        on_batch,
+        cancel_flag(cancel),
     )
+    check()  # DuckDB interrupted (its error read as "let the operators run"), or it finished
     if done is None:
         return None
     table = done.table

@@ -6,6 +6,7 @@
     ├── CapTooSmallError (OverBudgetError)      the memory cap cannot make progress (says the
     │                                           smallest cap that would)
     ├── CorruptSpillError (CorruptDataError)    a spill segment failed its checksum
+    ├── CancelledError                          the caller cancelled the run (``cancel=``)
     └── SpillDiskFullError (UnavailableError)   the spill directory's disk is full
 
 Every message says what was wrong, with the offending value, and what to do.
@@ -22,6 +23,7 @@ from platform_core import (
 )
 
 __all__ = [
+    "CancelledError",
     "CapTooSmallError",
     "CorruptSpillError",
     "EmsqrtError",
@@ -50,6 +52,11 @@ class CapTooSmallError(EmsqrtError, OverBudgetError):
 
 class CorruptSpillError(EmsqrtError, CorruptDataError):
     """A spill segment read back does not match the checksum written with it."""
+
+
+class CancelledError(EmsqrtError):
+    """The run's ``cancel`` (an event or a function) said stop; it stopped at the next batch
+    of whichever operator loop was running, and its spill files were removed."""
 
 
 class SpillDiskFullError(EmsqrtError, UnavailableError):

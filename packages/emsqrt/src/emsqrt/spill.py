@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from .cancel import Cancel, cancel_check
 from .errors import CorruptSpillError, EmsqrtError, SpillDiskFullError
 
 __all__ = ["SpillFile", "SpillManager", "SpillStats"]
@@ -74,6 +75,7 @@ class SpillFile:
 
     def append(self, batch: pa.RecordBatch | pa.Table) -> None:
         """Write one segment (a table is written as one batch)."""
+        self.manager.check_cancel()
         if isinstance(batch, pa.Table):
             batch = batch.combine_chunks().to_batches()[0] if batch.num_rows else None
             if batch is None:
@@ -107,6 +109,7 @@ class SpillFile:
 
     def read(self, index: int) -> pa.RecordBatch:
         """Segment ``index``, its checksum verified (``CorruptSpillError`` if it does not match)."""
+        self.manager.check_cancel()
         seg = self.segments[index]
         with open(self.path, "rb") as f:
             f.seek(seg.offset)
@@ -141,10 +144,12 @@ class SpillFile:
 
 
 class SpillManager:
-    """Owns one run's spill directory under ``root``; ``close()`` removes it."""
+    """Owns one run's spill directory under ``root``; ``close()`` removes it. With
+    ``cancel``, every segment written or read first checks it (``CancelledError``)."""
 
-    def __init__(self, root: Path | str, codec: str = "lz4") -> None:
+    def __init__(self, root: Path | str, codec: str = "lz4", cancel: Cancel | None = None) -> None:
         self.root = Path(root)
+        self.check_cancel = cancel_check(cancel)
         if codec not in ("lz4", "zstd"):
             raise EmsqrtError(f"spill codec must be lz4 or zstd, got {codec!r}")
         self.codec = codec

@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable, Iterator, Sequence
 
+from emsqrt import CancelledError
+
+from ..errors import JobCancelledError
 from ..scheduler import Failed, Outcome, Scheduler, Watch
 from ..task import Task, TaskResult, execute
 
@@ -26,7 +29,7 @@ class InlineBackend:
         cancel: threading.Event,
         started: Callable[[], None] | None = None,
     ) -> Iterator[TaskResult]:
-        scheduler = Scheduler(InlineAttempts(), max_attempts=self.max_attempts)
+        scheduler = Scheduler(InlineAttempts(cancel), max_attempts=self.max_attempts)
         return scheduler.run(tasks, cancel, started)
 
     def close(self) -> None:
@@ -34,9 +37,11 @@ class InlineBackend:
 
 
 class InlineAttempts:
-    """One attempt at a time, run by ``poll`` in the calling thread."""
+    """One attempt at a time, run by ``poll`` in the calling thread; ``cancel`` stops the
+    attempt within a batch of its run (emsqrt checks it in every operator loop)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cancel: threading.Event | None = None) -> None:
+        self.cancel = cancel
         self._next: tuple[int, Task] | None = None
         self._count = 0
 
@@ -53,7 +58,9 @@ class InlineAttempts:
             return []
         (handle, task), self._next = self._next, None
         try:
-            return [(handle, execute(task))]
+            return [(handle, execute(task, self.cancel))]
+        except CancelledError:
+            raise JobCancelledError("the job was cancelled") from None
         except Exception as exc:
             return [(handle, Failed(exc, "this process"))]
 

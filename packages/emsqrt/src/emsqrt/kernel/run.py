@@ -21,7 +21,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,21 +184,24 @@ def run_fragment(
     spill_dir: str | Path,
     threads: int = 1,
     on_batch: Callable[[pa.RecordBatch], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> KernelRun | None:
     """Run ``fragment`` on this thread's DuckDB connection; ``None`` when the operators must.
     With ``on_batch``, the rows stream out batch by batch as DuckDB makes them (a join that
     explodes stays within DuckDB's limit); a failure after the first batch was handed on
-    cannot go to the operators, which would send those rows again: it raises."""
+    cannot go to the operators, which would send those rows again: it raises. Once
+    ``cancelled()`` answers True the statement is interrupted (the caller then finds the
+    cancel, in the operators' first batch if it gets None)."""
     if too_wide(fragment, memory_limit(cap)):
         log.info("kernel: rows too wide for DuckDB's vectors under this cap; operators")
         return None
     attempt = _table_fragment if on_batch is None else _stream_fragment
-    done = attempt(fragment, cap, spill_dir, threads, on_batch)
-    if done is _OUT_OF_MEMORY and threads > 1:
+    done = attempt(fragment, cap, spill_dir, threads, on_batch, cancelled)
+    if done is _OUT_OF_MEMORY and threads > 1 and not (cancelled and cancelled()):
         # each thread holds buffers and hash tables of its own: on one, the same statement
         # may fit (a whole TPC-H q09 under 64 MiB did on one thread, not on two)
         log.info("kernel: out of memory on %d threads; once more on one", threads)
-        done = attempt(fragment, cap, spill_dir, 1, on_batch)
+        done = attempt(fragment, cap, spill_dir, 1, on_batch, cancelled)
     if done is _OUT_OF_MEMORY:
         log.info("kernel: out of memory under %d bytes; running emsqrt's operators", cap)
         return None
@@ -210,12 +213,37 @@ _OUT_OF_MEMORY = object()
 """What an attempt returns when DuckDB ran out of memory before a row was handed on."""
 
 
+@contextlib.contextmanager
+def _interrupted_when(con: Any, cancelled: Callable[[], bool] | None) -> Iterator[None]:
+    """While the block runs, a watcher interrupts ``con``'s statement once ``cancelled()``
+    answers True (checked every 50 ms: DuckDB's loops cannot call back into Python). It keeps
+    interrupting, so a statement started after the cancel stops too."""
+    if cancelled is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.05):
+            if cancelled():
+                con.interrupt()
+
+    watcher = threading.Thread(target=watch, name="emsqrt-kernel-cancel", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+
+
 def _table_fragment(
     fragment: Fragment,
     cap: int,
     spill_dir: str | Path,
     threads: int,
     on_batch: Callable[[pa.RecordBatch], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> Any:
     """The fragment's rows as one table (a ``KernelRun``), ``_OUT_OF_MEMORY``, or None."""
     import duckdb
@@ -230,9 +258,10 @@ def _table_fragment(
     try:
         for name, table in fragment.tables.items():
             con.register(name, table)
-        relation = con.sql(fragment.sql)
-        fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
-        table = fetch()
+        with _interrupted_when(con, cancelled):
+            relation = con.sql(fragment.sql)
+            fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
+            table = fetch()
         spilled = _spilled(con) if temp.exists() else 0  # DuckDB makes it when it spills
     except duckdb.OutOfMemoryException:
         return _OUT_OF_MEMORY
@@ -296,6 +325,7 @@ def _stream_fragment(
     spill_dir: str | Path,
     threads: int,
     on_batch: Callable[[pa.RecordBatch], None] | None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> Any:
     """The fragment's rows handed to ``on_batch`` as DuckDB makes them (a ``KernelRun`` of
     no table), ``_OUT_OF_MEMORY`` before the first, or None."""
@@ -314,6 +344,8 @@ def _stream_fragment(
     # or OS errors through the stream once it runs; what ``on_batch`` raises is the caller's
     # and passes untouched.
     failures = (duckdb.Error, pa.ArrowException, OSError)
+    watching = _interrupted_when(con, cancelled)
+    watching.__enter__()
     try:
         for name, table in fragment.tables.items():
             con.register(name, table)
@@ -357,6 +389,7 @@ def _stream_fragment(
         log.info("kernel: %s: %s; running emsqrt's operators", type(exc).__name__, exc)
         return None
     finally:
+        watching.__exit__(None, None, None)
         if reader is not None:
             with contextlib.suppress(Exception):
                 reader.close()

@@ -533,6 +533,7 @@ class AggregateOp(PhysicalOp):
         try:
             pieces = sliced(source, self.ctx.batch_bytes)
             for t in pieces:
+                self.ctx.check_cancel()
                 if partitioner is not None:
                     partitioner.add(t)
                     continue

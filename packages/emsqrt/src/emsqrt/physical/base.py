@@ -13,7 +13,9 @@ Example::
 
 Subclasses implement ``_produce()``, a generator of record batches; the base class counts
 rows and bytes out, and holds a reservation for the batch it last returned until the next
-call, so batches in flight are inside the budget too.
+call, so batches in flight are inside the budget too. A loop that runs long without pulling
+or emitting a batch (a flush, a merge, a probe) calls ``self.ctx.check_cancel()`` per batch
+it handles, so a cancelled run stops within a batch (spill reads and writes check too).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class PhysicalOp:
         self._gen = self._produce()
 
     def next_batch(self) -> pa.RecordBatch | None:
+        self.ctx.check_cancel()  # per batch pulled, so a scan feeding an accumulator stops too
         if self._out_guard is not None:
             self._out_guard.release()
             self._out_guard = None

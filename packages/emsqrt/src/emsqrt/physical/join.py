@@ -114,6 +114,7 @@ class JoinOp(PhysicalOp):
         partitioner: Partitioner | None = None
         try:
             for t in rights:
+                ctx.check_cancel()
                 if guard.try_grow(_BUILD_FACTOR * t.nbytes, self._probe_room):
                     held.append(t)
                     self.note_peak(guard.nbytes)
@@ -275,6 +276,7 @@ class JoinOp(PhysicalOp):
                         left = left.append_column(_LID, ids)
                         l_off += left.num_rows
                         for start in range(0, left.num_rows, rows):
+                            ctx.check_cancel()
                             out = left.slice(start, rows).join(
                                 build,
                                 keys=self.lkeys,
@@ -335,6 +337,7 @@ class JoinOp(PhysicalOp):
         assert guard is not None
         try:
             for t in sliced(lefts, piece):
+                ctx.check_cancel()
                 need = int(factor * t.nbytes)
                 room = 2 * ctx.batch_bytes  # for the output batches downstream
                 if group and (gbytes + t.nbytes > limit or need + room > self.mem.available):

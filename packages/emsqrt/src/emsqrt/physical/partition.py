@@ -70,6 +70,7 @@ class Partitioner:
         self._add(table)
 
     def _add(self, table: pa.Table) -> None:
+        self.ctx.check_cancel()
         if self.buffered + table.nbytes > self.flush_bytes and self.buffer:
             self.flush()
         if not self.guard.try_grow(3 * table.nbytes):
@@ -93,6 +94,7 @@ class Partitioner:
         chunks = []  # (chunk reordered by partition, start offset of each partition)
         for table in self.buffer:
             for batch in table.to_batches():
+                self.ctx.check_cancel()
                 if batch.num_rows == 0:
                     continue
                 ids = partition_ids(pa.table(batch), self.keys, self.level, self.bits)
@@ -102,6 +104,7 @@ class Partitioner:
                 chunks.append((batch.take(pa.array(order)), starts))
         self.buffer = []
         for pid in range(nparts):
+            self.ctx.check_cancel()
             pieces = [
                 reordered.slice(int(starts[pid]), int(starts[pid + 1] - starts[pid]))
                 for reordered, starts in chunks

@@ -76,6 +76,7 @@ def external_sort(
     runs: list[SpillFile] = []
     try:
         for batch in batches:
+            ctx.check_cancel()
             t = spec.augment(pa.Table.from_batches([batch]))
             need = t.nbytes + _INDEX_BYTES * t.num_rows
             if not guard.try_grow(need, 2 * ctx.batch_bytes):
@@ -157,6 +158,7 @@ def _merge_all(
                 continue
             out = ctx.spill.create(f"{op.name}-pass{passes}")
             for table in _merge(op, spec, group, guard, per_run):
+                ctx.check_cancel()
                 out.append(table)
             op.stats.spilled_bytes += out.arrow_bytes
             op.stats.spill_files += 1
@@ -194,6 +196,7 @@ def _merge(
     seg = op.ctx.batch_bytes
     steps = 0
     while True:
+        op.ctx.check_cancel()
         steps += 1
         if steps % 32 == 0:
             release_memory()
