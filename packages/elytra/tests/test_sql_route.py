@@ -285,7 +285,7 @@ def test_a_declined_failed_run_bounds_the_lakes_rerun(
     assert isinstance(over, SQLRunFailedError)
     assert over.status == 503
     assert "BackendUnavailableError: the backend went away" in over.message, over.message
-    assert "gathered more than 16 MiB of rows into the coordinator" in over.message, over.message
+    assert "held more than 16 MiB of rows in the coordinator" in over.message, over.message
     assert "ELYTRA_DRIVER_MEM_CAP" in over.message, over.message
     assert "retry the query" in over.message, over.message
 

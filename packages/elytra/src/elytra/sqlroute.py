@@ -362,8 +362,8 @@ class _Gather:
     def exceeded(self, gathered: int) -> Exception:
         """The lake's rerun went past ``limit`` (``lake.interfaces.GatherBound``)."""
         return SQLRunFailedError(
-            f"{self._failure()}; the lake's planner, rerunning it, gathered more than "
-            f"{format_size(self.limit)} of rows into the coordinator's one process (a quarter "
+            f"{self._failure()}; the lake's planner, rerunning it, held more than "
+            f"{format_size(self.limit)} of rows in the coordinator's one process (a quarter "
             f"of ELYTRA_DRIVER_MEM_CAP; {format_size(gathered)} when it stopped), so it "
             f"stopped: {self.advice}"
         )

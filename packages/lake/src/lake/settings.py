@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ByteSize, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from platform_core import PackageSettings, PlatformSettings, package_settings
@@ -60,10 +60,11 @@ class LakeSettings(PackageSettings):
     query_threads: int = Field(2, ge=1)
     query_memory: str = "1GB"
     """DuckDB's memory_limit per query; DuckDB spills past it."""
-    max_gather_bytes: int = Field(1 << 30, ge=1024)
+    max_gather_bytes: ByteSize = Field(ByteSize(1 << 30), ge=1024)
     """Most rows (Arrow bytes, counted as they arrive) one query across several nodes may
-    gather into its coordinator, where its joins and final steps run in one process; past
-    it the query fails with 413 instead of taking the node's memory."""
+    hold in its coordinator: what its fragments send there and its final step's result
+    (that step runs in one process there); past it the query fails with 413 instead of
+    taking the node's memory. A number of bytes or a size (``512MiB``, ``1GB``)."""
     flight_port: int = Field(0, ge=0, le=65535)
     """Port of this node's Flight server; 0 (the default) takes any free one, which the node
     reports in its start line and gossips to its peers."""

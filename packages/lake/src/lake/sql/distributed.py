@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,7 @@ from ..interfaces import DistributedResult, GatherBound, LocalQueries, PeerGroup
 from ..memo import PLAN_BYTES_PER_CHAR, TEXT_BYTES_PER_CHAR, Memo, fingerprint, sql_cost
 from ..storage.chunks import ChunkStore
 from ..storage.manifest import Manifest
-from .gathered import GatherBudget
+from .gathered import GatherBudget, read_counted
 from .pushdown import TableRead, needs_every_column, plan_reads
 from .readonly import Statement
 
@@ -321,20 +322,24 @@ class Coordinator:
             ).run()
         if plan is not None:
             (name,) = manifests
-            table = engine.execute(
-                plan.final,
-                {},
-                {},
-                timeout=timeout,
-                query_id=query_id,
-                arrow_tables={PARTIALS: inputs[name]},
+            table = budget.read(
+                engine.stream(
+                    plan.final,
+                    {},
+                    {},
+                    timeout=timeout,
+                    query_id=query_id,
+                    arrow_tables={PARTIALS: inputs[name]},
+                )
             )
             names = self._output_names(local, stmt, manifests, timeout)
             table = table.rename_columns(names)
             kind = "partial aggregate"
         else:
-            table = engine.execute(
-                stmt.sql, {}, {}, timeout=timeout, query_id=query_id, arrow_tables=inputs
+            table = budget.read(  # the final step's rows are held here too
+                engine.stream(
+                    stmt.sql, {}, {}, timeout=timeout, query_id=query_id, arrow_tables=inputs
+                )
             )
             kind = "scan pushdown"
         final = plan.final if plan is not None else stmt.sql
@@ -501,9 +506,18 @@ class _Gather:
         """The fragment over ``refs`` on ``member``; a failure that another node may not
         have puts the chunks on ``failed`` for the next round."""
         shas = [r.sha256 for r in refs]
+        taken = 0
+
+        def take(nbytes: int) -> None:
+            nonlocal taken
+            taken += nbytes
+            self.budget.take(nbytes)
+
         try:
-            result, moved = self._fragment_on(member, shas)
+            result, moved = self._fragment_on(member, shas, take)
         except Exception as exc:
+            # the transfer's rows are dropped and read again elsewhere: counted once, there
+            self.budget.give_back(taken)
             self._failed(member, shas, refs, exc, failed)
             return
         with self.lock:
@@ -530,8 +544,11 @@ class _Gather:
                 for r in refs
             )
 
-    def _fragment_on(self, member: Any, shas: list[str]) -> tuple[pa.Table, int]:
-        """The fragment's result over ``shas`` on ``member``, and the bytes it moved here."""
+    def _fragment_on(
+        self, member: Any, shas: list[str], take: Callable[[int], None]
+    ) -> tuple[pa.Table, int]:
+        """The fragment's result over ``shas`` on ``member``, each batch's bytes counted by
+        ``take`` as it arrives, and the bytes it moved here."""
         if member.id == self.me:
             paths = self.local.chunk_paths_for(shas)  # repairs a corrupt one
             stream = self.local.stream(
@@ -541,21 +558,12 @@ class _Gather:
                 timeout=self.timeout,
                 query_id=f"frag-{new_id()}",
             )
-            batches = []
-            try:
-                while (batch := stream.next_batch()) is not None:
-                    self.budget.take(batch.nbytes)
-                    batches.append(batch)
-            finally:
-                stream.close()
-            return pa.Table.from_batches(batches, stream.schema), 0  # nothing crossed the network
+            return read_counted(stream, take), 0  # produced here: nothing crossed the network
         if self.coordinator.fail_hook is not None:
             self.coordinator.fail_hook(member.id, self.fragment)
         peer = self.peers.flight(member.flight, self.timeout)
         try:
-            result = peer.fragment(
-                self.fragment, {self.name: shas}, self.timeout, take=self.budget.take
-            )
+            result = peer.fragment(self.fragment, {self.name: shas}, self.timeout, take=take)
         finally:
             peer.close()
         return result, result.nbytes
