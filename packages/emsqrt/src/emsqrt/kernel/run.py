@@ -319,6 +319,25 @@ def run_statement(
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def _stream_failed(exc: Exception, rows: int, cap: int) -> Any:
+    """What DuckDB failing mid-stream means: before a row went out, ``_OUT_OF_MEMORY`` or
+    None (the operators run it); after, an error (rows sent on cannot be taken back)."""
+    import duckdb
+
+    oom = isinstance(exc, duckdb.OutOfMemoryException) or "Out of Memory" in str(exc)
+    if not rows:
+        if not oom:
+            log.info("kernel: %s: %s; running emsqrt's operators", type(exc).__name__, exc)
+        return _OUT_OF_MEMORY if oom else None
+    if oom:
+        raise CapTooSmallError(
+            f"the query ran out of memory under the cap of {cap} bytes after {rows} "
+            "rows of its result were sent on; raise the cap",
+            cap_bytes=cap,
+        ) from None
+    raise StreamBroken(rows, type(exc).__name__) from None
+
+
 def _stream_fragment(
     fragment: Fragment,
     cap: int,
@@ -355,19 +374,7 @@ def _stream_fragment(
             try:
                 batch = next(batches, None)
             except failures as exc:
-                oom = isinstance(exc, duckdb.OutOfMemoryException) or "Out of Memory" in str(exc)
-                if not rows and oom:
-                    return _OUT_OF_MEMORY
-                if not rows:
-                    log.info("kernel: %s: %s; running emsqrt's operators", type(exc).__name__, exc)
-                    return None
-                if oom:
-                    raise CapTooSmallError(
-                        f"the query ran out of memory under the cap of {cap} bytes after {rows} "
-                        "rows of its result were sent on; raise the cap",
-                        cap_bytes=cap,
-                    ) from None
-                raise StreamBroken(rows, type(exc).__name__) from None
+                return _stream_failed(exc, rows, cap)
             if batch is None:
                 break
             if not batch.num_rows:
