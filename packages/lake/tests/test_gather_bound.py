@@ -7,15 +7,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import duckdb
-import pyarrow as pa
-import pyarrow.flight as fl
 import pytest
 
 from lake import Client, TooLargeError
-from lake.cluster.membership import Member
 from lake.sql.distributed import Coordinator, _Gather
 from lake.sql.gathered import GatherBudget
 from lake.storage.manifest import ChunkRef, Manifest
@@ -25,6 +21,7 @@ from platform_core.schema import Field, Schema
 from .conftest import CHUNK
 from .test_cluster import peer, wait_for
 from .test_distributed_sql import three_nodes
+from .test_query_reuse import _Peers
 
 pytestmark = pytest.mark.slow
 
@@ -120,57 +117,19 @@ def test_a_budget_counts_from_every_thread_and_keeps_the_error() -> None:
     assert isinstance(budget.over, TooLargeError)
 
 
-class _Link:
-    """A peer whose transfer sends ``sent`` bytes and then, when the peer is dead, breaks."""
-
-    def __init__(self, peers: _Peers, addr: str) -> None:
-        self.peers, self.addr = peers, addr
-
-    def fragment(
-        self, sql: str, tables: dict[str, list[str]], timeout: float, take: Any = None
-    ) -> pa.Table:
-        take(self.peers.sent)
-        if self.addr in self.peers.dead:
-            raise fl.FlightUnavailableError("connection reset mid-transfer")
-        return pa.table({"n": pa.array([len(tables["t"])], pa.int64())})
-
-    def close(self) -> None:
-        pass
-
-
-class _Peers:
-    """Two members besides this one (b first, then c); b dies mid-transfer."""
-
-    me_id = "me"
-
-    def __init__(self, sent: int) -> None:
-        self.members = [Member(n, f"{n}:1", f"{n}:2", 1) for n in ("me", "b", "c")]
-        self.dead = {"b:2"}
-        self.sent = sent
-
-    def live_ids(self) -> list[str]:
-        return [m.id for m in self.members]
-
-    def candidates(self, sha: str, origin: str = "") -> list[Member]:
-        return [self.members[1], self.members[2]]
-
-    def flight(self, addr: str, timeout: float) -> _Link:
-        return _Link(self, addr)
-
-    def forget_flight(self, addr: str) -> None:
-        pass
-
-
 def test_a_transfer_cut_by_a_lost_node_is_counted_once() -> None:
     """A peer killed mid-transfer: its rows are dropped and its chunks read on another
     replica, so its bytes are given back (found from outside: a query gathering 464 MiB
     under a 512 MiB bound was refused at '512.2 MiB' when a peer was killed mid-query)."""
-    peers = _Peers(sent=600)
+    peers = _Peers()  # b first, then c
+    peers.dead.add("b:2")  # b breaks after sending its bytes
+    peers.sent = 600
     coordinator = Coordinator(peers, None)  # type: ignore[arg-type]
-    manifest = Manifest("t", 1, Schema([Field("n", "i64")]), (ChunkRef("a" * 64, 1, 1),))
+    manifest = Manifest("t", 1, Schema([Field("g", "i64")]), (ChunkRef("a" * 64, 1, 1),))
     budget = GatherBudget(1000, "q")  # 600 fits once, not twice
     got = _Gather(coordinator, None, "t", manifest, "SELECT", 30, [], [], budget).run()  # type: ignore[arg-type]
-    assert got.column("n").to_pylist() == [1]
+    assert got.column("__p0").to_pylist() == [1]
+    assert peers.served == ["c:2"]
     assert budget.taken == 600
 
 

@@ -112,6 +112,8 @@ class _Link:
     def fragment(
         self, sql: str, tables: dict[str, list[str]], timeout: float, take: Any = None
     ) -> pa.Table:
+        if take is not None:  # the bytes sent before a dead peer's transfer breaks
+            take(self.peers.sent)
         if self.addr in self.peers.dead:
             raise fl.FlightUnavailableError("connection refused")
         self.peers.served.append(self.addr)
@@ -133,6 +135,8 @@ class _Peers:
     def __init__(self) -> None:
         self.members = [Member(n, f"{n}:1", f"{n}:2", 1) for n in ("me", "b", "c")]
         self.dead: set[str] = set()
+        self.sent = 0
+        """Bytes each transfer sends (counted by the query's gather budget) before it ends."""
         self.forgotten: list[str] = []
         self.served: list[str] = []
 

@@ -39,8 +39,9 @@ __all__ = [
 
 
 class BatchStream(Protocol):
-    """A query's rows batch by batch (``lake.sql.engine.ResultStream``): ``next_batch()``
-    gives None at the end; ``close()`` stops the query and lets its sandbox go."""
+    """A query's rows batch by batch (``lake.sql.engine.ResultStream``, its first batch
+    already fetched when it is returned): ``next_batch()`` gives None at the end;
+    ``close()`` stops the query and lets its sandbox go."""
 
     schema: pa.Schema
 

@@ -158,8 +158,7 @@ def _merge_all(
                 continue
             out = ctx.spill.create(f"{op.name}-pass{passes}")
             for table in _merge(op, spec, group, guard, per_run):
-                ctx.check_cancel()
-                out.append(table)
+                out.append(table)  # each merge step and each append check the cancel
             op.stats.spilled_bytes += out.arrow_bytes
             op.stats.spill_files += 1
             for r in group:

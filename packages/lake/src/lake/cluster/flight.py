@@ -134,44 +134,20 @@ class LakeFlightServer(fl.FlightServerBase):  # type: ignore[misc]
                 yield pa.record_batch([pa.array([piece], pa.binary())], schema=_PIECES)
 
     def _fragment(self, req: dict[str, Any]) -> BatchStream:
-        """The fragment started here, its first batch fetched (most errors come before any
-        byte is sent, as the ticket's answer); the rest streams as the caller reads."""
+        """The fragment started here (the engine fetches its first batch, so most errors
+        are the ticket's answer before any byte is sent); the rest streams as it is read."""
         engine = self.runner
         sources = {}
         for name, shas in req["tables"].items():
             # verified; a corrupt chunk is repaired from a replica first (or refused)
             sources[name] = engine.chunk_paths_for([str(s) for s in shas])
-        stream = engine.stream(
+        return engine.stream(  # it fetches the first batch: most errors come before a byte
             str(req["sql"]),
             {},
             sources,
             timeout=float(req.get("timeout") or engine.timeout),
             query_id=f"frag-{new_id()}",
         )
-        try:
-            first = stream.next_batch()
-        except BaseException:
-            stream.close()
-            raise
-        return _Prefetched(stream, first)
-
-
-class _Prefetched:
-    """A fragment's stream with its first batch already fetched."""
-
-    def __init__(self, stream: BatchStream, first: pa.RecordBatch | None) -> None:
-        self.schema = stream.schema
-        self.stream = stream
-        self.first = first
-
-    def next_batch(self) -> pa.RecordBatch | None:
-        if self.first is not None:
-            batch, self.first = self.first, None
-            return batch
-        return self.stream.next_batch()
-
-    def close(self) -> None:
-        self.stream.close()
 
 
 def _served(stream: BatchStream) -> Iterator[pa.RecordBatch]:
